@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs the Debian packages the tests use when they are missing,
+# then `cargo test`. Tests that need root, /dev/kvm or hardware virtualization say so and skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v iasl >/dev/null || need+=(acpica-tools)
+command -v qemu-img >/dev/null || need+=(qemu-utils)
+command -v cc >/dev/null || need+=(gcc)
+if ((${#need[@]})); then
+    if [ "$(id -u)" -eq 0 ]; then
+        echo "test.sh: installing ${need[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+        echo "test.sh: missing ${need[*]}; run: sudo apt-get install -y ${need[*]}" >&2
+        exit 1
+    fi
+fi
+
+cargo test --locked "$@"

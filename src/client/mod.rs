@@ -1,0 +1,120 @@
+//! How the CLI and the TUI reach VMs: the [`Host`] trait (list, lifecycle, console) and its
+//! real implementation over the definition store and each VM's vmd control socket.
+//!
+//! The TUI and CLI only ever see this trait, so tests and benchmarks can drive them with a
+//! fake host; nothing here touches engine internals (only the protocol types in
+//! `engine::control`).
+
+use crate::config::{DefinitionError, VmConfig};
+use crate::engine::control::{RunState, VmInfo, VmStats};
+use std::io::{Read, Write};
+
+/// What `vmux list` shows about one defined VM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VmStatus {
+    /// The definition.
+    pub config: VmConfig,
+    /// Live state (`shut off` when no vmd runs).
+    pub state: RunState,
+    /// For `crashed`: why (guest fault with RIP, or "vmd exited unexpectedly").
+    pub reason: Option<String>,
+    /// vmd's pid while running or paused.
+    pub pid: Option<u32>,
+    /// vCPUs present now (running VMs; hot-add changes it).
+    pub vcpus: Option<u32>,
+}
+
+/// Errors from [`Host`] operations. Messages name the problem and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Definition store problems (unknown VM, invalid definition, I/O).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The operation needs a running VM.
+    #[error("VM '{0}' is not running; start it with `vmux start {0}`")]
+    NotRunning(String),
+    /// The operation needs a stopped VM.
+    #[error(
+        "VM '{0}' is already running; stop it first with `vmux shutdown {0}` or `vmux destroy {0}`"
+    )]
+    AlreadyRunning(String),
+    /// vmd refused or failed the command.
+    #[error("VM '{name}': {message}")]
+    Refused {
+        /// VM name.
+        name: String,
+        /// vmd's explanation.
+        message: String,
+    },
+    /// The VM could not be started; `message` carries vmd's own error.
+    #[error("cannot start VM '{name}': {message}")]
+    StartFailed {
+        /// VM name.
+        name: String,
+        /// Why.
+        message: String,
+    },
+    /// Talking to vmd failed.
+    #[error("lost contact with VM '{name}' (socket {socket})")]
+    Io {
+        /// VM name.
+        name: String,
+        /// The control socket path.
+        socket: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// vmd sent something that is not the protocol.
+    #[error("VM '{name}' answered with an invalid message: {detail}")]
+    Protocol {
+        /// VM name.
+        name: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// A raw console connection: bytes read are guest serial output, bytes written are input.
+pub struct Console {
+    /// Guest output (ring-buffer history first when asked for).
+    pub output: Box<dyn Read + Send>,
+    /// Guest input.
+    pub input: Box<dyn Write + Send>,
+}
+
+/// Everything the CLI and TUI can do with VMs on this host.
+pub trait Host: Send + Sync {
+    /// Every definition with its live state; unusable definition files appear as errors.
+    fn list(&self) -> Vec<Result<VmStatus, DefinitionError>>;
+    /// One VM's definition and live state.
+    fn status(&self, name: &str) -> Result<VmStatus, ClientError>;
+    /// Live facts from vmd (running VMs).
+    fn info(&self, name: &str) -> Result<VmInfo, ClientError>;
+    /// Latest stats sample from vmd (running VMs).
+    fn stats(&self, name: &str) -> Result<VmStats, ClientError>;
+    /// Saves a new definition (refuses an existing name).
+    fn define(&self, config: &VmConfig) -> Result<(), ClientError>;
+    /// Replaces an existing definition (takes effect at next start).
+    fn update(&self, config: &VmConfig) -> Result<(), ClientError>;
+    /// Deletes a definition (refused while the VM runs).
+    fn undefine(&self, name: &str) -> Result<(), ClientError>;
+    /// Sets or clears the autostart flag.
+    fn set_autostart(&self, name: &str, enabled: bool) -> Result<(), ClientError>;
+    /// Spawns vmd for `name` and returns once the guest runs (or with vmd's error).
+    fn start(&self, name: &str) -> Result<(), ClientError>;
+    /// Presses the ACPI power button; returns without waiting for the guest.
+    fn shutdown(&self, name: &str) -> Result<(), ClientError>;
+    /// Stops the VM at once.
+    fn destroy(&self, name: &str) -> Result<(), ClientError>;
+    /// Graceful reboot (power button, then boot again).
+    fn reboot(&self, name: &str) -> Result<(), ClientError>;
+    /// Hard reset.
+    fn reset(&self, name: &str) -> Result<(), ClientError>;
+    /// Pauses all vCPUs.
+    fn suspend(&self, name: &str) -> Result<(), ClientError>;
+    /// Resumes after `suspend`.
+    fn resume(&self, name: &str) -> Result<(), ClientError>;
+    /// Opens a raw console stream; with `history`, earlier output (≤ 1 MiB) comes first.
+    fn console(&self, name: &str, history: bool) -> Result<Console, ClientError>;
+}

@@ -1,0 +1,67 @@
+//! User intent, on disk: VM definitions (`VmConfig`) with their validation, the definition
+//! store (atomic writes) and the directories vmux keeps things in (`Paths`, `VMUX_HOME`).
+//!
+//! Nothing here talks to KVM or to vmd; the CLI, the TUI and vmd all read definitions through
+//! this module.
+
+mod atomic;
+mod paths;
+mod size;
+mod store;
+mod vm;
+
+pub use atomic::write_atomic;
+pub use paths::Paths;
+pub use size::{format_size, parse_size};
+pub use store::parse_definition;
+pub use store::{DefinitionError, Store};
+pub use vm::{BootConfig, DEFAULT_MEMORY_BYTES, VmConfig, default_max_vcpus, validate_name};
+
+use std::path::PathBuf;
+
+/// Errors reading, validating or writing definitions.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No home directory / XDG dirs could be determined.
+    #[error("cannot determine where vmux keeps its files; set VMUX_HOME=<dir> or HOME")]
+    NoHome,
+    /// A directory could not be created.
+    #[error("cannot create directory {}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file could not be written atomically.
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A definition file does not parse or does not validate.
+    #[error(transparent)]
+    Definition(#[from] DefinitionError),
+    /// The definition is well-formed but asks for something impossible.
+    #[error("{0}")]
+    Invalid(String),
+    /// No VM of that name is defined.
+    #[error("no VM named '{0}' is defined; `vmux list --all` shows the defined VMs")]
+    UnknownVm(String),
+    /// A VM of that name is already defined.
+    #[error("a VM named '{0}' is already defined; pick another name or `vmux undefine {0}` first")]
+    VmExists(String),
+}

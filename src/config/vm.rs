@@ -1,0 +1,232 @@
+//! `VmConfig`: one VM's definition as the user wrote it (`vms/<name>.toml`), and `validate()`.
+//!
+//! ```toml
+//! name = "web1"
+//! vcpus = 2
+//! max_vcpus = 8
+//! memory = "1G"
+//! autostart = false
+//!
+//! [boot]
+//! source = "kernel"          # or "demo"
+//! kernel = "/srv/vmlinuz"
+//! initrd = "/srv/initrd.img"
+//! cmdline = "console=ttyS0"
+//! ```
+
+use super::size::{format_size, parse_size};
+use crate::engine::layout::{CMDLINE_MAX_SIZE, MAX_VCPUS};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Memory a VM gets when the user does not say.
+pub const DEFAULT_MEMORY_BYTES: u64 = 256 << 20;
+/// Smallest memory accepted.
+const MIN_MEMORY_BYTES: u64 = 16 << 20;
+/// Memory must be a multiple of this (huge-page friendly, and what the e820 map assumes).
+const MEMORY_ALIGN: u64 = 2 << 20;
+
+/// One VM definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmConfig {
+    /// Unique name: `[A-Za-z0-9._-]`, at most 64 characters.
+    pub name: String,
+    /// vCPUs at boot.
+    pub vcpus: u32,
+    /// Most vCPUs this VM can be hot-added up to (ACPI makes room for them at boot).
+    pub max_vcpus: u32,
+    /// Guest RAM, written as a size (`"256M"`, `"2G"`).
+    #[serde(with = "size_string")]
+    pub memory: u64,
+    /// Start with `vmux autostart-all` (host boot).
+    #[serde(default)]
+    pub autostart: bool,
+    /// What to boot.
+    pub boot: BootConfig,
+}
+
+/// The boot source of a definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BootConfig {
+    /// The built-in demo guest (embedded in the vmux binary).
+    Demo,
+    /// A kernel (bzImage, vmlinux or static ELF64) with optional initrd and command line.
+    Kernel {
+        /// Absolute path of the kernel.
+        kernel: PathBuf,
+        /// Absolute path of the initramfs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        initrd: Option<PathBuf>,
+        /// Kernel command line.
+        #[serde(default)]
+        cmdline: String,
+    },
+}
+
+impl VmConfig {
+    /// A definition with defaults: 1 vCPU (hot-add up to 4), 256 MiB.
+    pub fn new(name: &str, boot: BootConfig) -> VmConfig {
+        VmConfig {
+            name: name.to_string(),
+            vcpus: 1,
+            max_vcpus: default_max_vcpus(1),
+            memory: DEFAULT_MEMORY_BYTES,
+            autostart: false,
+            boot,
+        }
+    }
+
+    /// Checks everything that can be checked without touching the host: name, counts, sizes,
+    /// command line. Host checks (files readable, memory available) are the caller's.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_name(&self.name)?;
+        if self.vcpus == 0 {
+            return Err("vcpus must be at least 1".into());
+        }
+        if self.max_vcpus < self.vcpus {
+            return Err(format!(
+                "max_vcpus ({}) is below vcpus ({}); raise --max-vcpus or lower --vcpus",
+                self.max_vcpus, self.vcpus
+            ));
+        }
+        if self.max_vcpus > MAX_VCPUS {
+            return Err(format!(
+                "max_vcpus ({}) is above the limit of {MAX_VCPUS}",
+                self.max_vcpus
+            ));
+        }
+        if self.memory < MIN_MEMORY_BYTES {
+            return Err(format!(
+                "memory {} is too small; give at least {}",
+                format_size(self.memory),
+                format_size(MIN_MEMORY_BYTES)
+            ));
+        }
+        if !self.memory.is_multiple_of(MEMORY_ALIGN) {
+            return Err(format!(
+                "memory {} is not a multiple of 2M; try {}",
+                format_size(self.memory),
+                format_size(self.memory.div_ceil(MEMORY_ALIGN) * MEMORY_ALIGN)
+            ));
+        }
+        if let BootConfig::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } = &self.boot
+        {
+            if !kernel.is_absolute() {
+                return Err(format!("kernel path {} must be absolute", kernel.display()));
+            }
+            if let Some(initrd) = initrd.as_ref().filter(|p| !p.is_absolute()) {
+                return Err(format!("initrd path {} must be absolute", initrd.display()));
+            }
+            if cmdline.len() >= CMDLINE_MAX_SIZE {
+                return Err(format!(
+                    "the kernel command line is {} bytes; the limit is {}",
+                    cmdline.len(),
+                    CMDLINE_MAX_SIZE - 1
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `max_vcpus` when the user gives none: room to hot-add (twice `vcpus`, at least 4).
+pub fn default_max_vcpus(vcpus: u32) -> u32 {
+    vcpus.saturating_mul(2).clamp(4, MAX_VCPUS).max(vcpus)
+}
+
+/// Checks a VM name: 1..=64 characters of `[A-Za-z0-9._-]`, not starting with `.` or `-`.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if name.is_empty() || name.len() > 64 || !valid_chars || name.starts_with(['.', '-']) {
+        return Err(format!(
+            "'{name}' is not a valid name; use 1-64 characters from A-Z a-z 0-9 . _ - (not starting with . or -)"
+        ));
+    }
+    Ok(())
+}
+
+mod size_string {
+    use super::{format_size, parse_size};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_size(*bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Bytes(u64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
+            Raw::Bytes(b) => Ok(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo(name: &str) -> VmConfig {
+        VmConfig::new(name, BootConfig::Demo)
+    }
+
+    #[test]
+    fn default_definition_is_valid_and_can_grow() {
+        let cfg = demo("demo");
+        assert_eq!(cfg.validate(), Ok(()));
+        assert!(cfg.max_vcpus > cfg.vcpus);
+    }
+
+    #[test]
+    fn names_with_slashes_or_spaces_are_refused() {
+        for bad in ["", "a/b", "a b", ".hidden", "-x", &"x".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_name("web-1.prod_2").is_ok());
+    }
+
+    #[test]
+    fn vcpus_above_max_is_refused_with_both_numbers() {
+        let mut cfg = demo("a");
+        cfg.vcpus = 4;
+        cfg.max_vcpus = 2;
+        let err = cfg.validate().expect_err("must fail");
+        assert!(err.contains("(2)") && err.contains("(4)"), "{err}");
+    }
+
+    #[test]
+    fn memory_not_multiple_of_2m_suggests_a_fix() {
+        let mut cfg = demo("a");
+        cfg.memory = (100 << 20) + 1;
+        assert!(cfg.validate().expect_err("must fail").contains("try"));
+    }
+
+    #[test]
+    fn toml_round_trip_keeps_human_sizes() {
+        let cfg = VmConfig {
+            boot: BootConfig::Kernel {
+                kernel: "/k".into(),
+                initrd: None,
+                cmdline: "console=ttyS0".into(),
+            },
+            ..demo("web1")
+        };
+        let text = toml::to_string(&cfg).expect("serialize");
+        assert!(text.contains("memory = \"256M\""), "{text}");
+        let back: VmConfig = toml::from_str(&text).expect("parse");
+        assert_eq!(back, cfg);
+    }
+}

@@ -1,0 +1,291 @@
+//! The vmd control protocol: the commands a client sends, the replies it gets back and the
+//! events vmd pushes. Newline-delimited JSON over the VM's Unix socket; see
+//! `docs/control-protocol.md` for the wire format with examples.
+//!
+//! Commands are imperative (`Pause`), events are facts (`StateChanged`). These types are shared
+//! by the server (`src/vmd`) and every client (`src/client`), so they live beside the engine
+//! and depend on nothing but serde.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol, reported by `info`; bump on incompatible changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// One request line: `{"id": 7, "cmd": "pause"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the client, echoed in the reply.
+    pub id: u64,
+    /// What to do.
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+/// Everything a client can ask vmd to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    /// Reply with [`VmInfo`].
+    Info,
+    /// Reply with the latest [`VmStats`] sample.
+    Stats,
+    /// Stop all vCPUs; the guest's clock stops with them.
+    Pause,
+    /// Continue after `pause`.
+    Resume,
+    /// Press the ACPI power button; the guest decides whether and when to power off.
+    Shutdown,
+    /// Stop the VM at once (like pulling the plug); vmd exits.
+    Destroy,
+    /// Graceful reboot: press the power button and boot again when the guest powers off.
+    Reboot,
+    /// Hard reset: restart the VM from its boot image at once.
+    Reset,
+    /// Push events (`state`, `stats` each second, `exited`, ...) on this connection.
+    Subscribe,
+    /// Switch this connection to a raw console stream: after the `ok` reply every byte from
+    /// vmd is guest serial output and every byte to vmd is guest input. With `history`, the
+    /// ring buffer (up to 1 MiB of earlier output) is sent first.
+    Console {
+        /// Send the buffered earlier output before live output.
+        #[serde(default)]
+        history: bool,
+    },
+}
+
+/// One reply line: `{"id": 7, "ok": true, "result": {...}}` or
+/// `{"id": 7, "ok": false, "error": {"kind": "not_running", "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The request's id.
+    pub id: u64,
+    /// Whether the command succeeded.
+    pub ok: bool,
+    /// The command's result, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<ReplyResult>,
+    /// Why the command failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ProtocolError>,
+}
+
+/// Results of the commands that return data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReplyResult {
+    /// Reply to `info`.
+    Info(Box<VmInfo>),
+    /// Reply to `stats`.
+    Stats(Box<VmStats>),
+}
+
+/// A command that failed, as sent on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProtocolError {
+    /// Machine-readable class.
+    pub kind: ErrorKind,
+    /// Sentence-case explanation naming the problem and the fix.
+    pub message: String,
+}
+
+/// Classes of command failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The line was not a valid request.
+    BadRequest,
+    /// The VM is in a state where the command makes no sense (e.g. `resume` while running).
+    InvalidState,
+    /// The engine failed to carry the command out.
+    Engine,
+}
+
+/// A line vmd sends without being asked, on connections that sent `subscribe`:
+/// `{"event": "state", "state": "paused"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The VM changed state.
+    State {
+        /// The new state.
+        state: RunState,
+        /// For `crashed`, why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A stats sample, pushed once per second.
+    Stats(Box<VmStats>),
+    /// The set of online vCPUs changed (hotplug).
+    Vcpus {
+        /// vCPUs now present.
+        vcpus: u32,
+    },
+    /// The guest did something wrong that vmd survived (bad register write, malformed
+    /// descriptor chain); informational.
+    GuestError {
+        /// What happened.
+        message: String,
+    },
+    /// The VM is over and vmd is about to exit.
+    Exited {
+        /// Why it ended.
+        reason: ExitReason,
+    },
+}
+
+/// Anything vmd writes on a control connection: a reply or an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ServerMessage {
+    /// Answer to a request.
+    Reply(Reply),
+    /// Pushed fact.
+    Event(Event),
+}
+
+/// Lifecycle state of a VM as users see it (`vmux list`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// vmd is up, the guest is executing.
+    Running,
+    /// vCPUs are stopped by `pause`.
+    Paused,
+    /// Powered off; no vmd process.
+    ShutOff,
+    /// The guest faulted or vmd died; see the reason.
+    Crashed,
+}
+
+impl RunState {
+    /// The words `vmux list` prints, matching virsh.
+    pub fn label(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Paused => "paused",
+            RunState::ShutOff => "shut off",
+            RunState::Crashed => "crashed",
+        }
+    }
+}
+
+/// Why a VM ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExitReason {
+    /// The guest powered off (ACPI S5).
+    PowerOff,
+    /// `destroy` was requested.
+    Destroyed,
+    /// The guest wrote to the debug-exit port; `code` is the value it wrote.
+    DebugExit {
+        /// Value written to port 0xf4.
+        code: u32,
+    },
+    /// The guest (or the engine) failed; `reason` names RIP and instruction bytes when known.
+    Crashed {
+        /// Human-readable cause.
+        reason: String,
+    },
+}
+
+/// Reply to `info`: what a running VM is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmInfo {
+    /// VM name.
+    pub name: String,
+    /// Current state (`running` or `paused` while vmd answers).
+    pub state: RunState,
+    /// vmd's process id.
+    pub pid: u32,
+    /// vCPUs present now.
+    pub vcpus: u32,
+    /// Largest vCPU count this boot can grow to.
+    pub max_vcpus: u32,
+    /// Guest RAM in bytes.
+    pub memory_bytes: u64,
+    /// Seconds since the Unix epoch when this boot started.
+    pub started_at: u64,
+    /// Boots in this vmd (1 + reboots and resets).
+    pub boots: u32,
+    /// `info`'s protocol version, [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+}
+
+/// One vCPU's counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VcpuStats {
+    /// vCPU index (= APIC id).
+    pub index: u32,
+    /// Host thread id of `vcpuN`.
+    pub tid: u32,
+    /// Host CPU time consumed by the thread, nanoseconds.
+    pub cpu_time_ns: u64,
+    /// CPU use over the last sample interval, percent of one host CPU.
+    pub cpu_percent: f64,
+    /// VM exits handled by this vCPU since boot.
+    pub exits: u64,
+}
+
+/// A stats sample (vmd samples once per second).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmStats {
+    /// Milliseconds since this boot started.
+    pub uptime_ms: u64,
+    /// Per-vCPU counters.
+    pub vcpus: Vec<VcpuStats>,
+    /// Sum of the vCPUs' CPU use, percent of one host CPU.
+    pub cpu_percent: f64,
+    /// Guest RAM size in bytes.
+    pub memory_bytes: u64,
+    /// Guest RAM pages the guest has touched (resident), in bytes.
+    pub memory_touched_bytes: u64,
+    /// vmd's resident set size, in bytes (includes touched guest RAM).
+    pub rss_bytes: u64,
+    /// VM exits since boot, all vCPUs.
+    pub exits: u64,
+    /// VM exits per second over the last sample interval.
+    pub exits_per_sec: f64,
+    /// Bytes the guest wrote to its serial console since boot.
+    pub serial_out_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_format_is_flat() {
+        let req = Request {
+            id: 7,
+            command: Command::Console { history: true },
+        };
+        let line = serde_json::to_string(&req).expect("serialize");
+        assert_eq!(line, r#"{"id":7,"cmd":"console","history":true}"#);
+        let back: Request = serde_json::from_str(r#"{"id":1,"cmd":"pause"}"#).expect("parse");
+        assert_eq!(back.command, Command::Pause);
+    }
+
+    #[test]
+    fn events_and_replies_are_told_apart() {
+        let ev = r#"{"event":"state","state":"paused"}"#;
+        let msg: ServerMessage = serde_json::from_str(ev).expect("parse event");
+        assert!(matches!(
+            msg,
+            ServerMessage::Event(Event::State {
+                state: RunState::Paused,
+                ..
+            })
+        ));
+        let reply = r#"{"id":3,"ok":false,"error":{"kind":"invalid_state","message":"x"}}"#;
+        let msg: ServerMessage = serde_json::from_str(reply).expect("parse reply");
+        assert!(matches!(
+            msg,
+            ServerMessage::Reply(Reply {
+                id: 3,
+                ok: false,
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,76 @@
+//! The VMM: one KVM virtual machine with its vCPU threads and devices.
+//!
+//! This is the only module allowed `unsafe`; every block carries a `// SAFETY:` comment.
+//! Callers (vmd) see three things: a [`VmSpec`] saying what to build, a [`Vm`] that owns the
+//! machine, and a cloneable [`VmHandle`] for controlling it from other threads. One `Vm` is one
+//! boot: a reboot or reset ends it with [`ExitReason`]-like [`VmExit::Reset`] and vmd builds a
+//! fresh one from the same spec.
+
+pub mod control;
+pub mod layout;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What to boot.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BootSpec {
+    /// A kernel file on the host: Linux bzImage, ELF vmlinux, or a static ELF64 program.
+    Kernel {
+        /// Path to the kernel image.
+        kernel: PathBuf,
+        /// Optional initramfs, loaded at the top of low RAM.
+        initrd: Option<PathBuf>,
+        /// Kernel command line (without NUL; at most `layout::CMDLINE_MAX_SIZE - 1` bytes).
+        cmdline: String,
+    },
+    /// An ELF64 image held in memory (the built-in demo guest).
+    Image {
+        /// The ELF file's bytes.
+        elf: Arc<[u8]>,
+        /// Command line placed in the zero page.
+        cmdline: String,
+    },
+}
+
+/// Everything the engine needs to build one VM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VmSpec {
+    /// VM name (used in thread names and error messages).
+    pub name: String,
+    /// vCPUs started at boot (APIC ids `0..vcpus`).
+    pub vcpus: u32,
+    /// vCPUs the ACPI tables make room for (`vcpus..max_vcpus` are online-capable).
+    pub max_vcpus: u32,
+    /// Guest RAM in bytes (multiple of 2 MiB).
+    pub memory_bytes: u64,
+    /// The boot image.
+    pub boot: BootSpec,
+}
+
+/// Receives the guest's serial output. Called on vCPU threads with the UART's bytes; must
+/// return promptly and never block on a reader (vmd buffers into its ring buffer).
+pub trait SerialSink: Send + Sync {
+    /// The guest wrote `bytes` to COM1.
+    fn write(&self, bytes: &[u8]);
+}
+
+/// How one boot of a VM ended ([`Vm::wait`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmExit {
+    /// The guest powered off (ACPI S5).
+    PowerOff,
+    /// The guest (i8042, ACPI reset register, triple fault handled as reset is *not* included:
+    /// a triple fault is a crash) or [`VmHandle::reset`] asked for a reset: boot again.
+    Reset,
+    /// [`VmHandle::destroy`] was called.
+    Destroyed,
+    /// The guest wrote `code` to the debug-exit port.
+    DebugExit(u32),
+    /// The guest or the engine failed; names RIP and instruction bytes when known.
+    Crashed(String),
+}
+
+mod vm;
+
+pub use vm::{EngineError, EngineStats, VcpuCounters, Vm, VmHandle};

@@ -1,0 +1,12 @@
+//! vmux: virt-manager in a terminal, over its own KVM engine.
+//!
+//! Module walls (see ARCHITECTURE.md): `engine` is the VMM and the only place with `unsafe`;
+//! `vmd` is the per-VM process around it; `client` is how the CLI and TUI reach vmd; `config`
+//! holds definitions; `cli` and `tui` are the two faces.
+
+pub mod engine;
+
+#[forbid(unsafe_code)]
+pub mod client;
+#[forbid(unsafe_code)]
+pub mod config;
