@@ -10,8 +10,8 @@ use std::process::{Command, ExitCode, Stdio};
 
 /// The hidden subcommand that runs vmd: `vmux __vmd NAME`.
 pub const SUBCOMMAND: &str = "__vmd";
-/// Set on the re-executed vmd so it knows it is the detached one.
-const DETACHED_ENV: &str = "VMUX_VMD_DETACHED";
+/// Set on the re-executed vmd so it knows it is the detached one (clients clear it).
+pub const DETACHED_ENV: &str = "VMUX_VMD_DETACHED";
 /// The readiness line for success.
 pub const READY_LINE: &str = "ready";
 /// The prefix of the readiness line for failure.

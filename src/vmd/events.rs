@@ -92,6 +92,11 @@ impl EventBus {
         self.lock().take();
     }
 
+    /// Whether [`EventBus::close`] was called (the VM is over).
+    pub fn is_closed(&self) -> bool {
+        self.lock().is_none()
+    }
+
     /// Waits until every subscription has been dropped (its owner wrote out what was queued),
     /// at most `timeout`. Returns whether they all went.
     pub fn wait_drained(&self, timeout: Duration) -> bool {

@@ -29,7 +29,8 @@ mod supervisor;
 #[cfg(test)]
 mod fake;
 
-pub use detach::{ERROR_PREFIX, READY_LINE, SUBCOMMAND};
+pub use boot::error_chain;
+pub use detach::{DETACHED_ENV, ERROR_PREFIX, READY_LINE, SUBCOMMAND};
 pub use ring::CONSOLE_RING_BYTES;
 
 use std::fs;
@@ -264,3 +265,6 @@ impl Vmd {
         reason
     }
 }
+
+#[cfg(test)]
+mod tests;

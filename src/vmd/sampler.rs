@@ -11,14 +11,14 @@ use super::supervisor::Supervisor;
 /// Time between samples.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Starts the sampler; it takes a first sample at once and runs until the process exits.
+/// Starts the sampler; it takes a first sample at once and runs until the VM is over.
 pub fn spawn(sup: Arc<Supervisor>) -> io::Result<()> {
     std::thread::Builder::new()
         .name("stats".into())
         .spawn(move || {
             let mut sampler = Sampler::default();
             let mut next = Instant::now();
-            loop {
+            while !sup.events().is_closed() {
                 if let Some(view) = sup.boot_view() {
                     let engine = view.control.stats();
                     let host = HostReadings::read(engine.vcpus.iter().map(|v| v.tid));

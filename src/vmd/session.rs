@@ -190,6 +190,10 @@ fn spawn_forwarder(sub: Subscription, writer: Writer) -> io::Result<()> {
                     break;
                 }
             }
+            // The bus closed after `exited` (or the client left): nothing more will come, so
+            // end the connection rather than leave the client waiting.
+            let stream = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
             // Dropping `sub` here tells the bus this subscriber has written all it will.
         })
         .map(drop)
