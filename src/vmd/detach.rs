@@ -45,8 +45,12 @@ pub fn respawn(name: &str) -> ExitCode {
     }
 }
 
-/// Leaves the client's session and terminal, and stops reading its stdin.
+/// Leaves the client's session, terminal and working directory (a daemon must not keep a
+/// filesystem busy), and stops reading its stdin.
 pub fn new_session() {
+    if let Err(e) = std::env::set_current_dir("/") {
+        log::debug!("chdir /: {e}");
+    }
     if let Err(e) = nix::unistd::setsid() {
         // Already a session leader (started by hand with setsid): nothing to leave.
         log::debug!("setsid: {e}");

@@ -98,10 +98,19 @@ pub fn main(name: &str) -> ExitCode {
     if !detach::is_detached() {
         return detach::respawn(name);
     }
+    // Resolve directories before leaving the caller's working directory (VMUX_HOME may be
+    // relative to it).
+    let paths = match Paths::from_env().map(absolute) {
+        Ok(paths) => paths,
+        Err(e) => {
+            detach::report_error(&boot::error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
     detach::new_session();
     // Before any thread exists, so all of them inherit the mask.
     let signal_set = signals::block();
-    let log_file = match open_log(name) {
+    let log_file = match open_log(&paths, name) {
         Ok(file) => file,
         Err(e) => {
             detach::report_error(&boot::error_chain(&e));
@@ -110,10 +119,7 @@ pub fn main(name: &str) -> ExitCode {
     };
     logger::init();
     log::info!("vmd {} starting for VM '{name}'", std::process::id());
-    let started = Paths::from_env()
-        .map_err(VmdError::Paths)
-        .and_then(|paths| Vmd::start(&paths, name, Arc::new(KvmEngine)));
-    let vmd = match started {
+    let vmd = match Vmd::start(&paths, name, Arc::new(KvmEngine)) {
         Ok(vmd) => vmd,
         Err(e) => {
             let message = boot::error_chain(&e);
@@ -132,9 +138,19 @@ pub fn main(name: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `paths` with every root made absolute against the current directory.
+fn absolute(paths: Paths) -> Paths {
+    let abs = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+    Paths {
+        config: abs(paths.config),
+        data: abs(paths.data),
+        state: abs(paths.state),
+        runtime: abs(paths.runtime),
+    }
+}
+
 /// Opens (rotating when large) `vmd.log` and points stderr at it.
-fn open_log(name: &str) -> Result<fs::File, VmdError> {
-    let paths = Paths::from_env().map_err(VmdError::Paths)?;
+fn open_log(paths: &Paths, name: &str) -> Result<fs::File, VmdError> {
     paths.ensure().map_err(VmdError::Paths)?;
     let dir = paths.vm_state_dir(name);
     let path = dir.join("vmd.log");
