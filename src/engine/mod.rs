@@ -71,6 +71,13 @@ pub enum VmExit {
     Crashed(String),
 }
 
+mod boot;
+mod cpuid;
+mod devices;
+mod kvm;
+mod lifecycle;
+mod memory;
+mod vcpu;
 mod vm;
 
 pub use vm::{EngineError, EngineStats, VcpuCounters, Vm, VmHandle};
