@@ -8,7 +8,7 @@
 use acpi_tables::{Aml, AmlSink};
 
 /// AML (or table) bytes that are already encoded; emitted verbatim.
-pub(super) struct Encoded(pub(super) Vec<u8>);
+pub(super) struct Encoded(Vec<u8>);
 
 impl Aml for Encoded {
     fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {

@@ -13,7 +13,7 @@
 use acpi_tables::aml::{Name, Package, Path, Scope, ZERO};
 use acpi_tables::sdt::Sdt;
 
-use super::aml_util::{Encoded, encode};
+use super::aml_util::{Encoded, encode, encoded};
 use super::{AcpiConfig, OEM_ID, OEM_REVISION, cpus, ged, legacy, oem_table_id};
 use crate::engine::layout;
 
@@ -54,10 +54,10 @@ pub(super) fn build(cfg: &AcpiConfig) -> Vec<u8> {
 /// sleep control register to power off.
 fn s5() -> Encoded {
     let slp_typ = layout::ACPI_S5_SLP_TYP;
-    Encoded(encode(&Name::new(
+    encoded(&Name::new(
         Path::new("\\_S5_"),
         &Package::new(vec![&slp_typ, &ZERO, &ZERO, &ZERO]),
-    )))
+    ))
 }
 
 #[cfg(test)]
@@ -95,6 +95,23 @@ mod tests {
         assert_eq!(dsl.matches("\"ACPI0007\"").count(), 8, "{dsl}");
         assert!(dsl.contains("Device (C007)"), "{dsl}");
         assert!(!dsl.contains("Device (C008)"), "{dsl}");
+    }
+
+    #[test]
+    fn com1_decodes_0x3f8_with_isa_irq_4() {
+        let dsl = iasl::disassemble(&build(&CFG));
+
+        let com1 = &dsl[dsl.find("Device (COM1)").expect("COM1 device")..];
+        let com1 = &com1[..com1.find("Device (PWRB)").expect("PWRB after COM1")];
+        assert!(
+            com1.contains("0x03F8,             // Range Minimum"),
+            "{com1}"
+        );
+        assert!(com1.contains("0x08,               // Length"), "{com1}");
+        assert!(
+            com1.contains("IRQNoFlags ()\n                    {4}"),
+            "{com1}"
+        );
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub(super) fn power_button_event() -> GedEvent {
 
 /// `Device (GED_)`, to be placed in `\_SB_`, handling `events` in order.
 pub(super) fn device(events: &[GedEvent]) -> Encoded {
+    // ResourceConsumer, Edge, ActiveHigh, Exclusive: the GED device pulses its line.
     let interrupt = Interrupt::new(true, true, false, false, layout::GED_GSI);
     let resources = ResourceTemplate::new(vec![&interrupt]);
     let port = u32::from(layout::GED_PORT);
@@ -94,4 +95,49 @@ fn evt_method(events: &[GedEvent]) -> Encoded {
         body.push(branch);
     }
     encoded(&Method::new(Path::new("_EVT"), 1, true, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::aml_util::encode;
+    use super::super::iasl;
+    use super::*;
+    use acpi_tables::aml::{Method as AmlMethod, Scope};
+    use acpi_tables::sdt::Sdt;
+
+    /// A DSDT holding only the GED with `events` and a method `\TEST` each test event calls.
+    fn dsdt_with(events: &[GedEvent]) -> Vec<u8> {
+        let test_method = AmlMethod::new(Path::new("TEST"), 0, false, vec![]);
+        let ged = device(events);
+        let system_bus = Scope::new(Path::new("\\_SB_"), vec![&ged]);
+        let pwrb = encode(&acpi_tables::aml::Device::new(
+            Path::new("\\_SB_.PWRB"),
+            vec![&Name::new(Path::new("_UID"), &0u8)],
+        ));
+        let mut dsdt = Sdt::new(*b"DSDT", 36, 6, *b"VMUX  ", *b"VMUXTEST", 1);
+        let mut body = encode(&test_method);
+        body.extend(pwrb);
+        body.extend(encode(&system_bus));
+        dsdt.append_slice(&body);
+        dsdt.as_slice().to_vec()
+    }
+
+    #[test]
+    fn each_event_bit_gets_its_own_branch_after_one_read() {
+        let cpu_event = GedEvent {
+            mask: layout::GED_EVENT_CPU_HOTPLUG,
+            action: encoded(&acpi_tables::aml::MethodCall::new(
+                Path::new("\\TEST"),
+                vec![],
+            )),
+        };
+        let dsl = iasl::disassemble(&dsdt_with(&[cpu_event, power_button_event()]));
+
+        assert_eq!(dsl.matches("= GDAT").count(), 1, "{dsl}");
+        assert!(dsl.contains("(Local0 & 0x02)"), "{dsl}");
+        assert!(dsl.contains("\\TEST ()"), "{dsl}");
+        assert!(dsl.contains("(Local0 & 0x08)"), "{dsl}");
+        let report = iasl::compile(&dsl);
+        assert_eq!(report.errors, 0, "{}", report.output);
+    }
 }

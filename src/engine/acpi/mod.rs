@@ -212,8 +212,10 @@ impl Placer {
     /// Places an encoded table (its signature is its first four bytes) at the next aligned
     /// address, or refuses if it would end past the limit.
     fn place(&mut self, bytes: Vec<u8>) -> Result<AcpiTable, AcpiError> {
-        let mut signature = [0u8; 4];
-        signature.copy_from_slice(&bytes[..4]);
+        let signature: [u8; 4] = bytes
+            .get(..4)
+            .and_then(|s| s.try_into().ok())
+            .expect("every ACPI table starts with its 4-byte signature");
         let address = self.next.next_multiple_of(TABLE_ALIGNMENT);
         let end = address + bytes.len() as u64;
         if end > self.limit {
