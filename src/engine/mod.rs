@@ -6,6 +6,7 @@
 //! boot: a reboot or reset ends it with [`ExitReason`]-like [`VmExit::Reset`] and vmd builds a
 //! fresh one from the same spec.
 
+pub mod acpi;
 pub mod control;
 pub mod layout;
 
