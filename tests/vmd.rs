@@ -547,3 +547,20 @@ fn destroy_then_start_at_once_works() {
     home.host.destroy("vm").expect("destroy");
     home.assert_nothing_left("vm");
 }
+
+#[test]
+fn sigterm_to_vmd_ends_the_vm_cleanly_as_shut_off() {
+    let home = home();
+    home.run("vm", &sleeper());
+    let pid = home.host.status("vm").expect("status").pid.expect("pid");
+    kill(
+        Pid::from_raw(i32::try_from(pid).expect("pid")),
+        Signal::SIGTERM,
+    )
+    .expect("kill");
+    wait_until("vmd is gone", || home.vmd_processes().is_empty());
+    wait_until("the VM shows as shut off", || {
+        home.state("vm") == RunState::ShutOff
+    });
+    home.assert_nothing_left("vm");
+}
