@@ -113,6 +113,22 @@ fn echo_code() -> Vec<u8> {
     code
 }
 
+/// Prints the zero page's "HdrS" magic (RSI + 0x202) and the RSDP signature (0xe0000) with
+/// `rep outsb`, then powers off.
+fn boot_tables_code() -> Vec<u8> {
+    let mut code = vec![
+        0x48, 0x81, 0xc6, 0x02, 0x02, 0x00, 0x00, // add rsi, 0x202
+        0xb9, 0x04, 0x00, 0x00, 0x00, // mov ecx, 4
+        0x66, 0xba, 0xf8, 0x03, // mov dx, 0x3f8
+        0xf3, 0x6e, // rep outsb
+        0xbe, 0x00, 0x00, 0x0e, 0x00, // mov esi, 0xe0000
+        0xb9, 0x08, 0x00, 0x00, 0x00, // mov ecx, 8
+        0xf3, 0x6e, // rep outsb
+    ];
+    code.extend_from_slice(POWER_OFF);
+    code
+}
+
 fn spec(code: &[u8], vcpus: u32, memory_bytes: u64) -> VmSpec {
     VmSpec {
         name: "test".to_owned(),
@@ -179,6 +195,13 @@ fn hello_prints_and_powers_off() {
     eprintln!("hello: create -> PowerOff in {:?}", vm.created.elapsed());
     assert_eq!(exit, VmExit::PowerOff);
     assert_eq!(vm.capture.text(), "A\n");
+}
+
+#[test]
+fn guest_finds_the_zero_page_in_rsi_and_the_rsdp_at_0xe0000() {
+    let vm = Running::start(&spec(&boot_tables_code(), 1, 64 * MIB));
+    assert_eq!(vm.wait(), VmExit::PowerOff);
+    assert_eq!(vm.capture.text(), "HdrSRSD PTR ");
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! the vCPUs. [`Vm::start`] spawns one thread per vCPU; [`Vm::wait`] blocks until the boot ends
 //! (power-off, reset, debug exit, destroy or crash) and joins them.
 
+use super::acpi::{self, AcpiConfig, AcpiError};
 use super::boot::{self, BootError};
 use super::devices::bus::lock;
 use super::devices::{DeviceError, LegacyDevices, ged::Ged, serial::Serial};
@@ -78,6 +79,9 @@ pub enum EngineError {
     /// The boot image could not be loaded.
     #[error("cannot prepare the boot image")]
     Boot(#[source] BootError),
+    /// The ACPI tables could not be built or written.
+    #[error("cannot create the ACPI tables")]
+    Acpi(#[source] AcpiError),
     /// The devices could not be built.
     #[error("cannot set up the VM's devices")]
     Devices(#[source] DeviceError),
@@ -223,6 +227,11 @@ impl Vm {
         let mem = memory::create_guest_memory(spec.memory_bytes).map_err(EngineError::Memory)?;
         add_memory_slots(&vm_fd, &mem)?;
         let boot = boot::load(&mem, &spec.boot, spec.memory_bytes).map_err(EngineError::Boot)?;
+        let acpi_config = AcpiConfig {
+            vcpus: spec.vcpus,
+            max_vcpus: spec.max_vcpus,
+        };
+        acpi::create_acpi_tables(&mem, &acpi_config).map_err(EngineError::Acpi)?;
 
         let lifecycle = Arc::new(Lifecycle::new());
         let devices =
