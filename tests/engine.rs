@@ -129,6 +129,18 @@ fn boot_tables_code() -> Vec<u8> {
     code
 }
 
+/// Prints the zero page's e820 entry count as a digit, then powers off.
+fn e820_count_code() -> Vec<u8> {
+    let mut code = vec![
+        0x8a, 0x86, 0xe8, 0x01, 0x00, 0x00, // mov al, [rsi + 0x1e8]
+        0x04, b'0', // add al, '0'
+        0x66, 0xba, 0xf8, 0x03, // mov dx, 0x3f8
+        0xee, // out dx, al
+    ];
+    code.extend_from_slice(POWER_OFF);
+    code
+}
+
 fn spec(code: &[u8], vcpus: u32, memory_bytes: u64) -> VmSpec {
     VmSpec {
         name: "test".to_owned(),
@@ -202,6 +214,21 @@ fn guest_finds_the_zero_page_in_rsi_and_the_rsdp_at_0xe0000() {
     let vm = Running::start(&spec(&boot_tables_code(), 1, 64 * MIB));
     assert_eq!(vm.wait(), VmExit::PowerOff);
     assert_eq!(vm.capture.text(), "HdrSRSD PTR ");
+}
+
+#[test]
+fn memory_above_three_gib_continues_at_four_gib_in_the_e820_map() {
+    let small = Running::start(&spec(&e820_count_code(), 1, 64 * MIB));
+    assert_eq!(small.wait(), VmExit::PowerOff);
+    let large = Running::start(&spec(&e820_count_code(), 1, 3 * 1024 * MIB + 64 * MIB));
+    assert_eq!(large.wait(), VmExit::PowerOff);
+    eprintln!(
+        "3 GiB + 64 MiB VM: create -> PowerOff in {:?}",
+        large.created.elapsed()
+    );
+    // Low RAM, EBDA/BIOS, RAM from 1 MiB, ECAM; plus RAM from 4 GiB for the large VM.
+    assert_eq!(small.capture.text(), "4");
+    assert_eq!(large.capture.text(), "5");
 }
 
 #[test]
@@ -312,6 +339,11 @@ fn stats_report_memory_size_and_touched_pages() {
     assert_eq!(stats.memory_bytes, 64 * MIB);
     assert!(stats.memory_touched_bytes > 0);
     assert!(stats.memory_touched_bytes < 64 * MIB);
+    assert_eq!(
+        vm.handle.stats().memory_touched_bytes,
+        0,
+        "guest memory is released once the VM is gone"
+    );
 }
 
 #[test]
