@@ -141,6 +141,40 @@ fn e820_count_code() -> Vec<u8> {
     code
 }
 
+/// Reads and writes every port from 0x100 to 0x6ff with 4-, 2- and 1-byte accesses (COM1,
+/// the ACPI and GED registers and many unclaimed ports), then exits with debug code 7.
+const PORT_ABUSE: &[u8] = &[
+    0xba, 0x00, 0x01, 0x00, 0x00, // 0: mov edx, 0x100
+    0xed, // 5: in eax, dx
+    0xb8, 0xf0, 0xff, 0xff, 0xff, // 6: mov eax, 0xfffffff0
+    0xef, // 11: out dx, eax
+    0x66, 0xed, // 12: in ax, dx
+    0x66, 0xef, // 14: out dx, ax
+    0xec, // 16: in al, dx
+    0xee, // 17: out dx, al
+    0xff, 0xc2, // 18: inc edx
+    0x81, 0xfa, 0x00, 0x07, 0x00, 0x00, // 20: cmp edx, 0x700
+    0x72, 0xe9, // 26: jb 5
+    0xb0, 0x07, 0xe6, 0xf4, // 28: mov al, 7; out 0xf4, al
+    0xf4, 0xeb, 0xfd,
+];
+
+/// Writes to and reads from 0xc0000000 (PCI MMIO window, nothing mapped), prints the low and
+/// high byte read, then powers off.
+fn mmio_hole_code() -> Vec<u8> {
+    let mut code = vec![
+        0xb8, 0x00, 0x00, 0x00, 0xc0, // mov eax, 0xc0000000
+        0xc7, 0x00, 0x78, 0x56, 0x34, 0x12, // mov dword [rax], 0x12345678
+        0x8b, 0x00, // mov eax, [rax]
+        0x66, 0xba, 0xf8, 0x03, // mov dx, 0x3f8
+        0xee, // out dx, al
+        0xc1, 0xe8, 0x18, // shr eax, 24
+        0xee, // out dx, al
+    ];
+    code.extend_from_slice(POWER_OFF);
+    code
+}
+
 fn spec(code: &[u8], vcpus: u32, memory_bytes: u64) -> VmSpec {
     VmSpec {
         name: "test".to_owned(),
@@ -229,6 +263,24 @@ fn memory_above_three_gib_continues_at_four_gib_in_the_e820_map() {
     // Low RAM, EBDA/BIOS, RAM from 1 MiB, ECAM; plus RAM from 4 GiB for the large VM.
     assert_eq!(small.capture.text(), "4");
     assert_eq!(large.capture.text(), "5");
+}
+
+#[test]
+fn guest_hammering_ports_with_odd_widths_does_not_break_the_vmm() {
+    let vm = Running::start(&spec(PORT_ABUSE, 1, 64 * MIB));
+    assert_eq!(vm.wait(), VmExit::DebugExit(7));
+    // Six accesses per port; a few ports (the PIC's ELCR) are handled inside KVM.
+    assert!(vm.exits() > 0x600 * 5, "the loop ran: {} exits", vm.exits());
+}
+
+#[test]
+fn unclaimed_mmio_reads_all_ones_and_ignores_writes() {
+    let vm = Running::start(&spec(&mmio_hole_code(), 1, 64 * MIB));
+    assert_eq!(vm.wait(), VmExit::PowerOff);
+    assert_eq!(
+        *vm.capture.0.lock().expect("capture lock"),
+        vec![0xff, 0xff]
+    );
 }
 
 #[test]

@@ -98,12 +98,15 @@ fn load_elf(
         let segment = header
             .program_header(image, index)
             .map_err(|reason| unsupported_elf(name, reason))?;
-        if segment.kind != PT_LOAD || segment.memsz == 0 {
+        // linux-loader copies `filesz` bytes, so a segment whose file part is larger than its
+        // memory part still occupies `filesz`.
+        let size = segment.memsz.max(segment.filesz);
+        if segment.kind != PT_LOAD || size == 0 {
             continue;
         }
         let seg_end = segment
             .paddr
-            .checked_add(segment.memsz)
+            .checked_add(size)
             .ok_or_else(|| unsupported_elf(name, "a segment's address overflows"))?;
         if segment.paddr < layout::HIGH_RAM_START {
             return Err(unsupported_elf(
@@ -224,6 +227,7 @@ struct ElfHeader {
 struct ProgramHeader {
     kind: u32,
     paddr: u64,
+    filesz: u64,
     memsz: u64,
 }
 
@@ -261,8 +265,14 @@ impl ElfHeader {
             .ok_or("its program headers are out of the file")?;
         let kind = le_u32(image, offset).ok_or("its program headers are out of the file")?;
         let paddr = le_u64(image, offset + 24).ok_or("its program headers are out of the file")?;
+        let filesz = le_u64(image, offset + 32).ok_or("its program headers are out of the file")?;
         let memsz = le_u64(image, offset + 40).ok_or("its program headers are out of the file")?;
-        Ok(ProgramHeader { kind, paddr, memsz })
+        Ok(ProgramHeader {
+            kind,
+            paddr,
+            filesz,
+            memsz,
+        })
     }
 }
 
@@ -359,6 +369,16 @@ pub(crate) mod tests {
         let mem = memory(2 * MIB);
         let elf = elf_with_code(&[0xf4], 2 * MIB);
         let err = load(&mem, &elf, "big", 2 * MIB).expect_err("does not fit");
+        assert!(matches!(err, BootError::KernelTooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn file_part_larger_than_memory_part_counts_toward_the_size() {
+        let mem = memory(2 * MIB);
+        let mut elf = elf_with_code(&[0xf4; 16], 2 * MIB - 8);
+        // p_memsz = 4 fits below 2 MiB, but p_filesz = 16 does not.
+        elf[64 + 40..64 + 48].copy_from_slice(&4u64.to_le_bytes());
+        let err = load(&mem, &elf, "odd", 2 * MIB).expect_err("does not fit");
         assert!(matches!(err, BootError::KernelTooLarge { .. }), "{err}");
     }
 
