@@ -1,8 +1,10 @@
 //! Engine integration tests: real VMs on /dev/kvm running tiny guests.
 //!
-//! The guests here are a few bytes of hand-assembled x86-64 machine code wrapped in a static
-//! ELF64, entered in 64-bit mode at 1 MiB like any guest-kit program. Every test bounds its
-//! wait so that a hang fails the test instead of blocking CI.
+//! Two kinds of guests: the guest kit's programs (`tests/guests/*.rs`, built by build.rs into
+//! `VMUX_GUEST_DIR`), and a few bytes of hand-assembled x86-64 machine code wrapped in a static
+//! ELF64 for the cases that need exact control over what the guest does (odd port widths,
+//! unclaimed MMIO, specific faults). Every test bounds its wait so that a hang fails the test
+//! instead of blocking CI.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -175,6 +177,26 @@ fn mmio_hole_code() -> Vec<u8> {
     code
 }
 
+/// The guest-kit program `name`, as built by build.rs.
+fn guest(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("VMUX_GUEST_DIR")).join(format!("{name}.elf"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("guest {}: {e}", path.display()))
+}
+
+/// A VM booting the guest-kit program `name` with `cmdline`.
+fn kit_spec(name: &str, cmdline: &str, vcpus: u32, max_vcpus: u32) -> VmSpec {
+    VmSpec {
+        name: name.to_owned(),
+        vcpus,
+        max_vcpus,
+        memory_bytes: 128 * MIB,
+        boot: BootSpec::Image {
+            elf: Arc::from(guest(name)),
+            cmdline: cmdline.to_owned(),
+        },
+    }
+}
+
 fn spec(code: &[u8], vcpus: u32, memory_bytes: u64) -> VmSpec {
     VmSpec {
         name: "test".to_owned(),
@@ -229,9 +251,161 @@ impl Running {
         }
     }
 
+    /// Waits until the guest's output contains `text`; fails the test after [`TIMEOUT`].
+    fn wait_for_output(&self, text: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.capture.text().contains(text) {
+            if Instant::now() > deadline {
+                self.handle.destroy();
+                panic!("no {text:?} in the output: {:?}", self.capture.text());
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     fn exits(&self) -> u64 {
         self.handle.stats().vcpus.iter().map(|v| v.exits).sum()
     }
+}
+
+#[test]
+fn kit_hello_prints_its_line_and_powers_off() {
+    let vm = Running::start(&kit_spec("hello", "", 1, 1));
+    let exit = vm.wait();
+    eprintln!(
+        "kit hello: create -> PowerOff in {:?}",
+        vm.created.elapsed()
+    );
+    assert_eq!(exit, VmExit::PowerOff);
+    assert!(
+        vm.capture.text().contains("hello from the vmux guest kit"),
+        "{}",
+        vm.capture.text()
+    );
+}
+
+#[test]
+fn kit_launch_exits_through_the_debug_port_at_once() {
+    let capture = Arc::new(Capture::default());
+    let created = Instant::now();
+    let mut vm = Vm::create(&kit_spec("launch", "", 1, 1), capture).expect("create");
+    let create_took = created.elapsed();
+    let started = Instant::now();
+    vm.start().expect("start");
+    let start_took = started.elapsed();
+    let exit = vm.wait();
+    eprintln!(
+        "kit launch: create {create_took:?}, start {start_took:?}, create -> wait returned {:?}",
+        created.elapsed()
+    );
+    assert_eq!(exit, VmExit::DebugExit(0));
+}
+
+#[test]
+fn kit_flood_output_arrives_complete_and_in_order() {
+    let vm = Running::start(&kit_spec("flood", "lines=500", 1, 1));
+    let exit = vm.wait();
+    let elapsed = vm.created.elapsed();
+    let text = vm.capture.text();
+    eprintln!(
+        "kit flood: {} bytes in {elapsed:?} ({:.0} KiB/s)",
+        text.len(),
+        text.len() as f64 / 1024.0 / elapsed.as_secs_f64()
+    );
+    assert_eq!(exit, VmExit::DebugExit(0));
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("flood ")).collect();
+    assert_eq!(lines.len(), 500);
+    assert!(lines[0].starts_with("flood 1 "), "{}", lines[0]);
+    assert!(lines[499].starts_with("flood 500 "), "{}", lines[499]);
+}
+
+#[test]
+fn kit_echo_receives_interrupt_driven_input() {
+    let vm = Running::start(&kit_spec("echo", "", 1, 1));
+    vm.wait_for_output("> ");
+    // A line longer than the UART's 64-byte FIFO: the rest waits in the engine's queue.
+    let line = "the quick brown fox jumps over the lazy dog, then over the lazy cat, twice";
+    assert_eq!(
+        vm.handle.serial_input(format!("{line}\r").as_bytes()),
+        line.len() + 1
+    );
+    vm.wait_for_output(&format!("you typed: {line}"));
+    vm.handle.serial_input(b"poweroff\r");
+    assert_eq!(vm.wait(), VmExit::PowerOff);
+}
+
+#[test]
+fn kit_echo_reboot_ends_the_boot_with_reset() {
+    let vm = Running::start(&kit_spec("echo", "", 1, 1));
+    vm.wait_for_output("> ");
+    vm.handle.serial_input(b"reboot\r");
+    assert_eq!(vm.wait(), VmExit::Reset);
+}
+
+#[test]
+fn kit_smp_brings_four_vcpus_online() {
+    let vm = Running::start(&kit_spec("smp", "", 4, 8));
+    let exit = vm.wait();
+    let text = vm.capture.text();
+    assert_eq!(exit, VmExit::PowerOff, "{text}");
+    assert!(text.contains("smp: 4 cpus online"), "{text}");
+    for apic in 1..4 {
+        assert!(text.contains(&format!("cpu {apic} online")), "{text}");
+    }
+}
+
+#[test]
+fn kit_acpi_finds_valid_tables_memory_map_and_cmdline() {
+    let vm = Running::start(&kit_spec("acpi", "console=ttyS0 test=acpi", 2, 4));
+    let exit = vm.wait();
+    let text = vm.capture.text();
+    assert_eq!(exit, VmExit::PowerOff, "{text}");
+    assert!(text.contains("acpi: all checksums ok"), "{text}");
+    assert!(text.contains("madt: cpu apic=1 enabled"), "{text}");
+    assert!(text.contains("madt: cpu apic=3 online-capable"), "{text}");
+    assert!(text.contains("cmdline: console=ttyS0 test=acpi"), "{text}");
+    assert!(text.contains("e820:"), "{text}");
+}
+
+#[test]
+fn kit_fault_is_reported_with_rip_and_instruction_bytes() {
+    let vm = Running::start(&kit_spec("fault", "", 1, 1));
+    let VmExit::Crashed(reason) = vm.wait() else {
+        panic!("the fault guest must crash: {}", vm.capture.text());
+    };
+    eprintln!("kit fault: {reason}");
+    assert!(reason.contains("RIP 0x"), "{reason}");
+    assert!(reason.contains("instruction bytes"), "{reason}");
+}
+
+#[test]
+fn kit_triple_fault_is_reported_as_such() {
+    let vm = Running::start(&kit_spec("fault", "fault=triple", 1, 1));
+    let VmExit::Crashed(reason) = vm.wait() else {
+        panic!("the fault guest must crash: {}", vm.capture.text());
+    };
+    assert!(reason.starts_with("triple fault at RIP 0x"), "{reason}");
+}
+
+#[test]
+fn power_button_makes_the_demo_guest_power_off() {
+    let spec = VmSpec {
+        name: "demo".to_owned(),
+        vcpus: 1,
+        max_vcpus: 2,
+        memory_bytes: 128 * MIB,
+        boot: BootSpec::Image {
+            elf: Arc::from(vmux::assets::demo_guest()),
+            cmdline: String::new(),
+        },
+    };
+    let vm = Running::start(&spec);
+    vm.wait_for_output("demo$ ");
+    let pressed = Instant::now();
+    vm.handle.power_button();
+    assert_eq!(vm.wait(), VmExit::PowerOff, "{}", vm.capture.text());
+    eprintln!("power button -> PowerOff in {:?}", pressed.elapsed());
+    assert!(vm.capture.text().contains("power button pressed"));
 }
 
 #[test]
@@ -305,6 +479,10 @@ fn pause_stops_the_guest_and_resume_continues_it() {
     vm.handle.resume().expect("resume");
     thread::sleep(Duration::from_millis(100));
     let after_resume = vm.exits();
+    eprintln!(
+        "spin guest: {} exits in 100 ms after resume",
+        after_resume - while_paused
+    );
     vm.handle.destroy();
     assert_eq!(vm.wait(), VmExit::Destroyed);
     assert!(at_pause > 0, "the guest ran before the pause");
