@@ -6,6 +6,7 @@
 //! boot: a reboot or reset ends it with [`ExitReason`]-like [`VmExit::Reset`] and vmd builds a
 //! fresh one from the same spec.
 
+pub mod acpi;
 pub mod control;
 pub mod layout;
 
@@ -71,6 +72,13 @@ pub enum VmExit {
     Crashed(String),
 }
 
+mod boot;
+mod cpuid;
+mod devices;
+mod kvm;
+mod lifecycle;
+mod memory;
+mod vcpu;
 mod vm;
 
 pub use vm::{EngineError, EngineStats, VcpuCounters, Vm, VmHandle};

@@ -1,0 +1,566 @@
+//! vmd as real processes: each test gets its own `VMUX_HOME` in a temp dir, drives the `vmux`
+//! binary's `__vmd` through `LocalHost`, and checks what a user would: states, replies, the
+//! console, and that nothing (process, socket, pid file) is left behind.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use vmux::client::{ClientError, Console, Host, LocalHost};
+use vmux::config::{BootConfig, VmConfig};
+use vmux::engine::control::RunState;
+
+/// The longest any single wait in these tests may take.
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the test guests print first.
+const BANNER: &str = "vmux test guest\r\n";
+
+// Test guests: a few bytes of hand-assembled x86-64, linked at 1 MiB in a static ELF64 and
+// entered in long mode like any guest-kit program. They poll ports instead of taking
+// interrupts, so they need no IDT.
+
+/// Prints [`BANNER`], then `cli; hlt` forever: asleep in KVM, costing no CPU.
+fn sleeper() -> Vec<u8> {
+    let mut code = vec![
+        0x66, 0xba, 0xf8, 0x03, // 0: mov dx, 0x3f8
+        0x48, 0x8d, 0x35, 16, 0, 0, 0, // 4: lea rsi, [rip + 16] (the text at 27)
+        0x8a, 0x06, // 11: mov al, [rsi]
+        0x84, 0xc0, // 13: test al, al
+        0x74, 0x06, // 15: jz 23
+        0xee, // 17: out dx, al
+        0x48, 0xff, 0xc6, // 18: inc rsi
+        0xeb, 0xf4, // 21: jmp 11
+        0xfa, // 23: cli
+        0xf4, // 24: hlt
+        0xeb, 0xfd, // 25: jmp 24
+    ];
+    code.extend_from_slice(BANNER.as_bytes());
+    code.push(0);
+    elf(&code)
+}
+
+/// Prints [`BANNER`], then polls: echoes every byte received on COM1, and powers off (ACPI
+/// S5) when the GED reports the power button. Busy: it keeps one host CPU working.
+fn terminal() -> Vec<u8> {
+    let mut code = vec![
+        0x48, 0x8d, 0x35, 50, 0, 0, 0, // 0: lea rsi, [rip + 50] (the text at 57)
+        0x66, 0xba, 0xf8, 0x03, // 7: mov dx, 0x3f8
+        0x8a, 0x06, // 11: mov al, [rsi]
+        0x48, 0xff, 0xc6, // 13: inc rsi
+        0x84, 0xc0, // 16: test al, al
+        0x74, 0x03, // 18: jz 23
+        0xee, // 20: out dx, al
+        0xeb, 0xf4, // 21: jmp 11
+        0x66, 0xba, 0xfd, 0x03, // 23: mov dx, 0x3fd (LSR)
+        0xec, // 27: in al, dx
+        0xa8, 0x01, // 28: test al, 1 (data ready)
+        0x74, 0x06, // 30: jz 38
+        0x66, 0xba, 0xf8, 0x03, // 32: mov dx, 0x3f8
+        0xec, // 36: in al, dx
+        0xee, // 37: out dx, al
+        0x66, 0xba, 0x10, 0x06, // 38: mov dx, 0x610 (GED events)
+        0xec, // 42: in al, dx
+        0xa8, 0x08, // 43: test al, 8 (power button)
+        0x74, 0xe8, // 45: jz 23
+        0x66, 0xba, 0x00, 0x06, // 47: mov dx, 0x600
+        0xb0, 0x34, // 51: mov al, 0x34 (SLP_TYP S5 | SLP_EN)
+        0xee, // 53: out dx, al
+        0xf4, // 54: hlt
+        0xeb, 0xfd, // 55: jmp 54
+    ];
+    code.extend_from_slice(BANNER.as_bytes());
+    code.push(0);
+    elf(&code)
+}
+
+/// Prints a 44-byte line forever, as fast as the UART exits allow.
+fn flood() -> Vec<u8> {
+    let mut code = vec![
+        0x66, 0xba, 0xf8, 0x03, // 0: mov dx, 0x3f8
+        0x48, 0x8d, 0x35, 14, 0, 0, 0, // 4: lea rsi, [rip + 14] (the text at 25)
+        0x8a, 0x06, // 11: mov al, [rsi]
+        0x84, 0xc0, // 13: test al, al
+        0x74, 0x06, // 15: jz 23
+        0xee, // 17: out dx, al
+        0x48, 0xff, 0xc6, // 18: inc rsi
+        0xeb, 0xf4, // 21: jmp 11
+        0xeb, 0xeb, // 23: jmp 4
+    ];
+    code.extend_from_slice(b"flood 0123456789abcdefghijklmnopqrstuvwxyz\r\n\0");
+    elf(&code)
+}
+
+/// `ud2` with no IDT: a triple fault.
+fn faulty() -> Vec<u8> {
+    elf(&[0x0f, 0x0b])
+}
+
+/// A static ELF64 (ET_EXEC, x86-64) with `code` in one PT_LOAD segment at 1 MiB, entered at
+/// its first byte.
+fn elf(code: &[u8]) -> Vec<u8> {
+    const LOAD_ADDR: u64 = 0x10_0000;
+    let mut elf = vec![0u8; 0x1000];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2; // ELFCLASS64
+    elf[5] = 1; // little endian
+    elf[6] = 1; // EV_CURRENT
+    elf[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    elf[20..24].copy_from_slice(&1u32.to_le_bytes());
+    elf[24..32].copy_from_slice(&LOAD_ADDR.to_le_bytes()); // e_entry
+    elf[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    elf[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+    elf[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+    elf[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+    let ph = &mut elf[64..120];
+    ph[0..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    ph[4..8].copy_from_slice(&7u32.to_le_bytes()); // RWX
+    ph[8..16].copy_from_slice(&0x1000u64.to_le_bytes()); // p_offset
+    ph[16..24].copy_from_slice(&LOAD_ADDR.to_le_bytes()); // p_vaddr
+    ph[24..32].copy_from_slice(&LOAD_ADDR.to_le_bytes()); // p_paddr
+    ph[32..40].copy_from_slice(&(code.len() as u64).to_le_bytes()); // p_filesz
+    ph[40..48].copy_from_slice(&(code.len() as u64).to_le_bytes()); // p_memsz
+    ph[48..56].copy_from_slice(&0x1000u64.to_le_bytes()); // p_align
+    elf.extend_from_slice(code);
+    elf
+}
+
+/// Polls `cond` every 10 ms until it holds; fails the test after [`TIMEOUT`].
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Collects a console's output on a thread of its own, so reads never block a test.
+struct ConsoleTap {
+    seen: Arc<Mutex<Vec<u8>>>,
+    input: Box<dyn Write + Send>,
+}
+
+impl ConsoleTap {
+    fn new(console: Console) -> ConsoleTap {
+        let Console { mut output, input } = console;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = output.read(&mut buf) {
+                sink.lock().expect("tap").extend_from_slice(&buf[..n]);
+            }
+        });
+        ConsoleTap { seen, input }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().expect("tap")).into_owned()
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        wait_until(&format!("the console shows {needle:?}"), || {
+            self.text().contains(needle)
+        });
+        self.text()
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.text().matches(needle).count()
+    }
+}
+
+/// A private vmux home with a host over it.
+struct TestHome {
+    dir: tempfile::TempDir,
+    host: LocalHost,
+}
+
+fn home() -> TestHome {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = LocalHost::with_home(dir.path()).with_vmd_exe(Path::new(env!("CARGO_BIN_EXE_vmux")));
+    TestHome { dir, host }
+}
+
+impl TestHome {
+    /// Defines VM `name` booting `image` (written into the home) and starts it.
+    fn run(&self, name: &str, image: &[u8]) {
+        let kernel = self.dir.path().join(format!("{name}.elf"));
+        std::fs::write(&kernel, image).expect("write guest");
+        self.kernel_vm(name, &kernel);
+        self.host.start(name).expect("start");
+    }
+
+    fn state(&self, name: &str) -> RunState {
+        self.host.status(name).expect("status").state
+    }
+
+    fn kernel_vm(&self, name: &str, kernel: &Path) -> VmConfig {
+        let mut config = VmConfig::new(
+            name,
+            BootConfig::Kernel {
+                kernel: kernel.to_path_buf(),
+                initrd: None,
+                cmdline: String::new(),
+            },
+        );
+        config.memory = 64 << 20;
+        self.host.define(&config).expect("define");
+        config
+    }
+
+    fn socket(&self, name: &str) -> PathBuf {
+        self.host.paths().socket(name)
+    }
+
+    fn pid_file(&self, name: &str) -> PathBuf {
+        self.host.paths().vm_state_dir(name).join("vmd.pid")
+    }
+
+    /// Live (non-zombie) vmd processes started for this home.
+    fn vmd_processes(&self) -> Vec<u32> {
+        let needle = format!("VMUX_HOME={}", self.dir.path().display());
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let zombie = stat
+                    .rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('Z'));
+                !zombie
+                    && contains(&cmdline, b"__vmd")
+                    && environ
+                        .split(|&b| b == 0)
+                        .any(|var| var == needle.as_bytes())
+            })
+            .collect()
+    }
+
+    fn assert_nothing_left(&self, name: &str) {
+        assert!(!self.socket(name).exists(), "socket left behind");
+        assert!(!self.pid_file(name).exists(), "pid file left behind");
+        assert_eq!(self.vmd_processes(), Vec::<u32>::new(), "vmd left running");
+    }
+}
+
+impl Drop for TestHome {
+    /// A failed test must not leave busy guests behind.
+    fn drop(&mut self) {
+        for pid in self.vmd_processes() {
+            if let Ok(raw) = i32::try_from(pid) {
+                let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn start_failure(result: Result<(), ClientError>) -> String {
+    match result {
+        Err(ClientError::StartFailed { message, .. }) => message,
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+}
+
+#[test]
+fn starting_with_a_missing_kernel_names_the_file_and_spawns_nothing() {
+    let home = home();
+    home.kernel_vm("k", Path::new("/nonexistent/vmlinuz"));
+    let message = start_failure(home.host.start("k"));
+    assert!(message.contains("/nonexistent/vmlinuz"), "{message}");
+    home.assert_nothing_left("k");
+}
+
+#[test]
+fn starting_with_more_memory_than_the_host_has_is_refused() {
+    let home = home();
+    let kernel = home.dir.path().join("kernel");
+    std::fs::write(&kernel, b"x").expect("write kernel");
+    let mut config = home.kernel_vm("big", &kernel);
+    config.memory = 1 << 50;
+    home.host.update(&config).expect("update");
+    let message = start_failure(home.host.start("big"));
+    assert!(message.contains("available"), "{message}");
+    home.assert_nothing_left("big");
+}
+
+#[test]
+fn an_unbootable_kernel_reports_vmds_error_and_leaves_nothing_behind() {
+    let home = home();
+    let kernel = home.dir.path().join("garbage");
+    std::fs::write(&kernel, vec![0xa5u8; 4096]).expect("write kernel");
+    home.kernel_vm("bad", &kernel);
+    let message = start_failure(home.host.start("bad"));
+    // vmd's own message (the engine refused the image), not a host check.
+    assert!(message.starts_with("cannot boot the VM"), "{message}");
+    home.assert_nothing_left("bad");
+    assert_eq!(
+        home.host.status("bad").expect("status").state,
+        RunState::ShutOff
+    );
+}
+
+#[test]
+fn starting_an_undefined_vm_names_it() {
+    let home = home();
+    let err = home.host.start("ghost").expect_err("unknown");
+    assert!(err.to_string().contains("'ghost'"), "{err}");
+}
+
+#[test]
+fn commands_to_a_stopped_vm_say_it_is_not_running() {
+    let home = home();
+    home.kernel_vm("idle", Path::new("/nonexistent/vmlinuz"));
+    assert!(matches!(
+        home.host.info("idle"),
+        Err(ClientError::NotRunning(_))
+    ));
+    assert!(matches!(
+        home.host.shutdown("idle"),
+        Err(ClientError::NotRunning(_))
+    ));
+}
+
+#[test]
+fn undefine_removes_the_definition_and_its_state() {
+    let home = home();
+    home.kernel_vm("gone", Path::new("/nonexistent/vmlinuz"));
+    let state_dir = home.host.paths().vm_state_dir("gone");
+    std::fs::create_dir_all(&state_dir).expect("state dir");
+    std::fs::write(state_dir.join("console.log"), b"old").expect("log");
+    home.host.undefine("gone").expect("undefine");
+    assert!(home.host.status("gone").is_err());
+    assert!(!state_dir.exists());
+}
+
+#[test]
+fn a_running_vm_answers_info_and_stats_and_pauses_and_resumes() {
+    let home = home();
+    home.run("vm", &sleeper());
+    let status = home.host.status("vm").expect("status");
+    assert_eq!(status.state, RunState::Running);
+    assert!(status.pid.is_some());
+    let info = home.host.info("vm").expect("info");
+    assert_eq!(
+        (info.state, info.vcpus, info.boots),
+        (RunState::Running, 1, 1)
+    );
+    assert_eq!(Some(info.pid), status.pid);
+    wait_until("a stats sample has the banner", || {
+        home.host.stats("vm").expect("stats").serial_out_bytes == BANNER.len() as u64
+    });
+    let stats = home.host.stats("vm").expect("stats");
+    assert_eq!(stats.vcpus.len(), 1);
+    assert_eq!(stats.memory_bytes, 64 << 20);
+    assert!(stats.rss_bytes > 0);
+    home.host.suspend("vm").expect("suspend");
+    assert_eq!(home.state("vm"), RunState::Paused);
+    assert_eq!(home.host.info("vm").expect("info").state, RunState::Paused);
+    home.host.resume("vm").expect("resume");
+    assert_eq!(home.state("vm"), RunState::Running);
+    home.host.destroy("vm").expect("destroy");
+    assert_eq!(home.state("vm"), RunState::ShutOff);
+    home.assert_nothing_left("vm");
+}
+
+#[test]
+fn a_late_console_attach_gets_the_banner_from_history() {
+    let home = home();
+    home.run("vm", &sleeper());
+    thread::sleep(Duration::from_millis(200));
+    let late = ConsoleTap::new(home.host.console("vm", true).expect("console"));
+    let text = late.wait_for(BANNER);
+    assert!(text.starts_with(BANNER), "{text:?}");
+    home.host.destroy("vm").expect("destroy");
+}
+
+#[test]
+fn two_console_clients_both_see_output_and_both_can_type() {
+    let home = home();
+    home.run("vm", &terminal());
+    let mut a = ConsoleTap::new(home.host.console("vm", false).expect("console a"));
+    let mut b = ConsoleTap::new(home.host.console("vm", false).expect("console b"));
+    a.input.write_all(b"from-a ").expect("type a");
+    b.input.write_all(b"from-b ").expect("type b");
+    for tap in [&a, &b] {
+        tap.wait_for("from-a");
+        tap.wait_for("from-b");
+    }
+    home.host.destroy("vm").expect("destroy");
+    home.assert_nothing_left("vm");
+}
+
+#[test]
+fn info_stays_prompt_while_the_guest_floods_the_console() {
+    let home = home();
+    home.run("vm", &flood());
+    // One console client that never reads: it must not hold anything up.
+    let _stalled = home.host.console("vm", true).expect("stalled console");
+    let reader = ConsoleTap::new(home.host.console("vm", false).expect("console"));
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut replies = 0;
+    while started.elapsed() < Duration::from_secs(10) {
+        let asked = Instant::now();
+        home.host.info("vm").expect("info during the flood");
+        slowest = slowest.max(asked.elapsed());
+        replies += 1;
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "slowest info took {slowest:?}"
+    );
+    assert!(replies > 50, "only {replies} replies in 10 s");
+    assert!(
+        reader.count("flood 0123") > 10,
+        "the reading console saw the flood"
+    );
+    let stats = home.host.stats("vm").expect("stats");
+    assert!(stats.serial_out_bytes > 10_000, "{stats:?}");
+    home.host.destroy("vm").expect("destroy");
+    home.assert_nothing_left("vm");
+}
+
+#[test]
+fn a_vmd_killed_with_sigkill_shows_as_crashed_and_its_socket_is_cleaned() {
+    let home = home();
+    home.run("vm", &sleeper());
+    let pid = home.host.status("vm").expect("status").pid.expect("pid");
+    kill(
+        Pid::from_raw(i32::try_from(pid).expect("pid")),
+        Signal::SIGKILL,
+    )
+    .expect("kill");
+    let killed = Instant::now();
+    wait_until("vmd is gone", || home.vmd_processes().is_empty());
+    assert!(home.socket("vm").exists(), "the dead vmd left its socket");
+    // The kernel releases vmd's lock once its last thread has exited.
+    wait_until("the VM shows as crashed", || {
+        home.state("vm") == RunState::Crashed
+    });
+    eprintln!(
+        "crashed state visible {:?} after the kill",
+        killed.elapsed()
+    );
+    let status = home.host.status("vm").expect("status");
+    assert_eq!(
+        status.reason,
+        Some(format!("vmd (pid {pid}) exited unexpectedly"))
+    );
+    assert!(
+        !home.socket("vm").exists(),
+        "status removed the stale socket"
+    );
+    // The VM can be started again.
+    home.host.start("vm").expect("restart");
+    assert_eq!(home.state("vm"), RunState::Running);
+    home.host.destroy("vm").expect("destroy");
+}
+
+#[test]
+fn shutdown_powers_the_guest_off_and_leaves_nothing() {
+    let home = home();
+    home.run("vm", &terminal());
+    home.host.shutdown("vm").expect("shutdown");
+    wait_until("the VM is shut off", || {
+        home.state("vm") == RunState::ShutOff && home.vmd_processes().is_empty()
+    });
+    home.assert_nothing_left("vm");
+}
+
+#[test]
+fn reboot_brings_the_banner_back() {
+    let home = home();
+    home.run("vm", &terminal());
+    let console = ConsoleTap::new(home.host.console("vm", true).expect("console"));
+    console.wait_for(BANNER);
+    home.host.reboot("vm").expect("reboot");
+    wait_until("the banner is printed again", || console.count(BANNER) == 2);
+    let info = home.host.info("vm").expect("info");
+    assert_eq!((info.state, info.boots), (RunState::Running, 2));
+    home.host.destroy("vm").expect("destroy");
+}
+
+#[test]
+fn reset_boots_the_guest_again() {
+    let home = home();
+    home.run("vm", &sleeper());
+    home.host.reset("vm").expect("reset");
+    wait_until("the second boot runs", || {
+        home.host.info("vm").is_ok_and(|info| info.boots == 2)
+    });
+    let console = ConsoleTap::new(home.host.console("vm", true).expect("console"));
+    wait_until("both banners are in the history", || {
+        console.count(BANNER) == 2
+    });
+    home.host.destroy("vm").expect("destroy");
+}
+
+#[test]
+fn a_guest_fault_is_crashed_with_the_instruction_pointer() {
+    let home = home();
+    home.run("vm", &faulty());
+    wait_until("the VM is over", || home.vmd_processes().is_empty());
+    let status = home.host.status("vm").expect("status");
+    assert_eq!(status.state, RunState::Crashed);
+    let reason = status.reason.expect("a reason");
+    assert!(reason.contains("RIP 0x100000"), "{reason}");
+    home.assert_nothing_left("vm");
+}
+
+#[test]
+fn a_running_vm_cannot_be_started_twice_or_undefined() {
+    let home = home();
+    home.run("vm", &sleeper());
+    assert!(matches!(
+        home.host.start("vm"),
+        Err(ClientError::AlreadyRunning(_))
+    ));
+    assert!(matches!(
+        home.host.undefine("vm"),
+        Err(ClientError::AlreadyRunning(_))
+    ));
+    home.host.destroy("vm").expect("destroy");
+}
+
+#[test]
+fn destroy_then_start_at_once_works() {
+    let home = home();
+    home.run("vm", &sleeper());
+    home.host.destroy("vm").expect("destroy");
+    home.host.start("vm").expect("start right after destroy");
+    assert_eq!(home.host.info("vm").expect("info").boots, 1);
+    home.host.destroy("vm").expect("destroy");
+    home.assert_nothing_left("vm");
+}
+
+#[test]
+fn sigterm_to_vmd_ends_the_vm_cleanly_as_shut_off() {
+    let home = home();
+    home.run("vm", &sleeper());
+    let pid = home.host.status("vm").expect("status").pid.expect("pid");
+    kill(
+        Pid::from_raw(i32::try_from(pid).expect("pid")),
+        Signal::SIGTERM,
+    )
+    .expect("kill");
+    wait_until("vmd is gone", || home.vmd_processes().is_empty());
+    wait_until("the VM shows as shut off", || {
+        home.state("vm") == RunState::ShutOff
+    });
+    home.assert_nothing_left("vm");
+}
