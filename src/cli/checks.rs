@@ -1,16 +1,13 @@
-//! Host-side checks that `VmConfig::validate` cannot make: the boot files exist and are
-//! readable, the memory fits in this host, and `/dev/kvm` can be opened. `create`, `define`
-//! and `edit` run the first two before saving; `start` runs the last before spawning vmd so
-//! the user hears the fix instead of a vmd failure.
+//! Host-side checks that `VmConfig::validate` cannot make, run by `create`, `define` and
+//! `edit` before saving: the boot files exist and are readable, and the memory is no more
+//! than the host has in all. (`start` checks again, with `/dev/kvm` and the memory available
+//! right then, in `client`.)
 
 use super::CliError;
 use crate::config::{BootConfig, VmConfig, format_size};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::ErrorKind;
 use std::path::Path;
-
-/// Where the KVM device lives.
-pub const KVM_DEVICE: &str = "/dev/kvm";
 
 /// Checks every host fact a definition depends on before it is saved.
 pub fn check_definition(cfg: &VmConfig) -> Result<(), CliError> {
@@ -74,23 +71,6 @@ fn parse_mem_total(meminfo: &str) -> Option<u64> {
     kib.checked_mul(1024)
 }
 
-/// Checks that `device` (normally [`KVM_DEVICE`]) can be opened read-write.
-pub fn check_kvm(device: &Path) -> Result<(), CliError> {
-    match OpenOptions::new().read(true).write(true).open(device) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::NotFound => Err(CliError::NoKvm {
-            path: device.to_path_buf(),
-        }),
-        Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(CliError::KvmPermission {
-            path: device.to_path_buf(),
-        }),
-        Err(source) => Err(CliError::OpenKvm {
-            path: device.to_path_buf(),
-            source,
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,12 +118,5 @@ mod tests {
             cmdline: String::new(),
         };
         assert!(check_boot_files(&boot).is_err());
-    }
-
-    #[test]
-    fn missing_kvm_device_says_how_to_get_one() {
-        let err = check_kvm(Path::new("/nonexistent/kvm")).expect_err("must fail");
-        assert!(matches!(err, CliError::NoKvm { .. }));
-        assert!(err.to_string().contains("modprobe"), "{err}");
     }
 }

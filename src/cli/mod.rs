@@ -19,10 +19,12 @@ mod fake;
 
 pub use args::{Args, Command, ConsoleArgs, CreateArgs};
 
-use crate::client::{ClientError, Host};
+use crate::client::{ClientError, Host, LocalHost};
 use crate::config::DefinitionError;
+use clap::CommandFactory;
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Why a verb failed, beyond what the host reports. Messages name the problem and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -67,33 +69,6 @@ pub enum CliError {
     /// /proc/meminfo could not be read.
     #[error("cannot read the host's memory size from /proc/meminfo; is /proc mounted?")]
     HostMemory {
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// No KVM device.
-    #[error(
-        "{} does not exist: this host offers no KVM; enable virtualization in the firmware and load the module (`modprobe kvm_intel` or `modprobe kvm_amd`)",
-        path.display()
-    )]
-    NoKvm {
-        /// The device path.
-        path: PathBuf,
-    },
-    /// KVM device present but not ours to open.
-    #[error(
-        "no permission to open {}; add your user to the kvm group (`sudo usermod -aG kvm $USER`) and log in again",
-        path.display()
-    )]
-    KvmPermission {
-        /// The device path.
-        path: PathBuf,
-    },
-    /// Opening the KVM device failed otherwise.
-    #[error("cannot open {}", path.display())]
-    OpenKvm {
-        /// The device path.
-        path: PathBuf,
         /// Cause.
         #[source]
         source: std::io::Error,
@@ -222,13 +197,33 @@ pub struct Io<'a> {
     pub err: &'a mut dyn Write,
 }
 
+/// Runs the parsed command line against this host's VMs; `Ok` carries the exit status.
+/// With no subcommand this is the full-screen interface.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let Some(command) = args.command else {
+        return no_tui();
+    };
+    let host = LocalHost::from_env()?;
+    // Unlocked handles: a lock held for the whole command could stall a panicking reader
+    // thread's message (the panic hook writes to stderr) and with it the main thread.
+    let mut io = Io {
+        out: &mut std::io::stdout(),
+        err: &mut std::io::stderr(),
+    };
+    execute(&host, command, &mut io)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Stands in for the full-screen interface until it is built in: says so and shows the
+/// commands.
+fn no_tui() -> anyhow::Result<ExitCode> {
+    eprintln!("vmux: the full-screen interface is not part of this build yet; use a command:\n");
+    Args::command().print_help()?;
+    Ok(ExitCode::from(2))
+}
+
 /// Executes one verb against `host`.
 pub fn execute(host: &dyn Host, command: Command, io: &mut Io<'_>) -> Result<(), CliError> {
-    if starts_a_vm(&command) {
-        // Checked here rather than in the verbs so the verbs stay testable on hosts without
-        // KVM; vmd would fail too, but this names the fix before anything is spawned.
-        checks::check_kvm(std::path::Path::new(checks::KVM_DEVICE))?;
-    }
     match command {
         Command::Create(args) => define::create(host, args, io),
         Command::Define { file } => define::define_file(host, &file, io),
@@ -258,14 +253,5 @@ pub fn execute(host: &dyn Host, command: Command, io: &mut Io<'_>) -> Result<(),
         Command::Resume { name } => lifecycle::resume(host, &name, io),
         Command::AutostartAll => lifecycle::autostart_all(host, io),
         Command::Console(args) => console::attach(host, &args, io),
-    }
-}
-
-/// Whether the command starts a VM (and so needs KVM).
-fn starts_a_vm(command: &Command) -> bool {
-    match command {
-        Command::Create(args) => args.start,
-        Command::Start { .. } => true,
-        _ => false,
     }
 }

@@ -1,0 +1,588 @@
+//! End-to-end tests of the `vmux` command line: the real binary, run with `VMUX_HOME` in a
+//! temporary directory so no test touches a user's VMs. Every run is bounded by a timeout.
+//!
+//! The first part needs no running VM (definitions and every refusal); the second boots the
+//! demo guest on /dev/kvm and is skipped, saying why, where /dev/kvm cannot be opened.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What one run of `vmux` did.
+#[derive(Debug)]
+struct Run {
+    /// Exit status code (`None`: killed by a signal).
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Asserts success and returns stdout.
+    fn ok(self) -> String {
+        assert_eq!(self.code, Some(0), "vmux failed: {self:#?}");
+        self.stdout
+    }
+
+    /// Asserts exit status 1 (an error, not a usage error) and returns stderr.
+    fn fails(self) -> String {
+        assert_eq!(self.code, Some(1), "vmux should have failed: {self:#?}");
+        assert!(self.stderr.starts_with("error: "), "{self:#?}");
+        self.stderr
+    }
+}
+
+/// One private vmux home; destroys any VM still running when dropped.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+/// Longest any single command may take before the test fails.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Home {
+    fn new() -> Home {
+        Home {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `vmux ARGS` with stdin closed.
+    fn vmux(&self, args: &[&str]) -> Run {
+        self.run(args, &[], None, COMMAND_TIMEOUT)
+    }
+
+    /// Runs `vmux ARGS` with extra environment, optional stdin bytes, bounded by `timeout`.
+    fn run(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vmux"));
+        command
+            .args(args)
+            .env("VMUX_HOME", self.path())
+            .env_remove("VMUX_LOG")
+            .env_remove("VISUAL")
+            .env_remove("EDITOR")
+            .envs(env.iter().copied())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn vmux");
+        if let Some(bytes) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin pipe");
+            let bytes = bytes.to_vec();
+            // Written from a thread and then left open (dropped at the end of the thread), so
+            // a console session sees its input and then end of input.
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            });
+        }
+        let stdout = drain(child.stdout.take().expect("stdout pipe"));
+        let stderr = drain(child.stderr.take().expect("stderr pipe"));
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let run = Run {
+            code: status.and_then(|s| s.code()),
+            stdout: stdout.join().expect("stdout reader"),
+            stderr: stderr.join().expect("stderr reader"),
+        };
+        assert!(
+            status.is_some(),
+            "vmux {args:?} ran past {timeout:?}: {run:#?}"
+        );
+        run
+    }
+
+    /// Defines a demo VM.
+    fn create_demo(&self, name: &str) {
+        self.vmux(&["create", name, "--demo"]).ok();
+    }
+
+    fn vm_file(&self, name: &str) -> PathBuf {
+        self.path().join("config/vms").join(format!("{name}.toml"))
+    }
+
+    /// `list --all --json`, parsed.
+    fn list_json(&self) -> serde_json::Value {
+        let out = self.vmux(&["list", "--all", "--json"]).ok();
+        serde_json::from_str(&out).expect("list --json is JSON")
+    }
+
+    /// The state of `name` as `list --json` reports it.
+    fn state(&self, name: &str) -> String {
+        let list = self.list_json();
+        let vm = list["vms"]
+            .as_array()
+            .expect("vms array")
+            .iter()
+            .find(|vm| vm["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not listed: {list}"));
+        vm["state"].as_str().expect("state").to_string()
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let Ok(out) = std::panic::catch_unwind(|| self.vmux(&["list", "--json"])) else {
+            return;
+        };
+        let Ok(list) = serde_json::from_str::<serde_json::Value>(&out.stdout) else {
+            return;
+        };
+        for vm in list["vms"].as_array().into_iter().flatten() {
+            if let Some(name) = vm["name"].as_str() {
+                let _ = self.run(&["destroy", name], &[], None, Duration::from_secs(20));
+            }
+        }
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Writes an executable shell script (an `$EDITOR` stand-in) and returns its path.
+fn script(dir: &Path, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    path.to_string_lossy().into_owned()
+}
+
+// ---- definitions and refusals (no running VM needed) ----
+
+#[test]
+fn an_unknown_vm_is_named_with_the_fix_by_every_verb() {
+    let home = Home::new();
+    for verb in [
+        "info",
+        "stats",
+        "start",
+        "shutdown",
+        "destroy",
+        "reboot",
+        "reset",
+        "suspend",
+        "resume",
+        "undefine",
+        "dumpconfig",
+        "edit",
+        "autostart",
+        "console",
+    ] {
+        let err = home.vmux(&[verb, "ghost"]).fails();
+        assert!(
+            err.contains("no VM named 'ghost'") && err.contains("vmux list --all"),
+            "{verb}: {err}"
+        );
+    }
+}
+
+#[test]
+fn create_refuses_an_invalid_name() {
+    let home = Home::new();
+    let err = home.vmux(&["create", "a/b", "--demo"]).fails();
+    assert!(err.contains("not a valid name"), "{err}");
+}
+
+#[test]
+fn create_refuses_a_name_already_used() {
+    let home = Home::new();
+    home.create_demo("web");
+    let err = home.vmux(&["create", "web", "--demo"]).fails();
+    assert!(
+        err.contains("already defined") && err.contains("vmux undefine web"),
+        "{err}"
+    );
+}
+
+#[test]
+fn create_refuses_vcpus_above_max_vcpus() {
+    let home = Home::new();
+    let err = home
+        .vmux(&[
+            "create",
+            "web",
+            "--demo",
+            "--vcpus",
+            "4",
+            "--max-vcpus",
+            "2",
+        ])
+        .fails();
+    assert!(err.contains("max_vcpus (2) is below vcpus (4)"), "{err}");
+    assert!(!home.vm_file("web").exists());
+}
+
+#[test]
+fn create_refuses_a_size_it_cannot_read() {
+    let home = Home::new();
+    let err = home
+        .vmux(&["create", "web", "--demo", "--memory", "lots"])
+        .fails();
+    assert!(err.contains("512M"), "{err}");
+}
+
+#[test]
+fn create_refuses_more_memory_than_the_host_has() {
+    let home = Home::new();
+    let err = home
+        .vmux(&["create", "web", "--demo", "--memory", "64T"])
+        .fails();
+    assert!(err.contains("more than this host has"), "{err}");
+}
+
+#[test]
+fn create_refuses_a_missing_kernel() {
+    let home = Home::new();
+    let err = home
+        .vmux(&["create", "web", "--kernel", "/nonexistent/vmlinuz"])
+        .fails();
+    assert!(
+        err.contains("cannot read the kernel /nonexistent/vmlinuz"),
+        "{err}"
+    );
+}
+
+#[test]
+fn create_stores_the_kernel_path_absolute() {
+    let home = Home::new();
+    fs::write(home.path().join("vmlinuz"), b"kernel").expect("write kernel");
+    let out = Command::new(env!("CARGO_BIN_EXE_vmux"))
+        .args([
+            "create",
+            "web",
+            "--kernel",
+            "vmlinuz",
+            "--cmdline",
+            "console=ttyS0",
+        ])
+        .env("VMUX_HOME", home.path())
+        .current_dir(home.path())
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let toml = home.vmux(&["dumpconfig", "web"]).ok();
+    let expected = format!("kernel = \"{}\"", home.path().join("vmlinuz").display());
+    assert!(toml.contains(&expected), "{toml}");
+}
+
+#[test]
+fn dumpconfig_then_define_round_trips() {
+    let home = Home::new();
+    home.vmux(&[
+        "create",
+        "web",
+        "--demo",
+        "--vcpus",
+        "2",
+        "--memory",
+        "128M",
+        "--autostart",
+    ])
+    .ok();
+    let before = home.vmux(&["dumpconfig", "web"]).ok();
+    let file = home.path().join("web.toml");
+    fs::write(&file, &before).expect("write");
+    home.vmux(&["undefine", "web"]).ok();
+    let out = home
+        .vmux(&["define", file.to_str().expect("utf-8 path")])
+        .ok();
+    assert!(out.contains("VM 'web' defined"), "{out}");
+    assert_eq!(home.vmux(&["dumpconfig", "web"]).ok(), before);
+}
+
+#[test]
+fn define_takes_the_name_from_the_file_and_refuses_a_duplicate() {
+    let home = Home::new();
+    let file = home.path().join("whatever.toml");
+    fs::write(
+        &file,
+        "name = \"db\"\nvcpus = 1\nmax_vcpus = 4\nmemory = \"64M\"\n\n[boot]\nsource = \"demo\"\n",
+    )
+    .expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    home.vmux(&["define", path]).ok();
+    assert_eq!(home.state("db"), "shut_off");
+    let err = home.vmux(&["define", path]).fails();
+    assert!(err.contains("already defined"), "{err}");
+}
+
+#[test]
+fn define_reports_a_broken_file_with_its_line() {
+    let home = Home::new();
+    let file = home.path().join("bad.toml");
+    fs::write(&file, "name = \"db\"\nvcpus = \"many\"\n").expect("write");
+    let err = home
+        .vmux(&["define", file.to_str().expect("utf-8 path")])
+        .fails();
+    assert!(err.contains("bad.toml:2:"), "{err}");
+}
+
+#[test]
+fn dumpconfig_json_carries_the_definition() {
+    let home = Home::new();
+    home.vmux(&["create", "web", "--demo", "--vcpus", "3"]).ok();
+    let out = home.vmux(&["dumpconfig", "web", "--json"]).ok();
+    let cfg: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(cfg["vcpus"], 3);
+    assert_eq!(cfg["max_vcpus"], 6);
+    assert_eq!(cfg["memory"], "256M");
+    assert_eq!(cfg["boot"]["source"], "demo");
+}
+
+#[test]
+fn undefine_removes_the_vm_from_the_list() {
+    let home = Home::new();
+    home.create_demo("web");
+    home.vmux(&["undefine", "web"]).ok();
+    let list = home.list_json();
+    assert_eq!(list["vms"].as_array().map(Vec::len), Some(0), "{list}");
+    assert!(!home.vm_file("web").exists());
+}
+
+#[test]
+fn autostart_sets_and_clears_the_flag() {
+    let home = Home::new();
+    home.create_demo("web");
+    home.vmux(&["autostart", "web"]).ok();
+    assert_eq!(home.list_json()["vms"][0]["autostart"], true);
+    home.vmux(&["autostart", "web", "--disable"]).ok();
+    assert_eq!(home.list_json()["vms"][0]["autostart"], false);
+}
+
+#[test]
+fn autostart_all_with_nothing_marked_says_so() {
+    let home = Home::new();
+    home.create_demo("web");
+    let out = home.vmux(&["autostart-all"]).ok();
+    assert!(out.contains("No VM is marked for autostart"), "{out}");
+    assert_eq!(home.state("web"), "shut_off");
+}
+
+#[test]
+fn list_hides_shut_off_vms_unless_all() {
+    let home = Home::new();
+    home.create_demo("web");
+    let out = home.vmux(&["list"]).ok();
+    assert!(!out.contains("web"), "{out}");
+    let out = home.vmux(&["list", "--all"]).ok();
+    let row = out.lines().find(|l| l.contains("web")).expect("web listed");
+    assert!(
+        row.contains("shut off") && row.contains("1/4") && row.contains("256M"),
+        "{row}"
+    );
+}
+
+#[test]
+fn list_json_has_a_stable_shape() {
+    let home = Home::new();
+    home.vmux(&[
+        "create",
+        "web",
+        "--demo",
+        "--vcpus",
+        "2",
+        "--max-vcpus",
+        "8",
+    ])
+    .ok();
+    let list = home.list_json();
+    let vm = &list["vms"][0];
+    assert_eq!(vm["name"], "web");
+    assert_eq!(vm["state"], "shut_off");
+    assert!(vm["pid"].is_null());
+    assert_eq!(vm["vcpus"], 2);
+    assert_eq!(vm["max_vcpus"], 8);
+    assert_eq!(vm["memory_bytes"], 256u64 << 20);
+    assert_eq!(vm["autostart"], false);
+    assert!(vm["reason"].is_null());
+    assert_eq!(list["errors"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn a_broken_definition_is_reported_with_file_and_line_while_others_list() {
+    let home = Home::new();
+    home.create_demo("good");
+    fs::write(home.vm_file("bad"), "name = \"bad\"\nvcpus = \"many\"\n").expect("write");
+    let run = home.vmux(&["list", "--all"]);
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert!(run.stderr.contains("bad.toml:2:"), "{run:#?}");
+    assert!(run.stdout.contains("good"), "{run:#?}");
+    let list = home.list_json();
+    assert_eq!(list["errors"][0]["line"], 2);
+    assert_eq!(list["vms"][0]["name"], "good");
+}
+
+#[test]
+fn info_of_a_shut_off_vm_shows_the_definition() {
+    let home = Home::new();
+    home.vmux(&["create", "web", "--demo", "--vcpus", "2"]).ok();
+    let out = home.vmux(&["info", "web"]).ok();
+    assert!(out.contains("State:      shut off"), "{out}");
+    assert!(out.contains("vCPUs:      2 (max 4)"), "{out}");
+    assert!(out.contains("demo guest"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&home.vmux(&["info", "web", "--json"]).ok()).expect("json");
+    assert_eq!(json["state"], "shut_off");
+    assert!(json["uptime_s"].is_null());
+}
+
+#[test]
+fn verbs_that_need_a_running_vm_say_how_to_start_it() {
+    let home = Home::new();
+    home.create_demo("web");
+    for verb in [
+        "stats", "shutdown", "destroy", "reboot", "reset", "suspend", "resume", "console",
+    ] {
+        let err = home.vmux(&[verb, "web"]).fails();
+        assert!(
+            err.contains("not running") && err.contains("vmux start web"),
+            "{verb}: {err}"
+        );
+    }
+}
+
+#[test]
+fn edit_with_a_failing_editor_changes_nothing() {
+    let home = Home::new();
+    home.create_demo("web");
+    let before = fs::read_to_string(home.vm_file("web")).expect("read");
+    let editor = script(home.path(), "fail.sh", "exit 3");
+    let err = home
+        .run(
+            &["edit", "web"],
+            &[("EDITOR", &editor)],
+            None,
+            COMMAND_TIMEOUT,
+        )
+        .fails();
+    assert!(err.contains("failed") && err.contains("unchanged"), "{err}");
+    assert_eq!(
+        fs::read_to_string(home.vm_file("web")).expect("read"),
+        before
+    );
+}
+
+#[test]
+fn edit_that_breaks_the_file_is_refused_with_its_line() {
+    let home = Home::new();
+    home.create_demo("web");
+    let before = fs::read_to_string(home.vm_file("web")).expect("read");
+    let editor = script(
+        home.path(),
+        "break.sh",
+        "sed -i 's/^vcpus = .*/vcpus = \"many\"/' \"$1\"",
+    );
+    let err = home
+        .run(
+            &["edit", "web"],
+            &[("EDITOR", &editor)],
+            None,
+            COMMAND_TIMEOUT,
+        )
+        .fails();
+    assert!(err.contains("invalid") && err.contains("line 2"), "{err}");
+    assert_eq!(
+        fs::read_to_string(home.vm_file("web")).expect("read"),
+        before
+    );
+}
+
+#[test]
+fn edit_saves_a_valid_change() {
+    let home = Home::new();
+    home.create_demo("web");
+    let editor = script(
+        home.path(),
+        "grow.sh",
+        "sed -i 's/^memory = .*/memory = \"512M\"/' \"$1\"",
+    );
+    let out = home
+        .run(
+            &["edit", "web"],
+            &[("VISUAL", &editor)],
+            None,
+            COMMAND_TIMEOUT,
+        )
+        .ok();
+    assert!(out.contains("VM 'web' updated"), "{out}");
+    assert!(
+        home.vmux(&["dumpconfig", "web"])
+            .ok()
+            .contains("memory = \"512M\"")
+    );
+}
+
+#[test]
+fn edit_without_changes_says_so() {
+    let home = Home::new();
+    home.create_demo("web");
+    let out = home
+        .run(
+            &["edit", "web"],
+            &[("EDITOR", "true")],
+            None,
+            COMMAND_TIMEOUT,
+        )
+        .ok();
+    assert!(out.contains("No changes"), "{out}");
+}
+
+#[test]
+fn edit_refuses_renaming() {
+    let home = Home::new();
+    home.create_demo("web");
+    let editor = script(
+        home.path(),
+        "rename.sh",
+        "sed -i 's/^name = .*/name = \"other\"/' \"$1\"",
+    );
+    let err = home
+        .run(
+            &["edit", "web"],
+            &[("EDITOR", &editor)],
+            None,
+            COMMAND_TIMEOUT,
+        )
+        .fails();
+    assert!(err.contains("renaming is not supported"), "{err}");
+    assert!(!home.vm_file("other").exists());
+}
+
+#[test]
+fn usage_errors_exit_with_status_2() {
+    let home = Home::new();
+    let run = home.vmux(&["create", "web"]);
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert!(run.stderr.contains("--demo"), "{run:#?}");
+}
