@@ -586,3 +586,291 @@ fn usage_errors_exit_with_status_2() {
     assert_eq!(run.code, Some(2), "{run:#?}");
     assert!(run.stderr.contains("--demo"), "{run:#?}");
 }
+
+// ---- real VMs on /dev/kvm (the built-in demo guest and guest-kit programs) ----
+
+/// What the demo guest prints first (tests/guests/README.md).
+const DEMO_BANNER: &str = "vmux demo guest";
+/// Longest a guest may take to reach an expected line on this (emulating) KVM.
+const GUEST_TIMEOUT: &str = "30";
+
+/// Whether VMs can run here; says why not when they cannot.
+fn kvm_usable() -> bool {
+    match fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("skipped: /dev/kvm cannot be opened ({e}); these tests boot real VMs");
+            false
+        }
+    }
+}
+
+/// A guest-kit program built by build.rs.
+fn guest(name: &str) -> String {
+    format!("{}/{name}.elf", env!("VMUX_GUEST_DIR"))
+}
+
+/// Polls `check` every 100 ms for up to `secs` seconds.
+fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check()
+}
+
+impl Home {
+    /// Defines and starts a demo VM, and waits for its prompt.
+    fn start_demo(&self, name: &str) -> u32 {
+        self.vmux(&["create", name, "--demo", "--start"]).ok();
+        self.wait_for_console(name, "demo\\$ ");
+        self.pid(name)
+    }
+
+    /// vmd's pid from `info --json`.
+    fn pid(&self, name: &str) -> u32 {
+        let info: serde_json::Value =
+            serde_json::from_str(&self.vmux(&["info", name, "--json"]).ok()).expect("json");
+        info["pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .expect("running VM has a pid")
+    }
+
+    /// Waits until the console (history included) matches `pattern`; returns the output.
+    fn wait_for_console(&self, name: &str, pattern: &str) -> String {
+        self.vmux(&[
+            "console",
+            name,
+            "--until",
+            pattern,
+            "--timeout",
+            GUEST_TIMEOUT,
+        ])
+        .ok()
+    }
+}
+
+fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn a_demo_vm_starts_lists_as_running_and_shuts_off_with_no_vmd_left() {
+    if !kvm_usable() {
+        return;
+    }
+    let home = Home::new();
+    let pid = home.start_demo("web");
+    let out = home.vmux(&["list"]).ok();
+    let row = out.lines().find(|l| l.contains("web")).expect("web listed");
+    assert!(
+        row.contains("running") && row.contains(&pid.to_string()),
+        "{row}"
+    );
+
+    let out = home.vmux(&["shutdown", "web"]).ok();
+
+    assert!(out.contains("VM 'web' shut off"), "{out}");
+    assert_eq!(home.state("web"), "shut_off");
+    assert!(
+        eventually(5, || !process_exists(pid)),
+        "vmd {pid} still exists"
+    );
+    assert!(!home.vmux(&["list"]).ok().contains("web"));
+}
+
+#[test]
+fn starting_a_running_vm_is_refused() {
+    if !kvm_usable() {
+        return;
+    }
+    let home = Home::new();
+    home.start_demo("web");
+    let err = home.vmux(&["start", "web"]).fails();
+    assert!(
+        err.contains("already running") && err.contains("vmux destroy web"),
+        "{err}"
+    );
+    let err = home.vmux(&["undefine", "web"]).fails();
+    assert!(err.contains("already running"), "{err}");
+}
+
+#[test]
+fn console_pipe_sends_input_and_stops_when_the_output_matches() {
+    if !kvm_usable() {
+        return;
+    }
+    let home = Home::new();
+    home.start_demo("web");
+    let run = home.run(
+        &[
+            "console",
+            "web",
+            "--until",
+            "(?m)^hi\r?$",
+            "--timeout",
+            GUEST_TIMEOUT,
+        ],
+        &[],
+        Some(b"echo hi\r"),
+        COMMAND_TIMEOUT,
+    );
+    let out = run.ok();
+    assert!(out.contains(DEMO_BANNER), "history comes first: {out}");
+    assert!(out.contains("demo$ echo hi"), "{out}");
+}
+
+#[test]
+fn console_history_prints_the_buffer_and_exits() {
+    if !kvm_usable() {
+        return;
+    }
+    let home = Home::new();
+    home.start_demo("web");
+    let out = home.vmux(&["console", "web", "--history"]).ok();
+    assert!(out.contains(DEMO_BANNER), "{out}");
+}
+
+#[test]
+fn console_timeout_fails_with_a_message() {
+    if !kvm_usable() {
+        return;
+    }
+    let home = Home::new();
+    home.start_demo("web");
+    let err = home
+        .vmux(&[
+            "console",
+            "web",
+            "--no-history",
+            "--until",
+            "never printed",
+            "--timeout",
+            "1",
+        ])
+        .fails();
+    assert!(
+        err.contains("no console output matched 'never printed' within 1 s"),
+        "{err}"
+    );
+    assert_eq!(home.state("web"), "running");
+}
+
+#[test]
+fn suspend_and_resume_change_the_listed_state() {
+    if !kvm_usable() {
+        return;
+    }
+    let home = Home::new();
+    home.start_demo("web");
+    home.vmux(&["suspend", "web"]).ok();
+    assert_eq!(home.state("web"), "paused");
+    let err = home.vmux(&["shutdown", "web"]).fails();
+    assert!(
+        err.contains("paused") && err.contains("vmux resume web"),
+        "{err}"
+    );
+    home.vmux(&["resume", "web"]).ok();
+    assert_eq!(home.state("web"), "running");
+    let err = home.vmux(&["resume", "web"]).fails();
+    assert!(err.contains("not paused"), "{err}");
+}
+
+#[test]
+fn destroy_stops_the_vm_at_once() {
+    if !kvm_usable() {
+        return;
+    }
+    let home = Home::new();
+    let pid = home.start_demo("web");
+    let out = home.vmux(&["destroy", "web"]).ok();
+    assert!(out.contains("VM 'web' destroyed"), "{out}");
+    assert_eq!(home.state("web"), "shut_off");
+    assert!(
+        eventually(5, || !process_exists(pid)),
+        "vmd {pid} still exists"
+    );
+}
+
+#[test]
+fn reboot_boots_the_guest_again() {
+    if !kvm_usable() {
+        return;
+    }
+    let home = Home::new();
+    let pid = home.start_demo("web");
+    home.vmux(&["reboot", "web"]).ok();
+    let banners = || {
+        let out = home.vmux(&["console", "web", "--history"]).ok();
+        out.matches(DEMO_BANNER).count()
+    };
+    assert!(
+        eventually(30, || banners() >= 2),
+        "no second banner after reboot"
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&home.vmux(&["info", "web", "--json"]).ok()).expect("json");
+    assert_eq!(info["boots"], 2);
+    assert_eq!(info["pid"], pid, "a reboot keeps the same vmd");
+}
+
+#[test]
+fn stats_reports_a_running_vm() {
+    if !kvm_usable() {
+        return;
+    }
+    let home = Home::new();
+    home.start_demo("web");
+    let stats: serde_json::Value =
+        serde_json::from_str(&home.vmux(&["stats", "web", "--json"]).ok()).expect("json");
+    assert_eq!(stats["name"], "web");
+    assert_eq!(stats["memory_bytes"], 256u64 << 20);
+    assert_eq!(stats["vcpus"].as_array().map(Vec::len), Some(1));
+    let out = home.vmux(&["stats", "web"]).ok();
+    assert!(out.contains("CPU:") && out.contains("vcpu0"), "{out}");
+}
+
+#[test]
+fn shutdown_of_a_guest_that_ignores_the_button_times_out_and_leaves_it_running() {
+    if !kvm_usable() {
+        return;
+    }
+    let home = Home::new();
+    // The echo guest never looks at the power button.
+    home.vmux(&["create", "deaf", "--kernel", &guest("echo"), "--start"])
+        .ok();
+    home.wait_for_console("deaf", "echo ready");
+    let err = home.vmux(&["shutdown", "deaf", "--timeout", "2"]).fails();
+    assert!(
+        err.contains("did not shut down within 2 s") && err.contains("vmux destroy deaf"),
+        "{err}"
+    );
+    assert_eq!(home.state("deaf"), "running");
+}
+
+#[test]
+fn autostart_all_starts_marked_vms_and_reports_each() {
+    if !kvm_usable() {
+        return;
+    }
+    let home = Home::new();
+    home.vmux(&["create", "marked", "--demo", "--autostart"])
+        .ok();
+    home.create_demo("unmarked");
+
+    let out = home.vmux(&["autostart-all"]).ok();
+
+    assert!(out.contains("marked: started"), "{out}");
+    assert_eq!(home.state("marked"), "running");
+    assert_eq!(home.state("unmarked"), "shut_off");
+    let out = home.vmux(&["autostart-all"]).ok();
+    assert!(out.contains("marked: already running"), "{out}");
+}
