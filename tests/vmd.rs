@@ -17,117 +17,13 @@ use vmux::engine::control::RunState;
 /// The longest any single wait in these tests may take.
 const TIMEOUT: Duration = Duration::from_secs(15);
 
-/// What the test guests print first.
-const BANNER: &str = "vmux test guest\r\n";
+/// The demo guest's banner and prompt.
+const DEMO_BANNER: &str = "vmux demo guest";
+const DEMO_PROMPT: &str = "demo$ ";
 
-// Test guests: a few bytes of hand-assembled x86-64, linked at 1 MiB in a static ELF64 and
-// entered in long mode like any guest-kit program. They poll ports instead of taking
-// interrupts, so they need no IDT.
-
-/// Prints [`BANNER`], then `cli; hlt` forever: asleep in KVM, costing no CPU.
-fn sleeper() -> Vec<u8> {
-    let mut code = vec![
-        0x66, 0xba, 0xf8, 0x03, // 0: mov dx, 0x3f8
-        0x48, 0x8d, 0x35, 16, 0, 0, 0, // 4: lea rsi, [rip + 16] (the text at 27)
-        0x8a, 0x06, // 11: mov al, [rsi]
-        0x84, 0xc0, // 13: test al, al
-        0x74, 0x06, // 15: jz 23
-        0xee, // 17: out dx, al
-        0x48, 0xff, 0xc6, // 18: inc rsi
-        0xeb, 0xf4, // 21: jmp 11
-        0xfa, // 23: cli
-        0xf4, // 24: hlt
-        0xeb, 0xfd, // 25: jmp 24
-    ];
-    code.extend_from_slice(BANNER.as_bytes());
-    code.push(0);
-    elf(&code)
-}
-
-/// Prints [`BANNER`], then polls: echoes every byte received on COM1, and powers off (ACPI
-/// S5) when the GED reports the power button. Busy: it keeps one host CPU working.
-fn terminal() -> Vec<u8> {
-    let mut code = vec![
-        0x48, 0x8d, 0x35, 50, 0, 0, 0, // 0: lea rsi, [rip + 50] (the text at 57)
-        0x66, 0xba, 0xf8, 0x03, // 7: mov dx, 0x3f8
-        0x8a, 0x06, // 11: mov al, [rsi]
-        0x48, 0xff, 0xc6, // 13: inc rsi
-        0x84, 0xc0, // 16: test al, al
-        0x74, 0x03, // 18: jz 23
-        0xee, // 20: out dx, al
-        0xeb, 0xf4, // 21: jmp 11
-        0x66, 0xba, 0xfd, 0x03, // 23: mov dx, 0x3fd (LSR)
-        0xec, // 27: in al, dx
-        0xa8, 0x01, // 28: test al, 1 (data ready)
-        0x74, 0x06, // 30: jz 38
-        0x66, 0xba, 0xf8, 0x03, // 32: mov dx, 0x3f8
-        0xec, // 36: in al, dx
-        0xee, // 37: out dx, al
-        0x66, 0xba, 0x10, 0x06, // 38: mov dx, 0x610 (GED events)
-        0xec, // 42: in al, dx
-        0xa8, 0x08, // 43: test al, 8 (power button)
-        0x74, 0xe8, // 45: jz 23
-        0x66, 0xba, 0x00, 0x06, // 47: mov dx, 0x600
-        0xb0, 0x34, // 51: mov al, 0x34 (SLP_TYP S5 | SLP_EN)
-        0xee, // 53: out dx, al
-        0xf4, // 54: hlt
-        0xeb, 0xfd, // 55: jmp 54
-    ];
-    code.extend_from_slice(BANNER.as_bytes());
-    code.push(0);
-    elf(&code)
-}
-
-/// Prints a 44-byte line forever, as fast as the UART exits allow.
-fn flood() -> Vec<u8> {
-    let mut code = vec![
-        0x66, 0xba, 0xf8, 0x03, // 0: mov dx, 0x3f8
-        0x48, 0x8d, 0x35, 14, 0, 0, 0, // 4: lea rsi, [rip + 14] (the text at 25)
-        0x8a, 0x06, // 11: mov al, [rsi]
-        0x84, 0xc0, // 13: test al, al
-        0x74, 0x06, // 15: jz 23
-        0xee, // 17: out dx, al
-        0x48, 0xff, 0xc6, // 18: inc rsi
-        0xeb, 0xf4, // 21: jmp 11
-        0xeb, 0xeb, // 23: jmp 4
-    ];
-    code.extend_from_slice(b"flood 0123456789abcdefghijklmnopqrstuvwxyz\r\n\0");
-    elf(&code)
-}
-
-/// `ud2` with no IDT: a triple fault.
-fn faulty() -> Vec<u8> {
-    elf(&[0x0f, 0x0b])
-}
-
-/// A static ELF64 (ET_EXEC, x86-64) with `code` in one PT_LOAD segment at 1 MiB, entered at
-/// its first byte.
-fn elf(code: &[u8]) -> Vec<u8> {
-    const LOAD_ADDR: u64 = 0x10_0000;
-    let mut elf = vec![0u8; 0x1000];
-    elf[..4].copy_from_slice(b"\x7fELF");
-    elf[4] = 2; // ELFCLASS64
-    elf[5] = 1; // little endian
-    elf[6] = 1; // EV_CURRENT
-    elf[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    elf[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
-    elf[20..24].copy_from_slice(&1u32.to_le_bytes());
-    elf[24..32].copy_from_slice(&LOAD_ADDR.to_le_bytes()); // e_entry
-    elf[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
-    elf[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
-    elf[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
-    elf[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
-    let ph = &mut elf[64..120];
-    ph[0..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-    ph[4..8].copy_from_slice(&7u32.to_le_bytes()); // RWX
-    ph[8..16].copy_from_slice(&0x1000u64.to_le_bytes()); // p_offset
-    ph[16..24].copy_from_slice(&LOAD_ADDR.to_le_bytes()); // p_vaddr
-    ph[24..32].copy_from_slice(&LOAD_ADDR.to_le_bytes()); // p_paddr
-    ph[32..40].copy_from_slice(&(code.len() as u64).to_le_bytes()); // p_filesz
-    ph[40..48].copy_from_slice(&(code.len() as u64).to_le_bytes()); // p_memsz
-    ph[48..56].copy_from_slice(&0x1000u64.to_le_bytes()); // p_align
-    elf.extend_from_slice(code);
-    elf
+/// A guest-kit program built by build.rs (tests/guests/<name>.rs).
+fn kit_guest(name: &str) -> PathBuf {
+    Path::new(env!("VMUX_GUEST_DIR")).join(format!("{name}.elf"))
 }
 
 /// Polls `cond` every 10 ms until it holds; fails the test after [`TIMEOUT`].
@@ -188,12 +84,40 @@ fn home() -> TestHome {
 }
 
 impl TestHome {
-    /// Defines VM `name` booting `image` (written into the home) and starts it.
-    fn run(&self, name: &str, image: &[u8]) {
-        let kernel = self.dir.path().join(format!("{name}.elf"));
-        std::fs::write(&kernel, image).expect("write guest");
-        self.kernel_vm(name, &kernel);
+    /// Defines VM `name` as the built-in demo guest (1 vCPU, 64 MiB) and starts it.
+    fn run_demo(&self, name: &str) {
+        let mut config = VmConfig::new(name, BootConfig::Demo);
+        config.memory = 64 << 20;
+        self.host.define(&config).expect("define");
         self.host.start(name).expect("start");
+    }
+
+    /// Defines VM `name` booting the guest-kit program `program` and starts it.
+    fn run_kit(&self, name: &str, program: &str) {
+        self.kernel_vm(name, &kit_guest(program));
+        self.host.start(name).expect("start");
+    }
+
+    /// Waits until the VM is over and its vmd has exited (vmd records the final state a
+    /// moment before it removes its socket and pid file and exits).
+    fn wait_until_over(&self, name: &str) -> RunState {
+        wait_until(&format!("{name} is over and its vmd gone"), || {
+            !self.pid_file(name).exists() && self.vmd_processes().is_empty()
+        });
+        self.state(name)
+    }
+
+    /// Waits until the guest has printed its prompt (its boot is done).
+    fn wait_for_prompt(&self, name: &str) {
+        wait_until("the demo has printed its prompt", || {
+            self.console_log(name).contains(DEMO_PROMPT)
+        });
+    }
+
+    /// The VM's console log so far.
+    fn console_log(&self, name: &str) -> String {
+        let path = self.host.paths().vm_state_dir(name).join("console.log");
+        String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
     }
 
     fn state(&self, name: &str) -> RunState {
@@ -347,9 +271,39 @@ fn undefine_removes_the_definition_and_its_state() {
 }
 
 #[test]
+fn the_demo_starts_and_answers_on_its_console() {
+    let home = home();
+    home.run_demo("demo");
+    let mut console = ConsoleTap::new(home.host.console("demo", true).expect("console"));
+    console.wait_for(DEMO_PROMPT);
+    console
+        .input
+        .write_all(b"echo hello-from-a-test\r")
+        .expect("type");
+    console.wait_for("\r\nhello-from-a-test\r\n");
+    home.host.shutdown("demo").expect("shutdown");
+    assert_eq!(home.wait_until_over("demo"), RunState::ShutOff);
+    home.assert_nothing_left("demo");
+}
+
+#[test]
+fn hello_prints_powers_off_and_is_shut_off() {
+    let home = home();
+    home.run_kit("hello", "hello");
+    assert_eq!(home.wait_until_over("hello"), RunState::ShutOff);
+    assert!(
+        home.console_log("hello")
+            .contains("hello from the vmux guest kit"),
+        "{:?}",
+        home.console_log("hello")
+    );
+    home.assert_nothing_left("hello");
+}
+
+#[test]
 fn a_running_vm_answers_info_and_stats_and_pauses_and_resumes() {
     let home = home();
-    home.run("vm", &sleeper());
+    home.run_demo("vm");
     let status = home.host.status("vm").expect("status");
     assert_eq!(status.state, RunState::Running);
     assert!(status.pid.is_some());
@@ -359,13 +313,13 @@ fn a_running_vm_answers_info_and_stats_and_pauses_and_resumes() {
         (RunState::Running, 1, 1)
     );
     assert_eq!(Some(info.pid), status.pid);
-    wait_until("a stats sample has the banner", || {
-        home.host.stats("vm").expect("stats").serial_out_bytes == BANNER.len() as u64
+    wait_until("a stats sample counts the banner", || {
+        home.host.stats("vm").expect("stats").serial_out_bytes > 0
     });
     let stats = home.host.stats("vm").expect("stats");
     assert_eq!(stats.vcpus.len(), 1);
     assert_eq!(stats.memory_bytes, 64 << 20);
-    assert!(stats.rss_bytes > 0);
+    assert!(stats.rss_bytes > 0 && stats.exits > 0, "{stats:?}");
     home.host.suspend("vm").expect("suspend");
     assert_eq!(home.state("vm"), RunState::Paused);
     assert_eq!(home.host.info("vm").expect("info").state, RunState::Paused);
@@ -379,25 +333,28 @@ fn a_running_vm_answers_info_and_stats_and_pauses_and_resumes() {
 #[test]
 fn a_late_console_attach_gets_the_banner_from_history() {
     let home = home();
-    home.run("vm", &sleeper());
-    thread::sleep(Duration::from_millis(200));
+    home.run_demo("vm");
+    home.wait_for_prompt("vm");
     let late = ConsoleTap::new(home.host.console("vm", true).expect("console"));
-    let text = late.wait_for(BANNER);
-    assert!(text.starts_with(BANNER), "{text:?}");
+    let text = late.wait_for(DEMO_PROMPT);
+    assert!(text.contains(DEMO_BANNER), "{text:?}");
     home.host.destroy("vm").expect("destroy");
 }
 
 #[test]
 fn two_console_clients_both_see_output_and_both_can_type() {
     let home = home();
-    home.run("vm", &terminal());
-    let mut a = ConsoleTap::new(home.host.console("vm", false).expect("console a"));
-    let mut b = ConsoleTap::new(home.host.console("vm", false).expect("console b"));
-    a.input.write_all(b"from-a ").expect("type a");
-    b.input.write_all(b"from-b ").expect("type b");
+    home.run_demo("vm");
+    let mut a = ConsoleTap::new(home.host.console("vm", true).expect("console a"));
+    let mut b = ConsoleTap::new(home.host.console("vm", true).expect("console b"));
+    a.wait_for(DEMO_PROMPT);
+    a.input.write_all(b"echo from-a\r").expect("type a");
     for tap in [&a, &b] {
-        tap.wait_for("from-a");
-        tap.wait_for("from-b");
+        tap.wait_for("\r\nfrom-a\r\n");
+    }
+    b.input.write_all(b"echo from-b\r").expect("type b");
+    for tap in [&a, &b] {
+        tap.wait_for("\r\nfrom-b\r\n");
     }
     home.host.destroy("vm").expect("destroy");
     home.assert_nothing_left("vm");
@@ -406,7 +363,7 @@ fn two_console_clients_both_see_output_and_both_can_type() {
 #[test]
 fn info_stays_prompt_while_the_guest_floods_the_console() {
     let home = home();
-    home.run("vm", &flood());
+    home.run_kit("vm", "flood");
     // One console client that never reads: it must not hold anything up.
     let _stalled = home.host.console("vm", true).expect("stalled console");
     let reader = ConsoleTap::new(home.host.console("vm", false).expect("console"));
@@ -426,7 +383,7 @@ fn info_stays_prompt_while_the_guest_floods_the_console() {
     );
     assert!(replies > 50, "only {replies} replies in 10 s");
     assert!(
-        reader.count("flood 0123") > 10,
+        reader.count("flood ") > 10,
         "the reading console saw the flood"
     );
     let stats = home.host.stats("vm").expect("stats");
@@ -438,24 +395,19 @@ fn info_stays_prompt_while_the_guest_floods_the_console() {
 #[test]
 fn a_vmd_killed_with_sigkill_shows_as_crashed_and_its_socket_is_cleaned() {
     let home = home();
-    home.run("vm", &sleeper());
+    home.run_demo("vm");
     let pid = home.host.status("vm").expect("status").pid.expect("pid");
     kill(
         Pid::from_raw(i32::try_from(pid).expect("pid")),
         Signal::SIGKILL,
     )
     .expect("kill");
-    let killed = Instant::now();
     wait_until("vmd is gone", || home.vmd_processes().is_empty());
     assert!(home.socket("vm").exists(), "the dead vmd left its socket");
     // The kernel releases vmd's lock once its last thread has exited.
     wait_until("the VM shows as crashed", || {
         home.state("vm") == RunState::Crashed
     });
-    eprintln!(
-        "crashed state visible {:?} after the kill",
-        killed.elapsed()
-    );
     let status = home.host.status("vm").expect("status");
     assert_eq!(
         status.reason,
@@ -472,24 +424,15 @@ fn a_vmd_killed_with_sigkill_shows_as_crashed_and_its_socket_is_cleaned() {
 }
 
 #[test]
-fn shutdown_powers_the_guest_off_and_leaves_nothing() {
-    let home = home();
-    home.run("vm", &terminal());
-    home.host.shutdown("vm").expect("shutdown");
-    wait_until("the VM is shut off", || {
-        home.state("vm") == RunState::ShutOff && home.vmd_processes().is_empty()
-    });
-    home.assert_nothing_left("vm");
-}
-
-#[test]
 fn reboot_brings_the_banner_back() {
     let home = home();
-    home.run("vm", &terminal());
+    home.run_demo("vm");
     let console = ConsoleTap::new(home.host.console("vm", true).expect("console"));
-    console.wait_for(BANNER);
+    console.wait_for(DEMO_PROMPT);
     home.host.reboot("vm").expect("reboot");
-    wait_until("the banner is printed again", || console.count(BANNER) == 2);
+    wait_until("the banner is printed again", || {
+        console.count(DEMO_BANNER) == 2
+    });
     let info = home.host.info("vm").expect("info");
     assert_eq!((info.state, info.boots), (RunState::Running, 2));
     home.host.destroy("vm").expect("destroy");
@@ -498,14 +441,15 @@ fn reboot_brings_the_banner_back() {
 #[test]
 fn reset_boots_the_guest_again() {
     let home = home();
-    home.run("vm", &sleeper());
+    home.run_demo("vm");
+    home.wait_for_prompt("vm");
     home.host.reset("vm").expect("reset");
     wait_until("the second boot runs", || {
         home.host.info("vm").is_ok_and(|info| info.boots == 2)
     });
     let console = ConsoleTap::new(home.host.console("vm", true).expect("console"));
-    wait_until("both banners are in the history", || {
-        console.count(BANNER) == 2
+    wait_until("the second banner is in the history", || {
+        console.count(DEMO_BANNER) == 2
     });
     home.host.destroy("vm").expect("destroy");
 }
@@ -513,19 +457,22 @@ fn reset_boots_the_guest_again() {
 #[test]
 fn a_guest_fault_is_crashed_with_the_instruction_pointer() {
     let home = home();
-    home.run("vm", &faulty());
-    wait_until("the VM is over", || home.vmd_processes().is_empty());
-    let status = home.host.status("vm").expect("status");
-    assert_eq!(status.state, RunState::Crashed);
-    let reason = status.reason.expect("a reason");
-    assert!(reason.contains("RIP 0x100000"), "{reason}");
+    home.run_kit("vm", "fault");
+    assert_eq!(home.wait_until_over("vm"), RunState::Crashed);
+    let reason = home
+        .host
+        .status("vm")
+        .expect("status")
+        .reason
+        .expect("a reason");
+    assert!(reason.contains("RIP"), "{reason}");
     home.assert_nothing_left("vm");
 }
 
 #[test]
 fn a_running_vm_cannot_be_started_twice_or_undefined() {
     let home = home();
-    home.run("vm", &sleeper());
+    home.run_demo("vm");
     assert!(matches!(
         home.host.start("vm"),
         Err(ClientError::AlreadyRunning(_))
@@ -540,7 +487,7 @@ fn a_running_vm_cannot_be_started_twice_or_undefined() {
 #[test]
 fn destroy_then_start_at_once_works() {
     let home = home();
-    home.run("vm", &sleeper());
+    home.run_demo("vm");
     home.host.destroy("vm").expect("destroy");
     home.host.start("vm").expect("start right after destroy");
     assert_eq!(home.host.info("vm").expect("info").boots, 1);
@@ -551,16 +498,13 @@ fn destroy_then_start_at_once_works() {
 #[test]
 fn sigterm_to_vmd_ends_the_vm_cleanly_as_shut_off() {
     let home = home();
-    home.run("vm", &sleeper());
+    home.run_demo("vm");
     let pid = home.host.status("vm").expect("status").pid.expect("pid");
     kill(
         Pid::from_raw(i32::try_from(pid).expect("pid")),
         Signal::SIGTERM,
     )
     .expect("kill");
-    wait_until("vmd is gone", || home.vmd_processes().is_empty());
-    wait_until("the VM shows as shut off", || {
-        home.state("vm") == RunState::ShutOff
-    });
+    assert_eq!(home.wait_until_over("vm"), RunState::ShutOff);
     home.assert_nothing_left("vm");
 }

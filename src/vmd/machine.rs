@@ -1,6 +1,7 @@
 //! The seam between vmd and the engine: object-safe traits over [`engine::Vm`] and
 //! [`engine::VmHandle`], so the control server and boot loop can be exercised with a fake
-//! machine in unit tests, and the definition → [`VmSpec`] mapping.
+//! machine in unit tests, and the definition → [`VmSpec`] mapping (the demo definition boots
+//! the guest embedded in the binary).
 //!
 //! [`KvmEngine`] is the only production implementation; it forwards to the engine facade and
 //! adds nothing.
@@ -116,18 +117,8 @@ impl MachineControl for engine::VmHandle {
     }
 }
 
-/// Errors turning a definition into something the engine can boot.
-#[derive(Debug, thiserror::Error)]
-pub enum SpecError {
-    /// This build of vmux carries no demo guest.
-    #[error(
-        "this vmux build has no built-in demo guest; define the VM with a kernel (`boot.source = \"kernel\"`)"
-    )]
-    NoDemoGuest,
-}
-
 /// Maps a definition to the engine's [`VmSpec`].
-pub fn vm_spec(config: &VmConfig) -> Result<VmSpec, SpecError> {
+pub fn vm_spec(config: &VmConfig) -> VmSpec {
     let boot = match &config.boot {
         BootConfig::Kernel {
             kernel,
@@ -138,21 +129,18 @@ pub fn vm_spec(config: &VmConfig) -> Result<VmSpec, SpecError> {
             initrd: initrd.clone(),
             cmdline: cmdline.clone(),
         },
-        BootConfig::Demo => demo_boot()?,
+        BootConfig::Demo => BootSpec::Image {
+            elf: Arc::from(crate::assets::demo_guest()),
+            cmdline: String::new(),
+        },
     };
-    Ok(VmSpec {
+    VmSpec {
         name: config.name.clone(),
         vcpus: config.vcpus,
         max_vcpus: config.max_vcpus,
         memory_bytes: config.memory,
         boot,
-    })
-}
-
-/// The built-in demo guest. The guest kit adds `crate::assets::demo_guest()`; until it is
-/// part of this build, a demo definition cannot be started.
-fn demo_boot() -> Result<BootSpec, SpecError> {
-    Err(SpecError::NoDemoGuest)
+    }
 }
 
 #[cfg(test)]
@@ -173,7 +161,7 @@ mod tests {
         config.vcpus = 2;
         config.max_vcpus = 6;
         config.memory = 512 << 20;
-        let spec = vm_spec(&config).expect("spec");
+        let spec = vm_spec(&config);
         assert_eq!(spec.name, "web1");
         assert_eq!((spec.vcpus, spec.max_vcpus), (2, 6));
         assert_eq!(spec.memory_bytes, 512 << 20);
@@ -185,5 +173,14 @@ mod tests {
                 cmdline: "console=ttyS0".into(),
             }
         );
+    }
+
+    #[test]
+    fn the_demo_definition_boots_the_embedded_guest() {
+        let spec = vm_spec(&VmConfig::new("demo", BootConfig::Demo));
+        let BootSpec::Image { elf, .. } = spec.boot else {
+            panic!("the demo boots an in-memory image");
+        };
+        assert_eq!(&elf[..], crate::assets::demo_guest());
     }
 }

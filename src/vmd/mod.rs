@@ -43,7 +43,7 @@ use crate::config::{ConfigError, Paths, Store};
 use crate::engine::VmSpec;
 use crate::engine::control::ExitReason;
 use console_log::{CONSOLE_LOG_MAX_BYTES, RotatingLog};
-use machine::{Engine, KvmEngine, Machine, MachineError, SpecError};
+use machine::{Engine, KvmEngine, Machine, MachineError};
 use pidfile::{PidFileError, PidLock};
 use ring::ConsoleRing;
 use server::{ControlSocket, ServerError};
@@ -73,9 +73,6 @@ pub enum VmdError {
     /// The definition could not be loaded.
     #[error(transparent)]
     Definition(ConfigError),
-    /// The definition cannot be turned into an engine spec.
-    #[error(transparent)]
-    Spec(#[from] SpecError),
     /// The control socket could not be set up.
     #[error(transparent)]
     Socket(#[from] ServerError),
@@ -224,7 +221,7 @@ impl Vmd {
         let config = Store::new(paths.clone())
             .load(name)
             .map_err(VmdError::Definition)?;
-        let spec = machine::vm_spec(&config)?;
+        let spec = machine::vm_spec(&config);
         let ring = Arc::new(ConsoleRing::new(CONSOLE_RING_BYTES));
         let sup = Arc::new(Supervisor::new(
             &spec,
