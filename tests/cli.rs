@@ -823,6 +823,28 @@ fn reboot_boots_the_guest_again() {
 }
 
 #[test]
+fn reset_boots_the_guest_again_at_once() {
+    if !kvm_usable() {
+        return;
+    }
+    let home = Home::new();
+    home.start_demo("web");
+    let out = home.vmux(&["reset", "web"]).ok();
+    assert!(out.contains("VM 'web' was reset"), "{out}");
+    let boots = || {
+        let info: serde_json::Value =
+            serde_json::from_str(&home.vmux(&["info", "web", "--json"]).ok()).expect("json");
+        info["boots"].as_u64()
+    };
+    assert!(
+        eventually(30, || boots() == Some(2)),
+        "boots: {:?}",
+        boots()
+    );
+    assert_eq!(home.state("web"), "running");
+}
+
+#[test]
 fn stats_reports_a_running_vm() {
     if !kvm_usable() {
         return;
@@ -873,4 +895,138 @@ fn autostart_all_starts_marked_vms_and_reports_each() {
     assert_eq!(home.state("unmarked"), "shut_off");
     let out = home.vmux(&["autostart-all"]).ok();
     assert!(out.contains("marked: already running"), "{out}");
+}
+
+/// `vmux` on a pseudo-terminal, as a person at a terminal runs it.
+struct PtySession {
+    child: std::process::Child,
+    /// The terminal side vmux sees (kept to inspect its modes).
+    slave: std::os::fd::OwnedFd,
+    master: fs::File,
+    /// Everything vmux wrote to the terminal so far.
+    screen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl PtySession {
+    fn spawn(home: &Home, args: &[&str]) -> PtySession {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let end = || Stdio::from(pty.slave.try_clone().expect("dup pty"));
+        let child = Command::new(env!("CARGO_BIN_EXE_vmux"))
+            .args(args)
+            .env("VMUX_HOME", home.path())
+            .stdin(end())
+            .stdout(end())
+            .stderr(end())
+            .spawn()
+            .expect("spawn vmux");
+        let master = fs::File::from(pty.master);
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut reader = master.try_clone().expect("dup master");
+        let sink = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // Ends with EIO once no process has the terminal open any more.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().expect("lock").extend_from_slice(&buf[..n]);
+            }
+        });
+        PtySession {
+            child,
+            slave: pty.slave,
+            master,
+            screen,
+        }
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.screen.lock().expect("lock")).into_owned()
+    }
+
+    fn wait_for(&self, text: &str) {
+        let seen = eventually(30, || self.screen().contains(text));
+        assert!(
+            seen,
+            "'{text}' never appeared on the terminal: {:?}",
+            self.screen()
+        );
+    }
+
+    fn type_bytes(&mut self, bytes: &[u8]) {
+        self.master.write_all(bytes).expect("type");
+    }
+
+    /// Whether the terminal is in canonical (cooked) mode with echo, as a shell expects.
+    fn cooked(&self) -> bool {
+        use nix::sys::termios::{LocalFlags, tcgetattr};
+        let modes = tcgetattr(&self.slave).expect("tcgetattr");
+        modes
+            .local_flags
+            .contains(LocalFlags::ICANON | LocalFlags::ECHO)
+    }
+
+    /// Waits (bounded) for vmux to exit; returns its exit code.
+    fn exit_code(&mut self) -> Option<i32> {
+        let mut status = None;
+        eventually(30, || {
+            status = self.child.try_wait().expect("wait");
+            status.is_some()
+        });
+        if status.is_none() {
+            let _ = self.child.kill();
+            panic!("vmux did not exit: {:?}", self.screen());
+        }
+        status.and_then(|s| s.code())
+    }
+}
+
+#[test]
+fn interactive_console_detaches_on_ctrl_right_bracket_and_restores_the_terminal() {
+    if !kvm_usable() {
+        return;
+    }
+    let home = Home::new();
+    home.start_demo("web");
+    let mut session = PtySession::spawn(&home, &["console", "web"]);
+    session.wait_for("press Ctrl-] to detach");
+    assert!(!session.cooked(), "the console runs in raw mode");
+
+    session.type_bytes(b"echo typed-live\r");
+    // Once as the guest echoes the keys, once as the command's output.
+    let answered = eventually(30, || session.screen().matches("typed-live").count() >= 2);
+    assert!(answered, "{:?}", session.screen());
+    session.type_bytes(&[0x1d]);
+
+    assert_eq!(session.exit_code(), Some(0), "{}", session.screen());
+    assert!(
+        session.screen().contains("it keeps running"),
+        "{}",
+        session.screen()
+    );
+    assert!(session.cooked(), "the terminal is restored");
+    assert_eq!(home.state("web"), "running");
+}
+
+#[test]
+fn interactive_console_restores_the_terminal_when_the_vm_powers_off() {
+    if !kvm_usable() {
+        return;
+    }
+    let home = Home::new();
+    home.start_demo("web");
+    let mut session = PtySession::spawn(&home, &["console", "web"]);
+    session.wait_for("press Ctrl-] to detach");
+
+    session.type_bytes(b"poweroff\r");
+
+    assert_eq!(session.exit_code(), Some(0), "{}", session.screen());
+    assert!(
+        session.screen().contains("closed (the VM stopped)"),
+        "{}",
+        session.screen()
+    );
+    assert!(session.cooked(), "the terminal is restored");
+    assert!(eventually(10, || home.state("web") == "shut_off"));
 }

@@ -191,7 +191,12 @@ fn boot_lines(boot: &BootConfig) -> Vec<(&'static str, String)> {
             if let Some(initrd) = initrd {
                 lines.push(("Initrd", initrd.display().to_string()));
             }
-            lines.push(("Cmdline", cmdline.clone()));
+            let cmdline = if cmdline.is_empty() {
+                "(none)"
+            } else {
+                cmdline
+            };
+            lines.push(("Cmdline", cmdline.to_string()));
             lines
         }
     }
