@@ -220,7 +220,8 @@ impl FakeHost {
         let host = FakeHost::new();
         for config in configs {
             // Test setup with invalid input is a bug in the test.
-            host.define(&config).expect("fake VM definitions must be valid");
+            host.define(&config)
+                .expect("fake VM definitions must be valid");
         }
         host
     }
