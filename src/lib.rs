@@ -16,4 +16,6 @@ pub mod client;
 #[forbid(unsafe_code)]
 pub mod config;
 #[forbid(unsafe_code)]
+pub mod tui;
+#[forbid(unsafe_code)]
 pub mod vmd;
