@@ -580,6 +580,30 @@ fn edit_refuses_renaming() {
 }
 
 #[test]
+fn no_command_without_a_terminal_explains_the_full_screen_interface_needs_one() {
+    let home = Home::new();
+    let err = home.vmux(&[]).fails();
+    assert!(
+        err.contains("needs an interactive terminal") && err.contains("vmux list"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_command_on_a_terminal_opens_the_full_screen_interface() {
+    let home = Home::new();
+    home.create_demo("listed-vm");
+    let mut session = PtySession::spawn(&home, &[]);
+    session.wait_for("listed-vm");
+    assert!(!session.cooked(), "the interface runs in raw mode");
+
+    session.type_bytes(b"q");
+
+    assert_eq!(session.exit_code(), Some(0), "{}", session.screen());
+    assert!(session.cooked(), "the terminal is restored");
+}
+
+#[test]
 fn usage_errors_exit_with_status_2() {
     let home = Home::new();
     let run = home.vmux(&["create", "web"]);
@@ -909,7 +933,13 @@ struct PtySession {
 
 impl PtySession {
     fn spawn(home: &Home, args: &[&str]) -> PtySession {
-        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let size = nix::pty::Winsize {
+            ws_row: 24,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(&size, None).expect("openpty");
         let end = || Stdio::from(pty.slave.try_clone().expect("dup pty"));
         let child = Command::new(env!("CARGO_BIN_EXE_vmux"))
             .args(args)

@@ -21,10 +21,11 @@ pub use args::{Args, Command, ConsoleArgs, CreateArgs};
 
 use crate::client::{ClientError, Host, LocalHost};
 use crate::config::DefinitionError;
-use clap::CommandFactory;
+use crate::tui::TuiOptions;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Why a verb failed, beyond what the host reports. Messages name the problem and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -200,10 +201,15 @@ pub struct Io<'a> {
 /// Runs the parsed command line against this host's VMs; `Ok` carries the exit status.
 /// With no subcommand this is the full-screen interface.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Some(command) = args.command else {
-        return no_tui();
-    };
     let host = LocalHost::from_env()?;
+    let Some(command) = args.command else {
+        let options = TuiOptions {
+            theme: args.theme,
+            settings_path: host.paths().settings_file(),
+        };
+        crate::tui::run(Arc::new(host), options)?;
+        return Ok(ExitCode::SUCCESS);
+    };
     // Unlocked handles: a lock held for the whole command could stall a panicking reader
     // thread's message (the panic hook writes to stderr) and with it the main thread.
     let mut io = Io {
@@ -212,14 +218,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     execute(&host, command, &mut io)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Stands in for the full-screen interface until it is built in: says so and shows the
-/// commands.
-fn no_tui() -> anyhow::Result<ExitCode> {
-    eprintln!("vmux: the full-screen interface is not part of this build yet; use a command:\n");
-    Args::command().print_help()?;
-    Ok(ExitCode::from(2))
 }
 
 /// Executes one verb against `host`.
