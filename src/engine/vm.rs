@@ -7,6 +7,7 @@
 //! the vCPUs. [`Vm::start`] spawns one thread per vCPU; [`Vm::wait`] blocks until the boot ends
 //! (power-off, reset, debug exit, destroy or crash) and joins them.
 
+use super::acpi::{self, AcpiConfig, AcpiError};
 use super::boot::{self, BootError};
 use super::devices::bus::lock;
 use super::devices::{DeviceError, LegacyDevices, ged::Ged, serial::Serial};
@@ -45,12 +46,12 @@ pub enum EngineError {
         /// The host's limit.
         host_max: u32,
     },
-    /// Guest RAM could not be set up.
-    #[error("cannot set up guest memory")]
-    Memory(#[source] MemoryError),
-    /// KVM is unusable on this host.
-    #[error("cannot use KVM")]
-    Kvm(#[source] KvmError),
+    /// Guest RAM could not be set up (the message names the fix).
+    #[error(transparent)]
+    Memory(MemoryError),
+    /// KVM is unusable on this host (the message names the fix).
+    #[error(transparent)]
+    Kvm(KvmError),
     /// KVM_CREATE_VM failed.
     #[error("cannot create the KVM virtual machine")]
     CreateVm(#[source] kvm_ioctls::Error),
@@ -75,9 +76,12 @@ pub enum EngineError {
         #[source]
         source: kvm_ioctls::Error,
     },
-    /// The boot image could not be loaded.
-    #[error("cannot prepare the boot image")]
-    Boot(#[source] BootError),
+    /// The boot image could not be loaded (the message names the file and the fix).
+    #[error(transparent)]
+    Boot(BootError),
+    /// The ACPI tables could not be built or written.
+    #[error("cannot create the ACPI tables")]
+    Acpi(#[source] AcpiError),
     /// The devices could not be built.
     #[error("cannot set up the VM's devices")]
     Devices(#[source] DeviceError),
@@ -134,7 +138,9 @@ struct Shared {
     serial: Arc<Mutex<Serial>>,
     ged: Arc<Mutex<Ged>>,
     vcpu_stats: Vec<Arc<VcpuStats>>,
-    mem: GuestMemoryMmap,
+    /// Guest RAM for the touched-bytes statistic; released when the `Vm` goes away so that a
+    /// handle kept after the boot does not keep the guest's memory alive.
+    mem: Mutex<Option<GuestMemoryMmap>>,
     memory_bytes: u64,
 }
 
@@ -223,6 +229,11 @@ impl Vm {
         let mem = memory::create_guest_memory(spec.memory_bytes).map_err(EngineError::Memory)?;
         add_memory_slots(&vm_fd, &mem)?;
         let boot = boot::load(&mem, &spec.boot, spec.memory_bytes).map_err(EngineError::Boot)?;
+        let acpi_config = AcpiConfig {
+            vcpus: spec.vcpus,
+            max_vcpus: spec.max_vcpus,
+        };
+        acpi::create_acpi_tables(&mem, &acpi_config).map_err(EngineError::Acpi)?;
 
         let lifecycle = Arc::new(Lifecycle::new());
         let devices =
@@ -246,7 +257,7 @@ impl Vm {
             serial: devices.serial,
             ged: devices.ged,
             vcpu_stats: vcpus.iter().map(Vcpu::stats).collect(),
-            mem: mem.clone(),
+            mem: Mutex::new(Some(mem.clone())),
             memory_bytes: spec.memory_bytes,
         });
         let ctx = Arc::new(RunContext {
@@ -334,6 +345,7 @@ impl Drop for Vm {
             self.ctx.lifecycle.request_exit(VmExit::Destroyed);
             self.join_threads();
         }
+        lock(&self.shared.mem).take();
     }
 }
 
@@ -381,7 +393,7 @@ impl VmHandle {
         self.shared.vcpu_stats.len() as u32
     }
 
-    /// Engine counters.
+    /// Engine counters. Once the `Vm` is gone its memory is released and counts as untouched.
     pub fn stats(&self) -> EngineStats {
         let vcpus = self
             .shared
@@ -397,7 +409,9 @@ impl VmHandle {
         EngineStats {
             vcpus,
             memory_bytes: self.shared.memory_bytes,
-            memory_touched_bytes: memory::touched_bytes(&self.shared.mem),
+            memory_touched_bytes: lock(&self.shared.mem)
+                .as_ref()
+                .map_or(0, memory::touched_bytes),
         }
     }
 }

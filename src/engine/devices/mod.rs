@@ -79,7 +79,7 @@ impl LegacyDevices {
                 .insert(device, u64::from(port), len)
                 .map_err(DeviceError::Place)
         };
-        place(serial.clone(), layout::COM1_PORT, 8)?;
+        place(serial.clone(), layout::COM1_PORT, serial::REGISTER_COUNT)?;
         place(
             Arc::new(Mutex::new(i8042::I8042::new(lifecycle.clone()))),
             layout::I8042_DATA_PORT,

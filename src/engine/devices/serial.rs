@@ -18,6 +18,8 @@ use vmm_sys_util::eventfd::EventFd;
 
 /// Host-side input bytes held for the guest beyond the UART's FIFO.
 pub const INPUT_CAPACITY: usize = 64 * 1024;
+/// Ports (registers) of a 16550.
+pub const REGISTER_COUNT: u64 = 8;
 /// Size of vm-superio's receive FIFO.
 const UART_FIFO_SIZE: usize = 64;
 /// Register offset of the receive buffer (DLAB clear).
@@ -109,6 +111,9 @@ impl Serial {
     }
 
     fn read_register(&mut self, offset: u64) -> u8 {
+        if offset >= REGISTER_COUNT {
+            return 0xff;
+        }
         // Reading the divisor latch must not count as draining the receive buffer.
         let is_rbr = offset == RBR_OFFSET && !self.dlab_set();
         let value = self.uart.read(offset as u8);
@@ -129,9 +134,13 @@ impl BusDevice for Serial {
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         for (i, byte) in data.iter().enumerate() {
+            let offset = offset + i as u64;
+            if offset >= REGISTER_COUNT {
+                continue;
+            }
             // Errors are the sink's or the irqfd's; the guest cannot do anything about either
             // and the UART model has already updated its registers.
-            let _ = self.uart.write((offset + i as u64) as u8, *byte);
+            let _ = self.uart.write(offset as u8, *byte);
         }
     }
 }
@@ -215,6 +224,14 @@ mod tests {
         let _ = read_byte(&mut serial, RBR_OFFSET);
         serial.write(3, &[0x03]);
         assert_eq!(read_byte(&mut serial, RBR_OFFSET), b'z');
+    }
+
+    #[test]
+    fn registers_past_the_uart_read_as_all_ones() {
+        let (mut serial, _, _) = serial();
+        serial.queue_input(b"k");
+        assert_eq!(read_byte(&mut serial, 256), 0xff);
+        assert_eq!(read_byte(&mut serial, RBR_OFFSET), b'k');
     }
 
     #[test]
