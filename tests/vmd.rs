@@ -237,6 +237,46 @@ fn an_unbootable_kernel_reports_vmds_error_and_leaves_nothing_behind() {
     );
 }
 
+/// A stand-in for the vmux binary: a shell script with `body`.
+fn fake_vmd(home: &TestHome, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = home.dir.path().join("fake-vmd");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[test]
+fn a_vmd_that_never_reports_is_stopped_at_the_start_timeout() {
+    let home = home();
+    home.kernel_vm("slow", &kit_guest("hello"));
+    let exe = fake_vmd(&home, "exec sleep 30");
+    let host = LocalHost::with_home(home.dir.path())
+        .with_vmd_exe(&exe)
+        .with_start_timeout(Duration::from_millis(500));
+    let started = Instant::now();
+    let message = start_failure(host.start("slow"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(message.contains("did not report within"), "{message}");
+}
+
+#[test]
+fn a_vmd_that_exits_silently_points_at_its_log() {
+    let home = home();
+    home.kernel_vm("mute", &kit_guest("hello"));
+    let exe = fake_vmd(&home, "exit 3");
+    let host = LocalHost::with_home(home.dir.path()).with_vmd_exe(&exe);
+    let message = start_failure(host.start("mute"));
+    assert!(
+        message.contains("exited without reporting") && message.contains("vmd.log"),
+        "{message}"
+    );
+}
+
 #[test]
 fn starting_an_undefined_vm_names_it() {
     let home = home();

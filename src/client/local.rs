@@ -84,6 +84,12 @@ impl LocalHost {
         self
     }
 
+    /// Changes how long `start` waits for vmd to report (default [`DEFAULT_START_TIMEOUT`]).
+    pub fn with_start_timeout(mut self, timeout: Duration) -> LocalHost {
+        self.start_timeout = timeout;
+        self
+    }
+
     /// The directory roots.
     pub fn paths(&self) -> &Paths {
         self.store.paths()

@@ -45,7 +45,7 @@ pub struct SpawnRequest<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
     /// The executable could not be run.
-    #[error("cannot run {}: {source}", exe.display())]
+    #[error("cannot run {}", exe.display())]
     Exec {
         /// The executable.
         exe: PathBuf,

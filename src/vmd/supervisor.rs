@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use super::boot::error_chain;
 use super::events::EventBus;
 use super::machine::MachineControl;
 use super::ring::ConsoleRing;
@@ -319,7 +320,10 @@ impl Supervisor {
         let _serial = self.lock_commands();
         let control = self.running_control()?;
         control.pause().map_err(|e| {
-            protocol_error(ErrorKind::Engine, format!("cannot pause the vCPUs: {e}"))
+            protocol_error(
+                ErrorKind::Engine,
+                format!("cannot pause the vCPUs: {}", error_chain(e.as_ref())),
+            )
         })?;
         self.set_state(RunState::Paused);
         Ok(())
@@ -335,7 +339,10 @@ impl Supervisor {
             ));
         }
         control.resume().map_err(|e| {
-            protocol_error(ErrorKind::Engine, format!("cannot resume the vCPUs: {e}"))
+            protocol_error(
+                ErrorKind::Engine,
+                format!("cannot resume the vCPUs: {}", error_chain(e.as_ref())),
+            )
         })?;
         self.set_state(RunState::Running);
         Ok(())
