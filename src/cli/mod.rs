@@ -216,8 +216,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         out: &mut std::io::stdout(),
         err: &mut std::io::stderr(),
     };
-    execute(&host, command, &mut io)?;
-    Ok(ExitCode::SUCCESS)
+    match execute(&host, command, &mut io) {
+        // The reader went away (`vmux list | head -1`): nothing left to tell anyone.
+        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(ExitCode::SUCCESS)
+        }
+        result => {
+            result?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// Executes one verb against `host`.
