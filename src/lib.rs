@@ -10,8 +10,12 @@ pub mod engine;
 pub mod assets;
 
 #[forbid(unsafe_code)]
+pub mod cli;
+#[forbid(unsafe_code)]
 pub mod client;
 #[forbid(unsafe_code)]
 pub mod config;
+#[forbid(unsafe_code)]
+pub mod tui;
 #[forbid(unsafe_code)]
 pub mod vmd;

@@ -17,6 +17,8 @@ use crate::config::{DefinitionError, VmConfig};
 use crate::engine::control::{RunState, VmInfo, VmStats};
 use std::io::{Read, Write};
 
+pub mod fake;
+
 /// What `vmux list` shows about one defined VM.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VmStatus {

@@ -1,0 +1,663 @@
+//! An in-memory [`Host`] for tests, benchmarks and demos of the TUI: VMs live in a map, a
+//! start is instant, stats are a deterministic function of how often they were sampled, and
+//! each console is a tiny line-echoing shell that answers `help`, `cpus`, `mem`, `uptime` and
+//! `echo` like the built-in demo guest does.
+//!
+//! It follows the same rules as the real host (names unique, a running VM cannot be
+//! undefined, lifecycle commands need the right state) so that the TUI's error paths can be
+//! exercised without vmd. Test hooks (`emit`, `set_stats`, `crash`, `fail_next`,
+//! `add_broken`) let a test play the guest or the host misbehaving.
+
+use super::{ClientError, Console, Host, VmStatus};
+use crate::config::{ConfigError, DefinitionError, VmConfig, format_size};
+use crate::engine::control::{PROTOCOL_VERSION, RunState, VcpuStats, VmInfo, VmStats};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Serial history kept per VM, like vmd's ring buffer (bytes).
+const HISTORY_BYTES: usize = 1 << 20;
+/// Longest input line the fake shell buffers (bytes); longer lines are cut.
+const LINE_MAX: usize = 256;
+
+/// A [`Host`] that keeps everything in memory. Cheap to clone behind an `Arc`.
+#[derive(Default)]
+pub struct FakeHost {
+    state: Mutex<FakeState>,
+}
+
+#[derive(Default)]
+struct FakeState {
+    vms: BTreeMap<String, FakeVm>,
+    broken: Vec<DefinitionError>,
+    next_pid: u32,
+    /// Operation name → message of the next failure to report for it.
+    failures: HashMap<&'static str, String>,
+}
+
+struct FakeVm {
+    config: VmConfig,
+    state: RunState,
+    reason: Option<String>,
+    pid: Option<u32>,
+    vcpus: u32,
+    boots: u32,
+    samples: u64,
+    stats_override: Option<VmStats>,
+    console: Arc<FakeConsole>,
+}
+
+/// One VM's serial line: history, attached readers and the fake shell's input line.
+#[derive(Default)]
+struct FakeConsole {
+    inner: Mutex<ConsoleInner>,
+}
+
+#[derive(Default)]
+struct ConsoleInner {
+    history: VecDeque<u8>,
+    readers: Vec<Sender<Vec<u8>>>,
+    line: Vec<u8>,
+    /// Facts the shell reports (`cpus`, `mem`), refreshed at each boot.
+    vcpus: u32,
+    memory: u64,
+    uptime_s: u64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking test thread must not take every later caller down with it.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl FakeConsole {
+    /// The guest writes `bytes`: keep them in history and hand them to every reader.
+    fn emit(&self, bytes: &[u8]) {
+        let mut inner = lock(&self.inner);
+        inner.history.extend(bytes);
+        let excess = inner.history.len().saturating_sub(HISTORY_BYTES);
+        inner.history.drain(..excess);
+        inner.readers.retain(|tx| tx.send(bytes.to_vec()).is_ok());
+    }
+
+    /// Drops every reader: they see end of file, as when vmd exits.
+    fn hang_up(&self) {
+        lock(&self.inner).readers.clear();
+    }
+
+    fn attach(&self, history: bool) -> Receiver<Vec<u8>> {
+        let (tx, rx) = channel();
+        let mut inner = lock(&self.inner);
+        if history && !inner.history.is_empty() {
+            let past: Vec<u8> = inner.history.iter().copied().collect();
+            // The receiver is alive (we hold it), so this cannot fail.
+            let _ = tx.send(past);
+        }
+        inner.readers.push(tx);
+        rx
+    }
+
+    fn boot(&self, name: &str, vcpus: u32, memory: u64) {
+        {
+            let mut inner = lock(&self.inner);
+            inner.vcpus = vcpus;
+            inner.memory = memory;
+            inner.uptime_s = 0;
+            inner.line.clear();
+        }
+        self.emit(
+            format!(
+                "\x1b[1mvmux demo guest\x1b[0m on {name}: {vcpus} vCPU(s), {} RAM\r\n\
+                 type \x1b[32mhelp\x1b[0m for commands\r\n> ",
+                format_size(memory)
+            )
+            .as_bytes(),
+        );
+    }
+
+    /// Guest input: echo it and run complete lines as shell commands.
+    fn input(&self, bytes: &[u8]) {
+        let mut out = Vec::new();
+        for &byte in bytes {
+            let command = {
+                let mut inner = lock(&self.inner);
+                match byte {
+                    b'\r' | b'\n' => Some(String::from_utf8_lossy(&inner.line).into_owned()),
+                    0x7f | 0x08 => {
+                        if inner.line.pop().is_some() {
+                            out.extend_from_slice(b"\x08 \x08");
+                        }
+                        None
+                    }
+                    0x20..=0x7e => {
+                        if inner.line.len() < LINE_MAX {
+                            inner.line.push(byte);
+                            out.push(byte);
+                        }
+                        None
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(command) = command {
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(self.answer(command.trim()).as_bytes());
+                out.extend_from_slice(b"> ");
+                lock(&self.inner).line.clear();
+            }
+        }
+        if !out.is_empty() {
+            self.emit(&out);
+        }
+    }
+
+    fn answer(&self, command: &str) -> String {
+        let inner = lock(&self.inner);
+        let (verb, rest) = command.split_once(' ').unwrap_or((command, ""));
+        match verb {
+            "" => String::new(),
+            "help" => "commands: help cpus mem uptime echo <text>\r\n".into(),
+            "cpus" => format!("{} vCPU(s) online\r\n", inner.vcpus),
+            "mem" => format!("{} RAM\r\n", format_size(inner.memory)),
+            "uptime" => format!("up {} s\r\n", inner.uptime_s),
+            "echo" => format!("{rest}\r\n"),
+            other => format!("unknown command '{other}'; type help\r\n"),
+        }
+    }
+}
+
+/// Guest output as a blocking reader over the console's channel.
+struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    pending: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.pending.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.pending = chunk;
+                    self.pos = 0;
+                }
+                // The VM stopped: end of file, as when vmd closes the socket.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.pending.len() - self.pos);
+        buf[..n].copy_from_slice(&self.pending[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Guest input: feeds the fake shell.
+struct ShellWriter {
+    console: Arc<FakeConsole>,
+}
+
+impl Write for ShellWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.console.input(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl FakeHost {
+    /// An empty host (no VMs defined).
+    pub fn new() -> FakeHost {
+        FakeHost::default()
+    }
+
+    /// A host with `configs` defined and shut off.
+    pub fn with_vms(configs: impl IntoIterator<Item = VmConfig>) -> FakeHost {
+        let host = FakeHost::new();
+        for config in configs {
+            // Test setup with invalid input is a bug in the test.
+            host.define(&config)
+                .expect("fake VM definitions must be valid");
+        }
+        host
+    }
+
+    fn state(&self) -> MutexGuard<'_, FakeState> {
+        lock(&self.state)
+    }
+
+    /// Plays the guest: `bytes` appear on `name`'s serial console.
+    pub fn emit(&self, name: &str, bytes: &[u8]) {
+        let console = self.state().vms.get(name).map(|vm| vm.console.clone());
+        if let Some(console) = console {
+            console.emit(bytes);
+        }
+    }
+
+    /// Makes every later `stats` call for `name` return `stats`.
+    pub fn set_stats(&self, name: &str, stats: VmStats) {
+        if let Some(vm) = self.state().vms.get_mut(name) {
+            vm.stats_override = Some(stats);
+        }
+    }
+
+    /// The guest faults: the VM becomes `crashed` with `reason` and its consoles end.
+    pub fn crash(&self, name: &str, reason: &str) {
+        let console = {
+            let mut state = self.state();
+            let Some(vm) = state.vms.get_mut(name) else {
+                return;
+            };
+            vm.state = RunState::Crashed;
+            vm.reason = Some(reason.to_string());
+            vm.pid = None;
+            vm.console.clone()
+        };
+        console.hang_up();
+    }
+
+    /// The next call of operation `op` (`"start"`, `"shutdown"`, `"define"`, ...) fails with
+    /// `message` as vmd's refusal.
+    pub fn fail_next(&self, op: &'static str, message: &str) {
+        self.state().failures.insert(op, message.to_string());
+    }
+
+    /// Lists an unusable definition file beside the good ones.
+    pub fn add_broken(&self, file: &str, reason: &str) {
+        self.state().broken.push(DefinitionError {
+            path: PathBuf::from(file),
+            line: None,
+            reason: reason.to_string(),
+        });
+    }
+
+    fn injected(&self, op: &'static str, name: &str) -> Result<(), ClientError> {
+        match self.state().failures.remove(op) {
+            Some(message) => Err(ClientError::Refused {
+                name: name.to_string(),
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` on VM `name`, refusing unknown names like the definition store does.
+    fn with_vm<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut FakeVm, &mut u32) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let mut state = self.state();
+        let FakeState { vms, next_pid, .. } = &mut *state;
+        let vm = vms
+            .get_mut(name)
+            .ok_or_else(|| ConfigError::UnknownVm(name.to_string()))?;
+        f(vm, next_pid)
+    }
+
+    fn live(vm: &FakeVm, name: &str) -> Result<(), ClientError> {
+        match vm.state {
+            RunState::Running | RunState::Paused => Ok(()),
+            _ => Err(ClientError::NotRunning(name.to_string())),
+        }
+    }
+
+    /// Powers the VM off and ends its consoles.
+    fn power_off(&self, name: &str) -> Result<(), ClientError> {
+        let console = self.with_vm(name, |vm, _| {
+            FakeHost::live(vm, name)?;
+            vm.state = RunState::ShutOff;
+            vm.reason = None;
+            vm.pid = None;
+            Ok(vm.console.clone())
+        })?;
+        console.hang_up();
+        Ok(())
+    }
+
+    fn reboot_vm(&self, name: &str) -> Result<(), ClientError> {
+        let (console, vcpus, memory) = self.with_vm(name, |vm, _| {
+            FakeHost::live(vm, name)?;
+            vm.boots += 1;
+            vm.samples = 0;
+            vm.state = RunState::Running;
+            vm.vcpus = vm.config.vcpus;
+            Ok((vm.console.clone(), vm.vcpus, vm.config.memory))
+        })?;
+        console.boot(name, vcpus, memory);
+        Ok(())
+    }
+}
+
+fn status_of(vm: &FakeVm) -> VmStatus {
+    let live = matches!(vm.state, RunState::Running | RunState::Paused);
+    VmStatus {
+        config: vm.config.clone(),
+        state: vm.state,
+        reason: vm.reason.clone(),
+        pid: vm.pid,
+        vcpus: live.then_some(vm.vcpus),
+    }
+}
+
+/// Deterministic stats: a slow wave of CPU use per vCPU and memory touched growing to a
+/// plateau, so charts have something to show.
+fn synthetic_stats(vm: &FakeVm) -> VmStats {
+    let t = vm.samples as f64;
+    let vcpus: Vec<VcpuStats> = (0..vm.vcpus)
+        .map(|i| {
+            let percent = 12.0 + 10.0 * (t * 0.35 + f64::from(i)).sin().abs();
+            VcpuStats {
+                index: i,
+                tid: vm.pid.unwrap_or(0) + 1 + i,
+                cpu_time_ns: (t * percent * 1e7) as u64,
+                cpu_percent: percent,
+                exits: vm.samples * 900,
+            }
+        })
+        .collect();
+    let cpu_percent = vcpus.iter().map(|v| v.cpu_percent).sum();
+    let touched = (vm.config.memory / 8 + vm.samples * (1 << 20)).min(vm.config.memory);
+    VmStats {
+        uptime_ms: vm.samples * 1000,
+        cpu_percent,
+        memory_bytes: vm.config.memory,
+        memory_touched_bytes: touched,
+        rss_bytes: touched + (14 << 20),
+        exits: vm.samples * 900 * u64::from(vm.vcpus),
+        exits_per_sec: 900.0 * f64::from(vm.vcpus) + 150.0 * (t * 0.5).cos(),
+        serial_out_bytes: vm.samples * 16,
+        vcpus,
+    }
+}
+
+impl Host for FakeHost {
+    fn list(&self) -> Vec<Result<VmStatus, DefinitionError>> {
+        let state = self.state();
+        let mut out: Vec<_> = state.vms.values().map(|vm| Ok(status_of(vm))).collect();
+        out.extend(state.broken.iter().cloned().map(Err));
+        out
+    }
+
+    fn status(&self, name: &str) -> Result<VmStatus, ClientError> {
+        self.with_vm(name, |vm, _| Ok(status_of(vm)))
+    }
+
+    fn info(&self, name: &str) -> Result<VmInfo, ClientError> {
+        self.with_vm(name, |vm, _| {
+            FakeHost::live(vm, name)?;
+            Ok(VmInfo {
+                name: name.to_string(),
+                state: vm.state,
+                pid: vm.pid.unwrap_or(0),
+                vcpus: vm.vcpus,
+                max_vcpus: vm.config.max_vcpus,
+                memory_bytes: vm.config.memory,
+                started_at: 1_700_000_000,
+                boots: vm.boots,
+                protocol: PROTOCOL_VERSION,
+            })
+        })
+    }
+
+    fn stats(&self, name: &str) -> Result<VmStats, ClientError> {
+        self.injected("stats", name)?;
+        let (stats, console, uptime) = self.with_vm(name, |vm, _| {
+            FakeHost::live(vm, name)?;
+            if vm.state == RunState::Running {
+                vm.samples += 1;
+            }
+            let stats = vm
+                .stats_override
+                .clone()
+                .unwrap_or_else(|| synthetic_stats(vm));
+            Ok((stats, vm.console.clone(), vm.samples))
+        })?;
+        lock(&console.inner).uptime_s = uptime;
+        Ok(stats)
+    }
+
+    fn define(&self, config: &VmConfig) -> Result<(), ClientError> {
+        self.injected("define", &config.name)?;
+        config
+            .validate()
+            .map_err(|e| ClientError::Config(ConfigError::Invalid(e)))?;
+        let mut state = self.state();
+        if state.vms.contains_key(&config.name) {
+            return Err(ConfigError::VmExists(config.name.clone()).into());
+        }
+        state.vms.insert(
+            config.name.clone(),
+            FakeVm {
+                config: config.clone(),
+                state: RunState::ShutOff,
+                reason: None,
+                pid: None,
+                vcpus: config.vcpus,
+                boots: 0,
+                samples: 0,
+                stats_override: None,
+                console: Arc::default(),
+            },
+        );
+        Ok(())
+    }
+
+    fn update(&self, config: &VmConfig) -> Result<(), ClientError> {
+        self.injected("update", &config.name)?;
+        config
+            .validate()
+            .map_err(|e| ClientError::Config(ConfigError::Invalid(e)))?;
+        self.with_vm(&config.name, |vm, _| {
+            vm.config = config.clone();
+            Ok(())
+        })
+    }
+
+    fn undefine(&self, name: &str) -> Result<(), ClientError> {
+        self.injected("undefine", name)?;
+        self.with_vm(name, |vm, _| match vm.state {
+            RunState::Running | RunState::Paused => Err(ClientError::AlreadyRunning(name.into())),
+            _ => Ok(()),
+        })?;
+        self.state().vms.remove(name);
+        Ok(())
+    }
+
+    fn set_autostart(&self, name: &str, enabled: bool) -> Result<(), ClientError> {
+        self.injected("autostart", name)?;
+        self.with_vm(name, |vm, _| {
+            vm.config.autostart = enabled;
+            Ok(())
+        })
+    }
+
+    fn start(&self, name: &str) -> Result<(), ClientError> {
+        if let Err(ClientError::Refused { name, message }) = self.injected("start", name) {
+            return Err(ClientError::StartFailed { name, message });
+        }
+        let (console, vcpus, memory) = self.with_vm(name, |vm, next_pid| {
+            if matches!(vm.state, RunState::Running | RunState::Paused) {
+                return Err(ClientError::AlreadyRunning(name.into()));
+            }
+            *next_pid += 1;
+            vm.pid = Some(4000 + *next_pid);
+            vm.state = RunState::Running;
+            vm.reason = None;
+            vm.vcpus = vm.config.vcpus;
+            vm.boots = 1;
+            vm.samples = 0;
+            Ok((vm.console.clone(), vm.vcpus, vm.config.memory))
+        })?;
+        console.boot(name, vcpus, memory);
+        Ok(())
+    }
+
+    fn shutdown(&self, name: &str) -> Result<(), ClientError> {
+        self.injected("shutdown", name)?;
+        self.power_off(name)
+    }
+
+    fn destroy(&self, name: &str) -> Result<(), ClientError> {
+        self.injected("destroy", name)?;
+        self.power_off(name)
+    }
+
+    fn reboot(&self, name: &str) -> Result<(), ClientError> {
+        self.injected("reboot", name)?;
+        self.reboot_vm(name)
+    }
+
+    fn reset(&self, name: &str) -> Result<(), ClientError> {
+        self.injected("reset", name)?;
+        self.reboot_vm(name)
+    }
+
+    fn suspend(&self, name: &str) -> Result<(), ClientError> {
+        self.injected("suspend", name)?;
+        self.with_vm(name, |vm, _| match vm.state {
+            RunState::Running => {
+                vm.state = RunState::Paused;
+                Ok(())
+            }
+            RunState::Paused => Err(ClientError::Refused {
+                name: name.into(),
+                message: "the VM is already paused; resume it first".into(),
+            }),
+            _ => Err(ClientError::NotRunning(name.into())),
+        })
+    }
+
+    fn resume(&self, name: &str) -> Result<(), ClientError> {
+        self.injected("resume", name)?;
+        self.with_vm(name, |vm, _| match vm.state {
+            RunState::Paused => {
+                vm.state = RunState::Running;
+                Ok(())
+            }
+            RunState::Running => Err(ClientError::Refused {
+                name: name.into(),
+                message: "the VM is not paused".into(),
+            }),
+            _ => Err(ClientError::NotRunning(name.into())),
+        })
+    }
+
+    fn console(&self, name: &str, history: bool) -> Result<Console, ClientError> {
+        self.injected("console", name)?;
+        let console = self.with_vm(name, |vm, _| {
+            FakeHost::live(vm, name)?;
+            Ok(vm.console.clone())
+        })?;
+        let rx = console.attach(history);
+        Ok(Console {
+            output: Box::new(ChannelReader {
+                rx,
+                pending: Vec::new(),
+                pos: 0,
+            }),
+            input: Box::new(ShellWriter { console }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BootConfig;
+
+    fn host_with(name: &str) -> FakeHost {
+        FakeHost::with_vms([VmConfig::new(name, BootConfig::Demo)])
+    }
+
+    fn read_some(console: &mut Console) -> String {
+        let mut buf = [0u8; 4096];
+        let n = console.output.read(&mut buf).expect("read");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[test]
+    fn started_vm_lists_as_running_with_a_pid() {
+        let host = host_with("a");
+        host.start("a").expect("start");
+        let listed = host.list();
+        let status = listed[0].as_ref().expect("valid");
+        assert_eq!(status.state, RunState::Running);
+        assert!(status.pid.is_some());
+    }
+
+    #[test]
+    fn starting_twice_is_refused_as_already_running() {
+        let host = host_with("a");
+        host.start("a").expect("start");
+        assert!(matches!(
+            host.start("a"),
+            Err(ClientError::AlreadyRunning(_))
+        ));
+    }
+
+    #[test]
+    fn late_attach_with_history_sees_the_banner() {
+        let host = host_with("a");
+        host.start("a").expect("start");
+        let mut console = host.console("a", true).expect("console");
+        assert!(read_some(&mut console).contains("vmux demo guest"));
+    }
+
+    #[test]
+    fn typing_help_gets_the_command_list() {
+        let host = host_with("a");
+        host.start("a").expect("start");
+        let mut console = host.console("a", false).expect("console");
+        console.input.write_all(b"help\r").expect("write");
+        let mut seen = String::new();
+        while !seen.contains("commands:") {
+            seen.push_str(&read_some(&mut console));
+        }
+        assert!(seen.starts_with("help"), "echo first: {seen:?}");
+    }
+
+    #[test]
+    fn shutdown_ends_attached_consoles() {
+        let host = host_with("a");
+        host.start("a").expect("start");
+        let mut console = host.console("a", false).expect("console");
+        host.shutdown("a").expect("shutdown");
+        let mut buf = [0u8; 16];
+        assert_eq!(console.output.read(&mut buf).expect("read"), 0);
+    }
+
+    #[test]
+    fn undefining_a_running_vm_is_refused() {
+        let host = host_with("a");
+        host.start("a").expect("start");
+        assert!(host.undefine("a").is_err());
+        host.destroy("a").expect("destroy");
+        host.undefine("a").expect("undefine");
+        assert!(host.list().is_empty());
+    }
+
+    #[test]
+    fn injected_failure_happens_once() {
+        let host = host_with("a");
+        host.fail_next("start", "no KVM");
+        let err = host.start("a").expect_err("must fail");
+        assert!(err.to_string().contains("no KVM"), "{err}");
+        host.start("a").expect("second start works");
+    }
+
+    #[test]
+    fn synthetic_stats_cover_every_vcpu() {
+        let mut cfg = VmConfig::new("a", BootConfig::Demo);
+        cfg.vcpus = 3;
+        let host = FakeHost::with_vms([cfg]);
+        host.start("a").expect("start");
+        let stats = host.stats("a").expect("stats");
+        assert_eq!(stats.vcpus.len(), 3);
+        assert!(stats.memory_touched_bytes <= stats.memory_bytes);
+    }
+}

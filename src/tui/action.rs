@@ -1,0 +1,293 @@
+//! What flows into and out of `update`.
+//!
+//! [`Action`]s are facts delivered to the UI thread: a key, a resize, a tick, a host reply, a
+//! stats sample, a chunk of guest output. [`Effect`]s are what `update` asks the runtime to do
+//! on other threads: a [`HostOp`], opening a console, writing guest input, copying to the
+//! clipboard. Keeping host calls out of `update` and `draw` is what lets both be tested
+//! headless and keeps the screen responsive while vmd is slow.
+
+use super::console::ConsoleId;
+use crate::client::{ClientError, Host, VmStatus};
+use crate::config::{DefinitionError, VmConfig};
+use crate::engine::control::{VmInfo, VmStats};
+use crossterm::event::{KeyEvent, MouseEvent};
+use std::path::PathBuf;
+
+/// Host memory from `/proc/meminfo`, bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostMemory {
+    /// `MemTotal`.
+    pub total: u64,
+    /// `MemAvailable`.
+    pub available: u64,
+}
+
+/// One entry of a directory listing for the file picker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// File name.
+    pub name: String,
+    /// Whether it is a directory (followed through symlinks).
+    pub is_dir: bool,
+}
+
+/// Something that happened; the only input of `update`.
+#[derive(Debug)]
+pub enum Action {
+    /// A key press (releases are filtered out by the runtime).
+    Key(KeyEvent),
+    /// A mouse event.
+    Mouse(MouseEvent),
+    /// Text pasted into the terminal (bracketed paste).
+    Paste(String),
+    /// The terminal is now `width`×`height` cells.
+    Resize {
+        /// Columns.
+        width: u16,
+        /// Rows.
+        height: u16,
+    },
+    /// One second passed.
+    Tick,
+    /// The definitions and their states, from `Host::list`.
+    Listed(Vec<Result<VmStatus, DefinitionError>>),
+    /// A stats sample of a running VM.
+    Stats {
+        /// VM name.
+        vm: String,
+        /// The sample.
+        stats: VmStats,
+    },
+    /// Live facts of a running VM.
+    Info {
+        /// VM name.
+        vm: String,
+        /// The facts.
+        info: VmInfo,
+    },
+    /// Host memory figures.
+    HostMemory(HostMemory),
+    /// A [`HostOp`] finished; the error is the host's message.
+    OpDone {
+        /// What was done.
+        op: HostOp,
+        /// Whether it worked.
+        result: Result<(), String>,
+    },
+    /// A console stream is open.
+    ConsoleOpened(ConsoleId),
+    /// Guest output for a console.
+    ConsoleOutput {
+        /// The console.
+        id: ConsoleId,
+        /// The bytes, as the guest wrote them.
+        bytes: Vec<u8>,
+    },
+    /// A console stream ended or could not be opened.
+    ConsoleClosed {
+        /// The console.
+        id: ConsoleId,
+        /// Why, in words.
+        reason: String,
+    },
+    /// A directory listing for the file picker.
+    DirListed {
+        /// The directory.
+        dir: PathBuf,
+        /// Its entries, or why it could not be read.
+        result: Result<Vec<DirEntry>, String>,
+    },
+}
+
+/// A lifecycle or definition operation, run by the runtime on a worker thread.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostOp {
+    /// Start a VM.
+    Start(String),
+    /// Press the ACPI power button.
+    Shutdown(String),
+    /// Stop at once.
+    Destroy(String),
+    /// Graceful reboot.
+    Reboot(String),
+    /// Hard reset.
+    Reset(String),
+    /// Pause.
+    Suspend(String),
+    /// Resume after pause.
+    Resume(String),
+    /// Set the autostart flag.
+    Autostart(String, bool),
+    /// Replace a definition.
+    Update(Box<VmConfig>),
+    /// Delete a definition.
+    Undefine(String),
+    /// Define a new VM and optionally start it.
+    Create {
+        /// The definition.
+        config: Box<VmConfig>,
+        /// Start it once defined.
+        start: bool,
+        /// Attach its console once started (handled by `update` when this op is done).
+        attach: bool,
+    },
+}
+
+impl HostOp {
+    /// The VM this operation is about.
+    pub fn vm(&self) -> &str {
+        match self {
+            HostOp::Start(n)
+            | HostOp::Shutdown(n)
+            | HostOp::Destroy(n)
+            | HostOp::Reboot(n)
+            | HostOp::Reset(n)
+            | HostOp::Suspend(n)
+            | HostOp::Resume(n)
+            | HostOp::Autostart(n, _)
+            | HostOp::Undefine(n) => n,
+            HostOp::Update(c) | HostOp::Create { config: c, .. } => &c.name,
+        }
+    }
+
+    /// Progress words shown while it runs ("starting").
+    pub fn progress(&self) -> &'static str {
+        match self {
+            HostOp::Start(_) => "starting",
+            HostOp::Shutdown(_) => "shutting down",
+            HostOp::Destroy(_) => "forcing off",
+            HostOp::Reboot(_) => "rebooting",
+            HostOp::Reset(_) => "resetting",
+            HostOp::Suspend(_) => "pausing",
+            HostOp::Resume(_) => "resuming",
+            HostOp::Autostart(..) => "saving",
+            HostOp::Update(_) => "saving",
+            HostOp::Undefine(_) => "deleting",
+            HostOp::Create { start: true, .. } => "creating and starting",
+            HostOp::Create { .. } => "creating",
+        }
+    }
+
+    /// What the status line says when it worked.
+    pub fn done_message(&self) -> String {
+        let vm = self.vm();
+        match self {
+            HostOp::Start(_) => format!("{vm} started"),
+            HostOp::Shutdown(_) => format!("asked {vm} to shut down (ACPI power button)"),
+            HostOp::Destroy(_) => format!("{vm} forced off"),
+            HostOp::Reboot(_) => format!("{vm} is rebooting"),
+            HostOp::Reset(_) => format!("{vm} reset"),
+            HostOp::Suspend(_) => format!("{vm} paused"),
+            HostOp::Resume(_) => format!("{vm} resumed"),
+            HostOp::Autostart(_, true) => format!("{vm} will start with `vmux autostart-all`"),
+            HostOp::Autostart(_, false) => format!("{vm} no longer autostarts"),
+            HostOp::Update(_) => format!("{vm} saved; changes apply at its next start"),
+            HostOp::Undefine(_) => format!("{vm} deleted"),
+            HostOp::Create { start: true, .. } => format!("{vm} created and started"),
+            HostOp::Create { .. } => format!("{vm} created"),
+        }
+    }
+
+    /// Carries the operation out. Blocking: call it on a worker thread, never from `update`
+    /// or `draw`.
+    pub fn run(&self, host: &dyn Host) -> Result<(), ClientError> {
+        match self {
+            HostOp::Start(n) => host.start(n),
+            HostOp::Shutdown(n) => host.shutdown(n),
+            HostOp::Destroy(n) => host.destroy(n),
+            HostOp::Reboot(n) => host.reboot(n),
+            HostOp::Reset(n) => host.reset(n),
+            HostOp::Suspend(n) => host.suspend(n),
+            HostOp::Resume(n) => host.resume(n),
+            HostOp::Autostart(n, on) => host.set_autostart(n, *on),
+            HostOp::Update(config) => host.update(config),
+            HostOp::Undefine(n) => host.undefine(n),
+            HostOp::Create { config, start, .. } => {
+                host.define(config)?;
+                if *start {
+                    host.start(&config.name)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Work `update` hands to the runtime.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Run a host operation; an [`Action::OpDone`] follows.
+    Host(HostOp),
+    /// Poll the host now instead of at the next second.
+    Refresh,
+    /// Open VM `vm`'s console; [`Action::ConsoleOpened`] or [`Action::ConsoleClosed`] follows.
+    OpenConsole {
+        /// The id `update` chose for it.
+        id: ConsoleId,
+        /// VM name.
+        vm: String,
+        /// Replay earlier output first.
+        history: bool,
+    },
+    /// Send bytes to the guest's serial input.
+    ConsoleInput {
+        /// The console.
+        id: ConsoleId,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// Close a console stream (the VM keeps running).
+    CloseConsole(ConsoleId),
+    /// Put text on the user's clipboard with OSC 52.
+    Clipboard(String),
+    /// List a directory for the file picker; [`Action::DirListed`] follows.
+    ListDir(PathBuf),
+}
+
+/// An error with its causes, `outer: inner: innermost`, for the status line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // `#[error(transparent)]` wrappers repeat their inner message.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::fake::FakeHost;
+    use crate::config::BootConfig;
+
+    #[test]
+    fn create_with_start_defines_then_starts() {
+        let host = FakeHost::new();
+        let op = HostOp::Create {
+            config: Box::new(VmConfig::new("a", BootConfig::Demo)),
+            start: true,
+            attach: false,
+        };
+        op.run(&host).expect("runs");
+        let status = host.status("a").expect("defined");
+        assert_eq!(status.state, crate::engine::control::RunState::Running);
+    }
+
+    #[test]
+    fn error_chain_includes_the_cause_once() {
+        let err = ClientError::Io {
+            name: "a".into(),
+            socket: "/run/a.sock".into(),
+            source: std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe"),
+        };
+        let text = error_chain(&err);
+        assert!(text.ends_with(": broken pipe"), "{text}");
+        assert_eq!(text.matches("broken pipe").count(), 1);
+    }
+}

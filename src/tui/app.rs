@@ -1,0 +1,455 @@
+//! The TUI's whole state, [`App`], and the read-only questions `draw` and `update` ask of it
+//! (which VMs are listed in what order, which is selected, which keys apply now).
+//!
+//! `App` is owned by the UI thread. It changes only in `update` (src/tui/update.rs); `draw`
+//! (src/tui/ui/) reads it. It holds no host handle: work for other threads leaves through
+//! [`App::take_effects`].
+
+use super::action::{Effect, HostMemory, HostOp};
+use super::console::{ConsoleId, ConsoleSession};
+use super::history::History;
+use super::input::LineInput;
+use super::keymap::{Context, Keymap};
+use super::theme::Theme;
+use super::wizard::Wizard;
+use crate::client::VmStatus;
+use crate::config::DefinitionError;
+use crate::engine::control::{RunState, VmInfo, VmStats};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// Status messages of these kinds disappear after this many ticks (seconds).
+const INFO_TICKS: u64 = 6;
+/// Errors stay longer: they may need reading twice.
+const ERROR_TICKS: u64 = 30;
+
+/// One defined VM as the TUI knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VmEntry {
+    /// Definition and state from the last poll.
+    pub status: VmStatus,
+    /// Live facts (running VMs; cleared when it stops).
+    pub info: Option<VmInfo>,
+    /// The latest stats sample (running VMs; cleared when it stops).
+    pub stats: Option<VmStats>,
+    /// The last minute of samples.
+    pub history: History,
+}
+
+impl VmEntry {
+    /// A VM seen for the first time.
+    pub fn new(status: VmStatus) -> VmEntry {
+        VmEntry {
+            status,
+            info: None,
+            stats: None,
+            history: History::default(),
+        }
+    }
+
+    /// The VM's name.
+    pub fn name(&self) -> &str {
+        &self.status.config.name
+    }
+
+    /// Its state.
+    pub fn state(&self) -> RunState {
+        self.status.state
+    }
+
+    /// Whether vmd runs for it (running or paused).
+    pub fn is_live(&self) -> bool {
+        matches!(self.state(), RunState::Running | RunState::Paused)
+    }
+
+    /// vCPUs present now (live VMs), else the boot count.
+    pub fn vcpus_now(&self) -> u32 {
+        self.status
+            .vcpus
+            .or(self.info.as_ref().map(|i| i.vcpus))
+            .unwrap_or(self.status.config.vcpus)
+    }
+
+    /// Latest CPU use in percent of one host CPU (live VMs).
+    pub fn cpu_percent(&self) -> Option<f64> {
+        self.is_live()
+            .then(|| self.stats.as_ref().map(|s| s.cpu_percent))
+            .flatten()
+    }
+
+    /// vmd's resident memory (live VMs), bytes.
+    pub fn used_bytes(&self) -> Option<u64> {
+        self.is_live()
+            .then(|| self.stats.as_ref().map(|s| s.rss_bytes))
+            .flatten()
+    }
+}
+
+/// The main pane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    /// The VM list (home; the welcome screen when nothing is defined).
+    List,
+    /// Details and charts of the selected VM.
+    Details,
+    /// One or two attached consoles.
+    Console,
+}
+
+/// List columns that can be sorted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortColumn {
+    /// By name.
+    Name,
+    /// Running first, then paused, crashed, shut off.
+    State,
+    /// By vCPUs now.
+    Vcpus,
+    /// By defined memory.
+    Memory,
+    /// By CPU use.
+    Cpu,
+    /// By resident memory.
+    Used,
+}
+
+impl SortColumn {
+    /// Every column, in the order `o` cycles through them.
+    pub const ALL: [SortColumn; 6] = [
+        SortColumn::Name,
+        SortColumn::State,
+        SortColumn::Vcpus,
+        SortColumn::Memory,
+        SortColumn::Cpu,
+        SortColumn::Used,
+    ];
+
+    /// The next column for `o`.
+    pub fn next(self) -> SortColumn {
+        let i = SortColumn::ALL.iter().position(|c| *c == self).unwrap_or(0);
+        SortColumn::ALL[(i + 1) % SortColumn::ALL.len()]
+    }
+
+    /// Word used in messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            SortColumn::Name => "name",
+            SortColumn::State => "state",
+            SortColumn::Vcpus => "vCPUs",
+            SortColumn::Memory => "memory",
+            SortColumn::Cpu => "CPU",
+            SortColumn::Used => "memory used",
+        }
+    }
+}
+
+/// The list's view state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListState {
+    /// Selected VM by name (stable across re-sorting and polling).
+    pub selected: Option<String>,
+    /// First row shown.
+    pub offset: usize,
+    /// Sort column.
+    pub sort: SortColumn,
+    /// Descending instead of ascending.
+    pub reverse: bool,
+    /// Filter text (case-insensitive substring of name or state).
+    pub filter: LineInput,
+    /// The filter is being typed.
+    pub filtering: bool,
+    /// VMs marked for a bulk action.
+    pub marked: BTreeSet<String>,
+}
+
+/// A question before something destructive or bulk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confirm {
+    /// Dialog title.
+    pub title: String,
+    /// The question, naming every VM affected.
+    pub message: String,
+    /// What runs on yes.
+    pub ops: Vec<HostOp>,
+}
+
+/// Something drawn over the panes that takes the keys.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Overlay {
+    /// Key help for the pane underneath; `scroll` in lines.
+    Help {
+        /// Lines scrolled.
+        scroll: u16,
+    },
+    /// The `:` palette.
+    Palette(LineInput),
+    /// A yes/no question.
+    Confirm(Confirm),
+    /// The creation wizard or the edit form.
+    Wizard(Box<Wizard>),
+}
+
+/// Kinds of status-line message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusKind {
+    /// Neutral information.
+    Info,
+    /// Something worked.
+    Ok,
+    /// Something is under way.
+    Progress,
+    /// Something failed.
+    Error,
+}
+
+/// The status line's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Kind (colour and lifetime).
+    pub kind: StatusKind,
+    /// The text.
+    pub text: String,
+    /// Tick when it was set.
+    pub since: u64,
+}
+
+/// The TUI's state. See the module docs for who may change it.
+pub struct App {
+    /// Styles.
+    pub theme: Theme,
+    /// Key bindings.
+    pub keymap: Keymap,
+    /// Where user themes live (`<config>/themes`), for `:theme`.
+    pub theme_dir: Option<PathBuf>,
+    /// Every defined VM, in the host's order.
+    pub vms: Vec<VmEntry>,
+    /// Definition files that could not be used.
+    pub broken: Vec<DefinitionError>,
+    /// The first poll has answered (until then nothing is known, not "no VMs").
+    pub loaded: bool,
+    /// The main pane.
+    pub pane: Pane,
+    /// The list's view state.
+    pub list: ListState,
+    /// The overlay, if any.
+    pub overlay: Option<Overlay>,
+    /// Attached consoles (one, or two side by side).
+    pub consoles: Vec<ConsoleSession>,
+    /// Index of the focused console.
+    pub focus: usize,
+    /// The status-line message.
+    pub status: Option<Status>,
+    /// VMs with an operation in flight, and its progress words.
+    pub busy: BTreeMap<String, &'static str>,
+    /// Host memory, when known.
+    pub host_memory: Option<HostMemory>,
+    /// Terminal width in cells.
+    pub width: u16,
+    /// Terminal height in cells.
+    pub height: u16,
+    /// Seconds since start (one per [`super::action::Action::Tick`]).
+    pub ticks: u64,
+    pub(super) next_console: ConsoleId,
+    pub(super) effects: Vec<Effect>,
+    pub(super) dirty: bool,
+    pub(super) quit: bool,
+}
+
+impl App {
+    /// A fresh app for an 80×24 terminal; the runtime sends the real size first.
+    pub fn new(theme: Theme, keymap: Keymap) -> App {
+        App {
+            theme,
+            keymap,
+            theme_dir: None,
+            vms: Vec::new(),
+            broken: Vec::new(),
+            loaded: false,
+            pane: Pane::List,
+            list: ListState {
+                selected: None,
+                offset: 0,
+                sort: SortColumn::Name,
+                reverse: false,
+                filter: LineInput::default(),
+                filtering: false,
+                marked: BTreeSet::new(),
+            },
+            overlay: None,
+            consoles: Vec::new(),
+            focus: 0,
+            status: None,
+            busy: BTreeMap::new(),
+            host_memory: None,
+            width: 80,
+            height: 24,
+            ticks: 0,
+            next_console: 1,
+            effects: Vec::new(),
+            dirty: true,
+            quit: false,
+        }
+    }
+
+    /// Work queued for other threads since the last call.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Whether something visible changed since the last call (then the screen is redrawn).
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::replace(&mut self.dirty, false)
+    }
+
+    /// Whether the user asked to quit.
+    pub fn should_quit(&self) -> bool {
+        self.quit
+    }
+
+    /// Whether the welcome screen replaces the empty list.
+    pub fn welcome(&self) -> bool {
+        self.loaded && self.vms.is_empty() && self.broken.is_empty() && self.pane == Pane::List
+    }
+
+    /// The keymap context of what has the keys now (overlays aside).
+    pub fn context(&self) -> Context {
+        match self.pane {
+            Pane::Console => match self.focused_console() {
+                Some(c) if c.scrolling => Context::Scroll,
+                _ => Context::Console,
+            },
+            Pane::Details => Context::Details,
+            Pane::List if self.welcome() => Context::Welcome,
+            Pane::List => Context::List,
+        }
+    }
+
+    /// The focused console.
+    pub fn focused_console(&self) -> Option<&ConsoleSession> {
+        self.consoles.get(self.focus)
+    }
+
+    /// The focused console, mutably.
+    pub fn focused_console_mut(&mut self) -> Option<&mut ConsoleSession> {
+        self.consoles.get_mut(self.focus)
+    }
+
+    /// The console with id `id`.
+    pub fn console_mut(&mut self, id: ConsoleId) -> Option<&mut ConsoleSession> {
+        self.consoles.iter_mut().find(|c| c.id == id)
+    }
+
+    /// Indexes into `vms` of the listed VMs: filtered, then sorted.
+    pub fn visible(&self) -> Vec<usize> {
+        let filter = self.list.filter.text().to_lowercase();
+        let mut rows: Vec<usize> = (0..self.vms.len())
+            .filter(|&i| {
+                let vm = &self.vms[i];
+                filter.is_empty()
+                    || vm.name().to_lowercase().contains(&filter)
+                    || vm.state().label().contains(&filter)
+            })
+            .collect();
+        let key = |vm: &VmEntry| -> (f64, u64) {
+            match self.list.sort {
+                SortColumn::Name => (0.0, 0),
+                SortColumn::State => (0.0, state_rank(vm.state())),
+                SortColumn::Vcpus => (0.0, u64::from(vm.vcpus_now())),
+                SortColumn::Memory => (0.0, vm.status.config.memory),
+                SortColumn::Cpu => (vm.cpu_percent().unwrap_or(-1.0), 0),
+                SortColumn::Used => (0.0, vm.used_bytes().unwrap_or(0)),
+            }
+        };
+        rows.sort_by(|&a, &b| {
+            let (va, vb) = (&self.vms[a], &self.vms[b]);
+            let primary = key(va)
+                .partial_cmp(&key(vb))
+                .unwrap_or(std::cmp::Ordering::Equal);
+            // Names break ties so the order is stable between polls.
+            let ordered = primary.then_with(|| va.name().cmp(vb.name()));
+            if self.list.reverse {
+                ordered.reverse()
+            } else {
+                ordered
+            }
+        });
+        rows
+    }
+
+    /// Position of the selected VM among the listed ones.
+    pub fn selected_row(&self) -> Option<usize> {
+        let name = self.list.selected.as_deref()?;
+        self.visible()
+            .iter()
+            .position(|&i| self.vms[i].name() == name)
+    }
+
+    /// The selected VM.
+    pub fn selected(&self) -> Option<&VmEntry> {
+        let name = self.list.selected.as_deref()?;
+        self.entry(name)
+    }
+
+    /// The VM named `name`.
+    pub fn entry(&self, name: &str) -> Option<&VmEntry> {
+        self.vms.iter().find(|vm| vm.name() == name)
+    }
+
+    /// VMs a bulk-capable action applies to: the marked ones (in list order), else the
+    /// selected one.
+    pub fn targets(&self) -> Vec<String> {
+        if self.list.marked.is_empty() {
+            return self.list.selected.iter().cloned().collect();
+        }
+        self.visible()
+            .into_iter()
+            .map(|i| self.vms[i].name().to_string())
+            .filter(|n| self.list.marked.contains(n))
+            .collect()
+    }
+
+    /// Sets the status-line message.
+    pub fn set_status(&mut self, kind: StatusKind, text: impl Into<String>) {
+        self.status = Some(Status {
+            kind,
+            text: text.into(),
+            since: self.ticks,
+        });
+        self.dirty = true;
+    }
+
+    /// Drops an expired status message; says whether one was dropped.
+    pub(super) fn expire_status(&mut self) -> bool {
+        let expired = self.status.as_ref().is_some_and(|s| {
+            let lifetime = match s.kind {
+                StatusKind::Progress => return false,
+                StatusKind::Error => ERROR_TICKS,
+                StatusKind::Info | StatusKind::Ok => INFO_TICKS,
+            };
+            self.ticks.saturating_sub(s.since) >= lifetime
+        });
+        if expired {
+            self.status = None;
+        }
+        expired
+    }
+
+    /// Names of all defined VMs.
+    pub fn names(&self) -> Vec<String> {
+        self.vms.iter().map(|vm| vm.name().to_string()).collect()
+    }
+
+    /// Marks the screen for redrawing.
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+}
+
+fn state_rank(state: RunState) -> u64 {
+    match state {
+        RunState::Running => 0,
+        RunState::Paused => 1,
+        RunState::Crashed => 2,
+        RunState::ShutOff => 3,
+    }
+}

@@ -1,0 +1,469 @@
+//! What the keymap's [`Command`]s and the palette's verbs do to the [`App`]: VM lifecycle
+//! (with confirmation for destructive and bulk actions), attaching consoles, opening the
+//! wizard and forms, sorting, marking, search and copy. Called only from `update`.
+
+use super::action::{Effect, HostOp};
+use super::app::{App, Confirm, Overlay, Pane, SortColumn, StatusKind};
+use super::console::Direction;
+use super::keymap::Command;
+use super::palette::{self, PaletteCommand, Verb};
+use super::theme::Theme;
+use super::ui::layout::Column;
+use super::update::{ensure_selection, list_page, move_selection, open_consoles};
+use super::wizard::Wizard;
+use crate::config::{BootConfig, VmConfig};
+use crate::engine::control::RunState;
+
+/// Runs a keymap command in the list, details or welcome context (and the few that apply
+/// in consoles).
+pub(super) fn run(app: &mut App, command: Command) {
+    match command {
+        Command::Quit => app.quit = true,
+        Command::Help => app.overlay = Some(Overlay::Help { scroll: 0 }),
+        Command::Palette => app.overlay = Some(Overlay::Palette(Default::default())),
+        Command::Filter => app.list.filtering = true,
+        Command::New => app.overlay = Some(Overlay::Wizard(Box::new(Wizard::create(app.names())))),
+        Command::Demo => create_demo(app),
+        Command::Attach => {
+            let names = if app.list.marked.len() == 2 {
+                app.targets()
+            } else {
+                app.list.selected.iter().cloned().collect()
+            };
+            attach(app, names);
+        }
+        Command::Details => {
+            app.pane = match app.pane {
+                Pane::Details => Pane::List,
+                _ if app.list.selected.is_some() => Pane::Details,
+                other => other,
+            };
+        }
+        Command::Start => lifecycle(app, Verb::Start, app.targets(), true),
+        Command::Shutdown => lifecycle(app, Verb::Shutdown, app.targets(), true),
+        Command::ForceOff => lifecycle(app, Verb::Destroy, app.targets(), true),
+        Command::Reboot => lifecycle(app, Verb::Reboot, app.targets(), true),
+        Command::Reset => lifecycle(app, Verb::Reset, app.targets(), true),
+        Command::Pause => lifecycle(app, Verb::Suspend, app.targets(), true),
+        Command::Delete => lifecycle(app, Verb::Undefine, app.targets(), true),
+        Command::Autostart => {
+            let ops = app
+                .targets()
+                .into_iter()
+                .filter_map(|name| {
+                    let on = app.entry(&name)?.status.config.autostart;
+                    Some(HostOp::Autostart(name, !on))
+                })
+                .collect();
+            run_ops(app, ops);
+        }
+        Command::Edit => {
+            if let Some(vm) = app.selected() {
+                let form = Wizard::edit(&vm.status.config);
+                app.overlay = Some(Overlay::Wizard(Box::new(form)));
+            }
+        }
+        Command::Mark => {
+            if let Some(name) = app.list.selected.clone() {
+                toggle_mark(app, &name);
+                move_selection(app, 1);
+            }
+        }
+        Command::MarkAll => {
+            if app.list.marked.is_empty() {
+                let visible = app.visible();
+                app.list.marked = visible
+                    .into_iter()
+                    .map(|i| app.vms[i].name().to_string())
+                    .collect();
+            } else {
+                app.list.marked.clear();
+            }
+        }
+        Command::Sort => sort_by(app, app.list.sort.next()),
+        Command::SortReverse => {
+            app.list.reverse = !app.list.reverse;
+            ensure_selection(app);
+        }
+        Command::Up => move_selection(app, -1),
+        Command::Down => move_selection(app, 1),
+        Command::PageUp => move_selection(app, -list_page(app)),
+        Command::PageDown => move_selection(app, list_page(app)),
+        Command::Top => move_selection(app, isize::MIN / 2),
+        Command::Bottom => move_selection(app, isize::MAX / 2),
+        Command::Back => back(app),
+        Command::Detach => detach(app),
+        Command::OtherConsole => {
+            if app.consoles.len() > 1 {
+                app.focus = (app.focus + 1) % app.consoles.len();
+            }
+        }
+        // Console-only commands are handled by the console key handlers.
+        Command::Scrollback
+        | Command::Search
+        | Command::NextMatch
+        | Command::PrevMatch
+        | Command::Copy => {}
+    }
+}
+
+fn back(app: &mut App) {
+    if app.pane == Pane::Details {
+        app.pane = Pane::List;
+    } else if !app.list.marked.is_empty() {
+        app.list.marked.clear();
+    } else if !app.list.filter.text().is_empty() {
+        app.list.filter.set("");
+        ensure_selection(app);
+    }
+}
+
+/// Toggles the bulk-action mark of `name`.
+pub(super) fn toggle_mark(app: &mut App, name: &str) {
+    if !app.list.marked.remove(name) {
+        app.list.marked.insert(name.to_string());
+    }
+}
+
+/// The sort column for a list column, if it sorts.
+pub(super) fn sort_column(column: Column) -> Option<SortColumn> {
+    Some(match column {
+        Column::Name => SortColumn::Name,
+        Column::State => SortColumn::State,
+        Column::Vcpus => SortColumn::Vcpus,
+        Column::Memory => SortColumn::Memory,
+        Column::Cpu | Column::Spark => SortColumn::Cpu,
+        Column::Used => SortColumn::Used,
+        Column::Mark | Column::Auto => return None,
+    })
+}
+
+/// Sorts by `column`; choosing the current column again reverses the order.
+pub(super) fn sort_by(app: &mut App, column: SortColumn) {
+    if app.list.sort == column {
+        app.list.reverse = !app.list.reverse;
+    } else {
+        app.list.sort = column;
+        app.list.reverse = false;
+    }
+    let order = if app.list.reverse {
+        "descending"
+    } else {
+        "ascending"
+    };
+    app.set_status(
+        StatusKind::Info,
+        format!("sorted by {} ({order})", column.label()),
+    );
+    ensure_selection(app);
+}
+
+fn create_demo(app: &mut App) {
+    let name = (0..)
+        .map(|i| {
+            if i == 0 {
+                "demo".to_string()
+            } else {
+                format!("demo{i}")
+            }
+        })
+        .find(|n| app.entry(n).is_none())
+        .unwrap_or_else(|| "demo".into());
+    let config = VmConfig::new(&name, BootConfig::Demo);
+    run_ops(
+        app,
+        vec![HostOp::Create {
+            config: Box::new(config),
+            start: true,
+            attach: true,
+        }],
+    );
+}
+
+/// Attaches the consoles of `names` (one, or two side by side). Only running or paused VMs
+/// have a console.
+pub(super) fn attach(app: &mut App, names: Vec<String>) {
+    if names.is_empty() {
+        app.set_status(StatusKind::Error, "no VM selected; pick one with ↑/↓ first");
+        return;
+    }
+    for name in &names {
+        match app.entry(name) {
+            None => {
+                app.set_status(StatusKind::Error, format!("there is no VM named '{name}'"));
+                return;
+            }
+            Some(vm) if !vm.is_live() && !app.busy.contains_key(name) => {
+                let start = app
+                    .keymap
+                    .label(super::keymap::Context::List, Command::Start);
+                let hint = start
+                    .map(|k| format!("; press {k} to start it"))
+                    .unwrap_or_default();
+                app.set_status(
+                    StatusKind::Error,
+                    format!(
+                        "{name} is {}, so it has no console{hint}",
+                        vm.state().label()
+                    ),
+                );
+                return;
+            }
+            Some(_) => {}
+        }
+    }
+    open_consoles(app, &names);
+    let detach = app
+        .keymap
+        .label(super::keymap::Context::Console, Command::Detach)
+        .unwrap_or_else(|| "the detach key".into());
+    app.set_status(
+        StatusKind::Info,
+        format!(
+            "attached to {}; {detach} detaches (the VM keeps running)",
+            names.join(" and ")
+        ),
+    );
+}
+
+/// Closes the consoles and returns to the list; the VMs keep running.
+pub(super) fn detach(app: &mut App) {
+    let names: Vec<String> = app.consoles.iter().map(|c| c.vm.clone()).collect();
+    for console in app.consoles.drain(..) {
+        app.effects.push(Effect::CloseConsole(console.id));
+    }
+    app.focus = 0;
+    app.pane = Pane::List;
+    if !names.is_empty() {
+        app.set_status(
+            StatusKind::Info,
+            format!("detached from {}; it keeps running", names.join(" and ")),
+        );
+    }
+}
+
+/// Plans `verb` on `names`: the operations that make sense for each VM's state, and why
+/// the others were skipped.
+fn plan(app: &App, verb: Verb, names: &[String]) -> (Vec<HostOp>, Vec<String>) {
+    let mut ops = Vec::new();
+    let mut skipped = Vec::new();
+    for name in names {
+        let Some(vm) = app.entry(name) else {
+            skipped.push(format!("there is no VM named '{name}'"));
+            continue;
+        };
+        if let Some(doing) = app.busy.get(name) {
+            skipped.push(format!("{name} is busy {doing}"));
+            continue;
+        }
+        let state = vm.state();
+        let live = vm.is_live();
+        let n = name.clone();
+        let op = match verb {
+            Verb::Start if !live => Ok(HostOp::Start(n)),
+            Verb::Start => Err(format!("{name} is already {}", state.label())),
+            Verb::Shutdown if live => Ok(HostOp::Shutdown(n)),
+            Verb::Destroy if live => Ok(HostOp::Destroy(n)),
+            Verb::Reboot if live => Ok(HostOp::Reboot(n)),
+            Verb::Reset if live => Ok(HostOp::Reset(n)),
+            Verb::Suspend if state == RunState::Running => Ok(HostOp::Suspend(n)),
+            Verb::Suspend if state == RunState::Paused => Ok(HostOp::Resume(n)),
+            Verb::Resume if state == RunState::Paused => Ok(HostOp::Resume(n)),
+            Verb::Resume if state == RunState::Running => Err(format!("{name} is not paused")),
+            Verb::Undefine if !live => Ok(HostOp::Undefine(n)),
+            Verb::Undefine => Err(format!(
+                "{name} is {}; stop it before deleting it",
+                state.label()
+            )),
+            _ => Err(format!("{name} is {}", state.label())),
+        };
+        match op {
+            Ok(op) => ops.push(op),
+            Err(why) => skipped.push(why),
+        }
+    }
+    (ops, skipped)
+}
+
+/// Runs `verb` on `names`, asking first for force-off, delete and anything on several VMs
+/// when `confirm` is set.
+pub(super) fn lifecycle(app: &mut App, verb: Verb, names: Vec<String>, confirm: bool) {
+    if names.is_empty() {
+        app.set_status(StatusKind::Error, "no VM selected");
+        return;
+    }
+    let (ops, skipped) = plan(app, verb, &names);
+    if ops.is_empty() {
+        app.set_status(StatusKind::Error, skipped.join("; "));
+        return;
+    }
+    let destructive = matches!(verb, Verb::Destroy | Verb::Undefine);
+    if confirm && (destructive || ops.len() > 1) {
+        let listed: Vec<&str> = ops.iter().map(HostOp::vm).collect();
+        let (what, warning) = match verb {
+            Verb::Destroy => (
+                "Force off",
+                "\nLike pulling the plug: whatever the guest has not saved is lost.",
+            ),
+            Verb::Undefine => (
+                "Delete the definition of",
+                "\nDisk images are kept; only the definition goes.",
+            ),
+            Verb::Start => ("Start", ""),
+            Verb::Shutdown => ("Shut down", ""),
+            Verb::Reboot => ("Reboot", ""),
+            Verb::Reset => ("Hard-reset", ""),
+            Verb::Suspend | Verb::Resume => ("Pause / resume", ""),
+        };
+        let mut message = format!("{what} {}?{warning}", listed.join(", "));
+        if !skipped.is_empty() {
+            message.push_str(&format!("\n(skipped: {})", skipped.join("; ")));
+        }
+        app.overlay = Some(Overlay::Confirm(Confirm {
+            title: format!("{} {} VM(s)", verb_title(verb), ops.len()),
+            message,
+            ops,
+        }));
+        return;
+    }
+    run_ops(app, ops);
+    if !skipped.is_empty() {
+        app.set_status(StatusKind::Error, skipped.join("; "));
+    }
+}
+
+fn verb_title(verb: Verb) -> &'static str {
+    match verb {
+        Verb::Start => "Start",
+        Verb::Shutdown => "Shut down",
+        Verb::Destroy => "Force off",
+        Verb::Reboot => "Reboot",
+        Verb::Reset => "Reset",
+        Verb::Suspend | Verb::Resume => "Pause/resume",
+        Verb::Undefine => "Delete",
+    }
+}
+
+/// Hands operations to the runtime and shows their progress.
+pub(super) fn run_ops(app: &mut App, ops: Vec<HostOp>) {
+    let Some(first) = ops.first() else {
+        return;
+    };
+    let text = if ops.len() == 1 {
+        format!("{} {}…", first.progress(), first.vm())
+    } else {
+        format!("{} {} VMs…", first.progress(), ops.len())
+    };
+    for op in ops {
+        app.busy.insert(op.vm().to_string(), op.progress());
+        app.effects.push(Effect::Host(op));
+    }
+    app.set_status(StatusKind::Progress, text);
+}
+
+/// Runs a palette line.
+pub(super) fn palette(app: &mut App, line: &str) {
+    let selected: Vec<String> = app.list.selected.iter().cloned().collect();
+    let or_selected = |names: Vec<String>| {
+        if names.is_empty() {
+            selected.clone()
+        } else {
+            names
+        }
+    };
+    match palette::parse(line) {
+        PaletteCommand::Lifecycle(verb, names) => lifecycle(app, verb, or_selected(names), false),
+        PaletteCommand::Autostart(name, on) => {
+            let names = or_selected(name.into_iter().collect());
+            let ops = names
+                .into_iter()
+                .filter(|n| app.entry(n).is_some())
+                .map(|n| HostOp::Autostart(n, on))
+                .collect::<Vec<_>>();
+            if ops.is_empty() {
+                app.set_status(StatusKind::Error, "no such VM; name one: autostart web1");
+            }
+            run_ops(app, ops);
+        }
+        PaletteCommand::Console(names) => attach(app, or_selected(names)),
+        PaletteCommand::Create => run(app, Command::New),
+        PaletteCommand::Edit(name) => {
+            if let Some(name) = name {
+                if app.entry(&name).is_none() {
+                    app.set_status(StatusKind::Error, format!("there is no VM named '{name}'"));
+                    return;
+                }
+                app.list.selected = Some(name);
+            }
+            run(app, Command::Edit);
+        }
+        PaletteCommand::Theme(name) => match Theme::load(&name, app.theme_dir.as_deref()) {
+            Ok(theme) => {
+                app.theme = theme;
+                app.set_status(StatusKind::Ok, format!("theme {name}"));
+            }
+            Err(e) => app.set_status(StatusKind::Error, e.to_string()),
+        },
+        PaletteCommand::Filter(text) => {
+            app.list.filter.set(&text);
+            app.pane = Pane::List;
+            ensure_selection(app);
+        }
+        PaletteCommand::List => {
+            detach(app);
+            app.pane = Pane::List;
+        }
+        PaletteCommand::Help => run(app, Command::Help),
+        PaletteCommand::Quit => app.quit = true,
+        PaletteCommand::Unsupported(verb) => app.set_status(
+            StatusKind::Error,
+            format!("'{verb}' is not supported yet in vmux; nothing was changed"),
+        ),
+        PaletteCommand::Invalid(message) => app.set_status(StatusKind::Error, message),
+    }
+}
+
+/// Finds the next match of the focused console's search.
+pub(super) fn find(app: &mut App, direction: Direction) {
+    let Some(console) = app.focused_console_mut() else {
+        return;
+    };
+    let Some(query) = console.search.as_ref().map(|s| s.input.text().to_string()) else {
+        return;
+    };
+    let hit = console.find(&query, direction);
+    if let Some(search) = console.search.as_mut().filter(|_| hit.is_some()) {
+        search.line = hit;
+    }
+    if hit.is_none() {
+        let side = match direction {
+            Direction::Older => "above",
+            Direction::Newer => "below",
+        };
+        app.set_status(
+            StatusKind::Info,
+            format!("no more matches of '{query}' {side}"),
+        );
+    }
+}
+
+/// Copies the focused console's selection, or its visible screen, to the clipboard.
+pub(super) fn copy(app: &mut App) {
+    let Some(console) = app.focused_console_mut() else {
+        return;
+    };
+    let text = console
+        .selected_text()
+        .unwrap_or_else(|| console.visible_text());
+    console.selection = None;
+    if text.is_empty() {
+        app.set_status(StatusKind::Info, "nothing to copy");
+        return;
+    }
+    let count = text.chars().count();
+    app.effects.push(Effect::Clipboard(text));
+    app.set_status(
+        StatusKind::Ok,
+        format!("copied {count} characters to the clipboard (OSC 52; the terminal must allow it)"),
+    );
+}

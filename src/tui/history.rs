@@ -1,0 +1,126 @@
+//! The last minute of stats samples per VM, for the list's sparkline and the detail charts.
+//! Fixed-size rings: memory stays bounded however long the TUI runs.
+
+use crate::engine::control::VmStats;
+use std::collections::VecDeque;
+
+/// Samples kept per series: one minute at vmd's 1 s sampling.
+pub const HISTORY_LEN: usize = 60;
+/// Per-vCPU series kept at most (the platform's vCPU limit is far below).
+const MAX_VCPU_SERIES: usize = 256;
+
+/// A bounded series, oldest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series<T> {
+    values: VecDeque<T>,
+}
+
+impl<T: Copy> Series<T> {
+    /// Appends a sample, dropping the oldest beyond [`HISTORY_LEN`].
+    pub fn push(&mut self, value: T) {
+        if self.values.len() == HISTORY_LEN {
+            self.values.pop_front();
+        }
+        self.values.push_back(value);
+    }
+
+    /// Samples, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = T> + ExactSizeIterator + '_ {
+        self.values.iter().copied()
+    }
+
+    /// The newest sample.
+    pub fn last(&self) -> Option<T> {
+        self.values.back().copied()
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether there are no samples yet.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+/// One VM's recent stats.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// Total CPU use, percent of one host CPU.
+    pub cpu: Series<f64>,
+    /// CPU use per vCPU (index = position in the sample), percent of one host CPU.
+    pub vcpus: Vec<Series<f64>>,
+    /// vmd resident set, bytes.
+    pub rss: Series<u64>,
+    /// Guest RAM touched, bytes.
+    pub touched: Series<u64>,
+    /// VM exits per second.
+    pub exits: Series<f64>,
+}
+
+/// Replaces NaN and negative values (a confused sampler) with 0 so charts stay sane.
+fn sane(value: f64) -> f64 {
+    if value.is_finite() && value > 0.0 {
+        value
+    } else {
+        0.0
+    }
+}
+
+impl History {
+    /// Adds one sample.
+    pub fn record(&mut self, stats: &VmStats) {
+        self.cpu.push(sane(stats.cpu_percent));
+        self.rss.push(stats.rss_bytes);
+        self.touched.push(stats.memory_touched_bytes);
+        self.exits.push(sane(stats.exits_per_sec));
+        let count = stats.vcpus.len().min(MAX_VCPU_SERIES);
+        // A hot-added vCPU starts with an empty series; a removed one is dropped.
+        self.vcpus.resize_with(count, Series::default);
+        for (series, vcpu) in self.vcpus.iter_mut().zip(&stats.vcpus) {
+            series.push(sane(vcpu.cpu_percent));
+        }
+    }
+
+    /// Forgets everything (the VM was restarted by someone else).
+    pub fn clear(&mut self) {
+        *self = History::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_keeps_only_the_last_minute() {
+        let mut series = Series::default();
+        for i in 0..(HISTORY_LEN as u64 + 10) {
+            series.push(i);
+        }
+        assert_eq!(series.len(), HISTORY_LEN);
+        assert_eq!(series.iter().next(), Some(10));
+        assert_eq!(series.last(), Some(HISTORY_LEN as u64 + 9));
+    }
+
+    #[test]
+    fn nan_cpu_is_recorded_as_zero() {
+        let mut history = History::default();
+        let stats = VmStats {
+            uptime_ms: 0,
+            vcpus: Vec::new(),
+            cpu_percent: f64::NAN,
+            memory_bytes: 0,
+            memory_touched_bytes: 0,
+            rss_bytes: 0,
+            exits: 0,
+            exits_per_sec: -3.0,
+            serial_out_bytes: 0,
+        };
+        history.record(&stats);
+        assert_eq!(history.cpu.last(), Some(0.0));
+        assert_eq!(history.exits.last(), Some(0.0));
+    }
+}

@@ -1,0 +1,148 @@
+//! The full-screen console (`vmux` with no subcommand): a VM list with live stats, details
+//! with charts, serial consoles through a vt100 emulator, a creation wizard, dialogs, a
+//! command palette, themes and rebindable keys.
+//!
+//! Architecture (see DESIGN.md §5): input, host replies, stats, guest output and a tick
+//! become [`action::Action`]s; [`update::update`] applies them to the [`app::App`] and queues
+//! [`action::Effect`]s; [`ui::draw`] is pure and runs only when something visible changed,
+//! at most ~30 times a second. The [`runtime`] owns the terminal and the threads that call
+//! the blocking [`Host`] trait; nothing here touches engine internals.
+
+pub mod action;
+pub mod app;
+mod commands;
+pub mod console;
+pub mod history;
+pub mod input;
+pub mod keymap;
+pub mod palette;
+pub mod runtime;
+pub mod settings;
+pub mod theme;
+pub mod ui;
+pub mod update;
+pub mod wizard;
+
+use crate::client::Host;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use app::App;
+pub use update::update;
+
+/// How the TUI was asked to look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TuiOptions {
+    /// `--theme NAME`; overrides the settings file.
+    pub theme: Option<String>,
+    /// The settings file (`config::Paths::settings_file()`); user themes are read from
+    /// `themes/` beside it.
+    pub settings_path: PathBuf,
+}
+
+/// Why the TUI could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TuiError {
+    /// stdin or stdout is not a terminal.
+    #[error(
+        "the full-screen console needs an interactive terminal; in scripts use subcommands such as `vmux list`"
+    )]
+    NotATerminal,
+    /// `--theme` names no theme.
+    #[error(transparent)]
+    Theme(#[from] theme::ThemeError),
+    /// Setting up or drawing to the terminal failed.
+    #[error("terminal error")]
+    Terminal(#[source] std::io::Error),
+}
+
+/// Builds the app from the options and settings file. Problems in the settings file do not
+/// stop the TUI: they are returned as messages for the status line and defaults are used.
+pub fn prepare(options: &TuiOptions) -> Result<App, TuiError> {
+    let mut warnings = Vec::new();
+    let settings = settings::Settings::load(&options.settings_path).unwrap_or_else(|e| {
+        warnings.push(action::error_chain(&e));
+        settings::Settings::default()
+    });
+    let theme_dir = options.settings_path.parent().map(|dir| dir.join("themes"));
+    let no_color = theme::no_color_requested();
+    let theme = match theme::Theme::resolve(
+        options.theme.as_deref(),
+        settings.theme.as_deref(),
+        no_color,
+        theme_dir.as_deref(),
+    ) {
+        Ok(theme) => theme,
+        // A bad --theme is the user's explicit request: refuse it.
+        Err(e) if options.theme.is_some() => return Err(e.into()),
+        Err(e) => {
+            warnings.push(format!("{}: {e}", options.settings_path.display()));
+            theme::Theme::default()
+        }
+    };
+    let keymap = keymap::Keymap::with_overrides(&settings.keys).unwrap_or_else(|e| {
+        warnings.push(format!(
+            "{}: {e}; using the default keys",
+            options.settings_path.display()
+        ));
+        keymap::Keymap::default()
+    });
+    let mut app = App::new(theme, keymap);
+    app.theme_dir = theme_dir;
+    if !warnings.is_empty() {
+        app.set_status(app::StatusKind::Error, warnings.join("; "));
+    }
+    Ok(app)
+}
+
+/// Runs the full-screen console until the user quits; VMs keep running. The terminal is
+/// restored on return, on error and on panic.
+pub fn run(host: Arc<dyn Host>, options: TuiOptions) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+        return Err(TuiError::NotATerminal.into());
+    }
+    let app = prepare(&options)?;
+    runtime::run(host, app).map_err(TuiError::Terminal)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(dir: &std::path::Path, theme: Option<&str>) -> TuiOptions {
+        TuiOptions {
+            theme: theme.map(str::to_string),
+            settings_path: dir.join("vmux.toml"),
+        }
+    }
+
+    #[test]
+    fn unknown_cli_theme_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = prepare(&options(dir.path(), Some("neon")))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("neon"));
+    }
+
+    #[test]
+    fn settings_theme_is_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("vmux.toml"), "theme = \"light\"\n").expect("write");
+        let app = prepare(&options(dir.path(), None)).expect("prepares");
+        if !theme::no_color_requested() {
+            assert_eq!(app.theme.name, "light");
+        }
+    }
+
+    #[test]
+    fn broken_keys_fall_back_to_defaults_with_a_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("vmux.toml"), "[keys]\nstrat = \"s\"\n").expect("write");
+        let app = prepare(&options(dir.path(), None)).expect("prepares");
+        let status = app.status.expect("warning shown");
+        assert!(status.text.contains("strat"), "{}", status.text);
+    }
+}

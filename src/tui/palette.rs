@@ -1,0 +1,233 @@
+//! The `:` command palette: CLI verbs typed in the TUI (`:start web1`, `:destroy web1 web2`,
+//! `:console web1`, `:theme light`). Verbs vmux does not support yet are named as such;
+//! nothing pretends to work.
+
+/// Lifecycle verbs that act on VMs, with their aliases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// `start`
+    Start,
+    /// `shutdown`
+    Shutdown,
+    /// `destroy`, `force-off`
+    Destroy,
+    /// `reboot`
+    Reboot,
+    /// `reset`
+    Reset,
+    /// `suspend`, `pause`
+    Suspend,
+    /// `resume`
+    Resume,
+    /// `undefine`, `delete`
+    Undefine,
+}
+
+/// A parsed palette line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaletteCommand {
+    /// A lifecycle verb on these VMs (empty: the selected VM).
+    Lifecycle(Verb, Vec<String>),
+    /// `autostart [name] [--disable]`.
+    Autostart(Option<String>, bool),
+    /// `console name [name2]`: attach (two names: split view).
+    Console(Vec<String>),
+    /// `create`: the wizard.
+    Create,
+    /// `edit [name]`: the edit form.
+    Edit(Option<String>),
+    /// `theme name`: switch theme now.
+    Theme(String),
+    /// `filter text`.
+    Filter(String),
+    /// `list`: back to the VM list.
+    List,
+    /// `help`.
+    Help,
+    /// `quit`.
+    Quit,
+    /// A verb that needs something vmux cannot do yet.
+    Unsupported(String),
+    /// Not a verb vmux knows, or wrong arguments; the message says what to type.
+    Invalid(String),
+}
+
+/// virsh verbs users will try that vmux does not do yet.
+const UNSUPPORTED: &[&str] = &[
+    "setvcpus",
+    "setmem",
+    "setmaxmem",
+    "attach-disk",
+    "detach-disk",
+    "attach-interface",
+    "detach-interface",
+    "blockresize",
+    "snapshot-create",
+    "snapshot-create-as",
+    "snapshot-list",
+    "snapshot-revert",
+    "snapshot-delete",
+    "clone",
+    "migrate",
+    "save",
+    "restore",
+    "managedsave",
+    "dumpxml",
+    "domifaddr",
+    "net-list",
+    "net-start",
+    "pool-list",
+    "vol-list",
+    "vol-create",
+];
+
+/// Verbs offered by Tab completion.
+pub const VERBS: &[&str] = &[
+    "start",
+    "shutdown",
+    "destroy",
+    "reboot",
+    "reset",
+    "suspend",
+    "resume",
+    "autostart",
+    "undefine",
+    "console",
+    "create",
+    "edit",
+    "theme",
+    "filter",
+    "list",
+    "help",
+    "quit",
+];
+
+/// Parses one palette line.
+pub fn parse(line: &str) -> PaletteCommand {
+    let mut words = line.split_whitespace();
+    let Some(verb) = words.next() else {
+        return PaletteCommand::Invalid("type a command, e.g. start web1; :help lists them".into());
+    };
+    let args: Vec<String> = words.map(str::to_string).collect();
+    let lifecycle = |verb| PaletteCommand::Lifecycle(verb, args.clone());
+    match verb {
+        "start" => lifecycle(Verb::Start),
+        "shutdown" => lifecycle(Verb::Shutdown),
+        "destroy" | "force-off" | "poweroff" => lifecycle(Verb::Destroy),
+        "reboot" => lifecycle(Verb::Reboot),
+        "reset" => lifecycle(Verb::Reset),
+        "suspend" | "pause" => lifecycle(Verb::Suspend),
+        "resume" => lifecycle(Verb::Resume),
+        "undefine" | "delete" => lifecycle(Verb::Undefine),
+        "autostart" => {
+            let disable = args.iter().any(|a| a == "--disable" || a == "off");
+            let name = args
+                .iter()
+                .find(|a| !a.starts_with("--") && *a != "on" && *a != "off")
+                .cloned();
+            PaletteCommand::Autostart(name, !disable)
+        }
+        "console" | "attach" => match args.len() {
+            0..=2 => PaletteCommand::Console(args),
+            _ => PaletteCommand::Invalid(
+                "console takes one VM, or two for a split view: console web1 web2".into(),
+            ),
+        },
+        "create" | "new" => PaletteCommand::Create,
+        "edit" => PaletteCommand::Edit(args.first().cloned()),
+        "theme" => match args.first() {
+            Some(name) => PaletteCommand::Theme(name.clone()),
+            None => PaletteCommand::Invalid(
+                "theme needs a name: dark, light, high-contrast or 16-colour".into(),
+            ),
+        },
+        "filter" => PaletteCommand::Filter(args.join(" ")),
+        "list" => PaletteCommand::List,
+        "help" | "?" => PaletteCommand::Help,
+        "quit" | "exit" | "q" => PaletteCommand::Quit,
+        other if UNSUPPORTED.contains(&other) => PaletteCommand::Unsupported(other.to_string()),
+        other => PaletteCommand::Invalid(format!(
+            "unknown command '{other}'; commands: {}",
+            VERBS.join(", ")
+        )),
+    }
+}
+
+/// Completes the word under the cursor (the last word): verbs first, then VM names.
+/// Returns the completed line, or `None` when nothing (or nothing unique) matches.
+pub fn complete(line: &str, names: &[&str]) -> Option<String> {
+    let (head, word) = match line.rfind(' ') {
+        Some(i) => (&line[..=i], &line[i + 1..]),
+        None => ("", line),
+    };
+    let pool: Vec<&str> = if head.is_empty() {
+        VERBS.to_vec()
+    } else {
+        names.to_vec()
+    };
+    let matches: Vec<&str> = pool.into_iter().filter(|c| c.starts_with(word)).collect();
+    match matches.as_slice() {
+        [only] => Some(format!("{head}{only} ")),
+        [] => None,
+        several => {
+            // Extend to the longest common prefix.
+            let first = several[0];
+            let common = (word.len()..=first.len())
+                .rev()
+                .find(|&n| several.iter().all(|m| m.starts_with(&first[..n])))?;
+            (common > word.len()).then(|| format!("{head}{}", &first[..common]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_verbs_take_several_names() {
+        assert_eq!(
+            parse("destroy a b"),
+            PaletteCommand::Lifecycle(Verb::Destroy, vec!["a".into(), "b".into()])
+        );
+    }
+
+    #[test]
+    fn setvcpus_is_reported_as_unsupported() {
+        assert_eq!(
+            parse("setvcpus web1 4"),
+            PaletteCommand::Unsupported("setvcpus".into())
+        );
+    }
+
+    #[test]
+    fn unknown_verb_lists_the_known_ones() {
+        match parse("frobnicate") {
+            PaletteCommand::Invalid(message) => assert!(message.contains("start")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn autostart_disable_flag_is_understood() {
+        assert_eq!(
+            parse("autostart web1 --disable"),
+            PaletteCommand::Autostart(Some("web1".into()), false)
+        );
+    }
+
+    #[test]
+    fn completion_finishes_verbs_and_names() {
+        assert_eq!(complete("sta", &[]), Some("start ".into()));
+        assert_eq!(
+            complete("start w", &["web1", "db"]),
+            Some("start web1 ".into())
+        );
+        assert_eq!(complete("start web", &["web1", "web2"]), None);
+        assert_eq!(complete("s", &[]), None);
+        assert_eq!(
+            complete("start w", &["web10", "web11"]),
+            Some("start web1".into())
+        );
+    }
+}

@@ -1,0 +1,640 @@
+//! The event loop and its threads. The UI thread owns the [`App`] and the terminal; every
+//! other thread only sends messages to it:
+//!
+//! - **input**: crossterm events → `Action::Key/Mouse/Paste/Resize`;
+//! - **poller**: `Host::list` and, for running VMs, `stats`/`info` once per second (sooner
+//!   after an operation), plus `/proc/meminfo`;
+//! - **one thread per host operation** (start may take seconds);
+//! - **per console** a reader (guest output into a bounded inbox) and a writer (guest input).
+//!
+//! Render coalescing: the loop applies everything that is waiting, then draws at most once
+//! per frame (~30 fps) and only when something visible changed. A chatty guest cannot starve
+//! the keyboard: console bytes wait in a bounded inbox per console (its reader blocks when
+//! it is full, vmd keeps the rest), only a wake-up message goes through the channel, and each
+//! loop turn parses at most [`PARSE_BUDGET`] bytes after handling all input.
+
+use super::action::{Action, DirEntry, Effect, HostMemory, HostOp, error_chain};
+use super::app::App;
+use super::console::{ConsoleId, osc52};
+use super::ui;
+use super::update::update;
+use crate::client::Host;
+use crossterm::event::{self, Event, KeyEventKind};
+use crossterm::{execute, queue, terminal};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use std::collections::HashMap;
+use std::io::{self, BufWriter, Read, Stdout, Write};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex, Once, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Shortest time between two frames (~30 fps).
+const FRAME: Duration = Duration::from_millis(33);
+/// Tick and poll period.
+const TICK: Duration = Duration::from_secs(1);
+/// Guest output parsed per loop turn, bytes.
+pub const PARSE_BUDGET: usize = 256 << 10;
+/// Guest output buffered per console before its reader waits, bytes.
+const INBOX_CAP: usize = 1 << 20;
+/// Largest directory listing the picker shows.
+const MAX_DIR_ENTRIES: usize = 5000;
+
+type Backend = CrosstermBackend<BufWriter<Stdout>>;
+
+/// Messages to the UI thread.
+enum Msg {
+    /// Something for `update`.
+    Action(Action),
+    /// A console's stream is open; guest input goes to `input`.
+    ConsoleReady {
+        id: ConsoleId,
+        input: Sender<Vec<u8>>,
+    },
+    /// A console's inbox went from empty to not empty.
+    ConsoleData(ConsoleId),
+    /// A console's stream ended after everything now in its inbox.
+    ConsoleEnded { id: ConsoleId, reason: String },
+}
+
+/// Guest output waiting for the UI thread. Bounded: the reader waits when it is full.
+#[derive(Default)]
+struct Inbox {
+    data: Mutex<Vec<u8>>,
+    space: Condvar,
+    closed: AtomicBool,
+}
+
+impl Inbox {
+    /// Appends `bytes`, waiting while the inbox is full; says whether it was empty before
+    /// (then the UI thread needs a wake-up). Returns `None` once closed.
+    fn push(&self, bytes: &[u8]) -> Option<bool> {
+        let mut data = self.data.lock().unwrap_or_else(PoisonError::into_inner);
+        while data.len() >= INBOX_CAP {
+            if self.is_closed() {
+                return None;
+            }
+            data = self
+                .space
+                .wait_timeout(data, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        if self.is_closed() {
+            return None;
+        }
+        let was_empty = data.is_empty();
+        data.extend_from_slice(bytes);
+        Some(was_empty)
+    }
+
+    /// Takes up to `max` bytes; says whether more remain.
+    fn take(&self, max: usize) -> (Vec<u8>, bool) {
+        let mut data = self.data.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = max.min(data.len());
+        let taken: Vec<u8> = data.drain(..n).collect();
+        let more = !data.is_empty();
+        self.space.notify_all();
+        (taken, more)
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.space.notify_all();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+/// The UI thread's side of one console.
+struct ConsoleLink {
+    inbox: Arc<Inbox>,
+    input: Option<Sender<Vec<u8>>>,
+    ended: Option<String>,
+}
+
+/// Whether a TUI owns the terminal now (for the panic hook), and on which thread.
+static ACTIVE: Mutex<Option<thread::ThreadId>> = Mutex::new(None);
+static HOOK: Once = Once::new();
+
+/// Puts the terminal back the way the shell expects it. Safe to call twice.
+pub fn restore_terminal() {
+    let _ = execute!(
+        io::stdout(),
+        event::DisableBracketedPaste,
+        event::DisableMouseCapture,
+        terminal::LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+    let _ = terminal::disable_raw_mode();
+}
+
+/// Raw mode and the alternate screen for as long as it lives; restored on drop, including
+/// while unwinding from a panic.
+struct TerminalGuard;
+
+impl TerminalGuard {
+    fn enter() -> io::Result<TerminalGuard> {
+        // A panic on the UI thread restores the terminal before the message is printed.
+        HOOK.call_once(|| {
+            let previous = panic::take_hook();
+            panic::set_hook(Box::new(move |info| {
+                let active = *ACTIVE.lock().unwrap_or_else(PoisonError::into_inner);
+                if active == Some(thread::current().id()) {
+                    restore_terminal();
+                }
+                previous(info);
+            }));
+        });
+        terminal::enable_raw_mode()?;
+        *ACTIVE.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread::current().id());
+        let guard = TerminalGuard;
+        execute!(
+            io::stdout(),
+            terminal::EnterAlternateScreen,
+            event::EnableMouseCapture,
+            event::EnableBracketedPaste,
+            crossterm::cursor::Hide
+        )?;
+        Ok(guard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        *ACTIVE.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        restore_terminal();
+    }
+}
+
+/// Runs the TUI until the user quits. VMs are left as they are.
+pub fn run(host: Arc<dyn Host>, mut app: App) -> io::Result<()> {
+    let guard = TerminalGuard::enter()?;
+    let mut terminal = Terminal::new(CrosstermBackend::new(BufWriter::with_capacity(
+        1 << 16,
+        io::stdout(),
+    )))?;
+    let (width, height) = terminal::size()?;
+    update(&mut app, Action::Resize { width, height });
+
+    let (tx, rx) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let input = spawn("vmux-input", {
+        let (tx, stop) = (tx.clone(), stop.clone());
+        move || input_loop(&tx, &stop)
+    })?;
+    let (wake, wake_rx) = mpsc::channel();
+    spawn("vmux-poll", {
+        let (host, tx, stop) = (host.clone(), tx.clone(), stop.clone());
+        move || poll_loop(host.as_ref(), &tx, &wake_rx, &stop)
+    })?;
+
+    let mut runtime = Runtime {
+        host,
+        tx,
+        wake,
+        consoles: HashMap::new(),
+        pending: Vec::new(),
+    };
+    let result = runtime.event_loop(&mut app, &rx, &mut terminal);
+
+    stop.store(true, Ordering::SeqCst);
+    for link in runtime.consoles.values() {
+        link.inbox.close();
+    }
+    // The input thread polls with a timeout; waiting for it keeps it from eating keys typed
+    // into the shell after we leave.
+    let _ = input.join();
+    drop(guard);
+    result
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new().name(name.to_string()).spawn(f)
+}
+
+struct Runtime {
+    host: Arc<dyn Host>,
+    tx: Sender<Msg>,
+    wake: Sender<()>,
+    consoles: HashMap<ConsoleId, ConsoleLink>,
+    /// Consoles with bytes waiting, in arrival order.
+    pending: Vec<ConsoleId>,
+}
+
+impl Runtime {
+    fn event_loop(
+        &mut self,
+        app: &mut App,
+        rx: &Receiver<Msg>,
+        terminal: &mut Terminal<Backend>,
+    ) -> io::Result<()> {
+        let mut next_tick = Instant::now() + TICK;
+        let mut next_frame = Instant::now();
+        loop {
+            let now = Instant::now();
+            let timeout = if !self.pending.is_empty() {
+                Duration::ZERO
+            } else if app.dirty {
+                next_frame.saturating_duration_since(now)
+            } else {
+                next_tick.saturating_duration_since(now)
+            };
+            match rx.recv_timeout(timeout) {
+                Ok(msg) => self.handle(app, msg),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            // Everything small that is waiting (keys first among them) before any parsing.
+            while let Ok(msg) = rx.try_recv() {
+                self.handle(app, msg);
+            }
+            self.parse_console_output(app);
+            if Instant::now() >= next_tick {
+                update(app, Action::Tick);
+                next_tick += TICK;
+                if next_tick < Instant::now() {
+                    next_tick = Instant::now() + TICK;
+                }
+            }
+            for effect in app.take_effects() {
+                self.execute(effect, terminal)?;
+            }
+            if app.should_quit() {
+                return Ok(());
+            }
+            if app.dirty && Instant::now() >= next_frame {
+                app.take_dirty();
+                draw(app, terminal)?;
+                next_frame = Instant::now() + FRAME;
+            }
+        }
+    }
+
+    fn handle(&mut self, app: &mut App, msg: Msg) {
+        match msg {
+            Msg::Action(action) => update(app, action),
+            Msg::ConsoleReady { id, input } => {
+                // Detached before it opened: dropping `input` ends its writer.
+                if let Some(link) = self.consoles.get_mut(&id) {
+                    link.input = Some(input);
+                    update(app, Action::ConsoleOpened(id));
+                }
+            }
+            Msg::ConsoleData(id) => {
+                if self.consoles.contains_key(&id) && !self.pending.contains(&id) {
+                    self.pending.push(id);
+                }
+            }
+            Msg::ConsoleEnded { id, reason } => {
+                if let Some(link) = self.consoles.get_mut(&id) {
+                    link.ended = Some(reason);
+                    if !self.pending.contains(&id) {
+                        self.pending.push(id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Feeds waiting guest output to `update`, at most [`PARSE_BUDGET`] bytes per turn.
+    fn parse_console_output(&mut self, app: &mut App) {
+        let mut budget = PARSE_BUDGET;
+        let mut still_pending = Vec::new();
+        for id in std::mem::take(&mut self.pending) {
+            let Some(link) = self.consoles.get_mut(&id) else {
+                continue;
+            };
+            let (bytes, more) = link.inbox.take(budget);
+            budget -= bytes.len();
+            if !bytes.is_empty() {
+                update(app, Action::ConsoleOutput { id, bytes });
+            }
+            if more {
+                still_pending.push(id);
+            } else if let Some(reason) = link.ended.take() {
+                self.consoles.remove(&id);
+                update(app, Action::ConsoleClosed { id, reason });
+            }
+        }
+        self.pending = still_pending;
+    }
+
+    fn execute(&mut self, effect: Effect, terminal: &mut Terminal<Backend>) -> io::Result<()> {
+        match effect {
+            Effect::Host(op) => {
+                let (host, tx) = (self.host.clone(), self.tx.clone());
+                let wake = self.wake.clone();
+                spawn("vmux-op", move || {
+                    let result = run_op(host.as_ref(), &op);
+                    let _ = tx.send(Msg::Action(Action::OpDone { op, result }));
+                    let _ = wake.send(());
+                })?;
+            }
+            Effect::Refresh => {
+                let _ = self.wake.send(());
+            }
+            Effect::OpenConsole { id, vm, history } => {
+                let inbox = Arc::new(Inbox::default());
+                self.consoles.insert(
+                    id,
+                    ConsoleLink {
+                        inbox: inbox.clone(),
+                        input: None,
+                        ended: None,
+                    },
+                );
+                let (host, tx) = (self.host.clone(), self.tx.clone());
+                spawn("vmux-console", move || {
+                    console_reader(host.as_ref(), id, &vm, history, &inbox, &tx);
+                })?;
+            }
+            Effect::ConsoleInput { id, bytes } => {
+                if let Some(input) = self.consoles.get(&id).and_then(|l| l.input.as_ref()) {
+                    let _ = input.send(bytes);
+                }
+            }
+            Effect::CloseConsole(id) => {
+                if let Some(link) = self.consoles.remove(&id) {
+                    link.inbox.close();
+                }
+                self.pending.retain(|p| *p != id);
+            }
+            Effect::Clipboard(text) => {
+                let out = terminal.backend_mut();
+                out.write_all(osc52(&text).as_bytes())?;
+                out.flush()?;
+            }
+            Effect::ListDir(dir) => {
+                let tx = self.tx.clone();
+                spawn("vmux-listdir", move || {
+                    let result = list_dir(&dir);
+                    let _ = tx.send(Msg::Action(Action::DirListed { dir, result }));
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn draw(app: &App, terminal: &mut Terminal<Backend>) -> io::Result<()> {
+    // Synchronized output: the terminal shows the whole frame at once, never half of it.
+    queue!(terminal.backend_mut(), terminal::BeginSynchronizedUpdate)?;
+    terminal.draw(|frame| ui::draw(app, frame))?;
+    execute!(terminal.backend_mut(), terminal::EndSynchronizedUpdate)
+}
+
+/// Runs a host operation, turning a panic in the host code into an error message instead
+/// of a dead worker.
+fn run_op(host: &dyn Host, op: &HostOp) -> Result<(), String> {
+    guarded(|| op.run(host), &format!("{} {}", op.progress(), op.vm()))
+}
+
+fn guarded(
+    f: impl FnOnce() -> Result<(), crate::client::ClientError>,
+    doing: &str,
+) -> Result<(), String> {
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(error_chain(&e)),
+        Err(_) => Err(format!(
+            "internal error while {doing}; see the message printed when vmux exits"
+        )),
+    }
+}
+
+fn input_loop(tx: &Sender<Msg>, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        match event::poll(Duration::from_millis(200)) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(_) => return,
+        }
+        let action = match event::read() {
+            Ok(Event::Key(key)) if key.kind != KeyEventKind::Release => Action::Key(key),
+            Ok(Event::Mouse(mouse)) => Action::Mouse(mouse),
+            Ok(Event::Paste(text)) => Action::Paste(text),
+            Ok(Event::Resize(width, height)) => Action::Resize { width, height },
+            Ok(_) => continue,
+            Err(_) => return,
+        };
+        if tx.send(Msg::Action(action)).is_err() {
+            return;
+        }
+    }
+}
+
+fn poll_loop(host: &dyn Host, tx: &Sender<Msg>, wake: &Receiver<()>, stop: &AtomicBool) {
+    let mut pids: HashMap<String, Option<u32>> = HashMap::new();
+    let mut last_stats: Option<Instant> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let listed = host.list();
+        let live: Vec<(String, Option<u32>)> = listed
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .filter(|s| s.pid.is_some())
+            .map(|s| (s.config.name.clone(), s.pid))
+            .collect();
+        let send = |action| tx.send(Msg::Action(action)).is_ok();
+        if !send(Action::Listed(listed)) {
+            return;
+        }
+        // A wake-up right after an operation refreshes states but must not add a second
+        // sample within the same second to the charts.
+        let sample = last_stats.is_none_or(|t| t.elapsed() >= Duration::from_millis(900));
+        for (vm, pid) in &live {
+            if pids.get(vm) != Some(pid)
+                && let Ok(info) = host.info(vm)
+            {
+                pids.insert(vm.clone(), *pid);
+                send(Action::Info {
+                    vm: vm.clone(),
+                    info,
+                });
+            }
+            if sample && let Ok(stats) = host.stats(vm) {
+                send(Action::Stats {
+                    vm: vm.clone(),
+                    stats,
+                });
+            }
+        }
+        pids.retain(|vm, _| live.iter().any(|(n, _)| n == vm));
+        if sample {
+            last_stats = Some(Instant::now());
+            if let Some(memory) = read_meminfo(Path::new("/proc/meminfo")) {
+                send(Action::HostMemory(memory));
+            }
+        }
+        match wake.recv_timeout(TICK) {
+            Ok(()) => while wake.try_recv().is_ok() {},
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// `MemTotal` and `MemAvailable` from a meminfo file.
+fn read_meminfo(path: &Path) -> Option<HostMemory> {
+    let text = std::fs::read_to_string(path).ok()?;
+    parse_meminfo(&text)
+}
+
+fn parse_meminfo(text: &str) -> Option<HostMemory> {
+    let field = |name: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(name))?;
+        let kib: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    };
+    Some(HostMemory {
+        total: field("MemTotal:")?,
+        available: field("MemAvailable:")?,
+    })
+}
+
+fn console_reader(
+    host: &dyn Host,
+    id: ConsoleId,
+    vm: &str,
+    history: bool,
+    inbox: &Inbox,
+    tx: &Sender<Msg>,
+) {
+    let console = match host.console(vm, history) {
+        Ok(console) => console,
+        Err(e) => {
+            let _ = tx.send(Msg::ConsoleEnded {
+                id,
+                reason: error_chain(&e),
+            });
+            return;
+        }
+    };
+    let crate::client::Console { mut output, input } = console;
+    let (input_tx, input_rx) = mpsc::channel::<Vec<u8>>();
+    let writer = spawn("vmux-console-in", move || {
+        let mut input = input;
+        for bytes in input_rx {
+            if input
+                .write_all(&bytes)
+                .and_then(|()| input.flush())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    if writer.is_err()
+        || tx
+            .send(Msg::ConsoleReady {
+                id,
+                input: input_tx,
+            })
+            .is_err()
+    {
+        return;
+    }
+    let mut buf = vec![0u8; 16 << 10];
+    let reason = loop {
+        match output.read(&mut buf) {
+            Ok(0) => break "the console stream ended (the VM stopped or vmd exited)".to_string(),
+            Ok(n) => match inbox.push(&buf[..n]) {
+                Some(true) => {
+                    if tx.send(Msg::ConsoleData(id)).is_err() {
+                        return;
+                    }
+                }
+                Some(false) => {}
+                // Detached: stop reading; dropping the stream closes it.
+                None => return,
+            },
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break format!("reading the console failed: {e}"),
+        }
+        if inbox.is_closed() {
+            return;
+        }
+    };
+    if !inbox.is_closed() {
+        let _ = tx.send(Msg::ConsoleEnded { id, reason });
+    }
+}
+
+fn list_dir(dir: &PathBuf) -> Result<Vec<DirEntry>, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let mut out: Vec<DirEntry> = entries
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .take(MAX_DIR_ENTRIES)
+        .map(|e| DirEntry {
+            name: e.file_name().to_string_lossy().into_owned(),
+            // Follows symlinks, so a link to a directory opens like one.
+            is_dir: e.path().is_dir(),
+        })
+        .collect();
+    out.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo_is_read_in_bytes() {
+        let text = "MemTotal:       16000000 kB\nMemFree:  1 kB\nMemAvailable:    8000000 kB\n";
+        let memory = parse_meminfo(text).expect("parses");
+        assert_eq!(memory.total, 16_000_000 * 1024);
+        assert_eq!(memory.available, 8_000_000 * 1024);
+    }
+
+    #[test]
+    fn inbox_reports_the_first_push_and_hands_out_in_budgets() {
+        let inbox = Inbox::default();
+        assert_eq!(inbox.push(b"abc"), Some(true));
+        assert_eq!(inbox.push(b"def"), Some(false));
+        let (bytes, more) = inbox.take(4);
+        assert_eq!(bytes, b"abcd");
+        assert!(more);
+    }
+
+    #[test]
+    fn closed_inbox_refuses_more() {
+        let inbox = Inbox::default();
+        inbox.close();
+        assert_eq!(inbox.push(b"x"), None);
+    }
+
+    #[test]
+    fn directory_listing_puts_directories_first_and_hides_dotfiles() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a-file"), b"").expect("write");
+        std::fs::write(dir.path().join(".hidden"), b"").expect("write");
+        std::fs::create_dir(dir.path().join("z-dir")).expect("mkdir");
+        let entries = list_dir(&dir.path().to_path_buf()).expect("lists");
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["z-dir", "a-file"]);
+    }
+
+    #[test]
+    fn op_panics_become_errors() {
+        let result = guarded(|| panic!("boom"), "starting a");
+        assert!(
+            result
+                .expect_err("error")
+                .contains("internal error while starting a")
+        );
+    }
+}

@@ -1,0 +1,344 @@
+//! The details pane of the selected VM: an overview (definition, pid, uptime, boots) and
+//! live charts of the last minute: CPU % in total and per vCPU, memory (vmd's resident set
+//! against guest RAM touched) and VM exits per second.
+
+use super::widgets::{duration, put, sparkline, truncate};
+use crate::config::{BootConfig, format_size};
+use crate::tui::app::{App, VmEntry};
+use crate::tui::history::{HISTORY_LEN, Series};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragraph, Widget};
+
+/// One line saying what the VM boots.
+pub fn boot_summary(vm: &VmEntry) -> String {
+    match &vm.status.config.boot {
+        BootConfig::Demo => format!("{}: built-in demo guest", vm.name()),
+        BootConfig::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            let mut text = format!("{}: kernel {}", vm.name(), kernel.display());
+            if let Some(initrd) = initrd {
+                text.push_str(&format!("  initrd {}", initrd.display()));
+            }
+            if !cmdline.is_empty() {
+                text.push_str(&format!("  cmdline \"{cmdline}\""));
+            }
+            text
+        }
+    }
+}
+
+/// Draws the details of the selected VM into `body`.
+pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
+    let theme = &app.theme;
+    let Some(vm) = app.selected() else {
+        Block::new()
+            .borders(Borders::ALL)
+            .border_style(theme.border)
+            .title(" details ")
+            .render(body, buf);
+        put(
+            buf,
+            body.x + 2,
+            body.y + 1,
+            "no VM selected",
+            body.width.saturating_sub(4),
+            theme.muted,
+        );
+        return;
+    };
+    let [overview, cpu_row, memory_row] = Layout::vertical([
+        Constraint::Length(6),
+        Constraint::Fill(1),
+        Constraint::Fill(1),
+    ])
+    .areas(body);
+    draw_overview(app, vm, overview, buf);
+    let [cpu, per_vcpu] =
+        Layout::horizontal([Constraint::Percentage(60), Constraint::Fill(1)]).areas(cpu_row);
+    let [memory, exits] =
+        Layout::horizontal([Constraint::Percentage(60), Constraint::Fill(1)]).areas(memory_row);
+
+    let cpu_now = vm.cpu_percent().map_or("-".into(), |p| format!("{p:.1}%"));
+    let cpu_peak = vm.history.cpu.iter().fold(100.0_f64, f64::max);
+    chart(
+        app,
+        &format!(" CPU {cpu_now} (100% = one host CPU) "),
+        &[("total", points(&vm.history.cpu), theme.cpu)],
+        cpu_peak,
+        |v| format!("{v:.0}%"),
+        cpu,
+        buf,
+    );
+    draw_vcpus(app, vm, per_vcpu, buf);
+
+    let rss: Series<f64> = to_f64(&vm.history.rss);
+    let touched: Series<f64> = to_f64(&vm.history.touched);
+    let mem_max = rss
+        .iter()
+        .chain(touched.iter())
+        .fold(vm.status.config.memory as f64, f64::max);
+    let used = vm.used_bytes().map_or("-".into(), format_size);
+    let touched_now = vm
+        .stats
+        .as_ref()
+        .filter(|_| vm.is_live())
+        .map_or("-".into(), |s| format_size(s.memory_touched_bytes));
+    chart(
+        app,
+        &format!(" memory: vmd RSS {used}, guest touched {touched_now} "),
+        &[
+            ("RSS", points(&rss), theme.memory),
+            ("touched", points(&touched), theme.memory_alt),
+        ],
+        mem_max,
+        |v| format_size(v as u64),
+        memory,
+        buf,
+    );
+    let exits_now = vm.history.exits.last().filter(|_| vm.is_live());
+    let exits_peak = vm.history.exits.iter().fold(10.0_f64, f64::max);
+    chart(
+        app,
+        &format!(
+            " VM exits/s {} ",
+            exits_now.map_or("-".into(), |e| format!("{e:.0}"))
+        ),
+        &[("exits/s", points(&vm.history.exits), theme.exits)],
+        exits_peak,
+        |v| format!("{v:.0}"),
+        exits,
+        buf,
+    );
+}
+
+fn to_f64(series: &Series<u64>) -> Series<f64> {
+    let mut out = Series::default();
+    for v in series.iter() {
+        out.push(v as f64);
+    }
+    out
+}
+
+/// Chart points: x = seconds relative to the window (the newest sample at the right edge).
+fn points(series: &Series<f64>) -> Vec<(f64, f64)> {
+    let start = HISTORY_LEN - series.len();
+    series
+        .iter()
+        .enumerate()
+        .map(|(i, v)| ((start + i) as f64, v))
+        .collect()
+}
+
+fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
+    let theme = &app.theme;
+    let config = &vm.status.config;
+    let state = match app.busy.get(vm.name()) {
+        Some(doing) => Span::styled(format!("{doing}…"), theme.info),
+        None => Span::styled(vm.state().label(), theme.state(vm.state())),
+    };
+    let mut first = vec![
+        Span::styled(vm.name().to_string(), theme.title),
+        Span::raw("  "),
+        state,
+    ];
+    if let Some(pid) = vm.status.pid {
+        first.push(Span::styled(format!("  pid {pid}"), theme.base));
+    }
+    if let Some(stats) = vm.stats.as_ref().filter(|_| vm.is_live()) {
+        first.push(Span::styled(
+            format!("  up {}", duration(stats.uptime_ms / 1000)),
+            theme.base,
+        ));
+    }
+    if let Some(info) = vm.info.as_ref().filter(|_| vm.is_live()) {
+        first.push(Span::styled(format!("  boots {}", info.boots), theme.muted));
+    }
+    let boot = match &config.boot {
+        BootConfig::Demo => Line::from(vec![
+            Span::styled("boot ", theme.header),
+            Span::raw("built-in demo guest"),
+        ]),
+        BootConfig::Kernel { kernel, initrd, .. } => {
+            let mut spans = vec![
+                Span::styled("kernel ", theme.header),
+                Span::raw(kernel.display().to_string()),
+            ];
+            if let Some(initrd) = initrd {
+                spans.push(Span::styled("  initrd ", theme.header));
+                spans.push(Span::raw(initrd.display().to_string()));
+            }
+            Line::from(spans)
+        }
+    };
+    let third = match (&config.boot, &vm.status.reason) {
+        (_, Some(reason)) => Line::from(Span::styled(format!("crashed: {reason}"), theme.error)),
+        (BootConfig::Kernel { cmdline, .. }, None) => Line::from(vec![
+            Span::styled("cmdline ", theme.header),
+            Span::raw(cmdline.clone()),
+        ]),
+        (BootConfig::Demo, None) => Line::from(Span::styled(
+            "the demo answers help, cpus, mem, uptime and echo on its console",
+            theme.muted,
+        )),
+    };
+    let mut facts = vec![
+        Span::styled("vCPUs ", theme.header),
+        Span::raw(format!(
+            "{} (hot-add up to {})",
+            vm.vcpus_now(),
+            config.max_vcpus
+        )),
+        Span::styled("  memory ", theme.header),
+        Span::raw(format_size(config.memory)),
+        Span::styled("  autostart ", theme.header),
+        Span::raw(if config.autostart { "yes" } else { "no" }),
+    ];
+    if let Some(stats) = vm.stats.as_ref().filter(|_| vm.is_live()) {
+        facts.push(Span::styled("  exits ", theme.header));
+        facts.push(Span::raw(stats.exits.to_string()));
+        facts.push(Span::styled("  serial out ", theme.header));
+        facts.push(Span::raw(format_size(stats.serial_out_bytes)));
+    }
+    Paragraph::new(vec![Line::from(first), boot, third, Line::from(facts)])
+        .style(theme.base)
+        .block(
+            Block::new()
+                .borders(Borders::ALL)
+                .border_style(theme.border)
+                .title(" overview ")
+                .title_style(theme.title),
+        )
+        .render(area, buf);
+}
+
+fn draw_vcpus(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
+    let theme = &app.theme;
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_style(theme.border)
+        .title(" per vCPU ")
+        .title_style(theme.title);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if !vm.is_live() || vm.history.vcpus.is_empty() {
+        put(
+            buf,
+            inner.x,
+            inner.y,
+            "not running",
+            inner.width,
+            theme.muted,
+        );
+        return;
+    }
+    let rows = usize::from(inner.height);
+    let count = vm.history.vcpus.len();
+    let shown = if count > rows {
+        rows.saturating_sub(1)
+    } else {
+        count
+    };
+    // "vcpu12 " + sparkline + " 100.0%"
+    let spark_width = usize::from(inner.width).saturating_sub(7 + 7);
+    for (i, series) in vm.history.vcpus.iter().take(shown).enumerate() {
+        let y = inner.y + i as u16;
+        let now = series.last().unwrap_or(0.0);
+        put(buf, inner.x, y, &format!("vcpu{i:<2}"), 7, theme.header);
+        put(
+            buf,
+            inner.x + 7,
+            y,
+            &sparkline(series.iter(), spark_width, 100.0),
+            spark_width as u16,
+            theme.cpu,
+        );
+        put(
+            buf,
+            inner.x + 7 + spark_width as u16,
+            y,
+            &format!("{now:>6.1}%"),
+            7,
+            theme.base,
+        );
+    }
+    if shown < count {
+        let y = inner.y + shown as u16;
+        put(
+            buf,
+            inner.x,
+            y,
+            &format!("+{} more vCPUs", count - shown),
+            inner.width,
+            theme.muted,
+        );
+    }
+}
+
+/// One line of a chart: legend name, points, style.
+type ChartSeries<'a> = (&'a str, Vec<(f64, f64)>, Style);
+
+/// A line chart of up to a minute of samples with a y axis from 0 to `max`.
+fn chart(
+    app: &App,
+    title: &str,
+    series: &[ChartSeries],
+    max: f64,
+    label: impl Fn(f64) -> String,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    let theme = &app.theme;
+    let datasets: Vec<Dataset> = series
+        .iter()
+        .map(|(name, data, style)| {
+            Dataset::default()
+                .name(*name)
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(*style)
+                .data(data)
+        })
+        .collect();
+    let max = if max > 0.0 { max * 1.05 } else { 1.0 };
+    let y_labels = vec![
+        Span::styled("0", theme.muted),
+        Span::styled(label(max), theme.muted),
+    ];
+    let show_legend = series.len() > 1;
+    let chart = Chart::new(datasets)
+        .style(theme.base)
+        .block(
+            Block::new()
+                .borders(Borders::ALL)
+                .border_style(theme.border)
+                .title(truncate(title, usize::from(area.width.saturating_sub(2))))
+                .title_style(theme.title),
+        )
+        .x_axis(
+            Axis::default()
+                .bounds([0.0, (HISTORY_LEN - 1) as f64])
+                .style(theme.muted),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([0.0, max])
+                .labels(y_labels)
+                .style(theme.muted),
+        )
+        .hidden_legend_constraints((Constraint::Min(0), Constraint::Min(0)));
+    let chart = if show_legend {
+        chart
+            .legend_position(Some(ratatui::widgets::LegendPosition::TopLeft))
+            .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)))
+    } else {
+        chart.legend_position(None)
+    };
+    chart.render(area, buf);
+}

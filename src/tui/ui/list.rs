@@ -1,0 +1,232 @@
+//! The VM list: one row per VM with state, vCPUs, memory, CPU use and its last minute as a
+//! sparkline, memory used and autostart; sorted, filtered and marked as `ListState` says.
+//! Rows are drawn directly (only the visible slice) so a long list costs what a short one does.
+
+use super::layout::{self, Column};
+use super::widgets::{put, sparkline, truncate};
+use crate::config::format_size;
+use crate::tui::app::{App, SortColumn, VmEntry};
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+
+use ratatui::widgets::{Block, Borders, Widget};
+
+/// Draws the list into `body`.
+pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
+    let theme = &app.theme;
+    let visible = app.visible();
+    let mut title = format!(" VMs ({}) ", visible.len());
+    if !app.list.filter.text().is_empty() {
+        title = format!(
+            " VMs ({} of {}, filter '{}') ",
+            visible.len(),
+            app.vms.len(),
+            app.list.filter.text()
+        );
+    }
+    Block::new()
+        .borders(Borders::ALL)
+        .border_style(theme.border)
+        .title(title)
+        .title_style(theme.title)
+        .render(body, buf);
+    let list = layout::list(body);
+    header(app, list.header, buf);
+
+    if !app.loaded {
+        put(
+            buf,
+            list.rows.x,
+            list.rows.y,
+            "asking the host for VMs…",
+            list.rows.width,
+            theme.muted,
+        );
+        return;
+    }
+    if visible.is_empty() && !app.vms.is_empty() {
+        put(
+            buf,
+            list.rows.x,
+            list.rows.y,
+            &format!(
+                "no VM matches '{}' (Esc clears the filter)",
+                app.list.filter.text()
+            ),
+            list.rows.width,
+            theme.muted,
+        );
+    }
+    let page = usize::from(list.rows.height);
+    let offset = app.list.offset.min(visible.len().saturating_sub(page));
+    let selected = app.list.selected.as_deref();
+    let mut y = list.rows.y;
+    for &i in visible.iter().skip(offset).take(page) {
+        let vm = &app.vms[i];
+        row(
+            app,
+            vm,
+            Some(vm.name()) == selected,
+            Rect::new(list.rows.x, y, list.rows.width, 1),
+            buf,
+        );
+        y += 1;
+    }
+    // Unusable definitions follow the VMs, so a typo in a file is seen, not hidden.
+    for broken in &app.broken {
+        if y >= list.rows.bottom() {
+            break;
+        }
+        let file = broken
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let cols = layout::columns(list.rows.width);
+        let name_w = cols
+            .iter()
+            .find(|(c, _)| *c == Column::Name)
+            .map_or(0, |(_, w)| *w);
+        put(buf, list.rows.x, y, "!", 1, theme.error);
+        put(
+            buf,
+            list.rows.x + 2,
+            y,
+            &truncate(&file, usize::from(name_w)),
+            name_w,
+            theme.error,
+        );
+        let x = list.rows.x + 3 + name_w;
+        put(
+            buf,
+            x,
+            y,
+            &broken.to_string(),
+            list.rows.right().saturating_sub(x),
+            theme.error,
+        );
+        y += 1;
+    }
+    summary(app, list.summary, buf);
+}
+
+fn header(app: &App, area: Rect, buf: &mut Buffer) {
+    let theme = &app.theme;
+    let arrow = if app.list.reverse { "▼" } else { "▲" };
+    let mut x = area.x;
+    for (column, width) in layout::columns(area.width) {
+        let (title, sort) = match column {
+            Column::Mark => ("", None),
+            Column::Name => ("NAME", Some(SortColumn::Name)),
+            Column::State => ("STATE", Some(SortColumn::State)),
+            Column::Vcpus => ("CPUS", Some(SortColumn::Vcpus)),
+            Column::Memory => ("MEM", Some(SortColumn::Memory)),
+            Column::Cpu => ("CPU%", Some(SortColumn::Cpu)),
+            Column::Spark => ("CPU 60s", None),
+            Column::Used => ("USED", Some(SortColumn::Used)),
+            Column::Auto => ("AUTO", None),
+        };
+        let text = if sort == Some(app.list.sort) {
+            format!("{title}{arrow}")
+        } else {
+            title.to_string()
+        };
+        put(
+            buf,
+            x,
+            area.y,
+            &truncate(&text, usize::from(width)),
+            width,
+            theme.header,
+        );
+        x += width + 1;
+    }
+}
+
+fn row(app: &App, vm: &VmEntry, selected: bool, area: Rect, buf: &mut Buffer) {
+    let theme = &app.theme;
+    let marked = app.list.marked.contains(vm.name());
+    let base = if selected { theme.selected } else { theme.base };
+    buf.set_style(area, base);
+    let live = vm.is_live();
+    let dash = || "-".to_string();
+    let mut x = area.x;
+    for (column, width) in layout::columns(area.width) {
+        let w = usize::from(width);
+        let (text, own) = match column {
+            Column::Mark => (if marked { "●" } else { " " }.to_string(), theme.marked),
+            Column::Name => (
+                truncate(vm.name(), w),
+                if marked { theme.marked } else { theme.base },
+            ),
+            Column::State => match app.busy.get(vm.name()) {
+                Some(doing) => (format!("{doing}…"), theme.info),
+                None => (vm.state().label().to_string(), theme.state(vm.state())),
+            },
+            Column::Vcpus => (
+                format!("{}/{}", vm.vcpus_now(), vm.status.config.max_vcpus),
+                theme.base,
+            ),
+            Column::Memory => (format_size(vm.status.config.memory), theme.base),
+            Column::Cpu => (
+                vm.cpu_percent().map_or_else(dash, |p| format!("{p:.1}")),
+                if live { theme.cpu } else { theme.muted },
+            ),
+            Column::Spark => {
+                let history = &vm.history.cpu;
+                let peak = history.iter().fold(25.0_f64, f64::max);
+                (sparkline(history.iter(), w, peak), theme.cpu)
+            }
+            Column::Used => (
+                vm.used_bytes().map_or_else(dash, format_size),
+                if live { theme.memory } else { theme.muted },
+            ),
+            Column::Auto => (
+                if vm.status.config.autostart {
+                    "yes"
+                } else {
+                    ""
+                }
+                .to_string(),
+                theme.accent,
+            ),
+        };
+        // On the selected row every cell keeps the selection colours (plus its own bold or
+        // underline); elsewhere cells use their own (state colours, muted dashes).
+        let own = if selected {
+            base.add_modifier(own.add_modifier)
+        } else {
+            own
+        };
+        let right_aligned = matches!(column, Column::Memory | Column::Cpu | Column::Used);
+        let text = truncate(&text, w);
+        let pad = if right_aligned {
+            width.saturating_sub(text.chars().count() as u16)
+        } else {
+            0
+        };
+        put(buf, x + pad, area.y, &text, width - pad, own);
+        x += width + 1;
+    }
+}
+
+fn summary(app: &App, area: Rect, buf: &mut Buffer) {
+    let theme = &app.theme;
+    let Some(vm) = app.selected() else {
+        return;
+    };
+    let (text, style) = match (&vm.status.reason, vm.state()) {
+        (Some(reason), crate::engine::control::RunState::Crashed) => {
+            (format!("{} crashed: {reason}", vm.name()), theme.error)
+        }
+        _ => (super::details::boot_summary(vm), theme.muted),
+    };
+    put(
+        buf,
+        area.x,
+        area.y,
+        &truncate(&text, usize::from(area.width)),
+        area.width,
+        style,
+    );
+}

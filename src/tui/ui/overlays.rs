@@ -1,0 +1,179 @@
+//! Overlays drawn over the panes: the `?` help (every key of the pane underneath, from the
+//! keymap), the `:` palette, confirmation dialogs, and the wizard / edit form.
+
+use super::layout;
+use super::widgets::{clear, put, truncate};
+use super::wizard_view;
+use crate::tui::app::{App, Confirm, Overlay};
+use crate::tui::palette::VERBS;
+use ratatui::Frame;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Widget, Wrap};
+
+/// Draws `overlay` over `area`.
+pub fn draw(app: &App, overlay: &Overlay, area: Rect, frame: &mut Frame) {
+    match overlay {
+        Overlay::Help { scroll } => help(app, *scroll, area, frame.buffer_mut()),
+        Overlay::Palette(input) => palette(app, input, area, frame),
+        Overlay::Confirm(confirm) => confirm_dialog(app, confirm, area, frame.buffer_mut()),
+        Overlay::Wizard(wizard) => wizard_view::draw(app, wizard, area, frame),
+    }
+}
+
+/// A bordered dialog box with a title; returns its inner area.
+pub(super) fn dialog(app: &App, area: Rect, title: &str, buf: &mut Buffer) -> Rect {
+    let theme = &app.theme;
+    clear(buf, area, theme.dialog);
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_style(theme.border_focus)
+        .title(format!(" {title} "))
+        .title_style(theme.title)
+        .style(theme.dialog);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    inner
+}
+
+fn help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {
+    let theme = &app.theme;
+    let context = app.context();
+    let bindings = app.keymap.help(context);
+    let key_width = bindings
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(24);
+    let mut lines: Vec<Line> = bindings
+        .iter()
+        .map(|(keys, description)| {
+            Line::from(vec![
+                Span::styled(format!(" {keys:<key_width$}  "), theme.key),
+                Span::styled(*description, theme.dialog),
+            ])
+        })
+        .collect();
+    lines.push(Line::raw(""));
+    let notes: &[&str] = match context {
+        crate::tui::keymap::Context::Console => &[
+            "Every other key goes to the guest.",
+            "Mouse: drag to select and copy (OSC 52), wheel scrolls back.",
+        ],
+        crate::tui::keymap::Context::Scroll => &[
+            "Keys do not reach the guest until you return to live.",
+            "Mouse: drag to select and copy, wheel scrolls.",
+        ],
+        _ => &[
+            "Mouse: click a row to select it, a column title to sort, Ctrl-click to mark.",
+            "Palette verbs: start shutdown destroy reboot reset suspend resume autostart",
+            "  undefine console create edit theme filter list help quit",
+            "Keys are configurable in the [keys] table of the settings file.",
+        ],
+    };
+    lines.extend(
+        notes
+            .iter()
+            .map(|n| Line::from(Span::styled(*n, theme.muted))),
+    );
+    let width = 78.min(area.width);
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let rect = layout::centered(area, width, height);
+    let inner = dialog(
+        app,
+        rect,
+        &format!("keys: {} (↑↓ scroll, other keys close)", context.label()),
+        buf,
+    );
+    let max_scroll = (lines.len() as u16).saturating_sub(inner.height);
+    Paragraph::new(lines)
+        .style(theme.dialog)
+        .scroll((scroll.min(max_scroll), 0))
+        .render(inner, buf);
+}
+
+fn palette(app: &App, input: &crate::tui::input::LineInput, area: Rect, frame: &mut Frame) {
+    let theme = &app.theme;
+    let width = area.width.saturating_sub(4).min(100);
+    let rect = Rect::new(
+        area.x + (area.width - width) / 2,
+        area.bottom().saturating_sub(6).max(area.y),
+        width,
+        4.min(area.height),
+    );
+    let buf = frame.buffer_mut();
+    let inner = dialog(
+        app,
+        rect,
+        "command (Enter runs, Tab completes, Esc closes)",
+        buf,
+    );
+    if inner.height == 0 {
+        return;
+    }
+    let (visible, cursor) = input.window(usize::from(inner.width).saturating_sub(2));
+    put(buf, inner.x, inner.y, ":", 1, theme.key);
+    buf.set_style(
+        Rect::new(inner.x + 1, inner.y, inner.width.saturating_sub(1), 1),
+        theme.input,
+    );
+    put(
+        buf,
+        inner.x + 1,
+        inner.y,
+        &visible,
+        inner.width.saturating_sub(1),
+        theme.input,
+    );
+    if inner.height > 1 {
+        let hint = format!("verbs: {}", VERBS.join(" "));
+        put(
+            buf,
+            inner.x,
+            inner.y + 1,
+            &truncate(&hint, usize::from(inner.width)),
+            inner.width,
+            theme.muted,
+        );
+    }
+    frame.set_cursor_position((inner.x + 1 + cursor as u16, inner.y));
+}
+
+fn confirm_dialog(app: &App, confirm: &Confirm, area: Rect, buf: &mut Buffer) {
+    let theme = &app.theme;
+    let width = 64.min(area.width);
+    let text_width = width.saturating_sub(4).max(1);
+    let text_lines: u16 = confirm
+        .message
+        .lines()
+        .map(|l| (l.chars().count() as u16).div_ceil(text_width).max(1))
+        .sum();
+    let rect = layout::centered(area, width, text_lines + 5);
+    let inner = dialog(app, rect, &confirm.title, buf);
+    let mut lines: Vec<Line> = confirm
+        .message
+        .lines()
+        .map(|l| Line::from(Span::styled(l.to_string(), theme.dialog)))
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::from(vec![
+        Span::styled(" y ", theme.key),
+        Span::styled("yes   ", theme.dialog),
+        Span::styled(" n ", theme.key),
+        Span::styled("no (Esc)", theme.dialog),
+    ]));
+    Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .style(theme.dialog)
+        .render(
+            Rect::new(
+                inner.x + 1,
+                inner.y,
+                inner.width.saturating_sub(2),
+                inner.height,
+            ),
+            buf,
+        );
+}

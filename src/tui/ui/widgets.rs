@@ -1,0 +1,108 @@
+//! Small drawing helpers shared by the panes: text sparklines, truncation, durations.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+
+const LEVELS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// The newest `width` samples as block characters scaled to `max` (right-aligned: the
+/// newest sample is the last character).
+pub fn sparkline(
+    values: impl DoubleEndedIterator<Item = f64> + ExactSizeIterator,
+    width: usize,
+    max: f64,
+) -> String {
+    let skip = values.len().saturating_sub(width);
+    let mut out: String = std::iter::repeat_n(' ', width.saturating_sub(values.len())).collect();
+    let max = if max > 0.0 { max } else { 1.0 };
+    for v in values.skip(skip) {
+        let level = ((v / max) * 8.0).round().clamp(0.0, 8.0) as usize;
+        // Any activity shows at least the lowest bar.
+        let level = if v > 0.0 { level.max(1) } else { level };
+        out.push(LEVELS[level]);
+    }
+    out
+}
+
+/// `text` cut to `width` characters, with `…` when cut.
+pub fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out: String = text.chars().take(width - 1).collect();
+    out.push('…');
+    out
+}
+
+/// A compact duration: `42s`, `3m12s`, `2h05m`, `3d04h`.
+pub fn duration(seconds: u64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    if d > 0 {
+        format!("{d}d{h:02}h")
+    } else if h > 0 {
+        format!("{h}h{m:02}m")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Writes `text` at (x, y), cut to `width` characters.
+pub fn put(buf: &mut Buffer, x: u16, y: u16, text: &str, width: u16, style: Style) {
+    if width == 0 || !buf.area.contains(ratatui::layout::Position::new(x, y)) {
+        return;
+    }
+    buf.set_stringn(x, y, text, usize::from(width), style);
+}
+
+/// Fills `area` with spaces in `style` (dialog backgrounds).
+pub fn clear(buf: &mut Buffer, area: Rect, style: Style) {
+    let area = area.intersection(buf.area);
+    for y in area.top()..area.bottom() {
+        for x in area.left()..area.right() {
+            buf[(x, y)].reset();
+            buf[(x, y)].set_style(style);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkline_pads_short_history_on_the_left() {
+        let line = sparkline([0.0, 100.0].into_iter(), 4, 100.0);
+        assert_eq!(line, "   █");
+    }
+
+    #[test]
+    fn sparkline_shows_only_the_newest_samples() {
+        let line = sparkline([100.0, 0.0, 50.0].into_iter(), 2, 100.0);
+        assert_eq!(line, " ▄");
+    }
+
+    #[test]
+    fn truncate_marks_the_cut() {
+        assert_eq!(truncate("webserver", 5), "webs…");
+        assert_eq!(truncate("web", 5), "web");
+    }
+
+    #[test]
+    fn durations_are_compact() {
+        assert_eq!(duration(42), "42s");
+        assert_eq!(duration(192), "3m12s");
+        assert_eq!(duration(7500), "2h05m");
+        assert_eq!(duration(3 * 86_400 + 4 * 3600), "3d04h");
+    }
+}

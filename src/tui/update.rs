@@ -1,0 +1,614 @@
+//! `update`: the one place the TUI's state changes. Each [`Action`] is applied to the
+//! [`App`]; work for other threads is queued as [`Effect`]s; `dirty` is set only when
+//! something visible changed, so an idle TUI sends nothing over the wire.
+//!
+//! Keys go to the overlay first (help, palette, confirmation, wizard), then to the pane's
+//! keymap context. VM commands and the palette live in `commands.rs`.
+
+use super::action::{Action, Effect, HostOp};
+use super::app::{App, Overlay, Pane, StatusKind, VmEntry};
+use super::commands;
+use super::console::{self, ConsoleSession};
+use super::keymap::{Command, Context};
+use super::palette;
+use super::ui::layout;
+use super::wizard::Outcome;
+use crate::client::VmStatus;
+use crate::config::DefinitionError;
+use crate::engine::control::RunState;
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
+use ratatui::layout::Rect;
+
+/// Lines the mouse wheel scrolls a console by.
+const WHEEL_LINES: isize = 3;
+
+/// Applies one action to the app.
+pub fn update(app: &mut App, action: Action) {
+    match action {
+        Action::Key(key) if key.kind != KeyEventKind::Release => on_key(app, key),
+        Action::Key(_) => {}
+        Action::Mouse(mouse) => on_mouse(app, mouse),
+        Action::Paste(text) => on_paste(app, &text),
+        Action::Resize { width, height } => {
+            app.width = width;
+            app.height = height;
+            relayout_consoles(app);
+            scroll_selection_into_view(app);
+            app.dirty = true;
+        }
+        Action::Tick => {
+            app.ticks += 1;
+            if app.expire_status() {
+                app.dirty = true;
+            }
+        }
+        Action::Listed(listed) => on_listed(app, listed),
+        Action::Stats { vm, stats } => {
+            if let Some(entry) = app.vms.iter_mut().find(|e| e.name() == vm) {
+                entry.history.record(&stats);
+                entry.stats = Some(stats);
+                app.dirty = true;
+            }
+        }
+        Action::Info { vm, info } => {
+            if let Some(entry) = app.vms.iter_mut().find(|e| e.name() == vm) {
+                entry.info = Some(info);
+                app.dirty = true;
+            }
+        }
+        Action::HostMemory(memory) => {
+            if app.host_memory != Some(memory) {
+                app.host_memory = Some(memory);
+                app.dirty = true;
+            }
+        }
+        Action::OpDone { op, result } => on_op_done(app, op, result),
+        Action::ConsoleOpened(id) => {
+            if let Some(console) = app.console_mut(id) {
+                console.link = console::Link::Live;
+                app.dirty = true;
+            }
+        }
+        Action::ConsoleOutput { id, bytes } => {
+            if let Some(console) = app.console_mut(id) {
+                console.feed(&bytes);
+                app.dirty = true;
+            }
+        }
+        Action::ConsoleClosed { id, reason } => {
+            if let Some(console) = app.console_mut(id) {
+                console.link = console::Link::Closed(reason);
+                app.dirty = true;
+            }
+        }
+        Action::DirListed { dir, result } => {
+            if let Some(Overlay::Wizard(wizard)) = &mut app.overlay {
+                wizard.listed(&dir, result);
+                app.dirty = true;
+            }
+        }
+    }
+}
+
+fn on_listed(app: &mut App, listed: Vec<Result<VmStatus, DefinitionError>>) {
+    let (statuses, broken): (Vec<_>, Vec<_>) = listed.into_iter().partition(Result::is_ok);
+    let statuses: Vec<VmStatus> = statuses.into_iter().filter_map(Result::ok).collect();
+    let broken: Vec<DefinitionError> = broken.into_iter().filter_map(Result::err).collect();
+    let changed = !app.loaded
+        || broken != app.broken
+        || statuses.len() != app.vms.len()
+        || statuses.iter().zip(&app.vms).any(|(s, e)| *s != e.status);
+    let mut old = std::mem::take(&mut app.vms);
+    app.vms = statuses
+        .into_iter()
+        .map(
+            |status| match old.iter().position(|e| e.name() == status.config.name) {
+                Some(i) => {
+                    let mut entry = old.swap_remove(i);
+                    // Another vmd (or none) means another boot: its charts start afresh.
+                    if entry.status.pid != status.pid {
+                        entry.history.clear();
+                        entry.stats = None;
+                        entry.info = None;
+                    }
+                    entry.status = status;
+                    entry
+                }
+                None => VmEntry::new(status),
+            },
+        )
+        .collect();
+    app.broken = broken;
+    app.loaded = true;
+    let names = app.names();
+    app.list.marked.retain(|n| names.contains(n));
+    ensure_selection(app);
+    if changed {
+        app.dirty = true;
+    }
+}
+
+fn on_op_done(app: &mut App, op: HostOp, result: Result<(), String>) {
+    app.busy.remove(op.vm());
+    match result {
+        Ok(()) => {
+            app.set_status(StatusKind::Ok, op.done_message());
+            if let HostOp::Create {
+                config,
+                start,
+                attach,
+            } = &op
+            {
+                // Show the new VM at once rather than at the next poll, which corrects it.
+                if app.entry(&config.name).is_none() {
+                    app.vms.push(VmEntry::new(VmStatus {
+                        config: (**config).clone(),
+                        state: if *start {
+                            RunState::Running
+                        } else {
+                            RunState::ShutOff
+                        },
+                        reason: None,
+                        pid: None,
+                        vcpus: None,
+                    }));
+                }
+                app.list.selected = Some(config.name.clone());
+                ensure_selection(app);
+                if *start && *attach {
+                    commands::attach(app, vec![config.name.clone()]);
+                }
+            }
+        }
+        Err(message) => app.set_status(StatusKind::Error, message),
+    }
+    app.effects.push(Effect::Refresh);
+}
+
+/// Keeps a selection on a listed VM and scrolls it into view.
+pub(super) fn ensure_selection(app: &mut App) {
+    let visible = app.visible();
+    let listed = app
+        .list
+        .selected
+        .as_deref()
+        .is_some_and(|name| visible.iter().any(|&i| app.vms[i].name() == name));
+    if !listed {
+        app.list.selected = visible.first().map(|&i| app.vms[i].name().to_string());
+    }
+    scroll_selection_into_view(app);
+}
+
+/// The list's data rows on screen now.
+fn list_rows(app: &App) -> Rect {
+    layout::list(layout::main(Rect::new(0, 0, app.width, app.height)).body).rows
+}
+
+fn scroll_selection_into_view(app: &mut App) {
+    let page = usize::from(list_rows(app).height.max(1));
+    let count = app.visible().len();
+    let row = app.selected_row().unwrap_or(0);
+    let offset = &mut app.list.offset;
+    if row < *offset {
+        *offset = row;
+    } else if row >= *offset + page {
+        *offset = row + 1 - page;
+    }
+    *offset = (*offset).min(count.saturating_sub(page));
+}
+
+/// Moves the selection by `delta` rows (clamped).
+pub(super) fn move_selection(app: &mut App, delta: isize) {
+    let visible = app.visible();
+    if visible.is_empty() {
+        return;
+    }
+    let row = app.selected_row().unwrap_or(0);
+    let target = row.saturating_add_signed(delta).min(visible.len() - 1);
+    app.list.selected = Some(app.vms[visible[target]].name().to_string());
+    scroll_selection_into_view(app);
+    app.dirty = true;
+}
+
+/// A page of list rows.
+pub(super) fn list_page(app: &App) -> isize {
+    list_rows(app).height.max(1) as isize
+}
+
+/// Where the consoles are on screen now.
+pub(super) fn console_panes(app: &App) -> Vec<layout::ConsolePane> {
+    layout::consoles(Rect::new(0, 0, app.width, app.height), app.consoles.len())
+}
+
+/// Sizes every console's emulator to its pane.
+pub(super) fn relayout_consoles(app: &mut App) {
+    let panes = console_panes(app);
+    for (console, pane) in app.consoles.iter_mut().zip(panes) {
+        console.resize(pane.screen.height, pane.screen.width);
+    }
+}
+
+fn on_key(app: &mut App, key: KeyEvent) {
+    if app.overlay.is_some() {
+        on_overlay_key(app, key);
+        app.dirty = true;
+        return;
+    }
+    if app.list.filtering && app.pane == Pane::List {
+        on_filter_key(app, &key);
+        app.dirty = true;
+        return;
+    }
+    let context = app.context();
+    match context {
+        Context::Console => on_console_key(app, key),
+        Context::Scroll => on_scroll_key(app, key),
+        _ => {
+            if let Some(command) = app.keymap.lookup(context, &key) {
+                commands::run(app, command);
+            }
+        }
+    }
+    app.dirty = true;
+}
+
+fn on_filter_key(app: &mut App, key: &KeyEvent) {
+    match key.code {
+        KeyCode::Esc => {
+            app.list.filter.set("");
+            app.list.filtering = false;
+        }
+        KeyCode::Enter => app.list.filtering = false,
+        KeyCode::Up => move_selection(app, -1),
+        KeyCode::Down => move_selection(app, 1),
+        _ => {
+            app.list.filter.handle(key);
+        }
+    }
+    app.list.offset = 0;
+    ensure_selection(app);
+}
+
+fn on_overlay_key(app: &mut App, key: KeyEvent) {
+    let Some(overlay) = app.overlay.take() else {
+        return;
+    };
+    app.overlay = match overlay {
+        Overlay::Help { scroll } => match key.code {
+            KeyCode::Down | KeyCode::Char('j') => Some(Overlay::Help {
+                scroll: scroll.saturating_add(1),
+            }),
+            KeyCode::Up | KeyCode::Char('k') => Some(Overlay::Help {
+                scroll: scroll.saturating_sub(1),
+            }),
+            KeyCode::PageDown => Some(Overlay::Help {
+                scroll: scroll.saturating_add(10),
+            }),
+            KeyCode::PageUp => Some(Overlay::Help {
+                scroll: scroll.saturating_sub(10),
+            }),
+            _ => None,
+        },
+        Overlay::Palette(mut input) => match key.code {
+            KeyCode::Esc => None,
+            KeyCode::Enter => {
+                commands::palette(app, input.text());
+                // The command may have opened another overlay (wizard, help).
+                return;
+            }
+            KeyCode::Tab => {
+                let names = app.names();
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                if let Some(done) = palette::complete(input.text(), &refs) {
+                    input.set(&done);
+                }
+                Some(Overlay::Palette(input))
+            }
+            _ => {
+                input.handle(&key);
+                Some(Overlay::Palette(input))
+            }
+        },
+        Overlay::Confirm(confirm) => match key.code {
+            KeyCode::Char('y' | 'Y') | KeyCode::Enter => {
+                commands::run_ops(app, confirm.ops);
+                None
+            }
+            KeyCode::Char('n' | 'N' | 'q') | KeyCode::Esc => {
+                app.set_status(StatusKind::Info, "cancelled; nothing was changed");
+                None
+            }
+            _ => Some(Overlay::Confirm(confirm)),
+        },
+        Overlay::Wizard(mut wizard) => match wizard.handle_key(&key) {
+            Outcome::None => Some(Overlay::Wizard(wizard)),
+            Outcome::Cancel => None,
+            Outcome::ListDir(dir) => {
+                app.effects.push(Effect::ListDir(dir));
+                Some(Overlay::Wizard(wizard))
+            }
+            Outcome::Create {
+                config,
+                start,
+                attach,
+            } => {
+                commands::run_ops(
+                    app,
+                    vec![HostOp::Create {
+                        config,
+                        start,
+                        attach,
+                    }],
+                );
+                None
+            }
+            Outcome::Save(config) => {
+                commands::run_ops(app, vec![HostOp::Update(config)]);
+                None
+            }
+        },
+    };
+}
+
+fn on_console_key(app: &mut App, key: KeyEvent) {
+    if let Some(command) = app.keymap.lookup(Context::Console, &key) {
+        match command {
+            Command::Scrollback => {
+                let page = console_page(app);
+                if let Some(console) = app.focused_console_mut() {
+                    console.scroll_by(page);
+                }
+            }
+            other => commands::run(app, other),
+        }
+        return;
+    }
+    let Some(console) = app.focused_console_mut() else {
+        return;
+    };
+    if console.link != console::Link::Live {
+        return;
+    }
+    console.selection = None;
+    let app_cursor = console.screen().application_cursor();
+    let id = console.id;
+    if let Some(bytes) = console::key_bytes(&key, app_cursor) {
+        app.effects.push(Effect::ConsoleInput { id, bytes });
+    }
+}
+
+fn console_page(app: &App) -> isize {
+    app.focused_console()
+        .map_or(1, |c| c.size().0.saturating_sub(1).max(1) as isize)
+}
+
+fn on_scroll_key(app: &mut App, key: KeyEvent) {
+    let editing = app
+        .focused_console()
+        .and_then(|c| c.search.as_ref())
+        .is_some_and(|s| s.editing);
+    if editing {
+        on_search_key(app, &key);
+        return;
+    }
+    let Some(command) = app.keymap.lookup(Context::Scroll, &key) else {
+        // Anything unbound is swallowed: in scrollback no key reaches the guest unasked.
+        return;
+    };
+    let page = console_page(app);
+    let Some(console) = app.focused_console_mut() else {
+        return;
+    };
+    match command {
+        Command::Up => console.scroll_by(1),
+        Command::Down => console.scroll_by(-1),
+        Command::PageUp => console.scroll_by(page),
+        Command::PageDown => console.scroll_by(-page),
+        Command::Top => console.scroll_to_top(),
+        Command::Bottom | Command::Back => console.go_live(),
+        Command::Search => {
+            let search = console.search.get_or_insert_with(Default::default);
+            search.editing = true;
+            search.input.set("");
+            search.line = None;
+        }
+        Command::NextMatch | Command::PrevMatch => {
+            let direction = if command == Command::NextMatch {
+                console::Direction::Older
+            } else {
+                console::Direction::Newer
+            };
+            commands::find(app, direction);
+        }
+        Command::Copy => commands::copy(app),
+        other => commands::run(app, other),
+    }
+}
+
+fn on_search_key(app: &mut App, key: &KeyEvent) {
+    let Some(console) = app.focused_console_mut() else {
+        return;
+    };
+    let Some(search) = console.search.as_mut() else {
+        return;
+    };
+    match key.code {
+        KeyCode::Esc => {
+            console.search = None;
+        }
+        KeyCode::Enter => {
+            search.editing = false;
+            commands::find(app, console::Direction::Older);
+        }
+        _ => {
+            search.input.handle(key);
+        }
+    }
+}
+
+fn on_paste(app: &mut App, text: &str) {
+    match &mut app.overlay {
+        Some(Overlay::Wizard(wizard)) => wizard.paste(text),
+        Some(Overlay::Palette(input)) => {
+            input.insert_str(text);
+        }
+        Some(_) => return,
+        None if app.list.filtering => {
+            app.list.filter.insert_str(text);
+            ensure_selection(app);
+        }
+        None if app.pane == Pane::Console => {
+            let Some(console) = app.focused_console_mut() else {
+                return;
+            };
+            if let Some(search) = console.search.as_mut().filter(|s| s.editing) {
+                search.input.insert_str(text);
+            } else if console.link == console::Link::Live && !console.scrolling {
+                let bytes = console::paste_bytes(text, console.screen().bracketed_paste());
+                let id = console.id;
+                app.effects.push(Effect::ConsoleInput { id, bytes });
+            }
+        }
+        None => return,
+    }
+    app.dirty = true;
+}
+
+fn on_mouse(app: &mut App, mouse: MouseEvent) {
+    if app.overlay.is_some() || layout::too_small(Rect::new(0, 0, app.width, app.height)) {
+        return;
+    }
+    match app.pane {
+        Pane::Console => on_console_mouse(app, mouse),
+        Pane::List if !app.welcome() => on_list_mouse(app, mouse),
+        Pane::List | Pane::Details => {}
+    }
+}
+
+fn on_list_mouse(app: &mut App, mouse: MouseEvent) {
+    let list = layout::list(layout::main(Rect::new(0, 0, app.width, app.height)).body);
+    match mouse.kind {
+        MouseEventKind::ScrollDown => move_selection(app, 1),
+        MouseEventKind::ScrollUp => move_selection(app, -1),
+        MouseEventKind::Down(MouseButton::Left) => {
+            let inside =
+                |r: Rect| r.contains(ratatui::layout::Position::new(mouse.column, mouse.row));
+            if inside(list.header) {
+                let column = layout::column_at(list.header.width, mouse.column - list.header.x);
+                if let Some(column) = column.and_then(commands::sort_column) {
+                    commands::sort_by(app, column);
+                }
+            } else if inside(list.rows) {
+                let row = app.list.offset + usize::from(mouse.row - list.rows.y);
+                let visible = app.visible();
+                if let Some(&i) = visible.get(row) {
+                    let name = app.vms[i].name().to_string();
+                    if mouse.modifiers.contains(KeyModifiers::CONTROL) {
+                        commands::toggle_mark(app, &name);
+                    }
+                    app.list.selected = Some(name);
+                    app.dirty = true;
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn on_console_mouse(app: &mut App, mouse: MouseEvent) {
+    let panes = console_panes(app);
+    let position = ratatui::layout::Position::new(mouse.column, mouse.row);
+    let hit = panes.iter().position(|p| p.screen.contains(position));
+    match mouse.kind {
+        MouseEventKind::ScrollUp | MouseEventKind::ScrollDown => {
+            if let Some(i) = hit {
+                app.focus = i;
+            }
+            let Some(console) = app.focused_console_mut() else {
+                return;
+            };
+            if mouse.kind == MouseEventKind::ScrollUp {
+                console.scroll_by(WHEEL_LINES);
+            } else {
+                console.scroll_by(-WHEEL_LINES);
+                let searching = console.search.as_ref().is_some_and(|s| s.editing);
+                if console.offset() == 0 && !searching {
+                    console.go_live();
+                }
+            }
+            app.dirty = true;
+        }
+        MouseEventKind::Down(MouseButton::Left) => {
+            let Some(i) = hit else {
+                return;
+            };
+            app.focus = i;
+            let cell = (
+                mouse.row - panes[i].screen.y,
+                mouse.column - panes[i].screen.x,
+            );
+            if let Some(console) = app.consoles.get_mut(i) {
+                console.selection = Some(console::Selection {
+                    anchor: cell,
+                    head: cell,
+                });
+            }
+            app.dirty = true;
+        }
+        MouseEventKind::Drag(MouseButton::Left) => {
+            let Some(pane) = panes.get(app.focus) else {
+                return;
+            };
+            let screen = pane.screen;
+            let row = mouse
+                .row
+                .clamp(screen.y, screen.bottom().saturating_sub(1).max(screen.y))
+                - screen.y;
+            let col = mouse
+                .column
+                .clamp(screen.x, screen.right().saturating_sub(1).max(screen.x))
+                - screen.x;
+            if let Some(selection) = app.focused_console_mut().and_then(|c| c.selection.as_mut()) {
+                selection.head = (row, col);
+            }
+            app.dirty = true;
+        }
+        MouseEventKind::Up(MouseButton::Left) => {
+            let selection = app.focused_console().and_then(|c| c.selection);
+            match selection {
+                Some(s) if s.anchor != s.head => commands::copy(app),
+                Some(_) => {
+                    if let Some(console) = app.focused_console_mut() {
+                        console.selection = None;
+                    }
+                }
+                None => {}
+            }
+            app.dirty = true;
+        }
+        _ => {}
+    }
+}
+
+/// Opens sessions for `names` (one or two) and asks the runtime to connect them.
+pub(super) fn open_consoles(app: &mut App, names: &[String]) {
+    for old in app.consoles.drain(..) {
+        app.effects.push(Effect::CloseConsole(old.id));
+    }
+    for name in names.iter().take(2) {
+        let id = app.next_console;
+        app.next_console += 1;
+        app.consoles.push(ConsoleSession::new(id, name, 24, 80));
+        app.effects.push(Effect::OpenConsole {
+            id,
+            vm: name.clone(),
+            history: true,
+        });
+    }
+    app.focus = 0;
+    app.pane = Pane::Console;
+    relayout_consoles(app);
+    app.dirty = true;
+}

@@ -1,0 +1,964 @@
+//! The creation wizard (`n`: name → boot source → CPUs and memory → review) and the edit
+//! form (`e`), which share one set of fields, one validation and one way to build a
+//! [`VmConfig`]. Each field is checked as it is typed and says what is wrong and how to fix
+//! it; Esc goes back a step keeping everything typed. A small file picker fills the kernel and
+//! initrd paths.
+
+use super::action::DirEntry;
+use super::input::{Edit, LineInput};
+use crate::config::{BootConfig, VmConfig, format_size, parse_size, validate_name};
+use crate::engine::layout::MAX_VCPUS;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::path::{Path, PathBuf};
+
+/// Fields of a VM definition as the wizard shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldId {
+    /// VM name.
+    Name,
+    /// Demo or kernel.
+    Source,
+    /// Kernel path.
+    Kernel,
+    /// Initrd path.
+    Initrd,
+    /// Kernel command line.
+    Cmdline,
+    /// vCPUs at boot.
+    Vcpus,
+    /// Most vCPUs (hot-add limit).
+    MaxVcpus,
+    /// Guest RAM.
+    Memory,
+    /// Autostart flag.
+    Autostart,
+    /// Start once created.
+    StartNow,
+    /// Attach the console once started.
+    AttachNow,
+}
+
+/// Boot source choices, in the order of the `Source` field.
+pub const SOURCES: &[&str] = &["built-in demo guest", "Linux kernel (+ initrd)"];
+
+/// A field's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Free text.
+    Text(LineInput),
+    /// On/off.
+    Toggle(bool),
+    /// One of `SOURCES`.
+    Choice(usize),
+}
+
+/// One field with its current problem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    /// Which field.
+    pub id: FieldId,
+    /// The value.
+    pub value: Value,
+    /// What is wrong with it now, if anything.
+    pub error: Option<String>,
+}
+
+impl FieldId {
+    /// Label shown left of the field.
+    pub fn label(self) -> &'static str {
+        match self {
+            FieldId::Name => "Name",
+            FieldId::Source => "Boot source",
+            FieldId::Kernel => "Kernel",
+            FieldId::Initrd => "Initrd",
+            FieldId::Cmdline => "Command line",
+            FieldId::Vcpus => "vCPUs",
+            FieldId::MaxVcpus => "Max vCPUs",
+            FieldId::Memory => "Memory",
+            FieldId::Autostart => "Autostart",
+            FieldId::StartNow => "Start now",
+            FieldId::AttachNow => "Attach console",
+        }
+    }
+
+    /// Whether the file picker can fill this field.
+    pub fn is_path(self) -> bool {
+        matches!(self, FieldId::Kernel | FieldId::Initrd)
+    }
+}
+
+/// Wizard steps, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The name.
+    Name,
+    /// The boot source.
+    Boot,
+    /// vCPUs and memory.
+    Resources,
+    /// Summary, equivalent command, start/attach choices.
+    Review,
+    /// The single page of the edit form.
+    Edit,
+}
+
+impl Step {
+    /// Title shown at the top of the dialog.
+    pub fn title(self) -> &'static str {
+        match self {
+            Step::Name => "Name",
+            Step::Boot => "Boot source",
+            Step::Resources => "CPUs and memory",
+            Step::Review => "Review",
+            Step::Edit => "Edit definition",
+        }
+    }
+}
+
+/// The steps of the creation wizard, for the progress line.
+pub const CREATE_STEPS: &[Step] = &[Step::Name, Step::Boot, Step::Resources, Step::Review];
+
+/// A small directory browser for path fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilePicker {
+    /// The field it fills.
+    pub target: FieldId,
+    /// The directory shown.
+    pub dir: PathBuf,
+    /// Its entries (directories first); empty while loading.
+    pub entries: Vec<DirEntry>,
+    /// Highlighted entry.
+    pub selected: usize,
+    /// Still waiting for the listing.
+    pub loading: bool,
+    /// Why the directory could not be read.
+    pub error: Option<String>,
+}
+
+/// What a key in the wizard asks of the app.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Nothing beyond redrawing.
+    None,
+    /// Close the wizard without doing anything.
+    Cancel,
+    /// List this directory for the file picker.
+    ListDir(PathBuf),
+    /// Create this VM (creation wizard).
+    Create {
+        /// The definition.
+        config: Box<VmConfig>,
+        /// Start it.
+        start: bool,
+        /// Attach its console.
+        attach: bool,
+    },
+    /// Save this definition (edit form).
+    Save(Box<VmConfig>),
+}
+
+/// The wizard or the edit form. Owned by the UI thread.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wizard {
+    /// The current step.
+    pub step: Step,
+    /// All fields (some hidden depending on step and boot source).
+    pub fields: Vec<Field>,
+    /// Index into [`Wizard::visible`] of the focused field.
+    pub focus: usize,
+    /// The file picker, when open.
+    pub picker: Option<FilePicker>,
+    /// A problem with the whole definition (shown on Review / Edit).
+    pub problem: Option<String>,
+    /// Names already defined (a new VM must not reuse one).
+    existing: Vec<String>,
+    /// Editing this VM (None: creating).
+    editing: Option<String>,
+}
+
+fn text(id: FieldId, value: &str) -> Field {
+    Field {
+        id,
+        value: Value::Text(LineInput::new(value)),
+        error: None,
+    }
+}
+
+fn toggle(id: FieldId, on: bool) -> Field {
+    Field {
+        id,
+        value: Value::Toggle(on),
+        error: None,
+    }
+}
+
+fn boot_fields(config: &VmConfig) -> Vec<Field> {
+    let (source, kernel, initrd, cmdline) = match &config.boot {
+        BootConfig::Demo => (0, String::new(), String::new(), "console=ttyS0".to_string()),
+        BootConfig::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => (
+            1,
+            kernel.display().to_string(),
+            initrd
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            cmdline.clone(),
+        ),
+    };
+    vec![
+        Field {
+            id: FieldId::Source,
+            value: Value::Choice(source),
+            error: None,
+        },
+        text(FieldId::Kernel, &kernel),
+        text(FieldId::Initrd, &initrd),
+        text(FieldId::Cmdline, &cmdline),
+        text(FieldId::Vcpus, &config.vcpus.to_string()),
+        text(FieldId::MaxVcpus, &config.max_vcpus.to_string()),
+        text(FieldId::Memory, &format_size(config.memory)),
+    ]
+}
+
+impl Wizard {
+    /// The creation wizard, with defaults filled in; `existing` are the names in use.
+    pub fn create(existing: Vec<String>) -> Wizard {
+        let defaults = VmConfig::new("", BootConfig::Demo);
+        let mut fields = vec![text(FieldId::Name, "")];
+        fields.extend(boot_fields(&defaults));
+        fields.push(toggle(FieldId::Autostart, false));
+        fields.push(toggle(FieldId::StartNow, true));
+        fields.push(toggle(FieldId::AttachNow, true));
+        let mut wizard = Wizard {
+            step: Step::Name,
+            fields,
+            focus: 0,
+            picker: None,
+            problem: None,
+            existing,
+            editing: None,
+        };
+        wizard.suggest_name();
+        wizard.revalidate();
+        wizard
+    }
+
+    /// The edit form for an existing definition.
+    pub fn edit(config: &VmConfig) -> Wizard {
+        let mut fields = boot_fields(config);
+        fields.push(toggle(FieldId::Autostart, config.autostart));
+        let mut wizard = Wizard {
+            step: Step::Edit,
+            fields,
+            focus: 0,
+            picker: None,
+            problem: None,
+            existing: Vec::new(),
+            editing: Some(config.name.clone()),
+        };
+        wizard.revalidate();
+        wizard
+    }
+
+    /// The VM being edited, for the edit form.
+    pub fn editing(&self) -> Option<&str> {
+        self.editing.as_deref()
+    }
+
+    /// Proposes `vm1`, `vm2`, ... (the first unused).
+    fn suggest_name(&mut self) {
+        let name = (1..)
+            .map(|i| format!("vm{i}"))
+            .find(|n| !self.existing.contains(n))
+            .unwrap_or_default();
+        if let Some(Value::Text(input)) = self.value_mut(FieldId::Name) {
+            input.set(&name);
+        }
+    }
+
+    /// The field `id`.
+    pub fn field(&self, id: FieldId) -> Option<&Field> {
+        self.fields.iter().find(|f| f.id == id)
+    }
+
+    fn value_mut(&mut self, id: FieldId) -> Option<&mut Value> {
+        self.fields
+            .iter_mut()
+            .find(|f| f.id == id)
+            .map(|f| &mut f.value)
+    }
+
+    /// The text of field `id` ("" for non-text fields).
+    pub fn text(&self, id: FieldId) -> &str {
+        match self.field(id).map(|f| &f.value) {
+            Some(Value::Text(input)) => input.text(),
+            _ => "",
+        }
+    }
+
+    fn flag(&self, id: FieldId) -> bool {
+        matches!(self.field(id).map(|f| &f.value), Some(Value::Toggle(true)))
+    }
+
+    /// Whether the kernel boot source is chosen.
+    pub fn kernel_boot(&self) -> bool {
+        matches!(
+            self.field(FieldId::Source).map(|f| &f.value),
+            Some(Value::Choice(1))
+        )
+    }
+
+    /// Fields shown on the current step, in order.
+    pub fn visible(&self) -> Vec<FieldId> {
+        let boot = if self.kernel_boot() {
+            vec![
+                FieldId::Source,
+                FieldId::Kernel,
+                FieldId::Initrd,
+                FieldId::Cmdline,
+            ]
+        } else {
+            vec![FieldId::Source]
+        };
+        let resources = [FieldId::Vcpus, FieldId::MaxVcpus, FieldId::Memory];
+        match self.step {
+            Step::Name => vec![FieldId::Name],
+            Step::Boot => boot,
+            Step::Resources => resources.to_vec(),
+            Step::Review => {
+                let mut ids = vec![FieldId::Autostart, FieldId::StartNow];
+                if self.flag(FieldId::StartNow) {
+                    ids.push(FieldId::AttachNow);
+                }
+                ids
+            }
+            Step::Edit => {
+                let mut ids = boot;
+                ids.extend(resources);
+                ids.push(FieldId::Autostart);
+                ids
+            }
+        }
+    }
+
+    /// The focused field.
+    pub fn focused(&self) -> Option<FieldId> {
+        self.visible().get(self.focus).copied()
+    }
+
+    /// Checks every field, recording each problem beside its field, then the whole
+    /// definition. Path fields are checked on disk (they must name existing files).
+    pub fn revalidate(&mut self) {
+        let errors: Vec<Option<String>> = self.fields.iter().map(|f| self.check(f.id)).collect();
+        for (field, error) in self.fields.iter_mut().zip(errors) {
+            field.error = error;
+        }
+        self.problem = match self.build() {
+            Ok(config) => config.validate().err(),
+            Err(_) => None,
+        };
+    }
+
+    fn check(&self, id: FieldId) -> Option<String> {
+        let value = self.text(id).trim();
+        match id {
+            FieldId::Name => validate_name(value).err().or_else(|| {
+                self.existing
+                    .iter()
+                    .any(|n| n == value)
+                    .then(|| format!("a VM named '{value}' already exists; pick another name"))
+            }),
+            FieldId::Kernel if self.kernel_boot() => check_path(value, true),
+            FieldId::Initrd if self.kernel_boot() => check_path(value, false),
+            FieldId::Vcpus => check_count(value, "vCPUs").err(),
+            FieldId::MaxVcpus => {
+                let max = match check_count(value, "max vCPUs") {
+                    Ok(max) => max,
+                    Err(e) => return Some(e),
+                };
+                let vcpus = check_count(self.text(FieldId::Vcpus).trim(), "vCPUs").ok()?;
+                (max < vcpus)
+                    .then(|| format!("must be at least vCPUs ({vcpus}); raise it to hot-add later"))
+            }
+            FieldId::Memory => match parse_size(value) {
+                Err(e) => Some(e),
+                Ok(bytes) if bytes < 16 << 20 => Some("give at least 16M".into()),
+                Ok(bytes) if bytes % (2 << 20) != 0 => Some(format!(
+                    "must be a multiple of 2M; try {}",
+                    format_size(bytes.div_ceil(2 << 20) * (2 << 20))
+                )),
+                Ok(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The definition the fields describe, or the first field that is wrong.
+    pub fn build(&self) -> Result<VmConfig, (FieldId, String)> {
+        let all = [
+            FieldId::Name,
+            FieldId::Kernel,
+            FieldId::Initrd,
+            FieldId::Vcpus,
+            FieldId::MaxVcpus,
+            FieldId::Memory,
+        ];
+        for id in all {
+            let applies = id != FieldId::Name || self.editing.is_none();
+            if let Some(error) = self.check(id).filter(|_| applies) {
+                return Err((id, error));
+            }
+        }
+        let name = match &self.editing {
+            Some(name) => name.clone(),
+            None => self.text(FieldId::Name).trim().to_string(),
+        };
+        let boot = if self.kernel_boot() {
+            let initrd = self.text(FieldId::Initrd).trim();
+            BootConfig::Kernel {
+                kernel: PathBuf::from(self.text(FieldId::Kernel).trim()),
+                initrd: (!initrd.is_empty()).then(|| PathBuf::from(initrd)),
+                cmdline: self.text(FieldId::Cmdline).trim().to_string(),
+            }
+        } else {
+            BootConfig::Demo
+        };
+        let number = |id| {
+            self.text(id)
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| (id, "not a number".to_string()))
+        };
+        Ok(VmConfig {
+            name,
+            vcpus: number(FieldId::Vcpus)?,
+            max_vcpus: number(FieldId::MaxVcpus)?,
+            memory: parse_size(self.text(FieldId::Memory).trim())
+                .map_err(|e| (FieldId::Memory, e))?,
+            autostart: self.flag(FieldId::Autostart),
+            boot,
+        })
+    }
+
+    /// Whether every field of the current step is valid.
+    fn step_valid(&mut self) -> bool {
+        self.revalidate();
+        let visible = self.visible();
+        match visible
+            .iter()
+            .position(|id| self.field(*id).is_some_and(|f| f.error.is_some()))
+        {
+            Some(bad) => {
+                self.focus = bad;
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Handles a key; the caller acts on the [`Outcome`].
+    pub fn handle_key(&mut self, key: &KeyEvent) -> Outcome {
+        if self.picker.is_some() {
+            return self.picker_key(key);
+        }
+        let shift_tab = key.code == KeyCode::BackTab
+            || (key.code == KeyCode::Tab && key.modifiers.contains(KeyModifiers::SHIFT));
+        let count = self.visible().len();
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Esc => return self.back(),
+            _ if shift_tab => self.focus = (self.focus + count - 1) % count.max(1),
+            KeyCode::Up => self.focus = self.focus.saturating_sub(1),
+            KeyCode::Tab | KeyCode::Down => self.focus = (self.focus + 1) % count.max(1),
+            KeyCode::Enter => return self.advance(),
+            KeyCode::Char('o') if ctrl => return self.open_picker(),
+            _ => self.edit_focused(key),
+        }
+        Outcome::None
+    }
+
+    fn edit_focused(&mut self, key: &KeyEvent) {
+        let Some(id) = self.focused() else {
+            return;
+        };
+        let changed = match self.value_mut(id) {
+            Some(Value::Text(input)) => input.handle(key) == Edit::Changed,
+            Some(Value::Toggle(on)) => match key.code {
+                KeyCode::Char(' ') | KeyCode::Left | KeyCode::Right => {
+                    *on = !*on;
+                    true
+                }
+                _ => false,
+            },
+            Some(Value::Choice(index)) => match key.code {
+                KeyCode::Char(' ') | KeyCode::Left | KeyCode::Right => {
+                    *index = (*index + 1) % SOURCES.len();
+                    true
+                }
+                _ => false,
+            },
+            None => false,
+        };
+        if changed {
+            self.revalidate();
+        }
+    }
+
+    /// Pasted text goes into the focused text field.
+    pub fn paste(&mut self, text: &str) {
+        if let Some(id) = self.focused()
+            && let Some(Value::Text(input)) = self.value_mut(id)
+        {
+            input.insert_str(text);
+            self.revalidate();
+        }
+    }
+
+    fn back(&mut self) -> Outcome {
+        let previous = match self.step {
+            Step::Name | Step::Edit => return Outcome::Cancel,
+            Step::Boot => Step::Name,
+            Step::Resources => Step::Boot,
+            Step::Review => Step::Resources,
+        };
+        self.step = previous;
+        self.focus = 0;
+        Outcome::None
+    }
+
+    fn advance(&mut self) -> Outcome {
+        if !self.step_valid() {
+            return Outcome::None;
+        }
+        let next = match self.step {
+            Step::Name => Step::Boot,
+            Step::Boot => Step::Resources,
+            Step::Resources => Step::Review,
+            Step::Review | Step::Edit => return self.finish(),
+        };
+        self.step = next;
+        self.focus = 0;
+        Outcome::None
+    }
+
+    fn finish(&mut self) -> Outcome {
+        match self.build() {
+            Err((id, error)) => {
+                self.problem = Some(format!("{}: {error}", id.label()));
+                Outcome::None
+            }
+            Ok(config) => match config.validate() {
+                Err(problem) => {
+                    self.problem = Some(problem);
+                    Outcome::None
+                }
+                Ok(()) if self.editing.is_some() => Outcome::Save(Box::new(config)),
+                Ok(()) => {
+                    let start = self.flag(FieldId::StartNow);
+                    Outcome::Create {
+                        config: Box::new(config),
+                        start,
+                        attach: start && self.flag(FieldId::AttachNow),
+                    }
+                }
+            },
+        }
+    }
+
+    fn open_picker(&mut self) -> Outcome {
+        let Some(target) = self.focused().filter(|id| id.is_path()) else {
+            return Outcome::None;
+        };
+        let current = self.text(target).trim();
+        let dir = start_dir(current);
+        self.picker = Some(FilePicker {
+            target,
+            dir: dir.clone(),
+            entries: Vec::new(),
+            selected: 0,
+            loading: true,
+            error: None,
+        });
+        Outcome::ListDir(dir)
+    }
+
+    /// A listing arrived for the picker (ignored when it is for another directory).
+    pub fn listed(&mut self, dir: &Path, result: Result<Vec<DirEntry>, String>) {
+        let Some(picker) = self.picker.as_mut().filter(|p| p.dir == dir) else {
+            return;
+        };
+        picker.loading = false;
+        picker.selected = 0;
+        match result {
+            Ok(entries) => {
+                picker.entries = entries;
+                picker.error = None;
+            }
+            Err(e) => {
+                picker.entries.clear();
+                picker.error = Some(e);
+            }
+        }
+    }
+
+    fn picker_key(&mut self, key: &KeyEvent) -> Outcome {
+        let Some(picker) = self.picker.as_mut() else {
+            return Outcome::None;
+        };
+        // Entry 0 is always "..", so the parent is reachable with the arrows too.
+        let count = picker.entries.len() + 1;
+        match key.code {
+            KeyCode::Esc => self.picker = None,
+            KeyCode::Up => picker.selected = picker.selected.saturating_sub(1),
+            KeyCode::Down => picker.selected = (picker.selected + 1).min(count - 1),
+            KeyCode::PageUp => picker.selected = picker.selected.saturating_sub(10),
+            KeyCode::PageDown => picker.selected = (picker.selected + 10).min(count - 1),
+            KeyCode::Home => picker.selected = 0,
+            KeyCode::End => picker.selected = count - 1,
+            KeyCode::Backspace | KeyCode::Left => return self.picker_open_parent(),
+            KeyCode::Enter | KeyCode::Right => {
+                if picker.selected == 0 {
+                    return self.picker_open_parent();
+                }
+                let Some(entry) = picker.entries.get(picker.selected - 1).cloned() else {
+                    return Outcome::None;
+                };
+                let path = picker.dir.join(&entry.name);
+                if entry.is_dir {
+                    return self.picker_open(path);
+                }
+                if key.code == KeyCode::Enter {
+                    let target = picker.target;
+                    self.picker = None;
+                    if let Some(Value::Text(input)) = self.value_mut(target) {
+                        input.set(&path.display().to_string());
+                    }
+                    self.revalidate();
+                }
+            }
+            KeyCode::Char(c) => {
+                // Jump to the next entry starting with the typed letter.
+                let found = picker
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .cycle()
+                    .skip(picker.selected)
+                    .take(picker.entries.len())
+                    .find(|(_, e)| e.name.starts_with(c))
+                    .map(|(i, _)| i + 1);
+                if let Some(i) = found {
+                    picker.selected = i;
+                }
+            }
+            _ => {}
+        }
+        Outcome::None
+    }
+
+    fn picker_open_parent(&mut self) -> Outcome {
+        let parent = self
+            .picker
+            .as_ref()
+            .and_then(|p| p.dir.parent().map(Path::to_path_buf));
+        match parent {
+            Some(parent) => self.picker_open(parent),
+            None => Outcome::None,
+        }
+    }
+
+    fn picker_open(&mut self, dir: PathBuf) -> Outcome {
+        if let Some(picker) = self.picker.as_mut() {
+            picker.dir = dir.clone();
+            picker.entries.clear();
+            picker.loading = true;
+            picker.error = None;
+            picker.selected = 0;
+        }
+        Outcome::ListDir(dir)
+    }
+
+    /// The `vmux create` command line that makes the same VM.
+    pub fn command_line(&self) -> String {
+        let mut words = vec![
+            "vmux".to_string(),
+            "create".to_string(),
+            shell_quote(self.text(FieldId::Name).trim()),
+        ];
+        if self.kernel_boot() {
+            words.push("--kernel".into());
+            words.push(shell_quote(self.text(FieldId::Kernel).trim()));
+            let initrd = self.text(FieldId::Initrd).trim();
+            if !initrd.is_empty() {
+                words.push("--initrd".into());
+                words.push(shell_quote(initrd));
+            }
+            let cmdline = self.text(FieldId::Cmdline).trim();
+            if !cmdline.is_empty() {
+                words.push("--cmdline".into());
+                words.push(shell_quote(cmdline));
+            }
+        } else {
+            words.push("--demo".into());
+        }
+        for (flag, id) in [
+            ("--vcpus", FieldId::Vcpus),
+            ("--max-vcpus", FieldId::MaxVcpus),
+            ("--memory", FieldId::Memory),
+        ] {
+            words.push(flag.into());
+            words.push(shell_quote(self.text(id).trim()));
+        }
+        if self.flag(FieldId::Autostart) {
+            words.push("--autostart".into());
+        }
+        if self.flag(FieldId::StartNow) {
+            words.push("--start".into());
+        }
+        words.join(" ")
+    }
+}
+
+fn check_count(text: &str, what: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(0) => Err(format!("{what} must be at least 1")),
+        Ok(n) if n > MAX_VCPUS => Err(format!("{what} can be at most {MAX_VCPUS}")),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{text}' is not a whole number")),
+    }
+}
+
+fn check_path(text: &str, required: bool) -> Option<String> {
+    if text.is_empty() {
+        return required.then(|| "give the kernel's path (Ctrl-O browses)".to_string());
+    }
+    let path = Path::new(text);
+    if !path.is_absolute() {
+        return Some(format!("{text} must be an absolute path (start with /)"));
+    }
+    if !path.is_file() {
+        return Some(format!("no file at {text}; check the path or press Ctrl-O"));
+    }
+    None
+}
+
+/// The directory the picker opens in: the field's directory when it exists, else `/`.
+fn start_dir(current: &str) -> PathBuf {
+    let path = Path::new(current);
+    let dir = if path.is_dir() {
+        Some(path)
+    } else {
+        path.parent()
+    };
+    dir.filter(|d| d.is_absolute() && d.is_dir())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// Quotes `word` for a POSIX shell when it needs it.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./=:,+-@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// The host memory hint for the memory field.
+pub fn memory_hint(requested: Option<u64>, available: Option<(u64, u64)>) -> String {
+    match (requested, available) {
+        (Some(bytes), Some((avail, total))) if bytes > avail => format!(
+            "warning: only {} of {} host memory is free; the guest may be short of RAM",
+            format_size(avail),
+            format_size(total)
+        ),
+        (_, Some((avail, total))) => format!(
+            "host: {} free of {}",
+            format_size(avail),
+            format_size(total)
+        ),
+        _ => "host memory unknown".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn press(wizard: &mut Wizard, code: KeyCode) -> Outcome {
+        wizard.handle_key(&KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    fn type_text(wizard: &mut Wizard, text: &str) {
+        for c in text.chars() {
+            press(wizard, KeyCode::Char(c));
+        }
+    }
+
+    #[test]
+    fn suggested_name_avoids_existing_ones() {
+        let wizard = Wizard::create(vec!["vm1".into()]);
+        assert_eq!(wizard.text(FieldId::Name), "vm2");
+    }
+
+    #[test]
+    fn duplicate_name_blocks_the_step_with_a_reason() {
+        let mut wizard = Wizard::create(vec!["web".into()]);
+        if let Some(Value::Text(input)) = wizard.value_mut(FieldId::Name) {
+            input.set("");
+        }
+        type_text(&mut wizard, "web");
+        assert_eq!(press(&mut wizard, KeyCode::Enter), Outcome::None);
+        assert_eq!(wizard.step, Step::Name);
+        let error = wizard.field(FieldId::Name).and_then(|f| f.error.clone());
+        assert!(error.expect("error shown").contains("already exists"));
+    }
+
+    #[test]
+    fn escape_goes_back_keeping_input() {
+        let mut wizard = Wizard::create(Vec::new());
+        press(&mut wizard, KeyCode::Enter);
+        press(&mut wizard, KeyCode::Enter);
+        assert_eq!(wizard.step, Step::Resources);
+        press(&mut wizard, KeyCode::Backspace);
+        press(&mut wizard, KeyCode::Backspace);
+        press(&mut wizard, KeyCode::Backspace);
+        press(&mut wizard, KeyCode::Char('3'));
+        press(&mut wizard, KeyCode::Esc);
+        assert_eq!(wizard.step, Step::Boot);
+        press(&mut wizard, KeyCode::Enter);
+        assert_eq!(wizard.text(FieldId::Vcpus), "3");
+    }
+
+    #[test]
+    fn max_below_vcpus_is_explained() {
+        let mut wizard = Wizard::create(Vec::new());
+        wizard.step = Step::Resources;
+        if let Some(Value::Text(input)) = wizard.value_mut(FieldId::Vcpus) {
+            input.set("8");
+        }
+        wizard.revalidate();
+        let error = wizard
+            .field(FieldId::MaxVcpus)
+            .and_then(|f| f.error.clone());
+        assert!(error.expect("error").contains("at least vCPUs (8)"));
+    }
+
+    #[test]
+    fn memory_not_aligned_suggests_a_size() {
+        let mut wizard = Wizard::create(Vec::new());
+        if let Some(Value::Text(input)) = wizard.value_mut(FieldId::Memory) {
+            input.set("100M1");
+        }
+        wizard.revalidate();
+        assert!(
+            wizard
+                .field(FieldId::Memory)
+                .and_then(|f| f.error.clone())
+                .is_some()
+        );
+        if let Some(Value::Text(input)) = wizard.value_mut(FieldId::Memory) {
+            input.set("101M");
+        }
+        wizard.revalidate();
+        let error = wizard.field(FieldId::Memory).and_then(|f| f.error.clone());
+        assert!(error.expect("error").contains("try 102M"));
+    }
+
+    #[test]
+    fn kernel_boot_requires_an_existing_absolute_file() {
+        let mut wizard = Wizard::create(Vec::new());
+        wizard.step = Step::Boot;
+        press(&mut wizard, KeyCode::Char(' '));
+        assert!(wizard.kernel_boot());
+        assert_eq!(wizard.visible().len(), 4);
+        press(&mut wizard, KeyCode::Enter);
+        assert_eq!(wizard.focused(), Some(FieldId::Kernel));
+        type_text(&mut wizard, "/nonexistent/vmlinuz");
+        let error = wizard.field(FieldId::Kernel).and_then(|f| f.error.clone());
+        assert!(error.expect("error").contains("no file at"));
+    }
+
+    #[test]
+    fn review_enter_creates_with_start_and_attach() {
+        let mut wizard = Wizard::create(Vec::new());
+        for _ in 0..3 {
+            press(&mut wizard, KeyCode::Enter);
+        }
+        assert_eq!(wizard.step, Step::Review);
+        match press(&mut wizard, KeyCode::Enter) {
+            Outcome::Create {
+                config,
+                start,
+                attach,
+            } => {
+                assert_eq!(config.name, "vm1");
+                assert_eq!(config.boot, BootConfig::Demo);
+                assert!(start && attach);
+            }
+            other => panic!("expected Create, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn command_line_matches_the_fields() {
+        let wizard = Wizard::create(Vec::new());
+        assert_eq!(
+            wizard.command_line(),
+            "vmux create vm1 --demo --vcpus 1 --max-vcpus 4 --memory 256M --start"
+        );
+    }
+
+    #[test]
+    fn picker_fills_the_path_field() {
+        let mut wizard = Wizard::create(Vec::new());
+        wizard.step = Step::Boot;
+        press(&mut wizard, KeyCode::Char(' '));
+        press(&mut wizard, KeyCode::Down);
+        let outcome = wizard.handle_key(&KeyEvent::new(KeyCode::Char('o'), KeyModifiers::CONTROL));
+        assert_eq!(outcome, Outcome::ListDir(PathBuf::from("/")));
+        wizard.listed(
+            Path::new("/"),
+            Ok(vec![DirEntry {
+                name: "vmlinuz".into(),
+                is_dir: false,
+            }]),
+        );
+        press(&mut wizard, KeyCode::Down);
+        press(&mut wizard, KeyCode::Enter);
+        assert!(wizard.picker.is_none());
+        assert_eq!(wizard.text(FieldId::Kernel), "/vmlinuz");
+    }
+
+    #[test]
+    fn edit_form_saves_a_changed_definition_under_the_same_name() {
+        let config = VmConfig::new("web", BootConfig::Demo);
+        let mut wizard = Wizard::edit(&config);
+        let vcpus_index = wizard.visible().iter().position(|id| *id == FieldId::Vcpus);
+        wizard.focus = vcpus_index.expect("vcpus shown");
+        press(&mut wizard, KeyCode::Backspace);
+        press(&mut wizard, KeyCode::Char('2'));
+        match press(&mut wizard, KeyCode::Enter) {
+            Outcome::Save(saved) => {
+                assert_eq!(saved.name, "web");
+                assert_eq!(saved.vcpus, 2);
+            }
+            other => panic!("expected Save, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shell_quote_quotes_spaces_and_quotes() {
+        assert_eq!(shell_quote("console=ttyS0"), "console=ttyS0");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}
