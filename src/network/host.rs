@@ -17,6 +17,12 @@ pub(crate) fn run(program: &str, args: &[&str]) -> Result<String, NetworkError> 
     run_with_input(program, args, None)
 }
 
+/// Runs `ip` with whitespace-separated `args` (`"link set dev vm-a-0 up"`). Only for
+/// arguments vmux built from validated names and addresses, none of which hold whitespace.
+pub(crate) fn ip(args: &str) -> Result<String, NetworkError> {
+    run("ip", &args.split_whitespace().collect::<Vec<_>>())
+}
+
 /// Like [`run`], feeding `input` on stdin (for `nft -f -`).
 pub(crate) fn run_with_input(
     program: &str,

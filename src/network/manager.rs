@@ -9,7 +9,7 @@
 //! networks whose bridge vanished, restores a flushed nft table, restarts a dead dnsmasq and
 //! removes TAP records of VMs whose vmd is gone, reporting each repair in words.
 
-use super::host::{self, ProcessId, run};
+use super::host::{self, ProcessId, ip};
 use super::leases::{self, Lease};
 use super::names::{bridge_mac, bridge_name};
 use super::state::{ActiveNetwork, StateDir};
@@ -495,40 +495,18 @@ impl NetworkManager {
         let Addressing {
             subnet, gateway, ..
         } = *addressing;
-        run(
-            "ip",
-            &[
-                "link",
-                "add",
-                "name",
-                bridge,
-                "type",
-                "bridge",
-                "stp_state",
-                "0",
-                "forward_delay",
-                "0",
-            ],
-        )?;
         // An explicit address keeps the bridge's MAC fixed; otherwise it would follow the
         // lowest MAC among its ports and change under the guests as VMs come and go.
-        let mac = bridge_mac(&cfg.name).to_string();
-        run("ip", &["link", "set", "dev", bridge, "address", &mac])?;
-        let address = format!("{gateway}/{}", subnet.prefix());
-        let broadcast = subnet.broadcast().to_string();
-        run(
-            "ip",
-            &[
-                "address",
-                "add",
-                &address,
-                "broadcast",
-                &broadcast,
-                "dev",
-                bridge,
-            ],
-        )?;
-        run("ip", &["link", "set", "dev", bridge, "up"])?;
+        let mac = bridge_mac(&cfg.name);
+        ip(&format!(
+            "link add name {bridge} address {mac} type bridge stp_state 0 forward_delay 0"
+        ))?;
+        ip(&format!(
+            "address add {gateway}/{} broadcast {} dev {bridge}",
+            subnet.prefix(),
+            subnet.broadcast()
+        ))?;
+        ip(&format!("link set dev {bridge} up"))?;
         if cfg.mode == NetworkMode::Nat {
             host::enable_ip_forward()?;
             let table = nft::table_name(&cfg.name);
@@ -601,7 +579,7 @@ impl NetworkManager {
         if active.mode.is_managed() {
             let ours = host::link(&active.bridge).map(|l| l.is_some_and(|l| l.is_bridge()));
             note(match ours {
-                Ok(true) => run("ip", &["link", "delete", "dev", &active.bridge]).map(drop),
+                Ok(true) => ip(&format!("link delete dev {}", active.bridge)).map(drop),
                 Ok(false) => Ok(()),
                 Err(e) => Err(e),
             });

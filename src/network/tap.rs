@@ -7,7 +7,7 @@
 //! how vmux knows which running VMs use a network.
 
 use super::NetworkError;
-use super::host::{self, ProcessId, run};
+use super::host::{self, ProcessId, ip};
 use super::names::tap_name;
 use super::state::StateDir;
 use crate::config::{MacAddr, NicConfig, write_atomic};
@@ -128,13 +128,9 @@ pub(crate) fn create(
         // bridge's address.
         let mut host_side = nic.mac;
         host_side.0[0] = 0xfe;
-        let address = host_side.to_string();
-        run(
-            "ip",
-            &[
-                "link", "set", "dev", &name, "address", &address, "master", bridge, "up",
-            ],
-        )?;
+        ip(&format!(
+            "link set dev {name} address {host_side} master {bridge} up"
+        ))?;
         return Ok(tap);
     }
     Err(NetworkError::NoTapName {
@@ -183,7 +179,7 @@ pub(crate) fn clean_stale(state: &StateDir) -> Result<Vec<String>, NetworkError>
             .iter()
             .any(|l| l.ifname == record.tap && l.kind() == Some("tun"));
         if leftover {
-            run("ip", &["link", "delete", "dev", &record.tap])?;
+            ip(&format!("link delete dev {}", record.tap))?;
             notes.push(format!(
                 "removed TAP {} left behind by VM '{}' (its vmd pid {} is gone)",
                 record.tap, record.vm, record.owner.pid
