@@ -2,7 +2,7 @@
 //! bridge, with a record under `<state>/taps/<tap>.json` saying which VM and process own it.
 //!
 //! The TAP itself is non-persistent, so the kernel removes it when its owner (vmd) exits,
-//! however it exits. The record outlives a crash; [`clean_stale`] removes records (and any
+//! however it exits. The record outlives a crash; `clean_stale` removes records (and any
 //! interface still carrying the name) whose owner is gone, and the records of live owners are
 //! how vmux knows which running VMs use a network.
 
