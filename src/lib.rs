@@ -16,6 +16,8 @@ pub mod client;
 #[forbid(unsafe_code)]
 pub mod config;
 #[forbid(unsafe_code)]
+pub mod network;
+#[forbid(unsafe_code)]
 pub mod tui;
 #[forbid(unsafe_code)]
 pub mod vmd;

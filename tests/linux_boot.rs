@@ -46,7 +46,10 @@ fn linux_guest() -> Result<(PathBuf, PathBuf), String> {
         .status()
         .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
     if !status.success() {
-        return Err(format!("{} failed ({status}); it needs Debian's package mirrors", script.display()));
+        return Err(format!(
+            "{} failed ({status}); it needs Debian's package mirrors",
+            script.display()
+        ));
     }
     Ok((dir.join("vmlinuz"), dir.join("initrd.img")))
 }
@@ -59,7 +62,8 @@ fn debian_kernel_boots_to_a_shell_and_powers_off() {
     }
     let (kernel, initrd) = linux_guest().expect("building the Linux test guest");
     let home = tempfile::tempdir().expect("tempdir");
-    let host = LocalHost::with_home(home.path()).with_vmd_exe(Path::new(env!("CARGO_BIN_EXE_vmux")));
+    let host =
+        LocalHost::with_home(home.path()).with_vmd_exe(Path::new(env!("CARGO_BIN_EXE_vmux")));
     let mut cfg = VmConfig::new(
         "linux",
         BootConfig::Kernel {
@@ -80,7 +84,9 @@ fn debian_kernel_boots_to_a_shell_and_powers_off() {
     thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n @ 1..) = output.read(&mut buf) {
-            sink.lock().expect("console text").push_str(&String::from_utf8_lossy(&buf[..n]));
+            sink.lock()
+                .expect("console text")
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
     let wait_for = |needle: &str, secs: u64| {

@@ -30,6 +30,9 @@ pub struct Args {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Network verbs (`net-list`, `net-start`, `domifaddr`, ...).
+    #[command(flatten)]
+    Network(super::network::NetworkCommand),
     /// Define a new VM from options (and optionally start it).
     Create(CreateArgs),
     /// Define a new VM from a TOML definition file (the name comes from the file).

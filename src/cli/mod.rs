@@ -11,6 +11,7 @@ mod console;
 mod define;
 mod edit;
 mod lifecycle;
+pub mod network;
 mod output;
 mod show;
 
@@ -210,6 +211,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         crate::tui::run(Arc::new(host), options)?;
         return Ok(ExitCode::SUCCESS);
     };
+    let command = match command {
+        Command::Network(verb) => return network::run(verb),
+        other => other,
+    };
     // Unlocked handles: a lock held for the whole command could stall a panicking reader
     // thread's message (the panic hook writes to stderr) and with it the main thread.
     let mut io = Io {
@@ -259,5 +264,8 @@ pub fn execute(host: &dyn Host, command: Command, io: &mut Io<'_>) -> Result<(),
         Command::Resume { name } => lifecycle::resume(host, &name, io),
         Command::AutostartAll => lifecycle::autostart_all(host, io),
         Command::Console(args) => console::attach(host, &args, io),
+        Command::Network(_) => Err(CliError::Invalid(
+            "network verbs run through `vmux::cli::run`, not against a VM host".into(),
+        )),
     }
 }

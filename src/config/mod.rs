@@ -1,16 +1,22 @@
-//! User intent, on disk: VM definitions (`VmConfig`) with their validation, the definition
-//! store (atomic writes) and the directories vmux keeps things in (`Paths`, `VMUX_HOME`).
+//! User intent, on disk: VM definitions (`VmConfig`, with their NICs) and network definitions
+//! (`NetworkConfig`) with their validation, the definition store (atomic writes) and the
+//! directories vmux keeps things in (`Paths`, `VMUX_HOME`).
 //!
 //! Nothing here talks to KVM or to vmd; the CLI, the TUI and vmd all read definitions through
 //! this module.
 
 mod atomic;
+mod network;
 mod paths;
 mod size;
 mod store;
 mod vm;
 
 pub use atomic::write_atomic;
+pub use network::{
+    Addressing, DhcpRange, IFNAME_MAX, Ipv4Net, MacAddr, NetworkConfig, NetworkMode, NicConfig,
+    validate_ifname,
+};
 pub use paths::Paths;
 pub use size::{format_size, parse_size};
 pub use store::parse_definition;

@@ -12,8 +12,13 @@
 //! kernel = "/srv/vmlinuz"
 //! initrd = "/srv/initrd.img"
 //! cmdline = "console=ttyS0"
+//!
+//! [[nics]]                   # zero or more; see `config::network`
+//! network = "default"
+//! mac = "52:54:00:12:34:56"
 //! ```
 
+use super::network::NicConfig;
 use super::size::{format_size, parse_size};
 use crate::engine::layout::{CMDLINE_MAX_SIZE, MAX_VCPUS};
 use serde::{Deserialize, Serialize};
@@ -44,6 +49,9 @@ pub struct VmConfig {
     pub autostart: bool,
     /// What to boot.
     pub boot: BootConfig,
+    /// Network interfaces, in guest PCI order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nics: Vec<NicConfig>,
 }
 
 /// The boot source of a definition.
@@ -75,6 +83,7 @@ impl VmConfig {
             memory: DEFAULT_MEMORY_BYTES,
             autostart: false,
             boot,
+            nics: Vec::new(),
         }
     }
 
@@ -110,6 +119,15 @@ impl VmConfig {
                 format_size(self.memory),
                 format_size(self.memory.div_ceil(MEMORY_ALIGN) * MEMORY_ALIGN)
             ));
+        }
+        for (index, nic) in self.nics.iter().enumerate() {
+            nic.validate()?;
+            if self.nics[..index].iter().any(|other| other.mac == nic.mac) {
+                return Err(format!(
+                    "MAC {} is given to two NICs; each NIC needs its own MAC",
+                    nic.mac
+                ));
+            }
         }
         if let BootConfig::Kernel {
             kernel,
@@ -212,6 +230,35 @@ mod tests {
         let mut cfg = demo("a");
         cfg.memory = (100 << 20) + 1;
         assert!(cfg.validate().expect_err("must fail").contains("try"));
+    }
+
+    #[test]
+    fn two_nics_with_one_mac_are_refused() {
+        let nic = NicConfig {
+            network: "default".into(),
+            mac: "52:54:00:00:00:01".parse().expect("valid"),
+        };
+        let cfg = VmConfig {
+            nics: vec![nic.clone(), nic],
+            ..demo("a")
+        };
+        assert!(cfg.validate().expect_err("must fail").contains("two NICs"));
+    }
+
+    #[test]
+    fn nics_round_trip_and_are_left_out_when_empty() {
+        let cfg = VmConfig {
+            nics: vec![NicConfig {
+                network: "default".into(),
+                mac: "52:54:00:00:00:01".parse().expect("valid"),
+            }],
+            ..demo("a")
+        };
+        let text = toml::to_string(&cfg).expect("serialize");
+        assert!(text.contains("[[nics]]"), "{text}");
+        assert_eq!(toml::from_str::<VmConfig>(&text).expect("parse"), cfg);
+        let plain = toml::to_string(&demo("b")).expect("serialize");
+        assert!(!plain.contains("nics"), "{plain}");
     }
 
     #[test]

@@ -15,6 +15,7 @@
 pub mod acpi;
 pub mod control;
 pub mod layout;
+pub mod tap;
 
 use std::path::PathBuf;
 use std::sync::Arc;
