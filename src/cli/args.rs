@@ -30,9 +30,6 @@ pub struct Args {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Network verbs (`net-list`, `net-start`, `domifaddr`, ...).
-    #[command(flatten)]
-    Network(super::network::NetworkCommand),
     /// Define a new VM from options (and optionally start it).
     Create(CreateArgs),
     /// Define a new VM from a TOML definition file (the name comes from the file).
@@ -139,6 +136,9 @@ pub enum Command {
     AutostartAll,
     /// Attach to a VM's serial console (Ctrl-] detaches; the VM keeps running).
     Console(ConsoleArgs),
+    /// Network verbs (`net-list`, `net-start`, `domifaddr`, ...).
+    #[command(flatten)]
+    Network(super::network::NetworkCommand),
 }
 
 /// `vmux create`.
