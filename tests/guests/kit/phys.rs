@@ -49,6 +49,5 @@ pub fn c_string(addr: u64, max: usize) -> &'static [u8] {
     let Some(area) = bytes(addr, readable) else {
         return &[];
     };
-    let len = area.iter().position(|&b| b == 0).unwrap_or(area.len());
-    &area[..len]
+    area.split(|&b| b == 0).next().unwrap_or(&[])
 }
