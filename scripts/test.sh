@@ -8,6 +8,9 @@ need=()
 command -v iasl >/dev/null || need+=(acpica-tools)
 command -v qemu-img >/dev/null || need+=(qemu-utils)
 command -v cc >/dev/null || need+=(gcc)
+command -v objdump >/dev/null || need+=(binutils)
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v tmux >/dev/null || need+=(tmux)
 if ((${#need[@]})); then
     if [ "$(id -u)" -eq 0 ]; then
         echo "test.sh: installing ${need[*]}"
