@@ -11,6 +11,11 @@ command -v cc >/dev/null || need+=(gcc)
 command -v objdump >/dev/null || need+=(binutils)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v tmux >/dev/null || need+=(tmux)
+command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
+command -v nft >/dev/null || need+=(nftables)
+command -v ip >/dev/null || need+=(iproute2)
+command -v busybox >/dev/null || need+=(busybox)
+command -v capsh >/dev/null || need+=(libcap2-bin)
 if ((${#need[@]})); then
     if [ "$(id -u)" -eq 0 ]; then
         echo "test.sh: installing ${need[*]}"
