@@ -5,24 +5,27 @@
 //! needs: the VM fd, its TSS and identity-map pages, the in-kernel irqchip and PIT, guest RAM
 //! and its memory slots, the boot image and boot structures, the ACPI tables, the devices and
 //! the vCPUs. [`Vm::start`] spawns one thread per vCPU; [`Vm::wait`] blocks until the boot ends
-//! (power-off, reset, debug exit, destroy or crash) and joins them.
+//! (power-off, reset, debug exit, destroy or crash) and joins them. While it runs,
+//! [`VmHandle::set_vcpus`] hot-adds and removes vCPUs (see `hotplug`).
 
 use super::acpi::{self, AcpiConfig, AcpiError};
 use super::boot::{self, BootError};
 use super::devices::bus::lock;
 use super::devices::{DeviceError, LegacyDevices, ged::Ged, serial::Serial};
+use super::hotplug::cpu::{self as cpu_hotplug, CpuHotplug};
+use super::hotplug::vcpus::VcpuSet;
+use super::hotplug::{self, HotplugError};
 use super::kvm::{self, KvmError};
 use super::layout;
 use super::lifecycle::{Lifecycle, LifecycleError};
 use super::memory::{self, MemoryError};
-use super::vcpu::{RunContext, Vcpu, VcpuError, VcpuStats, kick};
-use super::{SerialSink, VmExit, VmSpec};
+use super::vcpu::{RunContext, VcpuError, VcpuStart, kick};
+use super::{SerialSink, VmExit, VmObserver, VmSpec};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
 use kvm_ioctls::{Kvm, VmFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 /// Errors building or controlling a VM.
@@ -108,6 +111,9 @@ pub enum EngineError {
     /// A control request that does not fit the VM's state.
     #[error(transparent)]
     Control(#[from] LifecycleError),
+    /// A vCPU hotplug request failed (the message names the fix).
+    #[error(transparent)]
+    Hotplug(#[from] HotplugError),
 }
 
 /// Counters of one vCPU.
@@ -124,7 +130,7 @@ pub struct VcpuCounters {
 /// Engine-side counters; vmd adds host-side figures (CPU time, RSS).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineStats {
-    /// One entry per present vCPU.
+    /// One entry per plugged vCPU, by index.
     pub vcpus: Vec<VcpuCounters>,
     /// Guest RAM size, bytes.
     pub memory_bytes: u64,
@@ -137,7 +143,11 @@ struct Shared {
     lifecycle: Arc<Lifecycle>,
     serial: Arc<Mutex<Serial>>,
     ged: Arc<Mutex<Ged>>,
-    vcpu_stats: Vec<Arc<VcpuStats>>,
+    /// Which vCPUs are plugged and online; also the guest's CPU hotplug registers.
+    cpus: Arc<CpuHotplug>,
+    /// The vCPUs and their threads; taken (and joined) when the boot ends, so a handle kept
+    /// afterwards holds no vCPU or VM fd.
+    vcpus: Mutex<Option<VcpuSet>>,
     /// Guest RAM for the touched-bytes statistic; released when the `Vm` goes away so that a
     /// handle kept after the boot does not keep the guest's memory alive.
     mem: Mutex<Option<GuestMemoryMmap>>,
@@ -151,12 +161,9 @@ pub struct Vm {
     name: String,
     shared: Arc<Shared>,
     ctx: Arc<RunContext>,
-    /// vCPUs not yet handed to their threads.
-    vcpus: Vec<Vcpu>,
-    threads: Vec<JoinHandle<()>>,
     started: bool,
-    // Declared last so they are closed after the vCPUs above.
-    _vm_fd: VmFd,
+    // Declared last so they are closed after the vCPUs (which `wait` or `drop` join first).
+    _vm_fd: Arc<VmFd>,
     _kvm: Kvm,
 }
 
@@ -225,7 +232,7 @@ impl Vm {
         if spec.max_vcpus > host_max {
             return Err(EngineError::TooManyVcpus { host_max });
         }
-        let vm_fd = create_vm_fd(&kvm)?;
+        let vm_fd = Arc::new(create_vm_fd(&kvm)?);
         let mem = memory::create_guest_memory(spec.memory_bytes).map_err(EngineError::Memory)?;
         add_memory_slots(&vm_fd, &mem)?;
         let boot = boot::load(&mem, &spec.boot, spec.memory_bytes).map_err(EngineError::Boot)?;
@@ -236,42 +243,55 @@ impl Vm {
         acpi::create_acpi_tables(&mem, &acpi_config).map_err(EngineError::Acpi)?;
 
         let lifecycle = Arc::new(Lifecycle::new());
-        let devices =
+        let mut devices =
             LegacyDevices::create(&vm_fd, &lifecycle, serial).map_err(EngineError::Devices)?;
+        let cpus = Arc::new(CpuHotplug::new(
+            spec.max_vcpus,
+            lifecycle.clone(),
+            devices.ged.clone(),
+        ));
+        devices
+            .io_bus
+            .insert(
+                Arc::new(Mutex::new(cpu_hotplug::Registers(cpus.clone()))),
+                u64::from(layout::CPU_HOTPLUG_PORT),
+                cpu_hotplug::PORT_COUNT,
+            )
+            .map_err(|e| EngineError::Devices(DeviceError::Place(e)))?;
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(EngineError::GetSupportedCpuid)?;
-        let mut vcpus = Vec::with_capacity(spec.vcpus as usize);
+        let ctx = Arc::new(RunContext {
+            lifecycle: lifecycle.clone(),
+            cpus: cpus.clone(),
+            io_bus: devices.io_bus,
+            mmio_bus: devices.mmio_bus,
+            mem: mem.clone(),
+        });
+        let mut vcpus = VcpuSet::new(vm_fd.clone(), supported, spec.max_vcpus, ctx.clone());
         for index in 0..spec.vcpus {
-            let entry = (index == 0).then_some(boot.entry);
-            let vcpu = Vcpu::create(&vm_fd, index, &supported, spec.max_vcpus, entry)
-                .map_err(EngineError::Vcpu)?;
-            let registered = lifecycle.add_vcpu(vcpu.kick());
-            debug_assert_eq!(registered, index as usize);
-            vcpus.push(vcpu);
+            let start = if index == 0 {
+                VcpuStart::Boot { entry: boot.entry }
+            } else {
+                VcpuStart::Parked
+            };
+            vcpus.create_boot(index, start).map_err(EngineError::Vcpu)?;
         }
 
         let shared = Arc::new(Shared {
-            lifecycle: lifecycle.clone(),
+            lifecycle,
             serial: devices.serial,
             ged: devices.ged,
-            vcpu_stats: vcpus.iter().map(Vcpu::stats).collect(),
-            mem: Mutex::new(Some(mem.clone())),
+            cpus,
+            vcpus: Mutex::new(Some(vcpus)),
+            mem: Mutex::new(Some(mem)),
             memory_bytes: spec.memory_bytes,
-        });
-        let ctx = Arc::new(RunContext {
-            lifecycle,
-            io_bus: devices.io_bus,
-            mmio_bus: devices.mmio_bus,
-            mem,
         });
         Ok(Vm {
             name: spec.name.clone(),
             shared,
             ctx,
-            vcpus,
-            threads: Vec::new(),
             started: false,
             _vm_fd: vm_fd,
             _kvm: kvm,
@@ -285,16 +305,14 @@ impl Vm {
         }
         kick::install_kick_handler().map_err(EngineError::InstallKickHandler)?;
         self.started = true;
-        for vcpu in self.vcpus.drain(..) {
-            match vcpu.spawn(self.ctx.clone()) {
-                Ok(thread) => self.threads.push(thread),
-                Err(err) => {
-                    self.ctx.lifecycle.request_exit(VmExit::Crashed(format!(
-                        "cannot start the vCPU threads: {err}"
-                    )));
-                    return Err(EngineError::Vcpu(err));
-                }
-            }
+        let started = lock(&self.shared.vcpus)
+            .as_mut()
+            .map_or(Ok(()), VcpuSet::start_idle);
+        if let Err(err) = started {
+            self.ctx.lifecycle.request_exit(VmExit::Crashed(format!(
+                "cannot start the vCPU threads: {err}"
+            )));
+            return Err(EngineError::Vcpu(err));
         }
         if self.ctx.lifecycle.wait_entered(0) {
             return Ok(());
@@ -331,20 +349,25 @@ impl Vm {
         exit
     }
 
+    /// Joins every vCPU thread and drops the vCPUs (taking them from the shared state first,
+    /// so a hot-add that raced with the end has finished).
     fn join_threads(&mut self) {
-        for thread in self.threads.drain(..) {
-            // A panicking vCPU thread has already ended the boot as crashed (its exit guard).
-            let _ = thread.join();
+        let vcpus = lock(&self.shared.vcpus).take();
+        if let Some(mut vcpus) = vcpus {
+            vcpus.join_all();
         }
     }
 }
 
 impl Drop for Vm {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
+        let running = lock(&self.shared.vcpus)
+            .as_ref()
+            .is_some_and(VcpuSet::has_threads);
+        if running {
             self.ctx.lifecycle.request_exit(VmExit::Destroyed);
-            self.join_threads();
         }
+        self.join_threads();
         lock(&self.shared.mem).take();
     }
 }
@@ -388,20 +411,55 @@ impl VmHandle {
         lock(&self.shared.serial).queue_input(bytes)
     }
 
-    /// vCPUs present now.
+    /// vCPUs online now: those present at boot and those hot-added that the guest has started
+    /// (INIT/SIPI), less those the guest has ejected.
     pub fn vcpu_count(&self) -> u32 {
-        self.shared.vcpu_stats.len() as u32
+        self.shared.cpus.online_count()
+    }
+
+    /// Most vCPUs this boot can run (`max_vcpus`).
+    pub fn max_vcpus(&self) -> u32 {
+        self.shared.cpus.max_vcpus()
+    }
+
+    /// Hot-adds or removes vCPUs so that `count` are plugged (`1..=max_vcpus`). Added vCPUs are
+    /// created parked, and the guest is notified through the GED; it starts them with
+    /// INIT/SIPI (then [`VmHandle::vcpu_count`] counts them). Removed vCPUs are only marked:
+    /// the guest is asked to eject them and their threads end when it does. Returns once the
+    /// guest has been notified, without waiting for it.
+    pub fn set_vcpus(&self, count: u32) -> Result<(), EngineError> {
+        let mut vcpus = lock(&self.shared.vcpus);
+        let Some(set) = vcpus.as_mut() else {
+            return Err(HotplugError::NotRunning.into());
+        };
+        if self.shared.lifecycle.exit().is_some() {
+            return Err(HotplugError::NotRunning.into());
+        }
+        let plan = hotplug::resize(set, &self.shared.cpus, count)?;
+        log::info!(
+            "vCPU hotplug to {count}: adding {:?}, removing {:?}, keeping {:?}",
+            plan.add,
+            plan.remove,
+            plan.kept
+        );
+        Ok(())
+    }
+
+    /// Tells `observer` about hotplug facts from now on (online vCPU count changes). Called on
+    /// vCPU threads with no engine lock held.
+    pub fn set_observer(&self, observer: Arc<dyn VmObserver>) {
+        self.shared.cpus.set_observer(observer);
     }
 
     /// Engine counters. Once the `Vm` is gone its memory is released and counts as untouched.
     pub fn stats(&self) -> EngineStats {
         let vcpus = self
             .shared
-            .vcpu_stats
-            .iter()
-            .enumerate()
+            .cpus
+            .stats()
+            .into_iter()
             .map(|(index, stats)| VcpuCounters {
-                index: index as u32,
+                index,
                 tid: stats.tid.load(Ordering::Relaxed),
                 exits: stats.exits.load(Ordering::Relaxed),
             })

@@ -16,6 +16,7 @@ pub mod apic;
 pub mod boot;
 pub mod console;
 pub mod cpu;
+pub mod cpuhp;
 pub mod entry;
 pub mod ged;
 pub mod idt;
