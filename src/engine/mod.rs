@@ -8,7 +8,9 @@
 
 pub mod acpi;
 pub mod control;
+
 pub mod layout;
+pub mod pci;
 
 use std::path::PathBuf;
 use std::sync::Arc;
