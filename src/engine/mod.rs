@@ -8,7 +8,7 @@
 
 pub mod acpi;
 pub mod control;
-
+pub mod devices;
 pub mod layout;
 pub mod pci;
 
