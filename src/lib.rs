@@ -7,6 +7,9 @@
 pub mod engine;
 
 #[forbid(unsafe_code)]
+pub mod assets;
+
+#[forbid(unsafe_code)]
 pub mod client;
 #[forbid(unsafe_code)]
 pub mod config;

@@ -8,7 +8,6 @@
 
 pub mod acpi;
 pub mod control;
-pub mod devices;
 pub mod layout;
 pub mod pci;
 
@@ -74,6 +73,13 @@ pub enum VmExit {
     Crashed(String),
 }
 
+mod boot;
+mod cpuid;
+mod devices;
+mod kvm;
+mod lifecycle;
+mod memory;
+mod vcpu;
 mod vm;
 
 pub use vm::{EngineError, EngineStats, VcpuCounters, Vm, VmHandle};
