@@ -82,6 +82,9 @@ fn main() {
                 ])
                 .arg("-C")
                 .arg(format!("link-arg=-Wl,-T,{}", linker_script.display()))
+                // Panic locations name files relative to the package, not this checkout.
+                .arg("--remap-path-prefix")
+                .arg(format!("{}=vmux", root.display()))
                 .arg("-o")
                 .arg(out_dir.join(format!("{name}.elf")))
                 .arg(&source)

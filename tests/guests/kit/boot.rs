@@ -176,7 +176,8 @@ impl BootInfo {
     }
 }
 
-/// Iterator over memory-map entries (e820 entries are 20 bytes, PVH ones 24).
+/// Iterator over memory-map entries (e820 entries are 20 bytes, PVH ones 24), skipping empty
+/// ones.
 pub struct MemoryMap {
     entries: &'static [u8],
     stride: usize,
@@ -186,16 +187,22 @@ pub struct MemoryMap {
 impl Iterator for MemoryMap {
     type Item = Region;
     fn next(&mut self) -> Option<Region> {
-        let at = self.next;
-        if at + self.stride > self.entries.len() {
-            return None;
+        loop {
+            let at = self.next;
+            if at + self.stride > self.entries.len() {
+                return None;
+            }
+            self.next += self.stride;
+            let region = Region {
+                start: phys::u64_at(self.entries, at),
+                size: phys::u64_at(self.entries, at + 8),
+                kind: phys::u32_at(self.entries, at + 16),
+            };
+            // Empty entries say nothing (QEMU's PVH map ends with one).
+            if region.size != 0 {
+                return Some(region);
+            }
         }
-        self.next += self.stride;
-        Some(Region {
-            start: phys::u64_at(self.entries, at),
-            size: phys::u64_at(self.entries, at + 8),
-            kind: phys::u32_at(self.entries, at + 16),
-        })
     }
 }
 

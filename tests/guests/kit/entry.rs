@@ -23,20 +23,25 @@ global_asm!(
     .code64
     .globl _start
 _start:
+    # vmux: 64-bit mode, zero page in RSI. No PVH start info.
     xor %edx, %edx
     jmp kit_common64
 
     .code32
     .globl kit_pvh_start
 kit_pvh_start:
+    # PVH: 32-bit protected mode, paging off, hvm_start_info in EBX (kept in EDI).
     cli
     cld
     mov %ebx, %edi
+    # Only the low 32 bits of kit_gdtr's base are read here, which is where the GDT is.
     lgdt kit_gdtr
     mov $0x10, %eax
     mov %eax, %ds
     mov %eax, %es
     mov %eax, %ss
+    # CR4.PAE, CR3 = the linked-in identity map, EFER.LME, then CR0.PG: long mode
+    # (compatibility submode until the far jump loads the 64-bit code segment).
     mov %cr4, %eax
     or $0x20, %eax
     mov %eax, %cr4
@@ -53,6 +58,7 @@ kit_pvh_start:
 
     .code64
 kit_pvh_long_mode:
+    # RSI = 0: no zero page. RDX = the PVH start info.
     mov %edi, %edx
     xor %esi, %esi
 
@@ -67,11 +73,13 @@ kit_common64:
     mov %eax, %fs
     mov %eax, %gs
     mov $__kit_stack_top, %esp
+    # Reload CS with the kit's code64 selector (a far return is the 64-bit way to do it).
     pushq $0x08
     lea 1f(%rip), %rax
     push %rax
     lretq
 1:
+    # Zero .bss (the boot arguments wait in callee-saved registers), then enter Rust.
     mov %rsi, %r12
     mov %rdx, %r13
     mov $__kit_bss_start, %edi
@@ -88,6 +96,8 @@ kit_common64:
     jmp 2b
     .popsection
 
+    # The PVH note: name "Xen", type 18 (XEN_ELFNOTE_PHYS32_ENTRY), the 32-bit entry. The
+    # address is 8 bytes because QEMU reads a pointer-sized value; linux-loader reads 4.
     .pushsection .note.kit_pvh, "a", @note
     .balign 4
     .long 4
@@ -101,11 +111,12 @@ kit_common64:
     .pushsection .data.kit_gdt, "aw"
     .balign 16
     .globl kit_gdt, kit_gdt_end, kit_gdtr
+    # Accessed bits preset, so the CPU never writes to the table.
 kit_gdt:
-    .quad 0
-    .quad 0x00af9b000000ffff
-    .quad 0x00cf93000000ffff
-    .quad 0x00cf9b000000ffff
+    .quad 0                     # null
+    .quad 0x00af9b000000ffff    # 0x08: code, 64-bit
+    .quad 0x00cf93000000ffff    # 0x10: data, flat 4 GiB
+    .quad 0x00cf9b000000ffff    # 0x18: code, 32-bit flat (the AP trampoline)
 kit_gdt_end:
     .balign 8
 kit_gdtr:
@@ -113,6 +124,8 @@ kit_gdtr:
     .quad kit_gdt
     .popsection
 
+    # The PVH entry's identity map of 0..4 GiB: one PML4, one PDPT, four page directories of
+    # 2 MiB pages (present, writable, PS). The last GiB, the MMIO hole, is uncached (PWT|PCD).
     .pushsection .data.kit_boot_pagetables, "aw"
     .balign 4096
 kit_boot_pml4:

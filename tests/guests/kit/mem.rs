@@ -2,8 +2,9 @@
 //! `memcmp`, `bcmp`) and the `rust_eh_personality` symbol the precompiled `core` refers to.
 //!
 //! The host target's `compiler_builtins` leaves these to libc, which a guest does not have.
-//! They are written with string instructions so that the optimizer cannot turn them back into
-//! calls to themselves, and so that they contain no SSE.
+//! The copies and fills are string instructions and the comparison reads bytes with volatile
+//! loads, so the optimizer cannot turn them back into calls to themselves, and none contains
+//! SSE.
 
 use core::arch::asm;
 

@@ -31,12 +31,13 @@ global_asm!(
     .globl kit_trampoline_start, kit_trampoline_end
     .code16
 kit_trampoline_start:
+    # Runs at 0x10000 (CS = 0x1000, IP = 0); data first, at fixed offsets.
     jmp kit_tramp_real
     .balign 8
-kit_trampoline_cr3:
+kit_trampoline_cr3:             # +8: patched with the boot CPU's CR3
     .long 0
     .long 0
-kit_tramp_gdtr:
+kit_tramp_gdtr:                 # the kit GDT (4 entries, kit/entry.rs), 32-bit base
     .word 4 * 8 - 1
     .long kit_gdt
 kit_tramp_real:
@@ -44,6 +45,7 @@ kit_tramp_real:
     cld
     mov %cs, %ax
     mov %ax, %ds
+    # DS = CS, so trampoline offsets address the copy. lgdtl loads all 32 base bits.
     lgdtl kit_tramp_gdtr - kit_trampoline_start
     mov %cr0, %eax
     or $1, %eax
@@ -52,6 +54,7 @@ kit_tramp_real:
 
     .code32
 kit_tramp_32:
+    # Protected mode with flat segments; now long mode, as in kit_pvh_start.
     mov $0x10, %eax
     mov %eax, %ds
     mov %eax, %es
@@ -68,6 +71,7 @@ kit_tramp_32:
     mov %cr0, %eax
     or $0x80000000, %eax
     mov %eax, %cr0
+    # Straight into the program image (below 4 GiB) with the 64-bit code segment.
     ljmp $0x08, $kit_ap_long_mode
 kit_trampoline_end:
 
@@ -80,6 +84,7 @@ kit_ap_long_mode:
     mov %eax, %ss
     mov %eax, %fs
     mov %eax, %gs
+    # Stack = __kit_ap_stacks + (APIC id + 1) * 8 KiB; the id is kit_ap_entry's argument.
     mov $0xfee00020, %eax
     mov (%rax), %edi
     shr $24, %edi
@@ -122,15 +127,12 @@ pub enum StartError {
 fn hook() -> Option<fn(u32)> {
     match AP_HOOK.load(Ordering::Acquire) {
         0 => None,
-        // The only non-zero values stored are `fn(u32)` pointers (see `set_ap_hook`).
-        addr => Some(unsafe_fn_from_addr(addr)),
+        addr => {
+            // SAFETY: `AP_HOOK` only ever holds 0 or `f as usize` for an `f: fn(u32)` (see
+            // `set_ap_hook`), so this turns it back into that same function pointer.
+            Some(unsafe { core::mem::transmute::<usize, fn(u32)>(addr) })
+        }
     }
-}
-
-fn unsafe_fn_from_addr(addr: usize) -> fn(u32) {
-    // SAFETY: `AP_HOOK` only ever holds 0 or a value produced by `f as usize` for an
-    // `f: fn(u32)` in `set_ap_hook`, so transmuting it back yields the same function pointer.
-    unsafe { core::mem::transmute::<usize, fn(u32)>(addr) }
 }
 
 /// Sets what every AP runs once it is up (e.g. printing "cpu N online").
