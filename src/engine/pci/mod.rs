@@ -19,20 +19,21 @@ mod device;
 mod host_bridge;
 mod kvm;
 mod msix;
+mod platform;
 mod root;
 #[cfg(test)]
 pub(crate) mod testing;
 
 pub use allocator::AddressAllocator;
-pub use config::{
-    BAR_COUNT, BarRegion, BarSpec, COMMAND_BUS_MASTER, COMMAND_MEMORY_SPACE, CONFIG_SPACE_SIZE,
-    LEGACY_CONFIG_SPACE_SIZE, PciConfiguration, PciHeader,
-};
+#[cfg(test)]
+pub use config::COMMAND_MEMORY_SPACE;
+pub use config::{BarRegion, BarSpec, LEGACY_CONFIG_SPACE_SIZE, PciConfiguration, PciHeader};
 pub use device::{PciAddress, PciDevice};
 pub use host_bridge::HostBridge;
 pub use kvm::{KvmVmInterface, MsiMessage, VmInterface};
-pub use msix::{MSIX_CAPABILITY_ID, MSIX_ENTRY_SIZE, Msix, MsixLayout};
-pub use root::{PciConfigIo, PciConfigMmio, PciMmioWindow, PciRoot, SharedPciDevice};
+pub use msix::{MSIX_CAPABILITY_ID, Msix, MsixLayout};
+pub use platform::{PciPlatform, PlatformError};
+pub use root::{PciConfigIo, PciConfigMmio, PciMmioWindow, PciRoot};
 
 /// Errors building the PCI bus or its devices. Guest accesses never fail: they are absorbed.
 #[derive(Debug, thiserror::Error)]

@@ -163,11 +163,6 @@ impl Msix {
         self.vectors.len() as u16
     }
 
-    /// Whether the guest has enabled MSI-X.
-    pub fn is_enabled(&self) -> bool {
-        self.lock().enabled
-    }
-
     /// The guest wrote the capability's message control register.
     pub fn set_message_control(&self, control: u16) {
         let mut state = self.lock();

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::{HostBridge, LEGACY_CONFIG_SPACE_SIZE, PciAddress, PciDevice, PciError};
+use crate::engine::devices::bus::BusDevice;
 use crate::engine::layout;
 
 /// A device as the root holds it: each behind its own lock so vCPUs touching different
@@ -168,9 +169,11 @@ impl PciConfigIo {
         let register = (self.address & 0xfc) as usize + data_offset as usize;
         (register < LEGACY_CONFIG_SPACE_SIZE).then_some((address, register))
     }
+}
 
+impl BusDevice for PciConfigIo {
     /// The guest reads `data.len()` bytes at port `0xcf8 + offset`.
-    pub fn read(&mut self, offset: u64, data: &mut [u8]) {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
         match offset {
             0 if data.len() == 4 => data.copy_from_slice(&self.address.to_le_bytes()),
             4.. => match self.target(offset - 4, data.len()) {
@@ -183,7 +186,7 @@ impl PciConfigIo {
 
     /// The guest writes `data` at port `0xcf8 + offset`. Narrower writes to the address
     /// register (Linux's type-1 probe pokes 0xCFB with a byte) are ignored.
-    pub fn write(&mut self, offset: u64, data: &[u8]) {
+    fn write(&mut self, offset: u64, data: &[u8]) {
         match offset {
             0 => {
                 if let Ok(bytes) = <[u8; 4]>::try_from(data) {
@@ -223,9 +226,11 @@ impl PciConfigMmio {
         };
         Some((address, (offset % ECAM_FUNCTION_SIZE) as usize))
     }
+}
 
+impl BusDevice for PciConfigMmio {
     /// The guest reads at `PCI_ECAM_START + offset`.
-    pub fn read(&mut self, offset: u64, data: &mut [u8]) {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
         match Self::target(offset, data.len()) {
             Some((address, register)) => read_config(&self.root, address, register, data),
             None => data.fill(0xff),
@@ -233,7 +238,7 @@ impl PciConfigMmio {
     }
 
     /// The guest writes at `PCI_ECAM_START + offset`.
-    pub fn write(&mut self, offset: u64, data: &[u8]) {
+    fn write(&mut self, offset: u64, data: &[u8]) {
         if let Some((address, register)) = Self::target(offset, data.len()) {
             write_config(&self.root, address, register, data);
         }
@@ -253,9 +258,11 @@ impl PciMmioWindow {
     pub fn new(root: Arc<Mutex<PciRoot>>, base: u64) -> PciMmioWindow {
         PciMmioWindow { root, base }
     }
+}
 
+impl BusDevice for PciMmioWindow {
     /// The guest reads at `base + offset`.
-    pub fn read(&mut self, offset: u64, data: &mut [u8]) {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
         let target = lock(&self.root).resolve_bar(self.base + offset, data.len());
         match target {
             Some((device, bar, at)) => lock(&device).read_bar(bar, at, data),
@@ -264,7 +271,7 @@ impl PciMmioWindow {
     }
 
     /// The guest writes at `base + offset`.
-    pub fn write(&mut self, offset: u64, data: &[u8]) {
+    fn write(&mut self, offset: u64, data: &[u8]) {
         let target = lock(&self.root).resolve_bar(self.base + offset, data.len());
         if let Some((device, bar, at)) = target {
             lock(&device).write_bar(bar, at, data);

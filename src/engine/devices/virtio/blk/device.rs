@@ -14,7 +14,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::backend::DiskBackend;
 use super::request::{Disk, MAX_DISCARD_SECTORS, MAX_DISCARD_SEGMENTS, SECTOR_SIZE, SERIAL_LEN};
-use super::stats::{DiskCounters, DiskStats};
+use super::stats::DiskCounters;
 use super::worker::Worker;
 use crate::engine::devices::virtio::{ActivateError, ActiveQueue, VirtioDevice, VirtioInterrupt};
 
@@ -71,11 +71,6 @@ impl VirtioBlk {
             config,
             worker: None,
         }
-    }
-
-    /// The disk's counters now.
-    pub fn stats(&self) -> DiskStats {
-        self.counters.snapshot()
     }
 
     /// The live counters, for whoever samples stats after the device is handed to its

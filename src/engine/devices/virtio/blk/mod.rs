@@ -15,7 +15,6 @@ mod worker;
 
 pub use backend::{BackendError, DiskBackend, RawFile};
 pub use device::VirtioBlk;
-pub use request::{MalformedChain, SECTOR_SIZE, SERIAL_LEN};
 pub use stats::{DiskCounters, DiskStats};
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
-pub use interrupt::{NO_VECTOR, PciInterrupt};
+pub use interrupt::PciInterrupt;
 
 use self::common_cfg::{COMMON_CFG_SIZE, CommonConfig};
 use super::{
@@ -104,6 +104,7 @@ pub enum VirtioPciError {
 pub struct VirtioPciDevice {
     config: PciConfiguration,
     msix_capability: usize,
+    msix_layout: MsixLayout,
     pci_cfg_capability: usize,
     device: Box<dyn VirtioDevice>,
     common: CommonConfig,
@@ -188,6 +189,7 @@ impl VirtioPciDevice {
         Ok(VirtioPciDevice {
             config,
             msix_capability,
+            msix_layout,
             pci_cfg_capability,
             common: CommonConfig::new(&sizes),
             device,
@@ -352,6 +354,16 @@ impl VirtioPciDevice {
             .then_some((bar, offset, length))
     }
 
+    /// Whether BAR offset `offset` is inside the MSI-X table.
+    fn in_msix_table(&self, offset: u64) -> bool {
+        (MSIX_TABLE_OFFSET..MSIX_TABLE_OFFSET + self.msix_layout.table_size()).contains(&offset)
+    }
+
+    /// Whether BAR offset `offset` is inside the MSI-X pending-bit array.
+    fn in_msix_pba(&self, offset: u64) -> bool {
+        (MSIX_PBA_OFFSET..MSIX_PBA_OFFSET + self.msix_layout.pba_size()).contains(&offset)
+    }
+
     /// Whether a configuration access at `offset..offset + len` touches the `PCI_CFG` data.
     fn touches_pci_cfg_data(&self, offset: usize, len: usize) -> bool {
         let data = self.pci_cfg_capability + 16;
@@ -425,10 +437,10 @@ impl PciDevice for VirtioPciDevice {
             DEVICE_CFG_OFFSET..NOTIFY_OFFSET => {
                 self.device.read_config(offset - DEVICE_CFG_OFFSET, data);
             }
-            MSIX_TABLE_OFFSET..MSIX_PBA_OFFSET => {
+            _ if self.in_msix_table(offset) => {
                 self.msix.read_table(offset - MSIX_TABLE_OFFSET, data);
             }
-            MSIX_PBA_OFFSET..BAR_SIZE => self.msix.read_pba(offset - MSIX_PBA_OFFSET, data),
+            _ if self.in_msix_pba(offset) => self.msix.read_pba(offset - MSIX_PBA_OFFSET, data),
             _ => {}
         }
     }
@@ -456,7 +468,7 @@ impl PciDevice for VirtioPciDevice {
                     log::warn!("virtio queue {index}: notify: {e}");
                 }
             }
-            MSIX_TABLE_OFFSET..MSIX_PBA_OFFSET => {
+            _ if self.in_msix_table(offset) => {
                 self.msix.write_table(offset - MSIX_TABLE_OFFSET, data);
             }
             _ => {}

@@ -438,13 +438,34 @@ fn pci_cfg_window_reaches_the_common_config() {
 }
 
 #[test]
-fn msix_message_control_write_enables_msix() {
+fn an_unmasked_vector_gets_its_route_once_msix_is_enabled() {
     let mut d = driver();
     let msix = d.capabilities()[0].2;
+    d.write(MSIX_TABLE_OFFSET, 8, 0xfee0_0000);
+    d.write(MSIX_TABLE_OFFSET + 8, 4, 0x41);
+    d.write(MSIX_TABLE_OFFSET + 12, 4, 0);
+    let before = d.vm.routes.lock().unwrap().len();
 
     d.device.write_config(msix + 2, &0x8000u16.to_le_bytes());
 
-    assert!(d.device.msix.is_enabled());
+    assert_eq!(before, 0, "no route while MSI-X is disabled");
+    let routes = d.vm.routes.lock().unwrap();
+    assert_eq!(routes.len(), 1);
+    assert_eq!((routes[0].1.address, routes[0].1.data), (0xfee0_0000, 0x41));
+}
+
+#[test]
+fn msix_table_past_the_last_vector_reads_zero() {
+    let mut d = driver();
+
+    d.write(MSIX_TABLE_OFFSET + 3 * 16, 4, 0x1234);
+
+    assert_eq!(d.read(MSIX_TABLE_OFFSET + 3 * 16, 4), 0);
+    assert_eq!(
+        d.read(MSIX_TABLE_OFFSET + 12, 4),
+        1,
+        "vector 0 starts masked"
+    );
 }
 
 #[test]
