@@ -145,7 +145,6 @@ impl Worker {
                 }
                 if let Err(malformed) = result {
                     log::warn!("virtio-blk: {malformed}; device needs reset");
-                    self.disk.counters.record_error();
                     self.interrupt.signal_queue(self.queue_index);
                     return self.broken();
                 }
@@ -184,7 +183,9 @@ impl Worker {
         }
     }
 
+    /// Counts the guest's error and asks the driver for a reset.
     fn broken(&self) -> Result<(), Broken> {
+        self.disk.counters.record_error();
         self.interrupt.signal_needs_reset();
         Err(Broken)
     }
