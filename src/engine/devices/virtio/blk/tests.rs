@@ -303,3 +303,66 @@ fn an_available_index_far_ahead_needs_reset() {
 
     assert_eq!(rig.used_idx(), 0, "nothing was consumed");
 }
+
+/// xorshift64: a deterministic stream of guest "register traffic".
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn random_register_and_ring_traffic_never_panics_or_hangs() {
+    let mut rig = rig(false);
+    let mut noise = Noise(0x9e37_79b9_7f4a_7c15);
+    let widths = [1usize, 2, 4, 8];
+
+    for _ in 0..20_000 {
+        let roll = noise.next();
+        let width = widths[(roll % 4) as usize];
+        let value = noise.next();
+        let bytes = value.to_le_bytes();
+        match (roll >> 8) % 6 {
+            0 => {
+                let mut data = [0u8; 8];
+                rig.transport
+                    .read_config((noise.next() % 4096) as usize, &mut data[..width]);
+            }
+            1 => rig
+                .transport
+                .write_config((noise.next() % 4096) as usize, &bytes[..width]),
+            2 => {
+                let mut data = [0u8; 8];
+                rig.transport.read_bar(
+                    (roll >> 16) as u8 % 2,
+                    noise.next() % 0x8000,
+                    &mut data[..width],
+                );
+            }
+            3 => rig
+                .transport
+                .write_bar(0, noise.next() % 0x8000, &bytes[..width]),
+            // Common configuration and notify writes, where the state machine lives.
+            4 => rig
+                .transport
+                .write_bar(0, noise.next() % 0x38, &bytes[..width]),
+            _ => {
+                // Scribble over the rings and buffers the device may be reading.
+                let at = GuestAddress(noise.next() % (MEM_SIZE as u64 - 8));
+                rig.mem.write_obj(value, at).unwrap();
+                rig.write(NOTIFY, 2, 0);
+            }
+        }
+    }
+
+    // Whatever state the noise left, a reset and a clean initialisation still work.
+    rig.transport.write_config(4, &[0x06, 0]);
+    rig.initialise();
+    let (status, _) = rig.read_sector(0);
+    assert_eq!(status, OK);
+}

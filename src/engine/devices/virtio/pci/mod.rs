@@ -433,7 +433,11 @@ impl PciDevice for VirtioPciDevice {
                 self.common
                     .read(offset, data, self.offered_features, &self.interrupt);
             }
-            ISR_OFFSET => data[0] = self.interrupt.take_isr(),
+            ISR_OFFSET => {
+                if let Some(isr) = data.first_mut() {
+                    *isr = self.interrupt.take_isr();
+                }
+            }
             DEVICE_CFG_OFFSET..NOTIFY_OFFSET => {
                 self.device.read_config(offset - DEVICE_CFG_OFFSET, data);
             }
