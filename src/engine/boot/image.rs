@@ -328,6 +328,23 @@ pub(crate) mod tests {
         elf
     }
 
+    /// A minimal bzImage: one setup sector after the boot sector, boot protocol 2.15 with a
+    /// 64-bit entry point, and `payload` as the protected-mode kernel needing `init_size`.
+    fn bzimage(payload: &[u8], xloadflags: u16, init_size: u32) -> Vec<u8> {
+        let mut image = vec![0u8; 1024];
+        image[0x1f1] = 1; // setup_sects
+        image[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+        image[0x202..0x206].copy_from_slice(b"HdrS");
+        image[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes()); // version
+        image[0x211] = 1; // loadflags: LOADED_HIGH
+        image[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes()); // code32_start
+        image[0x22c..0x230].copy_from_slice(&0x37ff_ffffu32.to_le_bytes()); // initrd_addr_max
+        image[0x236..0x238].copy_from_slice(&xloadflags.to_le_bytes());
+        image[0x260..0x264].copy_from_slice(&init_size.to_le_bytes());
+        image.extend_from_slice(payload);
+        image
+    }
+
     fn memory(bytes: u64) -> GuestMemoryMmap {
         crate::engine::memory::create_guest_memory(bytes).expect("map guest memory")
     }
@@ -343,6 +360,36 @@ pub(crate) mod tests {
         let mut image = vec![0u8; 0x400];
         image[BZIMAGE_MAGIC_OFFSET..BZIMAGE_MAGIC_OFFSET + 4].copy_from_slice(b"HdrS");
         assert_eq!(detect(&image, "x").ok(), Some(ImageKind::BzImage));
+    }
+
+    #[test]
+    fn bzimage_payload_is_loaded_at_one_mib_and_entered_at_its_64_bit_entry() {
+        let mem = memory(8 * MIB);
+        let image = bzimage(&[0x0f, 0x0b, 0xf4], XLF_KERNEL_64, 0x1000);
+        let loaded = load(&mem, &image, "bz", 8 * MIB).expect("load");
+        let mut payload = [0u8; 3];
+        mem.read_slice(&mut payload, GuestAddress(MIB))
+            .expect("read");
+        assert_eq!(payload, [0x0f, 0x0b, 0xf4]);
+        assert_eq!(loaded.entry, MIB + 0x200);
+        assert_eq!(loaded.end, MIB + 0x1000, "room for init_size");
+        let version = loaded.setup_header.expect("bzImage header").version;
+        assert_eq!(version, 0x020f);
+    }
+
+    #[test]
+    fn bzimage_without_a_64_bit_entry_is_refused() {
+        let image = bzimage(&[0xf4], 0, 0x1000);
+        let err = load(&memory(4 * MIB), &image, "old", 4 * MIB).expect_err("32-bit only");
+        assert!(err.to_string().contains("64-bit entry point"), "{err}");
+    }
+
+    #[test]
+    fn bzimage_needing_more_than_ram_to_decompress_is_too_large() {
+        let image = bzimage(&[0xf4], XLF_KERNEL_64, 16 << 20);
+        let err = load(&memory(4 * MIB), &image, "big", 4 * MIB).expect_err("too large");
+        assert!(matches!(err, BootError::KernelTooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("give the VM more memory"), "{err}");
     }
 
     #[test]
