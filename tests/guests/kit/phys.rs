@@ -44,9 +44,10 @@ pub fn u8_at(bytes: &[u8], offset: usize) -> u8 {
 
 /// The NUL-terminated string at physical `addr` (at most `max` bytes, NUL excluded).
 pub fn c_string(addr: u64, max: usize) -> &'static [u8] {
-    let Some(area) = bytes(addr, max).or_else(|| bytes(addr, 0)) else {
+    // Near the end of the map, read only what is mapped.
+    let readable = MAPPED_END.saturating_sub(addr).min(max as u64) as usize;
+    let Some(area) = bytes(addr, readable) else {
         return &[];
     };
-    let len = area.iter().position(|&b| b == 0).unwrap_or(area.len());
-    &area[..len]
+    area.split(|&b| b == 0).next().unwrap_or(&[])
 }
