@@ -162,6 +162,7 @@ fn request(
         (*b).status[0] = 0xff;
         addr_of(&raw mut (*b).status)
     };
+    virtio::drain_interrupts();
     let mut chain = [(0u64, 0u32, false); 3];
     chain[..payload.len()].copy_from_slice(payload);
     chain[payload.len()] = (status, 1, true);
@@ -175,7 +176,7 @@ fn request(
     if unsafe { (*b).status[0] } != S_OK {
         return Err("request failed");
     }
-    if !virtio::take_interrupt(virtio::VECTOR_QUEUE) {
+    if !virtio::await_interrupt(virtio::VECTOR_QUEUE, TIMEOUT_US) {
         return Err("completion raised no MSI-X interrupt");
     }
     Ok(())

@@ -17,7 +17,6 @@ mod kit;
 
 use kit::console::{Ascii, Dec};
 use kit::pci::{Bdf, Config};
-use kit::time::Deadline;
 use kit::virtio::{self, DESC_F_NEXT, DESC_F_WRITE, Device, Queue, Wait};
 
 const T_IN: u32 = 0;
@@ -163,22 +162,11 @@ fn submit(queue: &mut Queue) {
     queue.notify();
 }
 
-/// Waits for `vector` in the local APIC for up to `timeout_us` and takes it.
-fn wait_interrupt(vector: u8, timeout_us: u64) -> bool {
-    let deadline = Deadline::after_us(timeout_us);
-    while !virtio::interrupt_pending(vector) {
-        if deadline.passed() {
-            return false;
-        }
-        kit::cpu::pause();
-    }
-    virtio::take_interrupt(vector)
-}
-
 /// Runs one case on a freshly initialised device; `Ok` names the outcome.
 fn run_case(device: &Device, case: Case, expect: Expect) -> Result<&'static str, &'static str> {
     let mut queue = Queue::new();
     device.bring_up(&mut queue, 0).map_err(virtio::Error::text)?;
+    virtio::drain_interrupts();
     let capacity = device.config_u64(0);
     case(&mut queue, capacity);
     let outcome = match queue.wait(device, TIMEOUT_US) {
@@ -194,10 +182,9 @@ fn run_case(device: &Device, case: Case, expect: Expect) -> Result<&'static str,
         Wait::NeedsReset => Expect::NeedsReset,
         Wait::Timeout => return Err("no answer: the device hung"),
     };
-    if outcome == Expect::NeedsReset && !wait_interrupt(virtio::VECTOR_CONFIG, TIMEOUT_US) {
+    if outcome == Expect::NeedsReset && !virtio::await_interrupt(virtio::VECTOR_CONFIG, TIMEOUT_US) {
         return Err("DEVICE_NEEDS_RESET without a configuration interrupt");
     }
-    virtio::take_interrupt(virtio::VECTOR_QUEUE);
     if outcome != expect {
         return Err(match outcome {
             Expect::NeedsReset => "got needs reset",
@@ -214,6 +201,7 @@ fn run_case(device: &Device, case: Case, expect: Expect) -> Result<&'static str,
 fn good_read(device: &Device) -> Result<(), &'static str> {
     let mut queue = Queue::new();
     device.bring_up(&mut queue, 0).map_err(virtio::Error::text)?;
+    virtio::drain_interrupts();
     prepare(T_IN, 0);
     let chain = [(header_addr(), 16, false), (data_addr(), 512, true), (status_addr(), 1, true)];
     match queue.submit(device, &chain, TIMEOUT_US) {
@@ -222,7 +210,7 @@ fn good_read(device: &Device) -> Result<(), &'static str> {
         Wait::NeedsReset => return Err("good read: device needs reset"),
         Wait::Timeout => return Err("good read timed out"),
     }
-    if !virtio::take_interrupt(virtio::VECTOR_QUEUE) {
+    if !virtio::await_interrupt(virtio::VECTOR_QUEUE, TIMEOUT_US) {
         return Err("good read raised no MSI-X interrupt");
     }
     device.reset().map_err(virtio::Error::text)

@@ -6,8 +6,7 @@
 //! FEATURES_OK, MSI-X vectors, queue 0, DRIVER_OK). Programs then build descriptor chains with
 //! [`Queue::set_desc`], hand them over with [`Queue::publish`] and [`Queue::notify`], and wait
 //! with [`Queue::wait`]. Interrupts stay off (the kit's rule); completion is polled and the MSI
-//! is checked in the local APIC's IRR ([`interrupt_pending`]), then taken with
-//! [`take_interrupt`].
+//! is awaited in the local APIC's IRR ([`await_interrupt`]) and taken.
 
 use crate::kit::apic;
 use crate::kit::cpu;
@@ -494,4 +493,25 @@ pub fn take_interrupt(vector: u8) -> bool {
     }
     cpu::wait_for_interrupt();
     true
+}
+
+/// Takes whatever the device's two vectors left pending (before a request whose own
+/// interrupt is to be checked).
+pub fn drain_interrupts() {
+    take_interrupt(VECTOR_CONFIG);
+    take_interrupt(VECTOR_QUEUE);
+}
+
+/// Waits up to `timeout_us` for `vector` to become pending and takes it. A device writes the
+/// used ring before it interrupts, so a driver that saw a completion may still have to wait
+/// a moment for the MSI.
+pub fn await_interrupt(vector: u8, timeout_us: u64) -> bool {
+    let deadline = Deadline::after_us(timeout_us);
+    while !interrupt_pending(vector) {
+        if deadline.passed() {
+            return false;
+        }
+        cpu::pause();
+    }
+    take_interrupt(vector)
 }
