@@ -15,8 +15,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const PROGRAMS: [&str; 8] = [
-    "acpi", "demo", "echo", "fault", "flood", "hello", "launch", "smp",
+const PROGRAMS: [&str; 10] = [
+    "acpi", "blk", "demo", "echo", "evil_blk", "fault", "flood", "hello", "launch", "smp",
 ];
 
 fn guest(name: &str) -> PathBuf {

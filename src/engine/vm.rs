@@ -10,13 +10,15 @@
 use super::acpi::{self, AcpiConfig, AcpiError};
 use super::boot::{self, BootError};
 use super::devices::bus::lock;
+use super::devices::virtio::blk::DiskCounters;
 use super::devices::{DeviceError, LegacyDevices, ged::Ged, serial::Serial};
 use super::kvm::{self, KvmError};
 use super::layout;
 use super::lifecycle::{Lifecycle, LifecycleError};
 use super::memory::{self, MemoryError};
+use super::pci::{KvmVmInterface, PciPlatform, PlatformError};
 use super::vcpu::{RunContext, Vcpu, VcpuError, VcpuStats, kick};
-use super::{SerialSink, VmExit, VmSpec};
+use super::{DiskStats, SerialSink, VmExit, VmSpec};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
 use kvm_ioctls::{Kvm, VmFd};
@@ -85,6 +87,9 @@ pub enum EngineError {
     /// The devices could not be built.
     #[error("cannot set up the VM's devices")]
     Devices(#[source] DeviceError),
+    /// The PCI bus or a disk could not be set up (the message names the disk and the fix).
+    #[error(transparent)]
+    Pci(PlatformError),
     /// KVM_GET_SUPPORTED_CPUID failed.
     #[error("cannot read the CPUID KVM supports")]
     GetSupportedCpuid(#[source] kvm_ioctls::Error),
@@ -130,6 +135,8 @@ pub struct EngineStats {
     pub memory_bytes: u64,
     /// Guest RAM resident in host memory (touched), bytes.
     pub memory_touched_bytes: u64,
+    /// One entry per disk, in `VmSpec::disks` order.
+    pub disks: Vec<DiskStats>,
 }
 
 /// What handles share with the VM.
@@ -142,6 +149,8 @@ struct Shared {
     /// handle kept after the boot does not keep the guest's memory alive.
     mem: Mutex<Option<GuestMemoryMmap>>,
     memory_bytes: u64,
+    /// Each disk's counters, in `VmSpec::disks` order.
+    disks: Vec<Arc<DiskCounters>>,
 }
 
 /// One boot of one VM; owns the KVM fds, memory, devices and vCPU threads.
@@ -155,8 +164,11 @@ pub struct Vm {
     vcpus: Vec<Vcpu>,
     threads: Vec<JoinHandle<()>>,
     started: bool,
-    // Declared last so they are closed after the vCPUs above.
-    _vm_fd: VmFd,
+    /// The PCI root bus and its disks; dropped with the `Vm` (not kept alive by handles).
+    _pci: PciPlatform,
+    // Declared last so they are closed after the vCPUs above. Shared (`Arc`) with the PCI
+    // devices, which program MSI routes and ioeventfds on it.
+    _vm_fd: Arc<VmFd>,
     _kvm: Kvm,
 }
 
@@ -225,7 +237,7 @@ impl Vm {
         if spec.max_vcpus > host_max {
             return Err(EngineError::TooManyVcpus { host_max });
         }
-        let vm_fd = create_vm_fd(&kvm)?;
+        let vm_fd = Arc::new(create_vm_fd(&kvm)?);
         let mem = memory::create_guest_memory(spec.memory_bytes).map_err(EngineError::Memory)?;
         add_memory_slots(&vm_fd, &mem)?;
         let boot = boot::load(&mem, &spec.boot, spec.memory_bytes).map_err(EngineError::Boot)?;
@@ -236,8 +248,16 @@ impl Vm {
         acpi::create_acpi_tables(&mem, &acpi_config).map_err(EngineError::Acpi)?;
 
         let lifecycle = Arc::new(Lifecycle::new());
-        let devices =
+        let mut devices =
             LegacyDevices::create(&vm_fd, &lifecycle, serial).map_err(EngineError::Devices)?;
+        let pci = PciPlatform::create(
+            Arc::new(KvmVmInterface::new(vm_fd.clone())),
+            &mem,
+            &spec.disks,
+            &mut devices.io_bus,
+            &mut devices.mmio_bus,
+        )
+        .map_err(EngineError::Pci)?;
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -259,6 +279,7 @@ impl Vm {
             vcpu_stats: vcpus.iter().map(Vcpu::stats).collect(),
             mem: Mutex::new(Some(mem.clone())),
             memory_bytes: spec.memory_bytes,
+            disks: pci.disk_counters(),
         });
         let ctx = Arc::new(RunContext {
             lifecycle,
@@ -273,6 +294,7 @@ impl Vm {
             vcpus,
             threads: Vec::new(),
             started: false,
+            _pci: pci,
             _vm_fd: vm_fd,
             _kvm: kvm,
         })
@@ -412,6 +434,7 @@ impl VmHandle {
             memory_touched_bytes: lock(&self.shared.mem)
                 .as_ref()
                 .map_or(0, memory::touched_bytes),
+            disks: self.shared.disks.iter().map(|d| d.snapshot()).collect(),
         }
     }
 }
