@@ -194,6 +194,7 @@ fn kit_spec(name: &str, cmdline: &str, vcpus: u32, max_vcpus: u32) -> VmSpec {
             elf: Arc::from(guest(name)),
             cmdline: cmdline.to_owned(),
         },
+        disks: Vec::new(),
     }
 }
 
@@ -207,6 +208,7 @@ fn spec(code: &[u8], vcpus: u32, memory_bytes: u64) -> VmSpec {
             elf: Arc::from(elf(code)),
             cmdline: "console=ttyS0".to_owned(),
         },
+        disks: Vec::new(),
     }
 }
 
@@ -398,6 +400,7 @@ fn power_button_makes_the_demo_guest_power_off() {
             elf: Arc::from(vmux::assets::demo_guest()),
             cmdline: String::new(),
         },
+        disks: Vec::new(),
     };
     let vm = Running::start(&spec);
     vm.wait_for_output("demo$ ");

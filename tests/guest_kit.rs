@@ -15,8 +15,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const PROGRAMS: [&str; 9] = [
-    "acpi", "demo", "echo", "fault", "flood", "hello", "hotplug", "launch", "smp",
+const PROGRAMS: [&str; 11] = [
+    "acpi", "blk", "demo", "echo", "evil_blk", "fault", "flood", "hello", "hotplug", "launch",
+    "smp",
 ];
 
 fn guest(name: &str) -> PathBuf {

@@ -52,6 +52,7 @@ impl Engine {
                 elf: Arc::from(guest("hotplug")),
                 cmdline: String::new(),
             },
+            disks: Vec::new(),
         };
         let capture = Arc::new(Capture::default());
         let mut vm = Vm::create(&spec, capture.clone()).expect("create VM");

@@ -54,6 +54,20 @@ pub struct VmSpec {
     pub memory_bytes: u64,
     /// The boot image.
     pub boot: BootSpec,
+    /// virtio-blk disks, in PCI slot order (slot 1 upwards; slot 0 is the host bridge).
+    pub disks: Vec<DiskSpec>,
+}
+
+/// One virtio-blk disk backed by a raw image file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSpec {
+    /// The image file on the host; its size (rounded down to 512-byte sectors) is the disk's.
+    pub path: PathBuf,
+    /// The guest sees a read-only disk (`VIRTIO_BLK_F_RO`) and its writes fail; the file is
+    /// opened read-only.
+    pub read_only: bool,
+    /// What the guest reads as the disk's serial number (GET_ID); at most 20 bytes are kept.
+    pub serial: String,
 }
 
 /// Receives the guest's serial output. Called on vCPU threads with the UART's bytes; must
@@ -94,8 +108,10 @@ mod hotplug;
 mod kvm;
 mod lifecycle;
 mod memory;
+mod pci;
 mod vcpu;
 mod vm;
 
+pub use devices::virtio::blk::{DiskBackend, DiskStats};
 pub use hotplug::HotplugError;
 pub use vm::{EngineError, EngineStats, VcpuCounters, Vm, VmHandle};

@@ -11,6 +11,7 @@
 use super::acpi::{self, AcpiConfig, AcpiError};
 use super::boot::{self, BootError};
 use super::devices::bus::lock;
+use super::devices::virtio::blk::DiskCounters;
 use super::devices::{DeviceError, LegacyDevices, ged::Ged, serial::Serial};
 use super::hotplug::cpu::{self as cpu_hotplug, CpuHotplug};
 use super::hotplug::vcpus::VcpuSet;
@@ -19,8 +20,9 @@ use super::kvm::{self, KvmError};
 use super::layout;
 use super::lifecycle::{Lifecycle, LifecycleError};
 use super::memory::{self, MemoryError};
+use super::pci::{KvmVmInterface, PciPlatform, PlatformError};
 use super::vcpu::{RunContext, VcpuError, VcpuStart, kick};
-use super::{SerialSink, VmExit, VmObserver, VmSpec};
+use super::{DiskStats, SerialSink, VmExit, VmObserver, VmSpec};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
 use kvm_ioctls::{Kvm, VmFd};
@@ -88,6 +90,9 @@ pub enum EngineError {
     /// The devices could not be built.
     #[error("cannot set up the VM's devices")]
     Devices(#[source] DeviceError),
+    /// The PCI bus or a disk could not be set up (the message names the disk and the fix).
+    #[error(transparent)]
+    Pci(PlatformError),
     /// KVM_GET_SUPPORTED_CPUID failed.
     #[error("cannot read the CPUID KVM supports")]
     GetSupportedCpuid(#[source] kvm_ioctls::Error),
@@ -136,6 +141,8 @@ pub struct EngineStats {
     pub memory_bytes: u64,
     /// Guest RAM resident in host memory (touched), bytes.
     pub memory_touched_bytes: u64,
+    /// One entry per disk, in `VmSpec::disks` order.
+    pub disks: Vec<DiskStats>,
 }
 
 /// What handles share with the VM.
@@ -152,6 +159,8 @@ struct Shared {
     /// handle kept after the boot does not keep the guest's memory alive.
     mem: Mutex<Option<GuestMemoryMmap>>,
     memory_bytes: u64,
+    /// Each disk's counters, in `VmSpec::disks` order.
+    disks: Vec<Arc<DiskCounters>>,
 }
 
 /// One boot of one VM; owns the KVM fds, memory, devices and vCPU threads.
@@ -162,7 +171,11 @@ pub struct Vm {
     shared: Arc<Shared>,
     ctx: Arc<RunContext>,
     started: bool,
+    /// The PCI root bus and its disks; dropped with the `Vm` (not kept alive by handles).
+    _pci: PciPlatform,
     // Declared last so they are closed after the vCPUs (which `wait` or `drop` join first).
+    // Shared (`Arc`) with the PCI devices, which program MSI routes and ioeventfds on it, and
+    // with the vCPU set, which creates hot-added vCPUs on it.
     _vm_fd: Arc<VmFd>,
     _kvm: Kvm,
 }
@@ -258,6 +271,14 @@ impl Vm {
                 cpu_hotplug::PORT_COUNT,
             )
             .map_err(|e| EngineError::Devices(DeviceError::Place(e)))?;
+        let pci = PciPlatform::create(
+            Arc::new(KvmVmInterface::new(vm_fd.clone())),
+            &mem,
+            &spec.disks,
+            &mut devices.io_bus,
+            &mut devices.mmio_bus,
+        )
+        .map_err(EngineError::Pci)?;
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -287,12 +308,14 @@ impl Vm {
             vcpus: Mutex::new(Some(vcpus)),
             mem: Mutex::new(Some(mem)),
             memory_bytes: spec.memory_bytes,
+            disks: pci.disk_counters(),
         });
         Ok(Vm {
             name: spec.name.clone(),
             shared,
             ctx,
             started: false,
+            _pci: pci,
             _vm_fd: vm_fd,
             _kvm: kvm,
         })
@@ -470,6 +493,7 @@ impl VmHandle {
             memory_touched_bytes: lock(&self.shared.mem)
                 .as_ref()
                 .map_or(0, memory::touched_bytes),
+            disks: self.shared.disks.iter().map(|d| d.snapshot()).collect(),
         }
     }
 }

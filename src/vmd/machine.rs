@@ -140,6 +140,7 @@ pub fn vm_spec(config: &VmConfig) -> VmSpec {
         max_vcpus: config.max_vcpus,
         memory_bytes: config.memory,
         boot,
+        disks: Vec::new(),
     }
 }
 

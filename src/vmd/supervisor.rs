@@ -385,6 +385,7 @@ pub(crate) mod tests {
                 elf: Arc::from(&b""[..]),
                 cmdline: String::new(),
             },
+            disks: Vec::new(),
         }
     }
 

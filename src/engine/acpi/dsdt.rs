@@ -7,6 +7,8 @@
 //! \_SB_.GED_        event device: bit 1 scans CPUS, bit 3 notifies PWRB (ged.rs)
 //! \_SB_.CPUS        CPU hotplug registers and methods (CSCN, CSTA, CEJ0, CTFY) (cpus.rs)
 //! \_SB_.CPUS.Cnnn   one processor per possible vCPU (cpus.rs)
+//! \_SB_.PCI0        PCI root bridge, segment 0 bus 0 (pci.rs)
+//! \_SB_.MBRD        motherboard resources: the ECAM window (pci.rs)
 //! ```
 //! Parts are encoded by their own modules and concatenated here.
 
@@ -14,7 +16,7 @@ use acpi_tables::aml::{Name, Package, Path, Scope, ZERO};
 use acpi_tables::sdt::Sdt;
 
 use super::aml_util::{Encoded, encode, encoded};
-use super::{AcpiConfig, OEM_ID, OEM_REVISION, cpus, ged, legacy, oem_table_id};
+use super::{AcpiConfig, OEM_ID, OEM_REVISION, cpus, ged, legacy, oem_table_id, pci};
 use crate::engine::layout;
 
 /// DSDT revision 2 and above means 64-bit AML integers.
@@ -30,6 +32,8 @@ pub(super) fn build(cfg: &AcpiConfig) -> Vec<u8> {
         legacy::power_button(),
         ged::device(&ged_events),
         cpus::container(cfg),
+        pci::root_bridge(),
+        pci::motherboard_resources(),
     ];
     let system_bus = Scope::new(
         Path::new("\\_SB_"),

@@ -18,6 +18,7 @@ mod iasl;
 mod legacy;
 mod madt;
 mod mcfg;
+mod pci;
 
 use acpi_tables::rsdp::Rsdp;
 use acpi_tables::xsdt::XSDT;

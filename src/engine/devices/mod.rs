@@ -2,8 +2,8 @@
 //!
 //! [`LegacyDevices::create`] builds the fixed platform of `layout.rs`: COM1, the i8042 reset
 //! line, the ACPI power-management and GED registers and the debug-exit port, each on its
-//! ports, with the interrupt lines wired to KVM's in-kernel IOAPIC through irqfds. Later device
-//! classes (PCI, virtio) plug into the same buses.
+//! ports, with the interrupt lines wired to KVM's in-kernel IOAPIC through irqfds. virtio devices
+//! (`virtio/`) sit behind the PCI root bus (`engine::pci`), which plugs into the same buses.
 
 pub mod acpi_pm;
 pub mod bus;
@@ -11,6 +11,7 @@ pub mod debug_exit;
 pub mod ged;
 pub mod i8042;
 pub mod serial;
+pub mod virtio;
 
 use super::SerialSink;
 use super::layout;

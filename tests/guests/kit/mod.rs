@@ -22,12 +22,14 @@ pub mod ged;
 pub mod idt;
 pub mod line;
 pub mod mem;
+pub mod pci;
 pub mod phys;
 pub mod power;
 pub mod serial;
 pub mod smp;
 pub mod sync;
 pub mod time;
+pub mod virtio;
 
 use core::panic::PanicInfo;
 

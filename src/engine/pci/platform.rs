@@ -1,0 +1,153 @@
+//! The PCI side of one VM: the root bus on the engine's port and MMIO buses, the BAR
+//! allocator over the 32-bit window, and a virtio-blk function per [`DiskSpec`].
+//!
+//! Built by `Vm::create` after the legacy devices: the configuration ports at 0xCF8, ECAM at
+//! [`layout::PCI_ECAM_START`] and the BAR window at [`layout::PCI_MMIO_START`] are inserted
+//! on the buses, then each disk is opened and plugged into the next free slot (00:01.0 for the
+//! first). The platform keeps the root and the allocator so devices can be added later (disk
+//! hot-add).
+
+use std::sync::{Arc, Mutex};
+
+use vm_memory::GuestMemoryMmap;
+
+use super::{
+    AddressAllocator, PciAddress, PciConfigIo, PciConfigMmio, PciError, PciMmioWindow, PciRoot,
+    VmInterface,
+};
+use crate::engine::DiskSpec;
+use crate::engine::devices::bus::{Bus, BusError};
+use crate::engine::devices::virtio::blk::{BackendError, DiskCounters, RawFile, VirtioBlk};
+use crate::engine::devices::virtio::pci::{VirtioPciDevice, VirtioPciError};
+use crate::engine::layout;
+
+/// Ports of configuration mechanism #1 (0xCF8..0xCFF).
+const CONFIG_PORT_COUNT: u64 = 8;
+
+/// Errors building a VM's PCI devices.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// A disk image could not be opened (the message names the file and the fix).
+    #[error(transparent)]
+    OpenDisk(BackendError),
+    /// A disk could not be turned into a PCI function.
+    #[error("cannot add disk {path} to the VM")]
+    AddDisk {
+        /// The image path.
+        path: String,
+        /// What went wrong.
+        #[source]
+        source: VirtioPciError,
+    },
+    /// The root bus is full.
+    #[error("cannot plug disk {path} into the PCI root bus")]
+    Plug {
+        /// The image path.
+        path: String,
+        /// What the root bus said.
+        #[source]
+        source: PciError,
+    },
+    /// The PCI adapters overlap another device on the engine's buses (a layout bug).
+    #[error("cannot place the PCI root bus on the VM's buses")]
+    Place(#[source] BusError),
+}
+
+/// The VM's PCI root bus and what is plugged into it.
+pub struct PciPlatform {
+    root: Arc<Mutex<PciRoot>>,
+    bars: AddressAllocator,
+    vm: Arc<dyn VmInterface>,
+    mem: GuestMemoryMmap,
+    disks: Vec<Arc<DiskCounters>>,
+}
+
+impl PciPlatform {
+    /// Puts a root bus on `io_bus` and `mmio_bus` and plugs one virtio-blk per disk.
+    pub fn create(
+        vm: Arc<dyn VmInterface>,
+        mem: &GuestMemoryMmap,
+        disks: &[DiskSpec],
+        io_bus: &mut Bus,
+        mmio_bus: &mut Bus,
+    ) -> Result<PciPlatform, PlatformError> {
+        let root = Arc::new(Mutex::new(PciRoot::new()));
+        io_bus
+            .insert(
+                Arc::new(Mutex::new(PciConfigIo::new(root.clone()))),
+                u64::from(layout::PCI_CONFIG_PORT),
+                CONFIG_PORT_COUNT,
+            )
+            .map_err(PlatformError::Place)?;
+        mmio_bus
+            .insert(
+                Arc::new(Mutex::new(PciConfigMmio::new(root.clone()))),
+                layout::PCI_ECAM_START,
+                layout::PCI_ECAM_SIZE,
+            )
+            .map_err(PlatformError::Place)?;
+        mmio_bus
+            .insert(
+                Arc::new(Mutex::new(PciMmioWindow::new(
+                    root.clone(),
+                    layout::PCI_MMIO_START,
+                ))),
+                layout::PCI_MMIO_START,
+                layout::PCI_MMIO_SIZE,
+            )
+            .map_err(PlatformError::Place)?;
+        let mut platform = PciPlatform {
+            root,
+            bars: AddressAllocator::new(layout::PCI_MMIO_START, layout::PCI_MMIO_SIZE),
+            vm,
+            mem: mem.clone(),
+            disks: Vec::new(),
+        };
+        for disk in disks {
+            platform.add_disk(disk)?;
+        }
+        Ok(platform)
+    }
+
+    /// Opens `disk` and plugs it into the next free slot; its worker thread is `blk<n>`.
+    pub fn add_disk(&mut self, disk: &DiskSpec) -> Result<PciAddress, PlatformError> {
+        let path = disk.path.display().to_string();
+        let backend = RawFile::open(&disk.path, disk.read_only).map_err(PlatformError::OpenDisk)?;
+        let blk = VirtioBlk::new(
+            &format!("blk{}", self.disks.len()),
+            Arc::new(backend),
+            &disk.serial,
+        );
+        let counters = blk.counters();
+        let function = VirtioPciDevice::new(
+            Box::new(blk),
+            self.mem.clone(),
+            self.vm.clone(),
+            &mut self.bars,
+        )
+        .map_err(|source| PlatformError::AddDisk {
+            path: path.clone(),
+            source,
+        })?;
+        let bar = function.initial_bar_base();
+        let plugged = self
+            .root
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .add_device(Arc::new(Mutex::new(function)));
+        let address = match plugged {
+            Ok(address) => address,
+            Err(source) => {
+                self.bars.free(bar);
+                return Err(PlatformError::Plug { path, source });
+            }
+        };
+        self.disks.push(counters);
+        Ok(address)
+    }
+
+    /// The live counters of every disk (for stats sampled without the platform).
+    pub fn disk_counters(&self) -> Vec<Arc<DiskCounters>> {
+        self.disks.clone()
+    }
+}
