@@ -213,3 +213,373 @@ fn engine_refuses_hotplug_after_the_boot_ended() {
         "{err}"
     );
 }
+
+// ---- on a real vmd, through LocalHost -------------------------------------------------------
+
+mod vmd {
+    use super::TIMEOUT;
+    use std::collections::BTreeSet;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::path::Path;
+    use std::sync::mpsc;
+    use std::sync::{Arc, Mutex};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use vmux::client::{ChangeScope, ClientError, Host, LocalHost};
+    use vmux::config::{BootConfig, VmConfig};
+
+    /// Polls `cond` every 10 ms; fails the test after [`TIMEOUT`].
+    pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A private vmux home running VMs of the `hotplug` guest.
+    pub struct Home {
+        /// Kept for its lifetime: the directory goes when the test ends.
+        _dir: tempfile::TempDir,
+        pub host: LocalHost,
+    }
+
+    impl Home {
+        pub fn new() -> Home {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let host = LocalHost::with_home(dir.path())
+                .with_vmd_exe(Path::new(env!("CARGO_BIN_EXE_vmux")));
+            Home { _dir: dir, host }
+        }
+
+        /// Defines VM `name` booting the `hotplug` program and starts it; returns the console.
+        pub fn run(&self, name: &str, vcpus: u32, max_vcpus: u32) -> Tap {
+            let mut config = VmConfig::new(
+                name,
+                BootConfig::Kernel {
+                    kernel: Path::new(env!("VMUX_GUEST_DIR")).join("hotplug.elf"),
+                    initrd: None,
+                    cmdline: String::new(),
+                },
+            );
+            config.vcpus = vcpus;
+            config.max_vcpus = max_vcpus;
+            config.memory = 64 << 20;
+            self.host.define(&config).expect("define");
+            self.host.start(name).expect("start");
+            let tap = Tap::new(self.host.console(name, true).expect("console"));
+            tap.wait_for("hotplug ready", 1);
+            tap
+        }
+
+        pub fn pid(&self, name: &str) -> u32 {
+            self.host
+                .status(name)
+                .expect("status")
+                .pid
+                .expect("running VMs have a vmd pid")
+        }
+
+        /// Names of vmd's `vcpuN` threads.
+        pub fn vcpu_threads(&self, name: &str) -> BTreeSet<String> {
+            let pid = self.pid(name);
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                return BTreeSet::new();
+            };
+            tasks
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|comm| comm.trim().to_string())
+                .filter(|comm| comm.starts_with("vcpu"))
+                .collect()
+        }
+
+        pub fn online(&self, name: &str) -> u32 {
+            self.host.info(name).expect("info").vcpus
+        }
+
+        pub fn wait_online(&self, name: &str, count: u32) {
+            wait_until(&format!("{name} has {count} vCPUs online"), || {
+                self.online(name) == count
+            });
+        }
+
+        /// A connection that sent `subscribe`; its event lines arrive on the receiver.
+        pub fn subscribe(&self, name: &str) -> mpsc::Receiver<String> {
+            let mut stream = UnixStream::connect(self.host.paths().socket(name)).expect("connect");
+            stream
+                .write_all(b"{\"id\":1,\"cmd\":\"subscribe\"}\n")
+                .expect("subscribe");
+            let (tx, rx) = mpsc::channel();
+            thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        }
+    }
+
+    impl Drop for Home {
+        /// A failed test must not leave guests running.
+        fn drop(&mut self) {
+            for entry in self.host.list().into_iter().flatten() {
+                if let Some(pid) = entry.pid.and_then(|p| i32::try_from(p).ok()) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
+    }
+
+    /// Collects a console's output on a thread of its own.
+    pub struct Tap {
+        seen: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Tap {
+        pub fn new(console: vmux::client::Console) -> Tap {
+            let mut output = console.output;
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let sink = Arc::clone(&seen);
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = output.read(&mut buf) {
+                    sink.lock().expect("tap").extend_from_slice(&buf[..n]);
+                }
+            });
+            Tap { seen }
+        }
+
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.seen.lock().expect("tap")).into_owned()
+        }
+
+        pub fn wait_for(&self, needle: &str, times: usize) {
+            wait_until(&format!("the console shows {needle:?} x{times}"), || {
+                self.text().matches(needle).count() >= times
+            });
+        }
+    }
+
+    fn names(ids: &[u32]) -> BTreeSet<String> {
+        ids.iter().map(|i| format!("vcpu{i}")).collect()
+    }
+
+    #[test]
+    fn setvcpus_live_adds_vcpus_the_guest_onlines_and_pushes_events() {
+        let home = Home::new();
+        let console = home.run("web", 1, 8);
+        let events = home.subscribe("web");
+
+        home.host
+            .set_vcpus("web", 2, ChangeScope::LIVE)
+            .expect("add one");
+        console.wait_for("cpu 1 online", 1);
+        home.wait_online("web", 2);
+        home.host
+            .set_vcpus("web", 5, ChangeScope::LIVE)
+            .expect("add three");
+        console.wait_for("cpus: 5 online", 1);
+        home.wait_online("web", 5);
+
+        assert_eq!(home.vcpu_threads("web"), names(&[0, 1, 2, 3, 4]));
+        let mut counts = Vec::new();
+        wait_until("the vcpus events arrived", || {
+            while let Ok(line) = events.try_recv() {
+                if let Some(rest) = line.strip_prefix("{\"event\":\"vcpus\",\"vcpus\":") {
+                    counts.push(rest.trim_end_matches('}').to_string());
+                }
+            }
+            counts.last().map(String::as_str) == Some("5")
+        });
+        assert_eq!(counts, ["2", "3", "4", "5"]);
+        assert_eq!(home.host.status("web").expect("status").config.vcpus, 1);
+    }
+
+    #[test]
+    fn setvcpus_live_removes_vcpus_once_the_guest_ejects_them() {
+        let home = Home::new();
+        let console = home.run("web", 4, 4);
+        assert_eq!(home.vcpu_threads("web"), names(&[0, 1, 2, 3]));
+
+        home.host
+            .set_vcpus("web", 2, ChangeScope::LIVE)
+            .expect("remove two");
+
+        console.wait_for("cpu 3 ejected", 1);
+        console.wait_for("cpu 2 ejected", 1);
+        home.wait_online("web", 2);
+        wait_until("the ejected vCPU threads ended", || {
+            home.vcpu_threads("web") == names(&[0, 1])
+        });
+        assert_eq!(home.host.status("web").expect("status").vcpus, Some(2));
+    }
+
+    #[test]
+    fn setvcpus_live_and_config_updates_the_definition_after_the_change() {
+        let home = Home::new();
+        let console = home.run("web", 1, 4);
+
+        home.host
+            .set_vcpus("web", 3, ChangeScope::BOTH)
+            .expect("both");
+
+        console.wait_for("cpus: 3 online", 1);
+        home.wait_online("web", 3);
+        assert_eq!(home.host.status("web").expect("status").config.vcpus, 3);
+    }
+
+    #[test]
+    fn setvcpus_errors_change_nothing() {
+        let home = Home::new();
+        let _console = home.run("web", 1, 4);
+        let definition = home.host.status("web").expect("status").config;
+
+        for count in [0, 5] {
+            let err = home
+                .host
+                .set_vcpus("web", count, ChangeScope::BOTH)
+                .expect_err("out of range");
+            assert!(matches!(err, ClientError::Invalid(_)), "{err}");
+        }
+        // A raw request past the client's checks is refused by vmd too.
+        let mut stream = UnixStream::connect(home.host.paths().socket("web")).expect("connect");
+        stream
+            .write_all(b"{\"id\":9,\"cmd\":\"set_vcpus\",\"count\":7}\n")
+            .expect("send");
+        let mut reply = String::new();
+        BufReader::new(stream).read_line(&mut reply).expect("reply");
+        assert!(reply.contains("\"kind\":\"invalid_argument\""), "{reply}");
+        assert!(reply.contains("1 to 4"), "{reply}");
+
+        assert_eq!(home.online("web"), 1);
+        assert_eq!(home.vcpu_threads("web"), names(&[0]));
+        assert_eq!(home.host.status("web").expect("status").config, definition);
+    }
+
+    #[test]
+    fn the_demo_guest_shows_hot_added_and_removed_vcpus_in_cpus() {
+        let home = Home::new();
+        let mut config = VmConfig::new("demo", BootConfig::Demo);
+        config.max_vcpus = 4;
+        config.memory = 64 << 20;
+        home.host.define(&config).expect("define");
+        home.host.start("demo").expect("start");
+        let console = home.host.console("demo", true).expect("console");
+        let mut input = console.input;
+        let tap = Tap::new(vmux::client::Console {
+            output: console.output,
+            input: Box::new(std::io::sink()),
+        });
+        tap.wait_for("demo$ ", 1);
+
+        home.host
+            .set_vcpus("demo", 3, ChangeScope::LIVE)
+            .expect("add");
+        tap.wait_for("cpu hotplug: 3 cpus online (+2 -0)", 1);
+        input.write_all(b"cpus\r").expect("type");
+        tap.wait_for("cpus: 3 online, apic ids 0 1 2", 1);
+        home.host
+            .set_vcpus("demo", 2, ChangeScope::LIVE)
+            .expect("remove");
+        tap.wait_for("cpu hotplug: 2 cpus online (+0 -1)", 1);
+        input.write_all(b"cpus\r").expect("type");
+        tap.wait_for("cpus: 2 online, apic ids 0 1\r\n", 1);
+        home.wait_online("demo", 2);
+    }
+
+    #[test]
+    fn setvcpus_live_of_a_stopped_vm_is_refused_and_config_still_works() {
+        let home = Home::new();
+        let mut config = VmConfig::new("idle", BootConfig::Demo);
+        config.max_vcpus = 4;
+        home.host.define(&config).expect("define");
+
+        let err = home
+            .host
+            .set_vcpus("idle", 2, ChangeScope::LIVE)
+            .expect_err("not running");
+        assert!(matches!(err, ClientError::LiveNeedsRunning(_)), "{err}");
+        let err = home
+            .host
+            .set_vcpus("idle", 2, ChangeScope::BOTH)
+            .expect_err("not running");
+        assert!(matches!(err, ClientError::LiveNeedsRunning(_)), "{err}");
+        assert_eq!(home.host.status("idle").expect("status").config.vcpus, 1);
+
+        home.host
+            .set_vcpus("idle", 2, ChangeScope::CONFIG)
+            .expect("config");
+        assert_eq!(home.host.status("idle").expect("status").config.vcpus, 2);
+    }
+}
+
+// ---- the `vmux setvcpus` verb, through the real binary --------------------------------------
+
+mod cli {
+    use std::process::Command;
+
+    /// Runs `vmux ARGS` under `home`; returns (exit code, stdout, stderr).
+    fn vmux(home: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_vmux"))
+            .args(args)
+            .env("VMUX_HOME", home)
+            .env_remove("VMUX_LOG")
+            .output()
+            .expect("run vmux");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Destroys VM `web` under the home when the test ends, passed or failed.
+    struct DestroyOnDrop<'a>(&'a std::path::Path);
+
+    impl Drop for DestroyOnDrop<'_> {
+        fn drop(&mut self) {
+            let _ = vmux(self.0, &["destroy", "web"]);
+        }
+    }
+
+    #[test]
+    fn setvcpus_defaults_to_live_when_running_and_to_the_definition_when_not() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let home = home.path();
+        let _cleanup = DestroyOnDrop(home);
+        let (code, _, err) = vmux(home, &["create", "web", "--demo", "--max-vcpus", "4"]);
+        assert_eq!(code, Some(0), "{err}");
+
+        let (code, out, err) = vmux(home, &["setvcpus", "web", "2"]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("will start with 2 vCPUs"), "{out}");
+
+        let (code, _, err) = vmux(home, &["setvcpus", "web", "3", "--live"]);
+        assert_eq!(code, Some(1));
+        assert!(err.contains("--config"), "{err}");
+
+        let (code, _, err) = vmux(home, &["start", "web"]);
+        assert_eq!(code, Some(0), "{err}");
+        let (code, out, err) = vmux(home, &["setvcpus", "web", "3"]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("set to 3 vCPUs live"), "{out}");
+        super::vmd::wait_until("the demo has 3 vCPUs online", || {
+            let (_, out, _) = vmux(home, &["info", "web", "--json"]);
+            out.contains("\"vcpus\": 3") || out.contains("\"vcpus\":3")
+        });
+
+        let (code, _, err) = vmux(home, &["setvcpus", "web", "5"]);
+        assert_eq!(code, Some(1));
+        assert!(err.contains("max_vcpus"), "{err}");
+        let (code, out, _) = vmux(home, &["dumpconfig", "web"]);
+        assert_eq!(code, Some(0));
+        assert!(out.contains("vcpus = 2"), "{out}");
+    }
+}

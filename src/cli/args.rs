@@ -134,6 +134,9 @@ pub enum Command {
     },
     /// Start every autostart VM that is not running (for host boot).
     AutostartAll,
+    /// Change a VM's vCPU count: live (the guest onlines or ejects them), in the definition,
+    /// or both. Default: live when the VM runs, the definition when it does not.
+    Setvcpus(SetvcpusArgs),
     /// Attach to a VM's serial console (Ctrl-] detaches; the VM keeps running).
     Console(ConsoleArgs),
     /// Network verbs (`net-list`, `net-start`, `domifaddr`, ...).
@@ -178,6 +181,21 @@ pub struct CreateArgs {
     /// Start the VM right after defining it.
     #[arg(long)]
     pub start: bool,
+}
+
+/// `vmux setvcpus`.
+#[derive(Debug, ClapArgs)]
+pub struct SetvcpusArgs {
+    /// VM name.
+    pub name: String,
+    /// vCPUs wanted (1 to the VM's max_vcpus).
+    pub count: u32,
+    /// Change the running VM (hot-add or remove).
+    #[arg(long)]
+    pub live: bool,
+    /// Change the definition (takes effect at the next start).
+    #[arg(long)]
+    pub config: bool,
 }
 
 /// `vmux console`.
@@ -235,6 +253,16 @@ mod tests {
         assert!(parse(&["console", "a", "--history", "--no-history"]).is_err());
         assert!(parse(&["console", "a", "--history", "--until", "x"]).is_err());
         assert!(parse(&["console", "a", "--until", "x", "--timeout", "2"]).is_ok());
+    }
+
+    #[test]
+    fn setvcpus_takes_a_count_and_both_scopes() {
+        let args = parse(&["setvcpus", "web", "4", "--live", "--config"]).expect("parse");
+        let Some(Command::Setvcpus(set)) = args.command else {
+            panic!("not setvcpus: {args:?}");
+        };
+        assert_eq!((set.count, set.live, set.config), (4, true, true));
+        assert!(parse(&["setvcpus", "web", "many"]).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! powers off a few polls after the power button (or never), and a scripted console.
 
 use super::Io;
-use crate::client::{ClientError, Console, Host, VmStatus};
+use crate::client::{ChangeScope, ClientError, Console, Host, VmStatus, hotplug};
 use crate::config::{BootConfig, ConfigError, DefinitionError, VmConfig};
 use crate::engine::control::{RunState, VcpuStats, VmInfo, VmStats};
 use std::collections::BTreeMap;
@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub struct FakeVm {
     config: VmConfig,
     state: RunState,
+    /// vCPUs online while running (the fake guest onlines hot-added ones at once).
+    vcpus: u32,
     /// Status polls left until a pressed power button takes effect.
     powering_off: Option<u32>,
 }
@@ -53,6 +55,7 @@ impl FakeHost {
         self.lock().insert(
             config.name.clone(),
             FakeVm {
+                vcpus: config.vcpus,
                 config,
                 state,
                 powering_off: None,
@@ -68,6 +71,12 @@ impl FakeHost {
     /// The stored definition of `name`.
     pub fn config(&self, name: &str) -> VmConfig {
         self.lock()[name].config.clone()
+    }
+
+    /// vCPUs online in `name` while it runs.
+    pub fn live_vcpus(&self, name: &str) -> Option<u32> {
+        let vm = &self.lock()[name];
+        matches!(vm.state, RunState::Running | RunState::Paused).then_some(vm.vcpus)
     }
 
     /// The state of `name`.
@@ -118,7 +127,7 @@ impl FakeHost {
             state: vm.state,
             reason: (vm.state == RunState::Crashed).then(|| "triple fault at RIP 0x1000".into()),
             pid: live.then_some(4242),
-            vcpus: live.then_some(vm.config.vcpus),
+            vcpus: live.then_some(vm.vcpus),
         }
     }
 }
@@ -155,7 +164,7 @@ impl Host for FakeHost {
                 name: name.to_string(),
                 state: vm.state,
                 pid: 4242,
-                vcpus: vm.config.vcpus,
+                vcpus: vm.vcpus,
                 max_vcpus: vm.config.max_vcpus,
                 memory_bytes: vm.config.memory,
                 started_at: 0,
@@ -227,6 +236,7 @@ impl Host for FakeHost {
                 });
             }
             vm.state = RunState::Running;
+            vm.vcpus = vm.config.vcpus;
             Ok(())
         })
     }
@@ -271,6 +281,30 @@ impl Host for FakeHost {
         Ok(Console {
             output: Box::new(Cursor::new(bytes)),
             input: Box::new(SharedWriter(self.typed.clone())),
+        })
+    }
+
+    fn set_vcpus(&self, name: &str, count: u32, scope: ChangeScope) -> Result<(), ClientError> {
+        self.set_vcpus_of(name, count, scope)
+    }
+}
+
+impl FakeHost {
+    fn set_vcpus_of(&self, name: &str, count: u32, scope: ChangeScope) -> Result<(), ClientError> {
+        self.with(name, |vm| {
+            let live = matches!(vm.state, RunState::Running | RunState::Paused);
+            if scope.live && !live {
+                return Err(ClientError::LiveNeedsRunning(name.to_string()));
+            }
+            let live_max = scope.live.then_some(vm.config.max_vcpus);
+            let updated = hotplug::check_vcpus(&vm.config, count, scope, live_max)?;
+            if scope.live {
+                vm.vcpus = count;
+            }
+            if let Some(updated) = updated {
+                vm.config = updated;
+            }
+            Ok(())
         })
     }
 }

@@ -10,6 +10,7 @@ mod checks;
 mod console;
 mod define;
 mod edit;
+mod hotplug;
 mod lifecycle;
 pub mod network;
 mod output;
@@ -18,7 +19,7 @@ mod show;
 #[cfg(test)]
 mod fake;
 
-pub use args::{Args, Command, ConsoleArgs, CreateArgs};
+pub use args::{Args, Command, ConsoleArgs, CreateArgs, SetvcpusArgs};
 
 use crate::client::{ClientError, Host, LocalHost};
 use crate::config::DefinitionError;
@@ -263,6 +264,7 @@ pub fn execute(host: &dyn Host, command: Command, io: &mut Io<'_>) -> Result<(),
         Command::Suspend { name } => lifecycle::suspend(host, &name, io),
         Command::Resume { name } => lifecycle::resume(host, &name, io),
         Command::AutostartAll => lifecycle::autostart_all(host, io),
+        Command::Setvcpus(args) => hotplug::setvcpus(host, &args, io),
         Command::Console(args) => console::attach(host, &args, io),
         Command::Network(_) => Err(CliError::Invalid(
             "network verbs run through `vmux::cli::run`, not against a VM host".into(),

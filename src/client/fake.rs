@@ -8,7 +8,7 @@
 //! exercised without vmd. Test hooks (`emit`, `set_stats`, `crash`, `fail_next`,
 //! `add_broken`) let a test play the guest or the host misbehaving.
 
-use super::{ClientError, Console, Host, VmStatus};
+use super::{ChangeScope, ClientError, Console, Host, VmStatus, hotplug};
 use crate::config::{ConfigError, DefinitionError, VmConfig, format_size};
 use crate::engine::control::{PROTOCOL_VERSION, RunState, VcpuStats, VmInfo, VmStats};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -563,6 +563,30 @@ impl Host for FakeHost {
             input: Box::new(ShellWriter { console }),
         })
     }
+
+    fn set_vcpus(&self, name: &str, count: u32, scope: ChangeScope) -> Result<(), ClientError> {
+        self.injected("set_vcpus", name)?;
+        self.with_vm(name, |vm, _| {
+            let live_max = if scope.live {
+                if !matches!(vm.state, RunState::Running | RunState::Paused) {
+                    return Err(ClientError::LiveNeedsRunning(name.to_string()));
+                }
+                Some(vm.config.max_vcpus)
+            } else {
+                None
+            };
+            let updated = hotplug::check_vcpus(&vm.config, count, scope, live_max)?;
+            if scope.live {
+                // The fake guest onlines and ejects at once.
+                vm.vcpus = count;
+                lock(&vm.console.inner).vcpus = count;
+            }
+            if let Some(updated) = updated {
+                vm.config = updated;
+            }
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -648,6 +672,25 @@ mod tests {
         let err = host.start("a").expect_err("must fail");
         assert!(err.to_string().contains("no KVM"), "{err}");
         host.start("a").expect("second start works");
+    }
+
+    #[test]
+    fn live_vcpu_change_shows_in_the_status_but_not_the_definition() {
+        let host = host_with("web");
+        host.start("web").expect("start");
+        host.set_vcpus("web", 3, ChangeScope::LIVE).expect("live");
+        let status = host.status("web").expect("status");
+        assert_eq!(status.vcpus, Some(3));
+        assert_eq!(status.config.vcpus, 1);
+    }
+
+    #[test]
+    fn live_vcpu_change_of_a_stopped_vm_is_refused() {
+        let host = host_with("web");
+        let err = host
+            .set_vcpus("web", 2, ChangeScope::LIVE)
+            .expect_err("not running");
+        assert!(matches!(err, ClientError::LiveNeedsRunning(_)), "{err}");
     }
 
     #[test]

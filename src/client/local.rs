@@ -14,7 +14,7 @@ use super::classify::{Observed, classify};
 use super::conn::ControlConn;
 use super::host_check;
 use super::spawn::{SpawnRequest, spawn_vmd};
-use super::{ClientError, Console, Host, VmStatus};
+use super::{ChangeScope, ClientError, Console, Host, VmStatus, hotplug};
 use crate::config::{ConfigError, DefinitionError, Paths, Store, VmConfig};
 use crate::engine::control::{Command, ReplyResult, VmInfo, VmStats};
 use crate::vmd::pidfile::{self, Liveness};
@@ -317,5 +317,25 @@ impl Host for LocalHost {
 
     fn console(&self, name: &str, history: bool) -> Result<Console, ClientError> {
         self.connect(name)?.into_console(history)
+    }
+
+    fn set_vcpus(&self, name: &str, count: u32, scope: ChangeScope) -> Result<(), ClientError> {
+        let config = self.store.load(name)?;
+        let live_max = if scope.live {
+            if !self.observe(name).is_active() {
+                return Err(ClientError::LiveNeedsRunning(name.to_string()));
+            }
+            Some(self.info(name)?.max_vcpus)
+        } else {
+            None
+        };
+        let updated = hotplug::check_vcpus(&config, count, scope, live_max)?;
+        if scope.live {
+            self.command(name, Command::SetVcpus { count })?;
+        }
+        if let Some(updated) = updated {
+            self.store.save(&updated)?;
+        }
+        Ok(())
     }
 }

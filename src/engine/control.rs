@@ -41,6 +41,13 @@ pub enum Command {
     Reboot,
     /// Hard reset: restart the VM from its boot image at once.
     Reset,
+    /// Hot-add or remove vCPUs so that `count` are plugged (`1..=max_vcpus`). Replies once the
+    /// guest has been notified; the guest onlines added vCPUs and ejects removed ones itself,
+    /// and each change of the online count is pushed as a `vcpus` event.
+    SetVcpus {
+        /// vCPUs wanted.
+        count: u32,
+    },
     /// Push events (`state`, `stats` each second, `exited`, ...) on this connection.
     Subscribe,
     /// Switch this connection to a raw console stream: after the `ok` reply every byte from
@@ -96,6 +103,9 @@ pub enum ErrorKind {
     BadRequest,
     /// The VM is in a state where the command makes no sense (e.g. `resume` while running).
     InvalidState,
+    /// The command's arguments cannot be applied to this VM (e.g. more vCPUs than
+    /// `max_vcpus`).
+    InvalidArgument,
     /// The engine failed to carry the command out.
     Engine,
 }
@@ -115,9 +125,10 @@ pub enum Event {
     },
     /// A stats sample, pushed once per second.
     Stats(Box<VmStats>),
-    /// The set of online vCPUs changed (hotplug).
+    /// The number of online vCPUs changed: the guest brought a hot-added vCPU up (INIT/SIPI)
+    /// or ejected a removed one.
     Vcpus {
-        /// vCPUs now present.
+        /// vCPUs online now.
         vcpus: u32,
     },
     /// The guest did something wrong that vmd survived (bad register write, malformed
@@ -198,7 +209,8 @@ pub struct VmInfo {
     pub state: RunState,
     /// vmd's process id.
     pub pid: u32,
-    /// vCPUs present now.
+    /// vCPUs online now (present at boot or hot-added and started by the guest, less those
+    /// it ejected).
     pub vcpus: u32,
     /// Largest vCPU count this boot can grow to.
     pub max_vcpus: u32,
@@ -264,6 +276,13 @@ mod tests {
         assert_eq!(line, r#"{"id":7,"cmd":"console","history":true}"#);
         let back: Request = serde_json::from_str(r#"{"id":1,"cmd":"pause"}"#).expect("parse");
         assert_eq!(back.command, Command::Pause);
+    }
+
+    #[test]
+    fn set_vcpus_carries_its_count() {
+        let req: Request =
+            serde_json::from_str(r#"{"id":4,"cmd":"set_vcpus","count":3}"#).expect("parse");
+        assert_eq!(req.command, Command::SetVcpus { count: 3 });
     }
 
     #[test]

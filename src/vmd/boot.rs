@@ -13,21 +13,36 @@
 //! A destroy that arrives while a new boot is being built wins: the new boot is destroyed as
 //! soon as it exists.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::machine::{Engine, Machine, MachineError};
 use super::supervisor::Supervisor;
 use crate::engine::control::ExitReason;
-use crate::engine::{SerialSink, VmExit, VmSpec};
+use crate::engine::{SerialSink, VmExit, VmObserver, VmSpec};
+
+/// Passes the engine's hotplug facts to the supervisor (weakly: the engine must not keep vmd's
+/// shared state alive).
+struct HotplugEvents(Weak<Supervisor>);
+
+impl VmObserver for HotplugEvents {
+    fn vcpus_changed(&self, online: u32) {
+        if let Some(sup) = self.0.upgrade() {
+            sup.vcpus_changed(online);
+        }
+    }
+}
 
 /// Builds and starts one boot, and tells the supervisor about it.
 pub fn boot(
-    sup: &Supervisor,
+    sup: &Arc<Supervisor>,
     engine: &dyn Engine,
     spec: &VmSpec,
 ) -> Result<Box<dyn Machine>, MachineError> {
     let serial: Arc<dyn SerialSink> = sup.ring().clone();
     let mut machine = engine.create(spec, serial)?;
+    machine
+        .control()
+        .set_observer(Arc::new(HotplugEvents(Arc::downgrade(sup))));
     machine.start()?;
     sup.boot_started(machine.control());
     Ok(machine)
@@ -35,7 +50,7 @@ pub fn boot(
 
 /// Runs boots until the VM is over; returns why it ended.
 pub fn run(
-    sup: &Supervisor,
+    sup: &Arc<Supervisor>,
     engine: &dyn Engine,
     spec: &VmSpec,
     first: Box<dyn Machine>,
@@ -118,6 +133,18 @@ mod tests {
         assert_eq!(engine.boots(), 2);
         sup.execute(&Command::Destroy).expect("destroy");
         assert_eq!(looped.join().expect("loop"), ExitReason::Destroyed);
+    }
+
+    #[test]
+    fn the_guest_onlining_vcpus_reaches_subscribers() {
+        let (sup, engine, first) = setup(FakeEngine::new(b""));
+        let rx = sup.events().subscribe().expect("open");
+        engine.control(1).guest_changed_vcpus(3);
+        assert_eq!(
+            rx.try_recv().expect("event"),
+            crate::engine::control::Event::Vcpus { vcpus: 3 }
+        );
+        drop(first);
     }
 
     #[test]

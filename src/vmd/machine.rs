@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::config::{BootConfig, VmConfig};
-use crate::engine::{self, BootSpec, EngineStats, SerialSink, VmExit, VmSpec};
+use crate::engine::{self, BootSpec, EngineStats, SerialSink, VmExit, VmObserver, VmSpec};
 
 /// An engine failure, boxed so fakes can supply their own error types.
 pub type MachineError = Box<dyn std::error::Error + Send + Sync>;
@@ -48,8 +48,13 @@ pub trait MachineControl: Send + Sync {
     fn destroy(&self);
     /// Queues guest serial input; returns how many bytes were accepted.
     fn serial_input(&self, bytes: &[u8]) -> usize;
-    /// vCPUs present now.
+    /// vCPUs online now.
     fn vcpu_count(&self) -> u32;
+    /// Hot-adds or removes vCPUs so that `count` are plugged; returns once the guest has been
+    /// notified.
+    fn set_vcpus(&self, count: u32) -> Result<(), MachineError>;
+    /// Who hears hotplug facts (online vCPU count changes) from now on.
+    fn set_observer(&self, observer: Arc<dyn VmObserver>);
     /// Engine counters.
     fn stats(&self) -> EngineStats;
 }
@@ -110,6 +115,14 @@ impl MachineControl for engine::VmHandle {
 
     fn vcpu_count(&self) -> u32 {
         engine::VmHandle::vcpu_count(self)
+    }
+
+    fn set_vcpus(&self, count: u32) -> Result<(), MachineError> {
+        Ok(engine::VmHandle::set_vcpus(self, count)?)
+    }
+
+    fn set_observer(&self, observer: Arc<dyn VmObserver>) {
+        engine::VmHandle::set_observer(self, observer);
     }
 
     fn stats(&self) -> EngineStats {

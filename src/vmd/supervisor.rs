@@ -264,6 +264,7 @@ impl Supervisor {
                 self.destroy();
                 Ok(None)
             }
+            Command::SetVcpus { count } => self.set_vcpus(*count).map(|()| None),
             Command::Subscribe | Command::Console { .. } => Err(protocol_error(
                 ErrorKind::BadRequest,
                 "this command switches the connection and is handled by the session",
@@ -346,6 +347,39 @@ impl Supervisor {
         })?;
         self.set_state(RunState::Running);
         Ok(())
+    }
+
+    fn set_vcpus(&self, count: u32) -> Result<(), ProtocolError> {
+        let _serial = self.lock_commands();
+        let control = self.running_control()?;
+        if count == 0 || count > self.max_vcpus {
+            return Err(protocol_error(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "cannot run {count} vCPUs: VM '{}' allows 1 to {} (its max_vcpus); \
+                     raise max_vcpus in the definition and restart it for more",
+                    self.name, self.max_vcpus
+                ),
+            ));
+        }
+        control.set_vcpus(count).map_err(|e| {
+            protocol_error(
+                ErrorKind::Engine,
+                format!("cannot change the vCPUs: {}", error_chain(e.as_ref())),
+            )
+        })
+    }
+
+    /// The guest onlined or ejected a vCPU: records the new count and pushes a `vcpus` event.
+    /// Called on a vCPU thread (no engine lock held).
+    pub fn vcpus_changed(&self, online: u32) {
+        {
+            let live = self.live();
+            if live.control.is_some() {
+                self.persist(&live, None);
+            }
+        }
+        self.events.publish(&Event::Vcpus { vcpus: online });
     }
 
     fn power_button(&self, reboot: bool) -> Result<(), ProtocolError> {
@@ -474,6 +508,44 @@ pub(crate) mod tests {
         sup.boot_started(next.clone());
         assert_eq!(next.destroys.load(Ordering::SeqCst), 1);
         assert!(sup.boot_ended().destroy_requested);
+    }
+
+    #[test]
+    fn set_vcpus_reaches_the_engine() {
+        let (sup, control) = running();
+        sup.execute(&Command::SetVcpus { count: 3 })
+            .expect("set_vcpus");
+        assert_eq!(control.vcpus_requested.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn set_vcpus_above_max_is_refused_naming_the_limit() {
+        let (sup, control) = running();
+        let err = sup
+            .execute(&Command::SetVcpus { count: 5 })
+            .expect_err("above max");
+        assert_eq!(err.kind, ErrorKind::InvalidArgument);
+        assert!(err.message.contains("1 to 4"), "{}", err.message);
+        assert_eq!(control.vcpus_requested.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn set_vcpus_of_a_paused_vm_asks_to_resume_first() {
+        let (sup, control) = running();
+        sup.execute(&Command::Pause).expect("pause");
+        let err = sup
+            .execute(&Command::SetVcpus { count: 3 })
+            .expect_err("paused");
+        assert!(err.message.contains("vmux resume t"), "{}", err.message);
+        assert_eq!(control.vcpus_requested.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn guest_vcpu_changes_are_pushed_as_events() {
+        let (sup, _) = running();
+        let rx = sup.events().subscribe().expect("open");
+        sup.vcpus_changed(3);
+        assert_eq!(rx.try_recv().expect("event"), Event::Vcpus { vcpus: 3 });
     }
 
     #[test]
