@@ -7,8 +7,15 @@
 pub mod engine;
 
 #[forbid(unsafe_code)]
+pub mod assets;
+
+#[forbid(unsafe_code)]
+pub mod cli;
+#[forbid(unsafe_code)]
 pub mod client;
 #[forbid(unsafe_code)]
 pub mod config;
 #[forbid(unsafe_code)]
 pub mod tui;
+#[forbid(unsafe_code)]
+pub mod vmd;

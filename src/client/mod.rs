@@ -5,6 +5,14 @@
 //! fake host; nothing here touches engine internals (only the protocol types in
 //! `engine::control`).
 
+mod classify;
+mod conn;
+mod host_check;
+mod local;
+mod spawn;
+
+pub use local::{DEFAULT_REQUEST_TIMEOUT, DEFAULT_START_TIMEOUT, LocalHost, VMD_EXE_ENV};
+
 use crate::config::{DefinitionError, VmConfig};
 use crate::engine::control::{RunState, VmInfo, VmStats};
 use std::io::{Read, Write};

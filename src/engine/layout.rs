@@ -7,8 +7,8 @@
 
 /// Guest-physical address of the boot GDT (null, null, code64 = 0x10, data = 0x18, tss = 0x20).
 pub const BOOT_GDT_START: u64 = 0x500;
-/// Guest-physical address of the (empty) boot IDT.
-pub const BOOT_IDT_START: u64 = 0x520;
+/// Guest-physical address of the (empty) boot IDT, just after the five-entry GDT (0x500..0x528).
+pub const BOOT_IDT_START: u64 = 0x530;
 /// The Linux zero page (`struct boot_params`), handed to the kernel/guest in RSI.
 pub const ZERO_PAGE_START: u64 = 0x7000;
 /// Initial stack pointer of the boot vCPU (grows down from below the page tables).

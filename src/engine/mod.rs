@@ -3,9 +3,16 @@
 //! This is the only module allowed `unsafe`; every block carries a `// SAFETY:` comment.
 //! Callers (vmd) see three things: a [`VmSpec`] saying what to build, a [`Vm`] that owns the
 //! machine, and a cloneable [`VmHandle`] for controlling it from other threads. One `Vm` is one
-//! boot: a reboot or reset ends it with [`ExitReason`]-like [`VmExit::Reset`] and vmd builds a
-//! fresh one from the same spec.
+//! boot: a reboot or reset ends it with [`VmExit::Reset`] and vmd builds a fresh one from the
+//! same spec.
+//!
+//! Inside: `vm` (the facade and setup order), `kvm` (opening /dev/kvm), `memory` (RAM layout,
+//! e820, touched bytes), `boot` (image loading, zero page, GDT, page tables, boot registers,
+//! MSRs, LAPIC), `cpuid`, `acpi` (the tables), `devices` (port/MMIO buses and the legacy
+//! devices), `vcpu` (threads, kicks, exit dispatch, crash reports) and `lifecycle` (the vCPU
+//! state machine, pause and the exit latch).
 
+pub mod acpi;
 pub mod control;
 pub mod layout;
 
@@ -71,6 +78,13 @@ pub enum VmExit {
     Crashed(String),
 }
 
+mod boot;
+mod cpuid;
+mod devices;
+mod kvm;
+mod lifecycle;
+mod memory;
+mod vcpu;
 mod vm;
 
 pub use vm::{EngineError, EngineStats, VcpuCounters, Vm, VmHandle};

@@ -1,15 +1,113 @@
-//! Placeholder for the VM object: the public surface vmd programs against.
-//! (Replaced by the real engine; the signatures below are the contract.)
+//! The VM object: building one boot of a machine from a [`VmSpec`], running it, and
+//! controlling it through cloneable [`VmHandle`]s.
+//!
+//! [`Vm::create`] does all the work that can fail before the guest runs, in the order KVM
+//! needs: the VM fd, its TSS and identity-map pages, the in-kernel irqchip and PIT, guest RAM
+//! and its memory slots, the boot image and boot structures, the ACPI tables, the devices and
+//! the vCPUs. [`Vm::start`] spawns one thread per vCPU; [`Vm::wait`] blocks until the boot ends
+//! (power-off, reset, debug exit, destroy or crash) and joins them.
 
+use super::acpi::{self, AcpiConfig, AcpiError};
+use super::boot::{self, BootError};
+use super::devices::bus::lock;
+use super::devices::{DeviceError, LegacyDevices, ged::Ged, serial::Serial};
+use super::kvm::{self, KvmError};
+use super::layout;
+use super::lifecycle::{Lifecycle, LifecycleError};
+use super::memory::{self, MemoryError};
+use super::vcpu::{RunContext, Vcpu, VcpuError, VcpuStats, kick};
 use super::{SerialSink, VmExit, VmSpec};
-use std::sync::Arc;
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
+use kvm_ioctls::{Kvm, VmFd};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 /// Errors building or controlling a VM.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// Placeholder until the engine lands.
-    #[error("the engine is not built yet")]
-    NotBuilt,
+    /// `vcpus`/`max_vcpus` are out of range.
+    #[error(
+        "a VM needs 1 <= vcpus <= max_vcpus <= {max} (got vcpus {vcpus}, max_vcpus \
+         {max_vcpus}): fix the VM's vCPU counts",
+        max = layout::MAX_VCPUS
+    )]
+    InvalidVcpuCount {
+        /// vCPUs asked for at boot.
+        vcpus: u32,
+        /// vCPUs asked for at most.
+        max_vcpus: u32,
+    },
+    /// The host's KVM supports fewer vCPUs than `max_vcpus`.
+    #[error("this host's KVM runs at most {host_max} vCPUs per VM: lower max_vcpus to {host_max}")]
+    TooManyVcpus {
+        /// The host's limit.
+        host_max: u32,
+    },
+    /// Guest RAM could not be set up (the message names the fix).
+    #[error(transparent)]
+    Memory(MemoryError),
+    /// KVM is unusable on this host (the message names the fix).
+    #[error(transparent)]
+    Kvm(KvmError),
+    /// KVM_CREATE_VM failed.
+    #[error("cannot create the KVM virtual machine")]
+    CreateVm(#[source] kvm_ioctls::Error),
+    /// KVM_SET_TSS_ADDR failed.
+    #[error("cannot set KVM's TSS address")]
+    SetTssAddress(#[source] kvm_ioctls::Error),
+    /// KVM_SET_IDENTITY_MAP_ADDR failed.
+    #[error("cannot set KVM's identity-map address")]
+    SetIdentityMapAddress(#[source] kvm_ioctls::Error),
+    /// KVM_CREATE_IRQCHIP failed.
+    #[error("cannot create the in-kernel interrupt controllers")]
+    CreateIrqchip(#[source] kvm_ioctls::Error),
+    /// KVM_CREATE_PIT2 failed.
+    #[error("cannot create the in-kernel PIT")]
+    CreatePit(#[source] kvm_ioctls::Error),
+    /// KVM_SET_USER_MEMORY_REGION failed.
+    #[error("cannot give guest memory slot {slot} to KVM")]
+    AddMemorySlot {
+        /// The slot number.
+        slot: u32,
+        /// What KVM reported.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// The boot image could not be loaded (the message names the file and the fix).
+    #[error(transparent)]
+    Boot(BootError),
+    /// The ACPI tables could not be built or written.
+    #[error("cannot create the ACPI tables")]
+    Acpi(#[source] AcpiError),
+    /// The devices could not be built.
+    #[error("cannot set up the VM's devices")]
+    Devices(#[source] DeviceError),
+    /// KVM_GET_SUPPORTED_CPUID failed.
+    #[error("cannot read the CPUID KVM supports")]
+    GetSupportedCpuid(#[source] kvm_ioctls::Error),
+    /// A vCPU could not be created, configured or started.
+    #[error("cannot set up the VM's vCPUs")]
+    Vcpu(#[source] VcpuError),
+    /// The vCPU kick signal handler could not be installed.
+    #[error("cannot install the vCPU kick signal handler")]
+    InstallKickHandler(#[source] vmm_sys_util::errno::Error),
+    /// `start` was called twice.
+    #[error("VM {0} has already been started")]
+    AlreadyStarted(String),
+    /// The boot ended before vCPU 0 ran.
+    #[error("VM {name} stopped before its first vCPU ran: {reason}")]
+    Start {
+        /// The VM's name.
+        name: String,
+        /// How the boot ended.
+        reason: String,
+    },
+    /// A control request that does not fit the VM's state.
+    #[error(transparent)]
+    Control(#[from] LifecycleError),
 }
 
 /// Counters of one vCPU.
@@ -34,70 +132,286 @@ pub struct EngineStats {
     pub memory_touched_bytes: u64,
 }
 
+/// What handles share with the VM.
+struct Shared {
+    lifecycle: Arc<Lifecycle>,
+    serial: Arc<Mutex<Serial>>,
+    ged: Arc<Mutex<Ged>>,
+    vcpu_stats: Vec<Arc<VcpuStats>>,
+    /// Guest RAM for the touched-bytes statistic; released when the `Vm` goes away so that a
+    /// handle kept after the boot does not keep the guest's memory alive.
+    mem: Mutex<Option<GuestMemoryMmap>>,
+    memory_bytes: u64,
+}
+
 /// One boot of one VM; owns the KVM fds, memory, devices and vCPU threads.
+///
+/// Dropping a started `Vm` without [`Vm::wait`] destroys it and joins its threads.
 pub struct Vm {
-    _spec: VmSpec,
+    name: String,
+    shared: Arc<Shared>,
+    ctx: Arc<RunContext>,
+    /// vCPUs not yet handed to their threads.
+    vcpus: Vec<Vcpu>,
+    threads: Vec<JoinHandle<()>>,
+    started: bool,
+    // Declared last so they are closed after the vCPUs above.
+    _vm_fd: VmFd,
+    _kvm: Kvm,
 }
 
 /// Cloneable, thread-safe control of a [`Vm`].
 #[derive(Clone)]
-pub struct VmHandle {}
+pub struct VmHandle {
+    shared: Arc<Shared>,
+}
+
+fn validate_vcpus(spec: &VmSpec) -> Result<(), EngineError> {
+    let valid =
+        spec.vcpus >= 1 && spec.vcpus <= spec.max_vcpus && spec.max_vcpus <= layout::MAX_VCPUS;
+    if !valid {
+        return Err(EngineError::InvalidVcpuCount {
+            vcpus: spec.vcpus,
+            max_vcpus: spec.max_vcpus,
+        });
+    }
+    Ok(())
+}
+
+/// Creates the VM fd with the pieces KVM wants before any vCPU exists.
+fn create_vm_fd(kvm: &Kvm) -> Result<VmFd, EngineError> {
+    let vm = kvm.create_vm().map_err(EngineError::CreateVm)?;
+    vm.set_tss_address(layout::KVM_TSS_START as usize)
+        .map_err(EngineError::SetTssAddress)?;
+    vm.set_identity_map_address(layout::KVM_IDENTITY_MAP_START)
+        .map_err(EngineError::SetIdentityMapAddress)?;
+    vm.create_irq_chip().map_err(EngineError::CreateIrqchip)?;
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    vm.create_pit2(pit).map_err(EngineError::CreatePit)?;
+    Ok(vm)
+}
+
+/// Hands every region of `mem` to KVM as one memory slot.
+fn add_memory_slots(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), EngineError> {
+    for (slot, region) in mem.iter().enumerate() {
+        let slot = slot as u32;
+        let region_desc = kvm_userspace_memory_region {
+            slot,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: region.as_ptr() as u64,
+        };
+        // SAFETY: the host range is a live anonymous mapping owned by `mem`'s region; the `Vm`
+        // keeps a clone of `mem` (sharing the same mappings) for as long as the VM fd exists,
+        // and the guest-physical ranges of the regions do not overlap.
+        unsafe { vm.set_user_memory_region(region_desc) }
+            .map_err(|source| EngineError::AddMemorySlot { slot, source })?;
+    }
+    Ok(())
+}
 
 impl Vm {
     /// Builds the VM (memory, irqchip, devices, ACPI, boot image loaded, vCPUs created) without
     /// running it.
     pub fn create(spec: &VmSpec, serial: Arc<dyn SerialSink>) -> Result<Vm, EngineError> {
-        let _ = (spec, serial);
-        Err(EngineError::NotBuilt)
+        validate_vcpus(spec)?;
+        memory::validate_size(spec.memory_bytes).map_err(EngineError::Memory)?;
+        let kvm = kvm::open().map_err(EngineError::Kvm)?;
+        let host_max = kvm.get_max_vcpus() as u32;
+        if spec.max_vcpus > host_max {
+            return Err(EngineError::TooManyVcpus { host_max });
+        }
+        let vm_fd = create_vm_fd(&kvm)?;
+        let mem = memory::create_guest_memory(spec.memory_bytes).map_err(EngineError::Memory)?;
+        add_memory_slots(&vm_fd, &mem)?;
+        let boot = boot::load(&mem, &spec.boot, spec.memory_bytes).map_err(EngineError::Boot)?;
+        let acpi_config = AcpiConfig {
+            vcpus: spec.vcpus,
+            max_vcpus: spec.max_vcpus,
+        };
+        acpi::create_acpi_tables(&mem, &acpi_config).map_err(EngineError::Acpi)?;
+
+        let lifecycle = Arc::new(Lifecycle::new());
+        let devices =
+            LegacyDevices::create(&vm_fd, &lifecycle, serial).map_err(EngineError::Devices)?;
+
+        let supported = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(EngineError::GetSupportedCpuid)?;
+        let mut vcpus = Vec::with_capacity(spec.vcpus as usize);
+        for index in 0..spec.vcpus {
+            let entry = (index == 0).then_some(boot.entry);
+            let vcpu = Vcpu::create(&vm_fd, index, &supported, spec.max_vcpus, entry)
+                .map_err(EngineError::Vcpu)?;
+            let registered = lifecycle.add_vcpu(vcpu.kick());
+            debug_assert_eq!(registered, index as usize);
+            vcpus.push(vcpu);
+        }
+
+        let shared = Arc::new(Shared {
+            lifecycle: lifecycle.clone(),
+            serial: devices.serial,
+            ged: devices.ged,
+            vcpu_stats: vcpus.iter().map(Vcpu::stats).collect(),
+            mem: Mutex::new(Some(mem.clone())),
+            memory_bytes: spec.memory_bytes,
+        });
+        let ctx = Arc::new(RunContext {
+            lifecycle,
+            io_bus: devices.io_bus,
+            mmio_bus: devices.mmio_bus,
+            mem,
+        });
+        Ok(Vm {
+            name: spec.name.clone(),
+            shared,
+            ctx,
+            vcpus,
+            threads: Vec::new(),
+            started: false,
+            _vm_fd: vm_fd,
+            _kvm: kvm,
+        })
     }
+
     /// Starts the vCPU threads; returns once vCPU 0 has entered the guest.
     pub fn start(&mut self) -> Result<(), EngineError> {
-        Err(EngineError::NotBuilt)
+        if self.started {
+            return Err(EngineError::AlreadyStarted(self.name.clone()));
+        }
+        kick::install_kick_handler().map_err(EngineError::InstallKickHandler)?;
+        self.started = true;
+        for vcpu in self.vcpus.drain(..) {
+            match vcpu.spawn(self.ctx.clone()) {
+                Ok(thread) => self.threads.push(thread),
+                Err(err) => {
+                    self.ctx.lifecycle.request_exit(VmExit::Crashed(format!(
+                        "cannot start the vCPU threads: {err}"
+                    )));
+                    return Err(EngineError::Vcpu(err));
+                }
+            }
+        }
+        if self.ctx.lifecycle.wait_entered(0) {
+            return Ok(());
+        }
+        let reason = match self.ctx.lifecycle.exit() {
+            Some(VmExit::Crashed(reason)) => reason,
+            Some(other) => format!("{other:?}"),
+            None => "vCPU 0 ended".to_owned(),
+        };
+        Err(EngineError::Start {
+            name: self.name.clone(),
+            reason,
+        })
     }
+
     /// A control handle usable from any thread.
     pub fn handle(&self) -> VmHandle {
-        VmHandle {}
+        VmHandle {
+            shared: self.shared.clone(),
+        }
     }
-    /// Blocks until this boot ends, joins every vCPU thread and says why it ended.
-    pub fn wait(self) -> VmExit {
-        VmExit::Crashed("the engine is not built yet".into())
+
+    /// Blocks until this boot ends, joins every vCPU thread and says why it ended. A VM that
+    /// was never started ends at once ([`VmExit::Destroyed`] if a handle destroyed it).
+    pub fn wait(mut self) -> VmExit {
+        if !self.started {
+            self.ctx.lifecycle.request_exit(VmExit::Crashed(format!(
+                "VM {} was never started",
+                self.name
+            )));
+        }
+        let exit = self.ctx.lifecycle.wait_exit();
+        self.join_threads();
+        exit
+    }
+
+    fn join_threads(&mut self) {
+        for thread in self.threads.drain(..) {
+            // A panicking vCPU thread has already ended the boot as crashed (its exit guard).
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.ctx.lifecycle.request_exit(VmExit::Destroyed);
+            self.join_threads();
+        }
+        lock(&self.shared.mem).take();
     }
 }
 
 impl VmHandle {
     /// Stops every vCPU (kick with `immediate_exit` + signal) and returns once all are parked.
     pub fn pause(&self) -> Result<(), EngineError> {
-        Err(EngineError::NotBuilt)
+        Ok(self.shared.lifecycle.pause()?)
     }
+
     /// Lets paused vCPUs run again.
     pub fn resume(&self) -> Result<(), EngineError> {
-        Err(EngineError::NotBuilt)
+        Ok(self.shared.lifecycle.resume()?)
     }
+
     /// Whether the VM is paused.
     pub fn is_paused(&self) -> bool {
-        false
+        self.shared.lifecycle.is_paused()
     }
+
     /// Presses the ACPI power button (GED event + interrupt).
-    pub fn power_button(&self) {}
-    /// Ends this boot with [`VmExit::Reset`].
-    pub fn reset(&self) {}
-    /// Ends this boot with [`VmExit::Destroyed`].
-    pub fn destroy(&self) {}
-    /// Queues bytes for the guest's COM1 receiver (interrupt-driven); never blocks, drops
-    /// beyond an internal bound and says how many were accepted.
-    pub fn serial_input(&self, bytes: &[u8]) -> usize {
-        bytes.len()
+    pub fn power_button(&self) {
+        if let Err(err) = lock(&self.shared.ged).power_button() {
+            log::warn!("cannot raise the power-button interrupt: {err}");
+        }
     }
+
+    /// Ends this boot with [`VmExit::Reset`].
+    pub fn reset(&self) {
+        self.shared.lifecycle.request_exit(VmExit::Reset);
+    }
+
+    /// Ends this boot with [`VmExit::Destroyed`].
+    pub fn destroy(&self) {
+        self.shared.lifecycle.request_exit(VmExit::Destroyed);
+    }
+
+    /// Queues bytes for the guest's COM1 receiver (interrupt-driven); never blocks, drops
+    /// beyond an internal bound (64 KiB) and says how many were accepted.
+    pub fn serial_input(&self, bytes: &[u8]) -> usize {
+        lock(&self.shared.serial).queue_input(bytes)
+    }
+
     /// vCPUs present now.
     pub fn vcpu_count(&self) -> u32 {
-        0
+        self.shared.vcpu_stats.len() as u32
     }
-    /// Engine counters.
+
+    /// Engine counters. Once the `Vm` is gone its memory is released and counts as untouched.
     pub fn stats(&self) -> EngineStats {
+        let vcpus = self
+            .shared
+            .vcpu_stats
+            .iter()
+            .enumerate()
+            .map(|(index, stats)| VcpuCounters {
+                index: index as u32,
+                tid: stats.tid.load(Ordering::Relaxed),
+                exits: stats.exits.load(Ordering::Relaxed),
+            })
+            .collect();
         EngineStats {
-            vcpus: Vec::new(),
-            memory_bytes: 0,
-            memory_touched_bytes: 0,
+            vcpus,
+            memory_bytes: self.shared.memory_bytes,
+            memory_touched_bytes: lock(&self.shared.mem)
+                .as_ref()
+                .map_or(0, memory::touched_bytes),
         }
     }
 }

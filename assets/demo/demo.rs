@@ -1,0 +1,150 @@
+//! The built-in demo guest, embedded in the vmux binary (src/assets.rs) so that vmux on a
+//! fresh machine has a VM to start and a console to type into.
+//!
+//! It is a guest-kit program (tests/guests/kit, built by build.rs): it starts every CPU the
+//! MADT lists, prints a coloured banner and a `demo$ ` prompt, and then idles in `hlt` between
+//! interrupts (an idle demo VM costs the host ~0 CPU). Commands: `help`, `cpus`, `mem`,
+//! `uptime`, `echo <text>`, `poweroff`, `reboot`. The ACPI power button (GED bit 3) powers it
+//! off; a CPU hotplug event (GED bit 1) starts any listed CPU that is not yet online.
+//! tests/guests/README.md lists the exact lines it prints.
+
+#![no_std]
+#![no_main]
+
+#[path = "../../tests/guests/kit/mod.rs"]
+mod kit;
+
+use kit::acpi::{Rsdp, Table};
+use kit::console::{Ascii, Dec, DecPadded, print_str};
+use kit::ged;
+use kit::line::{Event, LineEditor, split_command};
+
+/// How long a CPU gets to come up at boot (a few thousand instructions on a slow KVM).
+const BOOT_AP_TIMEOUT_US: u64 = 1_000_000;
+/// How long a CPU gets after a hotplug event; CPUs listed but not plugged in cost this much.
+const HOTPLUG_AP_TIMEOUT_US: u64 = 50_000;
+
+const BANNER: &str =
+    "\x1b[1;36mvmux demo guest\x1b[0m \x1b[2m(a guest-kit program built into vmux)\x1b[0m";
+const HINT: &str =
+    "Type \x1b[1mhelp\x1b[0m for commands. Press \x1b[1mCtrl-]\x1b[0m to detach from the console.";
+const PROMPT: &str = "demo$ ";
+const HELP: &str = "\
+commands:
+  help         this list
+  cpus         online CPUs by APIC id
+  mem          RAM size (from the e820 map)
+  uptime       time since boot
+  echo <text>  print <text>
+  poweroff     power off (ACPI S5)
+  reboot       reset the machine";
+
+fn guest_main(boot: &kit::boot::BootInfo) -> ! {
+    kit::time::calibrate();
+    kit::apic::init_interrupts();
+    kit::smp::mark_boot_cpu_online();
+    let madt = Rsdp::find(boot.rsdp()).and_then(|rsdp| rsdp.find_table(b"APIC"));
+    if let Some(madt) = &madt {
+        start_cpus(madt, |cpu| cpu.enabled(), BOOT_AP_TIMEOUT_US);
+    }
+    kit::serial::enable_rx_interrupt();
+    ged::enable();
+
+    print_str(BANNER);
+    print_str("\n");
+    print_str(HINT);
+    print_str("\n");
+    print_str(PROMPT);
+    let mut editor = LineEditor::new();
+    loop {
+        while let Some(byte) = kit::serial::try_read() {
+            match editor.feed(byte) {
+                Event::Line(line) => {
+                    run(line, boot);
+                    print_str(PROMPT);
+                }
+                Event::Cancelled => print_str(PROMPT),
+                Event::Pending => {}
+            }
+        }
+        let events = ged::take_events();
+        if events & ged::EVENT_POWER_BUTTON != 0 {
+            println!("\npower button pressed: powering off");
+            kit::power::power_off();
+        }
+        if events & ged::EVENT_CPU_HOTPLUG != 0 {
+            if let Some(madt) = &madt {
+                let before = kit::smp::online_ids().count();
+                start_cpus(
+                    madt,
+                    |cpu| cpu.enabled() || cpu.online_capable(),
+                    HOTPLUG_AP_TIMEOUT_US,
+                );
+                let after = kit::smp::online_ids().count();
+                println!(
+                    "\ncpu hotplug: {} cpus online (+{})",
+                    Dec(after as u64),
+                    Dec((after - before) as u64)
+                );
+                print_str(PROMPT);
+            }
+        }
+        kit::cpu::wait_for_interrupt();
+    }
+}
+
+/// Starts every MADT CPU that `wanted` selects and that is not online yet. APs print nothing:
+/// `cpus` shows them.
+fn start_cpus(madt: &Table, wanted: fn(&kit::acpi::MadtCpu) -> bool, timeout_us: u64) {
+    for cpu in madt.madt_cpus().filter(wanted) {
+        if !kit::smp::is_online(cpu.apic_id) {
+            // A CPU that does not come up is simply not listed by `cpus`.
+            let _ = kit::smp::start_ap(cpu.apic_id, timeout_us);
+        }
+    }
+}
+
+/// Runs one command line.
+fn run(line: &[u8], boot: &kit::boot::BootInfo) {
+    let (command, rest) = split_command(line);
+    match command {
+        b"" => {}
+        b"help" => {
+            print_str(HELP);
+            print_str("\n");
+        }
+        b"cpus" => {
+            print!(
+                "cpus: {} online, apic ids",
+                Dec(kit::smp::online_ids().count() as u64)
+            );
+            for id in kit::smp::online_ids() {
+                print!(" {}", Dec(u64::from(id)));
+            }
+            println!();
+        }
+        b"mem" => {
+            // Round to the nearest MiB: the e820 map leaves out the BIOS area below 1 MiB.
+            let mib = (boot.ram_bytes() + (1 << 19)) >> 20;
+            println!("mem: {} MiB RAM", Dec(mib));
+        }
+        b"uptime" => {
+            let ms = kit::time::ms_since_boot();
+            print!("uptime: {}.{} s", Dec(ms / 1000), DecPadded(ms % 1000, 3));
+            if !kit::time::is_calibrated() {
+                print_str(" (TSC rate estimated)");
+            }
+            println!();
+        }
+        b"echo" => println!("{}", Ascii(rest)),
+        b"poweroff" => {
+            println!("powering off");
+            kit::power::power_off()
+        }
+        b"reboot" => {
+            println!("rebooting");
+            kit::power::reset()
+        }
+        other => println!("unknown command: {}; type help", Ascii(other)),
+    }
+}

@@ -1,0 +1,243 @@
+//! The command line grammar (clap derive): global options and one variant per verb.
+//!
+//! `main.rs` parses [`Args`]; [`crate::cli::run`] executes them. Sizes and paths stay as the
+//! user typed them here and are checked by the verbs, so every refusal names the fix.
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// `vmux`: with no subcommand, the full-screen interface; otherwise one virsh-like verb.
+#[derive(Debug, Parser)]
+#[command(
+    name = "vmux",
+    version,
+    about = "virt-manager in a terminal: a TUI and virsh-like CLI over an embedded KVM engine",
+    after_help = "Run `vmux` with no command for the full-screen interface.\n\
+                  Files live under VMUX_HOME=<dir> when set (else XDG directories).\n\
+                  Logging: VMUX_LOG=debug (error, warn, info, debug, trace) to stderr.\n\
+                  Exit status: 0 success, 1 failure, 2 usage error.\n\
+                  Every read command takes --json; docs/cli.md documents the shapes."
+)]
+pub struct Args {
+    /// Colour theme of the full-screen interface (a name from themes/).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub theme: Option<String>,
+    /// What to do; none starts the full-screen interface.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Define a new VM from options (and optionally start it).
+    Create(CreateArgs),
+    /// Define a new VM from a TOML definition file (the name comes from the file).
+    Define {
+        /// The definition file, as `vmux dumpconfig` writes it.
+        file: PathBuf,
+    },
+    /// Print a VM's definition as TOML (or JSON).
+    Dumpconfig {
+        /// VM name.
+        name: String,
+        /// Print JSON instead of TOML.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Edit a VM's definition in $VISUAL / $EDITOR; it is checked before it is saved.
+    Edit {
+        /// VM name.
+        name: String,
+    },
+    /// Delete a VM's definition (the VM must be shut off).
+    Undefine {
+        /// VM name.
+        name: String,
+    },
+    /// List running and paused VMs (all defined VMs with --all).
+    List {
+        /// Also list shut-off and crashed VMs.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a VM's definition and live state.
+    Info {
+        /// VM name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a running VM's CPU, memory, exit and console counters.
+    Stats {
+        /// VM name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a VM.
+    Start {
+        /// VM name.
+        name: String,
+        /// Attach to its console once it runs.
+        #[arg(long)]
+        console: bool,
+    },
+    /// Press the VM's power button and wait until the guest has shut off.
+    Shutdown {
+        /// VM name.
+        name: String,
+        /// Seconds to wait for the guest before giving up.
+        #[arg(long, value_name = "S", default_value_t = 60)]
+        timeout: u64,
+        /// Return right after pressing the power button.
+        #[arg(long, conflicts_with = "timeout")]
+        no_wait: bool,
+    },
+    /// Stop a VM at once, like pulling the plug.
+    Destroy {
+        /// VM name.
+        name: String,
+    },
+    /// Reboot a VM gracefully (power button, then boot again).
+    Reboot {
+        /// VM name.
+        name: String,
+    },
+    /// Reset a VM at once (hard reset, boots again).
+    Reset {
+        /// VM name.
+        name: String,
+    },
+    /// Pause a VM's vCPUs.
+    Suspend {
+        /// VM name.
+        name: String,
+    },
+    /// Resume a suspended VM.
+    Resume {
+        /// VM name.
+        name: String,
+    },
+    /// Mark a VM to start with `vmux autostart-all` (or clear the mark).
+    Autostart {
+        /// VM name.
+        name: String,
+        /// Clear the mark instead.
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Start every autostart VM that is not running (for host boot).
+    AutostartAll,
+    /// Attach to a VM's serial console (Ctrl-] detaches; the VM keeps running).
+    Console(ConsoleArgs),
+}
+
+/// `vmux create`.
+#[derive(Debug, ClapArgs)]
+pub struct CreateArgs {
+    /// VM name: 1-64 characters from A-Z a-z 0-9 . _ -
+    pub name: String,
+    /// Boot the built-in demo guest.
+    #[arg(long, required_unless_present = "kernel", conflicts_with = "kernel")]
+    pub demo: bool,
+    /// Kernel to boot (bzImage, vmlinux or static ELF64).
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Initramfs to load with the kernel.
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "kernel",
+        conflicts_with = "demo"
+    )]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, value_name = "STR", requires = "kernel", conflicts_with = "demo")]
+    pub cmdline: Option<String>,
+    /// Guest memory (256M, 2G, ...); default 256M.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// vCPUs at boot.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub vcpus: u32,
+    /// Most vCPUs the VM can be hot-added up to; default twice --vcpus, at least 4.
+    #[arg(long, value_name = "N")]
+    pub max_vcpus: Option<u32>,
+    /// Start with `vmux autostart-all`.
+    #[arg(long)]
+    pub autostart: bool,
+    /// Start the VM right after defining it.
+    #[arg(long)]
+    pub start: bool,
+}
+
+/// `vmux console`.
+#[derive(Debug, ClapArgs)]
+pub struct ConsoleArgs {
+    /// VM name.
+    pub name: String,
+    /// Print the buffered earlier output and exit.
+    #[arg(long, conflicts_with_all = ["no_history", "until", "timeout"])]
+    pub history: bool,
+    /// Show live output only, not the buffered earlier output.
+    #[arg(long)]
+    pub no_history: bool,
+    /// Exit 0 as soon as the output so far matches this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub until: Option<String>,
+    /// Exit 1 when this many seconds pass first.
+    #[arg(long, value_name = "S")]
+    pub timeout: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(line: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("vmux").chain(line.iter().copied()))
+    }
+
+    #[test]
+    fn grammar_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn create_needs_a_boot_source() {
+        assert!(parse(&["create", "a"]).is_err());
+        assert!(parse(&["create", "a", "--demo"]).is_ok());
+        assert!(parse(&["create", "a", "--kernel", "/k"]).is_ok());
+    }
+
+    #[test]
+    fn create_refuses_demo_with_kernel() {
+        assert!(parse(&["create", "a", "--demo", "--kernel", "/k"]).is_err());
+    }
+
+    #[test]
+    fn initrd_needs_a_kernel() {
+        assert!(parse(&["create", "a", "--demo", "--initrd", "/i"]).is_err());
+    }
+
+    #[test]
+    fn console_history_excludes_live_options() {
+        assert!(parse(&["console", "a", "--history", "--no-history"]).is_err());
+        assert!(parse(&["console", "a", "--history", "--until", "x"]).is_err());
+        assert!(parse(&["console", "a", "--until", "x", "--timeout", "2"]).is_ok());
+    }
+
+    #[test]
+    fn no_subcommand_means_the_tui() {
+        let args = parse(&["--theme", "light"]).expect("parse");
+        assert!(args.command.is_none());
+        assert_eq!(args.theme.as_deref(), Some("light"));
+    }
+}

@@ -1,0 +1,305 @@
+//! A fake [`Host`] for the verbs' unit tests: definitions and states in memory, a guest that
+//! powers off a few polls after the power button (or never), and a scripted console.
+
+use super::Io;
+use crate::client::{ClientError, Console, Host, VmStatus};
+use crate::config::{BootConfig, ConfigError, DefinitionError, VmConfig};
+use crate::engine::control::{RunState, VcpuStats, VmInfo, VmStats};
+use std::collections::BTreeMap;
+use std::io::{Cursor, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// One fake VM.
+#[derive(Debug, Clone)]
+pub struct FakeVm {
+    config: VmConfig,
+    state: RunState,
+    /// Status polls left until a pressed power button takes effect.
+    powering_off: Option<u32>,
+}
+
+/// In-memory host.
+#[derive(Default)]
+pub struct FakeHost {
+    /// The VMs by name.
+    pub vms: Mutex<BTreeMap<String, FakeVm>>,
+    /// Unusable definition files.
+    pub broken: Mutex<Vec<DefinitionError>>,
+    /// Polls a guest takes to power off after the button; `None`: it ignores the button.
+    pub power_off_polls: Option<u32>,
+    /// What the console sends as guest output (history first when asked for).
+    pub console_history: Vec<u8>,
+    /// Live console output.
+    pub console_live: Vec<u8>,
+    /// Everything written to the console's input.
+    pub typed: Arc<Mutex<Vec<u8>>>,
+    /// Names whose start fails.
+    pub failing_start: Vec<String>,
+}
+
+impl FakeHost {
+    /// A host with one demo VM in `state`.
+    pub fn with_vm(name: &str, state: RunState) -> FakeHost {
+        let host = FakeHost {
+            power_off_polls: Some(2),
+            ..FakeHost::default()
+        };
+        host.add(VmConfig::new(name, BootConfig::Demo), state);
+        host
+    }
+
+    /// Adds a VM.
+    pub fn add(&self, config: VmConfig, state: RunState) {
+        self.lock().insert(
+            config.name.clone(),
+            FakeVm {
+                config,
+                state,
+                powering_off: None,
+            },
+        );
+    }
+
+    /// Adds an unusable definition file.
+    pub fn add_broken(&self, error: DefinitionError) {
+        self.broken.lock().expect("lock").push(error);
+    }
+
+    /// The stored definition of `name`.
+    pub fn config(&self, name: &str) -> VmConfig {
+        self.lock()[name].config.clone()
+    }
+
+    /// The state of `name`.
+    pub fn state(&self, name: &str) -> RunState {
+        self.lock()[name].state
+    }
+
+    /// Whether `name` is defined.
+    pub fn exists(&self, name: &str) -> bool {
+        self.lock().contains_key(name)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, FakeVm>> {
+        self.vms.lock().expect("lock")
+    }
+
+    fn with<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut FakeVm) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let mut vms = self.lock();
+        let vm = vms
+            .get_mut(name)
+            .ok_or_else(|| ConfigError::UnknownVm(name.to_string()))?;
+        f(vm)
+    }
+
+    fn running(&self, name: &str) -> Result<(), ClientError> {
+        self.with(name, |vm| match vm.state {
+            RunState::Running | RunState::Paused => Ok(()),
+            _ => Err(ClientError::NotRunning(name.to_string())),
+        })
+    }
+
+    fn set_state(&self, name: &str, state: RunState) -> Result<(), ClientError> {
+        self.running(name)?;
+        self.with(name, |vm| {
+            vm.state = state;
+            Ok(())
+        })
+    }
+
+    fn status_of(vm: &FakeVm) -> VmStatus {
+        let live = matches!(vm.state, RunState::Running | RunState::Paused);
+        VmStatus {
+            config: vm.config.clone(),
+            state: vm.state,
+            reason: (vm.state == RunState::Crashed).then(|| "triple fault at RIP 0x1000".into()),
+            pid: live.then_some(4242),
+            vcpus: live.then_some(vm.config.vcpus),
+        }
+    }
+}
+
+impl Host for FakeHost {
+    fn list(&self) -> Vec<Result<VmStatus, DefinitionError>> {
+        let mut all: Vec<_> = self
+            .lock()
+            .values()
+            .map(|vm| Ok(Self::status_of(vm)))
+            .collect();
+        all.extend(self.broken.lock().expect("lock").iter().cloned().map(Err));
+        all
+    }
+
+    fn status(&self, name: &str) -> Result<VmStatus, ClientError> {
+        self.with(name, |vm| {
+            if let Some(left) = vm.powering_off {
+                if left == 0 {
+                    vm.state = RunState::ShutOff;
+                    vm.powering_off = None;
+                } else {
+                    vm.powering_off = Some(left - 1);
+                }
+            }
+            Ok(Self::status_of(vm))
+        })
+    }
+
+    fn info(&self, name: &str) -> Result<VmInfo, ClientError> {
+        self.running(name)?;
+        self.with(name, |vm| {
+            Ok(VmInfo {
+                name: name.to_string(),
+                state: vm.state,
+                pid: 4242,
+                vcpus: vm.config.vcpus,
+                max_vcpus: vm.config.max_vcpus,
+                memory_bytes: vm.config.memory,
+                started_at: 0,
+                boots: 1,
+                protocol: crate::engine::control::PROTOCOL_VERSION,
+            })
+        })
+    }
+
+    fn stats(&self, name: &str) -> Result<VmStats, ClientError> {
+        self.running(name)?;
+        Ok(VmStats {
+            uptime_ms: 61_000,
+            vcpus: vec![VcpuStats {
+                index: 0,
+                tid: 4243,
+                cpu_time_ns: 2_000_000_000,
+                cpu_percent: 12.5,
+                exits: 1000,
+            }],
+            cpu_percent: 12.5,
+            memory_bytes: 256 << 20,
+            memory_touched_bytes: 8 << 20,
+            rss_bytes: 20 << 20,
+            exits: 1000,
+            exits_per_sec: 42.0,
+            serial_out_bytes: 77,
+        })
+    }
+
+    fn define(&self, config: &VmConfig) -> Result<(), ClientError> {
+        if self.exists(&config.name) {
+            return Err(ConfigError::VmExists(config.name.clone()).into());
+        }
+        self.add(config.clone(), RunState::ShutOff);
+        Ok(())
+    }
+
+    fn update(&self, config: &VmConfig) -> Result<(), ClientError> {
+        self.with(&config.name, |vm| {
+            vm.config = config.clone();
+            Ok(())
+        })
+    }
+
+    fn undefine(&self, name: &str) -> Result<(), ClientError> {
+        self.with(name, |_| Ok(()))?;
+        self.lock().remove(name);
+        Ok(())
+    }
+
+    fn set_autostart(&self, name: &str, enabled: bool) -> Result<(), ClientError> {
+        self.with(name, |vm| {
+            vm.config.autostart = enabled;
+            Ok(())
+        })
+    }
+
+    fn start(&self, name: &str) -> Result<(), ClientError> {
+        let fails = self.failing_start.iter().any(|n| n == name);
+        self.with(name, |vm| {
+            if matches!(vm.state, RunState::Running | RunState::Paused) {
+                return Err(ClientError::AlreadyRunning(name.to_string()));
+            }
+            if fails {
+                return Err(ClientError::StartFailed {
+                    name: name.to_string(),
+                    message: "the engine refused".into(),
+                });
+            }
+            vm.state = RunState::Running;
+            Ok(())
+        })
+    }
+
+    fn shutdown(&self, name: &str) -> Result<(), ClientError> {
+        self.running(name)?;
+        let polls = self.power_off_polls;
+        self.with(name, |vm| {
+            vm.powering_off = polls;
+            Ok(())
+        })
+    }
+
+    fn destroy(&self, name: &str) -> Result<(), ClientError> {
+        self.set_state(name, RunState::ShutOff)
+    }
+
+    fn reboot(&self, name: &str) -> Result<(), ClientError> {
+        self.running(name)
+    }
+
+    fn reset(&self, name: &str) -> Result<(), ClientError> {
+        self.running(name)
+    }
+
+    fn suspend(&self, name: &str) -> Result<(), ClientError> {
+        self.set_state(name, RunState::Paused)
+    }
+
+    fn resume(&self, name: &str) -> Result<(), ClientError> {
+        self.set_state(name, RunState::Running)
+    }
+
+    fn console(&self, name: &str, history: bool) -> Result<Console, ClientError> {
+        self.running(name)?;
+        let mut bytes = if history {
+            self.console_history.clone()
+        } else {
+            Vec::new()
+        };
+        bytes.extend_from_slice(&self.console_live);
+        Ok(Console {
+            output: Box::new(Cursor::new(bytes)),
+            input: Box::new(SharedWriter(self.typed.clone())),
+        })
+    }
+}
+
+/// Appends to a shared buffer (the fake console's input side).
+pub struct SharedWriter(pub Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `f` with an [`Io`] over buffers; returns its result, stdout and stderr.
+pub fn capture<T>(f: impl FnOnce(&mut Io<'_>) -> T) -> (T, String, String) {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let result = f(&mut Io {
+        out: &mut out,
+        err: &mut err,
+    });
+    (
+        result,
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
+}

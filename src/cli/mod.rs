@@ -1,0 +1,263 @@
+//! The virsh-like command line: [`Args`] (the grammar), [`run`] (what `main` calls) and one
+//! small file per verb group. Every verb works through the [`Host`] trait, so the unit tests
+//! here drive them with a fake host and the binary with the real one.
+//!
+//! Output: human text tables on stdout, `--json` on every read command (shapes in
+//! docs/cli.md), warnings and errors on stderr. Every error names the problem and the fix.
+
+mod args;
+mod checks;
+mod console;
+mod define;
+mod edit;
+mod lifecycle;
+mod output;
+mod show;
+
+#[cfg(test)]
+mod fake;
+
+pub use args::{Args, Command, ConsoleArgs, CreateArgs};
+
+use crate::client::{ClientError, Host, LocalHost};
+use crate::config::DefinitionError;
+use crate::tui::TuiOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Why a verb failed, beyond what the host reports. Messages name the problem and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The host refused or failed (unknown VM, not running, vmd errors).
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A definition file (given to `define`, or edited) does not parse or validate.
+    #[error(transparent)]
+    Definition(#[from] DefinitionError),
+    /// Options that describe an impossible VM.
+    #[error("{0}")]
+    Invalid(String),
+    /// A definition file could not be read.
+    #[error("cannot read {}; check the path and its permissions", path.display())]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A kernel or initrd cannot be read.
+    #[error("cannot read the {what} {}; give the path of a readable file", path.display())]
+    BootFile {
+        /// `kernel` or `initrd`.
+        what: &'static str,
+        /// The path given.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The VM asks for more memory than the host has.
+    #[error("memory {requested} is more than this host has ({available}); give a smaller --memory")]
+    MemoryTooLarge {
+        /// Asked for, formatted.
+        requested: String,
+        /// The host's MemTotal, formatted.
+        available: String,
+    },
+    /// /proc/meminfo could not be read.
+    #[error("cannot read the host's memory size from /proc/meminfo; is /proc mounted?")]
+    HostMemory {
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command needs a VM that is not paused.
+    #[error("VM '{0}' is paused; `vmux resume {0}` first (or `vmux destroy {0}` to stop it)")]
+    Paused(String),
+    /// `resume` of a VM that is not paused.
+    #[error("VM '{0}' is not paused; there is nothing to resume")]
+    NotPaused(String),
+    /// The guest did not power off in time.
+    #[error(
+        "VM '{name}' did not shut down within {seconds} s; the guest may ignore the power button: stop it at once with `vmux destroy {name}`"
+    )]
+    ShutdownTimeout {
+        /// VM name.
+        name: String,
+        /// How long we waited.
+        seconds: u64,
+    },
+    /// The VM crashed while we waited for it to stop.
+    #[error("VM '{name}' crashed instead of shutting down: {reason}; see `vmux info {name}`")]
+    CrashedWhileStopping {
+        /// VM name.
+        name: String,
+        /// The crash reason.
+        reason: String,
+    },
+    /// `destroy` was sent but vmd lingers.
+    #[error(
+        "VM '{name}' is still running {seconds} s after destroy; its vmd (pid {pid}) may be stuck: `kill -9 {pid}`"
+    )]
+    DestroyStuck {
+        /// VM name.
+        name: String,
+        /// vmd's pid.
+        pid: u32,
+        /// How long we waited.
+        seconds: u64,
+    },
+    /// Some autostart VMs failed to start.
+    #[error("{failed} autostart VM(s) failed to start; the reasons are listed above")]
+    AutostartFailed {
+        /// How many failed.
+        failed: usize,
+    },
+    /// `console --until` got a pattern that is not a regular expression.
+    #[error("--until '{pattern}' is not a valid regular expression")]
+    BadPattern {
+        /// The pattern.
+        pattern: String,
+        /// Cause.
+        #[source]
+        source: regex::Error,
+    },
+    /// `console --timeout` ran out.
+    #[error("{what} within {seconds} s; the console output so far is above")]
+    ConsoleTimeout {
+        /// What did not happen ("no output matched 'x'", "the console was still open").
+        what: String,
+        /// The timeout.
+        seconds: f64,
+    },
+    /// The console closed before `--until` matched.
+    #[error(
+        "the console of VM '{name}' closed (the VM stopped?) before the output matched '{pattern}'"
+    )]
+    ConsoleClosed {
+        /// VM name.
+        name: String,
+        /// The pattern.
+        pattern: String,
+    },
+    /// The terminal could not be switched to raw mode or back.
+    #[error("cannot set up the terminal for the console")]
+    Terminal {
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The editor could not be run.
+    #[error("cannot run the editor '{editor}'; set $VISUAL or $EDITOR to an editor that exists")]
+    EditorSpawn {
+        /// The editor command.
+        editor: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The editor exited with an error.
+    #[error("the editor '{editor}' failed ({status}); the definition is unchanged")]
+    EditorFailed {
+        /// The editor command.
+        editor: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+    },
+    /// The temporary copy for `edit` failed.
+    #[error("cannot prepare a temporary copy to edit in {}; check that it is writable or set TMPDIR", path.display())]
+    EditCopy {
+        /// The temp file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The edited text is not a valid definition (and there is no terminal to retry on).
+    #[error("the edited definition is invalid ({reason}); nothing was saved")]
+    EditInvalid {
+        /// Where and why, e.g. `line 3: invalid type`.
+        reason: String,
+    },
+    /// The user declined to re-open an invalid edit.
+    #[error("edit abandoned; the definition of VM '{0}' is unchanged")]
+    EditAbandoned(String),
+    /// Writing to stdout or stderr failed (closed pipe).
+    #[error("cannot write the output")]
+    Output(#[from] std::io::Error),
+}
+
+/// Where a verb writes: `out` is stdout (results), `err` is stderr (warnings, progress).
+pub struct Io<'a> {
+    /// Results.
+    pub out: &'a mut dyn Write,
+    /// Warnings and per-item errors that do not fail the command.
+    pub err: &'a mut dyn Write,
+}
+
+/// Runs the parsed command line against this host's VMs; `Ok` carries the exit status.
+/// With no subcommand this is the full-screen interface.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let host = LocalHost::from_env()?;
+    let Some(command) = args.command else {
+        let options = TuiOptions {
+            theme: args.theme,
+            settings_path: host.paths().settings_file(),
+        };
+        crate::tui::run(Arc::new(host), options)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Unlocked handles: a lock held for the whole command could stall a panicking reader
+    // thread's message (the panic hook writes to stderr) and with it the main thread.
+    let mut io = Io {
+        out: &mut std::io::stdout(),
+        err: &mut std::io::stderr(),
+    };
+    match execute(&host, command, &mut io) {
+        // The reader went away (`vmux list | head -1`): nothing left to tell anyone.
+        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(ExitCode::SUCCESS)
+        }
+        result => {
+            result?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Executes one verb against `host`.
+pub fn execute(host: &dyn Host, command: Command, io: &mut Io<'_>) -> Result<(), CliError> {
+    match command {
+        Command::Create(args) => define::create(host, args, io),
+        Command::Define { file } => define::define_file(host, &file, io),
+        Command::Dumpconfig { name, json } => define::dumpconfig(host, &name, json, io),
+        Command::Edit { name } => edit::edit(host, &name, io),
+        Command::Undefine { name } => define::undefine(host, &name, io),
+        Command::Autostart { name, disable } => define::autostart(host, &name, !disable, io),
+        Command::List { all, json } => show::list(host, all, json, io),
+        Command::Info { name, json } => show::info(host, &name, json, io),
+        Command::Stats { name, json } => show::stats(host, &name, json, io),
+        Command::Start { name, console } => {
+            lifecycle::start(host, &name, io)?;
+            if console {
+                console::attach(host, &console::default_args(&name), io)?;
+            }
+            Ok(())
+        }
+        Command::Shutdown {
+            name,
+            timeout,
+            no_wait,
+        } => lifecycle::shutdown(host, &name, (!no_wait).then_some(timeout), io),
+        Command::Destroy { name } => lifecycle::destroy(host, &name, io),
+        Command::Reboot { name } => lifecycle::reboot(host, &name, io),
+        Command::Reset { name } => lifecycle::reset(host, &name, io),
+        Command::Suspend { name } => lifecycle::suspend(host, &name, io),
+        Command::Resume { name } => lifecycle::resume(host, &name, io),
+        Command::AutostartAll => lifecycle::autostart_all(host, io),
+        Command::Console(args) => console::attach(host, &args, io),
+    }
+}

@@ -1,0 +1,367 @@
+//! Read verbs: `list`, `info`, `stats`, each as a text table or `--json`. The JSON structs
+//! here are the stable output shapes documented in docs/cli.md: add fields, never rename.
+
+use super::output::{Table, format_duration};
+use super::{CliError, Io};
+use crate::client::{ClientError, Host, VmStatus};
+use crate::config::{BootConfig, format_size};
+use crate::engine::control::{RunState, VmInfo, VmStats};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `vmux list --json`.
+#[derive(Debug, Serialize)]
+struct ListJson {
+    vms: Vec<ListEntryJson>,
+    errors: Vec<BrokenJson>,
+}
+
+/// One VM in `vmux list --json`.
+#[derive(Debug, Serialize)]
+struct ListEntryJson {
+    name: String,
+    state: RunState,
+    pid: Option<u32>,
+    vcpus: u32,
+    max_vcpus: u32,
+    memory_bytes: u64,
+    autostart: bool,
+    reason: Option<String>,
+}
+
+/// One unusable definition file in `vmux list --json`.
+#[derive(Debug, Serialize)]
+struct BrokenJson {
+    path: PathBuf,
+    line: Option<usize>,
+    reason: String,
+}
+
+/// `vmux info --json`.
+#[derive(Debug, Serialize)]
+struct InfoJson<'a> {
+    name: &'a str,
+    state: RunState,
+    reason: Option<&'a str>,
+    pid: Option<u32>,
+    uptime_s: Option<u64>,
+    boots: Option<u32>,
+    vcpus: u32,
+    max_vcpus: u32,
+    memory_bytes: u64,
+    autostart: bool,
+    boot: &'a BootConfig,
+}
+
+/// `vmux stats --json`: the VM's name and vmd's sample.
+#[derive(Debug, Serialize)]
+struct StatsJson<'a> {
+    name: &'a str,
+    #[serde(flatten)]
+    stats: &'a VmStats,
+}
+
+/// `vmux list`: live VMs (all with `all`); broken definitions go to stderr, the rest list.
+pub fn list(host: &dyn Host, all: bool, json: bool, io: &mut Io<'_>) -> Result<(), CliError> {
+    let mut vms = Vec::new();
+    let mut errors = Vec::new();
+    for entry in host.list() {
+        match entry {
+            Ok(status) if all || is_live(status.state) => vms.push(status),
+            Ok(_) => {}
+            Err(broken) => {
+                writeln!(io.err, "error: {broken}")?;
+                errors.push(broken);
+            }
+        }
+    }
+    if json {
+        let shape = ListJson {
+            vms: vms.iter().map(list_entry).collect(),
+            errors: errors
+                .into_iter()
+                .map(|e| BrokenJson {
+                    path: e.path,
+                    line: e.line,
+                    reason: e.reason,
+                })
+                .collect(),
+        };
+        return write_json(io, &shape);
+    }
+    let mut table = Table::new(&["Id", "Name", "State", "vCPUs", "Memory", "Autostart"]);
+    for status in &vms {
+        let cfg = &status.config;
+        table.row(vec![
+            status.pid.map_or("-".into(), |p| p.to_string()),
+            cfg.name.clone(),
+            status.state.label().into(),
+            format!("{}/{}", status.vcpus.unwrap_or(cfg.vcpus), cfg.max_vcpus),
+            format_size(cfg.memory),
+            yes_no(cfg.autostart).into(),
+        ]);
+    }
+    io.out.write_all(table.render().as_bytes())?;
+    Ok(())
+}
+
+fn list_entry(status: &VmStatus) -> ListEntryJson {
+    let cfg = &status.config;
+    ListEntryJson {
+        name: cfg.name.clone(),
+        state: status.state,
+        pid: status.pid,
+        vcpus: status.vcpus.unwrap_or(cfg.vcpus),
+        max_vcpus: cfg.max_vcpus,
+        memory_bytes: cfg.memory,
+        autostart: cfg.autostart,
+        reason: status.reason.clone(),
+    }
+}
+
+/// `vmux info`: the definition, plus vmd's live facts while it runs.
+pub fn info(host: &dyn Host, name: &str, json: bool, io: &mut Io<'_>) -> Result<(), CliError> {
+    let status = host.status(name)?;
+    let live = if is_live(status.state) {
+        Some(host.info(name)?)
+    } else {
+        None
+    };
+    let cfg = &status.config;
+    let uptime = live.as_ref().map(uptime);
+    if json {
+        let shape = InfoJson {
+            name: &cfg.name,
+            state: live.as_ref().map_or(status.state, |l| l.state),
+            reason: status.reason.as_deref(),
+            pid: live.as_ref().map(|l| l.pid).or(status.pid),
+            uptime_s: uptime.map(|u| u.as_secs()),
+            boots: live.as_ref().map(|l| l.boots),
+            vcpus: live.as_ref().map_or(cfg.vcpus, |l| l.vcpus),
+            max_vcpus: live.as_ref().map_or(cfg.max_vcpus, |l| l.max_vcpus),
+            memory_bytes: live.as_ref().map_or(cfg.memory, |l| l.memory_bytes),
+            autostart: cfg.autostart,
+            boot: &cfg.boot,
+        };
+        return write_json(io, &shape);
+    }
+    let mut lines: Vec<(&str, String)> = vec![
+        ("Name", cfg.name.clone()),
+        (
+            "State",
+            live.as_ref()
+                .map_or(status.state, |l| l.state)
+                .label()
+                .into(),
+        ),
+    ];
+    if let Some(reason) = &status.reason {
+        lines.push(("Reason", reason.clone()));
+    }
+    if let Some(live) = &live {
+        lines.push(("Pid", live.pid.to_string()));
+        lines.push(("Uptime", uptime.map(format_duration).unwrap_or_default()));
+        lines.push(("Boots", live.boots.to_string()));
+    }
+    let (vcpus, max_vcpus, memory) = live
+        .as_ref()
+        .map_or((cfg.vcpus, cfg.max_vcpus, cfg.memory), |l: &VmInfo| {
+            (l.vcpus, l.max_vcpus, l.memory_bytes)
+        });
+    lines.push(("vCPUs", format!("{vcpus} (max {max_vcpus})")));
+    lines.push(("Memory", format_size(memory)));
+    lines.extend(boot_lines(&cfg.boot));
+    lines.push(("Autostart", yes_no(cfg.autostart).into()));
+    for (key, value) in lines {
+        writeln!(io.out, "{:<11} {value}", format!("{key}:"))?;
+    }
+    Ok(())
+}
+
+fn boot_lines(boot: &BootConfig) -> Vec<(&'static str, String)> {
+    match boot {
+        BootConfig::Demo => vec![("Boot", "demo guest (built in)".into())],
+        BootConfig::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            let mut lines = vec![("Kernel", kernel.display().to_string())];
+            if let Some(initrd) = initrd {
+                lines.push(("Initrd", initrd.display().to_string()));
+            }
+            let cmdline = if cmdline.is_empty() {
+                "(none)"
+            } else {
+                cmdline
+            };
+            lines.push(("Cmdline", cmdline.to_string()));
+            lines
+        }
+    }
+}
+
+/// Time since this boot started, by the host clock (zero if the clock went backwards).
+fn uptime(info: &VmInfo) -> Duration {
+    let started = UNIX_EPOCH + Duration::from_secs(info.started_at);
+    SystemTime::now()
+        .duration_since(started)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// `vmux stats`: vmd's latest sample.
+pub fn stats(host: &dyn Host, name: &str, json: bool, io: &mut Io<'_>) -> Result<(), CliError> {
+    if !is_live(host.status(name)?.state) {
+        return Err(ClientError::NotRunning(name.to_string()).into());
+    }
+    let stats = host.stats(name)?;
+    if json {
+        return write_json(
+            io,
+            &StatsJson {
+                name,
+                stats: &stats,
+            },
+        );
+    }
+    let out = &mut io.out;
+    writeln!(
+        out,
+        "Uptime:          {}",
+        format_duration(Duration::from_millis(stats.uptime_ms))
+    )?;
+    writeln!(out, "CPU:             {:.1}%", stats.cpu_percent)?;
+    for vcpu in &stats.vcpus {
+        writeln!(
+            out,
+            "  vcpu{:<3}        {:.1}%  ({} exits, tid {})",
+            vcpu.index, vcpu.cpu_percent, vcpu.exits, vcpu.tid
+        )?;
+    }
+    writeln!(
+        out,
+        "Memory touched:  {} of {}",
+        format_size(stats.memory_touched_bytes),
+        format_size(stats.memory_bytes)
+    )?;
+    writeln!(out, "RSS (vmd):       {}", format_size(stats.rss_bytes))?;
+    writeln!(
+        out,
+        "Exits/s:         {:.1}  ({} total)",
+        stats.exits_per_sec, stats.exits
+    )?;
+    writeln!(out, "Serial out:      {} bytes", stats.serial_out_bytes)?;
+    Ok(())
+}
+
+fn write_json(io: &mut Io<'_>, value: &impl Serialize) -> Result<(), CliError> {
+    serde_json::to_writer_pretty(&mut io.out, value).map_err(std::io::Error::other)?;
+    writeln!(io.out)?;
+    Ok(())
+}
+
+fn is_live(state: RunState) -> bool {
+    matches!(state, RunState::Running | RunState::Paused)
+}
+
+fn yes_no(flag: bool) -> &'static str {
+    if flag { "yes" } else { "no" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::fake::{FakeHost, capture};
+    use crate::config::{DefinitionError, VmConfig};
+
+    fn host() -> FakeHost {
+        let host = FakeHost::with_vm("on", RunState::Running);
+        host.add(VmConfig::new("off", BootConfig::Demo), RunState::ShutOff);
+        host
+    }
+
+    #[test]
+    fn list_shows_only_live_vms_by_default() {
+        let (result, out, _) = capture(|io| list(&host(), false, false, io));
+        result.expect("list");
+        assert!(out.contains(" on "), "{out}");
+        assert!(!out.contains("off"), "{out}");
+    }
+
+    #[test]
+    fn list_all_shows_shut_off_vms_with_vcpus_now_and_max() {
+        let (result, out, _) = capture(|io| list(&host(), true, false, io));
+        result.expect("list");
+        let row = out.lines().find(|l| l.contains("off")).expect("row");
+        assert!(row.contains("shut off") && row.contains("1/4"), "{row}");
+    }
+
+    #[test]
+    fn list_reports_broken_files_and_still_lists_the_rest() {
+        let host = host();
+        host.add_broken(DefinitionError {
+            path: "/x/bad.toml".into(),
+            line: Some(2),
+            reason: "invalid type".into(),
+        });
+        let (result, out, err) = capture(|io| list(&host, true, false, io));
+        result.expect("list");
+        assert!(err.contains("/x/bad.toml:2: invalid type"), "{err}");
+        assert!(out.contains("on") && out.contains("off"), "{out}");
+    }
+
+    #[test]
+    fn list_json_has_vms_and_errors() {
+        let (result, out, _) = capture(|io| list(&host(), true, true, io));
+        result.expect("list");
+        let value: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(value["vms"][1]["state"], "running");
+        assert_eq!(value["vms"][0]["state"], "shut_off");
+        assert_eq!(value["vms"][0]["memory_bytes"], 256u64 << 20);
+        assert!(value["errors"].as_array().is_some_and(Vec::is_empty));
+    }
+
+    #[test]
+    fn info_of_a_running_vm_shows_pid_and_uptime() {
+        let (result, out, _) = capture(|io| info(&host(), "on", false, io));
+        result.expect("info");
+        assert!(out.contains("Pid:        4242"), "{out}");
+        assert!(out.contains("Uptime:"), "{out}");
+    }
+
+    #[test]
+    fn info_json_of_a_shut_off_vm_has_no_pid() {
+        let (result, out, _) = capture(|io| info(&host(), "off", true, io));
+        result.expect("info");
+        let value: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(value["state"], "shut_off");
+        assert!(value["pid"].is_null());
+        assert_eq!(value["boot"]["source"], "demo");
+    }
+
+    #[test]
+    fn stats_of_a_shut_off_vm_says_how_to_start_it() {
+        let (result, _, _) = capture(|io| stats(&host(), "off", false, io));
+        let err = result.expect_err("must fail");
+        assert!(err.to_string().contains("vmux start off"), "{err}");
+    }
+
+    #[test]
+    fn stats_shows_cpu_per_vcpu_and_memory() {
+        let (result, out, _) = capture(|io| stats(&host(), "on", false, io));
+        result.expect("stats");
+        assert!(out.contains("12.5%"), "{out}");
+        assert!(out.contains("vcpu0"), "{out}");
+        assert!(out.contains("8M of 256M"), "{out}");
+    }
+
+    #[test]
+    fn stats_json_flattens_the_sample_beside_the_name() {
+        let (result, out, _) = capture(|io| stats(&host(), "on", true, io));
+        result.expect("stats");
+        let value: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(value["name"], "on");
+        assert_eq!(value["serial_out_bytes"], 77);
+    }
+}

@@ -1,0 +1,321 @@
+//! [`LocalHost`]: the real [`Host`], over the definition store on disk and each running VM's
+//! vmd control socket.
+//!
+//! State without a vmd to ask comes from `state.json` and the pid lock ([`classify`]); a VM
+//! whose vmd died is reported as crashed and its stale socket is removed on sight. Every
+//! socket exchange is bounded by a timeout so a wedged vmd cannot hang the TUI.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::classify::{Observed, classify};
+use super::conn::ControlConn;
+use super::host_check;
+use super::spawn::{SpawnRequest, spawn_vmd};
+use super::{ClientError, Console, Host, VmStatus};
+use crate::config::{ConfigError, DefinitionError, Paths, Store, VmConfig};
+use crate::engine::control::{Command, ReplyResult, VmInfo, VmStats};
+use crate::vmd::pidfile::{self, Liveness};
+use crate::vmd::state_file::StateFile;
+
+/// Environment variable naming the executable to run as vmd (tests that use the library
+/// directly point it at the `vmux` binary).
+pub const VMD_EXE_ENV: &str = "VMUX_VMD_EXE";
+/// Default limit for one request/reply exchange with vmd.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default limit for vmd to report readiness after being spawned.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `destroy` waits for vmd to exit.
+const DESTROY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The VMs of this host, as the current user sees them.
+#[derive(Debug, Clone)]
+pub struct LocalHost {
+    store: Store,
+    /// Set when built on an explicit home: passed to vmd as `VMUX_HOME`.
+    home: Option<PathBuf>,
+    vmd_exe: Option<PathBuf>,
+    request_timeout: Duration,
+    start_timeout: Duration,
+}
+
+/// Files of one VM.
+struct VmFiles {
+    pid: PathBuf,
+    state: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+    dir: PathBuf,
+}
+
+impl LocalHost {
+    /// A host over the directories `VMUX_HOME` / XDG select.
+    pub fn from_env() -> Result<LocalHost, ClientError> {
+        Ok(LocalHost::with_paths(Paths::from_env()?, None))
+    }
+
+    /// A host with everything under `home` (what `VMUX_HOME=home` selects); vmd processes it
+    /// starts get the same home.
+    pub fn with_home(home: &Path) -> LocalHost {
+        LocalHost::with_paths(Paths::under(home), Some(home.to_path_buf()))
+    }
+
+    fn with_paths(paths: Paths, home: Option<PathBuf>) -> LocalHost {
+        LocalHost {
+            store: Store::new(paths),
+            home,
+            vmd_exe: None,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            start_timeout: DEFAULT_START_TIMEOUT,
+        }
+    }
+
+    /// Runs `exe` as vmd instead of [`VMD_EXE_ENV`] or the current executable.
+    pub fn with_vmd_exe(mut self, exe: &Path) -> LocalHost {
+        self.vmd_exe = Some(exe.to_path_buf());
+        self
+    }
+
+    /// Changes the request timeout (default [`DEFAULT_REQUEST_TIMEOUT`]).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> LocalHost {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Changes how long `start` waits for vmd to report (default [`DEFAULT_START_TIMEOUT`]).
+    pub fn with_start_timeout(mut self, timeout: Duration) -> LocalHost {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// The directory roots.
+    pub fn paths(&self) -> &Paths {
+        self.store.paths()
+    }
+
+    fn files(&self, name: &str) -> VmFiles {
+        let paths = self.store.paths();
+        let dir = paths.vm_state_dir(name);
+        VmFiles {
+            pid: dir.join("vmd.pid"),
+            state: dir.join("state.json"),
+            log: dir.join("vmd.log"),
+            socket: paths.socket(name),
+            dir,
+        }
+    }
+
+    fn vmd_exe(&self) -> io::Result<PathBuf> {
+        if let Some(exe) = &self.vmd_exe {
+            return Ok(exe.clone());
+        }
+        if let Some(exe) = std::env::var_os(VMD_EXE_ENV).filter(|v| !v.is_empty()) {
+            return Ok(PathBuf::from(exe));
+        }
+        std::env::current_exe()
+    }
+
+    /// The VM's live state, removing the socket of a vmd found dead.
+    fn observe(&self, name: &str) -> Observed {
+        let files = self.files(name);
+        // Probe before reading: vmd writes its final state before it releases the lock, so a
+        // "dead" probe followed by a "running" file means vmd died without saying so.
+        let live =
+            pidfile::probe(&files.pid, || remove_stale(&files.socket)).unwrap_or(Liveness::Dead);
+        let file = StateFile::read(&files.state).unwrap_or_else(|e| {
+            log::warn!("ignoring unreadable {}: {e}", files.state.display());
+            None
+        });
+        classify(file.as_ref(), live)
+    }
+
+    fn status_of(&self, config: VmConfig) -> VmStatus {
+        let seen = self.observe(&config.name);
+        VmStatus {
+            config,
+            state: seen.state,
+            reason: seen.reason,
+            pid: seen.pid,
+            vcpus: seen.vcpus,
+        }
+    }
+
+    fn known(&self, name: &str) -> Result<(), ClientError> {
+        crate::config::validate_name(name).map_err(ConfigError::Invalid)?;
+        if !self.store.exists(name) {
+            return Err(ConfigError::UnknownVm(name.to_string()).into());
+        }
+        Ok(())
+    }
+
+    fn connect(&self, name: &str) -> Result<ControlConn, ClientError> {
+        self.known(name)?;
+        ControlConn::connect(name, &self.files(name).socket, self.request_timeout)
+    }
+
+    fn command(&self, name: &str, command: Command) -> Result<Option<ReplyResult>, ClientError> {
+        self.connect(name)?.request(command)
+    }
+
+    /// Waits until no vmd holds the VM's lock.
+    fn wait_for_exit(&self, name: &str, timeout: Duration) -> Result<(), ClientError> {
+        let files = self.files(name);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let live = pidfile::probe(&files.pid, || remove_stale(&files.socket));
+            match live {
+                Ok(Liveness::Dead) => return Ok(()),
+                Ok(Liveness::Alive { pid }) if Instant::now() >= deadline => {
+                    let pid = pid.map_or_else(|| "?".to_string(), |p| p.to_string());
+                    return Err(ClientError::Refused {
+                        name: name.to_string(),
+                        message: format!(
+                            "vmd (pid {pid}) did not exit within {} s; stop it with `kill -9 {pid}`",
+                            timeout.as_secs()
+                        ),
+                    });
+                }
+                Ok(Liveness::Alive { .. }) => std::thread::sleep(Duration::from_millis(10)),
+                Err(source) => {
+                    return Err(ClientError::Io {
+                        name: name.to_string(),
+                        socket: files.socket.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Removes a socket whose vmd is gone (called while holding the probe lock).
+fn remove_stale(socket: &Path) {
+    if let Err(e) = fs::remove_file(socket)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        log::warn!("cannot remove stale socket {}: {e}", socket.display());
+    }
+}
+
+fn unexpected(name: &str, what: &str) -> ClientError {
+    ClientError::Protocol {
+        name: name.to_string(),
+        detail: format!("the reply carries no {what}"),
+    }
+}
+
+impl Host for LocalHost {
+    fn list(&self) -> Vec<Result<VmStatus, DefinitionError>> {
+        self.store
+            .list()
+            .into_iter()
+            .map(|entry| entry.map(|config| self.status_of(config)))
+            .collect()
+    }
+
+    fn status(&self, name: &str) -> Result<VmStatus, ClientError> {
+        Ok(self.status_of(self.store.load(name)?))
+    }
+
+    fn info(&self, name: &str) -> Result<VmInfo, ClientError> {
+        match self.command(name, Command::Info)? {
+            Some(ReplyResult::Info(info)) => Ok(*info),
+            _ => Err(unexpected(name, "info")),
+        }
+    }
+
+    fn stats(&self, name: &str) -> Result<VmStats, ClientError> {
+        match self.command(name, Command::Stats)? {
+            Some(ReplyResult::Stats(stats)) => Ok(*stats),
+            _ => Err(unexpected(name, "stats")),
+        }
+    }
+
+    fn define(&self, config: &VmConfig) -> Result<(), ClientError> {
+        Ok(self.store.create(config)?)
+    }
+
+    fn update(&self, config: &VmConfig) -> Result<(), ClientError> {
+        self.known(&config.name)?;
+        Ok(self.store.save(config)?)
+    }
+
+    fn undefine(&self, name: &str) -> Result<(), ClientError> {
+        self.known(name)?;
+        if self.observe(name).is_active() {
+            return Err(ClientError::AlreadyRunning(name.to_string()));
+        }
+        self.store.remove(name)?;
+        // State and logs belong to the definition; a future VM of that name starts clean.
+        let dir = self.files(name).dir;
+        if let Err(e) = fs::remove_dir_all(&dir)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            log::warn!("cannot remove {}: {e}", dir.display());
+        }
+        Ok(())
+    }
+
+    fn set_autostart(&self, name: &str, enabled: bool) -> Result<(), ClientError> {
+        let mut config = self.store.load(name)?;
+        config.autostart = enabled;
+        Ok(self.store.save(&config)?)
+    }
+
+    fn start(&self, name: &str) -> Result<(), ClientError> {
+        let config = self.store.load(name)?;
+        if self.observe(name).is_active() {
+            return Err(ClientError::AlreadyRunning(name.to_string()));
+        }
+        let failed = |message: String| ClientError::StartFailed {
+            name: name.to_string(),
+            message,
+        };
+        host_check::check(&config).map_err(failed)?;
+        let exe = self
+            .vmd_exe()
+            .map_err(|e| failed(format!("cannot find the vmux executable: {e}")))?;
+        let files = self.files(name);
+        spawn_vmd(&SpawnRequest {
+            exe: &exe,
+            name,
+            home: self.home.as_deref(),
+            pid_file: &files.pid,
+            log_file: &files.log,
+            socket: &files.socket,
+            timeout: self.start_timeout,
+        })
+        .map_err(|e| failed(crate::vmd::error_chain(&e)))
+    }
+
+    fn shutdown(&self, name: &str) -> Result<(), ClientError> {
+        self.command(name, Command::Shutdown).map(drop)
+    }
+
+    fn destroy(&self, name: &str) -> Result<(), ClientError> {
+        self.command(name, Command::Destroy)?;
+        self.wait_for_exit(name, DESTROY_TIMEOUT)
+    }
+
+    fn reboot(&self, name: &str) -> Result<(), ClientError> {
+        self.command(name, Command::Reboot).map(drop)
+    }
+
+    fn reset(&self, name: &str) -> Result<(), ClientError> {
+        self.command(name, Command::Reset).map(drop)
+    }
+
+    fn suspend(&self, name: &str) -> Result<(), ClientError> {
+        self.command(name, Command::Pause).map(drop)
+    }
+
+    fn resume(&self, name: &str) -> Result<(), ClientError> {
+        self.command(name, Command::Resume).map(drop)
+    }
+
+    fn console(&self, name: &str, history: bool) -> Result<Console, ClientError> {
+        self.connect(name)?.into_console(history)
+    }
+}

@@ -1,0 +1,125 @@
+//! The DSDT: the AML namespace of a vmux VM.
+//!
+//! ```text
+//! \_S5_             Package {5, 0, 0, 0}: SLP_TYP for soft-off (the sleep control register)
+//! \_SB_.COM1        16550 UART (legacy.rs)
+//! \_SB_.PWRB        power button (legacy.rs)
+//! \_SB_.GED_        event device: bit 3 notifies PWRB (ged.rs)
+//! \_SB_.CPUS.Cnnn   one processor per possible vCPU (cpus.rs)
+//! ```
+//! Parts are encoded by their own modules and concatenated here; the hotplug work adds its
+//! devices and GED events in [`build`].
+
+use acpi_tables::aml::{Name, Package, Path, Scope, ZERO};
+use acpi_tables::sdt::Sdt;
+
+use super::aml_util::{Encoded, encode, encoded};
+use super::{AcpiConfig, OEM_ID, OEM_REVISION, cpus, ged, legacy, oem_table_id};
+use crate::engine::layout;
+
+/// DSDT revision 2 and above means 64-bit AML integers.
+const DSDT_REVISION: u8 = 6;
+/// Length of a bare table header.
+const HEADER_LEN: u32 = 36;
+
+/// The encoded DSDT for `cfg`.
+pub(super) fn build(cfg: &AcpiConfig) -> Vec<u8> {
+    let ged_events = [ged::power_button_event()];
+    let devices = [
+        legacy::com1(),
+        legacy::power_button(),
+        ged::device(&ged_events),
+        cpus::container(cfg),
+    ];
+    let system_bus = Scope::new(
+        Path::new("\\_SB_"),
+        devices.iter().map(|d| d as &dyn acpi_tables::Aml).collect(),
+    );
+
+    let mut dsdt = Sdt::new(
+        *b"DSDT",
+        HEADER_LEN,
+        DSDT_REVISION,
+        OEM_ID,
+        oem_table_id(b"DSDT"),
+        OEM_REVISION,
+    );
+    let mut body = encode(&s5());
+    body.extend(encode(&system_bus));
+    dsdt.append_slice(&body);
+    dsdt.as_slice().to_vec()
+}
+
+/// `Name (\_S5_, Package {SLP_TYP, 0, 0, 0})`: the value the OS writes into SLP_TYP of the
+/// sleep control register to power off.
+fn s5() -> Encoded {
+    let slp_typ = layout::ACPI_S5_SLP_TYP;
+    encoded(&Name::new(
+        Path::new("\\_S5_"),
+        &Package::new(vec![&slp_typ, &ZERO, &ZERO, &ZERO]),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::iasl;
+    use super::*;
+
+    const CFG: AcpiConfig = AcpiConfig {
+        vcpus: 2,
+        max_vcpus: 8,
+    };
+
+    #[test]
+    fn dsdt_disassembles_and_names_every_device() {
+        let dsl = iasl::disassemble(&build(&CFG));
+
+        for needle in ["PNP0501", "PNP0C0C", "ACPI0013", "_EVT", "_S5_", "ACPI0007"] {
+            assert!(dsl.contains(needle), "{needle} missing from:\n{dsl}");
+        }
+    }
+
+    #[test]
+    fn dsdt_disassembly_recompiles_without_errors() {
+        let dsl = iasl::disassemble(&build(&CFG));
+
+        let report = iasl::compile(&dsl);
+
+        assert_eq!(report.errors, 0, "{}", report.output);
+    }
+
+    #[test]
+    fn dsdt_has_one_processor_per_possible_vcpu() {
+        let dsl = iasl::disassemble(&build(&CFG));
+
+        assert_eq!(dsl.matches("\"ACPI0007\"").count(), 8, "{dsl}");
+        assert!(dsl.contains("Device (C007)"), "{dsl}");
+        assert!(!dsl.contains("Device (C008)"), "{dsl}");
+    }
+
+    #[test]
+    fn com1_decodes_0x3f8_with_isa_irq_4() {
+        let dsl = iasl::disassemble(&build(&CFG));
+
+        let com1 = &dsl[dsl.find("Device (COM1)").expect("COM1 device")..];
+        let com1 = &com1[..com1.find("Device (PWRB)").expect("PWRB after COM1")];
+        assert!(
+            com1.contains("0x03F8,             // Range Minimum"),
+            "{com1}"
+        );
+        assert!(com1.contains("0x08,               // Length"), "{com1}");
+        assert!(
+            com1.contains("IRQNoFlags ()\n                    {4}"),
+            "{com1}"
+        );
+    }
+
+    #[test]
+    fn ged_notifies_the_power_button_on_bit_3() {
+        let dsl = iasl::disassemble(&build(&CFG));
+
+        assert!(dsl.contains("Local0 = GDAT"), "{dsl}");
+        assert!(dsl.contains("(Local0 & 0x08)"), "{dsl}");
+        assert!(dsl.contains("Notify (\\_SB.PWRB, 0x80)"), "{dsl}");
+    }
+}

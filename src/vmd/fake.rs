@@ -1,0 +1,162 @@
+//! A scriptable stand-in for the engine, for unit tests of the supervisor, boot loop and
+//! control server without KVM. Its machines print a banner when started and end a boot the
+//! way a cooperative guest would: the power button powers off, `reset` resets, `destroy`
+//! destroys, and tests can crash one with [`FakeControl::crash`].
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+use super::machine::{Engine, Machine, MachineControl, MachineError};
+use crate::engine::{EngineStats, SerialSink, VcpuCounters, VmExit, VmSpec};
+
+/// Records what it was asked and ends the boot accordingly.
+#[derive(Default)]
+pub struct FakeControl {
+    /// Whether `pause` was called last (vs `resume`).
+    pub paused: AtomicBool,
+    /// Power button presses.
+    pub power_presses: AtomicU32,
+    /// `reset` calls.
+    pub resets: AtomicU32,
+    /// `destroy` calls.
+    pub destroys: AtomicU32,
+    /// Serial input received.
+    pub input: Mutex<Vec<u8>>,
+    exit: Mutex<Option<Sender<VmExit>>>,
+}
+
+impl FakeControl {
+    fn end(&self, exit: VmExit) {
+        if let Some(tx) = self.exit.lock().expect("exit").as_ref() {
+            let _ = tx.send(exit);
+        }
+    }
+
+    /// Ends the boot as a guest fault would.
+    pub fn crash(&self, reason: &str) {
+        self.end(VmExit::Crashed(reason.into()));
+    }
+}
+
+impl MachineControl for FakeControl {
+    fn pause(&self) -> Result<(), MachineError> {
+        self.paused.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+    fn resume(&self) -> Result<(), MachineError> {
+        self.paused.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+    fn power_button(&self) {
+        self.power_presses.fetch_add(1, Ordering::SeqCst);
+        self.end(VmExit::PowerOff);
+    }
+    fn reset(&self) {
+        self.resets.fetch_add(1, Ordering::SeqCst);
+        self.end(VmExit::Reset);
+    }
+    fn destroy(&self) {
+        self.destroys.fetch_add(1, Ordering::SeqCst);
+        self.end(VmExit::Destroyed);
+    }
+    fn serial_input(&self, bytes: &[u8]) -> usize {
+        self.input.lock().expect("input").extend_from_slice(bytes);
+        bytes.len()
+    }
+    fn vcpu_count(&self) -> u32 {
+        2
+    }
+    fn stats(&self) -> EngineStats {
+        EngineStats {
+            vcpus: vec![VcpuCounters {
+                index: 0,
+                tid: std::process::id(),
+                exits: 10,
+            }],
+            memory_bytes: 64 << 20,
+            memory_touched_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Builds [`FakeControl`]-driven machines and remembers each boot's control.
+pub struct FakeEngine {
+    /// Text each boot prints on start.
+    pub banner: &'static [u8],
+    /// Boots from this number on (1-based) fail to build.
+    pub fail_from_boot: Option<u32>,
+    /// Every boot's control, in order.
+    pub controls: Mutex<Vec<Arc<FakeControl>>>,
+}
+
+impl FakeEngine {
+    /// An engine whose boots all succeed and print `banner`.
+    pub fn new(banner: &'static [u8]) -> FakeEngine {
+        FakeEngine {
+            banner,
+            fail_from_boot: None,
+            controls: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The control of boot `n` (1-based).
+    pub fn control(&self, n: usize) -> Arc<FakeControl> {
+        Arc::clone(&self.controls.lock().expect("controls")[n - 1])
+    }
+
+    /// Boots built so far.
+    pub fn boots(&self) -> usize {
+        self.controls.lock().expect("controls").len()
+    }
+}
+
+struct FakeMachine {
+    control: Arc<FakeControl>,
+    exits: Receiver<VmExit>,
+    serial: Arc<dyn SerialSink>,
+    banner: &'static [u8],
+}
+
+impl Engine for FakeEngine {
+    fn create(
+        &self,
+        _spec: &VmSpec,
+        serial: Arc<dyn SerialSink>,
+    ) -> Result<Box<dyn Machine>, MachineError> {
+        let mut controls = self.controls.lock().expect("controls");
+        if self
+            .fail_from_boot
+            .is_some_and(|n| controls.len() as u32 + 1 >= n)
+        {
+            return Err("fake engine refused to build the VM".into());
+        }
+        let (tx, rx) = mpsc::channel();
+        let control = Arc::new(FakeControl {
+            exit: Mutex::new(Some(tx)),
+            ..FakeControl::default()
+        });
+        controls.push(Arc::clone(&control));
+        Ok(Box::new(FakeMachine {
+            control,
+            exits: rx,
+            serial,
+            banner: self.banner,
+        }))
+    }
+}
+
+impl Machine for FakeMachine {
+    fn start(&mut self) -> Result<(), MachineError> {
+        self.serial.write(self.banner);
+        Ok(())
+    }
+    fn control(&self) -> Arc<dyn MachineControl> {
+        self.control.clone()
+    }
+    fn wait(self: Box<Self>) -> VmExit {
+        self.exits
+            .recv()
+            .unwrap_or_else(|_| VmExit::Crashed("fake machine lost its control".into()))
+    }
+}

@@ -1,0 +1,186 @@
+//! The seam between vmd and the engine: object-safe traits over [`engine::Vm`] and
+//! [`engine::VmHandle`], so the control server and boot loop can be exercised with a fake
+//! machine in unit tests, and the definition → [`VmSpec`] mapping (the demo definition boots
+//! the guest embedded in the binary).
+//!
+//! [`KvmEngine`] is the only production implementation; it forwards to the engine facade and
+//! adds nothing.
+
+use std::sync::Arc;
+
+use crate::config::{BootConfig, VmConfig};
+use crate::engine::{self, BootSpec, EngineStats, SerialSink, VmExit, VmSpec};
+
+/// An engine failure, boxed so fakes can supply their own error types.
+pub type MachineError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Builds machines (one per boot).
+pub trait Engine: Send + Sync {
+    /// Builds a VM from `spec` without running it; its serial output goes to `serial`.
+    fn create(
+        &self,
+        spec: &VmSpec,
+        serial: Arc<dyn SerialSink>,
+    ) -> Result<Box<dyn Machine>, MachineError>;
+}
+
+/// One boot of one VM, owned by the boot loop.
+pub trait Machine: Send {
+    /// Starts the vCPUs; returns once the guest runs.
+    fn start(&mut self) -> Result<(), MachineError>;
+    /// A control handle for other threads.
+    fn control(&self) -> Arc<dyn MachineControl>;
+    /// Blocks until this boot ends.
+    fn wait(self: Box<Self>) -> VmExit;
+}
+
+/// Thread-safe control of a running [`Machine`] (mirrors [`engine::VmHandle`]).
+pub trait MachineControl: Send + Sync {
+    /// Stops every vCPU; returns once all are parked.
+    fn pause(&self) -> Result<(), MachineError>;
+    /// Lets paused vCPUs run again.
+    fn resume(&self) -> Result<(), MachineError>;
+    /// Presses the ACPI power button.
+    fn power_button(&self);
+    /// Ends this boot with [`VmExit::Reset`].
+    fn reset(&self);
+    /// Ends this boot with [`VmExit::Destroyed`].
+    fn destroy(&self);
+    /// Queues guest serial input; returns how many bytes were accepted.
+    fn serial_input(&self, bytes: &[u8]) -> usize;
+    /// vCPUs present now.
+    fn vcpu_count(&self) -> u32;
+    /// Engine counters.
+    fn stats(&self) -> EngineStats;
+}
+
+/// The real engine ([`engine::Vm`] on `/dev/kvm`).
+pub struct KvmEngine;
+
+struct KvmMachine(engine::Vm);
+
+impl Engine for KvmEngine {
+    fn create(
+        &self,
+        spec: &VmSpec,
+        serial: Arc<dyn SerialSink>,
+    ) -> Result<Box<dyn Machine>, MachineError> {
+        Ok(Box::new(KvmMachine(engine::Vm::create(spec, serial)?)))
+    }
+}
+
+impl Machine for KvmMachine {
+    fn start(&mut self) -> Result<(), MachineError> {
+        Ok(self.0.start()?)
+    }
+
+    fn control(&self) -> Arc<dyn MachineControl> {
+        Arc::new(self.0.handle())
+    }
+
+    fn wait(self: Box<Self>) -> VmExit {
+        self.0.wait()
+    }
+}
+
+impl MachineControl for engine::VmHandle {
+    fn pause(&self) -> Result<(), MachineError> {
+        Ok(engine::VmHandle::pause(self)?)
+    }
+
+    fn resume(&self) -> Result<(), MachineError> {
+        Ok(engine::VmHandle::resume(self)?)
+    }
+
+    fn power_button(&self) {
+        engine::VmHandle::power_button(self);
+    }
+
+    fn reset(&self) {
+        engine::VmHandle::reset(self);
+    }
+
+    fn destroy(&self) {
+        engine::VmHandle::destroy(self);
+    }
+
+    fn serial_input(&self, bytes: &[u8]) -> usize {
+        engine::VmHandle::serial_input(self, bytes)
+    }
+
+    fn vcpu_count(&self) -> u32 {
+        engine::VmHandle::vcpu_count(self)
+    }
+
+    fn stats(&self) -> EngineStats {
+        engine::VmHandle::stats(self)
+    }
+}
+
+/// Maps a definition to the engine's [`VmSpec`].
+pub fn vm_spec(config: &VmConfig) -> VmSpec {
+    let boot = match &config.boot {
+        BootConfig::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => BootSpec::Kernel {
+            kernel: kernel.clone(),
+            initrd: initrd.clone(),
+            cmdline: cmdline.clone(),
+        },
+        BootConfig::Demo => BootSpec::Image {
+            elf: Arc::from(crate::assets::demo_guest()),
+            cmdline: String::new(),
+        },
+    };
+    VmSpec {
+        name: config.name.clone(),
+        vcpus: config.vcpus,
+        max_vcpus: config.max_vcpus,
+        memory_bytes: config.memory,
+        boot,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn a_kernel_definition_maps_every_field() {
+        let mut config = VmConfig::new(
+            "web1",
+            BootConfig::Kernel {
+                kernel: "/boot/vmlinuz".into(),
+                initrd: Some("/boot/initrd".into()),
+                cmdline: "console=ttyS0".into(),
+            },
+        );
+        config.vcpus = 2;
+        config.max_vcpus = 6;
+        config.memory = 512 << 20;
+        let spec = vm_spec(&config);
+        assert_eq!(spec.name, "web1");
+        assert_eq!((spec.vcpus, spec.max_vcpus), (2, 6));
+        assert_eq!(spec.memory_bytes, 512 << 20);
+        assert_eq!(
+            spec.boot,
+            BootSpec::Kernel {
+                kernel: PathBuf::from("/boot/vmlinuz"),
+                initrd: Some(PathBuf::from("/boot/initrd")),
+                cmdline: "console=ttyS0".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn the_demo_definition_boots_the_embedded_guest() {
+        let spec = vm_spec(&VmConfig::new("demo", BootConfig::Demo));
+        let BootSpec::Image { elf, .. } = spec.boot else {
+            panic!("the demo boots an in-memory image");
+        };
+        assert_eq!(&elf[..], crate::assets::demo_guest());
+    }
+}

@@ -1,0 +1,238 @@
+//! Stats sampling: turns the engine's counters plus host figures (per-vCPU CPU time from
+//! `/proc/self/task/<tid>/schedstat`, RSS from `/proc/self/statm`) into [`VmStats`], with
+//! rates computed over the interval since the previous sample.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::engine::EngineStats;
+use crate::engine::control::{VcpuStats, VmStats};
+
+/// What the sampler needs to know about the boot being sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootFacts {
+    /// Which boot (rates restart at a new one).
+    pub boot: u32,
+    /// Time since the boot started.
+    pub uptime: Duration,
+    /// Serial bytes the guest wrote during this boot.
+    pub serial_out_bytes: u64,
+}
+
+/// Host-side readings taken at one instant.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostReadings {
+    /// CPU time per vCPU thread id, nanoseconds (missing when unreadable).
+    pub cpu_ns: HashMap<u32, u64>,
+    /// vmd's resident set size, bytes.
+    pub rss_bytes: u64,
+}
+
+impl HostReadings {
+    /// Reads `/proc` for the given vCPU thread ids.
+    pub fn read(tids: impl IntoIterator<Item = u32>) -> HostReadings {
+        let cpu_ns = tids
+            .into_iter()
+            .filter_map(|tid| {
+                let text =
+                    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+                Some((tid, parse_schedstat(&text)?))
+            })
+            .collect();
+        let rss_bytes = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|text| parse_statm_resident_pages(&text))
+            .map_or(0, |pages| pages.saturating_mul(page_size()));
+        HostReadings { cpu_ns, rss_bytes }
+    }
+}
+
+fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|v| u64::try_from(v).ok())
+        .unwrap_or(4096)
+}
+
+/// First field of `schedstat`: time spent on a CPU, nanoseconds.
+pub fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Second field of `statm`: resident pages.
+pub fn parse_statm_resident_pages(text: &str) -> Option<u64> {
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Keeps the previous sample's counters to compute rates. Owned by the sampler thread.
+#[derive(Debug, Default)]
+pub struct Sampler {
+    previous: Option<Previous>,
+}
+
+#[derive(Debug)]
+struct Previous {
+    boot: u32,
+    at: Instant,
+    cpu_ns: HashMap<u32, u64>,
+    exits: u64,
+}
+
+impl Sampler {
+    /// Builds a sample taken at `now`. The first sample of a boot reports zero rates.
+    pub fn sample(
+        &mut self,
+        now: Instant,
+        boot: BootFacts,
+        engine: &EngineStats,
+        host: &HostReadings,
+    ) -> VmStats {
+        let previous = self.previous.take().filter(|p| p.boot == boot.boot);
+        let interval_ns = previous
+            .as_ref()
+            .map_or(0, |p| now.saturating_duration_since(p.at).as_nanos() as u64);
+        let percent = |delta_ns: u64| {
+            if interval_ns == 0 {
+                0.0
+            } else {
+                delta_ns as f64 * 100.0 / interval_ns as f64
+            }
+        };
+        let vcpus: Vec<VcpuStats> = engine
+            .vcpus
+            .iter()
+            .map(|v| {
+                let cpu_time_ns = host.cpu_ns.get(&v.tid).copied().unwrap_or(0);
+                let before = previous
+                    .as_ref()
+                    .and_then(|p| p.cpu_ns.get(&v.tid).copied())
+                    .unwrap_or(cpu_time_ns);
+                VcpuStats {
+                    index: v.index,
+                    tid: v.tid,
+                    cpu_time_ns,
+                    cpu_percent: percent(cpu_time_ns.saturating_sub(before)),
+                    exits: v.exits,
+                }
+            })
+            .collect();
+        let exits: u64 = engine.vcpus.iter().map(|v| v.exits).sum();
+        let exits_per_sec = match &previous {
+            Some(p) if interval_ns > 0 => {
+                exits.saturating_sub(p.exits) as f64 * 1e9 / interval_ns as f64
+            }
+            _ => 0.0,
+        };
+        self.previous = Some(Previous {
+            boot: boot.boot,
+            at: now,
+            cpu_ns: vcpus.iter().map(|v| (v.tid, v.cpu_time_ns)).collect(),
+            exits,
+        });
+        VmStats {
+            uptime_ms: boot.uptime.as_millis() as u64,
+            cpu_percent: vcpus.iter().map(|v| v.cpu_percent).sum(),
+            vcpus,
+            memory_bytes: engine.memory_bytes,
+            memory_touched_bytes: engine.memory_touched_bytes,
+            rss_bytes: host.rss_bytes,
+            exits,
+            exits_per_sec,
+            serial_out_bytes: boot.serial_out_bytes,
+        }
+    }
+}
+
+/// The sample served before the first real one (and between boots).
+pub fn empty_stats(memory_bytes: u64) -> VmStats {
+    VmStats {
+        uptime_ms: 0,
+        vcpus: Vec::new(),
+        cpu_percent: 0.0,
+        memory_bytes,
+        memory_touched_bytes: 0,
+        rss_bytes: 0,
+        exits: 0,
+        exits_per_sec: 0.0,
+        serial_out_bytes: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::VcpuCounters;
+
+    fn engine(exits: u64) -> EngineStats {
+        EngineStats {
+            vcpus: vec![VcpuCounters {
+                index: 0,
+                tid: 100,
+                exits,
+            }],
+            memory_bytes: 256 << 20,
+            memory_touched_bytes: 8 << 20,
+        }
+    }
+
+    fn host(cpu_ns: u64) -> HostReadings {
+        HostReadings {
+            cpu_ns: HashMap::from([(100, cpu_ns)]),
+            rss_bytes: 20 << 20,
+        }
+    }
+
+    fn boot(boot: u32) -> BootFacts {
+        BootFacts {
+            boot,
+            uptime: Duration::from_secs(3),
+            serial_out_bytes: 42,
+        }
+    }
+
+    #[test]
+    fn rates_are_computed_over_the_interval() {
+        let mut sampler = Sampler::default();
+        let t0 = Instant::now();
+        sampler.sample(t0, boot(1), &engine(1000), &host(0));
+        let s = sampler.sample(
+            t0 + Duration::from_secs(2),
+            boot(1),
+            &engine(5000),
+            &host(1_000_000_000),
+        );
+        assert!((s.vcpus[0].cpu_percent - 50.0).abs() < 1e-9, "{s:?}");
+        assert!((s.cpu_percent - 50.0).abs() < 1e-9);
+        assert!((s.exits_per_sec - 2000.0).abs() < 1e-9);
+        assert_eq!(s.exits, 5000);
+        assert_eq!(s.rss_bytes, 20 << 20);
+        assert_eq!(s.serial_out_bytes, 42);
+    }
+
+    #[test]
+    fn a_new_boot_restarts_the_rates() {
+        let mut sampler = Sampler::default();
+        let t0 = Instant::now();
+        sampler.sample(t0, boot(1), &engine(9000), &host(5_000_000_000));
+        let s = sampler.sample(t0 + Duration::from_secs(1), boot(2), &engine(10), &host(1));
+        assert_eq!(s.exits_per_sec, 0.0);
+        assert_eq!(s.vcpus[0].cpu_percent, 0.0);
+    }
+
+    #[test]
+    fn proc_fields_parse() {
+        assert_eq!(parse_schedstat("123456 789 10\n"), Some(123_456));
+        assert_eq!(
+            parse_statm_resident_pages("5000 1200 300 1 0 900 0\n"),
+            Some(1200)
+        );
+        assert_eq!(parse_schedstat(""), None);
+    }
+
+    #[test]
+    fn reading_this_process_finds_its_own_rss() {
+        let readings = HostReadings::read([]);
+        assert!(readings.rss_bytes > 0);
+    }
+}

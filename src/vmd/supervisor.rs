@@ -1,0 +1,511 @@
+//! The supervisor: vmd's shared picture of its VM (state, current boot, latest stats) and the
+//! execution of control commands against it.
+//!
+//! One `Supervisor` lives for the whole vmd, behind an `Arc` shared by the boot loop (which
+//! installs each boot's control handle), the connection threads (which execute commands), and
+//! the stats sampler. Lifecycle commands are serialized by their own lock so two clients
+//! cannot interleave a pause with a resume; reads (`info`, `stats`) never wait for them.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::boot::error_chain;
+use super::events::EventBus;
+use super::machine::MachineControl;
+use super::ring::ConsoleRing;
+use super::state_file::StateFile;
+use super::stats::{BootFacts, empty_stats};
+use crate::engine::VmSpec;
+use crate::engine::control::{
+    Command, ErrorKind, Event, ExitReason, PROTOCOL_VERSION, ProtocolError, ReplyResult, RunState,
+    VmInfo, VmStats,
+};
+
+/// Shared state of one vmd.
+pub struct Supervisor {
+    name: String,
+    pid: u32,
+    max_vcpus: u32,
+    memory_bytes: u64,
+    ring: Arc<ConsoleRing>,
+    events: EventBus,
+    /// Where `state.json` goes; `None` keeps state in memory only (tests).
+    state_path: Option<PathBuf>,
+    live: Mutex<Live>,
+    /// Held while a lifecycle command runs.
+    commands: Mutex<()>,
+    latest: Mutex<VmStats>,
+}
+
+/// The current boot. Invariant: `control` is `Some` exactly while a boot is running or paused.
+struct Live {
+    control: Option<Arc<dyn MachineControl>>,
+    state: RunState,
+    boots: u32,
+    started_at: u64,
+    boot_clock: Instant,
+    serial_base: u64,
+    /// A `reboot` pressed the power button: the next power-off boots again.
+    reboot_requested: bool,
+    /// `destroy` (or a signal) ended the VM; no further boots.
+    destroy_requested: bool,
+}
+
+/// A handle on the running boot for the stats sampler.
+pub struct BootView {
+    /// Control of the boot.
+    pub control: Arc<dyn MachineControl>,
+    /// Facts for [`super::stats::Sampler::sample`].
+    pub facts: BootFacts,
+}
+
+fn now_epoch_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn protocol_error(kind: ErrorKind, message: impl Into<String>) -> ProtocolError {
+    ProtocolError {
+        kind,
+        message: message.into(),
+    }
+}
+
+impl Supervisor {
+    /// A supervisor for the VM `spec` describes, before its first boot.
+    pub fn new(
+        spec: &VmSpec,
+        pid: u32,
+        ring: Arc<ConsoleRing>,
+        state_path: Option<PathBuf>,
+    ) -> Supervisor {
+        Supervisor {
+            name: spec.name.clone(),
+            pid,
+            max_vcpus: spec.max_vcpus,
+            memory_bytes: spec.memory_bytes,
+            ring,
+            events: EventBus::new(),
+            state_path,
+            live: Mutex::new(Live {
+                control: None,
+                state: RunState::Running,
+                boots: 0,
+                started_at: now_epoch_secs(),
+                boot_clock: Instant::now(),
+                serial_base: 0,
+                reboot_requested: false,
+                destroy_requested: false,
+            }),
+            commands: Mutex::new(()),
+            latest: Mutex::new(empty_stats(spec.memory_bytes)),
+        }
+    }
+
+    fn live(&self) -> MutexGuard<'_, Live> {
+        // Every update of `Live` is a handful of field stores; a panic elsewhere cannot leave
+        // it half-written in a way that matters more than refusing all service would.
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The console ring.
+    pub fn ring(&self) -> &Arc<ConsoleRing> {
+        &self.ring
+    }
+
+    /// The event bus.
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// The current boot's control handle, if a boot is running.
+    pub fn control(&self) -> Option<Arc<dyn MachineControl>> {
+        self.live().control.clone()
+    }
+
+    /// Records a freshly started boot and announces it. If a destroy arrived while the boot
+    /// was being built, the boot is destroyed at once.
+    pub fn boot_started(&self, control: Arc<dyn MachineControl>) {
+        let mut live = self.live();
+        live.boots += 1;
+        live.started_at = now_epoch_secs();
+        live.boot_clock = Instant::now();
+        live.serial_base = self.ring.end();
+        live.state = RunState::Running;
+        live.reboot_requested = false;
+        if live.destroy_requested {
+            control.destroy();
+        }
+        live.control = Some(control);
+        self.persist(&live, None);
+        drop(live);
+        self.events.publish(&Event::State {
+            state: RunState::Running,
+            reason: None,
+        });
+    }
+
+    /// Forgets the boot that just ended and says whether to boot again after it powered off
+    /// (a requested reboot) and whether a destroy forbids any further boot.
+    pub fn boot_ended(&self) -> BootEnd {
+        let mut live = self.live();
+        live.control = None;
+        BootEnd {
+            reboot_requested: std::mem::take(&mut live.reboot_requested),
+            destroy_requested: live.destroy_requested,
+        }
+    }
+
+    /// Records the end of the VM: final state on disk, `state` and `exited` events, and the
+    /// bus closed so subscribers drain and disconnect.
+    pub fn finished(&self, reason: &ExitReason) {
+        let (state, why) = match reason {
+            ExitReason::Crashed { reason } => (RunState::Crashed, Some(reason.clone())),
+            _ => (RunState::ShutOff, None),
+        };
+        let mut live = self.live();
+        live.state = state;
+        live.control = None;
+        self.persist(&live, why.clone());
+        drop(live);
+        self.events.publish(&Event::State { state, reason: why });
+        self.events.publish(&Event::Exited {
+            reason: reason.clone(),
+        });
+        self.events.close();
+    }
+
+    /// Ends the VM from inside vmd (a signal): like a `destroy` command.
+    pub fn destroy(&self) {
+        let control = {
+            let mut live = self.live();
+            live.destroy_requested = true;
+            live.control.clone()
+        };
+        if let Some(control) = control {
+            control.destroy();
+        }
+    }
+
+    /// The running boot for the sampler, or `None` between boots.
+    pub fn boot_view(&self) -> Option<BootView> {
+        let live = self.live();
+        let control = live.control.clone()?;
+        Some(BootView {
+            control,
+            facts: BootFacts {
+                boot: live.boots,
+                uptime: live.boot_clock.elapsed(),
+                serial_out_bytes: self.ring.end().saturating_sub(live.serial_base),
+            },
+        })
+    }
+
+    /// Stores the latest sample and pushes it to subscribers.
+    pub fn record_stats(&self, stats: VmStats) {
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = stats.clone();
+        self.events.publish(&Event::Stats(Box::new(stats)));
+    }
+
+    fn persist(&self, live: &Live, reason: Option<String>) {
+        let Some(path) = &self.state_path else {
+            return;
+        };
+        let file = StateFile {
+            state: live.state,
+            pid: self.pid,
+            vcpus: live.control.as_ref().map_or(0, |c| c.vcpu_count()),
+            boots: live.boots,
+            started_at: live.started_at,
+            reason,
+        };
+        if let Err(e) = file.write(path) {
+            log::warn!("cannot write {}: {e}", path.display());
+        }
+    }
+
+    /// What `info` replies.
+    pub fn info(&self) -> VmInfo {
+        let live = self.live();
+        VmInfo {
+            name: self.name.clone(),
+            state: live.state,
+            pid: self.pid,
+            vcpus: live.control.as_ref().map_or(0, |c| c.vcpu_count()),
+            max_vcpus: self.max_vcpus,
+            memory_bytes: self.memory_bytes,
+            started_at: live.started_at,
+            boots: live.boots,
+            protocol: PROTOCOL_VERSION,
+        }
+    }
+
+    /// Executes a command that is answered by one reply (everything but `subscribe` and
+    /// `console`, which change the connection and are handled by the session).
+    pub fn execute(&self, command: &Command) -> Result<Option<ReplyResult>, ProtocolError> {
+        match command {
+            Command::Info => Ok(Some(ReplyResult::Info(Box::new(self.info())))),
+            Command::Stats => {
+                let stats = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+                Ok(Some(ReplyResult::Stats(Box::new(stats.clone()))))
+            }
+            Command::Pause => self.pause().map(|()| None),
+            Command::Resume => self.resume().map(|()| None),
+            Command::Shutdown => self.power_button(false).map(|()| None),
+            Command::Reboot => self.power_button(true).map(|()| None),
+            Command::Reset => {
+                let _serial = self.lock_commands();
+                self.running_control()?.reset();
+                Ok(None)
+            }
+            Command::Destroy => {
+                self.destroy();
+                Ok(None)
+            }
+            Command::Subscribe | Command::Console { .. } => Err(protocol_error(
+                ErrorKind::BadRequest,
+                "this command switches the connection and is handled by the session",
+            )),
+        }
+    }
+
+    fn lock_commands(&self) -> MutexGuard<'_, ()> {
+        self.commands.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The control handle and state of a running boot, or the error for "between boots".
+    fn current(&self) -> Result<(Arc<dyn MachineControl>, RunState), ProtocolError> {
+        let live = self.live();
+        match (&live.control, live.destroy_requested) {
+            (Some(control), false) => Ok((Arc::clone(control), live.state)),
+            (_, true) => Err(protocol_error(
+                ErrorKind::InvalidState,
+                "the VM is being destroyed",
+            )),
+            (None, false) => Err(protocol_error(
+                ErrorKind::InvalidState,
+                "the VM is between boots (rebooting); try again in a moment",
+            )),
+        }
+    }
+
+    fn running_control(&self) -> Result<Arc<dyn MachineControl>, ProtocolError> {
+        let (control, state) = self.current()?;
+        if state == RunState::Paused {
+            return Err(protocol_error(
+                ErrorKind::InvalidState,
+                format!(
+                    "the VM is paused; resume it first with `vmux resume {}`",
+                    self.name
+                ),
+            ));
+        }
+        Ok(control)
+    }
+
+    fn set_state(&self, state: RunState) {
+        let mut live = self.live();
+        live.state = state;
+        self.persist(&live, None);
+        drop(live);
+        self.events.publish(&Event::State {
+            state,
+            reason: None,
+        });
+    }
+
+    fn pause(&self) -> Result<(), ProtocolError> {
+        let _serial = self.lock_commands();
+        let control = self.running_control()?;
+        control.pause().map_err(|e| {
+            protocol_error(
+                ErrorKind::Engine,
+                format!("cannot pause the vCPUs: {}", error_chain(e.as_ref())),
+            )
+        })?;
+        self.set_state(RunState::Paused);
+        Ok(())
+    }
+
+    fn resume(&self) -> Result<(), ProtocolError> {
+        let _serial = self.lock_commands();
+        let (control, state) = self.current()?;
+        if state != RunState::Paused {
+            return Err(protocol_error(
+                ErrorKind::InvalidState,
+                "the VM is not paused; there is nothing to resume",
+            ));
+        }
+        control.resume().map_err(|e| {
+            protocol_error(
+                ErrorKind::Engine,
+                format!("cannot resume the vCPUs: {}", error_chain(e.as_ref())),
+            )
+        })?;
+        self.set_state(RunState::Running);
+        Ok(())
+    }
+
+    fn power_button(&self, reboot: bool) -> Result<(), ProtocolError> {
+        let _serial = self.lock_commands();
+        let control = self.running_control()?;
+        if reboot {
+            self.live().reboot_requested = true;
+        }
+        control.power_button();
+        Ok(())
+    }
+}
+
+/// What [`Supervisor::boot_ended`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootEnd {
+    /// A graceful reboot was requested: a power-off means "boot again".
+    pub reboot_requested: bool,
+    /// The VM was destroyed: never boot again.
+    pub destroy_requested: bool,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::engine::BootSpec;
+    use crate::vmd::fake::FakeControl;
+    use std::sync::atomic::Ordering;
+
+    pub(crate) fn spec() -> VmSpec {
+        VmSpec {
+            name: "t".into(),
+            vcpus: 2,
+            max_vcpus: 4,
+            memory_bytes: 64 << 20,
+            boot: BootSpec::Image {
+                elf: Arc::from(&b""[..]),
+                cmdline: String::new(),
+            },
+        }
+    }
+
+    fn running() -> (Supervisor, Arc<FakeControl>) {
+        let sup = Supervisor::new(&spec(), 99, Arc::new(ConsoleRing::new(64)), None);
+        let control = Arc::new(FakeControl::default());
+        sup.boot_started(control.clone());
+        (sup, control)
+    }
+
+    fn kind(result: Result<Option<ReplyResult>, ProtocolError>) -> ErrorKind {
+        result.expect_err("must fail").kind
+    }
+
+    #[test]
+    fn info_reports_the_running_boot() {
+        let (sup, _) = running();
+        let info = sup.info();
+        assert_eq!(info.state, RunState::Running);
+        assert_eq!((info.pid, info.vcpus, info.max_vcpus), (99, 2, 4));
+        assert_eq!(info.boots, 1);
+        assert_eq!(info.protocol, PROTOCOL_VERSION);
+    }
+
+    #[test]
+    fn pause_then_resume_changes_state_and_the_engine() {
+        let (sup, control) = running();
+        sup.execute(&Command::Pause).expect("pause");
+        assert!(control.paused.load(Ordering::SeqCst));
+        assert_eq!(sup.info().state, RunState::Paused);
+        sup.execute(&Command::Resume).expect("resume");
+        assert_eq!(sup.info().state, RunState::Running);
+    }
+
+    #[test]
+    fn pausing_twice_is_an_invalid_state() {
+        let (sup, _) = running();
+        sup.execute(&Command::Pause).expect("pause");
+        assert_eq!(kind(sup.execute(&Command::Pause)), ErrorKind::InvalidState);
+    }
+
+    #[test]
+    fn resuming_a_running_vm_is_an_invalid_state() {
+        let (sup, _) = running();
+        assert_eq!(kind(sup.execute(&Command::Resume)), ErrorKind::InvalidState);
+    }
+
+    #[test]
+    fn shutdown_of_a_paused_vm_asks_to_resume_first() {
+        let (sup, control) = running();
+        sup.execute(&Command::Pause).expect("pause");
+        let err = sup.execute(&Command::Shutdown).expect_err("refused");
+        assert!(err.message.contains("vmux resume t"), "{}", err.message);
+        assert_eq!(control.power_presses.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn reboot_presses_the_button_and_marks_the_next_power_off() {
+        let (sup, control) = running();
+        sup.execute(&Command::Reboot).expect("reboot");
+        assert_eq!(control.power_presses.load(Ordering::SeqCst), 1);
+        assert!(sup.boot_ended().reboot_requested);
+    }
+
+    #[test]
+    fn shutdown_does_not_mark_a_reboot() {
+        let (sup, _) = running();
+        sup.execute(&Command::Shutdown).expect("shutdown");
+        assert!(!sup.boot_ended().reboot_requested);
+    }
+
+    #[test]
+    fn commands_between_boots_say_so() {
+        let (sup, _) = running();
+        sup.boot_ended();
+        let err = sup.execute(&Command::Pause).expect_err("no boot");
+        assert!(err.message.contains("between boots"), "{}", err.message);
+    }
+
+    #[test]
+    fn destroy_during_a_reboot_destroys_the_next_boot_at_once() {
+        let (sup, _) = running();
+        sup.boot_ended();
+        sup.execute(&Command::Destroy).expect("destroy");
+        let next = Arc::new(FakeControl::default());
+        sup.boot_started(next.clone());
+        assert_eq!(next.destroys.load(Ordering::SeqCst), 1);
+        assert!(sup.boot_ended().destroy_requested);
+    }
+
+    #[test]
+    fn state_changes_are_pushed_to_subscribers() {
+        let (sup, _) = running();
+        let rx = sup.events().subscribe().expect("open");
+        sup.execute(&Command::Pause).expect("pause");
+        assert_eq!(
+            rx.try_recv().expect("event"),
+            Event::State {
+                state: RunState::Paused,
+                reason: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_crash_is_persisted_with_its_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        let sup = Supervisor::new(
+            &spec(),
+            7,
+            Arc::new(ConsoleRing::new(64)),
+            Some(path.clone()),
+        );
+        sup.boot_started(Arc::new(FakeControl::default()));
+        sup.finished(&ExitReason::Crashed {
+            reason: "triple fault".into(),
+        });
+        let file = StateFile::read(&path).expect("read").expect("present");
+        assert_eq!(file.state, RunState::Crashed);
+        assert_eq!(file.reason.as_deref(), Some("triple fault"));
+        assert_eq!(file.pid, 7);
+    }
+}
