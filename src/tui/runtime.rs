@@ -24,7 +24,7 @@ use crossterm::{execute, queue, terminal};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use std::collections::HashMap;
-use std::io::{self, BufWriter, Read, Stdout, Write};
+use std::io::{self, BufWriter, IsTerminal, Read, Stdout, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -206,6 +206,18 @@ impl Drop for TerminalGuard {
 
 /// Runs the TUI until the user quits. VMs are left as they are.
 pub fn run(host: Arc<dyn Host>, mut app: App) -> io::Result<()> {
+    // Log lines written to the terminal would tear the screen; keep them out while the TUI
+    // owns it, unless stderr goes elsewhere (`vmux 2>vmux.log`).
+    let log_level = log::max_level();
+    if io::stderr().is_terminal() {
+        log::set_max_level(log::LevelFilter::Off);
+    }
+    let result = run_on_terminal(host, &mut app);
+    log::set_max_level(log_level);
+    result
+}
+
+fn run_on_terminal(host: Arc<dyn Host>, app: &mut App) -> io::Result<()> {
     let guard = TerminalGuard::enter()?;
     let mut output = TerminalOutput {
         terminal: Terminal::new(CrosstermBackend::new(BufWriter::with_capacity(
@@ -214,7 +226,7 @@ pub fn run(host: Arc<dyn Host>, mut app: App) -> io::Result<()> {
         )))?,
     };
     let (width, height) = terminal::size()?;
-    update(&mut app, Action::Resize { width, height });
+    update(app, Action::Resize { width, height });
 
     let (tx, rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
@@ -235,7 +247,7 @@ pub fn run(host: Arc<dyn Host>, mut app: App) -> io::Result<()> {
         consoles: HashMap::new(),
         pending: Vec::new(),
     };
-    let result = runtime.event_loop(&mut app, &rx, &mut output);
+    let result = runtime.event_loop(app, &rx, &mut output);
 
     stop.store(true, Ordering::SeqCst);
     for link in runtime.consoles.values() {
