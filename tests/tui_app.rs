@@ -9,7 +9,7 @@ use vmux::client::Host;
 use vmux::client::fake::FakeHost;
 use vmux::config::{BootConfig, VmConfig};
 use vmux::engine::control::RunState;
-use vmux::tui::action::Action;
+use vmux::tui::action::{Action, HostOp};
 use vmux::tui::app::{Overlay, Pane, StatusKind};
 use vmux::tui::console::Link;
 use vmux::tui::keymap::Context;
@@ -49,6 +49,27 @@ fn first_run_enter_creates_starts_and_attaches_the_demo() {
     assert_eq!(state(&harness, "demo"), RunState::Running);
     assert_eq!(harness.app.pane, Pane::Console);
     assert!(harness.wait_console("vmux demo guest"));
+}
+
+#[test]
+fn pressing_enter_twice_on_the_welcome_screen_makes_one_demo() {
+    let mut harness = Harness::new(FakeHost::new());
+    let enter = || {
+        Action::Key(crossterm::event::KeyEvent::new(
+            KeyCode::Enter,
+            KeyModifiers::NONE,
+        ))
+    };
+    // The second Enter comes while the first creation is still in flight.
+    vmux::tui::update(&mut harness.app, enter());
+    vmux::tui::update(&mut harness.app, enter());
+    let creates = harness
+        .app
+        .take_effects()
+        .into_iter()
+        .filter(|e| matches!(e, vmux::tui::action::Effect::Host(HostOp::Create { .. })))
+        .count();
+    assert_eq!(creates, 1);
 }
 
 #[test]

@@ -159,6 +159,10 @@ pub(super) fn sort_by(app: &mut App, column: SortColumn) {
 }
 
 fn create_demo(app: &mut App) {
+    // A second Enter while the first demo is being created must not make another.
+    if !app.busy.is_empty() {
+        return;
+    }
     let name = (0..)
         .map(|i| {
             if i == 0 {
