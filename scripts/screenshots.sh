@@ -236,6 +236,8 @@ echo "screenshots.sh: starting VMs under $HOME_DIR"
 vmux create web1 --demo --vcpus 2 --max-vcpus 8 --memory 512M --autostart --start >/dev/null
 vmux create db --demo --vcpus 4 --max-vcpus 8 --memory 1G --start >/dev/null
 vmux create build --demo --vcpus 2 --memory 2G >/dev/null
+# Pause db only once its prompt is out, so its console shows the whole banner.
+vmux console db --until 'demo\$ ' --timeout 30 >/dev/null </dev/null
 vmux suspend db >/dev/null
 
 launch
