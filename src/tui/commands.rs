@@ -159,6 +159,10 @@ pub(super) fn sort_by(app: &mut App, column: SortColumn) {
 }
 
 fn create_demo(app: &mut App) {
+    // A second Enter while the first demo is being created must not make another.
+    if !app.busy.is_empty() {
+        return;
+    }
     let name = (0..)
         .map(|i| {
             if i == 0 {
@@ -435,15 +439,24 @@ pub(super) fn find(app: &mut App, direction: Direction) {
     if let Some(search) = console.search.as_mut().filter(|_| hit.is_some()) {
         search.line = hit;
     }
-    if hit.is_none() {
-        let side = match direction {
-            Direction::Older => "above",
-            Direction::Newer => "below",
-        };
-        app.set_status(
+    match hit {
+        Some(line) => app.set_status(
             StatusKind::Info,
-            format!("no more matches of '{query}' {side}"),
-        );
+            format!(
+                "'{query}' found on line {}; n older, N newer, Esc live",
+                line + 1
+            ),
+        ),
+        None => {
+            let side = match direction {
+                Direction::Older => "above",
+                Direction::Newer => "below",
+            };
+            app.set_status(
+                StatusKind::Info,
+                format!("no more matches of '{query}' {side}"),
+            );
+        }
     }
 }
 

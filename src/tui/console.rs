@@ -7,6 +7,7 @@
 //! sizes handed to it are clamped to at least 2×2 (vt100 panics below), and requests the guest
 //! makes of the terminal (window title, clipboard) are ignored.
 
+use super::charset::LineDrawing;
 use super::input::LineInput;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::num::NonZeroU16;
@@ -93,6 +94,9 @@ pub struct ConsoleSession {
     /// Bytes of guest output received.
     pub received: u64,
     parser: vt100::Parser,
+    charset: LineDrawing,
+    /// Reused buffer for translated output.
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for ConsoleSession {
@@ -123,6 +127,8 @@ impl ConsoleSession {
             selection: None,
             received: 0,
             parser: vt100::Parser::new(clamp(rows), clamp(cols), SCROLLBACK_LINES),
+            charset: LineDrawing::default(),
+            scratch: Vec::new(),
         }
     }
 
@@ -131,10 +137,16 @@ impl ConsoleSession {
         self.parser.screen()
     }
 
-    /// Runs guest output through the emulator.
+    /// Runs guest output through the emulator (DEC line drawing translated first).
     pub fn feed(&mut self, bytes: &[u8]) {
         self.received += bytes.len() as u64;
-        self.parser.process(bytes);
+        self.scratch.clear();
+        self.charset.translate(bytes, &mut self.scratch);
+        self.parser.process(&self.scratch);
+        // A burst must not pin a large buffer for the rest of the session.
+        if self.scratch.capacity() > 1 << 20 {
+            self.scratch = Vec::new();
+        }
     }
 
     /// Resizes the screen (rows × cols, clamped to at least 2×2). A no-op at the same size.

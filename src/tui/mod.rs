@@ -10,6 +10,7 @@
 
 pub mod action;
 pub mod app;
+mod charset;
 mod commands;
 pub mod console;
 pub mod history;

@@ -24,7 +24,7 @@ use crossterm::{execute, queue, terminal};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use std::collections::HashMap;
-use std::io::{self, BufWriter, Read, Stdout, Write};
+use std::io::{self, BufWriter, IsTerminal, Read, Stdout, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +45,37 @@ const INBOX_CAP: usize = 1 << 20;
 const MAX_DIR_ENTRIES: usize = 5000;
 
 type Backend = CrosstermBackend<BufWriter<Stdout>>;
+
+/// Where frames and clipboard requests go: the real terminal, or a recorder in tests.
+trait Output {
+    /// Draws a frame of `app`.
+    fn draw(&mut self, app: &App) -> io::Result<()>;
+    /// Asks the terminal to put `text` on the clipboard.
+    fn clipboard(&mut self, text: &str) -> io::Result<()>;
+}
+
+/// The user's terminal.
+struct TerminalOutput {
+    terminal: Terminal<Backend>,
+}
+
+impl Output for TerminalOutput {
+    fn draw(&mut self, app: &App) -> io::Result<()> {
+        // Synchronized output: the terminal shows the whole frame at once, never half of it.
+        queue!(
+            self.terminal.backend_mut(),
+            terminal::BeginSynchronizedUpdate
+        )?;
+        self.terminal.draw(|frame| ui::draw(app, frame))?;
+        execute!(self.terminal.backend_mut(), terminal::EndSynchronizedUpdate)
+    }
+
+    fn clipboard(&mut self, text: &str) -> io::Result<()> {
+        let out = self.terminal.backend_mut();
+        out.write_all(osc52(text).as_bytes())?;
+        out.flush()
+    }
+}
 
 /// Messages to the UI thread.
 enum Msg {
@@ -175,13 +206,27 @@ impl Drop for TerminalGuard {
 
 /// Runs the TUI until the user quits. VMs are left as they are.
 pub fn run(host: Arc<dyn Host>, mut app: App) -> io::Result<()> {
+    // Log lines written to the terminal would tear the screen; keep them out while the TUI
+    // owns it, unless stderr goes elsewhere (`vmux 2>vmux.log`).
+    let log_level = log::max_level();
+    if io::stderr().is_terminal() {
+        log::set_max_level(log::LevelFilter::Off);
+    }
+    let result = run_on_terminal(host, &mut app);
+    log::set_max_level(log_level);
+    result
+}
+
+fn run_on_terminal(host: Arc<dyn Host>, app: &mut App) -> io::Result<()> {
     let guard = TerminalGuard::enter()?;
-    let mut terminal = Terminal::new(CrosstermBackend::new(BufWriter::with_capacity(
-        1 << 16,
-        io::stdout(),
-    )))?;
+    let mut output = TerminalOutput {
+        terminal: Terminal::new(CrosstermBackend::new(BufWriter::with_capacity(
+            1 << 16,
+            io::stdout(),
+        )))?,
+    };
     let (width, height) = terminal::size()?;
-    update(&mut app, Action::Resize { width, height });
+    update(app, Action::Resize { width, height });
 
     let (tx, rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
@@ -202,7 +247,7 @@ pub fn run(host: Arc<dyn Host>, mut app: App) -> io::Result<()> {
         consoles: HashMap::new(),
         pending: Vec::new(),
     };
-    let result = runtime.event_loop(&mut app, &rx, &mut terminal);
+    let result = runtime.event_loop(app, &rx, &mut output);
 
     stop.store(true, Ordering::SeqCst);
     for link in runtime.consoles.values() {
@@ -233,7 +278,7 @@ impl Runtime {
         &mut self,
         app: &mut App,
         rx: &Receiver<Msg>,
-        terminal: &mut Terminal<Backend>,
+        output: &mut dyn Output,
     ) -> io::Result<()> {
         let mut next_tick = Instant::now() + TICK;
         let mut next_frame = Instant::now();
@@ -264,14 +309,14 @@ impl Runtime {
                 }
             }
             for effect in app.take_effects() {
-                self.execute(effect, terminal)?;
+                self.execute(effect, output)?;
             }
             if app.should_quit() {
                 return Ok(());
             }
             if app.dirty && Instant::now() >= next_frame {
                 app.take_dirty();
-                draw(app, terminal)?;
+                output.draw(app)?;
                 next_frame = Instant::now() + FRAME;
             }
         }
@@ -326,7 +371,7 @@ impl Runtime {
         self.pending = still_pending;
     }
 
-    fn execute(&mut self, effect: Effect, terminal: &mut Terminal<Backend>) -> io::Result<()> {
+    fn execute(&mut self, effect: Effect, output: &mut dyn Output) -> io::Result<()> {
         match effect {
             Effect::Host(op) => {
                 let (host, tx) = (self.host.clone(), self.tx.clone());
@@ -366,11 +411,7 @@ impl Runtime {
                 }
                 self.pending.retain(|p| *p != id);
             }
-            Effect::Clipboard(text) => {
-                let out = terminal.backend_mut();
-                out.write_all(osc52(&text).as_bytes())?;
-                out.flush()?;
-            }
+            Effect::Clipboard(text) => output.clipboard(&text)?,
             Effect::ListDir(dir) => {
                 let tx = self.tx.clone();
                 spawn("vmux-listdir", move || {
@@ -381,13 +422,6 @@ impl Runtime {
         }
         Ok(())
     }
-}
-
-fn draw(app: &App, terminal: &mut Terminal<Backend>) -> io::Result<()> {
-    // Synchronized output: the terminal shows the whole frame at once, never half of it.
-    queue!(terminal.backend_mut(), terminal::BeginSynchronizedUpdate)?;
-    terminal.draw(|frame| ui::draw(app, frame))?;
-    execute!(terminal.backend_mut(), terminal::EndSynchronizedUpdate)
 }
 
 /// Runs a host operation, turning a panic in the host code into an error message instead
@@ -626,6 +660,148 @@ mod tests {
         let entries = list_dir(&dir.path().to_path_buf()).expect("lists");
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["z-dir", "a-file"]);
+    }
+
+    use crate::client::fake::FakeHost;
+    use crate::config::{BootConfig, VmConfig};
+    use crate::tui::keymap::Keymap;
+    use crate::tui::theme::Theme;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    #[derive(Default)]
+    struct Recorder {
+        frames: usize,
+    }
+
+    impl Output for Recorder {
+        fn draw(&mut self, app: &App) -> io::Result<()> {
+            let backend = ratatui::backend::TestBackend::new(80, 24);
+            let mut terminal = Terminal::new(backend).expect("test backend");
+            terminal
+                .draw(|frame| ui::draw(app, frame))
+                .expect("test backend draws");
+            self.frames += 1;
+            Ok(())
+        }
+
+        fn clipboard(&mut self, _: &str) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn key(code: KeyCode, modifiers: KeyModifiers) -> Msg {
+        Msg::Action(Action::Key(KeyEvent::new(code, modifiers)))
+    }
+
+    /// A runtime over a fake host with VM `a` running and its console attached (id 1) to
+    /// `inbox`; returns the message sender for the test to play the other threads.
+    fn attached(inbox: &Arc<Inbox>) -> (Runtime, App, Sender<Msg>, Receiver<Msg>) {
+        let host = Arc::new(FakeHost::with_vms([VmConfig::new("a", BootConfig::Demo)]));
+        host.start("a").expect("start");
+        let mut app = App::new(Theme::default(), Keymap::default());
+        update(&mut app, Action::Listed(host.list()));
+        update(
+            &mut app,
+            Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        );
+        assert!(app.take_effects().contains(&Effect::OpenConsole {
+            id: 1,
+            vm: "a".into(),
+            history: true
+        }));
+        update(&mut app, Action::ConsoleOpened(1));
+        let (tx, rx) = mpsc::channel();
+        let (wake, _) = mpsc::channel();
+        let mut runtime = Runtime {
+            host,
+            tx: tx.clone(),
+            wake,
+            consoles: HashMap::new(),
+            pending: Vec::new(),
+        };
+        runtime.consoles.insert(
+            1,
+            ConsoleLink {
+                inbox: inbox.clone(),
+                input: None,
+                ended: None,
+            },
+        );
+        (runtime, app, tx, rx)
+    }
+
+    fn detach_and_quit(tx: &Sender<Msg>) {
+        tx.send(key(KeyCode::Char(']'), KeyModifiers::CONTROL))
+            .expect("send");
+        tx.send(key(KeyCode::Char('q'), KeyModifiers::NONE))
+            .expect("send");
+    }
+
+    #[test]
+    fn keys_are_handled_before_a_backlog_of_guest_output() {
+        let inbox = Arc::new(Inbox::default());
+        let flood = vec![b'x'; INBOX_CAP - 1];
+        inbox.push(&flood);
+        let (mut runtime, mut app, tx, rx) = attached(&inbox);
+        tx.send(Msg::ConsoleData(1)).expect("send");
+        detach_and_quit(&tx);
+        runtime
+            .event_loop(&mut app, &rx, &mut Recorder::default())
+            .expect("loop");
+        let left = inbox.data.lock().expect("lock").len();
+        assert!(app.should_quit());
+        assert!(
+            left >= flood.len() - PARSE_BUDGET,
+            "parsed {}",
+            flood.len() - left
+        );
+    }
+
+    #[test]
+    fn a_chatty_guest_is_drawn_at_most_30_times_a_second() {
+        let inbox = Arc::new(Inbox::default());
+        let (mut runtime, mut app, tx, rx) = attached(&inbox);
+        let started = Instant::now();
+        let guest = {
+            let (inbox, tx) = (inbox.clone(), tx.clone());
+            thread::spawn(move || {
+                for i in 0..300 {
+                    if inbox.push(format!("line {i}\r\n").as_bytes()) == Some(true) {
+                        let _ = tx.send(Msg::ConsoleData(1));
+                    }
+                    thread::sleep(Duration::from_millis(1));
+                }
+                detach_and_quit(&tx);
+            })
+        };
+        let mut recorder = Recorder::default();
+        runtime
+            .event_loop(&mut app, &rx, &mut recorder)
+            .expect("loop");
+        guest.join().expect("guest thread");
+        let elapsed = started.elapsed().as_millis() as usize;
+        assert!(recorder.frames >= 2, "{} frames", recorder.frames);
+        assert!(
+            recorder.frames <= elapsed / 33 + 2,
+            "{} frames in {elapsed} ms",
+            recorder.frames
+        );
+    }
+
+    #[test]
+    fn an_idle_screen_is_not_redrawn() {
+        let inbox = Arc::new(Inbox::default());
+        let (mut runtime, mut app, tx, rx) = attached(&inbox);
+        let quitter = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(1500));
+            detach_and_quit(&tx);
+        });
+        let mut recorder = Recorder::default();
+        runtime
+            .event_loop(&mut app, &rx, &mut recorder)
+            .expect("loop");
+        quitter.join().expect("quitter");
+        assert_eq!(recorder.frames, 1);
     }
 
     #[test]

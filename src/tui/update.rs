@@ -49,7 +49,10 @@ pub fn update(app: &mut App, action: Action) {
             if let Some(entry) = app.vms.iter_mut().find(|e| e.name() == vm) {
                 entry.history.record(&stats);
                 entry.stats = Some(stats);
-                app.dirty = true;
+                // Consoles show no stats: no redraw (and no bytes on a slow link) for them.
+                if app.pane != Pane::Console {
+                    app.dirty = true;
+                }
             }
         }
         Action::Info { vm, info } => {

@@ -742,7 +742,7 @@ fn check_path(text: &str, required: bool) -> Option<String> {
         return Some(format!("{text} must be an absolute path (start with /)"));
     }
     if !path.is_file() {
-        return Some(format!("no file at {text}; check the path or press Ctrl-O"));
+        return Some(format!("no file at {text} (Ctrl-O browses)"));
     }
     None
 }

@@ -184,7 +184,7 @@ fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
             Span::raw(cmdline.clone()),
         ]),
         (BootConfig::Demo, None) => Line::from(Span::styled(
-            "the demo answers help, cpus, mem, uptime and echo on its console",
+            "the demo answers help, cpus, mem, uptime, echo, poweroff and reboot on its console",
             theme.muted,
         )),
     };

@@ -17,11 +17,11 @@ const FOOTER: &[(Context, &[(Command, &str)])] = &[
             (Command::Start, "start"),
             (Command::Shutdown, "shutdown"),
             (Command::ForceOff, "off"),
-            (Command::Pause, "pause"),
-            (Command::Reboot, "reboot"),
             (Command::New, "new"),
-            (Command::Edit, "edit"),
+            (Command::Pause, "pause"),
             (Command::Details, "details"),
+            (Command::Edit, "edit"),
+            (Command::Reboot, "reboot"),
             (Command::Mark, "mark"),
             (Command::Filter, "filter"),
             (Command::Palette, "cmd"),
@@ -55,7 +55,8 @@ const FOOTER: &[(Context, &[(Command, &str)])] = &[
     ),
 ];
 
-/// Draws the footer for the app's context.
+/// Draws the footer for the app's context. The help key is always shown, at the right, so
+/// whatever does not fit is one key away.
 pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     let theme = &app.theme;
     buf.set_style(area, theme.footer);
@@ -63,15 +64,26 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     let Some((_, entries)) = FOOTER.iter().find(|(c, _)| *c == context) else {
         return;
     };
+    let help = app
+        .keymap
+        .label(context, Command::Help)
+        .map(|key| (key, "all keys"));
+    let help_width = help
+        .as_ref()
+        .map_or(0, |(k, l)| k.chars().count() + l.chars().count() + 2);
+    let room = usize::from(area.width).saturating_sub(help_width);
     let mut spans = vec![Span::raw(" ")];
     let mut used = 1usize;
     for (command, label) in *entries {
+        if *command == Command::Help {
+            continue;
+        }
         let Some(key) = app.keymap.label(context, *command) else {
             continue;
         };
         let width = key.chars().count() + label.chars().count() + 3;
-        // Stop before a hint would be cut; `?` shows the rest.
-        if used + width > usize::from(area.width) {
+        // Stop before a hint would be cut.
+        if used + width > room {
             break;
         }
         used += width;
@@ -79,4 +91,12 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
         spans.push(Span::styled(format!(" {label}  "), theme.footer));
     }
     Line::from(spans).render(area, buf);
+    if let Some((key, label)) = help.filter(|_| help_width <= usize::from(area.width)) {
+        Line::from(vec![
+            Span::styled(key, theme.key),
+            Span::styled(format!(" {label} "), theme.footer),
+        ])
+        .right_aligned()
+        .render(area, buf);
+    }
 }

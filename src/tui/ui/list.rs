@@ -101,7 +101,14 @@ pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
             buf,
             x,
             y,
-            &broken.to_string(),
+            &format!(
+                "invalid definition, {}{}",
+                broken
+                    .line
+                    .map(|l| format!("line {l}: "))
+                    .unwrap_or_default(),
+                broken.reason
+            ),
             list.rows.right().saturating_sub(x),
             theme.error,
         );

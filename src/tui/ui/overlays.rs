@@ -60,7 +60,8 @@ fn help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {
     let notes: &[&str] = match context {
         crate::tui::keymap::Context::Console => &[
             "Every other key goes to the guest.",
-            "Mouse: drag to select and copy (OSC 52), wheel scrolls back.",
+            "Mouse: drag to copy (OSC 52), wheel scrolls back;",
+            "Shift-drag selects with the terminal's own selection instead.",
         ],
         crate::tui::keymap::Context::Scroll => &[
             "Keys do not reach the guest until you return to live.",

@@ -306,17 +306,22 @@ fn title_bar(app: &App, console: &ConsoleSession, focused: bool, area: Rect, buf
         bar.add_modifier(Modifier::BOLD),
     );
     let used = left.chars().count() as u16;
-    let right = format!("{} ", hints.join("  "));
-    let right_len = right.chars().count() as u16;
-    if used + right_len < area.width {
-        put(
-            buf,
-            area.right() - right_len,
-            area.y,
-            &right,
-            right_len,
-            bar,
-        );
+    // Drop the least important hints until the rest fit beside the title.
+    while !hints.is_empty() {
+        let right = format!("{} ", hints.join("  "));
+        let right_len = right.chars().count() as u16;
+        if used + right_len < area.width {
+            put(
+                buf,
+                area.right() - right_len,
+                area.y,
+                &right,
+                right_len,
+                bar,
+            );
+            break;
+        }
+        hints.pop();
     }
 }
 

@@ -4,10 +4,11 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 
+/// Bar heights; index 0 (blank) is never drawn for a sample.
 const LEVELS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 /// The newest `width` samples as block characters scaled to `max` (right-aligned: the
-/// newest sample is the last character).
+/// newest sample is the last character; missing samples are blank).
 pub fn sparkline(
     values: impl DoubleEndedIterator<Item = f64> + ExactSizeIterator,
     width: usize,
@@ -17,9 +18,9 @@ pub fn sparkline(
     let mut out: String = std::iter::repeat_n(' ', width.saturating_sub(values.len())).collect();
     let max = if max > 0.0 { max } else { 1.0 };
     for v in values.skip(skip) {
-        let level = ((v / max) * 8.0).round().clamp(0.0, 8.0) as usize;
-        // Any activity shows at least the lowest bar.
-        let level = if v > 0.0 { level.max(1) } else { level };
+        // Every sample shows at least the lowest bar: an idle VM has a visible baseline,
+        // and only the part of the minute without samples stays blank.
+        let level = ((v / max) * 8.0).round().clamp(1.0, 8.0) as usize;
         out.push(LEVELS[level]);
     }
     out
@@ -83,13 +84,13 @@ mod tests {
     #[test]
     fn sparkline_pads_short_history_on_the_left() {
         let line = sparkline([0.0, 100.0].into_iter(), 4, 100.0);
-        assert_eq!(line, "   █");
+        assert_eq!(line, "  ▁█");
     }
 
     #[test]
     fn sparkline_shows_only_the_newest_samples() {
         let line = sparkline([100.0, 0.0, 50.0].into_iter(), 2, 100.0);
-        assert_eq!(line, " ▄");
+        assert_eq!(line, "▁▄");
     }
 
     #[test]

@@ -1,0 +1,232 @@
+//! End to end: the real `vmux` binary in a real pseudo-terminal (tmux), against real vmd
+//! processes and the built-in demo guest on /dev/kvm, with `VMUX_HOME` in a temp dir.
+//!
+//! A user creates a VM with the wizard, it starts and its console opens; they type `help`
+//! and see the demo's answer, detach, quit; `vmux list` shows the VM running; a relaunch
+//! shows it again and shuts it down. Skipped, saying why, without tmux or /dev/kvm.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const VMUX: &str = env!("CARGO_BIN_EXE_vmux");
+/// Longest the TUI or a guest may take to show an expected screen on this emulating KVM.
+const TIMEOUT: Duration = Duration::from_secs(40);
+
+fn tmux_usable() -> bool {
+    let found = Command::new("tmux").arg("-V").output().is_ok();
+    if !found {
+        eprintln!("skipped: tmux is not installed (apt-get install tmux)");
+    }
+    found
+}
+
+fn usable() -> bool {
+    if !tmux_usable() {
+        return false;
+    }
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("skipped: /dev/kvm cannot be opened ({e}); this test boots a real VM");
+            false
+        }
+    }
+}
+
+/// A private tmux server (its own socket) with one 120×40 session running the TUI.
+struct Tmux {
+    socket: String,
+    home: tempfile::TempDir,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        static N: AtomicU32 = AtomicU32::new(0);
+        Tmux {
+            socket: format!(
+                "vmux-e2e-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ),
+            home: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    /// Starts `vmux` (no subcommand) in a fresh session; the pane stays open after it exits
+    /// and prints its exit status.
+    fn launch(&self) {
+        let _ = self.tmux(&["kill-session", "-t", "tui"]);
+        let command = format!(
+            "env VMUX_HOME={} {VMUX}; echo vmux-exit=$?; sleep 600",
+            self.home().display()
+        );
+        let out = self.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "tui",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            &command,
+        ]);
+        assert!(out.status.success(), "tmux new-session: {out:?}");
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "tui"];
+        args.extend_from_slice(keys);
+        let out = self.tmux(&args);
+        assert!(out.status.success(), "send-keys {keys:?}: {out:?}");
+    }
+
+    /// Types text literally.
+    fn type_text(&self, text: &str) {
+        self.keys(&["-l", text]);
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "tui"]).stdout)
+            .into_owned()
+    }
+
+    /// Waits until the screen satisfies `check`; fails with the last screen otherwise.
+    fn wait(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let screen = self.screen();
+            if check(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    fn wait_for(&self, text: &str) -> String {
+        self.wait(&format!("{text:?}"), |s| s.contains(text))
+    }
+
+    fn vmux(&self, args: &[&str]) -> String {
+        let out = Command::new(VMUX)
+            .args(args)
+            .env("VMUX_HOME", self.home())
+            .output()
+            .expect("vmux runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        // Leave no VM or tmux server behind, whatever happened.
+        let _ = Command::new(VMUX)
+            .args(["destroy", "e2e"])
+            .env("VMUX_HOME", self.home())
+            .output();
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+fn row_of<'a>(screen: &'a str, name: &str) -> Option<&'a str> {
+    screen
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == name))
+}
+
+#[test]
+fn wizard_console_detach_quit_relaunch_and_shutdown_with_real_vms() {
+    if !usable() {
+        return;
+    }
+    let t = Tmux::new();
+    t.launch();
+    t.wait_for("Welcome to vmux");
+
+    // The wizard: name, boot source (the demo is the default), resources, review.
+    t.keys(&["n"]);
+    t.wait_for("1 Name");
+    t.keys(&["C-u"]);
+    t.type_text("e2e");
+    t.keys(&["Enter"]);
+    t.wait_for("Space or ←/→ switches");
+    t.keys(&["Enter"]);
+    t.wait_for("About hot-add");
+    t.keys(&["Enter"]);
+    let review = t.wait_for("The same from a shell");
+    assert!(review.contains("vmux create e2e --demo"), "{review}");
+    t.keys(&["Enter"]);
+
+    // Created, started and attached: the demo's prompt, then its answer to `help`.
+    t.wait_for("demo$");
+    t.type_text("help");
+    t.keys(&["Enter"]);
+    t.wait_for("online CPUs by APIC id");
+
+    // Detach: back to the list with the VM still running.
+    t.keys(&["C-]"]);
+    t.wait("e2e running in the list", |s| {
+        s.contains("VMs (1)") && row_of(s, "e2e").is_some_and(|r| r.contains("running"))
+    });
+
+    t.keys(&["q"]);
+    t.wait_for("vmux-exit=0");
+    let listed = t.vmux(&["list"]);
+    let row = row_of(&listed, "e2e").unwrap_or_else(|| panic!("not listed:\n{listed}"));
+    assert!(row.contains("running"), "{listed}");
+
+    // A new TUI finds it, and shuts it down.
+    t.launch();
+    t.wait("e2e running after relaunch", |s| {
+        row_of(s, "e2e").is_some_and(|r| r.contains("running"))
+    });
+    t.keys(&["d"]);
+    t.wait("e2e shut off", |s| {
+        row_of(s, "e2e").is_some_and(|r| r.contains("shut off"))
+    });
+    let listed = t.vmux(&["list", "--all"]);
+    assert!(
+        row_of(&listed, "e2e").is_some_and(|r| r.contains("shut off")),
+        "{listed}"
+    );
+    t.keys(&["q"]);
+    t.wait_for("vmux-exit=0");
+}
+
+#[test]
+fn a_tiny_window_asks_to_be_enlarged_and_quits_cleanly() {
+    if !tmux_usable() {
+        return;
+    }
+    let t = Tmux::new();
+    t.launch();
+    t.wait_for("Welcome to vmux");
+    let out = t.tmux(&["resize-window", "-t", "tui", "-x", "40", "-y", "10"]);
+    assert!(out.status.success(), "{out:?}");
+    t.wait_for("make the window larger");
+    t.keys(&["q"]);
+    t.wait_for("vmux-exit=0");
+}

@@ -1,0 +1,298 @@
+//! Shared by the TUI integration tests: a headless harness that drives `update` with actions
+//! and carries out its effects synchronously against a `FakeHost` (what the runtime's
+//! threads do, minus the threads), plus the standard fixture and rendering helpers.
+
+#![allow(dead_code)]
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+use vmux::client::Host;
+use vmux::client::fake::FakeHost;
+use vmux::config::{BootConfig, VmConfig};
+use vmux::tui::action::{Action, DirEntry, Effect, HostMemory, error_chain};
+use vmux::tui::console::ConsoleId;
+use vmux::tui::keymap::Keymap;
+use vmux::tui::theme::Theme;
+use vmux::tui::{App, ui, update};
+
+/// An open fake console: guest input, and guest output collected by a reader thread.
+struct Link {
+    input: Box<dyn Write + Send>,
+    output: Receiver<Vec<u8>>,
+}
+
+/// Drives an [`App`] headless.
+pub struct Harness {
+    /// The host the effects run against.
+    pub host: Arc<FakeHost>,
+    /// The app under test.
+    pub app: App,
+    /// Text sent to the clipboard, in order.
+    pub clipboard: Vec<String>,
+    /// Directory listings the file picker gets (path → entries).
+    pub dirs: HashMap<std::path::PathBuf, Vec<DirEntry>>,
+    consoles: HashMap<ConsoleId, Link>,
+}
+
+impl Harness {
+    /// An app of `width`×`height` over `host`, after the first poll.
+    pub fn sized(host: FakeHost, width: u16, height: u16) -> Harness {
+        let theme = Theme::builtin("dark").expect("built in");
+        let mut harness = Harness {
+            host: Arc::new(host),
+            app: App::new(theme, Keymap::default()),
+            clipboard: Vec::new(),
+            dirs: HashMap::new(),
+            consoles: HashMap::new(),
+        };
+        harness.act(Action::Resize { width, height });
+        harness.act(Action::HostMemory(HostMemory {
+            total: 32 << 30,
+            available: 20 << 30,
+        }));
+        harness.refresh();
+        harness
+    }
+
+    /// An 80×24 app over `host`.
+    pub fn new(host: FakeHost) -> Harness {
+        Harness::sized(host, 80, 24)
+    }
+
+    /// Applies `action` and carries out every effect that follows from it.
+    pub fn act(&mut self, action: Action) {
+        update(&mut self.app, action);
+        self.run_effects();
+    }
+
+    fn run_effects(&mut self) {
+        loop {
+            let effects = self.app.take_effects();
+            if effects.is_empty() {
+                return;
+            }
+            for effect in effects {
+                self.run_effect(effect);
+            }
+        }
+    }
+
+    fn run_effect(&mut self, effect: Effect) {
+        match effect {
+            Effect::Host(op) => {
+                let result = op.run(self.host.as_ref()).map_err(|e| error_chain(&e));
+                update(&mut self.app, Action::OpDone { op, result });
+            }
+            Effect::Refresh => self.poll(),
+            Effect::OpenConsole { id, vm, history } => match self.host.console(&vm, history) {
+                Ok(console) => {
+                    let (tx, rx) = channel();
+                    let mut output = console.output;
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 4096];
+                        while let Ok(n) = output.read(&mut buf) {
+                            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    self.consoles.insert(
+                        id,
+                        Link {
+                            input: console.input,
+                            output: rx,
+                        },
+                    );
+                    update(&mut self.app, Action::ConsoleOpened(id));
+                }
+                Err(e) => update(
+                    &mut self.app,
+                    Action::ConsoleClosed {
+                        id,
+                        reason: error_chain(&e),
+                    },
+                ),
+            },
+            Effect::ConsoleInput { id, bytes } => {
+                if let Some(link) = self.consoles.get_mut(&id) {
+                    link.input.write_all(&bytes).expect("fake console input");
+                }
+            }
+            Effect::CloseConsole(id) => {
+                self.consoles.remove(&id);
+            }
+            Effect::Clipboard(text) => self.clipboard.push(text),
+            Effect::ListDir(dir) => {
+                let result = self
+                    .dirs
+                    .get(&dir)
+                    .cloned()
+                    .ok_or_else(|| format!("cannot read {}", dir.display()));
+                update(&mut self.app, Action::DirListed { dir, result });
+            }
+        }
+    }
+
+    fn poll(&mut self) {
+        update(&mut self.app, Action::Listed(self.host.list()));
+    }
+
+    /// One poll as the runtime does it each second: list, then stats of live VMs.
+    pub fn refresh(&mut self) {
+        self.poll();
+        let live: Vec<String> = self
+            .host
+            .list()
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|s| s.pid.is_some())
+            .map(|s| s.config.name)
+            .collect();
+        for vm in live {
+            if let Ok(stats) = self.host.stats(&vm) {
+                self.act(Action::Stats { vm, stats });
+            }
+        }
+        self.run_effects();
+    }
+
+    /// Presses a key.
+    pub fn key(&mut self, code: KeyCode) {
+        self.act(Action::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+    }
+
+    /// Presses a character key (uppercase characters come with Shift, as terminals send).
+    pub fn char(&mut self, c: char) {
+        let modifiers = if c.is_ascii_uppercase() {
+            KeyModifiers::SHIFT
+        } else {
+            KeyModifiers::NONE
+        };
+        self.act(Action::Key(KeyEvent::new(KeyCode::Char(c), modifiers)));
+    }
+
+    /// Presses Ctrl and `c`.
+    pub fn ctrl(&mut self, c: char) {
+        self.act(Action::Key(KeyEvent::new(
+            KeyCode::Char(c),
+            KeyModifiers::CONTROL,
+        )));
+    }
+
+    /// Types `text` one key at a time.
+    pub fn type_text(&mut self, text: &str) {
+        for c in text.chars() {
+            self.char(c);
+        }
+    }
+
+    /// Feeds guest output that has arrived to the app until the focused console shows
+    /// `text` (or two seconds pass); says whether it appeared.
+    pub fn wait_console(&mut self, text: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let shown = self
+                .app
+                .focused_console()
+                .is_some_and(|c| c.visible_text().contains(text));
+            if shown {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            let ids: Vec<ConsoleId> = self.consoles.keys().copied().collect();
+            for id in ids {
+                let received = self
+                    .consoles
+                    .get(&id)
+                    .map(|l| l.output.recv_timeout(Duration::from_millis(20)));
+                if let Some(Ok(bytes)) = received {
+                    self.act(Action::ConsoleOutput { id, bytes });
+                }
+            }
+        }
+    }
+
+    /// The screen as text, one line per row (trailing spaces kept).
+    pub fn screen(&self) -> String {
+        render(&self.app, self.app.width, self.app.height)
+    }
+}
+
+/// Renders `app` at `width`×`height` and returns the cells as text.
+pub fn render(app: &App, width: u16, height: u16) -> String {
+    let buffer = render_buffer(app, width, height);
+    let mut text = String::new();
+    for y in 0..buffer.area.height {
+        for x in 0..buffer.area.width {
+            text.push_str(buffer[(x, y)].symbol());
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// Renders `app` into a buffer of `width`×`height`.
+pub fn render_buffer(app: &App, width: u16, height: u16) -> ratatui::buffer::Buffer {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");
+    terminal
+        .draw(|frame| ui::draw(app, frame))
+        .expect("draw on a test backend");
+    terminal.backend().buffer().clone()
+}
+
+/// Five VMs in every state: web1 and db (kernel boot) running, mail paused, cache crashed,
+/// build shut off; plus one broken definition file.
+pub fn fleet() -> FakeHost {
+    let specs: [(&str, u32, u32, u64, bool); 5] = [
+        ("web1", 2, 8, 1 << 30, true),
+        ("db", 4, 8, 4 << 30, true),
+        ("mail", 1, 4, 512 << 20, false),
+        ("cache", 2, 4, 2 << 30, false),
+        ("build", 8, 16, 8 << 30, true),
+    ];
+    let host = FakeHost::with_vms(specs.iter().map(|(name, vcpus, max, memory, auto)| {
+        let mut config = VmConfig::new(name, BootConfig::Demo);
+        config.vcpus = *vcpus;
+        config.max_vcpus = *max;
+        config.memory = *memory;
+        config.autostart = *auto;
+        if *name == "db" {
+            config.boot = BootConfig::Kernel {
+                kernel: "/srv/vmlinuz-6.1".into(),
+                initrd: Some("/srv/initrd.img".into()),
+                cmdline: "console=ttyS0 root=/dev/vda".into(),
+            };
+        }
+        config
+    }));
+    for name in ["web1", "db", "mail", "cache"] {
+        host.start(name).expect("start");
+    }
+    host.suspend("mail").expect("pause");
+    host.crash(
+        "cache",
+        "guest fault: KVM internal error (emulation failure) at RIP 0xffffffff8100a3c2, bytes 0f c7 0e",
+    );
+    host.add_broken(
+        "/home/u/.config/vmux/vms/old.toml",
+        "unknown field `cpu`, expected `vcpus`",
+    );
+    host
+}
+
+/// [`fleet`] after `seconds` polls, so the charts have history.
+pub fn fleet_app(width: u16, height: u16, seconds: usize) -> Harness {
+    let mut harness = Harness::sized(fleet(), width, height);
+    for _ in 1..seconds {
+        harness.refresh();
+    }
+    harness
+}
