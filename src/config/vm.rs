@@ -12,8 +12,13 @@
 //! kernel = "/srv/vmlinuz"
 //! initrd = "/srv/initrd.img"
 //! cmdline = "console=ttyS0"
+//!
+//! [[disks]]                  # optional, see `DiskConfig`
+//! pool = "default"
+//! volume = "web1.qcow2"
 //! ```
 
+use super::disk::{DiskConfig, assign_targets};
 use super::size::{format_size, parse_size};
 use crate::engine::layout::{CMDLINE_MAX_SIZE, MAX_VCPUS};
 use serde::{Deserialize, Serialize};
@@ -44,6 +49,9 @@ pub struct VmConfig {
     pub autostart: bool,
     /// What to boot.
     pub boot: BootConfig,
+    /// Virtio-blk disks, in PCI slot order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<DiskConfig>,
 }
 
 /// The boot source of a definition.
@@ -75,6 +83,7 @@ impl VmConfig {
             memory: DEFAULT_MEMORY_BYTES,
             autostart: false,
             boot,
+            disks: Vec::new(),
         }
     }
 
@@ -111,6 +120,10 @@ impl VmConfig {
                 format_size(self.memory.div_ceil(MEMORY_ALIGN) * MEMORY_ALIGN)
             ));
         }
+        for disk in &self.disks {
+            disk.validate()?;
+        }
+        assign_targets(&self.disks)?;
         if let BootConfig::Kernel {
             kernel,
             initrd,
@@ -228,5 +241,26 @@ mod tests {
         assert!(text.contains("memory = \"256M\""), "{text}");
         let back: VmConfig = toml::from_str(&text).expect("parse");
         assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn disks_round_trip_and_duplicate_targets_are_refused() {
+        let mut cfg = demo("web1");
+        cfg.disks = vec![
+            "default/web1.qcow2".parse().expect("disk"),
+            "default/data.raw,readonly,target=vdc"
+                .parse()
+                .expect("disk"),
+        ];
+        let text = toml::to_string(&cfg).expect("serialize");
+        assert_eq!(toml::from_str::<VmConfig>(&text).expect("parse"), cfg);
+        cfg.disks[0].target = Some("vdc".into());
+        assert!(cfg.validate().expect_err("must fail").contains("vdc"));
+    }
+
+    #[test]
+    fn a_definition_without_disks_writes_no_disks_key() {
+        let text = toml::to_string(&demo("a")).expect("serialize");
+        assert!(!text.contains("disks"), "{text}");
     }
 }
