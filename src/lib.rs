@@ -10,3 +10,5 @@ pub mod engine;
 pub mod client;
 #[forbid(unsafe_code)]
 pub mod config;
+#[forbid(unsafe_code)]
+pub mod storage;
