@@ -67,7 +67,7 @@ impl NewImage {
 pub fn available_space(dir: &Path) -> Result<u64, ImageError> {
     let stat = nix::sys::statvfs::statvfs(dir)
         .map_err(|e| ImageError::io(dir, "query free space of", e.into()))?;
-    Ok((stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64))
+    Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
 }
 
 /// Creates `path` (which must not exist) as described by `spec`. Checks free space first

@@ -10,7 +10,7 @@
 
 use super::image::ImageError;
 use super::qcow2_header::{HeaderProblem, MAGIC, Qcow2Header, read_start};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -21,7 +21,7 @@ use std::str::FromStr;
 pub const MAX_CHAIN_DEPTH: usize = 64;
 
 /// A disk image format vmux reads and writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageFormat {
     /// The guest's bytes as they are, sparse where the file system allows.

@@ -38,6 +38,8 @@ pub struct Qcow2Image {
     access: FormatAccess<File>,
     read_only: bool,
     has_backing: bool,
+    /// Opened without its backing file: unallocated ranges are [`Extent::Backing`].
+    shallow: bool,
     _locks: Vec<ImageLock>,
 }
 
@@ -65,7 +67,25 @@ impl Qcow2Image {
             access,
             read_only,
             has_backing: layers.len() > 1,
+            shallow: false,
             _locks: locks,
+        })
+    }
+
+    /// Opens `path` read-only *without* its backing file, to see what this layer alone holds:
+    /// unallocated ranges show as [`Extent::Backing`] and read as zeroes. Only this file is
+    /// locked (shared), so the image below can be opened for writing at the same time (commit).
+    pub fn open_shallow(path: &Path) -> Result<Qcow2Image, ImageError> {
+        let layer = super::format::inspect(path, super::format::Detect::Known(ImageFormat::Qcow2))?;
+        let lock = ImageLock::acquire(path, false)?;
+        let access = open_layer(&layer, None, false)?;
+        Ok(Qcow2Image {
+            path: path.to_path_buf(),
+            access,
+            read_only: true,
+            has_backing: false,
+            shallow: true,
+            _locks: vec![lock],
         })
     }
 }
@@ -164,6 +184,9 @@ impl BlockImage for Qcow2Image {
         let kind = match mapping {
             ShallowMapping::Raw { .. } | ShallowMapping::Special { .. } => Extent::Data,
             ShallowMapping::Indirect { .. } => Extent::Backing,
+            ShallowMapping::Zero {
+                explicit: false, ..
+            } if self.shallow => Extent::Backing,
             ShallowMapping::Zero { .. } => Extent::Zero,
             ShallowMapping::Eof { .. } => return Ok((Extent::Zero, max_len)),
             // A mapping kind newer than this code: reading through imago is always right.
