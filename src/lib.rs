@@ -7,6 +7,8 @@
 pub mod engine;
 
 #[forbid(unsafe_code)]
+pub mod cli;
+#[forbid(unsafe_code)]
 pub mod client;
 #[forbid(unsafe_code)]
 pub mod config;
