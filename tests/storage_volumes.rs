@@ -219,7 +219,7 @@ fn vol_info_reports_backing_and_users() {
     let backing = top.backing.expect("backing");
     assert_eq!(backing.name, "base.qcow2");
     assert_eq!(backing.format, Some(ImageFormat::Qcow2));
-    let json = serde_json::to_value(&home.storage.vol_info("default", "top.qcow2").expect("info"))
+    let json = serde_json::to_value(home.storage.vol_info("default", "top.qcow2").expect("info"))
         .expect("json");
     assert_eq!(json["used_by"][0], "web1");
     assert_eq!(json["format"], "qcow2");
