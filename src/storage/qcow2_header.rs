@@ -24,6 +24,13 @@ const V2_HEADER_LEN: usize = 72;
 const V3_HEADER_MIN_LEN: usize = 104;
 /// Longest backing file name QEMU accepts.
 const BACKING_NAME_MAX: usize = 1023;
+/// Largest L1 table QEMU accepts (`QCOW_MAX_L1_SIZE`); imago loads the whole table, so a header
+/// claiming more could make vmux allocate gigabytes.
+const MAX_L1_BYTES: u64 = 32 << 20;
+/// Largest refcount table QEMU accepts (`QCOW_MAX_REFTABLE_SIZE`); same reason.
+const MAX_REFTABLE_BYTES: u64 = 8 << 20;
+/// Most internal snapshots QEMU accepts (`QCOW_MAX_SNAPSHOTS`).
+const MAX_SNAPSHOTS: u32 = 65536;
 
 /// Incompatible feature bits (header offset 72).
 mod incompatible {
@@ -153,6 +160,7 @@ impl Qcow2Header {
                 "refcount_order is {refcount_order}, above 6"
             )));
         }
+        check_table_sizes(buf, cluster_bits)?;
         let compression_type = if header_length > V3_HEADER_MIN_LEN {
             buf[V3_HEADER_MIN_LEN]
         } else {
@@ -314,6 +322,39 @@ impl Qcow2Header {
     }
 }
 
+/// Refuses headers whose tables are larger than QEMU allows or too small for the disk size:
+/// imago allocates what the header says before reading it.
+fn check_table_sizes(buf: &[u8], cluster_bits: u32) -> Result<(), HeaderProblem> {
+    let corrupt = |what: String| Err(HeaderProblem::Corrupt(what));
+    let size = be64(buf, 24);
+    let l1_entries = u64::from(be32(buf, 36));
+    let reftable_clusters = u64::from(be32(buf, 56));
+    let snapshots = be32(buf, 60);
+    if l1_entries * 8 > MAX_L1_BYTES {
+        return corrupt(format!(
+            "the L1 table has {l1_entries} entries, more than QEMU's 32 MiB limit"
+        ));
+    }
+    // One L1 entry maps one L2 table, which maps cluster_size / 8 clusters.
+    let per_l1_entry = 1u64 << (2 * cluster_bits - 3);
+    if l1_entries < size.div_ceil(per_l1_entry) {
+        return corrupt(format!(
+            "the L1 table ({l1_entries} entries) is too small for a disk of {size} bytes"
+        ));
+    }
+    if reftable_clusters << cluster_bits > MAX_REFTABLE_BYTES {
+        return corrupt(format!(
+            "the refcount table spans {reftable_clusters} clusters, more than QEMU's 8 MiB limit"
+        ));
+    }
+    if snapshots > MAX_SNAPSHOTS {
+        return corrupt(format!(
+            "{snapshots} internal snapshots, more than QEMU's limit of {MAX_SNAPSHOTS}"
+        ));
+    }
+    Ok(())
+}
+
 /// Reads the extension list that starts at `at`.
 fn parse_extensions(buf: &[u8], mut at: usize) -> Result<Vec<(u32, Vec<u8>)>, HeaderProblem> {
     let mut extensions = Vec::new();
@@ -366,6 +407,8 @@ mod tests {
         buf[4..8].copy_from_slice(&3u32.to_be_bytes());
         buf[20..24].copy_from_slice(&16u32.to_be_bytes());
         buf[24..32].copy_from_slice(&(1u64 << 30).to_be_bytes());
+        buf[36..40].copy_from_slice(&2u32.to_be_bytes());
+        buf[56..60].copy_from_slice(&1u32.to_be_bytes());
         buf[72..80].copy_from_slice(&extra_incompat.to_be_bytes());
         buf[96..100].copy_from_slice(&4u32.to_be_bytes());
         buf[100..104].copy_from_slice(&112u32.to_be_bytes());
@@ -423,6 +466,79 @@ mod tests {
         assert!(matches!(
             Qcow2Header::parse(&buf[..80]),
             Err(HeaderProblem::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_parser() {
+        // xorshift64: deterministic garbage of many lengths, half of it with the magic.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut parsed = 0;
+        for round in 0..4000 {
+            let len = (next() % 700) as usize;
+            let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if round % 2 == 0 && len >= 8 {
+                buf[..4].copy_from_slice(&MAGIC);
+                buf[4..8].copy_from_slice(&(2 + (round as u32 / 2) % 2).to_be_bytes());
+                // Plausible cluster size, table sizes and header length, so parsing goes deep
+                // into extensions and backing names.
+                if len >= 112 {
+                    buf[20..24].copy_from_slice(&9u32.to_be_bytes());
+                    buf[24..32].copy_from_slice(&(next() % (1 << 20)).to_be_bytes());
+                    buf[36..40].copy_from_slice(&4096u32.to_be_bytes());
+                    buf[56..60].copy_from_slice(&1u32.to_be_bytes());
+                    buf[60..64].copy_from_slice(&0u32.to_be_bytes());
+                    buf[96..100].copy_from_slice(&4u32.to_be_bytes());
+                    buf[100..104].copy_from_slice(&104u32.to_be_bytes());
+                    if round % 4 == 0 {
+                        buf[8..20].fill(0);
+                        buf[104..112].fill(0);
+                        if round % 8 == 0 {
+                            buf[72..80].fill(0);
+                        }
+                    }
+                }
+            }
+            if let Ok(header) = Qcow2Header::parse(&buf) {
+                parsed += 1;
+                let _ = header.check_supported();
+                let _ = header.with_backing(&buf, Some(("b.raw", "raw")));
+            }
+        }
+        assert!(parsed > 100, "the garbage should often parse: {parsed}");
+    }
+
+    #[test]
+    fn a_huge_l1_table_is_corrupt_before_anything_allocates_it() {
+        let mut buf = v3(0);
+        buf[36..40].copy_from_slice(&u32::MAX.to_be_bytes());
+        let problem = Qcow2Header::parse(&buf).expect_err("must refuse");
+        assert!(matches!(problem, HeaderProblem::Corrupt(ref s) if s.contains("L1")));
+    }
+
+    #[test]
+    fn an_l1_table_too_small_for_the_size_is_corrupt() {
+        let mut buf = v3(0);
+        buf[36..40].copy_from_slice(&1u32.to_be_bytes());
+        assert!(matches!(
+            Qcow2Header::parse(&buf),
+            Err(HeaderProblem::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn a_huge_refcount_table_is_corrupt() {
+        let mut buf = v3(0);
+        buf[56..60].copy_from_slice(&1000u32.to_be_bytes());
+        assert!(matches!(
+            Qcow2Header::parse(&buf),
+            Err(HeaderProblem::Corrupt(ref s)) if s.contains("refcount")
         ));
     }
 
