@@ -99,10 +99,6 @@ fn be64(buf: &[u8], at: usize) -> u64 {
 }
 
 impl Qcow2Header {
-    /// Bytes of the file start that [`Qcow2Header::parse`] needs: the whole first cluster, but
-    /// at most this much (the largest qcow2 cluster).
-    pub const MAX_READ: usize = 2 << 20;
-
     /// Cluster size in bytes.
     pub fn cluster_size(&self) -> u64 {
         1 << self.cluster_bits
@@ -380,10 +376,27 @@ fn parse_extensions(buf: &[u8], mut at: usize) -> Result<Vec<(u32, Vec<u8>)>, He
     }
 }
 
-/// Reads up to [`Qcow2Header::MAX_READ`] bytes from the start of `file`.
+/// Reads the start of `file` that [`Qcow2Header::parse`] needs: 4 KiB, or the whole first
+/// cluster (at most 2 MiB, the largest) when the file starts like qcow2. Listing a pool
+/// inspects every volume, so raw files cost one small read.
 pub fn read_start(file: &std::fs::File) -> io::Result<Vec<u8>> {
+    let file_len = file.metadata()?.len();
+    let mut buf = read_prefix(file, file_len.min(4096) as usize)?;
+    if buf.len() >= 24 && buf[..4] == MAGIC {
+        let cluster_bits = be32(&buf, 20);
+        if (9..=21).contains(&cluster_bits) {
+            let want = file_len.min(1 << cluster_bits) as usize;
+            if want > buf.len() {
+                buf = read_prefix(file, want)?;
+            }
+        }
+    }
+    Ok(buf)
+}
+
+/// The first `len` bytes of `file` (fewer if it is shorter).
+fn read_prefix(file: &std::fs::File, len: usize) -> io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
-    let len = file.metadata()?.len().min(Qcow2Header::MAX_READ as u64) as usize;
     let mut buf = vec![0u8; len];
     let mut done = 0;
     while done < len {
