@@ -15,6 +15,7 @@ mod lifecycle;
 pub mod network;
 mod output;
 mod show;
+pub mod storage;
 
 #[cfg(test)]
 mod fake;
@@ -214,6 +215,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let command = match command {
         Command::Network(verb) => return network::run(verb),
+        Command::Storage(verb) => return storage::run(verb),
         other => other,
     };
     // Unlocked handles: a lock held for the whole command could stall a panicking reader
@@ -266,8 +268,8 @@ pub fn execute(host: &dyn Host, command: Command, io: &mut Io<'_>) -> Result<(),
         Command::AutostartAll => lifecycle::autostart_all(host, io),
         Command::Setvcpus(args) => hotplug::setvcpus(host, &args, io),
         Command::Console(args) => console::attach(host, &args, io),
-        Command::Network(_) => Err(CliError::Invalid(
-            "network verbs run through `vmux::cli::run`, not against a VM host".into(),
+        Command::Network(_) | Command::Storage(_) => Err(CliError::Invalid(
+            "network and storage verbs run through `vmux::cli::run`, not against a VM host".into(),
         )),
     }
 }
