@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use vmux::engine::{BootSpec, EngineError, HotplugError, SerialSink, Vm, VmExit, VmHandle, VmSpec};
+use vmux::engine::{
+    BootSpec, DiskSpec, EngineError, HotplugError, SerialSink, Vm, VmExit, VmHandle, VmSpec,
+};
 
 /// Longest any single wait may take.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -197,6 +199,83 @@ fn engine_refuses_counts_outside_one_to_max() {
         assert!(err.to_string().contains("1 to 4"), "{err}");
     }
     assert_eq!(vm.handle.vcpu_count(), 1);
+    vm.finish();
+}
+
+/// A 1 MiB raw image whose sector 0 starts with `label`.
+fn raw_image(dir: &tempfile::TempDir, name: &str, label: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    let mut bytes = vec![0u8; 1 << 20];
+    bytes[..label.len()].copy_from_slice(label.as_bytes());
+    std::fs::write(&path, bytes).expect("write image");
+    path
+}
+
+fn disk(path: &std::path::Path) -> DiskSpec {
+    DiskSpec {
+        path: path.to_path_buf(),
+        read_only: false,
+        serial: "hotplug".into(),
+        backend: None,
+    }
+}
+
+/// Whether this process has `path` open.
+fn has_open(path: &std::path::Path) -> bool {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("fd dir")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .any(|target| target == path)
+}
+
+#[test]
+fn engine_hot_adds_disks_the_guest_reads_and_ejects_them_closing_the_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = raw_image(&dir, "one.raw", "first-disk-label");
+    let second = raw_image(&dir, "two.raw", "second-disk-labl");
+    let vm = Engine::start(1, 2);
+
+    let slot_one = vm.handle.attach_disk(&disk(&first)).expect("attach one");
+    vm.wait_for(&format!("disk {slot_one} ready: first-disk-label"), 1);
+    let slot_two = vm.handle.attach_disk(&disk(&second)).expect("attach two");
+    vm.wait_for(&format!("disk {slot_two} ready: second-disk-labl"), 1);
+    assert_ne!(slot_one, slot_two);
+    assert_eq!(vm.handle.disk_slots(), [slot_one, slot_two]);
+    assert_eq!(vm.handle.stats().disks.len(), 2);
+    assert!(vm.handle.stats().disks.iter().all(|d| d.read_ops == 1));
+
+    vm.handle.detach_disk(slot_one).expect("detach");
+    vm.wait_for(&format!("disk {slot_one} ejected"), 1);
+    let deadline = Instant::now() + TIMEOUT;
+    while vm.handle.disk_slots() != [slot_two] || has_open(&first) {
+        assert!(Instant::now() < deadline, "the first image stayed open");
+        thread::sleep(Duration::from_millis(2));
+    }
+    assert!(has_open(&second));
+
+    // The freed slot is plugged again.
+    let again = vm.handle.attach_disk(&disk(&first)).expect("attach again");
+    assert_eq!(again, slot_one);
+    vm.wait_for(&format!("disk {slot_one} ready: first-disk-label"), 2);
+    vm.finish();
+    assert!(!has_open(&first) && !has_open(&second));
+}
+
+#[test]
+fn engine_refuses_to_detach_an_empty_slot_or_attach_a_missing_image() {
+    let vm = Engine::start(1, 2);
+
+    let err = vm.handle.detach_disk(7).expect_err("empty slot");
+    assert!(
+        matches!(err, EngineError::Hotplug(HotplugError::NoDisk { slot: 7 })),
+        "{err}"
+    );
+    let err = vm
+        .handle
+        .attach_disk(&disk(std::path::Path::new("/nonexistent/disk.raw")))
+        .expect_err("missing image");
+    assert!(err.to_string().contains("/nonexistent/disk.raw"), "{err}");
+    assert!(vm.handle.disk_slots().is_empty());
     vm.finish();
 }
 

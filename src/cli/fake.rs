@@ -170,6 +170,7 @@ impl Host for FakeHost {
                 started_at: 0,
                 boots: 1,
                 protocol: crate::engine::control::PROTOCOL_VERSION,
+                disks: Vec::new(),
             })
         })
     }

@@ -114,6 +114,8 @@ pub trait SerialSink: Send + Sync {
 pub trait VmObserver: Send + Sync {
     /// The number of online vCPUs changed: the guest started a hot-added vCPU or ejected one.
     fn vcpus_changed(&self, online: u32);
+    /// The guest ejected the disk in PCI slot `slot`; its image is closed.
+    fn disk_removed(&self, slot: u8);
 }
 
 /// How one boot of a VM ended ([`Vm::wait`]).

@@ -6,7 +6,8 @@
 //! and its memory slots, the boot image and boot structures, the ACPI tables, the devices and
 //! the vCPUs. [`Vm::start`] spawns one thread per vCPU; [`Vm::wait`] blocks until the boot ends
 //! (power-off, reset, debug exit, destroy or crash) and joins them. While it runs,
-//! [`VmHandle::set_vcpus`] hot-adds and removes vCPUs (see `hotplug`).
+//! [`VmHandle::set_vcpus`] hot-adds and removes vCPUs, [`VmHandle::attach_disk`] and
+//! [`VmHandle::detach_disk`] disks (see `hotplug`).
 
 use super::acpi::{self, AcpiConfig, AcpiError};
 use super::boot::{self, BootError};
@@ -14,6 +15,7 @@ use super::devices::bus::lock;
 use super::devices::virtio::blk::DiskCounters;
 use super::devices::{DeviceError, LegacyDevices, ged::Ged, serial::Serial};
 use super::hotplug::cpu::{self as cpu_hotplug, CpuHotplug};
+use super::hotplug::pci::{self as pci_hotplug, PciHotplug};
 use super::hotplug::vcpus::VcpuSet;
 use super::hotplug::{self, HotplugError};
 use super::kvm::{self, KvmError};
@@ -22,7 +24,7 @@ use super::lifecycle::{Lifecycle, LifecycleError};
 use super::memory::{self, MemoryError};
 use super::pci::{KvmVmInterface, PciPlatform, PlatformError};
 use super::vcpu::{RunContext, VcpuError, VcpuStart, kick};
-use super::{DiskStats, SerialSink, VmExit, VmObserver, VmSpec};
+use super::{DiskSpec, DiskStats, SerialSink, VmExit, VmObserver, VmSpec};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
 use kvm_ioctls::{Kvm, VmFd};
@@ -141,7 +143,8 @@ pub struct EngineStats {
     pub memory_bytes: u64,
     /// Guest RAM resident in host memory (touched), bytes.
     pub memory_touched_bytes: u64,
-    /// One entry per disk, in `VmSpec::disks` order.
+    /// One entry per plugged disk, in PCI slot order (boot disks first, in `VmSpec::disks`
+    /// order, then hot-added ones in the slots they took).
     pub disks: Vec<DiskStats>,
 }
 
@@ -159,8 +162,13 @@ struct Shared {
     /// handle kept after the boot does not keep the guest's memory alive.
     mem: Mutex<Option<GuestMemoryMmap>>,
     memory_bytes: u64,
-    /// Each disk's counters, in `VmSpec::disks` order.
-    disks: Vec<Arc<DiskCounters>>,
+    /// The PCI root bus and its disks; taken (and dropped) when the boot ends, so a handle
+    /// kept afterwards holds no device or image.
+    pci: Arc<Mutex<Option<PciPlatform>>>,
+    /// Disk hot-add and removal; also the guest's PCI hotplug registers.
+    pci_hotplug: Arc<PciHotplug>,
+    /// The disks' counters when the boot ended (stats stay readable after the end).
+    final_disks: Mutex<Vec<Arc<DiskCounters>>>,
 }
 
 /// One boot of one VM; owns the KVM fds, memory, devices and vCPU threads.
@@ -171,8 +179,6 @@ pub struct Vm {
     shared: Arc<Shared>,
     ctx: Arc<RunContext>,
     started: bool,
-    /// The PCI root bus and its disks; dropped with the `Vm` (not kept alive by handles).
-    _pci: PciPlatform,
     // Declared last so they are closed after the vCPUs (which `wait` or `drop` join first).
     // Shared (`Arc`) with the PCI devices, which program MSI routes and ioeventfds on it, and
     // with the vCPU set, which creates hot-added vCPUs on it.
@@ -279,6 +285,16 @@ impl Vm {
             &mut devices.mmio_bus,
         )
         .map_err(EngineError::Pci)?;
+        let pci = Arc::new(Mutex::new(Some(pci)));
+        let pci_hotplug = Arc::new(PciHotplug::new(pci.clone(), devices.ged.clone()));
+        devices
+            .io_bus
+            .insert(
+                Arc::new(Mutex::new(pci_hotplug::Registers(pci_hotplug.clone()))),
+                u64::from(layout::PCI_HOTPLUG_PORT),
+                pci_hotplug::PORT_COUNT,
+            )
+            .map_err(|e| EngineError::Devices(DeviceError::Place(e)))?;
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -308,14 +324,15 @@ impl Vm {
             vcpus: Mutex::new(Some(vcpus)),
             mem: Mutex::new(Some(mem)),
             memory_bytes: spec.memory_bytes,
-            disks: pci.disk_counters(),
+            pci,
+            pci_hotplug,
+            final_disks: Mutex::new(Vec::new()),
         });
         Ok(Vm {
             name: spec.name.clone(),
             shared,
             ctx,
             started: false,
-            _pci: pci,
             _vm_fd: vm_fd,
             _kvm: kvm,
         })
@@ -391,6 +408,10 @@ impl Drop for Vm {
             self.ctx.lifecycle.request_exit(VmExit::Destroyed);
         }
         self.join_threads();
+        // After the vCPUs: no guest access can reach a device any more.
+        if let Some(pci) = lock(&self.shared.pci).take() {
+            *lock(&self.shared.final_disks) = pci.disk_counters();
+        }
         lock(&self.shared.mem).take();
     }
 }
@@ -468,10 +489,41 @@ impl VmHandle {
         Ok(())
     }
 
-    /// Tells `observer` about hotplug facts from now on (online vCPU count changes). Called on
-    /// vCPU threads with no engine lock held.
+    /// Tells `observer` about hotplug facts from now on (online vCPU count changes, ejected
+    /// disks). Called on vCPU threads with no engine lock held.
     pub fn set_observer(&self, observer: Arc<dyn VmObserver>) {
-        self.shared.cpus.set_observer(observer);
+        self.shared.cpus.set_observer(observer.clone());
+        self.shared.pci_hotplug.set_observer(observer);
+    }
+
+    /// Hot-adds `disk` as a virtio-blk function in the lowest free PCI slot and notifies the
+    /// guest through the GED; returns the slot. The guest scans the slot and drives the disk
+    /// on its own.
+    pub fn attach_disk(&self, disk: &DiskSpec) -> Result<u8, EngineError> {
+        if self.shared.lifecycle.exit().is_some() {
+            return Err(HotplugError::NotRunning.into());
+        }
+        let slot = self.shared.pci_hotplug.attach(disk)?;
+        log::info!("disk {} plugged into PCI slot {slot}", disk.path.display());
+        Ok(slot)
+    }
+
+    /// Asks the guest to eject the disk in PCI `slot`. Returns once the guest is notified;
+    /// when the guest ejects it, the disk leaves the bus, its image is closed and the observer
+    /// hears `disk_removed`.
+    pub fn detach_disk(&self, slot: u8) -> Result<(), EngineError> {
+        if self.shared.lifecycle.exit().is_some() {
+            return Err(HotplugError::NotRunning.into());
+        }
+        self.shared.pci_hotplug.request_removal(slot)?;
+        Ok(())
+    }
+
+    /// PCI slots holding disks, ascending (boot disks first); empty once the boot has ended.
+    pub fn disk_slots(&self) -> Vec<u8> {
+        lock(&self.shared.pci)
+            .as_ref()
+            .map_or_else(Vec::new, PciPlatform::disk_slots)
     }
 
     /// Engine counters. Once the `Vm` is gone its memory is released and counts as untouched.
@@ -493,7 +545,15 @@ impl VmHandle {
             memory_touched_bytes: lock(&self.shared.mem)
                 .as_ref()
                 .map_or(0, memory::touched_bytes),
-            disks: self.shared.disks.iter().map(|d| d.snapshot()).collect(),
+            disks: lock(&self.shared.pci)
+                .as_ref()
+                .map_or_else(
+                    || lock(&self.shared.final_disks).clone(),
+                    PciPlatform::disk_counters,
+                )
+                .iter()
+                .map(|d| d.snapshot())
+                .collect(),
         }
     }
 }

@@ -11,7 +11,8 @@
 //! | crash                      | crashed, with the reason      |
 //!
 //! A destroy that arrives while a new boot is being built wins: the new boot is destroyed as
-//! soon as it exists.
+//! soon as it exists. Each boot after the first is built from [`Supervisor::next_spec`], so
+//! vCPUs and disks hot-plugged into the previous boot are there again.
 
 use std::sync::{Arc, Weak};
 
@@ -28,6 +29,12 @@ impl VmObserver for HotplugEvents {
     fn vcpus_changed(&self, online: u32) {
         if let Some(sup) = self.0.upgrade() {
             sup.vcpus_changed(online);
+        }
+    }
+
+    fn disk_removed(&self, slot: u8) {
+        if let Some(sup) = self.0.upgrade() {
+            sup.disk_removed(slot);
         }
     }
 }
@@ -49,12 +56,7 @@ pub fn boot(
 }
 
 /// Runs boots until the VM is over; returns why it ended.
-pub fn run(
-    sup: &Arc<Supervisor>,
-    engine: &dyn Engine,
-    spec: &VmSpec,
-    first: Box<dyn Machine>,
-) -> ExitReason {
+pub fn run(sup: &Arc<Supervisor>, engine: &dyn Engine, first: Box<dyn Machine>) -> ExitReason {
     let mut machine = first;
     loop {
         let exit = machine.wait();
@@ -71,7 +73,7 @@ pub fn run(
         if end.destroy_requested {
             return ExitReason::Destroyed;
         }
-        machine = match boot(sup, engine, spec) {
+        machine = match boot(sup, engine, &sup.next_spec()) {
             Ok(machine) => machine,
             Err(e) => {
                 return ExitReason::Crashed {
@@ -121,7 +123,7 @@ mod tests {
         first: Box<dyn Machine>,
     ) -> thread::JoinHandle<ExitReason> {
         let (sup, engine) = (Arc::clone(sup), Arc::clone(engine));
-        thread::spawn(move || run(&sup, engine.as_ref(), &spec(), first))
+        thread::spawn(move || run(&sup, engine.as_ref(), first))
     }
 
     #[test]

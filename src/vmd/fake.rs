@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use super::machine::{Engine, Machine, MachineControl, MachineError};
-use crate::engine::{EngineStats, SerialSink, VcpuCounters, VmExit, VmObserver, VmSpec};
+use crate::engine::{DiskSpec, EngineStats, SerialSink, VcpuCounters, VmExit, VmObserver, VmSpec};
 
 /// Records what it was asked and ends the boot accordingly.
 #[derive(Default)]
@@ -27,6 +27,10 @@ pub struct FakeControl {
     pub vcpus_requested: AtomicU32,
     /// Who hears hotplug facts.
     pub observer: Mutex<Option<Arc<dyn VmObserver>>>,
+    /// Disks plugged, by slot (boot disks from slot 1).
+    pub disk_slots: Mutex<Vec<u8>>,
+    /// Slots whose removal was requested.
+    pub detached: Mutex<Vec<u8>>,
     exit: Mutex<Option<Sender<VmExit>>>,
 }
 
@@ -85,6 +89,22 @@ impl MachineControl for FakeControl {
     }
     fn set_observer(&self, observer: Arc<dyn VmObserver>) {
         *self.observer.lock().expect("observer") = Some(observer);
+    }
+    fn attach_disk(&self, _disk: &DiskSpec) -> Result<u8, MachineError> {
+        let mut slots = self.disk_slots.lock().expect("slots");
+        let slot = (1..32u8)
+            .find(|s| !slots.contains(s))
+            .ok_or("the fake bus is full")?;
+        slots.push(slot);
+        slots.sort_unstable();
+        Ok(slot)
+    }
+    fn detach_disk(&self, slot: u8) -> Result<(), MachineError> {
+        self.detached.lock().expect("detached").push(slot);
+        Ok(())
+    }
+    fn disk_slots(&self) -> Vec<u8> {
+        self.disk_slots.lock().expect("slots").clone()
     }
     fn stats(&self) -> EngineStats {
         EngineStats {

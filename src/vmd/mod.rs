@@ -15,6 +15,8 @@ mod console_log;
 mod detach;
 mod disks;
 mod events;
+mod hotplug;
+mod live_disks;
 mod logger;
 mod machine;
 pub mod pidfile;
@@ -41,7 +43,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::config::{ConfigError, Paths, Store};
-use crate::engine::VmSpec;
 use crate::engine::control::ExitReason;
 use console_log::{CONSOLE_LOG_MAX_BYTES, RotatingLog};
 use machine::{Engine, KvmEngine, Machine, MachineError};
@@ -170,7 +171,6 @@ fn open_log(paths: &Paths, name: &str) -> Result<fs::File, VmdError> {
 struct Vmd {
     sup: Arc<Supervisor>,
     engine: Arc<dyn Engine>,
-    spec: VmSpec,
     first: Box<dyn Machine>,
     socket: ControlSocket,
     lock: PidLock,
@@ -226,7 +226,7 @@ impl Vmd {
             .load(name)
             .map_err(VmdError::Definition)?;
         let mut spec = machine::vm_spec(&config);
-        spec.disks = disks::open_disks(&paths, &config)?;
+        spec.disks = disks::open_disks(paths, &config)?;
         let ring = Arc::new(ConsoleRing::new(CONSOLE_RING_BYTES));
         let sup = Arc::new(Supervisor::new(
             &spec,
@@ -234,6 +234,9 @@ impl Vmd {
             Arc::clone(&ring),
             Some(dir.join("state.json")),
         ));
+        if let Ok(targets) = crate::config::assign_targets(&config.disks) {
+            sup.set_disk_targets(&targets);
+        }
         let socket = undo
             .socket
             .insert(ControlSocket::bind(&paths.socket(name))?);
@@ -249,7 +252,6 @@ impl Vmd {
         Ok(Vmd {
             sup,
             engine,
-            spec,
             first,
             socket,
             lock,
@@ -263,13 +265,12 @@ impl Vmd {
         let Vmd {
             sup,
             engine,
-            spec,
             first,
             socket,
             lock,
             console_log,
         } = self;
-        let reason = boot::run(&sup, engine.as_ref(), &spec, first);
+        let reason = boot::run(&sup, engine.as_ref(), first);
         sup.finished(&reason);
         sup.ring().close();
         if console_log.is_some_and(|thread| thread.join().is_err()) {

@@ -5,13 +5,17 @@
 //! installs each boot's control handle), the connection threads (which execute commands), and
 //! the stats sampler. Lifecycle commands are serialized by their own lock so two clients
 //! cannot interleave a pause with a resume; reads (`info`, `stats`) never wait for them.
+//! Hotplug commands (`set_vcpus`, `attach_disk`, `detach_disk`) and the engine's hotplug facts
+//! live in `hotplug.rs`, which also keeps what the next boot is built from.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::boot::error_chain;
 use super::events::EventBus;
+use super::live_disks::LiveDisks;
 use super::machine::MachineControl;
 use super::ring::ConsoleRing;
 use super::state_file::StateFile;
@@ -24,23 +28,29 @@ use crate::engine::control::{
 
 /// Shared state of one vmd.
 pub struct Supervisor {
-    name: String,
+    pub(super) name: String,
     pid: u32,
-    max_vcpus: u32,
+    pub(super) max_vcpus: u32,
     memory_bytes: u64,
     ring: Arc<ConsoleRing>,
-    events: EventBus,
+    pub(super) events: EventBus,
     /// Where `state.json` goes; `None` keeps state in memory only (tests).
     state_path: Option<PathBuf>,
     live: Mutex<Live>,
-    /// Held while a lifecycle command runs.
+    /// Held while a lifecycle or hotplug command runs.
     commands: Mutex<()>,
     latest: Mutex<VmStats>,
+    /// The spec of the first boot, without its disks (they live in `disks`).
+    pub(super) base_spec: VmSpec,
+    /// vCPUs plugged by the last `set_vcpus` (or at the start): what the next boot starts with.
+    pub(super) plugged_vcpus: AtomicU32,
+    /// The VM's disks and their open images.
+    pub(super) disks: Mutex<LiveDisks>,
 }
 
 /// The current boot. Invariant: `control` is `Some` exactly while a boot is running or paused.
-struct Live {
-    control: Option<Arc<dyn MachineControl>>,
+pub(super) struct Live {
+    pub(super) control: Option<Arc<dyn MachineControl>>,
     state: RunState,
     boots: u32,
     started_at: u64,
@@ -66,7 +76,7 @@ fn now_epoch_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn protocol_error(kind: ErrorKind, message: impl Into<String>) -> ProtocolError {
+pub(super) fn protocol_error(kind: ErrorKind, message: impl Into<String>) -> ProtocolError {
     ProtocolError {
         kind,
         message: message.into(),
@@ -82,6 +92,12 @@ impl Supervisor {
         state_path: Option<PathBuf>,
     ) -> Supervisor {
         Supervisor {
+            base_spec: VmSpec {
+                disks: Vec::new(),
+                ..spec.clone()
+            },
+            plugged_vcpus: AtomicU32::new(spec.vcpus),
+            disks: Mutex::new(LiveDisks::new(spec.disks.clone(), &[])),
             name: spec.name.clone(),
             pid,
             max_vcpus: spec.max_vcpus,
@@ -104,7 +120,7 @@ impl Supervisor {
         }
     }
 
-    fn live(&self) -> MutexGuard<'_, Live> {
+    pub(super) fn live(&self) -> MutexGuard<'_, Live> {
         // Every update of `Live` is a handful of field stores; a panic elsewhere cannot leave
         // it half-written in a way that matters more than refusing all service would.
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
@@ -128,6 +144,7 @@ impl Supervisor {
     /// Records a freshly started boot and announces it. If a destroy arrived while the boot
     /// was being built, the boot is destroyed at once.
     pub fn boot_started(&self, control: Arc<dyn MachineControl>) {
+        self.record_boot_disks(control.as_ref());
         let mut live = self.live();
         live.boots += 1;
         live.started_at = now_epoch_secs();
@@ -209,7 +226,7 @@ impl Supervisor {
         self.events.publish(&Event::Stats(Box::new(stats)));
     }
 
-    fn persist(&self, live: &Live, reason: Option<String>) {
+    pub(super) fn persist(&self, live: &Live, reason: Option<String>) {
         let Some(path) = &self.state_path else {
             return;
         };
@@ -239,6 +256,7 @@ impl Supervisor {
             started_at: live.started_at,
             boots: live.boots,
             protocol: PROTOCOL_VERSION,
+            disks: self.disk_infos(),
         }
     }
 
@@ -265,6 +283,15 @@ impl Supervisor {
                 Ok(None)
             }
             Command::SetVcpus { count } => self.set_vcpus(*count).map(|()| None),
+            Command::AttachDisk {
+                path,
+                target,
+                read_only,
+                serial,
+            } => self
+                .attach_disk(path, target.clone(), *read_only, serial.clone())
+                .map(|disk| Some(ReplyResult::Disk(Box::new(disk)))),
+            Command::DetachDisk { target } => self.detach_disk(target).map(|()| None),
             Command::Subscribe | Command::Console { .. } => Err(protocol_error(
                 ErrorKind::BadRequest,
                 "this command switches the connection and is handled by the session",
@@ -272,7 +299,7 @@ impl Supervisor {
         }
     }
 
-    fn lock_commands(&self) -> MutexGuard<'_, ()> {
+    pub(super) fn lock_commands(&self) -> MutexGuard<'_, ()> {
         self.commands.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -292,7 +319,7 @@ impl Supervisor {
         }
     }
 
-    fn running_control(&self) -> Result<Arc<dyn MachineControl>, ProtocolError> {
+    pub(super) fn running_control(&self) -> Result<Arc<dyn MachineControl>, ProtocolError> {
         let (control, state) = self.current()?;
         if state == RunState::Paused {
             return Err(protocol_error(
@@ -347,39 +374,6 @@ impl Supervisor {
         })?;
         self.set_state(RunState::Running);
         Ok(())
-    }
-
-    fn set_vcpus(&self, count: u32) -> Result<(), ProtocolError> {
-        let _serial = self.lock_commands();
-        let control = self.running_control()?;
-        if count == 0 || count > self.max_vcpus {
-            return Err(protocol_error(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "cannot run {count} vCPUs: VM '{}' allows 1 to {} (its max_vcpus); \
-                     raise max_vcpus in the definition and restart it for more",
-                    self.name, self.max_vcpus
-                ),
-            ));
-        }
-        control.set_vcpus(count).map_err(|e| {
-            protocol_error(
-                ErrorKind::Engine,
-                format!("cannot change the vCPUs: {}", error_chain(e.as_ref())),
-            )
-        })
-    }
-
-    /// The guest onlined or ejected a vCPU: records the new count and pushes a `vcpus` event.
-    /// Called on a vCPU thread (no engine lock held).
-    pub fn vcpus_changed(&self, online: u32) {
-        {
-            let live = self.live();
-            if live.control.is_some() {
-                self.persist(&live, None);
-            }
-        }
-        self.events.publish(&Event::Vcpus { vcpus: online });
     }
 
     fn power_button(&self, reboot: bool) -> Result<(), ProtocolError> {

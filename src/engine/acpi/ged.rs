@@ -3,8 +3,8 @@
 //! which reads the event register at `layout::GED_PORT` (reading clears it) and handles each
 //! set bit with a [`GedEvent`].
 //!
-//! Bit 1 (CPU hotplug) calls `\_SB_.CPUS.CSCN ()` (cpus.rs), bit 3 notifies the power button;
-//! PCI hotplug (bit 2) adds its own [`GedEvent`] in `dsdt.rs`.
+//! Bit 1 (CPU hotplug) calls `\_SB_.CPUS.CSCN ()` (cpus.rs), bit 2 (PCI hotplug)
+//! `\_SB_.PCI0.PCNT ()` (pci.rs), bit 3 notifies the power button.
 
 use acpi_tables::aml::{
     And, Device, Equal, Field, FieldAccessType, FieldEntry, FieldLockRule, FieldUpdateRule, If,
@@ -13,8 +13,8 @@ use acpi_tables::aml::{
 };
 
 use super::aml_util::{Encoded, encoded};
-use super::cpus::SCAN_METHOD_PATH;
 use super::legacy::{NOTIFY_BUTTON_PRESSED, POWER_BUTTON_PATH};
+use super::{cpus, pci};
 use crate::engine::layout;
 
 /// One GED event bit and the AML statements `_EVT` runs when it is set.
@@ -40,7 +40,15 @@ pub(super) fn power_button_event() -> GedEvent {
 pub(super) fn cpu_hotplug_event() -> GedEvent {
     GedEvent {
         mask: layout::GED_EVENT_CPU_HOTPLUG,
-        action: encoded(&MethodCall::new(Path::new(SCAN_METHOD_PATH), vec![])),
+        action: encoded(&MethodCall::new(Path::new(cpus::SCAN_METHOD_PATH), vec![])),
+    }
+}
+
+/// PCI hotplug: `\_SB_.PCI0.PCNT ()` reports plugged and unplugged slots.
+pub(super) fn pci_hotplug_event() -> GedEvent {
+    GedEvent {
+        mask: layout::GED_EVENT_PCI_HOTPLUG,
+        action: encoded(&MethodCall::new(Path::new(pci::SCAN_METHOD_PATH), vec![])),
     }
 }
 

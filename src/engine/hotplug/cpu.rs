@@ -361,6 +361,7 @@ mod tests {
         fn vcpus_changed(&self, online: u32) {
             self.0.store(online, Ordering::SeqCst);
         }
+        fn disk_removed(&self, _slot: u8) {}
     }
 
     fn controller(max: u32, boot: u32) -> (CpuHotplug, Arc<Lifecycle>, EventFd) {

@@ -1,16 +1,24 @@
-//! Hot-adding and removing vCPUs (and, with the PCI root bus, disks) in a running VM, the ACPI
-//! way Linux already supports (DESIGN.md §3).
+//! Hot-adding and removing vCPUs and disks in a running VM, the ACPI way Linux already
+//! supports (DESIGN.md §3).
 //!
 //! CPU hotplug: [`cpu::CpuHotplug`] keeps each possible vCPU's slot state and serves the
 //! register block the DSDT's `\_SB_.CPUS` methods read; [`vcpus::VcpuSet`] owns the vCPUs and
 //! their threads. [`resize`] changes the number of plugged vCPUs: new ones are created, parked
 //! for INIT/SIPI and started, surplus ones are marked for removal, and the GED's CPU event tells
 //! the guest to scan. The guest ejects a removed vCPU itself (`_EJ0`), which stops its thread.
+//!
+//! Disk hotplug: [`pci::PciHotplug`] plugs virtio-blk functions into free slots of the root
+//! bus and serves the slot registers (slots up, slots down, eject) the DSDT's root bridge
+//! methods read after the GED's PCI event; an ejected disk leaves the bus and its image is
+//! closed.
 
 pub mod cpu;
+pub mod pci;
 pub mod vcpus;
 
+use super::devices::virtio::blk::BackendError;
 use super::layout;
+use super::pci::PlatformError;
 use super::vcpu::VcpuError;
 use cpu::{CpuHotplug, ResizePlan};
 use vcpus::VcpuSet;
@@ -42,8 +50,20 @@ pub enum HotplugError {
         source: VcpuError,
     },
     /// The guest could not be interrupted.
-    #[error("cannot raise the CPU hotplug interrupt")]
+    #[error("cannot raise the hotplug interrupt")]
     Notify(#[source] std::io::Error),
+    /// A disk image could not be opened (the message names the file and the fix).
+    #[error(transparent)]
+    OpenDisk(BackendError),
+    /// A disk could not be plugged into the root bus (no free slot, no BAR space).
+    #[error("cannot plug the disk into the VM")]
+    PlugDisk(#[source] PlatformError),
+    /// No disk is plugged in that PCI slot.
+    #[error("no disk is plugged in PCI slot {slot}")]
+    NoDisk {
+        /// The slot asked for.
+        slot: u8,
+    },
 }
 
 /// Changes the plugged vCPUs of a running boot to `count`: adds the missing ones (`count`

@@ -81,7 +81,10 @@ impl PciHotplug {
 
     /// Who hears about ejected disks from now on.
     pub fn set_observer(&self, observer: Arc<dyn VmObserver>) {
-        *self.observer.write().unwrap_or_else(PoisonError::into_inner) = Some(observer);
+        *self
+            .observer
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(observer);
     }
 
     fn notify_guest(&self) -> Result<(), HotplugError> {
@@ -130,12 +133,6 @@ impl PciHotplug {
             state.removing |= bit;
         }
         self.notify_guest()
-    }
-
-    /// Slots whose removal was requested and not yet ejected.
-    pub fn removing(&self) -> Vec<u8> {
-        let removing = self.lock().removing;
-        (0..32u8).filter(|s| removing & (1 << s) != 0).collect()
     }
 
     /// A guest read of `data.len()` bytes at `offset` in the register block.

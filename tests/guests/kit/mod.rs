@@ -23,6 +23,7 @@ pub mod idt;
 pub mod line;
 pub mod mem;
 pub mod pci;
+pub mod pcihp;
 pub mod phys;
 pub mod power;
 pub mod serial;
