@@ -309,7 +309,8 @@ mod vmd {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     use vmux::client::{ChangeScope, ClientError, Host, LocalHost};
-    use vmux::config::{BootConfig, VmConfig};
+    use vmux::config::{BootConfig, DiskConfig, VmConfig};
+    use vmux::storage::StorageManager;
 
     /// Polls `cond` every 10 ms; fails the test after [`TIMEOUT`].
     pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -333,6 +334,49 @@ mod vmd {
             let host = LocalHost::with_home(dir.path())
                 .with_vmd_exe(Path::new(env!("CARGO_BIN_EXE_vmux")));
             Home { _dir: dir, host }
+        }
+
+        /// The default pool's directory (created and active).
+        pub fn pool(&self) -> std::path::PathBuf {
+            let paths = self.host.paths().clone();
+            StorageManager::new(paths.clone())
+                .ensure_default()
+                .expect("default pool");
+            vmux::config::default_pool_path(&paths)
+        }
+
+        /// A 4 MiB volume `name` in the default pool (qcow2 when the name says so, converted
+        /// by qemu-img) whose sector 0 starts with `label`.
+        pub fn volume(&self, name: &str, label: &str) -> std::path::PathBuf {
+            let pool = self.pool();
+            let raw = pool.join(format!(".{name}.src"));
+            let mut bytes = vec![0u8; 4 << 20];
+            bytes[..label.len()].copy_from_slice(label.as_bytes());
+            std::fs::write(&raw, bytes).expect("write image");
+            let path = pool.join(name);
+            if name.ends_with(".qcow2") {
+                let status = std::process::Command::new("qemu-img")
+                    .args(["convert", "-f", "raw", "-O", "qcow2"])
+                    .arg(&raw)
+                    .arg(&path)
+                    .status()
+                    .expect("run qemu-img (install qemu-utils)");
+                assert!(status.success(), "qemu-img convert failed");
+                std::fs::remove_file(&raw).expect("remove source");
+            } else {
+                std::fs::rename(&raw, &path).expect("rename");
+            }
+            path
+        }
+
+        /// Whether vmd of `name` has `path` open.
+        pub fn vmd_has_open(&self, name: &str, path: &std::path::Path) -> bool {
+            let pid = self.pid(name);
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                return false;
+            };
+            fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .any(|target| target == path)
         }
 
         /// Defines VM `name` booting the `hotplug` program and starts it; returns the console.
@@ -571,6 +615,180 @@ mod vmd {
         input.write_all(b"cpus\r").expect("type");
         tap.wait_for("cpus: 2 online, apic ids 0 1\r\n", 1);
         home.wait_online("demo", 2);
+    }
+
+    fn disk(source: &str) -> DiskConfig {
+        source.parse().expect("disk")
+    }
+
+    #[test]
+    fn attach_disk_live_plugs_disks_the_guest_reads_and_detach_closes_the_image() {
+        let home = Home::new();
+        let one = home.volume("one.qcow2", "qcow2-disk-label");
+        let two = home.volume("two.raw", "raw-disk-label!!");
+        let console = home.run("web", 1, 2);
+        let events = home.subscribe("web");
+
+        let target = home
+            .host
+            .attach_disk("web", &disk("default/one.qcow2"), ChangeScope::LIVE)
+            .expect("attach one");
+        assert_eq!(target, "vda");
+        console.wait_for("ready: qcow2-disk-label", 1);
+        let target = home
+            .host
+            .attach_disk("web", &disk("default/two.raw"), ChangeScope::LIVE)
+            .expect("attach two");
+        assert_eq!(target, "vdb");
+        console.wait_for("ready: raw-disk-label!!", 1);
+        let disks = home.host.info("web").expect("info").disks;
+        assert_eq!(
+            disks.iter().map(|d| d.target.as_str()).collect::<Vec<_>>(),
+            ["vda", "vdb"]
+        );
+        assert!(home.vmd_has_open("web", &one) && home.vmd_has_open("web", &two));
+
+        home.host
+            .detach_disk("web", "vda", ChangeScope::LIVE)
+            .expect("detach");
+        console.wait_for(&format!("disk {} ejected", disks[0].slot), 1);
+        wait_until("vda is gone and its image closed", || {
+            home.host.info("web").expect("info").disks.len() == 1 && !home.vmd_has_open("web", &one)
+        });
+        assert!(home.vmd_has_open("web", &two));
+        let mut removed = false;
+        wait_until("the disk_removed event arrived", || {
+            while let Ok(line) = events.try_recv() {
+                removed |= line.contains("\"event\":\"disk_removed\",\"target\":\"vda\"");
+            }
+            removed
+        });
+        let check = std::process::Command::new("qemu-img")
+            .args(["check", "-f", "qcow2"])
+            .arg(&one)
+            .output()
+            .expect("run qemu-img");
+        assert!(
+            check.status.success(),
+            "qemu-img check: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+        assert!(
+            home.host
+                .status("web")
+                .expect("status")
+                .config
+                .disks
+                .is_empty(),
+            "a live-only attach leaves the definition alone"
+        );
+    }
+
+    #[test]
+    fn a_disk_attached_live_and_in_the_definition_stays_across_a_reboot() {
+        let home = Home::new();
+        home.volume("data.qcow2", "persistent-label");
+        let console = home.run("web", 1, 2);
+
+        home.host
+            .attach_disk("web", &disk("default/data.qcow2"), ChangeScope::BOTH)
+            .expect("attach");
+        console.wait_for("ready: persistent-label", 1);
+        home.host.reboot("web").expect("reboot");
+        wait_until("the VM booted again", || {
+            home.host.info("web").is_ok_and(|info| info.boots == 2)
+        });
+
+        let info = home.host.info("web").expect("info");
+        assert_eq!(info.disks.len(), 1, "{:?}", info.disks);
+        assert_eq!(info.disks[0].target, "vda");
+        let config = home.host.status("web").expect("status").config;
+        assert_eq!(config.disks.len(), 1);
+        assert_eq!(config.disks[0].target.as_deref(), Some("vda"));
+    }
+
+    #[test]
+    fn attach_disk_errors_change_nothing() {
+        let home = Home::new();
+        home.volume("data.qcow2", "label");
+        home.volume("other.qcow2", "label");
+        let _console = home.run("web", 1, 2);
+        home.host
+            .attach_disk(
+                "web",
+                &disk("default/data.qcow2,target=vdc"),
+                ChangeScope::LIVE,
+            )
+            .expect("first attach");
+        let mut db = VmConfig::new("db", BootConfig::Demo);
+        db.disks = vec![disk("default/other.qcow2")];
+        home.host.define(&db).expect("define db");
+        let before = home.host.status("web").expect("status").config;
+
+        let refused = [
+            ("default/data.qcow2", "as disk vdc"),
+            ("default/other.qcow2", "VM 'db'"),
+            ("default/missing.qcow2", "missing.qcow2"),
+            ("nopool/x.qcow2", "nopool"),
+        ];
+        for (source, why) in refused {
+            let err = home
+                .host
+                .attach_disk("web", &disk(source), ChangeScope::LIVE)
+                .expect_err(source);
+            assert!(err.to_string().contains(why), "{source}: {err}");
+        }
+        home.volume("third.qcow2", "label");
+        let err = home
+            .host
+            .attach_disk(
+                "web",
+                &disk("default/third.qcow2,target=vdc"),
+                ChangeScope::LIVE,
+            )
+            .expect_err("taken target");
+        assert!(err.to_string().contains("already has a disk vdc"), "{err}");
+        let err = home
+            .host
+            .attach_disk("db", &disk("default/third.qcow2"), ChangeScope::LIVE)
+            .expect_err("db is not running");
+        assert!(matches!(err, ClientError::LiveNeedsRunning(_)), "{err}");
+        let err = home
+            .host
+            .detach_disk("web", "vdq", ChangeScope::LIVE)
+            .expect_err("no such disk");
+        assert!(err.to_string().contains("no disk vdq"), "{err}");
+
+        // vmd checks again what reaches it directly.
+        let mut stream = UnixStream::connect(home.host.paths().socket("web")).expect("connect");
+        stream
+            .write_all(b"{\"id\":3,\"cmd\":\"attach_disk\",\"path\":\"relative.qcow2\"}\n")
+            .expect("send");
+        let mut reply = String::new();
+        BufReader::new(stream).read_line(&mut reply).expect("reply");
+        assert!(reply.contains("\"kind\":\"invalid_argument\""), "{reply}");
+
+        let info = home.host.info("web").expect("info");
+        assert_eq!(info.disks.len(), 1, "{:?}", info.disks);
+        assert_eq!(home.host.status("web").expect("status").config, before);
+    }
+
+    #[test]
+    fn detach_disk_from_the_definition_of_a_stopped_vm() {
+        let home = Home::new();
+        home.volume("a.qcow2", "label");
+        home.volume("b.qcow2", "label");
+        let mut config = VmConfig::new("idle", BootConfig::Demo);
+        config.disks = vec![disk("default/a.qcow2"), disk("default/b.qcow2")];
+        home.host.define(&config).expect("define");
+
+        home.host
+            .detach_disk("idle", "vda", ChangeScope::CONFIG)
+            .expect("detach");
+
+        let disks = home.host.status("idle").expect("status").config.disks;
+        assert_eq!(disks.len(), 1);
+        assert_eq!(disks[0].to_string(), "default/b.qcow2,target=vdb");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 use super::Io;
 use crate::client::{ChangeScope, ClientError, Console, Host, VmStatus, hotplug};
+use crate::config::DiskConfig;
 use crate::config::{BootConfig, ConfigError, DefinitionError, VmConfig};
+use crate::engine::control::DiskInfo;
 use crate::engine::control::{RunState, VcpuStats, VmInfo, VmStats};
 use std::collections::BTreeMap;
 use std::io::{Cursor, Write};
@@ -16,6 +18,8 @@ pub struct FakeVm {
     state: RunState,
     /// vCPUs online while running (the fake guest onlines hot-added ones at once).
     vcpus: u32,
+    /// Disks of the running VM (the fake guest takes and ejects them at once).
+    disks: Vec<DiskInfo>,
     /// Status polls left until a pressed power button takes effect.
     powering_off: Option<u32>,
 }
@@ -56,6 +60,7 @@ impl FakeHost {
             config.name.clone(),
             FakeVm {
                 vcpus: config.vcpus,
+                disks: Vec::new(),
                 config,
                 state,
                 powering_off: None,
@@ -287,6 +292,65 @@ impl Host for FakeHost {
 
     fn set_vcpus(&self, name: &str, count: u32, scope: ChangeScope) -> Result<(), ClientError> {
         self.set_vcpus_of(name, count, scope)
+    }
+
+    fn attach_disk(
+        &self,
+        name: &str,
+        disk: &DiskConfig,
+        scope: ChangeScope,
+    ) -> Result<String, ClientError> {
+        let image = std::path::PathBuf::from(disk.source.to_string());
+        self.with(name, |vm| {
+            let running = matches!(vm.state, RunState::Running | RunState::Paused);
+            if scope.live && !running {
+                return Err(ClientError::LiveNeedsRunning(name.to_string()));
+            }
+            let live = scope.live.then(|| vm.disks.clone());
+            let image_use = hotplug::ImageUse {
+                writable: true,
+                ..hotplug::ImageUse::default()
+            };
+            let plan = hotplug::check_attach(
+                &vm.config,
+                disk,
+                &image,
+                scope,
+                live.as_deref(),
+                &image_use,
+            )?;
+            if scope.live {
+                vm.disks.push(DiskInfo {
+                    target: plan.target.clone(),
+                    path: image.clone(),
+                    read_only: disk.readonly,
+                    slot: vm.disks.len() as u8 + 1,
+                    removing: false,
+                });
+            }
+            if let Some(updated) = plan.updated {
+                vm.config = updated;
+            }
+            Ok(plan.target)
+        })
+    }
+
+    fn detach_disk(&self, name: &str, target: &str, scope: ChangeScope) -> Result<(), ClientError> {
+        self.with(name, |vm| {
+            let running = matches!(vm.state, RunState::Running | RunState::Paused);
+            if scope.live && !running {
+                return Err(ClientError::LiveNeedsRunning(name.to_string()));
+            }
+            let live = scope.live.then(|| vm.disks.clone());
+            let updated = hotplug::check_detach(&vm.config, target, scope, live.as_deref())?;
+            if scope.live {
+                vm.disks.retain(|d| d.target != target);
+            }
+            if let Some(updated) = updated {
+                vm.config = updated;
+            }
+            Ok(())
+        })
     }
 }
 

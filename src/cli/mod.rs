@@ -20,7 +20,9 @@ pub mod storage;
 #[cfg(test)]
 mod fake;
 
-pub use args::{Args, Command, ConsoleArgs, CreateArgs, SetvcpusArgs};
+pub use args::{
+    Args, AttachDiskArgs, Command, ConsoleArgs, CreateArgs, DetachDiskArgs, SetvcpusArgs,
+};
 
 use crate::client::{ClientError, Host, LocalHost};
 use crate::config::DefinitionError;
@@ -267,6 +269,8 @@ pub fn execute(host: &dyn Host, command: Command, io: &mut Io<'_>) -> Result<(),
         Command::Resume { name } => lifecycle::resume(host, &name, io),
         Command::AutostartAll => lifecycle::autostart_all(host, io),
         Command::Setvcpus(args) => hotplug::setvcpus(host, &args, io),
+        Command::AttachDisk(args) => hotplug::attach_disk(host, &args, io),
+        Command::DetachDisk(args) => hotplug::detach_disk(host, &args, io),
         Command::Console(args) => console::attach(host, &args, io),
         Command::Network(_) | Command::Storage(_) => Err(CliError::Invalid(
             "network and storage verbs run through `vmux::cli::run`, not against a VM host".into(),

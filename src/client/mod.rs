@@ -14,7 +14,7 @@ mod spawn;
 
 pub use local::{DEFAULT_REQUEST_TIMEOUT, DEFAULT_START_TIMEOUT, LocalHost, VMD_EXE_ENV};
 
-use crate::config::{DefinitionError, VmConfig};
+use crate::config::{DefinitionError, DiskConfig, VmConfig};
 use crate::engine::control::{RunState, VmInfo, VmStats};
 use std::io::{Read, Write};
 
@@ -170,4 +170,17 @@ pub trait Host: Send + Sync {
     /// ejects them), in the definition, or both. Everything is checked before anything
     /// changes; the definition is written (atomically) only after a live change succeeded.
     fn set_vcpus(&self, name: &str, count: u32, scope: ChangeScope) -> Result<(), ClientError>;
+    /// Attaches `disk` (a pool volume or an image path): live (hot-added; the guest is
+    /// notified and drives it), in the definition, or both. Refuses images another VM uses,
+    /// images this VM already has, taken targets, and writable disks from read-only pools or
+    /// files. Returns the disk's target.
+    fn attach_disk(
+        &self,
+        name: &str,
+        disk: &DiskConfig,
+        scope: ChangeScope,
+    ) -> Result<String, ClientError>;
+    /// Detaches disk `target`: live (the guest is asked to eject it; the image is closed once
+    /// it has), from the definition, or both.
+    fn detach_disk(&self, name: &str, target: &str, scope: ChangeScope) -> Result<(), ClientError>;
 }
