@@ -879,4 +879,36 @@ mod cli {
         assert_eq!(code, Some(0));
         assert!(out.contains("vcpus = 2"), "{out}");
     }
+
+    #[test]
+    fn attach_disk_and_detach_disk_follow_the_vm_state() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let home = home.path();
+        let _cleanup = DestroyOnDrop(home);
+        assert_eq!(vmux(home, &["create", "web", "--demo"]).0, Some(0));
+        let (code, _, err) = vmux(home, &["vol-create-as", "default", "data.qcow2", "8M"]);
+        assert_eq!(code, Some(0), "{err}");
+
+        let (code, out, err) = vmux(home, &["attach-disk", "web", "default/data.qcow2"]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(
+            out.contains("added to the definition of VM 'web' as vda"),
+            "{out}"
+        );
+        let (code, _, err) = vmux(home, &["attach-disk", "web", "default/data.qcow2"]);
+        assert_eq!(code, Some(1));
+        assert!(err.contains("already has"), "{err}");
+        let (code, out, err) = vmux(home, &["detach-disk", "web", "vda"]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("removed from the definition"), "{out}");
+
+        assert_eq!(vmux(home, &["start", "web"]).0, Some(0));
+        let (code, out, err) = vmux(home, &["attach-disk", "web", "default/data.qcow2"]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("attached to VM 'web' as vda"), "{out}");
+        let (_, out, _) = vmux(home, &["info", "web"]);
+        assert!(out.contains("Disk:") && out.contains("data.qcow2"), "{out}");
+        let (_, out, _) = vmux(home, &["dumpconfig", "web"]);
+        assert!(!out.contains("data.qcow2"), "live only: {out}");
+    }
 }
