@@ -18,6 +18,8 @@ pub mod config;
 #[forbid(unsafe_code)]
 pub mod network;
 #[forbid(unsafe_code)]
+pub mod storage;
+#[forbid(unsafe_code)]
 pub mod tui;
 #[forbid(unsafe_code)]
 pub mod vmd;

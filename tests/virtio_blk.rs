@@ -52,6 +52,7 @@ fn disk(path: &Path, read_only: bool, serial: &str) -> DiskSpec {
         path: path.to_owned(),
         read_only,
         serial: serial.to_owned(),
+        backend: None,
     }
 }
 

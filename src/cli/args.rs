@@ -136,6 +136,9 @@ pub enum Command {
     AutostartAll,
     /// Attach to a VM's serial console (Ctrl-] detaches; the VM keeps running).
     Console(ConsoleArgs),
+    /// Storage verbs (`pool-list`, `vol-create-as`, `snapshot-create`, ...).
+    #[command(flatten)]
+    Storage(super::storage::StorageCommand),
     /// Network verbs (`net-list`, `net-start`, `domifaddr`, ...).
     #[command(flatten)]
     Network(super::network::NetworkCommand),
@@ -175,6 +178,10 @@ pub struct CreateArgs {
     /// Start with `vmux autostart-all`.
     #[arg(long)]
     pub autostart: bool,
+    /// A disk: `POOL/VOLUME` or an absolute image path, with options
+    /// `,readonly`, `,target=vdb`, `,serial=ID` (repeatable; first is vda).
+    #[arg(long = "disk", value_name = "SPEC")]
+    pub disks: Vec<crate::config::DiskConfig>,
     /// Start the VM right after defining it.
     #[arg(long)]
     pub start: bool,

@@ -46,6 +46,7 @@ fn config_from_args(args: CreateArgs) -> Result<VmConfig, CliError> {
             .unwrap_or_else(|| default_max_vcpus(args.vcpus)),
         memory,
         autostart: args.autostart,
+        disks: args.disks,
         ..VmConfig::new(&args.name, boot)
     };
     cfg.validate().map_err(CliError::Invalid)?;
@@ -139,6 +140,7 @@ mod tests {
             vcpus: 1,
             max_vcpus: None,
             autostart: false,
+            disks: Vec::new(),
             start: false,
         }
     }

@@ -14,6 +14,7 @@ mod lifecycle;
 pub mod network;
 mod output;
 mod show;
+pub mod storage;
 
 #[cfg(test)]
 mod fake;
@@ -213,6 +214,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let command = match command {
         Command::Network(verb) => return network::run(verb),
+        Command::Storage(verb) => return storage::run(verb),
         other => other,
     };
     // Unlocked handles: a lock held for the whole command could stall a panicking reader
@@ -264,8 +266,8 @@ pub fn execute(host: &dyn Host, command: Command, io: &mut Io<'_>) -> Result<(),
         Command::Resume { name } => lifecycle::resume(host, &name, io),
         Command::AutostartAll => lifecycle::autostart_all(host, io),
         Command::Console(args) => console::attach(host, &args, io),
-        Command::Network(_) => Err(CliError::Invalid(
-            "network verbs run through `vmux::cli::run`, not against a VM host".into(),
+        Command::Network(_) | Command::Storage(_) => Err(CliError::Invalid(
+            "network and storage verbs run through `vmux::cli::run`, not against a VM host".into(),
         )),
     }
 }

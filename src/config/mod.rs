@@ -1,23 +1,28 @@
-//! User intent, on disk: VM definitions (`VmConfig`, with their NICs) and network definitions
-//! (`NetworkConfig`) with their validation, the definition store (atomic writes) and the
-//! directories vmux keeps things in (`Paths`, `VMUX_HOME`).
+//! User intent, on disk: VM definitions (`VmConfig`, with their `DiskConfig`s and NICs),
+//! storage pool definitions (`PoolConfig`) and network definitions (`NetworkConfig`) with their
+//! validation, the definition stores (atomic writes) and the directories vmux keeps things in
+//! (`Paths`, `VMUX_HOME`).
 //!
 //! Nothing here talks to KVM or to vmd; the CLI, the TUI and vmd all read definitions through
 //! this module.
 
 mod atomic;
+mod disk;
 mod network;
 mod paths;
+mod pool;
 mod size;
 mod store;
 mod vm;
 
 pub use atomic::write_atomic;
+pub use disk::{DiskConfig, DiskSource, assign_targets, validate_volume_name};
 pub use network::{
     Addressing, DhcpRange, IFNAME_MAX, Ipv4Net, MacAddr, NetworkConfig, NetworkMode, NicConfig,
     validate_ifname,
 };
 pub use paths::Paths;
+pub use pool::{DEFAULT_POOL, PoolConfig, PoolStore, default_pool_path, pool_file, pools_dir};
 pub use size::{format_size, parse_size};
 pub use store::parse_definition;
 pub use store::{DefinitionError, Store};
@@ -70,4 +75,12 @@ pub enum ConfigError {
     /// A VM of that name is already defined.
     #[error("a VM named '{0}' is already defined; pick another name or `vmux undefine {0}` first")]
     VmExists(String),
+    /// No storage pool of that name is defined.
+    #[error("no storage pool named '{0}' is defined; `vmux pool-list` shows the defined pools")]
+    UnknownPool(String),
+    /// A storage pool of that name is already defined.
+    #[error(
+        "a storage pool named '{0}' is already defined; pick another name or `vmux pool-undefine {0}` first"
+    )]
+    PoolExists(String),
 }

@@ -13,11 +13,16 @@
 //! initrd = "/srv/initrd.img"
 //! cmdline = "console=ttyS0"
 //!
+//! [[disks]]                  # optional, see `DiskConfig`
+//! pool = "default"
+//! volume = "web1.qcow2"
+//!
 //! [[nics]]                   # zero or more; see `config::network`
 //! network = "default"
 //! mac = "52:54:00:12:34:56"
 //! ```
 
+use super::disk::{DiskConfig, assign_targets};
 use super::network::NicConfig;
 use super::size::{format_size, parse_size};
 use crate::engine::layout::{CMDLINE_MAX_SIZE, MAX_VCPUS};
@@ -49,6 +54,9 @@ pub struct VmConfig {
     pub autostart: bool,
     /// What to boot.
     pub boot: BootConfig,
+    /// Virtio-blk disks, in PCI slot order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<DiskConfig>,
     /// Network interfaces, in guest PCI order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nics: Vec<NicConfig>,
@@ -83,6 +91,7 @@ impl VmConfig {
             memory: DEFAULT_MEMORY_BYTES,
             autostart: false,
             boot,
+            disks: Vec::new(),
             nics: Vec::new(),
         }
     }
@@ -120,6 +129,10 @@ impl VmConfig {
                 format_size(self.memory.div_ceil(MEMORY_ALIGN) * MEMORY_ALIGN)
             ));
         }
+        for disk in &self.disks {
+            disk.validate()?;
+        }
+        assign_targets(&self.disks)?;
         for (index, nic) in self.nics.iter().enumerate() {
             nic.validate()?;
             if self.nics[..index].iter().any(|other| other.mac == nic.mac) {
@@ -275,5 +288,26 @@ mod tests {
         assert!(text.contains("memory = \"256M\""), "{text}");
         let back: VmConfig = toml::from_str(&text).expect("parse");
         assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn disks_round_trip_and_duplicate_targets_are_refused() {
+        let mut cfg = demo("web1");
+        cfg.disks = vec![
+            "default/web1.qcow2".parse().expect("disk"),
+            "default/data.raw,readonly,target=vdc"
+                .parse()
+                .expect("disk"),
+        ];
+        let text = toml::to_string(&cfg).expect("serialize");
+        assert_eq!(toml::from_str::<VmConfig>(&text).expect("parse"), cfg);
+        cfg.disks[0].target = Some("vdc".into());
+        assert!(cfg.validate().expect_err("must fail").contains("vdc"));
+    }
+
+    #[test]
+    fn a_definition_without_disks_writes_no_disks_key() {
+        let text = toml::to_string(&demo("a")).expect("serialize");
+        assert!(!text.contains("disks"), "{text}");
     }
 }

@@ -58,16 +58,47 @@ pub struct VmSpec {
     pub disks: Vec<DiskSpec>,
 }
 
-/// One virtio-blk disk backed by a raw image file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One virtio-blk disk: an image the caller opened (qcow2 or raw, through the storage layer),
+/// or a raw image file the engine opens itself.
+#[derive(Clone)]
 pub struct DiskSpec {
-    /// The image file on the host; its size (rounded down to 512-byte sectors) is the disk's.
+    /// The image file on the host (named in errors; opened as raw when `backend` is `None`);
+    /// its size, rounded down to 512-byte sectors, is the disk's.
     pub path: PathBuf,
-    /// The guest sees a read-only disk (`VIRTIO_BLK_F_RO`) and its writes fail; the file is
+    /// The guest sees a read-only disk (`VIRTIO_BLK_F_RO`) and its writes fail; a raw file is
     /// opened read-only.
     pub read_only: bool,
     /// What the guest reads as the disk's serial number (GET_ID); at most 20 bytes are kept.
     pub serial: String,
+    /// An already-open image; shared across reboots of the same vmd.
+    pub backend: Option<Arc<dyn DiskBackend>>,
+}
+
+impl std::fmt::Debug for DiskSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskSpec")
+            .field("path", &self.path)
+            .field("read_only", &self.read_only)
+            .field("serial", &self.serial)
+            .field("backend", &self.backend.as_ref().map(|_| "open image"))
+            .finish()
+    }
+}
+
+impl PartialEq for DiskSpec {
+    /// Two specs are equal when they name the same image the same way (open backends are
+    /// compared by identity).
+    fn eq(&self, other: &DiskSpec) -> bool {
+        let same_backend = match (&self.backend, &other.backend) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        self.path == other.path
+            && self.read_only == other.read_only
+            && self.serial == other.serial
+            && same_backend
+    }
 }
 
 /// Receives the guest's serial output. Called on vCPU threads with the UART's bytes; must

@@ -441,6 +441,7 @@ impl Wizard {
                 .map_err(|e| (FieldId::Memory, e))?,
             autostart: self.flag(FieldId::Autostart),
             boot,
+            disks: Vec::new(),
             nics: Vec::new(),
         })
     }

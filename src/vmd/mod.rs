@@ -13,6 +13,7 @@
 mod boot;
 mod console_log;
 mod detach;
+mod disks;
 mod events;
 mod logger;
 mod machine;
@@ -79,6 +80,9 @@ pub enum VmdError {
     /// The engine could not build or start the VM.
     #[error("cannot boot the VM")]
     Boot(#[source] MachineError),
+    /// A disk of the definition cannot be used.
+    #[error(transparent)]
+    Disks(#[from] disks::DiskError),
     /// A vmd thread could not be started.
     #[error("cannot start a vmd thread")]
     Thread(#[source] std::io::Error),
@@ -221,7 +225,8 @@ impl Vmd {
         let config = Store::new(paths.clone())
             .load(name)
             .map_err(VmdError::Definition)?;
-        let spec = machine::vm_spec(&config);
+        let mut spec = machine::vm_spec(&config);
+        spec.disks = disks::open_disks(paths, &config)?;
         let ring = Arc::new(ConsoleRing::new(CONSOLE_RING_BYTES));
         let sup = Arc::new(Supervisor::new(
             &spec,

@@ -17,7 +17,9 @@ use super::{
 };
 use crate::engine::DiskSpec;
 use crate::engine::devices::bus::{Bus, BusError};
-use crate::engine::devices::virtio::blk::{BackendError, DiskCounters, RawFile, VirtioBlk};
+use crate::engine::devices::virtio::blk::{
+    BackendError, DiskBackend, DiskCounters, RawFile, VirtioBlk,
+};
 use crate::engine::devices::virtio::pci::{VirtioPciDevice, VirtioPciError};
 use crate::engine::layout;
 
@@ -112,12 +114,13 @@ impl PciPlatform {
     /// Opens `disk` and plugs it into the next free slot; its worker thread is `blk<n>`.
     pub fn add_disk(&mut self, disk: &DiskSpec) -> Result<PciAddress, PlatformError> {
         let path = disk.path.display().to_string();
-        let backend = RawFile::open(&disk.path, disk.read_only).map_err(PlatformError::OpenDisk)?;
-        let blk = VirtioBlk::new(
-            &format!("blk{}", self.disks.len()),
-            Arc::new(backend),
-            &disk.serial,
-        );
+        let backend: Arc<dyn DiskBackend> = match &disk.backend {
+            Some(open) => Arc::clone(open),
+            None => Arc::new(
+                RawFile::open(&disk.path, disk.read_only).map_err(PlatformError::OpenDisk)?,
+            ),
+        };
+        let blk = VirtioBlk::new(&format!("blk{}", self.disks.len()), backend, &disk.serial);
         let counters = blk.counters();
         let function = VirtioPciDevice::new(
             Box::new(blk),

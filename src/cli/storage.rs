@@ -1,0 +1,684 @@
+//! The storage verbs of the command line: `pool-*`, `vol-*` and `snapshot-*`, named and shaped
+//! like virsh's. Each verb is one [`StorageCommand`] variant; [`run`] carries it out through
+//! `storage::StorageManager` / `storage::SnapshotManager` and prints a table, a confirmation,
+//! or (`--json`, on the read commands) one JSON document on stdout.
+
+use crate::config::{Paths, format_size, parse_size};
+use crate::storage::snapshot::{SnapshotState, format_timestamp};
+use crate::storage::{
+    ImageFormat, PoolStatus, SnapshotInfo, SnapshotManager, StorageManager, VolumeInfo, VolumeSpec,
+};
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Storage pool, volume and disk snapshot commands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum StorageCommand {
+    /// List storage pools (the `default` pool is created on first use).
+    PoolList {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Define a directory pool (inactive until `pool-start`).
+    PoolDefineAs {
+        /// Pool name.
+        name: String,
+        /// The pool's directory (absolute).
+        #[arg(long)]
+        target: PathBuf,
+        /// Create the directory when it does not exist.
+        #[arg(long)]
+        build: bool,
+    },
+    /// Start (activate) a pool after checking its directory.
+    PoolStart {
+        /// Pool name.
+        name: String,
+    },
+    /// Stop (deactivate) a pool; its volumes stay on disk.
+    PoolDestroy {
+        /// Pool name.
+        name: String,
+    },
+    /// Start a pool at host boot (or stop doing so with --disable).
+    PoolAutostart {
+        /// Pool name.
+        name: String,
+        /// Turn autostart off.
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Remove an inactive pool's definition (its directory stays).
+    PoolUndefine {
+        /// Pool name.
+        name: String,
+    },
+    /// Show a pool's state and space.
+    PoolInfo {
+        /// Pool name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the volumes of a pool.
+    VolList {
+        /// Pool name.
+        pool: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a volume: format, capacity, allocation, backing file, users.
+    VolInfo {
+        /// Pool name.
+        pool: String,
+        /// Volume (file) name.
+        volume: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a volume (sparse unless --preallocate).
+    VolCreateAs {
+        /// Pool name.
+        pool: String,
+        /// Volume name; `.qcow2` or `.raw` decides the format.
+        volume: String,
+        /// Size, like 20G or 512M.
+        size: String,
+        /// raw or qcow2 (must agree with the name's extension).
+        #[arg(long, value_parser = parse_format)]
+        format: Option<ImageFormat>,
+        /// Allocate all space now (free space is checked first).
+        #[arg(long)]
+        preallocate: bool,
+    },
+    /// Change a volume's size (`+5G` grows by 5G).
+    VolResize {
+        /// Pool name.
+        pool: String,
+        /// Volume name.
+        volume: String,
+        /// New size, or +SIZE.
+        size: String,
+        /// Allow shrinking (refused anyway when it would cut data).
+        #[arg(long)]
+        shrink: bool,
+    },
+    /// Copy a volume within its pool: full copy, or --linked qcow2 overlay.
+    VolClone {
+        /// Pool name.
+        pool: String,
+        /// Source volume.
+        source: String,
+        /// New volume.
+        clone: String,
+        /// Make a qcow2 overlay on the source instead of a copy.
+        #[arg(long)]
+        linked: bool,
+    },
+    /// Replace a volume's content with an image file's (raw or qcow2, probed).
+    VolUpload {
+        /// Pool name.
+        pool: String,
+        /// Volume name.
+        volume: String,
+        /// The image file to read.
+        file: PathBuf,
+        /// The file's format, when probing should not decide.
+        #[arg(long, value_parser = parse_format)]
+        format: Option<ImageFormat>,
+    },
+    /// Write a volume's content to a file.
+    VolDownload {
+        /// Pool name.
+        pool: String,
+        /// Volume name.
+        volume: String,
+        /// The file to write.
+        file: PathBuf,
+        /// Output format (default: from the file name, else the volume's).
+        #[arg(long, value_parser = parse_format)]
+        format: Option<ImageFormat>,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Convert a volume into a new volume of another format.
+    VolConvert {
+        /// Pool name.
+        pool: String,
+        /// Source volume.
+        source: String,
+        /// New volume.
+        dest: String,
+        /// Output format (default: from the new name).
+        #[arg(long, value_parser = parse_format)]
+        format: Option<ImageFormat>,
+    },
+    /// Overwrite a volume's data with zeroes.
+    VolWipe {
+        /// Pool name.
+        pool: String,
+        /// Volume name.
+        volume: String,
+    },
+    /// Delete a volume (refused while a VM uses it).
+    VolDelete {
+        /// Pool name.
+        pool: String,
+        /// Volume name.
+        volume: String,
+    },
+    /// Take an external disk snapshot of a stopped VM.
+    SnapshotCreate {
+        /// VM name.
+        vm: String,
+        /// Snapshot name.
+        name: String,
+    },
+    /// List a VM's snapshots, oldest first.
+    SnapshotList {
+        /// VM name.
+        vm: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revert a stopped VM's disks to a snapshot (later changes and snapshots are discarded).
+    SnapshotRevert {
+        /// VM name.
+        vm: String,
+        /// Snapshot name.
+        name: String,
+    },
+    /// Delete a snapshot, merging its overlay down.
+    SnapshotDelete {
+        /// VM name.
+        vm: String,
+        /// Snapshot name.
+        name: String,
+    },
+}
+
+fn parse_format(text: &str) -> Result<ImageFormat, String> {
+    text.parse()
+}
+
+impl StorageCommand {
+    /// Whether a read verb was asked for JSON (`--json`).
+    pub fn wants_json(&self) -> bool {
+        use StorageCommand::*;
+        match self {
+            PoolList { json }
+            | PoolInfo { json, .. }
+            | VolList { json, .. }
+            | VolInfo { json, .. }
+            | SnapshotList { json, .. } => *json,
+            _ => false,
+        }
+    }
+}
+
+/// Carries out `cmd`; read verbs print JSON when asked with `--json`.
+pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
+    let json = cmd.wants_json();
+    let paths = Paths::from_env()?;
+    let storage = StorageManager::new(paths.clone());
+    let snapshots = SnapshotManager::new(paths);
+    use StorageCommand::*;
+    match cmd {
+        PoolList { .. } => {
+            let mut pools = Vec::new();
+            for pool in storage.list_pools()? {
+                match pool {
+                    Ok(pool) => pools.push(pool),
+                    Err(e) => eprintln!("warning: {e}"),
+                }
+            }
+            if json {
+                print_json(&pools)?;
+            } else {
+                print_pools(&pools);
+            }
+        }
+        PoolDefineAs {
+            name,
+            target,
+            build,
+        } => {
+            storage.define_pool(&name, &target, build)?;
+            println!("Pool {name} defined");
+        }
+        PoolStart { name } => {
+            storage.start_pool(&name)?;
+            println!("Pool {name} started");
+        }
+        PoolDestroy { name } => {
+            storage.stop_pool(&name)?;
+            println!("Pool {name} destroyed (stopped; its volumes are kept)");
+        }
+        PoolAutostart { name, disable } => {
+            storage.set_pool_autostart(&name, !disable)?;
+            if disable {
+                println!("Pool {name} unmarked as autostarted");
+            } else {
+                println!("Pool {name} marked as autostarted");
+            }
+        }
+        PoolUndefine { name } => {
+            storage.undefine_pool(&name)?;
+            println!("Pool {name} has been undefined");
+        }
+        PoolInfo { name, .. } => {
+            let info = storage.pool_info(&name)?;
+            if json {
+                print_json(&info)?;
+            } else {
+                let s = &info.status;
+                print_fields(&[
+                    ("Name", s.name.clone()),
+                    ("State", state_word(s.active).to_string()),
+                    ("Autostart", yes_no(s.autostart).to_string()),
+                    ("Path", s.path.display().to_string()),
+                    ("Volumes", info.volumes.to_string()),
+                    ("Capacity", format_size(info.capacity)),
+                    ("Allocation", format_size(info.allocation)),
+                    ("Available", format_size(info.available)),
+                ]);
+            }
+        }
+        VolList { pool, .. } => {
+            let entries = storage.vol_list(&pool)?;
+            if json {
+                let docs: Vec<serde_json::Value> = entries
+                    .iter()
+                    .map(|(name, info)| match info {
+                        Ok(info) => serde_json::to_value(info).unwrap_or_default(),
+                        Err(e) => serde_json::json!({"name": name, "error": e.to_string()}),
+                    })
+                    .collect();
+                print_json(&docs)?;
+            } else {
+                print_volumes(&entries);
+            }
+        }
+        VolInfo { pool, volume, .. } => {
+            let info = storage.vol_info(&pool, &volume)?;
+            if json {
+                print_json(&info)?;
+            } else {
+                print_volume(&info);
+            }
+        }
+        VolCreateAs {
+            pool,
+            volume,
+            size,
+            format,
+            preallocate,
+        } => {
+            let capacity = size_arg(&size)?;
+            let info = storage.vol_create(
+                &pool,
+                &volume,
+                VolumeSpec {
+                    capacity,
+                    format,
+                    preallocate,
+                },
+            )?;
+            println!(
+                "Vol {volume} created ({} {}, {})",
+                format_size(info.capacity),
+                info.format,
+                if preallocate {
+                    "preallocated"
+                } else {
+                    "sparse"
+                }
+            );
+        }
+        VolResize {
+            pool,
+            volume,
+            size,
+            shrink,
+        } => {
+            let capacity = match size.strip_prefix('+') {
+                Some(delta) => storage
+                    .vol_info(&pool, &volume)?
+                    .capacity
+                    .checked_add(size_arg(delta)?)
+                    .context("that size is too large")?,
+                None => size_arg(&size)?,
+            };
+            let info = storage.vol_resize(&pool, &volume, capacity, shrink)?;
+            println!(
+                "Size of volume '{volume}' is now {}",
+                format_size(info.capacity)
+            );
+        }
+        VolClone {
+            pool,
+            source,
+            clone,
+            linked,
+        } => {
+            storage.vol_clone(&pool, &source, &clone, linked)?;
+            if linked {
+                println!("Vol {clone} cloned from {source} (linked: {source} is its backing file)");
+            } else {
+                println!("Vol {clone} cloned from {source}");
+            }
+        }
+        VolUpload {
+            pool,
+            volume,
+            file,
+            format,
+        } => {
+            let info = storage.vol_upload(&pool, &volume, &file, format)?;
+            println!(
+                "Vol {volume} now holds {} ({})",
+                file.display(),
+                format_size(info.capacity)
+            );
+        }
+        VolDownload {
+            pool,
+            volume,
+            file,
+            format,
+            force,
+        } => {
+            let info = storage.vol_download(&pool, &volume, &file, format, force)?;
+            println!(
+                "Vol {volume} written to {} ({})",
+                file.display(),
+                info.format
+            );
+        }
+        VolConvert {
+            pool,
+            source,
+            dest,
+            format,
+        } => {
+            let info = storage.vol_convert(&pool, &source, &dest, format)?;
+            println!("Vol {dest} converted from {source} ({})", info.format);
+        }
+        VolWipe { pool, volume } => {
+            storage.vol_wipe(&pool, &volume)?;
+            println!("Vol {volume} wiped");
+        }
+        VolDelete { pool, volume } => {
+            storage.vol_delete(&pool, &volume)?;
+            println!("Vol {volume} deleted");
+        }
+        SnapshotCreate { vm, name } => {
+            let info = snapshots.create(&vm, &name)?;
+            println!(
+                "Domain snapshot {name} created ({} disks)",
+                info.disks.len()
+            );
+        }
+        SnapshotList { vm, .. } => {
+            let list = snapshots.list(&vm)?;
+            if json {
+                print_json(&list)?;
+            } else {
+                print_snapshots(&list);
+            }
+        }
+        SnapshotRevert { vm, name } => {
+            let report = snapshots.revert(&vm, &name)?;
+            println!("Domain {vm} reverted to snapshot {name}");
+            if !report.removed_snapshots.is_empty() {
+                println!(
+                    "Later snapshots discarded: {}",
+                    report.removed_snapshots.join(", ")
+                );
+            }
+        }
+        SnapshotDelete { vm, name } => {
+            snapshots.delete(&vm, &name)?;
+            println!("Domain snapshot {name} deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn size_arg(text: &str) -> anyhow::Result<u64> {
+    match parse_size(text) {
+        Ok(bytes) => Ok(bytes),
+        Err(message) => bail!("{message}"),
+    }
+}
+
+fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn state_word(active: bool) -> &'static str {
+    if active { "active" } else { "inactive" }
+}
+
+fn yes_no(flag: bool) -> &'static str {
+    if flag { "yes" } else { "no" }
+}
+
+/// Prints rows under a header, columns padded to their widest cell.
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!(" {}", padded.join("   ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    println!(
+        "{}",
+        "-".repeat(widths.iter().sum::<usize>() + 3 * widths.len())
+    );
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+fn print_fields(fields: &[(&str, String)]) {
+    for (key, value) in fields {
+        println!("{:<15} {value}", format!("{key}:"));
+    }
+}
+
+fn print_pools(pools: &[PoolStatus]) {
+    let rows: Vec<Vec<String>> = pools
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                state_word(p.active).to_string(),
+                yes_no(p.autostart).to_string(),
+                p.path.display().to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["Name", "State", "Autostart", "Path"], &rows);
+}
+
+fn print_volumes(entries: &[crate::storage::volume::VolumeEntry]) {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|(name, info)| match info {
+            Ok(v) => vec![
+                name.clone(),
+                v.format.to_string(),
+                format_size(v.capacity),
+                format_size(v.allocation),
+                users(v),
+            ],
+            Err(e) => vec![
+                name.clone(),
+                "?".into(),
+                "-".into(),
+                "-".into(),
+                e.to_string(),
+            ],
+        })
+        .collect();
+    print_table(
+        &["Name", "Format", "Capacity", "Allocation", "Used by"],
+        &rows,
+    );
+}
+
+fn users(info: &VolumeInfo) -> String {
+    let mut parts: Vec<String> = info
+        .used_by
+        .iter()
+        .map(|vm| {
+            if info.running.contains(vm) {
+                format!("{vm} (running)")
+            } else {
+                vm.clone()
+            }
+        })
+        .collect();
+    if !info.backing_of.is_empty() {
+        parts.push(format!("backing of {}", info.backing_of.len()));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn print_volume(info: &VolumeInfo) {
+    let mut fields = vec![
+        ("Name", info.name.clone()),
+        ("Pool", info.pool.clone()),
+        ("Path", info.path.display().to_string()),
+        ("Format", info.format.to_string()),
+        (
+            "Capacity",
+            format!("{} ({} bytes)", format_size(info.capacity), info.capacity),
+        ),
+        ("Allocation", format_size(info.allocation)),
+    ];
+    if let Some(cluster) = info.cluster_size {
+        fields.push(("Cluster size", format_size(cluster)));
+    }
+    if let Some(backing) = &info.backing {
+        let format = backing
+            .format
+            .map(|f| f.to_string())
+            .unwrap_or("probed".into());
+        fields.push(("Backing", format!("{} ({format})", backing.path.display())));
+    }
+    if info.internal_snapshots > 0 {
+        fields.push(("Int. snapshots", info.internal_snapshots.to_string()));
+    }
+    fields.push(("Used by", users(info)));
+    for overlay in &info.backing_of {
+        fields.push(("Backing of", overlay.display().to_string()));
+    }
+    print_fields(&fields);
+}
+
+fn print_snapshots(list: &[SnapshotInfo]) {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| {
+            let state = match (s.state, s.current) {
+                (SnapshotState::Ready, true) => "current".to_string(),
+                (SnapshotState::Ready, false) => "ready".to_string(),
+                (SnapshotState::Deleting, _) => "deleting (interrupted)".to_string(),
+                (SnapshotState::Creating, _) => "creating".to_string(),
+            };
+            let disks: Vec<&str> = s.disks.iter().map(|(t, _)| t.as_str()).collect();
+            vec![
+                s.name.clone(),
+                format_timestamp(s.created),
+                state,
+                disks.join(","),
+            ]
+        })
+        .collect();
+    print_table(&["Name", "Creation Time", "State", "Disks"], &rows);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: StorageCommand,
+    }
+
+    #[test]
+    fn verbs_use_virsh_names() {
+        let cli = Cli::try_parse_from([
+            "vmux",
+            "vol-create-as",
+            "default",
+            "web1.qcow2",
+            "20G",
+            "--preallocate",
+        ])
+        .expect("parse");
+        assert_eq!(
+            cli.cmd,
+            StorageCommand::VolCreateAs {
+                pool: "default".into(),
+                volume: "web1.qcow2".into(),
+                size: "20G".into(),
+                format: None,
+                preallocate: true,
+            }
+        );
+        assert!(
+            Cli::try_parse_from(["vmux", "pool-define-as", "fast", "--target", "/srv"]).is_ok()
+        );
+        assert!(Cli::try_parse_from(["vmux", "snapshot-revert", "web1", "s1"]).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_format_is_refused_at_parse_time() {
+        let err = Cli::try_parse_from([
+            "vmux",
+            "vol-convert",
+            "default",
+            "a.qcow2",
+            "a.vmdk",
+            "--format",
+            "vmdk",
+        ])
+        .err()
+        .expect("must fail");
+        assert!(err.to_string().contains("raw or qcow2"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_size_names_the_expected_form() {
+        let err = size_arg("lots").expect_err("must fail");
+        assert!(err.to_string().contains("20GiB"), "{err}");
+    }
+}

@@ -1,0 +1,190 @@
+//! Storage: pools (directories of images), volumes (raw and qcow2 image files in them), VM disk
+//! snapshots (qcow2 overlay chains), and the image layer under all of it.
+//!
+//! Layers, bottom up:
+//! - [`image`]: [`BlockImage`], I/O on one opened image ([`raw`] via pread/pwrite, [`qcow2`] via
+//!   imago), with `flock` so two writers never share a file. The engine's virtio-blk uses this.
+//! - [`format`]: what a file is (format by name and content, size, backing chain), checked
+//!   before anything opens it; [`create`], [`copy`] and [`staging`] make new images crash-safely
+//!   (temporary file, sync, rename).
+//! - [`StorageManager`] ([`pool`], [`volume`]): virsh-like pool and volume operations over the
+//!   pool definitions in `config`, refusing to touch volumes that running VMs or other images
+//!   depend on ([`usage`]).
+//! - [`snapshot`]: external disk snapshots of stopped VMs, with metadata under
+//!   `<config>/snapshots/<vm>/`.
+//!
+//! Nothing here is `unsafe`; see docs/storage.md for the user-facing semantics.
+
+pub mod copy;
+pub mod create;
+pub mod format;
+pub mod image;
+pub mod pool;
+pub mod qcow2;
+mod qcow2_header;
+pub mod raw;
+pub mod snapshot;
+pub mod staging;
+pub mod usage;
+pub mod volume;
+
+pub use format::{ImageFormat, ImageInfo};
+pub use image::{BlockImage, Extent, ImageError, OpenOptions, open_image};
+pub use pool::{PoolInfo, PoolStatus, StorageManager};
+pub use snapshot::{SnapshotInfo, SnapshotManager};
+pub use volume::{VolumeInfo, VolumeSpec};
+
+use crate::config::{ConfigError, DefinitionError};
+use std::path::PathBuf;
+
+/// Errors of pool, volume and snapshot operations. Messages name the pool, volume or file, the
+/// problem and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// Definition store problems (unknown pool or VM, I/O).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A definition file that cannot be used.
+    #[error(transparent)]
+    Definition(#[from] DefinitionError),
+    /// Image-level problems (format, header, backing chain, locks, I/O).
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The pool is defined but not started.
+    #[error("storage pool '{0}' is not active; start it with `vmux pool-start {0}`")]
+    PoolInactive(String),
+    /// `pool-undefine` of an active pool.
+    #[error("storage pool '{0}' is active; stop it first with `vmux pool-destroy {0}`")]
+    PoolActive(String),
+    /// The default pool is always there.
+    #[error("the default pool cannot be undefined; vmux keeps it at {}", .0.display())]
+    UndefineDefault(PathBuf),
+    /// The pool's directory is missing.
+    #[error(
+        "the directory {} of storage pool '{pool}' does not exist; create it with `mkdir -p {}` (or define the pool with --build)",
+        path.display(), path.display()
+    )]
+    PoolDirMissing {
+        /// Pool name.
+        pool: String,
+        /// Its directory.
+        path: PathBuf,
+    },
+    /// The pool's directory cannot be written.
+    #[error(
+        "the directory {} of storage pool '{pool}' is not a writable directory for this user; fix its owner or mode, or define the pool elsewhere",
+        path.display()
+    )]
+    PoolDirNotWritable {
+        /// Pool name.
+        pool: String,
+        /// Its directory.
+        path: PathBuf,
+    },
+    /// Two pools on one directory would list the same volumes twice.
+    #[error(
+        "{} is already the directory of storage pool '{other}'; use that pool or another directory",
+        path.display()
+    )]
+    PoolPathTaken {
+        /// The directory.
+        path: PathBuf,
+        /// The pool that has it.
+        other: String,
+    },
+    /// A directory operation for a pool failed.
+    #[error("cannot {op} {}", path.display())]
+    PoolIo {
+        /// "create", "list", ...
+        op: &'static str,
+        /// The directory or file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No such volume.
+    #[error(
+        "no volume '{volume}' in storage pool '{pool}'; `vmux vol-list {pool}` shows its volumes"
+    )]
+    UnknownVolume {
+        /// Pool name.
+        pool: String,
+        /// Volume name.
+        volume: String,
+    },
+    /// The volume name is taken.
+    #[error(
+        "volume '{volume}' already exists in storage pool '{pool}'; pick another name or delete it with `vmux vol-delete {pool} {volume}`"
+    )]
+    VolumeExists {
+        /// Pool name.
+        pool: String,
+        /// Volume name.
+        volume: String,
+    },
+    /// Name, argument or option that makes no sense (the text says which and how to fix it).
+    #[error("{0}")]
+    Invalid(String),
+    /// Shrinking would cut written data.
+    #[error(
+        "cannot shrink {volume} to {}: it holds data up to {}; shrink to at least that (after shrinking the guest's file system and partitions)",
+        crate::config::format_size(*requested), crate::config::format_size(*data_end)
+    )]
+    ShrinkCutsData {
+        /// Pool/volume.
+        volume: String,
+        /// Requested size in bytes.
+        requested: u64,
+        /// End of the last non-zero data in bytes.
+        data_end: u64,
+    },
+    /// The volume belongs to VM definitions (delete refused).
+    #[error(
+        "volume {volume} is used by VM {}; remove the disk from {} or undefine {} first",
+        vms.join(", "), if vms.len() == 1 { "its definition" } else { "their definitions" },
+        if vms.len() == 1 { "it" } else { "them" }
+    )]
+    UsedByVm {
+        /// Pool/volume.
+        volume: String,
+        /// The VMs.
+        vms: Vec<String>,
+    },
+    /// A running VM has the volume open.
+    #[error(
+        "volume {volume} is in use by running VM '{vm}'; shut it down first with `vmux shutdown {vm}`"
+    )]
+    InUseByRunningVm {
+        /// Pool/volume.
+        volume: String,
+        /// The VM.
+        vm: String,
+    },
+    /// Other images read through this one.
+    #[error(
+        "volume {volume} is the backing file of {}; changing or deleting it would corrupt {}; work on the top image instead, or flatten {} with `vmux vol-convert` first",
+        list_paths(overlays), if overlays.len() == 1 { "that image" } else { "those images" },
+        if overlays.len() == 1 { "it" } else { "them" }
+    )]
+    BackingOf {
+        /// Pool/volume.
+        volume: String,
+        /// The overlays.
+        overlays: Vec<PathBuf>,
+    },
+    /// A download target exists.
+    #[error("{} already exists; pass --force to replace it", .0.display())]
+    DestinationExists(PathBuf),
+    /// Snapshot problems.
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
+}
+
+fn list_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

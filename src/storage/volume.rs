@@ -1,0 +1,650 @@
+//! Volume operations (the `vol-*` verbs) on [`StorageManager`]: list, info, create, resize,
+//! clone (full or linked), upload, download, convert, wipe, delete; and resolving VM disks to
+//! image files for vmd.
+//!
+//! Every new image is built under a temporary name and renamed into place
+//! ([`super::staging`]); every operation that writes or deletes an existing volume first checks
+//! who uses it ([`super::usage`]) and takes its lock, so a running VM's disk or a backing file
+//! other images read through is refused with their names.
+
+use super::StorageError;
+use super::copy::copy_image;
+use super::create::{DEFAULT_CLUSTER_SIZE, NewImage, create_image};
+use super::format::{BackingInfo, Detect, ImageFormat, ImageInfo, chain, inspect};
+use super::image::{BlockImage, Extent, ImageError, ImageLock, OpenOptions, open_image};
+use super::pool::StorageManager;
+use super::staging::{StagedFile, sync_dir};
+use super::usage::Usage;
+use crate::config::{DiskConfig, DiskSource, VmConfig, assign_targets, validate_volume_name};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Disk sizes are whole 512-byte sectors (virtio-blk's unit); sizes are rounded up to this.
+pub const SECTOR: u64 = 512;
+
+/// What `vol-create-as` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeSpec {
+    /// Virtual size in bytes (rounded up to whole sectors).
+    pub capacity: u64,
+    /// Format; `None` takes it from the name (`.qcow2`, `.raw`), qcow2 when the name says
+    /// nothing.
+    pub format: Option<ImageFormat>,
+    /// Allocate all space now (after checking there is enough).
+    pub preallocate: bool,
+}
+
+/// What `vol-info` and `vol-list` show about a volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumeInfo {
+    /// Pool name.
+    pub pool: String,
+    /// Volume (file) name.
+    pub name: String,
+    /// The file.
+    pub path: PathBuf,
+    /// raw or qcow2.
+    pub format: ImageFormat,
+    /// Virtual size in bytes.
+    pub capacity: u64,
+    /// Bytes used on the host file system.
+    pub allocation: u64,
+    /// The backing file, for qcow2 overlays (linked clones, snapshot overlays).
+    pub backing: Option<BackingInfo>,
+    /// qcow2 cluster size in bytes.
+    pub cluster_size: Option<u64>,
+    /// Internal qcow2 snapshots (made by QEMU; kept, not managed).
+    pub internal_snapshots: u32,
+    /// VMs whose disks reach this volume (directly or as a backing file), sorted.
+    pub used_by: Vec<String>,
+    /// Running VMs among them.
+    pub running: Vec<String>,
+    /// Images whose backing file this volume is.
+    pub backing_of: Vec<PathBuf>,
+}
+
+/// One file of a pool as `vol-list` sees it: its name, and what it is or why it cannot be read.
+pub type VolumeEntry = (String, Result<VolumeInfo, StorageError>);
+
+/// One VM disk resolved to its image, as vmd opens it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedDisk {
+    /// Guest device name (`vda`, ...).
+    pub target: String,
+    /// The top image file.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: ImageFormat,
+    /// Open read-only and tell the guest so.
+    pub readonly: bool,
+    /// Serial number for the guest.
+    pub serial: Option<String>,
+}
+
+impl StorageManager {
+    /// Where volume `volume` of pool `pool` is (whether or not it exists); the pool must be
+    /// defined but need not be active.
+    pub fn volume_location(&self, pool: &str, volume: &str) -> Result<PathBuf, StorageError> {
+        validate_volume_name(volume).map_err(StorageError::Invalid)?;
+        Ok(self.pool(pool)?.path.join(volume))
+    }
+
+    /// The file of an existing volume in an active pool.
+    pub fn volume_path(&self, pool: &str, volume: &str) -> Result<PathBuf, StorageError> {
+        validate_volume_name(volume).map_err(StorageError::Invalid)?;
+        let path = self.active_dir(pool)?.join(volume);
+        if !path.is_file() {
+            return Err(StorageError::UnknownVolume {
+                pool: pool.to_string(),
+                volume: volume.to_string(),
+            });
+        }
+        Ok(path)
+    }
+
+    /// The image file of a VM disk (pool volume or absolute path); it must exist.
+    pub fn resolve_disk(&self, disk: &DiskConfig) -> Result<PathBuf, StorageError> {
+        match &disk.source {
+            DiskSource::Volume { pool, volume } => self.volume_path(pool, volume),
+            DiskSource::Path(path) => {
+                if !path.is_file() {
+                    return Err(ImageError::open(
+                        path,
+                        std::io::Error::from(std::io::ErrorKind::NotFound),
+                    )
+                    .into());
+                }
+                Ok(path.clone())
+            }
+        }
+    }
+
+    /// Every disk of `vm` resolved and checked for a start: the images exist in active pools,
+    /// their backing chains are whole and supported, and no writable disk is the backing file
+    /// of another image (writing it would corrupt that image).
+    pub fn resolve_vm_disks(&self, vm: &VmConfig) -> Result<Vec<ResolvedDisk>, StorageError> {
+        let targets = assign_targets(&vm.disks).map_err(StorageError::Invalid)?;
+        let usage = self.usage();
+        let mut resolved = Vec::new();
+        for (disk, target) in vm.disks.iter().zip(targets) {
+            let path = self.resolve_disk(disk)?;
+            let layers = chain(&path, Detect::ByName)?;
+            if !disk.readonly {
+                let overlays = usage.overlays_of(&path);
+                if !overlays.is_empty() {
+                    return Err(StorageError::BackingOf {
+                        volume: disk.source.to_string(),
+                        overlays,
+                    });
+                }
+            }
+            resolved.push(ResolvedDisk {
+                target,
+                path,
+                format: layers[0].format,
+                readonly: disk.readonly,
+                serial: disk.serial.clone(),
+            });
+        }
+        Ok(resolved)
+    }
+
+    /// Who uses which image right now.
+    pub fn usage(&self) -> Usage {
+        let resolve = |disk: &DiskConfig| match &disk.source {
+            DiskSource::Volume { pool, volume } => self.volume_location(pool, volume).ok(),
+            DiskSource::Path(path) => Some(path.clone()),
+        };
+        Usage::scan(self.paths(), &resolve, &self.all_volume_paths())
+    }
+
+    /// Every volume of active pool `pool`, sorted by name; a file vmux cannot read is listed
+    /// with its error.
+    pub fn vol_list(&self, pool: &str) -> Result<Vec<VolumeEntry>, StorageError> {
+        let names = self.volume_names(pool)?;
+        let usage = self.usage();
+        let dir = self.active_dir(pool)?;
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let info = inspect(&dir.join(&name), Detect::ByName)
+                    .map(|image| volume_info(pool, &name, image, &usage))
+                    .map_err(StorageError::from);
+                (name, info)
+            })
+            .collect())
+    }
+
+    /// One volume: format, sizes, backing file, users.
+    pub fn vol_info(&self, pool: &str, volume: &str) -> Result<VolumeInfo, StorageError> {
+        let path = self.volume_path(pool, volume)?;
+        let image = inspect(&path, Detect::ByName)?;
+        Ok(volume_info(pool, volume, image, &self.usage()))
+    }
+
+    /// Creates a new volume (`vol-create-as`): sparse unless `spec.preallocate`, in which case
+    /// free space is checked first.
+    pub fn vol_create(
+        &self,
+        pool: &str,
+        volume: &str,
+        spec: VolumeSpec,
+    ) -> Result<VolumeInfo, StorageError> {
+        let target = self.new_volume_path(pool, volume)?;
+        let format = format_for(volume, spec.format, ImageFormat::Qcow2)?;
+        let capacity = sectors(spec.capacity)?;
+        let staged = StagedFile::new(&target);
+        let new = NewImage {
+            preallocate: spec.preallocate,
+            ..NewImage::new(format, capacity)
+        };
+        create_image(staged.path(), &new)?;
+        self.commit_new(staged, pool, volume)?;
+        self.vol_info(pool, volume)
+    }
+
+    /// Changes a volume's size (`vol-resize`). Growing always works; shrinking needs
+    /// `allow_shrink` and is refused when it would cut non-zero data.
+    pub fn vol_resize(
+        &self,
+        pool: &str,
+        volume: &str,
+        capacity: u64,
+        allow_shrink: bool,
+    ) -> Result<VolumeInfo, StorageError> {
+        let path = self.volume_path(pool, volume)?;
+        let label = format!("{pool}/{volume}");
+        self.guard_write(&label, &path)?;
+        let capacity = sectors(capacity)?;
+        let mut image = open_image(&path, OpenOptions::writable())?;
+        let current = image.capacity();
+        if capacity < current {
+            if !allow_shrink {
+                return Err(StorageError::Invalid(format!(
+                    "{label} is {} and {} is smaller; shrinking cuts the end of the disk, so shrink the guest's file system and partitions first and pass --shrink",
+                    crate::config::format_size(current),
+                    crate::config::format_size(capacity)
+                )));
+            }
+            let data_end = data_end(image.as_ref(), capacity)?;
+            if data_end > capacity {
+                return Err(StorageError::ShrinkCutsData {
+                    volume: label,
+                    requested: capacity,
+                    data_end,
+                });
+            }
+        }
+        image
+            .resize(capacity)
+            .and_then(|()| image.flush())
+            .map_err(|e| ImageError::transfer(&path, "resize", capacity, e))?;
+        drop(image);
+        self.vol_info(pool, volume)
+    }
+
+    /// Copies a volume within its pool (`vol-clone`). A full clone is a standalone image with
+    /// the same content (backing files flattened in); a linked clone is a qcow2 overlay whose
+    /// backing file is the source, which must then stay unchanged (vmux refuses writes to it).
+    pub fn vol_clone(
+        &self,
+        pool: &str,
+        source: &str,
+        clone: &str,
+        linked: bool,
+    ) -> Result<VolumeInfo, StorageError> {
+        let src_path = self.volume_path(pool, source)?;
+        let target = self.new_volume_path(pool, clone)?;
+        let src_info = inspect(&src_path, Detect::ByName)?;
+        let staged = StagedFile::new(&target);
+        if linked {
+            format_for(clone, Some(ImageFormat::Qcow2), ImageFormat::Qcow2).map_err(|_| {
+                StorageError::Invalid(format!(
+                    "a linked clone is a qcow2 overlay; name it with .qcow2 (like {})",
+                    suggest_name(clone, ImageFormat::Qcow2)
+                ))
+            })?;
+            self.guard_linked_source(pool, source, &src_path)?;
+            // Hold the source read-locked while the overlay is made, so no writer slips in.
+            let _lock = ImageLock::acquire(&src_path, false)?;
+            let new = NewImage {
+                backing: Some((source.to_string(), src_info.format)),
+                ..NewImage::new(ImageFormat::Qcow2, src_info.capacity)
+            };
+            create_image(staged.path(), &new)?;
+        } else {
+            let format = format_for(clone, None, src_info.format)?;
+            let src = open_image(&src_path, OpenOptions::read_only())?;
+            let new = NewImage {
+                cluster_size: src_info.cluster_size.unwrap_or(DEFAULT_CLUSTER_SIZE),
+                ..NewImage::new(format, src.capacity())
+            };
+            build_copy(src.as_ref(), &staged, &new)?;
+        }
+        self.commit_new(staged, pool, clone)?;
+        self.vol_info(pool, clone)
+    }
+
+    /// Replaces a volume's content with an image file's (`vol-upload`). The source's format is
+    /// probed (or `source_format`); the volume keeps its own format and name, and its size
+    /// becomes the larger of the two. A qcow2 volume that had a backing file becomes standalone.
+    pub fn vol_upload(
+        &self,
+        pool: &str,
+        volume: &str,
+        source: &Path,
+        source_format: Option<ImageFormat>,
+    ) -> Result<VolumeInfo, StorageError> {
+        let path = self.volume_path(pool, volume)?;
+        self.guard_write(&format!("{pool}/{volume}"), &path)?;
+        let _lock = ImageLock::acquire(&path, true)?;
+        let old = inspect(&path, Detect::ByName)?;
+        let detect = source_format.map_or(Detect::ByContent, Detect::Known);
+        let src = open_image(source, OpenOptions::read_only().detect(detect))?;
+        let new = NewImage {
+            cluster_size: old.cluster_size.unwrap_or(DEFAULT_CLUSTER_SIZE),
+            ..NewImage::new(old.format, sectors(src.capacity().max(old.capacity))?)
+        };
+        let staged = StagedFile::new(&path);
+        build_copy(src.as_ref(), &staged, &new)?;
+        staged.commit(true)?;
+        self.vol_info(pool, volume)
+    }
+
+    /// Writes a volume's content to `dest` (`vol-download`), as `format`, else the format
+    /// `dest`'s name says, else the volume's own; backing files are flattened in. An existing
+    /// `dest` is replaced only with `force`.
+    pub fn vol_download(
+        &self,
+        pool: &str,
+        volume: &str,
+        dest: &Path,
+        format: Option<ImageFormat>,
+        force: bool,
+    ) -> Result<ImageInfo, StorageError> {
+        let path = self.volume_path(pool, volume)?;
+        let info = inspect(&path, Detect::ByName)?;
+        let dest_name = dest.file_name().map(|n| n.to_string_lossy().into_owned());
+        let format = format_for(&dest_name.unwrap_or_default(), format, info.format)?;
+        if dest.is_dir() {
+            return Err(StorageError::Invalid(format!(
+                "{} is a directory; give the file to write, like {}",
+                dest.display(),
+                dest.join(volume).display()
+            )));
+        }
+        if dest.exists() && !force {
+            return Err(StorageError::DestinationExists(dest.to_path_buf()));
+        }
+        let src = open_image(&path, OpenOptions::read_only())?;
+        let staged = StagedFile::new(dest);
+        build_copy(
+            src.as_ref(),
+            &staged,
+            &NewImage::new(format, src.capacity()),
+        )?;
+        staged.commit(force)?;
+        Ok(inspect(dest, Detect::Known(format))?)
+    }
+
+    /// Writes a volume's content into a new volume of another format (`vol-convert`); backing
+    /// files are flattened in.
+    pub fn vol_convert(
+        &self,
+        pool: &str,
+        source: &str,
+        dest: &str,
+        format: Option<ImageFormat>,
+    ) -> Result<VolumeInfo, StorageError> {
+        let src_path = self.volume_path(pool, source)?;
+        let target = self.new_volume_path(pool, dest)?;
+        let src_info = inspect(&src_path, Detect::ByName)?;
+        let format = format_for(dest, format, src_info.format)?;
+        let src = open_image(&src_path, OpenOptions::read_only())?;
+        let staged = StagedFile::new(&target);
+        build_copy(
+            src.as_ref(),
+            &staged,
+            &NewImage::new(format, src.capacity()),
+        )?;
+        self.commit_new(staged, pool, dest)?;
+        self.vol_info(pool, dest)
+    }
+
+    /// Overwrites every byte of a volume the file holds with zeroes (`vol-wipe`), so the old
+    /// data is gone from the host disk, not just unlinked. The volume keeps its name, format
+    /// and size and reads as zeroes; a qcow2 volume is then replaced by a fresh empty image
+    /// (dropping any backing file), which gives the space back.
+    pub fn vol_wipe(&self, pool: &str, volume: &str) -> Result<VolumeInfo, StorageError> {
+        let path = self.volume_path(pool, volume)?;
+        self.guard_write(&format!("{pool}/{volume}"), &path)?;
+        let info = inspect(&path, Detect::ByName)?;
+        let image = open_image(&path, OpenOptions::writable())?;
+        overwrite_with_zeroes(image.as_ref())?;
+        if info.format == ImageFormat::Qcow2 {
+            let staged = StagedFile::new(&path);
+            let new = NewImage {
+                cluster_size: info.cluster_size.unwrap_or(DEFAULT_CLUSTER_SIZE),
+                ..NewImage::new(ImageFormat::Qcow2, info.capacity)
+            };
+            create_image(staged.path(), &new)?;
+            // Replaced while still locked: nobody opens the old file in between.
+            staged.commit(true)?;
+        }
+        drop(image);
+        self.vol_info(pool, volume)
+    }
+
+    /// Deletes a volume (`vol-delete`). Refused while any VM definition uses it (naming them),
+    /// while other images use it as their backing file, or while another process has it open.
+    pub fn vol_delete(&self, pool: &str, volume: &str) -> Result<(), StorageError> {
+        let path = self.volume_path(pool, volume)?;
+        let label = format!("{pool}/{volume}");
+        let usage = self.usage();
+        let vms = usage.vms_using(&path);
+        if !vms.is_empty() {
+            return Err(StorageError::UsedByVm {
+                volume: label,
+                vms: vms.into_iter().map(|u| u.vm).collect(),
+            });
+        }
+        let overlays = usage.overlays_of(&path);
+        if !overlays.is_empty() {
+            return Err(StorageError::BackingOf {
+                volume: label,
+                overlays,
+            });
+        }
+        let _lock = ImageLock::acquire(&path, true)?;
+        std::fs::remove_file(&path).map_err(|source| ImageError::io(&path, "delete", source))?;
+        sync_dir(&path)?;
+        Ok(())
+    }
+
+    /// Refuses writing `path` while a running VM uses it or other images read through it.
+    fn guard_write(&self, label: &str, path: &Path) -> Result<(), StorageError> {
+        let usage = self.usage();
+        if let Some(user) = usage.vms_using(path).into_iter().find(|u| u.running) {
+            return Err(StorageError::InUseByRunningVm {
+                volume: label.to_string(),
+                vm: user.vm,
+            });
+        }
+        let overlays = usage.overlays_of(path);
+        if !overlays.is_empty() {
+            return Err(StorageError::BackingOf {
+                volume: label.to_string(),
+                overlays,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a linked clone of an image some VM writes (the clone would change under it).
+    fn guard_linked_source(
+        &self,
+        pool: &str,
+        source: &str,
+        path: &Path,
+    ) -> Result<(), StorageError> {
+        let key = super::format::canonical(path);
+        for vm in crate::config::Store::new(self.paths().clone())
+            .list()
+            .into_iter()
+            .flatten()
+        {
+            for disk in vm.disks.iter().filter(|d| !d.readonly) {
+                let location = match &disk.source {
+                    DiskSource::Volume { pool, volume } => self.volume_location(pool, volume).ok(),
+                    DiskSource::Path(p) => Some(p.clone()),
+                };
+                if location.is_some_and(|l| super::format::canonical(&l) == key) {
+                    return Err(StorageError::Invalid(format!(
+                        "{pool}/{source} is the writable disk of VM '{}', so a linked clone of it would change when that VM writes; make a full clone, or snapshot '{}' first and link to the frozen image",
+                        vm.name, vm.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a new volume goes; refuses an existing name.
+    fn new_volume_path(&self, pool: &str, volume: &str) -> Result<PathBuf, StorageError> {
+        validate_volume_name(volume).map_err(StorageError::Invalid)?;
+        let path = self.active_dir(pool)?.join(volume);
+        if path.exists() {
+            return Err(StorageError::VolumeExists {
+                pool: pool.to_string(),
+                volume: volume.to_string(),
+            });
+        }
+        Ok(path)
+    }
+
+    /// Gives a staged new volume its name, refusing one that appeared meanwhile.
+    fn commit_new(&self, staged: StagedFile, pool: &str, volume: &str) -> Result<(), StorageError> {
+        let target = staged.target().to_path_buf();
+        staged.commit(false).map_err(|e| match e {
+            ImageError::Io { ref source, .. }
+                if source.kind() == std::io::ErrorKind::AlreadyExists && target.exists() =>
+            {
+                StorageError::VolumeExists {
+                    pool: pool.to_string(),
+                    volume: volume.to_string(),
+                }
+            }
+            other => other.into(),
+        })
+    }
+}
+
+/// Builds `new` at the staged path and copies `src` into it.
+fn build_copy(
+    src: &dyn BlockImage,
+    staged: &StagedFile,
+    new: &NewImage,
+) -> Result<(), StorageError> {
+    create_image(staged.path(), new)?;
+    let dst = open_image(
+        staged.path(),
+        OpenOptions::writable().detect(Detect::Known(new.format)),
+    )?;
+    copy_image(src, dst.as_ref())?;
+    Ok(())
+}
+
+fn volume_info(pool: &str, name: &str, image: ImageInfo, usage: &Usage) -> VolumeInfo {
+    let users = usage.vms_using(&image.path);
+    VolumeInfo {
+        pool: pool.to_string(),
+        name: name.to_string(),
+        format: image.format,
+        capacity: image.capacity,
+        allocation: image.allocation,
+        cluster_size: image.cluster_size,
+        internal_snapshots: image.internal_snapshots,
+        used_by: users.iter().map(|u| u.vm.clone()).collect(),
+        running: users
+            .iter()
+            .filter(|u| u.running)
+            .map(|u| u.vm.clone())
+            .collect(),
+        backing_of: usage.overlays_of(&image.path),
+        backing: image.backing,
+        path: image.path,
+    }
+}
+
+/// The format of a new file named `name`: what its extension says, which `requested` must
+/// agree with; `requested` or `default` when the name says nothing.
+fn format_for(
+    name: &str,
+    requested: Option<ImageFormat>,
+    default: ImageFormat,
+) -> Result<ImageFormat, StorageError> {
+    match (ImageFormat::from_name(Path::new(name)), requested) {
+        (Some(by_name), Some(asked)) if by_name != asked => Err(StorageError::Invalid(format!(
+            "'{name}' is named as {by_name} but --format {asked} was given; name it {} or drop --format",
+            suggest_name(name, asked)
+        ))),
+        (Some(by_name), _) => Ok(by_name),
+        (None, Some(asked)) => Ok(asked),
+        (None, None) => Ok(default),
+    }
+}
+
+/// `name` with the extension of `format`.
+fn suggest_name(name: &str, format: ImageFormat) -> String {
+    let stem = Path::new(name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.to_string());
+    format!("{stem}.{format}")
+}
+
+/// `bytes` rounded up to whole sectors; zero is refused.
+fn sectors(bytes: u64) -> Result<u64, StorageError> {
+    if bytes == 0 {
+        return Err(StorageError::Invalid(
+            "a volume needs a size above 0; write it like 20G".into(),
+        ));
+    }
+    bytes
+        .checked_next_multiple_of(SECTOR)
+        .ok_or_else(|| StorageError::Invalid("that size is too large".into()))
+}
+
+/// The end of the last non-zero byte at or after `from` (0 when there is none).
+fn data_end(image: &dyn BlockImage, from: u64) -> Result<u64, ImageError> {
+    let capacity = image.capacity();
+    let chunk = super::copy::COPY_CHUNK;
+    let mut buf = vec![0u8; chunk as usize];
+    let mut end = 0;
+    let mut offset = from;
+    while offset < capacity {
+        let (kind, len) = image
+            .extent(offset, chunk)
+            .map_err(|e| ImageError::transfer(image.path(), "inspect", offset, e))?;
+        if kind != Extent::Zero {
+            let part = &mut buf[..len as usize];
+            image
+                .read_at(offset, part)
+                .map_err(|e| ImageError::transfer(image.path(), "read", offset, e))?;
+            if let Some(last) = part.iter().rposition(|b| *b != 0) {
+                end = offset + last as u64 + 1;
+            }
+        }
+        offset += len;
+    }
+    Ok(end)
+}
+
+/// Writes zero bytes over every range the image stores data in (not holes, not backing).
+fn overwrite_with_zeroes(image: &dyn BlockImage) -> Result<(), ImageError> {
+    let capacity = image.capacity();
+    let chunk = super::copy::COPY_CHUNK;
+    let zeroes = vec![0u8; chunk as usize];
+    let mut offset = 0;
+    while offset < capacity {
+        let (kind, len) = image
+            .extent(offset, chunk)
+            .map_err(|e| ImageError::transfer(image.path(), "inspect", offset, e))?;
+        if kind == Extent::Data {
+            image
+                .write_at(offset, &zeroes[..len as usize])
+                .map_err(|e| ImageError::transfer(image.path(), "wipe", offset, e))?;
+        }
+        offset += len;
+    }
+    image
+        .flush()
+        .map_err(|e| ImageError::transfer(image.path(), "flush", 0, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_name_decides_the_format_and_must_agree_with_format() {
+        assert_eq!(
+            format_for("a.raw", None, ImageFormat::Qcow2).expect("ok"),
+            ImageFormat::Raw
+        );
+        assert_eq!(
+            format_for("a", Some(ImageFormat::Raw), ImageFormat::Qcow2).expect("ok"),
+            ImageFormat::Raw
+        );
+        let err = format_for("a.qcow2", Some(ImageFormat::Raw), ImageFormat::Qcow2)
+            .expect_err("must fail");
+        assert!(err.to_string().contains("a.raw"), "{err}");
+    }
+
+    #[test]
+    fn sizes_round_up_to_sectors_and_zero_is_refused() {
+        assert_eq!(sectors(1).expect("ok"), 512);
+        assert_eq!(sectors(1024).expect("ok"), 1024);
+        assert!(sectors(0).is_err());
+    }
+}
