@@ -2,9 +2,9 @@
 //! controlling it through cloneable [`VmHandle`]s.
 //!
 //! [`Vm::create`] does all the work that can fail before the guest runs, in the order KVM
-//! needs: the VM fd, its TSS and identity-map pages, the in-kernel irqchip and PIT, guest RAM
-//! and its memory slots, the boot image and boot structures, the ACPI tables, the devices and
-//! the vCPUs. [`Vm::start`] spawns one thread per vCPU; [`Vm::wait`] blocks until the boot ends
+//! needs: the VM fd, its TSS and identity-map pages, guest RAM and its memory slots, the
+//! in-kernel irqchip and PIT, the boot image and boot structures, the ACPI tables, the devices
+//! and the vCPUs. [`Vm::start`] spawns one thread per vCPU; [`Vm::wait`] blocks until the boot ends
 //! (power-off, reset, debug exit, destroy or crash) and joins them.
 
 use super::acpi::{self, AcpiConfig, AcpiError};
@@ -178,20 +178,27 @@ fn validate_vcpus(spec: &VmSpec) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Creates the VM fd with the pieces KVM wants before any vCPU exists.
+/// Creates the VM fd with the addresses KVM wants before anything else.
 fn create_vm_fd(kvm: &Kvm) -> Result<VmFd, EngineError> {
     let vm = kvm.create_vm().map_err(EngineError::CreateVm)?;
     vm.set_tss_address(layout::KVM_TSS_START as usize)
         .map_err(EngineError::SetTssAddress)?;
     vm.set_identity_map_address(layout::KVM_IDENTITY_MAP_START)
         .map_err(EngineError::SetIdentityMapAddress)?;
+    Ok(vm)
+}
+
+/// Creates the in-kernel irqchip (PIC, IOAPIC, local APICs) and PIT. Called after the memory
+/// slots are in place: once the irqchip's devices are on KVM's I/O buses, every memory-slot
+/// change waits for an SRCU grace period (measured 2-6 ms for one slot on the development
+/// machine, against 0.2 ms before), which is most of a launch.
+fn create_interrupt_controllers(vm: &VmFd) -> Result<(), EngineError> {
     vm.create_irq_chip().map_err(EngineError::CreateIrqchip)?;
     let pit = kvm_pit_config {
         flags: KVM_PIT_SPEAKER_DUMMY,
         ..Default::default()
     };
-    vm.create_pit2(pit).map_err(EngineError::CreatePit)?;
-    Ok(vm)
+    vm.create_pit2(pit).map_err(EngineError::CreatePit)
 }
 
 /// Hands every region of `mem` to KVM as one memory slot.
@@ -228,6 +235,7 @@ impl Vm {
         let vm_fd = create_vm_fd(&kvm)?;
         let mem = memory::create_guest_memory(spec.memory_bytes).map_err(EngineError::Memory)?;
         add_memory_slots(&vm_fd, &mem)?;
+        create_interrupt_controllers(&vm_fd)?;
         let boot = boot::load(&mem, &spec.boot, spec.memory_bytes).map_err(EngineError::Boot)?;
         let acpi_config = AcpiConfig {
             vcpus: spec.vcpus,
