@@ -261,10 +261,12 @@ section_serial() {
     local vmux_run="$VMUX run --memory $GUEST_MEMORY --kernel $GUESTS/flood.elf --cmdline"
     local qemu_run="qemu-system-x86_64 ${QEMU_COMMON[*]} -serial file:/dev/null -kernel $GUESTS/flood.elf -append"
     local out v_full q_full v_zero q_zero
-    out=$(time_alternating "$SERIAL_RUNS" \
+    run_alternating "$WORK/serial-runs" "$SERIAL_RUNS" \
         "0:$vmux_run lines=$FLOOD_LINES" "1:$qemu_run lines=$FLOOD_LINES" \
-        "0:$vmux_run lines=0" "1:$qemu_run lines=0")
+        "0:$vmux_run lines=0" "1:$qemu_run lines=0"
+    out=$(median_wall_ms "$WORK/serial-runs" 4)
     read -r v_full q_full v_zero q_zero <<<"$out"
+    note "serial (ms): vmux $v_full - $v_zero, QEMU $q_full - $q_zero"
     # 80 bytes a line; the lines=0 run is everything but the printing (boot, exit).
     local bytes=$((FLOOD_LINES * 80))
     record_ratio "serial_throughput" \
