@@ -126,7 +126,8 @@ PY
 }
 
 # Median time (ms) from spawn to the guest's write to port 0xf4, seen by the kvm:kvm_pio
-# tracepoint in the run's process, for each command of a run_alternating file.
+# tracepoint in the run's process, for each command of a run_alternating file; then, for each,
+# the median time from that write to the process's exit (teardown).
 median_first_instruction_ms() { # runs-file perf-script-file commands
     python3 - "$1" "$2" "$3" <<'PY'
 import re, statistics, sys
@@ -135,14 +136,15 @@ for line in open(sys.argv[2]):
     m = re.match(r"\s*(\d+)/\d+\s+([\d.]+):\s+kvm:kvm_pio:\s+pio_write at 0xf4\b", line)
     if m:
         first.setdefault(m.group(1), float(m.group(2)))
-medians = []
+to_first, to_exit = [], []
 for i in range(int(sys.argv[3])):
     runs = [r.split() for r in open(sys.argv[1]) if r.split()[0] == str(i)]
-    seen = [(first[r[1]] - float(r[2])) * 1000 for r in runs if r[1] in first]
+    seen = [r for r in runs if r[1] in first]
     if len(seen) < len(runs):
         sys.exit(f"the tracepoint missed {len(runs) - len(seen)} of {len(runs)} runs")
-    medians.append(f"{statistics.median(seen):.2f}")
-print(" ".join(medians))
+    to_first.append(statistics.median((first[r[1]] - float(r[2])) * 1000 for r in seen))
+    to_exit.append(statistics.median((float(r[3]) - first[r[1]]) * 1000 for r in seen))
+print(" ".join(f"{ms:.2f}" for ms in to_first + to_exit))
 PY
 }
 
@@ -178,7 +180,9 @@ section_launch() {
         die "perf record failed: $(cat "$WORK/perf.log")"
     perf script -i "$WORK/launch.perf" -F pid,tid,time,event,trace >"$WORK/launch.trace" 2>/dev/null
     out=$(median_first_instruction_ms "$WORK/first-runs" "$WORK/launch.trace" 2)
-    read -r vmux_ms qemu_ms <<<"$out"
+    local vmux_teardown qemu_teardown
+    read -r vmux_ms qemu_ms vmux_teardown qemu_teardown <<<"$out"
+    note "launch: from the first instruction to process exit: vmux $vmux_teardown ms, QEMU $qemu_teardown ms"
     record_ratio "launch_to_first_instruction" "$vmux_ms" "$qemu_ms" le 0.2 ms
 }
 

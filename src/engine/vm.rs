@@ -155,8 +155,13 @@ pub struct Vm {
     vcpus: Vec<Vcpu>,
     threads: Vec<JoinHandle<()>>,
     started: bool,
-    // Declared last so they are closed after the vCPUs above.
-    _vm_fd: VmFd,
+    /// [`Vm::close_at_process_exit`] was called.
+    close_at_exit: bool,
+    /// The boot ended with anything but a reset: the VM will not be booted again.
+    ended_for_good: bool,
+    // Declared last so they are closed after the vCPUs above. `None` once handed to the
+    // process exit (see `Drop`).
+    vm_fd: Option<VmFd>,
     _kvm: Kvm,
 }
 
@@ -281,7 +286,9 @@ impl Vm {
             vcpus,
             threads: Vec::new(),
             started: false,
-            _vm_fd: vm_fd,
+            close_at_exit: false,
+            ended_for_good: false,
+            vm_fd: Some(vm_fd),
             _kvm: kvm,
         })
     }
@@ -336,7 +343,23 @@ impl Vm {
         }
         let exit = self.ctx.lifecycle.wait_exit();
         self.join_threads();
+        self.ended_for_good = exit != VmExit::Reset;
         exit
+    }
+
+    /// For a process that exits when this VM ends (`vmux run`): once a boot ends for good (not
+    /// a reset), the VM's file descriptor is left open for the process exit to close instead of
+    /// being closed when the `Vm` is dropped.
+    ///
+    /// Why: KVM tears a VM down when its last descriptor closes. Closed from a live process, the
+    /// teardown also deletes KVM's private memory slots (TSS, identity map, APIC access page),
+    /// each waiting for an SRCU grace period with the irqchip in place: 15-20 ms on the
+    /// development machine. Closed by the exit, after the address space is gone, KVM skips that
+    /// step (QEMU never closes its VM descriptor, for the same effect). The descriptor stays
+    /// open at most until the process exits, once per process: call this only where the
+    /// process ends with the VM.
+    pub fn close_at_process_exit(&mut self) {
+        self.close_at_exit = true;
     }
 
     fn join_threads(&mut self) {
@@ -354,6 +377,14 @@ impl Drop for Vm {
             self.join_threads();
         }
         lock(&self.shared.mem).take();
+        if self.close_at_exit
+            && self.ended_for_good
+            && let Some(vm_fd) = self.vm_fd.take()
+        {
+            // Deliberately never closed here: the process exit closes it (see
+            // `close_at_process_exit`).
+            std::mem::forget(vm_fd);
+        }
     }
 }
 

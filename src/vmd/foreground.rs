@@ -22,11 +22,12 @@ use std::time::Duration;
 use nix::sys::signal::{SigSet, Signal};
 
 use super::boot;
-use super::machine::{Engine, KvmEngine, MachineError, vm_spec};
+use super::machine::{Engine, Machine, MachineControl, MachineError, vm_spec};
 use super::ring::{ConsoleRing, ReadOutcome, RingReader};
 use super::supervisor::Supervisor;
 use crate::config::VmConfig;
 use crate::engine::control::ExitReason;
+use crate::engine::{self, SerialSink, VmExit, VmSpec};
 
 /// Serial output held for a slow output (a terminal, a pipe) before the oldest is dropped
 /// (and a `[vmux: N bytes dropped]` line says so). Same size as vmd's console buffer.
@@ -113,9 +114,43 @@ pub fn run(config: &VmConfig, console: Console) -> Result<Ending, ForegroundErro
     if let Err(e) = signals.thread_block() {
         log::warn!("cannot block termination signals: {e}");
     }
-    run_with(&KvmEngine, config, console, |sup, cause| {
+    run_with(&ExitingEngine, config, console, |sup, cause| {
         spawn_signal_thread(signals, sup, cause)
     })
+}
+
+/// The KVM engine for a process that ends with its VM: each boot leaves the VM's teardown to
+/// the process exit ([`engine::Vm::close_at_process_exit`]), so `vmux run` ends 15-20 ms
+/// sooner after the guest does.
+struct ExitingEngine;
+
+/// One boot on [`ExitingEngine`].
+struct ExitingMachine(engine::Vm);
+
+impl Engine for ExitingEngine {
+    fn create(
+        &self,
+        spec: &VmSpec,
+        serial: Arc<dyn SerialSink>,
+    ) -> Result<Box<dyn Machine>, MachineError> {
+        let mut vm = engine::Vm::create(spec, serial)?;
+        vm.close_at_process_exit();
+        Ok(Box::new(ExitingMachine(vm)))
+    }
+}
+
+impl Machine for ExitingMachine {
+    fn start(&mut self) -> Result<(), MachineError> {
+        Ok(self.0.start()?)
+    }
+
+    fn control(&self) -> Arc<dyn MachineControl> {
+        Arc::new(self.0.handle())
+    }
+
+    fn wait(self: Box<Self>) -> VmExit {
+        self.0.wait()
+    }
 }
 
 /// [`run`] on any engine; `on_start` is called once the first boot runs (to install a signal
