@@ -191,7 +191,9 @@ section_launch() {
 # Private memory of PID minus its resident guest RAM, in KiB: (Private_Clean + Private_Dirty
 # from smaps_rollup) - Rss of the guest-RAM mappings, found in smaps as the anonymous
 # mappings whose size is the guest's RAM (QEMU may round its RAM block up by up to 2 MiB plus
-# a guard page). The same rule for both VMMs.
+# a guard page). The same rule for both VMMs. Also prints the private total, the guest RAM and
+# Private_Dirty minus guest RAM: Private_Clean counts the pages of the VMM's executable it
+# touched only while no other process maps the same file, so it varies with whatever else runs.
 vmm_overhead_kib() { # pid guest_ram_kib
     python3 - "$1" "$2" <<'PY'
 import re, sys
@@ -209,7 +211,8 @@ for line in open(f"/proc/{pid}/smaps"):
         mapping["size"] = int(head[1])
     elif head[0] == "Rss:" and mapping["anon"] and ram_kib <= mapping["size"] <= ram_kib + 4096:
         guest_rss += int(head[1])
-print(private - guest_rss, private, guest_rss)
+dirty = int(re.search(r"^Private_Dirty:\s+(\d+) kB", rollup, re.M).group(1))
+print(private - guest_rss, private, guest_rss, dirty - guest_rss)
 PY
 }
 
@@ -236,14 +239,16 @@ section_memory_and_idle() {
     grep -q "echo ready" "$WORK/qemu-idle.log" ||
         die "the QEMU echo guest did not start (no 'echo ready')"
 
-    local out vmux_kib vmux_private vmux_guest qemu_kib qemu_private qemu_guest
+    local out vmux_kib vmux_private vmux_guest vmux_dirty qemu_kib qemu_private qemu_guest qemu_dirty
     out=$(vmm_overhead_kib "$vmd_pid" "$ram_kib")
-    read -r vmux_kib vmux_private vmux_guest <<<"$out"
+    read -r vmux_kib vmux_private vmux_guest vmux_dirty <<<"$out"
     out=$(vmm_overhead_kib "$qemu_pid" "$ram_kib")
-    read -r qemu_kib qemu_private qemu_guest <<<"$out"
+    read -r qemu_kib qemu_private qemu_guest qemu_dirty <<<"$out"
     note "memory (KiB): vmux private $vmux_private - guest $vmux_guest; QEMU private $qemu_private - guest $qemu_guest"
     record_ratio "idle_vmm_memory" "$(awk "BEGIN { printf \"%.2f\", $vmux_kib / 1024 }")" \
         "$(awk "BEGIN { printf \"%.2f\", $qemu_kib / 1024 }")" le 0.3 MiB
+    record_ratio "idle_vmm_dirty" "$(awk "BEGIN { printf \"%.2f\", $vmux_dirty / 1024 }")" \
+        "$(awk "BEGIN { printf \"%.2f\", $qemu_dirty / 1024 }")" none - MiB
 
     note "idle CPU over ${IDLE_S}s"
     local v0 q0 v1 q1
@@ -301,6 +306,7 @@ print_table() {
         launch_to_exit) label="launch -> exit (launch guest)" ;;
         launch_to_first_instruction) label="launch -> first instruction" ;;
         idle_vmm_memory) label="idle VMM memory (private)" ;;
+        idle_vmm_dirty) label="  of it private dirty" ;;
         idle_vm_cpu) label="idle VM CPU (VMM + vCPU)" ;;
         serial_throughput) label="serial throughput" ;;
         tui_idle_cpu) label="TUI idle CPU vs htop" ;;
