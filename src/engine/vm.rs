@@ -353,8 +353,8 @@ impl Vm {
     ///
     /// Why: KVM tears a VM down when its last descriptor closes. Closed from a live process, the
     /// teardown also deletes KVM's private memory slots (TSS, identity map, APIC access page),
-    /// each waiting for an SRCU grace period with the irqchip in place: 15-20 ms on the
-    /// development machine. Closed by the exit, after the address space is gone, KVM skips that
+    /// each waiting for an SRCU grace period with the irqchip in place: that `close` took 9-21
+    /// ms on the development machine. Closed by the exit, after the address space is gone, KVM skips that
     /// step (QEMU never closes its VM descriptor, for the same effect). The descriptor stays
     /// open at most until the process exits, once per process: call this only where the
     /// process ends with the VM.

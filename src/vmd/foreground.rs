@@ -120,8 +120,8 @@ pub fn run(config: &VmConfig, console: Console) -> Result<Ending, ForegroundErro
 }
 
 /// The KVM engine for a process that ends with its VM: each boot leaves the VM's teardown to
-/// the process exit ([`engine::Vm::close_at_process_exit`]), so `vmux run` ends 15-20 ms
-/// sooner after the guest does.
+/// the process exit ([`engine::Vm::close_at_process_exit`]), which skips work KVM does only
+/// for a descriptor closed by a live process (docs/benchmarks.md, Launch).
 struct ExitingEngine;
 
 /// One boot on [`ExitingEngine`].
