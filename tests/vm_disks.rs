@@ -43,7 +43,10 @@ fn wait_for_state(home: &Path, vm: &str, state: &str) {
         if found.as_deref() == Some(state) {
             return;
         }
-        assert!(Instant::now() < deadline, "{vm} never reached {state}: {list}");
+        assert!(
+            Instant::now() < deadline,
+            "{vm} never reached {state}: {list}"
+        );
         thread::sleep(Duration::from_millis(100));
     }
 }
@@ -57,7 +60,17 @@ fn a_guest_writes_a_qcow2_volume_that_qemu_img_then_checks_clean() {
     let home = tempfile::tempdir().expect("tempdir");
     let h = home.path();
     ok(h, &["vol-create-as", "default", "data.qcow2", "64M"]);
-    ok(h, &["vol-create-as", "default", "seed.raw", "1M", "--format", "raw"]);
+    ok(
+        h,
+        &[
+            "vol-create-as",
+            "default",
+            "seed.raw",
+            "1M",
+            "--format",
+            "raw",
+        ],
+    );
     let kernel = guest("blk");
     ok(
         h,
@@ -81,8 +94,16 @@ fn a_guest_writes_a_qcow2_volume_that_qemu_img_then_checks_clean() {
     assert!(log.contains("blk: 2 disks, 0 failures"), "{log}");
 
     let image = h.join("data/images/data.qcow2");
-    let check = Command::new("qemu-img").arg("check").arg(&image).output().expect("qemu-img check");
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    let check = Command::new("qemu-img")
+        .arg("check")
+        .arg(&image)
+        .output()
+        .expect("qemu-img check");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
     let raw = h.join("out.raw");
     let convert = Command::new("qemu-img")
         .args(["convert", "-O", "raw"])
@@ -92,10 +113,19 @@ fn a_guest_writes_a_qcow2_volume_that_qemu_img_then_checks_clean() {
         .expect("qemu-img convert");
     assert!(convert.success());
     let bytes = std::fs::read(&raw).expect("read converted image");
-    assert!(bytes[..512].iter().all(|&b| b == 0), "sector 0 was never written");
-    assert!(bytes[512..1024].iter().any(|&b| b != 0), "the guest's sector 1 is not in the image");
+    assert!(
+        bytes[..512].iter().all(|&b| b == 0),
+        "sector 0 was never written"
+    );
+    assert!(
+        bytes[512..1024].iter().any(|&b| b != 0),
+        "the guest's sector 1 is not in the image"
+    );
     let seed = std::fs::read(h.join("data/images/seed.raw")).expect("read raw volume");
-    assert!(seed.iter().all(|&b| b == 0), "the read-only disk was written");
+    assert!(
+        seed.iter().all(|&b| b == 0),
+        "the read-only disk was written"
+    );
 }
 
 #[test]
@@ -106,7 +136,10 @@ fn starting_a_vm_whose_volume_is_missing_names_the_volume() {
     }
     let home = tempfile::tempdir().expect("tempdir");
     let h = home.path();
-    ok(h, &["create", "m", "--demo", "--disk", "default/ghost.qcow2"]);
+    ok(
+        h,
+        &["create", "m", "--demo", "--disk", "default/ghost.qcow2"],
+    );
     let out = vmux(h, &["start", "m"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

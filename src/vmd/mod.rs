@@ -7,6 +7,9 @@
 //! `stats` samples once a second; `console-log` writes the console log; `signals` turns
 //! `SIGTERM` into a destroy. The engine adds `vcpuN` and device threads.
 //!
+//! [`foreground`] runs a transient VM in the calling process instead (`vmux run`), with the
+//! same supervisor, boot loop and console ring but no socket or files.
+//!
 //! Files (`<state>/vms/<name>/`): `vmd.pid` (locked while vmd lives), `state.json`,
 //! `console.log` (+ `.1`), `vmd.log`; and the socket `<runtime>/<name>.sock`.
 
@@ -15,6 +18,7 @@ mod console_log;
 mod detach;
 mod disks;
 mod events;
+pub mod foreground;
 mod logger;
 mod machine;
 pub mod pidfile;
