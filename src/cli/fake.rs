@@ -4,7 +4,7 @@
 use super::Io;
 use crate::client::{ClientError, Console, Host, VmStatus};
 use crate::config::{BootConfig, ConfigError, DefinitionError, VmConfig};
-use crate::engine::control::{RunState, VcpuStats, VmInfo, VmStats};
+use crate::engine::control::{DiskStats, RunState, VcpuStats, VmInfo, VmStats};
 use std::collections::BTreeMap;
 use std::io::{Cursor, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -183,6 +183,20 @@ impl Host for FakeHost {
             exits: 1000,
             exits_per_sec: 42.0,
             serial_out_bytes: 77,
+            disks: vec![DiskStats {
+                target: "vda".into(),
+                read_ops: 300,
+                read_bytes: 3 << 20,
+                write_ops: 40,
+                write_bytes: 160 << 10,
+                flushes: 7,
+                errors: 0,
+                average_latency_ns: 125_000,
+                read_bytes_per_sec: 1536.0 * 1024.0,
+                write_bytes_per_sec: 0.0,
+                read_ops_per_sec: 150.0,
+                write_ops_per_sec: 0.0,
+            }],
         })
     }
 
