@@ -346,5 +346,8 @@ fn killing_vmd_during_flushed_writes_keeps_every_flushed_write_and_a_consistent_
         "{ROUNDS} kills, {verified} flushed writes verified, {leaked_rounds} rounds with leaked clusters, {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    assert!(verified >= ROUNDS, "every round verifies at least one write");
+    assert!(
+        verified >= ROUNDS,
+        "every round verifies at least one write"
+    );
 }
