@@ -8,7 +8,7 @@
 //! exercised without vmd. Test hooks (`emit`, `set_stats`, `crash`, `fail_next`,
 //! `add_broken`) let a test play the guest or the host misbehaving.
 
-use super::{ClientError, Console, Host, VmStatus};
+use super::{ClientError, Console, Host, UndefineOptions, VmStatus};
 use crate::config::{ConfigError, DefinitionError, VmConfig, format_size};
 use crate::engine::control::{DiskStats, PROTOCOL_VERSION, RunState, VcpuStats, VmInfo, VmStats};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -491,7 +491,8 @@ impl Host for FakeHost {
         })
     }
 
-    fn undefine(&self, name: &str) -> Result<(), ClientError> {
+    /// Fake VMs have no snapshots, so the options change nothing.
+    fn undefine_with(&self, name: &str, _options: UndefineOptions) -> Result<(), ClientError> {
         self.injected("undefine", name)?;
         self.with_vm(name, |vm, _| match vm.state {
             RunState::Running | RunState::Paused => Err(ClientError::AlreadyRunning(name.into())),
