@@ -121,7 +121,10 @@ fn undefine_refuses_a_vm_with_snapshots_unless_told_to_drop_their_metadata() {
     let home = tempfile::tempdir().expect("tempdir");
     let h = home.path();
     ok(h, &["vol-create-as", "default", "web1.qcow2", "1G"]);
-    ok(h, &["create", "web1", "--demo", "--disk", "default/web1.qcow2"]);
+    ok(
+        h,
+        &["create", "web1", "--demo", "--disk", "default/web1.qcow2"],
+    );
     ok(h, &["snapshot-create", "web1", "s1"]);
     let metadata = h.join("config/snapshots/web1");
     assert!(metadata.join("s1.toml").exists(), "where snapshots live");
@@ -148,7 +151,10 @@ fn undefine_of_a_vm_whose_snapshots_were_all_deleted_leaves_no_metadata_folder()
     let home = tempfile::tempdir().expect("tempdir");
     let h = home.path();
     ok(h, &["vol-create-as", "default", "web1.qcow2", "1G"]);
-    ok(h, &["create", "web1", "--demo", "--disk", "default/web1.qcow2"]);
+    ok(
+        h,
+        &["create", "web1", "--demo", "--disk", "default/web1.qcow2"],
+    );
     ok(h, &["snapshot-create", "web1", "s1"]);
     ok(h, &["snapshot-delete", "web1", "s1"]);
     assert!(
@@ -160,6 +166,9 @@ fn undefine_of_a_vm_whose_snapshots_were_all_deleted_leaves_no_metadata_folder()
 
     assert!(!h.join("config/snapshots/web1").exists());
     // A new VM of the same name starts without snapshots.
-    ok(h, &["create", "web1", "--demo", "--disk", "default/web1.qcow2"]);
+    ok(
+        h,
+        &["create", "web1", "--demo", "--disk", "default/web1.qcow2"],
+    );
     assert!(!ok(h, &["snapshot-list", "web1"]).contains("s1"));
 }
