@@ -54,6 +54,10 @@ pub enum Command {
     Undefine {
         /// VM name.
         name: String,
+        /// Also delete the VM's snapshot metadata (its disk images stay); without it a VM
+        /// with snapshots is refused.
+        #[arg(long)]
+        snapshots_metadata: bool,
     },
     /// List running and paused VMs (all defined VMs with --all).
     List {

@@ -22,7 +22,7 @@ mod fake;
 
 pub use args::{Args, Command, ConsoleArgs, CreateArgs, RunArgs};
 
-use crate::client::{ClientError, Host, LocalHost};
+use crate::client::{ClientError, Host, LocalHost, UndefineOptions};
 use crate::config::DefinitionError;
 use crate::tui::TuiOptions;
 use std::io::Write;
@@ -261,7 +261,10 @@ pub fn execute(host: &dyn Host, command: Command, io: &mut Io<'_>) -> Result<(),
         Command::Define { file } => define::define_file(host, &file, io),
         Command::Dumpconfig { name, json } => define::dumpconfig(host, &name, json, io),
         Command::Edit { name } => edit::edit(host, &name, io),
-        Command::Undefine { name } => define::undefine(host, &name, io),
+        Command::Undefine {
+            name,
+            snapshots_metadata,
+        } => define::undefine(host, &name, UndefineOptions { snapshots_metadata }, io),
         Command::Autostart { name, disable } => define::autostart(host, &name, !disable, io),
         Command::List { all, json } => show::list(host, all, json, io),
         Command::Info { name, json } => show::info(host, &name, json, io),

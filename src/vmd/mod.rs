@@ -230,14 +230,21 @@ impl Vmd {
             .load(name)
             .map_err(VmdError::Definition)?;
         let mut spec = machine::vm_spec(&config);
-        spec.disks = disks::open_disks(paths, &config)?;
+        let (targets, specs) = disks::open_disks(paths, &config)?
+            .into_iter()
+            .map(|disk| (disk.target, disk.spec))
+            .unzip();
+        spec.disks = specs;
         let ring = Arc::new(ConsoleRing::new(CONSOLE_RING_BYTES));
-        let sup = Arc::new(Supervisor::new(
-            &spec,
-            std::process::id(),
-            Arc::clone(&ring),
-            Some(dir.join("state.json")),
-        ));
+        let sup = Arc::new(
+            Supervisor::new(
+                &spec,
+                std::process::id(),
+                Arc::clone(&ring),
+                Some(dir.join("state.json")),
+            )
+            .with_disk_targets(targets),
+        );
         let socket = undo
             .socket
             .insert(ControlSocket::bind(&paths.socket(name))?);
