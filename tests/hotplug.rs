@@ -647,6 +647,18 @@ mod vmd {
             ["vda", "vdb"]
         );
         assert!(home.vmd_has_open("web", &one) && home.vmd_has_open("web", &two));
+        wait_until(
+            "the stats name both hot-added disks, each read once",
+            || {
+                let stats = home.host.stats("web").expect("stats");
+                let seen: Vec<(String, u64)> = stats
+                    .disks
+                    .iter()
+                    .map(|d| (d.target.clone(), d.read_ops))
+                    .collect();
+                seen == [("vda".to_string(), 1), ("vdb".to_string(), 1)]
+            },
+        );
 
         home.host
             .detach_disk("web", "vda", ChangeScope::LIVE)

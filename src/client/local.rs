@@ -15,11 +15,11 @@ use super::conn::ControlConn;
 use super::host_check;
 use super::hotplug::ImageUse;
 use super::spawn::{SpawnRequest, spawn_vmd};
-use super::{ChangeScope, ClientError, Console, Host, VmStatus, hotplug};
+use super::{ChangeScope, ClientError, Console, Host, UndefineOptions, VmStatus, hotplug};
 use crate::config::{ConfigError, DefinitionError, DiskConfig, DiskSource, Paths, Store, VmConfig};
 use crate::engine::control::{Command, DiskInfo, ReplyResult, RunState, VmInfo, VmStats};
 use crate::storage::format::canonical;
-use crate::storage::{StorageError, StorageManager};
+use crate::storage::{SnapshotManager, StorageError, StorageManager};
 use crate::vmd::pidfile::{self, Liveness};
 use crate::vmd::state_file::StateFile;
 
@@ -346,11 +346,31 @@ impl Host for LocalHost {
         Ok(self.store.save(config)?)
     }
 
-    fn undefine(&self, name: &str) -> Result<(), ClientError> {
+    fn undefine_with(&self, name: &str, options: UndefineOptions) -> Result<(), ClientError> {
         self.known(name)?;
         if self.observe(name).is_active() {
             return Err(ClientError::AlreadyRunning(name.to_string()));
         }
+        let snapshots = SnapshotManager::new(self.paths().clone());
+        let metadata_error = |op, source| ClientError::SnapshotMetadata {
+            name: name.to_string(),
+            op,
+            source: Box::new(source),
+        };
+        let names = snapshots
+            .names(name)
+            .map_err(|source| metadata_error("read", source))?;
+        if !names.is_empty() && !options.snapshots_metadata {
+            return Err(ClientError::HasSnapshots {
+                name: name.to_string(),
+                snapshots: names,
+            });
+        }
+        // Metadata first: if that fails the definition is still there to retry with, and a
+        // leftover empty folder must not greet a future VM of the same name.
+        snapshots
+            .remove_metadata(name)
+            .map_err(|source| metadata_error("remove", source))?;
         self.store.remove(name)?;
         // State and logs belong to the definition; a future VM of that name starts clean.
         let dir = self.files(name).dir;

@@ -120,6 +120,13 @@ impl Supervisor {
         }
     }
 
+    /// Names the disks (in stats, `info` and `detach_disk`): `targets[i]` is the guest device
+    /// name of `spec.disks[i]`.
+    pub fn with_disk_targets(self, targets: Vec<String>) -> Supervisor {
+        self.set_disk_targets(&targets);
+        self
+    }
+
     pub(super) fn live(&self) -> MutexGuard<'_, Live> {
         // Every update of `Live` is a handful of field stores; a panic elsewhere cannot leave
         // it half-written in a way that matters more than refusing all service would.
@@ -216,6 +223,8 @@ impl Supervisor {
                 boot: live.boots,
                 uptime: live.boot_clock.elapsed(),
                 serial_out_bytes: self.ring.end().saturating_sub(live.serial_base),
+                // Slot order, like the engine's disk counters.
+                disk_targets: self.disk_infos().into_iter().map(|d| d.target).collect(),
             },
         })
     }
@@ -554,6 +563,27 @@ pub(crate) mod tests {
                 reason: None
             }
         );
+    }
+
+    #[test]
+    fn the_sampler_sees_the_disks_by_their_targets() {
+        let disk = |path: &str| crate::engine::DiskSpec {
+            path: path.into(),
+            read_only: false,
+            serial: String::new(),
+            backend: None,
+        };
+        let spec = VmSpec {
+            disks: vec![disk("/a.raw"), disk("/b.raw")],
+            ..spec()
+        };
+        let sup = Supervisor::new(&spec, 99, Arc::new(ConsoleRing::new(64)), None)
+            .with_disk_targets(vec!["vda".into(), "vdb".into()]);
+        sup.boot_started(Arc::new(FakeControl::default()));
+
+        let view = sup.boot_view().expect("a boot runs");
+
+        assert_eq!(view.facts.disk_targets, ["vda", "vdb"]);
     }
 
     #[test]
