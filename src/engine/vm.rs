@@ -11,6 +11,7 @@ use super::acpi::{self, AcpiConfig, AcpiError};
 use super::boot::{self, BootError};
 use super::devices::bus::lock;
 use super::devices::virtio::blk::DiskCounters;
+use super::devices::virtio::net::NicCounters;
 use super::devices::{DeviceError, LegacyDevices, ged::Ged, serial::Serial};
 use super::kvm::{self, KvmError};
 use super::layout;
@@ -18,7 +19,7 @@ use super::lifecycle::{Lifecycle, LifecycleError};
 use super::memory::{self, MemoryError};
 use super::pci::{KvmVmInterface, PciPlatform, PlatformError};
 use super::vcpu::{RunContext, Vcpu, VcpuError, VcpuStats, kick};
-use super::{DiskStats, SerialSink, VmExit, VmSpec};
+use super::{DiskStats, NicStats, SerialSink, VmExit, VmSpec};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
 use kvm_ioctls::{Kvm, VmFd};
@@ -137,6 +138,8 @@ pub struct EngineStats {
     pub memory_touched_bytes: u64,
     /// One entry per disk, in `VmSpec::disks` order.
     pub disks: Vec<DiskStats>,
+    /// One entry per NIC, in `VmSpec::nics` order.
+    pub nics: Vec<NicStats>,
 }
 
 /// What handles share with the VM.
@@ -151,6 +154,8 @@ struct Shared {
     memory_bytes: u64,
     /// Each disk's counters, in `VmSpec::disks` order.
     disks: Vec<Arc<DiskCounters>>,
+    /// Each NIC's counters, in `VmSpec::nics` order.
+    nics: Vec<Arc<NicCounters>>,
 }
 
 /// One boot of one VM; owns the KVM fds, memory, devices and vCPU threads.
@@ -254,6 +259,7 @@ impl Vm {
             Arc::new(KvmVmInterface::new(vm_fd.clone())),
             &mem,
             &spec.disks,
+            &spec.nics,
             &mut devices.io_bus,
             &mut devices.mmio_bus,
         )
@@ -280,6 +286,7 @@ impl Vm {
             mem: Mutex::new(Some(mem.clone())),
             memory_bytes: spec.memory_bytes,
             disks: pci.disk_counters(),
+            nics: pci.nic_counters(),
         });
         let ctx = Arc::new(RunContext {
             lifecycle,
@@ -435,6 +442,7 @@ impl VmHandle {
                 .as_ref()
                 .map_or(0, memory::touched_bytes),
             disks: self.shared.disks.iter().map(|d| d.snapshot()).collect(),
+            nics: self.shared.nics.iter().map(|n| n.snapshot()).collect(),
         }
     }
 }

@@ -174,6 +174,7 @@ mod tests {
             memory_bytes: 256 << 20,
             memory_touched_bytes: 8 << 20,
             disks: Vec::new(),
+            nics: Vec::new(),
         }
     }
 

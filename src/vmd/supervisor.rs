@@ -386,6 +386,7 @@ pub(crate) mod tests {
                 cmdline: String::new(),
             },
             disks: Vec::new(),
+            nics: Vec::new(),
         }
     }
 
