@@ -15,8 +15,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const PROGRAMS: [&str; 10] = [
-    "acpi", "blk", "demo", "echo", "evil_blk", "fault", "flood", "hello", "launch", "smp",
+const PROGRAMS: [&str; 11] = [
+    "acpi", "blk", "demo", "echo", "evil_blk", "fault", "flood", "hello", "launch", "net", "smp",
 ];
 
 fn guest(name: &str) -> PathBuf {
