@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::config::MacAddr;
 use crate::engine::EngineStats;
-use crate::engine::control::{VcpuStats, VmStats};
+use crate::engine::control::{NicStats, VcpuStats, VmStats};
 
 /// What the sampler needs to know about the boot being sampled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,8 @@ struct Previous {
     at: Instant,
     cpu_ns: HashMap<u32, u64>,
     exits: u64,
+    /// Per NIC: rx bytes, tx bytes, rx frames, tx frames.
+    nics: Vec<[u64; 4]>,
 }
 
 impl Sampler {
@@ -118,17 +121,49 @@ impl Sampler {
             })
             .collect();
         let exits: u64 = engine.vcpus.iter().map(|v| v.exits).sum();
-        let exits_per_sec = match &previous {
-            Some(p) if interval_ns > 0 => {
-                exits.saturating_sub(p.exits) as f64 * 1e9 / interval_ns as f64
+        let rate = |now: u64, before: Option<u64>| match before {
+            Some(before) if interval_ns > 0 => {
+                now.saturating_sub(before) as f64 * 1e9 / interval_ns as f64
             }
             _ => 0.0,
         };
+        let exits_per_sec = rate(exits, previous.as_ref().map(|p| p.exits));
+        let nic_counts: Vec<[u64; 4]> = engine
+            .nics
+            .iter()
+            .map(|n| [n.rx_bytes, n.tx_bytes, n.rx_packets, n.tx_packets])
+            .collect();
+        let nics = engine
+            .nics
+            .iter()
+            .zip(&nic_counts)
+            .enumerate()
+            .map(|(index, (nic, counts))| {
+                let before = previous.as_ref().and_then(|p| p.nics.get(index));
+                let per_sec = |i: usize| rate(counts[i], before.map(|b| b[i]));
+                NicStats {
+                    index: index as u32,
+                    tap: nic.tap.clone(),
+                    mac: MacAddr(nic.mac).to_string(),
+                    rx_bytes: nic.rx_bytes,
+                    rx_packets: nic.rx_packets,
+                    rx_dropped: nic.rx_dropped,
+                    tx_bytes: nic.tx_bytes,
+                    tx_packets: nic.tx_packets,
+                    tx_dropped: nic.tx_dropped,
+                    rx_bytes_per_sec: per_sec(0),
+                    tx_bytes_per_sec: per_sec(1),
+                    rx_packets_per_sec: per_sec(2),
+                    tx_packets_per_sec: per_sec(3),
+                }
+            })
+            .collect();
         self.previous = Some(Previous {
             boot: boot.boot,
             at: now,
             cpu_ns: vcpus.iter().map(|v| (v.tid, v.cpu_time_ns)).collect(),
             exits,
+            nics: nic_counts,
         });
         VmStats {
             uptime_ms: boot.uptime.as_millis() as u64,
@@ -140,6 +175,7 @@ impl Sampler {
             exits,
             exits_per_sec,
             serial_out_bytes: boot.serial_out_bytes,
+            nics,
         }
     }
 }
@@ -156,6 +192,7 @@ pub fn empty_stats(memory_bytes: u64) -> VmStats {
         exits: 0,
         exits_per_sec: 0.0,
         serial_out_bytes: 0,
+        nics: Vec::new(),
     }
 }
 
@@ -220,6 +257,42 @@ mod tests {
         let s = sampler.sample(t0 + Duration::from_secs(1), boot(2), &engine(10), &host(1));
         assert_eq!(s.exits_per_sec, 0.0);
         assert_eq!(s.vcpus[0].cpu_percent, 0.0);
+    }
+
+    #[test]
+    fn nic_rates_are_computed_over_the_interval() {
+        let with_nic = |rx_bytes: u64, tx_packets: u64| EngineStats {
+            nics: vec![crate::engine::NicStats {
+                tap: "vm-web1-0".into(),
+                mac: [0x52, 0x54, 0, 0xab, 0xcd, 0xef],
+                rx_bytes,
+                rx_packets: 0,
+                rx_dropped: 3,
+                tx_bytes: 0,
+                tx_packets,
+                tx_dropped: 0,
+            }],
+            ..engine(0)
+        };
+        let mut sampler = Sampler::default();
+        let t0 = Instant::now();
+        sampler.sample(t0, boot(1), &with_nic(1000, 10), &host(0));
+
+        let s = sampler.sample(
+            t0 + Duration::from_secs(2),
+            boot(1),
+            &with_nic(5000, 30),
+            &host(0),
+        );
+
+        let nic = &s.nics[0];
+        assert_eq!(nic.mac, "52:54:00:ab:cd:ef");
+        assert_eq!(
+            (nic.tap.as_str(), nic.rx_bytes, nic.rx_dropped),
+            ("vm-web1-0", 5000, 3)
+        );
+        assert!((nic.rx_bytes_per_sec - 2000.0).abs() < 1e-9, "{nic:?}");
+        assert!((nic.tx_packets_per_sec - 10.0).abs() < 1e-9, "{nic:?}");
     }
 
     #[test]
