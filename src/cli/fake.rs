@@ -183,6 +183,7 @@ impl Host for FakeHost {
             exits: 1000,
             exits_per_sec: 42.0,
             serial_out_bytes: 77,
+            nics: Vec::new(),
         })
     }
 
