@@ -232,7 +232,7 @@ impl Nic {
             );
             self.rx.publish(slot as u16);
         }
-        self.rx.notify();
+        self.rx.kick();
     }
 
     /// Takes back transmit buffers the device is done with.
@@ -274,7 +274,7 @@ impl Nic {
         self.tx
             .set_desc(slot as u16, addr, (HDR + len) as u32, 0, 0);
         self.tx.publish(slot as u16);
-        self.tx.notify();
+        self.tx.kick();
         self.tx_next = self.tx_next.wrapping_add(1);
         self.tx_inflight += 1;
         true
@@ -304,7 +304,7 @@ impl Nic {
             returned = true;
         }
         if returned {
-            self.rx.notify();
+            self.rx.kick();
         }
         event
     }
@@ -671,6 +671,8 @@ fn bring_up(config: Config, slot: u8) -> Result<Nic, &'static str> {
     let offered = device
         .bring_up_queues(&mut [&mut rx, &mut tx], F_MAC | F_STATUS)
         .map_err(virtio::Error::text)?;
+    // Transmitted buffers are reclaimed when the next frame goes out: no interrupts needed.
+    tx.suppress_interrupts();
     if offered & F_MAC == 0 {
         return Err("the device has no MAC address (VIRTIO_NET_F_MAC)");
     }

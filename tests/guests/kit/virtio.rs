@@ -13,7 +13,7 @@ use crate::kit::apic;
 use crate::kit::cpu;
 use crate::kit::pci::{CAP_MSIX, CAP_VENDOR, Config};
 use crate::kit::time::Deadline;
-use core::sync::atomic::{Ordering, compiler_fence};
+use core::sync::atomic::{Ordering, compiler_fence, fence};
 
 /// PCI vendor id of virtio devices.
 pub const VENDOR_ID: u16 = 0x1af4;
@@ -39,6 +39,10 @@ pub const STATUS_NEEDS_RESET: u8 = 0x40;
 pub const DESC_F_NEXT: u16 = 1;
 /// Descriptor flag: the device writes this buffer.
 pub const DESC_F_WRITE: u16 = 2;
+/// Used-ring flag: the device does not need notifications now.
+const USED_F_NO_NOTIFY: u16 = 1;
+/// Available-ring flag: the driver does not want interrupts for this queue.
+const AVAIL_F_NO_INTERRUPT: u16 = 1;
 /// Size the program's queue is set to (the device may offer more).
 pub const QUEUE_SIZE: u16 = 16;
 /// CPU vector of configuration-change interrupts (MSI-X entry 0).
@@ -482,6 +486,24 @@ impl Queue {
     /// Tells the device to look at the queue.
     pub fn notify(&self) {
         write16(self.notify, self.index);
+    }
+
+    /// Notifies the device unless it said it does not need it (`VRING_USED_F_NO_NOTIFY`, set
+    /// while it is working through the queue and will look again before it stops), as Linux
+    /// does. The fence orders the caller's `publish` before the flag is read: otherwise the
+    /// device could stop just as the driver skipped the notify.
+    pub fn kick(&self) {
+        fence(Ordering::SeqCst);
+        if read16(self.used_ring()) & USED_F_NO_NOTIFY == 0 {
+            self.notify();
+        }
+    }
+
+    /// Asks the device not to interrupt for this queue (`VRING_AVAIL_F_NO_INTERRUPT`): for a
+    /// queue the program polls, such as a transmit queue it reclaims when it sends.
+    pub fn suppress_interrupts(&self) {
+        write16(self.avail_ring(), AVAIL_F_NO_INTERRUPT);
+        compiler_fence(Ordering::SeqCst);
     }
 
     /// The next used entry, (head, bytes written), if the device returned one.

@@ -22,9 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use nix::errno::Errno;
+use virtio_bindings::bindings::virtio_ring::VRING_AVAIL_F_NO_INTERRUPT;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::GuestMemoryMmap;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -366,21 +367,33 @@ fn add_used(
     })
 }
 
-/// Interrupts the driver for queue `index` if it asked to be.
+/// Interrupts the driver for queue `index` if it asked to be: `used_event` with EVENT_IDX,
+/// else the available ring's `VRING_AVAIL_F_NO_INTERRUPT` flag (which virtio-queue leaves to
+/// the device; a driver polling its transmit queue sets it to save the interrupts).
 fn notify_driver(
     q: &mut WorkerQueue,
     mem: &GuestMemoryMmap,
     interrupt: &dyn VirtioInterrupt,
     index: u16,
 ) -> Result<(), Broken> {
-    match q.queue.needs_notification(mem) {
+    let wanted = q.queue.needs_notification(mem).and_then(|wanted| {
+        if !wanted || q.queue.event_idx_enabled() {
+            return Ok(wanted);
+        }
+        // needs_notification fenced the used-ring writes before this read.
+        let flags: u16 = mem
+            .load(GuestAddress(q.queue.avail_ring()), Ordering::Acquire)
+            .map_err(virtio_queue::Error::GuestMemory)?;
+        Ok(flags & VRING_AVAIL_F_NO_INTERRUPT as u16 == 0)
+    });
+    match wanted {
         Ok(true) => {
             interrupt.signal_queue(index);
             Ok(())
         }
         Ok(false) => Ok(()),
         Err(e) => {
-            log::warn!("virtio-net: cannot read used_event: {e}");
+            log::warn!("virtio-net: cannot read used_event or the ring flags: {e}");
             Err(broken(interrupt))
         }
     }
