@@ -2,7 +2,8 @@
 //! transport with MSI-X (receive queue 0 on vector 0x41, transmit queue 1 on 0x42, features
 //! VERSION_1, MAC and STATUS), runs DHCP (DISCOVER, OFFER, REQUEST, ACK), prints
 //! `net: lease <ip> gateway <gw>`, pings its gateway (`net: gateway <gw> replied`), then keeps
-//! answering ARP and ICMP echo addressed to it, halting between MSI-X interrupts.
+//! answering ARP and ICMP echo addressed to it, halting between receive interrupts (MSI-X;
+//! the transmit queue is polled, with its interrupts suppressed).
 //!
 //! For benchmarks it also serves three UDP ports: a datagram to 5001 saying
 //! `<count> <bytes>` makes it send `count` datagrams of `bytes` payload bytes back to the
