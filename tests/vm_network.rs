@@ -156,11 +156,16 @@ impl Env {
             network,
         ]);
         self.vmux_ok(&["start", vm]);
+        self.console_until(vm, r"net: gateway \S+ (replied|did not reply)")
+    }
+
+    /// The VM's console (history included) once it matches `pattern`.
+    fn console_until(&self, vm: &str, pattern: &str) -> String {
         let console = self.vmux(&[
             "console",
             vm,
             "--until",
-            r"net: gateway \S+ (replied|did not reply)",
+            pattern,
             "--timeout",
             GUEST_TIMEOUT_S,
         ]);
@@ -274,7 +279,13 @@ fn a_guest_on_a_nat_network_gets_a_lease_and_answers_pings() {
     let before = env.snapshot();
     env.vmux_ok(&["net-start", "default"]);
 
-    let console = env.start_net_guest("web1", "default");
+    env.start_net_guest("web1", "default");
+    // A reset boots a new machine on the same TAP: the guest gets its lease again.
+    env.vmux_ok(&["reset", "web1"]);
+    let console = env.console_until(
+        "web1",
+        r"(?s)net: gateway \S+ replied.*net: gateway \S+ replied",
+    );
 
     check_guest_on_network(&env, "web1", &console, "192.168.123.");
     env.vmux_ok(&["net-destroy", "default"]);
