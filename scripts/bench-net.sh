@@ -18,12 +18,15 @@
 #                frames/s, several times what a guest takes here; frames/s is what the TAP handed to the VMM (its tx
 #                counter: a VMM reads the TAP only when the guest has posted buffers), and the
 #                guest's own count (UDP port 5003) is checked against it.
+# Beside the rates: the host CPU time the VMM's non-vCPU threads (vmux's net0 worker and vmd's
+# other threads; QEMU's main loop and helpers) spent per frame moved, the device model's cost.
 # Each is run with 18-byte and 1400-byte payloads, vmux and QEMU alternating test by test (the
 # machine's load drifts), ROUNDS times; medians are printed. Ratios are vmux / QEMU (> 1: vmux
 # faster). Build vmux with --release first: a debug build measures the Rust debug code.
 #
 # QEMU boots the same ELF with `-M q35 -kernel` (its PVH note) and
-# `-netdev tap,vhost=off -device virtio-net-pci,disable-legacy=on`.
+# `-netdev tap,vhost=off -device virtio-net-pci,disable-legacy=on` (`-name ...,debug-threads=on`
+# names its vCPU thread `CPU 0/KVM`, so it can be told apart from the device threads).
 set -eu
 
 FRAMES=${1:-10000}
@@ -74,7 +77,8 @@ in_ns "$BIN" console nb --until 'net: gateway \S+ (replied|did not reply)' --tim
 in_ns ip tuntap add dev qnb0 mode tap
 in_ns ip link set dev qnb0 master "$BRIDGE" up
 in_ns qemu-system-x86_64 -M q35 -accel kvm -m 64 -nodefaults -no-user-config -display none \
-    -monitor none -serial "file:$WORK/qemu.log" -no-reboot \
+    -monitor none -serial "file:$WORK/qemu.log" -no-reboot -pidfile "$WORK/qemu.pid" \
+    -name qnb,debug-threads=on \
     -device isa-debug-exit,iobase=0xf4,iosize=4 \
     -netdev tap,id=n0,ifname=qnb0,script=no,downscript=no,vhost=off \
     -device virtio-net-pci,netdev=n0,disable-legacy=on,mac=52:54:00:99:00:02 \
@@ -94,18 +98,34 @@ QEMU_IP=$(lease "$WORK/qemu.log")
 cat >"$WORK/measure.py" <<'EOF'
 """Measures both guests from their TAPs' counters, alternating VMMs test by test (this box is
 shared, so the load drifts), and prints the medians of ROUNDS rounds."""
-import socket, statistics, sys, time
+import os, socket, statistics, sys, time
 
 frames, flood_s, rounds = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 OFFER = 40_000
 guests = {"vmux": (sys.argv[4], sys.argv[5]), "QEMU": (sys.argv[6], sys.argv[7])}
+pids = {"vmux": int(sys.argv[8]), "QEMU": int(sys.argv[9])}
+
+def io_cpu_ns(name):
+    """CPU time of the VMM's threads other than its vCPUs (vmux: vcpuN; QEMU: CPU N/KVM): the
+    host cost of the device model, in ns."""
+    total = 0
+    for task in os.listdir(f"/proc/{pids[name]}/task"):
+        try:
+            comm = open(f"/proc/{pids[name]}/task/{task}/comm").read().strip()
+            if comm.startswith("vcpu") or comm.endswith("/KVM"):
+                continue
+            total += int(open(f"/proc/{pids[name]}/task/{task}/schedstat").read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
 
 def counter(tap, name):
     with open(f"/sys/class/net/{tap}/statistics/{name}") as f:
         return int(f.read())
 
 def burst(tap, guest, size):
-    """The guest sends `frames` datagrams of `size` bytes; frames/s from first to last."""
+    """The guest sends `frames` datagrams of `size` bytes; (frames/s from first to last,
+    frames)."""
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("10.99.0.1", 0))
     sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -124,8 +144,8 @@ def burst(tap, guest, size):
         time.sleep(0.002)
     sink.close()
     if first is None or last == first:
-        return 0.0
-    return (seen - first_count) / (last - first)
+        return 0.0, seen - base
+    return (seen - first_count) / (last - first), seen - base
 
 def guest_count(s, guest):
     for _ in range(5):
@@ -137,7 +157,7 @@ def guest_count(s, guest):
     return 0
 
 def flood(tap, guest, size):
-    """Floods the guest for flood_s seconds; frames/s the TAP handed to the VMM."""
+    """Floods the guest for flood_s seconds; (frames/s the TAP handed to the VMM, frames)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("10.99.0.1", 0))
     s.settimeout(2)
@@ -168,29 +188,39 @@ def flood(tap, guest, size):
     # than it took means the device lost some.
     if not drained - 2 <= counted <= drained:
         print(f"warning: {tap}: the guest counted {counted} frames, the TAP handed over {drained}")
-    return delivered / elapsed
+    return delivered / elapsed, drained
 
 tests = [("guest->host", burst, 18), ("guest->host", burst, 1400),
          ("host->guest", flood, 18), ("host->guest", flood, 1400)]
 for name, (tap, guest) in guests.items():
     burst(tap, guest, 18)  # warm-up: ARP entries, first-use costs
 results = {(t, size): {n: [] for n in guests} for t, _, size in tests}
+cpu = {(t, size): {n: [] for n in guests} for t, _, size in tests}
 for r in range(rounds):
-    for t, run, size in tests:
-        order = list(guests) if (r + len(results[(t, size)]["vmux"])) % 2 == 0 else list(guests)[::-1]
+    for i, (t, run, size) in enumerate(tests):
+        order = list(guests) if (r + i) % 2 == 0 else list(guests)[::-1]
         for name in order:
-            results[(t, size)][name].append(run(*guests[name], size))
-print(f"{'test':<18} {'vmux frames/s':>14} {'QEMU frames/s':>14} {'vmux MB/s':>10} {'QEMU MB/s':>10} {'ratio':>6}")
+            before = io_cpu_ns(name)
+            rate, moved = run(*guests[name], size)
+            results[(t, size)][name].append(rate)
+            cpu[(t, size)][name].append((io_cpu_ns(name) - before) / 1000 / max(moved, 1))
+print(f"{'test':<18} {'vmux frames/s':>14} {'QEMU frames/s':>14} {'vmux MB/s':>10} {'QEMU MB/s':>10} {'ratio':>6}"
+      f" {'vmux us/frame':>14} {'QEMU us/frame':>14}")
 for (t, size), by in results.items():
     v, q = statistics.median(by["vmux"]), statistics.median(by["QEMU"])
+    vc, qc = statistics.median(cpu[(t, size)]["vmux"]), statistics.median(cpu[(t, size)]["QEMU"])
     ratio = v / q if q else float("nan")
-    print(f"{t + ' ' + str(size) + 'B':<18} {v:14.0f} {q:14.0f} {v * size / 1e6:10.2f} {q * size / 1e6:10.2f} {ratio:6.2f}")
-print(f"(medians of {rounds} rounds; MB/s counts UDP payload bytes)")
+    print(f"{t + ' ' + str(size) + 'B':<18} {v:14.0f} {q:14.0f} {v * size / 1e6:10.2f} {q * size / 1e6:10.2f} {ratio:6.2f}"
+          f" {vc:14.1f} {qc:14.1f}")
+print(f"(medians of {rounds} rounds; MB/s counts UDP payload bytes; us/frame is host CPU time of"
+      f" the VMM's non-vCPU threads per frame moved)")
 EOF
 
 echo "## virtio-net over TAP: the guest kit's net program, vmux vs QEMU (vhost=off)"
 echo "vmux: $BIN; guest $VMUX_IP on vm-nb-0"
 echo "qemu: $(qemu-system-x86_64 --version | head -1); guest $QEMU_IP on qnb0"
 echo "guest->host: $FRAMES datagrams per run; host->guest: ${FLOOD_S}s flood per run; $ROUNDS rounds"
-in_ns python3 "$WORK/measure.py" "$FRAMES" "$FLOOD_S" "$ROUNDS" vm-nb-0 "$VMUX_IP" qnb0 "$QEMU_IP"
+VMD_PID=$(in_ns "$BIN" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["vms"][0]["pid"])')
+in_ns python3 "$WORK/measure.py" "$FRAMES" "$FLOOD_S" "$ROUNDS" vm-nb-0 "$VMUX_IP" qnb0 "$QEMU_IP" \
+    "$VMD_PID" "$(cat "$WORK/qemu.pid")"
 in_ns "$BIN" stats nb | grep '^NIC' || true
