@@ -184,9 +184,10 @@ def flood(tap, guest, size):
     counted = guest_count(s, guest) - guest_before
     drained = counter(tap, "tx_packets") - base
     s.close()
-    # The guest counting frames the VMM never took from the TAP would be a bug; counting fewer
-    # than it took means the device lost some.
-    if not drained - 2 <= counted <= drained:
+    # The guest counting frames the VMM never took from the TAP would be a bug; counting many
+    # fewer than it took means the device lost some (a few are the report requests and the
+    # host's ARP probes, which go through the TAP but are not sink datagrams).
+    if not drained - 8 <= counted <= drained:
         print(f"warning: {tap}: the guest counted {counted} frames, the TAP handed over {drained}")
     return delivered / elapsed, drained
 
