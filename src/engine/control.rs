@@ -314,6 +314,9 @@ pub struct VmStats {
     /// than this field: empty).
     #[serde(default)]
     pub disks: Vec<DiskStats>,
+    /// One entry per NIC, in the definition's order (absent from older vmds: empty).
+    #[serde(default)]
+    pub nics: Vec<NicStats>,
 }
 
 /// One virtio-blk disk's counters since boot and its rates over the last sample interval.
@@ -344,6 +347,38 @@ pub struct DiskStats {
     pub read_ops_per_sec: f64,
     /// Write requests per second over the last sample interval.
     pub write_ops_per_sec: f64,
+}
+
+/// One NIC's counters since boot and rates over the last sample interval. Directions are the
+/// guest's: `rx` is host → guest, `tx` is guest → host. Bytes are Ethernet frame bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NicStats {
+    /// NIC index (0-based, the definition's order).
+    pub index: u32,
+    /// The host interface (TAP) it is connected to.
+    pub tap: String,
+    /// The guest's MAC address, `52:54:00:12:34:56`.
+    pub mac: String,
+    /// Bytes delivered to the guest.
+    pub rx_bytes: u64,
+    /// Frames delivered to the guest.
+    pub rx_packets: u64,
+    /// Frames for the guest the device dropped (no fitting buffer, malformed chain).
+    pub rx_dropped: u64,
+    /// Bytes the guest sent that reached the host.
+    pub tx_bytes: u64,
+    /// Frames the guest sent that reached the host.
+    pub tx_packets: u64,
+    /// Frames from the guest the device dropped (malformed chain, refused by the host).
+    pub tx_dropped: u64,
+    /// Receive rate, bytes per second.
+    pub rx_bytes_per_sec: f64,
+    /// Transmit rate, bytes per second.
+    pub tx_bytes_per_sec: f64,
+    /// Receive rate, frames per second.
+    pub rx_packets_per_sec: f64,
+    /// Transmit rate, frames per second.
+    pub tx_packets_per_sec: f64,
 }
 
 #[cfg(test)]

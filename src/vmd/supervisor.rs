@@ -423,6 +423,7 @@ pub(crate) mod tests {
                 cmdline: String::new(),
             },
             disks: Vec::new(),
+            nics: Vec::new(),
         }
     }
 
