@@ -70,6 +70,13 @@ pub enum Command {
         /// Guest device name (`vdb`).
         target: String,
     },
+    /// Live snapshot: carry on with each named disk on a new image whose backing chain holds
+    /// the current one (a qcow2 overlay made by `snapshot-create`). The vCPUs are paused
+    /// meanwhile; all disks switch or none does.
+    SwitchDisks {
+        /// The disks and their new images.
+        disks: Vec<DiskSwitch>,
+    },
     /// Push events (`state`, `stats` each second, `exited`, ...) on this connection.
     Subscribe,
     /// Switch this connection to a raw console stream: after the `ok` reply every byte from
@@ -80,6 +87,15 @@ pub enum Command {
         #[serde(default)]
         history: bool,
     },
+}
+
+/// One disk of a [`Command::SwitchDisks`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskSwitch {
+    /// Guest device name (`vda`).
+    pub target: String,
+    /// Absolute path of the new top image.
+    pub path: PathBuf,
 }
 
 /// One reply line: `{"id": 7, "ok": true, "result": {...}}` or
