@@ -3,32 +3,13 @@
 //! the vCPUs, switches the disk to the overlay and resumes, and the guest's later writes land
 //! in the overlay while the snapshot's image stays as it was.
 
-use std::path::{Path, PathBuf};
+mod binary_common;
+
+use binary_common::{guest, ok};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
-
-fn vmux(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vmux"))
-        .args(args)
-        .env("VMUX_HOME", home)
-        .output()
-        .expect("run vmux")
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = vmux(home, args);
-    assert!(
-        out.status.success(),
-        "vmux {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn guest(name: &str) -> PathBuf {
-    Path::new(env!("VMUX_GUEST_DIR")).join(format!("{name}.elf"))
-}
 
 /// How many `flushed` lines the guest has printed so far.
 fn flushed_lines(home: &Path) -> usize {
