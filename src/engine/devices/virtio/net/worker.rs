@@ -184,24 +184,25 @@ impl Worker {
     /// Sends up to [`BATCH`] guest frames to the backend, then interrupts the driver if it
     /// wants to know.
     fn process_tx(&mut self) {
-        let result = self.drain_tx();
+        let mut sent = 0;
+        let result = self.drain_tx(&mut sent);
         self.tx_more = matches!(result, Ok(true));
         if let Err(Broken) = result {
             self.tx_broken = true;
         }
-        if !self.tx_broken {
+        // Nothing completed, nothing to tell (a wake-up can find the queue empty).
+        if !self.tx_broken && sent > 0 {
             notify_driver(&mut self.tx, &self.mem, &*self.interrupt, TX_QUEUE)
                 .unwrap_or_else(|Broken| self.tx_broken = true);
         }
     }
 
     /// `Ok(true)` when chains are left over after a full batch.
-    fn drain_tx(&mut self) -> Result<bool, Broken> {
-        let mut sent = 0;
+    fn drain_tx(&mut self, sent: &mut usize) -> Result<bool, Broken> {
         loop {
             disable_notification(&mut self.tx, &self.mem, &*self.interrupt)?;
             loop {
-                if sent == BATCH {
+                if *sent == BATCH {
                     return Ok(true);
                 }
                 check_avail_index(&self.tx, &self.mem, &*self.interrupt)?;
@@ -217,7 +218,7 @@ impl Worker {
                     &self.counters,
                 );
                 add_used(&mut self.tx, &self.mem, &*self.interrupt, head, 0)?;
-                sent += 1;
+                *sent += 1;
             }
             if !enable_notification(&mut self.tx, &self.mem, &*self.interrupt)? {
                 return Ok(false);
