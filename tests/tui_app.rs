@@ -371,7 +371,8 @@ fn wizard_creates_starts_and_attaches_a_vm() {
     harness.char('n');
     harness.ctrl('u');
     harness.type_text("fresh");
-    for _ in 0..4 {
+    // Name, boot, resources, disks, review (no networks defined: no network step).
+    for _ in 0..5 {
         harness.key(KeyCode::Enter);
     }
     assert!(harness.app.overlay.is_none());

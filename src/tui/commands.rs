@@ -3,26 +3,61 @@
 //! wizard and forms, sorting, marking, search and copy. Called only from `update`.
 
 use super::action::{Effect, HostOp};
-use super::app::{App, Confirm, Overlay, Pane, SortColumn, StatusKind};
+use super::app::{App, Confirm, Overlay, Pane, RunningTask, SortColumn, StatusKind};
 use super::console::Direction;
-use super::keymap::Command;
+use super::keymap::{Command, Context};
 use super::palette::{self, PaletteCommand, Verb};
+use super::tasks::Task;
 use super::theme::Theme;
 use super::ui::layout::Column;
 use super::update::{ensure_selection, list_page, move_selection, open_consoles};
 use super::wizard::Wizard;
+use super::{network_pane, storage_pane};
 use crate::config::{BootConfig, VmConfig};
 use crate::engine::control::RunState;
 
 /// Runs a keymap command in the list, details or welcome context (and the few that apply
 /// in consoles).
 pub(super) fn run(app: &mut App, command: Command) {
+    let handled = match app.context() {
+        Context::Storage => storage_pane::command(app, command),
+        Context::Networks => network_pane::command(app, command),
+        _ => false,
+    };
+    if handled {
+        return;
+    }
     match command {
+        Command::ShowVms => app.pane = Pane::List,
+        Command::ShowStorage => storage_pane::show(app),
+        Command::ShowNetworks => network_pane::show(app),
+        // Pane commands outside their pane (only reachable through rebinding): nothing.
+        Command::FocusNext
+        | Command::VolNew
+        | Command::VolResize
+        | Command::VolClone
+        | Command::VolConvert
+        | Command::VolUpload
+        | Command::VolWipe
+        | Command::VolDelete
+        | Command::PoolStart
+        | Command::PoolStop
+        | Command::PoolAutostart
+        | Command::NetNew
+        | Command::NetStart
+        | Command::NetStop
+        | Command::NetDelete
+        | Command::NetAutostart => {}
         Command::Quit => app.quit = true,
         Command::Help => app.overlay = Some(Overlay::Help { scroll: 0 }),
         Command::Palette => app.overlay = Some(Overlay::Palette(Default::default())),
         Command::Filter => app.list.filtering = true,
-        Command::New => app.overlay = Some(Overlay::Wizard(Box::new(Wizard::create(app.names())))),
+        Command::New => {
+            let wizard = Wizard::create(app.names(), &app.storage.snapshot, &app.networks.snapshot);
+            app.overlay = Some(Overlay::Wizard(Box::new(wizard)));
+            storage_pane::request_load(app);
+            network_pane::request_load(app);
+        }
         Command::Demo => create_demo(app),
         Command::Attach => {
             let names = if app.list.marked.len() == 2 {
@@ -134,7 +169,7 @@ pub(super) fn sort_column(column: Column) -> Option<SortColumn> {
         Column::Memory => SortColumn::Memory,
         Column::Cpu | Column::Spark => SortColumn::Cpu,
         Column::Used => SortColumn::Used,
-        Column::Mark | Column::Auto => return None,
+        Column::Mark | Column::Ip | Column::Auto => return None,
     })
 }
 
@@ -180,6 +215,8 @@ fn create_demo(app: &mut App) {
             config: Box::new(config),
             start: true,
             attach: true,
+            new_volume: None,
+            networks: Vec::new(),
         }],
     );
 }
@@ -327,6 +364,7 @@ pub(super) fn lifecycle(app: &mut App, verb: Verb, names: Vec<String>, confirm: 
             title: format!("{} {} VM(s)", verb_title(verb), ops.len()),
             message,
             ops,
+            task: None,
         }));
         return;
     }
@@ -363,6 +401,37 @@ pub(super) fn run_ops(app: &mut App, ops: Vec<HostOp>) {
         app.effects.push(Effect::Host(op));
     }
     app.set_status(StatusKind::Progress, text);
+}
+
+/// Hands a storage or network task to the runtime and shows its progress.
+pub(super) fn run_task(app: &mut App, task: Task) {
+    let id = app.next_task;
+    app.next_task += 1;
+    app.set_status(StatusKind::Progress, format!("{}…", task.progress_words()));
+    app.tasks.insert(
+        id,
+        RunningTask {
+            task: task.clone(),
+            started: app.ticks,
+            progress: None,
+        },
+    );
+    app.effects.push(Effect::Task { id, task });
+}
+
+/// A task finished: say how it went and reload what it changed.
+pub(super) fn task_done(app: &mut App, id: super::tasks::TaskId, result: Result<String, String>) {
+    let Some(running) = app.tasks.remove(&id) else {
+        return;
+    };
+    match result {
+        Ok(message) => app.set_status(StatusKind::Ok, message),
+        Err(message) => app.set_status(StatusKind::Error, message),
+    }
+    match running.task.touches() {
+        super::tasks::Touches::Storage => storage_pane::request_load(app),
+        super::tasks::Touches::Networks => network_pane::request_load(app),
+    }
 }
 
 /// Runs a palette line.

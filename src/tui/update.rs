@@ -9,10 +9,13 @@ use super::action::{Action, Effect, HostOp};
 use super::app::{App, Overlay, Pane, StatusKind, VmEntry};
 use super::commands;
 use super::console::{self, ConsoleSession};
+use super::dialogs::DialogOutcome;
 use super::keymap::{Command, Context};
 use super::palette;
+use super::tasks::Progress;
 use super::ui::layout;
 use super::wizard::Outcome;
+use super::{network_pane, storage_pane};
 use crate::client::VmStatus;
 use crate::config::DefinitionError;
 use crate::engine::control::RunState;
@@ -43,7 +46,24 @@ pub fn update(app: &mut App, action: Action) {
             if app.expire_status() {
                 app.dirty = true;
             }
+            if app.loaded {
+                storage_pane::on_tick(app);
+                network_pane::on_tick(app);
+            }
+            // Running tasks show their elapsed time.
+            if !app.tasks.is_empty() {
+                app.dirty = true;
+            }
         }
+        Action::StorageLoaded(result) => storage_pane::on_loaded(app, result),
+        Action::NetworksLoaded(result) => network_pane::on_loaded(app, result),
+        Action::TaskProgress { id, written, total } => {
+            if let Some(task) = app.tasks.get_mut(&id) {
+                task.progress = Some(Progress { written, total });
+                app.dirty = true;
+            }
+        }
+        Action::TaskDone { id, result } => commands::task_done(app, id, result),
         Action::Listed(listed) => on_listed(app, listed),
         Action::Stats { vm, stats } => {
             if let Some(entry) = app.vms.iter_mut().find(|e| e.name() == vm) {
@@ -99,7 +119,8 @@ fn on_listed(app: &mut App, listed: Vec<Result<VmStatus, DefinitionError>>) {
     let (statuses, broken): (Vec<_>, Vec<_>) = listed.into_iter().partition(Result::is_ok);
     let statuses: Vec<VmStatus> = statuses.into_iter().filter_map(Result::ok).collect();
     let broken: Vec<DefinitionError> = broken.into_iter().filter_map(Result::err).collect();
-    let changed = !app.loaded
+    let first = !app.loaded;
+    let changed = first
         || broken != app.broken
         || statuses.len() != app.vms.len()
         || statuses.iter().zip(&app.vms).any(|(s, e)| *s != e.status);
@@ -131,6 +152,10 @@ fn on_listed(app: &mut App, listed: Vec<Result<VmStatus, DefinitionError>>) {
     if changed {
         app.dirty = true;
     }
+    // Guest addresses for the list come from the networks' DHCP leases.
+    if first {
+        network_pane::request_load(app);
+    }
 }
 
 fn on_op_done(app: &mut App, op: HostOp, result: Result<(), String>) {
@@ -142,6 +167,7 @@ fn on_op_done(app: &mut App, op: HostOp, result: Result<(), String>) {
                 config,
                 start,
                 attach,
+                ..
             } = &op
             {
                 // Show the new VM at once rather than at the next poll, which corrects it.
@@ -166,6 +192,19 @@ fn on_op_done(app: &mut App, op: HostOp, result: Result<(), String>) {
             }
         }
         Err(message) => app.set_status(StatusKind::Error, message),
+    }
+    if let HostOp::Create {
+        new_volume,
+        networks,
+        ..
+    } = &op
+    {
+        if new_volume.is_some() {
+            storage_pane::request_load(app);
+        }
+        if !networks.is_empty() {
+            network_pane::request_load(app);
+        }
     }
     app.effects.push(Effect::Refresh);
 }
@@ -317,6 +356,9 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
         Overlay::Confirm(confirm) => match key.code {
             KeyCode::Char('y' | 'Y') | KeyCode::Enter => {
                 commands::run_ops(app, confirm.ops);
+                if let Some(task) = confirm.task {
+                    commands::run_task(app, task);
+                }
                 None
             }
             KeyCode::Char('n' | 'N' | 'q') | KeyCode::Esc => {
@@ -336,6 +378,8 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 config,
                 start,
                 attach,
+                new_volume,
+                networks,
             } => {
                 commands::run_ops(
                     app,
@@ -343,6 +387,8 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                         config,
                         start,
                         attach,
+                        new_volume,
+                        networks,
                     }],
                 );
                 None
@@ -351,6 +397,15 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 commands::run_ops(app, vec![HostOp::Update(config)]);
                 None
             }
+        },
+        Overlay::Dialog(mut dialog) => match dialog.handle_key(&key) {
+            DialogOutcome::None => Some(Overlay::Dialog(dialog)),
+            DialogOutcome::Cancel => None,
+            DialogOutcome::Run(task) => {
+                commands::run_task(app, task);
+                None
+            }
+            DialogOutcome::Confirm(confirm) => Some(Overlay::Confirm(confirm)),
         },
     };
 }
@@ -454,6 +509,7 @@ fn on_search_key(app: &mut App, key: &KeyEvent) {
 fn on_paste(app: &mut App, text: &str) {
     match &mut app.overlay {
         Some(Overlay::Wizard(wizard)) => wizard.paste(text),
+        Some(Overlay::Dialog(dialog)) => dialog.paste(text),
         Some(Overlay::Palette(input)) => {
             input.insert_str(text);
         }
@@ -486,7 +542,7 @@ fn on_mouse(app: &mut App, mouse: MouseEvent) {
     match app.pane {
         Pane::Console => on_console_mouse(app, mouse),
         Pane::List if !app.welcome() => on_list_mouse(app, mouse),
-        Pane::List | Pane::Details => {}
+        Pane::List | Pane::Details | Pane::Storage | Pane::Networks => {}
     }
 }
 
