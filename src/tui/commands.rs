@@ -486,6 +486,58 @@ pub(super) fn palette(app: &mut App, line: &str) {
             detach(app);
             app.pane = Pane::List;
         }
+        PaletteCommand::Storage(pool) | PaletteCommand::VolCreate(pool)
+            if pool.as_ref().is_some_and(|p| {
+                app.storage.loaded && !app.storage.snapshot.pools.iter().any(|x| x.name() == p)
+            }) =>
+        {
+            let pool = pool.unwrap_or_default();
+            app.set_status(
+                StatusKind::Error,
+                format!("there is no storage pool named '{pool}'; pool-list shows them"),
+            );
+        }
+        PaletteCommand::Storage(pool) => {
+            detach(app);
+            storage_pane::show(app);
+            if pool.is_some() {
+                app.storage.pool = pool;
+                app.storage.volume = None;
+            }
+        }
+        PaletteCommand::VolCreate(pool) => {
+            detach(app);
+            storage_pane::show(app);
+            if pool.is_some() {
+                app.storage.pool = pool;
+                app.storage.volume = None;
+            }
+            if app.storage.loaded {
+                storage_pane::new_volume(app);
+            } else {
+                app.storage.open_new_volume = true;
+            }
+        }
+        PaletteCommand::Networks => {
+            detach(app);
+            network_pane::show(app);
+        }
+        PaletteCommand::NetDefine => {
+            detach(app);
+            network_pane::show(app);
+            network_pane::new_network(app);
+        }
+        PaletteCommand::NetStart(name) => run_task(app, Task::StartNetwork(name)),
+        PaletteCommand::NetStop(name) => {
+            app.overlay = Some(Overlay::Confirm(Confirm {
+                title: "Stop a network".into(),
+                message: format!(
+                    "Stop network {name}?\nIts bridge, NAT rules and DHCP server go away; VMs on it will not start until it is started again."
+                ),
+                ops: Vec::new(),
+                task: Some(Task::StopNetwork(name)),
+            }));
+        }
         PaletteCommand::Help => run(app, Command::Help),
         PaletteCommand::Quit => app.quit = true,
         PaletteCommand::Unsupported(verb) => app.set_status(

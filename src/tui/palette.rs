@@ -42,6 +42,18 @@ pub enum PaletteCommand {
     Filter(String),
     /// `list`: back to the VM list.
     List,
+    /// `pool-list`, `vol-list [pool]`: the storage pane (with that pool selected).
+    Storage(Option<String>),
+    /// `vol-create [pool]`: the new-volume dialog.
+    VolCreate(Option<String>),
+    /// `net-list`: the networks pane.
+    Networks,
+    /// `net-define`: the new-network dialog.
+    NetDefine,
+    /// `net-start name`.
+    NetStart(String),
+    /// `net-destroy name`: stop a network (asks first).
+    NetStop(String),
     /// `help`.
     Help,
     /// `quit`.
@@ -74,11 +86,6 @@ const UNSUPPORTED: &[&str] = &[
     "managedsave",
     "dumpxml",
     "domifaddr",
-    "net-list",
-    "net-start",
-    "pool-list",
-    "vol-list",
-    "vol-create",
 ];
 
 /// Verbs offered by Tab completion.
@@ -98,6 +105,13 @@ pub const VERBS: &[&str] = &[
     "theme",
     "filter",
     "list",
+    "pool-list",
+    "vol-list",
+    "vol-create",
+    "net-list",
+    "net-define",
+    "net-start",
+    "net-destroy",
     "help",
     "quit",
 ];
@@ -142,7 +156,17 @@ pub fn parse(line: &str) -> PaletteCommand {
             ),
         },
         "filter" => PaletteCommand::Filter(args.join(" ")),
-        "list" => PaletteCommand::List,
+        "list" | "vms" => PaletteCommand::List,
+        "pool-list" | "pools" | "storage" => PaletteCommand::Storage(None),
+        "vol-list" => PaletteCommand::Storage(args.first().cloned()),
+        "vol-create" | "vol-create-as" => PaletteCommand::VolCreate(args.first().cloned()),
+        "net-list" | "networks" => PaletteCommand::Networks,
+        "net-define" | "net-define-as" => PaletteCommand::NetDefine,
+        "net-start" | "net-destroy" => match args.first() {
+            Some(name) if verb == "net-start" => PaletteCommand::NetStart(name.clone()),
+            Some(name) => PaletteCommand::NetStop(name.clone()),
+            None => PaletteCommand::Invalid(format!("{verb} needs a network name: {verb} default")),
+        },
         "help" | "?" => PaletteCommand::Help,
         "quit" | "exit" | "q" => PaletteCommand::Quit,
         other if UNSUPPORTED.contains(&other) => PaletteCommand::Unsupported(other.to_string()),
@@ -214,6 +238,19 @@ mod tests {
             parse("autostart web1 --disable"),
             PaletteCommand::Autostart(Some("web1".into()), false)
         );
+    }
+
+    #[test]
+    fn storage_and_network_verbs_are_understood() {
+        assert_eq!(
+            parse("vol-list scratch"),
+            PaletteCommand::Storage(Some("scratch".into()))
+        );
+        assert_eq!(
+            parse("net-start lab"),
+            PaletteCommand::NetStart("lab".into())
+        );
+        assert!(matches!(parse("net-destroy"), PaletteCommand::Invalid(_)));
     }
 
     #[test]

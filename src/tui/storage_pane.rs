@@ -46,6 +46,8 @@ pub struct StorageState {
     pub volume: Option<String>,
     /// Which list has the arrow keys.
     pub focus: StorageFocus,
+    /// Open the new-volume dialog once the pools are read (asked for before they were).
+    pub open_new_volume: bool,
 }
 
 impl Default for StorageState {
@@ -60,6 +62,7 @@ impl Default for StorageState {
             pool: None,
             volume: None,
             focus: StorageFocus::Pools,
+            open_new_volume: false,
         }
     }
 }
@@ -190,6 +193,9 @@ pub(super) fn on_loaded(app: &mut App, result: Result<StorageSnapshot, String>) 
     }
     if std::mem::take(&mut app.storage.stale) {
         request_load(app);
+    }
+    if std::mem::take(&mut app.storage.open_new_volume) && app.overlay.is_none() {
+        new_volume(app);
     }
     if changed {
         app.mark_dirty();

@@ -73,17 +73,18 @@ fn help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {
             "Volume keys act on the selected volume of the selected pool.",
             "Clone, convert and upload run in the background with a progress bar;",
             "  the bar compares the new file's size with the source's data (an estimate).",
-            "Palette: pool-list vol-list vol-create net-list",
+            "Palette: pool-list, vol-list POOL, vol-create [POOL]",
         ],
         crate::tui::keymap::Context::Networks => &[
             "Starting and stopping networks needs CAP_NET_ADMIN (run vmux as root).",
             "The VM list shows each guest's address from these networks' DHCP leases.",
-            "Palette: net-list net-start NAME net-destroy NAME",
+            "Palette: net-list, net-define, net-start NAME, net-destroy NAME",
         ],
         _ => &[
             "Mouse: click a row to select it, a column title to sort, Ctrl-click to mark.",
             "Palette verbs: start shutdown destroy reboot reset suspend resume autostart",
             "  undefine console create edit theme filter list help quit",
+            "  pool-list vol-list vol-create net-list net-define net-start net-destroy",
             "Keys are configurable in the [keys] table of the settings file.",
         ],
     };
