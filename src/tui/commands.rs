@@ -424,9 +424,25 @@ pub(super) fn task_done(app: &mut App, id: super::tasks::TaskId, result: Result<
     let Some(running) = app.tasks.remove(&id) else {
         return;
     };
+    let worked = result.is_ok();
     match result {
         Ok(message) => app.set_status(StatusKind::Ok, message),
         Err(message) => app.set_status(StatusKind::Error, message),
+    }
+    // A new volume or network is selected, so the next key acts on it.
+    match &running.task {
+        Task::CreateVolume { pool, name, .. }
+        | Task::CloneVolume { pool, name, .. }
+        | Task::ConvertVolume { pool, name, .. }
+            if worked =>
+        {
+            app.storage.pool = Some(pool.clone());
+            app.storage.volume = Some(name.clone());
+        }
+        Task::DefineNetwork(config) if worked => {
+            app.networks.selected = Some(config.name.clone());
+        }
+        _ => {}
     }
     match running.task.touches() {
         super::tasks::Touches::Storage => storage_pane::request_load(app),
