@@ -15,8 +15,18 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const PROGRAMS: [&str; 10] = [
-    "acpi", "blk", "demo", "echo", "evil_blk", "fault", "flood", "hello", "launch", "smp",
+const PROGRAMS: [&str; 11] = [
+    "acpi",
+    "blk",
+    "blkstress",
+    "demo",
+    "echo",
+    "evil_blk",
+    "fault",
+    "flood",
+    "hello",
+    "launch",
+    "smp",
 ];
 
 fn guest(name: &str) -> PathBuf {
@@ -449,4 +459,66 @@ fn demo_answers_commands_under_qemu() {
         run.output
     );
     assert!(run.output.ends_with("powering off\r\n"), "{:?}", run.output);
+}
+
+/// Boots `blkstress` on q35 with `image` as a virtio-blk disk; `None` without QEMU.
+fn blkstress_under_qemu(image: &std::path::Path, cmdline: &str) -> Option<Run> {
+    let drive = format!("file={},if=none,id=d0,format=qcow2", image.display());
+    let args = [
+        "-append",
+        cmdline,
+        "-drive",
+        &drive,
+        "-device",
+        "virtio-blk-pci,drive=d0,disable-legacy=on",
+    ];
+    qemu("blkstress", "q35", &args, &[])
+}
+
+#[test]
+fn blkstress_flushes_numbered_sectors_and_counts_boots_under_qemu() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("d.qcow2");
+    match Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&image)
+        .arg("1M")
+        .status()
+    {
+        Ok(status) => assert!(status.success(), "qemu-img create failed"),
+        Err(e) => {
+            eprintln!("skipped: cannot run qemu-img ({e}); install qemu-utils");
+            return;
+        }
+    }
+    let Some(first) = blkstress_under_qemu(&image, "writes=5 sectors=3") else {
+        return;
+    };
+    let Some(second) = blkstress_under_qemu(&image, "writes=1") else {
+        return;
+    };
+
+    // `lines` drops the CR LF line ends.
+    let lines: Vec<&str> = first.output.lines().collect();
+    assert!(
+        lines[0].ends_with(" capacity=2048 sectors=3 gen 1"),
+        "{:?}",
+        first.output
+    );
+    assert_eq!(
+        lines[1..6],
+        [
+            "flushed 1 gen 1",
+            "flushed 2 gen 1",
+            "flushed 3 gen 1",
+            "flushed 1 gen 1",
+            "flushed 2 gen 1"
+        ]
+    );
+    assert!(lines[6].ends_with(" done"), "{:?}", first.output);
+    assert!(
+        second.output.contains("gen 2\r\nflushed 1 gen 2\r\n"),
+        "the second boot takes the next generation: {:?}",
+        second.output
+    );
 }

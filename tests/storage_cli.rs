@@ -115,3 +115,60 @@ fn a_snapshot_round_trip_through_the_binary() {
     let text = ok(home.path(), &["snapshot-list", "web1"]);
     assert!(!text.contains("before-upgrade"), "{text}");
 }
+
+#[test]
+fn undefine_refuses_a_vm_with_snapshots_unless_told_to_drop_their_metadata() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    ok(h, &["vol-create-as", "default", "web1.qcow2", "1G"]);
+    ok(
+        h,
+        &["create", "web1", "--demo", "--disk", "default/web1.qcow2"],
+    );
+    ok(h, &["snapshot-create", "web1", "s1"]);
+    let metadata = h.join("config/snapshots/web1");
+    assert!(metadata.join("s1.toml").exists(), "where snapshots live");
+
+    let err = fails(h, &["undefine", "web1"]);
+    assert!(
+        err.contains("has a snapshot (s1)") && err.contains("--snapshots-metadata"),
+        "{err}"
+    );
+    assert!(ok(h, &["list", "--all"]).contains("web1"), "still defined");
+
+    let out = ok(h, &["undefine", "web1", "--snapshots-metadata"]);
+    assert!(out.contains("disk images stay"), "{out}");
+    assert!(!metadata.exists(), "the snapshot metadata folder is gone");
+    let volumes = ok(h, &["vol-list", "default"]);
+    assert!(
+        volumes.contains("web1.qcow2") && volumes.contains("web1.s1.qcow2"),
+        "the frozen image and the overlay stay: {volumes}"
+    );
+}
+
+#[test]
+fn undefine_of_a_vm_whose_snapshots_were_all_deleted_leaves_no_metadata_folder() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    ok(h, &["vol-create-as", "default", "web1.qcow2", "1G"]);
+    ok(
+        h,
+        &["create", "web1", "--demo", "--disk", "default/web1.qcow2"],
+    );
+    ok(h, &["snapshot-create", "web1", "s1"]);
+    ok(h, &["snapshot-delete", "web1", "s1"]);
+    assert!(
+        h.join("config/snapshots/web1").is_dir(),
+        "snapshot-delete leaves the emptied folder"
+    );
+
+    ok(h, &["undefine", "web1"]);
+
+    assert!(!h.join("config/snapshots/web1").exists());
+    // A new VM of the same name starts without snapshots.
+    ok(
+        h,
+        &["create", "web1", "--demo", "--disk", "default/web1.qcow2"],
+    );
+    assert!(!ok(h, &["snapshot-list", "web1"]).contains("s1"));
+}

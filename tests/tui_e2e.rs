@@ -77,11 +77,17 @@ impl Tmux {
     /// Starts `vmux` (no subcommand) in a fresh session; the pane stays open after it exits
     /// and prints its exit status.
     fn launch(&self) {
-        let _ = self.tmux(&["kill-session", "-t", "tui"]);
         let command = format!(
             "env VMUX_HOME={} {VMUX}; echo vmux-exit=$?; sleep 600",
             self.home().display()
         );
+        // A relaunch reuses the pane: killing the only session would make the tmux server
+        // exit, and a new session started while it exits fails ("server exited unexpectedly").
+        if self.tmux(&["has-session", "-t", "tui"]).status.success() {
+            let out = self.tmux(&["respawn-pane", "-k", "-t", "tui", &command]);
+            assert!(out.status.success(), "tmux respawn-pane: {out:?}");
+            return;
+        }
         let out = self.tmux(&[
             "new-session",
             "-d",

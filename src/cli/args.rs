@@ -54,6 +54,10 @@ pub enum Command {
     Undefine {
         /// VM name.
         name: String,
+        /// Also delete the VM's snapshot metadata (its disk images stay); without it a VM
+        /// with snapshots is refused.
+        #[arg(long)]
+        snapshots_metadata: bool,
     },
     /// List running and paused VMs (all defined VMs with --all).
     List {
@@ -136,6 +140,14 @@ pub enum Command {
     AutostartAll,
     /// Attach to a VM's serial console (Ctrl-] detaches; the VM keeps running).
     Console(ConsoleArgs),
+    /// Boot a kernel in the foreground, console on stdin/stdout, like `qemu -kernel`
+    /// (nothing is defined or saved; Ctrl-] stops the VM).
+    #[command(
+        after_help = "Exit status: 0 when the guest powers off (or on Ctrl-]); v when it \
+                            writes v to the debug-exit port 0xf4 (255 for v > 255); 1 when the \
+                            VM crashes (the reason on stderr) or cannot boot; 128+N on signal N."
+    )]
+    Run(RunArgs),
     /// Storage verbs (`pool-list`, `vol-create-as`, `snapshot-create`, ...).
     #[command(flatten)]
     Storage(super::storage::StorageCommand),
@@ -185,6 +197,26 @@ pub struct CreateArgs {
     /// Start the VM right after defining it.
     #[arg(long)]
     pub start: bool,
+}
+
+/// `vmux run`.
+#[derive(Debug, ClapArgs)]
+pub struct RunArgs {
+    /// Kernel to boot (bzImage, vmlinux or static ELF64).
+    #[arg(long, value_name = "PATH")]
+    pub kernel: PathBuf,
+    /// Initramfs to load with the kernel.
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, value_name = "STR", default_value = "")]
+    pub cmdline: String,
+    /// Guest memory (256M, 2G, ...).
+    #[arg(long, value_name = "SIZE", default_value = "256M")]
+    pub memory: String,
+    /// vCPUs.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub vcpus: u32,
 }
 
 /// `vmux console`.
@@ -242,6 +274,12 @@ mod tests {
         assert!(parse(&["console", "a", "--history", "--no-history"]).is_err());
         assert!(parse(&["console", "a", "--history", "--until", "x"]).is_err());
         assert!(parse(&["console", "a", "--until", "x", "--timeout", "2"]).is_ok());
+    }
+
+    #[test]
+    fn run_needs_a_kernel() {
+        assert!(parse(&["run"]).is_err());
+        assert!(parse(&["run", "--kernel", "/k", "--memory", "64M", "--vcpus", "2"]).is_ok());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 /// Ctrl-]: the byte that detaches an interactive console (as in telnet and virsh).
-const DETACH_KEY: u8 = 0x1d;
+pub(super) const DETACH_KEY: u8 = 0x1d;
 /// How much recent output `--until` matches against; older output falls out of the window.
 const UNTIL_WINDOW: usize = 1 << 20;
 /// `--history`: wait this long for vmd's first bytes ...
@@ -300,10 +300,11 @@ fn remember(seen: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// The terminal in raw mode for as long as this lives.
-struct RawMode;
+pub(super) struct RawMode;
 
 impl RawMode {
-    fn enter() -> Result<RawMode, CliError> {
+    /// Switches the terminal on stdin to raw mode.
+    pub(super) fn enter() -> Result<RawMode, CliError> {
         crossterm::terminal::enable_raw_mode().map_err(|source| CliError::Terminal { source })?;
         Ok(RawMode)
     }

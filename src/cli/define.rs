@@ -3,7 +3,7 @@
 
 use super::checks::check_definition;
 use super::{CliError, CreateArgs, Io, lifecycle};
-use crate::client::{ClientError, Host};
+use crate::client::{ClientError, Host, UndefineOptions};
 use crate::config::{
     BootConfig, DEFAULT_MEMORY_BYTES, VmConfig, default_max_vcpus, parse_definition, parse_size,
     validate_name,
@@ -94,14 +94,27 @@ pub fn dumpconfig(
     Ok(())
 }
 
-/// `vmux undefine`: deletes a shut-off VM's definition.
-pub fn undefine(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError> {
+/// `vmux undefine [--snapshots-metadata]`: deletes a shut-off VM's definition (and with the
+/// flag its snapshot metadata; a VM with snapshots is refused without it, as virsh does).
+pub fn undefine(
+    host: &dyn Host,
+    name: &str,
+    options: UndefineOptions,
+    io: &mut Io<'_>,
+) -> Result<(), CliError> {
     let status = host.status(name)?;
     if matches!(status.state, RunState::Running | RunState::Paused) {
         return Err(ClientError::AlreadyRunning(name.to_string()).into());
     }
-    host.undefine(name)?;
-    writeln!(io.out, "VM '{name}' undefined")?;
+    host.undefine_with(name, options)?;
+    if options.snapshots_metadata {
+        writeln!(
+            io.out,
+            "VM '{name}' undefined; its snapshot metadata is gone, its disk images stay"
+        )?;
+    } else {
+        writeln!(io.out, "VM '{name}' undefined")?;
+    }
     Ok(())
 }
 
@@ -226,9 +239,38 @@ mod tests {
     }
 
     #[test]
+    fn undefine_of_a_vm_with_snapshots_is_refused_with_both_ways_out() {
+        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        host.add_snapshot("web", "before-upgrade");
+
+        let (result, _, _) = capture(|io| undefine(&host, "web", UndefineOptions::default(), io));
+
+        let err = result.expect_err("must fail").to_string();
+        assert!(err.contains("before-upgrade"), "{err}");
+        assert!(err.contains("vmux snapshot-delete web"), "{err}");
+        assert!(err.contains("--snapshots-metadata"), "{err}");
+        assert!(host.exists("web"));
+    }
+
+    #[test]
+    fn undefine_with_snapshots_metadata_removes_a_vm_with_snapshots() {
+        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        host.add_snapshot("web", "s1");
+        let options = UndefineOptions {
+            snapshots_metadata: true,
+        };
+
+        let (result, out, _) = capture(|io| undefine(&host, "web", options, io));
+
+        result.expect("undefine");
+        assert!(!host.exists("web"));
+        assert!(out.contains("disk images stay"), "{out}");
+    }
+
+    #[test]
     fn undefine_of_a_running_vm_is_refused() {
         let host = FakeHost::with_vm("web", RunState::Running);
-        let (result, _, _) = capture(|io| undefine(&host, "web", io));
+        let (result, _, _) = capture(|io| undefine(&host, "web", UndefineOptions::default(), io));
         let err = result.expect_err("must fail");
         assert!(err.to_string().contains("vmux shutdown web"), "{err}");
         assert!(host.exists("web"));

@@ -2,9 +2,9 @@
 //! powers off a few polls after the power button (or never), and a scripted console.
 
 use super::Io;
-use crate::client::{ClientError, Console, Host, VmStatus};
+use crate::client::{ClientError, Console, Host, UndefineOptions, VmStatus};
 use crate::config::{BootConfig, ConfigError, DefinitionError, VmConfig};
-use crate::engine::control::{RunState, VcpuStats, VmInfo, VmStats};
+use crate::engine::control::{DiskStats, RunState, VcpuStats, VmInfo, VmStats};
 use std::collections::BTreeMap;
 use std::io::{Cursor, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +16,8 @@ pub struct FakeVm {
     state: RunState,
     /// Status polls left until a pressed power button takes effect.
     powering_off: Option<u32>,
+    /// Names of its snapshots.
+    snapshots: Vec<String>,
 }
 
 /// In-memory host.
@@ -56,8 +58,18 @@ impl FakeHost {
                 config,
                 state,
                 powering_off: None,
+                snapshots: Vec::new(),
             },
         );
+    }
+
+    /// Gives `vm` a snapshot called `name`.
+    pub fn add_snapshot(&self, vm: &str, name: &str) {
+        self.lock()
+            .get_mut(vm)
+            .expect("add_snapshot needs a defined VM")
+            .snapshots
+            .push(name.to_string());
     }
 
     /// Adds an unusable definition file.
@@ -183,6 +195,20 @@ impl Host for FakeHost {
             exits: 1000,
             exits_per_sec: 42.0,
             serial_out_bytes: 77,
+            disks: vec![DiskStats {
+                target: "vda".into(),
+                read_ops: 300,
+                read_bytes: 3 << 20,
+                write_ops: 40,
+                write_bytes: 160 << 10,
+                flushes: 7,
+                errors: 0,
+                average_latency_ns: 125_000,
+                read_bytes_per_sec: 1536.0 * 1024.0,
+                write_bytes_per_sec: 0.0,
+                read_ops_per_sec: 150.0,
+                write_ops_per_sec: 0.0,
+            }],
         })
     }
 
@@ -201,8 +227,17 @@ impl Host for FakeHost {
         })
     }
 
-    fn undefine(&self, name: &str) -> Result<(), ClientError> {
-        self.with(name, |_| Ok(()))?;
+    fn undefine_with(&self, name: &str, options: UndefineOptions) -> Result<(), ClientError> {
+        self.with(name, |vm| {
+            if vm.snapshots.is_empty() || options.snapshots_metadata {
+                Ok(())
+            } else {
+                Err(ClientError::HasSnapshots {
+                    name: name.to_string(),
+                    snapshots: vm.snapshots.clone(),
+                })
+            }
+        })?;
         self.lock().remove(name);
         Ok(())
     }

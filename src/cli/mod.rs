@@ -13,15 +13,16 @@ mod edit;
 mod lifecycle;
 pub mod network;
 mod output;
+mod run;
 mod show;
 pub mod storage;
 
 #[cfg(test)]
 mod fake;
 
-pub use args::{Args, Command, ConsoleArgs, CreateArgs};
+pub use args::{Args, Command, ConsoleArgs, CreateArgs, RunArgs};
 
-use crate::client::{ClientError, Host, LocalHost};
+use crate::client::{ClientError, Host, LocalHost, UndefineOptions};
 use crate::config::DefinitionError;
 use crate::tui::TuiOptions;
 use std::io::Write;
@@ -187,6 +188,15 @@ pub enum CliError {
     /// The user declined to re-open an invalid edit.
     #[error("edit abandoned; the definition of VM '{0}' is unchanged")]
     EditAbandoned(String),
+    /// `vmux run` could not boot the kernel or set up its console.
+    #[error("cannot run {}", kernel.display())]
+    Run {
+        /// The kernel given.
+        kernel: PathBuf,
+        /// Cause (names the fix).
+        #[source]
+        source: crate::vmd::foreground::ForegroundError,
+    },
     /// Writing to stdout or stderr failed (closed pipe).
     #[error("cannot write the output")]
     Output(#[from] std::io::Error),
@@ -203,6 +213,15 @@ pub struct Io<'a> {
 /// Runs the parsed command line against this host's VMs; `Ok` carries the exit status.
 /// With no subcommand this is the full-screen interface.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // A transient VM needs no host (no definitions, no sockets); it is also started before
+    // anything else so that it owns every thread of the process (see `vmd::foreground::run`).
+    if let Some(Command::Run(run_args)) = args.command {
+        let mut io = Io {
+            out: &mut std::io::stdout(),
+            err: &mut std::io::stderr(),
+        };
+        return Ok(run::run(run_args, &mut io)?);
+    }
     let host = LocalHost::from_env()?;
     let Some(command) = args.command else {
         let options = TuiOptions {
@@ -242,7 +261,10 @@ pub fn execute(host: &dyn Host, command: Command, io: &mut Io<'_>) -> Result<(),
         Command::Define { file } => define::define_file(host, &file, io),
         Command::Dumpconfig { name, json } => define::dumpconfig(host, &name, json, io),
         Command::Edit { name } => edit::edit(host, &name, io),
-        Command::Undefine { name } => define::undefine(host, &name, io),
+        Command::Undefine {
+            name,
+            snapshots_metadata,
+        } => define::undefine(host, &name, UndefineOptions { snapshots_metadata }, io),
         Command::Autostart { name, disable } => define::autostart(host, &name, !disable, io),
         Command::List { all, json } => show::list(host, all, json, io),
         Command::Info { name, json } => show::info(host, &name, json, io),
@@ -268,6 +290,9 @@ pub fn execute(host: &dyn Host, command: Command, io: &mut Io<'_>) -> Result<(),
         Command::Console(args) => console::attach(host, &args, io),
         Command::Network(_) | Command::Storage(_) => Err(CliError::Invalid(
             "network and storage verbs run through `vmux::cli::run`, not against a VM host".into(),
+        )),
+        Command::Run(_) => Err(CliError::Invalid(
+            "`vmux run` runs through `vmux::cli::run`, not against a VM host".into(),
         )),
     }
 }

@@ -5,7 +5,7 @@ use super::output::{Table, format_duration};
 use super::{CliError, Io};
 use crate::client::{ClientError, Host, VmStatus};
 use crate::config::{BootConfig, format_size};
-use crate::engine::control::{RunState, VmInfo, VmStats};
+use crate::engine::control::{DiskStats, RunState, VmInfo, VmStats};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -252,7 +252,56 @@ pub fn stats(host: &dyn Host, name: &str, json: bool, io: &mut Io<'_>) -> Result
         stats.exits_per_sec, stats.exits
     )?;
     writeln!(out, "Serial out:      {} bytes", stats.serial_out_bytes)?;
+    if !stats.disks.is_empty() {
+        writeln!(out, "Disks:")?;
+        out.write_all(disk_table(&stats.disks).as_bytes())?;
+    }
     Ok(())
+}
+
+/// One row per disk: totals since boot, rates over the last sample interval, errors and the
+/// mean request latency.
+fn disk_table(disks: &[DiskStats]) -> String {
+    let mut table = Table::new(&[
+        "Disk", "Read", "Written", "Read/s", "Write/s", "Reads", "Writes", "Flushes", "Errors",
+        "Latency",
+    ]);
+    for disk in disks {
+        table.row(vec![
+            disk.target.clone(),
+            format_size(disk.read_bytes),
+            format_size(disk.write_bytes),
+            format_rate(disk.read_bytes_per_sec),
+            format_rate(disk.write_bytes_per_sec),
+            disk.read_ops.to_string(),
+            disk.write_ops.to_string(),
+            disk.flushes.to_string(),
+            disk.errors.to_string(),
+            format_latency(disk.average_latency_ns),
+        ]);
+    }
+    table.render()
+}
+
+/// Bytes per second as `1.5M/s` (rounded down to whole bytes; negative or NaN as `0B/s`).
+fn format_rate(bytes_per_sec: f64) -> String {
+    let bytes = if bytes_per_sec.is_finite() && bytes_per_sec > 0.0 {
+        bytes_per_sec as u64
+    } else {
+        0
+    };
+    format!("{}/s", format_size(bytes))
+}
+
+/// A latency in the unit that keeps it readable: `850ns`, `125us`, `3.2ms`, `-` before any
+/// request.
+fn format_latency(ns: u64) -> String {
+    match ns {
+        0 => "-".into(),
+        1..1_000 => format!("{ns}ns"),
+        1_000..1_000_000 => format!("{}us", ns / 1_000),
+        _ => format!("{:.1}ms", ns as f64 / 1e6),
+    }
 }
 
 fn write_json(io: &mut Io<'_>, value: &impl Serialize) -> Result<(), CliError> {
@@ -363,5 +412,50 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&out).expect("json");
         assert_eq!(value["name"], "on");
         assert_eq!(value["serial_out_bytes"], 77);
+    }
+
+    #[test]
+    fn stats_shows_a_row_per_disk_with_totals_rates_and_latency() {
+        let (result, out, _) = capture(|io| stats(&host(), "on", false, io));
+        result.expect("stats");
+        let row = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("vda"))
+            .expect("a vda row");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "vda", "3M", "160K", "1.5M/s", "0B/s", "300", "40", "7", "0", "125us"
+            ],
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn stats_json_lists_the_disks() {
+        let (result, out, _) = capture(|io| stats(&host(), "on", true, io));
+        result.expect("stats");
+        let value: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let vda = &value["disks"][0];
+        assert_eq!(vda["target"], "vda");
+        assert_eq!(vda["read_bytes"], 3u64 << 20);
+        assert_eq!(vda["flushes"], 7);
+        assert_eq!(vda["read_bytes_per_sec"], 1536.0 * 1024.0);
+    }
+
+    #[test]
+    fn latencies_print_in_a_readable_unit() {
+        assert_eq!(format_latency(0), "-");
+        assert_eq!(format_latency(850), "850ns");
+        assert_eq!(format_latency(125_400), "125us");
+        assert_eq!(format_latency(3_240_000), "3.2ms");
+    }
+
+    #[test]
+    fn rates_round_down_and_never_go_negative() {
+        assert_eq!(format_rate(1536.7 * 1024.0), "1.5M/s");
+        assert_eq!(format_rate(-5.0), "0B/s");
+        assert_eq!(format_rate(f64::NAN), "0B/s");
     }
 }

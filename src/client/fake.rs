@@ -8,9 +8,9 @@
 //! exercised without vmd. Test hooks (`emit`, `set_stats`, `crash`, `fail_next`,
 //! `add_broken`) let a test play the guest or the host misbehaving.
 
-use super::{ClientError, Console, Host, VmStatus};
+use super::{ClientError, Console, Host, UndefineOptions, VmStatus};
 use crate::config::{ConfigError, DefinitionError, VmConfig, format_size};
-use crate::engine::control::{PROTOCOL_VERSION, RunState, VcpuStats, VmInfo, VmStats};
+use crate::engine::control::{DiskStats, PROTOCOL_VERSION, RunState, VcpuStats, VmInfo, VmStats};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -372,7 +372,40 @@ fn synthetic_stats(vm: &FakeVm) -> VmStats {
         exits_per_sec: 900.0 * f64::from(vm.vcpus) + 150.0 * (t * 0.5).cos(),
         serial_out_bytes: vm.samples * 16,
         vcpus,
+        disks: synthetic_disks(vm),
     }
+}
+
+/// One entry per defined disk: steady reads, writes in bursts every few samples.
+fn synthetic_disks(vm: &FakeVm) -> Vec<DiskStats> {
+    let targets = crate::config::assign_targets(&vm.config.disks).unwrap_or_default();
+    targets
+        .into_iter()
+        .enumerate()
+        .map(|(i, target)| {
+            let t = vm.samples as f64 + i as f64;
+            let read_rate = 512.0 * 1024.0 * (1.0 + (t * 0.3).sin().abs());
+            let write_rate = if vm.samples % 5 < 2 {
+                2.0 * 1024.0 * 1024.0
+            } else {
+                0.0
+            };
+            DiskStats {
+                target,
+                read_ops: vm.samples * 128,
+                read_bytes: vm.samples * (512 << 10),
+                write_ops: vm.samples * 200,
+                write_bytes: vm.samples * (800 << 10),
+                flushes: vm.samples * 2,
+                errors: 0,
+                average_latency_ns: 80_000,
+                read_bytes_per_sec: read_rate,
+                write_bytes_per_sec: write_rate,
+                read_ops_per_sec: read_rate / 4096.0,
+                write_ops_per_sec: write_rate / 4096.0,
+            }
+        })
+        .collect()
 }
 
 impl Host for FakeHost {
@@ -458,7 +491,8 @@ impl Host for FakeHost {
         })
     }
 
-    fn undefine(&self, name: &str) -> Result<(), ClientError> {
+    /// Fake VMs have no snapshots, so the options change nothing.
+    fn undefine_with(&self, name: &str, _options: UndefineOptions) -> Result<(), ClientError> {
         self.injected("undefine", name)?;
         self.with_vm(name, |vm, _| match vm.state {
             RunState::Running | RunState::Paused => Err(ClientError::AlreadyRunning(name.into())),

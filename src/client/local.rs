@@ -14,9 +14,10 @@ use super::classify::{Observed, classify};
 use super::conn::ControlConn;
 use super::host_check;
 use super::spawn::{SpawnRequest, spawn_vmd};
-use super::{ClientError, Console, Host, VmStatus};
+use super::{ClientError, Console, Host, UndefineOptions, VmStatus};
 use crate::config::{ConfigError, DefinitionError, Paths, Store, VmConfig};
 use crate::engine::control::{Command, ReplyResult, VmInfo, VmStats};
+use crate::storage::SnapshotManager;
 use crate::vmd::pidfile::{self, Liveness};
 use crate::vmd::state_file::StateFile;
 
@@ -242,11 +243,31 @@ impl Host for LocalHost {
         Ok(self.store.save(config)?)
     }
 
-    fn undefine(&self, name: &str) -> Result<(), ClientError> {
+    fn undefine_with(&self, name: &str, options: UndefineOptions) -> Result<(), ClientError> {
         self.known(name)?;
         if self.observe(name).is_active() {
             return Err(ClientError::AlreadyRunning(name.to_string()));
         }
+        let snapshots = SnapshotManager::new(self.paths().clone());
+        let metadata_error = |op, source| ClientError::SnapshotMetadata {
+            name: name.to_string(),
+            op,
+            source: Box::new(source),
+        };
+        let names = snapshots
+            .names(name)
+            .map_err(|source| metadata_error("read", source))?;
+        if !names.is_empty() && !options.snapshots_metadata {
+            return Err(ClientError::HasSnapshots {
+                name: name.to_string(),
+                snapshots: names,
+            });
+        }
+        // Metadata first: if that fails the definition is still there to retry with, and a
+        // leftover empty folder must not greet a future VM of the same name.
+        snapshots
+            .remove_metadata(name)
+            .map_err(|source| metadata_error("remove", source))?;
         self.store.remove(name)?;
         // State and logs belong to the definition; a future VM of that name starts clean.
         let dir = self.files(name).dir;

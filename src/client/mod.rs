@@ -64,6 +64,29 @@ pub enum ClientError {
         /// Why.
         message: String,
     },
+    /// `undefine` of a VM that has snapshots (virsh refuses it the same way).
+    #[error(
+        "VM '{name}' has {} ({}); delete them first with `vmux snapshot-delete {name} SNAPSHOT` (each merges into the disks), or run `vmux undefine {name} --snapshots-metadata` to drop their metadata and keep every image",
+        if snapshots.len() == 1 { "a snapshot".to_string() } else { format!("{} snapshots", snapshots.len()) },
+        snapshots.join(", ")
+    )]
+    HasSnapshots {
+        /// VM name.
+        name: String,
+        /// Its snapshots.
+        snapshots: Vec<String>,
+    },
+    /// The VM's snapshot metadata could not be read or removed.
+    #[error("cannot {op} the snapshot metadata of VM '{name}'")]
+    SnapshotMetadata {
+        /// VM name.
+        name: String,
+        /// "read" or "remove".
+        op: &'static str,
+        /// Cause.
+        #[source]
+        source: Box<crate::storage::StorageError>,
+    },
     /// Talking to vmd failed.
     #[error("lost contact with VM '{name}' (socket {socket})")]
     Io {
@@ -83,6 +106,15 @@ pub enum ClientError {
         /// What was wrong.
         detail: String,
     },
+}
+
+/// What `undefine` removes beyond the definition (its state and logs always go with it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UndefineOptions {
+    /// Also delete the VM's snapshot metadata (virsh `--snapshots-metadata`); the images,
+    /// frozen and overlays alike, stay in their pools. Without it a VM that has snapshots is
+    /// refused with [`ClientError::HasSnapshots`].
+    pub snapshots_metadata: bool,
 }
 
 /// A raw console connection: bytes read are guest serial output, bytes written are input.
@@ -107,8 +139,14 @@ pub trait Host: Send + Sync {
     fn define(&self, config: &VmConfig) -> Result<(), ClientError>;
     /// Replaces an existing definition (takes effect at next start).
     fn update(&self, config: &VmConfig) -> Result<(), ClientError>;
-    /// Deletes a definition (refused while the VM runs).
-    fn undefine(&self, name: &str) -> Result<(), ClientError>;
+    /// Deletes a definition with its state and logs; refused while the VM runs and while it
+    /// has snapshots ([`Host::undefine_with`] with the default options).
+    fn undefine(&self, name: &str) -> Result<(), ClientError> {
+        self.undefine_with(name, UndefineOptions::default())
+    }
+    /// Deletes a definition with its state and logs, and what `options` adds; refused while the
+    /// VM runs, and while it has snapshots unless `options.snapshots_metadata`.
+    fn undefine_with(&self, name: &str, options: UndefineOptions) -> Result<(), ClientError>;
     /// Sets or clears the autostart flag.
     fn set_autostart(&self, name: &str, enabled: bool) -> Result<(), ClientError>;
     /// Spawns vmd for `name` and returns once the guest runs (or with vmd's error).

@@ -248,6 +248,40 @@ pub struct VmStats {
     pub exits_per_sec: f64,
     /// Bytes the guest wrote to its serial console since boot.
     pub serial_out_bytes: u64,
+    /// Per-disk counters and rates, in the definition's disk order (absent from vmds older
+    /// than this field: empty).
+    #[serde(default)]
+    pub disks: Vec<DiskStats>,
+}
+
+/// One virtio-blk disk's counters since boot and its rates over the last sample interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskStats {
+    /// Guest device name (`vda`, `vdb`, ...), as in the VM definition.
+    pub target: String,
+    /// Read requests completed successfully since boot.
+    pub read_ops: u64,
+    /// Bytes they read.
+    pub read_bytes: u64,
+    /// Write requests completed successfully since boot (write-zeroes and discard included).
+    pub write_ops: u64,
+    /// Bytes they wrote (write-zeroes and discard count their range).
+    pub write_bytes: u64,
+    /// Flush requests completed successfully since boot.
+    pub flushes: u64,
+    /// Requests that failed or were malformed since boot.
+    pub errors: u64,
+    /// Mean time from taking a request off the queue to completing it, since boot,
+    /// nanoseconds (0 before the first request).
+    pub average_latency_ns: u64,
+    /// Bytes read per second over the last sample interval.
+    pub read_bytes_per_sec: f64,
+    /// Bytes written per second over the last sample interval.
+    pub write_bytes_per_sec: f64,
+    /// Read requests per second over the last sample interval.
+    pub read_ops_per_sec: f64,
+    /// Write requests per second over the last sample interval.
+    pub write_ops_per_sec: f64,
 }
 
 #[cfg(test)]
@@ -264,6 +298,15 @@ mod tests {
         assert_eq!(line, r#"{"id":7,"cmd":"console","history":true}"#);
         let back: Request = serde_json::from_str(r#"{"id":1,"cmd":"pause"}"#).expect("parse");
         assert_eq!(back.command, Command::Pause);
+    }
+
+    #[test]
+    fn stats_without_disks_parse_as_no_disks() {
+        let line = r#"{"uptime_ms":1,"vcpus":[],"cpu_percent":0.0,"memory_bytes":0,"memory_touched_bytes":0,"rss_bytes":0,"exits":0,"exits_per_sec":0.0,"serial_out_bytes":0}"#;
+
+        let stats: VmStats = serde_json::from_str(line).expect("parse");
+
+        assert!(stats.disks.is_empty());
     }
 
     #[test]

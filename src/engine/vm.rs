@@ -2,9 +2,9 @@
 //! controlling it through cloneable [`VmHandle`]s.
 //!
 //! [`Vm::create`] does all the work that can fail before the guest runs, in the order KVM
-//! needs: the VM fd, its TSS and identity-map pages, the in-kernel irqchip and PIT, guest RAM
-//! and its memory slots, the boot image and boot structures, the ACPI tables, the devices and
-//! the vCPUs. [`Vm::start`] spawns one thread per vCPU; [`Vm::wait`] blocks until the boot ends
+//! needs: the VM fd, its TSS and identity-map pages, guest RAM and its memory slots, the
+//! in-kernel irqchip and PIT, the boot image and boot structures, the ACPI tables, the devices
+//! and the vCPUs. [`Vm::start`] spawns one thread per vCPU; [`Vm::wait`] blocks until the boot ends
 //! (power-off, reset, debug exit, destroy or crash) and joins them.
 
 use super::acpi::{self, AcpiConfig, AcpiError};
@@ -166,9 +166,14 @@ pub struct Vm {
     started: bool,
     /// The PCI root bus and its disks; dropped with the `Vm` (not kept alive by handles).
     _pci: PciPlatform,
-    // Declared last so they are closed after the vCPUs above. Shared (`Arc`) with the PCI
-    // devices, which program MSI routes and ioeventfds on it.
-    _vm_fd: Arc<VmFd>,
+    /// [`Vm::close_at_process_exit`] was called.
+    close_at_exit: bool,
+    /// The boot ended with anything but a reset: the VM will not be booted again.
+    ended_for_good: bool,
+    // Declared last so they are closed after the vCPUs and PCI devices above. Shared (`Arc`)
+    // with the PCI devices, which program MSI routes and ioeventfds on it. `None` once handed
+    // to the process exit (see `Drop`).
+    vm_fd: Option<Arc<VmFd>>,
     _kvm: Kvm,
 }
 
@@ -190,20 +195,27 @@ fn validate_vcpus(spec: &VmSpec) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Creates the VM fd with the pieces KVM wants before any vCPU exists.
+/// Creates the VM fd with the addresses KVM wants before anything else.
 fn create_vm_fd(kvm: &Kvm) -> Result<VmFd, EngineError> {
     let vm = kvm.create_vm().map_err(EngineError::CreateVm)?;
     vm.set_tss_address(layout::KVM_TSS_START as usize)
         .map_err(EngineError::SetTssAddress)?;
     vm.set_identity_map_address(layout::KVM_IDENTITY_MAP_START)
         .map_err(EngineError::SetIdentityMapAddress)?;
+    Ok(vm)
+}
+
+/// Creates the in-kernel irqchip (PIC, IOAPIC, local APICs) and PIT. Called after the memory
+/// slots are in place: once the irqchip's devices are on KVM's I/O buses, every memory-slot
+/// change waits for an SRCU grace period (measured 2-6 ms for one slot on the development
+/// machine, against 0.2 ms before), which is most of a launch.
+fn create_interrupt_controllers(vm: &VmFd) -> Result<(), EngineError> {
     vm.create_irq_chip().map_err(EngineError::CreateIrqchip)?;
     let pit = kvm_pit_config {
         flags: KVM_PIT_SPEAKER_DUMMY,
         ..Default::default()
     };
-    vm.create_pit2(pit).map_err(EngineError::CreatePit)?;
-    Ok(vm)
+    vm.create_pit2(pit).map_err(EngineError::CreatePit)
 }
 
 /// Hands every region of `mem` to KVM as one memory slot.
@@ -240,6 +252,7 @@ impl Vm {
         let vm_fd = Arc::new(create_vm_fd(&kvm)?);
         let mem = memory::create_guest_memory(spec.memory_bytes).map_err(EngineError::Memory)?;
         add_memory_slots(&vm_fd, &mem)?;
+        create_interrupt_controllers(&vm_fd)?;
         let boot = boot::load(&mem, &spec.boot, spec.memory_bytes).map_err(EngineError::Boot)?;
         let acpi_config = AcpiConfig {
             vcpus: spec.vcpus,
@@ -295,7 +308,9 @@ impl Vm {
             threads: Vec::new(),
             started: false,
             _pci: pci,
-            _vm_fd: vm_fd,
+            close_at_exit: false,
+            ended_for_good: false,
+            vm_fd: Some(vm_fd),
             _kvm: kvm,
         })
     }
@@ -350,7 +365,23 @@ impl Vm {
         }
         let exit = self.ctx.lifecycle.wait_exit();
         self.join_threads();
+        self.ended_for_good = exit != VmExit::Reset;
         exit
+    }
+
+    /// For a process that exits when this VM ends (`vmux run`): once a boot ends for good (not
+    /// a reset), the VM's file descriptor is left open for the process exit to close instead of
+    /// being closed when the `Vm` is dropped.
+    ///
+    /// Why: KVM tears a VM down when its last descriptor closes. Closed from a live process, the
+    /// teardown also deletes KVM's private memory slots (TSS, identity map, APIC access page),
+    /// each waiting for an SRCU grace period with the irqchip in place: that `close` took 9-21
+    /// ms on the development machine. Closed by the exit, after the address space is gone, KVM skips that
+    /// step (QEMU never closes its VM descriptor, for the same effect). The descriptor stays
+    /// open at most until the process exits, once per process: call this only where the
+    /// process ends with the VM.
+    pub fn close_at_process_exit(&mut self) {
+        self.close_at_exit = true;
     }
 
     fn join_threads(&mut self) {
@@ -368,6 +399,14 @@ impl Drop for Vm {
             self.join_threads();
         }
         lock(&self.shared.mem).take();
+        if self.close_at_exit
+            && self.ended_for_good
+            && let Some(vm_fd) = self.vm_fd.take()
+        {
+            // Deliberately never closed here: the process exit closes it (see
+            // `close_at_process_exit`).
+            std::mem::forget(vm_fd);
+        }
     }
 }
 

@@ -576,6 +576,43 @@ impl SnapshotManager {
         }
     }
 
+    /// The names of `vm`'s snapshots as their metadata files say (in any state, sorted by name),
+    /// without reading the files: an unusable file still names a snapshot the user has to
+    /// decide about. Empty when the VM has no metadata folder.
+    pub fn names(&self, vm: &str) -> Result<Vec<String>, StorageError> {
+        let dir = self.dir(vm);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(ConfigError::Read { path: dir, source }.into()),
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let stem = name.strip_suffix(".toml")?;
+                (!stem.is_empty() && !stem.starts_with('.')).then(|| stem.to_string())
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes `vm`'s snapshot metadata folder (`<config>/snapshots/<vm>/`), and with it every
+    /// snapshot record; the images stay where they are (the frozen ones and the overlays are
+    /// ordinary volumes then). For `undefine`; a VM without the folder is fine.
+    pub fn remove_metadata(&self, vm: &str) -> Result<(), StorageError> {
+        let dir = self.dir(vm);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                sync_dir(&dir)?;
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ConfigError::Write { path: dir, source }.into()),
+        }
+    }
+
     fn dir(&self, vm: &str) -> PathBuf {
         self.store.paths().config.join("snapshots").join(vm)
     }
@@ -847,6 +884,46 @@ mod tests {
             free_overlay_name(&base, "s1").expect("name"),
             dir.path().join("web1.s1-2.qcow2")
         );
+    }
+
+    fn manager() -> (tempfile::TempDir, SnapshotManager) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manager = SnapshotManager::new(Paths::under(dir.path()));
+        (dir, manager)
+    }
+
+    #[test]
+    fn names_come_from_the_metadata_files_and_skip_temporary_ones() {
+        let (_dir, snaps) = manager();
+        let folder = snaps.dir("web1");
+        fs::create_dir_all(&folder).expect("mkdir");
+        for file in ["s2.toml", "s1.toml", ".s3.toml.tmp.7", "notes.txt"] {
+            fs::write(folder.join(file), b"not parsed").expect("write");
+        }
+
+        let names = snaps.names("web1").expect("names");
+
+        assert_eq!(names, ["s1", "s2"]);
+    }
+
+    #[test]
+    fn a_vm_without_a_metadata_folder_has_no_snapshots() {
+        let (_dir, snaps) = manager();
+
+        assert!(snaps.names("web1").expect("names").is_empty());
+    }
+
+    #[test]
+    fn removing_metadata_deletes_the_folder_and_is_idempotent() {
+        let (_dir, snaps) = manager();
+        let folder = snaps.dir("web1");
+        fs::create_dir_all(&folder).expect("mkdir");
+        fs::write(folder.join("s1.toml"), b"x").expect("write");
+
+        snaps.remove_metadata("web1").expect("remove");
+        snaps.remove_metadata("web1").expect("remove again");
+
+        assert!(!folder.exists());
     }
 
     #[test]

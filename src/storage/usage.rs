@@ -5,19 +5,28 @@
 
 use super::format::{Detect, canonical, chain, inspect};
 use crate::config::{DiskConfig, Paths, Store};
+use crate::vmd::pidfile::{self, Liveness};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// Whether VM `name` runs now: its vmd wrote its pid to `<state>/vms/<name>/vmd.pid` and that
-/// process is alive. (The same file vmd's stale-state cleanup relies on.)
+/// Whether VM `name` runs (or is paused) now: a vmd holds the lock on
+/// `<state>/vms/<name>/vmd.pid`, the same probe `vmux list` uses ([`pidfile::probe`]). The lock
+/// goes with the process however it dies, so a pid file left by a killed vmd, or a pid reused by
+/// another process, never makes a VM look running. A pid file that cannot be probed counts as
+/// running: refusing a change is the safe side.
 pub fn vm_is_running(paths: &Paths, name: &str) -> bool {
     let pid_file = paths.vm_state_dir(name).join("vmd.pid");
-    let Ok(text) = std::fs::read_to_string(pid_file) else {
-        return false;
-    };
-    text.trim()
-        .parse::<u32>()
-        .is_ok_and(|pid| pid > 0 && Path::new(&format!("/proc/{pid}")).exists())
+    match pidfile::probe(&pid_file, || {}) {
+        Ok(Liveness::Alive { .. }) => true,
+        Ok(Liveness::Dead) => false,
+        Err(e) => {
+            log::warn!(
+                "cannot probe {}: {e}; treating VM '{name}' as running",
+                pid_file.display()
+            );
+            true
+        }
+    }
 }
 
 /// One VM's use of an image.
@@ -120,14 +129,29 @@ mod tests {
     }
 
     #[test]
-    fn a_vm_whose_pid_is_alive_is_running() {
+    fn a_vm_whose_vmd_holds_the_pid_lock_is_running() {
         let dir = tempfile::tempdir().expect("tempdir");
         let paths = Paths::under(dir.path());
         let state = paths.vm_state_dir("web1");
         std::fs::create_dir_all(&state).expect("mkdir");
-        std::fs::write(state.join("vmd.pid"), std::process::id().to_string()).expect("write");
+
+        let lock = pidfile::PidLock::acquire(&state.join("vmd.pid"), 4242).expect("lock");
+
         assert!(vm_is_running(&paths, "web1"));
-        std::fs::write(state.join("vmd.pid"), "2147483647").expect("write");
+        drop(lock);
+    }
+
+    #[test]
+    fn a_pid_file_left_by_a_killed_vmd_is_not_running() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = Paths::under(dir.path());
+        let state = paths.vm_state_dir("web1");
+        std::fs::create_dir_all(&state).expect("mkdir");
+
+        // An unlocked file naming a live process (this one): what SIGKILL leaves behind, with
+        // the pid since reused.
+        std::fs::write(state.join("vmd.pid"), std::process::id().to_string()).expect("write");
+
         assert!(!vm_is_running(&paths, "web1"));
     }
 }

@@ -395,13 +395,20 @@ impl StorageManager {
         self.vol_info(pool, volume)
     }
 
-    /// Deletes a volume (`vol-delete`). Refused while any VM definition uses it (naming them),
-    /// while other images use it as their backing file, or while another process has it open.
+    /// Deletes a volume (`vol-delete`). Refused while a running VM uses it (naming it, with
+    /// how to stop it), while any VM definition uses it (naming them), while other images use
+    /// it as their backing file, or while another process has it open.
     pub fn vol_delete(&self, pool: &str, volume: &str) -> Result<(), StorageError> {
         let path = self.volume_path(pool, volume)?;
         let label = format!("{pool}/{volume}");
         let usage = self.usage();
         let vms = usage.vms_using(&path);
+        if let Some(user) = vms.iter().find(|u| u.running) {
+            return Err(StorageError::InUseByRunningVm {
+                volume: label,
+                vm: user.vm.clone(),
+            });
+        }
         if !vms.is_empty() {
             return Err(StorageError::UsedByVm {
                 volume: label,

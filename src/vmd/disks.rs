@@ -31,8 +31,17 @@ pub enum DiskError {
     },
 }
 
+/// One opened disk of the definition.
+#[derive(Debug)]
+pub struct OpenDisk {
+    /// Guest device name (`vda`, ...), used to name the disk in stats.
+    pub target: String,
+    /// What the engine gets.
+    pub spec: DiskSpec,
+}
+
 /// Resolves and opens every disk of `config`, in definition order.
-pub fn open_disks(paths: &Paths, config: &VmConfig) -> Result<Vec<DiskSpec>, DiskError> {
+pub fn open_disks(paths: &Paths, config: &VmConfig) -> Result<Vec<OpenDisk>, DiskError> {
     if config.disks.is_empty() {
         return Ok(Vec::new());
     }
@@ -52,11 +61,14 @@ pub fn open_disks(paths: &Paths, config: &VmConfig) -> Result<Vec<DiskSpec>, Dis
             .serial
             .clone()
             .unwrap_or_else(|| format!("vmux-{}", disk.target));
-        specs.push(DiskSpec {
-            path: disk.path,
-            read_only: disk.readonly,
-            serial,
-            backend: Some(Arc::new(ImageDisk::new(image))),
+        specs.push(OpenDisk {
+            target: disk.target,
+            spec: DiskSpec {
+                path: disk.path,
+                read_only: disk.readonly,
+                serial,
+                backend: Some(Arc::new(ImageDisk::new(image))),
+            },
         });
     }
     Ok(specs)

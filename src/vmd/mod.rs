@@ -7,6 +7,9 @@
 //! `stats` samples once a second; `console-log` writes the console log; `signals` turns
 //! `SIGTERM` into a destroy. The engine adds `vcpuN` and device threads.
 //!
+//! [`foreground`] runs a transient VM in the calling process instead (`vmux run`), with the
+//! same supervisor, boot loop and console ring but no socket or files.
+//!
 //! Files (`<state>/vms/<name>/`): `vmd.pid` (locked while vmd lives), `state.json`,
 //! `console.log` (+ `.1`), `vmd.log`; and the socket `<runtime>/<name>.sock`.
 
@@ -15,6 +18,7 @@ mod console_log;
 mod detach;
 mod disks;
 mod events;
+pub mod foreground;
 mod logger;
 mod machine;
 pub mod pidfile;
@@ -226,14 +230,21 @@ impl Vmd {
             .load(name)
             .map_err(VmdError::Definition)?;
         let mut spec = machine::vm_spec(&config);
-        spec.disks = disks::open_disks(paths, &config)?;
+        let (targets, specs) = disks::open_disks(paths, &config)?
+            .into_iter()
+            .map(|disk| (disk.target, disk.spec))
+            .unzip();
+        spec.disks = specs;
         let ring = Arc::new(ConsoleRing::new(CONSOLE_RING_BYTES));
-        let sup = Arc::new(Supervisor::new(
-            &spec,
-            std::process::id(),
-            Arc::clone(&ring),
-            Some(dir.join("state.json")),
-        ));
+        let sup = Arc::new(
+            Supervisor::new(
+                &spec,
+                std::process::id(),
+                Arc::clone(&ring),
+                Some(dir.join("state.json")),
+            )
+            .with_disk_targets(targets),
+        );
         let socket = undo
             .socket
             .insert(ControlSocket::bind(&paths.socket(name))?);

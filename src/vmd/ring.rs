@@ -176,6 +176,11 @@ pub enum ReadOutcome {
     Closed,
 }
 
+/// A reader woken with less new output than this waits [`GATHER_FOR`] for more.
+const GATHER_BELOW_BYTES: u64 = 512;
+/// How long a reader gathers a trickle of output before handing it on.
+const GATHER_FOR: Duration = Duration::from_millis(2);
+
 impl RingReader {
     /// A reader starting at the oldest held byte (`history`) or at the current end.
     pub fn new(ring: Arc<ConsoleRing>, history: bool) -> RingReader {
@@ -192,6 +197,14 @@ impl RingReader {
             } else {
                 ReadOutcome::Idle
             };
+        }
+        // A guest prints one byte per UART exit: without this short wait every byte would wake
+        // every reader (console clients, the logger) on its own. 2 ms is far below what a
+        // person typing notices, and a busy guest fills GATHER_BELOW_BYTES sooner.
+        if self.ring.end().saturating_sub(self.cursor) < GATHER_BELOW_BYTES
+            && !self.ring.is_closed()
+        {
+            std::thread::sleep(GATHER_FOR);
         }
         let mut data = Vec::new();
         let chunk = self.ring.read(self.cursor, READ_CHUNK_BYTES, &mut data);

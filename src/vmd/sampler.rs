@@ -22,7 +22,7 @@ pub fn spawn(sup: Arc<Supervisor>) -> io::Result<()> {
                 if let Some(view) = sup.boot_view() {
                     let engine = view.control.stats();
                     let host = HostReadings::read(engine.vcpus.iter().map(|v| v.tid));
-                    let sample = sampler.sample(Instant::now(), view.facts, &engine, &host);
+                    let sample = sampler.sample(Instant::now(), &view.facts, &engine, &host);
                     sup.record_stats(sample);
                 }
                 // Fixed-rate ticks: a slow sample does not drift the schedule.

@@ -1,15 +1,15 @@
-//! Stats sampling: turns the engine's counters plus host figures (per-vCPU CPU time from
-//! `/proc/self/task/<tid>/schedstat`, RSS from `/proc/self/statm`) into [`VmStats`], with
-//! rates computed over the interval since the previous sample.
+//! Stats sampling: turns the engine's counters (exits, per-disk I/O) plus host figures
+//! (per-vCPU CPU time from `/proc/self/task/<tid>/schedstat`, RSS from `/proc/self/statm`) into
+//! [`VmStats`], with rates computed over the interval since the previous sample.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::engine::EngineStats;
-use crate::engine::control::{VcpuStats, VmStats};
+use crate::engine::control::{DiskStats, VcpuStats, VmStats};
 
 /// What the sampler needs to know about the boot being sampled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootFacts {
     /// Which boot (rates restart at a new one).
     pub boot: u32,
@@ -17,6 +17,8 @@ pub struct BootFacts {
     pub uptime: Duration,
     /// Serial bytes the guest wrote during this boot.
     pub serial_out_bytes: u64,
+    /// Guest device names of the disks, in `EngineStats::disks` order.
+    pub disk_targets: Vec<String>,
 }
 
 /// Host-side readings taken at one instant.
@@ -77,14 +79,32 @@ struct Previous {
     at: Instant,
     cpu_ns: HashMap<u32, u64>,
     exits: u64,
+    /// Each disk's counters by target name.
+    disks: HashMap<String, DiskStats>,
+}
+
+/// Per-second rate of a counter that went from `before` to `now` over `interval_ns`; zero for
+/// an empty interval or a counter that went backwards (it restarted).
+fn rate(before: u64, now: u64, interval_ns: u64) -> f64 {
+    if interval_ns == 0 {
+        return 0.0;
+    }
+    now.saturating_sub(before) as f64 * 1e9 / interval_ns as f64
+}
+
+/// The name shown for disk `index` when the boot facts have none (never expected: vmd names
+/// every disk it opens).
+fn fallback_target(index: usize) -> String {
+    format!("disk{index}")
 }
 
 impl Sampler {
-    /// Builds a sample taken at `now`. The first sample of a boot reports zero rates.
+    /// Builds a sample taken at `now`. The first sample of a boot reports zero rates; so does a
+    /// disk the previous sample did not have.
     pub fn sample(
         &mut self,
         now: Instant,
-        boot: BootFacts,
+        boot: &BootFacts,
         engine: &EngineStats,
         host: &HostReadings,
     ) -> VmStats {
@@ -118,17 +138,48 @@ impl Sampler {
             })
             .collect();
         let exits: u64 = engine.vcpus.iter().map(|v| v.exits).sum();
-        let exits_per_sec = match &previous {
-            Some(p) if interval_ns > 0 => {
-                exits.saturating_sub(p.exits) as f64 * 1e9 / interval_ns as f64
-            }
-            _ => 0.0,
-        };
+        let exits_per_sec = previous
+            .as_ref()
+            .map_or(0.0, |p| rate(p.exits, exits, interval_ns));
+        let disks: Vec<DiskStats> = engine
+            .disks
+            .iter()
+            .enumerate()
+            .map(|(index, counters)| {
+                let target = boot
+                    .disk_targets
+                    .get(index)
+                    .cloned()
+                    .unwrap_or_else(|| fallback_target(index));
+                let before = previous.as_ref().and_then(|p| p.disks.get(&target));
+                let per_sec = |field: fn(&DiskStats) -> u64, now: u64| {
+                    before.map_or(0.0, |b| rate(field(b), now, interval_ns))
+                };
+                DiskStats {
+                    read_bytes_per_sec: per_sec(|d| d.read_bytes, counters.read_bytes),
+                    write_bytes_per_sec: per_sec(|d| d.write_bytes, counters.write_bytes),
+                    read_ops_per_sec: per_sec(|d| d.read_ops, counters.read_ops),
+                    write_ops_per_sec: per_sec(|d| d.write_ops, counters.write_ops),
+                    target,
+                    read_ops: counters.read_ops,
+                    read_bytes: counters.read_bytes,
+                    write_ops: counters.write_ops,
+                    write_bytes: counters.write_bytes,
+                    flushes: counters.flushes,
+                    errors: counters.errors,
+                    average_latency_ns: counters.average_latency_ns,
+                }
+            })
+            .collect();
         self.previous = Some(Previous {
             boot: boot.boot,
             at: now,
             cpu_ns: vcpus.iter().map(|v| (v.tid, v.cpu_time_ns)).collect(),
             exits,
+            disks: disks
+                .iter()
+                .map(|d| (d.target.clone(), d.clone()))
+                .collect(),
         });
         VmStats {
             uptime_ms: boot.uptime.as_millis() as u64,
@@ -140,6 +191,7 @@ impl Sampler {
             exits,
             exits_per_sec,
             serial_out_bytes: boot.serial_out_bytes,
+            disks,
         }
     }
 }
@@ -156,12 +208,14 @@ pub fn empty_stats(memory_bytes: u64) -> VmStats {
         exits: 0,
         exits_per_sec: 0.0,
         serial_out_bytes: 0,
+        disks: Vec::new(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::DiskStats as EngineDisk;
     use crate::engine::VcpuCounters;
 
     fn engine(exits: u64) -> EngineStats {
@@ -189,6 +243,24 @@ mod tests {
             boot,
             uptime: Duration::from_secs(3),
             serial_out_bytes: 42,
+            disk_targets: vec!["vda".into(), "vdb".into()],
+        }
+    }
+
+    /// Engine counters of two disks: `vda` with these reads and writes, `vdb` idle.
+    fn with_disks(read_bytes: u64, write_bytes: u64) -> EngineStats {
+        let vda = EngineDisk {
+            read_ops: read_bytes / 4096,
+            read_bytes,
+            write_ops: write_bytes / 512,
+            write_bytes,
+            flushes: 3,
+            errors: 1,
+            average_latency_ns: 25_000,
+        };
+        EngineStats {
+            disks: vec![vda, EngineDisk::default()],
+            ..engine(0)
         }
     }
 
@@ -196,10 +268,10 @@ mod tests {
     fn rates_are_computed_over_the_interval() {
         let mut sampler = Sampler::default();
         let t0 = Instant::now();
-        sampler.sample(t0, boot(1), &engine(1000), &host(0));
+        sampler.sample(t0, &boot(1), &engine(1000), &host(0));
         let s = sampler.sample(
             t0 + Duration::from_secs(2),
-            boot(1),
+            &boot(1),
             &engine(5000),
             &host(1_000_000_000),
         );
@@ -215,10 +287,94 @@ mod tests {
     fn a_new_boot_restarts_the_rates() {
         let mut sampler = Sampler::default();
         let t0 = Instant::now();
-        sampler.sample(t0, boot(1), &engine(9000), &host(5_000_000_000));
-        let s = sampler.sample(t0 + Duration::from_secs(1), boot(2), &engine(10), &host(1));
+        sampler.sample(t0, &boot(1), &engine(9000), &host(5_000_000_000));
+        let s = sampler.sample(t0 + Duration::from_secs(1), &boot(2), &engine(10), &host(1));
         assert_eq!(s.exits_per_sec, 0.0);
         assert_eq!(s.vcpus[0].cpu_percent, 0.0);
+    }
+
+    #[test]
+    fn disk_rates_are_bytes_and_requests_per_second_over_the_interval() {
+        let mut sampler = Sampler::default();
+        let t0 = Instant::now();
+        sampler.sample(t0, &boot(1), &with_disks(4096, 512), &host(0));
+
+        let s = sampler.sample(
+            t0 + Duration::from_millis(500),
+            &boot(1),
+            &with_disks(4096 * 11, 512 * 51),
+            &host(0),
+        );
+
+        let vda = &s.disks[0];
+        assert_eq!(vda.target, "vda");
+        assert!((vda.read_bytes_per_sec - 81_920.0).abs() < 1e-6, "{vda:?}");
+        assert!((vda.write_bytes_per_sec - 51_200.0).abs() < 1e-6, "{vda:?}");
+        assert!((vda.read_ops_per_sec - 20.0).abs() < 1e-9, "{vda:?}");
+        assert!((vda.write_ops_per_sec - 100.0).abs() < 1e-9, "{vda:?}");
+    }
+
+    #[test]
+    fn disk_counters_are_reported_as_totals_since_boot() {
+        let mut sampler = Sampler::default();
+
+        let s = sampler.sample(Instant::now(), &boot(1), &with_disks(8192, 1024), &host(0));
+
+        let vda = &s.disks[0];
+        assert_eq!((vda.read_ops, vda.read_bytes), (2, 8192));
+        assert_eq!((vda.write_ops, vda.write_bytes), (2, 1024));
+        assert_eq!(
+            (vda.flushes, vda.errors, vda.average_latency_ns),
+            (3, 1, 25_000)
+        );
+        assert_eq!(s.disks[1].target, "vdb");
+        assert_eq!(s.disks[1].read_bytes, 0);
+    }
+
+    #[test]
+    fn the_first_sample_of_a_boot_has_zero_disk_rates() {
+        let mut sampler = Sampler::default();
+        let t0 = Instant::now();
+        sampler.sample(t0, &boot(1), &with_disks(1 << 20, 1 << 20), &host(0));
+
+        let s = sampler.sample(
+            t0 + Duration::from_secs(1),
+            &boot(2),
+            &with_disks(4096, 0),
+            &host(0),
+        );
+
+        assert_eq!(s.disks[0].read_bytes_per_sec, 0.0);
+        assert_eq!(s.disks[0].write_bytes_per_sec, 0.0);
+    }
+
+    #[test]
+    fn a_disk_counter_that_went_backwards_reports_a_zero_rate() {
+        let mut sampler = Sampler::default();
+        let t0 = Instant::now();
+        sampler.sample(t0, &boot(1), &with_disks(1 << 20, 0), &host(0));
+
+        let s = sampler.sample(
+            t0 + Duration::from_secs(1),
+            &boot(1),
+            &with_disks(4096, 0),
+            &host(0),
+        );
+
+        assert_eq!(s.disks[0].read_bytes_per_sec, 0.0);
+    }
+
+    #[test]
+    fn a_disk_without_a_known_target_is_named_by_its_index() {
+        let mut sampler = Sampler::default();
+        let facts = BootFacts {
+            disk_targets: vec!["vda".into()],
+            ..boot(1)
+        };
+
+        let s = sampler.sample(Instant::now(), &facts, &with_disks(0, 0), &host(0));
+
+        assert_eq!(s.disks[1].target, "disk1");
     }
 
     #[test]

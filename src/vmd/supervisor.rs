@@ -28,6 +28,8 @@ pub struct Supervisor {
     pid: u32,
     max_vcpus: u32,
     memory_bytes: u64,
+    /// Guest device names of the VM's disks, in `VmSpec::disks` order (for stats).
+    disk_targets: Vec<String>,
     ring: Arc<ConsoleRing>,
     events: EventBus,
     /// Where `state.json` goes; `None` keeps state in memory only (tests).
@@ -86,6 +88,7 @@ impl Supervisor {
             pid,
             max_vcpus: spec.max_vcpus,
             memory_bytes: spec.memory_bytes,
+            disk_targets: Vec::new(),
             ring,
             events: EventBus::new(),
             state_path,
@@ -102,6 +105,13 @@ impl Supervisor {
             commands: Mutex::new(()),
             latest: Mutex::new(empty_stats(spec.memory_bytes)),
         }
+    }
+
+    /// Names the disks in stats samples: `targets[i]` is the guest device name of
+    /// `spec.disks[i]`.
+    pub fn with_disk_targets(mut self, targets: Vec<String>) -> Supervisor {
+        self.disk_targets = targets;
+        self
     }
 
     fn live(&self) -> MutexGuard<'_, Live> {
@@ -199,6 +209,7 @@ impl Supervisor {
                 boot: live.boots,
                 uptime: live.boot_clock.elapsed(),
                 serial_out_bytes: self.ring.end().saturating_sub(live.serial_base),
+                disk_targets: self.disk_targets.clone(),
             },
         })
     }
@@ -488,6 +499,17 @@ pub(crate) mod tests {
                 reason: None
             }
         );
+    }
+
+    #[test]
+    fn the_sampler_sees_the_disks_by_their_targets() {
+        let sup = Supervisor::new(&spec(), 99, Arc::new(ConsoleRing::new(64)), None)
+            .with_disk_targets(vec!["vda".into(), "vdb".into()]);
+        sup.boot_started(Arc::new(FakeControl::default()));
+
+        let view = sup.boot_view().expect("a boot runs");
+
+        assert_eq!(view.facts.disk_targets, ["vda", "vdb"]);
     }
 
     #[test]

@@ -3,10 +3,13 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Mutex;
 use vmux::config::{BootConfig, DiskConfig, Paths, Store, VmConfig};
 use vmux::storage::{BlockImage, OpenOptions, StorageManager, open_image};
+use vmux::vmd::pidfile::PidLock;
 
 /// Runs a qemu-utils tool; panics with a hint when it is not installed.
 pub fn tool(name: &str, args: &[&str]) -> Output {
@@ -111,6 +114,8 @@ pub struct Home {
     pub paths: Paths,
     /// Pools and volumes.
     pub storage: StorageManager,
+    /// The pid locks of VMs made to look running, by name.
+    running: Mutex<HashMap<String, PidLock>>,
 }
 
 impl Home {
@@ -123,6 +128,7 @@ impl Home {
             dir,
             paths,
             storage,
+            running: Mutex::new(HashMap::new()),
         }
     }
 
@@ -154,16 +160,22 @@ impl Home {
             .collect()
     }
 
-    /// Makes VM `name` look running (its vmd.pid names a live process: this one).
+    /// Makes VM `name` look running: this process takes its vmd.pid lock, as a vmd would.
     pub fn fake_running(&self, name: &str) {
         let state = self.paths.vm_state_dir(name);
         std::fs::create_dir_all(&state).expect("state dir");
-        std::fs::write(state.join("vmd.pid"), std::process::id().to_string()).expect("pid file");
+        let lock = PidLock::acquire(&state.join("vmd.pid"), std::process::id()).expect("pid lock");
+        self.running
+            .lock()
+            .expect("lock")
+            .insert(name.to_string(), lock);
     }
 
     /// Undoes [`Home::fake_running`].
     pub fn fake_stopped(&self, name: &str) {
-        let _ = std::fs::remove_file(self.paths.vm_state_dir(name).join("vmd.pid"));
+        if let Some(lock) = self.running.lock().expect("lock").remove(name) {
+            lock.remove();
+        }
     }
 }
 
