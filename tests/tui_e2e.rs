@@ -280,7 +280,10 @@ fn volumes_created_cloned_and_deleted_in_the_storage_pane_show_in_vol_list() {
     t.wait_for("cloned default/e2e-data.qcow2 to e2e-data-clone.qcow2");
     t.wait_for("volumes in default (2)");
     let listed = t.vmux(&["vol-list", "default"]);
-    assert!(row_of(&listed, "e2e-data-clone.qcow2").is_some(), "{listed}");
+    assert!(
+        row_of(&listed, "e2e-data-clone.qcow2").is_some(),
+        "{listed}"
+    );
 
     // The new clone is selected.
     t.keys(&["DC"]);
@@ -288,7 +291,10 @@ fn volumes_created_cloned_and_deleted_in_the_storage_pane_show_in_vol_list() {
     t.keys(&["y"]);
     t.wait_for("deleted default/e2e-data-clone.qcow2");
     let listed = t.vmux(&["vol-list", "default"]);
-    assert!(row_of(&listed, "e2e-data-clone.qcow2").is_none(), "{listed}");
+    assert!(
+        row_of(&listed, "e2e-data-clone.qcow2").is_none(),
+        "{listed}"
+    );
     assert!(row_of(&listed, "e2e-data.qcow2").is_some(), "{listed}");
 
     t.keys(&["q"]);

@@ -202,7 +202,10 @@ fn a_full_clone_shows_a_progress_bar_labelled_as_an_estimate_until_done() {
     assert!(harness.app.tasks.is_empty());
     assert!(status_text(&harness).contains("cloned default/base.qcow2 to base-clone.qcow2"));
     assert!(harness.screen().contains("base-clone.qcow2"));
-    assert_eq!(harness.app.storage.volume.as_deref(), Some("base-clone.qcow2"));
+    assert_eq!(
+        harness.app.storage.volume.as_deref(),
+        Some("base-clone.qcow2")
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 use vmux::client::Host;
 use vmux::client::fake::FakeHost;
-use vmux::config::{BootConfig, VmConfig};
+use vmux::config::{BootConfig, MacAddr, NicConfig, VmConfig};
 use vmux::tui::action::{Action, DirEntry, Effect, HostMemory, error_chain};
 use vmux::tui::backends::fake::{FakeNetworks, FakeStorage};
 use vmux::tui::backends::{Backends, NetworkHost, StorageHost};
@@ -329,6 +329,21 @@ pub fn fleet() -> FakeHost {
                 cmdline: "console=ttyS0 root=/dev/vda".into(),
             };
         }
+        // The disks and NICs that fleet_storage and fleet_networks know about.
+        let (disk, network, mac) = match *name {
+            "web1" => (Some("default/web1.qcow2"), Some("default"), 0x1001),
+            "db" => (Some("default/db.raw"), Some("default"), 0x1002),
+            "build" => (Some("default/build.qcow2"), Some("lab"), 0x1003),
+            _ => (None, None, 0),
+        };
+        config.disks = disk.map(|d| d.parse().expect("disk")).into_iter().collect();
+        config.nics = network
+            .map(|network| NicConfig {
+                network: network.to_string(),
+                mac: MacAddr::with_vmux_prefix(mac),
+            })
+            .into_iter()
+            .collect();
         config
     }));
     for name in ["web1", "db", "mail", "cache"] {
