@@ -529,3 +529,51 @@ fn help_lists_the_storage_keys() {
     assert!(screen.contains("keys: storage"), "{screen}");
     assert!(screen.contains("clone volume (full or linked)"), "{screen}");
 }
+
+fn click(column: u16, row: u16) -> Action {
+    Action::Mouse(crossterm::event::MouseEvent {
+        kind: crossterm::event::MouseEventKind::Down(crossterm::event::MouseButton::Left),
+        column,
+        row,
+        modifiers: crossterm::event::KeyModifiers::NONE,
+    })
+}
+
+/// The screen row showing `text`.
+fn row_of(harness: &Harness, text: &str) -> u16 {
+    harness
+        .screen()
+        .lines()
+        .position(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("{text} not on screen")) as u16
+}
+
+#[test]
+fn clicking_the_header_switches_panes() {
+    let mut harness = fleet_app(80, 24, 1);
+    // " vmux  1 VMs 2 Storage 3 Networks": "2 Storage" starts at column 13.
+    harness.act(click(15, 0));
+    assert_eq!(harness.app.pane, Pane::Storage);
+    harness.act(click(25, 0));
+    assert_eq!(harness.app.pane, Pane::Networks);
+    harness.act(click(8, 0));
+    assert_eq!(harness.app.pane, Pane::List);
+}
+
+#[test]
+fn clicking_rows_selects_pools_volumes_and_networks() {
+    let mut harness = storage();
+    let row = row_of(&harness, "db.raw");
+    harness.act(click(5, row));
+    assert_eq!(harness.app.storage.focus, StorageFocus::Volumes);
+    assert_eq!(harness.app.storage.volume.as_deref(), Some("db.raw"));
+    let row = row_of(&harness, "/srv/scratch");
+    harness.act(click(5, row));
+    assert_eq!(harness.app.storage.pool.as_deref(), Some("scratch"));
+    assert_eq!(harness.app.storage.focus, StorageFocus::Pools);
+
+    harness.char('3');
+    let row = row_of(&harness, "(host LAN)");
+    harness.act(click(3, row));
+    assert_eq!(harness.app.networks.selected.as_deref(), Some("lan"));
+}

@@ -100,7 +100,7 @@ impl StorageState {
 
     /// Keeps the selection on things that exist: the first pool and volume when the old ones
     /// went away.
-    fn fix_selection(&mut self) {
+    pub fn fix_selection(&mut self) {
         if self.selected_pool().is_none() {
             self.pool = self.snapshot.pools.first().map(|p| p.name().to_string());
             self.volume = None;

@@ -539,11 +539,94 @@ fn on_mouse(app: &mut App, mouse: MouseEvent) {
     if app.overlay.is_some() || layout::too_small(Rect::new(0, 0, app.width, app.height)) {
         return;
     }
+    let click = mouse.kind == MouseEventKind::Down(MouseButton::Left);
+    if click && mouse.row == 0 && app.pane != Pane::Console {
+        match layout::tab_at(mouse.column) {
+            Some(0) => app.pane = Pane::List,
+            Some(1) => storage_pane::show(app),
+            Some(2) => network_pane::show(app),
+            _ => return,
+        }
+        app.dirty = true;
+        return;
+    }
     match app.pane {
         Pane::Console => on_console_mouse(app, mouse),
         Pane::List if !app.welcome() => on_list_mouse(app, mouse),
-        Pane::List | Pane::Details | Pane::Storage | Pane::Networks => {}
+        Pane::Storage => on_storage_mouse(app, mouse),
+        Pane::Networks => on_networks_mouse(app, mouse),
+        Pane::List | Pane::Details => {}
     }
+}
+
+/// The row of a list drawn in `rows` (scrolled to keep `selected` visible) under the mouse.
+fn clicked_row(mouse: &MouseEvent, rows: Rect, selected: usize) -> Option<usize> {
+    rows.contains(ratatui::layout::Position::new(mouse.column, mouse.row))
+        .then(|| {
+            layout::scroll_offset(selected, usize::from(rows.height))
+                + usize::from(mouse.row - rows.y)
+        })
+}
+
+fn on_storage_mouse(app: &mut App, mouse: MouseEvent) {
+    use super::storage_pane::StorageFocus;
+    let body = layout::main(Rect::new(0, 0, app.width, app.height)).body;
+    let state = &mut app.storage;
+    match mouse.kind {
+        MouseEventKind::ScrollDown => state.move_selection(1),
+        MouseEventKind::ScrollUp => state.move_selection(-1),
+        MouseEventKind::Down(MouseButton::Left) => {
+            let extra = state.snapshot.broken.len() + usize::from(state.error.is_some());
+            let [pools, volumes] = layout::storage(body, state.snapshot.pools.len() + extra);
+            let pool_rows = layout::table_rows(pools, 0);
+            let volume_rows = layout::table_rows(volumes, layout::volume_details_height(volumes));
+            let pool_row = state.pool_row().unwrap_or(0);
+            let volume_row = state.volume_row().unwrap_or(0);
+            if let Some(row) = clicked_row(&mouse, pool_rows, pool_row) {
+                state.focus = StorageFocus::Pools;
+                if let Some(pool) = state.snapshot.pools.get(row) {
+                    state.pool = Some(pool.name().to_string());
+                    state.volume = None;
+                    state.fix_selection();
+                }
+            } else if let Some(row) = clicked_row(&mouse, volume_rows, volume_row) {
+                state.focus = StorageFocus::Volumes;
+                let name = state
+                    .selected_pool()
+                    .and_then(|p| p.volumes.get(row))
+                    .map(|v| v.name.clone());
+                if name.is_some() {
+                    state.volume = name;
+                }
+            } else {
+                return;
+            }
+        }
+        _ => return,
+    }
+    app.dirty = true;
+}
+
+fn on_networks_mouse(app: &mut App, mouse: MouseEvent) {
+    let body = layout::main(Rect::new(0, 0, app.width, app.height)).body;
+    let state = &mut app.networks;
+    match mouse.kind {
+        MouseEventKind::ScrollDown => state.move_selection(1),
+        MouseEventKind::ScrollUp => state.move_selection(-1),
+        MouseEventKind::Down(MouseButton::Left) => {
+            let extra = state.snapshot.broken.len() + usize::from(state.error.is_some());
+            let [list, _] = layout::networks(body, state.snapshot.networks.len() + extra);
+            let selected = state.selected_row().unwrap_or(0);
+            let Some(row) = clicked_row(&mouse, layout::table_rows(list, 0), selected) else {
+                return;
+            };
+            if let Some(network) = state.snapshot.networks.get(row) {
+                state.selected = Some(network.config.name.clone());
+            }
+        }
+        _ => return,
+    }
+    app.dirty = true;
 }
 
 fn on_list_mouse(app: &mut App, mouse: MouseEvent) {

@@ -213,6 +213,49 @@ pub fn table_widths(columns: Columns, width: u16) -> Vec<u16> {
         .collect()
 }
 
+/// The panes the header names after the title, in order: key and name. The first is the VM
+/// list (with its details and consoles), then storage, then networks.
+pub const TABS: [(&str, &str); 3] = [("1", "VMs"), ("2", "Storage"), ("3", "Networks")];
+/// Width of the header's title (` vmux `) before the tabs.
+pub const TITLE_WIDTH: u16 = 6;
+
+/// The tab (index into [`TABS`]) at column `x` of the header row. Each tab is preceded by a
+/// space.
+pub fn tab_at(x: u16) -> Option<usize> {
+    let mut left = TITLE_WIDTH;
+    for (i, (key, name)) in TABS.iter().enumerate() {
+        left += 1;
+        let width = (key.len() + 1 + name.len()) as u16;
+        if (left..left + width).contains(&x) {
+            return Some(i);
+        }
+        left += width;
+    }
+    None
+}
+
+/// The data rows of a table drawn in the bordered `block`: below its column titles, above
+/// `footer` rows kept for other text.
+pub fn table_rows(block: Rect, footer: u16) -> Rect {
+    let inner = inner(block);
+    Rect::new(
+        inner.x,
+        inner.y + 1.min(inner.height),
+        inner.width,
+        inner.height.saturating_sub(1 + footer),
+    )
+}
+
+/// Rows under the volume table for the selected volume's details (two when there is room).
+pub fn volume_details_height(block: Rect) -> u16 {
+    2.min(inner(block).height.saturating_sub(2))
+}
+
+/// The first row shown of a list of `page` rows that keeps row `selected` on screen.
+pub fn scroll_offset(selected: usize, page: usize) -> usize {
+    (selected + 1).saturating_sub(page)
+}
+
 /// Splits the storage pane: pools on top (sized for `pool_rows` rows, at most half), the
 /// selected pool's volumes below.
 pub fn storage(body: Rect, pool_rows: usize) -> [Rect; 2] {
@@ -368,7 +411,19 @@ mod tests {
     }
 
     #[test]
+    fn tabs_are_found_by_column() {
+        // " vmux  1 VMs 2 Storage 3 Networks"
+        assert_eq!(tab_at(7), Some(0));
+        assert_eq!(tab_at(11), Some(0));
+        assert_eq!(tab_at(12), None);
+        assert_eq!(tab_at(13), Some(1));
+        assert_eq!(tab_at(23), Some(2));
+        assert_eq!(tab_at(3), None);
+    }
+
+    #[test]
     fn layouts_survive_zero_sized_areas() {
+        let _ = table_rows(Rect::new(0, 0, 0, 0), 2);
         let _ = storage(Rect::new(0, 0, 0, 0), 3);
         let zero = Rect::new(0, 0, 0, 0);
         let _ = list(main(zero).body);

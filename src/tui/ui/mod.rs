@@ -84,13 +84,6 @@ fn too_small(app: &App, area: Rect, buf: &mut Buffer) {
         .render(rect, buf);
 }
 
-/// The panes the header names, with their keys.
-const TABS: [(Pane, &str, &str); 3] = [
-    (Pane::List, "1", "VMs"),
-    (Pane::Storage, "2", "Storage"),
-    (Pane::Networks, "3", "Networks"),
-];
-
 fn header(app: &App, area: Rect, buf: &mut Buffer) {
     let theme = &app.theme;
     let running = app.vms.iter().filter(|vm| vm.is_live()).count();
@@ -102,7 +95,8 @@ fn header(app: &App, area: Rect, buf: &mut Buffer) {
         " vmux ",
         theme.accent.add_modifier(ratatui::style::Modifier::BOLD),
     )];
-    for (pane, key, name) in TABS {
+    let panes = [Pane::List, Pane::Storage, Pane::Networks];
+    for (pane, (key, name)) in panes.into_iter().zip(layout::TABS) {
         let style = if pane == current {
             theme.selected
         } else {

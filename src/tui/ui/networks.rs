@@ -104,7 +104,7 @@ fn draw_list(app: &App, inner: Rect, buf: &mut Buffer) {
     }
     let selected = state.selected_row().unwrap_or(0);
     let page = usize::from(rows.height);
-    let offset = (selected + 1).saturating_sub(page);
+    let offset = layout::scroll_offset(selected, page);
     let mut y = rows.y;
     for (i, network) in state
         .snapshot

@@ -111,7 +111,7 @@ fn draw_pools(app: &App, inner: Rect, buf: &mut Buffer) {
     let focused = state.focus == StorageFocus::Pools;
     let selected = state.pool_row().unwrap_or(0);
     let page = usize::from(rows.height);
-    let offset = (selected + 1).saturating_sub(page);
+    let offset = layout::scroll_offset(selected, page);
     let mut y = rows.y;
     for (i, pool) in state
         .snapshot
@@ -199,6 +199,16 @@ fn pool_row(app: &App, pool: &PoolView, style: Style, area: Rect, buf: &mut Buff
     table_row(POOL_COLUMNS, area, &cells, &[3, 4, 5], buf);
 }
 
+/// The bordered block whose inside is `inner`.
+fn block_of(inner: Rect) -> Rect {
+    Rect::new(
+        inner.x.saturating_sub(1),
+        inner.y.saturating_sub(1),
+        inner.width + 2,
+        inner.height + 2,
+    )
+}
+
 /// A cell's own colour, unless the row is selected (then the selection's colours stay).
 fn keep_selection(row: Style, own: Style, app: &App) -> Style {
     if row == app.theme.base { own } else { row }
@@ -229,13 +239,8 @@ fn draw_volumes(app: &App, inner: Rect, buf: &mut Buffer) {
     }
     table_header(VOLUME_COLUMNS, inner, theme.header, buf);
     // The last two rows describe the selected volume.
-    let details_height = 2.min(inner.height.saturating_sub(2));
-    let rows = Rect::new(
-        inner.x,
-        inner.y + 1,
-        inner.width,
-        inner.height.saturating_sub(1 + details_height),
-    );
+    let details_height = layout::volume_details_height(block_of(inner));
+    let rows = layout::table_rows(block_of(inner), details_height);
     if pool.volumes.is_empty() {
         put(
             buf,
@@ -249,7 +254,7 @@ fn draw_volumes(app: &App, inner: Rect, buf: &mut Buffer) {
     let focused = state.focus == StorageFocus::Volumes;
     let selected = state.volume_row().unwrap_or(0);
     let page = usize::from(rows.height);
-    let offset = (selected + 1).saturating_sub(page);
+    let offset = layout::scroll_offset(selected, page);
     for (row, (i, volume)) in pool
         .volumes
         .iter()
