@@ -6,7 +6,7 @@
 //! any, goes to the status line.
 
 use super::app::Confirm;
-use super::backends::{PoolView, StorageSnapshot};
+use super::backends::PoolView;
 use super::form::{FieldKey, FieldValue, Form, FormField, FormKey};
 use super::tasks::Task;
 use crate::config::{
@@ -692,11 +692,6 @@ impl Dialog {
         probe.validate()?;
         Ok(config)
     }
-}
-
-/// Names a storage snapshot's active pools.
-pub fn active_pools(snapshot: &StorageSnapshot) -> Vec<&PoolView> {
-    snapshot.pools.iter().filter(|p| p.active()).collect()
 }
 
 #[cfg(test)]
