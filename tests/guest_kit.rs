@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const PROGRAMS: [&str; 11] = [
+const PROGRAMS: [&str; 12] = [
     "acpi",
     "blk",
     "blkstress",
@@ -25,6 +25,7 @@ const PROGRAMS: [&str; 11] = [
     "fault",
     "flood",
     "hello",
+    "hotplug",
     "launch",
     "smp",
 ];

@@ -5,8 +5,9 @@
 //! MADT lists, prints a coloured banner and a `demo$ ` prompt, and then idles in `hlt` between
 //! interrupts (an idle demo VM costs the host ~0 CPU). Commands: `help`, `cpus`, `mem`,
 //! `uptime`, `echo <text>`, `poweroff`, `reboot`. The ACPI power button (GED bit 3) powers it
-//! off; a CPU hotplug event (GED bit 1) starts any listed CPU that is not yet online.
-//! tests/guests/README.md lists the exact lines it prints.
+//! off; a CPU hotplug event (GED bit 1) runs the CPU hotplug register protocol (kit/cpuhp.rs):
+//! inserted CPUs are started, CPUs the host removes are parked and ejected, so `cpus` follows
+//! `vmux setvcpus` live. tests/guests/README.md lists the exact lines it prints.
 
 #![no_std]
 #![no_main]
@@ -16,12 +17,14 @@ mod kit;
 
 use kit::acpi::{Rsdp, Table};
 use kit::console::{Ascii, Dec, DecPadded, print_str};
+use kit::cpuhp::{self, Notice};
 use kit::ged;
 use kit::line::{Event, LineEditor, split_command};
 
 /// How long a CPU gets to come up at boot (a few thousand instructions on a slow KVM).
 const BOOT_AP_TIMEOUT_US: u64 = 1_000_000;
-/// How long a CPU gets after a hotplug event; CPUs listed but not plugged in cost this much.
+/// How long a CPU gets after a hotplug event without the hotplug registers (other
+/// hypervisors); CPUs listed but not plugged in cost this much.
 const HOTPLUG_AP_TIMEOUT_US: u64 = 50_000;
 
 const BANNER: &str =
@@ -72,25 +75,52 @@ fn guest_main(boot: &kit::boot::BootInfo) -> ! {
             println!("\npower button pressed: powering off");
             kit::power::power_off();
         }
-        if events & ged::EVENT_CPU_HOTPLUG != 0 {
-            if let Some(madt) = &madt {
-                let before = kit::smp::online_ids().count();
-                start_cpus(
-                    madt,
-                    |cpu| cpu.enabled() || cpu.online_capable(),
-                    HOTPLUG_AP_TIMEOUT_US,
-                );
-                let after = kit::smp::online_ids().count();
-                println!(
-                    "\ncpu hotplug: {} cpus online (+{})",
-                    Dec(after as u64),
-                    Dec((after - before) as u64)
-                );
-                print_str(PROMPT);
-            }
+        if events & ged::EVENT_CPU_HOTPLUG != 0
+            && let Some(madt) = &madt
+        {
+            cpu_hotplug(madt);
+            print_str(PROMPT);
         }
         kit::cpu::wait_for_interrupt();
     }
+}
+
+/// Answers a CPU hotplug event: with vmux's hotplug registers, starts the inserted CPUs and
+/// parks and ejects the removed ones; without them, starts every listed CPU not yet online.
+/// Prints `cpu hotplug: <n> cpus online (+<added> -<removed>)`.
+fn cpu_hotplug(madt: &Table) {
+    let mut added = 0u64;
+    let mut removed = 0u64;
+    if cpuhp::present() {
+        let slots = madt.madt_cpus().count() as u32;
+        cpuhp::scan(slots, |slot, notice| match notice {
+            Notice::Inserted => {
+                if kit::smp::start_ap(slot, BOOT_AP_TIMEOUT_US).is_ok() {
+                    added += 1;
+                }
+            }
+            Notice::RemoveRequested => {
+                if kit::smp::stop_ap(slot).is_ok() {
+                    cpuhp::eject(slot);
+                    removed += 1;
+                }
+            }
+        });
+    } else {
+        let before = kit::smp::online_ids().count();
+        start_cpus(
+            madt,
+            |cpu| cpu.enabled() || cpu.online_capable(),
+            HOTPLUG_AP_TIMEOUT_US,
+        );
+        added = kit::smp::online_ids().count().saturating_sub(before) as u64;
+    }
+    println!(
+        "\ncpu hotplug: {} cpus online (+{} -{})",
+        Dec(kit::smp::online_ids().count() as u64),
+        Dec(added),
+        Dec(removed)
+    );
 }
 
 /// Starts every MADT CPU that `wanted` selects and that is not online yet. APs print nothing:

@@ -138,6 +138,15 @@ pub enum Command {
     },
     /// Start every autostart VM that is not running (for host boot).
     AutostartAll,
+    /// Change a VM's vCPU count: live (the guest onlines or ejects them), in the definition,
+    /// or both. Default: live when the VM runs, the definition when it does not.
+    Setvcpus(SetvcpusArgs),
+    /// Attach a disk (a pool volume or an image path): live (hot-add; the guest drives it), in
+    /// the definition, or both. Default: live when the VM runs, the definition when not.
+    AttachDisk(AttachDiskArgs),
+    /// Detach a disk: live (the guest is asked to eject it; the image is closed once it has),
+    /// from the definition, or both. Default: live when the VM runs, the definition when not.
+    DetachDisk(DetachDiskArgs),
     /// Attach to a VM's serial console (Ctrl-] detaches; the VM keeps running).
     Console(ConsoleArgs),
     /// Boot a kernel in the foreground, console on stdin/stdout, like `qemu -kernel`
@@ -197,6 +206,60 @@ pub struct CreateArgs {
     /// Start the VM right after defining it.
     #[arg(long)]
     pub start: bool,
+}
+
+/// `vmux setvcpus`.
+#[derive(Debug, ClapArgs)]
+pub struct SetvcpusArgs {
+    /// VM name.
+    pub name: String,
+    /// vCPUs wanted (1 to the VM's max_vcpus).
+    pub count: u32,
+    /// Change the running VM (hot-add or remove).
+    #[arg(long)]
+    pub live: bool,
+    /// Change the definition (takes effect at the next start).
+    #[arg(long)]
+    pub config: bool,
+}
+
+/// `vmux attach-disk`.
+#[derive(Debug, ClapArgs)]
+pub struct AttachDiskArgs {
+    /// VM name.
+    pub name: String,
+    /// The image: <pool>/<volume> (like default/data.qcow2) or an absolute path.
+    pub source: String,
+    /// Guest device name (vda..vdz); default: the first free one.
+    #[arg(long, value_name = "vdX")]
+    pub target: Option<String>,
+    /// The guest cannot write the disk; the image is opened read-only.
+    #[arg(long)]
+    pub readonly: bool,
+    /// Serial number the guest reads (at most 20 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub serial: Option<String>,
+    /// Hot-add to the running VM.
+    #[arg(long)]
+    pub live: bool,
+    /// Add to the definition (takes effect at the next start).
+    #[arg(long)]
+    pub config: bool,
+}
+
+/// `vmux detach-disk`.
+#[derive(Debug, ClapArgs)]
+pub struct DetachDiskArgs {
+    /// VM name.
+    pub name: String,
+    /// The disk's guest device name (vdb).
+    pub target: String,
+    /// Remove from the running VM (the guest ejects it).
+    #[arg(long)]
+    pub live: bool,
+    /// Remove from the definition (takes effect at the next start).
+    #[arg(long)]
+    pub config: bool,
 }
 
 /// `vmux run`.
@@ -274,6 +337,37 @@ mod tests {
         assert!(parse(&["console", "a", "--history", "--no-history"]).is_err());
         assert!(parse(&["console", "a", "--history", "--until", "x"]).is_err());
         assert!(parse(&["console", "a", "--until", "x", "--timeout", "2"]).is_ok());
+    }
+
+    #[test]
+    fn setvcpus_takes_a_count_and_both_scopes() {
+        let args = parse(&["setvcpus", "web", "4", "--live", "--config"]).expect("parse");
+        let Some(Command::Setvcpus(set)) = args.command else {
+            panic!("not setvcpus: {args:?}");
+        };
+        assert_eq!((set.count, set.live, set.config), (4, true, true));
+        assert!(parse(&["setvcpus", "web", "many"]).is_err());
+    }
+
+    #[test]
+    fn attach_disk_takes_a_source_and_options() {
+        let args = parse(&[
+            "attach-disk",
+            "web",
+            "default/data.qcow2",
+            "--target",
+            "vdb",
+            "--readonly",
+            "--live",
+        ])
+        .expect("parse");
+        let Some(Command::AttachDisk(attach)) = args.command else {
+            panic!("not attach-disk: {args:?}");
+        };
+        assert_eq!(attach.source, "default/data.qcow2");
+        assert_eq!(attach.target.as_deref(), Some("vdb"));
+        assert!(attach.readonly && attach.live && !attach.config);
+        assert!(parse(&["detach-disk", "web", "vdb", "--config"]).is_ok());
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! powers off a few polls after the power button (or never), and a scripted console.
 
 use super::Io;
-use crate::client::{ClientError, Console, Host, UndefineOptions, VmStatus};
-use crate::config::{BootConfig, ConfigError, DefinitionError, VmConfig};
-use crate::engine::control::{DiskStats, RunState, VcpuStats, VmInfo, VmStats};
+use crate::client::{ChangeScope, ClientError, Console, Host, UndefineOptions, VmStatus, hotplug};
+use crate::config::{BootConfig, ConfigError, DefinitionError, DiskConfig, VmConfig};
+use crate::engine::control::{DiskInfo, DiskStats, RunState, VcpuStats, VmInfo, VmStats};
 use std::collections::BTreeMap;
 use std::io::{Cursor, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,6 +14,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub struct FakeVm {
     config: VmConfig,
     state: RunState,
+    /// vCPUs online while running (the fake guest onlines hot-added ones at once).
+    vcpus: u32,
+    /// Disks of the running VM (the fake guest takes and ejects them at once).
+    disks: Vec<DiskInfo>,
     /// Status polls left until a pressed power button takes effect.
     powering_off: Option<u32>,
     /// Names of its snapshots.
@@ -55,6 +59,8 @@ impl FakeHost {
         self.lock().insert(
             config.name.clone(),
             FakeVm {
+                vcpus: config.vcpus,
+                disks: Vec::new(),
                 config,
                 state,
                 powering_off: None,
@@ -80,6 +86,12 @@ impl FakeHost {
     /// The stored definition of `name`.
     pub fn config(&self, name: &str) -> VmConfig {
         self.lock()[name].config.clone()
+    }
+
+    /// vCPUs online in `name` while it runs.
+    pub fn live_vcpus(&self, name: &str) -> Option<u32> {
+        let vm = &self.lock()[name];
+        matches!(vm.state, RunState::Running | RunState::Paused).then_some(vm.vcpus)
     }
 
     /// The state of `name`.
@@ -130,7 +142,7 @@ impl FakeHost {
             state: vm.state,
             reason: (vm.state == RunState::Crashed).then(|| "triple fault at RIP 0x1000".into()),
             pid: live.then_some(4242),
-            vcpus: live.then_some(vm.config.vcpus),
+            vcpus: live.then_some(vm.vcpus),
         }
     }
 }
@@ -167,12 +179,13 @@ impl Host for FakeHost {
                 name: name.to_string(),
                 state: vm.state,
                 pid: 4242,
-                vcpus: vm.config.vcpus,
+                vcpus: vm.vcpus,
                 max_vcpus: vm.config.max_vcpus,
                 memory_bytes: vm.config.memory,
                 started_at: 0,
                 boots: 1,
                 protocol: crate::engine::control::PROTOCOL_VERSION,
+                disks: Vec::new(),
             })
         })
     }
@@ -262,6 +275,7 @@ impl Host for FakeHost {
                 });
             }
             vm.state = RunState::Running;
+            vm.vcpus = vm.config.vcpus;
             Ok(())
         })
     }
@@ -306,6 +320,89 @@ impl Host for FakeHost {
         Ok(Console {
             output: Box::new(Cursor::new(bytes)),
             input: Box::new(SharedWriter(self.typed.clone())),
+        })
+    }
+
+    fn set_vcpus(&self, name: &str, count: u32, scope: ChangeScope) -> Result<(), ClientError> {
+        self.set_vcpus_of(name, count, scope)
+    }
+
+    fn attach_disk(
+        &self,
+        name: &str,
+        disk: &DiskConfig,
+        scope: ChangeScope,
+    ) -> Result<String, ClientError> {
+        let image = std::path::PathBuf::from(disk.source.to_string());
+        self.with(name, |vm| {
+            let running = matches!(vm.state, RunState::Running | RunState::Paused);
+            if scope.live && !running {
+                return Err(ClientError::LiveNeedsRunning(name.to_string()));
+            }
+            let live = scope.live.then(|| vm.disks.clone());
+            let image_use = hotplug::ImageUse {
+                writable: true,
+                ..hotplug::ImageUse::default()
+            };
+            let plan = hotplug::check_attach(
+                &vm.config,
+                disk,
+                &image,
+                scope,
+                live.as_deref(),
+                &image_use,
+            )?;
+            if scope.live {
+                vm.disks.push(DiskInfo {
+                    target: plan.target.clone(),
+                    path: image.clone(),
+                    read_only: disk.readonly,
+                    slot: vm.disks.len() as u8 + 1,
+                    removing: false,
+                });
+            }
+            if let Some(updated) = plan.updated {
+                vm.config = updated;
+            }
+            Ok(plan.target)
+        })
+    }
+
+    fn detach_disk(&self, name: &str, target: &str, scope: ChangeScope) -> Result<(), ClientError> {
+        self.with(name, |vm| {
+            let running = matches!(vm.state, RunState::Running | RunState::Paused);
+            if scope.live && !running {
+                return Err(ClientError::LiveNeedsRunning(name.to_string()));
+            }
+            let live = scope.live.then(|| vm.disks.clone());
+            let updated = hotplug::check_detach(&vm.config, target, scope, live.as_deref())?;
+            if scope.live {
+                vm.disks.retain(|d| d.target != target);
+            }
+            if let Some(updated) = updated {
+                vm.config = updated;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl FakeHost {
+    fn set_vcpus_of(&self, name: &str, count: u32, scope: ChangeScope) -> Result<(), ClientError> {
+        self.with(name, |vm| {
+            let live = matches!(vm.state, RunState::Running | RunState::Paused);
+            if scope.live && !live {
+                return Err(ClientError::LiveNeedsRunning(name.to_string()));
+            }
+            let live_max = scope.live.then_some(vm.config.max_vcpus);
+            let updated = hotplug::check_vcpus(&vm.config, count, scope, live_max)?;
+            if scope.live {
+                vm.vcpus = count;
+            }
+            if let Some(updated) = updated {
+                vm.config = updated;
+            }
+            Ok(())
         })
     }
 }

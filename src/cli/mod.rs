@@ -10,6 +10,7 @@ mod checks;
 mod console;
 mod define;
 mod edit;
+mod hotplug;
 mod lifecycle;
 pub mod network;
 mod output;
@@ -20,7 +21,9 @@ pub mod storage;
 #[cfg(test)]
 mod fake;
 
-pub use args::{Args, Command, ConsoleArgs, CreateArgs, RunArgs};
+pub use args::{
+    Args, AttachDiskArgs, Command, ConsoleArgs, CreateArgs, DetachDiskArgs, RunArgs, SetvcpusArgs,
+};
 
 use crate::client::{ClientError, Host, LocalHost, UndefineOptions};
 use crate::config::DefinitionError;
@@ -287,6 +290,9 @@ pub fn execute(host: &dyn Host, command: Command, io: &mut Io<'_>) -> Result<(),
         Command::Suspend { name } => lifecycle::suspend(host, &name, io),
         Command::Resume { name } => lifecycle::resume(host, &name, io),
         Command::AutostartAll => lifecycle::autostart_all(host, io),
+        Command::Setvcpus(args) => hotplug::setvcpus(host, &args, io),
+        Command::AttachDisk(args) => hotplug::attach_disk(host, &args, io),
+        Command::DetachDisk(args) => hotplug::detach_disk(host, &args, io),
         Command::Console(args) => console::attach(host, &args, io),
         Command::Network(_) | Command::Storage(_) => Err(CliError::Invalid(
             "network and storage verbs run through `vmux::cli::run`, not against a VM host".into(),

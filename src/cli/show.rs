@@ -5,7 +5,7 @@ use super::output::{Table, format_duration};
 use super::{CliError, Io};
 use crate::client::{ClientError, Host, VmStatus};
 use crate::config::{BootConfig, format_size};
-use crate::engine::control::{DiskStats, RunState, VmInfo, VmStats};
+use crate::engine::control::{DiskInfo, DiskStats, RunState, VmInfo, VmStats};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -52,6 +52,9 @@ struct InfoJson<'a> {
     memory_bytes: u64,
     autostart: bool,
     boot: &'a BootConfig,
+    /// The running VM's disks (hot-added ones included); absent when it does not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disks: Option<&'a [DiskInfo]>,
 }
 
 /// `vmux stats --json`: the VM's name and vmd's sample.
@@ -143,6 +146,7 @@ pub fn info(host: &dyn Host, name: &str, json: bool, io: &mut Io<'_>) -> Result<
             memory_bytes: live.as_ref().map_or(cfg.memory, |l| l.memory_bytes),
             autostart: cfg.autostart,
             boot: &cfg.boot,
+            disks: live.as_ref().map(|l| l.disks.as_slice()),
         };
         return write_json(io, &shape);
     }
@@ -172,6 +176,16 @@ pub fn info(host: &dyn Host, name: &str, json: bool, io: &mut Io<'_>) -> Result<
     lines.push(("vCPUs", format!("{vcpus} (max {max_vcpus})")));
     lines.push(("Memory", format_size(memory)));
     lines.extend(boot_lines(&cfg.boot));
+    for disk in live.iter().flat_map(|l| &l.disks) {
+        let mut text = format!("{} {}", disk.target, disk.path.display());
+        if disk.read_only {
+            text.push_str(" (read-only)");
+        }
+        if disk.removing {
+            text.push_str(" (being removed: waiting for the guest to eject it)");
+        }
+        lines.push(("Disk", text));
+    }
     lines.push(("Autostart", yes_no(cfg.autostart).into()));
     for (key, value) in lines {
         writeln!(io.out, "{:<11} {value}", format!("{key}:"))?;

@@ -8,9 +8,11 @@
 //! exercised without vmd. Test hooks (`emit`, `set_stats`, `crash`, `fail_next`,
 //! `add_broken`) let a test play the guest or the host misbehaving.
 
-use super::{ClientError, Console, Host, UndefineOptions, VmStatus};
-use crate::config::{ConfigError, DefinitionError, VmConfig, format_size};
-use crate::engine::control::{DiskStats, PROTOCOL_VERSION, RunState, VcpuStats, VmInfo, VmStats};
+use super::{ChangeScope, ClientError, Console, Host, UndefineOptions, VmStatus, hotplug};
+use crate::config::{ConfigError, DefinitionError, DiskConfig, DiskSource, VmConfig, format_size};
+use crate::engine::control::{
+    DiskInfo, DiskStats, PROTOCOL_VERSION, RunState, VcpuStats, VmInfo, VmStats,
+};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -47,6 +49,34 @@ struct FakeVm {
     samples: u64,
     stats_override: Option<VmStats>,
     console: Arc<FakeConsole>,
+    /// Disks of the running VM (the fake guest takes and ejects disks at once).
+    disks: Vec<DiskInfo>,
+}
+
+/// Where the fake host pretends a disk's image is.
+fn fake_image(disk: &DiskConfig) -> PathBuf {
+    match &disk.source {
+        DiskSource::Path(path) => path.clone(),
+        DiskSource::Volume { pool, volume } => PathBuf::from(format!("/pools/{pool}/{volume}")),
+    }
+}
+
+/// The disks a fresh boot of `config` has.
+fn boot_disks(config: &VmConfig) -> Vec<DiskInfo> {
+    let targets = crate::config::assign_targets(&config.disks).unwrap_or_default();
+    config
+        .disks
+        .iter()
+        .zip(targets)
+        .enumerate()
+        .map(|(index, (disk, target))| DiskInfo {
+            target,
+            path: fake_image(disk),
+            read_only: disk.readonly,
+            slot: index as u8 + 1,
+            removing: false,
+        })
+        .collect()
 }
 
 /// One VM's serial line: history, attached readers and the fake shell's input line.
@@ -433,6 +463,7 @@ impl Host for FakeHost {
                 started_at: 1_700_000_000,
                 boots: vm.boots,
                 protocol: PROTOCOL_VERSION,
+                disks: vm.disks.clone(),
             })
         })
     }
@@ -475,6 +506,7 @@ impl Host for FakeHost {
                 samples: 0,
                 stats_override: None,
                 console: Arc::default(),
+                disks: Vec::new(),
             },
         );
         Ok(())
@@ -523,6 +555,7 @@ impl Host for FakeHost {
             vm.state = RunState::Running;
             vm.reason = None;
             vm.vcpus = vm.config.vcpus;
+            vm.disks = boot_disks(&vm.config);
             vm.boots = 1;
             vm.samples = 0;
             Ok((vm.console.clone(), vm.vcpus, vm.config.memory))
@@ -595,6 +628,114 @@ impl Host for FakeHost {
                 pos: 0,
             }),
             input: Box::new(ShellWriter { console }),
+        })
+    }
+
+    fn set_vcpus(&self, name: &str, count: u32, scope: ChangeScope) -> Result<(), ClientError> {
+        self.injected("set_vcpus", name)?;
+        self.with_vm(name, |vm, _| {
+            let live_max = if scope.live {
+                if !matches!(vm.state, RunState::Running | RunState::Paused) {
+                    return Err(ClientError::LiveNeedsRunning(name.to_string()));
+                }
+                Some(vm.config.max_vcpus)
+            } else {
+                None
+            };
+            let updated = hotplug::check_vcpus(&vm.config, count, scope, live_max)?;
+            if scope.live {
+                // The fake guest onlines and ejects at once.
+                vm.vcpus = count;
+                lock(&vm.console.inner).vcpus = count;
+            }
+            if let Some(updated) = updated {
+                vm.config = updated;
+            }
+            Ok(())
+        })
+    }
+
+    fn attach_disk(
+        &self,
+        name: &str,
+        disk: &DiskConfig,
+        scope: ChangeScope,
+    ) -> Result<String, ClientError> {
+        self.injected("attach_disk", name)?;
+        let image = fake_image(disk);
+        let other_vms: Vec<(String, bool)> = self
+            .state()
+            .vms
+            .values()
+            .filter(|vm| vm.config.name != name)
+            .filter(|vm| {
+                vm.config.disks.iter().any(|d| fake_image(d) == image)
+                    || vm.disks.iter().any(|d| d.path == image)
+            })
+            .map(|vm| (vm.config.name.clone(), FakeHost::live(vm, name).is_ok()))
+            .collect();
+        self.with_vm(name, |vm, _| {
+            let live = if scope.live {
+                FakeHost::live(vm, name).map_err(|_| ClientError::LiveNeedsRunning(name.into()))?;
+                Some(vm.disks.clone())
+            } else {
+                None
+            };
+            let this_vm = boot_disks(&vm.config)
+                .into_iter()
+                .chain(vm.disks.iter().cloned())
+                .find(|d| d.path == image)
+                .map(|d| d.target);
+            let image_use = hotplug::ImageUse {
+                this_vm,
+                other_vms,
+                writable: true,
+                ..hotplug::ImageUse::default()
+            };
+            let plan = hotplug::check_attach(
+                &vm.config,
+                disk,
+                &image,
+                scope,
+                live.as_deref(),
+                &image_use,
+            )?;
+            if scope.live {
+                let slot = (1..32u8)
+                    .find(|s| vm.disks.iter().all(|d| d.slot != *s))
+                    .unwrap_or(31);
+                vm.disks.push(DiskInfo {
+                    target: plan.target.clone(),
+                    path: image.clone(),
+                    read_only: disk.readonly,
+                    slot,
+                    removing: false,
+                });
+            }
+            if let Some(updated) = plan.updated {
+                vm.config = updated;
+            }
+            Ok(plan.target)
+        })
+    }
+
+    fn detach_disk(&self, name: &str, target: &str, scope: ChangeScope) -> Result<(), ClientError> {
+        self.injected("detach_disk", name)?;
+        self.with_vm(name, |vm, _| {
+            let live = if scope.live {
+                FakeHost::live(vm, name).map_err(|_| ClientError::LiveNeedsRunning(name.into()))?;
+                Some(vm.disks.clone())
+            } else {
+                None
+            };
+            let updated = hotplug::check_detach(&vm.config, target, scope, live.as_deref())?;
+            if scope.live {
+                vm.disks.retain(|d| d.target != target);
+            }
+            if let Some(updated) = updated {
+                vm.config = updated;
+            }
+            Ok(())
         })
     }
 }
@@ -682,6 +823,25 @@ mod tests {
         let err = host.start("a").expect_err("must fail");
         assert!(err.to_string().contains("no KVM"), "{err}");
         host.start("a").expect("second start works");
+    }
+
+    #[test]
+    fn live_vcpu_change_shows_in_the_status_but_not_the_definition() {
+        let host = host_with("web");
+        host.start("web").expect("start");
+        host.set_vcpus("web", 3, ChangeScope::LIVE).expect("live");
+        let status = host.status("web").expect("status");
+        assert_eq!(status.vcpus, Some(3));
+        assert_eq!(status.config.vcpus, 1);
+    }
+
+    #[test]
+    fn live_vcpu_change_of_a_stopped_vm_is_refused() {
+        let host = host_with("web");
+        let err = host
+            .set_vcpus("web", 2, ChangeScope::LIVE)
+            .expect_err("not running");
+        assert!(matches!(err, ClientError::LiveNeedsRunning(_)), "{err}");
     }
 
     #[test]

@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 use super::classify::{Observed, classify};
 use super::conn::ControlConn;
 use super::host_check;
+use super::hotplug::ImageUse;
 use super::spawn::{SpawnRequest, spawn_vmd};
-use super::{ClientError, Console, Host, UndefineOptions, VmStatus};
-use crate::config::{ConfigError, DefinitionError, Paths, Store, VmConfig};
-use crate::engine::control::{Command, ReplyResult, VmInfo, VmStats};
-use crate::storage::SnapshotManager;
+use super::{ChangeScope, ClientError, Console, Host, UndefineOptions, VmStatus, hotplug};
+use crate::config::{ConfigError, DefinitionError, DiskConfig, DiskSource, Paths, Store, VmConfig};
+use crate::engine::control::{Command, DiskInfo, ReplyResult, RunState, VmInfo, VmStats};
+use crate::storage::format::canonical;
+use crate::storage::{SnapshotManager, StorageError, StorageManager};
 use crate::vmd::pidfile::{self, Liveness};
 use crate::vmd::state_file::StateFile;
 
@@ -191,6 +193,107 @@ impl LocalHost {
     }
 }
 
+impl LocalHost {
+    /// The running VM's disks for a live change (refusing a VM that does not run), or `None`.
+    fn live_disks(
+        &self,
+        name: &str,
+        scope: ChangeScope,
+    ) -> Result<Option<Vec<DiskInfo>>, ClientError> {
+        if !scope.live {
+            return Ok(None);
+        }
+        if !self.observe(name).is_active() {
+            return Err(ClientError::LiveNeedsRunning(name.to_string()));
+        }
+        Ok(Some(self.info(name)?.disks))
+    }
+
+    /// Where else `image` is used: this VM's definition and running disks, other VMs'
+    /// definitions and running disks, backing-file users, and whether it can be written.
+    fn image_use(
+        &self,
+        config: &VmConfig,
+        image: &std::path::Path,
+        storage: &StorageManager,
+        live: Option<&[DiskInfo]>,
+    ) -> ImageUse {
+        let key = canonical(image);
+        let usage = storage.usage();
+        let defined_here = crate::config::assign_targets(&config.disks)
+            .unwrap_or_default()
+            .into_iter()
+            .zip(&config.disks)
+            .find(|(_, d)| {
+                storage
+                    .resolve_disk(d)
+                    .is_ok_and(|path| canonical(&path) == key)
+            })
+            .map(|(target, _)| target);
+        let live_here = live
+            .unwrap_or_default()
+            .iter()
+            .find(|d| canonical(&d.path) == key)
+            .map(|d| d.target.clone());
+        let mut other_vms: Vec<(String, bool)> = usage
+            .vms_using(image)
+            .into_iter()
+            .filter(|u| u.vm != config.name)
+            .map(|u| (u.vm, u.running))
+            .collect();
+        // Disks attached live only are in no definition: ask the other running VMs.
+        for status in self.list().into_iter().flatten() {
+            let vm = &status.config.name;
+            let live = matches!(status.state, RunState::Running | RunState::Paused);
+            if vm == &config.name || !live || other_vms.iter().any(|o| &o.0 == vm) {
+                continue;
+            }
+            let uses = self
+                .info(vm)
+                .is_ok_and(|info| info.disks.iter().any(|d| canonical(&d.path) == key));
+            if uses {
+                other_vms.push((vm.clone(), true));
+            }
+        }
+        ImageUse {
+            this_vm: defined_here.or(live_here),
+            other_vms,
+            overlays: usage.overlays_of(image),
+            writable: nix::unistd::access(image, nix::unistd::AccessFlags::W_OK).is_ok(),
+            read_only_pool: None,
+        }
+    }
+}
+
+/// The image file of `disk`, and the pool's name when the disk is a volume of a pool this user
+/// cannot write (a read-only pool: its volumes can only be attached read-only, which the
+/// checks enforce).
+fn resolve_image(
+    storage: &StorageManager,
+    disk: &DiskConfig,
+) -> Result<(std::path::PathBuf, Option<String>), ClientError> {
+    let invalid = |e: &StorageError| ClientError::Invalid(crate::vmd::error_chain(e));
+    match storage.resolve_disk(disk) {
+        Ok(path) => Ok((path, None)),
+        Err(StorageError::PoolDirNotWritable { pool, path: dir }) if dir.is_dir() => {
+            let DiskSource::Volume { volume, .. } = &disk.source else {
+                return Err(ClientError::Invalid(format!(
+                    "storage pool '{pool}' is not usable"
+                )));
+            };
+            let image = dir.join(volume);
+            if !image.is_file() {
+                return Err(invalid(&StorageError::UnknownVolume {
+                    pool,
+                    volume: volume.clone(),
+                }));
+            }
+            Ok((image, Some(pool)))
+        }
+        Err(e) => Err(invalid(&e)),
+    }
+}
+
 /// Removes a socket whose vmd is gone (called while holding the probe lock).
 fn remove_stale(socket: &Path) {
     if let Err(e) = fs::remove_file(socket)
@@ -338,5 +441,75 @@ impl Host for LocalHost {
 
     fn console(&self, name: &str, history: bool) -> Result<Console, ClientError> {
         self.connect(name)?.into_console(history)
+    }
+
+    fn set_vcpus(&self, name: &str, count: u32, scope: ChangeScope) -> Result<(), ClientError> {
+        let config = self.store.load(name)?;
+        let live_max = if scope.live {
+            if !self.observe(name).is_active() {
+                return Err(ClientError::LiveNeedsRunning(name.to_string()));
+            }
+            Some(self.info(name)?.max_vcpus)
+        } else {
+            None
+        };
+        let updated = hotplug::check_vcpus(&config, count, scope, live_max)?;
+        if scope.live {
+            self.command(name, Command::SetVcpus { count })?;
+        }
+        if let Some(updated) = updated {
+            self.store.save(&updated)?;
+        }
+        Ok(())
+    }
+
+    fn attach_disk(
+        &self,
+        name: &str,
+        disk: &DiskConfig,
+        scope: ChangeScope,
+    ) -> Result<String, ClientError> {
+        let config = self.store.load(name)?;
+        let live = self.live_disks(name, scope)?;
+        let storage = StorageManager::new(self.paths().clone());
+        let (image, read_only_pool) = resolve_image(&storage, disk)?;
+        let mut image_use = self.image_use(&config, &image, &storage, live.as_deref());
+        image_use.read_only_pool = read_only_pool;
+        let plan =
+            hotplug::check_attach(&config, disk, &image, scope, live.as_deref(), &image_use)?;
+        if scope.live {
+            let command = Command::AttachDisk {
+                path: image,
+                target: Some(plan.target.clone()),
+                read_only: disk.readonly,
+                serial: disk.serial.clone(),
+            };
+            match self.command(name, command)? {
+                Some(ReplyResult::Disk(_)) => {}
+                _ => return Err(unexpected(name, "disk")),
+            }
+        }
+        if let Some(updated) = plan.updated {
+            self.store.save(&updated)?;
+        }
+        Ok(plan.target)
+    }
+
+    fn detach_disk(&self, name: &str, target: &str, scope: ChangeScope) -> Result<(), ClientError> {
+        let config = self.store.load(name)?;
+        let live = self.live_disks(name, scope)?;
+        let updated = hotplug::check_detach(&config, target, scope, live.as_deref())?;
+        if scope.live {
+            self.command(
+                name,
+                Command::DetachDisk {
+                    target: target.to_string(),
+                },
+            )?;
+        }
+        if let Some(updated) = updated {
+            self.store.save(&updated)?;
+        }
+        Ok(())
     }
 }

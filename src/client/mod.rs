@@ -8,12 +8,13 @@
 mod classify;
 mod conn;
 mod host_check;
+pub mod hotplug;
 mod local;
 mod spawn;
 
 pub use local::{DEFAULT_REQUEST_TIMEOUT, DEFAULT_START_TIMEOUT, LocalHost, VMD_EXE_ENV};
 
-use crate::config::{DefinitionError, VmConfig};
+use crate::config::{DefinitionError, DiskConfig, VmConfig};
 use crate::engine::control::{RunState, VmInfo, VmStats};
 use std::io::{Read, Write};
 
@@ -43,6 +44,16 @@ pub enum ClientError {
     /// The operation needs a running VM.
     #[error("VM '{0}' is not running; start it with `vmux start {0}`")]
     NotRunning(String),
+    /// A `--live` change of a VM that is not running.
+    #[error(
+        "VM '{0}' is not running, so there is nothing to change live; use --config to change \
+         the definition for its next start, or `vmux start {0}` first"
+    )]
+    LiveNeedsRunning(String),
+    /// A change that cannot be applied (out of range, duplicate, in use); the message names
+    /// the limit and the fix.
+    #[error("{0}")]
+    Invalid(String),
     /// The operation needs a stopped VM.
     #[error(
         "VM '{0}' is already running; stop it first with `vmux shutdown {0}` or `vmux destroy {0}`"
@@ -108,6 +119,34 @@ pub enum ClientError {
     },
 }
 
+/// Where a hotplug change applies, like virsh's `--live` and `--config`: the running VM, the
+/// definition used at the next start, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeScope {
+    /// Change the running VM now.
+    pub live: bool,
+    /// Change the definition (next start).
+    pub config: bool,
+}
+
+impl ChangeScope {
+    /// The running VM only.
+    pub const LIVE: ChangeScope = ChangeScope {
+        live: true,
+        config: false,
+    };
+    /// The definition only.
+    pub const CONFIG: ChangeScope = ChangeScope {
+        live: false,
+        config: true,
+    };
+    /// Both.
+    pub const BOTH: ChangeScope = ChangeScope {
+        live: true,
+        config: true,
+    };
+}
+
 /// What `undefine` removes beyond the definition (its state and logs always go with it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UndefineOptions {
@@ -165,4 +204,21 @@ pub trait Host: Send + Sync {
     fn resume(&self, name: &str) -> Result<(), ClientError>;
     /// Opens a raw console stream; with `history`, earlier output (≤ 1 MiB) comes first.
     fn console(&self, name: &str, history: bool) -> Result<Console, ClientError>;
+    /// Sets the VM's vCPU count (`1..=max_vcpus`): live (hot-add/remove; the guest onlines or
+    /// ejects them), in the definition, or both. Everything is checked before anything
+    /// changes; the definition is written (atomically) only after a live change succeeded.
+    fn set_vcpus(&self, name: &str, count: u32, scope: ChangeScope) -> Result<(), ClientError>;
+    /// Attaches `disk` (a pool volume or an image path): live (hot-added; the guest is
+    /// notified and drives it), in the definition, or both. Refuses images another VM uses,
+    /// images this VM already has, taken targets, and writable disks from read-only pools or
+    /// files. Returns the disk's target.
+    fn attach_disk(
+        &self,
+        name: &str,
+        disk: &DiskConfig,
+        scope: ChangeScope,
+    ) -> Result<String, ClientError>;
+    /// Detaches disk `target`: live (the guest is asked to eject it; the image is closed once
+    /// it has), from the definition, or both.
+    fn detach_disk(&self, name: &str, target: &str, scope: ChangeScope) -> Result<(), ClientError>;
 }

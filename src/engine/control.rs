@@ -7,6 +7,7 @@
 //! and depend on nothing but serde.
 
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Version of this protocol, reported by `info`; bump on incompatible changes.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -41,6 +42,34 @@ pub enum Command {
     Reboot,
     /// Hard reset: restart the VM from its boot image at once.
     Reset,
+    /// Hot-add or remove vCPUs so that `count` are plugged (`1..=max_vcpus`). Replies once the
+    /// guest has been notified; the guest onlines added vCPUs and ejects removed ones itself,
+    /// and each change of the online count is pushed as a `vcpus` event.
+    SetVcpus {
+        /// vCPUs wanted.
+        count: u32,
+    },
+    /// Hot-add a disk: open the image (raw or qcow2) and plug it into a free PCI slot as a
+    /// virtio-blk device; the guest is notified and drives it. Replies with the [`DiskInfo`].
+    AttachDisk {
+        /// Absolute path of the image.
+        path: PathBuf,
+        /// Guest device name (`vdb`); the first free one when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        /// The guest cannot write; the image is opened read-only.
+        #[serde(default)]
+        read_only: bool,
+        /// Serial number the guest reads (default `vmux-<target>`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        serial: Option<String>,
+    },
+    /// Ask the guest to eject disk `target`. Replies once the guest is notified; when it ejects
+    /// the disk, the image is closed and a `disk_removed` event follows.
+    DetachDisk {
+        /// Guest device name (`vdb`).
+        target: String,
+    },
     /// Push events (`state`, `stats` each second, `exited`, ...) on this connection.
     Subscribe,
     /// Switch this connection to a raw console stream: after the `ok` reply every byte from
@@ -77,6 +106,8 @@ pub enum ReplyResult {
     Info(Box<VmInfo>),
     /// Reply to `stats`.
     Stats(Box<VmStats>),
+    /// Reply to `attach_disk`.
+    Disk(Box<DiskInfo>),
 }
 
 /// A command that failed, as sent on the wire.
@@ -96,6 +127,9 @@ pub enum ErrorKind {
     BadRequest,
     /// The VM is in a state where the command makes no sense (e.g. `resume` while running).
     InvalidState,
+    /// The command's arguments cannot be applied to this VM (e.g. more vCPUs than
+    /// `max_vcpus`).
+    InvalidArgument,
     /// The engine failed to carry the command out.
     Engine,
 }
@@ -115,10 +149,19 @@ pub enum Event {
     },
     /// A stats sample, pushed once per second.
     Stats(Box<VmStats>),
-    /// The set of online vCPUs changed (hotplug).
+    /// The number of online vCPUs changed: the guest brought a hot-added vCPU up (INIT/SIPI)
+    /// or ejected a removed one.
     Vcpus {
-        /// vCPUs now present.
+        /// vCPUs online now.
         vcpus: u32,
+    },
+    /// A disk was hot-added (`attach_disk`).
+    DiskAdded(Box<DiskInfo>),
+    /// The guest ejected a disk after `detach_disk` (or the VM rebooted before it did); its
+    /// image is closed.
+    DiskRemoved {
+        /// Guest device name.
+        target: String,
     },
     /// The guest did something wrong that vmd survived (bad register write, malformed
     /// descriptor chain); informational.
@@ -198,7 +241,8 @@ pub struct VmInfo {
     pub state: RunState,
     /// vmd's process id.
     pub pid: u32,
-    /// vCPUs present now.
+    /// vCPUs online now (present at boot or hot-added and started by the guest, less those
+    /// it ejected).
     pub vcpus: u32,
     /// Largest vCPU count this boot can grow to.
     pub max_vcpus: u32,
@@ -210,6 +254,24 @@ pub struct VmInfo {
     pub boots: u32,
     /// `info`'s protocol version, [`PROTOCOL_VERSION`].
     pub protocol: u32,
+    /// The disks plugged now, boot disks first.
+    #[serde(default)]
+    pub disks: Vec<DiskInfo>,
+}
+
+/// One disk of a running VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskInfo {
+    /// Guest device name (`vda`, `vdb`, ...).
+    pub target: String,
+    /// The image on the host.
+    pub path: PathBuf,
+    /// The guest cannot write it.
+    pub read_only: bool,
+    /// PCI slot (device number on bus 0) it is plugged into.
+    pub slot: u8,
+    /// `detach_disk` was asked and the guest has not ejected it yet.
+    pub removing: bool,
 }
 
 /// One vCPU's counters.
@@ -298,6 +360,44 @@ mod tests {
         assert_eq!(line, r#"{"id":7,"cmd":"console","history":true}"#);
         let back: Request = serde_json::from_str(r#"{"id":1,"cmd":"pause"}"#).expect("parse");
         assert_eq!(back.command, Command::Pause);
+    }
+
+    #[test]
+    fn set_vcpus_carries_its_count() {
+        let req: Request =
+            serde_json::from_str(r#"{"id":4,"cmd":"set_vcpus","count":3}"#).expect("parse");
+        assert_eq!(req.command, Command::SetVcpus { count: 3 });
+    }
+
+    #[test]
+    fn attach_disk_fills_in_its_defaults() {
+        let req: Request =
+            serde_json::from_str(r#"{"id":5,"cmd":"attach_disk","path":"/srv/data.qcow2"}"#)
+                .expect("parse");
+        assert_eq!(
+            req.command,
+            Command::AttachDisk {
+                path: "/srv/data.qcow2".into(),
+                target: None,
+                read_only: false,
+                serial: None,
+            }
+        );
+    }
+
+    #[test]
+    fn a_disk_reply_is_not_taken_for_info_or_stats() {
+        let disk = DiskInfo {
+            target: "vdb".into(),
+            path: "/srv/data.qcow2".into(),
+            read_only: true,
+            slot: 2,
+            removing: false,
+        };
+        let line =
+            serde_json::to_string(&ReplyResult::Disk(Box::new(disk.clone()))).expect("serialize");
+        let back: ReplyResult = serde_json::from_str(&line).expect("parse");
+        assert_eq!(back, ReplyResult::Disk(Box::new(disk)));
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! observed consistently. vCPU threads consult it only when they come back from KVM after a
 //! kick (never on the hot exit path). Anyone may end the boot ([`Lifecycle::request_exit`]:
 //! devices on vCPU threads, `VmHandle` on control threads); the first reason wins and every vCPU
-//! is kicked out of the guest.
+//! is kicked out of the guest. A single vCPU can also be told to leave while the boot goes on
+//! ([`Lifecycle::request_stop`]: CPU hot-remove once the guest ejected it), and a vCPU index can
+//! be registered again for a new thread ([`Lifecycle::register_vcpu`]: hot-add after an eject).
 //!
 //! Lock order: this lock may be held while kicking a vCPU (which takes the vCPU's own kick
 //! lock); a vCPU thread never takes this lock while holding its kick lock.
@@ -70,16 +72,20 @@ pub enum LifecycleError {
 struct Inner {
     exit: Option<VmExit>,
     pause_requested: bool,
+    /// Indexed by vCPU index (= APIC id); indices never registered read as `Exited`.
     vcpus: Vec<VcpuState>,
-    /// Whether each vCPU has entered the guest at least once.
+    /// Whether each vCPU has entered the guest at least once since it was registered.
     entered: Vec<bool>,
+    /// Whether each vCPU was told to leave while the boot goes on (hot-remove).
+    stop: Vec<bool>,
 }
 
 /// The shared run state of one boot.
 pub struct Lifecycle {
     inner: Mutex<Inner>,
     changed: Condvar,
-    kicks: RwLock<Vec<Arc<dyn Kick>>>,
+    /// Indexed like `Inner::vcpus`; `None` for indices never registered.
+    kicks: RwLock<Vec<Option<Arc<dyn Kick>>>>,
 }
 
 impl Default for Lifecycle {
@@ -97,6 +103,7 @@ impl Lifecycle {
                 pause_requested: false,
                 vcpus: Vec::new(),
                 entered: Vec::new(),
+                stop: Vec::new(),
             }),
             changed: Condvar::new(),
             kicks: RwLock::new(Vec::new()),
@@ -109,21 +116,57 @@ impl Lifecycle {
 
     fn kick_all(&self) {
         let kicks = self.kicks.read().unwrap_or_else(PoisonError::into_inner);
-        for kick in kicks.iter() {
+        for kick in kicks.iter().flatten() {
             kick.kick();
         }
     }
 
-    /// Registers a vCPU (state `Created`); returns its index in registration order.
+    fn kick_one(&self, index: usize) {
+        let kicks = self.kicks.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(Some(kick)) = kicks.get(index) {
+            kick.kick();
+        }
+    }
+
+    /// Registers a vCPU after the last registered index (state `Created`); returns its index.
+    #[cfg(test)]
     pub fn add_vcpu(&self, kick: Arc<dyn Kick>) -> usize {
+        let index = self.lock().vcpus.len();
+        self.register_vcpu(index, kick);
+        index
+    }
+
+    /// Registers vCPU `index` (state `Created`, never entered, no stop request) for a thread
+    /// about to start. An index registered before is reused: its previous thread must have
+    /// finished (hot-add of a vCPU the guest ejected earlier).
+    pub fn register_vcpu(&self, index: usize, kick: Arc<dyn Kick>) {
         let mut inner = self.lock();
-        self.kicks
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(kick);
-        inner.vcpus.push(VcpuState::Created);
-        inner.entered.push(false);
-        inner.vcpus.len() - 1
+        let mut kicks = self.kicks.write().unwrap_or_else(PoisonError::into_inner);
+        if kicks.len() <= index {
+            kicks.resize(index + 1, None);
+            inner.vcpus.resize(index + 1, VcpuState::Exited);
+            inner.entered.resize(index + 1, false);
+            // Gaps are not registered vCPUs: a thread for one must not run.
+            inner.stop.resize(index + 1, true);
+        }
+        kicks[index] = Some(kick);
+        inner.vcpus[index] = VcpuState::Created;
+        inner.entered[index] = false;
+        inner.stop[index] = false;
+    }
+
+    /// Tells vCPU `index` to leave its thread while the boot goes on (even when paused), and
+    /// kicks it out of the guest. Its thread then finishes and reports `Exited`.
+    pub fn request_stop(&self, index: usize) {
+        {
+            let mut inner = self.lock();
+            match inner.stop.get_mut(index) {
+                Some(stop) => *stop = true,
+                None => return,
+            }
+        }
+        self.changed.notify_all();
+        self.kick_one(index);
     }
 
     /// Ends the boot with `exit` unless it has already ended (the first reason wins), and
@@ -223,11 +266,12 @@ impl Lifecycle {
     }
 
     /// Called by vCPU `index`'s thread before it enters the guest and whenever it was kicked
-    /// out: parks while a pause is requested, and says whether to run or leave.
+    /// out: parks while a pause is requested, and says whether to run or leave (the boot is
+    /// over, the vCPU was told to stop, or the index was never registered).
     pub fn checkpoint(&self, index: usize) -> Checkpoint {
         let mut inner = self.lock();
         loop {
-            if inner.exit.is_some() {
+            if inner.exit.is_some() || inner.stop.get(index) != Some(&false) {
                 return Checkpoint::Exit;
             }
             let wanted = if inner.pause_requested {
@@ -378,6 +422,59 @@ mod tests {
         let index = life.add_vcpu(Arc::new(CountKicks::default()));
         life.request_exit(VmExit::Destroyed);
         assert!(!life.wait_entered(index));
+    }
+
+    #[test]
+    fn stop_request_ends_only_that_vcpu() {
+        let life = Lifecycle::new();
+        let kicks: Vec<Arc<CountKicks>> = (0..2).map(|_| Arc::default()).collect();
+        for kick in &kicks {
+            life.add_vcpu(kick.clone());
+        }
+        life.request_stop(1);
+        assert_eq!(life.checkpoint(1), Checkpoint::Exit);
+        assert_eq!(life.checkpoint(0), Checkpoint::Run);
+        assert_eq!(kicks[1].0.load(Ordering::SeqCst), 1);
+        assert_eq!(kicks[0].0.load(Ordering::SeqCst), 0);
+        assert_eq!(life.exit(), None);
+    }
+
+    #[test]
+    fn stop_request_releases_a_paused_vcpu() {
+        let life = Arc::new(Lifecycle::new());
+        life.add_vcpu(Arc::new(CountKicks::default()));
+        let index = life.add_vcpu(Arc::new(CountKicks::default()));
+        life.pause().expect("pause");
+        let vcpu = {
+            let life = life.clone();
+            thread::spawn(move || life.checkpoint(index))
+        };
+        while life.vcpu_state(index) != Some(VcpuState::Paused) {
+            thread::yield_now();
+        }
+        life.request_stop(index);
+        assert_eq!(vcpu.join().expect("join"), Checkpoint::Exit);
+        assert!(life.is_paused());
+    }
+
+    #[test]
+    fn registering_a_stopped_index_again_lets_it_run() {
+        let life = Lifecycle::new();
+        let index = life.add_vcpu(Arc::new(CountKicks::default()));
+        life.request_stop(index);
+        life.vcpu_exited(index);
+        life.register_vcpu(index, Arc::new(CountKicks::default()));
+        assert_eq!(life.vcpu_state(index), Some(VcpuState::Created));
+        assert_eq!(life.checkpoint(index), Checkpoint::Run);
+    }
+
+    #[test]
+    fn registering_past_the_end_leaves_the_gap_exited() {
+        let life = Lifecycle::new();
+        life.register_vcpu(2, Arc::new(CountKicks::default()));
+        assert_eq!(life.vcpu_state(1), Some(VcpuState::Exited));
+        assert_eq!(life.checkpoint(1), Checkpoint::Exit);
+        assert_eq!(life.checkpoint(2), Checkpoint::Run);
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! Inside: `vm` (the facade and setup order), `kvm` (opening /dev/kvm), `memory` (RAM layout,
 //! e820, touched bytes), `boot` (image loading, zero page, GDT, page tables, boot registers,
 //! MSRs, LAPIC), `cpuid`, `acpi` (the tables), `devices` (port/MMIO buses and the legacy
-//! devices), `vcpu` (threads, kicks, exit dispatch, crash reports) and `lifecycle` (the vCPU
-//! state machine, pause and the exit latch).
+//! devices), `vcpu` (threads, kicks, exit dispatch, crash reports), `lifecycle` (the vCPU
+//! state machine, pause and the exit latch) and `hotplug` (vCPU hot-add and removal).
 
 pub mod acpi;
 pub mod control;
@@ -108,6 +108,16 @@ pub trait SerialSink: Send + Sync {
     fn write(&self, bytes: &[u8]);
 }
 
+/// Hears hotplug facts from a running VM ([`VmHandle::set_observer`]). Called on vCPU threads
+/// with no engine lock held; must return promptly and never call back into the VM's handle
+/// while blocking a vCPU for long.
+pub trait VmObserver: Send + Sync {
+    /// The number of online vCPUs changed: the guest started a hot-added vCPU or ejected one.
+    fn vcpus_changed(&self, online: u32);
+    /// The guest ejected the disk in PCI slot `slot`; its image is closed.
+    fn disk_removed(&self, slot: u8);
+}
+
 /// How one boot of a VM ended ([`Vm::wait`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VmExit {
@@ -127,6 +137,7 @@ pub enum VmExit {
 mod boot;
 mod cpuid;
 mod devices;
+mod hotplug;
 mod kvm;
 mod lifecycle;
 mod memory;
@@ -135,4 +146,5 @@ mod vcpu;
 mod vm;
 
 pub use devices::virtio::blk::{DiskBackend, DiskStats};
+pub use hotplug::HotplugError;
 pub use vm::{EngineError, EngineStats, VcpuCounters, Vm, VmHandle};

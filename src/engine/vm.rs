@@ -5,26 +5,31 @@
 //! needs: the VM fd, its TSS and identity-map pages, guest RAM and its memory slots, the
 //! in-kernel irqchip and PIT, the boot image and boot structures, the ACPI tables, the devices
 //! and the vCPUs. [`Vm::start`] spawns one thread per vCPU; [`Vm::wait`] blocks until the boot ends
-//! (power-off, reset, debug exit, destroy or crash) and joins them.
+//! (power-off, reset, debug exit, destroy or crash) and joins them. While it runs,
+//! [`VmHandle::set_vcpus`] hot-adds and removes vCPUs, [`VmHandle::attach_disk`] and
+//! [`VmHandle::detach_disk`] disks (see `hotplug`).
 
 use super::acpi::{self, AcpiConfig, AcpiError};
 use super::boot::{self, BootError};
 use super::devices::bus::lock;
 use super::devices::virtio::blk::DiskCounters;
 use super::devices::{DeviceError, LegacyDevices, ged::Ged, serial::Serial};
+use super::hotplug::cpu::{self as cpu_hotplug, CpuHotplug};
+use super::hotplug::pci::{self as pci_hotplug, PciHotplug};
+use super::hotplug::vcpus::VcpuSet;
+use super::hotplug::{self, HotplugError};
 use super::kvm::{self, KvmError};
 use super::layout;
 use super::lifecycle::{Lifecycle, LifecycleError};
 use super::memory::{self, MemoryError};
 use super::pci::{KvmVmInterface, PciPlatform, PlatformError};
-use super::vcpu::{RunContext, Vcpu, VcpuError, VcpuStats, kick};
-use super::{DiskStats, SerialSink, VmExit, VmSpec};
+use super::vcpu::{RunContext, VcpuError, VcpuStart, kick};
+use super::{DiskSpec, DiskStats, SerialSink, VmExit, VmObserver, VmSpec};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
 use kvm_ioctls::{Kvm, VmFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 /// Errors building or controlling a VM.
@@ -113,6 +118,9 @@ pub enum EngineError {
     /// A control request that does not fit the VM's state.
     #[error(transparent)]
     Control(#[from] LifecycleError),
+    /// A vCPU hotplug request failed (the message names the fix).
+    #[error(transparent)]
+    Hotplug(#[from] HotplugError),
 }
 
 /// Counters of one vCPU.
@@ -129,13 +137,14 @@ pub struct VcpuCounters {
 /// Engine-side counters; vmd adds host-side figures (CPU time, RSS).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineStats {
-    /// One entry per present vCPU.
+    /// One entry per plugged vCPU, by index.
     pub vcpus: Vec<VcpuCounters>,
     /// Guest RAM size, bytes.
     pub memory_bytes: u64,
     /// Guest RAM resident in host memory (touched), bytes.
     pub memory_touched_bytes: u64,
-    /// One entry per disk, in `VmSpec::disks` order.
+    /// One entry per plugged disk, in PCI slot order (boot disks first, in `VmSpec::disks`
+    /// order, then hot-added ones in the slots they took).
     pub disks: Vec<DiskStats>,
 }
 
@@ -144,13 +153,22 @@ struct Shared {
     lifecycle: Arc<Lifecycle>,
     serial: Arc<Mutex<Serial>>,
     ged: Arc<Mutex<Ged>>,
-    vcpu_stats: Vec<Arc<VcpuStats>>,
+    /// Which vCPUs are plugged and online; also the guest's CPU hotplug registers.
+    cpus: Arc<CpuHotplug>,
+    /// The vCPUs and their threads; taken (and joined) when the boot ends, so a handle kept
+    /// afterwards holds no vCPU or VM fd.
+    vcpus: Mutex<Option<VcpuSet>>,
     /// Guest RAM for the touched-bytes statistic; released when the `Vm` goes away so that a
     /// handle kept after the boot does not keep the guest's memory alive.
     mem: Mutex<Option<GuestMemoryMmap>>,
     memory_bytes: u64,
-    /// Each disk's counters, in `VmSpec::disks` order.
-    disks: Vec<Arc<DiskCounters>>,
+    /// The PCI root bus and its disks; taken (and dropped) when the boot ends, so a handle
+    /// kept afterwards holds no device or image.
+    pci: Arc<Mutex<Option<PciPlatform>>>,
+    /// Disk hot-add and removal; also the guest's PCI hotplug registers.
+    pci_hotplug: Arc<PciHotplug>,
+    /// The disks' counters when the boot ended (stats stay readable after the end).
+    final_disks: Mutex<Vec<Arc<DiskCounters>>>,
 }
 
 /// One boot of one VM; owns the KVM fds, memory, devices and vCPU threads.
@@ -160,19 +178,15 @@ pub struct Vm {
     name: String,
     shared: Arc<Shared>,
     ctx: Arc<RunContext>,
-    /// vCPUs not yet handed to their threads.
-    vcpus: Vec<Vcpu>,
-    threads: Vec<JoinHandle<()>>,
     started: bool,
-    /// The PCI root bus and its disks; dropped with the `Vm` (not kept alive by handles).
-    _pci: PciPlatform,
     /// [`Vm::close_at_process_exit`] was called.
     close_at_exit: bool,
     /// The boot ended with anything but a reset: the VM will not be booted again.
     ended_for_good: bool,
-    // Declared last so they are closed after the vCPUs and PCI devices above. Shared (`Arc`)
-    // with the PCI devices, which program MSI routes and ioeventfds on it. `None` once handed
-    // to the process exit (see `Drop`).
+    // Declared last so they are closed after the vCPUs (which `wait` or `drop` join first).
+    // Shared (`Arc`) with the PCI devices, which program MSI routes and ioeventfds on it, and
+    // with the vCPU set, which creates hot-added vCPUs on it. `None` once handed to the
+    // process exit (see `Drop`).
     vm_fd: Option<Arc<VmFd>>,
     _kvm: Kvm,
 }
@@ -263,6 +277,19 @@ impl Vm {
         let lifecycle = Arc::new(Lifecycle::new());
         let mut devices =
             LegacyDevices::create(&vm_fd, &lifecycle, serial).map_err(EngineError::Devices)?;
+        let cpus = Arc::new(CpuHotplug::new(
+            spec.max_vcpus,
+            lifecycle.clone(),
+            devices.ged.clone(),
+        ));
+        devices
+            .io_bus
+            .insert(
+                Arc::new(Mutex::new(cpu_hotplug::Registers(cpus.clone()))),
+                u64::from(layout::CPU_HOTPLUG_PORT),
+                cpu_hotplug::PORT_COUNT,
+            )
+            .map_err(|e| EngineError::Devices(DeviceError::Place(e)))?;
         let pci = PciPlatform::create(
             Arc::new(KvmVmInterface::new(vm_fd.clone())),
             &mem,
@@ -271,43 +298,54 @@ impl Vm {
             &mut devices.mmio_bus,
         )
         .map_err(EngineError::Pci)?;
+        let pci = Arc::new(Mutex::new(Some(pci)));
+        let pci_hotplug = Arc::new(PciHotplug::new(pci.clone(), devices.ged.clone()));
+        devices
+            .io_bus
+            .insert(
+                Arc::new(Mutex::new(pci_hotplug::Registers(pci_hotplug.clone()))),
+                u64::from(layout::PCI_HOTPLUG_PORT),
+                pci_hotplug::PORT_COUNT,
+            )
+            .map_err(|e| EngineError::Devices(DeviceError::Place(e)))?;
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(EngineError::GetSupportedCpuid)?;
-        let mut vcpus = Vec::with_capacity(spec.vcpus as usize);
+        let ctx = Arc::new(RunContext {
+            lifecycle: lifecycle.clone(),
+            cpus: cpus.clone(),
+            io_bus: devices.io_bus,
+            mmio_bus: devices.mmio_bus,
+            mem: mem.clone(),
+        });
+        let mut vcpus = VcpuSet::new(vm_fd.clone(), supported, spec.max_vcpus, ctx.clone());
         for index in 0..spec.vcpus {
-            let entry = (index == 0).then_some(boot.entry);
-            let vcpu = Vcpu::create(&vm_fd, index, &supported, spec.max_vcpus, entry)
-                .map_err(EngineError::Vcpu)?;
-            let registered = lifecycle.add_vcpu(vcpu.kick());
-            debug_assert_eq!(registered, index as usize);
-            vcpus.push(vcpu);
+            let start = if index == 0 {
+                VcpuStart::Boot { entry: boot.entry }
+            } else {
+                VcpuStart::Parked
+            };
+            vcpus.create_boot(index, start).map_err(EngineError::Vcpu)?;
         }
 
         let shared = Arc::new(Shared {
-            lifecycle: lifecycle.clone(),
+            lifecycle,
             serial: devices.serial,
             ged: devices.ged,
-            vcpu_stats: vcpus.iter().map(Vcpu::stats).collect(),
-            mem: Mutex::new(Some(mem.clone())),
+            cpus,
+            vcpus: Mutex::new(Some(vcpus)),
+            mem: Mutex::new(Some(mem)),
             memory_bytes: spec.memory_bytes,
-            disks: pci.disk_counters(),
-        });
-        let ctx = Arc::new(RunContext {
-            lifecycle,
-            io_bus: devices.io_bus,
-            mmio_bus: devices.mmio_bus,
-            mem,
+            pci,
+            pci_hotplug,
+            final_disks: Mutex::new(Vec::new()),
         });
         Ok(Vm {
             name: spec.name.clone(),
             shared,
             ctx,
-            vcpus,
-            threads: Vec::new(),
             started: false,
-            _pci: pci,
             close_at_exit: false,
             ended_for_good: false,
             vm_fd: Some(vm_fd),
@@ -322,16 +360,14 @@ impl Vm {
         }
         kick::install_kick_handler().map_err(EngineError::InstallKickHandler)?;
         self.started = true;
-        for vcpu in self.vcpus.drain(..) {
-            match vcpu.spawn(self.ctx.clone()) {
-                Ok(thread) => self.threads.push(thread),
-                Err(err) => {
-                    self.ctx.lifecycle.request_exit(VmExit::Crashed(format!(
-                        "cannot start the vCPU threads: {err}"
-                    )));
-                    return Err(EngineError::Vcpu(err));
-                }
-            }
+        let started = lock(&self.shared.vcpus)
+            .as_mut()
+            .map_or(Ok(()), VcpuSet::start_idle);
+        if let Err(err) = started {
+            self.ctx.lifecycle.request_exit(VmExit::Crashed(format!(
+                "cannot start the vCPU threads: {err}"
+            )));
+            return Err(EngineError::Vcpu(err));
         }
         if self.ctx.lifecycle.wait_entered(0) {
             return Ok(());
@@ -384,19 +420,28 @@ impl Vm {
         self.close_at_exit = true;
     }
 
+    /// Joins every vCPU thread and drops the vCPUs (taking them from the shared state first,
+    /// so a hot-add that raced with the end has finished).
     fn join_threads(&mut self) {
-        for thread in self.threads.drain(..) {
-            // A panicking vCPU thread has already ended the boot as crashed (its exit guard).
-            let _ = thread.join();
+        let vcpus = lock(&self.shared.vcpus).take();
+        if let Some(mut vcpus) = vcpus {
+            vcpus.join_all();
         }
     }
 }
 
 impl Drop for Vm {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
+        let running = lock(&self.shared.vcpus)
+            .as_ref()
+            .is_some_and(VcpuSet::has_threads);
+        if running {
             self.ctx.lifecycle.request_exit(VmExit::Destroyed);
-            self.join_threads();
+        }
+        self.join_threads();
+        // After the vCPUs: no guest access can reach a device any more.
+        if let Some(pci) = lock(&self.shared.pci).take() {
+            *lock(&self.shared.final_disks) = pci.disk_counters();
         }
         lock(&self.shared.mem).take();
         if self.close_at_exit
@@ -449,20 +494,86 @@ impl VmHandle {
         lock(&self.shared.serial).queue_input(bytes)
     }
 
-    /// vCPUs present now.
+    /// vCPUs online now: those present at boot and those hot-added that the guest has started
+    /// (INIT/SIPI), less those the guest has ejected.
     pub fn vcpu_count(&self) -> u32 {
-        self.shared.vcpu_stats.len() as u32
+        self.shared.cpus.online_count()
+    }
+
+    /// Most vCPUs this boot can run (`max_vcpus`).
+    pub fn max_vcpus(&self) -> u32 {
+        self.shared.cpus.max_vcpus()
+    }
+
+    /// Hot-adds or removes vCPUs so that `count` are plugged (`1..=max_vcpus`). Added vCPUs are
+    /// created parked, and the guest is notified through the GED; it starts them with
+    /// INIT/SIPI (then [`VmHandle::vcpu_count`] counts them). Removed vCPUs are only marked:
+    /// the guest is asked to eject them and their threads end when it does. Returns once the
+    /// guest has been notified, without waiting for it.
+    pub fn set_vcpus(&self, count: u32) -> Result<(), EngineError> {
+        let mut vcpus = lock(&self.shared.vcpus);
+        let Some(set) = vcpus.as_mut() else {
+            return Err(HotplugError::NotRunning.into());
+        };
+        if self.shared.lifecycle.exit().is_some() {
+            return Err(HotplugError::NotRunning.into());
+        }
+        let plan = hotplug::resize(set, &self.shared.cpus, count)?;
+        log::info!(
+            "vCPU hotplug to {count}: adding {:?}, removing {:?}, keeping {:?}",
+            plan.add,
+            plan.remove,
+            plan.kept
+        );
+        Ok(())
+    }
+
+    /// Tells `observer` about hotplug facts from now on (online vCPU count changes, ejected
+    /// disks). Called on vCPU threads with no engine lock held.
+    pub fn set_observer(&self, observer: Arc<dyn VmObserver>) {
+        self.shared.cpus.set_observer(observer.clone());
+        self.shared.pci_hotplug.set_observer(observer);
+    }
+
+    /// Hot-adds `disk` as a virtio-blk function in the lowest free PCI slot and notifies the
+    /// guest through the GED; returns the slot. The guest scans the slot and drives the disk
+    /// on its own.
+    pub fn attach_disk(&self, disk: &DiskSpec) -> Result<u8, EngineError> {
+        if self.shared.lifecycle.exit().is_some() {
+            return Err(HotplugError::NotRunning.into());
+        }
+        let slot = self.shared.pci_hotplug.attach(disk)?;
+        log::info!("disk {} plugged into PCI slot {slot}", disk.path.display());
+        Ok(slot)
+    }
+
+    /// Asks the guest to eject the disk in PCI `slot`. Returns once the guest is notified;
+    /// when the guest ejects it, the disk leaves the bus, its image is closed and the observer
+    /// hears `disk_removed`.
+    pub fn detach_disk(&self, slot: u8) -> Result<(), EngineError> {
+        if self.shared.lifecycle.exit().is_some() {
+            return Err(HotplugError::NotRunning.into());
+        }
+        self.shared.pci_hotplug.request_removal(slot)?;
+        Ok(())
+    }
+
+    /// PCI slots holding disks, ascending (boot disks first); empty once the boot has ended.
+    pub fn disk_slots(&self) -> Vec<u8> {
+        lock(&self.shared.pci)
+            .as_ref()
+            .map_or_else(Vec::new, PciPlatform::disk_slots)
     }
 
     /// Engine counters. Once the `Vm` is gone its memory is released and counts as untouched.
     pub fn stats(&self) -> EngineStats {
         let vcpus = self
             .shared
-            .vcpu_stats
-            .iter()
-            .enumerate()
+            .cpus
+            .stats()
+            .into_iter()
             .map(|(index, stats)| VcpuCounters {
-                index: index as u32,
+                index,
                 tid: stats.tid.load(Ordering::Relaxed),
                 exits: stats.exits.load(Ordering::Relaxed),
             })
@@ -473,7 +584,15 @@ impl VmHandle {
             memory_touched_bytes: lock(&self.shared.mem)
                 .as_ref()
                 .map_or(0, memory::touched_bytes),
-            disks: self.shared.disks.iter().map(|d| d.snapshot()).collect(),
+            disks: lock(&self.shared.pci)
+                .as_ref()
+                .map_or_else(
+                    || lock(&self.shared.final_disks).clone(),
+                    PciPlatform::disk_counters,
+                )
+                .iter()
+                .map(|d| d.snapshot())
+                .collect(),
         }
     }
 }

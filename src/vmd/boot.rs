@@ -11,35 +11,52 @@
 //! | crash                      | crashed, with the reason      |
 //!
 //! A destroy that arrives while a new boot is being built wins: the new boot is destroyed as
-//! soon as it exists.
+//! soon as it exists. Each boot after the first is built from [`Supervisor::next_spec`], so
+//! vCPUs and disks hot-plugged into the previous boot are there again.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::machine::{Engine, Machine, MachineError};
 use super::supervisor::Supervisor;
 use crate::engine::control::ExitReason;
-use crate::engine::{SerialSink, VmExit, VmSpec};
+use crate::engine::{SerialSink, VmExit, VmObserver, VmSpec};
+
+/// Passes the engine's hotplug facts to the supervisor (weakly: the engine must not keep vmd's
+/// shared state alive).
+struct HotplugEvents(Weak<Supervisor>);
+
+impl VmObserver for HotplugEvents {
+    fn vcpus_changed(&self, online: u32) {
+        if let Some(sup) = self.0.upgrade() {
+            sup.vcpus_changed(online);
+        }
+    }
+
+    fn disk_removed(&self, slot: u8) {
+        if let Some(sup) = self.0.upgrade() {
+            sup.disk_removed(slot);
+        }
+    }
+}
 
 /// Builds and starts one boot, and tells the supervisor about it.
 pub fn boot(
-    sup: &Supervisor,
+    sup: &Arc<Supervisor>,
     engine: &dyn Engine,
     spec: &VmSpec,
 ) -> Result<Box<dyn Machine>, MachineError> {
     let serial: Arc<dyn SerialSink> = sup.ring().clone();
     let mut machine = engine.create(spec, serial)?;
+    machine
+        .control()
+        .set_observer(Arc::new(HotplugEvents(Arc::downgrade(sup))));
     machine.start()?;
     sup.boot_started(machine.control());
     Ok(machine)
 }
 
 /// Runs boots until the VM is over; returns why it ended.
-pub fn run(
-    sup: &Supervisor,
-    engine: &dyn Engine,
-    spec: &VmSpec,
-    first: Box<dyn Machine>,
-) -> ExitReason {
+pub fn run(sup: &Arc<Supervisor>, engine: &dyn Engine, first: Box<dyn Machine>) -> ExitReason {
     let mut machine = first;
     loop {
         let exit = machine.wait();
@@ -56,7 +73,7 @@ pub fn run(
         if end.destroy_requested {
             return ExitReason::Destroyed;
         }
-        machine = match boot(sup, engine, spec) {
+        machine = match boot(sup, engine, &sup.next_spec()) {
             Ok(machine) => machine,
             Err(e) => {
                 return ExitReason::Crashed {
@@ -106,7 +123,7 @@ mod tests {
         first: Box<dyn Machine>,
     ) -> thread::JoinHandle<ExitReason> {
         let (sup, engine) = (Arc::clone(sup), Arc::clone(engine));
-        thread::spawn(move || run(&sup, engine.as_ref(), &spec(), first))
+        thread::spawn(move || run(&sup, engine.as_ref(), first))
     }
 
     #[test]
@@ -118,6 +135,18 @@ mod tests {
         assert_eq!(engine.boots(), 2);
         sup.execute(&Command::Destroy).expect("destroy");
         assert_eq!(looped.join().expect("loop"), ExitReason::Destroyed);
+    }
+
+    #[test]
+    fn the_guest_onlining_vcpus_reaches_subscribers() {
+        let (sup, engine, first) = setup(FakeEngine::new(b""));
+        let rx = sup.events().subscribe().expect("open");
+        engine.control(1).guest_changed_vcpus(3);
+        assert_eq!(
+            rx.try_recv().expect("event"),
+            crate::engine::control::Event::Vcpus { vcpus: 3 }
+        );
+        drop(first);
     }
 
     #[test]

@@ -3,13 +3,15 @@
 //! (qcow2 through imago, raw through plain files; `flock`ed while open) and hand the open image
 //! to the engine's virtio-blk as a [`DiskBackend`].
 //!
-//! The images stay open for the whole life of vmd, across reboots, and close when vmd exits.
+//! The images stay open for the whole life of vmd, across reboots, and close when vmd exits
+//! (or, for a disk hot-removed with `detach_disk`, when the guest has ejected it).
 
 use crate::config::{Paths, VmConfig};
 use crate::engine::{DiskBackend, DiskSpec};
 use crate::storage::StorageError;
 use crate::storage::{BlockImage, OpenOptions, StorageManager, open_image};
 use std::io;
+use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 
 /// Errors opening a VM's disks.
@@ -72,6 +74,31 @@ pub fn open_disks(paths: &Paths, config: &VmConfig) -> Result<Vec<OpenDisk>, Dis
         });
     }
     Ok(specs)
+}
+
+/// Opens the image at `path` for a disk hot-added as `target` (`attach_disk`); the serial
+/// defaults to `vmux-<target>` as for boot disks.
+pub fn open_disk(
+    path: &Path,
+    target: &str,
+    read_only: bool,
+    serial: Option<String>,
+) -> Result<DiskSpec, DiskError> {
+    let options = OpenOptions {
+        read_only,
+        ..OpenOptions::writable()
+    };
+    let image = open_image(path, options).map_err(|source| DiskError::Open {
+        target: target.to_string(),
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(DiskSpec {
+        path: path.to_path_buf(),
+        read_only,
+        serial: serial.unwrap_or_else(|| format!("vmux-{target}")),
+        backend: Some(Arc::new(ImageDisk::new(image))),
+    })
 }
 
 /// An open storage image seen as an engine disk. Reads and writes share the lock; `discard`

@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use super::machine::{Engine, Machine, MachineControl, MachineError};
-use crate::engine::{EngineStats, SerialSink, VcpuCounters, VmExit, VmSpec};
+use crate::engine::{DiskSpec, EngineStats, SerialSink, VcpuCounters, VmExit, VmObserver, VmSpec};
 
 /// Records what it was asked and ends the boot accordingly.
 #[derive(Default)]
@@ -23,6 +23,14 @@ pub struct FakeControl {
     pub destroys: AtomicU32,
     /// Serial input received.
     pub input: Mutex<Vec<u8>>,
+    /// The last `set_vcpus` count (0: never called).
+    pub vcpus_requested: AtomicU32,
+    /// Who hears hotplug facts.
+    pub observer: Mutex<Option<Arc<dyn VmObserver>>>,
+    /// Disks plugged, by slot (boot disks from slot 1).
+    pub disk_slots: Mutex<Vec<u8>>,
+    /// Slots whose removal was requested.
+    pub detached: Mutex<Vec<u8>>,
     exit: Mutex<Option<Sender<VmExit>>>,
 }
 
@@ -36,6 +44,14 @@ impl FakeControl {
     /// Ends the boot as a guest fault would.
     pub fn crash(&self, reason: &str) {
         self.end(VmExit::Crashed(reason.into()));
+    }
+
+    /// Plays the guest onlining or ejecting vCPUs: the observer hears `online`.
+    pub fn guest_changed_vcpus(&self, online: u32) {
+        let observer = self.observer.lock().expect("observer").clone();
+        if let Some(observer) = observer {
+            observer.vcpus_changed(online);
+        }
     }
 }
 
@@ -66,6 +82,29 @@ impl MachineControl for FakeControl {
     }
     fn vcpu_count(&self) -> u32 {
         2
+    }
+    fn set_vcpus(&self, count: u32) -> Result<(), MachineError> {
+        self.vcpus_requested.store(count, Ordering::SeqCst);
+        Ok(())
+    }
+    fn set_observer(&self, observer: Arc<dyn VmObserver>) {
+        *self.observer.lock().expect("observer") = Some(observer);
+    }
+    fn attach_disk(&self, _disk: &DiskSpec) -> Result<u8, MachineError> {
+        let mut slots = self.disk_slots.lock().expect("slots");
+        let slot = (1..32u8)
+            .find(|s| !slots.contains(s))
+            .ok_or("the fake bus is full")?;
+        slots.push(slot);
+        slots.sort_unstable();
+        Ok(slot)
+    }
+    fn detach_disk(&self, slot: u8) -> Result<(), MachineError> {
+        self.detached.lock().expect("detached").push(slot);
+        Ok(())
+    }
+    fn disk_slots(&self) -> Vec<u8> {
+        self.disk_slots.lock().expect("slots").clone()
     }
     fn stats(&self) -> EngineStats {
         EngineStats {

@@ -194,11 +194,11 @@ fn run_with(
     .and_then(|()| on_start(Arc::clone(&sup), Arc::clone(&cause)));
     if let Err(e) = started {
         sup.destroy();
-        boot::run(&sup, engine, &spec, first);
+        boot::run(&sup, engine, first);
         finish_output(&ring, writer);
         return Err(ForegroundError::Thread(e));
     }
-    let reason = boot::run(&sup, engine, &spec, first);
+    let reason = boot::run(&sup, engine, first);
     finish_output(&ring, writer);
     Ok(match (reason, cause.take()) {
         (ExitReason::Destroyed, Some(cause)) => cause,

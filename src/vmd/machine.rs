@@ -9,7 +9,9 @@
 use std::sync::Arc;
 
 use crate::config::{BootConfig, VmConfig};
-use crate::engine::{self, BootSpec, EngineStats, SerialSink, VmExit, VmSpec};
+use crate::engine::{
+    self, BootSpec, DiskSpec, EngineStats, SerialSink, VmExit, VmObserver, VmSpec,
+};
 
 /// An engine failure, boxed so fakes can supply their own error types.
 pub type MachineError = Box<dyn std::error::Error + Send + Sync>;
@@ -48,8 +50,19 @@ pub trait MachineControl: Send + Sync {
     fn destroy(&self);
     /// Queues guest serial input; returns how many bytes were accepted.
     fn serial_input(&self, bytes: &[u8]) -> usize;
-    /// vCPUs present now.
+    /// vCPUs online now.
     fn vcpu_count(&self) -> u32;
+    /// Hot-adds or removes vCPUs so that `count` are plugged; returns once the guest has been
+    /// notified.
+    fn set_vcpus(&self, count: u32) -> Result<(), MachineError>;
+    /// Who hears hotplug facts (online vCPU count changes, ejected disks) from now on.
+    fn set_observer(&self, observer: Arc<dyn VmObserver>);
+    /// Hot-adds `disk` into a free PCI slot; returns the slot once the guest is notified.
+    fn attach_disk(&self, disk: &DiskSpec) -> Result<u8, MachineError>;
+    /// Asks the guest to eject the disk in PCI `slot`.
+    fn detach_disk(&self, slot: u8) -> Result<(), MachineError>;
+    /// PCI slots holding disks, ascending.
+    fn disk_slots(&self) -> Vec<u8>;
     /// Engine counters.
     fn stats(&self) -> EngineStats;
 }
@@ -110,6 +123,26 @@ impl MachineControl for engine::VmHandle {
 
     fn vcpu_count(&self) -> u32 {
         engine::VmHandle::vcpu_count(self)
+    }
+
+    fn set_vcpus(&self, count: u32) -> Result<(), MachineError> {
+        Ok(engine::VmHandle::set_vcpus(self, count)?)
+    }
+
+    fn set_observer(&self, observer: Arc<dyn VmObserver>) {
+        engine::VmHandle::set_observer(self, observer);
+    }
+
+    fn attach_disk(&self, disk: &DiskSpec) -> Result<u8, MachineError> {
+        Ok(engine::VmHandle::attach_disk(self, disk)?)
+    }
+
+    fn detach_disk(&self, slot: u8) -> Result<(), MachineError> {
+        Ok(engine::VmHandle::detach_disk(self, slot)?)
+    }
+
+    fn disk_slots(&self) -> Vec<u8> {
+        engine::VmHandle::disk_slots(self)
     }
 
     fn stats(&self) -> EngineStats {

@@ -19,6 +19,8 @@ mod detach;
 mod disks;
 mod events;
 pub mod foreground;
+mod hotplug;
+mod live_disks;
 mod logger;
 mod machine;
 pub mod pidfile;
@@ -45,7 +47,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::config::{ConfigError, Paths, Store};
-use crate::engine::VmSpec;
 use crate::engine::control::ExitReason;
 use console_log::{CONSOLE_LOG_MAX_BYTES, RotatingLog};
 use machine::{Engine, KvmEngine, Machine, MachineError};
@@ -174,7 +175,6 @@ fn open_log(paths: &Paths, name: &str) -> Result<fs::File, VmdError> {
 struct Vmd {
     sup: Arc<Supervisor>,
     engine: Arc<dyn Engine>,
-    spec: VmSpec,
     first: Box<dyn Machine>,
     socket: ControlSocket,
     lock: PidLock,
@@ -260,7 +260,6 @@ impl Vmd {
         Ok(Vmd {
             sup,
             engine,
-            spec,
             first,
             socket,
             lock,
@@ -274,13 +273,12 @@ impl Vmd {
         let Vmd {
             sup,
             engine,
-            spec,
             first,
             socket,
             lock,
             console_log,
         } = self;
-        let reason = boot::run(&sup, engine.as_ref(), &spec, first);
+        let reason = boot::run(&sup, engine.as_ref(), first);
         sup.finished(&reason);
         sup.ring().close();
         if console_log.is_some_and(|thread| thread.join().is_err()) {

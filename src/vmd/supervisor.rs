@@ -5,13 +5,17 @@
 //! installs each boot's control handle), the connection threads (which execute commands), and
 //! the stats sampler. Lifecycle commands are serialized by their own lock so two clients
 //! cannot interleave a pause with a resume; reads (`info`, `stats`) never wait for them.
+//! Hotplug commands (`set_vcpus`, `attach_disk`, `detach_disk`) and the engine's hotplug facts
+//! live in `hotplug.rs`, which also keeps what the next boot is built from.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::boot::error_chain;
 use super::events::EventBus;
+use super::live_disks::LiveDisks;
 use super::machine::MachineControl;
 use super::ring::ConsoleRing;
 use super::state_file::StateFile;
@@ -24,25 +28,29 @@ use crate::engine::control::{
 
 /// Shared state of one vmd.
 pub struct Supervisor {
-    name: String,
+    pub(super) name: String,
     pid: u32,
-    max_vcpus: u32,
+    pub(super) max_vcpus: u32,
     memory_bytes: u64,
-    /// Guest device names of the VM's disks, in `VmSpec::disks` order (for stats).
-    disk_targets: Vec<String>,
     ring: Arc<ConsoleRing>,
-    events: EventBus,
+    pub(super) events: EventBus,
     /// Where `state.json` goes; `None` keeps state in memory only (tests).
     state_path: Option<PathBuf>,
     live: Mutex<Live>,
-    /// Held while a lifecycle command runs.
+    /// Held while a lifecycle or hotplug command runs.
     commands: Mutex<()>,
     latest: Mutex<VmStats>,
+    /// The spec of the first boot, without its disks (they live in `disks`).
+    pub(super) base_spec: VmSpec,
+    /// vCPUs plugged by the last `set_vcpus` (or at the start): what the next boot starts with.
+    pub(super) plugged_vcpus: AtomicU32,
+    /// The VM's disks and their open images.
+    pub(super) disks: Mutex<LiveDisks>,
 }
 
 /// The current boot. Invariant: `control` is `Some` exactly while a boot is running or paused.
-struct Live {
-    control: Option<Arc<dyn MachineControl>>,
+pub(super) struct Live {
+    pub(super) control: Option<Arc<dyn MachineControl>>,
     state: RunState,
     boots: u32,
     started_at: u64,
@@ -68,7 +76,7 @@ fn now_epoch_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn protocol_error(kind: ErrorKind, message: impl Into<String>) -> ProtocolError {
+pub(super) fn protocol_error(kind: ErrorKind, message: impl Into<String>) -> ProtocolError {
     ProtocolError {
         kind,
         message: message.into(),
@@ -84,11 +92,16 @@ impl Supervisor {
         state_path: Option<PathBuf>,
     ) -> Supervisor {
         Supervisor {
+            base_spec: VmSpec {
+                disks: Vec::new(),
+                ..spec.clone()
+            },
+            plugged_vcpus: AtomicU32::new(spec.vcpus),
+            disks: Mutex::new(LiveDisks::new(spec.disks.clone(), &[])),
             name: spec.name.clone(),
             pid,
             max_vcpus: spec.max_vcpus,
             memory_bytes: spec.memory_bytes,
-            disk_targets: Vec::new(),
             ring,
             events: EventBus::new(),
             state_path,
@@ -107,14 +120,14 @@ impl Supervisor {
         }
     }
 
-    /// Names the disks in stats samples: `targets[i]` is the guest device name of
-    /// `spec.disks[i]`.
-    pub fn with_disk_targets(mut self, targets: Vec<String>) -> Supervisor {
-        self.disk_targets = targets;
+    /// Names the disks (in stats, `info` and `detach_disk`): `targets[i]` is the guest device
+    /// name of `spec.disks[i]`.
+    pub fn with_disk_targets(self, targets: Vec<String>) -> Supervisor {
+        self.set_disk_targets(&targets);
         self
     }
 
-    fn live(&self) -> MutexGuard<'_, Live> {
+    pub(super) fn live(&self) -> MutexGuard<'_, Live> {
         // Every update of `Live` is a handful of field stores; a panic elsewhere cannot leave
         // it half-written in a way that matters more than refusing all service would.
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
@@ -138,6 +151,7 @@ impl Supervisor {
     /// Records a freshly started boot and announces it. If a destroy arrived while the boot
     /// was being built, the boot is destroyed at once.
     pub fn boot_started(&self, control: Arc<dyn MachineControl>) {
+        self.record_boot_disks(control.as_ref());
         let mut live = self.live();
         live.boots += 1;
         live.started_at = now_epoch_secs();
@@ -209,7 +223,8 @@ impl Supervisor {
                 boot: live.boots,
                 uptime: live.boot_clock.elapsed(),
                 serial_out_bytes: self.ring.end().saturating_sub(live.serial_base),
-                disk_targets: self.disk_targets.clone(),
+                // Slot order, like the engine's disk counters.
+                disk_targets: self.disk_infos().into_iter().map(|d| d.target).collect(),
             },
         })
     }
@@ -220,7 +235,7 @@ impl Supervisor {
         self.events.publish(&Event::Stats(Box::new(stats)));
     }
 
-    fn persist(&self, live: &Live, reason: Option<String>) {
+    pub(super) fn persist(&self, live: &Live, reason: Option<String>) {
         let Some(path) = &self.state_path else {
             return;
         };
@@ -250,6 +265,7 @@ impl Supervisor {
             started_at: live.started_at,
             boots: live.boots,
             protocol: PROTOCOL_VERSION,
+            disks: self.disk_infos(),
         }
     }
 
@@ -275,6 +291,16 @@ impl Supervisor {
                 self.destroy();
                 Ok(None)
             }
+            Command::SetVcpus { count } => self.set_vcpus(*count).map(|()| None),
+            Command::AttachDisk {
+                path,
+                target,
+                read_only,
+                serial,
+            } => self
+                .attach_disk(path, target.clone(), *read_only, serial.clone())
+                .map(|disk| Some(ReplyResult::Disk(Box::new(disk)))),
+            Command::DetachDisk { target } => self.detach_disk(target).map(|()| None),
             Command::Subscribe | Command::Console { .. } => Err(protocol_error(
                 ErrorKind::BadRequest,
                 "this command switches the connection and is handled by the session",
@@ -282,7 +308,7 @@ impl Supervisor {
         }
     }
 
-    fn lock_commands(&self) -> MutexGuard<'_, ()> {
+    pub(super) fn lock_commands(&self) -> MutexGuard<'_, ()> {
         self.commands.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -302,7 +328,7 @@ impl Supervisor {
         }
     }
 
-    fn running_control(&self) -> Result<Arc<dyn MachineControl>, ProtocolError> {
+    pub(super) fn running_control(&self) -> Result<Arc<dyn MachineControl>, ProtocolError> {
         let (control, state) = self.current()?;
         if state == RunState::Paused {
             return Err(protocol_error(
@@ -488,6 +514,44 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn set_vcpus_reaches_the_engine() {
+        let (sup, control) = running();
+        sup.execute(&Command::SetVcpus { count: 3 })
+            .expect("set_vcpus");
+        assert_eq!(control.vcpus_requested.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn set_vcpus_above_max_is_refused_naming_the_limit() {
+        let (sup, control) = running();
+        let err = sup
+            .execute(&Command::SetVcpus { count: 5 })
+            .expect_err("above max");
+        assert_eq!(err.kind, ErrorKind::InvalidArgument);
+        assert!(err.message.contains("1 to 4"), "{}", err.message);
+        assert_eq!(control.vcpus_requested.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn set_vcpus_of_a_paused_vm_asks_to_resume_first() {
+        let (sup, control) = running();
+        sup.execute(&Command::Pause).expect("pause");
+        let err = sup
+            .execute(&Command::SetVcpus { count: 3 })
+            .expect_err("paused");
+        assert!(err.message.contains("vmux resume t"), "{}", err.message);
+        assert_eq!(control.vcpus_requested.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn guest_vcpu_changes_are_pushed_as_events() {
+        let (sup, _) = running();
+        let rx = sup.events().subscribe().expect("open");
+        sup.vcpus_changed(3);
+        assert_eq!(rx.try_recv().expect("event"), Event::Vcpus { vcpus: 3 });
+    }
+
+    #[test]
     fn state_changes_are_pushed_to_subscribers() {
         let (sup, _) = running();
         let rx = sup.events().subscribe().expect("open");
@@ -503,7 +567,17 @@ pub(crate) mod tests {
 
     #[test]
     fn the_sampler_sees_the_disks_by_their_targets() {
-        let sup = Supervisor::new(&spec(), 99, Arc::new(ConsoleRing::new(64)), None)
+        let disk = |path: &str| crate::engine::DiskSpec {
+            path: path.into(),
+            read_only: false,
+            serial: String::new(),
+            backend: None,
+        };
+        let spec = VmSpec {
+            disks: vec![disk("/a.raw"), disk("/b.raw")],
+            ..spec()
+        };
+        let sup = Supervisor::new(&spec, 99, Arc::new(ConsoleRing::new(64)), None)
             .with_disk_targets(vec!["vda".into(), "vdb".into()]);
         sup.boot_started(Arc::new(FakeControl::default()));
 

@@ -3,16 +3,18 @@
 //! which reads the event register at `layout::GED_PORT` (reading clears it) and handles each
 //! set bit with a [`GedEvent`].
 //!
-//! Today only the power button (bit 3) is wired. CPU hotplug (bit 1) and PCI hotplug (bit 2)
-//! add their own [`GedEvent`] in `dsdt.rs` (e.g. `\_SB_.CPUS.CSCN ()`).
+//! Bit 1 (CPU hotplug) calls `\_SB_.CPUS.CSCN ()` (cpus.rs), bit 2 (PCI hotplug)
+//! `\_SB_.PCI0.PCNT ()` (pci.rs), bit 3 notifies the power button.
 
 use acpi_tables::aml::{
     And, Device, Equal, Field, FieldAccessType, FieldEntry, FieldLockRule, FieldUpdateRule, If,
-    Interrupt, Local, Method, Name, Notify, OpRegion, OpRegionSpace, Path, ResourceTemplate, Store,
+    Interrupt, Local, Method, MethodCall, Name, Notify, OpRegion, OpRegionSpace, Path,
+    ResourceTemplate, Store,
 };
 
 use super::aml_util::{Encoded, encoded};
 use super::legacy::{NOTIFY_BUTTON_PRESSED, POWER_BUTTON_PATH};
+use super::{cpus, pci};
 use crate::engine::layout;
 
 /// One GED event bit and the AML statements `_EVT` runs when it is set.
@@ -31,6 +33,22 @@ pub(super) fn power_button_event() -> GedEvent {
             &Path::new(POWER_BUTTON_PATH),
             &NOTIFY_BUTTON_PRESSED,
         )),
+    }
+}
+
+/// CPU hotplug: `\_SB_.CPUS.CSCN ()` scans the processor slots.
+pub(super) fn cpu_hotplug_event() -> GedEvent {
+    GedEvent {
+        mask: layout::GED_EVENT_CPU_HOTPLUG,
+        action: encoded(&MethodCall::new(Path::new(cpus::SCAN_METHOD_PATH), vec![])),
+    }
+}
+
+/// PCI hotplug: `\_SB_.PCI0.PCNT ()` reports plugged and unplugged slots.
+pub(super) fn pci_hotplug_event() -> GedEvent {
+    GedEvent {
+        mask: layout::GED_EVENT_PCI_HOTPLUG,
+        action: encoded(&MethodCall::new(Path::new(pci::SCAN_METHOD_PATH), vec![])),
     }
 }
 

@@ -3,7 +3,9 @@
 //! The SYSENTER/SYSCALL MSRs start at zero so that nothing left by KVM's defaults leaks into
 //! the guest, the TSC starts at zero on every vCPU at once (KVM keeps vCPUs whose TSC is written
 //! close together in sync), fast string operations are enabled as firmware does, and the MTRR
-//! default type is write-back so that all RAM is cacheable without MTRR programming.
+//! default type is write-back so that all RAM is cacheable without MTRR programming. A vCPU
+//! hot-added later leaves its TSC alone: KVM synchronises a new vCPU's TSC with the running
+//! ones, and a write now (long after the others') could undo that on older kernels.
 
 use kvm_bindings::{Msrs, kvm_msr_entry};
 use kvm_ioctls::VcpuFd;
@@ -59,9 +61,12 @@ pub fn boot_msrs() -> Vec<(u32, u64)> {
     ]
 }
 
-/// Writes [`boot_msrs`] to `vcpu`.
-pub fn set_boot_msrs(vcpu: &VcpuFd) -> Result<(), MsrError> {
-    let list = boot_msrs();
+/// Writes [`boot_msrs`] to `vcpu`, without the TSC unless `with_tsc`.
+pub fn set_boot_msrs(vcpu: &VcpuFd, with_tsc: bool) -> Result<(), MsrError> {
+    let list: Vec<(u32, u64)> = boot_msrs()
+        .into_iter()
+        .filter(|&(index, _)| with_tsc || index != MSR_IA32_TSC)
+        .collect();
     let entries: Vec<kvm_msr_entry> = list
         .iter()
         .map(|&(index, data)| kvm_msr_entry {

@@ -4,7 +4,8 @@
 //! of the in-kernel PIC and IOAPIC that the legacy devices (COM1's irqfd on GSI 4, the GED on
 //! GSI 5) depend on. [`KvmVmInterface`] therefore keeps the complete table, the default
 //! irqchip routes (as KVM installs them at irqchip creation) plus one MSI route per allocated
-//! GSI, and always sets it whole.
+//! GSI, and always sets it whole. GSIs of a removed device (PCI hot-remove) go back to a free
+//! list and their routes leave the table.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -44,10 +45,15 @@ pub struct MsiMessage {
 pub trait VmInterface: Send + Sync {
     /// Reserves a GSI for one MSI-X vector.
     fn allocate_gsi(&self) -> Result<u32, PciError>;
+    /// Gives back a GSI from [`allocate_gsi`](Self::allocate_gsi): its route is removed and the
+    /// GSI may be handed out again. Its irqfd must be unregistered first.
+    fn release_gsi(&self, gsi: u32) -> Result<(), PciError>;
     /// Points `gsi` at `message` (replacing its previous route).
     fn set_msi_route(&self, gsi: u32, message: MsiMessage) -> Result<(), PciError>;
     /// Makes a write to `event` raise `gsi` in the guest without an exit.
     fn register_irqfd(&self, event: &EventFd, gsi: u32) -> Result<(), PciError>;
+    /// Undoes [`register_irqfd`](Self::register_irqfd).
+    fn unregister_irqfd(&self, event: &EventFd, gsi: u32) -> Result<(), PciError>;
     /// Makes a guest write of any width to MMIO `address` signal `event` instead of exiting.
     fn register_ioevent(&self, event: &EventFd, address: u64) -> Result<(), PciError>;
     /// Undoes [`register_ioevent`](Self::register_ioevent).
@@ -63,6 +69,8 @@ pub struct KvmVmInterface {
 #[derive(Default)]
 struct MsiRoutes {
     next_gsi: u32,
+    /// GSIs given back, handed out again before `next_gsi`.
+    free: Vec<u32>,
     /// GSI → message, for every GSI with a route.
     messages: BTreeMap<u32, MsiMessage>,
 }
@@ -74,6 +82,7 @@ impl KvmVmInterface {
             vm,
             routes: Mutex::new(MsiRoutes {
                 next_gsi: FIRST_MSI_GSI,
+                free: Vec::new(),
                 messages: BTreeMap::new(),
             }),
         }
@@ -83,6 +92,9 @@ impl KvmVmInterface {
 impl VmInterface for KvmVmInterface {
     fn allocate_gsi(&self) -> Result<u32, PciError> {
         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(gsi) = routes.free.pop() {
+            return Ok(gsi);
+        }
         if routes.next_gsi >= MSI_GSI_END {
             return Err(PciError::AllocateGsi {
                 max: KVM_MAX_IRQ_ROUTES,
@@ -103,9 +115,30 @@ impl VmInterface for KvmVmInterface {
             .map_err(PciError::SetGsiRouting)
     }
 
+    fn release_gsi(&self, gsi: u32) -> Result<(), PciError> {
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        if !(FIRST_MSI_GSI..routes.next_gsi).contains(&gsi) || routes.free.contains(&gsi) {
+            return Ok(());
+        }
+        routes.free.push(gsi);
+        if routes.messages.remove(&gsi).is_some() {
+            let table = routing_table(&routes.messages);
+            self.vm
+                .set_gsi_routing(&table)
+                .map_err(PciError::SetGsiRouting)?;
+        }
+        Ok(())
+    }
+
     fn register_irqfd(&self, event: &EventFd, gsi: u32) -> Result<(), PciError> {
         self.vm
             .register_irqfd(event, gsi)
+            .map_err(|source| PciError::RegisterIrqfd { gsi, source })
+    }
+
+    fn unregister_irqfd(&self, event: &EventFd, gsi: u32) -> Result<(), PciError> {
+        self.vm
+            .unregister_irqfd(event, gsi)
             .map_err(|source| PciError::RegisterIrqfd { gsi, source })
     }
 

@@ -10,6 +10,9 @@
 //!
 //! Threads: the table is written by vCPU threads (BAR writes, the capability's message
 //! control), vectors are triggered by device worker threads; both go through one mutex.
+//!
+//! Dropping the vectors (the function was hot-removed, or the VM ends) unregisters each irqfd
+//! and gives its GSI and route back.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -277,6 +280,19 @@ impl Msix {
     }
 }
 
+impl Drop for Msix {
+    fn drop(&mut self) {
+        for (index, vector) in self.vectors.iter().enumerate() {
+            if let Err(e) = self.vm.unregister_irqfd(&vector.irqfd, vector.gsi) {
+                log::warn!("MSI-X vector {index}: {e}");
+            }
+            if let Err(e) = self.vm.release_gsi(vector.gsi) {
+                log::warn!("MSI-X vector {index}: {e}");
+            }
+        }
+    }
+}
+
 /// Table offset → (vector, byte within its entry).
 fn table_position(offset: u64) -> (usize, usize) {
     (
@@ -411,6 +427,17 @@ mod tests {
                 data: 0x42
             })
         );
+    }
+
+    #[test]
+    fn dropping_the_vectors_unregisters_their_irqfds_and_gives_back_their_gsis() {
+        let (msix, vm) = msix(3);
+        assert_eq!(vm.irqfds.lock().unwrap().len(), 3);
+
+        drop(msix);
+
+        assert!(vm.irqfds.lock().unwrap().is_empty());
+        assert_eq!(*vm.released.lock().unwrap(), [24, 25, 26]);
     }
 
     #[test]

@@ -4,13 +4,17 @@
 //! Built by `Vm::create` after the legacy devices: the configuration ports at 0xCF8, ECAM at
 //! [`layout::PCI_ECAM_START`] and the BAR window at [`layout::PCI_MMIO_START`] are inserted
 //! on the buses, then each disk is opened and plugged into the next free slot (00:01.0 for the
-//! first). The platform keeps the root and the allocator so devices can be added later (disk
-//! hot-add).
+//! first). The platform keeps the root and the allocator so disks can be added and removed
+//! while the VM runs (engine/hotplug/pci.rs): a removed disk leaves the root bus, its BAR
+//! space goes back to the allocator, and dropping the function (outside every lock) stops its
+//! worker, unregisters its ioeventfds, irqfds and MSI routes, and closes its image.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use vm_memory::GuestMemoryMmap;
 
+use super::root::SharedPciDevice;
 use super::{
     AddressAllocator, PciAddress, PciConfigIo, PciConfigMmio, PciError, PciMmioWindow, PciRoot,
     VmInterface,
@@ -55,13 +59,23 @@ pub enum PlatformError {
     Place(#[source] BusError),
 }
 
+/// A disk on the root bus.
+struct PluggedDisk {
+    counters: Arc<DiskCounters>,
+    /// BAR 0 as allocated (freed when the disk goes).
+    bar: u64,
+}
+
 /// The VM's PCI root bus and what is plugged into it.
 pub struct PciPlatform {
     root: Arc<Mutex<PciRoot>>,
     bars: AddressAllocator,
     vm: Arc<dyn VmInterface>,
     mem: GuestMemoryMmap,
-    disks: Vec<Arc<DiskCounters>>,
+    /// Disks by slot.
+    disks: BTreeMap<u8, PluggedDisk>,
+    /// Disks plugged so far: names the next worker thread (`blk<n>`).
+    plugged: usize,
 }
 
 impl PciPlatform {
@@ -103,7 +117,8 @@ impl PciPlatform {
             bars: AddressAllocator::new(layout::PCI_MMIO_START, layout::PCI_MMIO_SIZE),
             vm,
             mem: mem.clone(),
-            disks: Vec::new(),
+            disks: BTreeMap::new(),
+            plugged: 0,
         };
         for disk in disks {
             platform.add_disk(disk)?;
@@ -120,7 +135,7 @@ impl PciPlatform {
                 RawFile::open(&disk.path, disk.read_only).map_err(PlatformError::OpenDisk)?,
             ),
         };
-        let blk = VirtioBlk::new(&format!("blk{}", self.disks.len()), backend, &disk.serial);
+        let blk = VirtioBlk::new(&format!("blk{}", self.plugged), backend, &disk.serial);
         let counters = blk.counters();
         let function = VirtioPciDevice::new(
             Box::new(blk),
@@ -145,12 +160,33 @@ impl PciPlatform {
                 return Err(PlatformError::Plug { path, source });
             }
         };
-        self.disks.push(counters);
+        self.plugged += 1;
+        self.disks
+            .insert(address.device, PluggedDisk { counters, bar });
         Ok(address)
     }
 
-    /// The live counters of every disk (for stats sampled without the platform).
+    /// Unplugs the disk in `slot`: it leaves the root bus and its BAR space is free again.
+    /// Returns the function for the caller to drop outside every lock (that stops its worker
+    /// and closes the image), or `None` when no disk is in that slot.
+    pub fn remove_disk(&mut self, slot: u8) -> Option<SharedPciDevice> {
+        let disk = self.disks.remove(&slot)?;
+        let function = self
+            .root
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove_device(slot);
+        self.bars.free(disk.bar);
+        function
+    }
+
+    /// Slots holding disks, ascending.
+    pub fn disk_slots(&self) -> Vec<u8> {
+        self.disks.keys().copied().collect()
+    }
+
+    /// The live counters of every disk, in slot order.
     pub fn disk_counters(&self) -> Vec<Arc<DiskCounters>> {
-        self.disks.clone()
+        self.disks.values().map(|d| d.counters.clone()).collect()
     }
 }

@@ -65,6 +65,18 @@ impl PciRoot {
         })
     }
 
+    /// Unplugs the device in `slot` (never the host bridge in slot 0) and stops decoding its
+    /// BARs; returns it so the caller can drop it outside the root's lock.
+    pub fn remove_device(&mut self, slot: u8) -> Option<SharedPciDevice> {
+        let slot = usize::from(slot);
+        if slot == 0 {
+            return None;
+        }
+        let device = self.slots.get_mut(slot)?.take()?;
+        self.bars.retain(|_, bar| bar.slot != slot);
+        Some(device)
+    }
+
     /// The device at `address`, if one is plugged there.
     pub fn device(&self, address: PciAddress) -> Option<SharedPciDevice> {
         if address.bus != 0 || address.function != 0 {
@@ -456,6 +468,35 @@ mod tests {
         window.write(0x1ffe, &[1, 2, 3, 4]);
 
         assert_eq!(device.lock().unwrap().last_write, None);
+    }
+
+    #[test]
+    fn a_removed_device_reads_all_ones_and_stops_decoding_its_bar() {
+        let (root, device) = root_with_device();
+        let mut ecam = PciConfigMmio::new(root.clone());
+        let mut window = PciMmioWindow::new(root.clone(), layout::PCI_MMIO_START);
+        ecam.write((1 << 15) + 4, &COMMAND_MEMORY_SPACE.to_le_bytes());
+
+        let removed = root.lock().unwrap().remove_device(1).expect("plugged");
+        window.write(0x1010, &[7]);
+        let mut id = [0u8; 4];
+        ecam.read(1 << 15, &mut id);
+
+        assert!(Arc::ptr_eq(&removed, &(device.clone() as SharedPciDevice)));
+        assert_eq!(device.lock().unwrap().last_write, None);
+        assert_eq!(id, [0xff; 4]);
+    }
+
+    #[test]
+    fn the_host_bridge_cannot_be_removed_and_a_freed_slot_is_reused() {
+        let (root, _) = root_with_device();
+        let mut root = root.lock().unwrap();
+
+        assert!(root.remove_device(0).is_none());
+        assert!(root.remove_device(1).is_some());
+        assert!(root.remove_device(1).is_none());
+        let again = root.add_device(TestDevice::shared(0xc000_2000)).unwrap();
+        assert_eq!(again.device, 1);
     }
 
     #[test]

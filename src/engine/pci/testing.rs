@@ -13,6 +13,10 @@ pub(crate) struct FakeVm {
     next_gsi: AtomicU32,
     pub(crate) routes: Mutex<Vec<(u32, MsiMessage)>>,
     pub(crate) ioevents: Mutex<Vec<u64>>,
+    /// GSIs with an irqfd registered.
+    pub(crate) irqfds: Mutex<Vec<u32>>,
+    /// GSIs given back.
+    pub(crate) released: Mutex<Vec<u32>>,
 }
 
 impl VmInterface for FakeVm {
@@ -23,7 +27,16 @@ impl VmInterface for FakeVm {
         self.routes.lock().unwrap().push((gsi, message));
         Ok(())
     }
-    fn register_irqfd(&self, _event: &EventFd, _gsi: u32) -> Result<(), PciError> {
+    fn release_gsi(&self, gsi: u32) -> Result<(), PciError> {
+        self.released.lock().unwrap().push(gsi);
+        Ok(())
+    }
+    fn register_irqfd(&self, _event: &EventFd, gsi: u32) -> Result<(), PciError> {
+        self.irqfds.lock().unwrap().push(gsi);
+        Ok(())
+    }
+    fn unregister_irqfd(&self, _event: &EventFd, gsi: u32) -> Result<(), PciError> {
+        self.irqfds.lock().unwrap().retain(|g| *g != gsi);
         Ok(())
     }
     fn register_ioevent(&self, _event: &EventFd, address: u64) -> Result<(), PciError> {

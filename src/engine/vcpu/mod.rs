@@ -2,8 +2,13 @@
 //!
 //! Every vCPU gets its own CPUID (APIC id, topology), the boot MSRs and the virtual-wire LAPIC
 //! setup. Only the boot vCPU (index 0) gets registers: the others stay parked by KVM until the
-//! guest wakes them with INIT/SIPI, as on real hardware. The thread's state machine lives in
-//! [`Lifecycle`]; the loop that runs the guest and dispatches its exits is in `run_loop`.
+//! guest wakes them with INIT/SIPI, as on real hardware. A vCPU hot-added to a running VM is
+//! set up the same way, except that its TSC is left to KVM (which synchronises a new vCPU with
+//! the running ones); the LAPIC write (`KVM_SET_LAPIC`) also puts it in KVM's APIC map, without
+//! which the guest's INIT/SIPI would never reach it. The thread's state machine lives in
+//! [`Lifecycle`]; the loop that runs the guest and dispatches its exits is in `run_loop`. A
+//! thread hands its `Vcpu` back when it ends, so a vCPU the guest ejected can be plugged again
+//! (KVM cannot destroy a vCPU, and cannot create a second one with the same id).
 
 mod crash;
 pub mod kick;
@@ -12,9 +17,10 @@ mod run_loop;
 use super::boot::{lapic, msrs, regs};
 use super::cpuid;
 use super::devices::bus::Bus;
+use super::hotplug::cpu::CpuHotplug;
 use super::lifecycle::Lifecycle;
 use kick::VcpuKick;
-use kvm_bindings::{CpuId, kvm_run};
+use kvm_bindings::{CpuId, KVM_MP_STATE_UNINITIALIZED, kvm_mp_state, kvm_run};
 use kvm_ioctls::{VcpuFd, VmFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -72,6 +78,15 @@ pub enum VcpuError {
     /// The boot registers could not be written.
     #[error("cannot set the boot registers")]
     SetBootRegisters(#[source] regs::RegsError),
+    /// A vCPU plugged again could not be put back into its wait-for-INIT state.
+    #[error("cannot park vCPU {index} for INIT/SIPI")]
+    SetMpState {
+        /// The vCPU index.
+        index: u32,
+        /// What KVM reported.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
     /// The thread could not be spawned.
     #[error("cannot start the thread of vCPU {index}")]
     SpawnThread {
@@ -96,6 +111,8 @@ pub struct VcpuStats {
 pub struct RunContext {
     /// The boot's run state.
     pub lifecycle: Arc<Lifecycle>,
+    /// The CPU hotplug controller (told when the guest starts a vCPU).
+    pub cpus: Arc<CpuHotplug>,
     /// Port I/O devices.
     pub io_bus: Bus,
     /// MMIO devices.
@@ -104,7 +121,22 @@ pub struct RunContext {
     pub mem: GuestMemoryMmap,
 }
 
-/// A configured vCPU not yet running. Owned by the `Vm` until `spawn` moves it to its thread.
+/// How a new vCPU starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VcpuStart {
+    /// The boot vCPU: registers set to enter the image at `entry`.
+    Boot {
+        /// Guest-physical entry point.
+        entry: u64,
+    },
+    /// Another vCPU present at boot: parked until the guest's INIT/SIPI.
+    Parked,
+    /// A vCPU hot-added to a running VM: parked, TSC left to KVM's synchronisation.
+    HotAdded,
+}
+
+/// A configured vCPU not yet running. Owned by its VM until `spawn` moves it to its thread,
+/// which hands it back when it ends.
 pub struct Vcpu {
     index: u32,
     fd: VcpuFd,
@@ -118,14 +150,14 @@ pub struct Vcpu {
 unsafe impl Send for Vcpu {}
 
 impl Vcpu {
-    /// Creates vCPU `index` (= APIC id) on `vm` and gives it its CPUID, MSRs and LAPIC setup;
-    /// with `boot_entry`, also the boot registers entering there.
+    /// Creates vCPU `index` (= APIC id) on `vm` and gives it its CPUID, MSRs and LAPIC setup,
+    /// and the boot registers for [`VcpuStart::Boot`].
     pub fn create(
         vm: &VmFd,
         index: u32,
         supported_cpuid: &CpuId,
         max_vcpus: u32,
-        boot_entry: Option<u64>,
+        start: VcpuStart,
     ) -> Result<Vcpu, VcpuError> {
         let mut fd = vm
             .create_vcpu(u64::from(index))
@@ -134,9 +166,11 @@ impl Vcpu {
             .map_err(|source| VcpuError::BuildCpuid { index, source })?;
         fd.set_cpuid2(&cpuid)
             .map_err(|source| VcpuError::SetCpuid { index, source })?;
-        msrs::set_boot_msrs(&fd).map_err(|source| VcpuError::SetMsrs { index, source })?;
+        let with_tsc = start != VcpuStart::HotAdded;
+        msrs::set_boot_msrs(&fd, with_tsc)
+            .map_err(|source| VcpuError::SetMsrs { index, source })?;
         lapic::set_virtual_wire(&fd).map_err(|source| VcpuError::SetLapic { index, source })?;
-        if let Some(entry) = boot_entry {
+        if let VcpuStart::Boot { entry } = start {
             regs::configure_boot_vcpu(&fd, entry).map_err(VcpuError::SetBootRegisters)?;
         }
         let run: *mut kvm_run = fd.get_kvm_run();
@@ -159,8 +193,25 @@ impl Vcpu {
         self.stats.clone()
     }
 
-    /// Starts the vCPU's thread, named `vcpu<index>`, running the guest until the boot ends.
-    pub fn spawn(self, ctx: Arc<RunContext>) -> Result<JoinHandle<()>, VcpuError> {
+    /// Readies a vCPU whose thread ended (the guest ejected it) to be plugged again: fresh
+    /// counters, no pending kick, and back in KVM's wait-for-INIT state so that the guest
+    /// brings it up exactly like a new one.
+    pub fn prepare_replug(&mut self) -> Result<(), VcpuError> {
+        let index = self.index;
+        let parked = kvm_mp_state {
+            mp_state: KVM_MP_STATE_UNINITIALIZED,
+        };
+        self.fd
+            .set_mp_state(parked)
+            .map_err(|source| VcpuError::SetMpState { index, source })?;
+        self.kick.set_immediate_exit(0);
+        self.stats = Arc::new(VcpuStats::default());
+        Ok(())
+    }
+
+    /// Starts the vCPU's thread, named `vcpu<index>`, running the guest until the boot ends or
+    /// the vCPU is stopped; the thread's result is the `Vcpu`, to be plugged again later.
+    pub fn spawn(self, ctx: Arc<RunContext>) -> Result<JoinHandle<Vcpu>, VcpuError> {
         let index = self.index;
         std::thread::Builder::new()
             .name(format!("vcpu{index}"))

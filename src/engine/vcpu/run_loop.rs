@@ -3,9 +3,11 @@
 //! Port I/O and MMIO exits go to the buses; power-off and reset system events, fatal exits
 //! (triple fault, internal error, failed entry) and KVM errors end the boot through the
 //! [`Lifecycle`]. When a kick interrupts `KVM_RUN` (`EINTR`), the thread clears
-//! `immediate_exit` and asks the lifecycle whether to park, run on, or leave. A guard makes
-//! sure that even a panic on this thread ends the boot as crashed instead of leaving the other
-//! vCPUs running and `Vm::wait` blocked.
+//! `immediate_exit` and asks the lifecycle whether to park, run on, or leave (the boot ended,
+//! or this vCPU was ejected). A parked vCPU's `KVM_RUN` returns `EAGAIN` once the guest's INIT
+//! reaches it: the thread tells the CPU hotplug controller the guest is starting it, and runs
+//! again. A guard makes sure that even a panic on this thread ends the boot as crashed instead
+//! of leaving the other vCPUs running and `Vm::wait` blocked.
 
 use super::crash;
 use super::{RunContext, Vcpu};
@@ -44,8 +46,8 @@ impl Drop for ExitGuard<'_> {
     }
 }
 
-/// Runs `vcpu` until the boot ends.
-pub(super) fn run(mut vcpu: Vcpu, ctx: &RunContext) {
+/// Runs `vcpu` until the boot ends or the vCPU is stopped; hands it back.
+pub(super) fn run(mut vcpu: Vcpu, ctx: &RunContext) -> Vcpu {
     let mut guard = ExitGuard {
         lifecycle: &ctx.lifecycle,
         index: vcpu.index,
@@ -75,6 +77,8 @@ pub(super) fn run(mut vcpu: Vcpu, ctx: &RunContext) {
     }
     vcpu.kick.detach_thread();
     guard.finished = true;
+    drop(guard);
+    vcpu
 }
 
 /// Enters the guest once and handles the exit.
@@ -83,7 +87,11 @@ fn run_once(vcpu: &mut Vcpu, ctx: &RunContext) -> Flow {
     let exit = match vcpu.fd.run() {
         Ok(exit) => exit,
         Err(e) if e.errno() == libc::EINTR => return Flow::Kicked,
-        Err(e) if e.errno() == libc::EAGAIN => return Flow::Continue,
+        Err(e) if e.errno() == libc::EAGAIN => {
+            // Only a vCPU waiting for INIT returns this, once INIT has arrived.
+            ctx.cpus.vcpu_started(vcpu.index);
+            return Flow::Continue;
+        }
         Err(e) => {
             return Flow::Stop(VmExit::Crashed(format!(
                 "KVM_RUN failed on vCPU {}: {e}",

@@ -193,6 +193,20 @@ pub fn is_online(apic_id: u32) -> bool {
         .is_some_and(|f| f.load(Ordering::Acquire))
 }
 
+/// Parks the CPU with local APIC id `apic_id` (INIT: it waits for a start-up IPI again, like a
+/// CPU Linux has taken offline) and forgets that it was online, so that [`start_ap`] can
+/// bring it up again. Not for the calling CPU.
+pub fn stop_ap(apic_id: u32) -> Result<(), StartError> {
+    if apic_id as usize >= MAX_CPUS || apic_id == apic::lapic_id() {
+        return Err(StartError::BadId);
+    }
+    apic::send_init(apic_id).map_err(|_| StartError::Ipi)?;
+    if let Some(flag) = ONLINE.get(apic_id as usize) {
+        flag.store(false, Ordering::Release);
+    }
+    Ok(())
+}
+
 /// Marks the calling (boot) CPU online, so `online_ids` includes it.
 pub fn mark_boot_cpu_online() {
     if let Some(flag) = ONLINE.get(apic::lapic_id() as usize) {

@@ -1,0 +1,238 @@
+//! Hotplug verbs: `setvcpus`, `attach-disk` and `detach-disk`. Like virsh, `--live` changes
+//! the running VM, `--config` the definition, both do both, and neither means "the current
+//! one": live when the VM runs, the definition when it does not.
+
+use super::{AttachDiskArgs, CliError, DetachDiskArgs, Io, SetvcpusArgs};
+use crate::client::{ChangeScope, Host};
+use crate::config::DiskConfig;
+use crate::engine::control::RunState;
+
+/// The scope of a change: what was asked for, or the current state's (virsh's `--current`).
+pub fn resolve_scope(live: bool, config: bool, state: RunState) -> ChangeScope {
+    if live || config {
+        return ChangeScope { live, config };
+    }
+    match state {
+        RunState::Running | RunState::Paused => ChangeScope::LIVE,
+        RunState::ShutOff | RunState::Crashed => ChangeScope::CONFIG,
+    }
+}
+
+/// `vmux setvcpus NAME N [--live] [--config]`.
+pub fn setvcpus(host: &dyn Host, args: &SetvcpusArgs, io: &mut Io<'_>) -> Result<(), CliError> {
+    let name = &args.name;
+    let state = host.status(name)?.state;
+    let scope = resolve_scope(args.live, args.config, state);
+    host.set_vcpus(name, args.count, scope)?;
+    if scope.live {
+        writeln!(
+            io.out,
+            "VM '{name}' set to {} vCPUs live; the guest onlines added vCPUs and ejects removed \
+             ones (`vmux info {name}` shows how many are online)",
+            args.count
+        )?;
+    }
+    if scope.config {
+        writeln!(
+            io.out,
+            "VM '{name}' will start with {} vCPUs (definition updated)",
+            args.count
+        )?;
+    }
+    Ok(())
+}
+
+/// `vmux attach-disk NAME SOURCE [--target vdX] [--readonly] [--serial S] [--live] [--config]`.
+pub fn attach_disk(
+    host: &dyn Host,
+    args: &AttachDiskArgs,
+    io: &mut Io<'_>,
+) -> Result<(), CliError> {
+    let name = &args.name;
+    let mut disk: DiskConfig = args.source.parse().map_err(CliError::Invalid)?;
+    disk.readonly |= args.readonly;
+    if args.target.is_some() {
+        disk.target.clone_from(&args.target);
+    }
+    if args.serial.is_some() {
+        disk.serial.clone_from(&args.serial);
+    }
+    disk.validate().map_err(CliError::Invalid)?;
+    let state = host.status(name)?.state;
+    let scope = resolve_scope(args.live, args.config, state);
+    let target = host.attach_disk(name, &disk, scope)?;
+    if scope.live {
+        writeln!(
+            io.out,
+            "Disk {} attached to VM '{name}' as {target}; the guest has been notified",
+            disk.source
+        )?;
+    }
+    if scope.config {
+        writeln!(
+            io.out,
+            "Disk {} added to the definition of VM '{name}' as {target} (from the next start)",
+            disk.source
+        )?;
+    }
+    Ok(())
+}
+
+/// `vmux detach-disk NAME TARGET [--live] [--config]`.
+pub fn detach_disk(
+    host: &dyn Host,
+    args: &DetachDiskArgs,
+    io: &mut Io<'_>,
+) -> Result<(), CliError> {
+    let name = &args.name;
+    let state = host.status(name)?.state;
+    let scope = resolve_scope(args.live, args.config, state);
+    host.detach_disk(name, &args.target, scope)?;
+    if scope.live {
+        writeln!(
+            io.out,
+            "The guest of VM '{name}' was asked to eject disk {}; its image is closed once it \
+             has (`vmux info {name}` lists the disks)",
+            args.target
+        )?;
+    }
+    if scope.config {
+        writeln!(
+            io.out,
+            "Disk {} removed from the definition of VM '{name}' (from the next start)",
+            args.target
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::fake::{FakeHost, capture};
+
+    fn args(count: u32, live: bool, config: bool) -> SetvcpusArgs {
+        SetvcpusArgs {
+            name: "web".into(),
+            count,
+            live,
+            config,
+        }
+    }
+
+    #[test]
+    fn no_flag_means_live_for_a_running_vm() {
+        assert_eq!(
+            resolve_scope(false, false, RunState::Running),
+            ChangeScope::LIVE
+        );
+    }
+
+    #[test]
+    fn no_flag_means_the_definition_for_a_stopped_vm() {
+        assert_eq!(
+            resolve_scope(false, false, RunState::ShutOff),
+            ChangeScope::CONFIG
+        );
+    }
+
+    #[test]
+    fn setvcpus_of_a_running_vm_changes_it_live_only() {
+        let host = FakeHost::with_vm("web", RunState::Running);
+        let (result, out, _) = capture(|io| setvcpus(&host, &args(3, false, false), io));
+        result.expect("setvcpus");
+        assert!(out.contains("set to 3 vCPUs live"), "{out}");
+        assert_eq!(host.live_vcpus("web"), Some(3));
+        assert_eq!(host.config("web").vcpus, 1);
+    }
+
+    #[test]
+    fn setvcpus_of_a_stopped_vm_changes_the_definition() {
+        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        let (result, out, _) = capture(|io| setvcpus(&host, &args(3, false, false), io));
+        result.expect("setvcpus");
+        assert!(out.contains("will start with 3 vCPUs"), "{out}");
+        assert_eq!(host.config("web").vcpus, 3);
+    }
+
+    #[test]
+    fn setvcpus_live_and_config_changes_both() {
+        let host = FakeHost::with_vm("web", RunState::Running);
+        let (result, _, _) = capture(|io| setvcpus(&host, &args(2, true, true), io));
+        result.expect("setvcpus");
+        assert_eq!(host.live_vcpus("web"), Some(2));
+        assert_eq!(host.config("web").vcpus, 2);
+    }
+
+    #[test]
+    fn setvcpus_live_of_a_stopped_vm_suggests_config() {
+        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        let (result, _, _) = capture(|io| setvcpus(&host, &args(2, true, false), io));
+        let err = result.expect_err("not running");
+        assert!(err.to_string().contains("--config"), "{err}");
+    }
+
+    fn attach(source: &str, live: bool, config: bool) -> AttachDiskArgs {
+        AttachDiskArgs {
+            name: "web".into(),
+            source: source.into(),
+            target: None,
+            readonly: false,
+            serial: None,
+            live,
+            config,
+        }
+    }
+
+    #[test]
+    fn attach_disk_to_a_running_vm_goes_live_with_the_first_free_target() {
+        let host = FakeHost::with_vm("web", RunState::Running);
+        let (result, out, _) =
+            capture(|io| attach_disk(&host, &attach("default/data.qcow2", false, false), io));
+        result.expect("attach");
+        assert!(out.contains("attached to VM 'web' as vda"), "{out}");
+        assert!(host.config("web").disks.is_empty());
+    }
+
+    #[test]
+    fn attach_disk_with_config_records_the_disk_in_the_definition() {
+        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        let (result, out, _) =
+            capture(|io| attach_disk(&host, &attach("/srv/data.raw", false, true), io));
+        result.expect("attach");
+        assert!(out.contains("added to the definition"), "{out}");
+        assert_eq!(host.config("web").disks.len(), 1);
+    }
+
+    #[test]
+    fn attach_disk_refuses_a_source_that_is_not_a_disk() {
+        let host = FakeHost::with_vm("web", RunState::Running);
+        let (result, _, _) = capture(|io| attach_disk(&host, &attach("data", true, false), io));
+        let err = result.expect_err("bad source");
+        assert!(err.to_string().contains("<pool>/<volume>"), "{err}");
+    }
+
+    #[test]
+    fn detach_disk_of_a_disk_the_definition_lacks_changes_nothing() {
+        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        let args = DetachDiskArgs {
+            name: "web".into(),
+            target: "vdb".into(),
+            live: false,
+            config: false,
+        };
+        let (result, _, _) = capture(|io| detach_disk(&host, &args, io));
+        let err = result.expect_err("no disk");
+        assert!(err.to_string().contains("has no disk vdb"), "{err}");
+    }
+
+    #[test]
+    fn setvcpus_above_max_changes_nothing() {
+        let host = FakeHost::with_vm("web", RunState::Running);
+        let (result, _, _) = capture(|io| setvcpus(&host, &args(9, true, true), io));
+        let err = result.expect_err("above max");
+        assert!(err.to_string().contains("max_vcpus"), "{err}");
+        assert_eq!(host.live_vcpus("web"), Some(1));
+        assert_eq!(host.config("web").vcpus, 1);
+    }
+}

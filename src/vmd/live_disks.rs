@@ -1,0 +1,221 @@
+//! The disks of the running VM as vmd knows them: each disk's guest name (`target`), its open
+//! image and the PCI slot the engine plugged it into, from the first boot through hot-add,
+//! detach and reboots.
+//!
+//! The open images live here (an `Arc` shared with the engine's device), so they survive
+//! reboots; a disk the guest ejected leaves the list, which drops the last reference and
+//! closes the image. A reboot builds the next boot's disks from this list, so a hot-added disk
+//! stays, and a disk whose removal was requested does not come back.
+
+use crate::engine::DiskSpec;
+use crate::engine::control::DiskInfo;
+
+/// One disk.
+#[derive(Debug)]
+struct LiveDisk {
+    target: String,
+    spec: DiskSpec,
+    /// PCI slot in the current boot (`None` between boots).
+    slot: Option<u8>,
+    /// `detach_disk` was asked; the guest has not ejected it yet.
+    removing: bool,
+}
+
+/// The VM's disks, in PCI slot order of the current boot (boot disks first).
+#[derive(Debug, Default)]
+pub struct LiveDisks {
+    disks: Vec<LiveDisk>,
+}
+
+/// The first free guest name (`vda`..`vdz`) not in `taken`.
+pub fn first_free_target<'a>(taken: impl Iterator<Item = &'a str> + Clone) -> Option<String> {
+    (b'a'..=b'z')
+        .map(|c| format!("vd{}", c as char))
+        .find(|name| !taken.clone().any(|t| t == name))
+}
+
+impl LiveDisks {
+    /// The boot disks of `specs`, named by `targets` (the definition's, in the same order);
+    /// disks beyond the given targets get the first free names.
+    pub fn new(specs: Vec<DiskSpec>, targets: &[String]) -> LiveDisks {
+        let mut live = LiveDisks::default();
+        for (index, spec) in specs.into_iter().enumerate() {
+            let target = targets
+                .get(index)
+                .cloned()
+                .or_else(|| live.free_target())
+                .unwrap_or_else(|| format!("disk{index}"));
+            live.disks.push(LiveDisk {
+                target,
+                spec,
+                slot: None,
+                removing: false,
+            });
+        }
+        live
+    }
+
+    /// Names the disks, in order, by `targets` (the definition's); extra disks keep theirs.
+    pub fn set_targets(&mut self, targets: &[String]) {
+        for (disk, target) in self.disks.iter_mut().zip(targets) {
+            disk.target.clone_from(target);
+        }
+    }
+
+    /// The first guest name no disk has.
+    pub fn free_target(&self) -> Option<String> {
+        first_free_target(self.disks.iter().map(|d| d.target.as_str()))
+    }
+
+    /// The disk with guest name `target`.
+    pub fn by_target(&self, target: &str) -> Option<DiskInfo> {
+        self.infos().into_iter().find(|d| d.target == target)
+    }
+
+    /// Whether a disk already uses the image at `path`.
+    pub fn uses_image(&self, path: &std::path::Path) -> Option<String> {
+        self.disks
+            .iter()
+            .find(|d| d.spec.path == path)
+            .map(|d| d.target.clone())
+    }
+
+    /// What the next boot plugs, in order: every disk not being removed.
+    pub fn boot_specs(&self) -> Vec<DiskSpec> {
+        self.disks
+            .iter()
+            .filter(|d| !d.removing)
+            .map(|d| d.spec.clone())
+            .collect()
+    }
+
+    /// A boot started and plugged [`LiveDisks::boot_specs`] into `slots` (ascending, the
+    /// engine plugs boot disks in order); disks still marked for removal are dropped (their
+    /// boot is over, and the new one does not have them). Returns the targets dropped.
+    pub fn boot_started(&mut self, slots: &[u8]) -> Vec<String> {
+        let gone: Vec<String> = self
+            .disks
+            .iter()
+            .filter(|d| d.removing)
+            .map(|d| d.target.clone())
+            .collect();
+        self.disks.retain(|d| !d.removing);
+        for (disk, slot) in self.disks.iter_mut().zip(slots) {
+            disk.slot = Some(*slot);
+        }
+        gone
+    }
+
+    /// Adds a disk hot-plugged into `slot`.
+    pub fn attached(&mut self, target: String, spec: DiskSpec, slot: u8) -> DiskInfo {
+        self.disks.push(LiveDisk {
+            target,
+            spec,
+            slot: Some(slot),
+            removing: false,
+        });
+        self.disks.sort_by_key(|d| d.slot);
+        self.infos()
+            .into_iter()
+            .find(|d| d.slot == slot)
+            .expect("the disk was just added with this slot")
+    }
+
+    /// Marks `target` as being removed.
+    pub fn mark_removing(&mut self, target: &str) {
+        if let Some(disk) = self.disks.iter_mut().find(|d| d.target == target) {
+            disk.removing = true;
+        }
+    }
+
+    /// The guest ejected the disk in `slot`: forgets it (closing its image once the engine has
+    /// let go too) and returns its target.
+    pub fn ejected(&mut self, slot: u8) -> Option<String> {
+        let index = self.disks.iter().position(|d| d.slot == Some(slot))?;
+        Some(self.disks.remove(index).target)
+    }
+
+    /// Every disk as `info` reports it.
+    pub fn infos(&self) -> Vec<DiskInfo> {
+        self.disks
+            .iter()
+            .map(|d| DiskInfo {
+                target: d.target.clone(),
+                path: d.spec.path.clone(),
+                read_only: d.spec.read_only,
+                slot: d.slot.unwrap_or(0),
+                removing: d.removing,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(path: &str) -> DiskSpec {
+        DiskSpec {
+            path: path.into(),
+            read_only: false,
+            serial: String::new(),
+            backend: None,
+        }
+    }
+
+    fn booted(paths: &[&str]) -> LiveDisks {
+        let mut live = LiveDisks::new(paths.iter().map(|p| spec(p)).collect(), &[]);
+        let slots: Vec<u8> = (1..=paths.len() as u8).collect();
+        live.boot_started(&slots);
+        live
+    }
+
+    #[test]
+    fn boot_disks_get_names_in_order_and_their_slots() {
+        let live = booted(&["/a", "/b"]);
+        let infos = live.infos();
+        assert_eq!(
+            infos
+                .iter()
+                .map(|d| (d.target.as_str(), d.slot))
+                .collect::<Vec<_>>(),
+            [("vda", 1), ("vdb", 2)]
+        );
+    }
+
+    #[test]
+    fn the_first_free_target_skips_taken_ones() {
+        assert_eq!(
+            first_free_target(["vda", "vdc"].into_iter()),
+            Some("vdb".into())
+        );
+    }
+
+    #[test]
+    fn an_ejected_disk_is_forgotten_and_named() {
+        let mut live = booted(&["/a"]);
+        live.attached("vdb".into(), spec("/b"), 2);
+        assert_eq!(live.ejected(2), Some("vdb".into()));
+        assert_eq!(live.uses_image(std::path::Path::new("/b")), None);
+        assert_eq!(live.ejected(2), None);
+    }
+
+    #[test]
+    fn a_hot_added_disk_boots_again_after_a_reboot() {
+        let mut live = booted(&["/a"]);
+        live.attached("vdb".into(), spec("/b"), 3);
+        let next: Vec<_> = live.boot_specs().into_iter().map(|s| s.path).collect();
+        assert_eq!(next, ["/a", "/b"].map(std::path::PathBuf::from));
+        live.boot_started(&[1, 2]);
+        assert_eq!(live.by_target("vdb").map(|d| d.slot), Some(2));
+    }
+
+    #[test]
+    fn a_disk_being_removed_does_not_come_back_after_a_reboot() {
+        let mut live = booted(&["/a", "/b"]);
+        live.mark_removing("vda");
+        assert_eq!(live.boot_specs().len(), 1);
+        assert_eq!(live.boot_started(&[1]), ["vda"]);
+        assert_eq!(live.by_target("vdb").map(|d| d.slot), Some(1));
+    }
+}
