@@ -300,3 +300,51 @@ fn volumes_created_cloned_and_deleted_in_the_storage_pane_show_in_vol_list() {
     t.keys(&["q"]);
     t.wait_for("vmux-exit=0");
 }
+
+#[test]
+fn plus_hot_adds_a_vcpu_the_demo_guest_onlines_and_a_disk_is_hot_added() {
+    if !usable() {
+        return;
+    }
+    let t = Tmux::new();
+    let out = Command::new(VMUX)
+        .args([
+            "create",
+            "e2e",
+            "--demo",
+            "--vcpus",
+            "1",
+            "--max-vcpus",
+            "4",
+            "--start",
+        ])
+        .env("VMUX_HOME", t.home())
+        .output()
+        .expect("vmux runs");
+    assert!(out.status.success(), "{out:?}");
+    t.launch();
+    t.wait("e2e running", |s| {
+        row_of(s, "e2e").is_some_and(|r| r.contains("running"))
+    });
+    t.keys(&["+"]);
+    t.wait_for("the guest brought its new vCPUs online (2 online)");
+    let info = t.vmux(&["info", "e2e"]);
+    let vcpus = info
+        .lines()
+        .find_map(|l| l.strip_prefix("vCPUs:"))
+        .and_then(|rest| rest.split_whitespace().next());
+    assert_eq!(vcpus, Some("2"), "{info}");
+
+    // A new volume, hot-added: the status line names the guest device it became (the VM
+    // has no other disk).
+    t.keys(&["A"]);
+    t.wait_for("add a disk to e2e");
+    t.keys(&["Space"]);
+    t.wait_for("e2e-data.qcow2");
+    t.keys(&["Enter"]);
+    t.wait_for("attached as vda, now and at the next boot");
+    let listed = t.vmux(&["vol-list", "default"]);
+    assert!(row_of(&listed, "e2e-data.qcow2").is_some(), "{listed}");
+    t.keys(&["q"]);
+    t.wait_for("vmux-exit=0");
+}

@@ -148,6 +148,43 @@ fn fixtures(width: u16, height: u16) -> Vec<(&'static str, Harness)> {
     out.extend(storage_fixtures(&fleet));
     out.extend(network_fixtures(&fleet));
     out.extend(wizard_device_fixtures(&fleet));
+    out.extend(hotplug_fixtures(&fleet));
+    out
+}
+
+/// The hot-add dialogs and what details show after live changes.
+fn hotplug_fixtures(fleet: &dyn Fn() -> Harness) -> Vec<(&'static str, Harness)> {
+    let on = |vm: &str| {
+        let mut h = fleet();
+        h.app.list.marked.clear();
+        h.app.list.selected = Some(vm.to_string());
+        h
+    };
+    let mut out = Vec::new();
+    let mut h = on("web1");
+    h.char('A');
+    out.push(("add_disk", h));
+
+    let mut h = on("web1");
+    h.char('A');
+    h.key(KeyCode::Char(' '));
+    out.push(("add_disk_new_volume", h));
+
+    let mut h = on("web1");
+    h.char(':');
+    h.type_text("attach-disk web1 default/base.qcow2 --readonly --live");
+    h.key(KeyCode::Enter);
+    h.char('+');
+    h.act(Action::Info {
+        vm: "web1".into(),
+        info: vmux::client::Host::info(h.host.as_ref(), "web1").expect("running"),
+    });
+    h.key(KeyCode::Tab);
+    out.push(("details_after_hot_add", h));
+
+    let mut h = on("web1");
+    h.char('X');
+    out.push(("remove_disk", h));
     out
 }
 

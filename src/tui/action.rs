@@ -8,9 +8,10 @@
 
 use super::backends::{Backends, NetworkSnapshot, StorageSnapshot};
 use super::console::ConsoleId;
+use super::hotplug::scope_words;
 use super::tasks::{Task, TaskId};
-use crate::client::VmStatus;
-use crate::config::{DefinitionError, VmConfig, format_size};
+use crate::client::{ChangeScope, VmStatus};
+use crate::config::{DefinitionError, DiskConfig, VmConfig, format_size};
 use crate::engine::control::{VmInfo, VmStats};
 use crate::storage::VolumeSpec;
 use crossterm::event::{KeyEvent, MouseEvent};
@@ -70,12 +71,12 @@ pub enum Action {
     },
     /// Host memory figures.
     HostMemory(HostMemory),
-    /// A [`HostOp`] finished; the error is the host's message.
+    /// A [`HostOp`] finished: what the status line says, or the host's error.
     OpDone {
         /// What was done.
         op: HostOp,
-        /// Whether it worked.
-        result: Result<(), String>,
+        /// The message on success, the error on failure.
+        result: Result<String, String>,
     },
     /// A console stream is open.
     ConsoleOpened(ConsoleId),
@@ -169,6 +170,37 @@ pub enum HostOp {
         /// Networks to give the VM a NIC on (a fresh MAC each), in order.
         networks: Vec<String>,
     },
+    /// Set a VM's vCPU count (hot-add or remove, and/or in the definition).
+    SetVcpus {
+        /// VM name.
+        vm: String,
+        /// The count before (for the messages).
+        from: u32,
+        /// The count wanted.
+        count: u32,
+        /// Live, definition or both.
+        scope: ChangeScope,
+    },
+    /// Attach a disk (hot-add, and/or in the definition).
+    AttachDisk {
+        /// VM name.
+        vm: String,
+        /// The disk.
+        disk: Box<DiskConfig>,
+        /// A volume to create first (the disk names it).
+        new_volume: Option<NewVolume>,
+        /// Live, definition or both.
+        scope: ChangeScope,
+    },
+    /// Detach a disk (hot-remove, and/or from the definition).
+    DetachDisk {
+        /// VM name.
+        vm: String,
+        /// Its guest device name.
+        target: String,
+        /// Live, definition or both.
+        scope: ChangeScope,
+    },
 }
 
 impl HostOp {
@@ -185,6 +217,9 @@ impl HostOp {
             | HostOp::Autostart(n, _)
             | HostOp::Undefine(n) => n,
             HostOp::Update(c) | HostOp::Create { config: c, .. } => &c.name,
+            HostOp::SetVcpus { vm, .. }
+            | HostOp::AttachDisk { vm, .. }
+            | HostOp::DetachDisk { vm, .. } => vm,
         }
     }
 
@@ -203,6 +238,9 @@ impl HostOp {
             HostOp::Undefine(_) => "deleting",
             HostOp::Create { start: true, .. } => "creating and starting",
             HostOp::Create { .. } => "creating",
+            HostOp::SetVcpus { .. } => "changing vCPUs",
+            HostOp::AttachDisk { .. } => "attaching a disk",
+            HostOp::DetachDisk { .. } => "detaching a disk",
         }
     }
 
@@ -223,12 +261,47 @@ impl HostOp {
             HostOp::Undefine(_) => format!("{vm} deleted"),
             HostOp::Create { start: true, .. } => format!("{vm} created and started"),
             HostOp::Create { .. } => format!("{vm} created"),
+            HostOp::SetVcpus {
+                from, count, scope, ..
+            } => {
+                let guest = if !scope.live {
+                    ""
+                } else if count > from {
+                    "; the guest was notified and brings them online"
+                } else {
+                    "; the guest was asked to eject them"
+                };
+                format!(
+                    "{vm}: vCPUs {from} → {count}, {}{guest}",
+                    scope_words(*scope)
+                )
+            }
+            HostOp::AttachDisk { disk, scope, .. } => format!(
+                "{vm}: {} attached, {}{}",
+                disk.source,
+                scope_words(*scope),
+                if scope.live {
+                    "; the guest was notified"
+                } else {
+                    ""
+                }
+            ),
+            HostOp::DetachDisk { target, scope, .. } => format!(
+                "{vm}: {target} detached, {}{}",
+                scope_words(*scope),
+                if scope.live {
+                    "; the guest was asked to eject it"
+                } else {
+                    ""
+                }
+            ),
         }
     }
 
-    /// Carries the operation out; the error is the message for the status line. Blocking:
-    /// call it on a worker thread, never from `update` or `draw`.
-    pub fn run(&self, backends: &Backends) -> Result<(), String> {
+    /// Carries the operation out and returns what the status line says then; the error is
+    /// the message for the status line. Blocking: call it on a worker thread, never from
+    /// `update` or `draw`.
+    pub fn run(&self, backends: &Backends) -> Result<String, String> {
         let host = backends.host.as_ref();
         let result = match self {
             HostOp::Start(n) => host.start(n),
@@ -247,9 +320,58 @@ impl HostOp {
                 new_volume,
                 networks,
                 ..
-            } => return create(backends, config, *start, new_volume.as_ref(), networks),
+            } => {
+                return create(backends, config, *start, new_volume.as_ref(), networks)
+                    .map(|()| self.done_message());
+            }
+            HostOp::SetVcpus {
+                vm, count, scope, ..
+            } => host.set_vcpus(vm, *count, *scope),
+            HostOp::AttachDisk {
+                vm,
+                disk,
+                new_volume,
+                scope,
+            } => return attach(backends, vm, disk, new_volume.as_ref(), *scope, self),
+            HostOp::DetachDisk { vm, target, scope } => host.detach_disk(vm, target, *scope),
         };
-        result.map_err(|e| error_chain(&e))
+        result
+            .map(|()| self.done_message())
+            .map_err(|e| error_chain(&e))
+    }
+}
+
+/// The add-disk dialog's work: the new volume, then the attach; the message names the guest
+/// device the disk became.
+fn attach(
+    backends: &Backends,
+    vm: &str,
+    disk: &DiskConfig,
+    new_volume: Option<&NewVolume>,
+    scope: ChangeScope,
+    op: &HostOp,
+) -> Result<String, String> {
+    if let Some(volume) = new_volume {
+        backends
+            .storage
+            .create_volume(&volume.pool, &volume.name, volume.spec)
+            .map_err(|e| error_chain(&e))?;
+    }
+    match backends.host.attach_disk(vm, disk, scope) {
+        Ok(target) => {
+            Ok(op
+                .done_message()
+                .replacen(" attached,", &format!(" attached as {target},"), 1))
+        }
+        Err(e) => Err(match new_volume {
+            Some(v) => format!(
+                "{}; the new volume {}/{} was kept: attach it again or delete it in the Storage pane",
+                error_chain(&e),
+                v.pool,
+                v.name
+            ),
+            None => error_chain(&e),
+        }),
     }
 }
 
@@ -322,6 +444,8 @@ pub enum Effect {
     Clipboard(String),
     /// List a directory for the file picker; [`Action::DirListed`] follows.
     ListDir(PathBuf),
+    /// Read a running VM's live facts now; [`Action::Info`] follows when it answers.
+    ReadInfo(String),
     /// Read pools and volumes; [`Action::StorageLoaded`] follows.
     LoadStorage,
     /// Read networks; [`Action::NetworksLoaded`] follows.

@@ -270,6 +270,8 @@ pub struct App {
     pub networks: NetworkState,
     /// Storage and network tasks in flight, oldest first.
     pub tasks: BTreeMap<TaskId, RunningTask>,
+    /// Live changes waiting for the guest to act on them.
+    pub watches: Vec<super::hotplug::Watch>,
     /// Host memory, when known.
     pub host_memory: Option<HostMemory>,
     /// Terminal width in cells.
@@ -313,6 +315,7 @@ impl App {
             storage: StorageState::default(),
             networks: NetworkState::default(),
             tasks: BTreeMap::new(),
+            watches: Vec::new(),
             host_memory: None,
             width: 80,
             height: 24,

@@ -12,7 +12,7 @@ use super::theme::Theme;
 use super::ui::layout::Column;
 use super::update::{ensure_selection, list_page, move_selection, open_consoles};
 use super::wizard::Wizard;
-use super::{network_pane, storage_pane};
+use super::{hotplug, network_pane, storage_pane};
 use crate::config::{BootConfig, VmConfig};
 use crate::engine::control::RunState;
 
@@ -29,6 +29,10 @@ pub(super) fn run(app: &mut App, command: Command) {
     }
     match command {
         Command::ShowVms => app.pane = Pane::List,
+        Command::VcpuAdd => hotplug::change_vcpus(app, 1),
+        Command::VcpuRemove => hotplug::change_vcpus(app, -1),
+        Command::DiskAdd => hotplug::add_disk(app),
+        Command::DiskRemove => hotplug::remove_disk(app),
         Command::ShowStorage => storage_pane::show(app),
         Command::ShowNetworks => network_pane::show(app),
         // Pane commands outside their pane (only reachable through rebinding): nothing.
@@ -556,11 +560,67 @@ pub(super) fn palette(app: &mut App, line: &str) {
         }
         PaletteCommand::Help => run(app, Command::Help),
         PaletteCommand::Quit => app.quit = true,
+        PaletteCommand::SetVcpus { vm, count, flags } => {
+            let name = vm.or_else(|| app.list.selected.clone()).unwrap_or_default();
+            let Some(entry) = app.entry(&name) else {
+                app.set_status(StatusKind::Error, format!("there is no VM named '{name}'"));
+                return;
+            };
+            let scope = palette_scope(flags, entry.is_live());
+            let from = if scope.live {
+                entry.vcpus_now()
+            } else {
+                entry.status.config.vcpus
+            };
+            run_ops(
+                app,
+                vec![HostOp::SetVcpus {
+                    vm: name,
+                    from,
+                    count,
+                    scope,
+                }],
+            );
+        }
+        PaletteCommand::AttachDisk { vm, disk, flags } => {
+            let Some(entry) = app.entry(&vm) else {
+                app.set_status(StatusKind::Error, format!("there is no VM named '{vm}'"));
+                return;
+            };
+            let scope = palette_scope(flags, entry.is_live());
+            run_ops(
+                app,
+                vec![HostOp::AttachDisk {
+                    vm,
+                    disk,
+                    new_volume: None,
+                    scope,
+                }],
+            );
+        }
+        PaletteCommand::DetachDisk { vm, target, flags } => {
+            let Some(entry) = app.entry(&vm) else {
+                app.set_status(StatusKind::Error, format!("there is no VM named '{vm}'"));
+                return;
+            };
+            let scope = palette_scope(flags, entry.is_live());
+            run_ops(app, vec![HostOp::DetachDisk { vm, target, scope }]);
+        }
         PaletteCommand::Unsupported(verb) => app.set_status(
             StatusKind::Error,
             format!("'{verb}' is not supported yet in vmux; nothing was changed"),
         ),
         PaletteCommand::Invalid(message) => app.set_status(StatusKind::Error, message),
+    }
+}
+
+/// Where a palette change applies: as flagged, else (as in the CLI) the running VM when it
+/// runs and the definition when it does not.
+fn palette_scope(flags: palette::ScopeFlags, live: bool) -> crate::client::ChangeScope {
+    match (flags.live, flags.config) {
+        (false, false) if live => crate::client::ChangeScope::LIVE,
+        (false, false) => crate::client::ChangeScope::CONFIG,
+        (live, config) => crate::client::ChangeScope { live, config },
     }
 }
 

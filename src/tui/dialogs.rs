@@ -5,9 +5,11 @@
 //! a [`Task`] on Enter. The library checks everything again when the task runs; its error, if
 //! any, goes to the status line.
 
+use super::action::HostOp;
 use super::app::Confirm;
 use super::backends::PoolView;
 use super::form::{FieldKey, FieldValue, Form, FormField, FormKey};
+use super::hotplug::{AddDisk, RemoveDisk};
 use super::tasks::Task;
 use crate::config::{
     DhcpRange, Ipv4Net, NetworkConfig, NetworkMode, format_size, parse_size, validate_ifname,
@@ -64,6 +66,10 @@ pub enum DialogKind {
         /// The networks defined now (names, bridges and subnets are taken).
         defined: Vec<NetworkConfig>,
     },
+    /// A disk for a VM (hot-add and/or definition).
+    AddDisk(Box<AddDisk>),
+    /// Removing a VM's disk (hot-remove and/or definition).
+    RemoveDisk(Box<RemoveDisk>),
 }
 
 /// What a key in a dialog asks of the app.
@@ -75,6 +81,8 @@ pub enum DialogOutcome {
     Cancel,
     /// Run this task and close.
     Run(Task),
+    /// Run this VM operation and close.
+    Host(HostOp),
     /// Ask this first, then run its task.
     Confirm(Confirm),
 }
@@ -305,9 +313,31 @@ impl Dialog {
         Dialog::with(DialogKind::DefineNetwork { defined }, fields)
     }
 
+    /// A disk for a VM.
+    pub fn add_disk(add: AddDisk) -> Dialog {
+        let fields = add.fields();
+        Dialog::with(DialogKind::AddDisk(Box::new(add)), fields)
+    }
+
+    /// Removing a VM's disk.
+    pub fn remove_disk(remove: RemoveDisk) -> Dialog {
+        let fields = remove.fields();
+        Dialog::with(DialogKind::RemoveDisk(Box::new(remove)), fields)
+    }
+
+    /// Fresh pools and volumes arrived (the add-disk dialog lists them).
+    pub fn set_storage(&mut self, storage: &crate::tui::backends::StorageSnapshot) {
+        if let DialogKind::AddDisk(add) = &mut self.kind {
+            add.set_storage(storage, &mut self.form);
+            self.revalidate();
+        }
+    }
+
     /// The dialog's title.
     pub fn title(&self) -> String {
         match &self.kind {
+            DialogKind::AddDisk(add) => format!("add a disk to {}", add.vm),
+            DialogKind::RemoveDisk(remove) => format!("remove a disk from {}", remove.vm),
             DialogKind::CreateVolume { pool, .. } => format!("new volume in pool {pool}"),
             DialogKind::ResizeVolume { volume } => {
                 format!("resize {}/{}", volume.pool, volume.name)
@@ -328,6 +358,8 @@ impl Dialog {
     /// Lines of context above the fields.
     pub fn intro(&self) -> Vec<String> {
         match &self.kind {
+            DialogKind::AddDisk(add) => add.intro(),
+            DialogKind::RemoveDisk(remove) => remove.intro(),
             DialogKind::CreateVolume { free, .. } => vec![format!(
                 "{} free in the pool; volumes are sparse unless preallocated",
                 format_size(*free)
@@ -395,6 +427,9 @@ impl Dialog {
                 self.form.set_hidden(key, bridged);
             }
         }
+        if let DialogKind::AddDisk(add) = &self.kind {
+            add.show(&mut self.form);
+        }
         let keys: Vec<FieldKey> = self.form.fields.iter().map(|f| f.key).collect();
         for key in keys {
             let error = self.check(key);
@@ -422,6 +457,8 @@ impl Dialog {
         let form = &self.form;
         let text = form.text(key);
         match (&self.kind, key) {
+            (DialogKind::AddDisk(add), _) => add.check(form, key),
+            (DialogKind::RemoveDisk(remove), _) => remove.check(form, key),
             (DialogKind::CreateVolume { pool, taken, .. }, FieldKey::Name) => {
                 check_new_name(text, taken, pool)
             }
@@ -536,6 +573,8 @@ impl Dialog {
 
     fn hint(&self, key: FieldKey) -> String {
         match (&self.kind, key) {
+            (DialogKind::AddDisk(add), _) => add.hint(key),
+            (DialogKind::RemoveDisk(remove), _) => remove.hint(key),
             (DialogKind::CreateVolume { .. }, FieldKey::Name) => {
                 ".qcow2 or .raw names choose the format".into()
             }
@@ -600,6 +639,8 @@ impl Dialog {
         let form = &self.form;
         let name = form.text(FieldKey::Name).to_string();
         let outcome = match &self.kind {
+            DialogKind::AddDisk(add) => add.build(form)?,
+            DialogKind::RemoveDisk(remove) => remove.build(form)?,
             DialogKind::CreateVolume { pool, .. } => DialogOutcome::Run(Task::CreateVolume {
                 pool: pool.clone(),
                 name,

@@ -45,6 +45,8 @@ pub enum FieldKey {
     Live,
     /// Change the definition.
     Config,
+    /// The guest cannot write it.
+    ReadOnly,
 }
 
 /// A field's value.

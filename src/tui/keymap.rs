@@ -156,6 +156,14 @@ pub enum Command {
     NetDelete,
     /// Toggle the selected network's autostart.
     NetAutostart,
+    /// One vCPU more (running VMs: hot-add).
+    VcpuAdd,
+    /// One vCPU fewer (running VMs: the guest ejects it).
+    VcpuRemove,
+    /// Add a disk (dialog; running VMs: hot-add).
+    DiskAdd,
+    /// Remove a disk (dialog; running VMs: the guest ejects it).
+    DiskRemove,
 }
 
 /// One row of the defaults table.
@@ -255,6 +263,34 @@ pub const COMMANDS: &[CommandSpec] = &[
         "delete definition (asks first)",
         &[List, DetailsPane],
         &["delete", "U"],
+    ),
+    spec(
+        Command::VcpuAdd,
+        "vcpu_add",
+        "one vCPU more (running: hot-add, also at next boot)",
+        &[List, DetailsPane],
+        &["+"],
+    ),
+    spec(
+        Command::VcpuRemove,
+        "vcpu_remove",
+        "one vCPU fewer (running: the guest ejects it)",
+        &[List, DetailsPane],
+        &["-"],
+    ),
+    spec(
+        Command::DiskAdd,
+        "disk_add",
+        "add a disk (running: hot-add)",
+        &[List, DetailsPane],
+        &["A"],
+    ),
+    spec(
+        Command::DiskRemove,
+        "disk_remove",
+        "remove a disk (asks first)",
+        &[List, DetailsPane],
+        &["X"],
     ),
     spec(
         Command::New,

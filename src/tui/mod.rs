@@ -17,6 +17,7 @@ pub mod console;
 pub mod dialogs;
 pub mod form;
 pub mod history;
+pub mod hotplug;
 pub mod input;
 pub mod keymap;
 pub mod network_pane;

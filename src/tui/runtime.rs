@@ -425,6 +425,14 @@ impl Runtime {
                     let _ = tx.send(Msg::Action(Action::DirListed { dir, result }));
                 })?;
             }
+            Effect::ReadInfo(vm) => {
+                let (host, tx) = (self.backends.host.clone(), self.tx.clone());
+                spawn("vmux-info", move || {
+                    if let Ok(info) = host.info(&vm) {
+                        let _ = tx.send(Msg::Action(Action::Info { vm, info }));
+                    }
+                })?;
+            }
             Effect::LoadStorage => {
                 let (storage, tx) = (self.backends.storage.clone(), self.tx.clone());
                 spawn("vmux-storage", move || {
@@ -504,7 +512,7 @@ fn watch_progress(
 
 /// Runs a host operation, turning a panic in the host code into an error message instead
 /// of a dead worker.
-fn run_op(backends: &Backends, op: &HostOp) -> Result<(), String> {
+fn run_op(backends: &Backends, op: &HostOp) -> Result<String, String> {
     guarded(
         || op.run(backends),
         &format!("{} {}", op.progress(), op.vm()),

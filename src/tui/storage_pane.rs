@@ -188,8 +188,10 @@ pub(super) fn on_loaded(app: &mut App, result: Result<StorageSnapshot, String>) 
     state.loaded = true;
     state.fix_selection();
     let changed = before != (state.snapshot.clone(), state.error.clone(), state.loaded);
-    if let Some(Overlay::Wizard(wizard)) = &mut app.overlay {
-        wizard.set_storage(&app.storage.snapshot);
+    match &mut app.overlay {
+        Some(Overlay::Wizard(wizard)) => wizard.set_storage(&app.storage.snapshot),
+        Some(Overlay::Dialog(dialog)) => dialog.set_storage(&app.storage.snapshot),
+        _ => {}
     }
     if std::mem::take(&mut app.storage.stale) {
         request_load(app);

@@ -15,7 +15,7 @@ use super::palette;
 use super::tasks::Progress;
 use super::ui::layout;
 use super::wizard::Outcome;
-use super::{network_pane, storage_pane};
+use super::{hotplug, network_pane, storage_pane};
 use crate::client::VmStatus;
 use crate::config::DefinitionError;
 use crate::engine::control::RunState;
@@ -50,6 +50,7 @@ pub fn update(app: &mut App, action: Action) {
                 storage_pane::on_tick(app);
                 network_pane::on_tick(app);
             }
+            hotplug::on_tick(app);
             // Running tasks show their elapsed time.
             if !app.tasks.is_empty() {
                 app.dirty = true;
@@ -76,6 +77,7 @@ pub fn update(app: &mut App, action: Action) {
             }
         }
         Action::Info { vm, info } => {
+            hotplug::on_info(app, &vm, &info);
             if let Some(entry) = app.vms.iter_mut().find(|e| e.name() == vm) {
                 entry.info = Some(info);
                 app.dirty = true;
@@ -158,11 +160,12 @@ fn on_listed(app: &mut App, listed: Vec<Result<VmStatus, DefinitionError>>) {
     }
 }
 
-fn on_op_done(app: &mut App, op: HostOp, result: Result<(), String>) {
+fn on_op_done(app: &mut App, op: HostOp, result: Result<String, String>) {
     app.busy.remove(op.vm());
     match result {
-        Ok(()) => {
-            app.set_status(StatusKind::Ok, op.done_message());
+        Ok(message) => {
+            app.set_status(StatusKind::Ok, message);
+            hotplug::watch(app, &op);
             if let HostOp::Create {
                 config,
                 start,
@@ -403,6 +406,20 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
             DialogOutcome::Cancel => None,
             DialogOutcome::Run(task) => {
                 commands::run_task(app, task);
+                None
+            }
+            DialogOutcome::Host(op) => {
+                let new_volume = matches!(
+                    &op,
+                    HostOp::AttachDisk {
+                        new_volume: Some(_),
+                        ..
+                    }
+                );
+                commands::run_ops(app, vec![op]);
+                if new_volume {
+                    storage_pane::request_load(app);
+                }
                 None
             }
             DialogOutcome::Confirm(confirm) => Some(Overlay::Confirm(confirm)),

@@ -139,6 +139,11 @@ impl Harness {
                 let result = task.run(&self.backends());
                 update(&mut self.app, Action::TaskDone { id, result });
             }
+            Effect::ReadInfo(vm) => {
+                if let Ok(info) = self.host.info(&vm) {
+                    update(&mut self.app, Action::Info { vm, info });
+                }
+            }
             Effect::LoadStorage => {
                 let result = self.storage.snapshot().map_err(|e| error_chain(&e));
                 update(&mut self.app, Action::StorageLoaded(result));
@@ -201,18 +206,30 @@ impl Harness {
         update(&mut self.app, Action::Listed(self.host.list()));
     }
 
-    /// One poll as the runtime does it each second: list, then stats of live VMs.
+    /// One poll as the runtime does it each second: list, then the live facts of VMs that
+    /// started since the last poll, then stats of live VMs.
     pub fn refresh(&mut self) {
         self.poll();
-        let live: Vec<String> = self
+        let live: Vec<(String, Option<u32>)> = self
             .host
             .list()
             .into_iter()
             .filter_map(Result::ok)
             .filter(|s| s.pid.is_some())
-            .map(|s| s.config.name)
+            .map(|s| (s.config.name, s.pid))
             .collect();
-        for vm in live {
+        for (vm, pid) in live {
+            let known = self
+                .app
+                .entry(&vm)
+                .and_then(|e| e.info.as_ref())
+                .is_some_and(|info| Some(info.pid) == pid);
+            if !known && let Ok(info) = self.host.info(&vm) {
+                self.act(Action::Info {
+                    vm: vm.clone(),
+                    info,
+                });
+            }
             if let Ok(stats) = self.host.stats(&vm) {
                 self.act(Action::Stats { vm, stats });
             }

@@ -155,25 +155,52 @@ struct Device {
     history: Option<String>,
 }
 
-/// The VM's disks (from its definition, with their guest names) and NICs.
+/// The VM's disks (from its definition, with their guest names, plus disks hot-added for
+/// this boot only, and those the guest is being asked to eject) and NICs.
 fn devices(app: &App, vm: &VmEntry) -> Vec<Device> {
     let config = &vm.status.config;
     let targets = crate::config::assign_targets(&config.disks).unwrap_or_default();
+    let live = vm
+        .info
+        .as_ref()
+        .filter(|_| vm.is_live())
+        .map(|i| i.disks.as_slice())
+        .unwrap_or_default();
     let mut out: Vec<Device> = config
         .disks
         .iter()
         .zip(targets)
-        .map(|(disk, target)| Device {
-            source: format!(
-                "{}{}",
-                disk.source,
-                if disk.readonly { " (ro)" } else { "" }
-            ),
-            history: Some(target.clone()),
-            name: target,
-            labels: ["rd", "wr"],
+        .map(|(disk, target)| {
+            let removing = live.iter().any(|d| d.target == target && d.removing);
+            Device {
+                source: format!(
+                    "{}{}{}",
+                    disk.source,
+                    if disk.readonly { " (ro)" } else { "" },
+                    if removing { " (ejecting)" } else { "" }
+                ),
+                history: Some(target.clone()),
+                name: target,
+                labels: ["rd", "wr"],
+            }
         })
         .collect();
+    let known: Vec<String> = out.iter().map(|d| d.name.clone()).collect();
+    for disk in live.iter().filter(|d| !known.contains(&d.target)) {
+        let file = disk.path.file_name().map_or_else(
+            || disk.path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        out.push(Device {
+            name: disk.target.clone(),
+            source: format!(
+                "{file} (this boot only{})",
+                if disk.removing { ", ejecting" } else { "" }
+            ),
+            labels: ["rd", "wr"],
+            history: Some(disk.target.clone()),
+        });
+    }
     out.extend(config.nics.iter().enumerate().map(|(i, nic)| {
         let ip = app
             .networks
@@ -362,13 +389,19 @@ fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
             theme.muted,
         )),
     };
+    let vcpus = if vm.is_live() && vm.vcpus_now() != config.vcpus {
+        format!(
+            "{} online ({} in the definition; hot-add up to {})",
+            vm.vcpus_now(),
+            config.vcpus,
+            config.max_vcpus
+        )
+    } else {
+        format!("{} (hot-add up to {})", vm.vcpus_now(), config.max_vcpus)
+    };
     let mut facts = vec![
         Span::styled("vCPUs ", theme.header),
-        Span::raw(format!(
-            "{} (hot-add up to {})",
-            vm.vcpus_now(),
-            config.max_vcpus
-        )),
+        Span::raw(vcpus),
         Span::styled("  memory ", theme.header),
         Span::raw(format_size(config.memory)),
         Span::styled("  autostart ", theme.header),

@@ -34,6 +34,9 @@ const FOOTER: &[(Context, &[(Command, &str)])] = &[
         &[
             (Command::Details, "list"),
             (Command::Attach, "console"),
+            (Command::VcpuAdd, "vCPU"),
+            (Command::VcpuRemove, "vCPU"),
+            (Command::DiskAdd, "add disk"),
             (Command::Start, "start"),
             (Command::Shutdown, "shutdown"),
             (Command::ForceOff, "off"),

@@ -85,6 +85,7 @@ fn help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {
             "Palette verbs: start shutdown destroy reboot reset suspend resume autostart",
             "  undefine console create edit theme filter list help quit",
             "  pool-list vol-list vol-create net-list net-define net-start net-destroy",
+            "  setvcpus attach-disk detach-disk (--live, --config as in the CLI)",
             "Keys are configurable in the [keys] table of the settings file.",
         ],
     };
