@@ -104,6 +104,7 @@ fn engine_side(dir: &Path) {
             cmdline: String::new(),
         },
         disks: Vec::new(),
+        nics: Vec::new(),
     };
     let output = Arc::new(Output::default());
     let mut vm = Vm::create(&spec, output.clone()).expect("create VM");

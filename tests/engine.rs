@@ -195,6 +195,7 @@ fn kit_spec(name: &str, cmdline: &str, vcpus: u32, max_vcpus: u32) -> VmSpec {
             cmdline: cmdline.to_owned(),
         },
         disks: Vec::new(),
+        nics: Vec::new(),
     }
 }
 
@@ -209,6 +210,7 @@ fn spec(code: &[u8], vcpus: u32, memory_bytes: u64) -> VmSpec {
             cmdline: "console=ttyS0".to_owned(),
         },
         disks: Vec::new(),
+        nics: Vec::new(),
     }
 }
 
@@ -401,6 +403,7 @@ fn power_button_makes_the_demo_guest_power_off() {
             cmdline: String::new(),
         },
         disks: Vec::new(),
+        nics: Vec::new(),
     };
     let vm = Running::start(&spec);
     vm.wait_for_output("demo$ ");

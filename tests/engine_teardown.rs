@@ -43,6 +43,7 @@ fn spec(guest: &str) -> VmSpec {
             cmdline: String::new(),
         },
         disks: Vec::new(),
+        nics: Vec::new(),
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const PROGRAMS: [&str; 12] = [
+const PROGRAMS: [&str; 13] = [
     "acpi",
     "blk",
     "blkstress",
@@ -27,6 +27,7 @@ const PROGRAMS: [&str; 12] = [
     "hello",
     "hotplug",
     "launch",
+    "net",
     "smp",
 ];
 
@@ -521,5 +522,95 @@ fn blkstress_flushes_numbered_sectors_and_counts_boots_under_qemu() {
         second.output.contains("gen 2\r\nflushed 1 gen 2\r\n"),
         "the second boot takes the next generation: {:?}",
         second.output
+    );
+}
+
+/// Boots `name` under QEMU like [`qemu`] and returns its output once it contains `until`,
+/// then stops QEMU: for programs that never end. `None` (after saying why) without QEMU or
+/// when QEMU refuses `args` (e.g. a network backend it was built without).
+fn qemu_until(name: &str, machine: &str, args: &[&str], until: &str) -> Option<String> {
+    let mut child = match Command::new("qemu-system-x86_64")
+        .args(["-M", machine, "-accel", "kvm", "-accel", "tcg", "-m", "128"])
+        .args(["-nodefaults", "-no-user-config", "-display", "none"])
+        .args(["-monitor", "none", "-serial", "stdio", "-no-reboot"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-kernel"])
+        .arg(guest(name))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("skipped: cannot run qemu-system-x86_64 ({e}); install qemu-system-x86");
+            return None;
+        }
+    };
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let (chunks, received) = mpsc::channel();
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            if chunks
+                .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut output = String::new();
+    while !output.contains(until) {
+        if let Ok(chunk) = received.recv_timeout(Duration::from_millis(50)) {
+            output.push_str(&chunk);
+            continue;
+        }
+        if let Some(status) = child.try_wait().expect("waiting for QEMU") {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            if output.is_empty() && !status.success() {
+                eprintln!("skipped: QEMU refused {args:?}: {stderr}");
+                return None;
+            }
+            panic!("{name}: QEMU exited ({status}) before {until:?}: {output:?} {stderr}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name}: no {until:?} within 60 s: {output:?}");
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Some(output)
+}
+
+#[test]
+fn net_gets_a_lease_and_pings_its_gateway_under_qemu() {
+    let args = [
+        "-netdev",
+        "user,id=n0",
+        "-device",
+        "virtio-net-pci,netdev=n0,disable-legacy=on,mac=52:54:00:12:34:56",
+    ];
+    let Some(output) = qemu_until("net", "q35", &args, "replied\r\n") else {
+        return;
+    };
+
+    assert!(
+        output.contains("net: 00:01.0 mac 52:54:00:12:34:56 link up\r\n"),
+        "{output:?}"
+    );
+    assert!(
+        output.contains("net: lease 10.0.2.15 gateway 10.0.2.2\r\n"),
+        "{output:?}"
+    );
+    assert!(
+        output.contains("net: gateway 10.0.2.2 replied\r\n"),
+        "{output:?}"
     );
 }

@@ -55,6 +55,7 @@ impl Engine {
                 cmdline: String::new(),
             },
             disks: Vec::new(),
+            nics: Vec::new(),
         };
         let capture = Arc::new(Capture::default());
         let mut vm = Vm::create(&spec, capture.clone()).expect("create VM");

@@ -250,7 +250,7 @@ fn snapshot_errors_name_the_vm_and_the_fix() {
     vm.home.fake_running("web1");
     let text = err_text(vm.snaps.create("web1", "s2"));
     assert!(
-        text.contains("snapshots of a running VM arrive with live disk support"),
+        text.contains("its vmd must switch its disks") && text.contains("vmux shutdown web1"),
         "{text}"
     );
     assert!(err_text(vm.snaps.revert("web1", "s1")).contains("vmux shutdown web1"));

@@ -67,6 +67,7 @@ fn spec(program: &str, disks: Vec<DiskSpec>) -> VmSpec {
             cmdline: String::new(),
         },
         disks,
+        nics: Vec::new(),
     }
 }
 

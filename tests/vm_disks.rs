@@ -3,32 +3,13 @@
 //! guest-kit `blk` program (a virtio-blk driver) writes, flushes and reads them back. QEMU's
 //! tools then check what landed in the images.
 
-use std::path::{Path, PathBuf};
+mod binary_common;
+
+use binary_common::{guest, ok, vmux};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
-
-fn vmux(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vmux"))
-        .args(args)
-        .env("VMUX_HOME", home)
-        .output()
-        .expect("run vmux")
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = vmux(home, args);
-    assert!(
-        out.status.success(),
-        "vmux {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn guest(name: &str) -> PathBuf {
-    Path::new(env!("VMUX_GUEST_DIR")).join(format!("{name}.elf"))
-}
 
 /// Waits until `vmux list --all` reports `state` for `vm` (the `blk` guest powers off itself).
 fn wait_for_state(home: &Path, vm: &str, state: &str) {

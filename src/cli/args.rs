@@ -3,6 +3,7 @@
 //! `main.rs` parses [`Args`]; [`crate::cli::run`] executes them. Sizes and paths stay as the
 //! user typed them here and are checked by the verbs, so every refusal names the fix.
 
+use crate::config::MacAddr;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -203,6 +204,13 @@ pub struct CreateArgs {
     /// `,readonly`, `,target=vdb`, `,serial=ID` (repeatable; first is vda).
     #[arg(long = "disk", value_name = "SPEC")]
     pub disks: Vec<crate::config::DiskConfig>,
+    /// Give the VM a NIC on this network (repeatable: one NIC each, in order).
+    #[arg(long = "network", value_name = "NET")]
+    pub networks: Vec<String>,
+    /// MAC address of the NIC of the --network in the same position (default: a generated
+    /// 52:54:00 address).
+    #[arg(long = "mac", value_name = "MAC", value_parser = parse_mac)]
+    pub macs: Vec<MacAddr>,
     /// Start the VM right after defining it.
     #[arg(long)]
     pub start: bool,
@@ -282,6 +290,10 @@ pub struct RunArgs {
     pub vcpus: u32,
 }
 
+fn parse_mac(text: &str) -> Result<MacAddr, String> {
+    text.parse()
+}
+
 /// `vmux console`.
 #[derive(Debug, ClapArgs)]
 pub struct ConsoleArgs {
@@ -330,6 +342,28 @@ mod tests {
     #[test]
     fn initrd_needs_a_kernel() {
         assert!(parse(&["create", "a", "--demo", "--initrd", "/i"]).is_err());
+    }
+
+    #[test]
+    fn create_takes_one_nic_per_network_and_checks_macs() {
+        let args = parse(&[
+            "create",
+            "a",
+            "--demo",
+            "--network",
+            "default",
+            "--network",
+            "lab",
+            "--mac",
+            "52:54:00:00:00:01",
+        ])
+        .expect("parse");
+        let Some(Command::Create(create)) = args.command else {
+            panic!("not create");
+        };
+        assert_eq!(create.networks, ["default", "lab"]);
+        assert_eq!(create.macs.len(), 1);
+        assert!(parse(&["create", "a", "--demo", "--network", "x", "--mac", "zz"]).is_err());
     }
 
     #[test]

@@ -2,19 +2,27 @@
 //! what is stored, never what runs (`create --start` hands over to `lifecycle::start`).
 
 use super::checks::check_definition;
+use super::nics::Networks;
 use super::{CliError, CreateArgs, Io, lifecycle};
 use crate::client::{ClientError, Host, UndefineOptions};
 use crate::config::{
-    BootConfig, DEFAULT_MEMORY_BYTES, VmConfig, default_max_vcpus, parse_definition, parse_size,
-    validate_name,
+    BootConfig, DEFAULT_MEMORY_BYTES, MacAddr, VmConfig, default_max_vcpus, parse_definition,
+    parse_size, validate_name,
 };
 use crate::engine::control::RunState;
 use std::path::{Path, PathBuf};
 
 /// `vmux create`: builds a definition from options, checks it against the host, saves it.
-pub fn create(host: &dyn Host, args: CreateArgs, io: &mut Io<'_>) -> Result<(), CliError> {
+pub fn create(
+    host: &dyn Host,
+    networks: &dyn Networks,
+    args: CreateArgs,
+    io: &mut Io<'_>,
+) -> Result<(), CliError> {
     let start = args.start;
-    let cfg = config_from_args(args)?;
+    let nics = (args.networks.clone(), args.macs.clone());
+    let mut cfg = config_from_args(args)?;
+    add_nics(&mut cfg, networks, &nics.0, &nics.1)?;
     check_definition(&cfg)?;
     host.define(&cfg)?;
     writeln!(io.out, "VM '{}' defined", cfg.name)?;
@@ -51,6 +59,27 @@ fn config_from_args(args: CreateArgs) -> Result<VmConfig, CliError> {
     };
     cfg.validate().map_err(CliError::Invalid)?;
     Ok(cfg)
+}
+
+/// One NIC per `--network`, each with the `--mac` in the same position or a generated one.
+fn add_nics(
+    cfg: &mut VmConfig,
+    networks: &dyn Networks,
+    names: &[String],
+    macs: &[MacAddr],
+) -> Result<(), CliError> {
+    if macs.len() > names.len() {
+        return Err(CliError::Invalid(format!(
+            "{} --mac given for {} --network; each --mac goes with the --network in the same position",
+            macs.len(),
+            names.len()
+        )));
+    }
+    for (index, network) in names.iter().enumerate() {
+        let nic = networks.new_nic(cfg, network, macs.get(index).copied())?;
+        cfg.nics.push(nic);
+    }
+    Ok(())
 }
 
 /// Makes a path the user typed absolute against the current directory.
@@ -141,6 +170,7 @@ pub fn autostart(
 mod tests {
     use super::*;
     use crate::cli::fake::{FakeHost, capture};
+    use crate::cli::nics::fake::FakeNetworks;
 
     fn args(name: &str) -> CreateArgs {
         CreateArgs {
@@ -154,6 +184,8 @@ mod tests {
             max_vcpus: None,
             autostart: false,
             disks: Vec::new(),
+            networks: Vec::new(),
+            macs: Vec::new(),
             start: false,
         }
     }
@@ -215,7 +247,8 @@ mod tests {
     #[test]
     fn create_stores_the_definition() {
         let host = FakeHost::default();
-        let (result, out, _) = capture(|io| create(&host, args("web"), io));
+        let (result, out, _) =
+            capture(|io| create(&host, &FakeNetworks::default(), args("web"), io));
         result.expect("create");
         assert!(out.contains("VM 'web' defined"), "{out}");
         assert_eq!(host.config("web").memory, DEFAULT_MEMORY_BYTES);
@@ -227,6 +260,7 @@ mod tests {
         let (result, _, _) = capture(|io| {
             create(
                 &host,
+                &FakeNetworks::default(),
                 CreateArgs {
                     start: true,
                     ..args("web")
@@ -265,6 +299,58 @@ mod tests {
         result.expect("undefine");
         assert!(!host.exists("web"));
         assert!(out.contains("disk images stay"), "{out}");
+    }
+
+    #[test]
+    fn create_gives_one_nic_per_network_with_the_mac_in_its_position() {
+        let host = FakeHost::default();
+        let networks = FakeNetworks {
+            defined: vec!["default".into(), "lab".into()],
+            ..FakeNetworks::default()
+        };
+        let mac: MacAddr = "52:54:00:aa:bb:cc".parse().expect("mac");
+        let args = CreateArgs {
+            networks: vec!["lab".into(), "default".into()],
+            macs: vec![mac],
+            ..args("web")
+        };
+
+        let (result, _, _) = capture(|io| create(&host, &networks, args, io));
+
+        result.expect("create");
+        let nics = host.config("web").nics;
+        assert_eq!(nics.len(), 2);
+        assert_eq!((nics[0].network.as_str(), nics[0].mac), ("lab", mac));
+        assert_eq!(nics[1].network, "default");
+        assert_ne!(nics[1].mac, mac);
+    }
+
+    #[test]
+    fn create_on_an_undefined_network_names_the_fix_and_defines_nothing() {
+        let host = FakeHost::default();
+        let args = CreateArgs {
+            networks: vec!["nowhere".into()],
+            ..args("web")
+        };
+
+        let (result, _, _) = capture(|io| create(&host, &FakeNetworks::default(), args, io));
+
+        let err = result.expect_err("unknown network");
+        assert!(err.to_string().contains("net-list --all"), "{err}");
+        assert!(!host.exists("web"));
+    }
+
+    #[test]
+    fn create_refuses_more_macs_than_networks() {
+        let host = FakeHost::default();
+        let args = CreateArgs {
+            macs: vec!["52:54:00:00:00:01".parse().expect("mac")],
+            ..args("web")
+        };
+
+        let (result, _, _) = capture(|io| create(&host, &FakeNetworks::default(), args, io));
+
+        assert!(matches!(result, Err(CliError::Invalid(_))));
     }
 
     #[test]

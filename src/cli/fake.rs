@@ -222,6 +222,7 @@ impl Host for FakeHost {
                 read_ops_per_sec: 150.0,
                 write_ops_per_sec: 0.0,
             }],
+            nics: Vec::new(),
         })
     }
 

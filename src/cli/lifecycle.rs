@@ -2,6 +2,7 @@
 //! `autostart-all`. Each checks the VM's state first so a refusal says what to do instead,
 //! then asks the host; `shutdown` and `destroy` wait until the VM is really off.
 
+use super::nics::Networks;
 use super::output::error_chain;
 use super::{CliError, Io};
 use crate::client::{ClientError, Host, VmStatus};
@@ -121,10 +122,24 @@ pub fn resume(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliErr
     Ok(())
 }
 
-/// `vmux autostart-all`: starts each autostart VM that is not live, one line per VM; fails at
+/// `vmux autostart-all`: starts each autostart network that is not active, then each
+/// autostart VM that is not live (so their NICs find their networks), one line each; fails at
 /// the end when any could not be started (or a definition could not be read).
-pub fn autostart_all(host: &dyn Host, io: &mut Io<'_>) -> Result<(), CliError> {
+pub fn autostart_all(
+    host: &dyn Host,
+    networks: &dyn Networks,
+    io: &mut Io<'_>,
+) -> Result<(), CliError> {
     let mut failed = 0;
+    for (network, result) in networks.autostart() {
+        match result {
+            Ok(()) => writeln!(io.out, "network {network}: started")?,
+            Err(e) => {
+                writeln!(io.err, "network {network}: error: {}", error_chain(&e))?;
+                failed += 1;
+            }
+        }
+    }
     let mut marked = 0;
     for entry in host.list() {
         let status = match entry {
@@ -215,7 +230,9 @@ fn wait_until_stopped(host: &dyn Host, name: &str, timeout: Duration) -> Result<
 mod tests {
     use super::*;
     use crate::cli::fake::{FakeHost, capture};
+    use crate::cli::nics::fake::FakeNetworks;
     use crate::config::{BootConfig, VmConfig};
+    use crate::network::NetworkError;
 
     #[test]
     fn start_of_a_running_vm_is_refused_with_the_fix() {
@@ -298,11 +315,37 @@ mod tests {
         host.add(marked("a"), RunState::ShutOff);
         host.add(marked("b"), RunState::Running);
         host.add(VmConfig::new("c", BootConfig::Demo), RunState::ShutOff);
-        let (result, out, _) = capture(|io| autostart_all(&host, io));
+        let (result, out, _) = capture(|io| autostart_all(&host, &FakeNetworks::default(), io));
         result.expect("autostart-all");
         assert!(out.contains("a: started"), "{out}");
         assert!(out.contains("b: already running"), "{out}");
         assert_eq!(host.state("c"), RunState::ShutOff);
+    }
+
+    #[test]
+    fn autostart_all_starts_networks_first_and_counts_their_failures() {
+        let host = FakeHost::default();
+        let cfg = VmConfig {
+            autostart: true,
+            ..VmConfig::new("web", BootConfig::Demo)
+        };
+        host.add(cfg, RunState::ShutOff);
+        let networks = FakeNetworks::default();
+        networks.autostarted.replace(vec![
+            ("default".into(), Ok(())),
+            ("lan".into(), Err(NetworkError::NotActive("br0".into()))),
+        ]);
+
+        let (result, out, err) = capture(|io| autostart_all(&host, &networks, io));
+
+        assert!(matches!(
+            result,
+            Err(CliError::AutostartFailed { failed: 1 })
+        ));
+        let network_line = out.find("network default: started").expect("network line");
+        let vm_line = out.find("web: started").expect("VM line");
+        assert!(network_line < vm_line, "{out}");
+        assert!(err.contains("network lan: error"), "{err}");
     }
 
     #[test]
@@ -318,7 +361,7 @@ mod tests {
             };
             host.add(cfg, RunState::ShutOff);
         }
-        let (result, out, err) = capture(|io| autostart_all(&host, io));
+        let (result, out, err) = capture(|io| autostart_all(&host, &FakeNetworks::default(), io));
         assert!(matches!(
             result,
             Err(CliError::AutostartFailed { failed: 1 })

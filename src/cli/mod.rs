@@ -13,6 +13,7 @@ mod edit;
 mod hotplug;
 mod lifecycle;
 pub mod network;
+pub mod nics;
 mod output;
 mod run;
 mod show;
@@ -27,7 +28,9 @@ pub use args::{
 
 use crate::client::{ClientError, Host, LocalHost, UndefineOptions};
 use crate::config::DefinitionError;
+use crate::network::NetworkError;
 use crate::tui::TuiOptions;
+use nics::{HostNetworks, Networks};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +48,9 @@ pub enum CliError {
     /// Options that describe an impossible VM.
     #[error("{0}")]
     Invalid(String),
+    /// A network could not give the VM a NIC (the message names the fix).
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     /// A definition file could not be read.
     #[error("cannot read {}; check the path and its permissions", path.display())]
     ReadFile {
@@ -116,8 +122,8 @@ pub enum CliError {
         /// How long we waited.
         seconds: u64,
     },
-    /// Some autostart VMs failed to start.
-    #[error("{failed} autostart VM(s) failed to start; the reasons are listed above")]
+    /// Some autostart networks or VMs failed to start.
+    #[error("{failed} autostart network(s) or VM(s) failed to start; the reasons are listed above")]
     AutostartFailed {
         /// How many failed.
         failed: usize,
@@ -245,7 +251,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         out: &mut std::io::stdout(),
         err: &mut std::io::stderr(),
     };
-    match execute(&host, command, &mut io) {
+    let networks = HostNetworks::new(host.paths().clone());
+    match execute(&host, &networks, command, &mut io) {
         // The reader went away (`vmux list | head -1`): nothing left to tell anyone.
         Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             Ok(ExitCode::SUCCESS)
@@ -257,10 +264,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Executes one verb against `host`.
-pub fn execute(host: &dyn Host, command: Command, io: &mut Io<'_>) -> Result<(), CliError> {
+/// Executes one verb against `host` and its `networks`.
+pub fn execute(
+    host: &dyn Host,
+    networks: &dyn Networks,
+    command: Command,
+    io: &mut Io<'_>,
+) -> Result<(), CliError> {
     match command {
-        Command::Create(args) => define::create(host, args, io),
+        Command::Create(args) => define::create(host, networks, args, io),
         Command::Define { file } => define::define_file(host, &file, io),
         Command::Dumpconfig { name, json } => define::dumpconfig(host, &name, json, io),
         Command::Edit { name } => edit::edit(host, &name, io),
@@ -269,8 +281,8 @@ pub fn execute(host: &dyn Host, command: Command, io: &mut Io<'_>) -> Result<(),
             snapshots_metadata,
         } => define::undefine(host, &name, UndefineOptions { snapshots_metadata }, io),
         Command::Autostart { name, disable } => define::autostart(host, &name, !disable, io),
-        Command::List { all, json } => show::list(host, all, json, io),
-        Command::Info { name, json } => show::info(host, &name, json, io),
+        Command::List { all, json } => show::list(host, networks, all, json, io),
+        Command::Info { name, json } => show::info(host, networks, &name, json, io),
         Command::Stats { name, json } => show::stats(host, &name, json, io),
         Command::Start { name, console } => {
             lifecycle::start(host, &name, io)?;
@@ -289,7 +301,7 @@ pub fn execute(host: &dyn Host, command: Command, io: &mut Io<'_>) -> Result<(),
         Command::Reset { name } => lifecycle::reset(host, &name, io),
         Command::Suspend { name } => lifecycle::suspend(host, &name, io),
         Command::Resume { name } => lifecycle::resume(host, &name, io),
-        Command::AutostartAll => lifecycle::autostart_all(host, io),
+        Command::AutostartAll => lifecycle::autostart_all(host, networks, io),
         Command::Setvcpus(args) => hotplug::setvcpus(host, &args, io),
         Command::AttachDisk(args) => hotplug::attach_disk(host, &args, io),
         Command::DetachDisk(args) => hotplug::detach_disk(host, &args, io),

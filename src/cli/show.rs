@@ -1,11 +1,13 @@
 //! Read verbs: `list`, `info`, `stats`, each as a text table or `--json`. The JSON structs
 //! here are the stable output shapes documented in docs/cli.md: add fields, never rename.
 
+use super::nics::Networks;
 use super::output::{Table, format_duration};
 use super::{CliError, Io};
 use crate::client::{ClientError, Host, VmStatus};
-use crate::config::{BootConfig, format_size};
+use crate::config::{BootConfig, VmConfig, format_size};
 use crate::engine::control::{DiskInfo, DiskStats, RunState, VmInfo, VmStats};
+use crate::network::InterfaceAddress;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,6 +30,8 @@ struct ListEntryJson {
     memory_bytes: u64,
     autostart: bool,
     reason: Option<String>,
+    /// One per NIC: network, MAC, TAP while running, leased (or ARP-seen) address.
+    nics: Vec<InterfaceAddress>,
 }
 
 /// One unusable definition file in `vmux list --json`.
@@ -55,6 +59,8 @@ struct InfoJson<'a> {
     /// The running VM's disks (hot-added ones included); absent when it does not run.
     #[serde(skip_serializing_if = "Option::is_none")]
     disks: Option<&'a [DiskInfo]>,
+    /// One per NIC, as in `list --json`.
+    nics: Vec<InterfaceAddress>,
 }
 
 /// `vmux stats --json`: the VM's name and vmd's sample.
@@ -66,7 +72,13 @@ struct StatsJson<'a> {
 }
 
 /// `vmux list`: live VMs (all with `all`); broken definitions go to stderr, the rest list.
-pub fn list(host: &dyn Host, all: bool, json: bool, io: &mut Io<'_>) -> Result<(), CliError> {
+pub fn list(
+    host: &dyn Host,
+    networks: &dyn Networks,
+    all: bool,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<(), CliError> {
     let mut vms = Vec::new();
     let mut errors = Vec::new();
     for entry in host.list() {
@@ -81,7 +93,7 @@ pub fn list(host: &dyn Host, all: bool, json: bool, io: &mut Io<'_>) -> Result<(
     }
     if json {
         let shape = ListJson {
-            vms: vms.iter().map(list_entry).collect(),
+            vms: vms.iter().map(|vm| list_entry(vm, networks)).collect(),
             errors: errors
                 .into_iter()
                 .map(|e| BrokenJson {
@@ -109,7 +121,29 @@ pub fn list(host: &dyn Host, all: bool, json: bool, io: &mut Io<'_>) -> Result<(
     Ok(())
 }
 
-fn list_entry(status: &VmStatus) -> ListEntryJson {
+/// The VM's NICs with their addresses; without network access, what the definition says.
+fn nic_addresses(cfg: &VmConfig, networks: &dyn Networks) -> Vec<InterfaceAddress> {
+    if cfg.nics.is_empty() {
+        return Vec::new();
+    }
+    let found = networks.addresses(&cfg.name);
+    if found.len() == cfg.nics.len() {
+        return found;
+    }
+    cfg.nics
+        .iter()
+        .map(|nic| InterfaceAddress {
+            network: nic.network.clone(),
+            mac: nic.mac,
+            tap: None,
+            ip: None,
+            prefix: None,
+            source: None,
+        })
+        .collect()
+}
+
+fn list_entry(status: &VmStatus, networks: &dyn Networks) -> ListEntryJson {
     let cfg = &status.config;
     ListEntryJson {
         name: cfg.name.clone(),
@@ -120,11 +154,18 @@ fn list_entry(status: &VmStatus) -> ListEntryJson {
         memory_bytes: cfg.memory,
         autostart: cfg.autostart,
         reason: status.reason.clone(),
+        nics: nic_addresses(cfg, networks),
     }
 }
 
 /// `vmux info`: the definition, plus vmd's live facts while it runs.
-pub fn info(host: &dyn Host, name: &str, json: bool, io: &mut Io<'_>) -> Result<(), CliError> {
+pub fn info(
+    host: &dyn Host,
+    networks: &dyn Networks,
+    name: &str,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<(), CliError> {
     let status = host.status(name)?;
     let live = if is_live(status.state) {
         Some(host.info(name)?)
@@ -133,6 +174,7 @@ pub fn info(host: &dyn Host, name: &str, json: bool, io: &mut Io<'_>) -> Result<
     };
     let cfg = &status.config;
     let uptime = live.as_ref().map(uptime);
+    let nics = nic_addresses(cfg, networks);
     if json {
         let shape = InfoJson {
             name: &cfg.name,
@@ -147,6 +189,7 @@ pub fn info(host: &dyn Host, name: &str, json: bool, io: &mut Io<'_>) -> Result<
             autostart: cfg.autostart,
             boot: &cfg.boot,
             disks: live.as_ref().map(|l| l.disks.as_slice()),
+            nics,
         };
         return write_json(io, &shape);
     }
@@ -189,6 +232,24 @@ pub fn info(host: &dyn Host, name: &str, json: bool, io: &mut Io<'_>) -> Result<
     lines.push(("Autostart", yes_no(cfg.autostart).into()));
     for (key, value) in lines {
         writeln!(io.out, "{:<11} {value}", format!("{key}:"))?;
+    }
+    for (index, nic) in nics.iter().enumerate() {
+        let address = match (nic.ip, nic.prefix) {
+            (Some(ip), Some(prefix)) => format!("{ip}/{prefix}"),
+            (Some(ip), None) => ip.to_string(),
+            (None, _) => "no address yet".into(),
+        };
+        let tap = nic
+            .tap
+            .as_deref()
+            .map_or(String::new(), |t| format!(" ({t})"));
+        writeln!(
+            io.out,
+            "{:<11} {} on {}{tap}: {address}",
+            format!("NIC {index}:"),
+            nic.mac,
+            nic.network
+        )?;
     }
     Ok(())
 }
@@ -270,6 +331,22 @@ pub fn stats(host: &dyn Host, name: &str, json: bool, io: &mut Io<'_>) -> Result
         writeln!(out, "Disks:")?;
         out.write_all(disk_table(&stats.disks).as_bytes())?;
     }
+    for nic in &stats.nics {
+        writeln!(
+            out,
+            "NIC {} ({}):  rx {:.0} frames/s {}/s, tx {:.0} frames/s {}/s  ({} rx / {} tx frames, {} / {} dropped)",
+            nic.index,
+            nic.tap,
+            nic.rx_packets_per_sec,
+            format_size(nic.rx_bytes_per_sec as u64),
+            nic.tx_packets_per_sec,
+            format_size(nic.tx_bytes_per_sec as u64),
+            nic.rx_packets,
+            nic.tx_packets,
+            nic.rx_dropped,
+            nic.tx_dropped,
+        )?;
+    }
     Ok(())
 }
 
@@ -336,7 +413,12 @@ fn yes_no(flag: bool) -> &'static str {
 mod tests {
     use super::*;
     use crate::cli::fake::{FakeHost, capture};
-    use crate::config::{DefinitionError, VmConfig};
+    use crate::cli::nics::fake::FakeNetworks;
+    use crate::config::{DefinitionError, NicConfig};
+
+    fn no_networks() -> FakeNetworks {
+        FakeNetworks::default()
+    }
 
     fn host() -> FakeHost {
         let host = FakeHost::with_vm("on", RunState::Running);
@@ -346,7 +428,7 @@ mod tests {
 
     #[test]
     fn list_shows_only_live_vms_by_default() {
-        let (result, out, _) = capture(|io| list(&host(), false, false, io));
+        let (result, out, _) = capture(|io| list(&host(), &no_networks(), false, false, io));
         result.expect("list");
         assert!(out.contains(" on "), "{out}");
         assert!(!out.contains("off"), "{out}");
@@ -354,7 +436,7 @@ mod tests {
 
     #[test]
     fn list_all_shows_shut_off_vms_with_vcpus_now_and_max() {
-        let (result, out, _) = capture(|io| list(&host(), true, false, io));
+        let (result, out, _) = capture(|io| list(&host(), &no_networks(), true, false, io));
         result.expect("list");
         let row = out.lines().find(|l| l.contains("off")).expect("row");
         assert!(row.contains("shut off") && row.contains("1/4"), "{row}");
@@ -368,7 +450,7 @@ mod tests {
             line: Some(2),
             reason: "invalid type".into(),
         });
-        let (result, out, err) = capture(|io| list(&host, true, false, io));
+        let (result, out, err) = capture(|io| list(&host, &no_networks(), true, false, io));
         result.expect("list");
         assert!(err.contains("/x/bad.toml:2: invalid type"), "{err}");
         assert!(out.contains("on") && out.contains("off"), "{out}");
@@ -376,7 +458,7 @@ mod tests {
 
     #[test]
     fn list_json_has_vms_and_errors() {
-        let (result, out, _) = capture(|io| list(&host(), true, true, io));
+        let (result, out, _) = capture(|io| list(&host(), &no_networks(), true, true, io));
         result.expect("list");
         let value: serde_json::Value = serde_json::from_str(&out).expect("json");
         assert_eq!(value["vms"][1]["state"], "running");
@@ -387,7 +469,7 @@ mod tests {
 
     #[test]
     fn info_of_a_running_vm_shows_pid_and_uptime() {
-        let (result, out, _) = capture(|io| info(&host(), "on", false, io));
+        let (result, out, _) = capture(|io| info(&host(), &no_networks(), "on", false, io));
         result.expect("info");
         assert!(out.contains("Pid:        4242"), "{out}");
         assert!(out.contains("Uptime:"), "{out}");
@@ -395,12 +477,56 @@ mod tests {
 
     #[test]
     fn info_json_of_a_shut_off_vm_has_no_pid() {
-        let (result, out, _) = capture(|io| info(&host(), "off", true, io));
+        let (result, out, _) = capture(|io| info(&host(), &no_networks(), "off", true, io));
         result.expect("info");
         let value: serde_json::Value = serde_json::from_str(&out).expect("json");
         assert_eq!(value["state"], "shut_off");
         assert!(value["pid"].is_null());
         assert_eq!(value["boot"]["source"], "demo");
+    }
+
+    fn host_with_nic() -> FakeHost {
+        let host = FakeHost::default();
+        let mut cfg = VmConfig::new("web", BootConfig::Demo);
+        cfg.nics.push(NicConfig {
+            network: "default".into(),
+            mac: crate::config::MacAddr::with_vmux_prefix(1),
+        });
+        host.add(cfg, RunState::Running);
+        host
+    }
+
+    #[test]
+    fn list_json_shows_each_nic_with_its_address() {
+        let networks = FakeNetworks {
+            addressed: vec![("web".into(), 1)],
+            ..FakeNetworks::default()
+        };
+
+        let (result, out, _) = capture(|io| list(&host_with_nic(), &networks, false, true, io));
+
+        result.expect("list");
+        let value: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let nic = &value["vms"][0]["nics"][0];
+        assert_eq!(nic["ip"], "10.0.0.10");
+        assert_eq!(nic["network"], "default");
+        assert_eq!(nic["tap"], "vm-web-0");
+    }
+
+    #[test]
+    fn info_shows_a_nic_without_a_lease_as_waiting_for_one() {
+        let (result, out, _) =
+            capture(|io| info(&host_with_nic(), &no_networks(), "web", false, io));
+
+        result.expect("info");
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("NIC 0:"))
+            .expect("NIC line");
+        assert!(
+            line.contains("52:54:00:00:00:01 on default: no address yet"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -229,7 +229,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
     let json = cmd.wants_json();
     let paths = Paths::from_env()?;
     let storage = StorageManager::new(paths.clone());
-    let snapshots = SnapshotManager::new(paths);
+    let snapshots = SnapshotManager::new(paths.clone());
     use StorageCommand::*;
     match cmd {
         PoolList { .. } => {
@@ -421,7 +421,11 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             println!("Vol {volume} deleted");
         }
         SnapshotCreate { vm, name } => {
-            let info = snapshots.create(&vm, &name)?;
+            let info = if crate::storage::usage::vm_is_running(&paths, &vm) {
+                live_snapshot(&snapshots, &vm, &name)?
+            } else {
+                snapshots.create(&vm, &name)?
+            };
             println!(
                 "Domain snapshot {name} created ({} disks)",
                 info.disks.len()
@@ -458,6 +462,32 @@ fn size_arg(text: &str) -> anyhow::Result<u64> {
         Ok(bytes) => Ok(bytes),
         Err(message) => bail!("{message}"),
     }
+}
+
+/// A snapshot of a running VM: make the overlays, have vmd switch the disks to them (vCPUs
+/// paused for the switch), then record the definition's new disks.
+fn live_snapshot(
+    snapshots: &SnapshotManager,
+    vm: &str,
+    name: &str,
+) -> anyhow::Result<crate::storage::SnapshotInfo> {
+    let prepared = snapshots.prepare(vm, name)?;
+    let switches = prepared
+        .overlays
+        .iter()
+        .map(|(target, path)| crate::engine::control::DiskSwitch {
+            target: target.clone(),
+            path: path.clone(),
+        })
+        .collect();
+    let host = crate::client::LocalHost::from_env()?;
+    if let Err(e) = host.switch_disks(vm, switches) {
+        if let Err(abort) = snapshots.abort(&prepared) {
+            eprintln!("warning: the unused overlays of snapshot {name} remain: {abort}");
+        }
+        return Err(e.into());
+    }
+    Ok(snapshots.complete(&prepared)?)
 }
 
 fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {

@@ -401,6 +401,7 @@ fn synthetic_stats(vm: &FakeVm) -> VmStats {
         exits: vm.samples * 900 * u64::from(vm.vcpus),
         exits_per_sec: 900.0 * f64::from(vm.vcpus) + 150.0 * (t * 0.5).cos(),
         serial_out_bytes: vm.samples * 16,
+        nics: Vec::new(),
         vcpus,
         disks: synthetic_disks(vm),
     }

@@ -158,6 +158,17 @@ impl LocalHost {
         ControlConn::connect(name, &self.files(name).socket, self.request_timeout)
     }
 
+    /// Live snapshot: switches running VM `name`'s disks to new images (see
+    /// [`Command::SwitchDisks`]).
+    pub fn switch_disks(
+        &self,
+        name: &str,
+        disks: Vec<crate::engine::control::DiskSwitch>,
+    ) -> Result<(), ClientError> {
+        self.command(name, Command::SwitchDisks { disks })
+            .map(|_| ())
+    }
+
     fn command(&self, name: &str, command: Command) -> Result<Option<ReplyResult>, ClientError> {
         self.connect(name)?.request(command)
     }

@@ -70,6 +70,13 @@ pub enum Command {
         /// Guest device name (`vdb`).
         target: String,
     },
+    /// Live snapshot: carry on with each named disk on a new image whose backing chain holds
+    /// the current one (a qcow2 overlay made by `snapshot-create`). The vCPUs are paused
+    /// meanwhile; all disks switch or none does.
+    SwitchDisks {
+        /// The disks and their new images.
+        disks: Vec<DiskSwitch>,
+    },
     /// Push events (`state`, `stats` each second, `exited`, ...) on this connection.
     Subscribe,
     /// Switch this connection to a raw console stream: after the `ok` reply every byte from
@@ -80,6 +87,15 @@ pub enum Command {
         #[serde(default)]
         history: bool,
     },
+}
+
+/// One disk of a [`Command::SwitchDisks`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskSwitch {
+    /// Guest device name (`vda`).
+    pub target: String,
+    /// Absolute path of the new top image.
+    pub path: PathBuf,
 }
 
 /// One reply line: `{"id": 7, "ok": true, "result": {...}}` or
@@ -314,6 +330,9 @@ pub struct VmStats {
     /// than this field: empty).
     #[serde(default)]
     pub disks: Vec<DiskStats>,
+    /// One entry per NIC, in the definition's order (absent from older vmds: empty).
+    #[serde(default)]
+    pub nics: Vec<NicStats>,
 }
 
 /// One virtio-blk disk's counters since boot and its rates over the last sample interval.
@@ -344,6 +363,38 @@ pub struct DiskStats {
     pub read_ops_per_sec: f64,
     /// Write requests per second over the last sample interval.
     pub write_ops_per_sec: f64,
+}
+
+/// One NIC's counters since boot and rates over the last sample interval. Directions are the
+/// guest's: `rx` is host → guest, `tx` is guest → host. Bytes are Ethernet frame bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NicStats {
+    /// NIC index (0-based, the definition's order).
+    pub index: u32,
+    /// The host interface (TAP) it is connected to.
+    pub tap: String,
+    /// The guest's MAC address, `52:54:00:12:34:56`.
+    pub mac: String,
+    /// Bytes delivered to the guest.
+    pub rx_bytes: u64,
+    /// Frames delivered to the guest.
+    pub rx_packets: u64,
+    /// Frames for the guest the device dropped (no fitting buffer, malformed chain).
+    pub rx_dropped: u64,
+    /// Bytes the guest sent that reached the host.
+    pub tx_bytes: u64,
+    /// Frames the guest sent that reached the host.
+    pub tx_packets: u64,
+    /// Frames from the guest the device dropped (malformed chain, refused by the host).
+    pub tx_dropped: u64,
+    /// Receive rate, bytes per second.
+    pub rx_bytes_per_sec: f64,
+    /// Transmit rate, bytes per second.
+    pub tx_bytes_per_sec: f64,
+    /// Receive rate, frames per second.
+    pub rx_packets_per_sec: f64,
+    /// Transmit rate, frames per second.
+    pub tx_packets_per_sec: f64,
 }
 
 #[cfg(test)]

@@ -56,6 +56,8 @@ pub struct VmSpec {
     pub boot: BootSpec,
     /// virtio-blk disks, in PCI slot order (slot 1 upwards; slot 0 is the host bridge).
     pub disks: Vec<DiskSpec>,
+    /// virtio-net NICs, in PCI slot order after the disks.
+    pub nics: Vec<NicSpec>,
 }
 
 /// One virtio-blk disk: an image the caller opened (qcow2 or raw, through the storage layer),
@@ -98,6 +100,27 @@ impl PartialEq for DiskSpec {
             && self.read_only == other.read_only
             && self.serial == other.serial
             && same_backend
+    }
+}
+
+/// One virtio-net NIC backed by a TAP.
+///
+/// The TAP is shared (`Arc`): every boot of the VM builds its NIC over the same device, and
+/// the interface lives while any holder keeps it open (vmd keeps the original, see
+/// `network::Tap`).
+#[derive(Debug, Clone)]
+pub struct NicSpec {
+    /// The TAP the NIC's frames go through: opened with `IFF_VNET_HDR`, header size 12, no
+    /// offloads, non-blocking ([`tap::TapDevice::create`] does all that).
+    pub tap: Arc<tap::TapDevice>,
+    /// The guest's MAC address (`VIRTIO_NET_F_MAC`).
+    pub mac: [u8; 6],
+}
+
+impl PartialEq for NicSpec {
+    /// The same TAP (not merely one of the same name) and the same MAC.
+    fn eq(&self, other: &NicSpec) -> bool {
+        Arc::ptr_eq(&self.tap, &other.tap) && self.mac == other.mac
     }
 }
 
@@ -146,5 +169,6 @@ mod vcpu;
 mod vm;
 
 pub use devices::virtio::blk::{DiskBackend, DiskStats};
+pub use devices::virtio::net::NicStats;
 pub use hotplug::HotplugError;
 pub use vm::{EngineError, EngineStats, VcpuCounters, Vm, VmHandle};

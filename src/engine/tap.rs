@@ -114,6 +114,15 @@ impl TapDevice {
         Ok(tap)
     }
 
+    /// Another handle on the same interface (a duplicated fd): the interface lives until every
+    /// handle is closed.
+    pub fn try_clone(&self) -> io::Result<TapDevice> {
+        Ok(TapDevice {
+            file: self.file.try_clone()?,
+            name: self.name.clone(),
+        })
+    }
+
     /// The interface name the kernel gave the device.
     pub fn name(&self) -> &str {
         &self.name

@@ -13,6 +13,7 @@ use super::acpi::{self, AcpiConfig, AcpiError};
 use super::boot::{self, BootError};
 use super::devices::bus::lock;
 use super::devices::virtio::blk::DiskCounters;
+use super::devices::virtio::net::NicCounters;
 use super::devices::{DeviceError, LegacyDevices, ged::Ged, serial::Serial};
 use super::hotplug::cpu::{self as cpu_hotplug, CpuHotplug};
 use super::hotplug::pci::{self as pci_hotplug, PciHotplug};
@@ -24,7 +25,7 @@ use super::lifecycle::{Lifecycle, LifecycleError};
 use super::memory::{self, MemoryError};
 use super::pci::{KvmVmInterface, PciPlatform, PlatformError};
 use super::vcpu::{RunContext, VcpuError, VcpuStart, kick};
-use super::{DiskSpec, DiskStats, SerialSink, VmExit, VmObserver, VmSpec};
+use super::{DiskSpec, DiskStats, NicStats, SerialSink, VmExit, VmObserver, VmSpec};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
 use kvm_ioctls::{Kvm, VmFd};
@@ -146,6 +147,8 @@ pub struct EngineStats {
     /// One entry per plugged disk, in PCI slot order (boot disks first, in `VmSpec::disks`
     /// order, then hot-added ones in the slots they took).
     pub disks: Vec<DiskStats>,
+    /// One entry per NIC, in `VmSpec::nics` order.
+    pub nics: Vec<NicStats>,
 }
 
 /// What handles share with the VM.
@@ -169,6 +172,8 @@ struct Shared {
     pci_hotplug: Arc<PciHotplug>,
     /// The disks' counters when the boot ended (stats stay readable after the end).
     final_disks: Mutex<Vec<Arc<DiskCounters>>>,
+    /// Each NIC's counters, in `VmSpec::nics` order (NICs are not hot-plugged).
+    nics: Vec<Arc<NicCounters>>,
 }
 
 /// One boot of one VM; owns the KVM fds, memory, devices and vCPU threads.
@@ -294,10 +299,12 @@ impl Vm {
             Arc::new(KvmVmInterface::new(vm_fd.clone())),
             &mem,
             &spec.disks,
+            &spec.nics,
             &mut devices.io_bus,
             &mut devices.mmio_bus,
         )
         .map_err(EngineError::Pci)?;
+        let nics = pci.nic_counters();
         let pci = Arc::new(Mutex::new(Some(pci)));
         let pci_hotplug = Arc::new(PciHotplug::new(pci.clone(), devices.ged.clone()));
         devices
@@ -340,6 +347,7 @@ impl Vm {
             pci,
             pci_hotplug,
             final_disks: Mutex::new(Vec::new()),
+            nics,
         });
         Ok(Vm {
             name: spec.name.clone(),
@@ -593,6 +601,7 @@ impl VmHandle {
                 .iter()
                 .map(|d| d.snapshot())
                 .collect(),
+            nics: self.shared.nics.iter().map(|n| n.snapshot()).collect(),
         }
     }
 }

@@ -40,9 +40,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Errors specific to snapshots (the rest are [`StorageError`]s).
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    /// Live snapshots need the engine.
+    /// A running VM's disks can only be switched by its vmd (`vmux snapshot-create` asks it).
     #[error(
-        "snapshots of a running VM arrive with live disk support; shut down '{0}' first (`vmux shutdown {0}`)"
+        "VM '{0}' is running: its vmd must switch its disks, which `vmux snapshot-create {0} <name>` does; or shut it down first (`vmux shutdown {0}`)"
     )]
     Running(String),
     /// Revert/delete need a stopped VM.
@@ -274,6 +274,14 @@ impl SnapshotManager {
                 .map(|d| (d.target.clone(), d.overlay.clone().unwrap_or_default()))
                 .collect(),
         })
+    }
+
+    /// Gives up a prepared snapshot whose disks were not switched (a live switch failed):
+    /// removes its overlays and its record.
+    pub fn abort(&self, prepared: &PreparedSnapshot) -> Result<(), StorageError> {
+        let record = self.read_record(&prepared.vm, &prepared.name)?;
+        self.roll_back_creating(&prepared.vm, &record);
+        Ok(())
     }
 
     /// Switches the VM definition's disks to a prepared snapshot's overlays (one atomic write)

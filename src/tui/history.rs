@@ -172,6 +172,7 @@ mod tests {
             exits_per_sec: -3.0,
             serial_out_bytes: 0,
             disks: Vec::new(),
+            nics: Vec::new(),
         };
         history.record(&stats);
         assert_eq!(history.cpu.last(), Some(0.0));

@@ -102,54 +102,69 @@ pub fn open_disk(
 }
 
 /// An open storage image seen as an engine disk. Reads and writes share the lock; `discard`
-/// (the one call that needs the image exclusively) takes it alone.
+/// and a live snapshot's switch to a new overlay (the calls that need the image alone) take it
+/// exclusively.
 pub struct ImageDisk {
-    image: RwLock<Box<dyn BlockImage>>,
+    /// `None` only inside [`ImageDisk::switch_image`], under the write lock.
+    image: RwLock<Option<Box<dyn BlockImage>>>,
 }
 
 impl ImageDisk {
     /// Wraps an opened image.
     pub fn new(image: Box<dyn BlockImage>) -> ImageDisk {
         ImageDisk {
-            image: RwLock::new(image),
+            image: RwLock::new(Some(image)),
         }
     }
 
-    fn shared(&self) -> std::sync::RwLockReadGuard<'_, Box<dyn BlockImage>> {
-        self.image.read().unwrap_or_else(PoisonError::into_inner)
+    fn with<T>(&self, op: impl FnOnce(&dyn BlockImage) -> io::Result<T>) -> io::Result<T> {
+        match self
+            .image
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_deref()
+        {
+            Some(image) => op(image),
+            None => Err(io::Error::other("the disk's image could not be reopened")),
+        }
     }
 }
 
 impl DiskBackend for ImageDisk {
     fn capacity(&self) -> u64 {
-        self.shared().capacity()
+        self.with(|i| Ok(i.capacity())).unwrap_or(0)
     }
 
     fn read_only(&self) -> bool {
-        self.shared().read_only()
+        self.with(|i| Ok(i.read_only())).unwrap_or(true)
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.shared().read_at(offset, buf)
+        self.with(|i| i.read_at(offset, buf))
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        self.shared().write_at(offset, buf)
+        self.with(|i| i.write_at(offset, buf))
     }
 
     fn flush(&self) -> io::Result<()> {
-        self.shared().flush()
+        self.with(|i| i.flush())
     }
 
     fn supports_discard(&self) -> bool {
-        self.shared().supports_discard()
+        self.with(|i| Ok(i.supports_discard())).unwrap_or(false)
     }
 
     fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.image
+        match self
+            .image
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .discard(offset, len)
+            .as_deref_mut()
+        {
+            Some(image) => image.discard(offset, len),
+            None => Err(io::Error::other("the disk's image could not be reopened")),
+        }
     }
 
     fn supports_write_zeroes(&self) -> bool {
@@ -157,6 +172,31 @@ impl DiskBackend for ImageDisk {
     }
 
     fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.shared().write_zeroes(offset, len)
+        self.with(|i| i.write_zeroes(offset, len))
+    }
+
+    /// Flushes and closes the current image (its `flock` must go before the new chain can lock
+    /// it shared), opens `path` writable; if that fails the old image is opened again.
+    fn switch_image(&self, path: &Path) -> io::Result<()> {
+        let mut slot = self.image.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(current) = slot.take() else {
+            return Err(io::Error::other("the disk's image could not be reopened"));
+        };
+        if let Err(e) = current.flush() {
+            *slot = Some(current);
+            return Err(e);
+        }
+        let old_path = current.path().to_path_buf();
+        drop(current);
+        match open_image(path, OpenOptions::writable()) {
+            Ok(image) => {
+                *slot = Some(image);
+                Ok(())
+            }
+            Err(e) => {
+                *slot = open_image(&old_path, OpenOptions::writable()).ok();
+                Err(io::Error::other(e.to_string()))
+            }
+        }
     }
 }

@@ -116,6 +116,7 @@ impl MachineControl for FakeControl {
             memory_bytes: 64 << 20,
             memory_touched_bytes: 1 << 20,
             disks: Vec::new(),
+            nics: Vec::new(),
         }
     }
 }

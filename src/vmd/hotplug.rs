@@ -16,7 +16,7 @@ use super::live_disks::LiveDisks;
 use super::machine::MachineControl;
 use super::supervisor::{Supervisor, protocol_error};
 use crate::engine::VmSpec;
-use crate::engine::control::{DiskInfo, ErrorKind, Event, ProtocolError};
+use crate::engine::control::{DiskInfo, DiskSwitch, ErrorKind, Event, ProtocolError};
 
 /// Whether `target` is a guest disk name vmux hands out (`vda`..`vdz`).
 fn valid_target(target: &str) -> bool {
@@ -191,6 +191,72 @@ impl Supervisor {
         })?;
         self.lock_disks().mark_removing(target);
         Ok(())
+    }
+
+    /// Live snapshot: with the vCPUs paused (so the disks of one snapshot are consistent with
+    /// each other), switches each disk to its new image; a failure switches the ones already
+    /// done back, so all disks switch or none does.
+    pub(super) fn switch_disks(&self, switches: &[DiskSwitch]) -> Result<(), ProtocolError> {
+        let _serial = self.lock_commands();
+        let (control, state) = self.current()?;
+        let mut plan = Vec::new();
+        for switch in switches {
+            let Some((old, backend)) = self.lock_disks().backend(&switch.target) else {
+                return Err(protocol_error(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "VM '{}' has no open disk {}; `vmux info {}` lists its disks",
+                        self.name, switch.target, self.name
+                    ),
+                ));
+            };
+            plan.push((switch, old, backend));
+        }
+        let was_paused = state == crate::engine::control::RunState::Paused;
+        if !was_paused {
+            control.pause().map_err(|e| {
+                protocol_error(
+                    ErrorKind::Engine,
+                    format!("cannot pause the vCPUs: {}", error_chain(e.as_ref())),
+                )
+            })?;
+        }
+        let mut result = Ok(());
+        for (done, (switch, _, backend)) in plan.iter().enumerate() {
+            if let Err(e) = backend.switch_image(&switch.path) {
+                for (undo, old, backend) in &plan[..done] {
+                    if let Err(back) = backend.switch_image(old) {
+                        log::error!(
+                            "cannot switch disk {} back to {}: {back}",
+                            undo.target,
+                            old.display()
+                        );
+                    }
+                }
+                result = Err(protocol_error(
+                    ErrorKind::Engine,
+                    format!(
+                        "cannot switch disk {} to {}: {e}; no disk was switched",
+                        switch.target,
+                        switch.path.display()
+                    ),
+                ));
+                break;
+            }
+        }
+        if result.is_ok() {
+            let mut disks = self.lock_disks();
+            for (switch, _, _) in &plan {
+                disks.set_path(&switch.target, &switch.path);
+            }
+        }
+        if !was_paused && let Err(e) = control.resume() {
+            log::error!(
+                "cannot resume the vCPUs after a disk switch: {}",
+                error_chain(e.as_ref())
+            );
+        }
+        result
     }
 
     /// The guest ejected the disk in PCI `slot`: drops vmd's reference to its image (closing

@@ -72,6 +72,25 @@ impl LiveDisks {
         self.infos().into_iter().find(|d| d.target == target)
     }
 
+    /// The open backend of disk `target` and its current image path.
+    pub fn backend(
+        &self,
+        target: &str,
+    ) -> Option<(
+        std::path::PathBuf,
+        std::sync::Arc<dyn crate::engine::DiskBackend>,
+    )> {
+        let disk = self.disks.iter().find(|d| d.target == target)?;
+        Some((disk.spec.path.clone(), disk.spec.backend.clone()?))
+    }
+
+    /// Records that disk `target` now reads and writes the image at `path`.
+    pub fn set_path(&mut self, target: &str, path: &std::path::Path) {
+        if let Some(disk) = self.disks.iter_mut().find(|d| d.target == target) {
+            disk.spec.path = path.to_path_buf();
+        }
+    }
+
     /// Whether a disk already uses the image at `path`.
     pub fn uses_image(&self, path: &std::path::Path) -> Option<String> {
         self.disks

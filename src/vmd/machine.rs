@@ -174,6 +174,7 @@ pub fn vm_spec(config: &VmConfig) -> VmSpec {
         memory_bytes: config.memory,
         boot,
         disks: Vec::new(),
+        nics: Vec::new(),
     }
 }
 

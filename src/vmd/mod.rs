@@ -10,6 +10,11 @@
 //! [`foreground`] runs a transient VM in the calling process instead (`vmux run`), with the
 //! same supervisor, boot loop and console ring but no socket or files.
 //!
+//! NICs: before the first boot vmd attaches the VM's NICs to their networks
+//! ([`NetworkManager::attach_vm`]: one TAP each, recorded as owned by this process) and hands
+//! the engine a duplicate of each TAP; the TAPs stay open across reboots and are closed (the
+//! kernel deletes them, their records go) when the VM is over or its start fails.
+//!
 //! Files (`<state>/vms/<name>/`): `vmd.pid` (locked while vmd lives), `state.json`,
 //! `console.log` (+ `.1`), `vmd.log`; and the socket `<runtime>/<name>.sock`.
 
@@ -46,8 +51,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::config::{ConfigError, Paths, Store};
+use crate::config::{ConfigError, Paths, Store, VmConfig};
+use crate::engine::NicSpec;
 use crate::engine::control::ExitReason;
+use crate::network::{NetworkError, NetworkManager, Tap};
 use console_log::{CONSOLE_LOG_MAX_BYTES, RotatingLog};
 use machine::{Engine, KvmEngine, Machine, MachineError};
 use pidfile::{PidFileError, PidLock};
@@ -79,6 +86,19 @@ pub enum VmdError {
     /// The definition could not be loaded.
     #[error(transparent)]
     Definition(ConfigError),
+    /// The VM's NICs could not be attached to their networks (the message names the network
+    /// and the fix, e.g. `vmux net-start`).
+    #[error(transparent)]
+    Network(NetworkError),
+    /// A TAP could not be shared with the engine.
+    #[error("cannot hand TAP {tap} to the VM")]
+    ShareTap {
+        /// The TAP.
+        tap: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The control socket could not be set up.
     #[error(transparent)]
     Socket(#[from] ServerError),
@@ -175,6 +195,8 @@ fn open_log(paths: &Paths, name: &str) -> Result<fs::File, VmdError> {
 struct Vmd {
     sup: Arc<Supervisor>,
     engine: Arc<dyn Engine>,
+    /// The NICs' TAPs, open for the VM's whole life (dropping one deletes it).
+    taps: Vec<Tap>,
     first: Box<dyn Machine>,
     socket: ControlSocket,
     lock: PidLock,
@@ -235,6 +257,9 @@ impl Vmd {
             .map(|disk| (disk.target, disk.spec))
             .unzip();
         spec.disks = specs;
+        // Declared after `undo`, so a failed start closes the TAPs before the pid file goes.
+        let taps = attach_nics(paths, &config)?;
+        spec.nics = nic_specs(&taps)?;
         let ring = Arc::new(ConsoleRing::new(CONSOLE_RING_BYTES));
         let sup = Arc::new(
             Supervisor::new(
@@ -260,6 +285,7 @@ impl Vmd {
         Ok(Vmd {
             sup,
             engine,
+            taps,
             first,
             socket,
             lock,
@@ -273,12 +299,16 @@ impl Vmd {
         let Vmd {
             sup,
             engine,
+            taps,
             first,
             socket,
             lock,
             console_log,
         } = self;
         let reason = boot::run(&sup, engine.as_ref(), first);
+        // The last boot is gone; closing every TAP handle now deletes the interfaces and their
+        // records before clients can see the VM as shut off.
+        drop(taps);
         sup.finished(&reason);
         sup.ring().close();
         if console_log.is_some_and(|thread| thread.join().is_err()) {
@@ -291,6 +321,36 @@ impl Vmd {
         lock.remove();
         reason
     }
+}
+
+/// Attaches `config`'s NICs to their networks: one TAP each, up and on its bridge. No NICs,
+/// no network access needed.
+fn attach_nics(paths: &Paths, config: &VmConfig) -> Result<Vec<Tap>, VmdError> {
+    if config.nics.is_empty() {
+        return Ok(Vec::new());
+    }
+    NetworkManager::open(paths)
+        .and_then(|manager| manager.attach_vm(config))
+        .map_err(VmdError::Network)
+}
+
+/// The engine's view of the TAPs: a duplicate handle on each, with the guest's MAC.
+fn nic_specs(taps: &[Tap]) -> Result<Vec<NicSpec>, VmdError> {
+    taps.iter()
+        .map(|tap| {
+            let device = tap
+                .device()
+                .try_clone()
+                .map_err(|source| VmdError::ShareTap {
+                    tap: tap.name().to_owned(),
+                    source,
+                })?;
+            Ok(NicSpec {
+                tap: Arc::new(device),
+                mac: tap.mac().0,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::config::MacAddr;
 use crate::engine::EngineStats;
-use crate::engine::control::{DiskStats, VcpuStats, VmStats};
+use crate::engine::control::{DiskStats, NicStats, VcpuStats, VmStats};
 
 /// What the sampler needs to know about the boot being sampled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +82,8 @@ struct Previous {
     exits: u64,
     /// Each disk's counters by target name.
     disks: HashMap<String, DiskStats>,
+    /// Per NIC: rx bytes, tx bytes, rx frames, tx frames.
+    nics: Vec<[u64; 4]>,
 }
 
 /// Per-second rate of a counter that went from `before` to `now` over `interval_ns`; zero for
@@ -171,6 +174,36 @@ impl Sampler {
                 }
             })
             .collect();
+        let nic_counts: Vec<[u64; 4]> = engine
+            .nics
+            .iter()
+            .map(|n| [n.rx_bytes, n.tx_bytes, n.rx_packets, n.tx_packets])
+            .collect();
+        let nics = engine
+            .nics
+            .iter()
+            .zip(&nic_counts)
+            .enumerate()
+            .map(|(index, (nic, counts))| {
+                let before = previous.as_ref().and_then(|p| p.nics.get(index));
+                let per_sec = |i: usize| before.map_or(0.0, |b| rate(b[i], counts[i], interval_ns));
+                NicStats {
+                    index: index as u32,
+                    tap: nic.tap.clone(),
+                    mac: MacAddr(nic.mac).to_string(),
+                    rx_bytes: nic.rx_bytes,
+                    rx_packets: nic.rx_packets,
+                    rx_dropped: nic.rx_dropped,
+                    tx_bytes: nic.tx_bytes,
+                    tx_packets: nic.tx_packets,
+                    tx_dropped: nic.tx_dropped,
+                    rx_bytes_per_sec: per_sec(0),
+                    tx_bytes_per_sec: per_sec(1),
+                    rx_packets_per_sec: per_sec(2),
+                    tx_packets_per_sec: per_sec(3),
+                }
+            })
+            .collect();
         self.previous = Some(Previous {
             boot: boot.boot,
             at: now,
@@ -180,6 +213,7 @@ impl Sampler {
                 .iter()
                 .map(|d| (d.target.clone(), d.clone()))
                 .collect(),
+            nics: nic_counts,
         });
         VmStats {
             uptime_ms: boot.uptime.as_millis() as u64,
@@ -192,6 +226,7 @@ impl Sampler {
             exits_per_sec,
             serial_out_bytes: boot.serial_out_bytes,
             disks,
+            nics,
         }
     }
 }
@@ -209,6 +244,7 @@ pub fn empty_stats(memory_bytes: u64) -> VmStats {
         exits_per_sec: 0.0,
         serial_out_bytes: 0,
         disks: Vec::new(),
+        nics: Vec::new(),
     }
 }
 
@@ -228,6 +264,7 @@ mod tests {
             memory_bytes: 256 << 20,
             memory_touched_bytes: 8 << 20,
             disks: Vec::new(),
+            nics: Vec::new(),
         }
     }
 
@@ -375,6 +412,42 @@ mod tests {
         let s = sampler.sample(Instant::now(), &facts, &with_disks(0, 0), &host(0));
 
         assert_eq!(s.disks[1].target, "disk1");
+    }
+
+    #[test]
+    fn nic_rates_are_computed_over_the_interval() {
+        let with_nic = |rx_bytes: u64, tx_packets: u64| EngineStats {
+            nics: vec![crate::engine::NicStats {
+                tap: "vm-web1-0".into(),
+                mac: [0x52, 0x54, 0, 0xab, 0xcd, 0xef],
+                rx_bytes,
+                rx_packets: 0,
+                rx_dropped: 3,
+                tx_bytes: 0,
+                tx_packets,
+                tx_dropped: 0,
+            }],
+            ..engine(0)
+        };
+        let mut sampler = Sampler::default();
+        let t0 = Instant::now();
+        sampler.sample(t0, &boot(1), &with_nic(1000, 10), &host(0));
+
+        let s = sampler.sample(
+            t0 + Duration::from_secs(2),
+            &boot(1),
+            &with_nic(5000, 30),
+            &host(0),
+        );
+
+        let nic = &s.nics[0];
+        assert_eq!(nic.mac, "52:54:00:ab:cd:ef");
+        assert_eq!(
+            (nic.tap.as_str(), nic.rx_bytes, nic.rx_dropped),
+            ("vm-web1-0", 5000, 3)
+        );
+        assert!((nic.rx_bytes_per_sec - 2000.0).abs() < 1e-9, "{nic:?}");
+        assert!((nic.tx_packets_per_sec - 10.0).abs() < 1e-9, "{nic:?}");
     }
 
     #[test]

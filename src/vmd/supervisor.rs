@@ -301,6 +301,7 @@ impl Supervisor {
                 .attach_disk(path, target.clone(), *read_only, serial.clone())
                 .map(|disk| Some(ReplyResult::Disk(Box::new(disk)))),
             Command::DetachDisk { target } => self.detach_disk(target).map(|()| None),
+            Command::SwitchDisks { disks } => self.switch_disks(disks).map(|()| None),
             Command::Subscribe | Command::Console { .. } => Err(protocol_error(
                 ErrorKind::BadRequest,
                 "this command switches the connection and is handled by the session",
@@ -313,7 +314,7 @@ impl Supervisor {
     }
 
     /// The control handle and state of a running boot, or the error for "between boots".
-    fn current(&self) -> Result<(Arc<dyn MachineControl>, RunState), ProtocolError> {
+    pub(super) fn current(&self) -> Result<(Arc<dyn MachineControl>, RunState), ProtocolError> {
         let live = self.live();
         match (&live.control, live.destroy_requested) {
             (Some(control), false) => Ok((Arc::clone(control), live.state)),
@@ -423,6 +424,7 @@ pub(crate) mod tests {
                 cmdline: String::new(),
             },
             disks: Vec::new(),
+            nics: Vec::new(),
         }
     }
 

@@ -248,3 +248,27 @@ fn a_failed_boot_leaves_no_socket_or_pid_file() {
     assert!(!paths.socket("t").exists());
     assert!(!paths.vm_state_dir("t").join("vmd.pid").exists());
 }
+
+#[test]
+fn a_nic_on_a_network_that_is_not_started_stops_the_start_before_the_boot() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let paths = Paths::under(home.path());
+    let mut config = VmConfig::new("t", BootConfig::Demo);
+    config.nics.push(crate::config::NicConfig {
+        network: "default".into(),
+        mac: crate::config::MacAddr::with_vmux_prefix(1),
+    });
+    Store::new(paths.clone()).create(&config).expect("define");
+    let engine = Arc::new(FakeEngine::new(b""));
+
+    let err = Vmd::start(&paths, "t", engine.clone())
+        .err()
+        .expect("must fail");
+
+    // Without CAP_NET_ADMIN it says that instead of naming `vmux net-start`; either way it is
+    // the network that refused, before any boot.
+    assert!(matches!(err, VmdError::Network(_)), "{err}");
+    assert_eq!(engine.boots(), 0);
+    assert!(!paths.socket("t").exists());
+    assert!(!paths.vm_state_dir("t").join("vmd.pid").exists());
+}

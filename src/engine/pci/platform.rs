@@ -1,13 +1,15 @@
 //! The PCI side of one VM: the root bus on the engine's port and MMIO buses, the BAR
-//! allocator over the 32-bit window, and a virtio-blk function per [`DiskSpec`].
+//! allocator over the 32-bit window, a virtio-blk function per [`DiskSpec`] and a virtio-net
+//! function per [`NicSpec`].
 //!
 //! Built by `Vm::create` after the legacy devices: the configuration ports at 0xCF8, ECAM at
 //! [`layout::PCI_ECAM_START`] and the BAR window at [`layout::PCI_MMIO_START`] are inserted
 //! on the buses, then each disk is opened and plugged into the next free slot (00:01.0 for the
-//! first). The platform keeps the root and the allocator so disks can be added and removed
-//! while the VM runs (engine/hotplug/pci.rs): a removed disk leaves the root bus, its BAR
-//! space goes back to the allocator, and dropping the function (outside every lock) stops its
-//! worker, unregisters its ioeventfds, irqfds and MSI routes, and closes its image.
+//! first), then each NIC after them. The platform keeps the root and the allocator so disks
+//! can be added and removed while the VM runs (engine/hotplug/pci.rs): a removed disk leaves
+//! the root bus, its BAR space goes back to the allocator, and dropping the function (outside
+//! every lock) stops its worker, unregisters its ioeventfds, irqfds and MSI routes, and closes
+//! its image.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,13 +21,14 @@ use super::{
     AddressAllocator, PciAddress, PciConfigIo, PciConfigMmio, PciError, PciMmioWindow, PciRoot,
     VmInterface,
 };
-use crate::engine::DiskSpec;
 use crate::engine::devices::bus::{Bus, BusError};
 use crate::engine::devices::virtio::blk::{
     BackendError, DiskBackend, DiskCounters, RawFile, VirtioBlk,
 };
+use crate::engine::devices::virtio::net::{NicCounters, VirtioNet};
 use crate::engine::devices::virtio::pci::{VirtioPciDevice, VirtioPciError};
 use crate::engine::layout;
+use crate::engine::{DiskSpec, NicSpec};
 
 /// Ports of configuration mechanism #1 (0xCF8..0xCFF).
 const CONFIG_PORT_COUNT: u64 = 8;
@@ -54,6 +57,24 @@ pub enum PlatformError {
         #[source]
         source: PciError,
     },
+    /// A NIC could not be turned into a PCI function.
+    #[error("cannot add the NIC on TAP {tap} to the VM")]
+    AddNic {
+        /// The TAP's name.
+        tap: String,
+        /// What went wrong.
+        #[source]
+        source: VirtioPciError,
+    },
+    /// The root bus is full.
+    #[error("cannot plug the NIC on TAP {tap} into the PCI root bus")]
+    PlugNic {
+        /// The TAP's name.
+        tap: String,
+        /// What the root bus said.
+        #[source]
+        source: PciError,
+    },
     /// The PCI adapters overlap another device on the engine's buses (a layout bug).
     #[error("cannot place the PCI root bus on the VM's buses")]
     Place(#[source] BusError),
@@ -76,14 +97,18 @@ pub struct PciPlatform {
     disks: BTreeMap<u8, PluggedDisk>,
     /// Disks plugged so far: names the next worker thread (`blk<n>`).
     plugged: usize,
+    /// Each NIC's counters, in `VmSpec::nics` order (NICs are not hot-plugged).
+    nics: Vec<Arc<NicCounters>>,
 }
 
 impl PciPlatform {
-    /// Puts a root bus on `io_bus` and `mmio_bus` and plugs one virtio-blk per disk.
+    /// Puts a root bus on `io_bus` and `mmio_bus` and plugs one virtio-blk per disk, then one
+    /// virtio-net per NIC.
     pub fn create(
         vm: Arc<dyn VmInterface>,
         mem: &GuestMemoryMmap,
         disks: &[DiskSpec],
+        nics: &[NicSpec],
         io_bus: &mut Bus,
         mmio_bus: &mut Bus,
     ) -> Result<PciPlatform, PlatformError> {
@@ -119,9 +144,13 @@ impl PciPlatform {
             mem: mem.clone(),
             disks: BTreeMap::new(),
             plugged: 0,
+            nics: Vec::new(),
         };
         for disk in disks {
             platform.add_disk(disk)?;
+        }
+        for nic in nics {
+            platform.add_nic(nic)?;
         }
         Ok(platform)
     }
@@ -164,6 +193,49 @@ impl PciPlatform {
         self.disks
             .insert(address.device, PluggedDisk { counters, bar });
         Ok(address)
+    }
+
+    /// Plugs a virtio-net function over `nic`'s TAP into the next free slot; its worker
+    /// thread is `net<n>`.
+    pub fn add_nic(&mut self, nic: &NicSpec) -> Result<PciAddress, PlatformError> {
+        let tap = nic.tap.name().to_owned();
+        let net = VirtioNet::new(
+            &format!("net{}", self.nics.len()),
+            nic.tap.clone(),
+            nic.mac,
+            &tap,
+        );
+        let counters = net.counters();
+        let function = VirtioPciDevice::new(
+            Box::new(net),
+            self.mem.clone(),
+            self.vm.clone(),
+            &mut self.bars,
+        )
+        .map_err(|source| PlatformError::AddNic {
+            tap: tap.clone(),
+            source,
+        })?;
+        let bar = function.initial_bar_base();
+        let plugged = self
+            .root
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .add_device(Arc::new(Mutex::new(function)));
+        let address = match plugged {
+            Ok(address) => address,
+            Err(source) => {
+                self.bars.free(bar);
+                return Err(PlatformError::PlugNic { tap, source });
+            }
+        };
+        self.nics.push(counters);
+        Ok(address)
+    }
+
+    /// The live counters of every NIC (for stats sampled without the platform).
+    pub fn nic_counters(&self) -> Vec<Arc<NicCounters>> {
+        self.nics.clone()
     }
 
     /// Unplugs the disk in `slot`: it leaves the root bus and its BAR space is free again.

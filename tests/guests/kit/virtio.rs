@@ -3,7 +3,8 @@
 //!
 //! [`Device::probe`] finds the structures through the vendor capabilities and MSI-X table;
 //! [`Device::bring_up`] runs the whole initialisation (reset, ACKNOWLEDGE, DRIVER, features,
-//! FEATURES_OK, MSI-X vectors, queue 0, DRIVER_OK). Programs then build descriptor chains with
+//! FEATURES_OK, MSI-X vectors, queue 0, DRIVER_OK); [`Device::bring_up_queues`] does the same
+//! for queues `0..n` (at most [`MAX_QUEUES`], each in its own static ring page). Programs then build descriptor chains with
 //! [`Queue::set_desc`], hand them over with [`Queue::publish`] and [`Queue::notify`], and wait
 //! with [`Queue::wait`]. Interrupts stay off (the kit's rule); completion is polled and the MSI
 //! is awaited in the local APIC's IRR ([`await_interrupt`]) and taken.
@@ -12,12 +13,16 @@ use crate::kit::apic;
 use crate::kit::cpu;
 use crate::kit::pci::{CAP_MSIX, CAP_VENDOR, Config};
 use crate::kit::time::Deadline;
-use core::sync::atomic::{Ordering, compiler_fence};
+use core::sync::atomic::{Ordering, compiler_fence, fence};
 
 /// PCI vendor id of virtio devices.
 pub const VENDOR_ID: u16 = 0x1af4;
 /// PCI device id of a modern virtio-blk device (0x1040 + type 2).
 pub const DEVICE_ID_BLK: u16 = 0x1042;
+/// PCI device id of a modern virtio-net device (0x1040 + type 1).
+pub const DEVICE_ID_NET: u16 = 0x1041;
+/// Most queues one program drives ([`Queue::for_index`]).
+pub const MAX_QUEUES: usize = 2;
 /// Feature: virtio 1.x.
 pub const F_VERSION_1: u64 = 1 << 32;
 /// Status bits.
@@ -34,11 +39,16 @@ pub const STATUS_NEEDS_RESET: u8 = 0x40;
 pub const DESC_F_NEXT: u16 = 1;
 /// Descriptor flag: the device writes this buffer.
 pub const DESC_F_WRITE: u16 = 2;
+/// Used-ring flag: the device does not need notifications now.
+const USED_F_NO_NOTIFY: u16 = 1;
+/// Available-ring flag: the driver does not want interrupts for this queue.
+const AVAIL_F_NO_INTERRUPT: u16 = 1;
 /// Size the program's queue is set to (the device may offer more).
 pub const QUEUE_SIZE: u16 = 16;
 /// CPU vector of configuration-change interrupts (MSI-X entry 0).
 pub const VECTOR_CONFIG: u8 = 0x40;
-/// CPU vector of queue 0's interrupts (MSI-X entry 1).
+/// CPU vector of queue 0's interrupts (MSI-X entry 1); queue `n` uses `VECTOR_QUEUE + n`
+/// (MSI-X entry `n + 1`).
 pub const VECTOR_QUEUE: u8 = 0x41;
 /// "No MSI-X vector".
 const NO_VECTOR: u16 = 0xffff;
@@ -247,6 +257,12 @@ impl Device {
     /// Resets the device and initialises it with queue 0 in `queue`, accepting the offered
     /// features among `wanted` (plus VIRTIO_F_VERSION_1). Returns the offered features.
     pub fn bring_up(&self, queue: &mut Queue, wanted: u64) -> Result<u64, Error> {
+        self.bring_up_queues(&mut [queue], wanted)
+    }
+
+    /// Like [`bring_up`](Self::bring_up) for queues `0..queues.len()`: `queues[n]` becomes
+    /// queue `n`, interrupting on `VECTOR_QUEUE + n`.
+    pub fn bring_up_queues(&self, queues: &mut [&mut Queue], wanted: u64) -> Result<u64, Error> {
         self.reset()?;
         self.set_status(STATUS_ACKNOWLEDGE);
         self.set_status(STATUS_ACKNOWLEDGE | STATUS_DRIVER);
@@ -264,8 +280,10 @@ impl Device {
         if self.status() & STATUS_FEATURES_OK == 0 {
             return Err(Error::FeaturesRefused);
         }
-        self.setup_msix()?;
-        self.setup_queue(queue)?;
+        self.setup_msix(queues.len())?;
+        for (index, queue) in queues.iter_mut().enumerate() {
+            self.setup_queue(index as u16, queue)?;
+        }
         self.set_status(negotiating | STATUS_DRIVER_OK);
         if self.status() != negotiating | STATUS_DRIVER_OK {
             return Err(Error::NotLive);
@@ -273,14 +291,19 @@ impl Device {
         Ok(offered)
     }
 
-    /// Points MSI-X entry 0 (configuration changes) and entry 1 (queue 0) at this CPU and
-    /// enables MSI-X.
-    fn setup_msix(&self) -> Result<(), Error> {
-        if self.msix_vectors < 2 {
+    /// Points MSI-X entry 0 (configuration changes) and entries `1..=queues` (the queues) at
+    /// this CPU and enables MSI-X.
+    fn setup_msix(&self, queues: usize) -> Result<(), Error> {
+        if usize::from(self.msix_vectors) < queues + 1 || queues > MAX_QUEUES {
             return Err(Error::VectorRefused);
         }
         let address = apic::LAPIC_BASE | (u64::from(apic::lapic_id()) << 12);
-        for (entry, vector) in [(0u64, VECTOR_CONFIG), (1, VECTOR_QUEUE)] {
+        for entry in 0..=queues as u64 {
+            let vector = if entry == 0 {
+                VECTOR_CONFIG
+            } else {
+                VECTOR_QUEUE + (entry - 1) as u8
+            };
             let at = self.msix_table + 16 * entry;
             write32(at, address as u32);
             write32(at + 4, (address >> 32) as u32);
@@ -297,15 +320,15 @@ impl Device {
         Ok(())
     }
 
-    fn setup_queue(&self, queue: &mut Queue) -> Result<(), Error> {
-        write16(self.common + QUEUE_SELECT, 0);
+    fn setup_queue(&self, index: u16, queue: &mut Queue) -> Result<(), Error> {
+        write16(self.common + QUEUE_SELECT, index);
         let max = read16(self.common + QUEUE_SIZE_REG);
         if max == 0 {
             return Err(Error::QueueUnavailable);
         }
         queue.reset(max.min(QUEUE_SIZE));
         write16(self.common + QUEUE_SIZE_REG, queue.size);
-        write16(self.common + QUEUE_MSIX_VECTOR, 1);
+        write16(self.common + QUEUE_MSIX_VECTOR, index + 1);
         if read16(self.common + QUEUE_MSIX_VECTOR) == NO_VECTOR {
             return Err(Error::VectorRefused);
         }
@@ -314,8 +337,19 @@ impl Device {
         write64(self.common + QUEUE_DEVICE, queue.used_ring());
         let notify_off = u64::from(read16(self.common + QUEUE_NOTIFY_OFF));
         queue.notify = self.notify + notify_off * u64::from(self.notify_multiplier);
+        queue.index = index;
         write16(self.common + QUEUE_ENABLE, 1);
         Ok(())
+    }
+
+    /// Reads a byte from the device configuration space.
+    pub fn config_u8(&self, offset: u64) -> u8 {
+        read8(self.device_cfg + offset)
+    }
+
+    /// Reads a little-endian u16 from the device configuration space.
+    pub fn config_u16(&self, offset: u64) -> u16 {
+        read16(self.device_cfg + offset)
     }
 
     /// Reads a little-endian u32 from the device configuration space.
@@ -331,12 +365,13 @@ impl Device {
     }
 }
 
-/// The program's single ring page: descriptor table at +0, available ring at +0x100, used
-/// ring at +0x200 (alignment 16 / 2 / 4 as the split ring needs).
+/// One queue's ring page: descriptor table at +0, available ring at +0x100, used ring at
+/// +0x200 (alignment 16 / 2 / 4 as the split ring needs).
 #[repr(C, align(4096))]
 struct RingPage([u8; 4096]);
 
-static mut RING_PAGE: RingPage = RingPage([0; 4096]);
+/// The program's ring pages, one per queue it drives.
+static mut RING_PAGES: [RingPage; MAX_QUEUES] = [const { RingPage([0; 4096]) }; MAX_QUEUES];
 
 /// What waiting for a chain ended with.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -356,6 +391,10 @@ pub enum Wait {
 
 /// Queue 0 of the device, in the program's static ring page.
 pub struct Queue {
+    /// Which of the ring pages.
+    page: usize,
+    /// Queue index on the device (what a notify names).
+    index: u16,
     size: u16,
     next_avail: u16,
     last_used: u16,
@@ -363,9 +402,16 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// A queue over the static ring page (not yet given to a device).
+    /// A queue over the first static ring page (not yet given to a device).
     pub fn new() -> Queue {
+        Queue::for_index(0)
+    }
+
+    /// A queue over ring page `page` (`0..MAX_QUEUES`; larger values use the last page).
+    pub fn for_index(page: usize) -> Queue {
         Queue {
+            page: page.min(MAX_QUEUES - 1),
+            index: 0,
             size: QUEUE_SIZE,
             next_avail: 0,
             last_used: 0,
@@ -374,7 +420,7 @@ impl Queue {
     }
 
     fn base(&self) -> u64 {
-        (&raw const RING_PAGE) as u64
+        (&raw const RING_PAGES) as u64 + 4096 * self.page as u64
     }
 
     fn desc_table(&self) -> u64 {
@@ -394,9 +440,16 @@ impl Queue {
         for offset in (0..4096).step_by(4) {
             write32(self.base() + offset, 0);
         }
-        self.size = size;
+        // Rounded down to a power of two, which `wrap` relies on.
+        self.size = 1 << (15 - size.max(1).leading_zeros());
         self.next_avail = 0;
         self.last_used = 0;
+    }
+
+    /// `index` modulo the queue size, which is a power of two (the device's maximum is one
+    /// and so is [`QUEUE_SIZE`]); a mask rather than `%`, which would link in a panic path.
+    fn wrap(&self, index: u16) -> u16 {
+        index & self.size.wrapping_sub(1)
     }
 
     /// Number of descriptors.
@@ -406,7 +459,7 @@ impl Queue {
 
     /// Writes descriptor `index` (taken modulo the queue size).
     pub fn set_desc(&self, index: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let at = self.desc_table() + 16 * u64::from(index % self.size);
+        let at = self.desc_table() + 16 * u64::from(self.wrap(index));
         write32(at, addr as u32);
         write32(at + 4, (addr >> 32) as u32);
         write32(at + 8, len);
@@ -416,7 +469,7 @@ impl Queue {
 
     /// Makes the chain starting at `head` available.
     pub fn publish(&mut self, head: u16) {
-        let slot = self.avail_ring() + 4 + 2 * u64::from(self.next_avail % self.size);
+        let slot = self.avail_ring() + 4 + 2 * u64::from(self.wrap(self.next_avail));
         write16(slot, head);
         self.next_avail = self.next_avail.wrapping_add(1);
         compiler_fence(Ordering::SeqCst);
@@ -432,7 +485,36 @@ impl Queue {
 
     /// Tells the device to look at the queue.
     pub fn notify(&self) {
-        write16(self.notify, 0);
+        write16(self.notify, self.index);
+    }
+
+    /// Notifies the device unless it said it does not need it (`VRING_USED_F_NO_NOTIFY`, set
+    /// while it is working through the queue and will look again before it stops), as Linux
+    /// does. The fence orders the caller's `publish` before the flag is read: otherwise the
+    /// device could stop just as the driver skipped the notify.
+    pub fn kick(&self) {
+        fence(Ordering::SeqCst);
+        if read16(self.used_ring()) & USED_F_NO_NOTIFY == 0 {
+            self.notify();
+        }
+    }
+
+    /// Asks the device not to interrupt for this queue (`VRING_AVAIL_F_NO_INTERRUPT`): for a
+    /// queue the program polls, such as a transmit queue it reclaims when it sends.
+    pub fn suppress_interrupts(&self) {
+        write16(self.avail_ring(), AVAIL_F_NO_INTERRUPT);
+        compiler_fence(Ordering::SeqCst);
+    }
+
+    /// The next used entry, (head, bytes written), if the device returned one.
+    pub fn take_used(&mut self) -> Option<(u32, u32)> {
+        compiler_fence(Ordering::SeqCst);
+        if self.used_index() == self.last_used {
+            return None;
+        }
+        let entry = self.used_ring() + 4 + 8 * u64::from(self.wrap(self.last_used));
+        self.last_used = self.last_used.wrapping_add(1);
+        Some((read32(entry), read32(entry + 4)))
     }
 
     /// The device's used index.
@@ -444,14 +526,8 @@ impl Queue {
     pub fn wait(&mut self, device: &Device, timeout_us: u64) -> Wait {
         let deadline = Deadline::after_us(timeout_us);
         loop {
-            compiler_fence(Ordering::SeqCst);
-            if self.used_index() != self.last_used {
-                let entry = self.used_ring() + 4 + 8 * u64::from(self.last_used % self.size);
-                self.last_used = self.last_used.wrapping_add(1);
-                return Wait::Used {
-                    head: read32(entry),
-                    len: read32(entry + 4),
-                };
+            if let Some((head, len)) = self.take_used() {
+                return Wait::Used { head, len };
             }
             if device.status() & STATUS_NEEDS_RESET != 0 {
                 return Wait::NeedsReset;

@@ -9,6 +9,7 @@
 //! pieces.
 
 pub mod blk;
+pub mod net;
 pub mod pci;
 
 use std::sync::Arc;

@@ -33,6 +33,18 @@ pub trait DiskBackend: Send + Sync {
     fn supports_write_zeroes(&self) -> bool;
     /// Makes `len` bytes at `offset` read as zeroes.
     fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// Carries on with the image at `path` instead (a live snapshot's new overlay, whose
+    /// backing chain holds the current image). Requests wait while the switch happens; on
+    /// failure the current image stays in use. Backends that cannot do this say so.
+    fn switch_image(&self, path: &std::path::Path) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "this disk cannot switch to {}; only pool images can",
+                path.display()
+            ),
+        ))
+    }
 }
 
 /// Errors opening a disk image.
