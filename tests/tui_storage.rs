@@ -577,3 +577,64 @@ fn clicking_rows_selects_pools_volumes_and_networks() {
     harness.act(click(3, row));
     assert_eq!(harness.app.networks.selected.as_deref(), Some("lan"));
 }
+
+#[test]
+fn details_show_each_nics_receive_and_transmit_rates() {
+    let mut harness = fleet_app(80, 24, 1);
+    let mut stats = harness.host.stats("web1").expect("running");
+    stats.nics = vec![vmux::engine::control::NicStats {
+        index: 0,
+        tap: "vmux-web1-0".into(),
+        mac: "52:54:00:00:10:01".into(),
+        rx_bytes: 1 << 30,
+        rx_packets: 1000,
+        rx_dropped: 0,
+        tx_bytes: 1 << 20,
+        tx_packets: 100,
+        tx_dropped: 0,
+        rx_bytes_per_sec: 1536.0 * 1024.0,
+        tx_bytes_per_sec: 2048.0,
+        rx_packets_per_sec: 1000.0,
+        tx_packets_per_sec: 10.0,
+    }];
+    harness.host.set_stats("web1", stats);
+    harness.refresh();
+    harness.app.list.marked.clear();
+    harness.app.list.selected = Some("web1".into());
+    harness.key(KeyCode::Tab);
+    let screen = harness.screen();
+    let row = screen
+        .lines()
+        .find(|l| l.contains("net0"))
+        .unwrap_or_else(|| panic!("no NIC row:\n{screen}"));
+    assert!(
+        row.contains("rx   1.5M/s") && row.contains("tx     2K/s"),
+        "{row}"
+    );
+}
+
+#[test]
+fn the_wizard_will_not_start_a_vm_on_a_stopped_network() {
+    let mut harness = Harness::with_backends(fleet(), fleet_storage(), fleet_networks(), 80, 24);
+    harness.char('n');
+    for _ in 0..4 {
+        harness.key(KeyCode::Enter);
+    }
+    // Networks: default (active), lab (inactive); tick lab.
+    harness.key(KeyCode::Down);
+    harness.key(KeyCode::Char(' '));
+    harness.key(KeyCode::Enter);
+    harness.key(KeyCode::Enter);
+    assert!(harness.app.overlay.is_some(), "created anyway");
+    assert!(
+        harness.screen().contains("network lab is not started"),
+        "{}",
+        harness.screen()
+    );
+    // Unticking "Start now" creates it stopped.
+    harness.key(KeyCode::Char(' '));
+    harness.key(KeyCode::Enter);
+    assert!(harness.app.overlay.is_none());
+    let config = harness.host.status("vm1").expect("defined").config;
+    assert_eq!(config.nics[0].network, "lab");
+}

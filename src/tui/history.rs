@@ -96,6 +96,8 @@ pub struct History {
     pub exits: Series<f64>,
     /// Read and write rates per disk, by guest device name.
     pub disks: Vec<DeviceSeries>,
+    /// Receive and transmit rates per NIC, named `net<index>`.
+    pub nics: Vec<DeviceSeries>,
 }
 
 /// Replaces NaN and negative values (a confused sampler) with 0 so charts stay sane.
@@ -130,11 +132,26 @@ impl History {
                 )
             }),
         );
+        record_devices(
+            &mut self.nics,
+            stats.nics.iter().map(|n| {
+                (
+                    format!("net{}", n.index),
+                    n.rx_bytes_per_sec,
+                    n.tx_bytes_per_sec,
+                )
+            }),
+        );
     }
 
     /// The rates of disk `target`.
     pub fn disk(&self, target: &str) -> Option<&DeviceSeries> {
         self.disks.iter().find(|d| d.name == target)
+    }
+
+    /// The rates of NIC `net<index>`.
+    pub fn nic(&self, name: &str) -> Option<&DeviceSeries> {
+        self.nics.iter().find(|d| d.name == name)
     }
 
     /// Forgets everything (the VM was restarted by someone else).

@@ -224,6 +224,8 @@ pub struct Wizard {
     pools: Vec<PoolChoice>,
     /// The new volume's name follows the VM's name until the user types one.
     disk_name_auto: bool,
+    /// Networks defined but not started (a VM on one cannot start).
+    inactive_networks: Vec<String>,
 }
 
 fn text(id: FieldId, value: &str) -> Field {
@@ -324,6 +326,7 @@ impl Wizard {
             editing: None,
             pools: Vec::new(),
             disk_name_auto: true,
+            inactive_networks: Vec::new(),
         };
         wizard.suggest_name();
         wizard.set_storage(storage);
@@ -364,6 +367,12 @@ impl Wizard {
         if let Some(Value::Checklist(list)) = self.value_mut(FieldId::Networks) {
             list.replace(network_items(networks));
         }
+        self.inactive_networks = networks
+            .networks
+            .iter()
+            .filter(|n| n.active.is_none())
+            .map(|n| n.config.name.clone())
+            .collect();
         self.revalidate();
     }
 
@@ -489,6 +498,7 @@ impl Wizard {
             editing: Some(Box::new(config.clone())),
             pools: Vec::new(),
             disk_name_auto: false,
+            inactive_networks: Vec::new(),
         };
         wizard.revalidate();
         wizard
@@ -644,6 +654,15 @@ impl Wizard {
                 Ok(_) => None,
             },
             FieldId::Volumes => self.checklist(id).and_then(Checklist::problem),
+            FieldId::StartNow if self.flag(FieldId::StartNow) => self
+                .chosen_networks()
+                .into_iter()
+                .find(|n| self.inactive_networks.contains(n))
+                .map(|n| {
+                    format!(
+                        "network {n} is not started, so the VM cannot start: start it in the Networks pane (3) or untick Start now"
+                    )
+                }),
             _ if !self.flag(FieldId::NewDisk) => None,
             FieldId::DiskPool if self.pools.is_empty() => Some(
                 "no storage pool is active; start one in the Storage pane (2) or untick New volume"
@@ -765,6 +784,12 @@ impl Wizard {
         {
             Some(bad) => {
                 self.focus = bad;
+                // The review shows its toggles one row each, without room for a problem
+                // under them: say it on the problem line instead.
+                if let Some(field) = self.field(visible[bad]) {
+                    let error = field.error.clone().unwrap_or_default();
+                    self.problem = Some(format!("{}: {error}", field.id.label()));
+                }
                 false
             }
             None => true,

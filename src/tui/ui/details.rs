@@ -151,8 +151,10 @@ struct Device {
     source: String,
     /// Labels of the two rates: `rd`/`wr` or `rx`/`tx`.
     labels: [&'static str; 2],
-    /// Key into the history (disks: the target).
+    /// Key into the history: the disk's target or `net<index>`.
     history: Option<String>,
+    /// A NIC (its rates are in the NIC history).
+    nic: bool,
 }
 
 /// The VM's disks (from its definition, with their guest names, plus disks hot-added for
@@ -182,6 +184,7 @@ fn devices(app: &App, vm: &VmEntry) -> Vec<Device> {
                 history: Some(target.clone()),
                 name: target,
                 labels: ["rd", "wr"],
+                nic: false,
             }
         })
         .collect();
@@ -199,6 +202,7 @@ fn devices(app: &App, vm: &VmEntry) -> Vec<Device> {
             ),
             labels: ["rd", "wr"],
             history: Some(disk.target.clone()),
+            nic: false,
         });
     }
     out.extend(config.nics.iter().enumerate().map(|(i, nic)| {
@@ -217,7 +221,8 @@ fn devices(app: &App, vm: &VmEntry) -> Vec<Device> {
                 None => format!("{} {}", nic.network, nic.mac),
             },
             labels: ["rx", "tx"],
-            history: None,
+            history: Some(format!("net{i}")),
+            nic: true,
         }
     }));
     out
@@ -277,7 +282,13 @@ fn draw_devices(app: &App, vm: &VmEntry, devices: &[Device], area: Rect, buf: &m
         let series = device
             .history
             .as_deref()
-            .and_then(|name| vm.history.disk(name))
+            .and_then(|name| {
+                if device.nic {
+                    vm.history.nic(name)
+                } else {
+                    vm.history.disk(name)
+                }
+            })
             .filter(|_| vm.is_live());
         for (i, label) in device.labels.iter().enumerate() {
             let values = series.map(|s| if i == 0 { &s.input } else { &s.output });
