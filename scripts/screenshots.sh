@@ -244,7 +244,8 @@ vmux net-define-as lab --mode isolated --subnet 10.77.0.0/24 >/dev/null
 vmux create web1 --demo --vcpus 2 --max-vcpus 8 --memory 512M --autostart \
     --disk default/web1.qcow2 --start >/dev/null
 vmux create db --demo --vcpus 4 --max-vcpus 8 --memory 1G --disk default/db.raw --start >/dev/null
-vmux create build --demo --vcpus 2 --memory 2G --disk default/build.qcow2 >/dev/null
+# build stays shut off, so its NIC on the inactive network `lab` is fine.
+vmux create build --demo --vcpus 2 --memory 2G --disk default/build.qcow2 --network lab >/dev/null
 # Pause db only once its prompt is out, so its console shows the whole banner.
 vmux console db --until 'demo\$ ' --timeout 30 >/dev/null </dev/null
 vmux suspend db >/dev/null
