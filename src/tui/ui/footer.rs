@@ -25,6 +25,8 @@ const FOOTER: &[(Context, &[(Command, &str)])] = &[
             (Command::Mark, "mark"),
             (Command::Filter, "filter"),
             (Command::Palette, "cmd"),
+            (Command::ShowStorage, "storage"),
+            (Command::ShowNetworks, "networks"),
             (Command::Help, "help"),
             (Command::Quit, "quit"),
         ],
