@@ -233,9 +233,19 @@ img.save(out)
 PY
 
 echo "screenshots.sh: starting VMs under $HOME_DIR"
-vmux create web1 --demo --vcpus 2 --max-vcpus 8 --memory 512M --autostart --start >/dev/null
-vmux create db --demo --vcpus 4 --max-vcpus 8 --memory 1G --start >/dev/null
-vmux create build --demo --vcpus 2 --memory 2G >/dev/null
+# Volumes for the storage pane: each VM's disk, a base image and a linked clone of it, and a
+# network defined but not started (starting one would change this host's networking).
+vmux vol-create-as default web1.qcow2 8G >/dev/null
+vmux vol-create-as default db.raw 4G >/dev/null
+vmux vol-create-as default base.qcow2 10G >/dev/null
+vmux vol-clone default base.qcow2 build.qcow2 --linked >/dev/null
+vmux vol-create-as default scratch.raw 1G >/dev/null
+vmux net-define-as lab --mode isolated --subnet 10.77.0.0/24 >/dev/null
+vmux create web1 --demo --vcpus 2 --max-vcpus 8 --memory 512M --autostart \
+    --disk default/web1.qcow2 --start >/dev/null
+vmux create db --demo --vcpus 4 --max-vcpus 8 --memory 1G --disk default/db.raw --start >/dev/null
+# build stays shut off, so its NIC on the inactive network `lab` is fine.
+vmux create build --demo --vcpus 2 --memory 2G --disk default/build.qcow2 --network lab >/dev/null
 # Pause db only once its prompt is out, so its console shows the whole banner.
 vmux console db --until 'demo\$ ' --timeout 30 >/dev/null </dev/null
 vmux suspend db >/dev/null
@@ -284,9 +294,16 @@ wait_for "Space or ←/→ switches"
 t send-keys -t shot Enter
 wait_for "About hot-add"
 t send-keys -t shot Enter
+wait_for "Existing volumes"
+# Ask for a new volume for the VM, so the review shows both commands.
+t send-keys -t shot Tab Space
+wait_for "Volume name"
+t send-keys -t shot Enter
+wait_for "Each ticked network"
+t send-keys -t shot Space Enter
 wait_for "The same from a shell"
 shoot wizard
-for _ in 1 2 3 4; do
+for _ in 1 2 3 4 5 6; do
     t send-keys -t shot Escape
     sleep 0.3
 done
@@ -295,6 +312,18 @@ t send-keys -t shot '?'
 wait_for "keys: VM list"
 shoot help
 t send-keys -t shot q
+
+t send-keys -t shot 2
+wait_for "volumes in default"
+t send-keys -t shot Tab Down Down
+sleep 0.5
+shoot storage
+t send-keys -t shot 3
+wait_for "networks ("
+t send-keys -t shot Down
+sleep 0.5
+shoot networks
+t send-keys -t shot 1
 t send-keys -t shot q
 
 launch --theme light

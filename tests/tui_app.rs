@@ -341,10 +341,10 @@ fn palette_runs_cli_verbs() {
 }
 
 #[test]
-fn palette_says_setvcpus_is_not_supported_yet() {
+fn palette_says_setmem_is_not_supported_yet() {
     let mut harness = Harness::new(fleet());
     harness.char(':');
-    harness.type_text("setvcpus web1 4");
+    harness.type_text("setmem web1 2G");
     harness.key(KeyCode::Enter);
     assert_eq!(
         harness.app.status.as_ref().map(|s| s.kind),
@@ -371,7 +371,8 @@ fn wizard_creates_starts_and_attaches_a_vm() {
     harness.char('n');
     harness.ctrl('u');
     harness.type_text("fresh");
-    for _ in 0..4 {
+    // Name, boot, resources, disks, review (no networks defined: no network step).
+    for _ in 0..5 {
         harness.key(KeyCode::Enter);
     }
     assert!(harness.app.overlay.is_none());

@@ -4,6 +4,9 @@
 //! A user creates a VM with the wizard, it starts and its console opens; they type `help`
 //! and see the demo's answer, detach, quit; `vmux list` shows the VM running; a relaunch
 //! shows it again and shuts it down. Skipped, saying why, without tmux or /dev/kvm.
+//!
+//! In the storage pane a user creates, clones and deletes volumes, and `vmux vol-list` agrees
+//! at each step (needs tmux only).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -182,6 +185,16 @@ fn wizard_console_detach_quit_relaunch_and_shutdown_with_real_vms() {
     t.keys(&["Enter"]);
     t.wait_for("About hot-add");
     t.keys(&["Enter"]);
+    t.wait_for("Existing volumes");
+    t.keys(&["Enter"]);
+    // vmux defines the `default` network on first use, so the network step is there once
+    // the networks have been read.
+    let next = t.wait("the network step or the review", |s| {
+        s.contains("Each ticked network") || s.contains("The same from a shell")
+    });
+    if next.contains("Each ticked network") {
+        t.keys(&["Enter"]);
+    }
     let review = t.wait_for("The same from a shell");
     assert!(review.contains("vmux create e2e --demo"), "{review}");
     t.keys(&["Enter"]);
@@ -233,6 +246,105 @@ fn a_tiny_window_asks_to_be_enlarged_and_quits_cleanly() {
     let out = t.tmux(&["resize-window", "-t", "tui", "-x", "40", "-y", "10"]);
     assert!(out.status.success(), "{out:?}");
     t.wait_for("make the window larger");
+    t.keys(&["q"]);
+    t.wait_for("vmux-exit=0");
+}
+
+#[test]
+fn volumes_created_cloned_and_deleted_in_the_storage_pane_show_in_vol_list() {
+    if !tmux_usable() {
+        return;
+    }
+    let t = Tmux::new();
+    t.launch();
+    t.wait_for("Welcome to vmux");
+    t.keys(&["2"]);
+    t.wait_for("volumes in default (0)");
+
+    t.keys(&["n"]);
+    t.wait_for("new volume in pool default");
+    t.keys(&["C-u"]);
+    t.type_text("e2e-data.qcow2");
+    t.keys(&["Down", "C-u"]);
+    t.type_text("64M");
+    t.keys(&["Enter"]);
+    t.wait_for("created default/e2e-data.qcow2");
+    let listed = t.vmux(&["vol-list", "default"]);
+    let row = row_of(&listed, "e2e-data.qcow2").unwrap_or_else(|| panic!("not listed:\n{listed}"));
+    assert!(row.contains("64M") && row.contains("qcow2"), "{listed}");
+
+    // A full clone runs on a worker thread; the pane shows it when it is done.
+    t.keys(&["Tab", "c"]);
+    t.wait_for("clone default/e2e-data.qcow2");
+    t.keys(&["Enter"]);
+    t.wait_for("cloned default/e2e-data.qcow2 to e2e-data-clone.qcow2");
+    t.wait_for("volumes in default (2)");
+    let listed = t.vmux(&["vol-list", "default"]);
+    assert!(
+        row_of(&listed, "e2e-data-clone.qcow2").is_some(),
+        "{listed}"
+    );
+
+    // The new clone is selected.
+    t.keys(&["DC"]);
+    t.wait_for("Delete default/e2e-data-clone.qcow2");
+    t.keys(&["y"]);
+    t.wait_for("deleted default/e2e-data-clone.qcow2");
+    let listed = t.vmux(&["vol-list", "default"]);
+    assert!(
+        row_of(&listed, "e2e-data-clone.qcow2").is_none(),
+        "{listed}"
+    );
+    assert!(row_of(&listed, "e2e-data.qcow2").is_some(), "{listed}");
+
+    t.keys(&["q"]);
+    t.wait_for("vmux-exit=0");
+}
+
+#[test]
+fn plus_hot_adds_a_vcpu_the_demo_guest_onlines_and_a_disk_is_hot_added() {
+    if !usable() {
+        return;
+    }
+    let t = Tmux::new();
+    let out = Command::new(VMUX)
+        .args([
+            "create",
+            "e2e",
+            "--demo",
+            "--vcpus",
+            "1",
+            "--max-vcpus",
+            "4",
+            "--start",
+        ])
+        .env("VMUX_HOME", t.home())
+        .output()
+        .expect("vmux runs");
+    assert!(out.status.success(), "{out:?}");
+    t.launch();
+    t.wait("e2e running", |s| {
+        row_of(s, "e2e").is_some_and(|r| r.contains("running"))
+    });
+    t.keys(&["+"]);
+    t.wait_for("the guest brought its new vCPUs online (2 online)");
+    let info = t.vmux(&["info", "e2e"]);
+    let vcpus = info
+        .lines()
+        .find_map(|l| l.strip_prefix("vCPUs:"))
+        .and_then(|rest| rest.split_whitespace().next());
+    assert_eq!(vcpus, Some("2"), "{info}");
+
+    // A new volume, hot-added: the status line names the guest device it became (the VM
+    // has no other disk).
+    t.keys(&["A"]);
+    t.wait_for("add a disk to e2e");
+    t.keys(&["Space"]);
+    t.wait_for("e2e-data.qcow2");
+    t.keys(&["Enter"]);
+    t.wait_for("attached as vda, now and at the next boot");
+    let listed = t.vmux(&["vol-list", "default"]);
+    assert!(row_of(&listed, "e2e-data.qcow2").is_some(), "{listed}");
     t.keys(&["q"]);
     t.wait_for("vmux-exit=0");
 }

@@ -135,7 +135,7 @@ fn fixtures(width: u16, height: u16) -> Vec<(&'static str, Harness)> {
 
     let mut h = fleet();
     h.char('n');
-    for _ in 0..3 {
+    for _ in 0..5 {
         h.key(KeyCode::Enter);
     }
     out.push(("wizard_review", h));
@@ -145,6 +145,198 @@ fn fixtures(width: u16, height: u16) -> Vec<(&'static str, Harness)> {
     h.char('e');
     out.push(("edit_form", h));
 
+    out.extend(storage_fixtures(&fleet));
+    out.extend(network_fixtures(&fleet));
+    out.extend(wizard_device_fixtures(&fleet));
+    out.extend(hotplug_fixtures(&fleet));
+    out
+}
+
+/// The hot-add dialogs and what details show after live changes.
+fn hotplug_fixtures(fleet: &dyn Fn() -> Harness) -> Vec<(&'static str, Harness)> {
+    let on = |vm: &str| {
+        let mut h = fleet();
+        h.app.list.marked.clear();
+        h.app.list.selected = Some(vm.to_string());
+        h
+    };
+    let mut out = Vec::new();
+    let mut h = on("web1");
+    h.char('A');
+    out.push(("add_disk", h));
+
+    let mut h = on("web1");
+    h.char('A');
+    h.key(KeyCode::Char(' '));
+    out.push(("add_disk_new_volume", h));
+
+    let mut h = on("web1");
+    h.char(':');
+    h.type_text("attach-disk web1 default/base.qcow2 --readonly --live");
+    h.key(KeyCode::Enter);
+    h.char('+');
+    h.act(Action::Info {
+        vm: "web1".into(),
+        info: vmux::client::Host::info(h.host.as_ref(), "web1").expect("running"),
+    });
+    h.key(KeyCode::Tab);
+    out.push(("details_after_hot_add", h));
+
+    let mut h = on("web1");
+    h.char('X');
+    out.push(("remove_disk", h));
+    out
+}
+
+/// The storage pane and its dialogs.
+fn storage_fixtures(fleet: &dyn Fn() -> Harness) -> Vec<(&'static str, Harness)> {
+    let storage = || {
+        let mut h = fleet();
+        h.char('2');
+        h
+    };
+    let volume = |name: &str| {
+        let mut h = storage();
+        h.key(KeyCode::Tab);
+        h.app.storage.volume = Some(name.to_string());
+        h
+    };
+    let mut out = Vec::new();
+    out.push(("storage", storage()));
+    out.push(("storage_volumes", volume("build.qcow2")));
+
+    let mut h = storage();
+    h.char('n');
+    out.push(("storage_new_volume", h));
+
+    let mut h = storage();
+    h.char('n');
+    h.ctrl('u');
+    h.type_text("web1.qcow2");
+    h.key(KeyCode::Down);
+    h.ctrl('u');
+    h.type_text("10X");
+    out.push(("storage_new_volume_errors", h));
+
+    let mut h = volume("web1.qcow2");
+    h.char('r');
+    out.push(("storage_resize_running", h));
+
+    let mut h = volume("base.qcow2");
+    h.char('c');
+    h.key(KeyCode::Down);
+    h.key(KeyCode::Char(' '));
+    out.push(("storage_clone_linked", h));
+
+    let mut h = volume("base.qcow2");
+    h.char('v');
+    out.push(("storage_convert", h));
+
+    let mut h = volume("base.qcow2");
+    h.char('u');
+    h.type_text("relative.img");
+    out.push(("storage_upload", h));
+
+    let mut h = volume("base.qcow2");
+    h.char('W');
+    out.push(("storage_confirm_wipe", h));
+
+    let mut h = volume("web1.qcow2");
+    h.key(KeyCode::Delete);
+    out.push(("storage_delete_refused", h));
+
+    let mut h = volume("base.qcow2");
+    h.hold_tasks = true;
+    h.char('c');
+    h.key(KeyCode::Enter);
+    h.storage
+        .set_written("default", "base-clone.qcow2", 640 << 20);
+    let id = *h.app.tasks.keys().next().expect("clone running");
+    for _ in 0..7 {
+        h.act(Action::Tick);
+    }
+    h.act(Action::TaskProgress {
+        id,
+        written: 640 << 20,
+        total: 1536 << 20,
+    });
+    out.push(("storage_clone_progress", h));
+    out
+}
+
+/// The networks pane and its dialog.
+fn network_fixtures(fleet: &dyn Fn() -> Harness) -> Vec<(&'static str, Harness)> {
+    let networks = || {
+        let mut h = fleet();
+        h.char('3');
+        h
+    };
+    let mut out = Vec::new();
+    out.push(("networks", networks()));
+
+    let mut h = networks();
+    h.key(KeyCode::Down);
+    out.push(("networks_inactive", h));
+
+    let mut h = networks();
+    h.char('n');
+    out.push(("network_define", h));
+
+    let mut h = networks();
+    h.char('n');
+    h.key(KeyCode::Down);
+    h.key(KeyCode::Left);
+    out.push(("network_define_bridge", h));
+
+    let mut h = networks();
+    h.networks.set_capability(false);
+    h.key(KeyCode::Down);
+    h.char('s');
+    out.push(("network_start_no_capability", h));
+
+    let mut h = networks();
+    h.char('?');
+    out.push(("networks_help", h));
+    out
+}
+
+/// The wizard's disk and network steps and the review that reflects them.
+fn wizard_device_fixtures(fleet: &dyn Fn() -> Harness) -> Vec<(&'static str, Harness)> {
+    let at_disks = || {
+        let mut h = fleet();
+        h.char('n');
+        for _ in 0..3 {
+            h.key(KeyCode::Enter);
+        }
+        h
+    };
+    let mut out = Vec::new();
+    let mut h = at_disks();
+    h.key(KeyCode::Down);
+    h.key(KeyCode::Char(' '));
+    out.push(("wizard_disks", h));
+
+    let mut h = at_disks();
+    h.key(KeyCode::Tab);
+    h.key(KeyCode::Char(' '));
+    h.key(KeyCode::Tab);
+    h.key(KeyCode::Char(' '));
+    out.push(("wizard_disks_new", h));
+
+    let mut h = at_disks();
+    h.key(KeyCode::Enter);
+    h.key(KeyCode::Char(' '));
+    out.push(("wizard_network", h));
+
+    let mut h = at_disks();
+    h.key(KeyCode::Down);
+    h.key(KeyCode::Char(' '));
+    h.key(KeyCode::Tab);
+    h.key(KeyCode::Char(' '));
+    h.key(KeyCode::Enter);
+    h.key(KeyCode::Char(' '));
+    h.key(KeyCode::Enter);
+    out.push(("wizard_review_devices", h));
     out
 }
 

@@ -6,10 +6,14 @@
 //! clipboard. Keeping host calls out of `update` and `draw` is what lets both be tested
 //! headless and keeps the screen responsive while vmd is slow.
 
+use super::backends::{Backends, NetworkSnapshot, StorageSnapshot};
 use super::console::ConsoleId;
-use crate::client::{ClientError, Host, VmStatus};
-use crate::config::{DefinitionError, VmConfig};
+use super::hotplug::scope_words;
+use super::tasks::{Task, TaskId};
+use crate::client::{ChangeScope, VmStatus};
+use crate::config::{DefinitionError, DiskConfig, VmConfig, format_size};
 use crate::engine::control::{VmInfo, VmStats};
+use crate::storage::VolumeSpec;
 use crossterm::event::{KeyEvent, MouseEvent};
 use std::path::PathBuf;
 
@@ -67,12 +71,12 @@ pub enum Action {
     },
     /// Host memory figures.
     HostMemory(HostMemory),
-    /// A [`HostOp`] finished; the error is the host's message.
+    /// A [`HostOp`] finished: what the status line says, or the host's error.
     OpDone {
         /// What was done.
         op: HostOp,
-        /// Whether it worked.
-        result: Result<(), String>,
+        /// The message on success, the error on failure.
+        result: Result<String, String>,
     },
     /// A console stream is open.
     ConsoleOpened(ConsoleId),
@@ -97,6 +101,37 @@ pub enum Action {
         /// Its entries, or why it could not be read.
         result: Result<Vec<DirEntry>, String>,
     },
+    /// Pools and volumes, or why they could not be read.
+    StorageLoaded(Result<StorageSnapshot, String>),
+    /// Networks, or why they could not be read.
+    NetworksLoaded(Result<NetworkSnapshot, String>),
+    /// A measured task's output has grown.
+    TaskProgress {
+        /// The task.
+        id: TaskId,
+        /// Bytes its output holds on disk so far.
+        written: u64,
+        /// Bytes of data expected in all (an estimate).
+        total: u64,
+    },
+    /// A [`Task`] finished: what the status line says, or the error.
+    TaskDone {
+        /// The task.
+        id: TaskId,
+        /// Message on success, error chain on failure.
+        result: Result<String, String>,
+    },
+}
+
+/// A volume the creation wizard makes before it defines the VM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewVolume {
+    /// Pool.
+    pub pool: String,
+    /// Volume name.
+    pub name: String,
+    /// Size and format.
+    pub spec: VolumeSpec,
 }
 
 /// A lifecycle or definition operation, run by the runtime on a worker thread.
@@ -130,6 +165,41 @@ pub enum HostOp {
         start: bool,
         /// Attach its console once started (handled by `update` when this op is done).
         attach: bool,
+        /// A volume to create first (it is already among `config.disks`).
+        new_volume: Option<NewVolume>,
+        /// Networks to give the VM a NIC on (a fresh MAC each), in order.
+        networks: Vec<String>,
+    },
+    /// Set a VM's vCPU count (hot-add or remove, and/or in the definition).
+    SetVcpus {
+        /// VM name.
+        vm: String,
+        /// The count before (for the messages).
+        from: u32,
+        /// The count wanted.
+        count: u32,
+        /// Live, definition or both.
+        scope: ChangeScope,
+    },
+    /// Attach a disk (hot-add, and/or in the definition).
+    AttachDisk {
+        /// VM name.
+        vm: String,
+        /// The disk.
+        disk: Box<DiskConfig>,
+        /// A volume to create first (the disk names it).
+        new_volume: Option<NewVolume>,
+        /// Live, definition or both.
+        scope: ChangeScope,
+    },
+    /// Detach a disk (hot-remove, and/or from the definition).
+    DetachDisk {
+        /// VM name.
+        vm: String,
+        /// Its guest device name.
+        target: String,
+        /// Live, definition or both.
+        scope: ChangeScope,
     },
 }
 
@@ -147,6 +217,9 @@ impl HostOp {
             | HostOp::Autostart(n, _)
             | HostOp::Undefine(n) => n,
             HostOp::Update(c) | HostOp::Create { config: c, .. } => &c.name,
+            HostOp::SetVcpus { vm, .. }
+            | HostOp::AttachDisk { vm, .. }
+            | HostOp::DetachDisk { vm, .. } => vm,
         }
     }
 
@@ -165,6 +238,9 @@ impl HostOp {
             HostOp::Undefine(_) => "deleting",
             HostOp::Create { start: true, .. } => "creating and starting",
             HostOp::Create { .. } => "creating",
+            HostOp::SetVcpus { .. } => "changing vCPUs",
+            HostOp::AttachDisk { .. } => "attaching a disk",
+            HostOp::DetachDisk { .. } => "detaching a disk",
         }
     }
 
@@ -185,13 +261,49 @@ impl HostOp {
             HostOp::Undefine(_) => format!("{vm} deleted"),
             HostOp::Create { start: true, .. } => format!("{vm} created and started"),
             HostOp::Create { .. } => format!("{vm} created"),
+            HostOp::SetVcpus {
+                from, count, scope, ..
+            } => {
+                let guest = if !scope.live {
+                    ""
+                } else if count > from {
+                    "; the guest was notified and brings them online"
+                } else {
+                    "; the guest was asked to eject them"
+                };
+                format!(
+                    "{vm}: vCPUs {from} → {count}, {}{guest}",
+                    scope_words(*scope)
+                )
+            }
+            HostOp::AttachDisk { disk, scope, .. } => format!(
+                "{vm}: {} attached, {}{}",
+                disk.source,
+                scope_words(*scope),
+                if scope.live {
+                    "; the guest was notified"
+                } else {
+                    ""
+                }
+            ),
+            HostOp::DetachDisk { target, scope, .. } => format!(
+                "{vm}: {target} detached, {}{}",
+                scope_words(*scope),
+                if scope.live {
+                    "; the guest was asked to eject it"
+                } else {
+                    ""
+                }
+            ),
         }
     }
 
-    /// Carries the operation out. Blocking: call it on a worker thread, never from `update`
-    /// or `draw`.
-    pub fn run(&self, host: &dyn Host) -> Result<(), ClientError> {
-        match self {
+    /// Carries the operation out and returns what the status line says then; the error is
+    /// the message for the status line. Blocking: call it on a worker thread, never from
+    /// `update` or `draw`.
+    pub fn run(&self, backends: &Backends) -> Result<String, String> {
+        let host = backends.host.as_ref();
+        let result = match self {
             HostOp::Start(n) => host.start(n),
             HostOp::Shutdown(n) => host.shutdown(n),
             HostOp::Destroy(n) => host.destroy(n),
@@ -202,15 +314,105 @@ impl HostOp {
             HostOp::Autostart(n, on) => host.set_autostart(n, *on),
             HostOp::Update(config) => host.update(config),
             HostOp::Undefine(n) => host.undefine(n),
-            HostOp::Create { config, start, .. } => {
-                host.define(config)?;
-                if *start {
-                    host.start(&config.name)?;
-                }
-                Ok(())
+            HostOp::Create {
+                config,
+                start,
+                new_volume,
+                networks,
+                ..
+            } => {
+                return create(backends, config, *start, new_volume.as_ref(), networks)
+                    .map(|()| self.done_message());
             }
-        }
+            HostOp::SetVcpus {
+                vm, count, scope, ..
+            } => host.set_vcpus(vm, *count, *scope),
+            HostOp::AttachDisk {
+                vm,
+                disk,
+                new_volume,
+                scope,
+            } => return attach(backends, vm, disk, new_volume.as_ref(), *scope, self),
+            HostOp::DetachDisk { vm, target, scope } => host.detach_disk(vm, target, *scope),
+        };
+        result
+            .map(|()| self.done_message())
+            .map_err(|e| error_chain(&e))
     }
+}
+
+/// The add-disk dialog's work: the new volume, then the attach; the message names the guest
+/// device the disk became.
+fn attach(
+    backends: &Backends,
+    vm: &str,
+    disk: &DiskConfig,
+    new_volume: Option<&NewVolume>,
+    scope: ChangeScope,
+    op: &HostOp,
+) -> Result<String, String> {
+    if let Some(volume) = new_volume {
+        backends
+            .storage
+            .create_volume(&volume.pool, &volume.name, volume.spec)
+            .map_err(|e| error_chain(&e))?;
+    }
+    match backends.host.attach_disk(vm, disk, scope) {
+        Ok(target) => {
+            Ok(op
+                .done_message()
+                .replacen(" attached,", &format!(" attached as {target},"), 1))
+        }
+        Err(e) => Err(match new_volume {
+            Some(v) => format!(
+                "{}; the new volume {}/{} was kept: attach it again or delete it in the Storage pane",
+                error_chain(&e),
+                v.pool,
+                v.name
+            ),
+            None => error_chain(&e),
+        }),
+    }
+}
+
+/// The creation wizard's work: the new volume, the NICs, the definition, the start. Stops at
+/// the first failure, saying what was done already.
+fn create(
+    backends: &Backends,
+    config: &VmConfig,
+    start: bool,
+    new_volume: Option<&NewVolume>,
+    networks: &[String],
+) -> Result<(), String> {
+    if let Some(volume) = new_volume {
+        backends
+            .storage
+            .create_volume(&volume.pool, &volume.name, volume.spec)
+            .map_err(|e| error_chain(&e))?;
+    }
+    let kept = |message: String| match new_volume {
+        Some(v) => format!(
+            "{message}; the new volume {}/{} ({}) was kept: use it or delete it in the Storage pane",
+            v.pool,
+            v.name,
+            format_size(v.spec.capacity)
+        ),
+        None => message,
+    };
+    let mut config = config.clone();
+    for network in networks {
+        let nic = backends
+            .networks
+            .new_nic(&config, network)
+            .map_err(|e| kept(error_chain(&e)))?;
+        config.nics.push(nic);
+    }
+    let host = backends.host.as_ref();
+    host.define(&config).map_err(|e| kept(error_chain(&e)))?;
+    if start {
+        host.start(&config.name).map_err(|e| error_chain(&e))?;
+    }
+    Ok(())
 }
 
 /// Work `update` hands to the runtime.
@@ -242,6 +444,20 @@ pub enum Effect {
     Clipboard(String),
     /// List a directory for the file picker; [`Action::DirListed`] follows.
     ListDir(PathBuf),
+    /// Read a running VM's live facts now; [`Action::Info`] follows when it answers.
+    ReadInfo(String),
+    /// Read pools and volumes; [`Action::StorageLoaded`] follows.
+    LoadStorage,
+    /// Read networks; [`Action::NetworksLoaded`] follows.
+    LoadNetworks,
+    /// Run a storage or network task; [`Action::TaskProgress`] (for measured tasks) and
+    /// [`Action::TaskDone`] follow.
+    Task {
+        /// The id `update` chose for it.
+        id: TaskId,
+        /// What to do.
+        task: Task,
+    },
 }
 
 /// An error with its causes, `outer: inner: innermost`, for the status line.
@@ -264,19 +480,89 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
     use crate::client::fake::FakeHost;
+    use crate::client::{ClientError, Host};
     use crate::config::BootConfig;
+    use crate::tui::backends::fake::{FakeNetworks, FakeStorage};
+    use std::sync::Arc;
+
+    fn backends(host: &Arc<FakeHost>, storage: &Arc<FakeStorage>) -> Backends {
+        Backends {
+            host: host.clone(),
+            storage: storage.clone(),
+            networks: Arc::new(FakeNetworks::with_default()),
+        }
+    }
 
     #[test]
     fn create_with_start_defines_then_starts() {
-        let host = FakeHost::new();
+        let host = Arc::new(FakeHost::new());
         let op = HostOp::Create {
             config: Box::new(VmConfig::new("a", BootConfig::Demo)),
             start: true,
             attach: false,
+            new_volume: None,
+            networks: Vec::new(),
         };
-        op.run(&host).expect("runs");
+        op.run(&backends(&host, &Arc::new(FakeStorage::new())))
+            .expect("runs");
         let status = host.status("a").expect("defined");
         assert_eq!(status.state, crate::engine::control::RunState::Running);
+    }
+
+    #[test]
+    fn create_makes_the_volume_and_the_nics_first() {
+        let host = Arc::new(FakeHost::new());
+        let storage = Arc::new(FakeStorage::new());
+        let mut config = VmConfig::new("a", BootConfig::Demo);
+        config
+            .disks
+            .push(crate::config::DiskConfig::volume("default", "a.qcow2"));
+        let op = HostOp::Create {
+            config: Box::new(config),
+            start: false,
+            attach: false,
+            new_volume: Some(NewVolume {
+                pool: "default".into(),
+                name: "a.qcow2".into(),
+                spec: VolumeSpec {
+                    capacity: 1 << 30,
+                    format: None,
+                    preallocate: false,
+                },
+            }),
+            networks: vec!["default".into()],
+        };
+        op.run(&backends(&host, &storage)).expect("runs");
+        assert!(storage.volume("default", "a.qcow2").is_some());
+        let defined = host.status("a").expect("defined").config;
+        assert_eq!(defined.nics.len(), 1);
+        assert_eq!(defined.disks.len(), 1);
+    }
+
+    #[test]
+    fn a_failed_definition_names_the_volume_it_kept() {
+        let host = Arc::new(FakeHost::with_vms([VmConfig::new("a", BootConfig::Demo)]));
+        let storage = Arc::new(FakeStorage::new());
+        let op = HostOp::Create {
+            config: Box::new(VmConfig::new("a", BootConfig::Demo)),
+            start: false,
+            attach: false,
+            new_volume: Some(NewVolume {
+                pool: "default".into(),
+                name: "a.qcow2".into(),
+                spec: VolumeSpec {
+                    capacity: 1 << 30,
+                    format: None,
+                    preallocate: false,
+                },
+            }),
+            networks: Vec::new(),
+        };
+        let err = op.run(&backends(&host, &storage)).expect_err("exists");
+        assert!(
+            err.contains("default/a.qcow2") && err.contains("kept"),
+            "{err}"
+        );
     }
 
     #[test]

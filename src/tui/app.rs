@@ -7,9 +7,13 @@
 
 use super::action::{Effect, HostMemory, HostOp};
 use super::console::{ConsoleId, ConsoleSession};
+use super::dialogs::Dialog;
 use super::history::History;
 use super::input::LineInput;
 use super::keymap::{Context, Keymap};
+use super::network_pane::NetworkState;
+use super::storage_pane::StorageState;
+use super::tasks::{Progress, Task, TaskId};
 use super::theme::Theme;
 use super::wizard::Wizard;
 use crate::client::VmStatus;
@@ -94,6 +98,10 @@ pub enum Pane {
     Details,
     /// One or two attached consoles.
     Console,
+    /// Storage pools and their volumes.
+    Storage,
+    /// Guest networks.
+    Networks,
 }
 
 /// List columns that can be sorted.
@@ -169,8 +177,10 @@ pub struct Confirm {
     pub title: String,
     /// The question, naming every VM affected.
     pub message: String,
-    /// What runs on yes.
+    /// VM operations that run on yes.
     pub ops: Vec<HostOp>,
+    /// A storage or network task that runs on yes.
+    pub task: Option<Task>,
 }
 
 /// Something drawn over the panes that takes the keys.
@@ -187,6 +197,19 @@ pub enum Overlay {
     Confirm(Confirm),
     /// The creation wizard or the edit form.
     Wizard(Box<Wizard>),
+    /// A storage or network dialog.
+    Dialog(Box<Dialog>),
+}
+
+/// A storage or network task in flight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningTask {
+    /// What it does.
+    pub task: Task,
+    /// Tick when it started.
+    pub started: u64,
+    /// How far it has got, for the tasks that are measured.
+    pub progress: Option<Progress>,
 }
 
 /// Kinds of status-line message.
@@ -241,6 +264,14 @@ pub struct App {
     pub status: Option<Status>,
     /// VMs with an operation in flight, and its progress words.
     pub busy: BTreeMap<String, &'static str>,
+    /// The storage pane.
+    pub storage: StorageState,
+    /// The networks pane (and guest addresses for the VM list).
+    pub networks: NetworkState,
+    /// Storage and network tasks in flight, oldest first.
+    pub tasks: BTreeMap<TaskId, RunningTask>,
+    /// Live changes waiting for the guest to act on them.
+    pub watches: Vec<super::hotplug::Watch>,
     /// Host memory, when known.
     pub host_memory: Option<HostMemory>,
     /// Terminal width in cells.
@@ -250,6 +281,7 @@ pub struct App {
     /// Seconds since start (one per [`super::action::Action::Tick`]).
     pub ticks: u64,
     pub(super) next_console: ConsoleId,
+    pub(super) next_task: TaskId,
     pub(super) effects: Vec<Effect>,
     pub(super) dirty: bool,
     pub(super) quit: bool,
@@ -280,11 +312,16 @@ impl App {
             focus: 0,
             status: None,
             busy: BTreeMap::new(),
+            storage: StorageState::default(),
+            networks: NetworkState::default(),
+            tasks: BTreeMap::new(),
+            watches: Vec::new(),
             host_memory: None,
             width: 80,
             height: 24,
             ticks: 0,
             next_console: 1,
+            next_task: 1,
             effects: Vec::new(),
             dirty: true,
             quit: false,
@@ -319,6 +356,8 @@ impl App {
                 _ => Context::Console,
             },
             Pane::Details => Context::Details,
+            Pane::Storage => Context::Storage,
+            Pane::Networks => Context::Networks,
             Pane::List if self.welcome() => Context::Welcome,
             Pane::List => Context::List,
         }

@@ -3,26 +3,65 @@
 //! wizard and forms, sorting, marking, search and copy. Called only from `update`.
 
 use super::action::{Effect, HostOp};
-use super::app::{App, Confirm, Overlay, Pane, SortColumn, StatusKind};
+use super::app::{App, Confirm, Overlay, Pane, RunningTask, SortColumn, StatusKind};
 use super::console::Direction;
-use super::keymap::Command;
+use super::keymap::{Command, Context};
 use super::palette::{self, PaletteCommand, Verb};
+use super::tasks::Task;
 use super::theme::Theme;
 use super::ui::layout::Column;
 use super::update::{ensure_selection, list_page, move_selection, open_consoles};
 use super::wizard::Wizard;
+use super::{hotplug, network_pane, storage_pane};
 use crate::config::{BootConfig, VmConfig};
 use crate::engine::control::RunState;
 
 /// Runs a keymap command in the list, details or welcome context (and the few that apply
 /// in consoles).
 pub(super) fn run(app: &mut App, command: Command) {
+    let handled = match app.context() {
+        Context::Storage => storage_pane::command(app, command),
+        Context::Networks => network_pane::command(app, command),
+        _ => false,
+    };
+    if handled {
+        return;
+    }
     match command {
+        Command::ShowVms => app.pane = Pane::List,
+        Command::VcpuAdd => hotplug::change_vcpus(app, 1),
+        Command::VcpuRemove => hotplug::change_vcpus(app, -1),
+        Command::DiskAdd => hotplug::add_disk(app),
+        Command::DiskRemove => hotplug::remove_disk(app),
+        Command::ShowStorage => storage_pane::show(app),
+        Command::ShowNetworks => network_pane::show(app),
+        // Pane commands outside their pane (only reachable through rebinding): nothing.
+        Command::FocusNext
+        | Command::VolNew
+        | Command::VolResize
+        | Command::VolClone
+        | Command::VolConvert
+        | Command::VolUpload
+        | Command::VolWipe
+        | Command::VolDelete
+        | Command::PoolStart
+        | Command::PoolStop
+        | Command::PoolAutostart
+        | Command::NetNew
+        | Command::NetStart
+        | Command::NetStop
+        | Command::NetDelete
+        | Command::NetAutostart => {}
         Command::Quit => app.quit = true,
         Command::Help => app.overlay = Some(Overlay::Help { scroll: 0 }),
         Command::Palette => app.overlay = Some(Overlay::Palette(Default::default())),
         Command::Filter => app.list.filtering = true,
-        Command::New => app.overlay = Some(Overlay::Wizard(Box::new(Wizard::create(app.names())))),
+        Command::New => {
+            let wizard = Wizard::create(app.names(), &app.storage.snapshot, &app.networks.snapshot);
+            app.overlay = Some(Overlay::Wizard(Box::new(wizard)));
+            storage_pane::request_load(app);
+            network_pane::request_load(app);
+        }
         Command::Demo => create_demo(app),
         Command::Attach => {
             let names = if app.list.marked.len() == 2 {
@@ -134,7 +173,7 @@ pub(super) fn sort_column(column: Column) -> Option<SortColumn> {
         Column::Memory => SortColumn::Memory,
         Column::Cpu | Column::Spark => SortColumn::Cpu,
         Column::Used => SortColumn::Used,
-        Column::Mark | Column::Auto => return None,
+        Column::Mark | Column::Ip | Column::Auto => return None,
     })
 }
 
@@ -180,6 +219,8 @@ fn create_demo(app: &mut App) {
             config: Box::new(config),
             start: true,
             attach: true,
+            new_volume: None,
+            networks: Vec::new(),
         }],
     );
 }
@@ -327,6 +368,7 @@ pub(super) fn lifecycle(app: &mut App, verb: Verb, names: Vec<String>, confirm: 
             title: format!("{} {} VM(s)", verb_title(verb), ops.len()),
             message,
             ops,
+            task: None,
         }));
         return;
     }
@@ -363,6 +405,53 @@ pub(super) fn run_ops(app: &mut App, ops: Vec<HostOp>) {
         app.effects.push(Effect::Host(op));
     }
     app.set_status(StatusKind::Progress, text);
+}
+
+/// Hands a storage or network task to the runtime and shows its progress.
+pub(super) fn run_task(app: &mut App, task: Task) {
+    let id = app.next_task;
+    app.next_task += 1;
+    app.set_status(StatusKind::Progress, format!("{}…", task.progress_words()));
+    app.tasks.insert(
+        id,
+        RunningTask {
+            task: task.clone(),
+            started: app.ticks,
+            progress: None,
+        },
+    );
+    app.effects.push(Effect::Task { id, task });
+}
+
+/// A task finished: say how it went and reload what it changed.
+pub(super) fn task_done(app: &mut App, id: super::tasks::TaskId, result: Result<String, String>) {
+    let Some(running) = app.tasks.remove(&id) else {
+        return;
+    };
+    let worked = result.is_ok();
+    match result {
+        Ok(message) => app.set_status(StatusKind::Ok, message),
+        Err(message) => app.set_status(StatusKind::Error, message),
+    }
+    // A new volume or network is selected, so the next key acts on it.
+    match &running.task {
+        Task::CreateVolume { pool, name, .. }
+        | Task::CloneVolume { pool, name, .. }
+        | Task::ConvertVolume { pool, name, .. }
+            if worked =>
+        {
+            app.storage.pool = Some(pool.clone());
+            app.storage.volume = Some(name.clone());
+        }
+        Task::DefineNetwork(config) if worked => {
+            app.networks.selected = Some(config.name.clone());
+        }
+        _ => {}
+    }
+    match running.task.touches() {
+        super::tasks::Touches::Storage => storage_pane::request_load(app),
+        super::tasks::Touches::Networks => network_pane::request_load(app),
+    }
 }
 
 /// Runs a palette line.
@@ -417,13 +506,121 @@ pub(super) fn palette(app: &mut App, line: &str) {
             detach(app);
             app.pane = Pane::List;
         }
+        PaletteCommand::Storage(pool) | PaletteCommand::VolCreate(pool)
+            if pool.as_ref().is_some_and(|p| {
+                app.storage.loaded && !app.storage.snapshot.pools.iter().any(|x| x.name() == p)
+            }) =>
+        {
+            let pool = pool.unwrap_or_default();
+            app.set_status(
+                StatusKind::Error,
+                format!("there is no storage pool named '{pool}'; pool-list shows them"),
+            );
+        }
+        PaletteCommand::Storage(pool) => {
+            detach(app);
+            storage_pane::show(app);
+            if pool.is_some() {
+                app.storage.pool = pool;
+                app.storage.volume = None;
+            }
+        }
+        PaletteCommand::VolCreate(pool) => {
+            detach(app);
+            storage_pane::show(app);
+            if pool.is_some() {
+                app.storage.pool = pool;
+                app.storage.volume = None;
+            }
+            if app.storage.loaded {
+                storage_pane::new_volume(app);
+            } else {
+                app.storage.open_new_volume = true;
+            }
+        }
+        PaletteCommand::Networks => {
+            detach(app);
+            network_pane::show(app);
+        }
+        PaletteCommand::NetDefine => {
+            detach(app);
+            network_pane::show(app);
+            network_pane::new_network(app);
+        }
+        PaletteCommand::NetStart(name) => run_task(app, Task::StartNetwork(name)),
+        PaletteCommand::NetStop(name) => {
+            app.overlay = Some(Overlay::Confirm(Confirm {
+                title: "Stop a network".into(),
+                message: format!(
+                    "Stop network {name}?\nIts bridge, NAT rules and DHCP server go away; VMs on it will not start until it is started again."
+                ),
+                ops: Vec::new(),
+                task: Some(Task::StopNetwork(name)),
+            }));
+        }
         PaletteCommand::Help => run(app, Command::Help),
         PaletteCommand::Quit => app.quit = true,
+        PaletteCommand::SetVcpus { vm, count, flags } => {
+            let name = vm.or_else(|| app.list.selected.clone()).unwrap_or_default();
+            let Some(entry) = app.entry(&name) else {
+                app.set_status(StatusKind::Error, format!("there is no VM named '{name}'"));
+                return;
+            };
+            let scope = palette_scope(flags, entry.is_live());
+            let from = if scope.live {
+                entry.vcpus_now()
+            } else {
+                entry.status.config.vcpus
+            };
+            run_ops(
+                app,
+                vec![HostOp::SetVcpus {
+                    vm: name,
+                    from,
+                    count,
+                    scope,
+                }],
+            );
+        }
+        PaletteCommand::AttachDisk { vm, disk, flags } => {
+            let Some(entry) = app.entry(&vm) else {
+                app.set_status(StatusKind::Error, format!("there is no VM named '{vm}'"));
+                return;
+            };
+            let scope = palette_scope(flags, entry.is_live());
+            run_ops(
+                app,
+                vec![HostOp::AttachDisk {
+                    vm,
+                    disk,
+                    new_volume: None,
+                    scope,
+                }],
+            );
+        }
+        PaletteCommand::DetachDisk { vm, target, flags } => {
+            let Some(entry) = app.entry(&vm) else {
+                app.set_status(StatusKind::Error, format!("there is no VM named '{vm}'"));
+                return;
+            };
+            let scope = palette_scope(flags, entry.is_live());
+            run_ops(app, vec![HostOp::DetachDisk { vm, target, scope }]);
+        }
         PaletteCommand::Unsupported(verb) => app.set_status(
             StatusKind::Error,
             format!("'{verb}' is not supported yet in vmux; nothing was changed"),
         ),
         PaletteCommand::Invalid(message) => app.set_status(StatusKind::Error, message),
+    }
+}
+
+/// Where a palette change applies: as flagged, else (as in the CLI) the running VM when it
+/// runs and the definition when it does not.
+fn palette_scope(flags: palette::ScopeFlags, live: bool) -> crate::client::ChangeScope {
+    match (flags.live, flags.config) {
+        (false, false) if live => crate::client::ChangeScope::LIVE,
+        (false, false) => crate::client::ChangeScope::CONFIG,
+        (live, config) => crate::client::ChangeScope { live, config },
     }
 }
 

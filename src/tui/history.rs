@@ -45,6 +45,42 @@ impl<T: Copy> Series<T> {
     }
 }
 
+/// Per-device series kept at most (a VM has at most 26 disks and a few NICs).
+const MAX_DEVICE_SERIES: usize = 64;
+
+/// One device's two rates (disk: read and write; NIC: receive and transmit), bytes per second.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceSeries {
+    /// The device (`vda`, `net0`).
+    pub name: String,
+    /// Read (disk) or receive (NIC) rate.
+    pub input: Series<f64>,
+    /// Write (disk) or transmit (NIC) rate.
+    pub output: Series<f64>,
+}
+
+/// Records one sample of `(name, input, output)` rates into `series`: a new device starts an
+/// empty series, a device gone from the sample is dropped.
+fn record_devices(
+    series: &mut Vec<DeviceSeries>,
+    sample: impl Iterator<Item = (String, f64, f64)>,
+) {
+    let mut next = Vec::new();
+    for (name, input, output) in sample.take(MAX_DEVICE_SERIES) {
+        let mut device = match series.iter().position(|d| d.name == name) {
+            Some(i) => series.swap_remove(i),
+            None => DeviceSeries {
+                name,
+                ..DeviceSeries::default()
+            },
+        };
+        device.input.push(sane(input));
+        device.output.push(sane(output));
+        next.push(device);
+    }
+    *series = next;
+}
+
 /// One VM's recent stats.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
@@ -58,6 +94,10 @@ pub struct History {
     pub touched: Series<u64>,
     /// VM exits per second.
     pub exits: Series<f64>,
+    /// Read and write rates per disk, by guest device name.
+    pub disks: Vec<DeviceSeries>,
+    /// Receive and transmit rates per NIC, named `net<index>`.
+    pub nics: Vec<DeviceSeries>,
 }
 
 /// Replaces NaN and negative values (a confused sampler) with 0 so charts stay sane.
@@ -82,6 +122,36 @@ impl History {
         for (series, vcpu) in self.vcpus.iter_mut().zip(&stats.vcpus) {
             series.push(sane(vcpu.cpu_percent));
         }
+        record_devices(
+            &mut self.disks,
+            stats.disks.iter().map(|d| {
+                (
+                    d.target.clone(),
+                    d.read_bytes_per_sec,
+                    d.write_bytes_per_sec,
+                )
+            }),
+        );
+        record_devices(
+            &mut self.nics,
+            stats.nics.iter().map(|n| {
+                (
+                    format!("net{}", n.index),
+                    n.rx_bytes_per_sec,
+                    n.tx_bytes_per_sec,
+                )
+            }),
+        );
+    }
+
+    /// The rates of disk `target`.
+    pub fn disk(&self, target: &str) -> Option<&DeviceSeries> {
+        self.disks.iter().find(|d| d.name == target)
+    }
+
+    /// The rates of NIC `net<index>`.
+    pub fn nic(&self, name: &str) -> Option<&DeviceSeries> {
+        self.nics.iter().find(|d| d.name == name)
     }
 
     /// Forgets everything (the VM was restarted by someone else).
@@ -124,5 +194,25 @@ mod tests {
         history.record(&stats);
         assert_eq!(history.cpu.last(), Some(0.0));
         assert_eq!(history.exits.last(), Some(0.0));
+    }
+
+    #[test]
+    fn disk_rates_follow_the_disks_in_the_sample() {
+        let mut disks = Vec::new();
+        record_devices(&mut disks, [("vda".to_string(), 1.0, 2.0)].into_iter());
+        record_devices(
+            &mut disks,
+            [
+                ("vdb".to_string(), 5.0, 0.0),
+                ("vda".to_string(), 3.0, f64::NAN),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(disks.len(), 2);
+        assert_eq!(disks[1].name, "vda");
+        assert_eq!(disks[1].input.len(), 2);
+        assert_eq!(disks[1].output.last(), Some(0.0));
+        record_devices(&mut disks, [("vdb".to_string(), 1.0, 1.0)].into_iter());
+        assert_eq!(disks.len(), 1);
     }
 }

@@ -24,6 +24,10 @@ pub enum Context {
     Scroll,
     /// The first-run welcome screen.
     Welcome,
+    /// The storage pane (pools and volumes).
+    Storage,
+    /// The networks pane.
+    Networks,
 }
 
 impl Context {
@@ -35,6 +39,8 @@ impl Context {
             Context::Console => "console",
             Context::Scroll => "console scrollback",
             Context::Welcome => "welcome",
+            Context::Storage => "storage",
+            Context::Networks => "networks",
         }
     }
 }
@@ -112,6 +118,52 @@ pub enum Command {
     Copy,
     /// Move focus to the other console of a split view.
     OtherConsole,
+    /// Show the VM list.
+    ShowVms,
+    /// Show the storage pane.
+    ShowStorage,
+    /// Show the networks pane.
+    ShowNetworks,
+    /// Move the keys to the other list of the pane (pools / volumes).
+    FocusNext,
+    /// New volume (dialog).
+    VolNew,
+    /// Resize the selected volume (dialog).
+    VolResize,
+    /// Clone the selected volume (dialog).
+    VolClone,
+    /// Convert the selected volume to another format (dialog).
+    VolConvert,
+    /// Replace the selected volume's content with an image file's (dialog).
+    VolUpload,
+    /// Overwrite the selected volume with zeroes (asks first).
+    VolWipe,
+    /// Delete the selected volume (asks first).
+    VolDelete,
+    /// Start the selected pool.
+    PoolStart,
+    /// Stop the selected pool (asks first).
+    PoolStop,
+    /// Toggle the selected pool's autostart.
+    PoolAutostart,
+    /// Define a network (dialog).
+    NetNew,
+    /// Start the selected network.
+    NetStart,
+    /// Stop the selected network (asks first).
+    NetStop,
+    /// Delete the selected network's definition (asks first).
+    NetDelete,
+    /// Toggle the selected network's autostart.
+    NetAutostart,
+    /// One vCPU more (running VMs: hot-add).
+    VcpuAdd,
+    /// One vCPU fewer (running VMs: the guest ejects it).
+    VcpuRemove,
+    /// Add a disk (dialog; running VMs: hot-add).
+    DiskAdd,
+    /// Remove a disk (dialog; running VMs: the guest ejects it).
+    DiskRemove,
 }
 
 /// One row of the defaults table.
@@ -128,7 +180,10 @@ pub struct CommandSpec {
     pub keys: &'static [&'static str],
 }
 
-use Context::{Console, Details as DetailsPane, List, Scroll, Welcome};
+use Context::{
+    Console, Details as DetailsPane, List, Networks as NetworksPane, Scroll,
+    Storage as StoragePane, Welcome,
+};
 
 /// The defaults; order is the order of the footer and the help overlay.
 pub const COMMANDS: &[CommandSpec] = &[
@@ -210,6 +265,34 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["delete", "U"],
     ),
     spec(
+        Command::VcpuAdd,
+        "vcpu_add",
+        "one vCPU more (running: hot-add, also at next boot)",
+        &[List, DetailsPane],
+        &["+"],
+    ),
+    spec(
+        Command::VcpuRemove,
+        "vcpu_remove",
+        "one vCPU fewer (running: the guest ejects it)",
+        &[List, DetailsPane],
+        &["-"],
+    ),
+    spec(
+        Command::DiskAdd,
+        "disk_add",
+        "add a disk (running: hot-add)",
+        &[List, DetailsPane],
+        &["A"],
+    ),
+    spec(
+        Command::DiskRemove,
+        "disk_remove",
+        "remove a disk (asks first)",
+        &[List, DetailsPane],
+        &["X"],
+    ),
+    spec(
         Command::New,
         "new",
         "new VM (wizard)",
@@ -257,6 +340,139 @@ pub const COMMANDS: &[CommandSpec] = &[
         "reverse sort order",
         &[List],
         &["O"],
+    ),
+    spec(
+        Command::VolNew,
+        "vol_new",
+        "new volume",
+        &[StoragePane],
+        &["n"],
+    ),
+    spec(
+        Command::VolResize,
+        "vol_resize",
+        "resize volume",
+        &[StoragePane],
+        &["r"],
+    ),
+    spec(
+        Command::VolClone,
+        "vol_clone",
+        "clone volume (full or linked)",
+        &[StoragePane],
+        &["c"],
+    ),
+    spec(
+        Command::VolConvert,
+        "vol_convert",
+        "convert volume (raw / qcow2)",
+        &[StoragePane],
+        &["v"],
+    ),
+    spec(
+        Command::VolUpload,
+        "vol_upload",
+        "upload an image file into the volume (asks first)",
+        &[StoragePane],
+        &["u"],
+    ),
+    spec(
+        Command::VolWipe,
+        "vol_wipe",
+        "wipe volume: overwrite with zeroes (asks first)",
+        &[StoragePane],
+        &["W"],
+    ),
+    spec(
+        Command::VolDelete,
+        "vol_delete",
+        "delete volume (asks first)",
+        &[StoragePane],
+        &["delete", "U"],
+    ),
+    spec(
+        Command::PoolStart,
+        "pool_start",
+        "start pool",
+        &[StoragePane],
+        &["s"],
+    ),
+    spec(
+        Command::PoolStop,
+        "pool_stop",
+        "stop pool (asks first; volumes are kept)",
+        &[StoragePane],
+        &["d"],
+    ),
+    spec(
+        Command::PoolAutostart,
+        "pool_autostart",
+        "toggle pool autostart",
+        &[StoragePane],
+        &["a"],
+    ),
+    spec(
+        Command::FocusNext,
+        "focus_next",
+        "switch between pools and volumes",
+        &[StoragePane],
+        &["tab", "left", "right"],
+    ),
+    spec(
+        Command::NetNew,
+        "net_new",
+        "define a network",
+        &[NetworksPane],
+        &["n"],
+    ),
+    spec(
+        Command::NetStart,
+        "net_start",
+        "start network (needs CAP_NET_ADMIN)",
+        &[NetworksPane],
+        &["s"],
+    ),
+    spec(
+        Command::NetStop,
+        "net_stop",
+        "stop network (asks first)",
+        &[NetworksPane],
+        &["d"],
+    ),
+    spec(
+        Command::NetDelete,
+        "net_delete",
+        "delete network definition (asks first)",
+        &[NetworksPane],
+        &["delete", "U"],
+    ),
+    spec(
+        Command::NetAutostart,
+        "net_autostart",
+        "toggle network autostart",
+        &[NetworksPane],
+        &["a"],
+    ),
+    spec(
+        Command::ShowVms,
+        "show_vms",
+        "VM list",
+        &[List, DetailsPane, Welcome, StoragePane, NetworksPane],
+        &["1"],
+    ),
+    spec(
+        Command::ShowStorage,
+        "show_storage",
+        "storage pools and volumes",
+        &[List, DetailsPane, Welcome, StoragePane, NetworksPane],
+        &["2"],
+    ),
+    spec(
+        Command::ShowNetworks,
+        "show_networks",
+        "networks",
+        &[List, DetailsPane, Welcome, StoragePane, NetworksPane],
+        &["3"],
     ),
     spec(
         Command::Detach,
@@ -311,70 +527,78 @@ pub const COMMANDS: &[CommandSpec] = &[
         Command::Up,
         "up",
         "up",
-        &[List, DetailsPane, Scroll],
+        &[List, DetailsPane, Scroll, StoragePane, NetworksPane],
         &["up", "k"],
     ),
     spec(
         Command::Down,
         "down",
         "down",
-        &[List, DetailsPane, Scroll],
+        &[List, DetailsPane, Scroll, StoragePane, NetworksPane],
         &["down", "j"],
     ),
     spec(
         Command::PageUp,
         "page_up",
         "page up",
-        &[List, Scroll],
+        &[List, Scroll, StoragePane, NetworksPane],
         &["pgup"],
     ),
     spec(
         Command::PageDown,
         "page_down",
         "page down",
-        &[List, Scroll],
+        &[List, Scroll, StoragePane, NetworksPane],
         &["pgdn"],
     ),
     spec(
         Command::Top,
         "top",
         "first / oldest",
-        &[List, DetailsPane, Scroll],
+        &[List, DetailsPane, Scroll, StoragePane, NetworksPane],
         &["home", "g"],
     ),
     spec(
         Command::Bottom,
         "bottom",
         "last / newest",
-        &[List, DetailsPane, Scroll],
+        &[List, DetailsPane, Scroll, StoragePane, NetworksPane],
         &["end", "G"],
     ),
     spec(
         Command::Back,
         "back",
         "back",
-        &[List, DetailsPane, Scroll],
+        &[List, DetailsPane, Scroll, StoragePane, NetworksPane],
         &["esc"],
     ),
     spec(
         Command::Palette,
         "palette",
         "command palette (:start web1)",
-        &[List, DetailsPane],
+        &[List, DetailsPane, StoragePane, NetworksPane],
         &[":"],
     ),
     spec(
         Command::Help,
         "help",
         "help",
-        &[List, DetailsPane, Console, Scroll, Welcome],
+        &[
+            List,
+            DetailsPane,
+            Console,
+            Scroll,
+            Welcome,
+            StoragePane,
+            NetworksPane,
+        ],
         &["?", "f1"],
     ),
     spec(
         Command::Quit,
         "quit",
         "quit (VMs keep running)",
-        &[List, DetailsPane, Welcome],
+        &[List, DetailsPane, Welcome, StoragePane, NetworksPane],
         &["q", "ctrl-c"],
     ),
 ];

@@ -10,19 +10,27 @@
 
 pub mod action;
 pub mod app;
+pub mod backends;
 mod charset;
 mod commands;
 pub mod console;
+pub mod dialogs;
+pub mod form;
 pub mod history;
+pub mod hotplug;
 pub mod input;
 pub mod keymap;
+pub mod network_pane;
 pub mod palette;
 pub mod runtime;
 pub mod settings;
+pub mod storage_pane;
+pub mod tasks;
 pub mod theme;
 pub mod ui;
 pub mod update;
 pub mod wizard;
+pub mod wizard_devices;
 
 use crate::client::Host;
 use std::io::IsTerminal;
@@ -98,13 +106,20 @@ pub fn prepare(options: &TuiOptions) -> Result<App, TuiError> {
 }
 
 /// Runs the full-screen console until the user quits; VMs keep running. The terminal is
-/// restored on return, on error and on panic.
+/// restored on return, on error and on panic. Storage and networks are those of the same
+/// vmux home as `host` (`VMUX_HOME`, else the XDG directories).
 pub fn run(host: Arc<dyn Host>, options: TuiOptions) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
         return Err(TuiError::NotATerminal.into());
     }
     let app = prepare(&options)?;
-    runtime::run(host, app).map_err(TuiError::Terminal)?;
+    let paths = crate::config::Paths::from_env()?;
+    let backends = backends::Backends {
+        host,
+        storage: Arc::new(backends::local::LocalStorage::new(paths.clone())),
+        networks: Arc::new(backends::local::LocalNetworks::new(paths)),
+    };
+    runtime::run(backends, app).map_err(TuiError::Terminal)?;
     Ok(())
 }
 

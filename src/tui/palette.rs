@@ -1,6 +1,18 @@
 //! The `:` command palette: CLI verbs typed in the TUI (`:start web1`, `:destroy web1 web2`,
-//! `:console web1`, `:theme light`). Verbs vmux does not support yet are named as such;
-//! nothing pretends to work.
+//! `:console web1`, `:theme light`, `:setvcpus web1 4 --live`). Verbs vmux does not support
+//! yet are named as such; nothing pretends to work.
+
+use crate::config::DiskConfig;
+
+/// `--live` / `--config` as typed; with neither, a change applies to the running VM when it
+/// runs and to the definition when it does not (as the CLI does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScopeFlags {
+    /// `--live` given.
+    pub live: bool,
+    /// `--config` given.
+    pub config: bool,
+}
 
 /// Lifecycle verbs that act on VMs, with their aliases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +54,45 @@ pub enum PaletteCommand {
     Filter(String),
     /// `list`: back to the VM list.
     List,
+    /// `pool-list`, `vol-list [pool]`: the storage pane (with that pool selected).
+    Storage(Option<String>),
+    /// `vol-create [pool]`: the new-volume dialog.
+    VolCreate(Option<String>),
+    /// `net-list`: the networks pane.
+    Networks,
+    /// `net-define`: the new-network dialog.
+    NetDefine,
+    /// `net-start name`.
+    NetStart(String),
+    /// `net-destroy name`: stop a network (asks first).
+    NetStop(String),
+    /// `setvcpus [name] count [--live] [--config]`.
+    SetVcpus {
+        /// The VM (none: the selected one).
+        vm: Option<String>,
+        /// vCPUs wanted.
+        count: u32,
+        /// Where.
+        flags: ScopeFlags,
+    },
+    /// `attach-disk name source [--target vdX] [--readonly] [--serial S] [--live] [--config]`.
+    AttachDisk {
+        /// The VM.
+        vm: String,
+        /// The disk.
+        disk: Box<DiskConfig>,
+        /// Where.
+        flags: ScopeFlags,
+    },
+    /// `detach-disk name target [--live] [--config]`.
+    DetachDisk {
+        /// The VM.
+        vm: String,
+        /// Its guest device name.
+        target: String,
+        /// Where.
+        flags: ScopeFlags,
+    },
     /// `help`.
     Help,
     /// `quit`.
@@ -54,11 +105,8 @@ pub enum PaletteCommand {
 
 /// virsh verbs users will try that vmux does not do yet.
 const UNSUPPORTED: &[&str] = &[
-    "setvcpus",
     "setmem",
     "setmaxmem",
-    "attach-disk",
-    "detach-disk",
     "attach-interface",
     "detach-interface",
     "blockresize",
@@ -74,11 +122,6 @@ const UNSUPPORTED: &[&str] = &[
     "managedsave",
     "dumpxml",
     "domifaddr",
-    "net-list",
-    "net-start",
-    "pool-list",
-    "vol-list",
-    "vol-create",
 ];
 
 /// Verbs offered by Tab completion.
@@ -98,6 +141,16 @@ pub const VERBS: &[&str] = &[
     "theme",
     "filter",
     "list",
+    "pool-list",
+    "vol-list",
+    "vol-create",
+    "net-list",
+    "net-define",
+    "net-start",
+    "net-destroy",
+    "setvcpus",
+    "attach-disk",
+    "detach-disk",
     "help",
     "quit",
 ];
@@ -142,7 +195,20 @@ pub fn parse(line: &str) -> PaletteCommand {
             ),
         },
         "filter" => PaletteCommand::Filter(args.join(" ")),
-        "list" => PaletteCommand::List,
+        "list" | "vms" => PaletteCommand::List,
+        "pool-list" | "pools" | "storage" => PaletteCommand::Storage(None),
+        "vol-list" => PaletteCommand::Storage(args.first().cloned()),
+        "vol-create" | "vol-create-as" => PaletteCommand::VolCreate(args.first().cloned()),
+        "net-list" | "networks" => PaletteCommand::Networks,
+        "net-define" | "net-define-as" => PaletteCommand::NetDefine,
+        "net-start" | "net-destroy" => match args.first() {
+            Some(name) if verb == "net-start" => PaletteCommand::NetStart(name.clone()),
+            Some(name) => PaletteCommand::NetStop(name.clone()),
+            None => PaletteCommand::Invalid(format!("{verb} needs a network name: {verb} default")),
+        },
+        "setvcpus" => parse_setvcpus(&args),
+        "attach-disk" => parse_attach_disk(&args),
+        "detach-disk" => parse_detach_disk(&args),
         "help" | "?" => PaletteCommand::Help,
         "quit" | "exit" | "q" => PaletteCommand::Quit,
         other if UNSUPPORTED.contains(&other) => PaletteCommand::Unsupported(other.to_string()),
@@ -150,6 +216,121 @@ pub fn parse(line: &str) -> PaletteCommand {
             "unknown command '{other}'; commands: {}",
             VERBS.join(", ")
         )),
+    }
+}
+
+/// A palette line's arguments sorted out: the scope flags, the positional words and the
+/// other options with their values ("" for a flag).
+struct Arguments<'a> {
+    flags: ScopeFlags,
+    positional: Vec<&'a str>,
+    options: Vec<(&'a str, &'a str)>,
+}
+
+/// Splits `--live`, `--config` and the options (those in `with_values` take the next word)
+/// off `args`.
+fn scope_flags<'a>(args: &'a [String], with_values: &[&str]) -> Result<Arguments<'a>, String> {
+    let mut flags = ScopeFlags::default();
+    let mut positional = Vec::new();
+    let mut options = Vec::new();
+    let mut words = args.iter().map(String::as_str);
+    while let Some(word) = words.next() {
+        match word {
+            "--live" => flags.live = true,
+            "--config" => flags.config = true,
+            option if with_values.contains(&option) => {
+                let value = words
+                    .next()
+                    .ok_or_else(|| format!("{option} needs a value"))?;
+                options.push((option, value));
+            }
+            option if option.starts_with("--") => options.push((option, "")),
+            word => positional.push(word),
+        }
+    }
+    Ok(Arguments {
+        flags,
+        positional,
+        options,
+    })
+}
+
+fn parse_setvcpus(args: &[String]) -> PaletteCommand {
+    let usage = "setvcpus takes a VM and a count: setvcpus web1 4 [--live] [--config]";
+    let Ok(Arguments {
+        flags,
+        positional,
+        options,
+    }) = scope_flags(args, &[])
+    else {
+        return PaletteCommand::Invalid(usage.into());
+    };
+    if let Some((option, _)) = options.first() {
+        return PaletteCommand::Invalid(format!("setvcpus has no option {option}; {usage}"));
+    }
+    let (vm, count) = match positional.as_slice() {
+        [count] => (None, *count),
+        [vm, count] => (Some(vm.to_string()), *count),
+        _ => return PaletteCommand::Invalid(usage.into()),
+    };
+    match count.parse() {
+        Ok(count) => PaletteCommand::SetVcpus { vm, count, flags },
+        Err(_) => PaletteCommand::Invalid(format!("'{count}' is not a count; {usage}")),
+    }
+}
+
+fn parse_attach_disk(args: &[String]) -> PaletteCommand {
+    let usage = "attach-disk takes a VM and a disk: attach-disk web1 default/data.qcow2 [--target vdb] [--readonly] [--live] [--config]";
+    let Arguments {
+        flags,
+        positional,
+        options,
+    } = match scope_flags(args, &["--target", "--serial"]) {
+        Ok(parsed) => parsed,
+        Err(e) => return PaletteCommand::Invalid(format!("{e}; {usage}")),
+    };
+    let [vm, source] = positional.as_slice() else {
+        return PaletteCommand::Invalid(usage.into());
+    };
+    let mut disk: DiskConfig = match source.parse() {
+        Ok(disk) => disk,
+        Err(e) => return PaletteCommand::Invalid(e),
+    };
+    for (option, value) in options {
+        match option {
+            "--target" => disk.target = Some(value.to_string()),
+            "--serial" => disk.serial = Some(value.to_string()),
+            "--readonly" => disk.readonly = true,
+            other => {
+                return PaletteCommand::Invalid(format!(
+                    "attach-disk has no option {other}; {usage}"
+                ));
+            }
+        }
+    }
+    if let Err(e) = disk.validate() {
+        return PaletteCommand::Invalid(e);
+    }
+    PaletteCommand::AttachDisk {
+        vm: vm.to_string(),
+        disk: Box::new(disk),
+        flags,
+    }
+}
+
+fn parse_detach_disk(args: &[String]) -> PaletteCommand {
+    let usage =
+        "detach-disk takes a VM and a disk's device name: detach-disk web1 vdb [--live] [--config]";
+    match scope_flags(args, &[]) {
+        Ok(parsed) if parsed.options.is_empty() => match parsed.positional.as_slice() {
+            [vm, target] => PaletteCommand::DetachDisk {
+                vm: vm.to_string(),
+                target: target.to_string(),
+                flags: parsed.flags,
+            },
+            _ => PaletteCommand::Invalid(usage.into()),
+        },
+        _ => PaletteCommand::Invalid(usage.into()),
     }
 }
 
@@ -193,11 +374,66 @@ mod tests {
     }
 
     #[test]
-    fn setvcpus_is_reported_as_unsupported() {
+    fn setmem_is_reported_as_unsupported() {
         assert_eq!(
-            parse("setvcpus web1 4"),
-            PaletteCommand::Unsupported("setvcpus".into())
+            parse("setmem web1 2G"),
+            PaletteCommand::Unsupported("setmem".into())
         );
+    }
+
+    #[test]
+    fn setvcpus_takes_an_optional_vm_and_scope_flags() {
+        assert_eq!(
+            parse("setvcpus web1 4 --live"),
+            PaletteCommand::SetVcpus {
+                vm: Some("web1".into()),
+                count: 4,
+                flags: ScopeFlags {
+                    live: true,
+                    config: false
+                },
+            }
+        );
+        assert!(matches!(
+            parse("setvcpus 2"),
+            PaletteCommand::SetVcpus {
+                vm: None,
+                count: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse("setvcpus web1 many"),
+            PaletteCommand::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn attach_disk_understands_target_and_readonly() {
+        match parse("attach-disk web1 default/d.raw --target vdc --readonly --config") {
+            PaletteCommand::AttachDisk { vm, disk, flags } => {
+                assert_eq!(vm, "web1");
+                assert_eq!(disk.target.as_deref(), Some("vdc"));
+                assert!(disk.readonly && flags.config && !flags.live);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse("attach-disk web1 default/d.raw --target"),
+            PaletteCommand::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn detach_disk_needs_a_target() {
+        assert!(matches!(
+            parse("detach-disk web1"),
+            PaletteCommand::Invalid(_)
+        ));
+        assert!(matches!(
+            parse("detach-disk web1 vdb --live"),
+            PaletteCommand::DetachDisk { .. }
+        ));
     }
 
     #[test]
@@ -214,6 +450,19 @@ mod tests {
             parse("autostart web1 --disable"),
             PaletteCommand::Autostart(Some("web1".into()), false)
         );
+    }
+
+    #[test]
+    fn storage_and_network_verbs_are_understood() {
+        assert_eq!(
+            parse("vol-list scratch"),
+            PaletteCommand::Storage(Some("scratch".into()))
+        );
+        assert_eq!(
+            parse("net-start lab"),
+            PaletteCommand::NetStart("lab".into())
+        );
+        assert!(matches!(parse("net-destroy"), PaletteCommand::Invalid(_)));
     }
 
     #[test]

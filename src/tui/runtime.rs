@@ -4,7 +4,9 @@
 //! - **input**: crossterm events → `Action::Key/Mouse/Paste/Resize`;
 //! - **poller**: `Host::list` and, for running VMs, `stats`/`info` once per second (sooner
 //!   after an operation), plus `/proc/meminfo`;
-//! - **one thread per host operation** (start may take seconds);
+//! - **one thread per host operation** (start may take seconds), per storage or network
+//!   task (a clone may take minutes; a watcher thread beside it reports the output file's
+//!   growth for the progress bar) and per storage or network read;
 //! - **per console** a reader (guest output into a bounded inbox) and a writer (guest input).
 //!
 //! Render coalescing: the loop applies everything that is waiting, then draws at most once
@@ -15,7 +17,9 @@
 
 use super::action::{Action, DirEntry, Effect, HostMemory, HostOp, error_chain};
 use super::app::App;
+use super::backends::{Backends, StorageHost};
 use super::console::{ConsoleId, osc52};
+use super::tasks::{ProgressPlan, Task, TaskId, Total};
 use super::ui;
 use super::update::update;
 use crate::client::Host;
@@ -43,6 +47,8 @@ pub const PARSE_BUDGET: usize = 256 << 10;
 const INBOX_CAP: usize = 1 << 20;
 /// Largest directory listing the picker shows.
 const MAX_DIR_ENTRIES: usize = 5000;
+/// How often a long copy's output file is measured.
+const PROGRESS_PERIOD: Duration = Duration::from_millis(300);
 
 type Backend = CrosstermBackend<BufWriter<Stdout>>;
 
@@ -205,19 +211,19 @@ impl Drop for TerminalGuard {
 }
 
 /// Runs the TUI until the user quits. VMs are left as they are.
-pub fn run(host: Arc<dyn Host>, mut app: App) -> io::Result<()> {
+pub fn run(backends: Backends, mut app: App) -> io::Result<()> {
     // Log lines written to the terminal would tear the screen; keep them out while the TUI
     // owns it, unless stderr goes elsewhere (`vmux 2>vmux.log`).
     let log_level = log::max_level();
     if io::stderr().is_terminal() {
         log::set_max_level(log::LevelFilter::Off);
     }
-    let result = run_on_terminal(host, &mut app);
+    let result = run_on_terminal(backends, &mut app);
     log::set_max_level(log_level);
     result
 }
 
-fn run_on_terminal(host: Arc<dyn Host>, app: &mut App) -> io::Result<()> {
+fn run_on_terminal(backends: Backends, app: &mut App) -> io::Result<()> {
     let guard = TerminalGuard::enter()?;
     let mut output = TerminalOutput {
         terminal: Terminal::new(CrosstermBackend::new(BufWriter::with_capacity(
@@ -236,12 +242,12 @@ fn run_on_terminal(host: Arc<dyn Host>, app: &mut App) -> io::Result<()> {
     })?;
     let (wake, wake_rx) = mpsc::channel();
     spawn("vmux-poll", {
-        let (host, tx, stop) = (host.clone(), tx.clone(), stop.clone());
+        let (host, tx, stop) = (backends.host.clone(), tx.clone(), stop.clone());
         move || poll_loop(host.as_ref(), &tx, &wake_rx, &stop)
     })?;
 
     let mut runtime = Runtime {
-        host,
+        backends,
         tx,
         wake,
         consoles: HashMap::new(),
@@ -265,7 +271,7 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<thread::Jo
 }
 
 struct Runtime {
-    host: Arc<dyn Host>,
+    backends: Backends,
     tx: Sender<Msg>,
     wake: Sender<()>,
     consoles: HashMap<ConsoleId, ConsoleLink>,
@@ -374,10 +380,10 @@ impl Runtime {
     fn execute(&mut self, effect: Effect, output: &mut dyn Output) -> io::Result<()> {
         match effect {
             Effect::Host(op) => {
-                let (host, tx) = (self.host.clone(), self.tx.clone());
+                let (backends, tx) = (self.backends.clone(), self.tx.clone());
                 let wake = self.wake.clone();
                 spawn("vmux-op", move || {
-                    let result = run_op(host.as_ref(), &op);
+                    let result = run_op(&backends, &op);
                     let _ = tx.send(Msg::Action(Action::OpDone { op, result }));
                     let _ = wake.send(());
                 })?;
@@ -395,7 +401,7 @@ impl Runtime {
                         ended: None,
                     },
                 );
-                let (host, tx) = (self.host.clone(), self.tx.clone());
+                let (host, tx) = (self.backends.host.clone(), self.tx.clone());
                 spawn("vmux-console", move || {
                     console_reader(host.as_ref(), id, &vm, history, &inbox, &tx);
                 })?;
@@ -419,24 +425,104 @@ impl Runtime {
                     let _ = tx.send(Msg::Action(Action::DirListed { dir, result }));
                 })?;
             }
+            Effect::ReadInfo(vm) => {
+                let (host, tx) = (self.backends.host.clone(), self.tx.clone());
+                spawn("vmux-info", move || {
+                    if let Ok(info) = host.info(&vm) {
+                        let _ = tx.send(Msg::Action(Action::Info { vm, info }));
+                    }
+                })?;
+            }
+            Effect::LoadStorage => {
+                let (storage, tx) = (self.backends.storage.clone(), self.tx.clone());
+                spawn("vmux-storage", move || {
+                    let result = guarded(
+                        || storage.snapshot().map_err(|e| error_chain(&e)),
+                        "reading the storage pools",
+                    );
+                    let _ = tx.send(Msg::Action(Action::StorageLoaded(result)));
+                })?;
+            }
+            Effect::LoadNetworks => {
+                let (networks, tx) = (self.backends.networks.clone(), self.tx.clone());
+                spawn("vmux-networks", move || {
+                    let result = guarded(
+                        || networks.snapshot().map_err(|e| error_chain(&e)),
+                        "reading the networks",
+                    );
+                    let _ = tx.send(Msg::Action(Action::NetworksLoaded(result)));
+                })?;
+            }
+            Effect::Task { id, task } => self.start_task(id, task)?,
         }
         Ok(())
+    }
+
+    /// Runs `task` on a worker thread, with a watcher beside it when it can be measured.
+    fn start_task(&self, id: TaskId, task: Task) -> io::Result<()> {
+        let done = Arc::new(AtomicBool::new(false));
+        if let Some(plan) = task.progress_plan() {
+            let (storage, tx, done) =
+                (self.backends.storage.clone(), self.tx.clone(), done.clone());
+            spawn("vmux-progress", move || {
+                watch_progress(storage.as_ref(), &plan, id, &done, &tx);
+            })?;
+        }
+        let (backends, tx) = (self.backends.clone(), self.tx.clone());
+        spawn("vmux-task", move || {
+            let result = guarded(|| task.run(&backends), &task.progress_words());
+            done.store(true, Ordering::SeqCst);
+            let _ = tx.send(Msg::Action(Action::TaskDone { id, result }));
+        })?;
+        Ok(())
+    }
+}
+
+/// Reports the growth of a long copy's output file until `done` is set. Without a total to
+/// compare against there is nothing honest to show, so nothing is sent.
+fn watch_progress(
+    storage: &dyn StorageHost,
+    plan: &ProgressPlan,
+    id: TaskId,
+    done: &AtomicBool,
+    tx: &Sender<Msg>,
+) {
+    let total = match &plan.total {
+        Total::Volume(volume) => storage.data_bytes(&plan.pool, volume),
+        Total::File(path) => storage.file_bytes(path),
+    };
+    let Some(total) = total else {
+        return;
+    };
+    let mut last = None;
+    while !done.load(Ordering::SeqCst) {
+        thread::sleep(PROGRESS_PERIOD);
+        let Some(written) = storage.written_bytes(&plan.pool, &plan.output) else {
+            continue;
+        };
+        if last != Some(written) && !done.load(Ordering::SeqCst) {
+            last = Some(written);
+            let progress = Action::TaskProgress { id, written, total };
+            if tx.send(Msg::Action(progress)).is_err() {
+                return;
+            }
+        }
     }
 }
 
 /// Runs a host operation, turning a panic in the host code into an error message instead
 /// of a dead worker.
-fn run_op(host: &dyn Host, op: &HostOp) -> Result<(), String> {
-    guarded(|| op.run(host), &format!("{} {}", op.progress(), op.vm()))
+fn run_op(backends: &Backends, op: &HostOp) -> Result<String, String> {
+    guarded(
+        || op.run(backends),
+        &format!("{} {}", op.progress(), op.vm()),
+    )
 }
 
-fn guarded(
-    f: impl FnOnce() -> Result<(), crate::client::ClientError>,
-    doing: &str,
-) -> Result<(), String> {
+/// Runs `f`, turning a panic into an error message naming what was being done.
+fn guarded<T>(f: impl FnOnce() -> Result<T, String>, doing: &str) -> Result<T, String> {
     match panic::catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(error_chain(&e)),
+        Ok(result) => result,
         Err(_) => Err(format!(
             "internal error while {doing}; see the message printed when vmux exits"
         )),
@@ -713,7 +799,11 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let (wake, _) = mpsc::channel();
         let mut runtime = Runtime {
-            host,
+            backends: Backends {
+                host,
+                storage: Arc::new(crate::tui::backends::fake::FakeStorage::new()),
+                networks: Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
+            },
             tx: tx.clone(),
             wake,
             consoles: HashMap::new(),
@@ -806,7 +896,7 @@ mod tests {
 
     #[test]
     fn op_panics_become_errors() {
-        let result = guarded(|| panic!("boom"), "starting a");
+        let result: Result<(), String> = guarded(|| panic!("boom"), "starting a");
         assert!(
             result
                 .expect_err("error")

@@ -9,10 +9,13 @@ use super::action::{Action, Effect, HostOp};
 use super::app::{App, Overlay, Pane, StatusKind, VmEntry};
 use super::commands;
 use super::console::{self, ConsoleSession};
+use super::dialogs::DialogOutcome;
 use super::keymap::{Command, Context};
 use super::palette;
+use super::tasks::Progress;
 use super::ui::layout;
 use super::wizard::Outcome;
+use super::{hotplug, network_pane, storage_pane};
 use crate::client::VmStatus;
 use crate::config::DefinitionError;
 use crate::engine::control::RunState;
@@ -43,7 +46,25 @@ pub fn update(app: &mut App, action: Action) {
             if app.expire_status() {
                 app.dirty = true;
             }
+            if app.loaded {
+                storage_pane::on_tick(app);
+                network_pane::on_tick(app);
+            }
+            hotplug::on_tick(app);
+            // Running tasks show their elapsed time.
+            if !app.tasks.is_empty() {
+                app.dirty = true;
+            }
         }
+        Action::StorageLoaded(result) => storage_pane::on_loaded(app, result),
+        Action::NetworksLoaded(result) => network_pane::on_loaded(app, result),
+        Action::TaskProgress { id, written, total } => {
+            if let Some(task) = app.tasks.get_mut(&id) {
+                task.progress = Some(Progress { written, total });
+                app.dirty = true;
+            }
+        }
+        Action::TaskDone { id, result } => commands::task_done(app, id, result),
         Action::Listed(listed) => on_listed(app, listed),
         Action::Stats { vm, stats } => {
             if let Some(entry) = app.vms.iter_mut().find(|e| e.name() == vm) {
@@ -56,6 +77,7 @@ pub fn update(app: &mut App, action: Action) {
             }
         }
         Action::Info { vm, info } => {
+            hotplug::on_info(app, &vm, &info);
             if let Some(entry) = app.vms.iter_mut().find(|e| e.name() == vm) {
                 entry.info = Some(info);
                 app.dirty = true;
@@ -99,7 +121,8 @@ fn on_listed(app: &mut App, listed: Vec<Result<VmStatus, DefinitionError>>) {
     let (statuses, broken): (Vec<_>, Vec<_>) = listed.into_iter().partition(Result::is_ok);
     let statuses: Vec<VmStatus> = statuses.into_iter().filter_map(Result::ok).collect();
     let broken: Vec<DefinitionError> = broken.into_iter().filter_map(Result::err).collect();
-    let changed = !app.loaded
+    let first = !app.loaded;
+    let changed = first
         || broken != app.broken
         || statuses.len() != app.vms.len()
         || statuses.iter().zip(&app.vms).any(|(s, e)| *s != e.status);
@@ -131,17 +154,23 @@ fn on_listed(app: &mut App, listed: Vec<Result<VmStatus, DefinitionError>>) {
     if changed {
         app.dirty = true;
     }
+    // Guest addresses for the list come from the networks' DHCP leases.
+    if first {
+        network_pane::request_load(app);
+    }
 }
 
-fn on_op_done(app: &mut App, op: HostOp, result: Result<(), String>) {
+fn on_op_done(app: &mut App, op: HostOp, result: Result<String, String>) {
     app.busy.remove(op.vm());
     match result {
-        Ok(()) => {
-            app.set_status(StatusKind::Ok, op.done_message());
+        Ok(message) => {
+            app.set_status(StatusKind::Ok, message);
+            hotplug::watch(app, &op);
             if let HostOp::Create {
                 config,
                 start,
                 attach,
+                ..
             } = &op
             {
                 // Show the new VM at once rather than at the next poll, which corrects it.
@@ -166,6 +195,19 @@ fn on_op_done(app: &mut App, op: HostOp, result: Result<(), String>) {
             }
         }
         Err(message) => app.set_status(StatusKind::Error, message),
+    }
+    if let HostOp::Create {
+        new_volume,
+        networks,
+        ..
+    } = &op
+    {
+        if new_volume.is_some() {
+            storage_pane::request_load(app);
+        }
+        if !networks.is_empty() {
+            network_pane::request_load(app);
+        }
     }
     app.effects.push(Effect::Refresh);
 }
@@ -317,6 +359,9 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
         Overlay::Confirm(confirm) => match key.code {
             KeyCode::Char('y' | 'Y') | KeyCode::Enter => {
                 commands::run_ops(app, confirm.ops);
+                if let Some(task) = confirm.task {
+                    commands::run_task(app, task);
+                }
                 None
             }
             KeyCode::Char('n' | 'N' | 'q') | KeyCode::Esc => {
@@ -336,6 +381,8 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 config,
                 start,
                 attach,
+                new_volume,
+                networks,
             } => {
                 commands::run_ops(
                     app,
@@ -343,6 +390,8 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                         config,
                         start,
                         attach,
+                        new_volume,
+                        networks,
                     }],
                 );
                 None
@@ -351,6 +400,29 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 commands::run_ops(app, vec![HostOp::Update(config)]);
                 None
             }
+        },
+        Overlay::Dialog(mut dialog) => match dialog.handle_key(&key) {
+            DialogOutcome::None => Some(Overlay::Dialog(dialog)),
+            DialogOutcome::Cancel => None,
+            DialogOutcome::Run(task) => {
+                commands::run_task(app, task);
+                None
+            }
+            DialogOutcome::Host(op) => {
+                let new_volume = matches!(
+                    &op,
+                    HostOp::AttachDisk {
+                        new_volume: Some(_),
+                        ..
+                    }
+                );
+                commands::run_ops(app, vec![op]);
+                if new_volume {
+                    storage_pane::request_load(app);
+                }
+                None
+            }
+            DialogOutcome::Confirm(confirm) => Some(Overlay::Confirm(confirm)),
         },
     };
 }
@@ -454,6 +526,7 @@ fn on_search_key(app: &mut App, key: &KeyEvent) {
 fn on_paste(app: &mut App, text: &str) {
     match &mut app.overlay {
         Some(Overlay::Wizard(wizard)) => wizard.paste(text),
+        Some(Overlay::Dialog(dialog)) => dialog.paste(text),
         Some(Overlay::Palette(input)) => {
             input.insert_str(text);
         }
@@ -483,11 +556,94 @@ fn on_mouse(app: &mut App, mouse: MouseEvent) {
     if app.overlay.is_some() || layout::too_small(Rect::new(0, 0, app.width, app.height)) {
         return;
     }
+    let click = mouse.kind == MouseEventKind::Down(MouseButton::Left);
+    if click && mouse.row == 0 && app.pane != Pane::Console {
+        match layout::tab_at(mouse.column) {
+            Some(0) => app.pane = Pane::List,
+            Some(1) => storage_pane::show(app),
+            Some(2) => network_pane::show(app),
+            _ => return,
+        }
+        app.dirty = true;
+        return;
+    }
     match app.pane {
         Pane::Console => on_console_mouse(app, mouse),
         Pane::List if !app.welcome() => on_list_mouse(app, mouse),
+        Pane::Storage => on_storage_mouse(app, mouse),
+        Pane::Networks => on_networks_mouse(app, mouse),
         Pane::List | Pane::Details => {}
     }
+}
+
+/// The row of a list drawn in `rows` (scrolled to keep `selected` visible) under the mouse.
+fn clicked_row(mouse: &MouseEvent, rows: Rect, selected: usize) -> Option<usize> {
+    rows.contains(ratatui::layout::Position::new(mouse.column, mouse.row))
+        .then(|| {
+            layout::scroll_offset(selected, usize::from(rows.height))
+                + usize::from(mouse.row - rows.y)
+        })
+}
+
+fn on_storage_mouse(app: &mut App, mouse: MouseEvent) {
+    use super::storage_pane::StorageFocus;
+    let body = layout::main(Rect::new(0, 0, app.width, app.height)).body;
+    let state = &mut app.storage;
+    match mouse.kind {
+        MouseEventKind::ScrollDown => state.move_selection(1),
+        MouseEventKind::ScrollUp => state.move_selection(-1),
+        MouseEventKind::Down(MouseButton::Left) => {
+            let extra = state.snapshot.broken.len() + usize::from(state.error.is_some());
+            let [pools, volumes] = layout::storage(body, state.snapshot.pools.len() + extra);
+            let pool_rows = layout::table_rows(pools, 0);
+            let volume_rows = layout::table_rows(volumes, layout::volume_details_height(volumes));
+            let pool_row = state.pool_row().unwrap_or(0);
+            let volume_row = state.volume_row().unwrap_or(0);
+            if let Some(row) = clicked_row(&mouse, pool_rows, pool_row) {
+                state.focus = StorageFocus::Pools;
+                if let Some(pool) = state.snapshot.pools.get(row) {
+                    state.pool = Some(pool.name().to_string());
+                    state.volume = None;
+                    state.fix_selection();
+                }
+            } else if let Some(row) = clicked_row(&mouse, volume_rows, volume_row) {
+                state.focus = StorageFocus::Volumes;
+                let name = state
+                    .selected_pool()
+                    .and_then(|p| p.volumes.get(row))
+                    .map(|v| v.name.clone());
+                if name.is_some() {
+                    state.volume = name;
+                }
+            } else {
+                return;
+            }
+        }
+        _ => return,
+    }
+    app.dirty = true;
+}
+
+fn on_networks_mouse(app: &mut App, mouse: MouseEvent) {
+    let body = layout::main(Rect::new(0, 0, app.width, app.height)).body;
+    let state = &mut app.networks;
+    match mouse.kind {
+        MouseEventKind::ScrollDown => state.move_selection(1),
+        MouseEventKind::ScrollUp => state.move_selection(-1),
+        MouseEventKind::Down(MouseButton::Left) => {
+            let extra = state.snapshot.broken.len() + usize::from(state.error.is_some());
+            let [list, _] = layout::networks(body, state.snapshot.networks.len() + extra);
+            let selected = state.selected_row().unwrap_or(0);
+            let Some(row) = clicked_row(&mouse, layout::table_rows(list, 0), selected) else {
+                return;
+            };
+            if let Some(network) = state.snapshot.networks.get(row) {
+                state.selected = Some(network.config.name.clone());
+            }
+        }
+        _ => return,
+    }
+    app.dirty = true;
 }
 
 fn on_list_mouse(app: &mut App, mouse: MouseEvent) {

@@ -1,13 +1,20 @@
-//! The creation wizard (`n`: name → boot source → CPUs and memory → review) and the edit
-//! form (`e`), which share one set of fields, one validation and one way to build a
-//! [`VmConfig`]. Each field is checked as it is typed and says what is wrong and how to fix
-//! it; Esc goes back a step keeping everything typed. A small file picker fills the kernel and
-//! initrd paths.
+//! The creation wizard (`n`: name → boot source → CPUs and memory → disks → network →
+//! review) and the edit form (`e`), which share one set of fields, one validation and one way
+//! to build a [`VmConfig`]. Each field is checked as it is typed and says what is wrong and how
+//! to fix it; Esc goes back a step keeping everything typed. A small file picker fills the
+//! kernel and initrd paths. The disk step picks existing volumes and can create a new one; the
+//! network step (shown when networks are defined) picks networks, each becoming a NIC with a
+//! fresh MAC when the VM is created.
 
-use super::action::DirEntry;
+use super::action::{DirEntry, NewVolume};
+use super::backends::{NetworkSnapshot, StorageSnapshot};
 use super::input::{Edit, LineInput};
-use crate::config::{BootConfig, VmConfig, format_size, parse_size, validate_name};
+use super::wizard_devices::{Checklist, network_items, volume_items};
+use crate::config::{
+    BootConfig, DiskConfig, VmConfig, format_size, parse_size, validate_name, validate_volume_name,
+};
 use crate::engine::layout::MAX_VCPUS;
+use crate::storage::{ImageFormat, VolumeSpec};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::path::{Path, PathBuf};
 
@@ -36,10 +43,26 @@ pub enum FieldId {
     StartNow,
     /// Attach the console once started.
     AttachNow,
+    /// Existing volumes to attach.
+    Volumes,
+    /// Create a new volume for the VM.
+    NewDisk,
+    /// The new volume's pool.
+    DiskPool,
+    /// The new volume's name.
+    DiskName,
+    /// The new volume's size.
+    DiskSize,
+    /// The new volume's format.
+    DiskFormat,
+    /// Networks to attach.
+    Networks,
 }
 
 /// Boot source choices, in the order of the `Source` field.
 pub const SOURCES: &[&str] = &["built-in demo guest", "Linux kernel (+ initrd)"];
+/// Format choices of the new volume, in the order of the `DiskFormat` field.
+pub const DISK_FORMATS: [ImageFormat; 2] = [ImageFormat::Qcow2, ImageFormat::Raw];
 
 /// A field's value.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,8 +71,10 @@ pub enum Value {
     Text(LineInput),
     /// On/off.
     Toggle(bool),
-    /// One of `SOURCES`.
+    /// One of the field's options ([`Wizard::options`]).
     Choice(usize),
+    /// Things to tick.
+    Checklist(Checklist),
 }
 
 /// One field with its current problem.
@@ -78,6 +103,13 @@ impl FieldId {
             FieldId::Autostart => "Autostart",
             FieldId::StartNow => "Start now",
             FieldId::AttachNow => "Attach console",
+            FieldId::Volumes => "Volumes",
+            FieldId::NewDisk => "New volume",
+            FieldId::DiskPool => "Pool",
+            FieldId::DiskName => "Volume name",
+            FieldId::DiskSize => "Size",
+            FieldId::DiskFormat => "Format",
+            FieldId::Networks => "Networks",
         }
     }
 
@@ -96,6 +128,10 @@ pub enum Step {
     Boot,
     /// vCPUs and memory.
     Resources,
+    /// Existing volumes and a new one.
+    Disks,
+    /// Networks (when any is defined).
+    Network,
     /// Summary, equivalent command, start/attach choices.
     Review,
     /// The single page of the edit form.
@@ -108,15 +144,21 @@ impl Step {
         match self {
             Step::Name => "Name",
             Step::Boot => "Boot source",
-            Step::Resources => "CPUs and memory",
+            Step::Resources => "CPUs, memory",
+            Step::Disks => "Disks",
+            Step::Network => "Network",
             Step::Review => "Review",
             Step::Edit => "Edit definition",
         }
     }
 }
 
-/// The steps of the creation wizard, for the progress line.
-pub const CREATE_STEPS: &[Step] = &[Step::Name, Step::Boot, Step::Resources, Step::Review];
+/// A pool the new volume can go in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PoolChoice {
+    name: String,
+    taken: Vec<String>,
+}
 
 /// A small directory browser for path fields.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,6 +194,10 @@ pub enum Outcome {
         start: bool,
         /// Attach its console.
         attach: bool,
+        /// A volume to create first (already among the config's disks).
+        new_volume: Option<NewVolume>,
+        /// Networks to give NICs on.
+        networks: Vec<String>,
     },
     /// Save this definition (edit form).
     Save(Box<VmConfig>),
@@ -172,8 +218,14 @@ pub struct Wizard {
     pub problem: Option<String>,
     /// Names already defined (a new VM must not reuse one).
     existing: Vec<String>,
-    /// Editing this VM (None: creating).
-    editing: Option<String>,
+    /// Editing this definition (None: creating); its disks and NICs are kept.
+    editing: Option<Box<VmConfig>>,
+    /// Active pools, for the new volume.
+    pools: Vec<PoolChoice>,
+    /// The new volume's name follows the VM's name until the user types one.
+    disk_name_auto: bool,
+    /// Networks defined but not started (a VM on one cannot start).
+    inactive_networks: Vec<String>,
 }
 
 fn text(id: FieldId, value: &str) -> Field {
@@ -224,12 +276,43 @@ fn boot_fields(config: &VmConfig) -> Vec<Field> {
     ]
 }
 
+fn checklist(id: FieldId) -> Field {
+    Field {
+        id,
+        value: Value::Checklist(Checklist::default()),
+        error: None,
+    }
+}
+
+fn choice(id: FieldId) -> Field {
+    Field {
+        id,
+        value: Value::Choice(0),
+        error: None,
+    }
+}
+
 impl Wizard {
-    /// The creation wizard, with defaults filled in; `existing` are the names in use.
-    pub fn create(existing: Vec<String>) -> Wizard {
+    /// The creation wizard, with defaults filled in; `existing` are the names in use,
+    /// `storage` and `networks` what the disk and network steps offer (both are refreshed
+    /// with [`Wizard::set_storage`] and [`Wizard::set_networks`]).
+    pub fn create(
+        existing: Vec<String>,
+        storage: &StorageSnapshot,
+        networks: &NetworkSnapshot,
+    ) -> Wizard {
         let defaults = VmConfig::new("", BootConfig::Demo);
         let mut fields = vec![text(FieldId::Name, "")];
         fields.extend(boot_fields(&defaults));
+        fields.extend([
+            checklist(FieldId::Volumes),
+            toggle(FieldId::NewDisk, false),
+            choice(FieldId::DiskPool),
+            text(FieldId::DiskName, ""),
+            text(FieldId::DiskSize, "10G"),
+            choice(FieldId::DiskFormat),
+            checklist(FieldId::Networks),
+        ]);
         fields.push(toggle(FieldId::Autostart, false));
         fields.push(toggle(FieldId::StartNow, true));
         fields.push(toggle(FieldId::AttachNow, true));
@@ -241,13 +324,167 @@ impl Wizard {
             problem: None,
             existing,
             editing: None,
+            pools: Vec::new(),
+            disk_name_auto: true,
+            inactive_networks: Vec::new(),
         };
         wizard.suggest_name();
-        wizard.revalidate();
+        wizard.set_storage(storage);
+        wizard.set_networks(networks);
         wizard
     }
 
-    /// The edit form for an existing definition.
+    /// Fresh pools and volumes for the disk step; ticks and choices are kept.
+    pub fn set_storage(&mut self, storage: &StorageSnapshot) {
+        let chosen = self
+            .options(FieldId::DiskPool)
+            .get(self.choice_index(FieldId::DiskPool))
+            .cloned();
+        self.pools = storage
+            .pools
+            .iter()
+            .filter(|p| p.active())
+            .map(|p| PoolChoice {
+                name: p.name().to_string(),
+                taken: p.volumes.iter().map(|v| v.name.clone()).collect(),
+            })
+            .collect();
+        let index = chosen
+            .or_else(|| Some(crate::config::DEFAULT_POOL.to_string()))
+            .and_then(|name| self.pools.iter().position(|p| p.name == name))
+            .unwrap_or(0);
+        if let Some(Value::Choice(i)) = self.value_mut(FieldId::DiskPool) {
+            *i = index;
+        }
+        if let Some(Value::Checklist(list)) = self.value_mut(FieldId::Volumes) {
+            list.replace(volume_items(storage));
+        }
+        self.revalidate();
+    }
+
+    /// Fresh networks for the network step; ticks are kept.
+    pub fn set_networks(&mut self, networks: &NetworkSnapshot) {
+        if let Some(Value::Checklist(list)) = self.value_mut(FieldId::Networks) {
+            list.replace(network_items(networks));
+        }
+        self.inactive_networks = networks
+            .networks
+            .iter()
+            .filter(|n| n.active.is_none())
+            .map(|n| n.config.name.clone())
+            .collect();
+        self.revalidate();
+    }
+
+    /// The steps of this wizard, in order: the network step only when networks exist.
+    pub fn steps(&self) -> Vec<Step> {
+        if self.editing.is_some() {
+            return vec![Step::Edit];
+        }
+        let mut steps = vec![Step::Name, Step::Boot, Step::Resources, Step::Disks];
+        if self
+            .checklist(FieldId::Networks)
+            .is_some_and(|l| !l.items.is_empty())
+        {
+            steps.push(Step::Network);
+        }
+        steps.push(Step::Review);
+        steps
+    }
+
+    /// The checklist field `id`.
+    pub fn checklist(&self, id: FieldId) -> Option<&Checklist> {
+        match self.field(id).map(|f| &f.value) {
+            Some(Value::Checklist(list)) => Some(list),
+            _ => None,
+        }
+    }
+
+    /// The words a choice field cycles through.
+    pub fn options(&self, id: FieldId) -> Vec<String> {
+        match id {
+            FieldId::Source => SOURCES.iter().map(|s| s.to_string()).collect(),
+            FieldId::DiskPool => self.pools.iter().map(|p| p.name.clone()).collect(),
+            FieldId::DiskFormat => DISK_FORMATS.iter().map(|f| f.to_string()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn choice_index(&self, id: FieldId) -> usize {
+        match self.field(id).map(|f| &f.value) {
+            Some(Value::Choice(i)) => *i,
+            _ => 0,
+        }
+    }
+
+    /// The chosen word of choice field `id`.
+    pub fn chosen(&self, id: FieldId) -> Option<String> {
+        self.options(id).get(self.choice_index(id)).cloned()
+    }
+
+    fn disk_format(&self) -> ImageFormat {
+        DISK_FORMATS
+            .get(self.choice_index(FieldId::DiskFormat))
+            .copied()
+            .unwrap_or(ImageFormat::Qcow2)
+    }
+
+    /// The volume the wizard will create, when asked to.
+    pub fn new_volume(&self) -> Option<NewVolume> {
+        if !self.flag(FieldId::NewDisk) {
+            return None;
+        }
+        Some(NewVolume {
+            pool: self.chosen(FieldId::DiskPool)?,
+            name: self.text(FieldId::DiskName).trim().to_string(),
+            spec: VolumeSpec {
+                capacity: parse_size(self.text(FieldId::DiskSize).trim()).ok()?,
+                format: Some(self.disk_format()),
+                preallocate: false,
+            },
+        })
+    }
+
+    /// The ticked existing volumes, as `pool/volume`.
+    pub fn chosen_volumes(&self) -> Vec<String> {
+        self.checklist(FieldId::Volumes)
+            .map(|l| l.checked().into_iter().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// The ticked networks (only while the network step is part of the wizard).
+    pub fn chosen_networks(&self) -> Vec<String> {
+        if !self.steps().contains(&Step::Network) {
+            return Vec::new();
+        }
+        self.checklist(FieldId::Networks)
+            .map(|l| l.checked().into_iter().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// `<vm>.qcow2` (or `.raw`), made unique in the chosen pool.
+    fn auto_disk_name(&self) -> String {
+        let vm = self.text(FieldId::Name).trim();
+        let vm = if vm.is_empty() { "disk" } else { vm };
+        let ext = self.disk_format().as_str();
+        let taken = self
+            .pools
+            .get(self.choice_index(FieldId::DiskPool))
+            .map(|p| p.taken.clone())
+            .unwrap_or_default();
+        (1..)
+            .map(|i| {
+                if i == 1 {
+                    format!("{vm}.{ext}")
+                } else {
+                    format!("{vm}-{i}.{ext}")
+                }
+            })
+            .find(|n| !taken.contains(n))
+            .unwrap_or_else(|| format!("{vm}.{ext}"))
+    }
+
+    /// The edit form for an existing definition (its disks and NICs are kept as they are).
     pub fn edit(config: &VmConfig) -> Wizard {
         let mut fields = boot_fields(config);
         fields.push(toggle(FieldId::Autostart, config.autostart));
@@ -258,7 +495,10 @@ impl Wizard {
             picker: None,
             problem: None,
             existing: Vec::new(),
-            editing: Some(config.name.clone()),
+            editing: Some(Box::new(config.clone())),
+            pools: Vec::new(),
+            disk_name_auto: false,
+            inactive_networks: Vec::new(),
         };
         wizard.revalidate();
         wizard
@@ -266,7 +506,7 @@ impl Wizard {
 
     /// The VM being edited, for the edit form.
     pub fn editing(&self) -> Option<&str> {
-        self.editing.as_deref()
+        self.editing.as_ref().map(|c| c.name.as_str())
     }
 
     /// Proposes `vm1`, `vm2`, ... (the first unused).
@@ -300,7 +540,8 @@ impl Wizard {
         }
     }
 
-    fn flag(&self, id: FieldId) -> bool {
+    /// Whether toggle `id` is on.
+    pub fn flag(&self, id: FieldId) -> bool {
         matches!(self.field(id).map(|f| &f.value), Some(Value::Toggle(true)))
     }
 
@@ -329,6 +570,19 @@ impl Wizard {
             Step::Name => vec![FieldId::Name],
             Step::Boot => boot,
             Step::Resources => resources.to_vec(),
+            Step::Disks => {
+                let mut ids = vec![FieldId::Volumes, FieldId::NewDisk];
+                if self.flag(FieldId::NewDisk) {
+                    ids.extend([
+                        FieldId::DiskPool,
+                        FieldId::DiskName,
+                        FieldId::DiskSize,
+                        FieldId::DiskFormat,
+                    ]);
+                }
+                ids
+            }
+            Step::Network => vec![FieldId::Networks],
             Step::Review => {
                 let mut ids = vec![FieldId::Autostart, FieldId::StartNow];
                 if self.flag(FieldId::StartNow) {
@@ -353,6 +607,12 @@ impl Wizard {
     /// Checks every field, recording each problem beside its field, then the whole
     /// definition. Path fields are checked on disk (they must name existing files).
     pub fn revalidate(&mut self) {
+        if self.disk_name_auto && self.editing.is_none() {
+            let name = self.auto_disk_name();
+            if let Some(Value::Text(input)) = self.value_mut(FieldId::DiskName) {
+                input.set(&name);
+            }
+        }
         let errors: Vec<Option<String>> = self.fields.iter().map(|f| self.check(f.id)).collect();
         for (field, error) in self.fields.iter_mut().zip(errors) {
             field.error = error;
@@ -393,6 +653,47 @@ impl Wizard {
                 )),
                 Ok(_) => None,
             },
+            FieldId::Volumes => self.checklist(id).and_then(Checklist::problem),
+            FieldId::StartNow if self.flag(FieldId::StartNow) => self
+                .chosen_networks()
+                .into_iter()
+                .find(|n| self.inactive_networks.contains(n))
+                .map(|n| {
+                    format!(
+                        "network {n} is not started, so the VM cannot start: start it in the Networks pane (3) or untick Start now"
+                    )
+                }),
+            _ if !self.flag(FieldId::NewDisk) => None,
+            FieldId::DiskPool if self.pools.is_empty() => Some(
+                "no storage pool is active; start one in the Storage pane (2) or untick New volume"
+                    .into(),
+            ),
+            FieldId::DiskName => self.check_disk_name(value),
+            FieldId::DiskSize => match parse_size(value) {
+                Err(e) => Some(e),
+                Ok(0) => Some("give a size above zero, like 10G".into()),
+                Ok(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn check_disk_name(&self, name: &str) -> Option<String> {
+        if let Err(e) = validate_volume_name(name) {
+            return Some(e);
+        }
+        let pool = self.pools.get(self.choice_index(FieldId::DiskPool))?;
+        if pool.taken.iter().any(|t| t == name) {
+            return Some(format!(
+                "pool {} already has {name}; pick another name or tick it above",
+                pool.name
+            ));
+        }
+        let format = self.disk_format();
+        match ImageFormat::from_name(std::path::Path::new(name)) {
+            Some(by_name) if by_name != format => Some(format!(
+                "the name says {by_name} but the format is {format}; change one of them"
+            )),
             _ => None,
         }
     }
@@ -406,16 +707,43 @@ impl Wizard {
             FieldId::Vcpus,
             FieldId::MaxVcpus,
             FieldId::Memory,
+            FieldId::Volumes,
+            FieldId::DiskPool,
+            FieldId::DiskName,
+            FieldId::DiskSize,
+        ];
+        let creating_only = [
+            FieldId::Name,
+            FieldId::Volumes,
+            FieldId::DiskPool,
+            FieldId::DiskName,
+            FieldId::DiskSize,
         ];
         for id in all {
-            let applies = id != FieldId::Name || self.editing.is_none();
+            let applies = !creating_only.contains(&id) || self.editing.is_none();
             if let Some(error) = self.check(id).filter(|_| applies) {
                 return Err((id, error));
             }
         }
         let name = match &self.editing {
-            Some(name) => name.clone(),
+            Some(config) => config.name.clone(),
             None => self.text(FieldId::Name).trim().to_string(),
+        };
+        let (disks, nics) = match &self.editing {
+            Some(config) => (config.disks.clone(), config.nics.clone()),
+            None => {
+                let mut disks: Vec<DiskConfig> = self
+                    .new_volume()
+                    .map(|v| DiskConfig::volume(&v.pool, &v.name))
+                    .into_iter()
+                    .collect();
+                for key in self.chosen_volumes() {
+                    if let Some((pool, volume)) = key.split_once('/') {
+                        disks.push(DiskConfig::volume(pool, volume));
+                    }
+                }
+                (disks, Vec::new())
+            }
         };
         let boot = if self.kernel_boot() {
             let initrd = self.text(FieldId::Initrd).trim();
@@ -441,8 +769,8 @@ impl Wizard {
                 .map_err(|e| (FieldId::Memory, e))?,
             autostart: self.flag(FieldId::Autostart),
             boot,
-            disks: Vec::new(),
-            nics: Vec::new(),
+            disks,
+            nics,
         })
     }
 
@@ -456,6 +784,12 @@ impl Wizard {
         {
             Some(bad) => {
                 self.focus = bad;
+                // The review shows its toggles one row each, without room for a problem
+                // under them: say it on the problem line instead.
+                if let Some(field) = self.field(visible[bad]) {
+                    let error = field.error.clone().unwrap_or_default();
+                    self.problem = Some(format!("{}: {error}", field.id.label()));
+                }
                 false
             }
             None => true,
@@ -471,6 +805,23 @@ impl Wizard {
             || (key.code == KeyCode::Tab && key.modifiers.contains(KeyModifiers::SHIFT));
         let count = self.visible().len();
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        // In a checklist the arrows move within it and leave it at either end.
+        if let Some(id) = self.focused().filter(|id| self.checklist(*id).is_some()) {
+            let delta = match key.code {
+                KeyCode::Up => Some(-1),
+                KeyCode::Down => Some(1),
+                _ => None,
+            };
+            if let Some(delta) = delta
+                && let Some(Value::Checklist(list)) = self.value_mut(id)
+                && list.move_cursor(delta)
+            {
+                return Outcome::None;
+            }
+            if key.code == KeyCode::Up && self.focus == 0 {
+                return Outcome::None;
+            }
+        }
         match key.code {
             KeyCode::Esc => return self.back(),
             _ if shift_tab => self.focus = (self.focus + count - 1) % count.max(1),
@@ -496,16 +847,30 @@ impl Wizard {
                 }
                 _ => false,
             },
-            Some(Value::Choice(index)) => match key.code {
-                KeyCode::Char(' ') | KeyCode::Left | KeyCode::Right => {
-                    *index = (*index + 1) % SOURCES.len();
-                    true
+            Some(Value::Choice(_)) => {
+                let count = self.options(id).len().max(1);
+                let Some(Value::Choice(index)) = self.value_mut(id) else {
+                    return;
+                };
+                match key.code {
+                    KeyCode::Left => {
+                        *index = (*index + count - 1) % count;
+                        true
+                    }
+                    KeyCode::Char(' ') | KeyCode::Right => {
+                        *index = (*index + 1) % count;
+                        true
+                    }
+                    _ => false,
                 }
-                _ => false,
-            },
+            }
+            Some(Value::Checklist(list)) => key.code == KeyCode::Char(' ') && list.toggle(),
             None => false,
         };
         if changed {
+            if id == FieldId::DiskName {
+                self.disk_name_auto = false;
+            }
             self.revalidate();
         }
     }
@@ -521,30 +886,30 @@ impl Wizard {
     }
 
     fn back(&mut self) -> Outcome {
-        let previous = match self.step {
-            Step::Name | Step::Edit => return Outcome::Cancel,
-            Step::Boot => Step::Name,
-            Step::Resources => Step::Boot,
-            Step::Review => Step::Resources,
-        };
-        self.step = previous;
-        self.focus = 0;
-        Outcome::None
+        let steps = self.steps();
+        match steps.iter().position(|s| *s == self.step) {
+            Some(i) if i > 0 => {
+                self.step = steps[i - 1];
+                self.focus = 0;
+                Outcome::None
+            }
+            _ => Outcome::Cancel,
+        }
     }
 
     fn advance(&mut self) -> Outcome {
         if !self.step_valid() {
             return Outcome::None;
         }
-        let next = match self.step {
-            Step::Name => Step::Boot,
-            Step::Boot => Step::Resources,
-            Step::Resources => Step::Review,
-            Step::Review | Step::Edit => return self.finish(),
-        };
-        self.step = next;
-        self.focus = 0;
-        Outcome::None
+        let steps = self.steps();
+        match steps.iter().position(|s| *s == self.step) {
+            Some(i) if i + 1 < steps.len() => {
+                self.step = steps[i + 1];
+                self.focus = 0;
+                Outcome::None
+            }
+            _ => self.finish(),
+        }
     }
 
     fn finish(&mut self) -> Outcome {
@@ -565,6 +930,8 @@ impl Wizard {
                         config: Box::new(config),
                         start,
                         attach: start && self.flag(FieldId::AttachNow),
+                        new_volume: self.new_volume(),
+                        networks: self.chosen_networks(),
                     }
                 }
             },
@@ -684,13 +1051,25 @@ impl Wizard {
         Outcome::ListDir(dir)
     }
 
-    /// The `vmux create` command line that makes the same VM.
+    /// The `vmux create` command line that makes the same VM (after a `vmux vol-create-as`
+    /// for the new volume).
     pub fn command_line(&self) -> String {
-        let mut words = vec![
+        let mut words = Vec::new();
+        if let Some(volume) = self.new_volume() {
+            words.extend([
+                "vmux".to_string(),
+                "vol-create-as".to_string(),
+                shell_quote(&volume.pool),
+                shell_quote(&volume.name),
+                shell_quote(self.text(FieldId::DiskSize).trim()),
+                "&&".to_string(),
+            ]);
+        }
+        words.extend([
             "vmux".to_string(),
             "create".to_string(),
             shell_quote(self.text(FieldId::Name).trim()),
-        ];
+        ]);
         if self.kernel_boot() {
             words.push("--kernel".into());
             words.push(shell_quote(self.text(FieldId::Kernel).trim()));
@@ -717,6 +1096,15 @@ impl Wizard {
         }
         if self.flag(FieldId::Autostart) {
             words.push("--autostart".into());
+        }
+        let new_disk = self.new_volume().map(|v| format!("{}/{}", v.pool, v.name));
+        for disk in new_disk.into_iter().chain(self.chosen_volumes()) {
+            words.push("--disk".into());
+            words.push(shell_quote(&disk));
+        }
+        for network in self.chosen_networks() {
+            words.push("--network".into());
+            words.push(shell_quote(&network));
         }
         if self.flag(FieldId::StartNow) {
             words.push("--start".into());
@@ -795,6 +1183,14 @@ pub fn memory_hint(requested: Option<u64>, available: Option<(u64, u64)>) -> Str
 mod tests {
     use super::*;
 
+    fn create(existing: Vec<String>) -> Wizard {
+        Wizard::create(
+            existing,
+            &StorageSnapshot::default(),
+            &NetworkSnapshot::default(),
+        )
+    }
+
     fn press(wizard: &mut Wizard, code: KeyCode) -> Outcome {
         wizard.handle_key(&KeyEvent::new(code, KeyModifiers::NONE))
     }
@@ -807,13 +1203,13 @@ mod tests {
 
     #[test]
     fn suggested_name_avoids_existing_ones() {
-        let wizard = Wizard::create(vec!["vm1".into()]);
+        let wizard = create(vec!["vm1".into()]);
         assert_eq!(wizard.text(FieldId::Name), "vm2");
     }
 
     #[test]
     fn duplicate_name_blocks_the_step_with_a_reason() {
-        let mut wizard = Wizard::create(vec!["web".into()]);
+        let mut wizard = create(vec!["web".into()]);
         if let Some(Value::Text(input)) = wizard.value_mut(FieldId::Name) {
             input.set("");
         }
@@ -826,7 +1222,7 @@ mod tests {
 
     #[test]
     fn escape_goes_back_keeping_input() {
-        let mut wizard = Wizard::create(Vec::new());
+        let mut wizard = create(Vec::new());
         press(&mut wizard, KeyCode::Enter);
         press(&mut wizard, KeyCode::Enter);
         assert_eq!(wizard.step, Step::Resources);
@@ -842,7 +1238,7 @@ mod tests {
 
     #[test]
     fn max_below_vcpus_is_explained() {
-        let mut wizard = Wizard::create(Vec::new());
+        let mut wizard = create(Vec::new());
         wizard.step = Step::Resources;
         if let Some(Value::Text(input)) = wizard.value_mut(FieldId::Vcpus) {
             input.set("8");
@@ -856,7 +1252,7 @@ mod tests {
 
     #[test]
     fn memory_not_aligned_suggests_a_size() {
-        let mut wizard = Wizard::create(Vec::new());
+        let mut wizard = create(Vec::new());
         if let Some(Value::Text(input)) = wizard.value_mut(FieldId::Memory) {
             input.set("100M1");
         }
@@ -877,7 +1273,7 @@ mod tests {
 
     #[test]
     fn kernel_boot_requires_an_existing_absolute_file() {
-        let mut wizard = Wizard::create(Vec::new());
+        let mut wizard = create(Vec::new());
         wizard.step = Step::Boot;
         press(&mut wizard, KeyCode::Char(' '));
         assert!(wizard.kernel_boot());
@@ -891,8 +1287,8 @@ mod tests {
 
     #[test]
     fn review_enter_creates_with_start_and_attach() {
-        let mut wizard = Wizard::create(Vec::new());
-        for _ in 0..3 {
+        let mut wizard = create(Vec::new());
+        for _ in 0..4 {
             press(&mut wizard, KeyCode::Enter);
         }
         assert_eq!(wizard.step, Step::Review);
@@ -901,6 +1297,7 @@ mod tests {
                 config,
                 start,
                 attach,
+                ..
             } => {
                 assert_eq!(config.name, "vm1");
                 assert_eq!(config.boot, BootConfig::Demo);
@@ -912,7 +1309,7 @@ mod tests {
 
     #[test]
     fn command_line_matches_the_fields() {
-        let wizard = Wizard::create(Vec::new());
+        let wizard = create(Vec::new());
         assert_eq!(
             wizard.command_line(),
             "vmux create vm1 --demo --vcpus 1 --max-vcpus 4 --memory 256M --start"
@@ -921,7 +1318,7 @@ mod tests {
 
     #[test]
     fn picker_fills_the_path_field() {
-        let mut wizard = Wizard::create(Vec::new());
+        let mut wizard = create(Vec::new());
         wizard.step = Step::Boot;
         press(&mut wizard, KeyCode::Char(' '));
         press(&mut wizard, KeyCode::Down);

@@ -14,8 +14,10 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 use vmux::client::Host;
 use vmux::client::fake::FakeHost;
-use vmux::config::{BootConfig, VmConfig};
+use vmux::config::{BootConfig, MacAddr, NicConfig, VmConfig};
 use vmux::tui::action::{Action, DirEntry, Effect, HostMemory, error_chain};
+use vmux::tui::backends::fake::{FakeNetworks, FakeStorage};
+use vmux::tui::backends::{Backends, NetworkHost, StorageHost};
 use vmux::tui::console::ConsoleId;
 use vmux::tui::keymap::Keymap;
 use vmux::tui::theme::Theme;
@@ -31,6 +33,15 @@ struct Link {
 pub struct Harness {
     /// The host the effects run against.
     pub host: Arc<FakeHost>,
+    /// The storage the effects run against.
+    pub storage: Arc<FakeStorage>,
+    /// The networks the effects run against.
+    pub networks: Arc<FakeNetworks>,
+    /// Storage and network tasks are held here instead of run, while set (to look at a
+    /// screen with a task in flight).
+    pub hold_tasks: bool,
+    /// Tasks held back.
+    pub held: Vec<Effect>,
     /// The app under test.
     pub app: App,
     /// Text sent to the clipboard, in order.
@@ -41,11 +52,27 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// An app of `width`×`height` over `host`, after the first poll.
+    /// An app of `width`×`height` over `host`, the default storage pool and no networks,
+    /// after the first poll.
     pub fn sized(host: FakeHost, width: u16, height: u16) -> Harness {
+        Harness::with_backends(host, FakeStorage::new(), FakeNetworks::new(), width, height)
+    }
+
+    /// An app of `width`×`height` over all three fakes, after the first poll.
+    pub fn with_backends(
+        host: FakeHost,
+        storage: FakeStorage,
+        networks: FakeNetworks,
+        width: u16,
+        height: u16,
+    ) -> Harness {
         let theme = Theme::builtin("dark").expect("built in");
         let mut harness = Harness {
             host: Arc::new(host),
+            storage: Arc::new(storage),
+            networks: Arc::new(networks),
+            hold_tasks: false,
+            held: Vec::new(),
             app: App::new(theme, Keymap::default()),
             clipboard: Vec::new(),
             dirs: HashMap::new(),
@@ -83,11 +110,47 @@ impl Harness {
         }
     }
 
+    /// The backends the effects run against.
+    pub fn backends(&self) -> Backends {
+        Backends {
+            host: self.host.clone(),
+            storage: self.storage.clone(),
+            networks: self.networks.clone(),
+        }
+    }
+
+    /// Runs the tasks held back by `hold_tasks`.
+    pub fn release_tasks(&mut self) {
+        self.hold_tasks = false;
+        for effect in std::mem::take(&mut self.held) {
+            self.run_effect(effect);
+        }
+        self.run_effects();
+    }
+
     fn run_effect(&mut self, effect: Effect) {
         match effect {
             Effect::Host(op) => {
-                let result = op.run(self.host.as_ref()).map_err(|e| error_chain(&e));
+                let result = op.run(&self.backends());
                 update(&mut self.app, Action::OpDone { op, result });
+            }
+            Effect::Task { .. } if self.hold_tasks => self.held.push(effect),
+            Effect::Task { id, task } => {
+                let result = task.run(&self.backends());
+                update(&mut self.app, Action::TaskDone { id, result });
+            }
+            Effect::ReadInfo(vm) => {
+                if let Ok(info) = self.host.info(&vm) {
+                    update(&mut self.app, Action::Info { vm, info });
+                }
+            }
+            Effect::LoadStorage => {
+                let result = self.storage.snapshot().map_err(|e| error_chain(&e));
+                update(&mut self.app, Action::StorageLoaded(result));
+            }
+            Effect::LoadNetworks => {
+                let result = self.networks.snapshot().map_err(|e| error_chain(&e));
+                update(&mut self.app, Action::NetworksLoaded(result));
             }
             Effect::Refresh => self.poll(),
             Effect::OpenConsole { id, vm, history } => match self.host.console(&vm, history) {
@@ -143,18 +206,30 @@ impl Harness {
         update(&mut self.app, Action::Listed(self.host.list()));
     }
 
-    /// One poll as the runtime does it each second: list, then stats of live VMs.
+    /// One poll as the runtime does it each second: list, then the live facts of VMs that
+    /// started since the last poll, then stats of live VMs.
     pub fn refresh(&mut self) {
         self.poll();
-        let live: Vec<String> = self
+        let live: Vec<(String, Option<u32>)> = self
             .host
             .list()
             .into_iter()
             .filter_map(Result::ok)
             .filter(|s| s.pid.is_some())
-            .map(|s| s.config.name)
+            .map(|s| (s.config.name, s.pid))
             .collect();
-        for vm in live {
+        for (vm, pid) in live {
+            let known = self
+                .app
+                .entry(&vm)
+                .and_then(|e| e.info.as_ref())
+                .is_some_and(|info| Some(info.pid) == pid);
+            if !known && let Ok(info) = self.host.info(&vm) {
+                self.act(Action::Info {
+                    vm: vm.clone(),
+                    info,
+                });
+            }
             if let Ok(stats) = self.host.stats(&vm) {
                 self.act(Action::Stats { vm, stats });
             }
@@ -271,6 +346,21 @@ pub fn fleet() -> FakeHost {
                 cmdline: "console=ttyS0 root=/dev/vda".into(),
             };
         }
+        // The disks and NICs that fleet_storage and fleet_networks know about.
+        let (disk, network, mac) = match *name {
+            "web1" => (Some("default/web1.qcow2"), Some("default"), 0x1001),
+            "db" => (Some("default/db.raw"), Some("default"), 0x1002),
+            "build" => (Some("default/build.qcow2"), Some("lab"), 0x1003),
+            _ => (None, None, 0),
+        };
+        config.disks = disk.map(|d| d.parse().expect("disk")).into_iter().collect();
+        config.nics = network
+            .map(|network| NicConfig {
+                network: network.to_string(),
+                mac: MacAddr::with_vmux_prefix(mac),
+            })
+            .into_iter()
+            .collect();
         config
     }));
     for name in ["web1", "db", "mail", "cache"] {
@@ -288,9 +378,66 @@ pub fn fleet() -> FakeHost {
     host
 }
 
-/// [`fleet`] after `seconds` polls, so the charts have history.
+/// Storage for [`fleet`]: `default` (active) holding web1's and db's disks, a base image
+/// with a linked clone, and a file vmux cannot read; `scratch` (inactive); one broken pool
+/// definition.
+pub fn fleet_storage() -> FakeStorage {
+    let storage = FakeStorage::new();
+    storage.add_volume("default", "web1.qcow2", 20 << 30, 3 << 30);
+    storage.set_users("default", "web1.qcow2", &["web1"], &["web1"]);
+    storage.add_volume("default", "db.raw", 50 << 30, 12 << 30);
+    storage.set_users("default", "db.raw", &["db"], &["db"]);
+    storage.add_volume("default", "base.qcow2", 10 << 30, 1536 << 20);
+    storage.add_volume("default", "build.qcow2", 10 << 30, 196 << 10);
+    storage.set_backing("default", "build.qcow2", "base.qcow2");
+    storage.set_users("default", "build.qcow2", &["build"], &[]);
+    storage.add_unreadable(
+        "default",
+        "odd.qcow2",
+        "not a qcow2 image: bad magic; rename it if it is raw",
+    );
+    storage.add_pool("scratch", "/srv/scratch", false);
+    storage.add_broken("/home/u/.config/vmux/pools/old.toml: missing field `path`");
+    storage
+}
+
+/// Networks for [`fleet`]: `default` (nat, active) with web1 and db leased, `lab`
+/// (isolated, inactive, autostart) with build's NIC, `lan` (bridge on br0, inactive).
+pub fn fleet_networks() -> FakeNetworks {
+    use std::net::Ipv4Addr;
+    use vmux::config::{Ipv4Net, MacAddr, NetworkConfig, NetworkMode};
+    let networks = FakeNetworks::new();
+    networks.add(NetworkConfig::default_network(), true);
+    let subnet = Ipv4Net::new(Ipv4Addr::new(10, 77, 0, 0), 24).expect("subnet");
+    let mut lab =
+        NetworkConfig::routed("lab", NetworkMode::Isolated, "vmux-lab", subnet, None, None);
+    lab.autostart = true;
+    networks.add(lab, false);
+    networks.add(NetworkConfig::bridged("lan", "br0"), false);
+    let mac = |n| MacAddr::with_vmux_prefix(n);
+    networks.attach(
+        "default",
+        "web1",
+        mac(0x1001),
+        Some(Ipv4Addr::new(192, 168, 123, 45)),
+        true,
+    );
+    networks.attach(
+        "default",
+        "db",
+        mac(0x1002),
+        Some(Ipv4Addr::new(192, 168, 123, 46)),
+        true,
+    );
+    networks.attach("lab", "build", mac(0x1003), None, false);
+    networks
+}
+
+/// [`fleet`] with [`fleet_storage`] and [`fleet_networks`], after `seconds` polls so the
+/// charts have history.
 pub fn fleet_app(width: u16, height: u16, seconds: usize) -> Harness {
-    let mut harness = Harness::sized(fleet(), width, height);
+    let mut harness =
+        Harness::with_backends(fleet(), fleet_storage(), fleet_networks(), width, height);
     for _ in 1..seconds {
         harness.refresh();
     }

@@ -1,6 +1,8 @@
 //! The details pane of the selected VM: an overview (definition, pid, uptime, boots) and
 //! live charts of the last minute: CPU % in total and per vCPU, memory (vmd's resident set
-//! against guest RAM touched) and VM exits per second.
+//! against guest RAM touched) and VM exits per second; and its devices: each disk with its
+//! read and write rates, each NIC with its receive and transmit rates and address, as
+//! sparklines of the last minute. On short screens the devices take the exits chart's place.
 
 use super::widgets::{duration, put, sparkline, truncate};
 use crate::config::{BootConfig, format_size};
@@ -53,10 +55,20 @@ pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
         );
         return;
     };
-    let [overview, cpu_row, memory_row] = Layout::vertical([
+    let devices = devices(app, vm);
+    // Tall screens give the devices a row of their own; short ones put them where the exits
+    // chart would be.
+    let own_row = !devices.is_empty() && body.height >= TALL;
+    let device_rows = if own_row {
+        devices.len().min(MAX_DEVICE_ROWS) as u16 + 2
+    } else {
+        0
+    };
+    let [overview, cpu_row, memory_row, device_row] = Layout::vertical([
         Constraint::Length(6),
         Constraint::Fill(1),
         Constraint::Fill(1),
+        Constraint::Length(device_rows),
     ])
     .areas(body);
     draw_overview(app, vm, overview, buf);
@@ -64,6 +76,11 @@ pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
         Layout::horizontal([Constraint::Percentage(60), Constraint::Fill(1)]).areas(cpu_row);
     let [memory, exits] =
         Layout::horizontal([Constraint::Percentage(60), Constraint::Fill(1)]).areas(memory_row);
+    if own_row {
+        draw_devices(app, vm, &devices, device_row, buf);
+    } else if !devices.is_empty() {
+        draw_devices(app, vm, &devices, exits, buf);
+    }
 
     let cpu_now = vm.cpu_percent().map_or("-".into(), |p| format!("{p:.1}%"));
     let cpu_peak = vm.history.cpu.iter().fold(100.0_f64, f64::max);
@@ -102,6 +119,9 @@ pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
         memory,
         buf,
     );
+    if !devices.is_empty() && !own_row {
+        return;
+    }
     let exits_now = vm.history.exits.last().filter(|_| vm.is_live());
     let exits_peak = vm.history.exits.iter().fold(10.0_f64, f64::max);
     chart(
@@ -116,6 +136,198 @@ pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
         exits,
         buf,
     );
+}
+
+/// Bodies at least this tall give the devices a row of their own.
+const TALL: u16 = 30;
+/// Most device rows shown in their own row.
+const MAX_DEVICE_ROWS: usize = 8;
+
+/// One disk or NIC of the VM, as the devices panel lists it.
+struct Device {
+    /// `vda`, `net0`.
+    name: String,
+    /// Where it leads: the disk's volume or file, the NIC's network, MAC and address.
+    source: String,
+    /// Labels of the two rates: `rd`/`wr` or `rx`/`tx`.
+    labels: [&'static str; 2],
+    /// Key into the history: the disk's target or `net<index>`.
+    history: Option<String>,
+    /// A NIC (its rates are in the NIC history).
+    nic: bool,
+}
+
+/// The VM's disks (from its definition, with their guest names, plus disks hot-added for
+/// this boot only, and those the guest is being asked to eject) and NICs.
+fn devices(app: &App, vm: &VmEntry) -> Vec<Device> {
+    let config = &vm.status.config;
+    let targets = crate::config::assign_targets(&config.disks).unwrap_or_default();
+    let live = vm
+        .info
+        .as_ref()
+        .filter(|_| vm.is_live())
+        .map(|i| i.disks.as_slice())
+        .unwrap_or_default();
+    let mut out: Vec<Device> = config
+        .disks
+        .iter()
+        .zip(targets)
+        .map(|(disk, target)| {
+            let removing = live.iter().any(|d| d.target == target && d.removing);
+            Device {
+                source: format!(
+                    "{}{}{}",
+                    disk.source,
+                    if disk.readonly { " (ro)" } else { "" },
+                    if removing { " (ejecting)" } else { "" }
+                ),
+                history: Some(target.clone()),
+                name: target,
+                labels: ["rd", "wr"],
+                nic: false,
+            }
+        })
+        .collect();
+    let known: Vec<String> = out.iter().map(|d| d.name.clone()).collect();
+    for disk in live.iter().filter(|d| !known.contains(&d.target)) {
+        let file = disk.path.file_name().map_or_else(
+            || disk.path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        out.push(Device {
+            name: disk.target.clone(),
+            source: format!(
+                "{file} (this boot only{})",
+                if disk.removing { ", ejecting" } else { "" }
+            ),
+            labels: ["rd", "wr"],
+            history: Some(disk.target.clone()),
+            nic: false,
+        });
+    }
+    out.extend(config.nics.iter().enumerate().map(|(i, nic)| {
+        let ip = app
+            .networks
+            .snapshot
+            .networks
+            .iter()
+            .flat_map(|n| n.attached.iter())
+            .find(|a| a.vm == vm.name() && a.mac == nic.mac)
+            .and_then(|a| a.ip);
+        Device {
+            name: format!("net{i}"),
+            source: match ip {
+                Some(ip) => format!("{} {}", nic.network, ip),
+                None => format!("{} {}", nic.network, nic.mac),
+            },
+            labels: ["rx", "tx"],
+            history: Some(format!("net{i}")),
+            nic: true,
+        }
+    }));
+    out
+}
+
+/// `1.2M/s`, `512B/s`.
+fn rate(bytes_per_sec: f64) -> String {
+    if bytes_per_sec < 1024.0 {
+        format!("{bytes_per_sec:.0}B/s")
+    } else {
+        format!("{}/s", format_size(bytes_per_sec as u64))
+    }
+}
+
+fn draw_devices(app: &App, vm: &VmEntry, devices: &[Device], area: Rect, buf: &mut Buffer) {
+    let theme = &app.theme;
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_style(theme.border)
+        .title(truncate(
+            " disks and NICs, last minute ",
+            usize::from(area.width.saturating_sub(2)),
+        ))
+        .title_style(theme.title);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let width = usize::from(inner.width);
+    // name, source, then two halves of label + rate + sparkline.
+    let name_w = 5;
+    let source_w = if width >= 70 { 24 } else { 0 };
+    let half = width.saturating_sub(name_w + source_w) / 2;
+    // label, space, rate ("738.6K/s" at most 8; 9 leaves a gap when there is room), space.
+    let rate_w = if half >= 13 { 9 } else { 8 };
+    let spark_w = half.saturating_sub(3 + rate_w + 2);
+    let rows = usize::from(inner.height);
+    let shown = if devices.len() > rows {
+        rows.saturating_sub(1)
+    } else {
+        devices.len()
+    };
+    for (row, device) in devices.iter().take(shown).enumerate() {
+        let y = inner.y + row as u16;
+        let mut x = inner.x;
+        put(buf, x, y, &device.name, name_w as u16, theme.header);
+        x += name_w as u16;
+        if source_w > 0 {
+            put(
+                buf,
+                x,
+                y,
+                &truncate(&device.source, source_w - 1),
+                source_w as u16,
+                theme.base,
+            );
+            x += source_w as u16;
+        }
+        let series = device
+            .history
+            .as_deref()
+            .and_then(|name| {
+                if device.nic {
+                    vm.history.nic(name)
+                } else {
+                    vm.history.disk(name)
+                }
+            })
+            .filter(|_| vm.is_live());
+        for (i, label) in device.labels.iter().enumerate() {
+            let values = series.map(|s| if i == 0 { &s.input } else { &s.output });
+            let now = values.and_then(Series::last).map_or("-".to_string(), rate);
+            put(buf, x, y, label, 2, theme.muted);
+            put(
+                buf,
+                x + 3,
+                y,
+                &format!("{now:>rate_w$}"),
+                rate_w as u16,
+                theme.base,
+            );
+            if spark_w >= 4
+                && let Some(values) = values
+            {
+                let peak = values.iter().fold(1024.0_f64, f64::max);
+                put(
+                    buf,
+                    x + 3 + rate_w as u16 + 1,
+                    y,
+                    &sparkline(values.iter(), spark_w, peak),
+                    spark_w as u16,
+                    if i == 0 { theme.memory } else { theme.cpu },
+                );
+            }
+            x += half as u16;
+        }
+    }
+    if shown < devices.len() {
+        put(
+            buf,
+            inner.x,
+            inner.y + shown as u16,
+            &format!("+{} more devices", devices.len() - shown),
+            inner.width,
+            theme.muted,
+        );
+    }
 }
 
 fn to_f64(series: &Series<u64>) -> Series<f64> {
@@ -188,13 +400,19 @@ fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
             theme.muted,
         )),
     };
+    let vcpus = if vm.is_live() && vm.vcpus_now() != config.vcpus {
+        format!(
+            "{} online ({} in the definition; hot-add up to {})",
+            vm.vcpus_now(),
+            config.vcpus,
+            config.max_vcpus
+        )
+    } else {
+        format!("{} (hot-add up to {})", vm.vcpus_now(), config.max_vcpus)
+    };
     let mut facts = vec![
         Span::styled("vCPUs ", theme.header),
-        Span::raw(format!(
-            "{} (hot-add up to {})",
-            vm.vcpus_now(),
-            config.max_vcpus
-        )),
+        Span::raw(vcpus),
         Span::styled("  memory ", theme.header),
         Span::raw(format_size(config.memory)),
         Span::styled("  autostart ", theme.header),

@@ -99,27 +99,45 @@ pub enum Column {
     Spark,
     /// Resident memory.
     Used,
+    /// The guest's address (wide lists only).
+    Ip,
     /// Autostart mark.
     Auto,
 }
 
+/// Lists at least this wide show the guests' addresses in a column of their own (narrower
+/// ones show the selected VM's in the summary line).
+pub const IP_COLUMN_MIN_WIDTH: u16 = 100;
+
 /// Columns and their widths for a list `width` cells wide (one space between columns).
 pub fn columns(width: u16) -> Vec<(Column, u16)> {
-    const FIXED: [(Column, u16); 7] = [
+    const FIXED: [(Column, u16); 8] = [
         (Column::Mark, 1),
         (Column::State, 13),
         (Column::Vcpus, 5),
         (Column::Memory, 6),
         (Column::Cpu, 6),
         (Column::Used, 6),
-        (Column::Auto, 4),
+        (Column::Ip, 15),
+        (Column::Ip, 15),
     ];
-    let fixed: u16 = FIXED.iter().map(|(_, w)| w).sum::<u16>() + 8;
+    let with_ip = width >= IP_COLUMN_MIN_WIDTH;
+    let fixed_columns = FIXED
+        .iter()
+        .take(6)
+        .chain(with_ip.then_some(&FIXED[6]))
+        .chain(std::iter::once(&(Column::Auto, 4)));
+    let (count, sum) = fixed_columns.fold((0u16, 0u16), |(n, s), (_, w)| (n + 1, s + w));
+    // One space between columns: the fixed ones, the name and the sparkline.
+    let fixed = sum + count + 1;
     let rest = width.saturating_sub(fixed);
     // The sparkline shows at most a minute of samples; the name takes what is left.
     let spark = (rest.saturating_sub(12) * 11 / 20).min(60);
     let name = rest - spark;
-    let width_of = |c: Column| FIXED.iter().find(|(f, _)| *f == c).map_or(0, |(_, w)| *w);
+    let width_of = |c: Column| match c {
+        Column::Auto => 4,
+        _ => FIXED.iter().find(|(f, _)| *f == c).map_or(0, |(_, w)| *w),
+    };
     [
         Column::Mark,
         Column::Name,
@@ -129,9 +147,11 @@ pub fn columns(width: u16) -> Vec<(Column, u16)> {
         Column::Cpu,
         Column::Spark,
         Column::Used,
+        Column::Ip,
         Column::Auto,
     ]
     .into_iter()
+    .filter(|c| with_ip || *c != Column::Ip)
     .map(|c| match c {
         Column::Name => (c, name),
         Column::Spark => (c, spark),
@@ -150,6 +170,116 @@ pub fn column_at(width: u16, x: u16) -> Option<Column> {
         left += w + 1;
     }
     None
+}
+
+/// Table columns: title, width, share. A column without a share has that fixed width; the
+/// others split what the fixed ones leave in proportion to their shares, each at most its
+/// width when that is not 0 (so wide screens do not stretch short names across the screen);
+/// the last shared column takes what the capped ones leave.
+pub type Columns = &'static [(&'static str, u16, u16)];
+
+/// The widths of `columns` in a table `width` cells wide (one space between columns); the last
+/// shared column takes the rounding.
+pub fn table_widths(columns: Columns, width: u16) -> Vec<u16> {
+    let gaps = columns.len().saturating_sub(1) as u16;
+    let fixed: u16 = columns
+        .iter()
+        .filter(|(_, _, share)| *share == 0)
+        .map(|(_, w, _)| *w)
+        .sum::<u16>()
+        + gaps;
+    let rest = width.saturating_sub(fixed);
+    let shares: u16 = columns.iter().map(|(_, _, s)| *s).sum::<u16>().max(1);
+    let last_shared = columns.iter().rposition(|(_, _, share)| *share > 0);
+    let cap = |w: u16, part: u16| if w > 0 { part.min(w) } else { part };
+    let mut given = 0u16;
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, w, share))| {
+            if *share == 0 {
+                *w
+            } else if Some(i) == last_shared {
+                cap(*w, rest - given)
+            } else {
+                let part = cap(
+                    *w,
+                    (u32::from(rest) * u32::from(*share) / u32::from(shares)) as u16,
+                );
+                given += part;
+                part
+            }
+        })
+        .collect()
+}
+
+/// The panes the header names after the title, in order: key and name. The first is the VM
+/// list (with its details and consoles), then storage, then networks.
+pub const TABS: [(&str, &str); 3] = [("1", "VMs"), ("2", "Storage"), ("3", "Networks")];
+/// Width of the header's title (` vmux `) before the tabs.
+pub const TITLE_WIDTH: u16 = 6;
+
+/// The tab (index into [`TABS`]) at column `x` of the header row. Each tab is preceded by a
+/// space.
+pub fn tab_at(x: u16) -> Option<usize> {
+    let mut left = TITLE_WIDTH;
+    for (i, (key, name)) in TABS.iter().enumerate() {
+        left += 1;
+        let width = (key.len() + 1 + name.len()) as u16;
+        if (left..left + width).contains(&x) {
+            return Some(i);
+        }
+        left += width;
+    }
+    None
+}
+
+/// The data rows of a table drawn in the bordered `block`: below its column titles, above
+/// `footer` rows kept for other text.
+pub fn table_rows(block: Rect, footer: u16) -> Rect {
+    let inner = inner(block);
+    Rect::new(
+        inner.x,
+        inner.y + 1.min(inner.height),
+        inner.width,
+        inner.height.saturating_sub(1 + footer),
+    )
+}
+
+/// Rows under the volume table for the selected volume's details (two when there is room).
+pub fn volume_details_height(block: Rect) -> u16 {
+    2.min(inner(block).height.saturating_sub(2))
+}
+
+/// The first row shown of a list of `page` rows that keeps row `selected` on screen.
+pub fn scroll_offset(selected: usize, page: usize) -> usize {
+    (selected + 1).saturating_sub(page)
+}
+
+/// Splits the storage pane: pools on top (sized for `pool_rows` rows, at most half), the
+/// selected pool's volumes below.
+pub fn storage(body: Rect, pool_rows: usize) -> [Rect; 2] {
+    split_top(body, pool_rows)
+}
+
+/// Splits the networks pane: the networks on top, the selected one's details below.
+pub fn networks(body: Rect, rows: usize) -> [Rect; 2] {
+    split_top(body, rows)
+}
+
+fn split_top(body: Rect, rows: usize) -> [Rect; 2] {
+    // Border (2) + column titles (1) + the rows, at least one row, at most half the body.
+    let wanted = (rows.max(1) as u16).saturating_add(3);
+    let top = wanted.min(body.height / 2).max(4.min(body.height));
+    [
+        Rect::new(body.x, body.y, body.width, top),
+        Rect::new(
+            body.x,
+            body.y + top,
+            body.width,
+            body.height.saturating_sub(top),
+        ),
+    ]
 }
 
 /// One console pane: its title bar and the screen the guest's output fills.
@@ -227,6 +357,14 @@ mod tests {
     }
 
     #[test]
+    fn wide_list_columns_with_addresses_fill_the_width() {
+        let columns = columns(198);
+        assert!(columns.iter().any(|(c, _)| *c == Column::Ip));
+        let total: u16 = columns.iter().map(|(_, w)| w + 1).sum::<u16>() - 1;
+        assert_eq!(total, 198);
+    }
+
+    #[test]
     fn sparkline_never_exceeds_a_minute() {
         let spark = columns(400)
             .into_iter()
@@ -249,7 +387,44 @@ mod tests {
     }
 
     #[test]
+    fn table_widths_fill_the_width() {
+        const COLUMNS: Columns = &[("A", 0, 1), ("B", 8, 0), ("C", 0, 2)];
+        for width in [20, 78, 198] {
+            let widths = table_widths(COLUMNS, width);
+            assert_eq!(widths.iter().sum::<u16>() + 2, width, "{widths:?}");
+        }
+        assert_eq!(table_widths(COLUMNS, 4), [0, 8, 0]);
+    }
+
+    #[test]
+    fn capped_columns_stop_growing() {
+        const COLUMNS: Columns = &[("A", 20, 1), ("B", 8, 0), ("C", 0, 1)];
+        assert_eq!(table_widths(COLUMNS, 200), [20, 8, 170]);
+    }
+
+    #[test]
+    fn the_top_list_takes_at_most_half() {
+        let [top, bottom] = storage(Rect::new(0, 0, 80, 20), 50);
+        assert_eq!((top.height, bottom.height), (10, 10));
+        let [top, _] = storage(Rect::new(0, 0, 80, 20), 1);
+        assert_eq!(top.height, 4);
+    }
+
+    #[test]
+    fn tabs_are_found_by_column() {
+        // " vmux  1 VMs 2 Storage 3 Networks"
+        assert_eq!(tab_at(7), Some(0));
+        assert_eq!(tab_at(11), Some(0));
+        assert_eq!(tab_at(12), None);
+        assert_eq!(tab_at(13), Some(1));
+        assert_eq!(tab_at(23), Some(2));
+        assert_eq!(tab_at(3), None);
+    }
+
+    #[test]
     fn layouts_survive_zero_sized_areas() {
+        let _ = table_rows(Rect::new(0, 0, 0, 0), 2);
+        let _ = storage(Rect::new(0, 0, 0, 0), 3);
         let zero = Rect::new(0, 0, 0, 0);
         let _ = list(main(zero).body);
         let _ = consoles(zero, 2);

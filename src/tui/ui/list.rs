@@ -131,6 +131,7 @@ fn header(app: &App, area: Rect, buf: &mut Buffer) {
             Column::Cpu => ("CPU%", Some(SortColumn::Cpu)),
             Column::Spark => ("CPU 60s", None),
             Column::Used => ("USED", Some(SortColumn::Used)),
+            Column::Ip => ("IP", None),
             Column::Auto => ("AUTO", None),
         };
         let text = if sort == Some(app.list.sort) {
@@ -188,6 +189,13 @@ fn row(app: &App, vm: &VmEntry, selected: bool, area: Rect, buf: &mut Buffer) {
                 vm.used_bytes().map_or_else(dash, format_size),
                 if live { theme.memory } else { theme.muted },
             ),
+            Column::Ip => (
+                app.networks
+                    .addresses_of(vm.name())
+                    .first()
+                    .map_or_else(String::new, ToString::to_string),
+                theme.accent,
+            ),
             Column::Auto => (
                 if vm.status.config.autostart {
                     "yes"
@@ -226,7 +234,18 @@ fn summary(app: &App, area: Rect, buf: &mut Buffer) {
         (Some(reason), crate::engine::control::RunState::Crashed) => {
             (format!("{} crashed: {reason}", vm.name()), theme.error)
         }
-        _ => (super::details::boot_summary(vm), theme.muted),
+        _ => {
+            let mut text = super::details::boot_summary(vm);
+            let addresses = app.networks.addresses_of(vm.name());
+            if !addresses.is_empty() {
+                // The address goes first: boot details are long and get cut at 80 columns.
+                let listed: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+                let prefix = format!("{}: ", vm.name());
+                let rest = text.strip_prefix(&prefix).unwrap_or(&text).to_string();
+                text = format!("{prefix}IP {} · {rest}", listed.join(", "));
+            }
+            (text, theme.muted)
+        }
     };
     put(
         buf,

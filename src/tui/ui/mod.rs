@@ -2,12 +2,17 @@
 //! cells, nothing else (no host calls, no I/O, no state changes), so it can run at any rate
 //! and be tested with `TestBackend`.
 //!
-//! One file per pane or dialog; `layout` holds the geometry shared with `update`.
+//! One file per pane or dialog; `layout` holds the geometry shared with `update`. The header
+//! names the panes (`1` VMs, `2` Storage, `3` Networks); the status line shows messages, or the
+//! progress of a running storage or network task.
 
 mod details;
+mod dialog_view;
 mod footer;
 mod list;
+mod networks;
 mod overlays;
+mod storage;
 mod terminal;
 mod welcome;
 mod widgets;
@@ -40,17 +45,19 @@ pub fn draw(app: &App, frame: &mut Frame) {
     }
     match app.pane {
         Pane::Console => terminal::draw_consoles(app, frame, area),
-        Pane::List | Pane::Details => {
+        Pane::List | Pane::Details | Pane::Storage | Pane::Networks => {
             let main = layout::main(area);
             header(app, main.header, frame.buffer_mut());
-            if app.welcome() {
-                welcome::draw(app, main.body, frame.buffer_mut());
-            } else if app.pane == Pane::List {
-                list::draw(app, main.body, frame.buffer_mut());
-            } else {
-                details::draw(app, main.body, frame.buffer_mut());
+            let buf = frame.buffer_mut();
+            match app.pane {
+                _ if app.welcome() => welcome::draw(app, main.body, buf),
+                Pane::List => list::draw(app, main.body, buf),
+                Pane::Storage => storage::draw(app, main.body, buf),
+                Pane::Networks => networks::draw(app, main.body, buf),
+                _ => details::draw(app, main.body, buf),
             }
             status_line(app, main.status, frame);
+            long_error(app, main.status, frame.buffer_mut());
             footer::draw(app, main.footer, frame.buffer_mut());
         }
     }
@@ -80,33 +87,58 @@ fn too_small(app: &App, area: Rect, buf: &mut Buffer) {
 fn header(app: &App, area: Rect, buf: &mut Buffer) {
     let theme = &app.theme;
     let running = app.vms.iter().filter(|vm| vm.is_live()).count();
-    let mut spans = vec![
-        Span::styled(
-            " vmux ",
-            theme.accent.add_modifier(ratatui::style::Modifier::BOLD),
-        ),
-        Span::styled(
-            format!(" {} VMs, {} running", app.vms.len(), running),
-            theme.base,
-        ),
-    ];
+    let current = match app.pane {
+        Pane::Details | Pane::Console => Pane::List,
+        other => other,
+    };
+    let mut spans = vec![Span::styled(
+        " vmux ",
+        theme.accent.add_modifier(ratatui::style::Modifier::BOLD),
+    )];
+    let panes = [Pane::List, Pane::Storage, Pane::Networks];
+    for (pane, (key, name)) in panes.into_iter().zip(layout::TABS) {
+        let style = if pane == current {
+            theme.selected
+        } else {
+            theme.muted
+        };
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(format!("{key} {name}"), style));
+    }
+    let mut used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+    let width = usize::from(area.width);
+    let mut optional = vec![Span::styled(
+        format!("  {} VMs, {} running", app.vms.len(), running),
+        theme.base,
+    )];
     if let Some(memory) = app.host_memory {
-        spans.push(Span::styled(
-            format!(
-                "  ·  host memory {} free of {}",
-                format_size(memory.available),
-                format_size(memory.total)
-            ),
-            theme.muted,
-        ));
+        let (free, total) = (format_size(memory.available), format_size(memory.total));
+        let long = format!("  ·  host memory {free} free of {total}");
+        let short = format!("  ·  host {free} free of {total}");
+        let base: usize = used + optional[0].content.chars().count();
+        let text = if base + long.chars().count() <= width {
+            long
+        } else {
+            short
+        };
+        optional.push(Span::styled(text, theme.muted));
+    }
+    let theme_name = format!("theme {}  ", theme.name);
+    // Facts are shown in order while they fit; the theme name only when room is left.
+    for span in optional {
+        let w = span.content.chars().count();
+        if used + w > width {
+            break;
+        }
+        used += w;
+        spans.push(span);
     }
     Line::from(spans).render(area, buf);
-    let right = Line::from(vec![Span::styled(
-        format!("theme {}  ", theme.name),
-        theme.muted,
-    )])
-    .right_aligned();
-    right.render(area, buf);
+    if used + theme_name.chars().count() + 2 <= width {
+        Line::from(vec![Span::styled(theme_name, theme.muted)])
+            .right_aligned()
+            .render(area, buf);
+    }
 }
 
 fn status_line(app: &App, area: Rect, frame: &mut Frame) {
@@ -127,6 +159,14 @@ fn status_line(app: &App, area: Rect, frame: &mut Frame) {
         }
         return;
     }
+    let quiet = app
+        .status
+        .as_ref()
+        .is_none_or(|s| s.kind == StatusKind::Progress);
+    if quiet && let Some((_, task)) = app.tasks.iter().next() {
+        task_line(app, task, area, buf);
+        return;
+    }
     let line = match &app.status {
         Some(status) => Line::from(Span::styled(
             format!(" {}", status.text),
@@ -135,6 +175,80 @@ fn status_line(app: &App, area: Rect, frame: &mut Frame) {
         None => Line::from(Span::styled(format!(" {}", idle_hint(app)), theme.status)),
     };
     line.render(area, buf);
+}
+
+/// Width of a task's progress bar, cells.
+const BAR: usize = 16;
+
+/// The oldest running task: its words, a bar and the bytes written when it is measured (an
+/// estimate, and said to be one), the seconds it has run, and how many more run.
+fn task_line(app: &App, task: &crate::tui::app::RunningTask, area: Rect, buf: &mut Buffer) {
+    let theme = &app.theme;
+    let elapsed = widgets::duration(app.ticks.saturating_sub(task.started));
+    let mut spans = vec![Span::styled(" ", theme.status)];
+    // The bar and its "estimated" label come first so that a narrow screen keeps them.
+    if let Some(progress) = task.progress {
+        let filled = (progress.fraction() * BAR as f64).round() as usize;
+        spans.push(Span::styled(
+            "█".repeat(filled),
+            theme.status.patch(only_fg(theme.ok)),
+        ));
+        spans.push(Span::styled("░".repeat(BAR - filled), theme.status));
+        spans.push(Span::styled(
+            format!(" ~{:.0}% (est.) ", progress.fraction() * 100.0),
+            theme.status,
+        ));
+    }
+    spans.push(Span::styled(
+        format!("{}… {elapsed}", task.task.progress_words()),
+        theme.status,
+    ));
+    if let Some(progress) = task.progress {
+        spans.push(Span::styled(
+            format!(
+                " · {}; estimated from the new file's size vs the source's data",
+                progress.words()
+            ),
+            theme.status,
+        ));
+    }
+    let others = app.tasks.len() - 1;
+    if others > 0 {
+        spans.insert(1, Span::styled(format!("(+{others} more) "), theme.status));
+    }
+    Line::from(spans).render(area, buf);
+}
+
+/// Most rows a long error message takes (the status line and the rows above it).
+const ERROR_ROWS: u16 = 3;
+
+/// An error too long for the status line is wrapped over up to [`ERROR_ROWS`] rows ending
+/// at the status line, over the bottom of the pane: error messages name the fix, and the
+/// fix is usually at the end.
+fn long_error(app: &App, status: Rect, buf: &mut Buffer) {
+    let Some(message) = app
+        .status
+        .as_ref()
+        .filter(|s| s.kind == StatusKind::Error && app.overlay.is_none() && !app.list.filtering)
+    else {
+        return;
+    };
+    let width = status.width.saturating_sub(2).max(1);
+    let text = format!(" {}", message.text);
+    let rows = (text.chars().count() as u16).div_ceil(width);
+    if rows <= 1 || status.width == 0 {
+        return;
+    }
+    let rows = rows.min(ERROR_ROWS).min(status.y);
+    let area = Rect::new(status.x, status.y + 1 - rows, status.width, rows);
+    widgets::clear(buf, area, app.theme.status);
+    Paragraph::new(text)
+        .style(status_style(app, StatusKind::Error))
+        .wrap(Wrap { trim: false })
+        .render(
+            Rect::new(area.x, area.y, area.width.saturating_sub(1), area.height),
+            buf,
+        );
 }
 
 /// The style for a status message of `kind`, on the status bar's background.
@@ -153,6 +267,9 @@ fn only_fg(style: Style) -> Style {
 }
 
 fn idle_hint(app: &App) -> String {
+    if !matches!(app.pane, Pane::List | Pane::Details) {
+        return String::new();
+    }
     let filter = app.list.filter.text();
     if !app.list.marked.is_empty() {
         return format!(

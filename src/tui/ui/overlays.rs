@@ -1,6 +1,7 @@
 //! Overlays drawn over the panes: the `?` help (every key of the pane underneath, from the
 //! keymap), the `:` palette, confirmation dialogs, and the wizard / edit form.
 
+use super::dialog_view;
 use super::layout;
 use super::widgets::{clear, put, truncate};
 use super::wizard_view;
@@ -19,6 +20,7 @@ pub fn draw(app: &App, overlay: &Overlay, area: Rect, frame: &mut Frame) {
         Overlay::Palette(input) => palette(app, input, area, frame),
         Overlay::Confirm(confirm) => confirm_dialog(app, confirm, area, frame.buffer_mut()),
         Overlay::Wizard(wizard) => wizard_view::draw(app, wizard, area, frame),
+        Overlay::Dialog(dialog) => dialog_view::draw(app, dialog, area, frame),
     }
 }
 
@@ -67,10 +69,23 @@ fn help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {
             "Keys do not reach the guest until you return to live.",
             "Mouse: drag to select and copy, wheel scrolls.",
         ],
+        crate::tui::keymap::Context::Storage => &[
+            "Volume keys act on the selected volume of the selected pool.",
+            "Clone, convert and upload run in the background with a progress bar;",
+            "  the bar compares the new file's size with the source's data (an estimate).",
+            "Palette: pool-list, vol-list POOL, vol-create [POOL]",
+        ],
+        crate::tui::keymap::Context::Networks => &[
+            "Starting and stopping networks needs CAP_NET_ADMIN (run vmux as root).",
+            "The VM list shows each guest's address from these networks' DHCP leases.",
+            "Palette: net-list, net-define, net-start NAME, net-destroy NAME",
+        ],
         _ => &[
             "Mouse: click a row to select it, a column title to sort, Ctrl-click to mark.",
             "Palette verbs: start shutdown destroy reboot reset suspend resume autostart",
             "  undefine console create edit theme filter list help quit",
+            "  pool-list vol-list vol-create net-list net-define net-start net-destroy",
+            "  setvcpus attach-disk detach-disk (--live, --config as in the CLI)",
             "Keys are configurable in the [keys] table of the settings file.",
         ],
     };

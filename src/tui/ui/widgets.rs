@@ -66,6 +66,48 @@ pub fn put(buf: &mut Buffer, x: u16, y: u16, text: &str, width: u16, style: Styl
     buf.set_stringn(x, y, text, usize::from(width), style);
 }
 
+/// Draws the titles of a table's `columns` on the first row of `area`.
+pub fn table_header(columns: super::layout::Columns, area: Rect, style: Style, buf: &mut Buffer) {
+    let mut x = area.x;
+    for ((title, ..), width) in columns
+        .iter()
+        .zip(super::layout::table_widths(columns, area.width))
+    {
+        put(
+            buf,
+            x,
+            area.y,
+            &truncate(title, usize::from(width)),
+            width,
+            style,
+        );
+        x += width + 1;
+    }
+}
+
+/// Draws one table row of `cells` (text and style per column) on the first row of `area`;
+/// the columns listed in `right` are right-aligned.
+pub fn table_row(
+    columns: super::layout::Columns,
+    area: Rect,
+    cells: &[(String, Style)],
+    right: &[usize],
+    buf: &mut Buffer,
+) {
+    let mut x = area.x;
+    let widths = super::layout::table_widths(columns, area.width);
+    for (i, ((text, style), width)) in cells.iter().zip(widths).enumerate() {
+        let text = truncate(text, usize::from(width));
+        let pad = if right.contains(&i) {
+            width.saturating_sub(text.chars().count() as u16)
+        } else {
+            0
+        };
+        put(buf, x + pad, area.y, &text, width - pad, *style);
+        x += width + 1;
+    }
+}
+
 /// Fills `area` with spaces in `style` (dialog backgrounds).
 pub fn clear(buf: &mut Buffer, area: Rect, style: Style) {
     let area = area.intersection(buf.area);

@@ -1,15 +1,14 @@
 //! Draws the creation wizard and the edit form: the step line, each field with its problem
-//! or hint underneath, the review with the equivalent `vmux create` command, and the file
-//! picker. Fits 80×24.
+//! or hint underneath, the disk and network checklists, the review with the equivalent
+//! `vmux create` command, and the file picker. Fits 80×24.
 
 use super::layout;
 use super::overlays::dialog;
 use super::widgets::{put, truncate};
 use crate::config::{format_size, parse_size};
 use crate::tui::app::App;
-use crate::tui::wizard::{
-    CREATE_STEPS, FieldId, FilePicker, SOURCES, Step, Value, Wizard, memory_hint,
-};
+use crate::tui::wizard::{FieldId, FilePicker, Step, Value, Wizard, memory_hint};
+use crate::tui::wizard_devices::Checklist;
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -41,10 +40,23 @@ pub fn draw(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
     if let Some(picker) = &wizard.picker {
         draw_picker(app, picker, body, frame.buffer_mut());
     } else {
-        if wizard.step == Step::Review {
-            review(app, wizard, body, frame);
-        } else {
-            fields(app, wizard, body, 2, frame);
+        match wizard.step {
+            Step::Review => review(app, wizard, body, frame),
+            Step::Disks => disks(app, wizard, body, frame),
+            Step::Network => {
+                let note = "Each ticked network gives the VM a NIC with a fresh MAC address.";
+                let list = Rect::new(body.x, body.y, body.width, body.height.saturating_sub(1));
+                checklist(app, wizard, FieldId::Networks, list, frame.buffer_mut());
+                put(
+                    frame.buffer_mut(),
+                    body.x,
+                    body.bottom().saturating_sub(1),
+                    note,
+                    body.width,
+                    app.theme.muted,
+                );
+            }
+            _ => fields(app, wizard, body, 2, frame),
         }
         if wizard.step == Step::Resources {
             let used = 3 * 2 + 1;
@@ -74,7 +86,7 @@ fn steps(app: &App, wizard: &Wizard, inner: Rect, buf: &mut Buffer) {
         return;
     }
     let mut spans = Vec::new();
-    for (i, step) in CREATE_STEPS.iter().enumerate() {
+    for (i, step) in wizard.steps().iter().enumerate() {
         if i > 0 {
             spans.push(Span::styled(" › ", theme.muted));
         }
@@ -104,6 +116,124 @@ fn hint(app: &App, wizard: &Wizard, id: FieldId) -> String {
         FieldId::Autostart => "start it with `vmux autostart-all` at host boot".into(),
         FieldId::StartNow => "start the VM once it is created".into(),
         FieldId::AttachNow => "open its console once it runs".into(),
+        FieldId::Volumes | FieldId::Networks => "Space ticks, ↑/↓ moves".into(),
+        FieldId::NewDisk => "create a volume for this VM (it becomes vda)".into(),
+        FieldId::DiskPool => "Space or ←/→ switches (active pools)".into(),
+        FieldId::DiskName => ".qcow2 or .raw, matching the format".into(),
+        FieldId::DiskSize => "like 10G; sparse, so it costs only what the guest writes".into(),
+        FieldId::DiskFormat => "qcow2: snapshots and linked clones; raw: plain and fast".into(),
+    }
+}
+
+/// The disk step: the volumes checklist over the new-volume fields.
+fn disks(app: &App, wizard: &Wizard, body: Rect, frame: &mut Frame) {
+    let new_rows = if wizard.flag(FieldId::NewDisk) { 10 } else { 2 };
+    let list_height = body
+        .height
+        .saturating_sub(new_rows + 1)
+        .max(3.min(body.height));
+    let list = Rect::new(body.x, body.y, body.width, list_height);
+    checklist(app, wizard, FieldId::Volumes, list, frame.buffer_mut());
+    let below = Rect::new(
+        body.x,
+        body.y + list_height + 1,
+        body.width,
+        body.height.saturating_sub(list_height + 1),
+    );
+    fields(app, wizard, below, 2, frame);
+}
+
+/// A checklist field: its label line, then one row per item (scrolled to the cursor).
+fn checklist(app: &App, wizard: &Wizard, id: FieldId, area: Rect, buf: &mut Buffer) {
+    let theme = &app.theme;
+    if area.height == 0 {
+        return;
+    }
+    let Some(list) = wizard.checklist(id) else {
+        return;
+    };
+    let focused = wizard.focused() == Some(id);
+    let (label, hint) = match id {
+        FieldId::Volumes => ("Existing volumes", "Space ticks, ↑/↓ moves"),
+        _ => ("Networks", "Space ticks, ↑/↓ moves"),
+    };
+    put(
+        buf,
+        area.x,
+        area.y,
+        &format!("{}{label}", if focused { "›" } else { " " }),
+        LABEL + 2,
+        if focused { theme.key } else { theme.header },
+    );
+    put(
+        buf,
+        area.x + LABEL + 2,
+        area.y,
+        &truncate(hint, usize::from(area.width.saturating_sub(LABEL + 2))),
+        area.width.saturating_sub(LABEL + 2),
+        theme.muted,
+    );
+    let rows = Rect::new(area.x, area.y + 1, area.width, area.height - 1);
+    if list.items.is_empty() {
+        let empty = match id {
+            FieldId::Volumes => "(no volumes in active pools; tick New volume to create one)",
+            _ => "(no networks defined)",
+        };
+        put(
+            buf,
+            rows.x + 1,
+            rows.y,
+            empty,
+            rows.width.saturating_sub(1),
+            theme.muted,
+        );
+        return;
+    }
+    draw_items(app, list, focused, rows, buf);
+}
+
+fn draw_items(app: &App, list: &Checklist, focused: bool, rows: Rect, buf: &mut Buffer) {
+    let theme = &app.theme;
+    let page = usize::from(rows.height);
+    let offset = (list.cursor + 1).saturating_sub(page);
+    for (row, (i, item)) in list
+        .items
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(page)
+        .enumerate()
+    {
+        let y = rows.y + row as u16;
+        let at_cursor = focused && i == list.cursor;
+        let style = if at_cursor {
+            theme.selected
+        } else {
+            theme.dialog
+        };
+        if at_cursor {
+            buf.set_style(Rect::new(rows.x, y, rows.width, 1), style);
+        }
+        let mark = if item.checked { "[x]" } else { "[ ]" };
+        let text = format!(" {mark} {:<28} ", item.label);
+        let width = text.chars().count() as u16;
+        put(buf, rows.x, y, &text, rows.width, style);
+        let (note, note_style) = match &item.problem {
+            Some(problem) if item.checked => (problem.as_str(), theme.error),
+            _ => (
+                item.note.as_str(),
+                if at_cursor { style } else { theme.muted },
+            ),
+        };
+        let rest = rows.width.saturating_sub(width);
+        put(
+            buf,
+            rows.x + width,
+            y,
+            &truncate(note, usize::from(rest)),
+            rest,
+            note_style,
+        );
     }
 }
 
@@ -120,6 +250,10 @@ fn fields(app: &App, wizard: &Wizard, area: Rect, rows: u16, frame: &mut Frame) 
         let Some(field) = wizard.field(id) else {
             continue;
         };
+        // Checklists are drawn by `checklist`, in their own area.
+        if matches!(field.value, Value::Checklist(_)) {
+            continue;
+        }
         let is_focused = focused == Some(id);
         let label_style = if is_focused { theme.key } else { theme.header };
         let marker = if is_focused { "›" } else { " " };
@@ -151,8 +285,13 @@ fn fields(app: &App, wizard: &Wizard, area: Rect, rows: u16, frame: &mut Frame) 
                 };
                 put(buf, x, y, text, value_width, style);
             }
+            Value::Checklist(_) => {}
             Value::Choice(index) => {
-                let text = format!("◀ {} ▶", SOURCES.get(*index).copied().unwrap_or("?"));
+                let options = wizard.options(id);
+                let text = format!(
+                    "◀ {} ▶",
+                    options.get(*index).map_or("(none)", String::as_str)
+                );
                 let style = if is_focused {
                     theme.selected
                 } else {
@@ -222,16 +361,12 @@ fn review(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
         ]));
     };
     if wizard.kernel_boot() {
-        fact("Kernel", wizard.text(FieldId::Kernel).trim().to_string());
         let initrd = wizard.text(FieldId::Initrd).trim();
-        fact(
-            "Initrd",
-            if initrd.is_empty() {
-                "(none)".into()
-            } else {
-                initrd.to_string()
-            },
-        );
+        let mut kernel = wizard.text(FieldId::Kernel).trim().to_string();
+        if !initrd.is_empty() {
+            kernel.push_str(&format!(" + initrd {initrd}"));
+        }
+        fact("Kernel", kernel);
         fact(
             "Command line",
             wizard.text(FieldId::Cmdline).trim().to_string(),
@@ -251,6 +386,37 @@ fn review(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
         .map(format_size)
         .unwrap_or_else(|_| wizard.text(FieldId::Memory).to_string());
     fact("Memory", memory);
+    let mut disks: Vec<String> = wizard
+        .new_volume()
+        .map(|v| {
+            format!(
+                "new {}/{} ({} {})",
+                v.pool,
+                v.name,
+                v.spec.format.map_or("qcow2", |f| f.as_str()),
+                format_size(v.spec.capacity)
+            )
+        })
+        .into_iter()
+        .collect();
+    disks.extend(wizard.chosen_volumes());
+    fact(
+        "Disks",
+        if disks.is_empty() {
+            "none".into()
+        } else {
+            disks.join(", ")
+        },
+    );
+    let networks = wizard.chosen_networks();
+    fact(
+        "Network",
+        if networks.is_empty() {
+            "none".into()
+        } else {
+            networks.join(", ")
+        },
+    );
     lines.push(Line::raw(""));
     lines.push(Line::from(Span::styled(
         "The same from a shell:",
@@ -260,7 +426,7 @@ fn review(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
         wizard.command_line(),
         theme.accent,
     )));
-    let text_height = 10.min(area.height.saturating_sub(4));
+    let text_height = 12.min(area.height.saturating_sub(4));
     Paragraph::new(lines)
         .wrap(Wrap { trim: false })
         .style(theme.dialog)
@@ -382,6 +548,12 @@ fn keys_line(app: &App, wizard: &Wizard, inner: Rect, buf: &mut Buffer) {
                 ("Ctrl-O", "browse"),
             ],
             Step::Resources => &[("Enter", "next"), ("Esc", "back"), ("Tab/↑↓", "field")],
+            Step::Disks | Step::Network => &[
+                ("Enter", "next"),
+                ("Esc", "back"),
+                ("Tab/↑↓", "field"),
+                ("Space", "tick/switch"),
+            ],
         }
     };
     let mut spans = Vec::new();

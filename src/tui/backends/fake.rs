@@ -1,0 +1,881 @@
+//! In-memory [`StorageHost`] and [`NetworkHost`] for tests, benchmarks and screenshots of the
+//! TUI: pools, volumes and networks live in maps, operations are instant, and they follow the
+//! real rules that the TUI must explain (names unique and valid, a volume a VM uses cannot be
+//! deleted, shrinking needs consent, starting a network needs CAP_NET_ADMIN).
+//!
+//! Test hooks (`add_pool`, `add_volume`, `set_users`, `fail_next`, `set_written`,
+//! `set_capability`, `attach`, ...) let a test set the scene or play the host misbehaving.
+
+use super::{NetworkHost, NetworkSnapshot, PoolView, StorageHost, StorageSnapshot, VolumeView};
+use crate::config::{
+    MacAddr, NetworkConfig, NicConfig, VmConfig, format_size, validate_volume_name,
+};
+use crate::network::state::ActiveNetwork;
+use crate::network::{AttachedNic, NetworkError, NetworkInfo, leases::Lease};
+use crate::storage::format::BackingInfo;
+use crate::storage::{ImageFormat, PoolInfo, PoolStatus, StorageError, VolumeInfo, VolumeSpec};
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// What a fresh qcow2 image occupies (header, tables).
+const QCOW2_EMPTY: u64 = 196 << 10;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+struct FakePool {
+    path: PathBuf,
+    active: bool,
+    autostart: bool,
+    capacity: u64,
+    available: u64,
+    volumes: BTreeMap<String, Result<VolumeInfo, String>>,
+}
+
+#[derive(Default)]
+struct StorageState {
+    pools: BTreeMap<String, FakePool>,
+    broken: Vec<String>,
+    failures: HashMap<&'static str, String>,
+    written: HashMap<(String, String), u64>,
+}
+
+/// Pools and volumes in memory. Starts with the `default` pool (active, autostart, empty).
+pub struct FakeStorage {
+    state: Mutex<StorageState>,
+}
+
+impl Default for FakeStorage {
+    fn default() -> FakeStorage {
+        FakeStorage::new()
+    }
+}
+
+fn invalid(message: impl Into<String>) -> StorageError {
+    StorageError::Invalid(message.into())
+}
+
+impl FakeStorage {
+    /// The `default` pool at `/var/lib/vmux/images` on a 100G file system with 60G free.
+    pub fn new() -> FakeStorage {
+        let storage = FakeStorage {
+            state: Mutex::new(StorageState::default()),
+        };
+        storage.add_pool("default", "/var/lib/vmux/images", true);
+        lock(&storage.state)
+            .pools
+            .entry("default".into())
+            .and_modify(|p| p.autostart = true);
+        storage
+    }
+
+    /// Adds pool `name` on `path` (a 100G file system with 60G free), active or not.
+    pub fn add_pool(&self, name: &str, path: &str, active: bool) {
+        lock(&self.state).pools.insert(
+            name.to_string(),
+            FakePool {
+                path: PathBuf::from(path),
+                active,
+                autostart: false,
+                capacity: 100 << 30,
+                available: 60 << 30,
+                volumes: BTreeMap::new(),
+            },
+        );
+    }
+
+    /// Adds volume `name` to `pool`; the format comes from the name (qcow2 when it says none).
+    pub fn add_volume(&self, pool: &str, name: &str, capacity: u64, allocation: u64) {
+        let mut state = lock(&self.state);
+        let Some(p) = state.pools.get_mut(pool) else {
+            return;
+        };
+        let format = ImageFormat::from_name(Path::new(name)).unwrap_or(ImageFormat::Qcow2);
+        let info = new_info(pool, name, &p.path, format, capacity, allocation);
+        p.volumes.insert(name.to_string(), Ok(info));
+    }
+
+    /// Adds a file vmux cannot read to `pool`, with the reason.
+    pub fn add_unreadable(&self, pool: &str, name: &str, reason: &str) {
+        if let Some(p) = lock(&self.state).pools.get_mut(pool) {
+            p.volumes.insert(name.to_string(), Err(reason.to_string()));
+        }
+    }
+
+    /// Records VMs using a volume, and which of them run.
+    pub fn set_users(&self, pool: &str, name: &str, used_by: &[&str], running: &[&str]) {
+        self.with_volume(pool, name, |v| {
+            v.used_by = used_by.iter().map(|s| s.to_string()).collect();
+            v.running = running.iter().map(|s| s.to_string()).collect();
+        });
+    }
+
+    /// Makes `name` a qcow2 overlay of `backing` (in the same pool).
+    pub fn set_backing(&self, pool: &str, name: &str, backing: &str) {
+        let mut state = lock(&self.state);
+        let Some(p) = state.pools.get_mut(pool) else {
+            return;
+        };
+        let path = p.path.join(backing);
+        let overlay = p.path.join(name);
+        if let Some(Ok(v)) = p.volumes.get_mut(name) {
+            v.backing = Some(BackingInfo {
+                name: backing.to_string(),
+                path,
+                format: ImageFormat::from_name(Path::new(backing)),
+            });
+        }
+        if let Some(Ok(b)) = p.volumes.get_mut(backing) {
+            b.backing_of.push(overlay);
+        }
+    }
+
+    /// Adds a broken pool definition, shown as an error row.
+    pub fn add_broken(&self, message: &str) {
+        lock(&self.state).broken.push(message.to_string());
+    }
+
+    /// The next call of operation `op` (`"create"`, `"clone"`, `"delete"`, ...) fails with
+    /// `message`.
+    pub fn fail_next(&self, op: &'static str, message: &str) {
+        lock(&self.state).failures.insert(op, message.to_string());
+    }
+
+    /// What [`StorageHost::written_bytes`] reports for `volume` (a copy in progress).
+    pub fn set_written(&self, pool: &str, volume: &str, bytes: u64) {
+        lock(&self.state)
+            .written
+            .insert((pool.to_string(), volume.to_string()), bytes);
+    }
+
+    /// The volume, when it exists and is readable.
+    pub fn volume(&self, pool: &str, name: &str) -> Option<VolumeInfo> {
+        lock(&self.state)
+            .pools
+            .get(pool)?
+            .volumes
+            .get(name)?
+            .clone()
+            .ok()
+    }
+
+    fn with_volume(&self, pool: &str, name: &str, f: impl FnOnce(&mut VolumeInfo)) {
+        if let Some(Ok(v)) = lock(&self.state)
+            .pools
+            .get_mut(pool)
+            .and_then(|p| p.volumes.get_mut(name))
+        {
+            f(v);
+        }
+    }
+
+    fn failure(&self, op: &'static str) -> Result<(), StorageError> {
+        match lock(&self.state).failures.remove(op) {
+            Some(message) => Err(invalid(message)),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` on active pool `pool`.
+    fn in_pool<T>(
+        &self,
+        op: &'static str,
+        pool: &str,
+        f: impl FnOnce(&mut FakePool) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        self.failure(op)?;
+        let mut state = lock(&self.state);
+        let p = state.pools.get_mut(pool).ok_or_else(|| {
+            StorageError::Config(crate::config::ConfigError::UnknownPool(pool.to_string()))
+        })?;
+        if !p.active {
+            return Err(StorageError::PoolInactive(pool.to_string()));
+        }
+        f(p)
+    }
+}
+
+fn new_info(
+    pool: &str,
+    name: &str,
+    dir: &Path,
+    format: ImageFormat,
+    capacity: u64,
+    allocation: u64,
+) -> VolumeInfo {
+    VolumeInfo {
+        pool: pool.to_string(),
+        name: name.to_string(),
+        path: dir.join(name),
+        format,
+        capacity,
+        allocation,
+        backing: None,
+        cluster_size: (format == ImageFormat::Qcow2).then_some(64 << 10),
+        internal_snapshots: 0,
+        used_by: Vec::new(),
+        running: Vec::new(),
+        backing_of: Vec::new(),
+    }
+}
+
+fn existing<'a>(
+    p: &'a mut FakePool,
+    pool: &str,
+    name: &str,
+) -> Result<&'a mut VolumeInfo, StorageError> {
+    match p.volumes.get_mut(name) {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(reason)) => Err(invalid(reason.clone())),
+        None => Err(StorageError::UnknownVolume {
+            pool: pool.to_string(),
+            volume: name.to_string(),
+        }),
+    }
+}
+
+fn free_name(p: &FakePool, pool: &str, name: &str) -> Result<(), StorageError> {
+    validate_volume_name(name).map_err(invalid)?;
+    if p.volumes.contains_key(name) {
+        return Err(StorageError::VolumeExists {
+            pool: pool.to_string(),
+            volume: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn format_of(
+    name: &str,
+    asked: Option<ImageFormat>,
+    fallback: ImageFormat,
+) -> Result<ImageFormat, StorageError> {
+    match (ImageFormat::from_name(Path::new(name)), asked) {
+        (Some(by_name), Some(asked)) if by_name != asked => Err(invalid(format!(
+            "'{name}' names a {by_name} file but the format asked for is {asked}; rename it or change the format"
+        ))),
+        (Some(by_name), _) => Ok(by_name),
+        (None, Some(asked)) => Ok(asked),
+        (None, None) => Ok(fallback),
+    }
+}
+
+fn not_running(v: &VolumeInfo) -> Result<(), StorageError> {
+    match v.running.first() {
+        Some(vm) => Err(invalid(format!(
+            "volume {}/{} is in use by running VM '{vm}'; shut it down first with `vmux shutdown {vm}`",
+            v.pool, v.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+impl StorageHost for FakeStorage {
+    fn snapshot(&self) -> Result<StorageSnapshot, StorageError> {
+        self.failure("snapshot")?;
+        let state = lock(&self.state);
+        let pools = state
+            .pools
+            .iter()
+            .map(|(name, p)| PoolView {
+                info: PoolInfo {
+                    status: PoolStatus {
+                        name: name.clone(),
+                        path: p.path.clone(),
+                        active: p.active,
+                        autostart: p.autostart,
+                    },
+                    capacity: if p.active { p.capacity } else { 0 },
+                    allocation: if p.active {
+                        p.capacity - p.available
+                    } else {
+                        0
+                    },
+                    available: if p.active { p.available } else { 0 },
+                    volumes: if p.active { p.volumes.len() } else { 0 },
+                },
+                volumes: if p.active {
+                    p.volumes
+                        .iter()
+                        .map(|(name, info)| VolumeView {
+                            name: name.clone(),
+                            info: info.clone(),
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                error: None,
+            })
+            .collect();
+        Ok(StorageSnapshot {
+            pools,
+            broken: state.broken.clone(),
+        })
+    }
+
+    fn create_volume(
+        &self,
+        pool: &str,
+        volume: &str,
+        spec: VolumeSpec,
+    ) -> Result<VolumeInfo, StorageError> {
+        self.in_pool("create", pool, |p| {
+            free_name(p, pool, volume)?;
+            let format = format_of(volume, spec.format, ImageFormat::Qcow2)?;
+            let capacity = spec.capacity.div_ceil(512) * 512;
+            if capacity == 0 {
+                return Err(invalid("a volume needs a size above zero, like 10G"));
+            }
+            if spec.preallocate && capacity > p.available {
+                return Err(invalid(format!(
+                    "preallocating {} needs that much free space; the pool has {}",
+                    format_size(capacity),
+                    format_size(p.available)
+                )));
+            }
+            let allocation = match (spec.preallocate, format) {
+                (true, _) => capacity,
+                (false, ImageFormat::Qcow2) => QCOW2_EMPTY,
+                (false, ImageFormat::Raw) => 0,
+            };
+            p.available = p.available.saturating_sub(allocation);
+            let info = new_info(pool, volume, &p.path, format, capacity, allocation);
+            p.volumes.insert(volume.to_string(), Ok(info.clone()));
+            Ok(info)
+        })
+    }
+
+    fn resize_volume(
+        &self,
+        pool: &str,
+        volume: &str,
+        capacity: u64,
+        allow_shrink: bool,
+    ) -> Result<VolumeInfo, StorageError> {
+        self.in_pool("resize", pool, |p| {
+            let v = existing(p, pool, volume)?;
+            not_running(v)?;
+            let capacity = capacity.div_ceil(512) * 512;
+            if capacity < v.capacity && !allow_shrink {
+                return Err(invalid(format!(
+                    "{pool}/{volume} is {} and {} is smaller; shrinking cuts the end of the disk, so shrink the guest's file system and partitions first and pass --shrink",
+                    format_size(v.capacity),
+                    format_size(capacity)
+                )));
+            }
+            if capacity < v.allocation.min(v.capacity) {
+                return Err(StorageError::ShrinkCutsData {
+                    volume: format!("{pool}/{volume}"),
+                    requested: capacity,
+                    data_end: v.allocation,
+                });
+            }
+            v.capacity = capacity;
+            Ok(v.clone())
+        })
+    }
+
+    fn clone_volume(
+        &self,
+        pool: &str,
+        source: &str,
+        clone: &str,
+        linked: bool,
+    ) -> Result<VolumeInfo, StorageError> {
+        self.in_pool("clone", pool, |p| {
+            let src = existing(p, pool, source)?.clone();
+            free_name(p, pool, clone)?;
+            let mut info = if linked {
+                if ImageFormat::from_name(Path::new(clone)) != Some(ImageFormat::Qcow2) {
+                    return Err(invalid(
+                        "a linked clone is a qcow2 overlay; name it with .qcow2",
+                    ));
+                }
+                let mut info = new_info(
+                    pool,
+                    clone,
+                    &p.path,
+                    ImageFormat::Qcow2,
+                    src.capacity,
+                    QCOW2_EMPTY,
+                );
+                info.backing = Some(BackingInfo {
+                    name: source.to_string(),
+                    path: src.path.clone(),
+                    format: Some(src.format),
+                });
+                info
+            } else {
+                let format = format_of(clone, None, src.format)?;
+                new_info(pool, clone, &p.path, format, src.capacity, src.allocation)
+            };
+            if linked {
+                existing(p, pool, source)?
+                    .backing_of
+                    .push(info.path.clone());
+            }
+            info.used_by.clear();
+            p.volumes.insert(clone.to_string(), Ok(info.clone()));
+            Ok(info)
+        })
+    }
+
+    fn convert_volume(
+        &self,
+        pool: &str,
+        source: &str,
+        dest: &str,
+        format: Option<ImageFormat>,
+    ) -> Result<VolumeInfo, StorageError> {
+        self.in_pool("convert", pool, |p| {
+            let src = existing(p, pool, source)?.clone();
+            free_name(p, pool, dest)?;
+            let format = format_of(dest, format, src.format)?;
+            let info = new_info(pool, dest, &p.path, format, src.capacity, src.allocation);
+            p.volumes.insert(dest.to_string(), Ok(info.clone()));
+            Ok(info)
+        })
+    }
+
+    fn upload_volume(
+        &self,
+        pool: &str,
+        volume: &str,
+        source: &Path,
+    ) -> Result<VolumeInfo, StorageError> {
+        self.in_pool("upload", pool, |p| {
+            if !source.is_absolute() {
+                return Err(invalid(format!(
+                    "{} must be an absolute path",
+                    source.display()
+                )));
+            }
+            let v = existing(p, pool, volume)?;
+            not_running(v)?;
+            v.backing = None;
+            Ok(v.clone())
+        })
+    }
+
+    fn wipe_volume(&self, pool: &str, volume: &str) -> Result<VolumeInfo, StorageError> {
+        self.in_pool("wipe", pool, |p| {
+            let v = existing(p, pool, volume)?;
+            not_running(v)?;
+            v.allocation = match v.format {
+                ImageFormat::Qcow2 => QCOW2_EMPTY,
+                ImageFormat::Raw => v.allocation,
+            };
+            v.backing = None;
+            Ok(v.clone())
+        })
+    }
+
+    fn delete_volume(&self, pool: &str, volume: &str) -> Result<(), StorageError> {
+        self.in_pool("delete", pool, |p| {
+            let v = existing(p, pool, volume)?;
+            if !v.used_by.is_empty() {
+                return Err(StorageError::UsedByVm {
+                    volume: format!("{pool}/{volume}"),
+                    vms: v.used_by.clone(),
+                });
+            }
+            if !v.backing_of.is_empty() {
+                return Err(StorageError::BackingOf {
+                    volume: format!("{pool}/{volume}"),
+                    overlays: v.backing_of.clone(),
+                });
+            }
+            let freed = v.allocation;
+            p.available += freed;
+            p.volumes.remove(volume);
+            Ok(())
+        })
+    }
+
+    fn start_pool(&self, pool: &str) -> Result<(), StorageError> {
+        self.failure("pool-start")?;
+        let mut state = lock(&self.state);
+        let p = state.pools.get_mut(pool).ok_or_else(|| {
+            StorageError::Config(crate::config::ConfigError::UnknownPool(pool.to_string()))
+        })?;
+        p.active = true;
+        Ok(())
+    }
+
+    fn stop_pool(&self, pool: &str) -> Result<(), StorageError> {
+        self.failure("pool-stop")?;
+        let mut state = lock(&self.state);
+        let p = state.pools.get_mut(pool).ok_or_else(|| {
+            StorageError::Config(crate::config::ConfigError::UnknownPool(pool.to_string()))
+        })?;
+        p.active = false;
+        Ok(())
+    }
+
+    fn set_pool_autostart(&self, pool: &str, enabled: bool) -> Result<(), StorageError> {
+        self.failure("pool-autostart")?;
+        let mut state = lock(&self.state);
+        let p = state.pools.get_mut(pool).ok_or_else(|| {
+            StorageError::Config(crate::config::ConfigError::UnknownPool(pool.to_string()))
+        })?;
+        p.autostart = enabled;
+        Ok(())
+    }
+
+    fn data_bytes(&self, pool: &str, volume: &str) -> Option<u64> {
+        self.volume(pool, volume).map(|v| v.allocation)
+    }
+
+    fn file_bytes(&self, _path: &Path) -> Option<u64> {
+        None
+    }
+
+    fn written_bytes(&self, pool: &str, volume: &str) -> Option<u64> {
+        lock(&self.state)
+            .written
+            .get(&(pool.to_string(), volume.to_string()))
+            .copied()
+    }
+}
+
+#[derive(Default)]
+struct NetworkState {
+    networks: BTreeMap<String, NetworkInfo>,
+    broken: Vec<String>,
+    no_capability: bool,
+    failures: HashMap<&'static str, String>,
+    next_mac: u32,
+}
+
+/// Networks in memory. Starts empty; [`FakeNetworks::with_default`] adds vmux's `default`.
+#[derive(Default)]
+pub struct FakeNetworks {
+    state: Mutex<NetworkState>,
+}
+
+impl FakeNetworks {
+    /// No networks at all.
+    pub fn new() -> FakeNetworks {
+        FakeNetworks::default()
+    }
+
+    /// vmux's `default` nat network (192.168.123.0/24), defined and inactive.
+    pub fn with_default() -> FakeNetworks {
+        let networks = FakeNetworks::new();
+        networks.add(NetworkConfig::default_network(), false);
+        networks
+    }
+
+    /// Adds a network definition, started or not.
+    pub fn add(&self, config: NetworkConfig, active: bool) {
+        let info = NetworkInfo {
+            active: active.then(|| active_record(&config)),
+            config: config.clone(),
+            leases: Vec::new(),
+            attached: Vec::new(),
+        };
+        lock(&self.state).networks.insert(config.name, info);
+    }
+
+    /// Without CAP_NET_ADMIN, start and stop fail as the real ones do.
+    pub fn set_capability(&self, present: bool) {
+        lock(&self.state).no_capability = !present;
+    }
+
+    /// A VM NIC on `network` (with a TAP when `running`) holding `ip` by DHCP lease.
+    pub fn attach(
+        &self,
+        network: &str,
+        vm: &str,
+        mac: MacAddr,
+        ip: Option<Ipv4Addr>,
+        running: bool,
+    ) {
+        let mut state = lock(&self.state);
+        let Some(info) = state.networks.get_mut(network) else {
+            return;
+        };
+        if let Some(ip) = ip {
+            info.leases.push(Lease {
+                expires: None,
+                mac,
+                ip,
+                hostname: Some(vm.to_string()),
+            });
+        }
+        let index = info.attached.iter().filter(|a| a.vm == vm).count();
+        info.attached.push(AttachedNic {
+            vm: vm.to_string(),
+            mac,
+            tap: running.then(|| format!("vmux-{vm}-{index}")),
+            ip,
+        });
+    }
+
+    /// Adds a broken network definition, shown as an error row.
+    pub fn add_broken(&self, message: &str) {
+        lock(&self.state).broken.push(message.to_string());
+    }
+
+    /// The next call of `op` (`"define"`, `"start"`, `"stop"`, `"undefine"`, `"nic"`) fails
+    /// with `message`.
+    pub fn fail_next(&self, op: &'static str, message: &str) {
+        lock(&self.state).failures.insert(op, message.to_string());
+    }
+
+    /// The network named `name`.
+    pub fn network(&self, name: &str) -> Option<NetworkInfo> {
+        lock(&self.state).networks.get(name).cloned()
+    }
+
+    fn failure(&self, op: &'static str) -> Result<(), NetworkError> {
+        match lock(&self.state).failures.remove(op) {
+            Some(message) => Err(NetworkError::Invalid(message)),
+            None => Ok(()),
+        }
+    }
+
+    fn privileged(&self, op: &'static str) -> Result<MutexGuard<'_, NetworkState>, NetworkError> {
+        self.failure(op)?;
+        let state = lock(&self.state);
+        if state.no_capability {
+            return Err(NetworkError::MissingCapability);
+        }
+        Ok(state)
+    }
+}
+
+fn active_record(config: &NetworkConfig) -> ActiveNetwork {
+    ActiveNetwork {
+        mode: config.mode,
+        bridge: config.bridge.clone(),
+        subnet: config.subnet,
+        nft_table: (config.mode == crate::config::NetworkMode::Nat)
+            .then(|| crate::network::table_name(&config.name)),
+        dnsmasq: None,
+        started_at: 0,
+    }
+}
+
+impl NetworkHost for FakeNetworks {
+    fn snapshot(&self) -> Result<NetworkSnapshot, NetworkError> {
+        self.failure("snapshot")?;
+        let state = lock(&self.state);
+        Ok(NetworkSnapshot {
+            networks: state.networks.values().cloned().collect(),
+            broken: state.broken.clone(),
+        })
+    }
+
+    fn define(&self, config: &NetworkConfig) -> Result<(), NetworkError> {
+        self.failure("define")?;
+        config.validate().map_err(NetworkError::Invalid)?;
+        let mut state = lock(&self.state);
+        if state.networks.contains_key(&config.name) {
+            return Err(NetworkError::NetworkExists(config.name.clone()));
+        }
+        if let Some(other) = state
+            .networks
+            .values()
+            .find(|n| n.config.bridge == config.bridge)
+        {
+            return Err(NetworkError::BridgeTaken {
+                bridge: config.bridge.clone(),
+                other: other.config.name.clone(),
+            });
+        }
+        state.networks.insert(
+            config.name.clone(),
+            NetworkInfo {
+                config: config.clone(),
+                active: None,
+                leases: Vec::new(),
+                attached: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    fn start(&self, name: &str) -> Result<(), NetworkError> {
+        let mut state = self.privileged("start")?;
+        let info = state
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| NetworkError::UnknownNetwork(name.to_string()))?;
+        if info.active.is_some() {
+            return Err(NetworkError::AlreadyActive(name.to_string()));
+        }
+        info.active = Some(active_record(&info.config));
+        Ok(())
+    }
+
+    fn stop(&self, name: &str) -> Result<(), NetworkError> {
+        let mut state = self.privileged("stop")?;
+        let info = state
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| NetworkError::UnknownNetwork(name.to_string()))?;
+        if info.active.is_none() {
+            return Err(NetworkError::NotActive(name.to_string()));
+        }
+        let mut running: Vec<String> = info
+            .attached
+            .iter()
+            .filter(|a| a.tap.is_some())
+            .map(|a| a.vm.clone())
+            .collect();
+        running.sort();
+        running.dedup();
+        if !running.is_empty() {
+            return Err(NetworkError::InUse {
+                network: name.to_string(),
+                vms: running,
+            });
+        }
+        info.active = None;
+        info.leases.clear();
+        Ok(())
+    }
+
+    fn undefine(&self, name: &str) -> Result<Vec<String>, NetworkError> {
+        self.failure("undefine")?;
+        let mut state = lock(&self.state);
+        let info = state
+            .networks
+            .get(name)
+            .ok_or_else(|| NetworkError::UnknownNetwork(name.to_string()))?;
+        if info.active.is_some() {
+            return Err(NetworkError::StillActive(name.to_string()));
+        }
+        let mut users: Vec<String> = info.attached.iter().map(|a| a.vm.clone()).collect();
+        users.dedup();
+        state.networks.remove(name);
+        Ok(if users.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "VM(s) {} still have a NIC on network '{name}' and will not start until it is defined again",
+                users.join(", ")
+            )]
+        })
+    }
+
+    fn set_autostart(&self, name: &str, enabled: bool) -> Result<(), NetworkError> {
+        self.failure("autostart")?;
+        let mut state = lock(&self.state);
+        let info = state
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| NetworkError::UnknownNetwork(name.to_string()))?;
+        info.config.autostart = enabled;
+        Ok(())
+    }
+
+    fn unused_bridge_name(&self, network: &str) -> Result<String, NetworkError> {
+        let state = lock(&self.state);
+        let taken = |name: &str| state.networks.values().any(|n| n.config.bridge == name);
+        (0..64)
+            .map(|salt| {
+                let base: String = format!("vmux-{network}").chars().take(13).collect();
+                if salt == 0 {
+                    base
+                } else {
+                    format!("{base}{salt}")
+                }
+            })
+            .find(|name| !taken(name))
+            .ok_or_else(|| NetworkError::Invalid("no free bridge name".into()))
+    }
+
+    fn new_nic(&self, vm: &VmConfig, network: &str) -> Result<NicConfig, NetworkError> {
+        self.failure("nic")?;
+        let mut state = lock(&self.state);
+        if !state.networks.contains_key(network) {
+            return Err(NetworkError::UnknownNetwork(network.to_string()));
+        }
+        loop {
+            state.next_mac += 1;
+            let mac = MacAddr::with_vmux_prefix(state.next_mac);
+            if !vm.nics.iter().any(|n| n.mac == mac) {
+                return Ok(NicConfig {
+                    network: network.to_string(),
+                    mac,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(capacity: u64) -> VolumeSpec {
+        VolumeSpec {
+            capacity,
+            format: None,
+            preallocate: false,
+        }
+    }
+
+    #[test]
+    fn a_volume_in_use_cannot_be_deleted() {
+        let storage = FakeStorage::new();
+        storage.add_volume("default", "a.qcow2", 1 << 30, 1 << 20);
+        storage.set_users("default", "a.qcow2", &["web1"], &[]);
+        let err = storage
+            .delete_volume("default", "a.qcow2")
+            .expect_err("refused");
+        assert!(err.to_string().contains("web1"), "{err}");
+    }
+
+    #[test]
+    fn shrinking_needs_consent() {
+        let storage = FakeStorage::new();
+        storage
+            .create_volume("default", "a.raw", spec(2 << 30))
+            .expect("created");
+        assert!(
+            storage
+                .resize_volume("default", "a.raw", 1 << 30, false)
+                .is_err()
+        );
+        let info = storage
+            .resize_volume("default", "a.raw", 1 << 30, true)
+            .expect("shrunk");
+        assert_eq!(info.capacity, 1 << 30);
+    }
+
+    #[test]
+    fn a_linked_clone_records_its_backing_file() {
+        let storage = FakeStorage::new();
+        storage.add_volume("default", "base.qcow2", 1 << 30, 1 << 29);
+        let clone = storage
+            .clone_volume("default", "base.qcow2", "web.qcow2", true)
+            .expect("cloned");
+        assert_eq!(clone.backing.map(|b| b.name).as_deref(), Some("base.qcow2"));
+        assert!(storage.delete_volume("default", "base.qcow2").is_err());
+    }
+
+    #[test]
+    fn starting_a_network_without_the_capability_fails_like_the_real_one() {
+        let networks = FakeNetworks::with_default();
+        networks.set_capability(false);
+        let err = networks.start("default").expect_err("refused");
+        assert!(matches!(err, NetworkError::MissingCapability));
+    }
+
+    #[test]
+    fn new_nics_get_distinct_macs() {
+        let networks = FakeNetworks::with_default();
+        let mut vm = VmConfig::new("a", crate::config::BootConfig::Demo);
+        let first = networks.new_nic(&vm, "default").expect("nic");
+        vm.nics.push(first.clone());
+        let second = networks.new_nic(&vm, "default").expect("nic");
+        assert_ne!(first.mac, second.mac);
+    }
+}

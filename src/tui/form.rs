@@ -1,0 +1,348 @@
+//! A small dialog form: labelled fields (text, on/off, one-of choices) with a problem or a hint
+//! under each, checked as they are typed. The storage, network and hot-add dialogs
+//! (`dialogs.rs`) are forms of this kind: the form handles keys and focus, the dialog says what
+//! the fields are, what is wrong with them and what to do on Enter.
+
+use super::input::{Edit, LineInput};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// Names a field within one dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldKey {
+    /// A volume or network name.
+    Name,
+    /// A size (`10G`, `+5G`).
+    Size,
+    /// raw or qcow2.
+    Format,
+    /// Allocate all space now.
+    Preallocate,
+    /// Allow shrinking.
+    Shrink,
+    /// Linked (qcow2 overlay) instead of full clone.
+    Linked,
+    /// An image file path.
+    Path,
+    /// nat, isolated or bridge.
+    Mode,
+    /// A bridge name.
+    Bridge,
+    /// An IPv4 subnet.
+    Subnet,
+    /// The gateway address.
+    Gateway,
+    /// The DHCP range.
+    DhcpRange,
+    /// Autostart flag.
+    Autostart,
+    /// Which volume (hot-add dialog).
+    Volume,
+    /// Use a new volume instead of an existing one.
+    NewVolume,
+    /// Which pool.
+    Pool,
+    /// Change the running VM.
+    Live,
+    /// Change the definition.
+    Config,
+    /// The guest cannot write it.
+    ReadOnly,
+}
+
+/// A field's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldValue {
+    /// Free text.
+    Text(LineInput),
+    /// On/off.
+    Toggle(bool),
+    /// One of `options` (Space or ←/→ cycles).
+    Choice {
+        /// The words shown.
+        options: Vec<String>,
+        /// The chosen one.
+        index: usize,
+    },
+}
+
+/// One field of a form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormField {
+    /// Which field.
+    pub key: FieldKey,
+    /// Label left of the value.
+    pub label: &'static str,
+    /// The value.
+    pub value: FieldValue,
+    /// What is wrong with it now.
+    pub error: Option<String>,
+    /// Advice shown under it while it is focused and fine.
+    pub hint: String,
+    /// Not shown (and not checked) now.
+    pub hidden: bool,
+}
+
+impl FormField {
+    /// A text field holding `text`.
+    pub fn text(key: FieldKey, label: &'static str, text: &str) -> FormField {
+        FormField::new(key, label, FieldValue::Text(LineInput::new(text)))
+    }
+
+    /// An on/off field.
+    pub fn toggle(key: FieldKey, label: &'static str, on: bool) -> FormField {
+        FormField::new(key, label, FieldValue::Toggle(on))
+    }
+
+    /// A choice among `options`, the first chosen.
+    pub fn choice(key: FieldKey, label: &'static str, options: Vec<String>) -> FormField {
+        FormField::new(key, label, FieldValue::Choice { options, index: 0 })
+    }
+
+    fn new(key: FieldKey, label: &'static str, value: FieldValue) -> FormField {
+        FormField {
+            key,
+            label,
+            value,
+            error: None,
+            hint: String::new(),
+            hidden: false,
+        }
+    }
+}
+
+/// What a key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormKey {
+    /// Moved or nothing.
+    Moved,
+    /// A value changed (re-check the fields).
+    Changed,
+    /// Enter: submit.
+    Submit,
+    /// Esc: close.
+    Cancel,
+}
+
+/// The fields and focus of a dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Form {
+    /// Fields in order (hidden ones included).
+    pub fields: Vec<FormField>,
+    /// Index into `fields` of the focused one (always a shown field).
+    pub focus: usize,
+}
+
+impl Form {
+    /// A form over `fields`, the first shown one focused.
+    pub fn new(fields: Vec<FormField>) -> Form {
+        let mut form = Form { fields, focus: 0 };
+        form.fix_focus();
+        form
+    }
+
+    /// The field `key`.
+    pub fn field(&self, key: FieldKey) -> Option<&FormField> {
+        self.fields.iter().find(|f| f.key == key)
+    }
+
+    /// The field `key`, mutably.
+    pub fn field_mut(&mut self, key: FieldKey) -> Option<&mut FormField> {
+        self.fields.iter_mut().find(|f| f.key == key)
+    }
+
+    /// The trimmed text of field `key` ("" for other kinds).
+    pub fn text(&self, key: FieldKey) -> &str {
+        match self.field(key).map(|f| &f.value) {
+            Some(FieldValue::Text(input)) => input.text().trim(),
+            _ => "",
+        }
+    }
+
+    /// Replaces the text of field `key`.
+    pub fn set_text(&mut self, key: FieldKey, text: &str) {
+        if let Some(FieldValue::Text(input)) = self.field_mut(key).map(|f| &mut f.value) {
+            input.set(text);
+        }
+    }
+
+    /// Whether toggle `key` is on.
+    pub fn flag(&self, key: FieldKey) -> bool {
+        matches!(
+            self.field(key).map(|f| &f.value),
+            Some(FieldValue::Toggle(true))
+        )
+    }
+
+    /// The chosen option of choice `key`.
+    pub fn choice(&self, key: FieldKey) -> Option<&str> {
+        match self.field(key).map(|f| &f.value) {
+            Some(FieldValue::Choice { options, index }) => options.get(*index).map(String::as_str),
+            _ => None,
+        }
+    }
+
+    /// Shows or hides field `key`.
+    pub fn set_hidden(&mut self, key: FieldKey, hidden: bool) {
+        if let Some(field) = self.field_mut(key) {
+            field.hidden = hidden;
+        }
+        self.fix_focus();
+    }
+
+    /// The focused field.
+    pub fn focused(&self) -> Option<&FormField> {
+        self.fields.get(self.focus).filter(|f| !f.hidden)
+    }
+
+    /// Whether any shown field has a problem.
+    pub fn has_errors(&self) -> bool {
+        self.fields.iter().any(|f| !f.hidden && f.error.is_some())
+    }
+
+    /// Focuses the first shown field with a problem; says whether there was one.
+    pub fn focus_first_error(&mut self) -> bool {
+        match self
+            .fields
+            .iter()
+            .position(|f| !f.hidden && f.error.is_some())
+        {
+            Some(i) => {
+                self.focus = i;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn fix_focus(&mut self) {
+        if self.fields.get(self.focus).is_some_and(|f| !f.hidden) {
+            return;
+        }
+        self.focus = self.fields.iter().position(|f| !f.hidden).unwrap_or(0);
+    }
+
+    fn step_focus(&mut self, forward: bool) {
+        let count = self.fields.len();
+        for step in 1..=count {
+            let i = if forward {
+                (self.focus + step) % count
+            } else {
+                (self.focus + count - step) % count
+            };
+            if !self.fields[i].hidden {
+                self.focus = i;
+                return;
+            }
+        }
+    }
+
+    /// Applies a key: Tab/↑/↓ move, Enter submits, Esc cancels, the rest edits the focused
+    /// field.
+    pub fn handle_key(&mut self, key: &KeyEvent) -> FormKey {
+        let shift_tab = key.code == KeyCode::BackTab
+            || (key.code == KeyCode::Tab && key.modifiers.contains(KeyModifiers::SHIFT));
+        match key.code {
+            KeyCode::Esc => return FormKey::Cancel,
+            KeyCode::Enter => return FormKey::Submit,
+            _ if shift_tab => self.step_focus(false),
+            KeyCode::Up => self.step_focus(false),
+            KeyCode::Tab | KeyCode::Down => self.step_focus(true),
+            _ => return self.edit(key),
+        }
+        FormKey::Moved
+    }
+
+    /// Pasted text goes into the focused text field.
+    pub fn paste(&mut self, text: &str) -> FormKey {
+        match self.fields.get_mut(self.focus).map(|f| &mut f.value) {
+            Some(FieldValue::Text(input)) => {
+                if input.insert_str(text) == Edit::Changed {
+                    FormKey::Changed
+                } else {
+                    FormKey::Moved
+                }
+            }
+            _ => FormKey::Moved,
+        }
+    }
+
+    fn edit(&mut self, key: &KeyEvent) -> FormKey {
+        let Some(field) = self.fields.get_mut(self.focus) else {
+            return FormKey::Moved;
+        };
+        let cycle = matches!(
+            key.code,
+            KeyCode::Char(' ') | KeyCode::Left | KeyCode::Right
+        );
+        let changed = match &mut field.value {
+            FieldValue::Text(input) => input.handle(key) == Edit::Changed,
+            FieldValue::Toggle(on) if cycle => {
+                *on = !*on;
+                true
+            }
+            FieldValue::Choice { options, index } if cycle && !options.is_empty() => {
+                *index = if key.code == KeyCode::Left {
+                    (*index + options.len() - 1) % options.len()
+                } else {
+                    (*index + 1) % options.len()
+                };
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            FormKey::Changed
+        } else {
+            FormKey::Moved
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn press(form: &mut Form, code: KeyCode) -> FormKey {
+        form.handle_key(&KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    fn sample() -> Form {
+        let mut hidden = FormField::text(FieldKey::Bridge, "Bridge", "");
+        hidden.hidden = true;
+        Form::new(vec![
+            FormField::text(FieldKey::Name, "Name", "a"),
+            hidden,
+            FormField::choice(
+                FieldKey::Format,
+                "Format",
+                vec!["qcow2".into(), "raw".into()],
+            ),
+        ])
+    }
+
+    #[test]
+    fn focus_skips_hidden_fields() {
+        let mut form = sample();
+        press(&mut form, KeyCode::Down);
+        assert_eq!(form.focused().map(|f| f.key), Some(FieldKey::Format));
+        press(&mut form, KeyCode::Up);
+        assert_eq!(form.focused().map(|f| f.key), Some(FieldKey::Name));
+    }
+
+    #[test]
+    fn space_and_arrows_cycle_a_choice_both_ways() {
+        let mut form = sample();
+        press(&mut form, KeyCode::Tab);
+        assert_eq!(press(&mut form, KeyCode::Char(' ')), FormKey::Changed);
+        assert_eq!(form.choice(FieldKey::Format), Some("raw"));
+        press(&mut form, KeyCode::Left);
+        assert_eq!(form.choice(FieldKey::Format), Some("qcow2"));
+    }
+
+    #[test]
+    fn typing_edits_the_focused_text() {
+        let mut form = sample();
+        press(&mut form, KeyCode::Char('b'));
+        assert_eq!(form.text(FieldKey::Name), "ab");
+    }
+}
