@@ -11,7 +11,7 @@
 //! vmd, address lookup); it shells out to `ip`, `nft` and `dnsmasq` (see [`host`]), keeps what
 //! it started in `<state>/networks/` ([`state`]) and checks on every call that what it started
 //! is still there ([`NetworkManager::reconcile`]). Everything here needs CAP_NET_ADMIN
-//! ([`caps`]); the raw TAP ioctls live in `engine::tap`, the only place allowed `unsafe`.
+//! ([`caps`]); the raw TAP ioctls live in `engine::tap` (raw system calls stay in the engine).
 
 pub mod caps;
 mod dnsmasq;

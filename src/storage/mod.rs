@@ -13,7 +13,7 @@
 //! - [`snapshot`]: external disk snapshots of stopped VMs, with metadata under
 //!   `<config>/snapshots/<vm>/`.
 //!
-//! Nothing here is `unsafe`; see docs/storage.md for the user-facing semantics.
+//! Everything here is safe Rust; see docs/storage.md for the user-facing semantics.
 
 pub mod copy;
 pub mod create;

@@ -34,7 +34,7 @@ const MSI_GSI_END: u32 = FIRST_MSI_GSI + (KVM_MAX_IRQ_ROUTES - DEFAULT_ROUTES);
 /// An MSI message: the write a device performs to interrupt a CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MsiMessage {
-    /// Guest-physical address written (0xfeeXXXXX on x86).
+    /// Guest-physical address written (in the 0xfee0_0000 range on x86).
     pub address: u64,
     /// The 32-bit value written.
     pub data: u32,
