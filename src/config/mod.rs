@@ -25,6 +25,7 @@ pub use paths::Paths;
 pub use pool::{DEFAULT_POOL, PoolConfig, PoolStore, default_pool_path, pool_file, pools_dir};
 pub use size::{format_size, parse_size};
 pub use store::parse_definition;
+pub(crate) use store::parse_named;
 pub use store::{DefinitionError, Store};
 pub use vm::{BootConfig, DEFAULT_MEMORY_BYTES, VmConfig, default_max_vcpus, validate_name};
 

@@ -161,26 +161,14 @@ fn parse_pool(
     text: &str,
     expected_name: Option<&str>,
 ) -> Result<PoolConfig, DefinitionError> {
-    let pool: PoolConfig = toml::from_str(text).map_err(|e| DefinitionError {
-        path: path.to_path_buf(),
-        line: e
-            .span()
-            .map(|span| text[..span.start.min(text.len())].lines().count().max(1)),
-        reason: e.message().trim().to_string(),
-    })?;
-    let invalid = |reason: String| DefinitionError {
-        path: path.to_path_buf(),
-        line: None,
-        reason,
-    };
-    pool.validate().map_err(invalid)?;
-    if let Some(expected) = expected_name.filter(|n| *n != pool.name) {
-        return Err(invalid(format!(
-            "the file is for pool '{expected}' but says name = \"{}\"; make them match",
-            pool.name
-        )));
-    }
-    Ok(pool)
+    super::store::parse_named(
+        path,
+        text,
+        expected_name,
+        "pool ",
+        PoolConfig::validate,
+        |pool| &pool.name,
+    )
 }
 
 #[cfg(test)]

@@ -120,26 +120,44 @@ pub fn parse_definition(
     text: &str,
     expected_name: Option<&str>,
 ) -> Result<VmConfig, DefinitionError> {
-    let cfg: VmConfig = toml::from_str(text).map_err(|e| DefinitionError {
+    parse_named(path, text, expected_name, "", VmConfig::validate, |cfg| {
+        &cfg.name
+    })
+}
+
+/// The one way a definition file (VM, pool, network) is read: TOML parsed with the line of any
+/// syntax error, then `validate`, then the `name` inside checked against the file's stem.
+/// `kind` words the mismatch message ("pool " gives "the file is for pool 'x'").
+pub(crate) fn parse_named<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    text: &str,
+    expected_name: Option<&str>,
+    kind: &str,
+    validate: impl Fn(&T) -> Result<(), String>,
+    name: impl Fn(&T) -> &str,
+) -> Result<T, DefinitionError> {
+    let error = |line, reason| DefinitionError {
         path: path.to_path_buf(),
-        line: e
-            .span()
-            .map(|span| text[..span.start.min(text.len())].lines().count().max(1)),
-        reason: e.message().trim().to_string(),
-    })?;
-    let invalid = |reason: String| DefinitionError {
-        path: path.to_path_buf(),
-        line: None,
+        line,
         reason,
     };
-    cfg.validate().map_err(invalid)?;
-    if let Some(expected) = expected_name.filter(|n| *n != cfg.name) {
-        return Err(invalid(format!(
-            "the file is for '{expected}' but says name = \"{}\"; make them match",
-            cfg.name
-        )));
+    let definition: T = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+        error(line, e.message().trim().to_string())
+    })?;
+    validate(&definition).map_err(|reason| error(None, reason))?;
+    let found = name(&definition);
+    if let Some(expected) = expected_name.filter(|n| *n != found) {
+        return Err(error(
+            None,
+            format!(
+                "the file is for {kind}'{expected}' but says name = \"{found}\"; make them match"
+            ),
+        ));
     }
-    Ok(cfg)
+    Ok(definition)
 }
 
 #[cfg(test)]

@@ -116,28 +116,14 @@ fn parse(
     text: &str,
     expected_name: Option<&str>,
 ) -> Result<NetworkConfig, DefinitionError> {
-    let error = |line, reason| DefinitionError {
-        path: path.to_path_buf(),
-        line,
-        reason,
-    };
-    let cfg: NetworkConfig = toml::from_str(text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
-        error(line, e.message().trim().to_string())
-    })?;
-    cfg.validate().map_err(|reason| error(None, reason))?;
-    if let Some(expected) = expected_name.filter(|n| *n != cfg.name) {
-        return Err(error(
-            None,
-            format!(
-                "the file is for '{expected}' but says name = \"{}\"; make them match",
-                cfg.name
-            ),
-        ));
-    }
-    Ok(cfg)
+    crate::config::parse_named(
+        path,
+        text,
+        expected_name,
+        "",
+        NetworkConfig::validate,
+        |cfg| &cfg.name,
+    )
 }
 
 #[cfg(test)]
