@@ -85,6 +85,18 @@ pub enum ActivateError {
     CreateEventFd(#[source] std::io::Error),
 }
 
+/// Copies the bytes of a device's configuration space `config` at `offset` into `data`;
+/// bytes past its end (or at offsets that overflow) read as zero, as the spec allows.
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    for (i, byte) in data.iter_mut().enumerate() {
+        *byte = offset
+            .checked_add(i as u64)
+            .and_then(|o| usize::try_from(o).ok())
+            .and_then(|o| config.get(o).copied())
+            .unwrap_or(0);
+    }
+}
+
 /// A virtio device behind a transport. Owned by the transport and called on vCPU threads
 /// with the transport's lock held; the work itself happens on the device's own threads after
 /// [`activate`](Self::activate).
