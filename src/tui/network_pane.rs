@@ -138,7 +138,9 @@ pub(super) fn on_loaded(app: &mut App, result: Result<NetworkSnapshot, String>) 
     if std::mem::take(&mut app.networks.stale) {
         request_load(app);
     }
-    if changed {
+    // Consoles show no network data: no redraw (and no bytes on a slow link) for them; the
+    // switch back to another pane redraws anyway.
+    if changed && app.pane != Pane::Console {
         app.mark_dirty();
     }
 }
