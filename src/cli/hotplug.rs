@@ -21,7 +21,7 @@ pub fn resolve_scope(live: bool, config: bool, state: RunState) -> ChangeScope {
 /// `vmux setvcpus NAME N [--live] [--config]`.
 pub fn setvcpus(host: &dyn Host, args: &SetvcpusArgs, io: &mut Io<'_>) -> Result<(), CliError> {
     let name = &args.name;
-    let state = host.status(name)?.state;
+    let state = host.state(name)?.state;
     let scope = resolve_scope(args.live, args.config, state);
     host.set_vcpus(name, args.count, scope)?;
     if scope.live {
@@ -58,7 +58,7 @@ pub fn attach_disk(
         disk.serial.clone_from(&args.serial);
     }
     disk.validate().map_err(CliError::Invalid)?;
-    let state = host.status(name)?.state;
+    let state = host.state(name)?.state;
     let scope = resolve_scope(args.live, args.config, state);
     let target = host.attach_disk(name, &disk, scope)?;
     if scope.live {
@@ -85,7 +85,7 @@ pub fn detach_disk(
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
     let name = &args.name;
-    let state = host.status(name)?.state;
+    let state = host.state(name)?.state;
     let scope = resolve_scope(args.live, args.config, state);
     host.detach_disk(name, &args.target, scope)?;
     if scope.live {

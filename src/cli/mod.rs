@@ -220,8 +220,30 @@ pub struct Io<'a> {
 }
 
 /// Runs the parsed command line against this host's VMs; `Ok` carries the exit status.
-/// With no subcommand this is the full-screen interface.
+/// With no subcommand this is the full-screen interface. A reader that went away
+/// (`vmux list --json | head -1`) ends the command quietly with success, like other Unix tools.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match run_command(args) {
+        Err(error) if is_broken_pipe(&error) => Ok(ExitCode::SUCCESS),
+        other => other,
+    }
+}
+
+/// Whether `error` or any of its causes is a write to a closed pipe.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == Some(BrokenPipe)
+    })
+}
+
+fn run_command(args: Args) -> anyhow::Result<ExitCode> {
     // A transient VM needs no host (no definitions, no sockets); it is also started before
     // anything else so that it owns every thread of the process (see `vmd::foreground::run`).
     if let Some(Command::Run(run_args)) = args.command {
@@ -252,16 +274,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         err: &mut std::io::stderr(),
     };
     let networks = HostNetworks::new(host.paths().clone());
-    match execute(&host, &networks, command, &mut io) {
-        // The reader went away (`vmux list | head -1`): nothing left to tell anyone.
-        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            Ok(ExitCode::SUCCESS)
-        }
-        result => {
-            result?;
-            Ok(ExitCode::SUCCESS)
-        }
-    }
+    execute(&host, &networks, command, &mut io)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Executes one verb against `host` and its `networks`.
@@ -312,5 +326,24 @@ pub fn execute(
         Command::Run(_) => Err(CliError::Invalid(
             "`vmux run` runs through `vmux::cli::run`, not against a VM host".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_pipe_is_recognised_through_every_wrapper() {
+        let pipe = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(is_broken_pipe(&anyhow::Error::from(CliError::Output(
+            pipe()
+        ))));
+        let json = serde_json::Error::io(pipe());
+        assert!(is_broken_pipe(&anyhow::Error::from(json)));
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!is_broken_pipe(&anyhow::Error::from(CliError::Output(
+            other
+        ))));
     }
 }

@@ -6,10 +6,12 @@
 use crate::config::{Paths, format_size, parse_size};
 use crate::storage::snapshot::{SnapshotState, format_timestamp};
 use crate::storage::{
-    ImageFormat, PoolStatus, SnapshotInfo, SnapshotManager, StorageManager, VolumeInfo, VolumeSpec,
+    ImageFormat, PoolStatus, SnapshotInfo, SnapshotManager, StorageError, StorageManager,
+    VolumeInfo, VolumeSpec,
 };
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -174,7 +176,8 @@ pub enum StorageCommand {
         /// Volume name.
         volume: String,
     },
-    /// Take an external disk snapshot of a stopped VM.
+    /// Take an external disk snapshot of a VM, running or not (a running VM's vCPUs pause
+    /// while its disks switch to the new overlays).
     SnapshotCreate {
         /// VM name.
         vm: String,
@@ -228,6 +231,8 @@ impl StorageCommand {
 pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
     let json = cmd.wants_json();
     let paths = Paths::from_env()?;
+    let mut stdout = std::io::stdout().lock();
+    let out: &mut dyn Write = &mut stdout;
     let storage = StorageManager::new(paths.clone());
     let snapshots = SnapshotManager::new(paths.clone());
     use StorageCommand::*;
@@ -241,9 +246,9 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             if json {
-                print_json(&pools)?;
+                print_json(out, &pools)?;
             } else {
-                print_pools(&pools);
+                print_pools(out, &pools)?;
             }
         }
         PoolDefineAs {
@@ -252,44 +257,47 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             build,
         } => {
             storage.define_pool(&name, &target, build)?;
-            println!("Pool {name} defined");
+            writeln!(out, "Pool {name} defined")?;
         }
         PoolStart { name } => {
             storage.start_pool(&name)?;
-            println!("Pool {name} started");
+            writeln!(out, "Pool {name} started")?;
         }
         PoolDestroy { name } => {
             storage.stop_pool(&name)?;
-            println!("Pool {name} destroyed (stopped; its volumes are kept)");
+            writeln!(out, "Pool {name} destroyed (stopped; its volumes are kept)")?;
         }
         PoolAutostart { name, disable } => {
             storage.set_pool_autostart(&name, !disable)?;
             if disable {
-                println!("Pool {name} unmarked as autostarted");
+                writeln!(out, "Pool {name} unmarked as autostarted")?;
             } else {
-                println!("Pool {name} marked as autostarted");
+                writeln!(out, "Pool {name} marked as autostarted")?;
             }
         }
         PoolUndefine { name } => {
             storage.undefine_pool(&name)?;
-            println!("Pool {name} has been undefined");
+            writeln!(out, "Pool {name} has been undefined")?;
         }
         PoolInfo { name, .. } => {
             let info = storage.pool_info(&name)?;
             if json {
-                print_json(&info)?;
+                print_json(out, &info)?;
             } else {
                 let s = &info.status;
-                print_fields(&[
-                    ("Name", s.name.clone()),
-                    ("State", state_word(s.active).to_string()),
-                    ("Autostart", yes_no(s.autostart).to_string()),
-                    ("Path", s.path.display().to_string()),
-                    ("Volumes", info.volumes.to_string()),
-                    ("Capacity", format_size(info.capacity)),
-                    ("Allocation", format_size(info.allocation)),
-                    ("Available", format_size(info.available)),
-                ]);
+                print_fields(
+                    out,
+                    &[
+                        ("Name", s.name.clone()),
+                        ("State", state_word(s.active).to_string()),
+                        ("Autostart", yes_no(s.autostart).to_string()),
+                        ("Path", s.path.display().to_string()),
+                        ("Volumes", info.volumes.to_string()),
+                        ("Capacity", format_size(info.capacity)),
+                        ("Allocation", format_size(info.allocation)),
+                        ("Available", format_size(info.available)),
+                    ],
+                )?;
             }
         }
         VolList { pool, .. } => {
@@ -302,17 +310,17 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                         Err(e) => serde_json::json!({"name": name, "error": e.to_string()}),
                     })
                     .collect();
-                print_json(&docs)?;
+                print_json(out, &docs)?;
             } else {
-                print_volumes(&entries);
+                print_volumes(out, &entries)?;
             }
         }
         VolInfo { pool, volume, .. } => {
             let info = storage.vol_info(&pool, &volume)?;
             if json {
-                print_json(&info)?;
+                print_json(out, &info)?;
             } else {
-                print_volume(&info);
+                print_volume(out, &info)?;
             }
         }
         VolCreateAs {
@@ -332,7 +340,8 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                     preallocate,
                 },
             )?;
-            println!(
+            writeln!(
+                out,
                 "Vol {volume} created ({} {}, {})",
                 format_size(info.capacity),
                 info.format,
@@ -341,7 +350,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                 } else {
                     "sparse"
                 }
-            );
+            )?;
         }
         VolResize {
             pool,
@@ -357,11 +366,17 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                     .context("that size is too large")?,
                 None => size_arg(&size)?,
             };
-            let info = storage.vol_resize(&pool, &volume, capacity, shrink)?;
-            println!(
+            let info = in_use(
+                &storage,
+                &pool,
+                &volume,
+                storage.vol_resize(&pool, &volume, capacity, shrink),
+            )?;
+            writeln!(
+                out,
                 "Size of volume '{volume}' is now {}",
                 format_size(info.capacity)
-            );
+            )?;
         }
         VolClone {
             pool,
@@ -371,9 +386,12 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
         } => {
             storage.vol_clone(&pool, &source, &clone, linked)?;
             if linked {
-                println!("Vol {clone} cloned from {source} (linked: {source} is its backing file)");
+                writeln!(
+                    out,
+                    "Vol {clone} cloned from {source} (linked: {source} is its backing file)"
+                )?;
             } else {
-                println!("Vol {clone} cloned from {source}");
+                writeln!(out, "Vol {clone} cloned from {source}")?;
             }
         }
         VolUpload {
@@ -382,12 +400,18 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             file,
             format,
         } => {
-            let info = storage.vol_upload(&pool, &volume, &file, format)?;
-            println!(
+            let info = in_use(
+                &storage,
+                &pool,
+                &volume,
+                storage.vol_upload(&pool, &volume, &file, format),
+            )?;
+            writeln!(
+                out,
                 "Vol {volume} now holds {} ({})",
                 file.display(),
                 format_size(info.capacity)
-            );
+            )?;
         }
         VolDownload {
             pool,
@@ -397,11 +421,12 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             force,
         } => {
             let info = storage.vol_download(&pool, &volume, &file, format, force)?;
-            println!(
+            writeln!(
+                out,
                 "Vol {volume} written to {} ({})",
                 file.display(),
                 info.format
-            );
+            )?;
         }
         VolConvert {
             pool,
@@ -410,15 +435,15 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             format,
         } => {
             let info = storage.vol_convert(&pool, &source, &dest, format)?;
-            println!("Vol {dest} converted from {source} ({})", info.format);
+            writeln!(out, "Vol {dest} converted from {source} ({})", info.format)?;
         }
         VolWipe { pool, volume } => {
-            storage.vol_wipe(&pool, &volume)?;
-            println!("Vol {volume} wiped");
+            in_use(&storage, &pool, &volume, storage.vol_wipe(&pool, &volume))?;
+            writeln!(out, "Vol {volume} wiped")?;
         }
         VolDelete { pool, volume } => {
-            storage.vol_delete(&pool, &volume)?;
-            println!("Vol {volume} deleted");
+            in_use(&storage, &pool, &volume, storage.vol_delete(&pool, &volume))?;
+            writeln!(out, "Vol {volume} deleted")?;
         }
         SnapshotCreate { vm, name } => {
             let info = if crate::storage::usage::vm_is_running(&paths, &vm) {
@@ -426,35 +451,65 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             } else {
                 snapshots.create(&vm, &name)?
             };
-            println!(
+            writeln!(
+                out,
                 "Domain snapshot {name} created ({} disks)",
                 info.disks.len()
-            );
+            )?;
         }
         SnapshotList { vm, .. } => {
             let list = snapshots.list(&vm)?;
             if json {
-                print_json(&list)?;
+                print_json(out, &list)?;
             } else {
-                print_snapshots(&list);
+                print_snapshots(out, &list)?;
             }
         }
         SnapshotRevert { vm, name } => {
             let report = snapshots.revert(&vm, &name)?;
-            println!("Domain {vm} reverted to snapshot {name}");
+            writeln!(out, "Domain {vm} reverted to snapshot {name}")?;
             if !report.removed_snapshots.is_empty() {
-                println!(
+                writeln!(
+                    out,
                     "Later snapshots discarded: {}",
                     report.removed_snapshots.join(", ")
-                );
+                )?;
             }
         }
         SnapshotDelete { vm, name } => {
             snapshots.delete(&vm, &name)?;
-            println!("Domain snapshot {name} deleted");
+            writeln!(out, "Domain snapshot {name} deleted")?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A volume another process holds is named by the running VM that holds it (a disk attached
+/// live is in no definition, so the storage layer cannot tell), with the ways out.
+fn in_use<T>(
+    storage: &StorageManager,
+    pool: &str,
+    volume: &str,
+    result: Result<T, StorageError>,
+) -> anyhow::Result<T> {
+    let held = matches!(
+        &result,
+        Err(StorageError::Image(
+            crate::storage::ImageError::InUse { .. }
+        ))
+    );
+    let users = match (held, storage.volume_path(pool, volume)) {
+        (true, Ok(path)) => crate::client::LocalHost::from_env()
+            .map(|host| host.running_users(&path))
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    match users.first() {
+        Some((vm, target)) => bail!(
+            "volume {pool}/{volume} is in use by running VM '{vm}' as disk {target}; detach it with `vmux detach-disk {vm} {target}` or shut the VM down first (`vmux shutdown {vm}`)"
+        ),
+        None => Ok(result?),
+    }
 }
 
 fn size_arg(text: &str) -> anyhow::Result<u64> {
@@ -490,8 +545,8 @@ fn live_snapshot(
     Ok(snapshots.complete(&prepared)?)
 }
 
-fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+fn print_json<T: serde::Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> anyhow::Result<()> {
+    writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 
@@ -504,7 +559,7 @@ fn yes_no(flag: bool) -> &'static str {
 }
 
 /// Prints rows under a header, columns padded to their widest cell.
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
+fn print_table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -517,25 +572,32 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!(" {}", padded.join("   ").trim_end());
+        format!(" {}", padded.join("   ").trim_end())
     };
-    line(header.iter().map(|h| h.to_string()).collect());
-    println!(
+    writeln!(
+        out,
+        "{}",
+        line(header.iter().map(|h| h.to_string()).collect())
+    )?;
+    writeln!(
+        out,
         "{}",
         "-".repeat(widths.iter().sum::<usize>() + 3 * widths.len())
-    );
+    )?;
     for row in rows {
-        line(row.clone());
+        writeln!(out, "{}", line(row.clone()))?;
     }
+    Ok(())
 }
 
-fn print_fields(fields: &[(&str, String)]) {
+fn print_fields(out: &mut dyn Write, fields: &[(&str, String)]) -> std::io::Result<()> {
     for (key, value) in fields {
-        println!("{:<15} {value}", format!("{key}:"));
+        writeln!(out, "{:<15} {value}", format!("{key}:"))?;
     }
+    Ok(())
 }
 
-fn print_pools(pools: &[PoolStatus]) {
+fn print_pools(out: &mut dyn Write, pools: &[PoolStatus]) -> std::io::Result<()> {
     let rows: Vec<Vec<String>> = pools
         .iter()
         .map(|p| {
@@ -547,10 +609,13 @@ fn print_pools(pools: &[PoolStatus]) {
             ]
         })
         .collect();
-    print_table(&["Name", "State", "Autostart", "Path"], &rows);
+    print_table(out, &["Name", "State", "Autostart", "Path"], &rows)
 }
 
-fn print_volumes(entries: &[crate::storage::volume::VolumeEntry]) {
+fn print_volumes(
+    out: &mut dyn Write,
+    entries: &[crate::storage::volume::VolumeEntry],
+) -> std::io::Result<()> {
     let rows: Vec<Vec<String>> = entries
         .iter()
         .map(|(name, info)| match info {
@@ -571,9 +636,10 @@ fn print_volumes(entries: &[crate::storage::volume::VolumeEntry]) {
         })
         .collect();
     print_table(
+        out,
         &["Name", "Format", "Capacity", "Allocation", "Used by"],
         &rows,
-    );
+    )
 }
 
 fn users(info: &VolumeInfo) -> String {
@@ -598,7 +664,7 @@ fn users(info: &VolumeInfo) -> String {
     }
 }
 
-fn print_volume(info: &VolumeInfo) {
+fn print_volume(out: &mut dyn Write, info: &VolumeInfo) -> std::io::Result<()> {
     let mut fields = vec![
         ("Name", info.name.clone()),
         ("Pool", info.pool.clone()),
@@ -627,10 +693,10 @@ fn print_volume(info: &VolumeInfo) {
     for overlay in &info.backing_of {
         fields.push(("Backing of", overlay.display().to_string()));
     }
-    print_fields(&fields);
+    print_fields(out, &fields)
 }
 
-fn print_snapshots(list: &[SnapshotInfo]) {
+fn print_snapshots(out: &mut dyn Write, list: &[SnapshotInfo]) -> std::io::Result<()> {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|s| {
@@ -649,7 +715,7 @@ fn print_snapshots(list: &[SnapshotInfo]) {
             ]
         })
         .collect();
-    print_table(&["Name", "Creation Time", "State", "Disks"], &rows);
+    print_table(out, &["Name", "Creation Time", "State", "Disks"], &rows)
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use super::backends::{Backends, NetworkSnapshot, StorageSnapshot};
 use super::console::ConsoleId;
 use super::hotplug::scope_words;
 use super::tasks::{Task, TaskId};
-use crate::client::{ChangeScope, VmStatus};
-use crate::config::{DefinitionError, DiskConfig, VmConfig, format_size};
+use crate::client::{BrokenVm, ChangeScope, VmStatus};
+use crate::config::{DiskConfig, VmConfig, format_size};
 use crate::engine::control::{VmInfo, VmStats};
 use crate::storage::VolumeSpec;
 use crossterm::event::{KeyEvent, MouseEvent};
@@ -53,8 +53,9 @@ pub enum Action {
     },
     /// One second passed.
     Tick,
-    /// The definitions and their states, from `Host::list`.
-    Listed(Vec<Result<VmStatus, DefinitionError>>),
+    /// The definitions and their states, from `Host::list` (broken definitions with the
+    /// live state of their VMs).
+    Listed(Vec<Result<VmStatus, BrokenVm>>),
     /// A stats sample of a running VM.
     Stats {
         /// VM name.

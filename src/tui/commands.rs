@@ -86,22 +86,37 @@ pub(super) fn run(app: &mut App, command: Command) {
         Command::Pause => lifecycle(app, Verb::Suspend, app.targets(), true),
         Command::Delete => lifecycle(app, Verb::Undefine, app.targets(), true),
         Command::Autostart => {
+            let mut refused = Vec::new();
             let ops = app
                 .targets()
                 .into_iter()
                 .filter_map(|name| {
-                    let on = app.entry(&name)?.status.config.autostart;
-                    Some(HostOp::Autostart(name, !on))
+                    let vm = app.entry(&name)?;
+                    if let Some(why) = vm.broken_refusal("change its autostart") {
+                        refused.push(why);
+                        return None;
+                    }
+                    Some(HostOp::Autostart(name, !vm.autostart()))
                 })
                 .collect();
             run_ops(app, ops);
-        }
-        Command::Edit => {
-            if let Some(vm) = app.selected() {
-                let form = Wizard::edit(&vm.status.config);
-                app.overlay = Some(Overlay::Wizard(Box::new(form)));
+            if !refused.is_empty() {
+                app.set_status(StatusKind::Error, refused.join("; "));
             }
         }
+        Command::Edit => match app.selected() {
+            None => app.set_status(StatusKind::Error, "no VM selected; pick one with ↑/↓ first"),
+            Some(vm) => match vm.config() {
+                Some(config) => {
+                    let form = Wizard::edit(config);
+                    app.overlay = Some(Overlay::Wizard(Box::new(form)));
+                }
+                None => {
+                    let why = vm.broken_refusal("edit it here").unwrap_or_default();
+                    app.set_status(StatusKind::Error, why);
+                }
+            },
+        },
         Command::Mark => {
             if let Some(name) = app.list.selected.clone() {
                 toggle_mark(app, &name);
@@ -305,6 +320,9 @@ fn plan(app: &App, verb: Verb, names: &[String]) -> (Vec<HostOp>, Vec<String>) {
         let live = vm.is_live();
         let n = name.clone();
         let op = match verb {
+            Verb::Start if !live && vm.broken().is_some() => {
+                Err(vm.broken_refusal("start it").unwrap_or_default())
+            }
             Verb::Start if !live => Ok(HostOp::Start(n)),
             Verb::Start => Err(format!("{name} is already {}", state.label())),
             Verb::Shutdown if live => Ok(HostOp::Shutdown(n)),
@@ -566,11 +584,16 @@ pub(super) fn palette(app: &mut App, line: &str) {
                 app.set_status(StatusKind::Error, format!("there is no VM named '{name}'"));
                 return;
             };
+            if let Some(why) = entry.broken_refusal("change its vCPUs") {
+                app.set_status(StatusKind::Error, why);
+                return;
+            }
             let scope = palette_scope(flags, entry.is_live());
+            let config_vcpus = entry.config().map_or(1, |c| c.vcpus);
             let from = if scope.live {
-                entry.vcpus_now()
+                entry.vcpus_now().unwrap_or(config_vcpus)
             } else {
-                entry.status.config.vcpus
+                config_vcpus
             };
             run_ops(
                 app,

@@ -176,17 +176,18 @@ pub(super) fn change_vcpus(app: &mut App, delta: i32) {
         app.set_status(StatusKind::Error, format!("{name} is busy {doing}"));
         return;
     }
+    if let Some(why) = vm.broken_refusal("change its vCPUs") {
+        app.set_status(StatusKind::Error, why);
+        return;
+    }
     let live = vm.is_live();
+    let config_vcpus = vm.config().map_or(1, |c| c.vcpus);
     let from = if live {
-        vm.vcpus_now()
+        vm.vcpus_now().unwrap_or(config_vcpus)
     } else {
-        vm.status.config.vcpus
+        config_vcpus
     };
-    let max = vm
-        .info
-        .as_ref()
-        .filter(|_| live)
-        .map_or(vm.status.config.max_vcpus, |i| i.max_vcpus);
+    let max = vm.max_vcpus().unwrap_or(from);
     let count = from.saturating_add_signed(delta);
     if count == 0 {
         app.set_status(
@@ -221,16 +222,17 @@ pub(super) fn add_disk(app: &mut App) {
         app.set_status(StatusKind::Error, "no VM selected");
         return;
     };
+    if let Some(why) = vm.broken_refusal("add a disk") {
+        app.set_status(StatusKind::Error, why);
+        return;
+    }
     let add = AddDisk {
         vm: vm.name().to_string(),
         running: vm.is_live(),
         own: vm
-            .status
-            .config
-            .disks
-            .iter()
-            .map(|d| d.source.to_string())
-            .collect(),
+            .config()
+            .map(|c| c.disks.iter().map(|d| d.source.to_string()).collect())
+            .unwrap_or_default(),
         volumes: attachable(&app.storage.snapshot),
         pools: active_pools(&app.storage.snapshot),
         loaded: app.storage.loaded,
@@ -246,7 +248,11 @@ pub(super) fn remove_disk(app: &mut App) {
         return;
     };
     let name = vm.name().to_string();
-    let config = &vm.status.config;
+    let Some(config) = vm.config() else {
+        let why = vm.broken_refusal("remove a disk").unwrap_or_default();
+        app.set_status(StatusKind::Error, why);
+        return;
+    };
     let targets = assign_targets(&config.disks).unwrap_or_default();
     let mut disks: Vec<DiskChoice> = config
         .disks

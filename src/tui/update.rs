@@ -16,8 +16,7 @@ use super::tasks::Progress;
 use super::ui::layout;
 use super::wizard::Outcome;
 use super::{hotplug, network_pane, storage_pane};
-use crate::client::VmStatus;
-use crate::config::DefinitionError;
+use crate::client::{BrokenVm, VmStatus};
 use crate::engine::control::RunState;
 use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
@@ -117,36 +116,32 @@ pub fn update(app: &mut App, action: Action) {
     }
 }
 
-fn on_listed(app: &mut App, listed: Vec<Result<VmStatus, DefinitionError>>) {
-    let (statuses, broken): (Vec<_>, Vec<_>) = listed.into_iter().partition(Result::is_ok);
-    let statuses: Vec<VmStatus> = statuses.into_iter().filter_map(Result::ok).collect();
-    let broken: Vec<DefinitionError> = broken.into_iter().filter_map(Result::err).collect();
+fn on_listed(app: &mut App, listed: Vec<Result<VmStatus, BrokenVm>>) {
     let first = !app.loaded;
     let changed = first
-        || broken != app.broken
-        || statuses.len() != app.vms.len()
-        || statuses.iter().zip(&app.vms).any(|(s, e)| *s != e.status);
+        || listed.len() != app.vms.len()
+        || listed.iter().zip(&app.vms).any(|(s, e)| *s != e.status);
     let mut old = std::mem::take(&mut app.vms);
-    app.vms = statuses
+    app.vms = listed
         .into_iter()
-        .map(
-            |status| match old.iter().position(|e| e.name() == status.config.name) {
+        .map(|status| {
+            let fresh = VmEntry::new(status);
+            match old.iter().position(|e| e.name() == fresh.name()) {
                 Some(i) => {
                     let mut entry = old.swap_remove(i);
                     // Another vmd (or none) means another boot: its charts start afresh.
-                    if entry.status.pid != status.pid {
+                    if entry.pid() != fresh.pid() {
                         entry.history.clear();
                         entry.stats = None;
                         entry.info = None;
                     }
-                    entry.status = status;
+                    entry.status = fresh.status;
                     entry
                 }
-                None => VmEntry::new(status),
-            },
-        )
+                None => fresh,
+            }
+        })
         .collect();
-    app.broken = broken;
     app.loaded = true;
     let names = app.names();
     app.list.marked.retain(|n| names.contains(n));
@@ -175,7 +170,7 @@ fn on_op_done(app: &mut App, op: HostOp, result: Result<String, String>) {
             {
                 // Show the new VM at once rather than at the next poll, which corrects it.
                 if app.entry(&config.name).is_none() {
-                    app.vms.push(VmEntry::new(VmStatus {
+                    app.vms.push(VmEntry::new(Ok(VmStatus {
                         config: (**config).clone(),
                         state: if *start {
                             RunState::Running
@@ -185,7 +180,7 @@ fn on_op_done(app: &mut App, op: HostOp, result: Result<String, String>) {
                         reason: None,
                         pid: None,
                         vcpus: None,
-                    }));
+                    })));
                 }
                 app.list.selected = Some(config.name.clone());
                 ensure_selection(app);

@@ -17,7 +17,10 @@ use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragrap
 
 /// One line saying what the VM boots.
 pub fn boot_summary(vm: &VmEntry) -> String {
-    match &vm.status.config.boot {
+    let Some(config) = vm.config() else {
+        return format!("{}: definition broken", vm.name());
+    };
+    match &config.boot {
         BootConfig::Demo => format!("{}: built-in demo guest", vm.name()),
         BootConfig::Kernel {
             kernel,
@@ -100,7 +103,7 @@ pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
     let mem_max = rss
         .iter()
         .chain(touched.iter())
-        .fold(vm.status.config.memory as f64, f64::max);
+        .fold(vm.memory().unwrap_or(0) as f64, f64::max);
     let used = vm.used_bytes().map_or("-".into(), format_size);
     let touched_now = vm
         .stats
@@ -160,16 +163,19 @@ struct Device {
 /// The VM's disks (from its definition, with their guest names, plus disks hot-added for
 /// this boot only, and those the guest is being asked to eject) and NICs.
 fn devices(app: &App, vm: &VmEntry) -> Vec<Device> {
-    let config = &vm.status.config;
-    let targets = crate::config::assign_targets(&config.disks).unwrap_or_default();
+    // A broken definition names no devices: only what vmd reports is shown.
+    let (disks, nics) = vm
+        .config()
+        .map(|c| (c.disks.as_slice(), c.nics.as_slice()))
+        .unwrap_or_default();
+    let targets = crate::config::assign_targets(disks).unwrap_or_default();
     let live = vm
         .info
         .as_ref()
         .filter(|_| vm.is_live())
         .map(|i| i.disks.as_slice())
         .unwrap_or_default();
-    let mut out: Vec<Device> = config
-        .disks
+    let mut out: Vec<Device> = disks
         .iter()
         .zip(targets)
         .map(|(disk, target)| {
@@ -205,7 +211,7 @@ fn devices(app: &App, vm: &VmEntry) -> Vec<Device> {
             nic: false,
         });
     }
-    out.extend(config.nics.iter().enumerate().map(|(i, nic)| {
+    out.extend(nics.iter().enumerate().map(|(i, nic)| {
         let ip = app
             .networks
             .snapshot
@@ -350,7 +356,6 @@ fn points(series: &Series<f64>) -> Vec<(f64, f64)> {
 
 fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
     let theme = &app.theme;
-    let config = &vm.status.config;
     let state = match app.busy.get(vm.name()) {
         Some(doing) => Span::styled(format!("{doing}…"), theme.info),
         None => Span::styled(vm.state().label(), theme.state(vm.state())),
@@ -360,7 +365,7 @@ fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
         Span::raw("  "),
         state,
     ];
-    if let Some(pid) = vm.status.pid {
+    if let Some(pid) = vm.pid() {
         first.push(Span::styled(format!("  pid {pid}"), theme.base));
     }
     if let Some(stats) = vm.stats.as_ref().filter(|_| vm.is_live()) {
@@ -372,51 +377,45 @@ fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
     if let Some(info) = vm.info.as_ref().filter(|_| vm.is_live()) {
         first.push(Span::styled(format!("  boots {}", info.boots), theme.muted));
     }
-    let boot = match &config.boot {
-        BootConfig::Demo => Line::from(vec![
-            Span::styled("boot ", theme.header),
-            Span::raw("built-in demo guest"),
-        ]),
-        BootConfig::Kernel { kernel, initrd, .. } => {
-            let mut spans = vec![
-                Span::styled("kernel ", theme.header),
-                Span::raw(kernel.display().to_string()),
-            ];
-            if let Some(initrd) = initrd {
-                spans.push(Span::styled("  initrd ", theme.header));
-                spans.push(Span::raw(initrd.display().to_string()));
-            }
-            Line::from(spans)
-        }
+    let (boot, third) = match (vm.config(), vm.broken()) {
+        (Some(config), _) => boot_lines(app, &config.boot, vm.reason()),
+        (None, Some(broken)) => (
+            Line::from(Span::styled(
+                format!("definition broken: {}", broken.error),
+                theme.error,
+            )),
+            Line::from(Span::styled(
+                format!(
+                    "repair it with `{}` in a shell; a running VM keeps running and can be stopped here",
+                    broken.fix()
+                ),
+                theme.muted,
+            )),
+        ),
+        (None, None) => (Line::raw(""), Line::raw("")),
     };
-    let third = match (&config.boot, &vm.status.reason) {
-        (_, Some(reason)) => Line::from(Span::styled(format!("crashed: {reason}"), theme.error)),
-        (BootConfig::Kernel { cmdline, .. }, None) => Line::from(vec![
-            Span::styled("cmdline ", theme.header),
-            Span::raw(cmdline.clone()),
-        ]),
-        (BootConfig::Demo, None) => Line::from(Span::styled(
-            "the demo answers help, cpus, mem, uptime, echo, poweroff and reboot on its console",
-            theme.muted,
-        )),
-    };
-    let vcpus = if vm.is_live() && vm.vcpus_now() != config.vcpus {
-        format!(
-            "{} online ({} in the definition; hot-add up to {})",
-            vm.vcpus_now(),
-            config.vcpus,
-            config.max_vcpus
-        )
-    } else {
-        format!("{} (hot-add up to {})", vm.vcpus_now(), config.max_vcpus)
+    let dash = || "-".to_string();
+    let (now, max) = (vm.vcpus_now(), vm.max_vcpus());
+    let vcpus = match (vm.config(), now, max) {
+        (Some(config), Some(now), Some(max)) if vm.is_live() && now != config.vcpus => format!(
+            "{now} online ({} in the definition; hot-add up to {max})",
+            config.vcpus
+        ),
+        (_, Some(now), Some(max)) => format!("{now} (hot-add up to {max})"),
+        (_, Some(now), None) => now.to_string(),
+        _ => dash(),
     };
     let mut facts = vec![
         Span::styled("vCPUs ", theme.header),
         Span::raw(vcpus),
         Span::styled("  memory ", theme.header),
-        Span::raw(format_size(config.memory)),
+        Span::raw(vm.memory().map_or_else(dash, format_size)),
         Span::styled("  autostart ", theme.header),
-        Span::raw(if config.autostart { "yes" } else { "no" }),
+        Span::raw(match vm.config() {
+            Some(config) if config.autostart => "yes",
+            Some(_) => "no",
+            None => "-",
+        }),
     ];
     if let Some(stats) = vm.stats.as_ref().filter(|_| vm.is_live()) {
         facts.push(Span::styled("  exits ", theme.header));
@@ -434,6 +433,41 @@ fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
                 .title_style(theme.title),
         )
         .render(area, buf);
+}
+
+/// The overview's boot line and the line under it (the command line, the demo's commands, or
+/// why the VM crashed).
+fn boot_lines<'a>(app: &App, boot: &BootConfig, reason: Option<&str>) -> (Line<'a>, Line<'a>) {
+    let theme = &app.theme;
+    let first = match boot {
+        BootConfig::Demo => Line::from(vec![
+            Span::styled("boot ", theme.header),
+            Span::raw("built-in demo guest"),
+        ]),
+        BootConfig::Kernel { kernel, initrd, .. } => {
+            let mut spans = vec![
+                Span::styled("kernel ", theme.header),
+                Span::raw(kernel.display().to_string()),
+            ];
+            if let Some(initrd) = initrd {
+                spans.push(Span::styled("  initrd ", theme.header));
+                spans.push(Span::raw(initrd.display().to_string()));
+            }
+            Line::from(spans)
+        }
+    };
+    let second = match (boot, reason) {
+        (_, Some(reason)) => Line::from(Span::styled(format!("crashed: {reason}"), theme.error)),
+        (BootConfig::Kernel { cmdline, .. }, None) => Line::from(vec![
+            Span::styled("cmdline ", theme.header),
+            Span::raw(cmdline.clone()),
+        ]),
+        (BootConfig::Demo, None) => Line::from(Span::styled(
+            "the demo answers help, cpus, mem, uptime, echo, poweroff and reboot on its console",
+            theme.muted,
+        )),
+    };
+    (first, second)
 }
 
 fn draw_vcpus(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
