@@ -274,9 +274,42 @@ fn create_refuses_a_missing_kernel() {
 }
 
 #[test]
+fn create_refuses_a_kernel_the_engine_cannot_load() {
+    let home = Home::new();
+    let empty = home.path().join("empty");
+    fs::write(&empty, b"").expect("write");
+    let random = home.path().join("random");
+    fs::write(&random, [0x5au8; 4096]).expect("write");
+    for kernel in [&empty, &random] {
+        let err = home
+            .vmux(&["create", "web", "--kernel", kernel.to_str().expect("utf-8")])
+            .fails();
+        assert!(err.contains("neither a Linux bzImage nor"), "{err}");
+    }
+    assert!(!home.vm_file("web").exists(), "nothing was defined");
+}
+
+#[test]
+fn create_refuses_a_disk_that_does_not_exist() {
+    let home = Home::new();
+    let err = home
+        .vmux(&["create", "web", "--demo", "--disk", "default/missing.qcow2"])
+        .fails();
+    assert!(
+        err.contains("vmux vol-create-as default missing.qcow2 SIZE"),
+        "{err}"
+    );
+    let err = home
+        .vmux(&["create", "web", "--demo", "--disk", "/nonexistent/disk.raw"])
+        .fails();
+    assert!(err.contains("/nonexistent/disk.raw"), "{err}");
+    assert!(!home.vm_file("web").exists(), "nothing was defined");
+}
+
+#[test]
 fn create_stores_the_kernel_path_absolute() {
     let home = Home::new();
-    fs::write(home.path().join("vmlinuz"), b"kernel").expect("write kernel");
+    fs::copy(guest("hello"), home.path().join("vmlinuz")).expect("copy a bootable image");
     let out = Command::new(env!("CARGO_BIN_EXE_vmux"))
         .args([
             "create",

@@ -365,10 +365,10 @@ impl Host for LocalHost {
                         super::classify::classify(None, Liveness::Dead)
                     };
                     BrokenVm {
-                            name,
-                            error: Box::new(error),
-                            live,
-                        }
+                        name,
+                        error: Box::new(error),
+                        live,
+                    }
                 })
             })
             .collect()
