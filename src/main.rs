@@ -19,6 +19,8 @@ fn main() -> ExitCode {
     {
         return vmux::vmd::main(name);
     }
+    // A Tab in a shell with vmux's completions loaded: answer and exit.
+    vmux::cli::complete::complete_if_asked();
     install_panic_hook();
     let args = Args::parse_checked();
     init_logger();

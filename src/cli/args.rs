@@ -3,8 +3,10 @@
 //! `main.rs` parses [`Args`]; [`crate::cli::run`] executes them. Sizes and paths stay as the
 //! user typed them here and are checked by the verbs, so every refusal names the fix.
 
+use super::complete;
 use crate::config::MacAddr;
 use clap::{Args as ClapArgs, Parser, Subcommand};
+use clap_complete::ArgValueCandidates;
 use std::path::PathBuf;
 
 /// `vmux`: with no subcommand, the full-screen interface; otherwise one virsh-like verb.
@@ -42,6 +44,7 @@ pub enum Command {
     /// Print a VM's definition as TOML (or JSON).
     Dumpconfig {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
         /// Print JSON instead of TOML.
         #[arg(long)]
@@ -50,11 +53,13 @@ pub enum Command {
     /// Edit a VM's definition in $VISUAL / $EDITOR; it is checked before it is saved.
     Edit {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
     },
     /// Delete a VM's definition (the VM must be shut off).
     Undefine {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
         /// Also delete the VM's snapshot metadata (its disk images stay); without it a VM
         /// with snapshots is refused.
@@ -73,6 +78,7 @@ pub enum Command {
     /// Show a VM's definition and live state.
     Info {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
         /// Print JSON.
         #[arg(long)]
@@ -81,6 +87,7 @@ pub enum Command {
     /// Show a running VM's CPU, memory, exit and console counters.
     Stats {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
         /// Print JSON.
         #[arg(long)]
@@ -89,6 +96,7 @@ pub enum Command {
     /// Start a VM.
     Start {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
         /// Attach to its console once it runs.
         #[arg(long)]
@@ -97,6 +105,7 @@ pub enum Command {
     /// Press the VM's power button and wait until the guest has shut off.
     Shutdown {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
         /// Seconds to wait for the guest before giving up.
         #[arg(long, value_name = "S", default_value_t = 60)]
@@ -108,31 +117,37 @@ pub enum Command {
     /// Stop a VM at once, like pulling the plug.
     Destroy {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
     },
     /// Reboot a VM gracefully (power button, then boot again).
     Reboot {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
     },
     /// Reset a VM at once (hard reset, boots again).
     Reset {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
     },
     /// Pause a VM's vCPUs.
     Suspend {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
     },
     /// Resume a suspended VM.
     Resume {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
     },
     /// Mark a VM to start with `vmux autostart-all` (or clear the mark).
     Autostart {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
         /// Clear the mark instead.
         #[arg(long)]
@@ -165,6 +180,27 @@ pub enum Command {
     /// Network verbs (`net-list`, `net-start`, `domifaddr`, ...).
     #[command(flatten)]
     Network(super::network::NetworkCommand),
+    /// Print the shell completion script for bash, zsh or fish (verbs, flags, and the names of
+    /// VMs, pools, volumes and networks as they are when you press Tab).
+    #[command(
+        after_help = "Load it for this shell: source <(vmux completions bash)\n\
+                            Install it: scripts/setup.sh offers to, or write it where your shell \
+                            looks (bash-completion: ~/.local/share/bash-completion/completions/vmux)."
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: complete::Shell,
+    },
+    /// Print the manual page (roff) of vmux or of one verb, or write them all into a directory.
+    #[command(after_help = "Read one: vmux man create | man -l -")]
+    Man {
+        /// The verb (default: vmux itself).
+        verb: Option<String>,
+        /// Write vmux.1 and vmux-VERB.1 for every verb into this directory instead.
+        #[arg(long, value_name = "DIR", conflicts_with = "verb")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// The boot sources `vmux create` takes, as its "give a boot source" error lists them: the
@@ -209,10 +245,10 @@ pub struct CreateArgs {
     pub autostart: bool,
     /// A disk: `POOL/VOLUME` or an absolute image path, with options
     /// `,readonly`, `,target=vdb`, `,serial=ID` (repeatable; first is vda).
-    #[arg(long = "disk", value_name = "SPEC")]
+    #[arg(long = "disk", value_name = "SPEC", add = ArgValueCandidates::new(complete::disk_sources))]
     pub disks: Vec<crate::config::DiskConfig>,
     /// Give the VM a NIC on this network (repeatable: one NIC each, in order).
-    #[arg(long = "network", value_name = "NET")]
+    #[arg(long = "network", value_name = "NET", add = ArgValueCandidates::new(complete::network_names))]
     pub networks: Vec<String>,
     /// MAC address of the NIC of the --network in the same position (default: a generated
     /// 52:54:00 address).
@@ -227,6 +263,7 @@ pub struct CreateArgs {
 #[derive(Debug, ClapArgs)]
 pub struct SetvcpusArgs {
     /// VM name.
+    #[arg(add = ArgValueCandidates::new(complete::vm_names))]
     pub name: String,
     /// vCPUs wanted (1 to the VM's max_vcpus).
     pub count: u32,
@@ -242,8 +279,10 @@ pub struct SetvcpusArgs {
 #[derive(Debug, ClapArgs)]
 pub struct AttachDiskArgs {
     /// VM name.
+    #[arg(add = ArgValueCandidates::new(complete::vm_names))]
     pub name: String,
     /// The image: <pool>/<volume> (like default/data.qcow2) or an absolute path.
+    #[arg(add = ArgValueCandidates::new(complete::disk_sources))]
     pub source: String,
     /// Guest device name (vda..vdz); default: the first free one.
     #[arg(long, value_name = "vdX")]
@@ -266,6 +305,7 @@ pub struct AttachDiskArgs {
 #[derive(Debug, ClapArgs)]
 pub struct DetachDiskArgs {
     /// VM name.
+    #[arg(add = ArgValueCandidates::new(complete::vm_names))]
     pub name: String,
     /// The disk's guest device name (vdb).
     pub target: String,
@@ -337,6 +377,7 @@ fn parse_mac(text: &str) -> Result<MacAddr, String> {
 #[derive(Debug, ClapArgs)]
 pub struct ConsoleArgs {
     /// VM name.
+    #[arg(add = ArgValueCandidates::new(complete::vm_names))]
     pub name: String,
     /// Print the buffered earlier output and exit.
     #[arg(long, conflicts_with_all = ["no_history", "until", "timeout"])]

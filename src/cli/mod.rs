@@ -7,6 +7,7 @@
 
 mod args;
 mod checks;
+pub mod complete;
 mod console;
 mod define;
 mod edit;
@@ -253,6 +254,14 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
         };
         return Ok(run::run(run_args, &mut io)?);
     }
+    if let Some(command @ (Command::Completions { .. } | Command::Man { .. })) = args.command {
+        let mut io = Io {
+            out: &mut std::io::stdout(),
+            err: &mut std::io::stderr(),
+        };
+        generated(command, &mut io)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let host = LocalHost::from_env()?;
     let Some(command) = args.command else {
         let options = TuiOptions {
@@ -326,7 +335,38 @@ pub fn execute(
         Command::Run(_) => Err(CliError::Invalid(
             "`vmux run` runs through `vmux::cli::run`, not against a VM host".into(),
         )),
+        Command::Completions { .. } | Command::Man { .. } => Err(CliError::Invalid(
+            "`vmux completions` and `vmux man` run through `vmux::cli::run`, not against a VM host"
+                .into(),
+        )),
     }
+}
+
+/// `vmux completions SHELL` and `vmux man`: generated from the grammar, no host needed.
+fn generated(command: Command, io: &mut Io<'_>) -> Result<(), CliError> {
+    match command {
+        Command::Completions { shell } => {
+            let exe = std::env::current_exe().map_err(|e| {
+                CliError::Invalid(format!(
+                    "cannot find the vmux executable to name in the script: {e}"
+                ))
+            })?;
+            complete::write_script(shell, &exe, io.out)?;
+        }
+        Command::Man { dir: Some(dir), .. } => {
+            let written = complete::write_man_pages(&dir).map_err(CliError::Invalid)?;
+            writeln!(
+                io.out,
+                "{written} manual pages written to {}",
+                dir.display()
+            )?;
+        }
+        Command::Man { verb, .. } => {
+            complete::write_man_page(verb.as_deref(), io.out).map_err(CliError::Invalid)?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! `storage::StorageManager` / `storage::SnapshotManager` and prints a table, a confirmation,
 //! or (`--json`, on the read commands) one JSON document on stdout.
 
+use super::complete;
 use crate::config::{Paths, format_size, parse_size};
 use crate::storage::snapshot::{SnapshotState, format_timestamp};
 use crate::storage::{
@@ -11,6 +12,7 @@ use crate::storage::{
 };
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use clap_complete::ArgValueCandidates;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,16 +40,19 @@ pub enum StorageCommand {
     /// Start (activate) a pool after checking its directory.
     PoolStart {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         name: String,
     },
     /// Stop (deactivate) a pool; its volumes stay on disk.
     PoolDestroy {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         name: String,
     },
     /// Start a pool at host boot (or stop doing so with --disable).
     PoolAutostart {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         name: String,
         /// Turn autostart off.
         #[arg(long)]
@@ -56,11 +61,13 @@ pub enum StorageCommand {
     /// Remove an inactive pool's definition (its directory stays).
     PoolUndefine {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         name: String,
     },
     /// Show a pool's state and space.
     PoolInfo {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         name: String,
         /// Print JSON.
         #[arg(long)]
@@ -69,6 +76,7 @@ pub enum StorageCommand {
     /// List the volumes of a pool.
     VolList {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Print JSON.
         #[arg(long)]
@@ -77,8 +85,10 @@ pub enum StorageCommand {
     /// Show a volume: format, capacity, allocation, backing file, users.
     VolInfo {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume (file) name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
         /// Print JSON.
         #[arg(long)]
@@ -87,6 +97,7 @@ pub enum StorageCommand {
     /// Create a volume (sparse unless --preallocate).
     VolCreateAs {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name; `.qcow2` or `.raw` decides the format.
         volume: String,
@@ -102,8 +113,10 @@ pub enum StorageCommand {
     /// Change a volume's size (`+5G` grows by 5G).
     VolResize {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
         /// New size, or +SIZE.
         size: String,
@@ -114,8 +127,10 @@ pub enum StorageCommand {
     /// Copy a volume within its pool: full copy, or --linked qcow2 overlay.
     VolClone {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Source volume.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         source: String,
         /// New volume.
         clone: String,
@@ -126,8 +141,10 @@ pub enum StorageCommand {
     /// Replace a volume's content with an image file's (raw or qcow2, probed).
     VolUpload {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
         /// The image file to read.
         file: PathBuf,
@@ -138,8 +155,10 @@ pub enum StorageCommand {
     /// Write a volume's content to a file.
     VolDownload {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
         /// The file to write.
         file: PathBuf,
@@ -153,8 +172,10 @@ pub enum StorageCommand {
     /// Convert a volume into a new volume of another format.
     VolConvert {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Source volume.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         source: String,
         /// New volume.
         dest: String,
@@ -165,21 +186,26 @@ pub enum StorageCommand {
     /// Overwrite a volume's data with zeroes.
     VolWipe {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
     },
     /// Delete a volume (refused while a VM uses it).
     VolDelete {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
     },
     /// Take an external disk snapshot of a VM, running or not (a running VM's vCPUs pause
     /// while its disks switch to the new overlays).
     SnapshotCreate {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         vm: String,
         /// Snapshot name.
         name: String,
@@ -187,6 +213,7 @@ pub enum StorageCommand {
     /// List a VM's snapshots, oldest first.
     SnapshotList {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         vm: String,
         /// Print JSON.
         #[arg(long)]
@@ -195,6 +222,7 @@ pub enum StorageCommand {
     /// Revert a stopped VM's disks to a snapshot (later changes and snapshots are discarded).
     SnapshotRevert {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         vm: String,
         /// Snapshot name.
         name: String,
@@ -202,6 +230,7 @@ pub enum StorageCommand {
     /// Delete a snapshot, merging its overlay down.
     SnapshotDelete {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         vm: String,
         /// Snapshot name.
         name: String,
