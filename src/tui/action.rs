@@ -170,6 +170,8 @@ pub enum HostOp {
         new_volume: Option<NewVolume>,
         /// Networks to give the VM a NIC on (a fresh MAC each), in order.
         networks: Vec<String>,
+        /// Networks to start after defining the VM and before starting it.
+        start_networks: Vec<String>,
     },
     /// Set a VM's vCPU count (hot-add or remove, and/or in the definition).
     SetVcpus {
@@ -320,10 +322,17 @@ impl HostOp {
                 start,
                 new_volume,
                 networks,
+                start_networks,
                 ..
             } => {
-                return create(backends, config, *start, new_volume.as_ref(), networks)
-                    .map(|()| self.done_message());
+                let plan = CreatePlan {
+                    config,
+                    start: *start,
+                    new_volume: new_volume.as_ref(),
+                    networks,
+                    start_networks,
+                };
+                return create(backends, &plan).map(|()| self.done_message());
             }
             HostOp::SetVcpus {
                 vm, count, scope, ..
@@ -376,15 +385,19 @@ fn attach(
     }
 }
 
-/// The creation wizard's work: the new volume, the NICs, the definition, the start. Stops at
-/// the first failure, saying what was done already.
-fn create(
-    backends: &Backends,
-    config: &VmConfig,
+/// What the creation wizard asks for, in the order [`create`] does it.
+struct CreatePlan<'a> {
+    config: &'a VmConfig,
     start: bool,
-    new_volume: Option<&NewVolume>,
-    networks: &[String],
-) -> Result<(), String> {
+    new_volume: Option<&'a NewVolume>,
+    networks: &'a [String],
+    start_networks: &'a [String],
+}
+
+/// The creation wizard's work: the new volume, the NICs, the definition, the networks to
+/// start, the start. Stops at the first failure, saying what was done already.
+fn create(backends: &Backends, plan: &CreatePlan<'_>) -> Result<(), String> {
+    let new_volume = plan.new_volume;
     if let Some(volume) = new_volume {
         backends
             .storage
@@ -400,8 +413,8 @@ fn create(
         ),
         None => message,
     };
-    let mut config = config.clone();
-    for network in networks {
+    let mut config = plan.config.clone();
+    for network in plan.networks {
         let nic = backends
             .networks
             .new_nic(&config, network)
@@ -410,7 +423,16 @@ fn create(
     }
     let host = backends.host.as_ref();
     host.define(&config).map_err(|e| kept(error_chain(&e)))?;
-    if start {
+    for network in plan.start_networks {
+        backends.networks.start(network).map_err(|e| {
+            format!(
+                "{} was created but not started: network {network} could not be started: {}; start the network in the Networks pane (3), then the VM with s",
+                config.name,
+                error_chain(&e)
+            )
+        })?;
+    }
+    if plan.start {
         host.start(&config.name).map_err(|e| error_chain(&e))?;
     }
     Ok(())
@@ -503,6 +525,7 @@ mod tests {
             attach: false,
             new_volume: None,
             networks: Vec::new(),
+            start_networks: Vec::new(),
         };
         op.run(&backends(&host, &Arc::new(FakeStorage::new())))
             .expect("runs");
@@ -532,6 +555,7 @@ mod tests {
                 },
             }),
             networks: vec!["default".into()],
+            start_networks: Vec::new(),
         };
         op.run(&backends(&host, &storage)).expect("runs");
         assert!(storage.volume("default", "a.qcow2").is_some());
@@ -558,6 +582,7 @@ mod tests {
                 },
             }),
             networks: Vec::new(),
+            start_networks: Vec::new(),
         };
         let err = op.run(&backends(&host, &storage)).expect_err("exists");
         assert!(

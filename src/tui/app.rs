@@ -262,6 +262,9 @@ pub struct Confirm {
     pub ops: Vec<HostOp>,
     /// A storage or network task that runs on yes.
     pub task: Option<Task>,
+    /// A change to marked VMs: only `y` confirms (Enter does not), so keys typed at the list
+    /// by mistake cannot confirm it.
+    pub bulk: bool,
 }
 
 /// Something drawn over the panes that takes the keys.

@@ -63,14 +63,7 @@ pub(super) fn run(app: &mut App, command: Command) {
             network_pane::request_load(app);
         }
         Command::Demo => create_demo(app),
-        Command::Attach => {
-            let names = if app.list.marked.len() == 2 {
-                app.targets()
-            } else {
-                app.list.selected.iter().cloned().collect()
-            };
-            attach(app, names);
-        }
+        Command::Attach => attach_targets(app),
         Command::Details => {
             app.pane = match app.pane {
                 Pane::Details => Pane::List,
@@ -87,7 +80,7 @@ pub(super) fn run(app: &mut App, command: Command) {
         Command::Delete => lifecycle(app, Verb::Undefine, app.targets(), true),
         Command::Autostart => {
             let mut refused = Vec::new();
-            let ops = app
+            let ops: Vec<HostOp> = app
                 .targets()
                 .into_iter()
                 .filter_map(|name| {
@@ -99,6 +92,27 @@ pub(super) fn run(app: &mut App, command: Command) {
                     Some(HostOp::Autostart(name, !vm.autostart()))
                 })
                 .collect();
+            if !app.list.marked.is_empty() && !ops.is_empty() {
+                let listed: Vec<String> = ops
+                    .iter()
+                    .map(|op| match op {
+                        HostOp::Autostart(name, true) => format!("{name} on"),
+                        other => format!("{} off", other.vm()),
+                    })
+                    .collect();
+                let mut message = format!("Toggle autostart: {}?", listed.join(", "));
+                if !refused.is_empty() {
+                    message.push_str(&format!("\n(skipped: {})", refused.join("; ")));
+                }
+                app.overlay = Some(Overlay::Confirm(Confirm {
+                    title: format!("Autostart of {} marked VM(s)", ops.len()),
+                    message,
+                    ops,
+                    task: None,
+                    bulk: true,
+                }));
+                return;
+            }
             run_ops(app, ops);
             if !refused.is_empty() {
                 app.set_status(StatusKind::Error, refused.join("; "));
@@ -236,8 +250,56 @@ fn create_demo(app: &mut App) {
             attach: true,
             new_volume: None,
             networks: Vec::new(),
+            start_networks: Vec::new(),
         }],
     );
+}
+
+/// Enter: the selected VM's console, or with VMs marked, the marked ones' (one or two side
+/// by side). The same marks give the same answer whatever their states: consoles when every
+/// marked VM runs, else a refusal naming the one that does not.
+fn attach_targets(app: &mut App) {
+    if app.list.marked.is_empty() {
+        let names = app.list.selected.iter().cloned().collect();
+        attach(app, names);
+        return;
+    }
+    let names = app.targets();
+    if names.len() > 2 {
+        app.set_status(
+            StatusKind::Error,
+            format!(
+                "{} VMs are marked ({}); Enter opens one or two consoles: unmark some with Space, or clear the marks with Esc",
+                names.len(),
+                names.join(", ")
+            ),
+        );
+        return;
+    }
+    let stopped: Vec<&str> = names
+        .iter()
+        .filter(|n| app.entry(n).is_some_and(|vm| !vm.is_live()))
+        .map(String::as_str)
+        .collect();
+    if let Some(first) = stopped.first() {
+        let state = app
+            .entry(first)
+            .map(|vm| vm.state().label())
+            .unwrap_or("gone");
+        let doing = app
+            .busy
+            .get(*first)
+            .map(|doing| format!(" ({doing})"))
+            .unwrap_or_default();
+        app.set_status(
+            StatusKind::Error,
+            format!(
+                "marked VM {first} is {state}{doing}, so it has no console; start it (s), or unmark it (Space) to open the other's"
+            ),
+        );
+        return;
+    }
+    attach(app, names);
 }
 
 /// Attaches the consoles of `names` (one, or two side by side). Only running or paused VMs
@@ -348,11 +410,12 @@ fn plan(app: &App, verb: Verb, names: &[String]) -> (Vec<HostOp>, Vec<String>) {
     (ops, skipped)
 }
 
-/// Runs `verb` on `names`, asking first for force-off, delete and anything on several VMs
-/// when `confirm` is set.
+/// Runs `verb` on `names`, asking first (when `confirm` is set) for force-off, delete,
+/// anything on several VMs, and anything on marked VMs: a key pressed at the list while VMs
+/// are marked never changes them unasked.
 pub(super) fn lifecycle(app: &mut App, verb: Verb, names: Vec<String>, confirm: bool) {
     if names.is_empty() {
-        app.set_status(StatusKind::Error, "no VM selected");
+        app.set_status(StatusKind::Error, "no VM selected; pick one with ↑/↓ first");
         return;
     }
     let (ops, skipped) = plan(app, verb, &names);
@@ -361,7 +424,8 @@ pub(super) fn lifecycle(app: &mut App, verb: Verb, names: Vec<String>, confirm: 
         return;
     }
     let destructive = matches!(verb, Verb::Destroy | Verb::Undefine);
-    if confirm && (destructive || ops.len() > 1) {
+    let bulk = confirm && !app.list.marked.is_empty();
+    if confirm && (destructive || ops.len() > 1 || bulk) {
         let listed: Vec<&str> = ops.iter().map(HostOp::vm).collect();
         let (what, warning) = match verb {
             Verb::Destroy => (
@@ -382,11 +446,22 @@ pub(super) fn lifecycle(app: &mut App, verb: Verb, names: Vec<String>, confirm: 
         if !skipped.is_empty() {
             message.push_str(&format!("\n(skipped: {})", skipped.join("; ")));
         }
+        let title = if bulk {
+            format!(
+                "{} {} of {} marked VM(s)",
+                verb_title(verb),
+                ops.len(),
+                names.len()
+            )
+        } else {
+            format!("{} {} VM(s)", verb_title(verb), ops.len())
+        };
         app.overlay = Some(Overlay::Confirm(Confirm {
-            title: format!("{} {} VM(s)", verb_title(verb), ops.len()),
+            title,
             message,
             ops,
             task: None,
+            bulk,
         }));
         return;
     }
@@ -574,6 +649,7 @@ pub(super) fn palette(app: &mut App, line: &str) {
                 ),
                 ops: Vec::new(),
                 task: Some(Task::StopNetwork(name)),
+                bulk: false,
             }));
         }
         PaletteCommand::Help => run(app, Command::Help),

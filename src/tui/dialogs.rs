@@ -693,6 +693,7 @@ impl Dialog {
                         name: volume.name.clone(),
                         source,
                     }),
+                    bulk: false,
                 })
             }
             DialogKind::DefineNetwork { .. } => {

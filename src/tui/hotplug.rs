@@ -719,6 +719,7 @@ impl RemoveDisk {
             ),
             ops: vec![op],
             task: None,
+            bulk: false,
         }))
     }
 

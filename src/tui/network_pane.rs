@@ -287,5 +287,6 @@ fn confirm(app: &mut App, title: &str, message: String, task: Task) {
         message,
         ops: Vec::new(),
         task: Some(task),
+        bulk: false,
     }));
 }

@@ -345,6 +345,7 @@ fn confirm_volume(app: &mut App, wipe: bool) {
         message,
         ops: Vec::new(),
         task: Some(task),
+        bulk: false,
     }));
 }
 
@@ -397,6 +398,7 @@ fn pool_command(app: &mut App, command: Command) {
                 ),
                 ops: Vec::new(),
                 task: Some(Task::StopPool(name)),
+                bulk: false,
             }));
             return;
         }

@@ -351,6 +351,10 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 Some(Overlay::Palette(input))
             }
         },
+        // A change to marked VMs takes `y`: Enter after stray typing must not confirm it.
+        Overlay::Confirm(confirm) if confirm.bulk && key.code == KeyCode::Enter => {
+            Some(Overlay::Confirm(confirm))
+        }
         Overlay::Confirm(confirm) => match key.code {
             KeyCode::Char('y' | 'Y') | KeyCode::Enter => {
                 commands::run_ops(app, confirm.ops);
@@ -378,6 +382,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 attach,
                 new_volume,
                 networks,
+                start_networks,
             } => {
                 commands::run_ops(
                     app,
@@ -387,6 +392,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                         attach,
                         new_volume,
                         networks,
+                        start_networks,
                     }],
                 );
                 None

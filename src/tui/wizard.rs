@@ -57,6 +57,9 @@ pub enum FieldId {
     DiskFormat,
     /// Networks to attach.
     Networks,
+    /// Start the chosen networks that are not started, before the VM (shown on the review
+    /// only when one is needed).
+    StartNetworks,
 }
 
 /// Boot source choices, in the order of the `Source` field.
@@ -110,6 +113,7 @@ impl FieldId {
             FieldId::DiskSize => "Size",
             FieldId::DiskFormat => "Format",
             FieldId::Networks => "Networks",
+            FieldId::StartNetworks => "Start networks",
         }
     }
 
@@ -198,6 +202,8 @@ pub enum Outcome {
         new_volume: Option<NewVolume>,
         /// Networks to give NICs on.
         networks: Vec<String>,
+        /// Networks to start before the VM (the chosen ones that are not started).
+        start_networks: Vec<String>,
     },
     /// Save this definition (edit form).
     Save(Box<VmConfig>),
@@ -315,6 +321,7 @@ impl Wizard {
         ]);
         fields.push(toggle(FieldId::Autostart, false));
         fields.push(toggle(FieldId::StartNow, true));
+        fields.push(toggle(FieldId::StartNetworks, false));
         fields.push(toggle(FieldId::AttachNow, true));
         let mut wizard = Wizard {
             step: Step::Name,
@@ -586,6 +593,9 @@ impl Wizard {
             Step::Review => {
                 let mut ids = vec![FieldId::Autostart, FieldId::StartNow];
                 if self.flag(FieldId::StartNow) {
+                    if !self.inactive_chosen().is_empty() {
+                        ids.push(FieldId::StartNetworks);
+                    }
                     ids.push(FieldId::AttachNow);
                 }
                 ids
@@ -597,6 +607,33 @@ impl Wizard {
                 ids
             }
         }
+    }
+
+    /// The chosen networks that are not started.
+    pub fn inactive_chosen(&self) -> Vec<String> {
+        self.chosen_networks()
+            .into_iter()
+            .filter(|n| self.inactive_networks.contains(n))
+            .collect()
+    }
+
+    /// The networks the wizard will start before the VM.
+    pub fn networks_to_start(&self) -> Vec<String> {
+        if self.flag(FieldId::StartNow) && self.flag(FieldId::StartNetworks) {
+            self.inactive_chosen()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Why the current step cannot go on, and what to do, read from the fields as they are
+    /// now (so it is never stale): the first visible field's problem, else the definition's.
+    pub fn step_problem(&self) -> Option<String> {
+        self.visible()
+            .into_iter()
+            .filter_map(|id| self.field(id))
+            .find_map(|f| f.error.as_ref().map(|e| format!("{}: {e}", f.id.label())))
+            .or_else(|| self.problem.clone())
     }
 
     /// The focused field.
@@ -654,15 +691,17 @@ impl Wizard {
                 Ok(_) => None,
             },
             FieldId::Volumes => self.checklist(id).and_then(Checklist::problem),
-            FieldId::StartNow if self.flag(FieldId::StartNow) => self
-                .chosen_networks()
-                .into_iter()
-                .find(|n| self.inactive_networks.contains(n))
-                .map(|n| {
+            FieldId::StartNetworks
+                if self.flag(FieldId::StartNow) && !self.flag(FieldId::StartNetworks) =>
+            {
+                let inactive = self.inactive_chosen();
+                (!inactive.is_empty()).then(|| {
                     format!(
-                        "network {n} is not started, so the VM cannot start: start it in the Networks pane (3) or untick Start now"
+                        "network {} is not started: tick this (Space) to start it first, or untick Start now to create the VM without starting it",
+                        inactive.join(", ")
                     )
-                }),
+                })
+            }
             _ if !self.flag(FieldId::NewDisk) => None,
             FieldId::DiskPool if self.pools.is_empty() => Some(
                 "no storage pool is active; start one in the Storage pane (2) or untick New volume"
@@ -783,13 +822,9 @@ impl Wizard {
             .position(|id| self.field(*id).is_some_and(|f| f.error.is_some()))
         {
             Some(bad) => {
+                // The problem is shown from the field itself (`step_problem`), so it stays
+                // right while storage and networks are refreshed underneath.
                 self.focus = bad;
-                // The review shows its toggles one row each, without room for a problem
-                // under them: say it on the problem line instead.
-                if let Some(field) = self.field(visible[bad]) {
-                    let error = field.error.clone().unwrap_or_default();
-                    self.problem = Some(format!("{}: {error}", field.id.label()));
-                }
                 false
             }
             None => true,
@@ -932,6 +967,7 @@ impl Wizard {
                         attach: start && self.flag(FieldId::AttachNow),
                         new_volume: self.new_volume(),
                         networks: self.chosen_networks(),
+                        start_networks: self.networks_to_start(),
                     }
                 }
             },
@@ -1062,6 +1098,14 @@ impl Wizard {
                 shell_quote(&volume.pool),
                 shell_quote(&volume.name),
                 shell_quote(self.text(FieldId::DiskSize).trim()),
+                "&&".to_string(),
+            ]);
+        }
+        for network in self.networks_to_start() {
+            words.extend([
+                "vmux".to_string(),
+                "net-start".to_string(),
+                shell_quote(&network),
                 "&&".to_string(),
             ]);
         }

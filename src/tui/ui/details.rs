@@ -397,33 +397,45 @@ fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
     let dash = || "-".to_string();
     let (now, max) = (vm.vcpus_now(), vm.max_vcpus());
     let vcpus = match (vm.config(), now, max) {
-        (Some(config), Some(now), Some(max)) if vm.is_live() && now != config.vcpus => format!(
-            "{now} online ({} in the definition; hot-add up to {max})",
-            config.vcpus
-        ),
-        (_, Some(now), Some(max)) => format!("{now} (hot-add up to {max})"),
+        (Some(config), Some(now), Some(max)) if vm.is_live() && now != config.vcpus => {
+            format!("{now} online ({} defined, max {max})", config.vcpus)
+        }
+        (_, Some(now), Some(max)) => format!("{now} (max {max})"),
         (_, Some(now), None) => now.to_string(),
         _ => dash(),
     };
     let mut facts = vec![
-        Span::styled("vCPUs ", theme.header),
-        Span::raw(vcpus),
-        Span::styled("  memory ", theme.header),
-        Span::raw(vm.memory().map_or_else(dash, format_size)),
-        Span::styled("  autostart ", theme.header),
-        Span::raw(match vm.config() {
-            Some(config) if config.autostart => "yes",
-            Some(_) => "no",
-            None => "-",
-        }),
+        ("vCPUs ", vcpus),
+        ("memory ", vm.memory().map_or_else(dash, format_size)),
+        (
+            "autostart ",
+            match vm.config() {
+                Some(config) if config.autostart => "yes",
+                Some(_) => "no",
+                None => "-",
+            }
+            .to_string(),
+        ),
     ];
     if let Some(stats) = vm.stats.as_ref().filter(|_| vm.is_live()) {
-        facts.push(Span::styled("  exits ", theme.header));
-        facts.push(Span::raw(stats.exits.to_string()));
-        facts.push(Span::styled("  serial out ", theme.header));
-        facts.push(Span::raw(format_size(stats.serial_out_bytes)));
+        facts.push(("exits ", stats.exits.to_string()));
+        facts.push(("serial out ", format_size(stats.serial_out_bytes)));
     }
-    Paragraph::new(vec![Line::from(first), boot, third, Line::from(facts)])
+    // Facts in order while they fit whole: a cut number reads as a wrong one.
+    let room = usize::from(area.width.saturating_sub(2));
+    let mut spans = Vec::new();
+    let mut used = 0;
+    for (label, value) in facts {
+        let gap = if spans.is_empty() { "" } else { "  " };
+        let width = gap.len() + label.len() + value.chars().count();
+        if used + width > room {
+            break;
+        }
+        used += width;
+        spans.push(Span::styled(format!("{gap}{label}"), theme.header));
+        spans.push(Span::raw(value));
+    }
+    Paragraph::new(vec![Line::from(first), boot, third, Line::from(spans)])
         .style(theme.base)
         .block(
             Block::new()
@@ -463,7 +475,7 @@ fn boot_lines<'a>(app: &App, boot: &BootConfig, reason: Option<&str>) -> (Line<'
             Span::raw(cmdline.clone()),
         ]),
         (BootConfig::Demo, None) => Line::from(Span::styled(
-            "the demo answers help, cpus, mem, uptime, echo, poweroff and reboot on its console",
+            "its console answers help, cpus, mem, disks, uptime, echo, poweroff, reboot",
             theme.muted,
         )),
     };

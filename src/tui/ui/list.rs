@@ -224,12 +224,13 @@ fn summary(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     };
     let (text, style) = match (vm.reason(), vm.state(), vm.broken()) {
+        // The fix first: the reason can be long, and a narrow screen cuts the end.
         (_, _, Some(broken)) => (
             format!(
-                "{}: definition broken ({}); repair it with `{}` in a shell",
+                "{}: definition broken, repair it with `{}` in a shell: {}",
                 vm.name(),
-                broken.error,
-                broken.fix()
+                broken.fix(),
+                broken.error
             ),
             theme.error,
         ),

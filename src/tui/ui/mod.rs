@@ -109,14 +109,18 @@ fn header(app: &App, area: Rect, buf: &mut Buffer) {
     let mut optional = vec![Span::styled(format!("  {}", vm_counts(app)), theme.base)];
     if let Some(memory) = app.host_memory {
         let (free, total) = (format_size(memory.available), format_size(memory.total));
-        let long = format!("  ·  host memory {free} free of {total}");
-        let short = format!("  ·  host {free} free of {total}");
+        // The longest form that fits: 80 columns keep the counts and the figures.
+        let forms = [
+            format!("  ·  host memory {free} free of {total}"),
+            format!("  ·  host {free} free of {total}"),
+            format!(" · {free}/{total} free"),
+        ];
         let base: usize = used + optional[0].content.chars().count();
-        let text = if base + long.chars().count() <= width {
-            long
-        } else {
-            short
-        };
+        let text = forms
+            .iter()
+            .find(|form| base + form.chars().count() <= width)
+            .unwrap_or(&forms[2])
+            .clone();
         optional.push(Span::styled(text, theme.muted));
     }
     let theme_name = format!("theme {}  ", theme.name);

@@ -174,9 +174,14 @@ fn confirm_dialog(app: &App, confirm: &Confirm, area: Rect, buf: &mut Buffer) {
         .map(|l| Line::from(Span::styled(l.to_string(), theme.dialog)))
         .collect();
     lines.push(Line::raw(""));
+    let yes = if confirm.bulk {
+        "yes (Enter does not confirm)   "
+    } else {
+        "yes   "
+    };
     lines.push(Line::from(vec![
         Span::styled(" y ", theme.key),
-        Span::styled("yes   ", theme.dialog),
+        Span::styled(yes, theme.dialog),
         Span::styled(" n ", theme.key),
         Span::styled("no (Esc)", theme.dialog),
     ]));

@@ -1,0 +1,221 @@
+//! What a new user stumbled on in the console, each as the behaviour they should have met:
+//! refusals that say why and what to do, VMs whose definitions are broken staying visible and
+//! controllable, marked VMs never turning keys into unconfirmed bulk actions, and the storage
+//! pane's keys acting on the table that looks focused. Headless, over the fakes.
+
+mod tui_support;
+
+use crossterm::event::KeyCode;
+use tui_support::{Harness, fleet_app};
+use vmux::client::Host;
+use vmux::client::fake::FakeHost;
+use vmux::engine::control::RunState;
+use vmux::tui::action::Action;
+use vmux::tui::app::Overlay;
+use vmux::tui::backends::fake::{FakeNetworks, FakeStorage};
+
+/// A fresh home (no VMs) whose only network, `default`, is defined but not started, at the
+/// wizard's review with that network ticked.
+fn review_with_inactive_network() -> Harness {
+    let mut h = Harness::with_backends(
+        FakeHost::new(),
+        FakeStorage::new(),
+        FakeNetworks::with_default(),
+        80,
+        24,
+    );
+    h.char('n');
+    for _ in 0..4 {
+        h.key(KeyCode::Enter);
+    }
+    h.key(KeyCode::Char(' '));
+    h.key(KeyCode::Enter);
+    h
+}
+
+fn in_wizard(h: &Harness) -> bool {
+    matches!(h.app.overlay, Some(Overlay::Wizard(_)))
+}
+
+#[test]
+fn the_review_says_an_inactive_network_stops_the_start_and_what_to_do() {
+    let mut h = review_with_inactive_network();
+    h.key(KeyCode::Enter);
+    assert!(
+        in_wizard(&h),
+        "Enter must not create a VM that cannot start"
+    );
+    // The reason stays on screen while storage and networks are refreshed underneath.
+    for _ in 0..3 {
+        h.act(Action::Tick);
+        h.refresh();
+    }
+    let screen = h.screen();
+    assert!(
+        screen.contains("network default is not started"),
+        "{screen}"
+    );
+    assert!(screen.contains("untick Start now"), "{screen}");
+    assert!(h.host.list().is_empty(), "nothing was defined");
+}
+
+#[test]
+fn the_review_offers_to_start_the_network_then_creates_and_starts_the_vm() {
+    let mut h = review_with_inactive_network();
+    h.key(KeyCode::Enter);
+    // Enter moved the focus to the offer; Space takes it.
+    h.key(KeyCode::Char(' '));
+    assert!(
+        h.screen().contains("vmux net-start default &&"),
+        "{}",
+        h.screen()
+    );
+    h.key(KeyCode::Enter);
+    assert!(!in_wizard(&h));
+    let network = h.networks.network("default").expect("defined");
+    assert!(network.active.is_some(), "the network was started");
+    let vm = h.host.status("vm1").expect("created");
+    assert_eq!(vm.state, RunState::Running);
+    assert_eq!(vm.config.nics.len(), 1);
+}
+
+#[test]
+fn the_review_creates_without_starting_when_start_now_is_unticked() {
+    let mut h = review_with_inactive_network();
+    h.key(KeyCode::Down);
+    h.key(KeyCode::Char(' '));
+    assert!(!h.screen().contains("is not started"), "{}", h.screen());
+    h.key(KeyCode::Enter);
+    assert!(!in_wizard(&h));
+    assert_eq!(
+        h.host.status("vm1").expect("created").state,
+        RunState::ShutOff
+    );
+    assert!(
+        h.networks
+            .network("default")
+            .expect("defined")
+            .active
+            .is_none()
+    );
+}
+
+#[test]
+fn a_running_vm_with_a_broken_definition_is_listed_counted_and_can_be_forced_off() {
+    let mut h = fleet_app(80, 24, 1);
+    h.host
+        .break_definition("web1", "vcpus = \"two\"", "invalid type: string \"two\"");
+    h.refresh();
+    let screen = h.screen();
+    let row = screen
+        .lines()
+        .find(|l| l.contains(" web1 "))
+        .expect("web1 is still listed");
+    assert!(row.contains("running") && row.contains('!'), "{row}");
+    assert!(screen.contains("6 VMs: 2 running, 1 paused"), "{screen}");
+
+    h.app.list.selected = Some("web1".into());
+    h.app.list.marked.clear();
+    h.act(Action::Resize {
+        width: 80,
+        height: 24,
+    });
+    let screen = h.screen();
+    assert!(
+        screen.contains("vmux edit web1"),
+        "the fix is shown: {screen}"
+    );
+    h.char('D');
+    h.char('y');
+    assert_eq!(
+        h.host.state("web1").expect("state").state,
+        RunState::ShutOff
+    );
+}
+
+#[test]
+fn actions_that_need_a_broken_definition_say_how_to_repair_it() {
+    let mut h = fleet_app(80, 24, 1);
+    h.host
+        .break_definition("build", "x", "missing field `name`");
+    h.refresh();
+    h.app.list.selected = Some("build".into());
+    h.app.list.marked.clear();
+    for key in ['e', 's', '+'] {
+        h.char(key);
+        let status = h
+            .app
+            .status
+            .as_ref()
+            .map(|s| s.text.clone())
+            .unwrap_or_default();
+        assert!(status.contains("vmux edit build"), "{key}: {status}");
+        assert!(h.app.overlay.is_none(), "{key} opened something");
+    }
+}
+
+/// The fleet with `web1` (running) and `build` (shut off) marked, `web1` selected.
+fn two_marked() -> Harness {
+    let mut h = fleet_app(80, 24, 1);
+    h.app.list.marked.clear();
+    h.app.list.marked.insert("web1".into());
+    h.app.list.marked.insert("build".into());
+    h.app.list.selected = Some("web1".into());
+    h
+}
+
+fn states(h: &Harness) -> Vec<(String, RunState)> {
+    ["web1", "build"]
+        .iter()
+        .map(|n| (n.to_string(), h.host.state(n).expect("state").state))
+        .collect()
+}
+
+#[test]
+fn typing_at_the_list_with_vms_marked_changes_nothing_unasked() {
+    let mut h = two_marked();
+    let before = states(&h);
+    h.type_text("cpus");
+    h.key(KeyCode::Enter);
+    assert_eq!(states(&h), before, "no VM changed state");
+    assert!(h.app.consoles.is_empty(), "no console opened");
+}
+
+#[test]
+fn a_state_change_on_marked_vms_asks_once_naming_them() {
+    let mut h = two_marked();
+    h.char('s');
+    let Some(Overlay::Confirm(confirm)) = &h.app.overlay else {
+        panic!("start on marked VMs must ask: {:?}", h.app.overlay);
+    };
+    assert!(confirm.message.contains("build"), "{}", confirm.message);
+    assert!(
+        confirm.message.contains("web1 is already running"),
+        "the skipped one is named: {}",
+        confirm.message
+    );
+    h.key(KeyCode::Enter);
+    assert!(
+        matches!(h.app.overlay, Some(Overlay::Confirm(_))),
+        "Enter does not confirm a change to marked VMs"
+    );
+    h.char('y');
+    assert_eq!(
+        h.host.state("build").expect("state").state,
+        RunState::Running
+    );
+}
+
+#[test]
+fn enter_on_a_marked_set_with_a_stopped_vm_refuses_the_same_way_every_time() {
+    let mut h = two_marked();
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        h.key(KeyCode::Enter);
+        answers.push(h.app.status.as_ref().map(|s| s.text.clone()));
+        assert!(h.app.consoles.is_empty());
+    }
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    let first = answers[0].clone().unwrap_or_default();
+    assert!(first.contains("build is shut off"), "{first}");
+}
