@@ -219,3 +219,112 @@ fn enter_on_a_marked_set_with_a_stopped_vm_refuses_the_same_way_every_time() {
     let first = answers[0].clone().unwrap_or_default();
     assert!(first.contains("build is shut off"), "{first}");
 }
+
+#[test]
+fn storage_keys_act_only_on_the_table_that_has_the_focus() {
+    let mut h = fleet_app(80, 24, 1);
+    h.char('2');
+    let screen = h.screen();
+    assert!(
+        screen.contains("▶ storage pools"),
+        "pools have the keys: {screen}"
+    );
+    assert!(!screen.contains("▶ volumes"), "{screen}");
+    // A volume key in the pools table does nothing to the volume, and says how to get there.
+    h.key(KeyCode::Delete);
+    assert!(
+        h.app.overlay.is_none(),
+        "no volume was offered for deletion"
+    );
+    let status = h
+        .app
+        .status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default();
+    assert!(status.contains("pools table has the keys"), "{status}");
+    h.key(KeyCode::Tab);
+    assert!(
+        h.screen().contains("▶ volumes in default"),
+        "{}",
+        h.screen()
+    );
+    h.app.storage.volume = Some("base.qcow2".into());
+    h.key(KeyCode::Delete);
+    // Now the key is about the volume (base.qcow2 backs build.qcow2, so it is refused).
+    let status = h
+        .app
+        .status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default();
+    assert!(status.contains("default/base.qcow2"), "{status}");
+    // A pool key in the volumes table is refused the same way.
+    h.char('d');
+    assert!(h.app.overlay.is_none());
+    let status = h
+        .app
+        .status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default();
+    assert!(status.contains("volumes table has the keys"), "{status}");
+}
+
+#[test]
+fn the_light_theme_paints_its_own_background() {
+    let mut h = fleet_app(80, 24, 1);
+    h.app.theme = vmux::tui::theme::Theme::builtin("light").expect("built in");
+    let buffer = tui_support::render_buffer(&h.app, 80, 24);
+    let unpainted = buffer
+        .content()
+        .iter()
+        .filter(|c| c.bg == ratatui::style::Color::Reset)
+        .count();
+    assert_eq!(unpainted, 0, "cells left to the terminal's own background");
+    h.char('n');
+    let buffer = tui_support::render_buffer(&h.app, 80, 24);
+    assert!(
+        buffer
+            .content()
+            .iter()
+            .all(|c| c.bg != ratatui::style::Color::Reset)
+    );
+}
+
+#[test]
+fn the_wizard_file_browser_opens_where_vmux_was_started() {
+    let mut h = fleet_app(80, 24, 1);
+    h.app.cwd = "/home/u/kernels".into();
+    h.dirs.insert(
+        "/home/u/kernels".into(),
+        vec![vmux::tui::action::DirEntry {
+            name: "vmlinuz-6.1".into(),
+            is_dir: false,
+        }],
+    );
+    h.char('n');
+    h.key(KeyCode::Enter);
+    h.key(KeyCode::Char(' '));
+    h.key(KeyCode::Down);
+    h.ctrl('o');
+    let Some(Overlay::Wizard(wizard)) = &h.app.overlay else {
+        panic!("the wizard is open");
+    };
+    let picker = wizard.picker.as_ref().expect("the browser is open");
+    assert_eq!(picker.dir, std::path::Path::new("/home/u/kernels"));
+    assert!(h.screen().contains("vmlinuz-6.1"), "{}", h.screen());
+}
+
+#[test]
+fn palette_completion_never_doubles_a_space() {
+    let mut h = fleet_app(80, 24, 1);
+    h.char(':');
+    h.type_text("sta");
+    h.key(KeyCode::Tab);
+    h.type_text(" web1");
+    let Some(Overlay::Palette(input)) = &h.app.overlay else {
+        panic!("the palette is open");
+    };
+    assert_eq!(input.text(), "start web1");
+}

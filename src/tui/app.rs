@@ -328,6 +328,8 @@ pub struct App {
     pub keymap: Keymap,
     /// Where user themes live (`<config>/themes`), for `:theme`.
     pub theme_dir: Option<PathBuf>,
+    /// The directory vmux was started in: where the wizard's file browser opens.
+    pub cwd: PathBuf,
     /// Every defined VM (broken definitions included), in the host's order.
     pub vms: Vec<VmEntry>,
     /// The first poll has answered (until then nothing is known, not "no VMs").
@@ -376,6 +378,7 @@ impl App {
             theme,
             keymap,
             theme_dir: None,
+            cwd: PathBuf::from("/"),
             vms: Vec::new(),
             loaded: false,
             pane: Pane::List,

@@ -57,7 +57,9 @@ pub(super) fn run(app: &mut App, command: Command) {
         Command::Palette => app.overlay = Some(Overlay::Palette(Default::default())),
         Command::Filter => app.list.filtering = true,
         Command::New => {
-            let wizard = Wizard::create(app.names(), &app.storage.snapshot, &app.networks.snapshot);
+            let mut wizard =
+                Wizard::create(app.names(), &app.storage.snapshot, &app.networks.snapshot);
+            wizard.browse_from(&app.cwd);
             app.overlay = Some(Overlay::Wizard(Box::new(wizard)));
             storage_pane::request_load(app);
             network_pane::request_load(app);
@@ -122,7 +124,8 @@ pub(super) fn run(app: &mut App, command: Command) {
             None => app.set_status(StatusKind::Error, "no VM selected; pick one with ↑/↓ first"),
             Some(vm) => match vm.config() {
                 Some(config) => {
-                    let form = Wizard::edit(config);
+                    let mut form = Wizard::edit(config);
+                    form.browse_from(&app.cwd);
                     app.overlay = Some(Overlay::Wizard(Box::new(form)));
                 }
                 None => {

@@ -346,6 +346,9 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 }
                 Some(Overlay::Palette(input))
             }
+            KeyCode::Char(c) if palette::redundant_space(input.text(), input.cursor(), c) => {
+                Some(Overlay::Palette(input))
+            }
             _ => {
                 input.handle(&key);
                 Some(Overlay::Palette(input))

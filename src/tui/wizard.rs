@@ -232,6 +232,8 @@ pub struct Wizard {
     disk_name_auto: bool,
     /// Networks defined but not started (a VM on one cannot start).
     inactive_networks: Vec<String>,
+    /// Where the file browser opens when the field names no directory.
+    browse_dir: PathBuf,
 }
 
 fn text(id: FieldId, value: &str) -> Field {
@@ -334,6 +336,7 @@ impl Wizard {
             pools: Vec::new(),
             disk_name_auto: true,
             inactive_networks: Vec::new(),
+            browse_dir: PathBuf::from("/"),
         };
         wizard.suggest_name();
         wizard.set_storage(storage);
@@ -491,6 +494,12 @@ impl Wizard {
             .unwrap_or_else(|| format!("{vm}.{ext}"))
     }
 
+    /// The file browser opens in `dir` (the directory vmux was started in) when the path
+    /// field does not name a directory of its own.
+    pub fn browse_from(&mut self, dir: &Path) {
+        self.browse_dir = dir.to_path_buf();
+    }
+
     /// The edit form for an existing definition (its disks and NICs are kept as they are).
     pub fn edit(config: &VmConfig) -> Wizard {
         let mut fields = boot_fields(config);
@@ -506,6 +515,7 @@ impl Wizard {
             pools: Vec::new(),
             disk_name_auto: false,
             inactive_networks: Vec::new(),
+            browse_dir: PathBuf::from("/"),
         };
         wizard.revalidate();
         wizard
@@ -979,7 +989,7 @@ impl Wizard {
             return Outcome::None;
         };
         let current = self.text(target).trim();
-        let dir = start_dir(current);
+        let dir = start_dir(current, &self.browse_dir);
         self.picker = Some(FilePicker {
             target,
             dir: dir.clone(),
@@ -1180,8 +1190,9 @@ fn check_path(text: &str, required: bool) -> Option<String> {
     None
 }
 
-/// The directory the picker opens in: the field's directory when it exists, else `/`.
-fn start_dir(current: &str) -> PathBuf {
+/// The directory the picker opens in: the field's directory when it exists, else `fallback`
+/// (the directory vmux was started in).
+fn start_dir(current: &str, fallback: &Path) -> PathBuf {
     let path = Path::new(current);
     let dir = if path.is_dir() {
         Some(path)
@@ -1189,8 +1200,7 @@ fn start_dir(current: &str) -> PathBuf {
         path.parent()
     };
     dir.filter(|d| d.is_absolute() && d.is_dir())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("/"))
+        .map_or_else(|| fallback.to_path_buf(), Path::to_path_buf)
 }
 
 /// Quotes `word` for a POSIX shell when it needs it.

@@ -70,7 +70,8 @@ fn help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {
             "Mouse: drag to select and copy, wheel scrolls.",
         ],
         crate::tui::keymap::Context::Storage => &[
-            "Volume keys act on the selected volume of the selected pool.",
+            "Tab switches between the pools and the volumes; the table marked ▶ has the keys:",
+            "  volume keys work in the volumes table, s d a in the pools table, n in both.",
             "Clone, convert and upload run in the background with a progress bar;",
             "  the bar compares the new file's size with the source's data (an estimate).",
             "Palette: pool-list, vol-list POOL, vol-create [POOL]",

@@ -63,8 +63,15 @@ pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
     draw_volumes(app, inner, buf);
 }
 
+/// A table's box: the one with the keys has the focus colour and a `▶` before its title,
+/// the other a muted title that says how to reach it.
 fn frame(app: &App, area: Rect, title: &str, focused: bool, buf: &mut Buffer) -> Rect {
     let theme = &app.theme;
+    let (title, title_style) = if focused {
+        (format!("▶{title}"), theme.title)
+    } else {
+        (format!("{title}(Tab) "), theme.muted)
+    };
     let block = Block::new()
         .borders(Borders::ALL)
         .border_style(if focused {
@@ -72,19 +79,22 @@ fn frame(app: &App, area: Rect, title: &str, focused: bool, buf: &mut Buffer) ->
         } else {
             theme.border
         })
-        .title(truncate(title, usize::from(area.width.saturating_sub(2))))
-        .title_style(theme.title);
+        .title(truncate(&title, usize::from(area.width.saturating_sub(2))))
+        .title_style(title_style);
     let inner = block.inner(area);
     block.render(area, buf);
     inner
 }
 
-/// The row style of a selected row: full selection colours in the list that has the keys,
-/// the marked style in the other one.
+/// The row style of a selected row: full selection colours in the table that has the keys;
+/// in the other one only an underline, so no row there looks like what keys act on.
 fn row_style(app: &App, selected: bool, focused: bool) -> Style {
     match (selected, focused) {
         (true, true) => app.theme.selected,
-        (true, false) => app.theme.marked,
+        (true, false) => app
+            .theme
+            .base
+            .add_modifier(ratatui::style::Modifier::UNDERLINED),
         _ => app.theme.base,
     }
 }
