@@ -328,3 +328,74 @@ fn palette_completion_never_doubles_a_space() {
     };
     assert_eq!(input.text(), "start web1");
 }
+
+/// The column (in characters) where `needle` ends on `line`.
+fn end_of(line: &str, needle: &str) -> usize {
+    let byte = line
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle} in {line}"));
+    line[..byte].chars().count() + needle.chars().count()
+}
+
+#[test]
+fn numbers_sit_right_aligned_under_right_aligned_titles() {
+    let h = fleet_app(80, 24, 2);
+    let screen = h.screen();
+    let lines: Vec<&str> = screen.lines().collect();
+    let header = lines.iter().find(|l| l.contains("NAME")).expect("header");
+    let db = lines.iter().find(|l| l.contains(" db ")).expect("db row");
+    let cpu = format!(
+        "{:.1}",
+        h.app
+            .entry("db")
+            .and_then(|vm| vm.cpu_percent())
+            .expect("cpu")
+    );
+    let used = vmux::config::format_size(
+        h.app
+            .entry("db")
+            .and_then(|vm| vm.used_bytes())
+            .expect("rss"),
+    );
+    assert_eq!(end_of(header, "MEM"), end_of(db, " 4G"), "\n{header}\n{db}");
+    assert_eq!(end_of(header, "CPU%"), end_of(db, &cpu), "\n{header}\n{db}");
+    assert_eq!(
+        end_of(header, "USED"),
+        end_of(db, &used),
+        "\n{header}\n{db}"
+    );
+
+    let mut h = fleet_app(80, 24, 1);
+    h.char('2');
+    let screen = h.screen();
+    let lines: Vec<&str> = screen.lines().collect();
+    let header = lines
+        .iter()
+        .find(|l| l.contains("CAPACITY"))
+        .expect("pools header");
+    let default = lines
+        .iter()
+        .find(|l| l.contains("default "))
+        .expect("default row");
+    assert_eq!(end_of(header, "CAPACITY"), end_of(default, "100G"));
+    assert_eq!(end_of(header, "FREE"), end_of(default, "60G"));
+}
+
+#[test]
+fn wide_screens_bound_the_name_column_and_widen_dialogs() {
+    let mut h = fleet_app(200, 50, 1);
+    let screen = h.screen();
+    let header = screen.lines().find(|l| l.contains("NAME")).expect("header");
+    // Mark, a space, NAME (at most 32 wide), a space: STATE starts by column 36.
+    let state = header.find("STATE").map(|b| header[..b].chars().count());
+    assert!(state.is_some_and(|x| x <= 36), "{header}");
+    h.char('n');
+    let top = h
+        .screen()
+        .lines()
+        .find(|l| l.contains("new VM"))
+        .expect("the wizard")
+        .to_string();
+    let width = top.chars().filter(|c| *c != ' ').count();
+    assert!(width > 100, "the wizard grows with the screen: {top}");
+}

@@ -98,7 +98,7 @@ fn header(app: &App, area: Rect, buf: &mut Buffer) {
         };
         // Numbers are right-aligned, so their titles are too.
         let text = truncate(&text, usize::from(width));
-        let pad = if right_aligned(column) {
+        let pad = if right_aligned_title(column) {
             width.saturating_sub(text.chars().count() as u16)
         } else {
             0
@@ -111,6 +111,12 @@ fn header(app: &App, area: Rect, buf: &mut Buffer) {
 /// Columns whose values (and titles) are right-aligned: the numbers.
 fn right_aligned(column: Column) -> bool {
     matches!(column, Column::Memory | Column::Cpu | Column::Used)
+}
+
+/// Titles right-aligned over their values: the numbers, and the sparkline (it fills from the
+/// right, newest sample last).
+fn right_aligned_title(column: Column) -> bool {
+    right_aligned(column) || column == Column::Spark
 }
 
 fn row(app: &App, vm: &VmEntry, selected: bool, area: Rect, buf: &mut Buffer) {

@@ -95,7 +95,9 @@ fn help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {
             .iter()
             .map(|n| Line::from(Span::styled(*n, theme.muted))),
     );
-    let width = 78.min(area.width);
+    // As wide as the longest line (so no key's description is cut), at least 78.
+    let longest = lines.iter().map(Line::width).max().unwrap_or(0) as u16;
+    let width = (longest + 2).max(78).min(area.width);
     let height = (lines.len() as u16 + 2).min(area.height);
     let rect = layout::centered(area, width, height);
     let inner = dialog(
@@ -160,7 +162,7 @@ fn palette(app: &App, input: &crate::tui::input::LineInput, area: Rect, frame: &
 
 fn confirm_dialog(app: &App, confirm: &Confirm, area: Rect, buf: &mut Buffer) {
     let theme = &app.theme;
-    let width = 64.min(area.width);
+    let width = layout::dialog(area, 64, 0).width;
     let text_width = width.saturating_sub(4).max(1);
     let text_lines: u16 = confirm
         .message

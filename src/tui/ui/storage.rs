@@ -25,6 +25,9 @@ const POOL_COLUMNS: Columns = &[
     ("PATH", 0, 2),
 ];
 
+/// The pool columns that hold numbers (right-aligned, titles too): capacity, free, volumes.
+const POOL_NUMBERS: &[usize] = &[3, 4, 5];
+
 /// Volume table columns.
 const VOLUME_COLUMNS: Columns = &[
     ("NAME", 40, 5),
@@ -34,6 +37,9 @@ const VOLUME_COLUMNS: Columns = &[
     ("BACKING", 40, 3),
     ("USED BY", 0, 4),
 ];
+
+/// The volume columns that hold numbers: capacity and allocation.
+const VOLUME_NUMBERS: &[usize] = &[2, 3];
 
 /// Draws the pane into `body`.
 pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
@@ -105,7 +111,7 @@ fn draw_pools(app: &App, inner: Rect, buf: &mut Buffer) {
     if inner.height == 0 {
         return;
     }
-    table_header(POOL_COLUMNS, inner, theme.header, buf);
+    table_header(POOL_COLUMNS, inner, theme.header, POOL_NUMBERS, buf);
     let rows = Rect::new(inner.x, inner.y + 1, inner.width, inner.height - 1);
     if !state.loaded {
         put(
@@ -206,7 +212,7 @@ fn pool_row(app: &App, pool: &PoolView, style: Style, area: Rect, buf: &mut Buff
             },
         ),
     ];
-    table_row(POOL_COLUMNS, area, &cells, &[3, 4, 5], buf);
+    table_row(POOL_COLUMNS, area, &cells, POOL_NUMBERS, buf);
 }
 
 /// The bordered block whose inside is `inner`.
@@ -247,7 +253,7 @@ fn draw_volumes(app: &App, inner: Rect, buf: &mut Buffer) {
         );
         return;
     }
-    table_header(VOLUME_COLUMNS, inner, theme.header, buf);
+    table_header(VOLUME_COLUMNS, inner, theme.header, VOLUME_NUMBERS, buf);
     // The last two rows describe the selected volume.
     let details_height = layout::volume_details_height(block_of(inner));
     let rows = layout::table_rows(block_of(inner), details_height);
@@ -339,7 +345,7 @@ fn volume_row(app: &App, volume: &VolumeView, style: Style, area: Rect, buf: &mu
             },
         ),
     ];
-    table_row(VOLUME_COLUMNS, area, &cells, &[2, 3], buf);
+    table_row(VOLUME_COLUMNS, area, &cells, VOLUME_NUMBERS, buf);
 }
 
 /// `web1 (running), db`.

@@ -21,7 +21,7 @@ const LABEL: u16 = 16;
 
 /// Draws `wizard` centred in `area`.
 pub fn draw(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
-    let rect = layout::centered(area, 76, 22);
+    let rect = layout::dialog(area, 76, 22);
     let title = match wizard.editing() {
         Some(name) => format!("edit {name}"),
         None => "new VM".to_string(),
