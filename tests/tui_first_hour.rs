@@ -399,3 +399,55 @@ fn wide_screens_bound_the_name_column_and_widen_dialogs() {
     let width = top.chars().filter(|c| *c != ' ').count();
     assert!(width > 100, "the wizard grows with the screen: {top}");
 }
+
+#[test]
+fn removing_a_disk_waits_for_the_guest_in_words_and_offers_force_when_it_does_not_answer() {
+    let mut h = fleet_app(80, 24, 1);
+    h.host.ignore_ejects();
+    h.app.list.marked.clear();
+    h.app.list.selected = Some("web1".into());
+    h.char('X');
+    h.key(KeyCode::Enter);
+    h.char('y');
+    let status = h
+        .app
+        .status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default();
+    assert!(
+        status.contains("asked the guest to eject vda") && status.contains("waiting"),
+        "not past tense while the guest has not answered: {status}"
+    );
+    for _ in 0..16 {
+        h.act(Action::Tick);
+    }
+    let status = h
+        .app
+        .status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default();
+    assert!(status.contains("has not ejected vda"), "{status}");
+    assert!(status.contains("Force"), "the way out is named: {status}");
+
+    // Details count the seconds; X offers Force for the disk the guest holds on to.
+    h.key(KeyCode::Tab);
+    assert!(h.screen().contains("ejecting for"), "{}", h.screen());
+    h.key(KeyCode::Tab);
+    h.char('X');
+    let screen = h.screen();
+    assert!(screen.contains("being removed for"), "{screen}");
+    assert!(screen.contains("Force"), "{screen}");
+    h.key(KeyCode::Down);
+    h.key(KeyCode::Down);
+    h.key(KeyCode::Char(' '));
+    h.key(KeyCode::Enter);
+    let Some(Overlay::Confirm(confirm)) = &h.app.overlay else {
+        panic!("a forced removal asks first: {:?}", h.app.overlay);
+    };
+    assert!(confirm.message.contains("without the guest's consent"));
+    h.char('y');
+    let info = h.host.info("web1").expect("running");
+    assert!(info.disks.iter().all(|d| d.target != "vda"), "{info:?}");
+}

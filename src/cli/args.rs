@@ -315,6 +315,13 @@ pub struct DetachDiskArgs {
     /// Remove from the definition (takes effect at the next start).
     #[arg(long)]
     pub config: bool,
+    /// Take it from the running VM at once, without asking the guest (for a guest that does
+    /// not answer): what the guest has not written to it is lost.
+    #[arg(long)]
+    pub force: bool,
+    /// Seconds to wait for the guest to eject the disk before returning.
+    #[arg(long, value_name = "S", default_value_t = 10, conflicts_with = "force")]
+    pub timeout: u64,
 }
 
 /// `vmux run`.

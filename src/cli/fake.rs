@@ -256,7 +256,7 @@ impl Host for FakeHost {
                 started_at: 0,
                 boots: 1,
                 protocol: crate::engine::control::PROTOCOL_VERSION,
-                disks: Vec::new(),
+                disks: vm.disks.clone(),
             })
         })
     }
@@ -439,12 +439,29 @@ impl Host for FakeHost {
                     read_only: disk.readonly,
                     slot: vm.disks.len() as u8 + 1,
                     removing: false,
+                    removal_requested_at: None,
                 });
             }
             if let Some(updated) = plan.updated {
                 vm.config = updated;
             }
             Ok(plan.target)
+        })
+    }
+
+    fn force_detach_disk(&self, name: &str, target: &str) -> Result<(), ClientError> {
+        self.with(name, |vm| {
+            if !matches!(vm.state, RunState::Running | RunState::Paused) {
+                return Err(ClientError::LiveNeedsRunning(name.to_string()));
+            }
+            let before = vm.disks.len();
+            vm.disks.retain(|d| d.target != target);
+            if vm.disks.len() == before {
+                return Err(ClientError::Invalid(format!(
+                    "running VM '{name}' has no disk {target}"
+                )));
+            }
+            Ok(())
         })
     }
 

@@ -318,8 +318,11 @@ pub fn info(
     if let Some(cfg) = cfg {
         lines.extend(boot_lines(&cfg.boot));
     }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     for disk in live.iter().flat_map(|l| &l.disks) {
-        lines.push(("Disk", disk_line(disk)));
+        lines.push(("Disk", disk_line(name, disk, now)));
     }
     if let Some(cfg) = cfg {
         lines.push(("Autostart", yes_no(cfg.autostart).into()));
@@ -348,14 +351,27 @@ pub fn info(
     Ok(())
 }
 
-/// One disk of a running VM for `info`: target, image, and a removal still in progress.
-fn disk_line(disk: &DiskInfo) -> String {
+/// One disk of VM `vm` for `info`: target, image, and a removal still in progress with how
+/// long the guest has been asked (`now` in Unix seconds) and the way to force it.
+fn disk_line(vm: &str, disk: &DiskInfo, now: u64) -> String {
     let mut text = format!("{} {}", disk.target, disk.path.display());
     if disk.read_only {
         text.push_str(" (read-only)");
     }
     if disk.removing {
-        text.push_str(" (being removed: waiting for the guest to eject it)");
+        let waited = disk
+            .removal_requested_at
+            .map(|asked| {
+                format!(
+                    " for {}",
+                    format_duration(Duration::from_secs(now.saturating_sub(asked)))
+                )
+            })
+            .unwrap_or_default();
+        text.push_str(&format!(
+            " (being removed{waited}: waiting for the guest to eject it; `vmux detach-disk {vm} {} --force` takes it now)",
+            disk.target
+        ));
     }
     text
 }
@@ -629,6 +645,21 @@ mod tests {
         assert!(out.contains("Pid:        4242"), "{out}");
         assert!(out.contains("Definition: broken: /x/on.toml:2"), "{out}");
         assert!(out.contains("`vmux edit on`"), "{out}");
+    }
+
+    #[test]
+    fn a_pending_removal_shows_how_long_the_guest_has_been_asked_and_the_way_out() {
+        let disk = DiskInfo {
+            target: "vdb".into(),
+            path: "/images/data.qcow2".into(),
+            read_only: false,
+            slot: 2,
+            removing: true,
+            removal_requested_at: Some(1_000),
+        };
+        let line = disk_line("web", &disk, 1_083);
+        assert!(line.contains("being removed for 1m 23s"), "{line}");
+        assert!(line.contains("vmux detach-disk web vdb --force"), "{line}");
     }
 
     #[test]

@@ -40,6 +40,8 @@ struct FakeState {
     next_pid: u32,
     /// Operation name → message of the next failure to report for it.
     failures: HashMap<&'static str, String>,
+    /// The fake guests ignore eject requests (a guest without hot-plug support).
+    deaf_to_ejects: bool,
 }
 
 struct FakeVm {
@@ -80,6 +82,7 @@ fn boot_disks(config: &VmConfig) -> Vec<DiskInfo> {
             read_only: disk.readonly,
             slot: index as u8 + 1,
             removing: false,
+            removal_requested_at: None,
         })
         .collect()
 }
@@ -308,6 +311,12 @@ impl FakeHost {
             line: None,
             reason: reason.to_string(),
         });
+    }
+
+    /// From now on the guests ignore requests to eject a disk (as a guest without PCI
+    /// hot-plug support does): a live detach leaves the disk `removing` until it is forced.
+    pub fn ignore_ejects(&self) {
+        self.inner().deaf_to_ejects = true;
     }
 
     /// Breaks VM `name`'s definition file as a hand edit would (its text becomes `text`); a
@@ -790,6 +799,7 @@ impl Host for FakeHost {
                     read_only: disk.readonly,
                     slot,
                     removing: false,
+                    removal_requested_at: None,
                 });
             }
             if let Some(updated) = plan.updated {
@@ -799,8 +809,24 @@ impl Host for FakeHost {
         })
     }
 
+    fn force_detach_disk(&self, name: &str, target: &str) -> Result<(), ClientError> {
+        self.injected("detach_disk", name)?;
+        self.with_vm(name, |vm, _| {
+            FakeHost::live(vm, name).map_err(|_| ClientError::LiveNeedsRunning(name.into()))?;
+            let before = vm.disks.len();
+            vm.disks.retain(|d| d.target != target);
+            if vm.disks.len() == before {
+                return Err(ClientError::Invalid(format!(
+                    "running VM '{name}' has no disk {target}; `vmux info {name}` lists its disks"
+                )));
+            }
+            Ok(())
+        })
+    }
+
     fn detach_disk(&self, name: &str, target: &str, scope: ChangeScope) -> Result<(), ClientError> {
         self.injected("detach_disk", name)?;
+        let deaf = self.inner().deaf_to_ejects;
         self.with_vm(name, |vm, _| {
             definition(vm)?;
             let live = if scope.live {
@@ -810,7 +836,15 @@ impl Host for FakeHost {
                 None
             };
             let updated = hotplug::check_detach(&vm.config, target, scope, live.as_deref())?;
-            if scope.live {
+            if scope.live && deaf {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                for disk in vm.disks.iter_mut().filter(|d| d.target == target) {
+                    disk.removing = true;
+                    disk.removal_requested_at = Some(now);
+                }
+            } else if scope.live {
                 vm.disks.retain(|d| d.target != target);
             }
             if let Some(updated) = updated {

@@ -200,7 +200,7 @@ pub fn check_detach(
             }
             Some(disk) if disk.removing => {
                 return Err(ClientError::Invalid(format!(
-                    "disk {target} of VM '{name}' is already being removed; the guest has not ejected it yet"
+                    "disk {target} of VM '{name}' is already being removed; the guest has not ejected it yet (`vmux detach-disk {name} {target} --force` takes it away without the guest's consent)"
                 )));
             }
             Some(_) => {}
@@ -251,6 +251,7 @@ mod tests {
             read_only: false,
             slot: 1,
             removing,
+            removal_requested_at: removing.then_some(1_700_000_000),
         }
     }
 

@@ -570,6 +570,25 @@ impl Host for LocalHost {
         Ok(plan.target)
     }
 
+    fn force_detach_disk(&self, name: &str, target: &str) -> Result<(), ClientError> {
+        let live = self
+            .live_disks(name, ChangeScope::LIVE)?
+            .unwrap_or_default();
+        if !live.iter().any(|d| d.target == target) {
+            return Err(ClientError::Invalid(format!(
+                "running VM '{name}' has no disk {target}; `vmux info {name}` lists its disks"
+            )));
+        }
+        self.command(
+            name,
+            Command::DetachDisk {
+                target: target.to_string(),
+                force: true,
+            },
+        )
+        .map(drop)
+    }
+
     fn detach_disk(&self, name: &str, target: &str, scope: ChangeScope) -> Result<(), ClientError> {
         let config = self.store.load(name)?;
         let live = self.live_disks(name, scope)?;
@@ -579,6 +598,7 @@ impl Host for LocalHost {
                 name,
                 Command::DetachDisk {
                     target: target.to_string(),
+                    force: false,
                 },
             )?;
         }

@@ -264,4 +264,9 @@ pub trait Host: Send + Sync {
     /// Detaches disk `target`: live (the guest is asked to eject it; the image is closed once
     /// it has), from the definition, or both.
     fn detach_disk(&self, name: &str, target: &str, scope: ChangeScope) -> Result<(), ClientError>;
+    /// Takes disk `target` away from the running VM at once, without asking the guest (as
+    /// virsh does when a guest ignores the request): the guest loses the device as if it were
+    /// pulled out, and what it had not written is lost. For a guest that does not answer an
+    /// eject request (or has no hot-plug support); the definition is not changed.
+    fn force_detach_disk(&self, name: &str, target: &str) -> Result<(), ClientError>;
 }

@@ -203,6 +203,8 @@ pub enum HostOp {
         target: String,
         /// Live, definition or both.
         scope: ChangeScope,
+        /// Take it from the running VM without the guest's consent.
+        force: bool,
     },
 }
 
@@ -289,15 +291,26 @@ impl HostOp {
                     ""
                 }
             ),
-            HostOp::DetachDisk { target, scope, .. } => format!(
-                "{vm}: {target} detached, {}{}",
-                scope_words(*scope),
-                if scope.live {
-                    "; the guest was asked to eject it"
+            HostOp::DetachDisk {
+                target,
+                force: true,
+                scope,
+                ..
+            } => format!(
+                "{vm}: {target} taken away without the guest's consent{}",
+                if scope.config {
+                    " and removed from the definition"
                 } else {
                     ""
                 }
             ),
+            HostOp::DetachDisk { target, scope, .. } if scope.live => format!(
+                "{vm}: asked the guest to eject {target} ({}); waiting for it",
+                scope_words(*scope)
+            ),
+            HostOp::DetachDisk { target, scope, .. } => {
+                format!("{vm}: {target} detached, {}", scope_words(*scope))
+            }
         }
     }
 
@@ -343,7 +356,25 @@ impl HostOp {
                 new_volume,
                 scope,
             } => return attach(backends, vm, disk, new_volume.as_ref(), *scope, self),
-            HostOp::DetachDisk { vm, target, scope } => host.detach_disk(vm, target, *scope),
+            HostOp::DetachDisk {
+                vm,
+                target,
+                scope,
+                force: true,
+            } => host.force_detach_disk(vm, target).and_then(|()| {
+                let config = ChangeScope {
+                    live: false,
+                    ..*scope
+                };
+                if config.config {
+                    host.detach_disk(vm, target, config)
+                } else {
+                    Ok(())
+                }
+            }),
+            HostOp::DetachDisk {
+                vm, target, scope, ..
+            } => host.detach_disk(vm, target, *scope),
         };
         result
             .map(|()| self.done_message())

@@ -364,6 +364,8 @@ pub struct App {
     pub height: u16,
     /// Seconds since start (one per [`super::action::Action::Tick`]).
     pub ticks: u64,
+    /// The host's clock at the last tick, Unix seconds (for "being removed for 23 s").
+    pub now: u64,
     pub(super) next_console: ConsoleId,
     pub(super) next_task: TaskId,
     pub(super) effects: Vec<Effect>,
@@ -404,6 +406,7 @@ impl App {
             width: 80,
             height: 24,
             ticks: 0,
+            now: 0,
             next_console: 1,
             next_task: 1,
             effects: Vec::new(),

@@ -706,7 +706,15 @@ pub(super) fn palette(app: &mut App, line: &str) {
                 return;
             };
             let scope = palette_scope(flags, entry.is_live());
-            run_ops(app, vec![HostOp::DetachDisk { vm, target, scope }]);
+            run_ops(
+                app,
+                vec![HostOp::DetachDisk {
+                    vm,
+                    target,
+                    scope,
+                    force: false,
+                }],
+            );
         }
         PaletteCommand::Unsupported(verb) => app.set_status(
             StatusKind::Error,

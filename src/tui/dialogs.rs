@@ -436,6 +436,9 @@ impl Dialog {
         if let DialogKind::AddDisk(add) = &self.kind {
             add.show(&mut self.form);
         }
+        if let DialogKind::RemoveDisk(remove) = &self.kind {
+            remove.show(&mut self.form);
+        }
         let keys: Vec<FieldKey> = self.form.fields.iter().map(|f| f.key).collect();
         for key in keys {
             let error = self.check(key);

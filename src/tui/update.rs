@@ -42,6 +42,18 @@ pub fn update(app: &mut App, action: Action) {
         }
         Action::Tick => {
             app.ticks += 1;
+            app.now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(app.now, |d| d.as_secs());
+            // The details of a VM whose guest is asked to eject a disk count the seconds.
+            let counting = app.pane == Pane::Details
+                && app
+                    .selected()
+                    .and_then(|vm| vm.info.as_ref())
+                    .is_some_and(|info| info.disks.iter().any(|d| d.removing));
+            if counting {
+                app.dirty = true;
+            }
             if app.expire_status() {
                 app.dirty = true;
             }

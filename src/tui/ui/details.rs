@@ -158,6 +158,8 @@ struct Device {
     history: Option<String>,
     /// A NIC (its rates are in the NIC history).
     nic: bool,
+    /// The guest is asked to eject it and has not: `ejecting 12 s` (shown instead of rates).
+    ejecting: Option<String>,
 }
 
 /// The VM's disks (from its definition, with their guest names, plus disks hot-added for
@@ -179,13 +181,16 @@ fn devices(app: &App, vm: &VmEntry) -> Vec<Device> {
         .iter()
         .zip(targets)
         .map(|(disk, target)| {
-            let removing = live.iter().any(|d| d.target == target && d.removing);
+            let ejecting = live
+                .iter()
+                .find(|d| d.target == target)
+                .and_then(|d| ejecting(app, d));
             Device {
+                ejecting,
                 source: format!(
-                    "{}{}{}",
+                    "{}{}",
                     disk.source,
                     if disk.readonly { " (ro)" } else { "" },
-                    if removing { " (ejecting)" } else { "" }
                 ),
                 history: Some(target.clone()),
                 name: target,
@@ -202,10 +207,8 @@ fn devices(app: &App, vm: &VmEntry) -> Vec<Device> {
         );
         out.push(Device {
             name: disk.target.clone(),
-            source: format!(
-                "{file} (this boot only{})",
-                if disk.removing { ", ejecting" } else { "" }
-            ),
+            source: format!("{file} (this boot only)"),
+            ejecting: ejecting(app, disk),
             labels: ["rd", "wr"],
             history: Some(disk.target.clone()),
             nic: false,
@@ -229,9 +232,18 @@ fn devices(app: &App, vm: &VmEntry) -> Vec<Device> {
             labels: ["rx", "tx"],
             history: Some(format!("net{i}")),
             nic: true,
+            ejecting: None,
         }
     }));
     out
+}
+
+/// `ejecting for 23 s; X forces` while the guest is asked to eject `disk` and has not.
+fn ejecting(app: &App, disk: &crate::engine::control::DiskInfo) -> Option<String> {
+    disk.removing.then(|| match disk.removal_requested_at {
+        Some(asked) => format!("ejecting for {} s; X forces", app.now.saturating_sub(asked)),
+        None => "ejecting; X forces".to_string(),
+    })
 }
 
 /// `1.2M/s`, `512B/s`.
@@ -284,6 +296,18 @@ fn draw_devices(app: &App, vm: &VmEntry, devices: &[Device], area: Rect, buf: &m
                 theme.base,
             );
             x += source_w as u16;
+        }
+        if let Some(ejecting) = &device.ejecting {
+            let rest = inner.right().saturating_sub(x);
+            put(
+                buf,
+                x,
+                y,
+                &truncate(ejecting, usize::from(rest)),
+                rest,
+                theme.warning,
+            );
+            continue;
         }
         let series = device
             .history
