@@ -451,3 +451,36 @@ fn removing_a_disk_waits_for_the_guest_in_words_and_offers_force_when_it_does_no
     let info = h.host.info("web1").expect("running");
     assert!(info.disks.iter().all(|d| d.target != "vda"), "{info:?}");
 }
+
+#[test]
+fn keys_that_cannot_act_say_why() {
+    // Typing into the console of a VM that stopped.
+    let mut h = fleet_app(80, 24, 1);
+    h.app.list.marked.clear();
+    h.app.list.selected = Some("web1".into());
+    h.key(KeyCode::Enter);
+    assert!(h.wait_console("type help"));
+    h.host.crash("web1", "triple fault");
+    h.act(Action::ConsoleClosed {
+        id: h.app.consoles[0].id,
+        reason: "the VM stopped".into(),
+    });
+    h.char('x');
+    let status = h
+        .app
+        .status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default();
+    assert!(status.contains("console of web1 is closed"), "{status}");
+
+    // Ctrl-O in a field the file browser cannot fill.
+    let mut h = fleet_app(80, 24, 1);
+    h.char('n');
+    h.ctrl('o');
+    assert!(
+        h.screen().contains("Ctrl-O browses for a file"),
+        "{}",
+        h.screen()
+    );
+}

@@ -66,13 +66,14 @@ pub(super) fn run(app: &mut App, command: Command) {
         }
         Command::Demo => create_demo(app),
         Command::Attach => attach_targets(app),
-        Command::Details => {
-            app.pane = match app.pane {
-                Pane::Details => Pane::List,
-                _ if app.list.selected.is_some() => Pane::Details,
-                other => other,
-            };
-        }
+        Command::Details => match app.pane {
+            Pane::Details => app.pane = Pane::List,
+            _ if app.list.selected.is_some() => app.pane = Pane::Details,
+            _ => app.set_status(
+                StatusKind::Error,
+                "no VM selected to show details of; n creates one",
+            ),
+        },
         Command::Start => lifecycle(app, Verb::Start, app.targets(), true),
         Command::Shutdown => lifecycle(app, Verb::Shutdown, app.targets(), true),
         Command::ForceOff => lifecycle(app, Verb::Destroy, app.targets(), true),
@@ -231,7 +232,9 @@ pub(super) fn sort_by(app: &mut App, column: SortColumn) {
 
 fn create_demo(app: &mut App) {
     // A second Enter while the first demo is being created must not make another.
-    if !app.busy.is_empty() {
+    if let Some((vm, doing)) = app.busy.iter().next() {
+        let message = format!("{vm} is {doing}; wait for it");
+        app.set_status(StatusKind::Info, message);
         return;
     }
     let name = (0..)

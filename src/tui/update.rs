@@ -460,6 +460,19 @@ fn on_console_key(app: &mut App, key: KeyEvent) {
         return;
     };
     if console.link != console::Link::Live {
+        // Say why the key went nowhere.
+        let (link, vm) = (console.link.clone(), console.vm.clone());
+        let detach = app
+            .keymap
+            .label(Context::Console, Command::Detach)
+            .unwrap_or_else(|| "the detach key".into());
+        let message = match &link {
+            console::Link::Closed(reason) => {
+                format!("the console of {vm} is closed ({reason}); {detach} returns to the list")
+            }
+            _ => format!("still connecting to the console of {vm}; keys are sent once it is open"),
+        };
+        app.set_status(StatusKind::Error, message);
         return;
     }
     console.selection = None;

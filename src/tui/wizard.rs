@@ -222,6 +222,8 @@ pub struct Wizard {
     pub picker: Option<FilePicker>,
     /// A problem with the whole definition (shown on Review / Edit).
     pub problem: Option<String>,
+    /// Why the last key did nothing, until the next key.
+    pub notice: Option<String>,
     /// Names already defined (a new VM must not reuse one).
     existing: Vec<String>,
     /// Editing this definition (None: creating); its disks and NICs are kept.
@@ -331,6 +333,7 @@ impl Wizard {
             focus: 0,
             picker: None,
             problem: None,
+            notice: None,
             existing,
             editing: None,
             pools: Vec::new(),
@@ -510,6 +513,7 @@ impl Wizard {
             focus: 0,
             picker: None,
             problem: None,
+            notice: None,
             existing: Vec::new(),
             editing: Some(Box::new(config.clone())),
             pools: Vec::new(),
@@ -843,6 +847,7 @@ impl Wizard {
 
     /// Handles a key; the caller acts on the [`Outcome`].
     pub fn handle_key(&mut self, key: &KeyEvent) -> Outcome {
+        self.notice = None;
         if self.picker.is_some() {
             return self.picker_key(key);
         }
@@ -986,6 +991,10 @@ impl Wizard {
 
     fn open_picker(&mut self) -> Outcome {
         let Some(target) = self.focused().filter(|id| id.is_path()) else {
+            self.notice = Some(
+                "Ctrl-O browses for a file in the Kernel and Initrd fields (boot source: Linux kernel)"
+                    .into(),
+            );
             return Outcome::None;
         };
         let current = self.text(target).trim();

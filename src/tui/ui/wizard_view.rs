@@ -534,6 +534,20 @@ fn keys_line(app: &App, wizard: &Wizard, inner: Rect, buf: &mut Buffer) {
     let y = inner.bottom().saturating_sub(1);
     // Why Enter does not go on, and what to do, wrapped over two rows so the fix (at the
     // end of every message) is never cut.
+    if let Some(notice) = wizard
+        .notice
+        .as_ref()
+        .filter(|_| wizard.step_problem().is_none())
+    {
+        put(
+            buf,
+            inner.x,
+            y.saturating_sub(1),
+            &truncate(notice, usize::from(inner.width)),
+            inner.width,
+            theme.info,
+        );
+    }
     if let Some(problem) = wizard.step_problem().filter(|_| wizard.picker.is_none()) {
         let rows = 2.min(y.saturating_sub(inner.y));
         Paragraph::new(problem)
