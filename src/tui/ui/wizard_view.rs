@@ -21,7 +21,9 @@ const LABEL: u16 = 16;
 
 /// Draws `wizard` centred in `area`.
 pub fn draw(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
-    let rect = layout::dialog(area, 76, 22);
+    // Taller screens give the lists (volumes, networks) and the review more rows.
+    let height = (u32::from(area.height) * 2 / 3) as u16;
+    let rect = layout::dialog(area, 76, height.clamp(22, 30));
     let title = match wizard.editing() {
         Some(name) => format!("edit {name}"),
         None => "new VM".to_string(),
@@ -438,7 +440,7 @@ fn review(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
             networks.join(", ")
         },
     );
-    lines.push(Line::raw(""));
+    // Right under the facts: 80×24 has no row to spare.
     lines.push(Line::from(Span::styled(
         "The same from a shell:",
         theme.muted,
@@ -449,7 +451,7 @@ fn review(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
     )));
     // The toggles keep their rows; the summary takes the rest.
     let toggles = wizard.visible().len() as u16;
-    let text_height = 12.min(area.height.saturating_sub(toggles + 1));
+    let text_height = area.height.saturating_sub(toggles + 1);
     Paragraph::new(lines)
         .wrap(Wrap { trim: false })
         .style(theme.dialog)
