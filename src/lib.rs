@@ -10,6 +10,8 @@ pub mod engine;
 pub mod assets;
 
 #[forbid(unsafe_code)]
+pub mod bootimg;
+#[forbid(unsafe_code)]
 pub mod cli;
 #[forbid(unsafe_code)]
 pub mod client;
