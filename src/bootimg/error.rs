@@ -47,7 +47,7 @@ pub enum BootImageError {
     /// The filesystem that holds (or may hold) /boot is one vmux cannot read.
     #[error(
         "the /boot filesystem{} is {fs}, which vmux cannot read; {BY_HAND}, or convert /boot to ext4",
-        partition.map(|p| format!(" (partition {p})")).unwrap_or_default()
+        partition.map(|p| format!(" ({})", Place(p))).unwrap_or_default()
     )]
     UnreadableBootFs {
         /// The partition, when known (0: the whole disk).
@@ -65,7 +65,8 @@ pub enum BootImageError {
     },
     /// The chosen entry names a file that is not there.
     #[error(
-        "{entry} loads {path} from partition {partition}, which does not exist there; fix the boot entry inside the guest (e.g. `update-grub`), or {BY_HAND}"
+        "{entry} loads {path} from {}, which does not exist there; fix the boot entry inside the guest (e.g. `update-grub`), or {BY_HAND}",
+        Place(*partition)
     )]
     MissingFile {
         /// The entry ("grub entry 'Debian GNU/Linux'").
@@ -123,7 +124,8 @@ pub enum BootImageError {
     },
     /// A symlink on the way to the kernel or initrd loops (or nests too deeply).
     #[error(
-        "{path} on partition {partition} is a symlink that loops (or nests more than 40 links deep); fix the link inside the guest, or {BY_HAND}"
+        "{path} on {} is a symlink that loops (or nests more than 40 links deep); fix the link inside the guest, or {BY_HAND}",
+        Place(*partition)
     )]
     SymlinkLoop {
         /// The path that was being resolved.
@@ -132,7 +134,7 @@ pub enum BootImageError {
         partition: u32,
     },
     /// The ext2/3/4 filesystem is damaged or uses a feature ext4-view does not read.
-    #[error("cannot read the ext2/3/4 filesystem on partition {partition} ({what})")]
+    #[error("cannot read the ext2/3/4 filesystem on {} ({what})", Place(*partition))]
     Ext {
         /// The partition.
         partition: u32,
@@ -144,7 +146,8 @@ pub enum BootImageError {
     },
     /// The ext superblock makes no sense for its partition.
     #[error(
-        "the ext2/3/4 filesystem on partition {partition} is damaged: {reason}; check it with `e2fsck -n`, or {BY_HAND}"
+        "the ext2/3/4 filesystem on {} is damaged: {reason}; check it with `e2fsck -n`, or {BY_HAND}",
+        Place(*partition)
     )]
     ExtCorrupt {
         /// The partition.
@@ -154,7 +157,8 @@ pub enum BootImageError {
     },
     /// grub.cfg cannot be parsed.
     #[error(
-        "cannot parse {path} on partition {partition}, line {line}: {reason}; fix it inside the guest (`update-grub`), or {BY_HAND}"
+        "cannot parse {path} on {}, line {line}: {reason}; fix it inside the guest (`update-grub`), or {BY_HAND}",
+        Place(*partition)
     )]
     GrubSyntax {
         /// Its path.
@@ -167,7 +171,7 @@ pub enum BootImageError {
         reason: String,
     },
     /// A boot configuration file breaks a size limit.
-    #[error("{what} on partition {partition} {reason}; {BY_HAND}")]
+    #[error("{what} on {} {reason}; {BY_HAND}", Place(*partition))]
     ConfigTooLarge {
         /// Which file.
         what: String,
@@ -186,7 +190,8 @@ pub enum BootImageError {
     },
     /// The image changed between inspection and extraction.
     #[error(
-        "partition {partition} of the disk image no longer holds the filesystem {uuid} it held when vmux chose the kernel; inspect the image again"
+        "{} of the disk image no longer holds the filesystem {uuid} it held when vmux chose the kernel; inspect the image again",
+        Place(*partition)
     )]
     Changed {
         /// The partition.
@@ -194,6 +199,19 @@ pub enum BootImageError {
         /// The filesystem UUID recorded in the plan.
         uuid: String,
     },
+}
+
+/// "partition N", or "the whole disk" for number 0 (a disk without a partition table).
+#[derive(Debug, Clone, Copy)]
+pub struct Place(pub u32);
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            0 => write!(f, "the whole disk"),
+            n => write!(f, "partition {n}"),
+        }
+    }
 }
 
 impl BootImageError {
