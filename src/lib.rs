@@ -14,6 +14,8 @@ pub mod bootimg;
 #[forbid(unsafe_code)]
 pub mod cli;
 #[forbid(unsafe_code)]
+pub mod cloudinit;
+#[forbid(unsafe_code)]
 pub mod client;
 #[forbid(unsafe_code)]
 pub mod config;
