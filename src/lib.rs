@@ -14,9 +14,9 @@ pub mod bootimg;
 #[forbid(unsafe_code)]
 pub mod cli;
 #[forbid(unsafe_code)]
-pub mod cloudinit;
-#[forbid(unsafe_code)]
 pub mod client;
+#[forbid(unsafe_code)]
+pub mod cloudinit;
 #[forbid(unsafe_code)]
 pub mod config;
 #[forbid(unsafe_code)]

@@ -92,13 +92,11 @@ pub fn parse_entry(file_name: &str, text: &str, vars: &BTreeMap<String, String>)
             "initrd" => entry
                 .initrds
                 .extend(value.split_ascii_whitespace().map(str::to_string)),
-            "options" => {
-                if !value.is_empty() {
-                    if !entry.options.is_empty() {
-                        entry.options.push(' ');
-                    }
-                    entry.options.push_str(&value);
+            "options" if !value.is_empty() => {
+                if !entry.options.is_empty() {
+                    entry.options.push(' ');
                 }
+                entry.options.push_str(&value);
             }
             "architecture" => entry.architecture = Some(value.to_ascii_lowercase()),
             _ => {}

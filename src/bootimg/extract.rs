@@ -82,9 +82,14 @@ pub fn extract(disk: Arc<dyn ReadAt>, plan: &BootPlan) -> Result<BootFiles, Boot
     let initrd = if plan.initrds.is_empty() {
         None
     } else {
-        let mut all = Vec::new();
+        let mut all: Vec<u8> = Vec::new();
         for file in &plan.initrds {
             let bytes = read(file, "initrd", MAX_INITRD_SIZE)?;
+            if all.is_empty() {
+                // The usual single initrd is handed on as read, without another copy.
+                all = bytes;
+                continue;
+            }
             all.resize(all.len().next_multiple_of(INITRD_ALIGN), 0);
             all.extend_from_slice(&bytes);
             if all.len() as u64 > MAX_INITRD_SIZE {

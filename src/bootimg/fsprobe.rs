@@ -143,36 +143,34 @@ pub fn probe(part: &Window) -> io::Result<FsInfo> {
     if at(3, b"NTFS    ") {
         return Ok(FsInfo::kind(FsKind::Ntfs));
     }
-    if at(510, &[0x55, 0xAA]) {
-        if at(54, b"FAT1") || at(82, b"FAT32") {
-            let fat32 = at(82, b"FAT32");
-            let (serial_at, label_at) = if fat32 { (67, 71) } else { (39, 43) };
-            let serial = u32::from_le_bytes(
-                head[serial_at..serial_at + 4]
-                    .try_into()
-                    .expect("4-byte slice"),
-            );
-            let label = text(&head[label_at..label_at + 11]);
-            return Ok(FsInfo {
-                kind: FsKind::Vfat,
-                uuid: Some(format!("{:04X}-{:04X}", serial >> 16, serial & 0xFFFF)),
-                label: (label != "NO NAME").then_some(label),
-            });
-        }
+    if at(510, &[0x55, 0xAA]) && (at(54, b"FAT1") || at(82, b"FAT32")) {
+        let fat32 = at(82, b"FAT32");
+        let (serial_at, label_at) = if fat32 { (67, 71) } else { (39, 43) };
+        let serial = u32::from_le_bytes(
+            head[serial_at..serial_at + 4]
+                .try_into()
+                .expect("4-byte slice"),
+        );
+        let label = text(&head[label_at..label_at + 11]);
+        return Ok(FsInfo {
+            kind: FsKind::Vfat,
+            uuid: Some(format!("{:04X}-{:04X}", serial >> 16, serial & 0xFFFF)),
+            label: (label != "NO NAME").then_some(label),
+        });
     }
-    if let Some(btrfs) = part.read_vec(0x10000, 0x1000)? {
-        if &btrfs[0x40..0x48] == b"_BHRfS_M" {
-            return Ok(FsInfo {
-                kind: FsKind::Btrfs,
-                uuid: Some(uuid(&btrfs[0x20..0x30])),
-                label: Some(text(&btrfs[0x12B..0x12B + 256])),
-            });
-        }
+    if let Some(btrfs) = part.read_vec(0x10000, 0x1000)?
+        && &btrfs[0x40..0x48] == b"_BHRfS_M"
+    {
+        return Ok(FsInfo {
+            kind: FsKind::Btrfs,
+            uuid: Some(uuid(&btrfs[0x20..0x30])),
+            label: Some(text(&btrfs[0x12B..0x12B + 256])),
+        });
     }
-    if let Some(iso) = part.read_vec(0x8001, 5)? {
-        if iso == b"CD001" {
-            return Ok(FsInfo::kind(FsKind::Iso9660));
-        }
+    if let Some(iso) = part.read_vec(0x8001, 5)?
+        && iso == b"CD001"
+    {
+        return Ok(FsInfo::kind(FsKind::Iso9660));
     }
     Ok(FsInfo::kind(FsKind::Unknown))
 }

@@ -17,7 +17,10 @@ const ROUND: u64 = 64 * 1024;
 /// serial blkid prints as the UUID.
 pub fn build(files: &[(&str, Vec<u8>)], volume_id: u32) -> io::Result<Vec<u8>> {
     let content: u64 = files.iter().map(|(_, c)| c.len() as u64).sum();
-    let size = (content + content / 4 + 256 * 1024).max(MIN_SIZE).div_ceil(ROUND) * ROUND;
+    let size = (content + content / 4 + 256 * 1024)
+        .max(MIN_SIZE)
+        .div_ceil(ROUND)
+        * ROUND;
     let mut label = [b' '; 11];
     label[..LABEL.len()].copy_from_slice(LABEL.as_bytes());
     let mut disk = Cursor::new(vec![0u8; size as usize]);
@@ -54,16 +57,23 @@ mod tests {
     #[test]
     fn the_label_is_in_the_root_directory_and_the_boot_sector() {
         let volume = build(&files(), 0x1234_5678).expect("builds");
-        let fs = fatfs::FileSystem::new(Cursor::new(volume), fatfs::FsOptions::new()).expect("opens");
+        let fs =
+            fatfs::FileSystem::new(Cursor::new(volume), fatfs::FsOptions::new()).expect("opens");
         assert_eq!(fs.volume_label(), "CIDATA");
-        assert_eq!(fs.read_volume_label_from_root_dir().expect("reads").as_deref(), Some("CIDATA"));
+        assert_eq!(
+            fs.read_volume_label_from_root_dir()
+                .expect("reads")
+                .as_deref(),
+            Some("CIDATA")
+        );
         assert_eq!(fs.volume_id(), 0x1234_5678);
     }
 
     #[test]
     fn files_read_back_with_their_long_names() {
         let volume = build(&files(), 1).expect("builds");
-        let fs = fatfs::FileSystem::new(Cursor::new(volume), fatfs::FsOptions::new()).expect("opens");
+        let fs =
+            fatfs::FileSystem::new(Cursor::new(volume), fatfs::FsOptions::new()).expect("opens");
         let mut names: Vec<String> = fs
             .root_dir()
             .iter()
@@ -74,7 +84,11 @@ mod tests {
         names.sort();
         assert_eq!(names, ["meta-data", "user-data"]);
         let mut content = String::new();
-        std::io::Read::read_to_string(&mut fs.root_dir().open_file("user-data").expect("open"), &mut content).expect("read");
+        std::io::Read::read_to_string(
+            &mut fs.root_dir().open_file("user-data").expect("open"),
+            &mut content,
+        )
+        .expect("read");
         assert_eq!(content, "#cloud-config\n");
     }
 

@@ -61,7 +61,10 @@ pub type SeedFiles = Vec<(&'static str, Vec<u8>)>;
 
 impl SeedInputs {
     /// Reads and checks what `opts` names, for the VM `ctx`.
-    pub fn read(opts: &CloudInitOptions, ctx: &SeedContext<'_>) -> Result<SeedInputs, CloudInitError> {
+    pub fn read(
+        opts: &CloudInitOptions,
+        ctx: &SeedContext<'_>,
+    ) -> Result<SeedInputs, CloudInitError> {
         opts.validate()?;
         let mut keys = Vec::new();
         for path in &opts.ssh_keys {
@@ -107,7 +110,11 @@ impl SeedInputs {
             Some(Password::Hashed(h)) => h.clone(),
             Some(Password::Plain(_)) => "plain".into(),
         };
-        let file = |f: &Option<Vec<u8>>| f.as_ref().map(|b| hex(&Sha256::digest(b))).unwrap_or_default();
+        let file = |f: &Option<Vec<u8>>| {
+            f.as_ref()
+                .map(|b| hex(&Sha256::digest(b)))
+                .unwrap_or_default()
+        };
         let canonical = serde_json::json!({
             "vm": vm_name,
             "hostname": self.hostname,
@@ -149,7 +156,10 @@ impl SeedInputs {
     }
 
     /// vmux's #cloud-config.
-    fn cloud_config(&self, generated: &mut Vec<GeneratedPassword>) -> Result<String, CloudInitError> {
+    fn cloud_config(
+        &self,
+        generated: &mut Vec<GeneratedPassword>,
+    ) -> Result<String, CloudInitError> {
         let mut doc: Vec<(String, Yaml)> = Vec::new();
         let (host, fqdn) = match self.hostname.split_once('.') {
             Some((short, _)) => (short.to_string(), Some(self.hostname.clone())),
@@ -280,7 +290,9 @@ fn read_public_keys(path: &Path) -> Result<Vec<String>, CloudInitError> {
         .filter(|l| {
             let words: Vec<&str> = l.split_ascii_whitespace().collect();
             words.windows(2).any(|w| {
-                (w[0].starts_with("ssh-") || w[0].starts_with("ecdsa-sha2-") || w[0].starts_with("sk-"))
+                (w[0].starts_with("ssh-")
+                    || w[0].starts_with("ecdsa-sha2-")
+                    || w[0].starts_with("sk-"))
                     && w[1].starts_with("AAAA")
             })
         })
@@ -296,7 +308,11 @@ fn read_public_keys(path: &Path) -> Result<Vec<String>, CloudInitError> {
 }
 
 /// A user-data (`user_data`: only checked when it is #cloud-config) or network-config file.
-fn read_yaml_file(what: &'static str, path: &Path, user_data: bool) -> Result<Vec<u8>, CloudInitError> {
+fn read_yaml_file(
+    what: &'static str,
+    path: &Path,
+    user_data: bool,
+) -> Result<Vec<u8>, CloudInitError> {
     let bytes = read_limited(what, path, MAX_FILE_SIZE)?;
     let bad = |reason: String| CloudInitError::BadYaml {
         what,
@@ -307,8 +323,12 @@ fn read_yaml_file(what: &'static str, path: &Path, user_data: bool) -> Result<Ve
         // A script, a MIME multi-part or an #include: cloud-init decides.
         return Ok(bytes);
     }
-    let value: serde_norway::Value = serde_norway::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-    if !matches!(value, serde_norway::Value::Mapping(_) | serde_norway::Value::Null) {
+    let value: serde_norway::Value =
+        serde_norway::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    if !matches!(
+        value,
+        serde_norway::Value::Mapping(_) | serde_norway::Value::Null
+    ) {
         return Err(bad("the document is not a mapping of keys to values".into()));
     }
     Ok(bytes)

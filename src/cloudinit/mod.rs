@@ -10,7 +10,7 @@
 //! # fn main() -> anyhow::Result<()> {
 //! let mut opts = CloudInitOptions::parse("user=alice,ssh-key=~/.ssh/id_ed25519.pub,root-password=generate")?;
 //! opts.seal("web1")?;                     // plain passwords → SHA-512 crypt; store `opts` now
-//! let macs = ["52:54:00:12:34:56".parse()?];
+//! let macs = ["52:54:00:12:34:56".parse().map_err(anyhow::Error::msg)?];
 //! let ctx = SeedContext { vm_name: "web1", macs: &macs };
 //! let info = build_seed(&opts, &ctx, "/var/lib/vmux/web1-seed.img".as_ref())?;
 //! for p in &info.generated_passwords {

@@ -70,7 +70,11 @@ impl CloudInitOptions {
                 "hostname" => "hostname=web1",
                 "user-data" => "user-data=./user-data.yaml",
                 "network-config" => "network-config=./network-config.yaml",
-                _ => return Err(CloudInitError::UnknownKey { key: key.to_string() }),
+                _ => {
+                    return Err(CloudInitError::UnknownKey {
+                        key: key.to_string(),
+                    });
+                }
             };
             if value.is_empty() {
                 return Err(CloudInitError::MissingValue {
@@ -78,12 +82,18 @@ impl CloudInitOptions {
                     example,
                 });
             }
-            let duplicate = || CloudInitError::Duplicate { key: key.to_string() };
+            let duplicate = || CloudInitError::Duplicate {
+                key: key.to_string(),
+            };
             match key {
                 "user" => set_once(&mut opts.user, value.to_string(), duplicate)?,
                 "ssh-key" => opts.ssh_keys.push(expand_home(value)),
-                "root-password" => set_once(&mut opts.root_password, password_spec(value), duplicate)?,
-                "user-password" => set_once(&mut opts.user_password, password_spec(value), duplicate)?,
+                "root-password" => {
+                    set_once(&mut opts.root_password, password_spec(value), duplicate)?
+                }
+                "user-password" => {
+                    set_once(&mut opts.user_password, password_spec(value), duplicate)?
+                }
                 "hostname" => set_once(&mut opts.hostname, value.to_string(), duplicate)?,
                 "user-data" => set_once(&mut opts.user_data, expand_home(value), duplicate)?,
                 _ => set_once(&mut opts.network_config, expand_home(value), duplicate)?,
@@ -144,7 +154,11 @@ impl CloudInitOptions {
     }
 }
 
-fn set_once<T>(slot: &mut Option<T>, value: T, duplicate: impl FnOnce() -> CloudInitError) -> Result<(), CloudInitError> {
+fn set_once<T>(
+    slot: &mut Option<T>,
+    value: T,
+    duplicate: impl FnOnce() -> CloudInitError,
+) -> Result<(), CloudInitError> {
     if slot.is_some() {
         return Err(duplicate());
     }
@@ -221,11 +235,21 @@ pub fn validate_hostname(name: &str) -> Result<(), CloudInitError> {
 pub fn hostname_from_vm_name(vm_name: &str) -> String {
     let mut host: String = vm_name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .take(63)
         .collect();
     host = host.trim_matches('-').to_string();
-    if host.is_empty() { "vmux-guest".to_string() } else { host }
+    if host.is_empty() {
+        "vmux-guest".to_string()
+    } else {
+        host
+    }
 }
 
 /// The invoking user's public keys: `~/.ssh/id_*.pub` under `home`, sorted (what `--cloud-init`
@@ -258,7 +282,10 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(opts.user.as_deref(), Some("alice"));
-        assert_eq!(opts.ssh_keys, vec![PathBuf::from("/k1.pub"), PathBuf::from("/k2.pub")]);
+        assert_eq!(
+            opts.ssh_keys,
+            vec![PathBuf::from("/k1.pub"), PathBuf::from("/k2.pub")]
+        );
         assert_eq!(opts.root_password, Some(Password::Generate));
         assert_eq!(opts.user_password, Some(Password::Plain("s3cret".into())));
         assert_eq!(opts.hostname.as_deref(), Some("web1.example.org"));
@@ -276,7 +303,10 @@ mod tests {
     #[test]
     fn a_missing_value_shows_an_example() {
         let err = CloudInitOptions::parse("user").expect_err("no value");
-        assert_eq!(err.to_string(), "--cloud-init option 'user' needs a value, e.g. user=alice");
+        assert_eq!(
+            err.to_string(),
+            "--cloud-init option 'user' needs a value, e.g. user=alice"
+        );
     }
 
     #[test]
@@ -288,7 +318,11 @@ mod tests {
     #[test]
     fn bad_user_and_host_names_say_why() {
         let err = CloudInitOptions::parse("user=Alice").expect_err("upper case");
-        assert!(err.to_string().contains("must start with a lower-case letter"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("must start with a lower-case letter"),
+            "{err}"
+        );
         assert!(CloudInitOptions::parse("user=root").is_err());
         let err = CloudInitOptions::parse("hostname=web_1").expect_err("underscore");
         assert!(err.to_string().contains("not a valid host name"), "{err}");
@@ -297,8 +331,12 @@ mod tests {
 
     #[test]
     fn user_data_cannot_be_mixed_with_generated_settings() {
-        let err = CloudInitOptions::parse("user-data=/u.yaml,user=alice,ssh-key=/k").expect_err("conflict");
-        assert!(err.to_string().contains("user, ssh-key cannot be added"), "{err}");
+        let err = CloudInitOptions::parse("user-data=/u.yaml,user=alice,ssh-key=/k")
+            .expect_err("conflict");
+        assert!(
+            err.to_string().contains("user, ssh-key cannot be added"),
+            "{err}"
+        );
         assert!(CloudInitOptions::parse("user-data=/u.yaml,hostname=h,network-config=/n").is_ok());
     }
 
@@ -309,8 +347,13 @@ mod tests {
 
     #[test]
     fn sealed_options_hold_no_plain_password_and_serialise() {
-        let mut opts = CloudInitOptions::parse("user=alice,user-password=s3cret,root-password=generate").expect("parses");
-        assert!(toml::to_string(&opts).is_err(), "a plain password must not serialise");
+        let mut opts =
+            CloudInitOptions::parse("user=alice,user-password=s3cret,root-password=generate")
+                .expect("parses");
+        assert!(
+            toml::to_string(&opts).is_err(),
+            "a plain password must not serialise"
+        );
         opts.seal("web1").expect("hashes");
         let text = toml::to_string(&opts).expect("serialises");
         assert!(!text.contains("s3cret"), "{text}");
@@ -333,7 +376,10 @@ mod tests {
             std::fs::write(home.path().join(".ssh").join(name), "x").expect("write");
         }
         let keys = default_ssh_keys(home.path());
-        let names: Vec<_> = keys.iter().filter_map(|k| k.file_name()?.to_str()).collect();
+        let names: Vec<_> = keys
+            .iter()
+            .filter_map(|k| k.file_name()?.to_str())
+            .collect();
         assert_eq!(names, ["id_ed25519.pub", "id_rsa.pub"]);
     }
 }

@@ -78,7 +78,11 @@ mod tests {
         ShaCrypt::default()
             .verify_password(b"s3cret", &parsed)
             .expect("verifies");
-        assert!(ShaCrypt::default().verify_password(b"wrong", &parsed).is_err());
+        assert!(
+            ShaCrypt::default()
+                .verify_password(b"wrong", &parsed)
+                .is_err()
+        );
     }
 
     #[test]
@@ -86,7 +90,10 @@ mod tests {
         let one = hash_for("pw", "web1", "alice").expect("hash");
         assert_eq!(one, hash_for("pw", "web1", "alice").expect("hash"));
         assert_ne!(one, hash_for("pw", "web2", "alice").expect("hash"));
-        assert_ne!(hash_random("pw").expect("hash"), hash_random("pw").expect("hash"));
+        assert_ne!(
+            hash_random("pw").expect("hash"),
+            hash_random("pw").expect("hash")
+        );
     }
 
     #[test]
@@ -105,6 +112,10 @@ mod tests {
             return;
         };
         let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert_eq!(theirs.rsplit('$').next(), Some(fields[4]), "ours {hash}, openssl {theirs}");
+        assert_eq!(
+            theirs.rsplit('$').next(),
+            Some(fields[4]),
+            "ours {hash}, openssl {theirs}"
+        );
     }
 }

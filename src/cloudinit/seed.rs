@@ -22,17 +22,25 @@ pub struct SeedInfo {
 
 /// The instance-id a seed built now from `opts` would carry (reads the files `opts` names),
 /// to decide whether an existing seed is still current without rebuilding it.
-pub fn instance_id(opts: &CloudInitOptions, ctx: &SeedContext<'_>) -> Result<String, CloudInitError> {
+pub fn instance_id(
+    opts: &CloudInitOptions,
+    ctx: &SeedContext<'_>,
+) -> Result<String, CloudInitError> {
     Ok(SeedInputs::read(opts, ctx)?.instance_id().to_string())
 }
 
 /// Builds the seed for `opts` and the VM `ctx`, and writes it to `path` (the directory must
 /// exist). The old file, if any, is replaced only once the new one is complete.
-pub fn build_seed(opts: &CloudInitOptions, ctx: &SeedContext<'_>, path: &Path) -> Result<SeedInfo, CloudInitError> {
+pub fn build_seed(
+    opts: &CloudInitOptions,
+    ctx: &SeedContext<'_>,
+    path: &Path,
+) -> Result<SeedInfo, CloudInitError> {
     let inputs = SeedInputs::read(opts, ctx)?;
     let (files, generated_passwords) = inputs.files()?;
     let id = inputs.instance_id();
-    let serial = u32::from_str_radix(id.get(id.len().saturating_sub(8)..).unwrap_or("0"), 16).unwrap_or(0);
+    let serial =
+        u32::from_str_radix(id.get(id.len().saturating_sub(8)..).unwrap_or("0"), 16).unwrap_or(0);
     let volume = fat::build(&files, serial).map_err(CloudInitError::Fat)?;
     crate::config::write_atomic(path, &volume).map_err(|source| CloudInitError::Write {
         path: path.to_path_buf(),

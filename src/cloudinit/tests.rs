@@ -27,13 +27,20 @@ impl Setup {
 
     fn opts(&self, extra: &str) -> CloudInitOptions {
         let key = self.path("id_ed25519.pub");
-        let text = format!("ssh-key={}{}{extra}", key.display(), if extra.is_empty() { "" } else { "," });
+        let text = format!(
+            "ssh-key={}{}{extra}",
+            key.display(),
+            if extra.is_empty() { "" } else { "," }
+        );
         CloudInitOptions::parse(&text).expect("options parse")
     }
 
     fn build(&self, opts: &CloudInitOptions, macs: &[MacAddr]) -> (SeedInfo, PathBuf) {
         let seed = self.path("seed.img");
-        let ctx = SeedContext { vm_name: "web1", macs };
+        let ctx = SeedContext {
+            vm_name: "web1",
+            macs,
+        };
         (build_seed(opts, &ctx, &seed).expect("seed builds"), seed)
     }
 }
@@ -47,7 +54,11 @@ fn macs() -> Vec<MacAddr> {
 
 /// A file of the seed, read back with fatfs.
 fn read_back(seed: &Path, name: &str) -> Option<String> {
-    let fs = fatfs::FileSystem::new(std::fs::File::open(seed).expect("open seed"), fatfs::FsOptions::new()).expect("FAT");
+    let fs = fatfs::FileSystem::new(
+        std::fs::File::open(seed).expect("open seed"),
+        fatfs::FsOptions::new(),
+    )
+    .expect("FAT");
     let mut file = fs.root_dir().open_file(name).ok()?;
     let mut text = String::new();
     std::io::Read::read_to_string(&mut file, &mut text).expect("read");
@@ -61,7 +72,10 @@ fn yaml(text: &str) -> serde_norway::Value {
 /// Runs `tool` when it is installed; `None` (and a note) when it is not, outside CI.
 fn tool(program: &str, args: &[&str]) -> Option<std::process::Output> {
     let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program} || test -x /sbin/{program}")])
+        .args([
+            "-c",
+            &format!("command -v {program} || test -x /sbin/{program}"),
+        ])
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
@@ -88,7 +102,11 @@ fn the_seed_is_a_clean_fat_volume_labelled_cidata() {
     let (_, seed) = s.build(&s.opts("user=alice"), &macs());
     let seed_str = seed.to_str().expect("utf-8");
     if let Some(out) = tool("fsck.fat", &["-n", seed_str]) {
-        assert!(out.status.success(), "fsck.fat: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "fsck.fat: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
     if let Some(out) = tool("blkid", &["-p", "-o", "value", "-s", "LABEL", seed_str]) {
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "CIDATA");
@@ -153,13 +171,16 @@ fn a_generated_root_password_is_returned_once_and_its_hash_verifies() {
     assert_eq!(entry["name"].as_str(), Some("root"));
     assert_eq!(entry["type"].as_str(), Some("hash"));
     assert_eq!(doc["chpasswd"]["expire"].as_bool(), Some(false));
-    let hash = sha_crypt::PasswordHash::new(entry["password"].as_str().expect("hash")).expect("parses");
+    let hash =
+        sha_crypt::PasswordHash::new(entry["password"].as_str().expect("hash")).expect("parses");
     ShaCrypt::default()
         .verify_password(generated.password.as_bytes(), &hash)
         .expect("the hash is of the password shown");
     let seed_bytes = std::fs::read(&seed).expect("read");
     assert!(
-        !seed_bytes.windows(generated.password.len()).any(|w| w == generated.password.as_bytes()),
+        !seed_bytes
+            .windows(generated.password.len())
+            .any(|w| w == generated.password.as_bytes()),
         "the plain password must not be in the seed"
     );
 }
@@ -171,7 +192,11 @@ fn a_user_password_unlocks_the_user() {
     assert!(info.generated_passwords.is_empty());
     let doc = yaml(&read_back(&seed, "user-data").expect("user-data"));
     assert_eq!(doc["users"][0]["lock_passwd"].as_bool(), Some(false));
-    assert!(doc["users"][0]["hashed_passwd"].as_str().is_some_and(|h| h.starts_with("$6$")));
+    assert!(
+        doc["users"][0]["hashed_passwd"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("$6$"))
+    );
 }
 
 #[test]
@@ -191,8 +216,14 @@ fn network_config_asks_for_dhcp_on_every_nic_by_mac() {
     assert!(info.files.contains(&"network-config"));
     let doc = yaml(&read_back(&seed, "network-config").expect("network-config"));
     assert_eq!(doc["version"].as_i64(), Some(2));
-    assert_eq!(doc["ethernets"]["nic0"]["match"]["macaddress"].as_str(), Some("52:54:00:12:34:56"));
-    assert_eq!(doc["ethernets"]["nic1"]["match"]["macaddress"].as_str(), Some("52:54:00:ab:cd:ef"));
+    assert_eq!(
+        doc["ethernets"]["nic0"]["match"]["macaddress"].as_str(),
+        Some("52:54:00:12:34:56")
+    );
+    assert_eq!(
+        doc["ethernets"]["nic1"]["match"]["macaddress"].as_str(),
+        Some("52:54:00:ab:cd:ef")
+    );
     assert_eq!(doc["ethernets"]["nic1"]["dhcp4"].as_bool(), Some(true));
 }
 
@@ -209,18 +240,43 @@ fn the_instance_id_is_stable_and_changes_with_the_settings() {
     let s = Setup::new();
     let ctx_macs = macs();
     let id = |opts: &CloudInitOptions, macs: &[MacAddr]| {
-        instance_id(opts, &SeedContext { vm_name: "web1", macs }).expect("id")
+        instance_id(
+            opts,
+            &SeedContext {
+                vm_name: "web1",
+                macs,
+            },
+        )
+        .expect("id")
     };
     let base = s.opts("user=alice,root-password=generate");
     let first = id(&base, &ctx_macs);
     assert_eq!(first, id(&base, &ctx_macs), "same settings, same id");
     let (info, _) = s.build(&base, &ctx_macs);
-    assert_eq!(info.instance_id, first, "generating a password keeps the id");
+    assert_eq!(
+        info.instance_id, first,
+        "generating a password keeps the id"
+    );
     assert_ne!(first, id(&base, &ctx_macs[..1]), "a NIC less");
-    assert_ne!(first, id(&s.opts("user=bob,root-password=generate"), &ctx_macs), "another user");
-    std::fs::write(s.path("id_ed25519.pub"), KEY.replace("alice@laptop", "alice@desk")).expect("rewrite key");
+    assert_ne!(
+        first,
+        id(&s.opts("user=bob,root-password=generate"), &ctx_macs),
+        "another user"
+    );
+    std::fs::write(
+        s.path("id_ed25519.pub"),
+        KEY.replace("alice@laptop", "alice@desk"),
+    )
+    .expect("rewrite key");
     assert_ne!(first, id(&base, &ctx_macs), "the key file changed");
-    let other_vm = instance_id(&base, &SeedContext { vm_name: "web2", macs: &ctx_macs }).expect("id");
+    let other_vm = instance_id(
+        &base,
+        &SeedContext {
+            vm_name: "web2",
+            macs: &ctx_macs,
+        },
+    )
+    .expect("id");
     assert_ne!(first, other_vm, "another VM");
 }
 
@@ -238,17 +294,36 @@ fn a_users_own_files_are_used_byte_for_byte() {
     ))
     .expect("parses");
     let (_, seed) = s.build(&opts, &macs());
-    assert_eq!(read_back(&seed, "user-data").as_deref(), Some(own_user_data));
-    assert_eq!(read_back(&seed, "network-config").as_deref(), Some(own_network));
-    assert!(read_back(&seed, "meta-data").expect("meta").contains("\"db1\""));
+    assert_eq!(
+        read_back(&seed, "user-data").as_deref(),
+        Some(own_user_data)
+    );
+    assert_eq!(
+        read_back(&seed, "network-config").as_deref(),
+        Some(own_network)
+    );
+    assert!(
+        read_back(&seed, "meta-data")
+            .expect("meta")
+            .contains("\"db1\"")
+    );
 }
 
 #[test]
 fn invalid_yaml_in_a_users_file_names_the_file() {
     let s = Setup::new();
     std::fs::write(s.path("ud.yaml"), "#cloud-config\nusers: [unclosed\n").expect("write");
-    let opts = CloudInitOptions::parse(&format!("user-data={}", s.path("ud.yaml").display())).expect("parses");
-    let err = build_seed(&opts, &SeedContext { vm_name: "web1", macs: &[] }, &s.path("seed.img")).expect_err("bad yaml");
+    let opts = CloudInitOptions::parse(&format!("user-data={}", s.path("ud.yaml").display()))
+        .expect("parses");
+    let err = build_seed(
+        &opts,
+        &SeedContext {
+            vm_name: "web1",
+            macs: &[],
+        },
+        &s.path("seed.img"),
+    )
+    .expect_err("bad yaml");
     let text = err.to_string();
     assert!(text.contains("ud.yaml is not valid YAML"), "{text}");
     assert!(!s.path("seed.img").exists(), "no seed is left behind");
@@ -258,17 +333,34 @@ fn invalid_yaml_in_a_users_file_names_the_file() {
 fn a_shell_script_user_data_is_not_parsed_as_yaml() {
     let s = Setup::new();
     std::fs::write(s.path("ud.sh"), "#!/bin/sh\necho hi: [\n").expect("write");
-    let opts = CloudInitOptions::parse(&format!("user-data={}", s.path("ud.sh").display())).expect("parses");
+    let opts = CloudInitOptions::parse(&format!("user-data={}", s.path("ud.sh").display()))
+        .expect("parses");
     let (_, seed) = s.build(&opts, &[]);
-    assert_eq!(read_back(&seed, "user-data").as_deref(), Some("#!/bin/sh\necho hi: [\n"));
+    assert_eq!(
+        read_back(&seed, "user-data").as_deref(),
+        Some("#!/bin/sh\necho hi: [\n")
+    );
 }
 
 #[test]
 fn a_private_key_given_as_ssh_key_is_refused() {
     let s = Setup::new();
-    std::fs::write(s.path("id_ed25519"), "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n").expect("write");
-    let opts = CloudInitOptions::parse(&format!("ssh-key={}", s.path("id_ed25519").display())).expect("parses");
-    let err = build_seed(&opts, &SeedContext { vm_name: "web1", macs: &[] }, &s.path("seed.img")).expect_err("private");
+    std::fs::write(
+        s.path("id_ed25519"),
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n",
+    )
+    .expect("write");
+    let opts = CloudInitOptions::parse(&format!("ssh-key={}", s.path("id_ed25519").display()))
+        .expect("parses");
+    let err = build_seed(
+        &opts,
+        &SeedContext {
+            vm_name: "web1",
+            macs: &[],
+        },
+        &s.path("seed.img"),
+    )
+    .expect_err("private");
     assert!(err.to_string().contains("is a private key"), "{err}");
 }
 
@@ -276,8 +368,19 @@ fn a_private_key_given_as_ssh_key_is_refused() {
 fn a_missing_key_file_is_named() {
     let s = Setup::new();
     let opts = CloudInitOptions::parse("ssh-key=/nonexistent/key.pub").expect("parses");
-    let err = build_seed(&opts, &SeedContext { vm_name: "web1", macs: &[] }, &s.path("seed.img")).expect_err("missing");
-    assert_eq!(err.to_string(), "cannot read the SSH key file /nonexistent/key.pub");
+    let err = build_seed(
+        &opts,
+        &SeedContext {
+            vm_name: "web1",
+            macs: &[],
+        },
+        &s.path("seed.img"),
+    )
+    .expect_err("missing");
+    assert_eq!(
+        err.to_string(),
+        "cannot read the SSH key file /nonexistent/key.pub"
+    );
 }
 
 #[test]
@@ -286,7 +389,11 @@ fn rebuilding_replaces_the_seed_and_leaves_no_temporary_files() {
     let (first, seed) = s.build(&s.opts(""), &[]);
     let (second, _) = s.build(&s.opts("hostname=other"), &[]);
     assert_ne!(first.instance_id, second.instance_id);
-    assert!(read_back(&seed, "meta-data").expect("meta").contains("\"other\""));
+    assert!(
+        read_back(&seed, "meta-data")
+            .expect("meta")
+            .contains("\"other\"")
+    );
     let names: Vec<_> = std::fs::read_dir(s.dir.path())
         .expect("list")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -298,9 +405,16 @@ fn rebuilding_replaces_the_seed_and_leaves_no_temporary_files() {
 #[test]
 fn user_data_passes_cloud_init_schema_validation() {
     let s = Setup::new();
-    let (_, seed) = s.build(&s.opts("user=alice,root-password=generate,hostname=web1.example.org"), &macs());
+    let (_, seed) = s.build(
+        &s.opts("user=alice,root-password=generate,hostname=web1.example.org"),
+        &macs(),
+    );
     let user_data = s.path("user-data");
-    std::fs::write(&user_data, read_back(&seed, "user-data").expect("user-data")).expect("write");
+    std::fs::write(
+        &user_data,
+        read_back(&seed, "user-data").expect("user-data"),
+    )
+    .expect("write");
     // cloud-init is a large package that enables services; it is used here only when the
     // machine already has it.
     let has_cloud_init = Command::new("sh")
@@ -308,7 +422,9 @@ fn user_data_passes_cloud_init_schema_validation() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_cloud_init {
-        eprintln!("skipped: cloud-init is not installed, so `cloud-init schema` cannot check the user-data");
+        eprintln!(
+            "skipped: cloud-init is not installed, so `cloud-init schema` cannot check the user-data"
+        );
         return;
     }
     let out = Command::new("cloud-init")
@@ -322,4 +438,54 @@ fn user_data_passes_cloud_init_schema_validation() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn network_config_is_rendered_by_cloud_init() {
+    let has_cloud_init = Command::new("sh")
+        .args(["-c", "command -v cloud-init"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_cloud_init {
+        eprintln!(
+            "skipped: cloud-init is not installed, so its network renderer cannot check network-config"
+        );
+        return;
+    }
+    let s = Setup::new();
+    let (_, seed) = s.build(&s.opts(""), &macs());
+    let config = s.path("network-config");
+    std::fs::write(
+        &config,
+        read_back(&seed, "network-config").expect("network-config"),
+    )
+    .expect("write");
+    let out_dir = s.path("rendered");
+    let out = Command::new("cloud-init")
+        .args([
+            "devel",
+            "net-convert",
+            "-k",
+            "yaml",
+            "-D",
+            "debian",
+            "-O",
+            "eni",
+            "-p",
+        ])
+        .arg(&config)
+        .arg("-d")
+        .arg(&out_dir)
+        .output()
+        .expect("cloud-init runs");
+    assert!(
+        out.status.success(),
+        "net-convert: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let interfaces =
+        std::fs::read_to_string(out_dir.join("etc/network/interfaces.d/50-cloud-init"))
+            .expect("rendered");
+    assert!(interfaces.contains("iface nic0 inet dhcp"), "{interfaces}");
+    assert!(interfaces.contains("iface nic1 inet dhcp"), "{interfaces}");
 }

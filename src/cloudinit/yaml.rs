@@ -119,8 +119,14 @@ mod tests {
         ]);
         let text = render(&doc);
         let parsed: serde_norway::Value = serde_norway::from_str(&text).expect("parses");
-        assert_eq!(parsed["mac"], serde_norway::Value::String("52:54:00:12:34:56".into()));
+        assert_eq!(
+            parsed["mac"],
+            serde_norway::Value::String("52:54:00:12:34:56".into())
+        );
         assert_eq!(parsed["yes"], serde_norway::Value::String("yes".into()));
-        assert_eq!(parsed["quote"], serde_norway::Value::String("a \"b\" \\ c\n".into()));
+        assert_eq!(
+            parsed["quote"],
+            serde_norway::Value::String("a \"b\" \\ c\n".into())
+        );
     }
 }

@@ -598,18 +598,18 @@ fn source_text(word: &Word) -> String {
 /// `(hd0,gpt2)/vmlinuz` → device `hd0,gpt2`, path `/vmlinuz`; a path without a device is on
 /// `root`.
 pub fn split_device(path: &str, root: &str) -> FileArg {
-    if let Some(rest) = path.strip_prefix('(') {
-        if let Some(end) = rest.find(')') {
-            let path = &rest[end + 1..];
-            return FileArg {
-                device: rest[..end].to_string(),
-                path: if path.is_empty() {
-                    "/".into()
-                } else {
-                    path.to_string()
-                },
-            };
-        }
+    if let Some(rest) = path.strip_prefix('(')
+        && let Some(end) = rest.find(')')
+    {
+        let path = &rest[end + 1..];
+        return FileArg {
+            device: rest[..end].to_string(),
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.to_string()
+            },
+        };
     }
     let root = root
         .strip_prefix('(')
