@@ -72,6 +72,7 @@ fn debian_boots_grubs_default_entry_from_the_root_filesystem() {
     };
     assert_eq!(plan.kind, EntryKind::Grub);
     assert_eq!(plan.title, "Debian GNU/Linux");
+    assert_eq!(plan.entry_id, Some(format!("gnulinux-simple-{ROOT_UUID}")));
     assert_eq!(plan.kernel.partition, 1);
     assert_eq!(plan.kernel.path, "/boot/vmlinuz-6.1.0-28-amd64");
     assert_eq!(plan.initrds.len(), 1);
@@ -369,4 +370,22 @@ fn random_damage_to_filesystem_metadata_never_panics_or_hangs() {
             len: base.len() as u64,
         });
     }
+}
+
+/// `VMUX_BOOT_IMAGE=PATH` (raw, or qcow2 by name): inspects and extracts a real image, e.g. a
+/// downloaded cloud image or one built with `make-test-images.sh --kernel ... --initrd ...`,
+/// and prints the plan. Without the variable there is nothing to check.
+#[test]
+fn an_image_named_by_vmux_boot_image_boots_its_default_entry() {
+    let Some(path) = std::env::var_os("VMUX_BOOT_IMAGE") else {
+        eprintln!("skipped: set VMUX_BOOT_IMAGE=PATH to inspect a real image");
+        return;
+    };
+    let disk = storage(Path::new(&path));
+    let plan = bootimg::inspect(Arc::clone(&disk)).expect("inspects");
+    eprintln!("{}", serde_json::to_string_pretty(&plan).expect("json"));
+    let files = bootimg::extract(disk, &plan).expect("extracts");
+    assert_eq!(files.kernel.len() as u64, plan.kernel.size);
+    let initrd_total: u64 = plan.initrds.iter().map(|f| f.size).sum();
+    assert!(files.initrd.as_ref().map_or(0, |i| i.len() as u64) >= initrd_total);
 }

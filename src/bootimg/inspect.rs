@@ -74,7 +74,7 @@ pub fn inspect(disk: Arc<dyn ReadAt>) -> Result<BootPlan, BootImageError> {
 
 /// The error when no step found anything.
 fn nothing_found(volumes: &Volumes) -> BootImageError {
-    if let Some(failure) = volumes.take_failure() {
+    if let Some(failure) = volumes.take_failure(None) {
         return failure;
     }
     if let Some(v) = volumes.list.iter().find(|v| v.info.kind.could_hold_boot()) {
@@ -172,11 +172,12 @@ fn from_bls(volumes: &Volumes) -> Result<Option<BootPlan>, BootImageError> {
                 continue;
             }
             bls::sort(&mut entries);
+            // A loader.conf that cannot be read only loses its `default`: the sort order stands.
             let loader_default = ["/loader/loader.conf", "/boot/loader/loader.conf"]
                 .iter()
                 .find_map(|p| {
-                    fs.read_file(p, bls::MAX_ENTRY_SIZE, |_| BootImageError::Budget {
-                        limit: String::new(),
+                    fs.read_file(p, bls::MAX_ENTRY_SIZE, |size| {
+                        config_too_large(p, number, size, bls::MAX_ENTRY_SIZE)
                     })
                     .ok()
                     .flatten()
@@ -263,7 +264,7 @@ fn from_grub(volumes: &Volumes) -> Result<Option<BootPlan>, BootImageError> {
             return Ok(Some(BootPlan {
                 kind: EntryKind::Grub,
                 title: choice.title.clone(),
-                entry_id: None,
+                entry_id: choice.id.clone(),
                 kernel,
                 initrds,
                 cmdline: cmdline::with_console(&args),
@@ -406,13 +407,12 @@ impl<'v> Files<'v> {
         let fs = match self.disk.ext(number)? {
             Some(fs) => fs,
             None => {
-                return Err(self
-                    .disk
-                    .take_failure()
-                    .unwrap_or(BootImageError::ExtCorrupt {
+                return Err(self.disk.take_failure(Some(number)).unwrap_or(
+                    BootImageError::ExtCorrupt {
                         partition: number,
                         reason: "it cannot be opened".into(),
-                    }));
+                    },
+                ));
             }
         };
         if !self.volumes.iter().any(|v| v.number == number) {

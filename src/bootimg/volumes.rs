@@ -34,7 +34,7 @@ pub struct Volumes {
     pub notes: Vec<String>,
     opened: RefCell<BTreeMap<u32, Rc<ExtFs>>>,
     /// Partitions whose ext filesystem could not be opened, and why.
-    failures: RefCell<Vec<BootImageError>>,
+    failures: RefCell<Vec<(u32, BootImageError)>>,
 }
 
 impl Volumes {
@@ -85,12 +85,7 @@ impl Volumes {
         let Some(volume) = self.get(number).filter(|v| v.info.kind.is_ext()) else {
             return Ok(None);
         };
-        if self
-            .failures
-            .borrow()
-            .iter()
-            .any(|e| failed_partition(e) == Some(number))
-        {
+        if self.failures.borrow().iter().any(|(n, _)| *n == number) {
             return Ok(None);
         }
         match ExtFs::open(volume.window.clone(), number) {
@@ -101,16 +96,20 @@ impl Volumes {
             }
             Err(e @ BootImageError::Budget { .. }) => Err(e),
             Err(e) => {
-                self.failures.borrow_mut().push(e);
+                self.failures.borrow_mut().push((number, e));
                 Ok(None)
             }
         }
     }
 
-    /// The first reason an ext filesystem could not be opened, if any.
-    pub fn take_failure(&self) -> Option<BootImageError> {
+    /// Why the ext filesystem of partition `number` (or, for `None`, of the first partition
+    /// that failed) could not be opened, if it could not. The reason is handed out once.
+    pub fn take_failure(&self, number: Option<u32>) -> Option<BootImageError> {
         let mut failures = self.failures.borrow_mut();
-        (!failures.is_empty()).then(|| failures.remove(0))
+        let index = failures
+            .iter()
+            .position(|(n, _)| number.is_none_or(|want| *n == want))?;
+        Some(failures.remove(index).1)
     }
 
     /// GRUB's name for partition `number`.
@@ -150,15 +149,6 @@ impl Volumes {
             return Err(format!("the image has no partition {number}"));
         }
         Ok(number)
-    }
-}
-
-fn failed_partition(e: &BootImageError) -> Option<u32> {
-    match e {
-        BootImageError::Ext { partition, .. }
-        | BootImageError::ExtCorrupt { partition, .. }
-        | BootImageError::SymlinkLoop { partition, .. } => Some(*partition),
-        _ => None,
     }
 }
 

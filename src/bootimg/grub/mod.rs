@@ -20,8 +20,10 @@ pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
 /// The entry GRUB would boot and what it loads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrubChoice {
-    /// Its title (with submenu titles before it, `>`-separated, when it is in a submenu).
+    /// Its title.
     pub title: String,
+    /// Its `--id`, when it has one.
+    pub id: Option<String>,
     /// What its body does.
     pub commands: BootCommands,
     /// Remarks for the user.
@@ -81,6 +83,7 @@ pub fn choose(
     notes.extend(note);
     Ok(GrubOutcome::Entry(GrubChoice {
         title: entry.title.clone(),
+        id: entry.id.clone(),
         commands,
         notes,
     }))

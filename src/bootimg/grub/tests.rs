@@ -102,6 +102,7 @@ submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-a
 fn debian_default_is_the_first_entry_with_its_search_root() {
     let choice = entry(DEBIAN, &[]);
     assert_eq!(choice.title, "Debian GNU/Linux");
+    assert_eq!(choice.id.as_deref(), Some("gnulinux-simple-1111-root"));
     let (kernel, args) = choice.commands.linux.expect("linux line");
     assert_eq!(kernel, file("hd0,gpt1", "/boot/vmlinuz-6.1.0-28-amd64"));
     assert_eq!(
