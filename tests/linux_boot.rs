@@ -366,10 +366,7 @@ fn nat_network_gives_linux_a_lease_and_host_and_guest_ping_each_other() {
                 ping.contains("3 packets received"),
                 "guest → gateway: {ping}"
             );
-            let out = Command::new("ping")
-                .args(["-c", "3", "-W", "5", &ip])
-                .output()
-                .expect("run ping");
+            let out = linux_tier::host_ping(&ip);
             assert!(
                 out.status.success(),
                 "host → guest: {}",

@@ -609,6 +609,20 @@ pub fn open_files(pid: u32) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// Pings `ip` three times from this host: with `ping` where iputils is installed, else with
+/// busybox's (which scripts/test.sh installs).
+pub fn host_ping(ip: &str) -> Output {
+    let args = ["-c", "3", "-W", "5", ip];
+    match Command::new("ping").args(args).output() {
+        Ok(out) => out,
+        Err(_) => Command::new("busybox")
+            .arg("ping")
+            .args(args)
+            .output()
+            .expect("run busybox ping"),
+    }
+}
+
 /// Runs a host tool, failing the scenario unless it succeeds; returns stdout.
 pub fn tool(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
