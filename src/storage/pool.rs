@@ -232,9 +232,7 @@ impl StorageManager {
         if name == DEFAULT_POOL {
             self.ensure_default()?;
         }
-        let mut pool = self.pools.load(name)?;
-        pool.autostart = enabled;
-        self.pools.save(&pool)?;
+        let pool = self.pools.update(name, |pool| pool.autostart = enabled)?;
         Ok(self.status_of(pool))
     }
 

@@ -29,8 +29,8 @@ use super::qcow2::Qcow2Image;
 use super::staging::{StagedFile, sync_dir};
 use super::usage::vm_is_running;
 use crate::config::{
-    ConfigError, DiskConfig, DiskSource, Paths, Store, VmConfig, assign_targets, validate_name,
-    validate_volume_name, write_atomic,
+    ConfigError, DiskConfig, DiskSource, Paths, Store, StoreLock, VmConfig, assign_targets,
+    validate_name, validate_volume_name, write_atomic,
 };
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -287,7 +287,9 @@ impl SnapshotManager {
     /// Switches the VM definition's disks to a prepared snapshot's overlays (one atomic write)
     /// and marks the snapshot ready.
     pub fn complete(&self, prepared: &PreparedSnapshot) -> Result<SnapshotInfo, StorageError> {
-        let mut cfg = self.store.load(&prepared.vm)?;
+        // Held from the read to the write: a concurrent change of the definition is kept.
+        let definitions = self.store.lock()?;
+        let mut cfg = definitions.load(&prepared.vm)?;
         let mut record = self.read_record(&prepared.vm, &prepared.name)?;
         let targets = assign_targets(&cfg.disks).map_err(StorageError::Invalid)?;
         for snap_disk in &record.disks {
@@ -310,7 +312,7 @@ impl SnapshotManager {
                 })?;
             cfg.disks[index] = disk_for(&snap_disk.disk, overlay);
         }
-        self.store.save(&cfg)?;
+        definitions.save(&cfg)?;
         for disk in &mut record.disks {
             disk.overlay = None;
         }
@@ -337,7 +339,8 @@ impl SnapshotManager {
         if vm_is_running(self.store.paths(), vm) {
             return Err(SnapshotError::RunningFor(vm.to_string(), "revert to").into());
         }
-        let mut cfg = self.store.load(vm)?;
+        let definitions = self.store.lock()?;
+        let mut cfg = definitions.load(vm)?;
         let records = self.reconcile(&cfg)?;
         self.refuse_interrupted(vm, &records, None)?;
         let snap = find(&records, vm, name)?.clone();
@@ -388,7 +391,7 @@ impl SnapshotManager {
             cfg.disks[index] = disk_for(&frozen_disk, &overlay);
         }
         // The switch: from here on the VM uses the fresh overlays.
-        self.store.save(&cfg)?;
+        definitions.save(&cfg)?;
         let mut removed_snapshots = Vec::new();
         for later in records.iter().filter(|r| r.seq > snap.seq).rev() {
             self.remove_record(vm, &later.name)?;
@@ -408,7 +411,8 @@ impl SnapshotManager {
         if vm_is_running(self.store.paths(), vm) {
             return Err(SnapshotError::RunningFor(vm.to_string(), "delete").into());
         }
-        let cfg = self.store.load(vm)?;
+        let definitions = self.store.lock()?;
+        let cfg = definitions.load(vm)?;
         let records = self.reconcile(&cfg)?;
         self.refuse_interrupted(vm, &records, Some(name))?;
         let mut snap = find(&records, vm, name)?.clone();
@@ -456,13 +460,14 @@ impl SnapshotManager {
             snap.state = SnapshotState::Deleting;
             self.write_record(vm, &snap)?;
         }
-        self.finish_delete(cfg, &records, snap)
+        self.finish_delete(&definitions, cfg, &records, snap)
     }
 
     /// The merge itself, restartable: commits each child that is still in use, re-points the
     /// image above it (or the VM), fixes later records, removes the record and the children.
     fn finish_delete(
         &self,
+        definitions: &StoreLock<'_>,
         mut cfg: VmConfig,
         records: &[SnapshotRecord],
         snap: SnapshotRecord,
@@ -495,7 +500,7 @@ impl SnapshotManager {
             children.push((snap_disk.target.clone(), child, snap_disk.clone()));
         }
         if vm_changed {
-            self.store.save(&cfg)?;
+            definitions.save(&cfg)?;
         }
         // The next snapshot's frozen image was the child; it is now the merged-into image.
         for later in records.iter().filter(|r| r.seq > snap.seq) {
