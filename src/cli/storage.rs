@@ -705,8 +705,12 @@ fn print_volume(info: &VolumeInfo) {
         let format = backing
             .format
             .map(|f| f.to_string())
-            .unwrap_or("probed".into());
-        fields.push(("Backing", format!("{} ({format})", backing.path.display())));
+            .unwrap_or("format not recorded".into());
+        let mut text = format!("{} ({format})", backing.path.display());
+        if let Some(why) = &info.backing_refused {
+            text.push_str(&format!("; not followed: {why}"));
+        }
+        fields.push(("Backing", text));
     }
     if info.internal_snapshots > 0 {
         fields.push(("Int. snapshots", info.internal_snapshots.to_string()));

@@ -5,8 +5,14 @@
 //! however it exits. The record outlives a crash; `clean_stale` removes records (and any
 //! interface still carrying the name) whose owner is gone, and the records of live owners are
 //! how vmux knows which running VMs use a network.
+//!
+//! Each TAP is entered in its network's anti-spoofing table (`network::guard`) before it joins
+//! the bridge, so no frame it sends is ever unfiltered, and leaves it when the TAP goes: on
+//! drop, or, when that fails (vmd killed, or without the capability by then), through the
+//! record in `clean_stale`.
 
 use super::NetworkError;
+use super::guard;
 use super::host::{self, ProcessId, ip};
 use super::names::tap_name;
 use super::state::StateDir;
@@ -41,12 +47,26 @@ impl TapRecord {
 }
 
 /// One VM NIC's TAP, up and joined to its bridge. Dropping it closes the device (the
-/// kernel deletes the interface) and removes its record. Owned by vmd's virtio-net device.
+/// kernel deletes the interface), takes it out of the anti-spoofing table and removes its
+/// record. Owned by vmd's virtio-net device.
 #[derive(Debug)]
 pub struct Tap {
     device: TapDevice,
     record: TapRecord,
     record_path: PathBuf,
+    /// The anti-spoofing table it is entered in.
+    guard_table: String,
+}
+
+/// Where a new TAP is entered for anti-spoofing (`network::guard`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// The network's anti-spoofing table.
+    pub table: String,
+    /// nat/isolated: addresses are checked too.
+    pub addressed: bool,
+    /// The addresses already leased to the NIC's MAC.
+    pub leases: Vec<std::net::Ipv4Addr>,
 }
 
 impl Tap {
@@ -73,19 +93,30 @@ impl Tap {
 
 impl Drop for Tap {
     fn drop(&mut self) {
-        // The interface goes with the fd; only the record is ours to remove.
-        let _ = std::fs::remove_file(&self.record_path);
+        // The interface goes with the fd. Without the record, `clean_stale` could not take
+        // the TAP out of the anti-spoofing table later, so it stays until that worked.
+        let (tap, mac) = (&self.record.tap, self.record.mac);
+        match guard::remove_port(&self.guard_table, tap, mac) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&self.record_path);
+            }
+            Err(e) => log::warn!(
+                "cannot take TAP {tap} out of {}: {e}; the next vmux command does",
+                self.guard_table
+            ),
+        }
     }
 }
 
-/// Creates, records and brings up the TAP of NIC `index` of VM `vm` on `bridge`. The caller
-/// holds the state lock and has checked that the network is started.
+/// Creates, records, enters in `guard` and brings up the TAP of NIC `index` of VM `vm` on
+/// `bridge`. The caller holds the state lock and has checked that the network is started.
 pub(crate) fn create(
     state: &StateDir,
     vm: &str,
     index: usize,
     nic: &NicConfig,
     bridge: &str,
+    guard: &Guard,
 ) -> Result<Tap, NetworkError> {
     let owner = ProcessId::current().ok_or_else(|| NetworkError::Io {
         path: "/proc/self/stat".into(),
@@ -112,16 +143,25 @@ pub(crate) fn create(
             path: record_path.clone(),
             source,
         })?;
-        let tap = match TapDevice::create(&name) {
-            Ok(device) => Tap {
-                device,
-                record,
-                record_path,
-            },
+        let device = match TapDevice::create(&name) {
+            Ok(device) => device,
             Err(source) => {
                 let _ = std::fs::remove_file(&record_path);
                 return Err(NetworkError::Tap(source));
             }
+        };
+        // Entered before it joins the bridge: no frame of it ever goes unfiltered.
+        if let Err(e) =
+            guard::add_port(&guard.table, &name, nic.mac, guard.addressed, &guard.leases)
+        {
+            let _ = std::fs::remove_file(&record_path);
+            return Err(e);
+        }
+        let tap = Tap {
+            device,
+            record,
+            record_path,
+            guard_table: guard.table.clone(),
         };
         // The TAP's own MAC is the guest's with a locally administered 0xfe first byte (as
         // libvirt does): distinct from the guest's, and high enough never to become the
@@ -175,6 +215,8 @@ pub(crate) fn clean_stale(state: &StateDir) -> Result<Vec<String>, NetworkError>
     let links = host::links()?;
     let mut notes = Vec::new();
     for record in stale {
+        // Gone already when the TAP was dropped cleanly, or with its network's table.
+        let _ = guard::remove_port(&guard::table_name(&record.network), &record.tap, record.mac);
         let leftover = links
             .iter()
             .any(|l| l.ifname == record.tap && l.kind() == Some("tun"));

@@ -61,6 +61,10 @@ pub struct VolumeInfo {
     pub allocation: u64,
     /// The backing file, for qcow2 overlays (linked clones, snapshot overlays).
     pub backing: Option<BackingInfo>,
+    /// Why vmux would not follow that backing file (its format is not recorded, or it lies
+    /// outside every pool and is not allowed); `None` when it would.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backing_refused: Option<String>,
     /// qcow2 cluster size in bytes.
     pub cluster_size: Option<u64>,
     /// Internal qcow2 snapshots (made by QEMU; kept, not managed).
@@ -205,10 +209,11 @@ impl StorageManager {
         self.record_disk_formats_of(&mut vm.disks)
     }
 
-    /// [`StorageManager::record_disk_formats`] for a list of disks.
+    /// [`StorageManager::record_disk_formats`] for a list of disks. Every disk whose image
+    /// exists is resolved (so a symbolic link is refused here, when the disk is defined).
     pub fn record_disk_formats_of(&self, disks: &mut [DiskConfig]) -> Result<bool, StorageError> {
         let mut changed = false;
-        for disk in disks.iter_mut().filter(|d| d.format.is_none()) {
+        for disk in disks.iter_mut() {
             let path = match self.resolve_disk(disk) {
                 Ok(path) => path,
                 // A missing image gets its format when it exists (start refuses it until then).
@@ -220,6 +225,9 @@ impl StorageManager {
                 }
                 Err(e) => return Err(e),
             };
+            if disk.format.is_some() {
+                continue;
+            }
             let detect = self.disk_detect(disk)?;
             disk.format = Some(inspect(&path, detect)?.format);
             changed = true;
@@ -310,6 +318,7 @@ impl StorageManager {
         let usage = self.usage();
         let dir = self.active_dir(pool)?;
         let records = VolumeRecords::load(&dir)?;
+        let trust = self.trust(&[]);
         Ok(entries
             .into_iter()
             .map(|(name, kind)| {
@@ -323,7 +332,7 @@ impl StorageManager {
                     EntryKind::File => {
                         let detect = records.format(&name).map_or(Detect::ByName, Detect::Known);
                         inspect(&path, detect)
-                            .map(|image| volume_info(pool, &name, image, &usage))
+                            .map(|image| volume_info(pool, &name, image, &usage, &trust))
                             .map_err(StorageError::from)
                     }
                 };
@@ -336,7 +345,13 @@ impl StorageManager {
     pub fn vol_info(&self, pool: &str, volume: &str) -> Result<VolumeInfo, StorageError> {
         let (path, detect) = self.volume_image(pool, volume)?;
         let image = inspect(&path, detect)?;
-        Ok(volume_info(pool, volume, image, &self.usage()))
+        Ok(volume_info(
+            pool,
+            volume,
+            image,
+            &self.usage(),
+            &self.trust(&[]),
+        ))
     }
 
     /// Records the format of an existing volume (`vol-set-format`): how a volume vmux did not
@@ -717,9 +732,28 @@ fn build_copy(
     Ok(())
 }
 
-fn volume_info(pool: &str, name: &str, image: ImageInfo, usage: &Usage) -> VolumeInfo {
+fn volume_info(
+    pool: &str,
+    name: &str,
+    image: ImageInfo,
+    usage: &Usage,
+    trust: &BackingTrust,
+) -> VolumeInfo {
     let users = usage.vms_using(&image.path);
+    let backing_refused = image.backing.as_ref().and_then(|backing| {
+        if backing.format.is_none() {
+            Some("its format is not recorded in the image".to_string())
+        } else if !trust.allows(&backing.path) {
+            Some(format!(
+                "it is outside every storage pool; allow it with --allow-backing {}",
+                backing.path.display()
+            ))
+        } else {
+            None
+        }
+    });
     VolumeInfo {
+        backing_refused,
         pool: pool.to_string(),
         name: name.to_string(),
         format: image.format,
