@@ -4,7 +4,7 @@
 //! frames it sends with a forged source address (IP, MAC, ARP) never reach the host; with the
 //! anti-spoofing table removed by hand the same frames do arrive, which shows that the guest
 //! sent them and that the table is what stopped them. The table follows the TAP: entered when
-//! the VM starts, gone when it stops.
+//! the VM starts, taken out by the next network command once it has stopped.
 //!
 //! Needs root, /dev/kvm, `ip`, `nft`, `dnsmasq` and `bash`; without them each test prints why
 //! it was skipped and passes.
@@ -133,10 +133,14 @@ fn a_guest_can_send_only_from_its_own_mac_and_leased_address() {
     assert_eq!(count(&counted, "forged-ip"), 1, "{counted:?}");
     assert_eq!(count(&counted, "forged-mac"), 1, "{counted:?}");
 
-    // The TAP leaves the table with the VM.
+    // The TAP leaves the table once the VM is gone (by the next network command; vmd itself
+    // never runs nft).
     env.vmux_ok(&["destroy", "web1"]);
+    env.vmux_ok(&["net-list"]);
     let ports = env.sh(&format!("nft list set bridge {table} ports"));
     assert!(!ports.contains("vm-web1-0"), "{ports}");
+    let taps = env.sh(&format!("nft list set bridge {table} taps"));
+    assert!(!taps.contains("vm-web1-0"), "{taps}");
     env.sh("nft delete table bridge watch");
     env.vmux_ok(&["net-destroy", "lab"]);
     assert!(

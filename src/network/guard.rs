@@ -3,8 +3,11 @@
 //! only from the IPv4 addresses dnsmasq leased to that MAC (libvirt's `clean-traffic` filter,
 //! in nftables' bridge family).
 //!
-//! The table holds three sets, so per-TAP rules are set elements added when the TAP is created
-//! and removed with it, in one atomic `nft` transaction each:
+//! The table holds three sets, so per-TAP rules are set elements, added in one atomic `nft`
+//! transaction when the TAP is created (before it joins the bridge) and removed by the
+//! privileged side once the TAP is gone ([`sync_ports`], run by every network command and VM
+//! start): vmd itself never runs `nft`, so it can give up its privileges once its TAPs are open.
+//! Until then the entries name an interface that no longer exists, which matches no frame.
 //!
 //! - `taps`: the TAPs of this network's running VMs (frames from any other bridge port, such
 //!   as the uplink of a bridge-mode network, are not filtered);
@@ -132,13 +135,64 @@ pub fn add_port(
     nft(&text)
 }
 
-/// Forgets TAP `tap` (whose guest had `mac`), in one transaction; fails when they are not
-/// there (callers that only tidy up ignore that).
-pub fn remove_port(table: &str, tap: &str, mac: MacAddr) -> Result<(), NetworkError> {
-    nft(&format!(
-        "delete element bridge {table} ports {{ \"{tap}\" . {mac} }}\n\
-         delete element bridge {table} taps {{ \"{tap}\" }}\n"
-    ))
+/// Takes every TAP that is not in `live` (TAP, MAC) out of the table, in one transaction;
+/// returns the TAPs taken out.
+pub fn sync_ports(table: &str, live: &[(String, MacAddr)]) -> Result<Vec<String>, NetworkError> {
+    let listed = |set: &str| {
+        super::host::run("nft", &["-j", "list", "set", "bridge", table, set])
+            .map(|json| set_elements(&json))
+    };
+    let is_live = |tap: &str, mac: Option<&str>| {
+        live.iter()
+            .any(|(t, m)| t == tap && mac.is_none_or(|mac| m.to_string() == mac))
+    };
+    let mut text = String::new();
+    let mut gone = Vec::new();
+    for element in listed("ports")? {
+        if let [tap, mac] = element.as_slice()
+            && !is_live(tap, Some(&mac.to_ascii_lowercase()))
+        {
+            text.push_str(&format!(
+                "delete element bridge {table} ports {{ \"{tap}\" . {mac} }}\n"
+            ));
+        }
+    }
+    for element in listed("taps")? {
+        if let [tap] = element.as_slice()
+            && !is_live(tap, None)
+        {
+            text.push_str(&format!(
+                "delete element bridge {table} taps {{ \"{tap}\" }}\n"
+            ));
+            gone.push(tap.clone());
+        }
+    }
+    if !text.is_empty() {
+        nft(&text)?;
+    }
+    Ok(gone)
+}
+
+/// The elements of the one set in `nft -j list set` output, each as its parts (one part for a
+/// plain element, several for a concatenation). Anything unexpected is skipped.
+fn set_elements(json: &str) -> Vec<Vec<String>> {
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(json) else {
+        return Vec::new();
+    };
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    doc["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["set"]["elem"].as_array())
+        .flatten()
+        .filter_map(|elem| match elem {
+            serde_json::Value::String(one) => Some(vec![one.clone()]),
+            other => other["concat"]
+                .as_array()
+                .map(|parts| parts.iter().filter_map(text).collect()),
+        })
+        .collect()
 }
 
 /// The lease-change script dnsmasq runs (through its root helper, `--dhcp-script`) with
@@ -221,6 +275,21 @@ mod tests {
         );
         assert!(!text.contains("leases"), "{text}");
         assert!(!text.contains("\t\tdrop\n"), "{text}");
+    }
+
+    #[test]
+    fn set_listings_give_plain_and_concatenated_elements() {
+        let ports = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"set": {"family": "bridge", "name": "ports", "table": "g", "type": ["ifname", "ether_addr"], "handle": 2, "elem": [{"concat": ["vm-a-0", "52:54:00:00:00:01"]}]}}]}"#;
+        let taps = r#"{"nftables": [{"set": {"name": "taps", "elem": ["vm-a-0", "vm-b-0"]}}]}"#;
+        let empty = r#"{"nftables": [{"set": {"name": "taps", "type": "ifname"}}]}"#;
+
+        assert_eq!(
+            set_elements(ports),
+            [vec!["vm-a-0".to_string(), "52:54:00:00:00:01".to_string()]]
+        );
+        assert_eq!(set_elements(taps).len(), 2);
+        assert!(set_elements(empty).is_empty());
+        assert!(set_elements("not json").is_empty());
     }
 
     #[test]

@@ -556,16 +556,21 @@ impl NetworkManager {
             .collect()
     }
 
+    /// The (TAP, MAC) pairs of `network`'s running VMs.
+    fn live_ports(&self, network: &str) -> Vec<(String, MacAddr)> {
+        tap::live_records(&self.state)
+            .into_iter()
+            .filter(|record| record.network == network)
+            .map(|record| (record.tap, record.mac))
+            .collect()
+    }
+
     /// Loads `network`'s anti-spoofing table with everything it should hold now: the TAPs of
     /// its running VMs and its leases. For a table that went missing (a firewall reload) or a
     /// network started by a vmux without one.
     fn restore_guard(&self, network: &str, active: &ActiveNetwork) -> Result<String, NetworkError> {
         let table = guard::table_name(network);
-        let ports: Vec<(String, MacAddr)> = tap::live_records(&self.state)
-            .into_iter()
-            .filter(|record| record.network == network)
-            .map(|record| (record.tap, record.mac))
-            .collect();
+        let ports = self.live_ports(network);
         let leases = self.guard_leases(network, active.mode);
         guard::apply(&table, active.mode.is_managed(), &ports, &leases)?;
         Ok(table)
@@ -671,6 +676,12 @@ impl NetworkManager {
         // Started by a vmux without anti-spoofing: its dnsmasq has no lease hook to fill the
         // table, so it is restarted below with one.
         let without_hook = active.guard_table.is_none() && active.mode.is_managed();
+        if let Some(table) = active.guard_table.as_ref().filter(|_| !guard_missing) {
+            let live = self.live_ports(name);
+            for tap in guard::sync_ports(table, &live)? {
+                log::info!("network '{name}': TAP {tap} is gone; took it out of {table}");
+            }
+        }
         if guard_missing {
             let table = self.restore_guard(name, &active)?;
             notes.push(match active.guard_table.replace(table.clone()) {

@@ -7,9 +7,9 @@
 //! how vmux knows which running VMs use a network.
 //!
 //! Each TAP is entered in its network's anti-spoofing table (`network::guard`) before it joins
-//! the bridge, so no frame it sends is ever unfiltered, and leaves it when the TAP goes: on
-//! drop, or, when that fails (vmd killed, or without the capability by then), through the
-//! record in `clean_stale`.
+//! the bridge, so no frame it sends is ever unfiltered. vmd never runs `nft` afterwards: once
+//! its record is gone (or stale) the next network command or VM start takes the TAP out of the
+//! table (`guard::sync_ports`).
 
 use super::NetworkError;
 use super::guard;
@@ -47,15 +47,12 @@ impl TapRecord {
 }
 
 /// One VM NIC's TAP, up and joined to its bridge. Dropping it closes the device (the
-/// kernel deletes the interface), takes it out of the anti-spoofing table and removes its
-/// record. Owned by vmd's virtio-net device.
+/// kernel deletes the interface) and removes its record. Owned by vmd's virtio-net device.
 #[derive(Debug)]
 pub struct Tap {
     device: TapDevice,
     record: TapRecord,
     record_path: PathBuf,
-    /// The anti-spoofing table it is entered in.
-    guard_table: String,
 }
 
 /// Where a new TAP is entered for anti-spoofing (`network::guard`).
@@ -93,18 +90,9 @@ impl Tap {
 
 impl Drop for Tap {
     fn drop(&mut self) {
-        // The interface goes with the fd. Without the record, `clean_stale` could not take
-        // the TAP out of the anti-spoofing table later, so it stays until that worked.
-        let (tap, mac) = (&self.record.tap, self.record.mac);
-        match guard::remove_port(&self.guard_table, tap, mac) {
-            Ok(()) => {
-                let _ = std::fs::remove_file(&self.record_path);
-            }
-            Err(e) => log::warn!(
-                "cannot take TAP {tap} out of {}: {e}; the next vmux command does",
-                self.guard_table
-            ),
-        }
+        // The interface goes with the fd, and its anti-spoofing entries with the next network
+        // command (see the module docs); only the record is ours to remove.
+        let _ = std::fs::remove_file(&self.record_path);
     }
 }
 
@@ -161,7 +149,6 @@ pub(crate) fn create(
             device,
             record,
             record_path,
-            guard_table: guard.table.clone(),
         };
         // The TAP's own MAC is the guest's with a locally administered 0xfe first byte (as
         // libvirt does): distinct from the guest's, and high enough never to become the
@@ -215,8 +202,6 @@ pub(crate) fn clean_stale(state: &StateDir) -> Result<Vec<String>, NetworkError>
     let links = host::links()?;
     let mut notes = Vec::new();
     for record in stale {
-        // Gone already when the TAP was dropped cleanly, or with its network's table.
-        let _ = guard::remove_port(&guard::table_name(&record.network), &record.tap, record.mac);
         let leftover = links
             .iter()
             .any(|l| l.ifname == record.tap && l.kind() == Some("tun"));
