@@ -278,7 +278,10 @@ fn shrinking_an_empty_terabyte_qcow2_keeps_the_file_small_and_clean() {
 
     assert_eq!(shrunk.capacity, 2 << 30);
     let after = std::fs::metadata(&info.path).expect("stat").len();
-    assert!(after <= before, "the file grew from {before} to {after} bytes");
+    assert!(
+        after <= before,
+        "the file grew from {before} to {after} bytes"
+    );
     check_ok(&info.path);
     let qemu = qemu_img(&["info", "--output=json", &s(&info.path)]);
     assert!(qemu.contains("\"virtual-size\": 2147483648"), "{qemu}");
