@@ -77,10 +77,10 @@ pub enum ImageError {
     },
     /// The path is a symbolic link (never followed).
     #[error(
-        "{} is a symbolic link{}; vmux does not follow links to images (a link in a pool could point anywhere on the host); use the file itself in its place{}",
+        "{} is a symbolic link{}; vmux does not follow links to images (a link in a pool could point anywhere on the host); give the file itself{}",
         path.display(),
         target.as_ref().map(|t| format!(" to {}", t.display())).unwrap_or_default(),
-        target.as_ref().map(|t| format!(", or give {} as the disk's path", t.display())).unwrap_or_default()
+        target.as_ref().map(|t| format!(" ({})", t.display())).unwrap_or_default()
     )]
     Symlink {
         /// The link.

@@ -210,22 +210,31 @@ impl StorageManager {
     }
 
     /// [`StorageManager::record_disk_formats`] for a list of disks. Every disk whose image
-    /// exists is resolved (so a symbolic link is refused here, when the disk is defined).
+    /// exists is looked at (so a symbolic link is refused here, when the disk is defined); a
+    /// disk whose pool is unknown, inactive or read-only, or whose image does not exist yet, is
+    /// left for the start to judge.
     pub fn record_disk_formats_of(&self, disks: &mut [DiskConfig]) -> Result<bool, StorageError> {
         let mut changed = false;
         for disk in disks.iter_mut() {
-            let path = match self.resolve_disk(disk) {
-                Ok(path) => path,
-                // A missing image gets its format when it exists (start refuses it until then).
-                Err(StorageError::UnknownVolume { .. }) => continue,
-                Err(StorageError::Image(ImageError::Open { ref source, .. }))
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(e),
+            let path = match &disk.source {
+                DiskSource::Volume { pool, volume } => match self.volume_location(pool, volume) {
+                    Ok(path) => path,
+                    Err(_) => continue,
+                },
+                DiskSource::Path(path) => path.clone(),
             };
-            if disk.format.is_some() {
+            if is_symlink(&path) {
+                let target = std::fs::read_link(&path).ok();
+                return Err(match &disk.source {
+                    DiskSource::Volume { pool, volume } => StorageError::SymlinkVolume {
+                        pool: pool.clone(),
+                        volume: volume.clone(),
+                        target,
+                    },
+                    DiskSource::Path(_) => ImageError::Symlink { path, target }.into(),
+                });
+            }
+            if disk.format.is_some() || !path.is_file() {
                 continue;
             }
             let detect = self.disk_detect(disk)?;
@@ -876,6 +885,81 @@ mod tests {
         let err = format_for("a.qcow2", Some(ImageFormat::Raw), ImageFormat::Qcow2)
             .expect_err("must fail");
         assert!(err.to_string().contains("a.raw"), "{err}");
+    }
+
+    use crate::config::Paths;
+
+    fn manager() -> (tempfile::TempDir, StorageManager) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = StorageManager::new(Paths::under(dir.path()));
+        storage.ensure_default().expect("default pool");
+        (dir, storage)
+    }
+
+    fn spec(format: Option<ImageFormat>) -> VolumeSpec {
+        VolumeSpec {
+            capacity: 1 << 20,
+            format,
+            preallocate: false,
+        }
+    }
+
+    #[test]
+    fn a_disk_gets_the_format_its_pool_recorded_not_the_one_its_content_suggests() {
+        let (_dir, storage) = manager();
+        let info = storage
+            .vol_create("default", "data", spec(Some(ImageFormat::Raw)))
+            .expect("create");
+        let mut header = vec![0u8; 512];
+        header[..4].copy_from_slice(b"QFI\xfb");
+        std::fs::write(&info.path, &header).expect("a guest's qcow2 magic");
+        let mut disks = vec![DiskConfig::volume("default", "data")];
+
+        assert!(storage.record_disk_formats_of(&mut disks).expect("record"));
+
+        assert_eq!(disks[0].format, Some(ImageFormat::Raw));
+    }
+
+    #[test]
+    fn a_definition_and_a_pool_record_that_disagree_are_refused_naming_both() {
+        let (_dir, storage) = manager();
+        storage
+            .vol_create("default", "data", spec(Some(ImageFormat::Raw)))
+            .expect("create");
+        let disk = DiskConfig {
+            format: Some(ImageFormat::Qcow2),
+            ..DiskConfig::volume("default", "data")
+        };
+
+        let err = storage.disk_detect(&disk).expect_err("conflict");
+
+        let text = err.to_string();
+        assert!(text.contains("qcow2") && text.contains("raw"), "{text}");
+        assert!(
+            text.contains("vmux edit") && text.contains("vol-set-format"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn disks_that_cannot_be_judged_yet_are_left_for_the_start() {
+        let (dir, storage) = manager();
+        storage
+            .define_pool("off", &dir.path().join("off"), true)
+            .expect("inactive pool");
+        let mut disks = vec![
+            DiskConfig::volume("default", "missing.raw"),
+            DiskConfig::volume("off", "a.raw"),
+            DiskConfig::volume("nowhere", "a.raw"),
+        ];
+
+        assert!(
+            !storage
+                .record_disk_formats_of(&mut disks)
+                .expect("nothing to do")
+        );
+
+        assert!(disks.iter().all(|d| d.format.is_none()));
     }
 
     #[test]
