@@ -37,7 +37,7 @@ pub struct ActiveNetwork {
     #[serde(default)]
     pub dnsmasq: Option<ProcessId>,
     /// The anti-spoofing table vmux loaded (`network::guard`); `None` for a network started
-    /// by a vmux without one (the next command adds it).
+    /// by a vmux without one (the next network command or VM start adds it).
     #[serde(default)]
     pub guard_table: Option<String>,
     /// When it was started, seconds since the Unix epoch.
