@@ -58,7 +58,11 @@ pub fn edit(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError
             writeln!(io.out, "No changes to VM '{name}'")?;
             return Ok(());
         }
-        host.update(&edited)?;
+        // A repaired broken file has no valid original to compare with.
+        match &original {
+            Some(original) => host.update_from(original, &edited)?,
+            None => host.update(&edited)?,
+        }
         if state.is_active() {
             writeln!(
                 io.out,

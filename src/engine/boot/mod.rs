@@ -16,9 +16,10 @@ pub mod zero_page;
 use super::BootSpec;
 use super::layout;
 use super::memory;
+use crate::engine::memory::GuestRam;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 use zero_page::InitrdPlacement;
 
 /// The name errors use for [`BootSpec::Image`].
@@ -131,9 +132,9 @@ pub enum BootError {
     ScratchMemory {
         /// Bytes asked for.
         bytes: u64,
-        /// What vm-memory reported.
+        /// Why the mapping failed.
         #[source]
-        source: vm_memory::mmap::FromRangesError,
+        source: Box<memory::MemoryError>,
     },
     /// Writing a boot structure into guest memory failed.
     #[error("cannot write the {what} into guest memory")]
@@ -155,11 +156,7 @@ pub struct BootInfo {
 
 /// Writes the boot image described by `boot` and every boot structure into `mem`, a VM with
 /// `memory_bytes` of RAM.
-pub fn load(
-    mem: &GuestMemoryMmap,
-    boot: &BootSpec,
-    memory_bytes: u64,
-) -> Result<BootInfo, BootError> {
+pub fn load(mem: &GuestRam, boot: &BootSpec, memory_bytes: u64) -> Result<BootInfo, BootError> {
     let low_ram_end = memory::low_ram_end(memory_bytes);
     let (loaded, cmdline, initrd) = match boot {
         BootSpec::Kernel {
@@ -205,11 +202,14 @@ pub fn check_kernel(path: &Path, memory_bytes: u64) -> Result<(), BootError> {
     // The format is decided before any memory is mapped: most bad files stop here.
     image::detect(&bytes, &name)?;
     let low_ram_end = memory::low_ram_end(memory_bytes);
-    let scratch = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), low_ram_end as usize)])
-        .map_err(|source| BootError::ScratchMemory {
-            bytes: low_ram_end,
-            source,
-        })?;
+    let range = memory::RamRange {
+        start: 0,
+        len: low_ram_end,
+    };
+    let scratch = memory::map_ranges(&[range]).map_err(|source| BootError::ScratchMemory {
+        bytes: low_ram_end,
+        source: Box::new(source),
+    })?;
     image::load(&scratch, &bytes, &name, low_ram_end).map(drop)
 }
 
@@ -242,7 +242,7 @@ pub fn place_initrd(
 }
 
 fn load_initrd(
-    mem: &GuestMemoryMmap,
+    mem: &GuestRam,
     path: &Path,
     loaded: &image::LoadedImage,
     low_ram_end: u64,
@@ -274,7 +274,7 @@ fn load_initrd(
 }
 
 fn write_boot_structures(
-    mem: &GuestMemoryMmap,
+    mem: &GuestRam,
     loaded: &image::LoadedImage,
     cmdline: &str,
     initrd: Option<InitrdPlacement>,
