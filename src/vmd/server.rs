@@ -13,12 +13,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::unistd::geteuid;
 
+use syscalls::Sysno;
+
 use super::session;
 use super::supervisor::Supervisor;
+use crate::engine::confine::syscalls::SyscallList;
+use crate::engine::confine::{self, ThreadKind};
 
 /// Connections served at once; more are closed on accept (a runaway client of the same user
 /// must not exhaust vmd's threads).
 const MAX_CONNECTIONS: usize = 64;
+
+/// What the `control` thread may call: accept connections and check the peer.
+pub const SYSCALLS: SyscallList =
+    SyscallList::calls(&[Sysno::accept4, Sysno::getsockopt, Sysno::geteuid]);
 
 /// Errors setting up the control socket.
 #[derive(Debug, thiserror::Error)]
@@ -92,11 +100,11 @@ impl ControlSocket {
                 path: self.path.clone(),
                 source,
             })?;
-        std::thread::Builder::new()
-            .name("control".into())
-            .spawn(move || accept_loop(&listener, &sup))
-            .map(drop)
-            .map_err(ServerError::Spawn)
+        confine::spawn(ThreadKind::Control, "control".into(), move || {
+            accept_loop(&listener, &sup);
+        })
+        .map(drop)
+        .map_err(ServerError::Spawn)
     }
 
     /// Unlinks the socket so clients see the VM is gone.
@@ -130,12 +138,10 @@ fn accept_loop(listener: &UnixListener, sup: &Arc<Supervisor>) {
         active.fetch_add(1, Ordering::SeqCst);
         let guard = ActiveGuard(Arc::clone(&active));
         let sup = Arc::clone(sup);
-        let spawned = std::thread::Builder::new()
-            .name("conn".into())
-            .spawn(move || {
-                let _guard = guard;
-                session::serve(sup, stream);
-            });
+        let spawned = confine::spawn(ThreadKind::Connection, "conn".into(), move || {
+            let _guard = guard;
+            session::serve(sup, stream);
+        });
         if let Err(e) = spawned {
             log::warn!("cannot start a connection thread: {e}");
         }

@@ -12,9 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use syscalls::Sysno;
+
 use super::events::Subscription;
 use super::ring::{ReadOutcome, RingReader};
 use super::supervisor::Supervisor;
+use crate::engine::confine::ioctls::{KVMIO, TYPE_MASK};
+use crate::engine::confine::syscalls::{ArgRule, SyscallList};
+use crate::engine::confine::{self, ThreadKind};
 use crate::engine::control::{
     Command, ErrorKind, ProtocolError, Reply, ReplyResult, Request, ServerMessage,
 };
@@ -27,6 +32,53 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const INPUT_PATIENCE: Duration = Duration::from_secs(1);
 
 type Writer = Arc<Mutex<UnixStream>>;
+
+/// What a `conn` thread may call. Besides its socket, it runs every command: state changes
+/// rewrite `state.json`; pause and destroy kick vCPUs; `set_vcpus` creates and sets up vCPUs
+/// (KVM's ioctls, the kvm_run mapping); `attach_disk` and `switch_disks` open, lock, read and
+/// flush images and register the new disk's eventfds with KVM.
+pub const CONNECTION_SYSCALLS: SyscallList = SyscallList {
+    any: &[
+        Sysno::recvfrom,
+        Sysno::sendto,
+        Sysno::read,
+        Sysno::setsockopt,
+        Sysno::shutdown,
+        Sysno::tgkill,
+        Sysno::openat,
+        Sysno::fstat,
+        Sysno::statx,
+        Sysno::newfstatat,
+        Sysno::readlink,
+        Sysno::lseek,
+        Sysno::pread64,
+        Sysno::pwrite64,
+        Sysno::fsync,
+        Sysno::fdatasync,
+        Sysno::fallocate,
+        Sysno::ftruncate,
+        Sysno::flock,
+        Sysno::rename,
+        Sysno::unlink,
+        Sysno::getdents64,
+        Sysno::eventfd2,
+        Sysno::epoll_create1,
+        Sysno::epoll_ctl,
+    ],
+    ioctls: &[],
+    args: &[ArgRule {
+        call: Sysno::ioctl,
+        index: 1,
+        mask: TYPE_MASK,
+        values: &[KVMIO << 8],
+    }],
+};
+
+/// What an `events` thread may call: write events to its client, then hang up.
+pub const EVENTS_SYSCALLS: SyscallList = SyscallList::calls(&[Sysno::sendto, Sysno::shutdown]);
+
+/// What a `console-out` thread may call: write guest output to its client, then hang up.
+pub const CONSOLE_OUT_SYSCALLS: SyscallList = SyscallList::calls(&[Sysno::sendto, Sysno::shutdown]);
 
 /// Serves `stream` until the client disconnects (or switches to console and leaves).
 pub fn serve(sup: Arc<Supervisor>, stream: UnixStream) {
@@ -182,21 +234,19 @@ fn send_error(writer: &Writer, id: u64, kind: ErrorKind, message: String) -> io:
 }
 
 fn spawn_forwarder(sub: Subscription, writer: Writer) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("events".into())
-        .spawn(move || {
-            while let Ok(event) = sub.recv() {
-                if send(&writer, &ServerMessage::Event(event)).is_err() {
-                    break;
-                }
+    confine::spawn(ThreadKind::Events, "events".into(), move || {
+        while let Ok(event) = sub.recv() {
+            if send(&writer, &ServerMessage::Event(event)).is_err() {
+                break;
             }
-            // The bus closed after `exited` (or the client left): nothing more will come, so
-            // end the connection rather than leave the client waiting.
-            let stream = writer.lock().unwrap_or_else(PoisonError::into_inner);
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-            // Dropping `sub` here tells the bus this subscriber has written all it will.
-        })
-        .map(drop)
+        }
+        // The bus closed after `exited` (or the client left): nothing more will come, so
+        // end the connection rather than leave the client waiting.
+        let stream = writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        // Dropping `sub` here tells the bus this subscriber has written all it will.
+    })
+    .map(drop)
 }
 
 /// Raw console mode: guest output to the client on a thread of its own, client bytes to the
@@ -217,25 +267,23 @@ fn console(
     let done = Arc::new(AtomicBool::new(false));
     let output_thread = {
         let done = Arc::clone(&done);
-        std::thread::Builder::new()
-            .name("console-out".into())
-            .spawn(move || {
-                let mut buf = Vec::new();
-                while !done.load(Ordering::SeqCst) {
-                    buf.clear();
-                    match output.next(&mut buf, Duration::from_millis(500)) {
-                        ReadOutcome::Data => {
-                            if out_stream.write_all(&buf).is_err() {
-                                break;
-                            }
+        confine::spawn(ThreadKind::ConsoleOut, "console-out".into(), move || {
+            let mut buf = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                buf.clear();
+                match output.next(&mut buf, Duration::from_millis(500)) {
+                    ReadOutcome::Data => {
+                        if out_stream.write_all(&buf).is_err() {
+                            break;
                         }
-                        ReadOutcome::Idle => {}
-                        ReadOutcome::Closed => break,
                     }
+                    ReadOutcome::Idle => {}
+                    ReadOutcome::Closed => break,
                 }
-                // Wake the input side if it is still blocked reading.
-                let _ = out_stream.shutdown(std::net::Shutdown::Both);
-            })?
+            }
+            // Wake the input side if it is still blocked reading.
+            let _ = out_stream.shutdown(std::net::Shutdown::Both);
+        })?
     };
     let mut buf = [0u8; 4096];
     loop {

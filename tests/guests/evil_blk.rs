@@ -7,7 +7,9 @@
 //! the device between cases and finally checks that every disk still answers a good read.
 //! Prints `evil-blk: <case>: <outcome>` per case and `evil-blk: survived <n> bad requests`,
 //! then powers off; an unexpected outcome prints `evil-blk: <case>: unexpected: <what>`
-//! and exits with debug code 1.
+//! and exits with debug code 1. With `rounds=<N>` the writable cases run N times (0: until the
+//! VM is stopped), printed only in the first round, with `evil-blk: round <n>` at each power
+//! of two.
 
 #![no_std]
 #![no_main]
@@ -228,8 +230,20 @@ const WRITABLE_CASES: [(&str, Case, Expect); 9] = [
     ("available index far ahead", avail_index_far_ahead, Expect::NeedsReset),
 ];
 
-fn guest_main(_boot: &kit::boot::BootInfo) -> ! {
+fn guest_main(boot: &kit::boot::BootInfo) -> ! {
     kit::apic::init_interrupts();
+    // `rounds=<N>` repeats the writable cases N times (0: forever), quietly after the first
+    // round: a guest flooding vmd with bad requests (tests/confine.rs bounds vmd's log).
+    let rounds = match boot.arg("rounds") {
+        None => 1,
+        Some(text) => match kit::boot::parse_u64(text) {
+            Some(n) => n,
+            None => {
+                println!("evil-blk: rounds={} is not a number", Ascii(text));
+                kit::power::debug_exit(kit::power::EXIT_FAILURE)
+            }
+        },
+    };
     let config = Config::Ports;
     let mut writable = None;
     let mut read_only = None;
@@ -254,10 +268,20 @@ fn guest_main(_boot: &kit::boot::BootInfo) -> ! {
         kit::power::debug_exit(kit::power::EXIT_FAILURE)
     };
 
-    let mut survived = 0;
-    for (name, case, expect) in WRITABLE_CASES {
-        check(name, run_case(&target, case, expect));
-        survived += 1;
+    let mut survived: u64 = 0;
+    let mut round: u64 = 1;
+    while rounds == 0 || round <= rounds {
+        for (name, case, expect) in WRITABLE_CASES {
+            let result = run_case(&target, case, expect);
+            if round == 1 || result.is_err() {
+                check(name, result);
+            }
+            survived += 1;
+        }
+        if round.is_power_of_two() && round > 1 {
+            println!("evil-blk: round {}", Dec(round));
+        }
+        round += 1;
     }
     if let Some(disk) = &read_only {
         check(
