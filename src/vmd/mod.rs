@@ -18,6 +18,7 @@
 //! Files (`<state>/vms/<name>/`): `vmd.pid` (locked while vmd lives), `state.json`,
 //! `console.log` (+ `.1`), `vmd.log`; and the socket `<runtime>/<name>.sock`.
 
+mod admission;
 mod boot;
 mod confine;
 mod console_log;

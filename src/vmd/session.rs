@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use syscalls::Sysno;
 
+use super::admission::Slot;
 use super::events::Subscription;
 use super::ring::{ReadOutcome, RingReader};
 use super::supervisor::Supervisor;
@@ -23,6 +24,12 @@ use crate::engine::confine::{self, ThreadKind};
 use crate::engine::control::{
     Command, ErrorKind, ProtocolError, Reply, ReplyResult, Request, ServerMessage,
 };
+
+/// A connection that has neither subscribed nor switched to the console is closed after this
+/// long without a request (clients open one connection per command).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A lifecycle-only connection (see `admission`) must send its request within this.
+const LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest request line accepted, in bytes.
 pub const MAX_REQUEST_BYTES: usize = 64 << 10;
@@ -80,15 +87,35 @@ pub const EVENTS_SYSCALLS: SyscallList = SyscallList::calls(&[Sysno::sendto, Sys
 /// What a `console-out` thread may call: write guest output to its client, then hang up.
 pub const CONSOLE_OUT_SYSCALLS: SyscallList = SyscallList::calls(&[Sysno::sendto, Sysno::shutdown]);
 
-/// Serves `stream` until the client disconnects (or switches to console and leaves).
-pub fn serve(sup: Arc<Supervisor>, stream: UnixStream) {
-    if let Err(e) = run(&sup, stream) {
+/// Serves `stream` until the client disconnects (or switches to console and leaves), goes idle
+/// for [`IDLE_TIMEOUT`], or (in a [`Slot::LifecycleOnly`] slot) has had its one request.
+pub fn serve(sup: Arc<Supervisor>, stream: UnixStream, slot: Slot) {
+    if let Err(e) = run(&sup, stream, slot) {
         log::debug!("control connection ended: {e}");
     }
 }
 
-fn run(sup: &Arc<Supervisor>, stream: UnixStream) -> io::Result<()> {
+/// Whether `command` is served on a lifecycle-only connection.
+fn is_lifecycle(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Info
+            | Command::Shutdown
+            | Command::Reboot
+            | Command::Reset
+            | Command::Destroy
+            | Command::Pause
+            | Command::Resume
+    )
+}
+
+fn run(sup: &Arc<Supervisor>, stream: UnixStream, slot: Slot) -> io::Result<()> {
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    stream.set_read_timeout(Some(match slot {
+        Slot::Full => IDLE_TIMEOUT,
+        Slot::LifecycleOnly => LIFECYCLE_TIMEOUT,
+    }))?;
+    let reading = stream.try_clone()?;
     let writer: Writer = Arc::new(Mutex::new(stream.try_clone()?));
     let mut reader = BufReader::new(stream);
     let mut subscribed = false;
@@ -117,11 +144,16 @@ fn run(sup: &Arc<Supervisor>, stream: UnixStream) -> io::Result<()> {
                 continue;
             }
         };
+        if slot == Slot::LifecycleOnly {
+            return lifecycle_only(sup, &writer, request);
+        }
         match request.command {
             Command::Subscribe => {
                 send_ok(&writer, request.id, None)?;
                 if !subscribed {
                     subscribed = true;
+                    // A subscriber waits for events, not for its own requests.
+                    reading.set_read_timeout(None)?;
                     if let Some(sub) = sup.events().subscribe() {
                         spawn_forwarder(sub, Arc::clone(&writer))?;
                     }
@@ -137,6 +169,8 @@ fn run(sup: &Arc<Supervisor>, stream: UnixStream) -> io::Result<()> {
                 // Take the cursor before the reply so no output falls between the two.
                 let ring_reader = RingReader::new(Arc::clone(sup.ring()), history);
                 send_ok(&writer, request.id, None)?;
+                // A console waits for its user as long as it takes.
+                reading.set_read_timeout(None)?;
                 return console(sup, reader, &writer, ring_reader);
             }
             command => {
@@ -148,6 +182,25 @@ fn run(sup: &Arc<Supervisor>, stream: UnixStream) -> io::Result<()> {
             }
         }
     }
+}
+
+/// Serves the one request of a lifecycle-only connection, which then closes.
+fn lifecycle_only(sup: &Supervisor, writer: &Writer, request: Request) -> io::Result<()> {
+    if !is_lifecycle(&request.command) {
+        return send_error(
+            writer,
+            request.id,
+            ErrorKind::InvalidState,
+            "vmd is at its control connection limit, so this connection serves only info, \
+             shutdown, reboot, reset, destroy, pause and resume; close idle clients and retry"
+                .into(),
+        );
+    }
+    let reply = match sup.execute(&request.command) {
+        Ok(result) => ok_reply(request.id, result),
+        Err(error) => error_reply(request.id, error),
+    };
+    send(writer, &ServerMessage::Reply(reply))
 }
 
 enum Line {
