@@ -29,7 +29,7 @@ use crate::engine::confine::{self, ThreadKind};
 /// `vmd.log` is rotated to `vmd.log.1` once it holds this many bytes.
 pub const MAX_BYTES: u64 = 1 << 20;
 /// Lines one call site may log per [`WINDOW`].
-pub const BURST: u32 = 5;
+pub const BURST: u32 = 1;
 /// The rate limit's window.
 pub const WINDOW: Duration = Duration::from_secs(1);
 /// Lines queued for the writer at most; more are counted as lost.
@@ -127,13 +127,7 @@ impl Log for QueueLogger {
     }
 
     fn flush(&self) {
-        let Some(queue) = self.queue.get() else {
-            return;
-        };
-        let (done, wait) = mpsc::sync_channel(1);
-        if queue.send(Message::Flush(done)).is_ok() {
-            let _ = wait.recv_timeout(Duration::from_secs(1));
-        }
+        flush();
     }
 }
 
@@ -175,9 +169,14 @@ pub fn start_writer(path: &Path, file: File) -> io::Result<()> {
     Ok(())
 }
 
-/// Waits (at most a second) until every queued line is written.
-pub fn flush() {
-    log::logger().flush();
+/// Waits (at most a second) until every queued line is written; false when the writer did
+/// not confirm (it is stuck, or there is none and lines went to stderr directly).
+pub fn flush() -> bool {
+    let Some(queue) = LOGGER.queue.get() else {
+        return false;
+    };
+    let (done, wait) = mpsc::sync_channel(1);
+    queue.send(Message::Flush(done)).is_ok() && wait.recv_timeout(Duration::from_secs(1)).is_ok()
 }
 
 fn run(lines: &Receiver<Message>, log: &mut RotatingFile) {

@@ -175,7 +175,7 @@ impl Policy {
         }
         if self.violation == Some(kind) && !self.tripped.swap(true, Ordering::SeqCst) {
             log::warn!("{VIOLATION_ENV}: thread {name} makes a forbidden system call");
-            super::logger::flush();
+            let _ = super::logger::flush();
             // `sysinfo` only reads figures; under the filter it never runs.
             let _ = nix::sys::sysinfo::sysinfo();
         }

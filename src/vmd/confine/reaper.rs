@@ -10,7 +10,7 @@ use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use syscalls::Sysno;
 
@@ -54,9 +54,13 @@ pub fn run(reports: OwnedFd, files: &CrashFiles) {
         _ => return,
     }
     let reason = line.trim_end().to_owned();
+    // The log first: once the pid file is gone, clients read vmd.log as final.
     log::error!("{reason}: ending the VM (seccomp; see docs/security.md)");
+    if !super::super::logger::flush() {
+        // The log writer may be the thread that trapped: say it on stderr (vmd.log) directly.
+        eprintln!("vmd: {reason}: ending the VM (seccomp; see docs/security.md)");
+    }
     record(files, &reason);
-    super::super::logger::flush();
     sigsys::exit_now(EXIT_CODE)
 }
 
@@ -72,7 +76,7 @@ fn record(files: &CrashFiles, reason: &str) {
         started_at: previous.as_ref().map_or_else(now, |p| p.started_at),
         reason: Some(reason.to_owned()),
     };
-    if let Err(e) = state.write(&files.state) {
+    if let Err(e) = state.write_final(&files.state, Duration::from_secs(1)) {
         log::error!("cannot record the crash in {}: {e}", files.state.display());
     }
     for path in [&files.socket, &files.pid_file] {
