@@ -483,3 +483,182 @@ fn an_idle_control_connection_is_closed() {
     assert!(started.elapsed() >= Duration::from_secs(25));
     home.ok(&["destroy", "d"]);
 }
+
+/// A user made for one test (`useradd`, unique name), removed with its files when dropped.
+struct TestUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+    dir: tempfile::TempDir,
+}
+
+impl TestUser {
+    fn create() -> TestUser {
+        let name = format!("vmuxconf{}", std::process::id());
+        let status = Command::new("useradd")
+            .args([
+                "--no-create-home",
+                "--no-user-group",
+                "--shell",
+                "/usr/sbin/nologin",
+            ])
+            .arg(&name)
+            .status()
+            .expect("run useradd");
+        assert!(status.success(), "useradd {name} failed");
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id").args([flag, &name]).output().expect("id");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("numeric id")
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chown = |path: &Path| {
+            nix::unistd::chown(
+                path,
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )
+            .expect("chown");
+        };
+        chown(dir.path());
+        // The user's own copy of the binary, wherever the build tree lives.
+        let exe = dir.path().join("vmux");
+        std::fs::copy(env!("CARGO_BIN_EXE_vmux"), &exe).expect("copy vmux");
+        chown(&exe);
+        TestUser {
+            name,
+            uid,
+            gid,
+            dir,
+        }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// `vmux args...` run as this user (no capabilities, no supplementary groups), with
+    /// `/dev/kvm` replaced in a private mount namespace by a device node the user owns: the
+    /// test grants KVM to one user without touching the host's /dev/kvm, as membership of the
+    /// `kvm` group would.
+    fn vmux(&self, args: &[&str]) -> Output {
+        let kvm = self.dir.path().join("kvm");
+        let script = r#"mount --bind "$1" /dev/kvm && shift && exec "$@""#;
+        Command::new("unshare")
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                script,
+                "sh",
+            ])
+            .arg(&kvm)
+            .args(["setpriv", "--clear-groups"])
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--inh-caps=-all")
+            .arg("env")
+            .arg(format!("VMUX_HOME={}", self.home().display()))
+            .arg(self.dir.path().join("vmux"))
+            .args(args)
+            .output()
+            .expect("run vmux as the test user")
+    }
+
+    /// Makes the private KVM node (char 10:232, the user's, mode 0600).
+    fn grant_kvm(&self) {
+        let kvm = self.dir.path().join("kvm");
+        let rdev = std::fs::metadata("/dev/kvm")
+            .map(|m| std::os::unix::fs::MetadataExt::rdev(&m))
+            .expect("/dev/kvm");
+        nix::sys::stat::mknod(
+            &kvm,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            rdev,
+        )
+        .expect("mknod");
+        nix::unistd::chown(
+            &kvm,
+            Some(nix::unistd::Uid::from_raw(self.uid)),
+            Some(nix::unistd::Gid::from_raw(self.gid)),
+        )
+        .expect("chown kvm");
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        // Its vmd first (killed by pid), then the user.
+        let pid_file = self.home().join("state/vms/d/vmd.pid");
+        if let Ok(pid) = std::fs::read_to_string(pid_file)
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn a_user_without_root_runs_the_demo_with_an_unprivileged_vmd() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: creating the test user needs root");
+        return;
+    }
+    let user = TestUser::create();
+    user.grant_kvm();
+
+    let out = user.vmux(&["create", "d", "--demo", "--memory", "64M"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = user.vmux(&["start", "d"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = user.vmux(&["info", "d", "--json"]);
+    let info: Value = serde_json::from_slice(&out.stdout).expect("info json");
+    assert_eq!(info["state"], "running", "{info}");
+    let pid = info["pid"].as_u64().expect("pid") as u32;
+
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(field("Uid"), user.uid.to_string());
+    assert_eq!(field("CapEff"), "0000000000000000");
+    assert_eq!(field("Seccomp"), "2");
+    let console = user.home().join("state/vms/d/console.log");
+    let deadline = Instant::now() + TIMEOUT;
+    while !read_text(&console).contains("demo$ ") {
+        assert!(
+            Instant::now() < deadline,
+            "the demo never printed its prompt"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    let out = user.vmux(&["destroy", "d"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
