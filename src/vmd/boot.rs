@@ -27,23 +27,18 @@ use crate::engine::{SerialSink, VmExit, VmSpec};
 
 /// What the main thread (the boot loop) may call once the VM runs: build each further boot
 /// (open /dev/kvm and the kernel, KVM's ioctls, guest RAM, eventfds), wait for it, and at the
-/// end record the state and remove the socket and pid file. It starts no thread itself (the
-/// thread factory does).
+/// end record the state and remove the socket and pid file (closing the images: `IMAGE_IO` is
+/// added). It starts no thread itself (the thread factory does).
 pub const SYSCALLS: SyscallList = SyscallList {
     any: &[
         Sysno::openat,
         Sysno::read,
-        Sysno::pread64,
-        Sysno::lseek,
-        Sysno::fstat,
-        Sysno::statx,
         Sysno::newfstatat,
         Sysno::readlink,
         Sysno::eventfd2,
         Sysno::epoll_create1,
         Sysno::epoll_ctl,
         Sysno::tgkill,
-        Sysno::fsync,
         Sysno::rename,
         Sysno::unlink,
         Sysno::flock,

@@ -14,19 +14,10 @@ use crate::engine::VmObserver;
 use crate::engine::confine::syscalls::SyscallList;
 use crate::engine::confine::{self, ThreadKind};
 
-/// What the observer may call: rewrite `state.json`, and flush and close an ejected image.
-pub const SYSCALLS: SyscallList = SyscallList::calls(&[
-    Sysno::openat,
-    Sysno::fsync,
-    Sysno::fdatasync,
-    Sysno::pwrite64,
-    Sysno::pread64,
-    Sysno::rename,
-    Sysno::unlink,
-    Sysno::flock,
-    Sysno::fstat,
-    Sysno::statx,
-]);
+/// What the observer may call: rewrite `state.json`, and (with `IMAGE_IO`) flush and close an
+/// ejected image.
+pub const SYSCALLS: SyscallList =
+    SyscallList::calls(&[Sysno::openat, Sysno::rename, Sysno::unlink, Sysno::flock]);
 
 /// A hotplug fact from the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

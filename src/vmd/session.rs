@@ -43,7 +43,7 @@ type Writer = Arc<Mutex<UnixStream>>;
 /// What a `conn` thread may call. Besides its socket, it runs every command: state changes
 /// rewrite `state.json`; pause and destroy kick vCPUs; `set_vcpus` creates and sets up vCPUs
 /// (KVM's ioctls, the kvm_run mapping); `attach_disk` and `switch_disks` open, lock, read and
-/// flush images and register the new disk's eventfds with KVM.
+/// flush images (`IMAGE_IO` is added) and register the new disk's eventfds with KVM.
 pub const CONNECTION_SYSCALLS: SyscallList = SyscallList {
     any: &[
         Sysno::recvfrom,
@@ -53,17 +53,8 @@ pub const CONNECTION_SYSCALLS: SyscallList = SyscallList {
         Sysno::shutdown,
         Sysno::tgkill,
         Sysno::openat,
-        Sysno::fstat,
-        Sysno::statx,
         Sysno::newfstatat,
         Sysno::readlink,
-        Sysno::lseek,
-        Sysno::pread64,
-        Sysno::pwrite64,
-        Sysno::fsync,
-        Sysno::fdatasync,
-        Sysno::fallocate,
-        Sysno::ftruncate,
         Sysno::flock,
         Sysno::rename,
         Sysno::unlink,

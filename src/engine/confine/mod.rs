@@ -116,15 +116,20 @@ pub trait Confiner: Send + Sync {
 }
 
 /// The system calls of the engine's own thread kinds (vCPU, block and net workers), on top of
-/// [`syscalls::RUNTIME`]; `None` for vmd's kinds, whose lists live in vmd.
-pub fn engine_syscalls(kind: ThreadKind) -> Option<syscalls::SyscallList> {
+/// [`syscalls::RUNTIME`]; empty for vmd's kinds, whose lists live in vmd.
+pub fn engine_syscalls(kind: ThreadKind) -> Vec<syscalls::SyscallList> {
+    use super::devices::virtio::blk::syscalls as blk;
     match kind {
-        ThreadKind::Vcpu => Some(super::vcpu::syscalls::SYSCALLS),
-        ThreadKind::BlockWorker => Some(super::devices::virtio::blk::syscalls::SYSCALLS),
-        ThreadKind::NetWorker => Some(super::devices::virtio::net::syscalls::SYSCALLS),
-        _ => None,
+        ThreadKind::Vcpu => vec![super::vcpu::syscalls::SYSCALLS],
+        ThreadKind::BlockWorker => vec![blk::SYSCALLS, blk::IMAGE_IO],
+        ThreadKind::NetWorker => vec![super::devices::virtio::net::syscalls::SYSCALLS],
+        _ => Vec::new(),
     }
 }
+
+/// What every thread that opens, serves or closes disk images needs (vmd's main, connection
+/// and observer threads besides the block workers).
+pub const IMAGE_IO: syscalls::SyscallList = super::devices::virtio::blk::syscalls::IMAGE_IO;
 
 static CONFINER: OnceLock<Arc<dyn Confiner>> = OnceLock::new();
 

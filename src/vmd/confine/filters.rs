@@ -15,25 +15,23 @@ use seccompiler::{
 use syscalls::Sysno;
 
 use crate::engine::confine::syscalls::{RUNTIME, SyscallList, THREAD_CREATE};
-use crate::engine::confine::{ThreadKind, engine_syscalls};
+use crate::engine::confine::{IMAGE_IO, ThreadKind, engine_syscalls};
 
 /// The lists (besides [`RUNTIME`]) that make up `kind`'s filter.
 pub fn lists(kind: ThreadKind) -> Vec<SyscallList> {
     let own = match kind {
-        ThreadKind::Main => super::super::boot::SYSCALLS,
-        ThreadKind::Reaper => super::reaper::SYSCALLS,
-        ThreadKind::Log => super::super::logger::SYSCALLS,
-        ThreadKind::Control => super::super::server::SYSCALLS,
-        ThreadKind::Connection => super::super::session::CONNECTION_SYSCALLS,
-        ThreadKind::Events => super::super::session::EVENTS_SYSCALLS,
-        ThreadKind::ConsoleOut => super::super::session::CONSOLE_OUT_SYSCALLS,
-        ThreadKind::Stats => super::super::sampler::SYSCALLS,
-        ThreadKind::ConsoleLog => super::super::console_log::SYSCALLS,
-        ThreadKind::Signals => super::super::signals::SYSCALLS,
-        ThreadKind::Observer => super::super::observer::SYSCALLS,
-        ThreadKind::Vcpu | ThreadKind::BlockWorker | ThreadKind::NetWorker => {
-            engine_syscalls(kind).unwrap_or(RUNTIME)
-        }
+        ThreadKind::Main => vec![super::super::boot::SYSCALLS, IMAGE_IO],
+        ThreadKind::Reaper => vec![super::reaper::SYSCALLS],
+        ThreadKind::Log => vec![super::super::logger::SYSCALLS],
+        ThreadKind::Control => vec![super::super::server::SYSCALLS],
+        ThreadKind::Connection => vec![super::super::session::CONNECTION_SYSCALLS, IMAGE_IO],
+        ThreadKind::Events => vec![super::super::session::EVENTS_SYSCALLS],
+        ThreadKind::ConsoleOut => vec![super::super::session::CONSOLE_OUT_SYSCALLS],
+        ThreadKind::Stats => vec![super::super::sampler::SYSCALLS],
+        ThreadKind::ConsoleLog => vec![super::super::console_log::SYSCALLS],
+        ThreadKind::Signals => vec![super::super::signals::SYSCALLS],
+        ThreadKind::Observer => vec![super::super::observer::SYSCALLS, IMAGE_IO],
+        ThreadKind::Vcpu | ThreadKind::BlockWorker | ThreadKind::NetWorker => engine_syscalls(kind),
         ThreadKind::Factory => {
             let mut all: Vec<SyscallList> = ThreadKind::ALL
                 .into_iter()
@@ -44,7 +42,9 @@ pub fn lists(kind: ThreadKind) -> Vec<SyscallList> {
             return all;
         }
     };
-    vec![RUNTIME, own]
+    let mut lists = vec![RUNTIME];
+    lists.extend(own);
+    lists
 }
 
 /// Errors building a filter (a defect in a list, reported at vmd start).
