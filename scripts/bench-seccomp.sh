@@ -11,15 +11,15 @@
 #
 # Usage: scripts/bench-seccomp.sh
 # Environment: BENCH_NO_BUILD=1 skips `cargo build --release`; BENCH_PROFILE=debug uses the
-# debug build; BENCH_RUNS (default 5), BENCH_FLOOD_LINES (default 3000), BENCH_BLK_WRITES
-# (default 300) tune the runs. Needs /dev/kvm and python3; runs under a temporary VMUX_HOME.
+# debug build; BENCH_RUNS (default 7), BENCH_FLOOD_LINES (default 1000), BENCH_BLK_WRITES
+# (default 200) tune the runs. Needs /dev/kvm and python3; runs under a temporary VMUX_HOME.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-RUNS=${BENCH_RUNS:-5}
-FLOOD_LINES=${BENCH_FLOOD_LINES:-3000}
-BLK_WRITES=${BENCH_BLK_WRITES:-300}
+RUNS=${BENCH_RUNS:-7}
+FLOOD_LINES=${BENCH_FLOOD_LINES:-1000}
+BLK_WRITES=${BENCH_BLK_WRITES:-200}
 PROFILE=${BENCH_PROFILE:-release}
 
 die() { echo "bench-seccomp.sh: $*" >&2; exit 1; }
@@ -61,10 +61,12 @@ env = dict(os.environ, VMUX_SECCOMP=seccomp)
 start = time.monotonic()
 subprocess.run([vmux, "start", vm], env=env, check=True, stdout=subprocess.DEVNULL)
 while True:
-    info = json.loads(subprocess.run([vmux, "info", vm, "--json"], check=True,
-                                     capture_output=True).stdout)
-    if info["state"] not in ("running", "paused"):
-        break
+    # `info` can fail while vmd is exiting (it closes the connection): ask again.
+    out = subprocess.run([vmux, "info", vm, "--json"], capture_output=True)
+    if out.returncode == 0:
+        info = json.loads(out.stdout)
+        if info["state"] not in ("running", "paused"):
+            break
     time.sleep(0.01)
 elapsed = time.monotonic() - start
 if info["state"] != "shut_off":

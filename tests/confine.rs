@@ -395,7 +395,7 @@ fn a_hostile_disk_driver_does_not_hurt_vmd_under_the_filters() {
     assert_eq!(home.state("evil"), "shut_off");
     let console = home.console_log("evil");
     assert!(
-        console.contains("evil-blk: survived 27 bad requests"),
+        console.contains("evil-blk: survived 30 bad requests"),
         "{console}"
     );
 }

@@ -1,9 +1,10 @@
 //! `evil-blk`: a hostile virtio-blk driver. On the first writable disk it submits malformed
 //! requests and chains (descriptor loops, a `next` past the queue, a buffer outside guest RAM,
 //! a zero-length or device-readable status buffer, data in the wrong direction, a read past
-//! the end, an unknown request type, an available index far ahead of the ring) and, on a
-//! read-only disk if there is one, a write. Each must end with an error status or with
-//! DEVICE_NEEDS_RESET plus a configuration interrupt, as the case demands; the program resets
+//! the end, an unknown request type, an available index far ahead of the ring, queue rings
+//! outside guest RAM) and, on a read-only disk if there is one, a write. Each must end with an
+//! error status or with DEVICE_NEEDS_RESET plus a configuration interrupt (the rings: a
+//! refused DRIVER_OK), as the case demands; the program resets
 //! the device between cases and finally checks that every disk still answers a good read.
 //! Prints `evil-blk: <case>: <outcome>` per case and `evil-blk: survived <n> bad requests`,
 //! then powers off; an unexpected outcome prints `evil-blk: <case>: unexpected: <what>`
@@ -199,6 +200,28 @@ fn run_case(device: &Device, case: Case, expect: Expect) -> Result<&'static str,
     Ok(expect_text(expect))
 }
 
+/// Rings placed outside guest RAM: the device must refuse to go live or flag itself for a
+/// reset once notified, never touch host memory, and answer normally after a reset.
+fn rings_outside_ram(device: &Device) -> Result<&'static str, &'static str> {
+    let mut queue = Queue::new();
+    queue.tell_rings_at(OUTSIDE_RAM, OUTSIDE_RAM + 0x1000, OUTSIDE_RAM + 0x2000);
+    let outcome = match device.bring_up(&mut queue, 0) {
+        Err(_) => "refused",
+        Ok(_) => {
+            virtio::drain_interrupts();
+            queue.notify();
+            match queue.wait(device, TIMEOUT_US) {
+                Wait::NeedsReset => "needs reset",
+                Wait::Used { .. } => return Err("the device used a ring outside guest RAM"),
+                Wait::Timeout if device.status() & virtio::STATUS_NEEDS_RESET != 0 => "needs reset",
+                Wait::Timeout => "ignored",
+            }
+        }
+    };
+    device.reset().map_err(virtio::Error::text)?;
+    Ok(outcome)
+}
+
 /// A good read of sector 0 on a fresh initialisation.
 fn good_read(device: &Device) -> Result<(), &'static str> {
     let mut queue = Queue::new();
@@ -278,6 +301,11 @@ fn guest_main(boot: &kit::boot::BootInfo) -> ! {
             }
             survived += 1;
         }
+        let result = rings_outside_ram(&target);
+        if round == 1 || result.is_err() {
+            check("rings outside guest RAM", result);
+        }
+        survived += 1;
         if round.is_power_of_two() && round > 1 {
             println!("evil-blk: round {}", Dec(round));
         }
