@@ -80,8 +80,22 @@ impl Home {
         path
     }
 
+    /// `vmux info --json`; asked again when it fails because the vmd it asked was just
+    /// ending (it closes the connection).
     fn info(&self, name: &str) -> Value {
-        serde_json::from_str(&self.ok(&["info", name, "--json"])).expect("info json")
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.vmux_env(&["info", name, "--json"], &[]);
+            if out.status.success() {
+                return serde_json::from_slice(&out.stdout).expect("info json");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vmux info {name} keeps failing: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn state(&self, name: &str) -> String {

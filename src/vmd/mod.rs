@@ -174,6 +174,8 @@ pub fn main(name: &str) -> ExitCode {
         Err(e) => {
             let message = boot::error_chain(&e);
             log::error!("cannot start: {message}");
+            // The line is queued for the log thread: let it reach vmd.log before vmd exits.
+            logger::flush();
             detach::report_error(&message);
             return ExitCode::FAILURE;
         }
