@@ -186,9 +186,7 @@ pub fn main(name: &str) -> ExitCode {
     log::info!("VM '{name}' is running");
     detach::report_ready(&log_file);
     confinement.confine_main();
-    let reason = vmd.run();
-    log::info!("VM '{name}' is over: {reason:?}");
-    logger::flush();
+    vmd.run();
     ExitCode::SUCCESS
 }
 
@@ -362,6 +360,10 @@ impl Vmd {
             log::warn!("some subscribers did not take the final events");
         }
         socket.remove();
+        log::info!("VM '{}' is over: {reason:?}", sup.name);
+        // Clients take the pid file's removal as vmd's end: every line is in vmd.log by then,
+        // and the process exits right after.
+        logger::flush();
         lock.remove();
         reason
     }
