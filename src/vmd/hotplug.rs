@@ -101,6 +101,7 @@ impl Supervisor {
         target: Option<String>,
         read_only: bool,
         serial: Option<String>,
+        how: disks::AttachImage,
     ) -> Result<DiskInfo, ProtocolError> {
         let _serial = self.lock_commands();
         let control = self.running_control()?;
@@ -145,7 +146,7 @@ impl Supervisor {
                 })?,
             }
         };
-        let spec = disks::open_disk(path, &target, read_only, serial)
+        let spec = disks::open_disk(path, &target, read_only, serial, how)
             .map_err(|e| protocol_error(ErrorKind::InvalidArgument, error_chain(&e)))?;
         let slot = control.attach_disk(&spec).map_err(|e| {
             protocol_error(
@@ -300,6 +301,8 @@ mod tests {
             target: target.map(str::to_string),
             read_only: false,
             serial: None,
+            format: None,
+            allow_backing: Vec::new(),
         };
         match sup.execute(&command) {
             Ok(Some(ReplyResult::Disk(disk))) => Ok(*disk),
