@@ -11,8 +11,26 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use syscalls::Sysno;
+
 use crate::config::write_atomic;
+use crate::engine::confine::syscalls::SyscallList;
 use crate::engine::control::RunState;
+
+/// What a thread that writes `state.json` needs: the atomic write (temp file, fsync, rename,
+/// fsync of the directory) and its cleaning of temp files left by killed writers (list the
+/// directory, look for each writer in /proc, unlink). Added to every thread that persists the
+/// VM's state (main, connection, observer, reaper).
+pub const SYSCALLS: SyscallList = SyscallList::calls(&[
+    Sysno::openat,
+    Sysno::getdents64,
+    Sysno::statx,
+    Sysno::newfstatat,
+    Sysno::fstat,
+    Sysno::fsync,
+    Sysno::rename,
+    Sysno::unlink,
+]);
 
 /// The contents of `state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

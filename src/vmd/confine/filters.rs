@@ -16,21 +16,26 @@ use syscalls::Sysno;
 
 use crate::engine::confine::syscalls::{RUNTIME, SyscallList, THREAD_CREATE};
 use crate::engine::confine::{IMAGE_IO, ThreadKind, engine_syscalls};
+use crate::vmd::state_file::SYSCALLS as STATE_FILE;
 
 /// The lists (besides [`RUNTIME`]) that make up `kind`'s filter.
 pub fn lists(kind: ThreadKind) -> Vec<SyscallList> {
     let own = match kind {
-        ThreadKind::Main => vec![super::super::boot::SYSCALLS, IMAGE_IO],
-        ThreadKind::Reaper => vec![super::reaper::SYSCALLS],
+        ThreadKind::Main => vec![super::super::boot::SYSCALLS, IMAGE_IO, STATE_FILE],
+        ThreadKind::Reaper => vec![super::reaper::SYSCALLS, STATE_FILE],
         ThreadKind::Log => vec![super::super::logger::SYSCALLS],
         ThreadKind::Control => vec![super::super::server::SYSCALLS],
-        ThreadKind::Connection => vec![super::super::session::CONNECTION_SYSCALLS, IMAGE_IO],
+        ThreadKind::Connection => vec![
+            super::super::session::CONNECTION_SYSCALLS,
+            IMAGE_IO,
+            STATE_FILE,
+        ],
         ThreadKind::Events => vec![super::super::session::EVENTS_SYSCALLS],
         ThreadKind::ConsoleOut => vec![super::super::session::CONSOLE_OUT_SYSCALLS],
         ThreadKind::Stats => vec![super::super::sampler::SYSCALLS],
         ThreadKind::ConsoleLog => vec![super::super::console_log::SYSCALLS],
         ThreadKind::Signals => vec![super::super::signals::SYSCALLS],
-        ThreadKind::Observer => vec![super::super::observer::SYSCALLS, IMAGE_IO],
+        ThreadKind::Observer => vec![super::super::observer::SYSCALLS, IMAGE_IO, STATE_FILE],
         ThreadKind::Vcpu | ThreadKind::BlockWorker | ThreadKind::NetWorker => engine_syscalls(kind),
         ThreadKind::Factory => {
             let mut all: Vec<SyscallList> = ThreadKind::ALL
