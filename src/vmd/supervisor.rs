@@ -343,7 +343,9 @@ impl Supervisor {
                 self.attach_disk(path, target.clone(), *read_only, serial.clone(), how)
                     .map(|disk| Some(ReplyResult::Disk(Box::new(disk))))
             }
-            Command::DetachDisk { target } => self.detach_disk(target).map(|()| None),
+            Command::DetachDisk { target, force } => {
+                self.detach_disk(target, *force).map(|()| None)
+            }
             Command::SwitchDisks { disks } => self.switch_disks(disks).map(|()| None),
             Command::Subscribe | Command::Console { .. } => Err(protocol_error(
                 ErrorKind::BadRequest,
