@@ -7,6 +7,7 @@
 
 mod classify;
 mod conn;
+mod crash_repair;
 mod host_check;
 pub mod hotplug;
 mod local;

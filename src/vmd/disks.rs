@@ -8,8 +8,8 @@
 
 use crate::config::{Paths, VmConfig};
 use crate::engine::{DiskBackend, DiskSpec};
-use crate::storage::StorageError;
-use crate::storage::{BlockImage, OpenOptions, StorageManager, open_image};
+use crate::storage::{BlockImage, ImageFormat, OpenOptions, StorageManager, open_image};
+use crate::storage::{StorageError, format::Detect, format::inspect};
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -33,13 +33,23 @@ pub enum DiskError {
     },
 }
 
-/// One opened disk of the definition.
+/// One opened disk.
 #[derive(Debug)]
 pub struct OpenDisk {
     /// Guest device name (`vda`, ...), used to name the disk in stats.
     pub target: String,
     /// What the engine gets.
     pub spec: DiskSpec,
+    /// The top image's format, as decided when it was opened.
+    pub format: ImageFormat,
+}
+
+impl OpenDisk {
+    /// Whether a crash while it is open can leave stale qcow2 refcounts (see
+    /// [`super::open_images`]).
+    pub fn writable_qcow2(&self) -> bool {
+        !self.spec.read_only && self.format == ImageFormat::Qcow2
+    }
 }
 
 /// Resolves and opens every disk of `config`, in definition order.
@@ -71,6 +81,7 @@ pub fn open_disks(paths: &Paths, config: &VmConfig) -> Result<Vec<OpenDisk>, Dis
                 serial,
                 backend: Some(Arc::new(ImageDisk::new(image))),
             },
+            format: disk.format,
         });
     }
     Ok(specs)
@@ -83,7 +94,7 @@ pub fn open_disk(
     target: &str,
     read_only: bool,
     serial: Option<String>,
-) -> Result<DiskSpec, DiskError> {
+) -> Result<OpenDisk, DiskError> {
     let options = OpenOptions {
         read_only,
         ..OpenOptions::writable()
@@ -93,12 +104,23 @@ pub fn open_disk(
         path: path.display().to_string(),
         source,
     })?;
-    Ok(DiskSpec {
-        path: path.to_path_buf(),
-        read_only,
-        serial: serial.unwrap_or_else(|| format!("vmux-{target}")),
-        backend: Some(Arc::new(ImageDisk::new(image))),
+    let format = image.format();
+    Ok(OpenDisk {
+        target: target.to_string(),
+        spec: DiskSpec {
+            path: path.to_path_buf(),
+            read_only,
+            serial: serial.unwrap_or_else(|| format!("vmux-{target}")),
+            backend: Some(Arc::new(ImageDisk::new(image))),
+        },
+        format,
     })
+}
+
+/// Whether the image at `path` is qcow2 by vmux's naming rule (what [`open_image`] decides
+/// for a writable disk); a live snapshot's new overlay is listed by this before the switch.
+pub fn is_qcow2(path: &Path) -> bool {
+    inspect(path, Detect::ByName).is_ok_and(|info| info.format == ImageFormat::Qcow2)
 }
 
 /// An open storage image seen as an engine disk. Reads and writes share the lock; `discard`

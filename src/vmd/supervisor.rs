@@ -17,6 +17,7 @@ use super::boot::error_chain;
 use super::events::EventBus;
 use super::live_disks::LiveDisks;
 use super::machine::MachineControl;
+use super::open_images::OpenImages;
 use super::ring::ConsoleRing;
 use super::state_file::StateFile;
 use super::stats::{BootFacts, empty_stats};
@@ -46,6 +47,8 @@ pub struct Supervisor {
     pub(super) plugged_vcpus: AtomicU32,
     /// The VM's disks and their open images.
     pub(super) disks: Mutex<LiveDisks>,
+    /// The writable qcow2 images open now, mirrored in `open-images.json`.
+    pub(super) open_images: Mutex<OpenImages>,
 }
 
 /// The current boot. Invariant: `control` is `Some` exactly while a boot is running or paused.
@@ -98,6 +101,7 @@ impl Supervisor {
             },
             plugged_vcpus: AtomicU32::new(spec.vcpus),
             disks: Mutex::new(LiveDisks::new(spec.disks.clone(), &[])),
+            open_images: Mutex::new(OpenImages::in_memory()),
             name: spec.name.clone(),
             pid,
             max_vcpus: spec.max_vcpus,
@@ -124,6 +128,16 @@ impl Supervisor {
     /// name of `spec.disks[i]`.
     pub fn with_disk_targets(self, targets: Vec<String>) -> Supervisor {
         self.set_disk_targets(&targets);
+        self
+    }
+
+    /// Keeps the list of open writable qcow2 images in `images` (already holding the boot
+    /// disks' images) instead of in memory.
+    pub fn with_open_images(self, images: OpenImages) -> Supervisor {
+        *self
+            .open_images
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = images;
         self
     }
 

@@ -140,14 +140,9 @@ impl References {
         }
     }
 
-    /// A reference to guest data (or bitmap data) in `cluster`. Data may be shared (internal
+    /// `times` references to guest data (or bitmap data) in `cluster` (an L2 table that
+    /// `times` L1 entries name references its data that often). Data may be shared (internal
     /// snapshots), metadata may not: data in a metadata cluster is an [`Overlap`].
-    pub fn add_data(&mut self, cluster: u64) -> Result<(), Overlap> {
-        self.add_data_times(cluster, 1)
-    }
-
-    /// `times` references to guest data in `cluster` (an L2 table that `times` L1 entries
-    /// name references its data that often).
     pub fn add_data_times(&mut self, cluster: u64, times: u64) -> Result<(), Overlap> {
         self.increment(cluster, times);
         match self.meta.get(&cluster) {
@@ -226,8 +221,8 @@ mod tests {
     #[test]
     fn shared_data_is_counted_and_shared_l2_tables_are_allowed() {
         let mut refs = References::new(8);
-        refs.add_data(3).expect("data");
-        refs.add_data(3).expect("shared data");
+        refs.add_data_times(3, 1).expect("data");
+        refs.add_data_times(3, 1).expect("shared data");
         refs.add_meta(4, Role::L2).expect("l2");
         refs.add_meta(4, Role::L2).expect("shared l2");
         assert_eq!((refs.get(3), refs.get(4)), (2, 2));
@@ -238,8 +233,8 @@ mod tests {
     fn data_inside_metadata_and_metadata_over_data_are_overlaps() {
         let mut refs = References::new(8);
         refs.add_meta(1, Role::L1).expect("l1");
-        assert!(refs.add_data(1).is_err());
-        refs.add_data(2).expect("data");
+        assert!(refs.add_data_times(1, 1).is_err());
+        refs.add_data_times(2, 1).expect("data");
         assert!(refs.add_meta(2, Role::L2).is_err());
         assert!(refs.add_meta(1, Role::L1).is_err(), "one L1 twice");
     }
@@ -248,7 +243,7 @@ mod tests {
     fn counts_beyond_sixteen_bits_are_kept_exactly() {
         let mut refs = References::new(2);
         for _ in 0..70_000 {
-            refs.add_data(1).expect("data");
+            refs.add_data_times(1, 1).expect("data");
         }
         assert_eq!(refs.get(1), 70_000);
     }
@@ -260,13 +255,13 @@ mod tests {
         refs.add_meta(6, Role::L2).expect("l2");
         refs.remove_role(Role::RefBlock);
         assert_eq!((refs.get(5), refs.get(6)), (0, 1));
-        refs.add_data(5).expect("free again");
+        refs.add_data_times(5, 1).expect("free again");
     }
 
     #[test]
     fn clusters_outside_the_range_are_ignored() {
         let mut refs = References::new(2);
-        refs.add_data(u64::MAX).expect("ignored");
+        refs.add_data_times(u64::MAX, 1).expect("ignored");
         assert_eq!(refs.get(u64::MAX), 0);
         assert!(!refs.any_in(u64::MAX, 5));
     }
