@@ -18,6 +18,7 @@ mod output;
 mod run;
 mod show;
 pub mod storage;
+mod vol_check;
 
 #[cfg(test)]
 mod fake;

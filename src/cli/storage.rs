@@ -167,6 +167,19 @@ pub enum StorageCommand {
         /// Volume name.
         volume: String,
     },
+    /// Check a qcow2 volume's refcounts (like `qemu-img check`); --repair rebuilds them.
+    VolCheck {
+        /// Pool name.
+        pool: String,
+        /// Volume name.
+        volume: String,
+        /// Rebuild the refcounts when anything is wrong (not while a VM uses the volume).
+        #[arg(long)]
+        repair: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a volume (refused while a VM uses it).
     VolDelete {
         /// Pool name.
@@ -218,6 +231,7 @@ impl StorageCommand {
             | PoolInfo { json, .. }
             | VolList { json, .. }
             | VolInfo { json, .. }
+            | VolCheck { json, .. }
             | SnapshotList { json, .. } => *json,
             _ => false,
         }
@@ -415,6 +429,15 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
         VolWipe { pool, volume } => {
             storage.vol_wipe(&pool, &volume)?;
             println!("Vol {volume} wiped");
+        }
+        VolCheck {
+            pool,
+            volume,
+            repair,
+            ..
+        } => {
+            let out = &mut std::io::stdout();
+            return super::vol_check::run(&storage, &pool, &volume, repair, json, out);
         }
         VolDelete { pool, volume } => {
             storage.vol_delete(&pool, &volume)?;

@@ -29,6 +29,7 @@ pub mod raw;
 pub mod snapshot;
 pub mod staging;
 pub mod usage;
+mod vol_check;
 pub mod volume;
 
 pub use format::{ImageFormat, ImageInfo};
