@@ -376,6 +376,18 @@ fn wait_for_lines(log: &Path, offset: u64, prefix: &str, count: usize) {
     }
 }
 
+/// Waits until no process holds VM `vm`'s pid lock: after SIGKILL the process can show as a
+/// zombie while its other threads still exit, holding its files (and locks) a little longer.
+fn wait_for_vmd_gone(home: &Path, vm: &str) {
+    use vmux::vmd::pidfile::{Liveness, probe};
+    let pid_file = home.join(format!("state/vms/{vm}/vmd.pid"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while probe(&pid_file, || {}).expect("probe vmd.pid") != Liveness::Dead {
+        assert!(Instant::now() < deadline, "vmd of {vm} still holds its lock");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The imago 0.2.6 crash (issue: a Linux guest's `dd oflag=direct`, then `kill -9` of vmd,
 /// left "ERROR cluster 4 refcount=0 reference=1" behind): imago writes a new L2 table and the
 /// L1 entry naming it at once, but the L2 table's refcount only at the next flush. Here the
@@ -418,6 +430,7 @@ fn killing_vmd_after_unflushed_writes_that_need_new_l2_tables_leaves_a_clean_ima
     // The first write lands in sector 0's L2 table; the next ones each allocate one.
     wait_for_lines(&console, 0, "written", 4);
     kill_9(vmd_pid(h, "l"));
+    wait_for_vmd_gone(h, "l");
     let killed = qemu_img_check(&image);
     println!(
         "after kill -9: qemu-img check exited {:?}:\n{}",
@@ -425,7 +438,13 @@ fn killing_vmd_after_unflushed_writes_that_need_new_l2_tables_leaves_a_clean_ima
         String::from_utf8_lossy(&killed.stdout)
     );
 
-    ok(h, &["list"]);
+    let list = vmux(h, &["list"]);
+    println!(
+        "vmux list: {}{}",
+        String::from_utf8_lossy(&list.stdout),
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(list.status.success(), "vmux list failed");
     let check = qemu_img_check(&image);
     assert_eq!(
         check.status.code(),
