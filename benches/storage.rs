@@ -388,7 +388,7 @@ fn repair(dir: &Path) {
     sync_file(&qemu_path);
     println!(
         "  (setup: {gib} GiB qcow2 with {} MiB of data, refcounts dropped, in {:.1} s)",
-        size / 10 >> 20,
+        (size / 10) >> 20,
         start.elapsed().as_secs_f64()
     );
     let start = Instant::now();

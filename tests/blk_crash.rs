@@ -383,7 +383,10 @@ fn wait_for_vmd_gone(home: &Path, vm: &str) {
     let pid_file = home.join(format!("state/vms/{vm}/vmd.pid"));
     let deadline = Instant::now() + Duration::from_secs(10);
     while probe(&pid_file, || {}).expect("probe vmd.pid") != Liveness::Dead {
-        assert!(Instant::now() < deadline, "vmd of {vm} still holds its lock");
+        assert!(
+            Instant::now() < deadline,
+            "vmd of {vm} still holds its lock"
+        );
         thread::sleep(Duration::from_millis(5));
     }
 }
@@ -466,7 +469,11 @@ fn killing_vmd_after_unflushed_writes_that_need_new_l2_tables_leaves_a_clean_ima
     ok(h, &["start", "l"]);
     wait_for_lines(&console, offset, "written", 4);
     let boot = parse_log(&read_from(&console, offset));
-    assert_eq!(boot.generation, Some(2), "sector 0's flushed generation survived");
+    assert_eq!(
+        boot.generation,
+        Some(2),
+        "sector 0's flushed generation survived"
+    );
     ok(h, &["destroy", "l"]);
     let check = qemu_img_check(&image);
     assert_eq!(

@@ -35,16 +35,14 @@ pub(super) fn after_vmd_died(paths: &Paths, name: &str, state: &Path) -> Vec<Str
 fn record(path: &Path, done: &LeftoverRepair) {
     let notes = done.notes.join("; ");
     let updated = match StateFile::read(path) {
-        Ok(Some(file)) if matches!(file.state, RunState::Running | RunState::Paused) => {
-            StateFile {
-                state: RunState::Crashed,
-                reason: Some(format!(
-                    "vmd (pid {}) exited unexpectedly; {notes}",
-                    file.pid
-                )),
-                ..file
-            }
-        }
+        Ok(Some(file)) if matches!(file.state, RunState::Running | RunState::Paused) => StateFile {
+            state: RunState::Crashed,
+            reason: Some(format!(
+                "vmd (pid {}) exited unexpectedly; {notes}",
+                file.pid
+            )),
+            ..file
+        },
         Ok(Some(file)) if file.state == RunState::Crashed => StateFile {
             reason: Some(match &file.reason {
                 Some(reason) => format!("{reason}; {notes}"),
@@ -68,8 +66,8 @@ mod tests {
     use super::*;
     use crate::storage::create::{NewImage, create_image};
     use crate::storage::format::ImageFormat;
-    use crate::storage::qcow2_repair::check_image;
     use crate::storage::image::ImageLock;
+    use crate::storage::qcow2_repair::check_image;
     use crate::storage::{OpenOptions, StorageManager, open_image};
     use crate::vmd::open_images::{OPEN_IMAGES_FILE, OpenImagesFile};
     use std::os::unix::fs::FileExt;

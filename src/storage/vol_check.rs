@@ -95,7 +95,9 @@ mod tests {
         let home = tempfile::tempdir().expect("tempdir");
         let storage = manager(home.path());
         create(&storage, "a.qcow2");
-        let report = storage.vol_check("default", "a.qcow2", false).expect("check");
+        let report = storage
+            .vol_check("default", "a.qcow2", false)
+            .expect("check");
         assert!(report.is_clean(), "{report:?}");
     }
 
@@ -126,9 +128,13 @@ mod tests {
         file.read_exact_at(&mut table, 48).expect("read");
         file.write_all_at(&[0u8; 8], u64::from_be_bytes(table))
             .expect("write");
-        let found = storage.vol_check("default", "a.qcow2", false).expect("check");
+        let found = storage
+            .vol_check("default", "a.qcow2", false)
+            .expect("check");
         assert!(found.errors > 0, "{found:?}");
-        let fixed = storage.vol_check("default", "a.qcow2", true).expect("repair");
+        let fixed = storage
+            .vol_check("default", "a.qcow2", true)
+            .expect("repair");
         assert!(fixed.repaired);
         assert!(
             storage

@@ -426,7 +426,11 @@ mod tests {
 
         let disk = attach(&sup, &qcow2, None).expect("attach qcow2");
         attach(&sup, &image(&dir, "b.raw"), None).expect("attach raw");
-        assert_eq!(listed(), [qcow2.clone()], "raw images need no repair");
+        assert_eq!(
+            listed(),
+            std::slice::from_ref(&qcow2),
+            "raw images need no repair"
+        );
 
         sup.execute(&Command::DetachDisk {
             target: disk.target.clone(),

@@ -84,9 +84,9 @@ pub(super) fn copied_flags(
                     Some(refcount) => format!(
                         "ERROR OFLAG_COPIED data cluster: l2_entry={entry:x} refcount={refcount}"
                     ),
-                    None => format!(
-                        "ERROR compressed cluster with the copied flag: l2_entry={entry:x}"
-                    ),
+                    None => {
+                        format!("ERROR compressed cluster with the copied flag: l2_entry={entry:x}")
+                    }
                 });
                 if fix {
                     let fixed = with_copied(entry, want);

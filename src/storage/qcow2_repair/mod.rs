@@ -299,7 +299,9 @@ fn inspect(path: &Path, image: &ImageFile) -> Result<Inspection, RepairError> {
     };
     let mut damage = findings.damage.clone();
     damage.count += comparison.overflow.count;
-    damage.listed.extend(comparison.overflow.listed.iter().cloned());
+    damage
+        .listed
+        .extend(comparison.overflow.listed.iter().cloned());
     damage.listed.truncate(MAX_LISTED);
     let mut problems = damage.listed.clone();
     for list in [

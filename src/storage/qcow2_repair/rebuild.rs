@@ -109,8 +109,9 @@ pub(super) fn rebuild(
     let table_offset = plan.end << bits;
     image.write_all_at(table_offset, &table)?;
     image.file().sync_all()?;
-    let clusters = u32::try_from(plan.table_clusters)
-        .map_err(|_| RebuildError::TooLarge("a refcount table of more than 2^32 clusters".into()))?;
+    let clusters = u32::try_from(plan.table_clusters).map_err(|_| {
+        RebuildError::TooLarge("a refcount table of more than 2^32 clusters".into())
+    })?;
     switch_header(image, layout, start, table_offset, clusters)?;
     Ok(NewRefcounts {
         table_cluster: plan.end,

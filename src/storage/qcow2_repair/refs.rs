@@ -66,11 +66,7 @@ pub(super) struct Overlap {
 impl fmt::Display for Overlap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.now {
-            Some(now) => write!(
-                f,
-                "cluster {} is both {} and {now}",
-                self.cluster, self.was
-            ),
+            Some(now) => write!(f, "cluster {} is both {} and {now}", self.cluster, self.was),
             None => write!(f, "cluster {} is both {} and data", self.cluster, self.was),
         }
     }
@@ -96,7 +92,10 @@ impl References {
 
     /// References to `cluster` (0 outside the covered range).
     pub fn get(&self, cluster: u64) -> u64 {
-        match usize::try_from(cluster).ok().and_then(|i| self.counts.get(i)) {
+        match usize::try_from(cluster)
+            .ok()
+            .and_then(|i| self.counts.get(i))
+        {
             Some(&u16::MAX) => self.overflow.get(&cluster).copied().unwrap_or(0),
             Some(&count) => u64::from(count),
             None => 0,

@@ -63,7 +63,10 @@ fn assert_qemu_clean(path: &Path) {
 }
 
 fn assert_same_data(a: &Path, b: &Path) {
-    run("qemu-img", &["compare", "-f", "qcow2", "-F", "qcow2", s(a), s(b)]);
+    run(
+        "qemu-img",
+        &["compare", "-f", "qcow2", "-F", "qcow2", s(a), s(b)],
+    );
 }
 
 /// A qcow2 image made by qemu-img with `options`, then written by qemu-io `writes`.
@@ -151,7 +154,11 @@ fn a_clean_image_checks_clean_and_is_left_alone() {
     assert!(report.allocated_clusters > 17, "{report:?}");
     let report = repair_image(&image).expect("repair");
     assert!(!report.repaired);
-    assert_eq!(fs::read(&image).expect("read"), before, "a clean image was written");
+    assert_eq!(
+        fs::read(&image).expect("read"),
+        before,
+        "a clean image was written"
+    );
 }
 
 /// The imago 0.2.6 crash, reproduced in-process: a write that needs a new L2 table, then
@@ -163,8 +170,8 @@ fn imago_killed_after_new_l2_table(path: &Path) {
     use imago::{
         DenyImplicitOpenGate, FormatAccess, FormatDriverBuilder, Storage, StorageOpenOptions,
     };
-    let file = ImagoFile::open(StorageOpenOptions::new().filename(path).write(true))
-        .expect("open file");
+    let file =
+        ImagoFile::open(StorageOpenOptions::new().filename(path).write(true)).expect("open file");
     let qcow2 = Qcow2::<ImagoFile>::builder(file)
         .write(true)
         .open(DenyImplicitOpenGate::default())
@@ -207,11 +214,24 @@ fn after_the_repair_new_allocations_do_not_reuse_the_l2_table() {
     imago_killed_after_new_l2_table(&image);
     repaired(&image);
     // Before the repair the free-looking L2 cluster would be handed out for this data.
-    write_with_qemu_io(&image, &["write -P 0x44 1200M 1M", "write -P 0x45 601M 64k"]);
+    write_with_qemu_io(
+        &image,
+        &["write -P 0x44 1200M 1M", "write -P 0x45 601M 64k"],
+    );
     assert_qemu_clean(&image);
     run(
         "qemu-io",
-        &["-f", "qcow2", "-c", "read -P 0x11 0 4k", "-c", "read -P 0x44 1200M 1M", "-c", "read -P 0x45 601M 64k", s(&image)],
+        &[
+            "-f",
+            "qcow2",
+            "-c",
+            "read -P 0x11 0 4k",
+            "-c",
+            "read -P 0x44 1200M 1M",
+            "-c",
+            "read -P 0x45 601M 64k",
+            s(&image),
+        ],
     );
 }
 
@@ -263,17 +283,31 @@ fn compressed_clusters_keep_their_data() {
     run("qemu-img", &["create", "-q", "-f", "raw", s(&raw), "64M"]);
     run(
         "qemu-io",
-        &["-f", "raw", "-c", "write -P 0x61 0 5M", "-c", "write -P 0x62 40M 3M", s(&raw)],
+        &[
+            "-f",
+            "raw",
+            "-c",
+            "write -P 0x61 0 5M",
+            "-c",
+            "write -P 0x62 40M 3M",
+            s(&raw),
+        ],
     );
     let image = dir.path().join("c.qcow2");
-    run("qemu-img", &["convert", "-c", "-O", "qcow2", s(&raw), s(&image)]);
+    run(
+        "qemu-img",
+        &["convert", "-c", "-O", "qcow2", s(&raw), s(&image)],
+    );
     let before = copy(&image, "before.qcow2");
     assert!(check_image(&image).expect("check").is_clean());
     drop_refcount_block(&image, 0);
     repaired(&image);
     assert_qemu_clean(&image);
     assert_same_data(&image, &before);
-    run("qemu-img", &["compare", "-f", "raw", "-F", "qcow2", s(&raw), s(&image)]);
+    run(
+        "qemu-img",
+        &["compare", "-f", "raw", "-F", "qcow2", s(&raw), s(&image)],
+    );
 }
 
 #[test]
@@ -289,7 +323,15 @@ fn internal_snapshots_keep_their_data_and_copied_flags() {
     let snapshot_one = dir.path().join("one-before.raw");
     run(
         "qemu-img",
-        &["convert", "-l", "snapshot.name=one", "-O", "raw", s(&image), s(&snapshot_one)],
+        &[
+            "convert",
+            "-l",
+            "snapshot.name=one",
+            "-O",
+            "raw",
+            s(&image),
+            s(&snapshot_one),
+        ],
     );
     let before = copy(&image, "before.qcow2");
     drop_refcount_block(&image, 0);
@@ -301,7 +343,15 @@ fn internal_snapshots_keep_their_data_and_copied_flags() {
     let snapshot_after = dir.path().join("one-after.raw");
     run(
         "qemu-img",
-        &["convert", "-l", "snapshot.name=one", "-O", "raw", s(&image), s(&snapshot_after)],
+        &[
+            "convert",
+            "-l",
+            "snapshot.name=one",
+            "-O",
+            "raw",
+            s(&image),
+            s(&snapshot_after),
+        ],
     );
     assert!(
         fs::read(&snapshot_one).expect("read") == fs::read(&snapshot_after).expect("read"),
@@ -342,7 +392,10 @@ fn every_refcount_width_is_rebuilt() {
             &format!("refcount_bits={bits}"),
             &["write -P 0x5a 0 1M", "write -P 0x5b 900M 64k"],
         );
-        assert!(check_image(&image).expect("check").is_clean(), "{bits} bits");
+        assert!(
+            check_image(&image).expect("check").is_clean(),
+            "{bits} bits"
+        );
         let before = copy(&image, &format!("r{bits}-before.qcow2"));
         drop_refcount_block(&image, 0);
         let found = repaired(&image);
@@ -360,7 +413,13 @@ fn small_clusters_with_many_l2_tables_and_refcount_blocks_are_rebuilt() {
         .map(|i| format!("write -P {} {}M 4k", i + 1, i * 3))
         .collect();
     let writes: Vec<&str> = writes.iter().map(String::as_str).collect();
-    let image = qemu_image(dir.path(), "small.qcow2", "128M", "cluster_size=512", &writes);
+    let image = qemu_image(
+        dir.path(),
+        "small.qcow2",
+        "128M",
+        "cluster_size=512",
+        &writes,
+    );
     let before = copy(&image, "before.qcow2");
     assert!(check_image(&image).expect("check").is_clean());
     for index in 0..4 {
@@ -400,12 +459,18 @@ fn persistent_bitmaps_are_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let image = qemu_image(dir.path(), "b.qcow2", "1G", "", &["write -P 0x5a 0 1M"]);
     run("qemu-img", &["bitmap", "--add", s(&image), "b0"]);
-    run("qemu-img", &["bitmap", "--add", "-g", "512", s(&image), "fine"]);
+    run(
+        "qemu-img",
+        &["bitmap", "--add", "-g", "512", s(&image), "fine"],
+    );
     // qemu-io marks what it writes in both (enabled, persistent) bitmaps.
     write_with_qemu_io(&image, &["write -P 0x5b 500M 1M"]);
     assert_eq!(qemu_check(&image).0, 0);
     let found = check_image(&image).expect("check");
-    assert!(found.is_clean(), "bitmap clusters must be counted: {found:?}");
+    assert!(
+        found.is_clean(),
+        "bitmap clusters must be counted: {found:?}"
+    );
     drop_refcount_block(&image, 0);
     repaired(&image);
     assert_qemu_clean(&image);
@@ -426,7 +491,10 @@ fn features_the_check_does_not_walk_are_refused_by_name() {
         &[],
     );
     let subclusters = qemu_image(dir.path(), "sub.qcow2", "64M", "extended_l2=on", &[]);
-    for (image, name) in [(external, "external data file"), (subclusters, "extended L2")] {
+    for (image, name) in [
+        (external, "external data file"),
+        (subclusters, "extended L2"),
+    ] {
         let err = repair_image(&image).expect_err("refused");
         assert!(
             matches!(err, RepairError::Unsupported { .. }) && err.to_string().contains(name),
@@ -445,7 +513,10 @@ fn an_l1_entry_past_the_end_of_the_file_is_refused_and_nothing_is_written() {
     let before = fs::read(&image).expect("read");
     let err = repair_image(&image).expect_err("damage");
     assert!(matches!(err, RepairError::Damaged { .. }), "{err}");
-    assert!(err.to_string().contains("beyond the end of the file"), "{err}");
+    assert!(
+        err.to_string().contains("beyond the end of the file"),
+        "{err}"
+    );
     assert_eq!(fs::read(&image).expect("read"), before);
 }
 
@@ -468,7 +539,13 @@ fn an_l2_table_inside_the_l1_table_is_overlapping_damage() {
 fn a_v2_image_is_checked_and_repaired() {
     need_qemu!();
     let dir = tempfile::tempdir().expect("tempdir");
-    let image = qemu_image(dir.path(), "v2.qcow2", "1G", "compat=0.10", &["write -P 0x5a 0 1M"]);
+    let image = qemu_image(
+        dir.path(),
+        "v2.qcow2",
+        "1G",
+        "compat=0.10",
+        &["write -P 0x5a 0 1M"],
+    );
     let before = copy(&image, "before.qcow2");
     drop_refcount_block(&image, 0);
     repaired(&image);

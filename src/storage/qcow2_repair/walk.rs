@@ -357,7 +357,10 @@ impl Walker<'_> {
             offset,
             len: 1 << bits,
         };
-        if self.usable(&format!("the data cluster of L2 entry {l1_index}/{index}"), span) {
+        if self.usable(
+            &format!("the data cluster of L2 entry {l1_index}/{index}"),
+            span,
+        ) {
             self.data(offset >> bits, times);
         }
     }
@@ -369,7 +372,13 @@ impl Walker<'_> {
             return Ok(());
         }
         let start = self.layout.snapshots_offset;
-        if !self.usable("the snapshot table", Span { offset: start, len: 40 }) {
+        if !self.usable(
+            "the snapshot table",
+            Span {
+                offset: start,
+                len: 40,
+            },
+        ) {
             return Ok(());
         }
         let mut at = start;
@@ -382,13 +391,19 @@ impl Walker<'_> {
             let mut fixed = [0u8; 40];
             self.image.read_into(at, &mut fixed)?;
             let l1_offset = be64(&fixed, 0);
-            let l1_entries = u64::from(u32::from_be_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]));
+            let l1_entries = u64::from(u32::from_be_bytes([
+                fixed[8], fixed[9], fixed[10], fixed[11],
+            ]));
             let id_len = u64::from(u16::from_be_bytes([fixed[12], fixed[13]]));
             let name_len = u64::from(u16::from_be_bytes([fixed[14], fixed[15]]));
-            let extra = u64::from(u32::from_be_bytes([fixed[36], fixed[37], fixed[38], fixed[39]]));
+            let extra = u64::from(u32::from_be_bytes([
+                fixed[36], fixed[37], fixed[38], fixed[39],
+            ]));
             if extra > MAX_SNAPSHOT_EXTRA {
                 self.damage(|| {
-                    format!("snapshot {index} has {extra} bytes of extra data, more than QEMU allows")
+                    format!(
+                        "snapshot {index} has {extra} bytes of extra data, more than QEMU allows"
+                    )
                 });
                 return Ok(());
             }
@@ -424,12 +439,19 @@ impl Walker<'_> {
         let end = at.saturating_add(size);
         if end - start > MAX_SNAPSHOT_TABLE {
             self.damage(|| {
-                format!("the snapshot table is larger than {MAX_SNAPSHOT_TABLE} bytes at entry {index}")
+                format!(
+                    "the snapshot table is larger than {MAX_SNAPSHOT_TABLE} bytes at entry {index}"
+                )
             });
             return false;
         }
         // The padding of the last entry may lie in the file's partial last cluster.
-        if end > self.image.len().next_multiple_of(self.layout.cluster_size()) {
+        if end
+            > self
+                .image
+                .len()
+                .next_multiple_of(self.layout.cluster_size())
+        {
             self.damage(|| format!("snapshot table entry {index} lies beyond the end of the file"));
             return false;
         }
@@ -471,7 +493,9 @@ impl Walker<'_> {
                 return Ok(());
             };
             let table_offset = be64(fixed, 0);
-            let table_entries = u64::from(u32::from_be_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]));
+            let table_entries = u64::from(u32::from_be_bytes([
+                fixed[8], fixed[9], fixed[10], fixed[11],
+            ]));
             let name_len = usize::from(u16::from_be_bytes([fixed[18], fixed[19]]));
             let extra = u32::from_be_bytes([fixed[20], fixed[21], fixed[22], fixed[23]]) as usize;
             // Bounded by the directory (at most 64 MiB), so the sum cannot overflow.
@@ -486,7 +510,9 @@ impl Walker<'_> {
             return Ok(());
         }
         if entries > MAX_BITMAP_TABLE {
-            self.damage(|| format!("bitmap {index}'s table has {entries} entries, more than QEMU allows"));
+            self.damage(|| {
+                format!("bitmap {index}'s table has {entries} entries, more than QEMU allows")
+            });
             return Ok(());
         }
         let span = Span {
@@ -564,9 +590,10 @@ impl Walker<'_> {
                 None
             };
             match problem {
-                Some(problem) => walker.findings.refcount_structure.push(|| {
-                    format!("refcount block {index} at offset {offset:#x} {problem}")
-                }),
+                Some(problem) => walker
+                    .findings
+                    .refcount_structure
+                    .push(|| format!("refcount block {index} at offset {offset:#x} {problem}")),
                 None => {
                     if walker.meta(cluster, Role::RefBlock) {
                         walker.findings.refblocks.push(RefBlockAt { index, offset });

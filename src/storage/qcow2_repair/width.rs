@@ -12,7 +12,9 @@ impl Width {
     /// `order` is log2 of the width in bits, 0..=6 (checked by the header parser).
     pub fn new(order: u32) -> Width {
         debug_assert!(order <= 6, "refcount_order above 6");
-        Width { order: order.min(6) }
+        Width {
+            order: order.min(6),
+        }
     }
 
     /// Bits per refcount.
