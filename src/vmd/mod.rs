@@ -337,11 +337,19 @@ impl Vmd {
             console_log,
         } = self;
         let reason = boot::run(&sup, engine.as_ref(), first);
-        // The last boot is gone; closing every TAP handle now deletes the interfaces and their
-        // records before clients can see the VM as shut off.
+        // The last boot is gone: write back and close every image (a qcow2 image keeps
+        // metadata in memory until then) before clients can see the VM as shut off and open
+        // its disks. Threads that outlive this (control, stats) hold the supervisor, so the
+        // images would otherwise never be closed.
+        // Only images all written back leave the open-images list (before the final state:
+        // a client that sees "shut off" finds no list to repair); one that was not is
+        // repaired by the next client or start.
+        if sup.close_disks() {
+            sup.forget_open_images();
+        }
+        // Closing every TAP handle now deletes the interfaces and their records before clients
+        // can see the VM as shut off.
         drop(taps);
-        // Before the final state: a client that sees "shut off" finds no list to repair.
-        sup.close_open_images();
         sup.finished(&reason);
         sup.ring().close();
         if console_log.is_some_and(|thread| thread.join().is_err()) {

@@ -7,7 +7,8 @@
 //! directory, written atomically) of every writable qcow2 image it has open: the definition's
 //! disks before the first boot, a hot-added disk before the guest sees it, a live snapshot's
 //! overlays before the switch; an image leaves the list once vmd has flushed and closed it.
-//! On a clean exit vmd flushes every disk and removes the file.
+//! When the VM ends vmd writes back and closes every disk and, if all were written back,
+//! removes the file.
 //!
 //! A list left behind means its vmd died with those images possibly stale. The next client
 //! that finds the vmd dead (`LocalHost`, under the pid-file probe's lock) and vmd's own start
@@ -256,31 +257,10 @@ impl Supervisor {
         }
     }
 
-    /// The VM is over: flushes every writable disk and removes the list when all flushed
-    /// (a disk that did not flush stays listed, so the next client repairs it).
-    pub fn close_open_images(&self) {
-        let mut failed = false;
-        for disk in self.disk_infos().into_iter().filter(|d| !d.read_only) {
-            let backend = self
-                .disks
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .backend(&disk.target);
-            let Some((_, backend)) = backend else {
-                continue;
-            };
-            if let Err(e) = backend.flush() {
-                log::warn!(
-                    "cannot flush disk {} ({}): {e}; it is repaired at the next start",
-                    disk.target,
-                    disk.path.display()
-                );
-                failed = true;
-            }
-        }
-        if !failed {
-            self.lock_open_images().remove();
-        }
+    /// The VM is over and every image was written back and closed
+    /// ([`Supervisor::close_disks`]): the list goes.
+    pub fn forget_open_images(&self) {
+        self.lock_open_images().remove();
     }
 }
 

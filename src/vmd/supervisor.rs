@@ -196,6 +196,21 @@ impl Supervisor {
         }
     }
 
+    /// Writes back and closes every disk image of the VM (after its last boot ended). Returns
+    /// whether every image was written back.
+    pub fn close_disks(&self) -> bool {
+        let failed = self
+            .disks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .close_all();
+        let all_written = failed.is_empty();
+        for (target, error) in failed {
+            log::error!("cannot write back disk {target} as the VM ends: {error}");
+        }
+        all_written
+    }
+
     /// Records the end of the VM: final state on disk, `state` and `exited` events, and the
     /// bus closed so subscribers drain and disconnect.
     pub fn finished(&self, reason: &ExitReason) {
