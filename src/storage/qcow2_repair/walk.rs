@@ -178,14 +178,16 @@ impl Walker<'_> {
         Ok(())
     }
 
-    /// Checks that `span` (named `what`) is aligned and inside the file; records damage if not.
-    fn usable(&mut self, what: &str, span: Span) -> bool {
+    /// Checks that `span` (named by `what`, called only for damage) is aligned and inside the
+    /// file; records damage if not.
+    fn usable(&mut self, what: impl FnOnce() -> String, span: Span) -> bool {
         match span.check(self.cluster_bits(), self.image.len()) {
             Ok(()) => true,
             Err(SpanProblem::Unaligned) => {
                 self.damage(|| {
                     format!(
-                        "{what} at offset {:#x} is not aligned to a cluster",
+                        "{} at offset {:#x} is not aligned to a cluster",
+                        what(),
                         span.offset
                     )
                 });
@@ -195,8 +197,10 @@ impl Walker<'_> {
                 let len = self.image.len();
                 self.damage(|| {
                     format!(
-                        "{what} ({} bytes at offset {:#x}) lies beyond the end of the file ({len} bytes)",
-                        span.len, span.offset
+                        "{} ({} bytes at offset {:#x}) lies beyond the end of the file ({len} bytes)",
+                        what(),
+                        span.len,
+                        span.offset
                     )
                 });
                 false
@@ -284,7 +288,7 @@ impl Walker<'_> {
             offset,
             len: entries * 8,
         };
-        if !self.usable(what, span) || !self.meta_span(span, role) {
+        if !self.usable(|| what.to_string(), span) || !self.meta_span(span, role) {
             return Ok(());
         }
         let what = what.to_string();
@@ -304,7 +308,7 @@ impl Walker<'_> {
             offset,
             len: self.layout.cluster_size(),
         };
-        if !self.usable(&format!("the L2 table of entry {l1_index} of {l1}"), span) {
+        if !self.usable(|| format!("the L2 table of entry {l1_index} of {l1}"), span) {
             return;
         }
         if self.meta(offset >> self.cluster_bits(), Role::L2) {
@@ -358,7 +362,7 @@ impl Walker<'_> {
             len: 1 << bits,
         };
         if self.usable(
-            &format!("the data cluster of L2 entry {l1_index}/{index}"),
+            || format!("the data cluster of L2 entry {l1_index}/{index}"),
             span,
         ) {
             self.data(offset >> bits, times);
@@ -373,7 +377,7 @@ impl Walker<'_> {
         }
         let start = self.layout.snapshots_offset;
         if !self.usable(
-            "the snapshot table",
+            || "the snapshot table".into(),
             Span {
                 offset: start,
                 len: 40,
@@ -479,7 +483,7 @@ impl Walker<'_> {
             offset: ext.directory_offset,
             len: ext.directory_size,
         };
-        if !self.usable("the bitmap directory", span)
+        if !self.usable(|| "the bitmap directory".into(), span)
             || !self.meta_span(span, Role::BitmapDirectory)
         {
             return Ok(());
@@ -519,7 +523,7 @@ impl Walker<'_> {
             offset,
             len: entries * 8,
         };
-        if !self.usable(&format!("the table of bitmap {index}"), span)
+        if !self.usable(|| format!("the table of bitmap {index}"), span)
             || !self.meta_span(span, Role::BitmapTable)
         {
             return Ok(());
@@ -532,7 +536,7 @@ impl Walker<'_> {
                     offset: data,
                     len: 1 << bits,
                 };
-                if walker.usable(&format!("data cluster {i} of bitmap {index}"), span) {
+                if walker.usable(|| format!("data cluster {i} of bitmap {index}"), span) {
                     walker.data(data >> bits, 1);
                 }
             }
