@@ -1,15 +1,12 @@
 //! `vol-check` on [`StorageManager`]: the qcow2 refcount check (and `--repair`) of a pool
 //! volume, like `qemu-img check [-r all]`, refusing what the check cannot do safely: raw
-//! volumes (nothing to check) and a repair of a volume a running VM uses.
+//! volumes (nothing to check) and a repair of a volume a running VM uses. The volume's format
+//! is its record, else its name (never its content), as for every other volume operation.
 
 use super::StorageError;
-use super::format::ImageFormat;
-use super::image::ImageError;
+use super::format::{Detect, ImageFormat};
 use super::pool::StorageManager;
-use super::qcow2_header::MAGIC;
 use super::qcow2_repair::{CheckReport, check_image, repair_image};
-use std::io::Read;
-use std::path::Path;
 
 impl StorageManager {
     /// Checks the refcounts of qcow2 volume `pool`/`volume`; with `repair`, rebuilds them when
@@ -35,10 +32,22 @@ impl StorageManager {
                 vm: user.vm,
             });
         }
-        if format_of(&path)? == ImageFormat::Raw {
-            return Err(StorageError::Invalid(format!(
-                "{label} is a raw image: it has no metadata to check (vol-check checks qcow2 volumes)"
-            )));
+        let format = match self.volume_detect(&self.pool(pool)?.path, volume)? {
+            Detect::Known(format) => Some(format),
+            Detect::ByName => ImageFormat::from_name(&path),
+        };
+        match format {
+            Some(ImageFormat::Qcow2) => {}
+            Some(ImageFormat::Raw) => {
+                return Err(StorageError::Invalid(format!(
+                    "{label} is a raw image: it has no metadata to check (vol-check checks qcow2 volumes)"
+                )));
+            }
+            None => {
+                return Err(StorageError::Invalid(format!(
+                    "{label} has no recorded format and its name does not say one; record it with `vmux vol-set-format {pool} {volume} qcow2`"
+                )));
+            }
         }
         let report = if repair {
             repair_image(&path)?
@@ -49,28 +58,12 @@ impl StorageManager {
     }
 }
 
-/// The volume's format by vmux's naming rule; names without a known extension by their
-/// first bytes. (Not [`super::format::inspect`]: it refuses a dirty image, which is exactly
-/// what a repair is for.)
-fn format_of(path: &Path) -> Result<ImageFormat, ImageError> {
-    if let Some(format) = ImageFormat::from_name(path) {
-        return Ok(format);
-    }
-    let mut magic = [0u8; 4];
-    let mut file = std::fs::File::open(path).map_err(|source| ImageError::open(path, source))?;
-    let qcow2 = file.read_exact(&mut magic).is_ok() && magic == MAGIC;
-    Ok(if qcow2 {
-        ImageFormat::Qcow2
-    } else {
-        ImageFormat::Raw
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Paths;
     use crate::storage::VolumeSpec;
+    use std::path::Path;
 
     fn manager(home: &Path) -> StorageManager {
         StorageManager::new(Paths::under(home))

@@ -105,6 +105,7 @@ impl Supervisor {
         target: Option<String>,
         read_only: bool,
         serial: Option<String>,
+        how: disks::AttachImage,
     ) -> Result<DiskInfo, ProtocolError> {
         let _serial = self.lock_commands();
         let control = self.running_control()?;
@@ -149,7 +150,7 @@ impl Supervisor {
                 })?,
             }
         };
-        let disk = disks::open_disk(path, &target, read_only, serial)
+        let disk = disks::open_disk(path, &target, read_only, serial, how)
             .map_err(|e| protocol_error(ErrorKind::InvalidArgument, error_chain(&e)))?;
         if disk.writable_qcow2() {
             // Listed before the guest can write it (see open_images).
@@ -178,8 +179,9 @@ impl Supervisor {
         Ok(info)
     }
 
-    /// `detach_disk`: asks the guest to eject disk `target`.
-    pub(super) fn detach_disk(&self, target: &str) -> Result<(), ProtocolError> {
+    /// `detach_disk`: asks the guest to eject disk `target`; with `force`, removes it at once
+    /// without asking (also when the guest was asked already and has not answered).
+    pub(super) fn detach_disk(&self, target: &str, force: bool) -> Result<(), ProtocolError> {
         let _serial = self.lock_commands();
         let control = self.running_control()?;
         let Some(disk) = self.lock_disks().by_target(target) else {
@@ -191,10 +193,29 @@ impl Supervisor {
                 ),
             ));
         };
+        if force {
+            log::warn!("removing disk {target} without the guest's consent (forced)");
+            // The engine drops the disk and calls `disk_removed` (which takes the disks'
+            // lock) before it returns: no lock of ours is held across the call. Recording it
+            // here again is a no-op then, and keeps the list right whatever the engine said;
+            // the command lock keeps the slot from being reused in between.
+            control.force_detach_disk(disk.slot).map_err(|e| {
+                protocol_error(
+                    ErrorKind::Engine,
+                    format!("cannot remove the disk: {}", error_chain(e.as_ref())),
+                )
+            })?;
+            self.disk_removed(disk.slot);
+            return Ok(());
+        }
         if disk.removing {
             return Err(protocol_error(
                 ErrorKind::InvalidState,
-                format!("disk {target} is already being removed; the guest has not ejected it yet"),
+                format!(
+                    "disk {target} is already being removed; the guest has not ejected it yet \
+                     (force it with `vmux detach-disk {} {target} --force`)",
+                    self.name
+                ),
             ));
         }
         control.detach_disk(disk.slot).map_err(|e| {
@@ -295,13 +316,13 @@ impl Supervisor {
         // keep it open a little longer).
         match backend.map(|(path, backend)| (path, backend.flush())) {
             Some((path, Err(e))) => log::warn!(
-                "cannot flush the ejected disk {}: {e}; it stays listed for a repair",
+                "cannot flush the removed disk {}: {e}; it stays listed for a repair",
                 path.display()
             ),
             _ => self.sync_open_images(),
         }
         if let Some(target) = target {
-            log::info!("the guest ejected disk {target}; its image is closed");
+            log::info!("disk {target} left the VM; its image is closed");
             self.events.publish(&Event::DiskRemoved { target });
         }
     }
@@ -337,6 +358,8 @@ mod tests {
             target: target.map(str::to_string),
             read_only: false,
             serial: None,
+            format: None,
+            allow_backing: Vec::new(),
         };
         match sup.execute(&command) {
             Ok(Some(ReplyResult::Disk(disk))) => Ok(*disk),
@@ -392,12 +415,14 @@ mod tests {
 
         sup.execute(&Command::DetachDisk {
             target: "vda".into(),
+            force: false,
         })
         .expect("detach");
         assert!(sup.info().disks[0].removing);
         assert_eq!(*control.detached.lock().expect("detached"), [disk.slot]);
         let again = sup.execute(&Command::DetachDisk {
             target: "vda".into(),
+            force: false,
         });
         assert_eq!(again.expect_err("twice").kind, ErrorKind::InvalidState);
 
@@ -434,6 +459,7 @@ mod tests {
 
         sup.execute(&Command::DetachDisk {
             target: disk.target.clone(),
+            force: false,
         })
         .expect("detach");
         assert_eq!(listed(), [qcow2], "listed until the guest lets go");
@@ -442,11 +468,40 @@ mod tests {
     }
 
     #[test]
+    fn a_forced_detach_removes_the_disk_the_guest_did_not_eject() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sup, _) = running();
+        let disk = attach(&sup, &image(&dir, "a.raw"), None).expect("attach");
+        sup.execute(&Command::DetachDisk {
+            target: "vda".into(),
+            force: false,
+        })
+        .expect("ask the guest");
+        assert!(sup.info().disks[0].removal_requested_at.is_some());
+        let rx = sup.events().subscribe().expect("open");
+
+        sup.execute(&Command::DetachDisk {
+            target: "vda".into(),
+            force: true,
+        })
+        .expect("forced");
+
+        assert!(sup.info().disks.is_empty(), "slot {} is empty", disk.slot);
+        assert_eq!(
+            rx.try_recv().expect("event"),
+            Event::DiskRemoved {
+                target: "vda".into()
+            }
+        );
+    }
+
+    #[test]
     fn detaching_an_unknown_target_names_the_way_to_list_disks() {
         let (sup, _) = running();
         let err = sup
             .execute(&Command::DetachDisk {
                 target: "vdq".into(),
+                force: false,
             })
             .expect_err("unknown");
         assert!(err.message.contains("vmux info t"), "{}", err.message);

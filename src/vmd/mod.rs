@@ -299,7 +299,8 @@ impl Vmd {
                 Some(dir.join("state.json")),
             )
             .with_disk_targets(targets)
-            .with_open_images(open_images),
+            .with_open_images(open_images)
+            .with_backing_trust(crate::storage::StorageManager::new(paths.clone()).trust(&[])),
         );
         let socket = undo
             .socket

@@ -24,7 +24,6 @@ use serde::{Deserialize, Serialize};
 
 use super::supervisor::Supervisor;
 use crate::config::{Paths, write_atomic};
-use crate::storage::format::canonical;
 use crate::storage::qcow2_repair::{RepairError, repair_image};
 use crate::storage::{ImageError, StorageManager};
 
@@ -216,14 +215,8 @@ pub fn image_label(paths: &Paths, image: &Path) -> String {
     let (Some(dir), Some(name)) = (image.parent(), image.file_name()) else {
         return image.display().to_string();
     };
-    let dir = canonical(dir);
-    let pools = StorageManager::new(paths.clone())
-        .list_pools()
-        .unwrap_or_default();
-    pools
-        .into_iter()
-        .flatten()
-        .find(|pool| canonical(&pool.path) == dir)
+    StorageManager::new(paths.clone())
+        .pool_of_dir(dir)
         .map_or_else(
             || image.display().to_string(),
             |pool| format!("{}/{}", pool.name, name.to_string_lossy()),

@@ -34,11 +34,11 @@ mod width;
 mod tests;
 
 use super::image::{ImageError, ImageLock};
+use super::nofollow::open_image_file;
 use super::qcow2_header::read_start;
 use file::ImageFile;
 use layout::{Layout, LayoutProblem, incompatible};
 use serde::Serialize;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use walk::{Findings, MAX_LISTED, Problems, WalkError};
 
@@ -247,12 +247,9 @@ pub fn repair_image(path: &Path) -> Result<CheckReport, RepairError> {
     Ok(report)
 }
 
+/// Opens the image file itself, never a symbolic link (like every image vmux opens).
 fn open(path: &Path, write: bool) -> Result<ImageFile, RepairError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(write)
-        .open(path)
-        .map_err(|source| ImageError::open(path, source))?;
+    let file = open_image_file(path, write)?;
     ImageFile::new(file).map_err(|source| RepairError::Io {
         path: path.to_path_buf(),
         op: "inspect",
