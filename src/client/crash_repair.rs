@@ -82,7 +82,7 @@ mod tests {
             .expect("default pool");
         let image = pool.join("disk.qcow2");
         create_image(&image, &NewImage::new(ImageFormat::Qcow2, 1 << 30)).expect("create");
-        let open = open_image(&image, OpenOptions::writable()).expect("open");
+        let open = open_image(&image, &OpenOptions::writable()).expect("open");
         open.write_at(0, &[7u8; 65536]).expect("write");
         open.flush().expect("flush");
         drop(open);
