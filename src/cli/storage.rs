@@ -232,8 +232,10 @@ pub enum StorageCommand {
     /// Check a qcow2 volume's refcounts (like `qemu-img check`); --repair rebuilds them.
     VolCheck {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
         /// Rebuild the refcounts when anything is wrong (not while a VM uses the volume).
         #[arg(long)]
