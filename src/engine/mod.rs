@@ -13,6 +13,7 @@
 //! state machine, pause and the exit latch) and `hotplug` (vCPU hot-add and removal).
 
 pub mod acpi;
+pub mod confine;
 pub mod control;
 pub mod layout;
 pub mod tap;

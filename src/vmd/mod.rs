@@ -20,7 +20,9 @@
 //! [`open_images`]), `console.log` (+ `.1`), `vmd.log`; and the socket
 //! `<runtime>/<name>.sock`.
 
+mod admission;
 mod boot;
+mod confine;
 mod console_log;
 mod detach;
 mod disks;
@@ -31,6 +33,7 @@ mod live_disks;
 mod logger;
 mod machine;
 pub mod open_images;
+mod observer;
 pub mod pidfile;
 mod ring;
 mod sampler;
@@ -65,9 +68,6 @@ use pidfile::{PidFileError, PidLock};
 use ring::ConsoleRing;
 use server::{ControlSocket, ServerError};
 use supervisor::Supervisor;
-
-/// `vmd.log` is moved to `vmd.log.1` at start when it has grown beyond this many bytes.
-const VMD_LOG_MAX_BYTES: u64 = 1 << 20;
 
 /// Why vmd could not start (reported on the readiness line).
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +124,9 @@ pub enum VmdError {
         #[source]
         source: std::io::Error,
     },
+    /// vmd could not give up its privileges.
+    #[error(transparent)]
+    Confine(#[from] confine::ConfineError),
 }
 
 /// Runs vmd for VM `name`: the whole life of the process. The first invocation re-executes
@@ -157,12 +160,35 @@ pub fn main(name: &str) -> ExitCode {
         }
     };
     logger::init();
+    let crash_files = confine::reaper::CrashFiles {
+        state: paths.vm_state_dir(name).join("state.json"),
+        socket: paths.socket(name),
+        pid_file: paths.vm_state_dir(name).join("vmd.pid"),
+    };
+    let confinement = match confine::setup(crash_files) {
+        Ok(confinement) => confinement,
+        Err(e) => {
+            let message = boot::error_chain(&e);
+            log::error!("cannot confine vmd: {message}");
+            detach::report_error(&message);
+            return ExitCode::FAILURE;
+        }
+    };
+    let log_path = paths.vm_state_dir(name).join("vmd.log");
+    if let Err(e) = log_file
+        .try_clone()
+        .and_then(|file| logger::start_writer(&log_path, file))
+    {
+        log::warn!("no log writer thread, logging to stderr directly: {e}");
+    }
     log::info!("vmd {} starting for VM '{name}'", std::process::id());
-    let vmd = match Vmd::start(&paths, name, Arc::new(KvmEngine)) {
+    let vmd = match Vmd::start(&paths, name, Arc::new(KvmEngine), Some(&confinement)) {
         Ok(vmd) => vmd,
         Err(e) => {
             let message = boot::error_chain(&e);
             log::error!("cannot start: {message}");
+            // The line is queued for the log thread: let it reach vmd.log before vmd exits.
+            logger::flush();
             detach::report_error(&message);
             return ExitCode::FAILURE;
         }
@@ -172,8 +198,8 @@ pub fn main(name: &str) -> ExitCode {
     }
     log::info!("VM '{name}' is running");
     detach::report_ready(&log_file);
-    let reason = vmd.run();
-    log::info!("VM '{name}' is over: {reason:?}");
+    confinement.confine_main();
+    vmd.run();
     ExitCode::SUCCESS
 }
 
@@ -198,7 +224,7 @@ fn open_log(paths: &Paths, name: &str) -> Result<fs::File, VmdError> {
         source,
     };
     fs::create_dir_all(&dir).map_err(err)?;
-    if fs::metadata(&path).is_ok_and(|m| m.len() > VMD_LOG_MAX_BYTES) {
+    if fs::metadata(&path).is_ok_and(|m| m.len() > logger::MAX_BYTES) {
         fs::rename(&path, dir.join("vmd.log.1")).map_err(err)?;
     }
     detach::log_to(&path).map_err(err)
@@ -248,7 +274,14 @@ impl Drop for Undo {
 impl Vmd {
     /// Everything up to a running guest. On failure nothing is left behind: no socket, and the
     /// pid file is removed (the lock goes with the process).
-    fn start(paths: &Paths, name: &str, engine: Arc<dyn Engine>) -> Result<Vmd, VmdError> {
+    /// With `confinement` (the real vmd), the main thread drops its capabilities once the TAPs
+    /// are open.
+    fn start(
+        paths: &Paths,
+        name: &str,
+        engine: Arc<dyn Engine>,
+        confinement: Option<&confine::Confinement>,
+    ) -> Result<Vmd, VmdError> {
         paths.ensure().map_err(VmdError::Paths)?;
         let dir = paths.vm_state_dir(name);
         fs::create_dir_all(&dir).map_err(|source| {
@@ -290,6 +323,10 @@ impl Vmd {
         // Declared after `undo`, so a failed start closes the TAPs before the pid file goes.
         let taps = attach_nics(paths, &config)?;
         spec.nics = nic_specs(&taps)?;
+        // The last step that may need privileges (CAP_NET_ADMIN for the TAPs) is done.
+        if let Some(confinement) = confinement {
+            confinement.drop_privileges()?;
+        }
         let ring = Arc::new(ConsoleRing::new(CONSOLE_RING_BYTES));
         let sup = Arc::new(
             Supervisor::new(
@@ -360,6 +397,10 @@ impl Vmd {
             log::warn!("some subscribers did not take the final events");
         }
         socket.remove();
+        log::info!("VM '{}' is over: {reason:?}", sup.name);
+        // Clients take the pid file's removal as vmd's end: every line is in vmd.log by then,
+        // and the process exits right after.
+        logger::flush();
         lock.remove();
         reason
     }

@@ -18,14 +18,15 @@ use super::events::EventBus;
 use super::live_disks::LiveDisks;
 use super::machine::MachineControl;
 use super::open_images::OpenImages;
+use super::observer::Observer;
 use super::ring::ConsoleRing;
 use super::state_file::StateFile;
 use super::stats::{BootFacts, empty_stats};
-use crate::engine::VmSpec;
 use crate::engine::control::{
     Command, ErrorKind, Event, ExitReason, PROTOCOL_VERSION, ProtocolError, ReplyResult, RunState,
     VmInfo, VmStats,
 };
+use crate::engine::{VmObserver, VmSpec};
 
 /// Shared state of one vmd.
 pub struct Supervisor {
@@ -49,6 +50,8 @@ pub struct Supervisor {
     pub(super) disks: Mutex<LiveDisks>,
     /// The writable qcow2 images open now, mirrored in `open-images.json`.
     pub(super) open_images: Mutex<OpenImages>,
+    /// The thread applying the engine's hotplug facts; started with the first boot.
+    observer: Mutex<Option<Observer>>,
     /// The backing files a hot-added disk's chain may use besides its own allowed ones: files
     /// in the storage pools (none until [`Supervisor::with_backing_trust`]).
     pub(super) backing_trust: crate::storage::BackingTrust,
@@ -124,8 +127,21 @@ impl Supervisor {
             }),
             commands: Mutex::new(()),
             latest: Mutex::new(empty_stats(spec.memory_bytes)),
+            observer: Mutex::new(None),
             backing_trust: crate::storage::BackingTrust::none(),
         }
+    }
+
+    /// An engine observer for a new boot, feeding the observer thread (started on first use).
+    pub fn observer(self: &Arc<Self>) -> std::io::Result<Arc<dyn VmObserver>> {
+        let mut slot = self.observer.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(Observer::start(Arc::downgrade(self))?);
+        }
+        Ok(slot
+            .as_ref()
+            .expect("the observer was started just above")
+            .observer())
     }
 
     /// Lets hot-added disks use backing files `trust` allows (the storage pools).
