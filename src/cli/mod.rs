@@ -19,6 +19,7 @@ mod output;
 mod run;
 mod show;
 pub mod storage;
+mod vol_check;
 
 #[cfg(test)]
 mod fake;

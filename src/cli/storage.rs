@@ -229,6 +229,21 @@ pub enum StorageCommand {
         #[arg(value_parser = parse_format)]
         format: ImageFormat,
     },
+    /// Check a qcow2 volume's refcounts (like `qemu-img check`); --repair rebuilds them.
+    VolCheck {
+        /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
+        pool: String,
+        /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
+        volume: String,
+        /// Rebuild the refcounts when anything is wrong (not while a VM uses the volume).
+        #[arg(long)]
+        repair: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a volume (refused while a VM uses it).
     VolDelete {
         /// Pool name.
@@ -287,6 +302,7 @@ impl StorageCommand {
             | PoolInfo { json, .. }
             | VolList { json, .. }
             | VolInfo { json, .. }
+            | VolCheck { json, .. }
             | SnapshotList { json, .. } => *json,
             _ => false,
         }
@@ -548,6 +564,15 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
         } => {
             storage.vol_set_format(&pool, &volume, format)?;
             writeln!(out, "Vol {volume} recorded as {format}")?;
+        }
+        VolCheck {
+            pool,
+            volume,
+            repair,
+            ..
+        } => {
+            let out = &mut std::io::stdout();
+            return super::vol_check::run(&storage, &pool, &volume, repair, json, out);
         }
         VolDelete { pool, volume } => {
             in_use(&storage, &pool, &volume, storage.vol_delete(&pool, &volume))?;

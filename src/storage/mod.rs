@@ -16,6 +16,8 @@
 //!   depend on ([`usage`]).
 //! - [`snapshot`]: external disk snapshots of stopped VMs, with metadata under
 //!   `<config>/snapshots/<vm>/`.
+//! - [`qcow2_repair`]: the qcow2 refcount check and repair (`vol-check`, and after a vmd was
+//!   killed).
 //!
 //! Everything here is safe Rust; see docs/storage.md for the user-facing semantics.
 
@@ -27,11 +29,13 @@ pub mod nofollow;
 pub mod pool;
 pub mod qcow2;
 mod qcow2_header;
+pub mod qcow2_repair;
 pub mod raw;
 pub mod records;
 pub mod snapshot;
 pub mod staging;
 pub mod usage;
+mod vol_check;
 pub mod volume;
 
 pub use format::{BackingTrust, Detect, ImageFormat, ImageInfo};
@@ -211,6 +215,9 @@ pub enum StorageError {
     /// Snapshot problems.
     #[error(transparent)]
     Snapshot(#[from] snapshot::SnapshotError),
+    /// Refcount check or repair problems.
+    #[error(transparent)]
+    Repair(#[from] qcow2_repair::RepairError),
 }
 
 fn list_paths(paths: &[PathBuf]) -> String {

@@ -16,7 +16,9 @@
 //! kernel deletes them, their records go) when the VM is over or its start fails.
 //!
 //! Files (`<state>/vms/<name>/`): `vmd.pid` (locked while vmd lives), `state.json`,
-//! `console.log` (+ `.1`), `vmd.log`; and the socket `<runtime>/<name>.sock`.
+//! `open-images.json` (the writable qcow2 images open, for a repair if vmd dies:
+//! [`open_images`]), `console.log` (+ `.1`), `vmd.log`; and the socket
+//! `<runtime>/<name>.sock`.
 
 mod admission;
 mod boot;
@@ -30,6 +32,7 @@ mod hotplug;
 mod live_disks;
 mod logger;
 mod machine;
+pub mod open_images;
 mod observer;
 pub mod pidfile;
 mod ring;
@@ -60,6 +63,7 @@ use crate::engine::control::ExitReason;
 use crate::network::{NetworkError, NetworkManager, Tap};
 use console_log::{CONSOLE_LOG_MAX_BYTES, RotatingLog};
 use machine::{Engine, KvmEngine, Machine, MachineError};
+use open_images::{OPEN_IMAGES_FILE, OpenImages};
 use pidfile::{PidFileError, PidLock};
 use ring::ConsoleRing;
 use server::{ControlSocket, ServerError};
@@ -111,6 +115,15 @@ pub enum VmdError {
     /// A vmd thread could not be started.
     #[error("cannot start a vmd thread")]
     Thread(#[source] std::io::Error),
+    /// The list of open images (for a repair after a crash) could not be written.
+    #[error("cannot record the VM's open images in {}", path.display())]
+    OpenImages {
+        /// The list file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// vmd could not give up its privileges.
     #[error(transparent)]
     Confine(#[from] confine::ConfineError),
@@ -281,11 +294,28 @@ impl Vmd {
             lock: Some(PidLock::acquire(&dir.join("vmd.pid"), std::process::id())?),
             socket: None,
         };
+        // Images a vmd of this VM had open when it died: repaired before anything opens them.
+        if let Some(done) = open_images::repair_leftover(paths, &dir) {
+            for note in &done.notes {
+                log::warn!("vmd (pid {}) exited unexpectedly: {note}", done.pid);
+            }
+        }
         let config = Store::new(paths.clone())
             .load(name)
             .map_err(VmdError::Definition)?;
         let mut spec = machine::vm_spec(&config);
-        let (targets, specs) = disks::open_disks(paths, &config)?
+        let opened = disks::open_disks(paths, &config)?;
+        let list = dir.join(OPEN_IMAGES_FILE);
+        let mut open_images = OpenImages::at(list.clone(), std::process::id());
+        open_images
+            .add(
+                opened
+                    .iter()
+                    .filter(|disk| disk.writable_qcow2())
+                    .map(|disk| disk.spec.path.clone()),
+            )
+            .map_err(|source| VmdError::OpenImages { path: list, source })?;
+        let (targets, specs) = opened
             .into_iter()
             .map(|disk| (disk.target, disk.spec))
             .unzip();
@@ -306,6 +336,7 @@ impl Vmd {
                 Some(dir.join("state.json")),
             )
             .with_disk_targets(targets)
+            .with_open_images(open_images)
             .with_backing_trust(crate::storage::StorageManager::new(paths.clone()).trust(&[])),
         );
         let socket = undo
@@ -348,7 +379,12 @@ impl Vmd {
         // metadata in memory until then) before clients can see the VM as shut off and open
         // its disks. Threads that outlive this (control, stats) hold the supervisor, so the
         // images would otherwise never be closed.
-        sup.close_disks();
+        // Only images all written back leave the open-images list (before the final state:
+        // a client that sees "shut off" finds no list to repair); one that was not is
+        // repaired by the next client or start.
+        if sup.close_disks() {
+            sup.forget_open_images();
+        }
         // Closing every TAP handle now deletes the interfaces and their records before clients
         // can see the VM as shut off.
         drop(taps);

@@ -17,6 +17,7 @@ use super::boot::error_chain;
 use super::events::EventBus;
 use super::live_disks::LiveDisks;
 use super::machine::MachineControl;
+use super::open_images::OpenImages;
 use super::observer::Observer;
 use super::ring::ConsoleRing;
 use super::state_file::StateFile;
@@ -47,6 +48,8 @@ pub struct Supervisor {
     pub(super) plugged_vcpus: AtomicU32,
     /// The VM's disks and their open images.
     pub(super) disks: Mutex<LiveDisks>,
+    /// The writable qcow2 images open now, mirrored in `open-images.json`.
+    pub(super) open_images: Mutex<OpenImages>,
     /// The thread applying the engine's hotplug facts; started with the first boot.
     observer: Mutex<Option<Observer>>,
     /// The backing files a hot-added disk's chain may use besides its own allowed ones: files
@@ -104,6 +107,7 @@ impl Supervisor {
             },
             plugged_vcpus: AtomicU32::new(spec.vcpus),
             disks: Mutex::new(LiveDisks::new(spec.disks.clone(), &[])),
+            open_images: Mutex::new(OpenImages::in_memory()),
             name: spec.name.clone(),
             pid,
             max_vcpus: spec.max_vcpus,
@@ -150,6 +154,16 @@ impl Supervisor {
     /// name of `spec.disks[i]`.
     pub fn with_disk_targets(self, targets: Vec<String>) -> Supervisor {
         self.set_disk_targets(&targets);
+        self
+    }
+
+    /// Keeps the list of open writable qcow2 images in `images` (already holding the boot
+    /// disks' images) instead of in memory.
+    pub fn with_open_images(self, images: OpenImages) -> Supervisor {
+        *self
+            .open_images
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = images;
         self
     }
 
@@ -208,16 +222,19 @@ impl Supervisor {
         }
     }
 
-    /// Writes back and closes every disk image of the VM (after its last boot ended).
-    pub fn close_disks(&self) {
+    /// Writes back and closes every disk image of the VM (after its last boot ended). Returns
+    /// whether every image was written back.
+    pub fn close_disks(&self) -> bool {
         let failed = self
             .disks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .close_all();
+        let all_written = failed.is_empty();
         for (target, error) in failed {
             log::error!("cannot write back disk {target} as the VM ends: {error}");
         }
+        all_written
     }
 
     /// Records the end of the VM: final state on disk, `state` and `exited` events, and the
