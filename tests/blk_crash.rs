@@ -15,6 +15,9 @@
 //!
 //! `VMUX_CRASH_SEED=<n>` replays a run's kill delays (each run prints its seed).
 
+mod common;
+
+use common::prereq::{Need, QEMU_IMG, QEMU_IO, met};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -229,12 +232,7 @@ impl Target {
 
 #[test]
 fn killing_vmd_during_flushed_writes_keeps_every_flushed_write_and_a_consistent_image() {
-    if !Path::new("/dev/kvm").exists() {
-        println!("skipped: /dev/kvm is missing");
-        return;
-    }
-    if Command::new("qemu-img").arg("--version").output().is_err() {
-        println!("skipped: qemu-img is missing; install qemu-utils");
+    if !met(&[Need::Kvm, QEMU_IMG, QEMU_IO]) {
         return;
     }
     let home = tempfile::tempdir().expect("tempdir");

@@ -3,6 +3,10 @@
 //! resets in a loop cannot pile up VMs). Counted through `/proc/self/fd`. Skipped, saying why,
 //! where /dev/kvm cannot be opened.
 
+mod common;
+
+use common::prereq::{Need, met};
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,20 +19,6 @@ struct Discard;
 
 impl SerialSink for Discard {
     fn write(&self, _: &[u8]) {}
-}
-
-fn kvm_usable() -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("skipped: /dev/kvm cannot be opened ({e}); these tests boot real VMs");
-            false
-        }
-    }
 }
 
 fn spec(guest: &str) -> VmSpec {
@@ -58,7 +48,7 @@ fn open_vm_fds() -> usize {
 
 #[test]
 fn a_boot_that_ends_for_good_leaves_its_vm_to_the_process_exit() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -72,7 +62,7 @@ fn a_boot_that_ends_for_good_leaves_its_vm_to_the_process_exit() {
 
 #[test]
 fn a_reset_closes_its_vm_as_usual() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -4,12 +4,12 @@
 //! must pass, the next command must clean up the temporary file, and an interrupted snapshot
 //! deletion must finish when run again.
 
-mod storage_common;
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-use storage_common::*;
+use common::storage::*;
 use vmux::config::{Paths, parse_size};
 use vmux::storage::{SnapshotManager, StorageManager, VolumeSpec};
 

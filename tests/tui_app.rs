@@ -1,10 +1,10 @@
 //! Headless tests of the TUI's behaviour: `update` driven with keys, mouse and host events
 //! against a `FakeHost`, asserting what a user would see or what the host ends up doing.
 
-mod tui_support;
+mod common;
 
 use crossterm::event::{KeyCode, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
-use tui_support::{Harness, fleet, fleet_app};
+use common::tui::{Harness, fleet, fleet_app};
 use vmux::client::Host;
 use vmux::client::fake::FakeHost;
 use vmux::config::{BootConfig, VmConfig};

@@ -2,6 +2,9 @@
 //! boot on /dev/kvm with raw image files as disks, through the engine API (`Vm::create` with
 //! `VmSpec::disks`). Every wait is bounded so a hang fails the test instead of blocking CI.
 
+mod common;
+
+use common::prereq::{QEMU_SYSTEM, met};
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -258,9 +261,12 @@ fn missing_disk_image_is_refused_naming_the_file() {
 
 /// The same `blk` program against QEMU's virtio-blk-pci (q35, modern only): the guest driver
 /// is checked against a reference device, so a bug shared by vmux's device and the guest
-/// cannot hide. Skipped with a note when QEMU is not installed.
+/// cannot hide. Needs QEMU (tests/common/prereq.rs).
 #[test]
 fn blk_also_drives_qemus_virtio_blk_pci() {
+    if !met(&[QEMU_SYSTEM]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let path = image(dir.path(), "qemu.img", 64);
     let kernel = Path::new(env!("VMUX_GUEST_DIR")).join("blk.elf");
@@ -279,13 +285,10 @@ fn blk_also_drives_qemus_virtio_blk_pci() {
         ])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    let child = match command.stdout(std::process::Stdio::piped()).spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            eprintln!("skipped: cannot run qemu-system-x86_64 ({e}); install qemu-system-x86");
-            return;
-        }
-    };
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run qemu-system-x86_64");
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {

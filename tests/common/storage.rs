@@ -1,8 +1,6 @@
 //! Helpers shared by the storage integration tests: qemu-img/qemu-io runners, a temporary
 //! `VMUX_HOME`-style layout, and VM definitions with disks.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

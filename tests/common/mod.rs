@@ -1,0 +1,14 @@
+//! Helpers shared by the integration tests, one module for all of them (each test binary
+//! compiles it with `mod common;` and uses what it needs):
+//!
+//! * [`prereq`]: the one rule for missing prerequisites (skip outside CI, fail under CI);
+//! * [`binary`]: running the real `vmux` binary with `VMUX_HOME` in a temp directory;
+//! * [`storage`]: qemu-img/qemu-io runners and a temporary vmux home with pools and VMs;
+//! * [`tui`]: a headless TUI harness over the fakes, with fixtures and rendering helpers.
+
+#![allow(dead_code)]
+
+pub mod binary;
+pub mod prereq;
+pub mod storage;
+pub mod tui;
