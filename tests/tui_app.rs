@@ -3,8 +3,8 @@
 
 mod common;
 
-use crossterm::event::{KeyCode, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use common::tui::{Harness, fleet, fleet_app};
+use crossterm::event::{KeyCode, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use vmux::client::Host;
 use vmux::client::fake::FakeHost;
 use vmux::config::{BootConfig, VmConfig};
@@ -214,7 +214,7 @@ fn q_in_a_console_goes_to_the_guest_not_quit() {
     harness.key(KeyCode::Enter);
     harness.char('q');
     assert!(!harness.app.should_quit());
-    assert!(harness.wait_console("> q"));
+    assert!(harness.wait_console("demo$ q"));
 }
 
 #[test]
