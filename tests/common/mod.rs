@@ -3,12 +3,14 @@
 //!
 //! * [`prereq`]: the one rule for missing prerequisites (skip outside CI, fail under CI);
 //! * [`binary`]: running the real `vmux` binary with `VMUX_HOME` in a temp directory;
+//! * [`crash`]: varied kill timing and the count of kills that landed, for the crash tests;
 //! * [`storage`]: qemu-img/qemu-io runners and a temporary vmux home with pools and VMs;
 //! * [`tui`]: a headless TUI harness over the fakes, with fixtures and rendering helpers.
 
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod crash;
 pub mod prereq;
 pub mod storage;
 pub mod tui;
