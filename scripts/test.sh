@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs the Debian packages the tests use when they are missing,
-# then `cargo test`. Tests that need root, /dev/kvm or hardware virtualization say so and skip.
+# runs every test binary (`--no-fail-fast`: one failing binary does not hide the later ones),
+# then the real-Linux step, and ends with one summary: passed, failed, ignored, the crash
+# tests' kill counts, and every skipped test with its reason. Exits non-zero if anything failed.
+#
+# A test whose prerequisite is missing (tests/common/prereq.rs) skips outside CI and fails
+# with CI=true; either way it says what is missing. Skips are collected through the file
+# VMUX_SKIP_LOG names, the crash tests' counts through VMUX_CRASH_LOG.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +33,108 @@ if ((${#need[@]})); then
     fi
 fi
 
-# Everything except the real-Linux boot test, then that test with its output shown, so a
-# host without hardware virtualization says plainly that it was skipped and why.
-cargo test --locked "$@" -- --skip debian_kernel_boots
-cargo test --locked --test linux_boot -- --nocapture
+work=$(mktemp -d "${TMPDIR:-/tmp}/vmux-test-sh.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+export VMUX_SKIP_LOG="$work/skipped"
+export VMUX_CRASH_LOG="$work/crashes"
+: >"$VMUX_SKIP_LOG"
+: >"$VMUX_CRASH_LOG"
+
+steps=()
+# run_step NAME COMMAND...: runs one cargo test command with its output shown, keeps the
+# output in $work/NAME.log for the summary and records the command's exit status.
+run_step() {
+    local name=$1 status=0
+    shift
+    echo "== test.sh step: $name: $*"
+    "$@" 2>&1 | tee "$work/$name.log" || status=$?
+    steps+=("$name=$status")
+}
+
+# Step 1: every test binary except the real-Linux boot test.
+run_step suite cargo test --locked --no-fail-fast "$@" -- --skip debian_kernel_boots
+
+# Step 2 (the last step): booting real Linux, its output shown, so a host without hardware
+# virtualization says plainly that it was skipped and why. Covered by the summary below.
+run_step real-linux cargo test --locked --no-fail-fast --test linux_boot -- --nocapture
+
+# The summary, from libtest's lines in the step logs:
+#   "     Running tests/x.rs (target/...)" / "     Running unittests src/lib.rs (...)"
+#   "test NAME ... ok|FAILED|ignored[, REASON]"
+#   "test result: ok. P passed; F failed; I ignored; M measured; X filtered out; ..."
+summary() {
+    local logs=()
+    for step in "${steps[@]}"; do
+        logs+=("$work/${step%%=*}.log")
+    done
+    # Skips of the real-Linux step that were printed but not logged (a test not yet on the
+    # shared prerequisite rule) are listed from its output.
+    if ! grep -q '^linux_boot::' "$VMUX_SKIP_LOG"; then
+        grep -a '^skipped: ' "$work/real-linux.log" | sed 's/^skipped: /linux_boot\t/' >>"$VMUX_SKIP_LOG" || true
+    fi
+    echo
+    echo "== test.sh summary"
+    awk '
+        /^test result: / {
+            for (i = 1; i <= NF; i++) {
+                if ($(i + 1) ~ /^passed;/) passed += $i
+                if ($(i + 1) ~ /^failed;/) failed += $i
+                if ($(i + 1) ~ /^ignored;/) ignored += $i
+            }
+        }
+        END { printf "passed: %d, failed: %d, ignored: %d\n", passed, failed, ignored }
+    ' "${logs[@]}"
+    echo "skipped (counted as passed by cargo): $(sort -u "$VMUX_SKIP_LOG" | grep -c . || true)"
+    for step in "${steps[@]}"; do
+        if [ "${step#*=}" = 0 ]; then
+            echo "step ${step%%=*}: ok"
+        else
+            echo "step ${step%%=*}: FAILED (exit ${step#*=})"
+        fi
+    done
+    if [ -s "$VMUX_CRASH_LOG" ]; then
+        echo "crash tests:"
+        sed 's/^/  /' "$VMUX_CRASH_LOG"
+    fi
+    local binary_lines='
+        /^ *Running / { bin = $2; if (bin == "unittests") bin = $3 }
+        /^ *Doc-tests / { bin = "doc-tests " $2 }'
+    local failed
+    failed=$(awk "$binary_lines"'
+        /^test .* \.\.\. FAILED$/ { sub(/^test /, ""); sub(/ \.\.\. FAILED$/, ""); print "  " bin ": " $0 }
+    ' "${logs[@]}")
+    if [ -n "$failed" ]; then
+        echo "failed tests:"
+        echo "$failed"
+    fi
+    local ignored
+    ignored=$(awk "$binary_lines"'
+        /^test .* \.\.\. ignored/ {
+            sub(/^test /, ""); name = $0; sub(/ \.\.\. ignored.*/, "", name)
+            reason = $0; sub(/^.* \.\.\. ignored,? ?/, "", reason)
+            print "  " bin ": " name (reason == "" ? "" : " (" reason ")")
+        }
+    ' "${logs[@]}")
+    if [ -n "$ignored" ]; then
+        echo "ignored tests:"
+        echo "$ignored"
+    fi
+    if [ -s "$VMUX_SKIP_LOG" ]; then
+        echo "skipped tests (a prerequisite is missing here):"
+        sort -u "$VMUX_SKIP_LOG" | while IFS=$'\t' read -r test reason; do
+            echo "  $test: $reason"
+        done
+    fi
+}
+summary
+
+status=0
+for step in "${steps[@]}"; do
+    [ "${step#*=}" = 0 ] || status=1
+done
+if [ "$status" -ne 0 ]; then
+    echo "test.sh: FAILED"
+else
+    echo "test.sh: all passed"
+fi
+exit "$status"
