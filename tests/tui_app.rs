@@ -528,3 +528,28 @@ fn unchanged_poll_does_not_redraw() {
     harness.act(Action::Listed(harness.host.list()));
     assert!(!harness.app.take_dirty());
 }
+
+#[test]
+fn a_poll_between_the_wizards_define_and_start_does_not_keep_the_console_shut() {
+    // The wizard's create defines the VM, then starts it; a poll in between (the TUI polls
+    // every second, and a start can take longer on a busy host) lists it as shut off.
+    let mut harness = Harness::new(FakeHost::new());
+    let config = VmConfig::new("e2e", BootConfig::Demo);
+    harness.host.define(&config).expect("define");
+    harness.refresh();
+    harness.host.start("e2e").expect("start");
+
+    harness.act(Action::OpDone {
+        op: HostOp::Create {
+            config: Box::new(config),
+            start: true,
+            attach: true,
+            new_volume: None,
+            networks: Vec::new(),
+        },
+        result: Ok("e2e created and started".into()),
+    });
+
+    assert_eq!(harness.app.pane, Pane::Console, "{}", status_text(&harness));
+    assert!(harness.wait_console("demo$"));
+}
