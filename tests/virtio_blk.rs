@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::prereq::{QEMU_SYSTEM, met};
+use common::prereq::{Need, QEMU_SYSTEM, met};
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -111,6 +111,9 @@ fn run(spec: &VmSpec) -> Finished {
 
 #[test]
 fn blk_writes_flushes_and_reads_back_every_disk() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let first = image(dir.path(), "first.img", 64);
     let second = image(dir.path(), "second.img", 128);
@@ -145,6 +148,9 @@ fn blk_writes_flushes_and_reads_back_every_disk() {
 
 #[test]
 fn blk_pattern_reaches_the_image_file_and_nothing_else_changes() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let path = image(dir.path(), "disk.img", 16);
     let before = std::fs::read(&path).expect("read image");
@@ -172,6 +178,9 @@ fn blk_pattern_reaches_the_image_file_and_nothing_else_changes() {
 
 #[test]
 fn disk_counters_count_the_guests_requests() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let path = image(dir.path(), "disk.img", 16);
 
@@ -189,6 +198,9 @@ fn disk_counters_count_the_guests_requests() {
 
 #[test]
 fn read_only_disk_is_read_but_never_written() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let path = image(dir.path(), "ro.img", 16);
     let before = std::fs::read(&path).expect("read image");
@@ -207,6 +219,9 @@ fn read_only_disk_is_read_but_never_written() {
 
 #[test]
 fn evil_blk_gets_errors_or_resets_and_the_disks_keep_working() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let writable = image(dir.path(), "rw.img", 32);
     let read_only = image(dir.path(), "ro.img", 32);
@@ -245,6 +260,9 @@ fn evil_blk_gets_errors_or_resets_and_the_disks_keep_working() {
 
 #[test]
 fn missing_disk_image_is_refused_naming_the_file() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let err = Vm::create(
         &spec(
             "blk",
