@@ -2,7 +2,8 @@
 //! temporary directory so no test touches a user's VMs. Every run is bounded by a timeout.
 //!
 //! The first part needs no running VM (definitions and every refusal); the second boots the
-//! demo guest on /dev/kvm and is skipped, saying why, where /dev/kvm cannot be opened.
+//! demo guest on /dev/kvm; where /dev/kvm cannot be opened it skips, saying so, or fails under
+//! CI (tests/common/prereq.rs).
 
 mod common;
 

@@ -1,7 +1,8 @@
 //! End-to-end tests of `vmux run` (a transient VM in the foreground): the real binary boots
 //! guest-kit programs on /dev/kvm with the console on its stdin/stdout, and its exit status
-//! says how the VM ended. Skipped, saying why, where /dev/kvm cannot be opened. Each run is
-//! bounded by a timeout and uses a private `VMUX_HOME` (which `run` must leave empty).
+//! says how the VM ended. Where /dev/kvm cannot be opened the tests skip, saying so, or fail
+//! under CI (tests/common/prereq.rs). Each run is bounded by a timeout and uses a private
+//! `VMUX_HOME` (which `run` must leave empty).
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! `Vm::close_at_process_exit` on /dev/kvm: a boot that ends for good leaves the VM's
 //! descriptor open for the process exit to close, a reset closes it as usual (so a guest that
-//! resets in a loop cannot pile up VMs). Counted through `/proc/self/fd`. Skipped, saying why,
-//! where /dev/kvm cannot be opened.
+//! resets in a loop cannot pile up VMs). Counted through `/proc/self/fd`. Where /dev/kvm
+//! cannot be opened the tests skip, saying so, or fail under CI (tests/common/prereq.rs).
 
 mod common;
 
