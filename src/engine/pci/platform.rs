@@ -11,10 +11,9 @@
 //! every lock) stops its worker, unregisters its ioeventfds, irqfds and MSI routes, and closes
 //! its image.
 
+use crate::engine::memory::GuestRam;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-
-use vm_memory::GuestMemoryMmap;
 
 use super::root::SharedPciDevice;
 use super::{
@@ -92,7 +91,7 @@ pub struct PciPlatform {
     root: Arc<Mutex<PciRoot>>,
     bars: AddressAllocator,
     vm: Arc<dyn VmInterface>,
-    mem: GuestMemoryMmap,
+    mem: GuestRam,
     /// Disks by slot.
     disks: BTreeMap<u8, PluggedDisk>,
     /// Disks plugged so far: names the next worker thread (`blk<n>`).
@@ -106,7 +105,7 @@ impl PciPlatform {
     /// virtio-net per NIC.
     pub fn create(
         vm: Arc<dyn VmInterface>,
-        mem: &GuestMemoryMmap,
+        mem: &GuestRam,
         disks: &[DiskSpec],
         nics: &[NicSpec],
         io_bus: &mut Bus,

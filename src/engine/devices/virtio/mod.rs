@@ -12,10 +12,10 @@ pub mod blk;
 pub mod net;
 pub mod pci;
 
+use crate::engine::memory::GuestRam;
 use std::sync::Arc;
 
 use virtio_queue::Queue;
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 /// Feature bit: the device conforms to virtio 1.x (required by the modern transport).
@@ -118,7 +118,7 @@ pub trait VirtioDevice: Send {
     /// Starts serving `queues` (the driver set `DRIVER_OK`). `mem` is guest RAM.
     fn activate(
         &mut self,
-        mem: GuestMemoryMmap,
+        mem: GuestRam,
         interrupt: Arc<dyn VirtioInterrupt>,
         queues: Vec<ActiveQueue>,
     ) -> Result<(), ActivateError>;

@@ -5,6 +5,7 @@
 //! It stops when the device is reset or dropped (the `stop` eventfd), and stops touching the
 //! queue after a malformed ring or chain, having asked the driver for a reset.
 
+use crate::engine::memory::GuestRam;
 use std::num::Wrapping;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -12,7 +13,6 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use virtio_queue::{Queue, QueueT};
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -28,7 +28,7 @@ struct Broken;
 
 /// State of one disk's worker thread; moved onto the thread by [`Worker::run`].
 pub struct Worker {
-    mem: GuestMemoryMmap,
+    mem: GuestRam,
     queue: Queue,
     queue_index: u16,
     notify: EventFd,
@@ -42,7 +42,7 @@ pub struct Worker {
 impl Worker {
     /// A worker for `queue`, woken by `notify`, ended by `stop`.
     pub fn new(
-        mem: GuestMemoryMmap,
+        mem: GuestRam,
         queue: Queue,
         queue_index: u16,
         notify: EventFd,

@@ -1,6 +1,7 @@
 //! [`VirtioNet`]: a NIC as a virtio device. Lives inside its transport on vCPU threads; the
 //! frames move on the worker thread it starts at activation.
 
+use crate::engine::memory::GuestRam;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -8,7 +9,6 @@ use virtio_bindings::bindings::virtio_net::{
     VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP,
 };
 use virtio_bindings::virtio_ids::VIRTIO_ID_NET;
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::FrameBackend;
@@ -114,7 +114,7 @@ impl VirtioDevice for VirtioNet {
 
     fn activate(
         &mut self,
-        mem: GuestMemoryMmap,
+        mem: GuestRam,
         interrupt: Arc<dyn VirtioInterrupt>,
         queues: Vec<ActiveQueue>,
     ) -> Result<(), ActivateError> {

@@ -24,10 +24,11 @@
 mod common_cfg;
 mod interrupt;
 
+use crate::engine::memory::GuestRam;
 use std::sync::Arc;
 
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::EventFd;
 
 pub use interrupt::PciInterrupt;
@@ -113,7 +114,7 @@ pub struct VirtioPciDevice {
     msix: Arc<Msix>,
     interrupt: Arc<PciInterrupt>,
     queue_events: Vec<EventFd>,
-    mem: GuestMemoryMmap,
+    mem: GuestRam,
     vm: Arc<dyn VmInterface>,
     /// BAR 0 base the queue ioeventfds are registered at, if any.
     ioevent_base: Option<u64>,
@@ -126,7 +127,7 @@ impl VirtioPciDevice {
     /// allocator). `mem` is guest RAM, `vm` the KVM plumbing for MSI-X and ioeventfds.
     pub fn new(
         device: Box<dyn VirtioDevice>,
-        mem: GuestMemoryMmap,
+        mem: GuestRam,
         vm: Arc<dyn VmInterface>,
         bars: &mut AddressAllocator,
     ) -> Result<VirtioPciDevice, VirtioPciError> {
@@ -487,11 +488,7 @@ fn notify_address(base: u64, index: usize) -> u64 {
 
 /// A virtio-queue `Queue` for a configuration the driver enabled, if its size and ring
 /// addresses are valid (aligned, inside guest RAM).
-fn build_queue(
-    config: &common_cfg::QueueConfig,
-    event_idx: bool,
-    mem: &GuestMemoryMmap,
-) -> Option<Queue> {
+fn build_queue(config: &common_cfg::QueueConfig, event_idx: bool, mem: &GuestRam) -> Option<Queue> {
     let mut queue = Queue::new(config.max_size).ok()?;
     queue.try_set_size(config.size).ok()?;
     queue
