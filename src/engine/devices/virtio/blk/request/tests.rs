@@ -91,7 +91,7 @@ struct Setup {
 }
 
 fn setup_with(read_only: bool, features: u64) -> Setup {
-    let mem = crate::engine::memory::test_ram(0, MEM_SIZE as u64);
+    let mem = crate::engine::memory::test_ram(0, MEM_SIZE);
     let backend = MemDisk::new(read_only);
     let disk = Disk {
         backend: backend.clone(),
