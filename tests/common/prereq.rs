@@ -20,6 +20,8 @@
 //! The one prerequisite CI may lack is hardware virtualization ([`Need::HardwareVirtualization`]):
 //! tests that need it have a nested-KVM equivalent that does run there.
 //!
+//! The library's unit tests use this same file (`crate::prereq`, src/lib.rs).
+//!
 //! A prerequisite found missing only while the test runs (a tool that refuses an option) goes
 //! through [`settle`] with a [`Missing`] of its own. [`decide`] returns the verdict without
 //! acting on it, for a test that wants to say more before skipping ([`record_skip`]).
@@ -269,6 +271,8 @@ pub const NFT: Need = Need::program("nft", "nftables");
 pub const DNSMASQ: Need = Need::program("dnsmasq", "dnsmasq-base");
 /// `busybox` (its `udhcpc` and `ping`).
 pub const BUSYBOX: Need = Need::program("busybox", "busybox");
+/// `iasl` (acpica-tools), ACPICA's reference compiler (the ACPI unit tests).
+pub const IASL: Need = Need::program("iasl", "acpica-tools");
 /// `capsh` (libcap2-bin).
 pub const CAPSH: Need = Need::program("capsh", "libcap2-bin");
 /// What every network test needs: root and the programs a network runs.
