@@ -22,6 +22,12 @@ command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v busybox >/dev/null || need+=(busybox)
 command -v capsh >/dev/null || need+=(libcap2-bin)
+# Boot-image and cloud-init seed tests: test disk images built without root, FAT checks.
+command -v mke2fs >/dev/null || [ -x /sbin/mke2fs ] || need+=(e2fsprogs)
+command -v sgdisk >/dev/null || [ -x /sbin/sgdisk ] || need+=(gdisk)
+command -v sfdisk >/dev/null || [ -x /sbin/sfdisk ] || need+=(fdisk)
+command -v mkfs.fat >/dev/null || [ -x /sbin/mkfs.fat ] || need+=(dosfstools)
+command -v mdir >/dev/null || need+=(mtools)
 if ((${#need[@]})); then
     if [ "$(id -u)" -eq 0 ]; then
         echo "test.sh: installing ${need[*]}"

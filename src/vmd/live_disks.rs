@@ -154,6 +154,22 @@ impl LiveDisks {
         Some(self.disks.remove(index).target)
     }
 
+    /// The VM is over: writes back and closes every image (the engine's devices are gone, so
+    /// these are the last references). Returns, per disk that could not be written back, its
+    /// target and the error; its image is closed all the same.
+    pub fn close_all(&mut self) -> Vec<(String, std::io::Error)> {
+        let mut failed = Vec::new();
+        for disk in self.disks.drain(..) {
+            if let Some(backend) = &disk.spec.backend
+                && !disk.spec.read_only
+                && let Err(e) = backend.flush()
+            {
+                failed.push((disk.target, e));
+            }
+        }
+        failed
+    }
+
     /// Every disk as `info` reports it.
     pub fn infos(&self) -> Vec<DiskInfo> {
         self.disks
@@ -172,6 +188,8 @@ impl LiveDisks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn spec(path: &str) -> DiskSpec {
         DiskSpec {
@@ -208,6 +226,64 @@ mod tests {
             first_free_target(["vda", "vdc"].into_iter()),
             Some("vdb".into())
         );
+    }
+
+    #[test]
+    fn closing_writes_back_every_writable_image_and_forgets_it() {
+        let flushed = Arc::new(AtomicUsize::new(0));
+        let mut live = LiveDisks::new(
+            vec![counting(&flushed, false), counting(&flushed, true)],
+            &["vda".into(), "vdb".into()],
+        );
+        let failed = live.close_all();
+        assert!(failed.is_empty());
+        assert_eq!(
+            flushed.load(Ordering::SeqCst),
+            1,
+            "only the writable disk is flushed"
+        );
+        assert!(live.infos().is_empty());
+    }
+
+    /// A disk whose backend counts flushes.
+    fn counting(flushes: &Arc<AtomicUsize>, read_only: bool) -> DiskSpec {
+        struct Counting(Arc<AtomicUsize>);
+        impl crate::engine::DiskBackend for Counting {
+            fn capacity(&self) -> u64 {
+                512
+            }
+            fn read_only(&self) -> bool {
+                false
+            }
+            fn read_at(&self, _: u64, _: &mut [u8]) -> std::io::Result<()> {
+                Ok(())
+            }
+            fn write_at(&self, _: u64, _: &[u8]) -> std::io::Result<()> {
+                Ok(())
+            }
+            fn flush(&self) -> std::io::Result<()> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+            fn supports_discard(&self) -> bool {
+                false
+            }
+            fn discard(&self, _: u64, _: u64) -> std::io::Result<()> {
+                Ok(())
+            }
+            fn supports_write_zeroes(&self) -> bool {
+                false
+            }
+            fn write_zeroes(&self, _: u64, _: u64) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        DiskSpec {
+            path: "/images/disk".into(),
+            read_only,
+            serial: String::new(),
+            backend: Some(Arc::new(Counting(Arc::clone(flushes)))),
+        }
     }
 
     #[test]

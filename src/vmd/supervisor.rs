@@ -182,6 +182,18 @@ impl Supervisor {
         }
     }
 
+    /// Writes back and closes every disk image of the VM (after its last boot ended).
+    pub fn close_disks(&self) {
+        let failed = self
+            .disks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .close_all();
+        for (target, error) in failed {
+            log::error!("cannot write back disk {target} as the VM ends: {error}");
+        }
+    }
+
     /// Records the end of the VM: final state on disk, `state` and `exited` events, and the
     /// bus closed so subscribers drain and disconnect.
     pub fn finished(&self, reason: &ExitReason) {
