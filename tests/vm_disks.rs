@@ -114,8 +114,7 @@ fn a_guest_writes_a_qcow2_volume_that_qemu_img_then_checks_clean() {
 /// qcow2 driver) when the VM ends. Without that, the L2 table mapping the write was lost.
 #[test]
 fn writes_a_guest_never_flushed_are_in_the_qcow2_image_after_it_powers_off() {
-    if !Path::new("/dev/kvm").exists() {
-        println!("skipped: /dev/kvm is missing");
+    if !met(&[Need::Kvm, QEMU_IMG]) {
         return;
     }
     let home = tempfile::tempdir().expect("tempdir");
