@@ -177,6 +177,12 @@ impl TestHome {
     fn assert_nothing_left(&self, name: &str) {
         assert!(!self.socket(name).exists(), "socket left behind");
         assert!(!self.pid_file(name).exists(), "pid file left behind");
+        // vmd releases its lock last and then exits; the process teardown (guest RAM, the
+        // VM's descriptors) can take a moment on a busy host, so its exit is waited for.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.vmd_processes().is_empty() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
         assert_eq!(self.vmd_processes(), Vec::<u32>::new(), "vmd left running");
     }
 }
