@@ -124,11 +124,17 @@ summary() {
         /^ *Running / { bin = $2; if (bin == "unittests") bin = $3 }
         /^ *Doc-tests / { bin = "doc-tests " $2 }'
     local failed
+    # Failed tests from libtest's closing list: the names after the last "failures:" line
+    # before "test result" (a "test NAME ... FAILED" line can be split by --nocapture output).
     failed=$(awk "$binary_lines"'
-        /^test .* \.\.\. FAILED$/ {
-            sub(/^test /, ""); sub(/ \.\.\. FAILED$/, "")
-            line = "  " bin ": " $0
-            if (!(line in seen)) { seen[line] = 1; print line }
+        /^failures:$/ { collecting = 1; n = 0; next }
+        collecting && /^    [^ ]/ { names[++n] = substr($0, 5); next }
+        /^test result: / {
+            for (k = 1; collecting && k <= n; k++) {
+                line = "  " bin ": " names[k]
+                if (!(line in seen)) { seen[line] = 1; print line }
+            }
+            collecting = 0
         }
     ' "${logs[@]}")
     if [ -n "$failed" ]; then
