@@ -28,6 +28,10 @@ command -v sgdisk >/dev/null || [ -x /sbin/sgdisk ] || need+=(gdisk)
 command -v sfdisk >/dev/null || [ -x /sbin/sfdisk ] || need+=(fdisk)
 command -v mkfs.fat >/dev/null || [ -x /sbin/mkfs.fat ] || need+=(dosfstools)
 command -v mdir >/dev/null || need+=(mtools)
+# Shell completions (tests/completions.rs) and the password hash check (openssl).
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
+command -v openssl >/dev/null || need+=(openssl)
 if ((${#need[@]})); then
     if [ "$(id -u)" -eq 0 ]; then
         echo "test.sh: installing ${need[*]}"
@@ -58,9 +62,9 @@ run_step() {
 }
 
 # Step 1: every test binary but tests/linux_boot.rs (the last step runs it), or what the
-# arguments select.
+# arguments select (without the real-Linux scenarios).
 if (($#)); then
-    run_step suite cargo test --locked --no-fail-fast "$@"
+    run_step suite cargo test --locked --no-fail-fast "$@" -- --skip real_linux_
 else
     targets=(--lib --bins)
     for file in tests/*.rs; do
@@ -71,8 +75,9 @@ else
     run_step doc cargo test --locked --doc
 fi
 
-# Step 2 (the last step): booting real Linux, its output shown, so a host without hardware
-# virtualization says plainly that it was skipped and why. Covered by the summary below.
+# Step 2 (the last step): the real-Linux scenarios (docs/linux-tier.md), directly where the
+# CPU has vmx/svm, else in the nested tier (an L1 Linux under QEMU TCG), with their progress
+# shown; they take minutes. Covered by the summary below.
 run_step real-linux cargo test --locked --no-fail-fast --test linux_boot -- --nocapture
 
 # The summary, from libtest's lines in the step logs:

@@ -48,9 +48,13 @@ impl RealHost {
 
 impl Drop for RealHost {
     fn drop(&mut self) {
-        for status in self.host.list().into_iter().flatten() {
-            if matches!(status.state, RunState::Running | RunState::Paused) {
-                let _ = self.host.destroy(&status.config.name);
+        for entry in self.host.list() {
+            let (name, state) = match entry {
+                Ok(status) => (status.config.name, status.state),
+                Err(broken) => (broken.name, broken.live.state),
+            };
+            if matches!(state, RunState::Running | RunState::Paused) {
+                let _ = self.host.destroy(&name);
             }
         }
     }
@@ -285,6 +289,63 @@ mod host_contracts {
         };
         assert_eq!(stats.vcpus.len(), 3);
         assert!(stats.memory_touched_bytes <= stats.memory_bytes);
+    }
+}
+
+/// A running VM whose definition a user broke (here `vcpus = "two"`), each backend breaking
+/// it its own way: listed as broken with its live state, and still destroyed.
+mod a_running_vm_with_a_broken_definition_is_listed_and_can_be_destroyed {
+    use super::*;
+
+    fn contract(host: &dyn Host, break_definition: &dyn Fn()) {
+        host.define(&demo("a", 1, 1)).expect("define");
+        host.start("a").expect("start");
+        break_definition();
+        let listed = host.list();
+        let broken = listed[0].as_ref().expect_err("broken");
+        assert_eq!(
+            (broken.name.as_str(), broken.live.state),
+            ("a", RunState::Running)
+        );
+        assert!(host.status("a").is_err());
+        host.destroy("a").expect("destroy without the definition");
+        assert_eq!(host.state("a").expect("state").state, RunState::ShutOff);
+    }
+
+    #[test]
+    fn fake() {
+        let host = FakeHost::new();
+        contract(&host, &|| {
+            host.break_definition("a", "vcpus = \"two\"", "invalid type")
+        });
+    }
+
+    #[test]
+    fn real() {
+        if !met(&[Need::Kvm]) {
+            return;
+        }
+        let real = RealHost::new();
+        let file = real.host.paths().vm_file("a");
+        contract(&real.host, &|| {
+            let text = std::fs::read_to_string(&file).expect("read the definition");
+            let broken: Vec<String> = text
+                .lines()
+                .map(|l| {
+                    if l.starts_with("vcpus") {
+                        "vcpus = \"two\"".to_string()
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect();
+            assert_ne!(
+                broken.join("\n"),
+                text.trim_end(),
+                "no vcpus line in {text}"
+            );
+            std::fs::write(&file, broken.join("\n")).expect("break the definition");
+        });
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const PROGRAMS: [&str; 13] = [
+const PROGRAMS: [&str; 14] = [
     "acpi",
     "blk",
     "blkstress",
@@ -31,6 +31,7 @@ const PROGRAMS: [&str; 13] = [
     "flood",
     "hello",
     "hotplug",
+    "inject",
     "launch",
     "net",
     "smp",

@@ -268,7 +268,8 @@ impl Vmd {
                 Arc::clone(&ring),
                 Some(dir.join("state.json")),
             )
-            .with_disk_targets(targets),
+            .with_disk_targets(targets)
+            .with_backing_trust(crate::storage::StorageManager::new(paths.clone()).trust(&[])),
         );
         let socket = undo
             .socket

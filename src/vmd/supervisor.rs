@@ -46,6 +46,9 @@ pub struct Supervisor {
     pub(super) plugged_vcpus: AtomicU32,
     /// The VM's disks and their open images.
     pub(super) disks: Mutex<LiveDisks>,
+    /// The backing files a hot-added disk's chain may use besides its own allowed ones: files
+    /// in the storage pools (none until [`Supervisor::with_backing_trust`]).
+    pub(super) backing_trust: crate::storage::BackingTrust,
 }
 
 /// The current boot. Invariant: `control` is `Some` exactly while a boot is running or paused.
@@ -117,7 +120,14 @@ impl Supervisor {
             }),
             commands: Mutex::new(()),
             latest: Mutex::new(empty_stats(spec.memory_bytes)),
+            backing_trust: crate::storage::BackingTrust::none(),
         }
+    }
+
+    /// Lets hot-added disks use backing files `trust` allows (the storage pools).
+    pub fn with_backing_trust(mut self, trust: crate::storage::BackingTrust) -> Supervisor {
+        self.backing_trust = trust;
+        self
     }
 
     /// Names the disks (in stats, `info` and `detach_disk`): `targets[i]` is the guest device
@@ -309,10 +319,17 @@ impl Supervisor {
                 target,
                 read_only,
                 serial,
-            } => self
-                .attach_disk(path, target.clone(), *read_only, serial.clone())
-                .map(|disk| Some(ReplyResult::Disk(Box::new(disk)))),
-            Command::DetachDisk { target } => self.detach_disk(target).map(|()| None),
+                format,
+                allow_backing,
+            } => {
+                let how =
+                    super::disks::AttachImage::new(*format, &self.backing_trust, allow_backing);
+                self.attach_disk(path, target.clone(), *read_only, serial.clone(), how)
+                    .map(|disk| Some(ReplyResult::Disk(Box::new(disk))))
+            }
+            Command::DetachDisk { target, force } => {
+                self.detach_disk(target, *force).map(|()| None)
+            }
             Command::SwitchDisks { disks } => self.switch_disks(disks).map(|()| None),
             Command::Subscribe | Command::Console { .. } => Err(protocol_error(
                 ErrorKind::BadRequest,

@@ -4,6 +4,7 @@
 //! * [`prereq`]: the one rule for missing prerequisites (skip outside CI, fail under CI);
 //! * [`binary`]: running the real `vmux` binary with `VMUX_HOME` in a temp directory;
 //! * [`crash`]: varied kill timing and the count of kills that landed, for the crash tests;
+//! * [`netns`]: a network namespace with its own `VMUX_HOME` for real networks and VMs;
 //! * [`storage`]: qemu-img/qemu-io runners and a temporary vmux home with pools and VMs;
 //! * [`tui`]: a headless TUI harness over the fakes, with fixtures and rendering helpers.
 
@@ -11,6 +12,7 @@
 
 pub mod binary;
 pub mod crash;
+pub mod netns;
 pub mod prereq;
 pub mod storage;
 pub mod tui;

@@ -25,6 +25,17 @@ const PROMPT: &str = "/ # ";
 /// What the guest's init prints once it is up (followed by ", N cpus").
 pub const BOOTED: &str = "vmux-linux-guest: booted";
 
+/// The name of the enclosing function: a scenario's test name, as libtest prints it.
+#[macro_export]
+macro_rules! test_name {
+    () => {{
+        fn f() {}
+        let full = std::any::type_name_of_val(&f);
+        let path = full.strip_suffix("::f").unwrap_or(full);
+        path.rsplit("::").next().unwrap_or(path)
+    }};
+}
+
 /// Why this host cannot boot Linux under vmux directly, or `None` when it can.
 fn no_hardware_virtualization() -> Option<String> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -607,6 +618,20 @@ pub fn open_files(pid: u32) -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Pings `ip` three times from this host: with `ping` where iputils is installed, else with
+/// busybox's (which scripts/test.sh installs).
+pub fn host_ping(ip: &str) -> Output {
+    let args = ["-c", "3", "-W", "5", ip];
+    match Command::new("ping").args(args).output() {
+        Ok(out) => out,
+        Err(_) => Command::new("busybox")
+            .arg("ping")
+            .args(args)
+            .output()
+            .expect("run busybox ping"),
+    }
 }
 
 /// Runs a host tool, failing the scenario unless it succeeds; returns stdout.
