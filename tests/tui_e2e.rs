@@ -3,61 +3,37 @@
 //!
 //! A user creates a VM with the wizard, it starts and its console opens; they type `help`
 //! and see the demo's answer, detach, quit; `vmux list` shows the VM running; a relaunch
-//! shows it again and shuts it down. Skipped, saying why, without tmux or /dev/kvm.
+//! shows it again and shuts it down. Without tmux or /dev/kvm the tests skip, saying what, or
+//! fail under CI (tests/common/prereq.rs).
 //!
 //! In the storage pane a user creates, clones and deletes volumes, and `vmux vol-list` agrees
 //! at each step (needs tmux only).
 
-use std::path::Path;
+mod common;
+
+use common::prereq::{Need, TMUX, met};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 const VMUX: &str = env!("CARGO_BIN_EXE_vmux");
 /// Longest the TUI or a guest may take to show an expected screen on this emulating KVM.
 const TIMEOUT: Duration = Duration::from_secs(40);
 
-fn tmux_usable() -> bool {
-    let found = Command::new("tmux").arg("-V").output().is_ok();
-    if !found {
-        eprintln!("skipped: tmux is not installed (apt-get install tmux)");
-    }
-    found
-}
-
-fn usable() -> bool {
-    if !tmux_usable() {
-        return false;
-    }
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("skipped: /dev/kvm cannot be opened ({e}); this test boots a real VM");
-            false
-        }
-    }
-}
-
-/// A private tmux server (its own socket) with one 120×40 session running the TUI.
+/// A private tmux server (its socket inside the test's temporary `VMUX_HOME`, so no other
+/// tmux server, a user's or another test run's, can be reached) with one 120×40 session
+/// running the TUI.
 struct Tmux {
-    socket: String,
+    socket: PathBuf,
     home: tempfile::TempDir,
 }
 
 impl Tmux {
     fn new() -> Tmux {
-        static N: AtomicU32 = AtomicU32::new(0);
+        let home = tempfile::tempdir().expect("tempdir");
         Tmux {
-            socket: format!(
-                "vmux-e2e-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ),
-            home: tempfile::tempdir().expect("tempdir"),
+            socket: home.path().join("tmux.sock"),
+            home,
         }
     }
 
@@ -66,8 +42,9 @@ impl Tmux {
     }
 
     fn tmux(&self, args: &[&str]) -> Output {
+        // `-f /dev/null`: the server ignores the user's ~/.tmux.conf.
         Command::new("tmux")
-            .arg("-L")
+            .args(["-f", "/dev/null", "-S"])
             .arg(&self.socket)
             .args(args)
             .output()
@@ -168,7 +145,7 @@ fn row_of<'a>(screen: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn wizard_console_detach_quit_relaunch_and_shutdown_with_real_vms() {
-    if !usable() {
+    if !met(&[TMUX, Need::Kvm]) {
         return;
     }
     let t = Tmux::new();
@@ -237,7 +214,7 @@ fn wizard_console_detach_quit_relaunch_and_shutdown_with_real_vms() {
 
 #[test]
 fn a_tiny_window_asks_to_be_enlarged_and_quits_cleanly() {
-    if !tmux_usable() {
+    if !met(&[TMUX]) {
         return;
     }
     let t = Tmux::new();
@@ -252,7 +229,7 @@ fn a_tiny_window_asks_to_be_enlarged_and_quits_cleanly() {
 
 #[test]
 fn volumes_created_cloned_and_deleted_in_the_storage_pane_show_in_vol_list() {
-    if !tmux_usable() {
+    if !met(&[TMUX]) {
         return;
     }
     let t = Tmux::new();
@@ -303,7 +280,7 @@ fn volumes_created_cloned_and_deleted_in_the_storage_pane_show_in_vol_list() {
 
 #[test]
 fn plus_hot_adds_a_vcpu_the_demo_guest_onlines_and_a_disk_is_hot_added() {
-    if !usable() {
+    if !met(&[TMUX, Need::Kvm]) {
         return;
     }
     let t = Tmux::new();

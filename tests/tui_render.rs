@@ -3,12 +3,12 @@
 //! (1×1, zero width or height) that must not panic, and colour checks for the 16-colour
 //! theme and `NO_COLOR`.
 
-mod tui_support;
+mod common;
 
+use common::tui::{Harness, fleet_app, render, render_buffer};
 use crossterm::event::KeyCode;
 use ratatui::style::Color;
 use std::path::PathBuf;
-use tui_support::{Harness, fleet_app, render, render_buffer};
 use vmux::client::fake::FakeHost;
 use vmux::tui::App;
 use vmux::tui::action::{Action, DirEntry};

@@ -5,6 +5,8 @@
 //!
 //! Test hooks (`add_pool`, `add_volume`, `set_users`, `fail_next`, `set_written`,
 //! `set_capability`, `attach`, ...) let a test set the scene or play the host misbehaving.
+//! tests/backend_contract.rs runs the same contracts against these fakes and the real
+//! `LocalStorage` / `LocalNetworks`.
 
 use super::{NetworkHost, NetworkSnapshot, PoolView, StorageHost, StorageSnapshot, VolumeView};
 use crate::config::{
@@ -829,75 +831,5 @@ impl NetworkHost for FakeNetworks {
                 });
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(capacity: u64) -> VolumeSpec {
-        VolumeSpec {
-            capacity,
-            format: None,
-            preallocate: false,
-        }
-    }
-
-    #[test]
-    fn a_volume_in_use_cannot_be_deleted() {
-        let storage = FakeStorage::new();
-        storage.add_volume("default", "a.qcow2", 1 << 30, 1 << 20);
-        storage.set_users("default", "a.qcow2", &["web1"], &[]);
-        let err = storage
-            .delete_volume("default", "a.qcow2")
-            .expect_err("refused");
-        assert!(err.to_string().contains("web1"), "{err}");
-    }
-
-    #[test]
-    fn shrinking_needs_consent() {
-        let storage = FakeStorage::new();
-        storage
-            .create_volume("default", "a.raw", spec(2 << 30))
-            .expect("created");
-        assert!(
-            storage
-                .resize_volume("default", "a.raw", 1 << 30, false)
-                .is_err()
-        );
-        let info = storage
-            .resize_volume("default", "a.raw", 1 << 30, true)
-            .expect("shrunk");
-        assert_eq!(info.capacity, 1 << 30);
-    }
-
-    #[test]
-    fn a_linked_clone_records_its_backing_file() {
-        let storage = FakeStorage::new();
-        storage.add_volume("default", "base.qcow2", 1 << 30, 1 << 29);
-        let clone = storage
-            .clone_volume("default", "base.qcow2", "web.qcow2", true)
-            .expect("cloned");
-        assert_eq!(clone.backing.map(|b| b.name).as_deref(), Some("base.qcow2"));
-        assert!(storage.delete_volume("default", "base.qcow2").is_err());
-    }
-
-    #[test]
-    fn starting_a_network_without_the_capability_fails_like_the_real_one() {
-        let networks = FakeNetworks::with_default();
-        networks.set_capability(false);
-        let err = networks.start("default").expect_err("refused");
-        assert!(matches!(err, NetworkError::MissingCapability));
-    }
-
-    #[test]
-    fn new_nics_get_distinct_macs() {
-        let networks = FakeNetworks::with_default();
-        let mut vm = VmConfig::new("a", crate::config::BootConfig::Demo);
-        let first = networks.new_nic(&vm, "default").expect("nic");
-        vm.nics.push(first.clone());
-        let second = networks.new_nic(&vm, "default").expect("nic");
-        assert_ne!(first.mac, second.mac);
     }
 }

@@ -1,7 +1,5 @@
 //! Helpers for tests that drive the real `vmux` binary with `VMUX_HOME` in a temp directory.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
