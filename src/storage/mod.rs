@@ -7,9 +7,10 @@
 //! - [`format`]: what a file is (format by name and content, size, backing chain), checked
 //!   before anything opens it; [`create`], [`copy`] and [`staging`] make new images crash-safely
 //!   (temporary file, sync, rename).
-//! - [`StorageManager`] ([`pool`], [`volume`]): virsh-like pool and volume operations over the
-//!   pool definitions in `config`, refusing to touch volumes that running VMs or other images
-//!   depend on ([`usage`]).
+//! - [`StorageManager`] ([`pool`], [`volume`], [`import`]): virsh-like pool and volume
+//!   operations over the pool definitions in `config`, refusing to touch volumes that running
+//!   VMs or other images depend on ([`usage`]); importing downloaded images and overlays on
+//!   read-only bases ([`import`]).
 //! - [`snapshot`]: external disk snapshots of stopped VMs, with metadata under
 //!   `<config>/snapshots/<vm>/`.
 //!
@@ -19,6 +20,7 @@ pub mod copy;
 pub mod create;
 pub mod format;
 pub mod image;
+pub mod import;
 pub mod pool;
 pub mod qcow2;
 mod qcow2_header;

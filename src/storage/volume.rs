@@ -454,6 +454,12 @@ impl StorageManager {
         source: &str,
         path: &Path,
     ) -> Result<(), StorageError> {
+        self.guard_base(&format!("{pool}/{source}"), path)
+    }
+
+    /// Refuses making an overlay on `path` (called `label` in messages) while some VM writes
+    /// it: the overlay would change under it.
+    pub(super) fn guard_base(&self, label: &str, path: &Path) -> Result<(), StorageError> {
         let key = super::format::canonical(path);
         for vm in crate::config::Store::new(self.paths().clone())
             .list()
@@ -467,7 +473,7 @@ impl StorageManager {
                 };
                 if location.is_some_and(|l| super::format::canonical(&l) == key) {
                     return Err(StorageError::Invalid(format!(
-                        "{pool}/{source} is the writable disk of VM '{}', so a linked clone of it would change when that VM writes; make a full clone, or snapshot '{}' first and link to the frozen image",
+                        "{label} is the writable disk of VM '{}', so a linked clone of it would change when that VM writes; make a full clone, or snapshot '{}' first and link to the frozen image",
                         vm.name, vm.name
                     )));
                 }
@@ -477,7 +483,11 @@ impl StorageManager {
     }
 
     /// Where a new volume goes; refuses an existing name.
-    fn new_volume_path(&self, pool: &str, volume: &str) -> Result<PathBuf, StorageError> {
+    pub(super) fn new_volume_path(
+        &self,
+        pool: &str,
+        volume: &str,
+    ) -> Result<PathBuf, StorageError> {
         validate_volume_name(volume).map_err(StorageError::Invalid)?;
         let path = self.active_dir(pool)?.join(volume);
         if path.exists() {
@@ -490,7 +500,12 @@ impl StorageManager {
     }
 
     /// Gives a staged new volume its name, refusing one that appeared meanwhile.
-    fn commit_new(&self, staged: StagedFile, pool: &str, volume: &str) -> Result<(), StorageError> {
+    pub(super) fn commit_new(
+        &self,
+        staged: StagedFile,
+        pool: &str,
+        volume: &str,
+    ) -> Result<(), StorageError> {
         let target = staged.target().to_path_buf();
         staged.commit(false).map_err(|e| match e {
             ImageError::Io { ref source, .. }
@@ -507,7 +522,7 @@ impl StorageManager {
 }
 
 /// Builds `new` at the staged path and copies `src` into it.
-fn build_copy(
+pub(super) fn build_copy(
     src: &dyn BlockImage,
     staged: &StagedFile,
     new: &NewImage,
@@ -545,7 +560,7 @@ fn volume_info(pool: &str, name: &str, image: ImageInfo, usage: &Usage) -> Volum
 
 /// The format of a new file named `name`: what its extension says, which `requested` must
 /// agree with; `requested` or `default` when the name says nothing.
-fn format_for(
+pub(super) fn format_for(
     name: &str,
     requested: Option<ImageFormat>,
     default: ImageFormat,
@@ -562,7 +577,7 @@ fn format_for(
 }
 
 /// `name` with the extension of `format`.
-fn suggest_name(name: &str, format: ImageFormat) -> String {
+pub(super) fn suggest_name(name: &str, format: ImageFormat) -> String {
     let stem = Path::new(name)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
