@@ -186,6 +186,7 @@ impl Host for FakeHost {
                 boots: 1,
                 protocol: crate::engine::control::PROTOCOL_VERSION,
                 disks: Vec::new(),
+                boot_image: None,
             })
         })
     }

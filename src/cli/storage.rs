@@ -133,6 +133,25 @@ pub enum StorageCommand {
         #[arg(long, value_parser = parse_format)]
         format: Option<ImageFormat>,
     },
+    /// Bring a downloaded disk image (a distribution cloud image) into a pool: a copy, or with
+    /// --linked a qcow2 overlay on the file, which stays where it is as a read-only base that
+    /// many VMs can share. The file's format is read from its content; an image with a backing
+    /// file is refused.
+    VolImport {
+        /// Pool name.
+        pool: String,
+        /// The new volume's name (`.qcow2` or `.raw` decides its format; otherwise the file's).
+        volume: String,
+        /// The image file.
+        file: PathBuf,
+        /// Make the volume a qcow2 overlay on FILE instead of a copy (FILE must then stay
+        /// unchanged: vmux refuses to give it to a VM as a writable disk).
+        #[arg(long)]
+        linked: bool,
+        /// Print the new volume as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a volume's content to a file.
     VolDownload {
         /// Pool name.
@@ -218,6 +237,7 @@ impl StorageCommand {
             | PoolInfo { json, .. }
             | VolList { json, .. }
             | VolInfo { json, .. }
+            | VolImport { json, .. }
             | SnapshotList { json, .. } => *json,
             _ => false,
         }
@@ -374,6 +394,40 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                 println!("Vol {clone} cloned from {source} (linked: {source} is its backing file)");
             } else {
                 println!("Vol {clone} cloned from {source}");
+            }
+        }
+        VolImport {
+            pool,
+            volume,
+            file,
+            linked,
+            ..
+        } => {
+            let info = if linked {
+                storage.vol_overlay(
+                    &pool,
+                    &volume,
+                    &file,
+                    crate::storage::format::Detect::ByContent,
+                )?
+            } else {
+                storage.vol_import(&pool, &volume, &file)?
+            };
+            if json {
+                print_json(&info)?;
+            } else if let Some(base) = &info.backing {
+                println!(
+                    "Vol {volume} created in {pool}: a {} overlay on {} (keep that file unchanged and where it is)",
+                    format_size(info.capacity),
+                    base.path.display()
+                );
+            } else {
+                println!(
+                    "Vol {volume} imported into {pool} from {} ({}, {})",
+                    file.display(),
+                    info.format,
+                    format_size(info.capacity)
+                );
             }
         }
         VolUpload {

@@ -246,7 +246,9 @@ fn toggle(id: FieldId, on: bool) -> Field {
 
 fn boot_fields(config: &VmConfig) -> Vec<Field> {
     let (source, kernel, initrd, cmdline) = match &config.boot {
-        BootConfig::Demo => (0, String::new(), String::new(), "console=ttyS0".to_string()),
+        BootConfig::Demo | BootConfig::Image { .. } => {
+            (0, String::new(), String::new(), "console=ttyS0".to_string())
+        }
         BootConfig::Kernel {
             kernel,
             initrd,
@@ -771,6 +773,7 @@ impl Wizard {
             boot,
             disks,
             nics,
+            cloud_init: None,
         })
     }
 

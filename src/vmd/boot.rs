@@ -45,8 +45,9 @@ pub fn boot(
     engine: &dyn Engine,
     spec: &VmSpec,
 ) -> Result<Box<dyn Machine>, MachineError> {
+    let spec = sup.prepare_boot(spec)?;
     let serial: Arc<dyn SerialSink> = sup.ring().clone();
-    let mut machine = engine.create(spec, serial)?;
+    let mut machine = engine.create(&spec, serial)?;
     machine
         .control()
         .set_observer(Arc::new(HotplugEvents(Arc::downgrade(sup))));

@@ -15,6 +15,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::boot::error_chain;
 use super::events::EventBus;
+use super::image_boot::ImageBoot;
 use super::live_disks::LiveDisks;
 use super::machine::MachineControl;
 use super::ring::ConsoleRing;
@@ -22,8 +23,8 @@ use super::state_file::StateFile;
 use super::stats::{BootFacts, empty_stats};
 use crate::engine::VmSpec;
 use crate::engine::control::{
-    Command, ErrorKind, Event, ExitReason, PROTOCOL_VERSION, ProtocolError, ReplyResult, RunState,
-    VmInfo, VmStats,
+    BootImageInfo, Command, ErrorKind, Event, ExitReason, PROTOCOL_VERSION, ProtocolError,
+    ReplyResult, RunState, VmInfo, VmStats,
 };
 
 /// Shared state of one vmd.
@@ -46,6 +47,10 @@ pub struct Supervisor {
     pub(super) plugged_vcpus: AtomicU32,
     /// The VM's disks and their open images.
     pub(super) disks: Mutex<LiveDisks>,
+    /// Set for VMs that boot their disk image's own kernel (read again before each boot).
+    pub(super) image_boot: Option<ImageBoot>,
+    /// What the current (or last) boot read from the disk image.
+    pub(super) boot_image: Mutex<Option<Box<BootImageInfo>>>,
 }
 
 /// The current boot. Invariant: `control` is `Some` exactly while a boot is running or paused.
@@ -117,7 +122,15 @@ impl Supervisor {
             }),
             commands: Mutex::new(()),
             latest: Mutex::new(empty_stats(spec.memory_bytes)),
+            image_boot: None,
+            boot_image: Mutex::new(None),
         }
+    }
+
+    /// Boots the kernel of disk vda's own /boot, found again before every boot.
+    pub fn with_image_boot(mut self, image_boot: ImageBoot) -> Supervisor {
+        self.image_boot = Some(image_boot);
+        self
     }
 
     /// Names the disks (in stats, `info` and `detach_disk`): `targets[i]` is the guest device
@@ -278,6 +291,11 @@ impl Supervisor {
             boots: live.boots,
             protocol: PROTOCOL_VERSION,
             disks: self.disk_infos(),
+            boot_image: self
+                .boot_image
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         }
     }
 

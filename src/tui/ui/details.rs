@@ -33,6 +33,10 @@ pub fn boot_summary(vm: &VmEntry) -> String {
             }
             text
         }
+        BootConfig::Image { .. } => match vm.info.as_ref().and_then(|i| i.boot_image.as_ref()) {
+            Some(booted) => format!("{}: image {}", vm.name(), booted.describe()),
+            None => format!("{}: its disk image's own kernel (vda)", vm.name()),
+        },
     }
 }
 
@@ -388,6 +392,18 @@ fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
             }
             Line::from(spans)
         }
+        BootConfig::Image { .. } => {
+            let booted = vm
+                .info
+                .as_ref()
+                .filter(|_| vm.is_live())
+                .and_then(|i| i.boot_image.as_ref());
+            let text = booted.map_or_else(
+                || "the kernel its disk vda's /boot names (read at each start)".to_string(),
+                |b| b.describe(),
+            );
+            Line::from(vec![Span::styled("image ", theme.header), Span::raw(text)])
+        }
     };
     let third = match (&config.boot, &vm.status.reason) {
         (_, Some(reason)) => Line::from(Span::styled(format!("crashed: {reason}"), theme.error)),
@@ -395,6 +411,23 @@ fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
             Span::styled("cmdline ", theme.header),
             Span::raw(cmdline.clone()),
         ]),
+        (BootConfig::Image { cmdline_extra }, None) => {
+            let booted = vm
+                .info
+                .as_ref()
+                .filter(|_| vm.is_live())
+                .and_then(|i| i.boot_image.as_ref());
+            match booted {
+                Some(b) => Line::from(vec![
+                    Span::styled("cmdline ", theme.header),
+                    Span::raw(b.cmdline.clone()),
+                ]),
+                None => Line::from(vec![
+                    Span::styled("cmdline ", theme.header),
+                    Span::raw(format!("the boot entry's, plus \"{cmdline_extra}\"")),
+                ]),
+            }
+        }
         (BootConfig::Demo, None) => Line::from(Span::styled(
             "the demo answers help, cpus, mem, uptime, echo, poweroff and reboot on its console",
             theme.muted,
