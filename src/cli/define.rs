@@ -127,7 +127,22 @@ pub fn create(
             "warning: the cloud-init settings give no way to log in (no SSH key in ~/.ssh, no password); add ssh-key=FILE or root-password=generate"
         )?;
     }
-    if start {
+    if start && json {
+        // stdout holds one JSON document: what starting says goes to stderr.
+        let mut said = Vec::new();
+        let mut warnings = Vec::new();
+        let started = lifecycle::start(
+            host,
+            &cfg.name,
+            &mut Io {
+                out: &mut said,
+                err: &mut warnings,
+            },
+        );
+        io.err.write_all(&said)?;
+        io.err.write_all(&warnings)?;
+        started?;
+    } else if start {
         lifecycle::start(host, &cfg.name, io)?;
     }
     Ok(())
