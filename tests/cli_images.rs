@@ -56,30 +56,8 @@ fn runnable() -> bool {
 /// The directory of test images whose default kernel is the demo guest, built once.
 fn images() -> Result<PathBuf, String> {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-images");
-        let initrd = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-images-initrd");
-        std::fs::write(&initrd, b"vmux test initrd for the demo kernel\n")
-            .map_err(|e| format!("cannot write {}: {e}", initrd.display()))?;
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-test-images.sh");
-        let run = Command::new("bash")
-            .arg(script)
-            .arg("--kernel")
-            .arg(guest("demo"))
-            .arg("--initrd")
-            .arg(&initrd)
-            .arg(&out)
-            .output()
-            .map_err(|e| format!("cannot run make-test-images.sh: {e}"))?;
-        if !run.status.success() {
-            return Err(format!(
-                "the test images cannot be built: {}",
-                String::from_utf8_lossy(&run.stderr).trim()
-            ));
-        }
-        Ok(out)
-    })
-    .clone()
+    DIR.get_or_init(|| binary_common::demo_images("cli-images"))
+        .clone()
 }
 
 /// A private copy of test image `name` (as a user's download) in `dir`.

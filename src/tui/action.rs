@@ -9,6 +9,7 @@
 use super::backends::{Backends, NetworkSnapshot, StorageSnapshot};
 use super::console::ConsoleId;
 use super::hotplug::scope_words;
+use super::image_setup::{self, ImageSetup};
 use super::tasks::{Task, TaskId};
 use crate::client::{ChangeScope, VmStatus};
 use crate::config::{DefinitionError, DiskConfig, VmConfig, format_size};
@@ -169,6 +170,8 @@ pub enum HostOp {
         new_volume: Option<NewVolume>,
         /// Networks to give the VM a NIC on (a fresh MAC each), in order.
         networks: Vec<String>,
+        /// For a VM made from a disk image: the import and cloud-init settings.
+        image: Option<Box<ImageSetup>>,
     },
     /// Set a VM's vCPU count (hot-add or remove, and/or in the definition).
     SetVcpus {
@@ -319,10 +322,16 @@ impl HostOp {
                 start,
                 new_volume,
                 networks,
+                image,
                 ..
             } => {
-                return create(backends, config, *start, new_volume.as_ref(), networks)
-                    .map(|()| self.done_message());
+                let plan = CreatePlan {
+                    new_volume: new_volume.as_ref(),
+                    networks,
+                    image: image.as_deref(),
+                };
+                return create(backends, config, *start, plan)
+                    .map(|extra| format!("{}{extra}", self.done_message()));
             }
             HostOp::SetVcpus {
                 vm, count, scope, ..
@@ -375,15 +384,23 @@ fn attach(
     }
 }
 
-/// The creation wizard's work: the new volume, the NICs, the definition, the start. Stops at
-/// the first failure, saying what was done already.
+/// What the creation wizard asks for besides the definition.
+struct CreatePlan<'a> {
+    new_volume: Option<&'a NewVolume>,
+    networks: &'a [String],
+    image: Option<&'a ImageSetup>,
+}
+
+/// The creation wizard's work: the new volume, the NICs, the disk image (imported, its /boot
+/// checked, cloud-init sealed), the definition, the start. Stops at the first failure, saying
+/// what was done already; returns what the status line adds (generated passwords).
 fn create(
     backends: &Backends,
     config: &VmConfig,
     start: bool,
-    new_volume: Option<&NewVolume>,
-    networks: &[String],
-) -> Result<(), String> {
+    plan: CreatePlan<'_>,
+) -> Result<String, String> {
+    let new_volume = plan.new_volume;
     if let Some(volume) = new_volume {
         backends
             .storage
@@ -400,19 +417,28 @@ fn create(
         None => message,
     };
     let mut config = config.clone();
-    for network in networks {
+    for network in plan.networks {
         let nic = backends
             .networks
             .new_nic(&config, network)
             .map_err(|e| kept(error_chain(&e)))?;
         config.nics.push(nic);
     }
+    let prepared = match plan.image {
+        Some(setup) => image_setup::prepare(backends, &mut config, setup).map_err(kept)?,
+        None => image_setup::Prepared::default(),
+    };
     let host = backends.host.as_ref();
-    host.define(&config).map_err(|e| kept(error_chain(&e)))?;
-    if start {
-        host.start(&config.name).map_err(|e| error_chain(&e))?;
+    if let Err(e) = host.define(&config) {
+        image_setup::discard(backends, &prepared);
+        return Err(kept(error_chain(&e)));
     }
-    Ok(())
+    let extra = image_setup::passwords_message(&prepared.passwords);
+    if start {
+        host.start(&config.name)
+            .map_err(|e| format!("{}{extra}", error_chain(&e)))?;
+    }
+    Ok(extra)
 }
 
 /// Work `update` hands to the runtime.
@@ -502,6 +528,7 @@ mod tests {
             attach: false,
             new_volume: None,
             networks: Vec::new(),
+            image: None,
         };
         op.run(&backends(&host, &Arc::new(FakeStorage::new())))
             .expect("runs");
@@ -531,6 +558,7 @@ mod tests {
                 },
             }),
             networks: vec!["default".into()],
+            image: None,
         };
         op.run(&backends(&host, &storage)).expect("runs");
         assert!(storage.volume("default", "a.qcow2").is_some());
@@ -557,12 +585,100 @@ mod tests {
                 },
             }),
             networks: Vec::new(),
+            image: None,
         };
         let err = op.run(&backends(&host, &storage)).expect_err("exists");
         assert!(
             err.contains("default/a.qcow2") && err.contains("kept"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn create_from_an_image_imports_it_checks_its_boot_and_shows_a_generated_password_once() {
+        let host = Arc::new(FakeHost::new());
+        let storage = Arc::new(FakeStorage::new());
+        storage.add_volume("default", "debian-12.qcow2", 2 << 30, 400 << 20);
+        let mut config = VmConfig::new(
+            "web1",
+            BootConfig::Image {
+                cmdline_extra: String::new(),
+            },
+        );
+        config
+            .disks
+            .push(crate::config::DiskConfig::volume("default", "web1.qcow2"));
+        let op = HostOp::Create {
+            config: Box::new(config),
+            start: true,
+            attach: false,
+            new_volume: None,
+            networks: Vec::new(),
+            image: Some(Box::new(ImageSetup {
+                import: Some(image_setup::ImageImport {
+                    source: crate::tui::backends::ImageSource::Volume {
+                        pool: "default".into(),
+                        volume: "debian-12.qcow2".into(),
+                    },
+                    pool: "default".into(),
+                    volume: "web1.qcow2".into(),
+                    linked: true,
+                }),
+                cloud_init: Some(
+                    crate::cloudinit::CloudInitOptions::parse("root-password=generate")
+                        .expect("options"),
+                ),
+            })),
+        };
+
+        let message = op.run(&backends(&host, &storage)).expect("runs");
+
+        let overlay = storage.volume("default", "web1.qcow2").expect("overlay");
+        assert!(overlay.backing.is_some());
+        let password = message
+            .split("root password: ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no password in {message}"));
+        let defined = host.status("web1").expect("defined").config;
+        let stored = toml::to_string(&defined).expect("toml");
+        assert!(!stored.contains(password), "{stored}");
+        assert!(matches!(
+            defined.cloud_init.and_then(|c| c.root_password),
+            Some(crate::cloudinit::Password::Hashed(_))
+        ));
+    }
+
+    #[test]
+    fn an_image_vm_that_cannot_be_defined_leaves_no_overlay() {
+        let host = Arc::new(FakeHost::with_vms([VmConfig::new(
+            "web1",
+            BootConfig::Demo,
+        )]));
+        let storage = Arc::new(FakeStorage::new());
+        storage.add_volume("default", "debian-12.qcow2", 2 << 30, 400 << 20);
+        let op = HostOp::Create {
+            config: Box::new(VmConfig::new("web1", BootConfig::Demo)),
+            start: false,
+            attach: false,
+            new_volume: None,
+            networks: Vec::new(),
+            image: Some(Box::new(ImageSetup {
+                import: Some(image_setup::ImageImport {
+                    source: crate::tui::backends::ImageSource::Volume {
+                        pool: "default".into(),
+                        volume: "debian-12.qcow2".into(),
+                    },
+                    pool: "default".into(),
+                    volume: "web1.qcow2".into(),
+                    linked: true,
+                }),
+                cloud_init: None,
+            })),
+        };
+
+        assert!(op.run(&backends(&host, &storage)).is_err());
+        assert!(storage.volume("default", "web1.qcow2").is_none());
     }
 
     #[test]

@@ -221,6 +221,7 @@ fn create_demo(app: &mut App) {
             attach: true,
             new_volume: None,
             networks: Vec::new(),
+            image: None,
         }],
     );
 }

@@ -383,6 +383,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 attach,
                 new_volume,
                 networks,
+                image,
             } => {
                 commands::run_ops(
                     app,
@@ -392,6 +393,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                         attach,
                         new_volume,
                         networks,
+                        image,
                     }],
                 );
                 None
