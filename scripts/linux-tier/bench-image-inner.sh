@@ -1,6 +1,7 @@
 #!/bin/sh
-# (POSIX sh, as the tier runs it; bash only for /dev/tcp.) The `image` benchmark, run where Linux guests boot (inside the tier's L1, or directly on a
+# The `image` benchmark, run where Linux guests boot (inside the tier's L1, or directly on a
 # host with vmx/svm); scripts/bench-image.sh starts it and turns its lines into table rows.
+# POSIX sh, as the tier runs scripts (bash only for /dev/tcp).
 #
 # From `vmux create --image ... --cloud-init ... && vmux start` to the guest's SSH banner
 # (`SSH-2.0-...` read from port 22 of its DHCP address on a vmux nat network), against QEMU
