@@ -112,6 +112,9 @@ guest=$tier/guest
 # The cloud image: the same kernel as grub's default, Debian's cloud kernel as the first entry.
 VMUX_TIER_DIR=$tier VMUX_KERNEL_DEB=$deb bash scripts/make-image-guest.sh "$tier/image-guest" >/dev/null
 image_guest=$tier/image-guest
+# The full Debian image with the real cloud-init, when scripts/make-debian-cloud-image.sh has
+# built it (root, minutes of downloads); its scenario is ignored by default.
+debian_cloud=$tier/debian-cloud
 
 # --- the L1 initramfs ----------------------------------------------------------------------
 # Modules in dependency order (a module's own dependencies before it), from the `depends=`
@@ -191,7 +194,7 @@ cat > "$run_dir/tier-run.sh" <<RUN
 #!/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root TMPDIR=/tmp RUST_BACKTRACE=1
-export VMUX_LINUX_TIER_INNER=1 VMUX_LINUX_GUEST=$guest VMUX_IMAGE_GUEST=$image_guest VMUX_TIER_RUN_DIR=$run_dir
+export VMUX_LINUX_TIER_INNER=1 VMUX_LINUX_GUEST=$guest VMUX_IMAGE_GUEST=$image_guest VMUX_DEBIAN_CLOUD=$debian_cloud VMUX_TIER_RUN_DIR=$run_dir
 export CI=${CI:-}
 cd $repo
 if [ "$mode" = nested ]; then

@@ -686,3 +686,92 @@ fn a_kernel_updated_inside_the_guest_is_booted_at_the_next_start() {
         },
     );
 }
+
+/// Debian built by mmdebstrap from Debian's packages with the real `cloud-init`, systemd and
+/// openssh-server (`scripts/make-debian-cloud-image.sh`, run beforehand: it needs root and
+/// minutes of downloads), booted from `vmux create --image ... --cloud-init ...`. Ignored by
+/// default (a full systemd boot plus cloud-init's Python under the tier's TCG-backed KVM takes
+/// many minutes); run it with `cargo test --test linux_boot -- --ignored real_cloud_init`.
+#[test]
+#[ignore = "a full Debian boot with cloud-init; run with --ignored after make-debian-cloud-image.sh"]
+fn a_debian_image_with_the_real_cloud_init_takes_an_ssh_login() {
+    scenario(
+        "a_debian_image_with_the_real_cloud_init_takes_an_ssh_login",
+        || {
+            let lab = Lab::new("real_cloud_init");
+            let dir = std::env::var_os("VMUX_DEBIAN_CLOUD")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("target/linux-tier/debian-cloud")
+                });
+            let env = std::fs::read_to_string(dir.join("kernel.env"))
+                .expect("run scripts/make-debian-cloud-image.sh first (as root)");
+            let release = env.trim().trim_start_matches("RELEASE=").to_string();
+            let image = lab.home().join("debian-cloud-full.qcow2");
+            std::fs::copy(dir.join("debian-cloud-full.qcow2"), &image).expect("copy the image");
+            let key = lab.home().join("id_ed25519");
+            tool(
+                "ssh-keygen",
+                &[
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-f",
+                    key.to_str().expect("path"),
+                ],
+            );
+            lab.ok(&[
+                "net-define-as",
+                "tierfull",
+                "--mode",
+                "nat",
+                "--subnet",
+                "10.231.8.0/24",
+                "--bridge",
+                "vmuxtier2",
+            ]);
+            lab.ok(&["net-start", "tierfull"]);
+            let started = std::time::Instant::now();
+            lab.ok(&[
+                "create",
+                "deb",
+                "--image",
+                image.to_str().expect("path"),
+                "--cloud-init",
+                &format!("user=me,ssh-key={}.pub", key.display()),
+                "--network",
+                "tierfull",
+                "--memory",
+                "1G",
+                "--start",
+            ]);
+            let _console = Shell::open(&lab, "deb");
+            let ip = leased_ip(&lab, "deb", 1500);
+            let leased = started.elapsed();
+            let mut release_seen = String::new();
+            wait_until("an SSH login as the cloud-init user", 1500, || {
+                let (ok, out, _) = ssh(&key, "me", &ip, "uname -r");
+                release_seen = out;
+                ok
+            });
+            let login = started.elapsed();
+            let message = format!(
+                "real cloud-init: create --start -> DHCP lease {:.0} s, -> SSH login as me {:.0} s",
+                leased.as_secs_f64(),
+                login.as_secs_f64()
+            );
+            lab.note(&message);
+            println!("{message}");
+            assert_eq!(release_seen, release);
+            assert_eq!(ssh(&key, "me", &ip, "hostname").1, "deb");
+            let (ok, status, err) = ssh(&key, "me", &ip, "cloud-init status --long || true");
+            assert!(ok, "{err}");
+            assert!(status.contains("done"), "cloud-init status: {status}");
+            lab.ok(&["destroy", "deb"]);
+            lab.ok(&["net-destroy", "tierfull"]);
+        },
+    );
+}
