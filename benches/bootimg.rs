@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vmux::bootimg::{self, RawFile, ReadAt, StorageDisk};
-use vmux::storage::format::Detect;
+use vmux::storage::format::{BackingTrust, Detect};
 
 fn images() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -79,7 +79,9 @@ fn main() {
         assert!(status.success());
     }
     let q = measure(runs, &|| {
-        Arc::new(StorageDisk::open(&qcow2, Detect::ByName).expect("open qcow2")) as Arc<dyn ReadAt>
+        Arc::new(
+            StorageDisk::open(&qcow2, Detect::ByName, &BackingTrust::none()).expect("open qcow2"),
+        ) as Arc<dyn ReadAt>
     });
     let r = measure(runs, &|| {
         Arc::new(RawFile::new(std::fs::File::open(&raw).expect("open raw")).expect("size"))

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use vmux::bootimg::{self, BootImageError, BootPlan, EntryKind, RawFile, ReadAt, StorageDisk};
-use vmux::storage::format::Detect;
+use vmux::storage::format::{BackingTrust, Detect};
 
 const ROOT_UUID: &str = "1b4e28ba-2fa1-4d2b-a3e6-0c4f7e2b9a11";
 const BOOT_UUID: &str = "2c5f39cb-3eb2-4e3c-b4f7-1d5a8f3cab22";
@@ -52,7 +52,14 @@ fn raw(path: &Path) -> Arc<dyn ReadAt> {
 }
 
 fn storage(path: &Path) -> Arc<dyn ReadAt> {
-    Arc::new(StorageDisk::open(path, Detect::ByName).expect("open through the storage layer"))
+    // Backing files are followed only where trusted, as in a pool: here the image's own
+    // directory and the built test images.
+    let mut dirs = vec![path.parent().expect("in a directory").to_path_buf()];
+    dirs.extend(images().map(Path::to_path_buf));
+    let trust = BackingTrust::new(dirs, []);
+    Arc::new(
+        StorageDisk::open(path, Detect::ByName, &trust).expect("open through the storage layer"),
+    )
 }
 
 fn plan_of(name: &str) -> Option<BootPlan> {

@@ -262,6 +262,13 @@ fn a_linked_vm_gets_an_overlay_and_a_read_only_cloud_init_seed_removed_with_unde
 
     assert_eq!(created["disks"][0]["pool"], "default");
     assert_eq!(created["disks"][0]["volume"], "web1.qcow2");
+    // The download became the base volume default/debian.qcow2, read-only under the overlay.
+    let base_volume = json(home.path(), &["vol-info", "default", "debian.qcow2"]);
+    assert_eq!(
+        base_volume["backing_of"].as_array().map(Vec::len),
+        Some(1),
+        "{base_volume}"
+    );
     let password = created["generated_passwords"][0]["password"]
         .as_str()
         .expect("a generated password");
@@ -350,7 +357,7 @@ fn a_kernel_removed_inside_the_image_fails_the_start_naming_the_file() {
 }
 
 #[test]
-fn vol_import_copies_or_links_a_download_and_refuses_one_named_as_another_format_in_place() {
+fn vol_import_copies_or_links_a_download_and_a_file_not_named_for_its_format_needs_it_said() {
     if !runnable() {
         return;
     }
@@ -363,25 +370,39 @@ fn vol_import_copies_or_links_a_download_and_refuses_one_named_as_another_format
     let file = ubuntu_style.to_str().expect("utf-8");
 
     let err = fails(home.path(), &["create", "web1", "--image", file]);
-    assert!(
-        err.contains("holds a qcow2 image but its name says raw"),
-        "{err}"
-    );
-    assert!(err.contains("vmux vol-import default"), "{err}");
+    assert!(err.contains("does not say its format"), "{err}");
+    assert!(err.contains("--format qcow2"), "{err}");
+    let err = fails(home.path(), &["vol-import", "default", "jammy.qcow2", file]);
+    assert!(err.contains("qcow2 header"), "{err}");
 
-    let copied = json(home.path(), &["vol-import", "default", "jammy.qcow2", file]);
+    let copied = json(
+        home.path(),
+        &[
+            "vol-import",
+            "default",
+            "jammy.qcow2",
+            file,
+            "--format",
+            "qcow2",
+        ],
+    );
     assert_eq!(copied["format"], "qcow2");
     assert!(copied["backing"].is_null(), "{copied}");
     let linked = json(
         home.path(),
-        &["vol-import", "default", "web2.qcow2", file, "--linked"],
+        &[
+            "vol-import",
+            "default",
+            "web2.qcow2",
+            file,
+            "--linked",
+            "--format",
+            "qcow2",
+        ],
     );
     assert_eq!(
-        linked["backing"]["path"],
-        std::fs::canonicalize(&ubuntu_style)
-            .expect("canonical")
-            .to_str()
-            .expect("utf-8")
+        linked["backing"]["name"],
+        "jammy-server-cloudimg-amd64.qcow2"
     );
     assert_eq!(linked["backing"]["format"], "qcow2");
 
@@ -390,4 +411,16 @@ fn vol_import_copies_or_links_a_download_and_refuses_one_named_as_another_format
         let out = ok(home.path(), &["create", &name, "--image", volume]);
         assert!(out.contains(&format!("/boot/vmlinuz-{VERSION}")), "{out}");
     }
+    // The base is shared: a VM cannot write it while overlays read through it.
+    let err = fails(
+        home.path(),
+        &[
+            "create",
+            "base-writer",
+            "--image",
+            "default/jammy-server-cloudimg-amd64.qcow2",
+            "--start",
+        ],
+    );
+    assert!(err.contains("web2.qcow2"), "{err}");
 }

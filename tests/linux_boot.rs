@@ -23,58 +23,55 @@ fn boot(lab: &Lab, name: &str, cpus: u32) -> Shell {
 }
 
 #[test]
-fn linux_boots_with_one_vcpu_and_answers_on_the_console() {
-    scenario(
-        "linux_boots_with_one_vcpu_and_answers_on_the_console",
-        || {
-            let lab = Lab::new("one_vcpu");
-            lab.define_linux("linux", 1, &[]);
-            let mut shell = boot(&lab, "linux", 1);
-            let release = shell.ok("uname -r", 30);
-            assert!(release.contains("amd64"), "uname -r said {release:?}");
-            // The same question through `vmux console` in piped mode, as a script would ask it.
-            let out = Command::new(env!("CARGO_BIN_EXE_vmux"))
-                .args([
-                    "console",
-                    "linux",
-                    "--no-history",
-                    "--until",
-                    "[0-9]+\\.[0-9]+\\.[0-9]+-[0-9]+-amd64\\s",
-                    "--timeout",
-                    "60",
-                ])
-                .env("VMUX_HOME", lab.home())
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .and_then(|mut child| {
-                    use std::io::Write;
-                    std::thread::sleep(std::time::Duration::from_millis(500));
-                    child
-                        .stdin
-                        .take()
-                        .expect("stdin")
-                        .write_all(b"uname -r\n")?;
-                    child.wait_with_output()
-                })
-                .expect("vmux console");
-            let text = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success(),
-                "vmux console --until did not see the release: {text}"
-            );
-            assert!(text.contains(release.trim()), "console output: {text}");
-            let cpus = shell.ok("grep -c ^processor /proc/cpuinfo", 30);
-            assert_eq!(cpus.trim(), "1");
-            shell.send("poweroff -f");
-            lab.wait_state("linux", "shut_off", 60);
-        },
-    );
+fn real_linux_boots_with_one_vcpu_and_answers_on_the_console() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("one_vcpu");
+        lab.define_linux("linux", 1, &[]);
+        let mut shell = boot(&lab, "linux", 1);
+        let release = shell.ok("uname -r", 30);
+        assert!(release.contains("amd64"), "uname -r said {release:?}");
+        // The same question through `vmux console` in piped mode, as a script would ask it.
+        let out = Command::new(env!("CARGO_BIN_EXE_vmux"))
+            .args([
+                "console",
+                "linux",
+                "--no-history",
+                "--until",
+                "[0-9]+\\.[0-9]+\\.[0-9]+-[0-9]+-amd64\\s",
+                "--timeout",
+                "60",
+            ])
+            .env("VMUX_HOME", lab.home())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(b"uname -r\n")?;
+                child.wait_with_output()
+            })
+            .expect("vmux console");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "vmux console --until did not see the release: {text}"
+        );
+        assert!(text.contains(release.trim()), "console output: {text}");
+        let cpus = shell.ok("grep -c ^processor /proc/cpuinfo", 30);
+        assert_eq!(cpus.trim(), "1");
+        shell.send("poweroff -f");
+        lab.wait_state("linux", "shut_off", 60);
+    });
 }
 
 #[test]
-fn linux_boots_with_two_vcpus_and_powers_off() {
-    scenario("linux_boots_with_two_vcpus_and_powers_off", || {
+fn real_linux_boots_with_two_vcpus_and_powers_off() {
+    scenario(test_name!(), || {
         let lab = Lab::new("two_vcpus");
         lab.define_linux("linux", 2, &[]);
         let mut shell = boot(&lab, "linux", 2);
@@ -99,27 +96,24 @@ fn linux_boots_with_two_vcpus_and_powers_off() {
 }
 
 #[test]
-fn shutdown_presses_the_acpi_power_button_and_linux_powers_off() {
-    scenario(
-        "shutdown_presses_the_acpi_power_button_and_linux_powers_off",
-        || {
-            let lab = Lab::new("shutdown");
-            lab.define_linux("linux", 1, &[]);
-            let shell = boot(&lab, "linux", 1);
-            lab.ok(&["shutdown", "linux", "--timeout", "90"]);
-            assert!(
-                shell.text().contains("power button pressed"),
-                "the guest's power-button handler never ran:\n{}",
-                shell.text()
-            );
-            assert_eq!(lab.state("linux"), "shut_off");
-        },
-    );
+fn real_linux_shutdown_presses_the_acpi_power_button_and_linux_powers_off() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("shutdown");
+        lab.define_linux("linux", 1, &[]);
+        let shell = boot(&lab, "linux", 1);
+        lab.ok(&["shutdown", "linux", "--timeout", "90"]);
+        assert!(
+            shell.text().contains("power button pressed"),
+            "the guest's power-button handler never ran:\n{}",
+            shell.text()
+        );
+        assert_eq!(lab.state("linux"), "shut_off");
+    });
 }
 
 #[test]
-fn reboot_and_reset_boot_linux_again() {
-    scenario("reboot_and_reset_boot_linux_again", || {
+fn real_linux_reboot_and_reset_boot_linux_again() {
+    scenario(test_name!(), || {
         let lab = Lab::new("reboot_reset");
         lab.define_linux("linux", 1, &[]);
         let mut shell = boot(&lab, "linux", 1);
@@ -146,56 +140,53 @@ fn reboot_and_reset_boot_linux_again() {
 }
 
 #[test]
-fn hot_added_vcpus_come_online_in_linux_and_removed_ones_are_ejected() {
-    scenario(
-        "hot_added_vcpus_come_online_in_linux_and_removed_ones_are_ejected",
-        || {
-            let lab = Lab::new("vcpu_hotplug");
-            lab.define_linux("linux", 2, &["--max-vcpus", "4"]);
-            let mut shell = boot(&lab, "linux", 2);
-            let pid = lab.vmd_pid("linux");
+fn real_linux_hot_added_vcpus_come_online_in_linux_and_removed_ones_are_ejected() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("vcpu_hotplug");
+        lab.define_linux("linux", 2, &["--max-vcpus", "4"]);
+        let mut shell = boot(&lab, "linux", 2);
+        let pid = lab.vmd_pid("linux");
 
-            lab.ok(&["setvcpus", "linux", "4", "--live"]);
-            // What the README's udev rule does, by hand (the test initramfs has no udev).
-            shell.ok(
+        lab.ok(&["setvcpus", "linux", "4", "--live"]);
+        // What the README's udev rule does, by hand (the test initramfs has no udev).
+        shell.ok(
             "for i in $(seq 60); do [ -e /sys/devices/system/cpu/cpu3 ] && break; sleep 1; done; \
              for c in 2 3; do echo 1 > /sys/devices/system/cpu/cpu$c/online; done",
             90,
         );
-            assert_eq!(shell.ok("cat /sys/devices/system/cpu/online", 30), "0-3");
-            wait_until("vmd counts 4 vCPUs online", 30, || {
-                lab.json(&["info", "linux"])["vcpus"] == 4
-            });
-            let vcpus = |pid| {
-                thread_names(pid)
-                    .iter()
-                    .filter(|t| t.starts_with("vcpu"))
-                    .count()
-            };
-            assert_eq!(vcpus(pid), 4);
-            let busy = shell.ok(
+        assert_eq!(shell.ok("cat /sys/devices/system/cpu/online", 30), "0-3");
+        wait_until("vmd counts 4 vCPUs online", 30, || {
+            lab.json(&["info", "linux"])["vcpus"] == 4
+        });
+        let vcpus = |pid| {
+            thread_names(pid)
+                .iter()
+                .filter(|t| t.starts_with("vcpu"))
+                .count()
+        };
+        assert_eq!(vcpus(pid), 4);
+        let busy = shell.ok(
                 "for c in 2 3; do taskset -c $c sh -c \"echo ran on \\$(cut -d' ' -f39 /proc/self/stat)\" 2>&1; done",
                 30,
             );
-            assert!(
-                busy.contains("ran on 3"),
-                "the new CPU does not run tasks: {busy}"
-            );
+        assert!(
+            busy.contains("ran on 3"),
+            "the new CPU does not run tasks: {busy}"
+        );
 
-            lab.ok(&["setvcpus", "linux", "2", "--live"]);
-            wait_until("Linux ejects CPUs 2 and 3", 90, || {
-                shell
-                    .run("ls -d /sys/devices/system/cpu/cpu[0-9]* | wc -l", 30)
-                    .0
-                    .trim()
-                    == "2"
-            });
-            wait_until("vmd's vCPU threads 2 and 3 end", 30, || vcpus(pid) == 2);
-            assert_eq!(lab.json(&["info", "linux"])["vcpus"], 2);
-            assert_eq!(shell.ok("cat /sys/devices/system/cpu/online", 30), "0-1");
-            lab.ok(&["destroy", "linux"]);
-        },
-    );
+        lab.ok(&["setvcpus", "linux", "2", "--live"]);
+        wait_until("Linux ejects CPUs 2 and 3", 90, || {
+            shell
+                .run("ls -d /sys/devices/system/cpu/cpu[0-9]* | wc -l", 30)
+                .0
+                .trim()
+                == "2"
+        });
+        wait_until("vmd's vCPU threads 2 and 3 end", 30, || vcpus(pid) == 2);
+        assert_eq!(lab.json(&["info", "linux"])["vcpus"], 2);
+        assert_eq!(shell.ok("cat /sys/devices/system/cpu/online", 30), "0-1");
+        lab.ok(&["destroy", "linux"]);
+    });
 }
 
 /// A guest shell command that writes `count` 4 KiB blocks of `fill` at `offset_kib` of
@@ -230,249 +221,237 @@ fn image_bytes(image: &std::path::Path, format: &str) -> Vec<u8> {
 }
 
 #[test]
-fn hot_added_disk_is_written_by_linux_ejected_and_read_back_on_the_host() {
-    scenario(
-        "hot_added_disk_is_written_by_linux_ejected_and_read_back_on_the_host",
-        || {
-            let lab = Lab::new("disk_hotplug");
-            lab.ok(&[
-                "vol-create-as",
-                "default",
-                "root.raw",
-                "16M",
-                "--format",
-                "raw",
-            ]);
-            lab.ok(&["vol-create-as", "default", "data.qcow2", "64M"]);
-            // A label the guest reads from the hot-added disk before writing to it.
-            let pool = lab.pool();
-            lab.define_linux("linux", 1, &["--disk", "default/root.raw"]);
-            let mut shell = boot(&lab, "linux", 1);
-            let pid = lab.vmd_pid("linux");
+fn real_linux_hot_added_disk_is_written_by_linux_ejected_and_read_back_on_the_host() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("disk_hotplug");
+        lab.ok(&[
+            "vol-create-as",
+            "default",
+            "root.raw",
+            "16M",
+            "--format",
+            "raw",
+        ]);
+        lab.ok(&["vol-create-as", "default", "data.qcow2", "64M"]);
+        // A label the guest reads from the hot-added disk before writing to it.
+        let pool = lab.pool();
+        lab.define_linux("linux", 1, &["--disk", "default/root.raw"]);
+        let mut shell = boot(&lab, "linux", 1);
+        let pid = lab.vmd_pid("linux");
 
-            // The disk given at create time: written by Linux, read back on the host after.
-            shell.ok(&write_pattern("/dev/vda", 0x5a, 1024, 4), 60);
+        // The disk given at create time: written by Linux, read back on the host after.
+        shell.ok(&write_pattern("/dev/vda", 0x5a, 1024, 4), 60);
 
-            let target = lab.ok(&["attach-disk", "linux", "default/data.qcow2", "--live"]);
-            assert!(target.contains("vdb"), "attach-disk said: {target}");
-            shell.ok(
-                "for i in $(seq 60); do [ -b /dev/vdb ] && break; sleep 1; done; [ -b /dev/vdb ]",
-                90,
-            );
-            let size = shell.ok("cat /sys/block/vdb/size", 30);
-            assert_eq!(
-                size,
-                (64u64 << 20 >> 9).to_string(),
-                "vdb's size in 512-byte sectors"
-            );
-            shell.ok(&write_pattern("/dev/vdb", 0xa7, 8192, 16), 90);
-            let readback = shell.ok("dd if=/dev/vdb bs=4096 skip=2048 count=1 iflag=direct 2>/dev/null | hexdump -C | head -n 1", 30);
-            assert!(
-                readback.contains("a7 a7 a7 a7"),
-                "Linux read back: {readback}"
-            );
-            assert!(
-                open_files(pid).iter().any(|f| f.ends_with("data.qcow2")),
-                "vmd does not hold the hot-added image open"
-            );
+        let target = lab.ok(&["attach-disk", "linux", "default/data.qcow2", "--live"]);
+        assert!(target.contains("vdb"), "attach-disk said: {target}");
+        shell.ok(
+            "for i in $(seq 60); do [ -b /dev/vdb ] && break; sleep 1; done; [ -b /dev/vdb ]",
+            90,
+        );
+        let size = shell.ok("cat /sys/block/vdb/size", 30);
+        assert_eq!(
+            size,
+            (64u64 << 20 >> 9).to_string(),
+            "vdb's size in 512-byte sectors"
+        );
+        shell.ok(&write_pattern("/dev/vdb", 0xa7, 8192, 16), 90);
+        let readback = shell.ok("dd if=/dev/vdb bs=4096 skip=2048 count=1 iflag=direct 2>/dev/null | hexdump -C | head -n 1", 30);
+        assert!(
+            readback.contains("a7 a7 a7 a7"),
+            "Linux read back: {readback}"
+        );
+        assert!(
+            open_files(pid).iter().any(|f| f.ends_with("data.qcow2")),
+            "vmd does not hold the hot-added image open"
+        );
 
-            lab.ok(&["detach-disk", "linux", "vdb", "--live"]);
-            wait_until("Linux ejects vdb", 90, || {
-                shell.run("[ -b /dev/vdb ]", 30).1 != 0
-            });
-            wait_until("vmd closes data.qcow2", 30, || {
-                !open_files(pid).iter().any(|f| f.ends_with("data.qcow2"))
-            });
-            let info = lab.json(&["info", "linux"]);
-            assert_eq!(
-                info["disks"].as_array().map(Vec::len),
-                Some(1),
-                "info: {info}"
-            );
+        lab.ok(&["detach-disk", "linux", "vdb", "--live"]);
+        wait_until("Linux ejects vdb", 90, || {
+            shell.run("[ -b /dev/vdb ]", 30).1 != 0
+        });
+        wait_until("vmd closes data.qcow2", 30, || {
+            !open_files(pid).iter().any(|f| f.ends_with("data.qcow2"))
+        });
+        let info = lab.json(&["info", "linux"]);
+        assert_eq!(
+            info["disks"].as_array().map(Vec::len),
+            Some(1),
+            "info: {info}"
+        );
 
-            shell.send("poweroff -f");
-            lab.wait_state("linux", "shut_off", 60);
-            let check = tool(
-                "qemu-img",
-                &["check", pool.join("data.qcow2").to_str().expect("path")],
-            );
-            assert!(check.contains("No errors"), "qemu-img check: {check}");
-            let data = image_bytes(&pool.join("data.qcow2"), "qcow2");
-            assert!(
-                data[8 << 20..(8 << 20) + 16 * 4096]
-                    .iter()
-                    .all(|&b| b == 0xa7)
-            );
-            assert!(
-                data[..8 << 20].iter().all(|&b| b == 0),
-                "bytes before the pattern changed"
-            );
-            let root = std::fs::read(pool.join("root.raw")).expect("root image");
-            assert!(
-                root[1 << 20..(1 << 20) + 4 * 4096]
-                    .iter()
-                    .all(|&b| b == 0x5a)
-            );
-        },
-    );
+        shell.send("poweroff -f");
+        lab.wait_state("linux", "shut_off", 60);
+        let check = tool(
+            "qemu-img",
+            &["check", pool.join("data.qcow2").to_str().expect("path")],
+        );
+        assert!(check.contains("No errors"), "qemu-img check: {check}");
+        let data = image_bytes(&pool.join("data.qcow2"), "qcow2");
+        assert!(
+            data[8 << 20..(8 << 20) + 16 * 4096]
+                .iter()
+                .all(|&b| b == 0xa7)
+        );
+        assert!(
+            data[..8 << 20].iter().all(|&b| b == 0),
+            "bytes before the pattern changed"
+        );
+        let root = std::fs::read(pool.join("root.raw")).expect("root image");
+        assert!(
+            root[1 << 20..(1 << 20) + 4 * 4096]
+                .iter()
+                .all(|&b| b == 0x5a)
+        );
+    });
 }
 
 #[test]
-fn nat_network_gives_linux_a_lease_and_host_and_guest_ping_each_other() {
-    scenario(
-        "nat_network_gives_linux_a_lease_and_host_and_guest_ping_each_other",
-        || {
-            let lab = Lab::new("nat_network");
-            lab.ok(&[
-                "net-define-as",
-                "tiernat",
-                "--mode",
-                "nat",
-                "--subnet",
-                "10.231.7.0/24",
-                "--bridge",
-                "vmuxtier0",
-            ]);
-            lab.ok(&["net-start", "tiernat"]);
-            lab.define_linux(
-                "linux",
-                1,
-                &["--network", "tiernat", "--mac", "52:54:00:7e:57:01"],
-            );
-            let mut shell = boot(&lab, "linux", 1);
-            let link = shell.ok("cat /sys/class/net/eth0/address", 30);
-            assert_eq!(link, "52:54:00:7e:57:01");
-            shell.ok(
-                "ip link set eth0 up && udhcpc -i eth0 -n -q -t 10 -T 3",
-                120,
-            );
-            let addr = shell.ok("ip -4 -o addr show dev eth0", 30);
-            let ip = addr
-                .split_whitespace()
-                .skip_while(|w| *w != "inet")
-                .nth(1)
-                .and_then(|cidr| cidr.split('/').next())
-                .unwrap_or_default()
-                .to_string();
-            assert!(ip.starts_with("10.231.7."), "the guest's address: {addr}");
+fn real_linux_nat_network_gives_linux_a_lease_and_host_and_guest_ping_each_other() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("nat_network");
+        lab.ok(&[
+            "net-define-as",
+            "tiernat",
+            "--mode",
+            "nat",
+            "--subnet",
+            "10.231.7.0/24",
+            "--bridge",
+            "vmuxtier0",
+        ]);
+        lab.ok(&["net-start", "tiernat"]);
+        lab.define_linux(
+            "linux",
+            1,
+            &["--network", "tiernat", "--mac", "52:54:00:7e:57:01"],
+        );
+        let mut shell = boot(&lab, "linux", 1);
+        let link = shell.ok("cat /sys/class/net/eth0/address", 30);
+        assert_eq!(link, "52:54:00:7e:57:01");
+        shell.ok(
+            "ip link set eth0 up && udhcpc -i eth0 -n -q -t 10 -T 3",
+            120,
+        );
+        let addr = shell.ok("ip -4 -o addr show dev eth0", 30);
+        let ip = addr
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .and_then(|cidr| cidr.split('/').next())
+            .unwrap_or_default()
+            .to_string();
+        assert!(ip.starts_with("10.231.7."), "the guest's address: {addr}");
 
-            let domifaddr = lab.json(&["domifaddr", "linux"]);
-            assert!(
-                domifaddr.to_string().contains(&ip),
-                "vmux domifaddr does not show {ip}: {domifaddr}"
-            );
-            let ping = shell.ok("ping -c 3 -W 5 10.231.7.1", 60);
-            assert!(
-                ping.contains("3 packets received"),
-                "guest → gateway: {ping}"
-            );
-            let out = linux_tier::host_ping(&ip);
-            assert!(
-                out.status.success(),
-                "host → guest: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-            lab.ok(&["destroy", "linux"]);
-            lab.ok(&["net-destroy", "tiernat"]);
-        },
-    );
+        let domifaddr = lab.json(&["domifaddr", "linux"]);
+        assert!(
+            domifaddr.to_string().contains(&ip),
+            "vmux domifaddr does not show {ip}: {domifaddr}"
+        );
+        let ping = shell.ok("ping -c 3 -W 5 10.231.7.1", 60);
+        assert!(
+            ping.contains("3 packets received"),
+            "guest → gateway: {ping}"
+        );
+        let out = linux_tier::host_ping(&ip);
+        assert!(
+            out.status.success(),
+            "host → guest: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        lab.ok(&["destroy", "linux"]);
+        lab.ok(&["net-destroy", "tiernat"]);
+    });
 }
 
 #[test]
-fn live_snapshot_keeps_every_write_linux_was_told_was_done() {
-    scenario(
-        "live_snapshot_keeps_every_write_linux_was_told_was_done",
-        || {
-            let lab = Lab::new("live_snapshot");
-            lab.ok(&["vol-create-as", "default", "disk.qcow2", "64M"]);
-            lab.define_linux("linux", 1, &["--disk", "default/disk.qcow2"]);
-            let mut shell = boot(&lab, "linux", 1);
-            // Block i (4 KiB at i*4 KiB) is filled with byte i%251+1; the guest prints "acked i"
-            // only after its O_DIRECT write returned (and a sync every 8 blocks).
-            shell.send(
+fn real_linux_live_snapshot_keeps_every_write_linux_was_told_was_done() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("live_snapshot");
+        lab.ok(&["vol-create-as", "default", "disk.qcow2", "64M"]);
+        lab.define_linux("linux", 1, &["--disk", "default/disk.qcow2"]);
+        let mut shell = boot(&lab, "linux", 1);
+        // Block i (4 KiB at i*4 KiB) is filled with byte i%251+1; the guest prints "acked i"
+        // only after its O_DIRECT write returned (and a sync every 8 blocks).
+        shell.send(
             "i=0; while [ $i -lt 240 ]; do b=$(( i % 251 + 1 )); \
              printf \"\\\\$(printf %o $b)%.0s\" $(seq 4096) > /tmp/blk; \
              dd if=/tmp/blk of=/dev/vda bs=4096 seek=$i count=1 oflag=direct conv=notrunc 2>/dev/null \
              && echo acked $i; [ $(( i % 8 )) = 7 ] && sync; i=$(( i + 1 )); done; echo writer\"\"-done",
         );
-            shell.wait_for("acked 40", 240);
-            lab.ok(&["snapshot-create", "linux", "mid-write"]);
-            shell.wait_for("writer-done", 600);
-            let acked: Vec<u64> = shell
-                .text()
-                .lines()
-                .filter_map(|l| l.split_once("acked ").map(|(_, n)| n))
-                .filter_map(|n| n.trim().parse().ok())
-                .collect();
-            assert!(
-                acked.len() == 240,
-                "too few writes acknowledged: {}",
-                acked.len()
-            );
-            assert!(acked.contains(&239), "the writer did not finish");
-            shell.send("poweroff -f");
-            lab.wait_state("linux", "shut_off", 60);
+        shell.wait_for("acked 40", 240);
+        lab.ok(&["snapshot-create", "linux", "mid-write"]);
+        shell.wait_for("writer-done", 600);
+        let acked: Vec<u64> = shell
+            .text()
+            .lines()
+            .filter_map(|l| l.split_once("acked ").map(|(_, n)| n))
+            .filter_map(|n| n.trim().parse().ok())
+            .collect();
+        assert!(
+            acked.len() == 240,
+            "too few writes acknowledged: {}",
+            acked.len()
+        );
+        assert!(acked.contains(&239), "the writer did not finish");
+        shell.send("poweroff -f");
+        lab.wait_state("linux", "shut_off", 60);
 
-            let definition = lab.json(&["dumpconfig", "linux"]);
-            let volume = definition["disks"][0]["volume"]
-                .as_str()
-                .unwrap_or_default();
-            assert_eq!(
-                volume, "disk.mid-write.qcow2",
-                "the disk was not switched to the overlay: {definition}"
+        let definition = lab.json(&["dumpconfig", "linux"]);
+        let volume = definition["disks"][0]["volume"]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(
+            volume, "disk.mid-write.qcow2",
+            "the disk was not switched to the overlay: {definition}"
+        );
+        let overlay = lab.pool().join(volume);
+        let check = tool("qemu-img", &["check", overlay.to_str().expect("path")]);
+        assert!(check.contains("No errors"), "qemu-img check: {check}");
+        let bytes = image_bytes(&overlay, "qcow2");
+        for i in acked {
+            let fill = (i % 251 + 1) as u8;
+            let block = &bytes[(i as usize) * 4096..(i as usize + 1) * 4096];
+            assert!(
+                block.iter().all(|&b| b == fill),
+                "acknowledged block {i} is not in the overlay chain"
             );
-            let overlay = lab.pool().join(volume);
-            let check = tool("qemu-img", &["check", overlay.to_str().expect("path")]);
-            assert!(check.contains("No errors"), "qemu-img check: {check}");
-            let bytes = image_bytes(&overlay, "qcow2");
-            for i in acked {
-                let fill = (i % 251 + 1) as u8;
-                let block = &bytes[(i as usize) * 4096..(i as usize + 1) * 4096];
-                assert!(
-                    block.iter().all(|&b| b == fill),
-                    "acknowledged block {i} is not in the overlay chain"
-                );
-            }
-        },
-    );
+        }
+    });
 }
 
 #[test]
-fn kill_9_of_vmd_during_linux_writes_leaves_a_consistent_image_that_boots_again() {
-    scenario(
-        "kill_9_of_vmd_during_linux_writes_leaves_a_consistent_image_that_boots_again",
-        || {
-            let lab = Lab::new("kill_9");
-            lab.ok(&["vol-create-as", "default", "disk.qcow2", "64M"]);
-            lab.define_linux("linux", 1, &["--disk", "default/disk.qcow2"]);
-            let mut shell = boot(&lab, "linux", 1);
-            shell.send(
+fn real_linux_kill_9_of_vmd_during_linux_writes_leaves_a_consistent_image_that_boots_again() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("kill_9");
+        lab.ok(&["vol-create-as", "default", "disk.qcow2", "64M"]);
+        lab.define_linux("linux", 1, &["--disk", "default/disk.qcow2"]);
+        let mut shell = boot(&lab, "linux", 1);
+        shell.send(
             "i=0; while true; do dd if=/dev/urandom of=/dev/vda bs=64k seek=$(( i % 900 )) count=1 \
              oflag=direct conv=notrunc 2>/dev/null && echo wrote $i; i=$(( i + 1 )); done",
         );
-            shell.wait_for("wrote 30", 240);
-            let pid = lab.vmd_pid("linux");
-            let killed = Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status()
-                .expect("kill");
-            assert!(killed.success());
-            lab.wait_state("linux", "crashed", 30);
-            let image = lab.pool().join("disk.qcow2");
-            let check = tool("qemu-img", &["check", image.to_str().expect("path")]);
-            assert!(
-                check.contains("No errors"),
-                "qemu-img check after kill -9: {check}"
-            );
-            drop(shell);
-            let mut shell = boot(&lab, "linux", 1);
-            shell.ok(
-                "dd if=/dev/vda of=/dev/null bs=1M count=64 2>/dev/null",
-                120,
-            );
-            lab.ok(&["destroy", "linux"]);
-        },
-    );
+        shell.wait_for("wrote 30", 240);
+        let pid = lab.vmd_pid("linux");
+        let killed = Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        lab.wait_state("linux", "crashed", 30);
+        let image = lab.pool().join("disk.qcow2");
+        let check = tool("qemu-img", &["check", image.to_str().expect("path")]);
+        assert!(
+            check.contains("No errors"),
+            "qemu-img check after kill -9: {check}"
+        );
+        drop(shell);
+        let mut shell = boot(&lab, "linux", 1);
+        shell.ok(
+            "dd if=/dev/vda of=/dev/null bs=1M count=64 2>/dev/null",
+            120,
+        );
+        lab.ok(&["destroy", "linux"]);
+    });
 }
 
 /// What the cloud image's init prints once cloud-init's work is done and dropbear runs

@@ -9,10 +9,12 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use vmux::bootimg::{self, ReadAt, StorageDisk};
-//! use vmux::storage::format::Detect;
+//! use vmux::storage::format::{BackingTrust, Detect};
 //!
 //! # fn main() -> anyhow::Result<()> {
-//! let disk: Arc<dyn ReadAt> = Arc::new(StorageDisk::open("web1.qcow2".as_ref(), Detect::ByName)?);
+//! # let pools = BackingTrust::none();
+//! let disk: Arc<dyn ReadAt> =
+//!     Arc::new(StorageDisk::open("web1.qcow2".as_ref(), Detect::ByName, &pools)?);
 //! let plan = bootimg::inspect(Arc::clone(&disk))?;     // which entry, files, cmdline
 //! println!("boot: {}", plan.describe());                // "/boot/vmlinuz-6.1.0-28-amd64 (grub entry 'Debian GNU/Linux')"
 //! let files = bootimg::extract(disk, &plan)?;           // kernel bytes, concatenated initrds

@@ -4,7 +4,7 @@
 //! running VM keep using the image only if it too opened it read-only.
 
 use super::source::ReadAt;
-use crate::storage::format::Detect;
+use crate::storage::format::{BackingTrust, Detect};
 use crate::storage::image::{BlockImage, ImageError, OpenOptions, open_image};
 use std::io;
 use std::path::Path;
@@ -23,11 +23,18 @@ impl std::fmt::Debug for StorageDisk {
 }
 
 impl StorageDisk {
-    /// Opens `path` read-only. `detect` is how its format is decided: VM disks and pool
-    /// volumes use [`Detect::ByName`] (never probed from content: the guest can write it);
-    /// the definition's recorded format is [`Detect::Known`].
-    pub fn open(path: &Path, detect: Detect) -> Result<StorageDisk, ImageError> {
-        let image = open_image(path, OpenOptions::read_only().detect(detect))?;
+    /// Opens `path` read-only. `detect` is how its format is decided: a VM disk's recorded
+    /// format is [`Detect::Known`] (`StorageManager::disk_detect` gives it), an unrecorded file
+    /// [`Detect::ByName`]; never probed from content, since the guest can write it. `trust`
+    /// says which backing files the chain may use (`StorageManager::trust`: the pools, plus a
+    /// disk's `allow_backing`).
+    pub fn open(
+        path: &Path,
+        detect: Detect,
+        trust: &BackingTrust,
+    ) -> Result<StorageDisk, ImageError> {
+        let options = OpenOptions::read_only().detect(detect).trust(trust.clone());
+        let image = open_image(path, &options)?;
         Ok(StorageDisk { image })
     }
 

@@ -11,7 +11,6 @@ use crate::config::{
     BootConfig, ConfigError, DEFAULT_MEMORY_BYTES, DiskConfig, MacAddr, VmConfig,
     default_max_vcpus, parse_definition, parse_size, validate_name,
 };
-use crate::engine::control::RunState;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -297,8 +296,7 @@ pub fn undefine(
     options: UndefineOptions,
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
-    let status = host.status(name)?;
-    if matches!(status.state, RunState::Running | RunState::Paused) {
+    if host.state(name)?.is_active() {
         return Err(ClientError::AlreadyRunning(name.to_string()).into());
     }
     host.undefine_with(name, options)?;
@@ -338,6 +336,7 @@ mod tests {
     use crate::cli::fake::{FakeHost, capture};
     use crate::cli::images::fake::FakeImages;
     use crate::cli::nics::fake::FakeNetworks;
+    use crate::engine::control::RunState;
 
     fn args(name: &str) -> CreateArgs {
         CreateArgs {
@@ -461,7 +460,7 @@ mod tests {
             )
         });
         result.expect("create");
-        assert_eq!(host.state("web"), RunState::Running);
+        assert_eq!(host.run_state("web"), RunState::Running);
     }
 
     #[test]

@@ -11,9 +11,8 @@ use crate::bootimg::{self, BootPlan, ReadAt, StorageDisk};
 use crate::config::{
     DEFAULT_POOL, DiskConfig, DiskSource, IMAGE_BOOT_TARGET, Paths, VmConfig, assign_targets,
 };
-use crate::storage::format::Detect;
 use crate::storage::import::check_download;
-use crate::storage::{ImageFormat, StorageError, StorageManager};
+use crate::storage::{ImageError, ImageFormat, StorageError, StorageManager};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,8 +23,9 @@ pub struct PreparedImage {
     pub disk: DiskConfig,
     /// How messages name the image (`default/web1.qcow2`, or its path).
     pub label: String,
-    /// The overlay `--linked` created (removed again if the VM is not defined after all).
-    pub overlay: Option<PathBuf>,
+    /// Volumes `--linked` created, `pool/volume` (removed again if the VM is not defined
+    /// after all): the overlay, and the base when this import made it.
+    pub created: Vec<(String, String)>,
     /// The base the overlay reads through.
     pub base: Option<String>,
     /// What the image boots.
@@ -90,87 +90,125 @@ impl HostImages {
         Ok(DiskSource::Path(path))
     }
 
-    /// The boot plan of the image at `path`, opened as `detect` says.
-    fn inspect(&self, label: &str, path: &Path, detect: Detect) -> Result<BootPlan, CliError> {
-        let disk = StorageDisk::open(path, detect).map_err(StorageError::from)?;
+    /// The boot plan of disk `disk` (its recorded format, the pools' and its own allowed
+    /// backing files).
+    fn inspect(&self, disk: &DiskConfig) -> Result<BootPlan, CliError> {
+        let path = self.storage.resolve_disk(disk)?;
+        let detect = self.storage.disk_detect(disk)?;
+        let trust = self.storage.trust(&disk.allow_backing);
+        let label = disk.source.to_string();
+        let disk = StorageDisk::open(&path, detect, &trust).map_err(StorageError::from)?;
         let source: Arc<dyn ReadAt> = Arc::new(disk);
         bootimg::inspect(source).map_err(|source| CliError::BootImage {
-            image: label.to_string(),
+            image: label,
             source,
         })
     }
 }
 
-/// Refuses an image file used in place as a writable disk when its name and content disagree:
-/// vmux decides a writable disk's format by its name (the guest could write any header into
-/// it), so a qcow2 image named `.img` (as Ubuntu names its cloud images) must be imported.
-fn check_in_place(path: &Path) -> Result<(), CliError> {
-    let content = check_download(path)?.format;
-    let by_name = ImageFormat::from_name(path);
-    if by_name != Some(content) {
-        let name = path
-            .file_stem()
-            .map_or_else(|| "vm".into(), |s| s.to_string_lossy().into_owned());
-        let said = by_name.map_or("nothing".to_string(), |f| f.to_string());
-        return Err(CliError::Invalid(format!(
-            "{} holds a {content} image but its name says {said}; vmux decides a writable disk's format by its name, so import it into a pool (`vmux vol-import {DEFAULT_POOL} {name}.{content} {}`, then --image {DEFAULT_POOL}/{name}.{content}), or boot a linked overlay on it with --linked",
-            path.display(),
-            path.display()
-        )));
+/// The format of an image file used in place as a writable disk: what its name says, checked
+/// against its content. vmux never decides a writable disk's format by content (the guest
+/// could write any header into it), so a file whose name does not say its format (a qcow2
+/// image named `.img`, as Ubuntu names its cloud images) is refused with the way to import it.
+fn in_place_format(path: &Path) -> Result<ImageFormat, CliError> {
+    match check_download(path, None) {
+        Ok(info) => Ok(info.format),
+        Err(StorageError::Image(
+            ImageError::FormatAmbiguous { .. } | ImageError::FormatUnknown { .. },
+        )) => {
+            let name = path
+                .file_stem()
+                .map_or_else(|| "vm".into(), |s| s.to_string_lossy().into_owned());
+            Err(CliError::Invalid(format!(
+                "the name of {} does not say its format (a qcow2 image named .img?); vmux decides a writable disk's format by its name, so import it into a pool saying its format: `vmux vol-import {DEFAULT_POOL} {name}.qcow2 {} --format qcow2`, then --image {DEFAULT_POOL}/{name}.qcow2",
+                path.display(),
+                path.display()
+            )))
+        }
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
 impl Images for HostImages {
     fn prepare(&self, vm: &str, image: &str, linked: bool) -> Result<PreparedImage, CliError> {
         let source = self.parse(image)?;
-        let (base_path, detect) = match &source {
-            DiskSource::Volume { pool, volume } => (
-                self.storage.volume_path(pool, volume)?,
-                // A pool volume's format is its name's, never its content's.
-                Detect::ByName,
-            ),
-            DiskSource::Path(path) => {
-                if !linked {
-                    check_in_place(path)?;
-                }
-                (path.clone(), Detect::ByContent)
-            }
-        };
         let label = source.to_string();
-        let plan = self.inspect(&label, &base_path, detect)?;
-        if !linked {
-            return Ok(PreparedImage {
-                disk: DiskConfig {
+        let overlay = format!("{vm}.qcow2");
+        match (&source, linked) {
+            (DiskSource::Volume { .. }, false) => {
+                let disk = DiskConfig {
                     source,
-                    readonly: false,
-                    target: None,
-                    serial: None,
-                },
-                label,
-                overlay: None,
-                base: None,
-                plan,
-            });
+                    ..DiskConfig::volume("", "")
+                };
+                let plan = self.inspect(&disk)?;
+                Ok(PreparedImage {
+                    disk,
+                    label,
+                    created: Vec::new(),
+                    base: None,
+                    plan,
+                })
+            }
+            (DiskSource::Path(path), false) => {
+                let disk = DiskConfig {
+                    format: Some(in_place_format(path)?),
+                    source,
+                    ..DiskConfig::volume("", "")
+                };
+                let plan = self.inspect(&disk)?;
+                Ok(PreparedImage {
+                    disk,
+                    label,
+                    created: Vec::new(),
+                    base: None,
+                    plan,
+                })
+            }
+            (DiskSource::Volume { pool, volume }, true) => {
+                let plan = self.inspect(&DiskConfig::volume(pool, volume))?;
+                self.storage
+                    .vol_overlay(DEFAULT_POOL, &overlay, pool, volume)?;
+                Ok(PreparedImage {
+                    disk: DiskConfig::volume(DEFAULT_POOL, &overlay),
+                    label: format!("{DEFAULT_POOL}/{overlay}"),
+                    created: vec![(DEFAULT_POOL.to_string(), overlay)],
+                    base: Some(label),
+                    plan,
+                })
+            }
+            (DiskSource::Path(path), true) => {
+                let format = in_place_format(path)?;
+                let plan = self.inspect(&DiskConfig {
+                    format: Some(format),
+                    source: source.clone(),
+                    ..DiskConfig::volume("", "")
+                })?;
+                let linked =
+                    self.storage
+                        .vol_import_linked(DEFAULT_POOL, &overlay, path, Some(format))?;
+                let mut created = vec![(DEFAULT_POOL.to_string(), overlay.clone())];
+                if !linked.reused_base {
+                    created.push((DEFAULT_POOL.to_string(), linked.base.clone()));
+                }
+                Ok(PreparedImage {
+                    disk: DiskConfig::volume(DEFAULT_POOL, &overlay),
+                    label: format!("{DEFAULT_POOL}/{overlay}"),
+                    created,
+                    base: Some(format!(
+                        "{DEFAULT_POOL}/{} (imported from {label})",
+                        linked.base
+                    )),
+                    plan,
+                })
+            }
         }
-        let volume = format!("{vm}.qcow2");
-        let info = self
-            .storage
-            .vol_overlay(DEFAULT_POOL, &volume, &base_path, detect)?;
-        Ok(PreparedImage {
-            disk: DiskConfig::volume(DEFAULT_POOL, &volume),
-            label: format!("{DEFAULT_POOL}/{volume}"),
-            overlay: Some(info.path),
-            base: Some(label),
-            plan,
-        })
     }
 
     fn discard(&self, prepared: &PreparedImage) {
-        if let Some(overlay) = &prepared.overlay
-            && let Err(e) = std::fs::remove_file(overlay)
-        {
-            log::warn!("cannot remove {}: {e}", overlay.display());
+        for (pool, volume) in &prepared.created {
+            if let Err(e) = self.storage.vol_delete(pool, volume) {
+                log::warn!("cannot delete {pool}/{volume}: {e}");
+            }
         }
     }
 
@@ -205,8 +243,7 @@ impl Images for HostImages {
                     cfg.name
                 ))
             })?;
-        let path = self.storage.resolve_disk(disk)?;
-        self.inspect(&disk.source.to_string(), &path, Detect::ByName)
+        self.inspect(disk)
     }
 }
 
@@ -274,18 +311,19 @@ pub mod fake {
             let (pool, volume) = image
                 .split_once('/')
                 .ok_or_else(|| CliError::Invalid(format!("{image} is not POOL/VOLUME")))?;
-            let (disk, overlay) = if linked {
+            let (disk, created) = if linked {
+                let overlay = format!("{vm}.qcow2");
                 (
-                    DiskConfig::volume("default", &format!("{vm}.qcow2")),
-                    Some(PathBuf::from(format!("/pool/{vm}.qcow2"))),
+                    DiskConfig::volume("default", &overlay),
+                    vec![("default".to_string(), overlay)],
                 )
             } else {
-                (DiskConfig::volume(pool, volume), None)
+                (DiskConfig::volume(pool, volume), Vec::new())
             };
             Ok(PreparedImage {
                 label: disk.source.to_string(),
                 disk,
-                overlay,
+                created,
                 base: linked.then(|| image.to_string()),
                 plan: debian_plan(),
             })

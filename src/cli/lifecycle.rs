@@ -5,7 +5,7 @@
 use super::nics::Networks;
 use super::output::error_chain;
 use super::{CliError, Io};
-use crate::client::{ClientError, Host, VmStatus};
+use crate::client::{ClientError, Host};
 use crate::engine::control::RunState;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ const DESTROY_WAIT: Duration = Duration::from_secs(10);
 
 /// `vmux start`.
 pub fn start(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError> {
-    if is_live(&host.status(name)?) {
+    if host.state(name)?.is_active() {
         return Err(ClientError::AlreadyRunning(name.to_string()).into());
     }
     host.start(name)?;
@@ -31,7 +31,7 @@ pub fn shutdown(
     timeout_s: Option<u64>,
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
-    match host.status(name)?.state {
+    match host.state(name)?.state {
         RunState::Running => {}
         RunState::Paused => return Err(CliError::Paused(name.to_string())),
         RunState::ShutOff | RunState::Crashed => {
@@ -64,8 +64,8 @@ pub fn shutdown(
 
 /// `vmux destroy`: stops the VM at once and waits until vmd has gone.
 pub fn destroy(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError> {
-    let status = host.status(name)?;
-    if !is_live(&status) {
+    let status = host.state(name)?;
+    if !status.is_active() {
         return Err(ClientError::NotRunning(name.to_string()).into());
     }
     host.destroy(name)?;
@@ -92,7 +92,7 @@ pub fn reboot(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliErr
 
 /// `vmux reset`: hard reset of a running or paused VM.
 pub fn reset(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError> {
-    if !is_live(&host.status(name)?) {
+    if !host.state(name)?.is_active() {
         return Err(ClientError::NotRunning(name.to_string()).into());
     }
     host.reset(name)?;
@@ -110,7 +110,7 @@ pub fn suspend(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliEr
 
 /// `vmux resume`.
 pub fn resume(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError> {
-    match host.status(name)?.state {
+    match host.state(name)?.state {
         RunState::Paused => {}
         RunState::Running => return Err(CliError::NotPaused(name.to_string())),
         RunState::ShutOff | RunState::Crashed => {
@@ -145,7 +145,12 @@ pub fn autostart_all(
         let status = match entry {
             Ok(status) => status,
             Err(broken) => {
-                writeln!(io.err, "error: {broken}")?;
+                writeln!(
+                    io.err,
+                    "error: {}; repair it with `{}`",
+                    broken.error,
+                    broken.fix()
+                )?;
                 failed += 1;
                 continue;
             }
@@ -155,7 +160,7 @@ pub fn autostart_all(
         }
         marked += 1;
         let name = &status.config.name;
-        if is_live(&status) {
+        if status.live().is_active() {
             writeln!(io.out, "{name}: already running")?;
             continue;
         }
@@ -179,14 +184,9 @@ pub fn autostart_all(
     Ok(())
 }
 
-/// Whether a vmd runs for this VM.
-fn is_live(status: &VmStatus) -> bool {
-    matches!(status.state, RunState::Running | RunState::Paused)
-}
-
 /// Refuses anything but `running`, naming the way out.
 fn require_running(host: &dyn Host, name: &str) -> Result<(), CliError> {
-    match host.status(name)?.state {
+    match host.state(name)?.state {
         RunState::Running => Ok(()),
         RunState::Paused => Err(CliError::Paused(name.to_string())),
         RunState::ShutOff | RunState::Crashed => {
@@ -210,7 +210,7 @@ enum Stopped {
 fn wait_until_stopped(host: &dyn Host, name: &str, timeout: Duration) -> Result<Stopped, CliError> {
     let deadline = Instant::now() + timeout;
     loop {
-        let status = host.status(name)?;
+        let status = host.state(name)?;
         match status.state {
             RunState::ShutOff => return Ok(Stopped::ShutOff),
             RunState::Crashed => {
@@ -248,7 +248,7 @@ mod tests {
         let (result, out, _) = capture(|io| shutdown(&host, "web", Some(5), io));
         result.expect("shutdown");
         assert!(out.contains("shut off"), "{out}");
-        assert_eq!(host.state("web"), RunState::ShutOff);
+        assert_eq!(host.run_state("web"), RunState::ShutOff);
     }
 
     #[test]
@@ -261,7 +261,7 @@ mod tests {
         let (result, _, _) = capture(|io| shutdown(&host, "web", Some(0), io));
         let err = result.expect_err("must time out");
         assert!(err.to_string().contains("vmux destroy web"), "{err}");
-        assert_eq!(host.state("web"), RunState::Running);
+        assert_eq!(host.run_state("web"), RunState::Running);
     }
 
     #[test]
@@ -288,14 +288,58 @@ mod tests {
     }
 
     #[test]
+    fn destroy_and_shutdown_work_while_the_definition_is_broken() {
+        let host = FakeHost::with_vm("web", RunState::Running);
+        host.break_definition(
+            "web",
+            crate::config::DefinitionError {
+                path: "/x/web.toml".into(),
+                line: Some(2),
+                reason: "invalid type".into(),
+            },
+        );
+        let (result, out, _) = capture(|io| shutdown(&host, "web", Some(5), io));
+        result.expect("shutdown through vmd");
+        assert!(out.contains("shut off"), "{out}");
+        host.add(VmConfig::new("db", BootConfig::Demo), RunState::Running);
+        host.break_definition(
+            "db",
+            crate::config::DefinitionError {
+                path: "/x/db.toml".into(),
+                line: None,
+                reason: "missing field `name`".into(),
+            },
+        );
+        let (result, _, _) = capture(|io| destroy(&host, "db", io));
+        result.expect("destroy through vmd");
+        assert_eq!(host.run_state("db"), RunState::ShutOff);
+    }
+
+    #[test]
+    fn start_of_a_vm_with_a_broken_definition_names_the_fix() {
+        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        host.break_definition(
+            "web",
+            crate::config::DefinitionError {
+                path: "/x/web.toml".into(),
+                line: Some(2),
+                reason: "invalid type".into(),
+            },
+        );
+        let (result, _, _) = capture(|io| start(&host, "web", io));
+        let err = result.expect_err("cannot start without a definition");
+        assert!(err.to_string().contains("vmux edit web"), "{err}");
+    }
+
+    #[test]
     fn suspend_then_resume_round_trips_the_state() {
         let host = FakeHost::with_vm("web", RunState::Running);
         let (result, _, _) = capture(|io| suspend(&host, "web", io));
         result.expect("suspend");
-        assert_eq!(host.state("web"), RunState::Paused);
+        assert_eq!(host.run_state("web"), RunState::Paused);
         let (result, _, _) = capture(|io| resume(&host, "web", io));
         result.expect("resume");
-        assert_eq!(host.state("web"), RunState::Running);
+        assert_eq!(host.run_state("web"), RunState::Running);
     }
 
     #[test]
@@ -319,7 +363,7 @@ mod tests {
         result.expect("autostart-all");
         assert!(out.contains("a: started"), "{out}");
         assert!(out.contains("b: already running"), "{out}");
-        assert_eq!(host.state("c"), RunState::ShutOff);
+        assert_eq!(host.run_state("c"), RunState::ShutOff);
     }
 
     #[test]

@@ -3,13 +3,17 @@
 //! `storage::StorageManager` / `storage::SnapshotManager` and prints a table, a confirmation,
 //! or (`--json`, on the read commands) one JSON document on stdout.
 
+use super::complete;
 use crate::config::{Paths, format_size, parse_size};
 use crate::storage::snapshot::{SnapshotState, format_timestamp};
 use crate::storage::{
-    ImageFormat, PoolStatus, SnapshotInfo, SnapshotManager, StorageManager, VolumeInfo, VolumeSpec,
+    ImageFormat, PoolStatus, SnapshotInfo, SnapshotManager, StorageError, StorageManager,
+    VolumeInfo, VolumeSpec,
 };
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use clap_complete::ArgValueCandidates;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,16 +40,19 @@ pub enum StorageCommand {
     /// Start (activate) a pool after checking its directory.
     PoolStart {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         name: String,
     },
     /// Stop (deactivate) a pool; its volumes stay on disk.
     PoolDestroy {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         name: String,
     },
     /// Start a pool at host boot (or stop doing so with --disable).
     PoolAutostart {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         name: String,
         /// Turn autostart off.
         #[arg(long)]
@@ -54,11 +61,13 @@ pub enum StorageCommand {
     /// Remove an inactive pool's definition (its directory stays).
     PoolUndefine {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         name: String,
     },
     /// Show a pool's state and space.
     PoolInfo {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         name: String,
         /// Print JSON.
         #[arg(long)]
@@ -67,6 +76,7 @@ pub enum StorageCommand {
     /// List the volumes of a pool.
     VolList {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Print JSON.
         #[arg(long)]
@@ -75,8 +85,10 @@ pub enum StorageCommand {
     /// Show a volume: format, capacity, allocation, backing file, users.
     VolInfo {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume (file) name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
         /// Print JSON.
         #[arg(long)]
@@ -85,6 +97,7 @@ pub enum StorageCommand {
     /// Create a volume (sparse unless --preallocate).
     VolCreateAs {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name; `.qcow2` or `.raw` decides the format.
         volume: String,
@@ -100,43 +113,62 @@ pub enum StorageCommand {
     /// Change a volume's size (`+5G` grows by 5G).
     VolResize {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
         /// New size, or +SIZE.
         size: String,
         /// Allow shrinking (refused anyway when it would cut data).
         #[arg(long)]
         shrink: bool,
+        /// Follow this backing file outside the storage pools (repeatable); vmux follows
+        /// backing files only inside pools unless allowed by path.
+        #[arg(long = "allow-backing", value_name = "PATH")]
+        allow_backing: Vec<PathBuf>,
     },
     /// Copy a volume within its pool: full copy, or --linked qcow2 overlay.
     VolClone {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Source volume.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         source: String,
         /// New volume.
         clone: String,
         /// Make a qcow2 overlay on the source instead of a copy.
         #[arg(long)]
         linked: bool,
+        /// Follow this backing file outside the storage pools (repeatable); vmux follows
+        /// backing files only inside pools unless allowed by path.
+        #[arg(long = "allow-backing", value_name = "PATH")]
+        allow_backing: Vec<PathBuf>,
     },
-    /// Replace a volume's content with an image file's (raw or qcow2, probed).
+    /// Replace a volume's content with an image file's (raw or qcow2, as --format or its name
+    /// says; never guessed from its content).
     VolUpload {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
         /// The image file to read.
         file: PathBuf,
-        /// The file's format, when probing should not decide.
+        /// The file's format (needed when its name has no .qcow2/.raw/.img extension).
         #[arg(long, value_parser = parse_format)]
         format: Option<ImageFormat>,
+        /// Follow this backing file outside the storage pools (repeatable); vmux follows
+        /// backing files only inside pools unless allowed by path.
+        #[arg(long = "allow-backing", value_name = "PATH")]
+        allow_backing: Vec<PathBuf>,
     },
     /// Bring a downloaded disk image (a distribution cloud image) into a pool: a copy, or with
-    /// --linked a qcow2 overlay on the file, which stays where it is as a read-only base that
-    /// many VMs can share. The file's format is read from its content; an image with a backing
-    /// file is refused.
+    /// --linked a read-only base volume and a qcow2 overlay on it. The file's format is what
+    /// its name says (or --format), checked against its content; an image with a backing file
+    /// is refused.
     VolImport {
         /// Pool name.
         pool: String,
@@ -144,10 +176,14 @@ pub enum StorageCommand {
         volume: String,
         /// The image file.
         file: PathBuf,
-        /// Make the volume a qcow2 overlay on FILE instead of a copy (FILE must then stay
-        /// unchanged: vmux refuses to give it to a VM as a writable disk).
+        /// Import FILE once as a read-only base volume (named after the file; reused when
+        /// it is there already) and make VOLUME a qcow2 overlay on it, so many VMs share one
+        /// base.
         #[arg(long)]
         linked: bool,
+        /// The file's format, when its name does not say it (a qcow2 image named .img).
+        #[arg(long, value_parser = parse_format)]
+        format: Option<ImageFormat>,
         /// Print the new volume as JSON.
         #[arg(long)]
         json: bool,
@@ -155,8 +191,10 @@ pub enum StorageCommand {
     /// Write a volume's content to a file.
     VolDownload {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
         /// The file to write.
         file: PathBuf,
@@ -166,36 +204,68 @@ pub enum StorageCommand {
         /// Replace an existing file.
         #[arg(long)]
         force: bool,
+        /// Follow this backing file outside the storage pools (repeatable); vmux follows
+        /// backing files only inside pools unless allowed by path.
+        #[arg(long = "allow-backing", value_name = "PATH")]
+        allow_backing: Vec<PathBuf>,
     },
     /// Convert a volume into a new volume of another format.
     VolConvert {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Source volume.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         source: String,
         /// New volume.
         dest: String,
         /// Output format (default: from the new name).
         #[arg(long, value_parser = parse_format)]
         format: Option<ImageFormat>,
+        /// Follow this backing file outside the storage pools (repeatable); vmux follows
+        /// backing files only inside pools unless allowed by path.
+        #[arg(long = "allow-backing", value_name = "PATH")]
+        allow_backing: Vec<PathBuf>,
     },
     /// Overwrite a volume's data with zeroes.
     VolWipe {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
+        /// Follow this backing file outside the storage pools (repeatable); vmux follows
+        /// backing files only inside pools unless allowed by path.
+        #[arg(long = "allow-backing", value_name = "PATH")]
+        allow_backing: Vec<PathBuf>,
+    },
+    /// Record a volume's format (for volumes vmux did not create; never guessed from content).
+    VolSetFormat {
+        /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
+        pool: String,
+        /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
+        volume: String,
+        /// raw or qcow2.
+        #[arg(value_parser = parse_format)]
+        format: ImageFormat,
     },
     /// Delete a volume (refused while a VM uses it).
     VolDelete {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
     },
-    /// Take an external disk snapshot of a stopped VM.
+    /// Take an external disk snapshot of a VM, running or not (a running VM's vCPUs pause
+    /// while its disks switch to the new overlays).
     SnapshotCreate {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         vm: String,
         /// Snapshot name.
         name: String,
@@ -203,6 +273,7 @@ pub enum StorageCommand {
     /// List a VM's snapshots, oldest first.
     SnapshotList {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         vm: String,
         /// Print JSON.
         #[arg(long)]
@@ -211,6 +282,7 @@ pub enum StorageCommand {
     /// Revert a stopped VM's disks to a snapshot (later changes and snapshots are discarded).
     SnapshotRevert {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         vm: String,
         /// Snapshot name.
         name: String,
@@ -218,6 +290,7 @@ pub enum StorageCommand {
     /// Delete a snapshot, merging its overlay down.
     SnapshotDelete {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         vm: String,
         /// Snapshot name.
         name: String,
@@ -244,11 +317,37 @@ impl StorageCommand {
     }
 }
 
+impl StorageCommand {
+    /// The backing files outside the pools the user allowed (`--allow-backing`).
+    fn allowed_backing(&self) -> Vec<PathBuf> {
+        use StorageCommand::*;
+        match self {
+            VolResize { allow_backing, .. }
+            | VolClone { allow_backing, .. }
+            | VolUpload { allow_backing, .. }
+            | VolDownload { allow_backing, .. }
+            | VolConvert { allow_backing, .. }
+            | VolWipe { allow_backing, .. } => allow_backing.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// Carries out `cmd`; read verbs print JSON when asked with `--json`.
 pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
     let json = cmd.wants_json();
     let paths = Paths::from_env()?;
-    let storage = StorageManager::new(paths.clone());
+    let mut stdout = std::io::stdout().lock();
+    let out: &mut dyn Write = &mut stdout;
+    let mut allowed = Vec::new();
+    for path in cmd.allowed_backing() {
+        allowed.push(
+            std::path::absolute(&path).with_context(|| {
+                format!("cannot make --allow-backing {} absolute", path.display())
+            })?,
+        );
+    }
+    let storage = StorageManager::new(paths.clone()).allowing_backing(allowed);
     let snapshots = SnapshotManager::new(paths.clone());
     use StorageCommand::*;
     match cmd {
@@ -261,9 +360,9 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             if json {
-                print_json(&pools)?;
+                print_json(out, &pools)?;
             } else {
-                print_pools(&pools);
+                print_pools(out, &pools)?;
             }
         }
         PoolDefineAs {
@@ -272,44 +371,47 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             build,
         } => {
             storage.define_pool(&name, &target, build)?;
-            println!("Pool {name} defined");
+            writeln!(out, "Pool {name} defined")?;
         }
         PoolStart { name } => {
             storage.start_pool(&name)?;
-            println!("Pool {name} started");
+            writeln!(out, "Pool {name} started")?;
         }
         PoolDestroy { name } => {
             storage.stop_pool(&name)?;
-            println!("Pool {name} destroyed (stopped; its volumes are kept)");
+            writeln!(out, "Pool {name} destroyed (stopped; its volumes are kept)")?;
         }
         PoolAutostart { name, disable } => {
             storage.set_pool_autostart(&name, !disable)?;
             if disable {
-                println!("Pool {name} unmarked as autostarted");
+                writeln!(out, "Pool {name} unmarked as autostarted")?;
             } else {
-                println!("Pool {name} marked as autostarted");
+                writeln!(out, "Pool {name} marked as autostarted")?;
             }
         }
         PoolUndefine { name } => {
             storage.undefine_pool(&name)?;
-            println!("Pool {name} has been undefined");
+            writeln!(out, "Pool {name} has been undefined")?;
         }
         PoolInfo { name, .. } => {
             let info = storage.pool_info(&name)?;
             if json {
-                print_json(&info)?;
+                print_json(out, &info)?;
             } else {
                 let s = &info.status;
-                print_fields(&[
-                    ("Name", s.name.clone()),
-                    ("State", state_word(s.active).to_string()),
-                    ("Autostart", yes_no(s.autostart).to_string()),
-                    ("Path", s.path.display().to_string()),
-                    ("Volumes", info.volumes.to_string()),
-                    ("Capacity", format_size(info.capacity)),
-                    ("Allocation", format_size(info.allocation)),
-                    ("Available", format_size(info.available)),
-                ]);
+                print_fields(
+                    out,
+                    &[
+                        ("Name", s.name.clone()),
+                        ("State", state_word(s.active).to_string()),
+                        ("Autostart", yes_no(s.autostart).to_string()),
+                        ("Path", s.path.display().to_string()),
+                        ("Volumes", info.volumes.to_string()),
+                        ("Capacity", format_size(info.capacity)),
+                        ("Allocation", format_size(info.allocation)),
+                        ("Available", format_size(info.available)),
+                    ],
+                )?;
             }
         }
         VolList { pool, .. } => {
@@ -319,20 +421,25 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|(name, info)| match info {
                         Ok(info) => serde_json::to_value(info).unwrap_or_default(),
+                        Err(e @ StorageError::SymlinkVolume { target, .. }) => serde_json::json!({
+                            "name": name,
+                            "symlink": target,
+                            "error": e.to_string(),
+                        }),
                         Err(e) => serde_json::json!({"name": name, "error": e.to_string()}),
                     })
                     .collect();
-                print_json(&docs)?;
+                print_json(out, &docs)?;
             } else {
-                print_volumes(&entries);
+                print_volumes(out, &entries)?;
             }
         }
         VolInfo { pool, volume, .. } => {
             let info = storage.vol_info(&pool, &volume)?;
             if json {
-                print_json(&info)?;
+                print_json(out, &info)?;
             } else {
-                print_volume(&info);
+                print_volume(out, &info)?;
             }
         }
         VolCreateAs {
@@ -352,7 +459,8 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                     preallocate,
                 },
             )?;
-            println!(
+            writeln!(
+                out,
                 "Vol {volume} created ({} {}, {})",
                 format_size(info.capacity),
                 info.format,
@@ -361,13 +469,14 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                 } else {
                     "sparse"
                 }
-            );
+            )?;
         }
         VolResize {
             pool,
             volume,
             size,
             shrink,
+            ..
         } => {
             let capacity = match size.strip_prefix('+') {
                 Some(delta) => storage
@@ -377,23 +486,33 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                     .context("that size is too large")?,
                 None => size_arg(&size)?,
             };
-            let info = storage.vol_resize(&pool, &volume, capacity, shrink)?;
-            println!(
+            let info = in_use(
+                &storage,
+                &pool,
+                &volume,
+                storage.vol_resize(&pool, &volume, capacity, shrink),
+            )?;
+            writeln!(
+                out,
                 "Size of volume '{volume}' is now {}",
                 format_size(info.capacity)
-            );
+            )?;
         }
         VolClone {
             pool,
             source,
             clone,
             linked,
+            ..
         } => {
             storage.vol_clone(&pool, &source, &clone, linked)?;
             if linked {
-                println!("Vol {clone} cloned from {source} (linked: {source} is its backing file)");
+                writeln!(
+                    out,
+                    "Vol {clone} cloned from {source} (linked: {source} is its backing file)"
+                )?;
             } else {
-                println!("Vol {clone} cloned from {source}");
+                writeln!(out, "Vol {clone} cloned from {source}")?;
             }
         }
         VolImport {
@@ -401,33 +520,40 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             volume,
             file,
             linked,
+            format,
             ..
         } => {
-            let info = if linked {
-                storage.vol_overlay(
-                    &pool,
-                    &volume,
-                    &file,
-                    crate::storage::format::Detect::ByContent,
-                )?
+            if linked {
+                let made = storage.vol_import_linked(&pool, &volume, &file, format)?;
+                if json {
+                    print_json(out, &made.overlay)?;
+                } else {
+                    let how = if made.reused_base {
+                        "already imported"
+                    } else {
+                        "imported now"
+                    };
+                    writeln!(
+                        out,
+                        "Vol {volume} created in {pool}: a {} qcow2 overlay on the base volume {pool}/{} ({how} from {}; it stays unchanged while overlays use it)",
+                        format_size(made.overlay.capacity),
+                        made.base,
+                        file.display()
+                    )?;
+                }
             } else {
-                storage.vol_import(&pool, &volume, &file)?
-            };
-            if json {
-                print_json(&info)?;
-            } else if let Some(base) = &info.backing {
-                println!(
-                    "Vol {volume} created in {pool}: a {} overlay on {} (keep that file unchanged and where it is)",
-                    format_size(info.capacity),
-                    base.path.display()
-                );
-            } else {
-                println!(
-                    "Vol {volume} imported into {pool} from {} ({}, {})",
-                    file.display(),
-                    info.format,
-                    format_size(info.capacity)
-                );
+                let info = storage.vol_import(&pool, &volume, &file, format)?;
+                if json {
+                    print_json(out, &info)?;
+                } else {
+                    writeln!(
+                        out,
+                        "Vol {volume} imported into {pool} from {} ({}, {})",
+                        file.display(),
+                        info.format,
+                        format_size(info.capacity)
+                    )?;
+                }
             }
         }
         VolUpload {
@@ -435,13 +561,20 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             volume,
             file,
             format,
+            ..
         } => {
-            let info = storage.vol_upload(&pool, &volume, &file, format)?;
-            println!(
+            let info = in_use(
+                &storage,
+                &pool,
+                &volume,
+                storage.vol_upload(&pool, &volume, &file, format),
+            )?;
+            writeln!(
+                out,
                 "Vol {volume} now holds {} ({})",
                 file.display(),
                 format_size(info.capacity)
-            );
+            )?;
         }
         VolDownload {
             pool,
@@ -449,30 +582,41 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             file,
             format,
             force,
+            ..
         } => {
             let info = storage.vol_download(&pool, &volume, &file, format, force)?;
-            println!(
+            writeln!(
+                out,
                 "Vol {volume} written to {} ({})",
                 file.display(),
                 info.format
-            );
+            )?;
         }
         VolConvert {
             pool,
             source,
             dest,
             format,
+            ..
         } => {
             let info = storage.vol_convert(&pool, &source, &dest, format)?;
-            println!("Vol {dest} converted from {source} ({})", info.format);
+            writeln!(out, "Vol {dest} converted from {source} ({})", info.format)?;
         }
-        VolWipe { pool, volume } => {
-            storage.vol_wipe(&pool, &volume)?;
-            println!("Vol {volume} wiped");
+        VolWipe { pool, volume, .. } => {
+            in_use(&storage, &pool, &volume, storage.vol_wipe(&pool, &volume))?;
+            writeln!(out, "Vol {volume} wiped")?;
+        }
+        VolSetFormat {
+            pool,
+            volume,
+            format,
+        } => {
+            storage.vol_set_format(&pool, &volume, format)?;
+            writeln!(out, "Vol {volume} recorded as {format}")?;
         }
         VolDelete { pool, volume } => {
-            storage.vol_delete(&pool, &volume)?;
-            println!("Vol {volume} deleted");
+            in_use(&storage, &pool, &volume, storage.vol_delete(&pool, &volume))?;
+            writeln!(out, "Vol {volume} deleted")?;
         }
         SnapshotCreate { vm, name } => {
             let info = if crate::storage::usage::vm_is_running(&paths, &vm) {
@@ -480,35 +624,65 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             } else {
                 snapshots.create(&vm, &name)?
             };
-            println!(
+            writeln!(
+                out,
                 "Domain snapshot {name} created ({} disks)",
                 info.disks.len()
-            );
+            )?;
         }
         SnapshotList { vm, .. } => {
             let list = snapshots.list(&vm)?;
             if json {
-                print_json(&list)?;
+                print_json(out, &list)?;
             } else {
-                print_snapshots(&list);
+                print_snapshots(out, &list)?;
             }
         }
         SnapshotRevert { vm, name } => {
             let report = snapshots.revert(&vm, &name)?;
-            println!("Domain {vm} reverted to snapshot {name}");
+            writeln!(out, "Domain {vm} reverted to snapshot {name}")?;
             if !report.removed_snapshots.is_empty() {
-                println!(
+                writeln!(
+                    out,
                     "Later snapshots discarded: {}",
                     report.removed_snapshots.join(", ")
-                );
+                )?;
             }
         }
         SnapshotDelete { vm, name } => {
             snapshots.delete(&vm, &name)?;
-            println!("Domain snapshot {name} deleted");
+            writeln!(out, "Domain snapshot {name} deleted")?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A volume another process holds is named by the running VM that holds it (a disk attached
+/// live is in no definition, so the storage layer cannot tell), with the ways out.
+fn in_use<T>(
+    storage: &StorageManager,
+    pool: &str,
+    volume: &str,
+    result: Result<T, StorageError>,
+) -> anyhow::Result<T> {
+    let held = matches!(
+        &result,
+        Err(StorageError::Image(
+            crate::storage::ImageError::InUse { .. }
+        ))
+    );
+    let users = match (held, storage.volume_path(pool, volume)) {
+        (true, Ok(path)) => crate::client::LocalHost::from_env()
+            .map(|host| host.running_users(&path))
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    match users.first() {
+        Some((vm, target)) => bail!(
+            "volume {pool}/{volume} is in use by running VM '{vm}' as disk {target}; detach it with `vmux detach-disk {vm} {target}` or shut the VM down first (`vmux shutdown {vm}`)"
+        ),
+        None => Ok(result?),
+    }
 }
 
 fn size_arg(text: &str) -> anyhow::Result<u64> {
@@ -544,8 +718,8 @@ fn live_snapshot(
     Ok(snapshots.complete(&prepared)?)
 }
 
-fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+fn print_json<T: serde::Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> anyhow::Result<()> {
+    writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 
@@ -558,7 +732,7 @@ fn yes_no(flag: bool) -> &'static str {
 }
 
 /// Prints rows under a header, columns padded to their widest cell.
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
+fn print_table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -571,25 +745,32 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!(" {}", padded.join("   ").trim_end());
+        format!(" {}", padded.join("   ").trim_end())
     };
-    line(header.iter().map(|h| h.to_string()).collect());
-    println!(
+    writeln!(
+        out,
+        "{}",
+        line(header.iter().map(|h| h.to_string()).collect())
+    )?;
+    writeln!(
+        out,
         "{}",
         "-".repeat(widths.iter().sum::<usize>() + 3 * widths.len())
-    );
+    )?;
     for row in rows {
-        line(row.clone());
+        writeln!(out, "{}", line(row.clone()))?;
     }
+    Ok(())
 }
 
-fn print_fields(fields: &[(&str, String)]) {
+fn print_fields(out: &mut dyn Write, fields: &[(&str, String)]) -> std::io::Result<()> {
     for (key, value) in fields {
-        println!("{:<15} {value}", format!("{key}:"));
+        writeln!(out, "{:<15} {value}", format!("{key}:"))?;
     }
+    Ok(())
 }
 
-fn print_pools(pools: &[PoolStatus]) {
+fn print_pools(out: &mut dyn Write, pools: &[PoolStatus]) -> std::io::Result<()> {
     let rows: Vec<Vec<String>> = pools
         .iter()
         .map(|p| {
@@ -601,10 +782,13 @@ fn print_pools(pools: &[PoolStatus]) {
             ]
         })
         .collect();
-    print_table(&["Name", "State", "Autostart", "Path"], &rows);
+    print_table(out, &["Name", "State", "Autostart", "Path"], &rows)
 }
 
-fn print_volumes(entries: &[crate::storage::volume::VolumeEntry]) {
+fn print_volumes(
+    out: &mut dyn Write,
+    entries: &[crate::storage::volume::VolumeEntry],
+) -> std::io::Result<()> {
     let rows: Vec<Vec<String>> = entries
         .iter()
         .map(|(name, info)| match info {
@@ -614,6 +798,16 @@ fn print_volumes(entries: &[crate::storage::volume::VolumeEntry]) {
                 format_size(v.capacity),
                 format_size(v.allocation),
                 users(v),
+            ],
+            Err(StorageError::SymlinkVolume { target, .. }) => vec![
+                name.clone(),
+                "symlink".into(),
+                "-".into(),
+                "-".into(),
+                match target {
+                    Some(target) => format!("symlink to {}, not used", target.display()),
+                    None => "symlink, not used".into(),
+                },
             ],
             Err(e) => vec![
                 name.clone(),
@@ -625,9 +819,10 @@ fn print_volumes(entries: &[crate::storage::volume::VolumeEntry]) {
         })
         .collect();
     print_table(
+        out,
         &["Name", "Format", "Capacity", "Allocation", "Used by"],
         &rows,
-    );
+    )
 }
 
 fn users(info: &VolumeInfo) -> String {
@@ -652,7 +847,7 @@ fn users(info: &VolumeInfo) -> String {
     }
 }
 
-fn print_volume(info: &VolumeInfo) {
+fn print_volume(out: &mut dyn Write, info: &VolumeInfo) -> std::io::Result<()> {
     let mut fields = vec![
         ("Name", info.name.clone()),
         ("Pool", info.pool.clone()),
@@ -671,8 +866,12 @@ fn print_volume(info: &VolumeInfo) {
         let format = backing
             .format
             .map(|f| f.to_string())
-            .unwrap_or("probed".into());
-        fields.push(("Backing", format!("{} ({format})", backing.path.display())));
+            .unwrap_or("format not recorded".into());
+        let mut text = format!("{} ({format})", backing.path.display());
+        if let Some(why) = &info.backing_refused {
+            text.push_str(&format!("; not followed: {why}"));
+        }
+        fields.push(("Backing", text));
     }
     if info.internal_snapshots > 0 {
         fields.push(("Int. snapshots", info.internal_snapshots.to_string()));
@@ -681,10 +880,10 @@ fn print_volume(info: &VolumeInfo) {
     for overlay in &info.backing_of {
         fields.push(("Backing of", overlay.display().to_string()));
     }
-    print_fields(&fields);
+    print_fields(out, &fields)
 }
 
-fn print_snapshots(list: &[SnapshotInfo]) {
+fn print_snapshots(out: &mut dyn Write, list: &[SnapshotInfo]) -> std::io::Result<()> {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|s| {
@@ -703,7 +902,7 @@ fn print_snapshots(list: &[SnapshotInfo]) {
             ]
         })
         .collect();
-    print_table(&["Name", "Creation Time", "State", "Disks"], &rows);
+    print_table(out, &["Name", "Creation Time", "State", "Disks"], &rows)
 }
 
 #[cfg(test)]

@@ -10,14 +10,17 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::classify::{Observed, classify};
+use super::classify::{VmState, classify};
 use super::conn::ControlConn;
+use super::define_check;
 use super::host_check;
 use super::hotplug::ImageUse;
 use super::spawn::{SpawnRequest, spawn_vmd};
-use super::{ChangeScope, ClientError, Console, Host, UndefineOptions, VmStatus, hotplug};
-use crate::config::{ConfigError, DefinitionError, DiskConfig, DiskSource, Paths, Store, VmConfig};
-use crate::engine::control::{Command, DiskInfo, ReplyResult, RunState, VmInfo, VmStats};
+use super::{
+    BrokenVm, ChangeScope, ClientError, Console, Host, UndefineOptions, VmStatus, hotplug,
+};
+use crate::config::{ConfigError, DiskConfig, DiskSource, Paths, Store, VmConfig};
+use crate::engine::control::{Command, DiskInfo, ReplyResult, VmInfo, VmStats};
 use crate::storage::format::canonical;
 use crate::storage::{SnapshotManager, StorageError, StorageManager};
 use crate::vmd::pidfile::{self, Liveness};
@@ -121,7 +124,7 @@ impl LocalHost {
     }
 
     /// The VM's live state, removing the socket of a vmd found dead.
-    fn observe(&self, name: &str) -> Observed {
+    fn observe(&self, name: &str) -> VmState {
         let files = self.files(name);
         // Probe before reading: vmd writes its final state before it releases the lock, so a
         // "dead" probe followed by a "running" file means vmd died without saying so.
@@ -143,6 +146,16 @@ impl LocalHost {
             pid: seen.pid,
             vcpus: seen.vcpus,
         }
+    }
+
+    /// `config` with the format of every disk whose image exists recorded (from the pool's
+    /// record or the file name, checked against the content; never guessed from it).
+    fn with_disk_formats(&self, config: &VmConfig) -> Result<VmConfig, ClientError> {
+        let mut config = config.clone();
+        StorageManager::new(self.paths().clone())
+            .record_disk_formats(&mut config)
+            .map_err(|e| ClientError::Invalid(crate::vmd::error_chain(&e)))?;
+        Ok(config)
     }
 
     fn known(&self, name: &str) -> Result<(), ClientError> {
@@ -205,6 +218,25 @@ impl LocalHost {
 }
 
 impl LocalHost {
+    /// The running VMs that have `image` open now (a boot disk or one attached live), with
+    /// the disk's guest name: what a refusal to change an image in use names.
+    pub fn running_users(&self, image: &Path) -> Vec<(String, String)> {
+        let key = canonical(image);
+        self.list()
+            .into_iter()
+            .filter_map(|entry| match entry {
+                Ok(status) if status.live().is_active() => Some(status.config.name),
+                Err(broken) if broken.live.is_active() => Some(broken.name),
+                _ => None,
+            })
+            .filter_map(|vm| {
+                let info = self.info(&vm).ok()?;
+                let disk = info.disks.iter().find(|d| canonical(&d.path) == key)?;
+                Some((vm, disk.target.clone()))
+            })
+            .collect()
+    }
+
     /// The running VM's disks for a live change (refusing a VM that does not run), or `None`.
     fn live_disks(
         &self,
@@ -253,9 +285,12 @@ impl LocalHost {
             .map(|u| (u.vm, u.running))
             .collect();
         // Disks attached live only are in no definition: ask the other running VMs.
-        for status in self.list().into_iter().flatten() {
-            let vm = &status.config.name;
-            let live = matches!(status.state, RunState::Running | RunState::Paused);
+        // A running VM whose definition is broken still holds its images.
+        for entry in self.list() {
+            let (vm, live) = match &entry {
+                Ok(status) => (&status.config.name, status.live().is_active()),
+                Err(broken) => (&broken.name, broken.live.is_active()),
+            };
             if vm == &config.name || !live || other_vms.iter().any(|o| &o.0 == vm) {
                 continue;
             }
@@ -322,16 +357,44 @@ fn unexpected(name: &str, what: &str) -> ClientError {
 }
 
 impl Host for LocalHost {
-    fn list(&self) -> Vec<Result<VmStatus, DefinitionError>> {
+    fn list(&self) -> Vec<Result<VmStatus, BrokenVm>> {
         self.store
             .list()
             .into_iter()
-            .map(|entry| entry.map(|config| self.status_of(config)))
+            .map(|entry| {
+                entry.map(|config| self.status_of(config)).map_err(|error| {
+                    let name = error
+                        .path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    // A stem that is no VM name cannot have a vmd (or a socket path).
+                    let live = if crate::config::validate_name(&name).is_ok() {
+                        self.observe(&name)
+                    } else {
+                        super::classify::classify(None, Liveness::Dead)
+                    };
+                    BrokenVm {
+                        name,
+                        error: Box::new(error),
+                        live,
+                    }
+                })
+            })
             .collect()
     }
 
     fn status(&self, name: &str) -> Result<VmStatus, ClientError> {
         Ok(self.status_of(self.store.load(name)?))
+    }
+
+    fn state(&self, name: &str) -> Result<super::VmState, ClientError> {
+        self.known(name)?;
+        Ok(self.observe(name))
+    }
+
+    fn definition_text(&self, name: &str) -> Result<String, ClientError> {
+        Ok(self.store.text(name)?)
     }
 
     fn info(&self, name: &str) -> Result<VmInfo, ClientError> {
@@ -349,12 +412,34 @@ impl Host for LocalHost {
     }
 
     fn define(&self, config: &VmConfig) -> Result<(), ClientError> {
-        Ok(self.store.create(config)?)
+        config.validate().map_err(ConfigError::Invalid)?;
+        if self.store.exists(&config.name) {
+            return Err(ConfigError::VmExists(config.name.clone()).into());
+        }
+        let storage = StorageManager::new(self.paths().clone());
+        define_check::check(config, None, &storage).map_err(ClientError::Invalid)?;
+        let config = self.with_disk_formats(config)?;
+        Ok(self.store.create(&config)?)
     }
 
     fn update(&self, config: &VmConfig) -> Result<(), ClientError> {
         self.known(&config.name)?;
-        Ok(self.store.save(config)?)
+        config.validate().map_err(ConfigError::Invalid)?;
+        // A broken file has nothing trustworthy to compare with: check everything.
+        let previous = self.store.load(&config.name).ok();
+        let storage = StorageManager::new(self.paths().clone());
+        define_check::check(config, previous.as_ref(), &storage).map_err(ClientError::Invalid)?;
+        let config = self.with_disk_formats(config)?;
+        Ok(self.store.save(&config)?)
+    }
+
+    fn update_from(&self, original: &VmConfig, config: &VmConfig) -> Result<(), ClientError> {
+        self.known(&config.name)?;
+        config.validate().map_err(ConfigError::Invalid)?;
+        let storage = StorageManager::new(self.paths().clone());
+        define_check::check(config, Some(original), &storage).map_err(ClientError::Invalid)?;
+        let config = self.with_disk_formats(config)?;
+        Ok(self.store.replace(original, &config)?)
     }
 
     fn undefine_with(&self, name: &str, options: UndefineOptions) -> Result<(), ClientError> {
@@ -394,9 +479,10 @@ impl Host for LocalHost {
     }
 
     fn set_autostart(&self, name: &str, enabled: bool) -> Result<(), ClientError> {
-        let mut config = self.store.load(name)?;
-        config.autostart = enabled;
-        Ok(self.store.save(&config)?)
+        self.store.update(name, |config| {
+            config.autostart = enabled;
+            Ok::<_, ClientError>(())
+        })
     }
 
     fn start(&self, name: &str) -> Result<(), ClientError> {
@@ -407,6 +493,19 @@ impl Host for LocalHost {
         let failed = |message: String| ClientError::StartFailed {
             name: name.to_string(),
             message,
+        };
+        // Definitions written before vmux recorded disk formats get them now, from the
+        // pools' records or the file names (never from content); see docs/storage.md.
+        let config = if config.disks.iter().any(|d| d.format.is_none()) {
+            let storage = StorageManager::new(self.paths().clone());
+            self.store.update(name, |config| {
+                storage
+                    .record_disk_formats(config)
+                    .map_err(|e| failed(crate::vmd::error_chain(&e)))?;
+                Ok::<_, ClientError>(config.clone())
+            })?
+        } else {
+            config
         };
         host_check::check(&config).map_err(failed)?;
         let exe = self
@@ -455,7 +554,9 @@ impl Host for LocalHost {
     }
 
     fn set_vcpus(&self, name: &str, count: u32, scope: ChangeScope) -> Result<(), ClientError> {
-        let config = self.store.load(name)?;
+        // Held from the read to the write, so a concurrent change is not lost.
+        let definitions = self.store.lock()?;
+        let config = definitions.load(name)?;
         let live_max = if scope.live {
             if !self.observe(name).is_active() {
                 return Err(ClientError::LiveNeedsRunning(name.to_string()));
@@ -469,7 +570,7 @@ impl Host for LocalHost {
             self.command(name, Command::SetVcpus { count })?;
         }
         if let Some(updated) = updated {
-            self.store.save(&updated)?;
+            definitions.save(&updated)?;
         }
         Ok(())
     }
@@ -480,10 +581,18 @@ impl Host for LocalHost {
         disk: &DiskConfig,
         scope: ChangeScope,
     ) -> Result<String, ClientError> {
-        let config = self.store.load(name)?;
+        // Held from the read to the write, so a concurrent change is not lost.
+        let definitions = self.store.lock()?;
+        let config = definitions.load(name)?;
         let live = self.live_disks(name, scope)?;
         let storage = StorageManager::new(self.paths().clone());
         let (image, read_only_pool) = resolve_image(&storage, disk)?;
+        // The format is decided now and recorded, never guessed from content later.
+        let mut disk = disk.clone();
+        storage
+            .record_disk_formats_of(std::slice::from_mut(&mut disk))
+            .map_err(|e| ClientError::Invalid(crate::vmd::error_chain(&e)))?;
+        let disk = &disk;
         let mut image_use = self.image_use(&config, &image, &storage, live.as_deref());
         image_use.read_only_pool = read_only_pool;
         let plan =
@@ -494,6 +603,8 @@ impl Host for LocalHost {
                 target: Some(plan.target.clone()),
                 read_only: disk.readonly,
                 serial: disk.serial.clone(),
+                format: disk.format,
+                allow_backing: disk.allow_backing.clone(),
             };
             match self.command(name, command)? {
                 Some(ReplyResult::Disk(_)) => {}
@@ -501,13 +612,33 @@ impl Host for LocalHost {
             }
         }
         if let Some(updated) = plan.updated {
-            self.store.save(&updated)?;
+            definitions.save(&updated)?;
         }
         Ok(plan.target)
     }
 
+    fn force_detach_disk(&self, name: &str, target: &str) -> Result<(), ClientError> {
+        let live = self
+            .live_disks(name, ChangeScope::LIVE)?
+            .unwrap_or_default();
+        if !live.iter().any(|d| d.target == target) {
+            return Err(ClientError::Invalid(format!(
+                "running VM '{name}' has no disk {target}; `vmux info {name}` lists its disks"
+            )));
+        }
+        self.command(
+            name,
+            Command::DetachDisk {
+                target: target.to_string(),
+                force: true,
+            },
+        )
+        .map(drop)
+    }
+
     fn detach_disk(&self, name: &str, target: &str, scope: ChangeScope) -> Result<(), ClientError> {
-        let config = self.store.load(name)?;
+        let definitions = self.store.lock()?;
+        let config = definitions.load(name)?;
         let live = self.live_disks(name, scope)?;
         let updated = hotplug::check_detach(&config, target, scope, live.as_deref())?;
         if scope.live {
@@ -515,11 +646,12 @@ impl Host for LocalHost {
                 name,
                 Command::DetachDisk {
                     target: target.to_string(),
+                    force: false,
                 },
             )?;
         }
         if let Some(updated) = updated {
-            self.store.save(&updated)?;
+            definitions.save(&updated)?;
         }
         Ok(())
     }

@@ -52,9 +52,11 @@ const MIN_MEMORY_BYTES: u64 = 16 << 20;
 /// Memory must be a multiple of this (huge-page friendly, and what the e820 map assumes).
 const MEMORY_ALIGN: u64 = 2 << 20;
 
-/// One VM definition.
+/// One VM definition. A file may leave out what `vmux create` defaults (`vcpus` 1, `memory`
+/// 256M, `max_vcpus` twice `vcpus`, at least 4): `vmux define` reads what `create` writes and
+/// what a person writes by hand alike.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "VmConfigFile")]
 pub struct VmConfig {
     /// Unique name: `[A-Za-z0-9._-]`, at most 64 characters.
     pub name: String,
@@ -110,6 +112,53 @@ pub enum BootConfig {
 
 /// The guest device name of the disk an image-booted VM boots from.
 pub const IMAGE_BOOT_TARGET: &str = "vda";
+/// A definition file as read, before `vmux create`'s defaults fill in what it leaves out.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VmConfigFile {
+    name: String,
+    #[serde(default = "one_vcpu")]
+    vcpus: u32,
+    #[serde(default)]
+    max_vcpus: Option<u32>,
+    #[serde(default = "default_memory", with = "size_string")]
+    memory: u64,
+    #[serde(default)]
+    autostart: bool,
+    boot: BootConfig,
+    #[serde(default)]
+    disks: Vec<DiskConfig>,
+    #[serde(default)]
+    nics: Vec<NicConfig>,
+    #[serde(default)]
+    cloud_init: Option<CloudInitOptions>,
+}
+
+fn one_vcpu() -> u32 {
+    1
+}
+
+fn default_memory() -> u64 {
+    DEFAULT_MEMORY_BYTES
+}
+
+impl From<VmConfigFile> for VmConfig {
+    fn from(file: VmConfigFile) -> VmConfig {
+        VmConfig {
+            max_vcpus: file
+                .max_vcpus
+                .unwrap_or_else(|| default_max_vcpus(file.vcpus)),
+            name: file.name,
+            vcpus: file.vcpus,
+            memory: file.memory,
+            autostart: file.autostart,
+            boot: file.boot,
+            disks: file.disks,
+            nics: file.nics,
+            cloud_init: file.cloud_init,
+        }
+    }
+}
 
 impl VmConfig {
     /// A definition with defaults: 1 vCPU (hot-add up to 4), 256 MiB.
@@ -290,6 +339,24 @@ mod tests {
 
     fn demo(name: &str) -> VmConfig {
         VmConfig::new(name, BootConfig::Demo)
+    }
+
+    #[test]
+    fn a_file_without_the_create_defaults_gets_them() {
+        let text = "name = \"web\"\nvcpus = 3\n[boot]\nsource = \"demo\"\n";
+        let cfg: VmConfig = toml::from_str(text).expect("defaults fill in");
+        assert_eq!(cfg.max_vcpus, default_max_vcpus(3));
+        assert_eq!(cfg.memory, DEFAULT_MEMORY_BYTES);
+        let minimal: VmConfig =
+            toml::from_str("name = \"a\"\n[boot]\nsource = \"demo\"\n").expect("minimal");
+        assert_eq!(minimal, demo("a"));
+    }
+
+    #[test]
+    fn an_unknown_field_is_still_refused() {
+        let text = "name = \"web\"\ncpu = 3\n[boot]\nsource = \"demo\"\n";
+        let err = toml::from_str::<VmConfig>(text).expect_err("unknown field");
+        assert!(err.to_string().contains("unknown field `cpu`"), "{err}");
     }
 
     #[test]

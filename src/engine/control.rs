@@ -63,12 +63,25 @@ pub enum Command {
         /// Serial number the guest reads (default `vmux-<target>`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         serial: Option<String>,
+        /// The image's recorded format (`raw`, `qcow2`); never guessed from its content.
+        /// Without it the file name's extension must say it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        format: Option<crate::config::ImageFormat>,
+        /// Backing files outside the storage pools that the image's chain may use (the disk's
+        /// `allow_backing`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        allow_backing: Vec<PathBuf>,
     },
     /// Ask the guest to eject disk `target`. Replies once the guest is notified; when it ejects
-    /// the disk, the image is closed and a `disk_removed` event follows.
+    /// the disk, the image is closed and a `disk_removed` event follows. With `force` the disk
+    /// is taken away at once without asking (the guest loses it as if pulled out); the reply
+    /// comes after the image is closed.
     DetachDisk {
         /// Guest device name (`vdb`).
         target: String,
+        /// Remove it without the guest's consent.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        force: bool,
     },
     /// Live snapshot: carry on with each named disk on a new image whose backing chain holds
     /// the current one (a qcow2 overlay made by `snapshot-create`). The vCPUs are paused
@@ -338,6 +351,10 @@ pub struct DiskInfo {
     pub slot: u8,
     /// `detach_disk` was asked and the guest has not ejected it yet.
     pub removing: bool,
+    /// When the guest was asked to eject it (Unix seconds, the host's clock), while
+    /// `removing`: clients show how long the guest has been silent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removal_requested_at: Option<u64>,
 }
 
 /// One vCPU's counters.
@@ -482,6 +499,8 @@ mod tests {
                 target: None,
                 read_only: false,
                 serial: None,
+                format: None,
+                allow_backing: Vec::new(),
             }
         );
     }
@@ -494,6 +513,7 @@ mod tests {
             read_only: true,
             slot: 2,
             removing: false,
+            removal_requested_at: None,
         };
         let line =
             serde_json::to_string(&ReplyResult::Disk(Box::new(disk.clone()))).expect("serialize");

@@ -181,6 +181,7 @@ mod pci;
 mod vcpu;
 mod vm;
 
+pub use boot::{BootError, check_kernel};
 pub use devices::virtio::blk::{DiskBackend, DiskStats};
 pub use devices::virtio::net::NicStats;
 pub use hotplug::HotplugError;

@@ -7,6 +7,10 @@
 //! - **isolated**: the same bridge and dnsmasq, no forwarding, no masquerade, no default route.
 //! - **bridge**: nothing is created; each VM's TAP joins an existing host bridge.
 //!
+//! Every started network also gets an anti-spoofing table ([`guard`]): each VM's TAP may send
+//! only from its guest's MAC and, on nat/isolated networks, only from the addresses dnsmasq
+//! leased to it. dnsmasq serves as an unprivileged user.
+//!
 //! [`NetworkManager`] is the entry point (define, start, destroy, list, info, NIC attach for
 //! vmd, address lookup); it shells out to `ip`, `nft` and `dnsmasq` (see [`host`]), keeps what
 //! it started in `<state>/networks/` ([`state`]) and checks on every call that what it started
@@ -15,11 +19,13 @@
 
 pub mod caps;
 mod dnsmasq;
+pub mod guard;
 pub mod host;
 pub mod leases;
 mod manager;
 mod names;
 mod nft;
+mod overlap;
 pub mod state;
 mod store;
 pub mod tap;
@@ -29,6 +35,7 @@ pub use manager::{
 };
 pub use names::{bridge_name, tap_name};
 pub use nft::table_name;
+pub use overlap::subnet_conflict;
 pub use store::NetworkStore;
 pub use tap::{Tap, TapRecord};
 
@@ -97,6 +104,18 @@ pub enum NetworkError {
     )]
     SubnetOverlap {
         /// The network being started.
+        network: String,
+        /// Its subnet.
+        subnet: Ipv4Net,
+        /// What it overlaps, in words.
+        conflict: String,
+    },
+    /// A new network's subnet overlaps another network or a host route.
+    #[error(
+        "cannot define network '{network}': its subnet {subnet} overlaps {conflict}; pick another --subnet"
+    )]
+    SubnetTaken {
+        /// The network being defined.
         network: String,
         /// Its subnet.
         subnet: Ipv4Net,

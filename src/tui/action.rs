@@ -11,8 +11,8 @@ use super::console::ConsoleId;
 use super::hotplug::scope_words;
 use super::image_setup::{self, ImageSetup};
 use super::tasks::{Task, TaskId};
-use crate::client::{ChangeScope, VmStatus};
-use crate::config::{DefinitionError, DiskConfig, VmConfig, format_size};
+use crate::client::{BrokenVm, ChangeScope, VmStatus};
+use crate::config::{DiskConfig, VmConfig, format_size};
 use crate::engine::control::{VmInfo, VmStats};
 use crate::storage::VolumeSpec;
 use crossterm::event::{KeyEvent, MouseEvent};
@@ -54,8 +54,9 @@ pub enum Action {
     },
     /// One second passed.
     Tick,
-    /// The definitions and their states, from `Host::list`.
-    Listed(Vec<Result<VmStatus, DefinitionError>>),
+    /// The definitions and their states, from `Host::list` (broken definitions with the
+    /// live state of their VMs).
+    Listed(Vec<Result<VmStatus, BrokenVm>>),
     /// A stats sample of a running VM.
     Stats {
         /// VM name.
@@ -170,6 +171,8 @@ pub enum HostOp {
         new_volume: Option<NewVolume>,
         /// Networks to give the VM a NIC on (a fresh MAC each), in order.
         networks: Vec<String>,
+        /// Networks to start after defining the VM and before starting it.
+        start_networks: Vec<String>,
         /// For a VM made from a disk image: the import and cloud-init settings.
         image: Option<Box<ImageSetup>>,
     },
@@ -203,6 +206,8 @@ pub enum HostOp {
         target: String,
         /// Live, definition or both.
         scope: ChangeScope,
+        /// Take it from the running VM without the guest's consent.
+        force: bool,
     },
 }
 
@@ -289,15 +294,26 @@ impl HostOp {
                     ""
                 }
             ),
-            HostOp::DetachDisk { target, scope, .. } => format!(
-                "{vm}: {target} detached, {}{}",
-                scope_words(*scope),
-                if scope.live {
-                    "; the guest was asked to eject it"
+            HostOp::DetachDisk {
+                target,
+                force: true,
+                scope,
+                ..
+            } => format!(
+                "{vm}: {target} taken away without the guest's consent{}",
+                if scope.config {
+                    " and removed from the definition"
                 } else {
                     ""
                 }
             ),
+            HostOp::DetachDisk { target, scope, .. } if scope.live => format!(
+                "{vm}: asked the guest to eject {target} ({}); waiting for it",
+                scope_words(*scope)
+            ),
+            HostOp::DetachDisk { target, scope, .. } => {
+                format!("{vm}: {target} detached, {}", scope_words(*scope))
+            }
         }
     }
 
@@ -322,15 +338,19 @@ impl HostOp {
                 start,
                 new_volume,
                 networks,
+                start_networks,
                 image,
                 ..
             } => {
                 let plan = CreatePlan {
+                    config,
+                    start: *start,
                     new_volume: new_volume.as_ref(),
                     networks,
+                    start_networks,
                     image: image.as_deref(),
                 };
-                return create(backends, config, *start, plan)
+                return create(backends, &plan)
                     .map(|extra| format!("{}{extra}", self.done_message()));
             }
             HostOp::SetVcpus {
@@ -342,7 +362,25 @@ impl HostOp {
                 new_volume,
                 scope,
             } => return attach(backends, vm, disk, new_volume.as_ref(), *scope, self),
-            HostOp::DetachDisk { vm, target, scope } => host.detach_disk(vm, target, *scope),
+            HostOp::DetachDisk {
+                vm,
+                target,
+                scope,
+                force: true,
+            } => host.force_detach_disk(vm, target).and_then(|()| {
+                let config = ChangeScope {
+                    live: false,
+                    ..*scope
+                };
+                if config.config {
+                    host.detach_disk(vm, target, config)
+                } else {
+                    Ok(())
+                }
+            }),
+            HostOp::DetachDisk {
+                vm, target, scope, ..
+            } => host.detach_disk(vm, target, *scope),
         };
         result
             .map(|()| self.done_message())
@@ -384,22 +422,21 @@ fn attach(
     }
 }
 
-/// What the creation wizard asks for besides the definition.
+/// What the creation wizard asks for, in the order [`create`] does it.
 struct CreatePlan<'a> {
+    config: &'a VmConfig,
+    start: bool,
     new_volume: Option<&'a NewVolume>,
     networks: &'a [String],
+    start_networks: &'a [String],
     image: Option<&'a ImageSetup>,
 }
 
 /// The creation wizard's work: the new volume, the NICs, the disk image (imported, its /boot
-/// checked, cloud-init sealed), the definition, the start. Stops at the first failure, saying
-/// what was done already; returns what the status line adds (generated passwords).
-fn create(
-    backends: &Backends,
-    config: &VmConfig,
-    start: bool,
-    plan: CreatePlan<'_>,
-) -> Result<String, String> {
+/// checked, cloud-init sealed), the definition, the networks to start, the start. Stops at the
+/// first failure, saying what was done already; returns what the status line adds (generated
+/// passwords, shown this once).
+fn create(backends: &Backends, plan: &CreatePlan<'_>) -> Result<String, String> {
     let new_volume = plan.new_volume;
     if let Some(volume) = new_volume {
         backends
@@ -416,7 +453,7 @@ fn create(
         ),
         None => message,
     };
-    let mut config = config.clone();
+    let mut config = plan.config.clone();
     for network in plan.networks {
         let nic = backends
             .networks
@@ -434,7 +471,16 @@ fn create(
         return Err(kept(error_chain(&e)));
     }
     let extra = image_setup::passwords_message(&prepared.passwords);
-    if start {
+    for network in plan.start_networks {
+        backends.networks.start(network).map_err(|e| {
+            format!(
+                "{} was created but not started: network {network} could not be started: {}; start the network in the Networks pane (3), then the VM with s{extra}",
+                config.name,
+                error_chain(&e)
+            )
+        })?;
+    }
+    if plan.start {
         host.start(&config.name)
             .map_err(|e| format!("{}{extra}", error_chain(&e)))?;
     }
@@ -528,6 +574,7 @@ mod tests {
             attach: false,
             new_volume: None,
             networks: Vec::new(),
+            start_networks: Vec::new(),
             image: None,
         };
         op.run(&backends(&host, &Arc::new(FakeStorage::new())))
@@ -558,6 +605,7 @@ mod tests {
                 },
             }),
             networks: vec!["default".into()],
+            start_networks: Vec::new(),
             image: None,
         };
         op.run(&backends(&host, &storage)).expect("runs");
@@ -585,6 +633,7 @@ mod tests {
                 },
             }),
             networks: Vec::new(),
+            start_networks: Vec::new(),
             image: None,
         };
         let err = op.run(&backends(&host, &storage)).expect_err("exists");
@@ -614,6 +663,7 @@ mod tests {
             attach: false,
             new_volume: None,
             networks: Vec::new(),
+            start_networks: Vec::new(),
             image: Some(Box::new(ImageSetup {
                 import: Some(image_setup::ImageImport {
                     source: crate::tui::backends::ImageSource::Volume {
@@ -663,6 +713,7 @@ mod tests {
             attach: false,
             new_volume: None,
             networks: Vec::new(),
+            start_networks: Vec::new(),
             image: Some(Box::new(ImageSetup {
                 import: Some(image_setup::ImageImport {
                     source: crate::tui::backends::ImageSource::Volume {

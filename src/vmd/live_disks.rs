@@ -17,8 +17,8 @@ struct LiveDisk {
     spec: DiskSpec,
     /// PCI slot in the current boot (`None` between boots).
     slot: Option<u8>,
-    /// `detach_disk` was asked; the guest has not ejected it yet.
-    removing: bool,
+    /// `detach_disk` was asked (at this Unix second); the guest has not ejected it yet.
+    removing: Option<u64>,
 }
 
 /// The VM's disks, in PCI slot order of the current boot (boot disks first).
@@ -49,7 +49,7 @@ impl LiveDisks {
                 target,
                 spec,
                 slot: None,
-                removing: false,
+                removing: None,
             });
         }
         live
@@ -96,7 +96,7 @@ impl LiveDisks {
         let disk = self
             .disks
             .iter()
-            .find(|d| d.target == target && !d.removing)?;
+            .find(|d| d.target == target && d.removing.is_none())?;
         Some((disk.spec.path.clone(), disk.spec.backend.clone()?))
     }
 
@@ -119,7 +119,7 @@ impl LiveDisks {
     pub fn boot_specs(&self) -> Vec<DiskSpec> {
         self.disks
             .iter()
-            .filter(|d| !d.removing)
+            .filter(|d| d.removing.is_none())
             .map(|d| d.spec.clone())
             .collect()
     }
@@ -131,10 +131,10 @@ impl LiveDisks {
         let gone: Vec<String> = self
             .disks
             .iter()
-            .filter(|d| d.removing)
+            .filter(|d| d.removing.is_some())
             .map(|d| d.target.clone())
             .collect();
-        self.disks.retain(|d| !d.removing);
+        self.disks.retain(|d| d.removing.is_none());
         for (disk, slot) in self.disks.iter_mut().zip(slots) {
             disk.slot = Some(*slot);
         }
@@ -147,7 +147,7 @@ impl LiveDisks {
             target,
             spec,
             slot: Some(slot),
-            removing: false,
+            removing: None,
         });
         self.disks.sort_by_key(|d| d.slot);
         self.infos()
@@ -156,10 +156,13 @@ impl LiveDisks {
             .expect("the disk was just added with this slot")
     }
 
-    /// Marks `target` as being removed.
+    /// Marks `target` as being removed from now (the guest was asked to eject it).
     pub fn mark_removing(&mut self, target: &str) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         if let Some(disk) = self.disks.iter_mut().find(|d| d.target == target) {
-            disk.removing = true;
+            disk.removing = Some(now);
         }
     }
 
@@ -195,7 +198,8 @@ impl LiveDisks {
                 path: d.spec.path.clone(),
                 read_only: d.spec.read_only,
                 slot: d.slot.unwrap_or(0),
-                removing: d.removing,
+                removing: d.removing.is_some(),
+                removal_requested_at: d.removing,
             })
             .collect()
     }

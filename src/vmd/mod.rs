@@ -280,7 +280,8 @@ impl Vmd {
             Arc::clone(&ring),
             Some(dir.join("state.json")),
         )
-        .with_disk_targets(targets);
+        .with_disk_targets(targets)
+        .with_backing_trust(crate::storage::StorageManager::new(paths.clone()).trust(&[]));
         if let Some(image_boot) = machine::image_boot(&config) {
             sup = sup.with_image_boot(image_boot);
         }
@@ -366,7 +367,19 @@ fn attach_seed(
     }
     let target = live_disks::first_free_target(taken.iter().map(String::as_str))
         .ok_or(VmdError::NoSeedTarget)?;
-    let spec = disks::open_disk(&seed.path, &target, true, Some(SEED_SERIAL.to_string()))?;
+    // vmux wrote the seed itself: a raw FAT volume, no backing file.
+    let how = disks::AttachImage::new(
+        Some(crate::config::ImageFormat::Raw),
+        &crate::storage::BackingTrust::none(),
+        &[],
+    );
+    let spec = disks::open_disk(
+        &seed.path,
+        &target,
+        true,
+        Some(SEED_SERIAL.to_string()),
+        how,
+    )?;
     Ok(Some(disks::OpenDisk { target, spec }))
 }
 

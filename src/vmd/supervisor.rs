@@ -51,6 +51,9 @@ pub struct Supervisor {
     pub(super) image_boot: Option<ImageBoot>,
     /// What the current (or last) boot read from the disk image.
     pub(super) boot_image: Mutex<Option<Box<BootImageInfo>>>,
+    /// The backing files a hot-added disk's chain may use besides its own allowed ones: files
+    /// in the storage pools (none until [`Supervisor::with_backing_trust`]).
+    pub(super) backing_trust: crate::storage::BackingTrust,
 }
 
 /// The current boot. Invariant: `control` is `Some` exactly while a boot is running or paused.
@@ -124,12 +127,19 @@ impl Supervisor {
             latest: Mutex::new(empty_stats(spec.memory_bytes)),
             image_boot: None,
             boot_image: Mutex::new(None),
+            backing_trust: crate::storage::BackingTrust::none(),
         }
     }
 
     /// Boots the kernel of disk vda's own /boot, found again before every boot.
     pub fn with_image_boot(mut self, image_boot: ImageBoot) -> Supervisor {
         self.image_boot = Some(image_boot);
+        self
+    }
+
+    /// Lets hot-added disks use backing files `trust` allows (the storage pools).
+    pub fn with_backing_trust(mut self, trust: crate::storage::BackingTrust) -> Supervisor {
+        self.backing_trust = trust;
         self
     }
 
@@ -327,10 +337,17 @@ impl Supervisor {
                 target,
                 read_only,
                 serial,
-            } => self
-                .attach_disk(path, target.clone(), *read_only, serial.clone())
-                .map(|disk| Some(ReplyResult::Disk(Box::new(disk)))),
-            Command::DetachDisk { target } => self.detach_disk(target).map(|()| None),
+                format,
+                allow_backing,
+            } => {
+                let how =
+                    super::disks::AttachImage::new(*format, &self.backing_trust, allow_backing);
+                self.attach_disk(path, target.clone(), *read_only, serial.clone(), how)
+                    .map(|disk| Some(ReplyResult::Disk(Box::new(disk))))
+            }
+            Command::DetachDisk { target, force } => {
+                self.detach_disk(target, *force).map(|()| None)
+            }
             Command::SwitchDisks { disks } => self.switch_disks(disks).map(|()| None),
             Command::Subscribe | Command::Console { .. } => Err(protocol_error(
                 ErrorKind::BadRequest,

@@ -25,6 +25,17 @@ const PROMPT: &str = "/ # ";
 /// What the guest's init prints once it is up (followed by ", N cpus").
 pub const BOOTED: &str = "vmux-linux-guest: booted";
 
+/// The name of the enclosing function: a scenario's test name, as libtest prints it.
+#[macro_export]
+macro_rules! test_name {
+    () => {{
+        fn f() {}
+        let full = std::any::type_name_of_val(&f);
+        let path = full.strip_suffix("::f").unwrap_or(full);
+        path.rsplit("::").next().unwrap_or(path)
+    }};
+}
+
 /// Why this host cannot boot Linux under vmux directly, or `None` when it can.
 fn no_hardware_virtualization() -> Option<String> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();

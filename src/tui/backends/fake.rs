@@ -216,6 +216,7 @@ fn new_info(
         capacity,
         allocation,
         backing: None,
+        backing_refused: None,
         cluster_size: (format == ImageFormat::Qcow2).then_some(64 << 10),
         internal_snapshots: 0,
         used_by: Vec::new(),
@@ -607,6 +608,7 @@ struct NetworkState {
     no_capability: bool,
     failures: HashMap<&'static str, String>,
     next_mac: u32,
+    routes: Vec<crate::network::host::Route>,
 }
 
 /// Networks in memory. Starts empty; [`FakeNetworks::with_default`] adds vmux's `default`.
@@ -637,6 +639,11 @@ impl FakeNetworks {
             attached: Vec::new(),
         };
         lock(&self.state).networks.insert(config.name, info);
+    }
+
+    /// The host routes `define` (and the new-network form) check subnets against.
+    pub fn set_routes(&self, routes: Vec<crate::network::host::Route>) {
+        lock(&self.state).routes = routes;
     }
 
     /// Without CAP_NET_ADMIN, start and stop fail as the real ones do.
@@ -709,6 +716,7 @@ impl FakeNetworks {
 
 fn active_record(config: &NetworkConfig) -> ActiveNetwork {
     ActiveNetwork {
+        guard_table: None,
         mode: config.mode,
         bridge: config.bridge.clone(),
         subnet: config.subnet,
@@ -726,6 +734,7 @@ impl NetworkHost for FakeNetworks {
         Ok(NetworkSnapshot {
             networks: state.networks.values().cloned().collect(),
             broken: state.broken.clone(),
+            routes: state.routes.clone(),
         })
     }
 
@@ -745,6 +754,19 @@ impl NetworkHost for FakeNetworks {
                 bridge: config.bridge.clone(),
                 other: other.config.name.clone(),
             });
+        }
+        if let Some(subnet) = config.subnet {
+            let others = state
+                .networks
+                .values()
+                .filter_map(|n| Some((n.config.name.as_str(), n.config.subnet?)));
+            if let Some(conflict) = crate::network::subnet_conflict(subnet, others, &state.routes) {
+                return Err(NetworkError::SubnetTaken {
+                    network: config.name.clone(),
+                    subnet,
+                    conflict,
+                });
+            }
         }
         state.networks.insert(
             config.name.clone(),

@@ -7,7 +7,6 @@ use super::{
 };
 use crate::config::{NetworkConfig, NicConfig, Paths, VmConfig};
 use crate::network::{NetworkError, NetworkManager};
-use crate::storage::format::{Detect, chain};
 use crate::storage::{ImageFormat, PoolInfo, StorageError, StorageManager, VolumeInfo, VolumeSpec};
 use crate::tui::action::error_chain;
 use std::os::unix::fs::MetadataExt;
@@ -42,22 +41,18 @@ impl StorageHost for LocalStorage {
         linked: bool,
     ) -> Result<VolumeInfo, StorageError> {
         match (source, linked) {
-            (ImageSource::File(file), true) => {
-                self.manager
-                    .vol_overlay(pool, volume, file, Detect::ByContent)
-            }
-            (ImageSource::File(file), false) => self.manager.vol_import(pool, volume, file),
+            (ImageSource::File(file), true) => self
+                .manager
+                .vol_import_linked(pool, volume, file, None)
+                .map(|made| made.overlay),
+            (ImageSource::File(file), false) => self.manager.vol_import(pool, volume, file, None),
             (
                 ImageSource::Volume {
                     pool: from,
                     volume: base,
                 },
                 true,
-            ) => {
-                let base = self.manager.volume_path(from, base)?;
-                self.manager
-                    .vol_overlay(pool, volume, &base, Detect::ByName)
-            }
+            ) => self.manager.vol_overlay(pool, volume, from, base),
             (ImageSource::Volume { .. }, false) => Err(StorageError::Invalid(
                 "a pool volume is used as it is or linked; there is nothing to copy".into(),
             )),
@@ -69,7 +64,12 @@ impl StorageHost for LocalStorage {
             .manager
             .volume_path(pool, volume)
             .map_err(|e| error_chain(&e))?;
-        let disk = crate::bootimg::StorageDisk::open(&path, Detect::ByName)
+        let config = crate::config::DiskConfig::volume(pool, volume);
+        let detect = self
+            .manager
+            .disk_detect(&config)
+            .map_err(|e| error_chain(&e))?;
+        let disk = crate::bootimg::StorageDisk::open(&path, detect, &self.manager.trust(&[]))
             .map_err(|e| error_chain(&e))?;
         let disk: std::sync::Arc<dyn crate::bootimg::ReadAt> = std::sync::Arc::new(disk);
         crate::bootimg::inspect(disk)
@@ -199,8 +199,8 @@ impl StorageHost for LocalStorage {
     }
 
     fn data_bytes(&self, pool: &str, volume: &str) -> Option<u64> {
-        let path = self.manager.volume_path(pool, volume).ok()?;
-        let layers = chain(&path, Detect::ByName).ok()?;
+        let disk = crate::config::DiskConfig::volume(pool, volume);
+        let layers = self.manager.disk_chain(&disk).ok()?;
         Some(layers.iter().map(|layer| layer.allocation).sum())
     }
 
@@ -249,6 +249,8 @@ impl NetworkHost for LocalNetworks {
                 Err(e) => snapshot.broken.push(error_chain(&e)),
             }
         }
+        // Without the routes the form checks what it can; `define` checks them again.
+        snapshot.routes = crate::network::host::routes().unwrap_or_default();
         Ok(snapshot)
     }
 
