@@ -71,6 +71,11 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v cpio >/dev/null || need+=(cpio)
 command -v depmod >/dev/null || [ -x /sbin/depmod ] || need+=(kmod)
 command -v qemu-img >/dev/null || need+=(qemu-utils)
+# The cloud-image scenarios: the image's tools (make-test-images.sh) and the SSH client.
+command -v ssh >/dev/null || need+=(openssh-client)
+for tool in mke2fs:e2fsprogs sgdisk:gdisk sfdisk:fdisk mkfs.fat:dosfstools mcopy:mtools; do
+    PATH=$PATH:/usr/sbin:/sbin command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
+done
 if ((${#need[@]})); then
     [ "$(id -u)" -eq 0 ] || die "missing ${need[*]}; run: sudo apt-get install -y ${need[*]}"
     say "installing ${need[*]}"
@@ -106,6 +111,12 @@ moddir=$kdir/lib/modules/$kver
 # --- the guest: kernel + busybox initramfs -------------------------------------------------
 VMUX_KERNEL_DEB=$deb bash scripts/make-linux-guest.sh "$tier/guest" >/dev/null
 guest=$tier/guest
+# The cloud image: the same kernel as grub's default, Debian's cloud kernel as the first entry.
+VMUX_TIER_DIR=$tier VMUX_KERNEL_DEB=$deb bash scripts/make-image-guest.sh "$tier/image-guest" >/dev/null
+image_guest=$tier/image-guest
+# The full Debian image with the real cloud-init, when scripts/make-debian-cloud-image.sh has
+# built it (root, minutes of downloads); its scenario is ignored by default.
+debian_cloud=$tier/debian-cloud
 
 # --- the L1 initramfs ----------------------------------------------------------------------
 # Modules in dependency order (a module's own dependencies before it), from the `depends=`
@@ -192,7 +203,7 @@ cat > "$run_dir/tier-run.sh" <<RUN
 #!/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root TMPDIR=/tmp RUST_BACKTRACE=1
-export VMUX_LINUX_TIER_INNER=1 VMUX_LINUX_GUEST=$guest VMUX_TIER_RUN_DIR=$run_dir
+export VMUX_LINUX_TIER_INNER=1 VMUX_LINUX_GUEST=$guest VMUX_IMAGE_GUEST=$image_guest VMUX_DEBIAN_CLOUD=$debian_cloud VMUX_TIER_RUN_DIR=$run_dir
 export CI=${CI:-}
 cd $repo
 if [ "$mode" = nested ]; then

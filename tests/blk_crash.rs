@@ -24,7 +24,7 @@
 
 mod common;
 
-use common::binary::{guest, ok};
+use common::binary::{guest, ok, vmux};
 use common::crash::{Rng, Tally, seed};
 use common::prereq::{Need, QEMU_IMG, QEMU_IO, met};
 use std::collections::BTreeMap;
@@ -403,12 +403,7 @@ fn wait_for_vmd_gone(home: &Path, vm: &str) {
 /// starts again, and a clean destroy (still without a guest flush) leaves a clean image too.
 #[test]
 fn killing_vmd_after_unflushed_writes_that_need_new_l2_tables_leaves_a_clean_image() {
-    if !Path::new("/dev/kvm").exists() {
-        println!("skipped: /dev/kvm is missing");
-        return;
-    }
-    if Command::new("qemu-img").arg("--version").output().is_err() {
-        println!("skipped: qemu-img is missing; install qemu-utils");
+    if !met(&[Need::Kvm, QEMU_IMG]) {
         return;
     }
     let home = tempfile::tempdir().expect("tempdir");

@@ -706,7 +706,7 @@ fn usage_errors_exit_with_status_2() {
     assert_eq!(run.code, Some(2), "{run:#?}");
     assert!(
         run.stderr
-            .contains("give a boot source: --demo, --kernel PATH"),
+            .contains("give a boot source: --demo, --kernel PATH, --image POOL/VOL|PATH"),
         "{run:#?}"
     );
 }

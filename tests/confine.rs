@@ -6,7 +6,6 @@
 //!
 //! Each test has its own `VMUX_HOME` in a temp dir and drives the real `vmux` binary.
 
-#[path = "binary_common/mod.rs"]
 mod common;
 
 use std::os::unix::net::UnixStream;
@@ -15,7 +14,8 @@ use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{guest, ok};
+use common::binary::{guest, ok};
+use common::prereq::{Need, met};
 use serde_json::Value;
 
 /// The longest a VM here may take to do its work.
@@ -633,8 +633,8 @@ fn text(out: &Output) -> String {
 
 #[test]
 fn a_user_without_root_runs_the_demo_with_an_unprivileged_vmd() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: creating the test user needs root");
+    // Creating the test user and its private /dev/kvm needs root, as NetAdmin does.
+    if !met(&[Need::Kvm, Need::NetAdmin]) {
         return;
     }
     let user = TestUser::create();

@@ -550,6 +550,7 @@ fn a_poll_between_the_wizards_define_and_start_does_not_keep_the_console_shut() 
             new_volume: None,
             networks: Vec::new(),
             start_networks: Vec::new(),
+            image: None,
         },
         result: Ok("e2e created and started".into()),
     });

@@ -549,6 +549,7 @@ impl Host for FakeHost {
                 started_at: 1_700_000_000,
                 boots: vm.boots,
                 protocol: PROTOCOL_VERSION,
+                boot_image: None,
                 disks: vm.disks.clone(),
             })
         })

@@ -11,9 +11,10 @@
 //!   crash-safely (temporary file, sync, rename).
 //! - [`records`]: each pool's volume records (`.vmux-volumes.toml`: the format of every volume
 //!   vmux created or the user recorded).
-//! - [`StorageManager`] ([`pool`], [`volume`]): virsh-like pool and volume operations over the
-//!   pool definitions in `config`, refusing to touch volumes that running VMs or other images
-//!   depend on ([`usage`]).
+//! - [`StorageManager`] ([`pool`], [`volume`], [`import`]): virsh-like pool and volume
+//!   operations over the pool definitions in `config`, refusing to touch volumes that running
+//!   VMs or other images depend on ([`usage`]); downloaded images brought into a pool, as
+//!   copies or as read-only bases under qcow2 overlays ([`import`]).
 //! - [`snapshot`]: external disk snapshots of stopped VMs, with metadata under
 //!   `<config>/snapshots/<vm>/`.
 //! - [`qcow2_repair`]: the qcow2 refcount check and repair (`vol-check`, and after a vmd was
@@ -25,6 +26,7 @@ pub mod copy;
 pub mod create;
 pub mod format;
 pub mod image;
+pub mod import;
 pub mod nofollow;
 pub mod pool;
 pub mod qcow2;

@@ -409,6 +409,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 new_volume,
                 networks,
                 start_networks,
+                image,
             } => {
                 commands::run_ops(
                     app,
@@ -419,6 +420,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                         new_volume,
                         networks,
                         start_networks,
+                        image,
                     }],
                 );
                 None

@@ -60,8 +60,9 @@ pub fn boot(
     engine: &dyn Engine,
     spec: &VmSpec,
 ) -> Result<Box<dyn Machine>, MachineError> {
+    let spec = sup.prepare_boot(spec)?;
     let serial: Arc<dyn SerialSink> = sup.ring().clone();
-    let mut machine = engine.create(spec, serial)?;
+    let mut machine = engine.create(&spec, serial)?;
     // The engine reports the guest's hotplug answers on vCPU threads; the observer thread
     // applies them (see `observer`).
     machine.control().set_observer(sup.observer()?);

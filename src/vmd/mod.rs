@@ -29,11 +29,12 @@ mod disks;
 mod events;
 pub mod foreground;
 mod hotplug;
+mod image_boot;
 mod live_disks;
 mod logger;
 mod machine;
-pub mod open_images;
 mod observer;
+pub mod open_images;
 pub mod pidfile;
 mod ring;
 mod sampler;
@@ -112,6 +113,14 @@ pub enum VmdError {
     /// A disk of the definition cannot be used.
     #[error(transparent)]
     Disks(#[from] disks::DiskError),
+    /// The cloud-init seed could not be built.
+    #[error("cannot prepare the cloud-init seed")]
+    Seed(#[source] crate::cloudinit::CloudInitError),
+    /// Every guest disk name is taken, leaving none for the cloud-init seed.
+    #[error(
+        "the VM has 26 disks (vda..vdz), which leaves no name for its cloud-init seed; detach a disk"
+    )]
+    NoSeedTarget,
     /// A vmd thread could not be started.
     #[error("cannot start a vmd thread")]
     Thread(#[source] std::io::Error),
@@ -315,10 +324,14 @@ impl Vmd {
                     .map(|disk| disk.spec.path.clone()),
             )
             .map_err(|source| VmdError::OpenImages { path: list, source })?;
-        let (targets, specs) = opened
+        let (mut targets, mut specs): (Vec<String>, Vec<_>) = opened
             .into_iter()
             .map(|disk| (disk.target, disk.spec))
             .unzip();
+        if let Some(seed) = attach_seed(paths, &config, &targets)? {
+            targets.push(seed.target);
+            specs.push(seed.spec);
+        }
         spec.disks = specs;
         // Declared after `undo`, so a failed start closes the TAPs before the pid file goes.
         let taps = attach_nics(paths, &config)?;
@@ -328,17 +341,19 @@ impl Vmd {
             confinement.drop_privileges()?;
         }
         let ring = Arc::new(ConsoleRing::new(CONSOLE_RING_BYTES));
-        let sup = Arc::new(
-            Supervisor::new(
-                &spec,
-                std::process::id(),
-                Arc::clone(&ring),
-                Some(dir.join("state.json")),
-            )
-            .with_disk_targets(targets)
-            .with_open_images(open_images)
-            .with_backing_trust(crate::storage::StorageManager::new(paths.clone()).trust(&[])),
-        );
+        let mut sup = Supervisor::new(
+            &spec,
+            std::process::id(),
+            Arc::clone(&ring),
+            Some(dir.join("state.json")),
+        )
+        .with_disk_targets(targets)
+        .with_open_images(open_images)
+        .with_backing_trust(crate::storage::StorageManager::new(paths.clone()).trust(&[]));
+        if let Some(image_boot) = machine::image_boot(&config) {
+            sup = sup.with_image_boot(image_boot);
+        }
+        let sup = Arc::new(sup);
         let socket = undo
             .socket
             .insert(ControlSocket::bind(&paths.socket(name))?);
@@ -404,6 +419,45 @@ impl Vmd {
         lock.remove();
         reason
     }
+}
+
+/// The cloud-init seed (made current first) as a read-only disk after the definition's
+/// disks (`taken` are their targets); `None` for a VM without cloud-init settings.
+fn attach_seed(
+    paths: &Paths,
+    config: &VmConfig,
+    taken: &[String],
+) -> Result<Option<disks::OpenDisk>, VmdError> {
+    use crate::cloudinit::vm_seed::{SEED_SERIAL, ensure_seed};
+    let Some(seed) = ensure_seed(paths, config).map_err(VmdError::Seed)? else {
+        return Ok(None);
+    };
+    if let Some(warning) = &seed.warning {
+        log::warn!("{warning}");
+    }
+    if seed.rebuilt {
+        log::info!(
+            "cloud-init seed {} built (instance-id {})",
+            seed.path.display(),
+            seed.instance_id
+        );
+    }
+    let target = live_disks::first_free_target(taken.iter().map(String::as_str))
+        .ok_or(VmdError::NoSeedTarget)?;
+    // vmux wrote the seed itself: a raw FAT volume, no backing file.
+    let how = disks::AttachImage::new(
+        Some(crate::config::ImageFormat::Raw),
+        &crate::storage::BackingTrust::none(),
+        &[],
+    );
+    let disk = disks::open_disk(
+        &seed.path,
+        &target,
+        true,
+        Some(SEED_SERIAL.to_string()),
+        how,
+    )?;
+    Ok(Some(disk))
 }
 
 /// Attaches `config`'s NICs to their networks: one TAP each, up and on its bridge. No NICs,

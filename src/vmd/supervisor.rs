@@ -15,16 +15,17 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::boot::error_chain;
 use super::events::EventBus;
+use super::image_boot::ImageBoot;
 use super::live_disks::LiveDisks;
 use super::machine::MachineControl;
-use super::open_images::OpenImages;
 use super::observer::Observer;
+use super::open_images::OpenImages;
 use super::ring::ConsoleRing;
 use super::state_file::StateFile;
 use super::stats::{BootFacts, empty_stats};
 use crate::engine::control::{
-    Command, ErrorKind, Event, ExitReason, PROTOCOL_VERSION, ProtocolError, ReplyResult, RunState,
-    VmInfo, VmStats,
+    BootImageInfo, Command, ErrorKind, Event, ExitReason, PROTOCOL_VERSION, ProtocolError,
+    ReplyResult, RunState, VmInfo, VmStats,
 };
 use crate::engine::{VmObserver, VmSpec};
 
@@ -52,6 +53,10 @@ pub struct Supervisor {
     pub(super) open_images: Mutex<OpenImages>,
     /// The thread applying the engine's hotplug facts; started with the first boot.
     observer: Mutex<Option<Observer>>,
+    /// Set for VMs that boot their disk image's own kernel (read again before each boot).
+    pub(super) image_boot: Option<ImageBoot>,
+    /// What the current (or last) boot read from the disk image.
+    pub(super) boot_image: Mutex<Option<Box<BootImageInfo>>>,
     /// The backing files a hot-added disk's chain may use besides its own allowed ones: files
     /// in the storage pools (none until [`Supervisor::with_backing_trust`]).
     pub(super) backing_trust: crate::storage::BackingTrust,
@@ -128,6 +133,8 @@ impl Supervisor {
             commands: Mutex::new(()),
             latest: Mutex::new(empty_stats(spec.memory_bytes)),
             observer: Mutex::new(None),
+            image_boot: None,
+            boot_image: Mutex::new(None),
             backing_trust: crate::storage::BackingTrust::none(),
         }
     }
@@ -142,6 +149,12 @@ impl Supervisor {
             .as_ref()
             .expect("the observer was started just above")
             .observer())
+    }
+
+    /// Boots the kernel of disk vda's own /boot, found again before every boot.
+    pub fn with_image_boot(mut self, image_boot: ImageBoot) -> Supervisor {
+        self.image_boot = Some(image_boot);
+        self
     }
 
     /// Lets hot-added disks use backing files `trust` allows (the storage pools).
@@ -321,6 +334,11 @@ impl Supervisor {
             boots: live.boots,
             protocol: PROTOCOL_VERSION,
             disks: self.disk_infos(),
+            boot_image: self
+                .boot_image
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         }
     }
 

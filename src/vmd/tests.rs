@@ -308,7 +308,7 @@ fn a_running_vmd_lists_its_writable_qcow2_images_and_a_clean_exit_removes_the_li
     let paths = Paths::under(home.path());
     let image = define_with_disks(&paths);
     let list = paths.vm_state_dir("t").join(OPEN_IMAGES_FILE);
-    let vmd = Vmd::start(&paths, "t", Arc::new(FakeEngine::new(b""))).expect("start");
+    let vmd = Vmd::start(&paths, "t", Arc::new(FakeEngine::new(b"")), None).expect("start");
 
     let listed = OpenImagesFile::read(&list).expect("read").expect("a list");
     assert_eq!(listed.images, [image]);
@@ -354,7 +354,7 @@ fn a_list_left_by_a_dead_vmd_is_repaired_before_the_disks_open() {
     // (and leaves no image open, so the check below can lock it).
     std::fs::remove_file(image.with_file_name("data.raw")).expect("remove data.raw");
 
-    let err = Vmd::start(&paths, "t", Arc::new(FakeEngine::new(b"")))
+    let err = Vmd::start(&paths, "t", Arc::new(FakeEngine::new(b"")), None)
         .err()
         .expect("the missing disk fails the start");
 

@@ -232,6 +232,44 @@ pub fn guest_files() -> (PathBuf, PathBuf) {
     (dir.join("vmlinuz"), dir.join("initrd.img"))
 }
 
+/// The tier's cloud image (`scripts/make-image-guest.sh`: Debian's layout, two real kernels,
+/// grub's default the second, an init that applies a NoCloud seed and starts dropbear) and
+/// the releases of its kernels: (image, the default entry's, the first entry's). L1 is handed
+/// a prebuilt one in `VMUX_IMAGE_GUEST`.
+pub fn image_guest() -> (PathBuf, String, String) {
+    let dir = match std::env::var_os("VMUX_IMAGE_GUEST") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/linux-tier/image-guest");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-image-guest.sh");
+            let status = Command::new("bash")
+                .arg(&script)
+                .arg(&dir)
+                .status()
+                .expect("run make-image-guest.sh");
+            assert!(
+                status.success(),
+                "{} failed ({status}); it needs Debian's package mirrors",
+                script.display()
+            );
+            dir
+        }
+    };
+    let kernels = std::fs::read_to_string(dir.join("kernels.env")).expect("kernels.env");
+    let release = |key: &str| {
+        kernels
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in kernels.env: {kernels}"))
+            .to_string()
+    };
+    (
+        dir.join("debian-cloud.qcow2"),
+        release("GENERIC"),
+        release("CLOUD"),
+    )
+}
+
 /// What the test guest's kernel prints when QEMU (`-M microvm -enable-kvm -cpu host`, the same
 /// kernel, initramfs and command line, 512 MiB, `cpus` vCPUs) boots it on this host's KVM, up
 /// to the guest's booted line: the reference vmux is compared with.

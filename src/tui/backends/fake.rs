@@ -8,7 +8,9 @@
 //! tests/backend_contract.rs runs the same contracts against these fakes and the real
 //! `LocalStorage` / `LocalNetworks`.
 
-use super::{NetworkHost, NetworkSnapshot, PoolView, StorageHost, StorageSnapshot, VolumeView};
+use super::{
+    ImageSource, NetworkHost, NetworkSnapshot, PoolView, StorageHost, StorageSnapshot, VolumeView,
+};
 use crate::config::{
     MacAddr, NetworkConfig, NicConfig, VmConfig, format_size, validate_volume_name,
 };
@@ -442,6 +444,62 @@ impl StorageHost for FakeStorage {
             p.volumes.insert(dest.to_string(), Ok(info.clone()));
             Ok(info)
         })
+    }
+
+    fn import_image(
+        &self,
+        pool: &str,
+        volume: &str,
+        source: &ImageSource,
+        linked: bool,
+    ) -> Result<VolumeInfo, StorageError> {
+        let base = match source {
+            ImageSource::Volume {
+                pool: from,
+                volume: base,
+            } => {
+                let mut state = lock(&self.state);
+                let p = state
+                    .pools
+                    .get_mut(from)
+                    .ok_or_else(|| invalid(format!("no pool {from}")))?;
+                existing(p, from, base)?.clone()
+            }
+            ImageSource::File(file) => new_info(
+                pool,
+                "download",
+                file.parent().unwrap_or(Path::new("/")),
+                ImageFormat::Qcow2,
+                2 << 30,
+                400 << 20,
+            ),
+        };
+        self.in_pool("import", pool, |p| {
+            free_name(p, pool, volume)?;
+            let format = if linked {
+                ImageFormat::Qcow2
+            } else {
+                ImageFormat::from_name(Path::new(volume)).unwrap_or(base.format)
+            };
+            let allocation = if linked { QCOW2_EMPTY } else { base.allocation };
+            let mut info = new_info(pool, volume, &p.path, format, base.capacity, allocation);
+            if linked {
+                info.backing = Some(BackingInfo {
+                    name: base.path.display().to_string(),
+                    path: base.path.clone(),
+                    format: Some(base.format),
+                });
+            }
+            p.volumes.insert(volume.to_string(), Ok(info.clone()));
+            Ok(info)
+        })
+    }
+
+    fn boot_entry(&self, pool: &str, volume: &str) -> Result<String, String> {
+        match self.volume(pool, volume) {
+            Some(_) => Ok("/boot/vmlinuz-6.1.0-28-amd64 (grub entry 'Debian GNU/Linux')".into()),
+            None => Err(format!("no volume {pool}/{volume}")),
+        }
     }
 
     fn upload_volume(
