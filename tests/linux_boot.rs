@@ -374,7 +374,7 @@ fn real_linux_live_snapshot_keeps_every_write_linux_was_told_was_done() {
         // only after its O_DIRECT write returned (and a sync every 8 blocks).
         shell.send(
             "i=0; while [ $i -lt 240 ]; do b=$(( i % 251 + 1 )); \
-             printf \"\\\\$(printf %o $b)%.0s\" $(seq 4096) > /tmp/blk; \
+             head -c 4096 /dev/zero | tr '\\000' \"\\\\$(printf %o $b)\" > /tmp/blk; \
              dd if=/tmp/blk of=/dev/vda bs=4096 seek=$i count=1 oflag=direct conv=notrunc 2>/dev/null \
              && echo acked $i; [ $(( i % 8 )) = 7 ] && sync; i=$(( i + 1 )); done; echo writer\"\"-done",
         );
