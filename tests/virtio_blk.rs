@@ -68,6 +68,7 @@ fn spec(program: &str, disks: Vec<DiskSpec>) -> VmSpec {
         },
         disks,
         nics: Vec::new(),
+        balloon: false,
     }
 }
 

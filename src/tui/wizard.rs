@@ -771,6 +771,8 @@ impl Wizard {
             boot,
             disks,
             nics,
+            balloon: true,
+            current_memory: None,
         })
     }
 

@@ -175,6 +175,7 @@ pub fn vm_spec(config: &VmConfig) -> VmSpec {
         boot,
         disks: Vec::new(),
         nics: Vec::new(),
+        balloon: config.balloon,
     }
 }
 

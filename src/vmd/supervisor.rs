@@ -425,6 +425,7 @@ pub(crate) mod tests {
             },
             disks: Vec::new(),
             nics: Vec::new(),
+            balloon: false,
         }
     }
 
