@@ -15,10 +15,10 @@ fn main() -> ExitCode {
     // anything else: it must not pay for, or be disturbed by, CLI parsing, and it installs
     // its own logger (to its log file).
     let raw: Vec<String> = std::env::args().collect();
-    if let [_, sub, name] = raw.as_slice()
+    if let [_, sub, name, options @ ..] = raw.as_slice()
         && sub == vmux::vmd::SUBCOMMAND
     {
-        return vmux::vmd::main(name);
+        return vmux::vmd::main(name, options);
     }
     install_panic_hook();
     let args = Args::parse();

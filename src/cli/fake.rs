@@ -223,6 +223,8 @@ impl Host for FakeHost {
                 write_ops_per_sec: 0.0,
             }],
             nics: Vec::new(),
+            balloon: None,
+            guest_free_bytes: None,
         })
     }
 

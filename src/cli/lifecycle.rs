@@ -34,7 +34,7 @@ pub fn shutdown(
     match host.status(name)?.state {
         RunState::Running => {}
         RunState::Paused => return Err(CliError::Paused(name.to_string())),
-        RunState::ShutOff | RunState::Crashed => {
+        RunState::ShutOff | RunState::Crashed | RunState::Saved => {
             return Err(ClientError::NotRunning(name.to_string()).into());
         }
     }
@@ -113,7 +113,7 @@ pub fn resume(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliErr
     match host.status(name)?.state {
         RunState::Paused => {}
         RunState::Running => return Err(CliError::NotPaused(name.to_string())),
-        RunState::ShutOff | RunState::Crashed => {
+        RunState::ShutOff | RunState::Crashed | RunState::Saved => {
             return Err(ClientError::NotRunning(name.to_string()).into());
         }
     }
@@ -189,7 +189,7 @@ fn require_running(host: &dyn Host, name: &str) -> Result<(), CliError> {
     match host.status(name)?.state {
         RunState::Running => Ok(()),
         RunState::Paused => Err(CliError::Paused(name.to_string())),
-        RunState::ShutOff | RunState::Crashed => {
+        RunState::ShutOff | RunState::Crashed | RunState::Saved => {
             Err(ClientError::NotRunning(name.to_string()).into())
         }
     }
@@ -212,7 +212,7 @@ fn wait_until_stopped(host: &dyn Host, name: &str, timeout: Duration) -> Result<
     loop {
         let status = host.status(name)?;
         match status.state {
-            RunState::ShutOff => return Ok(Stopped::ShutOff),
+            RunState::ShutOff | RunState::Saved => return Ok(Stopped::ShutOff),
             RunState::Crashed => {
                 return Ok(Stopped::Crashed(
                     status.reason.unwrap_or_else(|| "no reason recorded".into()),

@@ -404,6 +404,16 @@ fn synthetic_stats(vm: &FakeVm) -> VmStats {
         nics: Vec::new(),
         vcpus,
         disks: synthetic_disks(vm),
+        balloon: vm.config.balloon.then(|| crate::engine::control::BalloonStatus {
+            target_bytes: vm.config.memory - vm.config.current_memory.unwrap_or(vm.config.memory),
+            actual_bytes: vm.config.memory - vm.config.current_memory.unwrap_or(vm.config.memory),
+            released_bytes: vm.config.memory - vm.config.current_memory.unwrap_or(vm.config.memory),
+            driver_ready: true,
+        }),
+        guest_free_bytes: vm
+            .config
+            .balloon
+            .then(|| vm.config.current_memory.unwrap_or(vm.config.memory) - touched.min(vm.config.current_memory.unwrap_or(vm.config.memory))),
     }
 }
 

@@ -174,6 +174,8 @@ pub struct EngineStats {
     pub disks: Vec<DiskStats>,
     /// One entry per NIC, in `VmSpec::nics` order.
     pub nics: Vec<NicStats>,
+    /// The memory balloon, when the VM has one.
+    pub balloon: Option<BalloonInfo>,
 }
 
 /// What handles share with the VM.
@@ -676,6 +678,7 @@ impl VmHandle {
                 .map(|d| d.snapshot())
                 .collect(),
             nics: self.shared.nics.iter().map(|n| n.snapshot()).collect(),
+            balloon: self.balloon(),
         }
     }
 }

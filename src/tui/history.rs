@@ -190,6 +190,8 @@ mod tests {
             serial_out_bytes: 0,
             disks: Vec::new(),
             nics: Vec::new(),
+            balloon: None,
+            guest_free_bytes: None,
         };
         history.record(&stats);
         assert_eq!(history.cpu.last(), Some(0.0));

@@ -57,6 +57,12 @@ impl Supervisor {
         self.lock_disks().infos()
     }
 
+    /// Every plugged disk as a save records it: (target, image, read-only, serial, slot), in
+    /// slot order.
+    pub(super) fn disk_records(&self) -> Vec<(String, std::path::PathBuf, bool, String, u8)> {
+        self.lock_disks().records()
+    }
+
     /// `set_vcpus`: hot-adds or removes vCPUs so that `count` are plugged.
     pub(super) fn set_vcpus(&self, count: u32) -> Result<(), ProtocolError> {
         let _serial = self.lock_commands();

@@ -154,6 +154,26 @@ impl LiveDisks {
         Some(self.disks.remove(index).target)
     }
 
+    /// Every plugged disk as a save records it: (target, image, read-only, serial, slot), in
+    /// slot order.
+    pub fn records(&self) -> Vec<(String, std::path::PathBuf, bool, String, u8)> {
+        let mut records: Vec<_> = self
+            .disks
+            .iter()
+            .filter_map(|d| {
+                Some((
+                    d.target.clone(),
+                    d.spec.path.clone(),
+                    d.spec.read_only,
+                    d.spec.serial.clone(),
+                    d.slot?,
+                ))
+            })
+            .collect();
+        records.sort_by_key(|r| r.4);
+        records
+    }
+
     /// Every disk as `info` reports it.
     pub fn infos(&self) -> Vec<DiskInfo> {
         self.disks

@@ -9,8 +9,10 @@
 use std::sync::Arc;
 
 use crate::config::{BootConfig, VmConfig};
+use crate::engine::snapshot::SaveFile;
 use crate::engine::{
-    self, BootSpec, DiskSpec, EngineStats, SerialSink, VmExit, VmObserver, VmSpec,
+    self, BalloonInfo, BootSpec, DiskSpec, EngineStats, SaveReport, SerialSink, VmExit,
+    VmObserver, VmSpec,
 };
 
 /// An engine failure, boxed so fakes can supply their own error types.
@@ -23,6 +25,14 @@ pub trait Engine: Send + Sync {
         &self,
         spec: &VmSpec,
         serial: Arc<dyn SerialSink>,
+    ) -> Result<Box<dyn Machine>, MachineError>;
+    /// Builds the VM saved in `file` over `spec`'s disks (in the save's order) and NICs,
+    /// without running it.
+    fn restore(
+        &self,
+        spec: &VmSpec,
+        serial: Arc<dyn SerialSink>,
+        file: &mut SaveFile,
     ) -> Result<Box<dyn Machine>, MachineError>;
 }
 
@@ -65,6 +75,17 @@ pub trait MachineControl: Send + Sync {
     fn disk_slots(&self) -> Vec<u8>;
     /// Engine counters.
     fn stats(&self) -> EngineStats;
+    /// Saves the VM to `path`; `owner` supplies the owner's record once the VM is quiesced.
+    /// On success the VM stays stopped (destroy it); on failure it carries on.
+    fn save(
+        &self,
+        path: &std::path::Path,
+        owner: &mut dyn FnMut() -> Result<String, String>,
+    ) -> Result<SaveReport, MachineError>;
+    /// Asks the guest to give back `bytes` through the balloon.
+    fn set_balloon_target(&self, bytes: u64) -> Result<(), MachineError>;
+    /// The balloon's state, `None` without one.
+    fn balloon(&self) -> Option<BalloonInfo>;
 }
 
 /// The real engine ([`engine::Vm`] on `/dev/kvm`).
@@ -79,6 +100,15 @@ impl Engine for KvmEngine {
         serial: Arc<dyn SerialSink>,
     ) -> Result<Box<dyn Machine>, MachineError> {
         Ok(Box::new(KvmMachine(engine::Vm::create(spec, serial)?)))
+    }
+
+    fn restore(
+        &self,
+        spec: &VmSpec,
+        serial: Arc<dyn SerialSink>,
+        file: &mut SaveFile,
+    ) -> Result<Box<dyn Machine>, MachineError> {
+        Ok(Box::new(KvmMachine(engine::Vm::restore(spec, serial, file)?)))
     }
 }
 
@@ -148,6 +178,22 @@ impl MachineControl for engine::VmHandle {
     fn stats(&self) -> EngineStats {
         engine::VmHandle::stats(self)
     }
+
+    fn save(
+        &self,
+        path: &std::path::Path,
+        owner: &mut dyn FnMut() -> Result<String, String>,
+    ) -> Result<SaveReport, MachineError> {
+        Ok(engine::VmHandle::save(self, path, owner)?)
+    }
+
+    fn set_balloon_target(&self, bytes: u64) -> Result<(), MachineError> {
+        Ok(engine::VmHandle::set_balloon_target(self, bytes)?)
+    }
+
+    fn balloon(&self) -> Option<BalloonInfo> {
+        engine::VmHandle::balloon(self)
+    }
 }
 
 /// Maps a definition to the engine's [`VmSpec`].
@@ -177,6 +223,13 @@ pub fn vm_spec(config: &VmConfig) -> VmSpec {
         nics: Vec::new(),
         balloon: config.balloon,
     }
+}
+
+/// The balloon target that leaves a guest of `config` with its `current_memory` (0: none).
+pub fn initial_balloon_target(config: &VmConfig) -> u64 {
+    config
+        .current_memory
+        .map_or(0, |current| config.memory.saturating_sub(current))
 }
 
 #[cfg(test)]

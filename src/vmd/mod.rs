@@ -22,18 +22,22 @@ mod boot;
 mod console_log;
 mod detach;
 mod disks;
+mod restore;
 mod events;
 pub mod foreground;
 mod hotplug;
 mod live_disks;
 mod logger;
 mod machine;
+mod memory;
 pub mod pidfile;
 mod ring;
 mod sampler;
+pub mod save;
 mod server;
 mod session;
 mod signals;
+pub mod start_mode;
 pub mod state_file;
 mod stats;
 mod supervisor;
@@ -44,6 +48,7 @@ mod fake;
 pub use boot::error_chain;
 pub use detach::{DETACHED_ENV, ERROR_PREFIX, READY_LINE, SUBCOMMAND};
 pub use ring::CONSOLE_RING_BYTES;
+pub use start_mode::{RestoreMode, StartMode};
 
 use std::fs;
 use std::path::PathBuf;
@@ -111,18 +116,37 @@ pub enum VmdError {
     /// A vmd thread could not be started.
     #[error("cannot start a vmd thread")]
     Thread(#[source] std::io::Error),
+    /// The save file cannot be opened or read.
+    #[error(transparent)]
+    SaveFile(#[from] crate::engine::snapshot::SaveFileError),
+    /// The save file does not fit this VM now (the message says why and what to do).
+    #[error("cannot restore {}: {reason}", file.display())]
+    Restore {
+        /// The save file.
+        file: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Runs vmd for VM `name`: the whole life of the process. The first invocation re-executes
-/// itself detached and returns at once (see [`detach`]).
-pub fn main(name: &str) -> ExitCode {
+/// itself detached and returns at once (see [`detach`]). `options` select the start mode
+/// ([`StartMode`]: boot, or restore from a save file).
+pub fn main(name: &str, options: &[String]) -> ExitCode {
     // The name becomes a path component: refuse `../x` before touching any directory.
     if let Err(message) = crate::config::validate_name(name) {
         detach::report_error(&message);
         return ExitCode::FAILURE;
     }
+    let mode = match StartMode::parse(options) {
+        Ok(mode) => mode,
+        Err(message) => {
+            detach::report_error(&message);
+            return ExitCode::FAILURE;
+        }
+    };
     if !detach::is_detached() {
-        return detach::respawn(name);
+        return detach::respawn(name, options);
     }
     // Resolve directories before leaving the caller's working directory (VMUX_HOME may be
     // relative to it).
@@ -145,7 +169,7 @@ pub fn main(name: &str) -> ExitCode {
     };
     logger::init();
     log::info!("vmd {} starting for VM '{name}'", std::process::id());
-    let vmd = match Vmd::start(&paths, name, Arc::new(KvmEngine)) {
+    let vmd = match Vmd::start(&paths, name, Arc::new(KvmEngine), &mode) {
         Ok(vmd) => vmd,
         Err(e) => {
             let message = boot::error_chain(&e);
@@ -233,9 +257,15 @@ impl Drop for Undo {
 }
 
 impl Vmd {
-    /// Everything up to a running guest. On failure nothing is left behind: no socket, and the
-    /// pid file is removed (the lock goes with the process).
-    fn start(paths: &Paths, name: &str, engine: Arc<dyn Engine>) -> Result<Vmd, VmdError> {
+    /// Everything up to a running guest (booted, or restored from a save file as `mode` says).
+    /// On failure nothing is left behind: no socket, and the pid file is removed (the lock
+    /// goes with the process).
+    fn start(
+        paths: &Paths,
+        name: &str,
+        engine: Arc<dyn Engine>,
+        mode: &StartMode,
+    ) -> Result<Vmd, VmdError> {
         paths.ensure().map_err(VmdError::Paths)?;
         let dir = paths.vm_state_dir(name);
         fs::create_dir_all(&dir).map_err(|source| {
@@ -252,11 +282,22 @@ impl Vmd {
             .load(name)
             .map_err(VmdError::Definition)?;
         let mut spec = machine::vm_spec(&config);
-        let (targets, specs) = disks::open_disks(paths, &config)?
+        let mut saved = match mode {
+            StartMode::Boot => None,
+            StartMode::Restore(restore) => Some(restore::open(&config, restore)?),
+        };
+        let opened = match &saved {
+            None => disks::open_disks(paths, &config)?,
+            Some(saved) => restore::open_disks(saved)?,
+        };
+        let (targets, specs) = opened
             .into_iter()
             .map(|disk| (disk.target, disk.spec))
             .unzip();
         spec.disks = specs;
+        if let Some(saved) = &saved {
+            spec.vcpus = saved.file.header.vcpus.max(1);
+        }
         // Declared after `undo`, so a failed start closes the TAPs before the pid file goes.
         let taps = attach_nics(paths, &config)?;
         spec.nics = nic_specs(&taps)?;
@@ -268,12 +309,34 @@ impl Vmd {
                 Arc::clone(&ring),
                 Some(dir.join("state.json")),
             )
-            .with_disk_targets(targets),
+            .with_disk_targets(targets)
+            .with_definition(config.clone()),
         );
         let socket = undo
             .socket
             .insert(ControlSocket::bind(&paths.socket(name))?);
-        let first = boot::boot(&sup, engine.as_ref(), &spec).map_err(VmdError::Boot)?;
+        let first = match saved.as_mut() {
+            None => {
+                let first = boot::boot(&sup, engine.as_ref(), &spec).map_err(VmdError::Boot)?;
+                let target = machine::initial_balloon_target(&config);
+                if target > 0
+                    && let Err(e) = first.control().set_balloon_target(target)
+                {
+                    log::warn!("cannot set the balloon for current_memory: {e}");
+                }
+                first
+            }
+            Some(saved) => {
+                let first = boot::restore(&sup, engine.as_ref(), &spec, saved)
+                    .map_err(VmdError::Boot)?;
+                if saved.mode.discard
+                    && let Err(e) = fs::remove_file(&saved.mode.file)
+                {
+                    log::warn!("cannot remove {}: {e}", saved.mode.file.display());
+                }
+                first
+            }
+        };
         socket.serve(Arc::clone(&sup))?;
         sampler::spawn(Arc::clone(&sup)).map_err(VmdError::Thread)?;
         // A log that cannot be written costs the log, not the VM.
