@@ -14,13 +14,18 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long `destroy` waits for vmd to go away.
 const DESTROY_WAIT: Duration = Duration::from_secs(10);
 
-/// `vmux start`.
+/// `vmux start`: boots the VM, or resumes its managed save.
 pub fn start(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError> {
-    if is_live(&host.status(name)?) {
+    let status = host.status(name)?;
+    if is_live(&status) {
         return Err(ClientError::AlreadyRunning(name.to_string()).into());
     }
     host.start(name)?;
-    writeln!(io.out, "VM '{name}' started")?;
+    if status.state == RunState::Saved {
+        writeln!(io.out, "VM '{name}' resumed from its managed save")?;
+    } else {
+        writeln!(io.out, "VM '{name}' started")?;
+    }
     Ok(())
 }
 
@@ -160,6 +165,9 @@ pub fn autostart_all(
             continue;
         }
         match host.start(name) {
+            Ok(()) if status.state == RunState::Saved => {
+                writeln!(io.out, "{name}: resumed from its managed save")?;
+            }
             Ok(()) => writeln!(io.out, "{name}: started")?,
             Err(e) => {
                 writeln!(io.err, "{name}: error: {}", error_chain(&e))?;
@@ -320,6 +328,20 @@ mod tests {
         assert!(out.contains("a: started"), "{out}");
         assert!(out.contains("b: already running"), "{out}");
         assert_eq!(host.state("c"), RunState::ShutOff);
+    }
+
+    #[test]
+    fn autostart_all_resumes_a_managed_save() {
+        let host = FakeHost::default();
+        let cfg = VmConfig {
+            autostart: true,
+            ..VmConfig::new("web", BootConfig::Demo)
+        };
+        host.add(cfg, RunState::Saved);
+        let (result, out, _) = capture(|io| autostart_all(&host, &FakeNetworks::default(), io));
+        result.expect("autostart-all");
+        assert!(out.contains("web: resumed from its managed save"), "{out}");
+        assert_eq!(host.state("web"), RunState::Running);
     }
 
     #[test]

@@ -395,7 +395,7 @@ fn format_latency(ns: u64) -> String {
     }
 }
 
-fn write_json(io: &mut Io<'_>, value: &impl Serialize) -> Result<(), CliError> {
+pub(super) fn write_json(io: &mut Io<'_>, value: &impl Serialize) -> Result<(), CliError> {
     serde_json::to_writer_pretty(&mut io.out, value).map_err(std::io::Error::other)?;
     writeln!(io.out)?;
     Ok(())

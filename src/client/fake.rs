@@ -8,14 +8,19 @@
 //! exercised without vmd. Test hooks (`emit`, `set_stats`, `crash`, `fail_next`,
 //! `add_broken`) let a test play the guest or the host misbehaving.
 
-use super::{ChangeScope, ClientError, Console, Host, UndefineOptions, VmStatus, hotplug};
+mod state;
+
+use super::{
+    ChangeScope, ClientError, Console, Host, RestoreOptions, UndefineOptions, VmStatus, hotplug,
+};
 use crate::config::{ConfigError, DefinitionError, DiskConfig, DiskSource, VmConfig, format_size};
 use crate::engine::control::{
-    DiskInfo, DiskStats, PROTOCOL_VERSION, RunState, VcpuStats, VmInfo, VmStats,
+    DiskInfo, DiskStats, MemoryStats, PROTOCOL_VERSION, RunState, SaveInfo, VcpuStats, VmInfo,
+    VmStats,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -37,6 +42,8 @@ struct FakeState {
     next_pid: u32,
     /// Operation name → message of the next failure to report for it.
     failures: HashMap<&'static str, String>,
+    /// Save files written by `save`, by path.
+    saves: HashMap<PathBuf, state::FakeSave>,
 }
 
 struct FakeVm {
@@ -51,6 +58,10 @@ struct FakeVm {
     console: Arc<FakeConsole>,
     /// Disks of the running VM (the fake guest takes and ejects disks at once).
     disks: Vec<DiskInfo>,
+    /// Memory the balloon holds while running, bytes.
+    balloon_target: u64,
+    /// The managed save: whether it resumes paused (`None`: no managed save).
+    managed_save: Option<bool>,
 }
 
 /// Where the fake host pretends a disk's image is.
@@ -405,15 +416,15 @@ fn synthetic_stats(vm: &FakeVm) -> VmStats {
         vcpus,
         disks: synthetic_disks(vm),
         balloon: vm.config.balloon.then(|| crate::engine::control::BalloonStatus {
-            target_bytes: vm.config.memory - vm.config.current_memory.unwrap_or(vm.config.memory),
-            actual_bytes: vm.config.memory - vm.config.current_memory.unwrap_or(vm.config.memory),
-            released_bytes: vm.config.memory - vm.config.current_memory.unwrap_or(vm.config.memory),
+            target_bytes: vm.balloon_target,
+            actual_bytes: vm.balloon_target,
+            released_bytes: vm.balloon_target,
             driver_ready: true,
         }),
         guest_free_bytes: vm
             .config
             .balloon
-            .then(|| vm.config.current_memory.unwrap_or(vm.config.memory) - touched.min(vm.config.current_memory.unwrap_or(vm.config.memory))),
+            .then(|| (vm.config.memory - vm.balloon_target).saturating_sub(touched)),
     }
 }
 
@@ -518,6 +529,8 @@ impl Host for FakeHost {
                 stats_override: None,
                 console: Arc::default(),
                 disks: Vec::new(),
+                balloon_target: 0,
+                managed_save: None,
             },
         );
         Ok(())
@@ -563,7 +576,12 @@ impl Host for FakeHost {
             }
             *next_pid += 1;
             vm.pid = Some(4000 + *next_pid);
-            vm.state = RunState::Running;
+            // A managed save resumes where it was.
+            vm.state = match vm.managed_save.take() {
+                Some(true) => RunState::Paused,
+                _ => RunState::Running,
+            };
+            vm.balloon_target = vm.config.memory - vm.config.current_memory.unwrap_or(vm.config.memory);
             vm.reason = None;
             vm.vcpus = vm.config.vcpus;
             vm.disks = boot_disks(&vm.config);
@@ -728,6 +746,33 @@ impl Host for FakeHost {
             }
             Ok(plan.target)
         })
+    }
+
+    fn save(&self, name: &str, path: &Path, paused: Option<bool>) -> Result<SaveInfo, ClientError> {
+        self.injected("save", name)?;
+        self.save_vm(name, path, paused)
+    }
+
+    fn restore(&self, path: &Path, options: RestoreOptions) -> Result<String, ClientError> {
+        self.restore_vm(path, options)
+    }
+
+    fn managed_save(&self, name: &str, paused: Option<bool>) -> Result<SaveInfo, ClientError> {
+        self.injected("managed_save", name)?;
+        self.managed_save_vm(name, paused)
+    }
+
+    fn managed_save_remove(&self, name: &str) -> Result<(), ClientError> {
+        self.remove_managed_save(name)
+    }
+
+    fn set_memory(&self, name: &str, bytes: u64, scope: ChangeScope) -> Result<(), ClientError> {
+        self.injected("set_memory", name)?;
+        self.set_memory_of(name, bytes, scope)
+    }
+
+    fn memory_stats(&self, name: &str) -> Result<MemoryStats, ClientError> {
+        self.memory_stats_of(name)
     }
 
     fn detach_disk(&self, name: &str, target: &str, scope: ChangeScope) -> Result<(), ClientError> {
