@@ -194,7 +194,7 @@ fn a_saved_guest_continues_after_restore_with_its_memory_timers_and_disk() {
     let vm = Running::restore(&machine, &machine.save_path());
     vm.wait_for("state: ", 2);
     vm.handle.serial_input(b"verify\r");
-    vm.wait_for("verify: ", 1);
+    vm.wait_for("verify: 2 MiB ok\r\n", 1);
     let after = vm.last_state();
     let second = vm.finish();
 
