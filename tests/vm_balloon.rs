@@ -97,3 +97,28 @@ fn setmem_above_the_defined_memory_is_refused_with_the_limit() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("has 128M of memory") && err.contains("1G"), "{err}");
 }
+
+#[test]
+fn the_demo_guest_gives_memory_back_when_setmem_asks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host =
+        LocalHost::with_home(dir.path()).with_vmd_exe(Path::new(env!("CARGO_BIN_EXE_vmux")));
+    let mut config = VmConfig::new("bal", BootConfig::Demo);
+    config.memory = 128 * MIB;
+    host.define(&config).expect("define");
+    host.start("bal").expect("start");
+    wait_for_stats(&host, "the demo's balloon driver runs", |s| {
+        s.balloon.as_ref().is_some_and(|b| b.driver_ready)
+    });
+
+    host.set_memory("bal", 96 * MIB, ChangeScope::LIVE)
+        .expect("setmem");
+
+    let stats = wait_for_stats(&host, "the demo gave 32 MiB back", |s| {
+        s.balloon.as_ref().is_some_and(|b| b.actual_bytes == 32 * MIB)
+    });
+    assert_eq!(stats.current_bytes, 96 * MIB);
+    let out = binary_common::ok(dir.path(), &["console", "bal", "--history"]);
+    assert!(out.contains("balloon: 32 MiB given to the host"), "{out}");
+    host.destroy("bal").expect("destroy");
+}
