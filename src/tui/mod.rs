@@ -20,6 +20,7 @@ pub mod history;
 pub mod hotplug;
 pub mod input;
 pub mod keymap;
+mod memory;
 pub mod network_pane;
 pub mod palette;
 pub mod runtime;
