@@ -43,7 +43,11 @@ fn capital_s_asks_then_saves_and_the_vm_lists_as_saved() {
     harness.refresh();
 
     assert_eq!(state(&harness, "web1"), RunState::Saved);
-    assert!(status_text(&harness).contains("start it to resume"), "{}", status_text(&harness));
+    assert!(
+        status_text(&harness).contains("start it to resume"),
+        "{}",
+        status_text(&harness)
+    );
     assert!(harness.screen().contains("saved"), "{}", harness.screen());
 }
 
@@ -69,7 +73,11 @@ fn left_bracket_takes_a_step_of_memory_through_the_balloon() {
 
     let stats = harness.host.memory_stats("web1").expect("running");
     assert_eq!(stats.current_bytes, memory - memory / 8);
-    assert!(status_text(&harness).contains("balloon"), "{}", status_text(&harness));
+    assert!(
+        status_text(&harness).contains("balloon"),
+        "{}",
+        status_text(&harness)
+    );
 }
 
 #[test]
@@ -80,7 +88,11 @@ fn right_bracket_at_the_defined_memory_says_so() {
         harness.app.status.as_ref().map(|s| s.kind),
         Some(StatusKind::Error)
     );
-    assert!(status_text(&harness).contains("defined memory"), "{}", status_text(&harness));
+    assert!(
+        status_text(&harness).contains("defined memory"),
+        "{}",
+        status_text(&harness)
+    );
 }
 
 #[test]
@@ -89,7 +101,11 @@ fn palette_setmem_above_the_defined_memory_is_refused() {
     harness.char(':');
     harness.type_text("setmem web1 64G");
     harness.key(KeyCode::Enter);
-    assert!(status_text(&harness).contains("setmem cannot give it"), "{}", status_text(&harness));
+    assert!(
+        status_text(&harness).contains("setmem cannot give it"),
+        "{}",
+        status_text(&harness)
+    );
 }
 
 #[test]
@@ -107,7 +123,11 @@ fn palette_save_to_a_file_then_restore_brings_it_back() {
     harness.refresh();
 
     assert_eq!(state(&harness, "web1"), RunState::Running);
-    assert!(status_text(&harness).contains("restored from /srv/web1.save"), "{}", status_text(&harness));
+    assert!(
+        status_text(&harness).contains("restored from /srv/web1.save"),
+        "{}",
+        status_text(&harness)
+    );
 }
 
 #[test]
@@ -116,7 +136,11 @@ fn palette_dommemstat_shows_the_balloon_and_guest_memory() {
     harness.char(':');
     harness.type_text("dommemstat web1");
     harness.key(KeyCode::Enter);
-    assert!(status_text(&harness).contains("for the guest"), "{}", status_text(&harness));
+    assert!(
+        status_text(&harness).contains("for the guest"),
+        "{}",
+        status_text(&harness)
+    );
 }
 
 #[test]

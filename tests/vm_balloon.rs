@@ -28,7 +28,10 @@ fn wait_for_stats(
         if done(&stats) {
             return stats;
         }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}: {stats:?}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting until {what}: {stats:?}"
+        );
         thread::sleep(Duration::from_millis(20));
     }
 }
@@ -36,8 +39,7 @@ fn wait_for_stats(
 #[test]
 fn inflating_gives_memory_back_to_the_host_and_deflating_returns_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let host =
-        LocalHost::with_home(dir.path()).with_vmd_exe(Path::new(env!("CARGO_BIN_EXE_vmux")));
+    let host = LocalHost::with_home(dir.path()).with_vmd_exe(Path::new(env!("CARGO_BIN_EXE_vmux")));
     let mut config = VmConfig::new(
         "bal",
         BootConfig::Kernel {
@@ -53,12 +55,18 @@ fn inflating_gives_memory_back_to_the_host_and_deflating_returns_it() {
     let before = wait_for_stats(&host, "the guest's statistics arrive", |s| {
         s.free_bytes.is_some() && s.balloon.as_ref().is_some_and(|b| b.driver_ready)
     });
-    assert_eq!(before.free_bytes, Some(96 * MIB), "the pool is free at first");
+    assert_eq!(
+        before.free_bytes,
+        Some(96 * MIB),
+        "the pool is free at first"
+    );
 
     host.set_memory("bal", 256 * MIB - 64 * MIB, ChangeScope::LIVE)
         .expect("setmem down");
     let inflated = wait_for_stats(&host, "the guest gave 64 MiB back", |s| {
-        s.balloon.as_ref().is_some_and(|b| b.actual_bytes == 64 * MIB)
+        s.balloon
+            .as_ref()
+            .is_some_and(|b| b.actual_bytes == 64 * MIB)
     });
     // The guest's next statistics say so too.
     let refreshed = wait_for_stats(&host, "fresh statistics", |s| {
@@ -74,7 +82,10 @@ fn inflating_gives_memory_back_to_the_host_and_deflating_returns_it() {
         inflated.rss_bytes / MIB
     );
     assert_eq!(inflated.current_bytes, 192 * MIB);
-    assert!(refreshed.major_faults.is_some_and(|n| n >= 2), "{refreshed:?}");
+    assert!(
+        refreshed.major_faults.is_some_and(|n| n >= 2),
+        "{refreshed:?}"
+    );
 
     host.set_memory("bal", 256 * MIB, ChangeScope::LIVE)
         .expect("setmem up");
@@ -95,14 +106,16 @@ fn setmem_above_the_defined_memory_is_refused_with_the_limit() {
 
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("has 128M of memory") && err.contains("1G"), "{err}");
+    assert!(
+        err.contains("has 128M of memory") && err.contains("1G"),
+        "{err}"
+    );
 }
 
 #[test]
 fn the_demo_guest_gives_memory_back_when_setmem_asks() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let host =
-        LocalHost::with_home(dir.path()).with_vmd_exe(Path::new(env!("CARGO_BIN_EXE_vmux")));
+    let host = LocalHost::with_home(dir.path()).with_vmd_exe(Path::new(env!("CARGO_BIN_EXE_vmux")));
     let mut config = VmConfig::new("bal", BootConfig::Demo);
     config.memory = 128 * MIB;
     host.define(&config).expect("define");
@@ -115,7 +128,9 @@ fn the_demo_guest_gives_memory_back_when_setmem_asks() {
         .expect("setmem");
 
     let stats = wait_for_stats(&host, "the demo gave 32 MiB back", |s| {
-        s.balloon.as_ref().is_some_and(|b| b.actual_bytes == 32 * MIB)
+        s.balloon
+            .as_ref()
+            .is_some_and(|b| b.actual_bytes == 32 * MIB)
     });
     assert_eq!(stats.current_bytes, 96 * MIB);
     let out = binary_common::ok(dir.path(), &["console", "bal", "--history"]);

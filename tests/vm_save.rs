@@ -89,8 +89,7 @@ impl Tap {
     fn pit(&self) -> u64 {
         let text = self.text();
         text.split_inclusive('\n')
-            .filter(|l| l.starts_with("state: ") && l.ends_with('\n'))
-            .last()
+            .rfind(|l| l.starts_with("state: ") && l.ends_with('\n'))
             .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("pit=")))
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no status line in {text:?}"))
@@ -180,8 +179,14 @@ fn save_then_restore_continues_the_guest_with_its_disk() {
     tap.send("verify");
     assert_eq!(tap.wait_line("verify: "), "verify: 2 MiB ok");
     let text = tap.text();
-    assert!(!text.contains("savestate ready") && !text.contains("FAILED"), "{text}");
-    assert!(tap.pit() > before, "the timers went on from {before}: {text}");
+    assert!(
+        !text.contains("savestate ready") && !text.contains("FAILED"),
+        "{text}"
+    );
+    assert!(
+        tap.pit() > before,
+        "the timers went on from {before}: {text}"
+    );
 }
 
 #[test]
@@ -223,7 +228,10 @@ fn managed_save_shows_saved_and_the_next_start_resumes_and_discards_it() {
 
     assert!(listed.contains("saved"), "{listed}");
     assert_eq!(home.state("st"), RunState::Running);
-    assert!(!text.contains("savestate ready"), "it booted afresh: {text}");
+    assert!(
+        !text.contains("savestate ready"),
+        "it booted afresh: {text}"
+    );
     assert!(!home.host.managed_save_path("st").exists(), "used once");
 }
 
@@ -276,7 +284,10 @@ fn a_save_whose_disk_changed_is_refused_unless_forced() {
     );
 
     let text = err.to_string();
-    assert!(text.contains("disk vda") && text.contains("was written to"), "{text}");
+    assert!(
+        text.contains("disk vda") && text.contains("was written to"),
+        "{text}"
+    );
     assert!(text.contains("--force"), "{text}");
     forced.expect("a forced restore goes ahead");
 }
@@ -326,7 +337,11 @@ fn kill_9_during_a_save_never_leaves_a_file_that_restores_broken() {
         let mut tap = Tap::open(&home.host, "st");
         tap.wait_for("state: ", 1);
         tap.send("verify");
-        assert_eq!(tap.wait_line("verify: "), "verify: 24 MiB ok", "round {round}");
+        assert_eq!(
+            tap.wait_line("verify: "),
+            "verify: 24 MiB ok",
+            "round {round}"
+        );
         let pid = home.vmd_pid("st").expect("vmd runs");
         // Partial files of earlier killed saves (the next save would remove them itself).
         for entry in std::fs::read_dir(home.dir.path()).expect("list").flatten() {
@@ -365,7 +380,10 @@ fn kill_9_during_a_save_never_leaves_a_file_that_restores_broken() {
         "kills that landed while the file was written: {landed}; before it: {early}; saves \
          that completed first: {completed}"
     );
-    assert!(landed >= 3, "only {landed} of {round} kills landed while a save wrote");
+    assert!(
+        landed >= 3,
+        "only {landed} of {round} kills landed while a save wrote"
+    );
     // The file left by the last round restores into a working guest too.
     home.host
         .restore(&file, RestoreOptions::default())
@@ -380,7 +398,10 @@ fn vmux_restore_of_a_file_that_is_not_a_save_says_so() {
     let home = TestHome::new();
     let bogus = home.path("notes.txt");
     std::fs::write(&bogus, "hello").expect("write");
-    let out = vmux(home.dir.path(), &["restore", bogus.to_str().expect("utf-8")]);
+    let out = vmux(
+        home.dir.path(),
+        &["restore", bogus.to_str().expect("utf-8")],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not a vmux save file"), "{err}");

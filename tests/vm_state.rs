@@ -68,7 +68,10 @@ impl Machine {
 
     /// A second disk whose sector 0 starts with `label`.
     fn add_disk(&mut self, label: &[u8]) -> DiskSpec {
-        let path = self.dir.path().join(format!("extra{}.raw", self.extra_disks.len()));
+        let path = self
+            .dir
+            .path()
+            .join(format!("extra{}.raw", self.extra_disks.len()));
         let mut bytes = vec![0u8; 64 * 512];
         bytes[..label.len()].copy_from_slice(label);
         std::fs::write(&path, bytes).expect("disk");
@@ -144,7 +147,10 @@ impl Running {
         while self.capture.text().matches(text).count() < times {
             if Instant::now() > deadline {
                 self.handle.destroy();
-                panic!("no {text:?} (x{times}) in the output: {:?}", self.capture.text());
+                panic!(
+                    "no {text:?} (x{times}) in the output: {:?}",
+                    self.capture.text()
+                );
             }
             thread::sleep(Duration::from_millis(5));
         }
@@ -156,8 +162,7 @@ impl Running {
         // Only whole lines: the VM may have been saved in the middle of one.
         let line = text
             .split_inclusive('\n')
-            .filter(|l| l.starts_with("state: ") && l.ends_with('\n'))
-            .last()
+            .rfind(|l| l.starts_with("state: ") && l.ends_with('\n'))
             .unwrap_or_else(|| panic!("no state line in {text:?}"));
         let field = |name: &str| {
             line.split_whitespace()
@@ -200,9 +205,18 @@ fn a_saved_guest_continues_after_restore_with_its_memory_timers_and_disk() {
 
     assert!(!second.contains("savestate ready"), "rebooted: {second}");
     assert!(second.contains("verify: 2 MiB ok"), "{second}");
-    assert!(after.0 > before.0 && after.1 > before.1, "{before:?} then {after:?}");
-    assert!(after.3 > before.3, "the disk kept working: {before:?} then {after:?}");
-    assert!(!second.contains("FAILED") && !first.contains("FAILED"), "{first}{second}");
+    assert!(
+        after.0 > before.0 && after.1 > before.1,
+        "{before:?} then {after:?}"
+    );
+    assert!(
+        after.3 > before.3,
+        "the disk kept working: {before:?} then {after:?}"
+    );
+    assert!(
+        !second.contains("FAILED") && !first.contains("FAILED"),
+        "{first}{second}"
+    );
 }
 
 #[test]
@@ -214,7 +228,10 @@ fn four_vcpus_keep_taking_interrupts_across_several_saves() {
         let before = vm.last_state();
         vm.save(&machine.save_path());
         let text = vm.finish();
-        assert!(!text.contains("stalled") && !text.contains("FAILED"), "{text}");
+        assert!(
+            !text.contains("stalled") && !text.contains("FAILED"),
+            "{text}"
+        );
         vm = Running::restore(&machine, &machine.save_path());
         vm.wait_for("state: ", 2);
         let after = vm.last_state();
@@ -222,12 +239,18 @@ fn four_vcpus_keep_taking_interrupts_across_several_saves() {
             after.2 >= before.2 + 3,
             "round {round}: the three APs took IPIs again: {before:?} then {after:?}"
         );
-        assert!(after.0 > before.0 && after.3 > before.3, "round {round}: {before:?} then {after:?}");
+        assert!(
+            after.0 > before.0 && after.3 > before.3,
+            "round {round}: {before:?} then {after:?}"
+        );
     }
     vm.handle.serial_input(b"verify\r");
     vm.wait_for("verify: 1 MiB ok", 1);
     let text = vm.finish();
-    assert!(!text.contains("savestate ready") && !text.contains("FAILED"), "{text}");
+    assert!(
+        !text.contains("savestate ready") && !text.contains("FAILED"),
+        "{text}"
+    );
     assert!(!text.contains("stalled"), "{text}");
 }
 
@@ -254,7 +277,10 @@ fn a_hot_added_vcpu_and_disk_come_back_with_the_restore() {
     let after = vm.last_state();
     let text = vm.finish();
 
-    assert!(after.2 > before.2, "the hot-added CPU takes IPIs: {before:?} then {after:?}");
+    assert!(
+        after.2 > before.2,
+        "the hot-added CPU takes IPIs: {before:?} then {after:?}"
+    );
     assert!(!text.contains("FAILED"), "{text}");
 }
 
@@ -270,8 +296,17 @@ fn input_waiting_in_the_uart_reaches_the_guest_after_the_restore() {
 
     let file = SaveFile::open(&machine.save_path()).expect("open");
     let serial = &file.state.serial;
-    let pending: Vec<u8> = serial.fifo.0.iter().chain(&serial.pending.0).copied().collect();
-    assert_eq!(pending, b"ping\r", "the input was still waiting when the VM was saved");
+    let pending: Vec<u8> = serial
+        .fifo
+        .0
+        .iter()
+        .chain(&serial.pending.0)
+        .copied()
+        .collect();
+    assert_eq!(
+        pending, b"ping\r",
+        "the input was still waiting when the VM was saved"
+    );
     drop(file);
     let vm = Running::restore(&machine, &machine.save_path());
     vm.wait_for("input: ping", 1);
@@ -338,5 +373,8 @@ fn damaged_truncated_and_foreign_saves_are_refused_with_the_reason() {
 
     assert!(damaged.contains("is damaged"), "{damaged}");
     assert!(truncated.contains("truncated"), "{truncated}");
-    assert!(foreign.contains("64 MiB of memory but this VM has 128 MiB"), "{foreign}");
+    assert!(
+        foreign.contains("64 MiB of memory but this VM has 128 MiB"),
+        "{foreign}"
+    );
 }

@@ -7,8 +7,7 @@ use crate::client::{
 };
 use crate::config::{BootConfig, ConfigError, DefinitionError, DiskConfig, VmConfig};
 use crate::engine::control::{
-    BalloonStatus, DiskInfo, DiskStats, MemoryStats, RunState, SaveInfo, VcpuStats, VmInfo,
-    VmStats,
+    BalloonStatus, DiskInfo, DiskStats, MemoryStats, RunState, SaveInfo, VcpuStats, VmInfo, VmStats,
 };
 use std::collections::BTreeMap;
 use std::io::{Cursor, Write};

@@ -137,7 +137,12 @@ pub fn setmem(host: &dyn Host, args: &SetmemArgs, io: &mut Io<'_>) -> Result<(),
 }
 
 /// `vmux dommemstat NAME [--json]`: virsh's keys in KiB, or the JSON shape in bytes.
-pub fn dommemstat(host: &dyn Host, name: &str, json: bool, io: &mut Io<'_>) -> Result<(), CliError> {
+pub fn dommemstat(
+    host: &dyn Host,
+    name: &str,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<(), CliError> {
     let stats = host.memory_stats(name)?;
     if json {
         return write_json(io, &stats);
@@ -218,7 +223,10 @@ mod tests {
         };
         let (result, out, _) = capture(|io| restore(&host, &args, io));
         result.expect("restore");
-        assert!(out.contains("restored from /srv/web.save (paused)"), "{out}");
+        assert!(
+            out.contains("restored from /srv/web.save (paused)"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -267,6 +275,9 @@ mod tests {
         let (result, out, _) = capture(|io| dommemstat(&host, "web", false, io));
         result.expect("dommemstat");
         assert!(out.starts_with("actual 262144\n"), "{out}");
-        assert!(out.contains("unused 102400\n") && out.contains("rss 30720\n"), "{out}");
+        assert!(
+            out.contains("unused 102400\n") && out.contains("rss 30720\n"),
+            "{out}"
+        );
     }
 }

@@ -415,16 +415,19 @@ fn synthetic_stats(vm: &FakeVm) -> VmStats {
         nics: Vec::new(),
         vcpus,
         disks: synthetic_disks(vm),
-        balloon: vm.config.balloon.then(|| crate::engine::control::BalloonStatus {
-            target_bytes: vm.balloon_target,
-            actual_bytes: vm.balloon_target,
-            released_bytes: vm.balloon_target,
-            driver_ready: true,
-        }),
+        balloon: vm
+            .config
+            .balloon
+            .then_some(crate::engine::control::BalloonStatus {
+                target_bytes: vm.balloon_target,
+                actual_bytes: vm.balloon_target,
+                released_bytes: vm.balloon_target,
+                driver_ready: true,
+            }),
         guest_free_bytes: vm
             .config
             .balloon
-            .then(|| (vm.config.memory - vm.balloon_target).saturating_sub(touched)),
+            .then_some((vm.config.memory - vm.balloon_target).saturating_sub(touched)),
     }
 }
 
@@ -581,7 +584,8 @@ impl Host for FakeHost {
                 Some(true) => RunState::Paused,
                 _ => RunState::Running,
             };
-            vm.balloon_target = vm.config.memory - vm.config.current_memory.unwrap_or(vm.config.memory);
+            vm.balloon_target =
+                vm.config.memory - vm.config.current_memory.unwrap_or(vm.config.memory);
             vm.reason = None;
             vm.vcpus = vm.config.vcpus;
             vm.disks = boot_disks(&vm.config);

@@ -38,7 +38,10 @@ impl LocalHost {
             return Err(ClientError::NotRunning(name.to_string()));
         }
         let path = std::path::absolute(path).map_err(|e| {
-            ClientError::Invalid(format!("cannot use {} as the save file: {e}", path.display()))
+            ClientError::Invalid(format!(
+                "cannot use {} as the save file: {e}",
+                path.display()
+            ))
         })?;
         let command = Command::Save { path, paused };
         let reply = self
@@ -60,7 +63,10 @@ impl LocalHost {
         options: RestoreOptions,
     ) -> Result<String, ClientError> {
         let path = std::path::absolute(path).map_err(|e| {
-            ClientError::Invalid(format!("cannot use {} as the save file: {e}", path.display()))
+            ClientError::Invalid(format!(
+                "cannot use {} as the save file: {e}",
+                path.display()
+            ))
         })?;
         let invalid = |e: String| ClientError::Invalid(e);
         let header = read_header(&path).map_err(|e| invalid(crate::vmd::error_chain(&e)))?;

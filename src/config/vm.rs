@@ -54,7 +54,10 @@ pub struct VmConfig {
     pub autostart: bool,
     /// A memory balloon (virtio-balloon) so `vmux setmem` can take memory back; on unless
     /// the definition says `balloon = false`.
-    #[serde(default = "balloon_default", skip_serializing_if = "is_balloon_default")]
+    #[serde(
+        default = "balloon_default",
+        skip_serializing_if = "is_balloon_default"
+    )]
     pub balloon: bool,
     /// Memory the guest is left with at start (the balloon takes the rest), written as a
     /// size; absent: all of `memory`. Set by `vmux setmem --config`.
@@ -273,7 +276,10 @@ mod tests {
     #[test]
     fn balloon_and_current_memory_round_trip_and_are_left_out_by_default() {
         let plain = toml::to_string(&demo("b")).expect("serialize");
-        assert!(!plain.contains("balloon") && !plain.contains("current_memory"), "{plain}");
+        assert!(
+            !plain.contains("balloon") && !plain.contains("current_memory"),
+            "{plain}"
+        );
         let cfg = VmConfig {
             balloon: false,
             ..demo("a")

@@ -585,7 +585,10 @@ mod tests {
         }));
         for reply in [saved, memory] {
             let line = serde_json::to_string(&reply).expect("serialize");
-            assert_eq!(serde_json::from_str::<ReplyResult>(&line).expect("parse"), reply);
+            assert_eq!(
+                serde_json::from_str::<ReplyResult>(&line).expect("parse"),
+                reply
+            );
         }
     }
 

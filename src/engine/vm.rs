@@ -145,7 +145,9 @@ pub enum EngineError {
         memory_mib: u64,
     },
     /// The VM has no memory balloon (disabled in its definition).
-    #[error("this VM has no memory balloon; enable it in the definition (balloon = true) and restart the VM")]
+    #[error(
+        "this VM has no memory balloon; enable it in the definition (balloon = true) and restart the VM"
+    )]
     NoBalloon,
 }
 

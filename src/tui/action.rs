@@ -333,7 +333,9 @@ impl HostOp {
             HostOp::Save { path: None, .. } => {
                 format!("{vm} saved and shut off; start it to resume where it was")
             }
-            HostOp::Save { path: Some(path), .. } => format!(
+            HostOp::Save {
+                path: Some(path), ..
+            } => format!(
                 "{vm} saved to {} and shut off; :restore {} continues it",
                 path.display(),
                 path.display()

@@ -32,7 +32,10 @@ pub(super) fn save(app: &mut App) {
     if !vm.is_live() {
         app.set_status(
             StatusKind::Error,
-            format!("{name} is {}; only a running VM can be saved", vm.state().label()),
+            format!(
+                "{name} is {}; only a running VM can be saved",
+                vm.state().label()
+            ),
         );
         return;
     }
@@ -77,7 +80,9 @@ pub(super) fn change_memory(app: &mut App, direction: i64) {
     if !vm.status.config.balloon {
         app.set_status(
             StatusKind::Error,
-            format!("{name} has no memory balloon; turn it on in its definition (e) and restart it"),
+            format!(
+                "{name} has no memory balloon; turn it on in its definition (e) and restart it"
+            ),
         );
         return;
     }
@@ -96,7 +101,10 @@ pub(super) fn change_memory(app: &mut App, direction: i64) {
     };
     if bytes == from {
         let why = if direction < 0 {
-            format!("{name} is down to {}, the least the keys leave it", format_size(from))
+            format!(
+                "{name} is down to {}, the least the keys leave it",
+                format_size(from)
+            )
         } else {
             format!(
                 "{name} has all of its {} (its defined memory); raise it with e (edit) and restart it for more",
@@ -156,7 +164,10 @@ pub(super) fn save_to(app: &mut App, vm: Option<String>, path: Option<PathBuf>) 
         Some(state) => {
             app.set_status(
                 StatusKind::Error,
-                format!("{name} is {}; only a running VM can be saved", state.label()),
+                format!(
+                    "{name} is {}; only a running VM can be saved",
+                    state.label()
+                ),
             );
             return;
         }
@@ -170,16 +181,20 @@ pub(super) fn save_to(app: &mut App, vm: Option<String>, path: Option<PathBuf>) 
 
 /// `:restore FILE`.
 pub(super) fn restore(app: &mut App, path: PathBuf) {
-    let label = path
-        .file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let label = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     run_ops(app, vec![HostOp::Restore { path, label }]);
 }
 
 /// `:managedsave-remove [name]`.
 pub(super) fn discard(app: &mut App, vm: Option<String>) {
     let Some(name) = vm.or_else(|| app.selected().map(|v| v.name().to_string())) else {
-        app.set_status(StatusKind::Error, "no VM selected; :managedsave-remove NAME");
+        app.set_status(
+            StatusKind::Error,
+            "no VM selected; :managedsave-remove NAME",
+        );
         return;
     };
     if app.entry(&name).map(|v| v.state()) != Some(RunState::Saved) {
@@ -212,9 +227,10 @@ pub(super) fn show_stats(app: &mut App, vm: Option<String>) {
             format_size(memory),
             format_size(balloon.actual_bytes),
             format_size(balloon.target_bytes),
-            stats
-                .guest_free_bytes
-                .map_or(String::new(), |free| format!(", guest free {}", format_size(free))),
+            stats.guest_free_bytes.map_or(String::new(), |free| format!(
+                ", guest free {}",
+                format_size(free)
+            )),
             format_size(stats.rss_bytes)
         ),
     };

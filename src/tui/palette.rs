@@ -263,7 +263,9 @@ pub fn parse(line: &str) -> PaletteCommand {
         "managedsave-remove" => PaletteCommand::ManagedSaveRemove(args.first().cloned()),
         "restore" => match args.as_slice() {
             [file] => PaletteCommand::Restore(file.into()),
-            _ => PaletteCommand::Invalid("restore takes a save file: restore /srv/web1.save".into()),
+            _ => {
+                PaletteCommand::Invalid("restore takes a save file: restore /srv/web1.save".into())
+            }
         },
         "setmem" => parse_setmem(&args),
         "dommemstat" => PaletteCommand::MemoryStats(args.first().cloned()),

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use crate::config::{BootConfig, VmConfig};
 use crate::engine::snapshot::SaveFile;
 use crate::engine::{
-    self, BalloonInfo, BootSpec, DiskSpec, EngineStats, SaveReport, SerialSink, VmExit,
-    VmObserver, VmSpec,
+    self, BalloonInfo, BootSpec, DiskSpec, EngineStats, SaveReport, SerialSink, VmExit, VmObserver,
+    VmSpec,
 };
 
 /// An engine failure, boxed so fakes can supply their own error types.
@@ -108,7 +108,9 @@ impl Engine for KvmEngine {
         serial: Arc<dyn SerialSink>,
         file: &mut SaveFile,
     ) -> Result<Box<dyn Machine>, MachineError> {
-        Ok(Box::new(KvmMachine(engine::Vm::restore(spec, serial, file)?)))
+        Ok(Box::new(KvmMachine(engine::Vm::restore(
+            spec, serial, file,
+        )?)))
     }
 }
 

@@ -52,7 +52,10 @@ impl Supervisor {
         let (control, _) = self.current()?;
         let memory = self.base_spec.memory_bytes;
         let balloon = control.balloon();
-        let stats = balloon.as_ref().map(|b| b.stats.clone()).unwrap_or_default();
+        let stats = balloon
+            .as_ref()
+            .map(|b| b.stats.clone())
+            .unwrap_or_default();
         Ok(MemoryStats {
             memory_bytes: memory,
             current_bytes: memory - balloon.as_ref().map_or(0, |b| b.actual_bytes.min(memory)),

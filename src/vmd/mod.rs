@@ -22,7 +22,6 @@ mod boot;
 mod console_log;
 mod detach;
 mod disks;
-mod restore;
 mod events;
 pub mod foreground;
 mod hotplug;
@@ -31,6 +30,7 @@ mod logger;
 mod machine;
 mod memory;
 pub mod pidfile;
+mod restore;
 mod ring;
 mod sampler;
 pub mod save;
@@ -327,8 +327,8 @@ impl Vmd {
                 first
             }
             Some(saved) => {
-                let first = boot::restore(&sup, engine.as_ref(), &spec, saved)
-                    .map_err(VmdError::Boot)?;
+                let first =
+                    boot::restore(&sup, engine.as_ref(), &spec, saved).map_err(VmdError::Boot)?;
                 if saved.mode.discard
                     && let Err(e) = fs::remove_file(&saved.mode.file)
                 {

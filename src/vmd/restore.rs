@@ -2,10 +2,10 @@
 //! disks are as the save left them, and open those disks in the order the save plugged them.
 //! The boot loop then builds the VM from the file ([`super::boot::restore`]).
 
+use super::VmdError;
 use super::disks::{self, DiskError, OpenDisk};
 use super::save::SaveRecord;
 use super::start_mode::RestoreMode;
-use super::VmdError;
 use crate::config::VmConfig;
 use crate::engine::snapshot::SaveFile;
 

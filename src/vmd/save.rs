@@ -82,7 +82,9 @@ impl SaveRecord {
     /// Parses the owner record of a save file.
     pub fn parse(owner: &str) -> Result<SaveRecord, String> {
         serde_json::from_str(owner).map_err(|e| {
-            format!("its VM record does not fit this vmux ({e}); restore it with the vmux that saved it")
+            format!(
+                "its VM record does not fit this vmux ({e}); restore it with the vmux that saved it"
+            )
         })
     }
 
@@ -104,7 +106,11 @@ impl SaveRecord {
             ))
         };
         if saved.memory != current.memory {
-            return differs("memory", format_size(saved.memory), format_size(current.memory));
+            return differs(
+                "memory",
+                format_size(saved.memory),
+                format_size(current.memory),
+            );
         }
         if saved.max_vcpus != current.max_vcpus {
             return differs(
@@ -163,7 +169,11 @@ impl SaveRecord {
 
 impl Supervisor {
     /// `save`: writes the VM to `path` and ends it (the exit reason says where it went).
-    pub(super) fn save(&self, path: &Path, paused: Option<bool>) -> Result<SaveInfo, ProtocolError> {
+    pub(super) fn save(
+        &self,
+        path: &Path,
+        paused: Option<bool>,
+    ) -> Result<SaveInfo, ProtocolError> {
         let started = Instant::now();
         let _serial = self.lock_commands();
         let (control, state) = self.current()?;
@@ -292,7 +302,10 @@ mod tests {
 
         let err = saved.check_disks(false).expect_err("changed");
 
-        assert!(err.contains("disk vda") && err.contains("changed size"), "{err}");
+        assert!(
+            err.contains("disk vda") && err.contains("changed size"),
+            "{err}"
+        );
         assert!(err.contains("--force"), "{err}");
         assert_eq!(saved.check_disks(true), Ok(()));
     }

@@ -58,10 +58,7 @@ impl StartMode {
         if first != "--restore" {
             return Err(format!("unknown vmd option '{first}'"));
         }
-        let file = iter
-            .next()
-            .ok_or("--restore needs the save file")?
-            .into();
+        let file = iter.next().ok_or("--restore needs the save file")?.into();
         let mut restore = RestoreMode {
             file,
             paused: None,

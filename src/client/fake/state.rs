@@ -102,7 +102,11 @@ impl FakeHost {
             live(vm, name)?;
             let paused = paused.unwrap_or(vm.state == RunState::Paused);
             vm.managed_save = Some(paused);
-            Ok(saved(vm, PathBuf::from(format!("/state/vms/{name}/managed.save")), paused))
+            Ok(saved(
+                vm,
+                PathBuf::from(format!("/state/vms/{name}/managed.save")),
+                paused,
+            ))
         })?;
         self.stop_saved(name, RunState::Saved)?;
         Ok(info)
@@ -183,8 +187,8 @@ impl FakeHost {
 
 #[cfg(test)]
 mod tests {
-    use crate::client::{ChangeScope, Host, RestoreOptions};
     use crate::client::fake::FakeHost;
+    use crate::client::{ChangeScope, Host, RestoreOptions};
     use crate::config::{BootConfig, VmConfig};
     use crate::engine::control::RunState;
 
@@ -214,7 +218,9 @@ mod tests {
         host.save("web", path, Some(false)).expect("save");
         host.undefine("web").expect("undefine");
 
-        let name = host.restore(path, RestoreOptions::default()).expect("restore");
+        let name = host
+            .restore(path, RestoreOptions::default())
+            .expect("restore");
 
         assert_eq!(name, "web");
         assert_eq!(host.status("web").expect("status").state, RunState::Running);

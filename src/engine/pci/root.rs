@@ -67,7 +67,11 @@ impl PciRoot {
 
     /// Plugs `device` into `slot` (1..32), which must be free (a restore puts each function back
     /// where it was).
-    pub fn add_device_at(&mut self, slot: u8, device: SharedPciDevice) -> Result<PciAddress, PciError> {
+    pub fn add_device_at(
+        &mut self,
+        slot: u8,
+        device: SharedPciDevice,
+    ) -> Result<PciAddress, PciError> {
         let index = usize::from(slot);
         match self.slots.get_mut(index) {
             Some(free @ None) if slot != 0 => *free = Some(device),

@@ -102,13 +102,21 @@ mod tests {
         let json = serde_json::to_string(&Blob::of(&regs)).expect("serialize");
         let back: Blob = serde_json::from_str(&json).expect("parse");
         let regs_back: kvm_regs = back.to("registers").expect("same size");
-        assert_eq!((regs_back.rip, regs_back.rflags, regs_back.rax), (0x10_0000, 0x246, u64::MAX));
+        assert_eq!(
+            (regs_back.rip, regs_back.rflags, regs_back.rax),
+            (0x10_0000, 0x246, u64::MAX)
+        );
     }
 
     #[test]
     fn a_blob_of_another_size_is_refused_naming_both_sizes() {
-        let err = Blob(vec![0; 7]).to::<kvm_regs>("registers").expect_err("wrong size");
-        assert_eq!(err.to_string(), "the saved registers holds 7 bytes where this vmux expects 144");
+        let err = Blob(vec![0; 7])
+            .to::<kvm_regs>("registers")
+            .expect_err("wrong size");
+        assert_eq!(
+            err.to_string(),
+            "the saved registers holds 7 bytes where this vmux expects 144"
+        );
     }
 
     #[test]

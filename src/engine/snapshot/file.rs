@@ -312,10 +312,7 @@ fn write_temp(
     out.write_all(&totals.pages.to_le_bytes()).map_err(err)?;
     let body_crc = out.hasher.clone().finalize();
     out.inner.write_all(END_MAGIC).map_err(err)?;
-    let mut file = out
-        .inner
-        .into_inner()
-        .map_err(|e| err(e.into_error()))?;
+    let mut file = out.inner.into_inner().map_err(|e| err(e.into_error()))?;
     let file_bytes = file.stream_position().map_err(err)?;
     let mut prefix = [0u8; PREFIX_BYTES];
     prefix[0..8].copy_from_slice(MAGIC);
@@ -368,12 +365,22 @@ impl std::fmt::Debug for SaveFile {
 /// The header of the save file at `path`, without reading the rest (for `vmux restore` to
 /// know the VM, and for listing).
 pub fn read_header(path: &Path) -> Result<SaveHeader, SaveFileError> {
-    let (_, header, _) = open_checked(path)?;
-    Ok(header)
+    Ok(open_checked(path)?.header)
+}
+
+/// A save file opened and checked up to its header.
+struct Opened {
+    /// Positioned just after the header.
+    input: BufReader<File>,
+    header: SaveHeader,
+    /// Bytes of the state section.
+    state_len: u64,
+    /// CRC-32 the state, memory and page count must have.
+    body_crc: u32,
 }
 
 /// Opens `path`, checks the prefix and the header; returns the reader after the header.
-fn open_checked(path: &Path) -> Result<(BufReader<File>, SaveHeader, (u64, u32)), SaveFileError> {
+fn open_checked(path: &Path) -> Result<Opened, SaveFileError> {
     let read_err = |source| SaveFileError::Read {
         path: path.to_path_buf(),
         source,
@@ -396,7 +403,9 @@ fn open_checked(path: &Path) -> Result<(BufReader<File>, SaveHeader, (u64, u32))
             path: path.to_path_buf(),
         });
     }
-    let u32_at = |at: usize| u32::from_le_bytes([prefix[at], prefix[at + 1], prefix[at + 2], prefix[at + 3]]);
+    let u32_at = |at: usize| {
+        u32::from_le_bytes([prefix[at], prefix[at + 1], prefix[at + 2], prefix[at + 3]])
+    };
     let u64_at = |at: usize| u64::from(u32_at(at)) | (u64::from(u32_at(at + 4)) << 32);
     let damaged = |part| SaveFileError::Damaged {
         path: path.to_path_buf(),
@@ -449,14 +458,24 @@ fn open_checked(path: &Path) -> Result<(BufReader<File>, SaveHeader, (u64, u32))
             reason: e.to_string(),
         }
     })?;
-    Ok((input, header, (state_len, u32_at(36))))
+    Ok(Opened {
+        input,
+        header,
+        state_len,
+        body_crc: u32_at(36),
+    })
 }
 
 impl SaveFile {
     /// Opens the save file at `path` and reads its header and state; every check that does
     /// not need the memory is done.
     pub fn open(path: &Path) -> Result<SaveFile, SaveFileError> {
-        let (input, header, (state_len, body_crc)) = open_checked(path)?;
+        let Opened {
+            input,
+            header,
+            state_len,
+            body_crc,
+        } = open_checked(path)?;
         if state_len > MAX_STATE_BYTES {
             return Err(SaveFileError::Damaged {
                 path: path.to_path_buf(),
@@ -525,7 +544,9 @@ impl SaveFile {
                 path: path.clone(),
                 source,
             })?;
-        if body_crc != self.body_crc || &end != END_MAGIC || u64::from_le_bytes(pages) != totals.pages
+        if body_crc != self.body_crc
+            || &end != END_MAGIC
+            || u64::from_le_bytes(pages) != totals.pages
         {
             return Err(SaveFileError::Damaged {
                 path,

@@ -106,7 +106,10 @@ impl Pagemap {
 }
 
 /// Writes the touched, non-zero pages of `mem` as records, then the end record.
-pub fn write(mem: &GuestMemoryMmap, out: &mut impl Write) -> Result<MemoryTotals, MemoryStateError> {
+pub fn write(
+    mem: &GuestMemoryMmap,
+    out: &mut impl Write,
+) -> Result<MemoryTotals, MemoryStateError> {
     let pagemap = Pagemap::open();
     let mut totals = MemoryTotals::default();
     let mut buffer = vec![0u8; CHUNK as usize];
@@ -176,12 +179,17 @@ fn write_runs(
 
 /// Reads records from `input` into `mem` until the end record; every record must lie inside
 /// RAM and be at most [`CHUNK`] bytes.
-pub fn read(mem: &GuestMemoryMmap, input: &mut impl Read) -> Result<MemoryTotals, MemoryStateError> {
+pub fn read(
+    mem: &GuestMemoryMmap,
+    input: &mut impl Read,
+) -> Result<MemoryTotals, MemoryStateError> {
     let mut totals = MemoryTotals::default();
     let mut buffer = vec![0u8; CHUNK as usize];
     loop {
         let mut header = [0u8; 16];
-        input.read_exact(&mut header).map_err(MemoryStateError::Read)?;
+        input
+            .read_exact(&mut header)
+            .map_err(MemoryStateError::Read)?;
         let mut field = [0u8; 8];
         field.copy_from_slice(&header[..8]);
         let addr = u64::from_le_bytes(field);
@@ -217,20 +225,31 @@ mod tests {
     #[test]
     fn only_written_pages_are_saved_and_they_come_back() {
         let mem = crate::engine::memory::create_guest_memory(8 * MIB).expect("map");
-        mem.write_slice(&[0x11; 8192], GuestAddress(MIB)).expect("write");
-        mem.write_slice(&[0x22; 4096], GuestAddress(5 * MIB + 4096)).expect("write");
+        mem.write_slice(&[0x11; 8192], GuestAddress(MIB))
+            .expect("write");
+        mem.write_slice(&[0x22; 4096], GuestAddress(5 * MIB + 4096))
+            .expect("write");
         let mut read_zero = [0u8; 4096];
-        mem.read_slice(&mut read_zero, GuestAddress(6 * MIB)).expect("read");
+        mem.read_slice(&mut read_zero, GuestAddress(6 * MIB))
+            .expect("read");
 
         let mut file = Vec::new();
         let totals = write(&mem, &mut file).expect("save");
 
-        assert_eq!(totals, MemoryTotals { pages: 3, records: 2 });
+        assert_eq!(
+            totals,
+            MemoryTotals {
+                pages: 3,
+                records: 2
+            }
+        );
         assert_eq!(file.len(), 2 * 16 + 3 * 4096 + 16);
         let fresh = crate::engine::memory::create_guest_memory(8 * MIB).expect("map");
         read(&fresh, &mut file.as_slice()).expect("restore");
         let mut back = [0u8; 4096];
-        fresh.read_slice(&mut back, GuestAddress(5 * MIB + 4096)).expect("read");
+        fresh
+            .read_slice(&mut back, GuestAddress(5 * MIB + 4096))
+            .expect("read");
         assert!(back.iter().all(|&b| b == 0x22));
     }
 
@@ -248,7 +267,8 @@ mod tests {
     #[test]
     fn a_file_that_ends_mid_record_is_refused() {
         let mem = crate::engine::memory::create_guest_memory(4 * MIB).expect("map");
-        mem.write_slice(&[7; 4096], GuestAddress(MIB)).expect("write");
+        mem.write_slice(&[7; 4096], GuestAddress(MIB))
+            .expect("write");
         let mut file = Vec::new();
         write(&mem, &mut file).expect("save");
         file.truncate(100);

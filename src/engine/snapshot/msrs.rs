@@ -31,7 +31,13 @@ const MSR_MTRR_DEF_TYPE: u32 = 0x2ff;
 const MSR_IA32_MC0_CTL: u32 = 0x400;
 const MSR_IA32_TSC_DEADLINE: u32 = 0x6e0;
 const MSR_IA32_SYSENTER: [u32; 3] = [0x174, 0x175, 0x176];
-const MSR_SYSCALL: [u32; 5] = [0xc000_0081, 0xc000_0082, 0xc000_0083, 0xc000_0084, 0xc000_0102];
+const MSR_SYSCALL: [u32; 5] = [
+    0xc000_0081,
+    0xc000_0082,
+    0xc000_0083,
+    0xc000_0084,
+    0xc000_0102,
+];
 const MSR_IA32_TSC: u32 = 0x10;
 
 /// CPUID leaf 1 EDX: MCE, MTRR, MCA, PAT.
@@ -231,10 +237,19 @@ mod tests {
 
     #[test]
     fn the_tsc_comes_first_and_duplicates_go() {
-        let list = candidates(&[0x10, 0x174, 0x4b56_4d01], MsrFeatures::default(), 0, 0, false);
+        let list = candidates(
+            &[0x10, 0x174, 0x4b56_4d01],
+            MsrFeatures::default(),
+            0,
+            0,
+            false,
+        );
         assert_eq!(list[0], MSR_IA32_TSC);
         assert_eq!(list.iter().filter(|&&i| i == 0x174).count(), 1);
-        assert!(list.contains(&0x4b56_4d01), "kvmclock from KVM's list is kept");
+        assert!(
+            list.contains(&0x4b56_4d01),
+            "kvmclock from KVM's list is kept"
+        );
     }
 
     #[test]

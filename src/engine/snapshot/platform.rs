@@ -7,8 +7,8 @@
 //! (no time passes for the guest while it is saved, as with `virsh save`).
 
 use kvm_bindings::{
-    KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, kvm_clock_data,
-    kvm_irqchip, kvm_pit_state2,
+    KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, kvm_clock_data, kvm_irqchip,
+    kvm_pit_state2,
 };
 use kvm_ioctls::VmFd;
 use serde::{Deserialize, Serialize};
@@ -72,7 +72,12 @@ pub fn capture(vm: &VmFd) -> Result<PlatformState, PlatformStateError> {
     })
 }
 
-fn set_chip(vm: &VmFd, blob: &Blob, chip_id: u32, what: &'static str) -> Result<(), PlatformStateError> {
+fn set_chip(
+    vm: &VmFd,
+    blob: &Blob,
+    chip_id: u32,
+    what: &'static str,
+) -> Result<(), PlatformStateError> {
     let mut state: kvm_irqchip = blob.to(what)?;
     // The chip id says which controller the bytes belong to; trust our own position instead.
     state.chip_id = chip_id;
@@ -81,8 +86,18 @@ fn set_chip(vm: &VmFd, blob: &Blob, chip_id: u32, what: &'static str) -> Result<
 
 /// Writes the interrupt controllers and the PIT to a fresh `vm` (its irqchip and PIT created).
 pub fn restore_devices(vm: &VmFd, state: &PlatformState) -> Result<(), PlatformStateError> {
-    set_chip(vm, &state.pic_master, KVM_IRQCHIP_PIC_MASTER, "set the master PIC")?;
-    set_chip(vm, &state.pic_slave, KVM_IRQCHIP_PIC_SLAVE, "set the slave PIC")?;
+    set_chip(
+        vm,
+        &state.pic_master,
+        KVM_IRQCHIP_PIC_MASTER,
+        "set the master PIC",
+    )?;
+    set_chip(
+        vm,
+        &state.pic_slave,
+        KVM_IRQCHIP_PIC_SLAVE,
+        "set the slave PIC",
+    )?;
     set_chip(vm, &state.ioapic, KVM_IRQCHIP_IOAPIC, "set the IOAPIC")?;
     let pit: kvm_pit_state2 = state.pit.to("PIT state")?;
     vm.set_pit2(&pit).map_err(kvm("set the PIT"))

@@ -12,9 +12,9 @@
 //! local APIC, MSRs (the TSC deadline needs the APIC's timer mode), and pending events last.
 
 use kvm_bindings::{
-    CpuId, KVM_MAX_CPUID_ENTRIES, KVM_VCPUEVENT_VALID_NMI_PENDING,
-    KVM_VCPUEVENT_VALID_SIPI_VECTOR, Xsave, kvm_cpuid_entry2, kvm_debugregs,
-    kvm_lapic_state, kvm_mp_state, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
+    CpuId, KVM_MAX_CPUID_ENTRIES, KVM_VCPUEVENT_VALID_NMI_PENDING, KVM_VCPUEVENT_VALID_SIPI_VECTOR,
+    Xsave, kvm_cpuid_entry2, kvm_debugregs, kvm_lapic_state, kvm_mp_state, kvm_regs, kvm_sregs,
+    kvm_vcpu_events, kvm_xcrs, kvm_xsave,
 };
 use kvm_ioctls::VcpuFd;
 use serde::{Deserialize, Serialize};
@@ -199,7 +199,9 @@ pub fn capture(vcpu: &VcpuFd, index: u32, caps: &VcpuCaps) -> Result<VcpuState, 
     let list = msrs::for_vcpu(vcpu, &caps.msr_list, &cpuid);
     let msr_values =
         msrs::read(vcpu, &list).map_err(|source| VcpuStateError::ReadMsrs { index, source })?;
-    let lapic = vcpu.get_lapic().map_err(kvm("read the local APIC", index))?;
+    let lapic = vcpu
+        .get_lapic()
+        .map_err(kvm("read the local APIC", index))?;
     let mp_state = vcpu
         .get_mp_state()
         .map_err(kvm("read the multiprocessing state", index))?;
@@ -210,7 +212,10 @@ pub fn capture(vcpu: &VcpuFd, index: u32, caps: &VcpuCaps) -> Result<VcpuState, 
         .get_debug_regs()
         .map_err(kvm("read the debug registers", index))?;
     let tsc_khz = if caps.tsc_khz {
-        Some(vcpu.get_tsc_khz().map_err(kvm("read the TSC frequency", index))?)
+        Some(
+            vcpu.get_tsc_khz()
+                .map_err(kvm("read the TSC frequency", index))?,
+        )
     } else {
         None
     };
@@ -233,7 +238,8 @@ pub fn capture(vcpu: &VcpuFd, index: u32, caps: &VcpuCaps) -> Result<VcpuState, 
 /// The saved CPUID table of `state`.
 pub fn saved_cpuid(state: &VcpuState) -> Result<CpuId, VcpuStateError> {
     let cpuid_error = || VcpuStateError::Cpuid { index: state.index };
-    let entries = <[kvm_cpuid_entry2]>::ref_from_bytes(&state.cpuid.0).map_err(|_| cpuid_error())?;
+    let entries =
+        <[kvm_cpuid_entry2]>::ref_from_bytes(&state.cpuid.0).map_err(|_| cpuid_error())?;
     CpuId::from_entries(entries).map_err(|_| cpuid_error())
 }
 
@@ -244,7 +250,10 @@ pub fn restore(vcpu: &VcpuFd, state: &VcpuState, caps: &VcpuCaps) -> Result<(), 
     let sregs: kvm_sregs = state.sregs.to("special registers").map_err(sized(index))?;
     let lapic: kvm_lapic_state = state.lapic.to("local APIC").map_err(sized(index))?;
     let mut events: kvm_vcpu_events = state.events.to("pending events").map_err(sized(index))?;
-    let debug_regs: kvm_debugregs = state.debug_regs.to("debug registers").map_err(sized(index))?;
+    let debug_regs: kvm_debugregs = state
+        .debug_regs
+        .to("debug registers")
+        .map_err(sized(index))?;
     let xcrs: Option<kvm_xcrs> = match &state.xcrs {
         Some(blob) => Some(blob.to("XCRs").map_err(sized(index))?),
         None => None,
@@ -256,7 +265,9 @@ pub fn restore(vcpu: &VcpuFd, state: &VcpuState, caps: &VcpuCaps) -> Result<(), 
     check_features(index, &cpuid, &here)?;
 
     if let (Some(saved), true) = (state.tsc_khz, caps.tsc_khz) {
-        let here = vcpu.get_tsc_khz().map_err(kvm("read the TSC frequency", index))?;
+        let here = vcpu
+            .get_tsc_khz()
+            .map_err(kvm("read the TSC frequency", index))?;
         if here != saved {
             if !caps.tsc_control {
                 return Err(VcpuStateError::TscFrequency { index, saved, here });
@@ -265,12 +276,14 @@ pub fn restore(vcpu: &VcpuFd, state: &VcpuState, caps: &VcpuCaps) -> Result<(), 
                 .map_err(|_| VcpuStateError::TscFrequency { index, saved, here })?;
         }
     }
-    vcpu.set_cpuid2(&cpuid).map_err(kvm("set the CPUID", index))?;
+    vcpu.set_cpuid2(&cpuid)
+        .map_err(kvm("set the CPUID", index))?;
     vcpu.set_mp_state(kvm_mp_state {
         mp_state: state.mp_state,
     })
     .map_err(kvm("set the multiprocessing state", index))?;
-    vcpu.set_regs(&regs).map_err(kvm("set the registers", index))?;
+    vcpu.set_regs(&regs)
+        .map_err(kvm("set the registers", index))?;
     vcpu.set_sregs(&sregs)
         .map_err(kvm("set the special registers", index))?;
     match caps.xsave_bytes {
@@ -374,7 +387,10 @@ fn write_xsave(vcpu: &VcpuFd, index: u32, bytes: &[u8]) -> Result<(), VcpuStateE
     let (legacy, extra) = bytes.split_at(XSAVE_LEGACY_BYTES.min(bytes.len()));
     // SAFETY: only the legacy XSAVE region is written; the FAM length field, which the wrapper
     // relies on for the size of its allocation, is left as `xsave_buffer` set it.
-    let region = unsafe { xsave.as_mut_fam_struct() }.xsave.region.as_mut_bytes();
+    let region = unsafe { xsave.as_mut_fam_struct() }
+        .xsave
+        .region
+        .as_mut_bytes();
     if let Some(region) = region.get_mut(..legacy.len()) {
         region.copy_from_slice(legacy);
     }
@@ -445,7 +461,10 @@ mod tests {
             .expect("small table")
         };
         let host = table(1, 0b1);
-        assert!(check_features(0, &table(1 | (1 << 27), 0b1), &host).is_ok(), "OSXSAVE");
+        assert!(
+            check_features(0, &table(1 | (1 << 27), 0b1), &host).is_ok(),
+            "OSXSAVE"
+        );
         let err = check_features(2, &table(1, 0b101), &host).expect_err("missing bit");
         assert!(
             matches!(

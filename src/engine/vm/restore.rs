@@ -167,7 +167,9 @@ impl Vm {
                 .map_err(|e| EngineError::Restore(RestoreError::Vcpu(e)))?;
         }
         if let Some(platform) = lock(&pci).as_ref() {
-            platform.restore_states(&state.pci).map_err(EngineError::Pci)?;
+            platform
+                .restore_states(&state.pci)
+                .map_err(EngineError::Pci)?;
         }
         snapshot::restore_clock(&vm_fd, &state.platform)
             .map_err(|e| EngineError::Restore(RestoreError::Platform(e)))?;

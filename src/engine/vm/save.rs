@@ -95,9 +95,11 @@ impl VmHandle {
         }
         drop(pci);
         if let Err(e) = set.unpark_threads(&parked) {
-            self.shared.lifecycle.request_exit(crate::engine::VmExit::Crashed(format!(
-                "cannot restart the vCPU threads after a failed save: {e}"
-            )));
+            self.shared
+                .lifecycle
+                .request_exit(crate::engine::VmExit::Crashed(format!(
+                    "cannot restart the vCPU threads after a failed save: {e}"
+                )));
         } else if !was_paused {
             // Nobody else resumes a VM the save paused; a failure here leaves it paused.
             let _ = self.shared.lifecycle.resume();

@@ -110,11 +110,16 @@ pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
     let balloon_now = live_stats
         .and_then(|s| Some((s.memory_bytes, s.balloon.as_ref()?)))
         .map_or(String::new(), |(memory, b)| {
-            format!(", balloon target {}", format_size(memory.saturating_sub(b.target_bytes)))
+            format!(
+                ", balloon target {}",
+                format_size(memory.saturating_sub(b.target_bytes))
+            )
         });
     let free_now = live_stats
         .and_then(|s| s.guest_free_bytes)
-        .map_or(String::new(), |free| format!(", guest free {}", format_size(free)));
+        .map_or(String::new(), |free| {
+            format!(", guest free {}", format_size(free))
+        });
     let mut series = vec![
         ("RSS", points(&rss), theme.memory),
         ("touched", points(&touched), theme.memory_alt),

@@ -79,8 +79,8 @@ impl Serial {
 
 #[cfg(test)]
 mod tests {
-    use crate::engine::devices::serial::tests::serial;
     use crate::engine::devices::bus::BusDevice;
+    use crate::engine::devices::serial::tests::serial;
 
     #[test]
     fn queued_input_and_registers_survive_a_save() {

@@ -37,7 +37,11 @@ impl PciPlatform {
             all.push((nic.slot, kind, nic.function.clone()));
         }
         if let Some(balloon) = &self.balloon {
-            all.push((layout::BALLOON_SLOT, FunctionKind::Balloon, balloon.function.clone()));
+            all.push((
+                layout::BALLOON_SLOT,
+                FunctionKind::Balloon,
+                balloon.function.clone(),
+            ));
         }
         all.sort_by_key(|(slot, _, _)| *slot);
         all
@@ -144,7 +148,9 @@ impl PciPlatform {
                 continue;
             };
             let spec = nics.get(index).filter(|_| nic == index).ok_or_else(|| {
-                mismatch(format!("the save names network interface {nic}, which the VM lacks"))
+                mismatch(format!(
+                    "the save names network interface {nic}, which the VM lacks"
+                ))
             })?;
             if spec.mac != mac {
                 return Err(mismatch(format!(

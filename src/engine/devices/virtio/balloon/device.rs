@@ -154,7 +154,12 @@ impl VirtioDevice for VirtioBalloon {
         let mut served = Vec::new();
         for active in queues {
             if let Some(role) = self.role(active.index) {
-                served.push(WorkerQueue::new(active.index, role, active.queue, active.notify));
+                served.push(WorkerQueue::new(
+                    active.index,
+                    role,
+                    active.queue,
+                    active.notify,
+                ));
             }
         }
         for (index, role) in [(0, Role::Inflate), (1, Role::Deflate)] {

@@ -118,14 +118,19 @@ mod tests {
         }
         assert_eq!(
             ranges.finish(),
-            vec![(10 * 4096, 3 * 4096), (20 * 4096, 2 * 4096), (5 * 4096, 4096)]
+            vec![
+                (10 * 4096, 3 * 4096),
+                (20 * 4096, 2 * 4096),
+                (5 * 4096, 4096)
+            ]
         );
     }
 
     #[test]
     fn a_released_page_reads_as_zero_and_leaves_the_host() {
         let mem = crate::engine::memory::create_guest_memory(4 * MIB).expect("map");
-        mem.write_slice(&[0xab; 8192], GuestAddress(MIB)).expect("write");
+        mem.write_slice(&[0xab; 8192], GuestAddress(MIB))
+            .expect("write");
 
         release(&mem, MIB, 8192).expect("release");
 

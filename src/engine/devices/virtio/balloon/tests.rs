@@ -10,8 +10,8 @@ use virtio_queue::desc::split::Descriptor;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::{Balloon, F_REPORTING, F_STATS_VQ, VirtioBalloon};
-use crate::engine::devices::virtio::pci::VirtioPciDevice;
 use crate::engine::devices::virtio::VIRTIO_F_VERSION_1;
+use crate::engine::devices::virtio::pci::VirtioPciDevice;
 use crate::engine::layout;
 use crate::engine::pci::testing::FakeVm;
 use crate::engine::pci::{AddressAllocator, PciDevice};
@@ -83,7 +83,8 @@ impl Rig {
         self.write(0x08, 4, 1);
         self.write(0x0c, 4, accepted >> 32);
         self.write(0x14, 1, 0xb);
-        let queues = 2 + u16::from(features & F_STATS_VQ != 0) + u16::from(features & F_REPORTING != 0);
+        let queues =
+            2 + u16::from(features & F_STATS_VQ != 0) + u16::from(features & F_REPORTING != 0);
         for queue in 0..queues {
             let (desc, avail, used) = Rig::ring(queue);
             self.write(0x16, 2, u64::from(queue));
@@ -234,7 +235,11 @@ fn reported_free_ranges_are_released_before_the_buffer_returns() {
         .write_slice(&[0x55; 4 * 4096], GuestAddress(VICTIM))
         .expect("fill");
 
-    rig.submit(3, &[(VICTIM, 2 * 4096), (VICTIM + 2 * 4096, 2 * 4096)], true);
+    rig.submit(
+        3,
+        &[(VICTIM, 2 * 4096), (VICTIM + 2 * 4096, 2 * 4096)],
+        true,
+    );
 
     let mut page = [0xffu8; 4096];
     rig.mem
@@ -255,7 +260,9 @@ fn a_quiesced_balloon_keeps_its_target_and_stats_buffer_in_its_saved_state() {
     rig.balloon.set_target(32 * MIB);
 
     rig.transport.quiesce();
-    let saved = rig.transport.save_state(31, crate::engine::snapshot::FunctionKind::Balloon);
+    let saved = rig
+        .transport
+        .save_state(31, crate::engine::snapshot::FunctionKind::Balloon);
 
     let crate::engine::snapshot::DeviceState::Balloon(state) = &saved.device else {
         panic!("not a balloon state: {saved:?}");

@@ -309,11 +309,7 @@ impl Worker {
             let len = (desc.len() as usize).min(room);
             let start = raw.len();
             raw.resize(start + len, 0);
-            if self
-                .mem
-                .read_slice(&mut raw[start..], desc.addr())
-                .is_err()
-            {
+            if self.mem.read_slice(&mut raw[start..], desc.addr()).is_err() {
                 raw.truncate(start);
                 break;
             }

@@ -19,8 +19,7 @@ use super::request::{Disk, MAX_DISCARD_SECTORS, MAX_DISCARD_SEGMENTS, SECTOR_SIZ
 use super::stats::DiskCounters;
 use super::worker::Worker;
 use crate::engine::devices::virtio::{
-    ActivateError, ActiveQueue, DeviceStateError, TRANSPORT_FEATURES, VirtioDevice,
-    VirtioInterrupt,
+    ActivateError, ActiveQueue, DeviceStateError, TRANSPORT_FEATURES, VirtioDevice, VirtioInterrupt,
 };
 use crate::engine::snapshot::DeviceState;
 

@@ -14,7 +14,9 @@ use virtio_queue::{Queue, QueueState, QueueT};
 
 use super::VirtioPciDevice;
 use super::common_cfg::QueueConfig;
-use crate::engine::devices::virtio::{ActiveQueue, DeviceStateError, STATUS_DRIVER_OK, STATUS_FEATURES_OK};
+use crate::engine::devices::virtio::{
+    ActiveQueue, DeviceStateError, STATUS_DRIVER_OK, STATUS_FEATURES_OK,
+};
 use crate::engine::snapshot::{
     FunctionKind, FunctionState, QueueConfigState, QueueProgress, TransportState,
 };
@@ -182,7 +184,9 @@ impl VirtioPciDevice {
                 return Err(format!("queue {index} does not exist"));
             };
             if !config.ready || saved.max_size != config.max_size || saved.size != config.size {
-                return Err(format!("queue {index}'s progress does not match its configuration"));
+                return Err(format!(
+                    "queue {index}'s progress does not match its configuration"
+                ));
             }
             let queue = queue_from(saved.queue_state())
                 .filter(|q| q.is_valid(&self.mem))

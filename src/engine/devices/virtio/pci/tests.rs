@@ -543,7 +543,9 @@ fn a_restored_function_reads_back_like_the_saved_one_and_runs_its_queues() {
     d.enable_queue0();
     d.driver_ok();
     d.device.quiesce();
-    let saved = d.device.save_state(3, crate::engine::snapshot::FunctionKind::Balloon);
+    let saved = d
+        .device
+        .save_state(3, crate::engine::snapshot::FunctionKind::Balloon);
 
     let mut restored = driver();
     restored
@@ -551,8 +553,14 @@ fn a_restored_function_reads_back_like_the_saved_one_and_runs_its_queues() {
         .restore_state(&saved)
         .expect("restore the saved function");
 
-    for offset in [0x00u64, 0x04, 0x0c, 0x10, 0x14, 0x18, 0x1a, 0x1c, 0x20, 0x28, 0x30] {
-        assert_eq!(restored.read(offset, 2), d.read(offset, 2), "offset {offset:#x}");
+    for offset in [
+        0x00u64, 0x04, 0x0c, 0x10, 0x14, 0x18, 0x1a, 0x1c, 0x20, 0x28, 0x30,
+    ] {
+        assert_eq!(
+            restored.read(offset, 2),
+            d.read(offset, 2),
+            "offset {offset:#x}"
+        );
     }
     assert_eq!(restored.status(), LIVE);
     assert_eq!(restored.seen.lock().unwrap().activated, [(0, 16)]);
@@ -582,7 +590,9 @@ fn a_saved_queue_size_no_driver_could_set_is_refused() {
     d.enable_queue0();
     d.driver_ok();
     d.device.quiesce();
-    let mut saved = d.device.save_state(3, crate::engine::snapshot::FunctionKind::Balloon);
+    let mut saved = d
+        .device
+        .save_state(3, crate::engine::snapshot::FunctionKind::Balloon);
     saved.transport.queues[0].size = 300;
 
     let err = driver().device.restore_state(&saved).expect_err("bad size");
