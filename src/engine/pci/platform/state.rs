@@ -112,6 +112,18 @@ impl PciPlatform {
                 nics.len()
             )));
         }
+        let mut disk_indices: Vec<usize> = saved
+            .iter()
+            .filter_map(|f| match f.kind {
+                FunctionKind::Disk { disk, .. } => Some(disk),
+                _ => None,
+            })
+            .collect();
+        disk_indices.sort_unstable();
+        disk_indices.dedup();
+        if disk_indices.len() != saved_disks {
+            return Err(mismatch("the save plugs one disk twice".into()));
+        }
         let mut platform = PciPlatform::empty(vm, mem, io_bus, mmio_bus)?;
         let mut nic_order: Vec<(usize, &FunctionState)> = saved
             .iter()
@@ -196,5 +208,83 @@ impl PciPlatform {
                 .refresh(state.slot);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::pci::testing::FakeVm;
+
+    fn disk(dir: &std::path::Path, name: &str, sectors: usize) -> DiskSpec {
+        let path = dir.join(name);
+        std::fs::write(&path, vec![0u8; sectors * 512]).expect("image");
+        DiskSpec {
+            path,
+            read_only: false,
+            serial: name.into(),
+            backend: None,
+        }
+    }
+
+    fn platform(
+        disks: &[DiskSpec],
+        saved: Option<&[FunctionState]>,
+    ) -> Result<PciPlatform, PlatformError> {
+        let mem = crate::engine::memory::create_guest_memory(16 << 20).expect("map");
+        let vm = Arc::new(FakeVm::default());
+        let (mut io, mut mmio) = (Bus::new(), Bus::new());
+        match saved {
+            None => PciPlatform::create(vm, &mem, disks, &[], true, &mut io, &mut mmio),
+            Some(saved) => PciPlatform::restore(vm, &mem, disks, &[], saved, &mut io, &mut mmio),
+        }
+    }
+
+    #[test]
+    fn a_restored_platform_has_the_same_functions_in_the_same_slots() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disks = [disk(dir.path(), "a.raw", 8), disk(dir.path(), "b.raw", 16)];
+        let original = platform(&disks, None).expect("create");
+        original.quiesce();
+        let saved = original.save_state();
+
+        let restored = platform(&disks, Some(&saved)).expect("restore");
+        restored.restore_states(&saved).expect("states");
+
+        assert_eq!(restored.disk_slots(), [1, 2]);
+        assert!(restored.balloon().is_some());
+        restored.quiesce();
+        assert_eq!(restored.save_state(), saved);
+    }
+
+    #[test]
+    fn a_disk_of_another_size_is_refused_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let original = platform(&[disk(dir.path(), "a.raw", 8)], None).expect("create");
+        original.quiesce();
+        let saved = original.save_state();
+
+        let grown = [disk(dir.path(), "a.raw", 32)];
+        let err = platform(&grown, Some(&saved)).err().expect("refused");
+
+        assert!(
+            err.to_string()
+                .contains("was 4096 bytes when the VM was saved"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_save_that_plugs_one_disk_twice_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disks = [disk(dir.path(), "a.raw", 8), disk(dir.path(), "b.raw", 8)];
+        let original = platform(&disks, None).expect("create");
+        original.quiesce();
+        let mut saved = original.save_state();
+        saved[1].kind = saved[0].kind;
+
+        let err = platform(&disks, Some(&saved)).err().expect("refused");
+
+        assert!(err.to_string().contains("one disk twice"), "{err}");
     }
 }
