@@ -63,6 +63,7 @@ pub fn restore(
     spec: &VmSpec,
     saved: &mut super::restore::Saved,
 ) -> Result<Box<dyn Machine>, MachineError> {
+    let started = std::time::Instant::now();
     let serial: Arc<dyn SerialSink> = sup.ring().clone();
     let paused = saved.paused();
     let mut machine = engine.restore(spec, serial, &mut saved.file)?;
@@ -78,6 +79,11 @@ pub fn restore(
     if paused {
         sup.restored_paused();
     }
+    log::info!(
+        "restored from {} in {} ms",
+        saved.mode.file.display(),
+        started.elapsed().as_millis()
+    );
     Ok(machine)
 }
 

@@ -90,8 +90,16 @@ impl Vm {
         let mem = memory::create_guest_memory(spec.memory_bytes).map_err(EngineError::Memory)?;
         add_memory_slots(&vm_fd, &mem)?;
         create_interrupt_controllers(&vm_fd)?;
-        file.read_memory(&mem)
+        let reading = std::time::Instant::now();
+        let totals = file
+            .read_memory(&mem)
             .map_err(|e| EngineError::Restore(RestoreError::File(e)))?;
+        log::info!(
+            "read {} MiB of guest memory in {} records in {} ms",
+            totals.pages * snapshot::memory::PAGE >> 20,
+            totals.records,
+            reading.elapsed().as_millis()
+        );
         let state = &file.state;
         snapshot::restore_devices(&vm_fd, &state.platform)
             .map_err(|e| EngineError::Restore(RestoreError::Platform(e)))?;
