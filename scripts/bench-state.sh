@@ -14,10 +14,12 @@
 #
 # Usage: scripts/bench-state.sh [SECTION...]   (sections: save (save and restore), balloon;
 # default both). Environment: BENCH_NO_BUILD=1 skips `cargo build --release`; BENCH_SIZES
-# (default "256 1024", MiB of guest memory), BENCH_BALLOON_MIB.
+# (default "256 1024", MiB of guest memory), BENCH_BALLOON_MIB, BENCH_RUNS (default 5 rounds
+# of save + restore per size; the table shows medians, stderr every round).
 #
 # vmux's save fsyncs the file before it renames it into place (crash safety); QEMU's
-# `exec:cat` does not sync: the times include that difference.
+# `exec:cat` does not sync: save_*_s compares with QEMU as it is, save_*_fsynced_s with QEMU
+# plus an fsync of its file afterwards.
 #
 # Needs /dev/kvm, qemu-system-x86_64, python3. Everything runs under a temporary VMUX_HOME
 # and is stopped on exit.
@@ -26,6 +28,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 SIZES=${BENCH_SIZES:-"256 1024"}
 BALLOON_MIB=${BENCH_BALLOON_MIB:-1024}
+RUNS=${BENCH_RUNS:-5}
 
 die() { echo "bench-state.sh: $*" >&2; exit 1; }
 note() { echo "bench-state.sh: $*" >&2; }
@@ -64,11 +67,12 @@ trap 'exit 143' TERM
 sections=("$@")
 ((${#sections[@]})) || sections=(save balloon)
 
-python3 - "$VMUX" "$GUESTS/savestate.elf" "$WORK" "$SIZES" "$BALLOON_MIB" "${sections[@]}" <<'PY'
+python3 - "$VMUX" "$GUESTS/savestate.elf" "$WORK" "$SIZES" "$BALLOON_MIB" "$RUNS" "${sections[@]}" <<'PY'
 import json, os, socket, subprocess, sys, time
 
-vmux, guest, work, sizes, balloon_mib = sys.argv[1:6]
-sections = sys.argv[6:]
+vmux, guest, work, sizes, balloon_mib, runs = sys.argv[1:7]
+sections = sys.argv[7:]
+runs = int(runs)
 sizes = [int(s) for s in sizes.split()]
 balloon_mib = int(balloon_mib)
 MIB = 1 << 20
@@ -155,63 +159,88 @@ def record(key, vmux_value, qemu_value, unit, goal=None):
         verdict = "ok" if ratio <= goal else "MISSED"
     results.append((key, vmux_value, qemu_value, ratio, unit, goal, verdict))
 
+def median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+def qemu_save(qmp, qpath):
+    """Migrates the QEMU behind `qmp` to `qpath`; returns (seconds, seconds with an fsync)."""
+    qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
+    t0 = now()
+    qmp.cmd("migrate", uri=f"exec:cat > {qpath}")
+    while qmp.cmd("query-migrate").get("status") not in ("completed", "failed"):
+        time.sleep(0.001)
+    done = now() - t0
+    status = qmp.cmd("query-migrate").get("status")
+    if status != "completed":
+        sys.exit(f"QEMU's migration {status}")
+    fd = os.open(qpath, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    return done, now() - t0
+
 if "save" in sections:
     for mib in sizes:
         touched = mib // 4
         name = f"s{mib}"
-        print(f"bench-state.sh: {mib} MiB guest touching {touched} MiB (the fill takes a while on a slow KVM)",
-              file=sys.stderr)
+        print(f"bench-state.sh: {mib} MiB guest touching {touched} MiB (the fill takes a while on a slow KVM); "
+              f"{runs} rounds of save + restore each", file=sys.stderr)
         run("create", name, "--kernel", guest, "--cmdline", f"mem={touched} disk=0",
             "--memory", f"{mib}M")
         run("start", name)
         wait_console(name, "savestate ready", 1200)
+        saves, restores, own = [], [], []
         path = f"{work}/{name}.vmux"
-        t0 = now()
-        info = json.loads(run("save", name, path, "--json"))
-        save_s = now() - t0
-        t0 = now()
-        run("restore", path)
-        restore_s = now() - t0
+        for _ in range(runs):
+            t0 = now()
+            info = json.loads(run("save", name, path, "--json"))
+            saves.append(now() - t0)
+            own.append(info["save_ms"] / 1000)
+            vmux_bytes = os.path.getsize(path)
+            t0 = now()
+            run("restore", path)
+            restores.append(now() - t0)
+            os.remove(path)
         wait_console(name, "state: ", 60)
         run("destroy", name)
-        vmux_bytes = os.path.getsize(path)
-        os.remove(path)
 
         proc, sock, log = qemu(mib, touched, f"save{mib}")
         wait_file(log, "savestate ready", 1200)
         qmp = Qmp(sock)
-        qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
+        qsaves, qsaves_sync, qrestores = [], [], []
         qpath = f"{work}/{name}.qemu"
-        t0 = now()
-        qmp.cmd("migrate", uri=f"exec:cat > {qpath}")
-        while qmp.cmd("query-migrate").get("status") not in ("completed", "failed"):
-            time.sleep(0.001)
-        qsave_s = now() - t0
-        status = qmp.cmd("query-migrate").get("status")
-        if status != "completed":
-            sys.exit(f"QEMU's migration {status}")
+        for round in range(runs):
+            plain, synced = qemu_save(qmp, qpath)
+            qsaves.append(plain)
+            qsaves_sync.append(synced)
+            qmp.cmd("quit")
+            proc.wait()
+            qemu_bytes = os.path.getsize(qpath)
+            t0 = now()
+            proc, sock, log = qemu(mib, touched, f"restore{mib}-{round}", incoming=qpath)
+            qmp = Qmp(sock)
+            while qmp.cmd("query-status").get("status") != "running":
+                time.sleep(0.001)
+            qrestores.append(now() - t0)
+            os.remove(qpath)
         qmp.cmd("quit")
         proc.wait()
-        qemu_bytes = os.path.getsize(qpath)
-        t0 = now()
-        proc, sock, log = qemu(mib, touched, f"restore{mib}", incoming=qpath)
-        qmp = Qmp(sock)
-        while qmp.cmd("query-status").get("status") != "running":
-            time.sleep(0.001)
-        qrestore_s = now() - t0
-        qmp.cmd("quit")
-        proc.wait()
-        os.remove(qpath)
 
-        record(f"save_{mib}M_s", save_s, qsave_s, "s")
-        record(f"restore_{mib}M_s", restore_s, qrestore_s, "s", goal=0.5)
+        record(f"save_{mib}M_s", median(saves), median(qsaves), "s, median; QEMU without fsync")
+        record(f"save_{mib}M_fsynced_s", median(saves), median(qsaves_sync), "s, median; both durable")
+        record(f"restore_{mib}M_s", median(restores), median(qrestores), "s, median", goal=0.5)
         record(f"file_{mib}M_MiB", vmux_bytes / MIB, qemu_bytes / MIB, "MiB")
         limit = touched + 1
         results.append((f"file_{mib}M_vs_touched", vmux_bytes / MIB, float(limit),
                         vmux_bytes / MIB / limit, "MiB (vmux vs touched + 1 MiB)", 1.0,
                         "ok" if vmux_bytes <= limit * MIB else "MISSED"))
-        print(f"bench-state.sh: vmux's own save time (request to complete file): {info['save_ms']} ms",
-              file=sys.stderr)
+        print(f"bench-state.sh: {mib} MiB: vmux save {', '.join(f'{s:.3f}' for s in saves)} s "
+              f"(vmd's own: {', '.join(f'{s:.3f}' for s in own)}), restore "
+              f"{', '.join(f'{s:.3f}' for s in restores)} s; QEMU save "
+              f"{', '.join(f'{s:.3f}' for s in qsaves)} s (with fsync "
+              f"{', '.join(f'{s:.3f}' for s in qsaves_sync)}), restore "
+              f"{', '.join(f'{s:.3f}' for s in qrestores)} s", file=sys.stderr)
 
 if "balloon" in sections:
     memory = balloon_mib * 2
