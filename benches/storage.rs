@@ -93,7 +93,7 @@ fn sequential(dir: &Path) {
     let count = mib.to_string();
 
     fresh_qcow2(&ours_img, size, false);
-    let image = open_image(&ours_img, OpenOptions::writable()).expect("open");
+    let image = open_image(&ours_img, &OpenOptions::writable()).expect("open");
     let start = Instant::now();
     for i in 0..mib {
         image.write_at(i << 20, &buf).expect("write");
@@ -132,7 +132,7 @@ fn sequential(dir: &Path) {
         qemu_write,
     );
 
-    let image = open_image(&ours_img, OpenOptions::read_only()).expect("open");
+    let image = open_image(&ours_img, &OpenOptions::read_only()).expect("open");
     let mut read = vec![0u8; 1 << 20];
     // Both sides read the same file; an untimed pass first puts it in the page cache for both,
     // so neither pays for the disk and the other not.
@@ -190,7 +190,7 @@ fn random(dir: &Path) {
     let step_text = step.to_string();
 
     let mut buf = vec![0u8; 4096];
-    let image = open_image(&path, OpenOptions::writable()).expect("open");
+    let image = open_image(&path, &OpenOptions::writable()).expect("open");
     // Warm both sides' view of the metadata the same way: one pass of the same reads first.
     for i in 0..ops.min(1000) {
         image.read_at((i * step) % size, &mut buf).expect("read");

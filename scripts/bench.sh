@@ -8,6 +8,9 @@
 #   idle     CPU use of that idle VM (every thread of the VMM process) over 10 s
 #   serial   serial throughput of the `flood` guest to /dev/null, bytes/s
 #   tui      the TUI with 10 running VMs vs htop, each in a 120x40 pty (scripts/bench-tui.sh)
+#   linux    real Linux: start -> shell vs QEMU microvm and q35, vCPU and disk hot-add latency
+#            as Linux sees it (scripts/bench-linux.sh; in the real-Linux tier's L1 where the
+#            CPU has no vmx/svm). Not in the default set: it boots Linux dozens of times.
 #
 # Usage: scripts/bench.sh [SECTION...]       (default: all sections, in the order above)
 # Environment: BENCH_NO_BUILD=1 skips `cargo build --release`; BENCH_LAUNCH_RUNS,
@@ -311,6 +314,10 @@ print_table() {
         serial_throughput) label="serial throughput" ;;
         tui_idle_cpu) label="TUI idle CPU vs htop" ;;
         tui_output_rate) label="TUI terminal output vs htop" ;;
+        linux_boot_microvm) label="Linux start -> shell vs microvm" ;;
+        linux_boot_q35) label="Linux start -> shell vs q35" ;;
+        linux_vcpu_hotplug) label="Linux vCPU hot-add -> online" ;;
+        linux_disk_hotplug) label="Linux disk hot-add -> /dev/vdb" ;;
         *) label=$key ;;
         esac
         case $goal in
@@ -337,7 +344,8 @@ for section in "${sections[@]}"; do
         # Its own script (own VMUX_HOME, ten VMs, htop); it appends its rows to ours.
         BENCH_NO_BUILD=1 BENCH_RESULTS=$RESULTS "$ROOT/scripts/bench-tui.sh"
         ;;
-    *) die "unknown section '$section'; use launch, memory, serial or tui" ;;
+    linux) BENCH_NO_BUILD=1 BENCH_RESULTS=$RESULTS "$ROOT/scripts/bench-linux.sh" ;;
+    *) die "unknown section '$section'; use launch, memory, serial, tui or linux" ;;
     esac
 done
 print_table

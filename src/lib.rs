@@ -10,9 +10,13 @@ pub mod engine;
 pub mod assets;
 
 #[forbid(unsafe_code)]
+pub mod bootimg;
+#[forbid(unsafe_code)]
 pub mod cli;
 #[forbid(unsafe_code)]
 pub mod client;
+#[forbid(unsafe_code)]
+pub mod cloudinit;
 #[forbid(unsafe_code)]
 pub mod config;
 #[forbid(unsafe_code)]

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const PROGRAMS: [&str; 13] = [
+const PROGRAMS: [&str; 14] = [
     "acpi",
     "blk",
     "blkstress",
@@ -26,6 +26,7 @@ const PROGRAMS: [&str; 13] = [
     "flood",
     "hello",
     "hotplug",
+    "inject",
     "launch",
     "net",
     "smp",

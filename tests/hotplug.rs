@@ -802,7 +802,11 @@ mod vmd {
 
         let disks = home.host.status("idle").expect("status").config.disks;
         assert_eq!(disks.len(), 1);
-        assert_eq!(disks[0].to_string(), "default/b.qcow2,target=vdb");
+        // `define` recorded each disk's format.
+        assert_eq!(
+            disks[0].to_string(),
+            "default/b.qcow2,target=vdb,format=qcow2"
+        );
     }
 
     #[test]

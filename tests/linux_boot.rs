@@ -1,240 +1,455 @@
-//! Booting real Linux: the Debian kernel with a busybox initramfs (built from Debian packages by
-//! `scripts/make-linux-guest.sh`) on a real vmd, checked through the serial console; and
-//! hot-adding vCPUs and a disk to it (Linux's ACPI processor and acpiphp drivers against
-//! vmux's hotplug registers).
+//! Real Linux under vmux: the Debian kernel with a busybox initramfs (built from Debian
+//! packages by `scripts/make-linux-guest.sh`) booted by a real vmd, and checked from Linux's
+//! own side: what its shell prints, /sys, /proc, its block devices and its network.
 //!
-//! Linux needs hardware virtualization. On a host whose KVM emulates guest instructions (no
-//! `vmx`/`svm` in /proc/cpuinfo, like the machines this project's CI runs on) a stock kernel
-//! stops early in boot, so this test prints that it was skipped and why, and passes.
+//! Each test is one scenario of the real-Linux tier (DESIGN §7): on a host with vmx/svm it
+//! runs here; on hosts whose KVM emulates guest instructions (this project's machines) the
+//! scenarios run inside an L1 Linux under QEMU's TCG, which gives them a real SVM-based KVM
+//! (`scripts/linux-tier.sh`, driven by `linux_tier::scenario`). They skip only where neither
+//! is possible, and say which prerequisite is missing.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+mod linux_tier;
+
+use linux_tier::{BOOTED, Lab, Shell, open_files, scenario, thread_names, tool, wait_until};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
 
-use vmux::client::{ChangeScope, Host, LocalHost};
-use vmux::config::{BootConfig, DiskConfig, VmConfig};
-use vmux::engine::control::RunState;
-
-/// Why real Linux cannot be tested on this host, or `None` when it can.
-fn skip_reason() -> Option<String> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let hw_virt = cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("flags"))
-        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
-    if !hw_virt {
-        return Some(
-            "this CPU reports no vmx/svm flag: its KVM emulates guest instructions and a stock \
-             Linux kernel does not finish booting on it"
-                .into(),
-        );
-    }
-    if !Path::new("/dev/kvm").exists() {
-        return Some("/dev/kvm is missing".into());
-    }
-    None
-}
-
-/// Builds (or reuses) the kernel + initramfs; `None` with the reason when that is impossible.
-fn linux_guest() -> Result<(PathBuf, PathBuf), String> {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("linux-guest");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-linux-guest.sh");
-    let status = Command::new("bash")
-        .arg(&script)
-        .arg(&dir)
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !status.success() {
-        return Err(format!(
-            "{} failed ({status}); it needs Debian's package mirrors",
-            script.display()
-        ));
-    }
-    Ok((dir.join("vmlinuz"), dir.join("initrd.img")))
+/// Boots VM `name` and waits for the guest's "booted, N cpus" line.
+fn boot(lab: &Lab, name: &str, cpus: u32) -> Shell {
+    lab.ok(&["start", name]);
+    let mut shell = Shell::open(lab, name);
+    shell.wait_for(&format!("{BOOTED}, {cpus} cpus"), 240);
+    shell.quiet();
+    shell
 }
 
 #[test]
-fn debian_kernel_boots_to_a_shell_and_powers_off() {
-    if let Some(reason) = skip_reason() {
-        println!("skipped: real-Linux boot test: {reason}");
-        return;
-    }
-    let (kernel, initrd) = linux_guest().expect("building the Linux test guest");
-    let home = tempfile::tempdir().expect("tempdir");
-    let host =
-        LocalHost::with_home(home.path()).with_vmd_exe(Path::new(env!("CARGO_BIN_EXE_vmux")));
-    let mut cfg = VmConfig::new(
-        "linux",
-        BootConfig::Kernel {
-            kernel,
-            initrd: Some(initrd),
-            cmdline: "console=ttyS0 reboot=k panic=-1 quiet".into(),
-        },
-    );
-    cfg.vcpus = 2;
-    cfg.memory = 512 << 20;
-    host.define(&cfg).expect("define");
-    host.start("linux").expect("start");
+fn real_linux_boots_with_one_vcpu_and_answers_on_the_console() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("one_vcpu");
+        lab.define_linux("linux", 1, &[]);
+        let mut shell = boot(&lab, "linux", 1);
+        let release = shell.ok("uname -r", 30);
+        assert!(release.contains("amd64"), "uname -r said {release:?}");
+        // The same question through `vmux console` in piped mode, as a script would ask it.
+        let out = Command::new(env!("CARGO_BIN_EXE_vmux"))
+            .args([
+                "console",
+                "linux",
+                "--no-history",
+                "--until",
+                "[0-9]+\\.[0-9]+\\.[0-9]+-[0-9]+-amd64\\s",
+                "--timeout",
+                "60",
+            ])
+            .env("VMUX_HOME", lab.home())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(b"uname -r\n")?;
+                child.wait_with_output()
+            })
+            .expect("vmux console");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "vmux console --until did not see the release: {text}"
+        );
+        assert!(text.contains(release.trim()), "console output: {text}");
+        let cpus = shell.ok("grep -c ^processor /proc/cpuinfo", 30);
+        assert_eq!(cpus.trim(), "1");
+        shell.send("poweroff -f");
+        lab.wait_state("linux", "shut_off", 60);
+    });
+}
 
-    let console = host.console("linux", true).expect("console");
-    let seen = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&seen);
-    let mut output = console.output;
-    thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = output.read(&mut buf) {
-            sink.lock()
-                .expect("console text")
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
+#[test]
+fn real_linux_boots_with_two_vcpus_and_powers_off() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("two_vcpus");
+        lab.define_linux("linux", 2, &[]);
+        let mut shell = boot(&lab, "linux", 2);
+        assert_eq!(shell.ok("cat /sys/devices/system/cpu/online", 30), "0-1");
+        assert_eq!(shell.ok("grep -c ^processor /proc/cpuinfo", 30), "2");
+        // Linux checks the XSAVE area sizes of CPUID leaf 0xD against each other. In the
+        // nested tier the L1 KVM on QEMU's TCG reports inconsistent sizes to every VMM (QEMU's
+        // own L2 in the same L1 prints the same warning), so vmux is held to QEMU's result:
+        // a warning only QEMU's guest avoids is vmux's CPUID.
+        let xsave = shell.ok("dmesg | grep 'XSAVE consistency' || true", 30);
+        if xsave.contains("XSAVE consistency problem") {
+            let qemu = linux_tier::qemu_boot_log(2);
+            assert!(
+                qemu.contains("XSAVE consistency problem"),
+                "Linux under vmux found the CPUID XSAVE sizes inconsistent ({xsave}) but not \
+                 under QEMU on the same KVM:\n{qemu}"
+            );
+        }
+        shell.send("poweroff -f");
+        lab.wait_state("linux", "shut_off", 60);
+    });
+}
+
+#[test]
+fn real_linux_shutdown_presses_the_acpi_power_button_and_linux_powers_off() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("shutdown");
+        lab.define_linux("linux", 1, &[]);
+        let shell = boot(&lab, "linux", 1);
+        lab.ok(&["shutdown", "linux", "--timeout", "90"]);
+        assert!(
+            shell.text().contains("power button pressed"),
+            "the guest's power-button handler never ran:\n{}",
+            shell.text()
+        );
+        assert_eq!(lab.state("linux"), "shut_off");
+    });
+}
+
+#[test]
+fn real_linux_reboot_and_reset_boot_linux_again() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("reboot_reset");
+        lab.define_linux("linux", 1, &[]);
+        let mut shell = boot(&lab, "linux", 1);
+        shell.ok("echo first-boot > /dev/kmsg", 30);
+        let pid = lab.vmd_pid("linux");
+
+        lab.ok(&["reboot", "linux"]);
+        shell.wait_for("power button pressed", 90);
+        shell.wait_for_nth(BOOTED, 2, 240);
+        shell.quiet();
+        assert_eq!(lab.state("linux"), "running");
+        assert_eq!(lab.vmd_pid("linux"), pid, "reboot keeps the same vmd");
+        // A fresh kernel: its log no longer has the line the first boot wrote.
+        let dmesg = shell.ok("dmesg | grep -c first-boot || true", 30);
+        assert_eq!(dmesg.trim(), "0", "the kernel did not restart");
+
+        lab.ok(&["reset", "linux"]);
+        shell.wait_for_nth(BOOTED, 3, 240);
+        shell.quiet();
+        assert_eq!(lab.state("linux"), "running");
+        shell.ok("uname -r", 30);
+        lab.ok(&["destroy", "linux"]);
+    });
+}
+
+#[test]
+fn real_linux_hot_added_vcpus_come_online_in_linux_and_removed_ones_are_ejected() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("vcpu_hotplug");
+        lab.define_linux("linux", 2, &["--max-vcpus", "4"]);
+        let mut shell = boot(&lab, "linux", 2);
+        let pid = lab.vmd_pid("linux");
+
+        lab.ok(&["setvcpus", "linux", "4", "--live"]);
+        // What the README's udev rule does, by hand (the test initramfs has no udev).
+        shell.ok(
+            "for i in $(seq 60); do [ -e /sys/devices/system/cpu/cpu3 ] && break; sleep 1; done; \
+             for c in 2 3; do echo 1 > /sys/devices/system/cpu/cpu$c/online; done",
+            90,
+        );
+        assert_eq!(shell.ok("cat /sys/devices/system/cpu/online", 30), "0-3");
+        wait_until("vmd counts 4 vCPUs online", 30, || {
+            lab.json(&["info", "linux"])["vcpus"] == 4
+        });
+        let vcpus = |pid| {
+            thread_names(pid)
+                .iter()
+                .filter(|t| t.starts_with("vcpu"))
+                .count()
+        };
+        assert_eq!(vcpus(pid), 4);
+        let busy = shell.ok(
+                "for c in 2 3; do taskset -c $c sh -c \"echo ran on \\$(cut -d' ' -f39 /proc/self/stat)\" 2>&1; done",
+                30,
+            );
+        assert!(
+            busy.contains("ran on 3"),
+            "the new CPU does not run tasks: {busy}"
+        );
+
+        lab.ok(&["setvcpus", "linux", "2", "--live"]);
+        wait_until("Linux ejects CPUs 2 and 3", 90, || {
+            shell
+                .run("ls -d /sys/devices/system/cpu/cpu[0-9]* | wc -l", 30)
+                .0
+                .trim()
+                == "2"
+        });
+        wait_until("vmd's vCPU threads 2 and 3 end", 30, || vcpus(pid) == 2);
+        assert_eq!(lab.json(&["info", "linux"])["vcpus"], 2);
+        assert_eq!(shell.ok("cat /sys/devices/system/cpu/online", 30), "0-1");
+        lab.ok(&["destroy", "linux"]);
+    });
+}
+
+/// A guest shell command that writes `count` 4 KiB blocks of `fill` at `offset_kib` of
+/// `device`, bypassing the page cache and syncing.
+fn write_pattern(device: &str, fill: u8, offset_kib: u32, count: u32) -> String {
+    format!(
+        "printf '\\{fill:03o}%.0s' $(seq 4096) > /tmp/block && \
+         for i in $(seq 0 {last}); do dd if=/tmp/block of={device} bs=4096 seek=$(( {offset_kib} / 4 + i )) \
+         count=1 oflag=direct conv=notrunc 2>/dev/null || exit 1; done && sync",
+        last = count - 1
+    )
+}
+
+/// Bytes of a disk image as the guest sees them (qemu-img converts qcow2 to raw).
+fn image_bytes(image: &std::path::Path, format: &str) -> Vec<u8> {
+    let raw = image.with_extension("readback.raw");
+    tool(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            format,
+            "-O",
+            "raw",
+            image.to_str().expect("path"),
+            raw.to_str().expect("path"),
+        ],
+    );
+    let bytes = std::fs::read(&raw).expect("read converted image");
+    let _ = std::fs::remove_file(raw);
+    bytes
+}
+
+#[test]
+fn real_linux_hot_added_disk_is_written_by_linux_ejected_and_read_back_on_the_host() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("disk_hotplug");
+        lab.ok(&[
+            "vol-create-as",
+            "default",
+            "root.raw",
+            "16M",
+            "--format",
+            "raw",
+        ]);
+        lab.ok(&["vol-create-as", "default", "data.qcow2", "64M"]);
+        // A label the guest reads from the hot-added disk before writing to it.
+        let pool = lab.pool();
+        lab.define_linux("linux", 1, &["--disk", "default/root.raw"]);
+        let mut shell = boot(&lab, "linux", 1);
+        let pid = lab.vmd_pid("linux");
+
+        // The disk given at create time: written by Linux, read back on the host after.
+        shell.ok(&write_pattern("/dev/vda", 0x5a, 1024, 4), 60);
+
+        let target = lab.ok(&["attach-disk", "linux", "default/data.qcow2", "--live"]);
+        assert!(target.contains("vdb"), "attach-disk said: {target}");
+        shell.ok(
+            "for i in $(seq 60); do [ -b /dev/vdb ] && break; sleep 1; done; [ -b /dev/vdb ]",
+            90,
+        );
+        let size = shell.ok("cat /sys/block/vdb/size", 30);
+        assert_eq!(
+            size,
+            (64u64 << 20 >> 9).to_string(),
+            "vdb's size in 512-byte sectors"
+        );
+        shell.ok(&write_pattern("/dev/vdb", 0xa7, 8192, 16), 90);
+        let readback = shell.ok("dd if=/dev/vdb bs=4096 skip=2048 count=1 iflag=direct 2>/dev/null | hexdump -C | head -n 1", 30);
+        assert!(
+            readback.contains("a7 a7 a7 a7"),
+            "Linux read back: {readback}"
+        );
+        assert!(
+            open_files(pid).iter().any(|f| f.ends_with("data.qcow2")),
+            "vmd does not hold the hot-added image open"
+        );
+
+        lab.ok(&["detach-disk", "linux", "vdb", "--live"]);
+        wait_until("Linux ejects vdb", 90, || {
+            shell.run("[ -b /dev/vdb ]", 30).1 != 0
+        });
+        wait_until("vmd closes data.qcow2", 30, || {
+            !open_files(pid).iter().any(|f| f.ends_with("data.qcow2"))
+        });
+        let info = lab.json(&["info", "linux"]);
+        assert_eq!(
+            info["disks"].as_array().map(Vec::len),
+            Some(1),
+            "info: {info}"
+        );
+
+        shell.send("poweroff -f");
+        lab.wait_state("linux", "shut_off", 60);
+        let check = tool(
+            "qemu-img",
+            &["check", pool.join("data.qcow2").to_str().expect("path")],
+        );
+        assert!(check.contains("No errors"), "qemu-img check: {check}");
+        let data = image_bytes(&pool.join("data.qcow2"), "qcow2");
+        assert!(
+            data[8 << 20..(8 << 20) + 16 * 4096]
+                .iter()
+                .all(|&b| b == 0xa7)
+        );
+        assert!(
+            data[..8 << 20].iter().all(|&b| b == 0),
+            "bytes before the pattern changed"
+        );
+        let root = std::fs::read(pool.join("root.raw")).expect("root image");
+        assert!(
+            root[1 << 20..(1 << 20) + 4 * 4096]
+                .iter()
+                .all(|&b| b == 0x5a)
+        );
+    });
+}
+
+#[test]
+fn real_linux_nat_network_gives_linux_a_lease_and_host_and_guest_ping_each_other() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("nat_network");
+        lab.ok(&[
+            "net-define-as",
+            "tiernat",
+            "--mode",
+            "nat",
+            "--subnet",
+            "10.231.7.0/24",
+            "--bridge",
+            "vmuxtier0",
+        ]);
+        lab.ok(&["net-start", "tiernat"]);
+        lab.define_linux(
+            "linux",
+            1,
+            &["--network", "tiernat", "--mac", "52:54:00:7e:57:01"],
+        );
+        let mut shell = boot(&lab, "linux", 1);
+        let link = shell.ok("cat /sys/class/net/eth0/address", 30);
+        assert_eq!(link, "52:54:00:7e:57:01");
+        shell.ok(
+            "ip link set eth0 up && udhcpc -i eth0 -n -q -t 10 -T 3",
+            120,
+        );
+        let addr = shell.ok("ip -4 -o addr show dev eth0", 30);
+        let ip = addr
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .and_then(|cidr| cidr.split('/').next())
+            .unwrap_or_default()
+            .to_string();
+        assert!(ip.starts_with("10.231.7."), "the guest's address: {addr}");
+
+        let domifaddr = lab.json(&["domifaddr", "linux"]);
+        assert!(
+            domifaddr.to_string().contains(&ip),
+            "vmux domifaddr does not show {ip}: {domifaddr}"
+        );
+        let ping = shell.ok("ping -c 3 -W 5 10.231.7.1", 60);
+        assert!(
+            ping.contains("3 packets received"),
+            "guest → gateway: {ping}"
+        );
+        let out = linux_tier::host_ping(&ip);
+        assert!(
+            out.status.success(),
+            "host → guest: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        lab.ok(&["destroy", "linux"]);
+        lab.ok(&["net-destroy", "tiernat"]);
+    });
+}
+
+#[test]
+fn real_linux_live_snapshot_keeps_every_write_linux_was_told_was_done() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("live_snapshot");
+        lab.ok(&["vol-create-as", "default", "disk.qcow2", "64M"]);
+        lab.define_linux("linux", 1, &["--disk", "default/disk.qcow2"]);
+        let mut shell = boot(&lab, "linux", 1);
+        // Block i (4 KiB at i*4 KiB) is filled with byte i%251+1; the guest prints "acked i"
+        // only after its O_DIRECT write returned (and a sync every 8 blocks).
+        shell.send(
+            "i=0; while [ $i -lt 240 ]; do b=$(( i % 251 + 1 )); \
+             printf \"\\\\$(printf %o $b)%.0s\" $(seq 4096) > /tmp/blk; \
+             dd if=/tmp/blk of=/dev/vda bs=4096 seek=$i count=1 oflag=direct conv=notrunc 2>/dev/null \
+             && echo acked $i; [ $(( i % 8 )) = 7 ] && sync; i=$(( i + 1 )); done; echo writer\"\"-done",
+        );
+        shell.wait_for("acked 40", 240);
+        lab.ok(&["snapshot-create", "linux", "mid-write"]);
+        shell.wait_for("writer-done", 600);
+        let acked: Vec<u64> = shell
+            .text()
+            .lines()
+            .filter_map(|l| l.split_once("acked ").map(|(_, n)| n))
+            .filter_map(|n| n.trim().parse().ok())
+            .collect();
+        assert!(
+            acked.len() == 240,
+            "too few writes acknowledged: {}",
+            acked.len()
+        );
+        assert!(acked.contains(&239), "the writer did not finish");
+        shell.send("poweroff -f");
+        lab.wait_state("linux", "shut_off", 60);
+
+        let definition = lab.json(&["dumpconfig", "linux"]);
+        let volume = definition["disks"][0]["volume"]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(
+            volume, "disk.mid-write.qcow2",
+            "the disk was not switched to the overlay: {definition}"
+        );
+        let overlay = lab.pool().join(volume);
+        let check = tool("qemu-img", &["check", overlay.to_str().expect("path")]);
+        assert!(check.contains("No errors"), "qemu-img check: {check}");
+        let bytes = image_bytes(&overlay, "qcow2");
+        for i in acked {
+            let fill = (i % 251 + 1) as u8;
+            let block = &bytes[(i as usize) * 4096..(i as usize + 1) * 4096];
+            assert!(
+                block.iter().all(|&b| b == fill),
+                "acknowledged block {i} is not in the overlay chain"
+            );
         }
     });
-    let wait_for = |needle: &str, secs: u64| {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !seen.lock().expect("console text").contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no '{needle}' within {secs} s; console so far:\n{}",
-                seen.lock().expect("console text")
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-    };
-    wait_for("vmux-linux-guest: booted, 2 cpus", 120);
-
-    let mut input = console.input;
-    input.write_all(b"poweroff -f\n").expect("type poweroff");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while host.status("linux").expect("status").state != RunState::ShutOff {
-        assert!(Instant::now() < deadline, "Linux did not power off");
-        thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The console of a running Linux VM: output collected on a thread, input to type into.
-struct Shell {
-    seen: Arc<Mutex<String>>,
-    input: Box<dyn Write + Send>,
-}
-
-impl Shell {
-    fn open(host: &LocalHost, name: &str) -> Shell {
-        let console = host.console(name, true).expect("console");
-        let seen = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&seen);
-        let mut output = console.output;
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = output.read(&mut buf) {
-                sink.lock()
-                    .expect("console text")
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Shell {
-            seen,
-            input: console.input,
-        }
-    }
-
-    fn wait_for(&self, needle: &str, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !self.seen.lock().expect("console text").contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no '{needle}' within {secs} s; console so far:\n{}",
-                self.seen.lock().expect("console text")
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn run(&mut self, line: &str) {
-        self.input
-            .write_all(format!("{line}\n").as_bytes())
-            .expect("type into the console");
-    }
 }
 
 #[test]
-fn debian_kernel_onlines_hot_added_cpus_and_reads_a_hot_added_disk() {
-    if let Some(reason) = skip_reason() {
-        println!("skipped: real-Linux hotplug test: {reason}");
-        return;
-    }
-    let (kernel, initrd) = linux_guest().expect("building the Linux test guest");
-    let home = tempfile::tempdir().expect("tempdir");
-    let host =
-        LocalHost::with_home(home.path()).with_vmd_exe(Path::new(env!("CARGO_BIN_EXE_vmux")));
-    let pool = vmux::config::default_pool_path(host.paths());
-    vmux::storage::StorageManager::new(host.paths().clone())
-        .ensure_default()
-        .expect("default pool");
-    let label = "linux-hotplug-disk";
-    let mut data = vec![0u8; 16 << 20];
-    data[..label.len()].copy_from_slice(label.as_bytes());
-    std::fs::write(pool.join("root.raw"), vec![0u8; 16 << 20]).expect("root image");
-    std::fs::write(pool.join("data.raw"), data).expect("data image");
-    let mut cfg = VmConfig::new(
-        "linux",
-        BootConfig::Kernel {
-            kernel,
-            initrd: Some(initrd),
-            cmdline: "console=ttyS0 reboot=k panic=-1 quiet".into(),
-        },
-    );
-    cfg.vcpus = 2;
-    cfg.max_vcpus = 4;
-    cfg.memory = 512 << 20;
-    cfg.disks = vec!["default/root.raw".parse().expect("disk")];
-    host.define(&cfg).expect("define");
-    host.start("linux").expect("start");
-    let mut shell = Shell::open(&host, "linux");
-    shell.wait_for("vmux-linux-guest: booted, 2 cpus", 120);
-
-    host.set_vcpus("linux", 4, ChangeScope::LIVE)
-        .expect("setvcpus 4 --live");
-    // What the README's udev rule does, by hand (the test initramfs has no udev).
-    shell.run(
-        "for i in $(seq 30); do [ -e /sys/devices/system/cpu/cpu3 ] && break; sleep 1; done; \
-         for c in 2 3; do echo 1 > /sys/devices/system/cpu/cpu$c/online; done; \
-         echo \"online: $(cat /sys/devices/system/cpu/online)\"",
-    );
-    shell.wait_for("online: 0-3", 60);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while host.info("linux").expect("info").vcpus != 4 {
-        assert!(
-            Instant::now() < deadline,
-            "vmd does not count 4 vCPUs online"
+fn real_linux_kill_9_of_vmd_during_linux_writes_leaves_a_consistent_image_that_boots_again() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("kill_9");
+        lab.ok(&["vol-create-as", "default", "disk.qcow2", "64M"]);
+        lab.define_linux("linux", 1, &["--disk", "default/disk.qcow2"]);
+        let mut shell = boot(&lab, "linux", 1);
+        shell.send(
+            "i=0; while true; do dd if=/dev/urandom of=/dev/vda bs=64k seek=$(( i % 900 )) count=1 \
+             oflag=direct conv=notrunc 2>/dev/null && echo wrote $i; i=$(( i + 1 )); done",
         );
-        thread::sleep(Duration::from_millis(200));
-    }
-
-    let disk: DiskConfig = "default/data.raw".parse().expect("disk");
-    let target = host
-        .attach_disk("linux", &disk, ChangeScope::LIVE)
-        .expect("attach-disk --live");
-    assert_eq!(target, "vdb");
-    shell.run(
-        "for i in $(seq 30); do [ -b /dev/vdb ] && break; sleep 1; done; \
-         echo \"vdb: $(dd if=/dev/vdb bs=512 count=1 2>/dev/null | head -c 18)\"",
-    );
-    shell.wait_for(&format!("vdb: {label}"), 60);
-
-    host.detach_disk("linux", "vdb", ChangeScope::LIVE)
-        .expect("detach-disk --live");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while host.info("linux").expect("info").disks.len() != 1 {
-        assert!(Instant::now() < deadline, "Linux did not eject vdb");
-        thread::sleep(Duration::from_millis(200));
-    }
-
-    shell.run("poweroff -f");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while host.status("linux").expect("status").state != RunState::ShutOff {
-        assert!(Instant::now() < deadline, "Linux did not power off");
-        thread::sleep(Duration::from_millis(200));
-    }
+        shell.wait_for("wrote 30", 240);
+        let pid = lab.vmd_pid("linux");
+        let killed = Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        lab.wait_state("linux", "crashed", 30);
+        let image = lab.pool().join("disk.qcow2");
+        let check = tool("qemu-img", &["check", image.to_str().expect("path")]);
+        assert!(
+            check.contains("No errors"),
+            "qemu-img check after kill -9: {check}"
+        );
+        drop(shell);
+        let mut shell = boot(&lab, "linux", 1);
+        shell.ok(
+            "dd if=/dev/vda of=/dev/null bs=1M count=64 2>/dev/null",
+            120,
+        );
+        lab.ok(&["destroy", "linux"]);
+    });
 }

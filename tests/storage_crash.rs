@@ -186,7 +186,7 @@ fn a_snapshot_delete_killed_midway_finishes_when_run_again() {
     snaps.create("web1", "s1").expect("snapshot");
     let overlay = dir.join("web1.s1.qcow2");
     {
-        let image = vmux::storage::open_image(&overlay, vmux::storage::OpenOptions::writable())
+        let image = vmux::storage::open_image(&overlay, &storage_common::options(&overlay, false))
             .expect("open overlay");
         let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8 + 1).collect();
         for mib in 0..DATA >> 20 {

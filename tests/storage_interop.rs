@@ -10,7 +10,7 @@ use std::path::Path;
 use storage_common::*;
 use vmux::storage::create::{NewImage, create_image};
 use vmux::storage::format::ImageFormat;
-use vmux::storage::image::{OpenOptions, open_image};
+use vmux::storage::image::open_image;
 
 /// A raw file with a recognisable pattern: a different byte in every 64 KiB, holes between.
 fn patterned_raw(dir: &Path, name: &str, len: u64) -> std::path::PathBuf {
@@ -199,7 +199,7 @@ fn tiny_and_huge_clusters_read_and_write() {
             &img,
             &["write -P 0x44 1000 3000", "write -P 0x55 5M 1M"],
         );
-        let image = open_image(&img, OpenOptions::writable()).expect("open");
+        let image = open_image(&img, &options(&img, false)).expect("open");
         let bytes = read_all(image.as_ref());
         assert!(bytes[1000..4000].iter().all(|b| *b == 0x44), "{cluster}");
         image.write_at(7 << 20, &[0x66; 70_000]).expect("write");
@@ -226,10 +226,10 @@ fn unsupported_features_are_refused_by_name() {
             "external data file",
         ),
     ];
-    for (name, options, feature) in cases {
+    for (name, qemu_options, feature) in cases {
         let img = dir.path().join(name);
         let mut args = vec!["create", "-f", "qcow2"];
-        args.extend_from_slice(options);
+        args.extend_from_slice(qemu_options);
         let p = s(&img);
         args.extend_from_slice(&[p.as_str(), "1M"]);
         // data_file= is resolved relative to the current directory by qemu-img.
@@ -243,7 +243,7 @@ fn unsupported_features_are_refused_by_name() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let err = open_image(&img, OpenOptions::read_only())
+        let err = open_image(&img, &options(&img, true))
             .err()
             .unwrap_or_else(|| panic!("{name} must be refused"));
         let text = err.to_string();
@@ -264,7 +264,7 @@ fn an_encrypted_image_is_refused_by_name() {
     let mut bytes = std::fs::read(&img).expect("read");
     bytes[32..36].copy_from_slice(&2u32.to_be_bytes());
     std::fs::write(&img, &bytes).expect("write");
-    let err = open_image(&img, OpenOptions::read_only())
+    let err = open_image(&img, &options(&img, true))
         .err()
         .expect("refused");
     assert!(err.to_string().contains("encryption"), "{err}");
@@ -286,7 +286,7 @@ fn a_missing_and_a_looping_backing_file_are_named() {
         &s(&a),
         "1M",
     ]);
-    let err = open_image(&a, OpenOptions::read_only())
+    let err = open_image(&a, &options(&a, true))
         .err()
         .expect("missing backing");
     assert!(
@@ -308,9 +308,7 @@ fn a_missing_and_a_looping_backing_file_are_named() {
         &s(&c),
     ]);
     qemu_img(&["rebase", "-u", "-b", "c.qcow2", "-F", "qcow2", &s(&b)]);
-    let err = open_image(&c, OpenOptions::read_only())
-        .err()
-        .expect("loop");
+    let err = open_image(&c, &options(&c, true)).err().expect("loop");
     assert!(err.to_string().contains("loops"), "{err}");
 }
 
@@ -322,7 +320,7 @@ fn a_corrupt_header_is_refused_with_the_file_name() {
     let mut bytes = std::fs::read(&img).expect("read");
     bytes[20..24].copy_from_slice(&40u32.to_be_bytes()); // cluster_bits = 40
     std::fs::write(&img, &bytes).expect("write");
-    let err = open_image(&img, OpenOptions::read_only())
+    let err = open_image(&img, &options(&img, true))
         .err()
         .expect("corrupt");
     assert!(
@@ -339,7 +337,7 @@ fn a_raw_image_written_by_vmux_compares_equal_to_its_qcow2_copy() {
     create_image(&qcow, &NewImage::new(ImageFormat::Qcow2, 16 << 20)).expect("create");
     {
         let src = open_ro(&raw);
-        let dst = open_image(&qcow, OpenOptions::writable()).expect("open");
+        let dst = open_image(&qcow, &options(&qcow, false)).expect("open");
         vmux::storage::copy::copy_image(src.as_ref(), dst.as_ref()).expect("copy");
     }
     check_ok(&qcow);

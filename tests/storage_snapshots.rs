@@ -47,7 +47,8 @@ impl Vm {
     /// The file of the VM's first disk now.
     fn disk(&self) -> PathBuf {
         let spec = &self.home.vm_disks("web1")[0];
-        let volume = spec.trim_start_matches("default/");
+        let source = spec.split(',').next().expect("a source");
+        let volume = source.trim_start_matches("default/");
         self.home.pool_dir().join(volume)
     }
 
@@ -101,7 +102,10 @@ fn create_puts_an_overlay_on_each_writable_disk_and_freezes_the_old_image() {
     assert_eq!(info.disks.len(), 1, "the read-only disk is not snapshotted");
     assert_eq!(
         vm.home.vm_disks("web1"),
-        ["default/web1.s1.qcow2", "default/data.raw,readonly"]
+        [
+            "default/web1.s1.qcow2,format=qcow2",
+            "default/data.raw,readonly"
+        ]
     );
     vm.write(0, 4096, 0x22);
     let base = read_all(open_ro(&vm.home.pool_dir().join("web1.qcow2")).as_ref());
@@ -203,7 +207,10 @@ fn deleting_the_newest_snapshot_puts_the_vm_back_on_the_frozen_image() {
 fn raw_disks_get_qcow2_overlays_and_merge_back_into_raw() {
     let vm = vm_with("web1.raw");
     vm.snaps.create("web1", "s1").expect("create");
-    assert_eq!(vm.home.vm_disks("web1")[0], "default/web1.s1.qcow2");
+    assert_eq!(
+        vm.home.vm_disks("web1")[0],
+        "default/web1.s1.qcow2,format=qcow2"
+    );
     vm.write(0, 4096, 0x55);
     vm.write(1 << 20, 65536, 0);
     vm.snaps.delete("web1", "s1").expect("delete");
@@ -230,7 +237,10 @@ fn prepare_then_complete_is_a_whole_snapshot() {
     let prepared = vm.snaps.prepare("web1", "live").expect("prepare");
     let info = vm.snaps.complete(&prepared).expect("complete");
     assert!(info.current);
-    assert_eq!(vm.home.vm_disks("web1")[0], "default/web1.live.qcow2");
+    assert_eq!(
+        vm.home.vm_disks("web1")[0],
+        "default/web1.live.qcow2,format=qcow2"
+    );
 }
 
 #[test]

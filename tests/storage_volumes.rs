@@ -175,6 +175,7 @@ fn vol_create_errors() {
         .expect("list")
         .flatten()
         .map(|e| e.file_name())
+        .filter(|name| name != vmux::storage::records::RECORDS_FILE)
         .collect();
     assert_eq!(leftovers.len(), 1, "only a.qcow2 remains: {leftovers:?}");
 }
@@ -259,6 +260,31 @@ fn resize_grows_and_refuses_to_cut_data() {
             check_ok(&info.path);
         }
     }
+}
+
+#[test]
+fn shrinking_an_empty_terabyte_qcow2_keeps_the_file_small_and_clean() {
+    let home = Home::new();
+    let info = home
+        .storage
+        .vol_create("default", "big.qcow2", spec("1T"))
+        .expect("create");
+    let before = std::fs::metadata(&info.path).expect("stat").len();
+
+    let shrunk = home
+        .storage
+        .vol_resize("default", "big.qcow2", 2 << 30, true)
+        .expect("shrink");
+
+    assert_eq!(shrunk.capacity, 2 << 30);
+    let after = std::fs::metadata(&info.path).expect("stat").len();
+    assert!(
+        after <= before,
+        "the file grew from {before} to {after} bytes"
+    );
+    check_ok(&info.path);
+    let qemu = qemu_img(&["info", "--output=json", &s(&info.path)]);
+    assert!(qemu.contains("\"virtual-size\": 2147483648"), "{qemu}");
 }
 
 #[test]
@@ -443,10 +469,16 @@ fn upload_replaces_content_and_download_writes_it_out() {
     let src = home.dir.path().join("disk.img");
     qemu_img(&["create", "-f", "qcow2", &s(&src), "8M"]);
     qemu_io("qcow2", &src, &["write -P 0x5c 2M 1M"]);
+    // A qcow2 image named .img: its name says raw, its content qcow2; vmux does not guess.
+    let text = err_text(home.storage.vol_upload("default", "web1.qcow2", &src, None));
+    assert!(
+        text.contains("disk.img") && text.contains("qcow2 header") && text.contains("--format"),
+        "{text}"
+    );
     let up = home
         .storage
-        .vol_upload("default", "web1.qcow2", &src, None)
-        .expect("upload a qcow2 named .img (probed)");
+        .vol_upload("default", "web1.qcow2", &src, Some(ImageFormat::Qcow2))
+        .expect("upload a qcow2 named .img with --format qcow2");
     assert_eq!((up.format, up.capacity), (ImageFormat::Qcow2, 8 << 20));
     check_ok(&vol.path);
     same_content(&src, &vol.path);

@@ -109,6 +109,63 @@ fn a_guest_writes_a_qcow2_volume_that_qemu_img_then_checks_clean() {
     );
 }
 
+/// A guest that powers off without ever flushing still finds its acknowledged writes in a
+/// qcow2 image that checks clean: vmd writes back the image's metadata (kept in memory by the
+/// qcow2 driver) when the VM ends. Without that, the L2 table mapping the write was lost.
+#[test]
+fn writes_a_guest_never_flushed_are_in_the_qcow2_image_after_it_powers_off() {
+    if !Path::new("/dev/kvm").exists() {
+        println!("skipped: /dev/kvm is missing");
+        return;
+    }
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    ok(h, &["vol-create-as", "default", "data.qcow2", "64M"]);
+    let kernel = guest("blk");
+    ok(
+        h,
+        &[
+            "create",
+            "b",
+            "--kernel",
+            kernel.to_str().expect("utf-8 path"),
+            "--cmdline",
+            "noflush",
+            "--disk",
+            "default/data.qcow2",
+        ],
+    );
+    ok(h, &["start", "b"]);
+    wait_for_state(h, "b", "shut_off");
+    let log = std::fs::read_to_string(h.join("state/vms/b/console.log")).expect("console log");
+    assert!(log.contains("blk: 1 disks, 0 failures"), "{log}");
+
+    let image = h.join("data/images/data.qcow2");
+    let check = Command::new("qemu-img")
+        .arg("check")
+        .arg(&image)
+        .output()
+        .expect("qemu-img check");
+    assert!(
+        check.status.success(),
+        "qemu-img check after a power-off without flush: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let raw = h.join("out.raw");
+    let convert = Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(&image)
+        .arg(&raw)
+        .status()
+        .expect("qemu-img convert");
+    assert!(convert.success());
+    let bytes = std::fs::read(&raw).expect("read converted image");
+    assert!(
+        bytes[512..1024].iter().any(|&b| b != 0),
+        "the guest's acknowledged write to sector 1 is not in the image"
+    );
+}
+
 #[test]
 fn starting_a_vm_whose_volume_is_missing_names_the_volume() {
     if !Path::new("/dev/kvm").exists() {

@@ -132,6 +132,8 @@ impl TestHome {
                 readonly: false,
                 target: None,
                 serial: None,
+                format: None,
+                allow_backing: Vec::new(),
             }];
         }
         self.host.define(&config).expect("define");

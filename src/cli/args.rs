@@ -283,12 +283,23 @@ pub struct AttachDiskArgs {
     /// Serial number the guest reads (at most 20 characters).
     #[arg(long, value_name = "TEXT")]
     pub serial: Option<String>,
+    /// The image's format, raw or qcow2 (default: the pool's record, else the file name's
+    /// extension; never guessed from the content).
+    #[arg(long, value_name = "FORMAT", value_parser = parse_image_format)]
+    pub format: Option<crate::config::ImageFormat>,
+    /// Let the image use this backing file outside the storage pools (repeatable).
+    #[arg(long = "allow-backing", value_name = "PATH")]
+    pub allow_backing: Vec<PathBuf>,
     /// Hot-add to the running VM.
     #[arg(long)]
     pub live: bool,
     /// Add to the definition (takes effect at the next start).
     #[arg(long)]
     pub config: bool,
+}
+
+fn parse_image_format(text: &str) -> Result<crate::config::ImageFormat, String> {
+    text.parse()
 }
 
 /// `vmux detach-disk`.

@@ -46,7 +46,7 @@ pub fn edit(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError
             writeln!(io.out, "No changes to VM '{name}'")?;
             return Ok(());
         }
-        host.update(&edited)?;
+        host.update_from(&original, &edited)?;
         if matches!(status.state, RunState::Running | RunState::Paused) {
             writeln!(
                 io.out,

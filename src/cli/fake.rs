@@ -251,6 +251,18 @@ impl Host for FakeHost {
         })
     }
 
+    fn update_from(&self, original: &VmConfig, config: &VmConfig) -> Result<(), ClientError> {
+        self.with(&config.name, |vm| {
+            if vm.config != *original {
+                return Err(ClientError::Config(crate::config::ConfigError::Changed(
+                    original.name.clone(),
+                )));
+            }
+            vm.config = config.clone();
+            Ok(())
+        })
+    }
+
     fn undefine_with(&self, name: &str, options: UndefineOptions) -> Result<(), ClientError> {
         self.with(name, |vm| {
             if vm.snapshots.is_empty() || options.snapshots_metadata {

@@ -57,6 +57,18 @@ pub fn attach_disk(
     if args.serial.is_some() {
         disk.serial.clone_from(&args.serial);
     }
+    if args.format.is_some() {
+        disk.format = args.format;
+    }
+    for path in &args.allow_backing {
+        let path = std::path::absolute(path).map_err(|e| {
+            CliError::Invalid(format!(
+                "cannot make --allow-backing {} absolute: {e}",
+                path.display()
+            ))
+        })?;
+        disk.allow_backing.push(path);
+    }
     disk.validate().map_err(CliError::Invalid)?;
     let state = host.status(name)?.state;
     let scope = resolve_scope(args.live, args.config, state);
@@ -179,6 +191,8 @@ mod tests {
             target: None,
             readonly: false,
             serial: None,
+            format: None,
+            allow_backing: Vec::new(),
             live,
             config,
         }

@@ -598,6 +598,22 @@ mod tests {
     }
 
     #[test]
+    fn a_bridge_named_like_an_option_is_refused_before_anything_runs() {
+        let (_dir, manager) = manager();
+        let args = parse(&["net-define-as", "lan", "--mode", "bridge", "--bridge=-help"]);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+
+        let result = execute(&manager, args, false, &mut out, &mut err);
+
+        let text = format!("{:#}", result.expect_err("refused"));
+        assert!(
+            text.contains("'-help'") && text.contains("option"),
+            "{text}"
+        );
+        assert!(!manager.store().exists("lan"));
+    }
+
+    #[test]
     fn net_info_json_has_addressing_leases_and_vms() {
         let (dir, manager) = manager();
         let mut vm = VmConfig::new("web1", BootConfig::Demo);

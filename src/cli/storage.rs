@@ -6,7 +6,8 @@
 use crate::config::{Paths, format_size, parse_size};
 use crate::storage::snapshot::{SnapshotState, format_timestamp};
 use crate::storage::{
-    ImageFormat, PoolStatus, SnapshotInfo, SnapshotManager, StorageManager, VolumeInfo, VolumeSpec,
+    ImageFormat, PoolStatus, SnapshotInfo, SnapshotManager, StorageError, StorageManager,
+    VolumeInfo, VolumeSpec,
 };
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -108,6 +109,10 @@ pub enum StorageCommand {
         /// Allow shrinking (refused anyway when it would cut data).
         #[arg(long)]
         shrink: bool,
+        /// Follow this backing file outside the storage pools (repeatable); vmux follows
+        /// backing files only inside pools unless allowed by path.
+        #[arg(long = "allow-backing", value_name = "PATH")]
+        allow_backing: Vec<PathBuf>,
     },
     /// Copy a volume within its pool: full copy, or --linked qcow2 overlay.
     VolClone {
@@ -120,8 +125,13 @@ pub enum StorageCommand {
         /// Make a qcow2 overlay on the source instead of a copy.
         #[arg(long)]
         linked: bool,
+        /// Follow this backing file outside the storage pools (repeatable); vmux follows
+        /// backing files only inside pools unless allowed by path.
+        #[arg(long = "allow-backing", value_name = "PATH")]
+        allow_backing: Vec<PathBuf>,
     },
-    /// Replace a volume's content with an image file's (raw or qcow2, probed).
+    /// Replace a volume's content with an image file's (raw or qcow2, as --format or its name
+    /// says; never guessed from its content).
     VolUpload {
         /// Pool name.
         pool: String,
@@ -129,9 +139,13 @@ pub enum StorageCommand {
         volume: String,
         /// The image file to read.
         file: PathBuf,
-        /// The file's format, when probing should not decide.
+        /// The file's format (needed when its name has no .qcow2/.raw/.img extension).
         #[arg(long, value_parser = parse_format)]
         format: Option<ImageFormat>,
+        /// Follow this backing file outside the storage pools (repeatable); vmux follows
+        /// backing files only inside pools unless allowed by path.
+        #[arg(long = "allow-backing", value_name = "PATH")]
+        allow_backing: Vec<PathBuf>,
     },
     /// Write a volume's content to a file.
     VolDownload {
@@ -147,6 +161,10 @@ pub enum StorageCommand {
         /// Replace an existing file.
         #[arg(long)]
         force: bool,
+        /// Follow this backing file outside the storage pools (repeatable); vmux follows
+        /// backing files only inside pools unless allowed by path.
+        #[arg(long = "allow-backing", value_name = "PATH")]
+        allow_backing: Vec<PathBuf>,
     },
     /// Convert a volume into a new volume of another format.
     VolConvert {
@@ -159,6 +177,10 @@ pub enum StorageCommand {
         /// Output format (default: from the new name).
         #[arg(long, value_parser = parse_format)]
         format: Option<ImageFormat>,
+        /// Follow this backing file outside the storage pools (repeatable); vmux follows
+        /// backing files only inside pools unless allowed by path.
+        #[arg(long = "allow-backing", value_name = "PATH")]
+        allow_backing: Vec<PathBuf>,
     },
     /// Overwrite a volume's data with zeroes.
     VolWipe {
@@ -166,6 +188,20 @@ pub enum StorageCommand {
         pool: String,
         /// Volume name.
         volume: String,
+        /// Follow this backing file outside the storage pools (repeatable); vmux follows
+        /// backing files only inside pools unless allowed by path.
+        #[arg(long = "allow-backing", value_name = "PATH")]
+        allow_backing: Vec<PathBuf>,
+    },
+    /// Record a volume's format (for volumes vmux did not create; never guessed from content).
+    VolSetFormat {
+        /// Pool name.
+        pool: String,
+        /// Volume name.
+        volume: String,
+        /// raw or qcow2.
+        #[arg(value_parser = parse_format)]
+        format: ImageFormat,
     },
     /// Delete a volume (refused while a VM uses it).
     VolDelete {
@@ -224,11 +260,35 @@ impl StorageCommand {
     }
 }
 
+impl StorageCommand {
+    /// The backing files outside the pools the user allowed (`--allow-backing`).
+    fn allowed_backing(&self) -> Vec<PathBuf> {
+        use StorageCommand::*;
+        match self {
+            VolResize { allow_backing, .. }
+            | VolClone { allow_backing, .. }
+            | VolUpload { allow_backing, .. }
+            | VolDownload { allow_backing, .. }
+            | VolConvert { allow_backing, .. }
+            | VolWipe { allow_backing, .. } => allow_backing.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// Carries out `cmd`; read verbs print JSON when asked with `--json`.
 pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
     let json = cmd.wants_json();
     let paths = Paths::from_env()?;
-    let storage = StorageManager::new(paths.clone());
+    let mut allowed = Vec::new();
+    for path in cmd.allowed_backing() {
+        allowed.push(
+            std::path::absolute(&path).with_context(|| {
+                format!("cannot make --allow-backing {} absolute", path.display())
+            })?,
+        );
+    }
+    let storage = StorageManager::new(paths.clone()).allowing_backing(allowed);
     let snapshots = SnapshotManager::new(paths.clone());
     use StorageCommand::*;
     match cmd {
@@ -299,6 +359,11 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|(name, info)| match info {
                         Ok(info) => serde_json::to_value(info).unwrap_or_default(),
+                        Err(e @ StorageError::SymlinkVolume { target, .. }) => serde_json::json!({
+                            "name": name,
+                            "symlink": target,
+                            "error": e.to_string(),
+                        }),
                         Err(e) => serde_json::json!({"name": name, "error": e.to_string()}),
                     })
                     .collect();
@@ -348,6 +413,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             volume,
             size,
             shrink,
+            ..
         } => {
             let capacity = match size.strip_prefix('+') {
                 Some(delta) => storage
@@ -368,6 +434,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             source,
             clone,
             linked,
+            ..
         } => {
             storage.vol_clone(&pool, &source, &clone, linked)?;
             if linked {
@@ -381,6 +448,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             volume,
             file,
             format,
+            ..
         } => {
             let info = storage.vol_upload(&pool, &volume, &file, format)?;
             println!(
@@ -395,6 +463,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             file,
             format,
             force,
+            ..
         } => {
             let info = storage.vol_download(&pool, &volume, &file, format, force)?;
             println!(
@@ -408,13 +477,22 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             source,
             dest,
             format,
+            ..
         } => {
             let info = storage.vol_convert(&pool, &source, &dest, format)?;
             println!("Vol {dest} converted from {source} ({})", info.format);
         }
-        VolWipe { pool, volume } => {
+        VolWipe { pool, volume, .. } => {
             storage.vol_wipe(&pool, &volume)?;
             println!("Vol {volume} wiped");
+        }
+        VolSetFormat {
+            pool,
+            volume,
+            format,
+        } => {
+            storage.vol_set_format(&pool, &volume, format)?;
+            println!("Vol {volume} recorded as {format}");
         }
         VolDelete { pool, volume } => {
             storage.vol_delete(&pool, &volume)?;
@@ -561,6 +639,16 @@ fn print_volumes(entries: &[crate::storage::volume::VolumeEntry]) {
                 format_size(v.allocation),
                 users(v),
             ],
+            Err(StorageError::SymlinkVolume { target, .. }) => vec![
+                name.clone(),
+                "symlink".into(),
+                "-".into(),
+                "-".into(),
+                match target {
+                    Some(target) => format!("symlink to {}, not used", target.display()),
+                    None => "symlink, not used".into(),
+                },
+            ],
             Err(e) => vec![
                 name.clone(),
                 "?".into(),
@@ -617,8 +705,12 @@ fn print_volume(info: &VolumeInfo) {
         let format = backing
             .format
             .map(|f| f.to_string())
-            .unwrap_or("probed".into());
-        fields.push(("Backing", format!("{} ({format})", backing.path.display())));
+            .unwrap_or("format not recorded".into());
+        let mut text = format!("{} ({format})", backing.path.display());
+        if let Some(why) = &info.backing_refused {
+            text.push_str(&format!("; not followed: {why}"));
+        }
+        fields.push(("Backing", text));
     }
     if info.internal_snapshots > 0 {
         fields.push(("Int. snapshots", info.internal_snapshots.to_string()));

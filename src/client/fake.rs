@@ -550,6 +550,22 @@ impl Host for FakeHost {
         })
     }
 
+    fn update_from(&self, original: &VmConfig, config: &VmConfig) -> Result<(), ClientError> {
+        self.injected("update", &config.name)?;
+        config
+            .validate()
+            .map_err(|e| ClientError::Config(ConfigError::Invalid(e)))?;
+        self.with_vm(&config.name, |vm, _| {
+            if vm.config != *original {
+                return Err(ClientError::Config(ConfigError::Changed(
+                    original.name.clone(),
+                )));
+            }
+            vm.config = config.clone();
+            Ok(())
+        })
+    }
+
     /// Fake VMs have no snapshots, so the options change nothing.
     fn undefine_with(&self, name: &str, _options: UndefineOptions) -> Result<(), ClientError> {
         self.injected("undefine", name)?;

@@ -154,6 +154,16 @@ impl LocalHost {
         }
     }
 
+    /// `config` with the format of every disk whose image exists recorded (from the pool's
+    /// record or the file name, checked against the content; never guessed from it).
+    fn with_disk_formats(&self, config: &VmConfig) -> Result<VmConfig, ClientError> {
+        let mut config = config.clone();
+        StorageManager::new(self.paths().clone())
+            .record_disk_formats(&mut config)
+            .map_err(|e| ClientError::Invalid(crate::vmd::error_chain(&e)))?;
+        Ok(config)
+    }
+
     pub(super) fn known(&self, name: &str) -> Result<(), ClientError> {
         crate::config::validate_name(name).map_err(ConfigError::Invalid)?;
         if !self.store.exists(name) {
@@ -228,6 +238,21 @@ impl LocalHost {
         let failed = |message: String| ClientError::StartFailed {
             name: name.to_string(),
             message,
+        };
+        // Definitions written before vmux recorded disk formats get them now, from the
+        // pools' records or the file names (never from content); see docs/storage.md.
+        let recorded;
+        let config = if config.disks.iter().any(|d| d.format.is_none()) {
+            let storage = StorageManager::new(self.paths().clone());
+            recorded = self.store.update(name, |config| {
+                storage
+                    .record_disk_formats(config)
+                    .map_err(|e| failed(crate::vmd::error_chain(&e)))?;
+                Ok::<_, ClientError>(config.clone())
+            })?;
+            &recorded
+        } else {
+            config
         };
         host_check::check(config).map_err(failed)?;
         let exe = self
@@ -391,12 +416,20 @@ impl Host for LocalHost {
     }
 
     fn define(&self, config: &VmConfig) -> Result<(), ClientError> {
-        Ok(self.store.create(config)?)
+        let config = self.with_disk_formats(config)?;
+        Ok(self.store.create(&config)?)
     }
 
     fn update(&self, config: &VmConfig) -> Result<(), ClientError> {
         self.known(&config.name)?;
-        Ok(self.store.save(config)?)
+        let config = self.with_disk_formats(config)?;
+        Ok(self.store.save(&config)?)
+    }
+
+    fn update_from(&self, original: &VmConfig, config: &VmConfig) -> Result<(), ClientError> {
+        self.known(&config.name)?;
+        let config = self.with_disk_formats(config)?;
+        Ok(self.store.replace(original, &config)?)
     }
 
     fn undefine_with(&self, name: &str, options: UndefineOptions) -> Result<(), ClientError> {
@@ -436,9 +469,10 @@ impl Host for LocalHost {
     }
 
     fn set_autostart(&self, name: &str, enabled: bool) -> Result<(), ClientError> {
-        let mut config = self.store.load(name)?;
-        config.autostart = enabled;
-        Ok(self.store.save(&config)?)
+        self.store.update(name, |config| {
+            config.autostart = enabled;
+            Ok::<_, ClientError>(())
+        })
     }
 
     fn start(&self, name: &str) -> Result<(), ClientError> {
@@ -498,7 +532,9 @@ impl Host for LocalHost {
     }
 
     fn set_vcpus(&self, name: &str, count: u32, scope: ChangeScope) -> Result<(), ClientError> {
-        let config = self.store.load(name)?;
+        // Held from the read to the write, so a concurrent change is not lost.
+        let definitions = self.store.lock()?;
+        let config = definitions.load(name)?;
         let live_max = if scope.live {
             if !self.observe(name).is_active() {
                 return Err(ClientError::LiveNeedsRunning(name.to_string()));
@@ -512,7 +548,7 @@ impl Host for LocalHost {
             self.command(name, Command::SetVcpus { count })?;
         }
         if let Some(updated) = updated {
-            self.store.save(&updated)?;
+            definitions.save(&updated)?;
         }
         Ok(())
     }
@@ -523,10 +559,18 @@ impl Host for LocalHost {
         disk: &DiskConfig,
         scope: ChangeScope,
     ) -> Result<String, ClientError> {
-        let config = self.store.load(name)?;
+        // Held from the read to the write, so a concurrent change is not lost.
+        let definitions = self.store.lock()?;
+        let config = definitions.load(name)?;
         let live = self.live_disks(name, scope)?;
         let storage = StorageManager::new(self.paths().clone());
         let (image, read_only_pool) = resolve_image(&storage, disk)?;
+        // The format is decided now and recorded, never guessed from content later.
+        let mut disk = disk.clone();
+        storage
+            .record_disk_formats_of(std::slice::from_mut(&mut disk))
+            .map_err(|e| ClientError::Invalid(crate::vmd::error_chain(&e)))?;
+        let disk = &disk;
         let mut image_use = self.image_use(&config, &image, &storage, live.as_deref());
         image_use.read_only_pool = read_only_pool;
         let plan =
@@ -537,6 +581,8 @@ impl Host for LocalHost {
                 target: Some(plan.target.clone()),
                 read_only: disk.readonly,
                 serial: disk.serial.clone(),
+                format: disk.format,
+                allow_backing: disk.allow_backing.clone(),
             };
             match self.command(name, command)? {
                 Some(ReplyResult::Disk(_)) => {}
@@ -544,7 +590,7 @@ impl Host for LocalHost {
             }
         }
         if let Some(updated) = plan.updated {
-            self.store.save(&updated)?;
+            definitions.save(&updated)?;
         }
         Ok(plan.target)
     }
@@ -579,7 +625,8 @@ impl Host for LocalHost {
     }
 
     fn detach_disk(&self, name: &str, target: &str, scope: ChangeScope) -> Result<(), ClientError> {
-        let config = self.store.load(name)?;
+        let definitions = self.store.lock()?;
+        let config = definitions.load(name)?;
         let live = self.live_disks(name, scope)?;
         let updated = hotplug::check_detach(&config, target, scope, live.as_deref())?;
         if scope.live {
@@ -591,7 +638,7 @@ impl Host for LocalHost {
             )?;
         }
         if let Some(updated) = updated {
-            self.store.save(&updated)?;
+            definitions.save(&updated)?;
         }
         Ok(())
     }

@@ -190,6 +190,10 @@ pub trait Host: Send + Sync {
     fn define(&self, config: &VmConfig) -> Result<(), ClientError>;
     /// Replaces an existing definition (takes effect at next start).
     fn update(&self, config: &VmConfig) -> Result<(), ClientError>;
+    /// Replaces an existing definition only if it is still `original` (what an editor started
+    /// from); a definition changed meanwhile is refused and nothing is saved, so no concurrent
+    /// change is lost.
+    fn update_from(&self, original: &VmConfig, config: &VmConfig) -> Result<(), ClientError>;
     /// Deletes a definition with its state and logs; refused while the VM runs and while it
     /// has snapshots ([`Host::undefine_with`] with the default options).
     fn undefine(&self, name: &str) -> Result<(), ClientError> {

@@ -5,18 +5,32 @@
 //! `storage::resolve_disk` turns either into a file. The guest sees it as a virtio-blk device
 //! whose Linux name is its `target` (`vda`, `vdb`, ...).
 //!
+//! A disk also records its image's **format** (`format = "raw"`): vmux fills it in when the disk
+//! is defined (from the volume's record in its pool, `,format=` on the command line, or the
+//! file's extension) and never decides it from the image's content afterwards. Backing files
+//! outside every pool directory are followed only when listed in `allow_backing`
+//! (`,allow-backing=/path` on the command line). See docs/security.md, "Image files".
+//!
 //! ```toml
 //! [[disks]]
 //! pool = "default"
 //! volume = "web1.qcow2"
+//! format = "qcow2"
 //!
 //! [[disks]]
 //! path = "/srv/iso/data.raw"
+//! format = "raw"
 //! readonly = true
 //! target = "vdc"
 //! serial = "DATA-1"
+//!
+//! [[disks]]
+//! path = "/srv/vm/web2.qcow2"
+//! format = "qcow2"
+//! allow_backing = ["/srv/base/debian-12.raw"]
 //! ```
 
+use super::image_format::ImageFormat;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -67,6 +81,13 @@ pub struct DiskConfig {
     pub target: Option<String>,
     /// Serial number the guest reads (at most 20 printable ASCII bytes).
     pub serial: Option<String>,
+    /// The image's format, recorded when the disk was defined; `None` only in definitions
+    /// written before vmux recorded formats (filled in at the next start, see
+    /// `storage::StorageManager::record_disk_formats`).
+    pub format: Option<ImageFormat>,
+    /// Backing files outside every pool directory that this disk's image chain may use
+    /// (absolute paths the user allowed explicitly).
+    pub allow_backing: Vec<PathBuf>,
 }
 
 /// The on-disk shape of [`DiskConfig`]: flat optional keys, checked by `TryFrom`.
@@ -79,6 +100,10 @@ struct DiskToml {
     volume: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     path: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    format: Option<ImageFormat>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    allow_backing: Vec<PathBuf>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     readonly: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,6 +141,8 @@ impl TryFrom<DiskToml> for DiskConfig {
             readonly: raw.readonly,
             target: raw.target,
             serial: raw.serial,
+            format: raw.format,
+            allow_backing: raw.allow_backing,
         };
         disk.validate()?;
         Ok(disk)
@@ -132,6 +159,8 @@ impl From<DiskConfig> for DiskToml {
             pool,
             volume,
             path,
+            format: disk.format,
+            allow_backing: disk.allow_backing,
             readonly: disk.readonly,
             target: disk.target,
             serial: disk.serial,
@@ -150,10 +179,12 @@ impl DiskConfig {
             readonly: false,
             target: None,
             serial: None,
+            format: None,
+            allow_backing: Vec::new(),
         }
     }
 
-    /// Checks names, path, target and serial (no host access).
+    /// Checks names, path, target, serial and allowed backing paths (no host access).
     pub fn validate(&self) -> Result<(), String> {
         match &self.source {
             DiskSource::Volume { pool, volume } => {
@@ -172,6 +203,12 @@ impl DiskConfig {
         if let Some(target) = &self.target {
             validate_target(target)?;
         }
+        if let Some(path) = self.allow_backing.iter().find(|p| !p.is_absolute()) {
+            return Err(format!(
+                "allowed backing file {} must be an absolute path",
+                path.display()
+            ));
+        }
         if let Some(serial) = &self.serial {
             let printable = serial.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
             if serial.len() > SERIAL_MAX_LEN || !printable {
@@ -185,7 +222,8 @@ impl DiskConfig {
 }
 
 /// Parses the command-line form:
-/// `<pool>/<volume>[,readonly][,target=vdX][,serial=S]` or `/abs/path[,...]`.
+/// `<pool>/<volume>[,readonly][,target=vdX][,serial=S][,format=F][,allow-backing=/path]...`
+/// or `/abs/path[,...]`.
 impl FromStr for DiskConfig {
     type Err = String;
 
@@ -214,15 +252,19 @@ impl FromStr for DiskConfig {
             readonly: false,
             target: None,
             serial: None,
+            format: None,
+            allow_backing: Vec::new(),
         };
         for option in parts {
             match option.split_once('=') {
                 None if option == "readonly" || option == "ro" => disk.readonly = true,
                 Some(("target", value)) => disk.target = Some(value.to_string()),
                 Some(("serial", value)) => disk.serial = Some(value.to_string()),
+                Some(("format", value)) => disk.format = Some(value.parse()?),
+                Some(("allow-backing", value)) => disk.allow_backing.push(PathBuf::from(value)),
                 _ => {
                     return Err(format!(
-                        "unknown disk option '{option}'; the options are readonly, target=vdX and serial=TEXT"
+                        "unknown disk option '{option}'; the options are readonly, target=vdX, serial=TEXT, format=raw|qcow2 and allow-backing=/PATH"
                     ));
                 }
             }
@@ -243,6 +285,12 @@ impl fmt::Display for DiskConfig {
         }
         if let Some(serial) = &self.serial {
             write!(f, ",serial={serial}")?;
+        }
+        if let Some(format) = self.format {
+            write!(f, ",format={format}")?;
+        }
+        for path in &self.allow_backing {
+            write!(f, ",allow-backing={}", path.display())?;
         }
         Ok(())
     }
@@ -330,6 +378,28 @@ mod tests {
         assert_eq!(disk.target.as_deref(), Some("vdc"));
         assert_eq!(disk.serial.as_deref(), Some("DATA-1"));
         assert_eq!(disk.to_string().parse::<DiskConfig>(), Ok(disk));
+    }
+
+    #[test]
+    fn format_and_allowed_backing_files_parse_and_print_back() {
+        let disk: DiskConfig = "/srv/top.qcow2,format=qcow2,allow-backing=/srv/base.raw"
+            .parse()
+            .expect("parse");
+        assert_eq!(disk.format, Some(ImageFormat::Qcow2));
+        assert_eq!(disk.allow_backing, [PathBuf::from("/srv/base.raw")]);
+        assert_eq!(disk.to_string().parse::<DiskConfig>(), Ok(disk));
+    }
+
+    #[test]
+    fn a_relative_allowed_backing_file_and_an_unknown_format_are_refused() {
+        let err = "default/a.qcow2,allow-backing=base.raw"
+            .parse::<DiskConfig>()
+            .expect_err("relative");
+        assert!(err.contains("absolute"), "{err}");
+        let err = "default/a,format=vmdk"
+            .parse::<DiskConfig>()
+            .expect_err("unknown format");
+        assert!(err.contains("raw or qcow2"), "{err}");
     }
 
     #[test]

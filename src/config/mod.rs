@@ -8,6 +8,7 @@
 
 mod atomic;
 mod disk;
+mod image_format;
 mod network;
 mod paths;
 mod pool;
@@ -17,6 +18,7 @@ mod vm;
 
 pub use atomic::write_atomic;
 pub use disk::{DiskConfig, DiskSource, assign_targets, validate_volume_name};
+pub use image_format::ImageFormat;
 pub use network::{
     Addressing, DhcpRange, IFNAME_MAX, Ipv4Net, MacAddr, NetworkConfig, NetworkMode, NicConfig,
     validate_ifname,
@@ -26,7 +28,7 @@ pub use pool::{DEFAULT_POOL, PoolConfig, PoolStore, default_pool_path, pool_file
 pub use size::{format_size, parse_size};
 pub use store::parse_definition;
 pub(crate) use store::parse_named;
-pub use store::{DefinitionError, Store};
+pub use store::{DefinitionError, Store, StoreLock};
 pub use vm::{BootConfig, DEFAULT_MEMORY_BYTES, VmConfig, default_max_vcpus, validate_name};
 
 use std::path::PathBuf;
@@ -79,6 +81,11 @@ pub enum ConfigError {
     /// No storage pool of that name is defined.
     #[error("no storage pool named '{0}' is defined; `vmux pool-list` shows the defined pools")]
     UnknownPool(String),
+    /// A definition changed between being read and being replaced (`vmux edit`).
+    #[error(
+        "the definition of VM '{0}' changed while you were editing it (another vmux command saved it); nothing was saved: run `vmux edit {0}` again to edit the current definition"
+    )]
+    Changed(String),
     /// A storage pool of that name is already defined.
     #[error(
         "a storage pool named '{0}' is already defined; pick another name or `vmux pool-undefine {0}` first"

@@ -214,8 +214,15 @@ impl NetworkConfig {
     }
 }
 
-/// Checks a Linux interface name: 1-15 characters of `[A-Za-z0-9._-]`, not `.` or `..`.
+/// Checks a Linux interface name: 1-15 characters of `[A-Za-z0-9._-]`, not `.` or `..`, and
+/// not starting with `-` (vmux hands bridge names to `ip` and `dnsmasq`, which would read
+/// `-help` as an option).
 pub fn validate_ifname(name: &str) -> Result<(), String> {
+    if name.starts_with('-') {
+        return Err(format!(
+            "'{name}' is not a usable interface name: it starts with '-', which `ip` and `dnsmasq` would read as an option; start it with a letter or digit"
+        ));
+    }
     let valid_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -573,6 +580,26 @@ mod tests {
         assert!(validate_ifname("vmux-01234567890").is_err());
         assert!(validate_ifname("vmux-0123456789").is_ok());
         assert!(validate_ifname("br/0").is_err());
+    }
+
+    #[test]
+    fn names_starting_with_a_dash_never_reach_a_command_line() {
+        let err = validate_ifname("-help").expect_err("an option, not a name");
+        assert!(err.contains("'-help'") && err.contains("option"), "{err}");
+        let mut cfg = NetworkConfig::bridged("lan", "-help");
+        assert!(cfg.validate().expect_err("bridge").contains("option"));
+        cfg.bridge = "br0".into();
+        cfg.name = "-lan".into();
+        assert!(cfg.validate().is_err(), "network name");
+        let nic = NicConfig {
+            network: "-x".into(),
+            mac: MacAddr::with_vmux_prefix(1),
+        };
+        assert!(nic.validate().is_err(), "network name in a NIC");
+        assert!(
+            crate::config::validate_name("-vm").is_err(),
+            "VM and pool names"
+        );
     }
 
     #[test]

@@ -11,12 +11,16 @@
 //! ```
 //!
 //! Whether a pool is *active* is runtime state, not definition: see `storage::pool`.
+//!
+//! Changes happen under an `flock` on `pools/.lock`, held across a read-modify-write
+//! ([`PoolStore::update`]), so concurrent commands never lose each other's changes.
 
 use super::atomic::write_atomic;
 use super::paths::Paths;
 use super::{ConfigError, DefinitionError, validate_name};
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
-use std::fs;
+use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 /// Name of the pool every vmux has.
@@ -126,17 +130,57 @@ impl PoolStore {
 
     /// Writes a new definition; refuses an existing name.
     pub fn create(&self, pool: &PoolConfig) -> Result<(), ConfigError> {
+        let _lock = self.lock()?;
         if self.exists(&pool.name) {
             return Err(ConfigError::PoolExists(pool.name.clone()));
         }
-        self.save(pool)
+        self.write(pool)
     }
 
     /// Validates and writes (replaces) a definition atomically.
     pub fn save(&self, pool: &PoolConfig) -> Result<(), ConfigError> {
-        pool.validate().map_err(ConfigError::Invalid)?;
+        let _lock = self.lock()?;
+        self.write(pool)
+    }
+
+    /// Loads pool `name`, lets `change` modify it and saves it, all under the lock.
+    pub fn update(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut PoolConfig),
+    ) -> Result<PoolConfig, ConfigError> {
+        let _lock = self.lock()?;
+        let mut pool = self.load(name)?;
+        change(&mut pool);
+        self.write(&pool)?;
+        Ok(pool)
+    }
+
+    /// Waits for and takes the lock on the pool definitions.
+    fn lock(&self) -> Result<Flock<File>, ConfigError> {
         let dir = pools_dir(&self.paths);
-        fs::create_dir_all(&dir).map_err(|source| ConfigError::CreateDir { path: dir, source })?;
+        fs::create_dir_all(&dir).map_err(|source| ConfigError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join(".lock");
+        let io_error = |source| ConfigError::Write {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error)?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| io_error(std::io::Error::from(errno)))
+    }
+
+    /// Writes `pool` (the caller holds the lock).
+    fn write(&self, pool: &PoolConfig) -> Result<(), ConfigError> {
+        pool.validate().map_err(ConfigError::Invalid)?;
         let path = pool_file(&self.paths, &pool.name);
         let text = toml::to_string(pool).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         write_atomic(&path, text.as_bytes()).map_err(|source| ConfigError::Write { path, source })
@@ -144,6 +188,7 @@ impl PoolStore {
 
     /// Deletes the definition of `name` (never the pool's directory).
     pub fn remove(&self, name: &str) -> Result<(), ConfigError> {
+        let _lock = self.lock()?;
         let path = pool_file(&self.paths, name);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),

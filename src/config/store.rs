@@ -1,12 +1,20 @@
 //! The definition store: one TOML file per VM under `<config>/vms/`, written atomically.
 //! A file edited by hand into nonsense is reported with its path, line and reason, and the
 //! other definitions still load.
+//!
+//! Every change happens under an `flock` on `<config>/vms/.lock` ([`Store::lock`]), and a
+//! read-modify-write keeps it from the read to the write ([`Store::update`], or a
+//! [`StoreLock`] held across both), so two vmux commands changing one definition at once are
+//! serialised and neither update is lost. `vmux edit`, which cannot hold the lock while the
+//! user types, saves with [`Store::replace`]: only if the definition is still the one the
+//! editor started from.
 
 use super::ConfigError;
 use super::atomic::write_atomic;
 use super::paths::Paths;
 use super::vm::{VmConfig, validate_name};
-use std::fs;
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::{self, File, OpenOptions};
 use std::path::PathBuf;
 
 /// A definition file that cannot be used, with where and why.
@@ -82,26 +90,71 @@ impl Store {
             .collect()
     }
 
+    /// Waits for and takes the store's lock; changes made through the returned [`StoreLock`]
+    /// are serialised with every other vmux process's. Never call the other changing methods
+    /// of this store while holding it (they take the lock themselves and would wait forever).
+    pub fn lock(&self) -> Result<StoreLock<'_>, ConfigError> {
+        let dir = self.paths.vms_dir();
+        fs::create_dir_all(&dir).map_err(|source| ConfigError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join(".lock");
+        let io_error = |source| ConfigError::Write {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error)?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| io_error(std::io::Error::from(errno)))?;
+        Ok(StoreLock {
+            store: self,
+            _lock: lock,
+        })
+    }
+
     /// Writes a new definition; refuses an existing name.
     pub fn create(&self, cfg: &VmConfig) -> Result<(), ConfigError> {
-        if self.exists(&cfg.name) {
-            return Err(ConfigError::VmExists(cfg.name.clone()));
-        }
-        self.save(cfg)
+        self.lock()?.create(cfg)
     }
 
     /// Validates and writes (replaces) a definition atomically.
     pub fn save(&self, cfg: &VmConfig) -> Result<(), ConfigError> {
-        cfg.validate().map_err(ConfigError::Invalid)?;
-        let dir = self.paths.vms_dir();
-        fs::create_dir_all(&dir).map_err(|source| ConfigError::CreateDir { path: dir, source })?;
-        let path = self.paths.vm_file(&cfg.name);
-        let text = toml::to_string(cfg).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        write_atomic(&path, text.as_bytes()).map_err(|source| ConfigError::Write { path, source })
+        self.lock()?.save(cfg)
+    }
+
+    /// Loads `name`, lets `change` modify it, validates and saves it, all under the lock. An
+    /// error from `change` saves nothing.
+    pub fn update<T, E: From<ConfigError>>(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut VmConfig) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let lock = self.lock()?;
+        let mut cfg = lock.load(name)?;
+        let value = change(&mut cfg)?;
+        lock.save(&cfg)?;
+        Ok(value)
+    }
+
+    /// Saves `cfg` only if the definition on disk is still `original` (what an editor started
+    /// from); otherwise fails with [`ConfigError::Changed`] and saves nothing.
+    pub fn replace(&self, original: &VmConfig, cfg: &VmConfig) -> Result<(), ConfigError> {
+        let lock = self.lock()?;
+        if lock.load(&original.name)? != *original {
+            return Err(ConfigError::Changed(original.name.clone()));
+        }
+        lock.save(cfg)
     }
 
     /// Deletes the definition of `name`.
     pub fn remove(&self, name: &str) -> Result<(), ConfigError> {
+        let _lock = self.lock()?;
         let path = self.paths.vm_file(name);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -110,6 +163,36 @@ impl Store {
             }
             Err(source) => Err(ConfigError::Write { path, source }),
         }
+    }
+}
+
+/// The store's lock, held: loads and saves made through it are one serialised change.
+#[derive(Debug)]
+pub struct StoreLock<'a> {
+    store: &'a Store,
+    _lock: Flock<File>,
+}
+
+impl StoreLock<'_> {
+    /// Loads VM `name`.
+    pub fn load(&self, name: &str) -> Result<VmConfig, ConfigError> {
+        self.store.load(name)
+    }
+
+    /// Writes a new definition; refuses an existing name.
+    pub fn create(&self, cfg: &VmConfig) -> Result<(), ConfigError> {
+        if self.store.exists(&cfg.name) {
+            return Err(ConfigError::VmExists(cfg.name.clone()));
+        }
+        self.save(cfg)
+    }
+
+    /// Validates and writes (replaces) a definition atomically.
+    pub fn save(&self, cfg: &VmConfig) -> Result<(), ConfigError> {
+        cfg.validate().map_err(ConfigError::Invalid)?;
+        let path = self.store.paths.vm_file(&cfg.name);
+        let text = toml::to_string(cfg).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        write_atomic(&path, text.as_bytes()).map_err(|source| ConfigError::Write { path, source })
     }
 }
 
@@ -201,6 +284,57 @@ mod tests {
         assert_eq!(err.line, Some(2));
         assert!(err.to_string().contains("bad.toml:2"), "{err}");
         assert!(listed[1].is_ok());
+    }
+
+    #[test]
+    fn concurrent_updates_of_one_definition_lose_nothing() {
+        let (_dir, store) = store();
+        store
+            .create(&VmConfig::new("a", BootConfig::Demo))
+            .expect("create");
+        // Two writers, each adding its own disks one read-modify-write at a time.
+        std::thread::scope(|scope| {
+            for writer in ["x", "y"] {
+                let store = store.clone();
+                scope.spawn(move || {
+                    for i in 0..10 {
+                        store
+                            .update("a", |cfg| {
+                                cfg.disks.push(crate::config::DiskConfig::volume(
+                                    "default",
+                                    &format!("{writer}{i}.raw"),
+                                ));
+                                Ok::<_, ConfigError>(())
+                            })
+                            .expect("update");
+                    }
+                });
+            }
+        });
+        assert_eq!(store.load("a").expect("load").disks.len(), 20);
+    }
+
+    #[test]
+    fn replacing_a_definition_that_changed_since_it_was_read_is_refused() {
+        let (_dir, store) = store();
+        let original = VmConfig::new("a", BootConfig::Demo);
+        store.create(&original).expect("create");
+        store
+            .update("a", |cfg| {
+                cfg.vcpus = 2;
+                cfg.max_vcpus = 4;
+                Ok::<_, ConfigError>(())
+            })
+            .expect("someone else's change");
+        let mut edited = original.clone();
+        edited.autostart = true;
+
+        let err = store
+            .replace(&original, &edited)
+            .expect_err("changed meanwhile");
+
+        assert!(matches!(err, ConfigError::Changed(_)), "{err}");
+        assert_eq!(store.load("a").expect("load").vcpus, 2);
     }
 
     #[test]

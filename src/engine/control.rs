@@ -63,6 +63,14 @@ pub enum Command {
         /// Serial number the guest reads (default `vmux-<target>`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         serial: Option<String>,
+        /// The image's recorded format (`raw`, `qcow2`); never guessed from its content.
+        /// Without it the file name's extension must say it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        format: Option<crate::config::ImageFormat>,
+        /// Backing files outside the storage pools that the image's chain may use (the disk's
+        /// `allow_backing`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        allow_backing: Vec<PathBuf>,
     },
     /// Ask the guest to eject disk `target`. Replies once the guest is notified; when it ejects
     /// the disk, the image is closed and a `disk_removed` event follows.
@@ -540,6 +548,8 @@ mod tests {
                 target: None,
                 read_only: false,
                 serial: None,
+                format: None,
+                allow_backing: Vec::new(),
             }
         );
     }

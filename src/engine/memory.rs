@@ -5,9 +5,31 @@
 //! 4 GiB ([`layout::MMIO_HOLE_END`]). Both ranges are anonymous private mappings (vm-memory's
 //! `GuestMemoryMmap`), so an untouched page costs the host nothing and
 //! [`touched_bytes`] (mincore) says how much the guest has used.
+//!
+//! Each mapping starts on a 2 MiB boundary of the host's address space, as QEMU's RAM does:
+//! guest-physical 2 MiB pages then line up with host 2 MiB pages, so KVM can map guest RAM
+//! with large pages when transparent huge pages back it. Unaligned, a 2 MiB guest page
+//! straddles two host huge pages; under the real-Linux tier's nested paging (kvm_amd npt=1
+//! in an L1 under QEMU's TCG) 7 of 16 boots of Linux then triple-faulted or hung, while
+//! QEMU's aligned RAM booted every time (issue "Real Linux on every machine").
+//! vm-memory maps only at addresses the kernel picks, so [`RamMapping`] reserves a larger
+//! range, trims it to the aligned part, and hands vm-memory that pointer; it unmaps the
+//! range when the last region using it is dropped.
 
 use super::layout;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use std::sync::Arc;
+use vm_memory::bitmap::{Bitmap, WithBitmapSlice};
+use vm_memory::mmap::MmapRegionBuilder;
+use vm_memory::{
+    GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
+};
+
+/// Guest RAM as the engine holds it: vm-memory's mmap-backed memory whose every region owns
+/// its 2 MiB-aligned mapping through a [`RamMapping`]. Clones share the mappings.
+pub type GuestRam = GuestMemoryMmap<RamMapping>;
+
+/// Host alignment of every guest RAM mapping: one x86 large page.
+pub const HOST_ALIGNMENT: usize = 2 << 20;
 
 /// Guest RAM sizes must be a multiple of this (the identity map uses 2 MiB pages).
 pub const MEMORY_ALIGNMENT: u64 = 2 << 20;
@@ -35,10 +57,121 @@ pub enum MemoryError {
     Map {
         /// The size asked for, bytes.
         bytes: u64,
+        /// What the kernel reported.
+        #[source]
+        source: std::io::Error,
+    },
+    /// vm-memory refused a mapped range (not page aligned).
+    #[error("cannot use the guest memory mapping of {bytes} bytes")]
+    Region {
+        /// The size asked for, bytes.
+        bytes: u64,
         /// What vm-memory reported.
         #[source]
-        source: vm_memory::mmap::FromRangesError,
+        source: vm_memory::mmap::MmapRegionError,
     },
+    /// vm-memory refused the set of ranges (they overlap or are unsorted).
+    #[error("cannot lay out the guest memory of {bytes} bytes")]
+    Layout {
+        /// The size asked for, bytes.
+        bytes: u64,
+        /// What vm-memory reported.
+        #[source]
+        source: vm_memory::GuestRegionCollectionError,
+    },
+}
+
+/// One anonymous private mapping of guest RAM starting on a [`HOST_ALIGNMENT`] boundary,
+/// unmapped when dropped.
+#[derive(Debug)]
+struct AlignedMapping {
+    addr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; the pointer is only used to unmap
+// it in `drop`, which may run on any thread. Access to the memory itself goes through
+// vm-memory's regions, which are Send + Sync on their own terms.
+unsafe impl Send for AlignedMapping {}
+// SAFETY: as above; `&AlignedMapping` gives no access to the memory.
+unsafe impl Sync for AlignedMapping {}
+
+impl AlignedMapping {
+    /// Maps `len` bytes (a multiple of the page size) of zeroed memory at a 2 MiB-aligned
+    /// host address.
+    fn new(len: usize) -> std::io::Result<AlignedMapping> {
+        let reserve = len
+            .checked_add(HOST_ALIGNMENT)
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
+        // SAFETY: a fresh anonymous mapping at an address the kernel chooses; no existing
+        // memory is affected.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                reserve,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let start = (base as usize).next_multiple_of(HOST_ALIGNMENT);
+        let head = start - base as usize;
+        let tail = reserve - head - len;
+        // SAFETY: `[base, base + head)` and `[start + len, start + len + tail)` lie inside the
+        // mapping made just above and nothing refers to them; unmapping them leaves exactly
+        // `[start, start + len)` mapped. A failed munmap only leaves slack mapped.
+        unsafe {
+            if head > 0 {
+                libc::munmap(base, head);
+            }
+            if tail > 0 {
+                libc::munmap((start + len) as *mut libc::c_void, tail);
+            }
+        }
+        Ok(AlignedMapping {
+            addr: start as *mut u8,
+            len,
+        })
+    }
+}
+
+impl Drop for AlignedMapping {
+    fn drop(&mut self) {
+        // SAFETY: `addr..addr + len` is the mapping `new` made; this value owns it and is
+        // dropped only after the last region (and so the last guest-memory clone) using it.
+        unsafe {
+            libc::munmap(self.addr.cast::<libc::c_void>(), self.len);
+        }
+    }
+}
+
+/// Keeps a guest RAM region's [`AlignedMapping`] alive for as long as the region exists.
+///
+/// vm-memory gives each region a dirty-page bitmap and drops it with the region; vmux tracks
+/// no dirty pages, so this "bitmap" records nothing (like vm-memory's `()`) and only carries
+/// the ownership of the mapping the region points into.
+#[derive(Debug, Clone)]
+pub struct RamMapping {
+    /// Held, never read: dropping the last clone unmaps the memory.
+    _mapping: Arc<AlignedMapping>,
+}
+
+impl WithBitmapSlice<'_> for RamMapping {
+    type S = ();
+}
+
+impl Bitmap for RamMapping {
+    fn mark_dirty(&self, _offset: usize, _len: usize) {}
+
+    fn dirty_at(&self, _offset: usize) -> bool {
+        false
+    }
+
+    fn slice_at(&self, _offset: usize) {}
 }
 
 /// One contiguous range of guest RAM (guest-physical start and length in bytes).
@@ -78,13 +211,39 @@ pub fn validate_size(bytes: u64) -> Result<(), MemoryError> {
 }
 
 /// Maps `bytes` of guest RAM at the addresses [`ram_ranges`] gives.
-pub fn create_guest_memory(bytes: u64) -> Result<GuestMemoryMmap, MemoryError> {
+pub fn create_guest_memory(bytes: u64) -> Result<GuestRam, MemoryError> {
     validate_size(bytes)?;
-    let ranges: Vec<(GuestAddress, usize)> = ram_ranges(bytes)
-        .iter()
-        .map(|r| (GuestAddress(r.start), r.len as usize))
-        .collect();
-    GuestMemoryMmap::from_ranges(&ranges).map_err(|source| MemoryError::Map { bytes, source })
+    map_ranges(&ram_ranges(bytes))
+}
+
+/// Maps guest RAM for each of `ranges` (page-aligned lengths, not overlapping), each range
+/// at a 2 MiB-aligned host address.
+pub fn map_ranges(ranges: &[RamRange]) -> Result<GuestRam, MemoryError> {
+    let bytes = ranges.iter().map(|r| r.len).sum();
+    let mut regions = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        let len = usize::try_from(range.len).map_err(|_| MemoryError::InvalidSize { bytes })?;
+        let mapping =
+            AlignedMapping::new(len).map_err(|source| MemoryError::Map { bytes, source })?;
+        let addr = mapping.addr;
+        let owner = RamMapping {
+            _mapping: Arc::new(mapping),
+        };
+        // SAFETY: `addr..addr + len` is the live mapping `owner` holds; the region keeps
+        // `owner` (as its bitmap) for as long as it exists, so the memory outlives every use
+        // vm-memory makes of the pointer.
+        let region =
+            unsafe { MmapRegionBuilder::new_with_bitmap(len, owner).with_raw_mmap_pointer(addr) }
+                .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+                .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE)
+                .build()
+                .map_err(|source| MemoryError::Region { bytes, source })?;
+        // `new` refuses only a range whose end overflows u64, which `ram_ranges` never makes.
+        let region = GuestRegionMmap::new(region, GuestAddress(range.start))
+            .ok_or(MemoryError::InvalidSize { bytes })?;
+        regions.push(region);
+    }
+    GuestMemoryMmap::from_regions(regions).map_err(|source| MemoryError::Layout { bytes, source })
 }
 
 /// One e820 entry as the zero page stores it.
@@ -138,9 +297,15 @@ pub fn e820_map(bytes: u64) -> Vec<E820Entry> {
     map
 }
 
+/// Guest RAM of `len` bytes (a page multiple) at guest-physical `start`, for tests.
+#[cfg(test)]
+pub fn test_ram(start: u64, len: u64) -> GuestRam {
+    map_ranges(&[RamRange { start, len }]).expect("map test guest memory")
+}
+
 /// Bytes of guest RAM the host has backed with pages so far (pages resident in the VMM's
 /// mappings, counted with mincore). Pages swapped out are not counted.
-pub fn touched_bytes(mem: &GuestMemoryMmap) -> u64 {
+pub fn touched_bytes(mem: &GuestRam) -> u64 {
     // A host page size query cannot fail on Linux; 4 KiB is the safe fallback.
     let page = page_size();
     // Count in windows so that a large guest does not need one huge vector.
@@ -281,6 +446,41 @@ mod tests {
             }
         );
         assert_eq!(map.len(), 5);
+    }
+
+    #[test]
+    fn every_ram_range_starts_on_a_two_mib_host_boundary() {
+        let mem = create_guest_memory(3 * GIB + 64 * MIB).expect("map");
+        assert_eq!(mem.num_regions(), 2);
+        for region in mem.iter() {
+            assert_eq!(region.as_ptr() as usize % HOST_ALIGNMENT, 0);
+        }
+    }
+
+    #[test]
+    fn guest_memory_is_unmapped_with_its_last_clone() {
+        let mem = create_guest_memory(4 * MIB).expect("map");
+        let addr = mem.iter().next().expect("a region").as_ptr() as usize;
+        let clone = mem.clone();
+        drop(mem);
+        assert!(mapped(addr), "a clone still uses the memory");
+        clone
+            .write_slice(&[7u8; 16], GuestAddress(0))
+            .expect("the clone can write");
+        drop(clone);
+        assert!(!mapped(addr), "guest memory outlived its last user");
+    }
+
+    /// Whether `addr` is inside any mapping of this process.
+    fn mapped(addr: usize) -> bool {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+        maps.lines().any(|line| {
+            let range = line.split_whitespace().next().unwrap_or_default();
+            let (lo, hi) = range.split_once('-').unwrap_or_default();
+            let lo = usize::from_str_radix(lo, 16).unwrap_or(usize::MAX);
+            let hi = usize::from_str_radix(hi, 16).unwrap_or(0);
+            (lo..hi).contains(&addr)
+        })
     }
 
     #[test]

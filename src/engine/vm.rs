@@ -36,12 +36,13 @@ use super::pci::{KvmVmInterface, PciPlatform, PlatformError};
 use super::snapshot::VcpuCaps;
 use super::vcpu::{RunContext, VcpuError, VcpuStart, kick};
 use super::{DiskSpec, DiskStats, NicStats, SerialSink, VmExit, VmObserver, VmSpec};
+use crate::engine::memory::GuestRam;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
 use kvm_ioctls::{Cap, Kvm, VmFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 /// Errors building or controlling a VM.
 #[derive(Debug, thiserror::Error)]
@@ -192,7 +193,7 @@ struct Shared {
     vcpus: Mutex<Option<VcpuSet>>,
     /// Guest RAM for the touched-bytes statistic; released when the `Vm` goes away so that a
     /// handle kept after the boot does not keep the guest's memory alive.
-    mem: Mutex<Option<GuestMemoryMmap>>,
+    mem: Mutex<Option<GuestRam>>,
     memory_bytes: u64,
     /// The PCI root bus and its disks; taken (and dropped) when the boot ends, so a handle
     /// kept afterwards holds no device or image.
@@ -293,7 +294,7 @@ fn create_interrupt_controllers(vm: &VmFd) -> Result<(), EngineError> {
 }
 
 /// Hands every region of `mem` to KVM as one memory slot.
-fn add_memory_slots(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), EngineError> {
+fn add_memory_slots(vm: &VmFd, mem: &GuestRam) -> Result<(), EngineError> {
     for (slot, region) in mem.iter().enumerate() {
         let slot = slot as u32;
         let region_desc = kvm_userspace_memory_region {

@@ -3,11 +3,12 @@
 //! directory and the host commands.
 //!
 //! Every change happens under the state lock. A start brings the pieces up in order (bridge,
-//! address, nft table, dnsmasq) while recording each in an [`ActiveNetwork`]; if any step
-//! fails, that record drives the same teardown a stop uses, so a failed start leaves nothing
-//! behind. [`NetworkManager::reconcile`] runs before every CLI command: it drops records of
-//! networks whose bridge vanished, restores a flushed nft table, restarts a dead dnsmasq and
-//! removes TAP records of VMs whose vmd is gone, reporting each repair in words.
+//! address, nft table, anti-spoofing table, dnsmasq) while recording each in an
+//! [`ActiveNetwork`]; if any step fails, that record drives the same teardown a stop uses, so a
+//! failed start leaves nothing behind. [`NetworkManager::reconcile`] runs before every CLI
+//! command: it drops records of networks whose bridge vanished, restores a flushed nft or
+//! anti-spoofing table, restarts a dead dnsmasq and removes TAP records of VMs whose vmd is
+//! gone, reporting each repair in words.
 
 use super::host::{self, ProcessId, ip};
 use super::leases::{self, Lease};
@@ -15,7 +16,7 @@ use super::names::{bridge_mac, bridge_name};
 use super::state::{ActiveNetwork, StateDir};
 use super::store::NetworkStore;
 use super::tap::{self, Tap, TapRecord};
-use super::{NetworkError, caps, dnsmasq, nft};
+use super::{NetworkError, caps, dnsmasq, guard, nft};
 use crate::config::{
     Addressing, DefinitionError, Ipv4Net, MacAddr, NetworkConfig, NetworkMode, NicConfig, Paths,
     Store, VmConfig,
@@ -368,12 +369,28 @@ impl NetworkManager {
                 .state
                 .load(&cfg.name)?
                 .ok_or_else(|| NetworkError::NotActive(cfg.name.clone()))?;
+            let table = active
+                .guard_table
+                .clone()
+                .ok_or_else(|| NetworkError::NotActive(cfg.name.clone()))?;
+            let leased: Vec<Ipv4Addr> = self
+                .guard_leases(&cfg.name, active.mode)
+                .into_iter()
+                .filter(|(mac, _)| *mac == nic.mac)
+                .map(|(_, ip)| ip)
+                .collect();
+            let guard = tap::Guard {
+                table,
+                addressed: active.mode.is_managed(),
+                leases: leased,
+            };
             taps.push(tap::create(
                 &self.state,
                 &vm.name,
                 index,
                 nic,
                 &active.bridge,
+                &guard,
             )?);
         }
         Ok(taps)
@@ -437,15 +454,20 @@ impl NetworkManager {
                 problem,
             });
         }
+        let table = guard::table_name(&cfg.name);
+        guard::apply(&table, false, &[], &[])?;
         let active = ActiveNetwork {
             mode: cfg.mode,
             bridge: cfg.bridge.clone(),
             subnet: None,
             nft_table: None,
             dnsmasq: None,
+            guard_table: Some(table.clone()),
             started_at: now(),
         };
-        self.state.save(&cfg.name, &active)
+        self.state.save(&cfg.name, &active).inspect_err(|_| {
+            let _ = guard::delete(&table);
+        })
     }
 
     fn start_managed(
@@ -467,6 +489,7 @@ impl NetworkManager {
             subnet: Some(addressing.subnet),
             nft_table: None,
             dnsmasq: None,
+            guard_table: None,
             started_at: now(),
         };
         let result = self
@@ -513,8 +536,44 @@ impl NetworkManager {
             active.nft_table = Some(table.clone());
             nft::apply(&table, bridge, subnet)?;
         }
+        // Before dnsmasq, whose lease-change script fills it; no TAP can be on a new bridge.
+        let table = guard::table_name(&cfg.name);
+        active.guard_table = Some(table.clone());
+        guard::apply(&table, true, &[], &self.guard_leases(&cfg.name, cfg.mode))?;
         active.dnsmasq = Some(self.start_dnsmasq(cfg, addressing)?);
         Ok(())
+    }
+
+    /// The (MAC, address) pairs of `network`'s current leases (none for bridge mode).
+    fn guard_leases(&self, network: &str, mode: NetworkMode) -> Vec<(MacAddr, Ipv4Addr)> {
+        if !mode.is_managed() {
+            return Vec::new();
+        }
+        leases::read(&self.state.lease_file(network), now())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|lease| (lease.mac, lease.ip))
+            .collect()
+    }
+
+    /// The (TAP, MAC) pairs of `network`'s running VMs.
+    fn live_ports(&self, network: &str) -> Vec<(String, MacAddr)> {
+        tap::live_records(&self.state)
+            .into_iter()
+            .filter(|record| record.network == network)
+            .map(|record| (record.tap, record.mac))
+            .collect()
+    }
+
+    /// Loads `network`'s anti-spoofing table with everything it should hold now: the TAPs of
+    /// its running VMs and its leases. For a table that went missing (a firewall reload) or a
+    /// network started by a vmux without one.
+    fn restore_guard(&self, network: &str, active: &ActiveNetwork) -> Result<String, NetworkError> {
+        let table = guard::table_name(network);
+        let ports = self.live_ports(network);
+        let leases = self.guard_leases(network, active.mode);
+        guard::apply(&table, active.mode.is_managed(), &ports, &leases)?;
+        Ok(table)
     }
 
     fn start_dnsmasq(
@@ -524,13 +583,18 @@ impl NetworkManager {
     ) -> Result<ProcessId, NetworkError> {
         self.state.ensure(&cfg.name)?;
         let pid_file = self.state.pid_file(&cfg.name);
-        let args = dnsmasq::args(
-            &cfg.bridge,
-            cfg.mode,
-            addressing,
-            &pid_file,
-            &self.state.lease_file(&cfg.name),
-        );
+        let lease_file = self.state.lease_file(&cfg.name);
+        let lease_hook = self.state.lease_hook(&cfg.name);
+        let hook = guard::lease_hook(&guard::table_name(&cfg.name), &guard::nft_path()?);
+        write_script(&lease_hook, &hook)?;
+        let run_as = dnsmasq::unprivileged_user();
+        dnsmasq::prepare_lease_file(&lease_file, run_as.as_ref())?;
+        let files = dnsmasq::Files {
+            pid_file: &pid_file,
+            lease_file: &lease_file,
+            lease_hook: &lease_hook,
+        };
+        let args = dnsmasq::args(&cfg.bridge, cfg.mode, addressing, &files, run_as.as_ref());
         dnsmasq::start(&cfg.name, &args, &pid_file)
     }
 
@@ -576,6 +640,9 @@ impl NetworkManager {
         if let Some(table) = &active.nft_table {
             note(nft::delete(table));
         }
+        if let Some(table) = &active.guard_table {
+            note(guard::delete(table));
+        }
         if active.mode.is_managed() {
             let ours = host::link(&active.bridge).map(|l| l.is_some_and(|l| l.is_bridge()));
             note(match ours {
@@ -601,18 +668,58 @@ impl NetworkManager {
                 active.bridge
             )]);
         }
+        let mut notes = Vec::new();
+        let guard_missing = match &active.guard_table {
+            Some(table) => !guard::exists(table)?,
+            None => true,
+        };
+        // Started by a vmux without anti-spoofing: its dnsmasq has no lease hook to fill the
+        // table, so it is restarted below with one.
+        let without_hook = active.guard_table.is_none() && active.mode.is_managed();
+        if let Some(table) = active.guard_table.as_ref().filter(|_| !guard_missing) {
+            let live = self.live_ports(name);
+            for tap in guard::sync_ports(table, &live)? {
+                log::info!("network '{name}': TAP {tap} is gone; took it out of {table}");
+            }
+        }
+        if guard_missing {
+            let table = self.restore_guard(name, &active)?;
+            notes.push(match active.guard_table.replace(table.clone()) {
+                Some(_) => format!(
+                    "network '{name}': anti-spoofing table {table} had been removed (firewall reload?); restored it"
+                ),
+                None => format!(
+                    "network '{name}': added the anti-spoofing table {table} (each VM may now send only from its own MAC{})",
+                    if active.mode.is_managed() { " and leased addresses" } else { "" }
+                ),
+            });
+            self.state.save(name, &active)?;
+        }
         if !active.mode.is_managed() {
-            return Ok(Vec::new());
+            return Ok(notes);
         }
         let cfg = match self.store.load(name) {
             Ok(cfg) => cfg,
             Err(e) => {
-                return Ok(vec![format!(
+                notes.push(format!(
                     "network '{name}' is active but its definition cannot be read ({e}); fix it or stop the network with `vmux net-destroy {name}`"
-                )]);
+                ));
+                return Ok(notes);
             }
         };
-        let mut notes = Vec::new();
+        if without_hook && let Some(old) = active.dnsmasq.take() {
+            dnsmasq::stop(&old)?;
+            let process = cfg
+                .addressing()
+                .ok_or_else(|| NetworkError::Invalid(format!("network '{name}' has no subnet")))
+                .and_then(|addressing| self.start_dnsmasq(&cfg, &addressing))?;
+            active.dnsmasq = Some(process);
+            self.state.save(name, &active)?;
+            notes.push(format!(
+                "network '{name}': restarted dnsmasq (pid {} is now {}) with the lease hook the anti-spoofing table needs",
+                old.pid, process.pid
+            ));
+        }
         if let (Some(table), Some(subnet)) = (&active.nft_table, active.subnet)
             && !nft::exists(table)?
         {
@@ -646,6 +753,17 @@ impl NetworkManager {
         }
         Ok(notes)
     }
+}
+
+/// Writes the executable script `path` (mode 0700) with `text`, replacing any old one.
+fn write_script(path: &std::path::Path, text: &str) -> Result<(), NetworkError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io_error = |source| NetworkError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    crate::config::write_atomic(path, text.as_bytes()).map_err(io_error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(io_error)
 }
 
 /// Refuses when running VMs (live TAP records) have NICs on `network`, naming them.
@@ -815,6 +933,7 @@ mod tests {
             subnet: None,
             nft_table: None,
             dnsmasq: None,
+            guard_table: None,
             started_at: 0,
         };
         manager.state.save("default", &active).expect("save");

@@ -7,6 +7,10 @@
 //! - **isolated**: the same bridge and dnsmasq, no forwarding, no masquerade, no default route.
 //! - **bridge**: nothing is created; each VM's TAP joins an existing host bridge.
 //!
+//! Every started network also gets an anti-spoofing table ([`guard`]): each VM's TAP may send
+//! only from its guest's MAC and, on nat/isolated networks, only from the addresses dnsmasq
+//! leased to it. dnsmasq serves as an unprivileged user.
+//!
 //! [`NetworkManager`] is the entry point (define, start, destroy, list, info, NIC attach for
 //! vmd, address lookup); it shells out to `ip`, `nft` and `dnsmasq` (see [`host`]), keeps what
 //! it started in `<state>/networks/` ([`state`]) and checks on every call that what it started
@@ -15,6 +19,7 @@
 
 pub mod caps;
 mod dnsmasq;
+pub mod guard;
 pub mod host;
 pub mod leases;
 mod manager;

@@ -5,6 +5,7 @@
 //! networks/<net>/active.json   present while the network is started: what to tear down
 //! networks/<net>/leases        dnsmasq's lease file (kept across restarts)
 //! networks/<net>/dnsmasq.pid   dnsmasq's pid file
+//! networks/<net>/lease-hook    dnsmasq's lease-change script (anti-spoofing, see `guard`)
 //! taps/<tap>.json              one per TAP in use (see `network::tap`)
 //! ```
 //!
@@ -35,6 +36,10 @@ pub struct ActiveNetwork {
     /// The dnsmasq serving it (nat/isolated).
     #[serde(default)]
     pub dnsmasq: Option<ProcessId>,
+    /// The anti-spoofing table vmux loaded (`network::guard`); `None` for a network started
+    /// by a vmux without one (the next network command or VM start adds it).
+    #[serde(default)]
+    pub guard_table: Option<String>,
     /// When it was started, seconds since the Unix epoch.
     pub started_at: u64,
 }
@@ -75,6 +80,11 @@ impl StateDir {
     /// dnsmasq's pid file of `network`.
     pub fn pid_file(&self, network: &str) -> PathBuf {
         self.network_dir(network).join("dnsmasq.pid")
+    }
+
+    /// The lease-change script dnsmasq of `network` runs (`network::guard::lease_hook`).
+    pub fn lease_hook(&self, network: &str) -> PathBuf {
+        self.network_dir(network).join("lease-hook")
     }
 
     fn active_file(&self, network: &str) -> PathBuf {
@@ -182,6 +192,7 @@ mod tests {
             subnet: "192.168.123.0/24".parse().ok(),
             nft_table: Some("vmux_default".into()),
             dnsmasq: ProcessId::current(),
+            guard_table: Some("vmux_guard_default".into()),
             started_at: 1,
         };
         state.save("default", &active).expect("save");

@@ -5,8 +5,14 @@
 //! however it exits. The record outlives a crash; `clean_stale` removes records (and any
 //! interface still carrying the name) whose owner is gone, and the records of live owners are
 //! how vmux knows which running VMs use a network.
+//!
+//! Each TAP is entered in its network's anti-spoofing table (`network::guard`) before it joins
+//! the bridge, so no frame it sends is ever unfiltered. vmd never runs `nft` afterwards: once
+//! its record is gone (or stale) the next network command or VM start takes the TAP out of the
+//! table (`guard::sync_ports`).
 
 use super::NetworkError;
+use super::guard;
 use super::host::{self, ProcessId, ip};
 use super::names::tap_name;
 use super::state::StateDir;
@@ -49,6 +55,17 @@ pub struct Tap {
     record_path: PathBuf,
 }
 
+/// Where a new TAP is entered for anti-spoofing (`network::guard`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// The network's anti-spoofing table.
+    pub table: String,
+    /// nat/isolated: addresses are checked too.
+    pub addressed: bool,
+    /// The addresses already leased to the NIC's MAC.
+    pub leases: Vec<std::net::Ipv4Addr>,
+}
+
 impl Tap {
     /// The interface name.
     pub fn name(&self) -> &str {
@@ -73,19 +90,21 @@ impl Tap {
 
 impl Drop for Tap {
     fn drop(&mut self) {
-        // The interface goes with the fd; only the record is ours to remove.
+        // The interface goes with the fd, and its anti-spoofing entries with the next network
+        // command (see the module docs); only the record is ours to remove.
         let _ = std::fs::remove_file(&self.record_path);
     }
 }
 
-/// Creates, records and brings up the TAP of NIC `index` of VM `vm` on `bridge`. The caller
-/// holds the state lock and has checked that the network is started.
+/// Creates, records, enters in `guard` and brings up the TAP of NIC `index` of VM `vm` on
+/// `bridge`. The caller holds the state lock and has checked that the network is started.
 pub(crate) fn create(
     state: &StateDir,
     vm: &str,
     index: usize,
     nic: &NicConfig,
     bridge: &str,
+    guard: &Guard,
 ) -> Result<Tap, NetworkError> {
     let owner = ProcessId::current().ok_or_else(|| NetworkError::Io {
         path: "/proc/self/stat".into(),
@@ -112,16 +131,24 @@ pub(crate) fn create(
             path: record_path.clone(),
             source,
         })?;
-        let tap = match TapDevice::create(&name) {
-            Ok(device) => Tap {
-                device,
-                record,
-                record_path,
-            },
+        let device = match TapDevice::create(&name) {
+            Ok(device) => device,
             Err(source) => {
                 let _ = std::fs::remove_file(&record_path);
                 return Err(NetworkError::Tap(source));
             }
+        };
+        // Entered before it joins the bridge: no frame of it ever goes unfiltered.
+        if let Err(e) =
+            guard::add_port(&guard.table, &name, nic.mac, guard.addressed, &guard.leases)
+        {
+            let _ = std::fs::remove_file(&record_path);
+            return Err(e);
+        }
+        let tap = Tap {
+            device,
+            record,
+            record_path,
         };
         // The TAP's own MAC is the guest's with a locally administered 0xfe first byte (as
         // libvirt does): distinct from the guest's, and high enough never to become the

@@ -105,9 +105,9 @@ mod tests {
         let dst_path = dir.path().join("dst.qcow2");
         create_image(&src_path, &NewImage::new(ImageFormat::Raw, 64 << 20)).expect("src");
         create_image(&dst_path, &NewImage::new(ImageFormat::Qcow2, 64 << 20)).expect("dst");
-        let src = open_image(&src_path, OpenOptions::writable()).expect("open src");
+        let src = open_image(&src_path, &OpenOptions::writable()).expect("open src");
         src.write_at(5 << 20, &[0x5a; 12345]).expect("write");
-        let dst = open_image(&dst_path, OpenOptions::writable()).expect("open dst");
+        let dst = open_image(&dst_path, &OpenOptions::writable()).expect("open dst");
         copy_image(src.as_ref(), dst.as_ref()).expect("copy");
         let mut a = vec![0u8; 64 << 20];
         let mut b = vec![1u8; 64 << 20];

@@ -11,9 +11,9 @@ use imago::qcow2::Qcow2;
 use imago::{FormatCreateBuilder, StorageOpenOptions};
 use nix::errno::Errno;
 use nix::fcntl::{FallocateFlags, fallocate};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Cluster size of qcow2 images vmux creates (QEMU's default).
@@ -85,12 +85,7 @@ pub fn create_image(path: &Path, spec: &NewImage) -> Result<(), ImageError> {
             });
         }
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
+    let file = super::nofollow::create_new_file(path)
         .map_err(|source| ImageError::io(path, "create", source))?;
     let result = match spec.format {
         ImageFormat::Raw => create_raw(&file, spec),

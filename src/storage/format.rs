@@ -1,87 +1,84 @@
-//! Image formats and what vmux learns about an image file without opening it for I/O: its
-//! format (from the name and the first bytes), size, allocation, backing file, and the whole
-//! backing chain with missing files and loops found here.
+//! What vmux learns about an image file without opening it for I/O: its format, size,
+//! allocation, backing file, and the whole backing chain with missing files, loops and
+//! untrusted backing files found here.
 //!
-//! Naming rule (why the extension wins for pool volumes): a guest can write anything to a raw
-//! disk, including a qcow2 header; probing such a file would let the guest turn its disk into a
-//! qcow2 image with a backing file of its choosing (any host file). So `.raw`/`.img` files are
-//! always raw, `.qcow2` files must be qcow2, and only names without a known extension (and
-//! files the user hands in, like `vol-upload` sources) are probed by content.
+//! **Formats are recorded, never guessed** (QEMU's CVE-2008-2004): a guest can write anything
+//! into a raw disk, a qcow2 header naming a host file as its backing file included, so deciding
+//! a format from content would let a guest read any file on the host. The format comes from a
+//! record ([`Detect::Known`]: the VM definition's `format`, the pool's volume records, `--format`,
+//! or an image vmux has just created) or, for images nobody recorded yet, from the file name's
+//! extension ([`Detect::ByName`]); content is only checked *against* it, and a disagreement is
+//! refused with both named. A raw record is never contradicted: any bytes are a raw disk.
+//!
+//! **Backing files** are followed only when the header records their format and they lie in a
+//! storage pool directory or were allowed by the user by path ([`BackingTrust`]).
 
 use super::image::ImageError;
-use super::qcow2_header::{HeaderProblem, MAGIC, Qcow2Header, read_start};
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::fs::File;
+use super::nofollow::open_image_file;
+use super::qcow2_header::{MAGIC, Qcow2Header, read_start};
+pub use crate::config::ImageFormat;
+use serde::Serialize;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 /// Most images in one backing chain (QEMU has no fixed limit; this bounds the walk).
 pub const MAX_CHAIN_DEPTH: usize = 64;
 
-/// A disk image format vmux reads and writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ImageFormat {
-    /// The guest's bytes as they are, sparse where the file system allows.
-    Raw,
-    /// QEMU copy-on-write v2/v3 (through imago).
-    Qcow2,
-}
-
-impl ImageFormat {
-    /// The format a file name's extension promises: `.qcow2`/`.qcow` or `.raw`/`.img`/`.iso`/
-    /// `.bin`; `None` for anything else.
-    pub fn from_name(name: &Path) -> Option<ImageFormat> {
-        let ext = name.extension()?.to_str()?.to_ascii_lowercase();
-        match ext.as_str() {
-            "qcow2" | "qcow" => Some(ImageFormat::Qcow2),
-            "raw" | "img" | "iso" | "bin" => Some(ImageFormat::Raw),
-            _ => None,
-        }
-    }
-
-    /// The name QEMU uses (`raw`, `qcow2`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ImageFormat::Raw => "raw",
-            ImageFormat::Qcow2 => "qcow2",
-        }
-    }
-}
-
-impl fmt::Display for ImageFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ImageFormat {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<ImageFormat, String> {
-        match text.to_ascii_lowercase().as_str() {
-            "raw" => Ok(ImageFormat::Raw),
-            "qcow2" => Ok(ImageFormat::Qcow2),
-            _ => Err(format!(
-                "'{text}' is not an image format vmux handles; use raw or qcow2"
-            )),
-        }
-    }
-}
-
-/// How much to trust a file's name versus its content when deciding its format.
+/// How the format of an image is known. Never from its content alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detect {
-    /// Guest-writable images (pool volumes, VM disks): a raw-looking name is raw whatever the
-    /// content says; see the module docs.
-    ByName,
-    /// Files the user hands in (upload sources, backing files without a recorded format): the
-    /// content decides, except that a `.qcow2` name must hold a qcow2 image.
-    ByContent,
-    /// The caller knows the format (`--format`, a recorded backing format).
+    /// Recorded (definition, volume record, `--format`, a backing format in an overlay's
+    /// header, an image vmux just created). A qcow2 record still needs a qcow2 header; a raw
+    /// record accepts any content.
     Known(ImageFormat),
+    /// Not recorded: the extension must name a format (`.qcow2`, `.raw`, `.img`, ...), and a
+    /// raw-named file that starts with a qcow2 header is refused as ambiguous rather than
+    /// guessed either way.
+    ByName,
+}
+
+/// Which backing files an image chain may use: files directly in a storage pool directory, and
+/// files the user allowed by path. Paths are kept canonical.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackingTrust {
+    dirs: Vec<PathBuf>,
+    files: Vec<PathBuf>,
+}
+
+impl BackingTrust {
+    /// No backing file is trusted (an image with one cannot be opened).
+    pub fn none() -> BackingTrust {
+        BackingTrust::default()
+    }
+
+    /// Trusts files directly in `dirs` (pool directories) and the files `files`.
+    pub fn new(
+        dirs: impl IntoIterator<Item = PathBuf>,
+        files: impl IntoIterator<Item = PathBuf>,
+    ) -> BackingTrust {
+        BackingTrust::none().with_dirs(dirs).with_files(files)
+    }
+
+    /// Also trusts files directly in `dirs`.
+    pub fn with_dirs(mut self, dirs: impl IntoIterator<Item = PathBuf>) -> BackingTrust {
+        self.dirs.extend(dirs.into_iter().map(|d| canonical(&d)));
+        self
+    }
+
+    /// Also trusts the files `files` (absolute paths the user allowed).
+    pub fn with_files(mut self, files: impl IntoIterator<Item = PathBuf>) -> BackingTrust {
+        self.files.extend(files.into_iter().map(|f| canonical(&f)));
+        self
+    }
+
+    /// Whether a chain may use `path` as a backing file.
+    pub fn allows(&self, path: &Path) -> bool {
+        if self.files.contains(&canonical(path)) {
+            return true;
+        }
+        path.parent()
+            .is_some_and(|dir| self.dirs.contains(&canonical(dir)))
+    }
 }
 
 /// A backing file reference.
@@ -119,17 +116,13 @@ pub struct ImageInfo {
 }
 
 /// Looks at one image file: format (per `detect`), size, allocation, backing reference.
-/// Refuses qcow2 features vmux cannot handle, naming them.
+/// Refuses symbolic links, special files, a format the content contradicts, and qcow2 features
+/// vmux cannot handle, naming them.
 pub fn inspect(path: &Path, detect: Detect) -> Result<ImageInfo, ImageError> {
-    let file = File::open(path).map_err(|source| ImageError::open(path, source))?;
+    let file = open_image_file(path, false)?;
     let meta = file
         .metadata()
         .map_err(|source| ImageError::io(path, "inspect", source))?;
-    if meta.is_dir() {
-        return Err(ImageError::NotAFile {
-            path: path.to_path_buf(),
-        });
-    }
     let start = read_start(&file).map_err(|source| ImageError::io(path, "read", source))?;
     let format = detect_format(path, &start, detect)?;
     let mut info = ImageInfo {
@@ -175,9 +168,14 @@ pub fn inspect(path: &Path, detect: Detect) -> Result<ImageInfo, ImageError> {
     Ok(info)
 }
 
-/// The image and every backing file below it, top first. Fails on a missing backing file, a
-/// loop, or a chain deeper than [`MAX_CHAIN_DEPTH`].
-pub fn chain(path: &Path, detect: Detect) -> Result<Vec<ImageInfo>, ImageError> {
+/// The image and every backing file below it, top first. Fails on a backing file without a
+/// recorded format or outside what `trust` allows, a missing backing file, a loop, or a chain
+/// deeper than [`MAX_CHAIN_DEPTH`].
+pub fn chain(
+    path: &Path,
+    detect: Detect,
+    trust: &BackingTrust,
+) -> Result<Vec<ImageInfo>, ImageError> {
     let mut layers = vec![inspect(path, detect)?];
     let mut seen = vec![canonical(path)];
     loop {
@@ -186,7 +184,19 @@ pub fn chain(path: &Path, detect: Detect) -> Result<Vec<ImageInfo>, ImageError> 
             return Ok(layers);
         };
         let image = top.path.clone();
-        if !backing.path.exists() {
+        let Some(format) = backing.format else {
+            return Err(ImageError::BackingFormatMissing {
+                image,
+                backing: backing.path,
+            });
+        };
+        if !trust.allows(&backing.path) {
+            return Err(ImageError::BackingNotTrusted {
+                image,
+                backing: backing.path,
+            });
+        }
+        if backing.path.symlink_metadata().is_err() {
             return Err(ImageError::BackingMissing {
                 image,
                 backing: backing.path,
@@ -204,8 +214,7 @@ pub fn chain(path: &Path, detect: Detect) -> Result<Vec<ImageInfo>, ImageError> 
                 path: path.to_path_buf(),
             });
         }
-        let detect = backing.format.map_or(Detect::ByContent, Detect::Known);
-        layers.push(inspect(&backing.path, detect)?);
+        layers.push(inspect(&backing.path, Detect::Known(format))?);
         seen.push(key);
     }
 }
@@ -219,11 +228,7 @@ pub fn rewrite_backing(
     backing: Option<(&str, ImageFormat)>,
 ) -> Result<(), ImageError> {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|source| ImageError::open(path, source))?;
+    let file = open_image_file(path, true)?;
     let start = read_start(&file).map_err(|source| ImageError::io(path, "read", source))?;
     let header = Qcow2Header::parse(&start).map_err(|p| ImageError::header(path, p))?;
     header
@@ -255,24 +260,46 @@ pub fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Decides the format of `path`, whose first bytes are `start`.
+/// Decides the format of `path`, whose first bytes are `start`, per `detect`; the content is
+/// only checked against it.
 fn detect_format(path: &Path, start: &[u8], detect: Detect) -> Result<ImageFormat, ImageError> {
     let has_magic = start.len() >= 4 && start[..4] == MAGIC;
-    let by_name = ImageFormat::from_name(path);
-    let format = match detect {
-        Detect::Known(format) => format,
-        Detect::ByName => match by_name {
-            Some(format) => format,
-            None if has_magic => ImageFormat::Qcow2,
-            None => ImageFormat::Raw,
-        },
-        Detect::ByContent if has_magic => ImageFormat::Qcow2,
-        Detect::ByContent => by_name.unwrap_or(ImageFormat::Raw),
+    let mismatch = |origin| ImageError::NotQcow2 {
+        path: path.to_path_buf(),
+        origin,
     };
-    if format == ImageFormat::Qcow2 && !has_magic {
-        return Err(ImageError::header(path, HeaderProblem::NotQcow2));
+    match detect {
+        Detect::Known(ImageFormat::Qcow2) if !has_magic => Err(mismatch(FormatOrigin::Record)),
+        Detect::Known(format) => Ok(format),
+        Detect::ByName => match ImageFormat::from_name(path) {
+            None => Err(ImageError::FormatUnknown {
+                path: path.to_path_buf(),
+            }),
+            Some(ImageFormat::Qcow2) if !has_magic => Err(mismatch(FormatOrigin::Name)),
+            Some(ImageFormat::Raw) if has_magic => Err(ImageError::FormatAmbiguous {
+                path: path.to_path_buf(),
+            }),
+            Some(format) => Ok(format),
+        },
     }
-    Ok(format)
+}
+
+/// Where the format an image's content contradicts came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatOrigin {
+    /// The file name's extension.
+    Name,
+    /// A record (definition, volume record, `--format`, an overlay's backing format).
+    Record,
+}
+
+impl std::fmt::Display for FormatOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FormatOrigin::Name => "its name says qcow2",
+            FormatOrigin::Record => "its format is recorded as qcow2",
+        })
+    }
 }
 
 #[cfg(test)]
@@ -286,36 +313,195 @@ mod tests {
     }
 
     #[test]
-    fn extensions_map_to_formats() {
-        assert_eq!(
-            ImageFormat::from_name(Path::new("a.QCOW2")),
-            Some(ImageFormat::Qcow2)
-        );
-        assert_eq!(
-            ImageFormat::from_name(Path::new("a.img")),
-            Some(ImageFormat::Raw)
-        );
-        assert_eq!(ImageFormat::from_name(Path::new("disk")), None);
-    }
-
-    #[test]
     fn a_raw_file_named_qcow2_is_refused_with_its_name() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = file_with(dir.path(), "web1.qcow2", &[0u8; 4096]);
         let err = inspect(&path, Detect::ByName).expect_err("must fail");
         assert!(err.to_string().contains("web1.qcow2"), "{err}");
         assert!(err.to_string().contains("not a qcow2 image"), "{err}");
+        assert!(err.to_string().contains("its name says qcow2"), "{err}");
+    }
+
+    /// A qcow2 header as a guest could write it into its raw disk: v2, 64 KiB clusters, naming
+    /// `backing` as its backing file (no backing format: probing would have picked raw).
+    fn guest_written_header(backing: &str) -> Vec<u8> {
+        let mut bytes = vec![0u8; 4096];
+        bytes[..4].copy_from_slice(&MAGIC);
+        bytes[4..8].copy_from_slice(&2u32.to_be_bytes());
+        bytes[8..16].copy_from_slice(&512u64.to_be_bytes());
+        bytes[16..20].copy_from_slice(&(backing.len() as u32).to_be_bytes());
+        bytes[20..24].copy_from_slice(&16u32.to_be_bytes());
+        bytes[24..32].copy_from_slice(&(1u64 << 20).to_be_bytes());
+        bytes[36..40].copy_from_slice(&1u32.to_be_bytes());
+        bytes[40..48].copy_from_slice(&(3u64 << 16).to_be_bytes());
+        bytes[48..56].copy_from_slice(&(1u64 << 16).to_be_bytes());
+        bytes[56..60].copy_from_slice(&1u32.to_be_bytes());
+        bytes[512..512 + backing.len()].copy_from_slice(backing.as_bytes());
+        bytes
     }
 
     #[test]
-    fn a_raw_volume_with_a_qcow2_magic_stays_raw() {
+    fn a_recorded_raw_disk_with_a_guest_written_qcow2_header_stays_raw() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut bytes = vec![0u8; 4096];
-        bytes[..4].copy_from_slice(&MAGIC);
-        let path = file_with(dir.path(), "guest.raw", &bytes);
-        let info = inspect(&path, Detect::ByName).expect("inspect");
+        let path = file_with(dir.path(), "data", &guest_written_header("/etc/shadow"));
+
+        let info = inspect(&path, Detect::Known(ImageFormat::Raw)).expect("inspect");
+
         assert_eq!(info.format, ImageFormat::Raw);
         assert_eq!(info.capacity, 4096);
+        assert_eq!(info.backing, None);
+    }
+
+    #[test]
+    fn an_unrecorded_file_without_a_format_extension_is_never_probed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = file_with(dir.path(), "data", &guest_written_header("/etc/shadow"));
+
+        let err = inspect(&path, Detect::ByName).expect_err("no format known");
+
+        assert!(matches!(err, ImageError::FormatUnknown { .. }), "{err}");
+        assert!(err.to_string().contains("vmux vol-set-format"), "{err}");
+    }
+
+    #[test]
+    fn an_unrecorded_raw_named_file_with_a_qcow2_header_is_ambiguous() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = file_with(
+            dir.path(),
+            "guest.raw",
+            &guest_written_header("/etc/shadow"),
+        );
+
+        let err = inspect(&path, Detect::ByName).expect_err("ambiguous");
+
+        let text = err.to_string();
+        assert!(matches!(err, ImageError::FormatAmbiguous { .. }), "{text}");
+        assert!(
+            text.contains("guest.raw") && text.contains("qcow2 header"),
+            "{text}"
+        );
+        assert!(
+            text.contains("raw") && text.contains("vol-set-format"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_file_recorded_as_qcow2_without_a_qcow2_header_names_both() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = file_with(dir.path(), "data", &[0u8; 4096]);
+
+        let err = inspect(&path, Detect::Known(ImageFormat::Qcow2)).expect_err("mismatch");
+
+        let text = err.to_string();
+        assert!(text.contains("recorded as qcow2"), "{text}");
+        assert!(text.contains("not a qcow2 image"), "{text}");
+        assert!(text.contains("raw"), "{text}");
+    }
+
+    /// An overlay `top.qcow2` in `dir` whose backing file is `backing` (recorded as raw when
+    /// `format`).
+    fn overlay(dir: &Path, backing: &Path, format: bool) -> PathBuf {
+        let top = dir.join("top.qcow2");
+        let spec = crate::storage::create::NewImage {
+            backing: Some((backing.display().to_string(), ImageFormat::Raw)),
+            ..crate::storage::create::NewImage::new(ImageFormat::Qcow2, 1 << 20)
+        };
+        crate::storage::create::create_image(&top, &spec).expect("create overlay");
+        if !format {
+            let name = backing.display().to_string();
+            // Drop the backing format: what old qemu-img versions wrote.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&top)
+                .expect("open");
+            let start = read_start(&file).expect("read");
+            let header = Qcow2Header::parse(&start).expect("parse");
+            let mut bytes = header
+                .with_backing(&start, Some((&name, "raw")))
+                .expect("rewrite");
+            strip_backing_format(&mut bytes);
+            std::os::unix::fs::FileExt::write_all_at(&file, &bytes, 0).expect("write");
+        }
+        top
+    }
+
+    /// Turns the backing format header extension into an unknown, ignorable one.
+    fn strip_backing_format(bytes: &mut [u8]) {
+        let pos = bytes
+            .windows(4)
+            .position(|w| w == 0xe279_2acau32.to_be_bytes())
+            .expect("backing format extension");
+        bytes[pos..pos + 4].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+    }
+
+    #[test]
+    fn a_backing_file_outside_every_pool_is_refused_unless_allowed() {
+        let pools = tempfile::tempdir().expect("pool");
+        let elsewhere = tempfile::tempdir().expect("elsewhere");
+        let secret = file_with(elsewhere.path(), "secret.raw", b"top secret");
+        let top = overlay(pools.path(), &secret, true);
+        let pool_only = BackingTrust::new([pools.path().to_path_buf()], []);
+
+        let err = chain(&top, Detect::ByName, &pool_only).expect_err("untrusted");
+
+        assert!(matches!(err, ImageError::BackingNotTrusted { .. }), "{err}");
+        assert!(err.to_string().contains("allow-backing"), "{err}");
+        let allowed = pool_only.with_files([secret.clone()]);
+        let layers = chain(&top, Detect::ByName, &allowed).expect("allowed by path");
+        assert_eq!(layers[1].path, secret);
+    }
+
+    #[test]
+    fn a_backing_file_in_a_pool_directory_is_followed() {
+        let pool = tempfile::tempdir().expect("pool");
+        let base = file_with(pool.path(), "base.raw", &[0u8; 1 << 20]);
+        let top = overlay(pool.path(), &base, true);
+
+        let layers = chain(
+            &top,
+            Detect::ByName,
+            &BackingTrust::new([pool.path().to_path_buf()], []),
+        )
+        .expect("chain");
+
+        assert_eq!(layers.len(), 2);
+        assert_eq!(layers[1].format, ImageFormat::Raw);
+    }
+
+    #[test]
+    fn a_backing_file_without_a_recorded_format_is_refused() {
+        let pool = tempfile::tempdir().expect("pool");
+        let base = file_with(pool.path(), "base.raw", &[0u8; 1 << 20]);
+        let top = overlay(pool.path(), &base, false);
+
+        let err = chain(
+            &top,
+            Detect::ByName,
+            &BackingTrust::new([pool.path().to_path_buf()], []),
+        )
+        .expect_err("no backing format");
+
+        assert!(
+            matches!(err, ImageError::BackingFormatMissing { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("qemu-img rebase -u -F"), "{err}");
+    }
+
+    #[test]
+    fn a_relative_backing_name_cannot_climb_out_of_the_pool() {
+        let root = tempfile::tempdir().expect("root");
+        let pool = root.path().join("pool");
+        std::fs::create_dir(&pool).expect("mkdir");
+        file_with(root.path(), "secret.raw", b"top secret");
+        let top = overlay(&pool, Path::new("../secret.raw"), true);
+
+        let err = chain(&top, Detect::ByName, &BackingTrust::new([pool.clone()], []))
+            .expect_err("outside the pool");
+
+        assert!(matches!(err, ImageError::BackingNotTrusted { .. }), "{err}");
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! same file (a running VM and a `vol-wipe`, or a backing file and a write to it), conflict with
 //! [`ImageError::InUse`] instead of corrupting each other.
 
-use super::format::{Detect, ImageFormat, ImageInfo, chain};
+use super::format::{BackingTrust, Detect, FormatOrigin, ImageFormat, ImageInfo, chain};
+use super::nofollow::open_image_file;
 use super::qcow2_header::HeaderProblem;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
@@ -47,12 +48,67 @@ pub enum ImageError {
     },
     /// A file named or recorded as qcow2 does not start with the qcow2 magic.
     #[error(
-        "{} is not a qcow2 image although its name or its overlay says so; if it is a raw image, rename it to .raw (or pass --format raw)",
+        "{} is not a qcow2 image (it has no qcow2 header) although {origin}; if it is a raw image, record it as raw (`vmux vol-set-format POOL VOLUME raw` for a pool volume, format=raw in a VM's disk, --format raw on vol commands)",
         path.display()
     )]
     NotQcow2 {
         /// The file.
         path: PathBuf,
+        /// What said qcow2.
+        origin: FormatOrigin,
+    },
+    /// Nothing records the format and the file name does not name one.
+    #[error(
+        "the format of {} is not recorded and its name does not say it (no .qcow2, .raw or .img extension); vmux never decides a format from an image's content, because a guest can write anything into a raw disk. Record it: `vmux vol-set-format POOL VOLUME raw|qcow2` for a pool volume, format=raw|qcow2 in the VM's disk (`--disk PATH,format=raw`), or --format on vol commands",
+        path.display()
+    )]
+    FormatUnknown {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file whose name says raw starts with a qcow2 header, and nothing records which it is.
+    #[error(
+        "{} is named as a raw image but starts with a qcow2 header, and its format is not recorded; vmux does not guess which is right (a guest can write a qcow2 header into its raw disk). If it is a qcow2 image, record qcow2 (`vmux vol-set-format POOL VOLUME qcow2`, format=qcow2 in the VM's disk, or --format qcow2); if it is a raw disk, record raw the same way",
+        path.display()
+    )]
+    FormatAmbiguous {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The path is a symbolic link (never followed).
+    #[error(
+        "{} is a symbolic link{}; vmux does not follow links to images (a link in a pool could point anywhere on the host); give the file itself{}",
+        path.display(),
+        target.as_ref().map(|t| format!(" to {}", t.display())).unwrap_or_default(),
+        target.as_ref().map(|t| format!(" ({})", t.display())).unwrap_or_default()
+    )]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+        /// Where it points, when readable.
+        target: Option<PathBuf>,
+    },
+    /// A backing file reference without a format.
+    #[error(
+        "{} names its backing file {} without recording its format, and vmux does not guess formats; if you trust that file, record its format with `qemu-img rebase -u -F raw|qcow2 -b {} {}`",
+        image.display(), backing.display(), backing.display(), image.display()
+    )]
+    BackingFormatMissing {
+        /// The overlay.
+        image: PathBuf,
+        /// The backing file it names.
+        backing: PathBuf,
+    },
+    /// A backing file outside every pool that the user did not allow.
+    #[error(
+        "{} uses the backing file {}, which is outside every storage pool; vmux follows such a backing file only when you allow it by path: allow-backing={} in the VM's disk (`--disk ...,allow-backing={}`), or `--allow-backing {}` on vol commands",
+        image.display(), backing.display(), backing.display(), backing.display(), backing.display()
+    )]
+    BackingNotTrusted {
+        /// The overlay.
+        image: PathBuf,
+        /// The backing file it names.
+        backing: PathBuf,
     },
     /// The qcow2 header is damaged.
     #[error(
@@ -194,7 +250,10 @@ impl ImageError {
     pub fn header(path: &Path, problem: HeaderProblem) -> ImageError {
         let path = path.to_path_buf();
         match problem {
-            HeaderProblem::NotQcow2 => ImageError::NotQcow2 { path },
+            HeaderProblem::NotQcow2 => ImageError::NotQcow2 {
+                path,
+                origin: FormatOrigin::Record,
+            },
             HeaderProblem::Corrupt(reason) => ImageError::Corrupt { path, reason },
             HeaderProblem::Unsupported(feature) => ImageError::Unsupported { path, feature },
             HeaderProblem::Dirty => ImageError::Dirty { path },
@@ -274,28 +333,31 @@ pub(crate) fn check_writable(read_only: bool) -> io::Result<()> {
 }
 
 /// How to open an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenOptions {
     /// Refuse writes; take a shared lock.
     pub read_only: bool,
-    /// How to decide the top image's format.
+    /// How the top image's format is known.
     pub detect: Detect,
+    /// Which backing files the chain may use.
+    pub trust: BackingTrust,
 }
 
 impl OpenOptions {
-    /// Writable, format decided by name (pool volumes, VM disks).
+    /// Writable, format from the name, no backing file trusted.
     pub fn writable() -> OpenOptions {
         OpenOptions {
             read_only: false,
             detect: Detect::ByName,
+            trust: BackingTrust::none(),
         }
     }
 
-    /// Read-only, format decided by name.
+    /// Read-only, format from the name, no backing file trusted.
     pub fn read_only() -> OpenOptions {
         OpenOptions {
             read_only: true,
-            detect: Detect::ByName,
+            ..OpenOptions::writable()
         }
     }
 
@@ -303,12 +365,17 @@ impl OpenOptions {
     pub fn detect(self, detect: Detect) -> OpenOptions {
         OpenOptions { detect, ..self }
     }
+
+    /// The same options trusting `trust`'s backing files.
+    pub fn trust(self, trust: BackingTrust) -> OpenOptions {
+        OpenOptions { trust, ..self }
+    }
 }
 
-/// Opens `path` for I/O: checks the whole backing chain (formats, unsupported features, missing
-/// files, loops), locks every file in it, then opens it.
-pub fn open_image(path: &Path, options: OpenOptions) -> Result<Box<dyn BlockImage>, ImageError> {
-    let layers = chain(path, options.detect)?;
+/// Opens `path` for I/O: checks the whole backing chain (formats, trusted backing files,
+/// unsupported features, missing files, loops), locks every file in it, then opens it.
+pub fn open_image(path: &Path, options: &OpenOptions) -> Result<Box<dyn BlockImage>, ImageError> {
+    let layers = chain(path, options.detect, &options.trust)?;
     let top = &layers[0];
     match top.format {
         ImageFormat::Raw => Ok(Box::new(super::raw::RawImage::open(
@@ -323,8 +390,12 @@ pub fn open_image(path: &Path, options: OpenOptions) -> Result<Box<dyn BlockImag
 }
 
 /// The chain of `path`, top first (re-exported for callers that only inspect).
-pub fn image_chain(path: &Path, detect: Detect) -> Result<Vec<ImageInfo>, ImageError> {
-    chain(path, detect)
+pub fn image_chain(
+    path: &Path,
+    detect: Detect,
+    trust: &BackingTrust,
+) -> Result<Vec<ImageInfo>, ImageError> {
+    chain(path, detect, trust)
 }
 
 /// A held `flock` on one file (released on drop).
@@ -337,7 +408,7 @@ impl ImageLock {
     /// Locks `path`, exclusive or shared, without waiting; a conflict is
     /// [`ImageError::InUse`].
     pub fn acquire(path: &Path, exclusive: bool) -> Result<ImageLock, ImageError> {
-        let file = File::open(path).map_err(|source| ImageError::open(path, source))?;
+        let file = open_image_file(path, false)?;
         let arg = if exclusive {
             FlockArg::LockExclusiveNonblock
         } else {

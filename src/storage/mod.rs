@@ -4,9 +4,13 @@
 //! Layers, bottom up:
 //! - [`image`]: [`BlockImage`], I/O on one opened image ([`raw`] via pread/pwrite, [`qcow2`] via
 //!   imago), with `flock` so two writers never share a file. The engine's virtio-blk uses this.
-//! - [`format`]: what a file is (format by name and content, size, backing chain), checked
-//!   before anything opens it; [`create`], [`copy`] and [`staging`] make new images crash-safely
-//!   (temporary file, sync, rename).
+//! - [`format`]: what a file is (format as recorded or named, checked against its content and
+//!   never guessed from it; size; backing chain, followed only into pools or where the user
+//!   allowed it), checked before anything opens it; [`nofollow`] opens image files without
+//!   following symbolic links; [`create`], [`copy`] and [`staging`] make new images
+//!   crash-safely (temporary file, sync, rename).
+//! - [`records`]: each pool's volume records (`.vmux-volumes.toml`: the format of every volume
+//!   vmux created or the user recorded).
 //! - [`StorageManager`] ([`pool`], [`volume`]): virsh-like pool and volume operations over the
 //!   pool definitions in `config`, refusing to touch volumes that running VMs or other images
 //!   depend on ([`usage`]).
@@ -19,18 +23,20 @@ pub mod copy;
 pub mod create;
 pub mod format;
 pub mod image;
+pub mod nofollow;
 pub mod pool;
 pub mod qcow2;
 mod qcow2_header;
 pub mod raw;
+pub mod records;
 pub mod snapshot;
 pub mod staging;
 pub mod usage;
 pub mod volume;
 
-pub use format::{ImageFormat, ImageInfo};
+pub use format::{BackingTrust, Detect, ImageFormat, ImageInfo};
 pub use image::{BlockImage, Extent, ImageError, OpenOptions, open_image};
-pub use pool::{PoolInfo, PoolStatus, StorageManager};
+pub use pool::{EntryKind, PoolInfo, PoolStatus, StorageManager};
 pub use snapshot::{SnapshotInfo, SnapshotManager};
 pub use volume::{VolumeInfo, VolumeSpec};
 
@@ -112,6 +118,32 @@ pub enum StorageError {
         pool: String,
         /// Volume name.
         volume: String,
+    },
+    /// The volume is a symbolic link (listed, never used).
+    #[error(
+        "'{volume}' in storage pool '{pool}' is a symbolic link{}, not a volume: vmux never follows links in pools (a link could point anywhere on the host); move the image itself into the pool{}",
+        target.as_ref().map(|t| format!(" to {}", t.display())).unwrap_or_default(),
+        target.as_ref().map(|t| format!(", or use it as a disk by path (--disk {})", t.display())).unwrap_or_default()
+    )]
+    SymlinkVolume {
+        /// Pool name.
+        pool: String,
+        /// The link's name.
+        volume: String,
+        /// Where it points, when readable.
+        target: Option<PathBuf>,
+    },
+    /// A VM definition and the pool record disagree about a disk's format.
+    #[error(
+        "disk {disk} is recorded as {defined} in the VM definition but as {pool} in its pool; vmux does not guess which is right: fix the disk's format with `vmux edit`, or the pool's record with `vmux vol-set-format`"
+    )]
+    FormatConflict {
+        /// The disk (pool/volume or path).
+        disk: String,
+        /// The definition's format.
+        defined: crate::config::ImageFormat,
+        /// The pool's record.
+        pool: crate::config::ImageFormat,
     },
     /// The volume name is taken.
     #[error(

@@ -10,7 +10,8 @@
 //! The `default` pool (`<data>/images`, autostart) is defined on first use.
 
 use super::StorageError;
-use super::format::{Detect, inspect};
+use super::format::{BackingTrust, Detect, canonical};
+use super::records::VolumeRecords;
 use super::staging::{clean_stale, is_temporary};
 use crate::config::{
     ConfigError, DEFAULT_POOL, DefinitionError, Paths, PoolConfig, PoolStore, default_pool_path,
@@ -53,11 +54,23 @@ pub struct PoolInfo {
 /// One pool `autostart_pools` tried to start, and how that went.
 pub type PoolStartResult = (String, Result<(), StorageError>);
 
+/// What one entry of a pool directory is, as `vol-list` sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EntryKind {
+    /// A regular file: a volume.
+    File,
+    /// A symbolic link: listed, never used.
+    Symlink,
+}
+
 /// Pools and volumes on this host (volume operations are in `storage::volume`).
 #[derive(Debug, Clone)]
 pub struct StorageManager {
     paths: Paths,
     pools: PoolStore,
+    /// Backing files outside the pools the user allowed for this manager's operations
+    /// (`--allow-backing` on vol commands).
+    allowed_backing: Vec<PathBuf>,
 }
 
 impl StorageManager {
@@ -66,7 +79,46 @@ impl StorageManager {
         StorageManager {
             pools: PoolStore::new(paths.clone()),
             paths,
+            allowed_backing: Vec::new(),
         }
+    }
+
+    /// The same manager, also following the backing files `files` (absolute paths outside the
+    /// pools that the user allowed, `--allow-backing`) in every image chain it opens.
+    pub fn allowing_backing(mut self, files: impl IntoIterator<Item = PathBuf>) -> StorageManager {
+        self.allowed_backing.extend(files);
+        self
+    }
+
+    /// The backing files an image chain may use: files directly in any defined pool's
+    /// directory, the files this manager allows, and `extra` (a disk's `allow_backing`).
+    pub fn trust(&self, extra: &[PathBuf]) -> BackingTrust {
+        let dirs = self
+            .pools
+            .list()
+            .into_iter()
+            .flatten()
+            .map(|pool| pool.path)
+            .chain(std::iter::once(default_pool_path(&self.paths)));
+        BackingTrust::new(dirs, self.allowed_backing.iter().chain(extra).cloned())
+    }
+
+    /// How the format of volume `volume` in pool directory `dir` is known: its record, else
+    /// its name.
+    pub fn volume_detect(&self, dir: &Path, volume: &str) -> Result<Detect, StorageError> {
+        Ok(VolumeRecords::load(dir)?
+            .format(volume)
+            .map_or(Detect::ByName, Detect::Known))
+    }
+
+    /// The defined pool whose directory is `dir`, if any.
+    pub fn pool_of_dir(&self, dir: &Path) -> Option<PoolConfig> {
+        let wanted = canonical(dir);
+        self.pools
+            .list()
+            .into_iter()
+            .flatten()
+            .find(|pool| canonical(&pool.path) == wanted)
     }
 
     /// The directory roots.
@@ -180,9 +232,7 @@ impl StorageManager {
         if name == DEFAULT_POOL {
             self.ensure_default()?;
         }
-        let mut pool = self.pools.load(name)?;
-        pool.autostart = enabled;
-        self.pools.save(&pool)?;
+        let pool = self.pools.update(name, |pool| pool.autostart = enabled)?;
         Ok(self.status_of(pool))
     }
 
@@ -248,42 +298,59 @@ impl StorageManager {
         Ok(status.path)
     }
 
-    /// The volume file names in active pool `name`, sorted (hidden and temporary files, and
-    /// anything that is not a regular file with a valid volume name, are not volumes).
-    pub fn volume_names(&self, name: &str) -> Result<Vec<String>, StorageError> {
+    /// The entries of active pool `name` with a valid volume name, sorted: regular files
+    /// (volumes) and symbolic links (listed so the user sees them, never used). Hidden and
+    /// temporary files, directories and special files are left out.
+    pub fn pool_entries(&self, name: &str) -> Result<Vec<(String, EntryKind)>, StorageError> {
         let dir = self.active_dir(name)?;
         let entries = fs::read_dir(&dir).map_err(|source| StorageError::PoolIo {
             op: "list",
             path: dir.clone(),
             source,
         })?;
-        let mut names: Vec<String> = entries
+        let mut found: Vec<(String, EntryKind)> = entries
             .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|n| !is_temporary(n) && validate_volume_name(n).is_ok())
+            .filter_map(|e| {
+                // `file_type` does not follow links.
+                let kind = match e.file_type().ok()? {
+                    t if t.is_file() => EntryKind::File,
+                    t if t.is_symlink() => EntryKind::Symlink,
+                    _ => return None,
+                };
+                Some((e.file_name().to_str()?.to_string(), kind))
+            })
+            .filter(|(n, _)| !is_temporary(n) && validate_volume_name(n).is_ok())
             .collect();
-        names.sort();
-        Ok(names)
+        found.sort();
+        Ok(found)
     }
 
-    /// The paths of every volume in every active pool (for usage scans).
-    pub fn all_volume_paths(&self) -> Vec<PathBuf> {
+    /// The volume file names in active pool `name`, sorted: regular files only (symbolic links
+    /// are never volumes).
+    pub fn volume_names(&self, name: &str) -> Result<Vec<String>, StorageError> {
+        Ok(self
+            .pool_entries(name)?
+            .into_iter()
+            .filter(|(_, kind)| *kind == EntryKind::File)
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// Every volume in every active pool with how its format is known (for usage scans);
+    /// pools that cannot be read are skipped.
+    pub fn all_volumes(&self) -> Vec<(PathBuf, Detect)> {
         let Ok(pools) = self.list_pools() else {
             return Vec::new();
         };
-        pools
-            .into_iter()
-            .flatten()
-            .filter(|p| p.active)
-            .flat_map(|p| {
-                self.volume_names(&p.name)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(move |v| p.path.join(v))
-            })
-            .filter(|path| inspect(path, Detect::ByName).is_ok())
-            .collect()
+        let mut volumes = Vec::new();
+        for pool in pools.into_iter().flatten().filter(|p| p.active) {
+            let records = VolumeRecords::load(&pool.path).unwrap_or_default();
+            for name in self.volume_names(&pool.name).unwrap_or_default() {
+                let detect = records.format(&name).map_or(Detect::ByName, Detect::Known);
+                volumes.push((pool.path.join(&name), detect));
+            }
+        }
+        volumes
     }
 
     fn status_of(&self, pool: PoolConfig) -> PoolStatus {
@@ -454,6 +521,28 @@ mod tests {
             .define_pool("p", Path::new("images"), false)
             .expect_err("must fail");
         assert!(err.to_string().contains("absolute"), "{err}");
+    }
+
+    #[test]
+    fn symlinks_are_listed_as_entries_but_are_not_volumes() {
+        let (_dir, storage) = manager();
+        let dir = storage.active_dir("default").expect("dir");
+        let outside = tempfile::tempdir().expect("outside");
+        fs::write(outside.path().join("secret"), b"x").expect("write");
+        fs::write(dir.join("a.raw"), [0u8; 512]).expect("write");
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.join("link.raw"))
+            .expect("symlink");
+
+        let entries = storage.pool_entries("default").expect("entries");
+
+        assert_eq!(
+            entries,
+            [
+                ("a.raw".to_string(), EntryKind::File),
+                ("link.raw".to_string(), EntryKind::Symlink)
+            ]
+        );
+        assert_eq!(storage.volume_names("default").expect("names"), ["a.raw"]);
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::io;
 
 /// `QFI\xfb`.
 pub const MAGIC: [u8; 4] = *b"QFI\xfb";
+/// Byte offset of the virtual disk size (u64, big endian) in every header version.
+pub const SIZE_OFFSET: u64 = 24;
 /// Header extension: end of the extension list.
 const EXT_END: u32 = 0;
 /// Header extension: backing file format name.

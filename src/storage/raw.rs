@@ -7,7 +7,7 @@ use super::image::{BlockImage, Extent, ImageError, ImageLock, check_range, check
 use nix::errno::Errno;
 use nix::fcntl::{FallocateFlags, fallocate};
 use nix::unistd::{Whence, lseek};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -29,11 +29,7 @@ impl RawImage {
     /// Opens and locks `path` (exclusive when writable).
     pub fn open(path: &Path, read_only: bool) -> Result<RawImage, ImageError> {
         let lock = ImageLock::acquire(path, !read_only)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(!read_only)
-            .open(path)
-            .map_err(|source| ImageError::open(path, source))?;
+        let file = super::nofollow::open_image_file(path, !read_only)?;
         let capacity = file
             .metadata()
             .map_err(|source| ImageError::io(path, "inspect", source))?

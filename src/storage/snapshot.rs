@@ -22,15 +22,15 @@
 use super::StorageError;
 use super::copy::commit;
 use super::create::{NewImage, create_image};
-use super::format::{Detect, ImageFormat, canonical, chain, rewrite_backing};
+use super::format::{BackingTrust, Detect, ImageFormat, canonical, rewrite_backing};
 use super::image::{BlockImage, ImageError, OpenOptions, open_image};
 use super::pool::StorageManager;
 use super::qcow2::Qcow2Image;
 use super::staging::{StagedFile, sync_dir};
 use super::usage::vm_is_running;
 use crate::config::{
-    ConfigError, DiskConfig, DiskSource, Paths, Store, VmConfig, assign_targets, validate_name,
-    validate_volume_name, write_atomic,
+    ConfigError, DiskConfig, DiskSource, Paths, Store, StoreLock, VmConfig, assign_targets,
+    validate_name, validate_volume_name, write_atomic,
 };
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -231,7 +231,7 @@ impl SnapshotManager {
                 continue;
             }
             let path = self.storage.resolve_disk(disk)?;
-            let top = chain(&path, Detect::ByName)?.remove(0);
+            let top = self.storage.disk_chain(disk)?.remove(0);
             let base = first_frozen(&records, target).unwrap_or_else(|| path.clone());
             let overlay = free_overlay_name(&base, name)?;
             disks.push(SnapshotDisk {
@@ -287,7 +287,9 @@ impl SnapshotManager {
     /// Switches the VM definition's disks to a prepared snapshot's overlays (one atomic write)
     /// and marks the snapshot ready.
     pub fn complete(&self, prepared: &PreparedSnapshot) -> Result<SnapshotInfo, StorageError> {
-        let mut cfg = self.store.load(&prepared.vm)?;
+        // Held from the read to the write: a concurrent change of the definition is kept.
+        let definitions = self.store.lock()?;
+        let mut cfg = definitions.load(&prepared.vm)?;
         let mut record = self.read_record(&prepared.vm, &prepared.name)?;
         let targets = assign_targets(&cfg.disks).map_err(StorageError::Invalid)?;
         for snap_disk in &record.disks {
@@ -310,7 +312,7 @@ impl SnapshotManager {
                 })?;
             cfg.disks[index] = disk_for(&snap_disk.disk, overlay);
         }
-        self.store.save(&cfg)?;
+        definitions.save(&cfg)?;
         for disk in &mut record.disks {
             disk.overlay = None;
         }
@@ -337,7 +339,8 @@ impl SnapshotManager {
         if vm_is_running(self.store.paths(), vm) {
             return Err(SnapshotError::RunningFor(vm.to_string(), "revert to").into());
         }
-        let mut cfg = self.store.load(vm)?;
+        let definitions = self.store.lock()?;
+        let mut cfg = definitions.load(vm)?;
         let records = self.reconcile(&cfg)?;
         self.refuse_interrupted(vm, &records, None)?;
         let snap = find(&records, vm, name)?.clone();
@@ -388,7 +391,7 @@ impl SnapshotManager {
             cfg.disks[index] = disk_for(&frozen_disk, &overlay);
         }
         // The switch: from here on the VM uses the fresh overlays.
-        self.store.save(&cfg)?;
+        definitions.save(&cfg)?;
         let mut removed_snapshots = Vec::new();
         for later in records.iter().filter(|r| r.seq > snap.seq).rev() {
             self.remove_record(vm, &later.name)?;
@@ -408,7 +411,8 @@ impl SnapshotManager {
         if vm_is_running(self.store.paths(), vm) {
             return Err(SnapshotError::RunningFor(vm.to_string(), "delete").into());
         }
-        let cfg = self.store.load(vm)?;
+        let definitions = self.store.lock()?;
+        let cfg = definitions.load(vm)?;
         let records = self.reconcile(&cfg)?;
         self.refuse_interrupted(vm, &records, Some(name))?;
         let mut snap = find(&records, vm, name)?.clone();
@@ -456,13 +460,14 @@ impl SnapshotManager {
             snap.state = SnapshotState::Deleting;
             self.write_record(vm, &snap)?;
         }
-        self.finish_delete(cfg, &records, snap)
+        self.finish_delete(&definitions, cfg, &records, snap)
     }
 
     /// The merge itself, restartable: commits each child that is still in use, re-points the
     /// image above it (or the VM), fixes later records, removes the record and the children.
     fn finish_delete(
         &self,
+        definitions: &StoreLock<'_>,
         mut cfg: VmConfig,
         records: &[SnapshotRecord],
         snap: SnapshotRecord,
@@ -479,7 +484,8 @@ impl SnapshotManager {
             };
             let layers = disk_chain(&self.storage, &cfg.disks[index])?;
             if let Some(position) = layers.iter().position(|p| *p == child) {
-                merge(&child, &snap_disk.path, snap_disk.format)?;
+                let trust = self.storage.trust(&snap_disk.disk.allow_backing);
+                merge(&child, &snap_disk.path, snap_disk.format, &trust)?;
                 if position == 0 {
                     cfg.disks[index] = snap_disk.disk.clone();
                     vm_changed = true;
@@ -494,7 +500,7 @@ impl SnapshotManager {
             children.push((snap_disk.target.clone(), child, snap_disk.clone()));
         }
         if vm_changed {
-            self.store.save(&cfg)?;
+            definitions.save(&cfg)?;
         }
         // The next snapshot's frozen image was the child; it is now the merged-into image.
         for later in records.iter().filter(|r| r.seq > snap.seq) {
@@ -733,8 +739,8 @@ fn info_of(record: &SnapshotRecord, all: &[SnapshotRecord]) -> SnapshotInfo {
 
 /// The canonical paths of a disk's chain, top first.
 fn disk_chain(storage: &StorageManager, disk: &DiskConfig) -> Result<Vec<PathBuf>, StorageError> {
-    let path = storage.resolve_disk(disk)?;
-    Ok(chain(&path, Detect::ByName)?
+    Ok(storage
+        .disk_chain(disk)?
         .iter()
         .map(|l| canonical(&l.path))
         .collect())
@@ -796,29 +802,48 @@ fn backing_name(image: &Path, backing: &Path) -> String {
     }
 }
 
-/// The disk entry for `image`, keeping `like`'s options and pool.
+/// The disk entry for the qcow2 overlay `image` on `like`'s image, keeping `like`'s options and
+/// pool. A disk given by path also allows its old image as a backing file (the user named that
+/// path; an overlay in a pool needs nothing, its backing file is in the pool).
 fn disk_for(like: &DiskConfig, image: &Path) -> DiskConfig {
     let file = image
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let mut allow_backing = like.allow_backing.clone();
     let source = match &like.source {
         DiskSource::Volume { pool, .. } => DiskSource::Volume {
             pool: pool.clone(),
             volume: file,
         },
-        DiskSource::Path(_) => DiskSource::Path(image.to_path_buf()),
+        DiskSource::Path(old) => {
+            if !allow_backing.contains(old) {
+                allow_backing.push(old.clone());
+            }
+            DiskSource::Path(image.to_path_buf())
+        }
     };
     DiskConfig {
         source,
+        format: Some(ImageFormat::Qcow2),
+        allow_backing,
         ..like.clone()
     }
 }
 
-/// Commits `child` (a qcow2 overlay) into `base`, growing `base` first when the child is larger.
-fn merge(child: &Path, base: &Path, format: ImageFormat) -> Result<(), StorageError> {
+/// Commits `child` (a qcow2 overlay) into `base` (whose own chain may use `trust`'s backing
+/// files), growing `base` first when the child is larger.
+fn merge(
+    child: &Path,
+    base: &Path,
+    format: ImageFormat,
+    trust: &BackingTrust,
+) -> Result<(), StorageError> {
     let top = Qcow2Image::open_shallow(child)?;
-    let mut below = open_image(base, OpenOptions::writable().detect(Detect::Known(format)))?;
+    let options = OpenOptions::writable()
+        .detect(Detect::Known(format))
+        .trust(trust.clone());
+    let mut below = open_image(base, &options)?;
     if top.capacity() > below.capacity() {
         below
             .resize(top.capacity())
@@ -942,7 +967,17 @@ mod tests {
         let disk = disk_for(&like, Path::new("/p/web1.s1.qcow2"));
         assert_eq!(
             disk.to_string(),
-            "default/web1.s1.qcow2,target=vdb,serial=S"
+            "default/web1.s1.qcow2,target=vdb,serial=S,format=qcow2"
+        );
+    }
+
+    #[test]
+    fn an_overlay_on_a_disk_given_by_path_allows_its_old_image_as_backing_file() {
+        let like: DiskConfig = "/srv/web1.raw,format=raw".parse().expect("disk");
+        let disk = disk_for(&like, Path::new("/srv/web1.s1.qcow2"));
+        assert_eq!(
+            disk.to_string(),
+            "/srv/web1.s1.qcow2,format=qcow2,allow-backing=/srv/web1.raw"
         );
     }
 }

@@ -54,8 +54,8 @@ impl StagedFile {
     /// name is replaced atomically; without, an existing file makes this fail (and the
     /// temporary file is removed).
     pub fn commit(mut self, replace: bool) -> Result<(), ImageError> {
-        File::open(&self.tmp)
-            .and_then(|f| f.sync_all())
+        super::nofollow::open_image_file(&self.tmp, false)?
+            .sync_all()
             .map_err(|source| ImageError::io(&self.tmp, "sync", source))?;
         if replace {
             fs::rename(&self.tmp, &self.target)

@@ -3,8 +3,8 @@
 //! Storage operations that write or delete a volume ask here first, so they can refuse with the
 //! VM's name instead of corrupting a disk under a running guest.
 
-use super::format::{Detect, canonical, chain, inspect};
-use crate::config::{DiskConfig, Paths, Store};
+use super::format::canonical;
+use crate::config::Paths;
 use crate::vmd::pidfile::{self, Liveness};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -48,46 +48,23 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Scans every VM definition (their disks resolved by `resolve`) and the images in
-    /// `pool_images` (every volume of every active pool), following backing chains.
-    /// Definitions or images that cannot be read are skipped: they use nothing vmux can see.
-    pub fn scan(
-        paths: &Paths,
-        resolve: &dyn Fn(&DiskConfig) -> Option<PathBuf>,
-        pool_images: &[PathBuf],
+    /// A usage snapshot from `vm_images` (image, VM, running) for every image in every VM
+    /// disk's chain, and `backing_edges` (backing file, overlay) for every overlay known. Paths
+    /// are compared canonical. `StorageManager::usage` builds them.
+    pub fn new(
+        vm_images: Vec<(PathBuf, String, bool)>,
+        backing_edges: Vec<(PathBuf, PathBuf)>,
     ) -> Usage {
-        let mut usage = Usage::default();
-        let mut overlays: BTreeSet<PathBuf> = pool_images.iter().map(|p| canonical(p)).collect();
-        for vm in Store::new(paths.clone()).list().into_iter().flatten() {
-            let running = vm_is_running(paths, &vm.name);
-            for disk in &vm.disks {
-                let Some(path) = resolve(disk) else { continue };
-                let Ok(layers) = chain(&path, Detect::ByName) else {
-                    // A broken chain still uses its top image.
-                    usage
-                        .vm_images
-                        .push((canonical(&path), vm.name.clone(), running));
-                    continue;
-                };
-                for layer in layers {
-                    overlays.insert(canonical(&layer.path));
-                    usage
-                        .vm_images
-                        .push((canonical(&layer.path), vm.name.clone(), running));
-                }
-            }
+        Usage {
+            vm_images: vm_images
+                .into_iter()
+                .map(|(path, vm, running)| (canonical(&path), vm, running))
+                .collect(),
+            backing_edges: backing_edges
+                .into_iter()
+                .map(|(backing, overlay)| (canonical(&backing), canonical(&overlay)))
+                .collect(),
         }
-        for image in overlays {
-            let Ok(info) = inspect(&image, Detect::ByName) else {
-                continue;
-            };
-            if let Some(backing) = info.backing {
-                usage
-                    .backing_edges
-                    .push((canonical(&backing.path), image.clone()));
-            }
-        }
-        usage
     }
 
     /// The VMs whose disks reach `image` (directly or as a backing file), sorted, once each.

@@ -6,13 +6,23 @@
 //! ([`super::staging`]); every operation that writes or deletes an existing volume first checks
 //! who uses it ([`super::usage`]) and takes its lock, so a running VM's disk or a backing file
 //! other images read through is refused with their names.
+//!
+//! Every volume operation stays inside its pool: a volume name is one path component, a
+//! symbolic link in the pool is refused naming where it points ([`StorageError::SymlinkVolume`]),
+//! and the files are opened with `O_NOFOLLOW` ([`super::nofollow`]), so a link swapped in
+//! between the check and the open fails too. Formats come from the pool's volume records
+//! ([`super::records`]), written whenever vmux creates a volume, else from the name; image
+//! chains follow backing files only in pool directories or where the user allowed them
+//! ([`StorageManager::allowing_backing`]).
 
 use super::StorageError;
 use super::copy::copy_image;
 use super::create::{DEFAULT_CLUSTER_SIZE, NewImage, create_image};
-use super::format::{BackingInfo, Detect, ImageFormat, ImageInfo, chain, inspect};
+use super::format::{BackingInfo, BackingTrust, Detect, ImageFormat, ImageInfo, chain, inspect};
 use super::image::{BlockImage, Extent, ImageError, ImageLock, OpenOptions, open_image};
-use super::pool::StorageManager;
+use super::nofollow::is_symlink;
+use super::pool::{EntryKind, StorageManager};
+use super::records::VolumeRecords;
 use super::staging::{StagedFile, sync_dir};
 use super::usage::Usage;
 use crate::config::{DiskConfig, DiskSource, VmConfig, assign_targets, validate_volume_name};
@@ -51,6 +61,10 @@ pub struct VolumeInfo {
     pub allocation: u64,
     /// The backing file, for qcow2 overlays (linked clones, snapshot overlays).
     pub backing: Option<BackingInfo>,
+    /// Why vmux would not follow that backing file (its format is not recorded, or it lies
+    /// outside every pool and is not allowed); `None` when it would.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backing_refused: Option<String>,
     /// qcow2 cluster size in bytes.
     pub cluster_size: Option<u64>,
     /// Internal qcow2 snapshots (made by QEMU; kept, not managed).
@@ -79,6 +93,8 @@ pub struct ResolvedDisk {
     pub readonly: bool,
     /// Serial number for the guest.
     pub serial: Option<String>,
+    /// The backing files its chain may use (pools, and the disk's `allow_backing`).
+    pub trust: BackingTrust,
 }
 
 impl StorageManager {
@@ -89,10 +105,17 @@ impl StorageManager {
         Ok(self.pool(pool)?.path.join(volume))
     }
 
-    /// The file of an existing volume in an active pool.
+    /// The file of an existing volume in an active pool; a symbolic link is refused.
     pub fn volume_path(&self, pool: &str, volume: &str) -> Result<PathBuf, StorageError> {
         validate_volume_name(volume).map_err(StorageError::Invalid)?;
         let path = self.active_dir(pool)?.join(volume);
+        if is_symlink(&path) {
+            return Err(StorageError::SymlinkVolume {
+                pool: pool.to_string(),
+                volume: volume.to_string(),
+                target: std::fs::read_link(&path).ok(),
+            });
+        }
         if !path.is_file() {
             return Err(StorageError::UnknownVolume {
                 pool: pool.to_string(),
@@ -102,11 +125,36 @@ impl StorageManager {
         Ok(path)
     }
 
-    /// The image file of a VM disk (pool volume or absolute path); it must exist.
+    /// A volume's file and how its format is known.
+    fn volume_image(&self, pool: &str, volume: &str) -> Result<(PathBuf, Detect), StorageError> {
+        let path = self.volume_path(pool, volume)?;
+        let detect = self.volume_detect(self.pool(pool)?.path.as_path(), volume)?;
+        Ok((path, detect))
+    }
+
+    /// Open options for a volume: its format rule and the trusted backing files.
+    fn volume_options(&self, detect: Detect, read_only: bool) -> OpenOptions {
+        let base = if read_only {
+            OpenOptions::read_only()
+        } else {
+            OpenOptions::writable()
+        };
+        base.detect(detect).trust(self.trust(&[]))
+    }
+
+    /// The image file of a VM disk (pool volume or absolute path); it must exist and not be a
+    /// symbolic link.
     pub fn resolve_disk(&self, disk: &DiskConfig) -> Result<PathBuf, StorageError> {
         match &disk.source {
             DiskSource::Volume { pool, volume } => self.volume_path(pool, volume),
             DiskSource::Path(path) => {
+                if is_symlink(path) {
+                    return Err(ImageError::Symlink {
+                        path: path.clone(),
+                        target: std::fs::read_link(path).ok(),
+                    }
+                    .into());
+                }
                 if !path.is_file() {
                     return Err(ImageError::open(
                         path,
@@ -119,16 +167,94 @@ impl StorageManager {
         }
     }
 
+    /// How the format of `disk`'s image is known: the definition's `format`, the record of the
+    /// pool the image lives in, else its name. A definition and a pool record that disagree are
+    /// refused, naming both.
+    pub fn disk_detect(&self, disk: &DiskConfig) -> Result<Detect, StorageError> {
+        let recorded = match &disk.source {
+            DiskSource::Volume { pool, volume } => {
+                VolumeRecords::load(&self.pool(pool)?.path)?.format(volume)
+            }
+            DiskSource::Path(path) => {
+                let pool = path.parent().and_then(|dir| self.pool_of_dir(dir));
+                match (pool, path.file_name().and_then(|n| n.to_str())) {
+                    (Some(pool), Some(name)) => VolumeRecords::load(&pool.path)?.format(name),
+                    _ => None,
+                }
+            }
+        };
+        match (disk.format, recorded) {
+            (Some(defined), Some(pool)) if defined != pool => Err(StorageError::FormatConflict {
+                disk: disk.source.to_string(),
+                defined,
+                pool,
+            }),
+            (Some(format), _) | (None, Some(format)) => Ok(Detect::Known(format)),
+            (None, None) => Ok(Detect::ByName),
+        }
+    }
+
+    /// The checked image chain of `disk`, top first.
+    pub fn disk_chain(&self, disk: &DiskConfig) -> Result<Vec<ImageInfo>, StorageError> {
+        let path = self.resolve_disk(disk)?;
+        let detect = self.disk_detect(disk)?;
+        Ok(chain(&path, detect, &self.trust(&disk.allow_backing))?)
+    }
+
+    /// Fills in the `format` of every disk of `vm` that has none and whose image exists (from
+    /// the pool's record, else the file name, checked against the content); returns whether
+    /// anything changed. An image whose format cannot be decided fails with the way to record
+    /// it. This is how definitions written before vmux recorded formats are migrated.
+    pub fn record_disk_formats(&self, vm: &mut VmConfig) -> Result<bool, StorageError> {
+        self.record_disk_formats_of(&mut vm.disks)
+    }
+
+    /// [`StorageManager::record_disk_formats`] for a list of disks. Every disk whose image
+    /// exists is looked at (so a symbolic link is refused here, when the disk is defined); a
+    /// disk whose pool is unknown, inactive or read-only, or whose image does not exist yet, is
+    /// left for the start to judge.
+    pub fn record_disk_formats_of(&self, disks: &mut [DiskConfig]) -> Result<bool, StorageError> {
+        let mut changed = false;
+        for disk in disks.iter_mut() {
+            let path = match &disk.source {
+                DiskSource::Volume { pool, volume } => match self.volume_location(pool, volume) {
+                    Ok(path) => path,
+                    Err(_) => continue,
+                },
+                DiskSource::Path(path) => path.clone(),
+            };
+            if is_symlink(&path) {
+                let target = std::fs::read_link(&path).ok();
+                return Err(match &disk.source {
+                    DiskSource::Volume { pool, volume } => StorageError::SymlinkVolume {
+                        pool: pool.clone(),
+                        volume: volume.clone(),
+                        target,
+                    },
+                    DiskSource::Path(_) => ImageError::Symlink { path, target }.into(),
+                });
+            }
+            if disk.format.is_some() || !path.is_file() {
+                continue;
+            }
+            let detect = self.disk_detect(disk)?;
+            disk.format = Some(inspect(&path, detect)?.format);
+            changed = true;
+        }
+        Ok(changed)
+    }
+
     /// Every disk of `vm` resolved and checked for a start: the images exist in active pools,
-    /// their backing chains are whole and supported, and no writable disk is the backing file
-    /// of another image (writing it would corrupt that image).
+    /// their formats are recorded or named and agree with their content, their backing chains
+    /// are whole, supported and trusted, and no writable disk is the backing file of another
+    /// image (writing it would corrupt that image).
     pub fn resolve_vm_disks(&self, vm: &VmConfig) -> Result<Vec<ResolvedDisk>, StorageError> {
         let targets = assign_targets(&vm.disks).map_err(StorageError::Invalid)?;
         let usage = self.usage();
         let mut resolved = Vec::new();
         for (disk, target) in vm.disks.iter().zip(targets) {
             let path = self.resolve_disk(disk)?;
-            let layers = chain(&path, Detect::ByName)?;
+            let layers = self.disk_chain(disk)?;
             if !disk.readonly {
                 let overlays = usage.overlays_of(&path);
                 if !overlays.is_empty() {
@@ -144,32 +270,81 @@ impl StorageManager {
                 format: layers[0].format,
                 readonly: disk.readonly,
                 serial: disk.serial.clone(),
+                trust: self.trust(&disk.allow_backing),
             });
         }
         Ok(resolved)
     }
 
-    /// Who uses which image right now.
+    /// Who uses which image right now: every VM definition's disk chains (as far as they
+    /// can be followed), and the backing references of every pool volume and chain layer
+    /// (their recorded formats only: a raw disk's content is never read as a header).
     pub fn usage(&self) -> Usage {
-        let resolve = |disk: &DiskConfig| match &disk.source {
-            DiskSource::Volume { pool, volume } => self.volume_location(pool, volume).ok(),
-            DiskSource::Path(path) => Some(path.clone()),
-        };
-        Usage::scan(self.paths(), &resolve, &self.all_volume_paths())
+        let paths = self.paths();
+        let mut vm_images = Vec::new();
+        let mut candidates: Vec<(PathBuf, Detect)> = self.all_volumes();
+        for vm in crate::config::Store::new(paths.clone())
+            .list()
+            .into_iter()
+            .flatten()
+        {
+            let running = super::usage::vm_is_running(paths, &vm.name);
+            for disk in &vm.disks {
+                let location = match &disk.source {
+                    DiskSource::Volume { pool, volume } => self.volume_location(pool, volume).ok(),
+                    DiskSource::Path(path) => Some(path.clone()),
+                };
+                let Some(path) = location else { continue };
+                match self.disk_chain(disk) {
+                    Ok(layers) => {
+                        for layer in layers {
+                            candidates.push((layer.path.clone(), Detect::Known(layer.format)));
+                            vm_images.push((layer.path, vm.name.clone(), running));
+                        }
+                    }
+                    // A broken chain still uses its top image.
+                    Err(_) => vm_images.push((path, vm.name.clone(), running)),
+                }
+            }
+        }
+        let mut backing_edges = Vec::new();
+        for (image, detect) in candidates {
+            if let Ok(ImageInfo {
+                backing: Some(backing),
+                ..
+            }) = inspect(&image, detect)
+            {
+                backing_edges.push((backing.path, image));
+            }
+        }
+        Usage::new(vm_images, backing_edges)
     }
 
-    /// Every volume of active pool `pool`, sorted by name; a file vmux cannot read is listed
-    /// with its error.
+    /// Every entry of active pool `pool`, sorted by name: each volume with what it is, or why
+    /// vmux cannot read it (symbolic links are listed this way, never used).
     pub fn vol_list(&self, pool: &str) -> Result<Vec<VolumeEntry>, StorageError> {
-        let names = self.volume_names(pool)?;
+        let entries = self.pool_entries(pool)?;
         let usage = self.usage();
         let dir = self.active_dir(pool)?;
-        Ok(names
+        let records = VolumeRecords::load(&dir)?;
+        let trust = self.trust(&[]);
+        Ok(entries
             .into_iter()
-            .map(|name| {
-                let info = inspect(&dir.join(&name), Detect::ByName)
-                    .map(|image| volume_info(pool, &name, image, &usage))
-                    .map_err(StorageError::from);
+            .map(|(name, kind)| {
+                let path = dir.join(&name);
+                let info = match kind {
+                    EntryKind::Symlink => Err(StorageError::SymlinkVolume {
+                        pool: pool.to_string(),
+                        volume: name.clone(),
+                        target: std::fs::read_link(&path).ok(),
+                    }),
+                    EntryKind::File => {
+                        let detect = records.format(&name).map_or(Detect::ByName, Detect::Known);
+                        inspect(&path, detect)
+                            .map(|image| volume_info(pool, &name, image, &usage, &trust))
+                            .map_err(StorageError::from)
+                    }
+                };
                 (name, info)
             })
             .collect())
@@ -177,9 +352,38 @@ impl StorageManager {
 
     /// One volume: format, sizes, backing file, users.
     pub fn vol_info(&self, pool: &str, volume: &str) -> Result<VolumeInfo, StorageError> {
+        let (path, detect) = self.volume_image(pool, volume)?;
+        let image = inspect(&path, detect)?;
+        Ok(volume_info(
+            pool,
+            volume,
+            image,
+            &self.usage(),
+            &self.trust(&[]),
+        ))
+    }
+
+    /// Records the format of an existing volume (`vol-set-format`): how a volume vmux did not
+    /// create (copied into the pool by hand, or made before vmux recorded formats) gets one. A
+    /// qcow2 record needs a usable qcow2 header; a raw record accepts any content. Refused
+    /// while a running VM uses the volume.
+    pub fn vol_set_format(
+        &self,
+        pool: &str,
+        volume: &str,
+        format: ImageFormat,
+    ) -> Result<VolumeInfo, StorageError> {
         let path = self.volume_path(pool, volume)?;
-        let image = inspect(&path, Detect::ByName)?;
-        Ok(volume_info(pool, volume, image, &self.usage()))
+        let usage = self.usage();
+        if let Some(user) = usage.vms_using(&path).into_iter().find(|u| u.running) {
+            return Err(StorageError::InUseByRunningVm {
+                volume: format!("{pool}/{volume}"),
+                vm: user.vm,
+            });
+        }
+        inspect(&path, Detect::Known(format))?;
+        VolumeRecords::record(&self.pool(pool)?.path, volume, format)?;
+        self.vol_info(pool, volume)
     }
 
     /// Creates a new volume (`vol-create-as`): sparse unless `spec.preallocate`, in which case
@@ -199,7 +403,7 @@ impl StorageManager {
             ..NewImage::new(format, capacity)
         };
         create_image(staged.path(), &new)?;
-        self.commit_new(staged, pool, volume)?;
+        self.commit_new(staged, pool, volume, format)?;
         self.vol_info(pool, volume)
     }
 
@@ -212,11 +416,11 @@ impl StorageManager {
         capacity: u64,
         allow_shrink: bool,
     ) -> Result<VolumeInfo, StorageError> {
-        let path = self.volume_path(pool, volume)?;
+        let (path, detect) = self.volume_image(pool, volume)?;
         let label = format!("{pool}/{volume}");
         self.guard_write(&label, &path)?;
         let capacity = sectors(capacity)?;
-        let mut image = open_image(&path, OpenOptions::writable())?;
+        let mut image = open_image(&path, &self.volume_options(detect, false))?;
         let current = image.capacity();
         if capacity < current {
             if !allow_shrink {
@@ -253,11 +457,11 @@ impl StorageManager {
         clone: &str,
         linked: bool,
     ) -> Result<VolumeInfo, StorageError> {
-        let src_path = self.volume_path(pool, source)?;
+        let (src_path, detect) = self.volume_image(pool, source)?;
         let target = self.new_volume_path(pool, clone)?;
-        let src_info = inspect(&src_path, Detect::ByName)?;
+        let src_info = inspect(&src_path, detect)?;
         let staged = StagedFile::new(&target);
-        if linked {
+        let format = if linked {
             format_for(clone, Some(ImageFormat::Qcow2), ImageFormat::Qcow2).map_err(|_| {
                 StorageError::Invalid(format!(
                     "a linked clone is a qcow2 overlay; name it with .qcow2 (like {})",
@@ -272,22 +476,25 @@ impl StorageManager {
                 ..NewImage::new(ImageFormat::Qcow2, src_info.capacity)
             };
             create_image(staged.path(), &new)?;
+            ImageFormat::Qcow2
         } else {
             let format = format_for(clone, None, src_info.format)?;
-            let src = open_image(&src_path, OpenOptions::read_only())?;
+            let src = open_image(&src_path, &self.volume_options(detect, true))?;
             let new = NewImage {
                 cluster_size: src_info.cluster_size.unwrap_or(DEFAULT_CLUSTER_SIZE),
                 ..NewImage::new(format, src.capacity())
             };
             build_copy(src.as_ref(), &staged, &new)?;
-        }
-        self.commit_new(staged, pool, clone)?;
+            format
+        };
+        self.commit_new(staged, pool, clone, format)?;
         self.vol_info(pool, clone)
     }
 
     /// Replaces a volume's content with an image file's (`vol-upload`). The source's format is
-    /// probed (or `source_format`); the volume keeps its own format and name, and its size
-    /// becomes the larger of the two. A qcow2 volume that had a backing file becomes standalone.
+    /// `source_format`, else what its name says (checked against its content, never guessed
+    /// from it); the volume keeps its own format and name, and its size becomes the larger of
+    /// the two. A qcow2 volume that had a backing file becomes standalone.
     pub fn vol_upload(
         &self,
         pool: &str,
@@ -295,12 +502,12 @@ impl StorageManager {
         source: &Path,
         source_format: Option<ImageFormat>,
     ) -> Result<VolumeInfo, StorageError> {
-        let path = self.volume_path(pool, volume)?;
+        let (path, volume_detect) = self.volume_image(pool, volume)?;
         self.guard_write(&format!("{pool}/{volume}"), &path)?;
         let _lock = ImageLock::acquire(&path, true)?;
-        let old = inspect(&path, Detect::ByName)?;
-        let detect = source_format.map_or(Detect::ByContent, Detect::Known);
-        let src = open_image(source, OpenOptions::read_only().detect(detect))?;
+        let old = inspect(&path, volume_detect)?;
+        let detect = source_format.map_or(Detect::ByName, Detect::Known);
+        let src = open_image(source, &self.volume_options(detect, true))?;
         let new = NewImage {
             cluster_size: old.cluster_size.unwrap_or(DEFAULT_CLUSTER_SIZE),
             ..NewImage::new(old.format, sectors(src.capacity().max(old.capacity))?)
@@ -308,6 +515,7 @@ impl StorageManager {
         let staged = StagedFile::new(&path);
         build_copy(src.as_ref(), &staged, &new)?;
         staged.commit(true)?;
+        VolumeRecords::record(&self.pool(pool)?.path, volume, old.format)?;
         self.vol_info(pool, volume)
     }
 
@@ -322,8 +530,8 @@ impl StorageManager {
         format: Option<ImageFormat>,
         force: bool,
     ) -> Result<ImageInfo, StorageError> {
-        let path = self.volume_path(pool, volume)?;
-        let info = inspect(&path, Detect::ByName)?;
+        let (path, detect) = self.volume_image(pool, volume)?;
+        let info = inspect(&path, detect)?;
         let dest_name = dest.file_name().map(|n| n.to_string_lossy().into_owned());
         let format = format_for(&dest_name.unwrap_or_default(), format, info.format)?;
         if dest.is_dir() {
@@ -336,7 +544,7 @@ impl StorageManager {
         if dest.exists() && !force {
             return Err(StorageError::DestinationExists(dest.to_path_buf()));
         }
-        let src = open_image(&path, OpenOptions::read_only())?;
+        let src = open_image(&path, &self.volume_options(detect, true))?;
         let staged = StagedFile::new(dest);
         build_copy(
             src.as_ref(),
@@ -356,18 +564,18 @@ impl StorageManager {
         dest: &str,
         format: Option<ImageFormat>,
     ) -> Result<VolumeInfo, StorageError> {
-        let src_path = self.volume_path(pool, source)?;
+        let (src_path, detect) = self.volume_image(pool, source)?;
         let target = self.new_volume_path(pool, dest)?;
-        let src_info = inspect(&src_path, Detect::ByName)?;
+        let src_info = inspect(&src_path, detect)?;
         let format = format_for(dest, format, src_info.format)?;
-        let src = open_image(&src_path, OpenOptions::read_only())?;
+        let src = open_image(&src_path, &self.volume_options(detect, true))?;
         let staged = StagedFile::new(&target);
         build_copy(
             src.as_ref(),
             &staged,
             &NewImage::new(format, src.capacity()),
         )?;
-        self.commit_new(staged, pool, dest)?;
+        self.commit_new(staged, pool, dest, format)?;
         self.vol_info(pool, dest)
     }
 
@@ -376,10 +584,10 @@ impl StorageManager {
     /// and size and reads as zeroes; a qcow2 volume is then replaced by a fresh empty image
     /// (dropping any backing file), which gives the space back.
     pub fn vol_wipe(&self, pool: &str, volume: &str) -> Result<VolumeInfo, StorageError> {
-        let path = self.volume_path(pool, volume)?;
+        let (path, detect) = self.volume_image(pool, volume)?;
         self.guard_write(&format!("{pool}/{volume}"), &path)?;
-        let info = inspect(&path, Detect::ByName)?;
-        let image = open_image(&path, OpenOptions::writable())?;
+        let info = inspect(&path, detect)?;
+        let image = open_image(&path, &self.volume_options(detect, false))?;
         overwrite_with_zeroes(image.as_ref())?;
         if info.format == ImageFormat::Qcow2 {
             let staged = StagedFile::new(&path);
@@ -425,6 +633,7 @@ impl StorageManager {
         let _lock = ImageLock::acquire(&path, true)?;
         std::fs::remove_file(&path).map_err(|source| ImageError::io(&path, "delete", source))?;
         sync_dir(&path)?;
+        VolumeRecords::forget(&self.pool(pool)?.path, volume)?;
         Ok(())
     }
 
@@ -476,11 +685,11 @@ impl StorageManager {
         Ok(())
     }
 
-    /// Where a new volume goes; refuses an existing name.
+    /// Where a new volume goes; refuses an existing name (a symbolic link included).
     fn new_volume_path(&self, pool: &str, volume: &str) -> Result<PathBuf, StorageError> {
         validate_volume_name(volume).map_err(StorageError::Invalid)?;
         let path = self.active_dir(pool)?.join(volume);
-        if path.exists() {
+        if path.symlink_metadata().is_ok() {
             return Err(StorageError::VolumeExists {
                 pool: pool.to_string(),
                 volume: volume.to_string(),
@@ -489,12 +698,20 @@ impl StorageManager {
         Ok(path)
     }
 
-    /// Gives a staged new volume its name, refusing one that appeared meanwhile.
-    fn commit_new(&self, staged: StagedFile, pool: &str, volume: &str) -> Result<(), StorageError> {
+    /// Gives a staged new volume its name, refusing one that appeared meanwhile, and records
+    /// its format in the pool.
+    fn commit_new(
+        &self,
+        staged: StagedFile,
+        pool: &str,
+        volume: &str,
+        format: ImageFormat,
+    ) -> Result<(), StorageError> {
         let target = staged.target().to_path_buf();
         staged.commit(false).map_err(|e| match e {
             ImageError::Io { ref source, .. }
-                if source.kind() == std::io::ErrorKind::AlreadyExists && target.exists() =>
+                if source.kind() == std::io::ErrorKind::AlreadyExists
+                    && target.symlink_metadata().is_ok() =>
             {
                 StorageError::VolumeExists {
                     pool: pool.to_string(),
@@ -502,7 +719,10 @@ impl StorageManager {
                 }
             }
             other => other.into(),
-        })
+        })?;
+        // After the file has its name: a crash in between leaves an unrecorded volume, which
+        // its name (or `vol-set-format`) decides, never a record for a file that is not there.
+        VolumeRecords::record(&self.pool(pool)?.path, volume, format)
     }
 }
 
@@ -515,15 +735,34 @@ fn build_copy(
     create_image(staged.path(), new)?;
     let dst = open_image(
         staged.path(),
-        OpenOptions::writable().detect(Detect::Known(new.format)),
+        &OpenOptions::writable().detect(Detect::Known(new.format)),
     )?;
     copy_image(src, dst.as_ref())?;
     Ok(())
 }
 
-fn volume_info(pool: &str, name: &str, image: ImageInfo, usage: &Usage) -> VolumeInfo {
+fn volume_info(
+    pool: &str,
+    name: &str,
+    image: ImageInfo,
+    usage: &Usage,
+    trust: &BackingTrust,
+) -> VolumeInfo {
     let users = usage.vms_using(&image.path);
+    let backing_refused = image.backing.as_ref().and_then(|backing| {
+        if backing.format.is_none() {
+            Some("its format is not recorded in the image".to_string())
+        } else if !trust.allows(&backing.path) {
+            Some(format!(
+                "it is outside every storage pool; allow it with --allow-backing {}",
+                backing.path.display()
+            ))
+        } else {
+            None
+        }
+    });
     VolumeInfo {
+        backing_refused,
         pool: pool.to_string(),
         name: name.to_string(),
         format: image.format,
@@ -646,6 +885,81 @@ mod tests {
         let err = format_for("a.qcow2", Some(ImageFormat::Raw), ImageFormat::Qcow2)
             .expect_err("must fail");
         assert!(err.to_string().contains("a.raw"), "{err}");
+    }
+
+    use crate::config::Paths;
+
+    fn manager() -> (tempfile::TempDir, StorageManager) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = StorageManager::new(Paths::under(dir.path()));
+        storage.ensure_default().expect("default pool");
+        (dir, storage)
+    }
+
+    fn spec(format: Option<ImageFormat>) -> VolumeSpec {
+        VolumeSpec {
+            capacity: 1 << 20,
+            format,
+            preallocate: false,
+        }
+    }
+
+    #[test]
+    fn a_disk_gets_the_format_its_pool_recorded_not_the_one_its_content_suggests() {
+        let (_dir, storage) = manager();
+        let info = storage
+            .vol_create("default", "data", spec(Some(ImageFormat::Raw)))
+            .expect("create");
+        let mut header = vec![0u8; 512];
+        header[..4].copy_from_slice(b"QFI\xfb");
+        std::fs::write(&info.path, &header).expect("a guest's qcow2 magic");
+        let mut disks = vec![DiskConfig::volume("default", "data")];
+
+        assert!(storage.record_disk_formats_of(&mut disks).expect("record"));
+
+        assert_eq!(disks[0].format, Some(ImageFormat::Raw));
+    }
+
+    #[test]
+    fn a_definition_and_a_pool_record_that_disagree_are_refused_naming_both() {
+        let (_dir, storage) = manager();
+        storage
+            .vol_create("default", "data", spec(Some(ImageFormat::Raw)))
+            .expect("create");
+        let disk = DiskConfig {
+            format: Some(ImageFormat::Qcow2),
+            ..DiskConfig::volume("default", "data")
+        };
+
+        let err = storage.disk_detect(&disk).expect_err("conflict");
+
+        let text = err.to_string();
+        assert!(text.contains("qcow2") && text.contains("raw"), "{text}");
+        assert!(
+            text.contains("vmux edit") && text.contains("vol-set-format"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn disks_that_cannot_be_judged_yet_are_left_for_the_start() {
+        let (dir, storage) = manager();
+        storage
+            .define_pool("off", &dir.path().join("off"), true)
+            .expect("inactive pool");
+        let mut disks = vec![
+            DiskConfig::volume("default", "missing.raw"),
+            DiskConfig::volume("off", "a.raw"),
+            DiskConfig::volume("nowhere", "a.raw"),
+        ];
+
+        assert!(
+            !storage
+                .record_disk_formats_of(&mut disks)
+                .expect("nothing to do")
+        );
+
+        assert!(disks.iter().all(|d| d.format.is_none()));
     }
 
     #[test]

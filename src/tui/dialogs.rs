@@ -768,6 +768,7 @@ mod tests {
             capacity: 10 << 30,
             allocation: 1 << 30,
             backing: None,
+            backing_refused: None,
             cluster_size: Some(65536),
             internal_snapshots: 0,
             used_by: Vec::new(),

@@ -574,6 +574,8 @@ impl AddDisk {
             readonly: form.flag(FieldKey::ReadOnly),
             target: None,
             serial: None,
+            format: None,
+            allow_backing: Vec::new(),
         };
         Ok(DialogOutcome::Host(HostOp::AttachDisk {
             vm: self.vm.clone(),

@@ -1,18 +1,19 @@
 //! A VM's disks, from definition to engine: resolve each `[[disks]]` entry through the storage
-//! layer (pool volume or path; backing chain checked; format from the name), open it there
-//! (qcow2 through imago, raw through plain files; `flock`ed while open) and hand the open image
-//! to the engine's virtio-blk as a [`DiskBackend`].
+//! layer (pool volume or path; format as recorded, never probed; backing chain checked and
+//! followed only into pools or allowed paths), open it there (qcow2 through imago, raw through
+//! plain files; `flock`ed while open) and hand the open image to the engine's virtio-blk as a
+//! [`DiskBackend`].
 //!
 //! The images stay open for the whole life of vmd, across reboots, and close when vmd exits
 //! (or, for a disk hot-removed with `detach_disk`, when the guest has ejected it).
 
-use crate::config::{Paths, VmConfig};
+use crate::config::{ImageFormat, Paths, VmConfig};
 use crate::engine::{DiskBackend, DiskSpec};
-use crate::storage::StorageError;
+use crate::storage::{BackingTrust, Detect, StorageError};
 use crate::storage::{BlockImage, OpenOptions, StorageManager, open_image};
 use std::io;
-use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// Errors opening a VM's disks.
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +53,10 @@ pub fn open_disks(paths: &Paths, config: &VmConfig) -> Result<Vec<OpenDisk>, Dis
     for disk in storage.resolve_vm_disks(config)? {
         let options = OpenOptions {
             read_only: disk.readonly,
-            ..OpenOptions::writable()
+            detect: Detect::Known(disk.format),
+            trust: disk.trust.clone(),
         };
-        let image = open_image(&disk.path, options).map_err(|source| DiskError::Open {
+        let image = open_image(&disk.path, &options).map_err(|source| DiskError::Open {
             target: disk.target.clone(),
             path: disk.path.display().to_string(),
             source,
@@ -69,11 +71,38 @@ pub fn open_disks(paths: &Paths, config: &VmConfig) -> Result<Vec<OpenDisk>, Dis
                 path: disk.path,
                 read_only: disk.readonly,
                 serial,
-                backend: Some(Arc::new(ImageDisk::new(image))),
+                backend: Some(Arc::new(ImageDisk::new(image, disk.trust))),
             },
         });
     }
     Ok(specs)
+}
+
+/// How to open a hot-added disk's image: its recorded format (`None` only from a client that
+/// records none: then the name must say it) and the backing files its chain may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachImage {
+    /// The format the client recorded.
+    pub format: Option<ImageFormat>,
+    /// Pool directories, plus the disk's allowed backing files.
+    pub trust: BackingTrust,
+    /// The disk's allowed backing files alone (a save records them to reopen the image).
+    pub allow_backing: Vec<PathBuf>,
+}
+
+impl AttachImage {
+    /// `format` with the pools' `trust` and the disk's `allow_backing` files.
+    pub fn new(
+        format: Option<ImageFormat>,
+        trust: &BackingTrust,
+        allow_backing: &[PathBuf],
+    ) -> Self {
+        AttachImage {
+            format,
+            trust: trust.clone().with_files(allow_backing.iter().cloned()),
+            allow_backing: allow_backing.to_vec(),
+        }
+    }
 }
 
 /// Opens the image at `path` for a disk hot-added as `target` (`attach_disk`); the serial
@@ -83,12 +112,14 @@ pub fn open_disk(
     target: &str,
     read_only: bool,
     serial: Option<String>,
+    how: AttachImage,
 ) -> Result<DiskSpec, DiskError> {
     let options = OpenOptions {
         read_only,
-        ..OpenOptions::writable()
+        detect: how.format.map_or(Detect::ByName, Detect::Known),
+        trust: how.trust.clone(),
     };
-    let image = open_image(path, options).map_err(|source| DiskError::Open {
+    let image = open_image(path, &options).map_err(|source| DiskError::Open {
         target: target.to_string(),
         path: path.display().to_string(),
         source,
@@ -97,7 +128,7 @@ pub fn open_disk(
         path: path.to_path_buf(),
         read_only,
         serial: serial.unwrap_or_else(|| format!("vmux-{target}")),
-        backend: Some(Arc::new(ImageDisk::new(image))),
+        backend: Some(Arc::new(ImageDisk::new(image, how.trust))),
     })
 }
 
@@ -107,13 +138,25 @@ pub fn open_disk(
 pub struct ImageDisk {
     /// `None` only inside [`ImageDisk::switch_image`], under the write lock.
     image: RwLock<Option<Box<dyn BlockImage>>>,
+    /// What a switch may open: the trusted backing files and the images this disk had.
+    known: Mutex<KnownImages>,
+}
+
+/// The backing files an [`ImageDisk`]'s chain may use, and the format of every image it has
+/// had: a live snapshot's switch trusts the image it leaves (the new overlay's backing file),
+/// and a switch back reopens that image in its own format, never a guessed one.
+struct KnownImages {
+    trust: BackingTrust,
+    formats: Vec<(PathBuf, ImageFormat)>,
 }
 
 impl ImageDisk {
-    /// Wraps an opened image.
-    pub fn new(image: Box<dyn BlockImage>) -> ImageDisk {
+    /// Wraps an image opened with `trust`.
+    pub fn new(image: Box<dyn BlockImage>, trust: BackingTrust) -> ImageDisk {
+        let formats = vec![(image.path().to_path_buf(), image.format())];
         ImageDisk {
             image: RwLock::new(Some(image)),
+            known: Mutex::new(KnownImages { trust, formats }),
         }
     }
 
@@ -187,14 +230,33 @@ impl DiskBackend for ImageDisk {
             return Err(e);
         }
         let old_path = current.path().to_path_buf();
+        let old_format = current.format();
         drop(current);
-        match open_image(path, OpenOptions::writable()) {
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        // The new overlay's backing file is the image the disk had: trusted already.
+        let new_trust = known.trust.clone().with_files([old_path.clone()]);
+        // An image this disk had keeps its format; a new one is a vmux overlay, which its
+        // name (`.qcow2`) and header must agree on.
+        let detect = known
+            .formats
+            .iter()
+            .find(|(p, _)| p == path)
+            .map_or(Detect::ByName, |(_, format)| Detect::Known(*format));
+        let options = OpenOptions::writable()
+            .detect(detect)
+            .trust(new_trust.clone());
+        match open_image(path, &options) {
             Ok(image) => {
+                known.formats.push((path.to_path_buf(), image.format()));
+                known.trust = new_trust;
                 *slot = Some(image);
                 Ok(())
             }
             Err(e) => {
-                *slot = open_image(&old_path, OpenOptions::writable()).ok();
+                let old = OpenOptions::writable()
+                    .detect(Detect::Known(old_format))
+                    .trust(known.trust.clone());
+                *slot = open_image(&old_path, &old).ok();
                 Err(io::Error::other(e.to_string()))
             }
         }

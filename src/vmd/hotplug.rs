@@ -12,7 +12,7 @@ use std::sync::{MutexGuard, PoisonError};
 
 use super::boot::error_chain;
 use super::disks;
-use super::live_disks::LiveDisks;
+use super::live_disks::{LiveDisks, Reopen, SavedDisk};
 use super::machine::MachineControl;
 use super::supervisor::{Supervisor, protocol_error};
 use crate::engine::VmSpec;
@@ -59,7 +59,7 @@ impl Supervisor {
 
     /// Every plugged disk as a save records it: (target, image, read-only, serial, slot), in
     /// slot order.
-    pub(super) fn disk_records(&self) -> Vec<(String, std::path::PathBuf, bool, String, u8)> {
+    pub(super) fn disk_records(&self) -> Vec<SavedDisk> {
         self.lock_disks().records()
     }
 
@@ -107,6 +107,7 @@ impl Supervisor {
         target: Option<String>,
         read_only: bool,
         serial: Option<String>,
+        how: disks::AttachImage,
     ) -> Result<DiskInfo, ProtocolError> {
         let _serial = self.lock_commands();
         let control = self.running_control()?;
@@ -151,7 +152,11 @@ impl Supervisor {
                 })?,
             }
         };
-        let spec = disks::open_disk(path, &target, read_only, serial)
+        let reopen = Reopen {
+            format: how.format,
+            allow_backing: how.allow_backing.clone(),
+        };
+        let spec = disks::open_disk(path, &target, read_only, serial, how)
             .map_err(|e| protocol_error(ErrorKind::InvalidArgument, error_chain(&e)))?;
         let slot = control.attach_disk(&spec).map_err(|e| {
             protocol_error(
@@ -159,7 +164,12 @@ impl Supervisor {
                 format!("cannot attach the disk: {}", error_chain(e.as_ref())),
             )
         })?;
-        let info = self.lock_disks().attached(target, spec, slot);
+        let info = {
+            let mut disks = self.lock_disks();
+            let info = disks.attached(target, spec, slot);
+            disks.set_reopen(&info.target, reopen);
+            info
+        };
         log::info!(
             "disk {} attached as {} in PCI slot {slot}",
             path.display(),
@@ -306,6 +316,8 @@ mod tests {
             target: target.map(str::to_string),
             read_only: false,
             serial: None,
+            format: None,
+            allow_backing: Vec::new(),
         };
         match sup.execute(&command) {
             Ok(Some(ReplyResult::Disk(disk))) => Ok(*disk),

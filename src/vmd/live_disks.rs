@@ -7,8 +7,37 @@
 //! closes the image. A reboot builds the next boot's disks from this list, so a hot-added disk
 //! stays, and a disk whose removal was requested does not come back.
 
+use crate::config::ImageFormat;
 use crate::engine::DiskSpec;
 use crate::engine::control::DiskInfo;
+use std::path::PathBuf;
+
+/// How to open a hot-added disk's image again (for a restore): what `attach_disk` was given.
+/// Boot disks leave it empty: a restore opens them as the definition says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reopen {
+    /// The recorded format (`None`: the file name says it).
+    pub format: Option<ImageFormat>,
+    /// Backing files outside the pools its chain may use.
+    pub allow_backing: Vec<PathBuf>,
+}
+
+/// A plugged disk as a save records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedDisk {
+    /// Guest device name.
+    pub target: String,
+    /// The image.
+    pub path: PathBuf,
+    /// Plugged read-only.
+    pub read_only: bool,
+    /// The serial the guest read.
+    pub serial: String,
+    /// PCI slot.
+    pub slot: u8,
+    /// How to open it again when it was hot-added.
+    pub reopen: Reopen,
+}
 
 /// One disk.
 #[derive(Debug)]
@@ -19,6 +48,8 @@ struct LiveDisk {
     slot: Option<u8>,
     /// `detach_disk` was asked; the guest has not ejected it yet.
     removing: bool,
+    /// How a hot-added disk was opened.
+    reopen: Reopen,
 }
 
 /// The VM's disks, in PCI slot order of the current boot (boot disks first).
@@ -50,6 +81,7 @@ impl LiveDisks {
                 spec,
                 slot: None,
                 removing: false,
+                reopen: Reopen::default(),
             });
         }
         live
@@ -132,6 +164,7 @@ impl LiveDisks {
             spec,
             slot: Some(slot),
             removing: false,
+            reopen: Reopen::default(),
         });
         self.disks.sort_by_key(|d| d.slot);
         self.infos()
@@ -154,24 +187,47 @@ impl LiveDisks {
         Some(self.disks.remove(index).target)
     }
 
-    /// Every plugged disk as a save records it: (target, image, read-only, serial, slot), in
-    /// slot order.
-    pub fn records(&self) -> Vec<(String, std::path::PathBuf, bool, String, u8)> {
+    /// Records how the hot-added disk `target` was opened.
+    pub fn set_reopen(&mut self, target: &str, reopen: Reopen) {
+        if let Some(disk) = self.disks.iter_mut().find(|d| d.target == target) {
+            disk.reopen = reopen;
+        }
+    }
+
+    /// Every plugged disk as a save records it, in slot order.
+    pub fn records(&self) -> Vec<SavedDisk> {
         let mut records: Vec<_> = self
             .disks
             .iter()
             .filter_map(|d| {
-                Some((
-                    d.target.clone(),
-                    d.spec.path.clone(),
-                    d.spec.read_only,
-                    d.spec.serial.clone(),
-                    d.slot?,
-                ))
+                Some(SavedDisk {
+                    target: d.target.clone(),
+                    path: d.spec.path.clone(),
+                    read_only: d.spec.read_only,
+                    serial: d.spec.serial.clone(),
+                    slot: d.slot?,
+                    reopen: d.reopen.clone(),
+                })
             })
             .collect();
-        records.sort_by_key(|r| r.4);
+        records.sort_by_key(|r| r.slot);
         records
+    }
+
+    /// The VM is over: writes back and closes every image (the engine's devices are gone, so
+    /// these are the last references). Returns, per disk that could not be written back, its
+    /// target and the error; its image is closed all the same.
+    pub fn close_all(&mut self) -> Vec<(String, std::io::Error)> {
+        let mut failed = Vec::new();
+        for disk in self.disks.drain(..) {
+            if let Some(backend) = &disk.spec.backend
+                && !disk.spec.read_only
+                && let Err(e) = backend.flush()
+            {
+                failed.push((disk.target, e));
+            }
+        }
+        failed
     }
 
     /// Every disk as `info` reports it.
@@ -192,6 +248,8 @@ impl LiveDisks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn spec(path: &str) -> DiskSpec {
         DiskSpec {
@@ -228,6 +286,64 @@ mod tests {
             first_free_target(["vda", "vdc"].into_iter()),
             Some("vdb".into())
         );
+    }
+
+    #[test]
+    fn closing_writes_back_every_writable_image_and_forgets_it() {
+        let flushed = Arc::new(AtomicUsize::new(0));
+        let mut live = LiveDisks::new(
+            vec![counting(&flushed, false), counting(&flushed, true)],
+            &["vda".into(), "vdb".into()],
+        );
+        let failed = live.close_all();
+        assert!(failed.is_empty());
+        assert_eq!(
+            flushed.load(Ordering::SeqCst),
+            1,
+            "only the writable disk is flushed"
+        );
+        assert!(live.infos().is_empty());
+    }
+
+    /// A disk whose backend counts flushes.
+    fn counting(flushes: &Arc<AtomicUsize>, read_only: bool) -> DiskSpec {
+        struct Counting(Arc<AtomicUsize>);
+        impl crate::engine::DiskBackend for Counting {
+            fn capacity(&self) -> u64 {
+                512
+            }
+            fn read_only(&self) -> bool {
+                false
+            }
+            fn read_at(&self, _: u64, _: &mut [u8]) -> std::io::Result<()> {
+                Ok(())
+            }
+            fn write_at(&self, _: u64, _: &[u8]) -> std::io::Result<()> {
+                Ok(())
+            }
+            fn flush(&self) -> std::io::Result<()> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+            fn supports_discard(&self) -> bool {
+                false
+            }
+            fn discard(&self, _: u64, _: u64) -> std::io::Result<()> {
+                Ok(())
+            }
+            fn supports_write_zeroes(&self) -> bool {
+                false
+            }
+            fn write_zeroes(&self, _: u64, _: u64) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        DiskSpec {
+            path: "/images/disk".into(),
+            read_only,
+            serial: String::new(),
+            backend: Some(Arc::new(Counting(Arc::clone(flushes)))),
+        }
     }
 
     #[test]

@@ -288,7 +288,7 @@ impl Vmd {
         };
         let opened = match &saved {
             None => disks::open_disks(paths, &config)?,
-            Some(saved) => restore::open_disks(saved)?,
+            Some(saved) => restore::open_disks(saved, paths, &config)?,
         };
         let (targets, specs) = opened
             .into_iter()
@@ -310,7 +310,8 @@ impl Vmd {
                 Some(dir.join("state.json")),
             )
             .with_disk_targets(targets)
-            .with_definition(config.clone()),
+            .with_definition(config.clone())
+            .with_backing_trust(crate::storage::StorageManager::new(paths.clone()).trust(&[])),
         );
         let socket = undo
             .socket
@@ -369,8 +370,13 @@ impl Vmd {
             console_log,
         } = self;
         let reason = boot::run(&sup, engine.as_ref(), first);
-        // The last boot is gone; closing every TAP handle now deletes the interfaces and their
-        // records before clients can see the VM as shut off.
+        // The last boot is gone: write back and close every image (a qcow2 image keeps
+        // metadata in memory until then) before clients can see the VM as shut off and open
+        // its disks. Threads that outlive this (control, stats) hold the supervisor, so the
+        // images would otherwise never be closed.
+        sup.close_disks();
+        // Closing every TAP handle now deletes the interfaces and their records before clients
+        // can see the VM as shut off.
         drop(taps);
         sup.finished(&reason);
         sup.ring().close();

@@ -3,11 +3,13 @@
 //! The boot loop then builds the VM from the file ([`super::boot::restore`]).
 
 use super::VmdError;
-use super::disks::{self, DiskError, OpenDisk};
+use super::disks::{self, AttachImage, DiskError, OpenDisk};
 use super::save::SaveRecord;
 use super::start_mode::RestoreMode;
+use crate::config::Paths;
 use crate::config::VmConfig;
 use crate::engine::snapshot::SaveFile;
+use crate::storage::StorageManager;
 
 /// An opened, checked save file.
 pub struct Saved {
@@ -44,18 +46,41 @@ pub fn open(config: &VmConfig, mode: &RestoreMode) -> Result<Saved, VmdError> {
     })
 }
 
-/// Opens the saved VM's disks, in the order it had them plugged.
-pub fn open_disks(saved: &Saved) -> Result<Vec<OpenDisk>, DiskError> {
+/// Opens the saved VM's disks, in the order it had them plugged: a disk of the definition
+/// as a boot opens it (its recorded format and trusted backing files, checked as for a
+/// start), a hot-added one as `attach_disk` did (the format and backing files it was given,
+/// the pools' files).
+pub fn open_disks(
+    saved: &Saved,
+    paths: &Paths,
+    config: &VmConfig,
+) -> Result<Vec<OpenDisk>, DiskError> {
+    let storage = StorageManager::new(paths.clone());
+    let defined = if config.disks.is_empty() {
+        Vec::new()
+    } else {
+        storage.resolve_vm_disks(config)?
+    };
+    let pools = storage.trust(&[]);
     saved
         .record
         .disks
         .iter()
         .map(|disk| {
+            let how = match defined.iter().find(|d| d.path == disk.path) {
+                Some(d) => AttachImage {
+                    format: Some(d.format),
+                    trust: d.trust.clone(),
+                    allow_backing: Vec::new(),
+                },
+                None => AttachImage::new(disk.format, &pools, &disk.allow_backing),
+            };
             let spec = disks::open_disk(
                 &disk.path,
                 &disk.target,
                 disk.read_only,
                 Some(disk.serial.clone()),
+                how,
             )?;
             Ok(OpenDisk {
                 target: disk.target.clone(),

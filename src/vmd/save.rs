@@ -51,6 +51,12 @@ pub struct DiskRecord {
     pub slot: u8,
     /// The image when saved.
     pub fingerprint: Fingerprint,
+    /// A hot-added disk's recorded format (a disk of the definition opens as that says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<crate::config::ImageFormat>,
+    /// A hot-added disk's backing files outside the pools (`attach-disk --allow-backing`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_backing: Vec<PathBuf>,
 }
 
 /// What identifies an image's contents cheaply: a write changes the modification time, a
@@ -202,16 +208,22 @@ impl Supervisor {
         let mut owner = || {
             let disks = disks
                 .iter()
-                .map(|(target, path, read_only, serial, slot)| {
+                .map(|disk| {
                     Ok(DiskRecord {
-                        target: target.clone(),
-                        path: path.clone(),
-                        read_only: *read_only,
-                        serial: serial.clone(),
-                        slot: *slot,
-                        fingerprint: Fingerprint::of(path).map_err(|e| {
-                            format!("cannot examine disk {target} ({}): {e}", path.display())
+                        target: disk.target.clone(),
+                        path: disk.path.clone(),
+                        read_only: disk.read_only,
+                        serial: disk.serial.clone(),
+                        slot: disk.slot,
+                        fingerprint: Fingerprint::of(&disk.path).map_err(|e| {
+                            format!(
+                                "cannot examine disk {} ({}): {e}",
+                                disk.target,
+                                disk.path.display()
+                            )
                         })?,
+                        format: disk.reopen.format,
+                        allow_backing: disk.reopen.allow_backing.clone(),
                     })
                 })
                 .collect::<Result<Vec<_>, String>>()?;
@@ -296,6 +308,8 @@ mod tests {
             serial: "x".into(),
             slot: 1,
             fingerprint: Fingerprint::of(&path).expect("stat"),
+            format: None,
+            allow_backing: Vec::new(),
         });
         assert_eq!(saved.check_disks(false), Ok(()));
         std::fs::write(&path, [0u8; 1024]).expect("grow");

@@ -50,6 +50,9 @@ pub struct Supervisor {
     definition: Option<crate::config::VmConfig>,
     /// Where a successful `save` wrote the VM (which then ends).
     saved_to: Mutex<Option<PathBuf>>,
+    /// The backing files a hot-added disk's chain may use besides its own allowed ones: files
+    /// in the storage pools (none until [`Supervisor::with_backing_trust`]).
+    pub(super) backing_trust: crate::storage::BackingTrust,
 }
 
 /// The current boot. Invariant: `control` is `Some` exactly while a boot is running or paused.
@@ -123,7 +126,14 @@ impl Supervisor {
             latest: Mutex::new(empty_stats(spec.memory_bytes)),
             definition: None,
             saved_to: Mutex::new(None),
+            backing_trust: crate::storage::BackingTrust::none(),
         }
+    }
+
+    /// Lets hot-added disks use backing files `trust` allows (the storage pools).
+    pub fn with_backing_trust(mut self, trust: crate::storage::BackingTrust) -> Supervisor {
+        self.backing_trust = trust;
+        self
     }
 
     /// Records the definition this vmd runs (a save stores it).
@@ -210,6 +220,18 @@ impl Supervisor {
         BootEnd {
             reboot_requested: std::mem::take(&mut live.reboot_requested),
             destroy_requested: live.destroy_requested,
+        }
+    }
+
+    /// Writes back and closes every disk image of the VM (after its last boot ended).
+    pub fn close_disks(&self) {
+        let failed = self
+            .disks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .close_all();
+        for (target, error) in failed {
+            log::error!("cannot write back disk {target} as the VM ends: {error}");
         }
     }
 
@@ -328,9 +350,14 @@ impl Supervisor {
                 target,
                 read_only,
                 serial,
-            } => self
-                .attach_disk(path, target.clone(), *read_only, serial.clone())
-                .map(|disk| Some(ReplyResult::Disk(Box::new(disk)))),
+                format,
+                allow_backing,
+            } => {
+                let how =
+                    super::disks::AttachImage::new(*format, &self.backing_trust, allow_backing);
+                self.attach_disk(path, target.clone(), *read_only, serial.clone(), how)
+                    .map(|disk| Some(ReplyResult::Disk(Box::new(disk))))
+            }
             Command::DetachDisk { target } => self.detach_disk(target).map(|()| None),
             Command::SwitchDisks { disks } => self.switch_disks(disks).map(|()| None),
             Command::Save { path, paused } => self

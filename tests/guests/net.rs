@@ -8,7 +8,10 @@
 //! For benchmarks it also serves three UDP ports: a datagram to 5001 saying
 //! `<count> <bytes>` makes it send `count` datagrams of `bytes` payload bytes back to the
 //! sender as fast as the transmit queue allows; datagrams to 5002 are counted and dropped;
-//! one to 5003 is answered with that count in decimal. tests/guests/README.md lists the lines.
+//! one to 5003 is answered with that count in decimal. For the anti-spoofing test a datagram
+//! to 5004 makes it send, to the sender, one UDP datagram from its own MAC and address (port
+//! 7001), one from a forged address (7002), one from a forged MAC (7003), and a gratuitous ARP
+//! claiming the forged address. tests/guests/README.md lists the lines.
 
 #![no_std]
 #![no_main]
@@ -41,6 +44,9 @@ const ECHO_ID: u16 = 0x766d;
 const PORT_BURST: u16 = 5001;
 const PORT_SINK: u16 = 5002;
 const PORT_REPORT: u16 = 5003;
+const PORT_SPOOF: u16 = 5004;
+/// Destination ports of the spoof test's datagrams: own addresses, forged IP, forged MAC.
+const SPOOF_PORTS: [u16; 3] = [7001, 7002, 7003];
 const BROADCAST: [u8; 6] = [0xff; 6];
 
 /// Receive buffers; the device writes them, the program reads them once returned.
@@ -103,6 +109,8 @@ enum Event {
         count: u64,
         size: usize,
     },
+    /// Send the spoof test's frames to `to`.
+    Spoof { to: Peer },
 }
 
 /// Where a reply goes.
@@ -419,6 +427,7 @@ impl Nic {
                 self.sink_count += 1;
                 Event::None
             }
+            PORT_SPOOF => Event::Spoof { to: from },
             PORT_REPORT => {
                 let count = self.sink_count;
                 let (mac, ip) = (self.mac, self.ip);
@@ -603,6 +612,52 @@ impl Nic {
         false
     }
 
+    /// The spoof test: a datagram from the guest's own MAC and address, one from a forged
+    /// address (the last octet flipped), one from a forged MAC (the last byte flipped), and a
+    /// gratuitous ARP announcing the forged address; prints what it forged.
+    fn spoof(&mut self, to: Peer) {
+        let mut forged_ip = self.ip;
+        if let Some(last) = forged_ip.last_mut() {
+            *last ^= 0x80;
+        }
+        let mut forged_mac = self.mac;
+        if let Some(last) = forged_mac.last_mut() {
+            *last ^= 0x55;
+        }
+        let sources = [
+            (self.mac, self.ip),
+            (self.mac, forged_ip),
+            (forged_mac, self.ip),
+        ];
+        for ((mac, ip), port) in sources.into_iter().zip(SPOOF_PORTS) {
+            self.send(|f| {
+                let data = b"vmux spoof test";
+                let at = ip_header(f, to.mac, mac, PROTO_UDP, ip, to.ip, 8 + data.len());
+                let at = udp_header(f, at, port, port, data.len());
+                put(f, at, data);
+                at + data.len()
+            });
+        }
+        let own_mac = self.mac;
+        self.send(|f| {
+            put(f, 0, &BROADCAST);
+            put(f, 6, &own_mac);
+            put16(f, 12, ETH_ARP);
+            put(f, 14, &[0, 1, 8, 0, 6, 4, 0, 1]);
+            put(f, 22, &own_mac);
+            put(f, 28, &forged_ip);
+            put(f, 32, &[0; 6]);
+            put(f, 38, &forged_ip);
+            put(f, 42, &[0; 18]);
+            60
+        });
+        println!(
+            "net: spoof test sent: forged ip {} forged mac {}",
+            Ip(forged_ip),
+            Mac(forged_mac)
+        );
+    }
+
     /// Sends `count` UDP datagrams of `size` bytes to `to`, as fast as buffers free up.
     fn burst(&mut self, to: Peer, count: u64, size: usize) {
         let (mac, ip) = (self.mac, self.ip);
@@ -657,8 +712,10 @@ fn guest_main(_boot: &kit::boot::BootInfo) -> ! {
         println!("net: gateway {} did not reply", Ip(nic.gateway));
     }
     loop {
-        if let Event::Burst { to, count, size } = nic.poll() {
-            nic.burst(to, count, size);
+        match nic.poll() {
+            Event::Burst { to, count, size } => nic.burst(to, count, size),
+            Event::Spoof { to } => nic.spoof(to),
+            _ => {}
         }
         nic.reclaim();
         kit::cpu::wait_for_interrupt();

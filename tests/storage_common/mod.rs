@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use vmux::config::{BootConfig, DiskConfig, Paths, Store, VmConfig};
-use vmux::storage::{BlockImage, OpenOptions, StorageManager, open_image};
+use vmux::storage::{BackingTrust, BlockImage, OpenOptions, StorageManager, open_image};
 use vmux::vmd::pidfile::PidLock;
 
 /// Runs a qemu-utils tool; panics with a hint when it is not installed.
@@ -101,9 +101,21 @@ pub fn qemu_bytes(path: &Path, dir: &Path) -> Vec<u8> {
     bytes
 }
 
-/// Opens `path` read-only (format by name).
+/// Open options for test images: format by name, backing files trusted in the image's own
+/// directory (the test's scratch directory, standing in for a pool).
+pub fn options(path: &Path, read_only: bool) -> OpenOptions {
+    let base = if read_only {
+        OpenOptions::read_only()
+    } else {
+        OpenOptions::writable()
+    };
+    let dir = path.parent().expect("image in a directory").to_path_buf();
+    base.trust(BackingTrust::new([dir], []))
+}
+
+/// Opens `path` read-only (format by name, backing files in its directory).
 pub fn open_ro(path: &Path) -> Box<dyn BlockImage> {
-    open_image(path, OpenOptions::read_only()).expect("open image")
+    open_image(path, &options(path, true)).expect("open image")
 }
 
 /// A fresh vmux home in a temporary directory.
@@ -181,7 +193,7 @@ impl Home {
 
 /// Writes `len` bytes of `byte` at `offset` through vmux.
 pub fn fill(path: &Path, offset: u64, len: usize, byte: u8) {
-    let image = open_image(path, OpenOptions::writable()).expect("open writable");
+    let image = open_image(path, &options(path, false)).expect("open writable");
     image.write_at(offset, &vec![byte; len]).expect("write");
     image.flush().expect("flush");
 }

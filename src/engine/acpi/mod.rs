@@ -238,7 +238,6 @@ impl Placer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vm_memory::GuestMemoryMmap;
 
     const CFG: AcpiConfig = AcpiConfig {
         vcpus: 2,
@@ -392,7 +391,7 @@ mod tests {
 
     #[test]
     fn written_tables_read_back_from_guest_memory() {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+        let mem = crate::engine::memory::test_ram(0, 0x10_0000);
 
         let rsdp_address = create_acpi_tables(&mem, &CFG).unwrap();
 
@@ -409,7 +408,7 @@ mod tests {
 
     #[test]
     fn memory_without_the_bios_area_is_refused() {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap();
+        let mem = crate::engine::memory::test_ram(0, 0x1000);
 
         let err = create_acpi_tables(&mem, &CFG).unwrap_err();
 

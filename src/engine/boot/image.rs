@@ -8,10 +8,11 @@
 
 use super::BootError;
 use crate::engine::layout;
+use crate::engine::memory::GuestRam;
 use linux_loader::loader::bootparam::setup_header;
 use linux_loader::loader::{BzImage, Elf, KernelLoader};
 use std::io::Cursor;
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestAddress;
 
 /// ELF magic at offset 0.
 const ELF_MAGIC: [u8; 4] = [0x7f, b'E', b'L', b'F'];
@@ -75,7 +76,7 @@ pub fn detect(image: &[u8], name: &str) -> Result<ImageKind, BootError> {
 
 /// Loads `image` into `mem`, whose RAM below the MMIO hole ends at `low_ram_end`.
 pub fn load(
-    mem: &GuestMemoryMmap,
+    mem: &GuestRam,
     image: &[u8],
     name: &str,
     low_ram_end: u64,
@@ -87,7 +88,7 @@ pub fn load(
 }
 
 fn load_elf(
-    mem: &GuestMemoryMmap,
+    mem: &GuestRam,
     image: &[u8],
     name: &str,
     low_ram_end: u64,
@@ -150,7 +151,7 @@ fn load_elf(
 }
 
 fn load_bzimage(
-    mem: &GuestMemoryMmap,
+    mem: &GuestRam,
     image: &[u8],
     name: &str,
     low_ram_end: u64,
@@ -345,7 +346,7 @@ pub(crate) mod tests {
         image
     }
 
-    fn memory(bytes: u64) -> GuestMemoryMmap {
+    fn memory(bytes: u64) -> GuestRam {
         crate::engine::memory::create_guest_memory(bytes).expect("map guest memory")
     }
 

@@ -16,9 +16,10 @@ pub mod zero_page;
 use super::BootSpec;
 use super::layout;
 use super::memory;
+use crate::engine::memory::GuestRam;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 use zero_page::InitrdPlacement;
 
 /// The name errors use for [`BootSpec::Image`].
@@ -146,11 +147,7 @@ pub struct BootInfo {
 
 /// Writes the boot image described by `boot` and every boot structure into `mem`, a VM with
 /// `memory_bytes` of RAM.
-pub fn load(
-    mem: &GuestMemoryMmap,
-    boot: &BootSpec,
-    memory_bytes: u64,
-) -> Result<BootInfo, BootError> {
+pub fn load(mem: &GuestRam, boot: &BootSpec, memory_bytes: u64) -> Result<BootInfo, BootError> {
     let low_ram_end = memory::low_ram_end(memory_bytes);
     let (loaded, cmdline, initrd) = match boot {
         BootSpec::Kernel {
@@ -212,7 +209,7 @@ pub fn place_initrd(
 }
 
 fn load_initrd(
-    mem: &GuestMemoryMmap,
+    mem: &GuestRam,
     path: &Path,
     loaded: &image::LoadedImage,
     low_ram_end: u64,
@@ -244,7 +241,7 @@ fn load_initrd(
 }
 
 fn write_boot_structures(
-    mem: &GuestMemoryMmap,
+    mem: &GuestRam,
     loaded: &image::LoadedImage,
     cmdline: &str,
     initrd: Option<InitrdPlacement>,

@@ -18,10 +18,9 @@
 
 mod state;
 
+use crate::engine::memory::GuestRam;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-
-use vm_memory::GuestMemoryMmap;
 
 use super::root::SharedPciDevice;
 use super::{
@@ -128,7 +127,7 @@ pub struct PciPlatform {
     root: Arc<Mutex<PciRoot>>,
     bars: AddressAllocator,
     vm: Arc<dyn VmInterface>,
-    mem: GuestMemoryMmap,
+    mem: GuestRam,
     /// Disks by slot.
     disks: BTreeMap<u8, PluggedDisk>,
     /// Disks plugged so far: names the next worker thread (`blk<n>`).
@@ -146,7 +145,7 @@ impl PciPlatform {
     /// virtio-net per NIC, then the balloon when `balloon`.
     pub fn create(
         vm: Arc<dyn VmInterface>,
-        mem: &GuestMemoryMmap,
+        mem: &GuestRam,
         disks: &[DiskSpec],
         nics: &[NicSpec],
         balloon: bool,
@@ -169,7 +168,7 @@ impl PciPlatform {
     /// A root bus with only the host bridge, on `io_bus` and `mmio_bus`.
     fn empty(
         vm: Arc<dyn VmInterface>,
-        mem: &GuestMemoryMmap,
+        mem: &GuestRam,
         io_bus: &mut Bus,
         mmio_bus: &mut Bus,
     ) -> Result<PciPlatform, PlatformError> {

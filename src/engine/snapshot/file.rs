@@ -30,8 +30,8 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::engine::memory::GuestRam;
 use serde::{Deserialize, Serialize};
-use vm_memory::GuestMemoryMmap;
 
 use super::VmState;
 use super::memory::{self, MemoryStateError, MemoryTotals};
@@ -260,7 +260,7 @@ pub fn write(
     path: &Path,
     header: &SaveHeader,
     state: &VmState,
-    mem: &GuestMemoryMmap,
+    mem: &GuestRam,
 ) -> Result<SaveTotals, SaveFileError> {
     remove_stale_partials(path);
     let temp = temp_path(path, std::process::id());
@@ -283,7 +283,7 @@ fn write_temp(
     temp: &Path,
     header: &SaveHeader,
     state: &VmState,
-    mem: &GuestMemoryMmap,
+    mem: &GuestRam,
 ) -> Result<SaveTotals, SaveFileError> {
     let err = |source| SaveFileError::Write {
         path: temp.to_path_buf(),
@@ -516,7 +516,7 @@ impl SaveFile {
 
     /// Reads the memory records into `mem` and checks the trailer and the checksum. `mem` is
     /// only trustworthy when this returns `Ok`.
-    pub fn read_memory(&mut self, mem: &GuestMemoryMmap) -> Result<MemoryTotals, SaveFileError> {
+    pub fn read_memory(&mut self, mem: &GuestRam) -> Result<MemoryTotals, SaveFileError> {
         let path = self.path.clone();
         let totals = memory::read(mem, &mut self.input).map_err(|source| match source {
             MemoryStateError::Read(source) => SaveFileError::Read {

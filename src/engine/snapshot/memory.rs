@@ -16,7 +16,8 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use crate::engine::memory::GuestRam;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
 /// Bytes per page (the host's and the guest's base page).
 pub const PAGE: u64 = 4096;
@@ -106,10 +107,7 @@ impl Pagemap {
 }
 
 /// Writes the touched, non-zero pages of `mem` as records, then the end record.
-pub fn write(
-    mem: &GuestMemoryMmap,
-    out: &mut impl Write,
-) -> Result<MemoryTotals, MemoryStateError> {
+pub fn write(mem: &GuestRam, out: &mut impl Write) -> Result<MemoryTotals, MemoryStateError> {
     let pagemap = Pagemap::open();
     let mut totals = MemoryTotals::default();
     let mut buffer = vec![0u8; CHUNK as usize];
@@ -179,10 +177,7 @@ fn write_runs(
 
 /// Reads records from `input` into `mem` until the end record; every record must lie inside
 /// RAM and be at most [`CHUNK`] bytes.
-pub fn read(
-    mem: &GuestMemoryMmap,
-    input: &mut impl Read,
-) -> Result<MemoryTotals, MemoryStateError> {
+pub fn read(mem: &GuestRam, input: &mut impl Read) -> Result<MemoryTotals, MemoryStateError> {
     let mut totals = MemoryTotals::default();
     loop {
         let mut header = [0u8; 16];
@@ -220,7 +215,7 @@ pub fn read(
 ///
 /// Only for a VM being restored: nothing else may touch its RAM while the slice lives (no
 /// vCPU runs and no device exists yet), which is what makes a `&mut [u8]` over it sound.
-fn guest_bytes(mem: &GuestMemoryMmap, addr: u64, len: u64) -> Option<&mut [u8]> {
+fn guest_bytes(mem: &GuestRam, addr: u64, len: u64) -> Option<&mut [u8]> {
     let region = mem.find_region(GuestAddress(addr))?;
     let offset = addr - region.start_addr().0;
     if offset.checked_add(len)? > region.len() {

@@ -5,13 +5,14 @@
 //! otherwise from guest memory at the RIP's physical address (translated with
 //! `KVM_TRANSLATE` through the guest's own page tables, one page at a time).
 
+use crate::engine::memory::GuestRam;
 use kvm_bindings::{
     KVM_INTERNAL_ERROR_DELIVERY_EV, KVM_INTERNAL_ERROR_EMULATION,
     KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, KVM_INTERNAL_ERROR_SIMUL_EX,
     KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
 };
 use kvm_ioctls::VcpuFd;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 /// Longest x86 instruction.
 const MAX_INSTRUCTION_BYTES: usize = 15;
@@ -53,7 +54,7 @@ pub fn format_bytes(bytes: &[u8]) -> String {
 }
 
 /// Reads up to 15 bytes at linear address `linear` through the guest's page tables.
-fn read_instruction(vcpu: &VcpuFd, mem: &GuestMemoryMmap, linear: u64) -> Option<Vec<u8>> {
+fn read_instruction(vcpu: &VcpuFd, mem: &GuestRam, linear: u64) -> Option<Vec<u8>> {
     let mut bytes = Vec::with_capacity(MAX_INSTRUCTION_BYTES);
     let mut addr = linear;
     while bytes.len() < MAX_INSTRUCTION_BYTES {
@@ -94,7 +95,7 @@ fn suberror_name(suberror: u32) -> &'static str {
 }
 
 /// Describes a `KVM_EXIT_INTERNAL_ERROR`; `vcpu` has just returned it.
-pub fn internal_error(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap) -> String {
+pub fn internal_error(vcpu: &mut VcpuFd, mem: &GuestRam) -> String {
     let run = vcpu.get_kvm_run();
     // SAFETY: the exit reason was KVM_EXIT_INTERNAL_ERROR, for which the kernel fills the
     // `internal`/`emulation_failure` members of the union; both are plain integers, so any bit
@@ -120,8 +121,26 @@ pub fn internal_error(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap) -> String {
     )
 }
 
+/// Whether registers are the x86 power-on/INIT state (CS:IP f000:fff0, CS base 0xffff0000,
+/// protection off): what an AMD vCPU holds after a triple fault, since KVM re-INITs the vCPU
+/// on the SHUTDOWN intercept before it reports `KVM_EXIT_SHUTDOWN`.
+fn is_reset_state(rip: u64, cs_selector: u16, cs_base: u64, cr0: u64) -> bool {
+    const CR0_PE: u64 = 1;
+    rip == 0xfff0 && cs_selector == 0xf000 && cs_base == 0xffff_0000 && cr0 & CR0_PE == 0
+}
+
 /// Describes a `KVM_EXIT_SHUTDOWN` (a triple fault).
-pub fn triple_fault(vcpu: &VcpuFd, mem: &GuestMemoryMmap) -> String {
+pub fn triple_fault(vcpu: &VcpuFd, mem: &GuestRam) -> String {
+    let reset = match (vcpu.get_regs(), vcpu.get_sregs()) {
+        (Ok(regs), Ok(sregs)) => {
+            is_reset_state(regs.rip, sregs.cs.selector, sregs.cs.base, sregs.cr0)
+        }
+        _ => false,
+    };
+    if reset {
+        return "triple fault (the CPU was reset by KVM; registers at the fault are lost)"
+            .to_owned();
+    }
     let loc = location(vcpu);
     let bytes = loc.and_then(|l| read_instruction(vcpu, mem, l.linear));
     format!("triple fault {}, {}", at_rip(loc), instruction_text(bytes))
@@ -147,6 +166,18 @@ mod tests {
     #[test]
     fn bytes_are_formatted_as_spaced_hex() {
         assert_eq!(format_bytes(&[0x0f, 0xc7, 0x0e]), "0f c7 0e");
+    }
+
+    #[test]
+    fn the_reset_vector_in_real_mode_is_the_reset_state() {
+        assert!(is_reset_state(0xfff0, 0xf000, 0xffff_0000, 0x6000_0010));
+    }
+
+    #[test]
+    fn a_protected_mode_rip_of_fff0_is_not_the_reset_state() {
+        assert!(!is_reset_state(0xfff0, 0x10, 0, 0x8005_0033));
+        assert!(!is_reset_state(0xfff0, 0xf000, 0xffff_0000, 0x8005_0033));
+        assert!(!is_reset_state(0x1_0000, 0xf000, 0xffff_0000, 0x10));
     }
 
     #[test]

@@ -19,13 +19,13 @@ use super::cpuid;
 use super::devices::bus::Bus;
 use super::hotplug::cpu::CpuHotplug;
 use super::lifecycle::Lifecycle;
+use crate::engine::memory::GuestRam;
 use kick::VcpuKick;
 use kvm_bindings::{CpuId, KVM_MP_STATE_UNINITIALIZED, kvm_mp_state, kvm_run};
 use kvm_ioctls::{VcpuFd, VmFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::thread::JoinHandle;
-use vm_memory::GuestMemoryMmap;
 
 /// Errors creating or configuring a vCPU.
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +118,7 @@ pub struct RunContext {
     /// MMIO devices.
     pub mmio_bus: Bus,
     /// Guest RAM (for crash reports).
-    pub mem: GuestMemoryMmap,
+    pub mem: GuestRam,
 }
 
 /// How a new vCPU starts.

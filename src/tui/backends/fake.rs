@@ -214,6 +214,7 @@ fn new_info(
         capacity,
         allocation,
         backing: None,
+        backing_refused: None,
         cluster_size: (format == ImageFormat::Qcow2).then_some(64 << 10),
         internal_snapshots: 0,
         used_by: Vec::new(),
@@ -651,6 +652,7 @@ impl FakeNetworks {
 
 fn active_record(config: &NetworkConfig) -> ActiveNetwork {
     ActiveNetwork {
+        guard_table: None,
         mode: config.mode,
         bridge: config.bridge.clone(),
         subnet: config.subnet,

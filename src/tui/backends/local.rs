@@ -5,7 +5,6 @@
 use super::{NetworkHost, NetworkSnapshot, PoolView, StorageHost, StorageSnapshot, VolumeView};
 use crate::config::{NetworkConfig, NicConfig, Paths, VmConfig};
 use crate::network::{NetworkError, NetworkManager};
-use crate::storage::format::{Detect, chain};
 use crate::storage::{ImageFormat, PoolInfo, StorageError, StorageManager, VolumeInfo, VolumeSpec};
 use crate::tui::action::error_chain;
 use std::os::unix::fs::MetadataExt;
@@ -149,8 +148,8 @@ impl StorageHost for LocalStorage {
     }
 
     fn data_bytes(&self, pool: &str, volume: &str) -> Option<u64> {
-        let path = self.manager.volume_path(pool, volume).ok()?;
-        let layers = chain(&path, Detect::ByName).ok()?;
+        let disk = crate::config::DiskConfig::volume(pool, volume);
+        let layers = self.manager.disk_chain(&disk).ok()?;
         Some(layers.iter().map(|layer| layer.allocation).sum())
     }
 

@@ -13,10 +13,10 @@ pub mod blk;
 pub mod net;
 pub mod pci;
 
+use crate::engine::memory::GuestRam;
 use std::sync::Arc;
 
 use virtio_queue::{Queue, QueueState};
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::engine::snapshot::DeviceState;
@@ -148,7 +148,7 @@ pub trait VirtioDevice: Send {
     /// Starts serving `queues` (the driver set `DRIVER_OK`). `mem` is guest RAM.
     fn activate(
         &mut self,
-        mem: GuestMemoryMmap,
+        mem: GuestRam,
         interrupt: Arc<dyn VirtioInterrupt>,
         queues: Vec<ActiveQueue>,
     ) -> Result<(), ActivateError>;

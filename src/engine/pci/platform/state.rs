@@ -13,10 +13,10 @@ use std::sync::{Arc, PoisonError};
 use super::{Function, PciPlatform, PlatformError};
 use crate::engine::devices::bus::{Bus, lock};
 use crate::engine::layout;
+use crate::engine::memory::GuestRam;
 use crate::engine::pci::VmInterface;
 use crate::engine::snapshot::{FunctionKind, FunctionState};
 use crate::engine::{DiskSpec, NicSpec};
-use vm_memory::GuestMemoryMmap;
 
 impl PciPlatform {
     /// Every function with its slot, in slot order.
@@ -84,7 +84,7 @@ impl PciPlatform {
     /// runs yet: [`restore_states`](Self::restore_states) does that.
     pub fn restore(
         vm: Arc<dyn VmInterface>,
-        mem: &GuestMemoryMmap,
+        mem: &GuestRam,
         disks: &[DiskSpec],
         nics: &[NicSpec],
         saved: &[FunctionState],

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use crate::engine::memory::GuestRam;
+use vm_memory::{Bytes, GuestAddress};
 
 use super::*;
 use crate::engine::snapshot::{
@@ -41,7 +42,7 @@ fn header() -> SaveHeader {
     }
 }
 
-fn memory() -> GuestMemoryMmap {
+fn memory() -> GuestRam {
     let mem = crate::engine::memory::create_guest_memory(8 * MIB).expect("map");
     mem.write_slice(&[0x5a; 3 * 4096], GuestAddress(2 * MIB))
         .expect("write");
@@ -54,7 +55,7 @@ fn saved(dir: &Path) -> PathBuf {
     path
 }
 
-fn restore(path: &Path) -> Result<GuestMemoryMmap, SaveFileError> {
+fn restore(path: &Path) -> Result<GuestRam, SaveFileError> {
     let mut file = SaveFile::open(path)?;
     let mem = crate::engine::memory::create_guest_memory(8 * MIB).expect("map");
     file.read_memory(&mem)?;

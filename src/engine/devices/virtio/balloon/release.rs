@@ -6,7 +6,8 @@
 //! region are released; anything else is refused (and counted by the caller as a guest
 //! error), never passed to the kernel.
 
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use crate::engine::memory::GuestRam;
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
 use super::BALLOON_PAGE;
 
@@ -34,7 +35,7 @@ pub enum ReleaseError {
 }
 
 /// Releases `len` bytes of guest RAM at `addr` (both multiples of 4 KiB) on the host.
-pub fn release(mem: &GuestMemoryMmap, addr: u64, len: u64) -> Result<(), ReleaseError> {
+pub fn release(mem: &GuestRam, addr: u64, len: u64) -> Result<(), ReleaseError> {
     let outside = ReleaseError::OutsideRam { addr, len };
     if len == 0 {
         return Ok(());

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::engine::memory::GuestRam;
 use virtio_bindings::bindings::virtio_ring::VRING_DESC_F_NEXT;
 use virtio_queue::desc::RawDescriptor;
 use virtio_queue::desc::split::Descriptor;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 use super::{Balloon, F_REPORTING, F_STATS_VQ, VirtioBalloon};
 use crate::engine::devices::virtio::VIRTIO_F_VERSION_1;
@@ -28,7 +29,7 @@ const DEVICE_CFG: u64 = 0x2000;
 const QUEUE_SIZE: u16 = 16;
 
 struct Rig {
-    mem: GuestMemoryMmap,
+    mem: GuestRam,
     transport: VirtioPciDevice,
     balloon: Balloon,
     /// Available index of each queue.

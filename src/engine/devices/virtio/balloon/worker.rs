@@ -23,9 +23,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::engine::memory::GuestRam;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -90,7 +91,7 @@ pub struct Stopped {
 
 /// State of one balloon's worker thread; moved onto the thread by [`Worker::run`].
 pub struct Worker {
-    mem: GuestMemoryMmap,
+    mem: GuestRam,
     queues: Vec<WorkerQueue>,
     stop: EventFd,
     drain: Arc<AtomicBool>,
@@ -106,7 +107,7 @@ impl Worker {
     /// A worker for `queues`, ended by `stop` (after draining the page queues when `drain` is
     /// set). `stats_head` is a statistics buffer already held (a restored device).
     pub fn new(
-        mem: GuestMemoryMmap,
+        mem: GuestRam,
         queues: Vec<WorkerQueue>,
         stop: EventFd,
         drain: Arc<AtomicBool>,
@@ -353,7 +354,7 @@ impl Worker {
 }
 
 /// The driver cannot have more new entries than the queue holds.
-fn avail_index_sane(queue: &WorkerQueue, mem: &GuestMemoryMmap) -> bool {
+fn avail_index_sane(queue: &WorkerQueue, mem: &GuestRam) -> bool {
     match queue.queue.avail_idx(mem, Ordering::Acquire) {
         Ok(avail) => (avail - Wrapping(queue.queue.next_avail())).0 <= queue.queue.size(),
         Err(_) => false,

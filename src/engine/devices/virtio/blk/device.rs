@@ -1,6 +1,7 @@
 //! [`VirtioBlk`]: a disk as a virtio device. Lives inside its transport on vCPU threads;
 //! the requests themselves run on the worker thread it starts at activation.
 
+use crate::engine::memory::GuestRam;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -11,7 +12,6 @@ use virtio_bindings::bindings::virtio_blk::{
 };
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::Queue;
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::backend::DiskBackend;
@@ -159,7 +159,7 @@ impl VirtioDevice for VirtioBlk {
 
     fn activate(
         &mut self,
-        mem: GuestMemoryMmap,
+        mem: GuestRam,
         interrupt: Arc<dyn VirtioInterrupt>,
         queues: Vec<ActiveQueue>,
     ) -> Result<(), ActivateError> {

@@ -1,6 +1,7 @@
 //! virtio-blk end to end without KVM: a raw image file, the PCI transport, the worker thread,
 //! and a driver built from virtio-queue's mock split queue.
 
+use crate::engine::memory::GuestRam;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRI
 use virtio_queue::desc::RawDescriptor;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::mock::MockSplitQueue;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 use super::{RawFile, VirtioBlk};
 use crate::engine::devices::virtio::pci::VirtioPciDevice;
@@ -31,7 +32,7 @@ const DEVICE_CFG: u64 = 0x2000;
 const DISK_BYTES: usize = 64 * 512;
 
 struct Rig {
-    mem: GuestMemoryMmap,
+    mem: GuestRam,
     transport: VirtioPciDevice,
     image: tempfile::NamedTempFile,
     counters: Arc<super::DiskCounters>,
@@ -47,7 +48,7 @@ fn rig(read_only: bool) -> Rig {
     let backend = Arc::new(RawFile::open(image.path(), read_only).unwrap());
     let blk = VirtioBlk::new("blk-test", backend, "serial-1234");
     let counters = blk.counters();
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let mem = crate::engine::memory::test_ram(0, MEM_SIZE as u64);
     let mut bars = AddressAllocator::new(layout::PCI_MMIO_START, layout::PCI_MMIO_SIZE);
     let transport = VirtioPciDevice::new(
         Box::new(blk),

@@ -8,6 +8,7 @@
 //! made available, so no request is left half-done; the thread hands its queue back either way,
 //! with the progress (next available and used entries) it reached.
 
+use crate::engine::memory::GuestRam;
 use std::num::Wrapping;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -15,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use virtio_queue::{Queue, QueueT};
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -31,7 +31,7 @@ struct Broken;
 
 /// State of one disk's worker thread; moved onto the thread by [`Worker::run`].
 pub struct Worker {
-    mem: GuestMemoryMmap,
+    mem: GuestRam,
     queue: Queue,
     queue_index: u16,
     notify: EventFd,
@@ -49,7 +49,7 @@ impl Worker {
     /// `drain` is set).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        mem: GuestMemoryMmap,
+        mem: GuestRam,
         queue: Queue,
         queue_index: u16,
         notify: EventFd,

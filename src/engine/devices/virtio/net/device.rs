@@ -1,6 +1,7 @@
 //! [`VirtioNet`]: a NIC as a virtio device. Lives inside its transport on vCPU threads; the
 //! frames move on the worker thread it starts at activation.
 
+use crate::engine::memory::GuestRam;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -10,7 +11,6 @@ use virtio_bindings::bindings::virtio_net::{
 };
 use virtio_bindings::virtio_ids::VIRTIO_ID_NET;
 use virtio_queue::Queue;
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::FrameBackend;
@@ -126,7 +126,7 @@ impl VirtioDevice for VirtioNet {
 
     fn activate(
         &mut self,
-        mem: GuestMemoryMmap,
+        mem: GuestRam,
         interrupt: Arc<dyn VirtioInterrupt>,
         queues: Vec<ActiveQueue>,
     ) -> Result<(), ActivateError> {

@@ -136,14 +136,15 @@ pub fn write_chain<M: GuestMemory>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::memory::GuestRam;
     use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
-    use vm_memory::{GuestAddress, GuestMemoryMmap};
+    use vm_memory::GuestAddress;
 
     const WRITE: u16 = VRING_DESC_F_WRITE as u16;
     const NEXT: u16 = VRING_DESC_F_NEXT as u16;
 
-    fn mem() -> GuestMemoryMmap {
-        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x1_0000)]).unwrap()
+    fn mem() -> GuestRam {
+        crate::engine::memory::test_ram(0, 0x1_0000)
     }
 
     fn desc(addr: u64, len: u32, flags: u16) -> Descriptor {

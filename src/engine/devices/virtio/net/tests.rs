@@ -2,6 +2,7 @@
 //! by virtio-queue's mock split queue, with a Unix datagram socket pair standing in for the
 //! TAP (one datagram = one frame behind its virtio-net header, as on a TAP).
 
+use crate::engine::memory::GuestRam;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use virtio_queue::Queue;
 use virtio_queue::desc::RawDescriptor;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::mock::MockSplitQueue;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::{NicCounters, VNET_HDR_LEN, VirtioNet};
@@ -59,7 +60,7 @@ struct Ring {
 
 impl Ring {
     /// Lays out a ring at `base` and returns it with the queue the device gets.
-    fn new(mem: &GuestMemoryMmap, base: u64) -> (Ring, Queue, EventFd) {
+    fn new(mem: &GuestRam, base: u64) -> (Ring, Queue, EventFd) {
         let mock = MockSplitQueue::create(mem, GuestAddress(base), RING_SIZE);
         let queue: Queue = mock.create_queue().unwrap();
         let notify = EventFd::new(libc::EFD_NONBLOCK).unwrap();
@@ -75,7 +76,7 @@ impl Ring {
     }
 
     /// Publishes one chain of `(address, length, flags)` buffers and notifies the device.
-    fn add(&mut self, mem: &GuestMemoryMmap, buffers: &[(u64, u32, u16)]) -> u16 {
+    fn add(&mut self, mem: &GuestRam, buffers: &[(u64, u32, u16)]) -> u16 {
         let head = self.next_desc;
         for (i, &(addr, len, flags)) in buffers.iter().enumerate() {
             let index = self.next_desc;
@@ -98,12 +99,12 @@ impl Ring {
         head
     }
 
-    fn used_idx(&self, mem: &GuestMemoryMmap) -> u16 {
+    fn used_idx(&self, mem: &GuestRam) -> u16 {
         mem.read_obj(GuestAddress(self.used + 2)).unwrap()
     }
 
     /// Waits for the next used entry: (head, length).
-    fn wait_used(&mut self, mem: &GuestMemoryMmap) -> (u32, u32) {
+    fn wait_used(&mut self, mem: &GuestRam) -> (u32, u32) {
         let deadline = Instant::now() + TIMEOUT;
         while self.used_idx(mem) == self.seen_used {
             assert!(Instant::now() < deadline, "the device returned no buffer");
@@ -119,7 +120,7 @@ impl Ring {
 }
 
 struct Rig {
-    mem: GuestMemoryMmap,
+    mem: GuestRam,
     net: VirtioNet,
     rx: Ring,
     tx: Ring,
@@ -136,7 +137,7 @@ fn rig(name: &str) -> Rig {
     host.set_nonblocking(true).unwrap();
     let mut net = VirtioNet::new(name, Arc::new(device_end), MAC, "vm-test-0");
     let counters = net.counters();
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let mem = crate::engine::memory::test_ram(0, MEM_SIZE as u64);
     let (rx, rx_queue, rx_notify) = Ring::new(&mem, RX_RING);
     let (tx, tx_queue, tx_notify) = Ring::new(&mem, TX_RING);
     let interrupt = Arc::new(FakeInterrupt::default());

@@ -15,6 +15,7 @@
 //! (an available index further ahead than the queue holds, a used ring that cannot be
 //! written) makes the device ask for a reset, and that queue is not touched again until then.
 
+use crate::engine::memory::GuestRam;
 use std::io;
 use std::num::Wrapping;
 use std::os::fd::AsRawFd;
@@ -25,7 +26,7 @@ use nix::errno::Errno;
 use virtio_bindings::bindings::virtio_ring::VRING_AVAIL_F_NO_INTERRUPT;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -62,7 +63,7 @@ pub struct WorkerQueue {
 
 /// State of one NIC's worker thread; moved onto the thread by [`Worker::run`].
 pub struct Worker {
-    mem: GuestMemoryMmap,
+    mem: GuestRam,
     rx: WorkerQueue,
     tx: WorkerQueue,
     stop: EventFd,
@@ -93,7 +94,7 @@ impl Worker {
     /// every frame the driver made available when `drain` is set).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        mem: GuestMemoryMmap,
+        mem: GuestRam,
         rx: WorkerQueue,
         tx: WorkerQueue,
         stop: EventFd,
@@ -312,7 +313,7 @@ impl Worker {
 
 /// Hands one transmit chain's frame to the backend, or counts it dropped.
 fn transmit(
-    mem: &GuestMemoryMmap,
+    mem: &GuestRam,
     chain: impl Iterator<Item = Descriptor>,
     buffer: &mut [u8],
     backend: &dyn FrameBackend,
@@ -347,7 +348,7 @@ fn transmit(
 /// Stops notifications while a queue is drained (no-op with EVENT_IDX).
 fn disable_notification(
     q: &mut WorkerQueue,
-    mem: &GuestMemoryMmap,
+    mem: &GuestRam,
     interrupt: &dyn VirtioInterrupt,
 ) -> Result<(), Broken> {
     q.queue.disable_notification(mem).map_err(|e| {
@@ -359,7 +360,7 @@ fn disable_notification(
 /// Asks for notifications again; `true` when buffers arrived meanwhile.
 fn enable_notification(
     q: &mut WorkerQueue,
-    mem: &GuestMemoryMmap,
+    mem: &GuestRam,
     interrupt: &dyn VirtioInterrupt,
 ) -> Result<bool, Broken> {
     q.queue.enable_notification(mem).map_err(|e| {
@@ -370,7 +371,7 @@ fn enable_notification(
 
 fn add_used(
     q: &mut WorkerQueue,
-    mem: &GuestMemoryMmap,
+    mem: &GuestRam,
     interrupt: &dyn VirtioInterrupt,
     head: u16,
     len: u32,
@@ -386,7 +387,7 @@ fn add_used(
 /// the device; a driver polling its transmit queue sets it to save the interrupts).
 fn notify_driver(
     q: &mut WorkerQueue,
-    mem: &GuestMemoryMmap,
+    mem: &GuestRam,
     interrupt: &dyn VirtioInterrupt,
     index: u16,
 ) -> Result<(), Broken> {
@@ -417,7 +418,7 @@ fn notify_driver(
 /// a broken ring (virtio-queue would silently stop iterating).
 fn check_avail_index(
     q: &WorkerQueue,
-    mem: &GuestMemoryMmap,
+    mem: &GuestRam,
     interrupt: &dyn VirtioInterrupt,
 ) -> Result<(), Broken> {
     let queue = &q.queue;

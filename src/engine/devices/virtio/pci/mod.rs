@@ -25,10 +25,11 @@ mod common_cfg;
 mod interrupt;
 mod state;
 
+use crate::engine::memory::GuestRam;
 use std::sync::Arc;
 
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::EventFd;
 
 pub use interrupt::PciInterrupt;
@@ -114,7 +115,7 @@ pub struct VirtioPciDevice {
     msix: Arc<Msix>,
     interrupt: Arc<PciInterrupt>,
     queue_events: Vec<EventFd>,
-    mem: GuestMemoryMmap,
+    mem: GuestRam,
     vm: Arc<dyn VmInterface>,
     /// BAR 0 base the queue ioeventfds are registered at, if any.
     ioevent_base: Option<u64>,
@@ -130,7 +131,7 @@ impl VirtioPciDevice {
     /// allocator). `mem` is guest RAM, `vm` the KVM plumbing for MSI-X and ioeventfds.
     pub fn new(
         device: Box<dyn VirtioDevice>,
-        mem: GuestMemoryMmap,
+        mem: GuestRam,
         vm: Arc<dyn VmInterface>,
         bars: &mut AddressAllocator,
     ) -> Result<VirtioPciDevice, VirtioPciError> {
@@ -148,7 +149,7 @@ impl VirtioPciDevice {
     /// restore puts a function's BAR where the saved VM had it).
     pub fn with_bar(
         device: Box<dyn VirtioDevice>,
-        mem: GuestMemoryMmap,
+        mem: GuestRam,
         vm: Arc<dyn VmInterface>,
         bar_base: u64,
     ) -> Result<VirtioPciDevice, VirtioPciError> {
@@ -507,11 +508,7 @@ fn notify_address(base: u64, index: usize) -> u64 {
 
 /// A virtio-queue `Queue` for a configuration the driver enabled, if its size and ring
 /// addresses are valid (aligned, inside guest RAM).
-fn build_queue(
-    config: &common_cfg::QueueConfig,
-    event_idx: bool,
-    mem: &GuestMemoryMmap,
-) -> Option<Queue> {
+fn build_queue(config: &common_cfg::QueueConfig, event_idx: bool, mem: &GuestRam) -> Option<Queue> {
     let mut queue = Queue::new(config.max_size).ok()?;
     queue.try_set_size(config.size).ok()?;
     queue

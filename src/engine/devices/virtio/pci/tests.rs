@@ -1,9 +1,8 @@
 //! The transport as a driver sees it: configuration space, the common configuration, the
 //! status state machine, notifications and interrupts, with a recording fake device.
 
+use crate::engine::memory::GuestRam;
 use std::sync::Mutex;
-
-use vm_memory::GuestMemoryMmap;
 
 use super::*;
 use crate::engine::devices::virtio::{ActivateError, STATUS_DEVICE_NEEDS_RESET, VirtioInterrupt};
@@ -48,7 +47,7 @@ impl VirtioDevice for FakeDevice {
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
     fn activate(
         &mut self,
-        _mem: GuestMemoryMmap,
+        _mem: GuestRam,
         _interrupt: Arc<dyn VirtioInterrupt>,
         queues: Vec<ActiveQueue>,
     ) -> Result<(), ActivateError> {
@@ -86,7 +85,7 @@ struct Driver {
 }
 
 fn driver() -> Driver {
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let mem = crate::engine::memory::test_ram(0, MEM_SIZE as u64);
     let vm = Arc::new(FakeVm::default());
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut bars = AddressAllocator::new(layout::PCI_MMIO_START, layout::PCI_MMIO_SIZE);
@@ -504,7 +503,7 @@ fn a_device_with_too_large_queues_is_refused() {
         fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
         fn activate(
             &mut self,
-            _mem: GuestMemoryMmap,
+            _mem: GuestRam,
             _interrupt: Arc<dyn VirtioInterrupt>,
             _queues: Vec<ActiveQueue>,
         ) -> Result<(), ActivateError> {
@@ -524,7 +523,7 @@ fn a_device_with_too_large_queues_is_refused() {
             Ok(())
         }
     }
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let mem = crate::engine::memory::test_ram(0, MEM_SIZE as u64);
     let mut bars = AddressAllocator::new(layout::PCI_MMIO_START, layout::PCI_MMIO_SIZE);
 
     let result = VirtioPciDevice::new(Box::new(Huge), mem, Arc::new(FakeVm::default()), &mut bars);

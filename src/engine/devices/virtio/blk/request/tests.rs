@@ -1,5 +1,6 @@
 //! Request handling against virtio-queue's mock split queue and an in-memory disk.
 
+use crate::engine::memory::GuestRam;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -9,7 +10,6 @@ use virtio_bindings::bindings::virtio_ring::{
 };
 use virtio_queue::desc::RawDescriptor;
 use virtio_queue::mock::MockSplitQueue;
-use vm_memory::GuestMemoryMmap;
 
 use super::*;
 
@@ -85,13 +85,13 @@ impl DiskBackend for MemDisk {
 }
 
 struct Setup {
-    mem: GuestMemoryMmap,
+    mem: GuestRam,
     backend: Arc<MemDisk>,
     disk: Disk,
 }
 
 fn setup_with(read_only: bool, features: u64) -> Setup {
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap();
+    let mem = crate::engine::memory::test_ram(0, MEM_SIZE);
     let backend = MemDisk::new(read_only);
     let disk = Disk {
         backend: backend.clone(),
