@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use binary_common::{guest, vmux};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use vmux::client::{Host, LocalHost, RestoreOptions};
-use vmux::config::{BootConfig, DiskConfig, DiskSource, VmConfig};
+use vmux::client::{ChangeScope, Host, LocalHost, RestoreOptions};
+use vmux::config::{BootConfig, DiskConfig, DiskSource, ImageFormat, VmConfig};
 use vmux::engine::control::RunState;
 
 /// The longest any single wait may take.
@@ -189,6 +189,45 @@ fn save_then_restore_continues_the_guest_with_its_disk() {
         tap.pit() > before,
         "the timers went on from {before}: {text}"
     );
+}
+
+#[test]
+fn a_hot_added_disk_is_reopened_in_its_recorded_format_after_a_restore() {
+    let home = TestHome::new();
+    home.define("st", 64, "mem=1 disk=0", false);
+    home.host.start("st").expect("start");
+    Tap::open(&home.host, "st").wait_for("state: ", 1);
+    // A raw image whose name says no format: only the recorded one opens it.
+    let image = home.path("extra.data");
+    std::fs::write(&image, vec![0u8; 64 * 512]).expect("image");
+    let disk = DiskConfig {
+        source: DiskSource::Path(image.clone()),
+        readonly: false,
+        target: None,
+        serial: Some("hot".into()),
+        format: Some(ImageFormat::Raw),
+        allow_backing: Vec::new(),
+    };
+    let target = home
+        .host
+        .attach_disk("st", &disk, ChangeScope::LIVE)
+        .expect("attach");
+    let file = home.path("st.save");
+
+    home.host.save("st", &file, None).expect("save");
+    home.host
+        .restore(&file, RestoreOptions::default())
+        .expect("restore");
+
+    let info = home.host.info("st").expect("info");
+    let restored = info
+        .disks
+        .iter()
+        .find(|d| d.target == target)
+        .unwrap_or_else(|| panic!("no disk {target} after the restore: {:?}", info.disks));
+    assert_eq!(restored.path, image);
+    assert_eq!(home.state("st"), RunState::Running);
+    Tap::open(&home.host, "st").wait_for("state: ", 1);
 }
 
 #[test]

@@ -233,7 +233,14 @@ fn four_vcpus_keep_taking_interrupts_across_several_saves() {
             "{text}"
         );
         vm = Running::restore(&machine, &machine.save_path());
+        // Each status line sends the three APs an IPI; a busy host may take a few seconds to
+        // run their threads.
         vm.wait_for("state: ", 2);
+        let mut lines = 2;
+        while vm.last_state().2 < before.2 + 3 && lines < 10 {
+            lines += 1;
+            vm.wait_for("state: ", lines);
+        }
         let after = vm.last_state();
         assert!(
             after.2 >= before.2 + 3,

@@ -134,7 +134,7 @@ fn guest_main(boot: &kit::boot::BootInfo) -> ! {
         Dec(if balloon.is_some() { pool_mib } else { 0 })
     );
     let mut last_status = 0;
-    let mut last_ipis = [0u64; 64];
+    let mut last_ipis = [(0u64, 0u8); 64];
     let mut hold_until = 0u64;
     let mut line = [0u8; 64];
     let mut line_len = 0usize;
@@ -298,9 +298,12 @@ fn read_input() -> Option<u8> {
     Some(kit::cpu::inb(kit::serial::COM1))
 }
 
+/// Seconds without an IPI taken after which an AP is reported as stalled.
+const STALL_SECONDS: u8 = 3;
+
 fn status(
     ticks: u64,
-    last_ipis: &mut [u64; 64],
+    last_ipis: &mut [(u64, u8); 64],
     boot_cpu: u32,
     disk: Option<&Disk>,
     balloon: Option<&Balloon>,
@@ -308,10 +311,17 @@ fn status(
     let mut ipis = 0;
     for id in kit::smp::online_ids().filter(|&id| id != boot_cpu) {
         let now = timer::ipis(id);
-        if let Some(last) = last_ipis.get_mut(id as usize) {
-            // The previous status sent this CPU an IPI a second ago: it must have taken it.
+        if let Some((last, missed)) = last_ipis.get_mut(id as usize) {
+            // Every status sends each CPU an IPI: one that has taken none for three seconds
+            // is stuck (lost IPIs, a dead vCPU). Fewer misses are a busy host not scheduling
+            // that vCPU's thread in time, which is no failure of the guest's state.
             if *last != 0 && now <= *last {
-                println!("cpu {} stalled", Dec(u64::from(id)));
+                *missed = missed.saturating_add(1);
+                if *missed == STALL_SECONDS {
+                    println!("cpu {} stalled", Dec(u64::from(id)));
+                }
+            } else {
+                *missed = 0;
             }
             *last = now;
         }
