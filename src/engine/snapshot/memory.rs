@@ -10,7 +10,7 @@
 //! pagemap (no /proc), every page is read and the zero check alone decides: slower, same file.
 //!
 //! Records are at most [`CHUNK`] bytes, so writing streams through one buffer; restoring reads
-//! each record straight into guest RAM, checking it lies inside.
+//! each record through one buffer into guest RAM, checking it lies inside.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -179,6 +179,7 @@ fn write_runs(
 /// RAM and be at most [`CHUNK`] bytes.
 pub fn read(mem: &GuestRam, input: &mut impl Read) -> Result<MemoryTotals, MemoryStateError> {
     let mut totals = MemoryTotals::default();
+    let mut buffer = vec![0u8; CHUNK as usize];
     loop {
         let mut header = [0u8; 16];
         input
@@ -201,45 +202,47 @@ pub fn read(mem: &GuestRam, input: &mut impl Read) -> Result<MemoryTotals, Memor
         if !inside {
             return Err(MemoryStateError::OutsideRam { addr, len });
         }
-        let data = guest_bytes(mem, addr, len).ok_or(MemoryStateError::OutsideRam { addr, len })?;
+        let data = &mut buffer[..len as usize];
         input.read_exact(data).map_err(MemoryStateError::Read)?;
+        populate(mem, addr, len);
+        mem.write_slice(data, GuestAddress(addr))
+            .map_err(|source| MemoryStateError::Access { addr, source })?;
         totals.pages += len / PAGE;
         totals.records += 1;
     }
 }
 
-/// The host bytes behind `len` bytes of guest RAM at page-aligned `addr`, faulted in with
-/// one system call (`MADV_POPULATE_WRITE`; best effort: before Linux 5.14 the read that
-/// follows faults them in page by page), so a record is read from the file straight into
-/// guest RAM, with no copy through a buffer. `None` when the range is not inside one region.
-///
-/// Only for a VM being restored: nothing else may touch its RAM while the slice lives (no
-/// vCPU runs and no device exists yet), which is what makes a `&mut [u8]` over it sound.
-fn guest_bytes(mem: &GuestRam, addr: u64, len: u64) -> Option<&mut [u8]> {
-    let region = mem.find_region(GuestAddress(addr))?;
+/// Faults in the host pages behind `len` bytes of guest RAM at `addr` in one system call
+/// (`MADV_POPULATE_WRITE`), so the copy that follows takes no page fault per page. Best
+/// effort: a kernel older than 5.14 refuses it and the copy faults the pages in as usual.
+fn populate(mem: &GuestRam, addr: u64, len: u64) {
+    let Some(region) = mem.find_region(GuestAddress(addr)) else {
+        return;
+    };
     let offset = addr - region.start_addr().0;
-    if offset.checked_add(len)? > region.len() {
-        return None;
+    if offset.checked_add(len).is_none_or(|end| end > region.len()) {
+        return;
     }
-    let offset = usize::try_from(offset).ok()?;
-    let len = usize::try_from(len).ok()?;
-    // SAFETY: `offset..offset + len` lies inside this region's live mapping (checked above),
-    // which stays mapped while `mem` is borrowed, and `offset` is page aligned (the caller
-    // checked `addr`). MADV_POPULATE_WRITE only faults pages in as a write would, leaving
-    // their contents as they are.
-    let start = unsafe { region.as_ptr().add(offset) };
-    // SAFETY: as above for the call's arguments.
-    let rc = unsafe { libc::madvise(start.cast::<libc::c_void>(), len, libc::MADV_POPULATE_WRITE) };
+    let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
+        return;
+    };
+    // SAFETY: `offset..offset + len` lies inside this region's live mapping (checked above;
+    // `mem` is borrowed for the call), and `addr` (so `offset`) is page aligned (the caller
+    // checked). MADV_POPULATE_WRITE only faults pages in as a write would, leaving their
+    // contents (zero, in a VM being restored) as they are.
+    let rc = unsafe {
+        libc::madvise(
+            region.as_ptr().add(offset).cast::<libc::c_void>(),
+            len,
+            libc::MADV_POPULATE_WRITE,
+        )
+    };
     if rc != 0 {
         log::debug!(
             "MADV_POPULATE_WRITE: {}; the restore faults pages in one by one",
             std::io::Error::last_os_error()
         );
     }
-    // SAFETY: the range is inside the mapping (above), readable and writable guest RAM; the
-    // caller (restoring a VM that has no vCPU or device yet) is the only one touching it for
-    // the slice's life, which `mem`'s borrow bounds.
-    Some(unsafe { std::slice::from_raw_parts_mut(start, len) })
 }
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ impl Vm {
             .map_err(|e| EngineError::Restore(RestoreError::File(e)))?;
         log::info!(
             "read {} MiB of guest memory in {} records in {} ms",
-            totals.pages * snapshot::memory::PAGE >> 20,
+            (totals.pages * snapshot::memory::PAGE) >> 20,
             totals.records,
             reading.elapsed().as_millis()
         );
