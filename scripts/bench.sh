@@ -317,7 +317,7 @@ print_table() {
         linux_boot_microvm) label="Linux start -> shell vs microvm" ;;
         linux_boot_q35) label="Linux start -> shell vs q35" ;;
         linux_vcpu_hotplug) label="Linux vCPU hot-add -> online" ;;
-        linux_disk_hotplug) label="Linux disk hot-add -> /dev/vdb" ;;
+        linux_disk_hotplug) label="Linux disk hot-add -> block dev" ;;
         *) label=$key ;;
         esac
         case $goal in

@@ -62,6 +62,10 @@ trap cleanup EXIT
 vmux() { VMUX_HOME=$HOME_DIR "$VMUX" "$@"; }
 t() { tmux -L "$SOCK" "$@"; }
 
+# A session that outlives every shot: killing the last session ends the tmux server, and a
+# new-session racing that exit fails with "server exited unexpectedly".
+t new-session -d -s keep "sleep 3600"
+
 launch() { # launch [vmux options...]
     t kill-session -t shot 2>/dev/null || true
     t new-session -d -s shot -x "$WIDTH" -y "$HEIGHT" \
@@ -240,7 +244,8 @@ vmux vol-create-as default db.raw 4G >/dev/null
 vmux vol-create-as default base.qcow2 10G >/dev/null
 vmux vol-clone default base.qcow2 build.qcow2 --linked >/dev/null
 vmux vol-create-as default scratch.raw 1G >/dev/null
-vmux net-define-as lab --mode isolated --subnet 10.77.0.0/24 >/dev/null
+# A subnet unlikely to be routed on the host already: definitions refuse overlaps.
+vmux net-define-as lab --mode isolated --subnet 10.213.77.0/24 >/dev/null
 vmux create web1 --demo --vcpus 2 --max-vcpus 8 --memory 512M --autostart \
     --disk default/web1.qcow2 --start >/dev/null
 vmux create db --demo --vcpus 4 --max-vcpus 8 --memory 1G --disk default/db.raw --start >/dev/null

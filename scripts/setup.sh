@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets vmux up on a fresh Debian/Ubuntu machine: checks KVM, installs the C toolchain the
-# guest kit links with, builds vmux in release mode. Then run `target/release/vmux`.
+# guest kit links with, builds vmux in release mode, and offers to install the shell
+# completions and manual pages (scripts/install-extras.sh; asked only on a terminal). Then
+# run `target/release/vmux`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,3 +28,12 @@ if ! command -v cargo >/dev/null; then
 fi
 cargo build --release --locked
 say "built target/release/vmux; run it with: target/release/vmux"
+if [ -t 0 ]; then
+    read -r -p "setup: install shell completions (bash, zsh, fish) and man pages? [Y/n] " answer
+    case "${answer,,}" in
+        n | no) say "skipped; later: scripts/install-extras.sh" ;;
+        *) scripts/install-extras.sh target/release/vmux ;;
+    esac
+else
+    say "not asking about completions and man pages (stdin is not a terminal); install them with scripts/install-extras.sh"
+fi

@@ -4,7 +4,6 @@
 //! Kept thin: parse the command line, install the panic hook and the stderr logger, hand over
 //! to `vmux::cli::run` (or `vmux::vmd::main`, which sets up its own logging), print errors.
 
-use clap::Parser;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,8 +19,10 @@ fn main() -> ExitCode {
     {
         return vmux::vmd::main(name, options);
     }
+    // A Tab in a shell with vmux's completions loaded: answer and exit.
+    vmux::cli::complete::complete_if_asked();
     install_panic_hook();
-    let args = Args::parse();
+    let args = Args::parse_checked();
     init_logger();
     match vmux::cli::run(args) {
         Ok(code) => code,

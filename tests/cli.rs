@@ -274,9 +274,42 @@ fn create_refuses_a_missing_kernel() {
 }
 
 #[test]
+fn create_refuses_a_kernel_the_engine_cannot_load() {
+    let home = Home::new();
+    let empty = home.path().join("empty");
+    fs::write(&empty, b"").expect("write");
+    let random = home.path().join("random");
+    fs::write(&random, [0x5au8; 4096]).expect("write");
+    for kernel in [&empty, &random] {
+        let err = home
+            .vmux(&["create", "web", "--kernel", kernel.to_str().expect("utf-8")])
+            .fails();
+        assert!(err.contains("neither a Linux bzImage nor"), "{err}");
+    }
+    assert!(!home.vm_file("web").exists(), "nothing was defined");
+}
+
+#[test]
+fn create_refuses_a_disk_that_does_not_exist() {
+    let home = Home::new();
+    let err = home
+        .vmux(&["create", "web", "--demo", "--disk", "default/missing.qcow2"])
+        .fails();
+    assert!(
+        err.contains("vmux vol-create-as default missing.qcow2 SIZE"),
+        "{err}"
+    );
+    let err = home
+        .vmux(&["create", "web", "--demo", "--disk", "/nonexistent/disk.raw"])
+        .fails();
+    assert!(err.contains("/nonexistent/disk.raw"), "{err}");
+    assert!(!home.vm_file("web").exists(), "nothing was defined");
+}
+
+#[test]
 fn create_stores_the_kernel_path_absolute() {
     let home = Home::new();
-    fs::write(home.path().join("vmlinuz"), b"kernel").expect("write kernel");
+    fs::copy(guest("hello"), home.path().join("vmlinuz")).expect("copy a bootable image");
     let out = Command::new(env!("CARGO_BIN_EXE_vmux"))
         .args([
             "create",
@@ -440,7 +473,35 @@ fn a_broken_definition_is_reported_with_file_and_line_while_others_list() {
     assert!(run.stdout.contains("good"), "{run:#?}");
     let list = home.list_json();
     assert_eq!(list["errors"][0]["line"], 2);
-    assert_eq!(list["vms"][0]["name"], "good");
+    // The broken one is listed too (it sorts first), marked broken with the fix.
+    assert_eq!(list["vms"][0]["name"], "bad");
+    assert_eq!(list["vms"][0]["definition_error"]["fix"], "vmux edit bad");
+    assert_eq!(list["vms"][1]["name"], "good");
+    assert!(list["vms"][1]["definition_error"].is_null());
+}
+
+#[test]
+fn edit_opens_a_broken_definition_as_it_is_and_saves_the_repair() {
+    let home = Home::new();
+    home.create_demo("web");
+    let broken = fs::read_to_string(home.vm_file("web"))
+        .expect("read")
+        .replace("vcpus = 1", "vcpus = \"two\"");
+    fs::write(home.vm_file("web"), &broken).expect("break it by hand");
+    let editor = script(
+        home.path(),
+        "repair.sh",
+        "sed -i 's/^vcpus = .*/vcpus = 2/' \"$1\"",
+    );
+    let run = home.run(
+        &["edit", "web"],
+        &[("EDITOR", &editor)],
+        None,
+        COMMAND_TIMEOUT,
+    );
+    assert!(run.stderr.contains("is broken"), "{run:#?}");
+    assert!(run.ok().contains("VM 'web' updated"));
+    assert!(home.vmux(&["info", "web"]).ok().contains("vCPUs:      2"));
 }
 
 #[test]
@@ -604,11 +665,60 @@ fn no_command_on_a_terminal_opens_the_full_screen_interface() {
 }
 
 #[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    let home = Home::new();
+    home.create_demo("web");
+    for args in [
+        &["list", "--all", "--json"][..],
+        &["list", "--all"],
+        &["info", "web"],
+        &["pool-list", "--json"],
+        &["pool-list"],
+        &["vol-list", "default"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vmux"))
+            .args(args)
+            .env("VMUX_HOME", home.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vmux");
+        // The only read end closes before vmux writes: its first write meets a closed pipe.
+        drop(child.stdout.take());
+        let stderr = drain(child.stderr.take().expect("stderr pipe"));
+        let status = child.wait().expect("wait");
+        let stderr = stderr.join().expect("stderr reader");
+        assert_eq!(status.code(), Some(0), "vmux {args:?}: {stderr}");
+        assert!(stderr.is_empty(), "vmux {args:?} complained: {stderr}");
+    }
+}
+
+#[test]
 fn usage_errors_exit_with_status_2() {
     let home = Home::new();
     let run = home.vmux(&["create", "web"]);
     assert_eq!(run.code, Some(2), "{run:#?}");
-    assert!(run.stderr.contains("--demo"), "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("give a boot source: --demo, --kernel PATH"),
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn define_fills_in_what_create_defaults() {
+    let home = Home::new();
+    let file = home.path().join("small.toml");
+    fs::write(
+        &file,
+        "name = \"small\"\nvcpus = 2\n[boot]\nsource = \"demo\"\n",
+    )
+    .expect("write");
+    home.vmux(&["define", file.to_str().expect("utf-8 path")])
+        .ok();
+    let out = home.vmux(&["info", "small"]).ok();
+    assert!(out.contains("vCPUs:      2 (max 4)"), "{out}");
 }
 
 // ---- real VMs on /dev/kvm (the built-in demo guest and guest-kit programs) ----
@@ -806,6 +916,77 @@ fn suspend_and_resume_change_the_listed_state() {
     assert_eq!(home.state("web"), "running");
     let err = home.vmux(&["resume", "web"]).fails();
     assert!(err.contains("not paused"), "{err}");
+}
+
+#[test]
+fn a_running_vm_whose_definition_is_broken_stays_listed_and_controllable() {
+    if !kvm_usable() {
+        return;
+    }
+    let home = Home::new();
+    let pid = home.start_demo("good");
+    let text = fs::read_to_string(home.vm_file("good")).expect("read");
+    fs::write(
+        home.vm_file("good"),
+        text.replace("vcpus = 1", "vcpus = \"two\""),
+    )
+    .expect("break it by hand");
+
+    let run = home.vmux(&["list"]);
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("good"))
+        .unwrap_or_else(|| panic!("good must stay listed: {run:#?}"));
+    assert!(
+        row.contains("running, definition broken") && row.contains(&pid.to_string()),
+        "{row}"
+    );
+    assert!(run.stderr.contains("vmux edit good"), "{run:#?}");
+    let info = home.vmux(&["info", "good"]).ok();
+    assert!(
+        info.contains("State:      running") && info.contains("Definition: broken"),
+        "{info}"
+    );
+    let history = home.vmux(&["console", "good", "--history"]).ok();
+    assert!(history.contains("demo"), "{history}");
+
+    let out = home.vmux(&["destroy", "good"]).ok();
+
+    assert!(out.contains("VM 'good' destroyed"), "{out}");
+    assert!(
+        eventually(5, || !process_exists(pid)),
+        "vmd {pid} still exists"
+    );
+    let all = home.vmux(&["list", "--all"]).ok();
+    assert!(all.contains("shut off, definition broken"), "{all}");
+}
+
+#[test]
+fn wiping_a_volume_a_running_vm_holds_names_the_vm() {
+    if !kvm_usable() {
+        return;
+    }
+    let home = Home::new();
+    home.start_demo("web");
+    home.vmux(&[
+        "vol-create-as",
+        "default",
+        "data.raw",
+        "16M",
+        "--format",
+        "raw",
+    ])
+    .ok();
+    home.vmux(&["attach-disk", "web", "default/data.raw", "--live"])
+        .ok();
+
+    let err = home.vmux(&["vol-wipe", "default", "data.raw"]).fails();
+
+    assert!(
+        err.contains("running VM 'web'") && err.contains("vmux detach-disk web vda"),
+        "{err}"
+    );
 }
 
 #[test]

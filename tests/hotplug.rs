@@ -264,6 +264,35 @@ fn engine_hot_adds_disks_the_guest_reads_and_ejects_them_closing_the_image() {
 }
 
 #[test]
+fn engine_force_detach_takes_a_disk_away_without_the_guest_and_closes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = raw_image(&dir, "one.raw", "forced-away-labl");
+    let vm = Engine::start(1, 2);
+    let slot = vm.handle.attach_disk(&disk(&image)).expect("attach");
+    vm.wait_for(&format!("disk {slot} ready: forced-away-labl"), 1);
+
+    vm.handle.force_detach_disk(slot).expect("forced");
+
+    // Gone at once, with no word from the guest.
+    assert!(vm.handle.disk_slots().is_empty());
+    assert!(
+        !has_open(&image),
+        "the image is closed when the call returns"
+    );
+    assert!(
+        !vm.capture.text().contains("ejected"),
+        "{}",
+        vm.capture.text()
+    );
+    let err = vm.handle.force_detach_disk(slot).expect_err("empty slot");
+    assert!(
+        matches!(err, EngineError::Hotplug(HotplugError::NoDisk { .. })),
+        "{err}"
+    );
+    vm.finish();
+}
+
+#[test]
 fn engine_refuses_to_detach_an_empty_slot_or_attach_a_missing_image() {
     let vm = Engine::start(1, 2);
 
@@ -896,6 +925,118 @@ mod cli {
         let (code, out, _) = vmux(home, &["dumpconfig", "web"]);
         assert_eq!(code, Some(0));
         assert!(out.contains("vcpus = 2"), "{out}");
+    }
+
+    /// Waits until `vmux console NAME --history` shows `text`.
+    fn wait_for_console(home: &std::path::Path, vm: &str, text: &str) -> String {
+        let (code, out, err) = vmux(
+            home,
+            &[
+                "console",
+                vm,
+                "--until",
+                &regex_escape(text),
+                "--timeout",
+                "30",
+            ],
+        );
+        assert_eq!(code, Some(0), "{text} never came: {err}");
+        out
+    }
+
+    fn regex_escape(text: &str) -> String {
+        text.chars()
+            .flat_map(|c| {
+                let special = "\\.+*?()|[]{}^$".contains(c);
+                special
+                    .then_some('\\')
+                    .into_iter()
+                    .chain(std::iter::once(c))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_demo_guest_ejects_a_disk_and_detach_disk_says_so() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let home = home.path();
+        let _cleanup = DestroyOnDrop(home);
+        let (code, _, err) = vmux(home, &["vol-create-as", "default", "data.qcow2", "8M"]);
+        assert_eq!(code, Some(0), "{err}");
+        let (code, _, err) = vmux(
+            home,
+            &[
+                "create",
+                "web",
+                "--demo",
+                "--disk",
+                "default/data.qcow2",
+                "--start",
+            ],
+        );
+        assert_eq!(code, Some(0), "{err}");
+        wait_for_console(home, "web", "demo$ ");
+
+        let (code, out, err) = vmux(home, &["detach-disk", "web", "vda", "--live", "--config"]);
+
+        assert_eq!(code, Some(0), "{err}");
+        assert!(
+            out.contains("Asked the guest of VM 'web' to eject disk vda; waiting")
+                && out.contains("The guest ejected disk vda"),
+            "{out}"
+        );
+        let (_, info, _) = vmux(home, &["info", "web"]);
+        assert!(!info.contains("data.qcow2"), "{info}");
+        wait_for_console(home, "web", "disk hotplug: slot 1 ejected");
+        let (code, _, err) = vmux(
+            home,
+            &["attach-disk", "web", "default/data.qcow2", "--live"],
+        );
+        assert_eq!(code, Some(0), "{err}");
+        wait_for_console(home, "web", "disk hotplug: slot 1 added (8 MiB)");
+    }
+
+    #[test]
+    fn a_disk_a_guest_does_not_eject_stays_pending_until_forced() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let home = home.path();
+        let _cleanup = DestroyOnDrop(home);
+        let (code, _, err) = vmux(home, &["vol-create-as", "default", "data.qcow2", "8M"]);
+        assert_eq!(code, Some(0), "{err}");
+        // `echo` has no PCI hot-plug support: it never answers an eject request.
+        let kernel = format!("{}/echo.elf", env!("VMUX_GUEST_DIR"));
+        let (code, _, err) = vmux(
+            home,
+            &[
+                "create",
+                "web",
+                "--kernel",
+                &kernel,
+                "--disk",
+                "default/data.qcow2",
+                "--start",
+            ],
+        );
+        assert_eq!(code, Some(0), "{err}");
+
+        let (code, out, err) = vmux(home, &["detach-disk", "web", "vda", "--timeout", "1"]);
+
+        assert_eq!(code, Some(0), "{err}");
+        assert!(
+            out.contains("has not ejected disk vda after 1 s")
+                && out.contains("vmux detach-disk web vda --force"),
+            "{out}"
+        );
+        let (_, info, _) = vmux(home, &["info", "web"]);
+        assert!(info.contains("being removed for"), "{info}");
+
+        let (code, out, err) = vmux(home, &["detach-disk", "web", "vda", "--force"]);
+
+        assert_eq!(code, Some(0), "{err}");
+        assert!(err.contains("without the guest's consent"), "{err}");
+        assert!(out.contains("taken away"), "{out}");
+        let (_, info, _) = vmux(home, &["info", "web"]);
+        assert!(!info.contains("data.qcow2"), "{info}");
     }
 
     #[test]

@@ -540,19 +540,26 @@ fn dead_dnsmasq_and_flushed_nft_table_are_restored_on_the_next_command() {
 fn overlapping_subnets_are_refused_naming_the_conflict() {
     require_prerequisites!();
     let env = Env::new("overlap");
-    env.ns.sh(
-        "ip link add up0 type bridge && ip addr add 10.77.5.1/16 dev up0 && ip link set up0 up",
+    // At definition: another vmux network's subnet, then a network the host routes.
+    let err = env.vmux_err(&["net-define-as", "wide", "--subnet", "192.168.0.0/16"]);
+    assert!(
+        err.contains("overlaps network 'default' (192.168.123.0/24)"),
+        "{err}"
     );
-    env.vmux_ok(&["net-define-as", "lab", "--subnet", "10.77.0.0/24"]);
-    let err = env.vmux_err(&["net-start", "lab"]);
-    assert!(err.contains("the host route 10.77.0.0/16 on up0"), "{err}");
-    assert!(env.ns.link("vmux-lab").is_none(), "nothing created");
+    env.ns.sh(
+        "ip link add up0 type bridge && ip addr add 10.88.5.1/16 dev up0 && ip link set up0 up",
+    );
+    let err = env.vmux_err(&["net-define-as", "lan2", "--subnet", "10.88.7.0/24"]);
+    assert!(err.contains("the host route 10.88.0.0/16 on up0"), "{err}");
 
-    env.vmux_ok(&["net-start", "default"]);
-    env.vmux_ok(&["net-define-as", "wide", "--subnet", "192.168.0.0/16"]);
-    let err = env.vmux_err(&["net-start", "wide"]);
-    assert!(err.contains("active network 'default'"), "{err}");
-    env.vmux_ok(&["net-destroy", "default"]);
+    // A route that appears after the definition is caught when the network starts.
+    env.vmux_ok(&["net-define-as", "lab", "--subnet", "10.77.0.0/24"]);
+    env.ns.sh(
+        "ip link add up1 type bridge && ip addr add 10.77.5.1/16 dev up1 && ip link set up1 up",
+    );
+    let err = env.vmux_err(&["net-start", "lab"]);
+    assert!(err.contains("the host route 10.77.0.0/16 on up1"), "{err}");
+    assert!(env.ns.link("vmux-lab").is_none(), "nothing created");
 }
 
 #[test]

@@ -226,9 +226,10 @@ fn evil_blk_gets_errors_or_resets_and_the_disks_keep_working() {
         "evil-blk: read past the last sector: io error",
         "evil-blk: unknown request type: unsupported",
         "evil-blk: available index far ahead: needs reset",
+        "evil-blk: rings outside guest RAM: refused",
         "evil-blk: write to a read-only disk: io error",
         "evil-blk: 2 disks answer a good read",
-        "evil-blk: survived 10 bad requests",
+        "evil-blk: survived 11 bad requests",
     ] {
         assert!(
             done.output.contains(line),

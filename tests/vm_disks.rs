@@ -174,10 +174,13 @@ fn starting_a_vm_whose_volume_is_missing_names_the_volume() {
     }
     let home = tempfile::tempdir().expect("tempdir");
     let h = home.path();
+    ok(h, &["vol-create-as", "default", "ghost.qcow2", "1M"]);
     ok(
         h,
         &["create", "m", "--demo", "--disk", "default/ghost.qcow2"],
     );
+    // Gone behind vmux's back after the definition: start checks again.
+    std::fs::remove_file(h.join("data/images/ghost.qcow2")).expect("remove the image");
     let out = vmux(h, &["start", "m"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -379,3 +379,47 @@ fn starting_a_vm_whose_network_is_inactive_names_net_start_and_leaves_nothing() 
     let list = env.json(&["list", "--all", "--json"]);
     assert_eq!(list["vms"][0]["state"], "shut_off", "{list}");
 }
+
+#[test]
+fn a_forbidden_call_on_a_net_worker_ends_vmd_with_the_reason() {
+    require_prerequisites!();
+    let env = Env::new("seccomp");
+    let before = env.snapshot();
+    env.vmux_ok(&["net-start", "default"]);
+    let guest = net_guest();
+    env.vmux_ok(&[
+        "create",
+        "web1",
+        "--kernel",
+        guest.to_str().expect("utf-8 path"),
+        "--memory",
+        "64M",
+        "--network",
+        "default",
+    ]);
+    // The test hook (docs/security.md): the first net worker calls `sysinfo`, which its
+    // seccomp filter forbids, once the guest activates the NIC.
+    let _ = env
+        .command(VMUX)
+        .args(["start", "web1"])
+        .env("VMUX_TEST_SECCOMP_VIOLATION", "net")
+        .output()
+        .expect("run vmux");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let info = loop {
+        let info = env.json(&["info", "web1", "--json"]);
+        if info["state"] != "running" || Instant::now() > deadline {
+            break info;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(info["state"], "crashed", "{info}");
+    let reason = info["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("blocked system call 99 (sysinfo) on thread net0"),
+        "{reason}"
+    );
+    env.vmux_ok(&["net-destroy", "default"]);
+    assert_eq!(env.snapshot(), before, "the namespace is as it was");
+}

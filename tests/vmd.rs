@@ -124,6 +124,9 @@ impl TestHome {
         self.host.status(name).expect("status").state
     }
 
+    /// Defines a VM booting `kernel`, written as the store writes it, without the checks
+    /// `define` makes: these tests are about what `start` checks again (a kernel deleted,
+    /// replaced or grown after the VM was defined).
     fn kernel_vm(&self, name: &str, kernel: &Path) -> VmConfig {
         let mut config = VmConfig::new(
             name,
@@ -134,8 +137,12 @@ impl TestHome {
             },
         );
         config.memory = 64 << 20;
-        self.host.define(&config).expect("define");
+        self.store().create(&config).expect("define");
         config
+    }
+
+    fn store(&self) -> vmux::config::Store {
+        vmux::config::Store::new(self.host.paths().clone())
     }
 
     fn socket(&self, name: &str) -> PathBuf {
@@ -215,7 +222,7 @@ fn starting_with_more_memory_than_the_host_has_is_refused() {
     std::fs::write(&kernel, b"x").expect("write kernel");
     let mut config = home.kernel_vm("big", &kernel);
     config.memory = 1 << 50;
-    home.host.update(&config).expect("update");
+    home.store().save(&config).expect("update");
     let message = start_failure(home.host.start("big"));
     assert!(message.contains("available"), "{message}");
     home.assert_nothing_left("big");

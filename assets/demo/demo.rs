@@ -4,12 +4,15 @@
 //! It is a guest-kit program (tests/guests/kit, built by build.rs): it starts every CPU the
 //! MADT lists, prints a coloured banner and a `demo$ ` prompt, and then idles in `hlt` between
 //! interrupts (an idle demo VM costs the host ~0 CPU). Commands: `help`, `cpus`, `mem`,
-//! `uptime`, `echo <text>`, `poweroff`, `reboot`. The ACPI power button (GED bit 3) powers it
-//! off; a CPU hotplug event (GED bit 1) runs the CPU hotplug register protocol (kit/cpuhp.rs):
-//! inserted CPUs are started, CPUs the host removes are parked and ejected, so `cpus` follows
-//! `vmux setvcpus` live. It drives the memory balloon too (kit/balloon.rs): RAM above 32 MiB
-//! is its pool, so `vmux setmem` takes memory away and gives it back live and `vmux dommemstat`
-//! shows its statistics. tests/guests/README.md lists the exact lines it prints.
+//! `disks`, `uptime`, `echo <text>`, `poweroff`, `reboot`. The ACPI power button (GED bit 3)
+//! powers it off; a CPU hotplug event (GED bit 1) runs the CPU hotplug register protocol
+//! (kit/cpuhp.rs): inserted CPUs are started, CPUs the host removes are parked and ejected, so
+//! `cpus` follows `vmux setvcpus` live. A PCI hotplug event (GED bit 2) is answered the same
+//! way (kit/pcihp.rs): a disk plugged in is announced, a disk the host removes is reset and
+//! ejected, so `vmux detach-disk` completes and `disks` follows `attach-disk` live. It drives
+//! the memory balloon too (kit/balloon.rs): RAM above 32 MiB is its pool, so `vmux setmem`
+//! takes memory away and gives it back live and `vmux dommemstat` shows its statistics.
+//! tests/guests/README.md lists the exact lines it prints.
 
 #![no_std]
 #![no_main]
@@ -23,6 +26,9 @@ use kit::console::{Ascii, Dec, DecPadded, print_str};
 use kit::cpuhp::{self, Notice};
 use kit::ged;
 use kit::line::{Event, LineEditor, split_command};
+use kit::pci::Config;
+use kit::pcihp;
+use kit::virtio;
 
 /// How long a CPU gets to come up at boot (a few thousand instructions on a slow KVM).
 const BOOT_AP_TIMEOUT_US: u64 = 1_000_000;
@@ -42,6 +48,7 @@ commands:
   help         this list
   cpus         online CPUs by APIC id
   mem          RAM size (from the e820 map)
+  disks        virtio disks by PCI slot
   uptime       time since boot
   echo <text>  print <text>
   balloon      memory given to the host through the balloon
@@ -57,6 +64,7 @@ fn guest_main(boot: &kit::boot::BootInfo) -> ! {
         start_cpus(madt, |cpu| cpu.enabled(), BOOT_AP_TIMEOUT_US);
     }
     kit::serial::enable_rx_interrupt();
+    let pci = Config::from_acpi(boot).unwrap_or(Config::Ports);
     ged::enable();
     let mut balloon = start_balloon(boot);
 
@@ -70,7 +78,7 @@ fn guest_main(boot: &kit::boot::BootInfo) -> ! {
         while let Some(byte) = kit::serial::try_read() {
             match editor.feed(byte) {
                 Event::Line(line) => {
-                    run(line, boot, balloon.as_ref());
+                    run(line, boot, pci, balloon.as_ref());
                     print_str(PROMPT);
                 }
                 Event::Cancelled => print_str(PROMPT),
@@ -96,6 +104,10 @@ fn guest_main(boot: &kit::boot::BootInfo) -> ! {
                 Dec(u64::from(pages) >> 8),
                 Dec(boot.ram_bytes().saturating_sub(u64::from(pages) << 12) >> 20)
             );
+            print_str(PROMPT);
+        }
+        if events & ged::EVENT_PCI_HOTPLUG != 0 && pcihp::present() {
+            disk_hotplug(pci);
             print_str(PROMPT);
         }
         kit::cpu::wait_for_interrupt();
@@ -152,6 +164,46 @@ fn cpu_hotplug(madt: &Table) {
     );
 }
 
+/// Answers a PCI hotplug event: announces each disk plugged in, and resets and ejects each
+/// disk the host removes (the demo does not drive disks, so nothing is in flight). Prints
+/// `disk hotplug: slot <n> added (<size> MiB)` and `disk hotplug: slot <n> ejected`.
+fn disk_hotplug(pci: Config) {
+    let plugged = pcihp::take_plugged();
+    let unplug = pcihp::take_unplug_requests();
+    print_str("\n");
+    for slot in pcihp::slots(plugged) {
+        match disk_mib(pci, slot) {
+            Some(mib) => println!(
+                "disk hotplug: slot {} added ({} MiB)",
+                Dec(u64::from(slot)),
+                Dec(mib)
+            ),
+            None => println!("disk hotplug: slot {} added", Dec(u64::from(slot))),
+        }
+    }
+    for slot in pcihp::slots(unplug) {
+        if pci.ids(slot) == Some((virtio::VENDOR_ID, virtio::DEVICE_ID_BLK))
+            && let Ok(device) = virtio::Device::probe(pci, slot)
+        {
+            // A device that does not reset is ejected all the same: the host removes it.
+            let _ = device.reset();
+        }
+        pcihp::eject(slot);
+        println!("disk hotplug: slot {} ejected", Dec(u64::from(slot)));
+    }
+}
+
+/// The size of the virtio disk in `slot` in MiB (`None`: no virtio disk, or unreadable).
+fn disk_mib(pci: Config, slot: u8) -> Option<u64> {
+    if pci.ids(slot) != Some((virtio::VENDOR_ID, virtio::DEVICE_ID_BLK)) {
+        return None;
+    }
+    // The capacity (device configuration offset 0) counts 512-byte sectors.
+    virtio::Device::probe(pci, slot)
+        .ok()
+        .map(|device| device.config_u64(0) >> 11)
+}
+
 /// Starts every MADT CPU that `wanted` selects and that is not online yet. APs print nothing:
 /// `cpus` shows them.
 fn start_cpus(madt: &Table, wanted: fn(&kit::acpi::MadtCpu) -> bool, timeout_us: u64) {
@@ -164,7 +216,7 @@ fn start_cpus(madt: &Table, wanted: fn(&kit::acpi::MadtCpu) -> bool, timeout_us:
 }
 
 /// Runs one command line.
-fn run(line: &[u8], boot: &kit::boot::BootInfo, balloon: Option<&Balloon>) {
+fn run(line: &[u8], boot: &kit::boot::BootInfo, pci: Config, balloon: Option<&Balloon>) {
     let (command, rest) = split_command(line);
     match command {
         b"" => {}
@@ -181,6 +233,18 @@ fn run(line: &[u8], boot: &kit::boot::BootInfo, balloon: Option<&Balloon>) {
                 print!(" {}", Dec(u64::from(id)));
             }
             println!();
+        }
+        b"disks" => {
+            let mut count = 0u64;
+            for slot in 1..32u8 {
+                if let Some(mib) = disk_mib(pci, slot) {
+                    println!("disk in slot {}: {} MiB", Dec(u64::from(slot)), Dec(mib));
+                    count += 1;
+                }
+            }
+            if count == 0 {
+                println!("disks: none");
+            }
         }
         b"mem" => {
             // Round to the nearest MiB: the e820 map leaves out the BIOS area below 1 MiB.

@@ -3,8 +3,10 @@
 //! `main.rs` parses [`Args`]; [`crate::cli::run`] executes them. Sizes and paths stay as the
 //! user typed them here and are checked by the verbs, so every refusal names the fix.
 
+use super::complete;
 use crate::config::MacAddr;
 use clap::{Args as ClapArgs, Parser, Subcommand};
+use clap_complete::ArgValueCandidates;
 use std::path::PathBuf;
 
 /// `vmux`: with no subcommand, the full-screen interface; otherwise one virsh-like verb.
@@ -20,8 +22,9 @@ use std::path::PathBuf;
                   Every read command takes --json; docs/cli.md documents the shapes."
 )]
 pub struct Args {
-    /// Colour theme of the full-screen interface (a name from themes/).
-    #[arg(long, global = true, value_name = "NAME")]
+    /// Colour theme of the full-screen interface (dark, light, high-contrast, 16-colour or
+    /// a theme file's name); only for `vmux` without a command.
+    #[arg(long, value_name = "NAME")]
     pub theme: Option<String>,
     /// What to do; none starts the full-screen interface.
     #[command(subcommand)]
@@ -41,6 +44,7 @@ pub enum Command {
     /// Print a VM's definition as TOML (or JSON).
     Dumpconfig {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
         /// Print JSON instead of TOML.
         #[arg(long)]
@@ -49,11 +53,13 @@ pub enum Command {
     /// Edit a VM's definition in $VISUAL / $EDITOR; it is checked before it is saved.
     Edit {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
     },
     /// Delete a VM's definition (the VM must be shut off).
     Undefine {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
         /// Also delete the VM's snapshot metadata (its disk images stay); without it a VM
         /// with snapshots is refused.
@@ -72,6 +78,7 @@ pub enum Command {
     /// Show a VM's definition and live state.
     Info {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
         /// Print JSON.
         #[arg(long)]
@@ -80,6 +87,7 @@ pub enum Command {
     /// Show a running VM's CPU, memory, exit and console counters.
     Stats {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
         /// Print JSON.
         #[arg(long)]
@@ -88,6 +96,7 @@ pub enum Command {
     /// Start a VM (resuming its managed save, if it has one).
     Start {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
         /// Attach to its console once it runs.
         #[arg(long)]
@@ -99,6 +108,7 @@ pub enum Command {
     /// Press the VM's power button and wait until the guest has shut off.
     Shutdown {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
         /// Seconds to wait for the guest before giving up.
         #[arg(long, value_name = "S", default_value_t = 60)]
@@ -110,31 +120,37 @@ pub enum Command {
     /// Stop a VM at once, like pulling the plug.
     Destroy {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
     },
     /// Reboot a VM gracefully (power button, then boot again).
     Reboot {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
     },
     /// Reset a VM at once (hard reset, boots again).
     Reset {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
     },
     /// Pause a VM's vCPUs.
     Suspend {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
     },
     /// Resume a suspended VM.
     Resume {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
     },
     /// Mark a VM to start with `vmux autostart-all` (or clear the mark).
     Autostart {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         name: String,
         /// Clear the mark instead.
         #[arg(long)]
@@ -200,18 +216,45 @@ pub enum Command {
     /// Network verbs (`net-list`, `net-start`, `domifaddr`, ...).
     #[command(flatten)]
     Network(super::network::NetworkCommand),
+    /// Print the shell completion script for bash, zsh or fish (verbs, flags, and the names of
+    /// VMs, pools, volumes and networks as they are when you press Tab).
+    #[command(
+        after_help = "Load it for this shell: source <(vmux completions bash)\n\
+                            Install it: scripts/setup.sh offers to, or write it where your shell \
+                            looks (bash-completion: ~/.local/share/bash-completion/completions/vmux)."
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: complete::Shell,
+    },
+    /// Print the manual page (roff) of vmux or of one verb, or write them all into a directory.
+    #[command(after_help = "Read one: vmux man create | man -l -")]
+    Man {
+        /// The verb (default: vmux itself).
+        verb: Option<String>,
+        /// Write vmux.1 and vmux-VERB.1 for every verb into this directory instead.
+        #[arg(long, value_name = "DIR", conflicts_with = "verb")]
+        dir: Option<PathBuf>,
+    },
 }
+
+/// The boot sources `vmux create` takes, as its "give a boot source" error lists them: the
+/// `id`s of [`CreateArgs`]'s boot flags (the `boot` group) and how each is written. A new
+/// source is one more line here and a flag in the group.
+pub const BOOT_SOURCES: &[(&str, &str)] = &[("demo", "--demo"), ("kernel", "--kernel PATH")];
 
 /// `vmux create`.
 #[derive(Debug, ClapArgs)]
+#[command(group = clap::ArgGroup::new("boot").multiple(false))]
 pub struct CreateArgs {
     /// VM name: 1-64 characters from A-Z a-z 0-9 . _ -
     pub name: String,
     /// Boot the built-in demo guest.
-    #[arg(long, required_unless_present = "kernel", conflicts_with = "kernel")]
+    #[arg(long, group = "boot")]
     pub demo: bool,
     /// Kernel to boot (bzImage, vmlinux or static ELF64).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", group = "boot")]
     pub kernel: Option<PathBuf>,
     /// Initramfs to load with the kernel.
     #[arg(
@@ -238,10 +281,10 @@ pub struct CreateArgs {
     pub autostart: bool,
     /// A disk: `POOL/VOLUME` or an absolute image path, with options
     /// `,readonly`, `,target=vdb`, `,serial=ID` (repeatable; first is vda).
-    #[arg(long = "disk", value_name = "SPEC")]
+    #[arg(long = "disk", value_name = "SPEC", add = ArgValueCandidates::new(complete::disk_sources))]
     pub disks: Vec<crate::config::DiskConfig>,
     /// Give the VM a NIC on this network (repeatable: one NIC each, in order).
-    #[arg(long = "network", value_name = "NET")]
+    #[arg(long = "network", value_name = "NET", add = ArgValueCandidates::new(complete::network_names))]
     pub networks: Vec<String>,
     /// MAC address of the NIC of the --network in the same position (default: a generated
     /// 52:54:00 address).
@@ -256,6 +299,7 @@ pub struct CreateArgs {
 #[derive(Debug, ClapArgs)]
 pub struct SetvcpusArgs {
     /// VM name.
+    #[arg(add = ArgValueCandidates::new(complete::vm_names))]
     pub name: String,
     /// vCPUs wanted (1 to the VM's max_vcpus).
     pub count: u32,
@@ -271,8 +315,10 @@ pub struct SetvcpusArgs {
 #[derive(Debug, ClapArgs)]
 pub struct AttachDiskArgs {
     /// VM name.
+    #[arg(add = ArgValueCandidates::new(complete::vm_names))]
     pub name: String,
     /// The image: <pool>/<volume> (like default/data.qcow2) or an absolute path.
+    #[arg(add = ArgValueCandidates::new(complete::disk_sources))]
     pub source: String,
     /// Guest device name (vda..vdz); default: the first free one.
     #[arg(long, value_name = "vdX")]
@@ -306,6 +352,7 @@ fn parse_image_format(text: &str) -> Result<crate::config::ImageFormat, String> 
 #[derive(Debug, ClapArgs)]
 pub struct DetachDiskArgs {
     /// VM name.
+    #[arg(add = ArgValueCandidates::new(complete::vm_names))]
     pub name: String,
     /// The disk's guest device name (vdb).
     pub target: String,
@@ -315,6 +362,13 @@ pub struct DetachDiskArgs {
     /// Remove from the definition (takes effect at the next start).
     #[arg(long)]
     pub config: bool,
+    /// Take it from the running VM at once, without asking the guest (for a guest that does
+    /// not answer): what the guest has not written to it is lost.
+    #[arg(long)]
+    pub force: bool,
+    /// Seconds to wait for the guest to eject the disk before returning.
+    #[arg(long, value_name = "S", default_value_t = 10, conflicts_with = "force")]
+    pub timeout: u64,
 }
 
 /// `vmux save`.
@@ -390,6 +444,38 @@ pub struct RunArgs {
     pub vcpus: u32,
 }
 
+impl Args {
+    /// Parses the command line like [`Parser::parse`], then checks what clap's attributes
+    /// cannot say well: `create` without a boot source gets a usage error naming every
+    /// source. Exits (status 2, with the usage) on a usage error, like `parse`.
+    pub fn parse_checked() -> Args {
+        match Args::try_parse().and_then(Args::check) {
+            Ok(args) => args,
+            Err(e) => e.exit(),
+        }
+    }
+
+    /// The checks of [`Args::parse_checked`] on parsed arguments.
+    pub fn check(self) -> Result<Args, clap::Error> {
+        if let Some(Command::Create(create)) = &self.command
+            && !create.demo
+            && create.kernel.is_none()
+        {
+            let sources: Vec<&str> = BOOT_SOURCES.iter().map(|(_, words)| *words).collect();
+            let mut command = <Args as clap::CommandFactory>::command();
+            // Built, the subcommand knows its full name for the usage line (`vmux create`).
+            command.build();
+            let create = command.find_subcommand_mut("create").cloned();
+            let mut create = create.unwrap_or(command);
+            return Err(create.error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                format!("give a boot source: {}", sources.join(", ")),
+            ));
+        }
+        Ok(self)
+    }
+}
+
 fn parse_mac(text: &str) -> Result<MacAddr, String> {
     text.parse()
 }
@@ -398,6 +484,7 @@ fn parse_mac(text: &str) -> Result<MacAddr, String> {
 #[derive(Debug, ClapArgs)]
 pub struct ConsoleArgs {
     /// VM name.
+    #[arg(add = ArgValueCandidates::new(complete::vm_names))]
     pub name: String,
     /// Print the buffered earlier output and exit.
     #[arg(long, conflicts_with_all = ["no_history", "until", "timeout"])]
@@ -429,9 +516,57 @@ mod tests {
 
     #[test]
     fn create_needs_a_boot_source() {
-        assert!(parse(&["create", "a"]).is_err());
-        assert!(parse(&["create", "a", "--demo"]).is_ok());
-        assert!(parse(&["create", "a", "--kernel", "/k"]).is_ok());
+        assert!(parse(&["create", "a"]).and_then(Args::check).is_err());
+        assert!(
+            parse(&["create", "a", "--demo"])
+                .and_then(Args::check)
+                .is_ok()
+        );
+        assert!(
+            parse(&["create", "a", "--kernel", "/k"])
+                .and_then(Args::check)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn create_without_a_boot_source_names_every_source() {
+        let err = parse(&["create", "k0"])
+            .and_then(Args::check)
+            .expect_err("no boot source");
+        let text = err.to_string();
+        assert!(
+            text.contains("give a boot source: --demo, --kernel PATH"),
+            "{text}"
+        );
+        assert!(text.contains("Usage: vmux create"), "{text}");
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn every_boot_source_is_a_flag_of_the_boot_group() {
+        let mut command = Args::command();
+        command.build();
+        let create = command.find_subcommand("create").expect("create");
+        let group = create
+            .get_groups()
+            .find(|g| g.get_id() == "boot")
+            .expect("boot group");
+        let members: Vec<&str> = group.get_args().map(|a| a.as_str()).collect();
+        let sources: Vec<&str> = BOOT_SOURCES.iter().map(|(id, _)| *id).collect();
+        assert_eq!(members, sources);
+    }
+
+    #[test]
+    fn theme_is_an_option_of_the_full_screen_interface_only() {
+        let mut command = Args::command();
+        let create = command
+            .find_subcommand_mut("create")
+            .expect("create")
+            .render_help()
+            .to_string();
+        assert!(!create.contains("--theme"), "{create}");
+        assert!(parse(&["list", "--theme", "light"]).is_err());
     }
 
     #[test]

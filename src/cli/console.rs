@@ -53,7 +53,7 @@ pub fn attach(host: &dyn Host, args: &ConsoleArgs, io: &mut Io<'_>) -> Result<()
         })
         .transpose()?;
     if !matches!(
-        host.status(name)?.state,
+        host.state(name)?.state,
         RunState::Running | RunState::Paused
     ) {
         return Err(ClientError::NotRunning(name.to_string()).into());

@@ -9,7 +9,6 @@ use crate::config::{
     BootConfig, DEFAULT_MEMORY_BYTES, MacAddr, VmConfig, default_max_vcpus, parse_definition,
     parse_size, validate_name,
 };
-use crate::engine::control::RunState;
 use std::path::{Path, PathBuf};
 
 /// `vmux create`: builds a definition from options, checks it against the host, saves it.
@@ -131,8 +130,7 @@ pub fn undefine(
     options: UndefineOptions,
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
-    let status = host.status(name)?;
-    if matches!(status.state, RunState::Running | RunState::Paused) {
+    if host.state(name)?.is_active() {
         return Err(ClientError::AlreadyRunning(name.to_string()).into());
     }
     host.undefine_with(name, options)?;
@@ -171,6 +169,7 @@ mod tests {
     use super::*;
     use crate::cli::fake::{FakeHost, capture};
     use crate::cli::nics::fake::FakeNetworks;
+    use crate::engine::control::RunState;
 
     fn args(name: &str) -> CreateArgs {
         CreateArgs {
@@ -269,7 +268,7 @@ mod tests {
             )
         });
         result.expect("create");
-        assert_eq!(host.state("web"), RunState::Running);
+        assert_eq!(host.run_state("web"), RunState::Running);
     }
 
     #[test]

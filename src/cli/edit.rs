@@ -8,9 +8,8 @@
 use super::checks::check_definition;
 use super::output::error_chain;
 use super::{CliError, Io};
-use crate::client::Host;
-use crate::config::{VmConfig, parse_definition};
-use crate::engine::control::RunState;
+use crate::client::{ClientError, Host};
+use crate::config::{ConfigError, VmConfig, parse_definition};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -19,9 +18,22 @@ use std::process::Command;
 
 /// `vmux edit NAME`.
 pub fn edit(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError> {
-    let status = host.status(name)?;
-    let original = status.config;
-    let original_text = toml::to_string(&original).map_err(std::io::Error::other)?;
+    let state = host.state(name)?;
+    // A definition broken by hand is opened as it is, so the mistake can be fixed in place.
+    let (original, original_text) = match host.status(name) {
+        Ok(status) => {
+            let text = toml::to_string(&status.config).map_err(std::io::Error::other)?;
+            (Some(status.config), text)
+        }
+        Err(ClientError::Config(ConfigError::BrokenVm { source, .. })) => {
+            writeln!(
+                io.err,
+                "The definition of VM '{name}' is broken ({source}); opening it to repair"
+            )?;
+            (None, host.definition_text(name)?)
+        }
+        Err(e) => return Err(e.into()),
+    };
     let editor = editor_command();
     let copy = TempCopy::create(name, &original_text)?;
     let interactive = std::io::stdin().is_terminal();
@@ -42,12 +54,16 @@ pub fn edit(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError
             }
             Err(reason) => return Err(CliError::EditInvalid { reason }),
         };
-        if edited == original {
+        if original.as_ref() == Some(&edited) {
             writeln!(io.out, "No changes to VM '{name}'")?;
             return Ok(());
         }
-        host.update_from(&original, &edited)?;
-        if matches!(status.state, RunState::Running | RunState::Paused) {
+        // A repaired broken file has no valid original to compare with.
+        match &original {
+            Some(original) => host.update_from(original, &edited)?,
+            None => host.update(&edited)?,
+        }
+        if state.is_active() {
             writeln!(
                 io.out,
                 "VM '{name}' updated; the changes take effect at its next start"

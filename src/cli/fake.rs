@@ -3,7 +3,8 @@
 
 use super::Io;
 use crate::client::{
-    ChangeScope, ClientError, Console, Host, RestoreOptions, UndefineOptions, VmStatus, hotplug,
+    BrokenVm, ChangeScope, ClientError, Console, Host, RestoreOptions, UndefineOptions, VmState,
+    VmStatus, hotplug,
 };
 use crate::config::{BootConfig, ConfigError, DefinitionError, DiskConfig, VmConfig};
 use crate::engine::control::{
@@ -26,6 +27,8 @@ pub struct FakeVm {
     powering_off: Option<u32>,
     /// Names of its snapshots.
     snapshots: Vec<String>,
+    /// Its definition file was broken by hand: why.
+    broken: Option<DefinitionError>,
 }
 
 /// In-memory host.
@@ -73,6 +76,7 @@ impl FakeHost {
                 state,
                 powering_off: None,
                 snapshots: Vec::new(),
+                broken: None,
             },
         );
     }
@@ -84,6 +88,14 @@ impl FakeHost {
             .expect("add_snapshot needs a defined VM")
             .snapshots
             .push(name.to_string());
+    }
+
+    /// Breaks `name`'s definition file as a hand edit would; its live state stays.
+    pub fn break_definition(&self, name: &str, error: DefinitionError) {
+        self.lock()
+            .get_mut(name)
+            .expect("break_definition needs a defined VM")
+            .broken = Some(error);
     }
 
     /// Adds an unusable definition file.
@@ -103,7 +115,7 @@ impl FakeHost {
     }
 
     /// The state of `name`.
-    pub fn state(&self, name: &str) -> RunState {
+    pub fn run_state(&self, name: &str) -> RunState {
         self.lock()[name].state
     }
 
@@ -143,6 +155,18 @@ impl FakeHost {
         })
     }
 
+    /// One poll of a guest that was asked to power off.
+    fn power_off_step(vm: &mut FakeVm) {
+        if let Some(left) = vm.powering_off {
+            if left == 0 {
+                vm.state = RunState::ShutOff;
+                vm.powering_off = None;
+            } else {
+                vm.powering_off = Some(left - 1);
+            }
+        }
+    }
+
     fn status_of(vm: &FakeVm) -> VmStatus {
         let live = matches!(vm.state, RunState::Running | RunState::Paused);
         VmStatus {
@@ -156,26 +180,72 @@ impl FakeHost {
 }
 
 impl Host for FakeHost {
-    fn list(&self) -> Vec<Result<VmStatus, DefinitionError>> {
+    fn list(&self) -> Vec<Result<VmStatus, BrokenVm>> {
         let mut all: Vec<_> = self
             .lock()
             .values()
-            .map(|vm| Ok(Self::status_of(vm)))
+            .map(|vm| {
+                let status = Self::status_of(vm);
+                match &vm.broken {
+                    None => Ok(status),
+                    Some(error) => Err(BrokenVm {
+                        name: vm.config.name.clone(),
+                        error: Box::new(error.clone()),
+                        live: status.live(),
+                    }),
+                }
+            })
             .collect();
-        all.extend(self.broken.lock().expect("lock").iter().cloned().map(Err));
+        all.extend(
+            self.broken
+                .lock()
+                .expect("lock")
+                .iter()
+                .cloned()
+                .map(|error| {
+                    Err(BrokenVm {
+                        name: error
+                            .path
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        error: Box::new(error),
+                        live: VmState {
+                            state: RunState::ShutOff,
+                            reason: None,
+                            pid: None,
+                            vcpus: None,
+                        },
+                    })
+                }),
+        );
         all
+    }
+
+    fn state(&self, name: &str) -> Result<VmState, ClientError> {
+        self.with(name, |vm| {
+            Self::power_off_step(vm);
+            Ok(Self::status_of(vm).live())
+        })
+    }
+
+    fn definition_text(&self, name: &str) -> Result<String, ClientError> {
+        self.with(name, |vm| match &vm.broken {
+            Some(_) => Ok(format!("name = \"{name}\"\nvcpus = \"two\"\n")),
+            None => Ok(toml::to_string(&vm.config).expect("a fake definition serializes")),
+        })
     }
 
     fn status(&self, name: &str) -> Result<VmStatus, ClientError> {
         self.with(name, |vm| {
-            if let Some(left) = vm.powering_off {
-                if left == 0 {
-                    vm.state = RunState::ShutOff;
-                    vm.powering_off = None;
-                } else {
-                    vm.powering_off = Some(left - 1);
+            if let Some(error) = &vm.broken {
+                return Err(ConfigError::BrokenVm {
+                    name: name.to_string(),
+                    source: error.clone(),
                 }
+                .into());
             }
+            Self::power_off_step(vm);
             Ok(Self::status_of(vm))
         })
     }
@@ -193,7 +263,7 @@ impl Host for FakeHost {
                 started_at: 0,
                 boots: 1,
                 protocol: crate::engine::control::PROTOCOL_VERSION,
-                disks: Vec::new(),
+                disks: vm.disks.clone(),
             })
         })
     }
@@ -247,6 +317,7 @@ impl Host for FakeHost {
     fn update(&self, config: &VmConfig) -> Result<(), ClientError> {
         self.with(&config.name, |vm| {
             vm.config = config.clone();
+            vm.broken = None;
             Ok(())
         })
     }
@@ -290,6 +361,13 @@ impl Host for FakeHost {
         self.with(name, |vm| {
             if matches!(vm.state, RunState::Running | RunState::Paused) {
                 return Err(ClientError::AlreadyRunning(name.to_string()));
+            }
+            if let Some(error) = &vm.broken {
+                return Err(ConfigError::BrokenVm {
+                    name: name.to_string(),
+                    source: error.clone(),
+                }
+                .into());
             }
             if fails {
                 return Err(ClientError::StartFailed {
@@ -382,6 +460,7 @@ impl Host for FakeHost {
                     read_only: disk.readonly,
                     slot: vm.disks.len() as u8 + 1,
                     removing: false,
+                    removal_requested_at: None,
                 });
             }
             if let Some(updated) = plan.updated {
@@ -517,6 +596,22 @@ impl Host for FakeHost {
             minor_faults: Some(4000),
             updated_at: Some(1_700_000_000),
             rss_bytes: 30 << 20,
+        })
+    }
+
+    fn force_detach_disk(&self, name: &str, target: &str) -> Result<(), ClientError> {
+        self.with(name, |vm| {
+            if !matches!(vm.state, RunState::Running | RunState::Paused) {
+                return Err(ClientError::LiveNeedsRunning(name.to_string()));
+            }
+            let before = vm.disks.len();
+            vm.disks.retain(|d| d.target != target);
+            if vm.disks.len() == before {
+                return Err(ClientError::Invalid(format!(
+                    "running VM '{name}' has no disk {target}"
+                )));
+            }
+            Ok(())
         })
     }
 

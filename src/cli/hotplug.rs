@@ -21,7 +21,7 @@ pub fn resolve_scope(live: bool, config: bool, state: RunState) -> ChangeScope {
 /// `vmux setvcpus NAME N [--live] [--config]`.
 pub fn setvcpus(host: &dyn Host, args: &SetvcpusArgs, io: &mut Io<'_>) -> Result<(), CliError> {
     let name = &args.name;
-    let state = host.status(name)?.state;
+    let state = host.state(name)?.state;
     let scope = resolve_scope(args.live, args.config, state);
     host.set_vcpus(name, args.count, scope)?;
     if scope.live {
@@ -70,7 +70,7 @@ pub fn attach_disk(
         disk.allow_backing.push(path);
     }
     disk.validate().map_err(CliError::Invalid)?;
-    let state = host.status(name)?.state;
+    let state = host.state(name)?.state;
     let scope = resolve_scope(args.live, args.config, state);
     let target = host.attach_disk(name, &disk, scope)?;
     if scope.live {
@@ -90,32 +90,87 @@ pub fn attach_disk(
     Ok(())
 }
 
-/// `vmux detach-disk NAME TARGET [--live] [--config]`.
+/// How often `detach-disk` asks whether the guest has ejected the disk.
+const EJECT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// `vmux detach-disk NAME TARGET [--live] [--config] [--force] [--timeout S]`: a live removal
+/// asks the guest and waits (up to `--timeout`) for it to eject the disk, saying which it
+/// was; `--force` takes the disk away without asking.
 pub fn detach_disk(
     host: &dyn Host,
     args: &DetachDiskArgs,
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
     let name = &args.name;
-    let state = host.status(name)?.state;
-    let scope = resolve_scope(args.live, args.config, state);
-    host.detach_disk(name, &args.target, scope)?;
-    if scope.live {
+    let target = &args.target;
+    let state = host.state(name)?.state;
+    let scope = resolve_scope(args.live || args.force, args.config, state);
+    if args.force {
+        writeln!(
+            io.err,
+            "warning: taking disk {target} from VM '{name}' without the guest's consent: what it \
+             has not written to the disk is lost, and programs using it see I/O errors"
+        )?;
+        host.force_detach_disk(name, target)?;
         writeln!(
             io.out,
-            "The guest of VM '{name}' was asked to eject disk {}; its image is closed once it \
-             has (`vmux info {name}` lists the disks)",
-            args.target
+            "Disk {target} taken away from VM '{name}'; its image is closed"
         )?;
+        if scope.config {
+            host.detach_disk(name, target, ChangeScope::CONFIG)?;
+        }
+    } else {
+        host.detach_disk(name, target, scope)?;
+        if scope.live {
+            writeln!(
+                io.out,
+                "Asked the guest of VM '{name}' to eject disk {target}; waiting"
+            )?;
+            io.out.flush()?;
+            if wait_for_eject(host, name, target, args.timeout)? {
+                writeln!(
+                    io.out,
+                    "The guest ejected disk {target}; its image is closed"
+                )?;
+            } else {
+                writeln!(
+                    io.out,
+                    "The guest has not ejected disk {target} after {} s; it stays attached until \
+                     it does (`vmux info {name}` shows it as being removed). Unmount it in the \
+                     guest, or take it away without the guest's consent with \
+                     `vmux detach-disk {name} {target} --force`",
+                    args.timeout
+                )?;
+            }
+        }
     }
     if scope.config {
         writeln!(
             io.out,
-            "Disk {} removed from the definition of VM '{name}' (from the next start)",
-            args.target
+            "Disk {target} removed from the definition of VM '{name}' (from the next start)"
         )?;
     }
     Ok(())
+}
+
+/// Waits up to `seconds` for the running VM to lose disk `target`; says whether it did.
+fn wait_for_eject(
+    host: &dyn Host,
+    name: &str,
+    target: &str,
+    seconds: u64,
+) -> Result<bool, CliError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let info = host.info(name)?;
+        if !info.disks.iter().any(|d| d.target == target) {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(EJECT_POLL);
+    }
 }
 
 #[cfg(test)]
@@ -234,10 +289,48 @@ mod tests {
             target: "vdb".into(),
             live: false,
             config: false,
+            force: false,
+            timeout: 10,
         };
         let (result, _, _) = capture(|io| detach_disk(&host, &args, io));
         let err = result.expect_err("no disk");
         assert!(err.to_string().contains("has no disk vdb"), "{err}");
+    }
+
+    fn detach(force: bool) -> DetachDiskArgs {
+        DetachDiskArgs {
+            name: "web".into(),
+            target: "vda".into(),
+            live: true,
+            config: false,
+            force,
+            timeout: 2,
+        }
+    }
+
+    #[test]
+    fn a_live_detach_waits_and_says_when_the_guest_ejected_the_disk() {
+        let host = FakeHost::with_vm("web", RunState::Running);
+        let (result, _, _) =
+            capture(|io| attach_disk(&host, &attach("default/data.qcow2", true, false), io));
+        result.expect("attach");
+        let (result, out, _) = capture(|io| detach_disk(&host, &detach(false), io));
+        result.expect("detach");
+        let asked = out.find("Asked the guest of VM 'web' to eject disk vda; waiting");
+        let done = out.find("The guest ejected disk vda");
+        assert!(asked.is_some() && done > asked, "{out}");
+    }
+
+    #[test]
+    fn a_forced_detach_warns_and_takes_the_disk_away() {
+        let host = FakeHost::with_vm("web", RunState::Running);
+        let (result, _, _) =
+            capture(|io| attach_disk(&host, &attach("default/data.qcow2", true, false), io));
+        result.expect("attach");
+        let (result, out, err) = capture(|io| detach_disk(&host, &detach(true), io));
+        result.expect("forced");
+        assert!(err.contains("without the guest's consent"), "{err}");
+        assert!(out.contains("taken away"), "{out}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use super::nics::Networks;
 use super::output::error_chain;
 use super::{CliError, Io};
-use crate::client::{ClientError, Host, VmStatus};
+use crate::client::{ClientError, Host};
 use crate::engine::control::RunState;
 use std::time::{Duration, Instant};
 
@@ -16,8 +16,8 @@ const DESTROY_WAIT: Duration = Duration::from_secs(10);
 
 /// `vmux start`: boots the VM, or resumes its managed save.
 pub fn start(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError> {
-    let status = host.status(name)?;
-    if is_live(&status) {
+    let status = host.state(name)?;
+    if status.is_active() {
         return Err(ClientError::AlreadyRunning(name.to_string()).into());
     }
     host.start(name)?;
@@ -36,7 +36,7 @@ pub fn shutdown(
     timeout_s: Option<u64>,
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
-    match host.status(name)?.state {
+    match host.state(name)?.state {
         RunState::Running => {}
         RunState::Paused => return Err(CliError::Paused(name.to_string())),
         RunState::ShutOff | RunState::Crashed | RunState::Saved => {
@@ -69,8 +69,8 @@ pub fn shutdown(
 
 /// `vmux destroy`: stops the VM at once and waits until vmd has gone.
 pub fn destroy(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError> {
-    let status = host.status(name)?;
-    if !is_live(&status) {
+    let status = host.state(name)?;
+    if !status.is_active() {
         return Err(ClientError::NotRunning(name.to_string()).into());
     }
     host.destroy(name)?;
@@ -97,7 +97,7 @@ pub fn reboot(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliErr
 
 /// `vmux reset`: hard reset of a running or paused VM.
 pub fn reset(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError> {
-    if !is_live(&host.status(name)?) {
+    if !host.state(name)?.is_active() {
         return Err(ClientError::NotRunning(name.to_string()).into());
     }
     host.reset(name)?;
@@ -115,7 +115,7 @@ pub fn suspend(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliEr
 
 /// `vmux resume`.
 pub fn resume(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError> {
-    match host.status(name)?.state {
+    match host.state(name)?.state {
         RunState::Paused => {}
         RunState::Running => return Err(CliError::NotPaused(name.to_string())),
         RunState::ShutOff | RunState::Crashed | RunState::Saved => {
@@ -150,7 +150,12 @@ pub fn autostart_all(
         let status = match entry {
             Ok(status) => status,
             Err(broken) => {
-                writeln!(io.err, "error: {broken}")?;
+                writeln!(
+                    io.err,
+                    "error: {}; repair it with `{}`",
+                    broken.error,
+                    broken.fix()
+                )?;
                 failed += 1;
                 continue;
             }
@@ -160,7 +165,7 @@ pub fn autostart_all(
         }
         marked += 1;
         let name = &status.config.name;
-        if is_live(&status) {
+        if status.live().is_active() {
             writeln!(io.out, "{name}: already running")?;
             continue;
         }
@@ -187,14 +192,9 @@ pub fn autostart_all(
     Ok(())
 }
 
-/// Whether a vmd runs for this VM.
-fn is_live(status: &VmStatus) -> bool {
-    matches!(status.state, RunState::Running | RunState::Paused)
-}
-
 /// Refuses anything but `running`, naming the way out.
 fn require_running(host: &dyn Host, name: &str) -> Result<(), CliError> {
-    match host.status(name)?.state {
+    match host.state(name)?.state {
         RunState::Running => Ok(()),
         RunState::Paused => Err(CliError::Paused(name.to_string())),
         RunState::ShutOff | RunState::Crashed | RunState::Saved => {
@@ -218,7 +218,7 @@ enum Stopped {
 fn wait_until_stopped(host: &dyn Host, name: &str, timeout: Duration) -> Result<Stopped, CliError> {
     let deadline = Instant::now() + timeout;
     loop {
-        let status = host.status(name)?;
+        let status = host.state(name)?;
         match status.state {
             RunState::ShutOff | RunState::Saved => return Ok(Stopped::ShutOff),
             RunState::Crashed => {
@@ -256,7 +256,7 @@ mod tests {
         let (result, out, _) = capture(|io| shutdown(&host, "web", Some(5), io));
         result.expect("shutdown");
         assert!(out.contains("shut off"), "{out}");
-        assert_eq!(host.state("web"), RunState::ShutOff);
+        assert_eq!(host.run_state("web"), RunState::ShutOff);
     }
 
     #[test]
@@ -269,7 +269,7 @@ mod tests {
         let (result, _, _) = capture(|io| shutdown(&host, "web", Some(0), io));
         let err = result.expect_err("must time out");
         assert!(err.to_string().contains("vmux destroy web"), "{err}");
-        assert_eq!(host.state("web"), RunState::Running);
+        assert_eq!(host.run_state("web"), RunState::Running);
     }
 
     #[test]
@@ -296,14 +296,58 @@ mod tests {
     }
 
     #[test]
+    fn destroy_and_shutdown_work_while_the_definition_is_broken() {
+        let host = FakeHost::with_vm("web", RunState::Running);
+        host.break_definition(
+            "web",
+            crate::config::DefinitionError {
+                path: "/x/web.toml".into(),
+                line: Some(2),
+                reason: "invalid type".into(),
+            },
+        );
+        let (result, out, _) = capture(|io| shutdown(&host, "web", Some(5), io));
+        result.expect("shutdown through vmd");
+        assert!(out.contains("shut off"), "{out}");
+        host.add(VmConfig::new("db", BootConfig::Demo), RunState::Running);
+        host.break_definition(
+            "db",
+            crate::config::DefinitionError {
+                path: "/x/db.toml".into(),
+                line: None,
+                reason: "missing field `name`".into(),
+            },
+        );
+        let (result, _, _) = capture(|io| destroy(&host, "db", io));
+        result.expect("destroy through vmd");
+        assert_eq!(host.run_state("db"), RunState::ShutOff);
+    }
+
+    #[test]
+    fn start_of_a_vm_with_a_broken_definition_names_the_fix() {
+        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        host.break_definition(
+            "web",
+            crate::config::DefinitionError {
+                path: "/x/web.toml".into(),
+                line: Some(2),
+                reason: "invalid type".into(),
+            },
+        );
+        let (result, _, _) = capture(|io| start(&host, "web", io));
+        let err = result.expect_err("cannot start without a definition");
+        assert!(err.to_string().contains("vmux edit web"), "{err}");
+    }
+
+    #[test]
     fn suspend_then_resume_round_trips_the_state() {
         let host = FakeHost::with_vm("web", RunState::Running);
         let (result, _, _) = capture(|io| suspend(&host, "web", io));
         result.expect("suspend");
-        assert_eq!(host.state("web"), RunState::Paused);
+        assert_eq!(host.run_state("web"), RunState::Paused);
         let (result, _, _) = capture(|io| resume(&host, "web", io));
         result.expect("resume");
-        assert_eq!(host.state("web"), RunState::Running);
+        assert_eq!(host.run_state("web"), RunState::Running);
     }
 
     #[test]
@@ -327,7 +371,7 @@ mod tests {
         result.expect("autostart-all");
         assert!(out.contains("a: started"), "{out}");
         assert!(out.contains("b: already running"), "{out}");
-        assert_eq!(host.state("c"), RunState::ShutOff);
+        assert_eq!(host.run_state("c"), RunState::ShutOff);
     }
 
     #[test]
@@ -341,7 +385,7 @@ mod tests {
         let (result, out, _) = capture(|io| autostart_all(&host, &FakeNetworks::default(), io));
         result.expect("autostart-all");
         assert!(out.contains("web: resumed from its managed save"), "{out}");
-        assert_eq!(host.state("web"), RunState::Running);
+        assert_eq!(host.run_state("web"), RunState::Running);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod args;
 mod checks;
+pub mod complete;
 mod console;
 mod define;
 mod edit;
@@ -222,8 +223,30 @@ pub struct Io<'a> {
 }
 
 /// Runs the parsed command line against this host's VMs; `Ok` carries the exit status.
-/// With no subcommand this is the full-screen interface.
+/// With no subcommand this is the full-screen interface. A reader that went away
+/// (`vmux list --json | head -1`) ends the command quietly with success, like other Unix tools.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match run_command(args) {
+        Err(error) if is_broken_pipe(&error) => Ok(ExitCode::SUCCESS),
+        other => other,
+    }
+}
+
+/// Whether `error` or any of its causes is a write to a closed pipe.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == Some(BrokenPipe)
+    })
+}
+
+fn run_command(args: Args) -> anyhow::Result<ExitCode> {
     // A transient VM needs no host (no definitions, no sockets); it is also started before
     // anything else so that it owns every thread of the process (see `vmd::foreground::run`).
     if let Some(Command::Run(run_args)) = args.command {
@@ -232,6 +255,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             err: &mut std::io::stderr(),
         };
         return Ok(run::run(run_args, &mut io)?);
+    }
+    if let Some(command @ (Command::Completions { .. } | Command::Man { .. })) = args.command {
+        let mut io = Io {
+            out: &mut std::io::stdout(),
+            err: &mut std::io::stderr(),
+        };
+        generated(command, &mut io)?;
+        return Ok(ExitCode::SUCCESS);
     }
     let host = LocalHost::from_env()?;
     let Some(command) = args.command else {
@@ -254,16 +285,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         err: &mut std::io::stderr(),
     };
     let networks = HostNetworks::new(host.paths().clone());
-    match execute(&host, &networks, command, &mut io) {
-        // The reader went away (`vmux list | head -1`): nothing left to tell anyone.
-        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            Ok(ExitCode::SUCCESS)
-        }
-        result => {
-            result?;
-            Ok(ExitCode::SUCCESS)
-        }
-    }
+    execute(&host, &networks, command, &mut io)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Executes one verb against `host` and its `networks`.
@@ -331,5 +354,55 @@ pub fn execute(
         Command::Run(_) => Err(CliError::Invalid(
             "`vmux run` runs through `vmux::cli::run`, not against a VM host".into(),
         )),
+        Command::Completions { .. } | Command::Man { .. } => Err(CliError::Invalid(
+            "`vmux completions` and `vmux man` run through `vmux::cli::run`, not against a VM host"
+                .into(),
+        )),
+    }
+}
+
+/// `vmux completions SHELL` and `vmux man`: generated from the grammar, no host needed.
+fn generated(command: Command, io: &mut Io<'_>) -> Result<(), CliError> {
+    match command {
+        Command::Completions { shell } => {
+            let exe = std::env::current_exe().map_err(|e| {
+                CliError::Invalid(format!(
+                    "cannot find the vmux executable to name in the script: {e}"
+                ))
+            })?;
+            complete::write_script(shell, &exe, io.out)?;
+        }
+        Command::Man { dir: Some(dir), .. } => {
+            let written = complete::write_man_pages(&dir).map_err(CliError::Invalid)?;
+            writeln!(
+                io.out,
+                "{written} manual pages written to {}",
+                dir.display()
+            )?;
+        }
+        Command::Man { verb, .. } => {
+            complete::write_man_page(verb.as_deref(), io.out).map_err(CliError::Invalid)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_pipe_is_recognised_through_every_wrapper() {
+        let pipe = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(is_broken_pipe(&anyhow::Error::from(CliError::Output(
+            pipe()
+        ))));
+        let json = serde_json::Error::io(pipe());
+        assert!(is_broken_pipe(&anyhow::Error::from(json)));
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!is_broken_pipe(&anyhow::Error::from(CliError::Output(
+            other
+        ))));
     }
 }

@@ -6,6 +6,7 @@
 //! reconciles recorded state with the host, printing each repair as a warning on stderr.
 //! Read verbs print a table, or JSON with `--json`.
 
+use super::complete;
 use crate::config::{DhcpRange, Ipv4Net, NetworkConfig, NetworkMode, Paths, validate_name};
 use crate::network::{
     AttachedNic, InterfaceAddress, NetworkError, NetworkInfo, NetworkManager, NetworkStatus, caps,
@@ -13,6 +14,7 @@ use crate::network::{
 };
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
+use clap_complete::ArgValueCandidates;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::io::Write;
@@ -39,21 +41,25 @@ pub enum NetworkCommand {
     /// Start a network: bridge, NAT rules and DHCP/DNS come up.
     NetStart {
         /// Network name.
+        #[arg(add = ArgValueCandidates::new(complete::network_names))]
         name: String,
     },
     /// Stop a network (refused while running VMs use it).
     NetDestroy {
         /// Network name.
+        #[arg(add = ArgValueCandidates::new(complete::network_names))]
         name: String,
     },
     /// Delete a stopped network's definition.
     NetUndefine {
         /// Network name.
+        #[arg(add = ArgValueCandidates::new(complete::network_names))]
         name: String,
     },
     /// Start a network with `vmux autostart-all` (host boot).
     NetAutostart {
         /// Network name.
+        #[arg(add = ArgValueCandidates::new(complete::network_names))]
         name: String,
         /// Stop autostarting it instead.
         #[arg(long)]
@@ -62,6 +68,7 @@ pub enum NetworkCommand {
     /// Show a network: addressing, DHCP leases, attached VMs.
     NetInfo {
         /// Network name.
+        #[arg(add = ArgValueCandidates::new(complete::network_names))]
         name: String,
         /// Print JSON.
         #[arg(long)]
@@ -70,6 +77,7 @@ pub enum NetworkCommand {
     /// Show the IP addresses of a VM's network interfaces.
     Domifaddr {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         vm: String,
         /// Print JSON.
         #[arg(long)]

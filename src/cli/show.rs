@@ -4,8 +4,8 @@
 use super::nics::Networks;
 use super::output::{Table, format_duration};
 use super::{CliError, Io};
-use crate::client::{ClientError, Host, VmStatus};
-use crate::config::{BootConfig, VmConfig, format_size};
+use crate::client::{BrokenVm, ClientError, Host, VmStatus};
+use crate::config::{BootConfig, ConfigError, VmConfig, format_size};
 use crate::engine::control::{DiskInfo, DiskStats, RunState, VmInfo, VmStats};
 use crate::network::InterfaceAddress;
 use serde::Serialize;
@@ -19,27 +19,44 @@ struct ListJson {
     errors: Vec<BrokenJson>,
 }
 
-/// One VM in `vmux list --json`.
+/// One VM in `vmux list --json`. A VM whose definition is broken is listed too (with
+/// `definition_error` set): its numbers come from its vmd while it runs and are `null` when
+/// nothing can tell them.
 #[derive(Debug, Serialize)]
 struct ListEntryJson {
     name: String,
     state: RunState,
     pid: Option<u32>,
-    vcpus: u32,
-    max_vcpus: u32,
-    memory_bytes: u64,
-    autostart: bool,
+    vcpus: Option<u32>,
+    max_vcpus: Option<u32>,
+    memory_bytes: Option<u64>,
+    autostart: Option<bool>,
     reason: Option<String>,
     /// One per NIC: network, MAC, TAP while running, leased (or ARP-seen) address.
     nics: Vec<InterfaceAddress>,
+    /// Why the definition file cannot be used (`null` when it is fine).
+    definition_error: Option<BrokenJson>,
 }
 
 /// One unusable definition file in `vmux list --json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct BrokenJson {
     path: PathBuf,
     line: Option<usize>,
     reason: String,
+    /// The command that repairs it.
+    fix: String,
+}
+
+impl BrokenJson {
+    fn of(broken: &BrokenVm) -> BrokenJson {
+        BrokenJson {
+            path: broken.error.path.clone(),
+            line: broken.error.line,
+            reason: broken.error.reason.clone(),
+            fix: broken.fix(),
+        }
+    }
 }
 
 /// `vmux info --json`.
@@ -51,16 +68,18 @@ struct InfoJson<'a> {
     pid: Option<u32>,
     uptime_s: Option<u64>,
     boots: Option<u32>,
-    vcpus: u32,
-    max_vcpus: u32,
-    memory_bytes: u64,
-    autostart: bool,
-    boot: &'a BootConfig,
+    vcpus: Option<u32>,
+    max_vcpus: Option<u32>,
+    memory_bytes: Option<u64>,
+    autostart: Option<bool>,
+    boot: Option<&'a BootConfig>,
     /// The running VM's disks (hot-added ones included); absent when it does not run.
     #[serde(skip_serializing_if = "Option::is_none")]
     disks: Option<&'a [DiskInfo]>,
     /// One per NIC, as in `list --json`.
     nics: Vec<InterfaceAddress>,
+    /// Why the definition file cannot be used (`null` when it is fine).
+    definition_error: Option<BrokenJson>,
 }
 
 /// `vmux stats --json`: the VM's name and vmd's sample.
@@ -71,7 +90,8 @@ struct StatsJson<'a> {
     stats: &'a VmStats,
 }
 
-/// `vmux list`: live VMs (all with `all`); broken definitions go to stderr, the rest list.
+/// `vmux list`: live VMs (all with `all`), whether or not their definitions parse; a broken
+/// definition is also reported on stderr with the command that repairs it.
 pub fn list(
     host: &dyn Host,
     networks: &dyn Networks,
@@ -79,43 +99,72 @@ pub fn list(
     json: bool,
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
-    let mut vms = Vec::new();
+    let mut shown = Vec::new();
     let mut errors = Vec::new();
     for entry in host.list() {
         match entry {
-            Ok(status) if all || is_live(status.state) => vms.push(status),
+            Ok(status) if all || is_live(status.state) => shown.push(Ok(status)),
             Ok(_) => {}
             Err(broken) => {
-                writeln!(io.err, "error: {broken}")?;
-                errors.push(broken);
+                writeln!(
+                    io.err,
+                    "error: {}; repair it with `{}`",
+                    broken.error,
+                    broken.fix()
+                )?;
+                errors.push(BrokenJson::of(&broken));
+                if all || broken.live.is_active() {
+                    shown.push(Err(broken));
+                }
             }
         }
     }
+    // A running VM with a broken definition: vmd knows its size.
+    let live_info = |broken: &BrokenVm| {
+        broken
+            .live
+            .is_active()
+            .then(|| host.info(&broken.name).ok())
+            .flatten()
+    };
     if json {
-        let shape = ListJson {
-            vms: vms.iter().map(|vm| list_entry(vm, networks)).collect(),
-            errors: errors
-                .into_iter()
-                .map(|e| BrokenJson {
-                    path: e.path,
-                    line: e.line,
-                    reason: e.reason,
-                })
-                .collect(),
-        };
-        return write_json(io, &shape);
+        let vms = shown
+            .iter()
+            .map(|entry| match entry {
+                Ok(status) => list_entry(status, networks),
+                Err(broken) => broken_entry(broken, live_info(broken).as_ref()),
+            })
+            .collect();
+        return write_json(io, &ListJson { vms, errors });
     }
     let mut table = Table::new(&["Id", "Name", "State", "vCPUs", "Memory", "Autostart"]);
-    for status in &vms {
-        let cfg = &status.config;
-        table.row(vec![
-            status.pid.map_or("-".into(), |p| p.to_string()),
-            cfg.name.clone(),
-            status.state.label().into(),
-            format!("{}/{}", status.vcpus.unwrap_or(cfg.vcpus), cfg.max_vcpus),
-            format_size(cfg.memory),
-            yes_no(cfg.autostart).into(),
-        ]);
+    for entry in &shown {
+        match entry {
+            Ok(status) => {
+                let cfg = &status.config;
+                table.row(vec![
+                    status.pid.map_or("-".into(), |p| p.to_string()),
+                    cfg.name.clone(),
+                    status.state.label().into(),
+                    format!("{}/{}", status.vcpus.unwrap_or(cfg.vcpus), cfg.max_vcpus),
+                    format_size(cfg.memory),
+                    yes_no(cfg.autostart).into(),
+                ]);
+            }
+            Err(broken) => {
+                let info = live_info(broken);
+                table.row(vec![
+                    broken.live.pid.map_or("-".into(), |p| p.to_string()),
+                    broken.name.clone(),
+                    format!("{}, definition broken", broken.live.state.label()),
+                    info.as_ref()
+                        .map_or("-".into(), |i| format!("{}/{}", i.vcpus, i.max_vcpus)),
+                    info.as_ref()
+                        .map_or("-".into(), |i| format_size(i.memory_bytes)),
+                    "-".into(),
+                ]);
+            }
+        }
     }
     io.out.write_all(table.render().as_bytes())?;
     Ok(())
@@ -149,16 +198,33 @@ fn list_entry(status: &VmStatus, networks: &dyn Networks) -> ListEntryJson {
         name: cfg.name.clone(),
         state: status.state,
         pid: status.pid,
-        vcpus: status.vcpus.unwrap_or(cfg.vcpus),
-        max_vcpus: cfg.max_vcpus,
-        memory_bytes: cfg.memory,
-        autostart: cfg.autostart,
+        vcpus: Some(status.vcpus.unwrap_or(cfg.vcpus)),
+        max_vcpus: Some(cfg.max_vcpus),
+        memory_bytes: Some(cfg.memory),
+        autostart: Some(cfg.autostart),
         reason: status.reason.clone(),
         nics: nic_addresses(cfg, networks),
+        definition_error: None,
     }
 }
 
-/// `vmux info`: the definition, plus vmd's live facts while it runs.
+fn broken_entry(broken: &BrokenVm, info: Option<&VmInfo>) -> ListEntryJson {
+    ListEntryJson {
+        name: broken.name.clone(),
+        state: broken.live.state,
+        pid: broken.live.pid,
+        vcpus: info.map(|i| i.vcpus).or(broken.live.vcpus),
+        max_vcpus: info.map(|i| i.max_vcpus),
+        memory_bytes: info.map(|i| i.memory_bytes),
+        autostart: None,
+        reason: broken.live.reason.clone(),
+        nics: Vec::new(),
+        definition_error: Some(BrokenJson::of(broken)),
+    }
+}
+
+/// `vmux info`: the definition, plus vmd's live facts while it runs. A broken definition is
+/// shown as broken (with the fix) beside what vmd says.
 pub fn info(
     host: &dyn Host,
     networks: &dyn Networks,
@@ -166,44 +232,76 @@ pub fn info(
     json: bool,
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
-    let status = host.status(name)?;
-    let live = if is_live(status.state) {
+    let state = host.state(name)?;
+    let (config, broken) = match host.status(name) {
+        Ok(status) => (Some(status.config), None),
+        Err(ClientError::Config(ConfigError::BrokenVm { source, .. })) => {
+            let broken = BrokenVm {
+                name: name.to_string(),
+                error: Box::new(source),
+                live: state.clone(),
+            };
+            (None, Some(broken))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let live = if state.is_active() {
         Some(host.info(name)?)
     } else {
         None
     };
-    let cfg = &status.config;
+    let cfg = config.as_ref();
     let uptime = live.as_ref().map(uptime);
-    let nics = nic_addresses(cfg, networks);
+    let nics = cfg.map(|c| nic_addresses(c, networks)).unwrap_or_default();
+    let vcpus = live.as_ref().map(|l| l.vcpus).or(cfg.map(|c| c.vcpus));
+    let max_vcpus = live
+        .as_ref()
+        .map(|l| l.max_vcpus)
+        .or(cfg.map(|c| c.max_vcpus));
+    let memory = live
+        .as_ref()
+        .map(|l| l.memory_bytes)
+        .or(cfg.map(|c| c.memory));
     if json {
         let shape = InfoJson {
-            name: &cfg.name,
-            state: live.as_ref().map_or(status.state, |l| l.state),
-            reason: status.reason.as_deref(),
-            pid: live.as_ref().map(|l| l.pid).or(status.pid),
+            name,
+            state: live.as_ref().map_or(state.state, |l| l.state),
+            reason: state.reason.as_deref(),
+            pid: live.as_ref().map(|l| l.pid).or(state.pid),
             uptime_s: uptime.map(|u| u.as_secs()),
             boots: live.as_ref().map(|l| l.boots),
-            vcpus: live.as_ref().map_or(cfg.vcpus, |l| l.vcpus),
-            max_vcpus: live.as_ref().map_or(cfg.max_vcpus, |l| l.max_vcpus),
-            memory_bytes: live.as_ref().map_or(cfg.memory, |l| l.memory_bytes),
-            autostart: cfg.autostart,
-            boot: &cfg.boot,
+            vcpus,
+            max_vcpus,
+            memory_bytes: memory,
+            autostart: cfg.map(|c| c.autostart),
+            boot: cfg.map(|c| &c.boot),
             disks: live.as_ref().map(|l| l.disks.as_slice()),
             nics,
+            definition_error: broken.as_ref().map(BrokenJson::of),
         };
         return write_json(io, &shape);
     }
     let mut lines: Vec<(&str, String)> = vec![
-        ("Name", cfg.name.clone()),
+        ("Name", name.to_string()),
         (
             "State",
             live.as_ref()
-                .map_or(status.state, |l| l.state)
+                .map_or(state.state, |l| l.state)
                 .label()
                 .into(),
         ),
     ];
-    if let Some(reason) = &status.reason {
+    if let Some(broken) = &broken {
+        lines.push((
+            "Definition",
+            format!(
+                "broken: {}; repair it with `{}`",
+                broken.error,
+                broken.fix()
+            ),
+        ));
+    }
+    if let Some(reason) = &state.reason {
         lines.push(("Reason", reason.clone()));
     }
     if let Some(live) = &live {
@@ -211,25 +309,24 @@ pub fn info(
         lines.push(("Uptime", uptime.map(format_duration).unwrap_or_default()));
         lines.push(("Boots", live.boots.to_string()));
     }
-    let (vcpus, max_vcpus, memory) = live
-        .as_ref()
-        .map_or((cfg.vcpus, cfg.max_vcpus, cfg.memory), |l: &VmInfo| {
-            (l.vcpus, l.max_vcpus, l.memory_bytes)
-        });
-    lines.push(("vCPUs", format!("{vcpus} (max {max_vcpus})")));
-    lines.push(("Memory", format_size(memory)));
-    lines.extend(boot_lines(&cfg.boot));
-    for disk in live.iter().flat_map(|l| &l.disks) {
-        let mut text = format!("{} {}", disk.target, disk.path.display());
-        if disk.read_only {
-            text.push_str(" (read-only)");
-        }
-        if disk.removing {
-            text.push_str(" (being removed: waiting for the guest to eject it)");
-        }
-        lines.push(("Disk", text));
+    if let (Some(vcpus), Some(max_vcpus)) = (vcpus, max_vcpus) {
+        lines.push(("vCPUs", format!("{vcpus} (max {max_vcpus})")));
     }
-    lines.push(("Autostart", yes_no(cfg.autostart).into()));
+    if let Some(memory) = memory {
+        lines.push(("Memory", format_size(memory)));
+    }
+    if let Some(cfg) = cfg {
+        lines.extend(boot_lines(&cfg.boot));
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for disk in live.iter().flat_map(|l| &l.disks) {
+        lines.push(("Disk", disk_line(name, disk, now)));
+    }
+    if let Some(cfg) = cfg {
+        lines.push(("Autostart", yes_no(cfg.autostart).into()));
+    }
     for (key, value) in lines {
         writeln!(io.out, "{:<11} {value}", format!("{key}:"))?;
     }
@@ -252,6 +349,31 @@ pub fn info(
         )?;
     }
     Ok(())
+}
+
+/// One disk of VM `vm` for `info`: target, image, and a removal still in progress with how
+/// long the guest has been asked (`now` in Unix seconds) and the way to force it.
+fn disk_line(vm: &str, disk: &DiskInfo, now: u64) -> String {
+    let mut text = format!("{} {}", disk.target, disk.path.display());
+    if disk.read_only {
+        text.push_str(" (read-only)");
+    }
+    if disk.removing {
+        let waited = disk
+            .removal_requested_at
+            .map(|asked| {
+                format!(
+                    " for {}",
+                    format_duration(Duration::from_secs(now.saturating_sub(asked)))
+                )
+            })
+            .unwrap_or_default();
+        text.push_str(&format!(
+            " (being removed{waited}: waiting for the guest to eject it; `vmux detach-disk {vm} {} --force` takes it now)",
+            disk.target
+        ));
+    }
+    text
 }
 
 fn boot_lines(boot: &BootConfig) -> Vec<(&'static str, String)> {
@@ -287,7 +409,7 @@ fn uptime(info: &VmInfo) -> Duration {
 
 /// `vmux stats`: vmd's latest sample.
 pub fn stats(host: &dyn Host, name: &str, json: bool, io: &mut Io<'_>) -> Result<(), CliError> {
-    if !is_live(host.status(name)?.state) {
+    if !host.state(name)?.is_active() {
         return Err(ClientError::NotRunning(name.to_string()).into());
     }
     let stats = host.stats(name)?;
@@ -396,7 +518,8 @@ fn format_latency(ns: u64) -> String {
 }
 
 pub(super) fn write_json(io: &mut Io<'_>, value: &impl Serialize) -> Result<(), CliError> {
-    serde_json::to_writer_pretty(&mut io.out, value).map_err(std::io::Error::other)?;
+    // `From` keeps a closed pipe an I/O error (so it is recognised as one).
+    serde_json::to_writer_pretty(&mut io.out, value).map_err(std::io::Error::from)?;
     writeln!(io.out)?;
     Ok(())
 }
@@ -465,6 +588,78 @@ mod tests {
         assert_eq!(value["vms"][0]["state"], "shut_off");
         assert_eq!(value["vms"][0]["memory_bytes"], 256u64 << 20);
         assert!(value["errors"].as_array().is_some_and(Vec::is_empty));
+    }
+
+    fn broken_error() -> DefinitionError {
+        DefinitionError {
+            path: "/x/on.toml".into(),
+            line: Some(2),
+            reason: "invalid type: string \"two\", expected u32".into(),
+        }
+    }
+
+    #[test]
+    fn list_shows_a_running_vm_whose_definition_is_broken_with_the_fix() {
+        let host = host();
+        host.break_definition("on", broken_error());
+        let (result, out, err) = capture(|io| list(&host, &no_networks(), false, false, io));
+        result.expect("list");
+        let row = out.lines().find(|l| l.contains(" on ")).expect("listed");
+        assert!(row.contains("running, definition broken"), "{row}");
+        assert!(row.contains("4242") && row.contains("1/4"), "{row}");
+        assert!(err.contains("vmux edit on"), "{err}");
+    }
+
+    #[test]
+    fn list_all_shows_a_stopped_vm_whose_definition_is_broken() {
+        let host = host();
+        host.break_definition("off", broken_error());
+        let (result, out, _) = capture(|io| list(&host, &no_networks(), true, false, io));
+        result.expect("list");
+        let row = out.lines().find(|l| l.contains(" off ")).expect("listed");
+        assert!(row.contains("shut off, definition broken"), "{row}");
+    }
+
+    #[test]
+    fn list_json_marks_a_broken_definition_on_its_vm() {
+        let host = host();
+        host.break_definition("on", broken_error());
+        let (result, out, _) = capture(|io| list(&host, &no_networks(), false, true, io));
+        result.expect("list");
+        let value: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let vm = &value["vms"][0];
+        assert_eq!(vm["name"], "on");
+        assert_eq!(vm["state"], "running");
+        assert_eq!(vm["memory_bytes"], 256u64 << 20);
+        assert_eq!(vm["definition_error"]["fix"], "vmux edit on");
+        assert_eq!(value["errors"][0]["line"], 2);
+    }
+
+    #[test]
+    fn info_of_a_running_vm_with_a_broken_definition_shows_vmd_and_the_fix() {
+        let host = host();
+        host.break_definition("on", broken_error());
+        let (result, out, _) = capture(|io| info(&host, &no_networks(), "on", false, io));
+        result.expect("info");
+        assert!(out.contains("State:      running"), "{out}");
+        assert!(out.contains("Pid:        4242"), "{out}");
+        assert!(out.contains("Definition: broken: /x/on.toml:2"), "{out}");
+        assert!(out.contains("`vmux edit on`"), "{out}");
+    }
+
+    #[test]
+    fn a_pending_removal_shows_how_long_the_guest_has_been_asked_and_the_way_out() {
+        let disk = DiskInfo {
+            target: "vdb".into(),
+            path: "/images/data.qcow2".into(),
+            read_only: false,
+            slot: 2,
+            removing: true,
+            removal_requested_at: Some(1_000),
+        };
+        let line = disk_line("web", &disk, 1_083);
+        assert!(line.contains("being removed for 1m 23s"), "{line}");
+        assert!(line.contains("vmux detach-disk web vdb --force"), "{line}");
     }
 
     #[test]

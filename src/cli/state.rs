@@ -198,7 +198,7 @@ mod tests {
         let (result, out, _) = capture(|io| save(&host, &save_args(false), io));
         result.expect("save");
         assert!(out.contains("vmux restore /srv/web.save"), "{out}");
-        assert_eq!(host.state("web"), RunState::ShutOff);
+        assert_eq!(host.run_state("web"), RunState::ShutOff);
     }
 
     #[test]
@@ -235,10 +235,10 @@ mod tests {
         let (result, out, _) = capture(|io| managedsave(&host, "web", None, io));
         result.expect("managedsave");
         assert!(out.contains("`vmux start web` resumes it"), "{out}");
-        assert_eq!(host.state("web"), RunState::Saved);
+        assert_eq!(host.run_state("web"), RunState::Saved);
         let (result, _, _) = capture(|io| managedsave_remove(&host, "web", io));
         result.expect("remove");
-        assert_eq!(host.state("web"), RunState::ShutOff);
+        assert_eq!(host.run_state("web"), RunState::ShutOff);
     }
 
     #[test]

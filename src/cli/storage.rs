@@ -3,6 +3,7 @@
 //! `storage::StorageManager` / `storage::SnapshotManager` and prints a table, a confirmation,
 //! or (`--json`, on the read commands) one JSON document on stdout.
 
+use super::complete;
 use crate::config::{Paths, format_size, parse_size};
 use crate::storage::snapshot::{SnapshotState, format_timestamp};
 use crate::storage::{
@@ -11,6 +12,8 @@ use crate::storage::{
 };
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use clap_complete::ArgValueCandidates;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,16 +40,19 @@ pub enum StorageCommand {
     /// Start (activate) a pool after checking its directory.
     PoolStart {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         name: String,
     },
     /// Stop (deactivate) a pool; its volumes stay on disk.
     PoolDestroy {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         name: String,
     },
     /// Start a pool at host boot (or stop doing so with --disable).
     PoolAutostart {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         name: String,
         /// Turn autostart off.
         #[arg(long)]
@@ -55,11 +61,13 @@ pub enum StorageCommand {
     /// Remove an inactive pool's definition (its directory stays).
     PoolUndefine {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         name: String,
     },
     /// Show a pool's state and space.
     PoolInfo {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         name: String,
         /// Print JSON.
         #[arg(long)]
@@ -68,6 +76,7 @@ pub enum StorageCommand {
     /// List the volumes of a pool.
     VolList {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Print JSON.
         #[arg(long)]
@@ -76,8 +85,10 @@ pub enum StorageCommand {
     /// Show a volume: format, capacity, allocation, backing file, users.
     VolInfo {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume (file) name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
         /// Print JSON.
         #[arg(long)]
@@ -86,6 +97,7 @@ pub enum StorageCommand {
     /// Create a volume (sparse unless --preallocate).
     VolCreateAs {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name; `.qcow2` or `.raw` decides the format.
         volume: String,
@@ -101,8 +113,10 @@ pub enum StorageCommand {
     /// Change a volume's size (`+5G` grows by 5G).
     VolResize {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
         /// New size, or +SIZE.
         size: String,
@@ -117,8 +131,10 @@ pub enum StorageCommand {
     /// Copy a volume within its pool: full copy, or --linked qcow2 overlay.
     VolClone {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Source volume.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         source: String,
         /// New volume.
         clone: String,
@@ -134,8 +150,10 @@ pub enum StorageCommand {
     /// says; never guessed from its content).
     VolUpload {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
         /// The image file to read.
         file: PathBuf,
@@ -150,8 +168,10 @@ pub enum StorageCommand {
     /// Write a volume's content to a file.
     VolDownload {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
         /// The file to write.
         file: PathBuf,
@@ -169,8 +189,10 @@ pub enum StorageCommand {
     /// Convert a volume into a new volume of another format.
     VolConvert {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Source volume.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         source: String,
         /// New volume.
         dest: String,
@@ -185,8 +207,10 @@ pub enum StorageCommand {
     /// Overwrite a volume's data with zeroes.
     VolWipe {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
         /// Follow this backing file outside the storage pools (repeatable); vmux follows
         /// backing files only inside pools unless allowed by path.
@@ -196,8 +220,10 @@ pub enum StorageCommand {
     /// Record a volume's format (for volumes vmux did not create; never guessed from content).
     VolSetFormat {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
         /// raw or qcow2.
         #[arg(value_parser = parse_format)]
@@ -206,13 +232,17 @@ pub enum StorageCommand {
     /// Delete a volume (refused while a VM uses it).
     VolDelete {
         /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
         pool: String,
         /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
     },
-    /// Take an external disk snapshot of a stopped VM.
+    /// Take an external disk snapshot of a VM, running or not (a running VM's vCPUs pause
+    /// while its disks switch to the new overlays).
     SnapshotCreate {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         vm: String,
         /// Snapshot name.
         name: String,
@@ -220,6 +250,7 @@ pub enum StorageCommand {
     /// List a VM's snapshots, oldest first.
     SnapshotList {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         vm: String,
         /// Print JSON.
         #[arg(long)]
@@ -228,6 +259,7 @@ pub enum StorageCommand {
     /// Revert a stopped VM's disks to a snapshot (later changes and snapshots are discarded).
     SnapshotRevert {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         vm: String,
         /// Snapshot name.
         name: String,
@@ -235,6 +267,7 @@ pub enum StorageCommand {
     /// Delete a snapshot, merging its overlay down.
     SnapshotDelete {
         /// VM name.
+        #[arg(add = ArgValueCandidates::new(complete::vm_names))]
         vm: String,
         /// Snapshot name.
         name: String,
@@ -280,6 +313,8 @@ impl StorageCommand {
 pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
     let json = cmd.wants_json();
     let paths = Paths::from_env()?;
+    let mut stdout = std::io::stdout().lock();
+    let out: &mut dyn Write = &mut stdout;
     let mut allowed = Vec::new();
     for path in cmd.allowed_backing() {
         allowed.push(
@@ -301,9 +336,9 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             if json {
-                print_json(&pools)?;
+                print_json(out, &pools)?;
             } else {
-                print_pools(&pools);
+                print_pools(out, &pools)?;
             }
         }
         PoolDefineAs {
@@ -312,44 +347,47 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             build,
         } => {
             storage.define_pool(&name, &target, build)?;
-            println!("Pool {name} defined");
+            writeln!(out, "Pool {name} defined")?;
         }
         PoolStart { name } => {
             storage.start_pool(&name)?;
-            println!("Pool {name} started");
+            writeln!(out, "Pool {name} started")?;
         }
         PoolDestroy { name } => {
             storage.stop_pool(&name)?;
-            println!("Pool {name} destroyed (stopped; its volumes are kept)");
+            writeln!(out, "Pool {name} destroyed (stopped; its volumes are kept)")?;
         }
         PoolAutostart { name, disable } => {
             storage.set_pool_autostart(&name, !disable)?;
             if disable {
-                println!("Pool {name} unmarked as autostarted");
+                writeln!(out, "Pool {name} unmarked as autostarted")?;
             } else {
-                println!("Pool {name} marked as autostarted");
+                writeln!(out, "Pool {name} marked as autostarted")?;
             }
         }
         PoolUndefine { name } => {
             storage.undefine_pool(&name)?;
-            println!("Pool {name} has been undefined");
+            writeln!(out, "Pool {name} has been undefined")?;
         }
         PoolInfo { name, .. } => {
             let info = storage.pool_info(&name)?;
             if json {
-                print_json(&info)?;
+                print_json(out, &info)?;
             } else {
                 let s = &info.status;
-                print_fields(&[
-                    ("Name", s.name.clone()),
-                    ("State", state_word(s.active).to_string()),
-                    ("Autostart", yes_no(s.autostart).to_string()),
-                    ("Path", s.path.display().to_string()),
-                    ("Volumes", info.volumes.to_string()),
-                    ("Capacity", format_size(info.capacity)),
-                    ("Allocation", format_size(info.allocation)),
-                    ("Available", format_size(info.available)),
-                ]);
+                print_fields(
+                    out,
+                    &[
+                        ("Name", s.name.clone()),
+                        ("State", state_word(s.active).to_string()),
+                        ("Autostart", yes_no(s.autostart).to_string()),
+                        ("Path", s.path.display().to_string()),
+                        ("Volumes", info.volumes.to_string()),
+                        ("Capacity", format_size(info.capacity)),
+                        ("Allocation", format_size(info.allocation)),
+                        ("Available", format_size(info.available)),
+                    ],
+                )?;
             }
         }
         VolList { pool, .. } => {
@@ -367,17 +405,17 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                         Err(e) => serde_json::json!({"name": name, "error": e.to_string()}),
                     })
                     .collect();
-                print_json(&docs)?;
+                print_json(out, &docs)?;
             } else {
-                print_volumes(&entries);
+                print_volumes(out, &entries)?;
             }
         }
         VolInfo { pool, volume, .. } => {
             let info = storage.vol_info(&pool, &volume)?;
             if json {
-                print_json(&info)?;
+                print_json(out, &info)?;
             } else {
-                print_volume(&info);
+                print_volume(out, &info)?;
             }
         }
         VolCreateAs {
@@ -397,7 +435,8 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                     preallocate,
                 },
             )?;
-            println!(
+            writeln!(
+                out,
                 "Vol {volume} created ({} {}, {})",
                 format_size(info.capacity),
                 info.format,
@@ -406,7 +445,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                 } else {
                     "sparse"
                 }
-            );
+            )?;
         }
         VolResize {
             pool,
@@ -423,11 +462,17 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                     .context("that size is too large")?,
                 None => size_arg(&size)?,
             };
-            let info = storage.vol_resize(&pool, &volume, capacity, shrink)?;
-            println!(
+            let info = in_use(
+                &storage,
+                &pool,
+                &volume,
+                storage.vol_resize(&pool, &volume, capacity, shrink),
+            )?;
+            writeln!(
+                out,
                 "Size of volume '{volume}' is now {}",
                 format_size(info.capacity)
-            );
+            )?;
         }
         VolClone {
             pool,
@@ -438,9 +483,12 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
         } => {
             storage.vol_clone(&pool, &source, &clone, linked)?;
             if linked {
-                println!("Vol {clone} cloned from {source} (linked: {source} is its backing file)");
+                writeln!(
+                    out,
+                    "Vol {clone} cloned from {source} (linked: {source} is its backing file)"
+                )?;
             } else {
-                println!("Vol {clone} cloned from {source}");
+                writeln!(out, "Vol {clone} cloned from {source}")?;
             }
         }
         VolUpload {
@@ -450,12 +498,18 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             format,
             ..
         } => {
-            let info = storage.vol_upload(&pool, &volume, &file, format)?;
-            println!(
+            let info = in_use(
+                &storage,
+                &pool,
+                &volume,
+                storage.vol_upload(&pool, &volume, &file, format),
+            )?;
+            writeln!(
+                out,
                 "Vol {volume} now holds {} ({})",
                 file.display(),
                 format_size(info.capacity)
-            );
+            )?;
         }
         VolDownload {
             pool,
@@ -466,11 +520,12 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             ..
         } => {
             let info = storage.vol_download(&pool, &volume, &file, format, force)?;
-            println!(
+            writeln!(
+                out,
                 "Vol {volume} written to {} ({})",
                 file.display(),
                 info.format
-            );
+            )?;
         }
         VolConvert {
             pool,
@@ -480,11 +535,11 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             ..
         } => {
             let info = storage.vol_convert(&pool, &source, &dest, format)?;
-            println!("Vol {dest} converted from {source} ({})", info.format);
+            writeln!(out, "Vol {dest} converted from {source} ({})", info.format)?;
         }
         VolWipe { pool, volume, .. } => {
-            storage.vol_wipe(&pool, &volume)?;
-            println!("Vol {volume} wiped");
+            in_use(&storage, &pool, &volume, storage.vol_wipe(&pool, &volume))?;
+            writeln!(out, "Vol {volume} wiped")?;
         }
         VolSetFormat {
             pool,
@@ -492,11 +547,11 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             format,
         } => {
             storage.vol_set_format(&pool, &volume, format)?;
-            println!("Vol {volume} recorded as {format}");
+            writeln!(out, "Vol {volume} recorded as {format}")?;
         }
         VolDelete { pool, volume } => {
-            storage.vol_delete(&pool, &volume)?;
-            println!("Vol {volume} deleted");
+            in_use(&storage, &pool, &volume, storage.vol_delete(&pool, &volume))?;
+            writeln!(out, "Vol {volume} deleted")?;
         }
         SnapshotCreate { vm, name } => {
             let info = if crate::storage::usage::vm_is_running(&paths, &vm) {
@@ -504,35 +559,65 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             } else {
                 snapshots.create(&vm, &name)?
             };
-            println!(
+            writeln!(
+                out,
                 "Domain snapshot {name} created ({} disks)",
                 info.disks.len()
-            );
+            )?;
         }
         SnapshotList { vm, .. } => {
             let list = snapshots.list(&vm)?;
             if json {
-                print_json(&list)?;
+                print_json(out, &list)?;
             } else {
-                print_snapshots(&list);
+                print_snapshots(out, &list)?;
             }
         }
         SnapshotRevert { vm, name } => {
             let report = snapshots.revert(&vm, &name)?;
-            println!("Domain {vm} reverted to snapshot {name}");
+            writeln!(out, "Domain {vm} reverted to snapshot {name}")?;
             if !report.removed_snapshots.is_empty() {
-                println!(
+                writeln!(
+                    out,
                     "Later snapshots discarded: {}",
                     report.removed_snapshots.join(", ")
-                );
+                )?;
             }
         }
         SnapshotDelete { vm, name } => {
             snapshots.delete(&vm, &name)?;
-            println!("Domain snapshot {name} deleted");
+            writeln!(out, "Domain snapshot {name} deleted")?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A volume another process holds is named by the running VM that holds it (a disk attached
+/// live is in no definition, so the storage layer cannot tell), with the ways out.
+fn in_use<T>(
+    storage: &StorageManager,
+    pool: &str,
+    volume: &str,
+    result: Result<T, StorageError>,
+) -> anyhow::Result<T> {
+    let held = matches!(
+        &result,
+        Err(StorageError::Image(
+            crate::storage::ImageError::InUse { .. }
+        ))
+    );
+    let users = match (held, storage.volume_path(pool, volume)) {
+        (true, Ok(path)) => crate::client::LocalHost::from_env()
+            .map(|host| host.running_users(&path))
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    match users.first() {
+        Some((vm, target)) => bail!(
+            "volume {pool}/{volume} is in use by running VM '{vm}' as disk {target}; detach it with `vmux detach-disk {vm} {target}` or shut the VM down first (`vmux shutdown {vm}`)"
+        ),
+        None => Ok(result?),
+    }
 }
 
 fn size_arg(text: &str) -> anyhow::Result<u64> {
@@ -568,8 +653,8 @@ fn live_snapshot(
     Ok(snapshots.complete(&prepared)?)
 }
 
-fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+fn print_json<T: serde::Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> anyhow::Result<()> {
+    writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 
@@ -582,7 +667,7 @@ fn yes_no(flag: bool) -> &'static str {
 }
 
 /// Prints rows under a header, columns padded to their widest cell.
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
+fn print_table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -595,25 +680,32 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!(" {}", padded.join("   ").trim_end());
+        format!(" {}", padded.join("   ").trim_end())
     };
-    line(header.iter().map(|h| h.to_string()).collect());
-    println!(
+    writeln!(
+        out,
+        "{}",
+        line(header.iter().map(|h| h.to_string()).collect())
+    )?;
+    writeln!(
+        out,
         "{}",
         "-".repeat(widths.iter().sum::<usize>() + 3 * widths.len())
-    );
+    )?;
     for row in rows {
-        line(row.clone());
+        writeln!(out, "{}", line(row.clone()))?;
     }
+    Ok(())
 }
 
-fn print_fields(fields: &[(&str, String)]) {
+fn print_fields(out: &mut dyn Write, fields: &[(&str, String)]) -> std::io::Result<()> {
     for (key, value) in fields {
-        println!("{:<15} {value}", format!("{key}:"));
+        writeln!(out, "{:<15} {value}", format!("{key}:"))?;
     }
+    Ok(())
 }
 
-fn print_pools(pools: &[PoolStatus]) {
+fn print_pools(out: &mut dyn Write, pools: &[PoolStatus]) -> std::io::Result<()> {
     let rows: Vec<Vec<String>> = pools
         .iter()
         .map(|p| {
@@ -625,10 +717,13 @@ fn print_pools(pools: &[PoolStatus]) {
             ]
         })
         .collect();
-    print_table(&["Name", "State", "Autostart", "Path"], &rows);
+    print_table(out, &["Name", "State", "Autostart", "Path"], &rows)
 }
 
-fn print_volumes(entries: &[crate::storage::volume::VolumeEntry]) {
+fn print_volumes(
+    out: &mut dyn Write,
+    entries: &[crate::storage::volume::VolumeEntry],
+) -> std::io::Result<()> {
     let rows: Vec<Vec<String>> = entries
         .iter()
         .map(|(name, info)| match info {
@@ -659,9 +754,10 @@ fn print_volumes(entries: &[crate::storage::volume::VolumeEntry]) {
         })
         .collect();
     print_table(
+        out,
         &["Name", "Format", "Capacity", "Allocation", "Used by"],
         &rows,
-    );
+    )
 }
 
 fn users(info: &VolumeInfo) -> String {
@@ -686,7 +782,7 @@ fn users(info: &VolumeInfo) -> String {
     }
 }
 
-fn print_volume(info: &VolumeInfo) {
+fn print_volume(out: &mut dyn Write, info: &VolumeInfo) -> std::io::Result<()> {
     let mut fields = vec![
         ("Name", info.name.clone()),
         ("Pool", info.pool.clone()),
@@ -719,10 +815,10 @@ fn print_volume(info: &VolumeInfo) {
     for overlay in &info.backing_of {
         fields.push(("Backing of", overlay.display().to_string()));
     }
-    print_fields(&fields);
+    print_fields(out, &fields)
 }
 
-fn print_snapshots(list: &[SnapshotInfo]) {
+fn print_snapshots(out: &mut dyn Write, list: &[SnapshotInfo]) -> std::io::Result<()> {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|s| {
@@ -741,7 +837,7 @@ fn print_snapshots(list: &[SnapshotInfo]) {
             ]
         })
         .collect();
-    print_table(&["Name", "Creation Time", "State", "Disks"], &rows);
+    print_table(out, &["Name", "Creation Time", "State", "Disks"], &rows)
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@ use crate::engine::control::RunState;
 use crate::vmd::pidfile::Liveness;
 use crate::vmd::state_file::StateFile;
 
-/// A VM's state as seen from outside.
+/// A VM's live state as seen from outside, known without its definition (from vmd's pid lock
+/// and `state.json`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Observed {
+pub struct VmState {
     /// The state to show.
     pub state: RunState,
     /// For `crashed`: why.
@@ -18,7 +19,7 @@ pub struct Observed {
     pub vcpus: Option<u32>,
 }
 
-impl Observed {
+impl VmState {
     /// Whether a vmd is serving the VM (running or paused).
     pub fn is_active(&self) -> bool {
         matches!(self.state, RunState::Running | RunState::Paused)
@@ -32,35 +33,35 @@ impl Observed {
 /// - vmd dead and the file says running or paused: vmd died without recording an end, so the
 ///   VM crashed.
 /// - vmd dead otherwise: the file's final state, or shut off when there is none.
-pub fn classify(file: Option<&StateFile>, live: Liveness) -> Observed {
+pub fn classify(file: Option<&StateFile>, live: Liveness) -> VmState {
     match (live, file) {
-        (Liveness::Alive { pid }, Some(f)) if pid.is_none_or(|p| p == f.pid) => Observed {
+        (Liveness::Alive { pid }, Some(f)) if pid.is_none_or(|p| p == f.pid) => VmState {
             state: f.state,
             reason: f.reason.clone(),
             pid: Some(f.pid),
             vcpus: (f.state == RunState::Running || f.state == RunState::Paused).then_some(f.vcpus),
         },
-        (Liveness::Alive { pid }, _) => Observed {
+        (Liveness::Alive { pid }, _) => VmState {
             state: RunState::Running,
             reason: None,
             pid,
             vcpus: None,
         },
         (Liveness::Dead, Some(f)) if matches!(f.state, RunState::Running | RunState::Paused) => {
-            Observed {
+            VmState {
                 state: RunState::Crashed,
                 reason: Some(format!("vmd (pid {}) exited unexpectedly", f.pid)),
                 pid: None,
                 vcpus: None,
             }
         }
-        (Liveness::Dead, Some(f)) => Observed {
+        (Liveness::Dead, Some(f)) => VmState {
             state: f.state,
             reason: f.reason.clone(),
             pid: None,
             vcpus: None,
         },
-        (Liveness::Dead, None) => Observed {
+        (Liveness::Dead, None) => VmState {
             state: RunState::ShutOff,
             reason: None,
             pid: None,

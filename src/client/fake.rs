@@ -6,12 +6,14 @@
 //! It follows the same rules as the real host (names unique, a running VM cannot be
 //! undefined, lifecycle commands need the right state) so that the TUI's error paths can be
 //! exercised without vmd. Test hooks (`emit`, `set_stats`, `crash`, `fail_next`,
-//! `add_broken`) let a test play the guest or the host misbehaving.
+//! `add_broken`, `break_definition`) let a test play the guest, the host or a user's editor
+//! misbehaving.
 
 mod state;
 
 use super::{
-    ChangeScope, ClientError, Console, Host, RestoreOptions, UndefineOptions, VmStatus, hotplug,
+    BrokenVm, ChangeScope, ClientError, Console, Host, RestoreOptions, UndefineOptions, VmState,
+    VmStatus, hotplug,
 };
 use crate::config::{ConfigError, DefinitionError, DiskConfig, DiskSource, VmConfig, format_size};
 use crate::engine::control::{
@@ -44,6 +46,8 @@ struct FakeState {
     failures: HashMap<&'static str, String>,
     /// Save files written by `save`, by path.
     saves: HashMap<PathBuf, state::FakeSave>,
+    /// The fake guests ignore eject requests (a guest without hot-plug support).
+    deaf_to_ejects: bool,
 }
 
 struct FakeVm {
@@ -62,6 +66,8 @@ struct FakeVm {
     balloon_target: u64,
     /// The managed save: whether it resumes paused (`None`: no managed save).
     managed_save: Option<bool>,
+    /// The definition file was broken by hand (the VM keeps running if it runs).
+    broken: Option<(DefinitionError, String)>,
 }
 
 /// Where the fake host pretends a disk's image is.
@@ -86,6 +92,7 @@ fn boot_disks(config: &VmConfig) -> Vec<DiskInfo> {
             read_only: disk.readonly,
             slot: index as u8 + 1,
             removing: false,
+            removal_requested_at: None,
         })
         .collect()
 }
@@ -267,13 +274,13 @@ impl FakeHost {
         host
     }
 
-    fn state(&self) -> MutexGuard<'_, FakeState> {
+    fn inner(&self) -> MutexGuard<'_, FakeState> {
         lock(&self.state)
     }
 
     /// Plays the guest: `bytes` appear on `name`'s serial console.
     pub fn emit(&self, name: &str, bytes: &[u8]) {
-        let console = self.state().vms.get(name).map(|vm| vm.console.clone());
+        let console = self.inner().vms.get(name).map(|vm| vm.console.clone());
         if let Some(console) = console {
             console.emit(bytes);
         }
@@ -281,7 +288,7 @@ impl FakeHost {
 
     /// Makes every later `stats` call for `name` return `stats`.
     pub fn set_stats(&self, name: &str, stats: VmStats) {
-        if let Some(vm) = self.state().vms.get_mut(name) {
+        if let Some(vm) = self.inner().vms.get_mut(name) {
             vm.stats_override = Some(stats);
         }
     }
@@ -289,7 +296,7 @@ impl FakeHost {
     /// The guest faults: the VM becomes `crashed` with `reason` and its consoles end.
     pub fn crash(&self, name: &str, reason: &str) {
         let console = {
-            let mut state = self.state();
+            let mut state = self.inner();
             let Some(vm) = state.vms.get_mut(name) else {
                 return;
             };
@@ -304,20 +311,39 @@ impl FakeHost {
     /// The next call of operation `op` (`"start"`, `"shutdown"`, `"define"`, ...) fails with
     /// `message` as vmd's refusal.
     pub fn fail_next(&self, op: &'static str, message: &str) {
-        self.state().failures.insert(op, message.to_string());
+        self.inner().failures.insert(op, message.to_string());
     }
 
     /// Lists an unusable definition file beside the good ones.
     pub fn add_broken(&self, file: &str, reason: &str) {
-        self.state().broken.push(DefinitionError {
+        self.inner().broken.push(DefinitionError {
             path: PathBuf::from(file),
             line: None,
             reason: reason.to_string(),
         });
     }
 
+    /// From now on the guests ignore requests to eject a disk (as a guest without PCI
+    /// hot-plug support does): a live detach leaves the disk `removing` until it is forced.
+    pub fn ignore_ejects(&self) {
+        self.inner().deaf_to_ejects = true;
+    }
+
+    /// Breaks VM `name`'s definition file as a hand edit would (its text becomes `text`); a
+    /// running VM keeps running. A later `update` repairs it.
+    pub fn break_definition(&self, name: &str, text: &str, reason: &str) {
+        if let Some(vm) = self.inner().vms.get_mut(name) {
+            let error = DefinitionError {
+                path: PathBuf::from(format!("/fake/vms/{name}.toml")),
+                line: Some(1),
+                reason: reason.to_string(),
+            };
+            vm.broken = Some((error, text.to_string()));
+        }
+    }
+
     fn injected(&self, op: &'static str, name: &str) -> Result<(), ClientError> {
-        match self.state().failures.remove(op) {
+        match self.inner().failures.remove(op) {
             Some(message) => Err(ClientError::Refused {
                 name: name.to_string(),
                 message,
@@ -332,7 +358,7 @@ impl FakeHost {
         name: &str,
         f: impl FnOnce(&mut FakeVm, &mut u32) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
-        let mut state = self.state();
+        let mut state = self.inner();
         let FakeState { vms, next_pid, .. } = &mut *state;
         let vm = vms
             .get_mut(name)
@@ -382,6 +408,31 @@ fn status_of(vm: &FakeVm) -> VmStatus {
         reason: vm.reason.clone(),
         pid: vm.pid,
         vcpus: live.then_some(vm.vcpus),
+    }
+}
+
+/// The listing of `vm`: its status, or its broken definition with its live state.
+fn listing(vm: &FakeVm) -> Result<VmStatus, BrokenVm> {
+    let status = status_of(vm);
+    match &vm.broken {
+        None => Ok(status),
+        Some((error, _)) => Err(BrokenVm {
+            name: vm.config.name.clone(),
+            error: Box::new(error.clone()),
+            live: status.live(),
+        }),
+    }
+}
+
+/// Refuses what needs the definition of a VM whose file is broken, as the store does.
+fn definition(vm: &FakeVm) -> Result<(), ClientError> {
+    match &vm.broken {
+        None => Ok(()),
+        Some((error, _)) => Err(ConfigError::BrokenVm {
+            name: vm.config.name.clone(),
+            source: error.clone(),
+        }
+        .into()),
     }
 }
 
@@ -464,15 +515,45 @@ fn synthetic_disks(vm: &FakeVm) -> Vec<DiskStats> {
 }
 
 impl Host for FakeHost {
-    fn list(&self) -> Vec<Result<VmStatus, DefinitionError>> {
-        let state = self.state();
-        let mut out: Vec<_> = state.vms.values().map(|vm| Ok(status_of(vm))).collect();
-        out.extend(state.broken.iter().cloned().map(Err));
+    fn list(&self) -> Vec<Result<VmStatus, BrokenVm>> {
+        let state = self.inner();
+        let mut out: Vec<_> = state.vms.values().map(listing).collect();
+        out.extend(state.broken.iter().cloned().map(|error| {
+            Err(BrokenVm {
+                name: error
+                    .path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                error: Box::new(error),
+                live: VmState {
+                    state: RunState::ShutOff,
+                    reason: None,
+                    pid: None,
+                    vcpus: None,
+                },
+            })
+        }));
         out
     }
 
     fn status(&self, name: &str) -> Result<VmStatus, ClientError> {
-        self.with_vm(name, |vm, _| Ok(status_of(vm)))
+        self.with_vm(name, |vm, _| {
+            definition(vm)?;
+            Ok(status_of(vm))
+        })
+    }
+
+    fn state(&self, name: &str) -> Result<VmState, ClientError> {
+        self.with_vm(name, |vm, _| Ok(status_of(vm).live()))
+    }
+
+    fn definition_text(&self, name: &str) -> Result<String, ClientError> {
+        self.with_vm(name, |vm, _| match &vm.broken {
+            Some((_, text)) => Ok(text.clone()),
+            None => toml::to_string(&vm.config)
+                .map_err(|e| ClientError::Invalid(format!("cannot write the definition: {e}"))),
+        })
     }
 
     fn info(&self, name: &str) -> Result<VmInfo, ClientError> {
@@ -515,7 +596,7 @@ impl Host for FakeHost {
         config
             .validate()
             .map_err(|e| ClientError::Config(ConfigError::Invalid(e)))?;
-        let mut state = self.state();
+        let mut state = self.inner();
         if state.vms.contains_key(&config.name) {
             return Err(ConfigError::VmExists(config.name.clone()).into());
         }
@@ -534,6 +615,7 @@ impl Host for FakeHost {
                 disks: Vec::new(),
                 balloon_target: 0,
                 managed_save: None,
+                broken: None,
             },
         );
         Ok(())
@@ -546,6 +628,7 @@ impl Host for FakeHost {
             .map_err(|e| ClientError::Config(ConfigError::Invalid(e)))?;
         self.with_vm(&config.name, |vm, _| {
             vm.config = config.clone();
+            vm.broken = None;
             Ok(())
         })
     }
@@ -573,13 +656,14 @@ impl Host for FakeHost {
             RunState::Running | RunState::Paused => Err(ClientError::AlreadyRunning(name.into())),
             _ => Ok(()),
         })?;
-        self.state().vms.remove(name);
+        self.inner().vms.remove(name);
         Ok(())
     }
 
     fn set_autostart(&self, name: &str, enabled: bool) -> Result<(), ClientError> {
         self.injected("autostart", name)?;
         self.with_vm(name, |vm, _| {
+            definition(vm)?;
             vm.config.autostart = enabled;
             Ok(())
         })
@@ -593,6 +677,7 @@ impl Host for FakeHost {
             if matches!(vm.state, RunState::Running | RunState::Paused) {
                 return Err(ClientError::AlreadyRunning(name.into()));
             }
+            definition(vm)?;
             *next_pid += 1;
             vm.pid = Some(4000 + *next_pid);
             // A managed save resumes where it was.
@@ -683,6 +768,7 @@ impl Host for FakeHost {
     fn set_vcpus(&self, name: &str, count: u32, scope: ChangeScope) -> Result<(), ClientError> {
         self.injected("set_vcpus", name)?;
         self.with_vm(name, |vm, _| {
+            definition(vm)?;
             let live_max = if scope.live {
                 if !matches!(vm.state, RunState::Running | RunState::Paused) {
                     return Err(ClientError::LiveNeedsRunning(name.to_string()));
@@ -713,7 +799,7 @@ impl Host for FakeHost {
         self.injected("attach_disk", name)?;
         let image = fake_image(disk);
         let other_vms: Vec<(String, bool)> = self
-            .state()
+            .inner()
             .vms
             .values()
             .filter(|vm| vm.config.name != name)
@@ -724,6 +810,7 @@ impl Host for FakeHost {
             .map(|vm| (vm.config.name.clone(), FakeHost::live(vm, name).is_ok()))
             .collect();
         self.with_vm(name, |vm, _| {
+            definition(vm)?;
             let live = if scope.live {
                 FakeHost::live(vm, name).map_err(|_| ClientError::LiveNeedsRunning(name.into()))?;
                 Some(vm.disks.clone())
@@ -759,6 +846,7 @@ impl Host for FakeHost {
                     read_only: disk.readonly,
                     slot,
                     removing: false,
+                    removal_requested_at: None,
                 });
             }
             if let Some(updated) = plan.updated {
@@ -795,9 +883,26 @@ impl Host for FakeHost {
         self.memory_stats_of(name)
     }
 
-    fn detach_disk(&self, name: &str, target: &str, scope: ChangeScope) -> Result<(), ClientError> {
+    fn force_detach_disk(&self, name: &str, target: &str) -> Result<(), ClientError> {
         self.injected("detach_disk", name)?;
         self.with_vm(name, |vm, _| {
+            FakeHost::live(vm, name).map_err(|_| ClientError::LiveNeedsRunning(name.into()))?;
+            let before = vm.disks.len();
+            vm.disks.retain(|d| d.target != target);
+            if vm.disks.len() == before {
+                return Err(ClientError::Invalid(format!(
+                    "running VM '{name}' has no disk {target}; `vmux info {name}` lists its disks"
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    fn detach_disk(&self, name: &str, target: &str, scope: ChangeScope) -> Result<(), ClientError> {
+        self.injected("detach_disk", name)?;
+        let deaf = self.inner().deaf_to_ejects;
+        self.with_vm(name, |vm, _| {
+            definition(vm)?;
             let live = if scope.live {
                 FakeHost::live(vm, name).map_err(|_| ClientError::LiveNeedsRunning(name.into()))?;
                 Some(vm.disks.clone())
@@ -805,7 +910,15 @@ impl Host for FakeHost {
                 None
             };
             let updated = hotplug::check_detach(&vm.config, target, scope, live.as_deref())?;
-            if scope.live {
+            if scope.live && deaf {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                for disk in vm.disks.iter_mut().filter(|d| d.target == target) {
+                    disk.removing = true;
+                    disk.removal_requested_at = Some(now);
+                }
+            } else if scope.live {
                 vm.disks.retain(|d| d.target != target);
             }
             if let Some(updated) = updated {
@@ -890,6 +1003,22 @@ mod tests {
         host.destroy("a").expect("destroy");
         host.undefine("a").expect("undefine");
         assert!(host.list().is_empty());
+    }
+
+    #[test]
+    fn a_running_vm_with_a_broken_definition_is_listed_and_can_be_destroyed() {
+        let host = host_with("a");
+        host.start("a").expect("start");
+        host.break_definition("a", "vcpus = \"two\"", "invalid type");
+        let listed = host.list();
+        let broken = listed[0].as_ref().expect_err("broken");
+        assert_eq!(
+            (broken.name.as_str(), broken.live.state),
+            ("a", RunState::Running)
+        );
+        assert!(host.status("a").is_err());
+        host.destroy("a").expect("destroy without the definition");
+        assert_eq!(host.state("a").expect("state").state, RunState::ShutOff);
     }
 
     #[test]

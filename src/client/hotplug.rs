@@ -107,19 +107,19 @@ pub fn check_attach(
     if let Some((vm, running)) = image_use.other_vms.first() {
         let how = if *running { "running VM" } else { "VM" };
         return invalid(format!(
-            "{} is used by {how} '{vm}'; two VMs must not share a disk image: detach it there              first, or attach a copy (`vmux vol-clone`)",
+            "{} is used by {how} '{vm}'; two VMs must not share a disk image: detach it there first, or attach a copy (`vmux vol-clone`)",
             image.display()
         ));
     }
     if !disk.readonly {
         if let Some(pool) = &image_use.read_only_pool {
             return invalid(format!(
-                "storage pool '{pool}' is read-only for this user; attach its volume with                  --readonly"
+                "storage pool '{pool}' is read-only for this user; attach its volume with --readonly"
             ));
         }
         if !image_use.writable {
             return invalid(format!(
-                "{} cannot be written by this user; attach it with --readonly, or fix its                  permissions",
+                "{} cannot be written by this user; attach it with --readonly, or fix its permissions",
                 image.display()
             ));
         }
@@ -130,7 +130,7 @@ pub fn check_attach(
                 .map(|p| p.display().to_string())
                 .collect();
             return invalid(format!(
-                "{} is the backing file of {}; writing it would corrupt them: attach it with                  --readonly",
+                "{} is the backing file of {}; writing it would corrupt them: attach it with --readonly",
                 image.display(),
                 overlays.join(", ")
             ));
@@ -150,7 +150,7 @@ pub fn check_attach(
     let target = match &disk.target {
         Some(target) if taken(target) => {
             return invalid(format!(
-                "VM '{name}' already has a disk {target}; pick another --target or detach that                  disk first"
+                "VM '{name}' already has a disk {target}; pick another --target or detach that disk first"
             ));
         }
         Some(target) => target.clone(),
@@ -200,7 +200,7 @@ pub fn check_detach(
             }
             Some(disk) if disk.removing => {
                 return Err(ClientError::Invalid(format!(
-                    "disk {target} of VM '{name}' is already being removed; the guest has not                      ejected it yet"
+                    "disk {target} of VM '{name}' is already being removed; the guest has not ejected it yet (`vmux detach-disk {name} {target} --force` takes it away without the guest's consent)"
                 )));
             }
             Some(_) => {}
@@ -212,7 +212,7 @@ pub fn check_detach(
     let targets = assign_targets(&config.disks).map_err(ClientError::Invalid)?;
     let Some(index) = targets.iter().position(|t| t == target) else {
         return Err(ClientError::Invalid(format!(
-            "the definition of VM '{name}' has no disk {target}; `vmux dumpconfig {name}` shows              its disks"
+            "the definition of VM '{name}' has no disk {target}; `vmux dumpconfig {name}` shows its disks"
         )));
     };
     let mut updated = config.clone();
@@ -251,6 +251,7 @@ mod tests {
             read_only: false,
             slot: 1,
             removing,
+            removal_requested_at: removing.then_some(1_700_000_000),
         }
     }
 
@@ -308,6 +309,52 @@ mod tests {
         )
         .expect_err("shared");
         assert!(err.to_string().contains("running VM 'db'"), "{err}");
+        assert!(!err.to_string().contains("  "), "a run of spaces: {err}");
+    }
+
+    #[test]
+    fn refusals_read_as_single_spaced_sentences() {
+        let cases = [
+            ImageUse {
+                read_only_pool: Some("iso".into()),
+                ..ImageUse::default()
+            },
+            ImageUse::default(),
+            ImageUse {
+                overlays: vec!["/images/top.qcow2".into()],
+                ..writable_use()
+            },
+        ];
+        for image_use in cases {
+            let err = check_attach(
+                &web(1, 4),
+                &data_disk(),
+                Path::new("/images/data.qcow2"),
+                ChangeScope::LIVE,
+                Some(&[]),
+                &image_use,
+            )
+            .expect_err("refused");
+            assert!(!err.to_string().contains("  "), "a run of spaces: {err}");
+        }
+        let taken = [live_disk("vdb", false)];
+        let target = DiskConfig {
+            target: Some("vdb".into()),
+            ..data_disk()
+        };
+        let err = check_attach(
+            &web(1, 4),
+            &target,
+            Path::new("/images/data.qcow2"),
+            ChangeScope::LIVE,
+            Some(&taken),
+            &writable_use(),
+        )
+        .expect_err("taken");
+        assert!(!err.to_string().contains("  "), "a run of spaces: {err}");
+        let err =
+            check_detach(&web(1, 4), "vdb", ChangeScope::CONFIG, None).expect_err("not defined");
+        assert!(!err.to_string().contains("  "), "a run of spaces: {err}");
     }
 
     #[test]

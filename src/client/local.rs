@@ -10,15 +10,17 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::classify::{Observed, classify};
+use super::classify::{VmState, classify};
 use super::conn::ControlConn;
+use super::define_check;
 use super::host_check;
 use super::hotplug::ImageUse;
 use super::spawn::{SpawnRequest, spawn_vmd};
 use super::{
-    ChangeScope, ClientError, Console, Host, RestoreOptions, UndefineOptions, VmStatus, hotplug,
+    BrokenVm, ChangeScope, ClientError, Console, Host, RestoreOptions, UndefineOptions, VmStatus,
+    hotplug,
 };
-use crate::config::{ConfigError, DefinitionError, DiskConfig, DiskSource, Paths, Store, VmConfig};
+use crate::config::{ConfigError, DiskConfig, DiskSource, Paths, Store, VmConfig};
 use crate::engine::control::{
     Command, DiskInfo, MemoryStats, ReplyResult, RunState, SaveInfo, VmInfo, VmStats,
 };
@@ -126,7 +128,7 @@ impl LocalHost {
     }
 
     /// The VM's live state, removing the socket of a vmd found dead.
-    pub(super) fn observe(&self, name: &str) -> Observed {
+    pub(super) fn observe(&self, name: &str) -> VmState {
         let files = self.files(name);
         // Probe before reading: vmd writes its final state before it releases the lock, so a
         // "dead" probe followed by a "running" file means vmd died without saying so.
@@ -272,6 +274,25 @@ impl LocalHost {
         .map_err(|e| failed(crate::vmd::error_chain(&e)))
     }
 
+    /// The running VMs that have `image` open now (a boot disk or one attached live), with
+    /// the disk's guest name: what a refusal to change an image in use names.
+    pub fn running_users(&self, image: &Path) -> Vec<(String, String)> {
+        let key = canonical(image);
+        self.list()
+            .into_iter()
+            .filter_map(|entry| match entry {
+                Ok(status) if status.live().is_active() => Some(status.config.name),
+                Err(broken) if broken.live.is_active() => Some(broken.name),
+                _ => None,
+            })
+            .filter_map(|vm| {
+                let info = self.info(&vm).ok()?;
+                let disk = info.disks.iter().find(|d| canonical(&d.path) == key)?;
+                Some((vm, disk.target.clone()))
+            })
+            .collect()
+    }
+
     /// The running VM's disks for a live change (refusing a VM that does not run), or `None`.
     fn live_disks(
         &self,
@@ -320,9 +341,12 @@ impl LocalHost {
             .map(|u| (u.vm, u.running))
             .collect();
         // Disks attached live only are in no definition: ask the other running VMs.
-        for status in self.list().into_iter().flatten() {
-            let vm = &status.config.name;
-            let live = matches!(status.state, RunState::Running | RunState::Paused);
+        // A running VM whose definition is broken still holds its images.
+        for entry in self.list() {
+            let (vm, live) = match &entry {
+                Ok(status) => (&status.config.name, status.live().is_active()),
+                Err(broken) => (&broken.name, broken.live.is_active()),
+            };
             if vm == &config.name || !live || other_vms.iter().any(|o| &o.0 == vm) {
                 continue;
             }
@@ -389,16 +413,44 @@ pub(super) fn unexpected(name: &str, what: &str) -> ClientError {
 }
 
 impl Host for LocalHost {
-    fn list(&self) -> Vec<Result<VmStatus, DefinitionError>> {
+    fn list(&self) -> Vec<Result<VmStatus, BrokenVm>> {
         self.store
             .list()
             .into_iter()
-            .map(|entry| entry.map(|config| self.status_of(config)))
+            .map(|entry| {
+                entry.map(|config| self.status_of(config)).map_err(|error| {
+                    let name = error
+                        .path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    // A stem that is no VM name cannot have a vmd (or a socket path).
+                    let live = if crate::config::validate_name(&name).is_ok() {
+                        self.observe(&name)
+                    } else {
+                        super::classify::classify(None, Liveness::Dead)
+                    };
+                    BrokenVm {
+                        name,
+                        error: Box::new(error),
+                        live,
+                    }
+                })
+            })
             .collect()
     }
 
     fn status(&self, name: &str) -> Result<VmStatus, ClientError> {
         Ok(self.status_of(self.store.load(name)?))
+    }
+
+    fn state(&self, name: &str) -> Result<super::VmState, ClientError> {
+        self.known(name)?;
+        Ok(self.observe(name))
+    }
+
+    fn definition_text(&self, name: &str) -> Result<String, ClientError> {
+        Ok(self.store.text(name)?)
     }
 
     fn info(&self, name: &str) -> Result<VmInfo, ClientError> {
@@ -416,18 +468,32 @@ impl Host for LocalHost {
     }
 
     fn define(&self, config: &VmConfig) -> Result<(), ClientError> {
+        config.validate().map_err(ConfigError::Invalid)?;
+        if self.store.exists(&config.name) {
+            return Err(ConfigError::VmExists(config.name.clone()).into());
+        }
+        let storage = StorageManager::new(self.paths().clone());
+        define_check::check(config, None, &storage).map_err(ClientError::Invalid)?;
         let config = self.with_disk_formats(config)?;
         Ok(self.store.create(&config)?)
     }
 
     fn update(&self, config: &VmConfig) -> Result<(), ClientError> {
         self.known(&config.name)?;
+        config.validate().map_err(ConfigError::Invalid)?;
+        // A broken file has nothing trustworthy to compare with: check everything.
+        let previous = self.store.load(&config.name).ok();
+        let storage = StorageManager::new(self.paths().clone());
+        define_check::check(config, previous.as_ref(), &storage).map_err(ClientError::Invalid)?;
         let config = self.with_disk_formats(config)?;
         Ok(self.store.save(&config)?)
     }
 
     fn update_from(&self, original: &VmConfig, config: &VmConfig) -> Result<(), ClientError> {
         self.known(&config.name)?;
+        config.validate().map_err(ConfigError::Invalid)?;
+        let storage = StorageManager::new(self.paths().clone());
+        define_check::check(config, Some(original), &storage).map_err(ClientError::Invalid)?;
         let config = self.with_disk_formats(config)?;
         Ok(self.store.replace(original, &config)?)
     }
@@ -624,6 +690,25 @@ impl Host for LocalHost {
         }
     }
 
+    fn force_detach_disk(&self, name: &str, target: &str) -> Result<(), ClientError> {
+        let live = self
+            .live_disks(name, ChangeScope::LIVE)?
+            .unwrap_or_default();
+        if !live.iter().any(|d| d.target == target) {
+            return Err(ClientError::Invalid(format!(
+                "running VM '{name}' has no disk {target}; `vmux info {name}` lists its disks"
+            )));
+        }
+        self.command(
+            name,
+            Command::DetachDisk {
+                target: target.to_string(),
+                force: true,
+            },
+        )
+        .map(drop)
+    }
+
     fn detach_disk(&self, name: &str, target: &str, scope: ChangeScope) -> Result<(), ClientError> {
         let definitions = self.store.lock()?;
         let config = definitions.load(name)?;
@@ -634,6 +719,7 @@ impl Host for LocalHost {
                 name,
                 Command::DetachDisk {
                     target: target.to_string(),
+                    force: false,
                 },
             )?;
         }

@@ -7,12 +7,14 @@
 
 mod classify;
 mod conn;
+mod define_check;
 mod host_check;
 pub mod hotplug;
 mod local;
 mod spawn;
 mod state;
 
+pub use classify::VmState;
 pub use local::{DEFAULT_REQUEST_TIMEOUT, DEFAULT_START_TIMEOUT, LocalHost, VMD_EXE_ENV};
 
 use crate::config::{DefinitionError, DiskConfig, VmConfig};
@@ -35,6 +37,38 @@ pub struct VmStatus {
     pub pid: Option<u32>,
     /// vCPUs present now (running VMs; hot-add changes it).
     pub vcpus: Option<u32>,
+}
+
+impl VmStatus {
+    /// The live side of the status (what [`Host::state`] reports).
+    pub fn live(&self) -> VmState {
+        VmState {
+            state: self.state,
+            reason: self.reason.clone(),
+            pid: self.pid,
+            vcpus: self.vcpus,
+        }
+    }
+}
+
+/// A definition file that does not parse or validate, with the live state of the VM it names:
+/// a VM whose definition was broken by hand while it runs is still listed, and can still be
+/// stopped or attached to through its vmd (which needs only the name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokenVm {
+    /// The VM's name: the file's stem.
+    pub name: String,
+    /// Where and why the definition is unusable (boxed: listings carry many of these).
+    pub error: Box<DefinitionError>,
+    /// Its live state (`shut off` when no vmd runs for it).
+    pub live: VmState,
+}
+
+impl BrokenVm {
+    /// What to run to repair the definition.
+    pub fn fix(&self) -> String {
+        format!("vmux edit {}", self.name)
+    }
 }
 
 /// Errors from [`Host`] operations. Messages name the problem and the fix.
@@ -178,17 +212,26 @@ pub struct Console {
 
 /// Everything the CLI and TUI can do with VMs on this host.
 pub trait Host: Send + Sync {
-    /// Every definition with its live state; unusable definition files appear as errors.
-    fn list(&self) -> Vec<Result<VmStatus, DefinitionError>>;
+    /// Every definition with its live state; unusable definition files appear as errors,
+    /// with the live state of the VM they name.
+    fn list(&self) -> Vec<Result<VmStatus, BrokenVm>>;
     /// One VM's definition and live state.
     fn status(&self, name: &str) -> Result<VmStatus, ClientError>;
+    /// One VM's live state, without reading its definition (which may be broken): only the
+    /// name must be defined. Lifecycle commands on a running VM go through this, so a
+    /// definition edited into nonsense never makes a running VM uncontrollable.
+    fn state(&self, name: &str) -> Result<VmState, ClientError>;
+    /// The definition file's text as it is on disk, valid or not (for `vmux edit`).
+    fn definition_text(&self, name: &str) -> Result<String, ClientError>;
     /// Live facts from vmd (running VMs).
     fn info(&self, name: &str) -> Result<VmInfo, ClientError>;
     /// Latest stats sample from vmd (running VMs).
     fn stats(&self, name: &str) -> Result<VmStats, ClientError>;
-    /// Saves a new definition (refuses an existing name).
+    /// Saves a new definition (refuses an existing name, and a definition that could never
+    /// start here: a kernel the engine cannot load, a disk that does not exist).
     fn define(&self, config: &VmConfig) -> Result<(), ClientError>;
-    /// Replaces an existing definition (takes effect at next start).
+    /// Replaces an existing definition (takes effect at next start); what changed is checked
+    /// as [`Host::define`] checks it.
     fn update(&self, config: &VmConfig) -> Result<(), ClientError>;
     /// Replaces an existing definition only if it is still `original` (what an editor started
     /// from); a definition changed meanwhile is refused and nothing is saved, so no concurrent
@@ -255,4 +298,9 @@ pub trait Host: Send + Sync {
     fn set_memory(&self, name: &str, bytes: u64, scope: ChangeScope) -> Result<(), ClientError>;
     /// The balloon and the guest's memory statistics (running VMs).
     fn memory_stats(&self, name: &str) -> Result<MemoryStats, ClientError>;
+    /// Takes disk `target` away from the running VM at once, without asking the guest (as
+    /// virsh does when a guest ignores the request): the guest loses the device as if it were
+    /// pulled out, and what it had not written is lost. For a guest that does not answer an
+    /// eject request (or has no hot-plug support); the definition is not changed.
+    fn force_detach_disk(&self, name: &str, target: &str) -> Result<(), ClientError>;
 }

@@ -69,6 +69,15 @@ pub enum ConfigError {
     /// A definition file does not parse or does not validate.
     #[error(transparent)]
     Definition(#[from] DefinitionError),
+    /// VM `name`'s definition file does not parse or does not validate.
+    #[error("the definition of VM '{name}' is broken; repair it with `vmux edit {name}`")]
+    BrokenVm {
+        /// VM name.
+        name: String,
+        /// Where and why.
+        #[source]
+        source: DefinitionError,
+    },
     /// The definition is well-formed but asks for something impossible.
     #[error("{0}")]
     Invalid(String),

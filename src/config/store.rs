@@ -62,7 +62,23 @@ impl Store {
             }
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        Ok(parse_definition(&path, &text, Some(name))?)
+        parse_definition(&path, &text, Some(name)).map_err(|source| ConfigError::BrokenVm {
+            name: name.to_string(),
+            source,
+        })
+    }
+
+    /// The text of VM `name`'s definition file as it is, valid or not.
+    pub fn text(&self, name: &str) -> Result<String, ConfigError> {
+        validate_name(name).map_err(ConfigError::Invalid)?;
+        let path = self.paths.vm_file(name);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(ConfigError::UnknownVm(name.to_string()))
+            }
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
     }
 
     /// Every definition, sorted by file name; unusable files are returned as errors in place.
@@ -284,6 +300,22 @@ mod tests {
         assert_eq!(err.line, Some(2));
         assert!(err.to_string().contains("bad.toml:2"), "{err}");
         assert!(listed[1].is_ok());
+    }
+
+    #[test]
+    fn loading_a_broken_definition_names_the_vm_and_the_fix() {
+        let (_dir, store) = store();
+        store
+            .create(&VmConfig::new("good", BootConfig::Demo))
+            .expect("create");
+        fs::write(
+            store.paths().vm_file("good"),
+            "name = \"good\"\nvcpus = \"two\"\n",
+        )
+        .expect("write");
+        let err = store.load("good").expect_err("broken");
+        assert!(err.to_string().contains("vmux edit good"), "{err}");
+        assert!(store.text("good").expect("text").contains("\"two\""));
     }
 
     #[test]

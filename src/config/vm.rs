@@ -36,9 +36,11 @@ const MIN_MEMORY_BYTES: u64 = 16 << 20;
 /// Memory must be a multiple of this (huge-page friendly, and what the e820 map assumes).
 const MEMORY_ALIGN: u64 = 2 << 20;
 
-/// One VM definition.
+/// One VM definition. A file may leave out what `vmux create` defaults (`vcpus` 1, `memory`
+/// 256M, `max_vcpus` twice `vcpus`, at least 4): `vmux define` reads what `create` writes and
+/// what a person writes by hand alike.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "VmConfigFile")]
 pub struct VmConfig {
     /// Unique name: `[A-Za-z0-9._-]`, at most 64 characters.
     pub name: String,
@@ -102,6 +104,57 @@ pub enum BootConfig {
         #[serde(default)]
         cmdline: String,
     },
+}
+
+/// A definition file as read, before `vmux create`'s defaults fill in what it leaves out.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VmConfigFile {
+    name: String,
+    #[serde(default = "one_vcpu")]
+    vcpus: u32,
+    #[serde(default)]
+    max_vcpus: Option<u32>,
+    #[serde(default = "default_memory", with = "size_string")]
+    memory: u64,
+    #[serde(default)]
+    autostart: bool,
+    #[serde(default = "balloon_default")]
+    balloon: bool,
+    #[serde(default, with = "optional_size_string")]
+    current_memory: Option<u64>,
+    boot: BootConfig,
+    #[serde(default)]
+    disks: Vec<DiskConfig>,
+    #[serde(default)]
+    nics: Vec<NicConfig>,
+}
+
+fn one_vcpu() -> u32 {
+    1
+}
+
+fn default_memory() -> u64 {
+    DEFAULT_MEMORY_BYTES
+}
+
+impl From<VmConfigFile> for VmConfig {
+    fn from(file: VmConfigFile) -> VmConfig {
+        VmConfig {
+            max_vcpus: file
+                .max_vcpus
+                .unwrap_or_else(|| default_max_vcpus(file.vcpus)),
+            name: file.name,
+            vcpus: file.vcpus,
+            memory: file.memory,
+            autostart: file.autostart,
+            balloon: file.balloon,
+            current_memory: file.current_memory,
+            boot: file.boot,
+            disks: file.disks,
+            nics: file.nics,
+        }
+    }
 }
 
 impl VmConfig {
@@ -304,6 +357,24 @@ mod tests {
         cfg.current_memory = Some(64 << 20);
         cfg.balloon = false;
         assert!(cfg.validate().expect_err("no balloon").contains("balloon"));
+    }
+
+    #[test]
+    fn a_file_without_the_create_defaults_gets_them() {
+        let text = "name = \"web\"\nvcpus = 3\n[boot]\nsource = \"demo\"\n";
+        let cfg: VmConfig = toml::from_str(text).expect("defaults fill in");
+        assert_eq!(cfg.max_vcpus, default_max_vcpus(3));
+        assert_eq!(cfg.memory, DEFAULT_MEMORY_BYTES);
+        let minimal: VmConfig =
+            toml::from_str("name = \"a\"\n[boot]\nsource = \"demo\"\n").expect("minimal");
+        assert_eq!(minimal, demo("a"));
+    }
+
+    #[test]
+    fn an_unknown_field_is_still_refused() {
+        let text = "name = \"web\"\ncpu = 3\n[boot]\nsource = \"demo\"\n";
+        let err = toml::from_str::<VmConfig>(text).expect_err("unknown field");
+        assert!(err.to_string().contains("unknown field `cpu`"), "{err}");
     }
 
     #[test]

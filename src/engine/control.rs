@@ -73,10 +73,15 @@ pub enum Command {
         allow_backing: Vec<PathBuf>,
     },
     /// Ask the guest to eject disk `target`. Replies once the guest is notified; when it ejects
-    /// the disk, the image is closed and a `disk_removed` event follows.
+    /// the disk, the image is closed and a `disk_removed` event follows. With `force` the disk
+    /// is taken away at once without asking (the guest loses it as if pulled out); the reply
+    /// comes after the image is closed.
     DetachDisk {
         /// Guest device name (`vdb`).
         target: String,
+        /// Remove it without the guest's consent.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        force: bool,
     },
     /// Live snapshot: carry on with each named disk on a new image whose backing chain holds
     /// the current one (a qcow2 overlay made by `snapshot-create`). The vCPUs are paused
@@ -398,6 +403,10 @@ pub struct DiskInfo {
     pub slot: u8,
     /// `detach_disk` was asked and the guest has not ejected it yet.
     pub removing: bool,
+    /// When the guest was asked to eject it (Unix seconds, the host's clock), while
+    /// `removing`: clients show how long the guest has been silent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removal_requested_at: Option<u64>,
 }
 
 /// One vCPU's counters.
@@ -562,6 +571,7 @@ mod tests {
             read_only: true,
             slot: 2,
             removing: false,
+            removal_requested_at: None,
         };
         let line =
             serde_json::to_string(&ReplyResult::Disk(Box::new(disk.clone()))).expect("serialize");

@@ -14,6 +14,7 @@
 //! `snapshot` (saving a VM to a file and building one from it).
 
 pub mod acpi;
+pub mod confine;
 pub mod control;
 pub mod layout;
 pub mod snapshot;
@@ -172,6 +173,7 @@ mod pci;
 mod vcpu;
 mod vm;
 
+pub use boot::{BootError, check_kernel};
 pub use devices::virtio::balloon::{BalloonInfo, BalloonStats};
 pub use devices::virtio::blk::{DiskBackend, DiskStats};
 pub use devices::virtio::net::NicStats;

@@ -645,6 +645,16 @@ impl VmHandle {
         self.shared.balloon.as_ref().map(Balloon::info)
     }
 
+    /// Removes the disk in PCI `slot` at once, without asking the guest (see
+    /// `PciHotplug::force_remove`); the observer hears `disk_removed` before this returns.
+    pub fn force_detach_disk(&self, slot: u8) -> Result<(), EngineError> {
+        if self.shared.lifecycle.exit().is_some() {
+            return Err(HotplugError::NotRunning.into());
+        }
+        self.shared.pci_hotplug.force_remove(slot)?;
+        Ok(())
+    }
+
     /// PCI slots holding disks, ascending (boot disks first); empty once the boot has ended.
     pub fn disk_slots(&self) -> Vec<u8> {
         lock(&self.shared.pci)

@@ -16,7 +16,7 @@ use super::names::{bridge_mac, bridge_name};
 use super::state::{ActiveNetwork, StateDir};
 use super::store::NetworkStore;
 use super::tap::{self, Tap, TapRecord};
-use super::{NetworkError, caps, dnsmasq, guard, nft};
+use super::{NetworkError, caps, dnsmasq, guard, nft, subnet_conflict};
 use crate::config::{
     Addressing, DefinitionError, Ipv4Net, MacAddr, NetworkConfig, NetworkMode, NicConfig, Paths,
     Store, VmConfig,
@@ -187,6 +187,20 @@ impl NetworkManager {
                 bridge: cfg.bridge.clone(),
                 other: other.name,
             });
+        }
+        if let Some(subnet) = cfg.subnet {
+            let defined = self.store.valid();
+            let others = defined
+                .iter()
+                .filter(|other| other.name != cfg.name)
+                .filter_map(|other| Some((other.name.as_str(), other.subnet?)));
+            if let Some(conflict) = subnet_conflict(subnet, others, &host::routes()?) {
+                return Err(NetworkError::SubnetTaken {
+                    network: cfg.name.clone(),
+                    subnet,
+                    conflict,
+                });
+            }
         }
         self.store.save(cfg)
     }
@@ -605,23 +619,17 @@ impl NetworkManager {
             subnet,
             conflict,
         };
-        for other in self.state.started().iter().filter(|n| *n != name) {
-            if let Some(theirs) = self.state.load(other)?.and_then(|a| a.subnet)
-                && theirs.overlaps(&subnet)
-            {
-                return Err(overlap(format!("active network '{other}' ({theirs})")));
+        let mut started = Vec::new();
+        for other in self.state.started().into_iter().filter(|n| n != name) {
+            if let Some(theirs) = self.state.load(&other)?.and_then(|a| a.subnet) {
+                started.push((other, theirs));
             }
         }
-        if let Some(route) = host::routes()?
-            .into_iter()
-            .find(|r| r.destination.overlaps(&subnet))
-        {
-            return Err(overlap(format!(
-                "the host route {} on {}",
-                route.destination, route.interface
-            )));
+        let others = started.iter().map(|(n, s)| (n.as_str(), *s));
+        match subnet_conflict(subnet, others, &host::routes()?) {
+            Some(conflict) => Err(overlap(conflict)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Stops what `active` records: dnsmasq, the nft table, the bridge vmux made. Keeps going

@@ -25,6 +25,7 @@ pub mod leases;
 mod manager;
 mod names;
 mod nft;
+mod overlap;
 pub mod state;
 mod store;
 pub mod tap;
@@ -34,6 +35,7 @@ pub use manager::{
 };
 pub use names::{bridge_name, tap_name};
 pub use nft::table_name;
+pub use overlap::subnet_conflict;
 pub use store::NetworkStore;
 pub use tap::{Tap, TapRecord};
 
@@ -102,6 +104,18 @@ pub enum NetworkError {
     )]
     SubnetOverlap {
         /// The network being started.
+        network: String,
+        /// Its subnet.
+        subnet: Ipv4Net,
+        /// What it overlaps, in words.
+        conflict: String,
+    },
+    /// A new network's subnet overlaps another network or a host route.
+    #[error(
+        "cannot define network '{network}': its subnet {subnet} overlaps {conflict}; pick another --subnet"
+    )]
+    SubnetTaken {
+        /// The network being defined.
         network: String,
         /// Its subnet.
         subnet: Ipv4Net,

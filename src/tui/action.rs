@@ -10,8 +10,8 @@ use super::backends::{Backends, NetworkSnapshot, StorageSnapshot};
 use super::console::ConsoleId;
 use super::hotplug::scope_words;
 use super::tasks::{Task, TaskId};
-use crate::client::{ChangeScope, VmStatus};
-use crate::config::{DefinitionError, DiskConfig, VmConfig, format_size};
+use crate::client::{BrokenVm, ChangeScope, VmStatus};
+use crate::config::{DiskConfig, VmConfig, format_size};
 use crate::engine::control::{VmInfo, VmStats};
 use crate::storage::VolumeSpec;
 use crossterm::event::{KeyEvent, MouseEvent};
@@ -53,8 +53,9 @@ pub enum Action {
     },
     /// One second passed.
     Tick,
-    /// The definitions and their states, from `Host::list`.
-    Listed(Vec<Result<VmStatus, DefinitionError>>),
+    /// The definitions and their states, from `Host::list` (broken definitions with the
+    /// live state of their VMs).
+    Listed(Vec<Result<VmStatus, BrokenVm>>),
     /// A stats sample of a running VM.
     Stats {
         /// VM name.
@@ -169,6 +170,8 @@ pub enum HostOp {
         new_volume: Option<NewVolume>,
         /// Networks to give the VM a NIC on (a fresh MAC each), in order.
         networks: Vec<String>,
+        /// Networks to start after defining the VM and before starting it.
+        start_networks: Vec<String>,
     },
     /// Set a VM's vCPU count (hot-add or remove, and/or in the definition).
     SetVcpus {
@@ -200,6 +203,8 @@ pub enum HostOp {
         target: String,
         /// Live, definition or both.
         scope: ChangeScope,
+        /// Take it from the running VM without the guest's consent.
+        force: bool,
     },
     /// Save a running VM and stop it: to its managed save (`path` absent; the next start
     /// resumes it) or to a file.
@@ -321,11 +326,15 @@ impl HostOp {
                     ""
                 }
             ),
-            HostOp::DetachDisk { target, scope, .. } => format!(
-                "{vm}: {target} detached, {}{}",
-                scope_words(*scope),
-                if scope.live {
-                    "; the guest was asked to eject it"
+            HostOp::DetachDisk {
+                target,
+                force: true,
+                scope,
+                ..
+            } => format!(
+                "{vm}: {target} taken away without the guest's consent{}",
+                if scope.config {
+                    " and removed from the definition"
                 } else {
                     ""
                 }
@@ -357,6 +366,13 @@ impl HostOp {
                     ""
                 }
             ),
+            HostOp::DetachDisk { target, scope, .. } if scope.live => format!(
+                "{vm}: asked the guest to eject {target} ({}); waiting for it",
+                scope_words(*scope)
+            ),
+            HostOp::DetachDisk { target, scope, .. } => {
+                format!("{vm}: {target} detached, {}", scope_words(*scope))
+            }
         }
     }
 
@@ -381,10 +397,17 @@ impl HostOp {
                 start,
                 new_volume,
                 networks,
+                start_networks,
                 ..
             } => {
-                return create(backends, config, *start, new_volume.as_ref(), networks)
-                    .map(|()| self.done_message());
+                let plan = CreatePlan {
+                    config,
+                    start: *start,
+                    new_volume: new_volume.as_ref(),
+                    networks,
+                    start_networks,
+                };
+                return create(backends, &plan).map(|()| self.done_message());
             }
             HostOp::SetVcpus {
                 vm, count, scope, ..
@@ -395,7 +418,25 @@ impl HostOp {
                 new_volume,
                 scope,
             } => return attach(backends, vm, disk, new_volume.as_ref(), *scope, self),
-            HostOp::DetachDisk { vm, target, scope } => host.detach_disk(vm, target, *scope),
+            HostOp::DetachDisk {
+                vm,
+                target,
+                scope,
+                force: true,
+            } => host.force_detach_disk(vm, target).and_then(|()| {
+                let config = ChangeScope {
+                    live: false,
+                    ..*scope
+                };
+                if config.config {
+                    host.detach_disk(vm, target, config)
+                } else {
+                    Ok(())
+                }
+            }),
+            HostOp::DetachDisk {
+                vm, target, scope, ..
+            } => host.detach_disk(vm, target, *scope),
             HostOp::Save { vm, path: None } => host.managed_save(vm, None).map(drop),
             HostOp::Save {
                 vm,
@@ -452,15 +493,19 @@ fn attach(
     }
 }
 
-/// The creation wizard's work: the new volume, the NICs, the definition, the start. Stops at
-/// the first failure, saying what was done already.
-fn create(
-    backends: &Backends,
-    config: &VmConfig,
+/// What the creation wizard asks for, in the order [`create`] does it.
+struct CreatePlan<'a> {
+    config: &'a VmConfig,
     start: bool,
-    new_volume: Option<&NewVolume>,
-    networks: &[String],
-) -> Result<(), String> {
+    new_volume: Option<&'a NewVolume>,
+    networks: &'a [String],
+    start_networks: &'a [String],
+}
+
+/// The creation wizard's work: the new volume, the NICs, the definition, the networks to
+/// start, the start. Stops at the first failure, saying what was done already.
+fn create(backends: &Backends, plan: &CreatePlan<'_>) -> Result<(), String> {
+    let new_volume = plan.new_volume;
     if let Some(volume) = new_volume {
         backends
             .storage
@@ -476,8 +521,8 @@ fn create(
         ),
         None => message,
     };
-    let mut config = config.clone();
-    for network in networks {
+    let mut config = plan.config.clone();
+    for network in plan.networks {
         let nic = backends
             .networks
             .new_nic(&config, network)
@@ -486,7 +531,16 @@ fn create(
     }
     let host = backends.host.as_ref();
     host.define(&config).map_err(|e| kept(error_chain(&e)))?;
-    if start {
+    for network in plan.start_networks {
+        backends.networks.start(network).map_err(|e| {
+            format!(
+                "{} was created but not started: network {network} could not be started: {}; start the network in the Networks pane (3), then the VM with s",
+                config.name,
+                error_chain(&e)
+            )
+        })?;
+    }
+    if plan.start {
         host.start(&config.name).map_err(|e| error_chain(&e))?;
     }
     Ok(())
@@ -579,6 +633,7 @@ mod tests {
             attach: false,
             new_volume: None,
             networks: Vec::new(),
+            start_networks: Vec::new(),
         };
         op.run(&backends(&host, &Arc::new(FakeStorage::new())))
             .expect("runs");
@@ -608,6 +663,7 @@ mod tests {
                 },
             }),
             networks: vec!["default".into()],
+            start_networks: Vec::new(),
         };
         op.run(&backends(&host, &storage)).expect("runs");
         assert!(storage.volume("default", "a.qcow2").is_some());
@@ -634,6 +690,7 @@ mod tests {
                 },
             }),
             networks: Vec::new(),
+            start_networks: Vec::new(),
         };
         let err = op.run(&backends(&host, &storage)).expect_err("exists");
         assert!(

@@ -16,8 +16,8 @@ use super::storage_pane::StorageState;
 use super::tasks::{Progress, Task, TaskId};
 use super::theme::Theme;
 use super::wizard::Wizard;
-use crate::client::VmStatus;
-use crate::config::DefinitionError;
+use crate::client::{BrokenVm, VmState, VmStatus};
+use crate::config::VmConfig;
 use crate::engine::control::{RunState, VmInfo, VmStats};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -27,11 +27,13 @@ const INFO_TICKS: u64 = 6;
 /// Errors stay longer: they may need reading twice.
 const ERROR_TICKS: u64 = 30;
 
-/// One defined VM as the TUI knows it.
+/// One defined VM as the TUI knows it. A VM whose definition file is broken is an entry too
+/// (its live state comes from vmd), so a running VM never disappears from the list because of
+/// a typo in its file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VmEntry {
-    /// Definition and state from the last poll.
-    pub status: VmStatus,
+    /// Definition and state from the last poll, or the broken definition with the live state.
+    pub status: Result<VmStatus, BrokenVm>,
     /// Live facts (running VMs; cleared when it stops).
     pub info: Option<VmInfo>,
     /// The latest stats sample (running VMs; cleared when it stops).
@@ -42,7 +44,7 @@ pub struct VmEntry {
 
 impl VmEntry {
     /// A VM seen for the first time.
-    pub fn new(status: VmStatus) -> VmEntry {
+    pub fn new(status: Result<VmStatus, BrokenVm>) -> VmEntry {
         VmEntry {
             status,
             info: None,
@@ -53,12 +55,52 @@ impl VmEntry {
 
     /// The VM's name.
     pub fn name(&self) -> &str {
-        &self.status.config.name
+        match &self.status {
+            Ok(status) => &status.config.name,
+            Err(broken) => &broken.name,
+        }
+    }
+
+    /// Its definition, when the file is usable.
+    pub fn config(&self) -> Option<&VmConfig> {
+        self.status.as_ref().ok().map(|s| &s.config)
+    }
+
+    /// Why its definition file cannot be used, when it cannot.
+    pub fn broken(&self) -> Option<&BrokenVm> {
+        self.status.as_ref().err()
+    }
+
+    /// Its live state (known with or without a usable definition).
+    pub fn live(&self) -> VmState {
+        match &self.status {
+            Ok(status) => status.live(),
+            Err(broken) => broken.live.clone(),
+        }
     }
 
     /// Its state.
     pub fn state(&self) -> RunState {
-        self.status.state
+        match &self.status {
+            Ok(status) => status.state,
+            Err(broken) => broken.live.state,
+        }
+    }
+
+    /// vmd's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.status {
+            Ok(status) => status.pid,
+            Err(broken) => broken.live.pid,
+        }
+    }
+
+    /// For `crashed`: why.
+    pub fn reason(&self) -> Option<&str> {
+        match &self.status {
+            Ok(status) => status.reason.as_deref(),
+            Err(broken) => broken.live.reason.as_deref(),
+        }
     }
 
     /// Whether vmd runs for it (running or paused).
@@ -66,12 +108,51 @@ impl VmEntry {
         matches!(self.state(), RunState::Running | RunState::Paused)
     }
 
-    /// vCPUs present now (live VMs), else the boot count.
-    pub fn vcpus_now(&self) -> u32 {
-        self.status
-            .vcpus
-            .or(self.info.as_ref().map(|i| i.vcpus))
-            .unwrap_or(self.status.config.vcpus)
+    /// vCPUs present now (live VMs), else the boot count (`None` for a stopped VM whose
+    /// definition is broken).
+    pub fn vcpus_now(&self) -> Option<u32> {
+        let live = match &self.status {
+            Ok(status) => status.vcpus,
+            Err(broken) => broken.live.vcpus,
+        };
+        live.or(self.info.as_ref().map(|i| i.vcpus))
+            .or(self.config().map(|c| c.vcpus))
+    }
+
+    /// Most vCPUs: vmd's figure while it runs, else the definition's.
+    pub fn max_vcpus(&self) -> Option<u32> {
+        self.info
+            .as_ref()
+            .filter(|_| self.is_live())
+            .map(|i| i.max_vcpus)
+            .or(self.config().map(|c| c.max_vcpus))
+    }
+
+    /// Guest memory, bytes: vmd's figure while it runs, else the definition's.
+    pub fn memory(&self) -> Option<u64> {
+        self.info
+            .as_ref()
+            .filter(|_| self.is_live())
+            .map(|i| i.memory_bytes)
+            .or(self.config().map(|c| c.memory))
+    }
+
+    /// Whether it is marked to start with `vmux autostart-all` (false when unknown).
+    pub fn autostart(&self) -> bool {
+        self.config().is_some_and(|c| c.autostart)
+    }
+
+    /// Why `doing` (something that needs the definition, like "edit it") cannot be done now,
+    /// naming the fix; `None` when the definition is usable.
+    pub fn broken_refusal(&self, doing: &str) -> Option<String> {
+        self.broken().map(|broken| {
+            format!(
+                "cannot {doing}: the definition of {} is broken ({}); repair it with `{}` in a shell",
+                self.name(),
+                broken.error.reason,
+                broken.fix()
+            )
+        })
     }
 
     /// Latest CPU use in percent of one host CPU (live VMs).
@@ -181,6 +262,9 @@ pub struct Confirm {
     pub ops: Vec<HostOp>,
     /// A storage or network task that runs on yes.
     pub task: Option<Task>,
+    /// A change to marked VMs: only `y` confirms (Enter does not), so keys typed at the list
+    /// by mistake cannot confirm it.
+    pub bulk: bool,
 }
 
 /// Something drawn over the panes that takes the keys.
@@ -244,10 +328,10 @@ pub struct App {
     pub keymap: Keymap,
     /// Where user themes live (`<config>/themes`), for `:theme`.
     pub theme_dir: Option<PathBuf>,
-    /// Every defined VM, in the host's order.
+    /// The directory vmux was started in: where the wizard's file browser opens.
+    pub cwd: PathBuf,
+    /// Every defined VM (broken definitions included), in the host's order.
     pub vms: Vec<VmEntry>,
-    /// Definition files that could not be used.
-    pub broken: Vec<DefinitionError>,
     /// The first poll has answered (until then nothing is known, not "no VMs").
     pub loaded: bool,
     /// The main pane.
@@ -280,6 +364,8 @@ pub struct App {
     pub height: u16,
     /// Seconds since start (one per [`super::action::Action::Tick`]).
     pub ticks: u64,
+    /// The host's clock at the last tick, Unix seconds (for "being removed for 23 s").
+    pub now: u64,
     pub(super) next_console: ConsoleId,
     pub(super) next_task: TaskId,
     pub(super) effects: Vec<Effect>,
@@ -294,8 +380,8 @@ impl App {
             theme,
             keymap,
             theme_dir: None,
+            cwd: PathBuf::from("/"),
             vms: Vec::new(),
-            broken: Vec::new(),
             loaded: false,
             pane: Pane::List,
             list: ListState {
@@ -320,6 +406,7 @@ impl App {
             width: 80,
             height: 24,
             ticks: 0,
+            now: 0,
             next_console: 1,
             next_task: 1,
             effects: Vec::new(),
@@ -345,7 +432,7 @@ impl App {
 
     /// Whether the welcome screen replaces the empty list.
     pub fn welcome(&self) -> bool {
-        self.loaded && self.vms.is_empty() && self.broken.is_empty() && self.pane == Pane::List
+        self.loaded && self.vms.is_empty() && self.pane == Pane::List
     }
 
     /// The keymap context of what has the keys now (overlays aside).
@@ -393,8 +480,8 @@ impl App {
             match self.list.sort {
                 SortColumn::Name => (0.0, 0),
                 SortColumn::State => (0.0, state_rank(vm.state())),
-                SortColumn::Vcpus => (0.0, u64::from(vm.vcpus_now())),
-                SortColumn::Memory => (0.0, vm.status.config.memory),
+                SortColumn::Vcpus => (0.0, u64::from(vm.vcpus_now().unwrap_or(0))),
+                SortColumn::Memory => (0.0, vm.memory().unwrap_or(0)),
                 SortColumn::Cpu => (vm.cpu_percent().unwrap_or(-1.0), 0),
                 SortColumn::Used => (0.0, vm.used_bytes().unwrap_or(0)),
             }

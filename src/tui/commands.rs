@@ -60,27 +60,23 @@ pub(super) fn run(app: &mut App, command: Command) {
         Command::Palette => app.overlay = Some(Overlay::Palette(Default::default())),
         Command::Filter => app.list.filtering = true,
         Command::New => {
-            let wizard = Wizard::create(app.names(), &app.storage.snapshot, &app.networks.snapshot);
+            let mut wizard =
+                Wizard::create(app.names(), &app.storage.snapshot, &app.networks.snapshot);
+            wizard.browse_from(&app.cwd);
             app.overlay = Some(Overlay::Wizard(Box::new(wizard)));
             storage_pane::request_load(app);
             network_pane::request_load(app);
         }
         Command::Demo => create_demo(app),
-        Command::Attach => {
-            let names = if app.list.marked.len() == 2 {
-                app.targets()
-            } else {
-                app.list.selected.iter().cloned().collect()
-            };
-            attach(app, names);
-        }
-        Command::Details => {
-            app.pane = match app.pane {
-                Pane::Details => Pane::List,
-                _ if app.list.selected.is_some() => Pane::Details,
-                other => other,
-            };
-        }
+        Command::Attach => attach_targets(app),
+        Command::Details => match app.pane {
+            Pane::Details => app.pane = Pane::List,
+            _ if app.list.selected.is_some() => app.pane = Pane::Details,
+            _ => app.set_status(
+                StatusKind::Error,
+                "no VM selected to show details of; n creates one",
+            ),
+        },
         Command::Start => lifecycle(app, Verb::Start, app.targets(), true),
         Command::Shutdown => lifecycle(app, Verb::Shutdown, app.targets(), true),
         Command::ForceOff => lifecycle(app, Verb::Destroy, app.targets(), true),
@@ -89,22 +85,59 @@ pub(super) fn run(app: &mut App, command: Command) {
         Command::Pause => lifecycle(app, Verb::Suspend, app.targets(), true),
         Command::Delete => lifecycle(app, Verb::Undefine, app.targets(), true),
         Command::Autostart => {
-            let ops = app
+            let mut refused = Vec::new();
+            let ops: Vec<HostOp> = app
                 .targets()
                 .into_iter()
                 .filter_map(|name| {
-                    let on = app.entry(&name)?.status.config.autostart;
-                    Some(HostOp::Autostart(name, !on))
+                    let vm = app.entry(&name)?;
+                    if let Some(why) = vm.broken_refusal("change its autostart") {
+                        refused.push(why);
+                        return None;
+                    }
+                    Some(HostOp::Autostart(name, !vm.autostart()))
                 })
                 .collect();
+            if !app.list.marked.is_empty() && !ops.is_empty() {
+                let listed: Vec<String> = ops
+                    .iter()
+                    .map(|op| match op {
+                        HostOp::Autostart(name, true) => format!("{name} on"),
+                        other => format!("{} off", other.vm()),
+                    })
+                    .collect();
+                let mut message = format!("Toggle autostart: {}?", listed.join(", "));
+                if !refused.is_empty() {
+                    message.push_str(&format!("\n(skipped: {})", refused.join("; ")));
+                }
+                app.overlay = Some(Overlay::Confirm(Confirm {
+                    title: format!("Autostart of {} marked VM(s)", ops.len()),
+                    message,
+                    ops,
+                    task: None,
+                    bulk: true,
+                }));
+                return;
+            }
             run_ops(app, ops);
-        }
-        Command::Edit => {
-            if let Some(vm) = app.selected() {
-                let form = Wizard::edit(&vm.status.config);
-                app.overlay = Some(Overlay::Wizard(Box::new(form)));
+            if !refused.is_empty() {
+                app.set_status(StatusKind::Error, refused.join("; "));
             }
         }
+        Command::Edit => match app.selected() {
+            None => app.set_status(StatusKind::Error, "no VM selected; pick one with ↑/↓ first"),
+            Some(vm) => match vm.config() {
+                Some(config) => {
+                    let mut form = Wizard::edit(config);
+                    form.browse_from(&app.cwd);
+                    app.overlay = Some(Overlay::Wizard(Box::new(form)));
+                }
+                None => {
+                    let why = vm.broken_refusal("edit it here").unwrap_or_default();
+                    app.set_status(StatusKind::Error, why);
+                }
+            },
+        },
         Command::Mark => {
             if let Some(name) = app.list.selected.clone() {
                 toggle_mark(app, &name);
@@ -202,7 +235,9 @@ pub(super) fn sort_by(app: &mut App, column: SortColumn) {
 
 fn create_demo(app: &mut App) {
     // A second Enter while the first demo is being created must not make another.
-    if !app.busy.is_empty() {
+    if let Some((vm, doing)) = app.busy.iter().next() {
+        let message = format!("{vm} is {doing}; wait for it");
+        app.set_status(StatusKind::Info, message);
         return;
     }
     let name = (0..)
@@ -224,8 +259,56 @@ fn create_demo(app: &mut App) {
             attach: true,
             new_volume: None,
             networks: Vec::new(),
+            start_networks: Vec::new(),
         }],
     );
+}
+
+/// Enter: the selected VM's console, or with VMs marked, the marked ones' (one or two side
+/// by side). The same marks give the same answer whatever their states: consoles when every
+/// marked VM runs, else a refusal naming the one that does not.
+fn attach_targets(app: &mut App) {
+    if app.list.marked.is_empty() {
+        let names = app.list.selected.iter().cloned().collect();
+        attach(app, names);
+        return;
+    }
+    let names = app.targets();
+    if names.len() > 2 {
+        app.set_status(
+            StatusKind::Error,
+            format!(
+                "{} VMs are marked ({}); Enter opens one or two consoles: unmark some with Space, or clear the marks with Esc",
+                names.len(),
+                names.join(", ")
+            ),
+        );
+        return;
+    }
+    let stopped: Vec<&str> = names
+        .iter()
+        .filter(|n| app.entry(n).is_some_and(|vm| !vm.is_live()))
+        .map(String::as_str)
+        .collect();
+    if let Some(first) = stopped.first() {
+        let state = app
+            .entry(first)
+            .map(|vm| vm.state().label())
+            .unwrap_or("gone");
+        let doing = app
+            .busy
+            .get(*first)
+            .map(|doing| format!(" ({doing})"))
+            .unwrap_or_default();
+        app.set_status(
+            StatusKind::Error,
+            format!(
+                "marked VM {first} is {state}{doing}, so it has no console; start it (s), or unmark it (Space) to open the other's"
+            ),
+        );
+        return;
+    }
+    attach(app, names);
 }
 
 /// Attaches the consoles of `names` (one, or two side by side). Only running or paused VMs
@@ -308,6 +391,9 @@ fn plan(app: &App, verb: Verb, names: &[String]) -> (Vec<HostOp>, Vec<String>) {
         let live = vm.is_live();
         let n = name.clone();
         let op = match verb {
+            Verb::Start if !live && vm.broken().is_some() => {
+                Err(vm.broken_refusal("start it").unwrap_or_default())
+            }
             Verb::Start if !live => Ok(HostOp::Start(n)),
             Verb::Start => Err(format!("{name} is already {}", state.label())),
             Verb::Shutdown if live => Ok(HostOp::Shutdown(n)),
@@ -333,11 +419,12 @@ fn plan(app: &App, verb: Verb, names: &[String]) -> (Vec<HostOp>, Vec<String>) {
     (ops, skipped)
 }
 
-/// Runs `verb` on `names`, asking first for force-off, delete and anything on several VMs
-/// when `confirm` is set.
+/// Runs `verb` on `names`, asking first (when `confirm` is set) for force-off, delete,
+/// anything on several VMs, and anything on marked VMs: a key pressed at the list while VMs
+/// are marked never changes them unasked.
 pub(super) fn lifecycle(app: &mut App, verb: Verb, names: Vec<String>, confirm: bool) {
     if names.is_empty() {
-        app.set_status(StatusKind::Error, "no VM selected");
+        app.set_status(StatusKind::Error, "no VM selected; pick one with ↑/↓ first");
         return;
     }
     let (ops, skipped) = plan(app, verb, &names);
@@ -346,7 +433,8 @@ pub(super) fn lifecycle(app: &mut App, verb: Verb, names: Vec<String>, confirm: 
         return;
     }
     let destructive = matches!(verb, Verb::Destroy | Verb::Undefine);
-    if confirm && (destructive || ops.len() > 1) {
+    let bulk = confirm && !app.list.marked.is_empty();
+    if confirm && (destructive || ops.len() > 1 || bulk) {
         let listed: Vec<&str> = ops.iter().map(HostOp::vm).collect();
         let (what, warning) = match verb {
             Verb::Destroy => (
@@ -367,11 +455,22 @@ pub(super) fn lifecycle(app: &mut App, verb: Verb, names: Vec<String>, confirm: 
         if !skipped.is_empty() {
             message.push_str(&format!("\n(skipped: {})", skipped.join("; ")));
         }
+        let title = if bulk {
+            format!(
+                "{} {} of {} marked VM(s)",
+                verb_title(verb),
+                ops.len(),
+                names.len()
+            )
+        } else {
+            format!("{} {} VM(s)", verb_title(verb), ops.len())
+        };
         app.overlay = Some(Overlay::Confirm(Confirm {
-            title: format!("{} {} VM(s)", verb_title(verb), ops.len()),
+            title,
             message,
             ops,
             task: None,
+            bulk,
         }));
         return;
     }
@@ -559,6 +658,7 @@ pub(super) fn palette(app: &mut App, line: &str) {
                 ),
                 ops: Vec::new(),
                 task: Some(Task::StopNetwork(name)),
+                bulk: false,
             }));
         }
         PaletteCommand::Help => run(app, Command::Help),
@@ -576,11 +676,16 @@ pub(super) fn palette(app: &mut App, line: &str) {
                 app.set_status(StatusKind::Error, format!("there is no VM named '{name}'"));
                 return;
             };
+            if let Some(why) = entry.broken_refusal("change its vCPUs") {
+                app.set_status(StatusKind::Error, why);
+                return;
+            }
             let scope = palette_scope(flags, entry.is_live());
+            let config_vcpus = entry.config().map_or(1, |c| c.vcpus);
             let from = if scope.live {
-                entry.vcpus_now()
+                entry.vcpus_now().unwrap_or(config_vcpus)
             } else {
-                entry.status.config.vcpus
+                config_vcpus
             };
             run_ops(
                 app,
@@ -614,7 +719,15 @@ pub(super) fn palette(app: &mut App, line: &str) {
                 return;
             };
             let scope = palette_scope(flags, entry.is_live());
-            run_ops(app, vec![HostOp::DetachDisk { vm, target, scope }]);
+            run_ops(
+                app,
+                vec![HostOp::DetachDisk {
+                    vm,
+                    target,
+                    scope,
+                    force: false,
+                }],
+            );
         }
         PaletteCommand::Unsupported(verb) => app.set_status(
             StatusKind::Error,

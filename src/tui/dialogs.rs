@@ -15,6 +15,8 @@ use crate::config::{
     DhcpRange, Ipv4Net, NetworkConfig, NetworkMode, format_size, parse_size, validate_ifname,
     validate_name, validate_volume_name,
 };
+use crate::network::host::Route;
+use crate::network::subnet_conflict;
 use crate::storage::{ImageFormat, VolumeInfo, VolumeSpec};
 use crossterm::event::KeyEvent;
 use std::net::Ipv4Addr;
@@ -65,6 +67,8 @@ pub enum DialogKind {
     DefineNetwork {
         /// The networks defined now (names, bridges and subnets are taken).
         defined: Vec<NetworkConfig>,
+        /// The host's routes (a subnet must not overlap a network the host reaches).
+        routes: Vec<Route>,
     },
     /// A disk for a VM (hot-add and/or definition).
     AddDisk(Box<AddDisk>),
@@ -140,18 +144,20 @@ fn new_volume_name(taken: &[String]) -> String {
         .unwrap_or_else(|| "vol.qcow2".into())
 }
 
-/// The first 192.168.N.0/24 (N from 124) no defined network uses.
-fn free_subnet(defined: &[NetworkConfig]) -> String {
+/// The first 192.168.N.0/24 (N from 124) that no defined network and no host route overlaps.
+fn free_subnet(defined: &[NetworkConfig], routes: &[Route]) -> String {
     (124..=254u8)
         .filter_map(|n| Ipv4Net::new(Ipv4Addr::new(192, 168, n, 0), 24).ok())
-        .find(|net| {
-            !defined
-                .iter()
-                .filter_map(|d| d.subnet)
-                .any(|used| used.overlaps(net))
-        })
+        .find(|net| subnet_conflict(*net, subnets(defined), routes).is_none())
         .map(|net| net.to_string())
         .unwrap_or_default()
+}
+
+/// The defined networks' names and subnets (nat and isolated ones have one).
+fn subnets(defined: &[NetworkConfig]) -> impl Iterator<Item = (&str, Ipv4Net)> {
+    defined
+        .iter()
+        .filter_map(|d| Some((d.name.as_str(), d.subnet?)))
 }
 
 /// The first `net<N>` not defined.
@@ -295,8 +301,8 @@ impl Dialog {
         )
     }
 
-    /// A new network, given the ones defined.
-    pub fn define_network(defined: Vec<NetworkConfig>) -> Dialog {
+    /// A new network, given the ones defined and the host's routes.
+    pub fn define_network(defined: Vec<NetworkConfig>, routes: Vec<Route>) -> Dialog {
         let fields = vec![
             FormField::text(FieldKey::Name, "Name", &free_network_name(&defined)),
             FormField::choice(
@@ -305,12 +311,12 @@ impl Dialog {
                 MODES.iter().map(|m| m.to_string()).collect(),
             ),
             FormField::text(FieldKey::Bridge, "Bridge", ""),
-            FormField::text(FieldKey::Subnet, "Subnet", &free_subnet(&defined)),
+            FormField::text(FieldKey::Subnet, "Subnet", &free_subnet(&defined, &routes)),
             FormField::text(FieldKey::Gateway, "Gateway", ""),
             FormField::text(FieldKey::DhcpRange, "DHCP range", ""),
             FormField::toggle(FieldKey::Autostart, "Autostart", false),
         ];
-        Dialog::with(DialogKind::DefineNetwork { defined }, fields)
+        Dialog::with(DialogKind::DefineNetwork { defined, routes }, fields)
     }
 
     /// A disk for a VM.
@@ -430,6 +436,9 @@ impl Dialog {
         if let DialogKind::AddDisk(add) = &self.kind {
             add.show(&mut self.form);
         }
+        if let DialogKind::RemoveDisk(remove) = &self.kind {
+            remove.show(&mut self.form);
+        }
         let keys: Vec<FieldKey> = self.form.fields.iter().map(|f| f.key).collect();
         for key in keys {
             let error = self.check(key);
@@ -518,7 +527,7 @@ impl Dialog {
                     None
                 }
             }
-            (DialogKind::DefineNetwork { defined }, FieldKey::Name) => {
+            (DialogKind::DefineNetwork { defined, .. }, FieldKey::Name) => {
                 validate_name(text).err().or_else(|| {
                     defined
                         .iter()
@@ -526,7 +535,7 @@ impl Dialog {
                         .then(|| format!("a network named {text} exists; pick another name"))
                 })
             }
-            (DialogKind::DefineNetwork { defined }, FieldKey::Bridge) => {
+            (DialogKind::DefineNetwork { defined, .. }, FieldKey::Bridge) => {
                 if text.is_empty() {
                     return (self.mode() == NetworkMode::Bridge)
                         .then(|| "bridge mode needs the host bridge's name, like br0".into());
@@ -539,22 +548,15 @@ impl Dialog {
                         .map(|d| format!("network {} uses bridge {text}", d.name))
                 })
             }
-            (DialogKind::DefineNetwork { defined }, FieldKey::Subnet) => {
+            (DialogKind::DefineNetwork { defined, routes }, FieldKey::Subnet) => {
                 let subnet: Ipv4Net = match text.parse() {
                     Ok(subnet) => subnet,
                     Err(e) => return Some(e),
                 };
+                // The rule `net-define-as` applies (network::subnet_conflict).
                 subnet.check_usable().err().or_else(|| {
-                    defined
-                        .iter()
-                        .find(|d| d.subnet.is_some_and(|s| s.overlaps(&subnet)))
-                        .map(|d| {
-                            format!(
-                                "overlaps network {} ({})",
-                                d.name,
-                                d.subnet.map(|s| s.to_string()).unwrap_or_default()
-                            )
-                        })
+                    subnet_conflict(subnet, subnets(defined), routes)
+                        .map(|conflict| format!("overlaps {conflict}; pick another subnet"))
                 })
             }
             (DialogKind::DefineNetwork { .. }, FieldKey::Gateway) if !text.is_empty() => {
@@ -694,6 +696,7 @@ impl Dialog {
                         name: volume.name.clone(),
                         source,
                     }),
+                    bulk: false,
                 })
             }
             DialogKind::DefineNetwork { .. } => {
@@ -928,7 +931,7 @@ mod tests {
 
     #[test]
     fn network_subnets_avoid_defined_ones_and_bridge_mode_hides_them() {
-        let mut dialog = Dialog::define_network(vec![NetworkConfig::default_network()]);
+        let mut dialog = Dialog::define_network(vec![NetworkConfig::default_network()], Vec::new());
         assert_eq!(dialog.form.text(FieldKey::Subnet), "192.168.124.0/24");
         dialog.form.set_text(FieldKey::Subnet, "192.168.123.0/25");
         dialog.revalidate();
@@ -955,8 +958,29 @@ mod tests {
     }
 
     #[test]
+    fn a_subnet_the_host_routes_is_refused_and_not_suggested() {
+        let lan = Route {
+            destination: "192.168.124.0/22".parse().expect("subnet"),
+            interface: "eth0".into(),
+        };
+        let mut dialog = Dialog::define_network(Vec::new(), vec![lan]);
+        assert_eq!(dialog.form.text(FieldKey::Subnet), "192.168.128.0/24");
+        dialog.form.set_text(FieldKey::Subnet, "192.168.125.0/24");
+        dialog.revalidate();
+        let error = dialog
+            .form
+            .field(FieldKey::Subnet)
+            .and_then(|f| f.error.clone())
+            .expect("refused");
+        assert!(
+            error.contains("host route 192.168.124.0/22 on eth0"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn a_nat_network_with_an_empty_bridge_is_built() {
-        let mut dialog = Dialog::define_network(Vec::new());
+        let mut dialog = Dialog::define_network(Vec::new(), Vec::new());
         match press(&mut dialog, KeyCode::Enter) {
             DialogOutcome::Run(Task::DefineNetwork(config)) => {
                 assert_eq!(config.name, "net1");

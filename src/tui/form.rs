@@ -47,6 +47,8 @@ pub enum FieldKey {
     Config,
     /// The guest cannot write it.
     ReadOnly,
+    /// Remove without the guest's consent.
+    Force,
 }
 
 /// A field's value.

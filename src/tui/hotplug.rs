@@ -85,8 +85,18 @@ pub(super) fn watch(app: &mut App, op: &HostOp) {
                 count: *count,
             },
         ),
-        HostOp::DetachDisk { vm, target, scope } if scope.live => {
-            (vm, Expect::DiskGone(target.clone()))
+        HostOp::DetachDisk {
+            vm,
+            target,
+            scope,
+            force: false,
+        } if scope.live => (vm, Expect::DiskGone(target.clone())),
+        // A forced removal is done when the host answers: re-read the VM's disks once.
+        HostOp::DetachDisk {
+            vm, force: true, ..
+        } => {
+            app.effects.push(Effect::ReadInfo(vm.clone()));
+            return;
         }
         // A hot-added disk is plugged when the host answers: re-read the VM's disks once.
         HostOp::AttachDisk { vm, scope, .. } if scope.live => {
@@ -124,11 +134,12 @@ pub(super) fn on_tick(app: &mut App) {
                 online.map_or("?".to_string(), |n| n.to_string())
             ),
             Expect::DiskGone(target) => format!(
-                "{}: the guest has not ejected {target} after {WATCH_TICKS} s; it may still be using it (unmount it in the guest)",
+                "{}: the guest has not ejected {target} after {WATCH_TICKS} s; unmount it in the guest, or press X and tick Force to take it away without the guest's consent",
                 watch.vm
             ),
         };
-        app.set_status(StatusKind::Info, message);
+        // An error, so a long one wraps over the rows above: the way out is at its end.
+        app.set_status(StatusKind::Error, message);
     }
     let mut vms: Vec<String> = app.watches.iter().map(|w| w.vm.clone()).collect();
     vms.dedup();
@@ -176,17 +187,18 @@ pub(super) fn change_vcpus(app: &mut App, delta: i32) {
         app.set_status(StatusKind::Error, format!("{name} is busy {doing}"));
         return;
     }
+    if let Some(why) = vm.broken_refusal("change its vCPUs") {
+        app.set_status(StatusKind::Error, why);
+        return;
+    }
     let live = vm.is_live();
+    let config_vcpus = vm.config().map_or(1, |c| c.vcpus);
     let from = if live {
-        vm.vcpus_now()
+        vm.vcpus_now().unwrap_or(config_vcpus)
     } else {
-        vm.status.config.vcpus
+        config_vcpus
     };
-    let max = vm
-        .info
-        .as_ref()
-        .filter(|_| live)
-        .map_or(vm.status.config.max_vcpus, |i| i.max_vcpus);
+    let max = vm.max_vcpus().unwrap_or(from);
     let count = from.saturating_add_signed(delta);
     if count == 0 {
         app.set_status(
@@ -221,16 +233,17 @@ pub(super) fn add_disk(app: &mut App) {
         app.set_status(StatusKind::Error, "no VM selected");
         return;
     };
+    if let Some(why) = vm.broken_refusal("add a disk") {
+        app.set_status(StatusKind::Error, why);
+        return;
+    }
     let add = AddDisk {
         vm: vm.name().to_string(),
         running: vm.is_live(),
         own: vm
-            .status
-            .config
-            .disks
-            .iter()
-            .map(|d| d.source.to_string())
-            .collect(),
+            .config()
+            .map(|c| c.disks.iter().map(|d| d.source.to_string()).collect())
+            .unwrap_or_default(),
         volumes: attachable(&app.storage.snapshot),
         pools: active_pools(&app.storage.snapshot),
         loaded: app.storage.loaded,
@@ -246,7 +259,11 @@ pub(super) fn remove_disk(app: &mut App) {
         return;
     };
     let name = vm.name().to_string();
-    let config = &vm.status.config;
+    let Some(config) = vm.config() else {
+        let why = vm.broken_refusal("remove a disk").unwrap_or_default();
+        app.set_status(StatusKind::Error, why);
+        return;
+    };
     let targets = assign_targets(&config.disks).unwrap_or_default();
     let mut disks: Vec<DiskChoice> = config
         .disks
@@ -257,9 +274,15 @@ pub(super) fn remove_disk(app: &mut App) {
             label: disk.source.to_string(),
             in_config: true,
             live: false,
+            removing_for: None,
         })
         .collect();
     let running = vm.is_live();
+    let now = app.now;
+    let pending = |live: &crate::engine::control::DiskInfo| {
+        live.removing
+            .then(|| now.saturating_sub(live.removal_requested_at.unwrap_or(now)))
+    };
     let live_disks = vm
         .info
         .as_ref()
@@ -273,12 +296,16 @@ pub(super) fn remove_disk(app: &mut App) {
     }
     for live in live_disks.unwrap_or_default() {
         match disks.iter_mut().find(|d| d.target == live.target) {
-            Some(known) => known.live = true,
+            Some(known) => {
+                known.live = true;
+                known.removing_for = pending(&live);
+            }
             None => disks.push(DiskChoice {
                 target: live.target.clone(),
                 label: live.path.display().to_string(),
                 in_config: false,
                 live: true,
+                removing_for: pending(&live),
             }),
         }
     }
@@ -622,6 +649,8 @@ pub struct DiskChoice {
     pub in_config: bool,
     /// Plugged into the running VM.
     pub live: bool,
+    /// The guest was asked to eject it this many seconds ago and has not yet.
+    pub removing_for: Option<u64>,
 }
 
 /// What the remove-disk dialog knows.
@@ -640,18 +669,41 @@ impl RemoveDisk {
     pub fn fields(&self) -> Vec<FormField> {
         let mut live = FormField::toggle(FieldKey::Live, "Now (live)", self.running);
         live.hidden = !self.running;
-        vec![
+        let mut force = FormField::toggle(FieldKey::Force, "Force", false);
+        force.hidden = true;
+        let mut fields = vec![
             FormField::choice(
                 FieldKey::Volume,
                 "Disk",
                 self.disks
                     .iter()
-                    .map(|d| format!("{}  {}", d.target, d.label))
+                    .map(|d| match d.removing_for {
+                        Some(s) => format!("{}  {}  (being removed for {s} s)", d.target, d.label),
+                        None => format!("{}  {}", d.target, d.label),
+                    })
                     .collect(),
             ),
             live,
-            FormField::toggle(FieldKey::Config, "At next boot", true),
-        ]
+            force,
+            // On for a disk the definition has (a disk added live only is in none).
+            FormField::toggle(
+                FieldKey::Config,
+                "At next boot",
+                self.disks.first().is_none_or(|d| d.in_config),
+            ),
+        ];
+        let mut form = Form::new(std::mem::take(&mut fields));
+        self.show(&mut form);
+        form.fields
+    }
+
+    /// Shows the Force toggle while the chosen disk is one the guest was asked to eject and
+    /// has not: the way out when a guest does not answer.
+    pub fn show(&self, form: &mut Form) {
+        let pending = self
+            .chosen(form)
+            .is_some_and(|d| d.removing_for.is_some() && self.running);
+        form.set_hidden(FieldKey::Force, !pending);
     }
 
     fn chosen<'a>(&'a self, form: &Form) -> Option<&'a DiskChoice> {
@@ -666,7 +718,14 @@ impl RemoveDisk {
         let disk = self.chosen(form)?;
         let live = form.flag(FieldKey::Live) && self.running;
         let config = form.flag(FieldKey::Config);
+        let force = form.flag(FieldKey::Force);
         match key {
+            FieldKey::Force if live && !force => disk.removing_for.map(|s| {
+                format!(
+                    "the guest was asked {s} s ago and has not ejected {}; tick Force to take it away without its consent, or wait",
+                    disk.target
+                )
+            }),
             FieldKey::Live if live && !disk.live => Some(format!(
                 "{} is not plugged into the running VM (it is in the definition only)",
                 disk.target
@@ -687,6 +746,9 @@ impl RemoveDisk {
         match key {
             FieldKey::Volume => "Space or ←/→ picks".into(),
             FieldKey::Live => "the guest is asked to eject it; unmount it there first".into(),
+            FieldKey::Force => {
+                "the guest loses the disk at once: what it has not written is lost".into()
+            }
             FieldKey::Config => "remove it from the definition too".into(),
             _ => String::new(),
         }
@@ -699,22 +761,37 @@ impl RemoveDisk {
             live: form.flag(FieldKey::Live) && self.running,
             config: form.flag(FieldKey::Config),
         };
+        let force = scope.live && form.flag(FieldKey::Force) && disk.removing_for.is_some();
         let op = HostOp::DetachDisk {
             vm: self.vm.clone(),
             target: disk.target.clone(),
             scope,
+            force,
         };
-        Ok(DialogOutcome::Confirm(Confirm {
-            title: "Remove a disk".into(),
-            message: format!(
+        let message = if force {
+            format!(
+                "Take {} ({}) away from {} now, without the guest's consent?\nWhat the guest has not written to it is lost, and a program using it sees I/O errors. The volume itself is kept.",
+                disk.target, disk.label, self.vm
+            )
+        } else {
+            format!(
                 "Remove {} ({}) from {}, {}?\nThe volume itself is kept.",
                 disk.target,
                 disk.label,
                 self.vm,
                 scope_words(scope)
-            ),
+            )
+        };
+        Ok(DialogOutcome::Confirm(Confirm {
+            title: if force {
+                "Force a disk out".into()
+            } else {
+                "Remove a disk".into()
+            },
+            message,
             ops: vec![op],
             task: None,
+            bulk: false,
         }))
     }
 

@@ -203,7 +203,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec(
         Command::Attach,
         "attach",
-        "attach console (two marked: split view)",
+        "attach console (marked VMs: theirs, two side by side)",
         &[List, DetailsPane],
         &["enter", "c"],
     ),
@@ -336,7 +336,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec(
         Command::Mark,
         "mark",
-        "mark for bulk action",
+        "mark for a bulk action (each asks first)",
         &[List],
         &["space"],
     ),

@@ -50,13 +50,14 @@ pub(super) fn save(app: &mut App) {
             path: None,
         }],
         task: None,
+        bulk: false,
     }));
 }
 
 /// The memory the selected VM's guest has now (or starts with), bytes.
 fn current_memory(app: &App, name: &str) -> Option<(u64, u64, bool)> {
     let vm = app.entry(name)?;
-    let memory = vm.status.config.memory;
+    let memory = vm.memory()?;
     let live = vm.is_live();
     let current = if live {
         vm.stats
@@ -64,7 +65,7 @@ fn current_memory(app: &App, name: &str) -> Option<(u64, u64, bool)> {
             .and_then(|s| s.balloon.as_ref())
             .map_or(memory, |b| memory.saturating_sub(b.target_bytes))
     } else {
-        vm.status.config.current_memory.unwrap_or(memory)
+        vm.config()?.current_memory.unwrap_or(memory)
     };
     Some((memory, current, live))
 }
@@ -77,7 +78,11 @@ pub(super) fn change_memory(app: &mut App, direction: i64) {
         return;
     };
     let name = vm.name().to_string();
-    if !vm.status.config.balloon {
+    if let Some(refusal) = vm.broken_refusal("change its memory") {
+        app.set_status(StatusKind::Error, refusal);
+        return;
+    }
+    if vm.config().is_some_and(|c| !c.balloon) {
         app.set_status(
             StatusKind::Error,
             format!(
@@ -218,7 +223,7 @@ pub(super) fn show_stats(app: &mut App, vm: Option<String>) {
         app.set_status(StatusKind::Error, format!("{name} is not running"));
         return;
     };
-    let memory = entry.status.config.memory;
+    let memory = entry.memory().unwrap_or(0);
     let message = match &stats.balloon {
         None => format!("{name}: {} of memory, no balloon", format_size(memory)),
         Some(balloon) => format!(

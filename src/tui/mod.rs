@@ -100,6 +100,10 @@ pub fn prepare(options: &TuiOptions) -> Result<App, TuiError> {
     });
     let mut app = App::new(theme, keymap);
     app.theme_dir = theme_dir;
+    // The wizard's file browser starts where the user started vmux.
+    if let Ok(cwd) = std::env::current_dir() {
+        app.cwd = cwd;
+    }
     if !warnings.is_empty() {
         app.set_status(app::StatusKind::Error, warnings.join("; "));
     }

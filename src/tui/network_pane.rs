@@ -162,7 +162,10 @@ pub(super) fn new_network(app: &mut App) {
         .iter()
         .map(|n| n.config.clone())
         .collect();
-    app.overlay = Some(Overlay::Dialog(Box::new(Dialog::define_network(defined))));
+    let routes = app.networks.snapshot.routes.clone();
+    app.overlay = Some(Overlay::Dialog(Box::new(Dialog::define_network(
+        defined, routes,
+    ))));
 }
 
 /// Runs a networks-pane command; says whether it was one.
@@ -284,5 +287,6 @@ fn confirm(app: &mut App, title: &str, message: String, task: Task) {
         message,
         ops: Vec::new(),
         task: Some(task),
+        bulk: false,
     }));
 }

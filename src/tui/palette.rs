@@ -425,10 +425,16 @@ pub fn complete(line: &str, names: &[&str]) -> Option<String> {
         Some(i) => (&line[..=i], &line[i + 1..]),
         None => ("", line),
     };
-    let pool: Vec<&str> = if head.is_empty() {
+    // A name already on the line is not offered again.
+    let typed: Vec<&str> = head.split_whitespace().collect();
+    let pool: Vec<&str> = if head.trim().is_empty() {
         VERBS.to_vec()
     } else {
-        names.to_vec()
+        names
+            .iter()
+            .copied()
+            .filter(|n| !typed.contains(n))
+            .collect()
     };
     let matches: Vec<&str> = pool.into_iter().filter(|c| c.starts_with(word)).collect();
     match matches.as_slice() {
@@ -445,9 +451,36 @@ pub fn complete(line: &str, names: &[&str]) -> Option<String> {
     }
 }
 
+/// Whether a typed space is one too many: the palette splits words on spaces, so a space
+/// right after another (often the one Tab completion added) only doubles it.
+pub fn redundant_space(line: &str, cursor: usize, typed: char) -> bool {
+    typed == ' '
+        && line
+            .chars()
+            .nth(cursor.wrapping_sub(1))
+            .is_some_and(|c| c == ' ')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_space_after_a_completed_word_is_not_doubled() {
+        let done = complete("sta", &[]).expect("completes");
+        assert_eq!(done, "start ");
+        assert!(redundant_space(&done, done.chars().count(), ' '));
+        assert!(!redundant_space("start", 5, ' '));
+    }
+
+    #[test]
+    fn a_name_on_the_line_is_not_offered_again() {
+        assert_eq!(complete("start web1 ", &["web1"]), None);
+        assert_eq!(
+            complete("start web1 d", &["web1", "db"]).as_deref(),
+            Some("start web1 db ")
+        );
+    }
 
     #[test]
     fn lifecycle_verbs_take_several_names() {

@@ -555,11 +555,14 @@ fn poll_loop(host: &dyn Host, tx: &Sender<Msg>, wake: &Receiver<()>, stop: &Atom
     let mut last_stats: Option<Instant> = None;
     while !stop.load(Ordering::SeqCst) {
         let listed = host.list();
+        // VMs with a broken definition still run, and still have stats.
         let live: Vec<(String, Option<u32>)> = listed
             .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .filter(|s| s.pid.is_some())
-            .map(|s| (s.config.name.clone(), s.pid))
+            .map(|entry| match entry {
+                Ok(status) => (status.config.name.clone(), status.pid),
+                Err(broken) => (broken.name.clone(), broken.live.pid),
+            })
+            .filter(|(_, pid)| pid.is_some())
             .collect();
         let send = |action| tx.send(Msg::Action(action)).is_ok();
         if !send(Action::Listed(listed)) {

@@ -257,6 +257,22 @@ pub(super) fn command(app: &mut App, command: Command) -> bool {
             StorageFocus::Pools => app.pane = Pane::List,
         },
         Command::VolNew => new_volume(app),
+        // Keys act on the table that has the focus, never on the other one's highlight.
+        Command::VolResize
+        | Command::VolClone
+        | Command::VolConvert
+        | Command::VolUpload
+        | Command::VolWipe
+        | Command::VolDelete
+            if app.storage.focus != StorageFocus::Volumes =>
+        {
+            wrong_table(app, command, StorageFocus::Volumes);
+        }
+        Command::PoolStart | Command::PoolStop | Command::PoolAutostart
+            if app.storage.focus != StorageFocus::Pools =>
+        {
+            wrong_table(app, command, StorageFocus::Pools);
+        }
         Command::VolResize => with_volume(app, |_, v| Dialog::resize_volume(v)),
         Command::VolClone => with_volume(app, Dialog::clone_volume),
         Command::VolConvert => with_volume(app, Dialog::convert_volume),
@@ -269,6 +285,28 @@ pub(super) fn command(app: &mut App, command: Command) -> bool {
         _ => return false,
     }
     true
+}
+
+/// A volume key pressed in the pools table, or a pool key in the volumes table: says which
+/// table has the keys and how to move to the one the key is for.
+fn wrong_table(app: &mut App, command: Command, wanted: StorageFocus) {
+    let key = app
+        .keymap
+        .label(super::keymap::Context::Storage, command)
+        .unwrap_or_else(|| "that key".into());
+    let tab = app
+        .keymap
+        .label(super::keymap::Context::Storage, Command::FocusNext)
+        .unwrap_or_else(|| "Tab".into());
+    let message = match wanted {
+        StorageFocus::Volumes => format!(
+            "{key} acts on a volume, and the pools table has the keys: {tab} moves to the volumes, then pick one and press {key}"
+        ),
+        StorageFocus::Pools => format!(
+            "{key} acts on a pool, and the volumes table has the keys: {tab} moves back to the pools, then press {key}"
+        ),
+    };
+    app.set_status(StatusKind::Error, message);
 }
 
 /// Opens the new-volume dialog for the selected pool.
@@ -345,6 +383,7 @@ fn confirm_volume(app: &mut App, wipe: bool) {
         message,
         ops: Vec::new(),
         task: Some(task),
+        bulk: false,
     }));
 }
 
@@ -397,6 +436,7 @@ fn pool_command(app: &mut App, command: Command) {
                 ),
                 ops: Vec::new(),
                 task: Some(Task::StopPool(name)),
+                bulk: false,
             }));
             return;
         }

@@ -16,8 +16,7 @@ use super::tasks::Progress;
 use super::ui::layout;
 use super::wizard::Outcome;
 use super::{hotplug, network_pane, storage_pane};
-use crate::client::VmStatus;
-use crate::config::DefinitionError;
+use crate::client::{BrokenVm, VmStatus};
 use crate::engine::control::RunState;
 use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
@@ -43,6 +42,18 @@ pub fn update(app: &mut App, action: Action) {
         }
         Action::Tick => {
             app.ticks += 1;
+            app.now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(app.now, |d| d.as_secs());
+            // The details of a VM whose guest is asked to eject a disk count the seconds.
+            let counting = app.pane == Pane::Details
+                && app
+                    .selected()
+                    .and_then(|vm| vm.info.as_ref())
+                    .is_some_and(|info| info.disks.iter().any(|d| d.removing));
+            if counting {
+                app.dirty = true;
+            }
             if app.expire_status() {
                 app.dirty = true;
             }
@@ -117,36 +128,32 @@ pub fn update(app: &mut App, action: Action) {
     }
 }
 
-fn on_listed(app: &mut App, listed: Vec<Result<VmStatus, DefinitionError>>) {
-    let (statuses, broken): (Vec<_>, Vec<_>) = listed.into_iter().partition(Result::is_ok);
-    let statuses: Vec<VmStatus> = statuses.into_iter().filter_map(Result::ok).collect();
-    let broken: Vec<DefinitionError> = broken.into_iter().filter_map(Result::err).collect();
+fn on_listed(app: &mut App, listed: Vec<Result<VmStatus, BrokenVm>>) {
     let first = !app.loaded;
     let changed = first
-        || broken != app.broken
-        || statuses.len() != app.vms.len()
-        || statuses.iter().zip(&app.vms).any(|(s, e)| *s != e.status);
+        || listed.len() != app.vms.len()
+        || listed.iter().zip(&app.vms).any(|(s, e)| *s != e.status);
     let mut old = std::mem::take(&mut app.vms);
-    app.vms = statuses
+    app.vms = listed
         .into_iter()
-        .map(
-            |status| match old.iter().position(|e| e.name() == status.config.name) {
+        .map(|status| {
+            let fresh = VmEntry::new(status);
+            match old.iter().position(|e| e.name() == fresh.name()) {
                 Some(i) => {
                     let mut entry = old.swap_remove(i);
                     // Another vmd (or none) means another boot: its charts start afresh.
-                    if entry.status.pid != status.pid {
+                    if entry.pid() != fresh.pid() {
                         entry.history.clear();
                         entry.stats = None;
                         entry.info = None;
                     }
-                    entry.status = status;
+                    entry.status = fresh.status;
                     entry
                 }
-                None => VmEntry::new(status),
-            },
-        )
+                None => fresh,
+            }
+        })
         .collect();
-    app.broken = broken;
     app.loaded = true;
     let names = app.names();
     app.list.marked.retain(|n| names.contains(n));
@@ -175,7 +182,7 @@ fn on_op_done(app: &mut App, op: HostOp, result: Result<String, String>) {
             {
                 // Show the new VM at once rather than at the next poll, which corrects it.
                 if app.entry(&config.name).is_none() {
-                    app.vms.push(VmEntry::new(VmStatus {
+                    app.vms.push(VmEntry::new(Ok(VmStatus {
                         config: (**config).clone(),
                         state: if *start {
                             RunState::Running
@@ -185,7 +192,7 @@ fn on_op_done(app: &mut App, op: HostOp, result: Result<String, String>) {
                         reason: None,
                         pid: None,
                         vcpus: None,
-                    }));
+                    })));
                 }
                 app.list.selected = Some(config.name.clone());
                 ensure_selection(app);
@@ -351,11 +358,18 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 }
                 Some(Overlay::Palette(input))
             }
+            KeyCode::Char(c) if palette::redundant_space(input.text(), input.cursor(), c) => {
+                Some(Overlay::Palette(input))
+            }
             _ => {
                 input.handle(&key);
                 Some(Overlay::Palette(input))
             }
         },
+        // A change to marked VMs takes `y`: Enter after stray typing must not confirm it.
+        Overlay::Confirm(confirm) if confirm.bulk && key.code == KeyCode::Enter => {
+            Some(Overlay::Confirm(confirm))
+        }
         Overlay::Confirm(confirm) => match key.code {
             KeyCode::Char('y' | 'Y') | KeyCode::Enter => {
                 commands::run_ops(app, confirm.ops);
@@ -383,6 +397,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 attach,
                 new_volume,
                 networks,
+                start_networks,
             } => {
                 commands::run_ops(
                     app,
@@ -392,6 +407,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                         attach,
                         new_volume,
                         networks,
+                        start_networks,
                     }],
                 );
                 None
@@ -444,6 +460,19 @@ fn on_console_key(app: &mut App, key: KeyEvent) {
         return;
     };
     if console.link != console::Link::Live {
+        // Say why the key went nowhere.
+        let (link, vm) = (console.link.clone(), console.vm.clone());
+        let detach = app
+            .keymap
+            .label(Context::Console, Command::Detach)
+            .unwrap_or_else(|| "the detach key".into());
+        let message = match &link {
+            console::Link::Closed(reason) => {
+                format!("the console of {vm} is closed ({reason}); {detach} returns to the list")
+            }
+            _ => format!("still connecting to the console of {vm}; keys are sent once it is open"),
+        };
+        app.set_status(StatusKind::Error, message);
         return;
     }
     console.selection = None;

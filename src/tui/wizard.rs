@@ -57,6 +57,9 @@ pub enum FieldId {
     DiskFormat,
     /// Networks to attach.
     Networks,
+    /// Start the chosen networks that are not started, before the VM (shown on the review
+    /// only when one is needed).
+    StartNetworks,
 }
 
 /// Boot source choices, in the order of the `Source` field.
@@ -110,6 +113,7 @@ impl FieldId {
             FieldId::DiskSize => "Size",
             FieldId::DiskFormat => "Format",
             FieldId::Networks => "Networks",
+            FieldId::StartNetworks => "Start networks",
         }
     }
 
@@ -198,6 +202,8 @@ pub enum Outcome {
         new_volume: Option<NewVolume>,
         /// Networks to give NICs on.
         networks: Vec<String>,
+        /// Networks to start before the VM (the chosen ones that are not started).
+        start_networks: Vec<String>,
     },
     /// Save this definition (edit form).
     Save(Box<VmConfig>),
@@ -216,6 +222,8 @@ pub struct Wizard {
     pub picker: Option<FilePicker>,
     /// A problem with the whole definition (shown on Review / Edit).
     pub problem: Option<String>,
+    /// Why the last key did nothing, until the next key.
+    pub notice: Option<String>,
     /// Names already defined (a new VM must not reuse one).
     existing: Vec<String>,
     /// Editing this definition (None: creating); its disks and NICs are kept.
@@ -226,6 +234,8 @@ pub struct Wizard {
     disk_name_auto: bool,
     /// Networks defined but not started (a VM on one cannot start).
     inactive_networks: Vec<String>,
+    /// Where the file browser opens when the field names no directory.
+    browse_dir: PathBuf,
 }
 
 fn text(id: FieldId, value: &str) -> Field {
@@ -315,6 +325,7 @@ impl Wizard {
         ]);
         fields.push(toggle(FieldId::Autostart, false));
         fields.push(toggle(FieldId::StartNow, true));
+        fields.push(toggle(FieldId::StartNetworks, false));
         fields.push(toggle(FieldId::AttachNow, true));
         let mut wizard = Wizard {
             step: Step::Name,
@@ -322,11 +333,13 @@ impl Wizard {
             focus: 0,
             picker: None,
             problem: None,
+            notice: None,
             existing,
             editing: None,
             pools: Vec::new(),
             disk_name_auto: true,
             inactive_networks: Vec::new(),
+            browse_dir: PathBuf::from("/"),
         };
         wizard.suggest_name();
         wizard.set_storage(storage);
@@ -484,6 +497,12 @@ impl Wizard {
             .unwrap_or_else(|| format!("{vm}.{ext}"))
     }
 
+    /// The file browser opens in `dir` (the directory vmux was started in) when the path
+    /// field does not name a directory of its own.
+    pub fn browse_from(&mut self, dir: &Path) {
+        self.browse_dir = dir.to_path_buf();
+    }
+
     /// The edit form for an existing definition (its disks and NICs are kept as they are).
     pub fn edit(config: &VmConfig) -> Wizard {
         let mut fields = boot_fields(config);
@@ -494,11 +513,13 @@ impl Wizard {
             focus: 0,
             picker: None,
             problem: None,
+            notice: None,
             existing: Vec::new(),
             editing: Some(Box::new(config.clone())),
             pools: Vec::new(),
             disk_name_auto: false,
             inactive_networks: Vec::new(),
+            browse_dir: PathBuf::from("/"),
         };
         wizard.revalidate();
         wizard
@@ -586,6 +607,9 @@ impl Wizard {
             Step::Review => {
                 let mut ids = vec![FieldId::Autostart, FieldId::StartNow];
                 if self.flag(FieldId::StartNow) {
+                    if !self.inactive_chosen().is_empty() {
+                        ids.push(FieldId::StartNetworks);
+                    }
                     ids.push(FieldId::AttachNow);
                 }
                 ids
@@ -597,6 +621,33 @@ impl Wizard {
                 ids
             }
         }
+    }
+
+    /// The chosen networks that are not started.
+    pub fn inactive_chosen(&self) -> Vec<String> {
+        self.chosen_networks()
+            .into_iter()
+            .filter(|n| self.inactive_networks.contains(n))
+            .collect()
+    }
+
+    /// The networks the wizard will start before the VM.
+    pub fn networks_to_start(&self) -> Vec<String> {
+        if self.flag(FieldId::StartNow) && self.flag(FieldId::StartNetworks) {
+            self.inactive_chosen()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Why the current step cannot go on, and what to do, read from the fields as they are
+    /// now (so it is never stale): the first visible field's problem, else the definition's.
+    pub fn step_problem(&self) -> Option<String> {
+        self.visible()
+            .into_iter()
+            .filter_map(|id| self.field(id))
+            .find_map(|f| f.error.as_ref().map(|e| format!("{}: {e}", f.id.label())))
+            .or_else(|| self.problem.clone())
     }
 
     /// The focused field.
@@ -654,15 +705,17 @@ impl Wizard {
                 Ok(_) => None,
             },
             FieldId::Volumes => self.checklist(id).and_then(Checklist::problem),
-            FieldId::StartNow if self.flag(FieldId::StartNow) => self
-                .chosen_networks()
-                .into_iter()
-                .find(|n| self.inactive_networks.contains(n))
-                .map(|n| {
+            FieldId::StartNetworks
+                if self.flag(FieldId::StartNow) && !self.flag(FieldId::StartNetworks) =>
+            {
+                let inactive = self.inactive_chosen();
+                (!inactive.is_empty()).then(|| {
                     format!(
-                        "network {n} is not started, so the VM cannot start: start it in the Networks pane (3) or untick Start now"
+                        "network {} is not started: tick this (Space) to start it first, or untick Start now to create the VM without starting it",
+                        inactive.join(", ")
                     )
-                }),
+                })
+            }
             _ if !self.flag(FieldId::NewDisk) => None,
             FieldId::DiskPool if self.pools.is_empty() => Some(
                 "no storage pool is active; start one in the Storage pane (2) or untick New volume"
@@ -785,13 +838,9 @@ impl Wizard {
             .position(|id| self.field(*id).is_some_and(|f| f.error.is_some()))
         {
             Some(bad) => {
+                // The problem is shown from the field itself (`step_problem`), so it stays
+                // right while storage and networks are refreshed underneath.
                 self.focus = bad;
-                // The review shows its toggles one row each, without room for a problem
-                // under them: say it on the problem line instead.
-                if let Some(field) = self.field(visible[bad]) {
-                    let error = field.error.clone().unwrap_or_default();
-                    self.problem = Some(format!("{}: {error}", field.id.label()));
-                }
                 false
             }
             None => true,
@@ -800,6 +849,7 @@ impl Wizard {
 
     /// Handles a key; the caller acts on the [`Outcome`].
     pub fn handle_key(&mut self, key: &KeyEvent) -> Outcome {
+        self.notice = None;
         if self.picker.is_some() {
             return self.picker_key(key);
         }
@@ -934,6 +984,7 @@ impl Wizard {
                         attach: start && self.flag(FieldId::AttachNow),
                         new_volume: self.new_volume(),
                         networks: self.chosen_networks(),
+                        start_networks: self.networks_to_start(),
                     }
                 }
             },
@@ -942,10 +993,14 @@ impl Wizard {
 
     fn open_picker(&mut self) -> Outcome {
         let Some(target) = self.focused().filter(|id| id.is_path()) else {
+            self.notice = Some(
+                "Ctrl-O browses for a file in the Kernel and Initrd fields (boot source: Linux kernel)"
+                    .into(),
+            );
             return Outcome::None;
         };
         let current = self.text(target).trim();
-        let dir = start_dir(current);
+        let dir = start_dir(current, &self.browse_dir);
         self.picker = Some(FilePicker {
             target,
             dir: dir.clone(),
@@ -1067,6 +1122,14 @@ impl Wizard {
                 "&&".to_string(),
             ]);
         }
+        for network in self.networks_to_start() {
+            words.extend([
+                "vmux".to_string(),
+                "net-start".to_string(),
+                shell_quote(&network),
+                "&&".to_string(),
+            ]);
+        }
         words.extend([
             "vmux".to_string(),
             "create".to_string(),
@@ -1138,8 +1201,9 @@ fn check_path(text: &str, required: bool) -> Option<String> {
     None
 }
 
-/// The directory the picker opens in: the field's directory when it exists, else `/`.
-fn start_dir(current: &str) -> PathBuf {
+/// The directory the picker opens in: the field's directory when it exists, else `fallback`
+/// (the directory vmux was started in).
+fn start_dir(current: &str, fallback: &Path) -> PathBuf {
     let path = Path::new(current);
     let dir = if path.is_dir() {
         Some(path)
@@ -1147,8 +1211,7 @@ fn start_dir(current: &str) -> PathBuf {
         path.parent()
     };
     dir.filter(|d| d.is_absolute() && d.is_dir())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("/"))
+        .map_or_else(|| fallback.to_path_buf(), Path::to_path_buf)
 }
 
 /// Quotes `word` for a POSIX shell when it needs it.

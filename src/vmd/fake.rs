@@ -107,6 +107,17 @@ impl MachineControl for FakeControl {
         self.detached.lock().expect("detached").push(slot);
         Ok(())
     }
+    fn force_detach_disk(&self, slot: u8) -> Result<(), MachineError> {
+        self.disk_slots
+            .lock()
+            .expect("slots")
+            .retain(|s| *s != slot);
+        let observer = self.observer.lock().expect("observer").clone();
+        if let Some(observer) = observer {
+            observer.disk_removed(slot);
+        }
+        Ok(())
+    }
     fn disk_slots(&self) -> Vec<u8> {
         self.disk_slots.lock().expect("slots").clone()
     }

@@ -180,8 +180,9 @@ impl Supervisor {
         Ok(info)
     }
 
-    /// `detach_disk`: asks the guest to eject disk `target`.
-    pub(super) fn detach_disk(&self, target: &str) -> Result<(), ProtocolError> {
+    /// `detach_disk`: asks the guest to eject disk `target`; with `force`, removes it at once
+    /// without asking (also when the guest was asked already and has not answered).
+    pub(super) fn detach_disk(&self, target: &str, force: bool) -> Result<(), ProtocolError> {
         let _serial = self.lock_commands();
         let control = self.running_control()?;
         let Some(disk) = self.lock_disks().by_target(target) else {
@@ -193,10 +194,29 @@ impl Supervisor {
                 ),
             ));
         };
+        if force {
+            log::warn!("removing disk {target} without the guest's consent (forced)");
+            // The engine drops the disk and calls `disk_removed` (which takes the disks'
+            // lock) before it returns: no lock of ours is held across the call. Recording it
+            // here again is a no-op then, and keeps the list right whatever the engine said;
+            // the command lock keeps the slot from being reused in between.
+            control.force_detach_disk(disk.slot).map_err(|e| {
+                protocol_error(
+                    ErrorKind::Engine,
+                    format!("cannot remove the disk: {}", error_chain(e.as_ref())),
+                )
+            })?;
+            self.disk_removed(disk.slot);
+            return Ok(());
+        }
         if disk.removing {
             return Err(protocol_error(
                 ErrorKind::InvalidState,
-                format!("disk {target} is already being removed; the guest has not ejected it yet"),
+                format!(
+                    "disk {target} is already being removed; the guest has not ejected it yet \
+                     (force it with `vmux detach-disk {} {target} --force`)",
+                    self.name
+                ),
             ));
         }
         control.detach_disk(disk.slot).map_err(|e| {
@@ -280,7 +300,7 @@ impl Supervisor {
     pub fn disk_removed(&self, slot: u8) {
         let target = self.lock_disks().ejected(slot);
         if let Some(target) = target {
-            log::info!("the guest ejected disk {target}; its image is closed");
+            log::info!("disk {target} left the VM; its image is closed");
             self.events.publish(&Event::DiskRemoved { target });
         }
     }
@@ -373,12 +393,14 @@ mod tests {
 
         sup.execute(&Command::DetachDisk {
             target: "vda".into(),
+            force: false,
         })
         .expect("detach");
         assert!(sup.info().disks[0].removing);
         assert_eq!(*control.detached.lock().expect("detached"), [disk.slot]);
         let again = sup.execute(&Command::DetachDisk {
             target: "vda".into(),
+            force: false,
         });
         assert_eq!(again.expect_err("twice").kind, ErrorKind::InvalidState);
 
@@ -393,11 +415,40 @@ mod tests {
     }
 
     #[test]
+    fn a_forced_detach_removes_the_disk_the_guest_did_not_eject() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sup, _) = running();
+        let disk = attach(&sup, &image(&dir, "a.raw"), None).expect("attach");
+        sup.execute(&Command::DetachDisk {
+            target: "vda".into(),
+            force: false,
+        })
+        .expect("ask the guest");
+        assert!(sup.info().disks[0].removal_requested_at.is_some());
+        let rx = sup.events().subscribe().expect("open");
+
+        sup.execute(&Command::DetachDisk {
+            target: "vda".into(),
+            force: true,
+        })
+        .expect("forced");
+
+        assert!(sup.info().disks.is_empty(), "slot {} is empty", disk.slot);
+        assert_eq!(
+            rx.try_recv().expect("event"),
+            Event::DiskRemoved {
+                target: "vda".into()
+            }
+        );
+    }
+
+    #[test]
     fn detaching_an_unknown_target_names_the_way_to_list_disks() {
         let (sup, _) = running();
         let err = sup
             .execute(&Command::DetachDisk {
                 target: "vdq".into(),
+                force: false,
             })
             .expect_err("unknown");
         assert!(err.message.contains("vmux info t"), "{}", err.message);

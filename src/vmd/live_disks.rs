@@ -46,8 +46,8 @@ struct LiveDisk {
     spec: DiskSpec,
     /// PCI slot in the current boot (`None` between boots).
     slot: Option<u8>,
-    /// `detach_disk` was asked; the guest has not ejected it yet.
-    removing: bool,
+    /// `detach_disk` was asked (at this Unix second); the guest has not ejected it yet.
+    removing: Option<u64>,
     /// How a hot-added disk was opened.
     reopen: Reopen,
 }
@@ -80,7 +80,7 @@ impl LiveDisks {
                 target,
                 spec,
                 slot: None,
-                removing: false,
+                removing: None,
                 reopen: Reopen::default(),
             });
         }
@@ -135,7 +135,7 @@ impl LiveDisks {
     pub fn boot_specs(&self) -> Vec<DiskSpec> {
         self.disks
             .iter()
-            .filter(|d| !d.removing)
+            .filter(|d| d.removing.is_none())
             .map(|d| d.spec.clone())
             .collect()
     }
@@ -147,10 +147,10 @@ impl LiveDisks {
         let gone: Vec<String> = self
             .disks
             .iter()
-            .filter(|d| d.removing)
+            .filter(|d| d.removing.is_some())
             .map(|d| d.target.clone())
             .collect();
-        self.disks.retain(|d| !d.removing);
+        self.disks.retain(|d| d.removing.is_none());
         for (disk, slot) in self.disks.iter_mut().zip(slots) {
             disk.slot = Some(*slot);
         }
@@ -163,7 +163,7 @@ impl LiveDisks {
             target,
             spec,
             slot: Some(slot),
-            removing: false,
+            removing: None,
             reopen: Reopen::default(),
         });
         self.disks.sort_by_key(|d| d.slot);
@@ -173,10 +173,13 @@ impl LiveDisks {
             .expect("the disk was just added with this slot")
     }
 
-    /// Marks `target` as being removed.
+    /// Marks `target` as being removed from now (the guest was asked to eject it).
     pub fn mark_removing(&mut self, target: &str) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         if let Some(disk) = self.disks.iter_mut().find(|d| d.target == target) {
-            disk.removing = true;
+            disk.removing = Some(now);
         }
     }
 
@@ -239,7 +242,8 @@ impl LiveDisks {
                 path: d.spec.path.clone(),
                 read_only: d.spec.read_only,
                 slot: d.slot.unwrap_or(0),
-                removing: d.removing,
+                removing: d.removing.is_some(),
+                removal_requested_at: d.removing,
             })
             .collect()
     }

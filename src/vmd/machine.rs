@@ -71,6 +71,9 @@ pub trait MachineControl: Send + Sync {
     fn attach_disk(&self, disk: &DiskSpec) -> Result<u8, MachineError>;
     /// Asks the guest to eject the disk in PCI `slot`.
     fn detach_disk(&self, slot: u8) -> Result<(), MachineError>;
+    /// Removes the disk in PCI `slot` without the guest's consent; the observer hears
+    /// `disk_removed` before this returns.
+    fn force_detach_disk(&self, slot: u8) -> Result<(), MachineError>;
     /// PCI slots holding disks, ascending.
     fn disk_slots(&self) -> Vec<u8>;
     /// Engine counters.
@@ -171,6 +174,10 @@ impl MachineControl for engine::VmHandle {
 
     fn detach_disk(&self, slot: u8) -> Result<(), MachineError> {
         Ok(engine::VmHandle::detach_disk(self, slot)?)
+    }
+
+    fn force_detach_disk(&self, slot: u8) -> Result<(), MachineError> {
+        Ok(engine::VmHandle::force_detach_disk(self, slot)?)
     }
 
     fn disk_slots(&self) -> Vec<u8> {

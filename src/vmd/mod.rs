@@ -18,7 +18,9 @@
 //! Files (`<state>/vms/<name>/`): `vmd.pid` (locked while vmd lives), `state.json`,
 //! `console.log` (+ `.1`), `vmd.log`; and the socket `<runtime>/<name>.sock`.
 
+mod admission;
 mod boot;
+mod confine;
 mod console_log;
 mod detach;
 mod disks;
@@ -29,6 +31,7 @@ mod live_disks;
 mod logger;
 mod machine;
 mod memory;
+mod observer;
 pub mod pidfile;
 mod restore;
 mod ring;
@@ -66,9 +69,6 @@ use pidfile::{PidFileError, PidLock};
 use ring::ConsoleRing;
 use server::{ControlSocket, ServerError};
 use supervisor::Supervisor;
-
-/// `vmd.log` is moved to `vmd.log.1` at start when it has grown beyond this many bytes.
-const VMD_LOG_MAX_BYTES: u64 = 1 << 20;
 
 /// Why vmd could not start (reported on the readiness line).
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +127,9 @@ pub enum VmdError {
         /// Why.
         reason: String,
     },
+    /// vmd could not give up its privileges.
+    #[error(transparent)]
+    Confine(#[from] confine::ConfineError),
 }
 
 /// Runs vmd for VM `name`: the whole life of the process. The first invocation re-executes
@@ -168,12 +171,35 @@ pub fn main(name: &str, options: &[String]) -> ExitCode {
         }
     };
     logger::init();
+    let crash_files = confine::reaper::CrashFiles {
+        state: paths.vm_state_dir(name).join("state.json"),
+        socket: paths.socket(name),
+        pid_file: paths.vm_state_dir(name).join("vmd.pid"),
+    };
+    let confinement = match confine::setup(crash_files) {
+        Ok(confinement) => confinement,
+        Err(e) => {
+            let message = boot::error_chain(&e);
+            log::error!("cannot confine vmd: {message}");
+            detach::report_error(&message);
+            return ExitCode::FAILURE;
+        }
+    };
+    let log_path = paths.vm_state_dir(name).join("vmd.log");
+    if let Err(e) = log_file
+        .try_clone()
+        .and_then(|file| logger::start_writer(&log_path, file))
+    {
+        log::warn!("no log writer thread, logging to stderr directly: {e}");
+    }
     log::info!("vmd {} starting for VM '{name}'", std::process::id());
-    let vmd = match Vmd::start(&paths, name, Arc::new(KvmEngine), &mode) {
+    let vmd = match Vmd::start(&paths, name, Arc::new(KvmEngine), &mode, Some(&confinement)) {
         Ok(vmd) => vmd,
         Err(e) => {
             let message = boot::error_chain(&e);
             log::error!("cannot start: {message}");
+            // The line is queued for the log thread: let it reach vmd.log before vmd exits.
+            logger::flush();
             detach::report_error(&message);
             return ExitCode::FAILURE;
         }
@@ -183,8 +209,8 @@ pub fn main(name: &str, options: &[String]) -> ExitCode {
     }
     log::info!("VM '{name}' is running");
     detach::report_ready(&log_file);
-    let reason = vmd.run();
-    log::info!("VM '{name}' is over: {reason:?}");
+    confinement.confine_main();
+    vmd.run();
     ExitCode::SUCCESS
 }
 
@@ -209,7 +235,7 @@ fn open_log(paths: &Paths, name: &str) -> Result<fs::File, VmdError> {
         source,
     };
     fs::create_dir_all(&dir).map_err(err)?;
-    if fs::metadata(&path).is_ok_and(|m| m.len() > VMD_LOG_MAX_BYTES) {
+    if fs::metadata(&path).is_ok_and(|m| m.len() > logger::MAX_BYTES) {
         fs::rename(&path, dir.join("vmd.log.1")).map_err(err)?;
     }
     detach::log_to(&path).map_err(err)
@@ -259,12 +285,14 @@ impl Drop for Undo {
 impl Vmd {
     /// Everything up to a running guest (booted, or restored from a save file as `mode` says).
     /// On failure nothing is left behind: no socket, and the pid file is removed (the lock
-    /// goes with the process).
+    /// goes with the process). With `confinement` (the real vmd), the main thread drops its
+    /// capabilities once the TAPs are open.
     fn start(
         paths: &Paths,
         name: &str,
         engine: Arc<dyn Engine>,
         mode: &StartMode,
+        confinement: Option<&confine::Confinement>,
     ) -> Result<Vmd, VmdError> {
         paths.ensure().map_err(VmdError::Paths)?;
         let dir = paths.vm_state_dir(name);
@@ -301,6 +329,10 @@ impl Vmd {
         // Declared after `undo`, so a failed start closes the TAPs before the pid file goes.
         let taps = attach_nics(paths, &config)?;
         spec.nics = nic_specs(&taps)?;
+        // The last step that may need privileges (CAP_NET_ADMIN for the TAPs) is done.
+        if let Some(confinement) = confinement {
+            confinement.drop_privileges()?;
+        }
         let ring = Arc::new(ConsoleRing::new(CONSOLE_RING_BYTES));
         let sup = Arc::new(
             Supervisor::new(
@@ -387,6 +419,10 @@ impl Vmd {
             log::warn!("some subscribers did not take the final events");
         }
         socket.remove();
+        log::info!("VM '{}' is over: {reason:?}", sup.name);
+        // Clients take the pid file's removal as vmd's end: every line is in vmd.log by then,
+        // and the process exits right after.
+        logger::flush();
         lock.remove();
         reason
     }

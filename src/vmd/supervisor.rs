@@ -17,14 +17,15 @@ use super::boot::error_chain;
 use super::events::EventBus;
 use super::live_disks::LiveDisks;
 use super::machine::MachineControl;
+use super::observer::Observer;
 use super::ring::ConsoleRing;
 use super::state_file::StateFile;
 use super::stats::{BootFacts, empty_stats};
-use crate::engine::VmSpec;
 use crate::engine::control::{
     Command, ErrorKind, Event, ExitReason, PROTOCOL_VERSION, ProtocolError, ReplyResult, RunState,
     VmInfo, VmStats,
 };
+use crate::engine::{VmObserver, VmSpec};
 
 /// Shared state of one vmd.
 pub struct Supervisor {
@@ -50,6 +51,8 @@ pub struct Supervisor {
     definition: Option<crate::config::VmConfig>,
     /// Where a successful `save` wrote the VM (which then ends).
     saved_to: Mutex<Option<PathBuf>>,
+    /// The thread applying the engine's hotplug facts; started with the first boot.
+    observer: Mutex<Option<Observer>>,
     /// The backing files a hot-added disk's chain may use besides its own allowed ones: files
     /// in the storage pools (none until [`Supervisor::with_backing_trust`]).
     pub(super) backing_trust: crate::storage::BackingTrust,
@@ -126,8 +129,21 @@ impl Supervisor {
             latest: Mutex::new(empty_stats(spec.memory_bytes)),
             definition: None,
             saved_to: Mutex::new(None),
+            observer: Mutex::new(None),
             backing_trust: crate::storage::BackingTrust::none(),
         }
+    }
+
+    /// An engine observer for a new boot, feeding the observer thread (started on first use).
+    pub fn observer(self: &Arc<Self>) -> std::io::Result<Arc<dyn VmObserver>> {
+        let mut slot = self.observer.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(Observer::start(Arc::downgrade(self))?);
+        }
+        Ok(slot
+            .as_ref()
+            .expect("the observer was started just above")
+            .observer())
     }
 
     /// Lets hot-added disks use backing files `trust` allows (the storage pools).
@@ -358,7 +374,9 @@ impl Supervisor {
                 self.attach_disk(path, target.clone(), *read_only, serial.clone(), how)
                     .map(|disk| Some(ReplyResult::Disk(Box::new(disk))))
             }
-            Command::DetachDisk { target } => self.detach_disk(target).map(|()| None),
+            Command::DetachDisk { target, force } => {
+                self.detach_disk(target, *force).map(|()| None)
+            }
             Command::SwitchDisks { disks } => self.switch_disks(disks).map(|()| None),
             Command::Save { path, paused } => self
                 .save(path, *paused)

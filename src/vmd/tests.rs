@@ -41,7 +41,7 @@ fn start(banner: &'static [u8]) -> Running {
     let paths = Paths::under(home.path());
     define(&paths);
     let engine = Arc::new(FakeEngine::new(banner));
-    let vmd = Vmd::start(&paths, "t", engine.clone(), &StartMode::Boot).expect("start");
+    let vmd = Vmd::start(&paths, "t", engine.clone(), &StartMode::Boot, None).expect("start");
     let sup = Arc::clone(&vmd.sup);
     let vmd = thread::spawn(move || vmd.run());
     let host = LocalHost::with_home(home.path());
@@ -221,7 +221,7 @@ fn subscribers_get_state_events_and_the_exit() {
 fn a_second_vmd_for_the_same_vm_is_refused() {
     let vm = start(b"");
     let engine = Arc::new(FakeEngine::new(b""));
-    let err = Vmd::start(&vm.paths, "t", engine, &StartMode::Boot)
+    let err = Vmd::start(&vm.paths, "t", engine, &StartMode::Boot, None)
         .err()
         .expect("second start must fail");
     assert!(
@@ -238,7 +238,7 @@ fn a_failed_boot_leaves_no_socket_or_pid_file() {
     define(&paths);
     let mut engine = FakeEngine::new(b"");
     engine.fail_from_boot = Some(1);
-    let err = Vmd::start(&paths, "t", Arc::new(engine), &StartMode::Boot)
+    let err = Vmd::start(&paths, "t", Arc::new(engine), &StartMode::Boot, None)
         .err()
         .expect("must fail");
     assert!(
@@ -261,7 +261,7 @@ fn a_nic_on_a_network_that_is_not_started_stops_the_start_before_the_boot() {
     Store::new(paths.clone()).create(&config).expect("define");
     let engine = Arc::new(FakeEngine::new(b""));
 
-    let err = Vmd::start(&paths, "t", engine.clone(), &StartMode::Boot)
+    let err = Vmd::start(&paths, "t", engine.clone(), &StartMode::Boot, None)
         .err()
         .expect("must fail");
 

@@ -61,7 +61,7 @@ impl FakeHost {
             };
             Ok((saved(vm, path.to_path_buf(), paused), save))
         })?;
-        self.state().saves.insert(path.to_path_buf(), save);
+        self.inner().saves.insert(path.to_path_buf(), save);
         self.stop_saved(name, RunState::ShutOff)?;
         Ok(info)
     }
@@ -71,11 +71,11 @@ impl FakeHost {
         path: &Path,
         options: RestoreOptions,
     ) -> Result<String, ClientError> {
-        let save = self.state().saves.get(path).cloned().ok_or_else(|| {
+        let save = self.inner().saves.get(path).cloned().ok_or_else(|| {
             ClientError::Invalid(format!("{} is not a vmux save file", path.display()))
         })?;
         let name = save.config.name.clone();
-        if !self.state().vms.contains_key(&name) {
+        if !self.inner().vms.contains_key(&name) {
             use crate::client::Host;
             self.define(&save.config)?;
         }

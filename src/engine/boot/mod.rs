@@ -127,6 +127,15 @@ pub enum BootError {
     /// The command line contains a NUL byte, which would cut it short.
     #[error("the kernel command line contains a NUL byte: remove it")]
     CmdlineHasNul,
+    /// Scratch memory to check a kernel in could not be mapped.
+    #[error("cannot map {} MiB of scratch memory to check the kernel in", bytes >> 20)]
+    ScratchMemory {
+        /// Bytes asked for.
+        bytes: u64,
+        /// Why the mapping failed.
+        #[source]
+        source: Box<memory::MemoryError>,
+    },
     /// Writing a boot structure into guest memory failed.
     #[error("cannot write the {what} into guest memory")]
     WriteGuestMemory {
@@ -178,6 +187,30 @@ pub fn load(mem: &GuestRam, boot: &BootSpec, memory_bytes: u64) -> Result<BootIn
     Ok(BootInfo {
         entry: loaded.entry,
     })
+}
+
+/// Checks, without a VM, that the kernel at `path` is an image this engine boots in a VM with
+/// `memory_bytes` of RAM: the loader [`load`] uses runs on it into scratch memory laid out
+/// like the VM's (mapped lazily; only the image's own bytes are touched), so a file `start`
+/// would refuse (empty, random, 32-bit, too large) is refused when it is defined.
+pub fn check_kernel(path: &Path, memory_bytes: u64) -> Result<(), BootError> {
+    let bytes = std::fs::read(path).map_err(|source| BootError::ReadKernel {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let name = path.display().to_string();
+    // The format is decided before any memory is mapped: most bad files stop here.
+    image::detect(&bytes, &name)?;
+    let low_ram_end = memory::low_ram_end(memory_bytes);
+    let range = memory::RamRange {
+        start: 0,
+        len: low_ram_end,
+    };
+    let scratch = memory::map_ranges(&[range]).map_err(|source| BootError::ScratchMemory {
+        bytes: low_ram_end,
+        source: Box::new(source),
+    })?;
+    image::load(&scratch, &bytes, &name, low_ram_end).map(drop)
 }
 
 fn check_cmdline(cmdline: &str) -> Result<(), BootError> {

@@ -137,6 +137,32 @@ impl PciHotplug {
         self.notify_guest()
     }
 
+    /// Takes the disk in `slot` away at once, without the guest's consent (a forced detach,
+    /// like virsh's after the guest did not answer): a pending removal request is withdrawn,
+    /// and the disk leaves the bus and is dropped as if the guest had ejected it. Runs on the
+    /// caller's thread with no lock of this controller held while the disk is dropped. The
+    /// guest finds the slot empty; a driver still using it sees its device gone.
+    pub fn force_remove(&self, slot: u8) -> Result<(), HotplugError> {
+        let plugged = bus::lock(&self.platform)
+            .as_ref()
+            .ok_or(HotplugError::NotRunning)?
+            .disk_slots()
+            .contains(&slot);
+        if !plugged || slot >= 32 {
+            return Err(HotplugError::NoDisk { slot });
+        }
+        {
+            let mut state = self.lock();
+            let bit = 1u32 << slot;
+            state.down &= !bit;
+            state.up &= !bit;
+            state.removing &= !bit;
+        }
+        log::warn!("removing the disk in PCI slot {slot} without the guest's consent");
+        self.eject(slot);
+        Ok(())
+    }
+
     /// A guest read of `data.len()` bytes at `offset` in the register block.
     pub fn read(&self, offset: u64, data: &mut [u8]) {
         let mut state = self.lock();
@@ -202,7 +228,7 @@ impl PciHotplug {
             return;
         };
         drop(function);
-        log::info!("the guest ejected the disk in PCI slot {slot}; its image is closed");
+        log::info!("the disk in PCI slot {slot} left the bus; its image is closed");
         let observer = self
             .observer
             .read()

@@ -550,6 +550,7 @@ struct NetworkState {
     no_capability: bool,
     failures: HashMap<&'static str, String>,
     next_mac: u32,
+    routes: Vec<crate::network::host::Route>,
 }
 
 /// Networks in memory. Starts empty; [`FakeNetworks::with_default`] adds vmux's `default`.
@@ -580,6 +581,11 @@ impl FakeNetworks {
             attached: Vec::new(),
         };
         lock(&self.state).networks.insert(config.name, info);
+    }
+
+    /// The host routes `define` (and the new-network form) check subnets against.
+    pub fn set_routes(&self, routes: Vec<crate::network::host::Route>) {
+        lock(&self.state).routes = routes;
     }
 
     /// Without CAP_NET_ADMIN, start and stop fail as the real ones do.
@@ -670,6 +676,7 @@ impl NetworkHost for FakeNetworks {
         Ok(NetworkSnapshot {
             networks: state.networks.values().cloned().collect(),
             broken: state.broken.clone(),
+            routes: state.routes.clone(),
         })
     }
 
@@ -689,6 +696,19 @@ impl NetworkHost for FakeNetworks {
                 bridge: config.bridge.clone(),
                 other: other.config.name.clone(),
             });
+        }
+        if let Some(subnet) = config.subnet {
+            let others = state
+                .networks
+                .values()
+                .filter_map(|n| Some((n.config.name.as_str(), n.config.subnet?)));
+            if let Some(conflict) = crate::network::subnet_conflict(subnet, others, &state.routes) {
+                return Err(NetworkError::SubnetTaken {
+                    network: config.name.clone(),
+                    subnet,
+                    conflict,
+                });
+            }
         }
         state.networks.insert(
             config.name.clone(),

@@ -198,6 +198,8 @@ impl NetworkHost for LocalNetworks {
                 Err(e) => snapshot.broken.push(error_chain(&e)),
             }
         }
+        // Without the routes the form checks what it can; `define` checks them again.
+        snapshot.routes = crate::network::host::routes().unwrap_or_default();
         Ok(snapshot)
     }
 

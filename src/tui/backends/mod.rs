@@ -89,6 +89,8 @@ pub struct NetworkSnapshot {
     pub networks: Vec<NetworkInfo>,
     /// Network definition files that could not be used, as messages.
     pub broken: Vec<String>,
+    /// The host's IPv4 routes (a new network's subnet must not overlap them).
+    pub routes: Vec<crate::network::host::Route>,
 }
 
 /// Pools and volumes, as the TUI uses them. Blocking; see the module docs.

@@ -17,7 +17,10 @@ use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragrap
 
 /// One line saying what the VM boots.
 pub fn boot_summary(vm: &VmEntry) -> String {
-    match &vm.status.config.boot {
+    let Some(config) = vm.config() else {
+        return format!("{}: definition broken", vm.name());
+    };
+    match &config.boot {
         BootConfig::Demo => format!("{}: built-in demo guest", vm.name()),
         BootConfig::Kernel {
             kernel,
@@ -103,7 +106,7 @@ pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
         .iter()
         .chain(touched.iter())
         .chain(target.iter())
-        .fold(vm.status.config.memory as f64, f64::max);
+        .fold(vm.memory().unwrap_or(0) as f64, f64::max);
     let used = vm.used_bytes().map_or("-".into(), format_size);
     let live_stats = vm.stats.as_ref().filter(|_| vm.is_live());
     let touched_now = live_stats.map_or("-".into(), |s| format_size(s.memory_touched_bytes));
@@ -175,31 +178,39 @@ struct Device {
     history: Option<String>,
     /// A NIC (its rates are in the NIC history).
     nic: bool,
+    /// The guest is asked to eject it and has not: `ejecting 12 s` (shown instead of rates).
+    ejecting: Option<String>,
 }
 
 /// The VM's disks (from its definition, with their guest names, plus disks hot-added for
 /// this boot only, and those the guest is being asked to eject) and NICs.
 fn devices(app: &App, vm: &VmEntry) -> Vec<Device> {
-    let config = &vm.status.config;
-    let targets = crate::config::assign_targets(&config.disks).unwrap_or_default();
+    // A broken definition names no devices: only what vmd reports is shown.
+    let (disks, nics) = vm
+        .config()
+        .map(|c| (c.disks.as_slice(), c.nics.as_slice()))
+        .unwrap_or_default();
+    let targets = crate::config::assign_targets(disks).unwrap_or_default();
     let live = vm
         .info
         .as_ref()
         .filter(|_| vm.is_live())
         .map(|i| i.disks.as_slice())
         .unwrap_or_default();
-    let mut out: Vec<Device> = config
-        .disks
+    let mut out: Vec<Device> = disks
         .iter()
         .zip(targets)
         .map(|(disk, target)| {
-            let removing = live.iter().any(|d| d.target == target && d.removing);
+            let ejecting = live
+                .iter()
+                .find(|d| d.target == target)
+                .and_then(|d| ejecting(app, d));
             Device {
+                ejecting,
                 source: format!(
-                    "{}{}{}",
+                    "{}{}",
                     disk.source,
                     if disk.readonly { " (ro)" } else { "" },
-                    if removing { " (ejecting)" } else { "" }
                 ),
                 history: Some(target.clone()),
                 name: target,
@@ -216,16 +227,14 @@ fn devices(app: &App, vm: &VmEntry) -> Vec<Device> {
         );
         out.push(Device {
             name: disk.target.clone(),
-            source: format!(
-                "{file} (this boot only{})",
-                if disk.removing { ", ejecting" } else { "" }
-            ),
+            source: format!("{file} (this boot only)"),
+            ejecting: ejecting(app, disk),
             labels: ["rd", "wr"],
             history: Some(disk.target.clone()),
             nic: false,
         });
     }
-    out.extend(config.nics.iter().enumerate().map(|(i, nic)| {
+    out.extend(nics.iter().enumerate().map(|(i, nic)| {
         let ip = app
             .networks
             .snapshot
@@ -243,9 +252,18 @@ fn devices(app: &App, vm: &VmEntry) -> Vec<Device> {
             labels: ["rx", "tx"],
             history: Some(format!("net{i}")),
             nic: true,
+            ejecting: None,
         }
     }));
     out
+}
+
+/// `ejecting for 23 s; X forces` while the guest is asked to eject `disk` and has not.
+fn ejecting(app: &App, disk: &crate::engine::control::DiskInfo) -> Option<String> {
+    disk.removing.then(|| match disk.removal_requested_at {
+        Some(asked) => format!("ejecting for {} s; X forces", app.now.saturating_sub(asked)),
+        None => "ejecting; X forces".to_string(),
+    })
 }
 
 /// `1.2M/s`, `512B/s`.
@@ -298,6 +316,18 @@ fn draw_devices(app: &App, vm: &VmEntry, devices: &[Device], area: Rect, buf: &m
                 theme.base,
             );
             x += source_w as u16;
+        }
+        if let Some(ejecting) = &device.ejecting {
+            let rest = inner.right().saturating_sub(x);
+            put(
+                buf,
+                x,
+                y,
+                &truncate(ejecting, usize::from(rest)),
+                rest,
+                theme.warning,
+            );
+            continue;
         }
         let series = device
             .history
@@ -370,7 +400,6 @@ fn points(series: &Series<f64>) -> Vec<(f64, f64)> {
 
 fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
     let theme = &app.theme;
-    let config = &vm.status.config;
     let state = match app.busy.get(vm.name()) {
         Some(doing) => Span::styled(format!("{doing}…"), theme.info),
         None => Span::styled(vm.state().label(), theme.state(vm.state())),
@@ -380,7 +409,7 @@ fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
         Span::raw("  "),
         state,
     ];
-    if let Some(pid) = vm.status.pid {
+    if let Some(pid) = vm.pid() {
         first.push(Span::styled(format!("  pid {pid}"), theme.base));
     }
     if let Some(stats) = vm.stats.as_ref().filter(|_| vm.is_live()) {
@@ -392,7 +421,81 @@ fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
     if let Some(info) = vm.info.as_ref().filter(|_| vm.is_live()) {
         first.push(Span::styled(format!("  boots {}", info.boots), theme.muted));
     }
-    let boot = match &config.boot {
+    let (boot, third) = match (vm.config(), vm.broken()) {
+        (Some(config), _) => boot_lines(app, &config.boot, vm.reason()),
+        (None, Some(broken)) => (
+            Line::from(Span::styled(
+                format!("definition broken: {}", broken.error),
+                theme.error,
+            )),
+            Line::from(Span::styled(
+                format!(
+                    "repair it with `{}` in a shell; a running VM keeps running and can be stopped here",
+                    broken.fix()
+                ),
+                theme.muted,
+            )),
+        ),
+        (None, None) => (Line::raw(""), Line::raw("")),
+    };
+    let dash = || "-".to_string();
+    let (now, max) = (vm.vcpus_now(), vm.max_vcpus());
+    let vcpus = match (vm.config(), now, max) {
+        (Some(config), Some(now), Some(max)) if vm.is_live() && now != config.vcpus => {
+            format!("{now} online ({} defined, max {max})", config.vcpus)
+        }
+        (_, Some(now), Some(max)) => format!("{now} (max {max})"),
+        (_, Some(now), None) => now.to_string(),
+        _ => dash(),
+    };
+    let mut facts = vec![
+        ("vCPUs ", vcpus),
+        ("memory ", vm.memory().map_or_else(dash, format_size)),
+        (
+            "autostart ",
+            match vm.config() {
+                Some(config) if config.autostart => "yes",
+                Some(_) => "no",
+                None => "-",
+            }
+            .to_string(),
+        ),
+    ];
+    if let Some(stats) = vm.stats.as_ref().filter(|_| vm.is_live()) {
+        facts.push(("exits ", stats.exits.to_string()));
+        facts.push(("serial out ", format_size(stats.serial_out_bytes)));
+    }
+    // Facts in order while they fit whole: a cut number reads as a wrong one.
+    let room = usize::from(area.width.saturating_sub(2));
+    let mut spans = Vec::new();
+    let mut used = 0;
+    for (label, value) in facts {
+        let gap = if spans.is_empty() { "" } else { "  " };
+        let width = gap.len() + label.len() + value.chars().count();
+        if used + width > room {
+            break;
+        }
+        used += width;
+        spans.push(Span::styled(format!("{gap}{label}"), theme.header));
+        spans.push(Span::raw(value));
+    }
+    Paragraph::new(vec![Line::from(first), boot, third, Line::from(spans)])
+        .style(theme.base)
+        .block(
+            Block::new()
+                .borders(Borders::ALL)
+                .border_style(theme.border)
+                .title(" overview ")
+                .title_style(theme.title),
+        )
+        .render(area, buf);
+}
+
+/// The overview's boot line and the line under it (the command line, the demo's commands, or
+/// why the VM crashed).
+fn boot_lines<'a>(app: &App, boot: &BootConfig, reason: Option<&str>) -> (Line<'a>, Line<'a>) {
+    let theme = &app.theme;
+    let first = match boot {
         BootConfig::Demo => Line::from(vec![
             Span::styled("boot ", theme.header),
             Span::raw("built-in demo guest"),
@@ -409,51 +512,18 @@ fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
             Line::from(spans)
         }
     };
-    let third = match (&config.boot, &vm.status.reason) {
+    let second = match (boot, reason) {
         (_, Some(reason)) => Line::from(Span::styled(format!("crashed: {reason}"), theme.error)),
         (BootConfig::Kernel { cmdline, .. }, None) => Line::from(vec![
             Span::styled("cmdline ", theme.header),
             Span::raw(cmdline.clone()),
         ]),
         (BootConfig::Demo, None) => Line::from(Span::styled(
-            "the demo answers help, cpus, mem, uptime, echo, poweroff and reboot on its console",
+            "its console answers help, cpus, mem, disks, uptime, echo, poweroff, reboot",
             theme.muted,
         )),
     };
-    let vcpus = if vm.is_live() && vm.vcpus_now() != config.vcpus {
-        format!(
-            "{} online ({} in the definition; hot-add up to {})",
-            vm.vcpus_now(),
-            config.vcpus,
-            config.max_vcpus
-        )
-    } else {
-        format!("{} (hot-add up to {})", vm.vcpus_now(), config.max_vcpus)
-    };
-    let mut facts = vec![
-        Span::styled("vCPUs ", theme.header),
-        Span::raw(vcpus),
-        Span::styled("  memory ", theme.header),
-        Span::raw(format_size(config.memory)),
-        Span::styled("  autostart ", theme.header),
-        Span::raw(if config.autostart { "yes" } else { "no" }),
-    ];
-    if let Some(stats) = vm.stats.as_ref().filter(|_| vm.is_live()) {
-        facts.push(Span::styled("  exits ", theme.header));
-        facts.push(Span::raw(stats.exits.to_string()));
-        facts.push(Span::styled("  serial out ", theme.header));
-        facts.push(Span::raw(format_size(stats.serial_out_bytes)));
-    }
-    Paragraph::new(vec![Line::from(first), boot, third, Line::from(facts)])
-        .style(theme.base)
-        .block(
-            Block::new()
-                .borders(Borders::ALL)
-                .border_style(theme.border)
-                .title(" overview ")
-                .title_style(theme.title),
-        )
-        .render(area, buf);
+    (first, second)
 }
 
 fn draw_vcpus(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {

@@ -23,7 +23,7 @@ pub fn draw(app: &App, dialog: &Dialog, area: Rect, frame: &mut Frame) {
     let shown = dialog.form.fields.iter().filter(|f| !f.hidden).count() as u16;
     // Border 2, intro, a blank, two rows per field, problem, keys.
     let height = 2 + intro.len() as u16 + 1 + shown * 2 + 2;
-    let rect = layout::centered(area, 76, height);
+    let rect = layout::dialog(area, 76, height);
     let inner = dialog_box(app, rect, &dialog.title(), frame.buffer_mut());
     if inner.height == 0 || inner.width < LABEL + 4 {
         return;

@@ -109,7 +109,13 @@ pub enum Column {
 /// ones show the selected VM's in the summary line).
 pub const IP_COLUMN_MIN_WIDTH: u16 = 100;
 
-/// Columns and their widths for a list `width` cells wide (one space between columns).
+/// Widest the NAME column grows: half a VM name's limit (64) reads well, and on a wide screen
+/// the other columns stay near the names instead of drifting to the far edge.
+pub const NAME_MAX_WIDTH: u16 = 32;
+
+/// Columns and their widths for a list `width` cells wide (one space between columns). Up to
+/// about 150 columns they fill the width; beyond, NAME stops at [`NAME_MAX_WIDTH`] and the
+/// sparkline at a minute, and the rest of the row stays empty.
 pub fn columns(width: u16) -> Vec<(Column, u16)> {
     const FIXED: [(Column, u16); 8] = [
         (Column::Mark, 1),
@@ -133,7 +139,7 @@ pub fn columns(width: u16) -> Vec<(Column, u16)> {
     let rest = width.saturating_sub(fixed);
     // The sparkline shows at most a minute of samples; the name takes what is left.
     let spark = (rest.saturating_sub(12) * 11 / 20).min(60);
-    let name = rest - spark;
+    let name = (rest - spark).min(NAME_MAX_WIDTH);
     let width_of = |c: Column| match c {
         Column::Auto => 4,
         _ => FIXED.iter().find(|(f, _)| *f == c).map_or(0, |(_, w)| *w),
@@ -334,6 +340,17 @@ pub fn consoles(area: Rect, count: usize) -> Vec<ConsolePane> {
     ]
 }
 
+/// Widest a dialog grows, cells.
+const DIALOG_MAX_WIDTH: u16 = 140;
+
+/// A dialog's box in `area`: `width`×`height` at least (less only on a smaller screen), and
+/// wider on a wide terminal (three fifths of it, up to [`DIALOG_MAX_WIDTH`]), so hints, paths
+/// and messages that fit there are not cut.
+pub fn dialog(area: Rect, width: u16, height: u16) -> Rect {
+    let wide = (u32::from(area.width) * 3 / 5) as u16;
+    centered(area, wide.clamp(width, DIALOG_MAX_WIDTH.max(width)), height)
+}
+
 /// A box of at most `width`×`height` centred in `area`.
 pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let w = width.min(area.width);
@@ -357,11 +374,23 @@ mod tests {
     }
 
     #[test]
-    fn wide_list_columns_with_addresses_fill_the_width() {
-        let columns = columns(198);
+    fn wide_list_columns_show_addresses_within_the_width() {
+        let columns = columns(118);
         assert!(columns.iter().any(|(c, _)| *c == Column::Ip));
         let total: u16 = columns.iter().map(|(_, w)| w + 1).sum::<u16>() - 1;
-        assert_eq!(total, 198);
+        assert_eq!(total, 118);
+    }
+
+    #[test]
+    fn the_name_column_stops_growing_on_wide_screens() {
+        let wide = columns(198);
+        let name = wide
+            .iter()
+            .find(|(c, _)| *c == Column::Name)
+            .map(|(_, w)| *w);
+        assert_eq!(name, Some(NAME_MAX_WIDTH));
+        let total: u16 = wide.iter().map(|(_, w)| w + 1).sum::<u16>() - 1;
+        assert!(total <= 198, "{total}");
     }
 
     #[test]
@@ -419,6 +448,14 @@ mod tests {
         assert_eq!(tab_at(13), Some(1));
         assert_eq!(tab_at(23), Some(2));
         assert_eq!(tab_at(3), None);
+    }
+
+    #[test]
+    fn dialogs_keep_their_size_at_80_columns_and_grow_on_wide_screens() {
+        assert_eq!(dialog(Rect::new(0, 0, 80, 24), 76, 22).width, 76);
+        assert_eq!(dialog(Rect::new(0, 0, 200, 50), 76, 22).width, 120);
+        assert_eq!(dialog(Rect::new(0, 0, 400, 50), 76, 22).width, 140);
+        assert_eq!(dialog(Rect::new(0, 0, 60, 20), 76, 22).width, 60);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The VM list: one row per VM with state, vCPUs, memory, CPU use and its last minute as a
-//! sparkline, memory used and autostart; sorted, filtered and marked as `ListState` says.
+//! sparkline, memory used and autostart; sorted, filtered and marked as `ListState` says. A VM
+//! whose definition file is broken is a row too, flagged `!`, with the reason and the fix.
 //! Rows are drawn directly (only the visible slice) so a long list costs what a short one does.
 
 use super::layout::{self, Column};
@@ -60,8 +61,7 @@ pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
     let page = usize::from(list.rows.height);
     let offset = app.list.offset.min(visible.len().saturating_sub(page));
     let selected = app.list.selected.as_deref();
-    let mut y = list.rows.y;
-    for &i in visible.iter().skip(offset).take(page) {
+    for (y, &i) in (list.rows.y..).zip(visible.iter().skip(offset).take(page)) {
         let vm = &app.vms[i];
         row(
             app,
@@ -70,49 +70,6 @@ pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
             Rect::new(list.rows.x, y, list.rows.width, 1),
             buf,
         );
-        y += 1;
-    }
-    // Unusable definitions follow the VMs, so a typo in a file is seen, not hidden.
-    for broken in &app.broken {
-        if y >= list.rows.bottom() {
-            break;
-        }
-        let file = broken
-            .path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let cols = layout::columns(list.rows.width);
-        let name_w = cols
-            .iter()
-            .find(|(c, _)| *c == Column::Name)
-            .map_or(0, |(_, w)| *w);
-        put(buf, list.rows.x, y, "!", 1, theme.error);
-        put(
-            buf,
-            list.rows.x + 2,
-            y,
-            &truncate(&file, usize::from(name_w)),
-            name_w,
-            theme.error,
-        );
-        let x = list.rows.x + 3 + name_w;
-        put(
-            buf,
-            x,
-            y,
-            &format!(
-                "invalid definition, {}{}",
-                broken
-                    .line
-                    .map(|l| format!("line {l}: "))
-                    .unwrap_or_default(),
-                broken.reason
-            ),
-            list.rows.right().saturating_sub(x),
-            theme.error,
-        );
-        y += 1;
     }
     summary(app, list.summary, buf);
 }
@@ -139,16 +96,27 @@ fn header(app: &App, area: Rect, buf: &mut Buffer) {
         } else {
             title.to_string()
         };
-        put(
-            buf,
-            x,
-            area.y,
-            &truncate(&text, usize::from(width)),
-            width,
-            theme.header,
-        );
+        // Numbers are right-aligned, so their titles are too.
+        let text = truncate(&text, usize::from(width));
+        let pad = if right_aligned_title(column) {
+            width.saturating_sub(text.chars().count() as u16)
+        } else {
+            0
+        };
+        put(buf, x + pad, area.y, &text, width - pad, theme.header);
         x += width + 1;
     }
+}
+
+/// Columns whose values (and titles) are right-aligned: the numbers.
+fn right_aligned(column: Column) -> bool {
+    matches!(column, Column::Memory | Column::Cpu | Column::Used)
+}
+
+/// Titles right-aligned over their values: the numbers, and the sparkline (it fills from the
+/// right, newest sample last).
+fn right_aligned_title(column: Column) -> bool {
+    right_aligned(column) || column == Column::Spark
 }
 
 fn row(app: &App, vm: &VmEntry, selected: bool, area: Rect, buf: &mut Buffer) {
@@ -162,7 +130,10 @@ fn row(app: &App, vm: &VmEntry, selected: bool, area: Rect, buf: &mut Buffer) {
     for (column, width) in layout::columns(area.width) {
         let w = usize::from(width);
         let (text, own) = match column {
-            Column::Mark => (if marked { "●" } else { " " }.to_string(), theme.marked),
+            Column::Mark if marked => ("●".to_string(), theme.marked),
+            // A broken definition is flagged on its row, so the typo is seen, not hidden.
+            Column::Mark if vm.broken().is_some() => ("!".to_string(), theme.error),
+            Column::Mark => (" ".to_string(), theme.marked),
             Column::Name => (
                 truncate(vm.name(), w),
                 if marked { theme.marked } else { theme.base },
@@ -171,11 +142,45 @@ fn row(app: &App, vm: &VmEntry, selected: bool, area: Rect, buf: &mut Buffer) {
                 Some(doing) => (format!("{doing}…"), theme.info),
                 None => (vm.state().label().to_string(), theme.state(vm.state())),
             },
+            // A stopped VM whose definition is broken has nothing more to show than why.
+            _ if !live && vm.broken().is_some() => {
+                let x_rest = x;
+                if let Some(broken) = vm.broken() {
+                    let text = format!(
+                        "definition broken: {}{}",
+                        broken
+                            .error
+                            .line
+                            .map(|l| format!("line {l}: "))
+                            .unwrap_or_default(),
+                        broken.error.reason
+                    );
+                    let rest = area.right().saturating_sub(x_rest);
+                    let style = if selected {
+                        base.add_modifier(theme.error.add_modifier)
+                    } else {
+                        theme.error
+                    };
+                    put(
+                        buf,
+                        x_rest,
+                        area.y,
+                        &truncate(&text, usize::from(rest)),
+                        rest,
+                        style,
+                    );
+                }
+                return;
+            }
             Column::Vcpus => (
-                format!("{}/{}", vm.vcpus_now(), vm.status.config.max_vcpus),
+                match (vm.vcpus_now(), vm.max_vcpus()) {
+                    (Some(now), Some(max)) => format!("{now}/{max}"),
+                    (Some(now), None) => format!("{now}/?"),
+                    _ => dash(),
+                },
                 theme.base,
             ),
-            Column::Memory => (format_size(vm.status.config.memory), theme.base),
+            Column::Memory => (vm.memory().map_or_else(dash, format_size), theme.base),
             Column::Cpu => (
                 vm.cpu_percent().map_or_else(dash, |p| format!("{p:.1}")),
                 if live { theme.cpu } else { theme.muted },
@@ -197,12 +202,7 @@ fn row(app: &App, vm: &VmEntry, selected: bool, area: Rect, buf: &mut Buffer) {
                 theme.accent,
             ),
             Column::Auto => (
-                if vm.status.config.autostart {
-                    "yes"
-                } else {
-                    ""
-                }
-                .to_string(),
+                if vm.autostart() { "yes" } else { "" }.to_string(),
                 theme.accent,
             ),
         };
@@ -213,9 +213,8 @@ fn row(app: &App, vm: &VmEntry, selected: bool, area: Rect, buf: &mut Buffer) {
         } else {
             own
         };
-        let right_aligned = matches!(column, Column::Memory | Column::Cpu | Column::Used);
         let text = truncate(&text, w);
-        let pad = if right_aligned {
+        let pad = if right_aligned(column) {
             width.saturating_sub(text.chars().count() as u16)
         } else {
             0
@@ -230,8 +229,18 @@ fn summary(app: &App, area: Rect, buf: &mut Buffer) {
     let Some(vm) = app.selected() else {
         return;
     };
-    let (text, style) = match (&vm.status.reason, vm.state()) {
-        (Some(reason), crate::engine::control::RunState::Crashed) => {
+    let (text, style) = match (vm.reason(), vm.state(), vm.broken()) {
+        // The fix first: the reason can be long, and a narrow screen cuts the end.
+        (_, _, Some(broken)) => (
+            format!(
+                "{}: definition broken, repair it with `{}` in a shell: {}",
+                vm.name(),
+                broken.fix(),
+                broken.error
+            ),
+            theme.error,
+        ),
+        (Some(reason), crate::engine::control::RunState::Crashed, None) => {
             (format!("{} crashed: {reason}", vm.name()), theme.error)
         }
         _ => {

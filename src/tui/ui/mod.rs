@@ -86,7 +86,6 @@ fn too_small(app: &App, area: Rect, buf: &mut Buffer) {
 
 fn header(app: &App, area: Rect, buf: &mut Buffer) {
     let theme = &app.theme;
-    let running = app.vms.iter().filter(|vm| vm.is_live()).count();
     let current = match app.pane {
         Pane::Details | Pane::Console => Pane::List,
         other => other,
@@ -107,20 +106,21 @@ fn header(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let mut used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
     let width = usize::from(area.width);
-    let mut optional = vec![Span::styled(
-        format!("  {} VMs, {} running", app.vms.len(), running),
-        theme.base,
-    )];
+    let mut optional = vec![Span::styled(format!("  {}", vm_counts(app)), theme.base)];
     if let Some(memory) = app.host_memory {
         let (free, total) = (format_size(memory.available), format_size(memory.total));
-        let long = format!("  ·  host memory {free} free of {total}");
-        let short = format!("  ·  host {free} free of {total}");
+        // The longest form that fits: 80 columns keep the counts and the figures.
+        let forms = [
+            format!("  ·  host memory {free} free of {total}"),
+            format!("  ·  host {free} free of {total}"),
+            format!(" · {free}/{total} free"),
+        ];
         let base: usize = used + optional[0].content.chars().count();
-        let text = if base + long.chars().count() <= width {
-            long
-        } else {
-            short
-        };
+        let text = forms
+            .iter()
+            .find(|form| base + form.chars().count() <= width)
+            .unwrap_or(&forms[2])
+            .clone();
         optional.push(Span::styled(text, theme.muted));
     }
     let theme_name = format!("theme {}  ", theme.name);
@@ -138,6 +138,28 @@ fn header(app: &App, area: Rect, buf: &mut Buffer) {
         Line::from(vec![Span::styled(theme_name, theme.muted)])
             .right_aligned()
             .render(area, buf);
+    }
+}
+
+/// "3 VMs: 1 running, 1 paused" (each state only when some VM is in it; "1 VM", "no VMs").
+pub fn vm_counts(app: &App) -> String {
+    use crate::engine::control::RunState;
+    let count = |state| app.vms.iter().filter(|vm| vm.state() == state).count();
+    let total = match app.vms.len() {
+        0 => "no VMs".to_string(),
+        1 => "1 VM".to_string(),
+        n => format!("{n} VMs"),
+    };
+    let states: Vec<String> = [(RunState::Running, "running"), (RunState::Paused, "paused")]
+        .into_iter()
+        .map(|(state, word)| (count(state), word))
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, word)| format!("{n} {word}"))
+        .collect();
+    if states.is_empty() {
+        total
+    } else {
+        format!("{total}: {}", states.join(", "))
     }
 }
 

@@ -79,7 +79,7 @@ fn draw_list(app: &App, inner: Rect, buf: &mut Buffer) {
     if inner.height == 0 {
         return;
     }
-    table_header(NETWORK_COLUMNS, inner, theme.header, buf);
+    table_header(NETWORK_COLUMNS, inner, theme.header, &[6], buf);
     let rows = Rect::new(inner.x, inner.y + 1, inner.width, inner.height - 1);
     if !state.loaded {
         put(
@@ -242,6 +242,7 @@ fn draw_details(app: &App, network: &NetworkInfo, area: Rect, buf: &mut Buffer) 
             NIC_COLUMNS,
             Rect::new(area.x, y, area.width, 1),
             theme.header,
+            &[],
             buf,
         );
         y += 1;
@@ -294,6 +295,7 @@ fn draw_details(app: &App, network: &NetworkInfo, area: Rect, buf: &mut Buffer) 
         LEASE_COLUMNS,
         Rect::new(area.x, y, area.width, 1),
         theme.header,
+        &[],
         buf,
     );
     y += 1;

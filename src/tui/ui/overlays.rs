@@ -70,7 +70,8 @@ fn help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {
             "Mouse: drag to select and copy, wheel scrolls.",
         ],
         crate::tui::keymap::Context::Storage => &[
-            "Volume keys act on the selected volume of the selected pool.",
+            "Tab switches between the pools and the volumes; the table marked ▶ has the keys:",
+            "  volume keys work in the volumes table, s d a in the pools table, n in both.",
             "Clone, convert and upload run in the background with a progress bar;",
             "  the bar compares the new file's size with the source's data (an estimate).",
             "Palette: pool-list, vol-list POOL, vol-create [POOL]",
@@ -96,7 +97,9 @@ fn help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {
             .iter()
             .map(|n| Line::from(Span::styled(*n, theme.muted))),
     );
-    let width = 78.min(area.width);
+    // As wide as the longest line (so no key's description is cut), at least 78.
+    let longest = lines.iter().map(Line::width).max().unwrap_or(0) as u16;
+    let width = (longest + 2).max(78).min(area.width);
     let height = (lines.len() as u16 + 2).min(area.height);
     let rect = layout::centered(area, width, height);
     let inner = dialog(
@@ -161,7 +164,7 @@ fn palette(app: &App, input: &crate::tui::input::LineInput, area: Rect, frame: &
 
 fn confirm_dialog(app: &App, confirm: &Confirm, area: Rect, buf: &mut Buffer) {
     let theme = &app.theme;
-    let width = 64.min(area.width);
+    let width = layout::dialog(area, 64, 0).width;
     let text_width = width.saturating_sub(4).max(1);
     let text_lines: u16 = confirm
         .message
@@ -176,9 +179,14 @@ fn confirm_dialog(app: &App, confirm: &Confirm, area: Rect, buf: &mut Buffer) {
         .map(|l| Line::from(Span::styled(l.to_string(), theme.dialog)))
         .collect();
     lines.push(Line::raw(""));
+    let yes = if confirm.bulk {
+        "yes (Enter does not confirm)   "
+    } else {
+        "yes   "
+    };
     lines.push(Line::from(vec![
         Span::styled(" y ", theme.key),
-        Span::styled("yes   ", theme.dialog),
+        Span::styled(yes, theme.dialog),
         Span::styled(" n ", theme.key),
         Span::styled("no (Esc)", theme.dialog),
     ]));

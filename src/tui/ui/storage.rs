@@ -25,6 +25,9 @@ const POOL_COLUMNS: Columns = &[
     ("PATH", 0, 2),
 ];
 
+/// The pool columns that hold numbers (right-aligned, titles too): capacity, free, volumes.
+const POOL_NUMBERS: &[usize] = &[3, 4, 5];
+
 /// Volume table columns.
 const VOLUME_COLUMNS: Columns = &[
     ("NAME", 40, 5),
@@ -34,6 +37,9 @@ const VOLUME_COLUMNS: Columns = &[
     ("BACKING", 40, 3),
     ("USED BY", 0, 4),
 ];
+
+/// The volume columns that hold numbers: capacity and allocation.
+const VOLUME_NUMBERS: &[usize] = &[2, 3];
 
 /// Draws the pane into `body`.
 pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
@@ -63,8 +69,15 @@ pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
     draw_volumes(app, inner, buf);
 }
 
+/// A table's box: the one with the keys has the focus colour and a `▶` before its title,
+/// the other a muted title that says how to reach it.
 fn frame(app: &App, area: Rect, title: &str, focused: bool, buf: &mut Buffer) -> Rect {
     let theme = &app.theme;
+    let (title, title_style) = if focused {
+        (format!("▶{title}"), theme.title)
+    } else {
+        (format!("{title}(Tab) "), theme.muted)
+    };
     let block = Block::new()
         .borders(Borders::ALL)
         .border_style(if focused {
@@ -72,19 +85,22 @@ fn frame(app: &App, area: Rect, title: &str, focused: bool, buf: &mut Buffer) ->
         } else {
             theme.border
         })
-        .title(truncate(title, usize::from(area.width.saturating_sub(2))))
-        .title_style(theme.title);
+        .title(truncate(&title, usize::from(area.width.saturating_sub(2))))
+        .title_style(title_style);
     let inner = block.inner(area);
     block.render(area, buf);
     inner
 }
 
-/// The row style of a selected row: full selection colours in the list that has the keys,
-/// the marked style in the other one.
+/// The row style of a selected row: full selection colours in the table that has the keys;
+/// in the other one only an underline, so no row there looks like what keys act on.
 fn row_style(app: &App, selected: bool, focused: bool) -> Style {
     match (selected, focused) {
         (true, true) => app.theme.selected,
-        (true, false) => app.theme.marked,
+        (true, false) => app
+            .theme
+            .base
+            .add_modifier(ratatui::style::Modifier::UNDERLINED),
         _ => app.theme.base,
     }
 }
@@ -95,7 +111,7 @@ fn draw_pools(app: &App, inner: Rect, buf: &mut Buffer) {
     if inner.height == 0 {
         return;
     }
-    table_header(POOL_COLUMNS, inner, theme.header, buf);
+    table_header(POOL_COLUMNS, inner, theme.header, POOL_NUMBERS, buf);
     let rows = Rect::new(inner.x, inner.y + 1, inner.width, inner.height - 1);
     if !state.loaded {
         put(
@@ -196,7 +212,7 @@ fn pool_row(app: &App, pool: &PoolView, style: Style, area: Rect, buf: &mut Buff
             },
         ),
     ];
-    table_row(POOL_COLUMNS, area, &cells, &[3, 4, 5], buf);
+    table_row(POOL_COLUMNS, area, &cells, POOL_NUMBERS, buf);
 }
 
 /// The bordered block whose inside is `inner`.
@@ -237,7 +253,7 @@ fn draw_volumes(app: &App, inner: Rect, buf: &mut Buffer) {
         );
         return;
     }
-    table_header(VOLUME_COLUMNS, inner, theme.header, buf);
+    table_header(VOLUME_COLUMNS, inner, theme.header, VOLUME_NUMBERS, buf);
     // The last two rows describe the selected volume.
     let details_height = layout::volume_details_height(block_of(inner));
     let rows = layout::table_rows(block_of(inner), details_height);
@@ -329,7 +345,7 @@ fn volume_row(app: &App, volume: &VolumeView, style: Style, area: Rect, buf: &mu
             },
         ),
     ];
-    table_row(VOLUME_COLUMNS, area, &cells, &[2, 3], buf);
+    table_row(VOLUME_COLUMNS, area, &cells, VOLUME_NUMBERS, buf);
 }
 
 /// `web1 (running), db`.

@@ -67,22 +67,19 @@ pub fn put(buf: &mut Buffer, x: u16, y: u16, text: &str, width: u16, style: Styl
 }
 
 /// Draws the titles of a table's `columns` on the first row of `area`.
-pub fn table_header(columns: super::layout::Columns, area: Rect, style: Style, buf: &mut Buffer) {
-    let mut x = area.x;
-    for ((title, ..), width) in columns
+pub fn table_header(
+    columns: super::layout::Columns,
+    area: Rect,
+    style: Style,
+    right: &[usize],
+    buf: &mut Buffer,
+) {
+    let cells: Vec<(String, Style)> = columns
         .iter()
-        .zip(super::layout::table_widths(columns, area.width))
-    {
-        put(
-            buf,
-            x,
-            area.y,
-            &truncate(title, usize::from(width)),
-            width,
-            style,
-        );
-        x += width + 1;
-    }
+        .map(|(title, ..)| (title.to_string(), style))
+        .collect();
+    // Titles align like their columns' values, so numbers sit under their titles.
+    table_row(columns, area, &cells, right, buf);
 }
 
 /// Draws one table row of `cells` (text and style per column) on the first row of `area`;

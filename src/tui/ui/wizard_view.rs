@@ -21,7 +21,9 @@ const LABEL: u16 = 16;
 
 /// Draws `wizard` centred in `area`.
 pub fn draw(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
-    let rect = layout::centered(area, 76, 22);
+    // Taller screens give the lists (volumes, networks) and the review more rows.
+    let height = (u32::from(area.height) * 2 / 3) as u16;
+    let rect = layout::dialog(area, 76, height.clamp(22, 30));
     let title = match wizard.editing() {
         Some(name) => format!("edit {name}"),
         None => "new VM".to_string(),
@@ -31,11 +33,12 @@ pub fn draw(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
         return;
     }
     steps(app, wizard, inner, frame.buffer_mut());
+    // Steps (and a blank row) above; up to two rows of problem and the keys below.
     let body = Rect::new(
         inner.x,
         inner.y + 2,
         inner.width,
-        inner.height.saturating_sub(4),
+        inner.height.saturating_sub(5),
     );
     if let Some(picker) = &wizard.picker {
         draw_picker(app, picker, body, frame.buffer_mut());
@@ -122,6 +125,10 @@ fn hint(app: &App, wizard: &Wizard, id: FieldId) -> String {
         FieldId::DiskName => ".qcow2 or .raw, matching the format".into(),
         FieldId::DiskSize => "like 10G; sparse, so it costs only what the guest writes".into(),
         FieldId::DiskFormat => "qcow2: snapshots and linked clones; raw: plain and fast".into(),
+        FieldId::StartNetworks => format!(
+            "start {} before the VM (needs root or CAP_NET_ADMIN)",
+            wizard.inactive_chosen().join(", ")
+        ),
     }
 }
 
@@ -276,6 +283,22 @@ fn fields(app: &App, wizard: &Wizard, area: Rect, rows: u16, frame: &mut Frame) 
                     frame.set_cursor_position((x + cursor as u16, y));
                 }
             }
+            Value::Toggle(on) if id == FieldId::StartNetworks => {
+                let networks = wizard.inactive_chosen().join(", ");
+                let text = if *on {
+                    format!("[x] start {networks} first")
+                } else {
+                    format!("[ ] {networks} not started")
+                };
+                let style = if is_focused {
+                    theme.selected
+                } else if field.error.is_some() {
+                    theme.error
+                } else {
+                    theme.dialog
+                };
+                put(buf, x, y, &text, value_width, style);
+            }
             Value::Toggle(on) => {
                 let text = if *on { "[x] yes" } else { "[ ] no" };
                 let style = if is_focused {
@@ -417,7 +440,7 @@ fn review(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
             networks.join(", ")
         },
     );
-    lines.push(Line::raw(""));
+    // Right under the facts: 80×24 has no row to spare.
     lines.push(Line::from(Span::styled(
         "The same from a shell:",
         theme.muted,
@@ -426,7 +449,9 @@ fn review(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
         wizard.command_line(),
         theme.accent,
     )));
-    let text_height = 12.min(area.height.saturating_sub(4));
+    // The toggles keep their rows; the summary takes the rest.
+    let toggles = wizard.visible().len() as u16;
+    let text_height = area.height.saturating_sub(toggles + 1);
     Paragraph::new(lines)
         .wrap(Wrap { trim: false })
         .style(theme.dialog)
@@ -509,15 +534,31 @@ fn draw_picker(app: &App, picker: &FilePicker, area: Rect, buf: &mut Buffer) {
 fn keys_line(app: &App, wizard: &Wizard, inner: Rect, buf: &mut Buffer) {
     let theme = &app.theme;
     let y = inner.bottom().saturating_sub(1);
-    if let Some(problem) = wizard.problem.as_ref().filter(|_| wizard.picker.is_none()) {
+    // Why Enter does not go on, and what to do, wrapped over two rows so the fix (at the
+    // end of every message) is never cut.
+    if let Some(notice) = wizard
+        .notice
+        .as_ref()
+        .filter(|_| wizard.step_problem().is_none())
+    {
         put(
             buf,
             inner.x,
             y.saturating_sub(1),
-            &truncate(problem, usize::from(inner.width)),
+            &truncate(notice, usize::from(inner.width)),
             inner.width,
-            theme.error,
+            theme.info,
         );
+    }
+    if let Some(problem) = wizard.step_problem().filter(|_| wizard.picker.is_none()) {
+        let rows = 2.min(y.saturating_sub(inner.y));
+        Paragraph::new(problem)
+            .style(theme.error)
+            .wrap(Wrap { trim: true })
+            .render(
+                Rect::new(inner.x, y.saturating_sub(rows), inner.width, rows),
+                buf,
+            );
     }
     let keys: &[(&str, &str)] = if wizard.picker.is_some() {
         &[
@@ -527,6 +568,12 @@ fn keys_line(app: &App, wizard: &Wizard, inner: Rect, buf: &mut Buffer) {
         ]
     } else {
         match wizard.step {
+            Step::Review if !wizard.networks_to_start().is_empty() => &[
+                ("Enter", "start network, create"),
+                ("Esc", "back"),
+                ("Tab", "field"),
+                ("Space", "toggle"),
+            ],
             Step::Review => &[
                 ("Enter", "create"),
                 ("Esc", "back"),
