@@ -11,7 +11,8 @@
 //!
 //! The save itself (pause, park the vCPU threads, quiesce the devices, capture, write, and
 //! carry on if anything failed) is `VmHandle::save` in `engine/vm/save.rs`; building a VM from
-//! a file is `Vm::restore` in `engine/vm/restore.rs`.
+//! a file is `Vm::restore` in `engine/vm/restore.rs`. [`SAVE_SYSCALLS`] is what a thread that
+//! saves may call in a confined vmd.
 
 mod blob;
 mod devices;
@@ -22,6 +23,9 @@ mod platform;
 mod vcpu;
 
 use serde::{Deserialize, Serialize};
+use syscalls::Sysno;
+
+use crate::engine::confine::syscalls::{ArgRule, SyscallList};
 
 pub use blob::{Blob, BlobSizeError};
 pub use devices::{
@@ -35,6 +39,39 @@ pub use vcpu::{VcpuCaps, VcpuState, VcpuStateError};
 
 pub(crate) use platform::{capture as capture_platform, restore_clock, restore_devices};
 pub(crate) use vcpu::{capture as capture_vcpu, restore as restore_vcpu};
+
+/// What the thread that runs `VmHandle::save` may call, on top of the runtime's list: the
+/// vCPU, interrupt controller, PIT and clock reads are KVM ioctls (by type); flushing the disks
+/// is `fdatasync`; the disk fingerprints are `statx`; the file is written atomically (list the
+/// directory for stale partial files, check their writers in /proc, unlink them; create the
+/// temporary file, write, seek back to the prefix, `fsync`, rename, `fsync` the directory,
+/// unlink it on failure); memory pages are picked from `/proc/self/pagemap` (`openat`,
+/// `pread64`); the save's report counts the touched pages with `mincore`. Closing the devices'
+/// workers and parking the vCPU threads are joins (futexes, in the runtime's list). A restore
+/// runs on vmd's main thread before it confines itself, so it needs no list.
+pub const SAVE_SYSCALLS: SyscallList = SyscallList {
+    any: &[
+        Sysno::openat,
+        Sysno::getdents64,
+        Sysno::statx,
+        Sysno::newfstatat,
+        Sysno::fstat,
+        Sysno::lseek,
+        Sysno::pread64,
+        Sysno::fsync,
+        Sysno::fdatasync,
+        Sysno::rename,
+        Sysno::unlink,
+        Sysno::mincore,
+    ],
+    ioctls: &[],
+    args: &[ArgRule {
+        call: Sysno::ioctl,
+        index: 1,
+        mask: crate::engine::confine::ioctls::TYPE_MASK,
+        values: &[crate::engine::confine::ioctls::KVMIO << 8],
+    }],
+};
 
 /// Everything but guest memory: the state section of a save file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

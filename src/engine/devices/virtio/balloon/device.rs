@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
+use crate::engine::confine::{self, ThreadKind};
 use crate::engine::memory::GuestRam;
 use virtio_queue::QueueState;
 use vmm_sys_util::eventfd::EventFd;
@@ -184,10 +185,12 @@ impl VirtioDevice for VirtioBalloon {
             self.stats_head.take(),
         )
         .map_err(spawn_error)?;
-        let thread = std::thread::Builder::new()
-            .name("balloon".into())
-            .spawn(move || worker.run())
-            .map_err(spawn_error)?;
+        // Made by the thread factory in a confined vmd: this runs on a vCPU thread, which may
+        // not create threads itself.
+        let thread = confine::spawn(ThreadKind::BalloonWorker, "balloon".into(), move || {
+            worker.run()
+        })
+        .map_err(spawn_error)?;
         self.worker = Some(WorkerHandle {
             stop,
             drain,

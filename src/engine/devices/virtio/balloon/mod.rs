@@ -10,6 +10,7 @@
 //!   `actual`), starting and stopping the worker.
 //! - `worker.rs`: the thread serving the queues.
 //! - `release.rs`: giving guest pages back to the host.
+//! - `syscalls.rs`: what the worker thread may call in a confined vmd.
 //! - [`Balloon`]: the control handle the VM's owner keeps (target, actual, statistics).
 //!
 //! Queue numbering follows the driver: inflate 0, deflate 1, then the stats queue and the
@@ -18,6 +19,7 @@
 
 mod device;
 mod release;
+pub(crate) mod syscalls;
 mod worker;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
