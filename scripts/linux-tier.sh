@@ -54,7 +54,7 @@ l1_timeout=${VMUX_TIER_TIMEOUT:-2700}
 # How long one scenario may take (they bound their own waits well below this).
 scenario_bound=${VMUX_TIER_SCENARIO_TIMEOUT:-600}
 # How long L1 may go without touching its heartbeat file before it counts as wedged.
-wedged_after=${VMUX_TIER_WEDGED_AFTER:-240}
+wedged_after=${VMUX_TIER_WEDGED_AFTER:-180}
 # kvm_amd's nested paging inside L1 (see the comment where it is loaded).
 npt=${VMUX_TIER_NPT:-1}
 # L1's CPU: TCG's `max` model (it emulates SVM with nested paging), but reporting AMD family
@@ -258,8 +258,8 @@ boot_l1() {
     wait "$qemu" 2>/dev/null || true
 }
 
-# The selected scenarios without a result in inner.log yet.
-has_result() { grep -qE "^test $1 \\.\\.\\. (ok|FAILED)\$" "$run_dir/inner.log" 2>/dev/null; }
+# The selected scenarios without a result in inner.log yet (ignored ones have theirs).
+has_result() { grep -qE "^test $1 \\.\\.\\. (ok|FAILED\$|ignored)" "$run_dir/inner.log" 2>/dev/null; }
 unfinished() {
     local name
     while read -r name; do has_result "$name" || echo "$name"; done < "$run_dir/selected"

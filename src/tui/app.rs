@@ -576,6 +576,7 @@ fn state_rank(state: RunState) -> u64 {
         RunState::Running => 0,
         RunState::Paused => 1,
         RunState::Crashed => 2,
-        RunState::ShutOff => 3,
+        RunState::Saved => 3,
+        RunState::ShutOff => 4,
     }
 }

@@ -12,7 +12,7 @@ use super::theme::Theme;
 use super::ui::layout::Column;
 use super::update::{ensure_selection, list_page, move_selection, open_consoles};
 use super::wizard::Wizard;
-use super::{hotplug, network_pane, storage_pane};
+use super::{hotplug, memory, network_pane, storage_pane};
 use crate::config::{BootConfig, VmConfig};
 use crate::engine::control::RunState;
 
@@ -33,6 +33,9 @@ pub(super) fn run(app: &mut App, command: Command) {
         Command::VcpuRemove => hotplug::change_vcpus(app, -1),
         Command::DiskAdd => hotplug::add_disk(app),
         Command::DiskRemove => hotplug::remove_disk(app),
+        Command::Save => memory::save(app),
+        Command::MemoryDown => memory::change_memory(app, -1),
+        Command::MemoryUp => memory::change_memory(app, 1),
         Command::ShowStorage => storage_pane::show(app),
         Command::ShowNetworks => network_pane::show(app),
         // Pane commands outside their pane (only reachable through rebinding): nothing.
@@ -661,6 +664,13 @@ pub(super) fn palette(app: &mut App, line: &str) {
         }
         PaletteCommand::Help => run(app, Command::Help),
         PaletteCommand::Quit => app.quit = true,
+        PaletteCommand::Save { vm, path } => memory::save_to(app, vm, path),
+        PaletteCommand::Restore(path) => memory::restore(app, path),
+        PaletteCommand::ManagedSaveRemove(vm) => memory::discard(app, vm),
+        PaletteCommand::SetMemory { vm, bytes, flags } => {
+            memory::setmem(app, vm, bytes, flags.live, flags.config);
+        }
+        PaletteCommand::MemoryStats(vm) => memory::show_stats(app, vm),
         PaletteCommand::SetVcpus { vm, count, flags } => {
             let name = vm.or_else(|| app.list.selected.clone()).unwrap_or_default();
             let Some(entry) = app.entry(&name) else {

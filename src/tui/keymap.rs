@@ -164,6 +164,12 @@ pub enum Command {
     DiskAdd,
     /// Remove a disk (dialog; running VMs: the guest ejects it).
     DiskRemove,
+    /// Save a running VM to disk and stop it (asks first); starting it resumes it.
+    Save,
+    /// Less memory for the guest (running VMs: through the balloon).
+    MemoryDown,
+    /// More memory for the guest, up to its defined memory.
+    MemoryUp,
 }
 
 /// One row of the defaults table.
@@ -291,6 +297,27 @@ pub const COMMANDS: &[CommandSpec] = &[
         "remove a disk (asks first)",
         &[List, DetailsPane],
         &["X"],
+    ),
+    spec(
+        Command::Save,
+        "save",
+        "save to disk and stop (asks first); start resumes it",
+        &[List, DetailsPane],
+        &["S"],
+    ),
+    spec(
+        Command::MemoryDown,
+        "memory_down",
+        "less memory (running: the balloon takes it back)",
+        &[List, DetailsPane],
+        &["["],
+    ),
+    spec(
+        Command::MemoryUp,
+        "memory_up",
+        "more memory, up to the defined memory",
+        &[List, DetailsPane],
+        &["]"],
     ),
     spec(
         Command::New,

@@ -21,6 +21,7 @@ pub mod hotplug;
 pub mod image_setup;
 pub mod input;
 pub mod keymap;
+mod memory;
 pub mod network_pane;
 pub mod palette;
 pub mod runtime;

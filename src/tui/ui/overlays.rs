@@ -86,7 +86,9 @@ fn help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {
             "Palette verbs: start shutdown destroy reboot reset suspend resume autostart",
             "  undefine console create edit theme filter list help quit",
             "  pool-list vol-list vol-create net-list net-define net-start net-destroy",
-            "  setvcpus attach-disk detach-disk (--live, --config as in the CLI)",
+            "  setvcpus attach-disk detach-disk setmem (--live, --config as in the CLI)",
+            "  save [VM] [FILE] restore FILE managedsave managedsave-remove dommemstat",
+            "A saved VM (S) lists as saved; starting it (s) resumes it where it was.",
             "Keys are configurable in the [keys] table of the settings file.",
         ],
     };
