@@ -8,6 +8,7 @@ mod storage_common;
 
 use std::path::Path;
 use storage_common::*;
+use vmux::progress::Progress;
 use vmux::storage::create::{NewImage, create_image};
 use vmux::storage::format::ImageFormat;
 use vmux::storage::image::open_image;
@@ -338,7 +339,8 @@ fn a_raw_image_written_by_vmux_compares_equal_to_its_qcow2_copy() {
     {
         let src = open_ro(&raw);
         let dst = open_image(&qcow, &options(&qcow, false)).expect("open");
-        vmux::storage::copy::copy_image(src.as_ref(), dst.as_ref()).expect("copy");
+        vmux::storage::copy::copy_image(src.as_ref(), dst.as_ref(), &Progress::new())
+            .expect("copy");
     }
     check_ok(&qcow);
     same_content(&raw, &qcow);

@@ -16,6 +16,7 @@ mod lifecycle;
 pub mod network;
 pub mod nics;
 mod output;
+pub mod progress;
 mod run;
 mod show;
 pub mod storage;
