@@ -10,24 +10,35 @@
 //!   for scripts and other front ends ([`Display::Json`]).
 //! - Otherwise (stderr is not a terminal): nothing.
 //!
-//! The first SIGINT cancels the operation, which cleans up as after a failure; the verb then
-//! says what was left as it was and exits with status 130 ([`cancelled`]). A second SIGINT, for
-//! an operation stuck in the kernel, ends the process at once (status 130; the temporary file it
-//! leaves is removed by the next vmux storage command).
+//! The first Ctrl-C (SIGINT) cancels the operation, which cleans up as after a failure; the verb
+//! then says what was left as it was and exits with status 130 ([`cancelled`]). SIGTERM and a
+//! closed terminal (SIGHUP) cancel the same way (status 143, 129), so a dropped SSH connection
+//! leaves no temporary file of many GiB behind. A second signal, for an operation stuck in the
+//! kernel, ends the process at once (the temporary file it leaves is removed by the next vmux
+//! storage command).
 
 use crate::progress::{Progress, ProgressEvent, ProgressSnapshot};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use signal_hook::SigId;
-use signal_hook::consts::SIGINT;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Exit status of a verb cancelled by Ctrl-C (128 + SIGINT, as shells report it).
 pub const CANCELLED_STATUS: u8 = 130;
+
+/// The signals that cancel a long verb.
+const CANCEL_SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
+
+/// The last cancelling signal that arrived (0: none), for the exit status.
+fn last_signal() -> &'static Arc<AtomicUsize> {
+    static LAST: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
+    LAST.get_or_init(|| Arc::new(AtomicUsize::new(0)))
+}
 
 /// How often the watcher looks at the handle.
 const POLL: Duration = Duration::from_millis(50);
@@ -70,20 +81,27 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// A reporter for verb `op` (`vol-convert`, ...): SIGINT cancels from now on.
+    /// A reporter for verb `op` (`vol-convert`, ...): SIGINT, SIGTERM and SIGHUP cancel from
+    /// now on.
     pub fn start(op: &'static str, display: Display) -> anyhow::Result<Reporter> {
         let progress = Progress::new();
         let flag = progress.cancel_flag();
-        // The shutdown goes first: it only fires when the flag was already set, by an
-        // earlier SIGINT.
-        let signals = vec![
-            signal_hook::flag::register_conditional_shutdown(
-                SIGINT,
-                i32::from(CANCELLED_STATUS),
+        let mut signals = Vec::new();
+        for signal in CANCEL_SIGNALS {
+            // The shutdown goes first: it only fires when the flag was already set, by an
+            // earlier signal.
+            signals.push(signal_hook::flag::register_conditional_shutdown(
+                signal,
+                128 + signal,
                 Arc::clone(&flag),
-            )?,
-            signal_hook::flag::register(SIGINT, flag)?,
-        ];
+            )?);
+            signals.push(signal_hook::flag::register(signal, Arc::clone(&flag))?);
+            signals.push(signal_hook::flag::register_usize(
+                signal,
+                Arc::clone(last_signal()),
+                signal as usize,
+            )?);
+        }
         Ok(Reporter {
             op,
             display,
@@ -98,7 +116,7 @@ impl Reporter {
     }
 
     /// Runs `operation` with the handle, showing its progress meanwhile; afterwards the bar is
-    /// gone (or the final JSON line printed) and SIGINT is the default again.
+    /// gone (or the final JSON line printed) and the signals no longer cancel anything.
     pub fn run<T, E>(self, operation: impl FnOnce(&Progress) -> Result<T, E>) -> Result<T, E> {
         let stop = Arc::new(AtomicBool::new(false));
         let watcher = self.watch(&stop);
@@ -166,36 +184,53 @@ fn json_lines(op: &str, progress: &Progress, stop: &AtomicBool) {
     }
 }
 
-/// The terminal bar: `vol-convert [=====>    ] 42% 430M/1G 85M/s 7s left`.
+/// The terminal bar, as wide as the terminal:
+/// `vol-convert [=====>     ]  42% 430.00 MiB/1.00 GiB 85.00 MiB/s 7s left`. Drawn once the
+/// operation has measured its work.
 fn bar(op: &str, progress: &Progress, stop: &AtomicBool) {
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(BAR_HZ));
+    let mut bar: Option<ProgressBar> = None;
+    let mut cancelling = false;
+    while !stop.load(Ordering::Relaxed) {
+        let now = progress.snapshot();
+        if now.measured() {
+            let bar = bar.get_or_insert_with(|| new_bar(op, now.total));
+            bar.set_length(now.total);
+            bar.set_position(now.done);
+            if now.cancelled && !cancelling {
+                cancelling = true;
+                bar.set_message(" cancelling…");
+            }
+        }
+        std::thread::sleep(POLL);
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+}
+
+fn new_bar(op: &str, total: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(total),
+        ProgressDrawTarget::stderr_with_hz(BAR_HZ),
+    );
     let style = ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {percent:>3}% {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta} left {msg}",
+        "{prefix} [{wide_bar}] {percent:>3}% {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta} left{msg}",
     )
     .map(|s| s.progress_chars("=> "))
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_prefix(op.to_string());
-    let mut cancelling = false;
-    while !stop.load(Ordering::Relaxed) {
-        let now = progress.snapshot();
-        if now.measured() {
-            bar.set_length(now.total);
-            bar.set_position(now.done);
-        }
-        if now.cancelled && !cancelling {
-            cancelling = true;
-            bar.set_message("cancelling…");
-        }
-        std::thread::sleep(POLL);
-    }
-    bar.finish_and_clear();
+    bar
 }
 
-/// Says on stderr what a cancelled verb left as it was and gives the exit status for Ctrl-C.
+/// Says on stderr what a cancelled verb left as it was and gives the exit status of the signal
+/// that cancelled it (130 for Ctrl-C). A terminal that is gone (SIGHUP) gets no message.
 pub fn cancelled(what: &str) -> ExitCode {
-    eprintln!("cancelled: {what}");
-    ExitCode::from(CANCELLED_STATUS)
+    let _ = writeln!(std::io::stderr().lock(), "cancelled: {what}");
+    match last_signal().load(Ordering::Relaxed) {
+        0 => ExitCode::from(CANCELLED_STATUS),
+        signal => ExitCode::from(u8::try_from(128 + signal).unwrap_or(CANCELLED_STATUS)),
+    }
 }
 
 #[cfg(test)]
