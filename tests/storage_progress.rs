@@ -1,5 +1,5 @@
-//! Progress and cancellation of every long storage operation (full clone, convert, upload,
-//! download, wipe, preallocated growth, snapshot deletion), on raw and qcow2 volumes with
+//! Progress and cancellation of every long storage operation (full clone, convert, import,
+//! upload, download, wipe, preallocated growth, snapshot deletion), on raw and qcow2 volumes with
 //! sparse and dense content:
 //!
 //! - a watcher thread samples the progress handle while the operation runs: `done` never goes
@@ -12,14 +12,15 @@
 //!   ones 16 MiB of data; a sparse walk can end before the canceller runs, so after six misses
 //!   its last try cancels before the start.
 
-mod storage_common;
+mod common;
 
+use common::prereq::{QEMU_IMG, met};
+use common::storage::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
-use storage_common::*;
 use vmux::progress::{Progress, ProgressSnapshot};
 use vmux::storage::grow::GROW_STEP;
 use vmux::storage::{
@@ -45,6 +46,7 @@ enum Fill {
 enum Op {
     Clone,
     Convert,
+    Import,
     Upload,
     Download,
     Wipe,
@@ -62,8 +64,12 @@ fn write_content(path: &Path, fill: Fill, seed: u8) {
         Fill::Sparse => {
             let end = image.capacity();
             image.write_at(1 << 20, &[seed; 4096]).expect("write");
-            image.write_at(9 << 20, &[seed ^ 0x5a; 65536]).expect("write");
-            image.write_at(end - 8192, &[seed ^ 0xa5; 8192]).expect("write");
+            image
+                .write_at(9 << 20, &[seed ^ 0x5a; 65536])
+                .expect("write");
+            image
+                .write_at(end - 8192, &[seed ^ 0xa5; 8192])
+                .expect("write");
         }
         Fill::Dense => {
             let capacity = image.capacity();
@@ -125,8 +131,8 @@ impl Scene {
         let mut checked = vec![src.clone()];
         let mut total = size(fill);
         match op {
-            Op::Upload => {
-                let file = home.dir.path().join(format!("upload.{format}"));
+            Op::Upload | Op::Import => {
+                let file = home.dir.path().join(format!("file.{format}"));
                 vmux::storage::create::create_image(
                     &file,
                     &vmux::storage::create::NewImage::new(format, size(fill)),
@@ -175,6 +181,15 @@ impl Scene {
             Op::Convert => storage
                 .vol_convert("default", &src, &format!("conv.{other}"), None, progress)
                 .map(drop),
+            Op::Import => storage
+                .vol_import(
+                    "default",
+                    &format!("imported.{other}"),
+                    &self.kept[1],
+                    None,
+                    progress,
+                )
+                .map(drop),
             Op::Upload => storage
                 .vol_upload("default", &src, &self.kept[1], None, progress)
                 .map(drop),
@@ -192,11 +207,9 @@ impl Scene {
             Op::Grow => storage
                 .vol_grow_allocated("default", &src, size(self.fill) + GROWTH, progress)
                 .map(drop),
-            Op::SnapshotDelete => SnapshotManager::new(self.home.paths.clone()).delete(
-                "web1",
-                "s1",
-                progress,
-            ),
+            Op::SnapshotDelete => {
+                SnapshotManager::new(self.home.paths.clone()).delete("web1", "s1", progress)
+            }
         }
     }
 
@@ -333,7 +346,10 @@ fn assert_progress(samples: &[ProgressSnapshot], total: u64, what: &str) {
     for sample in samples {
         assert!(sample.done <= sample.total, "{what}: {sample:?}");
         if sample.total > 0 && sample.done == sample.total {
-            assert!(sample.finished, "{what}: 100 % before finishing: {sample:?}");
+            assert!(
+                sample.finished,
+                "{what}: 100 % before finishing: {sample:?}"
+            );
         }
     }
     let last = samples.last().expect("a sample");
@@ -343,6 +359,9 @@ fn assert_progress(samples: &[ProgressSnapshot], total: u64, what: &str) {
 }
 
 fn progress_of(op: Op) {
+    if !met(&[QEMU_IMG]) {
+        return;
+    }
     for format in FORMATS {
         for fill in FILLS {
             let what = format!("{op:?} {format} {fill:?}");
@@ -421,6 +440,9 @@ fn cancel_at(scene: &Scene, threshold: Option<u64>) -> bool {
 const TRIES: usize = 6;
 
 fn cancel_of(op: Op) {
+    if !met(&[QEMU_IMG]) {
+        return;
+    }
     let mut random = Random::new();
     for format in FORMATS {
         for fill in FILLS {
@@ -428,7 +450,11 @@ fn cancel_of(op: Op) {
             // The last steps can outrun the canceller; try other points until one lands.
             let landed = (0..=TRIES).any(|attempt| {
                 let scene = Scene::new(op, format, fill);
-                let step = if op == Op::Grow { GROW_STEP } else { COPY_CHUNK };
+                let step = if op == Op::Grow {
+                    GROW_STEP
+                } else {
+                    COPY_CHUNK
+                };
                 let threshold = if attempt < TRIES {
                     Some(random.below(scene.total.saturating_sub(3 * step)))
                 } else if scene.fill == Fill::Sparse && op != Op::Grow {
@@ -484,6 +510,11 @@ fn a_conversion_reports_progress_to_100_percent_once() {
 }
 
 #[test]
+fn an_import_reports_progress_to_100_percent_once() {
+    progress_of(Op::Import);
+}
+
+#[test]
 fn an_upload_reports_progress_to_100_percent_once() {
     progress_of(Op::Upload);
 }
@@ -516,6 +547,11 @@ fn a_cancelled_clone_leaves_the_pool_as_before() {
 #[test]
 fn a_cancelled_conversion_leaves_the_pool_as_before() {
     cancel_of(Op::Convert);
+}
+
+#[test]
+fn a_cancelled_import_leaves_the_pool_and_the_file_as_before() {
+    cancel_of(Op::Import);
 }
 
 #[test]

@@ -3,11 +3,11 @@
 //! fake host, storage and networks, asserting what a user would see or what the fakes end up
 //! holding.
 
-mod tui_support;
+mod common;
 
+use common::tui::{Harness, fleet, fleet_app, fleet_networks, fleet_storage};
 use crossterm::event::KeyCode;
 use std::time::Duration;
-use tui_support::{Harness, fleet, fleet_app, fleet_networks, fleet_storage};
 use vmux::client::Host;
 use vmux::progress::ProgressSnapshot;
 use vmux::tui::action::Action;
@@ -221,7 +221,10 @@ fn a_full_clone_shows_its_real_progress_with_rate_and_time_left_until_done() {
     assert!(screen.contains(" 50% "), "{screen}");
     assert!(!screen.contains("est."), "{screen}");
     assert!(screen.contains("cloning default/base.qcow2"), "{screen}");
-    assert!(screen.contains(" 50% 85M/s · 12s left · cloning"), "{screen}");
+    assert!(
+        screen.contains(" 50% 85M/s · 12s left · cloning"),
+        "{screen}"
+    );
     harness.char('T');
     let list = harness.screen();
     assert!(list.contains("768M of 1.5G · 85M/s · 12s left"), "{list}");

@@ -209,10 +209,8 @@ fn bar(op: &str, progress: &Progress, stop: &AtomicBool) {
 }
 
 fn new_bar(op: &str, total: u64) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(
-        Some(total),
-        ProgressDrawTarget::stderr_with_hz(BAR_HZ),
-    );
+    let bar =
+        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(BAR_HZ));
     let style = ProgressStyle::with_template(
         "{prefix} [{wide_bar}] {percent:>3}% {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta} left{msg}",
     )

@@ -11,6 +11,7 @@ mod backend;
 mod device;
 mod request;
 mod stats;
+pub(crate) mod syscalls;
 mod worker;
 
 pub use backend::{BackendError, DiskBackend, RawFile};

@@ -14,6 +14,7 @@
 mod device;
 mod frame;
 mod stats;
+pub(crate) mod syscalls;
 mod worker;
 
 use std::os::fd::AsFd;
