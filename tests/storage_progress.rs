@@ -8,9 +8,9 @@
 //! - a canceller thread cancels at a random point (the seed is printed; `VMUX_TEST_SEED` repeats
 //!   a run): the operation fails as cancelled and the pool is exactly as before (listing, files,
 //!   the source's content, `qemu-img check`); a wipe, which overwrites in place, keeps name,
-//!   format and size. Sparse volumes are 1 GiB (mostly holes, walked in milliseconds), dense
-//!   ones 16 MiB of data; a sparse walk can end before the canceller runs, so after six misses
-//!   its last try cancels before the start.
+//!   format and size. Sparse volumes are 64 MiB (64 KiB of data per MiB, the rest holes,
+//!   walked in milliseconds), dense ones 16 MiB of data; a sparse walk can end before the
+//!   canceller runs, so after six misses its last try cancels before the start.
 
 mod common;
 
@@ -27,8 +27,8 @@ use vmux::storage::{
     ImageFormat, SnapshotManager, StorageError, VolumeSpec, copy::COPY_CHUNK, open_image,
 };
 
-/// Virtual size of the sparse test volumes (holes but for three small ranges).
-const SPARSE_SIZE: u64 = 1 << 30;
+/// Virtual size of the sparse test volumes (64 KiB of data per MiB, the rest holes).
+const SPARSE_SIZE: u64 = 64 << 20;
 /// Virtual size of the dense test volumes (every byte written).
 const DENSE_SIZE: u64 = 16 << 20;
 /// What a preallocated growth adds (four steps).
@@ -36,7 +36,7 @@ const GROWTH: u64 = 4 * GROW_STEP;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fill {
-    /// Two small data ranges, the rest holes.
+    /// 64 KiB of data at every MiB, the rest holes.
     Sparse,
     /// Every byte written, none zero.
     Dense,
@@ -245,13 +245,35 @@ impl Scene {
         }
     }
 
-    /// `qemu-img check` of every qcow2 image that must stay whole.
+    /// `qemu-img check` of every qcow2 image that must stay whole after a cancel.
     fn check(&self) {
         for path in &self.checked {
-            if path.extension().is_some_and(|e| e == "qcow2") {
-                check_ok(path);
-            }
+            check_qcow2(path);
         }
+    }
+
+    /// After a successful run: the images the operation made or changed pass `qemu-img
+    /// check`, and a merged disk reads as the overlay did.
+    fn check_result(&self, before: &[Vec<(u64, Vec<u8>)>]) {
+        if self.op == Op::SnapshotDelete {
+            let disk = self_disk(&self.home);
+            check_qcow2(&disk);
+            assert!(
+                content(&disk) == before[0],
+                "the merged disk reads differently"
+            );
+            return;
+        }
+        for path in std::fs::read_dir(self.home.pool_dir()).expect("list") {
+            check_qcow2(&path.expect("entry").path());
+        }
+    }
+}
+
+/// `qemu-img check` of `path` when it is a qcow2 image.
+fn check_qcow2(path: &Path) {
+    if path.extension().is_some_and(|e| e == "qcow2") {
+        check_ok(path);
     }
 }
 
@@ -262,25 +284,33 @@ fn self_disk(home: &Home) -> PathBuf {
     home.pool_dir().join(source.trim_start_matches("default/"))
 }
 
-/// What an image reads as: its non-zero 2 MiB chunks with their offsets (through its backing
-/// chain; holes are skipped, so a sparse 1 GiB image is read in moments).
+/// Granularity of [`content`]'s blocks.
+const BLOCK: u64 = 64 << 10;
+
+/// What an image reads as: its non-zero 64 KiB blocks (aligned) with their offsets, through
+/// its backing chain. Only ranges the image reports as data are read; fixed aligned blocks make a raw and a qcow2 image with the same content
+/// compare equal, whatever extents each reports.
 fn content(path: &Path) -> Vec<(u64, Vec<u8>)> {
     use vmux::storage::Extent;
     let image = open_ro(path);
-    let mut chunks = Vec::new();
+    let mut blocks = std::collections::BTreeMap::new();
     let mut offset = 0;
     while offset < image.capacity() {
         let (kind, len) = image.extent(offset, COPY_CHUNK).expect("extent");
         if kind != Extent::Zero {
-            let mut buf = vec![0u8; len as usize];
-            image.read_at(offset, &mut buf).expect("read");
-            if buf.iter().any(|b| *b != 0) {
-                chunks.push((offset, buf));
+            let mut block = offset / BLOCK * BLOCK;
+            while block < offset + len {
+                let mut buf = vec![0u8; BLOCK.min(image.capacity() - block) as usize];
+                image.read_at(block, &mut buf).expect("read");
+                if buf.iter().any(|b| *b != 0) {
+                    blocks.insert(block, buf);
+                }
+                block += BLOCK;
             }
         }
         offset += len;
     }
-    chunks
+    blocks.into_iter().collect()
 }
 
 /// Every file name in `dir`, hidden ones included.
@@ -366,6 +396,7 @@ fn progress_of(op: Op) {
         for fill in FILLS {
             let what = format!("{op:?} {format} {fill:?}");
             let scene = Scene::new(op, format, fill);
+            let before: Vec<_> = scene.kept.iter().map(|p| content(p)).collect();
             let progress = Progress::new();
             let sampler = Sampler::start(&progress);
             scene
@@ -373,7 +404,7 @@ fn progress_of(op: Op) {
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
             let samples = sampler.finish(&progress);
             assert_progress(&samples, scene.total, &what);
-            scene.check();
+            scene.check_result(&before);
         }
     }
 }
