@@ -409,7 +409,7 @@ fn interrupt_at(
     Some((status.code().unwrap_or(-1), lines, rest))
 }
 
-/// A small random number generator (xorshift), seeded from the clock or `VMUX_TEST_SEED`.
+/// The seed of the random points: `VMUX_TEST_SEED`, else the clock; printed to repeat a run.
 fn seed() -> u64 {
     let seed = std::env::var("VMUX_TEST_SEED")
         .ok()

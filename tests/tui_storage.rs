@@ -633,6 +633,21 @@ fn help_lists_the_storage_keys() {
     assert!(screen.contains("clone volume (full or linked)"), "{screen}");
 }
 
+#[test]
+fn help_names_the_task_list_key_and_its_cancel_key() {
+    let mut harness = storage();
+    harness.app.width = 200;
+    harness.app.height = 50;
+    harness.char('?');
+    let screen = harness.screen();
+    let row = screen
+        .lines()
+        .find(|l| l.contains("running tasks"))
+        .unwrap_or_else(|| panic!("no task list row: {screen}"));
+    assert!(row.contains(" T "), "{row}");
+    assert!(row.contains("x cancels one"), "{row}");
+}
+
 fn click(column: u16, row: u16) -> Action {
     Action::Mouse(crossterm::event::MouseEvent {
         kind: crossterm::event::MouseEventKind::Down(crossterm::event::MouseButton::Left),
