@@ -18,6 +18,7 @@ mod lifecycle;
 pub mod network;
 pub mod nics;
 mod output;
+pub mod progress;
 mod run;
 mod show;
 mod state;

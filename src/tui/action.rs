@@ -10,7 +10,7 @@ use super::backends::{Backends, NetworkSnapshot, StorageSnapshot};
 use super::console::ConsoleId;
 use super::hotplug::scope_words;
 use super::image_setup::{self, ImageSetup};
-use super::tasks::{Task, TaskId};
+use super::tasks::{Task, TaskId, TaskOutcome, TaskProgress};
 use crate::client::{BrokenVm, ChangeScope, VmStatus};
 use crate::config::{DiskConfig, VmConfig, format_size};
 use crate::engine::control::{VmInfo, VmStats};
@@ -107,21 +107,19 @@ pub enum Action {
     StorageLoaded(Result<StorageSnapshot, String>),
     /// Networks, or why they could not be read.
     NetworksLoaded(Result<NetworkSnapshot, String>),
-    /// A measured task's output has grown.
+    /// A long task has got further (from its progress handle, a few times a second).
     TaskProgress {
         /// The task.
         id: TaskId,
-        /// Bytes its output holds on disk so far.
-        written: u64,
-        /// Bytes of data expected in all (an estimate).
-        total: u64,
+        /// Bytes done of bytes to do, rate and time left.
+        progress: TaskProgress,
     },
-    /// A [`Task`] finished: what the status line says, or the error.
+    /// A [`Task`] ended: done, failed or cancelled, with what the status line says.
     TaskDone {
         /// The task.
         id: TaskId,
-        /// Message on success, error chain on failure.
-        result: Result<String, String>,
+        /// How it ended.
+        outcome: TaskOutcome,
     },
 }
 
@@ -599,7 +597,7 @@ pub enum Effect {
     LoadStorage,
     /// Read networks; [`Action::NetworksLoaded`] follows.
     LoadNetworks,
-    /// Run a storage or network task; [`Action::TaskProgress`] (for measured tasks) and
+    /// Run a storage or network task; [`Action::TaskProgress`] (for the long ones) and
     /// [`Action::TaskDone`] follow.
     Task {
         /// The id `update` chose for it.
@@ -607,6 +605,10 @@ pub enum Effect {
         /// What to do.
         task: Task,
     },
+    /// Cancel a running task through its progress handle; it ends with
+    /// [`TaskOutcome::Cancelled`] once it has cleaned up (or normally, when it was past its
+    /// last step).
+    CancelTask(TaskId),
 }
 
 /// An error with its causes, `outer: inner: innermost`, for the status line.

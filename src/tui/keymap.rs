@@ -124,6 +124,8 @@ pub enum Command {
     ShowStorage,
     /// Show the networks pane.
     ShowNetworks,
+    /// Show the running tasks (progress; cancel one).
+    Tasks,
     /// Move the keys to the other list of the pane (pools / volumes).
     FocusNext,
     /// New volume (dialog).
@@ -500,6 +502,13 @@ pub const COMMANDS: &[CommandSpec] = &[
         "networks",
         &[List, DetailsPane, Welcome, StoragePane, NetworksPane],
         &["3"],
+    ),
+    spec(
+        Command::Tasks,
+        "tasks",
+        "running tasks: progress, x cancels one",
+        &[List, DetailsPane, StoragePane, NetworksPane],
+        &["T"],
     ),
     spec(
         Command::Detach,

@@ -27,6 +27,7 @@ pub mod palette;
 pub mod runtime;
 pub mod settings;
 pub mod storage_pane;
+pub mod task_list;
 pub mod tasks;
 pub mod theme;
 pub mod ui;
