@@ -454,6 +454,67 @@ fn real_linux_kill_9_of_vmd_during_linux_writes_leaves_a_consistent_image_that_b
     });
 }
 
+/// The guest's MemTotal in KiB, from /proc/meminfo.
+fn mem_total_kib(shell: &mut Shell) -> u64 {
+    let line = shell.ok("grep MemTotal /proc/meminfo", 30);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or_else(|| panic!("no MemTotal in {line:?}"))
+}
+
+#[test]
+fn real_linux_save_restore_and_managed_save_resume_linux_and_the_balloon_takes_memory() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("save_restore");
+        lab.define_linux("linux", 1, &[]);
+        let mut shell = boot(&lab, "linux", 1);
+        // Something only this boot of Linux knows: a file in its RAM root and its boot id.
+        shell.ok("echo kept-across-save > /marker", 30);
+        let boot_id = shell.ok("cat /proc/sys/kernel/random/boot_id", 30);
+
+        // save + restore: the same Linux comes back, running, with its RAM as it was.
+        let file = lab.home().join("linux.save");
+        let file = file.to_str().expect("utf-8 path");
+        lab.ok(&["save", "linux", file]);
+        assert_eq!(lab.state("linux"), "shut_off");
+        drop(shell);
+        lab.ok(&["restore", file]);
+        assert_eq!(lab.state("linux"), "running");
+        let mut shell = Shell::open(&lab, "linux");
+        assert_eq!(shell.ok("cat /marker", 60), "kept-across-save");
+        assert_eq!(shell.ok("cat /proc/sys/kernel/random/boot_id", 30), boot_id);
+
+        // managedsave: listed as saved; the next start resumes that same Linux.
+        drop(shell);
+        lab.ok(&["managedsave", "linux"]);
+        assert_eq!(lab.state("linux"), "saved");
+        lab.ok(&["start", "linux"]);
+        let mut shell = Shell::open(&lab, "linux");
+        assert_eq!(shell.ok("cat /marker", 60), "kept-across-save");
+        assert_eq!(shell.ok("cat /proc/sys/kernel/random/boot_id", 30), boot_id);
+
+        // setmem --live: Linux's virtio_balloon driver inflates, and MemTotal drops by what
+        // it handed back (the driver takes ballooned pages out of the managed total).
+        let before = mem_total_kib(&mut shell);
+        lab.ok(&["setmem", "linux", "256M", "--live"]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let mut after = mem_total_kib(&mut shell);
+        while before - after.min(before) < 200 * 1024 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            after = mem_total_kib(&mut shell);
+        }
+        assert!(
+            before - after.min(before) >= 200 * 1024,
+            "MemTotal went from {before} KiB to only {after} KiB after setmem 256M"
+        );
+        let stats = lab.json(&["dommemstat", "linux"]);
+        lab.note(&format!("dommemstat after setmem 256M: {stats}"));
+        shell.send("poweroff -f");
+        lab.wait_state("linux", "shut_off", 60);
+    });
+}
+
 /// What the cloud image's init prints once cloud-init's work is done and dropbear runs
 /// (followed by the host name and the kernel release).
 const IMAGE_READY: &str = "vmux-image-guest: ready";
