@@ -238,7 +238,7 @@ boot_l1() {
         -accel tcg,thread=multi -cpu "$l1_cpu" -smp "$l1_cpus" -m "$l1_mem" \
         -nographic -no-reboot -nic none -serial mon:stdio \
         -kernel "$l1/vmlinuz" -initrd "$l1/initrd.img" \
-        -append "console=ttyS0 quiet loglevel=3 panic=-1 vmux_tier_run=$run_dir" \
+        -append "console=ttyS0 quiet loglevel=3 panic=-1 vmux_tier_run=$run_dir vmux_tier_keep=$repo,$tier,$(dirname "$test_binary")" \
         -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
         -virtfs "local,path=$run_dir,mount_tag=run,security_model=none" \
         </dev/null > >(tee -a "$run_dir/l1-console.log" | grep --line-buffered -v '^\s*$') 2>&1 &
