@@ -454,15 +454,6 @@ fn real_linux_kill_9_of_vmd_during_linux_writes_leaves_a_consistent_image_that_b
     });
 }
 
-/// The guest's MemTotal in KiB, from /proc/meminfo.
-fn mem_total_kib(shell: &mut Shell) -> u64 {
-    let line = shell.ok("grep MemTotal /proc/meminfo", 30);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or_else(|| panic!("no MemTotal in {line:?}"))
-}
-
 #[test]
 fn real_linux_save_restore_and_managed_save_resume_linux_and_the_balloon_takes_memory() {
     scenario(test_name!(), || {
@@ -494,22 +485,36 @@ fn real_linux_save_restore_and_managed_save_resume_linux_and_the_balloon_takes_m
         assert_eq!(shell.ok("cat /marker", 60), "kept-across-save");
         assert_eq!(shell.ok("cat /proc/sys/kernel/random/boot_id", 30), boot_id);
 
-        // setmem --live: Linux's virtio_balloon driver inflates, and MemTotal drops by what
-        // it handed back (the driver takes ballooned pages out of the managed total).
-        let before = mem_total_kib(&mut shell);
+        // setmem --live: Linux's virtio_balloon driver inflates. The device offers
+        // DEFLATE_ON_OOM, so Linux keeps MemTotal and takes the pages from its free memory
+        // instead; the device's `actual` is what the driver says it handed over.
+        let free_kib = |shell: &mut Shell| -> u64 {
+            let line = shell.ok("grep MemFree /proc/meminfo", 30);
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|kib| kib.parse().ok())
+                .unwrap_or_else(|| panic!("no MemFree in {line:?}"))
+        };
+        let before = free_kib(&mut shell);
         lab.ok(&["setmem", "linux", "256M", "--live"]);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        let mut after = mem_total_kib(&mut shell);
-        while before - after.min(before) < 200 * 1024 && std::time::Instant::now() < deadline {
+        let handed = |lab: &Lab| -> u64 {
+            let stats = lab.json(&["dommemstat", "linux"]);
+            stats["balloon"]["actual_bytes"].as_u64().unwrap_or(0)
+        };
+        while handed(&lab) < 200 << 20 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_secs(2));
-            after = mem_total_kib(&mut shell);
         }
-        assert!(
-            before - after.min(before) >= 200 * 1024,
-            "MemTotal went from {before} KiB to only {after} KiB after setmem 256M"
-        );
+        let after = free_kib(&mut shell);
         let stats = lab.json(&["dommemstat", "linux"]);
-        lab.note(&format!("dommemstat after setmem 256M: {stats}"));
+        assert!(
+            handed(&lab) >= 200 << 20,
+            "the balloon holds too little after setmem 256M: {stats}"
+        );
+        assert!(
+            before.saturating_sub(after) >= 200 * 1024,
+            "Linux's MemFree went from {before} KiB to {after} KiB only: {stats}"
+        );
         shell.send("poweroff -f");
         lab.wait_state("linux", "shut_off", 60);
     });

@@ -228,7 +228,16 @@ fn check_guest_on_network(env: &Env, vm: &str, console: &str, subnet_prefix: &st
 
     assert!(env.has_link(&format!("vm-{vm}-0")));
     env.vmux_ok(&["destroy", vm]);
-    assert!(!env.has_link(&format!("vm-{vm}-0")), "the TAP is gone");
+    if env.has_link(&format!("vm-{vm}-0")) {
+        // Say whether it lingered or leaked, with vmd's own account of its end.
+        std::thread::sleep(Duration::from_secs(3));
+        let log = std::fs::read_to_string(env.home.path().join(format!("state/vms/{vm}/vmd.log")))
+            .unwrap_or_default();
+        panic!(
+            "the TAP outlived `vmux destroy` (still there 3 s later: {}); vmd.log:\n{log}",
+            env.has_link(&format!("vm-{vm}-0"))
+        );
+    }
     assert_eq!(env.tap_records(), 0, "its record is gone");
     ip
 }

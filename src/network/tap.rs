@@ -206,7 +206,13 @@ pub(crate) fn clean_stale(state: &StateDir) -> Result<Vec<String>, NetworkError>
             .iter()
             .any(|l| l.ifname == record.tap && l.kind() == Some("tun"));
         if leftover {
-            ip(&format!("link delete dev {}", record.tap))?;
+            // The kernel removes a dead owner's TAP by itself, possibly between the listing
+            // above and this delete: a TAP gone by now is what this wanted.
+            if let Err(e) = ip(&format!("link delete dev {}", record.tap))
+                && host::links()?.iter().any(|l| l.ifname == record.tap)
+            {
+                return Err(e);
+            }
             notes.push(format!(
                 "removed TAP {} left behind by VM '{}' (its vmd pid {} is gone)",
                 record.tap, record.vm, record.owner.pid

@@ -461,8 +461,12 @@ impl Vmd {
             sup.forget_open_images();
         }
         // Closing every TAP handle now deletes the interfaces and their records before clients
-        // can see the VM as shut off.
+        // can see the VM as shut off. The engine's copies of the handles go with the last
+        // handle on the machine, which a connection thread that just asked for the destroy may
+        // still hold for a moment: wait (briefly) until the kernel has removed the interfaces.
+        let tap_names: Vec<String> = taps.iter().map(|t| t.name().to_string()).collect();
         drop(taps);
+        wait_until_gone(&tap_names, std::time::Duration::from_secs(2));
         sup.finished(&reason);
         sup.ring().close();
         if console_log.is_some_and(|thread| thread.join().is_err()) {
@@ -478,6 +482,25 @@ impl Vmd {
         logger::flush();
         lock.remove();
         reason
+    }
+}
+
+/// Waits up to `limit` until none of the network interfaces `names` exists (a TAP vanishes
+/// when its last handle closes). Looks only with `openat` on sysfs, which the main thread's
+/// filter allows.
+fn wait_until_gone(names: &[String], limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    let exists =
+        |name: &String| std::fs::File::open(format!("/sys/class/net/{name}/ifindex")).is_ok();
+    while names.iter().any(exists) {
+        if std::time::Instant::now() >= deadline {
+            log::warn!(
+                "a TAP of this VM still exists {} s after the VM ended",
+                limit.as_secs()
+            );
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 

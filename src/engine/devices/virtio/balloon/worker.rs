@@ -217,7 +217,10 @@ impl Worker {
         }
     }
 
-    /// Takes every available buffer of queue `token` and handles it.
+    /// Takes every available buffer of queue `token` and handles it, then asks the driver to
+    /// notify again (with EVENT_IDX that is `avail_event`: a driver that negotiated it, as
+    /// Linux does, kicks only when its index passes what the device last published), and goes
+    /// on if buffers came meanwhile.
     fn serve(&mut self, token: usize) {
         loop {
             let Some(queue) = self.queues.get_mut(token) else {
@@ -231,7 +234,15 @@ impl Worker {
                 return;
             }
             let Some(chain) = queue.queue.pop_descriptor_chain(&self.mem) else {
-                return;
+                match queue.queue.enable_notification(&self.mem) {
+                    Ok(true) => continue,
+                    Ok(false) => return,
+                    Err(e) => {
+                        log::warn!("virtio-balloon: cannot read the available ring: {e}");
+                        self.break_queue(token);
+                        return;
+                    }
+                }
             };
             let head = chain.head_index();
             let role = queue.role;
