@@ -160,6 +160,9 @@ pub enum VmExit {
 mod boot;
 mod cpuid;
 mod devices;
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 mod hotplug;
 mod kvm;
 mod lifecycle;
