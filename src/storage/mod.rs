@@ -26,7 +26,7 @@ pub mod image;
 pub mod nofollow;
 pub mod pool;
 pub mod qcow2;
-mod qcow2_header;
+pub(crate) mod qcow2_header;
 pub mod raw;
 pub mod records;
 pub mod snapshot;

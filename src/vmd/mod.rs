@@ -32,7 +32,7 @@ pub mod pidfile;
 mod ring;
 mod sampler;
 mod server;
-mod session;
+pub(crate) mod session;
 mod signals;
 pub mod state_file;
 mod stats;
