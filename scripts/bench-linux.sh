@@ -7,7 +7,7 @@
 #   boot      vmux start -> the guest's shell (its "booted" line), vs QEMU -M microvm and
 #             -M q35 (-enable-kvm, same kernel, initramfs, command line, 512 MiB, 2 vCPUs);
 #             median of BENCH_LINUX_RUNS (default 5) alternating runs; goal vmux <= 0.8 x q35
-#   hotplug   setvcpus --live -> the new CPU online in Linux, attach-disk --live -> /dev/vdb
+#   hotplug   setvcpus --live -> the new CPU online in Linux, attach-disk --live -> the disk
 #             in Linux (vmux only), medians
 #
 # Usage: scripts/bench-linux.sh. With BENCH_RESULTS=FILE (set by bench.sh) the rows are

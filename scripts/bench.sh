@@ -11,6 +11,9 @@
 #   linux    real Linux: start -> shell vs QEMU microvm and q35, vCPU and disk hot-add latency
 #            as Linux sees it (scripts/bench-linux.sh; in the real-Linux tier's L1 where the
 #            CPU has no vmx/svm). Not in the default set: it boots Linux dozens of times.
+#   image    a VM from a cloud image: `vmux create --image --cloud-init && vmux start` -> the
+#            guest's SSH banner, vs QEMU q35 with the kernel extracted by hand
+#            (scripts/bench-image.sh; in the tier like `linux`; not in the default set)
 #
 # Usage: scripts/bench.sh [SECTION...]       (default: all sections, in the order above)
 # Environment: BENCH_NO_BUILD=1 skips `cargo build --release`; BENCH_LAUNCH_RUNS,
@@ -317,7 +320,8 @@ print_table() {
         linux_boot_microvm) label="Linux start -> shell vs microvm" ;;
         linux_boot_q35) label="Linux start -> shell vs q35" ;;
         linux_vcpu_hotplug) label="Linux vCPU hot-add -> online" ;;
-        linux_disk_hotplug) label="Linux disk hot-add -> /dev/vdb" ;;
+        linux_disk_hotplug) label="Linux disk hot-add -> block dev" ;;
+        image_create_to_ssh_q35) label="image create+start -> SSH vs q35" ;;
         *) label=$key ;;
         esac
         case $goal in
@@ -345,7 +349,8 @@ for section in "${sections[@]}"; do
         BENCH_NO_BUILD=1 BENCH_RESULTS=$RESULTS "$ROOT/scripts/bench-tui.sh"
         ;;
     linux) BENCH_NO_BUILD=1 BENCH_RESULTS=$RESULTS "$ROOT/scripts/bench-linux.sh" ;;
-    *) die "unknown section '$section'; use launch, memory, serial, tui or linux" ;;
+    image) BENCH_NO_BUILD=1 BENCH_RESULTS=$RESULTS "$ROOT/scripts/bench-image.sh" ;;
+    *) die "unknown section '$section'; use launch, memory, serial, tui, linux or image" ;;
     esac
 done
 print_table

@@ -10,6 +10,13 @@
 #   --rootfs DIR     copy DIR into the root filesystem of the Debian-like images
 #   --version VER    kernel version the file names carry (default 6.1.0-28-amd64)
 #   --size SIZE      size of the Debian-like disk (default 64M; grow it for a real rootfs)
+#   --old-kernel F   the older kernel of the Debian-like images (default: a dummy bzImage)
+#   --old-initrd F   its initrd (default: a dummy one)
+#   --old-version V  its version (default 6.1.0-27-amd64)
+#   --default D      grub.cfg's default entry in the Debian-like images (default 0; e.g. 1>1
+#                    for the older kernel in the Advanced submenu)
+#   --only NAME      build only this good layout (debian, ubuntu, fedora, mbr, links) and no
+#                    broken ones
 #   --bench          also build bench.qcow2: a 2 GiB Debian-like disk with an 8 MiB kernel
 #                    and a 48 MiB initrd (random bytes), for the extraction benchmark
 #
@@ -44,6 +51,11 @@ ROOTFS=
 VER=6.1.0-28-amd64
 SIZE=64M
 BENCH=0
+OLD_KERNEL=
+OLD_INITRD=
+OLDVER=6.1.0-27-amd64
+DEFAULT=0
+ONLY=
 while (($#)); do
     case $1 in
     --kernel) KERNEL=$(realpath "$2"); shift 2 ;;
@@ -52,6 +64,11 @@ while (($#)); do
     --version) VER=$2; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
     --bench) BENCH=1; shift ;;
+    --old-kernel) OLD_KERNEL=$(realpath "$2"); shift 2 ;;
+    --old-initrd) OLD_INITRD=$(realpath "$2"); shift 2 ;;
+    --old-version) OLDVER=$2; shift 2 ;;
+    --default) DEFAULT=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "make-test-images.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) OUT=$1; shift ;;
@@ -70,8 +87,8 @@ export PATH=$PATH:/usr/sbin:/sbin
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
 STAMP="$OUT/.stamp"
-want="$(sha256sum "$0" | cut -d' ' -f1) $KERNEL $INITRD $ROOTFS $VER $SIZE $BENCH"
-for f in "$KERNEL" "$INITRD"; do [ -z "$f" ] || want+=" $(stat -c %s.%Y "$f")"; done
+want="$(sha256sum "$0" | cut -d' ' -f1) $KERNEL $INITRD $ROOTFS $VER $SIZE $BENCH $OLD_KERNEL $OLD_INITRD $OLDVER $DEFAULT $ONLY"
+for f in "$KERNEL" "$INITRD" "$OLD_KERNEL" "$OLD_INITRD"; do [ -z "$f" ] || want+=" $(stat -c %s.%Y "$f")"; done
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
     echo "make-test-images.sh: $OUT is up to date"
     exit 0
@@ -91,7 +108,6 @@ MACHINE_ID=0123456789abcdef0123456789abcdef
 FEDVER=6.11.4-301.fc41.x86_64
 FEDOLD=6.10.12-200.fc40.x86_64
 UBUVER=6.8.0-45-generic
-OLDVER=6.1.0-27-amd64
 
 # A dummy bzImage: only the setup header magic "HdrS" at 0x202 matters to the inspection.
 dummy_kernel() { # FILE TAG
@@ -136,7 +152,7 @@ if [ "\${next_entry}" ] ; then
    save_env next_entry
    set boot_once=true
 else
-   set default="0"
+   set default="$DEFAULT"
 fi
 if [ x"\${feature_menuentry_id}" = xy ]; then
   menuentry_id_option="--id"
@@ -197,8 +213,8 @@ debian_tree() { # DIR VERSION
     mkdir -p "$d/boot/grub" "$d/etc"
     if [ -n "$KERNEL" ]; then cp "$KERNEL" "$d/boot/vmlinuz-$ver"; else dummy_kernel "$d/boot/vmlinuz-$ver" "$ver"; fi
     if [ -n "$INITRD" ]; then cp "$INITRD" "$d/boot/initrd.img-$ver"; else dummy_initrd "$d/boot/initrd.img-$ver" "$ver"; fi
-    dummy_kernel "$d/boot/vmlinuz-$OLDVER" "$OLDVER"
-    dummy_initrd "$d/boot/initrd.img-$OLDVER" "$OLDVER"
+    if [ -n "$OLD_KERNEL" ]; then cp "$OLD_KERNEL" "$d/boot/vmlinuz-$OLDVER"; else dummy_kernel "$d/boot/vmlinuz-$OLDVER" "$OLDVER"; fi
+    if [ -n "$OLD_INITRD" ]; then cp "$OLD_INITRD" "$d/boot/initrd.img-$OLDVER"; else dummy_initrd "$d/boot/initrd.img-$OLDVER" "$OLDVER"; fi
     # Enough names that /boot spans several blocks and e2fsck -D indexes it (htree).
     for i in $(seq 1 400); do : >"$d/boot/config-padding-entry-with-a-long-name-$i"; done
     debian_grub "$d/boot/grub/grub.cfg" "$ROOT_UUID" /boot "$ver" "$OLDVER"
@@ -426,15 +442,16 @@ build_bench() {
     qemu-img convert -f raw -O qcow2 "$WORK/bench.raw" "$OUT/bench.qcow2"
 }
 
-build_debian
-build_ubuntu
-build_fedora
-build_mbr
-build_links
-build_broken
-for name in debian ubuntu fedora mbr links; do
+layouts="debian ubuntu fedora mbr links"
+if [ -n "$ONLY" ]; then
+    case " $layouts " in *" $ONLY "*) ;; *) die "--only $ONLY: not one of $layouts" ;; esac
+    layouts=$ONLY
+fi
+for name in $layouts; do
+    "build_$name"
     qemu-img convert -f raw -O qcow2 "$OUT/$name.raw" "$OUT/$name.qcow2"
 done
+[ -n "$ONLY" ] || build_broken
 [ "$BENCH" = 0 ] || build_bench
 echo "$want" >"$STAMP"
 echo "make-test-images.sh: images in $OUT"

@@ -31,3 +31,10 @@ pub mod storage;
 pub mod tui;
 #[forbid(unsafe_code)]
 pub mod vmd;
+
+/// The test suite's one rule for missing prerequisites (skip outside CI, fail under CI), the
+/// same file the integration tests use, for unit tests that run a host tool.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../tests/common/prereq.rs"]
+pub(crate) mod prereq;

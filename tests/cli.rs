@@ -2,7 +2,12 @@
 //! temporary directory so no test touches a user's VMs. Every run is bounded by a timeout.
 //!
 //! The first part needs no running VM (definitions and every refusal); the second boots the
-//! demo guest on /dev/kvm and is skipped, saying why, where /dev/kvm cannot be opened.
+//! demo guest on /dev/kvm; where /dev/kvm cannot be opened it skips, saying so, or fails under
+//! CI (tests/common/prereq.rs).
+
+mod common;
+
+use common::prereq::{Need, met};
 
 use std::fs;
 use std::io::{Read, Write};
@@ -701,7 +706,7 @@ fn usage_errors_exit_with_status_2() {
     assert_eq!(run.code, Some(2), "{run:#?}");
     assert!(
         run.stderr
-            .contains("give a boot source: --demo, --kernel PATH"),
+            .contains("give a boot source: --demo, --kernel PATH, --image POOL/VOL|PATH"),
         "{run:#?}"
     );
 }
@@ -727,21 +732,6 @@ fn define_fills_in_what_create_defaults() {
 const DEMO_BANNER: &str = "vmux demo guest";
 /// Longest a guest may take to reach an expected line on this (emulating) KVM.
 const GUEST_TIMEOUT: &str = "30";
-
-/// Whether VMs can run here; says why not when they cannot.
-fn kvm_usable() -> bool {
-    match fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("skipped: /dev/kvm cannot be opened ({e}); these tests boot real VMs");
-            false
-        }
-    }
-}
 
 /// A guest-kit program built by build.rs.
 fn guest(name: &str) -> String {
@@ -798,7 +788,7 @@ fn process_exists(pid: u32) -> bool {
 
 #[test]
 fn a_demo_vm_starts_lists_as_running_and_shuts_off_with_no_vmd_left() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = Home::new();
@@ -823,7 +813,7 @@ fn a_demo_vm_starts_lists_as_running_and_shuts_off_with_no_vmd_left() {
 
 #[test]
 fn starting_a_running_vm_is_refused() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = Home::new();
@@ -839,7 +829,7 @@ fn starting_a_running_vm_is_refused() {
 
 #[test]
 fn console_pipe_sends_input_and_stops_when_the_output_matches() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = Home::new();
@@ -864,7 +854,7 @@ fn console_pipe_sends_input_and_stops_when_the_output_matches() {
 
 #[test]
 fn console_history_prints_the_buffer_and_exits() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = Home::new();
@@ -875,7 +865,7 @@ fn console_history_prints_the_buffer_and_exits() {
 
 #[test]
 fn console_timeout_fails_with_a_message() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = Home::new();
@@ -900,7 +890,7 @@ fn console_timeout_fails_with_a_message() {
 
 #[test]
 fn suspend_and_resume_change_the_listed_state() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = Home::new();
@@ -920,7 +910,7 @@ fn suspend_and_resume_change_the_listed_state() {
 
 #[test]
 fn a_running_vm_whose_definition_is_broken_stays_listed_and_controllable() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = Home::new();
@@ -964,7 +954,7 @@ fn a_running_vm_whose_definition_is_broken_stays_listed_and_controllable() {
 
 #[test]
 fn wiping_a_volume_a_running_vm_holds_names_the_vm() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = Home::new();
@@ -991,7 +981,7 @@ fn wiping_a_volume_a_running_vm_holds_names_the_vm() {
 
 #[test]
 fn destroy_stops_the_vm_at_once() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = Home::new();
@@ -1007,7 +997,7 @@ fn destroy_stops_the_vm_at_once() {
 
 #[test]
 fn reboot_boots_the_guest_again() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = Home::new();
@@ -1029,7 +1019,7 @@ fn reboot_boots_the_guest_again() {
 
 #[test]
 fn reset_boots_the_guest_again_at_once() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = Home::new();
@@ -1051,7 +1041,7 @@ fn reset_boots_the_guest_again_at_once() {
 
 #[test]
 fn stats_reports_a_running_vm() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = Home::new();
@@ -1067,7 +1057,7 @@ fn stats_reports_a_running_vm() {
 
 #[test]
 fn shutdown_of_a_guest_that_ignores_the_button_times_out_and_leaves_it_running() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = Home::new();
@@ -1085,7 +1075,7 @@ fn shutdown_of_a_guest_that_ignores_the_button_times_out_and_leaves_it_running()
 
 #[test]
 fn autostart_all_starts_marked_vms_and_reports_each() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = Home::new();
@@ -1195,7 +1185,7 @@ impl PtySession {
 
 #[test]
 fn interactive_console_detaches_on_ctrl_right_bracket_and_restores_the_terminal() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = Home::new();
@@ -1222,7 +1212,7 @@ fn interactive_console_detaches_on_ctrl_right_bracket_and_restores_the_terminal(
 
 #[test]
 fn interactive_console_restores_the_terminal_when_the_vm_powers_off() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = Home::new();

@@ -1,7 +1,12 @@
 //! End-to-end tests of `vmux run` (a transient VM in the foreground): the real binary boots
 //! guest-kit programs on /dev/kvm with the console on its stdin/stdout, and its exit status
-//! says how the VM ended. Skipped, saying why, where /dev/kvm cannot be opened. Each run is
-//! bounded by a timeout and uses a private `VMUX_HOME` (which `run` must leave empty).
+//! says how the VM ended. Where /dev/kvm cannot be opened the tests skip, saying so, or fail
+//! under CI (tests/common/prereq.rs). Each run is bounded by a timeout and uses a private
+//! `VMUX_HOME` (which `run` must leave empty).
+
+mod common;
+
+use common::prereq::{Need, met};
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -23,20 +28,6 @@ struct Run {
 /// A guest-kit program built by build.rs.
 fn guest(name: &str) -> PathBuf {
     PathBuf::from(env!("VMUX_GUEST_DIR")).join(format!("{name}.elf"))
-}
-
-fn kvm_usable() -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("skipped: /dev/kvm cannot be opened ({e}); these tests boot real VMs");
-            false
-        }
-    }
 }
 
 /// Runs `vmux run ARGS` with `stdin` piped in (then closed), bounded by [`RUN_TIMEOUT`].
@@ -98,7 +89,7 @@ fn kernel_arg(name: &str) -> String {
 
 #[test]
 fn hello_prints_its_line_and_powers_off_with_status_0() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let run = vmux_run(&["--kernel", &kernel_arg("hello")], b"");
@@ -108,7 +99,7 @@ fn hello_prints_its_line_and_powers_off_with_status_0() {
 
 #[test]
 fn launch_exits_through_the_debug_port_with_status_0() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let run = vmux_run(
@@ -121,7 +112,7 @@ fn launch_exits_through_the_debug_port_with_status_0() {
 
 #[test]
 fn flood_prints_exactly_the_lines_asked_for() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let run = vmux_run(
@@ -139,7 +130,7 @@ fn flood_prints_exactly_the_lines_asked_for() {
 
 #[test]
 fn a_debug_exit_value_becomes_the_exit_status() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     // flood's bad-argument path prints a message and writes 1 to the debug-exit port.
@@ -157,7 +148,7 @@ fn a_debug_exit_value_becomes_the_exit_status() {
 
 #[test]
 fn typed_input_reaches_the_guest() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let run = vmux_run(&["--kernel", &kernel_arg("echo")], b"hi there\rpoweroff\r");
@@ -168,7 +159,7 @@ fn typed_input_reaches_the_guest() {
 
 #[test]
 fn a_guest_fault_exits_1_naming_rip() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     // Where the emulating KVM fails cmpxchg16b this is an internal error; with hardware

@@ -1,9 +1,12 @@
 //! Shell completions and manual pages of the real `vmux` binary, in a private `VMUX_HOME`:
 //! the scripts `vmux completions SHELL` prints are valid for their shell, and pressing Tab
 //! (played through each shell's own completion entry point) offers verbs and the names of the
-//! VMs, volumes and networks defined in that home. A shell that is not installed is skipped,
-//! saying so (`apt-get install zsh fish` adds them).
+//! VMs, volumes and networks defined in that home. Without zsh or fish their tests skip,
+//! saying so, or fail under CI (tests/common/prereq.rs; `apt-get install zsh fish` adds them).
 
+mod common;
+
+use common::prereq::{Missing, settle};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -43,16 +46,25 @@ fn home() -> tempfile::TempDir {
     home
 }
 
-/// The path of `shell` when it is installed; says the test is skipped otherwise.
-fn installed(shell: &str) -> Option<String> {
-    let found = Command::new("sh")
+/// The path of `shell` when it is installed.
+fn path_of(shell: &str) -> Option<String> {
+    Command::new("sh")
         .args(["-c", &format!("command -v {shell}")])
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// The path of `shell`, which the test needs; `None` when it is missing (the test skips, or
+/// fails under CI: tests/common/prereq.rs).
+fn installed(shell: &str) -> Option<String> {
+    let found = path_of(shell);
     if found.is_none() {
-        eprintln!("skipped: {shell} is not installed (apt-get install {shell})");
+        settle(vec![Missing::new(
+            format!("`{shell}` is not installed"),
+            format!("apt-get install {shell}"),
+        )]);
     }
     found
 }
@@ -251,14 +263,14 @@ fn install_extras_puts_scripts_and_pages_where_the_shells_look() {
         .expect("bash script");
     assert!(bash.contains(env!("CARGO_BIN_EXE_vmux")), "{bash}");
     assert!(data.join("man/man1/vmux-create.1").is_file());
-    if installed("fish").is_some() {
+    if path_of("fish").is_some() {
         assert!(
             home.path()
                 .join(".config/fish/completions/vmux.fish")
                 .is_file()
         );
     }
-    if installed("zsh").is_some() {
+    if path_of("zsh").is_some() {
         assert!(data.join("zsh/site-functions/_vmux").is_file());
     }
 }

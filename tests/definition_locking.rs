@@ -3,9 +3,9 @@
 //! refuses to overwrite a definition another command changed while the editor was open,
 //! saving nothing, rather than silently undoing that change.
 
-mod binary_common;
+mod common;
 
-use binary_common::ok;
+use common::binary::ok;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -6,6 +6,10 @@
 //! unclaimed MMIO, specific faults). Every test bounds its wait so that a hang fails the test
 //! instead of blocking CI.
 
+mod common;
+
+use common::prereq::{Need, met};
+
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -274,6 +278,9 @@ impl Running {
 
 #[test]
 fn kit_hello_prints_its_line_and_powers_off() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&kit_spec("hello", "", 1, 1));
     let exit = vm.wait();
     eprintln!(
@@ -290,6 +297,9 @@ fn kit_hello_prints_its_line_and_powers_off() {
 
 #[test]
 fn kit_launch_exits_through_the_debug_port_at_once() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let capture = Arc::new(Capture::default());
     let created = Instant::now();
     let mut vm = Vm::create(&kit_spec("launch", "", 1, 1), capture).expect("create");
@@ -307,6 +317,9 @@ fn kit_launch_exits_through_the_debug_port_at_once() {
 
 #[test]
 fn kit_flood_output_arrives_complete_and_in_order() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&kit_spec("flood", "lines=500", 1, 1));
     let exit = vm.wait();
     let elapsed = vm.created.elapsed();
@@ -325,6 +338,9 @@ fn kit_flood_output_arrives_complete_and_in_order() {
 
 #[test]
 fn kit_echo_receives_interrupt_driven_input() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&kit_spec("echo", "", 1, 1));
     vm.wait_for_output("> ");
     // A line longer than the UART's 64-byte FIFO: the rest waits in the engine's queue.
@@ -340,6 +356,9 @@ fn kit_echo_receives_interrupt_driven_input() {
 
 #[test]
 fn kit_echo_reboot_ends_the_boot_with_reset() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&kit_spec("echo", "", 1, 1));
     vm.wait_for_output("> ");
     vm.handle.serial_input(b"reboot\r");
@@ -348,6 +367,9 @@ fn kit_echo_reboot_ends_the_boot_with_reset() {
 
 #[test]
 fn kit_smp_brings_four_vcpus_online() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&kit_spec("smp", "", 4, 8));
     let exit = vm.wait();
     let text = vm.capture.text();
@@ -360,6 +382,9 @@ fn kit_smp_brings_four_vcpus_online() {
 
 #[test]
 fn kit_acpi_finds_valid_tables_memory_map_and_cmdline() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&kit_spec("acpi", "console=ttyS0 test=acpi", 2, 4));
     let exit = vm.wait();
     let text = vm.capture.text();
@@ -373,6 +398,9 @@ fn kit_acpi_finds_valid_tables_memory_map_and_cmdline() {
 
 #[test]
 fn kit_fault_is_reported_with_rip_and_instruction_bytes() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&kit_spec("fault", "", 1, 1));
     let VmExit::Crashed(reason) = vm.wait() else {
         panic!("the fault guest must crash: {}", vm.capture.text());
@@ -384,6 +412,9 @@ fn kit_fault_is_reported_with_rip_and_instruction_bytes() {
 
 #[test]
 fn kit_triple_fault_is_reported_as_such() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&kit_spec("fault", "fault=triple", 1, 1));
     let VmExit::Crashed(reason) = vm.wait() else {
         panic!("the fault guest must crash: {}", vm.capture.text());
@@ -393,6 +424,9 @@ fn kit_triple_fault_is_reported_as_such() {
 
 #[test]
 fn power_button_makes_the_demo_guest_power_off() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let spec = VmSpec {
         name: "demo".to_owned(),
         vcpus: 1,
@@ -416,6 +450,9 @@ fn power_button_makes_the_demo_guest_power_off() {
 
 #[test]
 fn hello_prints_and_powers_off() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&spec(&hello_code(), 1, 64 * MIB));
     let exit = vm.wait();
     eprintln!("hello: create -> PowerOff in {:?}", vm.created.elapsed());
@@ -425,6 +462,9 @@ fn hello_prints_and_powers_off() {
 
 #[test]
 fn guest_finds_the_zero_page_in_rsi_and_the_rsdp_at_0xe0000() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&spec(&boot_tables_code(), 1, 64 * MIB));
     assert_eq!(vm.wait(), VmExit::PowerOff);
     assert_eq!(vm.capture.text(), "HdrSRSD PTR ");
@@ -432,6 +472,9 @@ fn guest_finds_the_zero_page_in_rsi_and_the_rsdp_at_0xe0000() {
 
 #[test]
 fn memory_above_three_gib_continues_at_four_gib_in_the_e820_map() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let small = Running::start(&spec(&e820_count_code(), 1, 64 * MIB));
     assert_eq!(small.wait(), VmExit::PowerOff);
     let large = Running::start(&spec(&e820_count_code(), 1, 3 * 1024 * MIB + 64 * MIB));
@@ -447,6 +490,9 @@ fn memory_above_three_gib_continues_at_four_gib_in_the_e820_map() {
 
 #[test]
 fn guest_hammering_ports_with_odd_widths_does_not_break_the_vmm() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&spec(PORT_ABUSE, 1, 64 * MIB));
     assert_eq!(vm.wait(), VmExit::DebugExit(7));
     // Six accesses per port; a few ports (the PIC's ELCR) are handled inside KVM.
@@ -455,6 +501,9 @@ fn guest_hammering_ports_with_odd_widths_does_not_break_the_vmm() {
 
 #[test]
 fn unclaimed_mmio_reads_all_ones_and_ignores_writes() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&spec(&mmio_hole_code(), 1, 64 * MIB));
     assert_eq!(vm.wait(), VmExit::PowerOff);
     assert_eq!(
@@ -465,6 +514,9 @@ fn unclaimed_mmio_reads_all_ones_and_ignores_writes() {
 
 #[test]
 fn debug_exit_reports_the_written_code() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&spec(DEBUG_EXIT_42, 1, 64 * MIB));
     let exit = vm.wait();
     eprintln!("debug exit: create -> exit in {:?}", vm.created.elapsed());
@@ -473,6 +525,9 @@ fn debug_exit_reports_the_written_code() {
 
 #[test]
 fn pause_stops_the_guest_and_resume_continues_it() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&spec(SPIN_ON_PORT_80, 1, 64 * MIB));
     thread::sleep(Duration::from_millis(50));
     let pause_started = Instant::now();
@@ -501,6 +556,9 @@ fn pause_stops_the_guest_and_resume_continues_it() {
 
 #[test]
 fn destroy_ends_a_guest_sleeping_in_kvm() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&spec(SLEEP_FOREVER, 1, 64 * MIB));
     thread::sleep(Duration::from_millis(20));
     let destroyed = Instant::now();
@@ -511,12 +569,18 @@ fn destroy_ends_a_guest_sleeping_in_kvm() {
 
 #[test]
 fn i8042_reset_ends_the_boot_with_reset() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&spec(I8042_RESET, 1, 64 * MIB));
     assert_eq!(vm.wait(), VmExit::Reset);
 }
 
 #[test]
 fn guest_fault_is_a_crash_naming_rip() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&spec(UD2, 1, 64 * MIB));
     let VmExit::Crashed(reason) = vm.wait() else {
         panic!("a triple fault must be a crash");
@@ -528,6 +592,9 @@ fn guest_fault_is_a_crash_naming_rip() {
 
 #[test]
 fn instruction_the_host_cannot_run_is_a_crash_naming_rip() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     // int3 with no IDT: a triple fault on hardware virtualization, an emulation failure on a
     // host whose KVM emulates guest code; a crash naming RIP either way.
     let vm = Running::start(&spec(INT3, 1, 64 * MIB));
@@ -540,6 +607,9 @@ fn instruction_the_host_cannot_run_is_a_crash_naming_rip() {
 
 #[test]
 fn serial_input_reaches_a_polling_guest() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&spec(&echo_code(), 1, 64 * MIB));
     // More than the UART's 64-byte FIFO, so the queue must refill it.
     let mut input: Vec<u8> = (0..300).map(|i| b'a' + (i % 16) as u8).collect();
@@ -551,6 +621,9 @@ fn serial_input_reaches_a_polling_guest() {
 
 #[test]
 fn extra_vcpus_are_parked_and_destroy_ends_them() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&spec(SPIN_ON_PORT_80, 4, 128 * MIB));
     thread::sleep(Duration::from_millis(50));
     let stats = vm.handle.stats();
@@ -568,6 +641,9 @@ fn extra_vcpus_are_parked_and_destroy_ends_them() {
 
 #[test]
 fn stats_report_memory_size_and_touched_pages() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&spec(SPIN_ON_PORT_80, 1, 64 * MIB));
     let stats = vm.handle.stats();
     vm.handle.destroy();
@@ -584,6 +660,9 @@ fn stats_report_memory_size_and_touched_pages() {
 
 #[test]
 fn power_button_on_a_guest_without_acpi_changes_nothing() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&spec(SPIN_ON_PORT_80, 1, 64 * MIB));
     vm.handle.power_button();
     thread::sleep(Duration::from_millis(20));
@@ -593,6 +672,9 @@ fn power_button_on_a_guest_without_acpi_changes_nothing() {
 
 #[test]
 fn reset_request_ends_the_boot_with_reset() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&spec(SPIN_ON_PORT_80, 1, 64 * MIB));
     vm.handle.reset();
     assert_eq!(vm.wait(), VmExit::Reset);
@@ -600,6 +682,9 @@ fn reset_request_ends_the_boot_with_reset() {
 
 #[test]
 fn control_after_the_boot_ended_is_refused() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Running::start(&spec(DEBUG_EXIT_42, 1, 64 * MIB));
     vm.wait();
     assert!(vm.handle.pause().is_err());
@@ -608,6 +693,9 @@ fn control_after_the_boot_ended_is_refused() {
 
 #[test]
 fn missing_kernel_is_refused_naming_the_file() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let spec = VmSpec {
         boot: BootSpec::Kernel {
             kernel: "/nonexistent/bzImage".into(),
@@ -633,6 +721,9 @@ fn zero_vcpus_are_refused() {
 
 #[test]
 fn dropping_a_running_vm_stops_it() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let capture = Arc::new(Capture::default());
     let mut vm = Vm::create(&spec(SPIN_ON_PORT_80, 2, 64 * MIB), capture).expect("create");
     let handle = vm.handle();

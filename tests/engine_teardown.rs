@@ -1,7 +1,11 @@
 //! `Vm::close_at_process_exit` on /dev/kvm: a boot that ends for good leaves the VM's
 //! descriptor open for the process exit to close, a reset closes it as usual (so a guest that
-//! resets in a loop cannot pile up VMs). Counted through `/proc/self/fd`. Skipped, saying why,
-//! where /dev/kvm cannot be opened.
+//! resets in a loop cannot pile up VMs). Counted through `/proc/self/fd`. Where /dev/kvm
+//! cannot be opened the tests skip, saying so, or fail under CI (tests/common/prereq.rs).
+
+mod common;
+
+use common::prereq::{Need, met};
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -15,20 +19,6 @@ struct Discard;
 
 impl SerialSink for Discard {
     fn write(&self, _: &[u8]) {}
-}
-
-fn kvm_usable() -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("skipped: /dev/kvm cannot be opened ({e}); these tests boot real VMs");
-            false
-        }
-    }
 }
 
 fn spec(guest: &str) -> VmSpec {
@@ -58,7 +48,7 @@ fn open_vm_fds() -> usize {
 
 #[test]
 fn a_boot_that_ends_for_good_leaves_its_vm_to_the_process_exit() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -72,7 +62,7 @@ fn a_boot_that_ends_for_good_leaves_its_vm_to_the_process_exit() {
 
 #[test]
 fn a_reset_closes_its_vm_as_usual() {
-    if !kvm_usable() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

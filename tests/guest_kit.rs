@@ -2,12 +2,17 @@
 //!
 //! * their ELF shape (what vmux's loader and QEMU's PVH loader rely on);
 //! * that they contain no instruction the emulating KVM on the development machines cannot run
-//!   (`objdump -d`; skipped with a note when binutils is missing);
+//!   (`objdump -d`);
 //! * that they really run and print what tests/guests/README.md promises, booted by QEMU
-//!   through their PVH entry (skipped with a note when `qemu-system-x86_64` is missing).
+//!   through their PVH entry.
+//!
+//! Without binutils or QEMU the tests skip, or fail under CI (tests/common/prereq.rs).
 //!
 //! The engine's own tests boot the same programs on vmux.
 
+mod common;
+
+use common::prereq::{Missing, OBJDUMP, QEMU_IMG, QEMU_SYSTEM, met, settle};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
@@ -131,19 +136,19 @@ fn every_guest_has_a_pvh_note_naming_its_32_bit_entry() {
     }
 }
 
-/// Runs `objdump -d` on a guest; `None` (after saying why) when binutils is missing.
-fn disassemble(name: &str) -> Option<String> {
-    match Command::new("objdump").arg("-d").arg(guest(name)).output() {
-        Ok(out) if out.status.success() => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
-        Ok(out) => panic!(
-            "objdump -d {name} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => {
-            eprintln!("skipped: cannot run objdump ({e}); install binutils to check the guests");
-            None
-        }
-    }
+/// `objdump -d` of a guest (the test checks [`OBJDUMP`] first).
+fn disassemble(name: &str) -> String {
+    let out = Command::new("objdump")
+        .arg("-d")
+        .arg(guest(name))
+        .output()
+        .expect("run objdump");
+    assert!(
+        out.status.success(),
+        "objdump -d {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Instructions the emulating KVM cannot run, and SSE (the guests are built without it; any
@@ -167,10 +172,11 @@ fn forbidden(line: &str) -> bool {
 
 #[test]
 fn no_guest_contains_instructions_the_emulating_kvm_cannot_run() {
+    if !met(&[OBJDUMP]) {
+        return;
+    }
     for name in PROGRAMS {
-        let Some(listing) = disassemble(name) else {
-            return;
-        };
+        let listing = disassemble(name);
         let mut function = "";
         let mut found = Vec::new();
         let mut panic_paths = Vec::new();
@@ -199,9 +205,10 @@ fn no_guest_contains_instructions_the_emulating_kvm_cannot_run() {
 
 #[test]
 fn fault_contains_the_cmpxchg16b_it_is_meant_to_fail_on() {
-    let Some(listing) = disassemble("fault") else {
+    if !met(&[OBJDUMP]) {
         return;
-    };
+    }
+    let listing = disassemble("fault");
 
     assert!(listing.contains("cmpxchg16b"));
 }
@@ -213,8 +220,8 @@ struct Run {
 }
 
 /// Boots `name` under QEMU (KVM when available, else TCG) with `args`; feeds `input` as
-/// (wait for this output, then type this) steps. `None` (after saying why) without QEMU.
-fn qemu(name: &str, machine: &str, args: &[&str], input: &[(&str, &str)]) -> Option<Run> {
+/// (wait for this output, then type this) steps. The test checks [`QEMU_SYSTEM`] first.
+fn qemu(name: &str, machine: &str, args: &[&str], input: &[(&str, &str)]) -> Run {
     let mut command = Command::new("qemu-system-x86_64");
     command
         .args(["-M", machine, "-accel", "kvm", "-accel", "tcg", "-m", "128"])
@@ -239,13 +246,7 @@ fn qemu(name: &str, machine: &str, args: &[&str], input: &[(&str, &str)]) -> Opt
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            eprintln!("skipped: cannot run qemu-system-x86_64 ({e}); install qemu-system-x86");
-            return None;
-        }
-    };
+    let mut child = command.spawn().expect("run qemu-system-x86_64");
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let (chunks, received) = mpsc::channel();
     thread::spawn(move || {
@@ -294,7 +295,7 @@ fn qemu(name: &str, machine: &str, args: &[&str], input: &[(&str, &str)]) -> Opt
     while let Ok(chunk) = received.recv_timeout(Duration::from_secs(5)) {
         output.push_str(&chunk);
     }
-    Some(Run { output, status })
+    Run { output, status }
 }
 
 /// QEMU's isa-debug-exit status for a guest's `out 0xf4, v`.
@@ -307,9 +308,10 @@ const MICROVM_ACPI: &str = "microvm,acpi=on";
 
 #[test]
 fn hello_prints_its_line_under_qemu() {
-    let Some(run) = qemu("hello", MICROVM, &[], &[]) else {
+    if !met(&[QEMU_SYSTEM]) {
         return;
-    };
+    }
+    let run = qemu("hello", MICROVM, &[], &[]);
 
     assert_eq!(run.output, "hello from the vmux guest kit\r\n");
     assert_eq!(
@@ -321,9 +323,10 @@ fn hello_prints_its_line_under_qemu() {
 
 #[test]
 fn launch_exits_at_once_under_qemu() {
-    let Some(run) = qemu("launch", MICROVM, &[], &[]) else {
+    if !met(&[QEMU_SYSTEM]) {
         return;
-    };
+    }
+    let run = qemu("launch", MICROVM, &[], &[]);
 
     assert_eq!(run.output, "");
     assert_eq!(run.status.code(), debug_exit(0));
@@ -331,9 +334,10 @@ fn launch_exits_at_once_under_qemu() {
 
 #[test]
 fn flood_prints_the_requested_number_of_80_byte_lines_under_qemu() {
-    let Some(run) = qemu("flood", MICROVM, &["-append", "lines=12"], &[]) else {
+    if !met(&[QEMU_SYSTEM]) {
         return;
-    };
+    }
+    let run = qemu("flood", MICROVM, &["-append", "lines=12"], &[]);
 
     let lines: Vec<&str> = run.output.split_inclusive("\r\n").collect();
     assert_eq!(lines.len(), 12);
@@ -352,9 +356,10 @@ fn flood_prints_the_requested_number_of_80_byte_lines_under_qemu() {
 #[test]
 fn echo_answers_typed_lines_from_interrupts_under_qemu() {
     let input = [("> ", "abx\x7fc\r"), ("you typed: abc", "poweroff\r")];
-    let Some(run) = qemu("echo", MICROVM, &[], &input) else {
+    if !met(&[QEMU_SYSTEM]) {
         return;
-    };
+    }
+    let run = qemu("echo", MICROVM, &[], &input);
 
     assert!(
         run.output.starts_with("echo ready\r\n> "),
@@ -376,9 +381,10 @@ fn echo_answers_typed_lines_from_interrupts_under_qemu() {
 
 #[test]
 fn smp_starts_every_cpu_under_qemu() {
-    let Some(run) = qemu("smp", MICROVM_ACPI, &["-smp", "3"], &[]) else {
+    if !met(&[QEMU_SYSTEM]) {
         return;
-    };
+    }
+    let run = qemu("smp", MICROVM_ACPI, &["-smp", "3"], &[]);
 
     assert_eq!(
         run.output,
@@ -388,14 +394,15 @@ fn smp_starts_every_cpu_under_qemu() {
 
 #[test]
 fn acpi_checks_qemus_tables_and_lists_cmdline_and_memory() {
-    let Some(run) = qemu(
+    if !met(&[QEMU_SYSTEM]) {
+        return;
+    }
+    let run = qemu(
         "acpi",
         MICROVM_ACPI,
         &["-smp", "2", "-append", "a=1 b"],
         &[],
-    ) else {
-        return;
-    };
+    );
 
     // In this order (other lines may come between them).
     let mut rest = run.output.as_str();
@@ -421,9 +428,10 @@ fn acpi_checks_qemus_tables_and_lists_cmdline_and_memory() {
 
 #[test]
 fn fault_triple_faults_when_asked_under_qemu() {
-    let Some(run) = qemu("fault", MICROVM, &["-append", "fault=triple"], &[]) else {
+    if !met(&[QEMU_SYSTEM]) {
         return;
-    };
+    }
+    let run = qemu("fault", MICROVM, &["-append", "fault=triple"], &[]);
 
     assert_eq!(run.output, "fault: triple fault\r\n");
     assert_eq!(
@@ -441,9 +449,10 @@ fn demo_answers_commands_under_qemu() {
         ("hi  there", "frob\r"),
         ("type help", "poweroff\r"),
     ];
-    let Some(run) = qemu("demo", MICROVM_ACPI, &["-smp", "2"], &input) else {
+    if !met(&[QEMU_SYSTEM]) {
         return;
-    };
+    }
+    let run = qemu("demo", MICROVM_ACPI, &["-smp", "2"], &input);
 
     assert!(run.output.contains("vmux demo guest"), "{:?}", run.output);
     assert!(
@@ -464,8 +473,8 @@ fn demo_answers_commands_under_qemu() {
     assert!(run.output.ends_with("powering off\r\n"), "{:?}", run.output);
 }
 
-/// Boots `blkstress` on q35 with `image` as a virtio-blk disk; `None` without QEMU.
-fn blkstress_under_qemu(image: &std::path::Path, cmdline: &str) -> Option<Run> {
+/// Boots `blkstress` on q35 with `image` as a virtio-blk disk.
+fn blkstress_under_qemu(image: &std::path::Path, cmdline: &str) -> Run {
     let drive = format!("file={},if=none,id=d0,format=qcow2", image.display());
     let args = [
         "-append",
@@ -480,26 +489,20 @@ fn blkstress_under_qemu(image: &std::path::Path, cmdline: &str) -> Option<Run> {
 
 #[test]
 fn blkstress_flushes_numbered_sectors_and_counts_boots_under_qemu() {
+    if !met(&[QEMU_SYSTEM, QEMU_IMG]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let image = dir.path().join("d.qcow2");
-    match Command::new("qemu-img")
+    let status = Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2"])
         .arg(&image)
         .arg("1M")
         .status()
-    {
-        Ok(status) => assert!(status.success(), "qemu-img create failed"),
-        Err(e) => {
-            eprintln!("skipped: cannot run qemu-img ({e}); install qemu-utils");
-            return;
-        }
-    }
-    let Some(first) = blkstress_under_qemu(&image, "writes=5 sectors=3") else {
-        return;
-    };
-    let Some(second) = blkstress_under_qemu(&image, "writes=1") else {
-        return;
-    };
+        .expect("run qemu-img");
+    assert!(status.success(), "qemu-img create failed");
+    let first = blkstress_under_qemu(&image, "writes=5 sectors=3");
+    let second = blkstress_under_qemu(&image, "writes=1");
 
     // `lines` drops the CR LF line ends.
     let lines: Vec<&str> = first.output.lines().collect();
@@ -527,10 +530,11 @@ fn blkstress_flushes_numbered_sectors_and_counts_boots_under_qemu() {
 }
 
 /// Boots `name` under QEMU like [`qemu`] and returns its output once it contains `until`,
-/// then stops QEMU: for programs that never end. `None` (after saying why) without QEMU or
-/// when QEMU refuses `args` (e.g. a network backend it was built without).
+/// then stops QEMU: for programs that never end. `None` when QEMU refuses `args` (e.g. a
+/// network backend it was built without): a missing prerequisite, skipped or failed by the
+/// rule in tests/common/prereq.rs. The test checks [`QEMU_SYSTEM`] first.
 fn qemu_until(name: &str, machine: &str, args: &[&str], until: &str) -> Option<String> {
-    let mut child = match Command::new("qemu-system-x86_64")
+    let mut child = Command::new("qemu-system-x86_64")
         .args(["-M", machine, "-accel", "kvm", "-accel", "tcg", "-m", "128"])
         .args(["-nodefaults", "-no-user-config", "-display", "none"])
         .args(["-monitor", "none", "-serial", "stdio", "-no-reboot"])
@@ -541,13 +545,7 @@ fn qemu_until(name: &str, machine: &str, args: &[&str], until: &str) -> Option<S
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => {
-            eprintln!("skipped: cannot run qemu-system-x86_64 ({e}); install qemu-system-x86");
-            return None;
-        }
-    };
+        .expect("run qemu-system-x86_64");
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let (chunks, received) = mpsc::channel();
     thread::spawn(move || {
@@ -574,7 +572,11 @@ fn qemu_until(name: &str, machine: &str, args: &[&str], until: &str) -> Option<S
                 let _ = pipe.read_to_string(&mut stderr);
             }
             if output.is_empty() && !status.success() {
-                eprintln!("skipped: QEMU refused {args:?}: {stderr}");
+                let refused = Missing::new(
+                    format!("QEMU refused {args:?}: {}", stderr.trim()),
+                    "apt-get install qemu-system-x86 (Debian's build has user networking)",
+                );
+                settle(vec![refused]);
                 return None;
             }
             panic!("{name}: QEMU exited ({status}) before {until:?}: {output:?} {stderr}");
@@ -598,6 +600,9 @@ fn net_gets_a_lease_and_pings_its_gateway_under_qemu() {
         "-device",
         "virtio-net-pci,netdev=n0,disable-legacy=on,mac=52:54:00:12:34:56",
     ];
+    if !met(&[QEMU_SYSTEM]) {
+        return;
+    }
     let Some(output) = qemu_until("net", "q35", &args, "replied\r\n") else {
         return;
     };

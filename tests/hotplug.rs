@@ -2,6 +2,10 @@
 //! the engine's hotplug events the way an ACPI OS does, first on the engine directly, then on
 //! a real vmd driven through `LocalHost` in a private `VMUX_HOME`.
 
+mod common;
+
+use common::prereq::{Need, met};
+
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -119,6 +123,9 @@ fn thread_alive(tid: u32) -> bool {
 
 #[test]
 fn engine_hot_adds_vcpus_the_guest_brings_online() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Engine::start(1, 8);
 
     vm.handle.set_vcpus(2).expect("add one");
@@ -147,6 +154,9 @@ fn engine_hot_adds_vcpus_the_guest_brings_online() {
 
 #[test]
 fn engine_removes_vcpus_once_the_guest_ejects_them() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Engine::start(4, 4);
     let before = vm.handle.stats();
 
@@ -175,6 +185,9 @@ fn engine_removes_vcpus_once_the_guest_ejects_them() {
 
 #[test]
 fn engine_plugs_an_ejected_vcpu_again() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Engine::start(2, 2);
 
     vm.handle.set_vcpus(1).expect("remove");
@@ -189,6 +202,9 @@ fn engine_plugs_an_ejected_vcpu_again() {
 
 #[test]
 fn engine_refuses_counts_outside_one_to_max() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Engine::start(1, 4);
 
     for count in [0, 5] {
@@ -231,6 +247,9 @@ fn has_open(path: &std::path::Path) -> bool {
 
 #[test]
 fn engine_hot_adds_disks_the_guest_reads_and_ejects_them_closing_the_image() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let first = raw_image(&dir, "one.raw", "first-disk-label");
     let second = raw_image(&dir, "two.raw", "second-disk-labl");
@@ -293,6 +312,9 @@ fn engine_force_detach_takes_a_disk_away_without_the_guest_and_closes_it() {
 
 #[test]
 fn engine_refuses_to_detach_an_empty_slot_or_attach_a_missing_image() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Engine::start(1, 2);
 
     let err = vm.handle.detach_disk(7).expect_err("empty slot");
@@ -311,6 +333,9 @@ fn engine_refuses_to_detach_an_empty_slot_or_attach_a_missing_image() {
 
 #[test]
 fn engine_refuses_hotplug_after_the_boot_ended() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let vm = Engine::start(1, 4);
     let handle = vm.handle.clone();
     vm.finish();
@@ -327,6 +352,7 @@ fn engine_refuses_hotplug_after_the_boot_ended() {
 
 mod vmd {
     use super::TIMEOUT;
+    use super::common::prereq::{Need, met};
     use std::collections::BTreeSet;
     use std::io::{BufRead, BufReader, Read, Write};
     use std::os::unix::net::UnixStream;
@@ -526,6 +552,9 @@ mod vmd {
 
     #[test]
     fn setvcpus_live_adds_vcpus_the_guest_onlines_and_pushes_events() {
+        if !met(&[Need::Kvm]) {
+            return;
+        }
         let home = Home::new();
         let console = home.run("web", 1, 8);
         let events = home.subscribe("web");
@@ -557,6 +586,9 @@ mod vmd {
 
     #[test]
     fn setvcpus_live_removes_vcpus_once_the_guest_ejects_them() {
+        if !met(&[Need::Kvm]) {
+            return;
+        }
         let home = Home::new();
         let console = home.run("web", 4, 4);
         assert_eq!(home.vcpu_threads("web"), names(&[0, 1, 2, 3]));
@@ -576,6 +608,9 @@ mod vmd {
 
     #[test]
     fn setvcpus_live_and_config_updates_the_definition_after_the_change() {
+        if !met(&[Need::Kvm]) {
+            return;
+        }
         let home = Home::new();
         let console = home.run("web", 1, 4);
 
@@ -590,6 +625,9 @@ mod vmd {
 
     #[test]
     fn setvcpus_errors_change_nothing() {
+        if !met(&[Need::Kvm]) {
+            return;
+        }
         let home = Home::new();
         let _console = home.run("web", 1, 4);
         let definition = home.host.status("web").expect("status").config;
@@ -618,6 +656,9 @@ mod vmd {
 
     #[test]
     fn the_demo_guest_shows_hot_added_and_removed_vcpus_in_cpus() {
+        if !met(&[Need::Kvm]) {
+            return;
+        }
         let home = Home::new();
         let mut config = VmConfig::new("demo", BootConfig::Demo);
         config.max_vcpus = 4;
@@ -653,6 +694,9 @@ mod vmd {
 
     #[test]
     fn attach_disk_live_plugs_disks_the_guest_reads_and_detach_closes_the_image() {
+        if !met(&[Need::Kvm]) {
+            return;
+        }
         let home = Home::new();
         let one = home.volume("one.qcow2", "qcow2-disk-label");
         let two = home.volume("two.raw", "raw-disk-label!!");
@@ -728,6 +772,9 @@ mod vmd {
 
     #[test]
     fn a_disk_attached_live_and_in_the_definition_stays_across_a_reboot() {
+        if !met(&[Need::Kvm]) {
+            return;
+        }
         let home = Home::new();
         home.volume("data.qcow2", "persistent-label");
         let console = home.run("web", 1, 2);
@@ -751,6 +798,9 @@ mod vmd {
 
     #[test]
     fn attach_disk_errors_change_nothing() {
+        if !met(&[Need::Kvm]) {
+            return;
+        }
         let home = Home::new();
         home.volume("data.qcow2", "label");
         home.volume("other.qcow2", "label");
@@ -866,6 +916,7 @@ mod vmd {
 // ---- the `vmux setvcpus` verb, through the real binary --------------------------------------
 
 mod cli {
+    use super::common::prereq::{Need, met};
     use std::process::Command;
 
     /// Runs `vmux ARGS` under `home`; returns (exit code, stdout, stderr).
@@ -894,6 +945,9 @@ mod cli {
 
     #[test]
     fn setvcpus_defaults_to_live_when_running_and_to_the_definition_when_not() {
+        if !met(&[Need::Kvm]) {
+            return;
+        }
         let home = tempfile::tempdir().expect("tempdir");
         let home = home.path();
         let _cleanup = DestroyOnDrop(home);
@@ -1040,6 +1094,9 @@ mod cli {
 
     #[test]
     fn attach_disk_and_detach_disk_follow_the_vm_state() {
+        if !met(&[Need::Kvm]) {
+            return;
+        }
         let home = tempfile::tempdir().expect("tempdir");
         let home = home.path();
         let _cleanup = DestroyOnDrop(home);

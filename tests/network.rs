@@ -4,12 +4,16 @@
 //! test namespaces.
 //!
 //! They need root (CAP_NET_ADMIN and CAP_SYS_ADMIN for `ip netns`) and those programs; where
-//! anything is missing each test prints why it was skipped and passes.
+//! anything is missing each test skips, saying what, or fails under CI
+//! (tests/common/prereq.rs).
 //!
 //! TAPs are created by this test binary re-run inside the namespace as a "holder" (the
 //! ignored `tap_holder` test), standing in for vmd: it attaches a VM's NICs, prints the TAP
 //! names and keeps them open until its stdin closes or it is killed.
 
+mod common;
+
+use common::prereq::{NETWORK, met};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
@@ -20,41 +24,6 @@ use vmux::config::{Paths, Store};
 use vmux::network::NetworkManager;
 
 const VMUX: &str = env!("CARGO_BIN_EXE_vmux");
-
-/// Why these tests cannot run here, if they cannot.
-fn missing_prerequisite() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    // CAP_NET_ADMIN (12) for the networks, CAP_SYS_ADMIN (21) for `ip netns`.
-    if cap_eff & (1 << 12) == 0 || cap_eff & (1 << 21) == 0 {
-        return Some("needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)".into());
-    }
-    for program in ["ip", "nft", "dnsmasq", "busybox"] {
-        let found = Command::new(program)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-        if !found {
-            return Some(format!("needs `{program}` on PATH"));
-        }
-    }
-    None
-}
-
-macro_rules! require_prerequisites {
-    () => {
-        if let Some(reason) = missing_prerequisite() {
-            eprintln!("skipped: {reason}");
-            return;
-        }
-    };
-}
 
 /// A network namespace that is deleted (with every process still in it) on drop.
 struct Netns {
@@ -325,7 +294,9 @@ fn process_running(pid: u64) -> bool {
 
 #[test]
 fn nat_network_serves_dhcp_and_stopping_it_restores_the_namespace() {
-    require_prerequisites!();
+    if !met(&NETWORK) {
+        return;
+    }
     let env = Env::new("nat");
     let before = env.ns.snapshot();
 
@@ -378,7 +349,9 @@ fn nat_network_serves_dhcp_and_stopping_it_restores_the_namespace() {
 
 #[test]
 fn isolated_network_gives_leases_without_router_or_nat() {
-    require_prerequisites!();
+    if !met(&NETWORK) {
+        return;
+    }
     let env = Env::new("iso");
     env.vmux_ok(&[
         "net-define-as",
@@ -419,7 +392,9 @@ fn isolated_network_gives_leases_without_router_or_nat() {
 
 #[test]
 fn bridge_mode_joins_an_existing_bridge_and_leaves_it_in_place() {
-    require_prerequisites!();
+    if !met(&NETWORK) {
+        return;
+    }
     let env = Env::new("br");
     env.ns
         .sh("ip link add br0 type bridge && ip link set br0 up");
@@ -456,7 +431,9 @@ fn bridge_mode_joins_an_existing_bridge_and_leaves_it_in_place() {
 
 #[test]
 fn tap_is_enslaved_and_up_and_blocks_destroy_until_its_vm_is_gone() {
-    require_prerequisites!();
+    if !met(&NETWORK) {
+        return;
+    }
     let env = Env::new("tap");
     env.vmux_ok(&["net-start", "default"]);
     env.define_vm("web1", "default", "52:54:00:00:02:02");
@@ -495,7 +472,9 @@ fn tap_is_enslaved_and_up_and_blocks_destroy_until_its_vm_is_gone() {
 
 #[test]
 fn a_leftover_tap_of_a_dead_vmd_is_removed_on_the_next_command() {
-    require_prerequisites!();
+    if !met(&NETWORK) {
+        return;
+    }
     let env = Env::new("stale");
     env.vmux_ok(&["net-list"]);
     // A persistent TAP with a record whose owner is gone (a pid above any pid_max).
@@ -518,7 +497,9 @@ fn a_leftover_tap_of_a_dead_vmd_is_removed_on_the_next_command() {
 
 #[test]
 fn dead_dnsmasq_and_flushed_nft_table_are_restored_on_the_next_command() {
-    require_prerequisites!();
+    if !met(&NETWORK) {
+        return;
+    }
     let env = Env::new("heal");
     env.vmux_ok(&["net-start", "default"]);
     let old = env.info("default")["dnsmasq_pid"].as_u64().expect("pid");
@@ -538,7 +519,9 @@ fn dead_dnsmasq_and_flushed_nft_table_are_restored_on_the_next_command() {
 
 #[test]
 fn overlapping_subnets_are_refused_naming_the_conflict() {
-    require_prerequisites!();
+    if !met(&NETWORK) {
+        return;
+    }
     let env = Env::new("overlap");
     // At definition: another vmux network's subnet, then a network the host routes.
     let err = env.vmux_err(&["net-define-as", "wide", "--subnet", "192.168.0.0/16"]);
@@ -564,7 +547,9 @@ fn overlapping_subnets_are_refused_naming_the_conflict() {
 
 #[test]
 fn a_failed_start_removes_everything_it_created() {
-    require_prerequisites!();
+    if !met(&NETWORK) {
+        return;
+    }
     let env = Env::new("fail");
     let before = env.ns.snapshot();
     // A dnsmasq that refuses to start, found first on PATH.
@@ -603,7 +588,9 @@ fn a_failed_start_removes_everything_it_created() {
 
 #[test]
 fn without_cap_net_admin_every_verb_says_which_capability_is_missing() {
-    require_prerequisites!();
+    if !met(&NETWORK) {
+        return;
+    }
     let env = Env::new("cap");
     let capsh = Command::new("capsh").arg("--help").output().is_ok();
     for verb in [

@@ -6,22 +6,14 @@
 //! sent them and that the table is what stopped them. The table follows the TAP: entered when
 //! the VM starts, taken out by the next network command once it has stopped.
 //!
-//! Needs root, /dev/kvm, `ip`, `nft`, `dnsmasq` and `bash`; without them each test prints why
-//! it was skipped and passes.
+//! Needs root, /dev/kvm, `ip`, `nft`, `dnsmasq` and `bash`; without them each test skips,
+//! saying what is missing, or fails under CI (tests/common/prereq.rs).
 
-mod netns_common;
+mod common;
 
-use netns_common::{Env, lease_line, missing_prerequisite};
+use common::netns::{Env, NEEDS, lease_line};
+use common::prereq::met;
 use std::time::Duration;
-
-macro_rules! require_prerequisites {
-    () => {
-        if let Some(reason) = missing_prerequisite() {
-            eprintln!("skipped: {reason}");
-            return;
-        }
-    };
-}
 
 /// Packets counted by the test's own table (`table bridge watch`, input hook: what the host
 /// receives on the bridge), by rule comment.
@@ -61,7 +53,9 @@ fn spoof(env: &Env, vm: &str, ip: &str, n: usize) -> Vec<(String, u64)> {
 
 #[test]
 fn a_guest_can_send_only_from_its_own_mac_and_leased_address() {
-    require_prerequisites!();
+    if !met(&NEEDS) {
+        return;
+    }
     let env = Env::new("spoof");
     env.vmux_ok(&[
         "net-define-as",
@@ -151,7 +145,9 @@ fn a_guest_can_send_only_from_its_own_mac_and_leased_address() {
 
 #[test]
 fn dnsmasq_serves_as_an_unprivileged_user_and_still_hands_out_leases() {
-    require_prerequisites!();
+    if !met(&NEEDS) {
+        return;
+    }
     let env = Env::new("dnsuser");
     env.vmux_ok(&[
         "net-define-as",
@@ -189,7 +185,9 @@ fn dnsmasq_serves_as_an_unprivileged_user_and_still_hands_out_leases() {
 
 #[test]
 fn a_network_started_before_anti_spoofing_gets_its_table_and_a_dnsmasq_with_the_hook() {
-    require_prerequisites!();
+    if !met(&NEEDS) {
+        return;
+    }
     let env = Env::new("upgrade");
     env.vmux_ok(&[
         "net-define-as",

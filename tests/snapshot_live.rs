@@ -3,9 +3,10 @@
 //! the vCPUs, switches the disk to the overlay and resumes, and the guest's later writes land
 //! in the overlay while the snapshot's image stays as it was.
 
-mod binary_common;
+mod common;
 
-use binary_common::{guest, ok};
+use common::binary::{guest, ok};
+use common::prereq::{Need, QEMU_IMG, met};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::thread;
@@ -41,8 +42,7 @@ fn qemu_img(args: &[&str], image: &Path) -> Output {
 
 #[test]
 fn a_running_vm_switches_to_the_overlay_and_keeps_writing() {
-    if !Path::new("/dev/kvm").exists() {
-        println!("skipped: /dev/kvm is missing");
+    if !met(&[Need::Kvm, QEMU_IMG]) {
         return;
     }
     let home = tempfile::tempdir().expect("tempdir");

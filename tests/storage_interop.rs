@@ -4,10 +4,11 @@
 //! correctly through `BlockImage`, and writes to them keep them valid; features vmux does not
 //! handle are refused by name. Needs qemu-utils (scripts/test.sh installs it).
 
-mod storage_common;
+mod common;
 
+use common::prereq::{QEMU_IMG, QEMU_IO, met};
+use common::storage::*;
 use std::path::Path;
-use storage_common::*;
 use vmux::storage::create::{NewImage, create_image};
 use vmux::storage::format::ImageFormat;
 use vmux::storage::image::open_image;
@@ -27,6 +28,9 @@ fn patterned_raw(dir: &Path, name: &str, len: u64) -> std::path::PathBuf {
 
 #[test]
 fn a_qcow2_vmux_writes_passes_check_and_reads_in_qemu_io() {
+    if !met(&[QEMU_IMG, QEMU_IO]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("a.qcow2");
     create_image(&path, &NewImage::new(ImageFormat::Qcow2, 64 << 20)).expect("create");
@@ -48,6 +52,9 @@ fn a_qcow2_vmux_writes_passes_check_and_reads_in_qemu_io() {
 
 #[test]
 fn a_preallocated_qcow2_from_vmux_passes_check() {
+    if !met(&[QEMU_IMG, QEMU_IO]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("p.qcow2");
     let spec = NewImage {
@@ -61,6 +68,9 @@ fn a_preallocated_qcow2_from_vmux_passes_check() {
 
 #[test]
 fn a_vmux_overlay_on_a_qemu_base_reads_through_and_passes_check() {
+    if !met(&[QEMU_IMG, QEMU_IO]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let raw = patterned_raw(dir.path(), "src.raw", 16 << 20);
     let base = dir.path().join("base.qcow2");
@@ -80,6 +90,9 @@ fn a_vmux_overlay_on_a_qemu_base_reads_through_and_passes_check() {
 
 #[test]
 fn compressed_clusters_from_qemu_read_correctly() {
+    if !met(&[QEMU_IMG, QEMU_IO]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let raw = patterned_raw(dir.path(), "src.raw", 8 << 20);
     let comp = dir.path().join("comp.qcow2");
@@ -90,6 +103,9 @@ fn compressed_clusters_from_qemu_read_correctly() {
 
 #[test]
 fn writing_over_compressed_clusters_keeps_the_image_valid() {
+    if !met(&[QEMU_IMG, QEMU_IO]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let raw = patterned_raw(dir.path(), "src.raw", 8 << 20);
     let comp = dir.path().join("comp.qcow2");
@@ -101,6 +117,9 @@ fn writing_over_compressed_clusters_keeps_the_image_valid() {
 
 #[test]
 fn a_qemu_backing_chain_reads_like_qemu_reads_it() {
+    if !met(&[QEMU_IMG, QEMU_IO]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let base = dir.path().join("base.raw");
     qemu_img(&["create", "-f", "raw", &s(&base), "8M"]);
@@ -137,6 +156,9 @@ fn a_qemu_backing_chain_reads_like_qemu_reads_it() {
 
 #[test]
 fn internal_snapshots_survive_writes_through_vmux() {
+    if !met(&[QEMU_IMG, QEMU_IO]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let img = dir.path().join("snap.qcow2");
     qemu_img(&["create", "-f", "qcow2", &s(&img), "8M"]);
@@ -158,6 +180,9 @@ fn internal_snapshots_survive_writes_through_vmux() {
 
 #[test]
 fn qemu_preallocation_modes_read_and_write() {
+    if !met(&[QEMU_IMG, QEMU_IO]) {
+        return;
+    }
     for mode in ["metadata", "falloc", "full"] {
         let dir = tempfile::tempdir().expect("tempdir");
         let img = dir.path().join(format!("{mode}.qcow2"));
@@ -182,6 +207,9 @@ fn qemu_preallocation_modes_read_and_write() {
 
 #[test]
 fn tiny_and_huge_clusters_read_and_write() {
+    if !met(&[QEMU_IMG, QEMU_IO]) {
+        return;
+    }
     for cluster in ["512", "2M"] {
         let dir = tempfile::tempdir().expect("tempdir");
         let img = dir.path().join("c.qcow2");
@@ -216,6 +244,9 @@ fn tiny_and_huge_clusters_read_and_write() {
 
 #[test]
 fn unsupported_features_are_refused_by_name() {
+    if !met(&[QEMU_IMG, QEMU_IO]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let cases: [(&str, &[&str], &str); 3] = [
         ("zstd.qcow2", &["-o", "compression_type=zstd"], "zstd"),
@@ -256,6 +287,9 @@ fn unsupported_features_are_refused_by_name() {
 
 #[test]
 fn an_encrypted_image_is_refused_by_name() {
+    if !met(&[QEMU_IMG, QEMU_IO]) {
+        return;
+    }
     // LUKS creation times its key derivation and fails under a loaded CPU, so the header's
     // crypt_method field (offset 32) is set to LUKS (2) on a plain image instead.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -272,6 +306,9 @@ fn an_encrypted_image_is_refused_by_name() {
 
 #[test]
 fn a_missing_and_a_looping_backing_file_are_named() {
+    if !met(&[QEMU_IMG, QEMU_IO]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let a = dir.path().join("a.qcow2");
     qemu_img(&[
@@ -314,6 +351,9 @@ fn a_missing_and_a_looping_backing_file_are_named() {
 
 #[test]
 fn a_corrupt_header_is_refused_with_the_file_name() {
+    if !met(&[QEMU_IMG, QEMU_IO]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let img = dir.path().join("bad.qcow2");
     qemu_img(&["create", "-f", "qcow2", &s(&img), "1M"]);
@@ -331,6 +371,9 @@ fn a_corrupt_header_is_refused_with_the_file_name() {
 
 #[test]
 fn a_raw_image_written_by_vmux_compares_equal_to_its_qcow2_copy() {
+    if !met(&[QEMU_IMG, QEMU_IO]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let raw = patterned_raw(dir.path(), "src.raw", 16 << 20);
     let qcow = dir.path().join("copy.qcow2");

@@ -9,11 +9,13 @@
 //! - symbolic links in a pool: every volume verb refuses them and leaves the file they point to
 //!   untouched; `vol-list` shows them as links.
 //!
-//! The attack needs /dev/kvm; without it those tests print why they were skipped and pass.
+//! The attack needs /dev/kvm; without it those tests skip, saying so, or fail under CI
+//! (tests/common/prereq.rs).
 
-mod binary_common;
+mod common;
 
-use binary_common::{guest, ok, vmux};
+use common::binary::{guest, ok, vmux};
+use common::prereq::{Need, met};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -120,17 +122,9 @@ impl Host {
     }
 }
 
-fn kvm_missing() -> bool {
-    if Path::new("/dev/kvm").exists() {
-        return false;
-    }
-    println!("skipped: /dev/kvm is missing");
-    true
-}
-
 #[test]
 fn a_guest_that_writes_a_qcow2_header_into_its_raw_disk_never_reads_the_host_file_it_names() {
-    if kvm_missing() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let host = Host::new();
@@ -245,7 +239,7 @@ fn recording_qcow2_for_a_guest_written_header_still_does_not_follow_a_host_file(
 
 #[test]
 fn a_definition_from_before_formats_were_recorded_gets_its_format_from_the_file_name() {
-    if kvm_missing() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let host = Host::new();
@@ -269,7 +263,7 @@ fn a_definition_from_before_formats_were_recorded_gets_its_format_from_the_file_
 
 #[test]
 fn a_volume_whose_format_nothing_records_is_refused_with_the_fix_until_recorded() {
-    if kvm_missing() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let host = Host::new();
@@ -469,7 +463,7 @@ fn vol_list_shows_a_symlink_as_a_link_that_is_not_used() {
 
 #[test]
 fn a_vm_disk_that_is_a_symlink_is_refused_at_start() {
-    if kvm_missing() {
+    if !met(&[Need::Kvm]) {
         return;
     }
     let pool = LinkedPool::new();

@@ -2,10 +2,11 @@
 //! checked by what the VM's disk reads afterwards, by `qemu-img check`, and by which files and
 //! snapshots remain; and the error path of every snapshot verb.
 
-mod storage_common;
+mod common;
 
+use common::prereq::{QEMU_IMG, met};
+use common::storage::*;
 use std::path::PathBuf;
-use storage_common::*;
 use vmux::config::parse_size;
 use vmux::storage::{SnapshotManager, StorageError, VolumeSpec};
 
@@ -97,6 +98,9 @@ fn err_text<T: std::fmt::Debug>(result: Result<T, StorageError>) -> String {
 
 #[test]
 fn create_puts_an_overlay_on_each_writable_disk_and_freezes_the_old_image() {
+    if !met(&[QEMU_IMG]) {
+        return;
+    }
     let vm = vm();
     let info = vm.snaps.create("web1", "s1").expect("create");
     assert_eq!(info.disks.len(), 1, "the read-only disk is not snapshotted");
@@ -135,6 +139,9 @@ fn list_is_in_creation_order_with_the_newest_current() {
 
 #[test]
 fn revert_brings_back_the_snapshot_and_discards_what_came_after() {
+    if !met(&[QEMU_IMG]) {
+        return;
+    }
     let vm = vm();
     vm.snaps.create("web1", "s1").expect("s1");
     vm.write(0, 4096, 0x22);
@@ -169,6 +176,9 @@ fn revert_to_a_later_snapshot_keeps_the_earlier_ones() {
 
 #[test]
 fn deleting_the_oldest_snapshot_merges_it_and_keeps_every_state() {
+    if !met(&[QEMU_IMG]) {
+        return;
+    }
     let vm = vm();
     vm.snaps.create("web1", "s1").expect("s1");
     vm.write(0, 4096, 0x22);
@@ -192,6 +202,9 @@ fn deleting_the_oldest_snapshot_merges_it_and_keeps_every_state() {
 
 #[test]
 fn deleting_the_newest_snapshot_puts_the_vm_back_on_the_frozen_image() {
+    if !met(&[QEMU_IMG]) {
+        return;
+    }
     let vm = vm();
     vm.snaps.create("web1", "s1").expect("s1");
     vm.write(4096, 4096, 0x22);

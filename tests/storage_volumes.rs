@@ -2,10 +2,11 @@
 //! happy paths checked with qemu-img, and the error path of every verb (the message must name
 //! the volume, pool or VM and say what to do).
 
-mod storage_common;
+mod common;
 
+use common::prereq::{QEMU_IMG, QEMU_IO, met};
+use common::storage::*;
 use std::path::Path;
-use storage_common::*;
 use vmux::config::{DiskConfig, Store, parse_size};
 use vmux::storage::format::ImageFormat;
 use vmux::storage::image::ImageLock;
@@ -100,6 +101,9 @@ fn pool_errors_name_the_pool_and_the_fix() {
 
 #[test]
 fn created_volumes_have_the_asked_format_size_and_pass_check() {
+    if !met(&[QEMU_IMG]) {
+        return;
+    }
     let home = Home::new();
     let q = home
         .storage
@@ -230,6 +234,9 @@ fn vol_info_reports_backing_and_users() {
 
 #[test]
 fn resize_grows_and_refuses_to_cut_data() {
+    if !met(&[QEMU_IMG]) {
+        return;
+    }
     let home = Home::new();
     for name in ["a.qcow2", "a.raw"] {
         let info = home
@@ -327,6 +334,9 @@ fn resize_of_a_running_vms_disk_or_a_backing_file_is_refused() {
 
 #[test]
 fn full_and_linked_clones_read_like_the_source() {
+    if !met(&[QEMU_IMG]) {
+        return;
+    }
     let home = Home::new();
     let src = home
         .storage
@@ -396,6 +406,9 @@ fn vol_clone_errors() {
 
 #[test]
 fn convert_both_ways_compares_equal() {
+    if !met(&[QEMU_IMG]) {
+        return;
+    }
     let home = Home::new();
     let src = home
         .storage
@@ -420,6 +433,9 @@ fn convert_both_ways_compares_equal() {
 
 #[test]
 fn vol_convert_errors() {
+    if !met(&[QEMU_IMG]) {
+        return;
+    }
     let home = Home::new();
     home.storage
         .vol_create("default", "a.raw", spec("1M"))
@@ -461,6 +477,9 @@ fn vol_convert_errors() {
 
 #[test]
 fn upload_replaces_content_and_download_writes_it_out() {
+    if !met(&[QEMU_IMG, QEMU_IO]) {
+        return;
+    }
     let home = Home::new();
     let vol = home
         .storage
@@ -536,6 +555,9 @@ fn vol_upload_errors() {
 
 #[test]
 fn wipe_zeroes_content_and_keeps_format_and_size() {
+    if !met(&[QEMU_IMG]) {
+        return;
+    }
     let home = Home::new();
     for name in ["w.qcow2", "w.raw"] {
         let vol = home

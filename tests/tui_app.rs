@@ -1,10 +1,10 @@
 //! Headless tests of the TUI's behaviour: `update` driven with keys, mouse and host events
 //! against a `FakeHost`, asserting what a user would see or what the host ends up doing.
 
-mod tui_support;
+mod common;
 
+use common::tui::{Harness, fleet, fleet_app};
 use crossterm::event::{KeyCode, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
-use tui_support::{Harness, fleet, fleet_app};
 use vmux::client::Host;
 use vmux::client::fake::FakeHost;
 use vmux::config::{BootConfig, VmConfig};
@@ -217,7 +217,7 @@ fn q_in_a_console_goes_to_the_guest_not_quit() {
     harness.key(KeyCode::Enter);
     harness.char('q');
     assert!(!harness.app.should_quit());
-    assert!(harness.wait_console("> q"));
+    assert!(harness.wait_console("demo$ q"));
 }
 
 #[test]
@@ -530,4 +530,31 @@ fn unchanged_poll_does_not_redraw() {
     harness.app.take_dirty();
     harness.act(Action::Listed(harness.host.list()));
     assert!(!harness.app.take_dirty());
+}
+
+#[test]
+fn a_poll_between_the_wizards_define_and_start_does_not_keep_the_console_shut() {
+    // The wizard's create defines the VM, then starts it; a poll in between (the TUI polls
+    // every second, and a start can take longer on a busy host) lists it as shut off.
+    let mut harness = Harness::new(FakeHost::new());
+    let config = VmConfig::new("e2e", BootConfig::Demo);
+    harness.host.define(&config).expect("define");
+    harness.refresh();
+    harness.host.start("e2e").expect("start");
+
+    harness.act(Action::OpDone {
+        op: HostOp::Create {
+            config: Box::new(config),
+            start: true,
+            attach: true,
+            new_volume: None,
+            networks: Vec::new(),
+            start_networks: Vec::new(),
+            image: None,
+        },
+        result: Ok("e2e created and started".into()),
+    });
+
+    assert_eq!(harness.app.pane, Pane::Console, "{}", status_text(&harness));
+    assert!(harness.wait_console("demo$"));
 }

@@ -1,6 +1,7 @@
 //! The console widget fed canned escape sequences: colours, attributes, cursor moves,
 //! clearing, the alternate screen, DEC line drawing, wide characters and malformed input.
-//! What reaches the screen is checked cell by cell; nothing may panic.
+//! What reaches the screen is checked cell by cell; nothing may panic, and malformed input
+//! leaves a screen that still works.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -141,7 +142,7 @@ fn malformed_and_hostile_sequences_do_not_panic() {
 }
 
 #[test]
-fn random_bytes_in_random_chunks_at_random_sizes_never_panic() {
+fn random_bytes_in_random_chunks_at_random_sizes_leave_a_sane_usable_screen() {
     // A fixed-seed generator: the test is repeatable.
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
@@ -162,14 +163,38 @@ fn random_bytes_in_random_chunks_at_random_sizes_never_panic() {
             .collect();
         console.feed(&bytes);
         if round % 25 == 0 {
-            console.resize((next() % 60) as u16, (next() % 200) as u16);
+            let (rows, cols) = ((next() % 60) as u16, (next() % 200) as u16);
+            console.resize(rows, cols);
+            assert_eq!(console.size(), (rows.max(2), cols.max(2)), "round {round}");
         }
         if round % 7 == 0 {
             console.scroll_by((next() % 50) as isize - 25);
         }
         let (w, h) = ((next() % 120) as u16, (next() % 40) as u16);
-        let _ = render(&console, w, h);
+        let buf = render(&console, w, h);
+        assert_eq!((buf.area.width, buf.area.height), (w, h), "round {round}");
+        let (rows, cols) = console.size();
+        let (cursor_row, cursor_col) = console.screen().cursor_position();
+        assert!(
+            cursor_row < rows && cursor_col <= cols,
+            "round {round}: cursor ({cursor_row}, {cursor_col}) outside {rows}x{cols}"
+        );
+        assert!(
+            console.offset() <= console.scrollback_len(),
+            "round {round}: scrolled {} lines into a {}-line scrollback",
+            console.offset(),
+            console.scrollback_len()
+        );
     }
+
+    // After a full reset the screen works as new: text lands at the top left.
+    console.go_live();
+    console.feed(b"\x1bc\x1b[0m\x1b[H\x1b[2Jstill ok\r\nline two");
+    let (rows, cols) = console.size();
+    let buf = render(&console, cols, rows);
+    assert_eq!(row(&buf, 0).trim_end(), "still ok");
+    assert_eq!(row(&buf, 1).trim_end(), "line two");
+    assert_eq!(console.screen().cursor_position(), (1, 8));
 }
 
 #[test]

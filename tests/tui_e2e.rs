@@ -3,61 +3,40 @@
 //!
 //! A user creates a VM with the wizard, it starts and its console opens; they type `help`
 //! and see the demo's answer, detach, quit; `vmux list` shows the VM running; a relaunch
-//! shows it again and shuts it down. Skipped, saying why, without tmux or /dev/kvm.
+//! shows it again and shuts it down. Without tmux or /dev/kvm the tests skip, saying what, or
+//! fail under CI (tests/common/prereq.rs).
 //!
 //! In the storage pane a user creates, clones and deletes volumes, and `vmux vol-list` agrees
 //! at each step (needs tmux only).
+//!
+//! A user makes a VM from a downloaded disk image with cloud-init, through the wizard (the
+//! image's "kernel" is the demo guest, see tests/common/binary.rs).
 
-use std::path::Path;
+mod common;
+
+use common::prereq::{Need, TMUX, met};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 const VMUX: &str = env!("CARGO_BIN_EXE_vmux");
 /// Longest the TUI or a guest may take to show an expected screen on this emulating KVM.
 const TIMEOUT: Duration = Duration::from_secs(40);
 
-fn tmux_usable() -> bool {
-    let found = Command::new("tmux").arg("-V").output().is_ok();
-    if !found {
-        eprintln!("skipped: tmux is not installed (apt-get install tmux)");
-    }
-    found
-}
-
-fn usable() -> bool {
-    if !tmux_usable() {
-        return false;
-    }
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("skipped: /dev/kvm cannot be opened ({e}); this test boots a real VM");
-            false
-        }
-    }
-}
-
-/// A private tmux server (its own socket) with one 120×40 session running the TUI.
+/// A private tmux server (its socket inside the test's temporary `VMUX_HOME`, so no other
+/// tmux server, a user's or another test run's, can be reached) with one 120×40 session
+/// running the TUI.
 struct Tmux {
-    socket: String,
+    socket: PathBuf,
     home: tempfile::TempDir,
 }
 
 impl Tmux {
     fn new() -> Tmux {
-        static N: AtomicU32 = AtomicU32::new(0);
+        let home = tempfile::tempdir().expect("tempdir");
         Tmux {
-            socket: format!(
-                "vmux-e2e-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ),
-            home: tempfile::tempdir().expect("tempdir"),
+            socket: home.path().join("tmux.sock"),
+            home,
         }
     }
 
@@ -66,8 +45,9 @@ impl Tmux {
     }
 
     fn tmux(&self, args: &[&str]) -> Output {
+        // `-f /dev/null`: the server ignores the user's ~/.tmux.conf.
         Command::new("tmux")
-            .arg("-L")
+            .args(["-f", "/dev/null", "-S"])
             .arg(&self.socket)
             .args(args)
             .output()
@@ -168,7 +148,7 @@ fn row_of<'a>(screen: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn wizard_console_detach_quit_relaunch_and_shutdown_with_real_vms() {
-    if !usable() {
+    if !met(&[TMUX, Need::Kvm]) {
         return;
     }
     let t = Tmux::new();
@@ -237,7 +217,7 @@ fn wizard_console_detach_quit_relaunch_and_shutdown_with_real_vms() {
 
 #[test]
 fn a_tiny_window_asks_to_be_enlarged_and_quits_cleanly() {
-    if !tmux_usable() {
+    if !met(&[TMUX]) {
         return;
     }
     let t = Tmux::new();
@@ -252,7 +232,7 @@ fn a_tiny_window_asks_to_be_enlarged_and_quits_cleanly() {
 
 #[test]
 fn volumes_created_cloned_and_deleted_in_the_storage_pane_show_in_vol_list() {
-    if !tmux_usable() {
+    if !met(&[TMUX]) {
         return;
     }
     let t = Tmux::new();
@@ -303,7 +283,7 @@ fn volumes_created_cloned_and_deleted_in_the_storage_pane_show_in_vol_list() {
 
 #[test]
 fn plus_hot_adds_a_vcpu_the_demo_guest_onlines_and_a_disk_is_hot_added() {
-    if !usable() {
+    if !met(&[TMUX, Need::Kvm]) {
         return;
     }
     let t = Tmux::new();
@@ -345,6 +325,94 @@ fn plus_hot_adds_a_vcpu_the_demo_guest_onlines_and_a_disk_is_hot_added() {
     t.wait_for("attached as vda, now and at the next boot");
     let listed = t.vmux(&["vol-list", "default"]);
     assert!(row_of(&listed, "e2e-data.qcow2").is_some(), "{listed}");
+    t.keys(&["q"]);
+    t.wait_for("vmux-exit=0");
+}
+
+#[test]
+fn the_wizard_makes_a_vm_from_a_downloaded_image_with_cloud_init_and_it_boots_its_kernel() {
+    if !met(&[TMUX, Need::Kvm]) {
+        return;
+    }
+    let images = match common::binary::demo_images("tui-e2e-images") {
+        Ok(dir) => dir,
+        Err(reason) => {
+            common::prereq::settle(vec![common::prereq::Missing::new(
+                reason,
+                "apt-get install e2fsprogs gdisk fdisk dosfstools mtools",
+            )]);
+            return;
+        }
+    };
+    let t = Tmux::new();
+    let download = t.home().join("debian-12-genericcloud-amd64.qcow2");
+    std::fs::copy(images.join("debian.qcow2"), &download).expect("copy the image");
+    let key = t.home().join("id_ed25519.pub");
+    std::fs::write(
+        &key,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmK8vNYVH2kq0JUhw1Pc3Xo1ZB1gVgJ9Pc me@host\n",
+    )
+    .expect("key");
+    t.launch();
+    t.wait_for("Welcome to vmux");
+
+    t.keys(&["n"]);
+    t.wait_for("1 Name");
+    t.keys(&["C-u"]);
+    t.type_text("e2e");
+    t.keys(&["Enter"]);
+    t.wait_for("Space or ←/→ switches");
+    // Install from: the disk image, a file, linked (the default).
+    t.keys(&["Left"]);
+    t.wait_for("disk image (a cloud image");
+    t.keys(&["Down", "Down"]);
+    t.type_text(&download.display().to_string());
+    t.keys(&["Enter"]);
+    t.wait_for("3 Cloud-init");
+    t.keys(&["C-u"]);
+    t.type_text("me");
+    t.keys(&["Tab", "C-u"]);
+    t.type_text(&key.display().to_string());
+    t.keys(&["Enter"]);
+    t.wait_for("About hot-add");
+    t.keys(&["Enter"]);
+    t.wait_for("Existing volumes");
+    t.keys(&["Enter"]);
+    let next = t.wait("the network step or the review", |s| {
+        s.contains("Each ticked network") || s.contains("The same from a shell")
+    });
+    if next.contains("Each ticked network") {
+        t.keys(&["Enter"]);
+    }
+    let review = t.wait_for("The same from a shell");
+    let flat: String = review.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("vmux create e2e --image") && flat.contains("--linked --cloud-init"),
+        "{review}"
+    );
+    t.keys(&["Enter"]);
+
+    // Created, started and attached: the image's own kernel (the demo) answers.
+    t.wait_for("demo$");
+    t.keys(&["C-]"]);
+    t.wait("e2e running in the list", |s| {
+        row_of(s, "e2e").is_some_and(|r| r.contains("running"))
+    });
+    let info: serde_json::Value =
+        serde_json::from_str(&t.vmux(&["info", "e2e", "--json"])).expect("info json");
+    assert_eq!(
+        info["boot_image"]["kernel"], "/boot/vmlinuz-6.1.0-28-amd64",
+        "{info}"
+    );
+    assert!(
+        info["disks"][0]["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("/e2e.qcow2")),
+        "{info}"
+    );
+    assert_eq!(info["disks"][1]["read_only"], true, "the seed: {info}");
+    let definition = t.vmux(&["dumpconfig", "e2e"]);
+    assert!(definition.contains("user = \"me\""), "{definition}");
     t.keys(&["q"]);
     t.wait_for("vmux-exit=0");
 }

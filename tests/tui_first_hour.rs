@@ -3,10 +3,10 @@
 //! controllable, marked VMs never turning keys into unconfirmed bulk actions, and the storage
 //! pane's keys acting on the table that looks focused. Headless, over the fakes.
 
-mod tui_support;
+mod common;
 
+use common::tui::{Harness, fleet_app};
 use crossterm::event::KeyCode;
-use tui_support::{Harness, fleet_app};
 use vmux::client::Host;
 use vmux::client::fake::FakeHost;
 use vmux::engine::control::RunState;
@@ -275,7 +275,7 @@ fn storage_keys_act_only_on_the_table_that_has_the_focus() {
 fn the_light_theme_paints_its_own_background() {
     let mut h = fleet_app(80, 24, 1);
     h.app.theme = vmux::tui::theme::Theme::builtin("light").expect("built in");
-    let buffer = tui_support::render_buffer(&h.app, 80, 24);
+    let buffer = common::tui::render_buffer(&h.app, 80, 24);
     let unpainted = buffer
         .content()
         .iter()
@@ -283,7 +283,7 @@ fn the_light_theme_paints_its_own_background() {
         .count();
     assert_eq!(unpainted, 0, "cells left to the terminal's own background");
     h.char('n');
-    let buffer = tui_support::render_buffer(&h.app, 80, 24);
+    let buffer = common::tui::render_buffer(&h.app, 80, 24);
     assert!(
         buffer
             .content()

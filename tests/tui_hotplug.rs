@@ -2,10 +2,10 @@
 //! dialogs, the palette's `setvcpus`/`attach-disk`/`detach-disk`, each saying where the
 //! change applies and then what the guest did.
 
-mod tui_support;
+mod common;
 
+use common::tui::{Harness, fleet_app};
 use crossterm::event::KeyCode;
-use tui_support::{Harness, fleet_app};
 use vmux::client::Host;
 use vmux::engine::control::RunState;
 use vmux::tui::action::Action;

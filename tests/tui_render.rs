@@ -3,12 +3,12 @@
 //! (1×1, zero width or height) that must not panic, and colour checks for the 16-colour
 //! theme and `NO_COLOR`.
 
-mod tui_support;
+mod common;
 
+use common::tui::{Harness, fleet_app, render, render_buffer};
 use crossterm::event::KeyCode;
 use ratatui::style::Color;
 use std::path::PathBuf;
-use tui_support::{Harness, fleet_app, render, render_buffer};
 use vmux::client::fake::FakeHost;
 use vmux::tui::App;
 use vmux::tui::action::{Action, DirEntry};
@@ -144,6 +144,8 @@ fn fixtures(width: u16, height: u16) -> Vec<(&'static str, Harness)> {
     h.app.list.selected = Some("db".into());
     h.char('e');
     out.push(("edit_form", h));
+
+    out.extend(wizard_image_fixtures(&fleet));
 
     out.extend(storage_fixtures(&fleet));
     out.extend(network_fixtures(&fleet));
@@ -337,6 +339,46 @@ fn wizard_device_fixtures(fleet: &dyn Fn() -> Harness) -> Vec<(&'static str, Har
     h.key(KeyCode::Char(' '));
     h.key(KeyCode::Enter);
     out.push(("wizard_review_devices", h));
+    out
+}
+
+/// The wizard's disk-image source, its cloud-init step and the review of an image VM. The
+/// cloud-init fields are typed over (their defaults come from $USER and ~/.ssh).
+fn wizard_image_fixtures(fleet: &dyn Fn() -> Harness) -> Vec<(&'static str, Harness)> {
+    let at_image = || {
+        let mut h = fleet();
+        h.char('n');
+        h.key(KeyCode::Enter);
+        h.key(KeyCode::Left);
+        h
+    };
+    let at_cloud_init = || {
+        let mut h = at_image();
+        h.key(KeyCode::Down);
+        h.key(KeyCode::Right);
+        h.key(KeyCode::Enter);
+        h.ctrl('u');
+        h.type_text("me");
+        h.key(KeyCode::Tab);
+        h.ctrl('u');
+        h.key(KeyCode::Tab);
+        h.key(KeyCode::Char(' '));
+        h
+    };
+    let mut out = Vec::new();
+    let mut h = at_image();
+    h.key(KeyCode::Down);
+    h.key(KeyCode::Down);
+    h.type_text("/nonexistent/debian-12-genericcloud-amd64.qcow2");
+    out.push(("wizard_boot_image_file", h));
+
+    out.push(("wizard_cloud_init", at_cloud_init()));
+
+    let mut h = at_cloud_init();
+    for _ in 0..4 {
+        h.key(KeyCode::Enter);
+    }
+    out.push(("wizard_review_image", h));
     out
 }
 

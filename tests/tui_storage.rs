@@ -3,10 +3,10 @@
 //! fake host, storage and networks, asserting what a user would see or what the fakes end up
 //! holding.
 
-mod tui_support;
+mod common;
 
+use common::tui::{Harness, fleet, fleet_app, fleet_networks, fleet_storage};
 use crossterm::event::KeyCode;
-use tui_support::{Harness, fleet, fleet_app, fleet_networks, fleet_storage};
 use vmux::client::Host;
 use vmux::tui::action::Action;
 use vmux::tui::app::{Overlay, Pane, StatusKind};

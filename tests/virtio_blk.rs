@@ -2,6 +2,9 @@
 //! boot on /dev/kvm with raw image files as disks, through the engine API (`Vm::create` with
 //! `VmSpec::disks`). Every wait is bounded so a hang fails the test instead of blocking CI.
 
+mod common;
+
+use common::prereq::{Need, QEMU_SYSTEM, met};
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -108,6 +111,9 @@ fn run(spec: &VmSpec) -> Finished {
 
 #[test]
 fn blk_writes_flushes_and_reads_back_every_disk() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let first = image(dir.path(), "first.img", 64);
     let second = image(dir.path(), "second.img", 128);
@@ -142,6 +148,9 @@ fn blk_writes_flushes_and_reads_back_every_disk() {
 
 #[test]
 fn blk_pattern_reaches_the_image_file_and_nothing_else_changes() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let path = image(dir.path(), "disk.img", 16);
     let before = std::fs::read(&path).expect("read image");
@@ -169,6 +178,9 @@ fn blk_pattern_reaches_the_image_file_and_nothing_else_changes() {
 
 #[test]
 fn disk_counters_count_the_guests_requests() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let path = image(dir.path(), "disk.img", 16);
 
@@ -186,6 +198,9 @@ fn disk_counters_count_the_guests_requests() {
 
 #[test]
 fn read_only_disk_is_read_but_never_written() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let path = image(dir.path(), "ro.img", 16);
     let before = std::fs::read(&path).expect("read image");
@@ -204,6 +219,9 @@ fn read_only_disk_is_read_but_never_written() {
 
 #[test]
 fn evil_blk_gets_errors_or_resets_and_the_disks_keep_working() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let writable = image(dir.path(), "rw.img", 32);
     let read_only = image(dir.path(), "ro.img", 32);
@@ -225,9 +243,10 @@ fn evil_blk_gets_errors_or_resets_and_the_disks_keep_working() {
         "evil-blk: read past the last sector: io error",
         "evil-blk: unknown request type: unsupported",
         "evil-blk: available index far ahead: needs reset",
+        "evil-blk: rings outside guest RAM: refused",
         "evil-blk: write to a read-only disk: io error",
         "evil-blk: 2 disks answer a good read",
-        "evil-blk: survived 10 bad requests",
+        "evil-blk: survived 11 bad requests",
     ] {
         assert!(
             done.output.contains(line),
@@ -242,6 +261,9 @@ fn evil_blk_gets_errors_or_resets_and_the_disks_keep_working() {
 
 #[test]
 fn missing_disk_image_is_refused_naming_the_file() {
+    if !met(&[Need::Kvm]) {
+        return;
+    }
     let err = Vm::create(
         &spec(
             "blk",
@@ -258,9 +280,12 @@ fn missing_disk_image_is_refused_naming_the_file() {
 
 /// The same `blk` program against QEMU's virtio-blk-pci (q35, modern only): the guest driver
 /// is checked against a reference device, so a bug shared by vmux's device and the guest
-/// cannot hide. Skipped with a note when QEMU is not installed.
+/// cannot hide. Needs QEMU (tests/common/prereq.rs).
 #[test]
 fn blk_also_drives_qemus_virtio_blk_pci() {
+    if !met(&[QEMU_SYSTEM]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let path = image(dir.path(), "qemu.img", 64);
     let kernel = Path::new(env!("VMUX_GUEST_DIR")).join("blk.elf");
@@ -279,13 +304,10 @@ fn blk_also_drives_qemus_virtio_blk_pci() {
         ])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    let child = match command.stdout(std::process::Stdio::piped()).spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            eprintln!("skipped: cannot run qemu-system-x86_64 ({e}); install qemu-system-x86");
-            return;
-        }
-    };
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run qemu-system-x86_64");
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {

@@ -3,9 +3,10 @@
 //! guest-kit `blk` program (a virtio-blk driver) writes, flushes and reads them back. QEMU's
 //! tools then check what landed in the images.
 
-mod binary_common;
+mod common;
 
-use binary_common::{guest, ok, vmux};
+use common::binary::{guest, ok, vmux};
+use common::prereq::{Need, QEMU_IMG, met};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::thread;
@@ -34,8 +35,7 @@ fn wait_for_state(home: &Path, vm: &str, state: &str) {
 
 #[test]
 fn a_guest_writes_a_qcow2_volume_that_qemu_img_then_checks_clean() {
-    if !Path::new("/dev/kvm").exists() {
-        println!("skipped: /dev/kvm is missing");
+    if !met(&[Need::Kvm, QEMU_IMG]) {
         return;
     }
     let home = tempfile::tempdir().expect("tempdir");
@@ -114,8 +114,7 @@ fn a_guest_writes_a_qcow2_volume_that_qemu_img_then_checks_clean() {
 /// qcow2 driver) when the VM ends. Without that, the L2 table mapping the write was lost.
 #[test]
 fn writes_a_guest_never_flushed_are_in_the_qcow2_image_after_it_powers_off() {
-    if !Path::new("/dev/kvm").exists() {
-        println!("skipped: /dev/kvm is missing");
+    if !met(&[Need::Kvm, QEMU_IMG]) {
         return;
     }
     let home = tempfile::tempdir().expect("tempdir");
@@ -168,8 +167,7 @@ fn writes_a_guest_never_flushed_are_in_the_qcow2_image_after_it_powers_off() {
 
 #[test]
 fn starting_a_vm_whose_volume_is_missing_names_the_volume() {
-    if !Path::new("/dev/kvm").exists() {
-        println!("skipped: /dev/kvm is missing");
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = tempfile::tempdir().expect("tempdir");
@@ -200,8 +198,7 @@ fn flushed_lines(home: &Path, vm: &str) -> usize {
 
 #[test]
 fn stats_report_a_running_guests_disk_io_per_disk() {
-    if !Path::new("/dev/kvm").exists() {
-        println!("skipped: /dev/kvm is missing");
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = tempfile::tempdir().expect("tempdir");
@@ -289,8 +286,7 @@ fn stats_report_a_running_guests_disk_io_per_disk() {
 
 #[test]
 fn volume_changes_are_refused_while_a_running_vm_uses_the_volume() {
-    if !Path::new("/dev/kvm").exists() {
-        println!("skipped: /dev/kvm is missing");
+    if !met(&[Need::Kvm]) {
         return;
     }
     let home = tempfile::tempdir().expect("tempdir");

@@ -5,11 +5,14 @@
 //! gateway. No packet leaves the test namespaces.
 //!
 //! They need root (CAP_NET_ADMIN, and CAP_SYS_ADMIN for `ip netns`), /dev/kvm, `ip`, `nft`,
-//! `dnsmasq` and busybox (`ping`); where anything is missing each test prints why it was
-//! skipped and passes.
+//! `dnsmasq` and busybox (`ping`); where anything is missing each test skips, saying what,
+//! or fails under CI (tests/common/prereq.rs).
 
+mod common;
+
+use common::prereq::{BUSYBOX, DNSMASQ, IP, NFT, Need, met};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,48 +24,6 @@ const GUEST_TIMEOUT_S: &str = "90";
 
 fn net_guest() -> PathBuf {
     Path::new(env!("VMUX_GUEST_DIR")).join("net.elf")
-}
-
-/// Why these tests cannot run here, if they cannot.
-fn missing_prerequisite() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    if cap_eff & (1 << 12) == 0 || cap_eff & (1 << 21) == 0 {
-        return Some("needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)".into());
-    }
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
-        return Some("needs /dev/kvm".into());
-    }
-    for program in ["ip", "nft", "dnsmasq", "busybox"] {
-        let found = Command::new(program)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-        if !found {
-            return Some(format!("needs `{program}` on PATH"));
-        }
-    }
-    None
-}
-
-macro_rules! require_prerequisites {
-    () => {
-        if let Some(reason) = missing_prerequisite() {
-            eprintln!("skipped: {reason}");
-            return;
-        }
-    };
 }
 
 /// A network namespace with its own `VMUX_HOME`; on drop every process in it (vmd,
@@ -274,7 +235,9 @@ fn check_guest_on_network(env: &Env, vm: &str, console: &str, subnet_prefix: &st
 
 #[test]
 fn a_guest_on_a_nat_network_gets_a_lease_and_answers_pings() {
-    require_prerequisites!();
+    if !met(&[Need::NetAdmin, IP, NFT, DNSMASQ, BUSYBOX, Need::Kvm]) {
+        return;
+    }
     let env = Env::new("nat");
     let before = env.snapshot();
     env.vmux_ok(&["net-start", "default"]);
@@ -294,7 +257,9 @@ fn a_guest_on_a_nat_network_gets_a_lease_and_answers_pings() {
 
 #[test]
 fn a_guest_on_an_isolated_network_pings_the_dhcp_server() {
-    require_prerequisites!();
+    if !met(&[Need::NetAdmin, IP, NFT, DNSMASQ, BUSYBOX, Need::Kvm]) {
+        return;
+    }
     let env = Env::new("iso");
     let before = env.snapshot();
     env.vmux_ok(&[
@@ -318,7 +283,9 @@ fn a_guest_on_an_isolated_network_pings_the_dhcp_server() {
 
 #[test]
 fn a_guest_on_a_bridge_network_is_found_through_arp() {
-    require_prerequisites!();
+    if !met(&[Need::NetAdmin, IP, NFT, DNSMASQ, BUSYBOX, Need::Kvm]) {
+        return;
+    }
     let env = Env::new("br");
     // A "LAN": a bridge with an address and a DHCP server, as a host's br0 would have.
     env.sh(
@@ -353,7 +320,9 @@ fn a_guest_on_a_bridge_network_is_found_through_arp() {
 
 #[test]
 fn starting_a_vm_whose_network_is_inactive_names_net_start_and_leaves_nothing() {
-    require_prerequisites!();
+    if !met(&[Need::NetAdmin, IP, NFT, DNSMASQ, BUSYBOX, Need::Kvm]) {
+        return;
+    }
     let env = Env::new("inactive");
     let guest = net_guest();
     env.vmux_ok(&[
@@ -378,4 +347,50 @@ fn starting_a_vm_whose_network_is_inactive_names_net_start_and_leaves_nothing() 
     assert_eq!(env.tap_records(), 0);
     let list = env.json(&["list", "--all", "--json"]);
     assert_eq!(list["vms"][0]["state"], "shut_off", "{list}");
+}
+
+#[test]
+fn a_forbidden_call_on_a_net_worker_ends_vmd_with_the_reason() {
+    if !met(&[Need::NetAdmin, IP, NFT, DNSMASQ, BUSYBOX, Need::Kvm]) {
+        return;
+    }
+    let env = Env::new("seccomp");
+    let before = env.snapshot();
+    env.vmux_ok(&["net-start", "default"]);
+    let guest = net_guest();
+    env.vmux_ok(&[
+        "create",
+        "web1",
+        "--kernel",
+        guest.to_str().expect("utf-8 path"),
+        "--memory",
+        "64M",
+        "--network",
+        "default",
+    ]);
+    // The test hook (docs/security.md): the first net worker calls `sysinfo`, which its
+    // seccomp filter forbids, once the guest activates the NIC.
+    let _ = env
+        .command(VMUX)
+        .args(["start", "web1"])
+        .env("VMUX_TEST_SECCOMP_VIOLATION", "net")
+        .output()
+        .expect("run vmux");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let info = loop {
+        let info = env.json(&["info", "web1", "--json"]);
+        if info["state"] != "running" || Instant::now() > deadline {
+            break info;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(info["state"], "crashed", "{info}");
+    let reason = info["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("blocked system call 99 (sysinfo) on thread net0"),
+        "{reason}"
+    );
+    env.vmux_ok(&["net-destroy", "default"]);
+    assert_eq!(env.snapshot(), before, "the namespace is as it was");
 }

@@ -10,7 +10,7 @@
 #                             the same kernel, initramfs, command line, memory and vCPUs
 #   vcpu_hotplug              setvcpus 2 --live -> CPU 1 online in Linux (the guest onlines it
 #                             as the README's udev rule does)
-#   disk_hotplug              attach-disk --live -> /dev/vdb a block device in Linux
+#   disk_hotplug              attach-disk --live -> /dev/vda (its first disk) a block device in Linux
 # Environment: VMUX (the binary), VMUX_LINUX_GUEST (vmlinuz + initrd.img), BENCH_LINUX_RUNS
 # (default 5).
 set -u
@@ -84,12 +84,12 @@ i=0
 while [ $i -lt "$runs" ]; do
     "$VMUX" start hp >/dev/null
     "$VMUX" console hp --until "vmux-linux-guest: booted" --timeout 300 </dev/null >/dev/null
-    # The guest waits for CPU 1 and onlines it, then waits for vdb (the quotes keep the echo
-    # of the typed line from matching).
-    printf '%s\n' 'while [ ! -e /sys/devices/system/cpu/cpu1/online ]; do :; done; echo 1 > /sys/devices/system/cpu/cpu1/online; echo "cpu1-""online"; while [ ! -b /dev/vdb ]; do :; done; echo "vdb-""ready"' \
+    # The guest waits for CPU 1 and onlines it, then for the disk (its first: vda); the quotes
+    # keep the echo of the typed line from matching.
+    printf '%s\n' 'while [ ! -e /sys/devices/system/cpu/cpu1/online ]; do :; done; echo 1 > /sys/devices/system/cpu/cpu1/online; echo "cpu1-""online"; while [ ! -b /dev/vda ]; do :; done; echo "vda-""ready"' \
         | "$VMUX" console hp --no-history --until "never-printed" --timeout 2 >/dev/null 2>&1
     echo "RUN vcpu_hotplug vmux $(after_ms hp cpu1-online "$VMUX" setvcpus hp 2 --live)"
-    echo "RUN disk_hotplug vmux $(after_ms hp vdb-ready "$VMUX" attach-disk hp default/hot.raw --live)"
+    echo "RUN disk_hotplug vmux $(after_ms hp vda-ready "$VMUX" attach-disk hp default/hot.raw --live)"
     "$VMUX" destroy hp >/dev/null
     i=$((i + 1))
 done

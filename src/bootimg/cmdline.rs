@@ -18,6 +18,13 @@ pub fn with_console<S: AsRef<str>>(args: &[S]) -> String {
     words.join(" ")
 }
 
+/// The whole command line vmux boots `plan`'s kernel with: `BOOT_IMAGE=<kernel>` first (as
+/// GRUB gives it), the entry's words (with the serial console), then the user's `extra` words.
+pub fn for_plan(plan: &super::BootPlan, extra: &str) -> String {
+    let boot_image = format!("BOOT_IMAGE={}", plan.kernel.path);
+    with_console(&[boot_image.as_str(), plan.cmdline.as_str(), extra])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! partition, which command line), as [`super::inspect`] found it. It is plain data: it can be
 //! shown (`vmux info`), serialised (`vmux info --json`), and handed to [`super::extract`].
 
+use crate::engine::control::BootImageInfo;
 use serde::Serialize;
 
 /// Where the chosen entry came from.
@@ -75,6 +76,24 @@ pub struct BootPlan {
 }
 
 impl BootPlan {
+    /// What `vmux info` reports about booting this plan from the image at `image` with
+    /// `cmdline_extra` (sizes as inspected).
+    pub fn boot_info(&self, image: &std::path::Path, cmdline_extra: &str) -> BootImageInfo {
+        BootImageInfo {
+            image: image.to_path_buf(),
+            entry: self.kind.name().to_ascii_lowercase(),
+            title: self.title.clone(),
+            entry_id: self.entry_id.clone(),
+            partition: self.kernel.partition,
+            kernel: self.kernel.resolved.clone(),
+            initrds: self.initrds.iter().map(|f| f.resolved.clone()).collect(),
+            cmdline: super::cmdline::for_plan(self, cmdline_extra),
+            kernel_bytes: self.kernel.size,
+            initrd_bytes: self.initrds.iter().map(|f| f.size).sum(),
+            notes: self.notes.clone(),
+        }
+    }
+
     /// "/boot/vmlinuz-6.1.0-28-amd64 (grub entry 'Debian GNU/Linux')", for `vmux info`.
     pub fn describe(&self) -> String {
         let entry = match self.kind {

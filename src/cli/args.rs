@@ -206,7 +206,11 @@ pub enum Command {
 /// The boot sources `vmux create` takes, as its "give a boot source" error lists them: the
 /// `id`s of [`CreateArgs`]'s boot flags (the `boot` group) and how each is written. A new
 /// source is one more line here and a flag in the group.
-pub const BOOT_SOURCES: &[(&str, &str)] = &[("demo", "--demo"), ("kernel", "--kernel PATH")];
+pub const BOOT_SOURCES: &[(&str, &str)] = &[
+    ("demo", "--demo"),
+    ("kernel", "--kernel PATH"),
+    ("image", "--image POOL/VOL|PATH"),
+];
 
 /// `vmux create`.
 #[derive(Debug, ClapArgs)]
@@ -225,12 +229,51 @@ pub struct CreateArgs {
         long,
         value_name = "PATH",
         requires = "kernel",
-        conflicts_with = "demo"
+        conflicts_with_all = ["demo", "image"]
     )]
     pub initrd: Option<PathBuf>,
     /// Kernel command line.
-    #[arg(long, value_name = "STR", requires = "kernel", conflicts_with = "demo")]
+    #[arg(
+        long,
+        value_name = "STR",
+        requires = "kernel",
+        conflicts_with_all = ["demo", "image"]
+    )]
     pub cmdline: Option<String>,
+    /// A distribution disk image (POOL/VOLUME, or the path of a downloaded image, used in
+    /// place as the VM's disk): it becomes disk vda, and vmux boots the kernel its own /boot
+    /// names (grub.cfg's default entry, BLS entries, or /vmlinuz), found again at every start.
+    #[arg(
+        long,
+        value_name = "POOL/VOL|PATH",
+        group = "boot",
+        add = ArgValueCandidates::new(complete::disk_sources)
+    )]
+    pub image: Option<String>,
+    /// With --image: leave the image unchanged and give the VM a new qcow2 overlay on it
+    /// (default/NAME.qcow2), so many VMs can share one base image.
+    #[arg(long, requires = "image", conflicts_with_all = ["demo", "kernel"])]
+    pub linked: bool,
+    /// With --image: words to append to the boot entry's kernel command line.
+    #[arg(
+        long,
+        value_name = "STR",
+        requires = "image",
+        conflicts_with_all = ["demo", "kernel"]
+    )]
+    pub cmdline_extra: Option<String>,
+    /// With --image: configure the guest at first boot with cloud-init (a NoCloud seed disk):
+    /// user=NAME, ssh-key=FILE (default: your ~/.ssh/id_*.pub), root-password=generate|PASS,
+    /// user-password=generate|PASS, hostname=NAME, user-data=FILE, network-config=FILE.
+    #[arg(
+        long,
+        value_name = "OPTS",
+        requires = "image",
+        conflicts_with_all = ["demo", "kernel"],
+        num_args = 0..=1,
+        default_missing_value = ""
+    )]
+    pub cloud_init: Option<String>,
     /// Guest memory (256M, 2G, ...); default 256M.
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<String>,
@@ -257,6 +300,9 @@ pub struct CreateArgs {
     /// Start the VM right after defining it.
     #[arg(long)]
     pub start: bool,
+    /// Print what was defined as JSON (generated passwords included: shown once).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `vmux setvcpus`.
@@ -371,6 +417,7 @@ impl Args {
         if let Some(Command::Create(create)) = &self.command
             && !create.demo
             && create.kernel.is_none()
+            && create.image.is_none()
         {
             let sources: Vec<&str> = BOOT_SOURCES.iter().map(|(_, words)| *words).collect();
             let mut command = <Args as clap::CommandFactory>::command();
@@ -447,7 +494,7 @@ mod tests {
             .expect_err("no boot source");
         let text = err.to_string();
         assert!(
-            text.contains("give a boot source: --demo, --kernel PATH"),
+            text.contains("give a boot source: --demo, --kernel PATH, --image POOL/VOL|PATH"),
             "{text}"
         );
         assert!(text.contains("Usage: vmux create"), "{text}");
@@ -483,6 +530,40 @@ mod tests {
     #[test]
     fn create_refuses_demo_with_kernel() {
         assert!(parse(&["create", "a", "--demo", "--kernel", "/k"]).is_err());
+    }
+
+    #[test]
+    fn create_takes_an_image_with_its_options_and_lists_it_as_a_boot_source() {
+        let args = parse(&[
+            "create",
+            "web1",
+            "--image",
+            "default/debian.qcow2",
+            "--linked",
+            "--cmdline-extra",
+            "quiet",
+            "--cloud-init",
+            "user=me",
+        ])
+        .expect("parse");
+        let Some(Command::Create(create)) = args.command else {
+            panic!("not create");
+        };
+        assert_eq!(create.image.as_deref(), Some("default/debian.qcow2"));
+        assert!(create.linked);
+        assert_eq!(create.cloud_init.as_deref(), Some("user=me"));
+        let bare = parse(&["create", "web1", "--image", "x.qcow2", "--cloud-init"]).expect("parse");
+        let Some(Command::Create(bare)) = bare.command else {
+            panic!("not create");
+        };
+        assert_eq!(bare.cloud_init.as_deref(), Some(""));
+        let missing = parse(&["create", "web1"])
+            .and_then(Args::check)
+            .expect_err("no boot source");
+        assert!(missing.to_string().contains("--image"), "{missing}");
+        assert!(parse(&["create", "a", "--demo", "--image", "x.qcow2"]).is_err());
+        assert!(parse(&["create", "a", "--demo", "--linked"]).is_err());
+        assert!(parse(&["create", "a", "--kernel", "/k", "--cloud-init", "user=me"]).is_err());
     }
 
     #[test]

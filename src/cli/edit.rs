@@ -6,6 +6,7 @@
 //! command fails and saves nothing.
 
 use super::checks::check_definition;
+use super::images::Images;
 use super::output::error_chain;
 use super::{CliError, Io};
 use crate::client::{ClientError, Host};
@@ -17,7 +18,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// `vmux edit NAME`.
-pub fn edit(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError> {
+pub fn edit(
+    host: &dyn Host,
+    images: &dyn Images,
+    name: &str,
+    io: &mut Io<'_>,
+) -> Result<(), CliError> {
     let state = host.state(name)?;
     // A definition broken by hand is opened as it is, so the mistake can be fixed in place.
     let (original, original_text) = match host.status(name) {
@@ -43,7 +49,11 @@ pub fn edit(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError
             path: copy.path().to_path_buf(),
             source,
         })?;
-        let edited = match check_edit(name, copy.path(), &text) {
+        let edited = match check_edit(name, copy.path(), &text).and_then(|cfg| {
+            super::images::check_boot(images, &cfg)
+                .map(|_| cfg)
+                .map_err(|e| error_chain(&e))
+        }) {
             Ok(cfg) => cfg,
             Err(reason) if interactive => {
                 writeln!(io.err, "error: the edited definition is invalid: {reason}")?;

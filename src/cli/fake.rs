@@ -257,6 +257,7 @@ impl Host for FakeHost {
                 boots: 1,
                 protocol: crate::engine::control::PROTOCOL_VERSION,
                 disks: vm.disks.clone(),
+                boot_image: None,
             })
         })
     }

@@ -7,11 +7,13 @@
 
 mod args;
 mod checks;
+mod cloud_init;
 pub mod complete;
 mod console;
 mod define;
 mod edit;
 mod hotplug;
+pub mod images;
 mod lifecycle;
 pub mod network;
 pub mod nics;
@@ -19,6 +21,7 @@ mod output;
 mod run;
 mod show;
 pub mod storage;
+mod vol_check;
 
 #[cfg(test)]
 mod fake;
@@ -31,6 +34,7 @@ use crate::client::{ClientError, Host, LocalHost, UndefineOptions};
 use crate::config::DefinitionError;
 use crate::network::NetworkError;
 use crate::tui::TuiOptions;
+use images::{HostImages, Images};
 use nics::{HostNetworks, Networks};
 use std::io::Write;
 use std::path::PathBuf;
@@ -52,6 +56,22 @@ pub enum CliError {
     /// A network could not give the VM a NIC (the message names the fix).
     #[error(transparent)]
     Network(#[from] NetworkError),
+    /// A pool, volume or image file could not be used (the message names the fix).
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    /// The disk image's own /boot cannot be booted (the cause says what was found and what
+    /// would work).
+    #[error("cannot boot the disk image {image}")]
+    BootImage {
+        /// The image, as the user named it.
+        image: String,
+        /// What bootimg found.
+        #[source]
+        source: crate::bootimg::BootImageError,
+    },
+    /// The `--cloud-init` options or the files they name cannot be used.
+    #[error(transparent)]
+    CloudInit(#[from] crate::cloudinit::CloudInitError),
     /// A definition file could not be read.
     #[error("cannot read {}; check the path and its permissions", path.display())]
     ReadFile {
@@ -283,29 +303,31 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
         err: &mut std::io::stderr(),
     };
     let networks = HostNetworks::new(host.paths().clone());
-    execute(&host, &networks, command, &mut io)?;
+    let images = HostImages::new(host.paths().clone());
+    execute(&host, &networks, &images, command, &mut io)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Executes one verb against `host` and its `networks`.
+/// Executes one verb against `host`, its `networks` and its `images`.
 pub fn execute(
     host: &dyn Host,
     networks: &dyn Networks,
+    images: &dyn Images,
     command: Command,
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
     match command {
-        Command::Create(args) => define::create(host, networks, args, io),
-        Command::Define { file } => define::define_file(host, &file, io),
+        Command::Create(args) => define::create(host, networks, images, args, io),
+        Command::Define { file } => define::define_file(host, images, &file, io),
         Command::Dumpconfig { name, json } => define::dumpconfig(host, &name, json, io),
-        Command::Edit { name } => edit::edit(host, &name, io),
+        Command::Edit { name } => edit::edit(host, images, &name, io),
         Command::Undefine {
             name,
             snapshots_metadata,
         } => define::undefine(host, &name, UndefineOptions { snapshots_metadata }, io),
         Command::Autostart { name, disable } => define::autostart(host, &name, !disable, io),
         Command::List { all, json } => show::list(host, networks, all, json, io),
-        Command::Info { name, json } => show::info(host, networks, &name, json, io),
+        Command::Info { name, json } => show::info(host, networks, images, &name, json, io),
         Command::Stats { name, json } => show::stats(host, &name, json, io),
         Command::Start { name, console } => {
             lifecycle::start(host, &name, io)?;

@@ -487,6 +487,7 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 mod tests {
     use super::*;
     use crate::config::{BootConfig, MacAddr, VmConfig};
+    use crate::network::host::HostView;
     use clap::Parser;
 
     #[derive(Debug, Parser)]
@@ -501,9 +502,16 @@ mod tests {
             .command
     }
 
+    /// A manager over a temp home that sees a host with no interfaces and no routes: no unit
+    /// test depends on the machine's own (a user's `vmux-lab` bridge, say).
     fn manager() -> (tempfile::TempDir, NetworkManager) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let manager = NetworkManager::open(&Paths::under(dir.path())).expect("open");
+        let manager = NetworkManager::open(&Paths::under(dir.path()))
+            .expect("open")
+            .with_host(HostView::Fixed {
+                links: Vec::new(),
+                routes: Vec::new(),
+            });
         (dir, manager)
     }
 

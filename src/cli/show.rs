@@ -1,12 +1,13 @@
 //! Read verbs: `list`, `info`, `stats`, each as a text table or `--json`. The JSON structs
 //! here are the stable output shapes documented in docs/cli.md: add fields, never rename.
 
+use super::images::{Images, vda_label};
 use super::nics::Networks;
 use super::output::{Table, format_duration};
 use super::{CliError, Io};
 use crate::client::{BrokenVm, ClientError, Host, VmStatus};
 use crate::config::{BootConfig, ConfigError, VmConfig, format_size};
-use crate::engine::control::{DiskInfo, DiskStats, RunState, VmInfo, VmStats};
+use crate::engine::control::{BootImageInfo, DiskInfo, DiskStats, RunState, VmInfo, VmStats};
 use crate::network::InterfaceAddress;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -73,6 +74,16 @@ struct InfoJson<'a> {
     memory_bytes: Option<u64>,
     autostart: Option<bool>,
     boot: Option<&'a BootConfig>,
+    /// For VMs booted from their disk image: what the running boot booted (from vmd), or what
+    /// the next start would boot (inspected now).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boot_image: Option<BootImageInfo>,
+    /// Why the image of a shut-off VM cannot be booted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boot_image_error: Option<String>,
+    /// The cloud-init seed, for VMs with cloud-init settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cloud_init: Option<CloudInitJson>,
     /// The running VM's disks (hot-added ones included); absent when it does not run.
     #[serde(skip_serializing_if = "Option::is_none")]
     disks: Option<&'a [DiskInfo]>,
@@ -80,6 +91,17 @@ struct InfoJson<'a> {
     nics: Vec<InterfaceAddress>,
     /// Why the definition file cannot be used (`null` when it is fine).
     definition_error: Option<BrokenJson>,
+}
+
+/// The cloud-init part of `vmux info --json`.
+#[derive(Debug, Serialize)]
+struct CloudInitJson {
+    /// What it configures, in words.
+    summary: String,
+    /// The seed image (built by vmd at the first start, rebuilt when the settings change).
+    seed: PathBuf,
+    /// The instance-id of the seed built last; absent before the first start.
+    instance_id: Option<String>,
 }
 
 /// `vmux stats --json`: the VM's name and vmd's sample.
@@ -228,6 +250,7 @@ fn broken_entry(broken: &BrokenVm, info: Option<&VmInfo>) -> ListEntryJson {
 pub fn info(
     host: &dyn Host,
     networks: &dyn Networks,
+    images: &dyn Images,
     name: &str,
     json: bool,
     io: &mut Io<'_>,
@@ -262,6 +285,18 @@ pub fn info(
         .as_ref()
         .map(|l| l.memory_bytes)
         .or(cfg.map(|c| c.memory));
+    let (boot_image, boot_image_error) = cfg
+        .map(|c| boot_image(c, live.as_ref(), images))
+        .unwrap_or_default();
+    let cloud_init = cfg.and_then(|c| {
+        let options = c.cloud_init.as_ref()?;
+        let (seed, instance_id) = images.seed(&c.name);
+        Some(CloudInitJson {
+            summary: super::cloud_init::summary(options, &c.name),
+            seed,
+            instance_id,
+        })
+    });
     if json {
         let shape = InfoJson {
             name,
@@ -275,6 +310,9 @@ pub fn info(
             memory_bytes: memory,
             autostart: cfg.map(|c| c.autostart),
             boot: cfg.map(|c| &c.boot),
+            boot_image,
+            boot_image_error,
+            cloud_init,
             disks: live.as_ref().map(|l| l.disks.as_slice()),
             nics,
             definition_error: broken.as_ref().map(BrokenJson::of),
@@ -317,6 +355,21 @@ pub fn info(
     }
     if let Some(cfg) = cfg {
         lines.extend(boot_lines(&cfg.boot));
+        if matches!(cfg.boot, BootConfig::Image { .. }) {
+            lines.extend(image_lines(
+                cfg,
+                boot_image.as_ref(),
+                boot_image_error.as_deref(),
+            ));
+        }
+    }
+    if let Some(cloud_init) = &cloud_init {
+        lines.push(("Cloud-init", cloud_init.summary.clone()));
+        let seed = match &cloud_init.instance_id {
+            Some(id) => format!("{} (instance-id {id})", cloud_init.seed.display()),
+            None => format!("{} (built at the first start)", cloud_init.seed.display()),
+        };
+        lines.push(("Seed", seed));
     }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -349,6 +402,56 @@ pub fn info(
         )?;
     }
     Ok(())
+}
+
+/// `info`'s lines for an image-booted VM: what it boots, or why it cannot.
+fn image_lines(
+    cfg: &VmConfig,
+    booted: Option<&BootImageInfo>,
+    error: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let image = vda_label(cfg);
+    match (booted, error) {
+        (Some(booted), _) => {
+            let initrds = if booted.initrds.is_empty() {
+                "(none)".to_string()
+            } else {
+                booted.initrds.join(" ")
+            };
+            vec![
+                (
+                    "Boot",
+                    format!("image {image} \u{2192} {}", booted.describe()),
+                ),
+                ("Initrd", initrds),
+                ("Cmdline", booted.cmdline.clone()),
+            ]
+        }
+        (None, Some(error)) => vec![("Boot", format!("image {image} (cannot boot: {error})"))],
+        (None, None) => vec![("Boot", format!("image {image}"))],
+    }
+}
+
+/// What an image-booted VM boots: the running boot's choice from vmd, or what its image holds
+/// now; the error when a shut-off VM's image cannot be booted.
+fn boot_image(
+    cfg: &VmConfig,
+    live: Option<&VmInfo>,
+    images: &dyn Images,
+) -> (Option<BootImageInfo>, Option<String>) {
+    let BootConfig::Image { cmdline_extra } = &cfg.boot else {
+        return (None, None);
+    };
+    if let Some(booted) = live.and_then(|l| l.boot_image.as_deref().cloned()) {
+        return (Some(booted), None);
+    }
+    match images.plan(cfg) {
+        Ok(plan) => {
+            let path = images.vda_path(cfg).unwrap_or_default();
+            (Some(plan.boot_info(&path, cmdline_extra)), None)
+        }
+        Err(e) => (None, Some(super::output::error_chain(&e))),
+    }
 }
 
 /// One disk of VM `vm` for `info`: target, image, and a removal still in progress with how
@@ -396,6 +499,7 @@ fn boot_lines(boot: &BootConfig) -> Vec<(&'static str, String)> {
             lines.push(("Cmdline", cmdline.to_string()));
             lines
         }
+        BootConfig::Image { .. } => Vec::new(),
     }
 }
 
@@ -536,6 +640,7 @@ fn yes_no(flag: bool) -> &'static str {
 mod tests {
     use super::*;
     use crate::cli::fake::{FakeHost, capture};
+    use crate::cli::images::fake::FakeImages;
     use crate::cli::nics::fake::FakeNetworks;
     use crate::config::{DefinitionError, NicConfig};
 
@@ -639,7 +744,16 @@ mod tests {
     fn info_of_a_running_vm_with_a_broken_definition_shows_vmd_and_the_fix() {
         let host = host();
         host.break_definition("on", broken_error());
-        let (result, out, _) = capture(|io| info(&host, &no_networks(), "on", false, io));
+        let (result, out, _) = capture(|io| {
+            info(
+                &host,
+                &no_networks(),
+                &FakeImages::default(),
+                "on",
+                false,
+                io,
+            )
+        });
         result.expect("info");
         assert!(out.contains("State:      running"), "{out}");
         assert!(out.contains("Pid:        4242"), "{out}");
@@ -664,7 +778,16 @@ mod tests {
 
     #[test]
     fn info_of_a_running_vm_shows_pid_and_uptime() {
-        let (result, out, _) = capture(|io| info(&host(), &no_networks(), "on", false, io));
+        let (result, out, _) = capture(|io| {
+            info(
+                &host(),
+                &no_networks(),
+                &FakeImages::default(),
+                "on",
+                false,
+                io,
+            )
+        });
         result.expect("info");
         assert!(out.contains("Pid:        4242"), "{out}");
         assert!(out.contains("Uptime:"), "{out}");
@@ -672,7 +795,16 @@ mod tests {
 
     #[test]
     fn info_json_of_a_shut_off_vm_has_no_pid() {
-        let (result, out, _) = capture(|io| info(&host(), &no_networks(), "off", true, io));
+        let (result, out, _) = capture(|io| {
+            info(
+                &host(),
+                &no_networks(),
+                &FakeImages::default(),
+                "off",
+                true,
+                io,
+            )
+        });
         result.expect("info");
         let value: serde_json::Value = serde_json::from_str(&out).expect("json");
         assert_eq!(value["state"], "shut_off");
@@ -710,8 +842,16 @@ mod tests {
 
     #[test]
     fn info_shows_a_nic_without_a_lease_as_waiting_for_one() {
-        let (result, out, _) =
-            capture(|io| info(&host_with_nic(), &no_networks(), "web", false, io));
+        let (result, out, _) = capture(|io| {
+            info(
+                &host_with_nic(),
+                &no_networks(),
+                &FakeImages::default(),
+                "web",
+                false,
+                io,
+            )
+        });
 
         result.expect("info");
         let line = out
@@ -722,6 +862,67 @@ mod tests {
             line.contains("52:54:00:00:00:01 on default: no address yet"),
             "{line}"
         );
+    }
+
+    fn image_vm_host() -> FakeHost {
+        let host = FakeHost::default();
+        let mut cfg = VmConfig::new(
+            "web1",
+            BootConfig::Image {
+                cmdline_extra: "quiet".into(),
+            },
+        );
+        cfg.disks = vec!["default/web1.qcow2".parse().expect("disk")];
+        cfg.cloud_init =
+            Some(crate::cloudinit::CloudInitOptions::parse("user=me").expect("options"));
+        host.add(cfg, RunState::ShutOff);
+        host
+    }
+
+    #[test]
+    fn info_of_a_shut_off_image_vm_says_what_the_next_start_boots() {
+        let (result, out, _) = capture(|io| {
+            info(
+                &image_vm_host(),
+                &no_networks(),
+                &FakeImages::default(),
+                "web1",
+                false,
+                io,
+            )
+        });
+
+        result.expect("info");
+        assert!(
+            out.contains(
+                "Boot:       image default/web1.qcow2 \u{2192} /boot/vmlinuz-6.1.0-28-amd64 (grub entry 'Debian GNU/Linux')"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "Cmdline:    BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=UUID=1 ro console=ttyS0 quiet"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("Cloud-init: user me"), "{out}");
+        assert!(out.contains("(built at the first start)"), "{out}");
+    }
+
+    #[test]
+    fn info_json_of_an_image_vm_that_cannot_boot_gives_the_reason() {
+        let images = FakeImages {
+            broken: Some("no kernel found in the disk image".into()),
+            ..FakeImages::default()
+        };
+        let (result, out, _) =
+            capture(|io| info(&image_vm_host(), &no_networks(), &images, "web1", true, io));
+
+        result.expect("info");
+        let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert!(doc["boot_image"].is_null(), "{doc}");
+        assert_eq!(doc["boot_image_error"], "no kernel found in the disk image");
+        assert_eq!(doc["cloud_init"]["seed"], "/state/web1/cidata.img");
     }
 
     #[test]

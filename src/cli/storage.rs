@@ -165,6 +165,29 @@ pub enum StorageCommand {
         #[arg(long = "allow-backing", value_name = "PATH")]
         allow_backing: Vec<PathBuf>,
     },
+    /// Bring a downloaded disk image (a distribution cloud image) into a pool: a copy, or with
+    /// --linked a read-only base volume and a qcow2 overlay on it. The file's format is what
+    /// its name says (or --format), checked against its content; an image with a backing file
+    /// is refused.
+    VolImport {
+        /// Pool name.
+        pool: String,
+        /// The new volume's name (`.qcow2` or `.raw` decides its format; otherwise the file's).
+        volume: String,
+        /// The image file.
+        file: PathBuf,
+        /// Import FILE once as a read-only base volume (named after the file; reused when
+        /// it is there already) and make VOLUME a qcow2 overlay on it, so many VMs share one
+        /// base.
+        #[arg(long)]
+        linked: bool,
+        /// The file's format, when its name does not say it (a qcow2 image named .img).
+        #[arg(long, value_parser = parse_format)]
+        format: Option<ImageFormat>,
+        /// Print the new volume as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a volume's content to a file.
     VolDownload {
         /// Pool name.
@@ -229,6 +252,21 @@ pub enum StorageCommand {
         #[arg(value_parser = parse_format)]
         format: ImageFormat,
     },
+    /// Check a qcow2 volume's refcounts (like `qemu-img check`); --repair rebuilds them.
+    VolCheck {
+        /// Pool name.
+        #[arg(add = ArgValueCandidates::new(complete::pool_names))]
+        pool: String,
+        /// Volume name.
+        #[arg(add = ArgValueCandidates::new(complete::volume_names))]
+        volume: String,
+        /// Rebuild the refcounts when anything is wrong (not while a VM uses the volume).
+        #[arg(long)]
+        repair: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a volume (refused while a VM uses it).
     VolDelete {
         /// Pool name.
@@ -287,6 +325,8 @@ impl StorageCommand {
             | PoolInfo { json, .. }
             | VolList { json, .. }
             | VolInfo { json, .. }
+            | VolCheck { json, .. }
+            | VolImport { json, .. }
             | SnapshotList { json, .. } => *json,
             _ => false,
         }
@@ -491,6 +531,47 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                 writeln!(out, "Vol {clone} cloned from {source}")?;
             }
         }
+        VolImport {
+            pool,
+            volume,
+            file,
+            linked,
+            format,
+            ..
+        } => {
+            if linked {
+                let made = storage.vol_import_linked(&pool, &volume, &file, format)?;
+                if json {
+                    print_json(out, &made.overlay)?;
+                } else {
+                    let how = if made.reused_base {
+                        "already imported"
+                    } else {
+                        "imported now"
+                    };
+                    writeln!(
+                        out,
+                        "Vol {volume} created in {pool}: a {} qcow2 overlay on the base volume {pool}/{} ({how} from {}; it stays unchanged while overlays use it)",
+                        format_size(made.overlay.capacity),
+                        made.base,
+                        file.display()
+                    )?;
+                }
+            } else {
+                let info = storage.vol_import(&pool, &volume, &file, format)?;
+                if json {
+                    print_json(out, &info)?;
+                } else {
+                    writeln!(
+                        out,
+                        "Vol {volume} imported into {pool} from {} ({}, {})",
+                        file.display(),
+                        info.format,
+                        format_size(info.capacity)
+                    )?;
+                }
+            }
+        }
         VolUpload {
             pool,
             volume,
@@ -548,6 +629,15 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
         } => {
             storage.vol_set_format(&pool, &volume, format)?;
             writeln!(out, "Vol {volume} recorded as {format}")?;
+        }
+        VolCheck {
+            pool,
+            volume,
+            repair,
+            ..
+        } => {
+            let out = &mut std::io::stdout();
+            return super::vol_check::run(&storage, &pool, &volume, repair, json, out);
         }
         VolDelete { pool, volume } => {
             in_use(&storage, &pool, &volume, storage.vol_delete(&pool, &volume))?;

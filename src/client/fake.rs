@@ -7,7 +7,8 @@
 //! undefined, lifecycle commands need the right state) so that the TUI's error paths can be
 //! exercised without vmd. Test hooks (`emit`, `set_stats`, `crash`, `fail_next`,
 //! `add_broken`, `break_definition`) let a test play the guest, the host or a user's editor
-//! misbehaving.
+//! misbehaving. tests/backend_contract.rs runs the same contracts against this fake and the
+//! real host.
 
 use super::{
     BrokenVm, ChangeScope, ClientError, Console, Host, UndefineOptions, VmState, VmStatus, hotplug,
@@ -26,6 +27,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 const HISTORY_BYTES: usize = 1 << 20;
 /// Longest input line the fake shell buffers (bytes); longer lines are cut.
 const LINE_MAX: usize = 256;
+/// The fake shell's prompt: the demo guest's (tests/backend_contract.rs holds them equal).
+const PROMPT: &str = "demo$ ";
 
 /// A [`Host`] that keeps everything in memory. Cheap to clone behind an `Arc`.
 #[derive(Default)]
@@ -147,7 +150,7 @@ impl FakeConsole {
         self.emit(
             format!(
                 "\x1b[1mvmux demo guest\x1b[0m on {name}: {vcpus} vCPU(s), {} RAM\r\n\
-                 type \x1b[32mhelp\x1b[0m for commands\r\n> ",
+                 type \x1b[32mhelp\x1b[0m for commands\r\n{PROMPT}",
                 format_size(memory)
             )
             .as_bytes(),
@@ -181,7 +184,7 @@ impl FakeConsole {
             if let Some(command) = command {
                 out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(self.answer(command.trim()).as_bytes());
-                out.extend_from_slice(b"> ");
+                out.extend_from_slice(PROMPT.as_bytes());
                 lock(&self.inner).line.clear();
             }
         }
@@ -546,6 +549,7 @@ impl Host for FakeHost {
                 started_at: 1_700_000_000,
                 boots: vm.boots,
                 protocol: PROTOCOL_VERSION,
+                boot_image: None,
                 disks: vm.disks.clone(),
             })
         })
@@ -873,132 +877,17 @@ impl Host for FakeHost {
 
 #[cfg(test)]
 mod tests {
+    // What the fake shares with the real host is checked against both by the contract tests
+    // (tests/backend_contract.rs); here only the fake's own test hooks.
     use super::*;
     use crate::config::BootConfig;
 
-    fn host_with(name: &str) -> FakeHost {
-        FakeHost::with_vms([VmConfig::new(name, BootConfig::Demo)])
-    }
-
-    fn read_some(console: &mut Console) -> String {
-        let mut buf = [0u8; 4096];
-        let n = console.output.read(&mut buf).expect("read");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
-
     #[test]
-    fn started_vm_lists_as_running_with_a_pid() {
-        let host = host_with("a");
-        host.start("a").expect("start");
-        let listed = host.list();
-        let status = listed[0].as_ref().expect("valid");
-        assert_eq!(status.state, RunState::Running);
-        assert!(status.pid.is_some());
-    }
-
-    #[test]
-    fn starting_twice_is_refused_as_already_running() {
-        let host = host_with("a");
-        host.start("a").expect("start");
-        assert!(matches!(
-            host.start("a"),
-            Err(ClientError::AlreadyRunning(_))
-        ));
-    }
-
-    #[test]
-    fn late_attach_with_history_sees_the_banner() {
-        let host = host_with("a");
-        host.start("a").expect("start");
-        let mut console = host.console("a", true).expect("console");
-        assert!(read_some(&mut console).contains("vmux demo guest"));
-    }
-
-    #[test]
-    fn typing_help_gets_the_command_list() {
-        let host = host_with("a");
-        host.start("a").expect("start");
-        let mut console = host.console("a", false).expect("console");
-        console.input.write_all(b"help\r").expect("write");
-        let mut seen = String::new();
-        while !seen.contains("commands:") {
-            seen.push_str(&read_some(&mut console));
-        }
-        assert!(seen.starts_with("help"), "echo first: {seen:?}");
-    }
-
-    #[test]
-    fn shutdown_ends_attached_consoles() {
-        let host = host_with("a");
-        host.start("a").expect("start");
-        let mut console = host.console("a", false).expect("console");
-        host.shutdown("a").expect("shutdown");
-        let mut buf = [0u8; 16];
-        assert_eq!(console.output.read(&mut buf).expect("read"), 0);
-    }
-
-    #[test]
-    fn undefining_a_running_vm_is_refused() {
-        let host = host_with("a");
-        host.start("a").expect("start");
-        assert!(host.undefine("a").is_err());
-        host.destroy("a").expect("destroy");
-        host.undefine("a").expect("undefine");
-        assert!(host.list().is_empty());
-    }
-
-    #[test]
-    fn a_running_vm_with_a_broken_definition_is_listed_and_can_be_destroyed() {
-        let host = host_with("a");
-        host.start("a").expect("start");
-        host.break_definition("a", "vcpus = \"two\"", "invalid type");
-        let listed = host.list();
-        let broken = listed[0].as_ref().expect_err("broken");
-        assert_eq!(
-            (broken.name.as_str(), broken.live.state),
-            ("a", RunState::Running)
-        );
-        assert!(host.status("a").is_err());
-        host.destroy("a").expect("destroy without the definition");
-        assert_eq!(host.state("a").expect("state").state, RunState::ShutOff);
-    }
-
-    #[test]
-    fn injected_failure_happens_once() {
-        let host = host_with("a");
+    fn the_fake_fails_an_injected_operation_once() {
+        let host = FakeHost::with_vms([VmConfig::new("a", BootConfig::Demo)]);
         host.fail_next("start", "no KVM");
         let err = host.start("a").expect_err("must fail");
         assert!(err.to_string().contains("no KVM"), "{err}");
         host.start("a").expect("second start works");
-    }
-
-    #[test]
-    fn live_vcpu_change_shows_in_the_status_but_not_the_definition() {
-        let host = host_with("web");
-        host.start("web").expect("start");
-        host.set_vcpus("web", 3, ChangeScope::LIVE).expect("live");
-        let status = host.status("web").expect("status");
-        assert_eq!(status.vcpus, Some(3));
-        assert_eq!(status.config.vcpus, 1);
-    }
-
-    #[test]
-    fn live_vcpu_change_of_a_stopped_vm_is_refused() {
-        let host = host_with("web");
-        let err = host
-            .set_vcpus("web", 2, ChangeScope::LIVE)
-            .expect_err("not running");
-        assert!(matches!(err, ClientError::LiveNeedsRunning(_)), "{err}");
-    }
-
-    #[test]
-    fn synthetic_stats_cover_every_vcpu() {
-        let mut cfg = VmConfig::new("a", BootConfig::Demo);
-        cfg.vcpus = 3;
-        let host = FakeHost::with_vms([cfg]);
-        host.start("a").expect("start");
-        let stats = host.stats("a").expect("stats");
-        assert_eq!(stats.vcpus.len(), 3);
-        assert!(stats.memory_touched_bytes <= stats.memory_bytes);
     }
 }

@@ -2,7 +2,8 @@
 //! vmd control socket.
 //!
 //! State without a vmd to ask comes from `state.json` and the pid lock ([`classify`]); a VM
-//! whose vmd died is reported as crashed and its stale socket is removed on sight. Every
+//! whose vmd died is reported as crashed, its stale socket is removed on sight, and the qcow2
+//! images it had open are repaired ([`crash_repair`]). Every
 //! socket exchange is bounded by a timeout so a wedged vmd cannot hang the TUI.
 
 use std::fs;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::classify::{VmState, classify};
 use super::conn::ControlConn;
+use super::crash_repair;
 use super::define_check;
 use super::host_check;
 use super::hotplug::ImageUse;
@@ -123,13 +125,20 @@ impl LocalHost {
         std::env::current_exe()
     }
 
-    /// The VM's live state, removing the socket of a vmd found dead.
+    /// After a vmd died (called under the probe's lock): its socket goes, and the qcow2
+    /// images it had open are repaired ([`crash_repair`]).
+    fn clean_up_dead(&self, name: &str, files: &VmFiles) {
+        remove_stale(&files.socket);
+        crash_repair::after_vmd_died(self.paths(), name, &files.state);
+    }
+
+    /// The VM's live state, removing the socket of a vmd found dead and repairing its images.
     fn observe(&self, name: &str) -> VmState {
         let files = self.files(name);
         // Probe before reading: vmd writes its final state before it releases the lock, so a
         // "dead" probe followed by a "running" file means vmd died without saying so.
-        let live =
-            pidfile::probe(&files.pid, || remove_stale(&files.socket)).unwrap_or(Liveness::Dead);
+        let live = pidfile::probe(&files.pid, || self.clean_up_dead(name, &files))
+            .unwrap_or(Liveness::Dead);
         let file = StateFile::read(&files.state).unwrap_or_else(|e| {
             log::warn!("ignoring unreadable {}: {e}", files.state.display());
             None
@@ -191,7 +200,7 @@ impl LocalHost {
         let files = self.files(name);
         let deadline = Instant::now() + timeout;
         loop {
-            let live = pidfile::probe(&files.pid, || remove_stale(&files.socket));
+            let live = pidfile::probe(&files.pid, || self.clean_up_dead(name, &files));
             match live {
                 Ok(Liveness::Dead) => return Ok(()),
                 Ok(Liveness::Alive { pid }) if Instant::now() >= deadline => {

@@ -7,6 +7,7 @@
 
 mod classify;
 mod conn;
+mod crash_repair;
 mod define_check;
 mod host_check;
 pub mod hotplug;

@@ -27,10 +27,15 @@
 //!   a key, a password, the content of a user-data file), the generated passwords, the files.
 //!   [`instance_id`] computes the id without building, to tell whether a seed is current
 //!   (rebuild only then: each new id makes cloud-init provision the guest again).
-//! - Attach the seed read-only as an extra virtio-blk disk.
+//! - Attach the seed read-only as an extra virtio-blk disk: for a defined VM, vmd calls
+//!   [`vm_seed::ensure_seed`] at every start, which keeps the seed in the VM's state directory
+//!   current (rebuilt only when its instance-id changes).
+//! - Definitions store options after [`CloudInitOptions::sealed_for_storage`]: passwords to
+//!   generate are generated then (shown once by the caller) and kept only as hashes, so every
+//!   seed built later carries the same ones.
 //!
 //! Files: [`options`], [`password`], [`files`] (the user-data, meta-data and network-config
-//! contents), [`yaml`] (the writer), [`fat`] (the volume), [`seed`], [`error`].
+//! contents), [`yaml`] (the writer), [`fat`] (the volume), [`seed`], [`vm_seed`], [`error`].
 
 pub mod error;
 pub mod fat;
@@ -38,6 +43,7 @@ pub mod files;
 pub mod options;
 pub mod password;
 pub mod seed;
+pub mod vm_seed;
 pub mod yaml;
 
 pub use error::CloudInitError;

@@ -12,6 +12,7 @@
 //! definition file ever holds one.
 
 use super::error::CloudInitError;
+use super::files::GeneratedPassword;
 use super::password;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -151,6 +152,39 @@ impl CloudInitOptions {
             self.user_password = Some(Password::Hashed(password::hash_for(p, vm_name, &user)?));
         }
         Ok(())
+    }
+
+    /// Makes the passwords asked for with `generate` now and keeps only their hashes, so the
+    /// options can be stored and every seed built from them later carries the same password.
+    /// Returns the passwords, to be shown to the user once (they are stored nowhere).
+    pub fn generate_passwords(&mut self) -> Result<Vec<GeneratedPassword>, CloudInitError> {
+        let mut generated = Vec::new();
+        let user = self.user.clone().unwrap_or_default();
+        for (slot, whose) in [
+            (&mut self.root_password, "root".to_string()),
+            (&mut self.user_password, user),
+        ] {
+            if *slot == Some(Password::Generate) {
+                let plain = password::generate()?;
+                *slot = Some(Password::Hashed(password::hash_random(&plain)?));
+                generated.push(GeneratedPassword {
+                    user: whose,
+                    password: plain,
+                });
+            }
+        }
+        Ok(generated)
+    }
+
+    /// Ready to store in a definition: passwords to generate are generated (and returned, to
+    /// show once), plain ones hashed.
+    pub fn sealed_for_storage(
+        &mut self,
+        vm_name: &str,
+    ) -> Result<Vec<GeneratedPassword>, CloudInitError> {
+        let generated = self.generate_passwords()?;
+        self.seal(vm_name)?;
+        Ok(generated)
     }
 }
 
@@ -360,6 +394,27 @@ mod tests {
         assert!(text.contains("$6$"), "{text}");
         let back: CloudInitOptions = toml::from_str(&text).expect("reads back");
         assert_eq!(back, opts);
+    }
+
+    #[test]
+    fn generated_passwords_are_returned_once_and_stored_as_hashes() {
+        let mut opts =
+            CloudInitOptions::parse("user=alice,root-password=generate,user-password=generate")
+                .expect("parses");
+        let generated = opts.sealed_for_storage("web1").expect("generates");
+        let users: Vec<&str> = generated.iter().map(|g| g.user.as_str()).collect();
+        assert_eq!(users, ["root", "alice"]);
+        assert!(
+            generated
+                .iter()
+                .all(|g| g.password.len() == password::GENERATED_LEN)
+        );
+        let text = toml::to_string(&opts).expect("serialises");
+        assert!(!text.contains("generate"), "{text}");
+        for g in &generated {
+            assert!(!text.contains(&g.password), "{text}");
+        }
+        assert!(matches!(opts.root_password, Some(Password::Hashed(_))));
     }
 
     #[test]

@@ -29,7 +29,9 @@ pub use size::{format_size, parse_size};
 pub use store::parse_definition;
 pub(crate) use store::parse_named;
 pub use store::{DefinitionError, Store, StoreLock};
-pub use vm::{BootConfig, DEFAULT_MEMORY_BYTES, VmConfig, default_max_vcpus, validate_name};
+pub use vm::{
+    BootConfig, DEFAULT_MEMORY_BYTES, IMAGE_BOOT_TARGET, VmConfig, default_max_vcpus, validate_name,
+};
 
 use std::path::PathBuf;
 

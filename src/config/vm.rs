@@ -8,7 +8,7 @@
 //! autostart = false
 //!
 //! [boot]
-//! source = "kernel"          # or "demo"
+//! source = "kernel"          # or "demo", or "image" (see below)
 //! kernel = "/srv/vmlinuz"
 //! initrd = "/srv/initrd.img"
 //! cmdline = "console=ttyS0"
@@ -21,10 +21,26 @@
 //! network = "default"
 //! mac = "52:54:00:12:34:56"
 //! ```
+//!
+//! A VM made from a distribution disk image boots the kernel that image's own /boot names
+//! (read again at every start, see `bootimg`); the image is its disk `vda`. Its cloud-init
+//! settings are stored sealed (password hashes only; the secrets live in the seed vmd builds,
+//! see `cloudinit::vm_seed`):
+//!
+//! ```toml
+//! [boot]
+//! source = "image"
+//! cmdline_extra = "systemd.unit=multi-user.target"
+//!
+//! [cloud_init]
+//! user = "alice"
+//! ssh_keys = ["/home/alice/.ssh/id_ed25519.pub"]
+//! ```
 
 use super::disk::{DiskConfig, assign_targets};
 use super::network::NicConfig;
 use super::size::{format_size, parse_size};
+use crate::cloudinit::{CloudInitOptions, Password};
 use crate::engine::layout::{CMDLINE_MAX_SIZE, MAX_VCPUS};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -62,6 +78,10 @@ pub struct VmConfig {
     /// Network interfaces, in guest PCI order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nics: Vec<NicConfig>,
+    /// cloud-init settings (sealed: no plain or to-be-generated password); vmd attaches a
+    /// NoCloud seed built from them as a read-only disk after the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_init: Option<CloudInitOptions>,
 }
 
 /// The boot source of a definition.
@@ -81,8 +101,17 @@ pub enum BootConfig {
         #[serde(default)]
         cmdline: String,
     },
+    /// The kernel, initrd and command line the boot entry of the VM's disk `vda` names (a
+    /// distribution disk image's own /boot), found again at every start.
+    Image {
+        /// Words appended to the entry's command line.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        cmdline_extra: String,
+    },
 }
 
+/// The guest device name of the disk an image-booted VM boots from.
+pub const IMAGE_BOOT_TARGET: &str = "vda";
 /// A definition file as read, before `vmux create`'s defaults fill in what it leaves out.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,6 +130,8 @@ struct VmConfigFile {
     disks: Vec<DiskConfig>,
     #[serde(default)]
     nics: Vec<NicConfig>,
+    #[serde(default)]
+    cloud_init: Option<CloudInitOptions>,
 }
 
 fn one_vcpu() -> u32 {
@@ -124,6 +155,7 @@ impl From<VmConfigFile> for VmConfig {
             boot: file.boot,
             disks: file.disks,
             nics: file.nics,
+            cloud_init: file.cloud_init,
         }
     }
 }
@@ -140,6 +172,7 @@ impl VmConfig {
             boot,
             disks: Vec::new(),
             nics: Vec::new(),
+            cloud_init: None,
         }
     }
 
@@ -179,7 +212,7 @@ impl VmConfig {
         for disk in &self.disks {
             disk.validate()?;
         }
-        assign_targets(&self.disks)?;
+        let targets = assign_targets(&self.disks)?;
         for (index, nic) in self.nics.iter().enumerate() {
             nic.validate()?;
             if self.nics[..index].iter().any(|other| other.mac == nic.mac) {
@@ -209,8 +242,55 @@ impl VmConfig {
                 ));
             }
         }
+        if let BootConfig::Image { cmdline_extra } = &self.boot {
+            if !targets.iter().any(|t| t == IMAGE_BOOT_TARGET) {
+                return Err(format!(
+                    "the VM boots from its disk image, but it has no disk {IMAGE_BOOT_TARGET}; give the image as its first disk (vmux create --image POOL/VOLUME)"
+                ));
+            }
+            if cmdline_extra.len() >= CMDLINE_MAX_SIZE / 2 {
+                return Err(format!(
+                    "cmdline_extra is {} bytes; keep it under {} so the image's own command line fits",
+                    cmdline_extra.len(),
+                    CMDLINE_MAX_SIZE / 2
+                ));
+            }
+            if cmdline_extra.contains(['\0', '\n']) {
+                return Err("cmdline_extra holds a NUL or newline; remove it".into());
+            }
+        }
+        if let Some(cloud_init) = &self.cloud_init {
+            validate_cloud_init(cloud_init)?;
+        }
         Ok(())
     }
+}
+
+/// A stored cloud-init section: valid options, and no password left to generate or in plain
+/// text (the CLI and wizard resolve `generate` when they create the VM, so the password can be
+/// shown once; a definition written by hand cannot show it).
+fn validate_cloud_init(options: &CloudInitOptions) -> Result<(), String> {
+    options.validate().map_err(|e| e.to_string())?;
+    for (key, password) in [
+        ("root_password", &options.root_password),
+        ("user_password", &options.user_password),
+    ] {
+        match password {
+            Some(Password::Generate) => {
+                return Err(format!(
+                    "[cloud_init] {key} = \"generate\" cannot be stored: nobody would see the password; create the VM with `vmux create --cloud-init {}=generate` (it shows the password once), or give a SHA-512 hash ({key} = {{ hashed = \"$6$...\" }})",
+                    key.replace('_', "-")
+                ));
+            }
+            Some(Password::Plain(_)) => {
+                return Err(format!(
+                    "[cloud_init] {key} is in plain text; vmux stores only hashes"
+                ));
+            }
+            Some(Password::Hashed(_)) | None => {}
+        }
+    }
+    Ok(())
 }
 
 /// `max_vcpus` when the user gives none: room to hot-add (twice `vcpus`, at least 4).
@@ -374,5 +454,47 @@ mod tests {
     fn a_definition_without_disks_writes_no_disks_key() {
         let text = toml::to_string(&demo("a")).expect("serialize");
         assert!(!text.contains("disks"), "{text}");
+    }
+
+    fn image_vm() -> VmConfig {
+        let mut cfg = VmConfig::new(
+            "web1",
+            BootConfig::Image {
+                cmdline_extra: "quiet".into(),
+            },
+        );
+        cfg.disks = vec!["default/web1.qcow2".parse().expect("disk")];
+        cfg
+    }
+
+    #[test]
+    fn an_image_vm_round_trips_with_its_cloud_init_settings() {
+        let mut cfg = image_vm();
+        let mut options = CloudInitOptions::parse("user=alice,ssh-key=/k.pub,user-password=s3cret")
+            .expect("options");
+        options.seal("web1").expect("seal");
+        cfg.cloud_init = Some(options);
+        assert_eq!(cfg.validate(), Ok(()));
+        let text = toml::to_string(&cfg).expect("serialize");
+        assert!(text.contains("source = \"image\""), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert_eq!(toml::from_str::<VmConfig>(&text).expect("parse"), cfg);
+    }
+
+    #[test]
+    fn an_image_vm_without_a_vda_disk_says_how_to_give_one() {
+        let mut cfg = image_vm();
+        cfg.disks[0].target = Some("vdb".into());
+        let err = cfg.validate().expect_err("no vda");
+        assert!(err.contains("no disk vda"), "{err}");
+        assert!(err.contains("--image"), "{err}");
+    }
+
+    #[test]
+    fn a_stored_password_to_generate_is_refused_naming_the_way_to_get_one() {
+        let mut cfg = image_vm();
+        cfg.cloud_init = Some(CloudInitOptions::parse("root-password=generate").expect("options"));
+        let err = cfg.validate().expect_err("generate");
+        assert!(err.contains("root-password=generate"), "{err}");
     }
 }

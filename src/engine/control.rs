@@ -286,6 +286,56 @@ pub struct VmInfo {
     /// The disks plugged now, boot disks first.
     #[serde(default)]
     pub disks: Vec<DiskInfo>,
+    /// What the current boot booted from its disk image's own /boot (VMs defined with
+    /// `--image`); absent for other VMs and from older vmds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_image: Option<Box<BootImageInfo>>,
+}
+
+/// The kernel a VM booted from its disk image: which entry, which files inside the image, and
+/// the command line it was started with (read again at every boot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootImageInfo {
+    /// The image on the host (disk `vda`) the files were read from.
+    pub image: PathBuf,
+    /// Where the entry came from: `grub`, `bls` or `links`.
+    pub entry: String,
+    /// The entry's title (`Debian GNU/Linux`).
+    pub title: String,
+    /// The grub menuentry id or BLS entry id, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_id: Option<String>,
+    /// Partition holding the kernel (0: a disk without a partition table).
+    pub partition: u32,
+    /// The kernel's path inside that filesystem, symlinks resolved (`/boot/vmlinuz-6.1.0-28-amd64`).
+    pub kernel: String,
+    /// The initrds' paths, in load order.
+    pub initrds: Vec<String>,
+    /// The whole command line the kernel got.
+    pub cmdline: String,
+    /// Kernel size in bytes.
+    pub kernel_bytes: u64,
+    /// All initrds together, in bytes.
+    pub initrd_bytes: u64,
+    /// Remarks (a fallback taken, a damaged primary GPT).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl BootImageInfo {
+    /// `/boot/vmlinuz-6.1.0-28-amd64 (grub entry 'Debian GNU/Linux')`, as `vmux info` shows it.
+    pub fn describe(&self) -> String {
+        if self.entry == "links" {
+            format!("{} (the /vmlinuz link)", self.kernel)
+        } else {
+            let kind = if self.entry == "bls" {
+                "BLS"
+            } else {
+                &self.entry
+            };
+            format!("{} ({kind} entry '{}')", self.kernel, self.title)
+        }
+    }
 }
 
 /// One disk of a running VM.

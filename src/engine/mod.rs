@@ -13,6 +13,7 @@
 //! state machine, pause and the exit latch) and `hotplug` (vCPU hot-add and removal).
 
 pub mod acpi;
+pub mod confine;
 pub mod control;
 pub mod layout;
 pub mod tap;
@@ -29,6 +30,19 @@ pub enum BootSpec {
         kernel: PathBuf,
         /// Optional initramfs, loaded at the top of low RAM.
         initrd: Option<PathBuf>,
+        /// Kernel command line (without NUL; at most `layout::CMDLINE_MAX_SIZE - 1` bytes).
+        cmdline: String,
+    },
+    /// A kernel (and initrd) already read into memory: what vmd read out of a disk image's own
+    /// /boot for this boot. Loaded by the same code as [`BootSpec::Kernel`].
+    Loaded {
+        /// How errors name the kernel (`/boot/vmlinuz-6.1.0-28-amd64 in default/web1.qcow2`).
+        name: String,
+        /// The kernel file's bytes (bzImage, ELF vmlinux or static ELF64).
+        kernel: Arc<Vec<u8>>,
+        /// The initramfs bytes (several initrds already concatenated), loaded at the top of
+        /// low RAM.
+        initrd: Option<Arc<Vec<u8>>>,
         /// Kernel command line (without NUL; at most `layout::CMDLINE_MAX_SIZE - 1` bytes).
         cmdline: String,
     },

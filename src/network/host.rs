@@ -103,6 +103,57 @@ impl Link {
     }
 }
 
+#[cfg(test)]
+impl Link {
+    /// A plain interface named `ifname` (unit tests' host pictures).
+    pub(crate) fn named(ifname: &str) -> Link {
+        Link {
+            ifname: ifname.to_string(),
+            master: None,
+            flags: Vec::new(),
+            linkinfo: None,
+        }
+    }
+}
+
+/// Where the network verbs read the host's interfaces and routes from: the host itself, or in
+/// unit tests a fixed picture, so that no unit test depends on the interfaces of the machine
+/// it runs on (a user's own `vmux-lab` bridge once changed a test's expected bridge name).
+#[derive(Debug, Clone, Default)]
+pub(crate) enum HostView {
+    /// `ip -j -d link show` and `/proc/net/route` of the caller's namespace.
+    #[default]
+    Live,
+    /// These links and routes (unit tests).
+    #[cfg(test)]
+    Fixed {
+        /// The interfaces.
+        links: Vec<Link>,
+        /// The routes.
+        routes: Vec<Route>,
+    },
+}
+
+impl HostView {
+    /// Every interface.
+    pub(crate) fn links(&self) -> Result<Vec<Link>, NetworkError> {
+        match self {
+            HostView::Live => links(),
+            #[cfg(test)]
+            HostView::Fixed { links, .. } => Ok(links.clone()),
+        }
+    }
+
+    /// The IPv4 routes except the default route.
+    pub(crate) fn routes(&self) -> Result<Vec<Route>, NetworkError> {
+        match self {
+            HostView::Live => routes(),
+            #[cfg(test)]
+            HostView::Fixed { routes, .. } => Ok(routes.clone()),
+        }
+    }
+}
+
 /// Every interface in the caller's network namespace.
 pub fn links() -> Result<Vec<Link>, NetworkError> {
     let text = run("ip", &["-j", "-d", "link", "show"])?;

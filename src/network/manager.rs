@@ -10,7 +10,7 @@
 //! anti-spoofing table, restarts a dead dnsmasq and removes TAP records of VMs whose vmd is
 //! gone, reporting each repair in words.
 
-use super::host::{self, ProcessId, ip};
+use super::host::{self, HostView, ProcessId, ip};
 use super::leases::{self, Lease};
 use super::names::{bridge_mac, bridge_name};
 use super::state::{ActiveNetwork, StateDir};
@@ -98,6 +98,8 @@ pub struct NetworkManager {
     store: NetworkStore,
     state: StateDir,
     vms: Store,
+    /// The host's interfaces and routes, as far as picking names and subnets goes.
+    host: HostView,
 }
 
 impl NetworkManager {
@@ -107,9 +109,17 @@ impl NetworkManager {
             store: NetworkStore::new(paths),
             state: StateDir::new(paths),
             vms: Store::new(paths.clone()),
+            host: HostView::Live,
         };
         manager.store.ensure_default()?;
         Ok(manager)
+    }
+
+    /// The same manager seeing `host` as the host's interfaces and routes (unit tests).
+    #[cfg(test)]
+    pub(crate) fn with_host(mut self, host: HostView) -> NetworkManager {
+        self.host = host;
+        self
     }
 
     /// The definition store.
@@ -158,7 +168,7 @@ impl NetworkManager {
     /// host interface has.
     pub fn unused_bridge_name(&self, network: &str) -> Result<String, NetworkError> {
         let defined = self.store.valid();
-        let links = host::links()?;
+        let links = self.host.links()?;
         (0..64)
             .map(|salt| bridge_name(network, salt))
             .find(|name| {
@@ -194,7 +204,7 @@ impl NetworkManager {
                 .iter()
                 .filter(|other| other.name != cfg.name)
                 .filter_map(|other| Some((other.name.as_str(), other.subnet?)));
-            if let Some(conflict) = subnet_conflict(subnet, others, &host::routes()?) {
+            if let Some(conflict) = subnet_conflict(subnet, others, &self.host.routes()?) {
                 return Err(NetworkError::SubnetTaken {
                     network: cfg.name.clone(),
                     subnet,
@@ -626,7 +636,7 @@ impl NetworkManager {
             }
         }
         let others = started.iter().map(|(n, s)| (n.as_str(), *s));
-        match subnet_conflict(subnet, others, &host::routes()?) {
+        match subnet_conflict(subnet, others, &self.host.routes()?) {
             Some(conflict) => Err(overlap(conflict)),
             None => Ok(()),
         }
@@ -835,10 +845,33 @@ mod tests {
         }
     }
 
+    /// A manager over a temp home that sees a host with no interfaces and no routes: no unit
+    /// test depends on the machine's own (a user's `vmux-lab` bridge, say).
     fn manager() -> (tempfile::TempDir, NetworkManager) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let manager = NetworkManager::open(&Paths::under(dir.path())).expect("open");
+        let manager = NetworkManager::open(&Paths::under(dir.path()))
+            .expect("open")
+            .with_host(HostView::Fixed {
+                links: Vec::new(),
+                routes: Vec::new(),
+            });
         (dir, manager)
+    }
+
+    #[test]
+    fn a_new_bridge_name_avoids_the_hosts_interfaces() {
+        let (_dir, manager) = manager();
+        let free = manager.unused_bridge_name("lab").expect("a name");
+        let manager = manager.with_host(HostView::Fixed {
+            links: vec![host::Link::named(&free)],
+            routes: Vec::new(),
+        });
+
+        let name = manager.unused_bridge_name("lab").expect("another name");
+
+        assert_eq!(free, "vmux-lab");
+        assert_ne!(name, free, "the host already has {free}");
+        assert!(name.starts_with("vmux-lab"), "{name}");
     }
 
     #[test]

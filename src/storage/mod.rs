@@ -11,11 +11,14 @@
 //!   crash-safely (temporary file, sync, rename).
 //! - [`records`]: each pool's volume records (`.vmux-volumes.toml`: the format of every volume
 //!   vmux created or the user recorded).
-//! - [`StorageManager`] ([`pool`], [`volume`]): virsh-like pool and volume operations over the
-//!   pool definitions in `config`, refusing to touch volumes that running VMs or other images
-//!   depend on ([`usage`]).
+//! - [`StorageManager`] ([`pool`], [`volume`], [`import`]): virsh-like pool and volume
+//!   operations over the pool definitions in `config`, refusing to touch volumes that running
+//!   VMs or other images depend on ([`usage`]); downloaded images brought into a pool, as
+//!   copies or as read-only bases under qcow2 overlays ([`import`]).
 //! - [`snapshot`]: external disk snapshots of stopped VMs, with metadata under
 //!   `<config>/snapshots/<vm>/`.
+//! - [`qcow2_repair`]: the qcow2 refcount check and repair (`vol-check`, and after a vmd was
+//!   killed).
 //!
 //! Everything here is safe Rust; see docs/storage.md for the user-facing semantics.
 
@@ -23,15 +26,18 @@ pub mod copy;
 pub mod create;
 pub mod format;
 pub mod image;
+pub mod import;
 pub mod nofollow;
 pub mod pool;
 pub mod qcow2;
 pub(crate) mod qcow2_header;
+pub mod qcow2_repair;
 pub mod raw;
 pub mod records;
 pub mod snapshot;
 pub mod staging;
 pub mod usage;
+mod vol_check;
 pub mod volume;
 
 pub use format::{BackingTrust, Detect, ImageFormat, ImageInfo};
@@ -211,6 +217,9 @@ pub enum StorageError {
     /// Snapshot problems.
     #[error(transparent)]
     Snapshot(#[from] snapshot::SnapshotError),
+    /// Refcount check or repair problems.
+    #[error(transparent)]
+    Repair(#[from] qcow2_repair::RepairError),
 }
 
 fn list_paths(paths: &[PathBuf]) -> String {

@@ -211,6 +211,12 @@ impl Qcow2Header {
         })
     }
 
+    /// The header extensions other than the end marker, in file order: (type, data). The
+    /// refcount check reads the ones that reference clusters (bitmaps, encryption, data file).
+    pub fn extensions(&self) -> &[(u32, Vec<u8>)] {
+        &self.extensions
+    }
+
     /// Refuses what vmux cannot read or write correctly, naming the feature.
     pub fn check_supported(&self) -> Result<(), HeaderProblem> {
         use incompatible::*;

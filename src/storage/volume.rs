@@ -663,6 +663,12 @@ impl StorageManager {
         source: &str,
         path: &Path,
     ) -> Result<(), StorageError> {
+        self.guard_base(&format!("{pool}/{source}"), path)
+    }
+
+    /// Refuses making an overlay on `path` (called `label` in messages) while some VM writes
+    /// it: the overlay would change under it.
+    pub(super) fn guard_base(&self, label: &str, path: &Path) -> Result<(), StorageError> {
         let key = super::format::canonical(path);
         for vm in crate::config::Store::new(self.paths().clone())
             .list()
@@ -676,7 +682,7 @@ impl StorageManager {
                 };
                 if location.is_some_and(|l| super::format::canonical(&l) == key) {
                     return Err(StorageError::Invalid(format!(
-                        "{pool}/{source} is the writable disk of VM '{}', so a linked clone of it would change when that VM writes; make a full clone, or snapshot '{}' first and link to the frozen image",
+                        "{label} is the writable disk of VM '{}', so a linked clone of it would change when that VM writes; make a full clone, or snapshot '{}' first and link to the frozen image",
                         vm.name, vm.name
                     )));
                 }
@@ -686,7 +692,11 @@ impl StorageManager {
     }
 
     /// Where a new volume goes; refuses an existing name (a symbolic link included).
-    fn new_volume_path(&self, pool: &str, volume: &str) -> Result<PathBuf, StorageError> {
+    pub(super) fn new_volume_path(
+        &self,
+        pool: &str,
+        volume: &str,
+    ) -> Result<PathBuf, StorageError> {
         validate_volume_name(volume).map_err(StorageError::Invalid)?;
         let path = self.active_dir(pool)?.join(volume);
         if path.symlink_metadata().is_ok() {
@@ -700,7 +710,7 @@ impl StorageManager {
 
     /// Gives a staged new volume its name, refusing one that appeared meanwhile, and records
     /// its format in the pool.
-    fn commit_new(
+    pub(super) fn commit_new(
         &self,
         staged: StagedFile,
         pool: &str,
@@ -727,7 +737,7 @@ impl StorageManager {
 }
 
 /// Builds `new` at the staged path and copies `src` into it.
-fn build_copy(
+pub(super) fn build_copy(
     src: &dyn BlockImage,
     staged: &StagedFile,
     new: &NewImage,
@@ -784,7 +794,7 @@ fn volume_info(
 
 /// The format of a new file named `name`: what its extension says, which `requested` must
 /// agree with; `requested` or `default` when the name says nothing.
-fn format_for(
+pub(super) fn format_for(
     name: &str,
     requested: Option<ImageFormat>,
     default: ImageFormat,
@@ -801,7 +811,7 @@ fn format_for(
 }
 
 /// `name` with the extension of `format`.
-fn suggest_name(name: &str, format: ImageFormat) -> String {
+pub(super) fn suggest_name(name: &str, format: ImageFormat) -> String {
     let stem = Path::new(name)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

@@ -9,6 +9,7 @@
 use super::backends::{Backends, NetworkSnapshot, StorageSnapshot};
 use super::console::ConsoleId;
 use super::hotplug::scope_words;
+use super::image_setup::{self, ImageSetup};
 use super::tasks::{Task, TaskId};
 use crate::client::{BrokenVm, ChangeScope, VmStatus};
 use crate::config::{DiskConfig, VmConfig, format_size};
@@ -172,6 +173,8 @@ pub enum HostOp {
         networks: Vec<String>,
         /// Networks to start after defining the VM and before starting it.
         start_networks: Vec<String>,
+        /// For a VM made from a disk image: the import and cloud-init settings.
+        image: Option<Box<ImageSetup>>,
     },
     /// Set a VM's vCPU count (hot-add or remove, and/or in the definition).
     SetVcpus {
@@ -336,6 +339,7 @@ impl HostOp {
                 new_volume,
                 networks,
                 start_networks,
+                image,
                 ..
             } => {
                 let plan = CreatePlan {
@@ -344,8 +348,10 @@ impl HostOp {
                     new_volume: new_volume.as_ref(),
                     networks,
                     start_networks,
+                    image: image.as_deref(),
                 };
-                return create(backends, &plan).map(|()| self.done_message());
+                return create(backends, &plan)
+                    .map(|extra| format!("{}{extra}", self.done_message()));
             }
             HostOp::SetVcpus {
                 vm, count, scope, ..
@@ -423,11 +429,14 @@ struct CreatePlan<'a> {
     new_volume: Option<&'a NewVolume>,
     networks: &'a [String],
     start_networks: &'a [String],
+    image: Option<&'a ImageSetup>,
 }
 
-/// The creation wizard's work: the new volume, the NICs, the definition, the networks to
-/// start, the start. Stops at the first failure, saying what was done already.
-fn create(backends: &Backends, plan: &CreatePlan<'_>) -> Result<(), String> {
+/// The creation wizard's work: the new volume, the NICs, the disk image (imported, its /boot
+/// checked, cloud-init sealed), the definition, the networks to start, the start. Stops at the
+/// first failure, saying what was done already; returns what the status line adds (generated
+/// passwords, shown this once).
+fn create(backends: &Backends, plan: &CreatePlan<'_>) -> Result<String, String> {
     let new_volume = plan.new_volume;
     if let Some(volume) = new_volume {
         backends
@@ -452,21 +461,30 @@ fn create(backends: &Backends, plan: &CreatePlan<'_>) -> Result<(), String> {
             .map_err(|e| kept(error_chain(&e)))?;
         config.nics.push(nic);
     }
+    let prepared = match plan.image {
+        Some(setup) => image_setup::prepare(backends, &mut config, setup).map_err(kept)?,
+        None => image_setup::Prepared::default(),
+    };
     let host = backends.host.as_ref();
-    host.define(&config).map_err(|e| kept(error_chain(&e)))?;
+    if let Err(e) = host.define(&config) {
+        image_setup::discard(backends, &prepared);
+        return Err(kept(error_chain(&e)));
+    }
+    let extra = image_setup::passwords_message(&prepared.passwords);
     for network in plan.start_networks {
         backends.networks.start(network).map_err(|e| {
             format!(
-                "{} was created but not started: network {network} could not be started: {}; start the network in the Networks pane (3), then the VM with s",
+                "{} was created but not started: network {network} could not be started: {}; start the network in the Networks pane (3), then the VM with s{extra}",
                 config.name,
                 error_chain(&e)
             )
         })?;
     }
     if plan.start {
-        host.start(&config.name).map_err(|e| error_chain(&e))?;
+        host.start(&config.name)
+            .map_err(|e| format!("{}{extra}", error_chain(&e)))?;
     }
-    Ok(())
+    Ok(extra)
 }
 
 /// Work `update` hands to the runtime.
@@ -557,6 +575,7 @@ mod tests {
             new_volume: None,
             networks: Vec::new(),
             start_networks: Vec::new(),
+            image: None,
         };
         op.run(&backends(&host, &Arc::new(FakeStorage::new())))
             .expect("runs");
@@ -587,6 +606,7 @@ mod tests {
             }),
             networks: vec!["default".into()],
             start_networks: Vec::new(),
+            image: None,
         };
         op.run(&backends(&host, &storage)).expect("runs");
         assert!(storage.volume("default", "a.qcow2").is_some());
@@ -614,12 +634,102 @@ mod tests {
             }),
             networks: Vec::new(),
             start_networks: Vec::new(),
+            image: None,
         };
         let err = op.run(&backends(&host, &storage)).expect_err("exists");
         assert!(
             err.contains("default/a.qcow2") && err.contains("kept"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn create_from_an_image_imports_it_checks_its_boot_and_shows_a_generated_password_once() {
+        let host = Arc::new(FakeHost::new());
+        let storage = Arc::new(FakeStorage::new());
+        storage.add_volume("default", "debian-12.qcow2", 2 << 30, 400 << 20);
+        let mut config = VmConfig::new(
+            "web1",
+            BootConfig::Image {
+                cmdline_extra: String::new(),
+            },
+        );
+        config
+            .disks
+            .push(crate::config::DiskConfig::volume("default", "web1.qcow2"));
+        let op = HostOp::Create {
+            config: Box::new(config),
+            start: true,
+            attach: false,
+            new_volume: None,
+            networks: Vec::new(),
+            start_networks: Vec::new(),
+            image: Some(Box::new(ImageSetup {
+                import: Some(image_setup::ImageImport {
+                    source: crate::tui::backends::ImageSource::Volume {
+                        pool: "default".into(),
+                        volume: "debian-12.qcow2".into(),
+                    },
+                    pool: "default".into(),
+                    volume: "web1.qcow2".into(),
+                    linked: true,
+                }),
+                cloud_init: Some(
+                    crate::cloudinit::CloudInitOptions::parse("root-password=generate")
+                        .expect("options"),
+                ),
+            })),
+        };
+
+        let message = op.run(&backends(&host, &storage)).expect("runs");
+
+        let overlay = storage.volume("default", "web1.qcow2").expect("overlay");
+        assert!(overlay.backing.is_some());
+        let password = message
+            .split("root password: ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no password in {message}"));
+        let defined = host.status("web1").expect("defined").config;
+        let stored = toml::to_string(&defined).expect("toml");
+        assert!(!stored.contains(password), "{stored}");
+        assert!(matches!(
+            defined.cloud_init.and_then(|c| c.root_password),
+            Some(crate::cloudinit::Password::Hashed(_))
+        ));
+    }
+
+    #[test]
+    fn an_image_vm_that_cannot_be_defined_leaves_no_overlay() {
+        let host = Arc::new(FakeHost::with_vms([VmConfig::new(
+            "web1",
+            BootConfig::Demo,
+        )]));
+        let storage = Arc::new(FakeStorage::new());
+        storage.add_volume("default", "debian-12.qcow2", 2 << 30, 400 << 20);
+        let op = HostOp::Create {
+            config: Box::new(VmConfig::new("web1", BootConfig::Demo)),
+            start: false,
+            attach: false,
+            new_volume: None,
+            networks: Vec::new(),
+            start_networks: Vec::new(),
+            image: Some(Box::new(ImageSetup {
+                import: Some(image_setup::ImageImport {
+                    source: crate::tui::backends::ImageSource::Volume {
+                        pool: "default".into(),
+                        volume: "debian-12.qcow2".into(),
+                    },
+                    pool: "default".into(),
+                    volume: "web1.qcow2".into(),
+                    linked: true,
+                }),
+                cloud_init: None,
+            })),
+        };
+
+        assert!(op.run(&backends(&host, &storage)).is_err());
+        assert!(storage.volume("default", "web1.qcow2").is_none());
     }
 
     #[test]

@@ -257,6 +257,7 @@ fn create_demo(app: &mut App) {
             new_volume: None,
             networks: Vec::new(),
             start_networks: Vec::new(),
+            image: None,
         }],
     );
 }

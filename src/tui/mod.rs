@@ -18,6 +18,7 @@ pub mod dialogs;
 pub mod form;
 pub mod history;
 pub mod hotplug;
+pub mod image_setup;
 pub mod input;
 pub mod keymap;
 pub mod network_pane;

@@ -760,6 +760,8 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         frames: usize,
+        /// The frame count, for another thread to read while the loop runs.
+        shared: Option<Arc<std::sync::atomic::AtomicUsize>>,
     }
 
     impl Output for Recorder {
@@ -770,6 +772,9 @@ mod tests {
                 .draw(|frame| ui::draw(app, frame))
                 .expect("test backend draws");
             self.frames += 1;
+            if let Some(shared) = &self.shared {
+                shared.store(self.frames, std::sync::atomic::Ordering::SeqCst);
+            }
             Ok(())
         }
 
@@ -885,16 +890,28 @@ mod tests {
     fn an_idle_screen_is_not_redrawn() {
         let inbox = Arc::new(Inbox::default());
         let (mut runtime, mut app, tx, rx) = attached(&inbox);
-        let quitter = thread::spawn(move || {
-            thread::sleep(Duration::from_millis(1500));
-            detach_and_quit(&tx);
-        });
-        let mut recorder = Recorder::default();
+        let drawn = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // Counted before the detach: the detach itself may be drawn (on a busy host the loop
+        // can take the detach key before the quit key is even sent), which is not idling.
+        let quitter = {
+            let drawn = drawn.clone();
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(1500));
+                let idle = drawn.load(std::sync::atomic::Ordering::SeqCst);
+                detach_and_quit(&tx);
+                idle
+            })
+        };
+        let mut recorder = Recorder {
+            shared: Some(drawn),
+            ..Recorder::default()
+        };
         runtime
             .event_loop(&mut app, &rx, &mut recorder)
             .expect("loop");
-        quitter.join().expect("quitter");
-        assert_eq!(recorder.frames, 1);
+        let idle = quitter.join().expect("quitter");
+        assert_eq!(idle, 1, "frames drawn in 1.5 s of an idle console");
+        assert!(recorder.frames <= 2, "{} frames", recorder.frames);
     }
 
     #[test]

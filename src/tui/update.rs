@@ -180,9 +180,20 @@ fn on_op_done(app: &mut App, op: HostOp, result: Result<String, String>) {
                 ..
             } = &op
             {
-                // Show the new VM at once rather than at the next poll, which corrects it.
-                if app.entry(&config.name).is_none() {
-                    app.vms.push(VmEntry::new(Ok(VmStatus {
+                // Show the new VM at once rather than at the next poll, which corrects it. A
+                // poll that ran between the define and the end of the start listed it as shut
+                // off; the start's success is newer, and the console must open.
+                match app.vms.iter_mut().find(|e| e.name() == config.name) {
+                    Some(entry) => {
+                        if *start
+                            && !entry.is_live()
+                            && let Ok(status) = &mut entry.status
+                        {
+                            status.state = RunState::Running;
+                            status.reason = None;
+                        }
+                    }
+                    None => app.vms.push(VmEntry::new(Ok(VmStatus {
                         config: (**config).clone(),
                         state: if *start {
                             RunState::Running
@@ -192,7 +203,7 @@ fn on_op_done(app: &mut App, op: HostOp, result: Result<String, String>) {
                         reason: None,
                         pid: None,
                         vcpus: None,
-                    })));
+                    }))),
                 }
                 app.list.selected = Some(config.name.clone());
                 ensure_selection(app);
@@ -398,6 +409,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 new_volume,
                 networks,
                 start_networks,
+                image,
             } => {
                 commands::run_ops(
                     app,
@@ -408,6 +420,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                         new_volume,
                         networks,
                         start_networks,
+                        image,
                     }],
                 );
                 None

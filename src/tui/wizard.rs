@@ -1,13 +1,17 @@
-//! The creation wizard (`n`: name → boot source → CPUs and memory → disks → network →
-//! review) and the edit form (`e`), which share one set of fields, one validation and one way
-//! to build a [`VmConfig`]. Each field is checked as it is typed and says what is wrong and how
+//! The creation wizard (`n`: name → install from → [cloud-init] → CPUs and memory → disks →
+//! network → review) and the edit form (`e`), which share one set of fields, one validation
+//! and one way to build a [`VmConfig`]. The "disk image" source and its cloud-init step live
+//! in [`image`]. Each field is checked as it is typed and says what is wrong and how
 //! to fix it; Esc goes back a step keeping everything typed. A small file picker fills the
 //! kernel and initrd paths. The disk step picks existing volumes and can create a new one; the
 //! network step (shown when networks are defined) picks networks, each becoming a NIC with a
 //! fresh MAC when the VM is created.
 
+mod image;
+
 use super::action::{DirEntry, NewVolume};
 use super::backends::{NetworkSnapshot, StorageSnapshot};
+use super::image_setup::ImageSetup;
 use super::input::{Edit, LineInput};
 use super::wizard_devices::{Checklist, network_items, volume_items};
 use crate::config::{
@@ -60,10 +64,28 @@ pub enum FieldId {
     /// Start the chosen networks that are not started, before the VM (shown on the review
     /// only when one is needed).
     StartNetworks,
+    /// The disk image: a pool volume, or a file.
+    ImageFrom,
+    /// The image file's path.
+    ImageFile,
+    /// Linked overlay, copy, or the volume itself.
+    ImageMode,
+    /// cloud-init: the user to create.
+    CiUser,
+    /// cloud-init: the SSH public key file.
+    CiKey,
+    /// cloud-init: no password, or a generated root password.
+    CiPassword,
+    /// cloud-init: the guest's host name.
+    CiHostname,
 }
 
 /// Boot source choices, in the order of the `Source` field.
-pub const SOURCES: &[&str] = &["built-in demo guest", "Linux kernel (+ initrd)"];
+pub const SOURCES: &[&str] = &[
+    "built-in demo guest",
+    "Linux kernel (+ initrd)",
+    "disk image (a cloud image, set up by cloud-init)",
+];
 /// Format choices of the new volume, in the order of the `DiskFormat` field.
 pub const DISK_FORMATS: [ImageFormat; 2] = [ImageFormat::Qcow2, ImageFormat::Raw];
 
@@ -96,7 +118,7 @@ impl FieldId {
     pub fn label(self) -> &'static str {
         match self {
             FieldId::Name => "Name",
-            FieldId::Source => "Boot source",
+            FieldId::Source => "Install from",
             FieldId::Kernel => "Kernel",
             FieldId::Initrd => "Initrd",
             FieldId::Cmdline => "Command line",
@@ -114,12 +136,22 @@ impl FieldId {
             FieldId::DiskFormat => "Format",
             FieldId::Networks => "Networks",
             FieldId::StartNetworks => "Start networks",
+            FieldId::ImageFrom => "Image",
+            FieldId::ImageFile => "Image file",
+            FieldId::ImageMode => "Use it as",
+            FieldId::CiUser => "User",
+            FieldId::CiKey => "SSH key",
+            FieldId::CiPassword => "Password",
+            FieldId::CiHostname => "Host name",
         }
     }
 
     /// Whether the file picker can fill this field.
     pub fn is_path(self) -> bool {
-        matches!(self, FieldId::Kernel | FieldId::Initrd)
+        matches!(
+            self,
+            FieldId::Kernel | FieldId::Initrd | FieldId::ImageFile | FieldId::CiKey
+        )
     }
 }
 
@@ -128,8 +160,10 @@ impl FieldId {
 pub enum Step {
     /// The name.
     Name,
-    /// The boot source.
+    /// Install from: the boot source.
     Boot,
+    /// cloud-init settings (disk images only).
+    CloudInit,
     /// vCPUs and memory.
     Resources,
     /// Existing volumes and a new one.
@@ -147,7 +181,8 @@ impl Step {
     pub fn title(self) -> &'static str {
         match self {
             Step::Name => "Name",
-            Step::Boot => "Boot source",
+            Step::Boot => "Install from",
+            Step::CloudInit => "Cloud-init",
             Step::Resources => "CPUs, memory",
             Step::Disks => "Disks",
             Step::Network => "Network",
@@ -204,6 +239,8 @@ pub enum Outcome {
         networks: Vec<String>,
         /// Networks to start before the VM (the chosen ones that are not started).
         start_networks: Vec<String>,
+        /// For the disk-image source: the import and cloud-init settings.
+        image: Option<Box<ImageSetup>>,
     },
     /// Save this definition (edit form).
     Save(Box<VmConfig>),
@@ -234,6 +271,10 @@ pub struct Wizard {
     disk_name_auto: bool,
     /// Networks defined but not started (a VM on one cannot start).
     inactive_networks: Vec<String>,
+    /// Readable volumes of active pools (`pool/volume`), for the image choice.
+    image_volumes: Vec<String>,
+    /// The cloud-init host name follows the VM's name until the user types one.
+    hostname_auto: bool,
     /// Where the file browser opens when the field names no directory.
     browse_dir: PathBuf,
 }
@@ -257,6 +298,12 @@ fn toggle(id: FieldId, on: bool) -> Field {
 fn boot_fields(config: &VmConfig) -> Vec<Field> {
     let (source, kernel, initrd, cmdline) = match &config.boot {
         BootConfig::Demo => (0, String::new(), String::new(), "console=ttyS0".to_string()),
+        BootConfig::Image { .. } => (
+            image::IMAGE_SOURCE,
+            String::new(),
+            String::new(),
+            "console=ttyS0".to_string(),
+        ),
         BootConfig::Kernel {
             kernel,
             initrd,
@@ -323,6 +370,8 @@ impl Wizard {
             choice(FieldId::DiskFormat),
             checklist(FieldId::Networks),
         ]);
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        fields.extend(image::image_fields(home.as_deref()));
         fields.push(toggle(FieldId::Autostart, false));
         fields.push(toggle(FieldId::StartNow, true));
         fields.push(toggle(FieldId::StartNetworks, false));
@@ -339,6 +388,8 @@ impl Wizard {
             pools: Vec::new(),
             disk_name_auto: true,
             inactive_networks: Vec::new(),
+            image_volumes: Vec::new(),
+            hostname_auto: true,
             browse_dir: PathBuf::from("/"),
         };
         wizard.suggest_name();
@@ -372,6 +423,18 @@ impl Wizard {
         if let Some(Value::Checklist(list)) = self.value_mut(FieldId::Volumes) {
             list.replace(volume_items(storage));
         }
+        let image = self.chosen(FieldId::ImageFrom);
+        self.image_volumes = image::image_volumes(storage);
+        let index = image
+            .and_then(|chosen| {
+                self.options(FieldId::ImageFrom)
+                    .iter()
+                    .position(|o| *o == chosen)
+            })
+            .unwrap_or(0);
+        if let Some(Value::Choice(i)) = self.value_mut(FieldId::ImageFrom) {
+            *i = index;
+        }
         self.revalidate();
     }
 
@@ -394,7 +457,11 @@ impl Wizard {
         if self.editing.is_some() {
             return vec![Step::Edit];
         }
-        let mut steps = vec![Step::Name, Step::Boot, Step::Resources, Step::Disks];
+        let mut steps = vec![Step::Name, Step::Boot];
+        if self.image_boot() {
+            steps.push(Step::CloudInit);
+        }
+        steps.extend([Step::Resources, Step::Disks]);
         if self
             .checklist(FieldId::Networks)
             .is_some_and(|l| !l.items.is_empty())
@@ -419,6 +486,7 @@ impl Wizard {
             FieldId::Source => SOURCES.iter().map(|s| s.to_string()).collect(),
             FieldId::DiskPool => self.pools.iter().map(|p| p.name.clone()).collect(),
             FieldId::DiskFormat => DISK_FORMATS.iter().map(|f| f.to_string()).collect(),
+            FieldId::ImageFrom | FieldId::ImageMode | FieldId::CiPassword => self.image_options(id),
             _ => Vec::new(),
         }
     }
@@ -519,6 +587,8 @@ impl Wizard {
             pools: Vec::new(),
             disk_name_auto: false,
             inactive_networks: Vec::new(),
+            image_volumes: Vec::new(),
+            hostname_auto: false,
             browse_dir: PathBuf::from("/"),
         };
         wizard.revalidate();
@@ -583,6 +653,8 @@ impl Wizard {
                 FieldId::Initrd,
                 FieldId::Cmdline,
             ]
+        } else if self.image_boot() && self.editing.is_none() {
+            self.image_visible()
         } else {
             vec![FieldId::Source]
         };
@@ -590,6 +662,7 @@ impl Wizard {
         match self.step {
             Step::Name => vec![FieldId::Name],
             Step::Boot => boot,
+            Step::CloudInit => self.cloud_init_visible(),
             Step::Resources => resources.to_vec(),
             Step::Disks => {
                 let mut ids = vec![FieldId::Volumes, FieldId::NewDisk];
@@ -658,6 +731,7 @@ impl Wizard {
     /// Checks every field, recording each problem beside its field, then the whole
     /// definition. Path fields are checked on disk (they must name existing files).
     pub fn revalidate(&mut self) {
+        self.follow_hostname();
         if self.disk_name_auto && self.editing.is_none() {
             let name = self.auto_disk_name();
             if let Some(Value::Text(input)) = self.value_mut(FieldId::DiskName) {
@@ -676,6 +750,9 @@ impl Wizard {
 
     fn check(&self, id: FieldId) -> Option<String> {
         let value = self.text(id).trim();
+        if let Some(problem) = self.check_image(id) {
+            return Some(problem);
+        }
         match id {
             FieldId::Name => validate_name(value).err().or_else(|| {
                 self.existing
@@ -764,6 +841,11 @@ impl Wizard {
             FieldId::DiskPool,
             FieldId::DiskName,
             FieldId::DiskSize,
+            FieldId::ImageFile,
+            FieldId::ImageMode,
+            FieldId::CiUser,
+            FieldId::CiKey,
+            FieldId::CiHostname,
         ];
         let creating_only = [
             FieldId::Name,
@@ -771,6 +853,11 @@ impl Wizard {
             FieldId::DiskPool,
             FieldId::DiskName,
             FieldId::DiskSize,
+            FieldId::ImageFile,
+            FieldId::ImageMode,
+            FieldId::CiUser,
+            FieldId::CiKey,
+            FieldId::CiHostname,
         ];
         for id in all {
             let applies = !creating_only.contains(&id) || self.editing.is_none();
@@ -785,11 +872,11 @@ impl Wizard {
         let (disks, nics) = match &self.editing {
             Some(config) => (config.disks.clone(), config.nics.clone()),
             None => {
-                let mut disks: Vec<DiskConfig> = self
-                    .new_volume()
-                    .map(|v| DiskConfig::volume(&v.pool, &v.name))
-                    .into_iter()
-                    .collect();
+                let mut disks: Vec<DiskConfig> = self.image_disk().into_iter().collect();
+                disks.extend(
+                    self.new_volume()
+                        .map(|v| DiskConfig::volume(&v.pool, &v.name)),
+                );
                 for key in self.chosen_volumes() {
                     if let Some((pool, volume)) = key.split_once('/') {
                         disks.push(DiskConfig::volume(pool, volume));
@@ -805,6 +892,12 @@ impl Wizard {
                 initrd: (!initrd.is_empty()).then(|| PathBuf::from(initrd)),
                 cmdline: self.text(FieldId::Cmdline).trim().to_string(),
             }
+        } else if self.image_boot() {
+            let cmdline_extra = match self.editing.as_ref().map(|c| &c.boot) {
+                Some(BootConfig::Image { cmdline_extra }) => cmdline_extra.clone(),
+                _ => String::new(),
+            };
+            BootConfig::Image { cmdline_extra }
         } else {
             BootConfig::Demo
         };
@@ -824,6 +917,8 @@ impl Wizard {
             boot,
             disks,
             nics,
+            // A new VM's settings are sealed by the worker (see `image_setup`).
+            cloud_init: self.editing.as_ref().and_then(|c| c.cloud_init.clone()),
         })
     }
 
@@ -921,6 +1016,9 @@ impl Wizard {
             if id == FieldId::DiskName {
                 self.disk_name_auto = false;
             }
+            if id == FieldId::CiHostname {
+                self.hostname_auto = false;
+            }
             self.revalidate();
         }
     }
@@ -983,6 +1081,7 @@ impl Wizard {
                         new_volume: self.new_volume(),
                         networks: self.chosen_networks(),
                         start_networks: self.networks_to_start(),
+                        image: self.image_setup().map(Box::new),
                     }
                 }
             },
@@ -998,7 +1097,11 @@ impl Wizard {
             return Outcome::None;
         };
         let current = self.text(target).trim();
-        let dir = start_dir(current, &self.browse_dir);
+        let ssh_dir = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh"));
+        let dir = match ssh_dir {
+            Some(ssh) if target == FieldId::CiKey && current.is_empty() && ssh.is_dir() => ssh,
+            _ => start_dir(current, &self.browse_dir),
+        };
         self.picker = Some(FilePicker {
             target,
             dir: dir.clone(),
@@ -1133,7 +1236,11 @@ impl Wizard {
             "create".to_string(),
             shell_quote(self.text(FieldId::Name).trim()),
         ]);
-        if self.kernel_boot() {
+        if self.image_boot() {
+            let (before, image) = self.image_words(shell_quote);
+            words.splice(0..0, before);
+            words.extend(image);
+        } else if self.kernel_boot() {
             words.push("--kernel".into());
             words.push(shell_quote(self.text(FieldId::Kernel).trim()));
             let initrd = self.text(FieldId::Initrd).trim();

@@ -14,30 +14,45 @@
 //! soon as it exists. Each boot after the first is built from [`Supervisor::next_spec`], so
 //! vCPUs and disks hot-plugged into the previous boot are there again.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+
+use syscalls::Sysno;
 
 use super::machine::{Engine, Machine, MachineError};
 use super::supervisor::Supervisor;
+use crate::engine::confine::ioctls::{KVMIO, TYPE_MASK};
+use crate::engine::confine::syscalls::{ArgRule, SyscallList};
 use crate::engine::control::ExitReason;
-use crate::engine::{SerialSink, VmExit, VmObserver, VmSpec};
+use crate::engine::{SerialSink, VmExit, VmSpec};
 
-/// Passes the engine's hotplug facts to the supervisor (weakly: the engine must not keep vmd's
-/// shared state alive).
-struct HotplugEvents(Weak<Supervisor>);
-
-impl VmObserver for HotplugEvents {
-    fn vcpus_changed(&self, online: u32) {
-        if let Some(sup) = self.0.upgrade() {
-            sup.vcpus_changed(online);
-        }
-    }
-
-    fn disk_removed(&self, slot: u8) {
-        if let Some(sup) = self.0.upgrade() {
-            sup.disk_removed(slot);
-        }
-    }
-}
+/// What the main thread (the boot loop) may call once the VM runs: build each further boot
+/// (open /dev/kvm and the kernel, KVM's ioctls, guest RAM, eventfds), wait for it, and at the
+/// end record the state and remove the socket and pid file (closing the images: `IMAGE_IO` is
+/// added). It starts no thread itself (the thread factory does).
+pub const SYSCALLS: SyscallList = SyscallList {
+    any: &[
+        Sysno::openat,
+        Sysno::read,
+        Sysno::newfstatat,
+        Sysno::readlink,
+        Sysno::eventfd2,
+        Sysno::epoll_create1,
+        Sysno::epoll_ctl,
+        Sysno::tgkill,
+        Sysno::rename,
+        Sysno::unlink,
+        Sysno::flock,
+        Sysno::getdents64,
+        Sysno::shutdown,
+    ],
+    ioctls: &[],
+    args: &[ArgRule {
+        call: Sysno::ioctl,
+        index: 1,
+        mask: TYPE_MASK,
+        values: &[KVMIO << 8],
+    }],
+};
 
 /// Builds and starts one boot, and tells the supervisor about it.
 pub fn boot(
@@ -45,11 +60,12 @@ pub fn boot(
     engine: &dyn Engine,
     spec: &VmSpec,
 ) -> Result<Box<dyn Machine>, MachineError> {
+    let spec = sup.prepare_boot(spec)?;
     let serial: Arc<dyn SerialSink> = sup.ring().clone();
-    let mut machine = engine.create(spec, serial)?;
-    machine
-        .control()
-        .set_observer(Arc::new(HotplugEvents(Arc::downgrade(sup))));
+    let mut machine = engine.create(&spec, serial)?;
+    // The engine reports the guest's hotplug answers on vCPU threads; the observer thread
+    // applies them (see `observer`).
+    machine.control().set_observer(sup.observer()?);
     machine.start()?;
     sup.boot_started(machine.control());
     Ok(machine)
@@ -143,7 +159,8 @@ mod tests {
         let rx = sup.events().subscribe().expect("open");
         engine.control(1).guest_changed_vcpus(3);
         assert_eq!(
-            rx.try_recv().expect("event"),
+            rx.recv_timeout(std::time::Duration::from_secs(5))
+                .expect("event"),
             crate::engine::control::Event::Vcpus { vcpus: 3 }
         );
         drop(first);

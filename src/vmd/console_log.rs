@@ -12,10 +12,18 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use syscalls::Sysno;
+
 use super::ring::{ConsoleRing, ReadOutcome, RingReader};
+use crate::engine::confine::syscalls::SyscallList;
+use crate::engine::confine::{self, ThreadKind};
 
 /// Size at which `console.log` is rotated to `console.log.1`, in bytes.
 pub const CONSOLE_LOG_MAX_BYTES: u64 = 16 << 20;
+
+/// What the `console-log` thread may call: append to its file and rotate it.
+pub const SYSCALLS: SyscallList =
+    SyscallList::calls(&[Sysno::openat, Sysno::rename, Sysno::fstat, Sysno::statx]);
 
 /// An append-only log file with one generation of rotation.
 pub struct RotatingLog {
@@ -69,9 +77,9 @@ fn open_append(path: &Path) -> io::Result<File> {
 
 /// Starts the logger thread. It ends once the ring is closed and fully written out.
 pub fn spawn(ring: Arc<ConsoleRing>, log: RotatingLog) -> io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("console-log".into())
-        .spawn(move || run(ring, log))
+    confine::spawn(ThreadKind::ConsoleLog, "console-log".into(), move || {
+        run(ring, log);
+    })
 }
 
 fn run(ring: Arc<ConsoleRing>, mut log: RotatingLog) {

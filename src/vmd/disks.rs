@@ -34,13 +34,23 @@ pub enum DiskError {
     },
 }
 
-/// One opened disk of the definition.
+/// One opened disk.
 #[derive(Debug)]
 pub struct OpenDisk {
     /// Guest device name (`vda`, ...), used to name the disk in stats.
     pub target: String,
     /// What the engine gets.
     pub spec: DiskSpec,
+    /// The top image's format, as decided when it was opened.
+    pub format: ImageFormat,
+}
+
+impl OpenDisk {
+    /// Whether a crash while it is open can leave stale qcow2 refcounts (see
+    /// [`super::open_images`]).
+    pub fn writable_qcow2(&self) -> bool {
+        !self.spec.read_only && self.format == ImageFormat::Qcow2
+    }
 }
 
 /// Resolves and opens every disk of `config`, in definition order.
@@ -73,6 +83,7 @@ pub fn open_disks(paths: &Paths, config: &VmConfig) -> Result<Vec<OpenDisk>, Dis
                 serial,
                 backend: Some(Arc::new(ImageDisk::new(image, disk.trust))),
             },
+            format: disk.format,
         });
     }
     Ok(specs)
@@ -110,7 +121,7 @@ pub fn open_disk(
     read_only: bool,
     serial: Option<String>,
     how: AttachImage,
-) -> Result<DiskSpec, DiskError> {
+) -> Result<OpenDisk, DiskError> {
     let options = OpenOptions {
         read_only,
         detect: how.format.map_or(Detect::ByName, Detect::Known),
@@ -121,12 +132,24 @@ pub fn open_disk(
         path: path.display().to_string(),
         source,
     })?;
-    Ok(DiskSpec {
-        path: path.to_path_buf(),
-        read_only,
-        serial: serial.unwrap_or_else(|| format!("vmux-{target}")),
-        backend: Some(Arc::new(ImageDisk::new(image, how.trust))),
+    let format = image.format();
+    Ok(OpenDisk {
+        target: target.to_string(),
+        spec: DiskSpec {
+            path: path.to_path_buf(),
+            read_only,
+            serial: serial.unwrap_or_else(|| format!("vmux-{target}")),
+            backend: Some(Arc::new(ImageDisk::new(image, how.trust))),
+        },
+        format,
     })
+}
+
+/// Whether the image at `path` opens as qcow2 when its format is not recorded (a live
+/// snapshot's new overlay, which [`ImageDisk::switch_image`] opens by its name): listed as
+/// open before the switch.
+pub fn is_qcow2(path: &Path) -> bool {
+    ImageFormat::from_name(path) == Some(ImageFormat::Qcow2)
 }
 
 /// An open storage image seen as an engine disk. Reads and writes share the lock; `discard`

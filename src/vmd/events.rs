@@ -41,6 +41,15 @@ impl Subscription {
     pub fn try_recv(&self) -> Result<Event, TryRecvError> {
         self.rx.try_recv()
     }
+
+    /// The next event, waiting at most `timeout`.
+    #[cfg(test)]
+    pub fn recv_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Event, std::sync::mpsc::RecvTimeoutError> {
+        self.rx.recv_timeout(timeout)
+    }
 }
 
 impl Drop for Subscription {

@@ -47,6 +47,10 @@ impl Supervisor {
     /// whose removal the previous boot never completed.
     pub(super) fn record_boot_disks(&self, control: &dyn MachineControl) {
         let gone = self.lock_disks().boot_started(&control.disk_slots());
+        if !gone.is_empty() {
+            // Their last reference went with the previous boot: closed (and flushed) now.
+            self.sync_open_images();
+        }
         for target in gone {
             self.events.publish(&Event::DiskRemoved { target });
         }
@@ -146,14 +150,24 @@ impl Supervisor {
                 })?,
             }
         };
-        let spec = disks::open_disk(path, &target, read_only, serial, how)
+        let disk = disks::open_disk(path, &target, read_only, serial, how)
             .map_err(|e| protocol_error(ErrorKind::InvalidArgument, error_chain(&e)))?;
-        let slot = control.attach_disk(&spec).map_err(|e| {
-            protocol_error(
-                ErrorKind::Engine,
-                format!("cannot attach the disk: {}", error_chain(e.as_ref())),
-            )
-        })?;
+        if disk.writable_qcow2() {
+            // Listed before the guest can write it (see open_images).
+            self.list_open_images([disk.spec.path.clone()]);
+        }
+        let spec = disk.spec;
+        let slot = match control.attach_disk(&spec) {
+            Ok(slot) => slot,
+            Err(e) => {
+                drop(spec);
+                self.sync_open_images();
+                return Err(protocol_error(
+                    ErrorKind::Engine,
+                    format!("cannot attach the disk: {}", error_chain(e.as_ref())),
+                ));
+            }
+        };
         let info = self.lock_disks().attached(target, spec, slot);
         log::info!(
             "disk {} attached as {} in PCI slot {slot}",
@@ -233,6 +247,13 @@ impl Supervisor {
             };
             plan.push((switch, old, backend));
         }
+        // The new overlays are listed before anything can write them (see open_images).
+        self.list_open_images(
+            switches
+                .iter()
+                .filter(|switch| disks::is_qcow2(&switch.path))
+                .map(|switch| switch.path.clone()),
+        );
         let was_paused = state == crate::engine::control::RunState::Paused;
         if !was_paused {
             control.pause().map_err(|e| {
@@ -271,6 +292,8 @@ impl Supervisor {
                 disks.set_path(&switch.target, &switch.path);
             }
         }
+        // The images switched away from were flushed and closed by the switch.
+        self.sync_open_images();
         if !was_paused && let Err(e) = control.resume() {
             log::error!(
                 "cannot resume the vCPUs after a disk switch: {}",
@@ -283,7 +306,21 @@ impl Supervisor {
     /// The guest ejected the disk in PCI `slot`: drops vmd's reference to its image (closing
     /// it) and pushes a `disk_removed` event. Called on a vCPU thread (no engine lock held).
     pub fn disk_removed(&self, slot: u8) {
+        let backend = {
+            let disks = self.lock_disks();
+            let target = disks.infos().into_iter().find(|d| d.slot == slot);
+            target.and_then(|d| disks.backend(&d.target))
+        };
         let target = self.lock_disks().ejected(slot);
+        // Written back before the image leaves the open-images list (another reference may
+        // keep it open a little longer).
+        match backend.map(|(path, backend)| (path, backend.flush())) {
+            Some((path, Err(e))) => log::warn!(
+                "cannot flush the removed disk {}: {e}; it stays listed for a repair",
+                path.display()
+            ),
+            _ => self.sync_open_images(),
+        }
         if let Some(target) = target {
             log::info!("disk {target} left the VM; its image is closed");
             self.events.publish(&Event::DiskRemoved { target });
@@ -397,6 +434,37 @@ mod tests {
                 target: "vda".into()
             }
         );
+    }
+
+    #[test]
+    fn a_hot_added_qcow2_disk_is_listed_as_open_until_the_guest_ejects_it() {
+        use crate::storage::create::{NewImage, create_image};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sup, _) = running();
+        let qcow2 = dir.path().join("hot.qcow2");
+        create_image(
+            &qcow2,
+            &NewImage::new(crate::storage::ImageFormat::Qcow2, 1 << 20),
+        )
+        .expect("create");
+        let listed = || sup.open_images.lock().expect("list").images();
+
+        let disk = attach(&sup, &qcow2, None).expect("attach qcow2");
+        attach(&sup, &image(&dir, "b.raw"), None).expect("attach raw");
+        assert_eq!(
+            listed(),
+            std::slice::from_ref(&qcow2),
+            "raw images need no repair"
+        );
+
+        sup.execute(&Command::DetachDisk {
+            target: disk.target.clone(),
+            force: false,
+        })
+        .expect("detach");
+        assert_eq!(listed(), [qcow2], "listed until the guest lets go");
+        sup.disk_removed(disk.slot);
+        assert!(listed().is_empty());
     }
 
     #[test]

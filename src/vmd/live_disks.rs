@@ -84,6 +84,22 @@ impl LiveDisks {
         Some((disk.spec.path.clone(), disk.spec.backend.clone()?))
     }
 
+    /// The open backend and image path of disk `target` as the next boot plugs it (`None`
+    /// when there is no such disk or its removal was asked).
+    pub fn boot_backend(
+        &self,
+        target: &str,
+    ) -> Option<(
+        std::path::PathBuf,
+        std::sync::Arc<dyn crate::engine::DiskBackend>,
+    )> {
+        let disk = self
+            .disks
+            .iter()
+            .find(|d| d.target == target && d.removing.is_none())?;
+        Some((disk.spec.path.clone(), disk.spec.backend.clone()?))
+    }
+
     /// Records that disk `target` now reads and writes the image at `path`.
     pub fn set_path(&mut self, target: &str, path: &std::path::Path) {
         if let Some(disk) = self.disks.iter_mut().find(|d| d.target == target) {

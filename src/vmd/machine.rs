@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use super::image_boot::ImageBoot;
 use crate::config::{BootConfig, VmConfig};
 use crate::engine::{
     self, BootSpec, DiskSpec, EngineStats, SerialSink, VmExit, VmObserver, VmSpec,
@@ -173,6 +174,14 @@ pub fn vm_spec(config: &VmConfig) -> VmSpec {
             elf: Arc::from(crate::assets::demo_guest()),
             cmdline: String::new(),
         },
+        // Replaced before every boot by what the image's /boot holds then
+        // (`Supervisor::prepare_boot`); an empty kernel is refused by the loader.
+        BootConfig::Image { .. } => BootSpec::Loaded {
+            name: "the kernel of disk vda (read from its image before each boot)".into(),
+            kernel: Arc::new(Vec::new()),
+            initrd: None,
+            cmdline: String::new(),
+        },
     };
     VmSpec {
         name: config.name.clone(),
@@ -182,6 +191,16 @@ pub fn vm_spec(config: &VmConfig) -> VmSpec {
         boot,
         disks: Vec::new(),
         nics: Vec::new(),
+    }
+}
+
+/// How the VM boots from its disk image, for VMs defined with `--image`.
+pub fn image_boot(config: &VmConfig) -> Option<ImageBoot> {
+    match &config.boot {
+        BootConfig::Image { cmdline_extra } => Some(ImageBoot {
+            cmdline_extra: cmdline_extra.clone(),
+        }),
+        BootConfig::Demo | BootConfig::Kernel { .. } => None,
     }
 }
 

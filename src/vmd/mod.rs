@@ -16,18 +16,25 @@
 //! kernel deletes them, their records go) when the VM is over or its start fails.
 //!
 //! Files (`<state>/vms/<name>/`): `vmd.pid` (locked while vmd lives), `state.json`,
-//! `console.log` (+ `.1`), `vmd.log`; and the socket `<runtime>/<name>.sock`.
+//! `open-images.json` (the writable qcow2 images open, for a repair if vmd dies:
+//! [`open_images`]), `console.log` (+ `.1`), `vmd.log`; and the socket
+//! `<runtime>/<name>.sock`.
 
+mod admission;
 mod boot;
+mod confine;
 mod console_log;
 mod detach;
 mod disks;
 mod events;
 pub mod foreground;
 mod hotplug;
+mod image_boot;
 mod live_disks;
 mod logger;
 mod machine;
+mod observer;
+pub mod open_images;
 pub mod pidfile;
 mod ring;
 mod sampler;
@@ -57,13 +64,11 @@ use crate::engine::control::ExitReason;
 use crate::network::{NetworkError, NetworkManager, Tap};
 use console_log::{CONSOLE_LOG_MAX_BYTES, RotatingLog};
 use machine::{Engine, KvmEngine, Machine, MachineError};
+use open_images::{OPEN_IMAGES_FILE, OpenImages};
 use pidfile::{PidFileError, PidLock};
 use ring::ConsoleRing;
 use server::{ControlSocket, ServerError};
 use supervisor::Supervisor;
-
-/// `vmd.log` is moved to `vmd.log.1` at start when it has grown beyond this many bytes.
-const VMD_LOG_MAX_BYTES: u64 = 1 << 20;
 
 /// Why vmd could not start (reported on the readiness line).
 #[derive(Debug, thiserror::Error)]
@@ -108,9 +113,29 @@ pub enum VmdError {
     /// A disk of the definition cannot be used.
     #[error(transparent)]
     Disks(#[from] disks::DiskError),
+    /// The cloud-init seed could not be built.
+    #[error("cannot prepare the cloud-init seed")]
+    Seed(#[source] crate::cloudinit::CloudInitError),
+    /// Every guest disk name is taken, leaving none for the cloud-init seed.
+    #[error(
+        "the VM has 26 disks (vda..vdz), which leaves no name for its cloud-init seed; detach a disk"
+    )]
+    NoSeedTarget,
     /// A vmd thread could not be started.
     #[error("cannot start a vmd thread")]
     Thread(#[source] std::io::Error),
+    /// The list of open images (for a repair after a crash) could not be written.
+    #[error("cannot record the VM's open images in {}", path.display())]
+    OpenImages {
+        /// The list file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// vmd could not give up its privileges.
+    #[error(transparent)]
+    Confine(#[from] confine::ConfineError),
 }
 
 /// Runs vmd for VM `name`: the whole life of the process. The first invocation re-executes
@@ -144,12 +169,35 @@ pub fn main(name: &str) -> ExitCode {
         }
     };
     logger::init();
+    let crash_files = confine::reaper::CrashFiles {
+        state: paths.vm_state_dir(name).join("state.json"),
+        socket: paths.socket(name),
+        pid_file: paths.vm_state_dir(name).join("vmd.pid"),
+    };
+    let confinement = match confine::setup(crash_files) {
+        Ok(confinement) => confinement,
+        Err(e) => {
+            let message = boot::error_chain(&e);
+            log::error!("cannot confine vmd: {message}");
+            detach::report_error(&message);
+            return ExitCode::FAILURE;
+        }
+    };
+    let log_path = paths.vm_state_dir(name).join("vmd.log");
+    if let Err(e) = log_file
+        .try_clone()
+        .and_then(|file| logger::start_writer(&log_path, file))
+    {
+        log::warn!("no log writer thread, logging to stderr directly: {e}");
+    }
     log::info!("vmd {} starting for VM '{name}'", std::process::id());
-    let vmd = match Vmd::start(&paths, name, Arc::new(KvmEngine)) {
+    let vmd = match Vmd::start(&paths, name, Arc::new(KvmEngine), Some(&confinement)) {
         Ok(vmd) => vmd,
         Err(e) => {
             let message = boot::error_chain(&e);
             log::error!("cannot start: {message}");
+            // The line is queued for the log thread: let it reach vmd.log before vmd exits.
+            logger::flush();
             detach::report_error(&message);
             return ExitCode::FAILURE;
         }
@@ -159,8 +207,8 @@ pub fn main(name: &str) -> ExitCode {
     }
     log::info!("VM '{name}' is running");
     detach::report_ready(&log_file);
-    let reason = vmd.run();
-    log::info!("VM '{name}' is over: {reason:?}");
+    confinement.confine_main();
+    vmd.run();
     ExitCode::SUCCESS
 }
 
@@ -185,7 +233,7 @@ fn open_log(paths: &Paths, name: &str) -> Result<fs::File, VmdError> {
         source,
     };
     fs::create_dir_all(&dir).map_err(err)?;
-    if fs::metadata(&path).is_ok_and(|m| m.len() > VMD_LOG_MAX_BYTES) {
+    if fs::metadata(&path).is_ok_and(|m| m.len() > logger::MAX_BYTES) {
         fs::rename(&path, dir.join("vmd.log.1")).map_err(err)?;
     }
     detach::log_to(&path).map_err(err)
@@ -235,7 +283,14 @@ impl Drop for Undo {
 impl Vmd {
     /// Everything up to a running guest. On failure nothing is left behind: no socket, and the
     /// pid file is removed (the lock goes with the process).
-    fn start(paths: &Paths, name: &str, engine: Arc<dyn Engine>) -> Result<Vmd, VmdError> {
+    /// With `confinement` (the real vmd), the main thread drops its capabilities once the TAPs
+    /// are open.
+    fn start(
+        paths: &Paths,
+        name: &str,
+        engine: Arc<dyn Engine>,
+        confinement: Option<&confine::Confinement>,
+    ) -> Result<Vmd, VmdError> {
         paths.ensure().map_err(VmdError::Paths)?;
         let dir = paths.vm_state_dir(name);
         fs::create_dir_all(&dir).map_err(|source| {
@@ -248,29 +303,57 @@ impl Vmd {
             lock: Some(PidLock::acquire(&dir.join("vmd.pid"), std::process::id())?),
             socket: None,
         };
+        // Images a vmd of this VM had open when it died: repaired before anything opens them.
+        if let Some(done) = open_images::repair_leftover(paths, &dir) {
+            for note in &done.notes {
+                log::warn!("vmd (pid {}) exited unexpectedly: {note}", done.pid);
+            }
+        }
         let config = Store::new(paths.clone())
             .load(name)
             .map_err(VmdError::Definition)?;
         let mut spec = machine::vm_spec(&config);
-        let (targets, specs) = disks::open_disks(paths, &config)?
+        let opened = disks::open_disks(paths, &config)?;
+        let list = dir.join(OPEN_IMAGES_FILE);
+        let mut open_images = OpenImages::at(list.clone(), std::process::id());
+        open_images
+            .add(
+                opened
+                    .iter()
+                    .filter(|disk| disk.writable_qcow2())
+                    .map(|disk| disk.spec.path.clone()),
+            )
+            .map_err(|source| VmdError::OpenImages { path: list, source })?;
+        let (mut targets, mut specs): (Vec<String>, Vec<_>) = opened
             .into_iter()
             .map(|disk| (disk.target, disk.spec))
             .unzip();
+        if let Some(seed) = attach_seed(paths, &config, &targets)? {
+            targets.push(seed.target);
+            specs.push(seed.spec);
+        }
         spec.disks = specs;
         // Declared after `undo`, so a failed start closes the TAPs before the pid file goes.
         let taps = attach_nics(paths, &config)?;
         spec.nics = nic_specs(&taps)?;
+        // The last step that may need privileges (CAP_NET_ADMIN for the TAPs) is done.
+        if let Some(confinement) = confinement {
+            confinement.drop_privileges()?;
+        }
         let ring = Arc::new(ConsoleRing::new(CONSOLE_RING_BYTES));
-        let sup = Arc::new(
-            Supervisor::new(
-                &spec,
-                std::process::id(),
-                Arc::clone(&ring),
-                Some(dir.join("state.json")),
-            )
-            .with_disk_targets(targets)
-            .with_backing_trust(crate::storage::StorageManager::new(paths.clone()).trust(&[])),
-        );
+        let mut sup = Supervisor::new(
+            &spec,
+            std::process::id(),
+            Arc::clone(&ring),
+            Some(dir.join("state.json")),
+        )
+        .with_disk_targets(targets)
+        .with_open_images(open_images)
+        .with_backing_trust(crate::storage::StorageManager::new(paths.clone()).trust(&[]));
+        if let Some(image_boot) = machine::image_boot(&config) {
+            sup = sup.with_image_boot(image_boot);
+        }
+        let sup = Arc::new(sup);
         let socket = undo
             .socket
             .insert(ControlSocket::bind(&paths.socket(name))?);
@@ -311,7 +394,12 @@ impl Vmd {
         // metadata in memory until then) before clients can see the VM as shut off and open
         // its disks. Threads that outlive this (control, stats) hold the supervisor, so the
         // images would otherwise never be closed.
-        sup.close_disks();
+        // Only images all written back leave the open-images list (before the final state:
+        // a client that sees "shut off" finds no list to repair); one that was not is
+        // repaired by the next client or start.
+        if sup.close_disks() {
+            sup.forget_open_images();
+        }
         // Closing every TAP handle now deletes the interfaces and their records before clients
         // can see the VM as shut off.
         drop(taps);
@@ -324,9 +412,52 @@ impl Vmd {
             log::warn!("some subscribers did not take the final events");
         }
         socket.remove();
+        log::info!("VM '{}' is over: {reason:?}", sup.name);
+        // Clients take the pid file's removal as vmd's end: every line is in vmd.log by then,
+        // and the process exits right after.
+        logger::flush();
         lock.remove();
         reason
     }
+}
+
+/// The cloud-init seed (made current first) as a read-only disk after the definition's
+/// disks (`taken` are their targets); `None` for a VM without cloud-init settings.
+fn attach_seed(
+    paths: &Paths,
+    config: &VmConfig,
+    taken: &[String],
+) -> Result<Option<disks::OpenDisk>, VmdError> {
+    use crate::cloudinit::vm_seed::{SEED_SERIAL, ensure_seed};
+    let Some(seed) = ensure_seed(paths, config).map_err(VmdError::Seed)? else {
+        return Ok(None);
+    };
+    if let Some(warning) = &seed.warning {
+        log::warn!("{warning}");
+    }
+    if seed.rebuilt {
+        log::info!(
+            "cloud-init seed {} built (instance-id {})",
+            seed.path.display(),
+            seed.instance_id
+        );
+    }
+    let target = live_disks::first_free_target(taken.iter().map(String::as_str))
+        .ok_or(VmdError::NoSeedTarget)?;
+    // vmux wrote the seed itself: a raw FAT volume, no backing file.
+    let how = disks::AttachImage::new(
+        Some(crate::config::ImageFormat::Raw),
+        &crate::storage::BackingTrust::none(),
+        &[],
+    );
+    let disk = disks::open_disk(
+        &seed.path,
+        &target,
+        true,
+        Some(SEED_SERIAL.to_string()),
+        how,
+    )?;
+    Ok(Some(disk))
 }
 
 /// Attaches `config`'s NICs to their networks: one TAP each, up and on its bridge. No NICs,

@@ -1,6 +1,7 @@
 //! The control socket: `<runtime>/<name>.sock`, mode 0600 in a 0700 directory, accepting
 //! connections only from processes of vmd's own effective uid (`SO_PEERCRED`), one thread per
-//! connection.
+//! connection, within the limits of [`super::admission`] (per process, and slots kept for
+//! lifecycle commands).
 
 use std::fs;
 use std::io;
@@ -8,17 +9,21 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::unistd::geteuid;
 
+use syscalls::Sysno;
+
+use super::admission::Admission;
 use super::session;
 use super::supervisor::Supervisor;
+use crate::engine::confine::syscalls::SyscallList;
+use crate::engine::confine::{self, ThreadKind};
 
-/// Connections served at once; more are closed on accept (a runaway client of the same user
-/// must not exhaust vmd's threads).
-const MAX_CONNECTIONS: usize = 64;
+/// What the `control` thread may call: accept connections and check the peer.
+pub const SYSCALLS: SyscallList =
+    SyscallList::calls(&[Sysno::accept4, Sysno::getsockopt, Sysno::geteuid]);
 
 /// Errors setting up the control socket.
 #[derive(Debug, thiserror::Error)]
@@ -92,11 +97,11 @@ impl ControlSocket {
                 path: self.path.clone(),
                 source,
             })?;
-        std::thread::Builder::new()
-            .name("control".into())
-            .spawn(move || accept_loop(&listener, &sup))
-            .map(drop)
-            .map_err(ServerError::Spawn)
+        confine::spawn(ThreadKind::Control, "control".into(), move || {
+            accept_loop(&listener, &sup);
+        })
+        .map(drop)
+        .map_err(ServerError::Spawn)
     }
 
     /// Unlinks the socket so clients see the VM is gone.
@@ -110,7 +115,7 @@ impl ControlSocket {
 }
 
 fn accept_loop(listener: &UnixListener, sup: &Arc<Supervisor>) {
-    let active = Arc::new(AtomicUsize::new(0));
+    let admission = Admission::default();
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(stream) => stream,
@@ -120,57 +125,49 @@ fn accept_loop(listener: &UnixListener, sup: &Arc<Supervisor>) {
                 continue;
             }
         };
-        if !peer_is_us(&stream) {
+        let Some(peer) = peer_pid(&stream) else {
             continue;
-        }
-        if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-            log::warn!("refusing a control connection: {MAX_CONNECTIONS} already open");
+        };
+        let Some(ticket) = admission.admit(peer) else {
+            log::warn!(
+                "refusing a control connection from pid {peer}: every connection slot is taken; \
+                 close idle clients"
+            );
             continue;
-        }
-        active.fetch_add(1, Ordering::SeqCst);
-        let guard = ActiveGuard(Arc::clone(&active));
+        };
         let sup = Arc::clone(sup);
-        let spawned = std::thread::Builder::new()
-            .name("conn".into())
-            .spawn(move || {
-                let _guard = guard;
-                session::serve(sup, stream);
-            });
+        let spawned = confine::spawn(ThreadKind::Connection, "conn".into(), move || {
+            session::serve(sup, stream, ticket.slot());
+            drop(ticket);
+        });
         if let Err(e) = spawned {
             log::warn!("cannot start a connection thread: {e}");
         }
     }
 }
 
-/// Decrements the connection count when a connection thread ends (or fails to start).
-struct ActiveGuard(Arc<AtomicUsize>);
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Whether the peer runs as our effective uid. The directory and socket modes already keep
-/// others out; this also covers a socket path someone made reachable by mistake.
-fn peer_is_us(stream: &UnixStream) -> bool {
+/// The peer's pid when it runs as our effective uid; `None` (connection dropped) otherwise.
+/// The directory and socket modes already keep others out; this also covers a socket path
+/// someone made reachable by mistake.
+fn peer_pid(stream: &UnixStream) -> Option<u32> {
     match getsockopt(stream, PeerCredentials) {
-        Ok(cred) if cred.uid() == geteuid().as_raw() => true,
+        Ok(cred) if cred.uid() == geteuid().as_raw() => {
+            Some(u32::try_from(cred.pid()).unwrap_or(0))
+        }
         Ok(cred) => {
             log::warn!(
                 "dropped a control connection from uid {} (pid {})",
                 cred.uid(),
                 cred.pid()
             );
-            false
+            None
         }
         Err(e) => {
             log::warn!("dropped a control connection: cannot read its credentials: {e}");
-            false
+            None
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +201,6 @@ mod tests {
     #[test]
     fn our_own_connection_passes_the_peer_check() {
         let (a, _b) = UnixStream::pair().expect("pair");
-        assert!(peer_is_us(&a));
+        assert_eq!(peer_pid(&a), Some(std::process::id()));
     }
 }

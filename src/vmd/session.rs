@@ -12,12 +12,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use syscalls::Sysno;
+
+use super::admission::Slot;
 use super::events::Subscription;
 use super::ring::{ReadOutcome, RingReader};
 use super::supervisor::Supervisor;
+use crate::engine::confine::ioctls::{KVMIO, TYPE_MASK};
+use crate::engine::confine::syscalls::{ArgRule, SyscallList};
+use crate::engine::confine::{self, ThreadKind};
 use crate::engine::control::{
     Command, ErrorKind, ProtocolError, Reply, ReplyResult, Request, ServerMessage,
 };
+
+/// A connection that has neither subscribed nor switched to the console is closed after this
+/// long without a request (clients open one connection per command).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A lifecycle-only connection (see `admission`) must send its request within this.
+const LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest request line accepted, in bytes.
 pub const MAX_REQUEST_BYTES: usize = 64 << 10;
@@ -28,15 +40,73 @@ const INPUT_PATIENCE: Duration = Duration::from_secs(1);
 
 type Writer = Arc<Mutex<UnixStream>>;
 
-/// Serves `stream` until the client disconnects (or switches to console and leaves).
-pub fn serve(sup: Arc<Supervisor>, stream: UnixStream) {
-    if let Err(e) = run(&sup, stream) {
+/// What a `conn` thread may call. Besides its socket, it runs every command: state changes
+/// rewrite `state.json`; pause and destroy kick vCPUs; `set_vcpus` creates and sets up vCPUs
+/// (KVM's ioctls, the kvm_run mapping); `attach_disk` and `switch_disks` open, lock, read and
+/// flush images (`IMAGE_IO` is added) and register the new disk's eventfds with KVM.
+pub const CONNECTION_SYSCALLS: SyscallList = SyscallList {
+    any: &[
+        Sysno::recvfrom,
+        Sysno::sendto,
+        Sysno::read,
+        Sysno::setsockopt,
+        Sysno::shutdown,
+        Sysno::tgkill,
+        Sysno::openat,
+        Sysno::newfstatat,
+        Sysno::readlink,
+        Sysno::flock,
+        Sysno::rename,
+        Sysno::unlink,
+        Sysno::getdents64,
+        Sysno::eventfd2,
+        Sysno::epoll_create1,
+        Sysno::epoll_ctl,
+    ],
+    ioctls: &[],
+    args: &[ArgRule {
+        call: Sysno::ioctl,
+        index: 1,
+        mask: TYPE_MASK,
+        values: &[KVMIO << 8],
+    }],
+};
+
+/// What an `events` thread may call: write events to its client, then hang up.
+pub const EVENTS_SYSCALLS: SyscallList = SyscallList::calls(&[Sysno::sendto, Sysno::shutdown]);
+
+/// What a `console-out` thread may call: write guest output to its client, then hang up.
+pub const CONSOLE_OUT_SYSCALLS: SyscallList = SyscallList::calls(&[Sysno::sendto, Sysno::shutdown]);
+
+/// Serves `stream` until the client disconnects (or switches to console and leaves), goes idle
+/// for [`IDLE_TIMEOUT`], or (in a [`Slot::LifecycleOnly`] slot) has had its one request.
+pub fn serve(sup: Arc<Supervisor>, stream: UnixStream, slot: Slot) {
+    if let Err(e) = run(&sup, stream, slot) {
         log::debug!("control connection ended: {e}");
     }
 }
 
-fn run(sup: &Arc<Supervisor>, stream: UnixStream) -> io::Result<()> {
+/// Whether `command` is served on a lifecycle-only connection.
+fn is_lifecycle(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Info
+            | Command::Shutdown
+            | Command::Reboot
+            | Command::Reset
+            | Command::Destroy
+            | Command::Pause
+            | Command::Resume
+    )
+}
+
+fn run(sup: &Arc<Supervisor>, stream: UnixStream, slot: Slot) -> io::Result<()> {
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    stream.set_read_timeout(Some(match slot {
+        Slot::Full => IDLE_TIMEOUT,
+        Slot::LifecycleOnly => LIFECYCLE_TIMEOUT,
+    }))?;
+    let reading = stream.try_clone()?;
     let writer: Writer = Arc::new(Mutex::new(stream.try_clone()?));
     let mut reader = BufReader::new(stream);
     let mut subscribed = false;
@@ -65,11 +135,16 @@ fn run(sup: &Arc<Supervisor>, stream: UnixStream) -> io::Result<()> {
                 continue;
             }
         };
+        if slot == Slot::LifecycleOnly {
+            return lifecycle_only(sup, &writer, request);
+        }
         match request.command {
             Command::Subscribe => {
                 send_ok(&writer, request.id, None)?;
                 if !subscribed {
                     subscribed = true;
+                    // A subscriber waits for events, not for its own requests.
+                    reading.set_read_timeout(None)?;
                     if let Some(sub) = sup.events().subscribe() {
                         spawn_forwarder(sub, Arc::clone(&writer))?;
                     }
@@ -85,6 +160,8 @@ fn run(sup: &Arc<Supervisor>, stream: UnixStream) -> io::Result<()> {
                 // Take the cursor before the reply so no output falls between the two.
                 let ring_reader = RingReader::new(Arc::clone(sup.ring()), history);
                 send_ok(&writer, request.id, None)?;
+                // A console waits for its user as long as it takes.
+                reading.set_read_timeout(None)?;
                 return console(sup, reader, &writer, ring_reader);
             }
             command => {
@@ -96,6 +173,25 @@ fn run(sup: &Arc<Supervisor>, stream: UnixStream) -> io::Result<()> {
             }
         }
     }
+}
+
+/// Serves the one request of a lifecycle-only connection, which then closes.
+fn lifecycle_only(sup: &Supervisor, writer: &Writer, request: Request) -> io::Result<()> {
+    if !is_lifecycle(&request.command) {
+        return send_error(
+            writer,
+            request.id,
+            ErrorKind::InvalidState,
+            "vmd is at its control connection limit, so this connection serves only info, \
+             shutdown, reboot, reset, destroy, pause and resume; close idle clients and retry"
+                .into(),
+        );
+    }
+    let reply = match sup.execute(&request.command) {
+        Ok(result) => ok_reply(request.id, result),
+        Err(error) => error_reply(request.id, error),
+    };
+    send(writer, &ServerMessage::Reply(reply))
 }
 
 pub(crate) enum Line {
@@ -182,21 +278,19 @@ fn send_error(writer: &Writer, id: u64, kind: ErrorKind, message: String) -> io:
 }
 
 fn spawn_forwarder(sub: Subscription, writer: Writer) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("events".into())
-        .spawn(move || {
-            while let Ok(event) = sub.recv() {
-                if send(&writer, &ServerMessage::Event(event)).is_err() {
-                    break;
-                }
+    confine::spawn(ThreadKind::Events, "events".into(), move || {
+        while let Ok(event) = sub.recv() {
+            if send(&writer, &ServerMessage::Event(event)).is_err() {
+                break;
             }
-            // The bus closed after `exited` (or the client left): nothing more will come, so
-            // end the connection rather than leave the client waiting.
-            let stream = writer.lock().unwrap_or_else(PoisonError::into_inner);
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-            // Dropping `sub` here tells the bus this subscriber has written all it will.
-        })
-        .map(drop)
+        }
+        // The bus closed after `exited` (or the client left): nothing more will come, so
+        // end the connection rather than leave the client waiting.
+        let stream = writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        // Dropping `sub` here tells the bus this subscriber has written all it will.
+    })
+    .map(drop)
 }
 
 /// Raw console mode: guest output to the client on a thread of its own, client bytes to the
@@ -217,25 +311,23 @@ fn console(
     let done = Arc::new(AtomicBool::new(false));
     let output_thread = {
         let done = Arc::clone(&done);
-        std::thread::Builder::new()
-            .name("console-out".into())
-            .spawn(move || {
-                let mut buf = Vec::new();
-                while !done.load(Ordering::SeqCst) {
-                    buf.clear();
-                    match output.next(&mut buf, Duration::from_millis(500)) {
-                        ReadOutcome::Data => {
-                            if out_stream.write_all(&buf).is_err() {
-                                break;
-                            }
+        confine::spawn(ThreadKind::ConsoleOut, "console-out".into(), move || {
+            let mut buf = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                buf.clear();
+                match output.next(&mut buf, Duration::from_millis(500)) {
+                    ReadOutcome::Data => {
+                        if out_stream.write_all(&buf).is_err() {
+                            break;
                         }
-                        ReadOutcome::Idle => {}
-                        ReadOutcome::Closed => break,
                     }
+                    ReadOutcome::Idle => {}
+                    ReadOutcome::Closed => break,
                 }
-                // Wake the input side if it is still blocked reading.
-                let _ = out_stream.shutdown(std::net::Shutdown::Both);
-            })?
+            }
+            // Wake the input side if it is still blocked reading.
+            let _ = out_stream.shutdown(std::net::Shutdown::Both);
+        })?
     };
     let mut buf = [0u8; 4096];
     loop {

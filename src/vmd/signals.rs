@@ -10,7 +10,14 @@ use std::sync::Arc;
 
 use nix::sys::signal::{SigSet, Signal};
 
+use syscalls::Sysno;
+
 use super::supervisor::Supervisor;
+use crate::engine::confine::syscalls::SyscallList;
+use crate::engine::confine::{self, ThreadKind};
+
+/// What the `signals` thread may call: wait for the signals, and kick the vCPUs on destroy.
+pub const SYSCALLS: SyscallList = SyscallList::calls(&[Sysno::rt_sigtimedwait, Sysno::tgkill]);
 
 /// Blocks the termination signals in the calling thread (and every thread it starts later).
 pub fn block() -> SigSet {
@@ -26,22 +33,20 @@ pub fn block() -> SigSet {
 
 /// Starts the thread that turns `SIGTERM`/`SIGINT` into a destroy.
 pub fn spawn_handler(set: SigSet, sup: Arc<Supervisor>) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            loop {
-                match set.wait() {
-                    Ok(Signal::SIGHUP) => {}
-                    Ok(signal) => {
-                        log::info!("{signal}: destroying the VM");
-                        sup.destroy();
-                    }
-                    Err(e) => {
-                        log::warn!("sigwait failed: {e}");
-                        return;
-                    }
+    confine::spawn(ThreadKind::Signals, "signals".into(), move || {
+        loop {
+            match set.wait() {
+                Ok(Signal::SIGHUP) => {}
+                Ok(signal) => {
+                    log::info!("{signal}: destroying the VM");
+                    sup.destroy();
+                }
+                Err(e) => {
+                    log::warn!("sigwait failed: {e}");
+                    return;
                 }
             }
-        })
-        .map(drop)
+        }
+    })
+    .map(drop)
 }

@@ -5,12 +5,32 @@
 //! without writing its final state, and reports the VM as crashed.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use syscalls::Sysno;
+
 use crate::config::write_atomic;
+use crate::engine::confine::syscalls::SyscallList;
 use crate::engine::control::RunState;
+
+/// What a thread that writes `state.json` needs: the atomic write (temp file, fsync, rename,
+/// fsync of the directory) and its cleaning of temp files left by killed writers (list the
+/// directory, look for each writer in /proc, unlink). Added to every thread that persists the
+/// VM's state (main, connection, observer, reaper).
+pub const SYSCALLS: SyscallList = SyscallList::calls(&[
+    Sysno::openat,
+    Sysno::getdents64,
+    Sysno::statx,
+    Sysno::newfstatat,
+    Sysno::fstat,
+    Sysno::fsync,
+    Sysno::rename,
+    Sysno::unlink,
+]);
 
 /// The contents of `state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,9 +50,44 @@ pub struct StateFile {
     pub reason: Option<String>,
 }
 
+/// Serialises this process's writes of state files, and holds the one a final crash record
+/// has sealed: after [`StateFile::write_final`] no other write may replace that record (the
+/// other threads of a vmd being ended run on for a moment).
+static WRITES: Mutex<Option<PathBuf>> = Mutex::new(None);
+
 impl StateFile {
-    /// Writes `path` atomically.
+    /// Writes `path` atomically, unless a final record sealed it (then nothing happens).
     pub fn write(&self, path: &Path) -> io::Result<()> {
+        let sealed = WRITES.lock().unwrap_or_else(PoisonError::into_inner);
+        if sealed.as_deref() == Some(path) {
+            return Ok(());
+        }
+        self.write_unlocked(path)
+    }
+
+    /// Writes `path` as this process's final record and seals it against later writes. Waits
+    /// at most `patience` for a write in progress: the thread making it may never finish (it
+    /// may be the one that was stopped), and then this record is written regardless.
+    pub fn write_final(&self, path: &Path, patience: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + patience;
+        let guard: Option<MutexGuard<'_, Option<PathBuf>>> = loop {
+            match WRITES.try_lock() {
+                Ok(guard) => break Some(guard),
+                Err(TryLockError::Poisoned(poisoned)) => break Some(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(TryLockError::WouldBlock) => break None,
+            }
+        };
+        let result = self.write_unlocked(path);
+        if let Some(mut sealed) = guard {
+            *sealed = Some(path.to_path_buf());
+        }
+        result
+    }
+
+    fn write_unlocked(&self, path: &Path) -> io::Result<()> {
         let mut text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
         text.push(b'\n');
         write_atomic(path, &text)
@@ -70,6 +125,30 @@ mod tests {
         };
         state.write(&path).expect("write");
         assert_eq!(StateFile::read(&path).expect("read"), Some(state));
+    }
+
+    #[test]
+    fn a_final_record_is_not_replaced_by_later_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        let crashed = StateFile {
+            state: RunState::Crashed,
+            pid: 1,
+            vcpus: 0,
+            boots: 1,
+            started_at: 0,
+            reason: Some("blocked system call 99 (sysinfo) on thread vcpu0".into()),
+        };
+        crashed
+            .write_final(&path, Duration::from_secs(1))
+            .expect("final");
+        let running = StateFile {
+            state: RunState::Running,
+            reason: None,
+            ..crashed.clone()
+        };
+        running.write(&path).expect("later write");
+        assert_eq!(StateFile::read(&path).expect("read"), Some(crashed));
     }
 
     #[test]

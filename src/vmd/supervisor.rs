@@ -15,16 +15,19 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::boot::error_chain;
 use super::events::EventBus;
+use super::image_boot::ImageBoot;
 use super::live_disks::LiveDisks;
 use super::machine::MachineControl;
+use super::observer::Observer;
+use super::open_images::OpenImages;
 use super::ring::ConsoleRing;
 use super::state_file::StateFile;
 use super::stats::{BootFacts, empty_stats};
-use crate::engine::VmSpec;
 use crate::engine::control::{
-    Command, ErrorKind, Event, ExitReason, PROTOCOL_VERSION, ProtocolError, ReplyResult, RunState,
-    VmInfo, VmStats,
+    BootImageInfo, Command, ErrorKind, Event, ExitReason, PROTOCOL_VERSION, ProtocolError,
+    ReplyResult, RunState, VmInfo, VmStats,
 };
+use crate::engine::{VmObserver, VmSpec};
 
 /// Shared state of one vmd.
 pub struct Supervisor {
@@ -46,6 +49,14 @@ pub struct Supervisor {
     pub(super) plugged_vcpus: AtomicU32,
     /// The VM's disks and their open images.
     pub(super) disks: Mutex<LiveDisks>,
+    /// The writable qcow2 images open now, mirrored in `open-images.json`.
+    pub(super) open_images: Mutex<OpenImages>,
+    /// The thread applying the engine's hotplug facts; started with the first boot.
+    observer: Mutex<Option<Observer>>,
+    /// Set for VMs that boot their disk image's own kernel (read again before each boot).
+    pub(super) image_boot: Option<ImageBoot>,
+    /// What the current (or last) boot read from the disk image.
+    pub(super) boot_image: Mutex<Option<Box<BootImageInfo>>>,
     /// The backing files a hot-added disk's chain may use besides its own allowed ones: files
     /// in the storage pools (none until [`Supervisor::with_backing_trust`]).
     pub(super) backing_trust: crate::storage::BackingTrust,
@@ -101,6 +112,7 @@ impl Supervisor {
             },
             plugged_vcpus: AtomicU32::new(spec.vcpus),
             disks: Mutex::new(LiveDisks::new(spec.disks.clone(), &[])),
+            open_images: Mutex::new(OpenImages::in_memory()),
             name: spec.name.clone(),
             pid,
             max_vcpus: spec.max_vcpus,
@@ -120,8 +132,29 @@ impl Supervisor {
             }),
             commands: Mutex::new(()),
             latest: Mutex::new(empty_stats(spec.memory_bytes)),
+            observer: Mutex::new(None),
+            image_boot: None,
+            boot_image: Mutex::new(None),
             backing_trust: crate::storage::BackingTrust::none(),
         }
+    }
+
+    /// An engine observer for a new boot, feeding the observer thread (started on first use).
+    pub fn observer(self: &Arc<Self>) -> std::io::Result<Arc<dyn VmObserver>> {
+        let mut slot = self.observer.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(Observer::start(Arc::downgrade(self))?);
+        }
+        Ok(slot
+            .as_ref()
+            .expect("the observer was started just above")
+            .observer())
+    }
+
+    /// Boots the kernel of disk vda's own /boot, found again before every boot.
+    pub fn with_image_boot(mut self, image_boot: ImageBoot) -> Supervisor {
+        self.image_boot = Some(image_boot);
+        self
     }
 
     /// Lets hot-added disks use backing files `trust` allows (the storage pools).
@@ -134,6 +167,16 @@ impl Supervisor {
     /// name of `spec.disks[i]`.
     pub fn with_disk_targets(self, targets: Vec<String>) -> Supervisor {
         self.set_disk_targets(&targets);
+        self
+    }
+
+    /// Keeps the list of open writable qcow2 images in `images` (already holding the boot
+    /// disks' images) instead of in memory.
+    pub fn with_open_images(self, images: OpenImages) -> Supervisor {
+        *self
+            .open_images
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = images;
         self
     }
 
@@ -192,16 +235,19 @@ impl Supervisor {
         }
     }
 
-    /// Writes back and closes every disk image of the VM (after its last boot ended).
-    pub fn close_disks(&self) {
+    /// Writes back and closes every disk image of the VM (after its last boot ended). Returns
+    /// whether every image was written back.
+    pub fn close_disks(&self) -> bool {
         let failed = self
             .disks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .close_all();
+        let all_written = failed.is_empty();
         for (target, error) in failed {
             log::error!("cannot write back disk {target} as the VM ends: {error}");
         }
+        all_written
     }
 
     /// Records the end of the VM: final state on disk, `state` and `exited` events, and the
@@ -288,6 +334,11 @@ impl Supervisor {
             boots: live.boots,
             protocol: PROTOCOL_VERSION,
             disks: self.disk_infos(),
+            boot_image: self
+                .boot_image
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         }
     }
 

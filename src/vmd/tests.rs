@@ -41,7 +41,7 @@ fn start(banner: &'static [u8]) -> Running {
     let paths = Paths::under(home.path());
     define(&paths);
     let engine = Arc::new(FakeEngine::new(banner));
-    let vmd = Vmd::start(&paths, "t", engine.clone()).expect("start");
+    let vmd = Vmd::start(&paths, "t", engine.clone(), None).expect("start");
     let sup = Arc::clone(&vmd.sup);
     let vmd = thread::spawn(move || vmd.run());
     let host = LocalHost::with_home(home.path());
@@ -221,7 +221,7 @@ fn subscribers_get_state_events_and_the_exit() {
 fn a_second_vmd_for_the_same_vm_is_refused() {
     let vm = start(b"");
     let engine = Arc::new(FakeEngine::new(b""));
-    let err = Vmd::start(&vm.paths, "t", engine)
+    let err = Vmd::start(&vm.paths, "t", engine, None)
         .err()
         .expect("second start must fail");
     assert!(
@@ -238,7 +238,7 @@ fn a_failed_boot_leaves_no_socket_or_pid_file() {
     define(&paths);
     let mut engine = FakeEngine::new(b"");
     engine.fail_from_boot = Some(1);
-    let err = Vmd::start(&paths, "t", Arc::new(engine))
+    let err = Vmd::start(&paths, "t", Arc::new(engine), None)
         .err()
         .expect("must fail");
     assert!(
@@ -261,7 +261,7 @@ fn a_nic_on_a_network_that_is_not_started_stops_the_start_before_the_boot() {
     Store::new(paths.clone()).create(&config).expect("define");
     let engine = Arc::new(FakeEngine::new(b""));
 
-    let err = Vmd::start(&paths, "t", engine.clone())
+    let err = Vmd::start(&paths, "t", engine.clone(), None)
         .err()
         .expect("must fail");
 
@@ -271,4 +271,94 @@ fn a_nic_on_a_network_that_is_not_started_stops_the_start_before_the_boot() {
     assert_eq!(engine.boots(), 0);
     assert!(!paths.socket("t").exists());
     assert!(!paths.vm_state_dir("t").join("vmd.pid").exists());
+}
+
+/// A VM `t` with writable disks `disk.qcow2` and `data.raw` in the default pool.
+fn define_with_disks(paths: &Paths) -> std::path::PathBuf {
+    use crate::storage::{StorageManager, VolumeSpec};
+    let storage = StorageManager::new(paths.clone());
+    for volume in ["disk.qcow2", "data.raw"] {
+        storage
+            .vol_create(
+                "default",
+                volume,
+                VolumeSpec {
+                    capacity: 1 << 30,
+                    format: None,
+                    preallocate: false,
+                },
+            )
+            .expect("create volume");
+    }
+    let mut config = VmConfig::new("t", BootConfig::Demo);
+    config.disks = vec![
+        crate::config::DiskConfig::volume("default", "disk.qcow2"),
+        crate::config::DiskConfig::volume("default", "data.raw"),
+    ];
+    Store::new(paths.clone()).create(&config).expect("define");
+    storage
+        .volume_path("default", "disk.qcow2")
+        .expect("volume path")
+}
+
+#[test]
+fn a_running_vmd_lists_its_writable_qcow2_images_and_a_clean_exit_removes_the_list() {
+    use super::open_images::{OPEN_IMAGES_FILE, OpenImagesFile};
+    let home = tempfile::tempdir().expect("tempdir");
+    let paths = Paths::under(home.path());
+    let image = define_with_disks(&paths);
+    let list = paths.vm_state_dir("t").join(OPEN_IMAGES_FILE);
+    let vmd = Vmd::start(&paths, "t", Arc::new(FakeEngine::new(b"")), None).expect("start");
+
+    let listed = OpenImagesFile::read(&list).expect("read").expect("a list");
+    assert_eq!(listed.images, [image]);
+    assert_eq!(listed.pid, std::process::id());
+
+    let vmd = thread::spawn(move || vmd.run());
+    LocalHost::with_home(home.path())
+        .destroy("t")
+        .expect("destroy");
+    vmd.join().expect("vmd");
+    assert!(!list.exists(), "a clean exit leaves no list");
+}
+
+#[test]
+fn a_list_left_by_a_dead_vmd_is_repaired_before_the_disks_open() {
+    use super::open_images::{OPEN_IMAGES_FILE, OpenImagesFile};
+    use crate::storage::qcow2_repair::check_image;
+    use std::os::unix::fs::FileExt;
+    let home = tempfile::tempdir().expect("tempdir");
+    let paths = Paths::under(home.path());
+    let image = define_with_disks(&paths);
+    // Every refcount lost, as after a crash that never wrote them back.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&image)
+        .expect("open image");
+    let mut table = [0u8; 8];
+    file.read_exact_at(&mut table, 48).expect("read header");
+    file.write_all_at(&[0u8; 8], u64::from_be_bytes(table))
+        .expect("drop the refcount block");
+    drop(file);
+    let dir = paths.vm_state_dir("t");
+    std::fs::create_dir_all(&dir).expect("state dir");
+    OpenImagesFile {
+        pid: 1,
+        images: vec![image.clone()],
+    }
+    .write(&dir.join(OPEN_IMAGES_FILE))
+    .expect("leftover list");
+
+    // The second disk is gone, so this start fails at opening the disks, after the repair
+    // (and leaves no image open, so the check below can lock it).
+    std::fs::remove_file(image.with_file_name("data.raw")).expect("remove data.raw");
+
+    let err = Vmd::start(&paths, "t", Arc::new(FakeEngine::new(b"")), None)
+        .err()
+        .expect("the missing disk fails the start");
+
+    assert!(matches!(err, VmdError::Disks(_)), "{err}");
+    assert!(check_image(&image).expect("check").is_clean());
+    assert!(!dir.join(OPEN_IMAGES_FILE).exists());
 }

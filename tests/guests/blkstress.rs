@@ -6,8 +6,10 @@
 //! storage; the crash test kills vmd at a random moment and holds the image to that promise.
 //!
 //! Command line: `sectors=<N>` wraps after sector N (default: the whole disk), `writes=<N>`
-//! stops after N flushed writes and powers off (default: never). tests/guests/README.md lists
-//! the lines and the sector layout.
+//! stops after N flushed writes and powers off (default: never), `stride=<N>` writes every
+//! Nth sector (1, 1+N, 1+2N, ...; default 1), `flush=no` writes without flushing (like
+//! `dd oflag=direct`) and prints `written <n> gen <g>` instead, which promises nothing.
+//! tests/guests/README.md lists the lines and the sector layout.
 
 #![no_std]
 #![no_main]
@@ -60,13 +62,17 @@ fn guest_main(boot: &kit::boot::BootInfo) -> ! {
         None => Config::Ports,
     };
     let number = |key| boot.arg(key).and_then(parse_u64);
-    let limit = number("sectors");
-    let writes = number("writes");
+    let options = Options {
+        limit: number("sectors"),
+        writes: number("writes"),
+        stride: number("stride").unwrap_or(1).max(1),
+        flush: boot.arg("flush") != Some(b"no".as_slice()),
+    };
     for slot in 0..32u8 {
         if Config::Ports.ids(slot) != Some((virtio::VENDOR_ID, virtio::DEVICE_ID_BLK)) {
             continue;
         }
-        match stress(config, slot, limit, writes) {
+        match stress(config, slot, &options) {
             Ok(Some(disk)) => {
                 println!("blkstress: {} done", Bdf(disk));
                 kit::power::power_off()
@@ -82,14 +88,21 @@ fn guest_main(boot: &kit::boot::BootInfo) -> ! {
     kit::power::debug_exit(kit::power::EXIT_FAILURE)
 }
 
-/// Drives the disk in `slot`: `Ok(None)` when it is read-only (try the next one),
-/// `Ok(Some(slot))` after `writes` flushed writes; otherwise it never returns but on failure.
-fn stress(
-    config: Config,
-    slot: u8,
+/// What the command line asks for.
+struct Options {
+    /// Last sector to write (`sectors=`).
     limit: Option<u64>,
+    /// Writes before powering off (`writes=`).
     writes: Option<u64>,
-) -> Result<Option<u8>, &'static str> {
+    /// Sectors from one write to the next (`stride=`), at least 1.
+    stride: u64,
+    /// Flush after each write (not with `flush=no`).
+    flush: bool,
+}
+
+/// Drives the disk in `slot`: `Ok(None)` when it is read-only (try the next one),
+/// `Ok(Some(slot))` after `writes` writes; otherwise it never returns but on failure.
+fn stress(config: Config, slot: u8, options: &Options) -> Result<Option<u8>, &'static str> {
     let device = Device::probe(config, slot).map_err(virtio::Error::text)?;
     let mut queue = Queue::new();
     let offered = device
@@ -102,7 +115,7 @@ fn stress(
         return Err("the disk offers no flush, so nothing written is ever promised durable");
     }
     let capacity = device.config_u64(0);
-    let last = match limit {
+    let last = match options.limit {
         Some(n) => n.min(capacity.saturating_sub(1)),
         None => capacity.saturating_sub(1),
     };
@@ -129,13 +142,20 @@ fn stress(
     loop {
         fill_sector(sector, generation);
         disk.transfer(T_OUT, sector)?;
-        disk.flush()?;
-        println!("flushed {} gen {}", Dec(sector), Dec(generation));
+        if options.flush {
+            disk.flush()?;
+            println!("flushed {} gen {}", Dec(sector), Dec(generation));
+        } else {
+            println!("written {} gen {}", Dec(sector), Dec(generation));
+        }
         done += 1;
-        if writes == Some(done) {
+        if options.writes == Some(done) {
             return Ok(Some(slot));
         }
-        sector = if sector >= last { 1 } else { sector + 1 };
+        sector = match sector.checked_add(options.stride) {
+            Some(next) if next <= last => next,
+            _ => 1,
+        };
     }
 }
 

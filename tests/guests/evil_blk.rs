@@ -1,13 +1,16 @@
 //! `evil-blk`: a hostile virtio-blk driver. On the first writable disk it submits malformed
 //! requests and chains (descriptor loops, a `next` past the queue, a buffer outside guest RAM,
 //! a zero-length or device-readable status buffer, data in the wrong direction, a read past
-//! the end, an unknown request type, an available index far ahead of the ring) and, on a
-//! read-only disk if there is one, a write. Each must end with an error status or with
-//! DEVICE_NEEDS_RESET plus a configuration interrupt, as the case demands; the program resets
+//! the end, an unknown request type, an available index far ahead of the ring, queue rings
+//! outside guest RAM) and, on a read-only disk if there is one, a write. Each must end with an
+//! error status or with DEVICE_NEEDS_RESET plus a configuration interrupt (the rings: a
+//! refused DRIVER_OK), as the case demands; the program resets
 //! the device between cases and finally checks that every disk still answers a good read.
 //! Prints `evil-blk: <case>: <outcome>` per case and `evil-blk: survived <n> bad requests`,
 //! then powers off; an unexpected outcome prints `evil-blk: <case>: unexpected: <what>`
-//! and exits with debug code 1.
+//! and exits with debug code 1. With `rounds=<N>` the writable cases run N times (0: until the
+//! VM is stopped), printed only in the first round, with `evil-blk: round <n>` at each power
+//! of two.
 
 #![no_std]
 #![no_main]
@@ -197,6 +200,28 @@ fn run_case(device: &Device, case: Case, expect: Expect) -> Result<&'static str,
     Ok(expect_text(expect))
 }
 
+/// Rings placed outside guest RAM: the device must refuse to go live or flag itself for a
+/// reset once notified, never touch host memory, and answer normally after a reset.
+fn rings_outside_ram(device: &Device) -> Result<&'static str, &'static str> {
+    let mut queue = Queue::new();
+    queue.tell_rings_at(OUTSIDE_RAM, OUTSIDE_RAM + 0x1000, OUTSIDE_RAM + 0x2000);
+    let outcome = match device.bring_up(&mut queue, 0) {
+        Err(_) => "refused",
+        Ok(_) => {
+            virtio::drain_interrupts();
+            queue.notify();
+            match queue.wait(device, TIMEOUT_US) {
+                Wait::NeedsReset => "needs reset",
+                Wait::Used { .. } => return Err("the device used a ring outside guest RAM"),
+                Wait::Timeout if device.status() & virtio::STATUS_NEEDS_RESET != 0 => "needs reset",
+                Wait::Timeout => "ignored",
+            }
+        }
+    };
+    device.reset().map_err(virtio::Error::text)?;
+    Ok(outcome)
+}
+
 /// A good read of sector 0 on a fresh initialisation.
 fn good_read(device: &Device) -> Result<(), &'static str> {
     let mut queue = Queue::new();
@@ -228,8 +253,20 @@ const WRITABLE_CASES: [(&str, Case, Expect); 9] = [
     ("available index far ahead", avail_index_far_ahead, Expect::NeedsReset),
 ];
 
-fn guest_main(_boot: &kit::boot::BootInfo) -> ! {
+fn guest_main(boot: &kit::boot::BootInfo) -> ! {
     kit::apic::init_interrupts();
+    // `rounds=<N>` repeats the writable cases N times (0: forever), quietly after the first
+    // round: a guest flooding vmd with bad requests (tests/confine.rs bounds vmd's log).
+    let rounds = match boot.arg("rounds") {
+        None => 1,
+        Some(text) => match kit::boot::parse_u64(text) {
+            Some(n) => n,
+            None => {
+                println!("evil-blk: rounds={} is not a number", Ascii(text));
+                kit::power::debug_exit(kit::power::EXIT_FAILURE)
+            }
+        },
+    };
     let config = Config::Ports;
     let mut writable = None;
     let mut read_only = None;
@@ -254,10 +291,25 @@ fn guest_main(_boot: &kit::boot::BootInfo) -> ! {
         kit::power::debug_exit(kit::power::EXIT_FAILURE)
     };
 
-    let mut survived = 0;
-    for (name, case, expect) in WRITABLE_CASES {
-        check(name, run_case(&target, case, expect));
+    let mut survived: u64 = 0;
+    let mut round: u64 = 1;
+    while rounds == 0 || round <= rounds {
+        for (name, case, expect) in WRITABLE_CASES {
+            let result = run_case(&target, case, expect);
+            if round == 1 || result.is_err() {
+                check(name, result);
+            }
+            survived += 1;
+        }
+        let result = rings_outside_ram(&target);
+        if round == 1 || result.is_err() {
+            check("rings outside guest RAM", result);
+        }
         survived += 1;
+        if round.is_power_of_two() && round > 1 {
+            println!("evil-blk: round {}", Dec(round));
+        }
+        round += 1;
     }
     if let Some(disk) = &read_only {
         check(

@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// How long one `vmux` command of a scenario may run (a start waits for vmd at most 30 s).
+pub const VMUX_COMMAND_BOUND: Duration = Duration::from_secs(240);
 /// Kernel command line of the test guest.
 pub const CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 quiet";
 /// The guest shell's prompt (busybox sh as root in /).
@@ -230,6 +232,44 @@ pub fn guest_files() -> (PathBuf, PathBuf) {
     (dir.join("vmlinuz"), dir.join("initrd.img"))
 }
 
+/// The tier's cloud image (`scripts/make-image-guest.sh`: Debian's layout, two real kernels,
+/// grub's default the second, an init that applies a NoCloud seed and starts dropbear) and
+/// the releases of its kernels: (image, the default entry's, the first entry's). L1 is handed
+/// a prebuilt one in `VMUX_IMAGE_GUEST`.
+pub fn image_guest() -> (PathBuf, String, String) {
+    let dir = match std::env::var_os("VMUX_IMAGE_GUEST") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/linux-tier/image-guest");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-image-guest.sh");
+            let status = Command::new("bash")
+                .arg(&script)
+                .arg(&dir)
+                .status()
+                .expect("run make-image-guest.sh");
+            assert!(
+                status.success(),
+                "{} failed ({status}); it needs Debian's package mirrors",
+                script.display()
+            );
+            dir
+        }
+    };
+    let kernels = std::fs::read_to_string(dir.join("kernels.env")).expect("kernels.env");
+    let release = |key: &str| {
+        kernels
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in kernels.env: {kernels}"))
+            .to_string()
+    };
+    (
+        dir.join("debian-cloud.qcow2"),
+        release("GENERIC"),
+        release("CLOUD"),
+    )
+}
+
 /// What the test guest's kernel prints when QEMU (`-M microvm -enable-kvm -cpu host`, the same
 /// kernel, initramfs and command line, 512 MiB, `cpus` vCPUs) boots it on this host's KVM, up
 /// to the guest's booted line: the reference vmux is compared with.
@@ -328,22 +368,74 @@ impl Lab {
             .with_vmd_exe(Path::new(env!("CARGO_BIN_EXE_vmux")))
     }
 
-    /// Appends a line to the scenario log.
+    /// Appends a line to the scenario log, and to its file at once (a scenario stopped for
+    /// running too long leaves what it did).
     pub fn note(&self, text: &str) {
         let mut log = self.log.lock().expect("log");
         log.push_str(text);
         log.push('\n');
+        if let Some(path) = self.log_path() {
+            let _ = std::fs::write(path, log.as_bytes());
+        }
     }
 
-    /// Runs `vmux args...`.
+    /// The scenario log's file in the tier's run directory, when there is one.
+    fn log_path(&self) -> Option<PathBuf> {
+        let dir = std::env::var_os("VMUX_TIER_RUN_DIR")?;
+        Some(
+            Path::new(&dir)
+                .join("scenarios")
+                .join(format!("{}.log", self.name)),
+        )
+    }
+
+    /// Runs `vmux args...`; one that runs past [`VMUX_COMMAND_BOUND`] is killed and fails
+    /// the scenario with what it printed so far.
     pub fn vmux(&self, args: &[&str]) -> Output {
         let started = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_vmux"))
+        self.note(&format!("$ vmux {} (started)", args.join(" ")));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vmux"))
             .args(args)
             .env("VMUX_HOME", self.home())
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("run vmux");
+        let collect = |mut pipe: Box<dyn Read + Send>| {
+            thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let stdout = collect(Box::new(child.stdout.take().expect("stdout")));
+        let stderr = collect(Box::new(child.stderr.take().expect("stderr")));
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for vmux") {
+                break status;
+            }
+            if started.elapsed() > VMUX_COMMAND_BOUND {
+                let _ = child.kill();
+                let _ = child.wait();
+                let out = stdout.join().unwrap_or_default();
+                let err = stderr.join().unwrap_or_default();
+                self.note("(killed: past its bound)");
+                panic!(
+                    "vmux {} ran past {} s; it printed: {}{}",
+                    args.join(" "),
+                    VMUX_COMMAND_BOUND.as_secs(),
+                    String::from_utf8_lossy(&out),
+                    String::from_utf8_lossy(&err)
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let out = Output {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        };
         self.note(&format!(
             "$ vmux {} ({:.1} s, {})\n{}{}",
             args.join(" "),
@@ -446,10 +538,7 @@ impl Drop for Lab {
                 }
             }
         }
-        if let Some(dir) = std::env::var_os("VMUX_TIER_RUN_DIR") {
-            let path = Path::new(&dir)
-                .join("scenarios")
-                .join(format!("{}.log", self.name));
+        if let Some(path) = self.log_path() {
             let mut text = self.log.lock().map(|l| l.clone()).unwrap_or_default();
             for (vm, console) in self.consoles.lock().iter().flat_map(|c| c.iter()) {
                 text.push_str(&format!("\n--- console of {vm} ---\n"));

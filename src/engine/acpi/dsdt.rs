@@ -83,6 +83,9 @@ mod tests {
 
     #[test]
     fn dsdt_disassembles_and_names_every_device() {
+        if !crate::prereq::met(&[crate::prereq::IASL]) {
+            return;
+        }
         let dsl = iasl::disassemble(&build(&CFG));
 
         for needle in ["PNP0501", "PNP0C0C", "ACPI0013", "_EVT", "_S5_", "ACPI0007"] {
@@ -92,6 +95,9 @@ mod tests {
 
     #[test]
     fn dsdt_disassembly_recompiles_without_errors() {
+        if !crate::prereq::met(&[crate::prereq::IASL]) {
+            return;
+        }
         let dsl = iasl::disassemble(&build(&CFG));
 
         let report = iasl::compile(&dsl);
@@ -101,6 +107,9 @@ mod tests {
 
     #[test]
     fn dsdt_has_one_processor_per_possible_vcpu() {
+        if !crate::prereq::met(&[crate::prereq::IASL]) {
+            return;
+        }
         let dsl = iasl::disassemble(&build(&CFG));
 
         assert_eq!(dsl.matches("\"ACPI0007\"").count(), 8, "{dsl}");
@@ -110,6 +119,9 @@ mod tests {
 
     #[test]
     fn ged_scans_the_cpus_on_bit_1() {
+        if !crate::prereq::met(&[crate::prereq::IASL]) {
+            return;
+        }
         let dsl = iasl::disassemble(&build(&CFG));
 
         assert!(dsl.contains("(Local0 & 0x02)"), "{dsl}");
@@ -118,6 +130,9 @@ mod tests {
 
     #[test]
     fn every_processor_reads_its_status_from_the_hotplug_registers() {
+        if !crate::prereq::met(&[crate::prereq::IASL]) {
+            return;
+        }
         let dsl = iasl::disassemble(&build(&CFG));
 
         assert!(
@@ -136,6 +151,9 @@ mod tests {
 
     #[test]
     fn every_processor_but_the_first_can_be_ejected() {
+        if !crate::prereq::met(&[crate::prereq::IASL]) {
+            return;
+        }
         let dsl = iasl::disassemble(&build(&CFG));
 
         let cpus = &dsl[dsl.find("Device (CPUS)").expect("CPUS")..];
@@ -148,6 +166,9 @@ mod tests {
 
     #[test]
     fn dsdt_for_the_largest_vm_recompiles_without_errors() {
+        if !crate::prereq::met(&[crate::prereq::IASL]) {
+            return;
+        }
         let dsl = iasl::disassemble(&build(&AcpiConfig {
             vcpus: 1,
             max_vcpus: layout::MAX_VCPUS,
@@ -161,6 +182,9 @@ mod tests {
 
     #[test]
     fn ged_scans_the_pci_slots_on_bit_2() {
+        if !crate::prereq::met(&[crate::prereq::IASL]) {
+            return;
+        }
         let dsl = iasl::disassemble(&build(&CFG));
 
         assert!(dsl.contains("(Local0 & 0x04)"), "{dsl}");
@@ -169,6 +193,9 @@ mod tests {
 
     #[test]
     fn the_root_bridge_has_32_slots_and_all_but_the_first_eject() {
+        if !crate::prereq::met(&[crate::prereq::IASL]) {
+            return;
+        }
         let dsl = iasl::disassemble(&build(&CFG));
 
         let slots = (0..32)
@@ -183,6 +210,9 @@ mod tests {
 
     #[test]
     fn pci_hotplug_registers_are_at_0x640() {
+        if !crate::prereq::met(&[crate::prereq::IASL]) {
+            return;
+        }
         let dsl = iasl::disassemble(&build(&CFG));
 
         assert!(
@@ -198,6 +228,9 @@ mod tests {
 
     #[test]
     fn com1_decodes_0x3f8_with_isa_irq_4() {
+        if !crate::prereq::met(&[crate::prereq::IASL]) {
+            return;
+        }
         let dsl = iasl::disassemble(&build(&CFG));
 
         let com1 = &dsl[dsl.find("Device (COM1)").expect("COM1 device")..];
@@ -215,6 +248,9 @@ mod tests {
 
     #[test]
     fn ged_notifies_the_power_button_on_bit_3() {
+        if !crate::prereq::met(&[crate::prereq::IASL]) {
+            return;
+        }
         let dsl = iasl::disassemble(&build(&CFG));
 
         assert!(dsl.contains("Local0 = GDAT"), "{dsl}");

@@ -142,6 +142,9 @@ mod tests {
 
     #[test]
     fn each_event_bit_gets_its_own_branch_after_one_read() {
+        if !crate::prereq::met(&[crate::prereq::IASL]) {
+            return;
+        }
         let cpu_event = GedEvent {
             mask: layout::GED_EVENT_CPU_HOTPLUG,
             action: encoded(&acpi_tables::aml::MethodCall::new(

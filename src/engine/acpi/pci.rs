@@ -260,6 +260,9 @@ mod tests {
 
     #[test]
     fn root_bridge_is_a_pcie_host_bridge_on_segment_0_bus_0() {
+        if !crate::prereq::met(&[crate::prereq::IASL]) {
+            return;
+        }
         let dsl = iasl::disassemble(&dsdt::build(&CFG));
 
         let pci0 = device(&dsl, "PCI0");
@@ -271,6 +274,9 @@ mod tests {
 
     #[test]
     fn root_bridge_resources_cover_bus_0_and_the_mmio_window() {
+        if !crate::prereq::met(&[crate::prereq::IASL]) {
+            return;
+        }
         let dsl = iasl::disassemble(&dsdt::build(&CFG));
 
         let pci0 = device(&dsl, "PCI0");
@@ -301,6 +307,9 @@ mod tests {
 
     #[test]
     fn ecam_is_reserved_as_a_motherboard_resource() {
+        if !crate::prereq::met(&[crate::prereq::IASL]) {
+            return;
+        }
         let dsl = iasl::disassemble(&dsdt::build(&CFG));
 
         let mbrd = device(&dsl, "MBRD");

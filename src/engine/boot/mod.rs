@@ -177,6 +177,20 @@ pub fn load(mem: &GuestRam, boot: &BootSpec, memory_bytes: u64) -> Result<BootIn
             };
             (loaded, cmdline, placement)
         }
+        BootSpec::Loaded {
+            name,
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            check_cmdline(cmdline)?;
+            let loaded = image::load(mem, kernel, name, low_ram_end)?;
+            let placement = match initrd {
+                Some(bytes) => Some(copy_initrd(mem, bytes, name, &loaded, low_ram_end)?),
+                None => None,
+            };
+            (loaded, cmdline, placement)
+        }
         BootSpec::Image { elf, cmdline } => {
             check_cmdline(cmdline)?;
             let loaded = image::load(mem, elf, BUILT_IN_IMAGE_NAME, low_ram_end)?;
@@ -241,6 +255,43 @@ pub fn place_initrd(
     (start >= image_end.next_multiple_of(PAGE)).then_some(start)
 }
 
+/// Where an initrd of `size` bytes goes above `loaded`, or the error naming `path`.
+fn initrd_address(
+    size: u64,
+    path: &Path,
+    loaded: &image::LoadedImage,
+    low_ram_end: u64,
+) -> Result<u64, BootError> {
+    let addr_max = loaded.setup_header.map(|h| h.initrd_addr_max);
+    place_initrd(size, loaded.end, low_ram_end, addr_max).ok_or_else(|| {
+        let top = low_ram_end.min(addr_max.map_or(DEFAULT_INITRD_ADDR_MAX, u64::from) + 1);
+        BootError::InitrdDoesNotFit {
+            path: path.to_owned(),
+            size,
+            available: top.saturating_sub(loaded.end),
+        }
+    })
+}
+
+/// Copies an initrd held in memory (`BootSpec::Loaded`) above the kernel.
+fn copy_initrd(
+    mem: &GuestRam,
+    bytes: &[u8],
+    name: &str,
+    loaded: &image::LoadedImage,
+    low_ram_end: u64,
+) -> Result<InitrdPlacement, BootError> {
+    let size = bytes.len() as u64;
+    let path = PathBuf::from(format!("the initrd of {name}"));
+    let addr = initrd_address(size, &path, loaded, low_ram_end)?;
+    mem.write_slice(bytes, GuestAddress(addr))
+        .map_err(|source| BootError::WriteGuestMemory {
+            what: "initrd",
+            source,
+        })?;
+    Ok(InitrdPlacement { addr, size })
+}
+
 fn load_initrd(
     mem: &GuestRam,
     path: &Path,
@@ -253,15 +304,7 @@ fn load_initrd(
     };
     let mut file = File::open(path).map_err(read_error)?;
     let size = file.metadata().map_err(read_error)?.len();
-    let addr_max = loaded.setup_header.map(|h| h.initrd_addr_max);
-    let addr = place_initrd(size, loaded.end, low_ram_end, addr_max).ok_or_else(|| {
-        let top = low_ram_end.min(addr_max.map_or(DEFAULT_INITRD_ADDR_MAX, u64::from) + 1);
-        BootError::InitrdDoesNotFit {
-            path: path.to_owned(),
-            size,
-            available: top.saturating_sub(loaded.end),
-        }
-    })?;
+    let addr = initrd_address(size, path, loaded, low_ram_end)?;
     mem.read_exact_volatile_from(GuestAddress(addr), &mut file, size as usize)
         .map_err(|source| match source {
             vm_memory::GuestMemoryError::IOError(io) => read_error(io),
@@ -414,5 +457,46 @@ mod tests {
             .expect("read");
         assert_eq!((u64::from(image), size), (8 * MIB - 0x1000, 15));
         assert_eq!(&contents, b"initrd contents");
+    }
+
+    #[test]
+    fn a_kernel_and_initrd_held_in_memory_load_like_files() {
+        let mem = memory::create_guest_memory(8 * MIB).expect("map");
+        let spec = BootSpec::Loaded {
+            name: "/boot/vmlinuz in web1.qcow2".into(),
+            kernel: Arc::new(image::tests::elf_with_code(&[0xf4], MIB)),
+            initrd: Some(Arc::new(b"from the image".to_vec())),
+            cmdline: "root=UUID=1 console=ttyS0".into(),
+        };
+        let info = load(&mem, &spec, 8 * MIB).expect("load");
+        assert_eq!(info.entry, MIB);
+        let image: u32 = mem
+            .read_obj(GuestAddress(layout::ZERO_PAGE_START + 0x218))
+            .expect("ramdisk_image");
+        let mut contents = [0u8; 14];
+        mem.read_slice(&mut contents, GuestAddress(u64::from(image)))
+            .expect("read");
+        assert_eq!(&contents, b"from the image");
+        let mut cmdline = [0u8; 26];
+        mem.read_slice(&mut cmdline, GuestAddress(layout::CMDLINE_START))
+            .expect("read");
+        assert_eq!(&cmdline, b"root=UUID=1 console=ttyS0\0");
+    }
+
+    #[test]
+    fn an_initrd_in_memory_too_large_for_ram_names_the_kernel() {
+        let mem = memory::create_guest_memory(4 * MIB).expect("map");
+        let spec = BootSpec::Loaded {
+            name: "/boot/vmlinuz in web1.qcow2".into(),
+            kernel: Arc::new(image::tests::elf_with_code(&[0xf4], MIB)),
+            initrd: Some(Arc::new(vec![0; 8 << 20])),
+            cmdline: String::new(),
+        };
+        let err = load(&mem, &spec, 4 * MIB).expect_err("does not fit");
+        assert!(
+            err.to_string()
+                .contains("the initrd of /boot/vmlinuz in web1.qcow2"),
+            "{err}"
+        );
     }
 }

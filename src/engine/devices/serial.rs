@@ -151,7 +151,9 @@ mod tests {
     use std::sync::Mutex;
 
     const IER_OFFSET: u64 = 1;
+    const SCR_OFFSET: u64 = 7;
     const LSR_DATA_READY: u8 = 0x01;
+    const LSR_THR_EMPTY: u8 = 0x20;
 
     #[derive(Default)]
     struct Capture(Mutex<Vec<u8>>);
@@ -235,11 +237,28 @@ mod tests {
     }
 
     #[test]
-    fn odd_sized_and_out_of_range_accesses_do_not_panic() {
-        let (mut serial, _, _) = serial();
+    fn odd_sized_and_out_of_range_accesses_leave_a_working_uart() {
+        let (mut serial, capture, _) = serial();
         let mut wide = [0u8; 8];
         serial.read(0, &mut wide);
         serial.write(6, &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
-        serial.read(200, &mut wide);
+        let mut past = [0u8; 8];
+        serial.read(200, &mut past);
+
+        // The wide read saw each register once: LSR says the transmitter is empty.
+        assert_eq!(wide[LSR_OFFSET as usize] & LSR_THR_EMPTY, LSR_THR_EMPTY);
+        assert_eq!(past, [0xff; 8], "past the UART reads as all ones");
+        // The part of the long write inside the UART landed (scratch = 2), the rest vanished.
+        assert_eq!(read_byte(&mut serial, SCR_OFFSET), 2);
+        // It still transmits and receives.
+        serial.write(RBR_OFFSET, b"o");
+        serial.write(RBR_OFFSET, b"k");
+        assert_eq!(*capture.0.lock().expect("lock"), b"ok");
+        serial.queue_input(b"z");
+        assert_eq!(
+            read_byte(&mut serial, LSR_OFFSET) & LSR_DATA_READY,
+            LSR_DATA_READY
+        );
+        assert_eq!(read_byte(&mut serial, RBR_OFFSET), b'z');
     }
 }

@@ -13,8 +13,10 @@
 mod crash;
 pub mod kick;
 mod run_loop;
+pub(crate) mod syscalls;
 
 use super::boot::{lapic, msrs, regs};
+use super::confine::{self, ThreadKind};
 use super::cpuid;
 use super::devices::bus::Bus;
 use super::hotplug::cpu::CpuHotplug;
@@ -209,14 +211,14 @@ impl Vcpu {
         Ok(())
     }
 
-    /// Starts the vCPU's thread, named `vcpu<index>`, running the guest until the boot ends or
+    /// Starts the vCPU's thread, named `vcpu<index>` (confined as a vCPU in vmd), running the guest until the boot ends or
     /// the vCPU is stopped; the thread's result is the `Vcpu`, to be plugged again later.
     pub fn spawn(self, ctx: Arc<RunContext>) -> Result<JoinHandle<Vcpu>, VcpuError> {
         let index = self.index;
-        std::thread::Builder::new()
-            .name(format!("vcpu{index}"))
-            .spawn(move || run_loop::run(self, &ctx))
-            .map_err(|source| VcpuError::SpawnThread { index, source })
+        confine::spawn(ThreadKind::Vcpu, format!("vcpu{index}"), move || {
+            run_loop::run(self, &ctx)
+        })
+        .map_err(|source| VcpuError::SpawnThread { index, source })
     }
 }
 

@@ -5,8 +5,12 @@
 //!
 //! Test hooks (`add_pool`, `add_volume`, `set_users`, `fail_next`, `set_written`,
 //! `set_capability`, `attach`, ...) let a test set the scene or play the host misbehaving.
+//! tests/backend_contract.rs runs the same contracts against these fakes and the real
+//! `LocalStorage` / `LocalNetworks`.
 
-use super::{NetworkHost, NetworkSnapshot, PoolView, StorageHost, StorageSnapshot, VolumeView};
+use super::{
+    ImageSource, NetworkHost, NetworkSnapshot, PoolView, StorageHost, StorageSnapshot, VolumeView,
+};
 use crate::config::{
     MacAddr, NetworkConfig, NicConfig, VmConfig, format_size, validate_volume_name,
 };
@@ -442,6 +446,62 @@ impl StorageHost for FakeStorage {
         })
     }
 
+    fn import_image(
+        &self,
+        pool: &str,
+        volume: &str,
+        source: &ImageSource,
+        linked: bool,
+    ) -> Result<VolumeInfo, StorageError> {
+        let base = match source {
+            ImageSource::Volume {
+                pool: from,
+                volume: base,
+            } => {
+                let mut state = lock(&self.state);
+                let p = state
+                    .pools
+                    .get_mut(from)
+                    .ok_or_else(|| invalid(format!("no pool {from}")))?;
+                existing(p, from, base)?.clone()
+            }
+            ImageSource::File(file) => new_info(
+                pool,
+                "download",
+                file.parent().unwrap_or(Path::new("/")),
+                ImageFormat::Qcow2,
+                2 << 30,
+                400 << 20,
+            ),
+        };
+        self.in_pool("import", pool, |p| {
+            free_name(p, pool, volume)?;
+            let format = if linked {
+                ImageFormat::Qcow2
+            } else {
+                ImageFormat::from_name(Path::new(volume)).unwrap_or(base.format)
+            };
+            let allocation = if linked { QCOW2_EMPTY } else { base.allocation };
+            let mut info = new_info(pool, volume, &p.path, format, base.capacity, allocation);
+            if linked {
+                info.backing = Some(BackingInfo {
+                    name: base.path.display().to_string(),
+                    path: base.path.clone(),
+                    format: Some(base.format),
+                });
+            }
+            p.volumes.insert(volume.to_string(), Ok(info.clone()));
+            Ok(info)
+        })
+    }
+
+    fn boot_entry(&self, pool: &str, volume: &str) -> Result<String, String> {
+        match self.volume(pool, volume) {
+            Some(_) => Ok("/boot/vmlinuz-6.1.0-28-amd64 (grub entry 'Debian GNU/Linux')".into()),
+            None => Err(format!("no volume {pool}/{volume}")),
+        }
+    }
+
     fn upload_volume(
         &self,
         pool: &str,
@@ -829,75 +889,5 @@ impl NetworkHost for FakeNetworks {
                 });
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(capacity: u64) -> VolumeSpec {
-        VolumeSpec {
-            capacity,
-            format: None,
-            preallocate: false,
-        }
-    }
-
-    #[test]
-    fn a_volume_in_use_cannot_be_deleted() {
-        let storage = FakeStorage::new();
-        storage.add_volume("default", "a.qcow2", 1 << 30, 1 << 20);
-        storage.set_users("default", "a.qcow2", &["web1"], &[]);
-        let err = storage
-            .delete_volume("default", "a.qcow2")
-            .expect_err("refused");
-        assert!(err.to_string().contains("web1"), "{err}");
-    }
-
-    #[test]
-    fn shrinking_needs_consent() {
-        let storage = FakeStorage::new();
-        storage
-            .create_volume("default", "a.raw", spec(2 << 30))
-            .expect("created");
-        assert!(
-            storage
-                .resize_volume("default", "a.raw", 1 << 30, false)
-                .is_err()
-        );
-        let info = storage
-            .resize_volume("default", "a.raw", 1 << 30, true)
-            .expect("shrunk");
-        assert_eq!(info.capacity, 1 << 30);
-    }
-
-    #[test]
-    fn a_linked_clone_records_its_backing_file() {
-        let storage = FakeStorage::new();
-        storage.add_volume("default", "base.qcow2", 1 << 30, 1 << 29);
-        let clone = storage
-            .clone_volume("default", "base.qcow2", "web.qcow2", true)
-            .expect("cloned");
-        assert_eq!(clone.backing.map(|b| b.name).as_deref(), Some("base.qcow2"));
-        assert!(storage.delete_volume("default", "base.qcow2").is_err());
-    }
-
-    #[test]
-    fn starting_a_network_without_the_capability_fails_like_the_real_one() {
-        let networks = FakeNetworks::with_default();
-        networks.set_capability(false);
-        let err = networks.start("default").expect_err("refused");
-        assert!(matches!(err, NetworkError::MissingCapability));
-    }
-
-    #[test]
-    fn new_nics_get_distinct_macs() {
-        let networks = FakeNetworks::with_default();
-        let mut vm = VmConfig::new("a", crate::config::BootConfig::Demo);
-        let first = networks.new_nic(&vm, "default").expect("nic");
-        vm.nics.push(first.clone());
-        let second = networks.new_nic(&vm, "default").expect("nic");
-        assert_ne!(first.mac, second.mac);
     }
 }

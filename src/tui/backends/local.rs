@@ -2,7 +2,9 @@
 //! and `network::NetworkManager` for one vmux home (`config::Paths`), plus the file-size
 //! probes behind the progress bars of long volume copies.
 
-use super::{NetworkHost, NetworkSnapshot, PoolView, StorageHost, StorageSnapshot, VolumeView};
+use super::{
+    ImageSource, NetworkHost, NetworkSnapshot, PoolView, StorageHost, StorageSnapshot, VolumeView,
+};
 use crate::config::{NetworkConfig, NicConfig, Paths, VmConfig};
 use crate::network::{NetworkError, NetworkManager};
 use crate::storage::{ImageFormat, PoolInfo, StorageError, StorageManager, VolumeInfo, VolumeSpec};
@@ -31,6 +33,55 @@ fn allocated(path: &Path) -> Option<u64> {
 }
 
 impl StorageHost for LocalStorage {
+    fn import_image(
+        &self,
+        pool: &str,
+        volume: &str,
+        source: &ImageSource,
+        linked: bool,
+    ) -> Result<VolumeInfo, StorageError> {
+        match (source, linked) {
+            (ImageSource::File(file), true) => self
+                .manager
+                .vol_import_linked(pool, volume, file, None)
+                .map(|made| made.overlay),
+            (ImageSource::File(file), false) => self.manager.vol_import(pool, volume, file, None),
+            (
+                ImageSource::Volume {
+                    pool: from,
+                    volume: base,
+                },
+                true,
+            ) => self.manager.vol_overlay(pool, volume, from, base),
+            (ImageSource::Volume { .. }, false) => Err(StorageError::Invalid(
+                "a pool volume is used as it is or linked; there is nothing to copy".into(),
+            )),
+        }
+    }
+
+    fn boot_entry(&self, pool: &str, volume: &str) -> Result<String, String> {
+        let path = self
+            .manager
+            .volume_path(pool, volume)
+            .map_err(|e| error_chain(&e))?;
+        let config = crate::config::DiskConfig::volume(pool, volume);
+        let detect = self
+            .manager
+            .disk_detect(&config)
+            .map_err(|e| error_chain(&e))?;
+        let disk = crate::bootimg::StorageDisk::open(&path, detect, &self.manager.trust(&[]))
+            .map_err(|e| error_chain(&e))?;
+        let disk: std::sync::Arc<dyn crate::bootimg::ReadAt> = std::sync::Arc::new(disk);
+        crate::bootimg::inspect(disk)
+            .map(|plan| plan.describe())
+            .map_err(|e| {
+                format!(
+                    "cannot boot the disk image {pool}/{volume}: {}",
+                    error_chain(&e)
+                )
+            })
+    }
+
     fn snapshot(&self) -> Result<StorageSnapshot, StorageError> {
         let mut snapshot = StorageSnapshot::default();
         for entry in self.manager.list_pools()? {

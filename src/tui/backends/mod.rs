@@ -93,6 +93,29 @@ pub struct NetworkSnapshot {
     pub routes: Vec<crate::network::host::Route>,
 }
 
+/// A disk image a new VM is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// A volume of a pool.
+    Volume {
+        /// Pool name.
+        pool: String,
+        /// Volume name.
+        volume: String,
+    },
+    /// An image file (a downloaded cloud image), by absolute path.
+    File(std::path::PathBuf),
+}
+
+impl std::fmt::Display for ImageSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImageSource::Volume { pool, volume } => write!(f, "{pool}/{volume}"),
+            ImageSource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 /// Pools and volumes, as the TUI uses them. Blocking; see the module docs.
 pub trait StorageHost: Send + Sync {
     /// Every pool with its figures and volumes.
@@ -153,6 +176,18 @@ pub trait StorageHost: Send + Sync {
     /// Bytes the unfinished output of a clone, convert or upload into `volume` holds on disk
     /// so far (its temporary file); `None` when there is no such file (not started or done).
     fn written_bytes(&self, pool: &str, volume: &str) -> Option<u64>;
+    /// Brings disk image `source` into `pool` as the new volume `volume`: a qcow2 overlay on
+    /// it (`linked`; `source` stays unchanged and is shared) or a copy (files only).
+    fn import_image(
+        &self,
+        pool: &str,
+        volume: &str,
+        source: &ImageSource,
+        linked: bool,
+    ) -> Result<VolumeInfo, StorageError>;
+    /// What volume `pool/volume`'s own /boot boots
+    /// (`/boot/vmlinuz-6.1.0-28-amd64 (grub entry 'Debian GNU/Linux')`), or why it cannot.
+    fn boot_entry(&self, pool: &str, volume: &str) -> Result<String, String>;
 }
 
 /// Guest networks, as the TUI uses them. Blocking; see the module docs.

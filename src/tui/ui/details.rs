@@ -6,6 +6,7 @@
 
 use super::widgets::{duration, put, sparkline, truncate};
 use crate::config::{BootConfig, format_size};
+use crate::engine::control::BootImageInfo;
 use crate::tui::app::{App, VmEntry};
 use crate::tui::history::{HISTORY_LEN, Series};
 use ratatui::buffer::Buffer;
@@ -36,6 +37,10 @@ pub fn boot_summary(vm: &VmEntry) -> String {
             }
             text
         }
+        BootConfig::Image { .. } => match vm.info.as_ref().and_then(|i| i.boot_image.as_ref()) {
+            Some(booted) => format!("{}: image {}", vm.name(), booted.describe()),
+            None => format!("{}: its disk image's own kernel (vda)", vm.name()),
+        },
     }
 }
 
@@ -402,7 +407,14 @@ fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
         first.push(Span::styled(format!("  boots {}", info.boots), theme.muted));
     }
     let (boot, third) = match (vm.config(), vm.broken()) {
-        (Some(config), _) => boot_lines(app, &config.boot, vm.reason()),
+        (Some(config), _) => {
+            let booted = vm
+                .info
+                .as_ref()
+                .filter(|_| vm.is_live())
+                .and_then(|i| i.boot_image.as_deref());
+            boot_lines(app, &config.boot, booted, vm.reason())
+        }
         (None, Some(broken)) => (
             Line::from(Span::styled(
                 format!("definition broken: {}", broken.error),
@@ -473,7 +485,12 @@ fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
 
 /// The overview's boot line and the line under it (the command line, the demo's commands, or
 /// why the VM crashed).
-fn boot_lines<'a>(app: &App, boot: &BootConfig, reason: Option<&str>) -> (Line<'a>, Line<'a>) {
+fn boot_lines<'a>(
+    app: &App,
+    boot: &BootConfig,
+    booted: Option<&BootImageInfo>,
+    reason: Option<&str>,
+) -> (Line<'a>, Line<'a>) {
     let theme = &app.theme;
     let first = match boot {
         BootConfig::Demo => Line::from(vec![
@@ -491,6 +508,13 @@ fn boot_lines<'a>(app: &App, boot: &BootConfig, reason: Option<&str>) -> (Line<'
             }
             Line::from(spans)
         }
+        BootConfig::Image { .. } => {
+            let text = booted.map_or_else(
+                || "the kernel its disk vda's /boot names (read at each start)".to_string(),
+                |b| b.describe(),
+            );
+            Line::from(vec![Span::styled("image ", theme.header), Span::raw(text)])
+        }
     };
     let second = match (boot, reason) {
         (_, Some(reason)) => Line::from(Span::styled(format!("crashed: {reason}"), theme.error)),
@@ -498,6 +522,16 @@ fn boot_lines<'a>(app: &App, boot: &BootConfig, reason: Option<&str>) -> (Line<'
             Span::styled("cmdline ", theme.header),
             Span::raw(cmdline.clone()),
         ]),
+        (BootConfig::Image { cmdline_extra }, None) => match booted {
+            Some(b) => Line::from(vec![
+                Span::styled("cmdline ", theme.header),
+                Span::raw(b.cmdline.clone()),
+            ]),
+            None => Line::from(vec![
+                Span::styled("cmdline ", theme.header),
+                Span::raw(format!("the boot entry's, plus \"{cmdline_extra}\"")),
+            ]),
+        },
         (BootConfig::Demo, None) => Line::from(Span::styled(
             "its console answers help, cpus, mem, disks, uptime, echo, poweroff, reboot",
             theme.muted,

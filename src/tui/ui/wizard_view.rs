@@ -88,17 +88,33 @@ fn steps(app: &App, wizard: &Wizard, inner: Rect, buf: &mut Buffer) {
         );
         return;
     }
+    let steps = wizard.steps();
+    let full: usize = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            format!("{} {}", i + 1, s.title()).chars().count() + if i > 0 { 3 } else { 0 }
+        })
+        .sum();
+    // Too long for the dialog: the other steps by number only.
+    let compact = full > usize::from(inner.width);
     let mut spans = Vec::new();
-    for (i, step) in wizard.steps().iter().enumerate() {
+    for (i, step) in steps.iter().enumerate() {
         if i > 0 {
             spans.push(Span::styled(" › ", theme.muted));
         }
-        let style = if *step == wizard.step {
+        let current = *step == wizard.step;
+        let style = if current {
             theme.title.add_modifier(Modifier::UNDERLINED)
         } else {
             theme.muted
         };
-        spans.push(Span::styled(format!("{} {}", i + 1, step.title()), style));
+        let text = if compact && !current {
+            (i + 1).to_string()
+        } else {
+            format!("{} {}", i + 1, step.title())
+        };
+        spans.push(Span::styled(text, style));
     }
     Line::from(spans).render(Rect::new(inner.x, inner.y, inner.width, 1), buf);
 }
@@ -125,6 +141,16 @@ fn hint(app: &App, wizard: &Wizard, id: FieldId) -> String {
         FieldId::DiskName => ".qcow2 or .raw, matching the format".into(),
         FieldId::DiskSize => "like 10G; sparse, so it costs only what the guest writes".into(),
         FieldId::DiskFormat => "qcow2: snapshots and linked clones; raw: plain and fast".into(),
+        FieldId::ImageFrom => "a downloaded cloud image, or a pool volume; Space switches".into(),
+        FieldId::ImageFile => "e.g. ~/Downloads/debian-12-genericcloud-amd64.qcow2".into(),
+        FieldId::ImageMode => format!(
+            "vmux boots the kernel its /boot names; new volume default/{}.qcow2",
+            wizard.text(FieldId::Name).trim()
+        ),
+        FieldId::CiUser => "created with sudo; empty: the image's own user (debian, ubuntu)".into(),
+        FieldId::CiKey => "your public key, for `ssh USER@IP`; Ctrl-O browses ~/.ssh".into(),
+        FieldId::CiPassword => "a generated password is shown once, when the VM is created".into(),
+        FieldId::CiHostname => "the guest's host name".into(),
         FieldId::StartNetworks => format!(
             "start {} before the VM (needs root or CAP_NET_ADMIN)",
             wizard.inactive_chosen().join(", ")
@@ -383,7 +409,10 @@ fn review(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
             Span::styled(value, theme.dialog),
         ]));
     };
-    if wizard.kernel_boot() {
+    if let Some((image, cloud_init)) = wizard.image_summary() {
+        fact("Image", image);
+        fact("Cloud-init", cloud_init);
+    } else if wizard.kernel_boot() {
         let initrd = wizard.text(FieldId::Initrd).trim();
         let mut kernel = wizard.text(FieldId::Kernel).trim().to_string();
         if !initrd.is_empty() {
@@ -423,6 +452,9 @@ fn review(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
         .into_iter()
         .collect();
     disks.extend(wizard.chosen_volumes());
+    if wizard.image_boot() {
+        disks.insert(0, "the image (vda)".into());
+    }
     fact(
         "Disks",
         if disks.is_empty() {
@@ -587,7 +619,7 @@ fn keys_line(app: &App, wizard: &Wizard, inner: Rect, buf: &mut Buffer) {
                 ("Ctrl-O", "browse"),
             ],
             Step::Name => &[("Enter", "next"), ("Esc", "cancel")],
-            Step::Boot => &[
+            Step::Boot | Step::CloudInit => &[
                 ("Enter", "next"),
                 ("Esc", "back"),
                 ("Tab/↑↓", "field"),

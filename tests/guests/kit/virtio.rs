@@ -332,9 +332,14 @@ impl Device {
         if read16(self.common + QUEUE_MSIX_VECTOR) == NO_VECTOR {
             return Err(Error::VectorRefused);
         }
-        write64(self.common + QUEUE_DESC, queue.desc_table());
-        write64(self.common + QUEUE_DRIVER, queue.avail_ring());
-        write64(self.common + QUEUE_DEVICE, queue.used_ring());
+        let (desc, driver, device) = queue.told_rings.unwrap_or((
+            queue.desc_table(),
+            queue.avail_ring(),
+            queue.used_ring(),
+        ));
+        write64(self.common + QUEUE_DESC, desc);
+        write64(self.common + QUEUE_DRIVER, driver);
+        write64(self.common + QUEUE_DEVICE, device);
         let notify_off = u64::from(read16(self.common + QUEUE_NOTIFY_OFF));
         queue.notify = self.notify + notify_off * u64::from(self.notify_multiplier);
         queue.index = index;
@@ -399,6 +404,8 @@ pub struct Queue {
     next_avail: u16,
     last_used: u16,
     notify: u64,
+    /// Ring addresses to give the device instead of the real ones (hostile drivers).
+    told_rings: Option<(u64, u64, u64)>,
 }
 
 impl Queue {
@@ -416,7 +423,15 @@ impl Queue {
             next_avail: 0,
             last_used: 0,
             notify: 0,
+            told_rings: None,
         }
+    }
+
+    /// Makes the next bring-up tell the device these descriptor table, driver (available) and
+    /// device (used) ring addresses instead of the queue's own (a hostile driver's wild DMA
+    /// addresses); the program itself still writes its own pages.
+    pub fn tell_rings_at(&mut self, desc: u64, driver: u64, device: u64) {
+        self.told_rings = Some((desc, driver, device));
     }
 
     fn base(&self) -> u64 {

@@ -16,6 +16,7 @@ use super::backend::DiskBackend;
 use super::request::{Disk, MAX_DISCARD_SECTORS, MAX_DISCARD_SEGMENTS, SECTOR_SIZE, SERIAL_LEN};
 use super::stats::DiskCounters;
 use super::worker::Worker;
+use crate::engine::confine::{self, ThreadKind};
 use crate::engine::devices::virtio::{ActivateError, ActiveQueue, VirtioDevice, VirtioInterrupt};
 
 /// Size of the request queue (the most a virtio-pci queue may have here).
@@ -179,10 +180,12 @@ impl VirtioDevice for VirtioBlk {
             disk,
         )
         .map_err(spawn_error)?;
-        let thread = std::thread::Builder::new()
-            .name(self.name.clone())
-            .spawn(move || worker.run())
-            .map_err(spawn_error)?;
+        // Made by the thread factory in a confined vmd: this runs on a vCPU thread, which may
+        // not create threads itself.
+        let thread = confine::spawn(ThreadKind::BlockWorker, self.name.clone(), move || {
+            worker.run()
+        })
+        .map_err(spawn_error)?;
         self.worker = Some(WorkerHandle { stop, thread });
         Ok(())
     }

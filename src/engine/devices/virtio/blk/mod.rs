@@ -14,6 +14,7 @@ mod device;
 pub mod fuzz;
 mod request;
 mod stats;
+pub(crate) mod syscalls;
 mod worker;
 
 pub use backend::{BackendError, DiskBackend, RawFile};

@@ -14,6 +14,7 @@ use vmm_sys_util::eventfd::EventFd;
 use super::FrameBackend;
 use super::stats::NicCounters;
 use super::worker::{RX_QUEUE, TX_QUEUE, Worker, WorkerQueue};
+use crate::engine::confine::{self, ThreadKind};
 use crate::engine::devices::virtio::{ActivateError, ActiveQueue, VirtioDevice, VirtioInterrupt};
 
 /// Size of each queue (the most a virtio-pci queue may have here).
@@ -150,10 +151,12 @@ impl VirtioDevice for VirtioNet {
             self.counters.clone(),
         )
         .map_err(spawn_error)?;
-        let thread = std::thread::Builder::new()
-            .name(self.name.clone())
-            .spawn(move || worker.run())
-            .map_err(spawn_error)?;
+        // Made by the thread factory in a confined vmd: this runs on a vCPU thread, which may
+        // not create threads itself.
+        let thread = confine::spawn(ThreadKind::NetWorker, self.name.clone(), move || {
+            worker.run()
+        })
+        .map_err(spawn_error)?;
         self.worker = Some(WorkerHandle { stop, thread });
         Ok(())
     }

@@ -17,6 +17,7 @@ mod frame;
 #[doc(hidden)]
 pub mod fuzz;
 mod stats;
+pub(crate) mod syscalls;
 mod worker;
 
 use std::os::fd::AsFd;

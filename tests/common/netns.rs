@@ -2,51 +2,27 @@
 //! VMs through the `vmux` binary: names carry the test process's pid and a counter, so no two
 //! runs (or a user's own vmux) share a bridge, TAP, nft table or namespace; on drop every
 //! process in the namespace (vmd, dnsmasq) is killed and the namespace deleted, even when the
-//! test failed.
+//! test failed. What these tests need from the machine is [`NEEDS`] (tests/common/prereq.rs).
 
-#![allow(dead_code)]
-
+use super::prereq::Need;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// What the namespace tests need: root (CAP_NET_ADMIN, and CAP_SYS_ADMIN for `ip netns`),
+/// /dev/kvm, and `ip`, `nft`, `dnsmasq` and `bash`.
+pub const NEEDS: [Need; 6] = [
+    Need::NetAdmin,
+    Need::Kvm,
+    super::prereq::IP,
+    super::prereq::NFT,
+    super::prereq::DNSMASQ,
+    Need::program("bash", "bash"),
+];
 
 const VMUX: &str = env!("CARGO_BIN_EXE_vmux");
 /// How long a guest may take from `vmux start` to a console line.
 const GUEST_TIMEOUT_S: &str = "90";
-
-/// Why these tests cannot run here, if they cannot: root (CAP_NET_ADMIN and CAP_SYS_ADMIN for
-/// `ip netns`), /dev/kvm, and `ip`, `nft`, `dnsmasq`, `bash` on PATH.
-pub fn missing_prerequisite() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    if cap_eff & (1 << 12) == 0 || cap_eff & (1 << 21) == 0 {
-        return Some("needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)".into());
-    }
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
-        return Some("needs /dev/kvm".into());
-    }
-    for program in ["ip", "nft", "dnsmasq", "bash"] {
-        let found = Command::new(program)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-        if !found {
-            return Some(format!("needs `{program}` on PATH"));
-        }
-    }
-    None
-}
 
 /// A network namespace with its own `VMUX_HOME`.
 pub struct Env {

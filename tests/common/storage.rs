@@ -1,8 +1,6 @@
 //! Helpers shared by the storage integration tests: qemu-img/qemu-io runners, a temporary
 //! `VMUX_HOME`-style layout, and VM definitions with disks.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -11,10 +9,14 @@ use vmux::config::{BootConfig, DiskConfig, Paths, Store, VmConfig};
 use vmux::storage::{BackingTrust, BlockImage, OpenOptions, StorageManager, open_image};
 use vmux::vmd::pidfile::PidLock;
 
-/// Runs a qemu-utils tool; panics with a hint when it is not installed.
+/// Runs a qemu-utils tool; panics with a hint when it is not installed (a test that runs one
+/// declares it first with `prereq::met(&[QEMU_IMG])`, so this only catches one that forgot).
 pub fn tool(name: &str, args: &[&str]) -> Output {
     Command::new(name).args(args).output().unwrap_or_else(|e| {
-        panic!("{name} must be installed (scripts/test.sh installs qemu-utils): {e}")
+        panic!(
+            "{name} must be installed (scripts/test.sh installs qemu-utils), and the test must \
+             declare it (tests/common/prereq.rs): {e}"
+        )
     })
 }
 

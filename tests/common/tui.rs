@@ -2,8 +2,6 @@
 //! and carries out its effects synchronously against a `FakeHost` (what the runtime's
 //! threads do, minus the threads), plus the standard fixture and rendering helpers.
 
-#![allow(dead_code)]
-
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
