@@ -32,7 +32,10 @@ where
     let saved = toml::to_string(&definition).expect("a loaded definition saves");
     let again = parse_named::<T>(path, &saved, None, "", validate, name)
         .expect("a saved definition loads again");
-    assert_eq!(again, definition, "saving and loading changed the definition");
+    assert_eq!(
+        again, definition,
+        "saving and loading changed the definition"
+    );
 }
 
 /// Parses the input as `--cloud-init` options; options that parse must survive being stored

@@ -57,7 +57,9 @@ fn exercise(path: &std::path::Path) {
         let Ok(mut image) = open_image(path, &options.detect(detect)) else {
             continue;
         };
-        let backing = inspect_image(path, detect).ok().and_then(|info| info.backing);
+        let backing = inspect_image(path, detect)
+            .ok()
+            .and_then(|info| info.backing);
         assert!(backing.is_none(), "an untrusted backing file was opened");
         let capacity = image.capacity();
         let mut buf = vec![0u8; 4096];

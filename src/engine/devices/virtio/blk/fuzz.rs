@@ -11,7 +11,9 @@ use virtio_bindings::bindings::virtio_blk::{
 
 use super::request::{Disk, SECTOR_SIZE, SERIAL_LEN};
 use super::worker::Worker;
-use crate::engine::fuzz::support::{Input, MemDisk, Quiet, eventfd, guest_ram, queue_at, queue_size};
+use crate::engine::fuzz::support::{
+    Input, MemDisk, Quiet, eventfd, guest_ram, queue_at, queue_size,
+};
 
 /// Size of the fuzzed disk, bytes.
 const DISK_BYTES: usize = 64 * SECTOR_SIZE as usize;
