@@ -12,9 +12,12 @@
 # scripts/fuzz-seeds.py), the inputs of bugs found earlier in fuzz/regressions/TARGET
 # (committed; tests/fuzz_corpus.rs replays them) and what earlier runs found in fuzz/work/TARGET
 # (not committed).
-# Prints executions, executions per second and coverage (edges, libFuzzer's "cov") per
-# target. A crash, a panic, a timeout (10 s per input) or running out of memory (4 GiB) saves
-# the input under fuzz/artifacts/TARGET/ and makes the script exit 1 after the other targets.
+# Prints executions, executions per second and coverage per target: edges (libFuzzer's
+# "cov") reached by the seed corpus alone, then at the end, and features ("ft"). A crash, a
+# panic, a timeout (10 s per input) or running out of memory (4 GiB) saves the input under
+# fuzz/artifacts/TARGET/ (a stack overflow kills the process without one: rerun the target's
+# corpus through tests/fuzz_corpus.rs under gdb to find it) and makes the script exit 1 after
+# the other targets. Found bugs, once fixed, keep their input in fuzz/regressions/TARGET/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,6 +68,7 @@ for target in "${targets[@]}"; do
         >"$log" 2>&1 || status=FAILED
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+    seed_cov=$(grep -o 'INITED cov: [0-9]*' "$log" | head -1 | grep -o '[0-9]*' || true)
     cov=$(grep -o ' cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
     ft=$(grep -o ' ft: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
     corp=$(grep -o ' corp: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
@@ -72,12 +76,12 @@ for target in "${targets[@]}"; do
         failed+=("$target")
         grep -E 'panicked at|ERROR: libFuzzer|Test unit written' "$log" | head -5 >&2 || true
     fi
-    report+=("$(printf '%-14s %6ss %12s %9s %7s %7s %6s  %s' "$target" "$seconds" \
-        "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$status")")
+    report+=("$(printf '%-14s %6ss %12s %9s %7s %7s %7s %6s  %s' "$target" "$seconds" \
+        "${execs:-?}" "${rate:-?}" "${seed_cov:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$status")")
 done
 
-printf '\n%-14s %7s %12s %9s %7s %7s %6s  %s\n' target budget executions exec/s edges \
-    features corpus result
+printf '\n%-14s %7s %12s %9s %7s %7s %7s %6s  %s\n' target budget executions exec/s seeds \
+    edges features corpus result
 printf '%s\n' "${report[@]}"
 if ((${#failed[@]})); then
     echo "fuzz.sh: findings in ${failed[*]}; inputs under fuzz/artifacts/" >&2

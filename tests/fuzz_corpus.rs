@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 /// Mutated inputs per target.
-const MUTATIONS: usize = 1500;
+const MUTATIONS: usize = 300;
 
 fn fuzz_dir(kind: &str, target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
