@@ -48,7 +48,7 @@ pub fn check(file: &File, path: &Path) -> Result<(), ImageError> {
     let file_len = file.metadata().map_err(io_error)?.len();
     // The last cluster may be partial: a file need not end on a cluster boundary.
     let inside = |offset: u64, len: u64| {
-        offset % cluster_size == 0
+        offset.is_multiple_of(cluster_size)
             && offset
                 .checked_add(len)
                 .is_some_and(|end| end <= file_len.next_multiple_of(cluster_size))
