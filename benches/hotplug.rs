@@ -105,6 +105,7 @@ fn engine_side(dir: &Path) {
         },
         disks: Vec::new(),
         nics: Vec::new(),
+        balloon: false,
     };
     let output = Arc::new(Output::default());
     let mut vm = Vm::create(&spec, output.clone()).expect("create VM");

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use vmux::config::Paths;
+use vmux::progress::Progress;
 use vmux::storage::create::{NewImage, create_image};
 use vmux::storage::format::ImageFormat;
 use vmux::storage::{OpenOptions, StorageManager, open_image};
@@ -295,7 +296,7 @@ fn convert(dir: &Path) {
     );
     let start = Instant::now();
     storage
-        .vol_convert("default", "src.raw", "ours.qcow2", None)
+        .vol_convert("default", "src.raw", "ours.qcow2", None, &Progress::new())
         .expect("vol-convert");
     let ours = start.elapsed();
     let theirs_path = dir.join("theirs.qcow2");

@@ -14,11 +14,15 @@
 #   image    a VM from a cloud image: `vmux create --image --cloud-init && vmux start` -> the
 #            guest's SSH banner, vs QEMU q35 with the kernel extracted by hand
 #            (scripts/bench-image.sh; in the tier like `linux`; not in the default set)
+#   progress what progress reporting costs: `vmux vol-convert` of a dense 1 GiB raw volume to
+#            qcow2 with `--progress` vs without, median of BENCH_PROGRESS_RUNS (default 5)
+#            alternating runs (no VM; needs 2 GiB free under TMPDIR)
 #
 # Usage: scripts/bench.sh [SECTION...]       (default: all sections, in the order above)
 # Environment: BENCH_NO_BUILD=1 skips `cargo build --release`; BENCH_LAUNCH_RUNS,
 # BENCH_FLOOD_LINES (default 3000), BENCH_SERIAL_RUNS (default 3), BENCH_SETTLE_S (default 5),
-# BENCH_IDLE_S (default 10), BENCH_TUI_S (default 30) tune the runs.
+# BENCH_IDLE_S (default 10), BENCH_TUI_S (default 30), BENCH_PROGRESS_RUNS (default 5) tune
+# the runs.
 #
 # Needs /dev/kvm, qemu-system-x86_64 (installed with apt-get when missing and run as root),
 # python3. Everything it starts runs under a temporary VMUX_HOME and is stopped on exit.
@@ -31,6 +35,7 @@ FLOOD_LINES=${BENCH_FLOOD_LINES:-3000}
 SERIAL_RUNS=${BENCH_SERIAL_RUNS:-3}
 SETTLE_S=${BENCH_SETTLE_S:-5}
 IDLE_S=${BENCH_IDLE_S:-10}
+PROGRESS_RUNS=${BENCH_PROGRESS_RUNS:-5}
 GUEST_MEMORY=256M
 
 die() { echo "bench.sh: $*" >&2; exit 1; }
@@ -289,6 +294,43 @@ section_serial() {
         "$(awk "BEGIN { printf \"%.0f\", $bytes / (($q_full - $q_zero) / 1000) }")" ge 0.9 "B/s"
 }
 
+# --- progress reporting ---------------------------------------------------------------------
+
+section_progress() {
+    note "progress: vol-convert of 1 GiB, --progress vs without, $PROGRESS_RUNS runs each"
+    "$VMUX" pool-list >/dev/null
+    local pool=$VMUX_HOME/data/images
+    # Dense and not zero, so every byte is read, checked and written.
+    head -c $((1 << 30)) /dev/urandom >"$pool/bench-src.raw"
+    sync
+    python3 - "$VMUX" "$PROGRESS_RUNS" "$WORK/progress-ms" <<'PY'
+import statistics, subprocess, sys, time
+vmux, runs, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+times = {"with": [], "without": []}
+def convert(extra):
+    start = time.monotonic()
+    child = subprocess.run([vmux, "vol-convert", "default", "bench-src.raw", "bench-dst.qcow2", *extra],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = (time.monotonic() - start) * 1000
+    if child.returncode != 0:
+        sys.exit(f"vol-convert failed: {child.stderr.decode(errors='replace').strip()}")
+    subprocess.run([vmux, "vol-delete", "default", "bench-dst.qcow2"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return elapsed
+convert([])  # warm the page cache
+for _ in range(runs):
+    times["with"].append(convert(["--progress"]))
+    times["without"].append(convert([]))
+with open(out, "w") as f:
+    print(f"{statistics.median(times['with']):.1f} {statistics.median(times['without']):.1f}", file=f)
+PY
+    local with without
+    read -r with without <"$WORK/progress-ms"
+    rm -f "$pool/bench-src.raw"
+    note "progress (ms): with --progress $with, without $without"
+    record_ratio "progress_overhead" "$with" "$without" le 1.02 "ms"
+}
+
 # --- the table ------------------------------------------------------------------------------
 
 # record_ratio KEY VMUX QEMU le|ge|none GOAL UNIT: the ratio vmux/QEMU against the goal.
@@ -322,6 +364,7 @@ print_table() {
         linux_vcpu_hotplug) label="Linux vCPU hot-add -> online" ;;
         linux_disk_hotplug) label="Linux disk hot-add -> block dev" ;;
         image_create_to_ssh_q35) label="image create+start -> SSH vs q35" ;;
+        progress_overhead) label="vol-convert 1G --progress vs not" ;;
         *) label=$key ;;
         esac
         case $goal in
@@ -334,11 +377,12 @@ print_table() {
             "$goal_text" "$verdict"
     done <"$RESULTS"
     echo
-    echo "ratio = vmux / QEMU (htop for the TUI rows); machine: $(nproc) CPUs, $(uname -r)"
+    echo "ratio = vmux / QEMU (htop for the TUI rows, vmux without --progress for the progress row);"
+    echo "machine: $(nproc) CPUs, $(uname -r)"
 }
 
 sections=("$@")
-((${#sections[@]})) || sections=(launch memory serial tui)
+((${#sections[@]})) || sections=(launch memory serial tui progress)
 for section in "${sections[@]}"; do
     case $section in
     launch) section_launch ;;
@@ -350,7 +394,8 @@ for section in "${sections[@]}"; do
         ;;
     linux) BENCH_NO_BUILD=1 BENCH_RESULTS=$RESULTS "$ROOT/scripts/bench-linux.sh" ;;
     image) BENCH_NO_BUILD=1 BENCH_RESULTS=$RESULTS "$ROOT/scripts/bench-image.sh" ;;
-    *) die "unknown section '$section'; use launch, memory, serial, tui, linux or image" ;;
+    progress) section_progress ;;
+    *) die "unknown section '$section'; use launch, memory, serial, tui, linux, image or progress" ;;
     esac
 done
 print_table

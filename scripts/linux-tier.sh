@@ -52,7 +52,9 @@ l1_mem=${VMUX_TIER_L1_MEMORY:-4096}
 l1_cpus=${VMUX_TIER_L1_CPUS:-2}
 l1_timeout=${VMUX_TIER_TIMEOUT:-2700}
 # How long one scenario may take (they bound their own waits well below this).
-scenario_bound=${VMUX_TIER_SCENARIO_TIMEOUT:-480}
+scenario_bound=${VMUX_TIER_SCENARIO_TIMEOUT:-600}
+# How long L1 may go without touching its heartbeat file before it counts as wedged.
+wedged_after=${VMUX_TIER_WEDGED_AFTER:-180}
 # kvm_amd's nested paging inside L1 (see the comment where it is loaded).
 npt=${VMUX_TIER_NPT:-1}
 # L1's CPU: TCG's `max` model (it emulates SVM with nested paging), but reporting AMD family
@@ -210,6 +212,8 @@ if [ "$mode" = nested ]; then
     # Nested paging: kvm_amd's default (npt=1). VMUX_TIER_NPT=0 selects shadow paging.
     modprobe -d $kdir kvm_amd npt=$npt || { echo "vmux-tier: cannot load kvm_amd"; exit 3; }
     modprobe -d $kdir tun
+    # The heartbeat the host watches (a wedged L1 is stopped early, see boot_l1).
+    (while :; do : > $run_dir/heartbeat; sleep 10; done) &
     echo "vmux-tier: kvm_amd npt=\$(cat /sys/module/kvm_amd/parameters/npt), THP \$(cat /sys/kernel/mm/transparent_hugepage/enabled)"
 fi
 RUN
@@ -225,20 +229,37 @@ else
     echo "{ sh $repo/scripts/linux-tier/run-scenarios.sh $test_binary $run_dir $scenario_bound $clean_up; echo \$? > $run_dir/inner-status; } 2>&1 | tee -a $run_dir/inner.log" >> "$run_dir/tier-run.sh"
 fi
 
-# Boots L1 once, bounded by $1 seconds, appending its console to l1-console.log.
+# Boots L1 once, bounded by $1 seconds, appending its console to l1-console.log. L1 touches
+# run_dir/heartbeat every 10 s; one that stops for $wedged_after s (a wedged L1 kernel) is
+# stopped then rather than at the bound.
 boot_l1() {
+    rm -f "$run_dir/heartbeat"
     timeout --foreground -k 10 "$1" qemu-system-x86_64 \
         -accel tcg,thread=multi -cpu "$l1_cpu" -smp "$l1_cpus" -m "$l1_mem" \
         -nographic -no-reboot -nic none -serial mon:stdio \
         -kernel "$l1/vmlinuz" -initrd "$l1/initrd.img" \
-        -append "console=ttyS0 quiet loglevel=3 panic=-1 vmux_tier_run=$run_dir" \
+        -append "console=ttyS0 quiet loglevel=3 panic=-1 vmux_tier_run=$run_dir vmux_tier_keep=$repo,$tier,$(dirname "$test_binary")" \
         -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
         -virtfs "local,path=$run_dir,mount_tag=run,security_model=none" \
-        </dev/null 2>&1 | tee -a "$run_dir/l1-console.log" | grep --line-buffered -v '^\s*$' || true
+        </dev/null > >(tee -a "$run_dir/l1-console.log" | grep --line-buffered -v '^\s*$') 2>&1 &
+    local qemu=$! booted now beat
+    booted=$(date +%s)
+    while kill -0 "$qemu" 2>/dev/null; do
+        sleep 5
+        now=$(date +%s)
+        beat=$(stat -c %Y "$run_dir/heartbeat" 2>/dev/null || echo "$booted")
+        if ((now - beat > wedged_after)); then
+            say "L1 gave no sign of life for $((now - beat)) s: stopping it"
+            echo "vmux-tier: no heartbeat from L1 for $((now - beat)) s; stopped" >> "$run_dir/l1-console.log"
+            kill "$qemu" 2>/dev/null || true
+            break
+        fi
+    done
+    wait "$qemu" 2>/dev/null || true
 }
 
-# The selected scenarios without a result in inner.log yet.
-has_result() { grep -qE "^test $1 \\.\\.\\. (ok|FAILED)\$" "$run_dir/inner.log" 2>/dev/null; }
+# The selected scenarios without a result in inner.log yet (ignored ones have theirs).
+has_result() { grep -qE "^test $1 \\.\\.\\. (ok|FAILED\$|ignored)" "$run_dir/inner.log" 2>/dev/null; }
 unfinished() {
     local name
     while read -r name; do has_result "$name" || echo "$name"; done < "$run_dir/selected"
@@ -267,12 +288,25 @@ else
         unfinished > "$run_dir/todo"
         hung=$(tail -n 1 "$run_dir/started")
         if [ -n "$hung" ] && ! has_result "$hung"; then
+            # L1's kernel died or wedged under this scenario: an L1 (QEMU TCG's emulated SVM)
+            # failure, not one vmux's user-space processes can cause. The scenario runs once
+            # more in a fresh L1; a second L1 death fails it.
+            last_words=$(grep -a -v '^\s*$' "$run_dir/l1-console.log" | tail -n 40)
+            if ! grep -qx "$hung" "$run_dir/retried" 2>/dev/null; then
+                echo "$hung" >> "$run_dir/retried"
+                say "L1 died during $hung; it runs again in a fresh L1. L1's last lines:"
+                echo "$last_words" | tail -n 15 | sed 's/^/    /'
+                { grep -vx "$hung" "$run_dir/todo" || true; } > "$run_dir/todo.rest"
+                { echo "$hung"; cat "$run_dir/todo.rest"; } > "$run_dir/todo"
+                continue
+            fi
             {
+                echo
                 echo "test $hung ... FAILED"
                 echo
                 echo "---- $hung stdout ----"
-                echo "L1 stopped (crashed, or ran past its $budget s) during this scenario; its console's last lines:"
-                grep -v '^\s*$' "$run_dir/l1-console.log" | tail -n 40
+                echo "L1 died (crashed, wedged, or ran past its $budget s) during this scenario, twice; its console's last lines:"
+                echo "$last_words"
                 echo
                 echo "failures:"
             } >> "$run_dir/inner.log"
@@ -299,6 +333,10 @@ failed=$(count FAILED)
 echo
 say "scenarios ($mode, ${elapsed} s):"
 grep -E '^test [^ ]+ \.\.\. (ok|FAILED)$' "$run_dir/inner.log" 2>/dev/null | sed 's/^/  /' || true
+if [ -s "$run_dir/retried" ]; then
+    say "L1 died during these scenarios and they ran again in a fresh L1 (l1-console.log has its last words):"
+    sed 's/^/  /' "$run_dir/retried"
+fi
 not_run=$(unfinished | wc -l)
 if ((not_run)); then
     say "$not_run scenarios did not run (L1 did not come up, or the run's $l1_timeout s were spent):"

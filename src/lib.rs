@@ -2,7 +2,8 @@
 //!
 //! Module walls (see ARCHITECTURE.md): `engine` is the VMM and the only place with `unsafe`;
 //! `vmd` is the per-VM process around it; `client` is how the CLI and TUI reach vmd; `config`
-//! holds definitions; `cli` and `tui` are the two faces.
+//! holds definitions; `cli` and `tui` are the two faces; `progress` is the progress/cancel
+//! handle every long operation reports through.
 
 pub mod engine;
 
@@ -25,6 +26,8 @@ pub mod config;
 pub mod fuzz;
 #[forbid(unsafe_code)]
 pub mod network;
+#[forbid(unsafe_code)]
+pub mod progress;
 #[forbid(unsafe_code)]
 pub mod storage;
 #[forbid(unsafe_code)]

@@ -14,10 +14,10 @@ fn main() -> ExitCode {
     // anything else: it must not pay for, or be disturbed by, CLI parsing, and it installs
     // its own logger (to its log file).
     let raw: Vec<String> = std::env::args().collect();
-    if let [_, sub, name] = raw.as_slice()
+    if let [_, sub, name, options @ ..] = raw.as_slice()
         && sub == vmux::vmd::SUBCOMMAND
     {
-        return vmux::vmd::main(name);
+        return vmux::vmd::main(name, options);
     }
     // A Tab in a shell with vmux's completions loaded: answer and exit.
     vmux::cli::complete::complete_if_asked();

@@ -405,7 +405,13 @@ mod storage_contracts {
             .create_volume("default", "base.qcow2", spec(1 << 30))
             .expect("created");
         let clone = storage
-            .clone_volume("default", "base.qcow2", "web.qcow2", true)
+            .clone_volume(
+                "default",
+                "base.qcow2",
+                "web.qcow2",
+                true,
+                &vmux::progress::Progress::new(),
+            )
             .expect("cloned");
         assert_eq!(clone.backing.map(|b| b.name).as_deref(), Some("base.qcow2"));
         assert!(storage.delete_volume("default", "base.qcow2").is_err());

@@ -300,6 +300,26 @@ fn a_forbidden_call_on_a_block_worker_ends_vmd_with_the_reason() {
 }
 
 #[test]
+fn a_forbidden_call_on_a_balloon_worker_ends_vmd_with_the_reason() {
+    // The demo guest brings its balloon up at boot, which starts the worker.
+    let home = Home::new();
+    home.ok(&["create", "v", "--demo", "--memory", "64M"]);
+    let _ = home.vmux_env(
+        &["start", "v"],
+        &[("VMUX_TEST_SECCOMP_VIOLATION", "balloon")],
+    );
+    home.wait_until_over("v");
+    let reason = home.info("v")["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        reason.starts_with("blocked system call 99 (sysinfo) on thread balloon"),
+        "{reason}"
+    );
+}
+
+#[test]
 fn a_forbidden_call_on_a_connection_thread_ends_vmd_with_the_reason() {
     assert_violation_ends_vmd("conn", "conn", |home| {
         let _ = home.vmux_env(&["info", "v"], &[]);
@@ -396,6 +416,39 @@ fn guest_workloads_run_under_the_filters() {
         home.console_log("stress")
             .contains("blkstress: 00:01.0 done")
     );
+}
+
+#[test]
+fn the_balloon_save_and_restore_run_under_the_filters() {
+    let home = Home::new();
+    home.ok(&["create", "v", "--demo", "--memory", "64M"]);
+    home.ok(&["start", "v"]);
+    let given_back = |home: &Home| {
+        let out = home.vmux_env(&["dommemstat", "v", "--json"], &[]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .map(|stats| stats["balloon"]["actual_bytes"].as_u64())
+            .ok()
+            .flatten()
+    };
+    // The balloon worker releases the pages (madvise) under its own filter.
+    home.ok(&["setmem", "v", "48M", "--live"]);
+    home.wait_until("the demo gave 16 MiB back", || {
+        given_back(&home) == Some(16 << 20)
+    });
+
+    // The save runs on the connection thread that asked; the restore on the main thread.
+    home.ok(&["managedsave", "v"]);
+    assert_eq!(home.state("v"), "saved");
+    home.ok(&["start", "v"]);
+    assert_eq!(home.state("v"), "running");
+    assert_eq!(given_back(&home), Some(16 << 20));
+    home.ok(&["setmem", "v", "64M", "--live"]);
+    home.wait_until("the demo took its memory back", || {
+        given_back(&home) == Some(0)
+    });
+
+    assert!(!home.vmd_log("v").contains("blocked system call"));
+    home.ok(&["destroy", "v"]);
 }
 
 #[test]

@@ -200,6 +200,7 @@ fn kit_spec(name: &str, cmdline: &str, vcpus: u32, max_vcpus: u32) -> VmSpec {
         },
         disks: Vec::new(),
         nics: Vec::new(),
+        balloon: false,
     }
 }
 
@@ -215,6 +216,7 @@ fn spec(code: &[u8], vcpus: u32, memory_bytes: u64) -> VmSpec {
         },
         disks: Vec::new(),
         nics: Vec::new(),
+        balloon: false,
     }
 }
 
@@ -438,6 +440,7 @@ fn power_button_makes_the_demo_guest_power_off() {
         },
         disks: Vec::new(),
         nics: Vec::new(),
+        balloon: false,
     };
     let vm = Running::start(&spec);
     vm.wait_for_output("demo$ ");

@@ -34,6 +34,7 @@ fn spec(guest: &str) -> VmSpec {
         },
         disks: Vec::new(),
         nics: Vec::new(),
+        balloon: false,
     }
 }
 

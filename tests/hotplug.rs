@@ -60,6 +60,7 @@ impl Engine {
             },
             disks: Vec::new(),
             nics: Vec::new(),
+            balloon: false,
         };
         let capture = Arc::new(Capture::default());
         let mut vm = Vm::create(&spec, capture.clone()).expect("create VM");

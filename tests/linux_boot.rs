@@ -374,7 +374,7 @@ fn real_linux_live_snapshot_keeps_every_write_linux_was_told_was_done() {
         // only after its O_DIRECT write returned (and a sync every 8 blocks).
         shell.send(
             "i=0; while [ $i -lt 240 ]; do b=$(( i % 251 + 1 )); \
-             printf \"\\\\$(printf %o $b)%.0s\" $(seq 4096) > /tmp/blk; \
+             head -c 4096 /dev/zero | tr '\\000' \"\\\\$(printf %o $b)\" > /tmp/blk; \
              dd if=/tmp/blk of=/dev/vda bs=4096 seek=$i count=1 oflag=direct conv=notrunc 2>/dev/null \
              && echo acked $i; [ $(( i % 8 )) = 7 ] && sync; i=$(( i + 1 )); done; echo writer\"\"-done",
         );
@@ -451,6 +451,67 @@ fn real_linux_kill_9_of_vmd_during_linux_writes_leaves_a_consistent_image_that_b
             120,
         );
         lab.ok(&["destroy", "linux"]);
+    });
+}
+
+/// The guest's MemTotal in KiB, from /proc/meminfo.
+fn mem_total_kib(shell: &mut Shell) -> u64 {
+    let line = shell.ok("grep MemTotal /proc/meminfo", 30);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or_else(|| panic!("no MemTotal in {line:?}"))
+}
+
+#[test]
+fn real_linux_save_restore_and_managed_save_resume_linux_and_the_balloon_takes_memory() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("save_restore");
+        lab.define_linux("linux", 1, &[]);
+        let mut shell = boot(&lab, "linux", 1);
+        // Something only this boot of Linux knows: a file in its RAM root and its boot id.
+        shell.ok("echo kept-across-save > /marker", 30);
+        let boot_id = shell.ok("cat /proc/sys/kernel/random/boot_id", 30);
+
+        // save + restore: the same Linux comes back, running, with its RAM as it was.
+        let file = lab.home().join("linux.save");
+        let file = file.to_str().expect("utf-8 path");
+        lab.ok(&["save", "linux", file]);
+        assert_eq!(lab.state("linux"), "shut_off");
+        drop(shell);
+        lab.ok(&["restore", file]);
+        assert_eq!(lab.state("linux"), "running");
+        let mut shell = Shell::open(&lab, "linux");
+        assert_eq!(shell.ok("cat /marker", 60), "kept-across-save");
+        assert_eq!(shell.ok("cat /proc/sys/kernel/random/boot_id", 30), boot_id);
+
+        // managedsave: listed as saved; the next start resumes that same Linux.
+        drop(shell);
+        lab.ok(&["managedsave", "linux"]);
+        assert_eq!(lab.state("linux"), "saved");
+        lab.ok(&["start", "linux"]);
+        let mut shell = Shell::open(&lab, "linux");
+        assert_eq!(shell.ok("cat /marker", 60), "kept-across-save");
+        assert_eq!(shell.ok("cat /proc/sys/kernel/random/boot_id", 30), boot_id);
+
+        // setmem --live: Linux's virtio_balloon driver inflates, and MemTotal drops by what
+        // it handed back (the driver takes ballooned pages out of the managed total).
+        let before = mem_total_kib(&mut shell);
+        lab.ok(&["setmem", "linux", "256M", "--live"]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let mut after = mem_total_kib(&mut shell);
+        while before - after.min(before) < 200 * 1024 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            after = mem_total_kib(&mut shell);
+        }
+        assert!(
+            before - after.min(before) >= 200 * 1024,
+            "MemTotal went from {before} KiB to only {after} KiB after setmem 256M"
+        );
+        let stats = lab.json(&["dommemstat", "linux"]);
+        lab.note(&format!("dommemstat after setmem 256M: {stats}"));
+        shell.send("poweroff -f");
+        lab.wait_state("linux", "shut_off", 60);
     });
 }
 
@@ -531,139 +592,134 @@ fn leased_ip(lab: &Lab, vm: &str, secs: u64) -> String {
 }
 
 #[test]
-fn a_cloud_image_boots_grubs_default_kernel_and_takes_an_ssh_login_with_the_cloud_init_key() {
-    scenario(
-        "a_cloud_image_boots_grubs_default_kernel_and_takes_an_ssh_login_with_the_cloud_init_key",
-        || {
-            let lab = Lab::new("cloud_image_ssh");
-            let (image, key, generic, cloud) = cloud_image(&lab);
-            assert_ne!(generic, cloud, "the image needs two different kernels");
-            lab.ok(&[
-                "net-define-as",
-                "tierimg",
-                "--mode",
-                "nat",
-                "--subnet",
-                "10.231.8.0/24",
-                "--bridge",
-                "vmuxtier1",
-            ]);
-            lab.ok(&["net-start", "tierimg"]);
-            let public = format!("{}.pub", key.display());
-            let started = std::time::Instant::now();
-            // The README's main path: a downloaded image used in place, cloud-init, a network.
-            lab.ok(&[
-                "create",
-                "web1",
-                "--image",
-                image.to_str().expect("path"),
-                "--cloud-init",
-                &format!("user=me,ssh-key={public}"),
-                "--network",
-                "tierimg",
-                "--memory",
-                "512M",
-                "--start",
-            ]);
-            let mut shell = Shell::open(&lab, "web1");
-            shell.wait_for(&format!("{IMAGE_READY} web1 {generic}"), 300);
-            let ready = started.elapsed();
-            let ip = leased_ip(&lab, "web1", 120);
-            let (ok, release, err) = ssh(&key, "me", &ip, "uname -r");
-            assert!(ok, "ssh me@{ip} failed: {err}");
-            let login = started.elapsed();
-            lab.note(&format!(
-                "create --start -> guest ready {:.1} s, -> ssh uname -r {:.1} s",
-                ready.as_secs_f64(),
-                login.as_secs_f64()
-            ));
-            println!(
-                "cloud image: create --start -> ready in {:.1} s, first ssh login done at {:.1} s",
-                ready.as_secs_f64(),
-                login.as_secs_f64()
-            );
-            // grub.cfg's default is its second kernel (1>1): that one ran, not the first entry's.
-            assert_eq!(release, generic, "the guest runs {release}");
-            assert_eq!(ssh(&key, "me", &ip, "hostname").1, "web1");
-            assert_eq!(ssh(&key, "me", &ip, "id -un").1, "me");
-            let info = lab.json(&["info", "web1"]);
-            assert_eq!(
-                info["boot_image"]["kernel"],
-                format!("/boot/vmlinuz-{generic}"),
-                "{info}"
-            );
-            assert_eq!(
-                info["boot_image"]["title"],
-                format!("Debian GNU/Linux, with Linux {generic}")
-            );
-            assert_eq!(info["disks"][1]["read_only"], true, "the seed disk: {info}");
-            shell.quiet();
-            assert_eq!(
-                shell.ok("cat /proc/cmdline", 30).split_whitespace().next(),
-                Some(format!("BOOT_IMAGE=/boot/vmlinuz-{generic}").as_str())
-            );
-            lab.ok(&["destroy", "web1"]);
-            lab.ok(&["net-destroy", "tierimg"]);
-        },
-    );
+fn real_linux_cloud_image_boots_grubs_default_kernel_and_takes_an_ssh_login_with_the_cloud_init_key()
+ {
+    scenario(test_name!(), || {
+        let lab = Lab::new("cloud_image_ssh");
+        let (image, key, generic, cloud) = cloud_image(&lab);
+        assert_ne!(generic, cloud, "the image needs two different kernels");
+        lab.ok(&[
+            "net-define-as",
+            "tierimg",
+            "--mode",
+            "nat",
+            "--subnet",
+            "10.231.8.0/24",
+            "--bridge",
+            "vmuxtier1",
+        ]);
+        lab.ok(&["net-start", "tierimg"]);
+        let public = format!("{}.pub", key.display());
+        let started = std::time::Instant::now();
+        // The README's main path: a downloaded image used in place, cloud-init, a network.
+        lab.ok(&[
+            "create",
+            "web1",
+            "--image",
+            image.to_str().expect("path"),
+            "--cloud-init",
+            &format!("user=me,ssh-key={public}"),
+            "--network",
+            "tierimg",
+            "--memory",
+            "512M",
+            "--start",
+        ]);
+        let mut shell = Shell::open(&lab, "web1");
+        shell.wait_for(&format!("{IMAGE_READY} web1 {generic}"), 300);
+        let ready = started.elapsed();
+        let ip = leased_ip(&lab, "web1", 120);
+        let (ok, release, err) = ssh(&key, "me", &ip, "uname -r");
+        assert!(ok, "ssh me@{ip} failed: {err}");
+        let login = started.elapsed();
+        lab.note(&format!(
+            "create --start -> guest ready {:.1} s, -> ssh uname -r {:.1} s",
+            ready.as_secs_f64(),
+            login.as_secs_f64()
+        ));
+        println!(
+            "cloud image: create --start -> ready in {:.1} s, first ssh login done at {:.1} s",
+            ready.as_secs_f64(),
+            login.as_secs_f64()
+        );
+        // grub.cfg's default is its second kernel (1>1): that one ran, not the first entry's.
+        assert_eq!(release, generic, "the guest runs {release}");
+        assert_eq!(ssh(&key, "me", &ip, "hostname").1, "web1");
+        assert_eq!(ssh(&key, "me", &ip, "id -un").1, "me");
+        let info = lab.json(&["info", "web1"]);
+        assert_eq!(
+            info["boot_image"]["kernel"],
+            format!("/boot/vmlinuz-{generic}"),
+            "{info}"
+        );
+        assert_eq!(
+            info["boot_image"]["title"],
+            format!("Debian GNU/Linux, with Linux {generic}")
+        );
+        assert_eq!(info["disks"][1]["read_only"], true, "the seed disk: {info}");
+        shell.quiet();
+        assert_eq!(
+            shell.ok("cat /proc/cmdline", 30).split_whitespace().next(),
+            Some(format!("BOOT_IMAGE=/boot/vmlinuz-{generic}").as_str())
+        );
+        lab.ok(&["destroy", "web1"]);
+        lab.ok(&["net-destroy", "tierimg"]);
+    });
 }
 
 #[test]
-fn a_kernel_updated_inside_the_guest_is_booted_at_the_next_start() {
-    scenario(
-        "a_kernel_updated_inside_the_guest_is_booted_at_the_next_start",
-        || {
-            let lab = Lab::new("cloud_image_kernel_update");
-            let (image, key, generic, cloud) = cloud_image(&lab);
-            let public = format!("{}.pub", key.display());
-            lab.ok(&[
-                "create",
-                "web1",
-                "--image",
-                image.to_str().expect("path"),
-                "--cloud-init",
-                &format!("user=me,ssh-key={public}"),
-                "--memory",
-                "512M",
-                "--start",
-            ]);
-            let mut shell = Shell::open(&lab, "web1");
-            shell.wait_for(&format!("{IMAGE_READY} web1 {generic}"), 300);
-            shell.quiet();
-            assert_eq!(shell.ok("uname -r", 30), generic);
-            // What a kernel upgrade does to /boot: the default entry now loads the other
-            // kernel (its file and initramfs are already installed), as update-grub writes it.
-            shell.ok(
+fn real_linux_kernel_updated_inside_the_guest_is_booted_at_the_next_start() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("cloud_image_kernel_update");
+        let (image, key, generic, cloud) = cloud_image(&lab);
+        let public = format!("{}.pub", key.display());
+        lab.ok(&[
+            "create",
+            "web1",
+            "--image",
+            image.to_str().expect("path"),
+            "--cloud-init",
+            &format!("user=me,ssh-key={public}"),
+            "--memory",
+            "512M",
+            "--start",
+        ]);
+        let mut shell = Shell::open(&lab, "web1");
+        shell.wait_for(&format!("{IMAGE_READY} web1 {generic}"), 300);
+        shell.quiet();
+        assert_eq!(shell.ok("uname -r", 30), generic);
+        // What a kernel upgrade does to /boot: the default entry now loads the other
+        // kernel (its file and initramfs are already installed), as update-grub writes it.
+        shell.ok(
                 &format!(
                     "sed -i 's/\\(vmlinuz\\|initrd.img\\)-{generic}/\\1-{cloud}/g' /boot/grub/grub.cfg && sync"
                 ),
                 60,
             );
-            shell.send("poweroff -f");
-            lab.wait_state("web1", "shut_off", 120);
-            let next = lab.json(&["info", "web1"]);
-            assert_eq!(
-                next["boot_image"]["kernel"],
-                format!("/boot/vmlinuz-{cloud}"),
-                "{next}"
-            );
+        shell.send("poweroff -f");
+        lab.wait_state("web1", "shut_off", 120);
+        let next = lab.json(&["info", "web1"]);
+        assert_eq!(
+            next["boot_image"]["kernel"],
+            format!("/boot/vmlinuz-{cloud}"),
+            "{next}"
+        );
 
-            lab.ok(&["start", "web1"]);
-            let shell = Shell::open(&lab, "web1");
-            shell.wait_for(&format!("{IMAGE_READY} web1 {cloud}"), 300);
-            let info = lab.json(&["info", "web1"]);
-            assert_eq!(
-                info["boot_image"]["kernel"],
-                format!("/boot/vmlinuz-{cloud}")
-            );
-            assert_eq!(
-                info["boot_image"]["initrds"][0],
-                format!("/boot/initrd.img-{cloud}")
-            );
-            // The same seed (same settings): cloud-init would not provision the guest again.
-            lab.ok(&["destroy", "web1"]);
-        },
-    );
+        lab.ok(&["start", "web1"]);
+        let shell = Shell::open(&lab, "web1");
+        shell.wait_for(&format!("{IMAGE_READY} web1 {cloud}"), 300);
+        let info = lab.json(&["info", "web1"]);
+        assert_eq!(
+            info["boot_image"]["kernel"],
+            format!("/boot/vmlinuz-{cloud}")
+        );
+        assert_eq!(
+            info["boot_image"]["initrds"][0],
+            format!("/boot/initrd.img-{cloud}")
+        );
+        // The same seed (same settings): cloud-init would not provision the guest again.
+        lab.ok(&["destroy", "web1"]);
+    });
 }
 
 /// Debian built by mmdebstrap from Debian's packages with the real `cloud-init`, systemd and
@@ -673,84 +729,81 @@ fn a_kernel_updated_inside_the_guest_is_booted_at_the_next_start() {
 /// many minutes); run it with `cargo test --test linux_boot -- --ignored real_cloud_init`.
 #[test]
 #[ignore = "a full Debian boot with cloud-init; run with --ignored after make-debian-cloud-image.sh"]
-fn a_debian_image_with_the_real_cloud_init_takes_an_ssh_login() {
-    scenario(
-        "a_debian_image_with_the_real_cloud_init_takes_an_ssh_login",
-        || {
-            let lab = Lab::new("real_cloud_init");
-            let dir = std::env::var_os("VMUX_DEBIAN_CLOUD")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| {
-                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                        .join("target/linux-tier/debian-cloud")
-                });
-            let env = std::fs::read_to_string(dir.join("kernel.env"))
-                .expect("run scripts/make-debian-cloud-image.sh first (as root)");
-            let release = env.trim().trim_start_matches("RELEASE=").to_string();
-            let image = lab.home().join("debian-cloud-full.qcow2");
-            std::fs::copy(dir.join("debian-cloud-full.qcow2"), &image).expect("copy the image");
-            let key = lab.home().join("id_ed25519");
-            tool(
-                "ssh-keygen",
-                &[
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-f",
-                    key.to_str().expect("path"),
-                ],
-            );
-            lab.ok(&[
-                "net-define-as",
-                "tierfull",
-                "--mode",
-                "nat",
-                "--subnet",
-                "10.231.8.0/24",
-                "--bridge",
-                "vmuxtier2",
-            ]);
-            lab.ok(&["net-start", "tierfull"]);
-            let started = std::time::Instant::now();
-            lab.ok(&[
-                "create",
-                "deb",
-                "--image",
-                image.to_str().expect("path"),
-                "--cloud-init",
-                &format!("user=me,ssh-key={}.pub", key.display()),
-                "--network",
-                "tierfull",
-                "--memory",
-                "1G",
-                "--start",
-            ]);
-            let _console = Shell::open(&lab, "deb");
-            let ip = leased_ip(&lab, "deb", 1500);
-            let leased = started.elapsed();
-            let mut release_seen = String::new();
-            wait_until("an SSH login as the cloud-init user", 1500, || {
-                let (ok, out, _) = ssh(&key, "me", &ip, "uname -r");
-                release_seen = out;
-                ok
+fn real_linux_debian_image_with_the_real_cloud_init_takes_an_ssh_login() {
+    scenario(test_name!(), || {
+        let lab = Lab::new("real_cloud_init");
+        let dir = std::env::var_os("VMUX_DEBIAN_CLOUD")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("target/linux-tier/debian-cloud")
             });
-            let login = started.elapsed();
-            let message = format!(
-                "real cloud-init: create --start -> DHCP lease {:.0} s, -> SSH login as me {:.0} s",
-                leased.as_secs_f64(),
-                login.as_secs_f64()
-            );
-            lab.note(&message);
-            println!("{message}");
-            assert_eq!(release_seen, release);
-            assert_eq!(ssh(&key, "me", &ip, "hostname").1, "deb");
-            let (ok, status, err) = ssh(&key, "me", &ip, "cloud-init status --long || true");
-            assert!(ok, "{err}");
-            assert!(status.contains("done"), "cloud-init status: {status}");
-            lab.ok(&["destroy", "deb"]);
-            lab.ok(&["net-destroy", "tierfull"]);
-        },
-    );
+        let env = std::fs::read_to_string(dir.join("kernel.env"))
+            .expect("run scripts/make-debian-cloud-image.sh first (as root)");
+        let release = env.trim().trim_start_matches("RELEASE=").to_string();
+        let image = lab.home().join("debian-cloud-full.qcow2");
+        std::fs::copy(dir.join("debian-cloud-full.qcow2"), &image).expect("copy the image");
+        let key = lab.home().join("id_ed25519");
+        tool(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-f",
+                key.to_str().expect("path"),
+            ],
+        );
+        lab.ok(&[
+            "net-define-as",
+            "tierfull",
+            "--mode",
+            "nat",
+            "--subnet",
+            "10.231.8.0/24",
+            "--bridge",
+            "vmuxtier2",
+        ]);
+        lab.ok(&["net-start", "tierfull"]);
+        let started = std::time::Instant::now();
+        lab.ok(&[
+            "create",
+            "deb",
+            "--image",
+            image.to_str().expect("path"),
+            "--cloud-init",
+            &format!("user=me,ssh-key={}.pub", key.display()),
+            "--network",
+            "tierfull",
+            "--memory",
+            "1G",
+            "--start",
+        ]);
+        let _console = Shell::open(&lab, "deb");
+        let ip = leased_ip(&lab, "deb", 1500);
+        let leased = started.elapsed();
+        let mut release_seen = String::new();
+        wait_until("an SSH login as the cloud-init user", 1500, || {
+            let (ok, out, _) = ssh(&key, "me", &ip, "uname -r");
+            release_seen = out;
+            ok
+        });
+        let login = started.elapsed();
+        let message = format!(
+            "real cloud-init: create --start -> DHCP lease {:.0} s, -> SSH login as me {:.0} s",
+            leased.as_secs_f64(),
+            login.as_secs_f64()
+        );
+        lab.note(&message);
+        println!("{message}");
+        assert_eq!(release_seen, release);
+        assert_eq!(ssh(&key, "me", &ip, "hostname").1, "deb");
+        let (ok, status, err) = ssh(&key, "me", &ip, "cloud-init status --long || true");
+        assert!(ok, "{err}");
+        assert!(status.contains("done"), "cloud-init status: {status}");
+        lab.ok(&["destroy", "deb"]);
+        lab.ok(&["net-destroy", "tierfull"]);
+    });
 }

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use vmux::config::{Paths, parse_size};
+use vmux::progress::Progress;
 use vmux::storage::{SnapshotManager, StorageManager, VolumeSpec};
 
 /// Bytes of data the slow operations move (enough to take a while in a debug build).
@@ -48,17 +49,23 @@ fn child() {
     match std::env::var("VMUX_CRASH_ACTION").expect("action").as_str() {
         "convert" => {
             storage
-                .vol_convert("default", "src.raw", "dst.qcow2", None)
+                .vol_convert("default", "src.raw", "dst.qcow2", None, &Progress::new())
                 .expect("convert");
         }
         "upload" => {
             storage
-                .vol_upload("default", "vol.qcow2", &home.join("new.raw"), None)
+                .vol_upload(
+                    "default",
+                    "vol.qcow2",
+                    &home.join("new.raw"),
+                    None,
+                    &Progress::new(),
+                )
                 .expect("upload");
         }
         "snapshot-delete" => {
             SnapshotManager::new(paths)
-                .delete("web1", "s1")
+                .delete("web1", "s1", &Progress::new())
                 .expect("delete");
         }
         other => panic!("unknown action {other}"),
@@ -217,7 +224,7 @@ fn a_convert_killed_midway_leaves_no_volume_and_no_litter() {
         assert!(!names.iter().any(|n| n.contains("tmp")), "{names:?}");
         if !dst.exists() {
             home.storage
-                .vol_convert("default", "src.raw", "dst.qcow2", None)
+                .vol_convert("default", "src.raw", "dst.qcow2", None, &Progress::new())
                 .expect("convert again");
         }
         check_ok(&dst);
@@ -330,7 +337,9 @@ fn a_snapshot_delete_killed_midway_finishes_when_run_again() {
             assert_eq!(list[0].name, "s1");
             let text = snaps.create("web1", "s2").expect_err("blocked").to_string();
             assert!(text.contains("vmux snapshot-delete web1 s1"), "{text}");
-            snaps.delete("web1", "s1").expect("finish the deletion");
+            snaps
+                .delete("web1", "s1", &Progress::new())
+                .expect("finish the deletion");
         }
         assert!(snaps.list("web1").expect("list").is_empty());
         assert_eq!(home.vm_disks("web1"), ["default/web1.qcow2"]);

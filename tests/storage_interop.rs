@@ -381,7 +381,12 @@ fn a_raw_image_written_by_vmux_compares_equal_to_its_qcow2_copy() {
     {
         let src = open_ro(&raw);
         let dst = open_image(&qcow, &options(&qcow, false)).expect("open");
-        vmux::storage::copy::copy_image(src.as_ref(), dst.as_ref()).expect("copy");
+        vmux::storage::copy::copy_image(
+            src.as_ref(),
+            dst.as_ref(),
+            &vmux::progress::Progress::new(),
+        )
+        .expect("copy");
     }
     check_ok(&qcow);
     same_content(&raw, &qcow);

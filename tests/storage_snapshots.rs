@@ -8,6 +8,7 @@ use common::prereq::{QEMU_IMG, met};
 use common::storage::*;
 use std::path::PathBuf;
 use vmux::config::parse_size;
+use vmux::progress::Progress;
 use vmux::storage::{SnapshotManager, StorageError, VolumeSpec};
 
 struct Vm {
@@ -185,7 +186,9 @@ fn deleting_the_oldest_snapshot_merges_it_and_keeps_every_state() {
     vm.write(65536, 4096, 0x23);
     vm.snaps.create("web1", "s2").expect("s2");
     vm.write(0, 4096, 0x33);
-    vm.snaps.delete("web1", "s1").expect("delete s1");
+    vm.snaps
+        .delete("web1", "s1", &Progress::new())
+        .expect("delete s1");
     assert_eq!(vm.names(), ["s2"]);
     assert_eq!(vm.byte(0), 0x33, "the VM's current data is unchanged");
     assert_eq!(vm.volumes(), ["data.raw", "web1.qcow2", "web1.s2.qcow2"]);
@@ -208,7 +211,9 @@ fn deleting_the_newest_snapshot_puts_the_vm_back_on_the_frozen_image() {
     let vm = vm();
     vm.snaps.create("web1", "s1").expect("s1");
     vm.write(4096, 4096, 0x22);
-    vm.snaps.delete("web1", "s1").expect("delete");
+    vm.snaps
+        .delete("web1", "s1", &Progress::new())
+        .expect("delete");
     assert_eq!(vm.home.vm_disks("web1")[0], "default/web1.qcow2");
     assert_eq!((vm.byte(4096), vm.byte(0)), (0x22, 0x11));
     assert_eq!(vm.volumes(), ["data.raw", "web1.qcow2"]);
@@ -226,7 +231,9 @@ fn raw_disks_get_qcow2_overlays_and_merge_back_into_raw() {
     );
     vm.write(0, 4096, 0x55);
     vm.write(1 << 20, 65536, 0);
-    vm.snaps.delete("web1", "s1").expect("delete");
+    vm.snaps
+        .delete("web1", "s1", &Progress::new())
+        .expect("delete");
     assert_eq!(vm.home.vm_disks("web1")[0], "default/web1.raw");
     let bytes = std::fs::read(vm.home.pool_dir().join("web1.raw")).expect("read raw");
     assert!(bytes[..4096].iter().all(|b| *b == 0x55));
@@ -268,7 +275,9 @@ fn snapshot_errors_name_the_vm_and_the_fix() {
         text.contains("no snapshot 'nope'") && text.contains("snapshot-list web1"),
         "{text}"
     );
-    assert!(err_text(vm.snaps.delete("web1", "nope")).contains("no snapshot 'nope'"));
+    assert!(
+        err_text(vm.snaps.delete("web1", "nope", &Progress::new())).contains("no snapshot 'nope'")
+    );
     assert!(err_text(vm.snaps.list("ghost")).contains("'ghost'"));
     vm.home.fake_running("web1");
     let text = err_text(vm.snaps.create("web1", "s2"));
@@ -277,7 +286,9 @@ fn snapshot_errors_name_the_vm_and_the_fix() {
         "{text}"
     );
     assert!(err_text(vm.snaps.revert("web1", "s1")).contains("vmux shutdown web1"));
-    assert!(err_text(vm.snaps.delete("web1", "s1")).contains("vmux shutdown web1"));
+    assert!(
+        err_text(vm.snaps.delete("web1", "s1", &Progress::new())).contains("vmux shutdown web1")
+    );
     vm.home.fake_stopped("web1");
     vm.home.define_vm("ro", &["default/data.raw,readonly"]);
     let text = err_text(vm.snaps.create("ro", "s1"));
@@ -290,7 +301,11 @@ fn a_snapshotted_base_cannot_be_deleted_or_written() {
     vm.snaps.create("web1", "s1").expect("create");
     let text = err_text(vm.home.storage.vol_delete("default", "web1.qcow2"));
     assert!(text.contains("used by VM web1"), "{text}");
-    let text = err_text(vm.home.storage.vol_wipe("default", "web1.qcow2"));
+    let text = err_text(
+        vm.home
+            .storage
+            .vol_wipe("default", "web1.qcow2", &Progress::new()),
+    );
     assert!(
         text.contains("backing file of") && text.contains("web1.s1.qcow2"),
         "{text}"

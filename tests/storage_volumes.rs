@@ -8,6 +8,7 @@ use common::prereq::{QEMU_IMG, QEMU_IO, met};
 use common::storage::*;
 use std::path::Path;
 use vmux::config::{DiskConfig, Store, parse_size};
+use vmux::progress::Progress;
 use vmux::storage::format::ImageFormat;
 use vmux::storage::image::ImageLock;
 use vmux::storage::{StorageError, VolumeSpec};
@@ -211,7 +212,7 @@ fn vol_info_reports_backing_and_users() {
         .vol_create("default", "base.qcow2", spec("8M"))
         .expect("create");
     home.storage
-        .vol_clone("default", "base.qcow2", "top.qcow2", true)
+        .vol_clone("default", "base.qcow2", "top.qcow2", true, &Progress::new())
         .expect("linked clone");
     home.define_vm("web1", &["default/top.qcow2"]);
     let base = home
@@ -304,7 +305,7 @@ fn resize_of_a_running_vms_disk_or_a_backing_file_is_refused() {
         .vol_create("default", "b.qcow2", spec("1M"))
         .expect("create");
     home.storage
-        .vol_clone("default", "b.qcow2", "c.qcow2", true)
+        .vol_clone("default", "b.qcow2", "c.qcow2", true, &Progress::new())
         .expect("linked");
     home.define_vm("web1", &["default/a.qcow2"]);
     home.fake_running("web1");
@@ -345,14 +346,26 @@ fn full_and_linked_clones_read_like_the_source() {
     fill(&src.path, 3 << 20, 123_456, 0x31);
     let full = home
         .storage
-        .vol_clone("default", "web1.qcow2", "web2.qcow2", false)
+        .vol_clone(
+            "default",
+            "web1.qcow2",
+            "web2.qcow2",
+            false,
+            &Progress::new(),
+        )
         .expect("full");
     assert!(full.backing.is_none());
     check_ok(&full.path);
     same_content(&src.path, &full.path);
     let linked = home
         .storage
-        .vol_clone("default", "web1.qcow2", "web3.qcow2", true)
+        .vol_clone(
+            "default",
+            "web1.qcow2",
+            "web3.qcow2",
+            true,
+            &Progress::new(),
+        )
         .expect("linked");
     let src_now = home
         .storage
@@ -366,7 +379,7 @@ fn full_and_linked_clones_read_like_the_source() {
     same_content(&src.path, &linked.path);
     let raw = home
         .storage
-        .vol_clone("default", "web1.qcow2", "web4.raw", false)
+        .vol_clone("default", "web1.qcow2", "web4.raw", false, &Progress::new())
         .expect("clone to raw by name");
     assert_eq!(raw.format, ImageFormat::Raw);
     same_content(&src.path, &raw.path);
@@ -378,26 +391,35 @@ fn vol_clone_errors() {
     home.storage
         .vol_create("default", "a.qcow2", spec("1M"))
         .expect("create");
-    let text = err_text(home.storage.vol_clone("default", "a.qcow2", "b.raw", true));
+    let text =
+        err_text(
+            home.storage
+                .vol_clone("default", "a.qcow2", "b.raw", true, &Progress::new()),
+        );
     assert!(
         text.contains("linked clone") && text.contains("b.qcow2"),
         "{text}"
     );
-    let text = err_text(
-        home.storage
-            .vol_clone("default", "a.qcow2", "a.qcow2", false),
-    );
+    let text =
+        err_text(
+            home.storage
+                .vol_clone("default", "a.qcow2", "a.qcow2", false, &Progress::new()),
+        );
     assert!(text.contains("already exists"), "{text}");
-    let text = err_text(
-        home.storage
-            .vol_clone("default", "ghost.qcow2", "b.qcow2", false),
-    );
+    let text = err_text(home.storage.vol_clone(
+        "default",
+        "ghost.qcow2",
+        "b.qcow2",
+        false,
+        &Progress::new(),
+    ));
     assert!(text.contains("ghost.qcow2"), "{text}");
     home.define_vm("web1", &["default/a.qcow2"]);
-    let text = err_text(
-        home.storage
-            .vol_clone("default", "a.qcow2", "b.qcow2", true),
-    );
+    let text =
+        err_text(
+            home.storage
+                .vol_clone("default", "a.qcow2", "b.qcow2", true, &Progress::new()),
+        );
     assert!(
         text.contains("writable disk of VM 'web1'") && text.contains("full clone"),
         "{text}"
@@ -417,14 +439,20 @@ fn convert_both_ways_compares_equal() {
     fill(&src.path, 1 << 20, 3 << 20, 0x17);
     let q = home
         .storage
-        .vol_convert("default", "a.raw", "a.qcow2", None)
+        .vol_convert("default", "a.raw", "a.qcow2", None, &Progress::new())
         .expect("to qcow2");
     assert_eq!(q.format, ImageFormat::Qcow2);
     check_ok(&q.path);
     same_content(&src.path, &q.path);
     let back = home
         .storage
-        .vol_convert("default", "a.qcow2", "b", Some(ImageFormat::Raw))
+        .vol_convert(
+            "default",
+            "a.qcow2",
+            "b",
+            Some(ImageFormat::Raw),
+            &Progress::new(),
+        )
         .expect("to raw");
     assert_eq!(back.format, ImageFormat::Raw);
     same_content(&src.path, &back.path);
@@ -440,16 +468,22 @@ fn vol_convert_errors() {
     home.storage
         .vol_create("default", "a.raw", spec("1M"))
         .expect("create");
-    let text =
-        err_text(
-            home.storage
-                .vol_convert("default", "a.raw", "a.qcow2", Some(ImageFormat::Raw)),
-        );
+    let text = err_text(home.storage.vol_convert(
+        "default",
+        "a.raw",
+        "a.qcow2",
+        Some(ImageFormat::Raw),
+        &Progress::new(),
+    ));
     assert!(
         text.contains("a.raw") && text.contains("--format"),
         "{text}"
     );
-    let text = err_text(home.storage.vol_convert("default", "a.raw", "a.raw", None));
+    let text =
+        err_text(
+            home.storage
+                .vol_convert("default", "a.raw", "a.raw", None, &Progress::new()),
+        );
     assert!(text.contains("already exists"), "{text}");
     let dir = home.pool_dir();
     qemu_img(&[
@@ -464,10 +498,11 @@ fn vol_convert_errors() {
         &s(&dir.join("o.qcow2")),
         "1M",
     ]);
-    let text = err_text(
-        home.storage
-            .vol_convert("default", "o.qcow2", "o.raw", None),
-    );
+    let text =
+        err_text(
+            home.storage
+                .vol_convert("default", "o.qcow2", "o.raw", None, &Progress::new()),
+        );
     assert!(
         text.contains("gone.raw") && text.contains("does not exist"),
         "{text}"
@@ -489,14 +524,24 @@ fn upload_replaces_content_and_download_writes_it_out() {
     qemu_img(&["create", "-f", "qcow2", &s(&src), "8M"]);
     qemu_io("qcow2", &src, &["write -P 0x5c 2M 1M"]);
     // A qcow2 image named .img: its name says raw, its content qcow2; vmux does not guess.
-    let text = err_text(home.storage.vol_upload("default", "web1.qcow2", &src, None));
+    let text =
+        err_text(
+            home.storage
+                .vol_upload("default", "web1.qcow2", &src, None, &Progress::new()),
+        );
     assert!(
         text.contains("disk.img") && text.contains("qcow2 header") && text.contains("--format"),
         "{text}"
     );
     let up = home
         .storage
-        .vol_upload("default", "web1.qcow2", &src, Some(ImageFormat::Qcow2))
+        .vol_upload(
+            "default",
+            "web1.qcow2",
+            &src,
+            Some(ImageFormat::Qcow2),
+            &Progress::new(),
+        )
         .expect("upload a qcow2 named .img with --format qcow2");
     assert_eq!((up.format, up.capacity), (ImageFormat::Qcow2, 8 << 20));
     check_ok(&vol.path);
@@ -504,23 +549,30 @@ fn upload_replaces_content_and_download_writes_it_out() {
     let out = home.dir.path().join("out.img");
     let down = home
         .storage
-        .vol_download("default", "web1.qcow2", &out, None, false)
+        .vol_download("default", "web1.qcow2", &out, None, false, &Progress::new())
         .expect("download");
     assert_eq!(down.format, ImageFormat::Raw, "the .img name asks for raw");
     same_content(&vol.path, &out);
-    let text = err_text(
-        home.storage
-            .vol_download("default", "web1.qcow2", &out, None, false),
-    );
+    let text = err_text(home.storage.vol_download(
+        "default",
+        "web1.qcow2",
+        &out,
+        None,
+        false,
+        &Progress::new(),
+    ));
     assert!(text.contains("--force"), "{text}");
     home.storage
-        .vol_download("default", "web1.qcow2", &out, None, true)
+        .vol_download("default", "web1.qcow2", &out, None, true, &Progress::new())
         .expect("forced");
-    let text =
-        err_text(
-            home.storage
-                .vol_download("default", "web1.qcow2", home.dir.path(), None, false),
-        );
+    let text = err_text(home.storage.vol_download(
+        "default",
+        "web1.qcow2",
+        home.dir.path(),
+        None,
+        false,
+        &Progress::new(),
+    ));
     assert!(text.contains("is a directory"), "{text}");
 }
 
@@ -531,14 +583,19 @@ fn vol_upload_errors() {
         .vol_create("default", "a.qcow2", spec("1M"))
         .expect("create");
     let missing = home.dir.path().join("missing.img");
-    let text = err_text(
-        home.storage
-            .vol_upload("default", "a.qcow2", &missing, None),
-    );
+    let text =
+        err_text(
+            home.storage
+                .vol_upload("default", "a.qcow2", &missing, None, &Progress::new()),
+        );
     assert!(text.contains("missing.img"), "{text}");
     let fake = home.dir.path().join("fake.qcow2");
     std::fs::write(&fake, vec![1u8; 4096]).expect("write");
-    let text = err_text(home.storage.vol_upload("default", "a.qcow2", &fake, None));
+    let text =
+        err_text(
+            home.storage
+                .vol_upload("default", "a.qcow2", &fake, None, &Progress::new()),
+        );
     assert!(
         text.contains("fake.qcow2") && text.contains("not a qcow2 image"),
         "{text}"
@@ -547,7 +604,11 @@ fn vol_upload_errors() {
     home.fake_running("web1");
     let raw = home.dir.path().join("ok.raw");
     std::fs::write(&raw, vec![1u8; 4096]).expect("write");
-    let text = err_text(home.storage.vol_upload("default", "a.qcow2", &raw, None));
+    let text =
+        err_text(
+            home.storage
+                .vol_upload("default", "a.qcow2", &raw, None, &Progress::new()),
+        );
     assert!(text.contains("running VM 'web1'"), "{text}");
 }
 
@@ -565,7 +626,10 @@ fn wipe_zeroes_content_and_keeps_format_and_size() {
             .vol_create("default", name, spec("8M"))
             .expect("create");
         fill(&vol.path, 0, 1 << 20, 0xee);
-        let wiped = home.storage.vol_wipe("default", name).expect("wipe");
+        let wiped = home
+            .storage
+            .vol_wipe("default", name, &Progress::new())
+            .expect("wipe");
         assert_eq!((wiped.format, wiped.capacity), (vol.format, vol.capacity));
         assert!(
             read_all(open_ro(&vol.path).as_ref())
@@ -595,9 +659,12 @@ fn vol_wipe_of_a_backing_file_is_refused() {
         .vol_create("default", "b.qcow2", spec("1M"))
         .expect("create");
     home.storage
-        .vol_clone("default", "b.qcow2", "c.qcow2", true)
+        .vol_clone("default", "b.qcow2", "c.qcow2", true, &Progress::new())
         .expect("linked");
-    let text = err_text(home.storage.vol_wipe("default", "b.qcow2"));
+    let text = err_text(
+        home.storage
+            .vol_wipe("default", "b.qcow2", &Progress::new()),
+    );
     assert!(text.contains("backing file of"), "{text}");
 }
 
@@ -646,10 +713,10 @@ fn resolve_vm_disks_checks_every_disk() {
     assert!(disks[1].readonly);
     assert_eq!(disks[0].format, ImageFormat::Qcow2);
     home.storage
-        .vol_clone("default", "a.qcow2", "c.qcow2", false)
+        .vol_clone("default", "a.qcow2", "c.qcow2", false, &Progress::new())
         .expect("clone");
     home.storage
-        .vol_clone("default", "c.qcow2", "d.qcow2", true)
+        .vol_clone("default", "c.qcow2", "d.qcow2", true, &Progress::new())
         .expect("linked");
     vm.disks[0] = "default/c.qcow2".parse().expect("disk");
     let text = err_text(home.storage.resolve_vm_disks(&vm));

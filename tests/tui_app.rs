@@ -344,10 +344,10 @@ fn palette_runs_cli_verbs() {
 }
 
 #[test]
-fn palette_says_setmem_is_not_supported_yet() {
+fn palette_says_setmaxmem_is_not_supported_yet() {
     let mut harness = Harness::new(fleet());
     harness.char(':');
-    harness.type_text("setmem web1 2G");
+    harness.type_text("setmaxmem web1 2G");
     harness.key(KeyCode::Enter);
     assert_eq!(
         harness.app.status.as_ref().map(|s| s.kind),

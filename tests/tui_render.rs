@@ -9,10 +9,13 @@ use common::tui::{Harness, fleet_app, render, render_buffer};
 use crossterm::event::KeyCode;
 use ratatui::style::Color;
 use std::path::PathBuf;
+use std::time::Duration;
 use vmux::client::fake::FakeHost;
+use vmux::progress::ProgressSnapshot;
 use vmux::tui::App;
 use vmux::tui::action::{Action, DirEntry};
 use vmux::tui::keymap::Keymap;
+use vmux::tui::tasks::TaskProgress;
 use vmux::tui::theme::Theme;
 use vmux::tui::update;
 
@@ -251,18 +254,35 @@ fn storage_fixtures(fleet: &dyn Fn() -> Harness) -> Vec<(&'static str, Harness)>
     h.hold_tasks = true;
     h.char('c');
     h.key(KeyCode::Enter);
-    h.storage
-        .set_written("default", "base-clone.qcow2", 640 << 20);
     let id = *h.app.tasks.keys().next().expect("clone running");
     for _ in 0..7 {
         h.act(Action::Tick);
     }
-    h.act(Action::TaskProgress {
-        id,
-        written: 640 << 20,
-        total: 1536 << 20,
-    });
+    let progress = TaskProgress {
+        snapshot: ProgressSnapshot {
+            done: 640 << 20,
+            total: 1536 << 20,
+            finished: false,
+            cancelled: false,
+        },
+        rate: Some((85u64 << 20) as f64),
+        eta: Some(Duration::from_secs(11)),
+    };
+    h.act(Action::TaskProgress { id, progress });
     out.push(("storage_clone_progress", h));
+
+    let mut h = volume("base.qcow2");
+    h.hold_tasks = true;
+    h.char('c');
+    h.key(KeyCode::Enter);
+    h.char('v');
+    h.key(KeyCode::Enter);
+    let id = *h.app.tasks.keys().next().expect("clone running");
+    h.act(Action::TaskProgress { id, progress });
+    h.char('T');
+    h.key(KeyCode::Down);
+    h.char('x');
+    out.push(("storage_tasks", h));
     out
 }
 

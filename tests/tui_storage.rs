@@ -7,12 +7,15 @@ mod common;
 
 use common::tui::{Harness, fleet, fleet_app, fleet_networks, fleet_storage};
 use crossterm::event::KeyCode;
+use std::time::Duration;
 use vmux::client::Host;
+use vmux::progress::ProgressSnapshot;
 use vmux::tui::action::Action;
 use vmux::tui::app::{Overlay, Pane, StatusKind};
 use vmux::tui::backends::fake::{FakeNetworks, FakeStorage};
 use vmux::tui::keymap::Context;
 use vmux::tui::storage_pane::StorageFocus;
+use vmux::tui::tasks::TaskProgress;
 
 fn status_text(harness: &Harness) -> String {
     harness
@@ -183,21 +186,49 @@ fn a_linked_clone_is_made_on_its_source() {
     assert_eq!(clone.backing.map(|b| b.name).as_deref(), Some("base.qcow2"));
 }
 
-#[test]
-fn a_full_clone_shows_a_progress_bar_labelled_as_an_estimate_until_done() {
+/// Where a task stands: `done` of `total` bytes, at 85 MiB/s with 12 s left.
+fn progress(done: u64, total: u64) -> TaskProgress {
+    TaskProgress {
+        snapshot: ProgressSnapshot {
+            done,
+            total,
+            finished: false,
+            cancelled: false,
+        },
+        rate: Some((85u64 << 20) as f64),
+        eta: Some(Duration::from_secs(12)),
+    }
+}
+
+/// A full clone of base.qcow2 held in flight, and its id.
+fn clone_in_flight() -> (Harness, u64) {
     let mut harness = on_volume("base.qcow2");
     harness.hold_tasks = true;
     harness.char('c');
     harness.key(KeyCode::Enter);
     let id = *harness.app.tasks.keys().next().expect("running");
+    (harness, id)
+}
+
+#[test]
+fn a_full_clone_shows_its_real_progress_with_rate_and_time_left_until_done() {
+    let (mut harness, id) = clone_in_flight();
     harness.act(Action::TaskProgress {
         id,
-        written: 768 << 20,
-        total: 1536 << 20,
+        progress: progress(768 << 20, 1536 << 20),
     });
     let screen = harness.screen();
-    assert!(screen.contains("~50% (est.)"), "{screen}");
+    assert!(screen.contains(" 50% "), "{screen}");
+    assert!(!screen.contains("est."), "{screen}");
     assert!(screen.contains("cloning default/base.qcow2"), "{screen}");
+    assert!(
+        screen.contains(" 50% 85M/s · 12s left · cloning"),
+        "{screen}"
+    );
+    harness.char('T');
+    let list = harness.screen();
+    assert!(list.contains("768M of 1.5G · 85M/s · 12s left"), "{list}");
+    harness.key(KeyCode::Esc);
     harness.release_tasks();
     assert!(harness.app.tasks.is_empty());
     assert!(status_text(&harness).contains("cloned default/base.qcow2 to base-clone.qcow2"));
@@ -206,6 +237,78 @@ fn a_full_clone_shows_a_progress_bar_labelled_as_an_estimate_until_done() {
         harness.app.storage.volume.as_deref(),
         Some("base-clone.qcow2")
     );
+}
+
+#[test]
+fn the_footer_offers_the_task_list_while_a_task_runs() {
+    let (harness, _) = clone_in_flight();
+    let footer = harness
+        .screen()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(footer.contains("T tasks/cancel"), "{footer}");
+    let mut idle = on_volume("base.qcow2");
+    idle.char('T');
+    assert!(idle.app.overlay.is_none());
+    assert!(status_text(&idle).contains("no tasks are running"));
+}
+
+#[test]
+fn a_clone_cancelled_from_the_task_list_leaves_nothing_behind() {
+    let (mut harness, id) = clone_in_flight();
+    harness.act(Action::TaskProgress {
+        id,
+        progress: progress(768 << 20, 1536 << 20),
+    });
+    harness.char('T');
+    assert!(matches!(harness.app.overlay, Some(Overlay::Tasks { .. })));
+    let screen = harness.screen();
+    assert!(
+        screen.contains("tasks (↑↓ select, x cancels, Esc closes)"),
+        "{screen}"
+    );
+    assert!(screen.contains("x cancels it"), "{screen}");
+    harness.char('x');
+    assert!(harness.app.tasks[&id].cancelling);
+    assert!(harness.screen().contains("cancelling cloning"));
+
+    harness.release_tasks();
+
+    assert!(harness.app.tasks.is_empty());
+    assert!(
+        harness.app.overlay.is_none(),
+        "the list closes when nothing runs"
+    );
+    assert_eq!(status_kind(&harness), Some(StatusKind::Info));
+    assert_eq!(
+        status_text(&harness),
+        "cancelled: default/base-clone.qcow2 was not created; default/base.qcow2 is unchanged"
+    );
+    assert!(
+        harness
+            .storage
+            .volume("default", "base-clone.qcow2")
+            .is_none()
+    );
+}
+
+#[test]
+fn a_short_task_cannot_be_cancelled_and_says_so() {
+    let mut harness = storage();
+    harness.hold_tasks = true;
+    harness.key(KeyCode::Down);
+    harness.char('s');
+    assert_eq!(harness.app.tasks.len(), 1, "{}", status_text(&harness));
+    harness.char('T');
+    harness.char('x');
+    assert!(
+        status_text(&harness).contains("cannot be cancelled"),
+        "{}",
+        status_text(&harness)
+    );
+    assert!(harness.screen().contains("it ends within moments"));
 }
 
 #[test]
@@ -528,6 +631,21 @@ fn help_lists_the_storage_keys() {
     let screen = harness.screen();
     assert!(screen.contains("keys: storage"), "{screen}");
     assert!(screen.contains("clone volume (full or linked)"), "{screen}");
+}
+
+#[test]
+fn help_names_the_task_list_key_and_its_cancel_key() {
+    let mut harness = storage();
+    harness.app.width = 200;
+    harness.app.height = 50;
+    harness.char('?');
+    let screen = harness.screen();
+    let row = screen
+        .lines()
+        .find(|l| l.contains("running tasks"))
+        .unwrap_or_else(|| panic!("no task list row: {screen}"));
+    assert!(row.contains(" T "), "{row}");
+    assert!(row.contains("x cancels one"), "{row}");
 }
 
 fn click(column: u16, row: u16) -> Action {

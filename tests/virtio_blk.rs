@@ -71,6 +71,7 @@ fn spec(program: &str, disks: Vec<DiskSpec>) -> VmSpec {
         },
         disks,
         nics: Vec::new(),
+        balloon: false,
     }
 }
 

@@ -9,7 +9,9 @@
 //! (kit/cpuhp.rs): inserted CPUs are started, CPUs the host removes are parked and ejected, so
 //! `cpus` follows `vmux setvcpus` live. A PCI hotplug event (GED bit 2) is answered the same
 //! way (kit/pcihp.rs): a disk plugged in is announced, a disk the host removes is reset and
-//! ejected, so `vmux detach-disk` completes and `disks` follows `attach-disk` live.
+//! ejected, so `vmux detach-disk` completes and `disks` follows `attach-disk` live. It drives
+//! the memory balloon too (kit/balloon.rs): RAM above 32 MiB is its pool, so `vmux setmem`
+//! takes memory away and gives it back live and `vmux dommemstat` shows its statistics.
 //! tests/guests/README.md lists the exact lines it prints.
 
 #![no_std]
@@ -19,6 +21,7 @@
 mod kit;
 
 use kit::acpi::{Rsdp, Table};
+use kit::balloon::Balloon;
 use kit::console::{Ascii, Dec, DecPadded, print_str};
 use kit::cpuhp::{self, Notice};
 use kit::ged;
@@ -32,6 +35,8 @@ const BOOT_AP_TIMEOUT_US: u64 = 1_000_000;
 /// How long a CPU gets after a hotplug event without the hotplug registers (other
 /// hypervisors); CPUs listed but not plugged in cost this much.
 const HOTPLUG_AP_TIMEOUT_US: u64 = 50_000;
+/// Where the balloon's pool starts: everything above is RAM the demo never uses itself.
+const BALLOON_POOL_BASE: u64 = 32 << 20;
 
 const BANNER: &str =
     "\x1b[1;36mvmux demo guest\x1b[0m \x1b[2m(a guest-kit program built into vmux)\x1b[0m";
@@ -46,6 +51,7 @@ commands:
   disks        virtio disks by PCI slot
   uptime       time since boot
   echo <text>  print <text>
+  balloon      memory given to the host through the balloon
   poweroff     power off (ACPI S5)
   reboot       reset the machine";
 
@@ -60,6 +66,7 @@ fn guest_main(boot: &kit::boot::BootInfo) -> ! {
     kit::serial::enable_rx_interrupt();
     let pci = Config::from_acpi(boot).unwrap_or(Config::Ports);
     ged::enable();
+    let mut balloon = start_balloon(boot);
 
     print_str(BANNER);
     print_str("\n");
@@ -71,7 +78,7 @@ fn guest_main(boot: &kit::boot::BootInfo) -> ! {
         while let Some(byte) = kit::serial::try_read() {
             match editor.feed(byte) {
                 Event::Line(line) => {
-                    run(line, boot, pci);
+                    run(line, boot, pci, balloon.as_ref());
                     print_str(PROMPT);
                 }
                 Event::Cancelled => print_str(PROMPT),
@@ -89,12 +96,34 @@ fn guest_main(boot: &kit::boot::BootInfo) -> ! {
             cpu_hotplug(madt);
             print_str(PROMPT);
         }
+        if let Some(b) = balloon.as_mut()
+            && let Ok(Some(pages)) = b.poll()
+        {
+            println!(
+                "\nballoon: {} MiB given to the host, {} MiB left to the guest",
+                Dec(u64::from(pages) >> 8),
+                Dec(boot.ram_bytes().saturating_sub(u64::from(pages) << 12) >> 20)
+            );
+            print_str(PROMPT);
+        }
         if events & ged::EVENT_PCI_HOTPLUG != 0 && pcihp::present() {
             disk_hotplug(pci);
             print_str(PROMPT);
         }
         kit::cpu::wait_for_interrupt();
     }
+}
+
+/// Brings up the memory balloon, if the machine has one, with the RAM above
+/// [`BALLOON_POOL_BASE`] as its pool.
+fn start_balloon(boot: &kit::boot::BootInfo) -> Option<Balloon> {
+    let pci = kit::pci::Config::from_acpi(boot).unwrap_or(kit::pci::Config::Ports);
+    let slot = kit::balloon::find(pci)?;
+    // Usable RAM starts at 1 MiB (the e820 map leaves out the BIOS area below); the pool
+    // stays below the 32-bit hole (RAM above 4 GiB is not identity mapped here).
+    let end = (boot.ram_bytes() + (1 << 20)).min(3 << 30);
+    let pages = (end.checked_sub(BALLOON_POOL_BASE)? >> 12) as u32;
+    Balloon::bring_up(pci, slot, BALLOON_POOL_BASE, pages, boot.ram_bytes()).ok()
 }
 
 /// Answers a CPU hotplug event: with vmux's hotplug registers, starts the inserted CPUs and
@@ -187,7 +216,7 @@ fn start_cpus(madt: &Table, wanted: fn(&kit::acpi::MadtCpu) -> bool, timeout_us:
 }
 
 /// Runs one command line.
-fn run(line: &[u8], boot: &kit::boot::BootInfo, pci: Config) {
+fn run(line: &[u8], boot: &kit::boot::BootInfo, pci: Config, balloon: Option<&Balloon>) {
     let (command, rest) = split_command(line);
     match command {
         b"" => {}
@@ -231,6 +260,14 @@ fn run(line: &[u8], boot: &kit::boot::BootInfo, pci: Config) {
             println!();
         }
         b"echo" => println!("{}", Ascii(rest)),
+        b"balloon" => match balloon {
+            Some(b) => println!(
+                "balloon: {} MiB given to the host (target {} MiB)",
+                Dec(u64::from(b.actual()) >> 8),
+                Dec(u64::from(b.target()) >> 8)
+            ),
+            None => println!("balloon: this machine has none"),
+        },
         b"poweroff" => {
             println!("powering off");
             kit::power::power_off()

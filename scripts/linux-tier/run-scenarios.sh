@@ -16,16 +16,18 @@ bound=$3
 clean_up=$4
 status=0
 
-# What a stopped scenario was doing: its processes, threads' wait channels and VM logs.
+# What a stopped scenario was doing: its processes, threads' wait channels, and its VMs'
+# vmd.log and console.log.
 report_hang() {
+    echo
     echo "test $1 ... FAILED"
     echo
     echo "---- $1 stdout ----"
     echo "the scenario ran past its bound of $bound s and was stopped. Processes then:"
     ps -eLo pid,tid,stat,etimes,wchan:28,comm,args 2>/dev/null | grep -v ' \[.*\]$' | head -n 80
-    for log in $(find /tmp -name vmd.log -mmin -15 2>/dev/null | head -n 8); do
+    for log in $(find /tmp \( -name vmd.log -o -name console.log \) -mmin -15 2>/dev/null | head -n 8); do
         echo "--- last lines of $log ---"
-        tail -n 25 "$log"
+        tail -n 25 "$log" | tr -d '\r'
     done
     echo
     echo "failures:"

@@ -93,7 +93,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Start a VM.
+    /// Start a VM (resuming its managed save, if it has one).
     Start {
         /// VM name.
         #[arg(add = ArgValueCandidates::new(complete::vm_names))]
@@ -101,6 +101,9 @@ pub enum Command {
         /// Attach to its console once it runs.
         #[arg(long)]
         console: bool,
+        /// Discard the VM's managed save and boot it afresh.
+        #[arg(long)]
+        force_boot: bool,
     },
     /// Press the VM's power button and wait until the guest has shut off.
     Shutdown {
@@ -164,6 +167,39 @@ pub enum Command {
     /// Detach a disk: live (the guest is asked to eject it; the image is closed once it has),
     /// from the definition, or both. Default: live when the VM runs, the definition when not.
     DetachDisk(DetachDiskArgs),
+    /// Save a running VM's memory and device state to a file and stop it (as `virsh save`;
+    /// disks are not copied). `vmux restore FILE` continues it.
+    Save(SaveArgs),
+    /// Start a VM from a save file, where it was saved.
+    Restore(RestoreArgs),
+    /// Save a running VM to its managed save and stop it; the next `vmux start` resumes it.
+    Managedsave {
+        /// VM name.
+        name: String,
+        /// Resume it running.
+        #[arg(long, conflicts_with = "paused")]
+        running: bool,
+        /// Resume it paused.
+        #[arg(long)]
+        paused: bool,
+    },
+    /// Discard a VM's managed save (its next start boots afresh).
+    ManagedsaveRemove {
+        /// VM name.
+        name: String,
+    },
+    /// Change the memory a VM's guest keeps, through the memory balloon: live (the guest gives
+    /// the rest back), in the definition (next start), or both. Never above the defined
+    /// memory. Default: live when the VM runs, the definition when it does not.
+    Setmem(SetmemArgs),
+    /// Show a running VM's balloon and the guest's memory statistics (virsh's names, KiB).
+    Dommemstat {
+        /// VM name.
+        name: String,
+        /// Print JSON (bytes).
+        #[arg(long)]
+        json: bool,
+    },
     /// Attach to a VM's serial console (Ctrl-] detaches; the VM keeps running).
     Console(ConsoleArgs),
     /// Boot a kernel in the foreground, console on stdin/stdout, like `qemu -kernel`
@@ -379,6 +415,59 @@ pub struct DetachDiskArgs {
     /// Seconds to wait for the guest to eject the disk before returning.
     #[arg(long, value_name = "S", default_value_t = 10, conflicts_with = "force")]
     pub timeout: u64,
+}
+
+/// `vmux save`.
+#[derive(Debug, ClapArgs)]
+pub struct SaveArgs {
+    /// VM name.
+    pub name: String,
+    /// The file to write (replaced if it exists; holds the guest's memory, mode 0600).
+    pub file: PathBuf,
+    /// Restore it running.
+    #[arg(long, conflicts_with = "paused")]
+    pub running: bool,
+    /// Restore it paused.
+    #[arg(long)]
+    pub paused: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `vmux restore`.
+#[derive(Debug, ClapArgs)]
+pub struct RestoreArgs {
+    /// The save file.
+    pub file: PathBuf,
+    /// Start it running (whatever it was when saved).
+    #[arg(long, conflicts_with = "paused")]
+    pub running: bool,
+    /// Start it paused.
+    #[arg(long)]
+    pub paused: bool,
+    /// Restore even though a disk image changed since the save (the guest's file systems may
+    /// not survive it).
+    #[arg(long)]
+    pub force: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `vmux setmem`.
+#[derive(Debug, ClapArgs)]
+pub struct SetmemArgs {
+    /// VM name.
+    pub name: String,
+    /// Memory the guest keeps (512M, 1G, ...), at most the VM's memory.
+    pub size: String,
+    /// Change the running VM (the balloon).
+    #[arg(long)]
+    pub live: bool,
+    /// Change the definition (the memory it starts with).
+    #[arg(long)]
+    pub config: bool,
 }
 
 /// `vmux run`.
@@ -629,6 +718,22 @@ mod tests {
         assert_eq!(attach.target.as_deref(), Some("vdb"));
         assert!(attach.readonly && attach.live && !attach.config);
         assert!(parse(&["detach-disk", "web", "vdb", "--config"]).is_ok());
+    }
+
+    #[test]
+    fn save_restore_and_setmem_parse_their_options() {
+        let args = parse(&["save", "web", "/tmp/web.save", "--paused"]).expect("save");
+        let Some(Command::Save(save)) = args.command else {
+            panic!("not save: {args:?}");
+        };
+        assert!(save.paused && !save.running);
+        assert!(parse(&["save", "web", "f", "--paused", "--running"]).is_err());
+        assert!(parse(&["restore", "/tmp/web.save", "--force", "--running"]).is_ok());
+        assert!(parse(&["managedsave", "web"]).is_ok());
+        assert!(parse(&["managedsave-remove", "web"]).is_ok());
+        assert!(parse(&["setmem", "web", "512M", "--live", "--config"]).is_ok());
+        assert!(parse(&["dommemstat", "web", "--json"]).is_ok());
+        assert!(parse(&["start", "web", "--force-boot"]).is_ok());
     }
 
     #[test]

@@ -3,10 +3,13 @@
 
 use super::Io;
 use crate::client::{
-    BrokenVm, ChangeScope, ClientError, Console, Host, UndefineOptions, VmState, VmStatus, hotplug,
+    BrokenVm, ChangeScope, ClientError, Console, Host, RestoreOptions, UndefineOptions, VmState,
+    VmStatus, hotplug,
 };
 use crate::config::{BootConfig, ConfigError, DefinitionError, DiskConfig, VmConfig};
-use crate::engine::control::{DiskInfo, DiskStats, RunState, VcpuStats, VmInfo, VmStats};
+use crate::engine::control::{
+    BalloonStatus, DiskInfo, DiskStats, MemoryStats, RunState, SaveInfo, VcpuStats, VmInfo, VmStats,
+};
 use std::collections::BTreeMap;
 use std::io::{Cursor, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,6 +48,10 @@ pub struct FakeHost {
     pub typed: Arc<Mutex<Vec<u8>>>,
     /// Names whose start fails.
     pub failing_start: Vec<String>,
+    /// Save files written, by path: the VM's name.
+    pub saves: Mutex<BTreeMap<std::path::PathBuf, String>>,
+    /// Memory given with `setmem --live`, by VM.
+    pub live_memory: Mutex<BTreeMap<String, u64>>,
 }
 
 impl FakeHost {
@@ -295,6 +302,8 @@ impl Host for FakeHost {
                 write_ops_per_sec: 0.0,
             }],
             nics: Vec::new(),
+            balloon: None,
+            guest_free_bytes: None,
         })
     }
 
@@ -459,6 +468,135 @@ impl Host for FakeHost {
                 vm.config = updated;
             }
             Ok(plan.target)
+        })
+    }
+
+    fn save(
+        &self,
+        name: &str,
+        path: &std::path::Path,
+        paused: Option<bool>,
+    ) -> Result<SaveInfo, ClientError> {
+        self.running(name)?;
+        self.set_state(name, RunState::ShutOff)?;
+        self.saves
+            .lock()
+            .expect("lock")
+            .insert(path.to_path_buf(), name.to_string());
+        Ok(SaveInfo {
+            path: path.to_path_buf(),
+            file_bytes: 9 << 20,
+            saved_memory_bytes: 8 << 20,
+            save_ms: 250,
+            paused_after_restore: paused.unwrap_or(false),
+        })
+    }
+
+    fn restore(
+        &self,
+        path: &std::path::Path,
+        options: RestoreOptions,
+    ) -> Result<String, ClientError> {
+        let name = self
+            .saves
+            .lock()
+            .expect("lock")
+            .get(path)
+            .cloned()
+            .ok_or_else(|| {
+                ClientError::Invalid(format!("{} is not a vmux save file", path.display()))
+            })?;
+        self.start(&name)?;
+        if options.paused == Some(true) {
+            self.with(&name, |vm| {
+                vm.state = RunState::Paused;
+                Ok(())
+            })?;
+        }
+        Ok(name)
+    }
+
+    fn managed_save(&self, name: &str, paused: Option<bool>) -> Result<SaveInfo, ClientError> {
+        self.running(name)?;
+        self.with(name, |vm| {
+            vm.state = RunState::Saved;
+            Ok(())
+        })?;
+        Ok(SaveInfo {
+            path: format!("/state/vms/{name}/managed.save").into(),
+            file_bytes: 9 << 20,
+            saved_memory_bytes: 8 << 20,
+            save_ms: 250,
+            paused_after_restore: paused.unwrap_or(false),
+        })
+    }
+
+    fn managed_save_remove(&self, name: &str) -> Result<(), ClientError> {
+        self.with(name, |vm| {
+            if vm.state != RunState::Saved {
+                return Err(ClientError::Invalid(format!(
+                    "VM '{name}' has no managed save"
+                )));
+            }
+            vm.state = RunState::ShutOff;
+            Ok(())
+        })
+    }
+
+    fn set_memory(&self, name: &str, bytes: u64, scope: ChangeScope) -> Result<(), ClientError> {
+        let memory = self.config(name).memory;
+        if bytes > memory {
+            return Err(ClientError::Invalid(format!(
+                "VM '{name}' has {memory} bytes of memory; setmem cannot give it {bytes}"
+            )));
+        }
+        if scope.live {
+            if self.live_vcpus(name).is_none() {
+                return Err(ClientError::LiveNeedsRunning(name.to_string()));
+            }
+            self.live_memory
+                .lock()
+                .expect("lock")
+                .insert(name.to_string(), bytes);
+        }
+        if scope.config {
+            self.with(name, |vm| {
+                vm.config.current_memory = (bytes < vm.config.memory).then_some(bytes);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    fn memory_stats(&self, name: &str) -> Result<MemoryStats, ClientError> {
+        self.running(name)?;
+        let memory = self.config(name).memory;
+        let current = self
+            .live_memory
+            .lock()
+            .expect("lock")
+            .get(name)
+            .copied()
+            .unwrap_or(memory);
+        Ok(MemoryStats {
+            memory_bytes: memory,
+            current_bytes: current,
+            balloon: Some(BalloonStatus {
+                target_bytes: memory - current,
+                actual_bytes: memory - current,
+                released_bytes: memory - current,
+                driver_ready: true,
+            }),
+            free_bytes: Some(100 << 20),
+            available_bytes: Some(150 << 20),
+            total_bytes: Some(current),
+            disk_caches_bytes: None,
+            swap_in_bytes: Some(0),
+            swap_out_bytes: Some(0),
+            major_faults: Some(7),
+            minor_faults: Some(4000),
+            updated_at: Some(1_700_000_000),
+            rss_bytes: 30 << 20,
         })
     }
 

@@ -14,7 +14,7 @@ pub fn resolve_scope(live: bool, config: bool, state: RunState) -> ChangeScope {
     }
     match state {
         RunState::Running | RunState::Paused => ChangeScope::LIVE,
-        RunState::ShutOff | RunState::Crashed => ChangeScope::CONFIG,
+        RunState::ShutOff | RunState::Crashed | RunState::Saved => ChangeScope::CONFIG,
     }
 }
 

@@ -7,6 +7,7 @@
 //! real one, over the storage pools of the vmux home.
 
 use super::CliError;
+use super::progress::{Display, Reporter};
 use crate::bootimg::{self, BootPlan, ReadAt, StorageDisk};
 use crate::config::{
     DEFAULT_POOL, DiskConfig, DiskSource, IMAGE_BOOT_TARGET, Paths, VmConfig, assign_targets,
@@ -183,9 +184,14 @@ impl Images for HostImages {
                     source: source.clone(),
                     ..DiskConfig::volume("", "")
                 })?;
-                let linked =
+                // A bar on a terminal while the base is copied; Ctrl-C cancels the copy, which
+                // then leaves no volume behind.
+                let reporter = Reporter::start("import", Display::choose(false))
+                    .map_err(|e| CliError::Invalid(format!("cannot watch for Ctrl-C: {e}")))?;
+                let linked = reporter.run(|p| {
                     self.storage
-                        .vol_import_linked(DEFAULT_POOL, &overlay, path, Some(format))?;
+                        .vol_import_linked(DEFAULT_POOL, &overlay, path, Some(format), p)
+                })?;
                 let mut created = vec![(DEFAULT_POOL.to_string(), overlay.clone())];
                 if !linked.reused_base {
                     created.push((DEFAULT_POOL.to_string(), linked.base.clone()));

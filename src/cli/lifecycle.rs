@@ -14,13 +14,18 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long `destroy` waits for vmd to go away.
 const DESTROY_WAIT: Duration = Duration::from_secs(10);
 
-/// `vmux start`.
+/// `vmux start`: boots the VM, or resumes its managed save.
 pub fn start(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliError> {
-    if host.state(name)?.is_active() {
+    let status = host.state(name)?;
+    if status.is_active() {
         return Err(ClientError::AlreadyRunning(name.to_string()).into());
     }
     host.start(name)?;
-    writeln!(io.out, "VM '{name}' started")?;
+    if status.state == RunState::Saved {
+        writeln!(io.out, "VM '{name}' resumed from its managed save")?;
+    } else {
+        writeln!(io.out, "VM '{name}' started")?;
+    }
     Ok(())
 }
 
@@ -34,7 +39,7 @@ pub fn shutdown(
     match host.state(name)?.state {
         RunState::Running => {}
         RunState::Paused => return Err(CliError::Paused(name.to_string())),
-        RunState::ShutOff | RunState::Crashed => {
+        RunState::ShutOff | RunState::Crashed | RunState::Saved => {
             return Err(ClientError::NotRunning(name.to_string()).into());
         }
     }
@@ -113,7 +118,7 @@ pub fn resume(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliErr
     match host.state(name)?.state {
         RunState::Paused => {}
         RunState::Running => return Err(CliError::NotPaused(name.to_string())),
-        RunState::ShutOff | RunState::Crashed => {
+        RunState::ShutOff | RunState::Crashed | RunState::Saved => {
             return Err(ClientError::NotRunning(name.to_string()).into());
         }
     }
@@ -165,6 +170,9 @@ pub fn autostart_all(
             continue;
         }
         match host.start(name) {
+            Ok(()) if status.state == RunState::Saved => {
+                writeln!(io.out, "{name}: resumed from its managed save")?;
+            }
             Ok(()) => writeln!(io.out, "{name}: started")?,
             Err(e) => {
                 writeln!(io.err, "{name}: error: {}", error_chain(&e))?;
@@ -189,7 +197,7 @@ fn require_running(host: &dyn Host, name: &str) -> Result<(), CliError> {
     match host.state(name)?.state {
         RunState::Running => Ok(()),
         RunState::Paused => Err(CliError::Paused(name.to_string())),
-        RunState::ShutOff | RunState::Crashed => {
+        RunState::ShutOff | RunState::Crashed | RunState::Saved => {
             Err(ClientError::NotRunning(name.to_string()).into())
         }
     }
@@ -212,7 +220,7 @@ fn wait_until_stopped(host: &dyn Host, name: &str, timeout: Duration) -> Result<
     loop {
         let status = host.state(name)?;
         match status.state {
-            RunState::ShutOff => return Ok(Stopped::ShutOff),
+            RunState::ShutOff | RunState::Saved => return Ok(Stopped::ShutOff),
             RunState::Crashed => {
                 return Ok(Stopped::Crashed(
                     status.reason.unwrap_or_else(|| "no reason recorded".into()),
@@ -364,6 +372,20 @@ mod tests {
         assert!(out.contains("a: started"), "{out}");
         assert!(out.contains("b: already running"), "{out}");
         assert_eq!(host.run_state("c"), RunState::ShutOff);
+    }
+
+    #[test]
+    fn autostart_all_resumes_a_managed_save() {
+        let host = FakeHost::default();
+        let cfg = VmConfig {
+            autostart: true,
+            ..VmConfig::new("web", BootConfig::Demo)
+        };
+        host.add(cfg, RunState::Saved);
+        let (result, out, _) = capture(|io| autostart_all(&host, &FakeNetworks::default(), io));
+        result.expect("autostart-all");
+        assert!(out.contains("web: resumed from its managed save"), "{out}");
+        assert_eq!(host.run_state("web"), RunState::Running);
     }
 
     #[test]

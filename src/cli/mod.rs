@@ -18,8 +18,10 @@ mod lifecycle;
 pub mod network;
 pub mod nics;
 mod output;
+pub mod progress;
 mod run;
 mod show;
+mod state;
 pub mod storage;
 mod vol_check;
 
@@ -27,7 +29,8 @@ mod vol_check;
 mod fake;
 
 pub use args::{
-    Args, AttachDiskArgs, Command, ConsoleArgs, CreateArgs, DetachDiskArgs, RunArgs, SetvcpusArgs,
+    Args, AttachDiskArgs, Command, ConsoleArgs, CreateArgs, DetachDiskArgs, RestoreArgs, RunArgs,
+    SaveArgs, SetmemArgs, SetvcpusArgs,
 };
 
 use crate::client::{ClientError, Host, LocalHost, UndefineOptions};
@@ -329,7 +332,14 @@ pub fn execute(
         Command::List { all, json } => show::list(host, networks, all, json, io),
         Command::Info { name, json } => show::info(host, networks, images, &name, json, io),
         Command::Stats { name, json } => show::stats(host, &name, json, io),
-        Command::Start { name, console } => {
+        Command::Start {
+            name,
+            console,
+            force_boot,
+        } => {
+            if force_boot {
+                state::discard_managed_save(host, &name, io)?;
+            }
             lifecycle::start(host, &name, io)?;
             if console {
                 console::attach(host, &console::default_args(&name), io)?;
@@ -348,6 +358,16 @@ pub fn execute(
         Command::Resume { name } => lifecycle::resume(host, &name, io),
         Command::AutostartAll => lifecycle::autostart_all(host, networks, io),
         Command::Setvcpus(args) => hotplug::setvcpus(host, &args, io),
+        Command::Save(args) => state::save(host, &args, io),
+        Command::Restore(args) => state::restore(host, &args, io),
+        Command::Managedsave {
+            name,
+            running,
+            paused,
+        } => state::managedsave(host, &name, state::after_restore(running, paused), io),
+        Command::ManagedsaveRemove { name } => state::managedsave_remove(host, &name, io),
+        Command::Setmem(args) => state::setmem(host, &args, io),
+        Command::Dommemstat { name, json } => state::dommemstat(host, &name, json, io),
         Command::AttachDisk(args) => hotplug::attach_disk(host, &args, io),
         Command::DetachDisk(args) => hotplug::detach_disk(host, &args, io),
         Command::Console(args) => console::attach(host, &args, io),

@@ -106,7 +106,8 @@ fn report(ending: &Ending, io: &mut Io<'_>) -> Result<(), CliError> {
 /// The exit status for how the VM ended (the table in this module's documentation).
 fn exit_status(ending: &Ending) -> u8 {
     match ending {
-        Ending::Vm(ExitReason::PowerOff | ExitReason::Destroyed) | Ending::Quit => 0,
+        Ending::Vm(ExitReason::PowerOff | ExitReason::Destroyed | ExitReason::Saved { .. })
+        | Ending::Quit => 0,
         Ending::Vm(ExitReason::DebugExit { code }) => u8::try_from(*code).unwrap_or(u8::MAX),
         Ending::Vm(ExitReason::Crashed { .. }) => 1,
         Ending::Signal(signal) => 128u8.saturating_add(*signal as u8),

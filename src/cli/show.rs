@@ -621,7 +621,7 @@ fn format_latency(ns: u64) -> String {
     }
 }
 
-fn write_json(io: &mut Io<'_>, value: &impl Serialize) -> Result<(), CliError> {
+pub(super) fn write_json(io: &mut Io<'_>, value: &impl Serialize) -> Result<(), CliError> {
     // `From` keeps a closed pipe an I/O error (so it is recognised as one).
     serde_json::to_writer_pretty(&mut io.out, value).map_err(std::io::Error::from)?;
     writeln!(io.out)?;

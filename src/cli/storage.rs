@@ -4,6 +4,7 @@
 //! or (`--json`, on the read commands) one JSON document on stdout.
 
 use super::complete;
+use super::progress::{Display, Reporter, cancelled};
 use crate::config::{Paths, format_size, parse_size};
 use crate::storage::snapshot::{SnapshotState, format_timestamp};
 use crate::storage::{
@@ -123,6 +124,14 @@ pub enum StorageCommand {
         /// Allow shrinking (refused anyway when it would cut data).
         #[arg(long)]
         shrink: bool,
+        /// Allocate the space the volume grows by now (it can take a while; Ctrl-C cancels
+        /// and keeps the old size).
+        #[arg(long, conflicts_with = "shrink")]
+        preallocate: bool,
+        /// Print progress as JSON lines on stderr (for scripts); a terminal gets a progress
+        /// bar without it.
+        #[arg(long)]
+        progress: bool,
         /// Follow this backing file outside the storage pools (repeatable); vmux follows
         /// backing files only inside pools unless allowed by path.
         #[arg(long = "allow-backing", value_name = "PATH")]
@@ -141,6 +150,10 @@ pub enum StorageCommand {
         /// Make a qcow2 overlay on the source instead of a copy.
         #[arg(long)]
         linked: bool,
+        /// Print progress as JSON lines on stderr (for scripts); a terminal gets a progress
+        /// bar without it.
+        #[arg(long)]
+        progress: bool,
         /// Follow this backing file outside the storage pools (repeatable); vmux follows
         /// backing files only inside pools unless allowed by path.
         #[arg(long = "allow-backing", value_name = "PATH")]
@@ -160,6 +173,10 @@ pub enum StorageCommand {
         /// The file's format (needed when its name has no .qcow2/.raw/.img extension).
         #[arg(long, value_parser = parse_format)]
         format: Option<ImageFormat>,
+        /// Print progress as JSON lines on stderr (for scripts); a terminal gets a progress
+        /// bar without it.
+        #[arg(long)]
+        progress: bool,
         /// Follow this backing file outside the storage pools (repeatable); vmux follows
         /// backing files only inside pools unless allowed by path.
         #[arg(long = "allow-backing", value_name = "PATH")]
@@ -187,6 +204,10 @@ pub enum StorageCommand {
         /// Print the new volume as JSON.
         #[arg(long)]
         json: bool,
+        /// Print progress as JSON lines on stderr (for scripts); a terminal gets a progress
+        /// bar without it.
+        #[arg(long)]
+        progress: bool,
     },
     /// Write a volume's content to a file.
     VolDownload {
@@ -204,6 +225,10 @@ pub enum StorageCommand {
         /// Replace an existing file.
         #[arg(long)]
         force: bool,
+        /// Print progress as JSON lines on stderr (for scripts); a terminal gets a progress
+        /// bar without it.
+        #[arg(long)]
+        progress: bool,
         /// Follow this backing file outside the storage pools (repeatable); vmux follows
         /// backing files only inside pools unless allowed by path.
         #[arg(long = "allow-backing", value_name = "PATH")]
@@ -222,6 +247,10 @@ pub enum StorageCommand {
         /// Output format (default: from the new name).
         #[arg(long, value_parser = parse_format)]
         format: Option<ImageFormat>,
+        /// Print progress as JSON lines on stderr (for scripts); a terminal gets a progress
+        /// bar without it.
+        #[arg(long)]
+        progress: bool,
         /// Follow this backing file outside the storage pools (repeatable); vmux follows
         /// backing files only inside pools unless allowed by path.
         #[arg(long = "allow-backing", value_name = "PATH")]
@@ -235,6 +264,10 @@ pub enum StorageCommand {
         /// Volume name.
         #[arg(add = ArgValueCandidates::new(complete::volume_names))]
         volume: String,
+        /// Print progress as JSON lines on stderr (for scripts); a terminal gets a progress
+        /// bar without it.
+        #[arg(long)]
+        progress: bool,
         /// Follow this backing file outside the storage pools (repeatable); vmux follows
         /// backing files only inside pools unless allowed by path.
         #[arg(long = "allow-backing", value_name = "PATH")]
@@ -309,6 +342,10 @@ pub enum StorageCommand {
         vm: String,
         /// Snapshot name.
         name: String,
+        /// Print progress as JSON lines on stderr (for scripts); a terminal gets a progress
+        /// bar without it.
+        #[arg(long)]
+        progress: bool,
     },
 }
 
@@ -334,6 +371,23 @@ impl StorageCommand {
 }
 
 impl StorageCommand {
+    /// How a long verb shows its progress (`--progress`: JSON lines).
+    fn progress_display(&self) -> Display {
+        use StorageCommand::*;
+        let json = match self {
+            VolResize { progress, .. }
+            | VolClone { progress, .. }
+            | VolImport { progress, .. }
+            | VolUpload { progress, .. }
+            | VolDownload { progress, .. }
+            | VolConvert { progress, .. }
+            | VolWipe { progress, .. }
+            | SnapshotDelete { progress, .. } => *progress,
+            _ => false,
+        };
+        Display::choose(json)
+    }
+
     /// The backing files outside the pools the user allowed (`--allow-backing`).
     fn allowed_backing(&self) -> Vec<PathBuf> {
         use StorageCommand::*;
@@ -352,6 +406,8 @@ impl StorageCommand {
 /// Carries out `cmd`; read verbs print JSON when asked with `--json`.
 pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
     let json = cmd.wants_json();
+    let display = cmd.progress_display();
+    let long = |op: &'static str| Reporter::start(op, display);
     let paths = Paths::from_env()?;
     let mut stdout = std::io::stdout().lock();
     let out: &mut dyn Write = &mut stdout;
@@ -492,6 +548,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             volume,
             size,
             shrink,
+            preallocate,
             ..
         } => {
             let capacity = match size.strip_prefix('+') {
@@ -502,12 +559,19 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                     .context("that size is too large")?,
                 None => size_arg(&size)?,
             };
-            let info = in_use(
-                &storage,
-                &pool,
-                &volume,
-                storage.vol_resize(&pool, &volume, capacity, shrink),
-            )?;
+            let result = if preallocate {
+                long("vol-resize")?.run(|p| storage.vol_grow_allocated(&pool, &volume, capacity, p))
+            } else {
+                storage.vol_resize(&pool, &volume, capacity, shrink)
+            };
+            if let Err(e) = &result
+                && e.is_cancelled()
+            {
+                return Ok(cancelled(&format!(
+                    "{pool}/{volume} keeps its old size; nothing was allocated"
+                )));
+            }
+            let info = in_use(&storage, &pool, &volume, result)?;
             writeln!(
                 out,
                 "Size of volume '{volume}' is now {}",
@@ -521,7 +585,16 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             linked,
             ..
         } => {
-            storage.vol_clone(&pool, &source, &clone, linked)?;
+            let result =
+                long("vol-clone")?.run(|p| storage.vol_clone(&pool, &source, &clone, linked, p));
+            match result {
+                Err(e) if e.is_cancelled() => {
+                    return Ok(cancelled(&format!(
+                        "{pool}/{clone} was not created; {pool}/{source} is unchanged"
+                    )));
+                }
+                other => other?,
+            };
             if linked {
                 writeln!(
                     out,
@@ -539,8 +612,19 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             format,
             ..
         } => {
+            let unchanged = || {
+                cancelled(&format!(
+                    "{pool}/{volume} was not created; {} is unchanged",
+                    file.display()
+                ))
+            };
             if linked {
-                let made = storage.vol_import_linked(&pool, &volume, &file, format)?;
+                let result = long("vol-import")?
+                    .run(|p| storage.vol_import_linked(&pool, &volume, &file, format, p));
+                let made = match result {
+                    Err(e) if e.is_cancelled() => return Ok(unchanged()),
+                    other => other?,
+                };
                 if json {
                     print_json(out, &made.overlay)?;
                 } else {
@@ -558,7 +642,12 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                     )?;
                 }
             } else {
-                let info = storage.vol_import(&pool, &volume, &file, format)?;
+                let result = long("vol-import")?
+                    .run(|p| storage.vol_import(&pool, &volume, &file, format, p));
+                let info = match result {
+                    Err(e) if e.is_cancelled() => return Ok(unchanged()),
+                    other => other?,
+                };
                 if json {
                     print_json(out, &info)?;
                 } else {
@@ -579,12 +668,17 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             format,
             ..
         } => {
-            let info = in_use(
-                &storage,
-                &pool,
-                &volume,
-                storage.vol_upload(&pool, &volume, &file, format),
-            )?;
+            let result =
+                long("vol-upload")?.run(|p| storage.vol_upload(&pool, &volume, &file, format, p));
+            if let Err(e) = &result
+                && e.is_cancelled()
+            {
+                return Ok(cancelled(&format!(
+                    "{pool}/{volume} still holds its old content; {} is unchanged",
+                    file.display()
+                )));
+            }
+            let info = in_use(&storage, &pool, &volume, result)?;
             writeln!(
                 out,
                 "Vol {volume} now holds {} ({})",
@@ -600,7 +694,20 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             force,
             ..
         } => {
-            let info = storage.vol_download(&pool, &volume, &file, format, force)?;
+            let existed = file.exists();
+            let result = long("vol-download")?
+                .run(|p| storage.vol_download(&pool, &volume, &file, format, force, p));
+            let info = match result {
+                Err(e) if e.is_cancelled() => {
+                    let dest = if existed {
+                        format!("{} keeps its old content", file.display())
+                    } else {
+                        format!("{} was not created", file.display())
+                    };
+                    return Ok(cancelled(&format!("{dest}; {pool}/{volume} is unchanged")));
+                }
+                other => other?,
+            };
             writeln!(
                 out,
                 "Vol {volume} written to {} ({})",
@@ -615,11 +722,33 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             format,
             ..
         } => {
-            let info = storage.vol_convert(&pool, &source, &dest, format)?;
+            let result =
+                long("vol-convert")?.run(|p| storage.vol_convert(&pool, &source, &dest, format, p));
+            let info = match result {
+                Err(e) if e.is_cancelled() => {
+                    return Ok(cancelled(&format!(
+                        "{pool}/{dest} was not created; {pool}/{source} is unchanged"
+                    )));
+                }
+                other => other?,
+            };
             writeln!(out, "Vol {dest} converted from {source} ({})", info.format)?;
         }
         VolWipe { pool, volume, .. } => {
-            in_use(&storage, &pool, &volume, storage.vol_wipe(&pool, &volume))?;
+            let reporter = long("vol-wipe")?;
+            let handle = reporter.progress().clone();
+            let result = reporter.run(|p| storage.vol_wipe(&pool, &volume, p));
+            if let Err(e) = &result
+                && e.is_cancelled()
+            {
+                let at = handle.snapshot();
+                return Ok(cancelled(&format!(
+                    "{pool}/{volume} is partly wiped (its first {} of {} were overwritten with zeroes, the rest is as it was); `vmux vol-wipe {pool} {volume}` finishes it",
+                    format_size(at.done),
+                    format_size(at.total)
+                )));
+            }
+            in_use(&storage, &pool, &volume, result)?;
             writeln!(out, "Vol {volume} wiped")?;
         }
         VolSetFormat {
@@ -674,12 +803,34 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                 )?;
             }
         }
-        SnapshotDelete { vm, name } => {
-            snapshots.delete(&vm, &name)?;
+        SnapshotDelete { vm, name, .. } => {
+            let result = long("snapshot-delete")?.run(|p| snapshots.delete(&vm, &name, p));
+            match result {
+                Err(e) if e.is_cancelled() && !merge_began(&snapshots, &vm, &name) => {
+                    return Ok(cancelled(&format!(
+                        "snapshot {name} of {vm} is unchanged (its merge had not begun)"
+                    )));
+                }
+                Err(e) if e.is_cancelled() => {
+                    return Ok(cancelled(&format!(
+                        "snapshot {name} of {vm} is partly merged and stays marked 'deleting'; {vm}'s disks read exactly as before; `vmux snapshot-delete {vm} {name}` finishes it"
+                    )));
+                }
+                other => other?,
+            }
             writeln!(out, "Domain snapshot {name} deleted")?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether snapshot `name` of `vm` is marked `deleting` (its merge began); unknown counts as
+/// begun, so the message never claims more than is known.
+fn merge_began(snapshots: &SnapshotManager, vm: &str, name: &str) -> bool {
+    snapshots.list(vm).map_or(true, |list| {
+        list.iter()
+            .any(|s| s.name == name && s.state != SnapshotState::Ready)
+    })
 }
 
 /// A volume another process holds is named by the running VM that holds it (a disk attached

@@ -10,16 +10,20 @@
 //! misbehaving. tests/backend_contract.rs runs the same contracts against this fake and the
 //! real host.
 
+mod state;
+
 use super::{
-    BrokenVm, ChangeScope, ClientError, Console, Host, UndefineOptions, VmState, VmStatus, hotplug,
+    BrokenVm, ChangeScope, ClientError, Console, Host, RestoreOptions, UndefineOptions, VmState,
+    VmStatus, hotplug,
 };
 use crate::config::{ConfigError, DefinitionError, DiskConfig, DiskSource, VmConfig, format_size};
 use crate::engine::control::{
-    DiskInfo, DiskStats, PROTOCOL_VERSION, RunState, VcpuStats, VmInfo, VmStats,
+    DiskInfo, DiskStats, MemoryStats, PROTOCOL_VERSION, RunState, SaveInfo, VcpuStats, VmInfo,
+    VmStats,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -43,6 +47,8 @@ struct FakeState {
     next_pid: u32,
     /// Operation name → message of the next failure to report for it.
     failures: HashMap<&'static str, String>,
+    /// Save files written by `save`, by path.
+    saves: HashMap<PathBuf, state::FakeSave>,
     /// The fake guests ignore eject requests (a guest without hot-plug support).
     deaf_to_ejects: bool,
 }
@@ -59,6 +65,10 @@ struct FakeVm {
     console: Arc<FakeConsole>,
     /// Disks of the running VM (the fake guest takes and ejects disks at once).
     disks: Vec<DiskInfo>,
+    /// Memory the balloon holds while running, bytes.
+    balloon_target: u64,
+    /// The managed save: whether it resumes paused (`None`: no managed save).
+    managed_save: Option<bool>,
     /// The definition file was broken by hand (the VM keeps running if it runs).
     broken: Option<(DefinitionError, String)>,
 }
@@ -459,6 +469,19 @@ fn synthetic_stats(vm: &FakeVm) -> VmStats {
         nics: Vec::new(),
         vcpus,
         disks: synthetic_disks(vm),
+        balloon: vm
+            .config
+            .balloon
+            .then_some(crate::engine::control::BalloonStatus {
+                target_bytes: vm.balloon_target,
+                actual_bytes: vm.balloon_target,
+                released_bytes: vm.balloon_target,
+                driver_ready: true,
+            }),
+        guest_free_bytes: vm
+            .config
+            .balloon
+            .then_some((vm.config.memory - vm.balloon_target).saturating_sub(touched)),
     }
 }
 
@@ -594,6 +617,8 @@ impl Host for FakeHost {
                 stats_override: None,
                 console: Arc::default(),
                 disks: Vec::new(),
+                balloon_target: 0,
+                managed_save: None,
                 broken: None,
             },
         );
@@ -659,7 +684,13 @@ impl Host for FakeHost {
             definition(vm)?;
             *next_pid += 1;
             vm.pid = Some(4000 + *next_pid);
-            vm.state = RunState::Running;
+            // A managed save resumes where it was.
+            vm.state = match vm.managed_save.take() {
+                Some(true) => RunState::Paused,
+                _ => RunState::Running,
+            };
+            vm.balloon_target =
+                vm.config.memory - vm.config.current_memory.unwrap_or(vm.config.memory);
             vm.reason = None;
             vm.vcpus = vm.config.vcpus;
             vm.disks = boot_disks(&vm.config);
@@ -827,6 +858,33 @@ impl Host for FakeHost {
             }
             Ok(plan.target)
         })
+    }
+
+    fn save(&self, name: &str, path: &Path, paused: Option<bool>) -> Result<SaveInfo, ClientError> {
+        self.injected("save", name)?;
+        self.save_vm(name, path, paused)
+    }
+
+    fn restore(&self, path: &Path, options: RestoreOptions) -> Result<String, ClientError> {
+        self.restore_vm(path, options)
+    }
+
+    fn managed_save(&self, name: &str, paused: Option<bool>) -> Result<SaveInfo, ClientError> {
+        self.injected("managed_save", name)?;
+        self.managed_save_vm(name, paused)
+    }
+
+    fn managed_save_remove(&self, name: &str) -> Result<(), ClientError> {
+        self.remove_managed_save(name)
+    }
+
+    fn set_memory(&self, name: &str, bytes: u64, scope: ChangeScope) -> Result<(), ClientError> {
+        self.injected("set_memory", name)?;
+        self.set_memory_of(name, bytes, scope)
+    }
+
+    fn memory_stats(&self, name: &str) -> Result<MemoryStats, ClientError> {
+        self.memory_stats_of(name)
     }
 
     fn force_detach_disk(&self, name: &str, target: &str) -> Result<(), ClientError> {

@@ -19,14 +19,18 @@ use super::host_check;
 use super::hotplug::ImageUse;
 use super::spawn::{SpawnRequest, spawn_vmd};
 use super::{
-    BrokenVm, ChangeScope, ClientError, Console, Host, UndefineOptions, VmStatus, hotplug,
+    BrokenVm, ChangeScope, ClientError, Console, Host, RestoreOptions, UndefineOptions, VmStatus,
+    hotplug,
 };
 use crate::config::{ConfigError, DiskConfig, DiskSource, Paths, Store, VmConfig};
-use crate::engine::control::{Command, DiskInfo, ReplyResult, VmInfo, VmStats};
+use crate::engine::control::{
+    Command, DiskInfo, MemoryStats, ReplyResult, RunState, SaveInfo, VmInfo, VmStats,
+};
 use crate::storage::format::canonical;
 use crate::storage::{SnapshotManager, StorageError, StorageManager};
 use crate::vmd::pidfile::{self, Liveness};
 use crate::vmd::state_file::StateFile;
+use crate::vmd::{RestoreMode, StartMode};
 
 /// Environment variable naming the executable to run as vmd (tests that use the library
 /// directly point it at the `vmux` binary).
@@ -41,7 +45,7 @@ const DESTROY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The VMs of this host, as the current user sees them.
 #[derive(Debug, Clone)]
 pub struct LocalHost {
-    store: Store,
+    pub(super) store: Store,
     /// Set when built on an explicit home: passed to vmd as `VMUX_HOME`.
     home: Option<PathBuf>,
     vmd_exe: Option<PathBuf>,
@@ -133,7 +137,7 @@ impl LocalHost {
     }
 
     /// The VM's live state, removing the socket of a vmd found dead and repairing its images.
-    fn observe(&self, name: &str) -> VmState {
+    pub(super) fn observe(&self, name: &str) -> VmState {
         let files = self.files(name);
         // Probe before reading: vmd writes its final state before it releases the lock, so a
         // "dead" probe followed by a "running" file means vmd died without saying so.
@@ -143,7 +147,11 @@ impl LocalHost {
             log::warn!("ignoring unreadable {}: {e}", files.state.display());
             None
         });
-        classify(file.as_ref(), live)
+        let mut seen = classify(file.as_ref(), live);
+        if !seen.is_active() && self.managed_save_path(name).is_file() {
+            seen.state = RunState::Saved;
+        }
+        seen
     }
 
     fn status_of(&self, config: VmConfig) -> VmStatus {
@@ -167,7 +175,7 @@ impl LocalHost {
         Ok(config)
     }
 
-    fn known(&self, name: &str) -> Result<(), ClientError> {
+    pub(super) fn known(&self, name: &str) -> Result<(), ClientError> {
         crate::config::validate_name(name).map_err(ConfigError::Invalid)?;
         if !self.store.exists(name) {
             return Err(ConfigError::UnknownVm(name.to_string()).into());
@@ -191,12 +199,16 @@ impl LocalHost {
             .map(|_| ())
     }
 
-    fn command(&self, name: &str, command: Command) -> Result<Option<ReplyResult>, ClientError> {
+    pub(super) fn command(
+        &self,
+        name: &str,
+        command: Command,
+    ) -> Result<Option<ReplyResult>, ClientError> {
         self.connect(name)?.request(command)
     }
 
     /// Waits until no vmd holds the VM's lock.
-    fn wait_for_exit(&self, name: &str, timeout: Duration) -> Result<(), ClientError> {
+    pub(super) fn wait_for_exit(&self, name: &str, timeout: Duration) -> Result<(), ClientError> {
         let files = self.files(name);
         let deadline = Instant::now() + timeout;
         loop {
@@ -227,6 +239,50 @@ impl LocalHost {
 }
 
 impl LocalHost {
+    /// Spawns vmd for `name` (defined as `config`) in `mode` and waits for it to run.
+    pub(super) fn spawn(
+        &self,
+        name: &str,
+        config: &VmConfig,
+        mode: &StartMode,
+    ) -> Result<(), ClientError> {
+        let failed = |message: String| ClientError::StartFailed {
+            name: name.to_string(),
+            message,
+        };
+        // Definitions written before vmux recorded disk formats get them now, from the
+        // pools' records or the file names (never from content); see docs/storage.md.
+        let recorded;
+        let config = if config.disks.iter().any(|d| d.format.is_none()) {
+            let storage = StorageManager::new(self.paths().clone());
+            recorded = self.store.update(name, |config| {
+                storage
+                    .record_disk_formats(config)
+                    .map_err(|e| failed(crate::vmd::error_chain(&e)))?;
+                Ok::<_, ClientError>(config.clone())
+            })?;
+            &recorded
+        } else {
+            config
+        };
+        host_check::check(config).map_err(failed)?;
+        let exe = self
+            .vmd_exe()
+            .map_err(|e| failed(format!("cannot find the vmux executable: {e}")))?;
+        let files = self.files(name);
+        spawn_vmd(&SpawnRequest {
+            exe: &exe,
+            name,
+            home: self.home.as_deref(),
+            pid_file: &files.pid,
+            log_file: &files.log,
+            socket: &files.socket,
+            timeout: self.start_timeout,
+            mode,
+        })
+        .map_err(|e| failed(crate::vmd::error_chain(&e)))
+    }
+
     /// The running VMs that have `image` open now (a boot disk or one attached live), with
     /// the disk's guest name: what a refusal to change an image in use names.
     pub fn running_users(&self, image: &Path) -> Vec<(String, String)> {
@@ -358,7 +414,7 @@ fn remove_stale(socket: &Path) {
     }
 }
 
-fn unexpected(name: &str, what: &str) -> ClientError {
+pub(super) fn unexpected(name: &str, what: &str) -> ClientError {
     ClientError::Protocol {
         name: name.to_string(),
         detail: format!("the reply carries no {what}"),
@@ -499,38 +555,26 @@ impl Host for LocalHost {
         if self.observe(name).is_active() {
             return Err(ClientError::AlreadyRunning(name.to_string()));
         }
-        let failed = |message: String| ClientError::StartFailed {
-            name: name.to_string(),
-            message,
-        };
-        // Definitions written before vmux recorded disk formats get them now, from the
-        // pools' records or the file names (never from content); see docs/storage.md.
-        let config = if config.disks.iter().any(|d| d.format.is_none()) {
-            let storage = StorageManager::new(self.paths().clone());
-            self.store.update(name, |config| {
-                storage
-                    .record_disk_formats(config)
-                    .map_err(|e| failed(crate::vmd::error_chain(&e)))?;
-                Ok::<_, ClientError>(config.clone())
-            })?
-        } else {
-            config
-        };
-        host_check::check(&config).map_err(failed)?;
-        let exe = self
-            .vmd_exe()
-            .map_err(|e| failed(format!("cannot find the vmux executable: {e}")))?;
-        let files = self.files(name);
-        spawn_vmd(&SpawnRequest {
-            exe: &exe,
-            name,
-            home: self.home.as_deref(),
-            pid_file: &files.pid,
-            log_file: &files.log,
-            socket: &files.socket,
-            timeout: self.start_timeout,
+        let managed = self.managed_save_path(name);
+        if !managed.is_file() {
+            return self.spawn(name, &config, &StartMode::Boot);
+        }
+        let mode = StartMode::Restore(RestoreMode {
+            file: managed,
+            paused: None,
+            force: false,
+            discard: true,
+        });
+        self.spawn(name, &config, &mode).map_err(|e| match e {
+            ClientError::StartFailed { name, message } => ClientError::StartFailed {
+                message: format!(
+                    "{message} (it was resuming its managed save; discard that with `vmux \
+                     managedsave-remove {name}` to boot it afresh)"
+                ),
+                name,
+            },
+            other => other,
         })
-        .map_err(|e| failed(crate::vmd::error_chain(&e)))
     }
 
     fn shutdown(&self, name: &str) -> Result<(), ClientError> {
@@ -624,6 +668,35 @@ impl Host for LocalHost {
             definitions.save(&updated)?;
         }
         Ok(plan.target)
+    }
+
+    fn save(&self, name: &str, path: &Path, paused: Option<bool>) -> Result<SaveInfo, ClientError> {
+        self.save_vm(name, path, paused)
+    }
+
+    fn restore(&self, path: &Path, options: RestoreOptions) -> Result<String, ClientError> {
+        self.restore_vm(path, options)
+    }
+
+    fn managed_save(&self, name: &str, paused: Option<bool>) -> Result<SaveInfo, ClientError> {
+        self.known(name)?;
+        let path = self.managed_save_path(name);
+        self.save_vm(name, &path, paused)
+    }
+
+    fn managed_save_remove(&self, name: &str) -> Result<(), ClientError> {
+        self.remove_managed_save(name)
+    }
+
+    fn set_memory(&self, name: &str, bytes: u64, scope: ChangeScope) -> Result<(), ClientError> {
+        self.set_memory_of(name, bytes, scope)
+    }
+
+    fn memory_stats(&self, name: &str) -> Result<MemoryStats, ClientError> {
+        match self.command(name, Command::MemoryStats)? {
+            Some(ReplyResult::Memory(stats)) => Ok(*stats),
+            _ => Err(unexpected(name, "memory statistics")),
+        }
     }
 
     fn force_detach_disk(&self, name: &str, target: &str) -> Result<(), ClientError> {

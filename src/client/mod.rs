@@ -13,13 +13,15 @@ mod host_check;
 pub mod hotplug;
 mod local;
 mod spawn;
+mod state;
 
 pub use classify::VmState;
 pub use local::{DEFAULT_REQUEST_TIMEOUT, DEFAULT_START_TIMEOUT, LocalHost, VMD_EXE_ENV};
 
 use crate::config::{DefinitionError, DiskConfig, VmConfig};
-use crate::engine::control::{RunState, VmInfo, VmStats};
+use crate::engine::control::{MemoryStats, RunState, SaveInfo, VmInfo, VmStats};
 use std::io::{Read, Write};
+use std::path::Path;
 
 pub mod fake;
 
@@ -191,6 +193,16 @@ pub struct UndefineOptions {
     pub snapshots_metadata: bool,
 }
 
+/// How `restore` starts a saved VM.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestoreOptions {
+    /// State after the restore: `Some(true)` paused, `Some(false)` running, `None` as saved.
+    pub paused: Option<bool>,
+    /// Restore even though a disk image changed since the save (the guest's file systems may
+    /// not survive it).
+    pub force: bool,
+}
+
 /// A raw console connection: bytes read are guest serial output, bytes written are input.
 pub struct Console {
     /// Guest output (ring-buffer history first when asked for).
@@ -269,6 +281,24 @@ pub trait Host: Send + Sync {
     /// Detaches disk `target`: live (the guest is asked to eject it; the image is closed once
     /// it has), from the definition, or both.
     fn detach_disk(&self, name: &str, target: &str, scope: ChangeScope) -> Result<(), ClientError>;
+    /// Saves the running (or paused) VM's memory and device state to `path` and shuts it off,
+    /// as `virsh save` does (disks are not copied); `paused` is the state after a restore
+    /// (`None`: the state now). Returns once the file is complete and the VM is off.
+    fn save(&self, name: &str, path: &Path, paused: Option<bool>) -> Result<SaveInfo, ClientError>;
+    /// Starts the VM saved in `path` where it was (defining it from the save when no VM of
+    /// that name is defined); returns its name. Refused when the VM runs, when its definition
+    /// changed in ways the saved guest would notice, and when a disk changed (unless forced).
+    fn restore(&self, path: &Path, options: RestoreOptions) -> Result<String, ClientError>;
+    /// Saves the VM to its managed save and shuts it off; the next `start` resumes it.
+    fn managed_save(&self, name: &str, paused: Option<bool>) -> Result<SaveInfo, ClientError>;
+    /// Discards the VM's managed save (its next start boots afresh).
+    fn managed_save_remove(&self, name: &str) -> Result<(), ClientError>;
+    /// Sets the memory the guest keeps (`1..=memory`): live through the balloon (the guest
+    /// gives the rest back when its driver can), as the definition's `current_memory` for the
+    /// next start, or both.
+    fn set_memory(&self, name: &str, bytes: u64, scope: ChangeScope) -> Result<(), ClientError>;
+    /// The balloon and the guest's memory statistics (running VMs).
+    fn memory_stats(&self, name: &str) -> Result<MemoryStats, ClientError>;
     /// Takes disk `target` away from the running VM at once, without asking the guest (as
     /// virsh does when a guest ignores the request): the guest loses the device as if it were
     /// pulled out, and what it had not written is lost. For a guest that does not answer an

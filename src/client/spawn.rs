@@ -39,6 +39,8 @@ pub struct SpawnRequest<'a> {
     pub socket: &'a Path,
     /// How long vmd may take to report.
     pub timeout: Duration,
+    /// Boot the VM, or restore it from a save file.
+    pub mode: &'a crate::vmd::StartMode,
 }
 
 /// Why vmd did not start; each message is shown after "cannot start VM 'x': ".
@@ -84,6 +86,7 @@ pub fn spawn_vmd(req: &SpawnRequest<'_>) -> Result<(), SpawnError> {
     command
         .arg(SUBCOMMAND)
         .arg(req.name)
+        .args(req.mode.args())
         .env_remove(DETACHED_ENV)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -70,6 +70,21 @@ pub struct VmConfig {
     /// Start with `vmux autostart-all` (host boot).
     #[serde(default)]
     pub autostart: bool,
+    /// A memory balloon (virtio-balloon) so `vmux setmem` can take memory back; on unless
+    /// the definition says `balloon = false`.
+    #[serde(
+        default = "balloon_default",
+        skip_serializing_if = "is_balloon_default"
+    )]
+    pub balloon: bool,
+    /// Memory the guest is left with at start (the balloon takes the rest), written as a
+    /// size; absent: all of `memory`. Set by `vmux setmem --config`.
+    #[serde(
+        default,
+        with = "optional_size_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub current_memory: Option<u64>,
     /// What to boot.
     pub boot: BootConfig,
     /// Virtio-blk disks, in PCI slot order.
@@ -82,6 +97,14 @@ pub struct VmConfig {
     /// NoCloud seed built from them as a read-only disk after the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_init: Option<CloudInitOptions>,
+}
+
+fn balloon_default() -> bool {
+    true
+}
+
+fn is_balloon_default(balloon: &bool) -> bool {
+    *balloon
 }
 
 /// The boot source of a definition.
@@ -125,6 +148,10 @@ struct VmConfigFile {
     memory: u64,
     #[serde(default)]
     autostart: bool,
+    #[serde(default = "balloon_default")]
+    balloon: bool,
+    #[serde(default, with = "optional_size_string")]
+    current_memory: Option<u64>,
     boot: BootConfig,
     #[serde(default)]
     disks: Vec<DiskConfig>,
@@ -152,6 +179,8 @@ impl From<VmConfigFile> for VmConfig {
             vcpus: file.vcpus,
             memory: file.memory,
             autostart: file.autostart,
+            balloon: file.balloon,
+            current_memory: file.current_memory,
             boot: file.boot,
             disks: file.disks,
             nics: file.nics,
@@ -173,6 +202,8 @@ impl VmConfig {
             disks: Vec::new(),
             nics: Vec::new(),
             cloud_init: None,
+            balloon: true,
+            current_memory: None,
         }
     }
 
@@ -208,6 +239,23 @@ impl VmConfig {
                 format_size(self.memory),
                 format_size(self.memory.div_ceil(MEMORY_ALIGN) * MEMORY_ALIGN)
             ));
+        }
+        if let Some(current) = self.current_memory {
+            if !self.balloon {
+                return Err(
+                    "current_memory needs the memory balloon; set balloon = true or remove \
+                     current_memory"
+                        .into(),
+                );
+            }
+            if current > self.memory || current < MIN_MEMORY_BYTES {
+                return Err(format!(
+                    "current_memory {} must be between {} and the VM's memory ({})",
+                    format_size(current),
+                    format_size(MIN_MEMORY_BYTES),
+                    format_size(self.memory)
+                ));
+            }
         }
         for disk in &self.disks {
             disk.validate()?;
@@ -333,12 +381,62 @@ mod size_string {
     }
 }
 
+mod optional_size_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => super::size_string::serialize(bytes, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super::size_string")] u64);
+        Option::<Wrapped>::deserialize(d).map(|w| w.map(|Wrapped(bytes)| bytes))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn demo(name: &str) -> VmConfig {
         VmConfig::new(name, BootConfig::Demo)
+    }
+
+    #[test]
+    fn balloon_and_current_memory_round_trip_and_are_left_out_by_default() {
+        let plain = toml::to_string(&demo("b")).expect("serialize");
+        assert!(
+            !plain.contains("balloon") && !plain.contains("current_memory"),
+            "{plain}"
+        );
+        let cfg = VmConfig {
+            balloon: false,
+            ..demo("a")
+        };
+        let text = toml::to_string(&cfg).expect("serialize");
+        assert!(text.contains("balloon = false"), "{text}");
+        assert_eq!(toml::from_str::<VmConfig>(&text).expect("parse"), cfg);
+        let cfg = VmConfig {
+            current_memory: Some(128 << 20),
+            ..demo("c")
+        };
+        let text = toml::to_string(&cfg).expect("serialize");
+        assert!(text.contains("current_memory = \"128M\""), "{text}");
+        assert_eq!(toml::from_str::<VmConfig>(&text).expect("parse"), cfg);
+    }
+
+    #[test]
+    fn current_memory_above_memory_or_without_a_balloon_is_refused() {
+        let mut cfg = demo("a");
+        cfg.current_memory = Some(cfg.memory + (2 << 20));
+        assert!(cfg.validate().expect_err("above").contains("between"));
+        cfg.current_memory = Some(64 << 20);
+        cfg.balloon = false;
+        assert!(cfg.validate().expect_err("no balloon").contains("balloon"));
     }
 
     #[test]

@@ -90,6 +90,26 @@ pub enum Command {
         /// The disks and their new images.
         disks: Vec<DiskSwitch>,
     },
+    /// Save the VM to `path` (RAM and device state; disks are not copied) and end it, as
+    /// `virsh save` does. Replies with [`SaveInfo`] once the file is complete; the VM then
+    /// shuts off (an `exited` event with reason `saved`). A failed save leaves the VM running
+    /// and no file behind.
+    Save {
+        /// Absolute path of the file to write (replaced atomically if it exists).
+        path: PathBuf,
+        /// State after a restore: `true` paused, `false` running; absent: the state now.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        paused: Option<bool>,
+    },
+    /// Ask the guest, through the memory balloon, to make do with `bytes` of memory (at most
+    /// the VM's memory). Replies at once; the guest's driver gives memory back when it can
+    /// (see `memory_stats`).
+    SetMemory {
+        /// Memory the guest should keep, bytes.
+        bytes: u64,
+    },
+    /// Reply with [`MemoryStats`]: the balloon and the guest's own memory statistics.
+    MemoryStats,
     /// Push events (`state`, `stats` each second, `exited`, ...) on this connection.
     Subscribe,
     /// Switch this connection to a raw console stream: after the `ok` reply every byte from
@@ -137,6 +157,80 @@ pub enum ReplyResult {
     Stats(Box<VmStats>),
     /// Reply to `attach_disk`.
     Disk(Box<DiskInfo>),
+    /// Reply to `save`.
+    Saved(Box<SaveInfo>),
+    /// Reply to `memory_stats`.
+    Memory(Box<MemoryStats>),
+}
+
+/// What a `save` wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SaveInfo {
+    /// The save file.
+    pub path: PathBuf,
+    /// Its size, bytes.
+    pub file_bytes: u64,
+    /// Guest memory in it (the pages the guest touched that hold data), bytes.
+    pub saved_memory_bytes: u64,
+    /// Milliseconds from the request to the complete file.
+    pub save_ms: u64,
+    /// Whether a restore leaves the VM paused.
+    pub paused_after_restore: bool,
+}
+
+/// The memory balloon as vmd sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BalloonStatus {
+    /// Memory the host asks the guest to give back, bytes.
+    pub target_bytes: u64,
+    /// Memory the guest has given back, bytes.
+    pub actual_bytes: u64,
+    /// Memory released on the host since boot (given back and reported free), bytes.
+    pub released_bytes: u64,
+    /// Whether the guest's balloon driver runs.
+    pub driver_ready: bool,
+}
+
+/// Reply to `memory_stats` (`vmux dommemstat`): the balloon, the guest's statistics (each
+/// absent until the guest reports it) and vmd's resident memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryStats {
+    /// Guest RAM the VM was defined with, bytes.
+    pub memory_bytes: u64,
+    /// Memory the guest has now (RAM less what the balloon holds), bytes.
+    pub current_bytes: u64,
+    /// The balloon, absent when the VM has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balloon: Option<BalloonStatus>,
+    /// Free memory the guest reports, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_bytes: Option<u64>,
+    /// Available memory the guest reports (free plus reclaimable), bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_bytes: Option<u64>,
+    /// Total memory the guest reports, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<u64>,
+    /// Disk caches, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_caches_bytes: Option<u64>,
+    /// Bytes swapped in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_in_bytes: Option<u64>,
+    /// Bytes swapped out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_out_bytes: Option<u64>,
+    /// Major page faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub major_faults: Option<u64>,
+    /// Minor page faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minor_faults: Option<u64>,
+    /// When the guest last reported, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<u64>,
+    /// vmd's resident set size, bytes.
+    pub rss_bytes: u64,
 }
 
 /// A command that failed, as sent on the wire.
@@ -227,6 +321,8 @@ pub enum RunState {
     ShutOff,
     /// The guest faulted or vmd died; see the reason.
     Crashed,
+    /// Shut off with a managed save (`vmux managedsave`): the next start resumes it.
+    Saved,
 }
 
 impl RunState {
@@ -237,6 +333,7 @@ impl RunState {
             RunState::Paused => "paused",
             RunState::ShutOff => "shut off",
             RunState::Crashed => "crashed",
+            RunState::Saved => "saved",
         }
     }
 }
@@ -258,6 +355,11 @@ pub enum ExitReason {
     Crashed {
         /// Human-readable cause.
         reason: String,
+    },
+    /// `save` wrote the VM to `path`; restoring that file continues it.
+    Saved {
+        /// The save file.
+        path: PathBuf,
     },
 }
 
@@ -400,6 +502,12 @@ pub struct VmStats {
     /// One entry per NIC, in the definition's order (absent from older vmds: empty).
     #[serde(default)]
     pub nics: Vec<NicStats>,
+    /// The memory balloon (absent without one, and from older vmds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balloon: Option<BalloonStatus>,
+    /// Free memory the guest reports through the balloon, bytes (absent until it does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_free_bytes: Option<u64>,
 }
 
 /// One virtio-blk disk's counters since boot and its rates over the last sample interval.
@@ -519,6 +627,53 @@ mod tests {
             serde_json::to_string(&ReplyResult::Disk(Box::new(disk.clone()))).expect("serialize");
         let back: ReplyResult = serde_json::from_str(&line).expect("parse");
         assert_eq!(back, ReplyResult::Disk(Box::new(disk)));
+    }
+
+    #[test]
+    fn save_and_memory_replies_are_told_apart_from_the_others() {
+        let saved = ReplyResult::Saved(Box::new(SaveInfo {
+            path: "/srv/web.save".into(),
+            file_bytes: 10,
+            saved_memory_bytes: 4096,
+            save_ms: 3,
+            paused_after_restore: false,
+        }));
+        let memory = ReplyResult::Memory(Box::new(MemoryStats {
+            memory_bytes: 1 << 30,
+            current_bytes: 1 << 29,
+            balloon: None,
+            free_bytes: Some(7),
+            available_bytes: None,
+            total_bytes: None,
+            disk_caches_bytes: None,
+            swap_in_bytes: None,
+            swap_out_bytes: None,
+            major_faults: None,
+            minor_faults: None,
+            updated_at: None,
+            rss_bytes: 5,
+        }));
+        for reply in [saved, memory] {
+            let line = serde_json::to_string(&reply).expect("serialize");
+            assert_eq!(
+                serde_json::from_str::<ReplyResult>(&line).expect("parse"),
+                reply
+            );
+        }
+    }
+
+    #[test]
+    fn save_takes_a_path_and_an_optional_state() {
+        let req: Request =
+            serde_json::from_str(r#"{"id":9,"cmd":"save","path":"/s/web.save","paused":true}"#)
+                .expect("parse");
+        assert_eq!(
+            req.command,
+            Command::Save {
+                path: "/s/web.save".into(),
+                paused: Some(true)
+            }
+        );
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub const PCI_MMIO_SIZE: u64 = 0x2000_0000;
 pub const PCI_ECAM_START: u64 = 0xe000_0000;
 /// ECAM size: 1 MiB covers one bus (32 devices x 8 functions x 4 KiB).
 pub const PCI_ECAM_SIZE: u64 = 0x10_0000;
+/// PCI slot (device number on bus 0) of the memory balloon: the last one, so disks and NICs
+/// keep their slots and hot-added disks (lowest free slot first) are not pushed along.
+pub const BALLOON_SLOT: u8 = 31;
 /// IOAPIC MMIO base (KVM's in-kernel IOAPIC).
 pub const IOAPIC_START: u64 = 0xfec0_0000;
 /// Local APIC MMIO base.

@@ -10,12 +10,14 @@
 //! e820, touched bytes), `boot` (image loading, zero page, GDT, page tables, boot registers,
 //! MSRs, LAPIC), `cpuid`, `acpi` (the tables), `devices` (port/MMIO buses and the legacy
 //! devices), `vcpu` (threads, kicks, exit dispatch, crash reports), `lifecycle` (the vCPU
-//! state machine, pause and the exit latch) and `hotplug` (vCPU hot-add and removal).
+//! state machine, pause and the exit latch), `hotplug` (vCPU hot-add and removal) and
+//! `snapshot` (saving a VM to a file and building one from it).
 
 pub mod acpi;
 pub mod confine;
 pub mod control;
 pub mod layout;
+pub mod snapshot;
 pub mod tap;
 
 use std::path::PathBuf;
@@ -72,6 +74,8 @@ pub struct VmSpec {
     pub disks: Vec<DiskSpec>,
     /// virtio-net NICs, in PCI slot order after the disks.
     pub nics: Vec<NicSpec>,
+    /// A virtio-balloon device in the last PCI slot (`layout::BALLOON_SLOT`).
+    pub balloon: bool,
 }
 
 /// One virtio-blk disk: an image the caller opened (qcow2 or raw, through the storage layer),
@@ -186,7 +190,10 @@ mod vcpu;
 mod vm;
 
 pub use boot::{BootError, check_kernel};
+pub use devices::virtio::balloon::{BalloonInfo, BalloonStats};
 pub use devices::virtio::blk::{DiskBackend, DiskStats};
 pub use devices::virtio::net::NicStats;
 pub use hotplug::HotplugError;
-pub use vm::{EngineError, EngineStats, VcpuCounters, Vm, VmHandle};
+pub use vm::{
+    EngineError, EngineStats, RestoreError, SaveError, SaveReport, VcpuCounters, Vm, VmHandle,
+};

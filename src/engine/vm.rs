@@ -7,11 +7,20 @@
 //! and the vCPUs. [`Vm::start`] spawns one thread per vCPU; [`Vm::wait`] blocks until the boot ends
 //! (power-off, reset, debug exit, destroy or crash) and joins them. While it runs,
 //! [`VmHandle::set_vcpus`] hot-adds and removes vCPUs, [`VmHandle::attach_disk`] and
-//! [`VmHandle::detach_disk`] disks (see `hotplug`).
+//! [`VmHandle::detach_disk`] disks (see `hotplug`), [`VmHandle::save`] writes the VM to a
+//! file (`vm/save.rs`), [`Vm::restore`] builds one from a file (`vm/restore.rs`), and
+//! [`VmHandle::set_balloon_target`] asks the guest to give memory back.
+
+mod restore;
+mod save;
+
+pub use restore::RestoreError;
+pub use save::{SaveError, SaveReport};
 
 use super::acpi::{self, AcpiConfig, AcpiError};
 use super::boot::{self, BootError};
 use super::devices::bus::lock;
+use super::devices::virtio::balloon::{Balloon, BalloonInfo};
 use super::devices::virtio::blk::DiskCounters;
 use super::devices::virtio::net::NicCounters;
 use super::devices::{DeviceError, LegacyDevices, ged::Ged, serial::Serial};
@@ -24,12 +33,13 @@ use super::layout;
 use super::lifecycle::{Lifecycle, LifecycleError};
 use super::memory::{self, MemoryError};
 use super::pci::{KvmVmInterface, PciPlatform, PlatformError};
+use super::snapshot::VcpuCaps;
 use super::vcpu::{RunContext, VcpuError, VcpuStart, kick};
 use super::{DiskSpec, DiskStats, NicStats, SerialSink, VmExit, VmObserver, VmSpec};
 use crate::engine::memory::GuestRam;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
-use kvm_ioctls::{Kvm, VmFd};
+use kvm_ioctls::{Cap, Kvm, VmFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
@@ -123,6 +133,23 @@ pub enum EngineError {
     /// A vCPU hotplug request failed (the message names the fix).
     #[error(transparent)]
     Hotplug(#[from] HotplugError),
+    /// A save failed; the VM carries on.
+    #[error("cannot save the VM")]
+    Save(#[source] SaveError),
+    /// A save file cannot become a VM here (the message says why).
+    #[error(transparent)]
+    Restore(RestoreError),
+    /// The balloon was asked to take all of the guest's memory.
+    #[error("the balloon cannot take all {memory_mib} MiB of the guest's memory; leave it some")]
+    BalloonTarget {
+        /// Guest RAM, MiB.
+        memory_mib: u64,
+    },
+    /// The VM has no memory balloon (disabled in its definition).
+    #[error(
+        "this VM has no memory balloon; enable it in the definition (balloon = true) and restart the VM"
+    )]
+    NoBalloon,
 }
 
 /// Counters of one vCPU.
@@ -150,6 +177,8 @@ pub struct EngineStats {
     pub disks: Vec<DiskStats>,
     /// One entry per NIC, in `VmSpec::nics` order.
     pub nics: Vec<NicStats>,
+    /// The memory balloon, when the VM has one.
+    pub balloon: Option<BalloonInfo>,
 }
 
 /// What handles share with the VM.
@@ -175,6 +204,32 @@ struct Shared {
     final_disks: Mutex<Vec<Arc<DiskCounters>>>,
     /// Each NIC's counters, in `VmSpec::nics` order (NICs are not hot-plugged).
     nics: Vec<Arc<NicCounters>>,
+    /// The memory balloon's control handle, when the VM has one.
+    balloon: Option<Balloon>,
+    /// What this host's KVM offers for saving vCPU state.
+    caps: Arc<VcpuCaps>,
+}
+
+/// What this host's KVM offers for vCPU state (XSAVE size, XCRs, TSC frequency, the MSR list).
+fn vcpu_caps(kvm: &Kvm, vm: &VmFd) -> VcpuCaps {
+    let xsave2 = usize::try_from(vm.check_extension_int(Cap::Xsave2)).unwrap_or(0);
+    let xsave_bytes = if xsave2 > 0 {
+        Some(xsave2.max(std::mem::size_of::<kvm_bindings::kvm_xsave>()))
+    } else if vm.check_extension(Cap::Xsave) {
+        Some(std::mem::size_of::<kvm_bindings::kvm_xsave>())
+    } else {
+        None
+    };
+    VcpuCaps {
+        xsave_bytes,
+        xcrs: vm.check_extension(Cap::Xcrs),
+        tsc_khz: vm.check_extension(Cap::GetTscKhz),
+        tsc_control: vm.check_extension(Cap::TscControl),
+        msr_list: kvm
+            .get_msr_index_list()
+            .map(|list| list.as_slice().to_vec())
+            .unwrap_or_default(),
+    }
 }
 
 /// One boot of one VM; owns the KVM fds, memory, devices and vCPU threads.
@@ -301,11 +356,13 @@ impl Vm {
             &mem,
             &spec.disks,
             &spec.nics,
+            spec.balloon,
             &mut devices.io_bus,
             &mut devices.mmio_bus,
         )
         .map_err(EngineError::Pci)?;
         let nics = pci.nic_counters();
+        let balloon = pci.balloon();
         let pci = Arc::new(Mutex::new(Some(pci)));
         let pci_hotplug = Arc::new(PciHotplug::new(pci.clone(), devices.ged.clone()));
         devices
@@ -349,6 +406,8 @@ impl Vm {
             pci_hotplug,
             final_disks: Mutex::new(Vec::new()),
             nics,
+            balloon,
+            caps: Arc::new(vcpu_caps(&kvm, &vm_fd)),
         });
         Ok(Vm {
             name: spec.name.clone(),
@@ -567,6 +626,25 @@ impl VmHandle {
         Ok(())
     }
 
+    /// Asks the guest to give back `bytes` of its memory through the balloon (rounded down to
+    /// 4 KiB pages; 0 gives everything back). The guest's driver does it when it can.
+    pub fn set_balloon_target(&self, bytes: u64) -> Result<(), EngineError> {
+        let balloon = self.shared.balloon.as_ref().ok_or(EngineError::NoBalloon)?;
+        if bytes >= self.shared.memory_bytes {
+            return Err(EngineError::BalloonTarget {
+                memory_mib: self.shared.memory_bytes >> 20,
+            });
+        }
+        balloon.set_target(bytes);
+        Ok(())
+    }
+
+    /// The balloon's target, actual size, released bytes and the guest's statistics; `None`
+    /// without a balloon.
+    pub fn balloon(&self) -> Option<BalloonInfo> {
+        self.shared.balloon.as_ref().map(Balloon::info)
+    }
+
     /// Removes the disk in PCI `slot` at once, without asking the guest (see
     /// `PciHotplug::force_remove`); the observer hears `disk_removed` before this returns.
     pub fn force_detach_disk(&self, slot: u8) -> Result<(), EngineError> {
@@ -613,6 +691,7 @@ impl VmHandle {
                 .map(|d| d.snapshot())
                 .collect(),
             nics: self.shared.nics.iter().map(|n| n.snapshot()).collect(),
+            balloon: self.balloon(),
         }
     }
 }

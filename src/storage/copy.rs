@@ -3,9 +3,13 @@
 //! the image below it.
 //!
 //! Both walk the source by extents, so holes and unallocated clusters cost nothing, and skip
-//! writing blocks that are all zero (like `qemu-img convert`'s default `-S 4k`).
+//! writing blocks that are all zero (like `qemu-img convert`'s default `-S 4k`). Both count
+//! every byte of the virtual disk they have walked on a [`Progress`] handle (the caller begins
+//! and finishes it) and stop with [`ImageError::Cancelled`] at the next chunk once it is
+//! cancelled; the destination is then incomplete, and the caller discards it as after a failure.
 
 use super::image::{BlockImage, Extent, ImageError};
+use crate::progress::Progress;
 
 /// Bytes moved per read/write call.
 pub const COPY_CHUNK: u64 = 2 << 20;
@@ -13,8 +17,13 @@ pub const COPY_CHUNK: u64 = 2 << 20;
 const ZERO_BLOCK: usize = 4096;
 
 /// Copies every byte of `src` into `dst`, which must be freshly created (reading as zeroes) and
-/// at least as large. Ranges of `src` that read as zero are not written.
-pub fn copy_image(src: &dyn BlockImage, dst: &dyn BlockImage) -> Result<(), ImageError> {
+/// at least as large. Ranges of `src` that read as zero are not written. Advances `progress` by
+/// `src`'s capacity in all.
+pub fn copy_image(
+    src: &dyn BlockImage,
+    dst: &dyn BlockImage,
+    progress: &Progress,
+) -> Result<(), ImageError> {
     let capacity = src.capacity();
     let mut buf = vec![0u8; COPY_CHUNK as usize];
     let mut offset = 0;
@@ -26,6 +35,7 @@ pub fn copy_image(src: &dyn BlockImage, dst: &dyn BlockImage) -> Result<(), Imag
             copy_range(src, dst, offset, &mut buf[..len as usize])?;
         }
         offset += len;
+        progress.advance(len)?;
     }
     dst.flush()
         .map_err(|e| ImageError::transfer(dst.path(), "flush", 0, e))
@@ -35,7 +45,25 @@ pub fn copy_image(src: &dyn BlockImage, dst: &dyn BlockImage) -> Result<(), Imag
 /// data is copied, zero clusters become zeroes. `top` must be opened with its backing chain so
 /// that unallocated ranges show as [`Extent::Backing`]. `base` must be at least as large.
 /// Running it twice gives the same result (snapshot deletion resumes with it after a crash).
-pub fn commit(top: &dyn BlockImage, base: &dyn BlockImage) -> Result<(), ImageError> {
+/// Advances `progress` by `top`'s capacity in all. `base` is flushed whatever happens: after a
+/// cancel or a failure it holds part of `top`'s data, durably, and the chain reads as before.
+pub fn commit(
+    top: &dyn BlockImage,
+    base: &dyn BlockImage,
+    progress: &Progress,
+) -> Result<(), ImageError> {
+    let merged = commit_ranges(top, base, progress);
+    let flushed = base
+        .flush()
+        .map_err(|e| ImageError::transfer(base.path(), "flush", 0, e));
+    merged.and(flushed)
+}
+
+fn commit_ranges(
+    top: &dyn BlockImage,
+    base: &dyn BlockImage,
+    progress: &Progress,
+) -> Result<(), ImageError> {
     let capacity = top.capacity();
     let mut buf = vec![0u8; COPY_CHUNK as usize];
     let mut offset = 0;
@@ -51,9 +79,9 @@ pub fn commit(top: &dyn BlockImage, base: &dyn BlockImage) -> Result<(), ImageEr
             Extent::Backing => {}
         }
         offset += len;
+        progress.advance(len)?;
     }
-    base.flush()
-        .map_err(|e| ImageError::transfer(base.path(), "flush", 0, e))
+    Ok(())
 }
 
 /// Reads `buf.len()` bytes at `offset` from `src` and writes the blocks that are not all zero
@@ -108,7 +136,7 @@ mod tests {
         let src = open_image(&src_path, &OpenOptions::writable()).expect("open src");
         src.write_at(5 << 20, &[0x5a; 12345]).expect("write");
         let dst = open_image(&dst_path, &OpenOptions::writable()).expect("open dst");
-        copy_image(src.as_ref(), dst.as_ref()).expect("copy");
+        copy_image(src.as_ref(), dst.as_ref(), &Progress::new()).expect("copy");
         let mut a = vec![0u8; 64 << 20];
         let mut b = vec![1u8; 64 << 20];
         src.read_at(0, &mut a).expect("read src");

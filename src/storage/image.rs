@@ -228,6 +228,10 @@ pub enum ImageError {
         #[source]
         source: io::Error,
     },
+    /// The operation was cancelled through its progress handle; what it had made is removed,
+    /// as after a failure.
+    #[error("cancelled")]
+    Cancelled(#[from] crate::progress::Cancelled),
 }
 
 impl ImageError {
@@ -319,6 +323,19 @@ pub trait BlockImage: Send + Sync {
     /// Changes the virtual size. Growing reads as zeroes; shrinking drops data beyond the new
     /// end (callers check first that none is there).
     fn resize(&mut self, new_capacity: u64) -> io::Result<()>;
+    /// Grows the virtual size to `new_capacity` (not below the current one) with the new range
+    /// allocated on the host now, reading as zeroes (`vol-resize --preallocate`). Formats or
+    /// images that cannot fail with `Unsupported`, naming why.
+    fn grow_allocated(&mut self, new_capacity: u64) -> io::Result<()> {
+        let _ = new_capacity;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "{} images cannot be grown with preallocation",
+                self.format()
+            ),
+        ))
+    }
 }
 
 /// Fails with `InvalidInput` unless `offset..offset + len` lies within `capacity`.

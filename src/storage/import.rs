@@ -20,6 +20,7 @@ use super::pool::StorageManager;
 use super::staging::StagedFile;
 use super::volume::{VolumeInfo, build_copy, format_for, suggest_name};
 use crate::config::{DiskConfig, validate_volume_name};
+use crate::progress::Progress;
 use std::path::Path;
 
 /// What a downloaded image file is (format as `format` says, else as its name says, checked
@@ -51,13 +52,30 @@ pub struct LinkedImport {
 impl StorageManager {
     /// `vol-import POOL VOLUME FILE`: copies the image `file` into `pool` as `volume`. The new
     /// volume's format is what its name says (`.qcow2`, `.raw`), else the file's; its size is
-    /// the file's virtual size; unallocated ranges stay unallocated.
+    /// the file's virtual size; unallocated ranges stay unallocated. Reports bytes of the
+    /// image walked on `progress`; a cancel or failure leaves no volume and no temporary file.
     pub fn vol_import(
         &self,
         pool: &str,
         volume: &str,
         file: &Path,
         format: Option<ImageFormat>,
+        progress: &Progress,
+    ) -> Result<VolumeInfo, StorageError> {
+        let info = self.import_copy(pool, volume, file, format, progress)?;
+        progress.finish();
+        Ok(info)
+    }
+
+    /// [`StorageManager::vol_import`] short of finishing `progress` (a linked import finishes
+    /// it once its overlay is made too).
+    fn import_copy(
+        &self,
+        pool: &str,
+        volume: &str,
+        file: &Path,
+        format: Option<ImageFormat>,
+        progress: &Progress,
     ) -> Result<VolumeInfo, StorageError> {
         let info = check_download(file, format)?;
         let target = self.new_volume_path(pool, volume)?;
@@ -66,25 +84,29 @@ impl StorageManager {
             file,
             &OpenOptions::read_only().detect(Detect::Known(info.format)),
         )?;
+        progress.begin(src.capacity())?;
         let staged = StagedFile::new(&target);
         let new = NewImage {
             cluster_size: info.cluster_size.unwrap_or(DEFAULT_CLUSTER_SIZE),
             ..NewImage::new(new_format, info.capacity)
         };
-        build_copy(src.as_ref(), &staged, &new)?;
+        build_copy(src.as_ref(), &staged, &new, progress)?;
+        progress.check()?;
         self.commit_new(staged, pool, volume, new_format)?;
         self.vol_info(pool, volume)
     }
 
     /// `vol-import POOL VOLUME FILE --linked`: the image `file` becomes a base volume of `pool`
     /// (named after the file; a base already imported under that name, of the same format and
-    /// size, is reused) and `volume` a new qcow2 overlay on it.
+    /// size, is reused) and `volume` a new qcow2 overlay on it. Reports the base's copy on
+    /// `progress` (a reused base finishes it at once).
     pub fn vol_import_linked(
         &self,
         pool: &str,
         volume: &str,
         file: &Path,
         format: Option<ImageFormat>,
+        progress: &Progress,
     ) -> Result<LinkedImport, StorageError> {
         let info = check_download(file, format)?;
         let base = base_name(file, info.format)?;
@@ -97,6 +119,7 @@ impl StorageManager {
             Ok(existing)
                 if existing.format == info.format && existing.capacity == info.capacity =>
             {
+                progress.begin(0)?;
                 true
             }
             Ok(existing) => {
@@ -106,7 +129,7 @@ impl StorageManager {
                 )));
             }
             Err(StorageError::UnknownVolume { .. }) => {
-                self.vol_import(pool, &base, file, Some(info.format))?;
+                self.import_copy(pool, &base, file, Some(info.format), progress)?;
                 false
             }
             Err(e) => return Err(e),
@@ -115,8 +138,10 @@ impl StorageManager {
         if overlay.is_err() && !reused_base {
             let _ = self.vol_delete(pool, &base);
         }
+        let overlay = overlay?;
+        progress.finish();
         Ok(LinkedImport {
-            overlay: overlay?,
+            overlay,
             base,
             reused_base,
         })
@@ -212,10 +237,16 @@ mod tests {
         write(&file, ImageFormat::Qcow2, 1 << 20, b"ubuntu");
 
         let err = storage
-            .vol_import("default", "jammy.qcow2", &file, None)
+            .vol_import("default", "jammy.qcow2", &file, None, &Progress::new())
             .expect_err("named raw, holds qcow2");
         let info = storage
-            .vol_import("default", "jammy.qcow2", &file, Some(ImageFormat::Qcow2))
+            .vol_import(
+                "default",
+                "jammy.qcow2",
+                &file,
+                Some(ImageFormat::Qcow2),
+                &Progress::new(),
+            )
             .expect("import");
 
         assert!(err.to_string().contains("qcow2 header"), "{err}");
@@ -238,7 +269,7 @@ mod tests {
         );
 
         let err = storage
-            .vol_import("default", "evil.qcow2", &file, None)
+            .vol_import("default", "evil.qcow2", &file, None, &Progress::new())
             .expect_err("backing file");
 
         assert!(err.to_string().contains("secret.raw"), "{err}");
@@ -253,10 +284,10 @@ mod tests {
         std::fs::write(&file, vec![0x5au8; 4 << 20]).expect("write");
 
         let first = storage
-            .vol_import_linked("default", "web1.qcow2", &file, None)
+            .vol_import_linked("default", "web1.qcow2", &file, None, &Progress::new())
             .expect("first");
         let second = storage
-            .vol_import_linked("default", "web2.qcow2", &file, None)
+            .vol_import_linked("default", "web2.qcow2", &file, None, &Progress::new())
             .expect("second");
 
         assert_eq!(first.base, "debian-12-genericcloud-amd64.raw");

@@ -21,11 +21,17 @@
 //! - [`qcow2_repair`]: the qcow2 refcount check and repair (`vol-check`, and after a vmd was
 //!   killed).
 //!
+//! Long operations (full clone, convert, upload, download, wipe, preallocated growth, the merge
+//! of a snapshot deletion) take a [`crate::progress::Progress`] handle from their caller, report
+//! bytes done of bytes to do on it, and stop with [`ImageError::Cancelled`] when it is cancelled,
+//! cleaning up as after a failure.
+//!
 //! Everything here is safe Rust; see docs/storage.md for the user-facing semantics.
 
 pub mod copy;
 pub mod create;
 pub mod format;
+pub mod grow;
 pub mod image;
 pub mod import;
 pub mod nofollow;
@@ -222,6 +228,20 @@ pub enum StorageError {
     /// Refcount check or repair problems.
     #[error(transparent)]
     Repair(#[from] qcow2_repair::RepairError),
+}
+
+impl From<crate::progress::Cancelled> for StorageError {
+    fn from(cancelled: crate::progress::Cancelled) -> StorageError {
+        StorageError::Image(ImageError::Cancelled(cancelled))
+    }
+}
+
+impl StorageError {
+    /// Whether the operation stopped because its progress handle was cancelled (it cleaned up
+    /// as after a failure; front ends say what was left as it was instead of an error).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, StorageError::Image(ImageError::Cancelled(_)))
+    }
 }
 
 fn list_paths(paths: &[PathBuf]) -> String {

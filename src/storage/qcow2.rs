@@ -268,6 +268,22 @@ impl BlockImage for Qcow2Image {
         };
         self.access.resize_grow(new_capacity, mode)
     }
+
+    fn grow_allocated(&mut self, new_capacity: u64) -> io::Result<()> {
+        check_writable(self.read_only)?;
+        if self.has_backing {
+            // imago allocates only images that read nothing from below.
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a qcow2 image with a backing file cannot be grown with preallocation (its unallocated clusters read from the backing file); grow it without --preallocate",
+            ));
+        }
+        if new_capacity <= self.capacity() {
+            return Ok(());
+        }
+        self.access
+            .resize_grow(new_capacity, PreallocateMode::FullAllocate)
+    }
 }
 
 #[cfg(test)]

@@ -159,6 +159,16 @@ impl BlockImage for RawImage {
         self.capacity = new_capacity;
         Ok(())
     }
+
+    fn grow_allocated(&mut self, new_capacity: u64) -> io::Result<()> {
+        check_writable(self.read_only)?;
+        let old = self.capacity;
+        if new_capacity <= old {
+            return Ok(());
+        }
+        self.resize(new_capacity)?;
+        super::create::allocate(&self.file, old, new_capacity - old)
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@
 use super::StorageError;
 use super::copy::commit;
 use super::create::{NewImage, create_image};
-use super::format::{BackingTrust, Detect, ImageFormat, canonical, rewrite_backing};
+use super::format::{BackingTrust, Detect, ImageFormat, canonical, inspect, rewrite_backing};
 use super::image::{BlockImage, ImageError, OpenOptions, open_image};
 use super::pool::StorageManager;
 use super::qcow2::Qcow2Image;
@@ -32,6 +32,7 @@ use crate::config::{
     ConfigError, DiskConfig, DiskSource, Paths, Store, StoreLock, VmConfig, assign_targets,
     validate_name, validate_volume_name, write_atomic,
 };
+use crate::progress::Progress;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -407,7 +408,12 @@ impl SnapshotManager {
 
     /// Deletes snapshot `name` of stopped VM `vm`, merging the overlay above its frozen images
     /// down into them. Also finishes a deletion that was interrupted.
-    pub fn delete(&self, vm: &str, name: &str) -> Result<(), StorageError> {
+    ///
+    /// The merge reports on `progress` (the bytes of virtual disk of every overlay merged). A
+    /// cancel or failure during the merge is an interruption like a crash: the snapshot stays
+    /// `deleting`, the VM's disks read exactly as before, and running the deletion again
+    /// finishes it (reverting to the snapshot is no longer possible once its merge began).
+    pub fn delete(&self, vm: &str, name: &str, progress: &Progress) -> Result<(), StorageError> {
         if vm_is_running(self.store.paths(), vm) {
             return Err(SnapshotError::RunningFor(vm.to_string(), "delete").into());
         }
@@ -416,8 +422,8 @@ impl SnapshotManager {
         let records = self.reconcile(&cfg)?;
         self.refuse_interrupted(vm, &records, Some(name))?;
         let mut snap = find(&records, vm, name)?.clone();
+        let targets = assign_targets(&cfg.disks).map_err(StorageError::Invalid)?;
         if snap.state == SnapshotState::Ready {
-            let targets = assign_targets(&cfg.disks).map_err(StorageError::Invalid)?;
             let usage = self.storage.usage();
             for snap_disk in &mut snap.disks {
                 let index = targets
@@ -457,20 +463,26 @@ impl SnapshotManager {
                 }
                 snap_disk.merge_child = Some(child);
             }
+        }
+        // Measured, and a cancel honoured, before anything changes.
+        progress.begin(self.merge_bytes(&cfg, &targets, &snap)?)?;
+        if snap.state == SnapshotState::Ready {
             snap.state = SnapshotState::Deleting;
             self.write_record(vm, &snap)?;
         }
-        self.finish_delete(&definitions, cfg, &records, snap)
+        self.finish_delete(&definitions, cfg, &records, snap, progress)
     }
 
     /// The merge itself, restartable: commits each child that is still in use, re-points the
     /// image above it (or the VM), fixes later records, removes the record and the children.
+    /// `progress` has begun with [`SnapshotManager::merge_bytes`].
     fn finish_delete(
         &self,
         definitions: &StoreLock<'_>,
         mut cfg: VmConfig,
         records: &[SnapshotRecord],
         snap: SnapshotRecord,
+        progress: &Progress,
     ) -> Result<(), StorageError> {
         let targets = assign_targets(&cfg.disks).map_err(StorageError::Invalid)?;
         let mut vm_changed = false;
@@ -485,7 +497,7 @@ impl SnapshotManager {
             let layers = disk_chain(&self.storage, &cfg.disks[index])?;
             if let Some(position) = layers.iter().position(|p| *p == child) {
                 let trust = self.storage.trust(&snap_disk.disk.allow_backing);
-                merge(&child, &snap_disk.path, snap_disk.format, &trust)?;
+                merge(&child, &snap_disk.path, snap_disk.format, &trust, progress)?;
                 if position == 0 {
                     cfg.disks[index] = snap_disk.disk.clone();
                     vm_changed = true;
@@ -524,7 +536,32 @@ impl SnapshotManager {
         self.remove_record(&cfg.name, &snap.name)?;
         let files: Vec<PathBuf> = children.into_iter().map(|(_, c, _)| c).collect();
         remove_images(&files);
+        progress.finish();
         Ok(())
+    }
+
+    /// Bytes of virtual disk the merges of `snap` walk: the capacity of every child still in
+    /// its disk's chain (what [`SnapshotManager::finish_delete`] merges).
+    fn merge_bytes(
+        &self,
+        cfg: &VmConfig,
+        targets: &[String],
+        snap: &SnapshotRecord,
+    ) -> Result<u64, StorageError> {
+        let mut total = 0u64;
+        for snap_disk in &snap.disks {
+            let Some(child) = &snap_disk.merge_child else {
+                continue;
+            };
+            let Some(index) = targets.iter().position(|t| *t == snap_disk.target) else {
+                continue;
+            };
+            if disk_chain(&self.storage, &cfg.disks[index])?.contains(child) {
+                let capacity = inspect(child, Detect::Known(ImageFormat::Qcow2))?.capacity;
+                total = total.saturating_add(capacity);
+            }
+        }
+        Ok(total)
     }
 
     /// Reads the records and settles interrupted creations: a `creating` snapshot whose
@@ -838,6 +875,7 @@ fn merge(
     base: &Path,
     format: ImageFormat,
     trust: &BackingTrust,
+    progress: &Progress,
 ) -> Result<(), StorageError> {
     let top = Qcow2Image::open_shallow(child)?;
     let options = OpenOptions::writable()
@@ -849,7 +887,7 @@ fn merge(
             .resize(top.capacity())
             .map_err(|e| ImageError::transfer(base, "resize", top.capacity(), e))?;
     }
-    commit(&top, below.as_ref())?;
+    commit(&top, below.as_ref(), progress)?;
     Ok(())
 }
 

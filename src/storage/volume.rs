@@ -14,6 +14,12 @@
 //! ([`super::records`]), written whenever vmux creates a volume, else from the name; image
 //! chains follow backing files only in pool directories or where the user allowed them
 //! ([`StorageManager::allowing_backing`]).
+//!
+//! The long operations (full clone, convert, upload, download, wipe) report through the
+//! [`Progress`] handle their caller passes in: they begin it with the bytes of virtual disk to
+//! walk, advance it per chunk, and finish it once the result has its name. A cancel stops them
+//! at the next chunk and they unwind as on a failure: the staged file goes, the source and any
+//! existing volume stay as they were (a wipe, which overwrites in place, stays partly done).
 
 use super::StorageError;
 use super::copy::copy_image;
@@ -26,6 +32,7 @@ use super::records::VolumeRecords;
 use super::staging::{StagedFile, sync_dir};
 use super::usage::Usage;
 use crate::config::{DiskConfig, DiskSource, VmConfig, assign_targets, validate_volume_name};
+use crate::progress::Progress;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -126,14 +133,18 @@ impl StorageManager {
     }
 
     /// A volume's file and how its format is known.
-    fn volume_image(&self, pool: &str, volume: &str) -> Result<(PathBuf, Detect), StorageError> {
+    pub(super) fn volume_image(
+        &self,
+        pool: &str,
+        volume: &str,
+    ) -> Result<(PathBuf, Detect), StorageError> {
         let path = self.volume_path(pool, volume)?;
         let detect = self.volume_detect(self.pool(pool)?.path.as_path(), volume)?;
         Ok((path, detect))
     }
 
     /// Open options for a volume: its format rule and the trusted backing files.
-    fn volume_options(&self, detect: Detect, read_only: bool) -> OpenOptions {
+    pub(super) fn volume_options(&self, detect: Detect, read_only: bool) -> OpenOptions {
         let base = if read_only {
             OpenOptions::read_only()
         } else {
@@ -450,12 +461,14 @@ impl StorageManager {
     /// Copies a volume within its pool (`vol-clone`). A full clone is a standalone image with
     /// the same content (backing files flattened in); a linked clone is a qcow2 overlay whose
     /// backing file is the source, which must then stay unchanged (vmux refuses writes to it).
+    /// A full clone reports on `progress` (the source's capacity); a linked one only finishes it.
     pub fn vol_clone(
         &self,
         pool: &str,
         source: &str,
         clone: &str,
         linked: bool,
+        progress: &Progress,
     ) -> Result<VolumeInfo, StorageError> {
         let (src_path, detect) = self.volume_image(pool, source)?;
         let target = self.new_volume_path(pool, clone)?;
@@ -471,6 +484,7 @@ impl StorageManager {
             self.guard_linked_source(pool, source, &src_path)?;
             // Hold the source read-locked while the overlay is made, so no writer slips in.
             let _lock = ImageLock::acquire(&src_path, false)?;
+            progress.begin(0)?;
             let new = NewImage {
                 backing: Some((source.to_string(), src_info.format)),
                 ..NewImage::new(ImageFormat::Qcow2, src_info.capacity)
@@ -480,27 +494,33 @@ impl StorageManager {
         } else {
             let format = format_for(clone, None, src_info.format)?;
             let src = open_image(&src_path, &self.volume_options(detect, true))?;
+            progress.begin(src.capacity())?;
             let new = NewImage {
                 cluster_size: src_info.cluster_size.unwrap_or(DEFAULT_CLUSTER_SIZE),
                 ..NewImage::new(format, src.capacity())
             };
-            build_copy(src.as_ref(), &staged, &new)?;
+            build_copy(src.as_ref(), &staged, &new, progress)?;
             format
         };
+        progress.check()?;
         self.commit_new(staged, pool, clone, format)?;
+        progress.finish();
         self.vol_info(pool, clone)
     }
 
     /// Replaces a volume's content with an image file's (`vol-upload`). The source's format is
     /// `source_format`, else what its name says (checked against its content, never guessed
     /// from it); the volume keeps its own format and name, and its size becomes the larger of
-    /// the two. A qcow2 volume that had a backing file becomes standalone.
+    /// the two. A qcow2 volume that had a backing file becomes standalone. Reports on
+    /// `progress`; until the new content replaces the old at the very end, a cancel or failure
+    /// leaves the volume as it was.
     pub fn vol_upload(
         &self,
         pool: &str,
         volume: &str,
         source: &Path,
         source_format: Option<ImageFormat>,
+        progress: &Progress,
     ) -> Result<VolumeInfo, StorageError> {
         let (path, volume_detect) = self.volume_image(pool, volume)?;
         self.guard_write(&format!("{pool}/{volume}"), &path)?;
@@ -508,20 +528,24 @@ impl StorageManager {
         let old = inspect(&path, volume_detect)?;
         let detect = source_format.map_or(Detect::ByName, Detect::Known);
         let src = open_image(source, &self.volume_options(detect, true))?;
+        progress.begin(src.capacity())?;
         let new = NewImage {
             cluster_size: old.cluster_size.unwrap_or(DEFAULT_CLUSTER_SIZE),
             ..NewImage::new(old.format, sectors(src.capacity().max(old.capacity))?)
         };
         let staged = StagedFile::new(&path);
-        build_copy(src.as_ref(), &staged, &new)?;
+        build_copy(src.as_ref(), &staged, &new, progress)?;
+        progress.check()?;
         staged.commit(true)?;
+        progress.finish();
         VolumeRecords::record(&self.pool(pool)?.path, volume, old.format)?;
         self.vol_info(pool, volume)
     }
 
     /// Writes a volume's content to `dest` (`vol-download`), as `format`, else the format
     /// `dest`'s name says, else the volume's own; backing files are flattened in. An existing
-    /// `dest` is replaced only with `force`.
+    /// `dest` is replaced only with `force`. Reports on `progress`; a cancel or failure leaves
+    /// `dest` as it was (absent, or its old content).
     pub fn vol_download(
         &self,
         pool: &str,
@@ -529,6 +553,7 @@ impl StorageManager {
         dest: &Path,
         format: Option<ImageFormat>,
         force: bool,
+        progress: &Progress,
     ) -> Result<ImageInfo, StorageError> {
         let (path, detect) = self.volume_image(pool, volume)?;
         let info = inspect(&path, detect)?;
@@ -545,37 +570,46 @@ impl StorageManager {
             return Err(StorageError::DestinationExists(dest.to_path_buf()));
         }
         let src = open_image(&path, &self.volume_options(detect, true))?;
+        progress.begin(src.capacity())?;
         let staged = StagedFile::new(dest);
         build_copy(
             src.as_ref(),
             &staged,
             &NewImage::new(format, src.capacity()),
+            progress,
         )?;
+        progress.check()?;
         staged.commit(force)?;
+        progress.finish();
         Ok(inspect(dest, Detect::Known(format))?)
     }
 
     /// Writes a volume's content into a new volume of another format (`vol-convert`); backing
-    /// files are flattened in.
+    /// files are flattened in. Reports on `progress`; a cancel or failure creates nothing.
     pub fn vol_convert(
         &self,
         pool: &str,
         source: &str,
         dest: &str,
         format: Option<ImageFormat>,
+        progress: &Progress,
     ) -> Result<VolumeInfo, StorageError> {
         let (src_path, detect) = self.volume_image(pool, source)?;
         let target = self.new_volume_path(pool, dest)?;
         let src_info = inspect(&src_path, detect)?;
         let format = format_for(dest, format, src_info.format)?;
         let src = open_image(&src_path, &self.volume_options(detect, true))?;
+        progress.begin(src.capacity())?;
         let staged = StagedFile::new(&target);
         build_copy(
             src.as_ref(),
             &staged,
             &NewImage::new(format, src.capacity()),
+            progress,
         )?;
+        progress.check()?;
         self.commit_new(staged, pool, dest, format)?;
+        progress.finish();
         self.vol_info(pool, dest)
     }
 
@@ -583,12 +617,23 @@ impl StorageManager {
     /// data is gone from the host disk, not just unlinked. The volume keeps its name, format
     /// and size and reads as zeroes; a qcow2 volume is then replaced by a fresh empty image
     /// (dropping any backing file), which gives the space back.
-    pub fn vol_wipe(&self, pool: &str, volume: &str) -> Result<VolumeInfo, StorageError> {
+    ///
+    /// Reports on `progress` (the volume's capacity). The overwrite happens in place, so a
+    /// cancel or failure leaves the volume partly wiped: same name, format and size, the first
+    /// `done` bytes of what it stored zeroed; running the wipe again finishes it.
+    pub fn vol_wipe(
+        &self,
+        pool: &str,
+        volume: &str,
+        progress: &Progress,
+    ) -> Result<VolumeInfo, StorageError> {
         let (path, detect) = self.volume_image(pool, volume)?;
         self.guard_write(&format!("{pool}/{volume}"), &path)?;
         let info = inspect(&path, detect)?;
         let image = open_image(&path, &self.volume_options(detect, false))?;
-        overwrite_with_zeroes(image.as_ref())?;
+        progress.begin(image.capacity())?;
+        overwrite_with_zeroes(image.as_ref(), progress)?;
+        progress.check()?;
         if info.format == ImageFormat::Qcow2 {
             let staged = StagedFile::new(&path);
             let new = NewImage {
@@ -599,6 +644,7 @@ impl StorageManager {
             // Replaced while still locked: nobody opens the old file in between.
             staged.commit(true)?;
         }
+        progress.finish();
         drop(image);
         self.vol_info(pool, volume)
     }
@@ -638,7 +684,7 @@ impl StorageManager {
     }
 
     /// Refuses writing `path` while a running VM uses it or other images read through it.
-    fn guard_write(&self, label: &str, path: &Path) -> Result<(), StorageError> {
+    pub(super) fn guard_write(&self, label: &str, path: &Path) -> Result<(), StorageError> {
         let usage = self.usage();
         if let Some(user) = usage.vms_using(path).into_iter().find(|u| u.running) {
             return Err(StorageError::InUseByRunningVm {
@@ -736,18 +782,20 @@ impl StorageManager {
     }
 }
 
-/// Builds `new` at the staged path and copies `src` into it.
+/// Builds `new` at the staged path and copies `src` into it, advancing `progress` by `src`'s
+/// capacity (the caller begins and finishes it).
 pub(super) fn build_copy(
     src: &dyn BlockImage,
     staged: &StagedFile,
     new: &NewImage,
+    progress: &Progress,
 ) -> Result<(), StorageError> {
     create_image(staged.path(), new)?;
     let dst = open_image(
         staged.path(),
         &OpenOptions::writable().detect(Detect::Known(new.format)),
     )?;
-    copy_image(src, dst.as_ref())?;
+    copy_image(src, dst.as_ref(), progress)?;
     Ok(())
 }
 
@@ -820,7 +868,7 @@ pub(super) fn suggest_name(name: &str, format: ImageFormat) -> String {
 }
 
 /// `bytes` rounded up to whole sectors; zero is refused.
-fn sectors(bytes: u64) -> Result<u64, StorageError> {
+pub(super) fn sectors(bytes: u64) -> Result<u64, StorageError> {
     if bytes == 0 {
         return Err(StorageError::Invalid(
             "a volume needs a size above 0; write it like 20G".into(),
@@ -856,8 +904,18 @@ fn data_end(image: &dyn BlockImage, from: u64) -> Result<u64, ImageError> {
     Ok(end)
 }
 
-/// Writes zero bytes over every range the image stores data in (not holes, not backing).
-fn overwrite_with_zeroes(image: &dyn BlockImage) -> Result<(), ImageError> {
+/// Writes zero bytes over every range the image stores data in (not holes, not backing),
+/// advancing `progress` by the image's capacity in all. The image is flushed whatever happens,
+/// so a cancelled wipe's zeroes are durable too.
+fn overwrite_with_zeroes(image: &dyn BlockImage, progress: &Progress) -> Result<(), ImageError> {
+    let wiped = zero_data_ranges(image, progress);
+    let flushed = image
+        .flush()
+        .map_err(|e| ImageError::transfer(image.path(), "flush", 0, e));
+    wiped.and(flushed)
+}
+
+fn zero_data_ranges(image: &dyn BlockImage, progress: &Progress) -> Result<(), ImageError> {
     let capacity = image.capacity();
     let chunk = super::copy::COPY_CHUNK;
     let zeroes = vec![0u8; chunk as usize];
@@ -872,10 +930,9 @@ fn overwrite_with_zeroes(image: &dyn BlockImage) -> Result<(), ImageError> {
                 .map_err(|e| ImageError::transfer(image.path(), "wipe", offset, e))?;
         }
         offset += len;
+        progress.advance(len)?;
     }
-    image
-        .flush()
-        .map_err(|e| ImageError::transfer(image.path(), "flush", 0, e))
+    Ok(())
 }
 
 #[cfg(test)]

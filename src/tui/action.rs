@@ -10,7 +10,7 @@ use super::backends::{Backends, NetworkSnapshot, StorageSnapshot};
 use super::console::ConsoleId;
 use super::hotplug::scope_words;
 use super::image_setup::{self, ImageSetup};
-use super::tasks::{Task, TaskId};
+use super::tasks::{Task, TaskId, TaskOutcome, TaskProgress};
 use crate::client::{BrokenVm, ChangeScope, VmStatus};
 use crate::config::{DiskConfig, VmConfig, format_size};
 use crate::engine::control::{VmInfo, VmStats};
@@ -107,21 +107,19 @@ pub enum Action {
     StorageLoaded(Result<StorageSnapshot, String>),
     /// Networks, or why they could not be read.
     NetworksLoaded(Result<NetworkSnapshot, String>),
-    /// A measured task's output has grown.
+    /// A long task has got further (from its progress handle, a few times a second).
     TaskProgress {
         /// The task.
         id: TaskId,
-        /// Bytes its output holds on disk so far.
-        written: u64,
-        /// Bytes of data expected in all (an estimate).
-        total: u64,
+        /// Bytes done of bytes to do, rate and time left.
+        progress: TaskProgress,
     },
-    /// A [`Task`] finished: what the status line says, or the error.
+    /// A [`Task`] ended: done, failed or cancelled, with what the status line says.
     TaskDone {
         /// The task.
         id: TaskId,
-        /// Message on success, error chain on failure.
-        result: Result<String, String>,
+        /// How it ended.
+        outcome: TaskOutcome,
     },
 }
 
@@ -209,6 +207,34 @@ pub enum HostOp {
         /// Take it from the running VM without the guest's consent.
         force: bool,
     },
+    /// Save a running VM and stop it: to its managed save (`path` absent; the next start
+    /// resumes it) or to a file.
+    Save {
+        /// VM name.
+        vm: String,
+        /// The file; `None`: the managed save.
+        path: Option<PathBuf>,
+    },
+    /// Start the VM saved in a file.
+    Restore {
+        /// The save file.
+        path: PathBuf,
+        /// How the status line names it until the VM is known (the file name).
+        label: String,
+    },
+    /// Discard a VM's managed save.
+    ManagedSaveRemove(String),
+    /// Set the memory a guest keeps (balloon, and/or the definition's current memory).
+    SetMemory {
+        /// VM name.
+        vm: String,
+        /// Memory before, bytes (for the messages).
+        from: u64,
+        /// Memory wanted, bytes.
+        bytes: u64,
+        /// Live, definition or both.
+        scope: ChangeScope,
+    },
 }
 
 impl HostOp {
@@ -223,7 +249,10 @@ impl HostOp {
             | HostOp::Suspend(n)
             | HostOp::Resume(n)
             | HostOp::Autostart(n, _)
+            | HostOp::ManagedSaveRemove(n)
             | HostOp::Undefine(n) => n,
+            HostOp::Save { vm, .. } | HostOp::SetMemory { vm, .. } => vm,
+            HostOp::Restore { label, .. } => label,
             HostOp::Update(c) | HostOp::Create { config: c, .. } => &c.name,
             HostOp::SetVcpus { vm, .. }
             | HostOp::AttachDisk { vm, .. }
@@ -249,6 +278,10 @@ impl HostOp {
             HostOp::SetVcpus { .. } => "changing vCPUs",
             HostOp::AttachDisk { .. } => "attaching a disk",
             HostOp::DetachDisk { .. } => "detaching a disk",
+            HostOp::Save { .. } => "saving",
+            HostOp::Restore { .. } => "restoring",
+            HostOp::ManagedSaveRemove(_) => "discarding the saved state of",
+            HostOp::SetMemory { .. } => "changing the memory of",
         }
     }
 
@@ -303,6 +336,33 @@ impl HostOp {
                 "{vm}: {target} taken away without the guest's consent{}",
                 if scope.config {
                     " and removed from the definition"
+                } else {
+                    ""
+                }
+            ),
+            HostOp::Save { path: None, .. } => {
+                format!("{vm} saved and shut off; start it to resume where it was")
+            }
+            HostOp::Save {
+                path: Some(path), ..
+            } => format!(
+                "{vm} saved to {} and shut off; :restore {} continues it",
+                path.display(),
+                path.display()
+            ),
+            HostOp::Restore { path, .. } => format!("restored from {}", path.display()),
+            HostOp::ManagedSaveRemove(_) => {
+                format!("{vm}'s saved state discarded; its next start boots afresh")
+            }
+            HostOp::SetMemory {
+                from, bytes, scope, ..
+            } => format!(
+                "{vm}: memory {} → {}, {}{}",
+                format_size(*from),
+                format_size(*bytes),
+                scope_words(*scope),
+                if scope.live {
+                    "; the guest gives memory back through its balloon"
                 } else {
                     ""
                 }
@@ -381,6 +441,21 @@ impl HostOp {
             HostOp::DetachDisk {
                 vm, target, scope, ..
             } => host.detach_disk(vm, target, *scope),
+            HostOp::Save { vm, path: None } => host.managed_save(vm, None).map(drop),
+            HostOp::Save {
+                vm,
+                path: Some(path),
+            } => host.save(vm, path, None).map(drop),
+            HostOp::Restore { path, .. } => {
+                return host
+                    .restore(path, crate::client::RestoreOptions::default())
+                    .map(|name| format!("{name} {}", self.done_message()))
+                    .map_err(|e| error_chain(&e));
+            }
+            HostOp::ManagedSaveRemove(vm) => host.managed_save_remove(vm),
+            HostOp::SetMemory {
+                vm, bytes, scope, ..
+            } => host.set_memory(vm, *bytes, *scope),
         };
         result
             .map(|()| self.done_message())
@@ -522,7 +597,7 @@ pub enum Effect {
     LoadStorage,
     /// Read networks; [`Action::NetworksLoaded`] follows.
     LoadNetworks,
-    /// Run a storage or network task; [`Action::TaskProgress`] (for measured tasks) and
+    /// Run a storage or network task; [`Action::TaskProgress`] (for the long ones) and
     /// [`Action::TaskDone`] follow.
     Task {
         /// The id `update` chose for it.
@@ -530,6 +605,10 @@ pub enum Effect {
         /// What to do.
         task: Task,
     },
+    /// Cancel a running task through its progress handle; it ends with
+    /// [`TaskOutcome::Cancelled`] once it has cleaned up (or normally, when it was past its
+    /// last step).
+    CancelTask(TaskId),
 }
 
 /// An error with its causes, `outer: inner: innermost`, for the status line.

@@ -13,7 +13,7 @@ use super::input::LineInput;
 use super::keymap::{Context, Keymap};
 use super::network_pane::NetworkState;
 use super::storage_pane::StorageState;
-use super::tasks::{Progress, Task, TaskId};
+use super::tasks::{Task, TaskId, TaskProgress};
 use super::theme::Theme;
 use super::wizard::Wizard;
 use crate::client::{BrokenVm, VmState, VmStatus};
@@ -283,6 +283,11 @@ pub enum Overlay {
     Wizard(Box<Wizard>),
     /// A storage or network dialog.
     Dialog(Box<Dialog>),
+    /// The running tasks, with their progress; the selected one can be cancelled.
+    Tasks {
+        /// Index of the selected task (oldest first).
+        selected: usize,
+    },
 }
 
 /// A storage or network task in flight.
@@ -292,8 +297,10 @@ pub struct RunningTask {
     pub task: Task,
     /// Tick when it started.
     pub started: u64,
-    /// How far it has got, for the tasks that are measured.
-    pub progress: Option<Progress>,
+    /// How far it has got, for the long tasks (from their progress handle).
+    pub progress: Option<TaskProgress>,
+    /// The user asked to cancel it; it is cleaning up.
+    pub cancelling: bool,
 }
 
 /// Kinds of status-line message.
@@ -576,6 +583,7 @@ fn state_rank(state: RunState) -> u64 {
         RunState::Running => 0,
         RunState::Paused => 1,
         RunState::Crashed => 2,
-        RunState::ShutOff => 3,
+        RunState::Saved => 3,
+        RunState::ShutOff => 4,
     }
 }

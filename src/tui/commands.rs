@@ -7,12 +7,12 @@ use super::app::{App, Confirm, Overlay, Pane, RunningTask, SortColumn, StatusKin
 use super::console::Direction;
 use super::keymap::{Command, Context};
 use super::palette::{self, PaletteCommand, Verb};
-use super::tasks::Task;
+use super::tasks::{Task, TaskOutcome};
 use super::theme::Theme;
 use super::ui::layout::Column;
 use super::update::{ensure_selection, list_page, move_selection, open_consoles};
 use super::wizard::Wizard;
-use super::{hotplug, network_pane, storage_pane};
+use super::{hotplug, memory, network_pane, storage_pane, task_list};
 use crate::config::{BootConfig, VmConfig};
 use crate::engine::control::RunState;
 
@@ -33,6 +33,9 @@ pub(super) fn run(app: &mut App, command: Command) {
         Command::VcpuRemove => hotplug::change_vcpus(app, -1),
         Command::DiskAdd => hotplug::add_disk(app),
         Command::DiskRemove => hotplug::remove_disk(app),
+        Command::Save => memory::save(app),
+        Command::MemoryDown => memory::change_memory(app, -1),
+        Command::MemoryUp => memory::change_memory(app, 1),
         Command::ShowStorage => storage_pane::show(app),
         Command::ShowNetworks => network_pane::show(app),
         // Pane commands outside their pane (only reachable through rebinding): nothing.
@@ -54,6 +57,7 @@ pub(super) fn run(app: &mut App, command: Command) {
         | Command::NetAutostart => {}
         Command::Quit => app.quit = true,
         Command::Help => app.overlay = Some(Overlay::Help { scroll: 0 }),
+        Command::Tasks => task_list::open(app),
         Command::Palette => app.overlay = Some(Overlay::Palette(Default::default())),
         Command::Filter => app.list.filtering = true,
         Command::New => {
@@ -518,20 +522,24 @@ pub(super) fn run_task(app: &mut App, task: Task) {
             task: task.clone(),
             started: app.ticks,
             progress: None,
+            cancelling: false,
         },
     );
     app.effects.push(Effect::Task { id, task });
 }
 
-/// A task finished: say how it went and reload what it changed.
-pub(super) fn task_done(app: &mut App, id: super::tasks::TaskId, result: Result<String, String>) {
+/// A task ended: say how it went (or, cancelled, what it left as it was) and reload what it
+/// changed.
+pub(super) fn task_done(app: &mut App, id: super::tasks::TaskId, outcome: TaskOutcome) {
     let Some(running) = app.tasks.remove(&id) else {
         return;
     };
-    let worked = result.is_ok();
-    match result {
-        Ok(message) => app.set_status(StatusKind::Ok, message),
-        Err(message) => app.set_status(StatusKind::Error, message),
+    task_list::on_task_ended(app);
+    let worked = matches!(outcome, TaskOutcome::Done(_));
+    match outcome {
+        TaskOutcome::Done(message) => app.set_status(StatusKind::Ok, message),
+        TaskOutcome::Failed(message) => app.set_status(StatusKind::Error, message),
+        TaskOutcome::Cancelled(message) => app.set_status(StatusKind::Info, message),
     }
     // A new volume or network is selected, so the next key acts on it.
     match &running.task {
@@ -661,6 +669,13 @@ pub(super) fn palette(app: &mut App, line: &str) {
         }
         PaletteCommand::Help => run(app, Command::Help),
         PaletteCommand::Quit => app.quit = true,
+        PaletteCommand::Save { vm, path } => memory::save_to(app, vm, path),
+        PaletteCommand::Restore(path) => memory::restore(app, path),
+        PaletteCommand::ManagedSaveRemove(vm) => memory::discard(app, vm),
+        PaletteCommand::SetMemory { vm, bytes, flags } => {
+            memory::setmem(app, vm, bytes, flags.live, flags.config);
+        }
+        PaletteCommand::MemoryStats(vm) => memory::show_stats(app, vm),
         PaletteCommand::SetVcpus { vm, count, flags } => {
             let name = vm.or_else(|| app.list.selected.clone()).unwrap_or_default();
             let Some(entry) = app.entry(&name) else {

@@ -92,6 +92,11 @@ pub struct History {
     pub rss: Series<u64>,
     /// Guest RAM touched, bytes.
     pub touched: Series<u64>,
+    /// Memory the balloon leaves the guest (RAM less the balloon's target), bytes; empty
+    /// without a balloon.
+    pub balloon_target: Series<u64>,
+    /// Free memory the guest reports through its balloon, bytes; empty until it does.
+    pub guest_free: Series<u64>,
     /// VM exits per second.
     pub exits: Series<f64>,
     /// Read and write rates per disk, by guest device name.
@@ -115,6 +120,13 @@ impl History {
         self.cpu.push(sane(stats.cpu_percent));
         self.rss.push(stats.rss_bytes);
         self.touched.push(stats.memory_touched_bytes);
+        if let Some(balloon) = &stats.balloon {
+            self.balloon_target
+                .push(stats.memory_bytes.saturating_sub(balloon.target_bytes));
+        }
+        if let Some(free) = stats.guest_free_bytes {
+            self.guest_free.push(free);
+        }
         self.exits.push(sane(stats.exits_per_sec));
         let count = stats.vcpus.len().min(MAX_VCPU_SERIES);
         // A hot-added vCPU starts with an empty series; a removed one is dropped.
@@ -190,6 +202,8 @@ mod tests {
             serial_out_bytes: 0,
             disks: Vec::new(),
             nics: Vec::new(),
+            balloon: None,
+            guest_free_bytes: None,
         };
         history.record(&stats);
         assert_eq!(history.cpu.last(), Some(0.0));

@@ -7,6 +7,7 @@
 use super::backends::{Backends, ImageSource};
 use crate::cloudinit::{CloudInitOptions, GeneratedPassword, SeedContext, instance_id};
 use crate::config::{MacAddr, VmConfig};
+use crate::progress::Progress;
 use crate::tui::action::error_chain;
 
 /// An image to bring into a pool as the new VM's disk vda.
@@ -54,7 +55,13 @@ pub fn prepare(
         Some(import) => {
             backends
                 .storage
-                .import_image(&import.pool, &import.volume, &import.source, import.linked)
+                .import_image(
+                    &import.pool,
+                    &import.volume,
+                    &import.source,
+                    import.linked,
+                    &Progress::new(),
+                )
                 .map_err(|e| error_chain(&e))?;
             prepared.created = Some((import.pool.clone(), import.volume.clone()));
             (import.pool.clone(), import.volume.clone())

@@ -124,6 +124,8 @@ pub enum Command {
     ShowStorage,
     /// Show the networks pane.
     ShowNetworks,
+    /// Show the running tasks (progress; cancel one).
+    Tasks,
     /// Move the keys to the other list of the pane (pools / volumes).
     FocusNext,
     /// New volume (dialog).
@@ -164,6 +166,12 @@ pub enum Command {
     DiskAdd,
     /// Remove a disk (dialog; running VMs: the guest ejects it).
     DiskRemove,
+    /// Save a running VM to disk and stop it (asks first); starting it resumes it.
+    Save,
+    /// Less memory for the guest (running VMs: through the balloon).
+    MemoryDown,
+    /// More memory for the guest, up to its defined memory.
+    MemoryUp,
 }
 
 /// One row of the defaults table.
@@ -291,6 +299,27 @@ pub const COMMANDS: &[CommandSpec] = &[
         "remove a disk (asks first)",
         &[List, DetailsPane],
         &["X"],
+    ),
+    spec(
+        Command::Save,
+        "save",
+        "save to disk and stop (asks first); start resumes it",
+        &[List, DetailsPane],
+        &["S"],
+    ),
+    spec(
+        Command::MemoryDown,
+        "memory_down",
+        "less memory (running: the balloon takes it back)",
+        &[List, DetailsPane],
+        &["["],
+    ),
+    spec(
+        Command::MemoryUp,
+        "memory_up",
+        "more memory, up to the defined memory",
+        &[List, DetailsPane],
+        &["]"],
     ),
     spec(
         Command::New,
@@ -473,6 +502,13 @@ pub const COMMANDS: &[CommandSpec] = &[
         "networks",
         &[List, DetailsPane, Welcome, StoragePane, NetworksPane],
         &["3"],
+    ),
+    spec(
+        Command::Tasks,
+        "tasks",
+        "running tasks: progress, x cancels one",
+        &[List, DetailsPane, StoragePane, NetworksPane],
+        &["T"],
     ),
     spec(
         Command::Detach,

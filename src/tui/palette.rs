@@ -93,6 +93,28 @@ pub enum PaletteCommand {
         /// Where.
         flags: ScopeFlags,
     },
+    /// `save [name] [FILE]` (no file: the managed save), `managedsave [name]`.
+    Save {
+        /// The VM (none: the selected one).
+        vm: Option<String>,
+        /// The file (none: the managed save).
+        path: Option<std::path::PathBuf>,
+    },
+    /// `restore FILE`.
+    Restore(std::path::PathBuf),
+    /// `managedsave-remove [name]`.
+    ManagedSaveRemove(Option<String>),
+    /// `setmem [name] SIZE [--live] [--config]`.
+    SetMemory {
+        /// The VM (none: the selected one).
+        vm: Option<String>,
+        /// Memory the guest keeps, bytes.
+        bytes: u64,
+        /// Where.
+        flags: ScopeFlags,
+    },
+    /// `dommemstat [name]`: the balloon and the guest's memory in the status line.
+    MemoryStats(Option<String>),
     /// `help`.
     Help,
     /// `quit`.
@@ -105,7 +127,6 @@ pub enum PaletteCommand {
 
 /// virsh verbs users will try that vmux does not do yet.
 const UNSUPPORTED: &[&str] = &[
-    "setmem",
     "setmaxmem",
     "attach-interface",
     "detach-interface",
@@ -117,9 +138,6 @@ const UNSUPPORTED: &[&str] = &[
     "snapshot-delete",
     "clone",
     "migrate",
-    "save",
-    "restore",
-    "managedsave",
     "dumpxml",
     "domifaddr",
 ];
@@ -151,6 +169,12 @@ pub const VERBS: &[&str] = &[
     "setvcpus",
     "attach-disk",
     "detach-disk",
+    "save",
+    "restore",
+    "managedsave",
+    "managedsave-remove",
+    "setmem",
+    "dommemstat",
     "help",
     "quit",
 ];
@@ -209,6 +233,42 @@ pub fn parse(line: &str) -> PaletteCommand {
         "setvcpus" => parse_setvcpus(&args),
         "attach-disk" => parse_attach_disk(&args),
         "detach-disk" => parse_detach_disk(&args),
+        "save" => match args.as_slice() {
+            [] => PaletteCommand::Save {
+                vm: None,
+                path: None,
+            },
+            [one] if one.contains('/') => PaletteCommand::Save {
+                vm: None,
+                path: Some(one.into()),
+            },
+            [vm] => PaletteCommand::Save {
+                vm: Some(vm.clone()),
+                path: None,
+            },
+            [vm, file] => PaletteCommand::Save {
+                vm: Some(vm.clone()),
+                path: Some(file.into()),
+            },
+            _ => PaletteCommand::Invalid(
+                "save takes a VM and a file: save web1 /srv/web1.save (no file: save to disk, \
+                 start resumes it)"
+                    .into(),
+            ),
+        },
+        "managedsave" => PaletteCommand::Save {
+            vm: args.first().cloned(),
+            path: None,
+        },
+        "managedsave-remove" => PaletteCommand::ManagedSaveRemove(args.first().cloned()),
+        "restore" => match args.as_slice() {
+            [file] => PaletteCommand::Restore(file.into()),
+            _ => {
+                PaletteCommand::Invalid("restore takes a save file: restore /srv/web1.save".into())
+            }
+        },
+        "setmem" => parse_setmem(&args),
+        "dommemstat" => PaletteCommand::MemoryStats(args.first().cloned()),
         "help" | "?" => PaletteCommand::Help,
         "quit" | "exit" | "q" => PaletteCommand::Quit,
         other if UNSUPPORTED.contains(&other) => PaletteCommand::Unsupported(other.to_string()),
@@ -276,6 +336,30 @@ fn parse_setvcpus(args: &[String]) -> PaletteCommand {
     match count.parse() {
         Ok(count) => PaletteCommand::SetVcpus { vm, count, flags },
         Err(_) => PaletteCommand::Invalid(format!("'{count}' is not a count; {usage}")),
+    }
+}
+
+fn parse_setmem(args: &[String]) -> PaletteCommand {
+    let usage = "setmem takes a VM and a size: setmem web1 512M [--live] [--config]";
+    let Ok(Arguments {
+        flags,
+        positional,
+        options,
+    }) = scope_flags(args, &[])
+    else {
+        return PaletteCommand::Invalid(usage.into());
+    };
+    if let Some((option, _)) = options.first() {
+        return PaletteCommand::Invalid(format!("setmem has no option {option}; {usage}"));
+    }
+    let (vm, size) = match positional.as_slice() {
+        [size] => (None, *size),
+        [vm, size] => (Some(vm.to_string()), *size),
+        _ => return PaletteCommand::Invalid(usage.into()),
+    };
+    match crate::config::parse_size(size) {
+        Ok(bytes) => PaletteCommand::SetMemory { vm, bytes, flags },
+        Err(e) => PaletteCommand::Invalid(format!("{e}; {usage}")),
     }
 }
 
@@ -407,11 +491,50 @@ mod tests {
     }
 
     #[test]
-    fn setmem_is_reported_as_unsupported() {
+    fn setmaxmem_is_reported_as_unsupported() {
         assert_eq!(
-            parse("setmem web1 2G"),
-            PaletteCommand::Unsupported("setmem".into())
+            parse("setmaxmem web1 2G"),
+            PaletteCommand::Unsupported("setmaxmem".into())
         );
+    }
+
+    #[test]
+    fn setmem_takes_an_optional_vm_a_size_and_scope_flags() {
+        assert_eq!(
+            parse("setmem web1 512M --live"),
+            PaletteCommand::SetMemory {
+                vm: Some("web1".into()),
+                bytes: 512 << 20,
+                flags: ScopeFlags {
+                    live: true,
+                    config: false
+                },
+            }
+        );
+        assert!(matches!(parse("setmem lots"), PaletteCommand::Invalid(_)));
+    }
+
+    #[test]
+    fn save_tells_a_file_from_a_vm_name() {
+        assert_eq!(
+            parse("save /srv/a.save"),
+            PaletteCommand::Save {
+                vm: None,
+                path: Some("/srv/a.save".into())
+            }
+        );
+        assert_eq!(
+            parse("save web1"),
+            PaletteCommand::Save {
+                vm: Some("web1".into()),
+                path: None
+            }
+        );
+        assert_eq!(
+            parse("restore /srv/a.save"),
+            PaletteCommand::Restore("/srv/a.save".into())
+        );
+        assert!(matches!(parse("restore"), PaletteCommand::Invalid(_)));
     }
 
     #[test]

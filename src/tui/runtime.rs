@@ -5,8 +5,10 @@
 //! - **poller**: `Host::list` and, for running VMs, `stats`/`info` once per second (sooner
 //!   after an operation), plus `/proc/meminfo`;
 //! - **one thread per host operation** (start may take seconds), per storage or network
-//!   task (a clone may take minutes; a watcher thread beside it reports the output file's
-//!   growth for the progress bar) and per storage or network read;
+//!   task (a clone may take minutes; a watcher thread beside a long one reads its progress
+//!   handle a few times a second and measures rate and time left) and per storage or network
+//!   read; `Effect::CancelTask` cancels a task through the same handle, and quitting cancels
+//!   every task still running and waits briefly for them to clean up;
 //! - **per console** a reader (guest output into a bounded inbox) and a writer (guest input).
 //!
 //! Render coalescing: the loop applies everything that is waiting, then draws at most once
@@ -17,12 +19,13 @@
 
 use super::action::{Action, DirEntry, Effect, HostMemory, HostOp, error_chain};
 use super::app::App;
-use super::backends::{Backends, StorageHost};
+use super::backends::Backends;
 use super::console::{ConsoleId, osc52};
-use super::tasks::{ProgressPlan, Task, TaskId, Total};
+use super::tasks::{Task, TaskId, TaskProgress};
 use super::ui;
 use super::update::update;
 use crate::client::Host;
+use crate::progress::{Progress, RateMeter};
 use crossterm::event::{self, Event, KeyEventKind};
 use crossterm::{execute, queue, terminal};
 use ratatui::Terminal;
@@ -47,8 +50,16 @@ pub const PARSE_BUDGET: usize = 256 << 10;
 const INBOX_CAP: usize = 1 << 20;
 /// Largest directory listing the picker shows.
 const MAX_DIR_ENTRIES: usize = 5000;
-/// How often a long copy's output file is measured.
-const PROGRESS_PERIOD: Duration = Duration::from_millis(300);
+/// How often a long task's progress handle is read (and the task list updated).
+const PROGRESS_PERIOD: Duration = Duration::from_millis(250);
+/// The span over which a task's rate is measured.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+/// How long quitting waits for cancelled tasks to clean up.
+const QUIT_GRACE: Duration = Duration::from_secs(3);
+
+/// The progress handles of the tasks that run, by id (shared with their worker threads, which
+/// remove their own entry when they end).
+type TaskHandles = Arc<Mutex<HashMap<TaskId, Progress>>>;
 
 type Backend = CrosstermBackend<BufWriter<Stdout>>;
 
@@ -252,8 +263,10 @@ fn run_on_terminal(backends: Backends, app: &mut App) -> io::Result<()> {
         wake,
         consoles: HashMap::new(),
         pending: Vec::new(),
+        tasks: TaskHandles::default(),
     };
     let result = runtime.event_loop(app, &rx, &mut output);
+    runtime.cancel_tasks(QUIT_GRACE);
 
     stop.store(true, Ordering::SeqCst);
     for link in runtime.consoles.values() {
@@ -277,6 +290,8 @@ struct Runtime {
     consoles: HashMap<ConsoleId, ConsoleLink>,
     /// Consoles with bytes waiting, in arrival order.
     pending: Vec<ConsoleId>,
+    /// The running tasks' progress handles.
+    tasks: TaskHandles,
 }
 
 impl Runtime {
@@ -454,56 +469,88 @@ impl Runtime {
                 })?;
             }
             Effect::Task { id, task } => self.start_task(id, task)?,
+            Effect::CancelTask(id) => {
+                if let Some(progress) = lock_tasks(&self.tasks).get(&id) {
+                    progress.cancel();
+                }
+            }
         }
         Ok(())
     }
 
-    /// Runs `task` on a worker thread, with a watcher beside it when it can be measured.
+    /// Cancels every task still running and waits up to `grace` for them to clean up (a
+    /// cancelled copy removes its temporary file; quitting must not leave one behind).
+    fn cancel_tasks(&self, grace: Duration) {
+        for progress in lock_tasks(&self.tasks).values() {
+            progress.cancel();
+        }
+        let deadline = Instant::now() + grace;
+        while !lock_tasks(&self.tasks).is_empty() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `task` on a worker thread with a fresh progress handle, and a watcher beside it
+    /// for the long ones.
     fn start_task(&self, id: TaskId, task: Task) -> io::Result<()> {
+        let progress = Progress::new();
         let done = Arc::new(AtomicBool::new(false));
-        if let Some(plan) = task.progress_plan() {
-            let (storage, tx, done) =
-                (self.backends.storage.clone(), self.tx.clone(), done.clone());
+        lock_tasks(&self.tasks).insert(id, progress.clone());
+        if task.cancellable() {
+            let (progress, tx, done) = (progress.clone(), self.tx.clone(), done.clone());
             spawn("vmux-progress", move || {
-                watch_progress(storage.as_ref(), &plan, id, &done, &tx);
+                watch_progress(&progress, id, &done, &tx);
             })?;
         }
-        let (backends, tx) = (self.backends.clone(), self.tx.clone());
+        let (backends, tx, tasks) = (self.backends.clone(), self.tx.clone(), self.tasks.clone());
         spawn("vmux-task", move || {
-            let result = guarded(|| task.run(&backends), &task.progress_words());
+            let outcome =
+                match panic::catch_unwind(AssertUnwindSafe(|| task.run(&backends, &progress))) {
+                    Ok(outcome) => outcome,
+                    Err(_) => super::tasks::TaskOutcome::Failed(format!(
+                        "internal error while {}; see the message printed when vmux exits",
+                        task.progress_words()
+                    )),
+                };
             done.store(true, Ordering::SeqCst);
-            let _ = tx.send(Msg::Action(Action::TaskDone { id, result }));
+            lock_tasks(&tasks).remove(&id);
+            let _ = tx.send(Msg::Action(Action::TaskDone { id, outcome }));
         })?;
         Ok(())
     }
 }
 
-/// Reports the growth of a long copy's output file until `done` is set. Without a total to
-/// compare against there is nothing honest to show, so nothing is sent.
-fn watch_progress(
-    storage: &dyn StorageHost,
-    plan: &ProgressPlan,
-    id: TaskId,
-    done: &AtomicBool,
-    tx: &Sender<Msg>,
-) {
-    let total = match &plan.total {
-        Total::Volume(volume) => storage.data_bytes(&plan.pool, volume),
-        Total::File(path) => storage.file_bytes(path),
-    };
-    let Some(total) = total else {
-        return;
-    };
+fn lock_tasks(tasks: &TaskHandles) -> std::sync::MutexGuard<'_, HashMap<TaskId, Progress>> {
+    tasks.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Reports a long task's progress handle every [`PROGRESS_PERIOD`] until `done` is set, with
+/// the rate over the last [`RATE_WINDOW`] and the time left at that rate. Nothing is sent
+/// while the task has not measured its work or nothing changed.
+fn watch_progress(progress: &Progress, id: TaskId, done: &AtomicBool, tx: &Sender<Msg>) {
+    let mut meter = RateMeter::new(RATE_WINDOW);
     let mut last = None;
     while !done.load(Ordering::SeqCst) {
         thread::sleep(PROGRESS_PERIOD);
-        let Some(written) = storage.written_bytes(&plan.pool, &plan.output) else {
+        let snapshot = progress.snapshot();
+        if !snapshot.measured() {
             continue;
+        }
+        meter.record(Instant::now(), snapshot.done);
+        let report = TaskProgress {
+            snapshot,
+            rate: meter.rate(),
+            eta: meter.eta(&snapshot),
         };
-        if last != Some(written) && !done.load(Ordering::SeqCst) {
-            last = Some(written);
-            let progress = Action::TaskProgress { id, written, total };
-            if tx.send(Msg::Action(progress)).is_err() {
+        if last != Some(report) && !done.load(Ordering::SeqCst) {
+            last = Some(report);
+            if tx
+                .send(Msg::Action(Action::TaskProgress {
+                    id,
+                    progress: report,
+                }))
+                .is_err()
+            {
                 return;
             }
         }
@@ -816,6 +863,7 @@ mod tests {
             wake,
             consoles: HashMap::new(),
             pending: Vec::new(),
+            tasks: TaskHandles::default(),
         };
         runtime.consoles.insert(
             1,

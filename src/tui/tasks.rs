@@ -1,17 +1,19 @@
 //! Storage and network operations the TUI runs on worker threads: [`Task`]s. Each has the
-//! words the status line shows while it runs, the message it leaves when done, which pane's
-//! data it changes, and, for the long copies (clone, convert, upload), how to measure its
-//! progress ([`ProgressPlan`]).
+//! words the status line shows while it runs, the message it leaves when done (or, when
+//! cancelled, what it left as it was), and which pane's data it changes.
 //!
-//! The storage library has no progress callback, so progress is estimated honestly from the
-//! outside: the bytes the unfinished output file holds on disk against the bytes of data the
-//! source holds (its file plus backing files). The status line says it is an estimate.
+//! The long ones (full clone, convert, upload, wipe) report their progress themselves through
+//! the [`Progress`] handle the runtime gives [`Task::run`]: the storage layer counts the bytes it
+//! has walked of the bytes it has to walk, and the same handle cancels the task, which then
+//! cleans up as after a failure.
 
 use super::action::error_chain;
 use super::backends::Backends;
 use crate::config::{NetworkConfig, format_size};
-use crate::storage::{ImageFormat, VolumeSpec};
+use crate::progress::{Progress, ProgressSnapshot};
+use crate::storage::{ImageFormat, StorageError, VolumeSpec};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Identifies a running task.
 pub type TaskId = u64;
@@ -111,54 +113,70 @@ pub enum Touches {
     Networks,
 }
 
-/// How the total of a measured task is found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Total {
-    /// The data of a volume in the same pool (file plus backing files).
-    Volume(String),
-    /// The data of an image file anywhere.
-    File(PathBuf),
+/// How far a running task has got, as the task list shows it: the storage layer's own count
+/// of bytes done of bytes to do, with the rate and time left the runtime measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TaskProgress {
+    /// Bytes done of bytes to do (from the task's [`Progress`] handle).
+    pub snapshot: ProgressSnapshot,
+    /// Bytes per second over the last few seconds, once known.
+    pub rate: Option<f64>,
+    /// Time left at that rate, once known.
+    pub eta: Option<Duration>,
 }
 
-/// How to measure a long copy: the output volume whose temporary file grows, and the data it
-/// is expected to reach.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProgressPlan {
-    /// Pool of the output.
-    pub pool: String,
-    /// The output volume.
-    pub output: String,
-    /// What the output is measured against.
-    pub total: Total,
-}
-
-/// How far a measured task has got, in bytes of data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    /// Bytes the output holds on disk so far.
-    pub written: u64,
-    /// Bytes of data the source holds (the expected end, roughly).
-    pub total: u64,
-}
-
-impl Progress {
-    /// Done fraction, 0.0..=0.99: the output's size is an estimate (qcow2 metadata, holes), so
-    /// the bar never claims to be finished before the task says so.
+impl TaskProgress {
+    /// The done fraction, 0.0..=1.0.
     pub fn fraction(&self) -> f64 {
-        if self.total == 0 {
-            return 0.0;
-        }
-        (self.written as f64 / self.total as f64).clamp(0.0, 0.99)
+        self.snapshot.fraction()
     }
 
-    /// `1.2G of ~3.0G written`.
+    /// `640M of 1.5G · 85M/s · 12s left` (rate and time left once they are known).
     pub fn words(&self) -> String {
+        match self.rate_words() {
+            Some(rate) => format!("{} · {rate}", self.bytes_words()),
+            None => self.bytes_words(),
+        }
+    }
+
+    /// `640M of 1.5G`.
+    pub fn bytes_words(&self) -> String {
         format!(
-            "{} of ~{} written",
-            format_size(self.written),
-            format_size(self.total)
+            "{} of {}",
+            format_size(self.snapshot.done),
+            format_size(self.snapshot.total)
         )
     }
+
+    /// `85M/s · 12s left`, once the rate is known.
+    pub fn rate_words(&self) -> Option<String> {
+        let rate = format!("{}/s", format_size(self.rate? as u64));
+        Some(match self.eta {
+            Some(eta) => format!("{rate} · {} left", duration_words(eta)),
+            None => rate,
+        })
+    }
+}
+
+/// `12s`, `3m05s`, `1h02m`.
+pub fn duration_words(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60),
+    }
+}
+
+/// How a task ended, as the status line reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskOutcome {
+    /// It worked; what the status line says.
+    Done(String),
+    /// It failed; the error chain.
+    Failed(String),
+    /// It was cancelled; what was left as it was.
+    Cancelled(String),
 }
 
 impl Task {
@@ -217,37 +235,58 @@ impl Task {
         }
     }
 
-    /// How to measure its progress, for the long copies.
-    pub fn progress_plan(&self) -> Option<ProgressPlan> {
+    /// Whether it reports progress and can be cancelled (the long ones: a full clone,
+    /// convert, upload, wipe). The others end within moments on their own.
+    pub fn cancellable(&self) -> bool {
+        matches!(
+            self,
+            Task::CloneVolume { linked: false, .. }
+                | Task::ConvertVolume { .. }
+                | Task::UploadVolume { .. }
+                | Task::WipeVolume { .. }
+        )
+    }
+
+    /// What a cancel left as it was, for the status line. `at` is where the task stood (a
+    /// wipe says how far it got).
+    pub fn cancelled_words(&self, at: &ProgressSnapshot) -> String {
         match self {
             Task::CloneVolume {
-                pool,
-                source,
-                name,
-                linked: false,
+                pool, source, name, ..
             }
             | Task::ConvertVolume {
                 pool, source, name, ..
-            } => Some(ProgressPlan {
-                pool: pool.clone(),
-                output: name.clone(),
-                total: Total::Volume(source.clone()),
-            }),
-            Task::UploadVolume { pool, name, source } => Some(ProgressPlan {
-                pool: pool.clone(),
-                output: name.clone(),
-                total: Total::File(source.clone()),
-            }),
-            _ => None,
+            } => format!("cancelled: {pool}/{name} was not created; {pool}/{source} is unchanged"),
+            Task::UploadVolume { pool, name, source } => format!(
+                "cancelled: {pool}/{name} still holds its old content; {} is unchanged",
+                source.display()
+            ),
+            Task::WipeVolume { pool, name } => format!(
+                "cancelled: {pool}/{name} is partly wiped (its first {} of {} were overwritten with zeroes); wipe it again to finish",
+                format_size(at.done),
+                format_size(at.total)
+            ),
+            other => format!("cancelled: {}", other.progress_words()),
         }
     }
 
-    /// Carries the task out and returns what the status line says afterwards. Blocking: call
-    /// it on a worker thread.
-    pub fn run(&self, backends: &Backends) -> Result<String, String> {
+    /// Carries the task out, reporting on `progress` (which also cancels it), and says how it
+    /// ended. Blocking: call it on a worker thread.
+    pub fn run(&self, backends: &Backends, progress: &Progress) -> TaskOutcome {
+        match self.execute(backends, progress) {
+            Ok(message) => TaskOutcome::Done(message),
+            Err(Failure::Storage(e)) if e.is_cancelled() => {
+                TaskOutcome::Cancelled(self.cancelled_words(&progress.snapshot()))
+            }
+            Err(Failure::Storage(e)) => TaskOutcome::Failed(error_chain(&e)),
+            Err(Failure::Other(message)) => TaskOutcome::Failed(message),
+        }
+    }
+
+    fn execute(&self, backends: &Backends, progress: &Progress) -> Result<String, Failure> {
         let storage = backends.storage.as_ref();
         let networks = backends.networks.as_ref();
-        let chain = |e: &dyn std::error::Error| error_chain(e);
+        let chain = |e: &dyn std::error::Error| Failure::Other(error_chain(e));
         match self {
             Task::CreateVolume { pool, name, spec } => storage
                 .create_volume(pool, name, *spec)
@@ -258,7 +297,7 @@ impl Task {
                         format_size(info.capacity)
                     )
                 })
-                .map_err(|e| chain(&e)),
+                .map_err(Failure::Storage),
             Task::ResizeVolume {
                 pool,
                 name,
@@ -267,14 +306,14 @@ impl Task {
             } => storage
                 .resize_volume(pool, name, *capacity, *shrink)
                 .map(|info| format!("{pool}/{name} is now {}", format_size(info.capacity)))
-                .map_err(|e| chain(&e)),
+                .map_err(Failure::Storage),
             Task::CloneVolume {
                 pool,
                 source,
                 name,
                 linked,
             } => storage
-                .clone_volume(pool, source, name, *linked)
+                .clone_volume(pool, source, name, *linked, progress)
                 .map(|_| {
                     if *linked {
                         format!(
@@ -284,40 +323,40 @@ impl Task {
                         format!("cloned {pool}/{source} to {name}")
                     }
                 })
-                .map_err(|e| chain(&e)),
+                .map_err(Failure::Storage),
             Task::ConvertVolume {
                 pool,
                 source,
                 name,
                 format,
             } => storage
-                .convert_volume(pool, source, name, Some(*format))
+                .convert_volume(pool, source, name, Some(*format), progress)
                 .map(|_| format!("converted {pool}/{source} to {name} ({format})"))
-                .map_err(|e| chain(&e)),
+                .map_err(Failure::Storage),
             Task::UploadVolume { pool, name, source } => storage
-                .upload_volume(pool, name, source)
+                .upload_volume(pool, name, source, progress)
                 .map(|_| format!("uploaded {} into {pool}/{name}", source.display()))
-                .map_err(|e| chain(&e)),
+                .map_err(Failure::Storage),
             Task::WipeVolume { pool, name } => storage
-                .wipe_volume(pool, name)
+                .wipe_volume(pool, name, progress)
                 .map(|_| format!("wiped {pool}/{name}: it reads as zeroes now"))
-                .map_err(|e| chain(&e)),
+                .map_err(Failure::Storage),
             Task::DeleteVolume { pool, name } => storage
                 .delete_volume(pool, name)
                 .map(|()| format!("deleted {pool}/{name}"))
-                .map_err(|e| chain(&e)),
+                .map_err(Failure::Storage),
             Task::StartPool(pool) => storage
                 .start_pool(pool)
                 .map(|()| format!("pool {pool} started"))
-                .map_err(|e| chain(&e)),
+                .map_err(Failure::Storage),
             Task::StopPool(pool) => storage
                 .stop_pool(pool)
                 .map(|()| format!("pool {pool} stopped; its volumes are kept"))
-                .map_err(|e| chain(&e)),
+                .map_err(Failure::Storage),
             Task::PoolAutostart(pool, on) => storage
                 .set_pool_autostart(pool, *on)
                 .map(|()| autostart_words("pool", pool, *on))
-                .map_err(|e| chain(&e)),
+                .map_err(Failure::Storage),
             Task::DefineNetwork(config) => {
                 let mut config = (**config).clone();
                 if config.bridge.is_empty() {
@@ -362,6 +401,12 @@ impl Task {
     }
 }
 
+/// Why [`Task::execute`] failed: a storage error (which may be a cancel), or a message.
+enum Failure {
+    Storage(StorageError),
+    Other(String),
+}
+
 fn autostart_words(what: &str, name: &str, on: bool) -> String {
     if on {
         format!("{what} {name} will start with `vmux autostart-all`")
@@ -375,33 +420,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn progress_never_claims_completion() {
-        let progress = Progress {
-            written: 5 << 30,
-            total: 4 << 30,
+    fn progress_words_show_rate_and_time_left_once_known() {
+        let mut progress = TaskProgress {
+            snapshot: ProgressSnapshot {
+                done: 640 << 20,
+                total: 1536 << 20,
+                finished: false,
+                cancelled: false,
+            },
+            rate: None,
+            eta: None,
         };
-        assert!(progress.fraction() < 1.0);
-        assert_eq!(progress.words(), "5G of ~4G written");
+        assert_eq!(progress.words(), "640M of 1.5G");
+        progress.rate = Some((85 << 20) as f64);
+        progress.eta = Some(Duration::from_secs(185));
+        assert_eq!(progress.words(), "640M of 1.5G · 85M/s · 3m05s left");
     }
 
     #[test]
-    fn only_full_copies_are_measured() {
-        let linked = Task::CloneVolume {
+    fn only_long_tasks_can_be_cancelled() {
+        let clone = |linked| Task::CloneVolume {
             pool: "default".into(),
             source: "a.qcow2".into(),
             name: "b.qcow2".into(),
-            linked: true,
+            linked,
         };
-        assert_eq!(linked.progress_plan(), None);
-        let full = Task::CloneVolume {
+        assert!(clone(false).cancellable());
+        assert!(!clone(true).cancellable());
+        assert!(!Task::StartPool("default".into()).cancellable());
+    }
+
+    #[test]
+    fn a_cancelled_clone_says_what_was_left_as_it_was() {
+        let task = Task::CloneVolume {
             pool: "default".into(),
-            source: "a.qcow2".into(),
-            name: "b.qcow2".into(),
+            source: "web1.qcow2".into(),
+            name: "web2.qcow2".into(),
             linked: false,
         };
         assert_eq!(
-            full.progress_plan().map(|p| p.total),
-            Some(Total::Volume("a.qcow2".into()))
+            task.cancelled_words(&ProgressSnapshot::default()),
+            "cancelled: default/web2.qcow2 was not created; default/web1.qcow2 is unchanged"
         );
     }
 }

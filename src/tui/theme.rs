@@ -283,7 +283,8 @@ impl Theme {
         use crate::engine::control::RunState;
         match state {
             RunState::Running => self.running,
-            RunState::Paused => self.paused,
+            // Saved to disk is suspended, like paused.
+            RunState::Paused | RunState::Saved => self.paused,
             RunState::ShutOff => self.shut_off,
             RunState::Crashed => self.crashed,
         }

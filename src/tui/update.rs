@@ -12,10 +12,9 @@ use super::console::{self, ConsoleSession};
 use super::dialogs::DialogOutcome;
 use super::keymap::{Command, Context};
 use super::palette;
-use super::tasks::Progress;
 use super::ui::layout;
 use super::wizard::Outcome;
-use super::{hotplug, network_pane, storage_pane};
+use super::{hotplug, network_pane, storage_pane, task_list};
 use crate::client::{BrokenVm, VmStatus};
 use crate::engine::control::RunState;
 use crossterm::event::{
@@ -69,13 +68,13 @@ pub fn update(app: &mut App, action: Action) {
         }
         Action::StorageLoaded(result) => storage_pane::on_loaded(app, result),
         Action::NetworksLoaded(result) => network_pane::on_loaded(app, result),
-        Action::TaskProgress { id, written, total } => {
+        Action::TaskProgress { id, progress } => {
             if let Some(task) = app.tasks.get_mut(&id) {
-                task.progress = Some(Progress { written, total });
+                task.progress = Some(progress);
                 app.dirty = true;
             }
         }
-        Action::TaskDone { id, result } => commands::task_done(app, id, result),
+        Action::TaskDone { id, outcome } => commands::task_done(app, id, outcome),
         Action::Listed(listed) => on_listed(app, listed),
         Action::Stats { vm, stats } => {
             if let Some(entry) = app.vms.iter_mut().find(|e| e.name() == vm) {
@@ -453,6 +452,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
             }
             DialogOutcome::Confirm(confirm) => Some(Overlay::Confirm(confirm)),
         },
+        Overlay::Tasks { selected } => task_list::on_key(app, selected, &key),
     };
 }
 

@@ -919,6 +919,8 @@ impl Wizard {
             nics,
             // A new VM's settings are sealed by the worker (see `image_setup`).
             cloud_init: self.editing.as_ref().and_then(|c| c.cloud_init.clone()),
+            balloon: true,
+            current_memory: None,
         })
     }
 

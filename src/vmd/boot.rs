@@ -71,6 +71,36 @@ pub fn boot(
     Ok(machine)
 }
 
+/// Builds the first boot from a save file and starts it (paused when the restore says so),
+/// and tells the supervisor about it.
+pub fn restore(
+    sup: &Arc<Supervisor>,
+    engine: &dyn Engine,
+    spec: &VmSpec,
+    saved: &mut super::restore::Saved,
+) -> Result<Box<dyn Machine>, MachineError> {
+    let started = std::time::Instant::now();
+    let serial: Arc<dyn SerialSink> = sup.ring().clone();
+    let paused = saved.paused();
+    let mut machine = engine.restore(spec, serial, &mut saved.file)?;
+    machine.control().set_observer(sup.observer()?);
+    if paused {
+        // Before the vCPU threads start, so none of them runs a single instruction.
+        machine.control().pause()?;
+    }
+    machine.start()?;
+    sup.boot_started(machine.control());
+    if paused {
+        sup.restored_paused();
+    }
+    log::info!(
+        "restored from {} in {} ms",
+        saved.mode.file.display(),
+        started.elapsed().as_millis()
+    );
+    Ok(machine)
+}
+
 /// Runs boots until the VM is over; returns why it ended.
 pub fn run(sup: &Arc<Supervisor>, engine: &dyn Engine, first: Box<dyn Machine>) -> ExitReason {
     let mut machine = first;
@@ -82,7 +112,12 @@ pub fn run(sup: &Arc<Supervisor>, engine: &dyn Engine, first: Box<dyn Machine>) 
             VmExit::Reset => {}
             VmExit::PowerOff if end.reboot_requested => {}
             VmExit::PowerOff => return ExitReason::PowerOff,
-            VmExit::Destroyed => return ExitReason::Destroyed,
+            VmExit::Destroyed => {
+                return match sup.saved_to() {
+                    Some(path) => ExitReason::Saved { path },
+                    None => ExitReason::Destroyed,
+                };
+            }
             VmExit::DebugExit(code) => return ExitReason::DebugExit { code },
             VmExit::Crashed(reason) => return ExitReason::Crashed { reason },
         }

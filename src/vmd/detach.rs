@@ -22,13 +22,14 @@ pub fn is_detached() -> bool {
     std::env::var_os(DETACHED_ENV).is_some_and(|v| v == "1")
 }
 
-/// First stage: starts the detached vmd with our stdout and exits. The child reports
-/// readiness itself; if it cannot even be started, say so on the pipe.
-pub fn respawn(name: &str) -> ExitCode {
+/// First stage: starts the detached vmd (with the same `options`) with our stdout and exits.
+/// The child reports readiness itself; if it cannot even be started, say so on the pipe.
+pub fn respawn(name: &str, options: &[String]) -> ExitCode {
     let spawned = std::env::current_exe().and_then(|exe| {
         Command::new(exe)
             .arg(SUBCOMMAND)
             .arg(name)
+            .args(options)
             .env(DETACHED_ENV, "1")
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())

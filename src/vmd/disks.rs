@@ -97,6 +97,8 @@ pub struct AttachImage {
     pub format: Option<ImageFormat>,
     /// Pool directories, plus the disk's allowed backing files.
     pub trust: BackingTrust,
+    /// The disk's allowed backing files alone (a save records them to reopen the image).
+    pub allow_backing: Vec<PathBuf>,
 }
 
 impl AttachImage {
@@ -109,6 +111,7 @@ impl AttachImage {
         AttachImage {
             format,
             trust: trust.clone().with_files(allow_backing.iter().cloned()),
+            allow_backing: allow_backing.to_vec(),
         }
     }
 }

@@ -31,6 +31,10 @@ pub struct FakeControl {
     pub disk_slots: Mutex<Vec<u8>>,
     /// Slots whose removal was requested.
     pub detached: Mutex<Vec<u8>>,
+    /// The last balloon target asked for, bytes.
+    pub balloon_target: Mutex<Option<u64>>,
+    /// A save fails with this message instead of writing.
+    pub fail_save: Mutex<Option<String>>,
     exit: Mutex<Option<Sender<VmExit>>>,
 }
 
@@ -128,7 +132,42 @@ impl MachineControl for FakeControl {
             memory_touched_bytes: 1 << 20,
             disks: Vec::new(),
             nics: Vec::new(),
+            balloon: self.balloon(),
         }
+    }
+    /// Writes the owner's record to `path` (no VM state: the fake has none).
+    fn save(
+        &self,
+        path: &std::path::Path,
+        owner: &mut dyn FnMut() -> Result<String, String>,
+    ) -> Result<crate::engine::SaveReport, MachineError> {
+        if let Some(message) = self.fail_save.lock().expect("fail").clone() {
+            return Err(message.into());
+        }
+        let record = owner()?;
+        std::fs::write(path, &record)?;
+        Ok(crate::engine::SaveReport {
+            file_bytes: record.len() as u64,
+            memory_bytes: 0,
+            touched_bytes: 0,
+        })
+    }
+    fn set_balloon_target(&self, bytes: u64) -> Result<(), MachineError> {
+        *self.balloon_target.lock().expect("balloon") = Some(bytes);
+        Ok(())
+    }
+    fn balloon(&self) -> Option<crate::engine::BalloonInfo> {
+        let target = (*self.balloon_target.lock().expect("balloon"))?;
+        Some(crate::engine::BalloonInfo {
+            target_bytes: target,
+            actual_bytes: target,
+            released_bytes: target,
+            driver_ready: true,
+            stats: crate::engine::BalloonStats {
+                free: Some(1 << 20),
+                ..Default::default()
+            },
+        })
     }
 }
 
@@ -195,6 +234,16 @@ impl Engine for FakeEngine {
             serial,
             banner: self.banner,
         }))
+    }
+
+    /// The fake keeps no state: a restore builds a fresh fake machine, as `create` does.
+    fn restore(
+        &self,
+        spec: &VmSpec,
+        serial: Arc<dyn SerialSink>,
+        _file: &mut crate::engine::snapshot::SaveFile,
+    ) -> Result<Box<dyn Machine>, MachineError> {
+        self.create(spec, serial)
     }
 }
 

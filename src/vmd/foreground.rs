@@ -137,6 +137,15 @@ impl Engine for ExitingEngine {
         vm.close_at_process_exit();
         Ok(Box::new(ExitingMachine(vm)))
     }
+
+    fn restore(
+        &self,
+        _spec: &VmSpec,
+        _serial: Arc<dyn SerialSink>,
+        _file: &mut crate::engine::snapshot::SaveFile,
+    ) -> Result<Box<dyn Machine>, MachineError> {
+        Err("`vmux run` boots kernels only; restore a saved VM with `vmux restore FILE`".into())
+    }
 }
 
 impl Machine for ExitingMachine {

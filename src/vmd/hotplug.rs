@@ -12,7 +12,7 @@ use std::sync::{MutexGuard, PoisonError};
 
 use super::boot::error_chain;
 use super::disks;
-use super::live_disks::LiveDisks;
+use super::live_disks::{LiveDisks, Reopen, SavedDisk};
 use super::machine::MachineControl;
 use super::supervisor::{Supervisor, protocol_error};
 use crate::engine::VmSpec;
@@ -59,6 +59,12 @@ impl Supervisor {
     /// The disks `info` reports.
     pub(super) fn disk_infos(&self) -> Vec<DiskInfo> {
         self.lock_disks().infos()
+    }
+
+    /// Every plugged disk as a save records it: (target, image, read-only, serial, slot), in
+    /// slot order.
+    pub(super) fn disk_records(&self) -> Vec<SavedDisk> {
+        self.lock_disks().records()
     }
 
     /// `set_vcpus`: hot-adds or removes vCPUs so that `count` are plugged.
@@ -150,6 +156,10 @@ impl Supervisor {
                 })?,
             }
         };
+        let reopen = Reopen {
+            format: how.format,
+            allow_backing: how.allow_backing.clone(),
+        };
         let disk = disks::open_disk(path, &target, read_only, serial, how)
             .map_err(|e| protocol_error(ErrorKind::InvalidArgument, error_chain(&e)))?;
         if disk.writable_qcow2() {
@@ -168,7 +178,12 @@ impl Supervisor {
                 ));
             }
         };
-        let info = self.lock_disks().attached(target, spec, slot);
+        let info = {
+            let mut disks = self.lock_disks();
+            let info = disks.attached(target, spec, slot);
+            disks.set_reopen(&info.target, reopen);
+            info
+        };
         log::info!(
             "disk {} attached as {} in PCI slot {slot}",
             path.display(),

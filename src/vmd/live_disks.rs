@@ -7,8 +7,37 @@
 //! closes the image. A reboot builds the next boot's disks from this list, so a hot-added disk
 //! stays, and a disk whose removal was requested does not come back.
 
+use crate::config::ImageFormat;
 use crate::engine::DiskSpec;
 use crate::engine::control::DiskInfo;
+use std::path::PathBuf;
+
+/// How to open a hot-added disk's image again (for a restore): what `attach_disk` was given.
+/// Boot disks leave it empty: a restore opens them as the definition says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reopen {
+    /// The recorded format (`None`: the file name says it).
+    pub format: Option<ImageFormat>,
+    /// Backing files outside the pools its chain may use.
+    pub allow_backing: Vec<PathBuf>,
+}
+
+/// A plugged disk as a save records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedDisk {
+    /// Guest device name.
+    pub target: String,
+    /// The image.
+    pub path: PathBuf,
+    /// Plugged read-only.
+    pub read_only: bool,
+    /// The serial the guest read.
+    pub serial: String,
+    /// PCI slot.
+    pub slot: u8,
+    /// How to open it again when it was hot-added.
+    pub reopen: Reopen,
+}
 
 /// One disk.
 #[derive(Debug)]
@@ -19,6 +48,8 @@ struct LiveDisk {
     slot: Option<u8>,
     /// `detach_disk` was asked (at this Unix second); the guest has not ejected it yet.
     removing: Option<u64>,
+    /// How a hot-added disk was opened.
+    reopen: Reopen,
 }
 
 /// The VM's disks, in PCI slot order of the current boot (boot disks first).
@@ -50,6 +81,7 @@ impl LiveDisks {
                 spec,
                 slot: None,
                 removing: None,
+                reopen: Reopen::default(),
             });
         }
         live
@@ -148,6 +180,7 @@ impl LiveDisks {
             spec,
             slot: Some(slot),
             removing: None,
+            reopen: Reopen::default(),
         });
         self.disks.sort_by_key(|d| d.slot);
         self.infos()
@@ -171,6 +204,33 @@ impl LiveDisks {
     pub fn ejected(&mut self, slot: u8) -> Option<String> {
         let index = self.disks.iter().position(|d| d.slot == Some(slot))?;
         Some(self.disks.remove(index).target)
+    }
+
+    /// Records how the hot-added disk `target` was opened.
+    pub fn set_reopen(&mut self, target: &str, reopen: Reopen) {
+        if let Some(disk) = self.disks.iter_mut().find(|d| d.target == target) {
+            disk.reopen = reopen;
+        }
+    }
+
+    /// Every plugged disk as a save records it, in slot order.
+    pub fn records(&self) -> Vec<SavedDisk> {
+        let mut records: Vec<_> = self
+            .disks
+            .iter()
+            .filter_map(|d| {
+                Some(SavedDisk {
+                    target: d.target.clone(),
+                    path: d.spec.path.clone(),
+                    read_only: d.spec.read_only,
+                    serial: d.spec.serial.clone(),
+                    slot: d.slot?,
+                    reopen: d.reopen.clone(),
+                })
+            })
+            .collect();
+        records.sort_by_key(|r| r.slot);
+        records
     }
 
     /// The VM is over: writes back and closes every image (the engine's devices are gone, so

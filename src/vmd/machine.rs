@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use super::image_boot::ImageBoot;
 use crate::config::{BootConfig, VmConfig};
+use crate::engine::snapshot::SaveFile;
 use crate::engine::{
-    self, BootSpec, DiskSpec, EngineStats, SerialSink, VmExit, VmObserver, VmSpec,
+    self, BalloonInfo, BootSpec, DiskSpec, EngineStats, SaveReport, SerialSink, VmExit, VmObserver,
+    VmSpec,
 };
 
 /// An engine failure, boxed so fakes can supply their own error types.
@@ -24,6 +26,14 @@ pub trait Engine: Send + Sync {
         &self,
         spec: &VmSpec,
         serial: Arc<dyn SerialSink>,
+    ) -> Result<Box<dyn Machine>, MachineError>;
+    /// Builds the VM saved in `file` over `spec`'s disks (in the save's order) and NICs,
+    /// without running it.
+    fn restore(
+        &self,
+        spec: &VmSpec,
+        serial: Arc<dyn SerialSink>,
+        file: &mut SaveFile,
     ) -> Result<Box<dyn Machine>, MachineError>;
 }
 
@@ -69,6 +79,17 @@ pub trait MachineControl: Send + Sync {
     fn disk_slots(&self) -> Vec<u8>;
     /// Engine counters.
     fn stats(&self) -> EngineStats;
+    /// Saves the VM to `path`; `owner` supplies the owner's record once the VM is quiesced.
+    /// On success the VM stays stopped (destroy it); on failure it carries on.
+    fn save(
+        &self,
+        path: &std::path::Path,
+        owner: &mut dyn FnMut() -> Result<String, String>,
+    ) -> Result<SaveReport, MachineError>;
+    /// Asks the guest to give back `bytes` through the balloon.
+    fn set_balloon_target(&self, bytes: u64) -> Result<(), MachineError>;
+    /// The balloon's state, `None` without one.
+    fn balloon(&self) -> Option<BalloonInfo>;
 }
 
 /// The real engine ([`engine::Vm`] on `/dev/kvm`).
@@ -83,6 +104,17 @@ impl Engine for KvmEngine {
         serial: Arc<dyn SerialSink>,
     ) -> Result<Box<dyn Machine>, MachineError> {
         Ok(Box::new(KvmMachine(engine::Vm::create(spec, serial)?)))
+    }
+
+    fn restore(
+        &self,
+        spec: &VmSpec,
+        serial: Arc<dyn SerialSink>,
+        file: &mut SaveFile,
+    ) -> Result<Box<dyn Machine>, MachineError> {
+        Ok(Box::new(KvmMachine(engine::Vm::restore(
+            spec, serial, file,
+        )?)))
     }
 }
 
@@ -156,6 +188,22 @@ impl MachineControl for engine::VmHandle {
     fn stats(&self) -> EngineStats {
         engine::VmHandle::stats(self)
     }
+
+    fn save(
+        &self,
+        path: &std::path::Path,
+        owner: &mut dyn FnMut() -> Result<String, String>,
+    ) -> Result<SaveReport, MachineError> {
+        Ok(engine::VmHandle::save(self, path, owner)?)
+    }
+
+    fn set_balloon_target(&self, bytes: u64) -> Result<(), MachineError> {
+        Ok(engine::VmHandle::set_balloon_target(self, bytes)?)
+    }
+
+    fn balloon(&self) -> Option<BalloonInfo> {
+        engine::VmHandle::balloon(self)
+    }
 }
 
 /// Maps a definition to the engine's [`VmSpec`].
@@ -191,6 +239,7 @@ pub fn vm_spec(config: &VmConfig) -> VmSpec {
         boot,
         disks: Vec::new(),
         nics: Vec::new(),
+        balloon: config.balloon,
     }
 }
 
@@ -202,6 +251,13 @@ pub fn image_boot(config: &VmConfig) -> Option<ImageBoot> {
         }),
         BootConfig::Demo | BootConfig::Kernel { .. } => None,
     }
+}
+
+/// The balloon target that leaves a guest of `config` with its `current_memory` (0: none).
+pub fn initial_balloon_target(config: &VmConfig) -> u64 {
+    config
+        .current_memory
+        .map_or(0, |current| config.memory.saturating_sub(current))
 }
 
 #[cfg(test)]

@@ -33,14 +33,18 @@ mod image_boot;
 mod live_disks;
 mod logger;
 mod machine;
+mod memory;
 mod observer;
 pub mod open_images;
 pub mod pidfile;
+mod restore;
 mod ring;
 mod sampler;
+pub mod save;
 mod server;
 pub(crate) mod session;
 mod signals;
+pub mod start_mode;
 pub mod state_file;
 mod stats;
 mod supervisor;
@@ -51,6 +55,7 @@ mod fake;
 pub use boot::error_chain;
 pub use detach::{DETACHED_ENV, ERROR_PREFIX, READY_LINE, SUBCOMMAND};
 pub use ring::CONSOLE_RING_BYTES;
+pub use start_mode::{RestoreMode, StartMode};
 
 use std::fs;
 use std::path::PathBuf;
@@ -133,21 +138,40 @@ pub enum VmdError {
         #[source]
         source: std::io::Error,
     },
+    /// The save file cannot be opened or read.
+    #[error(transparent)]
+    SaveFile(#[from] crate::engine::snapshot::SaveFileError),
+    /// The save file does not fit this VM now (the message says why and what to do).
+    #[error("cannot restore {}: {reason}", file.display())]
+    Restore {
+        /// The save file.
+        file: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// vmd could not give up its privileges.
     #[error(transparent)]
     Confine(#[from] confine::ConfineError),
 }
 
 /// Runs vmd for VM `name`: the whole life of the process. The first invocation re-executes
-/// itself detached and returns at once (see [`detach`]).
-pub fn main(name: &str) -> ExitCode {
+/// itself detached and returns at once (see [`detach`]). `options` select the start mode
+/// ([`StartMode`]: boot, or restore from a save file).
+pub fn main(name: &str, options: &[String]) -> ExitCode {
     // The name becomes a path component: refuse `../x` before touching any directory.
     if let Err(message) = crate::config::validate_name(name) {
         detach::report_error(&message);
         return ExitCode::FAILURE;
     }
+    let mode = match StartMode::parse(options) {
+        Ok(mode) => mode,
+        Err(message) => {
+            detach::report_error(&message);
+            return ExitCode::FAILURE;
+        }
+    };
     if !detach::is_detached() {
-        return detach::respawn(name);
+        return detach::respawn(name, options);
     }
     // Resolve directories before leaving the caller's working directory (VMUX_HOME may be
     // relative to it).
@@ -191,7 +215,7 @@ pub fn main(name: &str) -> ExitCode {
         log::warn!("no log writer thread, logging to stderr directly: {e}");
     }
     log::info!("vmd {} starting for VM '{name}'", std::process::id());
-    let vmd = match Vmd::start(&paths, name, Arc::new(KvmEngine), Some(&confinement)) {
+    let vmd = match Vmd::start(&paths, name, Arc::new(KvmEngine), &mode, Some(&confinement)) {
         Ok(vmd) => vmd,
         Err(e) => {
             let message = boot::error_chain(&e);
@@ -281,14 +305,15 @@ impl Drop for Undo {
 }
 
 impl Vmd {
-    /// Everything up to a running guest. On failure nothing is left behind: no socket, and the
-    /// pid file is removed (the lock goes with the process).
-    /// With `confinement` (the real vmd), the main thread drops its capabilities once the TAPs
-    /// are open.
+    /// Everything up to a running guest (booted, or restored from a save file as `mode` says).
+    /// On failure nothing is left behind: no socket, and the pid file is removed (the lock
+    /// goes with the process). With `confinement` (the real vmd), the main thread drops its
+    /// capabilities once the TAPs are open.
     fn start(
         paths: &Paths,
         name: &str,
         engine: Arc<dyn Engine>,
+        mode: &StartMode,
         confinement: Option<&confine::Confinement>,
     ) -> Result<Vmd, VmdError> {
         paths.ensure().map_err(VmdError::Paths)?;
@@ -313,7 +338,14 @@ impl Vmd {
             .load(name)
             .map_err(VmdError::Definition)?;
         let mut spec = machine::vm_spec(&config);
-        let opened = disks::open_disks(paths, &config)?;
+        let mut saved = match mode {
+            StartMode::Boot => None,
+            StartMode::Restore(restore) => Some(restore::open(&config, restore)?),
+        };
+        let opened = match &saved {
+            None => disks::open_disks(paths, &config)?,
+            Some(saved) => restore::open_disks(saved, paths, &config)?,
+        };
         let list = dir.join(OPEN_IMAGES_FILE);
         let mut open_images = OpenImages::at(list.clone(), std::process::id());
         open_images
@@ -328,11 +360,17 @@ impl Vmd {
             .into_iter()
             .map(|disk| (disk.target, disk.spec))
             .unzip();
-        if let Some(seed) = attach_seed(paths, &config, &targets)? {
+        // A restored VM has its seed among the disks it had plugged when it was saved.
+        if saved.is_none()
+            && let Some(seed) = attach_seed(paths, &config, &targets)?
+        {
             targets.push(seed.target);
             specs.push(seed.spec);
         }
         spec.disks = specs;
+        if let Some(saved) = &saved {
+            spec.vcpus = saved.file.header.vcpus.max(1);
+        }
         // Declared after `undo`, so a failed start closes the TAPs before the pid file goes.
         let taps = attach_nics(paths, &config)?;
         spec.nics = nic_specs(&taps)?;
@@ -349,6 +387,7 @@ impl Vmd {
         )
         .with_disk_targets(targets)
         .with_open_images(open_images)
+        .with_definition(config.clone())
         .with_backing_trust(crate::storage::StorageManager::new(paths.clone()).trust(&[]));
         if let Some(image_boot) = machine::image_boot(&config) {
             sup = sup.with_image_boot(image_boot);
@@ -357,7 +396,28 @@ impl Vmd {
         let socket = undo
             .socket
             .insert(ControlSocket::bind(&paths.socket(name))?);
-        let first = boot::boot(&sup, engine.as_ref(), &spec).map_err(VmdError::Boot)?;
+        let first = match saved.as_mut() {
+            None => {
+                let first = boot::boot(&sup, engine.as_ref(), &spec).map_err(VmdError::Boot)?;
+                let target = machine::initial_balloon_target(&config);
+                if target > 0
+                    && let Err(e) = first.control().set_balloon_target(target)
+                {
+                    log::warn!("cannot set the balloon for current_memory: {e}");
+                }
+                first
+            }
+            Some(saved) => {
+                let first =
+                    boot::restore(&sup, engine.as_ref(), &spec, saved).map_err(VmdError::Boot)?;
+                if saved.mode.discard
+                    && let Err(e) = fs::remove_file(&saved.mode.file)
+                {
+                    log::warn!("cannot remove {}: {e}", saved.mode.file.display());
+                }
+                first
+            }
+        };
         socket.serve(Arc::clone(&sup))?;
         sampler::spawn(Arc::clone(&sup)).map_err(VmdError::Thread)?;
         // A log that cannot be written costs the log, not the VM.

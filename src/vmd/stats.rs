@@ -227,7 +227,19 @@ impl Sampler {
             serial_out_bytes: boot.serial_out_bytes,
             disks,
             nics,
+            guest_free_bytes: engine.balloon.as_ref().and_then(|b| b.stats.free),
+            balloon: engine.balloon.as_ref().map(balloon_status),
         }
+    }
+}
+
+/// The protocol's view of the engine's balloon.
+pub fn balloon_status(info: &crate::engine::BalloonInfo) -> crate::engine::control::BalloonStatus {
+    crate::engine::control::BalloonStatus {
+        target_bytes: info.target_bytes,
+        actual_bytes: info.actual_bytes,
+        released_bytes: info.released_bytes,
+        driver_ready: info.driver_ready,
     }
 }
 
@@ -245,6 +257,8 @@ pub fn empty_stats(memory_bytes: u64) -> VmStats {
         serial_out_bytes: 0,
         disks: Vec::new(),
         nics: Vec::new(),
+        balloon: None,
+        guest_free_bytes: None,
     }
 }
 
@@ -265,6 +279,7 @@ mod tests {
             memory_touched_bytes: 8 << 20,
             disks: Vec::new(),
             nics: Vec::new(),
+            balloon: None,
         }
     }
 

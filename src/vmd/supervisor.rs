@@ -51,6 +51,10 @@ pub struct Supervisor {
     pub(super) disks: Mutex<LiveDisks>,
     /// The writable qcow2 images open now, mirrored in `open-images.json`.
     pub(super) open_images: Mutex<OpenImages>,
+    /// The definition this vmd runs (what a save records); `None` for transient VMs.
+    definition: Option<crate::config::VmConfig>,
+    /// Where a successful `save` wrote the VM (which then ends).
+    saved_to: Mutex<Option<PathBuf>>,
     /// The thread applying the engine's hotplug facts; started with the first boot.
     observer: Mutex<Option<Observer>>,
     /// Set for VMs that boot their disk image's own kernel (read again before each boot).
@@ -132,6 +136,8 @@ impl Supervisor {
             }),
             commands: Mutex::new(()),
             latest: Mutex::new(empty_stats(spec.memory_bytes)),
+            definition: None,
+            saved_to: Mutex::new(None),
             observer: Mutex::new(None),
             image_boot: None,
             boot_image: Mutex::new(None),
@@ -161,6 +167,31 @@ impl Supervisor {
     pub fn with_backing_trust(mut self, trust: crate::storage::BackingTrust) -> Supervisor {
         self.backing_trust = trust;
         self
+    }
+
+    /// Records the definition this vmd runs (a save stores it).
+    pub fn with_definition(mut self, config: crate::config::VmConfig) -> Supervisor {
+        self.definition = Some(config);
+        self
+    }
+
+    /// The definition this vmd runs.
+    pub(super) fn definition(&self) -> Option<crate::config::VmConfig> {
+        self.definition.clone()
+    }
+
+    /// A save to `path` succeeded: the VM ends now, and its end says where it went.
+    pub(super) fn saved(&self, path: &std::path::Path) {
+        *self.saved_to.lock().unwrap_or_else(PoisonError::into_inner) = Some(path.to_path_buf());
+        self.destroy();
+    }
+
+    /// Where a save wrote the VM, if one did.
+    pub fn saved_to(&self) -> Option<PathBuf> {
+        self.saved_to
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Names the disks (in stats, `info` and `detach_disk`): `targets[i]` is the guest device
@@ -382,6 +413,13 @@ impl Supervisor {
                 self.detach_disk(target, *force).map(|()| None)
             }
             Command::SwitchDisks { disks } => self.switch_disks(disks).map(|()| None),
+            Command::Save { path, paused } => self
+                .save(path, *paused)
+                .map(|saved| Some(ReplyResult::Saved(Box::new(saved)))),
+            Command::SetMemory { bytes } => self.set_memory(*bytes).map(|()| None),
+            Command::MemoryStats => self
+                .memory_stats()
+                .map(|stats| Some(ReplyResult::Memory(Box::new(stats)))),
             Command::Subscribe | Command::Console { .. } => Err(protocol_error(
                 ErrorKind::BadRequest,
                 "this command switches the connection and is handled by the session",
@@ -421,6 +459,11 @@ impl Supervisor {
             ));
         }
         Ok(control)
+    }
+
+    /// The restored boot that just started is paused (it was restored so).
+    pub(super) fn restored_paused(&self) {
+        self.set_state(RunState::Paused);
     }
 
     fn set_state(&self, state: RunState) {
@@ -505,6 +548,7 @@ pub(crate) mod tests {
             },
             disks: Vec::new(),
             nics: Vec::new(),
+            balloon: false,
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::fake::FakeEngine;
 use super::supervisor::Supervisor;
-use super::{Vmd, VmdError};
+use super::{StartMode, Vmd, VmdError};
 use crate::client::{ClientError, Host, LocalHost};
 use crate::config::{BootConfig, Paths, Store, VmConfig};
 use crate::engine::control::{ExitReason, RunState};
@@ -41,7 +41,7 @@ fn start(banner: &'static [u8]) -> Running {
     let paths = Paths::under(home.path());
     define(&paths);
     let engine = Arc::new(FakeEngine::new(banner));
-    let vmd = Vmd::start(&paths, "t", engine.clone(), None).expect("start");
+    let vmd = Vmd::start(&paths, "t", engine.clone(), &StartMode::Boot, None).expect("start");
     let sup = Arc::clone(&vmd.sup);
     let vmd = thread::spawn(move || vmd.run());
     let host = LocalHost::with_home(home.path());
@@ -221,7 +221,7 @@ fn subscribers_get_state_events_and_the_exit() {
 fn a_second_vmd_for_the_same_vm_is_refused() {
     let vm = start(b"");
     let engine = Arc::new(FakeEngine::new(b""));
-    let err = Vmd::start(&vm.paths, "t", engine, None)
+    let err = Vmd::start(&vm.paths, "t", engine, &StartMode::Boot, None)
         .err()
         .expect("second start must fail");
     assert!(
@@ -238,7 +238,7 @@ fn a_failed_boot_leaves_no_socket_or_pid_file() {
     define(&paths);
     let mut engine = FakeEngine::new(b"");
     engine.fail_from_boot = Some(1);
-    let err = Vmd::start(&paths, "t", Arc::new(engine), None)
+    let err = Vmd::start(&paths, "t", Arc::new(engine), &StartMode::Boot, None)
         .err()
         .expect("must fail");
     assert!(
@@ -261,7 +261,7 @@ fn a_nic_on_a_network_that_is_not_started_stops_the_start_before_the_boot() {
     Store::new(paths.clone()).create(&config).expect("define");
     let engine = Arc::new(FakeEngine::new(b""));
 
-    let err = Vmd::start(&paths, "t", engine.clone(), None)
+    let err = Vmd::start(&paths, "t", engine.clone(), &StartMode::Boot, None)
         .err()
         .expect("must fail");
 
@@ -308,7 +308,14 @@ fn a_running_vmd_lists_its_writable_qcow2_images_and_a_clean_exit_removes_the_li
     let paths = Paths::under(home.path());
     let image = define_with_disks(&paths);
     let list = paths.vm_state_dir("t").join(OPEN_IMAGES_FILE);
-    let vmd = Vmd::start(&paths, "t", Arc::new(FakeEngine::new(b"")), None).expect("start");
+    let vmd = Vmd::start(
+        &paths,
+        "t",
+        Arc::new(FakeEngine::new(b"")),
+        &StartMode::Boot,
+        None,
+    )
+    .expect("start");
 
     let listed = OpenImagesFile::read(&list).expect("read").expect("a list");
     assert_eq!(listed.images, [image]);
@@ -354,9 +361,15 @@ fn a_list_left_by_a_dead_vmd_is_repaired_before_the_disks_open() {
     // (and leaves no image open, so the check below can lock it).
     std::fs::remove_file(image.with_file_name("data.raw")).expect("remove data.raw");
 
-    let err = Vmd::start(&paths, "t", Arc::new(FakeEngine::new(b"")), None)
-        .err()
-        .expect("the missing disk fails the start");
+    let err = Vmd::start(
+        &paths,
+        "t",
+        Arc::new(FakeEngine::new(b"")),
+        &StartMode::Boot,
+        None,
+    )
+    .err()
+    .expect("the missing disk fails the start");
 
     assert!(matches!(err, VmdError::Disks(_)), "{err}");
     assert!(check_image(&image).expect("check").is_clean());

@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 use vmux::client::Host;
 use vmux::client::fake::FakeHost;
 use vmux::config::{BootConfig, MacAddr, NicConfig, VmConfig};
+use vmux::progress::Progress;
 use vmux::tui::action::{Action, DirEntry, Effect, HostMemory, error_chain};
 use vmux::tui::backends::fake::{FakeNetworks, FakeStorage};
 use vmux::tui::backends::{Backends, NetworkHost, StorageHost};
 use vmux::tui::console::ConsoleId;
 use vmux::tui::keymap::Keymap;
+use vmux::tui::tasks::TaskId;
 use vmux::tui::theme::Theme;
 use vmux::tui::{App, ui, update};
 
@@ -46,6 +48,9 @@ pub struct Harness {
     pub clipboard: Vec<String>,
     /// Directory listings the file picker gets (path → entries).
     pub dirs: HashMap<std::path::PathBuf, Vec<DirEntry>>,
+    /// The progress handles of tasks started and not yet run (held), as the runtime keeps
+    /// them: `Effect::CancelTask` cancels through them.
+    pub progress: HashMap<TaskId, Progress>,
     consoles: HashMap<ConsoleId, Link>,
 }
 
@@ -74,6 +79,7 @@ impl Harness {
             app: App::new(theme, Keymap::default()),
             clipboard: Vec::new(),
             dirs: HashMap::new(),
+            progress: HashMap::new(),
             consoles: HashMap::new(),
         };
         harness.act(Action::Resize { width, height });
@@ -132,10 +138,19 @@ impl Harness {
                 let result = op.run(&self.backends());
                 update(&mut self.app, Action::OpDone { op, result });
             }
-            Effect::Task { .. } if self.hold_tasks => self.held.push(effect),
+            Effect::Task { id, .. } if self.hold_tasks => {
+                self.progress.entry(id).or_default();
+                self.held.push(effect);
+            }
             Effect::Task { id, task } => {
-                let result = task.run(&self.backends());
-                update(&mut self.app, Action::TaskDone { id, result });
+                let progress = self.progress.remove(&id).unwrap_or_default();
+                let outcome = task.run(&self.backends(), &progress);
+                update(&mut self.app, Action::TaskDone { id, outcome });
+            }
+            Effect::CancelTask(id) => {
+                if let Some(progress) = self.progress.get(&id) {
+                    progress.cancel();
+                }
             }
             Effect::ReadInfo(vm) => {
                 if let Ok(info) = self.host.info(&vm) {

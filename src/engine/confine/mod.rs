@@ -39,6 +39,9 @@ pub enum ThreadKind {
     BlockWorker,
     /// A virtio-net worker.
     NetWorker,
+    /// A virtio-balloon worker (`balloon`): serves its queues and releases the pages the
+    /// guest gives back.
+    BalloonWorker,
     /// Accepts control connections.
     Control,
     /// Serves one control connection (commands, hotplug, snapshots).
@@ -59,7 +62,7 @@ pub enum ThreadKind {
 
 impl ThreadKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ThreadKind; 15] = [
+    pub const ALL: [ThreadKind; 16] = [
         ThreadKind::Main,
         ThreadKind::Factory,
         ThreadKind::Reaper,
@@ -67,6 +70,7 @@ impl ThreadKind {
         ThreadKind::Vcpu,
         ThreadKind::BlockWorker,
         ThreadKind::NetWorker,
+        ThreadKind::BalloonWorker,
         ThreadKind::Control,
         ThreadKind::Connection,
         ThreadKind::Events,
@@ -87,6 +91,7 @@ impl ThreadKind {
             ThreadKind::Vcpu => "vcpu",
             ThreadKind::BlockWorker => "blk",
             ThreadKind::NetWorker => "net",
+            ThreadKind::BalloonWorker => "balloon",
             ThreadKind::Control => "control",
             ThreadKind::Connection => "conn",
             ThreadKind::Events => "events",
@@ -115,7 +120,7 @@ pub trait Confiner: Send + Sync {
     fn enter(&self, kind: ThreadKind);
 }
 
-/// The system calls of the engine's own thread kinds (vCPU, block and net workers), on top of
+/// The system calls of the engine's own thread kinds (vCPU, block, net and balloon workers), on top of
 /// [`syscalls::RUNTIME`]; empty for vmd's kinds, whose lists live in vmd.
 pub fn engine_syscalls(kind: ThreadKind) -> Vec<syscalls::SyscallList> {
     use super::devices::virtio::blk::syscalls as blk;
@@ -123,6 +128,7 @@ pub fn engine_syscalls(kind: ThreadKind) -> Vec<syscalls::SyscallList> {
         ThreadKind::Vcpu => vec![super::vcpu::syscalls::SYSCALLS],
         ThreadKind::BlockWorker => vec![blk::SYSCALLS, blk::IMAGE_IO],
         ThreadKind::NetWorker => vec![super::devices::virtio::net::syscalls::SYSCALLS],
+        ThreadKind::BalloonWorker => vec![super::devices::virtio::balloon::syscalls::SYSCALLS],
         _ => Vec::new(),
     }
 }

@@ -10,6 +10,8 @@ use crate::engine::layout;
 use std::io;
 use vmm_sys_util::eventfd::EventFd;
 
+mod state;
+
 /// Ports the register spans.
 pub const PORT_COUNT: u64 = layout::GED_PORT_SIZE as u64;
 

@@ -16,6 +16,10 @@ use vm_superio::Trigger;
 use vm_superio::serial::NoEvents;
 use vmm_sys_util::eventfd::EventFd;
 
+mod state;
+
+pub use state::SerialStateError;
+
 /// Host-side input bytes held for the guest beyond the UART's FIFO.
 pub const INPUT_CAPACITY: usize = 64 * 1024;
 /// Ports (registers) of a 16550.
@@ -156,7 +160,7 @@ mod tests {
     const LSR_THR_EMPTY: u8 = 0x20;
 
     #[derive(Default)]
-    struct Capture(Mutex<Vec<u8>>);
+    pub(super) struct Capture(Mutex<Vec<u8>>);
 
     impl SerialSink for Capture {
         fn write(&self, bytes: &[u8]) {
@@ -167,7 +171,7 @@ mod tests {
         }
     }
 
-    fn serial() -> (Serial, Arc<Capture>, EventFd) {
+    pub(super) fn serial() -> (Serial, Arc<Capture>, EventFd) {
         let irq = EventFd::new(libc::EFD_NONBLOCK).expect("eventfd");
         let capture = Arc::new(Capture::default());
         let serial = Serial::new(irq.try_clone().expect("clone"), capture.clone());

@@ -1,7 +1,7 @@
 //! Fuzz entry point for the PCI side a guest reaches with port and MMIO accesses: the root
-//! bus's configuration mechanisms (0xCF8/0xCFC and ECAM), the host bridge, and a virtio-blk
-//! function's BAR (common configuration, notify, ISR, device configuration, MSI-X table),
-//! assembled by the same [`PciPlatform`] a VM uses.
+//! bus's configuration mechanisms (0xCF8/0xCFC and ECAM), the host bridge, a virtio-blk
+//! function and a virtio-balloon function with their BARs (common configuration, notify, ISR,
+//! device configuration, MSI-X table), assembled by the same [`PciPlatform`] a VM uses.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,8 +18,8 @@ use crate::engine::pci::PciPlatform;
 const DISK_BYTES: usize = 64 * 512;
 
 /// Runs the accesses `data` encodes, one after the other, against a fresh root bus with one
-/// virtio-blk function. Each access is an opcode byte (low three bits: what; bits 4-5: width
-/// 1, 2, 4 or 8 bytes) and its operands; see the match below.
+/// virtio-blk and one virtio-balloon function. Each access is an opcode byte (low three bits:
+/// what; bits 4-5: width 1, 2, 4 or 8 bytes) and its operands; see the match below.
 pub fn registers(data: &[u8]) {
     let mut input = Input::new(data);
     let Some(mem) = guest_ram(&[]) else {
@@ -38,6 +38,7 @@ pub fn registers(data: &[u8]) {
         &mem,
         &[disk],
         &[],
+        true,
         &mut io_bus,
         &mut mmio_bus,
     ) else {
@@ -53,14 +54,16 @@ pub fn registers(data: &[u8]) {
                 access(&io_bus, op, port, &mut data[..len], &mut input);
             }
             2 | 3 => {
-                // Device 0-3 (the host bridge, the disk, two empty slots), any function.
+                // Device 0-3 (the host bridge, the disk, the balloon, an empty slot), any
+                // function.
                 let function = u64::from(input.byte() % 32);
                 let offset = function << 12 | u64::from(input.u16() % 4096);
                 let addr = layout::PCI_ECAM_START + offset;
                 access(&mmio_bus, op, addr, &mut data[..len], &mut input);
             }
             4 | 5 => {
-                // Where the disk's BAR 0 starts until the guest moves it, and a little past.
+                // Where the disk's BAR 0 starts until the guest moves it, and 64 KiB on (the
+                // balloon's BAR may follow it).
                 let addr = layout::PCI_MMIO_START + u64::from(input.u16());
                 access(&mmio_bus, op, addr, &mut data[..len], &mut input);
             }

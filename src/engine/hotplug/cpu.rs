@@ -33,6 +33,8 @@ use super::super::layout;
 use super::super::lifecycle::Lifecycle;
 use super::super::vcpu::VcpuStats;
 
+mod state;
+
 /// Ports the register block spans.
 pub const PORT_COUNT: u64 = 12;
 /// Offset of `CSEL`, the slot selector (4 bytes).

@@ -29,6 +29,8 @@ use super::super::pci::{PciPlatform, PlatformError};
 use super::super::{DiskSpec, VmObserver};
 use super::HotplugError;
 
+mod state;
+
 /// Ports the register block spans.
 pub const PORT_COUNT: u64 = 16;
 /// Offset of `PCIU`.

@@ -71,6 +71,84 @@ impl VcpuSet {
         Ok(())
     }
 
+    /// Creates vCPU `index` of a VM being restored (no thread yet) and registers it without
+    /// touching its hotplug flags, which the restore has set; the caller writes its saved
+    /// state through [`vcpu_fd`](Self::vcpu_fd).
+    pub fn create_restored(&mut self, index: u32) -> Result<(), VcpuError> {
+        let vcpu = Vcpu::create(
+            &self.vm_fd,
+            index,
+            &self.supported_cpuid,
+            self.max_vcpus,
+            VcpuStart::Parked,
+        )?;
+        self.ctx
+            .lifecycle
+            .register_vcpu(index as usize, vcpu.kick());
+        self.ctx.cpus.attach_stats(index, vcpu.stats());
+        if let Some(slot) = self.slots.get_mut(index as usize) {
+            *slot = Slot::Idle(vcpu);
+        }
+        Ok(())
+    }
+
+    /// The KVM fd of vCPU `index` while it has no thread (created, or parked for a save).
+    pub fn vcpu_fd(&self, index: u32) -> Option<&kvm_ioctls::VcpuFd> {
+        match self.slots.get(index as usize)? {
+            Slot::Idle(vcpu) => Some(vcpu.fd()),
+            _ => None,
+        }
+    }
+
+    /// The VM the vCPUs belong to.
+    pub fn vm_fd(&self) -> &VmFd {
+        &self.vm_fd
+    }
+
+    /// Ends every vCPU thread while the boot goes on (the VM must be paused, so each is parked
+    /// outside the guest) and keeps the vCPUs, so their state can be read. Returns the indices
+    /// whose thread ended, for [`unpark_threads`](Self::unpark_threads).
+    pub fn park_threads(&mut self) -> Vec<u32> {
+        let mut parked = Vec::new();
+        for (index, slot) in self.slots.iter().enumerate() {
+            if matches!(slot, Slot::Running(_)) {
+                self.ctx.lifecycle.request_stop(index);
+            }
+        }
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            *slot = match std::mem::replace(slot, Slot::Empty) {
+                Slot::Running(thread) => match thread.join() {
+                    Ok(vcpu) => {
+                        parked.push(index as u32);
+                        Slot::Idle(vcpu)
+                    }
+                    // A panicking vCPU thread has already ended the boot as crashed.
+                    Err(_) => Slot::Empty,
+                },
+                other => other,
+            };
+        }
+        parked
+    }
+
+    /// Starts the threads of `indices` again (after [`park_threads`](Self::park_threads)); a
+    /// VM still paused keeps them parked until it resumes.
+    pub fn unpark_threads(&mut self, indices: &[u32]) -> Result<(), VcpuError> {
+        for &index in indices {
+            let Some(slot) = self.slots.get_mut(index as usize) else {
+                continue;
+            };
+            if let Slot::Idle(vcpu) = std::mem::replace(slot, Slot::Empty) {
+                self.ctx
+                    .lifecycle
+                    .register_vcpu(index as usize, vcpu.kick());
+                vcpu.kick().set_immediate_exit(0);
+                *slot = Slot::Running(vcpu.spawn(self.ctx.clone())?);
+            }
+        }
+        Ok(())
+    }
+
     /// Starts the thread of every created vCPU that has none (the boot vCPUs).
     pub fn start_idle(&mut self) -> Result<(), VcpuError> {
         for slot in &mut self.slots {

@@ -43,6 +43,23 @@ impl AddressAllocator {
         })
     }
 
+    /// Takes `[base, base + size)` if it lies in the window and overlaps nothing taken (a
+    /// restore puts a BAR back where it was); says whether it did.
+    pub fn reserve(&mut self, base: u64, size: u64) -> bool {
+        let Some(end) = base.checked_add(size) else {
+            return false;
+        };
+        if size == 0 || base < self.start || end > self.end {
+            return false;
+        }
+        let before = self.taken.range(..end).next_back();
+        if before.is_some_and(|(&b, &l)| b + l > base) {
+            return false;
+        }
+        self.taken.insert(base, size);
+        true
+    }
+
     /// Returns the range starting at `base` (from [`allocate`](Self::allocate)); unknown
     /// addresses are ignored.
     pub fn free(&mut self, base: u64) {
@@ -63,6 +80,17 @@ mod tests {
         let c = allocator.allocate(0x100, 0x100).unwrap();
 
         assert_eq!((a, b, c), (0x1000, 0x8000, 0x1100));
+    }
+
+    #[test]
+    fn a_reserved_range_is_not_handed_out_and_overlaps_are_refused() {
+        let mut allocator = AddressAllocator::new(0x1000, 0x10_0000);
+
+        assert!(allocator.reserve(0x8000, 0x8000));
+        assert!(!allocator.reserve(0xc000, 0x1000), "overlaps");
+        assert!(!allocator.reserve(0x20_0000, 0x1000), "outside the window");
+
+        assert_eq!(allocator.allocate(0x8000, 0x8000), Some(0x10000));
     }
 
     #[test]

@@ -231,6 +231,28 @@ impl PciConfiguration {
         }
     }
 
+    /// Every dword with guest-writable bits, as (offset, value): what a save records.
+    pub fn writable_dwords(&self) -> Vec<(u16, u32)> {
+        (0..DWORDS)
+            .filter(|&i| self.writable[i] != 0)
+            .map(|i| ((i * 4) as u16, self.registers[i]))
+            .collect()
+    }
+
+    /// Puts saved guest-written bits back (see [`writable_dwords`](Self::writable_dwords)):
+    /// only writable bits change, so the device's identity, BAR sizes and capability layout
+    /// stay as this vmux builds them. Offsets outside the space are ignored.
+    pub fn restore_writable_dwords(&mut self, saved: &[(u16, u32)]) {
+        for &(offset, value) in saved {
+            let index = usize::from(offset) / 4;
+            if let (Some(register), Some(&mask)) =
+                (self.registers.get_mut(index), self.writable.get(index))
+            {
+                *register = (*register & !mask) | (value & mask);
+            }
+        }
+    }
+
     /// The command register.
     pub fn command(&self) -> u16 {
         self.word(COMMAND)

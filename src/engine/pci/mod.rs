@@ -56,6 +56,12 @@ pub enum PciError {
         /// Its length, bytes.
         len: usize,
     },
+    /// A restore needs a slot that is taken or does not exist.
+    #[error("PCI slot {slot} is taken or does not exist")]
+    SlotTaken {
+        /// The slot.
+        slot: u8,
+    },
     /// All 31 device slots of the root bus are taken.
     #[error("the PCI root bus has no free slot: remove a device first")]
     NoFreeSlot,

@@ -20,6 +20,8 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::{MsiMessage, PciError, VmInterface};
 
+mod state;
+
 /// PCI capability id of MSI-X.
 pub const MSIX_CAPABILITY_ID: u8 = 0x11;
 /// Size of one table entry (address low/high, data, vector control), bytes.

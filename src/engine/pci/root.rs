@@ -65,6 +65,31 @@ impl PciRoot {
         })
     }
 
+    /// Plugs `device` into `slot` (1..32), which must be free (a restore puts each function back
+    /// where it was).
+    pub fn add_device_at(
+        &mut self,
+        slot: u8,
+        device: SharedPciDevice,
+    ) -> Result<PciAddress, PciError> {
+        let index = usize::from(slot);
+        match self.slots.get_mut(index) {
+            Some(free @ None) if slot != 0 => *free = Some(device),
+            _ => return Err(PciError::SlotTaken { slot }),
+        }
+        self.refresh_bars(index);
+        Ok(PciAddress {
+            bus: 0,
+            device: slot,
+            function: 0,
+        })
+    }
+
+    /// Re-reads where the device in `slot` decodes (after its configuration space was restored).
+    pub fn refresh(&mut self, slot: u8) {
+        self.refresh_bars(usize::from(slot));
+    }
+
     /// Unplugs the device in `slot` (never the host bridge in slot 0) and stops decoding its
     /// BARs; returns it so the caller can drop it outside the root's lock.
     pub fn remove_device(&mut self, slot: u8) -> Option<SharedPciDevice> {

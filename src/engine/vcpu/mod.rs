@@ -185,6 +185,12 @@ impl Vcpu {
         })
     }
 
+    /// The vCPU's KVM file descriptor, for reading or writing its state while no thread runs
+    /// it (a save or a restore).
+    pub fn fd(&self) -> &VcpuFd {
+        &self.fd
+    }
+
     /// The handle that kicks this vCPU out of the guest.
     pub fn kick(&self) -> Arc<VcpuKick> {
         self.kick.clone()

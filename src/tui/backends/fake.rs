@@ -3,8 +3,10 @@
 //! real rules that the TUI must explain (names unique and valid, a volume a VM uses cannot be
 //! deleted, shrinking needs consent, starting a network needs CAP_NET_ADMIN).
 //!
-//! Test hooks (`add_pool`, `add_volume`, `set_users`, `fail_next`, `set_written`,
-//! `set_capability`, `attach`, ...) let a test set the scene or play the host misbehaving.
+//! Test hooks (`add_pool`, `add_volume`, `set_users`, `fail_next`, `set_capability`,
+//! `attach`, ...) let a test set the scene or play the host misbehaving. The long operations
+//! report on their progress handle as the real ones do (all at once), and a handle cancelled
+//! before they run makes them fail as cancelled, changing nothing.
 //! tests/backend_contract.rs runs the same contracts against these fakes and the real
 //! `LocalStorage` / `LocalNetworks`.
 
@@ -16,6 +18,7 @@ use crate::config::{
 };
 use crate::network::state::ActiveNetwork;
 use crate::network::{AttachedNic, NetworkError, NetworkInfo, leases::Lease};
+use crate::progress::Progress;
 use crate::storage::format::BackingInfo;
 use crate::storage::{ImageFormat, PoolInfo, PoolStatus, StorageError, VolumeInfo, VolumeSpec};
 use std::collections::{BTreeMap, HashMap};
@@ -44,7 +47,6 @@ struct StorageState {
     pools: BTreeMap<String, FakePool>,
     broken: Vec<String>,
     failures: HashMap<&'static str, String>,
-    written: HashMap<(String, String), u64>,
 }
 
 /// Pools and volumes in memory. Starts with the `default` pool (active, autostart, empty).
@@ -56,6 +58,14 @@ impl Default for FakeStorage {
     fn default() -> FakeStorage {
         FakeStorage::new()
     }
+}
+
+/// Walks `bytes` on `progress` at once, as a long operation would chunk by chunk; fails as
+/// cancelled (before the caller changes anything) when the handle is cancelled.
+fn walk(progress: &Progress, bytes: u64) -> Result<(), StorageError> {
+    progress.begin(bytes)?;
+    progress.advance(bytes)?;
+    Ok(())
 }
 
 fn invalid(message: impl Into<String>) -> StorageError {
@@ -146,13 +156,6 @@ impl FakeStorage {
     /// `message`.
     pub fn fail_next(&self, op: &'static str, message: &str) {
         lock(&self.state).failures.insert(op, message.to_string());
-    }
-
-    /// What [`StorageHost::written_bytes`] reports for `volume` (a copy in progress).
-    pub fn set_written(&self, pool: &str, volume: &str, bytes: u64) {
-        lock(&self.state)
-            .written
-            .insert((pool.to_string(), volume.to_string()), bytes);
     }
 
     /// The volume, when it exists and is readable.
@@ -390,10 +393,12 @@ impl StorageHost for FakeStorage {
         source: &str,
         clone: &str,
         linked: bool,
+        progress: &Progress,
     ) -> Result<VolumeInfo, StorageError> {
         self.in_pool("clone", pool, |p| {
             let src = existing(p, pool, source)?.clone();
             free_name(p, pool, clone)?;
+            walk(progress, if linked { 0 } else { src.capacity })?;
             let mut info = if linked {
                 if ImageFormat::from_name(Path::new(clone)) != Some(ImageFormat::Qcow2) {
                     return Err(invalid(
@@ -425,6 +430,7 @@ impl StorageHost for FakeStorage {
             }
             info.used_by.clear();
             p.volumes.insert(clone.to_string(), Ok(info.clone()));
+            progress.finish();
             Ok(info)
         })
     }
@@ -435,13 +441,16 @@ impl StorageHost for FakeStorage {
         source: &str,
         dest: &str,
         format: Option<ImageFormat>,
+        progress: &Progress,
     ) -> Result<VolumeInfo, StorageError> {
         self.in_pool("convert", pool, |p| {
             let src = existing(p, pool, source)?.clone();
             free_name(p, pool, dest)?;
             let format = format_of(dest, format, src.format)?;
+            walk(progress, src.capacity)?;
             let info = new_info(pool, dest, &p.path, format, src.capacity, src.allocation);
             p.volumes.insert(dest.to_string(), Ok(info.clone()));
+            progress.finish();
             Ok(info)
         })
     }
@@ -452,6 +461,7 @@ impl StorageHost for FakeStorage {
         volume: &str,
         source: &ImageSource,
         linked: bool,
+        progress: &Progress,
     ) -> Result<VolumeInfo, StorageError> {
         let base = match source {
             ImageSource::Volume {
@@ -481,6 +491,7 @@ impl StorageHost for FakeStorage {
             } else {
                 ImageFormat::from_name(Path::new(volume)).unwrap_or(base.format)
             };
+            walk(progress, if linked { 0 } else { base.capacity })?;
             let allocation = if linked { QCOW2_EMPTY } else { base.allocation };
             let mut info = new_info(pool, volume, &p.path, format, base.capacity, allocation);
             if linked {
@@ -491,6 +502,7 @@ impl StorageHost for FakeStorage {
                 });
             }
             p.volumes.insert(volume.to_string(), Ok(info.clone()));
+            progress.finish();
             Ok(info)
         })
     }
@@ -507,6 +519,7 @@ impl StorageHost for FakeStorage {
         pool: &str,
         volume: &str,
         source: &Path,
+        progress: &Progress,
     ) -> Result<VolumeInfo, StorageError> {
         self.in_pool("upload", pool, |p| {
             if !source.is_absolute() {
@@ -517,20 +530,29 @@ impl StorageHost for FakeStorage {
             }
             let v = existing(p, pool, volume)?;
             not_running(v)?;
+            walk(progress, v.capacity)?;
             v.backing = None;
+            progress.finish();
             Ok(v.clone())
         })
     }
 
-    fn wipe_volume(&self, pool: &str, volume: &str) -> Result<VolumeInfo, StorageError> {
+    fn wipe_volume(
+        &self,
+        pool: &str,
+        volume: &str,
+        progress: &Progress,
+    ) -> Result<VolumeInfo, StorageError> {
         self.in_pool("wipe", pool, |p| {
             let v = existing(p, pool, volume)?;
             not_running(v)?;
+            walk(progress, v.capacity)?;
             v.allocation = match v.format {
                 ImageFormat::Qcow2 => QCOW2_EMPTY,
                 ImageFormat::Raw => v.allocation,
             };
             v.backing = None;
+            progress.finish();
             Ok(v.clone())
         })
     }
@@ -585,21 +607,6 @@ impl StorageHost for FakeStorage {
         })?;
         p.autostart = enabled;
         Ok(())
-    }
-
-    fn data_bytes(&self, pool: &str, volume: &str) -> Option<u64> {
-        self.volume(pool, volume).map(|v| v.allocation)
-    }
-
-    fn file_bytes(&self, _path: &Path) -> Option<u64> {
-        None
-    }
-
-    fn written_bytes(&self, pool: &str, volume: &str) -> Option<u64> {
-        lock(&self.state)
-            .written
-            .get(&(pool.to_string(), volume.to_string()))
-            .copied()
     }
 }
 

@@ -1,15 +1,14 @@
 //! The real [`StorageHost`] and [`NetworkHost`]: thin wrappers over `storage::StorageManager`
-//! and `network::NetworkManager` for one vmux home (`config::Paths`), plus the file-size
-//! probes behind the progress bars of long volume copies.
+//! and `network::NetworkManager` for one vmux home (`config::Paths`).
 
 use super::{
     ImageSource, NetworkHost, NetworkSnapshot, PoolView, StorageHost, StorageSnapshot, VolumeView,
 };
 use crate::config::{NetworkConfig, NicConfig, Paths, VmConfig};
 use crate::network::{NetworkError, NetworkManager};
+use crate::progress::Progress;
 use crate::storage::{ImageFormat, PoolInfo, StorageError, StorageManager, VolumeInfo, VolumeSpec};
 use crate::tui::action::error_chain;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Pools and volumes under one vmux home.
@@ -26,12 +25,6 @@ impl LocalStorage {
     }
 }
 
-/// Bytes `path` occupies on its file system (allocated blocks, not the apparent length, so a
-/// sparse file counts only what it holds).
-fn allocated(path: &Path) -> Option<u64> {
-    std::fs::metadata(path).ok().map(|m| m.blocks() * 512)
-}
-
 impl StorageHost for LocalStorage {
     fn import_image(
         &self,
@@ -39,13 +32,16 @@ impl StorageHost for LocalStorage {
         volume: &str,
         source: &ImageSource,
         linked: bool,
+        progress: &Progress,
     ) -> Result<VolumeInfo, StorageError> {
         match (source, linked) {
             (ImageSource::File(file), true) => self
                 .manager
-                .vol_import_linked(pool, volume, file, None)
+                .vol_import_linked(pool, volume, file, None, progress)
                 .map(|made| made.overlay),
-            (ImageSource::File(file), false) => self.manager.vol_import(pool, volume, file, None),
+            (ImageSource::File(file), false) => {
+                self.manager.vol_import(pool, volume, file, None, progress)
+            }
             (
                 ImageSource::Volume {
                     pool: from,
@@ -155,8 +151,10 @@ impl StorageHost for LocalStorage {
         source: &str,
         clone: &str,
         linked: bool,
+        progress: &Progress,
     ) -> Result<VolumeInfo, StorageError> {
-        self.manager.vol_clone(pool, source, clone, linked)
+        self.manager
+            .vol_clone(pool, source, clone, linked, progress)
     }
 
     fn convert_volume(
@@ -165,8 +163,10 @@ impl StorageHost for LocalStorage {
         source: &str,
         dest: &str,
         format: Option<ImageFormat>,
+        progress: &Progress,
     ) -> Result<VolumeInfo, StorageError> {
-        self.manager.vol_convert(pool, source, dest, format)
+        self.manager
+            .vol_convert(pool, source, dest, format, progress)
     }
 
     fn upload_volume(
@@ -174,12 +174,19 @@ impl StorageHost for LocalStorage {
         pool: &str,
         volume: &str,
         source: &Path,
+        progress: &Progress,
     ) -> Result<VolumeInfo, StorageError> {
-        self.manager.vol_upload(pool, volume, source, None)
+        self.manager
+            .vol_upload(pool, volume, source, None, progress)
     }
 
-    fn wipe_volume(&self, pool: &str, volume: &str) -> Result<VolumeInfo, StorageError> {
-        self.manager.vol_wipe(pool, volume)
+    fn wipe_volume(
+        &self,
+        pool: &str,
+        volume: &str,
+        progress: &Progress,
+    ) -> Result<VolumeInfo, StorageError> {
+        self.manager.vol_wipe(pool, volume, progress)
     }
 
     fn delete_volume(&self, pool: &str, volume: &str) -> Result<(), StorageError> {
@@ -196,24 +203,6 @@ impl StorageHost for LocalStorage {
 
     fn set_pool_autostart(&self, pool: &str, enabled: bool) -> Result<(), StorageError> {
         self.manager.set_pool_autostart(pool, enabled).map(drop)
-    }
-
-    fn data_bytes(&self, pool: &str, volume: &str) -> Option<u64> {
-        let disk = crate::config::DiskConfig::volume(pool, volume);
-        let layers = self.manager.disk_chain(&disk).ok()?;
-        Some(layers.iter().map(|layer| layer.allocation).sum())
-    }
-
-    fn file_bytes(&self, path: &Path) -> Option<u64> {
-        allocated(path)
-    }
-
-    fn written_bytes(&self, pool: &str, volume: &str) -> Option<u64> {
-        // storage::staging writes every new image as `.<final name>.vmux-tmp.<pid>` beside
-        // its final name (see its module docs); the copy runs in this process.
-        let dir = self.manager.pool(pool).ok()?.path;
-        let temporary = dir.join(format!(".{volume}.vmux-tmp.{}", std::process::id()));
-        allocated(&temporary)
     }
 }
 
@@ -306,19 +295,6 @@ mod tests {
             .find(|p| p.name() == "default")
             .expect("default pool");
         assert_eq!(pool.volume("a.qcow2").map(|v| v.capacity), Some(1 << 20));
-    }
-
-    #[test]
-    fn written_bytes_reads_this_processes_temporary_file() {
-        let home = tempfile::tempdir().expect("tempdir");
-        let storage = LocalStorage::new(Paths::under(home.path()));
-        storage.snapshot().expect("defines the default pool");
-        assert_eq!(storage.written_bytes("default", "b.raw"), None);
-        let dir = crate::config::default_pool_path(&Paths::under(home.path()));
-        let temporary = dir.join(format!(".b.raw.vmux-tmp.{}", std::process::id()));
-        std::fs::write(&temporary, vec![1u8; 64 << 10]).expect("write");
-        let written = storage.written_bytes("default", "b.raw").expect("found");
-        assert!(written >= 64 << 10, "{written}");
     }
 
     #[test]

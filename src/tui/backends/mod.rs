@@ -13,6 +13,7 @@ pub mod local;
 use crate::client::Host;
 use crate::config::{NetworkConfig, NicConfig, VmConfig};
 use crate::network::{NetworkError, NetworkInfo};
+use crate::progress::Progress;
 use crate::storage::{ImageFormat, PoolInfo, StorageError, VolumeInfo, VolumeSpec};
 use std::path::Path;
 use std::sync::Arc;
@@ -135,13 +136,15 @@ pub trait StorageHost: Send + Sync {
         capacity: u64,
         allow_shrink: bool,
     ) -> Result<VolumeInfo, StorageError>;
-    /// Copies a volume within its pool: a full copy, or a linked qcow2 overlay.
+    /// Copies a volume within its pool: a full copy, or a linked qcow2 overlay. The long
+    /// operations report on `progress` and stop when it is cancelled, as after a failure.
     fn clone_volume(
         &self,
         pool: &str,
         source: &str,
         clone: &str,
         linked: bool,
+        progress: &Progress,
     ) -> Result<VolumeInfo, StorageError>;
     /// Writes a volume into a new volume of another format.
     fn convert_volume(
@@ -150,6 +153,7 @@ pub trait StorageHost: Send + Sync {
         source: &str,
         dest: &str,
         format: Option<ImageFormat>,
+        progress: &Progress,
     ) -> Result<VolumeInfo, StorageError>;
     /// Replaces a volume's content with an image file's.
     fn upload_volume(
@@ -157,9 +161,15 @@ pub trait StorageHost: Send + Sync {
         pool: &str,
         volume: &str,
         source: &Path,
+        progress: &Progress,
     ) -> Result<VolumeInfo, StorageError>;
     /// Overwrites a volume's data with zeroes.
-    fn wipe_volume(&self, pool: &str, volume: &str) -> Result<VolumeInfo, StorageError>;
+    fn wipe_volume(
+        &self,
+        pool: &str,
+        volume: &str,
+        progress: &Progress,
+    ) -> Result<VolumeInfo, StorageError>;
     /// Deletes a volume (refused while VMs or other images use it).
     fn delete_volume(&self, pool: &str, volume: &str) -> Result<(), StorageError>;
     /// Starts (activates) a pool.
@@ -168,22 +178,16 @@ pub trait StorageHost: Send + Sync {
     fn stop_pool(&self, pool: &str) -> Result<(), StorageError>;
     /// Sets or clears a pool's autostart flag.
     fn set_pool_autostart(&self, pool: &str, enabled: bool) -> Result<(), StorageError>;
-    /// Bytes of data a copy of volume `volume` will have to write: what its file and its
-    /// backing files hold on disk. An estimate for progress bars; `None` when unknown.
-    fn data_bytes(&self, pool: &str, volume: &str) -> Option<u64>;
-    /// Bytes of data in the image file `path` on disk (an upload's source); `None` when unknown.
-    fn file_bytes(&self, path: &Path) -> Option<u64>;
-    /// Bytes the unfinished output of a clone, convert or upload into `volume` holds on disk
-    /// so far (its temporary file); `None` when there is no such file (not started or done).
-    fn written_bytes(&self, pool: &str, volume: &str) -> Option<u64>;
     /// Brings disk image `source` into `pool` as the new volume `volume`: a qcow2 overlay on
-    /// it (`linked`; `source` stays unchanged and is shared) or a copy (files only).
+    /// it (`linked`; `source` stays unchanged and is shared) or a copy (files only), reporting
+    /// the copy on `progress`; a cancel leaves no volume.
     fn import_image(
         &self,
         pool: &str,
         volume: &str,
         source: &ImageSource,
         linked: bool,
+        progress: &Progress,
     ) -> Result<VolumeInfo, StorageError>;
     /// What volume `pool/volume`'s own /boot boots
     /// (`/boot/vmlinuz-6.1.0-28-amd64 (grub entry 'Debian GNU/Linux')`), or why it cannot.

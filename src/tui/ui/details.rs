@@ -105,23 +105,43 @@ pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
 
     let rss: Series<f64> = to_f64(&vm.history.rss);
     let touched: Series<f64> = to_f64(&vm.history.touched);
+    let target: Series<f64> = to_f64(&vm.history.balloon_target);
+    let free: Series<f64> = to_f64(&vm.history.guest_free);
     let mem_max = rss
         .iter()
         .chain(touched.iter())
+        .chain(target.iter())
         .fold(vm.memory().unwrap_or(0) as f64, f64::max);
     let used = vm.used_bytes().map_or("-".into(), format_size);
-    let touched_now = vm
-        .stats
-        .as_ref()
-        .filter(|_| vm.is_live())
-        .map_or("-".into(), |s| format_size(s.memory_touched_bytes));
+    let live_stats = vm.stats.as_ref().filter(|_| vm.is_live());
+    let touched_now = live_stats.map_or("-".into(), |s| format_size(s.memory_touched_bytes));
+    let balloon_now = live_stats
+        .and_then(|s| Some((s.memory_bytes, s.balloon.as_ref()?)))
+        .map_or(String::new(), |(memory, b)| {
+            format!(
+                ", balloon target {}",
+                format_size(memory.saturating_sub(b.target_bytes))
+            )
+        });
+    let free_now = live_stats
+        .and_then(|s| s.guest_free_bytes)
+        .map_or(String::new(), |free| {
+            format!(", guest free {}", format_size(free))
+        });
+    let mut series = vec![
+        ("RSS", points(&rss), theme.memory),
+        ("touched", points(&touched), theme.memory_alt),
+    ];
+    if !target.is_empty() {
+        series.push(("balloon target", points(&target), theme.cpu));
+    }
+    if !free.is_empty() {
+        series.push(("guest free", points(&free), theme.exits));
+    }
     chart(
         app,
-        &format!(" memory: vmd RSS {used}, guest touched {touched_now} "),
-        &[
-            ("RSS", points(&rss), theme.memory),
-            ("touched", points(&touched), theme.memory_alt),
-        ],
+        &format!(" memory: vmd RSS {used}, guest touched {touched_now}{balloon_now}{free_now} "),
+        &series,
         mem_max,
         |v| format_size(v as u64),
         memory,

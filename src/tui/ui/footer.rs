@@ -1,5 +1,6 @@
 //! The key footer: the most used keys of the current pane, read from the keymap so a
-//! rebound key shows as rebound. `?` lists all of them.
+//! rebound key shows as rebound. `?` lists all of them. While storage or network tasks run,
+//! the task list's key comes first (it shows their progress and cancels them).
 
 use crate::tui::app::App;
 use crate::tui::keymap::{Command, Context};
@@ -112,7 +113,8 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     let room = usize::from(area.width).saturating_sub(help_width);
     let mut spans = vec![Span::raw(" ")];
     let mut used = 1usize;
-    for (command, label) in *entries {
+    let tasks = (!app.tasks.is_empty()).then_some((Command::Tasks, "tasks/cancel"));
+    for (command, label) in tasks.iter().chain(entries.iter()) {
         if *command == Command::Help {
             continue;
         }

@@ -13,6 +13,7 @@ mod list;
 mod networks;
 mod overlays;
 mod storage;
+mod tasks_view;
 mod terminal;
 mod welcome;
 mod widgets;
@@ -199,38 +200,38 @@ fn status_line(app: &App, area: Rect, frame: &mut Frame) {
     line.render(area, buf);
 }
 
-/// Width of a task's progress bar, cells.
+/// Width of a task's progress bar on the status line, cells (half on a narrow screen).
 const BAR: usize = 16;
 
-/// The oldest running task: its words, a bar and the bytes written when it is measured (an
-/// estimate, and said to be one), the seconds it has run, and how many more run.
+/// The oldest running task: a bar and its percentage, rate and time left (long tasks, from
+/// the storage layer's own count), its words and elapsed time, then bytes done of bytes to do,
+/// and how many more run (the task list, `T`, shows them all and cancels them). What matters
+/// most comes first, so a narrow screen cuts the least useful part.
 fn task_line(app: &App, task: &crate::tui::app::RunningTask, area: Rect, buf: &mut Buffer) {
     let theme = &app.theme;
     let elapsed = widgets::duration(app.ticks.saturating_sub(task.started));
     let mut spans = vec![Span::styled(" ", theme.status)];
-    // The bar and its "estimated" label come first so that a narrow screen keeps them.
-    if let Some(progress) = task.progress {
-        let filled = (progress.fraction() * BAR as f64).round() as usize;
+    let progress = task.progress.filter(|p| p.snapshot.measured());
+    if let Some(progress) = progress {
+        let width = if area.width >= 120 { BAR } else { BAR / 2 };
+        spans.extend(bar_spans(app, progress.fraction(), width, theme.status));
         spans.push(Span::styled(
-            "█".repeat(filled),
-            theme.status.patch(only_fg(theme.ok)),
-        ));
-        spans.push(Span::styled("░".repeat(BAR - filled), theme.status));
-        spans.push(Span::styled(
-            format!(" ~{:.0}% (est.) ", progress.fraction() * 100.0),
+            format!(" {:>3}% ", percent(progress.fraction())),
             theme.status,
         ));
+        if let Some(rate) = progress.rate_words() {
+            spans.push(Span::styled(format!("{rate} · "), theme.status));
+        }
     }
-    spans.push(Span::styled(
-        format!("{}… {elapsed}", task.task.progress_words()),
-        theme.status,
-    ));
-    if let Some(progress) = task.progress {
+    let doing = if task.cancelling {
+        format!("cancelling {}… {elapsed}", task.task.progress_words())
+    } else {
+        format!("{}… {elapsed}", task.task.progress_words())
+    };
+    spans.push(Span::styled(doing, theme.status));
+    if let Some(progress) = progress {
         spans.push(Span::styled(
-            format!(
-                " · {}; estimated from the new file's size vs the source's data",
-                progress.words()
-            ),
+            format!(" · {}", progress.bytes_words()),
             theme.status,
         ));
     }
@@ -239,6 +240,20 @@ fn task_line(app: &App, task: &crate::tui::app::RunningTask, area: Rect, buf: &m
         spans.insert(1, Span::styled(format!("(+{others} more) "), theme.status));
     }
     Line::from(spans).render(area, buf);
+}
+
+/// A bar `width` cells wide on `base`, `fraction` of it filled.
+pub(super) fn bar_spans(app: &App, fraction: f64, width: usize, base: Style) -> Vec<Span<'static>> {
+    let filled = ((fraction.clamp(0.0, 1.0) * width as f64).floor() as usize).min(width);
+    vec![
+        Span::styled("█".repeat(filled), base.patch(only_fg(app.theme.ok))),
+        Span::styled("░".repeat(width - filled), base),
+    ]
+}
+
+/// Whole percent, rounded down: 100 only when done (the handle says 100 % only then).
+pub(super) fn percent(fraction: f64) -> u32 {
+    (fraction.clamp(0.0, 1.0) * 100.0).floor() as u32
 }
 
 /// Most rows a long error message takes (the status line and the rows above it).

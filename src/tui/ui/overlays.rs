@@ -1,5 +1,6 @@
 //! Overlays drawn over the panes: the `?` help (every key of the pane underneath, from the
-//! keymap), the `:` palette, confirmation dialogs, and the wizard / edit form.
+//! keymap), the `:` palette, confirmation dialogs, the wizard / edit form, and the task list
+//! (`tasks_view`).
 
 use super::dialog_view;
 use super::layout;
@@ -21,6 +22,9 @@ pub fn draw(app: &App, overlay: &Overlay, area: Rect, frame: &mut Frame) {
         Overlay::Confirm(confirm) => confirm_dialog(app, confirm, area, frame.buffer_mut()),
         Overlay::Wizard(wizard) => wizard_view::draw(app, wizard, area, frame),
         Overlay::Dialog(dialog) => dialog_view::draw(app, dialog, area, frame),
+        Overlay::Tasks { selected } => {
+            super::tasks_view::draw(app, *selected, area, frame.buffer_mut())
+        }
     }
 }
 
@@ -72,8 +76,8 @@ fn help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {
         crate::tui::keymap::Context::Storage => &[
             "Tab switches between the pools and the volumes; the table marked ▶ has the keys:",
             "  volume keys work in the volumes table, s d a in the pools table, n in both.",
-            "Clone, convert and upload run in the background with a progress bar;",
-            "  the bar compares the new file's size with the source's data (an estimate).",
+            "Clone, convert, upload and wipe run in the background; the status line shows",
+            "  their progress (bytes done, rate, time left). T lists the tasks; x cancels one.",
             "Palette: pool-list, vol-list POOL, vol-create [POOL]",
         ],
         crate::tui::keymap::Context::Networks => &[
@@ -86,7 +90,9 @@ fn help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {
             "Palette verbs: start shutdown destroy reboot reset suspend resume autostart",
             "  undefine console create edit theme filter list help quit",
             "  pool-list vol-list vol-create net-list net-define net-start net-destroy",
-            "  setvcpus attach-disk detach-disk (--live, --config as in the CLI)",
+            "  setvcpus attach-disk detach-disk setmem (--live, --config as in the CLI)",
+            "  save [VM] [FILE] restore FILE managedsave managedsave-remove dommemstat",
+            "A saved VM (S) lists as saved; starting it (s) resumes it where it was.",
             "Keys are configurable in the [keys] table of the settings file.",
         ],
     };

@@ -16,6 +16,7 @@ use syscalls::Sysno;
 
 use crate::engine::confine::syscalls::{RUNTIME, SyscallList, THREAD_CREATE};
 use crate::engine::confine::{IMAGE_IO, ThreadKind, engine_syscalls};
+use crate::engine::snapshot::SAVE_SYSCALLS;
 use crate::vmd::state_file::SYSCALLS as STATE_FILE;
 
 /// The lists (besides [`RUNTIME`]) that make up `kind`'s filter.
@@ -25,10 +26,12 @@ pub fn lists(kind: ThreadKind) -> Vec<SyscallList> {
         ThreadKind::Reaper => vec![super::reaper::SYSCALLS, STATE_FILE],
         ThreadKind::Log => vec![super::super::logger::SYSCALLS],
         ThreadKind::Control => vec![super::super::server::SYSCALLS],
+        // `save` and `managedsave` run on the connection that asked.
         ThreadKind::Connection => vec![
             super::super::session::CONNECTION_SYSCALLS,
             IMAGE_IO,
             STATE_FILE,
+            SAVE_SYSCALLS,
         ],
         ThreadKind::Events => vec![super::super::session::EVENTS_SYSCALLS],
         ThreadKind::ConsoleOut => vec![super::super::session::CONSOLE_OUT_SYSCALLS],
@@ -36,7 +39,10 @@ pub fn lists(kind: ThreadKind) -> Vec<SyscallList> {
         ThreadKind::ConsoleLog => vec![super::super::console_log::SYSCALLS],
         ThreadKind::Signals => vec![super::super::signals::SYSCALLS],
         ThreadKind::Observer => vec![super::super::observer::SYSCALLS, IMAGE_IO, STATE_FILE],
-        ThreadKind::Vcpu | ThreadKind::BlockWorker | ThreadKind::NetWorker => engine_syscalls(kind),
+        ThreadKind::Vcpu
+        | ThreadKind::BlockWorker
+        | ThreadKind::NetWorker
+        | ThreadKind::BalloonWorker => engine_syscalls(kind),
         ThreadKind::Factory => {
             let mut all: Vec<SyscallList> = ThreadKind::ALL
                 .into_iter()

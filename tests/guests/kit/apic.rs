@@ -108,6 +108,12 @@ fn send_ipi(dest: u32, command: u32) -> Result<(), IpiError> {
     wait_icr_idle()
 }
 
+/// Sends a fixed interrupt with `vector` to the CPU with local APIC id `dest`.
+pub fn send_fixed(dest: u32, vector: u8) -> Result<(), IpiError> {
+    // Fixed delivery, physical destination, assert.
+    send_ipi(dest, 0x4000 | u32::from(vector))
+}
+
 /// Sends INIT to the CPU with local APIC id `dest`.
 pub fn send_init(dest: u32) -> Result<(), IpiError> {
     send_ipi(dest, ICR_INIT)

@@ -10,7 +10,7 @@
 
 use crate::kit::console::{Hex, print_unlocked};
 use crate::kit::entry::CODE64_SELECTOR;
-use crate::kit::{apic, ged, power, serial};
+use crate::kit::{apic, ged, power, serial, timer};
 use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,6 +18,12 @@ use core::sync::atomic::{AtomicU64, Ordering};
 pub const VECTOR_COM1: u8 = 0x24;
 /// Vector of the GED's interrupt (GSI 5).
 pub const VECTOR_GED: u8 = 0x25;
+/// Vector of the PIT's interrupt (IOAPIC pin 0), counted by kit/timer.rs.
+pub const VECTOR_PIT: u8 = 0x20;
+/// Vector of the local APIC timer, counted by kit/timer.rs.
+pub const VECTOR_LAPIC_TIMER: u8 = 0x30;
+/// Vector of the inter-processor interrupt each CPU counts (kit/timer.rs).
+pub const VECTOR_IPI: u8 = 0x31;
 /// The local APIC's spurious-interrupt vector (no EOI).
 pub const VECTOR_SPURIOUS: u8 = 0xff;
 
@@ -196,6 +202,13 @@ extern "C" fn kit_interrupt(frame: &mut Frame) {
         }
         v if v == u64::from(VECTOR_GED) => {
             ged::on_interrupt();
+            apic::eoi();
+        }
+        v if v == u64::from(VECTOR_PIT)
+            || v == u64::from(VECTOR_LAPIC_TIMER)
+            || v == u64::from(VECTOR_IPI) =>
+        {
+            timer::on_interrupt(v as u8);
             apic::eoi();
         }
         v if v == u64::from(VECTOR_SPURIOUS) => {}

@@ -13,6 +13,7 @@
 
 pub mod acpi;
 pub mod apic;
+pub mod balloon;
 pub mod boot;
 pub mod console;
 pub mod cpu;
@@ -30,6 +31,7 @@ pub mod serial;
 pub mod smp;
 pub mod sync;
 pub mod time;
+pub mod timer;
 pub mod virtio;
 
 use core::panic::PanicInfo;

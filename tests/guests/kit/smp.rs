@@ -109,6 +109,7 @@ unsafe extern "C" {
 
 /// What an AP runs after it is up (its local APIC id as argument), before it halts for good.
 static AP_HOOK: AtomicUsize = AtomicUsize::new(0);
+static AP_IDLE: AtomicUsize = AtomicUsize::new(0);
 /// Set by each AP once its hook returned, indexed by local APIC id.
 static ONLINE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 static TRAMPOLINE_READY: AtomicBool = AtomicBool::new(false);
@@ -230,5 +231,17 @@ extern "C" fn kit_ap_entry(apic_id: u32) -> ! {
     if let Some(flag) = ONLINE.get(apic_id as usize) {
         flag.store(true, Ordering::Release);
     }
-    cpu::halt_forever()
+    match AP_IDLE.load(Ordering::Acquire) {
+        0 => cpu::halt_forever(),
+        addr => {
+            // SAFETY: AP_IDLE only ever holds a `fn(u32) -> !` stored by `set_ap_idle`.
+            let idle = unsafe { core::mem::transmute::<usize, fn(u32) -> !>(addr) };
+            idle(apic_id)
+        }
+    }
+}
+
+/// What every AP does once online, instead of halting for good (it never returns).
+pub fn set_ap_idle(f: fn(u32) -> !) {
+    AP_IDLE.store(f as usize, Ordering::Release);
 }

@@ -21,8 +21,10 @@ pub const VENDOR_ID: u16 = 0x1af4;
 pub const DEVICE_ID_BLK: u16 = 0x1042;
 /// PCI device id of a modern virtio-net device (0x1040 + type 1).
 pub const DEVICE_ID_NET: u16 = 0x1041;
+/// PCI device id of a modern virtio-balloon device (0x1040 + type 5).
+pub const DEVICE_ID_BALLOON: u16 = 0x1045;
 /// Most queues one program drives ([`Queue::for_index`]).
-pub const MAX_QUEUES: usize = 2;
+pub const MAX_QUEUES: usize = 4;
 /// Feature: virtio 1.x.
 pub const F_VERSION_1: u64 = 1 << 32;
 /// Status bits.
@@ -360,6 +362,11 @@ impl Device {
     /// Reads a little-endian u32 from the device configuration space.
     pub fn config_u32(&self, offset: u64) -> u32 {
         read32(self.device_cfg + offset)
+    }
+
+    /// Writes a little-endian u32 to the device configuration space.
+    pub fn write_config_u32(&self, offset: u64, value: u32) {
+        write32(self.device_cfg + offset, value);
     }
 
     /// Reads a little-endian u64 from the device configuration space (two dwords; the caller

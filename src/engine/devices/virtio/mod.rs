@@ -8,6 +8,7 @@
 //! (ioeventfds) and interrupts (MSI-X). virtio-net and hot-plugged disks reuse the same two
 //! pieces.
 
+pub mod balloon;
 pub mod blk;
 pub mod net;
 pub mod pci;
@@ -15,8 +16,10 @@ pub mod pci;
 use crate::engine::memory::GuestRam;
 use std::sync::Arc;
 
-use virtio_queue::Queue;
+use virtio_queue::{Queue, QueueState};
 use vmm_sys_util::eventfd::EventFd;
+
+use crate::engine::snapshot::DeviceState;
 
 /// Feature bit: the device conforms to virtio 1.x (required by the modern transport).
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
@@ -24,6 +27,9 @@ pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 pub const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << 28;
 /// Feature bit: `used_event`/`avail_event` suppress notifications and interrupts.
 pub const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
+/// The features the transport offers for every device besides the device's own.
+pub const TRANSPORT_FEATURES: u64 =
+    VIRTIO_F_VERSION_1 | VIRTIO_RING_F_INDIRECT_DESC | VIRTIO_RING_F_EVENT_IDX;
 
 /// Device status bit: the driver found the device.
 pub const STATUS_ACKNOWLEDGE: u8 = 1;
@@ -85,6 +91,30 @@ pub enum ActivateError {
     CreateEventFd(#[source] std::io::Error),
 }
 
+/// Why a saved device state does not fit the device it should go back into.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceStateError {
+    /// The save holds another kind of device in this place.
+    #[error("the save holds a {found} device where this VM has a {expected}")]
+    WrongDevice {
+        /// What this VM has.
+        expected: &'static str,
+        /// What the save holds.
+        found: &'static str,
+    },
+    /// The driver had accepted features this device does not offer here.
+    #[error(
+        "the guest's driver had accepted features {acked:#x} but the device offers only \
+         {offered:#x} here"
+    )]
+    Features {
+        /// Accepted in the save.
+        acked: u64,
+        /// Offered now.
+        offered: u64,
+    },
+}
+
 /// Copies the bytes of a device's configuration space `config` at `offset` into `data`;
 /// bytes past its end (or at offsets that overflow) read as zero, as the spec allows.
 pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
@@ -125,4 +155,17 @@ pub trait VirtioDevice: Send {
     /// Stops all work and forgets negotiated state. When it returns, no device thread touches
     /// guest memory or the queues any more.
     fn reset(&mut self);
+    /// Stops serving for a save (the vCPUs are paused): first finishes everything the driver
+    /// made available, then stops the device's threads and returns the progress of each queue
+    /// it served (index, state), keeping the negotiated state. Empty when not activated. The
+    /// transport calls [`activate`](Self::activate) again with those queues to carry on.
+    fn quiesce(&mut self) -> Vec<(u16, QueueState)>;
+    /// Makes the work completed so far durable before a save records it (a disk's flush).
+    fn sync(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    /// The device-specific state for a save (after [`quiesce`](Self::quiesce)).
+    fn save_device(&self) -> DeviceState;
+    /// Takes back a saved device-specific state, before the transport activates the device.
+    fn restore_device(&mut self, state: &DeviceState) -> Result<(), DeviceStateError>;
 }

@@ -3,6 +3,7 @@
 
 use crate::engine::memory::GuestRam;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use virtio_bindings::bindings::virtio_blk::{
@@ -10,6 +11,7 @@ use virtio_bindings::bindings::virtio_blk::{
     VIRTIO_BLK_F_WRITE_ZEROES,
 };
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
+use virtio_queue::Queue;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::backend::DiskBackend;
@@ -17,7 +19,10 @@ use super::request::{Disk, MAX_DISCARD_SECTORS, MAX_DISCARD_SEGMENTS, SECTOR_SIZ
 use super::stats::DiskCounters;
 use super::worker::Worker;
 use crate::engine::confine::{self, ThreadKind};
-use crate::engine::devices::virtio::{ActivateError, ActiveQueue, VirtioDevice, VirtioInterrupt};
+use crate::engine::devices::virtio::{
+    ActivateError, ActiveQueue, DeviceStateError, TRANSPORT_FEATURES, VirtioDevice, VirtioInterrupt,
+};
+use crate::engine::snapshot::DeviceState;
 
 /// Size of the request queue (the most a virtio-pci queue may have here).
 const QUEUE_SIZE: u16 = 256;
@@ -38,7 +43,8 @@ pub struct VirtioBlk {
 
 struct WorkerHandle {
     stop: EventFd,
-    thread: JoinHandle<()>,
+    drain: Arc<AtomicBool>,
+    thread: JoinHandle<Queue>,
 }
 
 impl VirtioBlk {
@@ -80,16 +86,22 @@ impl VirtioBlk {
         self.counters.clone()
     }
 
-    fn stop_worker(&mut self) {
-        if let Some(worker) = self.worker.take() {
-            // If the write failed the thread would never stop; it cannot fail on a fresh
-            // eventfd with a zero counter, so log rather than leak silently.
-            if let Err(e) = worker.stop.write(1) {
-                log::error!("{}: cannot stop the worker: {e}", self.name);
-                return;
-            }
-            if worker.thread.join().is_err() {
+    /// Stops the worker (after it served everything available when `drain`) and returns the
+    /// queue it was serving.
+    fn stop_worker(&mut self, drain: bool) -> Option<Queue> {
+        let worker = self.worker.take()?;
+        worker.drain.store(drain, Ordering::SeqCst);
+        // If the write failed the thread would never stop; it cannot fail on a fresh
+        // eventfd with a zero counter, so log rather than leak silently.
+        if let Err(e) = worker.stop.write(1) {
+            log::error!("{}: cannot stop the worker: {e}", self.name);
+            return None;
+        }
+        match worker.thread.join() {
+            Ok(queue) => Some(queue),
+            Err(_) => {
                 log::error!("{}: the worker thread panicked", self.name);
+                None
             }
         }
     }
@@ -116,7 +128,7 @@ fn config_space(capacity: u64) -> [u8; CONFIG_SIZE] {
 
 impl Drop for VirtioBlk {
     fn drop(&mut self) {
-        self.stop_worker();
+        self.stop_worker(false);
     }
 }
 
@@ -152,13 +164,14 @@ impl VirtioDevice for VirtioBlk {
         interrupt: Arc<dyn VirtioInterrupt>,
         queues: Vec<ActiveQueue>,
     ) -> Result<(), ActivateError> {
-        self.stop_worker();
+        self.stop_worker(false);
         let queue = queues
             .into_iter()
             .find(|q| q.index == 0)
             .ok_or(ActivateError::MissingQueue { index: 0 })?;
         let stop = EventFd::new(libc::EFD_NONBLOCK).map_err(ActivateError::CreateEventFd)?;
         let stop_for_worker = stop.try_clone().map_err(ActivateError::CreateEventFd)?;
+        let drain = Arc::new(AtomicBool::new(false));
         let disk = Disk {
             backend: self.backend.clone(),
             capacity_sectors: self.backend.capacity() / SECTOR_SIZE,
@@ -176,6 +189,7 @@ impl VirtioDevice for VirtioBlk {
             0,
             queue.notify,
             stop_for_worker,
+            drain.clone(),
             interrupt,
             disk,
         )
@@ -186,12 +200,51 @@ impl VirtioDevice for VirtioBlk {
             worker.run()
         })
         .map_err(spawn_error)?;
-        self.worker = Some(WorkerHandle { stop, thread });
+        self.worker = Some(WorkerHandle {
+            stop,
+            drain,
+            thread,
+        });
         Ok(())
     }
 
     fn reset(&mut self) {
-        self.stop_worker();
+        self.stop_worker(false);
         self.acked = 0;
+    }
+
+    fn quiesce(&mut self) -> Vec<(u16, virtio_queue::QueueState)> {
+        self.stop_worker(true)
+            .map(|q| vec![(0, q.state())])
+            .unwrap_or_default()
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        self.backend.flush()
+    }
+
+    fn save_device(&self) -> DeviceState {
+        DeviceState::Blk {
+            acked_features: self.acked,
+        }
+    }
+
+    fn restore_device(&mut self, state: &DeviceState) -> Result<(), DeviceStateError> {
+        match state {
+            DeviceState::Blk { acked_features }
+                if acked_features & !(self.offered | TRANSPORT_FEATURES) == 0 =>
+            {
+                self.acked = *acked_features;
+                Ok(())
+            }
+            DeviceState::Blk { acked_features } => Err(DeviceStateError::Features {
+                acked: *acked_features,
+                offered: self.offered | TRANSPORT_FEATURES,
+            }),
+            other => Err(DeviceStateError::WrongDevice {
+                expected: "virtio-blk",
+                found: other.type_name(),
+            }),
+        }
     }
 }

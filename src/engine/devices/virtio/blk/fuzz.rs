@@ -4,6 +4,7 @@
 //! indirect; [`super::request`] takes each apart and runs it against an in-memory disk).
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use virtio_bindings::bindings::virtio_blk::{
     VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_WRITE_ZEROES,
@@ -52,7 +53,9 @@ pub fn serve_queue(data: &[u8]) {
     let (Some(notify), Some(stop)) = (eventfd(), eventfd()) else {
         return;
     };
-    let Ok(mut worker) = Worker::new(mem, queue, 0, notify, stop, Arc::new(Quiet), disk) else {
+    let drain = Arc::new(AtomicBool::new(false));
+    let Ok(mut worker) = Worker::new(mem, queue, 0, notify, stop, drain, Arc::new(Quiet), disk)
+    else {
         return;
     };
     // Twice: the second pass must find nothing new, or stay broken after a malformed chain.

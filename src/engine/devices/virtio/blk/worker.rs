@@ -3,13 +3,16 @@
 //! wakes, drains the available ring and interrupts the guest.
 //!
 //! It stops when the device is reset or dropped (the `stop` eventfd), and stops touching the
-//! queue after a malformed ring or chain, having asked the driver for a reset.
+//! queue after a malformed ring or chain, having asked the driver for a reset. A stop with the
+//! `drain` flag set (a VM being saved, its vCPUs paused) first serves everything the driver
+//! made available, so no request is left half-done; the thread hands its queue back either way,
+//! with the progress (next available and used entries) it reached.
 
 use crate::engine::memory::GuestRam;
 use std::num::Wrapping;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use virtio_queue::{Queue, QueueT};
@@ -33,6 +36,8 @@ pub struct Worker {
     queue_index: u16,
     notify: EventFd,
     stop: EventFd,
+    /// Set before `stop` is signalled when the queue must be drained first.
+    drain: Arc<AtomicBool>,
     epoll: Epoll,
     interrupt: Arc<dyn VirtioInterrupt>,
     disk: Disk,
@@ -40,13 +45,16 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker for `queue`, woken by `notify`, ended by `stop`.
+    /// A worker for `queue`, woken by `notify`, ended by `stop` (after draining the queue when
+    /// `drain` is set).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         mem: GuestRam,
         queue: Queue,
         queue_index: u16,
         notify: EventFd,
         stop: EventFd,
+        drain: Arc<AtomicBool>,
         interrupt: Arc<dyn VirtioInterrupt>,
         disk: Disk,
     ) -> std::io::Result<Worker> {
@@ -67,6 +75,7 @@ impl Worker {
             queue_index,
             notify,
             stop,
+            drain,
             epoll,
             interrupt,
             disk,
@@ -74,9 +83,9 @@ impl Worker {
         })
     }
 
-    /// Serves the queue until `stop` is signalled.
-    pub fn run(mut self) {
-        // The driver may have queued requests before DRIVER_OK; serve them now.
+    /// Serves the queue until `stop` is signalled; returns the queue.
+    pub fn run(mut self) -> Queue {
+        // The driver may have queued requests before DRIVER_OK (or before a save); serve them.
         let mut broken = self.serve().is_err();
         let mut events = [EpollEvent::default(); 2];
         loop {
@@ -85,14 +94,18 @@ impl Worker {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::error!("virtio-blk worker: epoll failed, stopping: {e}");
-                    return;
+                    return self.queue;
                 }
             };
             for event in &events[..ready] {
                 match event.data() {
                     STOP_TOKEN => {
                         let _ = self.stop.read();
-                        return;
+                        if self.drain.load(Ordering::SeqCst) && !broken {
+                            let _ = self.notify.read();
+                            let _ = self.serve();
+                        }
+                        return self.queue;
                     }
                     _ => {
                         // Read (reset) the counter even when broken, or the level-triggered

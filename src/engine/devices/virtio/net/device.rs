@@ -3,19 +3,24 @@
 
 use crate::engine::memory::GuestRam;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use virtio_bindings::bindings::virtio_net::{
     VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP,
 };
 use virtio_bindings::virtio_ids::VIRTIO_ID_NET;
+use virtio_queue::Queue;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::FrameBackend;
 use super::stats::NicCounters;
 use super::worker::{RX_QUEUE, TX_QUEUE, Worker, WorkerQueue};
 use crate::engine::confine::{self, ThreadKind};
-use crate::engine::devices::virtio::{ActivateError, ActiveQueue, VirtioDevice, VirtioInterrupt};
+use crate::engine::devices::virtio::{
+    ActivateError, ActiveQueue, DeviceStateError, VirtioDevice, VirtioInterrupt,
+};
+use crate::engine::snapshot::DeviceState;
 
 /// Size of each queue (the most a virtio-pci queue may have here).
 const QUEUE_SIZE: u16 = 256;
@@ -33,7 +38,8 @@ pub struct VirtioNet {
 
 struct WorkerHandle {
     stop: EventFd,
-    thread: JoinHandle<()>,
+    drain: Arc<AtomicBool>,
+    thread: JoinHandle<(Queue, Queue)>,
 }
 
 impl VirtioNet {
@@ -56,16 +62,22 @@ impl VirtioNet {
         self.counters.clone()
     }
 
-    fn stop_worker(&mut self) {
-        if let Some(worker) = self.worker.take() {
-            // If the write failed the thread would never stop; it cannot fail on a fresh
-            // eventfd with a zero counter, so log rather than leak silently.
-            if let Err(e) = worker.stop.write(1) {
-                log::error!("{}: cannot stop the worker: {e}", self.name);
-                return;
-            }
-            if worker.thread.join().is_err() {
+    /// Stops the worker (after it sent every available frame when `drain`) and returns the
+    /// receive and transmit queues.
+    fn stop_worker(&mut self, drain: bool) -> Option<(Queue, Queue)> {
+        let worker = self.worker.take()?;
+        worker.drain.store(drain, Ordering::SeqCst);
+        // If the write failed the thread would never stop; it cannot fail on a fresh
+        // eventfd with a zero counter, so log rather than leak silently.
+        if let Err(e) = worker.stop.write(1) {
+            log::error!("{}: cannot stop the worker: {e}", self.name);
+            return None;
+        }
+        match worker.thread.join() {
+            Ok(queues) => Some(queues),
+            Err(_) => {
                 log::error!("{}: the worker thread panicked", self.name);
+                None
             }
         }
     }
@@ -82,7 +94,7 @@ fn config_space(mac: [u8; 6]) -> [u8; CONFIG_SIZE] {
 
 impl Drop for VirtioNet {
     fn drop(&mut self) {
-        self.stop_worker();
+        self.stop_worker(false);
     }
 }
 
@@ -119,7 +131,7 @@ impl VirtioDevice for VirtioNet {
         interrupt: Arc<dyn VirtioInterrupt>,
         queues: Vec<ActiveQueue>,
     ) -> Result<(), ActivateError> {
-        self.stop_worker();
+        self.stop_worker(false);
         let mut rx = None;
         let mut tx = None;
         for active in queues {
@@ -137,6 +149,7 @@ impl VirtioDevice for VirtioNet {
         let tx = tx.ok_or(ActivateError::MissingQueue { index: TX_QUEUE })?;
         let stop = EventFd::new(libc::EFD_NONBLOCK).map_err(ActivateError::CreateEventFd)?;
         let stop_for_worker = stop.try_clone().map_err(ActivateError::CreateEventFd)?;
+        let drain = Arc::new(AtomicBool::new(false));
         let spawn_error = |source| ActivateError::SpawnWorker {
             name: self.name.clone(),
             source,
@@ -146,6 +159,7 @@ impl VirtioDevice for VirtioNet {
             rx,
             tx,
             stop_for_worker,
+            drain.clone(),
             interrupt,
             self.backend.clone(),
             self.counters.clone(),
@@ -157,11 +171,35 @@ impl VirtioDevice for VirtioNet {
             worker.run()
         })
         .map_err(spawn_error)?;
-        self.worker = Some(WorkerHandle { stop, thread });
+        self.worker = Some(WorkerHandle {
+            stop,
+            drain,
+            thread,
+        });
         Ok(())
     }
 
     fn reset(&mut self) {
-        self.stop_worker();
+        self.stop_worker(false);
+    }
+
+    fn quiesce(&mut self) -> Vec<(u16, virtio_queue::QueueState)> {
+        self.stop_worker(true)
+            .map(|(rx, tx)| vec![(RX_QUEUE, rx.state()), (TX_QUEUE, tx.state())])
+            .unwrap_or_default()
+    }
+
+    fn save_device(&self) -> DeviceState {
+        DeviceState::Net
+    }
+
+    fn restore_device(&mut self, state: &DeviceState) -> Result<(), DeviceStateError> {
+        match state {
+            DeviceState::Net => Ok(()),
+            other => Err(DeviceStateError::WrongDevice {
+                expected: "virtio-net",
+                found: other.type_name(),
+            }),
+        }
     }
 }

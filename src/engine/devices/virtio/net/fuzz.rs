@@ -6,6 +6,7 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use super::NicCounters;
 use super::frame::FRAME_BUFFER_LEN;
@@ -55,6 +56,7 @@ pub fn pass(data: &[u8]) {
             notify: tx_notify,
         },
         stop,
+        Arc::new(AtomicBool::new(false)),
         Arc::new(Quiet),
         Arc::new(device),
         Arc::new(NicCounters::new("fuzz", [0x52, 0x54, 0, 0, 0, 1])),

@@ -20,7 +20,7 @@ use std::io;
 use std::num::Wrapping;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use virtio_bindings::bindings::virtio_ring::VRING_AVAIL_F_NO_INTERRUPT;
@@ -67,6 +67,8 @@ pub struct Worker {
     rx: WorkerQueue,
     tx: WorkerQueue,
     stop: EventFd,
+    /// Set before `stop` is signalled when the transmit queue must be drained first.
+    drain: Arc<AtomicBool>,
     epoll: Epoll,
     interrupt: Arc<dyn VirtioInterrupt>,
     backend: Arc<dyn FrameBackend>,
@@ -88,12 +90,15 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker moving frames between `backend` and the queues, ended by `stop`.
+    /// A worker moving frames between `backend` and the queues, ended by `stop` (after sending
+    /// every frame the driver made available when `drain` is set).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         mem: GuestRam,
         rx: WorkerQueue,
         tx: WorkerQueue,
         stop: EventFd,
+        drain: Arc<AtomicBool>,
         interrupt: Arc<dyn VirtioInterrupt>,
         backend: Arc<dyn FrameBackend>,
         counters: Arc<NicCounters>,
@@ -115,6 +120,7 @@ impl Worker {
             rx,
             tx,
             stop,
+            drain,
             epoll,
             interrupt,
             backend,
@@ -130,8 +136,9 @@ impl Worker {
         })
     }
 
-    /// Moves frames until `stop` is signalled.
-    pub fn run(mut self) {
+    /// Moves frames until `stop` is signalled; returns the receive and transmit queues. A frame
+    /// read from the backend that no buffer took yet is dropped (as a full queue would).
+    pub fn run(mut self) -> (Queue, Queue) {
         let mut events = [EpollEvent::default(); 4];
         loop {
             // The driver may have queued buffers before DRIVER_OK, and the backend may hold
@@ -143,14 +150,20 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::error!("virtio-net worker: epoll failed, stopping: {e}");
-                    return;
+                    return (self.rx.queue, self.tx.queue);
                 }
             };
             for event in &events[..ready] {
                 match event.data() {
                     STOP_TOKEN => {
                         let _ = self.stop.read();
-                        return;
+                        if self.drain.load(Ordering::SeqCst) {
+                            self.tx_more = true;
+                            while self.tx_more && !self.tx_broken {
+                                self.process_tx();
+                            }
+                        }
+                        return (self.rx.queue, self.tx.queue);
                     }
                     RX_TOKEN => {
                         // Read (reset) the counter even when broken, or the level-triggered

@@ -74,8 +74,6 @@ pub struct CommonConfig {
     pub driver_features: u64,
     /// Device status as last accepted from the driver (without `DEVICE_NEEDS_RESET`).
     pub status: u8,
-    /// Bumped when the device configuration changes.
-    pub config_generation: u8,
     /// The queue the `queue_*` registers address.
     pub queue_select: u16,
     /// Every queue of the device.
@@ -90,7 +88,6 @@ impl CommonConfig {
             driver_feature_select: 0,
             driver_features: 0,
             status: 0,
-            config_generation: 0,
             queue_select: 0,
             queues: queue_max_sizes
                 .iter()
@@ -164,7 +161,7 @@ impl CommonConfig {
             0
         };
         put(DEVICE_STATUS, &[self.status | needs_reset]);
-        put(CONFIG_GENERATION, &[self.config_generation]);
+        put(CONFIG_GENERATION, &[interrupt.config_generation()]);
         put(QUEUE_SELECT, &self.queue_select.to_le_bytes());
         let index = usize::from(self.queue_select);
         put(

@@ -1,5 +1,7 @@
 //! The transport's side of [`VirtioInterrupt`]: the ISR status byte, the
-//! `DEVICE_NEEDS_RESET` flag and the MSI-X vector of each queue and of configuration changes.
+//! `DEVICE_NEEDS_RESET` flag, the MSI-X vector of each queue and of configuration changes,
+//! and the configuration generation (bumped with every configuration-change interrupt, so a
+//! driver reading a multi-field configuration sees whether it changed meanwhile).
 //!
 //! Shared between the transport (vCPU threads: the driver maps vectors, reads the ISR) and the
 //! device's worker threads (which signal), so all state is atomic.
@@ -9,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, Ordering};
 
 use crate::engine::devices::virtio::VirtioInterrupt;
 use crate::engine::pci::Msix;
+use crate::engine::snapshot::TransportState;
 
 /// "No vector": the driver does not want this interrupt (virtio 1.x §4.1.4.3).
 pub const NO_VECTOR: u16 = 0xffff;
@@ -24,6 +27,7 @@ pub struct PciInterrupt {
     needs_reset: AtomicBool,
     config_vector: AtomicU16,
     queue_vectors: Vec<AtomicU16>,
+    config_generation: AtomicU8,
 }
 
 impl PciInterrupt {
@@ -35,7 +39,38 @@ impl PciInterrupt {
             needs_reset: AtomicBool::new(false),
             config_vector: AtomicU16::new(NO_VECTOR),
             queue_vectors: (0..queues).map(|_| AtomicU16::new(NO_VECTOR)).collect(),
+            config_generation: AtomicU8::new(0),
         }
+    }
+
+    /// The configuration generation.
+    pub fn config_generation(&self) -> u8 {
+        self.config_generation.load(Ordering::SeqCst)
+    }
+
+    /// Records the ISR bits, the needs-reset flag, the vectors and the configuration
+    /// generation in `state` (for a save).
+    pub fn save_into(&self, state: &mut TransportState) {
+        state.isr = self.isr.load(Ordering::SeqCst);
+        state.needs_reset = self.needs_reset();
+        state.config_vector = self.config_vector();
+        state.queue_vectors = (0..self.queue_vectors.len())
+            .map(|q| self.queue_vector(q))
+            .collect();
+        state.config_generation = self.config_generation();
+    }
+
+    /// Takes those back from a saved `state`; vectors out of range read back as no vector, as
+    /// if the driver had written them.
+    pub fn restore_from(&self, state: &TransportState) {
+        self.isr.store(state.isr, Ordering::SeqCst);
+        self.needs_reset.store(state.needs_reset, Ordering::SeqCst);
+        self.set_config_vector(state.config_vector);
+        for (queue, &vector) in state.queue_vectors.iter().enumerate() {
+            self.set_queue_vector(queue, vector);
+        }
+        self.config_generation
+            .store(state.config_generation, Ordering::SeqCst);
     }
 
     /// Forgets vectors, ISR bits and the needs-reset flag (device reset).
@@ -46,6 +81,7 @@ impl PciInterrupt {
         for vector in &self.queue_vectors {
             vector.store(NO_VECTOR, Ordering::SeqCst);
         }
+        self.config_generation.store(0, Ordering::SeqCst);
     }
 
     /// Reads and clears the ISR status (the driver's read of the ISR region).
@@ -114,6 +150,7 @@ impl VirtioInterrupt for PciInterrupt {
     }
 
     fn signal_config(&self) {
+        self.config_generation.fetch_add(1, Ordering::SeqCst);
         self.raise(ISR_CONFIG, self.config_vector());
     }
 

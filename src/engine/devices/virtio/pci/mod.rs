@@ -23,6 +23,7 @@
 
 mod common_cfg;
 mod interrupt;
+mod state;
 
 use crate::engine::memory::GuestRam;
 use std::sync::Arc;
@@ -120,6 +121,9 @@ pub struct VirtioPciDevice {
     ioevent_base: Option<u64>,
     bar_base: u64,
     activated: bool,
+    /// The queues' progress while the device is quiesced for a save (`Some` between
+    /// [`quiesce`](Self::quiesce) and [`resume`](Self::resume)).
+    quiesced: Option<Vec<(u16, virtio_queue::QueueState)>>,
 }
 
 impl VirtioPciDevice {
@@ -130,6 +134,24 @@ impl VirtioPciDevice {
         mem: GuestRam,
         vm: Arc<dyn VmInterface>,
         bars: &mut AddressAllocator,
+    ) -> Result<VirtioPciDevice, VirtioPciError> {
+        let bar_base = bars
+            .allocate(BAR_SIZE, BAR_SIZE)
+            .ok_or(PciError::AllocateBar { size: BAR_SIZE })?;
+        let function = VirtioPciDevice::with_bar(device, mem, vm, bar_base);
+        if function.is_err() {
+            bars.free(bar_base);
+        }
+        function
+    }
+
+    /// Like [`new`](Self::new) with BAR 0 at `bar_base`, which the caller has reserved (a
+    /// restore puts a function's BAR where the saved VM had it).
+    pub fn with_bar(
+        device: Box<dyn VirtioDevice>,
+        mem: GuestRam,
+        vm: Arc<dyn VmInterface>,
+        bar_base: u64,
     ) -> Result<VirtioPciDevice, VirtioPciError> {
         let sizes = device.queue_max_sizes().to_vec();
         let valid = !sizes.is_empty()
@@ -154,9 +176,6 @@ impl VirtioPciDevice {
             // QEMU's subsystem id for modern virtio devices; drivers ignore it.
             subsystem_id: 0x1100,
         });
-        let bar_base = bars
-            .allocate(BAR_SIZE, BAR_SIZE)
-            .ok_or(PciError::AllocateBar { size: BAR_SIZE })?;
         config.add_bar(
             0,
             BarSpec {
@@ -203,6 +222,7 @@ impl VirtioPciDevice {
             ioevent_base: None,
             bar_base,
             activated: false,
+            quiesced: None,
         })
     }
 

@@ -19,6 +19,9 @@ struct Seen {
     activated: Vec<(u16, u16)>,
     resets: usize,
     notify: Vec<EventFd>,
+    /// The queues as activated (index, state), handed back by `quiesce`.
+    queues: Vec<(u16, virtio_queue::QueueState)>,
+    quiesced: usize,
 }
 
 struct FakeDevice {
@@ -51,12 +54,27 @@ impl VirtioDevice for FakeDevice {
         let mut seen = self.seen.lock().unwrap();
         for queue in queues {
             seen.activated.push((queue.index, queue.queue.size()));
+            seen.queues.push((queue.index, queue.queue.state()));
             seen.notify.push(queue.notify);
         }
         Ok(())
     }
     fn reset(&mut self) {
         self.seen.lock().unwrap().resets += 1;
+    }
+    fn quiesce(&mut self) -> Vec<(u16, virtio_queue::QueueState)> {
+        let mut seen = self.seen.lock().unwrap();
+        seen.quiesced += 1;
+        std::mem::take(&mut seen.queues)
+    }
+    fn save_device(&self) -> crate::engine::snapshot::DeviceState {
+        crate::engine::snapshot::DeviceState::Net
+    }
+    fn restore_device(
+        &mut self,
+        _state: &crate::engine::snapshot::DeviceState,
+    ) -> Result<(), crate::engine::devices::virtio::DeviceStateError> {
+        Ok(())
     }
 }
 
@@ -492,6 +510,18 @@ fn a_device_with_too_large_queues_is_refused() {
             Ok(())
         }
         fn reset(&mut self) {}
+        fn quiesce(&mut self) -> Vec<(u16, virtio_queue::QueueState)> {
+            Vec::new()
+        }
+        fn save_device(&self) -> crate::engine::snapshot::DeviceState {
+            crate::engine::snapshot::DeviceState::Net
+        }
+        fn restore_device(
+            &mut self,
+            _state: &crate::engine::snapshot::DeviceState,
+        ) -> Result<(), crate::engine::devices::virtio::DeviceStateError> {
+            Ok(())
+        }
     }
     let mem = crate::engine::memory::test_ram(0, MEM_SIZE as u64);
     let mut bars = AddressAllocator::new(layout::PCI_MMIO_START, layout::PCI_MMIO_SIZE);
@@ -499,4 +529,72 @@ fn a_device_with_too_large_queues_is_refused() {
     let result = VirtioPciDevice::new(Box::new(Huge), mem, Arc::new(FakeVm::default()), &mut bars);
 
     assert!(matches!(result, Err(VirtioPciError::InvalidQueues { .. })));
+}
+
+#[test]
+fn a_restored_function_reads_back_like_the_saved_one_and_runs_its_queues() {
+    let mut d = driver();
+    d.enable_memory_decoding();
+    d.negotiate(FULL);
+    d.write(0x10, 2, 0);
+    d.write(0x16, 2, 0);
+    d.write(0x1a, 2, 1);
+    d.enable_queue0();
+    d.driver_ok();
+    d.device.quiesce();
+    let saved = d
+        .device
+        .save_state(3, crate::engine::snapshot::FunctionKind::Balloon);
+
+    let mut restored = driver();
+    restored
+        .device
+        .restore_state(&saved)
+        .expect("restore the saved function");
+
+    for offset in [
+        0x00u64, 0x04, 0x0c, 0x10, 0x14, 0x18, 0x1a, 0x1c, 0x20, 0x28, 0x30,
+    ] {
+        assert_eq!(
+            restored.read(offset, 2),
+            d.read(offset, 2),
+            "offset {offset:#x}"
+        );
+    }
+    assert_eq!(restored.status(), LIVE);
+    assert_eq!(restored.seen.lock().unwrap().activated, [(0, 16)]);
+    restored.device.quiesce();
+    assert_eq!(restored.device.save_state(3, saved.kind), saved);
+}
+
+#[test]
+fn a_quiesced_function_carries_on_after_resume() {
+    let mut d = driver();
+    d.negotiate(FULL);
+    d.enable_queue0();
+    d.driver_ok();
+
+    d.device.quiesce();
+    d.device.resume();
+
+    let seen = d.seen.lock().unwrap();
+    assert_eq!(seen.quiesced, 1);
+    assert_eq!(seen.activated, [(0, 16), (0, 16)], "activated again");
+}
+
+#[test]
+fn a_saved_queue_size_no_driver_could_set_is_refused() {
+    let mut d = driver();
+    d.negotiate(FULL);
+    d.enable_queue0();
+    d.driver_ok();
+    d.device.quiesce();
+    let mut saved = d
+        .device
+        .save_state(3, crate::engine::snapshot::FunctionKind::Balloon);
+    saved.transport.queues[0].size = 300;
+
+    let err = driver().device.restore_state(&saved).expect_err("bad size");
+
+    assert!(err.to_string().contains("queue 0 has size 300"), "{err}");
 }
