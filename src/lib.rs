@@ -20,6 +20,10 @@ pub mod client;
 pub mod cloudinit;
 #[forbid(unsafe_code)]
 pub mod config;
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+#[forbid(unsafe_code)]
+pub mod fuzz;
 #[forbid(unsafe_code)]
 pub mod network;
 #[forbid(unsafe_code)]

@@ -178,6 +178,9 @@ pub enum VmExit {
 mod boot;
 mod cpuid;
 mod devices;
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 mod hotplug;
 mod kvm;
 mod lifecycle;

@@ -121,6 +121,18 @@ pub enum ImageError {
         /// What is wrong.
         reason: String,
     },
+    /// The qcow2 refcount structures are damaged so that writing could corrupt the image
+    /// (`qcow2_reftable`).
+    #[error(
+        "{} has damaged qcow2 refcount structures: {reason}; it is not opened for writing. Check it with `vmux vol-check POOL VOLUME` or `qemu-img check {}`",
+        path.display(), path.display()
+    )]
+    DamagedRefcounts {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The image uses a feature vmux cannot handle.
     #[error(
         "{} uses {feature}, which vmux does not support; convert it with `qemu-img convert -O qcow2 {} NEW.qcow2`",

@@ -17,6 +17,7 @@
 //!   copies or as read-only bases under qcow2 overlays ([`import`]).
 //! - [`snapshot`]: external disk snapshots of stopped VMs, with metadata under
 //!   `<config>/snapshots/<vm>/`.
+//! - `qcow2_reftable`: the refcount-table check before imago may write to an image.
 //! - [`qcow2_repair`]: the qcow2 refcount check and repair (`vol-check`, and after a vmd was
 //!   killed).
 //!
@@ -36,7 +37,8 @@ pub mod import;
 pub mod nofollow;
 pub mod pool;
 pub mod qcow2;
-mod qcow2_header;
+pub(crate) mod qcow2_header;
+mod qcow2_reftable;
 pub mod qcow2_repair;
 pub mod raw;
 pub mod records;

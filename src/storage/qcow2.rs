@@ -150,6 +150,9 @@ fn open_layer(
 ) -> Result<FormatAccess<File>, ImageError> {
     let path = &layer.path;
     let opened = super::nofollow::open_image_file(path, writable)?;
+    if writable && layer.format == ImageFormat::Qcow2 {
+        super::qcow2_reftable::check(&opened, path)?;
+    }
     let file = File::from_open_file(
         opened,
         StorageOpenOptions::new().filename(path).write(writable),

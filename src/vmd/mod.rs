@@ -42,7 +42,7 @@ mod ring;
 mod sampler;
 pub mod save;
 mod server;
-mod session;
+pub(crate) mod session;
 mod signals;
 pub mod start_mode;
 pub mod state_file;

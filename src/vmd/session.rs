@@ -194,7 +194,7 @@ fn lifecycle_only(sup: &Supervisor, writer: &Writer, request: Request) -> io::Re
     send(writer, &ServerMessage::Reply(reply))
 }
 
-enum Line {
+pub(crate) enum Line {
     Complete,
     TooLong,
     Eof,
@@ -202,7 +202,7 @@ enum Line {
 
 /// Reads one line (without its newline) into `line`, never holding more than
 /// [`MAX_REQUEST_BYTES`]; an overlong line is consumed up to its newline and reported.
-fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Line> {
+pub(crate) fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Line> {
     line.clear();
     let limit = MAX_REQUEST_BYTES as u64 + 1;
     let n = reader.by_ref().take(limit).read_until(b'\n', line)?;
@@ -230,7 +230,7 @@ fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Line> 
 
 /// Parses a request; on failure returns the id to answer with (0 when none can be found)
 /// and the message.
-fn parse_request(line: &[u8]) -> Result<Request, (u64, String)> {
+pub(crate) fn parse_request(line: &[u8]) -> Result<Request, (u64, String)> {
     serde_json::from_slice::<Request>(line).map_err(|e| {
         let id = serde_json::from_slice::<serde_json::Value>(line)
             .ok()

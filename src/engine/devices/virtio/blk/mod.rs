@@ -9,6 +9,9 @@
 
 mod backend;
 mod device;
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 mod request;
 mod stats;
 pub(crate) mod syscalls;

@@ -27,7 +27,7 @@ const STOP_TOKEN: u64 = 1;
 
 /// The guest broke the queue; nothing more is served until a reset.
 #[derive(Debug)]
-struct Broken;
+pub(super) struct Broken;
 
 /// State of one disk's worker thread; moved onto the thread by [`Worker::run`].
 pub struct Worker {
@@ -120,8 +120,9 @@ impl Worker {
         }
     }
 
-    /// Drains the available ring, then interrupts the driver if it wants to know.
-    fn serve(&mut self) -> Result<(), Broken> {
+    /// Drains the available ring, then interrupts the driver if it wants to know (also the
+    /// fuzz entry point's way in).
+    pub(super) fn serve(&mut self) -> Result<(), Broken> {
         let result = self.drain();
         match self.queue.needs_notification(&self.mem) {
             Ok(true) => self.interrupt.signal_queue(self.queue_index),

@@ -13,6 +13,9 @@
 
 mod device;
 mod frame;
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 mod stats;
 pub(crate) mod syscalls;
 mod worker;

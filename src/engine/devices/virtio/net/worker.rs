@@ -143,12 +143,7 @@ impl Worker {
         loop {
             // The driver may have queued buffers before DRIVER_OK, and the backend may hold
             // frames from before this activation: the first pass looks at everything.
-            if self.tx_more && !self.tx_broken {
-                self.process_tx();
-            }
-            if self.rx_has_work() {
-                self.process_rx();
-            }
+            self.pass();
             let timeout = if self.has_leftover_work() { 0 } else { -1 };
             let ready = match self.epoll.wait(timeout, &mut events) {
                 Ok(ready) => ready,
@@ -183,6 +178,17 @@ impl Worker {
                     _ => self.backend_readable = true,
                 }
             }
+        }
+    }
+
+    /// One round of work without waiting: a transmit batch, then a receive batch, each only
+    /// when it may have something to do (also the fuzz entry point's way in).
+    pub(super) fn pass(&mut self) {
+        if self.tx_more && !self.tx_broken {
+            self.process_tx();
+        }
+        if self.rx_has_work() {
+            self.process_rx();
         }
     }
 
