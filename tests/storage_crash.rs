@@ -13,8 +13,6 @@
 //! was still there after the kill (its temporary file, or the `deleting` record). Tries where
 //! the operation finished first check the new state instead. `VMUX_CRASH_SEED=<n>` replays a
 //! run's timing.
-//!
-//! The snapshot-deletion test is ignored while a known bug stands (see its doc comment).
 
 mod common;
 
@@ -277,14 +275,12 @@ fn an_upload_killed_midway_keeps_the_old_volume() {
     tally.finish(MIN_LANDED, "");
 }
 
-/// Ignored while a known bug stands: imago 0.2.6 points the L1 table at a newly allocated L2
-/// table (`ensure_l2` in its qcow2/mappings.rs) before that table's refcount leaves its
-/// refcount-block cache, so a kill during the merge can leave the base image with a referenced
-/// cluster whose refcount is 0 (`qemu-img check`: "ERROR cluster 4 refcount=0 reference=1"),
-/// which the finished deletion then hands out twice. With imago flushing its refcount cache
-/// before writing the L1 entry, this test passes. Run it with `--ignored`.
+/// imago points the L1 table at a newly allocated L2 table before that table's refcount leaves
+/// its refcount-block cache, so a kill during the merge can leave the base image with a
+/// referenced cluster whose refcount is 0 (`qemu-img check`: "ERROR cluster 4 refcount=0
+/// reference=1"); the resumed deletion repairs the base's refcounts before it merges again, so
+/// the cluster is never handed out twice and the base checks clean.
 #[test]
-#[ignore = "known bug: a kill mid-merge corrupts the base's refcounts (imago writes L1 before the refcount); see the doc comment"]
 fn a_snapshot_delete_killed_midway_finishes_when_run_again() {
     if !met(&[QEMU_IMG]) {
         return;

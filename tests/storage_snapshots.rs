@@ -311,3 +311,76 @@ fn a_snapshotted_base_cannot_be_deleted_or_written() {
         "{text}"
     );
 }
+
+/// Sets the stored refcount of the cluster holding `image`'s first L2 table to 0, as a merge
+/// killed between imago's L1 write and its refcount write leaves it (`qemu-img check`: "ERROR
+/// cluster N refcount=0 reference=1"). Assumes 16-bit refcounts and one refcount block.
+fn lose_l2_refcount(image: &std::path::Path) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .expect("open image file");
+    let be64 = |at: u64| {
+        let mut bytes = [0u8; 8];
+        file.read_exact_at(&mut bytes, at).expect("read");
+        u64::from_be_bytes(bytes)
+    };
+    let cluster_bits = be64(16) & 0xffff_ffff;
+    assert_eq!(be64(96) >> 32, 4, "16-bit refcounts");
+    let l1 = be64(40);
+    let l2_cluster = (be64(l1) & 0x00ff_ffff_ffff_fe00) >> cluster_bits;
+    assert!(l2_cluster > 0, "the image has an L2 table");
+    let block = be64(be64(48));
+    file.write_all_at(&[0, 0], block + 2 * l2_cluster)
+        .expect("clear the refcount");
+    file.sync_all().expect("sync");
+}
+
+#[test]
+fn a_resumed_deletion_repairs_the_base_before_merging_again() {
+    if !met(&[QEMU_IMG]) {
+        return;
+    }
+    let vm = vm();
+    vm.snaps.create("web1", "s1").expect("s1");
+    vm.write(2 << 20, 256 << 10, 0x22);
+    vm.write(0, 4096, 0x23);
+    let overlay = vm.disk();
+    let base = vm.home.pool_dir().join("web1.qcow2");
+    // What a kill mid-merge leaves: the record says `deleting` with its merge child ...
+    let record = vm.home.paths.config.join("snapshots/web1/s1.toml");
+    let mut fields: toml::Table = std::fs::read_to_string(&record)
+        .expect("record")
+        .parse()
+        .expect("toml");
+    fields.insert("state".into(), "deleting".into());
+    let disk = fields["disks"].as_array_mut().expect("disks")[0]
+        .as_table_mut()
+        .expect("disk");
+    disk.insert("merge_child".into(), s(&overlay).into());
+    std::fs::write(&record, toml::to_string(&fields).expect("toml")).expect("write record");
+    // ... and a base whose L2 table is referenced but not refcounted.
+    lose_l2_refcount(&base);
+    let found = vmux::storage::qcow2_repair::check_image(&base).expect("check");
+    assert_eq!(found.errors, 1, "{:?}", found.problems);
+
+    vm.snaps
+        .delete("web1", "s1", &Progress::new())
+        .expect("finish the deletion");
+
+    assert!(vm.names().is_empty());
+    assert_eq!(vm.home.vm_disks("web1")[0], "default/web1.qcow2");
+    check_ok(&base);
+    assert_eq!(
+        (
+            vm.byte(0),
+            vm.byte(4096),
+            vm.byte(2 << 20),
+            vm.byte(3 << 20)
+        ),
+        (0x23, 0x11, 0x22, 0)
+    );
+    assert!(!overlay.exists());
+}

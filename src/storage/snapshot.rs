@@ -15,7 +15,8 @@
 //! Metadata: one TOML file per snapshot in `<config>/snapshots/<vm>/`, written atomically, with
 //! a state that makes every step restartable: `creating` (overlays being made; rolled forward
 //! or back by the next snapshot command), `ready`, `deleting` (a merge in progress; the next
-//! `snapshot-delete` finishes it, other snapshot commands refuse until then). The VM
+//! `snapshot-delete` repairs the qcow2 refcounts of the image merged into, then finishes it;
+//! other snapshot commands refuse until then). The VM
 //! definition's disk list is the truth about which image is current; it is always switched in
 //! one atomic write.
 
@@ -26,6 +27,7 @@ use super::format::{BackingTrust, Detect, ImageFormat, canonical, inspect, rewri
 use super::image::{BlockImage, ImageError, OpenOptions, open_image};
 use super::pool::StorageManager;
 use super::qcow2::Qcow2Image;
+use super::qcow2_repair::repair_image;
 use super::staging::{StagedFile, sync_dir};
 use super::usage::vm_is_running;
 use crate::config::{
@@ -466,22 +468,28 @@ impl SnapshotManager {
         }
         // Measured, and a cancel honoured, before anything changes.
         progress.begin(self.merge_bytes(&cfg, &targets, &snap)?)?;
-        if snap.state == SnapshotState::Ready {
+        // A record already `deleting` means a merge was interrupted (killed, cancelled, failed).
+        let resumed = snap.state == SnapshotState::Deleting;
+        if !resumed {
             snap.state = SnapshotState::Deleting;
             self.write_record(vm, &snap)?;
         }
-        self.finish_delete(&definitions, cfg, &records, snap, progress)
+        self.finish_delete(&definitions, cfg, &records, snap, resumed, progress)
     }
 
     /// The merge itself, restartable: commits each child that is still in use, re-points the
     /// image above it (or the VM), fixes later records, removes the record and the children.
-    /// `progress` has begun with [`SnapshotManager::merge_bytes`].
+    /// `resumed`: an earlier merge of `snap` was interrupted, so each qcow2 image merged into
+    /// has its refcounts repaired before anything is written to it (see
+    /// [`repair_interrupted_merge`]). `progress` has begun with
+    /// [`SnapshotManager::merge_bytes`].
     fn finish_delete(
         &self,
         definitions: &StoreLock<'_>,
         mut cfg: VmConfig,
         records: &[SnapshotRecord],
         snap: SnapshotRecord,
+        resumed: bool,
         progress: &Progress,
     ) -> Result<(), StorageError> {
         let targets = assign_targets(&cfg.disks).map_err(StorageError::Invalid)?;
@@ -496,6 +504,9 @@ impl SnapshotManager {
             };
             let layers = disk_chain(&self.storage, &cfg.disks[index])?;
             if let Some(position) = layers.iter().position(|p| *p == child) {
+                if resumed && snap_disk.format == ImageFormat::Qcow2 {
+                    repair_interrupted_merge(&snap_disk.path)?;
+                }
                 let trust = self.storage.trust(&snap_disk.disk.allow_backing);
                 merge(&child, &snap_disk.path, snap_disk.format, &trust, progress)?;
                 if position == 0 {
@@ -888,6 +899,25 @@ fn merge(
             .map_err(|e| ImageError::transfer(base, "resize", top.capacity(), e))?;
     }
     commit(&top, below.as_ref(), progress)?;
+    Ok(())
+}
+
+/// Repairs the refcounts of qcow2 image `base`, into which a merge was interrupted, before
+/// the merge starts again. Why: imago points the L1 table at a newly allocated L2 table
+/// before that table's refcount leaves its cache, so a merge killed in between leaves `base`
+/// with a referenced cluster whose stored refcount is 0 (and maybe leaked clusters); merging
+/// again without the repair would hand that cluster out a second time. The repair rebuilds
+/// the refcounts from the references (see [`super::qcow2_repair`]); a clean image is only
+/// read.
+fn repair_interrupted_merge(base: &Path) -> Result<(), StorageError> {
+    let report = repair_image(base)?;
+    if report.repaired {
+        log::warn!(
+            "repaired the qcow2 refcounts of {} after an interrupted snapshot merge ({})",
+            base.display(),
+            report.summary()
+        );
+    }
     Ok(())
 }
 
