@@ -35,6 +35,8 @@ const WANTED: usize = 3;
 const MIN_LANDED: usize = 3;
 /// Tries per test at most.
 const MAX_TRIES: usize = 50;
+/// What a qcow2 volume grows to with its new space allocated (`vol-resize --preallocate`).
+const GROW_TO: u64 = 1 << 30;
 
 /// Runs the operation named by `VMUX_CRASH_ACTION` on the home in `VMUX_CRASH_HOME`, then
 /// prints `done`; only ever started by the tests below, as a child process they kill.
@@ -60,6 +62,11 @@ fn child() {
                     &Progress::new(),
                 )
                 .expect("upload");
+        }
+        "grow" => {
+            storage
+                .vol_grow_allocated("default", "vol.qcow2", GROW_TO, &Progress::new())
+                .expect("grow");
         }
         "snapshot-delete" => {
             SnapshotManager::new(paths)
@@ -346,6 +353,59 @@ fn a_snapshot_delete_killed_midway_finishes_when_run_again() {
             "no data lost in the merge"
         );
         assert!(!overlay.exists());
+    }
+    tally.finish(MIN_LANDED, "");
+}
+
+/// A preallocated growth writes into the existing qcow2 volume, and imago leaves the refcounts
+/// of what it allocated in its cache until the final flush, so a kill mid-growth leaves
+/// referenced clusters with refcount 0. The growth marks the volume first
+/// (`.vol.qcow2.vmux-writing.<pid>`); the next command that uses the pool repairs the volume
+/// before anything opens it and removes the mark.
+#[test]
+fn a_preallocated_growth_killed_midway_is_repaired_by_the_next_command() {
+    if !met(&[QEMU_IMG]) {
+        return;
+    }
+    let seed = seed();
+    println!("VMUX_CRASH_SEED={seed}");
+    let mut rng = Rng::new(seed);
+    let mut tally = Tally::new("a_preallocated_growth_killed_midway");
+    while tally.wants_more(WANTED, MAX_TRIES) {
+        let home = Home::new();
+        let dir = home.pool_dir();
+        let spec = VolumeSpec {
+            capacity: parse_size("8M").expect("size"),
+            format: None,
+            preallocate: false,
+        };
+        let vol = home
+            .storage
+            .vol_create("default", "vol.qcow2", spec)
+            .expect("create");
+        fill(&vol.path, 0, 1 << 20, 0x11);
+        let victim = Victim::spawn(&home, "grow");
+        let marker = dir.join(format!(".vol.qcow2.vmux-writing.{}", victim.pid()));
+        let bytes = rng.between(16 << 20, GROW_TO / 4 * 3);
+        let ending = victim.kill_after(|| marker.exists() && at_least(&vol.path, bytes));
+        let landed = ending.landed(marker.exists());
+        tally.record(landed);
+        // Any command that uses the pool settles the interrupted write first.
+        let info = home
+            .storage
+            .vol_info("default", "vol.qcow2")
+            .expect("vol-info");
+        assert!(!marker.exists(), "the mark is removed");
+        check_ok(&vol.path);
+        if landed {
+            assert!((8 << 20..=GROW_TO).contains(&info.capacity));
+        } else {
+            assert_eq!(info.capacity, GROW_TO, "the growth completed");
+        }
+        let image = open_ro(&vol.path);
+        let mut first = [0u8; 4];
+        image.read_at(0, &mut first).expect("read");
+        assert_eq!(first, [0x11; 4], "the data is intact");
     }
     tally.finish(MIN_LANDED, "");
 }

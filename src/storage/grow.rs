@@ -10,6 +10,7 @@
 use super::StorageError;
 use super::format::{ImageFormat, inspect};
 use super::image::{BlockImage, ImageError, open_image};
+use super::in_place::{self, InPlaceWrite};
 use super::pool::StorageManager;
 use super::volume::{VolumeInfo, sectors};
 use crate::config::format_size;
@@ -50,9 +51,11 @@ impl StorageManager {
             )));
         }
         progress.begin(capacity - old)?;
+        let marker = InPlaceWrite::begin_for(&path, info.format)?;
         grow_or_restore(image.as_mut(), capacity, progress)?;
-        progress.finish();
         drop(image);
+        in_place::finish(marker)?;
+        progress.finish();
         self.vol_info(pool, volume)
     }
 }

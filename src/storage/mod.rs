@@ -20,6 +20,8 @@
 //! - `qcow2_reftable`: the refcount-table check before imago may write to an image.
 //! - [`qcow2_repair`]: the qcow2 refcount check and repair (`vol-check`, and after a vmd was
 //!   killed).
+//! - [`in_place`]: markers around writes into an existing qcow2 volume outside vmd, so the
+//!   volume of a write cut short is repaired before it is used again.
 //!
 //! Long operations (full clone, convert, upload, download, wipe, preallocated growth, the merge
 //! of a snapshot deletion) take a [`crate::progress::Progress`] handle from their caller, report
@@ -34,6 +36,7 @@ pub mod format;
 pub mod grow;
 pub mod image;
 pub mod import;
+pub mod in_place;
 pub mod nofollow;
 pub mod pool;
 pub mod qcow2;

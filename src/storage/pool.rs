@@ -287,7 +287,8 @@ impl StorageManager {
     }
 
     /// The directory of pool `name`, which must be active, present and writable. Removes
-    /// temporary files that killed vmux processes left there.
+    /// temporary files that killed vmux processes left there, and repairs the volumes whose
+    /// in-place write such a process cut short ([`super::in_place::settle`]).
     pub fn active_dir(&self, name: &str) -> Result<PathBuf, StorageError> {
         let status = self.pool(name)?;
         if !status.active {
@@ -295,6 +296,7 @@ impl StorageManager {
         }
         check_dir(name, &status.path)?;
         clean_stale(&status.path);
+        super::in_place::settle(&status.path);
         Ok(status.path)
     }
 

@@ -26,6 +26,7 @@ use super::copy::copy_image;
 use super::create::{DEFAULT_CLUSTER_SIZE, NewImage, create_image};
 use super::format::{BackingInfo, BackingTrust, Detect, ImageFormat, ImageInfo, chain, inspect};
 use super::image::{BlockImage, Extent, ImageError, ImageLock, OpenOptions, open_image};
+use super::in_place::{self, InPlaceWrite};
 use super::nofollow::is_symlink;
 use super::pool::{EntryKind, StorageManager};
 use super::records::VolumeRecords;
@@ -431,6 +432,7 @@ impl StorageManager {
         let label = format!("{pool}/{volume}");
         self.guard_write(&label, &path)?;
         let capacity = sectors(capacity)?;
+        let format = inspect(&path, detect)?.format;
         let mut image = open_image(&path, &self.volume_options(detect, false))?;
         let current = image.capacity();
         if capacity < current {
@@ -450,11 +452,13 @@ impl StorageManager {
                 });
             }
         }
+        let marker = InPlaceWrite::begin_for(&path, format)?;
         image
             .resize(capacity)
             .and_then(|()| image.flush())
             .map_err(|e| ImageError::transfer(&path, "resize", capacity, e))?;
         drop(image);
+        in_place::finish(marker)?;
         self.vol_info(pool, volume)
     }
 
@@ -632,6 +636,7 @@ impl StorageManager {
         let info = inspect(&path, detect)?;
         let image = open_image(&path, &self.volume_options(detect, false))?;
         progress.begin(image.capacity())?;
+        let marker = InPlaceWrite::begin_for(&path, info.format)?;
         overwrite_with_zeroes(image.as_ref(), progress)?;
         progress.check()?;
         if info.format == ImageFormat::Qcow2 {
@@ -644,8 +649,9 @@ impl StorageManager {
             // Replaced while still locked: nobody opens the old file in between.
             staged.commit(true)?;
         }
-        progress.finish();
         drop(image);
+        in_place::finish(marker)?;
+        progress.finish();
         self.vol_info(pool, volume)
     }
 
