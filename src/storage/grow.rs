@@ -52,10 +52,11 @@ impl StorageManager {
         }
         progress.begin(capacity - old)?;
         let marker = InPlaceWrite::begin_for(&path, info.format)?;
-        grow_or_restore(image.as_mut(), capacity, progress)?;
-        drop(image);
-        in_place::finish(marker)?;
+        let grown = grow_or_restore(image.as_mut(), capacity, progress);
+        let ended = in_place::end(marker, image.as_ref());
+        grown.and(ended)?;
         progress.finish();
+        drop(image);
         self.vol_info(pool, volume)
     }
 }

@@ -5,14 +5,15 @@
 //! a second time (see `qcow2_repair`).
 //!
 //! The writer puts a marker `.<volume>.vmux-writing.<pid>` beside the volume (synced) before
-//! its first write, and removes it once the image is flushed and closed. A marker whose process
-//! is gone means that write was cut short: [`settle`], run by every command that uses the pool
-//! (`StorageManager::active_dir`, which a VM start also passes through), repairs the volume's
-//! refcounts before anything opens it, then removes the marker. A marker of a live process is
-//! left alone (its write may still be running).
+//! its first write, and removes it once the image is flushed ([`end`]), whether the write
+//! succeeded, failed or was cancelled. A marker whose process is gone means that write was cut
+//! short: [`settle`], run by every command that uses the pool (`StorageManager::active_dir`,
+//! which a VM start also passes through), repairs the volume's refcounts before anything opens
+//! it, then removes the marker. A marker of a live process is left alone (its write may still
+//! be running).
 
 use super::format::ImageFormat;
-use super::image::ImageError;
+use super::image::{BlockImage, ImageError};
 use super::qcow2_repair::{RepairError, repair_image};
 use super::staging::sync_dir;
 use std::fs::{self, File};
@@ -22,10 +23,10 @@ use std::path::{Path, PathBuf};
 const MARK: &str = ".vmux-writing.";
 
 /// This process is writing into an existing qcow2 volume; see the module docs. Dropping it
-/// without [`InPlaceWrite::finish`] (a failed write) leaves the marker, so the volume is
+/// without [`InPlaceWrite::finish`] (the flush failed) leaves the marker, so the volume is
 /// checked once this process is gone.
 #[derive(Debug)]
-#[must_use = "finish() removes the marker once the image is flushed and closed"]
+#[must_use = "end() removes the marker once the image is flushed"]
 pub struct InPlaceWrite {
     marker: PathBuf,
 }
@@ -50,7 +51,7 @@ impl InPlaceWrite {
         }
     }
 
-    /// The image was flushed and closed: removes the marker.
+    /// The image was flushed: removes the marker.
     pub fn finish(self) -> Result<(), ImageError> {
         match fs::remove_file(&self.marker) {
             Ok(()) => sync_dir(&self.marker),
@@ -60,9 +61,17 @@ impl InPlaceWrite {
     }
 }
 
-/// [`InPlaceWrite::finish`] for a write [`InPlaceWrite::begin_for`] may not have marked.
-pub fn finish(write: Option<InPlaceWrite>) -> Result<(), ImageError> {
-    write.map_or(Ok(()), InPlaceWrite::finish)
+/// Ends a write into `image` (marked by [`InPlaceWrite::begin_for`], or not) however it went:
+/// flushes the image, so every refcount imago still caches is on disk, and then removes the
+/// marker. When the flush fails the marker stays, for the repair once this process is gone.
+pub fn end(write: Option<InPlaceWrite>, image: &dyn BlockImage) -> Result<(), ImageError> {
+    let Some(write) = write else {
+        return Ok(());
+    };
+    image
+        .flush()
+        .map_err(|e| ImageError::transfer(image.path(), "flush", 0, e))?;
+    write.finish()
 }
 
 /// `<dir>/.<name>.vmux-writing.<pid>` for image `<dir>/<name>`.

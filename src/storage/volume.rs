@@ -453,12 +453,13 @@ impl StorageManager {
             }
         }
         let marker = InPlaceWrite::begin_for(&path, format)?;
-        image
+        let resized = image
             .resize(capacity)
             .and_then(|()| image.flush())
-            .map_err(|e| ImageError::transfer(&path, "resize", capacity, e))?;
+            .map_err(|e| ImageError::transfer(&path, "resize", capacity, e));
+        let ended = in_place::end(marker, image.as_ref());
+        resized.and(ended)?;
         drop(image);
-        in_place::finish(marker)?;
         self.vol_info(pool, volume)
     }
 
@@ -637,7 +638,9 @@ impl StorageManager {
         let image = open_image(&path, &self.volume_options(detect, false))?;
         progress.begin(image.capacity())?;
         let marker = InPlaceWrite::begin_for(&path, info.format)?;
-        overwrite_with_zeroes(image.as_ref(), progress)?;
+        let wiped = overwrite_with_zeroes(image.as_ref(), progress);
+        let ended = in_place::end(marker, image.as_ref());
+        wiped.and(ended)?;
         progress.check()?;
         if info.format == ImageFormat::Qcow2 {
             let staged = StagedFile::new(&path);
@@ -649,9 +652,8 @@ impl StorageManager {
             // Replaced while still locked: nobody opens the old file in between.
             staged.commit(true)?;
         }
-        drop(image);
-        in_place::finish(marker)?;
         progress.finish();
+        drop(image);
         self.vol_info(pool, volume)
     }
 
