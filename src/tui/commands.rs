@@ -14,7 +14,7 @@ use super::update::{ensure_selection, list_page, move_selection, open_consoles};
 use super::wizard::Wizard;
 use super::{hotplug, memory, network_pane, storage_pane, task_list};
 use crate::config::{BootConfig, VmConfig};
-use crate::engine::control::RunState;
+use crate::protocol::RunState;
 
 /// Runs a keymap command in the list, details or welcome context (and the few that apply
 /// in consoles).

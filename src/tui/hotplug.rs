@@ -18,7 +18,7 @@ use crate::client::ChangeScope;
 use crate::config::{
     DiskConfig, DiskSource, assign_targets, format_size, parse_size, validate_volume_name,
 };
-use crate::engine::control::VmInfo;
+use crate::protocol::VmInfo;
 use crate::storage::{ImageFormat, VolumeInfo, VolumeSpec};
 use std::path::Path;
 
@@ -279,7 +279,7 @@ pub(super) fn remove_disk(app: &mut App) {
         .collect();
     let running = vm.is_live();
     let now = app.now;
-    let pending = |live: &crate::engine::control::DiskInfo| {
+    let pending = |live: &crate::protocol::DiskInfo| {
         live.removing
             .then(|| now.saturating_sub(live.removal_requested_at.unwrap_or(now)))
     };

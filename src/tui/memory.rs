@@ -11,7 +11,7 @@ use super::commands::run_ops;
 use super::hotplug::default_scope;
 use crate::client::ChangeScope;
 use crate::config::format_size;
-use crate::engine::control::RunState;
+use crate::protocol::RunState;
 
 /// The least memory the keys leave a guest, bytes.
 const MIN_MEMORY: u64 = 16 << 20;
