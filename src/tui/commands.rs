@@ -3,14 +3,16 @@
 //! wizard and forms, sorting, marking, search and copy. Called only from `update`.
 
 use super::action::{Effect, HostOp};
-use super::app::{App, Confirm, Overlay, Pane, RunningTask, SortColumn, StatusKind};
+use super::app::{App, Overlay, Pane, SortColumn, StatusKind};
+use super::confirm::Confirm;
 use super::console::Direction;
 use super::keymap::{Command, Context};
 use super::palette::{self, PaletteCommand, Verb};
+use super::queue::{run_ops, run_task};
+use super::selection::{ensure_selection, list_page, move_selection, open_consoles};
 use super::tasks::{Task, TaskOutcome};
 use super::theme::Theme;
 use super::ui::layout::Column;
-use super::update::{ensure_selection, list_page, move_selection, open_consoles};
 use super::wizard::Wizard;
 use super::{hotplug, memory, network_pane, storage_pane, task_list};
 use crate::config::{BootConfig, VmConfig};
@@ -492,40 +494,6 @@ fn verb_title(verb: Verb) -> &'static str {
         Verb::Suspend | Verb::Resume => "Pause/resume",
         Verb::Undefine => "Delete",
     }
-}
-
-/// Hands operations to the runtime and shows their progress.
-pub(super) fn run_ops(app: &mut App, ops: Vec<HostOp>) {
-    let Some(first) = ops.first() else {
-        return;
-    };
-    let text = if ops.len() == 1 {
-        format!("{} {}…", first.progress(), first.vm())
-    } else {
-        format!("{} {} VMs…", first.progress(), ops.len())
-    };
-    for op in ops {
-        app.busy.insert(op.vm().to_string(), op.progress());
-        app.effects.push(Effect::Host(op));
-    }
-    app.set_status(StatusKind::Progress, text);
-}
-
-/// Hands a storage or network task to the runtime and shows its progress.
-pub(super) fn run_task(app: &mut App, task: Task) {
-    let id = app.next_task;
-    app.next_task += 1;
-    app.set_status(StatusKind::Progress, format!("{}…", task.progress_words()));
-    app.tasks.insert(
-        id,
-        RunningTask {
-            task: task.clone(),
-            started: app.ticks,
-            progress: None,
-            cancelling: false,
-        },
-    );
-    app.effects.push(Effect::Task { id, task });
 }
 
 /// A task ended: say how it went (or, cancelled, what it left as it was) and reload what it

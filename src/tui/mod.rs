@@ -13,8 +13,10 @@ pub mod app;
 pub mod backends;
 mod charset;
 mod commands;
+pub mod confirm;
 pub mod console;
 pub mod dialogs;
+pub mod error_text;
 pub mod form;
 pub mod history;
 pub mod hotplug;
@@ -23,15 +25,21 @@ pub mod input;
 pub mod keymap;
 mod memory;
 pub mod network_pane;
+pub mod network_state;
 pub mod palette;
+mod queue;
 pub mod runtime;
+pub mod scope;
+mod selection;
 pub mod settings;
 pub mod storage_pane;
+pub mod storage_state;
 pub mod task_list;
 pub mod tasks;
 pub mod theme;
 pub mod ui;
 pub mod update;
+pub mod watch;
 pub mod wizard;
 pub mod wizard_devices;
 
@@ -74,7 +82,7 @@ pub enum TuiError {
 pub fn prepare(options: &TuiOptions) -> Result<App, TuiError> {
     let mut warnings = Vec::new();
     let settings = settings::Settings::load(&options.settings_path).unwrap_or_else(|e| {
-        warnings.push(action::error_chain(&e));
+        warnings.push(error_text::error_chain(&e));
         settings::Settings::default()
     });
     let theme_dir = options.settings_path.parent().map(|dir| dir.join("themes"));
