@@ -3,12 +3,14 @@
 //! `super::x::` paths in code, and in `src/tui/mod.rs` its own `mod x;` children by name)
 //! become edges, and a cycle fails the test naming its modules as `a -> b -> c -> a`.
 //!
-//! Nodes are the top-level modules of `src/tui`: `app.rs` is `app`; a folder module with its
-//! files is one node (`ui/mod.rs` and `ui/list.rs` are both `ui`, `wizard.rs` and
-//! `wizard/image.rs` are both `wizard`); `src/tui/mod.rs` is `tui`. Files inside one folder
-//! may use each other (a feature's parts); the rule is between features. `#[cfg(test)]`
-//! items are left out: a file's tests may use whatever they need, they are not part of the
-//! layering. Comments, strings and char literals are skipped, so doc links do not count.
+//! Nodes are files: `src/tui/app.rs` is `app`, `src/tui/ui/list.rs` is `ui::list`, a
+//! folder's `mod.rs` is the folder (`ui`), `src/tui/mod.rs` is `tui`; a path names the
+//! longest node it starts with (`ui::layout::Column` is `ui::layout`). A file naming a module
+//! that contains it (`ui::list` using a helper of `ui`, anything naming `crate::tui`) is not
+//! an edge: a folder declares and uses its files, and they may use what it shares. So a
+//! feature folder can hold its state and its handlers in separate files, and the rule is that
+//! no file reaches, through others, back to itself. `#[cfg(test)]` items are left out: a
+//! file's tests may use whatever they need, they are not part of the layering. Comments, strings and char literals are skipped, so doc links do not count.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -351,9 +353,28 @@ fn use_tree(tokens: &[Token], i: usize, prefix: Vec<String>, out: &mut Vec<Vec<S
     i
 }
 
-/// The node a file's module path (below `crate::tui`) belongs to: its top-level module.
+/// A file's node name: its module path below `crate::tui` (`ui::list`), `tui` for the root.
 fn node_name(own: &[String]) -> String {
-    own.first().cloned().unwrap_or_else(|| "tui".to_string())
+    if own.is_empty() {
+        "tui".to_string()
+    } else {
+        own.join("::")
+    }
+}
+
+/// The node a path names: its longest prefix that is a file's module, else the root (an item
+/// of `src/tui/mod.rs` such as `crate::tui::TuiOptions`).
+fn node_of(path: &[String], nodes: &BTreeSet<String>) -> String {
+    (1..=path.len())
+        .rev()
+        .map(|n| path[..n].join("::"))
+        .find(|name| nodes.contains(name))
+        .unwrap_or_else(|| "tui".to_string())
+}
+
+/// Whether `to` is a module that contains `from` (its parent, or further up).
+fn is_ancestor(to: &str, from: &str) -> bool {
+    to == "tui" || from.starts_with(&format!("{to}::"))
 }
 
 /// Module graph: node name to the nodes it refers to (no self edges).
@@ -374,13 +395,11 @@ fn module_graph(files: &[(PathBuf, String)]) -> Graph {
         let from = node_name(&module.own);
         let edges = graph.entry(from.clone()).or_default();
         for path in named_paths(tokens, module) {
-            // `crate::tui::TuiOptions` names an item of `src/tui/mod.rs`.
-            let to = match path.first() {
-                None => continue,
-                Some(first) if nodes.contains(first) => first.clone(),
-                Some(_) => "tui".to_string(),
-            };
-            if to != from {
+            if path.is_empty() {
+                continue; // `pub(super)`, `super::*`: a visibility or glob, not a module.
+            }
+            let to = node_of(&path, &nodes);
+            if to != from && !is_ancestor(&to, &from) {
                 edges.insert(to);
             }
         }
@@ -583,7 +602,7 @@ fn test_modules_comments_and_strings_do_not_count() {
 }
 
 #[test]
-fn a_folder_and_its_files_are_one_node() {
+fn a_file_naming_its_folder_is_no_edge_but_siblings_are() {
     let graph = synthetic(&[
         (
             "ui/mod.rs",
@@ -593,20 +612,29 @@ fn a_folder_and_its_files_are_one_node() {
             "ui/list.rs",
             "use super::layout; fn f() { super::mod_fn(); }",
         ),
-        ("ui/layout.rs", "use crate::tui::keymap::Context;"),
+        ("ui/layout.rs", "use crate::tui::ui::list::Row;"),
         ("app.rs", "use crate::tui::ui::layout::Column;"),
-        ("keymap.rs", ""),
     ]);
     assert_eq!(
         graph["ui"],
-        BTreeSet::from(["app".to_string(), "keymap".to_string()])
+        BTreeSet::from(["app".to_string(), "ui::list".to_string()])
     );
-    assert_eq!(graph["app"], BTreeSet::from(["ui".to_string()]));
-    assert_eq!(describe_cycles(&graph)[0], "component: app, ui");
+    assert_eq!(
+        graph["ui::list"],
+        BTreeSet::from(["ui::layout".to_string()])
+    );
+    assert_eq!(graph["app"], BTreeSet::from(["ui::layout".to_string()]));
+    assert_eq!(
+        describe_cycles(&graph)[..2],
+        [
+            "component: ui::layout, ui::list",
+            "  ui::layout -> ui::list -> ui::layout"
+        ]
+    );
 }
 
 #[test]
-fn the_root_names_its_children_and_items_of_the_root_count_as_tui() {
+fn the_root_names_its_children_and_they_may_name_the_root() {
     let graph = synthetic(&[
         (
             "mod.rs",
@@ -619,5 +647,5 @@ fn the_root_names_its_children_and_items_of_the_root_count_as_tui() {
         graph["tui"],
         BTreeSet::from(["app".to_string(), "keymap".to_string()])
     );
-    assert_eq!(graph["app"], BTreeSet::from(["tui".to_string()]));
+    assert_eq!(graph["app"], BTreeSet::new());
 }

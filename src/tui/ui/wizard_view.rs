@@ -3,7 +3,7 @@
 //! `vmux create` command, and the file picker. Fits 80×24.
 
 use super::layout;
-use super::overlays::dialog;
+use super::widgets::dialog;
 use super::widgets::{put, truncate};
 use crate::config::{format_size, parse_size};
 use crate::tui::app::App;
