@@ -14,7 +14,7 @@ use super::tasks::{Task, TaskOutcome};
 use super::theme::Theme;
 use super::ui::layout::Column;
 use super::wizard::Wizard;
-use super::{hotplug, memory, network_pane, storage_pane, task_list};
+use super::{hotplug, memory, networks, storage, task_list};
 use crate::config::{BootConfig, VmConfig};
 use crate::engine::control::RunState;
 
@@ -22,8 +22,8 @@ use crate::engine::control::RunState;
 /// in consoles).
 pub(super) fn run(app: &mut App, command: Command) {
     let handled = match app.context() {
-        Context::Storage => storage_pane::command(app, command),
-        Context::Networks => network_pane::command(app, command),
+        Context::Storage => storage::pane::command(app, command),
+        Context::Networks => networks::pane::command(app, command),
         _ => false,
     };
     if handled {
@@ -38,8 +38,8 @@ pub(super) fn run(app: &mut App, command: Command) {
         Command::Save => memory::save(app),
         Command::MemoryDown => memory::change_memory(app, -1),
         Command::MemoryUp => memory::change_memory(app, 1),
-        Command::ShowStorage => storage_pane::show(app),
-        Command::ShowNetworks => network_pane::show(app),
+        Command::ShowStorage => storage::pane::show(app),
+        Command::ShowNetworks => networks::pane::show(app),
         // Pane commands outside their pane (only reachable through rebinding): nothing.
         Command::FocusNext
         | Command::VolNew
@@ -67,8 +67,8 @@ pub(super) fn run(app: &mut App, command: Command) {
                 Wizard::create(app.names(), &app.storage.snapshot, &app.networks.snapshot);
             wizard.browse_from(&app.cwd);
             app.overlay = Some(Overlay::Wizard(Box::new(wizard)));
-            storage_pane::request_load(app);
-            network_pane::request_load(app);
+            storage::pane::request_load(app);
+            networks::pane::request_load(app);
         }
         Command::Demo => create_demo(app),
         Command::Attach => attach_targets(app),
@@ -525,8 +525,8 @@ pub(super) fn task_done(app: &mut App, id: super::tasks::TaskId, outcome: TaskOu
         _ => {}
     }
     match running.task.touches() {
-        super::tasks::Touches::Storage => storage_pane::request_load(app),
-        super::tasks::Touches::Networks => network_pane::request_load(app),
+        super::tasks::Touches::Storage => storage::pane::request_load(app),
+        super::tasks::Touches::Networks => networks::pane::request_load(app),
     }
 }
 
@@ -595,7 +595,7 @@ pub(super) fn palette(app: &mut App, line: &str) {
         }
         PaletteCommand::Storage(pool) => {
             detach(app);
-            storage_pane::show(app);
+            storage::pane::show(app);
             if pool.is_some() {
                 app.storage.pool = pool;
                 app.storage.volume = None;
@@ -603,25 +603,25 @@ pub(super) fn palette(app: &mut App, line: &str) {
         }
         PaletteCommand::VolCreate(pool) => {
             detach(app);
-            storage_pane::show(app);
+            storage::pane::show(app);
             if pool.is_some() {
                 app.storage.pool = pool;
                 app.storage.volume = None;
             }
             if app.storage.loaded {
-                storage_pane::new_volume(app);
+                storage::pane::new_volume(app);
             } else {
                 app.storage.open_new_volume = true;
             }
         }
         PaletteCommand::Networks => {
             detach(app);
-            network_pane::show(app);
+            networks::pane::show(app);
         }
         PaletteCommand::NetDefine => {
             detach(app);
-            network_pane::show(app);
-            network_pane::new_network(app);
+            networks::pane::show(app);
+            networks::pane::new_network(app);
         }
         PaletteCommand::NetStart(name) => run_task(app, Task::StartNetwork(name)),
         PaletteCommand::NetStop(name) => {

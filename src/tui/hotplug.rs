@@ -197,7 +197,7 @@ pub(super) fn add_disk(app: &mut App) {
         loaded: app.storage.loaded,
     };
     app.overlay = Some(Overlay::Dialog(Box::new(Dialog::add_disk(add))));
-    super::storage_pane::request_load(app);
+    super::storage::pane::request_load(app);
 }
 
 /// `X`: the remove-disk dialog for the selected VM.

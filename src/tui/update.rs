@@ -18,7 +18,7 @@ use super::selection::{
 };
 use super::ui::layout;
 use super::wizard::Outcome;
-use super::{hotplug, network_pane, storage_pane, task_list};
+use super::{hotplug, networks, storage, task_list};
 use crate::client::{BrokenVm, VmStatus};
 use crate::engine::control::RunState;
 use crossterm::event::{
@@ -61,8 +61,8 @@ pub fn update(app: &mut App, action: Action) {
                 app.dirty = true;
             }
             if app.loaded {
-                storage_pane::on_tick(app);
-                network_pane::on_tick(app);
+                storage::pane::on_tick(app);
+                networks::pane::on_tick(app);
             }
             hotplug::on_tick(app);
             // Running tasks show their elapsed time.
@@ -70,8 +70,8 @@ pub fn update(app: &mut App, action: Action) {
                 app.dirty = true;
             }
         }
-        Action::StorageLoaded(result) => storage_pane::on_loaded(app, result),
-        Action::NetworksLoaded(result) => network_pane::on_loaded(app, result),
+        Action::StorageLoaded(result) => storage::pane::on_loaded(app, result),
+        Action::NetworksLoaded(result) => networks::pane::on_loaded(app, result),
         Action::TaskProgress { id, progress } => {
             if let Some(task) = app.tasks.get_mut(&id) {
                 task.progress = Some(progress);
@@ -166,7 +166,7 @@ fn on_listed(app: &mut App, listed: Vec<Result<VmStatus, BrokenVm>>) {
     }
     // Guest addresses for the list come from the networks' DHCP leases.
     if first {
-        network_pane::request_load(app);
+        networks::pane::request_load(app);
     }
 }
 
@@ -224,10 +224,10 @@ fn on_op_done(app: &mut App, op: HostOp, result: Result<String, String>) {
     } = &op
     {
         if new_volume.is_some() {
-            storage_pane::request_load(app);
+            storage::pane::request_load(app);
         }
         if !networks.is_empty() {
-            network_pane::request_load(app);
+            networks::pane::request_load(app);
         }
     }
     app.effects.push(Effect::Refresh);
@@ -387,7 +387,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 );
                 queue::run_ops(app, vec![op]);
                 if new_volume {
-                    storage_pane::request_load(app);
+                    storage::pane::request_load(app);
                 }
                 None
             }
@@ -543,8 +543,8 @@ fn on_mouse(app: &mut App, mouse: MouseEvent) {
     if click && mouse.row == 0 && app.pane != Pane::Console {
         match layout::tab_at(mouse.column) {
             Some(0) => app.pane = Pane::List,
-            Some(1) => storage_pane::show(app),
-            Some(2) => network_pane::show(app),
+            Some(1) => storage::pane::show(app),
+            Some(2) => networks::pane::show(app),
             _ => return,
         }
         app.dirty = true;
@@ -569,7 +569,7 @@ fn clicked_row(mouse: &MouseEvent, rows: Rect, selected: usize) -> Option<usize>
 }
 
 fn on_storage_mouse(app: &mut App, mouse: MouseEvent) {
-    use super::storage_state::StorageFocus;
+    use super::storage::state::StorageFocus;
     let body = layout::main(Rect::new(0, 0, app.width, app.height)).body;
     let state = &mut app.storage;
     match mouse.kind {

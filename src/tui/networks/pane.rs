@@ -1,16 +1,16 @@
-//! The networks pane's behaviour: when to reload its state (`network_state`, the last
+//! The networks pane's behaviour: when to reload its state (`state`, the last
 //! [`NetworkSnapshot`] and the selected network; often while the pane is shown, now and then
 //! otherwise: the VM list shows guest addresses from the DHCP leases), and what the pane's
 //! keys do (define, start, stop, delete, autostart). Called only from `update` and `commands`.
 
-use super::action::Effect;
-use super::app::{App, Overlay, Pane, StatusKind};
-use super::backends::NetworkSnapshot;
-use super::confirm::Confirm;
-use super::dialogs::Dialog;
-use super::keymap::Command;
-use super::queue::run_task;
-use super::tasks::Task;
+use crate::tui::action::Effect;
+use crate::tui::app::{App, Overlay, Pane, StatusKind};
+use crate::tui::backends::NetworkSnapshot;
+use crate::tui::confirm::Confirm;
+use crate::tui::dialogs::Dialog;
+use crate::tui::keymap::Command;
+use crate::tui::queue::run_task;
+use crate::tui::tasks::Task;
 
 /// Seconds between reloads while the pane or the wizard is shown.
 const RELOAD_TICKS: u64 = 2;
@@ -18,7 +18,7 @@ const RELOAD_TICKS: u64 = 2;
 const BACKGROUND_TICKS: u64 = 10;
 
 /// Asks for a fresh snapshot (or for one more after the read in flight).
-pub(super) fn request_load(app: &mut App) {
+pub(in crate::tui) fn request_load(app: &mut App) {
     let state = &mut app.networks;
     if state.loading {
         state.stale = true;
@@ -30,7 +30,7 @@ pub(super) fn request_load(app: &mut App) {
 }
 
 /// Reloads often while the pane or the wizard is shown, and now and then otherwise.
-pub(super) fn on_tick(app: &mut App) {
+pub(in crate::tui) fn on_tick(app: &mut App) {
     let period = if app.pane == Pane::Networks || matches!(app.overlay, Some(Overlay::Wizard(_))) {
         RELOAD_TICKS
     } else {
@@ -46,7 +46,7 @@ pub(super) fn on_tick(app: &mut App) {
 }
 
 /// A snapshot (or an error) arrived.
-pub(super) fn on_loaded(app: &mut App, result: Result<NetworkSnapshot, String>) {
+pub(in crate::tui) fn on_loaded(app: &mut App, result: Result<NetworkSnapshot, String>) {
     let state = &mut app.networks;
     state.loading = false;
     let before = (state.snapshot.clone(), state.error.clone(), state.loaded);
@@ -74,7 +74,7 @@ pub(super) fn on_loaded(app: &mut App, result: Result<NetworkSnapshot, String>) 
 }
 
 /// Switches to the pane (loading it now).
-pub(super) fn show(app: &mut App) {
+pub(in crate::tui) fn show(app: &mut App) {
     app.pane = Pane::Networks;
     if !app.networks.loading {
         request_load(app);
@@ -82,7 +82,7 @@ pub(super) fn show(app: &mut App) {
 }
 
 /// Opens the new-network dialog.
-pub(super) fn new_network(app: &mut App) {
+pub(in crate::tui) fn new_network(app: &mut App) {
     let defined = app
         .networks
         .snapshot
@@ -97,7 +97,7 @@ pub(super) fn new_network(app: &mut App) {
 }
 
 /// Runs a networks-pane command; says whether it was one.
-pub(super) fn command(app: &mut App, command: Command) -> bool {
+pub(in crate::tui) fn command(app: &mut App, command: Command) -> bool {
     match command {
         Command::Up => app.networks.move_selection(-1),
         Command::Down => app.networks.move_selection(1),

@@ -1,19 +1,19 @@
-//! The storage pane's behaviour: when to reload its state (`storage_state`, the last
+//! The storage pane's behaviour: when to reload its state (`state`, the last
 //! [`StorageSnapshot`] and the selection) and what the pane's keys do (dialogs for create /
 //! resize / clone / convert / upload, confirmations for wipe and delete, pool start / stop /
 //! autostart). Called only from `update`, `commands` and `hotplug`.
 
-use super::action::Effect;
-use super::app::{App, Overlay, Pane, StatusKind};
-use super::backends::{PoolView, StorageSnapshot};
-use super::confirm::Confirm;
-use super::dialogs::Dialog;
-use super::keymap::Command;
-use super::queue::run_task;
-use super::storage_state::StorageFocus;
-use super::tasks::Task;
+use super::state::StorageFocus;
 use crate::config::format_size;
 use crate::storage::VolumeInfo;
+use crate::tui::action::Effect;
+use crate::tui::app::{App, Overlay, Pane, StatusKind};
+use crate::tui::backends::{PoolView, StorageSnapshot};
+use crate::tui::confirm::Confirm;
+use crate::tui::dialogs::Dialog;
+use crate::tui::keymap::Command;
+use crate::tui::queue::run_task;
+use crate::tui::tasks::Task;
 
 /// Seconds between reloads while the pane (or a dialog that lists volumes) is shown.
 const RELOAD_TICKS: u64 = 2;
@@ -25,7 +25,7 @@ fn wanted(app: &App) -> bool {
 }
 
 /// Asks for a fresh snapshot (or for one more after the read in flight).
-pub(super) fn request_load(app: &mut App) {
+pub(in crate::tui) fn request_load(app: &mut App) {
     let state = &mut app.storage;
     if state.loading {
         state.stale = true;
@@ -37,7 +37,7 @@ pub(super) fn request_load(app: &mut App) {
 }
 
 /// Reloads every few seconds while the pane or a dialog that needs it is shown.
-pub(super) fn on_tick(app: &mut App) {
+pub(in crate::tui) fn on_tick(app: &mut App) {
     let due = app
         .storage
         .last_load
@@ -48,7 +48,7 @@ pub(super) fn on_tick(app: &mut App) {
 }
 
 /// A snapshot (or an error) arrived.
-pub(super) fn on_loaded(app: &mut App, result: Result<StorageSnapshot, String>) {
+pub(in crate::tui) fn on_loaded(app: &mut App, result: Result<StorageSnapshot, String>) {
     let state = &mut app.storage;
     state.loading = false;
     let before = (state.snapshot.clone(), state.error.clone(), state.loaded);
@@ -79,7 +79,7 @@ pub(super) fn on_loaded(app: &mut App, result: Result<StorageSnapshot, String>) 
 }
 
 /// Switches to the pane (loading it when needed).
-pub(super) fn show(app: &mut App) {
+pub(in crate::tui) fn show(app: &mut App) {
     app.pane = Pane::Storage;
     if !app.storage.loading {
         request_load(app);
@@ -112,7 +112,7 @@ fn open(app: &mut App, dialog: Dialog) {
 }
 
 /// Runs a storage-pane command; says whether it was one.
-pub(super) fn command(app: &mut App, command: Command) -> bool {
+pub(in crate::tui) fn command(app: &mut App, command: Command) -> bool {
     match command {
         Command::FocusNext => {
             app.storage.focus = match app.storage.focus {
@@ -166,11 +166,11 @@ pub(super) fn command(app: &mut App, command: Command) -> bool {
 fn wrong_table(app: &mut App, command: Command, wanted: StorageFocus) {
     let key = app
         .keymap
-        .label(super::keymap::Context::Storage, command)
+        .label(crate::tui::keymap::Context::Storage, command)
         .unwrap_or_else(|| "that key".into());
     let tab = app
         .keymap
-        .label(super::keymap::Context::Storage, Command::FocusNext)
+        .label(crate::tui::keymap::Context::Storage, Command::FocusNext)
         .unwrap_or_else(|| "Tab".into());
     let message = match wanted {
         StorageFocus::Volumes => format!(
@@ -184,7 +184,7 @@ fn wrong_table(app: &mut App, command: Command, wanted: StorageFocus) {
 }
 
 /// Opens the new-volume dialog for the selected pool.
-pub(super) fn new_volume(app: &mut App) {
+pub(in crate::tui) fn new_volume(app: &mut App) {
     match app.storage.selected_pool() {
         Some(pool) if pool.active() => {
             let dialog = Dialog::create_volume(pool);
