@@ -11,7 +11,6 @@
 pub mod action;
 pub mod app;
 pub mod backends;
-mod charset;
 mod commands;
 pub mod confirm;
 pub mod console;
@@ -39,7 +38,6 @@ pub mod ui;
 pub mod update;
 pub mod watch;
 pub mod wizard;
-pub mod wizard_devices;
 
 use crate::client::Host;
 use std::io::IsTerminal;
