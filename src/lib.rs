@@ -3,7 +3,8 @@
 //! Module walls (see ARCHITECTURE.md): `engine` is the VMM and the only place with `unsafe`;
 //! `vmd` is the per-VM process around it; `client` is how the CLI and TUI reach vmd; `config`
 //! holds definitions; `cli` and `tui` are the two faces; `progress` is the progress/cancel
-//! handle every long operation reports through.
+//! handle every long operation reports through; `protocol` is the wire format between vmd and its
+//! clients (the engine knows nothing of it).
 
 pub mod engine;
 
@@ -28,6 +29,8 @@ pub mod fuzz;
 pub mod network;
 #[forbid(unsafe_code)]
 pub mod progress;
+#[forbid(unsafe_code)]
+pub mod protocol;
 #[forbid(unsafe_code)]
 pub mod storage;
 #[forbid(unsafe_code)]

@@ -8,7 +8,7 @@ use crossterm::event::{KeyCode, KeyModifiers, MouseButton, MouseEvent, MouseEven
 use vmux::client::Host;
 use vmux::client::fake::FakeHost;
 use vmux::config::{BootConfig, VmConfig};
-use vmux::engine::control::RunState;
+use vmux::protocol::RunState;
 use vmux::tui::action::{Action, HostOp};
 use vmux::tui::app::{Overlay, Pane, StatusKind};
 use vmux::tui::console::Link;

@@ -9,7 +9,7 @@ use common::tui::{Harness, fleet_app};
 use crossterm::event::KeyCode;
 use vmux::client::Host;
 use vmux::client::fake::FakeHost;
-use vmux::engine::control::RunState;
+use vmux::protocol::RunState;
 use vmux::tui::action::Action;
 use vmux::tui::app::Overlay;
 use vmux::tui::backends::fake::{FakeNetworks, FakeStorage};

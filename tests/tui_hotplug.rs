@@ -7,7 +7,7 @@ mod common;
 use common::tui::{Harness, fleet_app};
 use crossterm::event::KeyCode;
 use vmux::client::Host;
-use vmux::engine::control::RunState;
+use vmux::protocol::RunState;
 use vmux::tui::action::Action;
 use vmux::tui::app::{Overlay, StatusKind};
 

@@ -700,7 +700,7 @@ fn clicking_rows_selects_pools_volumes_and_networks() {
 fn details_show_each_nics_receive_and_transmit_rates() {
     let mut harness = fleet_app(80, 24, 1);
     let mut stats = harness.host.stats("web1").expect("running");
-    stats.nics = vec![vmux::engine::control::NicStats {
+    stats.nics = vec![vmux::protocol::NicStats {
         index: 0,
         tap: "vmux-web1-0".into(),
         mac: "52:54:00:00:10:01".into(),

@@ -13,7 +13,7 @@ use common::binary::guest;
 use common::prereq::{Need, met};
 use vmux::client::{ChangeScope, Host, LocalHost};
 use vmux::config::{BootConfig, VmConfig};
-use vmux::engine::control::MemoryStats;
+use vmux::protocol::MemoryStats;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const MIB: u64 = 1 << 20;

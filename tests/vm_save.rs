@@ -18,7 +18,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use vmux::client::{ChangeScope, Host, LocalHost, RestoreOptions};
 use vmux::config::{BootConfig, DiskConfig, DiskSource, ImageFormat, VmConfig};
-use vmux::engine::control::RunState;
+use vmux::protocol::RunState;
 
 /// The longest any single wait may take.
 const TIMEOUT: Duration = Duration::from_secs(60);

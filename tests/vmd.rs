@@ -16,7 +16,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use vmux::client::{ClientError, Console, Host, LocalHost};
 use vmux::config::{BootConfig, VmConfig};
-use vmux::engine::control::RunState;
+use vmux::protocol::RunState;
 
 /// The longest any single wait in these tests may take.
 const TIMEOUT: Duration = Duration::from_secs(15);

@@ -2,7 +2,7 @@
 //! partition, which command line), as [`super::inspect`] found it. It is plain data: it can be
 //! shown (`vmux info`), serialised (`vmux info --json`), and handed to [`super::extract`].
 
-use crate::engine::control::BootImageInfo;
+use crate::protocol::BootImageInfo;
 use serde::Serialize;
 
 /// Where the chosen entry came from.

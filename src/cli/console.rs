@@ -10,7 +10,7 @@
 
 use super::{CliError, ConsoleArgs, Io};
 use crate::client::{ClientError, Host};
-use crate::engine::control::RunState;
+use crate::protocol::RunState;
 use regex::bytes::Regex;
 use std::io::{IsTerminal, Read, Write};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};

@@ -336,7 +336,7 @@ mod tests {
     use crate::cli::fake::{FakeHost, capture};
     use crate::cli::images::fake::FakeImages;
     use crate::cli::nics::fake::FakeNetworks;
-    use crate::engine::control::RunState;
+    use crate::protocol::RunState;
 
     fn args(name: &str) -> CreateArgs {
         CreateArgs {

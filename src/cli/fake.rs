@@ -7,7 +7,7 @@ use crate::client::{
     VmStatus, hotplug,
 };
 use crate::config::{BootConfig, ConfigError, DefinitionError, DiskConfig, VmConfig};
-use crate::engine::control::{
+use crate::protocol::{
     BalloonStatus, DiskInfo, DiskStats, MemoryStats, RunState, SaveInfo, VcpuStats, VmInfo, VmStats,
 };
 use std::collections::BTreeMap;
@@ -262,7 +262,7 @@ impl Host for FakeHost {
                 memory_bytes: vm.config.memory,
                 started_at: 0,
                 boots: 1,
-                protocol: crate::engine::control::PROTOCOL_VERSION,
+                protocol: crate::protocol::PROTOCOL_VERSION,
                 disks: vm.disks.clone(),
                 boot_image: None,
             })

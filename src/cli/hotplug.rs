@@ -5,7 +5,7 @@
 use super::{AttachDiskArgs, CliError, DetachDiskArgs, Io, SetvcpusArgs};
 use crate::client::{ChangeScope, Host};
 use crate::config::DiskConfig;
-use crate::engine::control::RunState;
+use crate::protocol::RunState;
 
 /// The scope of a change: what was asked for, or the current state's (virsh's `--current`).
 pub fn resolve_scope(live: bool, config: bool, state: RunState) -> ChangeScope {

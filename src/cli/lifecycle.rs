@@ -6,7 +6,7 @@ use super::nics::Networks;
 use super::output::error_chain;
 use super::{CliError, Io};
 use crate::client::{ClientError, Host};
-use crate::engine::control::RunState;
+use crate::protocol::RunState;
 use std::time::{Duration, Instant};
 
 /// How often a waiting verb asks the host for the state.

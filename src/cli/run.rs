@@ -20,7 +20,7 @@ use super::checks::check_definition;
 use super::console::{DETACH_KEY, RawMode};
 use super::{CliError, Io, RunArgs};
 use crate::config::{BootConfig, VmConfig, parse_size};
-use crate::engine::control::ExitReason;
+use crate::protocol::ExitReason;
 use crate::vmd::foreground::{self, Console, Ending};
 use std::io::IsTerminal;
 use std::path::Path;

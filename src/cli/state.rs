@@ -7,7 +7,7 @@ use super::show::write_json;
 use super::{CliError, Io, RestoreArgs, SaveArgs, SetmemArgs};
 use crate::client::{Host, RestoreOptions};
 use crate::config::{format_size, parse_size};
-use crate::engine::control::{MemoryStats, RunState, SaveInfo};
+use crate::protocol::{MemoryStats, RunState, SaveInfo};
 
 /// The state after a restore from `--running` / `--paused` (neither: as saved).
 pub fn after_restore(running: bool, paused: bool) -> Option<bool> {

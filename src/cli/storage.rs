@@ -879,7 +879,7 @@ fn live_snapshot(
     let switches = prepared
         .overlays
         .iter()
-        .map(|(target, path)| crate::engine::control::DiskSwitch {
+        .map(|(target, path)| crate::protocol::DiskSwitch {
             target: target.clone(),
             path: path.clone(),
         })

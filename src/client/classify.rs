@@ -1,7 +1,7 @@
 //! Working out a VM's state without asking vmd: from `state.json` (what vmd last wrote) and
 //! whether a vmd holds the VM's pid lock. Pure, so every case is unit-tested.
 
-use crate::engine::control::RunState;
+use crate::protocol::RunState;
 use crate::vmd::pidfile::Liveness;
 use crate::vmd::state_file::StateFile;
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{ClientError, Console};
-use crate::engine::control::{Command, Reply, ReplyResult, Request, ServerMessage};
+use crate::protocol::{Command, Reply, ReplyResult, Request, ServerMessage};
 
 /// Longest line accepted from vmd, in bytes (replies are a few hundred bytes).
 const MAX_LINE_BYTES: u64 = 1 << 20;

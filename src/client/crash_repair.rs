@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use crate::config::Paths;
-use crate::engine::control::RunState;
+use crate::protocol::RunState;
 use crate::vmd::open_images::{LeftoverRepair, repair_leftover};
 use crate::vmd::state_file::StateFile;
 

@@ -17,7 +17,7 @@ use super::{
     VmStatus, hotplug,
 };
 use crate::config::{ConfigError, DefinitionError, DiskConfig, DiskSource, VmConfig, format_size};
-use crate::engine::control::{
+use crate::protocol::{
     DiskInfo, DiskStats, MemoryStats, PROTOCOL_VERSION, RunState, SaveInfo, VcpuStats, VmInfo,
     VmStats,
 };
@@ -469,15 +469,12 @@ fn synthetic_stats(vm: &FakeVm) -> VmStats {
         nics: Vec::new(),
         vcpus,
         disks: synthetic_disks(vm),
-        balloon: vm
-            .config
-            .balloon
-            .then_some(crate::engine::control::BalloonStatus {
-                target_bytes: vm.balloon_target,
-                actual_bytes: vm.balloon_target,
-                released_bytes: vm.balloon_target,
-                driver_ready: true,
-            }),
+        balloon: vm.config.balloon.then_some(crate::protocol::BalloonStatus {
+            target_bytes: vm.balloon_target,
+            actual_bytes: vm.balloon_target,
+            released_bytes: vm.balloon_target,
+            driver_ready: true,
+        }),
         guest_free_bytes: vm
             .config
             .balloon

@@ -3,7 +3,7 @@
 
 use super::{ChangeScope, ClientError};
 use crate::config::{DiskConfig, VmConfig, assign_targets};
-use crate::engine::control::DiskInfo;
+use crate::protocol::DiskInfo;
 use std::path::{Path, PathBuf};
 
 /// Checks setting `config`'s VM to `count` vCPUs in `scope`; `live_max` is the running VM's

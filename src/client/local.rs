@@ -22,8 +22,8 @@ use super::{
     BrokenVm, ChangeScope, ClientError, Console, Host, RestoreOptions, UndefineOptions, VmStatus,
     hotplug,
 };
-use crate::config::{ConfigError, DiskConfig, DiskSource, Paths, Store, VmConfig};
-use crate::engine::control::{
+use crate::config::{ConfigError, DiskConfig, DiskSource, Paths, Store, VmConfig, VmdFiles};
+use crate::protocol::{
     Command, DiskInfo, MemoryStats, ReplyResult, RunState, SaveInfo, VmInfo, VmStats,
 };
 use crate::storage::format::canonical;
@@ -51,15 +51,6 @@ pub struct LocalHost {
     vmd_exe: Option<PathBuf>,
     request_timeout: Duration,
     start_timeout: Duration,
-}
-
-/// Files of one VM.
-struct VmFiles {
-    pid: PathBuf,
-    state: PathBuf,
-    socket: PathBuf,
-    log: PathBuf,
-    dir: PathBuf,
 }
 
 impl LocalHost {
@@ -107,16 +98,8 @@ impl LocalHost {
         self.store.paths()
     }
 
-    fn files(&self, name: &str) -> VmFiles {
-        let paths = self.store.paths();
-        let dir = paths.vm_state_dir(name);
-        VmFiles {
-            pid: dir.join("vmd.pid"),
-            state: dir.join("state.json"),
-            log: dir.join("vmd.log"),
-            socket: paths.socket(name),
-            dir,
-        }
+    fn files(&self, name: &str) -> VmdFiles {
+        self.store.paths().vmd_files(name)
     }
 
     fn vmd_exe(&self) -> io::Result<PathBuf> {
@@ -131,7 +114,7 @@ impl LocalHost {
 
     /// After a vmd died (called under the probe's lock): its socket goes, and the qcow2
     /// images it had open are repaired ([`crash_repair`]).
-    fn clean_up_dead(&self, name: &str, files: &VmFiles) {
+    fn clean_up_dead(&self, name: &str, files: &VmdFiles) {
         remove_stale(&files.socket);
         crash_repair::after_vmd_died(self.paths(), name, &files.state);
     }
@@ -193,7 +176,7 @@ impl LocalHost {
     pub fn switch_disks(
         &self,
         name: &str,
-        disks: Vec<crate::engine::control::DiskSwitch>,
+        disks: Vec<crate::protocol::DiskSwitch>,
     ) -> Result<(), ClientError> {
         self.command(name, Command::SwitchDisks { disks })
             .map(|_| ())

@@ -2,8 +2,8 @@
 //! real implementation over the definition store and each VM's vmd control socket.
 //!
 //! The TUI and CLI only ever see this trait, so tests and benchmarks can drive them with a
-//! fake host; nothing here touches engine internals (only the protocol types in
-//! `engine::control`).
+//! fake host; nothing here touches engine internals (only the wire types in
+//! `protocol`).
 
 mod classify;
 mod conn;
@@ -19,7 +19,7 @@ pub use classify::VmState;
 pub use local::{DEFAULT_REQUEST_TIMEOUT, DEFAULT_START_TIMEOUT, LocalHost, VMD_EXE_ENV};
 
 use crate::config::{DefinitionError, DiskConfig, VmConfig};
-use crate::engine::control::{MemoryStats, RunState, SaveInfo, VmInfo, VmStats};
+use crate::protocol::{MemoryStats, RunState, SaveInfo, VmInfo, VmStats};
 use std::io::{Read, Write};
 use std::path::Path;
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::local::{LocalHost, unexpected};
 use super::{ChangeScope, ClientError, RestoreOptions};
 use crate::config::{ConfigError, format_size};
-use crate::engine::control::{Command, ReplyResult, SaveInfo};
 use crate::engine::snapshot::file::read_header;
+use crate::protocol::{Command, ReplyResult, SaveInfo};
 use crate::vmd::save::SaveRecord;
 use crate::vmd::{RestoreMode, StartMode};
 

@@ -23,7 +23,7 @@ pub use network::{
     Addressing, DhcpRange, IFNAME_MAX, Ipv4Net, MacAddr, NetworkConfig, NetworkMode, NicConfig,
     validate_ifname,
 };
-pub use paths::Paths;
+pub use paths::{Paths, VmdFiles};
 pub use pool::{DEFAULT_POOL, PoolConfig, PoolStore, default_pool_path, pool_file, pools_dir};
 pub use size::{format_size, parse_size};
 pub use store::parse_definition;

@@ -71,9 +71,15 @@ impl Paths {
         self.config.join("vmux.toml")
     }
 
-    /// Per-VM state directory: `vmd.pid`, `state.json`, `console.log`, `vmd.log`.
+    /// Per-VM state directory: `vmd.pid`, `state.json`, `console.log`, `vmd.log` (see
+    /// [`VmdFiles`]).
     pub fn vm_state_dir(&self, name: &str) -> PathBuf {
         self.state.join("vms").join(name)
+    }
+
+    /// Every file vmd keeps for VM `name`, named here and nowhere else.
+    pub fn vmd_files(&self, name: &str) -> VmdFiles {
+        VmdFiles::in_dir(self.vm_state_dir(name), self.socket(name))
     }
 
     /// The control socket of VM `name`.
@@ -90,6 +96,59 @@ impl Paths {
             })?;
         }
         ensure_private_dir(&self.runtime)
+    }
+}
+
+/// The files of one VM's vmd: the state directory's contents and the control socket. The one
+/// place their names are spelled; vmd writes them, clients and the storage layer read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmdFiles {
+    /// `<state>/vms/<name>/`.
+    pub dir: PathBuf,
+    /// `vmd.pid`: holds vmd's pid, `flock`ed while vmd lives.
+    pub pid: PathBuf,
+    /// `state.json`: what vmd last said about its VM.
+    pub state: PathBuf,
+    /// `vmd.log` (rotated to `vmd.log.1`).
+    pub log: PathBuf,
+    /// `console.log` (rotated to `console.log.1`).
+    pub console_log: PathBuf,
+    /// `open-images.json`: the images vmd has open, for repair after a crash.
+    pub open_images: PathBuf,
+    /// `<runtime>/<name>.sock`: the control socket.
+    pub socket: PathBuf,
+}
+
+impl VmdFiles {
+    /// Base name of [`VmdFiles::pid`].
+    pub const PID: &'static str = "vmd.pid";
+    /// Base name of [`VmdFiles::state`].
+    pub const STATE: &'static str = "state.json";
+    /// Base name of [`VmdFiles::log`].
+    pub const LOG: &'static str = "vmd.log";
+    /// Base name of [`VmdFiles::console_log`].
+    pub const CONSOLE_LOG: &'static str = "console.log";
+    /// Base name of [`VmdFiles::open_images`].
+    pub const OPEN_IMAGES: &'static str = "open-images.json";
+
+    /// The files in state directory `dir`, with control socket `socket`.
+    pub fn in_dir(dir: PathBuf, socket: PathBuf) -> VmdFiles {
+        VmdFiles {
+            pid: dir.join(Self::PID),
+            state: dir.join(Self::STATE),
+            log: dir.join(Self::LOG),
+            console_log: dir.join(Self::CONSOLE_LOG),
+            open_images: dir.join(Self::OPEN_IMAGES),
+            socket,
+            dir,
+        }
+    }
+
+    /// Where a rotated log goes: `vmd.log` → `vmd.log.1`.
+    pub fn rotated(path: &Path) -> PathBuf {
+        let mut name = path.as_os_str().to_os_string();
+        name.push(".1");
+        PathBuf::from(name)
     }
 }
 
@@ -122,6 +181,28 @@ mod tests {
         assert_eq!(
             paths.vm_state_dir("web1"),
             Path::new("/tmp/x/state/vms/web1")
+        );
+    }
+
+    #[test]
+    fn vmd_files_are_named_in_the_vm_state_directory_and_the_socket_in_runtime() {
+        let files = Paths::under(Path::new("/tmp/x")).vmd_files("web1");
+        assert_eq!(files.dir, Path::new("/tmp/x/state/vms/web1"));
+        assert_eq!(files.pid, Path::new("/tmp/x/state/vms/web1/vmd.pid"));
+        assert_eq!(files.state, Path::new("/tmp/x/state/vms/web1/state.json"));
+        assert_eq!(files.log, Path::new("/tmp/x/state/vms/web1/vmd.log"));
+        assert_eq!(
+            files.console_log,
+            Path::new("/tmp/x/state/vms/web1/console.log")
+        );
+        assert_eq!(
+            files.open_images,
+            Path::new("/tmp/x/state/vms/web1/open-images.json")
+        );
+        assert_eq!(files.socket, Path::new("/tmp/x/run/web1.sock"));
+        assert_eq!(
+            VmdFiles::rotated(&files.log),
+            Path::new("/tmp/x/state/vms/web1/vmd.log.1")
         );
     }
 

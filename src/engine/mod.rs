@@ -15,7 +15,6 @@
 
 pub mod acpi;
 pub mod confine;
-pub mod control;
 pub mod layout;
 pub mod snapshot;
 pub mod tap;

@@ -4,7 +4,7 @@
 
 use std::io::{BufReader, Cursor};
 
-use crate::engine::control::ServerMessage;
+use crate::protocol::ServerMessage;
 use crate::vmd::session::{Line, parse_request, read_line};
 
 /// Splits `data` into request lines as vmd does (a small read buffer, so lines cross buffer

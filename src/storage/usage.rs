@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// another process, never makes a VM look running. A pid file that cannot be probed counts as
 /// running: refusing a change is the safe side.
 pub fn vm_is_running(paths: &Paths, name: &str) -> bool {
-    let pid_file = paths.vm_state_dir(name).join("vmd.pid");
+    let pid_file = paths.vmd_files(name).pid;
     match pidfile::probe(&pid_file, || {}) {
         Ok(Liveness::Alive { .. }) => true,
         Ok(Liveness::Dead) => false,

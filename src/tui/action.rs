@@ -14,7 +14,7 @@ use super::scope::scope_words;
 use super::tasks::{Task, TaskId, TaskOutcome, TaskProgress};
 use crate::client::{BrokenVm, ChangeScope, VmStatus};
 use crate::config::{DiskConfig, VmConfig, format_size};
-use crate::engine::control::{VmInfo, VmStats};
+use crate::protocol::{VmInfo, VmStats};
 use crate::storage::VolumeSpec;
 use crossterm::event::{KeyEvent, MouseEvent};
 use std::path::PathBuf;
@@ -644,7 +644,7 @@ mod tests {
         op.run(&backends(&host, &Arc::new(FakeStorage::new())))
             .expect("runs");
         let status = host.status("a").expect("defined");
-        assert_eq!(status.state, crate::engine::control::RunState::Running);
+        assert_eq!(status.state, crate::protocol::RunState::Running);
     }
 
     #[test]

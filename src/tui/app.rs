@@ -19,7 +19,7 @@ use super::theme::Theme;
 use super::wizard::Wizard;
 use crate::client::{BrokenVm, VmState, VmStatus};
 use crate::config::VmConfig;
-use crate::engine::control::{RunState, VmInfo, VmStats};
+use crate::protocol::{RunState, VmInfo, VmStats};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 

@@ -16,7 +16,7 @@ use super::ui::layout::Column;
 use super::wizard::Wizard;
 use super::{hotplug, memory, networks, storage, task_list};
 use crate::config::{BootConfig, VmConfig};
-use crate::engine::control::RunState;
+use crate::protocol::RunState;
 
 /// Runs a keymap command in the list, details or welcome context (and the few that apply
 /// in consoles).

@@ -1,7 +1,7 @@
 //! The last minute of stats samples per VM, for the list's sparkline and the detail charts.
 //! Fixed-size rings: memory stays bounded however long the TUI runs.
 
-use crate::engine::control::VmStats;
+use crate::protocol::VmStats;
 use std::collections::VecDeque;
 
 /// Samples kept per series: one minute at vmd's 1 s sampling.

@@ -16,7 +16,7 @@ use super::queue::run_ops;
 use super::scope::default_scope;
 use super::watch::{Expect, WATCH_TICKS, Watch};
 use crate::config::assign_targets;
-use crate::engine::control::VmInfo;
+use crate::protocol::VmInfo;
 
 /// Starts waiting for the guest after a live change that worked.
 pub(super) fn watch(app: &mut App, op: &HostOp) {
@@ -227,7 +227,7 @@ pub(super) fn remove_disk(app: &mut App) {
         .collect();
     let running = vm.is_live();
     let now = app.now;
-    let pending = |live: &crate::engine::control::DiskInfo| {
+    let pending = |live: &crate::protocol::DiskInfo| {
         live.removing
             .then(|| now.saturating_sub(live.removal_requested_at.unwrap_or(now)))
     };

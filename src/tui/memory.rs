@@ -12,7 +12,7 @@ use super::queue::run_ops;
 use super::scope::default_scope;
 use crate::client::ChangeScope;
 use crate::config::format_size;
-use crate::engine::control::RunState;
+use crate::protocol::RunState;
 
 /// The least memory the keys leave a guest, bytes.
 const MIN_MEMORY: u64 = 16 << 20;

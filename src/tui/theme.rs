@@ -279,8 +279,8 @@ impl Theme {
     }
 
     /// The style for a VM state label.
-    pub fn state(&self, state: crate::engine::control::RunState) -> Style {
-        use crate::engine::control::RunState;
+    pub fn state(&self, state: crate::protocol::RunState) -> Style {
+        use crate::protocol::RunState;
         match state {
             RunState::Running => self.running,
             // Saved to disk is suspended, like paused.

@@ -20,7 +20,7 @@ use super::ui::layout;
 use super::wizard::Outcome;
 use super::{hotplug, networks, storage, task_list};
 use crate::client::{BrokenVm, VmStatus};
-use crate::engine::control::RunState;
+use crate::protocol::RunState;
 use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
 };

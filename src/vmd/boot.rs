@@ -22,8 +22,8 @@ use super::machine::{Engine, Machine, MachineError};
 use super::supervisor::Supervisor;
 use crate::engine::confine::ioctls::{KVMIO, TYPE_MASK};
 use crate::engine::confine::syscalls::{ArgRule, SyscallList};
-use crate::engine::control::ExitReason;
 use crate::engine::{SerialSink, VmExit, VmSpec};
+use crate::protocol::ExitReason;
 
 /// What the main thread (the boot loop) may call once the VM runs: build each further boot
 /// (open /dev/kvm and the kernel, KVM's ioctls, guest RAM, eventfds), wait for it, and at the
@@ -150,7 +150,7 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::control::{Command, RunState};
+    use crate::protocol::{Command, RunState};
     use crate::vmd::fake::FakeEngine;
     use crate::vmd::ring::ConsoleRing;
     use crate::vmd::supervisor::tests::spec;
@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(
             rx.recv_timeout(std::time::Duration::from_secs(5))
                 .expect("event"),
-            crate::engine::control::Event::Vcpus { vcpus: 3 }
+            crate::protocol::Event::Vcpus { vcpus: 3 }
         );
         drop(first);
     }

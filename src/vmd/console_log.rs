@@ -57,9 +57,7 @@ impl RotatingLog {
     }
 
     fn rotate(&mut self) -> io::Result<()> {
-        let mut old = self.path.clone().into_os_string();
-        old.push(".1");
-        fs::rename(&self.path, &old)?;
+        fs::rename(&self.path, crate::config::VmdFiles::rotated(&self.path))?;
         self.file = open_append(&self.path)?;
         self.written = 0;
         Ok(())

@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, Receiver, RecvError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::engine::control::Event;
+use crate::protocol::Event;
 
 /// Events queued per subscriber before newer ones are dropped for it.
 const QUEUE_DEPTH: usize = 64;
@@ -129,7 +129,7 @@ impl EventBus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::control::{ExitReason, RunState};
+    use crate::protocol::{ExitReason, RunState};
 
     fn state(state: RunState) -> Event {
         Event::State {

@@ -26,8 +26,8 @@ use super::machine::{Engine, Machine, MachineControl, MachineError, vm_spec};
 use super::ring::{ConsoleRing, ReadOutcome, RingReader};
 use super::supervisor::Supervisor;
 use crate::config::VmConfig;
-use crate::engine::control::ExitReason;
 use crate::engine::{self, SerialSink, VmExit, VmSpec};
+use crate::protocol::ExitReason;
 
 /// Serial output held for a slow output (a terminal, a pipe) before the oldest is dropped
 /// (and a `[vmux: N bytes dropped]` line says so). Same size as vmd's console buffer.

@@ -16,7 +16,7 @@ use super::live_disks::{LiveDisks, Reopen, SavedDisk};
 use super::machine::MachineControl;
 use super::supervisor::{Supervisor, protocol_error};
 use crate::engine::VmSpec;
-use crate::engine::control::{DiskInfo, DiskSwitch, ErrorKind, Event, ProtocolError};
+use crate::protocol::{DiskInfo, DiskSwitch, ErrorKind, Event, ProtocolError};
 
 /// Whether `target` is a guest disk name vmux hands out (`vda`..`vdz`).
 fn valid_target(target: &str) -> bool {
@@ -269,7 +269,7 @@ impl Supervisor {
                 .filter(|switch| disks::is_qcow2(&switch.path))
                 .map(|switch| switch.path.clone()),
         );
-        let was_paused = state == crate::engine::control::RunState::Paused;
+        let was_paused = state == crate::protocol::RunState::Paused;
         if !was_paused {
             control.pause().map_err(|e| {
                 protocol_error(
@@ -346,7 +346,7 @@ impl Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::control::{Command, ReplyResult};
+    use crate::protocol::{Command, ReplyResult};
     use crate::vmd::fake::FakeControl;
     use crate::vmd::ring::ConsoleRing;
     use crate::vmd::supervisor::tests::spec;

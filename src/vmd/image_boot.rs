@@ -23,8 +23,8 @@ use std::sync::PoisonError;
 use super::supervisor::Supervisor;
 use crate::bootimg::{self, BootImageError, ReadAt};
 use crate::config::IMAGE_BOOT_TARGET;
-use crate::engine::control::BootImageInfo;
 use crate::engine::{BootSpec, DiskBackend, VmSpec};
+use crate::protocol::BootImageInfo;
 
 /// A failed attempt to boot from the disk image.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@
 
 use crate::config::ImageFormat;
 use crate::engine::DiskSpec;
-use crate::engine::control::DiskInfo;
+use crate::protocol::DiskInfo;
 use std::path::PathBuf;
 
 /// How to open a hot-added disk's image again (for a restore): what `attach_disk` was given.

@@ -6,7 +6,7 @@ use super::boot::error_chain;
 use super::stats::{HostReadings, balloon_status};
 use super::supervisor::{Supervisor, protocol_error};
 use crate::config::format_size;
-use crate::engine::control::{ErrorKind, MemoryStats, ProtocolError};
+use crate::protocol::{ErrorKind, MemoryStats, ProtocolError};
 
 impl Supervisor {
     /// `set_memory`: asks the guest to make do with `bytes` (at most the VM's memory).

@@ -63,13 +63,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::config::{ConfigError, Paths, Store, VmConfig};
+use crate::config::{ConfigError, Paths, Store, VmConfig, VmdFiles};
 use crate::engine::NicSpec;
-use crate::engine::control::ExitReason;
 use crate::network::{NetworkError, NetworkManager, Tap};
+use crate::protocol::ExitReason;
 use console_log::{CONSOLE_LOG_MAX_BYTES, RotatingLog};
 use machine::{Engine, KvmEngine, Machine, MachineError};
-use open_images::{OPEN_IMAGES_FILE, OpenImages};
+use open_images::OpenImages;
 use pidfile::{PidFileError, PidLock};
 use ring::ConsoleRing;
 use server::{ControlSocket, ServerError};
@@ -193,10 +193,11 @@ pub fn main(name: &str, options: &[String]) -> ExitCode {
         }
     };
     logger::init();
+    let files = paths.vmd_files(name);
     let crash_files = confine::reaper::CrashFiles {
-        state: paths.vm_state_dir(name).join("state.json"),
-        socket: paths.socket(name),
-        pid_file: paths.vm_state_dir(name).join("vmd.pid"),
+        state: files.state.clone(),
+        socket: files.socket.clone(),
+        pid_file: files.pid.clone(),
     };
     let confinement = match confine::setup(crash_files) {
         Ok(confinement) => confinement,
@@ -207,7 +208,7 @@ pub fn main(name: &str, options: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let log_path = paths.vm_state_dir(name).join("vmd.log");
+    let log_path = files.log;
     if let Err(e) = log_file
         .try_clone()
         .and_then(|file| logger::start_writer(&log_path, file))
@@ -250,15 +251,14 @@ fn absolute(paths: Paths) -> Paths {
 /// Opens (rotating when large) `vmd.log` and points stderr at it.
 fn open_log(paths: &Paths, name: &str) -> Result<fs::File, VmdError> {
     paths.ensure().map_err(VmdError::Paths)?;
-    let dir = paths.vm_state_dir(name);
-    let path = dir.join("vmd.log");
+    let VmdFiles { dir, log: path, .. } = paths.vmd_files(name);
     let err = |source| VmdError::OpenLog {
         path: path.clone(),
         source,
     };
     fs::create_dir_all(&dir).map_err(err)?;
     if fs::metadata(&path).is_ok_and(|m| m.len() > logger::MAX_BYTES) {
-        fs::rename(&path, dir.join("vmd.log.1")).map_err(err)?;
+        fs::rename(&path, VmdFiles::rotated(&path)).map_err(err)?;
     }
     detach::log_to(&path).map_err(err)
 }
@@ -317,7 +317,8 @@ impl Vmd {
         confinement: Option<&confine::Confinement>,
     ) -> Result<Vmd, VmdError> {
         paths.ensure().map_err(VmdError::Paths)?;
-        let dir = paths.vm_state_dir(name);
+        let files = paths.vmd_files(name);
+        let dir = files.dir.clone();
         fs::create_dir_all(&dir).map_err(|source| {
             VmdError::Paths(ConfigError::CreateDir {
                 path: dir.clone(),
@@ -325,7 +326,7 @@ impl Vmd {
             })
         })?;
         let mut undo = Undo {
-            lock: Some(PidLock::acquire(&dir.join("vmd.pid"), std::process::id())?),
+            lock: Some(PidLock::acquire(&files.pid, std::process::id())?),
             socket: None,
         };
         // Images a vmd of this VM had open when it died: repaired before anything opens them.
@@ -346,7 +347,7 @@ impl Vmd {
             None => disks::open_disks(paths, &config)?,
             Some(saved) => restore::open_disks(saved, paths, &config)?,
         };
-        let list = dir.join(OPEN_IMAGES_FILE);
+        let list = files.open_images.clone();
         let mut open_images = OpenImages::at(list.clone(), std::process::id());
         open_images
             .add(
@@ -383,7 +384,7 @@ impl Vmd {
             &spec,
             std::process::id(),
             Arc::clone(&ring),
-            Some(dir.join("state.json")),
+            Some(files.state.clone()),
         )
         .with_disk_targets(targets)
         .with_open_images(open_images)
@@ -393,9 +394,7 @@ impl Vmd {
             sup = sup.with_image_boot(image_boot);
         }
         let sup = Arc::new(sup);
-        let socket = undo
-            .socket
-            .insert(ControlSocket::bind(&paths.socket(name))?);
+        let socket = undo.socket.insert(ControlSocket::bind(&files.socket)?);
         let first = match saved.as_mut() {
             None => {
                 let first = boot::boot(&sup, engine.as_ref(), &spec).map_err(VmdError::Boot)?;
@@ -421,7 +420,7 @@ impl Vmd {
         socket.serve(Arc::clone(&sup))?;
         sampler::spawn(Arc::clone(&sup)).map_err(VmdError::Thread)?;
         // A log that cannot be written costs the log, not the VM.
-        let console_log = RotatingLog::open(&dir.join("console.log"), CONSOLE_LOG_MAX_BYTES)
+        let console_log = RotatingLog::open(&files.console_log, CONSOLE_LOG_MAX_BYTES)
             .and_then(|log| console_log::spawn(Arc::clone(&ring), log))
             .inspect_err(|e| log::warn!("no console log: {e}"))
             .ok();

@@ -28,7 +28,7 @@ use crate::storage::qcow2_repair::{RepairError, repair_image};
 use crate::storage::{ImageError, StorageManager};
 
 /// The file's name in the VM's state directory.
-pub const OPEN_IMAGES_FILE: &str = "open-images.json";
+pub const OPEN_IMAGES_FILE: &str = crate::config::VmdFiles::OPEN_IMAGES;
 
 /// The contents of `open-images.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::boot::error_chain;
 use super::supervisor::{Supervisor, protocol_error};
 use crate::config::{VmConfig, format_size};
-use crate::engine::control::{ErrorKind, ProtocolError, RunState, SaveInfo};
+use crate::protocol::{ErrorKind, ProtocolError, RunState, SaveInfo};
 
 /// What vmd records in a save file (the header's `owner`, as JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

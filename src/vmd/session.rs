@@ -21,7 +21,7 @@ use super::supervisor::Supervisor;
 use crate::engine::confine::ioctls::{KVMIO, TYPE_MASK};
 use crate::engine::confine::syscalls::{ArgRule, SyscallList};
 use crate::engine::confine::{self, ThreadKind};
-use crate::engine::control::{
+use crate::protocol::{
     Command, ErrorKind, ProtocolError, Reply, ReplyResult, Request, ServerMessage,
 };
 

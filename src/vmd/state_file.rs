@@ -15,7 +15,7 @@ use syscalls::Sysno;
 
 use crate::config::write_atomic;
 use crate::engine::confine::syscalls::SyscallList;
-use crate::engine::control::RunState;
+use crate::protocol::RunState;
 
 /// What a thread that writes `state.json` needs: the atomic write (temp file, fsync, rename,
 /// fsync of the directory) and its cleaning of temp files left by killed writers (list the

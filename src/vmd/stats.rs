@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::MacAddr;
 use crate::engine::EngineStats;
-use crate::engine::control::{DiskStats, NicStats, VcpuStats, VmStats};
+use crate::protocol::{DiskStats, NicStats, VcpuStats, VmStats};
 
 /// What the sampler needs to know about the boot being sampled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,8 +234,8 @@ impl Sampler {
 }
 
 /// The protocol's view of the engine's balloon.
-pub fn balloon_status(info: &crate::engine::BalloonInfo) -> crate::engine::control::BalloonStatus {
-    crate::engine::control::BalloonStatus {
+pub fn balloon_status(info: &crate::engine::BalloonInfo) -> crate::protocol::BalloonStatus {
+    crate::protocol::BalloonStatus {
         target_bytes: info.target_bytes,
         actual_bytes: info.actual_bytes,
         released_bytes: info.released_bytes,

@@ -23,11 +23,11 @@ use super::open_images::OpenImages;
 use super::ring::ConsoleRing;
 use super::state_file::StateFile;
 use super::stats::{BootFacts, empty_stats};
-use crate::engine::control::{
+use crate::engine::{VmObserver, VmSpec};
+use crate::protocol::{
     BootImageInfo, Command, ErrorKind, Event, ExitReason, PROTOCOL_VERSION, ProtocolError,
     ReplyResult, RunState, VmInfo, VmStats,
 };
-use crate::engine::{VmObserver, VmSpec};
 
 /// Shared state of one vmd.
 pub struct Supervisor {

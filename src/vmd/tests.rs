@@ -12,7 +12,7 @@ use super::supervisor::Supervisor;
 use super::{StartMode, Vmd, VmdError};
 use crate::client::{ClientError, Host, LocalHost};
 use crate::config::{BootConfig, Paths, Store, VmConfig};
-use crate::engine::control::{ExitReason, RunState};
+use crate::protocol::{ExitReason, RunState};
 use crate::vmd::pidfile::PidFileError;
 
 struct Running {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{FakeHost, FakeVm};
 use crate::client::{ChangeScope, ClientError, RestoreOptions};
 use crate::config::{ConfigError, VmConfig, format_size};
-use crate::engine::control::{BalloonStatus, MemoryStats, RunState, SaveInfo};
+use crate::protocol::{BalloonStatus, MemoryStats, RunState, SaveInfo};
 
 /// A save file the fake host wrote.
 #[derive(Debug, Clone)]
@@ -190,7 +190,7 @@ mod tests {
     use crate::client::fake::FakeHost;
     use crate::client::{ChangeScope, Host, RestoreOptions};
     use crate::config::{BootConfig, VmConfig};
-    use crate::engine::control::RunState;
+    use crate::protocol::RunState;
 
     fn running() -> FakeHost {
         let host = FakeHost::with_vms([VmConfig::new("web", BootConfig::Demo)]);

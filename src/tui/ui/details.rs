@@ -6,7 +6,7 @@
 
 use super::widgets::{duration, put, sparkline, truncate};
 use crate::config::{BootConfig, format_size};
-use crate::engine::control::BootImageInfo;
+use crate::protocol::BootImageInfo;
 use crate::tui::app::{App, VmEntry};
 use crate::tui::history::{HISTORY_LEN, Series};
 use ratatui::buffer::Buffer;
@@ -264,7 +264,7 @@ fn devices(app: &App, vm: &VmEntry) -> Vec<Device> {
 }
 
 /// `ejecting for 23 s; X forces` while the guest is asked to eject `disk` and has not.
-fn ejecting(app: &App, disk: &crate::engine::control::DiskInfo) -> Option<String> {
+fn ejecting(app: &App, disk: &crate::protocol::DiskInfo) -> Option<String> {
     disk.removing.then(|| match disk.removal_requested_at {
         Some(asked) => format!("ejecting for {} s; X forces", app.now.saturating_sub(asked)),
         None => "ejecting; X forces".to_string(),

@@ -240,7 +240,7 @@ fn summary(app: &App, area: Rect, buf: &mut Buffer) {
             ),
             theme.error,
         ),
-        (Some(reason), crate::engine::control::RunState::Crashed, None) => {
+        (Some(reason), crate::protocol::RunState::Crashed, None) => {
             (format!("{} crashed: {reason}", vm.name()), theme.error)
         }
         _ => {

@@ -144,7 +144,7 @@ fn header(app: &App, area: Rect, buf: &mut Buffer) {
 
 /// "3 VMs: 1 running, 1 paused" (each state only when some VM is in it; "1 VM", "no VMs").
 pub fn vm_counts(app: &App) -> String {
-    use crate::engine::control::RunState;
+    use crate::protocol::RunState;
     let count = |state| app.vms.iter().filter(|vm| vm.state() == state).count();
     let total = match app.vms.len() {
         0 => "no VMs".to_string(),

@@ -16,7 +16,7 @@ use syscalls::Sysno;
 
 use crate::engine::confine::sigsys::{self, EXIT_CODE};
 use crate::engine::confine::syscalls::SyscallList;
-use crate::engine::control::RunState;
+use crate::protocol::RunState;
 use crate::vmd::state_file::StateFile;
 
 /// What the reaper may call: read the pipe, rewrite `state.json`, unlink the socket and pid

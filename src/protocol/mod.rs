@@ -3,8 +3,10 @@
 //! `docs/control-protocol.md` for the wire format with examples.
 //!
 //! Commands are imperative (`Pause`), events are facts (`StateChanged`). These types are shared
-//! by the server (`src/vmd`) and every client (`src/client`), so they live beside the engine
-//! and depend on nothing but serde.
+//! by the server (`src/vmd`) and every client (`src/client`, the CLI and the TUI); they depend on
+//! nothing but serde, and the engine knows nothing of them: vmd translates between them and the
+//! engine's own types. [`PROTOCOL_VERSION`] is reported by `info` and bumped on any incompatible
+//! change.
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
