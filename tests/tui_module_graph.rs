@@ -1,7 +1,7 @@
 //! The TUI's module graph has no cycles: every file under `src/tui` is read, the `src/tui`
 //! modules it names (`use super::x`, `use crate::tui::x::{..}`, `crate::tui::x::` and
-//! `super::x::` paths in code, and in `src/tui/mod.rs` its own `mod x;` children by name)
-//! become edges, and a cycle fails the test naming its modules as `a -> b -> c -> a`.
+//! `super::x::` paths in code, and a file's own `mod x;` children by name: `x::f()`) become
+//! edges, and a cycle fails the test naming its modules as `a -> b -> c -> a`.
 //!
 //! Nodes are files: `src/tui/app.rs` is `app`, `src/tui/ui/list.rs` is `ui::list`, a
 //! folder's `mod.rs` is the folder (`ui`), `src/tui/mod.rs` is `tui`; a path names the
@@ -10,7 +10,8 @@
 //! an edge: a folder declares and uses its files, and they may use what it shares. So a
 //! feature folder can hold its state and its handlers in separate files, and the rule is that
 //! no file reaches, through others, back to itself. `#[cfg(test)]` items are left out: a
-//! file's tests may use whatever they need, they are not part of the layering. Comments, strings and char literals are skipped, so doc links do not count.
+//! file's tests may use whatever they need, they are not part of the layering. Comments,
+//! strings and char literals are skipped, so doc links do not count.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
