@@ -85,9 +85,9 @@ fn a_guest_that_does_not_online_is_reported_after_a_while() {
     let mut harness = on("web1");
     harness.char('+');
     // Pretend the guest ignored it: a watch for 5 vCPUs never satisfied.
-    harness.app.watches.push(vmux::tui::hotplug::Watch {
+    harness.app.watches.push(vmux::tui::watch::Watch {
         vm: "web1".into(),
-        expect: vmux::tui::hotplug::Expect::Vcpus { from: 3, count: 5 },
+        expect: vmux::tui::watch::Expect::Vcpus { from: 3, count: 5 },
         until: harness.app.ticks + 2,
     });
     for _ in 0..4 {

@@ -14,7 +14,7 @@ use vmux::tui::action::Action;
 use vmux::tui::app::{Overlay, Pane, StatusKind};
 use vmux::tui::backends::fake::{FakeNetworks, FakeStorage};
 use vmux::tui::keymap::Context;
-use vmux::tui::storage_pane::StorageFocus;
+use vmux::tui::storage::state::StorageFocus;
 use vmux::tui::tasks::TaskProgress;
 
 fn status_text(harness: &Harness) -> String {

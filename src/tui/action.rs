@@ -8,8 +8,9 @@
 
 use super::backends::{Backends, NetworkSnapshot, StorageSnapshot};
 use super::console::ConsoleId;
-use super::hotplug::scope_words;
+use super::error_text::error_chain;
 use super::image_setup::{self, ImageSetup};
+use super::scope::scope_words;
 use super::tasks::{Task, TaskId, TaskOutcome, TaskProgress};
 use crate::client::{BrokenVm, ChangeScope, VmStatus};
 use crate::config::{DiskConfig, VmConfig, format_size};
@@ -611,27 +612,11 @@ pub enum Effect {
     CancelTask(TaskId),
 }
 
-/// An error with its causes, `outer: inner: innermost`, for the status line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // `#[error(transparent)]` wrappers repeat their inner message.
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::Host;
     use crate::client::fake::FakeHost;
-    use crate::client::{ClientError, Host};
     use crate::config::BootConfig;
     use crate::tui::backends::fake::{FakeNetworks, FakeStorage};
     use std::sync::Arc;
@@ -809,17 +794,5 @@ mod tests {
 
         assert!(op.run(&backends(&host, &storage)).is_err());
         assert!(storage.volume("default", "web1.qcow2").is_none());
-    }
-
-    #[test]
-    fn error_chain_includes_the_cause_once() {
-        let err = ClientError::Io {
-            name: "a".into(),
-            socket: "/run/a.sock".into(),
-            source: std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe"),
-        };
-        let text = error_chain(&err);
-        assert!(text.ends_with(": broken pipe"), "{text}");
-        assert_eq!(text.matches("broken pipe").count(), 1);
     }
 }

@@ -5,14 +5,15 @@
 //! (src/tui/ui/) reads it. It holds no host handle: work for other threads leaves through
 //! [`App::take_effects`].
 
-use super::action::{Effect, HostMemory, HostOp};
+use super::action::{Effect, HostMemory};
+use super::confirm::Confirm;
 use super::console::{ConsoleId, ConsoleSession};
 use super::dialogs::Dialog;
 use super::history::History;
 use super::input::LineInput;
 use super::keymap::{Context, Keymap};
-use super::network_pane::NetworkState;
-use super::storage_pane::StorageState;
+use super::networks::state::NetworkState;
+use super::storage::state::StorageState;
 use super::tasks::{Task, TaskId, TaskProgress};
 use super::theme::Theme;
 use super::wizard::Wizard;
@@ -251,22 +252,6 @@ pub struct ListState {
     pub marked: BTreeSet<String>,
 }
 
-/// A question before something destructive or bulk.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Confirm {
-    /// Dialog title.
-    pub title: String,
-    /// The question, naming every VM affected.
-    pub message: String,
-    /// VM operations that run on yes.
-    pub ops: Vec<HostOp>,
-    /// A storage or network task that runs on yes.
-    pub task: Option<Task>,
-    /// A change to marked VMs: only `y` confirms (Enter does not), so keys typed at the list
-    /// by mistake cannot confirm it.
-    pub bulk: bool,
-}
-
 /// Something drawn over the panes that takes the keys.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Overlay {
@@ -362,7 +347,7 @@ pub struct App {
     /// Storage and network tasks in flight, oldest first.
     pub tasks: BTreeMap<TaskId, RunningTask>,
     /// Live changes waiting for the guest to act on them.
-    pub watches: Vec<super::hotplug::Watch>,
+    pub watches: Vec<super::watch::Watch>,
     /// Host memory, when known.
     pub host_memory: Option<HostMemory>,
     /// Terminal width in cells.

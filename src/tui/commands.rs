@@ -3,16 +3,18 @@
 //! wizard and forms, sorting, marking, search and copy. Called only from `update`.
 
 use super::action::{Effect, HostOp};
-use super::app::{App, Confirm, Overlay, Pane, RunningTask, SortColumn, StatusKind};
+use super::app::{App, Overlay, Pane, SortColumn, StatusKind};
+use super::confirm::Confirm;
 use super::console::Direction;
 use super::keymap::{Command, Context};
 use super::palette::{self, PaletteCommand, Verb};
+use super::queue::{run_ops, run_task};
+use super::selection::{ensure_selection, list_page, move_selection, open_consoles};
 use super::tasks::{Task, TaskOutcome};
 use super::theme::Theme;
 use super::ui::layout::Column;
-use super::update::{ensure_selection, list_page, move_selection, open_consoles};
 use super::wizard::Wizard;
-use super::{hotplug, memory, network_pane, storage_pane, task_list};
+use super::{hotplug, memory, networks, storage, task_list};
 use crate::config::{BootConfig, VmConfig};
 use crate::protocol::RunState;
 
@@ -20,8 +22,8 @@ use crate::protocol::RunState;
 /// in consoles).
 pub(super) fn run(app: &mut App, command: Command) {
     let handled = match app.context() {
-        Context::Storage => storage_pane::command(app, command),
-        Context::Networks => network_pane::command(app, command),
+        Context::Storage => storage::pane::command(app, command),
+        Context::Networks => networks::pane::command(app, command),
         _ => false,
     };
     if handled {
@@ -36,8 +38,8 @@ pub(super) fn run(app: &mut App, command: Command) {
         Command::Save => memory::save(app),
         Command::MemoryDown => memory::change_memory(app, -1),
         Command::MemoryUp => memory::change_memory(app, 1),
-        Command::ShowStorage => storage_pane::show(app),
-        Command::ShowNetworks => network_pane::show(app),
+        Command::ShowStorage => storage::pane::show(app),
+        Command::ShowNetworks => networks::pane::show(app),
         // Pane commands outside their pane (only reachable through rebinding): nothing.
         Command::FocusNext
         | Command::VolNew
@@ -65,8 +67,8 @@ pub(super) fn run(app: &mut App, command: Command) {
                 Wizard::create(app.names(), &app.storage.snapshot, &app.networks.snapshot);
             wizard.browse_from(&app.cwd);
             app.overlay = Some(Overlay::Wizard(Box::new(wizard)));
-            storage_pane::request_load(app);
-            network_pane::request_load(app);
+            storage::pane::request_load(app);
+            networks::pane::request_load(app);
         }
         Command::Demo => create_demo(app),
         Command::Attach => attach_targets(app),
@@ -494,40 +496,6 @@ fn verb_title(verb: Verb) -> &'static str {
     }
 }
 
-/// Hands operations to the runtime and shows their progress.
-pub(super) fn run_ops(app: &mut App, ops: Vec<HostOp>) {
-    let Some(first) = ops.first() else {
-        return;
-    };
-    let text = if ops.len() == 1 {
-        format!("{} {}…", first.progress(), first.vm())
-    } else {
-        format!("{} {} VMs…", first.progress(), ops.len())
-    };
-    for op in ops {
-        app.busy.insert(op.vm().to_string(), op.progress());
-        app.effects.push(Effect::Host(op));
-    }
-    app.set_status(StatusKind::Progress, text);
-}
-
-/// Hands a storage or network task to the runtime and shows its progress.
-pub(super) fn run_task(app: &mut App, task: Task) {
-    let id = app.next_task;
-    app.next_task += 1;
-    app.set_status(StatusKind::Progress, format!("{}…", task.progress_words()));
-    app.tasks.insert(
-        id,
-        RunningTask {
-            task: task.clone(),
-            started: app.ticks,
-            progress: None,
-            cancelling: false,
-        },
-    );
-    app.effects.push(Effect::Task { id, task });
-}
-
 /// A task ended: say how it went (or, cancelled, what it left as it was) and reload what it
 /// changed.
 pub(super) fn task_done(app: &mut App, id: super::tasks::TaskId, outcome: TaskOutcome) {
@@ -557,8 +525,8 @@ pub(super) fn task_done(app: &mut App, id: super::tasks::TaskId, outcome: TaskOu
         _ => {}
     }
     match running.task.touches() {
-        super::tasks::Touches::Storage => storage_pane::request_load(app),
-        super::tasks::Touches::Networks => network_pane::request_load(app),
+        super::tasks::Touches::Storage => storage::pane::request_load(app),
+        super::tasks::Touches::Networks => networks::pane::request_load(app),
     }
 }
 
@@ -627,7 +595,7 @@ pub(super) fn palette(app: &mut App, line: &str) {
         }
         PaletteCommand::Storage(pool) => {
             detach(app);
-            storage_pane::show(app);
+            storage::pane::show(app);
             if pool.is_some() {
                 app.storage.pool = pool;
                 app.storage.volume = None;
@@ -635,25 +603,25 @@ pub(super) fn palette(app: &mut App, line: &str) {
         }
         PaletteCommand::VolCreate(pool) => {
             detach(app);
-            storage_pane::show(app);
+            storage::pane::show(app);
             if pool.is_some() {
                 app.storage.pool = pool;
                 app.storage.volume = None;
             }
             if app.storage.loaded {
-                storage_pane::new_volume(app);
+                storage::pane::new_volume(app);
             } else {
                 app.storage.open_new_volume = true;
             }
         }
         PaletteCommand::Networks => {
             detach(app);
-            network_pane::show(app);
+            networks::pane::show(app);
         }
         PaletteCommand::NetDefine => {
             detach(app);
-            network_pane::show(app);
-            network_pane::new_network(app);
+            networks::pane::show(app);
+            networks::pane::new_network(app);
         }
         PaletteCommand::NetStart(name) => run_task(app, Task::StartNetwork(name)),
         PaletteCommand::NetStop(name) => {

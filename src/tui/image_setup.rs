@@ -8,7 +8,7 @@ use super::backends::{Backends, ImageSource};
 use crate::cloudinit::{CloudInitOptions, GeneratedPassword, SeedContext, instance_id};
 use crate::config::{MacAddr, VmConfig};
 use crate::progress::Progress;
-use crate::tui::action::error_chain;
+use crate::tui::error_text::error_chain;
 
 /// An image to bring into a pool as the new VM's disk vda.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,9 +6,10 @@
 use std::path::PathBuf;
 
 use super::action::HostOp;
-use super::app::{App, Confirm, Overlay, StatusKind};
-use super::commands::run_ops;
-use super::hotplug::default_scope;
+use super::app::{App, Overlay, StatusKind};
+use super::confirm::Confirm;
+use super::queue::run_ops;
+use super::scope::default_scope;
 use crate::client::ChangeScope;
 use crate::config::format_size;
 use crate::protocol::RunState;

@@ -11,10 +11,11 @@
 pub mod action;
 pub mod app;
 pub mod backends;
-mod charset;
 mod commands;
+pub mod confirm;
 pub mod console;
 pub mod dialogs;
+pub mod error_text;
 pub mod form;
 pub mod history;
 pub mod hotplug;
@@ -22,18 +23,21 @@ pub mod image_setup;
 pub mod input;
 pub mod keymap;
 mod memory;
-pub mod network_pane;
+pub mod networks;
 pub mod palette;
+mod queue;
 pub mod runtime;
+pub mod scope;
+mod selection;
 pub mod settings;
-pub mod storage_pane;
+pub mod storage;
 pub mod task_list;
 pub mod tasks;
 pub mod theme;
 pub mod ui;
 pub mod update;
+pub mod watch;
 pub mod wizard;
-pub mod wizard_devices;
 
 use crate::client::Host;
 use std::io::IsTerminal;
@@ -74,7 +78,7 @@ pub enum TuiError {
 pub fn prepare(options: &TuiOptions) -> Result<App, TuiError> {
     let mut warnings = Vec::new();
     let settings = settings::Settings::load(&options.settings_path).unwrap_or_else(|e| {
-        warnings.push(action::error_chain(&e));
+        warnings.push(error_text::error_chain(&e));
         settings::Settings::default()
     });
     let theme_dir = options.settings_path.parent().map(|dir| dir.join("themes"));

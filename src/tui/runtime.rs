@@ -17,10 +17,11 @@
 //! it is full, vmd keeps the rest), only a wake-up message goes through the channel, and each
 //! loop turn parses at most [`PARSE_BUDGET`] bytes after handling all input.
 
-use super::action::{Action, DirEntry, Effect, HostMemory, HostOp, error_chain};
+use super::action::{Action, DirEntry, Effect, HostMemory, HostOp};
 use super::app::App;
 use super::backends::Backends;
 use super::console::{ConsoleId, osc52};
+use super::error_text::error_chain;
 use super::tasks::{Task, TaskId, TaskProgress};
 use super::ui;
 use super::update::update;

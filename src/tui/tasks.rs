@@ -7,8 +7,8 @@
 //! has walked of the bytes it has to walk, and the same handle cancels the task, which then
 //! cleans up as after a failure.
 
-use super::action::error_chain;
 use super::backends::Backends;
+use super::error_text::error_chain;
 use crate::config::{NetworkConfig, format_size};
 use crate::progress::{Progress, ProgressSnapshot};
 use crate::storage::{ImageFormat, StorageError, VolumeSpec};

@@ -8,13 +8,17 @@
 use super::action::{Action, Effect, HostOp};
 use super::app::{App, Overlay, Pane, StatusKind, VmEntry};
 use super::commands;
-use super::console::{self, ConsoleSession};
+use super::console;
 use super::dialogs::DialogOutcome;
 use super::keymap::{Command, Context};
 use super::palette;
+use super::queue;
+use super::selection::{
+    console_panes, ensure_selection, move_selection, relayout_consoles, scroll_selection_into_view,
+};
 use super::ui::layout;
 use super::wizard::Outcome;
-use super::{hotplug, network_pane, storage_pane, task_list};
+use super::{hotplug, networks, storage, task_list};
 use crate::client::{BrokenVm, VmStatus};
 use crate::protocol::RunState;
 use crossterm::event::{
@@ -57,8 +61,8 @@ pub fn update(app: &mut App, action: Action) {
                 app.dirty = true;
             }
             if app.loaded {
-                storage_pane::on_tick(app);
-                network_pane::on_tick(app);
+                storage::pane::on_tick(app);
+                networks::pane::on_tick(app);
             }
             hotplug::on_tick(app);
             // Running tasks show their elapsed time.
@@ -66,8 +70,8 @@ pub fn update(app: &mut App, action: Action) {
                 app.dirty = true;
             }
         }
-        Action::StorageLoaded(result) => storage_pane::on_loaded(app, result),
-        Action::NetworksLoaded(result) => network_pane::on_loaded(app, result),
+        Action::StorageLoaded(result) => storage::pane::on_loaded(app, result),
+        Action::NetworksLoaded(result) => networks::pane::on_loaded(app, result),
         Action::TaskProgress { id, progress } => {
             if let Some(task) = app.tasks.get_mut(&id) {
                 task.progress = Some(progress);
@@ -162,7 +166,7 @@ fn on_listed(app: &mut App, listed: Vec<Result<VmStatus, BrokenVm>>) {
     }
     // Guest addresses for the list come from the networks' DHCP leases.
     if first {
-        network_pane::request_load(app);
+        networks::pane::request_load(app);
     }
 }
 
@@ -220,76 +224,13 @@ fn on_op_done(app: &mut App, op: HostOp, result: Result<String, String>) {
     } = &op
     {
         if new_volume.is_some() {
-            storage_pane::request_load(app);
+            storage::pane::request_load(app);
         }
         if !networks.is_empty() {
-            network_pane::request_load(app);
+            networks::pane::request_load(app);
         }
     }
     app.effects.push(Effect::Refresh);
-}
-
-/// Keeps a selection on a listed VM and scrolls it into view.
-pub(super) fn ensure_selection(app: &mut App) {
-    let visible = app.visible();
-    let listed = app
-        .list
-        .selected
-        .as_deref()
-        .is_some_and(|name| visible.iter().any(|&i| app.vms[i].name() == name));
-    if !listed {
-        app.list.selected = visible.first().map(|&i| app.vms[i].name().to_string());
-    }
-    scroll_selection_into_view(app);
-}
-
-/// The list's data rows on screen now.
-fn list_rows(app: &App) -> Rect {
-    layout::list(layout::main(Rect::new(0, 0, app.width, app.height)).body).rows
-}
-
-fn scroll_selection_into_view(app: &mut App) {
-    let page = usize::from(list_rows(app).height.max(1));
-    let count = app.visible().len();
-    let row = app.selected_row().unwrap_or(0);
-    let offset = &mut app.list.offset;
-    if row < *offset {
-        *offset = row;
-    } else if row >= *offset + page {
-        *offset = row + 1 - page;
-    }
-    *offset = (*offset).min(count.saturating_sub(page));
-}
-
-/// Moves the selection by `delta` rows (clamped).
-pub(super) fn move_selection(app: &mut App, delta: isize) {
-    let visible = app.visible();
-    if visible.is_empty() {
-        return;
-    }
-    let row = app.selected_row().unwrap_or(0);
-    let target = row.saturating_add_signed(delta).min(visible.len() - 1);
-    app.list.selected = Some(app.vms[visible[target]].name().to_string());
-    scroll_selection_into_view(app);
-    app.dirty = true;
-}
-
-/// A page of list rows.
-pub(super) fn list_page(app: &App) -> isize {
-    list_rows(app).height.max(1) as isize
-}
-
-/// Where the consoles are on screen now.
-pub(super) fn console_panes(app: &App) -> Vec<layout::ConsolePane> {
-    layout::consoles(Rect::new(0, 0, app.width, app.height), app.consoles.len())
-}
-
-/// Sizes every console's emulator to its pane.
-pub(super) fn relayout_consoles(app: &mut App) {
-    let panes = console_panes(app);
-    for (console, pane) in app.consoles.iter_mut().zip(panes) {
-        console.resize(pane.screen.height, pane.screen.width);
-    }
 }
 
 fn on_key(app: &mut App, key: KeyEvent) {
@@ -382,9 +323,9 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
         }
         Overlay::Confirm(confirm) => match key.code {
             KeyCode::Char('y' | 'Y') | KeyCode::Enter => {
-                commands::run_ops(app, confirm.ops);
+                queue::run_ops(app, confirm.ops);
                 if let Some(task) = confirm.task {
-                    commands::run_task(app, task);
+                    queue::run_task(app, task);
                 }
                 None
             }
@@ -410,7 +351,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 start_networks,
                 image,
             } => {
-                commands::run_ops(
+                queue::run_ops(
                     app,
                     vec![HostOp::Create {
                         config,
@@ -425,7 +366,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 None
             }
             Outcome::Save(config) => {
-                commands::run_ops(app, vec![HostOp::Update(config)]);
+                queue::run_ops(app, vec![HostOp::Update(config)]);
                 None
             }
         },
@@ -433,7 +374,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
             DialogOutcome::None => Some(Overlay::Dialog(dialog)),
             DialogOutcome::Cancel => None,
             DialogOutcome::Run(task) => {
-                commands::run_task(app, task);
+                queue::run_task(app, task);
                 None
             }
             DialogOutcome::Host(op) => {
@@ -444,9 +385,9 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                         ..
                     }
                 );
-                commands::run_ops(app, vec![op]);
+                queue::run_ops(app, vec![op]);
                 if new_volume {
-                    storage_pane::request_load(app);
+                    storage::pane::request_load(app);
                 }
                 None
             }
@@ -602,8 +543,8 @@ fn on_mouse(app: &mut App, mouse: MouseEvent) {
     if click && mouse.row == 0 && app.pane != Pane::Console {
         match layout::tab_at(mouse.column) {
             Some(0) => app.pane = Pane::List,
-            Some(1) => storage_pane::show(app),
-            Some(2) => network_pane::show(app),
+            Some(1) => storage::pane::show(app),
+            Some(2) => networks::pane::show(app),
             _ => return,
         }
         app.dirty = true;
@@ -628,7 +569,7 @@ fn clicked_row(mouse: &MouseEvent, rows: Rect, selected: usize) -> Option<usize>
 }
 
 fn on_storage_mouse(app: &mut App, mouse: MouseEvent) {
-    use super::storage_pane::StorageFocus;
+    use super::storage::state::StorageFocus;
     let body = layout::main(Rect::new(0, 0, app.width, app.height)).body;
     let state = &mut app.storage;
     match mouse.kind {
@@ -791,25 +732,4 @@ fn on_console_mouse(app: &mut App, mouse: MouseEvent) {
         }
         _ => {}
     }
-}
-
-/// Opens sessions for `names` (one or two) and asks the runtime to connect them.
-pub(super) fn open_consoles(app: &mut App, names: &[String]) {
-    for old in app.consoles.drain(..) {
-        app.effects.push(Effect::CloseConsole(old.id));
-    }
-    for name in names.iter().take(2) {
-        let id = app.next_console;
-        app.next_console += 1;
-        app.consoles.push(ConsoleSession::new(id, name, 24, 80));
-        app.effects.push(Effect::OpenConsole {
-            id,
-            vm: name.clone(),
-            history: true,
-        });
-    }
-    app.focus = 0;
-    app.pane = Pane::Console;
-    relayout_consoles(app);
-    app.dirty = true;
 }

@@ -8,7 +8,7 @@ use crate::config::{NetworkConfig, NicConfig, Paths, VmConfig};
 use crate::network::{NetworkError, NetworkManager};
 use crate::progress::Progress;
 use crate::storage::{ImageFormat, PoolInfo, StorageError, StorageManager, VolumeInfo, VolumeSpec};
-use crate::tui::action::error_chain;
+use crate::tui::error_text::error_chain;
 use std::path::Path;
 
 /// Pools and volumes under one vmux home.

@@ -3,7 +3,7 @@
 //! Fits 80×24.
 
 use super::layout;
-use super::overlays::dialog as dialog_box;
+use super::widgets::dialog as dialog_box;
 use super::widgets::{put, truncate};
 use crate::tui::app::App;
 use crate::tui::dialogs::Dialog;

@@ -4,15 +4,16 @@
 
 use super::dialog_view;
 use super::layout;
-use super::widgets::{clear, put, truncate};
+use super::widgets::{dialog, put, truncate};
 use super::wizard_view;
-use crate::tui::app::{App, Confirm, Overlay};
+use crate::tui::app::{App, Overlay};
+use crate::tui::confirm::Confirm;
 use crate::tui::palette::VERBS;
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Widget, Wrap};
+use ratatui::widgets::{Paragraph, Widget, Wrap};
 
 /// Draws `overlay` over `area`.
 pub fn draw(app: &App, overlay: &Overlay, area: Rect, frame: &mut Frame) {
@@ -26,21 +27,6 @@ pub fn draw(app: &App, overlay: &Overlay, area: Rect, frame: &mut Frame) {
             super::tasks_view::draw(app, *selected, area, frame.buffer_mut())
         }
     }
-}
-
-/// A bordered dialog box with a title; returns its inner area.
-pub(super) fn dialog(app: &App, area: Rect, title: &str, buf: &mut Buffer) -> Rect {
-    let theme = &app.theme;
-    clear(buf, area, theme.dialog);
-    let block = Block::new()
-        .borders(Borders::ALL)
-        .border_style(theme.border_focus)
-        .title(format!(" {title} "))
-        .title_style(theme.title)
-        .style(theme.dialog);
-    let inner = block.inner(area);
-    block.render(area, buf);
-    inner
 }
 
 fn help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {

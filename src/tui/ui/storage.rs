@@ -8,7 +8,7 @@ use crate::config::format_size;
 use crate::storage::VolumeInfo;
 use crate::tui::app::App;
 use crate::tui::backends::{PoolView, VolumeView};
-use crate::tui::storage_pane::StorageFocus;
+use crate::tui::storage::state::StorageFocus;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;

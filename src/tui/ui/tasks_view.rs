@@ -2,7 +2,7 @@
 //! it does and for how long, then its bar, percentage, bytes done of bytes to do, rate and time
 //! left (long tasks), or why it has none. The selected entry is marked; `x` cancels it.
 
-use super::overlays::dialog;
+use super::widgets::dialog;
 use super::widgets::{duration, put, truncate};
 use super::{bar_spans, layout, percent};
 use crate::tui::app::{App, RunningTask};

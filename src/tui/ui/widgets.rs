@@ -1,8 +1,11 @@
-//! Small drawing helpers shared by the panes: text sparklines, truncation, durations.
+//! Small drawing helpers shared by the panes and overlays: text sparklines, truncation,
+//! durations, table rows, the bordered dialog box.
 
+use crate::tui::app::App;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
+use ratatui::widgets::{Block, Borders, Widget};
 
 /// Bar heights; index 0 (blank) is never drawn for a sample.
 const LEVELS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -114,6 +117,21 @@ pub fn clear(buf: &mut Buffer, area: Rect, style: Style) {
             buf[(x, y)].set_style(style);
         }
     }
+}
+
+/// A bordered dialog box with a title; returns its inner area.
+pub(super) fn dialog(app: &App, area: Rect, title: &str, buf: &mut Buffer) -> Rect {
+    let theme = &app.theme;
+    clear(buf, area, theme.dialog);
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_style(theme.border_focus)
+        .title(format!(" {title} "))
+        .title_style(theme.title)
+        .style(theme.dialog);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    inner
 }
 
 #[cfg(test)]

@@ -3,12 +3,12 @@
 //! `vmux create` command, and the file picker. Fits 80×24.
 
 use super::layout;
-use super::overlays::dialog;
+use super::widgets::dialog;
 use super::widgets::{put, truncate};
 use crate::config::{format_size, parse_size};
 use crate::tui::app::App;
+use crate::tui::wizard::devices::Checklist;
 use crate::tui::wizard::{FieldId, FilePicker, Step, Value, Wizard, memory_hint};
-use crate::tui::wizard_devices::Checklist;
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;

@@ -2,8 +2,8 @@
 //! pools) and of defined networks, built from the storage and network snapshots and rebuilt
 //! when fresh ones arrive without losing what the user ticked.
 
-use super::backends::{NetworkSnapshot, StorageSnapshot};
 use crate::config::format_size;
+use crate::tui::backends::{NetworkSnapshot, StorageSnapshot};
 
 /// One line of a checklist.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,14 +1,16 @@
 //! One attached serial console: the guest's output run through a vt100 terminal emulator
-//! (colours, cursor moves, clearing, line drawing, 10 000 lines of scrollback), scrollback
-//! mode with search, mouse selection, and the translation of keys into the bytes a serial
-//! terminal sends.
+//! (colours, cursor moves, clearing, line drawing (the DEC set, in `charset`), 10 000 lines
+//! of scrollback), scrollback mode with search, mouse selection, and the translation of keys
+//! into the bytes a serial terminal sends.
 //!
 //! Guest output is untrusted: the emulator is bounded (fixed screen plus capped scrollback),
 //! sizes handed to it are clamped to at least 2×2 (vt100 panics below), and requests the guest
 //! makes of the terminal (window title, clipboard) are ignored.
 
-use super::charset::LineDrawing;
+mod charset;
+
 use super::input::LineInput;
+use charset::LineDrawing;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::num::NonZeroU16;
 

@@ -5,21 +5,22 @@
 //! to fix it; Esc goes back a step keeping everything typed. A small file picker fills the
 //! kernel and initrd paths. The disk step picks existing volumes and can create a new one; the
 //! network step (shown when networks are defined) picks networks, each becoming a NIC with a
-//! fresh MAC when the VM is created.
+//! fresh MAC when the VM is created; both steps' checklists are in [`devices`].
 
+pub mod devices;
 mod image;
 
 use super::action::{DirEntry, NewVolume};
 use super::backends::{NetworkSnapshot, StorageSnapshot};
 use super::image_setup::ImageSetup;
 use super::input::{Edit, LineInput};
-use super::wizard_devices::{Checklist, network_items, volume_items};
 use crate::config::{
     BootConfig, DiskConfig, VmConfig, format_size, parse_size, validate_name, validate_volume_name,
 };
 use crate::engine::layout::MAX_VCPUS;
 use crate::storage::{ImageFormat, VolumeSpec};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use devices::{Checklist, network_items, volume_items};
 use std::path::{Path, PathBuf};
 
 /// Fields of a VM definition as the wizard shows them.

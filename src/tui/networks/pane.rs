@@ -1,96 +1,24 @@
-//! The networks pane's state and behaviour: the last [`NetworkSnapshot`], the selected
-//! network, when to reload (often while the pane is shown, now and then otherwise: the VM list
-//! shows guest addresses from the DHCP leases), and what the pane's keys do (define, start,
-//! stop, delete, autostart). Called only from `update` and `commands`.
+//! The networks pane's behaviour: when to reload its state (`state`, the last
+//! [`NetworkSnapshot`] and the selected network; often while the pane is shown, now and then
+//! otherwise: the VM list shows guest addresses from the DHCP leases), and what the pane's
+//! keys do (define, start, stop, delete, autostart). Called only from `update` and `commands`.
 
-use super::action::Effect;
-use super::app::{App, Confirm, Overlay, Pane, StatusKind};
-use super::backends::NetworkSnapshot;
-use super::commands::run_task;
-use super::dialogs::Dialog;
-use super::keymap::Command;
-use super::tasks::Task;
-use crate::network::NetworkInfo;
-use std::net::Ipv4Addr;
+use crate::tui::action::Effect;
+use crate::tui::app::{App, Overlay, Pane, StatusKind};
+use crate::tui::backends::NetworkSnapshot;
+use crate::tui::confirm::Confirm;
+use crate::tui::dialogs::Dialog;
+use crate::tui::keymap::Command;
+use crate::tui::queue::run_task;
+use crate::tui::tasks::Task;
 
 /// Seconds between reloads while the pane or the wizard is shown.
 const RELOAD_TICKS: u64 = 2;
 /// Seconds between reloads otherwise (guest addresses in the VM list).
 const BACKGROUND_TICKS: u64 = 10;
 
-/// The networks pane's state. Owned by the UI thread.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct NetworkState {
-    /// The last networks read.
-    pub snapshot: NetworkSnapshot,
-    /// A snapshot has arrived.
-    pub loaded: bool,
-    /// Why the last read failed.
-    pub error: Option<String>,
-    /// A read is in flight.
-    pub loading: bool,
-    /// Read again when the one in flight arrives.
-    pub stale: bool,
-    /// Tick of the last read asked for.
-    pub last_load: Option<u64>,
-    /// The selected network's name.
-    pub selected: Option<String>,
-}
-
-impl NetworkState {
-    /// The selected network.
-    pub fn selected_network(&self) -> Option<&NetworkInfo> {
-        let name = self.selected.as_deref()?;
-        self.snapshot
-            .networks
-            .iter()
-            .find(|n| n.config.name == name)
-    }
-
-    /// Position of the selected network.
-    pub fn selected_row(&self) -> Option<usize> {
-        let name = self.selected.as_deref()?;
-        self.snapshot
-            .networks
-            .iter()
-            .position(|n| n.config.name == name)
-    }
-
-    /// Guest addresses of VM `vm` known from DHCP leases, in network order.
-    pub fn addresses_of(&self, vm: &str) -> Vec<Ipv4Addr> {
-        self.snapshot
-            .networks
-            .iter()
-            .flat_map(|n| n.attached.iter())
-            .filter(|nic| nic.vm == vm)
-            .filter_map(|nic| nic.ip)
-            .collect()
-    }
-
-    fn fix_selection(&mut self) {
-        if self.selected_network().is_none() {
-            self.selected = self
-                .snapshot
-                .networks
-                .first()
-                .map(|n| n.config.name.clone());
-        }
-    }
-
-    /// Moves the selection by `delta` rows (clamped).
-    pub fn move_selection(&mut self, delta: isize) {
-        let networks = &self.snapshot.networks;
-        if networks.is_empty() {
-            return;
-        }
-        let row = self.selected_row().unwrap_or(0);
-        let target = row.saturating_add_signed(delta).min(networks.len() - 1);
-        self.selected = Some(networks[target].config.name.clone());
-    }
-}
-
 /// Asks for a fresh snapshot (or for one more after the read in flight).
-pub(super) fn request_load(app: &mut App) {
+pub(in crate::tui) fn request_load(app: &mut App) {
     let state = &mut app.networks;
     if state.loading {
         state.stale = true;
@@ -102,7 +30,7 @@ pub(super) fn request_load(app: &mut App) {
 }
 
 /// Reloads often while the pane or the wizard is shown, and now and then otherwise.
-pub(super) fn on_tick(app: &mut App) {
+pub(in crate::tui) fn on_tick(app: &mut App) {
     let period = if app.pane == Pane::Networks || matches!(app.overlay, Some(Overlay::Wizard(_))) {
         RELOAD_TICKS
     } else {
@@ -118,7 +46,7 @@ pub(super) fn on_tick(app: &mut App) {
 }
 
 /// A snapshot (or an error) arrived.
-pub(super) fn on_loaded(app: &mut App, result: Result<NetworkSnapshot, String>) {
+pub(in crate::tui) fn on_loaded(app: &mut App, result: Result<NetworkSnapshot, String>) {
     let state = &mut app.networks;
     state.loading = false;
     let before = (state.snapshot.clone(), state.error.clone(), state.loaded);
@@ -146,7 +74,7 @@ pub(super) fn on_loaded(app: &mut App, result: Result<NetworkSnapshot, String>) 
 }
 
 /// Switches to the pane (loading it now).
-pub(super) fn show(app: &mut App) {
+pub(in crate::tui) fn show(app: &mut App) {
     app.pane = Pane::Networks;
     if !app.networks.loading {
         request_load(app);
@@ -154,7 +82,7 @@ pub(super) fn show(app: &mut App) {
 }
 
 /// Opens the new-network dialog.
-pub(super) fn new_network(app: &mut App) {
+pub(in crate::tui) fn new_network(app: &mut App) {
     let defined = app
         .networks
         .snapshot
@@ -169,7 +97,7 @@ pub(super) fn new_network(app: &mut App) {
 }
 
 /// Runs a networks-pane command; says whether it was one.
-pub(super) fn command(app: &mut App, command: Command) -> bool {
+pub(in crate::tui) fn command(app: &mut App, command: Command) -> bool {
     match command {
         Command::Up => app.networks.move_selection(-1),
         Command::Down => app.networks.move_selection(1),

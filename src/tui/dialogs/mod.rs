@@ -3,13 +3,15 @@
 //! checks every field as it is typed against what the TUI knows (names taken, free space,
 //! running users, subnets in use) so mistakes show beside the field, and turns the fields into
 //! a [`Task`] on Enter. The library checks everything again when the task runs; its error, if
-//! any, goes to the status line.
+//! any, goes to the status line. The add-disk and remove-disk kinds live in [`disks`] and
+//! build a [`HostOp`] or a confirmation instead.
+
+pub mod disks;
 
 use super::action::HostOp;
-use super::app::Confirm;
 use super::backends::PoolView;
+use super::confirm::Confirm;
 use super::form::{FieldKey, FieldValue, Form, FormField, FormKey};
-use super::hotplug::{AddDisk, RemoveDisk};
 use super::tasks::Task;
 use crate::config::{
     DhcpRange, Ipv4Net, NetworkConfig, NetworkMode, format_size, parse_size, validate_ifname,
@@ -19,6 +21,7 @@ use crate::network::host::Route;
 use crate::network::subnet_conflict;
 use crate::storage::{ImageFormat, VolumeInfo, VolumeSpec};
 use crossterm::event::KeyEvent;
+use disks::{AddDisk, RemoveDisk};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 

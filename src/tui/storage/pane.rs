@@ -1,148 +1,22 @@
-//! The storage pane's state and behaviour: the last [`StorageSnapshot`], which pool and
-//! volume are selected, which list has the keys, when to reload, and what the pane's keys do
-//! (dialogs for create / resize / clone / convert / upload, confirmations for wipe and delete,
-//! pool start / stop / autostart). Called only from `update` and `commands`.
+//! The storage pane's behaviour: when to reload its state (`state`, the last
+//! [`StorageSnapshot`] and the selection) and what the pane's keys do (dialogs for create /
+//! resize / clone / convert / upload, confirmations for wipe and delete, pool start / stop /
+//! autostart). Called only from `update`, `commands` and `hotplug`.
 
-use super::action::Effect;
-use super::app::{App, Confirm, Overlay, Pane, StatusKind};
-use super::backends::{PoolView, StorageSnapshot, VolumeView};
-use super::commands::run_task;
-use super::dialogs::Dialog;
-use super::keymap::Command;
-use super::tasks::Task;
+use super::state::StorageFocus;
 use crate::config::format_size;
 use crate::storage::VolumeInfo;
+use crate::tui::action::Effect;
+use crate::tui::app::{App, Overlay, Pane, StatusKind};
+use crate::tui::backends::{PoolView, StorageSnapshot};
+use crate::tui::confirm::Confirm;
+use crate::tui::dialogs::Dialog;
+use crate::tui::keymap::Command;
+use crate::tui::queue::run_task;
+use crate::tui::tasks::Task;
 
 /// Seconds between reloads while the pane (or a dialog that lists volumes) is shown.
 const RELOAD_TICKS: u64 = 2;
-
-/// Which list of the pane the arrow keys move in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StorageFocus {
-    /// The pools.
-    Pools,
-    /// The selected pool's volumes.
-    Volumes,
-}
-
-/// The storage pane's state. Owned by the UI thread.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StorageState {
-    /// The last pools and volumes read.
-    pub snapshot: StorageSnapshot,
-    /// A snapshot has arrived (until then nothing is known).
-    pub loaded: bool,
-    /// Why the last read failed.
-    pub error: Option<String>,
-    /// A read is in flight.
-    pub loading: bool,
-    /// Read again when the one in flight arrives (something changed meanwhile).
-    pub stale: bool,
-    /// Tick of the last read asked for.
-    pub last_load: Option<u64>,
-    /// The selected pool's name.
-    pub pool: Option<String>,
-    /// The selected volume's name (in the selected pool).
-    pub volume: Option<String>,
-    /// Which list has the arrow keys.
-    pub focus: StorageFocus,
-    /// Open the new-volume dialog once the pools are read (asked for before they were).
-    pub open_new_volume: bool,
-}
-
-impl Default for StorageState {
-    fn default() -> StorageState {
-        StorageState {
-            snapshot: StorageSnapshot::default(),
-            loaded: false,
-            error: None,
-            loading: false,
-            stale: false,
-            last_load: None,
-            pool: None,
-            volume: None,
-            focus: StorageFocus::Pools,
-            open_new_volume: false,
-        }
-    }
-}
-
-impl StorageState {
-    /// The selected pool.
-    pub fn selected_pool(&self) -> Option<&PoolView> {
-        let name = self.pool.as_deref()?;
-        self.snapshot.pools.iter().find(|p| p.name() == name)
-    }
-
-    /// The selected volume's row.
-    pub fn selected_volume(&self) -> Option<&VolumeView> {
-        let name = self.volume.as_deref()?;
-        self.selected_pool()?
-            .volumes
-            .iter()
-            .find(|v| v.name == name)
-    }
-
-    /// Position of the selected pool.
-    pub fn pool_row(&self) -> Option<usize> {
-        let name = self.pool.as_deref()?;
-        self.snapshot.pools.iter().position(|p| p.name() == name)
-    }
-
-    /// Position of the selected volume in its pool.
-    pub fn volume_row(&self) -> Option<usize> {
-        let name = self.volume.as_deref()?;
-        self.selected_pool()?
-            .volumes
-            .iter()
-            .position(|v| v.name == name)
-    }
-
-    /// Keeps the selection on things that exist: the first pool and volume when the old ones
-    /// went away.
-    pub fn fix_selection(&mut self) {
-        if self.selected_pool().is_none() {
-            self.pool = self.snapshot.pools.first().map(|p| p.name().to_string());
-            self.volume = None;
-        }
-        if self.selected_volume().is_none() {
-            self.volume = self
-                .selected_pool()
-                .and_then(|p| p.volumes.first())
-                .map(|v| v.name.clone());
-        }
-    }
-
-    /// Moves the selection of the focused list by `delta` rows (clamped).
-    pub fn move_selection(&mut self, delta: isize) {
-        match self.focus {
-            StorageFocus::Pools => {
-                let pools = &self.snapshot.pools;
-                if pools.is_empty() {
-                    return;
-                }
-                let row = self.pool_row().unwrap_or(0);
-                let target = row.saturating_add_signed(delta).min(pools.len() - 1);
-                if target != row || self.pool.is_none() {
-                    self.pool = Some(pools[target].name().to_string());
-                    self.volume = None;
-                    self.fix_selection();
-                }
-            }
-            StorageFocus::Volumes => {
-                let Some(pool) = self.selected_pool() else {
-                    return;
-                };
-                if pool.volumes.is_empty() {
-                    return;
-                }
-                let row = self.volume_row().unwrap_or(0);
-                let target = row.saturating_add_signed(delta).min(pool.volumes.len() - 1);
-                self.volume = Some(pool.volumes[target].name.clone());
-            }
-        }
-    }
-}
 
 /// Whether something on screen needs pools and volumes now.
 fn wanted(app: &App) -> bool {
@@ -151,7 +25,7 @@ fn wanted(app: &App) -> bool {
 }
 
 /// Asks for a fresh snapshot (or for one more after the read in flight).
-pub(super) fn request_load(app: &mut App) {
+pub(in crate::tui) fn request_load(app: &mut App) {
     let state = &mut app.storage;
     if state.loading {
         state.stale = true;
@@ -163,7 +37,7 @@ pub(super) fn request_load(app: &mut App) {
 }
 
 /// Reloads every few seconds while the pane or a dialog that needs it is shown.
-pub(super) fn on_tick(app: &mut App) {
+pub(in crate::tui) fn on_tick(app: &mut App) {
     let due = app
         .storage
         .last_load
@@ -174,7 +48,7 @@ pub(super) fn on_tick(app: &mut App) {
 }
 
 /// A snapshot (or an error) arrived.
-pub(super) fn on_loaded(app: &mut App, result: Result<StorageSnapshot, String>) {
+pub(in crate::tui) fn on_loaded(app: &mut App, result: Result<StorageSnapshot, String>) {
     let state = &mut app.storage;
     state.loading = false;
     let before = (state.snapshot.clone(), state.error.clone(), state.loaded);
@@ -205,7 +79,7 @@ pub(super) fn on_loaded(app: &mut App, result: Result<StorageSnapshot, String>) 
 }
 
 /// Switches to the pane (loading it when needed).
-pub(super) fn show(app: &mut App) {
+pub(in crate::tui) fn show(app: &mut App) {
     app.pane = Pane::Storage;
     if !app.storage.loading {
         request_load(app);
@@ -238,7 +112,7 @@ fn open(app: &mut App, dialog: Dialog) {
 }
 
 /// Runs a storage-pane command; says whether it was one.
-pub(super) fn command(app: &mut App, command: Command) -> bool {
+pub(in crate::tui) fn command(app: &mut App, command: Command) -> bool {
     match command {
         Command::FocusNext => {
             app.storage.focus = match app.storage.focus {
@@ -292,11 +166,11 @@ pub(super) fn command(app: &mut App, command: Command) -> bool {
 fn wrong_table(app: &mut App, command: Command, wanted: StorageFocus) {
     let key = app
         .keymap
-        .label(super::keymap::Context::Storage, command)
+        .label(crate::tui::keymap::Context::Storage, command)
         .unwrap_or_else(|| "that key".into());
     let tab = app
         .keymap
-        .label(super::keymap::Context::Storage, Command::FocusNext)
+        .label(crate::tui::keymap::Context::Storage, Command::FocusNext)
         .unwrap_or_else(|| "Tab".into());
     let message = match wanted {
         StorageFocus::Volumes => format!(
@@ -310,7 +184,7 @@ fn wrong_table(app: &mut App, command: Command, wanted: StorageFocus) {
 }
 
 /// Opens the new-volume dialog for the selected pool.
-pub(super) fn new_volume(app: &mut App) {
+pub(in crate::tui) fn new_volume(app: &mut App) {
     match app.storage.selected_pool() {
         Some(pool) if pool.active() => {
             let dialog = Dialog::create_volume(pool);

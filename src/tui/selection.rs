@@ -1,0 +1,92 @@
+//! Keeps the VM list's selection on a listed VM and in view, and the console panes sized to
+//! the screen; opens console sessions. Used by `update` and `commands`.
+
+use super::action::Effect;
+use super::app::{App, Pane};
+use super::console::ConsoleSession;
+use super::ui::layout;
+use ratatui::layout::Rect;
+
+/// Keeps a selection on a listed VM and scrolls it into view.
+pub(super) fn ensure_selection(app: &mut App) {
+    let visible = app.visible();
+    let listed = app
+        .list
+        .selected
+        .as_deref()
+        .is_some_and(|name| visible.iter().any(|&i| app.vms[i].name() == name));
+    if !listed {
+        app.list.selected = visible.first().map(|&i| app.vms[i].name().to_string());
+    }
+    scroll_selection_into_view(app);
+}
+
+/// The list's data rows on screen now.
+fn list_rows(app: &App) -> Rect {
+    layout::list(layout::main(Rect::new(0, 0, app.width, app.height)).body).rows
+}
+
+pub(super) fn scroll_selection_into_view(app: &mut App) {
+    let page = usize::from(list_rows(app).height.max(1));
+    let count = app.visible().len();
+    let row = app.selected_row().unwrap_or(0);
+    let offset = &mut app.list.offset;
+    if row < *offset {
+        *offset = row;
+    } else if row >= *offset + page {
+        *offset = row + 1 - page;
+    }
+    *offset = (*offset).min(count.saturating_sub(page));
+}
+
+/// Moves the selection by `delta` rows (clamped).
+pub(super) fn move_selection(app: &mut App, delta: isize) {
+    let visible = app.visible();
+    if visible.is_empty() {
+        return;
+    }
+    let row = app.selected_row().unwrap_or(0);
+    let target = row.saturating_add_signed(delta).min(visible.len() - 1);
+    app.list.selected = Some(app.vms[visible[target]].name().to_string());
+    scroll_selection_into_view(app);
+    app.dirty = true;
+}
+
+/// A page of list rows.
+pub(super) fn list_page(app: &App) -> isize {
+    list_rows(app).height.max(1) as isize
+}
+
+/// Where the consoles are on screen now.
+pub(super) fn console_panes(app: &App) -> Vec<layout::ConsolePane> {
+    layout::consoles(Rect::new(0, 0, app.width, app.height), app.consoles.len())
+}
+
+/// Sizes every console's emulator to its pane.
+pub(super) fn relayout_consoles(app: &mut App) {
+    let panes = console_panes(app);
+    for (console, pane) in app.consoles.iter_mut().zip(panes) {
+        console.resize(pane.screen.height, pane.screen.width);
+    }
+}
+
+/// Opens sessions for `names` (one or two) and asks the runtime to connect them.
+pub(super) fn open_consoles(app: &mut App, names: &[String]) {
+    for old in app.consoles.drain(..) {
+        app.effects.push(Effect::CloseConsole(old.id));
+    }
+    for name in names.iter().take(2) {
+        let id = app.next_console;
+        app.next_console += 1;
+        app.consoles.push(ConsoleSession::new(id, name, 24, 80));
+        app.effects.push(Effect::OpenConsole {
+            id,
+            vm: name.clone(),
+            history: true,
+        });
+    }
+    app.focus = 0;
+    app.pane = Pane::Console;
+    relayout_consoles(app);
+    app.dirty = true;
+}
