@@ -57,21 +57,36 @@ rm -f "$work/raw.img"
 [ -s "$work/vmlinuz" ] && [ -s "$work/initrd.img" ] || { echo "cannot extract the kernel by hand"; exit 1; }
 echo "INFO kernel $kernel ($(stat -c %s "$work/vmlinuz") bytes), initrd $(stat -c %s "$work/initrd.img") bytes, cmdline: $cmdline"
 
+# Removes the run's VM and its volume, whatever state the run left them in.
+vmux_cleanup() {
+    "$VMUX" destroy bi >/dev/null 2>&1
+    "$VMUX" undefine bi >/dev/null 2>&1
+    "$VMUX" vol-delete default bi.qcow2 >/dev/null 2>&1
+}
+
+# Says on stderr (inner.log) why a vmux run gave no figure: its addresses and console.
+vmux_failed() {
+    echo "image_ssh vmux run failed: $1" >&2
+    "$VMUX" domifaddr bi >&2 2>&1
+    tail -n 30 "$VMUX_HOME/state/vms/bi/console.log" >&2 2>/dev/null
+    vmux_cleanup
+    echo -1
+}
+
 vmux_ms() {
     local start ip="" ms
     start=$(now_ms)
     "$VMUX" create bi --image "$work/debian-cloud.qcow2" --linked \
         --cloud-init "user=me,ssh-key=$work/key.pub" --network benchimg --memory 512M >/dev/null \
-        && "$VMUX" start bi >/dev/null || { echo -1; return; }
+        && "$VMUX" start bi >/dev/null || { vmux_failed "create or start"; return; }
     while [ -z "$ip" ]; do
         ip=$("$VMUX" domifaddr bi 2>/dev/null | grep -o '10\.231\.9\.[0-9]*' | head -n 1)
-        [ $(($(now_ms) - start)) -gt 300000 ] && { echo -1; return; }
+        [ $(($(now_ms) - start)) -gt 300000 ] && { vmux_failed "no DHCP address in 300 s"; return; }
         [ -n "$ip" ] || sleep 0.1
     done
     ms=$(banner_ms "$start" "$ip" 22 300000)
-    "$VMUX" destroy bi >/dev/null
-    "$VMUX" undefine bi >/dev/null
-    "$VMUX" vol-delete default bi.qcow2 >/dev/null
+    [ "$ms" = -1 ] && { vmux_failed "no SSH banner from $ip in 300 s"; return; }
+    vmux_cleanup
     echo "$ms"
 }
 
