@@ -191,6 +191,12 @@ mkdir -p "$run_dir/scenarios"
 run_dir=$(readlink -f "$run_dir")
 case "$run_dir$test_binary$repo" in *" "*) die "paths with spaces cannot be passed to L1: $run_dir" ;; esac
 
+# Ignored scenarios (the real cloud-init one) run only when asked for with --ignored or
+# --include-ignored among the filters; each scenario then runs with --include-ignored.
+run_ignored=0
+for filter in ${filters[@]+"${filters[@]}"}; do
+    case $filter in --ignored | --include-ignored) run_ignored=1 ;; esac
+done
 # The scenarios this run selects (the filters are libtest's), one per line.
 if [ -z "$script" ]; then
     "$test_binary" --list --format terse ${filters[@]+"${filters[@]}"} 2>/dev/null \
@@ -226,7 +232,7 @@ if [ -n "$script" ]; then
 else
     clean_up=0
     [ "$mode" = nested ] && clean_up=1
-    echo "{ sh $repo/scripts/linux-tier/run-scenarios.sh $test_binary $run_dir $scenario_bound $clean_up; echo \$? > $run_dir/inner-status; } 2>&1 | tee -a $run_dir/inner.log" >> "$run_dir/tier-run.sh"
+    echo "{ sh $repo/scripts/linux-tier/run-scenarios.sh $test_binary $run_dir $scenario_bound $clean_up $run_ignored; echo \$? > $run_dir/inner-status; } 2>&1 | tee -a $run_dir/inner.log" >> "$run_dir/tier-run.sh"
 fi
 
 # Boots L1 once, bounded by $1 seconds, appending its console to l1-console.log. L1 touches

@@ -3,17 +3,20 @@
 # time bound, so that a scenario that hangs fails alone (with what was running at the time)
 # and the ones after it still run. Used in L1 and on hosts with vmx/svm (scripts/linux-tier.sh).
 #
-# Usage: run-scenarios.sh TEST_BINARY RUN_DIR BOUND_S CLEAN_UP
+# Usage: run-scenarios.sh TEST_BINARY RUN_DIR BOUND_S CLEAN_UP [RUN_IGNORED]
 #   RUN_DIR/todo     the scenarios to run, one name per line
 #   RUN_DIR/started  each name is appended as it starts (what L1 was doing if it dies)
 #   BOUND_S          seconds a scenario may take before it is stopped and counted failed
 #   CLEAN_UP         1: kill whatever a stopped scenario left running (only in L1, which
 #                    runs nothing else); 0 on a host, where that could hit the user's VMs
+#   RUN_IGNORED      1: run ignored scenarios too (the user asked for them); default 0
 # Prints libtest's output of every scenario; exits 0 when all passed.
 bin=$1
 run_dir=$2
 bound=$3
 clean_up=$4
+ignored=
+[ "${5:-0}" = 1 ] && ignored=--include-ignored
 status=0
 
 # What a stopped scenario was doing: its processes, threads' wait channels, and its VMs'
@@ -37,7 +40,7 @@ while read -r name; do
     [ -n "$name" ] || continue
     echo "$name" >> "$run_dir/started"
     echo "vmux-tier: scenario $name (started $(date +%T))"
-    timeout -k 20 "$bound" "$bin" --exact "$name" --test-threads=1
+    timeout -k 20 "$bound" "$bin" --exact "$name" --test-threads=1 $ignored
     rc=$?
     case $rc in
         0) ;;
