@@ -508,17 +508,28 @@ struct CreatePlan<'a> {
     image: Option<&'a ImageSetup>,
 }
 
-/// The creation wizard's work: the new volume, the NICs, the disk image (imported, its /boot
-/// checked, cloud-init sealed), the definition, the networks to start, the start. Stops at the
-/// first failure, saying what was done already; returns what the status line adds (generated
-/// passwords, shown this once).
+/// The creation wizard's work: the new volume, the NICs, the disk image (imported, unless an
+/// import task copied it already; its /boot checked, cloud-init sealed), the definition, the
+/// networks to start, the start. Stops at the first failure, saying what was done already
+/// (the image volume goes with a VM that could not be defined); returns what the status line
+/// adds (generated passwords, shown this once).
 fn create(backends: &Backends, plan: &CreatePlan<'_>) -> Result<String, String> {
     let new_volume = plan.new_volume;
+    // An image an import task copied already goes with the VM it was for, until `prepare`
+    // owns it.
+    let abandon_image = || {
+        if let Some(setup) = plan.image {
+            image_setup::abandon(backends, setup);
+        }
+    };
     if let Some(volume) = new_volume {
         backends
             .storage
             .create_volume(&volume.pool, &volume.name, volume.spec)
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| {
+                abandon_image();
+                error_chain(&e)
+            })?;
     }
     let kept = |message: String| match new_volume {
         Some(v) => format!(
@@ -531,10 +542,10 @@ fn create(backends: &Backends, plan: &CreatePlan<'_>) -> Result<String, String> 
     };
     let mut config = plan.config.clone();
     for network in plan.networks {
-        let nic = backends
-            .networks
-            .new_nic(&config, network)
-            .map_err(|e| kept(error_chain(&e)))?;
+        let nic = backends.networks.new_nic(&config, network).map_err(|e| {
+            abandon_image();
+            kept(error_chain(&e))
+        })?;
         config.nics.push(nic);
     }
     let prepared = match plan.image {
@@ -742,6 +753,7 @@ mod tests {
                     crate::cloudinit::CloudInitOptions::parse("root-password=generate")
                         .expect("options"),
                 ),
+                imported: false,
             })),
         };
 
@@ -789,10 +801,82 @@ mod tests {
                     linked: true,
                 }),
                 cloud_init: None,
+                imported: false,
             })),
         };
 
         assert!(op.run(&backends(&host, &storage)).is_err());
         assert!(storage.volume("default", "web1.qcow2").is_none());
+    }
+
+    /// A create whose image an import task copied already into default/web1.qcow2.
+    fn create_on_imported(config: VmConfig, networks: Vec<String>) -> HostOp {
+        HostOp::Create {
+            config: Box::new(config),
+            start: false,
+            attach: false,
+            new_volume: None,
+            networks,
+            start_networks: Vec::new(),
+            image: Some(Box::new(ImageSetup {
+                import: Some(image_setup::ImageImport {
+                    source: crate::tui::backends::ImageSource::File("/srv/debian.qcow2".into()),
+                    pool: "default".into(),
+                    volume: "web1.qcow2".into(),
+                    linked: false,
+                }),
+                cloud_init: None,
+                imported: true,
+            })),
+        }
+    }
+
+    fn image_vm(name: &str) -> VmConfig {
+        let mut config = VmConfig::new(
+            name,
+            BootConfig::Image {
+                cmdline_extra: String::new(),
+            },
+        );
+        config
+            .disks
+            .push(crate::config::DiskConfig::volume("default", "web1.qcow2"));
+        config
+    }
+
+    #[test]
+    fn an_image_copied_by_its_task_is_not_imported_again() {
+        let host = Arc::new(FakeHost::new());
+        let storage = Arc::new(FakeStorage::new());
+        storage.add_volume("default", "web1.qcow2", 2 << 30, 400 << 20);
+        create_on_imported(image_vm("web1"), Vec::new())
+            .run(&backends(&host, &storage))
+            .expect("runs");
+        assert!(storage.volume("default", "web1.qcow2").is_some());
+        assert!(host.status("web1").is_ok());
+    }
+
+    #[test]
+    fn an_image_copied_by_its_task_goes_when_the_vm_cannot_be_defined() {
+        let host = Arc::new(FakeHost::with_vms([VmConfig::new(
+            "web1",
+            BootConfig::Demo,
+        )]));
+        let storage = Arc::new(FakeStorage::new());
+        storage.add_volume("default", "web1.qcow2", 2 << 30, 400 << 20);
+        let op = create_on_imported(image_vm("web1"), Vec::new());
+        assert!(op.run(&backends(&host, &storage)).is_err());
+        assert!(storage.volume("default", "web1.qcow2").is_none());
+    }
+
+    #[test]
+    fn an_image_copied_by_its_task_goes_when_a_nic_cannot_be_made() {
+        let host = Arc::new(FakeHost::new());
+        let storage = Arc::new(FakeStorage::new());
+        storage.add_volume("default", "web1.qcow2", 2 << 30, 400 << 20);
+        let op = create_on_imported(image_vm("web1"), vec!["nosuchnet".into()]);
+        assert!(op.run(&backends(&host, &storage)).is_err());
+        assert!(storage.volume("default", "web1.qcow2").is_none());
+        assert!(host.status("web1").is_err());
     }
 }

@@ -5,7 +5,7 @@
 //! (src/tui/ui/) reads it. It holds no host handle: work for other threads leaves through
 //! [`App::take_effects`].
 
-use super::action::{Effect, HostMemory};
+use super::action::{Effect, HostMemory, HostOp};
 use super::confirm::Confirm;
 use super::console::{ConsoleId, ConsoleSession};
 use super::dialogs::Dialog;
@@ -346,6 +346,9 @@ pub struct App {
     pub networks: NetworkState,
     /// Storage and network tasks in flight, oldest first.
     pub tasks: BTreeMap<TaskId, RunningTask>,
+    /// VM creations waiting for the task that copies their disk image into a pool (by that
+    /// task's id): queued when it is done, dropped when it fails or is cancelled.
+    pub after_import: BTreeMap<TaskId, HostOp>,
     /// Live changes waiting for the guest to act on them.
     pub watches: Vec<super::watch::Watch>,
     /// Host memory, when known.
@@ -393,6 +396,7 @@ impl App {
             storage: StorageState::default(),
             networks: NetworkState::default(),
             tasks: BTreeMap::new(),
+            after_import: BTreeMap::new(),
             watches: Vec::new(),
             host_memory: None,
             width: 80,

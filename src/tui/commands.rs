@@ -8,7 +8,7 @@ use super::confirm::Confirm;
 use super::console::Direction;
 use super::keymap::{Command, Context};
 use super::palette::{self, PaletteCommand, Verb};
-use super::queue::{run_ops, run_task};
+use super::queue::{after_import, run_ops, run_task};
 use super::selection::{ensure_selection, list_page, move_selection, open_consoles};
 use super::tasks::{Task, TaskOutcome};
 use super::theme::Theme;
@@ -63,8 +63,10 @@ pub(super) fn run(app: &mut App, command: Command) {
         Command::Palette => app.overlay = Some(Overlay::Palette(Default::default())),
         Command::Filter => app.list.filtering = true,
         Command::New => {
-            let mut wizard =
-                Wizard::create(app.names(), &app.storage.snapshot, &app.networks.snapshot);
+            // A VM whose image is still being copied in has its name already.
+            let mut names = app.names();
+            names.extend(app.after_import.values().map(|op| op.vm().to_string()));
+            let mut wizard = Wizard::create(names, &app.storage.snapshot, &app.networks.snapshot);
             wizard.browse_from(&app.cwd);
             app.overlay = Some(Overlay::Wizard(Box::new(wizard)));
             storage::pane::request_load(app);
@@ -496,8 +498,8 @@ fn verb_title(verb: Verb) -> &'static str {
     }
 }
 
-/// A task ended: say how it went (or, cancelled, what it left as it was) and reload what it
-/// changed.
+/// A task ended: say how it went (or, cancelled, what it left as it was), reload what it
+/// changed, and go on with a creation that waited for it.
 pub(super) fn task_done(app: &mut App, id: super::tasks::TaskId, outcome: TaskOutcome) {
     let Some(running) = app.tasks.remove(&id) else {
         return;
@@ -528,6 +530,8 @@ pub(super) fn task_done(app: &mut App, id: super::tasks::TaskId, outcome: TaskOu
         super::tasks::Touches::Storage => storage::pane::request_load(app),
         super::tasks::Touches::Networks => networks::pane::request_load(app),
     }
+    // A wizard's image is in its pool: the VM is made now, as without the copy.
+    after_import(app, id, worked);
 }
 
 /// Runs a palette line.
@@ -623,7 +627,9 @@ pub(super) fn palette(app: &mut App, line: &str) {
             networks::pane::show(app);
             networks::pane::new_network(app);
         }
-        PaletteCommand::NetStart(name) => run_task(app, Task::StartNetwork(name)),
+        PaletteCommand::NetStart(name) => {
+            run_task(app, Task::StartNetwork(name));
+        }
         PaletteCommand::NetStop(name) => {
             app.overlay = Some(Overlay::Confirm(Confirm {
                 title: "Stop a network".into(),

@@ -30,6 +30,10 @@ pub struct ImageSetup {
     pub import: Option<ImageImport>,
     /// cloud-init settings as chosen (not sealed yet).
     pub cloud_init: Option<CloudInitOptions>,
+    /// The import ran already, as a task of its own (the wizard's copy, with progress and
+    /// cancel): [`prepare`] does not import again, but the volume is still its to delete when
+    /// the VM cannot be made.
+    pub imported: bool,
 }
 
 /// What [`prepare`] did.
@@ -43,8 +47,9 @@ pub struct Prepared {
     pub boot: String,
 }
 
-/// Imports the image, checks what it boots, and stores the sealed cloud-init settings in
-/// `config` (whose NICs are chosen already). On failure nothing it created is left.
+/// Imports the image (unless an import task did already), checks what it boots, and stores
+/// the sealed cloud-init settings in `config` (whose NICs are chosen already). On failure
+/// nothing it or the import task created is left.
 pub fn prepare(
     backends: &Backends,
     config: &mut VmConfig,
@@ -52,6 +57,10 @@ pub fn prepare(
 ) -> Result<Prepared, String> {
     let mut prepared = Prepared::default();
     let vda = match &setup.import {
+        Some(import) if setup.imported => {
+            prepared.created = Some((import.pool.clone(), import.volume.clone()));
+            (import.pool.clone(), import.volume.clone())
+        }
         Some(import) => {
             backends
                 .storage
@@ -107,6 +116,20 @@ fn boot_and_seal(
         config.cloud_init = Some(options);
     }
     Ok(())
+}
+
+/// Deletes the volume an earlier import task made for `setup` (the VM could not be made, and
+/// [`prepare`] did not run to own it).
+pub fn abandon(backends: &Backends, setup: &ImageSetup) {
+    if let Some(import) = setup.import.as_ref().filter(|_| setup.imported) {
+        discard(
+            backends,
+            &Prepared {
+                created: Some((import.pool.clone(), import.volume.clone())),
+                ..Prepared::default()
+            },
+        );
+    }
 }
 
 /// Deletes what [`prepare`] created (the VM could not be defined after all).

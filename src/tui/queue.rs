@@ -4,7 +4,7 @@
 
 use super::action::{Effect, HostOp};
 use super::app::{App, RunningTask, StatusKind};
-use super::tasks::Task;
+use super::tasks::{Task, TaskId};
 
 /// Hands operations to the runtime and shows their progress.
 pub(super) fn run_ops(app: &mut App, ops: Vec<HostOp>) {
@@ -23,8 +23,55 @@ pub(super) fn run_ops(app: &mut App, ops: Vec<HostOp>) {
     app.set_status(StatusKind::Progress, text);
 }
 
-/// Hands a storage or network task to the runtime and shows its progress.
-pub(super) fn run_task(app: &mut App, task: Task) {
+/// Hands the creation wizard's work to the runtime. A disk image to copy into a pool is a
+/// long task of its own, first (progress in the task list, `x` cancels it); the creation is
+/// queued when it is done ([`after_import`]). Everything else goes in one [`HostOp`].
+pub(super) fn create(app: &mut App, op: HostOp) {
+    let import = match &op {
+        HostOp::Create {
+            config,
+            image: Some(setup),
+            ..
+        } => setup
+            .import
+            .as_ref()
+            .filter(|import| !import.linked && !setup.imported)
+            .map(|import| Task::ImportImage {
+                vm: config.name.clone(),
+                import: import.clone(),
+            }),
+        _ => None,
+    };
+    match import {
+        Some(task) => {
+            let id = run_task(app, task);
+            app.after_import.insert(id, op);
+        }
+        None => run_ops(app, vec![op]),
+    }
+}
+
+/// Task `id` ended: the creation waiting for its image (if it was one) goes on when the
+/// image is in its pool, and is dropped otherwise (the import left nothing behind; the
+/// status line says so already).
+pub(super) fn after_import(app: &mut App, id: TaskId, imported: bool) {
+    let Some(mut op) = app.after_import.remove(&id) else {
+        return;
+    };
+    if !imported {
+        return;
+    }
+    if let HostOp::Create {
+        image: Some(setup), ..
+    } = &mut op
+    {
+        setup.imported = true;
+    }
+    run_ops(app, vec![op]);
+}
+
+/// Hands a storage or network task to the runtime and shows its progress; returns its id.
+pub(super) fn run_task(app: &mut App, task: Task) -> TaskId {
     let id = app.next_task;
     app.next_task += 1;
     app.set_status(StatusKind::Progress, format!("{}…", task.progress_words()));
@@ -38,4 +85,5 @@ pub(super) fn run_task(app: &mut App, task: Task) {
         },
     );
     app.effects.push(Effect::Task { id, task });
+    id
 }

@@ -13,7 +13,7 @@ pub(super) fn open(app: &mut App) {
     if app.tasks.is_empty() {
         app.set_status(
             StatusKind::Info,
-            "no tasks are running (clones, conversions, uploads and wipes show here)",
+            "no tasks are running (clones, conversions, uploads, wipes and image imports show here)",
         );
         return;
     }

@@ -2,13 +2,15 @@
 //! words the status line shows while it runs, the message it leaves when done (or, when
 //! cancelled, what it left as it was), and which pane's data it changes.
 //!
-//! The long ones (full clone, convert, upload, wipe) report their progress themselves through
+//! The long ones (full clone, convert, upload, wipe, and the creation wizard's copy of a disk
+//! image into a pool) report their progress themselves through
 //! the [`Progress`] handle the runtime gives [`Task::run`]: the storage layer counts the bytes it
 //! has walked of the bytes it has to walk, and the same handle cancels the task, which then
 //! cleans up as after a failure.
 
 use super::backends::Backends;
 use super::error_text::error_chain;
+use super::image_setup::ImageImport;
 use crate::config::{NetworkConfig, format_size};
 use crate::progress::{Progress, ProgressSnapshot};
 use crate::storage::{ImageFormat, StorageError, VolumeSpec};
@@ -85,6 +87,15 @@ pub enum Task {
         pool: String,
         /// Volume.
         name: String,
+    },
+    /// The creation wizard's copy of a disk image into a pool (`vol-import` without
+    /// `--linked`), run before the VM is made; the wizard queues the rest of the creation when
+    /// it is done.
+    ImportImage {
+        /// The VM the image is for (the status line names it).
+        vm: String,
+        /// The image, and the pool and volume it becomes.
+        import: ImageImport,
     },
     /// `pool-start`.
     StartPool(String),
@@ -211,6 +222,10 @@ impl Task {
                 format!("uploading {} into {pool}/{name}", source.display())
             }
             Task::WipeVolume { pool, name } => format!("wiping {pool}/{name}"),
+            Task::ImportImage { vm, import } => format!(
+                "importing {}/{} for {vm} from {}",
+                import.pool, import.volume, import.source
+            ),
             Task::DeleteVolume { pool, name } => format!("deleting {pool}/{name}"),
             Task::StartPool(pool) => format!("starting pool {pool}"),
             Task::StopPool(pool) => format!("stopping pool {pool}"),
@@ -236,15 +251,19 @@ impl Task {
     }
 
     /// Whether it reports progress and can be cancelled (the long ones: a full clone,
-    /// convert, upload, wipe). The others end within moments on their own.
+    /// convert, upload, wipe, an image copied into a pool). The others end within moments on
+    /// their own.
     pub fn cancellable(&self) -> bool {
-        matches!(
-            self,
-            Task::CloneVolume { linked: false, .. }
-                | Task::ConvertVolume { .. }
-                | Task::UploadVolume { .. }
-                | Task::WipeVolume { .. }
-        )
+        match self {
+            Task::ImportImage { import, .. } => !import.linked,
+            _ => matches!(
+                self,
+                Task::CloneVolume { linked: false, .. }
+                    | Task::ConvertVolume { .. }
+                    | Task::UploadVolume { .. }
+                    | Task::WipeVolume { .. }
+            ),
+        }
     }
 
     /// What a cancel left as it was, for the status line. `at` is where the task stood (a
@@ -265,6 +284,10 @@ impl Task {
                 "cancelled: {pool}/{name} is partly wiped (its first {} of {} were overwritten with zeroes); wipe it again to finish",
                 format_size(at.done),
                 format_size(at.total)
+            ),
+            Task::ImportImage { vm, import } => format!(
+                "cancelled: {vm} was not created; {} is unchanged",
+                import.source
             ),
             other => format!("cancelled: {}", other.progress_words()),
         }
@@ -341,6 +364,27 @@ impl Task {
                 .wipe_volume(pool, name, progress)
                 .map(|_| format!("wiped {pool}/{name}: it reads as zeroes now"))
                 .map_err(Failure::Storage),
+            Task::ImportImage { vm, import } => storage
+                .import_image(
+                    &import.pool,
+                    &import.volume,
+                    &import.source,
+                    import.linked,
+                    progress,
+                )
+                .map(|_| {
+                    format!(
+                        "imported {} into {}/{} for {vm}",
+                        import.source, import.pool, import.volume
+                    )
+                })
+                .map_err(|e| {
+                    if e.is_cancelled() {
+                        Failure::Storage(e)
+                    } else {
+                        Failure::Other(format!("{vm} was not created: {}", error_chain(&e)))
+                    }
+                }),
             Task::DeleteVolume { pool, name } => storage
                 .delete_volume(pool, name)
                 .map(|()| format!("deleted {pool}/{name}"))
@@ -448,6 +492,57 @@ mod tests {
         assert!(clone(false).cancellable());
         assert!(!clone(true).cancellable());
         assert!(!Task::StartPool("default".into()).cancellable());
+    }
+
+    fn import(linked: bool) -> Task {
+        Task::ImportImage {
+            vm: "web1".into(),
+            import: ImageImport {
+                source: crate::tui::backends::ImageSource::File("/srv/debian.qcow2".into()),
+                pool: "default".into(),
+                volume: "web1.qcow2".into(),
+                linked,
+            },
+        }
+    }
+
+    #[test]
+    fn a_copied_image_can_be_cancelled_and_a_linked_one_is_instant() {
+        assert!(import(false).cancellable());
+        assert!(!import(true).cancellable());
+        assert_eq!(
+            import(false).progress_words(),
+            "importing default/web1.qcow2 for web1 from /srv/debian.qcow2"
+        );
+    }
+
+    #[test]
+    fn a_cancelled_import_says_the_vm_was_not_created_and_the_image_is_unchanged() {
+        assert_eq!(
+            import(false).cancelled_words(&ProgressSnapshot::default()),
+            "cancelled: web1 was not created; /srv/debian.qcow2 is unchanged"
+        );
+    }
+
+    #[test]
+    fn a_cancelled_import_leaves_no_volume() {
+        let storage = crate::tui::backends::fake::FakeStorage::new();
+        let backends = Backends {
+            host: std::sync::Arc::new(crate::client::fake::FakeHost::new()),
+            storage: std::sync::Arc::new(storage),
+            networks: std::sync::Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
+        };
+        let progress = Progress::new();
+        progress.cancel();
+        let outcome = import(false).run(&backends, &progress);
+        assert!(matches!(outcome, TaskOutcome::Cancelled(_)), "{outcome:?}");
+        let snapshot = backends.storage.snapshot().expect("snapshot");
+        assert!(
+            snapshot
+                .pools
+                .iter()
+                .all(|p| p.volumes.iter().all(|v| v.name != "web1.qcow2"))
+        );
     }
 
     #[test]

@@ -220,10 +220,12 @@ fn on_op_done(app: &mut App, op: HostOp, result: Result<String, String>) {
     if let HostOp::Create {
         new_volume,
         networks,
+        image,
         ..
     } = &op
     {
-        if new_volume.is_some() {
+        // A failed creation deleted the image volume it was given.
+        if new_volume.is_some() || image.as_ref().is_some_and(|s| s.import.is_some()) {
             storage::pane::request_load(app);
         }
         if !networks.is_empty() {
@@ -351,9 +353,9 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 start_networks,
                 image,
             } => {
-                queue::run_ops(
+                queue::create(
                     app,
-                    vec![HostOp::Create {
+                    HostOp::Create {
                         config,
                         start,
                         attach,
@@ -361,7 +363,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                         networks,
                         start_networks,
                         image,
-                    }],
+                    },
                 );
                 None
             }

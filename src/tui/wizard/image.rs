@@ -243,6 +243,7 @@ impl Wizard {
         self.image_boot().then(|| ImageSetup {
             import: self.image_import(),
             cloud_init: Some(self.cloud_init_options()),
+            imported: false,
         })
     }
 
