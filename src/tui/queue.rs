@@ -1,9 +1,11 @@
 //! Hands work to the runtime: VM operations and storage/network tasks are queued as
-//! [`Effect`]s and their progress shown on the status line. Every handler that starts work
+//! [`Effect`]s and their progress shown on the status line; a wizard's creation whose image is
+//! copied into a pool waits for that copy, a task of its own. Every handler that starts work
 //! calls these; they call no handler back.
 
 use super::action::{Effect, HostOp};
 use super::app::{App, RunningTask, StatusKind};
+use super::image_setup::ImageSetup;
 use super::tasks::{Task, TaskId};
 
 /// Hands operations to the runtime and shows their progress.
@@ -68,6 +70,22 @@ pub(super) fn after_import(app: &mut App, id: TaskId, imported: bool) {
         setup.imported = true;
     }
     run_ops(app, vec![op]);
+}
+
+/// The TUI quits and task `id` copied an image for a creation that will not run now: that
+/// creation's image setup, marked imported, for the runtime to delete its volume
+/// ([`super::image_setup::abandon`]); `None` when no creation waited for `id`.
+pub(super) fn orphaned_image(app: &mut App, id: TaskId) -> Option<ImageSetup> {
+    match app.after_import.remove(&id)? {
+        HostOp::Create {
+            image: Some(mut setup),
+            ..
+        } => {
+            setup.imported = true;
+            Some(*setup)
+        }
+        _ => None,
+    }
 }
 
 /// Hands a storage or network task to the runtime and shows its progress; returns its id.

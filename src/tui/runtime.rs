@@ -8,7 +8,8 @@
 //!   task (a clone may take minutes; a watcher thread beside a long one reads its progress
 //!   handle a few times a second and measures rate and time left) and per storage or network
 //!   read; `Effect::CancelTask` cancels a task through the same handle, and quitting cancels
-//!   every task still running and waits briefly for them to clean up;
+//!   every task still running and waits briefly for them to clean up (an image the wizard's
+//!   import task copied for a VM that will not be made now is deleted too);
 //! - **per console** a reader (guest output into a bounded inbox) and a writer (guest input).
 //!
 //! Render coalescing: the loop applies everything that is waiting, then draws at most once
@@ -22,7 +23,9 @@ use super::app::App;
 use super::backends::Backends;
 use super::console::{ConsoleId, osc52};
 use super::error_text::error_chain;
-use super::tasks::{Task, TaskId, TaskProgress};
+use super::image_setup;
+use super::queue;
+use super::tasks::{Task, TaskId, TaskOutcome, TaskProgress};
 use super::ui;
 use super::update::update;
 use crate::client::Host;
@@ -268,6 +271,7 @@ fn run_on_terminal(backends: Backends, app: &mut App) -> io::Result<()> {
     };
     let result = runtime.event_loop(app, &rx, &mut output);
     runtime.cancel_tasks(QUIT_GRACE);
+    runtime.discard_orphaned_images(app, &rx);
 
     stop.store(true, Ordering::SeqCst);
     for link in runtime.consoles.values() {
@@ -491,6 +495,22 @@ impl Runtime {
         }
     }
 
+    /// After quitting: an image that an import task copied for a VM the wizard will not make
+    /// now (the task ended while the TUI was quitting) is deleted, so a quit leaves no volume
+    /// without its VM. Reads what is left in `rx`: call it after [`Runtime::cancel_tasks`].
+    fn discard_orphaned_images(&self, app: &mut App, rx: &Receiver<Msg>) {
+        while let Ok(msg) = rx.try_recv() {
+            if let Msg::Action(Action::TaskDone {
+                id,
+                outcome: TaskOutcome::Done(_),
+            }) = msg
+                && let Some(setup) = queue::orphaned_image(app, id)
+            {
+                image_setup::abandon(&self.backends, &setup);
+            }
+        }
+    }
+
     /// Runs `task` on a worker thread with a fresh progress handle, and a watcher beside it
     /// for the long ones.
     fn start_task(&self, id: TaskId, task: Task) -> io::Result<()> {
@@ -514,8 +534,10 @@ impl Runtime {
                     )),
                 };
             done.store(true, Ordering::SeqCst);
-            lock_tasks(&tasks).remove(&id);
+            // Sent before the entry goes, so that once `cancel_tasks` sees no tasks left,
+            // every task's end is in the channel.
             let _ = tx.send(Msg::Action(Action::TaskDone { id, outcome }));
+            lock_tasks(&tasks).remove(&id);
         })?;
         Ok(())
     }
@@ -961,6 +983,60 @@ mod tests {
         let idle = quitter.join().expect("quitter");
         assert_eq!(idle, 1, "frames drawn in 1.5 s of an idle console");
         assert!(recorder.frames <= 2, "{} frames", recorder.frames);
+    }
+
+    #[test]
+    fn an_image_copied_while_quitting_is_deleted_with_the_vm_that_will_not_be_made() {
+        let storage = Arc::new(crate::tui::backends::fake::FakeStorage::new());
+        storage.add_volume("default", "web1.qcow2", 2 << 30, 400 << 20);
+        let (tx, rx) = mpsc::channel();
+        let (wake, _) = mpsc::channel();
+        let runtime = Runtime {
+            backends: Backends {
+                host: Arc::new(FakeHost::new()),
+                storage: storage.clone(),
+                networks: Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
+            },
+            tx: tx.clone(),
+            wake,
+            consoles: HashMap::new(),
+            pending: Vec::new(),
+            tasks: TaskHandles::default(),
+        };
+        let mut app = App::new(Theme::default(), Keymap::default());
+        let image = crate::tui::image_setup::ImageSetup {
+            import: Some(crate::tui::image_setup::ImageImport {
+                source: crate::tui::backends::ImageSource::File("/srv/debian.qcow2".into()),
+                pool: "default".into(),
+                volume: "web1.qcow2".into(),
+                linked: false,
+            }),
+            cloud_init: None,
+            imported: false,
+        };
+        app.after_import.insert(
+            7,
+            HostOp::Create {
+                config: Box::new(VmConfig::new("web1", BootConfig::Demo)),
+                start: true,
+                attach: true,
+                new_volume: None,
+                networks: Vec::new(),
+                start_networks: Vec::new(),
+                image: Some(Box::new(image)),
+            },
+        );
+        // The import ended as the user quit: its end is still in the channel.
+        tx.send(Msg::Action(Action::TaskDone {
+            id: 7,
+            outcome: TaskOutcome::Done("imported".into()),
+        }))
+        .expect("send");
+
+        runtime.discard_orphaned_images(&mut app, &rx);
+
+        assert!(storage.volume("default", "web1.qcow2").is_none());
+        assert!(app.after_import.is_empty());
     }
 
     #[test]
