@@ -32,21 +32,36 @@ fn image_file(dir: &Path) -> PathBuf {
     file
 }
 
-/// The fleet with tasks held and the wizard walked through to VM `web9` from `file` (copied
-/// into the default pool, or `linked`), Enter pressed on the review.
-fn wizard_from_file(file: &Path, linked: bool) -> Harness {
+/// What the wizard's boot step is given.
+enum Image<'a> {
+    /// A file, copied into the default pool.
+    CopiedFile(&'a Path),
+    /// A file, linked: an overlay on a base volume copied from it.
+    LinkedFile(&'a Path),
+    /// An overlay on the pool volume default/base.qcow2.
+    LinkedVolume,
+}
+
+/// The fleet with tasks held and the wizard walked through to VM `web9` from `image`, Enter
+/// pressed on the review.
+fn wizard_from(image: Image<'_>) -> Harness {
     let mut harness = Harness::with_backends(fleet(), fleet_storage(), fleet_networks(), 80, 24);
     harness.hold_tasks = true;
     harness.char('n');
     harness.ctrl('u');
     harness.type_text("web9");
     harness.key(KeyCode::Enter);
-    // Install from: the disk image, a file, linked (the default) or copied.
+    // Install from: the disk image; a file or the first volume; linked (the default).
     harness.key(KeyCode::Left);
     harness.key(KeyCode::Down);
-    harness.key(KeyCode::Down);
-    harness.type_text(&file.display().to_string());
-    if !linked {
+    match image {
+        Image::CopiedFile(file) | Image::LinkedFile(file) => {
+            harness.key(KeyCode::Down);
+            harness.type_text(&file.display().to_string());
+        }
+        Image::LinkedVolume => harness.key(KeyCode::Right),
+    }
+    if let Image::CopiedFile(_) = image {
         harness.key(KeyCode::Down);
         harness.key(KeyCode::Right);
     }
@@ -70,9 +85,9 @@ fn wizard_from_file(file: &Path, linked: bool) -> Harness {
     harness
 }
 
-/// [`wizard_from_file`] with the image copied: the import is in flight; its task id.
+/// [`wizard_from`] a copied file: the import is in flight; its task id.
 fn import_in_flight(file: &Path) -> (Harness, u64) {
-    let harness = wizard_from_file(file, false);
+    let harness = wizard_from(Image::CopiedFile(file));
     let (id, running) = harness.app.tasks.iter().next().expect("the import runs");
     assert!(
         matches!(&running.task, Task::ImportImage { vm, import } if vm == "web9" && !import.linked),
@@ -213,17 +228,41 @@ fn once_the_copy_is_done_the_vm_is_made_on_it_as_before() {
 }
 
 #[test]
-fn a_linked_image_is_still_made_in_one_step() {
+fn a_linked_file_is_a_task_too_as_its_base_is_copied_into_the_pool() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = image_file(dir.path());
-    // Tasks are held: a task would still be waiting here.
-    let harness = wizard_from_file(&file, true);
-    assert!(harness.app.tasks.is_empty());
+    let mut harness = wizard_from(Image::LinkedFile(&file));
+    let running = harness.app.tasks.values().next().expect("the import runs");
+    assert!(
+        matches!(&running.task, Task::ImportImage { import, .. } if import.linked),
+        "{:?}",
+        running.task
+    );
+    assert!(running.task.cancellable());
+    harness.release_tasks();
     let volume = harness
         .storage
         .volume("default", "web9.qcow2")
         .expect("overlay");
     assert!(volume.backing.is_some());
+    assert!(harness.host.status("web9").is_ok());
+}
+
+#[test]
+fn an_overlay_on_a_pool_volume_is_still_made_in_one_step() {
+    // Tasks are held: a task would still be waiting here.
+    let harness = wizard_from(Image::LinkedVolume);
+    assert!(harness.app.tasks.is_empty());
+    let volume = harness
+        .storage
+        .volume("default", "web9.qcow2")
+        .expect("overlay");
+    assert!(
+        volume
+            .backing
+            .is_some_and(|b| b.path.ends_with("base.qcow2")),
+        "an overlay on default/base.qcow2"
+    );
     assert!(harness.host.status("web9").is_ok());
 }
 

@@ -23,6 +23,16 @@ pub struct ImageImport {
     pub linked: bool,
 }
 
+impl ImageImport {
+    /// Whether it copies the image's bytes, a long operation with progress that can be
+    /// cancelled: a copy, or a linked import of a file (the file becomes a base volume of the
+    /// pool first, copied unless an earlier import left it there). Only an overlay on a pool
+    /// volume is made at once.
+    pub fn copies(&self) -> bool {
+        !self.linked || matches!(self.source, ImageSource::File(_))
+    }
+}
+
 /// What the wizard's "disk image" source asks for beyond the definition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageSetup {

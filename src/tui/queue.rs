@@ -25,9 +25,11 @@ pub(super) fn run_ops(app: &mut App, ops: Vec<HostOp>) {
     app.set_status(StatusKind::Progress, text);
 }
 
-/// Hands the creation wizard's work to the runtime. A disk image to copy into a pool is a
-/// long task of its own, first (progress in the task list, `x` cancels it); the creation is
-/// queued when it is done ([`after_import`]). Everything else goes in one [`HostOp`].
+/// Hands the creation wizard's work to the runtime. A disk image file to bring into a pool
+/// (copied, or linked on a base volume copied from it) is a long task of its own, first
+/// (progress in the task list, `x` cancels it); the creation is queued when it is done
+/// ([`after_import`]). Everything else, an overlay on a pool volume included, goes in one
+/// [`HostOp`].
 pub(super) fn create(app: &mut App, op: HostOp) {
     let import = match &op {
         HostOp::Create {
@@ -37,7 +39,7 @@ pub(super) fn create(app: &mut App, op: HostOp) {
         } => setup
             .import
             .as_ref()
-            .filter(|import| !import.linked && !setup.imported)
+            .filter(|import| import.copies() && !setup.imported)
             .map(|import| Task::ImportImage {
                 vm: config.name.clone(),
                 import: import.clone(),

@@ -88,9 +88,9 @@ pub enum Task {
         /// Volume.
         name: String,
     },
-    /// The creation wizard's copy of a disk image into a pool (`vol-import` without
-    /// `--linked`), run before the VM is made; the wizard queues the rest of the creation when
-    /// it is done.
+    /// The creation wizard's import of a disk image file into a pool (`vol-import`, a copy or
+    /// `--linked` on a base volume copied from the file), run before the VM is made; the
+    /// wizard queues the rest of the creation when it is done.
     ImportImage {
         /// The VM the image is for (the status line names it).
         vm: String,
@@ -255,7 +255,7 @@ impl Task {
     /// their own.
     pub fn cancellable(&self) -> bool {
         match self {
-            Task::ImportImage { import, .. } => !import.linked,
+            Task::ImportImage { import, .. } => import.copies(),
             _ => matches!(
                 self,
                 Task::CloneVolume { linked: false, .. }
@@ -507,9 +507,22 @@ mod tests {
     }
 
     #[test]
-    fn a_copied_image_can_be_cancelled_and_a_linked_one_is_instant() {
+    fn an_image_file_can_be_cancelled_and_an_overlay_on_a_volume_is_instant() {
         assert!(import(false).cancellable());
-        assert!(!import(true).cancellable());
+        assert!(import(true).cancellable(), "a linked file copies its base");
+        let overlay = Task::ImportImage {
+            vm: "web1".into(),
+            import: ImageImport {
+                source: crate::tui::backends::ImageSource::Volume {
+                    pool: "default".into(),
+                    volume: "debian-12.qcow2".into(),
+                },
+                pool: "default".into(),
+                volume: "web1.qcow2".into(),
+                linked: true,
+            },
+        };
+        assert!(!overlay.cancellable());
         assert_eq!(
             import(false).progress_words(),
             "importing default/web1.qcow2 for web1 from /srv/debian.qcow2"

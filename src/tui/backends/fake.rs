@@ -491,7 +491,9 @@ impl StorageHost for FakeStorage {
             } else {
                 ImageFormat::from_name(Path::new(volume)).unwrap_or(base.format)
             };
-            walk(progress, if linked { 0 } else { base.capacity })?;
+            // A file is copied, as a linked one's base volume too (the fake keeps no base).
+            let copied = !linked || matches!(source, ImageSource::File(_));
+            walk(progress, if copied { base.capacity } else { 0 })?;
             let allocation = if linked { QCOW2_EMPTY } else { base.allocation };
             let mut info = new_info(pool, volume, &p.path, format, base.capacity, allocation);
             if linked {
