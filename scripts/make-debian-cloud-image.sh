@@ -29,11 +29,13 @@ trap 'rm -rf "$work"' EXIT
 root=$work/root
 packages=systemd-sysv,udev,cloud-init,openssh-server,ifupdown,isc-dhcp-client,sudo,netbase,linux-image-cloud-amd64,initramfs-tools,zstd
 say "mmdebstrap bookworm ($packages)"
-# The root filesystem's UUID is make-test-images.sh's ROOT_UUID.
+# The root filesystem's UUID is make-test-images.sh's ROOT_UUID. /etc/network/interfaces is
+# Debian's own: lo, and `source` of interfaces.d/, where cloud-init's ENI renderer writes the
+# NICs' configuration (without that line the guest's NIC stays down).
 mmdebstrap --variant=apt --include="$packages" \
     --customize-hook='echo "UUID=1b4e28ba-2fa1-4d2b-a3e6-0c4f7e2b9a11 / ext4 rw,errors=remount-ro 0 1" > "$1/etc/fstab"' \
     --customize-hook='echo debian > "$1/etc/hostname"' \
-    --customize-hook='printf "auto lo\niface lo inet loopback\n" > "$1/etc/network/interfaces"' \
+    --customize-hook='printf "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n" > "$1/etc/network/interfaces"' \
     --customize-hook='chroot "$1" systemctl enable ssh cloud-init-local cloud-init cloud-config cloud-final >/dev/null 2>&1 || true' \
     bookworm "$root" >&2
 release=$(ls "$root/lib/modules" | head -n 1)
