@@ -2,7 +2,9 @@
 # Builds a real Debian cloud image from Debian's packages, for the real-Linux tier's slowest
 # scenario: mmdebstrap makes a root filesystem with systemd, the real `cloud-init` package,
 # openssh-server, ifupdown + isc-dhcp-client (cloud-init's ENI renderer) and Debian's cloud
-# kernel with its initramfs (initramfs-tools), and make-test-images.sh lays it out as Debian's
+# kernel with its initramfs (initramfs-tools), e2fsprogs and locales with en_US.UTF-8
+# generated (cloud-init's resizefs and locale modules fail without them; Debian's own cloud
+# images have both), and make-test-images.sh lays it out as Debian's
 # images are (GPT, ext4 root holding /boot and grub.cfg). Nothing in it knows about vmux:
 # cloud-init finds the NoCloud seed by its CIDATA label, as on any KVM host.
 #
@@ -27,7 +29,7 @@ command -v mmdebstrap >/dev/null || {
 work=$(mktemp -d "${TMPDIR:-/tmp}/vmux-debian-cloud.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 root=$work/root
-packages=systemd-sysv,udev,cloud-init,openssh-server,ifupdown,isc-dhcp-client,sudo,netbase,linux-image-cloud-amd64,initramfs-tools,zstd
+packages=systemd-sysv,udev,cloud-init,openssh-server,ifupdown,isc-dhcp-client,sudo,netbase,linux-image-cloud-amd64,initramfs-tools,zstd,e2fsprogs,locales
 say "mmdebstrap bookworm ($packages)"
 # The root filesystem's UUID is make-test-images.sh's ROOT_UUID. /etc/network/interfaces is
 # Debian's own: lo, and `source` of interfaces.d/, where cloud-init's ENI renderer writes the
@@ -35,6 +37,7 @@ say "mmdebstrap bookworm ($packages)"
 mmdebstrap --variant=apt --include="$packages" \
     --customize-hook='echo "UUID=1b4e28ba-2fa1-4d2b-a3e6-0c4f7e2b9a11 / ext4 rw,errors=remount-ro 0 1" > "$1/etc/fstab"' \
     --customize-hook='echo debian > "$1/etc/hostname"' \
+    --customize-hook='echo "en_US.UTF-8 UTF-8" >> "$1/etc/locale.gen" && chroot "$1" locale-gen >/dev/null' \
     --customize-hook='printf "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n" > "$1/etc/network/interfaces"' \
     --customize-hook='chroot "$1" systemctl enable ssh cloud-init-local cloud-init cloud-config cloud-final >/dev/null 2>&1 || true' \
     bookworm "$root" >&2

@@ -549,6 +549,24 @@ impl Drop for Lab {
                         .unwrap_or_default(),
                 );
             }
+            // A failed scenario: what each vmd said (the VM's own view of why it stopped).
+            if thread::panicking()
+                && let Ok(vms) = std::fs::read_dir(self.home().join("state/vms"))
+            {
+                for vm in vms.flatten() {
+                    let log =
+                        std::fs::read_to_string(vm.path().join("vmd.log")).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(60).collect();
+                    text.push_str(&format!(
+                        "\n--- last lines of {}/vmd.log ---\n",
+                        vm.file_name().to_string_lossy()
+                    ));
+                    for line in tail.iter().rev() {
+                        text.push_str(line);
+                        text.push('\n');
+                    }
+                }
+            }
             let _ = std::fs::write(path, text);
         }
     }
