@@ -64,13 +64,11 @@ fn record(path: &Path, done: &LeftoverRepair) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::create::{NewImage, create_image};
-    use crate::storage::format::ImageFormat;
+    use crate::storage::StorageManager;
     use crate::storage::image::ImageLock;
     use crate::storage::qcow2_repair::check_image;
-    use crate::storage::{OpenOptions, StorageManager, open_image};
+    use crate::storage::qcow2_repair::fixtures::qcow2_with_lost_refcounts;
     use crate::vmd::open_images::{OPEN_IMAGES_FILE, OpenImagesFile};
-    use std::os::unix::fs::FileExt;
     use std::path::PathBuf;
 
     /// A vmux home with a pool volume whose refcounts are all lost (refcount table entry 0
@@ -81,20 +79,7 @@ mod tests {
             .active_dir("default")
             .expect("default pool");
         let image = pool.join("disk.qcow2");
-        create_image(&image, &NewImage::new(ImageFormat::Qcow2, 1 << 30)).expect("create");
-        let open = open_image(&image, &OpenOptions::writable()).expect("open");
-        open.write_at(0, &[7u8; 65536]).expect("write");
-        open.flush().expect("flush");
-        drop(open);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&image)
-            .expect("open file");
-        let mut table = [0u8; 8];
-        file.read_exact_at(&mut table, 48).expect("read header");
-        file.write_all_at(&[0u8; 8], u64::from_be_bytes(table))
-            .expect("drop the refcount block");
+        qcow2_with_lost_refcounts(&image);
         let dir = paths.vm_state_dir("web");
         std::fs::create_dir_all(&dir).expect("state dir");
         StateFile {

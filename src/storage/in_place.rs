@@ -164,28 +164,13 @@ fn has_marker(image: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::create::{NewImage, create_image};
-    use crate::storage::image::{OpenOptions, open_image};
     use crate::storage::qcow2_repair::check_image;
-    use std::os::unix::fs::FileExt;
+    use crate::storage::qcow2_repair::fixtures::qcow2_with_lost_refcounts;
 
     /// A qcow2 image with data whose refcount block was dropped (every refcount lost).
     fn image_with_lost_refcounts(dir: &Path) -> PathBuf {
         let image = dir.join("disk.qcow2");
-        create_image(&image, &NewImage::new(ImageFormat::Qcow2, 1 << 30)).expect("create");
-        let open = open_image(&image, &OpenOptions::writable()).expect("open");
-        open.write_at(0, &[7u8; 65536]).expect("write");
-        open.flush().expect("flush");
-        drop(open);
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&image)
-            .expect("open file");
-        let mut table = [0u8; 8];
-        file.read_exact_at(&mut table, 48).expect("read header");
-        file.write_all_at(&[0u8; 8], u64::from_be_bytes(table))
-            .expect("drop the refcount block");
+        qcow2_with_lost_refcounts(&image);
         image
     }
 

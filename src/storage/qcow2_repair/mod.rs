@@ -33,6 +33,35 @@ mod width;
 #[cfg(test)]
 mod tests;
 
+/// Damaged images for the tests of the repair's callers.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::storage::create::{NewImage, create_image};
+    use crate::storage::format::ImageFormat;
+    use crate::storage::image::{OpenOptions, open_image};
+    use std::os::unix::fs::FileExt;
+    use std::path::Path;
+
+    /// Creates a 1 GiB qcow2 image at `image` holding 64 KiB of data, then clears its refcount
+    /// table's entry 0, so every refcount is lost (what `repair_image` rebuilds).
+    pub(crate) fn qcow2_with_lost_refcounts(image: &Path) {
+        create_image(image, &NewImage::new(ImageFormat::Qcow2, 1 << 30)).expect("create");
+        let open = open_image(image, &OpenOptions::writable()).expect("open");
+        open.write_at(0, &[7u8; 65536]).expect("write");
+        open.flush().expect("flush");
+        drop(open);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(image)
+            .expect("open file");
+        let mut table = [0u8; 8];
+        file.read_exact_at(&mut table, 48).expect("read header");
+        file.write_all_at(&[0u8; 8], u64::from_be_bytes(table))
+            .expect("drop the refcount block");
+    }
+}
+
 use super::image::{ImageError, ImageLock};
 use super::nofollow::open_image_file;
 use super::qcow2_header::read_start;
