@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::tui::{Harness, fleet, fleet_app};
+use common::tui::{Harness, fleet, fleet_app, status_text};
 use crossterm::event::{KeyCode, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use vmux::client::Host;
 use vmux::client::fake::FakeHost;
@@ -20,15 +20,6 @@ fn state(harness: &Harness, name: &str) -> RunState {
 
 fn select(harness: &mut Harness, name: &str) {
     harness.app.list.selected = Some(name.to_string());
-}
-
-fn status_text(harness: &Harness) -> String {
-    harness
-        .app
-        .status
-        .as_ref()
-        .map(|s| s.text.clone())
-        .unwrap_or_default()
 }
 
 fn mouse(kind: MouseEventKind, column: u16, row: u16) -> Action {

@@ -4,21 +4,12 @@
 
 mod common;
 
-use common::tui::{Harness, fleet_app};
+use common::tui::{Harness, fleet_app, status_text};
 use crossterm::event::KeyCode;
 use vmux::client::Host;
 use vmux::protocol::RunState;
 use vmux::tui::action::Action;
 use vmux::tui::app::{Overlay, StatusKind};
-
-fn status_text(harness: &Harness) -> String {
-    harness
-        .app
-        .status
-        .as_ref()
-        .map(|s| s.text.clone())
-        .unwrap_or_default()
-}
 
 /// The fleet with `vm` selected and nothing marked.
 fn on(vm: &str) -> Harness {

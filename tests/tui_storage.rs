@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::tui::{Harness, fleet, fleet_app, fleet_networks, fleet_storage};
+use common::tui::{Harness, fleet, fleet_app, fleet_networks, fleet_storage, status_text};
 use crossterm::event::KeyCode;
 use std::time::Duration;
 use vmux::client::Host;
@@ -16,15 +16,6 @@ use vmux::tui::backends::fake::{FakeNetworks, FakeStorage};
 use vmux::tui::keymap::Context;
 use vmux::tui::storage::state::StorageFocus;
 use vmux::tui::tasks::TaskProgress;
-
-fn status_text(harness: &Harness) -> String {
-    harness
-        .app
-        .status
-        .as_ref()
-        .map(|s| s.text.clone())
-        .unwrap_or_default()
-}
 
 fn status_kind(harness: &Harness) -> Option<StatusKind> {
     harness.app.status.as_ref().map(|s| s.kind)

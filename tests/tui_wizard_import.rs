@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::tui::{Harness, fleet, fleet_networks, fleet_storage};
+use common::tui::{Harness, fleet, fleet_networks, fleet_storage, status_text};
 use crossterm::event::KeyCode;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,15 +15,6 @@ use vmux::progress::ProgressSnapshot;
 use vmux::tui::action::Action;
 use vmux::tui::app::StatusKind;
 use vmux::tui::tasks::{Task, TaskProgress};
-
-fn status_text(harness: &Harness) -> String {
-    harness
-        .app
-        .status
-        .as_ref()
-        .map(|s| s.text.clone())
-        .unwrap_or_default()
-}
 
 /// A downloaded image file in `dir`.
 fn image_file(dir: &Path) -> PathBuf {

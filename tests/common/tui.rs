@@ -55,6 +55,16 @@ pub struct Harness {
     consoles: HashMap<ConsoleId, Link>,
 }
 
+/// The status line's text, empty when there is none.
+pub fn status_text(harness: &Harness) -> String {
+    harness
+        .app
+        .status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default()
+}
+
 impl Harness {
     /// An app of `width`×`height` over `host`, the default storage pool and no networks,
     /// after the first poll.
