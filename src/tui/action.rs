@@ -9,6 +9,9 @@
 use super::backends::{Backends, NetworkSnapshot, StorageSnapshot};
 use super::console::ConsoleId;
 use super::error_text::error_chain;
+use super::hosts::config::HostEntry;
+use super::hosts::id::HostId;
+use super::hosts::state::HostState;
 use super::image_setup::{self, ImageSetup};
 use super::scope::scope_words;
 use super::tasks::{Task, TaskId, TaskOutcome, TaskProgress};
@@ -122,6 +125,23 @@ pub enum Action {
         /// How it ended.
         outcome: TaskOutcome,
     },
+    /// A reply from (or about) remote host `host`: `action` applies to that host's VMs,
+    /// pools and networks. Replies without this wrapper are the local host's.
+    OnHost {
+        /// The host it came from.
+        host: HostId,
+        /// The reply.
+        action: Box<Action>,
+    },
+    /// A remote host's connection changed.
+    HostState {
+        /// The host's name.
+        name: String,
+        /// Its state now.
+        state: HostState,
+    },
+    /// The hosts were written to the settings file: what the status line says, or why not.
+    HostsSaved(Result<String, String>),
 }
 
 /// A volume the creation wizard makes before it defines the VM.
@@ -621,6 +641,27 @@ pub enum Effect {
     /// [`TaskOutcome::Cancelled`] once it has cleaned up (or normally, when it was past its
     /// last step).
     CancelTask(TaskId),
+    /// Connect remote host `name` on a worker thread; [`Action::HostState`]s follow.
+    Connect {
+        /// The host's name.
+        name: String,
+        /// Its address.
+        uri: String,
+    },
+    /// Close remote host `name`'s link (disconnect, remove); its VMs leave the list.
+    Disconnect(String),
+    /// Write these hosts to the settings file; [`Action::HostsSaved`] follows.
+    SaveHosts(Vec<HostEntry>),
+}
+
+/// An [`Effect`] and the host it is for: the host of the selection (or of the reply being
+/// applied) when it was queued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed {
+    /// The host whose backends run it.
+    pub host: HostId,
+    /// What to do.
+    pub effect: Effect,
 }
 
 #[cfg(test)]

@@ -5,11 +5,13 @@
 //! (src/tui/ui/) reads it. It holds no host handle: work for other threads leaves through
 //! [`App::take_effects`].
 
-use super::action::{Effect, HostMemory, HostOp};
+use super::action::{Effect, HostMemory, HostOp, Routed};
 use super::confirm::Confirm;
 use super::console::{ConsoleId, ConsoleSession};
 use super::dialogs::Dialog;
 use super::history::History;
+use super::hosts::id::HostId;
+use super::hosts::state::{HostState, RemoteHost};
 use super::input::LineInput;
 use super::keymap::{Context, Keymap};
 use super::networks::state::NetworkState;
@@ -33,6 +35,8 @@ const ERROR_TICKS: u64 = 30;
 /// a typo in its file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VmEntry {
+    /// The host it is defined on.
+    pub host: HostId,
     /// Definition and state from the last poll, or the broken definition with the live state.
     pub status: Result<VmStatus, BrokenVm>,
     /// Live facts (running VMs; cleared when it stops).
@@ -47,6 +51,7 @@ impl VmEntry {
     /// A VM seen for the first time.
     pub fn new(status: Result<VmStatus, BrokenVm>) -> VmEntry {
         VmEntry {
+            host: HostId::Local,
             status,
             info: None,
             stats: None,
@@ -184,6 +189,8 @@ pub enum Pane {
     Storage,
     /// Guest networks.
     Networks,
+    /// Remote hosts.
+    Hosts,
 }
 
 /// List columns that can be sorted.
@@ -236,8 +243,10 @@ impl SortColumn {
 /// The list's view state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListState {
-    /// Selected VM by name (stable across re-sorting and polling).
+    /// Selected VM by name (stable across re-sorting and polling), on `selected_host`.
     pub selected: Option<String>,
+    /// The host of the selected VM.
+    pub selected_host: HostId,
     /// First row shown.
     pub offset: usize,
     /// Sort column.
@@ -248,8 +257,11 @@ pub struct ListState {
     pub filter: LineInput,
     /// The filter is being typed.
     pub filtering: bool,
-    /// VMs marked for a bulk action.
+    /// VMs marked for a bulk action, all on `marked_host` (marks are per host: marking a
+    /// VM of another host starts over).
     pub marked: BTreeSet<String>,
+    /// The host of the marked VMs.
+    pub marked_host: HostId,
 }
 
 /// Something drawn over the panes that takes the keys.
@@ -286,6 +298,19 @@ pub struct RunningTask {
     pub progress: Option<TaskProgress>,
     /// The user asked to cancel it; it is cleaning up.
     pub cancelling: bool,
+    /// The host it runs against.
+    pub host: HostId,
+}
+
+impl RunningTask {
+    /// What it does in a few words ("cloning a volume"), naming its host when remote
+    /// ("host2: cloning a volume").
+    pub fn words(&self) -> String {
+        match &self.host {
+            HostId::Local => self.task.progress_words(),
+            HostId::Remote(name) => format!("{name}: {}", self.task.progress_words()),
+        }
+    }
 }
 
 /// Kinds of status-line message.
@@ -353,6 +378,15 @@ pub struct App {
     pub watches: Vec<super::watch::Watch>,
     /// Host memory, when known.
     pub host_memory: Option<HostMemory>,
+    /// The remote hosts of the settings file, in its order, with their states (empty: only
+    /// the local host, and no HOST column).
+    pub hosts: Vec<RemoteHost>,
+    /// Selected row of the hosts pane.
+    pub hosts_selected: usize,
+    /// The host the storage pane's snapshot came from.
+    pub storage_host: HostId,
+    /// The host the networks pane's snapshot came from.
+    pub networks_host: HostId,
     /// Terminal width in cells.
     pub width: u16,
     /// Terminal height in cells.
@@ -363,7 +397,9 @@ pub struct App {
     pub now: u64,
     pub(super) next_console: ConsoleId,
     pub(super) next_task: TaskId,
-    pub(super) effects: Vec<Effect>,
+    pub(super) effects: Vec<Routed>,
+    /// While a reply from a host is applied ([`super::action::Action::OnHost`]): that host.
+    pub(super) scope_host: Option<HostId>,
     pub(super) dirty: bool,
     pub(super) quit: bool,
 }
@@ -387,6 +423,8 @@ impl App {
                 filter: LineInput::default(),
                 filtering: false,
                 marked: BTreeSet::new(),
+                selected_host: HostId::Local,
+                marked_host: HostId::Local,
             },
             overlay: None,
             consoles: Vec::new(),
@@ -399,6 +437,10 @@ impl App {
             after_import: BTreeMap::new(),
             watches: Vec::new(),
             host_memory: None,
+            hosts: Vec::new(),
+            hosts_selected: 0,
+            storage_host: HostId::Local,
+            networks_host: HostId::Local,
             width: 80,
             height: 24,
             ticks: 0,
@@ -406,14 +448,72 @@ impl App {
             next_console: 1,
             next_task: 1,
             effects: Vec::new(),
+            scope_host: None,
             dirty: true,
             quit: false,
         }
     }
 
-    /// Work queued for other threads since the last call.
+    /// Work queued for other threads since the last call (without the hosts they are for;
+    /// see [`App::take_routed`]).
     pub fn take_effects(&mut self) -> Vec<Effect> {
+        self.take_routed().into_iter().map(|r| r.effect).collect()
+    }
+
+    /// Work queued for other threads since the last call, each with its host.
+    pub fn take_routed(&mut self) -> Vec<Routed> {
         std::mem::take(&mut self.effects)
+    }
+
+    /// Queues `effect` for the [current host](App::current_host).
+    pub fn push_effect(&mut self, effect: Effect) {
+        let host = self.current_host();
+        self.effects.push(Routed { host, effect });
+    }
+
+    /// The host actions apply to now: while a host's reply is applied, that host; else the
+    /// host of the marked VMs, else of the selected VM (the local host when none is).
+    pub fn current_host(&self) -> HostId {
+        if let Some(host) = &self.scope_host {
+            return host.clone();
+        }
+        if self.list.marked.is_empty() {
+            self.list.selected_host.clone()
+        } else {
+            self.list.marked_host.clone()
+        }
+    }
+
+    /// The host a reply being applied came from (unwrapped replies are the local host's).
+    pub fn reply_host(&self) -> HostId {
+        self.scope_host.clone().unwrap_or_default()
+    }
+
+    /// ` on host2` for a remote host, empty for the local one (pane and dialog titles).
+    pub fn on_host(host: &HostId) -> String {
+        match host {
+            HostId::Local => String::new(),
+            HostId::Remote(name) => format!(" on {name}"),
+        }
+    }
+
+    /// Whether the list has a HOST column: a remote host is configured.
+    pub fn show_hosts(&self) -> bool {
+        !self.hosts.is_empty()
+    }
+
+    /// The remote host named `name`.
+    pub fn remote(&self, name: &str) -> Option<&RemoteHost> {
+        self.hosts.iter().find(|h| h.entry.name == name)
+    }
+
+    /// Remote hosts that are not connected: the list shows a row with their state instead
+    /// of their VMs.
+    pub fn unavailable_hosts(&self) -> Vec<&RemoteHost> {
+        self.hosts
+            .iter()
+            .filter(|h| h.state != HostState::Connected)
+            .collect()
     }
 
     /// Whether something visible changed since the last call (then the screen is redrawn).
@@ -428,7 +528,7 @@ impl App {
 
     /// Whether the welcome screen replaces the empty list.
     pub fn welcome(&self) -> bool {
-        self.loaded && self.vms.is_empty() && self.pane == Pane::List
+        self.loaded && self.vms.is_empty() && self.hosts.is_empty() && self.pane == Pane::List
     }
 
     /// The keymap context of what has the keys now (overlays aside).
@@ -441,6 +541,7 @@ impl App {
             Pane::Details => Context::Details,
             Pane::Storage => Context::Storage,
             Pane::Networks => Context::Networks,
+            Pane::Hosts => Context::Hosts,
             Pane::List if self.welcome() => Context::Welcome,
             Pane::List => Context::List,
         }
@@ -487,8 +588,10 @@ impl App {
             let primary = key(va)
                 .partial_cmp(&key(vb))
                 .unwrap_or(std::cmp::Ordering::Equal);
-            // Names break ties so the order is stable between polls.
-            let ordered = primary.then_with(|| va.name().cmp(vb.name()));
+            // Names, then hosts, break ties so the order is stable between polls.
+            let ordered = primary
+                .then_with(|| va.name().cmp(vb.name()))
+                .then_with(|| va.host.cmp(&vb.host));
             if self.list.reverse {
                 ordered.reverse()
             } else {
@@ -501,20 +604,35 @@ impl App {
     /// Position of the selected VM among the listed ones.
     pub fn selected_row(&self) -> Option<usize> {
         let name = self.list.selected.as_deref()?;
+        let host = &self.list.selected_host;
         self.visible()
             .iter()
-            .position(|&i| self.vms[i].name() == name)
+            .position(|&i| self.vms[i].name() == name && self.vms[i].host == *host)
     }
 
     /// The selected VM.
     pub fn selected(&self) -> Option<&VmEntry> {
         let name = self.list.selected.as_deref()?;
-        self.entry(name)
+        let host = &self.list.selected_host;
+        self.vms
+            .iter()
+            .find(|vm| vm.name() == name && vm.host == *host)
     }
 
-    /// The VM named `name`.
+    /// Selects the VM at `index` of `vms` (its name and host).
+    pub fn select_index(&mut self, index: usize) {
+        if let Some(vm) = self.vms.get(index) {
+            self.list.selected = Some(vm.name().to_string());
+            self.list.selected_host = vm.host.clone();
+        }
+    }
+
+    /// The VM named `name` on the [current host](App::current_host).
     pub fn entry(&self, name: &str) -> Option<&VmEntry> {
-        self.vms.iter().find(|vm| vm.name() == name)
+        let host = self.current_host();
+        self.vms
+            .iter()
+            .find(|vm| vm.name() == name && vm.host == host)
     }
 
     /// VMs a bulk-capable action applies to: the marked ones (in list order), else the
@@ -525,6 +643,7 @@ impl App {
         }
         self.visible()
             .into_iter()
+            .filter(|&i| self.vms[i].host == self.list.marked_host)
             .map(|i| self.vms[i].name().to_string())
             .filter(|n| self.list.marked.contains(n))
             .collect()
@@ -556,9 +675,18 @@ impl App {
         expired
     }
 
-    /// Names of all defined VMs.
+    /// Names of the VMs defined on the [current host](App::current_host).
     pub fn names(&self) -> Vec<String> {
-        self.vms.iter().map(|vm| vm.name().to_string()).collect()
+        self.names_on(&self.current_host())
+    }
+
+    /// Names of the VMs defined on `host`.
+    pub fn names_on(&self, host: &HostId) -> Vec<String> {
+        self.vms
+            .iter()
+            .filter(|vm| vm.host == *host)
+            .map(|vm| vm.name().to_string())
+            .collect()
     }
 
     /// Marks the screen for redrawing.

@@ -6,6 +6,7 @@ use super::action::{Effect, HostOp};
 use super::app::{App, Overlay, Pane, SortColumn, StatusKind};
 use super::confirm::Confirm;
 use super::console::Direction;
+use super::hosts::id::HostId;
 use super::keymap::{Command, Context};
 use super::palette::{self, PaletteCommand, Verb};
 use super::queue::{after_import, run_ops, run_task};
@@ -14,7 +15,7 @@ use super::tasks::{Task, TaskOutcome};
 use super::theme::Theme;
 use super::ui::layout::Column;
 use super::wizard::Wizard;
-use super::{hotplug, memory, networks, storage, task_list};
+use super::{hosts, hotplug, memory, networks, storage, task_list};
 use crate::config::{BootConfig, VmConfig};
 use crate::protocol::RunState;
 
@@ -24,6 +25,7 @@ pub(super) fn run(app: &mut App, command: Command) {
     let handled = match app.context() {
         Context::Storage => storage::pane::command(app, command),
         Context::Networks => networks::pane::command(app, command),
+        Context::Hosts => hosts::pane::command(app, command),
         _ => false,
     };
     if handled {
@@ -40,6 +42,7 @@ pub(super) fn run(app: &mut App, command: Command) {
         Command::MemoryUp => memory::change_memory(app, 1),
         Command::ShowStorage => storage::pane::show(app),
         Command::ShowNetworks => networks::pane::show(app),
+        Command::ShowHosts => hosts::pane::show(app),
         // Pane commands outside their pane (only reachable through rebinding): nothing.
         Command::FocusNext
         | Command::VolNew
@@ -56,7 +59,11 @@ pub(super) fn run(app: &mut App, command: Command) {
         | Command::NetStart
         | Command::NetStop
         | Command::NetDelete
-        | Command::NetAutostart => {}
+        | Command::NetAutostart
+        | Command::HostAdd
+        | Command::HostRemove
+        | Command::HostConnect
+        | Command::HostDisconnect => {}
         Command::Quit => app.quit = true,
         Command::Help => app.overlay = Some(Overlay::Help { scroll: 0 }),
         Command::Tasks => task_list::open(app),
@@ -121,6 +128,7 @@ pub(super) fn run(app: &mut App, command: Command) {
                     ops,
                     task: None,
                     bulk: true,
+                    remove_host: None,
                 }));
                 return;
             }
@@ -145,17 +153,22 @@ pub(super) fn run(app: &mut App, command: Command) {
         },
         Command::Mark => {
             if let Some(name) = app.list.selected.clone() {
-                toggle_mark(app, &name);
+                let host = app.list.selected_host.clone();
+                toggle_mark(app, &host, &name);
                 move_selection(app, 1);
             }
         }
         Command::MarkAll => {
             if app.list.marked.is_empty() {
+                // Marks are per host: all of the selected VM's host.
+                let host = app.list.selected_host.clone();
                 let visible = app.visible();
                 app.list.marked = visible
                     .into_iter()
+                    .filter(|&i| app.vms[i].host == host)
                     .map(|i| app.vms[i].name().to_string())
                     .collect();
+                app.list.marked_host = host;
             } else {
                 app.list.marked.clear();
             }
@@ -198,8 +211,13 @@ fn back(app: &mut App) {
     }
 }
 
-/// Toggles the bulk-action mark of `name`.
-pub(super) fn toggle_mark(app: &mut App, name: &str) {
+/// Toggles the bulk-action mark of `name` on `host`. Marks are per host: marking a VM of
+/// another host than the marked ones starts over.
+pub(super) fn toggle_mark(app: &mut App, host: &HostId, name: &str) {
+    if app.list.marked_host != *host {
+        app.list.marked.clear();
+        app.list.marked_host = host.clone();
+    }
     if !app.list.marked.remove(name) {
         app.list.marked.insert(name.to_string());
     }
@@ -214,7 +232,7 @@ pub(super) fn sort_column(column: Column) -> Option<SortColumn> {
         Column::Memory => SortColumn::Memory,
         Column::Cpu | Column::Spark => SortColumn::Cpu,
         Column::Used => SortColumn::Used,
-        Column::Mark | Column::Ip | Column::Auto => return None,
+        Column::Mark | Column::Host | Column::Ip | Column::Auto => return None,
     })
 }
 
@@ -366,8 +384,8 @@ pub(super) fn attach(app: &mut App, names: Vec<String>) {
 /// Closes the consoles and returns to the list; the VMs keep running.
 pub(super) fn detach(app: &mut App) {
     let names: Vec<String> = app.consoles.iter().map(|c| c.vm.clone()).collect();
-    for console in app.consoles.drain(..) {
-        app.effects.push(Effect::CloseConsole(console.id));
+    for console in std::mem::take(&mut app.consoles) {
+        app.push_effect(Effect::CloseConsole(console.id));
     }
     app.focus = 0;
     app.pane = Pane::List;
@@ -477,6 +495,7 @@ pub(super) fn lifecycle(app: &mut App, verb: Verb, names: Vec<String>, confirm: 
             ops,
             task: None,
             bulk,
+            remove_host: None,
         }));
         return;
     }
@@ -566,6 +585,7 @@ pub(super) fn palette(app: &mut App, line: &str) {
                     app.set_status(StatusKind::Error, format!("there is no VM named '{name}'"));
                     return;
                 }
+                app.list.selected_host = app.current_host();
                 app.list.selected = Some(name);
             }
             run(app, Command::Edit);
@@ -639,6 +659,7 @@ pub(super) fn palette(app: &mut App, line: &str) {
                 ops: Vec::new(),
                 task: Some(Task::StopNetwork(name)),
                 bulk: false,
+                remove_host: None,
             }));
         }
         PaletteCommand::Help => run(app, Command::Help),
@@ -774,7 +795,7 @@ pub(super) fn copy(app: &mut App) {
         return;
     }
     let count = text.chars().count();
-    app.effects.push(Effect::Clipboard(text));
+    app.push_effect(Effect::Clipboard(text));
     app.set_status(
         StatusKind::Ok,
         format!("copied {count} characters to the clipboard (OSC 52; the terminal must allow it)"),

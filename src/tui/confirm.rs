@@ -18,4 +18,6 @@ pub struct Confirm {
     /// A change to marked VMs: only `y` confirms (Enter does not), so keys typed at the list
     /// by mistake cannot confirm it.
     pub bulk: bool,
+    /// A remote host to remove from the settings file on yes (hosts pane).
+    pub remove_host: Option<String>,
 }

@@ -49,6 +49,8 @@ pub enum FieldKey {
     ReadOnly,
     /// Remove without the guest's consent.
     Force,
+    /// A remote host's address (`ssh://…`).
+    Uri,
 }
 
 /// A field's value.

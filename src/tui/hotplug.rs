@@ -43,12 +43,12 @@ pub(super) fn watch(app: &mut App, op: &HostOp) {
         HostOp::DetachDisk {
             vm, force: true, ..
         } => {
-            app.effects.push(Effect::ReadInfo(vm.clone()));
+            app.push_effect(Effect::ReadInfo(vm.clone()));
             return;
         }
         // A hot-added disk is plugged when the host answers: re-read the VM's disks once.
         HostOp::AttachDisk { vm, scope, .. } if scope.live => {
-            app.effects.push(Effect::ReadInfo(vm.clone()));
+            app.push_effect(Effect::ReadInfo(vm.clone()));
             return;
         }
         _ => return,
@@ -59,7 +59,7 @@ pub(super) fn watch(app: &mut App, op: &HostOp) {
         expect,
         until: app.ticks + WATCH_TICKS,
     });
-    app.effects.push(Effect::ReadInfo(vm.clone()));
+    app.push_effect(Effect::ReadInfo(vm.clone()));
 }
 
 /// Each second: re-read the live facts of VMs with changes pending, and give up on those
@@ -92,7 +92,7 @@ pub(super) fn on_tick(app: &mut App) {
     let mut vms: Vec<String> = app.watches.iter().map(|w| w.vm.clone()).collect();
     vms.dedup();
     for vm in vms {
-        app.effects.push(Effect::ReadInfo(vm));
+        app.push_effect(Effect::ReadInfo(vm));
     }
 }
 

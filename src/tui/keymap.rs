@@ -28,6 +28,8 @@ pub enum Context {
     Storage,
     /// The networks pane.
     Networks,
+    /// The hosts pane.
+    Hosts,
 }
 
 impl Context {
@@ -41,6 +43,7 @@ impl Context {
             Context::Welcome => "welcome",
             Context::Storage => "storage",
             Context::Networks => "networks",
+            Context::Hosts => "hosts",
         }
     }
 }
@@ -124,6 +127,16 @@ pub enum Command {
     ShowStorage,
     /// Show the networks pane.
     ShowNetworks,
+    /// Show the hosts pane.
+    ShowHosts,
+    /// Add a remote host (form).
+    HostAdd,
+    /// Remove the selected remote host (asks first).
+    HostRemove,
+    /// Connect the selected remote host.
+    HostConnect,
+    /// Disconnect the selected remote host.
+    HostDisconnect,
     /// Show the running tasks (progress; cancel one).
     Tasks,
     /// Move the keys to the other list of the pane (pools / volumes).
@@ -189,7 +202,7 @@ pub struct CommandSpec {
 }
 
 use Context::{
-    Console, Details as DetailsPane, List, Networks as NetworksPane, Scroll,
+    Console, Details as DetailsPane, Hosts as HostsPane, List, Networks as NetworksPane, Scroll,
     Storage as StoragePane, Welcome,
 };
 
@@ -486,28 +499,91 @@ pub const COMMANDS: &[CommandSpec] = &[
         Command::ShowVms,
         "show_vms",
         "VM list",
-        &[List, DetailsPane, Welcome, StoragePane, NetworksPane],
+        &[
+            List,
+            DetailsPane,
+            Welcome,
+            StoragePane,
+            NetworksPane,
+            HostsPane,
+        ],
         &["1"],
     ),
     spec(
         Command::ShowStorage,
         "show_storage",
         "storage pools and volumes",
-        &[List, DetailsPane, Welcome, StoragePane, NetworksPane],
+        &[
+            List,
+            DetailsPane,
+            Welcome,
+            StoragePane,
+            NetworksPane,
+            HostsPane,
+        ],
         &["2"],
     ),
     spec(
         Command::ShowNetworks,
         "show_networks",
         "networks",
-        &[List, DetailsPane, Welcome, StoragePane, NetworksPane],
+        &[
+            List,
+            DetailsPane,
+            Welcome,
+            StoragePane,
+            NetworksPane,
+            HostsPane,
+        ],
         &["3"],
+    ),
+    spec(
+        Command::ShowHosts,
+        "show_hosts",
+        "hosts: add, remove, connect, disconnect",
+        &[
+            List,
+            DetailsPane,
+            Welcome,
+            StoragePane,
+            NetworksPane,
+            HostsPane,
+        ],
+        &["H", "4"],
+    ),
+    spec(
+        Command::HostAdd,
+        "host_add",
+        "add a remote host (ssh://)",
+        &[HostsPane],
+        &["a"],
+    ),
+    spec(
+        Command::HostConnect,
+        "host_connect",
+        "connect host",
+        &[HostsPane],
+        &["c", "enter"],
+    ),
+    spec(
+        Command::HostDisconnect,
+        "host_disconnect",
+        "disconnect host",
+        &[HostsPane],
+        &["d"],
+    ),
+    spec(
+        Command::HostRemove,
+        "host_remove",
+        "remove host (asks first)",
+        &[HostsPane],
+        &["delete", "U"],
     ),
     spec(
         Command::Tasks,
         "tasks",
         "running tasks: progress, x cancels one",
-        &[List, DetailsPane, StoragePane, NetworksPane],
+        &[List, DetailsPane, StoragePane, NetworksPane, HostsPane],
         &["T"],
     ),
     spec(
@@ -563,56 +639,91 @@ pub const COMMANDS: &[CommandSpec] = &[
         Command::Up,
         "up",
         "up",
-        &[List, DetailsPane, Scroll, StoragePane, NetworksPane],
+        &[
+            List,
+            DetailsPane,
+            Scroll,
+            StoragePane,
+            NetworksPane,
+            HostsPane,
+        ],
         &["up", "k"],
     ),
     spec(
         Command::Down,
         "down",
         "down",
-        &[List, DetailsPane, Scroll, StoragePane, NetworksPane],
+        &[
+            List,
+            DetailsPane,
+            Scroll,
+            StoragePane,
+            NetworksPane,
+            HostsPane,
+        ],
         &["down", "j"],
     ),
     spec(
         Command::PageUp,
         "page_up",
         "page up",
-        &[List, Scroll, StoragePane, NetworksPane],
+        &[List, Scroll, StoragePane, NetworksPane, HostsPane],
         &["pgup"],
     ),
     spec(
         Command::PageDown,
         "page_down",
         "page down",
-        &[List, Scroll, StoragePane, NetworksPane],
+        &[List, Scroll, StoragePane, NetworksPane, HostsPane],
         &["pgdn"],
     ),
     spec(
         Command::Top,
         "top",
         "first / oldest",
-        &[List, DetailsPane, Scroll, StoragePane, NetworksPane],
+        &[
+            List,
+            DetailsPane,
+            Scroll,
+            StoragePane,
+            NetworksPane,
+            HostsPane,
+        ],
         &["home", "g"],
     ),
     spec(
         Command::Bottom,
         "bottom",
         "last / newest",
-        &[List, DetailsPane, Scroll, StoragePane, NetworksPane],
+        &[
+            List,
+            DetailsPane,
+            Scroll,
+            StoragePane,
+            NetworksPane,
+            HostsPane,
+        ],
         &["end", "G"],
     ),
     spec(
         Command::Back,
         "back",
         "back",
-        &[List, DetailsPane, Scroll, StoragePane, NetworksPane],
+        &[
+            List,
+            DetailsPane,
+            Scroll,
+            StoragePane,
+            NetworksPane,
+            HostsPane,
+        ],
         &["esc"],
     ),
     spec(
         Command::Palette,
         "palette",
         "command palette (:start web1)",
-        &[List, DetailsPane, StoragePane, NetworksPane],
+        &[List, DetailsPane, StoragePane, NetworksPane, HostsPane],
         &[":"],
     ),
     spec(
@@ -627,6 +738,7 @@ pub const COMMANDS: &[CommandSpec] = &[
             Welcome,
             StoragePane,
             NetworksPane,
+            HostsPane,
         ],
         &["?", "f1"],
     ),
@@ -634,7 +746,14 @@ pub const COMMANDS: &[CommandSpec] = &[
         Command::Quit,
         "quit",
         "quit (VMs keep running)",
-        &[List, DetailsPane, Welcome, StoragePane, NetworksPane],
+        &[
+            List,
+            DetailsPane,
+            Welcome,
+            StoragePane,
+            NetworksPane,
+            HostsPane,
+        ],
         &["q", "ctrl-c"],
     ),
 ];

@@ -52,6 +52,7 @@ pub(super) fn save(app: &mut App) {
         }],
         task: None,
         bulk: false,
+        remove_host: None,
     }));
 }
 

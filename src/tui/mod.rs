@@ -18,6 +18,7 @@ pub mod dialogs;
 pub mod error_text;
 pub mod form;
 pub mod history;
+pub mod hosts;
 pub mod hotplug;
 pub mod image_setup;
 pub mod input;
@@ -25,6 +26,7 @@ pub mod keymap;
 mod memory;
 pub mod networks;
 pub mod palette;
+pub mod poll;
 mod queue;
 pub mod runtime;
 pub mod scope;
@@ -106,6 +108,8 @@ pub fn prepare(options: &TuiOptions) -> Result<App, TuiError> {
     });
     let mut app = App::new(theme, keymap);
     app.theme_dir = theme_dir;
+    // Autoconnect hosts start connecting in the runtime's first turn.
+    hosts::pane::load(&mut app, settings.hosts.clone());
     // The wizard's file browser starts where the user started vmux.
     if let Ok(cwd) = std::env::current_dir() {
         app.cwd = cwd;
@@ -119,7 +123,19 @@ pub fn prepare(options: &TuiOptions) -> Result<App, TuiError> {
 /// Runs the full-screen console until the user quits; VMs keep running. The terminal is
 /// restored on return, on error and on panic. Storage and networks are those of the same
 /// vmux home as `host` (`VMUX_HOME`, else the XDG directories).
+///
+/// Remote hosts are not reachable from this entry point yet: their connections fail saying
+/// so. [`run_with`] takes the connector that reaches them.
 pub fn run(host: Arc<dyn Host>, options: TuiOptions) -> anyhow::Result<()> {
+    run_with(host, options, Arc::new(hosts::connector::NoRemoteHosts))
+}
+
+/// [`run`], with `connector` opening the links to the remote hosts of the settings file.
+pub fn run_with(
+    host: Arc<dyn Host>,
+    options: TuiOptions,
+    connector: Arc<dyn hosts::connector::Connector>,
+) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
         return Err(TuiError::NotATerminal.into());
     }
@@ -130,7 +146,11 @@ pub fn run(host: Arc<dyn Host>, options: TuiOptions) -> anyhow::Result<()> {
         storage: Arc::new(backends::local::LocalStorage::new(paths.clone())),
         networks: Arc::new(backends::local::LocalNetworks::new(paths)),
     };
-    runtime::run(backends, app).map_err(TuiError::Terminal)?;
+    let remotes = runtime::Remotes {
+        connector,
+        settings_path: options.settings_path.clone(),
+    };
+    runtime::run(backends, remotes, app).map_err(TuiError::Terminal)?;
     Ok(())
 }
 

@@ -20,7 +20,7 @@ pub(super) fn run_ops(app: &mut App, ops: Vec<HostOp>) {
     };
     for op in ops {
         app.busy.insert(op.vm().to_string(), op.progress());
-        app.effects.push(Effect::Host(op));
+        app.push_effect(Effect::Host(op));
     }
     app.set_status(StatusKind::Progress, text);
 }
@@ -102,8 +102,9 @@ pub(super) fn run_task(app: &mut App, task: Task) -> TaskId {
             started: app.ticks,
             progress: None,
             cancelling: false,
+            host: app.current_host(),
         },
     );
-    app.effects.push(Effect::Task { id, task });
+    app.push_effect(Effect::Task { id, task });
     id
 }

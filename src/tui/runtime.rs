@@ -18,12 +18,17 @@
 //! it is full, vmd keeps the rest), only a wake-up message goes through the channel, and each
 //! loop turn parses at most [`PARSE_BUDGET`] bytes after handling all input.
 
-use super::action::{Action, DirEntry, Effect, HostMemory, HostOp};
+use super::action::{Action, DirEntry, Effect, HostMemory, HostOp, Routed};
 use super::app::App;
 use super::backends::Backends;
 use super::console::{ConsoleId, osc52};
 use super::error_text::error_chain;
+use super::hosts::config;
+use super::hosts::connector::Connector;
+use super::hosts::id::HostId;
+use super::hosts::worker::{Connected, HostWorker, Timing, backends_of, forget};
 use super::image_setup;
+use super::poll::Poller;
 use super::queue;
 use super::tasks::{Task, TaskId, TaskOutcome, TaskProgress};
 use super::ui;
@@ -225,20 +230,29 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// What the runtime needs besides the local host: how to reach remote hosts, and where the
+/// hosts pane saves them.
+pub struct Remotes {
+    /// Opens links to remote hosts.
+    pub connector: Arc<dyn Connector>,
+    /// The settings file (`[[hosts]]`).
+    pub settings_path: PathBuf,
+}
+
 /// Runs the TUI until the user quits. VMs are left as they are.
-pub fn run(backends: Backends, mut app: App) -> io::Result<()> {
+pub fn run(backends: Backends, remotes: Remotes, mut app: App) -> io::Result<()> {
     // Log lines written to the terminal would tear the screen; keep them out while the TUI
     // owns it, unless stderr goes elsewhere (`vmux 2>vmux.log`).
     let log_level = log::max_level();
     if io::stderr().is_terminal() {
         log::set_max_level(log::LevelFilter::Off);
     }
-    let result = run_on_terminal(backends, &mut app);
+    let result = run_on_terminal(backends, remotes, &mut app);
     log::set_max_level(log_level);
     result
 }
 
-fn run_on_terminal(backends: Backends, app: &mut App) -> io::Result<()> {
+fn run_on_terminal(backends: Backends, remotes: Remotes, app: &mut App) -> io::Result<()> {
     let guard = TerminalGuard::enter()?;
     let mut output = TerminalOutput {
         terminal: Terminal::new(CrosstermBackend::new(BufWriter::with_capacity(
@@ -261,16 +275,10 @@ fn run_on_terminal(backends: Backends, app: &mut App) -> io::Result<()> {
         move || poll_loop(host.as_ref(), &tx, &wake_rx, &stop)
     })?;
 
-    let mut runtime = Runtime {
-        backends,
-        tx,
-        wake,
-        consoles: HashMap::new(),
-        pending: Vec::new(),
-        tasks: TaskHandles::default(),
-    };
+    let mut runtime = Runtime::new(backends, remotes, tx, wake);
     let result = runtime.event_loop(app, &rx, &mut output);
     runtime.cancel_tasks(QUIT_GRACE);
+    runtime.close_hosts();
     runtime.discard_orphaned_images(app, &rx);
 
     stop.store(true, Ordering::SeqCst);
@@ -297,9 +305,43 @@ struct Runtime {
     pending: Vec<ConsoleId>,
     /// The running tasks' progress handles.
     tasks: TaskHandles,
+    /// Opens links to remote hosts.
+    connector: Arc<dyn Connector>,
+    /// The remote hosts whose link is up, with their backends.
+    connected: Connected,
+    /// The worker of each remote host being connected or connected.
+    workers: HashMap<String, HostWorker>,
+    /// The last worker generation handed out.
+    generation: u64,
+    /// The settings file the hosts pane saves to.
+    settings_path: PathBuf,
 }
 
 impl Runtime {
+    fn new(backends: Backends, remotes: Remotes, tx: Sender<Msg>, wake: Sender<()>) -> Runtime {
+        Runtime {
+            backends,
+            tx,
+            wake,
+            consoles: HashMap::new(),
+            pending: Vec::new(),
+            tasks: TaskHandles::default(),
+            connector: remotes.connector,
+            connected: Connected::default(),
+            workers: HashMap::new(),
+            generation: 0,
+            settings_path: remotes.settings_path,
+        }
+    }
+
+    /// Stops every remote host's worker (each closes its link).
+    fn close_hosts(&mut self) {
+        for (name, worker) in self.workers.drain() {
+            worker.stop();
+            forget(&self.connected, &name);
+        }
+    }
+
     fn event_loop(
         &mut self,
         app: &mut App,
@@ -334,8 +376,8 @@ impl Runtime {
                     next_tick = Instant::now() + TICK;
                 }
             }
-            for effect in app.take_effects() {
-                self.execute(effect, output)?;
+            for routed in app.take_routed() {
+                self.execute(routed, output)?;
             }
             if app.should_quit() {
                 return Ok(());
@@ -397,20 +439,42 @@ impl Runtime {
         self.pending = still_pending;
     }
 
-    fn execute(&mut self, effect: Effect, output: &mut dyn Output) -> io::Result<()> {
+    /// The backends of `host`, or why it cannot be reached now.
+    fn backends_for(&self, host: &HostId) -> Result<Backends, String> {
+        match host {
+            HostId::Local => Ok(self.backends.clone()),
+            HostId::Remote(name) => backends_of(&self.connected, name).ok_or_else(|| {
+                format!("host {name} is not connected; connect it in the hosts pane (H)")
+            }),
+        }
+    }
+
+    fn execute(&mut self, routed: Routed, output: &mut dyn Output) -> io::Result<()> {
+        let Routed { host, effect } = routed;
+        let reply = {
+            let (host, tx) = (host.clone(), self.tx.clone());
+            move |action: Action| {
+                let action = match &host {
+                    HostId::Local => action,
+                    HostId::Remote(_) => Action::OnHost {
+                        host: host.clone(),
+                        action: Box::new(action),
+                    },
+                };
+                tx.send(Msg::Action(action)).is_ok()
+            }
+        };
         match effect {
             Effect::Host(op) => {
-                let (backends, tx) = (self.backends.clone(), self.tx.clone());
-                let wake = self.wake.clone();
+                let backends = self.backends_for(&host);
+                let wake = self.waker(&host);
                 spawn("vmux-op", move || {
-                    let result = run_op(&backends, &op);
-                    let _ = tx.send(Msg::Action(Action::OpDone { op, result }));
-                    let _ = wake.send(());
+                    let result = backends.and_then(|b| run_op(&b, &op));
+                    reply(Action::OpDone { op, result });
+                    wake();
                 })?;
             }
-            Effect::Refresh => {
-                let _ = self.wake.send(());
-            }
+            Effect::Refresh => self.waker(&host)(),
             Effect::OpenConsole { id, vm, history } => {
                 let inbox = Arc::new(Inbox::default());
                 self.consoles.insert(
@@ -421,10 +485,17 @@ impl Runtime {
                         ended: None,
                     },
                 );
-                let (host, tx) = (self.backends.host.clone(), self.tx.clone());
-                spawn("vmux-console", move || {
-                    console_reader(host.as_ref(), id, &vm, history, &inbox, &tx);
-                })?;
+                let tx = self.tx.clone();
+                match self.backends_for(&host) {
+                    Ok(backends) => {
+                        spawn("vmux-console", move || {
+                            console_reader(backends.host.as_ref(), id, &vm, history, &inbox, &tx);
+                        })?;
+                    }
+                    Err(reason) => {
+                        let _ = tx.send(Msg::ConsoleEnded { id, reason });
+                    }
+                }
             }
             Effect::ConsoleInput { id, bytes } => {
                 if let Some(input) = self.consoles.get(&id).and_then(|l| l.input.as_ref()) {
@@ -446,40 +517,106 @@ impl Runtime {
                 })?;
             }
             Effect::ReadInfo(vm) => {
-                let (host, tx) = (self.backends.host.clone(), self.tx.clone());
-                spawn("vmux-info", move || {
-                    if let Ok(info) = host.info(&vm) {
-                        let _ = tx.send(Msg::Action(Action::Info { vm, info }));
-                    }
-                })?;
+                if let Ok(backends) = self.backends_for(&host) {
+                    spawn("vmux-info", move || {
+                        if let Ok(info) = backends.host.info(&vm) {
+                            reply(Action::Info { vm, info });
+                        }
+                    })?;
+                }
             }
             Effect::LoadStorage => {
-                let (storage, tx) = (self.backends.storage.clone(), self.tx.clone());
+                let backends = self.backends_for(&host);
                 spawn("vmux-storage", move || {
-                    let result = guarded(
-                        || storage.snapshot().map_err(|e| error_chain(&e)),
-                        "reading the storage pools",
-                    );
-                    let _ = tx.send(Msg::Action(Action::StorageLoaded(result)));
+                    let result = backends.and_then(|b| {
+                        guarded(
+                            || b.storage.snapshot().map_err(|e| error_chain(&e)),
+                            "reading the storage pools",
+                        )
+                    });
+                    reply(Action::StorageLoaded(result));
                 })?;
             }
             Effect::LoadNetworks => {
-                let (networks, tx) = (self.backends.networks.clone(), self.tx.clone());
+                let backends = self.backends_for(&host);
                 spawn("vmux-networks", move || {
-                    let result = guarded(
-                        || networks.snapshot().map_err(|e| error_chain(&e)),
-                        "reading the networks",
-                    );
-                    let _ = tx.send(Msg::Action(Action::NetworksLoaded(result)));
+                    let result = backends.and_then(|b| {
+                        guarded(
+                            || b.networks.snapshot().map_err(|e| error_chain(&e)),
+                            "reading the networks",
+                        )
+                    });
+                    reply(Action::NetworksLoaded(result));
                 })?;
             }
-            Effect::Task { id, task } => self.start_task(id, task)?,
+            Effect::Task { id, task } => match self.backends_for(&host) {
+                Ok(backends) => self.start_task(id, task, backends, Box::new(reply))?,
+                Err(message) => {
+                    reply(Action::TaskDone {
+                        id,
+                        outcome: TaskOutcome::Failed(message),
+                    });
+                }
+            },
             Effect::CancelTask(id) => {
                 if let Some(progress) = lock_tasks(&self.tasks).get(&id) {
                     progress.cancel();
                 }
             }
+            Effect::Connect { name, uri } => self.connect(name, uri)?,
+            Effect::Disconnect(name) => {
+                if let Some(worker) = self.workers.remove(&name) {
+                    worker.stop();
+                }
+                forget(&self.connected, &name);
+            }
+            Effect::SaveHosts(hosts) => {
+                let (path, tx) = (self.settings_path.clone(), self.tx.clone());
+                spawn("vmux-settings", move || {
+                    let result = save_hosts(&path, &hosts);
+                    let _ = tx.send(Msg::Action(Action::HostsSaved(result)));
+                })?;
+            }
         }
+        Ok(())
+    }
+
+    /// What wakes `host`'s poller (after an operation, so the list shows its result soon).
+    fn waker(&self, host: &HostId) -> Box<dyn Fn() + Send> {
+        match host {
+            HostId::Local => {
+                let wake = self.wake.clone();
+                Box::new(move || {
+                    let _ = wake.send(());
+                })
+            }
+            HostId::Remote(name) => match self.workers.get(name) {
+                Some(worker) => {
+                    let worker = worker.clone();
+                    Box::new(move || worker.wake())
+                }
+                None => Box::new(|| {}),
+            },
+        }
+    }
+
+    /// Starts a worker that connects remote host `name` (stopping an earlier one).
+    fn connect(&mut self, name: String, uri: String) -> io::Result<()> {
+        if let Some(old) = self.workers.remove(&name) {
+            old.stop();
+        }
+        self.generation += 1;
+        let tx = self.tx.clone();
+        let worker = HostWorker::spawn(
+            name.clone(),
+            uri,
+            self.generation,
+            self.connector.clone(),
+            self.connected.clone(),
+            Timing::default(),
+            Box::new(move |action| tx.send(Msg::Action(action)).is_ok()),
+        )?;
+        self.workers.insert(name, worker);
         Ok(())
     }
 
@@ -513,7 +650,13 @@ impl Runtime {
 
     /// Runs `task` on a worker thread with a fresh progress handle, and a watcher beside it
     /// for the long ones.
-    fn start_task(&self, id: TaskId, task: Task) -> io::Result<()> {
+    fn start_task(
+        &self,
+        id: TaskId,
+        task: Task,
+        backends: Backends,
+        reply: Box<dyn FnOnce(Action) -> bool + Send>,
+    ) -> io::Result<()> {
         let progress = Progress::new();
         let done = Arc::new(AtomicBool::new(false));
         lock_tasks(&self.tasks).insert(id, progress.clone());
@@ -523,7 +666,7 @@ impl Runtime {
                 watch_progress(&progress, id, &done, &tx);
             })?;
         }
-        let (backends, tx, tasks) = (self.backends.clone(), self.tx.clone(), self.tasks.clone());
+        let tasks = self.tasks.clone();
         spawn("vmux-task", move || {
             let outcome =
                 match panic::catch_unwind(AssertUnwindSafe(|| task.run(&backends, &progress))) {
@@ -536,11 +679,18 @@ impl Runtime {
             done.store(true, Ordering::SeqCst);
             // Sent before the entry goes, so that once `cancel_tasks` sees no tasks left,
             // every task's end is in the channel.
-            let _ = tx.send(Msg::Action(Action::TaskDone { id, outcome }));
+            reply(Action::TaskDone { id, outcome });
             lock_tasks(&tasks).remove(&id);
         })?;
         Ok(())
     }
+}
+
+/// Writes the hosts to the settings file: what the status line says, or why it failed.
+fn save_hosts(path: &Path, hosts: &[config::HostEntry]) -> Result<String, String> {
+    config::save(path, hosts)
+        .map(|()| format!("hosts saved to {}", path.display()))
+        .map_err(|e| error_chain(&e))
 }
 
 fn lock_tasks(tasks: &TaskHandles) -> std::sync::MutexGuard<'_, HashMap<TaskId, Progress>> {
@@ -621,49 +771,14 @@ fn input_loop(tx: &Sender<Msg>, stop: &AtomicBool) {
 }
 
 fn poll_loop(host: &dyn Host, tx: &Sender<Msg>, wake: &Receiver<()>, stop: &AtomicBool) {
-    let mut pids: HashMap<String, Option<u32>> = HashMap::new();
-    let mut last_stats: Option<Instant> = None;
+    let mut poller = Poller::default();
     while !stop.load(Ordering::SeqCst) {
-        let listed = host.list();
-        // VMs with a broken definition still run, and still have stats.
-        let live: Vec<(String, Option<u32>)> = listed
-            .iter()
-            .map(|entry| match entry {
-                Ok(status) => (status.config.name.clone(), status.pid),
-                Err(broken) => (broken.name.clone(), broken.live.pid),
-            })
-            .filter(|(_, pid)| pid.is_some())
-            .collect();
-        let send = |action| tx.send(Msg::Action(action)).is_ok();
-        if !send(Action::Listed(listed)) {
+        let mut send = |action| tx.send(Msg::Action(action)).is_ok();
+        let Some(sampled) = poller.poll(host, &mut send) else {
             return;
-        }
-        // A wake-up right after an operation refreshes states but must not add a second
-        // sample within the same second to the charts.
-        let sample = last_stats.is_none_or(|t| t.elapsed() >= Duration::from_millis(900));
-        for (vm, pid) in &live {
-            if pids.get(vm) != Some(pid)
-                && let Ok(info) = host.info(vm)
-            {
-                pids.insert(vm.clone(), *pid);
-                send(Action::Info {
-                    vm: vm.clone(),
-                    info,
-                });
-            }
-            if sample && let Ok(stats) = host.stats(vm) {
-                send(Action::Stats {
-                    vm: vm.clone(),
-                    stats,
-                });
-            }
-        }
-        pids.retain(|vm, _| live.iter().any(|(n, _)| n == vm));
-        if sample {
-            last_stats = Some(Instant::now());
-            if let Some(memory) = read_meminfo(Path::new("/proc/meminfo")) {
-                send(Action::HostMemory(memory));
-            }
+        };
+        if sampled && let Some(memory) = read_meminfo(Path::new("/proc/meminfo")) {
+            send(Action::HostMemory(memory));
         }
         match wake.recv_timeout(TICK) {
             Ok(()) => while wake.try_recv().is_ok() {},
@@ -853,6 +968,14 @@ mod tests {
         }
     }
 
+    /// No remote hosts; a settings path nothing writes to.
+    fn test_remotes() -> Remotes {
+        Remotes {
+            connector: Arc::new(crate::tui::hosts::connector::NoRemoteHosts),
+            settings_path: PathBuf::from("/nonexistent/vmux.toml"),
+        }
+    }
+
     fn key(code: KeyCode, modifiers: KeyModifiers) -> Msg {
         Msg::Action(Action::Key(KeyEvent::new(code, modifiers)))
     }
@@ -876,18 +999,16 @@ mod tests {
         update(&mut app, Action::ConsoleOpened(1));
         let (tx, rx) = mpsc::channel();
         let (wake, _) = mpsc::channel();
-        let mut runtime = Runtime {
-            backends: Backends {
+        let mut runtime = Runtime::new(
+            Backends {
                 host,
                 storage: Arc::new(crate::tui::backends::fake::FakeStorage::new()),
                 networks: Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
             },
-            tx: tx.clone(),
+            test_remotes(),
+            tx.clone(),
             wake,
-            consoles: HashMap::new(),
-            pending: Vec::new(),
-            tasks: TaskHandles::default(),
-        };
+        );
         runtime.consoles.insert(
             1,
             ConsoleLink {
@@ -991,18 +1112,16 @@ mod tests {
         storage.add_volume("default", "web1.qcow2", 2 << 30, 400 << 20);
         let (tx, rx) = mpsc::channel();
         let (wake, _) = mpsc::channel();
-        let runtime = Runtime {
-            backends: Backends {
+        let runtime = Runtime::new(
+            Backends {
                 host: Arc::new(FakeHost::new()),
                 storage: storage.clone(),
                 networks: Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
             },
-            tx: tx.clone(),
+            test_remotes(),
+            tx.clone(),
             wake,
-            consoles: HashMap::new(),
-            pending: Vec::new(),
-            tasks: TaskHandles::default(),
-        };
+        );
         let mut app = App::new(Theme::default(), Keymap::default());
         let image = crate::tui::image_setup::ImageSetup {
             import: Some(crate::tui::image_setup::ImageImport {

@@ -10,13 +10,12 @@ use ratatui::layout::Rect;
 /// Keeps a selection on a listed VM and scrolls it into view.
 pub(super) fn ensure_selection(app: &mut App) {
     let visible = app.visible();
-    let listed = app
-        .list
-        .selected
-        .as_deref()
-        .is_some_and(|name| visible.iter().any(|&i| app.vms[i].name() == name));
+    let listed = app.selected_row().is_some();
     if !listed {
-        app.list.selected = visible.first().map(|&i| app.vms[i].name().to_string());
+        match visible.first() {
+            Some(&i) => app.select_index(i),
+            None => app.list.selected = None,
+        }
     }
     scroll_selection_into_view(app);
 }
@@ -47,7 +46,7 @@ pub(super) fn move_selection(app: &mut App, delta: isize) {
     }
     let row = app.selected_row().unwrap_or(0);
     let target = row.saturating_add_signed(delta).min(visible.len() - 1);
-    app.list.selected = Some(app.vms[visible[target]].name().to_string());
+    app.select_index(visible[target]);
     scroll_selection_into_view(app);
     app.dirty = true;
 }
@@ -72,14 +71,14 @@ pub(super) fn relayout_consoles(app: &mut App) {
 
 /// Opens sessions for `names` (one or two) and asks the runtime to connect them.
 pub(super) fn open_consoles(app: &mut App, names: &[String]) {
-    for old in app.consoles.drain(..) {
-        app.effects.push(Effect::CloseConsole(old.id));
+    for old in std::mem::take(&mut app.consoles) {
+        app.push_effect(Effect::CloseConsole(old.id));
     }
     for name in names.iter().take(2) {
         let id = app.next_console;
         app.next_console += 1;
         app.consoles.push(ConsoleSession::new(id, name, 24, 80));
-        app.effects.push(Effect::OpenConsole {
+        app.push_effect(Effect::OpenConsole {
             id,
             vm: name.clone(),
             history: true,

@@ -1,4 +1,4 @@
-//! The user's settings file, `<config>/vmux.toml`: the theme and key bindings.
+//! The user's settings file, `<config>/vmux.toml`: the theme, key bindings and remote hosts.
 //!
 //! ```toml
 //! theme = "16-colour"
@@ -6,10 +6,15 @@
 //! [keys]
 //! force_off = "ctrl-k"
 //! quit = ["q", "f10"]
+//!
+//! [[hosts]]
+//! name = "host2"
+//! uri = "ssh://admin@host2"
 //! ```
 //!
 //! Other top-level keys are left alone (other parts of vmux may keep settings here).
 
+use super::hosts::config::{self, HostEntry};
 use super::keymap::KeyList;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -24,6 +29,9 @@ pub struct Settings {
     /// Action name → key(s), replacing the defaults of those actions.
     #[serde(default)]
     pub keys: BTreeMap<String, KeyList>,
+    /// Remote hosts (`[[hosts]]`), in the file's order.
+    #[serde(default)]
+    pub hosts: Vec<HostEntry>,
 }
 
 /// The settings file exists but cannot be used.
@@ -63,13 +71,19 @@ impl Settings {
                 });
             }
         };
-        toml::from_str(&text).map_err(|e| SettingsError::Parse {
+        let settings: Settings = toml::from_str(&text).map_err(|e| SettingsError::Parse {
             path: path.to_path_buf(),
             line: e
                 .span()
                 .map(|span| text[..span.start.min(text.len())].lines().count().max(1)),
             reason: e.message().trim().to_string(),
-        })
+        })?;
+        config::check(&settings.hosts).map_err(|(index, reason)| SettingsError::Parse {
+            path: path.to_path_buf(),
+            line: config::entry_line(&text, index),
+            reason,
+        })?;
+        Ok(settings)
     }
 }
 
@@ -96,6 +110,39 @@ mod tests {
         let settings = Settings::load(&path).expect("loads");
         assert_eq!(settings.theme.as_deref(), Some("light"));
         assert_eq!(settings.keys.len(), 2);
+    }
+
+    #[test]
+    fn hosts_are_read_with_autoconnect_on_by_default() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("vmux.toml");
+        std::fs::write(
+            &path,
+            "[[hosts]]\nname = \"h2\"\nuri = \"ssh://h2\"\n[[hosts]]\nname = \"h3\"\nuri = \"ssh://root@h3:2222\"\nautoconnect = false\n",
+        )
+        .expect("write");
+        let settings = Settings::load(&path).expect("loads");
+        let got: Vec<(&str, bool)> = settings
+            .hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.autoconnect))
+            .collect();
+        assert_eq!(got, [("h2", true), ("h3", false)]);
+    }
+
+    #[test]
+    fn a_bad_host_entry_names_its_line_and_the_fix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("vmux.toml");
+        std::fs::write(
+            &path,
+            "theme = \"dark\"\n[[hosts]]\nname = \"h2\"\nuri = \"ssh://h2\"\n\n[[hosts]]\nname = \"h3\"\nuri = \"h3:22\"\n",
+        )
+        .expect("write");
+        let err = Settings::load(&path).expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains("vmux.toml:6"), "{text}");
+        assert!(text.contains("ssh://[user@]host[:port]"), "{text}");
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub(super) fn cancel(app: &mut App, id: TaskId) {
         return;
     }
     running.cancelling = true;
-    app.effects.push(Effect::CancelTask(id));
+    app.push_effect(Effect::CancelTask(id));
     app.set_status(StatusKind::Progress, format!("cancelling {words}…"));
 }
 

@@ -10,6 +10,7 @@ use super::app::{App, Overlay, Pane, StatusKind, VmEntry};
 use super::commands;
 use super::console;
 use super::dialogs::DialogOutcome;
+use super::hosts::id::HostId;
 use super::keymap::{Command, Context};
 use super::palette;
 use super::queue;
@@ -18,7 +19,7 @@ use super::selection::{
 };
 use super::ui::layout;
 use super::wizard::Outcome;
-use super::{hotplug, networks, storage, task_list};
+use super::{hosts, hotplug, networks, storage, task_list};
 use crate::client::{BrokenVm, VmStatus};
 use crate::protocol::RunState;
 use crossterm::event::{
@@ -70,8 +71,14 @@ pub fn update(app: &mut App, action: Action) {
                 app.dirty = true;
             }
         }
-        Action::StorageLoaded(result) => storage::pane::on_loaded(app, result),
-        Action::NetworksLoaded(result) => networks::pane::on_loaded(app, result),
+        Action::StorageLoaded(result) => {
+            app.storage_host = app.reply_host();
+            storage::pane::on_loaded(app, result);
+        }
+        Action::NetworksLoaded(result) => {
+            app.networks_host = app.reply_host();
+            networks::pane::on_loaded(app, result);
+        }
         Action::TaskProgress { id, progress } => {
             if let Some(task) = app.tasks.get_mut(&id) {
                 task.progress = Some(progress);
@@ -81,7 +88,12 @@ pub fn update(app: &mut App, action: Action) {
         Action::TaskDone { id, outcome } => commands::task_done(app, id, outcome),
         Action::Listed(listed) => on_listed(app, listed),
         Action::Stats { vm, stats } => {
-            if let Some(entry) = app.vms.iter_mut().find(|e| e.name() == vm) {
+            let host = app.reply_host();
+            if let Some(entry) = app
+                .vms
+                .iter_mut()
+                .find(|e| e.name() == vm && e.host == host)
+            {
                 entry.history.record(&stats);
                 entry.stats = Some(stats);
                 // Consoles show no stats: no redraw (and no bytes on a slow link) for them.
@@ -92,11 +104,23 @@ pub fn update(app: &mut App, action: Action) {
         }
         Action::Info { vm, info } => {
             hotplug::on_info(app, &vm, &info);
-            if let Some(entry) = app.vms.iter_mut().find(|e| e.name() == vm) {
+            let host = app.reply_host();
+            if let Some(entry) = app
+                .vms
+                .iter_mut()
+                .find(|e| e.name() == vm && e.host == host)
+            {
                 entry.info = Some(info);
                 app.dirty = true;
             }
         }
+        Action::OnHost { host, action } => {
+            let previous = app.scope_host.replace(host);
+            update(app, *action);
+            app.scope_host = previous;
+        }
+        Action::HostState { name, state } => hosts::pane::on_state(app, &name, state),
+        Action::HostsSaved(result) => hosts::pane::on_saved(app, result),
         Action::HostMemory(memory) => {
             if app.host_memory != Some(memory) {
                 app.host_memory = Some(memory);
@@ -132,15 +156,18 @@ pub fn update(app: &mut App, action: Action) {
 }
 
 fn on_listed(app: &mut App, listed: Vec<Result<VmStatus, BrokenVm>>) {
-    let first = !app.loaded;
-    let changed = first
-        || listed.len() != app.vms.len()
-        || listed.iter().zip(&app.vms).any(|(s, e)| *s != e.status);
-    let mut old = std::mem::take(&mut app.vms);
-    app.vms = listed
+    let host = app.reply_host();
+    let first = !app.loaded && host == HostId::Local;
+    let (mut old, others): (Vec<VmEntry>, Vec<VmEntry>) = std::mem::take(&mut app.vms)
+        .into_iter()
+        .partition(|e| e.host == host);
+    let changed =
+        first || listed.len() != old.len() || listed.iter().zip(&old).any(|(s, e)| *s != e.status);
+    let fresh: Vec<VmEntry> = listed
         .into_iter()
         .map(|status| {
-            let fresh = VmEntry::new(status);
+            let mut fresh = VmEntry::new(status);
+            fresh.host = host.clone();
             match old.iter().position(|e| e.name() == fresh.name()) {
                 Some(i) => {
                     let mut entry = old.swap_remove(i);
@@ -157,9 +184,17 @@ fn on_listed(app: &mut App, listed: Vec<Result<VmStatus, BrokenVm>>) {
             }
         })
         .collect();
-    app.loaded = true;
-    let names = app.names();
-    app.list.marked.retain(|n| names.contains(n));
+    // The local host's VMs first, then each remote host's.
+    app.vms = others;
+    let at = app.vms.iter().take_while(|e| e.host < host).count();
+    app.vms.splice(at..at, fresh);
+    if host == HostId::Local {
+        app.loaded = true;
+    }
+    if app.list.marked_host == host {
+        let names = app.names_on(&host);
+        app.list.marked.retain(|n| names.contains(n));
+    }
     ensure_selection(app);
     if changed {
         app.dirty = true;
@@ -186,7 +221,12 @@ fn on_op_done(app: &mut App, op: HostOp, result: Result<String, String>) {
                 // Show the new VM at once rather than at the next poll, which corrects it. A
                 // poll that ran between the define and the end of the start listed it as shut
                 // off; the start's success is newer, and the console must open.
-                match app.vms.iter_mut().find(|e| e.name() == config.name) {
+                let host = app.reply_host();
+                match app
+                    .vms
+                    .iter_mut()
+                    .find(|e| e.name() == config.name && e.host == host)
+                {
                     Some(entry) => {
                         if *start
                             && !entry.is_live()
@@ -196,19 +236,24 @@ fn on_op_done(app: &mut App, op: HostOp, result: Result<String, String>) {
                             status.reason = None;
                         }
                     }
-                    None => app.vms.push(VmEntry::new(Ok(VmStatus {
-                        config: (**config).clone(),
-                        state: if *start {
-                            RunState::Running
-                        } else {
-                            RunState::ShutOff
-                        },
-                        reason: None,
-                        pid: None,
-                        vcpus: None,
-                    }))),
+                    None => {
+                        let mut entry = VmEntry::new(Ok(VmStatus {
+                            config: (**config).clone(),
+                            state: if *start {
+                                RunState::Running
+                            } else {
+                                RunState::ShutOff
+                            },
+                            reason: None,
+                            pid: None,
+                            vcpus: None,
+                        }));
+                        entry.host = host.clone();
+                        app.vms.push(entry);
+                    }
                 }
                 app.list.selected = Some(config.name.clone());
+                app.list.selected_host = host;
                 ensure_selection(app);
                 if *start && *attach {
                     commands::attach(app, vec![config.name.clone()]);
@@ -232,7 +277,7 @@ fn on_op_done(app: &mut App, op: HostOp, result: Result<String, String>) {
             networks::pane::request_load(app);
         }
     }
-    app.effects.push(Effect::Refresh);
+    app.push_effect(Effect::Refresh);
 }
 
 fn on_key(app: &mut App, key: KeyEvent) {
@@ -329,6 +374,9 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 if let Some(task) = confirm.task {
                     queue::run_task(app, task);
                 }
+                if let Some(name) = confirm.remove_host {
+                    hosts::pane::remove(app, &name);
+                }
                 None
             }
             KeyCode::Char('n' | 'N' | 'q') | KeyCode::Esc => {
@@ -341,7 +389,7 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
             Outcome::None => Some(Overlay::Wizard(wizard)),
             Outcome::Cancel => None,
             Outcome::ListDir(dir) => {
-                app.effects.push(Effect::ListDir(dir));
+                app.push_effect(Effect::ListDir(dir));
                 Some(Overlay::Wizard(wizard))
             }
             Outcome::Create {
@@ -394,6 +442,10 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
                 None
             }
             DialogOutcome::Confirm(confirm) => Some(Overlay::Confirm(confirm)),
+            DialogOutcome::AddHost(entry) => {
+                hosts::pane::add(app, entry);
+                None
+            }
         },
         Overlay::Tasks { selected } => task_list::on_key(app, selected, &key),
     };
@@ -435,7 +487,7 @@ fn on_console_key(app: &mut App, key: KeyEvent) {
     let app_cursor = console.screen().application_cursor();
     let id = console.id;
     if let Some(bytes) = console::key_bytes(&key, app_cursor) {
-        app.effects.push(Effect::ConsoleInput { id, bytes });
+        app.push_effect(Effect::ConsoleInput { id, bytes });
     }
 }
 
@@ -529,7 +581,7 @@ fn on_paste(app: &mut App, text: &str) {
             } else if console.link == console::Link::Live && !console.scrolling {
                 let bytes = console::paste_bytes(text, console.screen().bracketed_paste());
                 let id = console.id;
-                app.effects.push(Effect::ConsoleInput { id, bytes });
+                app.push_effect(Effect::ConsoleInput { id, bytes });
             }
         }
         None => return,
@@ -547,6 +599,7 @@ fn on_mouse(app: &mut App, mouse: MouseEvent) {
             Some(0) => app.pane = Pane::List,
             Some(1) => storage::pane::show(app),
             Some(2) => networks::pane::show(app),
+            Some(3) if app.show_hosts() || app.pane == Pane::Hosts => hosts::pane::show(app),
             _ => return,
         }
         app.dirty = true;
@@ -557,7 +610,7 @@ fn on_mouse(app: &mut App, mouse: MouseEvent) {
         Pane::List if !app.welcome() => on_list_mouse(app, mouse),
         Pane::Storage => on_storage_mouse(app, mouse),
         Pane::Networks => on_networks_mouse(app, mouse),
-        Pane::List | Pane::Details => {}
+        Pane::List | Pane::Details | Pane::Hosts => {}
     }
 }
 
@@ -640,7 +693,11 @@ fn on_list_mouse(app: &mut App, mouse: MouseEvent) {
             let inside =
                 |r: Rect| r.contains(ratatui::layout::Position::new(mouse.column, mouse.row));
             if inside(list.header) {
-                let column = layout::column_at(list.header.width, mouse.column - list.header.x);
+                let column = layout::column_at(
+                    list.header.width,
+                    app.show_hosts(),
+                    mouse.column - list.header.x,
+                );
                 if let Some(column) = column.and_then(commands::sort_column) {
                     commands::sort_by(app, column);
                 }
@@ -650,9 +707,10 @@ fn on_list_mouse(app: &mut App, mouse: MouseEvent) {
                 if let Some(&i) = visible.get(row) {
                     let name = app.vms[i].name().to_string();
                     if mouse.modifiers.contains(KeyModifiers::CONTROL) {
-                        commands::toggle_mark(app, &name);
+                        let host = app.vms[i].host.clone();
+                        commands::toggle_mark(app, &host, &name);
                     }
-                    app.list.selected = Some(name);
+                    app.select_index(i);
                     app.dirty = true;
                 }
             }

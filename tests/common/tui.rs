@@ -14,11 +14,13 @@ use vmux::client::Host;
 use vmux::client::fake::FakeHost;
 use vmux::config::{BootConfig, MacAddr, NicConfig, VmConfig};
 use vmux::progress::Progress;
-use vmux::tui::action::{Action, DirEntry, Effect, HostMemory};
+use vmux::tui::action::{Action, DirEntry, Effect, HostMemory, Routed};
+use vmux::tui::backends::Backends;
 use vmux::tui::backends::fake::{FakeNetworks, FakeStorage};
-use vmux::tui::backends::{Backends, NetworkHost, StorageHost};
 use vmux::tui::console::ConsoleId;
 use vmux::tui::error_text::error_chain;
+use vmux::tui::hosts::id::HostId;
+use vmux::tui::hosts::state::HostState;
 use vmux::tui::keymap::Keymap;
 use vmux::tui::tasks::TaskId;
 use vmux::tui::theme::Theme;
@@ -42,7 +44,12 @@ pub struct Harness {
     /// screen with a task in flight).
     pub hold_tasks: bool,
     /// Tasks held back.
-    pub held: Vec<Effect>,
+    pub held: Vec<Routed>,
+    /// The remote hosts whose link is up: their backends by name (what the runtime's
+    /// connected-hosts table holds).
+    pub remotes: HashMap<String, Backends>,
+    /// Hosts written by the hosts pane (`Effect::SaveHosts`) go to this settings file.
+    pub settings_path: Option<std::path::PathBuf>,
     /// The app under test.
     pub app: App,
     /// Text sent to the clipboard, in order.
@@ -87,6 +94,8 @@ impl Harness {
             networks: Arc::new(networks),
             hold_tasks: false,
             held: Vec::new(),
+            remotes: HashMap::new(),
+            settings_path: None,
             app: App::new(theme, Keymap::default()),
             clipboard: Vec::new(),
             dirs: HashMap::new(),
@@ -115,7 +124,7 @@ impl Harness {
 
     fn run_effects(&mut self) {
         loop {
-            let effects = self.app.take_effects();
+            let effects = self.app.take_routed();
             if effects.is_empty() {
                 return;
             }
@@ -123,6 +132,69 @@ impl Harness {
                 self.run_effect(effect);
             }
         }
+    }
+
+    /// Applies `action` as a reply from `host` (wrapped as the runtime wraps a remote
+    /// host's replies) and carries out what follows.
+    pub fn reply(&mut self, host: &HostId, action: Action) {
+        let action = match host {
+            HostId::Local => action,
+            HostId::Remote(_) => Action::OnHost {
+                host: host.clone(),
+                action: Box::new(action),
+            },
+        };
+        update(&mut self.app, action);
+    }
+
+    /// Remote host `name`'s link came up with `backends`: what its worker reports (the
+    /// state, then a poll).
+    pub fn connect_remote(&mut self, name: &str, backends: Backends) {
+        self.remotes.insert(name.to_string(), backends);
+        self.act(Action::HostState {
+            name: name.to_string(),
+            state: HostState::Connected,
+        });
+        self.refresh_host(&HostId::Remote(name.to_string()));
+    }
+
+    /// The backends of `host`, or why it cannot be reached (as the runtime says it).
+    fn backends_of(&self, host: &HostId) -> Result<Backends, String> {
+        match host {
+            HostId::Local => Ok(self.backends()),
+            HostId::Remote(name) => self
+                .remotes
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("host {name} is not connected")),
+        }
+    }
+
+    /// One poll of `host` as its poller does it: the list, then stats of live VMs.
+    pub fn refresh_host(&mut self, host: &HostId) {
+        let Ok(backends) = self.backends_of(host) else {
+            return;
+        };
+        self.reply(host, Action::Listed(backends.host.list()));
+        for status in backends.host.list().into_iter().filter_map(Result::ok) {
+            if status.pid.is_none() {
+                continue;
+            }
+            let vm = status.config.name;
+            if let Ok(info) = backends.host.info(&vm) {
+                self.reply(
+                    host,
+                    Action::Info {
+                        vm: vm.clone(),
+                        info,
+                    },
+                );
+            }
+            if let Ok(stats) = backends.host.stats(&vm) {
+                self.reply(host, Action::Stats { vm, stats });
+            }
+        }
+        self.run_effects();
     }
 
     /// The backends the effects run against.
@@ -137,26 +209,31 @@ impl Harness {
     /// Runs the tasks held back by `hold_tasks`.
     pub fn release_tasks(&mut self) {
         self.hold_tasks = false;
-        for effect in std::mem::take(&mut self.held) {
-            self.run_effect(effect);
+        for routed in std::mem::take(&mut self.held) {
+            self.run_effect(routed);
         }
         self.run_effects();
     }
 
-    fn run_effect(&mut self, effect: Effect) {
+    fn run_effect(&mut self, routed: Routed) {
+        let Routed { host, effect } = routed;
+        let backends = self.backends_of(&host);
         match effect {
             Effect::Host(op) => {
-                let result = op.run(&self.backends());
-                update(&mut self.app, Action::OpDone { op, result });
+                let result = backends.and_then(|b| op.run(&b));
+                self.reply(&host, Action::OpDone { op, result });
             }
             Effect::Task { id, .. } if self.hold_tasks => {
                 self.progress.entry(id).or_default();
-                self.held.push(effect);
+                self.held.push(Routed { host, effect });
             }
             Effect::Task { id, task } => {
                 let progress = self.progress.remove(&id).unwrap_or_default();
-                let outcome = task.run(&self.backends(), &progress);
-                update(&mut self.app, Action::TaskDone { id, outcome });
+                let outcome = match backends {
+                    Ok(backends) => task.run(&backends, &progress),
+                    Err(e) => vmux::tui::tasks::TaskOutcome::Failed(e),
+                };
+                self.reply(&host, Action::TaskDone { id, outcome });
             }
             Effect::CancelTask(id) => {
                 if let Some(progress) = self.progress.get(&id) {
@@ -164,20 +241,42 @@ impl Harness {
                 }
             }
             Effect::ReadInfo(vm) => {
-                if let Ok(info) = self.host.info(&vm) {
-                    update(&mut self.app, Action::Info { vm, info });
+                if let Ok(info) =
+                    backends.and_then(|b| b.host.info(&vm).map_err(|e| error_chain(&e)))
+                {
+                    self.reply(&host, Action::Info { vm, info });
                 }
             }
             Effect::LoadStorage => {
-                let result = self.storage.snapshot().map_err(|e| error_chain(&e));
-                update(&mut self.app, Action::StorageLoaded(result));
+                let result =
+                    backends.and_then(|b| b.storage.snapshot().map_err(|e| error_chain(&e)));
+                self.reply(&host, Action::StorageLoaded(result));
             }
             Effect::LoadNetworks => {
-                let result = self.networks.snapshot().map_err(|e| error_chain(&e));
-                update(&mut self.app, Action::NetworksLoaded(result));
+                let result =
+                    backends.and_then(|b| b.networks.snapshot().map_err(|e| error_chain(&e)));
+                self.reply(&host, Action::NetworksLoaded(result));
             }
-            Effect::Refresh => self.poll(),
-            Effect::OpenConsole { id, vm, history } => match self.host.console(&vm, history) {
+            Effect::Refresh if host == HostId::Local => self.poll(),
+            Effect::Refresh => {
+                if let Ok(backends) = backends {
+                    self.reply(&host, Action::Listed(backends.host.list()));
+                }
+            }
+            Effect::Connect { .. } | Effect::Disconnect(_) => {}
+            Effect::SaveHosts(hosts) => {
+                let path = self
+                    .settings_path
+                    .clone()
+                    .expect("a settings path for the hosts pane");
+                let result = vmux::tui::hosts::config::save(&path, &hosts)
+                    .map(|()| "hosts saved".to_string())
+                    .map_err(|e| error_chain(&e));
+                update(&mut self.app, Action::HostsSaved(result));
+            }
+            Effect::OpenConsole { id, vm, history } => match backends
+                .and_then(|b| b.host.console(&vm, history).map_err(|e| error_chain(&e)))
+            {
                 Ok(console) => {
                     let (tx, rx) = channel();
                     let mut output = console.output;
@@ -198,13 +297,7 @@ impl Harness {
                     );
                     update(&mut self.app, Action::ConsoleOpened(id));
                 }
-                Err(e) => update(
-                    &mut self.app,
-                    Action::ConsoleClosed {
-                        id,
-                        reason: error_chain(&e),
-                    },
-                ),
+                Err(reason) => update(&mut self.app, Action::ConsoleClosed { id, reason }),
             },
             Effect::ConsoleInput { id, bytes } => {
                 if let Some(link) = self.consoles.get_mut(&id) {

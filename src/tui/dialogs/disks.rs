@@ -483,6 +483,7 @@ impl RemoveDisk {
             ops: vec![op],
             task: None,
             bulk: false,
+            remove_host: None,
         }))
     }
 

@@ -12,6 +12,7 @@ use super::action::HostOp;
 use super::backends::PoolView;
 use super::confirm::Confirm;
 use super::form::{FieldKey, FieldValue, Form, FormField, FormKey};
+use super::hosts::config::{HostEntry, check_name, check_uri};
 use super::tasks::Task;
 use crate::config::{
     DhcpRange, Ipv4Net, NetworkConfig, NetworkMode, format_size, parse_size, validate_ifname,
@@ -77,6 +78,11 @@ pub enum DialogKind {
     AddDisk(Box<AddDisk>),
     /// Removing a VM's disk (hot-remove and/or definition).
     RemoveDisk(Box<RemoveDisk>),
+    /// A remote host for the hosts pane.
+    AddHost {
+        /// Names of the hosts configured now.
+        taken: Vec<String>,
+    },
 }
 
 /// What a key in a dialog asks of the app.
@@ -92,6 +98,8 @@ pub enum DialogOutcome {
     Host(HostOp),
     /// Ask this first, then run its task.
     Confirm(Confirm),
+    /// Add this remote host (hosts pane) and close.
+    AddHost(HostEntry),
 }
 
 /// A dialog: its kind, its form, and a problem with the whole (shown above the keys).
@@ -322,6 +330,20 @@ impl Dialog {
         Dialog::with(DialogKind::DefineNetwork { defined, routes }, fields)
     }
 
+    /// A remote host, given the names configured now.
+    pub fn add_host(taken: Vec<String>) -> Dialog {
+        let name = (2..)
+            .map(|i| format!("host{i}"))
+            .find(|n| !taken.contains(n))
+            .unwrap_or_else(|| "host".into());
+        let fields = vec![
+            FormField::text(FieldKey::Name, "Name", &name),
+            FormField::text(FieldKey::Uri, "Address", "ssh://"),
+            FormField::toggle(FieldKey::Autostart, "Autoconnect", true),
+        ];
+        Dialog::with(DialogKind::AddHost { taken }, fields)
+    }
+
     /// A disk for a VM.
     pub fn add_disk(add: AddDisk) -> Dialog {
         let fields = add.fields();
@@ -361,6 +383,7 @@ impl Dialog {
                 format!("upload into {}/{}", volume.pool, volume.name)
             }
             DialogKind::DefineNetwork { .. } => "new network".to_string(),
+            DialogKind::AddHost { .. } => "add a remote host".to_string(),
         }
     }
 
@@ -401,6 +424,10 @@ impl Dialog {
             DialogKind::DefineNetwork { .. } => vec![
                 "nat: guests reach out through the host; isolated: guests and host only;".into(),
                 "bridge: guests join an existing host bridge (the LAN's DHCP serves them)".into(),
+            ],
+            DialogKind::AddHost { .. } => vec![
+                "reached with the system ssh (your ~/.ssh/config, keys and agent apply);".into(),
+                "vmux must be installed there; saved in vmux.toml".into(),
             ],
         }
     }
@@ -572,6 +599,15 @@ impl Dialog {
             (DialogKind::DefineNetwork { .. }, FieldKey::DhcpRange) if !text.is_empty() => {
                 text.parse::<DhcpRange>().err()
             }
+            (DialogKind::AddHost { taken }, FieldKey::Name) => {
+                check_name(text).err().or_else(|| {
+                    taken
+                        .iter()
+                        .any(|t| t == text)
+                        .then(|| format!("a host named {text} exists; pick another name"))
+                })
+            }
+            (DialogKind::AddHost { .. }, FieldKey::Uri) => check_uri(text).err(),
             _ => None,
         }
     }
@@ -621,6 +657,11 @@ impl Dialog {
             (DialogKind::DefineNetwork { .. }, FieldKey::Autostart) => {
                 "start it with `vmux autostart-all` at host boot".into()
             }
+            (DialogKind::AddHost { .. }, FieldKey::Name) => "shown in the HOST column".into(),
+            (DialogKind::AddHost { .. }, FieldKey::Uri) => "ssh://[user@]host[:port]".into(),
+            (DialogKind::AddHost { .. }, FieldKey::Autostart) => {
+                "connect whenever vmux starts".into()
+            }
             _ => String::new(),
         }
     }
@@ -644,6 +685,11 @@ impl Dialog {
         let form = &self.form;
         let name = form.text(FieldKey::Name).to_string();
         let outcome = match &self.kind {
+            DialogKind::AddHost { .. } => DialogOutcome::AddHost(HostEntry {
+                name,
+                uri: form.text(FieldKey::Uri).to_string(),
+                autoconnect: form.flag(FieldKey::Autostart),
+            }),
             DialogKind::AddDisk(add) => add.build(form)?,
             DialogKind::RemoveDisk(remove) => remove.build(form)?,
             DialogKind::CreateVolume { pool, .. } => DialogOutcome::Run(Task::CreateVolume {
@@ -700,6 +746,7 @@ impl Dialog {
                         source,
                     }),
                     bulk: false,
+                    remove_host: None,
                 })
             }
             DialogKind::DefineNetwork { .. } => {

@@ -26,7 +26,7 @@ pub(in crate::tui) fn request_load(app: &mut App) {
     }
     state.loading = true;
     state.last_load = Some(app.ticks);
-    app.effects.push(Effect::LoadNetworks);
+    app.push_effect(Effect::LoadNetworks);
 }
 
 /// Reloads often while the pane or the wizard is shown, and now and then otherwise.
@@ -216,5 +216,6 @@ fn confirm(app: &mut App, title: &str, message: String, task: Task) {
         ops: Vec::new(),
         task: Some(task),
         bulk: false,
+        remove_host: None,
     }));
 }

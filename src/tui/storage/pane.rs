@@ -33,7 +33,7 @@ pub(in crate::tui) fn request_load(app: &mut App) {
     }
     state.loading = true;
     state.last_load = Some(app.ticks);
-    app.effects.push(Effect::LoadStorage);
+    app.push_effect(Effect::LoadStorage);
 }
 
 /// Reloads every few seconds while the pane or a dialog that needs it is shown.
@@ -258,6 +258,7 @@ fn confirm_volume(app: &mut App, wipe: bool) {
         ops: Vec::new(),
         task: Some(task),
         bulk: false,
+        remove_host: None,
     }));
 }
 
@@ -311,6 +312,7 @@ fn pool_command(app: &mut App, command: Command) {
                 ops: Vec::new(),
                 task: Some(Task::StopPool(name)),
                 bulk: false,
+                remove_host: None,
             }));
             return;
         }

@@ -84,6 +84,19 @@ const FOOTER: &[(Context, &[(Command, &str)])] = &[
         ],
     ),
     (
+        Context::Hosts,
+        &[
+            (Command::HostAdd, "add"),
+            (Command::HostConnect, "connect"),
+            (Command::HostDisconnect, "disconnect"),
+            (Command::HostRemove, "remove"),
+            (Command::ShowVms, "VMs"),
+            (Command::Palette, "cmd"),
+            (Command::Help, "help"),
+            (Command::Quit, "quit"),
+        ],
+    ),
+    (
         Context::Welcome,
         &[
             (Command::Demo, "create + start the demo VM"),

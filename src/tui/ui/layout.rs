@@ -87,6 +87,8 @@ pub enum Column {
     Mark,
     /// Name.
     Name,
+    /// The VM's host (only while a remote host is configured).
+    Host,
     /// State.
     State,
     /// vCPUs now / max.
@@ -113,10 +115,14 @@ pub const IP_COLUMN_MIN_WIDTH: u16 = 100;
 /// the other columns stay near the names instead of drifting to the far edge.
 pub const NAME_MAX_WIDTH: u16 = 32;
 
-/// Columns and their widths for a list `width` cells wide (one space between columns). Up to
-/// about 150 columns they fill the width; beyond, NAME stops at [`NAME_MAX_WIDTH`] and the
-/// sparkline at a minute, and the rest of the row stays empty.
-pub fn columns(width: u16) -> Vec<(Column, u16)> {
+/// Width of the HOST column.
+pub const HOST_WIDTH: u16 = 8;
+
+/// Columns and their widths for a list `width` cells wide (one space between columns), with a
+/// HOST column when `hosts` (a remote host is configured). Up to about 150 columns they fill
+/// the width; beyond, NAME stops at [`NAME_MAX_WIDTH`] and the sparkline at a minute, and the
+/// rest of the row stays empty.
+pub fn columns(width: u16, hosts: bool) -> Vec<(Column, u16)> {
     const FIXED: [(Column, u16); 8] = [
         (Column::Mark, 1),
         (Column::State, 13),
@@ -132,6 +138,7 @@ pub fn columns(width: u16) -> Vec<(Column, u16)> {
         .iter()
         .take(6)
         .chain(with_ip.then_some(&FIXED[6]))
+        .chain(hosts.then_some(&(Column::Host, HOST_WIDTH)))
         .chain(std::iter::once(&(Column::Auto, 4)));
     let (count, sum) = fixed_columns.fold((0u16, 0u16), |(n, s), (_, w)| (n + 1, s + w));
     // One space between columns: the fixed ones, the name and the sparkline.
@@ -142,11 +149,13 @@ pub fn columns(width: u16) -> Vec<(Column, u16)> {
     let name = (rest - spark).min(NAME_MAX_WIDTH);
     let width_of = |c: Column| match c {
         Column::Auto => 4,
+        Column::Host => HOST_WIDTH,
         _ => FIXED.iter().find(|(f, _)| *f == c).map_or(0, |(_, w)| *w),
     };
     [
         Column::Mark,
         Column::Name,
+        Column::Host,
         Column::State,
         Column::Vcpus,
         Column::Memory,
@@ -158,6 +167,7 @@ pub fn columns(width: u16) -> Vec<(Column, u16)> {
     ]
     .into_iter()
     .filter(|c| with_ip || *c != Column::Ip)
+    .filter(|c| hosts || *c != Column::Host)
     .map(|c| match c {
         Column::Name => (c, name),
         Column::Spark => (c, spark),
@@ -166,10 +176,10 @@ pub fn columns(width: u16) -> Vec<(Column, u16)> {
     .collect()
 }
 
-/// The column at `x` cells from the list's left edge.
-pub fn column_at(width: u16, x: u16) -> Option<Column> {
+/// The column at `x` cells from the list's left edge (`hosts`: with a HOST column).
+pub fn column_at(width: u16, hosts: bool, x: u16) -> Option<Column> {
     let mut left = 0u16;
-    for (column, w) in columns(width) {
+    for (column, w) in columns(width, hosts) {
         if x >= left && x < left + w {
             return Some(column);
         }
@@ -220,8 +230,13 @@ pub fn table_widths(columns: Columns, width: u16) -> Vec<u16> {
 }
 
 /// The panes the header names after the title, in order: key and name. The first is the VM
-/// list (with its details and consoles), then storage, then networks.
-pub const TABS: [(&str, &str); 3] = [("1", "VMs"), ("2", "Storage"), ("3", "Networks")];
+/// list (with its details and consoles), then storage, then networks, then hosts.
+pub const TABS: [(&str, &str); 4] = [
+    ("1", "VMs"),
+    ("2", "Storage"),
+    ("3", "Networks"),
+    ("4", "Hosts"),
+];
 /// Width of the header's title (` vmux `) before the tabs.
 pub const TITLE_WIDTH: u16 = 6;
 
@@ -369,13 +384,26 @@ mod tests {
 
     #[test]
     fn list_columns_fill_80_columns_exactly() {
-        let total: u16 = columns(78).iter().map(|(_, w)| w + 1).sum::<u16>() - 1;
+        let total: u16 = columns(78, false).iter().map(|(_, w)| w + 1).sum::<u16>() - 1;
         assert_eq!(total, 78);
     }
 
     #[test]
+    fn the_host_column_fits_80_columns() {
+        let columns = columns(78, true);
+        let total: u16 = columns.iter().map(|(_, w)| w + 1).sum::<u16>() - 1;
+        assert!(total <= 78, "{total}");
+        let name = columns
+            .iter()
+            .find(|(c, _)| *c == Column::Name)
+            .map(|(_, w)| *w);
+        assert!(name >= Some(12), "{name:?}");
+        assert!(columns.iter().any(|(c, _)| *c == Column::Host));
+    }
+
+    #[test]
     fn wide_list_columns_show_addresses_within_the_width() {
-        let columns = columns(118);
+        let columns = columns(118, false);
         assert!(columns.iter().any(|(c, _)| *c == Column::Ip));
         let total: u16 = columns.iter().map(|(_, w)| w + 1).sum::<u16>() - 1;
         assert_eq!(total, 118);
@@ -383,7 +411,7 @@ mod tests {
 
     #[test]
     fn the_name_column_stops_growing_on_wide_screens() {
-        let wide = columns(198);
+        let wide = columns(198, false);
         let name = wide
             .iter()
             .find(|(c, _)| *c == Column::Name)
@@ -395,7 +423,7 @@ mod tests {
 
     #[test]
     fn sparkline_never_exceeds_a_minute() {
-        let spark = columns(400)
+        let spark = columns(400, false)
             .into_iter()
             .find(|(c, _)| *c == Column::Spark)
             .map(|(_, w)| w);
@@ -404,8 +432,8 @@ mod tests {
 
     #[test]
     fn column_at_maps_x_to_the_column() {
-        assert_eq!(column_at(78, 0), Some(Column::Mark));
-        assert_eq!(column_at(78, 2), Some(Column::Name));
+        assert_eq!(column_at(78, false, 0), Some(Column::Mark));
+        assert_eq!(column_at(78, false, 2), Some(Column::Name));
     }
 
     #[test]
@@ -447,6 +475,7 @@ mod tests {
         assert_eq!(tab_at(12), None);
         assert_eq!(tab_at(13), Some(1));
         assert_eq!(tab_at(23), Some(2));
+        assert_eq!(tab_at(35), Some(3));
         assert_eq!(tab_at(3), None);
     }
 

@@ -7,6 +7,7 @@ use super::layout::{self, Column};
 use super::widgets::{put, sparkline, truncate};
 use crate::config::format_size;
 use crate::tui::app::{App, SortColumn, VmEntry};
+use crate::tui::hosts::state::HostState;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 
@@ -61,14 +62,32 @@ pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
     let page = usize::from(list.rows.height);
     let offset = app.list.offset.min(visible.len().saturating_sub(page));
     let selected = app.list.selected.as_deref();
+    let mut next = list.rows.y;
     for (y, &i) in (list.rows.y..).zip(visible.iter().skip(offset).take(page)) {
         let vm = &app.vms[i];
         row(
             app,
             vm,
-            Some(vm.name()) == selected,
+            Some(vm.name()) == selected && vm.host == app.list.selected_host,
             Rect::new(list.rows.x, y, list.rows.width, 1),
             buf,
+        );
+        next = y + 1;
+    }
+    // Hosts that are not connected: one row each saying why, after the VMs.
+    for (y, host) in (next..list.rows.bottom()).zip(app.unavailable_hosts()) {
+        let style = match host.state {
+            HostState::Unreachable(_) | HostState::Reconnecting { .. } => theme.error,
+            _ => theme.muted,
+        };
+        let text = format!("{}  {}", host.entry.name, host.state.describe());
+        put(
+            buf,
+            list.rows.x + 2,
+            y,
+            &truncate(&text, usize::from(list.rows.width.saturating_sub(2))),
+            list.rows.width.saturating_sub(2),
+            style,
         );
     }
     summary(app, list.summary, buf);
@@ -78,10 +97,11 @@ fn header(app: &App, area: Rect, buf: &mut Buffer) {
     let theme = &app.theme;
     let arrow = if app.list.reverse { "▼" } else { "▲" };
     let mut x = area.x;
-    for (column, width) in layout::columns(area.width) {
+    for (column, width) in layout::columns(area.width, app.show_hosts()) {
         let (title, sort) = match column {
             Column::Mark => ("", None),
             Column::Name => ("NAME", Some(SortColumn::Name)),
+            Column::Host => ("HOST", None),
             Column::State => ("STATE", Some(SortColumn::State)),
             Column::Vcpus => ("CPUS", Some(SortColumn::Vcpus)),
             Column::Memory => ("MEM", Some(SortColumn::Memory)),
@@ -121,13 +141,13 @@ fn right_aligned_title(column: Column) -> bool {
 
 fn row(app: &App, vm: &VmEntry, selected: bool, area: Rect, buf: &mut Buffer) {
     let theme = &app.theme;
-    let marked = app.list.marked.contains(vm.name());
+    let marked = vm.host == app.list.marked_host && app.list.marked.contains(vm.name());
     let base = if selected { theme.selected } else { theme.base };
     buf.set_style(area, base);
     let live = vm.is_live();
     let dash = || "-".to_string();
     let mut x = area.x;
-    for (column, width) in layout::columns(area.width) {
+    for (column, width) in layout::columns(area.width, app.show_hosts()) {
         let w = usize::from(width);
         let (text, own) = match column {
             Column::Mark if marked => ("●".to_string(), theme.marked),
@@ -138,6 +158,7 @@ fn row(app: &App, vm: &VmEntry, selected: bool, area: Rect, buf: &mut Buffer) {
                 truncate(vm.name(), w),
                 if marked { theme.marked } else { theme.base },
             ),
+            Column::Host => (vm.host.label().to_string(), theme.muted),
             Column::State => match app.busy.get(vm.name()) {
                 Some(doing) => (format!("{doing}…"), theme.info),
                 None => (vm.state().label().to_string(), theme.state(vm.state())),

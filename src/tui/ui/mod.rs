@@ -9,6 +9,7 @@
 mod details;
 mod dialog_view;
 mod footer;
+mod hosts;
 mod list;
 mod networks;
 mod overlays;
@@ -46,7 +47,7 @@ pub fn draw(app: &App, frame: &mut Frame) {
     }
     match app.pane {
         Pane::Console => terminal::draw_consoles(app, frame, area),
-        Pane::List | Pane::Details | Pane::Storage | Pane::Networks => {
+        Pane::List | Pane::Details | Pane::Storage | Pane::Networks | Pane::Hosts => {
             let main = layout::main(area);
             header(app, main.header, frame.buffer_mut());
             let buf = frame.buffer_mut();
@@ -55,6 +56,7 @@ pub fn draw(app: &App, frame: &mut Frame) {
                 Pane::List => list::draw(app, main.body, buf),
                 Pane::Storage => storage::draw(app, main.body, buf),
                 Pane::Networks => networks::draw(app, main.body, buf),
+                Pane::Hosts => hosts::draw(app, main.body, buf),
                 _ => details::draw(app, main.body, buf),
             }
             status_line(app, main.status, frame);
@@ -95,8 +97,15 @@ fn header(app: &App, area: Rect, buf: &mut Buffer) {
         " vmux ",
         theme.accent.add_modifier(ratatui::style::Modifier::BOLD),
     )];
-    let panes = [Pane::List, Pane::Storage, Pane::Networks];
-    for (pane, (key, name)) in panes.into_iter().zip(layout::TABS) {
+    let panes = [Pane::List, Pane::Storage, Pane::Networks, Pane::Hosts];
+    // The hosts tab takes room only once there are hosts (or its pane is open): 80 columns
+    // keep the memory figures otherwise.
+    let hosts_tab = app.show_hosts() || app.pane == Pane::Hosts;
+    let tabs = panes
+        .into_iter()
+        .zip(layout::TABS)
+        .filter(|(pane, _)| hosts_tab || *pane != Pane::Hosts);
+    for (pane, (key, name)) in tabs {
         let style = if pane == current {
             theme.selected
         } else {
@@ -224,9 +233,9 @@ fn task_line(app: &App, task: &crate::tui::app::RunningTask, area: Rect, buf: &m
         }
     }
     let doing = if task.cancelling {
-        format!("cancelling {}… {elapsed}", task.task.progress_words())
+        format!("cancelling {}… {elapsed}", task.words())
     } else {
-        format!("{}… {elapsed}", task.task.progress_words())
+        format!("{}… {elapsed}", task.words())
     };
     spans.push(Span::styled(doing, theme.status));
     if let Some(progress) = progress {

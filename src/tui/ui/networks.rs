@@ -42,7 +42,11 @@ pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
     let inner = frame(
         app,
         list_area,
-        &format!(" networks ({}) ", networks.len()),
+        &format!(
+            " networks{} ({}) ",
+            App::on_host(&app.networks_host),
+            networks.len()
+        ),
         true,
         buf,
     );

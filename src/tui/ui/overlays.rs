@@ -71,6 +71,14 @@ fn help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {
             "The VM list shows each guest's address from these networks' DHCP leases.",
             "Palette: net-list, net-define, net-start NAME, net-destroy NAME",
         ],
+        crate::tui::keymap::Context::Hosts => &[
+            "Remote hosts are reached with the system ssh and run `vmux agent --stdio` there.",
+            "Hosts are saved in the [[hosts]] entries of vmux.toml; autoconnect ones connect",
+            "  at start-up. A dropped link reconnects after 1 s, 2 s, 4 s … at most 30 s.",
+            "The VM list shows every connected host's VMs with a HOST column; each action,",
+            "  console, dialog and pane works on the selected VM's host.",
+            "Palette: hosts",
+        ],
         _ => &[
             "Mouse: click a row to select it, a column title to sort, Ctrl-click to mark.",
             "Palette verbs: start shutdown destroy reboot reset suspend resume autostart",

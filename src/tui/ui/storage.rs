@@ -48,7 +48,11 @@ pub fn draw(app: &App, body: Rect, buf: &mut Buffer) {
     let extra = state.snapshot.broken.len() + usize::from(state.error.is_some());
     let [pools_area, volumes_area] = layout::storage(body, pools.len() + extra);
     let focus = state.focus;
-    let title = format!(" storage pools ({}) ", pools.len());
+    let title = format!(
+        " storage pools{} ({}) ",
+        App::on_host(&app.storage_host),
+        pools.len()
+    );
     let inner = frame(app, pools_area, &title, focus == StorageFocus::Pools, buf);
     draw_pools(app, inner, buf);
 

@@ -72,9 +72,9 @@ fn entry(app: &App, task: &RunningTask, selected: bool, area: Rect, buf: &mut Bu
     };
     let elapsed = duration(app.ticks.saturating_sub(task.started));
     let words = if task.cancelling {
-        format!("cancelling {}…", task.task.progress_words())
+        format!("cancelling {}…", task.words())
     } else {
-        task.task.progress_words()
+        task.words()
     };
     let marker = if selected { "▶ " } else { "  " };
     let width = usize::from(area.width);

@@ -24,9 +24,10 @@ pub fn draw(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
     // Taller screens give the lists (volumes, networks) and the review more rows.
     let height = (u32::from(area.height) * 2 / 3) as u16;
     let rect = layout::dialog(area, 76, height.clamp(22, 30));
+    let on = App::on_host(&app.current_host());
     let title = match wizard.editing() {
-        Some(name) => format!("edit {name}"),
-        None => "new VM".to_string(),
+        Some(name) => format!("edit {name}{on}"),
+        None => format!("new VM{on}"),
     };
     let inner = dialog(app, rect, &title, frame.buffer_mut());
     if inner.height < 3 || inner.width < LABEL + 4 {

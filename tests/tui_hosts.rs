@@ -1,0 +1,241 @@
+//! Many hosts in the TUI, headless: a second host served by its own fakes (what the SSH
+//! connector hands over) beside the local one. The VM list with its HOST column, actions and
+//! consoles routed to the selected VM's host, host states in the list, and the hosts pane
+//! saving to vmux.toml.
+
+#![allow(dead_code)]
+
+mod common;
+
+use common::tui::{Harness, status_text};
+use crossterm::event::KeyCode;
+use std::sync::Arc;
+use vmux::client::Host;
+use vmux::client::fake::FakeHost;
+use vmux::config::{BootConfig, VmConfig};
+use vmux::protocol::RunState;
+use vmux::tui::action::Action;
+use vmux::tui::backends::Backends;
+use vmux::tui::backends::fake::{FakeNetworks, FakeStorage};
+use vmux::tui::hosts::config::HostEntry;
+use vmux::tui::hosts::id::HostId;
+use vmux::tui::hosts::state::HostState;
+use vmux::tui::settings::Settings;
+
+fn remote_id() -> HostId {
+    HostId::Remote("host2".into())
+}
+
+fn entry(name: &str) -> HostEntry {
+    HostEntry {
+        name: name.into(),
+        uri: format!("ssh://admin@{name}"),
+        autoconnect: true,
+    }
+}
+
+/// A local host with VM `web` and a remote `host2` with its own `web` and `db`, connected.
+fn two_hosts() -> (Harness, Arc<FakeHost>) {
+    let local = FakeHost::with_vms([VmConfig::new("web", BootConfig::Demo)]);
+    let mut harness = Harness::new(local);
+    harness.app.hosts = vec![vmux::tui::hosts::state::RemoteHost {
+        entry: entry("host2"),
+        state: HostState::Connecting,
+    }];
+    let remote = Arc::new(FakeHost::with_vms([
+        VmConfig::new("web", BootConfig::Demo),
+        VmConfig::new("db", BootConfig::Demo),
+    ]));
+    let backends = Backends {
+        host: remote.clone(),
+        storage: Arc::new(FakeStorage::new()),
+        networks: Arc::new(FakeNetworks::new()),
+    };
+    harness.connect_remote("host2", backends);
+    (harness, remote)
+}
+
+/// Selects the row of VM `name` on `host`.
+fn select(harness: &mut Harness, host: &HostId, name: &str) {
+    harness.key(KeyCode::Home);
+    for _ in 0..harness.app.vms.len() {
+        let selected = harness.app.selected().expect("a selection");
+        if selected.name() == name && selected.host == *host {
+            return;
+        }
+        harness.key(KeyCode::Down);
+    }
+    panic!("no VM {name} on {host}");
+}
+
+fn line_with<'a>(screen: &'a str, needle: &str) -> Option<&'a str> {
+    screen.lines().find(|l| l.contains(needle))
+}
+
+#[test]
+fn both_hosts_vms_are_listed_with_a_host_column() {
+    let (harness, _) = two_hosts();
+    let screen = harness.screen();
+    assert!(line_with(&screen, "HOST").is_some(), "{screen}");
+    let rows: Vec<&str> = screen.lines().filter(|l| l.contains("shut off")).collect();
+    assert_eq!(rows.len(), 3, "{screen}");
+    assert!(
+        rows.iter().any(|r| r.contains("db") && r.contains("host2")),
+        "{screen}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("web") && r.contains("local")),
+        "{screen}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("web") && r.contains("host2")),
+        "{screen}"
+    );
+}
+
+#[test]
+fn a_local_only_list_has_no_host_column() {
+    let harness = Harness::new(FakeHost::with_vms([VmConfig::new("web", BootConfig::Demo)]));
+    let screen = harness.screen();
+    assert!(line_with(&screen, "NAME").is_some(), "{screen}");
+    assert!(line_with(&screen, "HOST").is_none(), "{screen}");
+}
+
+#[test]
+fn starting_a_remote_vm_reaches_that_host_and_not_the_local_one() {
+    let (mut harness, remote) = two_hosts();
+    select(&mut harness, &remote_id(), "web");
+    harness.char('s');
+    assert_eq!(
+        remote.status("web").expect("remote web").state,
+        RunState::Running
+    );
+    assert_eq!(
+        harness.host.status("web").expect("local web").state,
+        RunState::ShutOff
+    );
+    assert!(
+        status_text(&harness).contains("web started"),
+        "{}",
+        status_text(&harness)
+    );
+}
+
+#[test]
+fn the_console_attaches_to_the_selected_hosts_vm() {
+    let (mut harness, remote) = two_hosts();
+    remote.start("db").expect("start");
+    harness.refresh_host(&remote_id());
+    select(&mut harness, &remote_id(), "db");
+    harness.key(KeyCode::Enter);
+    remote.emit("db", b"hello from host2\r\n");
+    assert!(
+        harness.wait_console("hello from host2"),
+        "{}",
+        harness.screen()
+    );
+}
+
+#[test]
+fn a_dropped_host_shows_reconnecting_and_comes_back() {
+    let (mut harness, remote) = two_hosts();
+    harness.act(Action::HostState {
+        name: "host2".into(),
+        state: HostState::Reconnecting {
+            reason: "ssh: connection reset".into(),
+            retry_in: std::time::Duration::from_secs(2),
+        },
+    });
+    let screen = harness.screen();
+    let row = line_with(&screen, "host2").expect("a row for host2");
+    assert!(
+        row.contains("reconnecting in 2 s: ssh: connection reset"),
+        "{screen}"
+    );
+    assert!(line_with(&screen, "db").is_none(), "{screen}");
+    // The local host is not held up.
+    assert!(
+        line_with(&screen, "local").is_some_and(|l| l.contains("web")),
+        "{screen}"
+    );
+
+    let backends = harness.remotes["host2"].clone();
+    harness.connect_remote("host2", backends);
+    let screen = harness.screen();
+    assert!(
+        line_with(&screen, "db").is_some_and(|l| l.contains("host2")),
+        "{screen}"
+    );
+    assert!(status_text(&harness).contains("host2 is connected again"));
+    drop(remote);
+}
+
+#[test]
+fn an_unreachable_host_shows_its_message() {
+    let mut harness = Harness::new(FakeHost::with_vms([VmConfig::new("web", BootConfig::Demo)]));
+    harness.app.hosts = vec![vmux::tui::hosts::state::RemoteHost {
+        entry: entry("host3"),
+        state: HostState::Connecting,
+    }];
+    harness.act(Action::HostState {
+        name: "host3".into(),
+        state: HostState::Unreachable(
+            "ssh: connect to host host3 port 22: Connection refused".into(),
+        ),
+    });
+    let screen = harness.screen();
+    let row = line_with(&screen, "host3").expect("a row for host3");
+    assert!(
+        row.contains("unreachable: ssh: connect to host host3"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn hosts_added_and_removed_in_the_pane_are_saved_to_vmux_toml() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("vmux.toml");
+    std::fs::write(&path, "theme = \"light\"\n").expect("write");
+    let mut harness = Harness::new(FakeHost::new());
+    harness.settings_path = Some(path.clone());
+    harness.char('H');
+    harness.char('a');
+    // The form: name (host2 offered), address, autoconnect.
+    harness.key(KeyCode::Down);
+    harness.type_text("admin@h2.example:2222");
+    harness.key(KeyCode::Enter);
+    let settings = Settings::load(&path).expect("loads");
+    assert_eq!(settings.theme.as_deref(), Some("light"));
+    assert_eq!(
+        settings.hosts,
+        [HostEntry {
+            name: "host2".into(),
+            uri: "ssh://admin@h2.example:2222".into(),
+            autoconnect: true,
+        }]
+    );
+    assert!(harness.screen().contains("ssh://admin@h2.example:2222"));
+
+    harness.key(KeyCode::Delete);
+    harness.char('y');
+    let settings = Settings::load(&path).expect("loads");
+    assert!(settings.hosts.is_empty());
+    assert!(harness.app.hosts.is_empty());
+}
+
+#[test]
+fn a_bad_address_in_the_form_is_refused_beside_the_field() {
+    let mut harness = Harness::new(FakeHost::new());
+    harness.char('H');
+    harness.char('a');
+    harness.key(KeyCode::Down);
+    for _ in 0..6 {
+        harness.key(KeyCode::Backspace);
+    }
+    harness.type_text("h2:22");
+    harness.key(KeyCode::Enter);
+    assert!(harness.app.hosts.is_empty());
+    assert!(harness.screen().contains("ssh://[user@]host[:port]"));
+}
