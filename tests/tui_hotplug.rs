@@ -77,6 +77,7 @@ fn a_guest_that_does_not_online_is_reported_after_a_while() {
     harness.char('+');
     // Pretend the guest ignored it: a watch for 5 vCPUs never satisfied.
     harness.app.watches.push(vmux::tui::watch::Watch {
+        host: vmux::tui::hosts::id::HostId::Local,
         vm: "web1".into(),
         expect: vmux::tui::watch::Expect::Vcpus { from: 3, count: 5 },
         until: harness.app.ticks + 2,

@@ -363,8 +363,8 @@ pub struct App {
     pub focus: usize,
     /// The status-line message.
     pub status: Option<Status>,
-    /// VMs with an operation in flight, and its progress words.
-    pub busy: BTreeMap<String, &'static str>,
+    /// VMs (host, name) with an operation in flight, and its progress words.
+    pub busy: BTreeMap<(HostId, String), &'static str>,
     /// The storage pane.
     pub storage: StorageState,
     /// The networks pane (and guest addresses for the VM list).
@@ -465,17 +465,26 @@ impl App {
         std::mem::take(&mut self.effects)
     }
 
+    /// Queues `effect` for `host`.
+    pub fn push_effect_to(&mut self, host: HostId, effect: Effect) {
+        self.effects.push(Routed { host, effect });
+    }
+
     /// Queues `effect` for the [current host](App::current_host).
     pub fn push_effect(&mut self, effect: Effect) {
         let host = self.current_host();
         self.effects.push(Routed { host, effect });
     }
 
-    /// The host actions apply to now: while a host's reply is applied, that host; else the
-    /// host of the marked VMs, else of the selected VM (the local host when none is).
+    /// The host actions apply to now: while a host's reply is applied, that host; while the
+    /// wizard is open, its host; else the host of the marked VMs, else of the selected VM
+    /// (the local host when none is).
     pub fn current_host(&self) -> HostId {
         if let Some(host) = &self.scope_host {
             return host.clone();
+        }
+        if let Some(Overlay::Wizard(wizard)) = &self.overlay {
+            return wizard.host.clone();
         }
         if self.list.marked.is_empty() {
             self.list.selected_host.clone()
@@ -647,6 +656,20 @@ impl App {
             .map(|i| self.vms[i].name().to_string())
             .filter(|n| self.list.marked.contains(n))
             .collect()
+    }
+
+    /// What VM `name` on the [current host](App::current_host) is busy doing, if anything.
+    pub fn busy_with(&self, name: &str) -> Option<&'static str> {
+        self.busy
+            .get(&(self.current_host(), name.to_string()))
+            .copied()
+    }
+
+    /// What `vm` is busy doing, if anything.
+    pub fn busy_of(&self, vm: &VmEntry) -> Option<&'static str> {
+        self.busy
+            .get(&(vm.host.clone(), vm.name().to_string()))
+            .copied()
     }
 
     /// Sets the status-line message.

@@ -7,6 +7,7 @@ use super::app::{App, Overlay, Pane, SortColumn, StatusKind};
 use super::confirm::Confirm;
 use super::console::Direction;
 use super::hosts::id::HostId;
+use super::hosts::state::HostState;
 use super::keymap::{Command, Context};
 use super::palette::{self, PaletteCommand, Verb};
 use super::queue::{after_import, run_ops, run_task};
@@ -70,11 +71,16 @@ pub(super) fn run(app: &mut App, command: Command) {
         Command::Palette => app.overlay = Some(Overlay::Palette(Default::default())),
         Command::Filter => app.list.filtering = true,
         Command::New => {
+            let Some(host) = wizard_host(app) else {
+                return;
+            };
             // A VM whose image is still being copied in has its name already.
-            let mut names = app.names();
+            let mut names = app.names_on(&host);
             names.extend(app.after_import.values().map(|op| op.vm().to_string()));
             let mut wizard = Wizard::create(names, &app.storage.snapshot, &app.networks.snapshot);
             wizard.browse_from(&app.cwd);
+            wizard.host = host;
+            // From here on the wizard's host is the current host: its pools and networks load.
             app.overlay = Some(Overlay::Wizard(Box::new(wizard)));
             storage::pane::request_load(app);
             networks::pane::request_load(app);
@@ -143,6 +149,7 @@ pub(super) fn run(app: &mut App, command: Command) {
                 Some(config) => {
                     let mut form = Wizard::edit(config);
                     form.browse_from(&app.cwd);
+                    form.host = vm.host.clone();
                     app.overlay = Some(Overlay::Wizard(Box::new(form)));
                 }
                 None => {
@@ -198,6 +205,27 @@ pub(super) fn run(app: &mut App, command: Command) {
         | Command::PrevMatch
         | Command::Copy => {}
     }
+}
+
+/// The host a new VM is made on: in the hosts pane the selected one (when connected), else
+/// the current host. `None` (with a message) when the selected host is not connected.
+fn wizard_host(app: &mut App) -> Option<HostId> {
+    if app.pane != Pane::Hosts {
+        return Some(app.current_host());
+    }
+    let Some(host) = app.hosts.get(app.hosts_selected) else {
+        return Some(HostId::Local);
+    };
+    if host.state != HostState::Connected {
+        let message = format!(
+            "{} is {}; connect it (c) before making a VM there",
+            host.entry.name,
+            host.state.describe()
+        );
+        app.set_status(StatusKind::Error, message);
+        return None;
+    }
+    Some(HostId::Remote(host.entry.name.clone()))
 }
 
 fn back(app: &mut App) {
@@ -258,7 +286,7 @@ pub(super) fn sort_by(app: &mut App, column: SortColumn) {
 
 fn create_demo(app: &mut App) {
     // A second Enter while the first demo is being created must not make another.
-    if let Some((vm, doing)) = app.busy.iter().next() {
+    if let Some(((_, vm), doing)) = app.busy.iter().next() {
         let message = format!("{vm} is {doing}; wait for it");
         app.set_status(StatusKind::Info, message);
         return;
@@ -320,8 +348,7 @@ fn attach_targets(app: &mut App) {
             .map(|vm| vm.state().label())
             .unwrap_or("gone");
         let doing = app
-            .busy
-            .get(*first)
+            .busy_with(first)
             .map(|doing| format!(" ({doing})"))
             .unwrap_or_default();
         app.set_status(
@@ -348,7 +375,7 @@ pub(super) fn attach(app: &mut App, names: Vec<String>) {
                 app.set_status(StatusKind::Error, format!("there is no VM named '{name}'"));
                 return;
             }
-            Some(vm) if !vm.is_live() && !app.busy.contains_key(name) => {
+            Some(vm) if !vm.is_live() && app.busy_with(name).is_none() => {
                 let start = app
                     .keymap
                     .label(super::keymap::Context::List, Command::Start);
@@ -407,7 +434,7 @@ fn plan(app: &App, verb: Verb, names: &[String]) -> (Vec<HostOp>, Vec<String>) {
             skipped.push(format!("there is no VM named '{name}'"));
             continue;
         };
-        if let Some(doing) = app.busy.get(name) {
+        if let Some(doing) = app.busy_with(name) {
             skipped.push(format!("{name} is busy {doing}"));
             continue;
         }
@@ -641,6 +668,10 @@ pub(super) fn palette(app: &mut App, line: &str) {
         PaletteCommand::Networks => {
             detach(app);
             networks::pane::show(app);
+        }
+        PaletteCommand::Hosts => {
+            detach(app);
+            hosts::pane::show(app);
         }
         PaletteCommand::NetDefine => {
             detach(app);

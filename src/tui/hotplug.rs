@@ -12,6 +12,7 @@ use super::action::{Effect, HostOp};
 use super::app::{App, Overlay, StatusKind};
 use super::dialogs::Dialog;
 use super::dialogs::disks::{AddDisk, DiskChoice, RemoveDisk, active_pools, attachable};
+use super::hosts::id::HostId;
 use super::queue::run_ops;
 use super::scope::default_scope;
 use super::watch::{Expect, WATCH_TICKS, Watch};
@@ -53,8 +54,11 @@ pub(super) fn watch(app: &mut App, op: &HostOp) {
         }
         _ => return,
     };
-    app.watches.retain(|w| w.vm != *vm || w.expect != expect);
+    let host = app.current_host();
+    app.watches
+        .retain(|w| w.vm != *vm || w.host != host || w.expect != expect);
     app.watches.push(Watch {
+        host,
         vm: vm.clone(),
         expect,
         until: app.ticks + WATCH_TICKS,
@@ -72,7 +76,9 @@ pub(super) fn on_tick(app: &mut App) {
     app.watches = waiting;
     for watch in expired {
         let online = app
-            .entry(&watch.vm)
+            .vms
+            .iter()
+            .find(|vm| vm.name() == watch.vm && vm.host == watch.host)
             .and_then(|vm| vm.info.as_ref())
             .map(|info| info.vcpus);
         let message = match &watch.expect {
@@ -89,18 +95,24 @@ pub(super) fn on_tick(app: &mut App) {
         // An error, so a long one wraps over the rows above: the way out is at its end.
         app.set_status(StatusKind::Error, message);
     }
-    let mut vms: Vec<String> = app.watches.iter().map(|w| w.vm.clone()).collect();
+    let mut vms: Vec<(HostId, String)> = app
+        .watches
+        .iter()
+        .map(|w| (w.host.clone(), w.vm.clone()))
+        .collect();
     vms.dedup();
-    for vm in vms {
-        app.push_effect(Effect::ReadInfo(vm));
+    for (host, vm) in vms {
+        app.push_effect_to(host, Effect::ReadInfo(vm));
     }
 }
 
 /// Fresh live facts of `vm`: say what the guest has done.
 pub(super) fn on_info(app: &mut App, vm: &str, info: &VmInfo) {
+    let host = app.reply_host();
     let (done, waiting): (Vec<Watch>, Vec<Watch>) =
         std::mem::take(&mut app.watches).into_iter().partition(|w| {
             w.vm == vm
+                && w.host == host
                 && match &w.expect {
                     Expect::Vcpus { count, .. } => info.vcpus == *count,
                     Expect::DiskGone(target) => !info.disks.iter().any(|d| &d.target == target),
@@ -131,7 +143,7 @@ pub(super) fn change_vcpus(app: &mut App, delta: i32) {
         return;
     };
     let name = vm.name().to_string();
-    if let Some(doing) = app.busy.get(&name) {
+    if let Some(doing) = app.busy_with(&name) {
         app.set_status(StatusKind::Error, format!("{name} is busy {doing}"));
         return;
     }

@@ -338,7 +338,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         Command::New,
         "new",
         "new VM (wizard)",
-        &[List, Welcome],
+        &[List, Welcome, HostsPane],
         &["n"],
     ),
     spec(

@@ -93,7 +93,7 @@ pub(super) fn change_memory(app: &mut App, direction: i64) {
         );
         return;
     }
-    if let Some(doing) = app.busy.get(&name) {
+    if let Some(doing) = app.busy_with(&name) {
         app.set_status(StatusKind::Error, format!("{name} is busy {doing}"));
         return;
     }

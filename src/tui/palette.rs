@@ -60,6 +60,8 @@ pub enum PaletteCommand {
     VolCreate(Option<String>),
     /// `net-list`: the networks pane.
     Networks,
+    /// `hosts`, `host-list`: the hosts pane.
+    Hosts,
     /// `net-define`: the new-network dialog.
     NetDefine,
     /// `net-start name`.
@@ -166,6 +168,7 @@ pub const VERBS: &[&str] = &[
     "net-define",
     "net-start",
     "net-destroy",
+    "hosts",
     "setvcpus",
     "attach-disk",
     "detach-disk",
@@ -224,6 +227,7 @@ pub fn parse(line: &str) -> PaletteCommand {
         "vol-list" => PaletteCommand::Storage(args.first().cloned()),
         "vol-create" | "vol-create-as" => PaletteCommand::VolCreate(args.first().cloned()),
         "net-list" | "networks" => PaletteCommand::Networks,
+        "hosts" | "host-list" => PaletteCommand::Hosts,
         "net-define" | "net-define-as" => PaletteCommand::NetDefine,
         "net-start" | "net-destroy" => match args.first() {
             Some(name) if verb == "net-start" => PaletteCommand::NetStart(name.clone()),
@@ -619,6 +623,12 @@ mod tests {
             PaletteCommand::NetStart("lab".into())
         );
         assert!(matches!(parse("net-destroy"), PaletteCommand::Invalid(_)));
+    }
+
+    #[test]
+    fn hosts_opens_the_hosts_pane() {
+        assert_eq!(parse("hosts"), PaletteCommand::Hosts);
+        assert_eq!(parse("host-list"), PaletteCommand::Hosts);
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub(super) fn run_ops(app: &mut App, ops: Vec<HostOp>) {
         format!("{} {} VMs…", first.progress(), ops.len())
     };
     for op in ops {
-        app.busy.insert(op.vm().to_string(), op.progress());
+        let key = (app.current_host(), op.vm().to_string());
+        app.busy.insert(key, op.progress());
         app.push_effect(Effect::Host(op));
     }
     app.set_status(StatusKind::Progress, text);

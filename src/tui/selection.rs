@@ -77,7 +77,9 @@ pub(super) fn open_consoles(app: &mut App, names: &[String]) {
     for name in names.iter().take(2) {
         let id = app.next_console;
         app.next_console += 1;
-        app.consoles.push(ConsoleSession::new(id, name, 24, 80));
+        let mut session = ConsoleSession::new(id, name, 24, 80);
+        session.host = app.current_host();
+        app.consoles.push(session);
         app.push_effect(Effect::OpenConsole {
             id,
             vm: name.clone(),

@@ -206,7 +206,7 @@ fn on_listed(app: &mut App, listed: Vec<Result<VmStatus, BrokenVm>>) {
 }
 
 fn on_op_done(app: &mut App, op: HostOp, result: Result<String, String>) {
-    app.busy.remove(op.vm());
+    app.busy.remove(&(app.reply_host(), op.vm().to_string()));
     match result {
         Ok(message) => {
             app.set_status(StatusKind::Ok, message);
@@ -386,38 +386,18 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
             _ => Some(Overlay::Confirm(confirm)),
         },
         Overlay::Wizard(mut wizard) => match wizard.handle_key(&key) {
+            // The wizard's VM is made on its host, whatever the list selects meanwhile.
+            outcome @ (Outcome::Create { .. } | Outcome::Save(_)) => {
+                let previous = app.scope_host.replace(wizard.host.clone());
+                let keep = on_wizard_done(app, outcome);
+                app.scope_host = previous;
+                keep
+            }
             Outcome::None => Some(Overlay::Wizard(wizard)),
             Outcome::Cancel => None,
             Outcome::ListDir(dir) => {
                 app.push_effect(Effect::ListDir(dir));
                 Some(Overlay::Wizard(wizard))
-            }
-            Outcome::Create {
-                config,
-                start,
-                attach,
-                new_volume,
-                networks,
-                start_networks,
-                image,
-            } => {
-                queue::create(
-                    app,
-                    HostOp::Create {
-                        config,
-                        start,
-                        attach,
-                        new_volume,
-                        networks,
-                        start_networks,
-                        image,
-                    },
-                );
-                None
-            }
-            Outcome::Save(config) => {
-                queue::run_ops(app, vec![HostOp::Update(config)]);
-                None
             }
         },
         Overlay::Dialog(mut dialog) => match dialog.handle_key(&key) {
@@ -449,6 +429,40 @@ fn on_overlay_key(app: &mut App, key: KeyEvent) {
         },
         Overlay::Tasks { selected } => task_list::on_key(app, selected, &key),
     };
+}
+
+/// Makes or saves the wizard's VM (on the current host: the caller scopes it to the wizard's).
+fn on_wizard_done(app: &mut App, outcome: Outcome) -> Option<Overlay> {
+    match outcome {
+        Outcome::Create {
+            config,
+            start,
+            attach,
+            new_volume,
+            networks,
+            start_networks,
+            image,
+        } => {
+            queue::create(
+                app,
+                HostOp::Create {
+                    config,
+                    start,
+                    attach,
+                    new_volume,
+                    networks,
+                    start_networks,
+                    image,
+                },
+            );
+            None
+        }
+        Outcome::Save(config) => {
+            queue::run_ops(app, vec![HostOp::Update(config)]);
+            None
+        }
+        _ => None,
+    }
 }
 
 fn on_console_key(app: &mut App, key: KeyEvent) {

@@ -9,6 +9,7 @@
 
 mod charset;
 
+use super::hosts::id::HostId;
 use super::input::LineInput;
 use charset::LineDrawing;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -85,6 +86,8 @@ pub struct ConsoleSession {
     pub id: ConsoleId,
     /// The VM whose serial line this is.
     pub vm: String,
+    /// The VM's host.
+    pub host: HostId,
     /// The connection.
     pub link: Link,
     /// Scrollback mode: keys scroll and search instead of going to the guest.
@@ -123,6 +126,7 @@ impl ConsoleSession {
         ConsoleSession {
             id,
             vm: vm.to_string(),
+            host: HostId::Local,
             link: Link::Connecting,
             scrolling: false,
             search: None,

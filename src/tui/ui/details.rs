@@ -405,7 +405,7 @@ fn points(series: &Series<f64>) -> Vec<(f64, f64)> {
 
 fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
     let theme = &app.theme;
-    let state = match app.busy.get(vm.name()) {
+    let state = match app.busy_of(vm) {
         Some(doing) => Span::styled(format!("{doing}…"), theme.info),
         None => Span::styled(vm.state().label(), theme.state(vm.state())),
     };

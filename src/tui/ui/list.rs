@@ -159,7 +159,7 @@ fn row(app: &App, vm: &VmEntry, selected: bool, area: Rect, buf: &mut Buffer) {
                 if marked { theme.marked } else { theme.base },
             ),
             Column::Host => (vm.host.label().to_string(), theme.muted),
-            Column::State => match app.busy.get(vm.name()) {
+            Column::State => match app.busy_of(vm) {
                 Some(doing) => (format!("{doing}…"), theme.info),
                 None => (vm.state().label().to_string(), theme.state(vm.state())),
             },

@@ -6,6 +6,7 @@ use super::layout;
 use super::widgets::{put, truncate};
 use crate::tui::app::App;
 use crate::tui::console::{ConsoleSession, Link, Selection};
+use crate::tui::hosts::id::HostId;
 use crate::tui::keymap::{Command, Context};
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
@@ -253,7 +254,9 @@ fn title_bar(app: &App, console: &ConsoleSession, focused: bool, area: Rect, buf
     };
     buf.set_style(area, bar);
     let state = app
-        .entry(&console.vm)
+        .vms
+        .iter()
+        .find(|vm| vm.name() == console.vm && vm.host == console.host)
         .map_or("gone", |vm| vm.state().label());
     let mode = match (&console.link, console.scrolling) {
         (Link::Connecting, _) => "connecting…".to_string(),
@@ -296,7 +299,10 @@ fn title_bar(app: &App, console: &ConsoleSession, focused: bool, area: Rect, buf
             hints.push(format!("{k} {label}"));
         }
     }
-    let left = format!(" {} · {state} · {mode} ", console.vm);
+    let left = match &console.host {
+        HostId::Local => format!(" {} · {state} · {mode} ", console.vm),
+        HostId::Remote(host) => format!(" {} on {host} · {state} · {mode} ", console.vm),
+    };
     put(
         buf,
         area.x,

@@ -12,6 +12,7 @@ mod image;
 
 use super::action::{DirEntry, NewVolume};
 use super::backends::{NetworkSnapshot, StorageSnapshot};
+use super::hosts::id::HostId;
 use super::image_setup::ImageSetup;
 use super::input::{Edit, LineInput};
 use crate::config::{
@@ -278,6 +279,8 @@ pub struct Wizard {
     hostname_auto: bool,
     /// Where the file browser opens when the field names no directory.
     browse_dir: PathBuf,
+    /// The host the VM is made (or edited) on; its storage and networks fill the choices.
+    pub host: HostId,
 }
 
 fn text(id: FieldId, value: &str) -> Field {
@@ -392,6 +395,7 @@ impl Wizard {
             image_volumes: Vec::new(),
             hostname_auto: true,
             browse_dir: PathBuf::from("/"),
+            host: HostId::Local,
         };
         wizard.suggest_name();
         wizard.set_storage(storage);
@@ -591,6 +595,7 @@ impl Wizard {
             image_volumes: Vec::new(),
             hostname_auto: false,
             browse_dir: PathBuf::from("/"),
+            host: HostId::Local,
         };
         wizard.revalidate();
         wizard
