@@ -239,3 +239,81 @@ fn a_bad_address_in_the_form_is_refused_beside_the_field() {
     assert!(harness.app.hosts.is_empty());
     assert!(harness.screen().contains("ssh://[user@]host[:port]"));
 }
+
+#[test]
+fn a_vm_made_from_the_hosts_pane_is_made_on_that_host() {
+    let (mut harness, remote) = two_hosts();
+    harness.char('H');
+    harness.char('n');
+    assert!(
+        harness.screen().contains("new VM on host2"),
+        "{}",
+        harness.screen()
+    );
+    for _ in 0..5 {
+        harness.key(KeyCode::Enter);
+    }
+    assert_eq!(remote.list().len(), 3, "{}", harness.screen());
+    assert_eq!(harness.host.list().len(), 1);
+    let selected = harness.app.selected().expect("the new VM is selected");
+    assert_eq!(selected.host, remote_id());
+}
+
+#[test]
+fn the_storage_pane_of_a_remote_vm_shows_that_hosts_pools() {
+    let (mut harness, _) = two_hosts();
+    select(&mut harness, &remote_id(), "db");
+    harness.char('2');
+    assert!(
+        harness.screen().contains("storage pools on host2"),
+        "{}",
+        harness.screen()
+    );
+    select_list_and(&mut harness, &HostId::Local, "web");
+    harness.char('2');
+    assert!(
+        harness.screen().contains(" storage pools ("),
+        "{}",
+        harness.screen()
+    );
+}
+
+/// Back to the list, then selects `name` on `host`.
+fn select_list_and(harness: &mut Harness, host: &HostId, name: &str) {
+    harness.char('1');
+    select(harness, host, name);
+}
+
+#[test]
+fn marks_stay_on_one_host() {
+    let (mut harness, remote) = two_hosts();
+    select(&mut harness, &remote_id(), "db");
+    harness.char(' ');
+    select(&mut harness, &HostId::Local, "web");
+    harness.char(' ');
+    // Marking a VM of another host started over: only the local web is marked.
+    assert_eq!(harness.app.list.marked_host, HostId::Local);
+    assert_eq!(harness.app.targets(), ["web"]);
+    harness.char('s');
+    harness.char('y');
+    assert_eq!(
+        harness.host.status("web").expect("local web").state,
+        RunState::Running
+    );
+    assert_eq!(remote.status("db").expect("db").state, RunState::ShutOff);
+}
+
+#[test]
+fn an_action_on_a_host_that_dropped_says_it_is_not_connected() {
+    let (mut harness, remote) = two_hosts();
+    select(&mut harness, &remote_id(), "db");
+    // The link drops after the key was queued but before the worker ran it.
+    harness.remotes.clear();
+    harness.char('s');
+    assert!(
+        status_text(&harness).contains("host host2 is not connected"),
+        "{}",
+        status_text(&harness)
+    );
+    assert_eq!(remote.status("db").expect("db").state, RunState::ShutOff);
+}

@@ -6,7 +6,9 @@
 //! become [`action::Action`]s; [`update::update`] applies them to the [`app::App`] and queues
 //! [`action::Effect`]s; [`ui::draw`] is pure and runs only when something visible changed,
 //! at most ~30 times a second. The [`runtime`] owns the terminal and the threads that call
-//! the blocking [`Host`] trait; nothing here touches engine internals.
+//! the blocking [`Host`] trait; nothing here touches engine internals. Remote hosts
+//! ([`hosts`]) are reached through a [`hosts::connector::Connector`]; every VM, effect and
+//! reply carries the [`hosts::id::HostId`] it belongs to.
 
 pub mod action;
 pub mod app;

@@ -4,6 +4,10 @@
 //! - **input**: crossterm events → `Action::Key/Mouse/Paste/Resize`;
 //! - **poller**: `Host::list` and, for running VMs, `stats`/`info` once per second (sooner
 //!   after an operation), plus `/proc/meminfo`;
+//! - **one worker per remote host** (`hosts::worker`): connects through the connector, polls
+//!   that host like the poller, reconnects with backoff; while its link is up its `Backends`
+//!   are in the shared table, where every effect stamped with that host finds them (an effect
+//!   for a host that is not connected fails at once saying so, it never waits);
 //! - **one thread per host operation** (start may take seconds), per storage or network
 //!   task (a clone may take minutes; a watcher thread beside a long one reads its progress
 //!   handle a few times a second and measures rate and time left) and per storage or network
