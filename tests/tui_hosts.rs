@@ -317,3 +317,23 @@ fn an_action_on_a_host_that_dropped_says_it_is_not_connected() {
     );
     assert_eq!(remote.status("db").expect("db").state, RunState::ShutOff);
 }
+
+#[test]
+fn hosts_are_not_rewritten_while_the_settings_file_is_broken() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("vmux.toml");
+    let broken = "[[hosts]]\nname = \"h2\"\nuri = \"h2:22\"\n";
+    std::fs::write(&path, broken).expect("write");
+    let mut harness = Harness::new(FakeHost::new());
+    harness.settings_path = Some(path.clone());
+    harness.app.hosts_locked = Some("vmux.toml:1: bad address".into());
+    harness.char('H');
+    harness.char('a');
+    assert!(harness.app.overlay.is_none());
+    assert!(
+        status_text(&harness).contains("until the settings file is fixed"),
+        "{}",
+        status_text(&harness)
+    );
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), broken);
+}

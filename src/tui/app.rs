@@ -383,6 +383,9 @@ pub struct App {
     pub hosts: Vec<RemoteHost>,
     /// Selected row of the hosts pane.
     pub hosts_selected: usize,
+    /// Why the hosts cannot be changed now: the settings file could not be read, and
+    /// rewriting it from what the TUI knows would lose what it says.
+    pub hosts_locked: Option<String>,
     /// The host the storage pane's snapshot came from.
     pub storage_host: HostId,
     /// The host the networks pane's snapshot came from.
@@ -439,6 +442,7 @@ impl App {
             host_memory: None,
             hosts: Vec::new(),
             hosts_selected: 0,
+            hosts_locked: None,
             storage_host: HostId::Local,
             networks_host: HostId::Local,
             width: 80,

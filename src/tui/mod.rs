@@ -81,8 +81,11 @@ pub enum TuiError {
 /// stop the TUI: they are returned as messages for the status line and defaults are used.
 pub fn prepare(options: &TuiOptions) -> Result<App, TuiError> {
     let mut warnings = Vec::new();
+    let mut hosts_locked = None;
     let settings = settings::Settings::load(&options.settings_path).unwrap_or_else(|e| {
-        warnings.push(error_text::error_chain(&e));
+        let message = error_text::error_chain(&e);
+        hosts_locked = Some(message.clone());
+        warnings.push(message);
         settings::Settings::default()
     });
     let theme_dir = options.settings_path.parent().map(|dir| dir.join("themes"));
@@ -112,6 +115,7 @@ pub fn prepare(options: &TuiOptions) -> Result<App, TuiError> {
     app.theme_dir = theme_dir;
     // Autoconnect hosts start connecting in the runtime's first turn.
     hosts::pane::load(&mut app, settings.hosts.clone());
+    app.hosts_locked = hosts_locked;
     // The wizard's file browser starts where the user started vmux.
     if let Ok(cwd) = std::env::current_dir() {
         app.cwd = cwd;
@@ -184,6 +188,42 @@ mod tests {
         if !theme::no_color_requested() {
             assert_eq!(app.theme.name, "light");
         }
+    }
+
+    #[test]
+    fn autoconnect_hosts_start_connecting_and_the_others_wait() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("vmux.toml"),
+            "[[hosts]]\nname = \"h2\"\nuri = \"ssh://h2\"\n[[hosts]]\nname = \"h3\"\nuri = \"ssh://h3\"\nautoconnect = false\n",
+        )
+        .expect("write");
+        let mut app = prepare(&options(dir.path(), None)).expect("prepares");
+        let states: Vec<_> = app.hosts.iter().map(|h| h.state.clone()).collect();
+        use hosts::state::HostState;
+        assert_eq!(states, [HostState::Connecting, HostState::Disconnected]);
+        assert_eq!(
+            app.take_effects(),
+            [action::Effect::Connect {
+                name: "h2".into(),
+                uri: "ssh://h2".into()
+            }]
+        );
+        assert!(app.hosts_locked.is_none());
+    }
+
+    #[test]
+    fn a_settings_file_that_cannot_be_read_locks_the_hosts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("vmux.toml"),
+            "[[hosts]]\nname = \"h2\"\nuri = \"h2\"\n",
+        )
+        .expect("write");
+        let app = prepare(&options(dir.path(), None)).expect("prepares");
+        assert!(app.hosts.is_empty());
+        let why = app.hosts_locked.expect("locked");
+        assert!(why.contains("ssh://"), "{why}");
     }
 
     #[test]

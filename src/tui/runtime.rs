@@ -120,6 +120,13 @@ enum Msg {
     ConsoleData(ConsoleId),
     /// A console's stream ended after everything now in its inbox.
     ConsoleEnded { id: ConsoleId, reason: String },
+    /// From remote host `name`'s worker number `generation`: applied only while that worker
+    /// is the host's current one (a disconnected or replaced worker's last words are dropped).
+    Worker {
+        name: String,
+        generation: u64,
+        action: Action,
+    },
 }
 
 /// Guest output waiting for the UI thread. Bounded: the reader waits when it is full.
@@ -282,8 +289,8 @@ fn run_on_terminal(backends: Backends, remotes: Remotes, app: &mut App) -> io::R
     let mut runtime = Runtime::new(backends, remotes, tx, wake);
     let result = runtime.event_loop(app, &rx, &mut output);
     runtime.cancel_tasks(QUIT_GRACE);
-    runtime.close_hosts();
     runtime.discard_orphaned_images(app, &rx);
+    runtime.close_hosts();
 
     stop.store(true, Ordering::SeqCst);
     for link in runtime.consoles.values() {
@@ -397,6 +404,15 @@ impl Runtime {
     fn handle(&mut self, app: &mut App, msg: Msg) {
         match msg {
             Msg::Action(action) => update(app, action),
+            Msg::Worker {
+                name,
+                generation,
+                action,
+            } => {
+                if self.workers.get(&name).map(|w| w.generation) == Some(generation) {
+                    update(app, action);
+                }
+            }
             Msg::ConsoleReady { id, input } => {
                 // Detached before it opened: dropping `input` ends its writer.
                 if let Some(link) = self.consoles.get_mut(&id) {
@@ -610,15 +626,24 @@ impl Runtime {
             old.stop();
         }
         self.generation += 1;
-        let tx = self.tx.clone();
+        let generation = self.generation;
+        let (tx, from) = (self.tx.clone(), name.clone());
+        let send = move |action| {
+            tx.send(Msg::Worker {
+                name: from.clone(),
+                generation,
+                action,
+            })
+            .is_ok()
+        };
         let worker = HostWorker::spawn(
             name.clone(),
             uri,
-            self.generation,
+            generation,
             self.connector.clone(),
             self.connected.clone(),
             Timing::default(),
-            Box::new(move |action| tx.send(Msg::Action(action)).is_ok()),
+            Box::new(send),
         )?;
         self.workers.insert(name, worker);
         Ok(())
@@ -641,13 +666,20 @@ impl Runtime {
     /// without its VM. Reads what is left in `rx`: call it after [`Runtime::cancel_tasks`].
     fn discard_orphaned_images(&self, app: &mut App, rx: &Receiver<Msg>) {
         while let Ok(msg) = rx.try_recv() {
-            if let Msg::Action(Action::TaskDone {
+            let Msg::Action(action) = msg else { continue };
+            // A remote host's task ends wrapped with its host.
+            let (host, action) = match action {
+                Action::OnHost { host, action } => (host, *action),
+                other => (HostId::Local, other),
+            };
+            if let Action::TaskDone {
                 id,
                 outcome: TaskOutcome::Done(_),
-            }) = msg
+            } = action
                 && let Some(setup) = queue::orphaned_image(app, id)
+                && let Ok(backends) = self.backends_for(&host)
             {
-                image_setup::abandon(&self.backends, &setup);
+                image_setup::abandon(&backends, &setup);
             }
         }
     }
@@ -1160,6 +1192,118 @@ mod tests {
 
         assert!(storage.volume("default", "web1.qcow2").is_none());
         assert!(app.after_import.is_empty());
+    }
+
+    /// A runtime over an empty local fake with remote host `h2` connected (serving VM `db`).
+    fn with_remote() -> (Runtime, Arc<FakeHost>, Receiver<Msg>) {
+        let (tx, rx) = mpsc::channel();
+        let (wake, _) = mpsc::channel();
+        let runtime = Runtime::new(
+            Backends {
+                host: Arc::new(FakeHost::with_vms([VmConfig::new("db", BootConfig::Demo)])),
+                storage: Arc::new(crate::tui::backends::fake::FakeStorage::new()),
+                networks: Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
+            },
+            test_remotes(),
+            tx,
+            wake,
+        );
+        let remote = Arc::new(FakeHost::with_vms([VmConfig::new("db", BootConfig::Demo)]));
+        let backends = Backends {
+            host: remote.clone(),
+            storage: Arc::new(crate::tui::backends::fake::FakeStorage::new()),
+            networks: Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
+        };
+        runtime
+            .connected
+            .lock()
+            .expect("lock")
+            .insert("h2".into(), (1, backends));
+        (runtime, remote, rx)
+    }
+
+    fn op_done(rx: &Receiver<Msg>) -> Action {
+        match rx.recv_timeout(Duration::from_secs(5)).expect("a reply") {
+            Msg::Action(action) => action,
+            _ => panic!("not an action"),
+        }
+    }
+
+    #[test]
+    fn an_effect_for_a_remote_host_runs_there_and_its_reply_names_the_host() {
+        let (mut runtime, remote, rx) = with_remote();
+        let routed = Routed {
+            host: HostId::Remote("h2".into()),
+            effect: Effect::Host(HostOp::Start("db".into())),
+        };
+        runtime
+            .execute(routed, &mut Recorder::default())
+            .expect("runs");
+        match op_done(&rx) {
+            Action::OnHost { host, action } => {
+                assert_eq!(host, HostId::Remote("h2".into()));
+                assert!(matches!(*action, Action::OpDone { result: Ok(_), .. }));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            remote.status("db").expect("db").state,
+            crate::protocol::RunState::Running
+        );
+        let local = runtime.backends.host.status("db").expect("local db");
+        assert_eq!(local.state, crate::protocol::RunState::ShutOff);
+    }
+
+    #[test]
+    fn an_effect_for_a_host_that_is_not_connected_fails_at_once() {
+        let (mut runtime, _, rx) = with_remote();
+        let routed = Routed {
+            host: HostId::Remote("h3".into()),
+            effect: Effect::Host(HostOp::Start("db".into())),
+        };
+        runtime
+            .execute(routed, &mut Recorder::default())
+            .expect("runs");
+        match op_done(&rx) {
+            Action::OnHost { action, .. } => match *action {
+                Action::OpDone {
+                    result: Err(message),
+                    ..
+                } => assert!(message.contains("h3 is not connected"), "{message}"),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_replaced_workers_last_words_are_dropped() {
+        let (mut runtime, _, _rx) = with_remote();
+        let mut app = App::new(Theme::default(), Keymap::default());
+        crate::tui::hosts::pane::load(
+            &mut app,
+            vec![crate::tui::hosts::config::HostEntry {
+                name: "h2".into(),
+                uri: "ssh://h2".into(),
+                autoconnect: false,
+            }],
+        );
+        // No worker runs for h2 (disconnected): a late state from an old one is not shown.
+        runtime.handle(
+            &mut app,
+            Msg::Worker {
+                name: "h2".into(),
+                generation: 7,
+                action: Action::HostState {
+                    name: "h2".into(),
+                    state: crate::tui::hosts::state::HostState::Connected,
+                },
+            },
+        );
+        assert_eq!(
+            app.hosts[0].state,
+            crate::tui::hosts::state::HostState::Disconnected
+        );
     }
 
     #[test]

@@ -47,6 +47,13 @@ pub(in crate::tui) fn command(app: &mut App, command: Command) -> bool {
         Command::Top => app.hosts_selected = 0,
         Command::Bottom => app.hosts_selected = count.saturating_sub(1),
         Command::Back => app.pane = Pane::List,
+        Command::HostAdd | Command::HostRemove if app.hosts_locked.is_some() => {
+            let why = app.hosts_locked.clone().unwrap_or_default();
+            app.set_status(
+                StatusKind::Error,
+                format!("hosts cannot be changed until the settings file is fixed: {why}"),
+            );
+        }
         Command::HostAdd => {
             let taken = app.hosts.iter().map(|h| h.entry.name.clone()).collect();
             app.overlay = Some(Overlay::Dialog(Box::new(Dialog::add_host(taken))));

@@ -71,6 +71,8 @@ pub type Send = Box<dyn FnMut(Action) -> bool + std::marker::Send>;
 /// The runtime's handle on one worker.
 #[derive(Clone)]
 pub struct HostWorker {
+    /// Which worker of its host this is (a new one for each connect).
+    pub generation: u64,
     stop: Arc<AtomicBool>,
     wake: Sender<()>,
 }
@@ -103,7 +105,11 @@ impl HostWorker {
         thread::Builder::new()
             .name("vmux-host".to_string())
             .spawn(move || worker.run())?;
-        Ok(HostWorker { stop, wake })
+        Ok(HostWorker {
+            generation,
+            stop,
+            wake,
+        })
     }
 
     /// Polls now instead of at the next period (after an operation).

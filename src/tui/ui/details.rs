@@ -409,11 +409,11 @@ fn draw_overview(app: &App, vm: &VmEntry, area: Rect, buf: &mut Buffer) {
         Some(doing) => Span::styled(format!("{doing}…"), theme.info),
         None => Span::styled(vm.state().label(), theme.state(vm.state())),
     };
-    let mut first = vec![
-        Span::styled(vm.name().to_string(), theme.title),
-        Span::raw("  "),
-        state,
-    ];
+    let mut first = vec![Span::styled(vm.name().to_string(), theme.title)];
+    if vm.host.is_remote() {
+        first.push(Span::styled(App::on_host(&vm.host), theme.muted));
+    }
+    first.extend([Span::raw("  "), state]);
     if let Some(pid) = vm.pid() {
         first.push(Span::styled(format!("  pid {pid}"), theme.base));
     }
