@@ -5,6 +5,7 @@
 //! Output: human text tables on stdout, `--json` on every read command (shapes in
 //! docs/cli.md), warnings and errors on stderr. Every error names the problem and the fix.
 
+mod agent;
 mod args;
 mod checks;
 mod cloud_init;
@@ -285,6 +286,10 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
         generated(command, &mut io)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(Command::Agent { .. }) = args.command {
+        agent::serve()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let host = LocalHost::from_env()?;
     let Some(command) = args.command else {
         let options = TuiOptions {
@@ -376,6 +381,9 @@ pub fn execute(
         )),
         Command::Run(_) => Err(CliError::Invalid(
             "`vmux run` runs through `vmux::cli::run`, not against a VM host".into(),
+        )),
+        Command::Agent { .. } => Err(CliError::Invalid(
+            "`vmux agent` runs through `vmux::cli::run`, not against a VM host".into(),
         )),
         Command::Completions { .. } | Command::Man { .. } => Err(CliError::Invalid(
             "`vmux completions` and `vmux man` run through `vmux::cli::run`, not against a VM host"
