@@ -541,7 +541,7 @@ mod tests {
     fn a_cancelled_import_leaves_no_volume() {
         let storage = crate::tui::backends::fake::FakeStorage::new();
         let backends = Backends {
-            host: std::sync::Arc::new(crate::client::fake::FakeHost::new()),
+            vms: std::sync::Arc::new(crate::client::fake::FakeHost::new()),
             storage: std::sync::Arc::new(storage),
             networks: std::sync::Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
         };
