@@ -7,10 +7,14 @@
 //! or play the host misbehaving. tests/backend_contract.rs runs the same contracts against
 //! this fake and the real [`super::LocalNetworks`].
 
-use super::network_api::{NetworkHost, NetworkSnapshot};
+use super::network_api::{AutostartResult, NetworkHost, NetworkList, NetworkSnapshot};
 use crate::config::{MacAddr, NetworkConfig, NicConfig, VmConfig};
 use crate::network::state::ActiveNetwork;
-use crate::network::{AttachedNic, NetworkError, NetworkInfo, leases::Lease};
+use crate::network::{
+    AddressSource, AttachedNic, InterfaceAddress, NetworkError, NetworkInfo, NetworkStatus,
+    leases::Lease,
+};
+use crate::tui::error_text::error_chain;
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -289,21 +293,115 @@ impl NetworkHost for FakeNetworks {
             .ok_or_else(|| NetworkError::Invalid("no free bridge name".into()))
     }
 
-    fn new_nic(&self, vm: &VmConfig, network: &str) -> Result<NicConfig, NetworkError> {
+    fn new_nic(
+        &self,
+        vm: &VmConfig,
+        network: &str,
+        mac: Option<MacAddr>,
+    ) -> Result<NicConfig, NetworkError> {
         self.failure("nic")?;
         let mut state = lock(&self.state);
         if !state.networks.contains_key(network) {
             return Err(NetworkError::UnknownNetwork(network.to_string()));
         }
+        let mut used: Vec<(MacAddr, String)> = state
+            .networks
+            .values()
+            .flat_map(|info| info.attached.iter())
+            .filter(|nic| nic.vm != vm.name)
+            .map(|nic| (nic.mac, nic.vm.clone()))
+            .collect();
+        used.extend(vm.nics.iter().map(|n| (n.mac, vm.name.clone())));
+        if let Some(mac) = mac {
+            if let Some((_, owner)) = used.iter().find(|(m, _)| *m == mac) {
+                return Err(NetworkError::MacInUse {
+                    mac,
+                    vm: owner.clone(),
+                });
+            }
+            return Ok(NicConfig {
+                network: network.to_string(),
+                mac,
+            });
+        }
         loop {
             state.next_mac += 1;
             let mac = MacAddr::with_vmux_prefix(state.next_mac);
-            if !vm.nics.iter().any(|n| n.mac == mac) {
+            if !used.iter().any(|(m, _)| *m == mac) {
                 return Ok(NicConfig {
                     network: network.to_string(),
                     mac,
                 });
             }
         }
+    }
+
+    fn require_admin(&self) -> Result<(), NetworkError> {
+        self.privileged("admin").map(drop)
+    }
+
+    fn reconcile(&self) -> Result<Vec<String>, NetworkError> {
+        // Nothing outside the fake's own state can drift from it: there is nothing to repair.
+        self.failure("reconcile").map(|()| Vec::new())
+    }
+
+    fn list(&self) -> Result<NetworkList, NetworkError> {
+        self.failure("list")?;
+        let state = lock(&self.state);
+        Ok(NetworkList {
+            networks: state
+                .networks
+                .values()
+                .map(|info| NetworkStatus {
+                    config: info.config.clone(),
+                    active: info.active.is_some(),
+                })
+                .collect(),
+            broken: state.broken.clone(),
+        })
+    }
+
+    fn info(&self, name: &str) -> Result<NetworkInfo, NetworkError> {
+        self.failure("info")?;
+        self.network(name)
+            .ok_or_else(|| NetworkError::UnknownNetwork(name.to_string()))
+    }
+
+    fn autostart_all(&self) -> Vec<AutostartResult> {
+        let waiting: Vec<String> = lock(&self.state)
+            .networks
+            .values()
+            .filter(|info| info.config.autostart && info.active.is_none())
+            .map(|info| info.config.name.clone())
+            .collect();
+        waiting
+            .into_iter()
+            .map(|name| {
+                let result = self.start(&name).map_err(|e| error_chain(&e));
+                (name, result)
+            })
+            .collect()
+    }
+
+    fn addresses(&self, vm: &str) -> Result<Vec<InterfaceAddress>, NetworkError> {
+        self.failure("addresses")?;
+        let state = lock(&self.state);
+        Ok(state
+            .networks
+            .values()
+            .flat_map(|info| {
+                info.attached
+                    .iter()
+                    .filter(|nic| nic.vm == vm)
+                    .map(|nic| InterfaceAddress {
+                        network: info.config.name.clone(),
+                        mac: nic.mac,
+                        tap: nic.tap.clone(),
+                        ip: nic.ip,
+                        prefix: nic.ip.and(info.config.subnet.map(|net| net.prefix())),
+                        source: nic.ip.map(|_| AddressSource::Lease),
+                    })
+            })
+            .collect())
     }
 }

@@ -13,16 +13,19 @@ mod conn;
 mod crash_repair;
 mod define_check;
 mod fake_networks;
+mod fake_snapshots;
 mod fake_storage;
 mod host_check;
 pub mod hotplug;
 mod local;
 mod local_networks;
+mod local_snapshot;
 mod local_storage;
 mod network_api;
 mod spawn;
 mod state;
 mod storage_api;
+mod storage_views;
 
 pub use api::HostApi;
 pub use classify::VmState;
@@ -31,8 +34,11 @@ pub use fake_storage::FakeStorage;
 pub use local::{DEFAULT_REQUEST_TIMEOUT, DEFAULT_START_TIMEOUT, LocalHost, VMD_EXE_ENV};
 pub use local_networks::LocalNetworks;
 pub use local_storage::LocalStorage;
-pub use network_api::{NetworkHost, NetworkSnapshot};
-pub use storage_api::{ImageSource, PoolView, StorageHost, StorageSnapshot, VolumeView};
+pub use network_api::{AutostartResult, NetworkHost, NetworkList, NetworkSnapshot};
+pub use storage_api::StorageHost;
+pub use storage_views::{
+    ImageSource, ImportedVolume, PoolList, PoolView, StorageSnapshot, VolumeProblem, VolumeView,
+};
 
 use crate::config::{DefinitionError, DiskConfig, VmConfig};
 use crate::protocol::{MemoryStats, RunState, SaveInfo, VmInfo, VmStats};

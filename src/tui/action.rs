@@ -542,10 +542,13 @@ fn create(backends: &Backends, plan: &CreatePlan<'_>) -> Result<String, String> 
     };
     let mut config = plan.config.clone();
     for network in plan.networks {
-        let nic = backends.networks.new_nic(&config, network).map_err(|e| {
-            abandon_image();
-            kept(error_chain(&e))
-        })?;
+        let nic = backends
+            .networks
+            .new_nic(&config, network, None)
+            .map_err(|e| {
+                abandon_image();
+                kept(error_chain(&e))
+            })?;
         config.nics.push(nic);
     }
     let prepared = match plan.image {

@@ -357,7 +357,7 @@ impl Task {
                 .map(|_| format!("converted {pool}/{source} to {name} ({format})"))
                 .map_err(Failure::Storage),
             Task::UploadVolume { pool, name, source } => storage
-                .upload_volume(pool, name, source, progress)
+                .upload_volume(pool, name, source, None, progress)
                 .map(|_| format!("uploaded {} into {pool}/{name}", source.display()))
                 .map_err(Failure::Storage),
             Task::WipeVolume { pool, name } => storage
@@ -369,6 +369,7 @@ impl Task {
                     &import.pool,
                     &import.volume,
                     &import.source,
+                    None,
                     import.linked,
                     progress,
                 )
