@@ -43,7 +43,6 @@ use nics::{HostNetworks, Networks};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Why a verb failed, beyond what the host reports. Messages name the problem and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -296,7 +295,7 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
             theme: args.theme,
             settings_path: host.paths().settings_file(),
         };
-        crate::tui::run(Arc::new(host), options)?;
+        crate::tui::run(crate::client::HostApi::local(host), options)?;
         return Ok(ExitCode::SUCCESS);
     };
     let command = match command {

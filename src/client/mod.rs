@@ -1,22 +1,44 @@
-//! How the CLI and the TUI reach VMs: the [`Host`] trait (list, lifecycle, console) and its
-//! real implementation over the definition store and each VM's vmd control socket.
+//! How the CLI and the TUI reach a host: [`HostApi`] bundles the [`Host`] trait (VMs: list,
+//! lifecycle, console), [`StorageHost`] (pools, volumes, disk snapshots) and [`NetworkHost`]
+//! (guest networks), with their real implementations over the definition store, the storage
+//! and network managers and each VM's vmd control socket, and in-memory fakes of each.
 //!
 //! The TUI and CLI only ever see this trait, so tests and benchmarks can drive them with a
 //! fake host; nothing here touches engine internals (only the wire types in
 //! `protocol`).
 
+mod api;
 mod classify;
 mod conn;
 mod crash_repair;
 mod define_check;
+mod fake_networks;
+mod fake_snapshots;
+mod fake_storage;
 mod host_check;
 pub mod hotplug;
 mod local;
+mod local_networks;
+mod local_snapshot;
+mod local_storage;
+mod network_api;
 mod spawn;
 mod state;
+mod storage_api;
+mod storage_views;
 
+pub use api::HostApi;
 pub use classify::VmState;
+pub use fake_networks::FakeNetworks;
+pub use fake_storage::FakeStorage;
 pub use local::{DEFAULT_REQUEST_TIMEOUT, DEFAULT_START_TIMEOUT, LocalHost, VMD_EXE_ENV};
+pub use local_networks::LocalNetworks;
+pub use local_storage::LocalStorage;
+pub use network_api::{AutostartResult, NetworkHost, NetworkList, NetworkSnapshot};
+pub use storage_api::StorageHost;
+pub use storage_views::{
+    ImageSource, ImportedVolume, PoolList, PoolView, StorageSnapshot, VolumeProblem, VolumeView,
+};
 
 use crate::config::{DefinitionError, DiskConfig, VmConfig};
 use crate::protocol::{MemoryStats, RunState, SaveInfo, VmInfo, VmStats};

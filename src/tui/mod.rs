@@ -6,7 +6,7 @@
 //! become [`action::Action`]s; [`update::update`] applies them to the [`app::App`] and queues
 //! [`action::Effect`]s; [`ui::draw`] is pure and runs only when something visible changed,
 //! at most ~30 times a second. The [`runtime`] owns the terminal and the threads that call
-//! the blocking [`Host`] trait; nothing here touches engine internals.
+//! the blocking [`crate::client::Host`] trait; nothing here touches engine internals.
 
 pub mod action;
 pub mod app;
@@ -39,10 +39,8 @@ pub mod update;
 pub mod watch;
 pub mod wizard;
 
-use crate::client::Host;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 pub use app::App;
 pub use update::update;
@@ -116,20 +114,14 @@ pub fn prepare(options: &TuiOptions) -> Result<App, TuiError> {
     Ok(app)
 }
 
-/// Runs the full-screen console until the user quits; VMs keep running. The terminal is
-/// restored on return, on error and on panic. Storage and networks are those of the same
-/// vmux home as `host` (`VMUX_HOME`, else the XDG directories).
-pub fn run(host: Arc<dyn Host>, options: TuiOptions) -> anyhow::Result<()> {
+/// Runs the full-screen console on `host` (its VMs, storage and networks) until the user
+/// quits; VMs keep running. The terminal is restored on return, on error and on panic.
+pub fn run(host: crate::client::HostApi, options: TuiOptions) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
         return Err(TuiError::NotATerminal.into());
     }
     let app = prepare(&options)?;
-    let paths = crate::config::Paths::from_env()?;
-    let backends = backends::Backends {
-        host,
-        storage: Arc::new(backends::local::LocalStorage::new(paths.clone())),
-        networks: Arc::new(backends::local::LocalNetworks::new(paths)),
-    };
+    let backends = host;
     runtime::run(backends, app).map_err(TuiError::Terminal)?;
     Ok(())
 }

@@ -257,7 +257,7 @@ fn run_on_terminal(backends: Backends, app: &mut App) -> io::Result<()> {
     })?;
     let (wake, wake_rx) = mpsc::channel();
     spawn("vmux-poll", {
-        let (host, tx, stop) = (backends.host.clone(), tx.clone(), stop.clone());
+        let (host, tx, stop) = (backends.vms.clone(), tx.clone(), stop.clone());
         move || poll_loop(host.as_ref(), &tx, &wake_rx, &stop)
     })?;
 
@@ -421,7 +421,7 @@ impl Runtime {
                         ended: None,
                     },
                 );
-                let (host, tx) = (self.backends.host.clone(), self.tx.clone());
+                let (host, tx) = (self.backends.vms.clone(), self.tx.clone());
                 spawn("vmux-console", move || {
                     console_reader(host.as_ref(), id, &vm, history, &inbox, &tx);
                 })?;
@@ -446,7 +446,7 @@ impl Runtime {
                 })?;
             }
             Effect::ReadInfo(vm) => {
-                let (host, tx) = (self.backends.host.clone(), self.tx.clone());
+                let (host, tx) = (self.backends.vms.clone(), self.tx.clone());
                 spawn("vmux-info", move || {
                     if let Ok(info) = host.info(&vm) {
                         let _ = tx.send(Msg::Action(Action::Info { vm, info }));
@@ -878,7 +878,7 @@ mod tests {
         let (wake, _) = mpsc::channel();
         let mut runtime = Runtime {
             backends: Backends {
-                host,
+                vms: host,
                 storage: Arc::new(crate::tui::backends::fake::FakeStorage::new()),
                 networks: Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
             },
@@ -993,7 +993,7 @@ mod tests {
         let (wake, _) = mpsc::channel();
         let runtime = Runtime {
             backends: Backends {
-                host: Arc::new(FakeHost::new()),
+                vms: Arc::new(FakeHost::new()),
                 storage: storage.clone(),
                 networks: Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
             },

@@ -128,7 +128,7 @@ impl Harness {
     /// The backends the effects run against.
     pub fn backends(&self) -> Backends {
         Backends {
-            host: self.host.clone(),
+            vms: self.host.clone(),
             storage: self.storage.clone(),
             networks: self.networks.clone(),
         }
