@@ -6,13 +6,13 @@
 use std::io::{BufReader, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vmux::client::HostApi;
 use vmux::client::fake::FakeHost;
-use vmux::client::{ClientError, Host};
+use vmux::client::{ClientError, Host, StorageHost};
+use vmux::client::{FakeNetworks, FakeStorage};
 use vmux::config::{BootConfig, ConfigError, VmConfig};
 use vmux::protocol::RunState;
 use vmux::remote::{Link, LinkError, RemoteHost, agent};
-use vmux::tui::backends::Backends;
-use vmux::tui::backends::fake::{FakeNetworks, FakeStorage};
 
 /// A fake host served by an in-process agent, and the link to it.
 struct Served {
@@ -25,8 +25,8 @@ struct Served {
 fn serve(fake: Arc<FakeHost>) -> Served {
     let (agent_in, client_out) = std::io::pipe().expect("pipe");
     let (client_in, agent_out) = std::io::pipe().expect("pipe");
-    let api = Backends {
-        host: fake.clone(),
+    let api = HostApi {
+        vms: fake.clone(),
         storage: Arc::new(FakeStorage::new()),
         networks: Arc::new(FakeNetworks::new()),
     };
@@ -200,8 +200,8 @@ fn an_agent_answers_a_call_it_does_not_know_with_an_error_naming_it() {
             Ok(())
         }
     }
-    let api = Backends {
-        host: Arc::new(FakeHost::new()),
+    let api = HostApi {
+        vms: Arc::new(FakeHost::new()),
         storage: Arc::new(FakeStorage::new()),
         networks: Arc::new(FakeNetworks::new()),
     };
@@ -221,4 +221,59 @@ fn an_agent_answers_a_call_it_does_not_know_with_an_error_naming_it() {
         lines[1].contains("does not know the call 'teleport'"),
         "{text}"
     );
+}
+
+#[test]
+fn storage_and_networks_answer_through_the_link_with_progress() {
+    let (agent_in, client_out) = std::io::pipe().expect("pipe");
+    let (client_in, agent_out) = std::io::pipe().expect("pipe");
+    let storage = Arc::new(FakeStorage::new());
+    storage.add_pool("default", "/var/lib/vmux/images", true);
+    storage.add_volume("default", "base.qcow2", 1 << 30, 1 << 20);
+    let api = HostApi {
+        vms: Arc::new(FakeHost::new()),
+        storage: storage.clone(),
+        networks: Arc::new(FakeNetworks::with_default()),
+    };
+    std::thread::spawn(move || {
+        let _ = agent::serve(
+            api,
+            BufReader::new(agent_in),
+            Box::new(agent_out),
+            "h2".into(),
+        );
+    });
+    let link = Link::over_pipes("h2".into(), BufReader::new(client_in), Box::new(client_out))
+        .expect("hello");
+    let remote = vmux::remote::api(&link);
+    assert_eq!(
+        remote.storage.snapshot().expect("snapshot"),
+        storage.snapshot().expect("snapshot")
+    );
+    let progress = vmux::progress::Progress::new();
+    let clone = remote
+        .storage
+        .clone_volume("default", "base.qcow2", "copy.qcow2", false, &progress)
+        .expect("clone");
+    assert_eq!(
+        clone,
+        storage
+            .volume("default", "copy.qcow2")
+            .expect("cloned here")
+    );
+    let seen = progress.snapshot();
+    assert!(seen.finished && seen.done == seen.total, "{seen:?}");
+    let missing = remote
+        .storage
+        .volume_info("default", "nope.qcow2")
+        .expect_err("no such volume");
+    assert_eq!(
+        missing.to_string(),
+        storage
+            .volume_info("default", "nope.qcow2")
+            .expect_err("no such volume")
+            .to_string()
+    );
+    let networks = remote.networks.list().expect("networks");
+    assert_eq!(networks.networks.len(), 1, "{networks:?}");
 }

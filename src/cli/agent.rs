@@ -2,21 +2,13 @@
 //! (which runs it through ssh for `--connect`). Nothing else may write to stdout: logging goes
 //! to stderr, which ssh carries back to the client for its messages.
 
-use crate::client::LocalHost;
+use crate::client::HostApi;
 use crate::remote::agent;
-use crate::tui::backends::{Backends, local};
 use std::io::BufReader;
-use std::sync::Arc;
 
-/// Serves until the client goes.
+/// Serves this host until the client goes.
 pub fn serve() -> anyhow::Result<()> {
-    let host = LocalHost::from_env()?;
-    let paths = host.paths().clone();
-    let api = Backends {
-        host: Arc::new(host),
-        storage: Arc::new(local::LocalStorage::new(paths.clone())),
-        networks: Arc::new(local::LocalNetworks::new(paths)),
-    };
+    let api = HostApi::from_env()?;
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|text| text.trim().to_string())
         .unwrap_or_else(|_| "localhost".to_string());

@@ -3,6 +3,7 @@
 //! agent answers with the method's result as JSON ([`super::wire::Down::Reply`]); the client
 //! side (`remote::host`) decodes it into the method's own result type.
 
+pub use super::resource_calls::{NetworkCall, StorageCall};
 use crate::client::{ChangeScope, RestoreOptions, UndefineOptions};
 use crate::config::{DiskConfig, VmConfig};
 use serde::{Deserialize, Serialize};
@@ -161,6 +162,19 @@ pub enum Call {
     MemoryStats {
         /// VM name.
         name: String,
+    },
+    /// A storage host call.
+    Storage {
+        /// Backing files outside the pools that this call may use (`allowing_backing`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        backing: Vec<PathBuf>,
+        /// The call.
+        call: StorageCall,
+    },
+    /// A network host call.
+    Network {
+        /// The call.
+        call: NetworkCall,
     },
 }
 

@@ -90,6 +90,8 @@ pub enum ErrorKind {
         /// Where and why (the path is the remote host's).
         definition: DefinitionError,
     },
+    /// A long operation was cancelled (it cleaned up as after a failure).
+    Cancelled,
     /// [`ConfigError::Changed`]: the editor's save lost a race.
     Changed {
         /// VM name.
@@ -146,6 +148,27 @@ impl WireError {
         }
     }
 
+    /// A storage error, with its kind when front ends act on it (a cancel).
+    pub fn from_storage(error: &crate::storage::StorageError) -> WireError {
+        WireError {
+            kind: if error.is_cancelled() {
+                ErrorKind::Cancelled
+            } else {
+                ErrorKind::Other
+            },
+            error: RemoteError::capture(error),
+        }
+    }
+
+    /// The storage error this was on the remote host: a cancel as a cancel, the rest as
+    /// [`crate::storage::StorageError::Remote`] (which reads the same).
+    pub fn into_storage(self) -> crate::storage::StorageError {
+        match self.kind {
+            ErrorKind::Cancelled => crate::progress::Cancelled.into(),
+            _ => crate::storage::StorageError::Remote(Box::new(self)),
+        }
+    }
+
     /// The host error this was on the remote host: its typed variant when front ends act on
     /// it, else [`ClientError::Remote`] (which reads the same).
     pub fn into_client(self) -> ClientError {
@@ -162,7 +185,7 @@ impl WireError {
                     source: definition,
                 })
             }
-            ErrorKind::Other => ClientError::Remote(Box::new(self)),
+            ErrorKind::Other | ErrorKind::Cancelled => ClientError::Remote(Box::new(self)),
         }
     }
 }

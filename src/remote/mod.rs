@@ -15,6 +15,8 @@ mod error;
 mod host;
 mod link;
 mod link_error;
+mod resource_calls;
+mod resources;
 pub mod ssh;
 mod target;
 pub mod wire;
@@ -23,6 +25,26 @@ pub use error::{ErrorKind, RemoteError, WireError};
 pub use host::RemoteHost;
 pub use link::{CallError, Link};
 pub use link_error::LinkError;
+pub use resources::{RemoteNetworks, RemoteStorage};
 pub use ssh::Prompts;
 pub use target::{Target, TargetError};
 pub use wire::HOST_PROTOCOL;
+
+use crate::client::HostApi;
+use std::sync::Arc;
+
+/// The host API of the host behind `link`: its VMs, storage and networks, each a call over it.
+pub fn api(link: &Link) -> HostApi {
+    HostApi {
+        vms: Arc::new(RemoteHost::new(link.clone())),
+        storage: Arc::new(RemoteStorage::new(link.clone())),
+        networks: Arc::new(RemoteNetworks::new(link.clone())),
+    }
+}
+
+/// Connects to `target` over ssh and returns the link and the host API behind it.
+pub fn connect(target: &Target, prompts: Prompts) -> Result<(Link, HostApi), LinkError> {
+    let link = Link::connect(target, prompts)?;
+    let api = api(&link);
+    Ok((link, api))
+}

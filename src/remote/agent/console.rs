@@ -18,7 +18,7 @@ pub(super) fn open(
     history: bool,
     stream: u64,
 ) -> Result<(), ClientError> {
-    let console = agent.api().host.console(name, history)?;
+    let console = agent.api().vms.console(name, history)?;
     let crate::client::Console { mut output, input } = console;
     let (input_tx, input_rx) = mpsc::channel::<Vec<u8>>();
     agent.open_stream(stream, input_tx);

@@ -2,7 +2,7 @@
 //! as JSON or its error as a [`WireError`].
 
 use super::Agent;
-use super::console;
+use super::{console, resources};
 use crate::client::ClientError;
 use crate::remote::calls::{Call, Lifecycle};
 use crate::remote::error::WireError;
@@ -11,8 +11,8 @@ use serde_json::Value;
 use std::sync::Arc;
 
 /// Runs call `id` and returns what its reply carries.
-pub(super) fn answer(agent: &Arc<Agent>, _id: u64, call: Call) -> Result<Value, WireError> {
-    let host = agent.api().host.as_ref();
+pub(super) fn answer(agent: &Arc<Agent>, id: u64, call: Call) -> Result<Value, WireError> {
+    let host = agent.api().vms.as_ref();
     match call {
         Call::List => json(Ok::<_, ClientError>(host.list())),
         Call::Status { name } => json(host.status(&name)),
@@ -53,6 +53,8 @@ pub(super) fn answer(agent: &Arc<Agent>, _id: u64, call: Call) -> Result<Value, 
         Call::ManagedSaveRemove { name } => json(host.managed_save_remove(&name)),
         Call::SetMemory { name, bytes, scope } => json(host.set_memory(&name, bytes, scope)),
         Call::MemoryStats { name } => json(host.memory_stats(&name)),
+        Call::Storage { backing, call } => resources::storage(agent, id, &backing, call),
+        Call::Network { call } => resources::network(agent, call),
     }
 }
 

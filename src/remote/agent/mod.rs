@@ -10,11 +10,12 @@
 
 mod console;
 mod dispatch;
+mod resources;
 
 use super::error::WireError;
 use super::wire::{Down, Hello, Up, encode};
+use crate::client::HostApi;
 use crate::progress::Progress;
-use crate::tui::backends::Backends;
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,7 +42,7 @@ pub enum AgentError {
 /// Serves `api` to the client whose frames arrive on `input` and whose replies go to `output`,
 /// until `input` ends. `host_name` is what the hello tells the client this machine is called.
 pub fn serve(
-    api: Backends,
+    api: HostApi,
     input: impl BufRead,
     output: Box<dyn Write + Send>,
     host_name: String,
@@ -75,7 +76,7 @@ pub fn serve(
 
 /// What the frame reader and the call threads share.
 pub(super) struct Agent {
-    api: Backends,
+    api: HostApi,
     output: Mutex<Box<dyn Write + Send>>,
     /// Set once a write to the client failed: nothing more is sent.
     client_gone: AtomicBool,
@@ -175,7 +176,7 @@ impl Agent {
     }
 
     /// The host's API.
-    pub(super) fn api(&self) -> &Backends {
+    pub(super) fn api(&self) -> &HostApi {
         &self.api
     }
 
@@ -202,6 +203,11 @@ impl Agent {
             result
         });
         lock(&self.operations).remove(&id);
+        // Where it ended (finished, or not) goes out before the reply does.
+        self.send(&Down::Progress {
+            id,
+            progress: progress.snapshot(),
+        });
         result
     }
 
