@@ -4,8 +4,8 @@
 use super::checks::check_definition;
 use super::cloud_init::PreparedCloudInit;
 use super::images::{Images, PreparedImage};
-use super::nics::Networks;
 use super::{CliError, CreateArgs, Io, lifecycle};
+use crate::client::NetworkHost;
 use crate::client::{ClientError, Host, UndefineOptions};
 use crate::config::{
     BootConfig, ConfigError, DEFAULT_MEMORY_BYTES, DiskConfig, MacAddr, VmConfig,
@@ -39,7 +39,7 @@ struct CreatedJson<'a> {
 /// boot is refused with the reason.
 pub fn create(
     host: &dyn Host,
-    networks: &dyn Networks,
+    networks: &dyn NetworkHost,
     images: &dyn Images,
     args: CreateArgs,
     io: &mut Io<'_>,
@@ -150,7 +150,7 @@ pub fn create(
 /// Builds, checks and saves the definition `create` asks for.
 fn define_new(
     host: &dyn Host,
-    networks: &dyn Networks,
+    networks: &dyn NetworkHost,
     args: CreateArgs,
     image: Option<&PreparedImage>,
 ) -> Result<(VmConfig, Option<PreparedCloudInit>), CliError> {
@@ -214,7 +214,7 @@ fn config_from_args(
 /// One NIC per `--network`, each with the `--mac` in the same position or a generated one.
 fn add_nics(
     cfg: &mut VmConfig,
-    networks: &dyn Networks,
+    networks: &dyn NetworkHost,
     names: &[String],
     macs: &[MacAddr],
 ) -> Result<(), CliError> {
@@ -335,7 +335,7 @@ mod tests {
     use super::*;
     use crate::cli::fake::{FakeHost, capture};
     use crate::cli::images::fake::FakeImages;
-    use crate::cli::nics::fake::FakeNetworks;
+    use crate::client::FakeNetworks;
     use crate::protocol::RunState;
 
     fn args(name: &str) -> CreateArgs {
@@ -495,10 +495,14 @@ mod tests {
     #[test]
     fn create_gives_one_nic_per_network_with_the_mac_in_its_position() {
         let host = FakeHost::default();
-        let networks = FakeNetworks {
-            defined: vec!["default".into(), "lab".into()],
-            ..FakeNetworks::default()
-        };
+        let networks = FakeNetworks::with_default();
+        networks.add(
+            crate::config::NetworkConfig {
+                name: "lab".into(),
+                ..crate::config::NetworkConfig::default_network()
+            },
+            false,
+        );
         let mac: MacAddr = "52:54:00:aa:bb:cc".parse().expect("mac");
         let args = CreateArgs {
             networks: vec!["lab".into(), "default".into()],

@@ -60,7 +60,8 @@ impl TestSshd {
         }
         let vmux = env!("CARGO_BIN_EXE_vmux");
         let client_pub = read(&d.join("client_key.pub"));
-        let future_hello = r#"{\"t\":\"hello\",\"protocol\":999,\"vmux\":\"99.0.0\",\"host\":\"future\"}"#;
+        let future_hello =
+            r#"{\"t\":\"hello\",\"protocol\":999,\"vmux\":\"99.0.0\",\"host\":\"future\"}"#;
         // Each login picks its behaviour from the key's forced command; the "novmux" login runs
         // what the client asked (`<VMUX_REMOTE_VMUX> agent --stdio`) in a shell without vmux.
         let keys = format!(
