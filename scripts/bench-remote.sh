@@ -6,7 +6,10 @@
 #   remote_list_latency   `vmux --connect ssh://… list --json` vs `vmux list --json` on the same
 #                         home with 10 running VMs: median of BENCH_REMOTE_RUNS (default 21)
 #                         alternating runs, each a whole command (process start to exit).
-#                         Goal: remote <= local + 15 ms.
+#                         Goal: remote <= local + 15 ms. Also measured: `ssh HOST true`
+#                         through the same ControlMaster (the SSH session alone: the remote
+#                         login shell and its rc files), and the remote time minus it
+#                         (remote_list_over_session: what vmux adds to an SSH session).
 #   remote_echo_rtt       a console keystroke's echo round trip (key written -> the guest's
 #                         echo read) through `vmux --connect … console` vs `vmux console`:
 #                         median of 40 keystrokes each. Goal: remote <= local + 5 ms.
@@ -144,8 +147,9 @@ def timed(argv, env):
         sys.exit(f"{argv} failed: {done.stderr.decode()}")
     return (time.monotonic() - start) * 1000, done.stdout
 
-local, remote = [], []
+local, remote, session = [], [], []
 for i in range(runs):
+    session.append(timed(["ssh", "vmux-bench-remote", "true"], env_local)[0])
     order = [("local", [vmux, "list", "--json"], env_local), ("remote", [vmux, "--connect", uri, "list", "--json"], env_remote)]
     if i % 2:
         order.reverse()
@@ -196,10 +200,13 @@ def echo_rtt(argv, env, keys=40):
 
 echo_local = echo_rtt([vmux, "console", "vm1", "--no-history"], env_local)
 echo_remote = echo_rtt([vmux, "--connect", uri, "console", "vm1", "--no-history"], env_remote)
-print(f"{statistics.median(remote):.1f} {statistics.median(local):.1f} {echo_remote:.2f} {echo_local:.2f}")
+print(f"{statistics.median(remote):.1f} {statistics.median(local):.1f} {echo_remote:.2f} {echo_local:.2f} {statistics.median(session):.1f}")
 PY
 )
-read -r list_remote list_local echo_remote echo_local <<<"$out"
+read -r list_remote list_local echo_remote echo_local ssh_session <<<"$out"
+# What vmux adds to the SSH session itself (which on a host whose login shell runs a heavy rc
+# file costs far more than vmux does).
+list_share=$(awk "BEGIN { printf \"%.1f\", $list_remote - $ssh_session }")
 
 # --- TUI idle with two hosts ---------------------------------------------------------------
 
@@ -263,6 +270,7 @@ row() { # key ours theirs goal-kind goal unit
     echo "$1 $2 $3 $ratio $goal $verdict $6"
 }
 rows="$(row remote_list_latency "$list_remote" "$list_local" add 15 ms)
+$(row remote_list_over_session "$list_share" "$list_local" add 15 ms)
 $(row remote_echo_rtt "$echo_remote" "$echo_local" add 5 ms)
 $(row remote_tui_idle_cpu "$tui_two" "$tui_local" abs 0.5 %)"
 if [ -n "${BENCH_RESULTS:-}" ]; then

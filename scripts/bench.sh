@@ -407,6 +407,7 @@ print_table() {
         progress_overhead_cpu) label="  its CPU time (user + system)" ;;
         progress_overhead_ir) label="  its instructions (callgrind)" ;;
         remote_list_latency) label="list --json over SSH vs local" ;;
+        remote_list_over_session) label="  of it beyond ssh host true" ;;
         remote_echo_rtt) label="console echo over SSH vs local" ;;
         remote_tui_idle_cpu) label="TUI idle, 2 hosts vs 1 (10 VMs each)" ;;
         *) label=$key ;;
