@@ -433,9 +433,9 @@ mod network_contracts {
 
     pub fn new_nics_get_distinct_macs(networks: &dyn NetworkHost) {
         let mut vm = VmConfig::new("a", BootConfig::Demo);
-        let first = networks.new_nic(&vm, "default").expect("nic");
+        let first = networks.new_nic(&vm, "default", None).expect("nic");
         vm.nics.push(first.clone());
-        let second = networks.new_nic(&vm, "default").expect("nic");
+        let second = networks.new_nic(&vm, "default", None).expect("nic");
         assert_ne!(first.mac, second.mac);
     }
 }

@@ -47,7 +47,7 @@ fn two_hosts() -> (Harness, Arc<FakeHost>) {
         VmConfig::new("db", BootConfig::Demo),
     ]));
     let backends = Backends {
-        host: remote.clone(),
+        vms: remote.clone(),
         storage: Arc::new(FakeStorage::new()),
         networks: Arc::new(FakeNetworks::new()),
     };

@@ -1,11 +1,11 @@
 //! Definition verbs: `create`, `define`, `dumpconfig`, `undefine`, `autostart`. They change
 //! what is stored, never what runs (`create --start` hands over to `lifecycle::start`).
 
-use super::checks::check_definition;
 use super::cloud_init::PreparedCloudInit;
 use super::images::{Images, PreparedImage};
-use super::nics::Networks;
 use super::{CliError, CreateArgs, Io, lifecycle};
+use crate::client::NetworkHost;
+use crate::client::host_facts::absolute;
 use crate::client::{ClientError, Host, UndefineOptions};
 use crate::config::{
     BootConfig, ConfigError, DEFAULT_MEMORY_BYTES, DiskConfig, MacAddr, VmConfig,
@@ -39,7 +39,7 @@ struct CreatedJson<'a> {
 /// boot is refused with the reason.
 pub fn create(
     host: &dyn Host,
-    networks: &dyn Networks,
+    networks: &dyn NetworkHost,
     images: &dyn Images,
     args: CreateArgs,
     io: &mut Io<'_>,
@@ -150,7 +150,7 @@ pub fn create(
 /// Builds, checks and saves the definition `create` asks for.
 fn define_new(
     host: &dyn Host,
-    networks: &dyn Networks,
+    networks: &dyn NetworkHost,
     args: CreateArgs,
     image: Option<&PreparedImage>,
 ) -> Result<(VmConfig, Option<PreparedCloudInit>), CliError> {
@@ -168,7 +168,6 @@ fn define_new(
         None => None,
     };
     cfg.validate().map_err(CliError::Invalid)?;
-    check_definition(&cfg)?;
     host.define(&cfg)?;
     Ok((cfg, cloud_init))
 }
@@ -214,7 +213,7 @@ fn config_from_args(
 /// One NIC per `--network`, each with the `--mac` in the same position or a generated one.
 fn add_nics(
     cfg: &mut VmConfig,
-    networks: &dyn Networks,
+    networks: &dyn NetworkHost,
     names: &[String],
     macs: &[MacAddr],
 ) -> Result<(), CliError> {
@@ -232,15 +231,6 @@ fn add_nics(
     Ok(())
 }
 
-/// Makes a path the user typed absolute against the current directory.
-fn absolute(path: &Path) -> Result<PathBuf, CliError> {
-    std::path::absolute(path).map_err(|source| CliError::BootFile {
-        what: "file",
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 /// `vmux define FILE`: saves a definition written by hand or by `dumpconfig`. An image-booted
 /// definition is refused when its disk vda cannot be booted.
 pub fn define_file(
@@ -254,7 +244,6 @@ pub fn define_file(
         source,
     })?;
     let cfg = parse_definition(file, &text, None)?;
-    check_definition(&cfg)?;
     let plan = super::images::check_boot(images, &cfg)?;
     host.define(&cfg)?;
     writeln!(io.out, "VM '{}' defined from {}", cfg.name, file.display())?;
@@ -335,7 +324,7 @@ mod tests {
     use super::*;
     use crate::cli::fake::{FakeHost, capture};
     use crate::cli::images::fake::FakeImages;
-    use crate::cli::nics::fake::FakeNetworks;
+    use crate::client::FakeNetworks;
     use crate::protocol::RunState;
 
     fn args(name: &str) -> CreateArgs {
@@ -495,10 +484,14 @@ mod tests {
     #[test]
     fn create_gives_one_nic_per_network_with_the_mac_in_its_position() {
         let host = FakeHost::default();
-        let networks = FakeNetworks {
-            defined: vec!["default".into(), "lab".into()],
-            ..FakeNetworks::default()
-        };
+        let networks = FakeNetworks::with_default();
+        networks.add(
+            crate::config::NetworkConfig {
+                name: "lab".into(),
+                ..crate::config::NetworkConfig::default_network()
+            },
+            false,
+        );
         let mac: MacAddr = "52:54:00:aa:bb:cc".parse().expect("mac");
         let args = CreateArgs {
             networks: vec!["lab".into(), "default".into()],

@@ -2,9 +2,9 @@
 //! `autostart-all`. Each checks the VM's state first so a refusal says what to do instead,
 //! then asks the host; `shutdown` and `destroy` wait until the VM is really off.
 
-use super::nics::Networks;
 use super::output::error_chain;
 use super::{CliError, Io};
+use crate::client::NetworkHost;
 use crate::client::{ClientError, Host};
 use crate::protocol::RunState;
 use std::time::{Duration, Instant};
@@ -132,15 +132,15 @@ pub fn resume(host: &dyn Host, name: &str, io: &mut Io<'_>) -> Result<(), CliErr
 /// the end when any could not be started (or a definition could not be read).
 pub fn autostart_all(
     host: &dyn Host,
-    networks: &dyn Networks,
+    networks: &dyn NetworkHost,
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
     let mut failed = 0;
-    for (network, result) in networks.autostart() {
+    for (network, result) in networks.autostart_all() {
         match result {
             Ok(()) => writeln!(io.out, "network {network}: started")?,
-            Err(e) => {
-                writeln!(io.err, "network {network}: error: {}", error_chain(&e))?;
+            Err(message) => {
+                writeln!(io.err, "network {network}: error: {message}")?;
                 failed += 1;
             }
         }
@@ -238,9 +238,8 @@ fn wait_until_stopped(host: &dyn Host, name: &str, timeout: Duration) -> Result<
 mod tests {
     use super::*;
     use crate::cli::fake::{FakeHost, capture};
-    use crate::cli::nics::fake::FakeNetworks;
+    use crate::client::FakeNetworks;
     use crate::config::{BootConfig, VmConfig};
-    use crate::network::NetworkError;
 
     #[test]
     fn start_of_a_running_vm_is_refused_with_the_fix() {
@@ -396,11 +395,17 @@ mod tests {
             ..VmConfig::new("web", BootConfig::Demo)
         };
         host.add(cfg, RunState::ShutOff);
-        let networks = FakeNetworks::default();
-        networks.autostarted.replace(vec![
-            ("default".into(), Ok(())),
-            ("lan".into(), Err(NetworkError::NotActive("br0".into()))),
-        ]);
+        let networks = FakeNetworks::new();
+        for name in ["broken", "default"] {
+            let config = crate::config::NetworkConfig {
+                name: name.into(),
+                autostart: true,
+                ..crate::config::NetworkConfig::default_network()
+            };
+            networks.add(config, false);
+        }
+        // Networks start in name order: `broken` first.
+        networks.fail_next("start", "bridge br0 is gone");
 
         let (result, out, err) = capture(|io| autostart_all(&host, &networks, io));
 
@@ -411,7 +416,10 @@ mod tests {
         let network_line = out.find("network default: started").expect("network line");
         let vm_line = out.find("web: started").expect("VM line");
         assert!(network_line < vm_line, "{out}");
-        assert!(err.contains("network lan: error"), "{err}");
+        assert!(
+            err.contains("network broken: error: bridge br0 is gone"),
+            "{err}"
+        );
     }
 
     #[test]

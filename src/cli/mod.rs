@@ -1,12 +1,13 @@
 //! The virsh-like command line: [`Args`] (the grammar), [`run`] (what `main` calls) and one
-//! small file per verb group. Every verb works through the [`Host`] trait, so the unit tests
-//! here drive them with a fake host and the binary with the real one.
+//! small file per verb group. Every verb works through the host API ([`HostApi`]: the
+//! [`Host`], `StorageHost` and `NetworkHost` traits), so the unit tests here drive them with
+//! fakes and the binary with this machine's real host, built in one place ([`run`]).
 //!
 //! Output: human text tables on stdout, `--json` on every read command (shapes in
 //! docs/cli.md), warnings and errors on stderr. Every error names the problem and the fix.
 
+mod agent;
 mod args;
-mod checks;
 mod cloud_init;
 pub mod complete;
 mod console;
@@ -16,7 +17,6 @@ mod hotplug;
 pub mod images;
 mod lifecycle;
 pub mod network;
-pub mod nics;
 mod output;
 pub mod progress;
 mod run;
@@ -33,16 +33,14 @@ pub use args::{
     SaveArgs, SetmemArgs, SetvcpusArgs,
 };
 
-use crate::client::{ClientError, Host, LocalHost, UndefineOptions};
+use crate::client::{ClientError, Host, HostApi, LocalHost, NetworkHost, UndefineOptions};
 use crate::config::DefinitionError;
 use crate::network::NetworkError;
 use crate::tui::TuiOptions;
 use images::{HostImages, Images};
-use nics::{HostNetworks, Networks};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Why a verb failed, beyond what the host reports. Messages name the problem and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -84,32 +82,9 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
-    /// A kernel or initrd cannot be read.
-    #[error("cannot read the {what} {}; give the path of a readable file", path.display())]
-    BootFile {
-        /// `kernel` or `initrd`.
-        what: &'static str,
-        /// The path given.
-        path: PathBuf,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The VM asks for more memory than the host has.
-    #[error("memory {requested} is more than this host has ({available}); give a smaller --memory")]
-    MemoryTooLarge {
-        /// Asked for, formatted.
-        requested: String,
-        /// The host's MemTotal, formatted.
-        available: String,
-    },
-    /// /proc/meminfo could not be read.
-    #[error("cannot read the host's memory size from /proc/meminfo; is /proc mounted?")]
-    HostMemory {
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// This host cannot run the definition (boot files, memory).
+    #[error(transparent)]
+    HostFacts(#[from] crate::client::host_facts::HostFactError),
     /// The command needs a VM that is not paused.
     #[error("VM '{0}' is paused; `vmux resume {0}` first (or `vmux destroy {0}` to stop it)")]
     Paused(String),
@@ -271,6 +246,12 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
     // A transient VM needs no host (no definitions, no sockets); it is also started before
     // anything else so that it owns every thread of the process (see `vmd::foreground::run`).
     if let Some(Command::Run(run_args)) = args.command {
+        if let Some(target) = &args.connect {
+            return Err(CliError::Invalid(format!(
+                "`vmux run` boots a kernel in this terminal on this machine; it cannot run on {target}: define the VM there with `vmux --connect {target} create` and start it"
+            ))
+            .into());
+        }
         let mut io = Io {
             out: &mut std::io::stdout(),
             err: &mut std::io::stderr(),
@@ -285,19 +266,41 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
         generated(command, &mut io)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let host = LocalHost::from_env()?;
+    if let Some(Command::Agent { .. }) = args.command {
+        if args.connect.is_some() {
+            return Err(CliError::Invalid(
+                "`vmux agent` serves this machine (it is what --connect runs on the other host); run it without --connect".into(),
+            )
+            .into());
+        }
+        agent::serve()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The one place the command line names the host it works on (this machine, or the one
+    // --connect names); everything below reaches it through the host API. The link, when
+    // there is one, lives as long as the command.
+    let local = LocalHost::from_env()?;
+    let settings_path = local.paths().settings_file();
+    let images = HostImages::new(local.paths().clone());
+    let (api, _link) = match &args.connect {
+        Some(target) => {
+            // The full-screen interface must not let ssh write a prompt over it.
+            let prompts = match args.command {
+                Some(_) => crate::remote::Prompts::Allowed,
+                None => crate::remote::Prompts::Never,
+            };
+            let (link, api) = crate::remote::connect(target, prompts)?;
+            (api, Some(link))
+        }
+        None => (HostApi::local(local), None),
+    };
     let Some(command) = args.command else {
         let options = TuiOptions {
             theme: args.theme,
-            settings_path: host.paths().settings_file(),
+            settings_path,
         };
-        crate::tui::run(Arc::new(host), options)?;
+        crate::tui::run(api, options)?;
         return Ok(ExitCode::SUCCESS);
-    };
-    let command = match command {
-        Command::Network(verb) => return network::run(verb),
-        Command::Storage(verb) => return storage::run(verb),
-        other => other,
     };
     // Unlocked handles: a lock held for the whole command could stall a panicking reader
     // thread's message (the panic hook writes to stderr) and with it the main thread.
@@ -305,20 +308,25 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
         out: &mut std::io::stdout(),
         err: &mut std::io::stderr(),
     };
-    let networks = HostNetworks::new(host.paths().clone());
-    let images = HostImages::new(host.paths().clone());
-    execute(&host, &networks, &images, command, &mut io)?;
-    Ok(ExitCode::SUCCESS)
+    match command {
+        Command::Network(verb) => network::run(verb, &api, &mut io),
+        Command::Storage(verb) => storage::run(verb, &api, &mut io),
+        other => {
+            execute(&api, &images, other, &mut io)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
-/// Executes one verb against `host`, its `networks` and its `images`.
+/// Executes one VM verb against `api` (its VMs and networks) and `images`.
 pub fn execute(
-    host: &dyn Host,
-    networks: &dyn Networks,
+    api: &HostApi,
     images: &dyn Images,
     command: Command,
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
+    let host: &dyn Host = api.vms.as_ref();
+    let networks: &dyn NetworkHost = api.networks.as_ref();
     match command {
         Command::Create(args) => define::create(host, networks, images, args, io),
         Command::Define { file } => define::define_file(host, images, &file, io),
@@ -376,6 +384,9 @@ pub fn execute(
         )),
         Command::Run(_) => Err(CliError::Invalid(
             "`vmux run` runs through `vmux::cli::run`, not against a VM host".into(),
+        )),
+        Command::Agent { .. } => Err(CliError::Invalid(
+            "`vmux agent` runs through `vmux::cli::run`, not against a VM host".into(),
         )),
         Command::Completions { .. } | Command::Man { .. } => Err(CliError::Invalid(
             "`vmux completions` and `vmux man` run through `vmux::cli::run`, not against a VM host"

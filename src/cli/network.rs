@@ -1,16 +1,17 @@
 //! The network verbs: `net-list`, `net-define-as`, `net-start`, `net-destroy`,
-//! `net-undefine`, `net-autostart`, `net-info` and `domifaddr`, over
-//! [`crate::network::NetworkManager`].
+//! `net-undefine`, `net-autostart`, `net-info` and `domifaddr`, over the host's
+//! [`NetworkHost`].
 //!
 //! Every verb first checks CAP_NET_ADMIN (and says exactly that when it is missing), then
 //! reconciles recorded state with the host, printing each repair as a warning on stderr.
 //! Read verbs print a table, or JSON with `--json`.
 
+use super::Io;
 use super::complete;
-use crate::config::{DhcpRange, Ipv4Net, NetworkConfig, NetworkMode, Paths, validate_name};
+use crate::client::{HostApi, NetworkHost};
+use crate::config::{DhcpRange, Ipv4Net, NetworkConfig, NetworkMode, validate_name};
 use crate::network::{
-    AttachedNic, InterfaceAddress, NetworkError, NetworkInfo, NetworkManager, NetworkStatus, caps,
-    leases::Lease,
+    AttachedNic, InterfaceAddress, NetworkError, NetworkInfo, NetworkStatus, leases::Lease,
 };
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
@@ -147,24 +148,22 @@ impl NetworkCommand {
     }
 }
 
-/// Runs one network verb against the vmux home of this environment (`VMUX_HOME` or XDG).
-pub fn run(command: NetworkCommand) -> anyhow::Result<ExitCode> {
+/// Runs one network verb against `host`'s networks, results on `io.out`, warnings on
+/// `io.err`.
+pub fn run(command: NetworkCommand, host: &HostApi, io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
     let json = command.wants_json();
-    caps::require_net_admin()?;
-    let paths = Paths::from_env()?;
-    let manager = NetworkManager::open(&paths)?;
-    for note in manager.reconcile()? {
-        eprintln!("warning: {note}");
+    let networks = host.networks.as_ref();
+    networks.require_admin()?;
+    for note in networks.reconcile()? {
+        writeln!(io.err, "warning: {note}")?;
     }
-    let mut stdout = std::io::stdout().lock();
-    let mut stderr = std::io::stderr().lock();
-    execute(&manager, command, json, &mut stdout, &mut stderr)?;
+    execute(networks, command, json, io.out, io.err)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Carries out `command`, results on `out`, warnings on `err`.
 fn execute(
-    manager: &NetworkManager,
+    manager: &dyn NetworkHost,
     command: NetworkCommand,
     json: bool,
     out: &mut dyn Write,
@@ -172,14 +171,15 @@ fn execute(
 ) -> anyhow::Result<()> {
     match command {
         NetworkCommand::NetList { all, inactive, .. } => {
-            let mut shown = Vec::new();
-            for entry in manager.list() {
-                match entry {
-                    Ok(status) if all || status.active != inactive => shown.push(status),
-                    Ok(_) => {}
-                    Err(broken) => writeln!(err, "warning: {broken}")?,
-                }
+            let list = manager.list()?;
+            for broken in &list.broken {
+                writeln!(err, "warning: {broken}")?;
             }
+            let shown: Vec<NetworkStatus> = list
+                .networks
+                .into_iter()
+                .filter(|status| all || status.active != inactive)
+                .collect();
             if json {
                 writeln!(out, "{:#}", list_json(&shown))?;
             } else {
@@ -196,7 +196,7 @@ fn execute(
             writeln!(out, "Network {name} started")?;
         }
         NetworkCommand::NetDestroy { name } => {
-            manager.destroy(&name)?;
+            manager.stop(&name)?;
             writeln!(out, "Network {name} destroyed")?;
         }
         NetworkCommand::NetUndefine { name } => {
@@ -237,7 +237,7 @@ fn execute(
 }
 
 /// The definition `net-define-as` asks for, with defaults filled in.
-fn definition(manager: &NetworkManager, args: DefineArgs) -> anyhow::Result<NetworkConfig> {
+fn definition(manager: &dyn NetworkHost, args: DefineArgs) -> anyhow::Result<NetworkConfig> {
     validate_name(&args.name).map_err(NetworkError::Invalid)?;
     let mode = NetworkMode::from(args.mode);
     let mut cfg = if mode.is_managed() {
@@ -486,7 +486,8 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BootConfig, MacAddr, VmConfig};
+    use crate::client::LocalNetworks;
+    use crate::config::{BootConfig, MacAddr, Paths, VmConfig};
     use crate::network::host::HostView;
     use clap::Parser;
 
@@ -502,20 +503,18 @@ mod tests {
             .command
     }
 
-    /// A manager over a temp home that sees a host with no interfaces and no routes: no unit
+    /// The networks of a temp home, seeing a host with no interfaces and no routes: no unit
     /// test depends on the machine's own (a user's `vmux-lab` bridge, say).
-    fn manager() -> (tempfile::TempDir, NetworkManager) {
+    fn manager() -> (tempfile::TempDir, LocalNetworks) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let manager = NetworkManager::open(&Paths::under(dir.path()))
-            .expect("open")
-            .with_host(HostView::Fixed {
-                links: Vec::new(),
-                routes: Vec::new(),
-            });
-        (dir, manager)
+        let networks = LocalNetworks::new(Paths::under(dir.path())).with_host(HostView::Fixed {
+            links: Vec::new(),
+            routes: Vec::new(),
+        });
+        (dir, networks)
     }
 
-    fn run_verb(manager: &NetworkManager, args: &[&str], json: bool) -> (String, String) {
+    fn run_verb(manager: &LocalNetworks, args: &[&str], json: bool) -> (String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         execute(manager, parse(args), json, &mut out, &mut err).expect("verb succeeds");
         (
@@ -626,7 +625,8 @@ mod tests {
             text.contains("'-help'") && text.contains("option"),
             "{text}"
         );
-        assert!(!manager.store().exists("lan"));
+        let list = manager.list().expect("list");
+        assert!(!list.networks.iter().any(|n| n.config.name == "lan"));
     }
 
     #[test]
@@ -642,7 +642,8 @@ mod tests {
         crate::config::Store::new(Paths::under(dir.path()))
             .create(&vm)
             .expect("define web1");
-        let leases = manager.state().lease_file("default");
+        let leases =
+            crate::network::state::StateDir::new(&Paths::under(dir.path())).lease_file("default");
         std::fs::create_dir_all(leases.parent().expect("dir")).expect("mkdir");
         std::fs::write(&leases, "0 52:54:00:12:34:56 192.168.123.76 web1 *\n").expect("lease");
         let (out, _) = run_verb(&manager, &["net-info", "default"], true);

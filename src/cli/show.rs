@@ -2,9 +2,9 @@
 //! here are the stable output shapes documented in docs/cli.md: add fields, never rename.
 
 use super::images::{Images, vda_label};
-use super::nics::Networks;
 use super::output::{Table, format_duration};
 use super::{CliError, Io};
+use crate::client::NetworkHost;
 use crate::client::{BrokenVm, ClientError, Host, VmStatus};
 use crate::config::{BootConfig, ConfigError, VmConfig, format_size};
 use crate::network::InterfaceAddress;
@@ -116,7 +116,7 @@ struct StatsJson<'a> {
 /// definition is also reported on stderr with the command that repairs it.
 pub fn list(
     host: &dyn Host,
-    networks: &dyn Networks,
+    networks: &dyn NetworkHost,
     all: bool,
     json: bool,
     io: &mut Io<'_>,
@@ -193,11 +193,14 @@ pub fn list(
 }
 
 /// The VM's NICs with their addresses; without network access, what the definition says.
-fn nic_addresses(cfg: &VmConfig, networks: &dyn Networks) -> Vec<InterfaceAddress> {
+fn nic_addresses(cfg: &VmConfig, networks: &dyn NetworkHost) -> Vec<InterfaceAddress> {
     if cfg.nics.is_empty() {
         return Vec::new();
     }
-    let found = networks.addresses(&cfg.name);
+    let found = networks.addresses(&cfg.name).unwrap_or_else(|e| {
+        log::debug!("no addresses for VM '{}': {e}", cfg.name);
+        Vec::new()
+    });
     if found.len() == cfg.nics.len() {
         return found;
     }
@@ -214,7 +217,7 @@ fn nic_addresses(cfg: &VmConfig, networks: &dyn Networks) -> Vec<InterfaceAddres
         .collect()
 }
 
-fn list_entry(status: &VmStatus, networks: &dyn Networks) -> ListEntryJson {
+fn list_entry(status: &VmStatus, networks: &dyn NetworkHost) -> ListEntryJson {
     let cfg = &status.config;
     ListEntryJson {
         name: cfg.name.clone(),
@@ -249,7 +252,7 @@ fn broken_entry(broken: &BrokenVm, info: Option<&VmInfo>) -> ListEntryJson {
 /// shown as broken (with the fix) beside what vmd says.
 pub fn info(
     host: &dyn Host,
-    networks: &dyn Networks,
+    networks: &dyn NetworkHost,
     images: &dyn Images,
     name: &str,
     json: bool,
@@ -641,7 +644,7 @@ mod tests {
     use super::*;
     use crate::cli::fake::{FakeHost, capture};
     use crate::cli::images::fake::FakeImages;
-    use crate::cli::nics::fake::FakeNetworks;
+    use crate::client::FakeNetworks;
     use crate::config::{DefinitionError, NicConfig};
 
     fn no_networks() -> FakeNetworks {
@@ -825,19 +828,23 @@ mod tests {
 
     #[test]
     fn list_json_shows_each_nic_with_its_address() {
-        let networks = FakeNetworks {
-            addressed: vec![("web".into(), 1)],
-            ..FakeNetworks::default()
-        };
+        let networks = FakeNetworks::with_default();
+        networks.attach(
+            "default",
+            "web",
+            crate::config::MacAddr::with_vmux_prefix(1),
+            Some(std::net::Ipv4Addr::new(192, 168, 123, 10)),
+            true,
+        );
 
         let (result, out, _) = capture(|io| list(&host_with_nic(), &networks, false, true, io));
 
         result.expect("list");
         let value: serde_json::Value = serde_json::from_str(&out).expect("json");
         let nic = &value["vms"][0]["nics"][0];
-        assert_eq!(nic["ip"], "10.0.0.10");
+        assert_eq!(nic["ip"], "192.168.123.10");
         assert_eq!(nic["network"], "default");
-        assert_eq!(nic["tap"], "vm-web-0");
+        assert_eq!(nic["tap"], "vmux-web-0");
     }
 
     #[test]

@@ -1,16 +1,15 @@
 //! The storage verbs of the command line: `pool-*`, `vol-*` and `snapshot-*`, named and shaped
 //! like virsh's. Each verb is one [`StorageCommand`] variant; [`run`] carries it out through
-//! `storage::StorageManager` / `storage::SnapshotManager` and prints a table, a confirmation,
-//! or (`--json`, on the read commands) one JSON document on stdout.
+//! the host's [`StorageHost`] and prints a table, a confirmation, or (`--json`, on the read
+//! commands) one JSON document on stdout.
 
+use super::Io;
 use super::complete;
 use super::progress::{Display, Reporter, cancelled};
-use crate::config::{Paths, format_size, parse_size};
+use crate::client::{HostApi, ImageSource, StorageHost, VolumeProblem, VolumeView};
+use crate::config::{format_size, parse_size};
 use crate::storage::snapshot::{SnapshotState, format_timestamp};
-use crate::storage::{
-    ImageFormat, PoolStatus, SnapshotInfo, SnapshotManager, StorageError, StorageManager,
-    VolumeInfo, VolumeSpec,
-};
+use crate::storage::{ImageFormat, PoolStatus, SnapshotInfo, StorageError, VolumeInfo, VolumeSpec};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use clap_complete::ArgValueCandidates;
@@ -403,14 +402,12 @@ impl StorageCommand {
     }
 }
 
-/// Carries out `cmd`; read verbs print JSON when asked with `--json`.
-pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
+/// Carries out `cmd` on `host`'s storage; read verbs print JSON when asked with `--json`.
+pub fn run(cmd: StorageCommand, host: &HostApi, io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
     let json = cmd.wants_json();
     let display = cmd.progress_display();
     let long = |op: &'static str| Reporter::start(op, display);
-    let paths = Paths::from_env()?;
-    let mut stdout = std::io::stdout().lock();
-    let out: &mut dyn Write = &mut stdout;
+    let out: &mut dyn Write = &mut *io.out;
     let mut allowed = Vec::new();
     for path in cmd.allowed_backing() {
         allowed.push(
@@ -419,18 +416,20 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             })?,
         );
     }
-    let storage = StorageManager::new(paths.clone()).allowing_backing(allowed);
-    let snapshots = SnapshotManager::new(paths.clone());
+    let storage = if allowed.is_empty() {
+        host.storage.clone()
+    } else {
+        host.storage.allowing_backing(&allowed)
+    };
+    let storage = storage.as_ref();
     use StorageCommand::*;
     match cmd {
         PoolList { .. } => {
-            let mut pools = Vec::new();
-            for pool in storage.list_pools()? {
-                match pool {
-                    Ok(pool) => pools.push(pool),
-                    Err(e) => eprintln!("warning: {e}"),
-                }
+            let list = storage.list_pools()?;
+            for broken in &list.broken {
+                writeln!(io.err, "warning: {broken}")?;
             }
+            let pools = list.pools;
             if json {
                 print_json(out, &pools)?;
             } else {
@@ -487,18 +486,20 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             }
         }
         VolList { pool, .. } => {
-            let entries = storage.vol_list(&pool)?;
+            let entries = storage.list_volumes(&pool)?;
             if json {
                 let docs: Vec<serde_json::Value> = entries
                     .iter()
-                    .map(|(name, info)| match info {
+                    .map(|VolumeView { name, info }| match info {
                         Ok(info) => serde_json::to_value(info).unwrap_or_default(),
-                        Err(e @ StorageError::SymlinkVolume { target, .. }) => serde_json::json!({
+                        Err(VolumeProblem::Symlink { target, message }) => serde_json::json!({
                             "name": name,
                             "symlink": target,
-                            "error": e.to_string(),
+                            "error": message,
                         }),
-                        Err(e) => serde_json::json!({"name": name, "error": e.to_string()}),
+                        Err(VolumeProblem::Unreadable(message)) => {
+                            serde_json::json!({"name": name, "error": message})
+                        }
                     })
                     .collect();
                 print_json(out, &docs)?;
@@ -507,7 +508,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             }
         }
         VolInfo { pool, volume, .. } => {
-            let info = storage.vol_info(&pool, &volume)?;
+            let info = storage.volume_info(&pool, &volume)?;
             if json {
                 print_json(out, &info)?;
             } else {
@@ -522,7 +523,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             preallocate,
         } => {
             let capacity = size_arg(&size)?;
-            let info = storage.vol_create(
+            let info = storage.create_volume(
                 &pool,
                 &volume,
                 VolumeSpec {
@@ -553,16 +554,17 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
         } => {
             let capacity = match size.strip_prefix('+') {
                 Some(delta) => storage
-                    .vol_info(&pool, &volume)?
+                    .volume_info(&pool, &volume)?
                     .capacity
                     .checked_add(size_arg(delta)?)
                     .context("that size is too large")?,
                 None => size_arg(&size)?,
             };
             let result = if preallocate {
-                long("vol-resize")?.run(|p| storage.vol_grow_allocated(&pool, &volume, capacity, p))
+                long("vol-resize")?
+                    .run(|p| storage.grow_volume_allocated(&pool, &volume, capacity, p))
             } else {
-                storage.vol_resize(&pool, &volume, capacity, shrink)
+                storage.resize_volume(&pool, &volume, capacity, shrink)
             };
             if let Err(e) = &result
                 && e.is_cancelled()
@@ -571,7 +573,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                     "{pool}/{volume} keeps its old size; nothing was allocated"
                 )));
             }
-            let info = in_use(&storage, &pool, &volume, result)?;
+            let info = in_use(storage, &pool, &volume, result)?;
             writeln!(
                 out,
                 "Size of volume '{volume}' is now {}",
@@ -586,7 +588,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             ..
         } => {
             let result =
-                long("vol-clone")?.run(|p| storage.vol_clone(&pool, &source, &clone, linked, p));
+                long("vol-clone")?.run(|p| storage.clone_volume(&pool, &source, &clone, linked, p));
             match result {
                 Err(e) if e.is_cancelled() => {
                     return Ok(cancelled(&format!(
@@ -618,15 +620,17 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                     file.display()
                 ))
             };
+            let source = ImageSource::File(file.clone());
+            let result = long("vol-import")?
+                .run(|p| storage.import_image(&pool, &volume, &source, format, linked, p));
+            let made = match result {
+                Err(e) if e.is_cancelled() => return Ok(unchanged()),
+                other => other?,
+            };
             if linked {
-                let result = long("vol-import")?
-                    .run(|p| storage.vol_import_linked(&pool, &volume, &file, format, p));
-                let made = match result {
-                    Err(e) if e.is_cancelled() => return Ok(unchanged()),
-                    other => other?,
-                };
+                let base = made.base.as_deref().unwrap_or("?");
                 if json {
-                    print_json(out, &made.overlay)?;
+                    print_json(out, &made.volume)?;
                 } else {
                     let how = if made.reused_base {
                         "already imported"
@@ -636,18 +640,13 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                     writeln!(
                         out,
                         "Vol {volume} created in {pool}: a {} qcow2 overlay on the base volume {pool}/{} ({how} from {}; it stays unchanged while overlays use it)",
-                        format_size(made.overlay.capacity),
-                        made.base,
+                        format_size(made.volume.capacity),
+                        base,
                         file.display()
                     )?;
                 }
             } else {
-                let result = long("vol-import")?
-                    .run(|p| storage.vol_import(&pool, &volume, &file, format, p));
-                let info = match result {
-                    Err(e) if e.is_cancelled() => return Ok(unchanged()),
-                    other => other?,
-                };
+                let info = made.volume;
                 if json {
                     print_json(out, &info)?;
                 } else {
@@ -668,8 +667,8 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             format,
             ..
         } => {
-            let result =
-                long("vol-upload")?.run(|p| storage.vol_upload(&pool, &volume, &file, format, p));
+            let result = long("vol-upload")?
+                .run(|p| storage.upload_volume(&pool, &volume, &file, format, p));
             if let Err(e) = &result
                 && e.is_cancelled()
             {
@@ -678,7 +677,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                     file.display()
                 )));
             }
-            let info = in_use(&storage, &pool, &volume, result)?;
+            let info = in_use(storage, &pool, &volume, result)?;
             writeln!(
                 out,
                 "Vol {volume} now holds {} ({})",
@@ -696,8 +695,8 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
         } => {
             let existed = file.exists();
             let result = long("vol-download")?
-                .run(|p| storage.vol_download(&pool, &volume, &file, format, force, p));
-            let info = match result {
+                .run(|p| storage.download_volume(&pool, &volume, &file, format, force, p));
+            let written = match result {
                 Err(e) if e.is_cancelled() => {
                     let dest = if existed {
                         format!("{} keeps its old content", file.display())
@@ -710,9 +709,8 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             };
             writeln!(
                 out,
-                "Vol {volume} written to {} ({})",
-                file.display(),
-                info.format
+                "Vol {volume} written to {} ({written})",
+                file.display()
             )?;
         }
         VolConvert {
@@ -722,8 +720,8 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             format,
             ..
         } => {
-            let result =
-                long("vol-convert")?.run(|p| storage.vol_convert(&pool, &source, &dest, format, p));
+            let result = long("vol-convert")?
+                .run(|p| storage.convert_volume(&pool, &source, &dest, format, p));
             let info = match result {
                 Err(e) if e.is_cancelled() => {
                     return Ok(cancelled(&format!(
@@ -737,7 +735,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
         VolWipe { pool, volume, .. } => {
             let reporter = long("vol-wipe")?;
             let handle = reporter.progress().clone();
-            let result = reporter.run(|p| storage.vol_wipe(&pool, &volume, p));
+            let result = reporter.run(|p| storage.wipe_volume(&pool, &volume, p));
             if let Err(e) = &result
                 && e.is_cancelled()
             {
@@ -748,7 +746,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                     format_size(at.total)
                 )));
             }
-            in_use(&storage, &pool, &volume, result)?;
+            in_use(storage, &pool, &volume, result)?;
             writeln!(out, "Vol {volume} wiped")?;
         }
         VolSetFormat {
@@ -756,7 +754,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             volume,
             format,
         } => {
-            storage.vol_set_format(&pool, &volume, format)?;
+            storage.set_volume_format(&pool, &volume, format)?;
             writeln!(out, "Vol {volume} recorded as {format}")?;
         }
         VolCheck {
@@ -765,19 +763,19 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             repair,
             ..
         } => {
-            let out = &mut std::io::stdout();
-            return super::vol_check::run(&storage, &pool, &volume, repair, json, out);
+            return super::vol_check::run(storage, &pool, &volume, repair, json, out);
         }
         VolDelete { pool, volume } => {
-            in_use(&storage, &pool, &volume, storage.vol_delete(&pool, &volume))?;
+            in_use(
+                storage,
+                &pool,
+                &volume,
+                storage.delete_volume(&pool, &volume),
+            )?;
             writeln!(out, "Vol {volume} deleted")?;
         }
         SnapshotCreate { vm, name } => {
-            let info = if crate::storage::usage::vm_is_running(&paths, &vm) {
-                live_snapshot(&snapshots, &vm, &name)?
-            } else {
-                snapshots.create(&vm, &name)?
-            };
+            let info = storage.create_snapshot(&vm, &name)?;
             writeln!(
                 out,
                 "Domain snapshot {name} created ({} disks)",
@@ -785,7 +783,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             )?;
         }
         SnapshotList { vm, .. } => {
-            let list = snapshots.list(&vm)?;
+            let list = storage.list_snapshots(&vm)?;
             if json {
                 print_json(out, &list)?;
             } else {
@@ -793,7 +791,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             }
         }
         SnapshotRevert { vm, name } => {
-            let report = snapshots.revert(&vm, &name)?;
+            let report = storage.revert_snapshot(&vm, &name)?;
             writeln!(out, "Domain {vm} reverted to snapshot {name}")?;
             if !report.removed_snapshots.is_empty() {
                 writeln!(
@@ -804,9 +802,9 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             }
         }
         SnapshotDelete { vm, name, .. } => {
-            let result = long("snapshot-delete")?.run(|p| snapshots.delete(&vm, &name, p));
+            let result = long("snapshot-delete")?.run(|p| storage.delete_snapshot(&vm, &name, p));
             match result {
-                Err(e) if e.is_cancelled() && !merge_began(&snapshots, &vm, &name) => {
+                Err(e) if e.is_cancelled() && !merge_began(storage, &vm, &name) => {
                     return Ok(cancelled(&format!(
                         "snapshot {name} of {vm} is unchanged (its merge had not begun)"
                     )));
@@ -826,8 +824,8 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
 
 /// Whether snapshot `name` of `vm` is marked `deleting` (its merge began); unknown counts as
 /// begun, so the message never claims more than is known.
-fn merge_began(snapshots: &SnapshotManager, vm: &str, name: &str) -> bool {
-    snapshots.list(vm).map_or(true, |list| {
+fn merge_began(storage: &dyn StorageHost, vm: &str, name: &str) -> bool {
+    storage.list_snapshots(vm).map_or(true, |list| {
         list.iter()
             .any(|s| s.name == name && s.state != SnapshotState::Ready)
     })
@@ -836,7 +834,7 @@ fn merge_began(snapshots: &SnapshotManager, vm: &str, name: &str) -> bool {
 /// A volume another process holds is named by the running VM that holds it (a disk attached
 /// live is in no definition, so the storage layer cannot tell), with the ways out.
 fn in_use<T>(
-    storage: &StorageManager,
+    storage: &dyn StorageHost,
     pool: &str,
     volume: &str,
     result: Result<T, StorageError>,
@@ -847,11 +845,10 @@ fn in_use<T>(
             crate::storage::ImageError::InUse { .. }
         ))
     );
-    let users = match (held, storage.volume_path(pool, volume)) {
-        (true, Ok(path)) => crate::client::LocalHost::from_env()
-            .map(|host| host.running_users(&path))
-            .unwrap_or_default(),
-        _ => Vec::new(),
+    let users = if held {
+        storage.volume_holders(pool, volume)
+    } else {
+        Vec::new()
     };
     match users.first() {
         Some((vm, target)) => bail!(
@@ -866,32 +863,6 @@ fn size_arg(text: &str) -> anyhow::Result<u64> {
         Ok(bytes) => Ok(bytes),
         Err(message) => bail!("{message}"),
     }
-}
-
-/// A snapshot of a running VM: make the overlays, have vmd switch the disks to them (vCPUs
-/// paused for the switch), then record the definition's new disks.
-fn live_snapshot(
-    snapshots: &SnapshotManager,
-    vm: &str,
-    name: &str,
-) -> anyhow::Result<crate::storage::SnapshotInfo> {
-    let prepared = snapshots.prepare(vm, name)?;
-    let switches = prepared
-        .overlays
-        .iter()
-        .map(|(target, path)| crate::protocol::DiskSwitch {
-            target: target.clone(),
-            path: path.clone(),
-        })
-        .collect();
-    let host = crate::client::LocalHost::from_env()?;
-    if let Err(e) = host.switch_disks(vm, switches) {
-        if let Err(abort) = snapshots.abort(&prepared) {
-            eprintln!("warning: the unused overlays of snapshot {name} remain: {abort}");
-        }
-        return Err(e.into());
-    }
-    Ok(snapshots.complete(&prepared)?)
 }
 
 fn print_json<T: serde::Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> anyhow::Result<()> {
@@ -961,13 +932,10 @@ fn print_pools(out: &mut dyn Write, pools: &[PoolStatus]) -> std::io::Result<()>
     print_table(out, &["Name", "State", "Autostart", "Path"], &rows)
 }
 
-fn print_volumes(
-    out: &mut dyn Write,
-    entries: &[crate::storage::volume::VolumeEntry],
-) -> std::io::Result<()> {
+fn print_volumes(out: &mut dyn Write, entries: &[VolumeView]) -> std::io::Result<()> {
     let rows: Vec<Vec<String>> = entries
         .iter()
-        .map(|(name, info)| match info {
+        .map(|VolumeView { name, info }| match info {
             Ok(v) => vec![
                 name.clone(),
                 v.format.to_string(),
@@ -975,7 +943,7 @@ fn print_volumes(
                 format_size(v.allocation),
                 users(v),
             ],
-            Err(StorageError::SymlinkVolume { target, .. }) => vec![
+            Err(VolumeProblem::Symlink { target, .. }) => vec![
                 name.clone(),
                 "symlink".into(),
                 "-".into(),
@@ -985,12 +953,12 @@ fn print_volumes(
                     None => "symlink, not used".into(),
                 },
             ],
-            Err(e) => vec![
+            Err(VolumeProblem::Unreadable(message)) => vec![
                 name.clone(),
                 "?".into(),
                 "-".into(),
                 "-".into(),
-                e.to_string(),
+                message.clone(),
             ],
         })
         .collect();

@@ -2,21 +2,21 @@
 //! printed like `qemu-img check` and with its exit statuses: 0 clean (or repaired), 2 errors
 //! left, 3 only leaked clusters left.
 
-use crate::storage::StorageManager;
+use crate::client::StorageHost;
 use crate::storage::qcow2_repair::CheckReport;
 use std::io::Write;
 use std::process::ExitCode;
 
 /// Checks (or repairs) `pool`/`volume` and prints the outcome to `out`.
 pub fn run(
-    storage: &StorageManager,
+    storage: &dyn StorageHost,
     pool: &str,
     volume: &str,
     repair: bool,
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let report = storage.vol_check(pool, volume, repair)?;
+    let report = storage.check_volume(pool, volume, repair)?;
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {

@@ -65,7 +65,7 @@ impl LocalHost {
         LocalHost::with_paths(Paths::under(home), Some(home.to_path_buf()))
     }
 
-    fn with_paths(paths: Paths, home: Option<PathBuf>) -> LocalHost {
+    pub(crate) fn with_paths(paths: Paths, home: Option<PathBuf>) -> LocalHost {
         LocalHost {
             store: Store::new(paths),
             home,

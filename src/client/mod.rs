@@ -1,22 +1,45 @@
-//! How the CLI and the TUI reach VMs: the [`Host`] trait (list, lifecycle, console) and its
-//! real implementation over the definition store and each VM's vmd control socket.
+//! How the CLI and the TUI reach a host: [`HostApi`] bundles the [`Host`] trait (VMs: list,
+//! lifecycle, console), [`StorageHost`] (pools, volumes, disk snapshots) and [`NetworkHost`]
+//! (guest networks), with their real implementations over the definition store, the storage
+//! and network managers and each VM's vmd control socket, and in-memory fakes of each.
 //!
 //! The TUI and CLI only ever see this trait, so tests and benchmarks can drive them with a
 //! fake host; nothing here touches engine internals (only the wire types in
 //! `protocol`).
 
+mod api;
 mod classify;
 mod conn;
 mod crash_repair;
 mod define_check;
+mod fake_networks;
+mod fake_snapshots;
+mod fake_storage;
 mod host_check;
+pub mod host_facts;
 pub mod hotplug;
 mod local;
+mod local_networks;
+mod local_snapshot;
+mod local_storage;
+mod network_api;
 mod spawn;
 mod state;
+mod storage_api;
+mod storage_views;
 
+pub use api::HostApi;
 pub use classify::VmState;
+pub use fake_networks::FakeNetworks;
+pub use fake_storage::FakeStorage;
 pub use local::{DEFAULT_REQUEST_TIMEOUT, DEFAULT_START_TIMEOUT, LocalHost, VMD_EXE_ENV};
+pub use local_networks::LocalNetworks;
+pub use local_storage::LocalStorage;
+pub use network_api::{AutostartResult, NetworkHost, NetworkList, NetworkSnapshot};
+pub use storage_api::StorageHost;
+pub use storage_views::{
+    ImageSource, ImportedVolume, PoolList, PoolView, StorageSnapshot, VolumeProblem, VolumeView,
+};
 
 use crate::config::{DefinitionError, DiskConfig, VmConfig};
 use crate::protocol::{MemoryStats, RunState, SaveInfo, VmInfo, VmStats};
@@ -26,7 +49,7 @@ use std::path::Path;
 pub mod fake;
 
 /// What `vmux list` shows about one defined VM.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VmStatus {
     /// The definition.
     pub config: VmConfig,
@@ -55,7 +78,7 @@ impl VmStatus {
 /// A definition file that does not parse or validate, with the live state of the VM it names:
 /// a VM whose definition was broken by hand while it runs is still listed, and can still be
 /// stopped or attached to through its vmd (which needs only the name).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BrokenVm {
     /// The VM's name: the file's stem.
     pub name: String,
@@ -146,6 +169,13 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// An error raised on a remote host (its words and causes, as they read there).
+    #[error(transparent)]
+    Remote(Box<crate::remote::WireError>),
+    /// The connection to a remote host failed or dropped (the message names the host and what
+    /// to do).
+    #[error(transparent)]
+    Link(#[from] crate::remote::LinkError),
     /// vmd sent something that is not the protocol.
     #[error("VM '{name}' answered with an invalid message: {detail}")]
     Protocol {
@@ -158,7 +188,7 @@ pub enum ClientError {
 
 /// Where a hotplug change applies, like virsh's `--live` and `--config`: the running VM, the
 /// definition used at the next start, or both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChangeScope {
     /// Change the running VM now.
     pub live: bool,
@@ -185,7 +215,7 @@ impl ChangeScope {
 }
 
 /// What `undefine` removes beyond the definition (its state and logs always go with it).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UndefineOptions {
     /// Also delete the VM's snapshot metadata (virsh `--snapshots-metadata`); the images,
     /// frozen and overlays alike, stay in their pools. Without it a VM that has snapshots is
@@ -194,7 +224,7 @@ pub struct UndefineOptions {
 }
 
 /// How `restore` starts a saved VM.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RestoreOptions {
     /// State after the restore: `Some(true)` paused, `Some(false)` running, `None` as saved.
     pub paused: Option<bool>,

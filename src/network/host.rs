@@ -169,7 +169,7 @@ pub fn link(name: &str) -> Result<Option<Link>, NetworkError> {
 }
 
 /// One IPv4 route of the main table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
     /// Destination.
     pub destination: Ipv4Net,

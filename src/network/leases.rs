@@ -5,12 +5,12 @@
 
 use super::NetworkError;
 use crate::config::MacAddr;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
 /// One DHCP lease.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     /// When it ends, seconds since the Unix epoch; `None` for an infinite lease.
     pub expires: Option<u64>,

@@ -21,7 +21,7 @@ use crate::config::{
     Addressing, DefinitionError, Ipv4Net, MacAddr, NetworkConfig, NetworkMode, NicConfig, Paths,
     Store, VmConfig,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::hash::{BuildHasher, RandomState};
 use std::net::Ipv4Addr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const MAC_ATTEMPTS: u32 = 64;
 
 /// A network definition and whether it is started.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkStatus {
     /// The definition.
     pub config: NetworkConfig,
@@ -40,7 +40,7 @@ pub struct NetworkStatus {
 }
 
 /// Everything `net-info` shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkInfo {
     /// The definition.
     pub config: NetworkConfig,
@@ -53,7 +53,7 @@ pub struct NetworkInfo {
 }
 
 /// A VM NIC on a network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttachedNic {
     /// The VM.
     pub vm: String,
@@ -66,7 +66,7 @@ pub struct AttachedNic {
 }
 
 /// Where a guest address came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AddressSource {
     /// The network's dnsmasq lease file.
@@ -76,7 +76,7 @@ pub enum AddressSource {
 }
 
 /// One guest interface's address, for `domifaddr`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfaceAddress {
     /// The network the NIC is on.
     pub network: String,

@@ -17,7 +17,7 @@ use super::image::ImageError;
 use super::nofollow::open_image_file;
 use super::qcow2_header::{MAGIC, Qcow2Header, read_start};
 pub use crate::config::ImageFormat;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -82,7 +82,7 @@ impl BackingTrust {
 }
 
 /// A backing file reference.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackingInfo {
     /// The name as written in the image header.
     pub name: String,
@@ -93,7 +93,7 @@ pub struct BackingInfo {
 }
 
 /// What one image file is, without opening it for I/O.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageInfo {
     /// The file.
     pub path: PathBuf,

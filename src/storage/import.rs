@@ -39,7 +39,7 @@ pub fn check_download(file: &Path, format: Option<ImageFormat>) -> Result<ImageI
 }
 
 /// What [`StorageManager::vol_import_linked`] made.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LinkedImport {
     /// The new overlay.
     pub overlay: VolumeInfo,

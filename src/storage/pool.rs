@@ -17,13 +17,13 @@ use crate::config::{
     ConfigError, DEFAULT_POOL, DefinitionError, Paths, PoolConfig, PoolStore, default_pool_path,
     validate_name, validate_volume_name, write_atomic,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fs::{self, DirBuilder};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// One pool as `pool-list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolStatus {
     /// Pool name.
     pub name: String,
@@ -36,7 +36,7 @@ pub struct PoolStatus {
 }
 
 /// One pool with its space figures, as `pool-info` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolInfo {
     /// Name, path, state, autostart.
     #[serde(flatten)]

@@ -150,7 +150,7 @@ struct SnapshotRecord {
 }
 
 /// What `snapshot-list` shows about one snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotInfo {
     /// Snapshot name.
     pub name: String,
@@ -178,7 +178,7 @@ pub struct PreparedSnapshot {
 }
 
 /// What a revert did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevertReport {
     /// The snapshot reverted to.
     pub snapshot: String,

@@ -34,14 +34,14 @@ use super::staging::{StagedFile, sync_dir};
 use super::usage::Usage;
 use crate::config::{DiskConfig, DiskSource, VmConfig, assign_targets, validate_volume_name};
 use crate::progress::Progress;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Disk sizes are whole 512-byte sectors (virtio-blk's unit); sizes are rounded up to this.
 pub const SECTOR: u64 = 512;
 
 /// What `vol-create-as` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeSpec {
     /// Virtual size in bytes (rounded up to whole sectors).
     pub capacity: u64,
@@ -53,7 +53,7 @@ pub struct VolumeSpec {
 }
 
 /// What `vol-info` and `vol-list` show about a volume.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeInfo {
     /// Pool name.
     pub pool: String,

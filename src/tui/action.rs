@@ -402,7 +402,7 @@ impl HostOp {
     /// the message for the status line. Blocking: call it on a worker thread, never from
     /// `update` or `draw`.
     pub fn run(&self, backends: &Backends) -> Result<String, String> {
-        let host = backends.host.as_ref();
+        let host = backends.vms.as_ref();
         let result = match self {
             HostOp::Start(n) => host.start(n),
             HostOp::Shutdown(n) => host.shutdown(n),
@@ -500,7 +500,7 @@ fn attach(
             .create_volume(&volume.pool, &volume.name, volume.spec)
             .map_err(|e| error_chain(&e))?;
     }
-    match backends.host.attach_disk(vm, disk, scope) {
+    match backends.vms.attach_disk(vm, disk, scope) {
         Ok(target) => {
             Ok(op
                 .done_message()
@@ -562,17 +562,20 @@ fn create(backends: &Backends, plan: &CreatePlan<'_>) -> Result<String, String> 
     };
     let mut config = plan.config.clone();
     for network in plan.networks {
-        let nic = backends.networks.new_nic(&config, network).map_err(|e| {
-            abandon_image();
-            kept(error_chain(&e))
-        })?;
+        let nic = backends
+            .networks
+            .new_nic(&config, network, None)
+            .map_err(|e| {
+                abandon_image();
+                kept(error_chain(&e))
+            })?;
         config.nics.push(nic);
     }
     let prepared = match plan.image {
         Some(setup) => image_setup::prepare(backends, &mut config, setup).map_err(kept)?,
         None => image_setup::Prepared::default(),
     };
-    let host = backends.host.as_ref();
+    let host = backends.vms.as_ref();
     if let Err(e) = host.define(&config) {
         image_setup::discard(backends, &prepared);
         return Err(kept(error_chain(&e)));
@@ -675,7 +678,7 @@ mod tests {
 
     fn backends(host: &Arc<FakeHost>, storage: &Arc<FakeStorage>) -> Backends {
         Backends {
-            host: host.clone(),
+            vms: host.clone(),
             storage: storage.clone(),
             networks: Arc::new(FakeNetworks::with_default()),
         }

@@ -78,6 +78,7 @@ pub fn prepare(
                     &import.pool,
                     &import.volume,
                     &import.source,
+                    None,
                     import.linked,
                     &Progress::new(),
                 )

@@ -6,7 +6,7 @@
 //! become [`action::Action`]s; [`update::update`] applies them to the [`app::App`] and queues
 //! [`action::Effect`]s; [`ui::draw`] is pure and runs only when something visible changed,
 //! at most ~30 times a second. The [`runtime`] owns the terminal and the threads that call
-//! the blocking [`Host`] trait; nothing here touches engine internals. Remote hosts
+//! the blocking [`crate::client::Host`] trait; nothing here touches engine internals. Remote hosts
 //! ([`hosts`]) are reached through a [`hosts::connector::Connector`]; every VM, effect and
 //! reply carries the [`hosts::id::HostId`] it belongs to.
 
@@ -43,10 +43,8 @@ pub mod update;
 pub mod watch;
 pub mod wizard;
 
-use crate::client::Host;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 pub use app::App;
 pub use update::update;
@@ -126,37 +124,34 @@ pub fn prepare(options: &TuiOptions) -> Result<App, TuiError> {
     Ok(app)
 }
 
-/// Runs the full-screen console until the user quits; VMs keep running. The terminal is
-/// restored on return, on error and on panic. Storage and networks are those of the same
-/// vmux home as `host` (`VMUX_HOME`, else the XDG directories).
+/// Runs the full-screen console on `host` (its VMs, storage and networks) until the user
+/// quits; VMs keep running. The terminal is restored on return, on error and on panic.
 ///
-/// Remote hosts are not reachable from this entry point yet: their connections fail saying
-/// so. [`run_with`] takes the connector that reaches them.
-pub fn run(host: Arc<dyn Host>, options: TuiOptions) -> anyhow::Result<()> {
-    run_with(host, options, Arc::new(hosts::connector::NoRemoteHosts))
+/// Remote hosts of the settings file are not reachable from this entry point: their
+/// connections fail saying so. [`run_with`] takes the connector that reaches them.
+pub fn run(host: crate::client::HostApi, options: TuiOptions) -> anyhow::Result<()> {
+    run_with(
+        host,
+        options,
+        std::sync::Arc::new(hosts::connector::NoRemoteHosts),
+    )
 }
 
 /// [`run`], with `connector` opening the links to the remote hosts of the settings file.
 pub fn run_with(
-    host: Arc<dyn Host>,
+    host: crate::client::HostApi,
     options: TuiOptions,
-    connector: Arc<dyn hosts::connector::Connector>,
+    connector: std::sync::Arc<dyn hosts::connector::Connector>,
 ) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
         return Err(TuiError::NotATerminal.into());
     }
     let app = prepare(&options)?;
-    let paths = crate::config::Paths::from_env()?;
-    let backends = backends::Backends {
-        host,
-        storage: Arc::new(backends::local::LocalStorage::new(paths.clone())),
-        networks: Arc::new(backends::local::LocalNetworks::new(paths)),
-    };
     let remotes = runtime::Remotes {
         connector,
         settings_path: options.settings_path.clone(),
     };
-    runtime::run(backends, remotes, app).map_err(TuiError::Terminal)?;
+    runtime::run(host, remotes, app).map_err(TuiError::Terminal)?;
     Ok(())
 }
 

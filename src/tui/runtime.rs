@@ -282,7 +282,7 @@ fn run_on_terminal(backends: Backends, remotes: Remotes, app: &mut App) -> io::R
     })?;
     let (wake, wake_rx) = mpsc::channel();
     spawn("vmux-poll", {
-        let (host, tx, stop) = (backends.host.clone(), tx.clone(), stop.clone());
+        let (host, tx, stop) = (backends.vms.clone(), tx.clone(), stop.clone());
         move || poll_loop(host.as_ref(), &tx, &wake_rx, &stop)
     })?;
 
@@ -509,7 +509,7 @@ impl Runtime {
                 match self.backends_for(&host) {
                     Ok(backends) => {
                         spawn("vmux-console", move || {
-                            console_reader(backends.host.as_ref(), id, &vm, history, &inbox, &tx);
+                            console_reader(backends.vms.as_ref(), id, &vm, history, &inbox, &tx);
                         })?;
                     }
                     Err(reason) => {
@@ -539,7 +539,7 @@ impl Runtime {
             Effect::ReadInfo(vm) => {
                 if let Ok(backends) = self.backends_for(&host) {
                     spawn("vmux-info", move || {
-                        if let Ok(info) = backends.host.info(&vm) {
+                        if let Ok(info) = backends.vms.info(&vm) {
                             reply(Action::Info { vm, info });
                         }
                     })?;
@@ -1037,7 +1037,7 @@ mod tests {
         let (wake, _) = mpsc::channel();
         let mut runtime = Runtime::new(
             Backends {
-                host,
+                vms: host,
                 storage: Arc::new(crate::tui::backends::fake::FakeStorage::new()),
                 networks: Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
             },
@@ -1150,7 +1150,7 @@ mod tests {
         let (wake, _) = mpsc::channel();
         let runtime = Runtime::new(
             Backends {
-                host: Arc::new(FakeHost::new()),
+                vms: Arc::new(FakeHost::new()),
                 storage: storage.clone(),
                 networks: Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
             },
@@ -1200,7 +1200,7 @@ mod tests {
         let (wake, _) = mpsc::channel();
         let runtime = Runtime::new(
             Backends {
-                host: Arc::new(FakeHost::with_vms([VmConfig::new("db", BootConfig::Demo)])),
+                vms: Arc::new(FakeHost::with_vms([VmConfig::new("db", BootConfig::Demo)])),
                 storage: Arc::new(crate::tui::backends::fake::FakeStorage::new()),
                 networks: Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
             },
@@ -1210,7 +1210,7 @@ mod tests {
         );
         let remote = Arc::new(FakeHost::with_vms([VmConfig::new("db", BootConfig::Demo)]));
         let backends = Backends {
-            host: remote.clone(),
+            vms: remote.clone(),
             storage: Arc::new(crate::tui::backends::fake::FakeStorage::new()),
             networks: Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
         };
@@ -1250,7 +1250,7 @@ mod tests {
             remote.status("db").expect("db").state,
             crate::protocol::RunState::Running
         );
-        let local = runtime.backends.host.status("db").expect("local db");
+        let local = runtime.backends.vms.status("db").expect("local db");
         assert_eq!(local.state, crate::protocol::RunState::ShutOff);
     }
 

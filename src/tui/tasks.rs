@@ -357,7 +357,7 @@ impl Task {
                 .map(|_| format!("converted {pool}/{source} to {name} ({format})"))
                 .map_err(Failure::Storage),
             Task::UploadVolume { pool, name, source } => storage
-                .upload_volume(pool, name, source, progress)
+                .upload_volume(pool, name, source, None, progress)
                 .map(|_| format!("uploaded {} into {pool}/{name}", source.display()))
                 .map_err(Failure::Storage),
             Task::WipeVolume { pool, name } => storage
@@ -369,6 +369,7 @@ impl Task {
                     &import.pool,
                     &import.volume,
                     &import.source,
+                    None,
                     import.linked,
                     progress,
                 )
@@ -541,7 +542,7 @@ mod tests {
     fn a_cancelled_import_leaves_no_volume() {
         let storage = crate::tui::backends::fake::FakeStorage::new();
         let backends = Backends {
-            host: std::sync::Arc::new(crate::client::fake::FakeHost::new()),
+            vms: std::sync::Arc::new(crate::client::fake::FakeHost::new()),
             storage: std::sync::Arc::new(storage),
             networks: std::sync::Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
         };

@@ -175,13 +175,13 @@ impl Harness {
         let Ok(backends) = self.backends_of(host) else {
             return;
         };
-        self.reply(host, Action::Listed(backends.host.list()));
-        for status in backends.host.list().into_iter().filter_map(Result::ok) {
+        self.reply(host, Action::Listed(backends.vms.list()));
+        for status in backends.vms.list().into_iter().filter_map(Result::ok) {
             if status.pid.is_none() {
                 continue;
             }
             let vm = status.config.name;
-            if let Ok(info) = backends.host.info(&vm) {
+            if let Ok(info) = backends.vms.info(&vm) {
                 self.reply(
                     host,
                     Action::Info {
@@ -190,7 +190,7 @@ impl Harness {
                     },
                 );
             }
-            if let Ok(stats) = backends.host.stats(&vm) {
+            if let Ok(stats) = backends.vms.stats(&vm) {
                 self.reply(host, Action::Stats { vm, stats });
             }
         }
@@ -200,7 +200,7 @@ impl Harness {
     /// The backends the effects run against.
     pub fn backends(&self) -> Backends {
         Backends {
-            host: self.host.clone(),
+            vms: self.host.clone(),
             storage: self.storage.clone(),
             networks: self.networks.clone(),
         }
@@ -242,7 +242,7 @@ impl Harness {
             }
             Effect::ReadInfo(vm) => {
                 if let Ok(info) =
-                    backends.and_then(|b| b.host.info(&vm).map_err(|e| error_chain(&e)))
+                    backends.and_then(|b| b.vms.info(&vm).map_err(|e| error_chain(&e)))
                 {
                     self.reply(&host, Action::Info { vm, info });
                 }
@@ -260,7 +260,7 @@ impl Harness {
             Effect::Refresh if host == HostId::Local => self.poll(),
             Effect::Refresh => {
                 if let Ok(backends) = backends {
-                    self.reply(&host, Action::Listed(backends.host.list()));
+                    self.reply(&host, Action::Listed(backends.vms.list()));
                 }
             }
             Effect::Connect { .. } | Effect::Disconnect(_) => {}
@@ -275,7 +275,7 @@ impl Harness {
                 update(&mut self.app, Action::HostsSaved(result));
             }
             Effect::OpenConsole { id, vm, history } => match backends
-                .and_then(|b| b.host.console(&vm, history).map_err(|e| error_chain(&e)))
+                .and_then(|b| b.vms.console(&vm, history).map_err(|e| error_chain(&e)))
             {
                 Ok(console) => {
                     let (tx, rx) = channel();

@@ -67,7 +67,7 @@ use super::nofollow::open_image_file;
 use super::qcow2_header::read_start;
 use file::ImageFile;
 use layout::{Layout, LayoutProblem, incompatible};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use walk::{Findings, MAX_LISTED, Problems, WalkError};
 
@@ -138,7 +138,7 @@ pub enum RepairError {
 
 /// What a check found (and, from [`repair_image`], whether it was repaired). Counts are
 /// clusters (for `copied_flags`: table entries), as `qemu-img check` counts them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckReport {
     /// The image file.
     pub path: PathBuf,

@@ -229,7 +229,7 @@ impl Worker {
                 batch.push(action);
                 true
             };
-            poller.poll(backends.host.as_ref(), &mut collect);
+            poller.poll(backends.vms.as_ref(), &mut collect);
             if let Some(reason) = link.lost() {
                 return Some(reason);
             }
@@ -311,7 +311,7 @@ mod tests {
             }
             let link = Arc::new(FakeLink {
                 backends: Backends {
-                    host: self.host.clone(),
+                    vms: self.host.clone(),
                     storage: Arc::new(FakeStorage::new()),
                     networks: Arc::new(FakeNetworks::new()),
                 },

@@ -1,30 +1,30 @@
-//! In-memory [`StorageHost`] and [`NetworkHost`] for tests, benchmarks and screenshots of the
-//! TUI: pools, volumes and networks live in maps, operations are instant, and they follow the
-//! real rules that the TUI must explain (names unique and valid, a volume a VM uses cannot be
-//! deleted, shrinking needs consent, starting a network needs CAP_NET_ADMIN).
+//! In-memory [`StorageHost`] for tests, benchmarks and screenshots: pools and volumes live in
+//! maps, operations are instant, and they follow the real rules that the front ends must
+//! explain (names unique and valid, a volume a VM uses cannot be deleted, shrinking needs
+//! consent).
 //!
-//! Test hooks (`add_pool`, `add_volume`, `set_users`, `fail_next`, `set_capability`,
-//! `attach`, ...) let a test set the scene or play the host misbehaving. The long operations
-//! report on their progress handle as the real ones do (all at once), and a handle cancelled
-//! before they run makes them fail as cancelled, changing nothing.
-//! tests/backend_contract.rs runs the same contracts against these fakes and the real
-//! `LocalStorage` / `LocalNetworks`.
+//! Test hooks (`add_pool`, `add_volume`, `set_users`, `fail_next`, ...) let a test set the
+//! scene or play the host misbehaving. The long operations report on their progress handle as
+//! the real ones do (all at once), and a handle cancelled before they run makes them fail as
+//! cancelled, changing nothing. tests/backend_contract.rs runs the same contracts against this
+//! fake and the real [`super::LocalStorage`].
 
-use super::{
-    ImageSource, NetworkHost, NetworkSnapshot, PoolView, StorageHost, StorageSnapshot, VolumeView,
+use super::fake_snapshots::FakeSnapshots;
+use super::storage_api::StorageHost;
+use super::storage_views::{
+    ImageSource, ImportedVolume, PoolList, PoolView, StorageSnapshot, VolumeProblem, VolumeView,
 };
-use crate::config::{
-    MacAddr, NetworkConfig, NicConfig, VmConfig, format_size, validate_volume_name,
-};
-use crate::network::state::ActiveNetwork;
-use crate::network::{AttachedNic, NetworkError, NetworkInfo, leases::Lease};
+use crate::config::{ConfigError, format_size, validate_name, validate_volume_name};
 use crate::progress::Progress;
 use crate::storage::format::BackingInfo;
-use crate::storage::{ImageFormat, PoolInfo, PoolStatus, StorageError, VolumeInfo, VolumeSpec};
+use crate::storage::qcow2_repair::CheckReport;
+use crate::storage::snapshot::RevertReport;
+use crate::storage::{
+    ImageFormat, PoolInfo, PoolStatus, SnapshotInfo, StorageError, VolumeInfo, VolumeSpec,
+};
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// What a fresh qcow2 image occupies (header, tables).
 const QCOW2_EMPTY: u64 = 196 << 10;
@@ -39,7 +39,7 @@ struct FakePool {
     autostart: bool,
     capacity: u64,
     available: u64,
-    volumes: BTreeMap<String, Result<VolumeInfo, String>>,
+    volumes: BTreeMap<String, Result<VolumeInfo, VolumeProblem>>,
 }
 
 #[derive(Default)]
@@ -47,11 +47,14 @@ struct StorageState {
     pools: BTreeMap<String, FakePool>,
     broken: Vec<String>,
     failures: HashMap<&'static str, String>,
+    snapshots: FakeSnapshots,
 }
 
-/// Pools and volumes in memory. Starts with the `default` pool (active, autostart, empty).
+/// Pools, volumes and snapshots in memory. Starts with the `default` pool (active,
+/// autostart, empty). Clones share the same state.
+#[derive(Clone)]
 pub struct FakeStorage {
-    state: Mutex<StorageState>,
+    state: Arc<Mutex<StorageState>>,
 }
 
 impl Default for FakeStorage {
@@ -76,7 +79,7 @@ impl FakeStorage {
     /// The `default` pool at `/var/lib/vmux/images` on a 100G file system with 60G free.
     pub fn new() -> FakeStorage {
         let storage = FakeStorage {
-            state: Mutex::new(StorageState::default()),
+            state: Arc::new(Mutex::new(StorageState::default())),
         };
         storage.add_pool("default", "/var/lib/vmux/images", true);
         lock(&storage.state)
@@ -115,7 +118,10 @@ impl FakeStorage {
     /// Adds a file vmux cannot read to `pool`, with the reason.
     pub fn add_unreadable(&self, pool: &str, name: &str, reason: &str) {
         if let Some(p) = lock(&self.state).pools.get_mut(pool) {
-            p.volumes.insert(name.to_string(), Err(reason.to_string()));
+            p.volumes.insert(
+                name.to_string(),
+                Err(VolumeProblem::Unreadable(reason.to_string())),
+            );
         }
     }
 
@@ -145,6 +151,17 @@ impl FakeStorage {
         if let Some(Ok(b)) = p.volumes.get_mut(backing) {
             b.backing_of.push(overlay);
         }
+    }
+
+    /// Defines VM `vm` with writable disks `targets` (`vda`, ...), so snapshots of it can be
+    /// taken.
+    pub fn add_vm(&self, vm: &str, targets: &[&str]) {
+        lock(&self.state).snapshots.add_vm(vm, targets);
+    }
+
+    /// Marks VM `vm` running or not (a running VM's snapshot switches its disks live).
+    pub fn set_running(&self, vm: &str, running: bool) {
+        lock(&self.state).snapshots.set_running(vm, running);
     }
 
     /// Adds a broken pool definition, shown as an error row.
@@ -195,9 +212,10 @@ impl FakeStorage {
     ) -> Result<T, StorageError> {
         self.failure(op)?;
         let mut state = lock(&self.state);
-        let p = state.pools.get_mut(pool).ok_or_else(|| {
-            StorageError::Config(crate::config::ConfigError::UnknownPool(pool.to_string()))
-        })?;
+        let p = state
+            .pools
+            .get_mut(pool)
+            .ok_or_else(|| unknown_pool(pool))?;
         if !p.active {
             return Err(StorageError::PoolInactive(pool.to_string()));
         }
@@ -237,7 +255,7 @@ fn existing<'a>(
 ) -> Result<&'a mut VolumeInfo, StorageError> {
     match p.volumes.get_mut(name) {
         Some(Ok(v)) => Ok(v),
-        Some(Err(reason)) => Err(invalid(reason.clone())),
+        Some(Err(problem)) => Err(invalid(problem.to_string())),
         None => Err(StorageError::UnknownVolume {
             pool: pool.to_string(),
             volume: name.to_string(),
@@ -281,6 +299,43 @@ fn not_running(v: &VolumeInfo) -> Result<(), StorageError> {
     }
 }
 
+fn pool_status(name: &str, p: &FakePool) -> PoolStatus {
+    PoolStatus {
+        name: name.to_string(),
+        path: p.path.clone(),
+        active: p.active,
+        autostart: p.autostart,
+    }
+}
+
+fn pool_info(name: &str, p: &FakePool) -> PoolInfo {
+    PoolInfo {
+        status: pool_status(name, p),
+        capacity: if p.active { p.capacity } else { 0 },
+        allocation: if p.active {
+            p.capacity - p.available
+        } else {
+            0
+        },
+        available: if p.active { p.available } else { 0 },
+        volumes: if p.active { p.volumes.len() } else { 0 },
+    }
+}
+
+fn volume_views(p: &FakePool) -> Vec<VolumeView> {
+    p.volumes
+        .iter()
+        .map(|(name, info)| VolumeView {
+            name: name.clone(),
+            info: info.clone(),
+        })
+        .collect()
+}
+
+fn unknown_pool(pool: &str) -> StorageError {
+    StorageError::Config(ConfigError::UnknownPool(pool.to_string()))
+}
+
 impl StorageHost for FakeStorage {
     fn snapshot(&self) -> Result<StorageSnapshot, StorageError> {
         self.failure("snapshot")?;
@@ -289,30 +344,9 @@ impl StorageHost for FakeStorage {
             .pools
             .iter()
             .map(|(name, p)| PoolView {
-                info: PoolInfo {
-                    status: PoolStatus {
-                        name: name.clone(),
-                        path: p.path.clone(),
-                        active: p.active,
-                        autostart: p.autostart,
-                    },
-                    capacity: if p.active { p.capacity } else { 0 },
-                    allocation: if p.active {
-                        p.capacity - p.available
-                    } else {
-                        0
-                    },
-                    available: if p.active { p.available } else { 0 },
-                    volumes: if p.active { p.volumes.len() } else { 0 },
-                },
+                info: pool_info(name, p),
                 volumes: if p.active {
-                    p.volumes
-                        .iter()
-                        .map(|(name, info)| VolumeView {
-                            name: name.clone(),
-                            info: info.clone(),
-                        })
-                        .collect()
+                    volume_views(p)
                 } else {
                     Vec::new()
                 },
@@ -323,6 +357,235 @@ impl StorageHost for FakeStorage {
             pools,
             broken: state.broken.clone(),
         })
+    }
+
+    fn allowing_backing(&self, _files: &[PathBuf]) -> Arc<dyn StorageHost> {
+        // The fake follows no backing files, so there is nothing more to allow.
+        Arc::new(self.clone())
+    }
+
+    fn list_pools(&self) -> Result<PoolList, StorageError> {
+        self.failure("pool-list")?;
+        let state = lock(&self.state);
+        Ok(PoolList {
+            pools: state
+                .pools
+                .iter()
+                .map(|(name, p)| pool_status(name, p))
+                .collect(),
+            broken: state.broken.clone(),
+        })
+    }
+
+    fn define_pool(
+        &self,
+        pool: &str,
+        target: &Path,
+        build: bool,
+    ) -> Result<PoolStatus, StorageError> {
+        self.failure("pool-define")?;
+        validate_name(pool).map_err(StorageError::Invalid)?;
+        if !target.is_absolute() {
+            return Err(invalid(format!(
+                "the pool directory {} must be an absolute path",
+                target.display()
+            )));
+        }
+        let mut state = lock(&self.state);
+        if state.pools.contains_key(pool) {
+            return Err(ConfigError::PoolExists(pool.to_string()).into());
+        }
+        if let Some((other, _)) = state.pools.iter().find(|(_, p)| p.path == target) {
+            return Err(StorageError::PoolPathTaken {
+                path: target.to_path_buf(),
+                other: other.clone(),
+            });
+        }
+        // The fake's directories all exist; `build` has nothing to create.
+        let _ = build;
+        let p = FakePool {
+            path: target.to_path_buf(),
+            active: false,
+            autostart: false,
+            capacity: 100 << 30,
+            available: 60 << 30,
+            volumes: BTreeMap::new(),
+        };
+        let status = pool_status(pool, &p);
+        state.pools.insert(pool.to_string(), p);
+        Ok(status)
+    }
+
+    fn pool_info(&self, pool: &str) -> Result<PoolInfo, StorageError> {
+        self.failure("pool-info")?;
+        let state = lock(&self.state);
+        let p = state.pools.get(pool).ok_or_else(|| unknown_pool(pool))?;
+        Ok(pool_info(pool, p))
+    }
+
+    fn undefine_pool(&self, pool: &str) -> Result<(), StorageError> {
+        self.failure("pool-undefine")?;
+        let mut state = lock(&self.state);
+        let p = state.pools.get(pool).ok_or_else(|| unknown_pool(pool))?;
+        if pool == crate::config::DEFAULT_POOL {
+            return Err(StorageError::UndefineDefault(p.path.clone()));
+        }
+        if p.active {
+            return Err(StorageError::PoolActive(pool.to_string()));
+        }
+        state.pools.remove(pool);
+        Ok(())
+    }
+
+    fn list_volumes(&self, pool: &str) -> Result<Vec<VolumeView>, StorageError> {
+        self.in_pool("vol-list", pool, |p| Ok(volume_views(p)))
+    }
+
+    fn volume_info(&self, pool: &str, volume: &str) -> Result<VolumeInfo, StorageError> {
+        self.in_pool("vol-info", pool, |p| existing(p, pool, volume).cloned())
+    }
+
+    fn grow_volume_allocated(
+        &self,
+        pool: &str,
+        volume: &str,
+        capacity: u64,
+        progress: &Progress,
+    ) -> Result<VolumeInfo, StorageError> {
+        self.in_pool("resize", pool, |p| {
+            let available = p.available;
+            let v = existing(p, pool, volume)?;
+            not_running(v)?;
+            let capacity = capacity.div_ceil(512) * 512;
+            if capacity < v.capacity {
+                return Err(invalid(format!(
+                    "{pool}/{volume} is {} and {} is smaller; --preallocate only grows a volume",
+                    format_size(v.capacity),
+                    format_size(capacity)
+                )));
+            }
+            let grown = capacity - v.capacity;
+            if grown > available {
+                return Err(invalid(format!(
+                    "preallocating {} needs that much free space; the pool has {}",
+                    format_size(grown),
+                    format_size(available)
+                )));
+            }
+            walk(progress, grown)?;
+            v.capacity = capacity;
+            v.allocation += grown;
+            let info = v.clone();
+            p.available -= grown;
+            progress.finish();
+            Ok(info)
+        })
+    }
+
+    fn download_volume(
+        &self,
+        pool: &str,
+        volume: &str,
+        dest: &Path,
+        format: Option<ImageFormat>,
+        force: bool,
+        progress: &Progress,
+    ) -> Result<ImageFormat, StorageError> {
+        self.in_pool("download", pool, |p| {
+            let v = existing(p, pool, volume)?;
+            let name = dest.file_name().map(|n| n.to_string_lossy().into_owned());
+            let format = format_of(name.as_deref().unwrap_or(""), format, v.format)?;
+            if !force && dest.exists() {
+                return Err(StorageError::DestinationExists(dest.to_path_buf()));
+            }
+            // The fake holds no data, so there is nothing to write to `dest`.
+            walk(progress, v.capacity)?;
+            progress.finish();
+            Ok(format)
+        })
+    }
+
+    fn set_volume_format(
+        &self,
+        pool: &str,
+        volume: &str,
+        format: ImageFormat,
+    ) -> Result<VolumeInfo, StorageError> {
+        self.in_pool("set-format", pool, |p| {
+            let v = existing(p, pool, volume)?;
+            v.format = format;
+            v.cluster_size = (format == ImageFormat::Qcow2).then_some(64 << 10);
+            Ok(v.clone())
+        })
+    }
+
+    fn check_volume(
+        &self,
+        pool: &str,
+        volume: &str,
+        repair: bool,
+    ) -> Result<CheckReport, StorageError> {
+        self.in_pool("check", pool, |p| {
+            let v = existing(p, pool, volume)?;
+            if repair && let Some(vm) = v.running.first() {
+                return Err(StorageError::InUseByRunningVm {
+                    volume: format!("{pool}/{volume}"),
+                    vm: vm.clone(),
+                });
+            }
+            if v.format == ImageFormat::Raw {
+                return Err(invalid(format!(
+                    "{pool}/{volume} is a raw image: it has no metadata to check (vol-check checks qcow2 volumes)"
+                )));
+            }
+            let cluster = v.cluster_size.unwrap_or(64 << 10);
+            Ok(CheckReport {
+                path: v.path.clone(),
+                allocated_clusters: v.allocation.div_ceil(cluster),
+                file_clusters: v.allocation.div_ceil(cluster),
+                ..CheckReport::default()
+            })
+        })
+    }
+
+    fn volume_holders(&self, pool: &str, volume: &str) -> Vec<(String, String)> {
+        // The fake knows which VMs run with a volume, not as which disk: it names it vda.
+        self.volume(pool, volume)
+            .map(|v| {
+                v.running
+                    .iter()
+                    .map(|vm| (vm.clone(), "vda".to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn create_snapshot(&self, vm: &str, name: &str) -> Result<SnapshotInfo, StorageError> {
+        self.failure("snapshot-create")?;
+        lock(&self.state).snapshots.create(vm, name)
+    }
+
+    fn list_snapshots(&self, vm: &str) -> Result<Vec<SnapshotInfo>, StorageError> {
+        self.failure("snapshot-list")?;
+        lock(&self.state).snapshots.list(vm)
+    }
+
+    fn revert_snapshot(&self, vm: &str, name: &str) -> Result<RevertReport, StorageError> {
+        self.failure("snapshot-revert")?;
+        lock(&self.state).snapshots.revert(vm, name)
+    }
+
+    fn delete_snapshot(
+        &self,
+        vm: &str,
+        name: &str,
+        progress: &Progress,
+    ) -> Result<(), StorageError> {
+        self.failure("snapshot-delete")?;
+        walk(progress, 0)?;
+        lock(&self.state).snapshots.delete(vm, name)?;
+        progress.finish();
+        Ok(())
     }
 
     fn create_volume(
@@ -460,9 +723,15 @@ impl StorageHost for FakeStorage {
         pool: &str,
         volume: &str,
         source: &ImageSource,
+        format: Option<ImageFormat>,
         linked: bool,
         progress: &Progress,
-    ) -> Result<VolumeInfo, StorageError> {
+    ) -> Result<ImportedVolume, StorageError> {
+        if let (ImageSource::Volume { .. }, false) = (source, linked) {
+            return Err(invalid(
+                "a pool volume is used as it is or linked; there is nothing to copy",
+            ));
+        }
         let base = match source {
             ImageSource::Volume {
                 pool: from,
@@ -479,10 +748,16 @@ impl StorageHost for FakeStorage {
                 pool,
                 "download",
                 file.parent().unwrap_or(Path::new("/")),
-                ImageFormat::Qcow2,
+                format.unwrap_or(ImageFormat::Qcow2),
                 2 << 30,
                 400 << 20,
             ),
+        };
+        let base_name = match source {
+            ImageSource::File(file) if linked => file
+                .file_stem()
+                .map(|stem| format!("{}.{}", stem.to_string_lossy(), base.format)),
+            _ => None,
         };
         self.in_pool("import", pool, |p| {
             free_name(p, pool, volume)?;
@@ -505,7 +780,11 @@ impl StorageHost for FakeStorage {
             }
             p.volumes.insert(volume.to_string(), Ok(info.clone()));
             progress.finish();
-            Ok(info)
+            Ok(ImportedVolume {
+                volume: info,
+                base: base_name,
+                reused_base: false,
+            })
         })
     }
 
@@ -521,9 +800,12 @@ impl StorageHost for FakeStorage {
         pool: &str,
         volume: &str,
         source: &Path,
+        format: Option<ImageFormat>,
         progress: &Progress,
     ) -> Result<VolumeInfo, StorageError> {
         self.in_pool("upload", pool, |p| {
+            // The fake holds no data: the volume keeps its format, whatever the file's is.
+            let _ = format;
             if !source.is_absolute() {
                 return Err(invalid(format!(
                     "{} must be an absolute path",
@@ -584,9 +866,10 @@ impl StorageHost for FakeStorage {
     fn start_pool(&self, pool: &str) -> Result<(), StorageError> {
         self.failure("pool-start")?;
         let mut state = lock(&self.state);
-        let p = state.pools.get_mut(pool).ok_or_else(|| {
-            StorageError::Config(crate::config::ConfigError::UnknownPool(pool.to_string()))
-        })?;
+        let p = state
+            .pools
+            .get_mut(pool)
+            .ok_or_else(|| unknown_pool(pool))?;
         p.active = true;
         Ok(())
     }
@@ -594,9 +877,10 @@ impl StorageHost for FakeStorage {
     fn stop_pool(&self, pool: &str) -> Result<(), StorageError> {
         self.failure("pool-stop")?;
         let mut state = lock(&self.state);
-        let p = state.pools.get_mut(pool).ok_or_else(|| {
-            StorageError::Config(crate::config::ConfigError::UnknownPool(pool.to_string()))
-        })?;
+        let p = state
+            .pools
+            .get_mut(pool)
+            .ok_or_else(|| unknown_pool(pool))?;
         p.active = false;
         Ok(())
     }
@@ -604,299 +888,11 @@ impl StorageHost for FakeStorage {
     fn set_pool_autostart(&self, pool: &str, enabled: bool) -> Result<(), StorageError> {
         self.failure("pool-autostart")?;
         let mut state = lock(&self.state);
-        let p = state.pools.get_mut(pool).ok_or_else(|| {
-            StorageError::Config(crate::config::ConfigError::UnknownPool(pool.to_string()))
-        })?;
+        let p = state
+            .pools
+            .get_mut(pool)
+            .ok_or_else(|| unknown_pool(pool))?;
         p.autostart = enabled;
         Ok(())
-    }
-}
-
-#[derive(Default)]
-struct NetworkState {
-    networks: BTreeMap<String, NetworkInfo>,
-    broken: Vec<String>,
-    no_capability: bool,
-    failures: HashMap<&'static str, String>,
-    next_mac: u32,
-    routes: Vec<crate::network::host::Route>,
-}
-
-/// Networks in memory. Starts empty; [`FakeNetworks::with_default`] adds vmux's `default`.
-#[derive(Default)]
-pub struct FakeNetworks {
-    state: Mutex<NetworkState>,
-}
-
-impl FakeNetworks {
-    /// No networks at all.
-    pub fn new() -> FakeNetworks {
-        FakeNetworks::default()
-    }
-
-    /// vmux's `default` nat network (192.168.123.0/24), defined and inactive.
-    pub fn with_default() -> FakeNetworks {
-        let networks = FakeNetworks::new();
-        networks.add(NetworkConfig::default_network(), false);
-        networks
-    }
-
-    /// Adds a network definition, started or not.
-    pub fn add(&self, config: NetworkConfig, active: bool) {
-        let info = NetworkInfo {
-            active: active.then(|| active_record(&config)),
-            config: config.clone(),
-            leases: Vec::new(),
-            attached: Vec::new(),
-        };
-        lock(&self.state).networks.insert(config.name, info);
-    }
-
-    /// The host routes `define` (and the new-network form) check subnets against.
-    pub fn set_routes(&self, routes: Vec<crate::network::host::Route>) {
-        lock(&self.state).routes = routes;
-    }
-
-    /// Without CAP_NET_ADMIN, start and stop fail as the real ones do.
-    pub fn set_capability(&self, present: bool) {
-        lock(&self.state).no_capability = !present;
-    }
-
-    /// A VM NIC on `network` (with a TAP when `running`) holding `ip` by DHCP lease.
-    pub fn attach(
-        &self,
-        network: &str,
-        vm: &str,
-        mac: MacAddr,
-        ip: Option<Ipv4Addr>,
-        running: bool,
-    ) {
-        let mut state = lock(&self.state);
-        let Some(info) = state.networks.get_mut(network) else {
-            return;
-        };
-        if let Some(ip) = ip {
-            info.leases.push(Lease {
-                expires: None,
-                mac,
-                ip,
-                hostname: Some(vm.to_string()),
-            });
-        }
-        let index = info.attached.iter().filter(|a| a.vm == vm).count();
-        info.attached.push(AttachedNic {
-            vm: vm.to_string(),
-            mac,
-            tap: running.then(|| format!("vmux-{vm}-{index}")),
-            ip,
-        });
-    }
-
-    /// Adds a broken network definition, shown as an error row.
-    pub fn add_broken(&self, message: &str) {
-        lock(&self.state).broken.push(message.to_string());
-    }
-
-    /// The next call of `op` (`"define"`, `"start"`, `"stop"`, `"undefine"`, `"nic"`) fails
-    /// with `message`.
-    pub fn fail_next(&self, op: &'static str, message: &str) {
-        lock(&self.state).failures.insert(op, message.to_string());
-    }
-
-    /// The network named `name`.
-    pub fn network(&self, name: &str) -> Option<NetworkInfo> {
-        lock(&self.state).networks.get(name).cloned()
-    }
-
-    fn failure(&self, op: &'static str) -> Result<(), NetworkError> {
-        match lock(&self.state).failures.remove(op) {
-            Some(message) => Err(NetworkError::Invalid(message)),
-            None => Ok(()),
-        }
-    }
-
-    fn privileged(&self, op: &'static str) -> Result<MutexGuard<'_, NetworkState>, NetworkError> {
-        self.failure(op)?;
-        let state = lock(&self.state);
-        if state.no_capability {
-            return Err(NetworkError::MissingCapability);
-        }
-        Ok(state)
-    }
-}
-
-fn active_record(config: &NetworkConfig) -> ActiveNetwork {
-    ActiveNetwork {
-        guard_table: None,
-        mode: config.mode,
-        bridge: config.bridge.clone(),
-        subnet: config.subnet,
-        nft_table: (config.mode == crate::config::NetworkMode::Nat)
-            .then(|| crate::network::table_name(&config.name)),
-        dnsmasq: None,
-        started_at: 0,
-    }
-}
-
-impl NetworkHost for FakeNetworks {
-    fn snapshot(&self) -> Result<NetworkSnapshot, NetworkError> {
-        self.failure("snapshot")?;
-        let state = lock(&self.state);
-        Ok(NetworkSnapshot {
-            networks: state.networks.values().cloned().collect(),
-            broken: state.broken.clone(),
-            routes: state.routes.clone(),
-        })
-    }
-
-    fn define(&self, config: &NetworkConfig) -> Result<(), NetworkError> {
-        self.failure("define")?;
-        config.validate().map_err(NetworkError::Invalid)?;
-        let mut state = lock(&self.state);
-        if state.networks.contains_key(&config.name) {
-            return Err(NetworkError::NetworkExists(config.name.clone()));
-        }
-        if let Some(other) = state
-            .networks
-            .values()
-            .find(|n| n.config.bridge == config.bridge)
-        {
-            return Err(NetworkError::BridgeTaken {
-                bridge: config.bridge.clone(),
-                other: other.config.name.clone(),
-            });
-        }
-        if let Some(subnet) = config.subnet {
-            let others = state
-                .networks
-                .values()
-                .filter_map(|n| Some((n.config.name.as_str(), n.config.subnet?)));
-            if let Some(conflict) = crate::network::subnet_conflict(subnet, others, &state.routes) {
-                return Err(NetworkError::SubnetTaken {
-                    network: config.name.clone(),
-                    subnet,
-                    conflict,
-                });
-            }
-        }
-        state.networks.insert(
-            config.name.clone(),
-            NetworkInfo {
-                config: config.clone(),
-                active: None,
-                leases: Vec::new(),
-                attached: Vec::new(),
-            },
-        );
-        Ok(())
-    }
-
-    fn start(&self, name: &str) -> Result<(), NetworkError> {
-        let mut state = self.privileged("start")?;
-        let info = state
-            .networks
-            .get_mut(name)
-            .ok_or_else(|| NetworkError::UnknownNetwork(name.to_string()))?;
-        if info.active.is_some() {
-            return Err(NetworkError::AlreadyActive(name.to_string()));
-        }
-        info.active = Some(active_record(&info.config));
-        Ok(())
-    }
-
-    fn stop(&self, name: &str) -> Result<(), NetworkError> {
-        let mut state = self.privileged("stop")?;
-        let info = state
-            .networks
-            .get_mut(name)
-            .ok_or_else(|| NetworkError::UnknownNetwork(name.to_string()))?;
-        if info.active.is_none() {
-            return Err(NetworkError::NotActive(name.to_string()));
-        }
-        let mut running: Vec<String> = info
-            .attached
-            .iter()
-            .filter(|a| a.tap.is_some())
-            .map(|a| a.vm.clone())
-            .collect();
-        running.sort();
-        running.dedup();
-        if !running.is_empty() {
-            return Err(NetworkError::InUse {
-                network: name.to_string(),
-                vms: running,
-            });
-        }
-        info.active = None;
-        info.leases.clear();
-        Ok(())
-    }
-
-    fn undefine(&self, name: &str) -> Result<Vec<String>, NetworkError> {
-        self.failure("undefine")?;
-        let mut state = lock(&self.state);
-        let info = state
-            .networks
-            .get(name)
-            .ok_or_else(|| NetworkError::UnknownNetwork(name.to_string()))?;
-        if info.active.is_some() {
-            return Err(NetworkError::StillActive(name.to_string()));
-        }
-        let mut users: Vec<String> = info.attached.iter().map(|a| a.vm.clone()).collect();
-        users.dedup();
-        state.networks.remove(name);
-        Ok(if users.is_empty() {
-            Vec::new()
-        } else {
-            vec![format!(
-                "VM(s) {} still have a NIC on network '{name}' and will not start until it is defined again",
-                users.join(", ")
-            )]
-        })
-    }
-
-    fn set_autostart(&self, name: &str, enabled: bool) -> Result<(), NetworkError> {
-        self.failure("autostart")?;
-        let mut state = lock(&self.state);
-        let info = state
-            .networks
-            .get_mut(name)
-            .ok_or_else(|| NetworkError::UnknownNetwork(name.to_string()))?;
-        info.config.autostart = enabled;
-        Ok(())
-    }
-
-    fn unused_bridge_name(&self, network: &str) -> Result<String, NetworkError> {
-        let state = lock(&self.state);
-        let taken = |name: &str| state.networks.values().any(|n| n.config.bridge == name);
-        (0..64)
-            .map(|salt| {
-                let base: String = format!("vmux-{network}").chars().take(13).collect();
-                if salt == 0 {
-                    base
-                } else {
-                    format!("{base}{salt}")
-                }
-            })
-            .find(|name| !taken(name))
-            .ok_or_else(|| NetworkError::Invalid("no free bridge name".into()))
-    }
-
-    fn new_nic(&self, vm: &VmConfig, network: &str) -> Result<NicConfig, NetworkError> {
-        self.failure("nic")?;
-        let mut state = lock(&self.state);
-        if !state.networks.contains_key(network) {
-            return Err(NetworkError::UnknownNetwork(network.to_string()));
-        }
-        loop {
-            state.next_mac += 1;
-            let mac = MacAddr::with_vmux_prefix(state.next_mac);
-            if !vm.nics.iter().any(|n| n.mac == mac) {
-                return Ok(NicConfig {
-                    network: network.to_string(),
-                    mac,
-                });
-            }
-        }
     }
 }
