@@ -237,7 +237,11 @@ fn a_bad_address_in_the_form_is_refused_beside_the_field() {
     harness.type_text("h2:22");
     harness.key(KeyCode::Enter);
     assert!(harness.app.hosts.is_empty());
-    assert!(harness.screen().contains("ssh://[user@]host[:port]"));
+    let screen = harness.screen();
+    assert!(
+        screen.contains("SSH only; write ssh://[user@]host[:port]"),
+        "{screen}"
+    );
 }
 
 #[test]

@@ -125,16 +125,10 @@ pub fn prepare(options: &TuiOptions) -> Result<App, TuiError> {
 }
 
 /// Runs the full-screen console on `host` (its VMs, storage and networks) until the user
-/// quits; VMs keep running. The terminal is restored on return, on error and on panic.
-///
-/// Remote hosts of the settings file are not reachable from this entry point: their
-/// connections fail saying so. [`run_with`] takes the connector that reaches them.
+/// quits; VMs keep running. The terminal is restored on return, on error and on panic. The
+/// remote hosts of the settings file are reached over the system `ssh`.
 pub fn run(host: crate::client::HostApi, options: TuiOptions) -> anyhow::Result<()> {
-    run_with(
-        host,
-        options,
-        std::sync::Arc::new(hosts::connector::NoRemoteHosts),
-    )
+    run_with(host, options, std::sync::Arc::new(hosts::ssh::SshConnector))
 }
 
 /// [`run`], with `connector` opening the links to the remote hosts of the settings file.

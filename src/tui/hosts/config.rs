@@ -85,31 +85,13 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// What is wrong with `uri` as a remote host's address, naming the fix.
+/// What is wrong with `uri` as a remote host's address, naming the fix (the rules of
+/// `--connect`).
 pub fn check_uri(uri: &str) -> Result<(), String> {
-    let Some(rest) = uri.strip_prefix("ssh://") else {
-        return Err(format!(
-            "`{uri}` is not an ssh address; write it as ssh://[user@]host[:port]"
-        ));
-    };
-    let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    let (host, port) = match host_port.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (host_port, None),
-    };
-    if host.is_empty() || host.contains('/') || host.chars().any(char::is_whitespace) {
-        return Err(format!(
-            "`{uri}` names no host; write it as ssh://[user@]host[:port]"
-        ));
-    }
-    if let Some(port) = port
-        && port.parse::<u16>().map_or(true, |p| p == 0)
-    {
-        return Err(format!(
-            "`{uri}`: the port must be a number from 1 to 65535"
-        ));
-    }
-    Ok(())
+    // The reason and the form, short enough for the form's field line.
+    uri.parse::<crate::remote::Target>()
+        .map(|_| ())
+        .map_err(|e| format!("{}; write ssh://[user@]host[:port]", e.why))
 }
 
 /// Checks every entry: valid names and addresses, no name twice. The error names the

@@ -1,7 +1,8 @@
 //! Many hosts: the local host and remote ones reached through a [`connector::Connector`].
 //!
 //! - `id`: which host a VM, an effect or a reply belongs to;
-//! - `connector`: the seam to remote hosts (the real one runs ssh; tests use fakes);
+//! - `connector`: the seam to remote hosts (tests use fakes);
+//! - `ssh`: the real connector, over the system `ssh` (`crate::remote`);
 //! - `config`: the `[[hosts]]` entries of the settings file, checked and saved;
 //! - `state`: each remote host's connection state and the backoff between tries;
 //! - `worker`: the thread per remote host that connects, polls and reconnects;
@@ -14,5 +15,6 @@ pub mod config;
 pub mod connector;
 pub mod id;
 pub mod pane;
+pub mod ssh;
 pub mod state;
 pub mod worker;
