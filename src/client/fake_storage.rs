@@ -748,15 +748,27 @@ impl StorageHost for FakeStorage {
                 pool,
                 "download",
                 file.parent().unwrap_or(Path::new("/")),
-                format.unwrap_or(ImageFormat::Qcow2),
+                format
+                    .or_else(|| ImageFormat::from_name(file))
+                    .unwrap_or(ImageFormat::Qcow2),
                 2 << 30,
                 400 << 20,
             ),
         };
+        // A linked file import names its base volume after the file, with the format's
+        // extension when the name does not say it.
         let base_name = match source {
-            ImageSource::File(file) if linked => file
-                .file_stem()
-                .map(|stem| format!("{}.{}", stem.to_string_lossy(), base.format)),
+            ImageSource::File(file) if linked => file.file_name().map(|name| {
+                let name = Path::new(name);
+                match ImageFormat::from_name(name) {
+                    Some(said) if said == base.format => name.to_string_lossy().into_owned(),
+                    _ => format!(
+                        "{}.{}",
+                        name.file_stem().unwrap_or_default().to_string_lossy(),
+                        base.format
+                    ),
+                }
+            }),
             _ => None,
         };
         self.in_pool("import", pool, |p| {
