@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use vmux::client::fake::FakeHost;
 use vmux::client::{
     ChangeScope, ClientError, Console, FakeNetworks, FakeStorage, Host, ImageSource, LocalHost,
-    LocalNetworks, LocalStorage, NetworkHost, StorageHost, VolumeProblem,
+    LocalNetworks, LocalStorage, NetworkHost, StorageHost,
 };
 use vmux::config::{BootConfig, DiskConfig, Paths, Store, VmConfig};
 use vmux::config::{ImageFormat, NetworkConfig, NetworkMode};
