@@ -4,7 +4,8 @@
 //! `vmd` is the per-VM process around it; `client` is how the CLI and TUI reach vmd; `config`
 //! holds definitions; `cli` and `tui` are the two faces; `progress` is the progress/cancel
 //! handle every long operation reports through; `protocol` is the wire format between vmd and its
-//! clients (the engine knows nothing of it).
+//! clients (the engine knows nothing of it); `remote` serves the host API to other machines
+//! (`vmux agent --stdio`) and reaches theirs over SSH.
 
 pub mod engine;
 
@@ -31,6 +32,8 @@ pub mod network;
 pub mod progress;
 #[forbid(unsafe_code)]
 pub mod protocol;
+#[forbid(unsafe_code)]
+pub mod remote;
 #[forbid(unsafe_code)]
 pub mod storage;
 #[forbid(unsafe_code)]

@@ -26,6 +26,16 @@ pub struct Args {
     /// a theme file's name); only for `vmux` without a command.
     #[arg(long, value_name = "NAME")]
     pub theme: Option<String>,
+    /// Manage the VMs, storage and networks of another host, reached with the system ssh
+    /// (like `virsh -c`): ssh://[user@]host[:port]. That host needs the same vmux installed.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "URI",
+        env = "VMUX_CONNECT"
+    )]
+    pub connect: Option<crate::remote::Target>,
     /// What to do; none starts the full-screen interface.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -227,6 +237,14 @@ pub enum Command {
         /// The shell.
         #[arg(value_enum)]
         shell: complete::Shell,
+    },
+    /// Serve this host's VMs, storage and networks on stdin/stdout, for a vmux on another
+    /// machine that connects with `--connect ssh://this-host` (ssh runs it; people rarely do).
+    #[command(after_help = "The frames are JSON lines; docs/host-protocol.md describes them.")]
+    Agent {
+        /// Serve on stdin/stdout (the only transport).
+        #[arg(long, required = true)]
+        stdio: bool,
     },
     /// Print the manual page (roff) of vmux or of one verb, or write them all into a directory.
     #[command(after_help = "Read one: vmux man create | man -l -")]

@@ -6,6 +6,7 @@
 //! Output: human text tables on stdout, `--json` on every read command (shapes in
 //! docs/cli.md), warnings and errors on stderr. Every error names the problem and the fix.
 
+mod agent;
 mod args;
 mod checks;
 mod cloud_init;
@@ -269,6 +270,12 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
     // A transient VM needs no host (no definitions, no sockets); it is also started before
     // anything else so that it owns every thread of the process (see `vmd::foreground::run`).
     if let Some(Command::Run(run_args)) = args.command {
+        if let Some(target) = &args.connect {
+            return Err(CliError::Invalid(format!(
+                "`vmux run` boots a kernel in this terminal on this machine; it cannot run on {target}: define the VM there with `vmux --connect {target} create` and start it"
+            ))
+            .into());
+        }
         let mut io = Io {
             out: &mut std::io::stdout(),
             err: &mut std::io::stderr(),
@@ -283,12 +290,34 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
         generated(command, &mut io)?;
         return Ok(ExitCode::SUCCESS);
     }
-    // The one place the command line names this machine's host; everything below reaches it
-    // through the host API.
+    if let Some(Command::Agent { .. }) = args.command {
+        if args.connect.is_some() {
+            return Err(CliError::Invalid(
+                "`vmux agent` serves this machine (it is what --connect runs on the other host); run it without --connect".into(),
+            )
+            .into());
+        }
+        agent::serve()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The one place the command line names the host it works on (this machine, or the one
+    // --connect names); everything below reaches it through the host API. The link, when
+    // there is one, lives as long as the command.
     let local = LocalHost::from_env()?;
     let settings_path = local.paths().settings_file();
     let images = HostImages::new(local.paths().clone());
-    let api = HostApi::local(local);
+    let (api, _link) = match &args.connect {
+        Some(target) => {
+            // The full-screen interface must not let ssh write a prompt over it.
+            let prompts = match args.command {
+                Some(_) => crate::remote::Prompts::Allowed,
+                None => crate::remote::Prompts::Never,
+            };
+            let (link, api) = crate::remote::connect(target, prompts)?;
+            (api, Some(link))
+        }
+        None => (HostApi::local(local), None),
+    };
     let Some(command) = args.command else {
         let options = TuiOptions {
             theme: args.theme,
@@ -379,6 +408,9 @@ pub fn execute(
         )),
         Command::Run(_) => Err(CliError::Invalid(
             "`vmux run` runs through `vmux::cli::run`, not against a VM host".into(),
+        )),
+        Command::Agent { .. } => Err(CliError::Invalid(
+            "`vmux agent` runs through `vmux::cli::run`, not against a VM host".into(),
         )),
         Command::Completions { .. } | Command::Man { .. } => Err(CliError::Invalid(
             "`vmux completions` and `vmux man` run through `vmux::cli::run`, not against a VM host"

@@ -7,7 +7,7 @@ use crate::vmd::state_file::StateFile;
 
 /// A VM's live state as seen from outside, known without its definition (from vmd's pid lock
 /// and `state.json`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VmState {
     /// The state to show.
     pub state: RunState,

@@ -48,7 +48,7 @@ use std::path::Path;
 pub mod fake;
 
 /// What `vmux list` shows about one defined VM.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VmStatus {
     /// The definition.
     pub config: VmConfig,
@@ -77,7 +77,7 @@ impl VmStatus {
 /// A definition file that does not parse or validate, with the live state of the VM it names:
 /// a VM whose definition was broken by hand while it runs is still listed, and can still be
 /// stopped or attached to through its vmd (which needs only the name).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BrokenVm {
     /// The VM's name: the file's stem.
     pub name: String,
@@ -168,6 +168,13 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// An error raised on a remote host (its words and causes, as they read there).
+    #[error(transparent)]
+    Remote(Box<crate::remote::WireError>),
+    /// The connection to a remote host failed or dropped (the message names the host and what
+    /// to do).
+    #[error(transparent)]
+    Link(#[from] crate::remote::LinkError),
     /// vmd sent something that is not the protocol.
     #[error("VM '{name}' answered with an invalid message: {detail}")]
     Protocol {
@@ -180,7 +187,7 @@ pub enum ClientError {
 
 /// Where a hotplug change applies, like virsh's `--live` and `--config`: the running VM, the
 /// definition used at the next start, or both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChangeScope {
     /// Change the running VM now.
     pub live: bool,
@@ -207,7 +214,7 @@ impl ChangeScope {
 }
 
 /// What `undefine` removes beyond the definition (its state and logs always go with it).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UndefineOptions {
     /// Also delete the VM's snapshot metadata (virsh `--snapshots-metadata`); the images,
     /// frozen and overlays alike, stay in their pools. Without it a VM that has snapshots is
@@ -216,7 +223,7 @@ pub struct UndefineOptions {
 }
 
 /// How `restore` starts a saved VM.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RestoreOptions {
     /// State after the restore: `Some(true)` paused, `Some(false)` running, `None` as saved.
     pub paused: Option<bool>,

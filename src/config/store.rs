@@ -18,7 +18,7 @@ use std::fs::{self, File, OpenOptions};
 use std::path::PathBuf;
 
 /// A definition file that cannot be used, with where and why.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{}{}: {reason}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct DefinitionError {
     /// The file.

@@ -45,6 +45,12 @@ use std::path::PathBuf;
 /// Errors from network operations. Messages name the problem and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
+    /// An error raised on a remote host (its words and causes, as they read there).
+    #[error(transparent)]
+    Remote(Box<crate::remote::WireError>),
+    /// The connection to a remote host failed or dropped.
+    #[error(transparent)]
+    Link(#[from] crate::remote::LinkError),
     /// The process lacks CAP_NET_ADMIN.
     #[error(
         "vmux networks need the CAP_NET_ADMIN capability (bit 12 of CapEff in /proc/self/status), which this process does not have; run the command as root, e.g. with sudo"

@@ -64,6 +64,12 @@ use std::path::PathBuf;
 /// problem and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// An error raised on a remote host (its words and causes, as they read there).
+    #[error(transparent)]
+    Remote(Box<crate::remote::WireError>),
+    /// The connection to a remote host failed or dropped.
+    #[error(transparent)]
+    Link(#[from] crate::remote::LinkError),
     /// Definition store problems (unknown pool or VM, I/O).
     #[error(transparent)]
     Config(#[from] ConfigError),

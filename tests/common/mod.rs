@@ -5,6 +5,7 @@
 //! * [`binary`]: running the real `vmux` binary with `VMUX_HOME` in a temp directory;
 //! * [`crash`]: varied kill timing and the count of kills that landed, for the crash tests;
 //! * [`netns`]: a network namespace with its own `VMUX_HOME` for real networks and VMs;
+//! * [`sshd`]: a test sshd on loopback whose logins run this build's `vmux agent --stdio`;
 //! * [`storage`]: qemu-img/qemu-io runners and a temporary vmux home with pools and VMs;
 //! * [`tui`]: a headless TUI harness over the fakes, with fixtures and rendering helpers.
 
@@ -14,5 +15,6 @@ pub mod binary;
 pub mod crash;
 pub mod netns;
 pub mod prereq;
+pub mod sshd;
 pub mod storage;
 pub mod tui;
