@@ -27,7 +27,7 @@ use vmux::config::{ImageFormat, NetworkConfig, NetworkMode};
 use vmux::network::NetworkError;
 use vmux::progress::Progress;
 use vmux::protocol::RunState;
-use vmux::storage::{StorageError, VolumeSpec};
+use vmux::storage::{ImageError, StorageError, VolumeSpec};
 
 /// Longest the demo guest may take to print what a contract waits for (emulating KVM).
 const GUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -630,8 +630,73 @@ mod storage_contracts {
         use_volume("default", "a.qcow2", "web1");
         assert!(storage.volume_holders("default", "a.qcow2").is_empty());
     }
+
+    pub fn a_volume_disk_is_the_file_in_its_pool_directory(
+        storage: &dyn StorageHost,
+        _: UseVolume,
+    ) {
+        let info = storage
+            .create_volume("default", "a.qcow2", spec(1 << 20))
+            .expect("created");
+        let pool = storage.pool_info("default").expect("pool");
+        let path = storage
+            .disk_path(&DiskConfig::volume("default", "a.qcow2"))
+            .expect("path");
+        assert_eq!(path, pool.status.path.join("a.qcow2"));
+        assert_eq!(path, info.path);
+    }
+
+    pub fn the_boot_plan_of_an_unknown_volume_names_it(storage: &dyn StorageHost, _: UseVolume) {
+        let err = storage
+            .boot_plan(&DiskConfig::volume("default", "nope.qcow2"))
+            .expect_err("unknown");
+        assert!(matches!(err, StorageError::UnknownVolume { .. }), "{err}");
+    }
+
+    pub fn an_image_file_has_the_format_its_name_says_and_no_name_says_none(
+        storage: &dyn StorageHost,
+        _: UseVolume,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raw = dir.path().join("cloud.raw");
+        let nameless = dir.path().join("cloud");
+        for file in [&raw, &nameless] {
+            std::fs::write(file, vec![0u8; 1 << 20]).expect("write image");
+        }
+        assert_eq!(
+            storage.image_file_format(&raw).expect("raw"),
+            ImageFormat::Raw
+        );
+        let err = storage.image_file_format(&nameless).expect_err("no format");
+        assert!(
+            matches!(
+                err,
+                StorageError::Image(
+                    ImageError::FormatUnknown { .. } | ImageError::FormatAmbiguous { .. }
+                )
+            ),
+            "{err}"
+        );
+    }
+
+    pub fn a_vm_never_started_has_no_cloud_init_instance_id(
+        storage: &dyn StorageHost,
+        use_volume: UseVolume,
+    ) {
+        storage
+            .create_volume("default", "a.qcow2", spec(1 << 20))
+            .expect("created");
+        use_volume("default", "a.qcow2", "web1");
+        let (seed, instance_id) = storage.cloud_init_seed("web1");
+        assert!(seed.ends_with("web1/cidata.img"), "{}", seed.display());
+        assert_eq!(instance_id, None);
+    }
 }
 
+storage_contract!(a_volume_disk_is_the_file_in_its_pool_directory);
+storage_contract!(the_boot_plan_of_an_unknown_volume_names_it);
+storage_contract!(an_image_file_has_the_format_its_name_says_and_no_name_says_none);
+storage_contract!(a_vm_never_started_has_no_cloud_init_instance_id);
 storage_contract!(a_pool_goes_from_defined_to_active_and_back_to_undefined);
 storage_contract!(the_default_pool_cannot_be_undefined);
 storage_contract!(a_volume_listing_names_each_volume_in_order_with_its_info);

@@ -3,9 +3,10 @@
 
 use super::checks::check_definition;
 use super::cloud_init::PreparedCloudInit;
-use super::images::{Images, PreparedImage};
+use super::images::PreparedImage;
 use super::{CliError, CreateArgs, Io, lifecycle};
 use crate::client::NetworkHost;
+use crate::client::StorageHost;
 use crate::client::{ClientError, Host, UndefineOptions};
 use crate::config::{
     BootConfig, ConfigError, DEFAULT_MEMORY_BYTES, DiskConfig, MacAddr, VmConfig,
@@ -40,7 +41,7 @@ struct CreatedJson<'a> {
 pub fn create(
     host: &dyn Host,
     networks: &dyn NetworkHost,
-    images: &dyn Images,
+    storage: &dyn StorageHost,
     args: CreateArgs,
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
@@ -50,7 +51,12 @@ pub fn create(
         return Err(ClientError::Config(ConfigError::VmExists(args.name.clone())).into());
     }
     let image = match &args.image {
-        Some(image) => Some(images.prepare(&args.name, image, args.linked)?),
+        Some(image) => Some(super::images::prepare(
+            storage,
+            &args.name,
+            image,
+            args.linked,
+        )?),
         None => None,
     };
     let defined = define_new(host, networks, args, image.as_ref());
@@ -58,7 +64,7 @@ pub fn create(
         Ok(done) => done,
         Err(e) => {
             if let Some(image) = &image {
-                images.discard(image);
+                super::images::discard(storage, image);
             }
             return Err(e);
         }
@@ -245,7 +251,7 @@ fn absolute(path: &Path) -> Result<PathBuf, CliError> {
 /// definition is refused when its disk vda cannot be booted.
 pub fn define_file(
     host: &dyn Host,
-    images: &dyn Images,
+    storage: &dyn StorageHost,
     file: &Path,
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
@@ -255,7 +261,7 @@ pub fn define_file(
     })?;
     let cfg = parse_definition(file, &text, None)?;
     check_definition(&cfg)?;
-    let plan = super::images::check_boot(images, &cfg)?;
+    let plan = super::images::check_boot(storage, &cfg)?;
     host.define(&cfg)?;
     writeln!(io.out, "VM '{}' defined from {}", cfg.name, file.display())?;
     if let Some(plan) = plan {
@@ -334,7 +340,16 @@ pub fn autostart(
 mod tests {
     use super::*;
     use crate::cli::fake::{FakeHost, capture};
-    use crate::cli::images::fake::FakeImages;
+    use crate::client::FakeStorage;
+
+    /// Storage holding the images the tests boot (each boots Debian's grub entry).
+    fn images() -> FakeStorage {
+        let storage = FakeStorage::new();
+        for volume in ["debian.qcow2", "empty.qcow2"] {
+            storage.add_volume("default", volume, 2 << 30, 400 << 20);
+        }
+        storage
+    }
     use crate::client::FakeNetworks;
     use crate::protocol::RunState;
 
@@ -430,15 +445,8 @@ mod tests {
     #[test]
     fn create_stores_the_definition() {
         let host = FakeHost::default();
-        let (result, out, _) = capture(|io| {
-            create(
-                &host,
-                &FakeNetworks::default(),
-                &FakeImages::default(),
-                args("web"),
-                io,
-            )
-        });
+        let (result, out, _) =
+            capture(|io| create(&host, &FakeNetworks::default(), &images(), args("web"), io));
         result.expect("create");
         assert!(out.contains("VM 'web' defined"), "{out}");
         assert_eq!(host.config("web").memory, DEFAULT_MEMORY_BYTES);
@@ -451,7 +459,7 @@ mod tests {
             create(
                 &host,
                 &FakeNetworks::default(),
-                &FakeImages::default(),
+                &images(),
                 CreateArgs {
                     start: true,
                     ..args("web")
@@ -510,8 +518,7 @@ mod tests {
             ..args("web")
         };
 
-        let (result, _, _) =
-            capture(|io| create(&host, &networks, &FakeImages::default(), args, io));
+        let (result, _, _) = capture(|io| create(&host, &networks, &images(), args, io));
 
         result.expect("create");
         let nics = host.config("web").nics;
@@ -529,15 +536,8 @@ mod tests {
             ..args("web")
         };
 
-        let (result, _, _) = capture(|io| {
-            create(
-                &host,
-                &FakeNetworks::default(),
-                &FakeImages::default(),
-                args,
-                io,
-            )
-        });
+        let (result, _, _) =
+            capture(|io| create(&host, &FakeNetworks::default(), &images(), args, io));
 
         let err = result.expect_err("unknown network");
         assert!(err.to_string().contains("net-list --all"), "{err}");
@@ -552,15 +552,8 @@ mod tests {
             ..args("web")
         };
 
-        let (result, _, _) = capture(|io| {
-            create(
-                &host,
-                &FakeNetworks::default(),
-                &FakeImages::default(),
-                args,
-                io,
-            )
-        });
+        let (result, _, _) =
+            capture(|io| create(&host, &FakeNetworks::default(), &images(), args, io));
 
         assert!(matches!(result, Err(CliError::Invalid(_))));
     }
@@ -608,15 +601,8 @@ mod tests {
             ..image_args("web1", "default/debian.qcow2")
         };
 
-        let (result, out, _) = capture(|io| {
-            create(
-                &host,
-                &FakeNetworks::default(),
-                &FakeImages::default(),
-                args,
-                io,
-            )
-        });
+        let (result, out, _) =
+            capture(|io| create(&host, &FakeNetworks::default(), &images(), args, io));
 
         result.expect("create");
         let cfg = host.config("web1");
@@ -639,10 +625,8 @@ mod tests {
     #[test]
     fn create_with_an_image_that_cannot_boot_defines_nothing() {
         let host = FakeHost::default();
-        let images = FakeImages {
-            broken: Some("no kernel found in the disk image".into()),
-            ..FakeImages::default()
-        };
+        let images = images();
+        images.set_unbootable(Some("no kernel found in the disk image"));
 
         let (result, _, _) = capture(|io| {
             create(
@@ -662,7 +646,7 @@ mod tests {
     #[test]
     fn a_linked_overlay_is_removed_when_the_vm_cannot_be_defined() {
         let host = FakeHost::default();
-        let images = FakeImages::default();
+        let images = images();
         let args = CreateArgs {
             linked: true,
             networks: vec!["nowhere".into()],
@@ -673,10 +657,8 @@ mod tests {
             capture(|io| create(&host, &FakeNetworks::default(), &images, args, io));
 
         assert!(result.is_err());
-        assert_eq!(
-            *images.discarded.lock().expect("discarded"),
-            ["default/web1.qcow2"]
-        );
+        assert!(images.volume("default", "web1.qcow2").is_none());
+        assert!(images.volume("default", "debian.qcow2").is_some());
         assert!(!host.exists("web1"));
     }
 
@@ -688,15 +670,8 @@ mod tests {
             ..image_args("web1", "default/debian.qcow2")
         };
 
-        let (result, out, _) = capture(|io| {
-            create(
-                &host,
-                &FakeNetworks::default(),
-                &FakeImages::default(),
-                args,
-                io,
-            )
-        });
+        let (result, out, _) =
+            capture(|io| create(&host, &FakeNetworks::default(), &images(), args, io));
 
         result.expect("create");
         let line = out
@@ -723,15 +698,8 @@ mod tests {
             ..image_args("web1", "default/debian.qcow2")
         };
 
-        let (result, out, _) = capture(|io| {
-            create(
-                &host,
-                &FakeNetworks::default(),
-                &FakeImages::default(),
-                args,
-                io,
-            )
-        });
+        let (result, out, _) =
+            capture(|io| create(&host, &FakeNetworks::default(), &images(), args, io));
 
         result.expect("create");
         let doc: serde_json::Value = serde_json::from_str(&out).expect("json");

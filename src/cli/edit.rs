@@ -6,9 +6,9 @@
 //! command fails and saves nothing.
 
 use super::checks::check_definition;
-use super::images::Images;
 use super::output::error_chain;
 use super::{CliError, Io};
+use crate::client::StorageHost;
 use crate::client::{ClientError, Host};
 use crate::config::{ConfigError, VmConfig, parse_definition};
 use std::fs::{self, File, OpenOptions};
@@ -20,7 +20,7 @@ use std::process::Command;
 /// `vmux edit NAME`.
 pub fn edit(
     host: &dyn Host,
-    images: &dyn Images,
+    storage: &dyn StorageHost,
     name: &str,
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
@@ -50,7 +50,7 @@ pub fn edit(
             source,
         })?;
         let edited = match check_edit(name, copy.path(), &text).and_then(|cfg| {
-            super::images::check_boot(images, &cfg)
+            super::images::check_boot(storage, &cfg)
                 .map(|_| cfg)
                 .map_err(|e| error_chain(&e))
         }) {

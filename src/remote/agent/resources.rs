@@ -107,6 +107,12 @@ pub(super) fn storage(
             format,
             linked,
         } => long(&|p| json(storage.import_image(&pool, &volume, &source, format, linked, p))),
+        StorageCall::BootPlan { disk } => json(storage.boot_plan(&disk)),
+        StorageCall::DiskPath { disk } => json(storage.disk_path(&disk)),
+        StorageCall::ImageFileFormat { file } => json(storage.image_file_format(&file)),
+        StorageCall::CloudInitSeed { vm } => {
+            json(Ok::<_, StorageError>(storage.cloud_init_seed(&vm)))
+        }
         StorageCall::BootEntry { pool, volume } => to_value(storage.boot_entry(&pool, &volume)),
         StorageCall::CreateSnapshot { vm, name } => json(storage.create_snapshot(&vm, &name)),
         StorageCall::ListSnapshots { vm } => json(storage.list_snapshots(&vm)),
