@@ -14,6 +14,9 @@
 #   image    a VM from a cloud image: `vmux create --image --cloud-init && vmux start` -> the
 #            guest's SSH banner, vs QEMU q35 with the kernel extracted by hand
 #            (scripts/bench-image.sh; in the tier like `linux`; not in the default set)
+#   remote   other hosts over loopback SSH with a warm ControlMaster: `list --json` latency and
+#            console echo round trip vs local, TUI idle CPU with 2 hosts x 10 VMs
+#            (scripts/bench-remote.sh; not in the default set: it starts 20 VMs and an sshd)
 #   progress what progress reporting costs: `vmux vol-convert` of a dense 1 GiB raw volume to
 #            qcow2 with `--progress` vs without, median of BENCH_PROGRESS_RUNS (default 5)
 #            alternating runs (no VM; needs 2 GiB free under TMPDIR)
@@ -403,12 +406,17 @@ print_table() {
         progress_overhead) label="vol-convert 1G --progress vs not" ;;
         progress_overhead_cpu) label="  its CPU time (user + system)" ;;
         progress_overhead_ir) label="  its instructions (callgrind)" ;;
+        remote_list_latency) label="list --json over SSH vs local" ;;
+        remote_list_over_session) label="  of it beyond ssh host true" ;;
+        remote_echo_rtt) label="console echo over SSH vs local" ;;
+        remote_tui_idle_cpu) label="TUI idle, 2 hosts vs 1 (10 VMs each)" ;;
         *) label=$key ;;
         esac
         case $goal in
         le:*) goal_text="<= ${goal#le:}" ;;
         ge:*) goal_text=">= ${goal#ge:}" ;;
         abs:*) goal_text="<= ${goal#abs:}" ;;
+        add:*) goal_text="<= +${goal#add:}" ;;
         *) goal_text="-" ;;
         esac
         printf '%-34s %12s %12s %8s %10s  %s\n' "$label ($unit)" "$ours" "$theirs" "$ratio" \
@@ -433,7 +441,8 @@ for section in "${sections[@]}"; do
     linux) BENCH_NO_BUILD=1 BENCH_RESULTS=$RESULTS "$ROOT/scripts/bench-linux.sh" ;;
     image) BENCH_NO_BUILD=1 BENCH_RESULTS=$RESULTS "$ROOT/scripts/bench-image.sh" ;;
     progress) section_progress ;;
-    *) die "unknown section '$section'; use launch, memory, serial, tui, linux, image or progress" ;;
+    remote) BENCH_NO_BUILD=1 BENCH_RESULTS=$RESULTS "$ROOT/scripts/bench-remote.sh" ;;
+    *) die "unknown section '$section'; use launch, memory, serial, tui, linux, image, progress or remote" ;;
     esac
 done
 print_table

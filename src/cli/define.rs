@@ -1,12 +1,12 @@
 //! Definition verbs: `create`, `define`, `dumpconfig`, `undefine`, `autostart`. They change
 //! what is stored, never what runs (`create --start` hands over to `lifecycle::start`).
 
-use super::checks::check_definition;
 use super::cloud_init::PreparedCloudInit;
 use super::images::PreparedImage;
 use super::{CliError, CreateArgs, Io, lifecycle};
 use crate::client::NetworkHost;
 use crate::client::StorageHost;
+use crate::client::host_facts::absolute;
 use crate::client::{ClientError, Host, UndefineOptions};
 use crate::config::{
     BootConfig, ConfigError, DEFAULT_MEMORY_BYTES, DiskConfig, MacAddr, VmConfig,
@@ -174,7 +174,6 @@ fn define_new(
         None => None,
     };
     cfg.validate().map_err(CliError::Invalid)?;
-    check_definition(&cfg)?;
     host.define(&cfg)?;
     Ok((cfg, cloud_init))
 }
@@ -238,15 +237,6 @@ fn add_nics(
     Ok(())
 }
 
-/// Makes a path the user typed absolute against the current directory.
-fn absolute(path: &Path) -> Result<PathBuf, CliError> {
-    std::path::absolute(path).map_err(|source| CliError::BootFile {
-        what: "file",
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 /// `vmux define FILE`: saves a definition written by hand or by `dumpconfig`. An image-booted
 /// definition is refused when its disk vda cannot be booted.
 pub fn define_file(
@@ -260,7 +250,6 @@ pub fn define_file(
         source,
     })?;
     let cfg = parse_definition(file, &text, None)?;
-    check_definition(&cfg)?;
     let plan = super::images::check_boot(storage, &cfg)?;
     host.define(&cfg)?;
     writeln!(io.out, "VM '{}' defined from {}", cfg.name, file.display())?;

@@ -5,7 +5,6 @@
 //! explained (with its line) and can be re-opened with the user's text intact; without one the
 //! command fails and saves nothing.
 
-use super::checks::check_definition;
 use super::output::error_chain;
 use super::{CliError, Io};
 use crate::client::StorageHost;
@@ -68,10 +67,23 @@ pub fn edit(
             writeln!(io.out, "No changes to VM '{name}'")?;
             return Ok(());
         }
-        // A repaired broken file has no valid original to compare with.
-        match &original {
-            Some(original) => host.update_from(original, &edited)?,
-            None => host.update(&edited)?,
+        // A repaired broken file has no valid original to compare with. What the host refuses
+        // (a kernel it cannot read, more memory than it has) is an invalid edit too.
+        let saved = match &original {
+            Some(original) => host.update_from(original, &edited),
+            None => host.update(&edited),
+        };
+        match saved {
+            Ok(()) => {}
+            Err(ClientError::Invalid(reason)) if interactive => {
+                writeln!(io.err, "error: the edited definition is invalid: {reason}")?;
+                if ask_again(io)? {
+                    continue;
+                }
+                return Err(CliError::EditAbandoned(name.to_string()));
+            }
+            Err(ClientError::Invalid(reason)) => return Err(CliError::EditInvalid { reason }),
+            Err(e) => return Err(e.into()),
         }
         if state.is_active() {
             writeln!(
@@ -97,7 +109,6 @@ fn check_edit(name: &str, path: &Path, text: &str) -> Result<VmConfig, String> {
              to a file, change the name there, `vmux define` it and `vmux undefine {name}`)"
         ));
     }
-    check_definition(&cfg).map_err(|e| error_chain(&e))?;
     Ok(cfg)
 }
 

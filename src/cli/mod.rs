@@ -8,7 +8,6 @@
 
 mod agent;
 mod args;
-mod checks;
 mod cloud_init;
 pub mod complete;
 mod console;
@@ -84,32 +83,9 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
-    /// A kernel or initrd cannot be read.
-    #[error("cannot read the {what} {}; give the path of a readable file", path.display())]
-    BootFile {
-        /// `kernel` or `initrd`.
-        what: &'static str,
-        /// The path given.
-        path: PathBuf,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The VM asks for more memory than the host has.
-    #[error("memory {requested} is more than this host has ({available}); give a smaller --memory")]
-    MemoryTooLarge {
-        /// Asked for, formatted.
-        requested: String,
-        /// The host's MemTotal, formatted.
-        available: String,
-    },
-    /// /proc/meminfo could not be read.
-    #[error("cannot read the host's memory size from /proc/meminfo; is /proc mounted?")]
-    HostMemory {
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// This host cannot run the definition (boot files, memory).
+    #[error(transparent)]
+    HostFacts(#[from] crate::client::host_facts::HostFactError),
     /// The command needs a VM that is not paused.
     #[error("VM '{0}' is paused; `vmux resume {0}` first (or `vmux destroy {0}` to stop it)")]
     Paused(String),

@@ -16,14 +16,14 @@
 //! Unlike QEMU's `isa-debug-exit` (status `2v + 1`), the value itself is the status, so a test
 //! guest can report success as 0.
 
-use super::checks::check_definition;
 use super::console::{DETACH_KEY, RawMode};
 use super::{CliError, Io, RunArgs};
+use crate::client::host_facts::absolute;
+use crate::client::host_facts::check as check_definition;
 use crate::config::{BootConfig, VmConfig, parse_size};
 use crate::protocol::ExitReason;
 use crate::vmd::foreground::{self, Console, Ending};
 use std::io::IsTerminal;
-use std::path::Path;
 use std::process::ExitCode;
 
 /// The name a transient VM has in thread names and messages.
@@ -79,15 +79,6 @@ fn config_from_args(args: &RunArgs) -> Result<VmConfig, CliError> {
     };
     config.validate().map_err(CliError::Invalid)?;
     Ok(config)
-}
-
-/// Makes a path the user typed absolute against the current directory.
-fn absolute(path: &Path) -> Result<std::path::PathBuf, CliError> {
-    std::path::absolute(path).map_err(|source| CliError::BootFile {
-        what: "file",
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 /// Tells the user on stderr how the VM ended, where the status alone does not say it.
@@ -169,7 +160,7 @@ mod tests {
         else {
             panic!("a kernel boot");
         };
-        assert_eq!(kernel, Path::new("/k.elf"));
+        assert_eq!(kernel, std::path::Path::new("/k.elf"));
         assert_eq!(cmdline, "lines=5");
     }
 

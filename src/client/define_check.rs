@@ -1,8 +1,9 @@
 //! Checks a definition against this host when it is saved (`create`, `define`, `edit`, the
 //! TUI's wizard and edit form all save through [`super::Host::define`] or
 //! [`super::Host::update`]), so one set of rules refuses a VM that could never start: a kernel
-//! the engine cannot load (empty, random, 32-bit, larger than the VM's memory) and a disk whose
-//! volume or file does not exist.
+//! the engine cannot load (empty, random, 32-bit, larger than the VM's memory), boot files it
+//! cannot read, more memory than it has ([`super::host_facts`]) and a disk whose volume or file
+//! does not exist.
 //!
 //! What can change between saving and starting (files deleted, pools stopped, memory used by
 //! other VMs) is checked again at start (`host_check`). On an update only what changed is
@@ -20,6 +21,9 @@ pub fn check(
     storage: &StorageManager,
 ) -> Result<(), String> {
     let boot_changed = previous.is_none_or(|p| p.boot != config.boot || p.memory != config.memory);
+    if boot_changed {
+        super::host_facts::check(config).map_err(|e| crate::vmd::error_chain(&e))?;
+    }
     if boot_changed && let BootConfig::Kernel { kernel, .. } = &config.boot {
         crate::engine::check_kernel(kernel, config.memory)
             .map_err(|e| crate::vmd::error_chain(&e))?;

@@ -16,6 +16,7 @@ mod fake_networks;
 mod fake_snapshots;
 mod fake_storage;
 mod host_check;
+pub mod host_facts;
 pub mod hotplug;
 mod local;
 mod local_networks;

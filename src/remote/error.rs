@@ -58,6 +58,11 @@ impl std::error::Error for RemoteError {
 pub enum ErrorKind {
     /// Only shown.
     Other,
+    /// [`ClientError::Invalid`]: a change the host refuses (`vmux edit` re-opens the editor).
+    Invalid {
+        /// The host's words.
+        message: String,
+    },
     /// [`ClientError::NotRunning`].
     NotRunning {
         /// VM name.
@@ -121,6 +126,9 @@ impl WireError {
     /// A host error, with its kind when front ends act on it.
     pub fn from_client(error: &ClientError) -> WireError {
         let kind = match error {
+            ClientError::Invalid(message) => ErrorKind::Invalid {
+                message: message.clone(),
+            },
             ClientError::NotRunning(name) => ErrorKind::NotRunning { name: name.clone() },
             ClientError::AlreadyRunning(name) => ErrorKind::AlreadyRunning { name: name.clone() },
             ClientError::LiveNeedsRunning(name) => {
@@ -173,6 +181,7 @@ impl WireError {
     /// it, else [`ClientError::Remote`] (which reads the same).
     pub fn into_client(self) -> ClientError {
         match self.kind {
+            ErrorKind::Invalid { message } => ClientError::Invalid(message),
             ErrorKind::NotRunning { name } => ClientError::NotRunning(name),
             ErrorKind::AlreadyRunning { name } => ClientError::AlreadyRunning(name),
             ErrorKind::LiveNeedsRunning { name } => ClientError::LiveNeedsRunning(name),
@@ -223,6 +232,7 @@ mod tests {
     #[test]
     fn the_errors_front_ends_act_on_come_back_typed() {
         for error in [
+            ClientError::Invalid("vCPU count 9 is above max_vcpus 4".into()),
             ClientError::NotRunning("web".into()),
             ClientError::AlreadyRunning("web".into()),
             ClientError::Config(ConfigError::UnknownVm("web".into())),
@@ -254,7 +264,10 @@ mod tests {
 
     #[test]
     fn other_errors_read_the_same_after_the_trip() {
-        let error = ClientError::Invalid("vCPU count 9 is above max_vcpus 4".into());
+        let error = ClientError::StartFailed {
+            name: "web".into(),
+            message: "/dev/kvm is busy".into(),
+        };
         let back = WireError::from_client(&error).into_client();
         assert!(matches!(back, ClientError::Remote(_)));
         assert_eq!(back.to_string(), error.to_string());

@@ -32,6 +32,8 @@ pub const PROMPT_HELLO_TIMEOUT: Duration = Duration::from_secs(300);
 const CANCEL_POLL: Duration = Duration::from_millis(50);
 /// Lines the remote shell may print before the hello (a noisy rc file) that are skipped.
 const MAX_NOISE_LINES: usize = 64;
+/// How long closing waits for ssh to exit before it is killed.
+const CLOSE_WAIT: Duration = Duration::from_millis(500);
 /// Bytes of ssh's stderr kept for messages.
 const STDERR_TAIL: usize = 4096;
 
@@ -476,12 +478,14 @@ impl Handle {
     fn close(&self) {
         self.core.mark_lost("closed by this vmux");
         if let Some(mut child) = lock(&self.child).take() {
-            // The agent exits when its stdin closes (done above); ssh follows.
-            for _ in 0..20 {
+            // The agent exits when its stdin closes (done above); ssh follows within a few
+            // milliseconds on a healthy link, and is killed after CLOSE_WAIT on a dead one.
+            let deadline = std::time::Instant::now() + CLOSE_WAIT;
+            while std::time::Instant::now() < deadline {
                 if matches!(child.try_wait(), Ok(Some(_))) {
                     return;
                 }
-                std::thread::sleep(Duration::from_millis(25));
+                std::thread::sleep(Duration::from_millis(2));
             }
             let _ = child.kill();
             let _ = child.wait();

@@ -1,22 +1,54 @@
-//! Host-side checks that `VmConfig::validate` cannot make, run by `create`, `define` and
-//! `edit` before saving: the boot files exist and are readable, and the memory is no more
-//! than the host has in all. (`start` checks again, with `/dev/kvm` and the memory available
-//! right then, in `client`.)
+//! Facts of this host that `VmConfig::validate` cannot know, checked when a definition is saved
+//! here (`define_check`, so `create`, `define` and `edit` get them from whichever host they
+//! work on, over `--connect` too) and by `vmux run`: the boot files exist and are readable,
+//! and the memory is no more than the host has in all. (`start` checks again, with
+//! `/dev/kvm` and the memory available right then, in `host_check`.)
 
-use super::CliError;
 use crate::config::{BootConfig, VmConfig, format_size};
+use std::path::PathBuf;
+
+/// A definition this host cannot run. Messages name the problem and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum HostFactError {
+    /// A kernel or initrd cannot be read.
+    #[error("cannot read the {what} {}; give the path of a readable file", path.display())]
+    BootFile {
+        /// `kernel` or `initrd`.
+        what: &'static str,
+        /// The path given.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The VM asks for more memory than the host has.
+    #[error("memory {requested} is more than this host has ({available}); give a smaller --memory")]
+    MemoryTooLarge {
+        /// Asked for, formatted.
+        requested: String,
+        /// The host's MemTotal, formatted.
+        available: String,
+    },
+    /// /proc/meminfo could not be read.
+    #[error("cannot read the host's memory size from /proc/meminfo; is /proc mounted?")]
+    HostMemory {
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
 use std::fs::File;
 use std::io::ErrorKind;
 use std::path::Path;
 
-/// Checks every host fact a definition depends on before it is saved.
-pub fn check_definition(cfg: &VmConfig) -> Result<(), CliError> {
+/// Checks every host fact a definition depends on.
+pub fn check(cfg: &VmConfig) -> Result<(), HostFactError> {
     check_boot_files(&cfg.boot)?;
     check_memory(cfg.memory, host_memory_total()?)
 }
 
 /// Checks that the kernel and initrd can be opened for reading.
-pub fn check_boot_files(boot: &BootConfig) -> Result<(), CliError> {
+pub fn check_boot_files(boot: &BootConfig) -> Result<(), HostFactError> {
     let BootConfig::Kernel { kernel, initrd, .. } = boot else {
         return Ok(());
     };
@@ -27,8 +59,8 @@ pub fn check_boot_files(boot: &BootConfig) -> Result<(), CliError> {
     Ok(())
 }
 
-fn check_readable_file(what: &'static str, path: &Path) -> Result<(), CliError> {
-    let unreadable = |source| CliError::BootFile {
+fn check_readable_file(what: &'static str, path: &Path) -> Result<(), HostFactError> {
+    let unreadable = |source| HostFactError::BootFile {
         what,
         path: path.to_path_buf(),
         source,
@@ -44,10 +76,19 @@ fn check_readable_file(what: &'static str, path: &Path) -> Result<(), CliError> 
     Ok(())
 }
 
+/// Makes a path the user typed absolute against the current directory.
+pub fn absolute(path: &std::path::Path) -> Result<PathBuf, HostFactError> {
+    std::path::absolute(path).map_err(|source| HostFactError::BootFile {
+        what: "file",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Refuses `memory` bytes above `host_total` bytes.
-pub fn check_memory(memory: u64, host_total: u64) -> Result<(), CliError> {
+pub fn check_memory(memory: u64, host_total: u64) -> Result<(), HostFactError> {
     if memory > host_total {
-        return Err(CliError::MemoryTooLarge {
+        return Err(HostFactError::MemoryTooLarge {
             requested: format_size(memory),
             available: format_size(host_total),
         });
@@ -56,10 +97,10 @@ pub fn check_memory(memory: u64, host_total: u64) -> Result<(), CliError> {
 }
 
 /// The host's `MemTotal` in bytes.
-pub fn host_memory_total() -> Result<u64, CliError> {
+pub fn host_memory_total() -> Result<u64, HostFactError> {
     let text = std::fs::read_to_string("/proc/meminfo")
-        .map_err(|source| CliError::HostMemory { source })?;
-    parse_mem_total(&text).ok_or_else(|| CliError::HostMemory {
+        .map_err(|source| HostFactError::HostMemory { source })?;
+    parse_mem_total(&text).ok_or_else(|| HostFactError::HostMemory {
         source: std::io::Error::new(ErrorKind::InvalidData, "no MemTotal line"),
     })
 }
