@@ -9,6 +9,10 @@
 //! * Networks: [`FakeNetworks`] against [`LocalNetworks`] over a temp vmux home; nothing here
 //!   creates a host interface (the capability contract runs the real one without
 //!   CAP_NET_ADMIN, in a child process when this one has it).
+//! * Remote: each contract also runs (`remote` tests) against the real implementation seen
+//!   through the host protocol: served by `vmux agent`'s code in this process over pipes and
+//!   reached through a `Link`, as `--connect` reaches another host (tests/remote_cli.rs adds
+//!   ssh on top).
 
 mod common;
 
@@ -19,14 +23,15 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 use vmux::client::fake::FakeHost;
 use vmux::client::{
-    ChangeScope, ClientError, Console, FakeNetworks, FakeStorage, Host, ImageSource, LocalHost,
-    LocalNetworks, LocalStorage, NetworkHost, StorageHost,
+    ChangeScope, ClientError, Console, FakeNetworks, FakeStorage, Host, HostApi, ImageSource,
+    LocalHost, LocalNetworks, LocalStorage, NetworkHost, StorageHost,
 };
 use vmux::config::{BootConfig, DiskConfig, Paths, Store, VmConfig};
 use vmux::config::{ImageFormat, NetworkConfig, NetworkMode};
 use vmux::network::NetworkError;
 use vmux::progress::Progress;
 use vmux::protocol::RunState;
+use vmux::remote::Link;
 use vmux::storage::{ImageError, StorageError, VolumeSpec};
 
 /// Longest the demo guest may take to print what a contract waits for (emulating KVM).
@@ -62,7 +67,36 @@ impl Drop for RealHost {
     }
 }
 
-/// Runs VM contract `$name` against the fake and against the real host (which needs KVM).
+/// `api` served by the agent in this process over pipes, and the host API of a link to it:
+/// what `--connect` gives, without ssh. The link closes (and the agent ends) when the returned
+/// link is dropped.
+fn served(api: HostApi) -> (HostApi, Link) {
+    let (agent_in, client_out) = std::io::pipe().expect("pipe");
+    let (client_in, agent_out) = std::io::pipe().expect("pipe");
+    std::thread::spawn(move || {
+        let _ = vmux::remote::agent::serve(
+            api,
+            std::io::BufReader::new(agent_in),
+            Box::new(agent_out),
+            "contract".into(),
+        );
+    });
+    let link = Link::over_pipes(
+        "contract".into(),
+        std::io::BufReader::new(client_in),
+        Box::new(client_out),
+    )
+    .expect("the agent says hello");
+    (vmux::remote::api(&link), link)
+}
+
+/// The real host, storage and networks of one temp home, through the host protocol.
+fn remote_api(host: &LocalHost) -> (HostApi, Link) {
+    served(HostApi::local(host.clone()))
+}
+
+/// Runs VM contract `$name` against the fake, the real host (which needs KVM) and the real
+/// host through the host protocol.
 macro_rules! host_contract {
     ($name:ident) => {
         mod $name {
@@ -79,6 +113,16 @@ macro_rules! host_contract {
                     return;
                 }
                 host_contracts::$name(&RealHost::new().host);
+            }
+
+            #[test]
+            fn remote() {
+                if !met(&[Need::Kvm]) {
+                    return;
+                }
+                let real = RealHost::new();
+                let (api, _link) = remote_api(&real.host);
+                host_contracts::$name(api.vms.as_ref());
             }
         }
     };
@@ -105,6 +149,16 @@ macro_rules! storage_contract {
                 let paths = Paths::under(home.path());
                 let storage = LocalStorage::new(paths.clone());
                 storage_contracts::$name(&storage, &|pool, volume, vm| {
+                    define_vm_using(&paths, vm, &format!("{pool}/{volume}"))
+                });
+            }
+
+            #[test]
+            fn remote() {
+                let home = tempfile::tempdir().expect("tempdir");
+                let paths = Paths::under(home.path());
+                let (api, _link) = remote_api(&LocalHost::with_home(home.path()));
+                storage_contracts::$name(api.storage.as_ref(), &|pool, volume, vm| {
                     define_vm_using(&paths, vm, &format!("{pool}/{volume}"))
                 });
             }
@@ -795,6 +849,13 @@ macro_rules! network_contract {
             fn real() {
                 let home = tempfile::tempdir().expect("tempdir");
                 network_contracts::$name(&LocalNetworks::new(Paths::under(home.path())));
+            }
+
+            #[test]
+            fn remote() {
+                let home = tempfile::tempdir().expect("tempdir");
+                let (api, _link) = remote_api(&LocalHost::with_home(home.path()));
+                network_contracts::$name(api.networks.as_ref());
             }
         }
     };

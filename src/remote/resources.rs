@@ -69,7 +69,7 @@ fn storage_error(error: CallError) -> StorageError {
 
 fn network_error(error: CallError) -> NetworkError {
     match error {
-        CallError::Remote(wire) => NetworkError::Remote(Box::new(wire)),
+        CallError::Remote(wire) => wire.into_network(),
         CallError::Link(link) => NetworkError::Link(link),
     }
 }

@@ -152,7 +152,7 @@ fn json<T: Serialize>(result: Result<T, StorageError>) -> Result<Value, WireErro
 
 /// A network result as a reply.
 fn net<T: Serialize>(result: Result<T, NetworkError>) -> Result<Value, WireError> {
-    let value = result.map_err(|e| WireError::other(&e))?;
+    let value = result.map_err(|e| WireError::from_network(&e))?;
     serde_json::to_value(value).map_err(|e| WireError::other(&e))
 }
 
