@@ -4,8 +4,8 @@
 //! definition the same way; `info` shows what a shut-off image VM would boot.
 //!
 //! Everything here goes through the host's [`StorageHost`], so the verbs' unit tests run on
-//! the in-memory fake and `--connect` reaches the images of the other host. A file named by
-//! `--image` is looked for here, on the user's side, before the host is asked about it.
+//! the in-memory fake and `--connect` reaches the images of the other host (a file named by
+//! `--image` is that host's: it is asked whether it can read it).
 
 use super::CliError;
 use super::progress::{Display, Reporter};
@@ -54,9 +54,19 @@ fn parse(storage: &dyn StorageHost, image: &str) -> Result<DiskSource, CliError>
         path: path.clone(),
         source,
     })?;
-    if !path.is_file() {
+    // The file is the host's to find (over --connect, the other host's): ask it, not this
+    // machine. A file whose name does not say its format exists all the same.
+    if let Err(e) = storage.image_file_format(&path)
+        && !matches!(
+            e,
+            StorageError::Image(
+                ImageError::FormatAmbiguous { .. } | ImageError::FormatUnknown { .. }
+            )
+        )
+    {
         return Err(CliError::Invalid(format!(
-            "--image {image}: no such file, and not POOL/VOLUME of a defined pool; give the path of a downloaded image or a volume like default/web1.qcow2 (`vmux vol-list default`)"
+            "--image {image}: not POOL/VOLUME of a defined pool, and not an image file that can be read ({}); give the path of a downloaded image or a volume like default/web1.qcow2 (`vmux vol-list default`)",
+            crate::vmd::error_chain(&e)
         )));
     }
     Ok(DiskSource::Path(path))

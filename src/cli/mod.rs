@@ -13,6 +13,7 @@ pub mod complete;
 mod console;
 mod define;
 mod edit;
+mod host_paths;
 mod hotplug;
 pub mod images;
 mod lifecycle;
@@ -289,6 +290,9 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
                 Some(_) => crate::remote::Prompts::Allowed,
                 None => crate::remote::Prompts::Never,
             };
+            if let Some(command) = &args.command {
+                host_paths::require_absolute(command, &target.label())?;
+            }
             let (link, api) = crate::remote::connect(target, prompts)?;
             (api, Some(link))
         }
