@@ -1,9 +1,14 @@
-//! A small dialog form: labelled fields (text, on/off, one-of choices) with a problem or a hint
-//! under each, checked as they are typed. The storage, network and hot-add dialogs
-//! (`dialogs.rs`) are forms of this kind: the form handles keys and focus, the dialog says what
-//! the fields are, what is wrong with them and what to do on Enter.
+//! The TUI's one form system: labelled fields (text, on/off, one-of choices, a checklist)
+//! with a problem or a hint under each, checked as they are typed. The storage, network and
+//! hot-add dialogs (`dialogs`) and every step of the creation wizard and the edit form
+//! (`wizard`) are forms: the form holds the values, handles keys and focus, and is drawn by
+//! `ui::form_view`; its owner says which fields there are and which are shown, what is wrong
+//! with them, and what to do on Enter, Esc and Ctrl-O (a field that opens a file picker).
+
+pub mod checklist;
 
 use super::input::{Edit, LineInput};
+use checklist::Checklist;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 /// Names a field within one dialog.
@@ -49,6 +54,55 @@ pub enum FieldKey {
     ReadOnly,
     /// Remove without the guest's consent.
     Force,
+    /// Wizard: demo, kernel or disk image.
+    Source,
+    /// Wizard: the kernel's path.
+    Kernel,
+    /// Wizard: the initrd's path.
+    Initrd,
+    /// Wizard: the kernel command line.
+    Cmdline,
+    /// Wizard: vCPUs at boot.
+    Vcpus,
+    /// Wizard: most vCPUs (hot-add limit).
+    MaxVcpus,
+    /// Wizard: guest RAM.
+    Memory,
+    /// Wizard: start once created.
+    StartNow,
+    /// Wizard: attach the console once started.
+    AttachNow,
+    /// Wizard: existing volumes to attach.
+    Volumes,
+    /// Wizard: create a new volume for the VM.
+    NewDisk,
+    /// Wizard: the new volume's pool.
+    DiskPool,
+    /// Wizard: the new volume's name.
+    DiskName,
+    /// Wizard: the new volume's size.
+    DiskSize,
+    /// Wizard: the new volume's format.
+    DiskFormat,
+    /// Wizard: networks to attach.
+    Networks,
+    /// Wizard: start the chosen networks that are not started, before the VM (shown on the
+    /// review only when one is needed).
+    StartNetworks,
+    /// Wizard: the disk image, a pool volume or a file.
+    ImageFrom,
+    /// Wizard: the image file's path.
+    ImageFile,
+    /// Wizard: linked overlay, copy, or the volume itself.
+    ImageMode,
+    /// Wizard, cloud-init: the user to create.
+    CiUser,
+    /// Wizard, cloud-init: the SSH public key file.
+    CiKey,
+    /// Wizard, cloud-init: no password, or a generated root password.
+    CiPassword,
+    /// Wizard, cloud-init: the guest's host name.
+    CiHostname,
 }
 
 /// A field's value.
@@ -65,6 +119,8 @@ pub enum FieldValue {
         /// The chosen one.
         index: usize,
     },
+    /// Things to tick (Space ticks, ↑/↓ move within it and leave it at either end).
+    Checklist(Checklist),
 }
 
 /// One field of a form.
@@ -82,6 +138,12 @@ pub struct FormField {
     pub hint: String,
     /// Not shown (and not checked) now.
     pub hidden: bool,
+    /// Ctrl-O opens a file picker that fills this (text) field.
+    pub browse: bool,
+    /// The hint is shown even while another field is focused (a fact always worth seeing).
+    pub always_hint: bool,
+    /// What a toggle says when on and when off, instead of "yes" and "no".
+    pub toggle_words: Option<(String, String)>,
 }
 
 impl FormField {
@@ -100,6 +162,23 @@ impl FormField {
         FormField::new(key, label, FieldValue::Choice { options, index: 0 })
     }
 
+    /// A checklist field over `list`.
+    pub fn checklist(key: FieldKey, label: &'static str, list: Checklist) -> FormField {
+        FormField::new(key, label, FieldValue::Checklist(list))
+    }
+
+    /// This field, with Ctrl-O opening a file picker for it.
+    pub fn browsing(mut self) -> FormField {
+        self.browse = true;
+        self
+    }
+
+    /// This field, with its hint shown while other fields are focused too.
+    pub fn hint_always(mut self) -> FormField {
+        self.always_hint = true;
+        self
+    }
+
     fn new(key: FieldKey, label: &'static str, value: FieldValue) -> FormField {
         FormField {
             key,
@@ -108,6 +187,9 @@ impl FormField {
             error: None,
             hint: String::new(),
             hidden: false,
+            browse: false,
+            always_hint: false,
+            toggle_words: None,
         }
     }
 }
@@ -123,6 +205,8 @@ pub enum FormKey {
     Submit,
     /// Esc: close.
     Cancel,
+    /// Ctrl-O: open a file picker (for the focused field, when it [browses](FormField::browse)).
+    Browse,
 }
 
 /// The fields and focus of a dialog.
@@ -132,14 +216,99 @@ pub struct Form {
     pub fields: Vec<FormField>,
     /// Index into `fields` of the focused one (always a shown field).
     pub focus: usize,
+    /// ↑ on the first shown field goes to the last (else it stays).
+    pub wrap_up: bool,
 }
 
 impl Form {
-    /// A form over `fields`, the first shown one focused.
+    /// A form over `fields`, the first shown one focused; ↑ wraps.
     pub fn new(fields: Vec<FormField>) -> Form {
-        let mut form = Form { fields, focus: 0 };
+        let mut form = Form {
+            fields,
+            focus: 0,
+            wrap_up: true,
+        };
         form.fix_focus();
         form
+    }
+
+    /// The shown fields, in order.
+    pub fn shown(&self) -> impl Iterator<Item = &FormField> {
+        self.fields.iter().filter(|f| !f.hidden)
+    }
+
+    /// Focuses field `key` when it is shown; says whether it is.
+    pub fn focus_on(&mut self, key: FieldKey) -> bool {
+        match self.fields.iter().position(|f| f.key == key && !f.hidden) {
+            Some(i) => {
+                self.focus = i;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Focuses the first shown field.
+    pub fn focus_first(&mut self) {
+        self.focus = self.fields.iter().position(|f| !f.hidden).unwrap_or(0);
+    }
+
+    /// The index of the chosen option of choice `key` (0 for other kinds).
+    pub fn choice_index(&self, key: FieldKey) -> usize {
+        match self.field(key).map(|f| &f.value) {
+            Some(FieldValue::Choice { index, .. }) => *index,
+            _ => 0,
+        }
+    }
+
+    /// Chooses option `index` of choice `key` (the last one when there are fewer).
+    pub fn set_choice_index(&mut self, key: FieldKey, index: usize) {
+        if let Some(FieldValue::Choice { options, index: i }) =
+            self.field_mut(key).map(|f| &mut f.value)
+        {
+            *i = index.min(options.len().saturating_sub(1));
+        }
+    }
+
+    /// Replaces the options of choice `key`, keeping the chosen index where it still exists.
+    pub fn set_options(&mut self, key: FieldKey, options: Vec<String>) {
+        if let Some(FieldValue::Choice { options: o, index }) =
+            self.field_mut(key).map(|f| &mut f.value)
+        {
+            *index = (*index).min(options.len().saturating_sub(1));
+            *o = options;
+        }
+    }
+
+    /// The options of choice `key`.
+    pub fn options(&self, key: FieldKey) -> &[String] {
+        match self.field(key).map(|f| &f.value) {
+            Some(FieldValue::Choice { options, .. }) => options,
+            _ => &[],
+        }
+    }
+
+    /// Checklist `key`.
+    pub fn checklist(&self, key: FieldKey) -> Option<&Checklist> {
+        match self.field(key).map(|f| &f.value) {
+            Some(FieldValue::Checklist(list)) => Some(list),
+            _ => None,
+        }
+    }
+
+    /// Checklist `key`, mutably.
+    pub fn checklist_mut(&mut self, key: FieldKey) -> Option<&mut Checklist> {
+        match self.field_mut(key).map(|f| &mut f.value) {
+            Some(FieldValue::Checklist(list)) => Some(list),
+            _ => None,
+        }
+    }
+
+    /// Sets toggle `key`.
+    pub fn set_flag(&mut self, key: FieldKey, on: bool) {
+        if let Some(FieldValue::Toggle(value)) = self.field_mut(key).map(|f| &mut f.value) {
+            *value = on;
+        }
     }
 
     /// The field `key`.
@@ -238,15 +407,35 @@ impl Form {
         }
     }
 
-    /// Applies a key: Tab/↑/↓ move, Enter submits, Esc cancels, the rest edits the focused
-    /// field.
+    fn first_shown(&self) -> bool {
+        self.fields.iter().position(|f| !f.hidden) == Some(self.focus)
+    }
+
+    /// Applies a key: Tab/↑/↓ move (within a checklist first), Enter submits, Esc cancels,
+    /// Ctrl-O asks for a file picker, the rest edits the focused field.
     pub fn handle_key(&mut self, key: &KeyEvent) -> FormKey {
         let shift_tab = key.code == KeyCode::BackTab
             || (key.code == KeyCode::Tab && key.modifiers.contains(KeyModifiers::SHIFT));
+        let delta = match key.code {
+            KeyCode::Up => -1,
+            KeyCode::Down => 1,
+            _ => 0,
+        };
+        if delta != 0
+            && let Some(FieldValue::Checklist(list)) =
+                self.fields.get_mut(self.focus).map(|f| &mut f.value)
+            && list.move_cursor(delta)
+        {
+            return FormKey::Moved;
+        }
         match key.code {
             KeyCode::Esc => return FormKey::Cancel,
             KeyCode::Enter => return FormKey::Submit,
+            KeyCode::Char('o') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                return FormKey::Browse;
+            }
             _ if shift_tab => self.step_focus(false),
+            KeyCode::Up if !self.wrap_up && self.first_shown() => {}
             KeyCode::Up => self.step_focus(false),
             KeyCode::Tab | KeyCode::Down => self.step_focus(true),
             _ => return self.edit(key),
@@ -290,6 +479,7 @@ impl Form {
                 };
                 true
             }
+            FieldValue::Checklist(list) if key.code == KeyCode::Char(' ') => list.toggle(),
             _ => false,
         };
         if changed {
