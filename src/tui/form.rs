@@ -144,6 +144,8 @@ pub struct FormField {
     pub always_hint: bool,
     /// What a toggle says when on and when off, instead of "yes" and "no".
     pub toggle_words: Option<(String, String)>,
+    /// A text field holding a whole number within these bounds (see [`Form::number`]).
+    pub bounds: Option<(u32, u32)>,
 }
 
 impl FormField {
@@ -160,6 +162,13 @@ impl FormField {
     /// A choice among `options`, the first chosen.
     pub fn choice(key: FieldKey, label: &'static str, options: Vec<String>) -> FormField {
         FormField::new(key, label, FieldValue::Choice { options, index: 0 })
+    }
+
+    /// A text field holding the whole number `value`, which must stay within `min..=max`.
+    pub fn number(key: FieldKey, label: &'static str, value: u32, min: u32, max: u32) -> FormField {
+        let mut field = FormField::text(key, label, &value.to_string());
+        field.bounds = Some((min, max));
+        field
     }
 
     /// A checklist field over `list`.
@@ -190,6 +199,7 @@ impl FormField {
             browse: false,
             always_hint: false,
             toggle_words: None,
+            bounds: None,
         }
     }
 }
@@ -333,6 +343,23 @@ impl Form {
     pub fn set_text(&mut self, key: FieldKey, text: &str) {
         if let Some(FieldValue::Text(input)) = self.field_mut(key).map(|f| &mut f.value) {
             input.set(text);
+        }
+    }
+
+    /// The whole number in field `key`, or what is wrong with it, naming the field: not a
+    /// whole number, or outside the field's [bounds](FormField::bounds).
+    pub fn number(&self, key: FieldKey) -> Result<u32, String> {
+        let text = self.text(key);
+        let (min, max) = self
+            .field(key)
+            .and_then(|f| f.bounds)
+            .unwrap_or((0, u32::MAX));
+        let what = self.field(key).map_or_else(String::new, |f| noun(f.label));
+        match text.parse::<u32>() {
+            Ok(n) if n < min => Err(format!("{what} must be at least {min}")),
+            Ok(n) if n > max => Err(format!("{what} can be at most {max}")),
+            Ok(n) => Ok(n),
+            Err(_) => Err(format!("'{text}' is not a whole number")),
         }
     }
 
@@ -490,6 +517,15 @@ impl Form {
     }
 }
 
+/// A label as a sentence names it inside: its first letter in lower case ("Max vCPUs" →
+/// "max vCPUs").
+fn noun(label: &str) -> String {
+    let mut chars = label.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,5 +572,100 @@ mod tests {
         let mut form = sample();
         press(&mut form, KeyCode::Char('b'));
         assert_eq!(form.text(FieldKey::Name), "ab");
+    }
+
+    fn item(key: &str) -> checklist::CheckItem {
+        checklist::CheckItem {
+            key: key.into(),
+            label: key.into(),
+            note: String::new(),
+            problem: None,
+            checked: false,
+        }
+    }
+
+    /// A checklist of `a`, `b` over a text field.
+    fn with_checklist() -> Form {
+        let mut list = Checklist::new("Things", "(none)");
+        list.replace(vec![item("a"), item("b")]);
+        Form::new(vec![
+            FormField::checklist(FieldKey::Volumes, "Volumes", list),
+            FormField::text(FieldKey::Name, "Name", ""),
+        ])
+    }
+
+    #[test]
+    fn arrows_move_within_a_checklist_and_leave_it_at_the_end() {
+        let mut form = with_checklist();
+        press(&mut form, KeyCode::Down);
+        assert_eq!(form.checklist(FieldKey::Volumes).map(|l| l.cursor), Some(1));
+        assert_eq!(form.focused().map(|f| f.key), Some(FieldKey::Volumes));
+        press(&mut form, KeyCode::Down);
+        assert_eq!(form.focused().map(|f| f.key), Some(FieldKey::Name));
+    }
+
+    #[test]
+    fn space_ticks_the_checklist_item_under_the_cursor() {
+        let mut form = with_checklist();
+        press(&mut form, KeyCode::Down);
+        assert_eq!(press(&mut form, KeyCode::Char(' ')), FormKey::Changed);
+        let list = form.checklist(FieldKey::Volumes).expect("checklist");
+        assert_eq!(list.checked(), ["b"]);
+    }
+
+    #[test]
+    fn up_on_the_first_field_wraps_only_when_asked() {
+        let mut form = sample();
+        press(&mut form, KeyCode::Up);
+        assert_eq!(form.focused().map(|f| f.key), Some(FieldKey::Format));
+        form.wrap_up = false;
+        form.focus_first();
+        press(&mut form, KeyCode::Up);
+        assert_eq!(form.focused().map(|f| f.key), Some(FieldKey::Name));
+    }
+
+    #[test]
+    fn ctrl_o_asks_for_a_file_picker_without_editing() {
+        let mut form = sample();
+        let key = KeyEvent::new(KeyCode::Char('o'), KeyModifiers::CONTROL);
+        assert_eq!(form.handle_key(&key), FormKey::Browse);
+        assert_eq!(form.text(FieldKey::Name), "a");
+    }
+
+    #[test]
+    fn new_options_keep_the_choice_where_it_still_exists() {
+        let mut form = sample();
+        form.set_choice_index(FieldKey::Format, 1);
+        form.set_options(FieldKey::Format, vec!["a".into(), "b".into(), "c".into()]);
+        assert_eq!(form.choice(FieldKey::Format), Some("b"));
+        form.set_options(FieldKey::Format, vec!["only".into()]);
+        assert_eq!(form.choice(FieldKey::Format), Some("only"));
+    }
+
+    #[test]
+    fn a_number_field_names_itself_when_out_of_bounds() {
+        let mut form = Form::new(vec![FormField::number(
+            FieldKey::MaxVcpus,
+            "Max vCPUs",
+            4,
+            1,
+            8,
+        )]);
+        assert_eq!(form.number(FieldKey::MaxVcpus), Ok(4));
+        form.set_text(FieldKey::MaxVcpus, "0");
+        assert_eq!(
+            form.number(FieldKey::MaxVcpus),
+            Err("max vCPUs must be at least 1".to_string())
+        );
+        form.set_text(FieldKey::MaxVcpus, "9");
+        assert_eq!(
+            form.number(FieldKey::MaxVcpus),
+            Err("max vCPUs can be at most 8".to_string())
+        );
+        form.set_text(FieldKey::MaxVcpus, "four");
+        assert_eq!(
+            form.number(FieldKey::MaxVcpus),
+            Err("'four' is not a whole number".to_string())
+        );
     }
 }

@@ -198,11 +198,13 @@ fn boot_fields(config: &VmConfig) -> Vec<FormField> {
         text(FieldKey::Kernel, "Kernel", &kernel).browsing(),
         text(FieldKey::Initrd, "Initrd", &initrd).browsing(),
         text(FieldKey::Cmdline, "Command line", &cmdline),
-        text(FieldKey::Vcpus, "vCPUs", &config.vcpus.to_string()),
-        text(
+        FormField::number(FieldKey::Vcpus, "vCPUs", config.vcpus, 1, MAX_VCPUS),
+        FormField::number(
             FieldKey::MaxVcpus,
             "Max vCPUs",
-            &config.max_vcpus.to_string(),
+            config.max_vcpus,
+            1,
+            MAX_VCPUS,
         ),
         text(FieldKey::Memory, "Memory", &format_size(config.memory)).hint_always(),
     ]
@@ -643,13 +645,13 @@ impl Wizard {
             }),
             FieldKey::Kernel if self.kernel_boot() => check_path(value, true),
             FieldKey::Initrd if self.kernel_boot() => check_path(value, false),
-            FieldKey::Vcpus => check_count(value, "vCPUs").err(),
+            FieldKey::Vcpus => self.form.number(id).err(),
             FieldKey::MaxVcpus => {
-                let max = match check_count(value, "max vCPUs") {
+                let max = match self.form.number(id) {
                     Ok(max) => max,
                     Err(e) => return Some(e),
                 };
-                let vcpus = check_count(self.text(FieldKey::Vcpus), "vCPUs").ok()?;
+                let vcpus = self.form.number(FieldKey::Vcpus).ok()?;
                 (max < vcpus)
                     .then(|| format!("must be at least vCPUs ({vcpus}); raise it to hot-add later"))
             }
@@ -827,11 +829,7 @@ impl Wizard {
         } else {
             BootConfig::Demo
         };
-        let number = |id| {
-            self.text(id)
-                .parse::<u32>()
-                .map_err(|_| (id, "not a number".to_string()))
-        };
+        let number = |id| self.form.number(id).map_err(|e| (id, e));
         Ok(VmConfig {
             name,
             vcpus: number(FieldKey::Vcpus)?,
@@ -1145,15 +1143,6 @@ impl Wizard {
             words.push("--start".into());
         }
         words.join(" ")
-    }
-}
-
-fn check_count(text: &str, what: &str) -> Result<u32, String> {
-    match text.parse::<u32>() {
-        Ok(0) => Err(format!("{what} must be at least 1")),
-        Ok(n) if n > MAX_VCPUS => Err(format!("{what} can be at most {MAX_VCPUS}")),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("'{text}' is not a whole number")),
     }
 }
 
