@@ -3,7 +3,8 @@
 //! cloud-init settings (user, SSH key, password, host name), checked as they are typed, turned
 //! into the VM's disk vda, an [`ImageSetup`] for the worker, and `vmux create` words.
 
-use super::{FieldKey, FormField, Wizard, choice, text};
+use super::fields::{choice, text};
+use super::{FieldKey, FormField, IMAGE_SOURCE, Wizard};
 use crate::cloudinit::options::{hostname_from_vm_name, validate_hostname, validate_user};
 use crate::cloudinit::{CloudInitOptions, Password, default_ssh_keys};
 use crate::config::{DEFAULT_POOL, DiskConfig};
@@ -11,8 +12,6 @@ use crate::tui::backends::{ImageSource, StorageSnapshot};
 use crate::tui::image_setup::{ImageImport, ImageSetup};
 use std::path::{Path, PathBuf};
 
-/// The `Source` choice that boots a disk image.
-pub const IMAGE_SOURCE: usize = 2;
 /// The first `ImageFrom` choice: a file rather than a pool volume.
 const FILE_CHOICE: &str = "an image file (Ctrl-O browses)";
 /// `ImageMode` choices for a file.

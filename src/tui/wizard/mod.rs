@@ -6,25 +6,31 @@
 //! kernel and initrd paths. The disk step picks existing volumes and can create a new one; the
 //! network step (shown when networks are defined) picks networks, each becoming a NIC with a
 //! fresh MAC when the VM is created; both steps' checklist items are in [`devices`]. Every
-//! step is a [`Form`] (the TUI's one form system): the wizard declares the fields, shows those
-//! of the current step, checks them and says what Enter, Esc and Ctrl-O do.
+//! step is a [`Form`] (the TUI's one form system): the wizard declares the fields
+//! ([`fields`]: their kinds, problems and hints), shows those of the current step, and says
+//! what Enter, Esc and Ctrl-O ([`picker`]) do; the review's shell commands are in [`command`].
 
+mod command;
 pub mod devices;
+mod fields;
 mod image;
+mod picker;
 
-use super::action::{DirEntry, NewVolume};
+pub use command::shell_quote;
+pub use fields::memory_hint;
+pub use picker::FilePicker;
+
+use super::action::NewVolume;
 use super::backends::{NetworkSnapshot, StorageSnapshot};
 use super::form::checklist::Checklist;
-use super::form::{FieldKey, FieldValue, Form, FormField, FormKey};
+use super::form::{FieldKey, Form, FormField, FormKey};
 use super::image_setup::ImageSetup;
-use crate::config::{
-    BootConfig, DiskConfig, VmConfig, format_size, parse_size, validate_name, validate_volume_name,
-};
-use crate::engine::layout::MAX_VCPUS;
+use crate::config::{BootConfig, DiskConfig, VmConfig, parse_size};
 use crate::storage::{ImageFormat, VolumeSpec};
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyEvent;
 use devices::{network_items, volume_items};
-use std::path::{Path, PathBuf};
+use fields::{boot_fields, checklist, choice, text, toggle};
+use std::path::PathBuf;
 
 /// Boot source choices, in the order of the `Source` field.
 pub const SOURCES: &[&str] = &[
@@ -32,6 +38,8 @@ pub const SOURCES: &[&str] = &[
     "Linux kernel (+ initrd)",
     "disk image (a cloud image, set up by cloud-init)",
 ];
+/// The `Source` choice that boots a disk image.
+pub const IMAGE_SOURCE: usize = 2;
 /// Format choices of the new volume, in the order of the `DiskFormat` field.
 pub const DISK_FORMATS: [ImageFormat; 2] = [ImageFormat::Qcow2, ImageFormat::Raw];
 
@@ -77,23 +85,6 @@ impl Step {
 struct PoolChoice {
     name: String,
     taken: Vec<String>,
-}
-
-/// A small directory browser for path fields.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FilePicker {
-    /// The field it fills.
-    pub target: FieldKey,
-    /// The directory shown.
-    pub dir: PathBuf,
-    /// Its entries (directories first); empty while loading.
-    pub entries: Vec<DirEntry>,
-    /// Highlighted entry.
-    pub selected: usize,
-    /// Still waiting for the listing.
-    pub loading: bool,
-    /// Why the directory could not be read.
-    pub error: Option<String>,
 }
 
 /// What a key in the wizard asks of the app.
@@ -156,66 +147,6 @@ pub struct Wizard {
     hostname_auto: bool,
     /// Where the file browser opens when the field names no directory.
     browse_dir: PathBuf,
-}
-
-fn text(key: FieldKey, label: &'static str, value: &str) -> FormField {
-    FormField::text(key, label, value)
-}
-
-fn choice(key: FieldKey, label: &'static str, options: &[&str]) -> FormField {
-    FormField::choice(key, label, options.iter().map(|o| o.to_string()).collect())
-}
-
-fn boot_fields(config: &VmConfig) -> Vec<FormField> {
-    let (source, kernel, initrd, cmdline) = match &config.boot {
-        BootConfig::Demo => (0, String::new(), String::new(), "console=ttyS0".to_string()),
-        BootConfig::Image { .. } => (
-            image::IMAGE_SOURCE,
-            String::new(),
-            String::new(),
-            "console=ttyS0".to_string(),
-        ),
-        BootConfig::Kernel {
-            kernel,
-            initrd,
-            cmdline,
-        } => (
-            1,
-            kernel.display().to_string(),
-            initrd
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            cmdline.clone(),
-        ),
-    };
-    let mut source_field = choice(FieldKey::Source, "Install from", SOURCES);
-    if let FieldValue::Choice { index, .. } = &mut source_field.value {
-        *index = source;
-    }
-    vec![
-        source_field,
-        text(FieldKey::Kernel, "Kernel", &kernel).browsing(),
-        text(FieldKey::Initrd, "Initrd", &initrd).browsing(),
-        text(FieldKey::Cmdline, "Command line", &cmdline),
-        FormField::number(FieldKey::Vcpus, "vCPUs", config.vcpus, 1, MAX_VCPUS),
-        FormField::number(
-            FieldKey::MaxVcpus,
-            "Max vCPUs",
-            config.max_vcpus,
-            1,
-            MAX_VCPUS,
-        ),
-        text(FieldKey::Memory, "Memory", &format_size(config.memory)).hint_always(),
-    ]
-}
-
-fn toggle(key: FieldKey, label: &'static str, on: bool) -> FormField {
-    FormField::toggle(key, label, on)
-}
-
-fn checklist(key: FieldKey, label: &'static str, heading: &str, empty: &str) -> FormField {
-    FormField::checklist(key, label, Checklist::new(heading, empty))
 }
 
 impl Wizard {
@@ -435,12 +366,6 @@ impl Wizard {
             .unwrap_or_else(|| format!("{vm}.{ext}"))
     }
 
-    /// The file browser opens in `dir` (the directory vmux was started in) when the path
-    /// field does not name a directory of its own.
-    pub fn browse_from(&mut self, dir: &Path) {
-        self.browse_dir = dir.to_path_buf();
-    }
-
     /// The edit form for an existing definition (its disks and NICs are kept as they are).
     pub fn edit(config: &VmConfig) -> Wizard {
         let mut fields = boot_fields(config);
@@ -629,131 +554,6 @@ impl Wizard {
             Ok(config) => config.validate().err(),
             Err(_) => None,
         };
-    }
-
-    fn check(&self, id: FieldKey) -> Option<String> {
-        let value = self.text(id);
-        if let Some(problem) = self.check_image(id) {
-            return Some(problem);
-        }
-        match id {
-            FieldKey::Name => validate_name(value).err().or_else(|| {
-                self.existing
-                    .iter()
-                    .any(|n| n == value)
-                    .then(|| format!("a VM named '{value}' already exists; pick another name"))
-            }),
-            FieldKey::Kernel if self.kernel_boot() => check_path(value, true),
-            FieldKey::Initrd if self.kernel_boot() => check_path(value, false),
-            FieldKey::Vcpus => self.form.number(id).err(),
-            FieldKey::MaxVcpus => {
-                let max = match self.form.number(id) {
-                    Ok(max) => max,
-                    Err(e) => return Some(e),
-                };
-                let vcpus = self.form.number(FieldKey::Vcpus).ok()?;
-                (max < vcpus)
-                    .then(|| format!("must be at least vCPUs ({vcpus}); raise it to hot-add later"))
-            }
-            FieldKey::Memory => match parse_size(value) {
-                Err(e) => Some(e),
-                Ok(bytes) if bytes < 16 << 20 => Some("give at least 16M".into()),
-                Ok(bytes) if bytes % (2 << 20) != 0 => Some(format!(
-                    "must be a multiple of 2M; try {}",
-                    format_size(bytes.div_ceil(2 << 20) * (2 << 20))
-                )),
-                Ok(_) => None,
-            },
-            FieldKey::Volumes => self.checklist(id).and_then(Checklist::problem),
-            FieldKey::StartNetworks
-                if self.flag(FieldKey::StartNow) && !self.flag(FieldKey::StartNetworks) =>
-            {
-                let inactive = self.inactive_chosen();
-                (!inactive.is_empty()).then(|| {
-                    format!(
-                        "network {} is not started: tick this (Space) to start it first, or untick Start now to create the VM without starting it",
-                        inactive.join(", ")
-                    )
-                })
-            }
-            _ if !self.flag(FieldKey::NewDisk) => None,
-            FieldKey::DiskPool if self.pools.is_empty() => Some(
-                "no storage pool is active; start one in the Storage pane (2) or untick New volume"
-                    .into(),
-            ),
-            FieldKey::DiskName => self.check_disk_name(value),
-            FieldKey::DiskSize => match parse_size(value) {
-                Err(e) => Some(e),
-                Ok(0) => Some("give a size above zero, like 10G".into()),
-                Ok(_) => None,
-            },
-            _ => None,
-        }
-    }
-
-    /// Advice under field `id` (the memory field's, about the host, is the view's to give).
-    fn hint(&self, id: FieldKey) -> String {
-        match id {
-            FieldKey::Name => "letters, digits, . _ - (at most 64)".into(),
-            FieldKey::Source => "Space or ←/→ switches".into(),
-            FieldKey::Kernel => "bzImage or vmlinux; Ctrl-O browses".into(),
-            FieldKey::Initrd => "optional initramfs; Ctrl-O browses".into(),
-            FieldKey::Cmdline => "console=ttyS0 puts the guest's console on the serial line".into(),
-            FieldKey::Vcpus => "processors online at boot".into(),
-            FieldKey::MaxVcpus => "hot-add limit (see below)".into(),
-            FieldKey::Autostart => "start it with `vmux autostart-all` at host boot".into(),
-            FieldKey::StartNow => "start the VM once it is created".into(),
-            FieldKey::AttachNow => "open its console once it runs".into(),
-            FieldKey::Volumes | FieldKey::Networks => "Space ticks, ↑/↓ moves".into(),
-            FieldKey::NewDisk => "create a volume for this VM (it becomes vda)".into(),
-            FieldKey::DiskPool => "Space or ←/→ switches (active pools)".into(),
-            FieldKey::DiskName => ".qcow2 or .raw, matching the format".into(),
-            FieldKey::DiskSize => "like 10G; sparse, so it costs only what the guest writes".into(),
-            FieldKey::DiskFormat => {
-                "qcow2: snapshots and linked clones; raw: plain and fast".into()
-            }
-            FieldKey::ImageFrom => {
-                "a downloaded cloud image, or a pool volume; Space switches".into()
-            }
-            FieldKey::ImageFile => "e.g. ~/Downloads/debian-12-genericcloud-amd64.qcow2".into(),
-            FieldKey::ImageMode => format!(
-                "vmux boots the kernel its /boot names; new volume default/{}.qcow2",
-                self.text(FieldKey::Name)
-            ),
-            FieldKey::CiUser => {
-                "created with sudo; empty: the image's own user (debian, ubuntu)".into()
-            }
-            FieldKey::CiKey => "your public key, for `ssh USER@IP`; Ctrl-O browses ~/.ssh".into(),
-            FieldKey::CiPassword => {
-                "a generated password is shown once, when the VM is created".into()
-            }
-            FieldKey::CiHostname => "the guest's host name".into(),
-            FieldKey::StartNetworks => format!(
-                "start {} before the VM (needs root or CAP_NET_ADMIN)",
-                self.inactive_chosen().join(", ")
-            ),
-            _ => String::new(),
-        }
-    }
-
-    fn check_disk_name(&self, name: &str) -> Option<String> {
-        if let Err(e) = validate_volume_name(name) {
-            return Some(e);
-        }
-        let pool = self.pools.get(self.choice_index(FieldKey::DiskPool))?;
-        if pool.taken.iter().any(|t| t == name) {
-            return Some(format!(
-                "pool {} already has {name}; pick another name or tick it above",
-                pool.name
-            ));
-        }
-        let format = self.disk_format();
-        match ImageFormat::from_name(std::path::Path::new(name)) {
-            Some(by_name) if by_name != format => Some(format!(
-                "the name says {by_name} but the format is {format}; change one of them"
-            )),
-            _ => None,
-        }
     }
 
     /// The definition the fields describe, or the first field that is wrong.
@@ -947,266 +747,12 @@ impl Wizard {
             },
         }
     }
-
-    fn open_picker(&mut self) -> Outcome {
-        let Some(target) = self
-            .form
-            .focused()
-            .filter(|f| f.browse && self.focused() == Some(f.key))
-            .map(|f| f.key)
-        else {
-            self.notice = Some(
-                "Ctrl-O browses for a file in the Kernel and Initrd fields (boot source: Linux kernel)"
-                    .into(),
-            );
-            return Outcome::None;
-        };
-        let current = self.text(target);
-        let ssh_dir = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh"));
-        let dir = match ssh_dir {
-            Some(ssh) if target == FieldKey::CiKey && current.is_empty() && ssh.is_dir() => ssh,
-            _ => start_dir(current, &self.browse_dir),
-        };
-        self.picker = Some(FilePicker {
-            target,
-            dir: dir.clone(),
-            entries: Vec::new(),
-            selected: 0,
-            loading: true,
-            error: None,
-        });
-        Outcome::ListDir(dir)
-    }
-
-    /// A listing arrived for the picker (ignored when it is for another directory).
-    pub fn listed(&mut self, dir: &Path, result: Result<Vec<DirEntry>, String>) {
-        let Some(picker) = self.picker.as_mut().filter(|p| p.dir == dir) else {
-            return;
-        };
-        picker.loading = false;
-        picker.selected = 0;
-        match result {
-            Ok(entries) => {
-                picker.entries = entries;
-                picker.error = None;
-            }
-            Err(e) => {
-                picker.entries.clear();
-                picker.error = Some(e);
-            }
-        }
-    }
-
-    fn picker_key(&mut self, key: &KeyEvent) -> Outcome {
-        let Some(picker) = self.picker.as_mut() else {
-            return Outcome::None;
-        };
-        // Entry 0 is always "..", so the parent is reachable with the arrows too.
-        let count = picker.entries.len() + 1;
-        match key.code {
-            KeyCode::Esc => self.picker = None,
-            KeyCode::Up => picker.selected = picker.selected.saturating_sub(1),
-            KeyCode::Down => picker.selected = (picker.selected + 1).min(count - 1),
-            KeyCode::PageUp => picker.selected = picker.selected.saturating_sub(10),
-            KeyCode::PageDown => picker.selected = (picker.selected + 10).min(count - 1),
-            KeyCode::Home => picker.selected = 0,
-            KeyCode::End => picker.selected = count - 1,
-            KeyCode::Backspace | KeyCode::Left => return self.picker_open_parent(),
-            KeyCode::Enter | KeyCode::Right => {
-                if picker.selected == 0 {
-                    return self.picker_open_parent();
-                }
-                let Some(entry) = picker.entries.get(picker.selected - 1).cloned() else {
-                    return Outcome::None;
-                };
-                let path = picker.dir.join(&entry.name);
-                if entry.is_dir {
-                    return self.picker_open(path);
-                }
-                if key.code == KeyCode::Enter {
-                    let target = picker.target;
-                    self.picker = None;
-                    self.form.set_text(target, &path.display().to_string());
-                    self.revalidate();
-                }
-            }
-            KeyCode::Char(c) => {
-                // Jump to the next entry starting with the typed letter.
-                let found = picker
-                    .entries
-                    .iter()
-                    .enumerate()
-                    .cycle()
-                    .skip(picker.selected)
-                    .take(picker.entries.len())
-                    .find(|(_, e)| e.name.starts_with(c))
-                    .map(|(i, _)| i + 1);
-                if let Some(i) = found {
-                    picker.selected = i;
-                }
-            }
-            _ => {}
-        }
-        Outcome::None
-    }
-
-    fn picker_open_parent(&mut self) -> Outcome {
-        let parent = self
-            .picker
-            .as_ref()
-            .and_then(|p| p.dir.parent().map(Path::to_path_buf));
-        match parent {
-            Some(parent) => self.picker_open(parent),
-            None => Outcome::None,
-        }
-    }
-
-    fn picker_open(&mut self, dir: PathBuf) -> Outcome {
-        if let Some(picker) = self.picker.as_mut() {
-            picker.dir = dir.clone();
-            picker.entries.clear();
-            picker.loading = true;
-            picker.error = None;
-            picker.selected = 0;
-        }
-        Outcome::ListDir(dir)
-    }
-
-    /// The `vmux create` command line that makes the same VM (after a `vmux vol-create-as`
-    /// for the new volume).
-    pub fn command_line(&self) -> String {
-        let mut words = Vec::new();
-        if let Some(volume) = self.new_volume() {
-            words.extend([
-                "vmux".to_string(),
-                "vol-create-as".to_string(),
-                shell_quote(&volume.pool),
-                shell_quote(&volume.name),
-                shell_quote(self.text(FieldKey::DiskSize)),
-                "&&".to_string(),
-            ]);
-        }
-        for network in self.networks_to_start() {
-            words.extend([
-                "vmux".to_string(),
-                "net-start".to_string(),
-                shell_quote(&network),
-                "&&".to_string(),
-            ]);
-        }
-        words.extend([
-            "vmux".to_string(),
-            "create".to_string(),
-            shell_quote(self.text(FieldKey::Name)),
-        ]);
-        if self.image_boot() {
-            let (before, image) = self.image_words(shell_quote);
-            words.splice(0..0, before);
-            words.extend(image);
-        } else if self.kernel_boot() {
-            words.push("--kernel".into());
-            words.push(shell_quote(self.text(FieldKey::Kernel)));
-            let initrd = self.text(FieldKey::Initrd);
-            if !initrd.is_empty() {
-                words.push("--initrd".into());
-                words.push(shell_quote(initrd));
-            }
-            let cmdline = self.text(FieldKey::Cmdline);
-            if !cmdline.is_empty() {
-                words.push("--cmdline".into());
-                words.push(shell_quote(cmdline));
-            }
-        } else {
-            words.push("--demo".into());
-        }
-        for (flag, id) in [
-            ("--vcpus", FieldKey::Vcpus),
-            ("--max-vcpus", FieldKey::MaxVcpus),
-            ("--memory", FieldKey::Memory),
-        ] {
-            words.push(flag.into());
-            words.push(shell_quote(self.text(id)));
-        }
-        if self.flag(FieldKey::Autostart) {
-            words.push("--autostart".into());
-        }
-        let new_disk = self.new_volume().map(|v| format!("{}/{}", v.pool, v.name));
-        for disk in new_disk.into_iter().chain(self.chosen_volumes()) {
-            words.push("--disk".into());
-            words.push(shell_quote(&disk));
-        }
-        for network in self.chosen_networks() {
-            words.push("--network".into());
-            words.push(shell_quote(&network));
-        }
-        if self.flag(FieldKey::StartNow) {
-            words.push("--start".into());
-        }
-        words.join(" ")
-    }
-}
-
-fn check_path(text: &str, required: bool) -> Option<String> {
-    if text.is_empty() {
-        return required.then(|| "give the kernel's path (Ctrl-O browses)".to_string());
-    }
-    let path = Path::new(text);
-    if !path.is_absolute() {
-        return Some(format!("{text} must be an absolute path (start with /)"));
-    }
-    if !path.is_file() {
-        return Some(format!("no file at {text} (Ctrl-O browses)"));
-    }
-    None
-}
-
-/// The directory the picker opens in: the field's directory when it exists, else `fallback`
-/// (the directory vmux was started in).
-fn start_dir(current: &str, fallback: &Path) -> PathBuf {
-    let path = Path::new(current);
-    let dir = if path.is_dir() {
-        Some(path)
-    } else {
-        path.parent()
-    };
-    dir.filter(|d| d.is_absolute() && d.is_dir())
-        .map_or_else(|| fallback.to_path_buf(), Path::to_path_buf)
-}
-
-/// Quotes `word` for a POSIX shell when it needs it.
-pub fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_./=:,+-@%".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
-/// The host memory hint for the memory field.
-pub fn memory_hint(requested: Option<u64>, available: Option<(u64, u64)>) -> String {
-    match (requested, available) {
-        (Some(bytes), Some((avail, total))) if bytes > avail => format!(
-            "warning: only {} of {} host memory is free; the guest may be short of RAM",
-            format_size(avail),
-            format_size(total)
-        ),
-        (_, Some((avail, total))) => format!(
-            "host: {} free of {}",
-            format_size(avail),
-            format_size(total)
-        ),
-        _ => "host memory unknown".to_string(),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crossterm::event::KeyModifiers;
+    use crossterm::event::{KeyCode, KeyModifiers};
 
     fn create(existing: Vec<String>) -> Wizard {
         Wizard::create(
@@ -1334,27 +880,6 @@ mod tests {
     }
 
     #[test]
-    fn picker_fills_the_path_field() {
-        let mut wizard = create(Vec::new());
-        wizard.step = Step::Boot;
-        press(&mut wizard, KeyCode::Char(' '));
-        press(&mut wizard, KeyCode::Down);
-        let outcome = wizard.handle_key(&KeyEvent::new(KeyCode::Char('o'), KeyModifiers::CONTROL));
-        assert_eq!(outcome, Outcome::ListDir(PathBuf::from("/")));
-        wizard.listed(
-            Path::new("/"),
-            Ok(vec![DirEntry {
-                name: "vmlinuz".into(),
-                is_dir: false,
-            }]),
-        );
-        press(&mut wizard, KeyCode::Down);
-        press(&mut wizard, KeyCode::Enter);
-        assert!(wizard.picker.is_none());
-        assert_eq!(wizard.text(FieldKey::Kernel), "/vmlinuz");
-    }
-
-    #[test]
     fn edit_form_saves_a_changed_definition_under_the_same_name() {
         let config = VmConfig::new("web", BootConfig::Demo);
         let mut wizard = Wizard::edit(&config);
@@ -1368,12 +893,5 @@ mod tests {
             }
             other => panic!("expected Save, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn shell_quote_quotes_spaces_and_quotes() {
-        assert_eq!(shell_quote("console=ttyS0"), "console=ttyS0");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }
 }
