@@ -880,6 +880,33 @@ mod tests {
     }
 
     #[test]
+    fn up_on_the_first_field_of_a_step_stays_there() {
+        let mut wizard = create(Vec::new());
+        press(&mut wizard, KeyCode::Enter);
+        press(&mut wizard, KeyCode::Enter);
+        assert_eq!(wizard.step, Step::Resources);
+        press(&mut wizard, KeyCode::Up);
+        assert_eq!(wizard.focused(), Some(FieldKey::Vcpus));
+        press(&mut wizard, KeyCode::Down);
+        assert_eq!(wizard.focused(), Some(FieldKey::MaxVcpus));
+    }
+
+    #[test]
+    fn a_pasted_volume_name_stops_following_the_vm_name() {
+        let mut wizard = create(Vec::new());
+        wizard.step = Step::Disks;
+        assert!(wizard.focus_on(FieldKey::NewDisk));
+        press(&mut wizard, KeyCode::Char(' '));
+        assert!(wizard.focus_on(FieldKey::DiskName));
+        assert_eq!(wizard.text(FieldKey::DiskName), "vm1.qcow2");
+        wizard.paste("-data");
+        assert_eq!(wizard.text(FieldKey::DiskName), "vm1.qcow2-data");
+        wizard.form.set_text(FieldKey::Name, "web");
+        wizard.revalidate();
+        assert_eq!(wizard.text(FieldKey::DiskName), "vm1.qcow2-data");
+    }
+
+    #[test]
     fn edit_form_saves_a_changed_definition_under_the_same_name() {
         let config = VmConfig::new("web", BootConfig::Demo);
         let mut wizard = Wizard::edit(&config);
