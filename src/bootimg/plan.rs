@@ -3,10 +3,10 @@
 //! shown (`vmux info`), serialised (`vmux info --json`), and handed to [`super::extract`].
 
 use crate::protocol::BootImageInfo;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where the chosen entry came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     /// A Boot Loader Specification entry (`/loader/entries/*.conf`).
@@ -29,7 +29,7 @@ impl EntryKind {
 }
 
 /// A partition a boot file lives on, as it was when inspected.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanVolume {
     /// Partition number (0: the whole disk).
     pub number: u32,
@@ -42,7 +42,7 @@ pub struct PlanVolume {
 }
 
 /// A kernel or initrd inside the image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootFile {
     /// Partition number (see [`BootPlan::volumes`]).
     pub partition: u32,
@@ -55,7 +55,7 @@ pub struct BootFile {
 }
 
 /// What vmux boots from a disk image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootPlan {
     /// Where the entry came from.
     pub kind: EntryKind,

@@ -2,9 +2,10 @@
 //! what is stored, never what runs (`create --start` hands over to `lifecycle::start`).
 
 use super::cloud_init::PreparedCloudInit;
-use super::images::{Images, PreparedImage};
+use super::images::PreparedImage;
 use super::{CliError, CreateArgs, Io, lifecycle};
 use crate::client::NetworkHost;
+use crate::client::StorageHost;
 use crate::client::host_facts::absolute;
 use crate::client::{ClientError, Host, UndefineOptions};
 use crate::config::{
@@ -40,7 +41,7 @@ struct CreatedJson<'a> {
 pub fn create(
     host: &dyn Host,
     networks: &dyn NetworkHost,
-    images: &dyn Images,
+    storage: &dyn StorageHost,
     args: CreateArgs,
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
@@ -50,7 +51,12 @@ pub fn create(
         return Err(ClientError::Config(ConfigError::VmExists(args.name.clone())).into());
     }
     let image = match &args.image {
-        Some(image) => Some(images.prepare(&args.name, image, args.linked)?),
+        Some(image) => Some(super::images::prepare(
+            storage,
+            &args.name,
+            image,
+            args.linked,
+        )?),
         None => None,
     };
     let defined = define_new(host, networks, args, image.as_ref());
@@ -58,7 +64,7 @@ pub fn create(
         Ok(done) => done,
         Err(e) => {
             if let Some(image) = &image {
-                images.discard(image);
+                super::images::discard(storage, image);
             }
             return Err(e);
         }
@@ -235,7 +241,7 @@ fn add_nics(
 /// definition is refused when its disk vda cannot be booted.
 pub fn define_file(
     host: &dyn Host,
-    images: &dyn Images,
+    storage: &dyn StorageHost,
     file: &Path,
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
@@ -244,7 +250,7 @@ pub fn define_file(
         source,
     })?;
     let cfg = parse_definition(file, &text, None)?;
-    let plan = super::images::check_boot(images, &cfg)?;
+    let plan = super::images::check_boot(storage, &cfg)?;
     host.define(&cfg)?;
     writeln!(io.out, "VM '{}' defined from {}", cfg.name, file.display())?;
     if let Some(plan) = plan {
@@ -323,7 +329,16 @@ pub fn autostart(
 mod tests {
     use super::*;
     use crate::cli::fake::{FakeHost, capture};
-    use crate::cli::images::fake::FakeImages;
+    use crate::client::FakeStorage;
+
+    /// Storage holding the images the tests boot (each boots Debian's grub entry).
+    fn images() -> FakeStorage {
+        let storage = FakeStorage::new();
+        for volume in ["debian.qcow2", "empty.qcow2"] {
+            storage.add_volume("default", volume, 2 << 30, 400 << 20);
+        }
+        storage
+    }
     use crate::client::FakeNetworks;
     use crate::protocol::RunState;
 
@@ -419,15 +434,8 @@ mod tests {
     #[test]
     fn create_stores_the_definition() {
         let host = FakeHost::default();
-        let (result, out, _) = capture(|io| {
-            create(
-                &host,
-                &FakeNetworks::default(),
-                &FakeImages::default(),
-                args("web"),
-                io,
-            )
-        });
+        let (result, out, _) =
+            capture(|io| create(&host, &FakeNetworks::default(), &images(), args("web"), io));
         result.expect("create");
         assert!(out.contains("VM 'web' defined"), "{out}");
         assert_eq!(host.config("web").memory, DEFAULT_MEMORY_BYTES);
@@ -440,7 +448,7 @@ mod tests {
             create(
                 &host,
                 &FakeNetworks::default(),
-                &FakeImages::default(),
+                &images(),
                 CreateArgs {
                     start: true,
                     ..args("web")
@@ -499,8 +507,7 @@ mod tests {
             ..args("web")
         };
 
-        let (result, _, _) =
-            capture(|io| create(&host, &networks, &FakeImages::default(), args, io));
+        let (result, _, _) = capture(|io| create(&host, &networks, &images(), args, io));
 
         result.expect("create");
         let nics = host.config("web").nics;
@@ -518,15 +525,8 @@ mod tests {
             ..args("web")
         };
 
-        let (result, _, _) = capture(|io| {
-            create(
-                &host,
-                &FakeNetworks::default(),
-                &FakeImages::default(),
-                args,
-                io,
-            )
-        });
+        let (result, _, _) =
+            capture(|io| create(&host, &FakeNetworks::default(), &images(), args, io));
 
         let err = result.expect_err("unknown network");
         assert!(err.to_string().contains("net-list --all"), "{err}");
@@ -541,15 +541,8 @@ mod tests {
             ..args("web")
         };
 
-        let (result, _, _) = capture(|io| {
-            create(
-                &host,
-                &FakeNetworks::default(),
-                &FakeImages::default(),
-                args,
-                io,
-            )
-        });
+        let (result, _, _) =
+            capture(|io| create(&host, &FakeNetworks::default(), &images(), args, io));
 
         assert!(matches!(result, Err(CliError::Invalid(_))));
     }
@@ -597,15 +590,8 @@ mod tests {
             ..image_args("web1", "default/debian.qcow2")
         };
 
-        let (result, out, _) = capture(|io| {
-            create(
-                &host,
-                &FakeNetworks::default(),
-                &FakeImages::default(),
-                args,
-                io,
-            )
-        });
+        let (result, out, _) =
+            capture(|io| create(&host, &FakeNetworks::default(), &images(), args, io));
 
         result.expect("create");
         let cfg = host.config("web1");
@@ -628,10 +614,8 @@ mod tests {
     #[test]
     fn create_with_an_image_that_cannot_boot_defines_nothing() {
         let host = FakeHost::default();
-        let images = FakeImages {
-            broken: Some("no kernel found in the disk image".into()),
-            ..FakeImages::default()
-        };
+        let images = images();
+        images.set_unbootable(Some("no kernel found in the disk image"));
 
         let (result, _, _) = capture(|io| {
             create(
@@ -651,7 +635,7 @@ mod tests {
     #[test]
     fn a_linked_overlay_is_removed_when_the_vm_cannot_be_defined() {
         let host = FakeHost::default();
-        let images = FakeImages::default();
+        let images = images();
         let args = CreateArgs {
             linked: true,
             networks: vec!["nowhere".into()],
@@ -662,10 +646,8 @@ mod tests {
             capture(|io| create(&host, &FakeNetworks::default(), &images, args, io));
 
         assert!(result.is_err());
-        assert_eq!(
-            *images.discarded.lock().expect("discarded"),
-            ["default/web1.qcow2"]
-        );
+        assert!(images.volume("default", "web1.qcow2").is_none());
+        assert!(images.volume("default", "debian.qcow2").is_some());
         assert!(!host.exists("web1"));
     }
 
@@ -677,15 +659,8 @@ mod tests {
             ..image_args("web1", "default/debian.qcow2")
         };
 
-        let (result, out, _) = capture(|io| {
-            create(
-                &host,
-                &FakeNetworks::default(),
-                &FakeImages::default(),
-                args,
-                io,
-            )
-        });
+        let (result, out, _) =
+            capture(|io| create(&host, &FakeNetworks::default(), &images(), args, io));
 
         result.expect("create");
         let line = out
@@ -712,15 +687,8 @@ mod tests {
             ..image_args("web1", "default/debian.qcow2")
         };
 
-        let (result, out, _) = capture(|io| {
-            create(
-                &host,
-                &FakeNetworks::default(),
-                &FakeImages::default(),
-                args,
-                io,
-            )
-        });
+        let (result, out, _) =
+            capture(|io| create(&host, &FakeNetworks::default(), &images(), args, io));
 
         result.expect("create");
         let doc: serde_json::Value = serde_json::from_str(&out).expect("json");

@@ -5,9 +5,9 @@
 //! explained (with its line) and can be re-opened with the user's text intact; without one the
 //! command fails and saves nothing.
 
-use super::images::Images;
 use super::output::error_chain;
 use super::{CliError, Io};
+use crate::client::StorageHost;
 use crate::client::{ClientError, Host};
 use crate::config::{ConfigError, VmConfig, parse_definition};
 use std::fs::{self, File, OpenOptions};
@@ -19,7 +19,7 @@ use std::process::Command;
 /// `vmux edit NAME`.
 pub fn edit(
     host: &dyn Host,
-    images: &dyn Images,
+    storage: &dyn StorageHost,
     name: &str,
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
@@ -49,7 +49,7 @@ pub fn edit(
             source,
         })?;
         let edited = match check_edit(name, copy.path(), &text).and_then(|cfg| {
-            super::images::check_boot(images, &cfg)
+            super::images::check_boot(storage, &cfg)
                 .map(|_| cfg)
                 .map_err(|e| error_chain(&e))
         }) {

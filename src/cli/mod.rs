@@ -13,6 +13,7 @@ pub mod complete;
 mod console;
 mod define;
 mod edit;
+mod host_paths;
 mod hotplug;
 pub mod images;
 mod lifecycle;
@@ -33,11 +34,12 @@ pub use args::{
     SaveArgs, SetmemArgs, SetvcpusArgs,
 };
 
-use crate::client::{ClientError, Host, HostApi, LocalHost, NetworkHost, UndefineOptions};
+use crate::client::{
+    ClientError, Host, HostApi, LocalHost, NetworkHost, StorageHost, UndefineOptions,
+};
 use crate::config::DefinitionError;
 use crate::network::NetworkError;
 use crate::tui::TuiOptions;
-use images::{HostImages, Images};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -281,7 +283,6 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
     // there is one, lives as long as the command.
     let local = LocalHost::from_env()?;
     let settings_path = local.paths().settings_file();
-    let images = HostImages::new(local.paths().clone());
     let (api, _link) = match &args.connect {
         Some(target) => {
             // The full-screen interface must not let ssh write a prompt over it.
@@ -289,6 +290,9 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
                 Some(_) => crate::remote::Prompts::Allowed,
                 None => crate::remote::Prompts::Never,
             };
+            if let Some(command) = &args.command {
+                host_paths::require_absolute(command, &target.label())?;
+            }
             let (link, api) = crate::remote::connect(target, prompts)?;
             (api, Some(link))
         }
@@ -312,21 +316,17 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
         Command::Network(verb) => network::run(verb, &api, &mut io),
         Command::Storage(verb) => storage::run(verb, &api, &mut io),
         other => {
-            execute(&api, &images, other, &mut io)?;
+            execute(&api, other, &mut io)?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-/// Executes one VM verb against `api` (its VMs and networks) and `images`.
-pub fn execute(
-    api: &HostApi,
-    images: &dyn Images,
-    command: Command,
-    io: &mut Io<'_>,
-) -> Result<(), CliError> {
+/// Executes one VM verb against `api` (its VMs, networks and images).
+pub fn execute(api: &HostApi, command: Command, io: &mut Io<'_>) -> Result<(), CliError> {
     let host: &dyn Host = api.vms.as_ref();
     let networks: &dyn NetworkHost = api.networks.as_ref();
+    let images: &dyn StorageHost = api.storage.as_ref();
     match command {
         Command::Create(args) => define::create(host, networks, images, args, io),
         Command::Define { file } => define::define_file(host, images, &file, io),

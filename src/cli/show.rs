@@ -1,10 +1,11 @@
 //! Read verbs: `list`, `info`, `stats`, each as a text table or `--json`. The JSON structs
 //! here are the stable output shapes documented in docs/cli.md: add fields, never rename.
 
-use super::images::{Images, vda_label};
+use super::images::vda_label;
 use super::output::{Table, format_duration};
 use super::{CliError, Io};
 use crate::client::NetworkHost;
+use crate::client::StorageHost;
 use crate::client::{BrokenVm, ClientError, Host, VmStatus};
 use crate::config::{BootConfig, ConfigError, VmConfig, format_size};
 use crate::network::InterfaceAddress;
@@ -253,7 +254,7 @@ fn broken_entry(broken: &BrokenVm, info: Option<&VmInfo>) -> ListEntryJson {
 pub fn info(
     host: &dyn Host,
     networks: &dyn NetworkHost,
-    images: &dyn Images,
+    storage: &dyn StorageHost,
     name: &str,
     json: bool,
     io: &mut Io<'_>,
@@ -289,11 +290,11 @@ pub fn info(
         .map(|l| l.memory_bytes)
         .or(cfg.map(|c| c.memory));
     let (boot_image, boot_image_error) = cfg
-        .map(|c| boot_image(c, live.as_ref(), images))
+        .map(|c| boot_image(c, live.as_ref(), storage))
         .unwrap_or_default();
     let cloud_init = cfg.and_then(|c| {
         let options = c.cloud_init.as_ref()?;
-        let (seed, instance_id) = images.seed(&c.name);
+        let (seed, instance_id) = storage.cloud_init_seed(&c.name);
         Some(CloudInitJson {
             summary: super::cloud_init::summary(options, &c.name),
             seed,
@@ -440,7 +441,7 @@ fn image_lines(
 fn boot_image(
     cfg: &VmConfig,
     live: Option<&VmInfo>,
-    images: &dyn Images,
+    storage: &dyn StorageHost,
 ) -> (Option<BootImageInfo>, Option<String>) {
     let BootConfig::Image { cmdline_extra } = &cfg.boot else {
         return (None, None);
@@ -448,9 +449,9 @@ fn boot_image(
     if let Some(booted) = live.and_then(|l| l.boot_image.as_deref().cloned()) {
         return (Some(booted), None);
     }
-    match images.plan(cfg) {
+    match super::images::plan(storage, cfg) {
         Ok(plan) => {
-            let path = images.vda_path(cfg).unwrap_or_default();
+            let path = super::images::vda_path(storage, cfg).unwrap_or_default();
             (Some(plan.boot_info(&path, cmdline_extra)), None)
         }
         Err(e) => (None, Some(super::output::error_chain(&e))),
@@ -643,7 +644,14 @@ fn yes_no(flag: bool) -> &'static str {
 mod tests {
     use super::*;
     use crate::cli::fake::{FakeHost, capture};
-    use crate::cli::images::fake::FakeImages;
+    use crate::client::FakeStorage;
+
+    /// Storage holding the image VMs' disks (each boots Debian's grub entry).
+    fn images() -> FakeStorage {
+        let storage = FakeStorage::new();
+        storage.add_volume("default", "web1.qcow2", 2 << 30, 400 << 20);
+        storage
+    }
     use crate::client::FakeNetworks;
     use crate::config::{DefinitionError, NicConfig};
 
@@ -747,16 +755,8 @@ mod tests {
     fn info_of_a_running_vm_with_a_broken_definition_shows_vmd_and_the_fix() {
         let host = host();
         host.break_definition("on", broken_error());
-        let (result, out, _) = capture(|io| {
-            info(
-                &host,
-                &no_networks(),
-                &FakeImages::default(),
-                "on",
-                false,
-                io,
-            )
-        });
+        let (result, out, _) =
+            capture(|io| info(&host, &no_networks(), &images(), "on", false, io));
         result.expect("info");
         assert!(out.contains("State:      running"), "{out}");
         assert!(out.contains("Pid:        4242"), "{out}");
@@ -781,16 +781,8 @@ mod tests {
 
     #[test]
     fn info_of_a_running_vm_shows_pid_and_uptime() {
-        let (result, out, _) = capture(|io| {
-            info(
-                &host(),
-                &no_networks(),
-                &FakeImages::default(),
-                "on",
-                false,
-                io,
-            )
-        });
+        let (result, out, _) =
+            capture(|io| info(&host(), &no_networks(), &images(), "on", false, io));
         result.expect("info");
         assert!(out.contains("Pid:        4242"), "{out}");
         assert!(out.contains("Uptime:"), "{out}");
@@ -798,16 +790,8 @@ mod tests {
 
     #[test]
     fn info_json_of_a_shut_off_vm_has_no_pid() {
-        let (result, out, _) = capture(|io| {
-            info(
-                &host(),
-                &no_networks(),
-                &FakeImages::default(),
-                "off",
-                true,
-                io,
-            )
-        });
+        let (result, out, _) =
+            capture(|io| info(&host(), &no_networks(), &images(), "off", true, io));
         result.expect("info");
         let value: serde_json::Value = serde_json::from_str(&out).expect("json");
         assert_eq!(value["state"], "shut_off");
@@ -853,7 +837,7 @@ mod tests {
             info(
                 &host_with_nic(),
                 &no_networks(),
-                &FakeImages::default(),
+                &images(),
                 "web",
                 false,
                 io,
@@ -892,7 +876,7 @@ mod tests {
             info(
                 &image_vm_host(),
                 &no_networks(),
-                &FakeImages::default(),
+                &images(),
                 "web1",
                 false,
                 io,
@@ -918,10 +902,8 @@ mod tests {
 
     #[test]
     fn info_json_of_an_image_vm_that_cannot_boot_gives_the_reason() {
-        let images = FakeImages {
-            broken: Some("no kernel found in the disk image".into()),
-            ..FakeImages::default()
-        };
+        let images = images();
+        images.set_unbootable(Some("no kernel found in the disk image"));
         let (result, out, _) =
             capture(|io| info(&image_vm_host(), &no_networks(), &images, "web1", true, io));
 

@@ -389,6 +389,11 @@ impl StorageCommand {
 
     /// The backing files outside the pools the user allowed (`--allow-backing`).
     fn allowed_backing(&self) -> Vec<PathBuf> {
+        self.allowed_backing_paths().to_vec()
+    }
+
+    /// The `--allow-backing` paths as given.
+    pub fn allowed_backing_paths(&self) -> &[PathBuf] {
         use StorageCommand::*;
         match self {
             VolResize { allow_backing, .. }
@@ -396,8 +401,8 @@ impl StorageCommand {
             | VolUpload { allow_backing, .. }
             | VolDownload { allow_backing, .. }
             | VolConvert { allow_backing, .. }
-            | VolWipe { allow_backing, .. } => allow_backing.clone(),
-            _ => Vec::new(),
+            | VolWipe { allow_backing, .. } => allow_backing,
+            _ => &[],
         }
     }
 }

@@ -14,13 +14,17 @@ use super::storage_api::StorageHost;
 use super::storage_views::{
     ImageSource, ImportedVolume, PoolList, PoolView, StorageSnapshot, VolumeProblem, VolumeView,
 };
-use crate::config::{ConfigError, format_size, validate_name, validate_volume_name};
+use crate::bootimg::{BootFile, BootPlan, EntryKind};
+use crate::config::{
+    ConfigError, DiskConfig, DiskSource, format_size, validate_name, validate_volume_name,
+};
 use crate::progress::Progress;
 use crate::storage::format::BackingInfo;
 use crate::storage::qcow2_repair::CheckReport;
 use crate::storage::snapshot::RevertReport;
 use crate::storage::{
-    ImageFormat, PoolInfo, PoolStatus, SnapshotInfo, StorageError, VolumeInfo, VolumeSpec,
+    ImageError, ImageFormat, PoolInfo, PoolStatus, SnapshotInfo, StorageError, VolumeInfo,
+    VolumeSpec,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -48,6 +52,8 @@ struct StorageState {
     broken: Vec<String>,
     failures: HashMap<&'static str, String>,
     snapshots: FakeSnapshots,
+    /// Why no image boots, when a test says so.
+    unbootable: Option<String>,
 }
 
 /// Pools, volumes and snapshots in memory. Starts with the `default` pool (active,
@@ -162,6 +168,11 @@ impl FakeStorage {
     /// Marks VM `vm` running or not (a running VM's snapshot switches its disks live).
     pub fn set_running(&self, vm: &str, running: bool) {
         lock(&self.state).snapshots.set_running(vm, running);
+    }
+
+    /// With `Some(reason)` no image can be booted, for that reason; `None` undoes it.
+    pub fn set_unbootable(&self, reason: Option<&str>) {
+        lock(&self.state).unbootable = reason.map(str::to_string);
     }
 
     /// Adds a broken pool definition, shown as an error row.
@@ -748,15 +759,27 @@ impl StorageHost for FakeStorage {
                 pool,
                 "download",
                 file.parent().unwrap_or(Path::new("/")),
-                format.unwrap_or(ImageFormat::Qcow2),
+                format
+                    .or_else(|| ImageFormat::from_name(file))
+                    .unwrap_or(ImageFormat::Qcow2),
                 2 << 30,
                 400 << 20,
             ),
         };
+        // A linked file import names its base volume after the file, with the format's
+        // extension when the name does not say it.
         let base_name = match source {
-            ImageSource::File(file) if linked => file
-                .file_stem()
-                .map(|stem| format!("{}.{}", stem.to_string_lossy(), base.format)),
+            ImageSource::File(file) if linked => file.file_name().map(|name| {
+                let name = Path::new(name);
+                match ImageFormat::from_name(name) {
+                    Some(said) if said == base.format => name.to_string_lossy().into_owned(),
+                    _ => format!(
+                        "{}.{}",
+                        name.file_stem().unwrap_or_default().to_string_lossy(),
+                        base.format
+                    ),
+                }
+            }),
             _ => None,
         };
         self.in_pool("import", pool, |p| {
@@ -788,9 +811,41 @@ impl StorageHost for FakeStorage {
         })
     }
 
+    fn boot_plan(&self, disk: &DiskConfig) -> Result<BootPlan, StorageError> {
+        self.disk_path(disk)?;
+        match &lock(&self.state).unbootable {
+            Some(reason) => Err(invalid(reason.clone())),
+            None => Ok(debian_plan()),
+        }
+    }
+
+    fn disk_path(&self, disk: &DiskConfig) -> Result<PathBuf, StorageError> {
+        match &disk.source {
+            DiskSource::Volume { pool, volume } => self.in_pool("disk-path", pool, |p| {
+                Ok(existing(p, pool, volume)?.path.clone())
+            }),
+            DiskSource::Path(path) => Ok(path.clone()),
+        }
+    }
+
+    fn image_file_format(&self, file: &Path) -> Result<ImageFormat, StorageError> {
+        ImageFormat::from_name(file).ok_or_else(|| {
+            StorageError::Image(ImageError::FormatUnknown {
+                path: file.to_path_buf(),
+            })
+        })
+    }
+
+    fn cloud_init_seed(&self, vm: &str) -> (PathBuf, Option<String>) {
+        (PathBuf::from(format!("/state/{vm}/cidata.img")), None)
+    }
+
     fn boot_entry(&self, pool: &str, volume: &str) -> Result<String, String> {
         match self.volume(pool, volume) {
-            Some(_) => Ok("/boot/vmlinuz-6.1.0-28-amd64 (grub entry 'Debian GNU/Linux')".into()),
+            Some(_) => self
+                .boot_plan(&DiskConfig::volume(pool, volume))
+                .map(|plan| plan.describe())
+                .map_err(|e| e.to_string()),
             None => Err(format!("no volume {pool}/{volume}")),
         }
     }
@@ -894,5 +949,24 @@ impl StorageHost for FakeStorage {
             .ok_or_else(|| unknown_pool(pool))?;
         p.autostart = enabled;
         Ok(())
+    }
+}
+
+/// The boot plan every fake image has: Debian's grub entry.
+pub fn debian_plan() -> BootPlan {
+    BootPlan {
+        kind: EntryKind::Grub,
+        title: "Debian GNU/Linux".into(),
+        entry_id: None,
+        kernel: BootFile {
+            partition: 1,
+            path: "/boot/vmlinuz-6.1.0-28-amd64".into(),
+            resolved: "/boot/vmlinuz-6.1.0-28-amd64".into(),
+            size: 8 << 20,
+        },
+        initrds: Vec::new(),
+        cmdline: "root=UUID=1 ro console=ttyS0".into(),
+        volumes: Vec::new(),
+        notes: Vec::new(),
     }
 }

@@ -7,8 +7,10 @@ use super::storage_api::StorageHost;
 use super::storage_views::{
     ImageSource, ImportedVolume, PoolList, PoolView, StorageSnapshot, VolumeProblem, VolumeView,
 };
-use crate::config::Paths;
+use crate::bootimg::{self, BootPlan, ReadAt, StorageDisk};
+use crate::config::{DiskConfig, Paths};
 use crate::progress::Progress;
+use crate::storage::import::check_download;
 use crate::storage::qcow2_repair::CheckReport;
 use crate::storage::snapshot::RevertReport;
 use crate::storage::{
@@ -297,27 +299,39 @@ impl StorageHost for LocalStorage {
         }
     }
 
+    fn boot_plan(&self, disk: &DiskConfig) -> Result<BootPlan, StorageError> {
+        let path = self.manager.resolve_disk(disk)?;
+        let detect = self.manager.disk_detect(disk)?;
+        let trust = self.manager.trust(&disk.allow_backing);
+        let image = StorageDisk::open(&path, detect, &trust)?;
+        let image: Arc<dyn ReadAt> = Arc::new(image);
+        bootimg::inspect(image).map_err(|e| {
+            StorageError::Invalid(format!(
+                "cannot boot the disk image {}: {}",
+                disk.source,
+                error_chain(&e)
+            ))
+        })
+    }
+
+    fn disk_path(&self, disk: &DiskConfig) -> Result<PathBuf, StorageError> {
+        self.manager.resolve_disk(disk)
+    }
+
+    fn image_file_format(&self, file: &Path) -> Result<ImageFormat, StorageError> {
+        check_download(file, None).map(|info| info.format)
+    }
+
+    fn cloud_init_seed(&self, vm: &str) -> (PathBuf, Option<String>) {
+        let path = crate::cloudinit::vm_seed::seed_path(self.manager.paths(), vm);
+        let id = crate::cloudinit::vm_seed::recorded_instance_id(&path);
+        (path, id)
+    }
+
     fn boot_entry(&self, pool: &str, volume: &str) -> Result<String, String> {
-        let path = self
-            .manager
-            .volume_path(pool, volume)
-            .map_err(|e| error_chain(&e))?;
-        let config = crate::config::DiskConfig::volume(pool, volume);
-        let detect = self
-            .manager
-            .disk_detect(&config)
-            .map_err(|e| error_chain(&e))?;
-        let disk = crate::bootimg::StorageDisk::open(&path, detect, &self.manager.trust(&[]))
-            .map_err(|e| error_chain(&e))?;
-        let disk: std::sync::Arc<dyn crate::bootimg::ReadAt> = std::sync::Arc::new(disk);
-        crate::bootimg::inspect(disk)
+        self.boot_plan(&DiskConfig::volume(pool, volume))
             .map(|plan| plan.describe())
-            .map_err(|e| {
-                format!(
-                    "cannot boot the disk image {pool}/{volume}: {}",
-                    error_chain(&e)
-                )
-            })
+            .map_err(|e| error_chain(&e))
     }
 
     fn create_snapshot(&self, vm: &str, name: &str) -> Result<SnapshotInfo, StorageError> {

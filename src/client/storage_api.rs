@@ -9,6 +9,8 @@
 //! when it is cancelled, as after a failure (`StorageError::is_cancelled`).
 
 use super::storage_views::{ImageSource, ImportedVolume, PoolList, StorageSnapshot, VolumeView};
+use crate::bootimg::BootPlan;
+use crate::config::DiskConfig;
 use crate::progress::Progress;
 use crate::storage::qcow2_repair::CheckReport;
 use crate::storage::snapshot::RevertReport;
@@ -152,6 +154,18 @@ pub trait StorageHost: Send + Sync {
         linked: bool,
         progress: &Progress,
     ) -> Result<ImportedVolume, StorageError>;
+    /// What disk `disk`'s own /boot boots (read with its recorded format, following only the
+    /// pools' and its own allowed backing files). An image that cannot be booted is
+    /// `StorageError::Invalid`, naming the image and why.
+    fn boot_plan(&self, disk: &DiskConfig) -> Result<BootPlan, StorageError>;
+    /// The image file disk `disk` names on this host.
+    fn disk_path(&self, disk: &DiskConfig) -> Result<PathBuf, StorageError>;
+    /// The format of image file `file` on this host, to use it in place as a writable disk:
+    /// what its name says, checked against its content (never guessed from content alone).
+    fn image_file_format(&self, file: &Path) -> Result<ImageFormat, StorageError>;
+    /// VM `vm`'s cloud-init seed image and the instance-id it was built with (none before
+    /// the VM's first start).
+    fn cloud_init_seed(&self, vm: &str) -> (PathBuf, Option<String>);
     /// What volume `pool/volume`'s own /boot boots
     /// (`/boot/vmlinuz-6.1.0-28-amd64 (grub entry 'Debian GNU/Linux')`), or why it cannot.
     fn boot_entry(&self, pool: &str, volume: &str) -> Result<String, String>;

@@ -153,3 +153,44 @@ impl ImportedVolume {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symlink_in_a_pool_becomes_data_that_keeps_its_target_and_message() {
+        let error = StorageError::SymlinkVolume {
+            pool: "default".into(),
+            volume: "evil.qcow2".into(),
+            target: Some("/etc/shadow".into()),
+        };
+        let problem = VolumeProblem::from_error(&error);
+        let text = serde_json::to_string(&problem).expect("serializes");
+        let back: VolumeProblem = serde_json::from_str(&text).expect("deserializes");
+        assert_eq!(back, problem);
+        let VolumeProblem::Symlink { target, message } = back else {
+            panic!("not a symlink: {back:?}");
+        };
+        assert_eq!(target.as_deref(), Some(std::path::Path::new("/etc/shadow")));
+        assert_eq!(message, error.to_string());
+    }
+
+    #[test]
+    fn an_unreadable_volume_carries_the_whole_cause_chain() {
+        let error = StorageError::PoolIo {
+            op: "read",
+            path: "/pool/a.qcow2".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        let problem = VolumeProblem::from_error(&error);
+        let VolumeProblem::Unreadable(message) = &problem else {
+            panic!("not unreadable: {problem:?}");
+        };
+        assert!(
+            message.starts_with("cannot read /pool/a.qcow2: "),
+            "{message}"
+        );
+        assert!(message.contains("ermission denied"), "{message}");
+    }
+}

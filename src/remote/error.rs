@@ -5,7 +5,10 @@
 
 use crate::client::ClientError;
 use crate::config::{ConfigError, DefinitionError};
+use crate::network::NetworkError;
+use crate::storage::{ImageError, StorageError};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// An error raised on a remote host: its message, then its cause's, and so on. `Display` is the
 /// message and `source()` the cause, so `{:#}` prints the same chain as on that host.
@@ -97,6 +100,45 @@ pub enum ErrorKind {
     },
     /// A long operation was cancelled (it cleaned up as after a failure).
     Cancelled,
+    /// `StorageError::PoolActive`.
+    PoolActive {
+        /// Pool name.
+        pool: String,
+    },
+    /// `StorageError::UndefineDefault`.
+    UndefineDefault {
+        /// The default pool's directory.
+        path: PathBuf,
+    },
+    /// `StorageError::UnknownVolume`.
+    UnknownVolume {
+        /// Pool name.
+        pool: String,
+        /// Volume name.
+        volume: String,
+    },
+    /// `StorageError::DestinationExists`.
+    DestinationExists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `ImageError::FormatUnknown`: `create --image` then says how to import the file.
+    FormatUnknown {
+        /// The image file.
+        path: PathBuf,
+    },
+    /// `ImageError::FormatAmbiguous`: as `FormatUnknown`.
+    FormatAmbiguous {
+        /// The image file.
+        path: PathBuf,
+    },
+    /// `NetworkError::UnknownNetwork`.
+    UnknownNetwork {
+        /// Network name.
+        name: String,
+    },
+    /// `NetworkError::MissingCapability`.
+    MissingCapability,
     /// [`ConfigError::Changed`]: the editor's save lost a race.
     Changed {
         /// VM name.
@@ -156,24 +198,78 @@ impl WireError {
         }
     }
 
-    /// A storage error, with its kind when front ends act on it (a cancel).
-    pub fn from_storage(error: &crate::storage::StorageError) -> WireError {
-        WireError {
-            kind: if error.is_cancelled() {
-                ErrorKind::Cancelled
-            } else {
-                ErrorKind::Other
+    /// A storage error, with its kind when front ends act on it.
+    pub fn from_storage(error: &StorageError) -> WireError {
+        let kind = match error {
+            e if e.is_cancelled() => ErrorKind::Cancelled,
+            StorageError::PoolActive(pool) => ErrorKind::PoolActive { pool: pool.clone() },
+            StorageError::UndefineDefault(path) => {
+                ErrorKind::UndefineDefault { path: path.clone() }
+            }
+            StorageError::UnknownVolume { pool, volume } => ErrorKind::UnknownVolume {
+                pool: pool.clone(),
+                volume: volume.clone(),
             },
+            StorageError::DestinationExists(path) => {
+                ErrorKind::DestinationExists { path: path.clone() }
+            }
+            StorageError::Image(ImageError::FormatUnknown { path }) => {
+                ErrorKind::FormatUnknown { path: path.clone() }
+            }
+            StorageError::Image(ImageError::FormatAmbiguous { path }) => {
+                ErrorKind::FormatAmbiguous { path: path.clone() }
+            }
+            StorageError::Remote(wire) => wire.kind.clone(),
+            _ => ErrorKind::Other,
+        };
+        WireError {
+            kind,
             error: RemoteError::capture(error),
         }
     }
 
-    /// The storage error this was on the remote host: a cancel as a cancel, the rest as
-    /// [`crate::storage::StorageError::Remote`] (which reads the same).
-    pub fn into_storage(self) -> crate::storage::StorageError {
+    /// The storage error this was on the remote host: its typed variant when front ends act
+    /// on it, else [`StorageError::Remote`] (which reads the same).
+    pub fn into_storage(self) -> StorageError {
         match self.kind {
             ErrorKind::Cancelled => crate::progress::Cancelled.into(),
-            _ => crate::storage::StorageError::Remote(Box::new(self)),
+            ErrorKind::PoolActive { pool } => StorageError::PoolActive(pool),
+            ErrorKind::UndefineDefault { path } => StorageError::UndefineDefault(path),
+            ErrorKind::UnknownVolume { pool, volume } => {
+                StorageError::UnknownVolume { pool, volume }
+            }
+            ErrorKind::DestinationExists { path } => StorageError::DestinationExists(path),
+            ErrorKind::FormatUnknown { path } => {
+                StorageError::Image(ImageError::FormatUnknown { path })
+            }
+            ErrorKind::FormatAmbiguous { path } => {
+                StorageError::Image(ImageError::FormatAmbiguous { path })
+            }
+            _ => StorageError::Remote(Box::new(self)),
+        }
+    }
+
+    /// A network error, with its kind when front ends act on it.
+    pub fn from_network(error: &NetworkError) -> WireError {
+        let kind = match error {
+            NetworkError::UnknownNetwork(name) => ErrorKind::UnknownNetwork { name: name.clone() },
+            NetworkError::MissingCapability => ErrorKind::MissingCapability,
+            NetworkError::Remote(wire) => wire.kind.clone(),
+            _ => ErrorKind::Other,
+        };
+        WireError {
+            kind,
+            error: RemoteError::capture(error),
+        }
+    }
+
+    /// The network error this was on the remote host: its typed variant when front ends act
+    /// on it, else [`NetworkError::Remote`] (which reads the same).
+    pub fn into_network(self) -> NetworkError {
+        match self.kind {
+            ErrorKind::UnknownNetwork { name } => NetworkError::UnknownNetwork(name),
+            ErrorKind::MissingCapability => NetworkError::MissingCapability,
+            _ => NetworkError::Remote(Box::new(self)),
         }
     }
 
@@ -194,7 +290,7 @@ impl WireError {
                     source: definition,
                 })
             }
-            ErrorKind::Other | ErrorKind::Cancelled => ClientError::Remote(Box::new(self)),
+            _ => ClientError::Remote(Box::new(self)),
         }
     }
 }
@@ -227,6 +323,24 @@ mod tests {
             format!("{:#}", anyhow::Error::from(remote)),
             format!("{:#}", anyhow::Error::from(original))
         );
+    }
+
+    #[test]
+    fn storage_and_network_errors_front_ends_act_on_come_back_typed() {
+        let storage = StorageError::UnknownVolume {
+            pool: "default".into(),
+            volume: "a.qcow2".into(),
+        };
+        let back = WireError::from_storage(&storage).into_storage();
+        assert!(
+            matches!(back, StorageError::UnknownVolume { .. }),
+            "{back:?}"
+        );
+        assert_eq!(back.to_string(), storage.to_string());
+        let network = NetworkError::UnknownNetwork("lab".into());
+        let back = WireError::from_network(&network).into_network();
+        assert!(matches!(back, NetworkError::UnknownNetwork(_)), "{back:?}");
+        assert_eq!(back.to_string(), network.to_string());
     }
 
     #[test]

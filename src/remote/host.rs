@@ -137,15 +137,13 @@ impl Host for RemoteHost {
     }
 
     fn console(&self, name: &str, history: bool) -> Result<Console, ClientError> {
-        let (output, input) = self
-            .link
+        self.link
             .open_stream(|stream| Call::Console {
                 name: name.into(),
                 history,
                 stream,
             })
-            .map_err(client_error)?;
-        Ok(Console { output, input })
+            .map_err(client_error)
     }
 
     fn set_vcpus(&self, name: &str, count: u32, scope: ChangeScope) -> Result<(), ClientError> {

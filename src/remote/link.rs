@@ -14,6 +14,7 @@ use super::link_error::LinkError;
 use super::ssh::{self, Prompts};
 use super::target::Target;
 use super::wire::{Bytes, Down, HOST_PROTOCOL, Hello, Up, encode};
+use crate::client::Console;
 use crate::progress::{Progress, ProgressSnapshot};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -280,10 +281,7 @@ impl Link {
     }
 
     /// Opens a console stream: `open` sends the call that starts it with the stream id given.
-    pub fn open_stream(
-        &self,
-        open: impl FnOnce(u64) -> Call,
-    ) -> Result<(Box<dyn Read + Send>, Box<dyn Write + Send>), CallError> {
+    pub fn open_stream(&self, open: impl FnOnce(u64) -> Call) -> Result<Console, CallError> {
         let core = &self.handle.core;
         let stream = core.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
@@ -304,7 +302,10 @@ impl Link {
             core: Arc::clone(core),
             stream,
         };
-        Ok((Box::new(output), Box::new(input)))
+        Ok(Console {
+            output: Box::new(output),
+            input: Box::new(input),
+        })
     }
 }
 

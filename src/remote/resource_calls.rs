@@ -3,7 +3,7 @@
 //! on the remote host.
 
 use crate::client::ImageSource;
-use crate::config::{MacAddr, NetworkConfig, VmConfig};
+use crate::config::{DiskConfig, MacAddr, NetworkConfig, VmConfig};
 use crate::storage::{ImageFormat, VolumeSpec};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -190,6 +190,26 @@ pub enum StorageCall {
         format: Option<ImageFormat>,
         /// An overlay on it instead of a copy.
         linked: bool,
+    },
+    /// `boot_plan`.
+    BootPlan {
+        /// The disk.
+        disk: DiskConfig,
+    },
+    /// `disk_path`.
+    DiskPath {
+        /// The disk.
+        disk: DiskConfig,
+    },
+    /// `image_file_format` (the file is on the remote host).
+    ImageFileFormat {
+        /// The image file.
+        file: PathBuf,
+    },
+    /// `cloud_init_seed`.
+    CloudInitSeed {
+        /// VM name.
+        vm: String,
     },
     /// `boot_entry`.
     BootEntry {

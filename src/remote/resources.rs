@@ -5,11 +5,12 @@
 
 use super::calls::{Call, NetworkCall, StorageCall};
 use super::link::{CallError, Link};
+use crate::bootimg::BootPlan;
 use crate::client::{
     AutostartResult, ImageSource, ImportedVolume, NetworkHost, NetworkList, NetworkSnapshot,
     PoolList, StorageHost, StorageSnapshot, VolumeView,
 };
-use crate::config::{MacAddr, NetworkConfig, NicConfig, VmConfig};
+use crate::config::{DiskConfig, MacAddr, NetworkConfig, NicConfig, VmConfig};
 use crate::network::{InterfaceAddress, NetworkError, NetworkInfo};
 use crate::progress::Progress;
 use crate::storage::qcow2_repair::CheckReport;
@@ -68,7 +69,7 @@ fn storage_error(error: CallError) -> StorageError {
 
 fn network_error(error: CallError) -> NetworkError {
     match error {
-        CallError::Remote(wire) => NetworkError::Remote(Box::new(wire)),
+        CallError::Remote(wire) => wire.into_network(),
         CallError::Link(link) => NetworkError::Link(link),
     }
 }
@@ -342,6 +343,33 @@ impl StorageHost for RemoteStorage {
             },
             progress,
         )
+    }
+
+    fn boot_plan(&self, disk: &DiskConfig) -> Result<BootPlan, StorageError> {
+        self.call(StorageCall::BootPlan { disk: disk.clone() })
+    }
+
+    fn disk_path(&self, disk: &DiskConfig) -> Result<PathBuf, StorageError> {
+        self.call(StorageCall::DiskPath { disk: disk.clone() })
+    }
+
+    fn image_file_format(&self, file: &Path) -> Result<ImageFormat, StorageError> {
+        self.call(StorageCall::ImageFileFormat {
+            file: file.to_path_buf(),
+        })
+    }
+
+    fn cloud_init_seed(&self, vm: &str) -> (PathBuf, Option<String>) {
+        // Like the local one, this cannot fail: a host that cannot be asked shows no seed
+        // path (`info` shows an empty one) and no instance-id.
+        self.call(StorageCall::CloudInitSeed { vm: vm.into() })
+            .unwrap_or_else(|e| {
+                log::warn!(
+                    "{}: cannot ask for the cloud-init seed of {vm}: {e}",
+                    self.link.label()
+                );
+                (PathBuf::new(), None)
+            })
     }
 
     fn boot_entry(&self, pool: &str, volume: &str) -> Result<String, String> {

@@ -1,9 +1,14 @@
-//! A small dialog form: labelled fields (text, on/off, one-of choices) with a problem or a hint
-//! under each, checked as they are typed. The storage, network and hot-add dialogs
-//! (`dialogs.rs`) are forms of this kind: the form handles keys and focus, the dialog says what
-//! the fields are, what is wrong with them and what to do on Enter.
+//! The TUI's one form system: labelled fields (text, on/off, one-of choices, a checklist)
+//! with a problem or a hint under each, checked as they are typed. The storage, network and
+//! hot-add dialogs (`dialogs`) and every step of the creation wizard and the edit form
+//! (`wizard`) are forms: the form holds the values, handles keys and focus, and is drawn by
+//! `ui::form_view`; its owner says which fields there are and which are shown, what is wrong
+//! with them, and what to do on Enter, Esc and Ctrl-O (a field that opens a file picker).
+
+pub mod checklist;
 
 use super::input::{Edit, LineInput};
+use checklist::Checklist;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 /// Names a field within one dialog.
@@ -51,6 +56,55 @@ pub enum FieldKey {
     Force,
     /// A remote host's address (`ssh://…`).
     Uri,
+    /// Wizard: demo, kernel or disk image.
+    Source,
+    /// Wizard: the kernel's path.
+    Kernel,
+    /// Wizard: the initrd's path.
+    Initrd,
+    /// Wizard: the kernel command line.
+    Cmdline,
+    /// Wizard: vCPUs at boot.
+    Vcpus,
+    /// Wizard: most vCPUs (hot-add limit).
+    MaxVcpus,
+    /// Wizard: guest RAM.
+    Memory,
+    /// Wizard: start once created.
+    StartNow,
+    /// Wizard: attach the console once started.
+    AttachNow,
+    /// Wizard: existing volumes to attach.
+    Volumes,
+    /// Wizard: create a new volume for the VM.
+    NewDisk,
+    /// Wizard: the new volume's pool.
+    DiskPool,
+    /// Wizard: the new volume's name.
+    DiskName,
+    /// Wizard: the new volume's size.
+    DiskSize,
+    /// Wizard: the new volume's format.
+    DiskFormat,
+    /// Wizard: networks to attach.
+    Networks,
+    /// Wizard: start the chosen networks that are not started, before the VM (shown on the
+    /// review only when one is needed).
+    StartNetworks,
+    /// Wizard: the disk image, a pool volume or a file.
+    ImageFrom,
+    /// Wizard: the image file's path.
+    ImageFile,
+    /// Wizard: linked overlay, copy, or the volume itself.
+    ImageMode,
+    /// Wizard, cloud-init: the user to create.
+    CiUser,
+    /// Wizard, cloud-init: the SSH public key file.
+    CiKey,
+    /// Wizard, cloud-init: no password, or a generated root password.
+    CiPassword,
+    /// Wizard, cloud-init: the guest's host name.
+    CiHostname,
 }
 
 /// A field's value.
@@ -67,6 +121,8 @@ pub enum FieldValue {
         /// The chosen one.
         index: usize,
     },
+    /// Things to tick (Space ticks, ↑/↓ move within it and leave it at either end).
+    Checklist(Checklist),
 }
 
 /// One field of a form.
@@ -84,6 +140,14 @@ pub struct FormField {
     pub hint: String,
     /// Not shown (and not checked) now.
     pub hidden: bool,
+    /// Ctrl-O opens a file picker that fills this (text) field.
+    pub browse: bool,
+    /// The hint is shown even while another field is focused (a fact always worth seeing).
+    pub always_hint: bool,
+    /// What a toggle says when on and when off, instead of "yes" and "no".
+    pub toggle_words: Option<(String, String)>,
+    /// A text field holding a whole number within these bounds (see [`Form::number`]).
+    pub bounds: Option<(u32, u32)>,
 }
 
 impl FormField {
@@ -102,6 +166,30 @@ impl FormField {
         FormField::new(key, label, FieldValue::Choice { options, index: 0 })
     }
 
+    /// A text field holding the whole number `value`, which must stay within `min..=max`.
+    pub fn number(key: FieldKey, label: &'static str, value: u32, min: u32, max: u32) -> FormField {
+        let mut field = FormField::text(key, label, &value.to_string());
+        field.bounds = Some((min, max));
+        field
+    }
+
+    /// A checklist field over `list`.
+    pub fn checklist(key: FieldKey, label: &'static str, list: Checklist) -> FormField {
+        FormField::new(key, label, FieldValue::Checklist(list))
+    }
+
+    /// This field, with Ctrl-O opening a file picker for it.
+    pub fn browsing(mut self) -> FormField {
+        self.browse = true;
+        self
+    }
+
+    /// This field, with its hint shown while other fields are focused too.
+    pub fn hint_always(mut self) -> FormField {
+        self.always_hint = true;
+        self
+    }
+
     fn new(key: FieldKey, label: &'static str, value: FieldValue) -> FormField {
         FormField {
             key,
@@ -110,6 +198,10 @@ impl FormField {
             error: None,
             hint: String::new(),
             hidden: false,
+            browse: false,
+            always_hint: false,
+            toggle_words: None,
+            bounds: None,
         }
     }
 }
@@ -125,6 +217,8 @@ pub enum FormKey {
     Submit,
     /// Esc: close.
     Cancel,
+    /// Ctrl-O: open a file picker (for the focused field, when it [browses](FormField::browse)).
+    Browse,
 }
 
 /// The fields and focus of a dialog.
@@ -134,14 +228,99 @@ pub struct Form {
     pub fields: Vec<FormField>,
     /// Index into `fields` of the focused one (always a shown field).
     pub focus: usize,
+    /// ↑ on the first shown field goes to the last (else it stays).
+    pub wrap_up: bool,
 }
 
 impl Form {
-    /// A form over `fields`, the first shown one focused.
+    /// A form over `fields`, the first shown one focused; ↑ wraps.
     pub fn new(fields: Vec<FormField>) -> Form {
-        let mut form = Form { fields, focus: 0 };
+        let mut form = Form {
+            fields,
+            focus: 0,
+            wrap_up: true,
+        };
         form.fix_focus();
         form
+    }
+
+    /// The shown fields, in order.
+    pub fn shown(&self) -> impl Iterator<Item = &FormField> {
+        self.fields.iter().filter(|f| !f.hidden)
+    }
+
+    /// Focuses field `key` when it is shown; says whether it is.
+    pub fn focus_on(&mut self, key: FieldKey) -> bool {
+        match self.fields.iter().position(|f| f.key == key && !f.hidden) {
+            Some(i) => {
+                self.focus = i;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Focuses the first shown field.
+    pub fn focus_first(&mut self) {
+        self.focus = self.fields.iter().position(|f| !f.hidden).unwrap_or(0);
+    }
+
+    /// The index of the chosen option of choice `key` (0 for other kinds).
+    pub fn choice_index(&self, key: FieldKey) -> usize {
+        match self.field(key).map(|f| &f.value) {
+            Some(FieldValue::Choice { index, .. }) => *index,
+            _ => 0,
+        }
+    }
+
+    /// Chooses option `index` of choice `key` (the last one when there are fewer).
+    pub fn set_choice_index(&mut self, key: FieldKey, index: usize) {
+        if let Some(FieldValue::Choice { options, index: i }) =
+            self.field_mut(key).map(|f| &mut f.value)
+        {
+            *i = index.min(options.len().saturating_sub(1));
+        }
+    }
+
+    /// Replaces the options of choice `key`, keeping the chosen index where it still exists.
+    pub fn set_options(&mut self, key: FieldKey, options: Vec<String>) {
+        if let Some(FieldValue::Choice { options: o, index }) =
+            self.field_mut(key).map(|f| &mut f.value)
+        {
+            *index = (*index).min(options.len().saturating_sub(1));
+            *o = options;
+        }
+    }
+
+    /// The options of choice `key`.
+    pub fn options(&self, key: FieldKey) -> &[String] {
+        match self.field(key).map(|f| &f.value) {
+            Some(FieldValue::Choice { options, .. }) => options,
+            _ => &[],
+        }
+    }
+
+    /// Checklist `key`.
+    pub fn checklist(&self, key: FieldKey) -> Option<&Checklist> {
+        match self.field(key).map(|f| &f.value) {
+            Some(FieldValue::Checklist(list)) => Some(list),
+            _ => None,
+        }
+    }
+
+    /// Checklist `key`, mutably.
+    pub fn checklist_mut(&mut self, key: FieldKey) -> Option<&mut Checklist> {
+        match self.field_mut(key).map(|f| &mut f.value) {
+            Some(FieldValue::Checklist(list)) => Some(list),
+            _ => None,
+        }
+    }
+
+    /// Sets toggle `key`.
+    pub fn set_flag(&mut self, key: FieldKey, on: bool) {
+        if let Some(FieldValue::Toggle(value)) = self.field_mut(key).map(|f| &mut f.value) {
+            *value = on;
+        }
     }
 
     /// The field `key`.
@@ -166,6 +345,23 @@ impl Form {
     pub fn set_text(&mut self, key: FieldKey, text: &str) {
         if let Some(FieldValue::Text(input)) = self.field_mut(key).map(|f| &mut f.value) {
             input.set(text);
+        }
+    }
+
+    /// The whole number in field `key`, or what is wrong with it, naming the field: not a
+    /// whole number, or outside the field's [bounds](FormField::bounds).
+    pub fn number(&self, key: FieldKey) -> Result<u32, String> {
+        let text = self.text(key);
+        let (min, max) = self
+            .field(key)
+            .and_then(|f| f.bounds)
+            .unwrap_or((0, u32::MAX));
+        let what = self.field(key).map_or_else(String::new, |f| noun(f.label));
+        match text.parse::<u32>() {
+            Ok(n) if n < min => Err(format!("{what} must be at least {min}")),
+            Ok(n) if n > max => Err(format!("{what} can be at most {max}")),
+            Ok(n) => Ok(n),
+            Err(_) => Err(format!("'{text}' is not a whole number")),
         }
     }
 
@@ -240,15 +436,35 @@ impl Form {
         }
     }
 
-    /// Applies a key: Tab/↑/↓ move, Enter submits, Esc cancels, the rest edits the focused
-    /// field.
+    fn first_shown(&self) -> bool {
+        self.fields.iter().position(|f| !f.hidden) == Some(self.focus)
+    }
+
+    /// Applies a key: Tab/↑/↓ move (within a checklist first), Enter submits, Esc cancels,
+    /// Ctrl-O asks for a file picker, the rest edits the focused field.
     pub fn handle_key(&mut self, key: &KeyEvent) -> FormKey {
         let shift_tab = key.code == KeyCode::BackTab
             || (key.code == KeyCode::Tab && key.modifiers.contains(KeyModifiers::SHIFT));
+        let delta = match key.code {
+            KeyCode::Up => -1,
+            KeyCode::Down => 1,
+            _ => 0,
+        };
+        if delta != 0
+            && let Some(FieldValue::Checklist(list)) =
+                self.fields.get_mut(self.focus).map(|f| &mut f.value)
+            && list.move_cursor(delta)
+        {
+            return FormKey::Moved;
+        }
         match key.code {
             KeyCode::Esc => return FormKey::Cancel,
             KeyCode::Enter => return FormKey::Submit,
+            KeyCode::Char('o') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                return FormKey::Browse;
+            }
             _ if shift_tab => self.step_focus(false),
+            KeyCode::Up if !self.wrap_up && self.first_shown() => {}
             KeyCode::Up => self.step_focus(false),
             KeyCode::Tab | KeyCode::Down => self.step_focus(true),
             _ => return self.edit(key),
@@ -292,6 +508,7 @@ impl Form {
                 };
                 true
             }
+            FieldValue::Checklist(list) if key.code == KeyCode::Char(' ') => list.toggle(),
             _ => false,
         };
         if changed {
@@ -300,6 +517,15 @@ impl Form {
             FormKey::Moved
         }
     }
+}
+
+/// A label as a sentence names it inside: its first letter in lower case ("Max vCPUs" →
+/// "max vCPUs").
+fn noun(label: &str) -> String {
+    let mut chars = label.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
 }
 
 #[cfg(test)]
@@ -348,5 +574,100 @@ mod tests {
         let mut form = sample();
         press(&mut form, KeyCode::Char('b'));
         assert_eq!(form.text(FieldKey::Name), "ab");
+    }
+
+    fn item(key: &str) -> checklist::CheckItem {
+        checklist::CheckItem {
+            key: key.into(),
+            label: key.into(),
+            note: String::new(),
+            problem: None,
+            checked: false,
+        }
+    }
+
+    /// A checklist of `a`, `b` over a text field.
+    fn with_checklist() -> Form {
+        let mut list = Checklist::new("Things", "(none)");
+        list.replace(vec![item("a"), item("b")]);
+        Form::new(vec![
+            FormField::checklist(FieldKey::Volumes, "Volumes", list),
+            FormField::text(FieldKey::Name, "Name", ""),
+        ])
+    }
+
+    #[test]
+    fn arrows_move_within_a_checklist_and_leave_it_at_the_end() {
+        let mut form = with_checklist();
+        press(&mut form, KeyCode::Down);
+        assert_eq!(form.checklist(FieldKey::Volumes).map(|l| l.cursor), Some(1));
+        assert_eq!(form.focused().map(|f| f.key), Some(FieldKey::Volumes));
+        press(&mut form, KeyCode::Down);
+        assert_eq!(form.focused().map(|f| f.key), Some(FieldKey::Name));
+    }
+
+    #[test]
+    fn space_ticks_the_checklist_item_under_the_cursor() {
+        let mut form = with_checklist();
+        press(&mut form, KeyCode::Down);
+        assert_eq!(press(&mut form, KeyCode::Char(' ')), FormKey::Changed);
+        let list = form.checklist(FieldKey::Volumes).expect("checklist");
+        assert_eq!(list.checked(), ["b"]);
+    }
+
+    #[test]
+    fn up_on_the_first_field_wraps_only_when_asked() {
+        let mut form = sample();
+        press(&mut form, KeyCode::Up);
+        assert_eq!(form.focused().map(|f| f.key), Some(FieldKey::Format));
+        form.wrap_up = false;
+        form.focus_first();
+        press(&mut form, KeyCode::Up);
+        assert_eq!(form.focused().map(|f| f.key), Some(FieldKey::Name));
+    }
+
+    #[test]
+    fn ctrl_o_asks_for_a_file_picker_without_editing() {
+        let mut form = sample();
+        let key = KeyEvent::new(KeyCode::Char('o'), KeyModifiers::CONTROL);
+        assert_eq!(form.handle_key(&key), FormKey::Browse);
+        assert_eq!(form.text(FieldKey::Name), "a");
+    }
+
+    #[test]
+    fn new_options_keep_the_choice_where_it_still_exists() {
+        let mut form = sample();
+        form.set_choice_index(FieldKey::Format, 1);
+        form.set_options(FieldKey::Format, vec!["a".into(), "b".into(), "c".into()]);
+        assert_eq!(form.choice(FieldKey::Format), Some("b"));
+        form.set_options(FieldKey::Format, vec!["only".into()]);
+        assert_eq!(form.choice(FieldKey::Format), Some("only"));
+    }
+
+    #[test]
+    fn a_number_field_names_itself_when_out_of_bounds() {
+        let mut form = Form::new(vec![FormField::number(
+            FieldKey::MaxVcpus,
+            "Max vCPUs",
+            4,
+            1,
+            8,
+        )]);
+        assert_eq!(form.number(FieldKey::MaxVcpus), Ok(4));
+        form.set_text(FieldKey::MaxVcpus, "0");
+        assert_eq!(
+            form.number(FieldKey::MaxVcpus),
+            Err("max vCPUs must be at least 1".to_string())
+        );
+        form.set_text(FieldKey::MaxVcpus, "9");
+        assert_eq!(
+            form.number(FieldKey::MaxVcpus),
+            Err("max vCPUs can be at most 8".to_string())
+        );
+        form.set_text(FieldKey::MaxVcpus, "four");
+        assert_eq!(
+            form.number(FieldKey::MaxVcpus),
+            Err("'four' is not a whole number".to_string())
+        );
     }
 }

@@ -107,6 +107,12 @@ pub(super) fn storage(
             format,
             linked,
         } => long(&|p| json(storage.import_image(&pool, &volume, &source, format, linked, p))),
+        StorageCall::BootPlan { disk } => json(storage.boot_plan(&disk)),
+        StorageCall::DiskPath { disk } => json(storage.disk_path(&disk)),
+        StorageCall::ImageFileFormat { file } => json(storage.image_file_format(&file)),
+        StorageCall::CloudInitSeed { vm } => {
+            json(Ok::<_, StorageError>(storage.cloud_init_seed(&vm)))
+        }
         StorageCall::BootEntry { pool, volume } => to_value(storage.boot_entry(&pool, &volume)),
         StorageCall::CreateSnapshot { vm, name } => json(storage.create_snapshot(&vm, &name)),
         StorageCall::ListSnapshots { vm } => json(storage.list_snapshots(&vm)),
@@ -146,7 +152,7 @@ fn json<T: Serialize>(result: Result<T, StorageError>) -> Result<Value, WireErro
 
 /// A network result as a reply.
 fn net<T: Serialize>(result: Result<T, NetworkError>) -> Result<Value, WireError> {
-    let value = result.map_err(|e| WireError::other(&e))?;
+    let value = result.map_err(|e| WireError::from_network(&e))?;
     serde_json::to_value(value).map_err(|e| WireError::other(&e))
 }
 

@@ -441,7 +441,8 @@ impl Dialog {
                 self.revalidate();
                 DialogOutcome::None
             }
-            FormKey::Moved => {
+            // No dialog field browses for a file: Ctrl-O does nothing here.
+            FormKey::Moved | FormKey::Browse => {
                 self.revalidate();
                 DialogOutcome::None
             }

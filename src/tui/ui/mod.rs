@@ -9,6 +9,7 @@
 mod details;
 mod dialog_view;
 mod footer;
+mod form_view;
 mod hosts;
 mod list;
 mod networks;

@@ -1,14 +1,16 @@
-//! Draws the creation wizard and the edit form: the step line, each field with its problem
-//! or hint underneath, the disk and network checklists, the review with the equivalent
+//! Draws the creation wizard and the edit form: the step line, the step's form (each field
+//! with its problem or hint underneath, the disk and network checklists, drawn by
+//! [`form_view`](super::form_view) as every dialog is), the review with the equivalent
 //! `vmux create` command, and the file picker. Fits 80×24.
 
+use super::form_view::{self, Look};
 use super::layout;
 use super::widgets::dialog;
 use super::widgets::{put, truncate};
 use crate::config::{format_size, parse_size};
 use crate::tui::app::App;
-use crate::tui::wizard::devices::Checklist;
-use crate::tui::wizard::{FieldId, FilePicker, Step, Value, Wizard, memory_hint};
+use crate::tui::form::{FieldKey, FieldValue, FormField};
+use crate::tui::wizard::{FilePicker, Step, Wizard, memory_hint};
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -42,7 +44,8 @@ pub fn draw(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
         inner.height.saturating_sub(5),
     );
     if let Some(picker) = &wizard.picker {
-        draw_picker(app, picker, body, frame.buffer_mut());
+        let target = wizard.field(picker.target).map_or("", |f| f.label);
+        draw_picker(app, picker, target, body, frame.buffer_mut());
     } else {
         match wizard.step {
             Step::Review => review(app, wizard, body, frame),
@@ -50,7 +53,7 @@ pub fn draw(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
             Step::Network => {
                 let note = "Each ticked network gives the VM a NIC with a fresh MAC address.";
                 let list = Rect::new(body.x, body.y, body.width, body.height.saturating_sub(1));
-                checklist(app, wizard, FieldId::Networks, list, frame.buffer_mut());
+                checklist(app, wizard, FieldKey::Networks, list, frame.buffer_mut());
                 put(
                     frame.buffer_mut(),
                     body.x,
@@ -120,54 +123,31 @@ fn steps(app: &App, wizard: &Wizard, inner: Rect, buf: &mut Buffer) {
     Line::from(spans).render(Rect::new(inner.x, inner.y, inner.width, 1), buf);
 }
 
-fn hint(app: &App, wizard: &Wizard, id: FieldId) -> String {
-    match id {
-        FieldId::Name => "letters, digits, . _ - (at most 64)".into(),
-        FieldId::Source => "Space or ←/→ switches".into(),
-        FieldId::Kernel => "bzImage or vmlinux; Ctrl-O browses".into(),
-        FieldId::Initrd => "optional initramfs; Ctrl-O browses".into(),
-        FieldId::Cmdline => "console=ttyS0 puts the guest's console on the serial line".into(),
-        FieldId::Vcpus => "processors online at boot".into(),
-        FieldId::MaxVcpus => "hot-add limit (see below)".into(),
-        FieldId::Memory => memory_hint(
-            parse_size(wizard.text(FieldId::Memory).trim()).ok(),
-            app.host_memory.map(|m| (m.available, m.total)),
-        ),
-        FieldId::Autostart => "start it with `vmux autostart-all` at host boot".into(),
-        FieldId::StartNow => "start the VM once it is created".into(),
-        FieldId::AttachNow => "open its console once it runs".into(),
-        FieldId::Volumes | FieldId::Networks => "Space ticks, ↑/↓ moves".into(),
-        FieldId::NewDisk => "create a volume for this VM (it becomes vda)".into(),
-        FieldId::DiskPool => "Space or ←/→ switches (active pools)".into(),
-        FieldId::DiskName => ".qcow2 or .raw, matching the format".into(),
-        FieldId::DiskSize => "like 10G; sparse, so it costs only what the guest writes".into(),
-        FieldId::DiskFormat => "qcow2: snapshots and linked clones; raw: plain and fast".into(),
-        FieldId::ImageFrom => "a downloaded cloud image, or a pool volume; Space switches".into(),
-        FieldId::ImageFile => "e.g. ~/Downloads/debian-12-genericcloud-amd64.qcow2".into(),
-        FieldId::ImageMode => format!(
-            "vmux boots the kernel its /boot names; new volume default/{}.qcow2",
-            wizard.text(FieldId::Name).trim()
-        ),
-        FieldId::CiUser => "created with sudo; empty: the image's own user (debian, ubuntu)".into(),
-        FieldId::CiKey => "your public key, for `ssh USER@IP`; Ctrl-O browses ~/.ssh".into(),
-        FieldId::CiPassword => "a generated password is shown once, when the VM is created".into(),
-        FieldId::CiHostname => "the guest's host name".into(),
-        FieldId::StartNetworks => format!(
-            "start {} before the VM (needs root or CAP_NET_ADMIN)",
-            wizard.inactive_chosen().join(", ")
-        ),
+/// The advice under `field`: the wizard's, and for the memory field what the host has free.
+fn hint(app: &App, field: &FormField) -> String {
+    if field.key == FieldKey::Memory {
+        let requested = match &field.value {
+            FieldValue::Text(input) => parse_size(input.text().trim()).ok(),
+            _ => None,
+        };
+        return memory_hint(requested, app.host_memory.map(|m| (m.available, m.total)));
     }
+    field.hint.clone()
 }
 
 /// The disk step: the volumes checklist over the new-volume fields.
 fn disks(app: &App, wizard: &Wizard, body: Rect, frame: &mut Frame) {
-    let new_rows = if wizard.flag(FieldId::NewDisk) { 10 } else { 2 };
+    let new_rows = if wizard.flag(FieldKey::NewDisk) {
+        10
+    } else {
+        2
+    };
     let list_height = body
         .height
         .saturating_sub(new_rows + 1)
         .max(3.min(body.height));
     let list = Rect::new(body.x, body.y, body.width, list_height);
-    checklist(app, wizard, FieldId::Volumes, list, frame.buffer_mut());
+    checklist(app, wizard, FieldKey::Volumes, list, frame.buffer_mut());
     let below = Rect::new(
         body.x,
         body.y + list_height + 1,
@@ -177,211 +157,23 @@ fn disks(app: &App, wizard: &Wizard, body: Rect, frame: &mut Frame) {
     fields(app, wizard, below, 2, frame);
 }
 
-/// A checklist field: its label line, then one row per item (scrolled to the cursor).
-fn checklist(app: &App, wizard: &Wizard, id: FieldId, area: Rect, buf: &mut Buffer) {
-    let theme = &app.theme;
-    if area.height == 0 {
-        return;
-    }
-    let Some(list) = wizard.checklist(id) else {
-        return;
-    };
-    let focused = wizard.focused() == Some(id);
-    let (label, hint) = match id {
-        FieldId::Volumes => ("Existing volumes", "Space ticks, ↑/↓ moves"),
-        _ => ("Networks", "Space ticks, ↑/↓ moves"),
-    };
-    put(
-        buf,
-        area.x,
-        area.y,
-        &format!("{}{label}", if focused { "›" } else { " " }),
-        LABEL + 2,
-        if focused { theme.key } else { theme.header },
-    );
-    put(
-        buf,
-        area.x + LABEL + 2,
-        area.y,
-        &truncate(hint, usize::from(area.width.saturating_sub(LABEL + 2))),
-        area.width.saturating_sub(LABEL + 2),
-        theme.muted,
-    );
-    let rows = Rect::new(area.x, area.y + 1, area.width, area.height - 1);
-    if list.items.is_empty() {
-        let empty = match id {
-            FieldId::Volumes => "(no volumes in active pools; tick New volume to create one)",
-            _ => "(no networks defined)",
-        };
-        put(
-            buf,
-            rows.x + 1,
-            rows.y,
-            empty,
-            rows.width.saturating_sub(1),
-            theme.muted,
-        );
-        return;
-    }
-    draw_items(app, list, focused, rows, buf);
-}
-
-fn draw_items(app: &App, list: &Checklist, focused: bool, rows: Rect, buf: &mut Buffer) {
-    let theme = &app.theme;
-    let page = usize::from(rows.height);
-    let offset = (list.cursor + 1).saturating_sub(page);
-    for (row, (i, item)) in list
-        .items
-        .iter()
-        .enumerate()
-        .skip(offset)
-        .take(page)
-        .enumerate()
-    {
-        let y = rows.y + row as u16;
-        let at_cursor = focused && i == list.cursor;
-        let style = if at_cursor {
-            theme.selected
-        } else {
-            theme.dialog
-        };
-        if at_cursor {
-            buf.set_style(Rect::new(rows.x, y, rows.width, 1), style);
-        }
-        let mark = if item.checked { "[x]" } else { "[ ]" };
-        let text = format!(" {mark} {:<28} ", item.label);
-        let width = text.chars().count() as u16;
-        put(buf, rows.x, y, &text, rows.width, style);
-        let (note, note_style) = match &item.problem {
-            Some(problem) if item.checked => (problem.as_str(), theme.error),
-            _ => (
-                item.note.as_str(),
-                if at_cursor { style } else { theme.muted },
-            ),
-        };
-        let rest = rows.width.saturating_sub(width);
-        put(
-            buf,
-            rows.x + width,
-            y,
-            &truncate(note, usize::from(rest)),
-            rest,
-            note_style,
-        );
+/// A checklist field of the wizard in `area`.
+fn checklist(app: &App, wizard: &Wizard, id: FieldKey, area: Rect, buf: &mut Buffer) {
+    if let Some(field) = wizard.field(id) {
+        let focused = wizard.focused() == Some(id);
+        form_view::checklist(app, field, focused, LABEL, area, buf);
     }
 }
 
-/// Draws the visible fields of the step, `rows` rows each (value, then problem or hint).
+/// Draws the fields shown on the step, `rows` rows each (value, then problem or hint).
 fn fields(app: &App, wizard: &Wizard, area: Rect, rows: u16, frame: &mut Frame) {
-    let theme = &app.theme;
-    let focused = wizard.focused();
-    let value_width = area.width.saturating_sub(LABEL);
-    let mut y = area.y;
-    for id in wizard.visible() {
-        if y >= area.bottom() {
-            break;
-        }
-        let Some(field) = wizard.field(id) else {
-            continue;
-        };
-        // Checklists are drawn by `checklist`, in their own area.
-        if matches!(field.value, Value::Checklist(_)) {
-            continue;
-        }
-        let is_focused = focused == Some(id);
-        let label_style = if is_focused { theme.key } else { theme.header };
-        let marker = if is_focused { "›" } else { " " };
-        let buf = frame.buffer_mut();
-        put(
-            buf,
-            area.x,
-            y,
-            &format!("{marker}{}", id.label()),
-            LABEL,
-            label_style,
-        );
-        let x = area.x + LABEL;
-        match &field.value {
-            Value::Text(input) => {
-                let (visible, cursor) = input.window(usize::from(value_width.saturating_sub(1)));
-                buf.set_style(Rect::new(x, y, value_width, 1), theme.input);
-                put(buf, x, y, &visible, value_width, theme.input);
-                if is_focused && wizard.picker.is_none() {
-                    frame.set_cursor_position((x + cursor as u16, y));
-                }
-            }
-            Value::Toggle(on) if id == FieldId::StartNetworks => {
-                let networks = wizard.inactive_chosen().join(", ");
-                let text = if *on {
-                    format!("[x] start {networks} first")
-                } else {
-                    format!("[ ] {networks} not started")
-                };
-                let style = if is_focused {
-                    theme.selected
-                } else if field.error.is_some() {
-                    theme.error
-                } else {
-                    theme.dialog
-                };
-                put(buf, x, y, &text, value_width, style);
-            }
-            Value::Toggle(on) => {
-                let text = if *on { "[x] yes" } else { "[ ] no" };
-                let style = if is_focused {
-                    theme.selected
-                } else {
-                    theme.dialog
-                };
-                put(buf, x, y, text, value_width, style);
-            }
-            Value::Checklist(_) => {}
-            Value::Choice(index) => {
-                let options = wizard.options(id);
-                let text = format!(
-                    "◀ {} ▶",
-                    options.get(*index).map_or("(none)", String::as_str)
-                );
-                let style = if is_focused {
-                    theme.selected
-                } else {
-                    theme.dialog
-                };
-                put(buf, x, y, &text, value_width, style);
-            }
-        }
-        if rows > 1 && y + 1 < area.bottom() {
-            let buf = frame.buffer_mut();
-            match &field.error {
-                Some(error) => put(
-                    buf,
-                    x,
-                    y + 1,
-                    &truncate(error, usize::from(value_width)),
-                    value_width,
-                    theme.error,
-                ),
-                None if is_focused || id == FieldId::Memory => {
-                    let text = hint(app, wizard, id);
-                    let style = if text.starts_with("warning") {
-                        theme.warning
-                    } else {
-                        theme.muted
-                    };
-                    put(
-                        buf,
-                        x,
-                        y + 1,
-                        &truncate(&text, usize::from(value_width)),
-                        value_width,
-                        style,
-                    );
-                }
-                None => {}
-            }
-        }
-        y += rows;
-    }
+    let look = Look {
+        label: LABEL,
+        rows,
+        cursor: wizard.picker.is_none(),
+        outdent: false,
+    };
+    form_view::fields(app, &wizard.form, area, look, &|f| hint(app, f), frame);
 }
 
 fn hot_add_note(app: &App, area: Rect, buf: &mut Buffer) {
@@ -402,7 +194,7 @@ fn review(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
     let theme = &app.theme;
     let mut lines = vec![Line::from(vec![
         Span::styled(format!("{:<14}", "Name"), theme.header),
-        Span::styled(wizard.text(FieldId::Name).trim().to_string(), theme.dialog),
+        Span::styled(wizard.text(FieldKey::Name).trim().to_string(), theme.dialog),
     ])];
     let mut fact = |label: &str, value: String| {
         lines.push(Line::from(vec![
@@ -414,15 +206,15 @@ fn review(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
         fact("Image", image);
         fact("Cloud-init", cloud_init);
     } else if wizard.kernel_boot() {
-        let initrd = wizard.text(FieldId::Initrd).trim();
-        let mut kernel = wizard.text(FieldId::Kernel).trim().to_string();
+        let initrd = wizard.text(FieldKey::Initrd).trim();
+        let mut kernel = wizard.text(FieldKey::Kernel).trim().to_string();
         if !initrd.is_empty() {
             kernel.push_str(&format!(" + initrd {initrd}"));
         }
         fact("Kernel", kernel);
         fact(
             "Command line",
-            wizard.text(FieldId::Cmdline).trim().to_string(),
+            wizard.text(FieldKey::Cmdline).trim().to_string(),
         );
     } else {
         fact("Boot", "built-in demo guest".into());
@@ -431,13 +223,13 @@ fn review(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
         "CPUs",
         format!(
             "{} at boot, hot-add up to {}",
-            wizard.text(FieldId::Vcpus).trim(),
-            wizard.text(FieldId::MaxVcpus).trim()
+            wizard.text(FieldKey::Vcpus).trim(),
+            wizard.text(FieldKey::MaxVcpus).trim()
         ),
     );
-    let memory = parse_size(wizard.text(FieldId::Memory).trim())
+    let memory = parse_size(wizard.text(FieldKey::Memory).trim())
         .map(format_size)
-        .unwrap_or_else(|_| wizard.text(FieldId::Memory).to_string());
+        .unwrap_or_else(|_| wizard.text(FieldKey::Memory).to_string());
     fact("Memory", memory);
     let mut disks: Vec<String> = wizard
         .new_volume()
@@ -501,11 +293,11 @@ fn review(app: &App, wizard: &Wizard, area: Rect, frame: &mut Frame) {
     fields(app, wizard, toggles, 1, frame);
 }
 
-fn draw_picker(app: &App, picker: &FilePicker, area: Rect, buf: &mut Buffer) {
+fn draw_picker(app: &App, picker: &FilePicker, target: &str, area: Rect, buf: &mut Buffer) {
     let theme = &app.theme;
     let title = format!(
         "choose {} in {}",
-        picker.target.label().to_lowercase(),
+        target.to_lowercase(),
         picker.dir.display()
     );
     put(

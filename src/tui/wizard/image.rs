@@ -3,7 +3,8 @@
 //! cloud-init settings (user, SSH key, password, host name), checked as they are typed, turned
 //! into the VM's disk vda, an [`ImageSetup`] for the worker, and `vmux create` words.
 
-use super::{Field, FieldId, Value, Wizard, choice, text};
+use super::fields::{choice, text};
+use super::{FieldKey, FormField, IMAGE_SOURCE, Wizard};
 use crate::cloudinit::options::{hostname_from_vm_name, validate_hostname, validate_user};
 use crate::cloudinit::{CloudInitOptions, Password, default_ssh_keys};
 use crate::config::{DEFAULT_POOL, DiskConfig};
@@ -11,8 +12,6 @@ use crate::tui::backends::{ImageSource, StorageSnapshot};
 use crate::tui::image_setup::{ImageImport, ImageSetup};
 use std::path::{Path, PathBuf};
 
-/// The `Source` choice that boots a disk image.
-pub const IMAGE_SOURCE: usize = 2;
 /// The first `ImageFrom` choice: a file rather than a pool volume.
 const FILE_CHOICE: &str = "an image file (Ctrl-O browses)";
 /// `ImageMode` choices for a file.
@@ -29,7 +28,7 @@ const VOLUME_MODES: [&str; 2] = [
 pub const PASSWORDS: [&str; 2] = ["none (log in with the SSH key)", "generate a root password"];
 
 /// The image fields, with defaults: the user's name and first public key from `home`.
-pub fn image_fields(home: Option<&Path>) -> Vec<Field> {
+pub fn image_fields(home: Option<&Path>) -> Vec<FormField> {
     let user = std::env::var("USER")
         .ok()
         .filter(|u| validate_user(u).is_ok())
@@ -40,13 +39,13 @@ pub fn image_fields(home: Option<&Path>) -> Vec<Field> {
         .map(|k| k.display().to_string())
         .unwrap_or_default();
     vec![
-        choice(FieldId::ImageFrom),
-        text(FieldId::ImageFile, ""),
-        choice(FieldId::ImageMode),
-        text(FieldId::CiUser, &user),
-        text(FieldId::CiKey, &key),
-        choice(FieldId::CiPassword),
-        text(FieldId::CiHostname, ""),
+        choice(FieldKey::ImageFrom, "Image", &[FILE_CHOICE]),
+        text(FieldKey::ImageFile, "Image file", "").browsing(),
+        choice(FieldKey::ImageMode, "Use it as", &FILE_MODES),
+        text(FieldKey::CiUser, "User", &user),
+        text(FieldKey::CiKey, "SSH key", &key).browsing(),
+        choice(FieldKey::CiPassword, "Password", &PASSWORDS),
+        text(FieldKey::CiHostname, "Host name", ""),
     ]
 }
 
@@ -68,51 +67,51 @@ pub fn image_volumes(storage: &StorageSnapshot) -> Vec<String> {
 impl Wizard {
     /// Whether the disk-image boot source is chosen.
     pub fn image_boot(&self) -> bool {
-        self.choice_index(FieldId::Source) == IMAGE_SOURCE
+        self.choice_index(FieldKey::Source) == IMAGE_SOURCE
     }
 
     fn image_from_file(&self) -> bool {
-        self.choice_index(FieldId::ImageFrom) == 0
+        self.choice_index(FieldKey::ImageFrom) == 0
     }
 
     /// A new overlay rather than the image itself (a volume) or a copy (a file).
     fn image_linked(&self) -> bool {
-        self.choice_index(FieldId::ImageMode) == 0
+        self.choice_index(FieldKey::ImageMode) == 0
     }
 
     /// The words of the image choice fields.
-    pub(super) fn image_options(&self, id: FieldId) -> Vec<String> {
+    pub(super) fn image_options(&self, id: FieldKey) -> Vec<String> {
         let words: Vec<&str> = match id {
-            FieldId::ImageFrom => {
+            FieldKey::ImageFrom => {
                 let mut all = vec![FILE_CHOICE.to_string()];
                 all.extend(self.image_volumes.iter().cloned());
                 return all;
             }
-            FieldId::ImageMode if self.image_from_file() => FILE_MODES.to_vec(),
-            FieldId::ImageMode => VOLUME_MODES.to_vec(),
-            FieldId::CiPassword => PASSWORDS.to_vec(),
+            FieldKey::ImageMode if self.image_from_file() => FILE_MODES.to_vec(),
+            FieldKey::ImageMode => VOLUME_MODES.to_vec(),
+            FieldKey::CiPassword => PASSWORDS.to_vec(),
             _ => Vec::new(),
         };
         words.into_iter().map(str::to_string).collect()
     }
 
     /// Boot-step fields for the image source.
-    pub(super) fn image_visible(&self) -> Vec<FieldId> {
-        let mut ids = vec![FieldId::Source, FieldId::ImageFrom];
+    pub(super) fn image_visible(&self) -> Vec<FieldKey> {
+        let mut ids = vec![FieldKey::Source, FieldKey::ImageFrom];
         if self.image_from_file() {
-            ids.push(FieldId::ImageFile);
+            ids.push(FieldKey::ImageFile);
         }
-        ids.push(FieldId::ImageMode);
+        ids.push(FieldKey::ImageMode);
         ids
     }
 
     /// The cloud-init step's fields.
-    pub(super) fn cloud_init_visible(&self) -> Vec<FieldId> {
+    pub(super) fn cloud_init_visible(&self) -> Vec<FieldKey> {
         vec![
-            FieldId::CiUser,
-            FieldId::CiKey,
-            FieldId::CiPassword,
-            FieldId::CiHostname,
+            FieldKey::CiUser,
+            FieldKey::CiKey,
+            FieldKey::CiPassword,
+            FieldKey::CiHostname,
         ]
     }
 
@@ -120,34 +119,32 @@ impl Wizard {
     fn image_volume(&self) -> Option<(String, String)> {
         let chosen = self
             .image_volumes
-            .get(self.choice_index(FieldId::ImageFrom).checked_sub(1)?)?;
+            .get(self.choice_index(FieldKey::ImageFrom).checked_sub(1)?)?;
         let (pool, volume) = chosen.split_once('/')?;
         Some((pool.to_string(), volume.to_string()))
     }
 
     /// The volume the VM's new overlay or copy becomes: `<name>.qcow2` in the default pool.
     fn import_volume(&self) -> String {
-        format!("{}.qcow2", self.text(FieldId::Name).trim())
+        format!("{}.qcow2", self.text(FieldKey::Name))
     }
 
     /// Keeps the host name following the VM's name until the user types one.
     pub(super) fn follow_hostname(&mut self) {
         if self.hostname_auto {
-            let host = hostname_from_vm_name(self.text(FieldId::Name).trim());
-            if let Some(Value::Text(input)) = self.value_mut(FieldId::CiHostname) {
-                input.set(&host);
-            }
+            let host = hostname_from_vm_name(self.text(FieldKey::Name));
+            self.form.set_text(FieldKey::CiHostname, &host);
         }
     }
 
     /// The problem with image field `id`, if any (`None` when the image source is not chosen).
-    pub(super) fn check_image(&self, id: FieldId) -> Option<String> {
+    pub(super) fn check_image(&self, id: FieldKey) -> Option<String> {
         if !self.image_boot() || self.editing.is_some() {
             return None;
         }
-        let value = self.text(id).trim();
+        let value = self.text(id);
         match id {
-            FieldId::ImageFile if self.image_from_file() => {
+            FieldKey::ImageFile if self.image_from_file() => {
                 if value.is_empty() {
                     return Some("give the image file's path (Ctrl-O browses)".into());
                 }
@@ -157,7 +154,7 @@ impl Wizard {
                 }
                 (!path.is_file()).then(|| format!("no file at {value} (Ctrl-O browses)"))
             }
-            FieldId::ImageMode if self.image_linked() || self.image_from_file() => {
+            FieldKey::ImageMode if self.image_linked() || self.image_from_file() => {
                 let name = self.import_volume();
                 let default = self.pools.iter().find(|p| p.name == DEFAULT_POOL);
                 match default {
@@ -170,10 +167,10 @@ impl Wizard {
                     Some(_) => None,
                 }
             }
-            FieldId::CiUser if !value.is_empty() => {
+            FieldKey::CiUser if !value.is_empty() => {
                 validate_user(value).err().map(|e| e.to_string())
             }
-            FieldId::CiKey if !value.is_empty() => {
+            FieldKey::CiKey if !value.is_empty() => {
                 let path = Path::new(value);
                 if !path.is_absolute() {
                     Some(format!("{value} must be an absolute path"))
@@ -183,7 +180,7 @@ impl Wizard {
                     None
                 }
             }
-            FieldId::CiHostname if !value.is_empty() => {
+            FieldKey::CiHostname if !value.is_empty() => {
                 validate_hostname(value).err().map(|e| e.to_string())
             }
             _ => None,
@@ -212,7 +209,7 @@ impl Wizard {
                 }
                 ImageSource::Volume { pool, volume }
             }
-            None => ImageSource::File(PathBuf::from(self.text(FieldId::ImageFile).trim())),
+            None => ImageSource::File(PathBuf::from(self.text(FieldKey::ImageFile))),
         };
         Some(ImageImport {
             source,
@@ -224,16 +221,16 @@ impl Wizard {
 
     /// The cloud-init settings chosen (not sealed).
     fn cloud_init_options(&self) -> CloudInitOptions {
-        let some = |id| Some(self.text(id).trim().to_string()).filter(|t| !t.is_empty());
+        let some = |id| Some(self.text(id).to_string()).filter(|t| !t.is_empty());
         CloudInitOptions {
-            user: some(FieldId::CiUser),
-            ssh_keys: some(FieldId::CiKey)
+            user: some(FieldKey::CiUser),
+            ssh_keys: some(FieldKey::CiKey)
                 .map(PathBuf::from)
                 .into_iter()
                 .collect(),
-            root_password: (self.choice_index(FieldId::CiPassword) == 1)
+            root_password: (self.choice_index(FieldKey::CiPassword) == 1)
                 .then_some(Password::Generate),
-            hostname: some(FieldId::CiHostname),
+            hostname: some(FieldKey::CiHostname),
             ..CloudInitOptions::default()
         }
     }
@@ -255,7 +252,7 @@ impl Wizard {
         }
         let source = match self.image_volume() {
             Some((pool, volume)) => format!("{pool}/{volume}"),
-            None => self.text(FieldId::ImageFile).trim().to_string(),
+            None => self.text(FieldKey::ImageFile).to_string(),
         };
         let image = match (self.image_volume(), self.image_linked()) {
             (Some(_), false) => format!("{source}, used as it is (vda)"),
@@ -284,7 +281,7 @@ impl Wizard {
             "host {}",
             options
                 .hostname
-                .unwrap_or_else(|| hostname_from_vm_name(self.text(FieldId::Name).trim()))
+                .unwrap_or_else(|| hostname_from_vm_name(self.text(FieldKey::Name)))
         ));
         Some((image, parts.join(", ")))
     }
@@ -301,7 +298,7 @@ impl Wizard {
                 }
             }
             (None, true) => {
-                words.push(quote(self.text(FieldId::ImageFile).trim()));
+                words.push(quote(self.text(FieldKey::ImageFile)));
                 words.push("--linked".into());
             }
             (None, false) => {
@@ -311,7 +308,7 @@ impl Wizard {
                     "vol-import".to_string(),
                     DEFAULT_POOL.to_string(),
                     quote(&volume),
-                    quote(self.text(FieldId::ImageFile).trim()),
+                    quote(self.text(FieldKey::ImageFile)),
                     "&&".to_string(),
                 ]);
                 words.push(quote(&format!("{DEFAULT_POOL}/{volume}")));
@@ -352,10 +349,8 @@ mod tests {
         wizard.handle_key(&KeyEvent::new(code, KeyModifiers::NONE))
     }
 
-    fn set(wizard: &mut Wizard, id: FieldId, value: &str) {
-        if let Some(Value::Text(input)) = wizard.value_mut(id) {
-            input.set(value);
-        }
+    fn set(wizard: &mut Wizard, id: FieldKey, value: &str) {
+        wizard.form.set_text(id, value);
         wizard.revalidate();
     }
 
@@ -374,10 +369,10 @@ mod tests {
             wizard.image_boot(),
             "Left from the demo picks the disk image"
         );
-        set(&mut wizard, FieldId::CiUser, "me");
+        set(&mut wizard, FieldKey::CiUser, "me");
         set(
             &mut wizard,
-            FieldId::CiKey,
+            FieldKey::CiKey,
             &dir.join("id_ed25519.pub").display().to_string(),
         );
         wizard
@@ -400,10 +395,14 @@ mod tests {
         );
         assert_eq!(press(&mut wizard, KeyCode::Enter), Outcome::None);
         assert_eq!(wizard.step, Step::Boot);
-        assert_eq!(wizard.focused(), Some(FieldId::ImageFile));
-        set(&mut wizard, FieldId::ImageFile, "/nonexistent/debian.qcow2");
+        assert_eq!(wizard.focused(), Some(FieldKey::ImageFile));
+        set(
+            &mut wizard,
+            FieldKey::ImageFile,
+            "/nonexistent/debian.qcow2",
+        );
         let error = wizard
-            .field(FieldId::ImageFile)
+            .field(FieldKey::ImageFile)
             .and_then(|f| f.error.clone());
         assert!(error.expect("error").contains("no file at"));
     }
@@ -413,7 +412,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut wizard = image_wizard(dir.path());
         let file = dir.path().join("debian.qcow2");
-        set(&mut wizard, FieldId::ImageFile, &file.display().to_string());
+        set(
+            &mut wizard,
+            FieldKey::ImageFile,
+            &file.display().to_string(),
+        );
         let key = dir.path().join("id_ed25519.pub");
         while wizard.step != Step::Review {
             assert_eq!(
@@ -457,12 +460,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut wizard = image_wizard(dir.path());
         let file = dir.path().join("debian.qcow2");
-        set(&mut wizard, FieldId::ImageFile, &file.display().to_string());
-        wizard.focus = wizard
-            .visible()
-            .iter()
-            .position(|id| *id == FieldId::ImageMode)
-            .expect("mode shown");
+        set(
+            &mut wizard,
+            FieldKey::ImageFile,
+            &file.display().to_string(),
+        );
+        assert!(wizard.focus_on(FieldKey::ImageMode), "mode shown");
         press(&mut wizard, KeyCode::Char(' '));
         let line = wizard.command_line();
         assert!(
@@ -478,14 +481,14 @@ mod tests {
     fn a_pool_volume_used_as_it_is_becomes_vda_and_needs_no_import() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut wizard = image_wizard(dir.path());
-        wizard.focus = 1;
+        assert!(wizard.focus_on(FieldKey::ImageFrom));
         press(&mut wizard, KeyCode::Char(' '));
         assert_eq!(
-            wizard.chosen(FieldId::ImageFrom).as_deref(),
+            wizard.chosen(FieldKey::ImageFrom).as_deref(),
             Some("default/debian-12.qcow2")
         );
-        assert!(!wizard.visible().contains(&FieldId::ImageFile));
-        wizard.focus = 2;
+        assert!(!wizard.visible().contains(&FieldKey::ImageFile));
+        assert!(wizard.focus_on(FieldKey::ImageMode));
         press(&mut wizard, KeyCode::Char(' '));
         let setup = wizard.image_setup().expect("setup");
         assert_eq!(setup.import, None);
@@ -499,12 +502,12 @@ mod tests {
     fn the_host_name_follows_the_vm_name_until_typed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut wizard = image_wizard(dir.path());
-        set(&mut wizard, FieldId::Name, "Web_1");
-        assert_eq!(wizard.text(FieldId::CiHostname), "web-1");
+        set(&mut wizard, FieldKey::Name, "Web_1");
+        assert_eq!(wizard.text(FieldKey::CiHostname), "web-1");
         wizard.step = Step::CloudInit;
-        wizard.focus = 3;
+        assert!(wizard.focus_on(FieldKey::CiHostname));
         press(&mut wizard, KeyCode::Char('x'));
-        set(&mut wizard, FieldId::Name, "web2");
-        assert_eq!(wizard.text(FieldId::CiHostname), "web-1x");
+        set(&mut wizard, FieldKey::Name, "web2");
+        assert_eq!(wizard.text(FieldKey::CiHostname), "web-1x");
     }
 }
