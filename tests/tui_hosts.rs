@@ -341,3 +341,39 @@ fn hosts_are_not_rewritten_while_the_settings_file_is_broken() {
     );
     assert_eq!(std::fs::read_to_string(&path).expect("read"), broken);
 }
+
+#[test]
+fn a_remote_vm_does_not_show_a_same_named_local_vms_address() {
+    use common::tui::{fleet, fleet_networks, fleet_storage};
+    let mut harness = Harness::with_backends(fleet(), fleet_storage(), fleet_networks(), 120, 30);
+    harness.app.hosts = vec![vmux::tui::hosts::state::RemoteHost {
+        entry: entry("host2"),
+        state: HostState::Connecting,
+    }];
+    let remote = Arc::new(FakeHost::with_vms([VmConfig::new(
+        "web1",
+        BootConfig::Demo,
+    )]));
+    remote.start("web1").expect("start");
+    let backends = Backends {
+        vms: remote,
+        storage: Arc::new(FakeStorage::new()),
+        networks: Arc::new(FakeNetworks::new()),
+    };
+    harness.connect_remote("host2", backends);
+    let screen = harness.screen();
+    let rows: Vec<&str> = screen
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("web1") || l.contains(" web1 "))
+        .collect();
+    let local = rows
+        .iter()
+        .find(|r| r.contains("local"))
+        .expect("local web1");
+    let far = rows
+        .iter()
+        .find(|r| r.contains("host2"))
+        .expect("host2's web1");
+    assert!(local.contains("192.168.123.45"), "{screen}");
+    assert!(!far.contains("192.168.123.45"), "{screen}");
+}

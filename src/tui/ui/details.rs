@@ -246,6 +246,7 @@ fn devices(app: &App, vm: &VmEntry) -> Vec<Device> {
             .networks
             .iter()
             .flat_map(|n| n.attached.iter())
+            .filter(|_| app.networks_host == vm.host)
             .find(|a| a.vm == vm.name() && a.mac == nic.mac)
             .and_then(|a| a.ip);
         Device {

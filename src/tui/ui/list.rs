@@ -218,8 +218,9 @@ fn row(app: &App, vm: &VmEntry, selected: bool, area: Rect, buf: &mut Buffer) {
             Column::Ip => (
                 app.networks
                     .addresses_of(vm.name())
-                    .first()
-                    .map_or_else(String::new, ToString::to_string),
+                    .into_iter()
+                    .find(|_| app.networks_host == vm.host)
+                    .map_or_else(String::new, |ip| ip.to_string()),
                 theme.accent,
             ),
             Column::Auto => (
@@ -266,7 +267,12 @@ fn summary(app: &App, area: Rect, buf: &mut Buffer) {
         }
         _ => {
             let mut text = super::details::boot_summary(vm);
-            let addresses = app.networks.addresses_of(vm.name());
+            // Leases are those of the host the networks were last read from.
+            let addresses = if app.networks_host == vm.host {
+                app.networks.addresses_of(vm.name())
+            } else {
+                Vec::new()
+            };
             if !addresses.is_empty() {
                 // The address goes first: boot details are long and get cut at 80 columns.
                 let listed: Vec<String> = addresses.iter().map(ToString::to_string).collect();
