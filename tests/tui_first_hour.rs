@@ -9,10 +9,10 @@ use common::tui::{Harness, fleet_app};
 use crossterm::event::KeyCode;
 use vmux::client::Host;
 use vmux::client::fake::FakeHost;
+use vmux::client::{FakeNetworks, FakeStorage};
 use vmux::protocol::RunState;
 use vmux::tui::action::Action;
 use vmux::tui::app::Overlay;
-use vmux::tui::backends::fake::{FakeNetworks, FakeStorage};
 
 /// A fresh home (no VMs) whose only network, `default`, is defined but not started, at the
 /// wizard's review with that network ticked.

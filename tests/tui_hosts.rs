@@ -11,12 +11,12 @@ use common::tui::{Harness, status_text};
 use crossterm::event::KeyCode;
 use std::sync::Arc;
 use vmux::client::Host;
+use vmux::client::HostApi;
 use vmux::client::fake::FakeHost;
+use vmux::client::{FakeNetworks, FakeStorage};
 use vmux::config::{BootConfig, VmConfig};
 use vmux::protocol::RunState;
 use vmux::tui::action::Action;
-use vmux::tui::backends::Backends;
-use vmux::tui::backends::fake::{FakeNetworks, FakeStorage};
 use vmux::tui::hosts::config::HostEntry;
 use vmux::tui::hosts::id::HostId;
 use vmux::tui::hosts::state::HostState;
@@ -46,7 +46,7 @@ fn two_hosts() -> (Harness, Arc<FakeHost>) {
         VmConfig::new("web", BootConfig::Demo),
         VmConfig::new("db", BootConfig::Demo),
     ]));
-    let backends = Backends {
+    let backends = HostApi {
         vms: remote.clone(),
         storage: Arc::new(FakeStorage::new()),
         networks: Arc::new(FakeNetworks::new()),
@@ -355,7 +355,7 @@ fn a_remote_vm_does_not_show_a_same_named_local_vms_address() {
         BootConfig::Demo,
     )]));
     remote.start("web1").expect("start");
-    let backends = Backends {
+    let backends = HostApi {
         vms: remote,
         storage: Arc::new(FakeStorage::new()),
         networks: Arc::new(FakeNetworks::new()),

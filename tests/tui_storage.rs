@@ -9,10 +9,10 @@ use common::tui::{Harness, fleet, fleet_app, fleet_networks, fleet_storage, stat
 use crossterm::event::KeyCode;
 use std::time::Duration;
 use vmux::client::Host;
+use vmux::client::{FakeNetworks, FakeStorage};
 use vmux::progress::ProgressSnapshot;
 use vmux::tui::action::Action;
 use vmux::tui::app::{Overlay, Pane, StatusKind};
-use vmux::tui::backends::fake::{FakeNetworks, FakeStorage};
 use vmux::tui::keymap::Context;
 use vmux::tui::storage::state::StorageFocus;
 use vmux::tui::tasks::TaskProgress;

@@ -6,7 +6,6 @@
 //! clipboard. Keeping host calls out of `update` and `draw` is what lets both be tested
 //! headless and keeps the screen responsive while vmd is slow.
 
-use super::backends::{Backends, NetworkSnapshot, StorageSnapshot};
 use super::console::ConsoleId;
 use super::error_text::error_chain;
 use super::hosts::config::HostEntry;
@@ -16,6 +15,7 @@ use super::image_setup::{self, ImageSetup};
 use super::scope::scope_words;
 use super::tasks::{Task, TaskId, TaskOutcome, TaskProgress};
 use crate::client::{BrokenVm, ChangeScope, VmStatus};
+use crate::client::{HostApi, NetworkSnapshot, StorageSnapshot};
 use crate::config::{DiskConfig, VmConfig, format_size};
 use crate::protocol::{VmInfo, VmStats};
 use crate::storage::VolumeSpec;
@@ -401,7 +401,7 @@ impl HostOp {
     /// Carries the operation out and returns what the status line says then; the error is
     /// the message for the status line. Blocking: call it on a worker thread, never from
     /// `update` or `draw`.
-    pub fn run(&self, backends: &Backends) -> Result<String, String> {
+    pub fn run(&self, backends: &HostApi) -> Result<String, String> {
         let host = backends.vms.as_ref();
         let result = match self {
             HostOp::Start(n) => host.start(n),
@@ -487,7 +487,7 @@ impl HostOp {
 /// The add-disk dialog's work: the new volume, then the attach; the message names the guest
 /// device the disk became.
 fn attach(
-    backends: &Backends,
+    backends: &HostApi,
     vm: &str,
     disk: &DiskConfig,
     new_volume: Option<&NewVolume>,
@@ -533,7 +533,7 @@ struct CreatePlan<'a> {
 /// networks to start, the start. Stops at the first failure, saying what was done already
 /// (the image volume goes with a VM that could not be defined); returns what the status line
 /// adds (generated passwords, shown this once).
-fn create(backends: &Backends, plan: &CreatePlan<'_>) -> Result<String, String> {
+fn create(backends: &HostApi, plan: &CreatePlan<'_>) -> Result<String, String> {
     let new_volume = plan.new_volume;
     // An image an import task copied already goes with the VM it was for, until `prepare`
     // owns it.
@@ -672,12 +672,12 @@ mod tests {
     use super::*;
     use crate::client::Host;
     use crate::client::fake::FakeHost;
+    use crate::client::{FakeNetworks, FakeStorage};
     use crate::config::BootConfig;
-    use crate::tui::backends::fake::{FakeNetworks, FakeStorage};
     use std::sync::Arc;
 
-    fn backends(host: &Arc<FakeHost>, storage: &Arc<FakeStorage>) -> Backends {
-        Backends {
+    fn backends(host: &Arc<FakeHost>, storage: &Arc<FakeStorage>) -> HostApi {
+        HostApi {
             vms: host.clone(),
             storage: storage.clone(),
             networks: Arc::new(FakeNetworks::with_default()),
@@ -785,7 +785,7 @@ mod tests {
             start_networks: Vec::new(),
             image: Some(Box::new(ImageSetup {
                 import: Some(image_setup::ImageImport {
-                    source: crate::tui::backends::ImageSource::Volume {
+                    source: crate::client::ImageSource::Volume {
                         pool: "default".into(),
                         volume: "debian-12.qcow2".into(),
                     },
@@ -836,7 +836,7 @@ mod tests {
             start_networks: Vec::new(),
             image: Some(Box::new(ImageSetup {
                 import: Some(image_setup::ImageImport {
-                    source: crate::tui::backends::ImageSource::Volume {
+                    source: crate::client::ImageSource::Volume {
                         pool: "default".into(),
                         volume: "debian-12.qcow2".into(),
                     },
@@ -864,7 +864,7 @@ mod tests {
             start_networks: Vec::new(),
             image: Some(Box::new(ImageSetup {
                 import: Some(image_setup::ImageImport {
-                    source: crate::tui::backends::ImageSource::File("/srv/debian.qcow2".into()),
+                    source: crate::client::ImageSource::File("/srv/debian.qcow2".into()),
                     pool: "default".into(),
                     volume: "web1.qcow2".into(),
                     linked: false,

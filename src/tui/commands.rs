@@ -11,12 +11,13 @@ use super::hosts::state::HostState;
 use super::keymap::{Command, Context};
 use super::palette::{self, PaletteCommand, Verb};
 use super::queue::{after_import, run_ops, run_task};
-use super::selection::{ensure_selection, list_page, move_selection, open_consoles};
 use super::tasks::{Task, TaskOutcome};
 use super::theme::Theme;
 use super::ui::layout::Column;
+use super::vms::selection::{ensure_selection, list_page, move_selection, open_consoles};
+use super::vms::{hotplug, memory};
 use super::wizard::Wizard;
-use super::{hosts, hotplug, memory, networks, storage, task_list};
+use super::{hosts, networks, storage, task_list};
 use crate::config::{BootConfig, VmConfig};
 use crate::protocol::RunState;
 

@@ -4,7 +4,7 @@
 //! now, to be shown once; the definition keeps only hashes). What `vmux create --image ...
 //! --cloud-init ...` does in the CLI.
 
-use super::backends::{Backends, ImageSource};
+use crate::client::{HostApi, ImageSource};
 use crate::cloudinit::{CloudInitOptions, GeneratedPassword, SeedContext, instance_id};
 use crate::config::{MacAddr, VmConfig};
 use crate::progress::Progress;
@@ -61,7 +61,7 @@ pub struct Prepared {
 /// the sealed cloud-init settings in `config` (whose NICs are chosen already). On failure
 /// nothing it or the import task created is left.
 pub fn prepare(
-    backends: &Backends,
+    backends: &HostApi,
     config: &mut VmConfig,
     setup: &ImageSetup,
 ) -> Result<Prepared, String> {
@@ -102,7 +102,7 @@ pub fn prepare(
 }
 
 fn boot_and_seal(
-    backends: &Backends,
+    backends: &HostApi,
     config: &mut VmConfig,
     setup: &ImageSetup,
     (pool, volume): &(String, String),
@@ -131,7 +131,7 @@ fn boot_and_seal(
 
 /// Deletes the volume an earlier import task made for `setup` (the VM could not be made, and
 /// [`prepare`] did not run to own it).
-pub fn abandon(backends: &Backends, setup: &ImageSetup) {
+pub fn abandon(backends: &HostApi, setup: &ImageSetup) {
     if let Some(import) = setup.import.as_ref().filter(|_| setup.imported) {
         discard(
             backends,
@@ -144,7 +144,7 @@ pub fn abandon(backends: &Backends, setup: &ImageSetup) {
 }
 
 /// Deletes what [`prepare`] created (the VM could not be defined after all).
-pub fn discard(backends: &Backends, prepared: &Prepared) {
+pub fn discard(backends: &HostApi, prepared: &Prepared) {
     if let Some((pool, volume)) = &prepared.created
         && let Err(e) = backends.storage.delete_volume(pool, volume)
     {

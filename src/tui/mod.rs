@@ -12,7 +12,6 @@
 
 pub mod action;
 pub mod app;
-pub mod backends;
 mod commands;
 pub mod confirm;
 pub mod console;
@@ -21,18 +20,15 @@ pub mod error_text;
 pub mod form;
 pub mod history;
 pub mod hosts;
-pub mod hotplug;
 pub mod image_setup;
 pub mod input;
 pub mod keymap;
-mod memory;
 pub mod networks;
 pub mod palette;
 pub mod poll;
 mod queue;
 pub mod runtime;
 pub mod scope;
-mod selection;
 pub mod settings;
 pub mod storage;
 pub mod task_list;
@@ -40,6 +36,7 @@ pub mod tasks;
 pub mod theme;
 pub mod ui;
 pub mod update;
+pub mod vms;
 pub mod watch;
 pub mod wizard;
 

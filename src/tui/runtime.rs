@@ -5,7 +5,7 @@
 //! - **poller**: `Host::list` and, for running VMs, `stats`/`info` once per second (sooner
 //!   after an operation), plus `/proc/meminfo`;
 //! - **one worker per remote host** (`hosts::worker`): connects through the connector, polls
-//!   that host like the poller, reconnects with backoff; while its link is up its `Backends`
+//!   that host like the poller, reconnects with backoff; while its link is up its `HostApi`
 //!   are in the shared table, where every effect stamped with that host finds them (an effect
 //!   for a host that is not connected fails at once saying so, it never waits);
 //! - **one thread per host operation** (start may take seconds), per storage or network
@@ -24,7 +24,6 @@
 
 use super::action::{Action, DirEntry, Effect, HostMemory, HostOp, Routed};
 use super::app::App;
-use super::backends::Backends;
 use super::console::{ConsoleId, osc52};
 use super::error_text::error_chain;
 use super::hosts::config;
@@ -38,6 +37,7 @@ use super::tasks::{Task, TaskId, TaskOutcome, TaskProgress};
 use super::ui;
 use super::update::update;
 use crate::client::Host;
+use crate::client::HostApi;
 use crate::progress::{Progress, RateMeter};
 use crossterm::event::{self, Event, KeyEventKind};
 use crossterm::{execute, queue, terminal};
@@ -251,7 +251,7 @@ pub struct Remotes {
 }
 
 /// Runs the TUI until the user quits. VMs are left as they are.
-pub fn run(backends: Backends, remotes: Remotes, mut app: App) -> io::Result<()> {
+pub fn run(backends: HostApi, remotes: Remotes, mut app: App) -> io::Result<()> {
     // Log lines written to the terminal would tear the screen; keep them out while the TUI
     // owns it, unless stderr goes elsewhere (`vmux 2>vmux.log`).
     let log_level = log::max_level();
@@ -263,7 +263,7 @@ pub fn run(backends: Backends, remotes: Remotes, mut app: App) -> io::Result<()>
     result
 }
 
-fn run_on_terminal(backends: Backends, remotes: Remotes, app: &mut App) -> io::Result<()> {
+fn run_on_terminal(backends: HostApi, remotes: Remotes, app: &mut App) -> io::Result<()> {
     let guard = TerminalGuard::enter()?;
     let mut output = TerminalOutput {
         terminal: Terminal::new(CrosstermBackend::new(BufWriter::with_capacity(
@@ -308,7 +308,7 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<thread::Jo
 }
 
 struct Runtime {
-    backends: Backends,
+    backends: HostApi,
     tx: Sender<Msg>,
     wake: Sender<()>,
     consoles: HashMap<ConsoleId, ConsoleLink>,
@@ -329,7 +329,7 @@ struct Runtime {
 }
 
 impl Runtime {
-    fn new(backends: Backends, remotes: Remotes, tx: Sender<Msg>, wake: Sender<()>) -> Runtime {
+    fn new(backends: HostApi, remotes: Remotes, tx: Sender<Msg>, wake: Sender<()>) -> Runtime {
         Runtime {
             backends,
             tx,
@@ -460,7 +460,7 @@ impl Runtime {
     }
 
     /// The backends of `host`, or why it cannot be reached now.
-    fn backends_for(&self, host: &HostId) -> Result<Backends, String> {
+    fn backends_for(&self, host: &HostId) -> Result<HostApi, String> {
         match host {
             HostId::Local => Ok(self.backends.clone()),
             HostId::Remote(name) => backends_of(&self.connected, name).ok_or_else(|| {
@@ -690,7 +690,7 @@ impl Runtime {
         &self,
         id: TaskId,
         task: Task,
-        backends: Backends,
+        backends: HostApi,
         reply: Box<dyn FnOnce(Action) -> bool + Send>,
     ) -> io::Result<()> {
         let progress = Progress::new();
@@ -768,7 +768,7 @@ fn watch_progress(progress: &Progress, id: TaskId, done: &AtomicBool, tx: &Sende
 
 /// Runs a host operation, turning a panic in the host code into an error message instead
 /// of a dead worker.
-fn run_op(backends: &Backends, op: &HostOp) -> Result<String, String> {
+fn run_op(backends: &HostApi, op: &HostOp) -> Result<String, String> {
     guarded(
         || op.run(backends),
         &format!("{} {}", op.progress(), op.vm()),
@@ -1036,10 +1036,10 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let (wake, _) = mpsc::channel();
         let mut runtime = Runtime::new(
-            Backends {
+            HostApi {
                 vms: host,
-                storage: Arc::new(crate::tui::backends::fake::FakeStorage::new()),
-                networks: Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
+                storage: Arc::new(crate::client::FakeStorage::new()),
+                networks: Arc::new(crate::client::FakeNetworks::new()),
             },
             test_remotes(),
             tx.clone(),
@@ -1144,15 +1144,15 @@ mod tests {
 
     #[test]
     fn an_image_copied_while_quitting_is_deleted_with_the_vm_that_will_not_be_made() {
-        let storage = Arc::new(crate::tui::backends::fake::FakeStorage::new());
+        let storage = Arc::new(crate::client::FakeStorage::new());
         storage.add_volume("default", "web1.qcow2", 2 << 30, 400 << 20);
         let (tx, rx) = mpsc::channel();
         let (wake, _) = mpsc::channel();
         let runtime = Runtime::new(
-            Backends {
+            HostApi {
                 vms: Arc::new(FakeHost::new()),
                 storage: storage.clone(),
-                networks: Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
+                networks: Arc::new(crate::client::FakeNetworks::new()),
             },
             test_remotes(),
             tx.clone(),
@@ -1161,7 +1161,7 @@ mod tests {
         let mut app = App::new(Theme::default(), Keymap::default());
         let image = crate::tui::image_setup::ImageSetup {
             import: Some(crate::tui::image_setup::ImageImport {
-                source: crate::tui::backends::ImageSource::File("/srv/debian.qcow2".into()),
+                source: crate::client::ImageSource::File("/srv/debian.qcow2".into()),
                 pool: "default".into(),
                 volume: "web1.qcow2".into(),
                 linked: false,
@@ -1199,20 +1199,20 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let (wake, _) = mpsc::channel();
         let runtime = Runtime::new(
-            Backends {
+            HostApi {
                 vms: Arc::new(FakeHost::with_vms([VmConfig::new("db", BootConfig::Demo)])),
-                storage: Arc::new(crate::tui::backends::fake::FakeStorage::new()),
-                networks: Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
+                storage: Arc::new(crate::client::FakeStorage::new()),
+                networks: Arc::new(crate::client::FakeNetworks::new()),
             },
             test_remotes(),
             tx,
             wake,
         );
         let remote = Arc::new(FakeHost::with_vms([VmConfig::new("db", BootConfig::Demo)]));
-        let backends = Backends {
+        let backends = HostApi {
             vms: remote.clone(),
-            storage: Arc::new(crate::tui::backends::fake::FakeStorage::new()),
-            networks: Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
+            storage: Arc::new(crate::client::FakeStorage::new()),
+            networks: Arc::new(crate::client::FakeNetworks::new()),
         };
         runtime
             .connected

@@ -8,9 +8,9 @@
 //! has walked of the bytes it has to walk, and the same handle cancels the task, which then
 //! cleans up as after a failure.
 
-use super::backends::Backends;
 use super::error_text::error_chain;
 use super::image_setup::ImageImport;
+use crate::client::HostApi;
 use crate::config::{NetworkConfig, format_size};
 use crate::progress::{Progress, ProgressSnapshot};
 use crate::storage::{ImageFormat, StorageError, VolumeSpec};
@@ -295,7 +295,7 @@ impl Task {
 
     /// Carries the task out, reporting on `progress` (which also cancels it), and says how it
     /// ended. Blocking: call it on a worker thread.
-    pub fn run(&self, backends: &Backends, progress: &Progress) -> TaskOutcome {
+    pub fn run(&self, backends: &HostApi, progress: &Progress) -> TaskOutcome {
         match self.execute(backends, progress) {
             Ok(message) => TaskOutcome::Done(message),
             Err(Failure::Storage(e)) if e.is_cancelled() => {
@@ -306,7 +306,7 @@ impl Task {
         }
     }
 
-    fn execute(&self, backends: &Backends, progress: &Progress) -> Result<String, Failure> {
+    fn execute(&self, backends: &HostApi, progress: &Progress) -> Result<String, Failure> {
         let storage = backends.storage.as_ref();
         let networks = backends.networks.as_ref();
         let chain = |e: &dyn std::error::Error| Failure::Other(error_chain(e));
@@ -499,7 +499,7 @@ mod tests {
         Task::ImportImage {
             vm: "web1".into(),
             import: ImageImport {
-                source: crate::tui::backends::ImageSource::File("/srv/debian.qcow2".into()),
+                source: crate::client::ImageSource::File("/srv/debian.qcow2".into()),
                 pool: "default".into(),
                 volume: "web1.qcow2".into(),
                 linked,
@@ -514,7 +514,7 @@ mod tests {
         let overlay = Task::ImportImage {
             vm: "web1".into(),
             import: ImageImport {
-                source: crate::tui::backends::ImageSource::Volume {
+                source: crate::client::ImageSource::Volume {
                     pool: "default".into(),
                     volume: "debian-12.qcow2".into(),
                 },
@@ -540,11 +540,11 @@ mod tests {
 
     #[test]
     fn a_cancelled_import_leaves_no_volume() {
-        let storage = crate::tui::backends::fake::FakeStorage::new();
-        let backends = Backends {
+        let storage = crate::client::FakeStorage::new();
+        let backends = HostApi {
             vms: std::sync::Arc::new(crate::client::fake::FakeHost::new()),
             storage: std::sync::Arc::new(storage),
-            networks: std::sync::Arc::new(crate::tui::backends::fake::FakeNetworks::new()),
+            networks: std::sync::Arc::new(crate::client::FakeNetworks::new()),
         };
         let progress = Progress::new();
         progress.cancel();

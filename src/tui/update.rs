@@ -14,12 +14,13 @@ use super::hosts::id::HostId;
 use super::keymap::{Command, Context};
 use super::palette;
 use super::queue;
-use super::selection::{
+use super::ui::layout;
+use super::vms::hotplug;
+use super::vms::selection::{
     console_panes, ensure_selection, move_selection, relayout_consoles, scroll_selection_into_view,
 };
-use super::ui::layout;
 use super::wizard::Outcome;
-use super::{hosts, hotplug, networks, storage, task_list};
+use super::{hosts, networks, storage, task_list};
 use crate::client::{BrokenVm, VmStatus};
 use crate::protocol::RunState;
 use crossterm::event::{

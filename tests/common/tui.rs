@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 use vmux::client::Host;
+use vmux::client::HostApi;
 use vmux::client::fake::FakeHost;
+use vmux::client::{FakeNetworks, FakeStorage};
 use vmux::config::{BootConfig, MacAddr, NicConfig, VmConfig};
 use vmux::progress::Progress;
 use vmux::tui::action::{Action, DirEntry, Effect, HostMemory, Routed};
-use vmux::tui::backends::Backends;
-use vmux::tui::backends::fake::{FakeNetworks, FakeStorage};
 use vmux::tui::console::ConsoleId;
 use vmux::tui::error_text::error_chain;
 use vmux::tui::hosts::id::HostId;
@@ -47,7 +47,7 @@ pub struct Harness {
     pub held: Vec<Routed>,
     /// The remote hosts whose link is up: their backends by name (what the runtime's
     /// connected-hosts table holds).
-    pub remotes: HashMap<String, Backends>,
+    pub remotes: HashMap<String, HostApi>,
     /// Hosts written by the hosts pane (`Effect::SaveHosts`) go to this settings file.
     pub settings_path: Option<std::path::PathBuf>,
     /// The app under test.
@@ -149,7 +149,7 @@ impl Harness {
 
     /// Remote host `name`'s link came up with `backends`: what its worker reports (the
     /// state, then a poll).
-    pub fn connect_remote(&mut self, name: &str, backends: Backends) {
+    pub fn connect_remote(&mut self, name: &str, backends: HostApi) {
         self.remotes.insert(name.to_string(), backends);
         self.act(Action::HostState {
             name: name.to_string(),
@@ -159,7 +159,7 @@ impl Harness {
     }
 
     /// The backends of `host`, or why it cannot be reached (as the runtime says it).
-    fn backends_of(&self, host: &HostId) -> Result<Backends, String> {
+    fn backends_of(&self, host: &HostId) -> Result<HostApi, String> {
         match host {
             HostId::Local => Ok(self.backends()),
             HostId::Remote(name) => self
@@ -198,8 +198,8 @@ impl Harness {
     }
 
     /// The backends the effects run against.
-    pub fn backends(&self) -> Backends {
-        Backends {
+    pub fn backends(&self) -> HostApi {
+        HostApi {
             vms: self.host.clone(),
             storage: self.storage.clone(),
             networks: self.networks.clone(),

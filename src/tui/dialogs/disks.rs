@@ -4,10 +4,10 @@
 
 use super::DialogOutcome;
 use crate::client::ChangeScope;
+use crate::client::StorageSnapshot;
 use crate::config::{DiskConfig, DiskSource, format_size, parse_size, validate_volume_name};
 use crate::storage::{ImageFormat, VolumeInfo, VolumeSpec};
 use crate::tui::action::{HostOp, NewVolume};
-use crate::tui::backends::StorageSnapshot;
 use crate::tui::confirm::Confirm;
 use crate::tui::form::{FieldKey, FieldValue, Form, FormField};
 use crate::tui::scope::scope_words;

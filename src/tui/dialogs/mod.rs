@@ -9,11 +9,11 @@
 pub mod disks;
 
 use super::action::HostOp;
-use super::backends::PoolView;
 use super::confirm::Confirm;
 use super::form::{FieldKey, FieldValue, Form, FormField, FormKey};
 use super::hosts::config::{HostEntry, check_name, check_uri};
 use super::tasks::Task;
+use crate::client::PoolView;
 use crate::config::{
     DhcpRange, Ipv4Net, NetworkConfig, NetworkMode, format_size, parse_size, validate_ifname,
     validate_name, validate_volume_name,
@@ -357,7 +357,7 @@ impl Dialog {
     }
 
     /// Fresh pools and volumes arrived (the add-disk dialog lists them).
-    pub fn set_storage(&mut self, storage: &crate::tui::backends::StorageSnapshot) {
+    pub fn set_storage(&mut self, storage: &crate::client::StorageSnapshot) {
         if let DialogKind::AddDisk(add) = &mut self.kind {
             add.set_storage(storage, &mut self.form);
             self.revalidate();
@@ -792,8 +792,8 @@ impl Dialog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::VolumeView;
     use crate::storage::{PoolInfo, PoolStatus};
-    use crate::tui::backends::VolumeView;
     use crossterm::event::{KeyCode, KeyModifiers};
 
     fn press(dialog: &mut Dialog, code: KeyCode) -> DialogOutcome {

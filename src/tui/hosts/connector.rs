@@ -1,8 +1,8 @@
 //! The seam to remote hosts: a [`Connector`] opens a [`Link`], and a link hands out the same
-//! [`Backends`] bundle the TUI uses for the local host. The real connector runs the system
+//! [`HostApi`] bundle the TUI uses for the local host. The real connector runs the system
 //! `ssh` with `vmux agent --stdio` on the other side; tests use fakes.
 
-use crate::tui::backends::Backends;
+use crate::client::HostApi;
 use std::sync::Arc;
 
 /// Opens connections to remote hosts (the real one runs ssh; tests use fakes).
@@ -16,7 +16,7 @@ pub trait Connector: Send + Sync {
 /// One live connection.
 pub trait Link: Send + Sync {
     /// The host's API over this connection.
-    fn backends(&self) -> Backends;
+    fn backends(&self) -> HostApi;
     /// `None` while the connection is up; why it dropped once it has.
     fn lost(&self) -> Option<String>;
     /// Closes the connection (disconnect).

@@ -11,7 +11,7 @@ use crate::tui::app::{App, Overlay, Pane, StatusKind};
 use crate::tui::confirm::Confirm;
 use crate::tui::dialogs::Dialog;
 use crate::tui::keymap::Command;
-use crate::tui::selection::ensure_selection;
+use crate::tui::vms::selection::ensure_selection;
 
 /// Shows the hosts pane.
 pub(in crate::tui) fn show(app: &mut App) {

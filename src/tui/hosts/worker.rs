@@ -1,7 +1,7 @@
 //! The thread behind one remote host: connects through the [`Connector`], polls the host
 //! while the link is up, and after the link drops tries again with a growing wait
 //! ([`backoff`]). It never blocks the UI thread: it only sends actions, and the runtime finds
-//! the host's [`Backends`] in the shared [`Connected`] table while the link is up.
+//! the host's [`HostApi`] in the shared [`Connected`] table while the link is up.
 //!
 //! A first connection that fails leaves the host unreachable (the connector's words) and ends
 //! the thread; the user connects again from the hosts pane. A stopped worker (disconnect,
@@ -11,8 +11,8 @@
 use super::connector::{Connector, Link};
 use super::id::HostId;
 use super::state::{BACKOFF_MAX, HostState, backoff};
+use crate::client::HostApi;
 use crate::tui::action::Action;
-use crate::tui::backends::Backends;
 use crate::tui::poll::Poller;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,10 +23,10 @@ use std::time::Duration;
 
 /// The remote hosts whose link is up: name → (the worker's generation, its backends). Shared
 /// by the runtime (which routes effects through it) and the workers (which fill it).
-pub type Connected = Arc<Mutex<HashMap<String, (u64, Backends)>>>;
+pub type Connected = Arc<Mutex<HashMap<String, (u64, HostApi)>>>;
 
 /// The backends of remote host `name` while its link is up.
-pub fn backends_of(connected: &Connected, name: &str) -> Option<Backends> {
+pub fn backends_of(connected: &Connected, name: &str) -> Option<HostApi> {
     connected
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -271,20 +271,20 @@ mod tests {
     use super::*;
     use crate::client::Host;
     use crate::client::fake::FakeHost;
+    use crate::client::{FakeNetworks, FakeStorage};
     use crate::config::{BootConfig, VmConfig};
-    use crate::tui::backends::fake::{FakeNetworks, FakeStorage};
     use std::sync::atomic::AtomicUsize;
     use std::time::Instant;
 
     /// A link whose drop the test triggers.
     struct FakeLink {
-        backends: Backends,
+        backends: HostApi,
         lost: Mutex<Option<String>>,
         closed: AtomicBool,
     }
 
     impl Link for FakeLink {
-        fn backends(&self) -> Backends {
+        fn backends(&self) -> HostApi {
             self.backends.clone()
         }
         fn lost(&self) -> Option<String> {
@@ -310,7 +310,7 @@ mod tests {
                 return Err(format!("ssh: connect to host {uri}: Connection refused"));
             }
             let link = Arc::new(FakeLink {
-                backends: Backends {
+                backends: HostApi {
                     vms: self.host.clone(),
                     storage: Arc::new(FakeStorage::new()),
                     networks: Arc::new(FakeNetworks::new()),

@@ -3,9 +3,9 @@
 //! otherwise: the VM list shows guest addresses from the DHCP leases), and what the pane's
 //! keys do (define, start, stop, delete, autostart). Called only from `update` and `commands`.
 
+use crate::client::NetworkSnapshot;
 use crate::tui::action::Effect;
 use crate::tui::app::{App, Overlay, Pane, StatusKind};
-use crate::tui::backends::NetworkSnapshot;
 use crate::tui::confirm::Confirm;
 use crate::tui::dialogs::Dialog;
 use crate::tui::keymap::Command;

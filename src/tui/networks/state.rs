@@ -1,8 +1,8 @@
 //! The networks pane's state: the last [`NetworkSnapshot`] and the selected network, and the
 //! guest addresses it knows from DHCP leases. `App` holds it; `pane` changes it.
 
+use crate::client::NetworkSnapshot;
 use crate::network::NetworkInfo;
-use crate::tui::backends::NetworkSnapshot;
 use std::net::Ipv4Addr;
 
 /// The networks pane's state. Owned by the UI thread.

@@ -4,11 +4,11 @@
 //! autostart). Called only from `update`, `commands` and `hotplug`.
 
 use super::state::StorageFocus;
+use crate::client::{PoolView, StorageSnapshot};
 use crate::config::format_size;
 use crate::storage::VolumeInfo;
 use crate::tui::action::Effect;
 use crate::tui::app::{App, Overlay, Pane, StatusKind};
-use crate::tui::backends::{PoolView, StorageSnapshot};
 use crate::tui::confirm::Confirm;
 use crate::tui::dialogs::Dialog;
 use crate::tui::keymap::Command;

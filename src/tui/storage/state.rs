@@ -1,7 +1,7 @@
 //! The storage pane's state: the last [`StorageSnapshot`], which pool and volume are
 //! selected and which list has the keys. `App` holds it; `pane` changes it.
 
-use crate::tui::backends::{PoolView, StorageSnapshot, VolumeView};
+use crate::client::{PoolView, StorageSnapshot, VolumeView};
 
 /// Which list of the pane the arrow keys move in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,10 +4,10 @@
 
 use super::layout::{self, Columns};
 use super::widgets::{put, table_header, table_row, truncate};
+use crate::client::{PoolView, VolumeView};
 use crate::config::format_size;
 use crate::storage::VolumeInfo;
 use crate::tui::app::App;
-use crate::tui::backends::{PoolView, VolumeView};
 use crate::tui::storage::state::StorageFocus;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;

@@ -3,8 +3,8 @@
 //! snapshots (a [`Checklist`](crate::tui::form::checklist::Checklist) keeps what the user
 //! ticked when fresh ones arrive).
 
+use crate::client::{NetworkSnapshot, StorageSnapshot};
 use crate::config::format_size;
-use crate::tui::backends::{NetworkSnapshot, StorageSnapshot};
 use crate::tui::form::checklist::CheckItem;
 
 /// The volumes of active pools a new VM can use, as checklist items.

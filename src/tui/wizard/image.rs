@@ -5,10 +5,10 @@
 
 use super::fields::{choice, text};
 use super::{FieldKey, FormField, IMAGE_SOURCE, Wizard};
+use crate::client::{ImageSource, StorageSnapshot};
 use crate::cloudinit::options::{hostname_from_vm_name, validate_hostname, validate_user};
 use crate::cloudinit::{CloudInitOptions, Password, default_ssh_keys};
 use crate::config::{DEFAULT_POOL, DiskConfig};
-use crate::tui::backends::{ImageSource, StorageSnapshot};
 use crate::tui::image_setup::{ImageImport, ImageSetup};
 use std::path::{Path, PathBuf};
 
@@ -339,9 +339,9 @@ impl Wizard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::FakeStorage;
+    use crate::client::{NetworkSnapshot, StorageHost};
     use crate::config::BootConfig;
-    use crate::tui::backends::fake::FakeStorage;
-    use crate::tui::backends::{NetworkSnapshot, StorageHost};
     use crate::tui::wizard::{Outcome, Step};
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 

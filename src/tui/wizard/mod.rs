@@ -21,11 +21,11 @@ pub use fields::memory_hint;
 pub use picker::FilePicker;
 
 use super::action::NewVolume;
-use super::backends::{NetworkSnapshot, StorageSnapshot};
 use super::form::checklist::Checklist;
 use super::form::{FieldKey, Form, FormField, FormKey};
 use super::hosts::id::HostId;
 use super::image_setup::ImageSetup;
+use crate::client::{NetworkSnapshot, StorageSnapshot};
 use crate::config::{BootConfig, DiskConfig, VmConfig, parse_size};
 use crate::storage::{ImageFormat, VolumeSpec};
 use crossterm::event::KeyEvent;

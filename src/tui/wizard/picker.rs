@@ -176,7 +176,7 @@ fn start_dir(current: &str, fallback: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tui::backends::{NetworkSnapshot, StorageSnapshot};
+    use crate::client::{NetworkSnapshot, StorageSnapshot};
     use crate::tui::wizard::Step;
     use crossterm::event::KeyModifiers;
 

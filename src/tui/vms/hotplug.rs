@@ -8,19 +8,19 @@
 //! removed, or until [`WATCH_TICKS`] pass, which is said too (a guest without hot-plug
 //! support ignores the request).
 
-use super::action::{Effect, HostOp};
-use super::app::{App, Overlay, StatusKind};
-use super::dialogs::Dialog;
-use super::dialogs::disks::{AddDisk, DiskChoice, RemoveDisk, active_pools, attachable};
-use super::hosts::id::HostId;
-use super::queue::run_ops;
-use super::scope::default_scope;
-use super::watch::{Expect, WATCH_TICKS, Watch};
 use crate::config::assign_targets;
 use crate::protocol::VmInfo;
+use crate::tui::action::{Effect, HostOp};
+use crate::tui::app::{App, Overlay, StatusKind};
+use crate::tui::dialogs::Dialog;
+use crate::tui::dialogs::disks::{AddDisk, DiskChoice, RemoveDisk, active_pools, attachable};
+use crate::tui::hosts::id::HostId;
+use crate::tui::queue::run_ops;
+use crate::tui::scope::default_scope;
+use crate::tui::watch::{Expect, WATCH_TICKS, Watch};
 
 /// Starts waiting for the guest after a live change that worked.
-pub(super) fn watch(app: &mut App, op: &HostOp) {
+pub(crate) fn watch(app: &mut App, op: &HostOp) {
     let (vm, expect) = match op {
         HostOp::SetVcpus {
             vm,
@@ -68,7 +68,7 @@ pub(super) fn watch(app: &mut App, op: &HostOp) {
 
 /// Each second: re-read the live facts of VMs with changes pending, and give up on those
 /// that took too long, saying so.
-pub(super) fn on_tick(app: &mut App) {
+pub(crate) fn on_tick(app: &mut App) {
     let now = app.ticks;
     let (expired, waiting): (Vec<Watch>, Vec<Watch>) = std::mem::take(&mut app.watches)
         .into_iter()
@@ -107,7 +107,7 @@ pub(super) fn on_tick(app: &mut App) {
 }
 
 /// Fresh live facts of `vm`: say what the guest has done.
-pub(super) fn on_info(app: &mut App, vm: &str, info: &VmInfo) {
+pub(crate) fn on_info(app: &mut App, vm: &str, info: &VmInfo) {
     let host = app.reply_host();
     let (done, waiting): (Vec<Watch>, Vec<Watch>) =
         std::mem::take(&mut app.watches).into_iter().partition(|w| {
@@ -137,7 +137,7 @@ pub(super) fn on_info(app: &mut App, vm: &str, info: &VmInfo) {
 
 /// `+` / `-`: one vCPU more or fewer on the selected VM (running: now and at the next boot;
 /// stopped: at the next boot).
-pub(super) fn change_vcpus(app: &mut App, delta: i32) {
+pub(crate) fn change_vcpus(app: &mut App, delta: i32) {
     let Some(vm) = app.selected() else {
         app.set_status(StatusKind::Error, "no VM selected");
         return;
@@ -188,7 +188,7 @@ pub(super) fn change_vcpus(app: &mut App, delta: i32) {
 }
 
 /// `A`: the add-disk dialog for the selected VM.
-pub(super) fn add_disk(app: &mut App) {
+pub(crate) fn add_disk(app: &mut App) {
     let Some(vm) = app.selected() else {
         app.set_status(StatusKind::Error, "no VM selected");
         return;
@@ -209,11 +209,11 @@ pub(super) fn add_disk(app: &mut App) {
         loaded: app.storage.loaded,
     };
     app.overlay = Some(Overlay::Dialog(Box::new(Dialog::add_disk(add))));
-    super::storage::pane::request_load(app);
+    crate::tui::storage::pane::request_load(app);
 }
 
 /// `X`: the remove-disk dialog for the selected VM.
-pub(super) fn remove_disk(app: &mut App) {
+pub(crate) fn remove_disk(app: &mut App) {
     let Some(vm) = app.selected() else {
         app.set_status(StatusKind::Error, "no VM selected");
         return;

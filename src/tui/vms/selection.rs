@@ -1,14 +1,14 @@
 //! Keeps the VM list's selection on a listed VM and in view, and the console panes sized to
 //! the screen; opens console sessions. Used by `update` and `commands`.
 
-use super::action::Effect;
-use super::app::{App, Pane};
-use super::console::ConsoleSession;
-use super::ui::layout;
+use crate::tui::action::Effect;
+use crate::tui::app::{App, Pane};
+use crate::tui::console::ConsoleSession;
+use crate::tui::ui::layout;
 use ratatui::layout::Rect;
 
 /// Keeps a selection on a listed VM and scrolls it into view.
-pub(super) fn ensure_selection(app: &mut App) {
+pub(crate) fn ensure_selection(app: &mut App) {
     let visible = app.visible();
     let listed = app.selected_row().is_some();
     if !listed {
@@ -25,7 +25,7 @@ fn list_rows(app: &App) -> Rect {
     layout::list(layout::main(Rect::new(0, 0, app.width, app.height)).body).rows
 }
 
-pub(super) fn scroll_selection_into_view(app: &mut App) {
+pub(crate) fn scroll_selection_into_view(app: &mut App) {
     let page = usize::from(list_rows(app).height.max(1));
     let count = app.visible().len();
     let row = app.selected_row().unwrap_or(0);
@@ -39,7 +39,7 @@ pub(super) fn scroll_selection_into_view(app: &mut App) {
 }
 
 /// Moves the selection by `delta` rows (clamped).
-pub(super) fn move_selection(app: &mut App, delta: isize) {
+pub(crate) fn move_selection(app: &mut App, delta: isize) {
     let visible = app.visible();
     if visible.is_empty() {
         return;
@@ -52,17 +52,17 @@ pub(super) fn move_selection(app: &mut App, delta: isize) {
 }
 
 /// A page of list rows.
-pub(super) fn list_page(app: &App) -> isize {
+pub(crate) fn list_page(app: &App) -> isize {
     list_rows(app).height.max(1) as isize
 }
 
 /// Where the consoles are on screen now.
-pub(super) fn console_panes(app: &App) -> Vec<layout::ConsolePane> {
+pub(crate) fn console_panes(app: &App) -> Vec<layout::ConsolePane> {
     layout::consoles(Rect::new(0, 0, app.width, app.height), app.consoles.len())
 }
 
 /// Sizes every console's emulator to its pane.
-pub(super) fn relayout_consoles(app: &mut App) {
+pub(crate) fn relayout_consoles(app: &mut App) {
     let panes = console_panes(app);
     for (console, pane) in app.consoles.iter_mut().zip(panes) {
         console.resize(pane.screen.height, pane.screen.width);
@@ -70,7 +70,7 @@ pub(super) fn relayout_consoles(app: &mut App) {
 }
 
 /// Opens sessions for `names` (one or two) and asks the runtime to connect them.
-pub(super) fn open_consoles(app: &mut App, names: &[String]) {
+pub(crate) fn open_consoles(app: &mut App, names: &[String]) {
     for old in std::mem::take(&mut app.consoles) {
         app.push_effect(Effect::CloseConsole(old.id));
     }

@@ -5,14 +5,14 @@
 
 use std::path::PathBuf;
 
-use super::action::HostOp;
-use super::app::{App, Overlay, StatusKind};
-use super::confirm::Confirm;
-use super::queue::run_ops;
-use super::scope::default_scope;
 use crate::client::ChangeScope;
 use crate::config::format_size;
 use crate::protocol::RunState;
+use crate::tui::action::HostOp;
+use crate::tui::app::{App, Overlay, StatusKind};
+use crate::tui::confirm::Confirm;
+use crate::tui::queue::run_ops;
+use crate::tui::scope::default_scope;
 
 /// The least memory the keys leave a guest, bytes.
 const MIN_MEMORY: u64 = 16 << 20;
@@ -24,7 +24,7 @@ pub fn memory_step(memory: u64) -> u64 {
 }
 
 /// `S`: save the selected running VM to its managed save, after asking.
-pub(super) fn save(app: &mut App) {
+pub(crate) fn save(app: &mut App) {
     let Some(vm) = app.selected() else {
         app.set_status(StatusKind::Error, "no VM selected");
         return;
@@ -74,7 +74,7 @@ fn current_memory(app: &App, name: &str) -> Option<(u64, u64, bool)> {
 
 /// `[` / `]`: one step less or more memory for the selected VM (now and at its next boot
 /// when it runs), never above its defined memory.
-pub(super) fn change_memory(app: &mut App, direction: i64) {
+pub(crate) fn change_memory(app: &mut App, direction: i64) {
     let Some(vm) = app.selected() else {
         app.set_status(StatusKind::Error, "no VM selected");
         return;
@@ -133,7 +133,7 @@ pub(super) fn change_memory(app: &mut App, direction: i64) {
 }
 
 /// `:setmem [name] SIZE [--live] [--config]`.
-pub(super) fn setmem(app: &mut App, vm: Option<String>, bytes: u64, live: bool, config: bool) {
+pub(crate) fn setmem(app: &mut App, vm: Option<String>, bytes: u64, live: bool, config: bool) {
     let Some(name) = vm.or_else(|| app.selected().map(|v| v.name().to_string())) else {
         app.set_status(StatusKind::Error, "no VM selected; :setmem NAME SIZE");
         return;
@@ -161,7 +161,7 @@ pub(super) fn setmem(app: &mut App, vm: Option<String>, bytes: u64, live: bool, 
 }
 
 /// `:save [name] [FILE]` (no file: the managed save) and `:managedsave [name]`.
-pub(super) fn save_to(app: &mut App, vm: Option<String>, path: Option<PathBuf>) {
+pub(crate) fn save_to(app: &mut App, vm: Option<String>, path: Option<PathBuf>) {
     let Some(name) = vm.or_else(|| app.selected().map(|v| v.name().to_string())) else {
         app.set_status(StatusKind::Error, "no VM selected; :save NAME [FILE]");
         return;
@@ -187,7 +187,7 @@ pub(super) fn save_to(app: &mut App, vm: Option<String>, path: Option<PathBuf>) 
 }
 
 /// `:restore FILE`.
-pub(super) fn restore(app: &mut App, path: PathBuf) {
+pub(crate) fn restore(app: &mut App, path: PathBuf) {
     let label = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
@@ -196,7 +196,7 @@ pub(super) fn restore(app: &mut App, path: PathBuf) {
 }
 
 /// `:managedsave-remove [name]`.
-pub(super) fn discard(app: &mut App, vm: Option<String>) {
+pub(crate) fn discard(app: &mut App, vm: Option<String>) {
     let Some(name) = vm.or_else(|| app.selected().map(|v| v.name().to_string())) else {
         app.set_status(
             StatusKind::Error,
@@ -212,7 +212,7 @@ pub(super) fn discard(app: &mut App, vm: Option<String>) {
 }
 
 /// `:dommemstat [name]`: the balloon and the guest's memory, from the latest sample.
-pub(super) fn show_stats(app: &mut App, vm: Option<String>) {
+pub(crate) fn show_stats(app: &mut App, vm: Option<String>) {
     let Some(name) = vm.or_else(|| app.selected().map(|v| v.name().to_string())) else {
         app.set_status(StatusKind::Error, "no VM selected; :dommemstat NAME");
         return;
