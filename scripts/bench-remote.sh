@@ -124,10 +124,9 @@ done
 ssh -O check vmux-bench-remote >/dev/null 2>&1 || die "the ControlMaster did not start: $(cat "$WORK/sshd.log")"
 
 note "starting $VM_COUNT demo VMs on each host (64 MiB each)"
-for home in "$LOCAL_HOME" "$REMOTE_HOME"; do
-    for i in $(seq 1 "$VM_COUNT"); do
-        VMUX_HOME=$home "$VMUX" create "vm$i" --demo --memory 64M --start >/dev/null
-    done
+for i in $(seq 1 "$VM_COUNT"); do
+    VMUX_HOME=$LOCAL_HOME "$VMUX" create "vm$i" --demo --memory 64M --start >/dev/null
+    VMUX_HOME=$REMOTE_HOME "$VMUX" create "far$i" --demo --memory 64M --start >/dev/null
 done
 
 # --- list latency and console echo ---------------------------------------------------------
@@ -198,8 +197,8 @@ def echo_rtt(argv, env, keys=40):
     proc.wait()
     return statistics.median(samples)
 
-echo_local = echo_rtt([vmux, "console", "vm1", "--no-history"], env_local)
-echo_remote = echo_rtt([vmux, "--connect", uri, "console", "vm1", "--no-history"], env_remote)
+echo_local = echo_rtt([vmux, "console", "far1", "--no-history"], env_local)
+echo_remote = echo_rtt([vmux, "--connect", uri, "console", "far1", "--no-history"], env_remote)
 print(f"{statistics.median(remote):.1f} {statistics.median(local):.1f} {echo_remote:.2f} {echo_local:.2f} {statistics.median(session):.1f}")
 PY
 )
@@ -212,11 +211,11 @@ list_share=$(awk "BEGIN { printf \"%.1f\", $list_remote - $ssh_session }")
 
 settings_dir=$LOCAL_HOME/config
 mkdir -p "$settings_dir"
-tui_cpu() { # settings file contents -> CPU % of the TUI over MEASURE_S
+tui_cpu() { # settings file contents, a word the screen must show -> CPU % over MEASURE_S
     printf '%s' "$1" >"$settings_dir/vmux.toml"
-    VMUX_HOME=$LOCAL_HOME python3 - "$VMUX" "$WARMUP_S" "$MEASURE_S" <<'PY'
+    VMUX_HOME=$LOCAL_HOME python3 - "$VMUX" "$WARMUP_S" "$MEASURE_S" "$2" <<'PY'
 import fcntl, os, pty, select, struct, subprocess, sys, termios, time
-vmux, warmup, measure = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+vmux, warmup, measure, expect = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 TICK = os.sysconf("SC_CLK_TCK")
 master, slave = pty.openpty()
 fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
@@ -243,6 +242,8 @@ while time.monotonic() < start + warmup + measure:
             os.write(master, b"\x1b[1;1R")
 if proc.poll() is not None:
     sys.exit(f"the TUI exited with {proc.returncode}")
+if expect.encode() not in screen:
+    sys.exit(f"the TUI never showed {expect!r}: it did not list what it should")
 cpu = (ticks() - first[0]) / TICK / (time.monotonic() - first[1]) * 100
 os.write(master, b"q")
 try:
@@ -253,12 +254,12 @@ print(f"{cpu:.3f}")
 PY
 }
 note "the TUI with the local host only, then with the remote host too: ${WARMUP_S}s warm-up, ${MEASURE_S}s measured each"
-tui_local=$(tui_cpu "")
+tui_local=$(tui_cpu "" vm10)
 tui_two=$(tui_cpu "[[hosts]]
 name = \"remote\"
 uri = \"$URI\"
 autoconnect = true
-")
+" far10)
 
 row() { # key ours theirs goal-kind goal unit
     local ratio verdict goal
