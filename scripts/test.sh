@@ -32,6 +32,9 @@ command -v mdir >/dev/null || need+=(mtools)
 command -v zsh >/dev/null || need+=(zsh)
 command -v fish >/dev/null || need+=(fish)
 command -v openssl >/dev/null || need+=(openssl)
+# Other hosts over SSH (tests/remote_cli.rs, tests/tui_hosts_ssh.rs): a loopback test sshd.
+command -v ssh >/dev/null || need+=(openssh-client)
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 if ((${#need[@]})); then
     if [ "$(id -u)" -eq 0 ]; then
         echo "test.sh: installing ${need[*]}"
