@@ -15,9 +15,9 @@
 mod common;
 
 use common::prereq::{Need, TMUX, met};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const VMUX: &str = env!("CARGO_BIN_EXE_vmux");
 /// Longest the TUI or a guest may take to show an expected screen on this emulating KVM.
@@ -27,7 +27,7 @@ const TIMEOUT: Duration = Duration::from_secs(40);
 /// tmux server, a user's or another test run's, can be reached) with one 120×40 session
 /// running the TUI.
 struct Tmux {
-    socket: PathBuf,
+    server: common::tmux::Tmux,
     home: tempfile::TempDir,
 }
 
@@ -35,7 +35,7 @@ impl Tmux {
     fn new() -> Tmux {
         let home = tempfile::tempdir().expect("tempdir");
         Tmux {
-            socket: home.path().join("tmux.sock"),
+            server: common::tmux::Tmux::at(&home.path().join("tmux.sock")),
             home,
         }
     }
@@ -45,48 +45,21 @@ impl Tmux {
     }
 
     fn tmux(&self, args: &[&str]) -> Output {
-        // `-f /dev/null`: the server ignores the user's ~/.tmux.conf.
-        Command::new("tmux")
-            .args(["-f", "/dev/null", "-S"])
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux runs")
+        self.server.tmux(args)
     }
 
-    /// Starts `vmux` (no subcommand) in a fresh session; the pane stays open after it exits
+    /// Starts `vmux` (no subcommand) in the session; the pane stays open after it exits
     /// and prints its exit status.
     fn launch(&self) {
         let command = format!(
             "env VMUX_HOME={} {VMUX}; echo vmux-exit=$?; sleep 600",
             self.home().display()
         );
-        // A relaunch reuses the pane: killing the only session would make the tmux server
-        // exit, and a new session started while it exits fails ("server exited unexpectedly").
-        if self.tmux(&["has-session", "-t", "tui"]).status.success() {
-            let out = self.tmux(&["respawn-pane", "-k", "-t", "tui", &command]);
-            assert!(out.status.success(), "tmux respawn-pane: {out:?}");
-            return;
-        }
-        let out = self.tmux(&[
-            "new-session",
-            "-d",
-            "-s",
-            "tui",
-            "-x",
-            "120",
-            "-y",
-            "40",
-            &command,
-        ]);
-        assert!(out.status.success(), "tmux new-session: {out:?}");
+        self.server.run_in_session(&command, 120, 40);
     }
 
     fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "tui"];
-        args.extend_from_slice(keys);
-        let out = self.tmux(&args);
-        assert!(out.status.success(), "send-keys {keys:?}: {out:?}");
+        self.server.keys(keys);
     }
 
     /// Types text literally.
@@ -94,25 +67,9 @@ impl Tmux {
         self.keys(&["-l", text]);
     }
 
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "tui"]).stdout)
-            .into_owned()
-    }
-
     /// Waits until the screen satisfies `check`; fails with the last screen otherwise.
     fn wait(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let screen = self.screen();
-            if check(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(150));
-        }
+        self.server.wait(TIMEOUT, what, check)
     }
 
     fn wait_for(&self, text: &str) -> String {
@@ -136,7 +93,7 @@ impl Drop for Tmux {
             .args(["destroy", "e2e"])
             .env("VMUX_HOME", self.home())
             .output();
-        let _ = self.tmux(&["kill-server"]);
+        self.server.kill();
     }
 }
 

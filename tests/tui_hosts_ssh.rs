@@ -8,64 +8,14 @@ mod common;
 
 use common::prereq::{TMUX, met};
 use common::sshd::{TestSshd, URI};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use common::tmux::Tmux;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 const VMUX: &str = env!("CARGO_BIN_EXE_vmux");
 /// Longest the TUI may take to show an expected screen (an ssh login included).
 const TIMEOUT: Duration = Duration::from_secs(40);
-
-/// A private tmux server (socket in the test's temp dir) with one 100×30 session.
-struct Tmux {
-    socket: PathBuf,
-}
-
-impl Tmux {
-    fn tmux(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .args(["-f", "/dev/null", "-S"])
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "tui"]).stdout)
-            .into_owned()
-    }
-
-    fn wait(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let screen = self.screen();
-            if check(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
-
-    /// The pid of the program the pane runs.
-    fn pane_pid(&self) -> u32 {
-        let out = self.tmux(&["display-message", "-p", "-t", "tui", "#{pane_pid}"]);
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("a pane pid")
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.tmux(&["kill-server"]);
-    }
-}
 
 /// The pids of the processes whose parent is `parent` and whose name is `name`.
 fn children(parent: u32, name: &str) -> Vec<u32> {
@@ -125,31 +75,18 @@ fn both_hosts_are_listed_and_a_killed_ssh_reconnects() {
     )
     .expect("settings");
 
-    let tmux = Tmux {
-        socket: sshd.dir.path().join("tmux.sock"),
-    };
+    let tmux = Tmux::at(&sshd.dir.path().join("tmux.sock"));
     let command = format!(
         "env PATH={path} VMUX_HOME={} {VMUX}; echo vmux-exit=$?; sleep 600",
         local.display()
     );
-    let out = tmux.tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        "tui",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &command,
-    ]);
-    assert!(out.status.success(), "tmux new-session: {out:?}");
+    tmux.run_in_session(&command, 100, 30);
     let both = |s: &str| {
         s.contains("HOST")
             && row_of(s, "far").is_some_and(|r| r.contains("r2"))
             && row_of(s, "near").is_some_and(|r| r.contains("local"))
     };
-    tmux.wait("both hosts' VMs", both);
+    tmux.wait(TIMEOUT, "both hosts' VMs", both);
 
     // The TUI (the pane's shell runs it) has one ssh child: the link to r2. Kill it.
     let tui = children(tmux.pane_pid(), "vmux");
@@ -161,11 +98,11 @@ fn both_hosts_are_listed_and_a_killed_ssh_reconnects() {
         .status()
         .expect("kill runs");
     assert!(killed.success());
-    tmux.wait("r2 reconnecting", |s| {
+    tmux.wait(TIMEOUT, "r2 reconnecting", |s| {
         s.lines()
             .any(|l| l.contains("r2") && l.contains("reconnecting"))
     });
-    tmux.wait("r2's VMs back", both);
+    tmux.wait(TIMEOUT, "r2's VMs back", both);
     let again = children(tui[0], "ssh");
     assert!(
         again.len() == 1 && again != ssh,

@@ -10,6 +10,7 @@
 mod api;
 mod classify;
 mod conn;
+pub mod console_input;
 mod crash_repair;
 mod define_check;
 mod fake_networks;

@@ -866,26 +866,15 @@ fn console_reader(
         }
     };
     let crate::client::Console { mut output, input } = console;
-    let (input_tx, input_rx) = mpsc::channel::<Vec<u8>>();
-    let writer = spawn("vmux-console-in", move || {
-        let mut input = input;
-        for bytes in input_rx {
-            if input
-                .write_all(&bytes)
-                .and_then(|()| input.flush())
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
-    if writer.is_err()
-        || tx
-            .send(Msg::ConsoleReady {
-                id,
-                input: input_tx,
-            })
-            .is_err()
+    let Ok(input_tx) = crate::client::console_input::spawn_writer(input, "vmux-console-in") else {
+        return;
+    };
+    if tx
+        .send(Msg::ConsoleReady {
+            id,
+            input: input_tx,
+        })
+        .is_err()
     {
         return;
     }

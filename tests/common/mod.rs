@@ -7,6 +7,7 @@
 //! * [`netns`]: a network namespace with its own `VMUX_HOME` for real networks and VMs;
 //! * [`sshd`]: a test sshd on loopback whose logins run this build's `vmux agent --stdio`;
 //! * [`storage`]: qemu-img/qemu-io runners and a temporary vmux home with pools and VMs;
+//! * [`tmux`]: a private tmux server for the end-to-end TUI tests;
 //! * [`tui`]: a headless TUI harness over the fakes, with fixtures and rendering helpers.
 
 #![allow(dead_code)]
@@ -17,4 +18,5 @@ pub mod netns;
 pub mod prereq;
 pub mod sshd;
 pub mod storage;
+pub mod tmux;
 pub mod tui;

@@ -3,9 +3,9 @@
 
 use super::Agent;
 use crate::client::ClientError;
+use crate::client::console_input;
 use crate::remote::wire::{Bytes, Down};
-use std::io::{Read, Write};
-use std::sync::mpsc;
+use std::io::Read;
 
 /// Output is read and sent in pieces of at most this many bytes.
 const CHUNK: usize = 16 << 10;
@@ -20,32 +20,17 @@ pub(super) fn open(
 ) -> Result<(), ClientError> {
     let console = agent.api().vms.console(name, history)?;
     let crate::client::Console { mut output, input } = console;
-    let (input_tx, input_rx) = mpsc::channel::<Vec<u8>>();
-    agent.open_stream(stream, input_tx);
     let spawn_error = |e: std::io::Error| {
         ClientError::Invalid(format!(
             "cannot serve the console of VM '{name}': no thread for it ({e})"
         ))
     };
+    let input_tx = console_input::spawn_writer(input, "agent-in").map_err(spawn_error)?;
+    agent.open_stream(stream, input_tx);
     let spawn_error = |e: std::io::Error| {
         agent.close_stream(stream);
         spawn_error(e)
     };
-    std::thread::Builder::new()
-        .name("agent-in".into())
-        .spawn(move || {
-            let mut input = input;
-            for bytes in input_rx {
-                if input
-                    .write_all(&bytes)
-                    .and_then(|()| input.flush())
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        })
-        .map_err(spawn_error)?;
     let agent = std::sync::Arc::clone(agent);
     std::thread::Builder::new()
         .name("agent-out".into())
