@@ -13,7 +13,7 @@ use super::error::WireError;
 use super::link_error::LinkError;
 use super::ssh::{self, Prompts};
 use super::target::Target;
-use super::wire::{Bytes, Down, HOST_PROTOCOL, Hello, Up, encode};
+use super::wire::{Bytes, Down, HOST_PROTOCOL, Hello, Up, encode, read_frame};
 use crate::client::Console;
 use crate::progress::{Progress, ProgressSnapshot};
 use serde::de::DeserializeOwned;
@@ -327,8 +327,7 @@ impl From<LinkError> for Failure {
 fn read_hello(label: &str, down: &mut impl BufRead) -> Result<Hello, Failure> {
     let mut line = String::new();
     for _ in 0..MAX_NOISE_LINES {
-        line.clear();
-        match down.read_line(&mut line) {
+        match read_frame(down, &mut line) {
             Ok(0) | Err(_) => return Err(Failure::Ended),
             Ok(_) => {}
         }
@@ -399,8 +398,7 @@ impl Core {
     fn read_frames(self: Arc<Core>, mut down: impl BufRead) {
         let mut line = String::new();
         let reason = loop {
-            line.clear();
-            match down.read_line(&mut line) {
+            match read_frame(&mut down, &mut line) {
                 Ok(0) => break "it closed the connection".to_string(),
                 Err(e) => break format!("reading from it failed: {e}"),
                 Ok(_) => {}

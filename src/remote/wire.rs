@@ -128,6 +128,29 @@ impl<'de> Deserialize<'de> for Bytes {
     }
 }
 
+/// The longest frame either side accepts (a listing of thousands of volumes is far below it);
+/// a longer line ends the connection instead of filling memory.
+pub const MAX_FRAME: usize = 16 << 20;
+
+/// Reads one frame's line into `line` (cleared first); `Ok(0)` at the end of the stream. A line
+/// longer than [`MAX_FRAME`] is an error: the other side is not speaking the protocol.
+pub fn read_frame(reader: &mut impl std::io::BufRead, line: &mut String) -> std::io::Result<usize> {
+    use std::io::{BufRead, Read};
+    line.clear();
+    let limit = u64::try_from(MAX_FRAME)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    let n = reader.by_ref().take(limit).read_line(line)?;
+    if n > MAX_FRAME && !line.ends_with('\n') {
+        line.clear();
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a frame longer than {} MiB", MAX_FRAME >> 20),
+        ));
+    }
+    Ok(n)
+}
+
 /// One frame as one line (no newline inside: JSON escapes them).
 pub fn encode<T: Serialize>(frame: &T) -> serde_json::Result<Vec<u8>> {
     let mut line = serde_json::to_vec(frame)?;
@@ -160,6 +183,17 @@ mod tests {
             text.contains(&format!("\"protocol\":{HOST_PROTOCOL}")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_endless_line_is_refused_without_reading_it_all() {
+        let mut input = std::io::Cursor::new(vec![b'x'; MAX_FRAME + 10]);
+        let mut line = String::new();
+        let error = read_frame(&mut input, &mut line).expect_err("too long");
+        assert!(error.to_string().contains("longer than 16 MiB"), "{error}");
+        let mut input = std::io::Cursor::new(b"{}\n".to_vec());
+        assert_eq!(read_frame(&mut input, &mut line).expect("a frame"), 3);
+        assert_eq!(line, "{}\n");
     }
 
     #[test]

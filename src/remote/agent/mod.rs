@@ -13,7 +13,7 @@ mod dispatch;
 mod resources;
 
 use super::error::WireError;
-use super::wire::{Down, Hello, Up, encode};
+use super::wire::{Down, Hello, Up, encode, read_frame};
 use crate::client::HostApi;
 use crate::progress::Progress;
 use std::collections::HashMap;
@@ -59,17 +59,16 @@ pub fn serve(
     agent
         .write(&Down::Hello(Hello::ours(host_name)))
         .map_err(AgentError::Write)?;
-    let mut result = Ok(());
-    for line in input.lines() {
-        match line {
-            Ok(line) if line.trim().is_empty() => {}
-            Ok(line) => Agent::receive(&agent, &line),
-            Err(e) => {
-                result = Err(AgentError::Read(e));
-                break;
-            }
+    let mut input = input;
+    let mut line = String::new();
+    let result = loop {
+        match read_frame(&mut input, &mut line) {
+            Ok(0) => break Ok(()),
+            Ok(_) if line.trim().is_empty() => {}
+            Ok(_) => Agent::receive(&agent, line.trim_end()),
+            Err(e) => break Err(AgentError::Read(e)),
         }
-    }
+    };
     agent.drain();
     result
 }
