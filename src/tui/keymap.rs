@@ -206,6 +206,16 @@ use Context::{
     Storage as StoragePane, Welcome,
 };
 
+/// Where the pane-switching keys work: every top-level pane.
+const EVERY_PANE: &[Context] = &[
+    List,
+    DetailsPane,
+    Welcome,
+    StoragePane,
+    NetworksPane,
+    HostsPane,
+];
+
 /// The defaults; order is the order of the footer and the help overlay.
 pub const COMMANDS: &[CommandSpec] = &[
     spec(
@@ -495,60 +505,26 @@ pub const COMMANDS: &[CommandSpec] = &[
         &[NetworksPane],
         &["a"],
     ),
-    spec(
-        Command::ShowVms,
-        "show_vms",
-        "VM list",
-        &[
-            List,
-            DetailsPane,
-            Welcome,
-            StoragePane,
-            NetworksPane,
-            HostsPane,
-        ],
-        &["1"],
-    ),
+    spec(Command::ShowVms, "show_vms", "VM list", EVERY_PANE, &["1"]),
     spec(
         Command::ShowStorage,
         "show_storage",
         "storage pools and volumes",
-        &[
-            List,
-            DetailsPane,
-            Welcome,
-            StoragePane,
-            NetworksPane,
-            HostsPane,
-        ],
+        EVERY_PANE,
         &["2"],
     ),
     spec(
         Command::ShowNetworks,
         "show_networks",
         "networks",
-        &[
-            List,
-            DetailsPane,
-            Welcome,
-            StoragePane,
-            NetworksPane,
-            HostsPane,
-        ],
+        EVERY_PANE,
         &["3"],
     ),
     spec(
         Command::ShowHosts,
         "show_hosts",
         "hosts: add, remove, connect, disconnect",
-        &[
-            List,
-            DetailsPane,
-            Welcome,
-            StoragePane,
-            NetworksPane,
-            HostsPane,
-        ],
+        EVERY_PANE,
         &["H", "4"],
     ),
     spec(
@@ -746,14 +722,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         Command::Quit,
         "quit",
         "quit (VMs keep running)",
-        &[
-            List,
-            DetailsPane,
-            Welcome,
-            StoragePane,
-            NetworksPane,
-            HostsPane,
-        ],
+        EVERY_PANE,
         &["q", "ctrl-c"],
     ),
 ];
