@@ -429,12 +429,24 @@ fn seed() -> u64 {
 /// what was left, a last progress line marked cancelled and short of 100 %, and the pool
 /// exactly as before, its qcow2 images passing `qemu-img check`.
 fn sigint_leaves_the_pool_as_before(op: &str, args: &[&str], kept: &[&str], in_place: bool) {
+    sigint_leaves_the_pool_as_before_in(op, args, kept, in_place, &|_| ());
+}
+
+/// [`sigint_leaves_the_pool_as_before`] in a home that `prepare` adds to first.
+fn sigint_leaves_the_pool_as_before_in(
+    op: &str,
+    args: &[&str],
+    kept: &[&str],
+    in_place: bool,
+    prepare: &dyn Fn(&Path),
+) {
     if !met(&[QEMU_IMG]) {
         return;
     }
     let mut random = seed();
     for attempt in 0..6 {
         let home = dense_home();
+        prepare(home.path());
         let kept: Vec<PathBuf> = kept.iter().map(|k| home.path().join(k)).collect();
         let before = pool_state(home.path(), &kept, in_place);
         let base = home.path().to_str().expect("utf-8 path");
@@ -511,5 +523,27 @@ fn ctrl_c_cancels_a_download_and_writes_no_file() {
 
 #[test]
 fn ctrl_c_cancels_a_wipe_and_keeps_the_volume_whole() {
-    sigint_leaves_the_pool_as_before("vol-wipe", &["vol-wipe", "default", "src.qcow2"], &[], true);
+    // A wipe only writes what the volume holds, and 32 MiB take less time than a SIGINT takes
+    // to arrive on a busy machine: this volume holds 512 MiB (preallocated clusters, sparse
+    // until the wipe writes them), so a SIGINT at any early progress line lands mid-way.
+    let big = |home: &Path| {
+        let path = pool_dir(home).join("big.qcow2");
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            "preallocation=metadata",
+            path.to_str().expect("utf-8 path"),
+            "512M",
+        ]);
+    };
+    sigint_leaves_the_pool_as_before_in(
+        "vol-wipe",
+        &["vol-wipe", "default", "big.qcow2"],
+        &[],
+        true,
+        &big,
+    );
 }
