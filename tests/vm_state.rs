@@ -226,6 +226,42 @@ fn a_saved_guest_continues_after_restore_with_its_memory_timers_and_disk() {
 }
 
 #[test]
+fn a_save_while_stats_are_read_all_the_time_finishes() {
+    // vmd's sampler reads the engine's counters every second while a save may run: the two
+    // take the guest-memory and PCI locks, and must never wait for each other.
+    if !met(&[Need::Kvm]) {
+        return;
+    }
+    let machine = Machine::new(1, "mem=1");
+    let vm = Running::boot(&machine);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (handle, stop) = (vm.handle.clone(), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = handle.stats();
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let (done, saved) = mpsc::channel();
+    {
+        let (handle, path) = (vm.handle.clone(), machine.save_path());
+        thread::spawn(move || {
+            let _ = done.send(handle.save(&path, &mut || Ok("{}".into())).map(|_| ()));
+        });
+    }
+    let result = saved.recv_timeout(TIMEOUT);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let result = result.expect("the save finishes while stats are read (no lock-order deadlock)");
+    result.expect("save");
+    assert!(reader.join().expect("stats reader") > 0);
+    vm.finish();
+}
+
+#[test]
 fn four_vcpus_keep_taking_interrupts_across_several_saves() {
     if !met(&[Need::Kvm]) {
         return;

@@ -675,21 +675,22 @@ impl VmHandle {
                 exits: stats.exits.load(Ordering::Relaxed),
             })
             .collect();
+        // One lock at a time, each released before the next: a save holds `pci` while it
+        // takes `mem`, so a guard of `mem` alive while `pci` is taken (as a temporary of one
+        // struct expression would be) deadlocks with it. The memory is counted on a clone of
+        // the map, outside the lock.
+        let mem = lock(&self.shared.mem).clone();
+        let memory_touched_bytes = mem.as_ref().map_or(0, memory::touched_bytes);
+        drop(mem);
+        let live_disks = lock(&self.shared.pci)
+            .as_ref()
+            .map(PciPlatform::disk_counters);
+        let disks = live_disks.unwrap_or_else(|| lock(&self.shared.final_disks).clone());
         EngineStats {
             vcpus,
             memory_bytes: self.shared.memory_bytes,
-            memory_touched_bytes: lock(&self.shared.mem)
-                .as_ref()
-                .map_or(0, memory::touched_bytes),
-            disks: lock(&self.shared.pci)
-                .as_ref()
-                .map_or_else(
-                    || lock(&self.shared.final_disks).clone(),
-                    PciPlatform::disk_counters,
-                )
-                .iter()
-                .map(|d| d.snapshot())
-                .collect(),
+            memory_touched_bytes,
+            disks: disks.iter().map(|d| d.snapshot()).collect(),
             nics: self.shared.nics.iter().map(|n| n.snapshot()).collect(),
             balloon: self.balloon(),
         }
