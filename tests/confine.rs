@@ -452,6 +452,34 @@ fn the_balloon_save_and_restore_run_under_the_filters() {
 }
 
 #[test]
+fn stopping_and_continuing_vmd_leaves_the_vm_running() {
+    // A stop interrupts every timed sleep in vmd; on SIGCONT the kernel resumes them through
+    // `restart_syscall` (as it does after `strace -p` or a debugger detaches), which the filters
+    // must allow.
+    let home = Home::new();
+    home.ok(&["create", "v", "--demo", "--memory", "64M"]);
+    home.ok(&["start", "v"]);
+    let pid = home.vmd_pid("v").expect("vmd pid");
+    let vmd = nix::unistd::Pid::from_raw(pid as i32);
+    for _ in 0..3 {
+        nix::sys::signal::kill(vmd, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+        thread::sleep(Duration::from_millis(300));
+        nix::sys::signal::kill(vmd, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+        thread::sleep(Duration::from_millis(300));
+    }
+    // The reaper needs a moment to end a vmd whose thread was trapped.
+    thread::sleep(Duration::from_secs(2));
+    assert!(
+        !home.vmd_log("v").contains("blocked system call"),
+        "{}",
+        home.vmd_log("v")
+    );
+    assert_eq!(home.state("v"), "running");
+    assert_eq!(home.vmd_pid("v"), Some(pid));
+    home.ok(&["destroy", "v"]);
+}
+
+#[test]
 fn a_hostile_disk_driver_does_not_hurt_vmd_under_the_filters() {
     let home = Home::new();
     let disk = home.disk("d.raw", 4);

@@ -62,6 +62,10 @@ pub const RUNTIME: SyscallList = SyscallList {
         Sysno::rt_sigprocmask,
         Sysno::rt_sigreturn,
         Sysno::sigaltstack,
+        // The kernel resumes a sleep that a stop interrupted (SIGSTOP/SIGCONT, or a debugger
+        // or strace attaching to vmd) by calling this on the thread's behalf: without it,
+        // `kill -STOP` and `-CONT` of a vmd, or `strace -p`, would end the VM.
+        Sysno::restart_syscall,
         // Clocks (normally the vDSO; a syscall when it is not usable) and sleeps.
         Sysno::clock_gettime,
         Sysno::clock_nanosleep,
