@@ -9,7 +9,7 @@
 //! nothing had happened (and no file is left behind).
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::{EngineError, VmHandle};
 use crate::engine::devices::bus::lock;
@@ -77,15 +77,26 @@ impl VmHandle {
         if self.shared.lifecycle.exit().is_some() {
             return Err(HotplugError::NotRunning.into());
         }
+        // Each stage is logged with its time, so vmd.log says where a slow save spends it.
+        let started = Instant::now();
         let was_paused = self.shared.lifecycle.is_paused();
         if !was_paused {
             self.shared.lifecycle.pause()?;
         }
+        log::info!("save: vCPUs paused ({} ms)", started.elapsed().as_millis());
         let parked = set.park_threads();
+        log::info!(
+            "save: vCPU threads {parked:?} ended ({} ms)",
+            started.elapsed().as_millis()
+        );
         let pci = lock(&self.shared.pci);
         if let Some(platform) = pci.as_ref() {
             platform.quiesce();
         }
+        log::info!(
+            "save: devices quiesced ({} ms)",
+            started.elapsed().as_millis()
+        );
         let result = self.capture_and_write(set, pci.as_ref(), path, owner);
         if result.is_ok() {
             return result.map_err(EngineError::Save);
@@ -155,6 +166,11 @@ impl VmHandle {
             .clone()
             .ok_or(SaveError::Owner("the VM's memory is gone".into()))?;
         let touched_bytes = memory::touched_bytes(&mem);
+        log::info!(
+            "save: state captured, writing {} bytes of touched memory to {}",
+            touched_bytes,
+            path.display()
+        );
         let SaveTotals { file_bytes, pages } = snapshot::file::write(path, &header, &state, &mem)?;
         Ok(SaveReport {
             file_bytes,
