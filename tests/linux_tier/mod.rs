@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod hang;
+
 /// How long one `vmux` command of a scenario may run (a start waits for vmd at most 30 s).
 pub const VMUX_COMMAND_BOUND: Duration = Duration::from_secs(240);
 /// Kernel command line of the test guest.
@@ -273,7 +275,34 @@ pub fn image_guest() -> (PathBuf, String, String) {
 /// What the test guest's kernel prints when QEMU (`-M microvm -enable-kvm -cpu host`, the same
 /// kernel, initramfs and command line, 512 MiB, `cpus` vCPUs) boots it on this host's KVM, up
 /// to the guest's booted line: the reference vmux is compared with.
+///
+/// QEMU is the yardstick here, not what is tested: in the nested tier its guest now and then
+/// hangs early in boot (L1's emulated SVM), so a boot that does not finish is tried once more.
 pub fn qemu_boot_log(cpus: u32) -> String {
+    let first = qemu_boot_once(cpus);
+    if first.contains(BOOTED) {
+        return first;
+    }
+    let last_line = first.lines().rev().find(|l| !l.trim().is_empty());
+    println!(
+        "QEMU's reference boot did not finish within {} s (last line: {:?}); trying once more",
+        QEMU_BOOT_BOUND.as_secs(),
+        last_line.unwrap_or("")
+    );
+    let text = qemu_boot_once(cpus);
+    assert!(
+        text.contains(BOOTED),
+        "QEMU did not boot the test guest, twice; the second try printed:\n{text}"
+    );
+    text
+}
+
+/// How long QEMU's reference boot may take (it takes well under a minute in the nested tier).
+const QEMU_BOOT_BOUND: Duration = Duration::from_secs(150);
+
+/// One QEMU reference boot: what the guest printed until its booted line, or until
+/// [`QEMU_BOOT_BOUND`].
+fn qemu_boot_once(cpus: u32) -> String {
     let (kernel, initrd) = guest_files();
     let mut child = Command::new("qemu-system-x86_64")
         .args([
@@ -314,18 +343,13 @@ pub fn qemu_boot_log(cpus: u32) -> String {
                 .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(240);
+    let deadline = Instant::now() + QEMU_BOOT_BOUND;
     while !log.lock().expect("qemu log").contains(BOOTED) && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(200));
     }
     let _ = child.kill();
     let _ = child.wait();
-    let text = log.lock().expect("qemu log").clone();
-    assert!(
-        text.contains(BOOTED),
-        "QEMU did not boot the test guest:\n{text}"
-    );
-    text
+    log.lock().expect("qemu log").clone()
 }
 
 /// A scenario's own vmux: `VMUX_HOME` in a temp dir, the `vmux` binary, and a log of what
@@ -389,8 +413,30 @@ impl Lab {
         )
     }
 
+    /// The last `lines` lines of each VM's vmd.log, each under a heading.
+    fn vmd_logs(&self, lines: usize) -> String {
+        let mut text = String::new();
+        let Ok(vms) = std::fs::read_dir(self.home().join("state/vms")) else {
+            return text;
+        };
+        for vm in vms.flatten() {
+            let log = std::fs::read_to_string(vm.path().join("vmd.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+            text.push_str(&format!(
+                "\n--- last lines of {}/vmd.log ---\n",
+                vm.file_name().to_string_lossy()
+            ));
+            for line in tail.iter().rev() {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        text
+    }
+
     /// Runs `vmux args...`; one that runs past [`VMUX_COMMAND_BOUND`] is killed and fails
-    /// the scenario with what it printed so far.
+    /// the scenario with what it printed so far and the last words of each vmd (the failure
+    /// message is all a CI log keeps of a scenario).
     pub fn vmux(&self, args: &[&str]) -> Output {
         let started = Instant::now();
         self.note(&format!("$ vmux {} (started)", args.join(" ")));
@@ -416,17 +462,19 @@ impl Lab {
                 break status;
             }
             if started.elapsed() > VMUX_COMMAND_BOUND {
+                let processes = hang::report();
                 let _ = child.kill();
                 let _ = child.wait();
                 let out = stdout.join().unwrap_or_default();
                 let err = stderr.join().unwrap_or_default();
                 self.note("(killed: past its bound)");
                 panic!(
-                    "vmux {} ran past {} s; it printed: {}{}",
+                    "vmux {} ran past {} s; it printed: {}{}{}{processes}",
                     args.join(" "),
                     VMUX_COMMAND_BOUND.as_secs(),
                     String::from_utf8_lossy(&out),
-                    String::from_utf8_lossy(&err)
+                    String::from_utf8_lossy(&err),
+                    self.vmd_logs(25)
                 );
             }
             thread::sleep(Duration::from_millis(20));
@@ -550,22 +598,8 @@ impl Drop for Lab {
                 );
             }
             // A failed scenario: what each vmd said (the VM's own view of why it stopped).
-            if thread::panicking()
-                && let Ok(vms) = std::fs::read_dir(self.home().join("state/vms"))
-            {
-                for vm in vms.flatten() {
-                    let log =
-                        std::fs::read_to_string(vm.path().join("vmd.log")).unwrap_or_default();
-                    let tail: Vec<&str> = log.lines().rev().take(60).collect();
-                    text.push_str(&format!(
-                        "\n--- last lines of {}/vmd.log ---\n",
-                        vm.file_name().to_string_lossy()
-                    ));
-                    for line in tail.iter().rev() {
-                        text.push_str(line);
-                        text.push('\n');
-                    }
-                }
+            if thread::panicking() {
+                text.push_str(&self.vmd_logs(60));
             }
             let _ = std::fs::write(path, text);
         }
