@@ -339,6 +339,10 @@ failed=$(count FAILED)
 echo
 say "scenarios ($mode, ${elapsed} s):"
 grep -E '^test [^ ]+ \.\.\. (ok|FAILED)$' "$run_dir/inner.log" 2>/dev/null | sed 's/^/  /' || true
+if [ -s "$run_dir/guest-retried" ]; then
+    say "their guest triple-faulted in L1 (TCG's emulated SVM) and they ran once more (retried-NAME*.log keep the first run):"
+    sed 's/^/  /' "$run_dir/guest-retried"
+fi
 if [ -s "$run_dir/retried" ]; then
     say "L1 died during these scenarios and they ran again in a fresh L1 (l1-console.log has its last words):"
     sed 's/^/  /' "$run_dir/retried"

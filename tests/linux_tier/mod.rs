@@ -806,4 +806,121 @@ mod tests {
             _ => panic!("b should have failed"),
         }
     }
+
+    /// A stand-in for the test binary: scenario `flaky` triple-faults on its first run only,
+    /// `broken` on every run, `plain` fails without a crash, `fine` passes. Each run of a
+    /// scenario is counted in `runs/NAME`.
+    const FAKE_TESTS: &str = r#"#!/bin/sh
+name=$2
+echo x >> "$FAKE_DIR/runs/$name"
+runs=$(wc -l < "$FAKE_DIR/runs/$name")
+sleep 0.1
+crash() {
+    echo '2026-12-07T00:00:00Z INFO  vmux::vmd::boot: boot ended: Crashed("triple fault (lost)")' \
+        > "$FAKE_DIR/run/scenarios/$name.log"
+}
+case "$name:$runs" in
+    flaky:1 | broken:*) crash; echo "test $name ... FAILED"; exit 101 ;;
+    plain:*) echo "test $name ... FAILED"; exit 101 ;;
+    *) echo "test $name ... ok" ;;
+esac
+"#;
+
+    #[test]
+    fn in_l1_a_scenario_whose_guest_triple_faulted_runs_once_more_and_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = |p: &str| dir.path().join(p);
+        for sub in ["runs", "run/scenarios", "bin"] {
+            std::fs::create_dir_all(path(sub)).expect("mkdir");
+        }
+        std::fs::write(path("tests"), FAKE_TESTS).expect("fake tests");
+        // CLEAN_UP=1 kills leftover vmux and QEMU processes: here it must touch nothing.
+        std::fs::write(path("bin/pkill"), "#!/bin/sh\nexit 0\n").expect("stub pkill");
+        for file in ["tests", "bin/pkill"] {
+            let status = Command::new("chmod").arg("+x").arg(path(file)).status();
+            assert!(status.expect("chmod").success());
+        }
+        std::fs::write(path("run/todo"), "flaky\nbroken\nplain\nfine\n").expect("todo");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/linux-tier/run-scenarios.sh");
+        let system_path = std::env::var("PATH").unwrap_or_default();
+        let out = Command::new("sh")
+            .arg(&script)
+            .arg(path("tests"))
+            .arg(path("run"))
+            .args(["60", "1"])
+            .env("FAKE_DIR", dir.path())
+            .env("PATH", format!("{}:{system_path}", path("bin").display()))
+            .output()
+            .expect("run run-scenarios.sh");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "two scenarios failed: {text}");
+        let runs = |name: &str| {
+            std::fs::read_to_string(path(&format!("runs/{name}")))
+                .map(|r| r.lines().count())
+                .unwrap_or(0)
+        };
+        assert_eq!(
+            [runs("flaky"), runs("broken"), runs("plain"), runs("fine")],
+            [2, 2, 1, 1],
+            "{text}"
+        );
+        let outcomes = parse_libtest(&text);
+        assert!(
+            matches!(outcomes.get("flaky"), Some(Outcome::Passed)),
+            "{text}"
+        );
+        assert!(
+            matches!(outcomes.get("broken"), Some(Outcome::Failed(_))),
+            "{text}"
+        );
+        assert!(
+            matches!(outcomes.get("plain"), Some(Outcome::Failed(_))),
+            "{text}"
+        );
+        assert!(
+            matches!(outcomes.get("fine"), Some(Outcome::Passed)),
+            "{text}"
+        );
+        // Each scenario's result appears once, and the retries are said and kept.
+        assert_eq!(text.matches("test flaky ...").count(), 1, "{text}");
+        assert!(
+            text.contains("vmux-tier: flaky failed after its guest triple-faulted"),
+            "{text}"
+        );
+        let retried = std::fs::read_to_string(path("run/guest-retried")).expect("guest-retried");
+        assert_eq!(retried, "flaky\nbroken\n");
+        assert!(path("run/retried-flaky.log").is_file());
+        assert!(path("run/retried-flaky-flaky.log").is_file());
+    }
+
+    #[test]
+    fn on_a_host_a_triple_fault_is_not_retried() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = |p: &str| dir.path().join(p);
+        for sub in ["runs", "run/scenarios"] {
+            std::fs::create_dir_all(path(sub)).expect("mkdir");
+        }
+        std::fs::write(path("tests"), FAKE_TESTS).expect("fake tests");
+        let status = Command::new("chmod").arg("+x").arg(path("tests")).status();
+        assert!(status.expect("chmod").success());
+        std::fs::write(path("run/todo"), "flaky\n").expect("todo");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/linux-tier/run-scenarios.sh");
+        let out = Command::new("sh")
+            .arg(&script)
+            .arg(path("tests"))
+            .arg(path("run"))
+            .args(["60", "0"])
+            .env("FAKE_DIR", dir.path())
+            .output()
+            .expect("run run-scenarios.sh");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{text}");
+        assert!(matches!(
+            parse_libtest(&text).get("flaky"),
+            Some(Outcome::Failed(_))
+        ));
+        assert!(!path("run/guest-retried").exists(), "{text}");
+    }
 }
