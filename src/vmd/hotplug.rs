@@ -46,7 +46,10 @@ impl Supervisor {
     /// A boot started: learns which slots its disks took, and forgets (with an event) disks
     /// whose removal the previous boot never completed.
     pub(super) fn record_boot_disks(&self, control: &dyn MachineControl) {
-        let gone = self.lock_disks().boot_started(&control.disk_slots());
+        // The engine's slots first, then vmd's disks: no vmd lock is held while the engine
+        // takes its own (a guard alive across both would order them against the engine's).
+        let slots = control.disk_slots();
+        let gone = self.lock_disks().boot_started(&slots);
         if !gone.is_empty() {
             // Their last reference went with the previous boot: closed (and flushed) now.
             self.sync_open_images();
