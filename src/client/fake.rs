@@ -6,10 +6,11 @@
 //! It follows the same rules as the real host (names unique, a running VM cannot be
 //! undefined, lifecycle commands need the right state) so that the TUI's error paths can be
 //! exercised without vmd. Test hooks (`emit`, `set_stats`, `crash`, `fail_next`,
-//! `add_broken`, `break_definition`) let a test play the guest, the host or a user's editor
-//! misbehaving. tests/backend_contract.rs runs the same contracts against this fake and the
-//! real host.
+//! `add_broken`, `break_definition`, and those in `hooks.rs`) let a test play the guest, the
+//! host or a user's editor misbehaving. tests/backend_contract.rs runs the same contracts
+//! against this fake and the real host.
 
+mod hooks;
 mod state;
 
 use super::{
@@ -51,6 +52,10 @@ struct FakeState {
     saves: HashMap<PathBuf, state::FakeSave>,
     /// The fake guests ignore eject requests (a guest without hot-plug support).
     deaf_to_ejects: bool,
+    /// How the fake guests answer the power button.
+    power_button: hooks::PowerButton,
+    /// The fake guests print no banner and no prompt when they boot.
+    quiet_boot: bool,
 }
 
 struct FakeVm {
@@ -62,6 +67,8 @@ struct FakeVm {
     boots: u32,
     samples: u64,
     stats_override: Option<VmStats>,
+    /// What every `memory_stats` call returns instead of the synthetic numbers.
+    memory_stats_override: Option<MemoryStats>,
     console: Arc<FakeConsole>,
     /// Disks of the running VM (the fake guest takes and ejects disks at once).
     disks: Vec<DiskInfo>,
@@ -71,6 +78,10 @@ struct FakeVm {
     managed_save: Option<bool>,
     /// The definition file was broken by hand (the VM keeps running if it runs).
     broken: Option<(DefinitionError, String)>,
+    /// Names of its snapshots (an undefine keeps them unless told to drop their metadata).
+    snapshots: Vec<String>,
+    /// Status polls left until the guest acts on a pressed power button.
+    powering_off: Option<u32>,
 }
 
 /// Where the fake host pretends a disk's image is.
@@ -149,13 +160,16 @@ impl FakeConsole {
         rx
     }
 
-    fn boot(&self, name: &str, vcpus: u32, memory: u64) {
+    fn boot(&self, name: &str, vcpus: u32, memory: u64, quiet: bool) {
         {
             let mut inner = lock(&self.inner);
             inner.vcpus = vcpus;
             inner.memory = memory;
             inner.uptime_s = 0;
             inner.line.clear();
+        }
+        if quiet {
+            return;
         }
         self.emit(
             format!(
@@ -319,7 +333,7 @@ impl FakeHost {
 
     /// Lists an unusable definition file beside the good ones.
     pub fn add_broken(&self, file: &str, reason: &str) {
-        self.inner().broken.push(DefinitionError {
+        self.add_broken_definition(DefinitionError {
             path: PathBuf::from(file),
             line: None,
             reason: reason.to_string(),
@@ -335,14 +349,12 @@ impl FakeHost {
     /// Breaks VM `name`'s definition file as a hand edit would (its text becomes `text`); a
     /// running VM keeps running. A later `update` repairs it.
     pub fn break_definition(&self, name: &str, text: &str, reason: &str) {
-        if let Some(vm) = self.inner().vms.get_mut(name) {
-            let error = DefinitionError {
-                path: PathBuf::from(format!("/fake/vms/{name}.toml")),
-                line: Some(1),
-                reason: reason.to_string(),
-            };
-            vm.broken = Some((error, text.to_string()));
-        }
+        let error = DefinitionError {
+            path: PathBuf::from(format!("/fake/vms/{name}.toml")),
+            line: Some(1),
+            reason: reason.to_string(),
+        };
+        self.break_definition_with(name, error, text);
     }
 
     fn injected(&self, op: &'static str, name: &str) -> Result<(), ClientError> {
@@ -383,6 +395,7 @@ impl FakeHost {
             vm.state = RunState::ShutOff;
             vm.reason = None;
             vm.pid = None;
+            vm.powering_off = None;
             Ok(vm.console.clone())
         })?;
         console.hang_up();
@@ -390,15 +403,17 @@ impl FakeHost {
     }
 
     fn reboot_vm(&self, name: &str) -> Result<(), ClientError> {
+        let quiet = self.inner().quiet_boot;
         let (console, vcpus, memory) = self.with_vm(name, |vm, _| {
             FakeHost::live(vm, name)?;
+            vm.powering_off = None;
             vm.boots += 1;
             vm.samples = 0;
             vm.state = RunState::Running;
             vm.vcpus = vm.config.vcpus;
             Ok((vm.console.clone(), vm.vcpus, vm.config.memory))
         })?;
-        console.boot(name, vcpus, memory);
+        console.boot(name, vcpus, memory, quiet);
         Ok(())
     }
 }
@@ -538,6 +553,7 @@ impl Host for FakeHost {
     }
 
     fn status(&self, name: &str) -> Result<VmStatus, ClientError> {
+        self.power_button_poll(name);
         self.with_vm(name, |vm, _| {
             definition(vm)?;
             Ok(status_of(vm))
@@ -545,6 +561,7 @@ impl Host for FakeHost {
     }
 
     fn state(&self, name: &str) -> Result<VmState, ClientError> {
+        self.power_button_poll(name);
         self.with_vm(name, |vm, _| Ok(status_of(vm).live()))
     }
 
@@ -612,11 +629,14 @@ impl Host for FakeHost {
                 boots: 0,
                 samples: 0,
                 stats_override: None,
+                memory_stats_override: None,
                 console: Arc::default(),
                 disks: Vec::new(),
                 balloon_target: 0,
                 managed_save: None,
                 broken: None,
+                snapshots: Vec::new(),
+                powering_off: None,
             },
         );
         Ok(())
@@ -650,11 +670,16 @@ impl Host for FakeHost {
         })
     }
 
-    /// Fake VMs have no snapshots, so the options change nothing.
-    fn undefine_with(&self, name: &str, _options: UndefineOptions) -> Result<(), ClientError> {
+    fn undefine_with(&self, name: &str, options: UndefineOptions) -> Result<(), ClientError> {
         self.injected("undefine", name)?;
         self.with_vm(name, |vm, _| match vm.state {
             RunState::Running | RunState::Paused => Err(ClientError::AlreadyRunning(name.into())),
+            _ if !vm.snapshots.is_empty() && !options.snapshots_metadata => {
+                Err(ClientError::HasSnapshots {
+                    name: name.to_string(),
+                    snapshots: vm.snapshots.clone(),
+                })
+            }
             _ => Ok(()),
         })?;
         self.inner().vms.remove(name);
@@ -674,6 +699,7 @@ impl Host for FakeHost {
         if let Err(ClientError::Refused { name, message }) = self.injected("start", name) {
             return Err(ClientError::StartFailed { name, message });
         }
+        let quiet = self.inner().quiet_boot;
         let (console, vcpus, memory) = self.with_vm(name, |vm, next_pid| {
             if matches!(vm.state, RunState::Running | RunState::Paused) {
                 return Err(ClientError::AlreadyRunning(name.into()));
@@ -693,15 +719,16 @@ impl Host for FakeHost {
             vm.disks = boot_disks(&vm.config);
             vm.boots = 1;
             vm.samples = 0;
+            vm.powering_off = None;
             Ok((vm.console.clone(), vm.vcpus, vm.config.memory))
         })?;
-        console.boot(name, vcpus, memory);
+        console.boot(name, vcpus, memory, quiet);
         Ok(())
     }
 
     fn shutdown(&self, name: &str) -> Result<(), ClientError> {
         self.injected("shutdown", name)?;
-        self.power_off(name)
+        self.press_power_button(name)
     }
 
     fn destroy(&self, name: &str) -> Result<(), ClientError> {

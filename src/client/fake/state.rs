@@ -40,6 +40,7 @@ impl FakeHost {
             vm.state = to;
             vm.pid = None;
             vm.reason = None;
+            vm.powering_off = None;
             Ok(vm.console.clone())
         })?;
         console.hang_up();
@@ -159,6 +160,9 @@ impl FakeHost {
     pub(super) fn memory_stats_of(&self, name: &str) -> Result<MemoryStats, ClientError> {
         self.with_vm(name, |vm, _| {
             live(vm, name)?;
+            if let Some(stats) = &vm.memory_stats_override {
+                return Ok(stats.clone());
+            }
             let memory = vm.config.memory;
             let current = memory - vm.balloon_target;
             Ok(MemoryStats {
