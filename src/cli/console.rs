@@ -321,7 +321,9 @@ impl Drop for RawMode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::fake::{FakeHost, capture};
+    use crate::cli::test_support::{add_vm, capture, host_with_vm};
+    use crate::client::fake::FakeHost;
+    use crate::config::{BootConfig, VmConfig};
 
     fn watch() -> Watch {
         Watch {
@@ -409,10 +411,14 @@ mod tests {
 
     #[test]
     fn history_prints_the_buffer_and_returns() {
-        let host = FakeHost {
-            console_history: b"banner\n".to_vec(),
-            ..FakeHost::with_vm("web", RunState::Running)
-        };
+        let host = FakeHost::new();
+        host.quiet_boot();
+        add_vm(
+            &host,
+            VmConfig::new("web", BootConfig::Demo),
+            RunState::Running,
+        );
+        host.emit("web", b"banner\n");
         let args = ConsoleArgs {
             history: true,
             ..default_args("web")
@@ -424,7 +430,7 @@ mod tests {
 
     #[test]
     fn console_of_a_shut_off_vm_says_how_to_start_it() {
-        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        let host = host_with_vm("web", RunState::ShutOff);
         let (result, _, _) = capture(|io| attach(&host, &default_args("web"), io));
         let err = result.expect_err("must fail");
         assert!(err.to_string().contains("vmux start web"), "{err}");
@@ -432,7 +438,7 @@ mod tests {
 
     #[test]
     fn a_bad_until_pattern_is_refused() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let args = ConsoleArgs {
             until: Some("(".into()),
             ..default_args("web")

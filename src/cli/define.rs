@@ -328,8 +328,9 @@ pub fn autostart(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::fake::{FakeHost, capture};
+    use crate::cli::test_support::{capture, config, exists, host_with_vm, run_state};
     use crate::client::FakeStorage;
+    use crate::client::fake::FakeHost;
 
     /// Storage holding the images the tests boot (each boots Debian's grub entry).
     fn images() -> FakeStorage {
@@ -438,7 +439,7 @@ mod tests {
             capture(|io| create(&host, &FakeNetworks::default(), &images(), args("web"), io));
         result.expect("create");
         assert!(out.contains("VM 'web' defined"), "{out}");
-        assert_eq!(host.config("web").memory, DEFAULT_MEMORY_BYTES);
+        assert_eq!(config(&host, "web").memory, DEFAULT_MEMORY_BYTES);
     }
 
     #[test]
@@ -457,12 +458,12 @@ mod tests {
             )
         });
         result.expect("create");
-        assert_eq!(host.run_state("web"), RunState::Running);
+        assert_eq!(run_state(&host, "web"), RunState::Running);
     }
 
     #[test]
     fn undefine_of_a_vm_with_snapshots_is_refused_with_both_ways_out() {
-        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        let host = host_with_vm("web", RunState::ShutOff);
         host.add_snapshot("web", "before-upgrade");
 
         let (result, _, _) = capture(|io| undefine(&host, "web", UndefineOptions::default(), io));
@@ -471,12 +472,12 @@ mod tests {
         assert!(err.contains("before-upgrade"), "{err}");
         assert!(err.contains("vmux snapshot-delete web"), "{err}");
         assert!(err.contains("--snapshots-metadata"), "{err}");
-        assert!(host.exists("web"));
+        assert!(exists(&host, "web"));
     }
 
     #[test]
     fn undefine_with_snapshots_metadata_removes_a_vm_with_snapshots() {
-        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        let host = host_with_vm("web", RunState::ShutOff);
         host.add_snapshot("web", "s1");
         let options = UndefineOptions {
             snapshots_metadata: true,
@@ -485,7 +486,7 @@ mod tests {
         let (result, out, _) = capture(|io| undefine(&host, "web", options, io));
 
         result.expect("undefine");
-        assert!(!host.exists("web"));
+        assert!(!exists(&host, "web"));
         assert!(out.contains("disk images stay"), "{out}");
     }
 
@@ -510,7 +511,7 @@ mod tests {
         let (result, _, _) = capture(|io| create(&host, &networks, &images(), args, io));
 
         result.expect("create");
-        let nics = host.config("web").nics;
+        let nics = config(&host, "web").nics;
         assert_eq!(nics.len(), 2);
         assert_eq!((nics[0].network.as_str(), nics[0].mac), ("lab", mac));
         assert_eq!(nics[1].network, "default");
@@ -530,7 +531,7 @@ mod tests {
 
         let err = result.expect_err("unknown network");
         assert!(err.to_string().contains("net-list --all"), "{err}");
-        assert!(!host.exists("web"));
+        assert!(!exists(&host, "web"));
     }
 
     #[test]
@@ -549,28 +550,28 @@ mod tests {
 
     #[test]
     fn undefine_of_a_running_vm_is_refused() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let (result, _, _) = capture(|io| undefine(&host, "web", UndefineOptions::default(), io));
         let err = result.expect_err("must fail");
         assert!(err.to_string().contains("vmux shutdown web"), "{err}");
-        assert!(host.exists("web"));
+        assert!(exists(&host, "web"));
     }
 
     #[test]
     fn dumpconfig_toml_parses_back_to_the_same_definition() {
-        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        let host = host_with_vm("web", RunState::ShutOff);
         let (result, out, _) = capture(|io| dumpconfig(&host, "web", false, io));
         result.expect("dumpconfig");
         let back = parse_definition(Path::new("web.toml"), &out, Some("web")).expect("parse");
-        assert_eq!(back, host.config("web"));
+        assert_eq!(back, config(&host, "web"));
     }
 
     #[test]
     fn autostart_sets_the_flag() {
-        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        let host = host_with_vm("web", RunState::ShutOff);
         let (result, _, _) = capture(|io| autostart(&host, "web", true, io));
         result.expect("autostart");
-        assert!(host.config("web").autostart);
+        assert!(config(&host, "web").autostart);
     }
 
     fn image_args(name: &str, image: &str) -> CreateArgs {
@@ -594,7 +595,7 @@ mod tests {
             capture(|io| create(&host, &FakeNetworks::default(), &images(), args, io));
 
         result.expect("create");
-        let cfg = host.config("web1");
+        let cfg = config(&host, "web1");
         assert_eq!(
             cfg.boot,
             BootConfig::Image {
@@ -629,7 +630,7 @@ mod tests {
 
         let err = result.expect_err("cannot boot").to_string();
         assert!(err.contains("no kernel found"), "{err}");
-        assert!(!host.exists("web1"));
+        assert!(!exists(&host, "web1"));
     }
 
     #[test]
@@ -648,7 +649,7 @@ mod tests {
         assert!(result.is_err());
         assert!(images.volume("default", "web1.qcow2").is_none());
         assert!(images.volume("default", "debian.qcow2").is_some());
-        assert!(!host.exists("web1"));
+        assert!(!exists(&host, "web1"));
     }
 
     #[test]
@@ -672,7 +673,7 @@ mod tests {
             .split_whitespace()
             .next()
             .expect("a password");
-        let stored = toml::to_string(&host.config("web1")).expect("toml");
+        let stored = toml::to_string(&config(&host, "web1")).expect("toml");
         assert!(!stored.contains(password), "{stored}");
         assert!(stored.contains("$6$"), "{stored}");
         assert!(out.contains("hostname www"), "{out}");

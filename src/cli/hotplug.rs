@@ -176,7 +176,7 @@ fn wait_for_eject(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::fake::{FakeHost, capture};
+    use crate::cli::test_support::{capture, config, host_with_vm, live_vcpus};
 
     fn args(count: u32, live: bool, config: bool) -> SetvcpusArgs {
         SetvcpusArgs {
@@ -205,35 +205,35 @@ mod tests {
 
     #[test]
     fn setvcpus_of_a_running_vm_changes_it_live_only() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let (result, out, _) = capture(|io| setvcpus(&host, &args(3, false, false), io));
         result.expect("setvcpus");
         assert!(out.contains("set to 3 vCPUs live"), "{out}");
-        assert_eq!(host.live_vcpus("web"), Some(3));
-        assert_eq!(host.config("web").vcpus, 1);
+        assert_eq!(live_vcpus(&host, "web"), Some(3));
+        assert_eq!(config(&host, "web").vcpus, 1);
     }
 
     #[test]
     fn setvcpus_of_a_stopped_vm_changes_the_definition() {
-        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        let host = host_with_vm("web", RunState::ShutOff);
         let (result, out, _) = capture(|io| setvcpus(&host, &args(3, false, false), io));
         result.expect("setvcpus");
         assert!(out.contains("will start with 3 vCPUs"), "{out}");
-        assert_eq!(host.config("web").vcpus, 3);
+        assert_eq!(config(&host, "web").vcpus, 3);
     }
 
     #[test]
     fn setvcpus_live_and_config_changes_both() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let (result, _, _) = capture(|io| setvcpus(&host, &args(2, true, true), io));
         result.expect("setvcpus");
-        assert_eq!(host.live_vcpus("web"), Some(2));
-        assert_eq!(host.config("web").vcpus, 2);
+        assert_eq!(live_vcpus(&host, "web"), Some(2));
+        assert_eq!(config(&host, "web").vcpus, 2);
     }
 
     #[test]
     fn setvcpus_live_of_a_stopped_vm_suggests_config() {
-        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        let host = host_with_vm("web", RunState::ShutOff);
         let (result, _, _) = capture(|io| setvcpus(&host, &args(2, true, false), io));
         let err = result.expect_err("not running");
         assert!(err.to_string().contains("--config"), "{err}");
@@ -255,27 +255,27 @@ mod tests {
 
     #[test]
     fn attach_disk_to_a_running_vm_goes_live_with_the_first_free_target() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let (result, out, _) =
             capture(|io| attach_disk(&host, &attach("default/data.qcow2", false, false), io));
         result.expect("attach");
         assert!(out.contains("attached to VM 'web' as vda"), "{out}");
-        assert!(host.config("web").disks.is_empty());
+        assert!(config(&host, "web").disks.is_empty());
     }
 
     #[test]
     fn attach_disk_with_config_records_the_disk_in_the_definition() {
-        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        let host = host_with_vm("web", RunState::ShutOff);
         let (result, out, _) =
             capture(|io| attach_disk(&host, &attach("/srv/data.raw", false, true), io));
         result.expect("attach");
         assert!(out.contains("added to the definition"), "{out}");
-        assert_eq!(host.config("web").disks.len(), 1);
+        assert_eq!(config(&host, "web").disks.len(), 1);
     }
 
     #[test]
     fn attach_disk_refuses_a_source_that_is_not_a_disk() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let (result, _, _) = capture(|io| attach_disk(&host, &attach("data", true, false), io));
         let err = result.expect_err("bad source");
         assert!(err.to_string().contains("<pool>/<volume>"), "{err}");
@@ -283,7 +283,7 @@ mod tests {
 
     #[test]
     fn detach_disk_of_a_disk_the_definition_lacks_changes_nothing() {
-        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        let host = host_with_vm("web", RunState::ShutOff);
         let args = DetachDiskArgs {
             name: "web".into(),
             target: "vdb".into(),
@@ -310,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_live_detach_waits_and_says_when_the_guest_ejected_the_disk() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let (result, _, _) =
             capture(|io| attach_disk(&host, &attach("default/data.qcow2", true, false), io));
         result.expect("attach");
@@ -323,7 +323,7 @@ mod tests {
 
     #[test]
     fn a_forced_detach_warns_and_takes_the_disk_away() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let (result, _, _) =
             capture(|io| attach_disk(&host, &attach("default/data.qcow2", true, false), io));
         result.expect("attach");
@@ -335,11 +335,11 @@ mod tests {
 
     #[test]
     fn setvcpus_above_max_changes_nothing() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let (result, _, _) = capture(|io| setvcpus(&host, &args(9, true, true), io));
         let err = result.expect_err("above max");
         assert!(err.to_string().contains("max_vcpus"), "{err}");
-        assert_eq!(host.live_vcpus("web"), Some(1));
-        assert_eq!(host.config("web").vcpus, 1);
+        assert_eq!(live_vcpus(&host, "web"), Some(1));
+        assert_eq!(config(&host, "web").vcpus, 1);
     }
 }

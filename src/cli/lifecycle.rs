@@ -237,13 +237,14 @@ fn wait_until_stopped(host: &dyn Host, name: &str, timeout: Duration) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::fake::{FakeHost, capture};
+    use crate::cli::test_support::{add_vm, capture, host_with_vm, run_state};
     use crate::client::FakeNetworks;
+    use crate::client::fake::FakeHost;
     use crate::config::{BootConfig, VmConfig};
 
     #[test]
     fn start_of_a_running_vm_is_refused_with_the_fix() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let (result, _, _) = capture(|io| start(&host, "web", io));
         let err = result.expect_err("must fail");
         assert!(err.to_string().contains("already running"), "{err}");
@@ -251,29 +252,31 @@ mod tests {
 
     #[test]
     fn shutdown_waits_until_the_guest_is_off() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let (result, out, _) = capture(|io| shutdown(&host, "web", Some(5), io));
         result.expect("shutdown");
         assert!(out.contains("shut off"), "{out}");
-        assert_eq!(host.run_state("web"), RunState::ShutOff);
+        assert_eq!(run_state(&host, "web"), RunState::ShutOff);
     }
 
     #[test]
     fn shutdown_timeout_suggests_destroy_and_does_not_kill() {
-        let host = FakeHost {
-            power_off_polls: None,
-            ..FakeHost::default()
-        };
-        host.add(VmConfig::new("web", BootConfig::Demo), RunState::Running);
+        let host = FakeHost::new();
+        host.ignore_power_button();
+        add_vm(
+            &host,
+            VmConfig::new("web", BootConfig::Demo),
+            RunState::Running,
+        );
         let (result, _, _) = capture(|io| shutdown(&host, "web", Some(0), io));
         let err = result.expect_err("must time out");
         assert!(err.to_string().contains("vmux destroy web"), "{err}");
-        assert_eq!(host.run_state("web"), RunState::Running);
+        assert_eq!(run_state(&host, "web"), RunState::Running);
     }
 
     #[test]
     fn shutdown_without_wait_returns_while_the_guest_runs() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let (result, out, _) = capture(|io| shutdown(&host, "web", None, io));
         result.expect("shutdown");
         assert!(out.contains("Power button pressed"), "{out}");
@@ -281,57 +284,67 @@ mod tests {
 
     #[test]
     fn shutdown_of_a_paused_vm_says_to_resume() {
-        let host = FakeHost::with_vm("web", RunState::Paused);
+        let host = host_with_vm("web", RunState::Paused);
         let (result, _, _) = capture(|io| shutdown(&host, "web", Some(1), io));
         assert!(matches!(result, Err(CliError::Paused(_))));
     }
 
     #[test]
     fn destroy_of_a_shut_off_vm_says_it_is_not_running() {
-        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        let host = host_with_vm("web", RunState::ShutOff);
         let (result, _, _) = capture(|io| destroy(&host, "web", io));
         let err = result.expect_err("must fail");
         assert!(err.to_string().contains("vmux start web"), "{err}");
     }
 
+    /// The text of a definition file a hand edit broke.
+    const BROKEN_TEXT: &str = "vcpus = \"two\"\n";
+
     #[test]
     fn destroy_and_shutdown_work_while_the_definition_is_broken() {
-        let host = FakeHost::with_vm("web", RunState::Running);
-        host.break_definition(
+        let host = host_with_vm("web", RunState::Running);
+        host.break_definition_with(
             "web",
             crate::config::DefinitionError {
                 path: "/x/web.toml".into(),
                 line: Some(2),
                 reason: "invalid type".into(),
             },
+            BROKEN_TEXT,
         );
         let (result, out, _) = capture(|io| shutdown(&host, "web", Some(5), io));
         result.expect("shutdown through vmd");
         assert!(out.contains("shut off"), "{out}");
-        host.add(VmConfig::new("db", BootConfig::Demo), RunState::Running);
-        host.break_definition(
+        add_vm(
+            &host,
+            VmConfig::new("db", BootConfig::Demo),
+            RunState::Running,
+        );
+        host.break_definition_with(
             "db",
             crate::config::DefinitionError {
                 path: "/x/db.toml".into(),
                 line: None,
                 reason: "missing field `name`".into(),
             },
+            BROKEN_TEXT,
         );
         let (result, _, _) = capture(|io| destroy(&host, "db", io));
         result.expect("destroy through vmd");
-        assert_eq!(host.run_state("db"), RunState::ShutOff);
+        assert_eq!(run_state(&host, "db"), RunState::ShutOff);
     }
 
     #[test]
     fn start_of_a_vm_with_a_broken_definition_names_the_fix() {
-        let host = FakeHost::with_vm("web", RunState::ShutOff);
-        host.break_definition(
+        let host = host_with_vm("web", RunState::ShutOff);
+        host.break_definition_with(
             "web",
             crate::config::DefinitionError {
                 path: "/x/web.toml".into(),
                 line: Some(2),
                 reason: "invalid type".into(),
             },
+            BROKEN_TEXT,
         );
         let (result, _, _) = capture(|io| start(&host, "web", io));
         let err = result.expect_err("cannot start without a definition");
@@ -340,18 +353,18 @@ mod tests {
 
     #[test]
     fn suspend_then_resume_round_trips_the_state() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let (result, _, _) = capture(|io| suspend(&host, "web", io));
         result.expect("suspend");
-        assert_eq!(host.run_state("web"), RunState::Paused);
+        assert_eq!(run_state(&host, "web"), RunState::Paused);
         let (result, _, _) = capture(|io| resume(&host, "web", io));
         result.expect("resume");
-        assert_eq!(host.run_state("web"), RunState::Running);
+        assert_eq!(run_state(&host, "web"), RunState::Running);
     }
 
     #[test]
     fn resume_of_a_running_vm_is_refused() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let (result, _, _) = capture(|io| resume(&host, "web", io));
         assert!(matches!(result, Err(CliError::NotPaused(_))));
     }
@@ -363,14 +376,18 @@ mod tests {
             autostart: true,
             ..VmConfig::new(name, BootConfig::Demo)
         };
-        host.add(marked("a"), RunState::ShutOff);
-        host.add(marked("b"), RunState::Running);
-        host.add(VmConfig::new("c", BootConfig::Demo), RunState::ShutOff);
+        add_vm(&host, marked("a"), RunState::ShutOff);
+        add_vm(&host, marked("b"), RunState::Running);
+        add_vm(
+            &host,
+            VmConfig::new("c", BootConfig::Demo),
+            RunState::ShutOff,
+        );
         let (result, out, _) = capture(|io| autostart_all(&host, &FakeNetworks::default(), io));
         result.expect("autostart-all");
         assert!(out.contains("a: started"), "{out}");
         assert!(out.contains("b: already running"), "{out}");
-        assert_eq!(host.run_state("c"), RunState::ShutOff);
+        assert_eq!(run_state(&host, "c"), RunState::ShutOff);
     }
 
     #[test]
@@ -380,11 +397,11 @@ mod tests {
             autostart: true,
             ..VmConfig::new("web", BootConfig::Demo)
         };
-        host.add(cfg, RunState::Saved);
+        add_vm(&host, cfg, RunState::Saved);
         let (result, out, _) = capture(|io| autostart_all(&host, &FakeNetworks::default(), io));
         result.expect("autostart-all");
         assert!(out.contains("web: resumed from its managed save"), "{out}");
-        assert_eq!(host.run_state("web"), RunState::Running);
+        assert_eq!(run_state(&host, "web"), RunState::Running);
     }
 
     #[test]
@@ -394,7 +411,7 @@ mod tests {
             autostart: true,
             ..VmConfig::new("web", BootConfig::Demo)
         };
-        host.add(cfg, RunState::ShutOff);
+        add_vm(&host, cfg, RunState::ShutOff);
         let networks = FakeNetworks::new();
         for name in ["broken", "default"] {
             let config = crate::config::NetworkConfig {
@@ -424,16 +441,14 @@ mod tests {
 
     #[test]
     fn autostart_all_keeps_going_after_a_failure_and_fails_at_the_end() {
-        let host = FakeHost {
-            failing_start: vec!["a".into()],
-            ..FakeHost::default()
-        };
+        let host = FakeHost::new();
+        host.fail_next("start", "the engine refused");
         for name in ["a", "b"] {
             let cfg = VmConfig {
                 autostart: true,
                 ..VmConfig::new(name, BootConfig::Demo)
             };
-            host.add(cfg, RunState::ShutOff);
+            add_vm(&host, cfg, RunState::ShutOff);
         }
         let (result, out, err) = capture(|io| autostart_all(&host, &FakeNetworks::default(), io));
         assert!(matches!(

@@ -27,7 +27,7 @@ pub mod storage;
 mod vol_check;
 
 #[cfg(test)]
-mod fake;
+mod test_support;
 
 pub use args::{
     Args, AttachDiskArgs, Command, ConsoleArgs, CreateArgs, DetachDiskArgs, RestoreArgs, RunArgs,

@@ -643,8 +643,9 @@ fn yes_no(flag: bool) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::fake::{FakeHost, capture};
+    use crate::cli::test_support::{add_vm, capture, host_with_vm};
     use crate::client::FakeStorage;
+    use crate::client::fake::FakeHost;
 
     /// Storage holding the image VMs' disks (each boots Debian's grub entry).
     fn images() -> FakeStorage {
@@ -654,16 +655,66 @@ mod tests {
     }
     use crate::client::FakeNetworks;
     use crate::config::{DefinitionError, NicConfig};
+    use crate::protocol::VcpuStats;
 
     fn no_networks() -> FakeNetworks {
         FakeNetworks::default()
     }
 
+    /// A host with VM `on` running (its vmd is pid 4242, one stats sample scripted) and VM
+    /// `off` shut off.
     fn host() -> FakeHost {
-        let host = FakeHost::with_vm("on", RunState::Running);
-        host.add(VmConfig::new("off", BootConfig::Demo), RunState::ShutOff);
+        let host = host_with_vm("on", RunState::Running);
+        host.set_pid("on", 4242);
+        host.set_stats("on", sample_stats());
+        add_vm(
+            &host,
+            VmConfig::new("off", BootConfig::Demo),
+            RunState::ShutOff,
+        );
         host
     }
+
+    /// One stats sample of a 256M guest with one vCPU and one disk.
+    fn sample_stats() -> VmStats {
+        VmStats {
+            uptime_ms: 61_000,
+            vcpus: vec![VcpuStats {
+                index: 0,
+                tid: 4243,
+                cpu_time_ns: 2_000_000_000,
+                cpu_percent: 12.5,
+                exits: 1000,
+            }],
+            cpu_percent: 12.5,
+            memory_bytes: 256 << 20,
+            memory_touched_bytes: 8 << 20,
+            rss_bytes: 20 << 20,
+            exits: 1000,
+            exits_per_sec: 42.0,
+            serial_out_bytes: 77,
+            disks: vec![DiskStats {
+                target: "vda".into(),
+                read_ops: 300,
+                read_bytes: 3 << 20,
+                write_ops: 40,
+                write_bytes: 160 << 10,
+                flushes: 7,
+                errors: 0,
+                average_latency_ns: 125_000,
+                read_bytes_per_sec: 1536.0 * 1024.0,
+                write_bytes_per_sec: 0.0,
+                read_ops_per_sec: 150.0,
+                write_ops_per_sec: 0.0,
+            }],
+            nics: Vec::new(),
+            balloon: None,
+            guest_free_bytes: None,
+        }
+    }
+
+    /// The text of a definition file a hand edit broke.
+    const BROKEN_TEXT: &str = "name = \"on\"\nvcpus = \"two\"\n";
 
     #[test]
     fn list_shows_only_live_vms_by_default() {
@@ -684,7 +735,7 @@ mod tests {
     #[test]
     fn list_reports_broken_files_and_still_lists_the_rest() {
         let host = host();
-        host.add_broken(DefinitionError {
+        host.add_broken_definition(DefinitionError {
             path: "/x/bad.toml".into(),
             line: Some(2),
             reason: "invalid type".into(),
@@ -717,7 +768,7 @@ mod tests {
     #[test]
     fn list_shows_a_running_vm_whose_definition_is_broken_with_the_fix() {
         let host = host();
-        host.break_definition("on", broken_error());
+        host.break_definition_with("on", broken_error(), BROKEN_TEXT);
         let (result, out, err) = capture(|io| list(&host, &no_networks(), false, false, io));
         result.expect("list");
         let row = out.lines().find(|l| l.contains(" on ")).expect("listed");
@@ -729,7 +780,7 @@ mod tests {
     #[test]
     fn list_all_shows_a_stopped_vm_whose_definition_is_broken() {
         let host = host();
-        host.break_definition("off", broken_error());
+        host.break_definition_with("off", broken_error(), BROKEN_TEXT);
         let (result, out, _) = capture(|io| list(&host, &no_networks(), true, false, io));
         result.expect("list");
         let row = out.lines().find(|l| l.contains(" off ")).expect("listed");
@@ -739,7 +790,7 @@ mod tests {
     #[test]
     fn list_json_marks_a_broken_definition_on_its_vm() {
         let host = host();
-        host.break_definition("on", broken_error());
+        host.break_definition_with("on", broken_error(), BROKEN_TEXT);
         let (result, out, _) = capture(|io| list(&host, &no_networks(), false, true, io));
         result.expect("list");
         let value: serde_json::Value = serde_json::from_str(&out).expect("json");
@@ -754,7 +805,7 @@ mod tests {
     #[test]
     fn info_of_a_running_vm_with_a_broken_definition_shows_vmd_and_the_fix() {
         let host = host();
-        host.break_definition("on", broken_error());
+        host.break_definition_with("on", broken_error(), BROKEN_TEXT);
         let (result, out, _) =
             capture(|io| info(&host, &no_networks(), &images(), "on", false, io));
         result.expect("info");
@@ -806,7 +857,7 @@ mod tests {
             network: "default".into(),
             mac: crate::config::MacAddr::with_vmux_prefix(1),
         });
-        host.add(cfg, RunState::Running);
+        add_vm(&host, cfg, RunState::Running);
         host
     }
 
@@ -866,7 +917,7 @@ mod tests {
         cfg.disks = vec!["default/web1.qcow2".parse().expect("disk")];
         cfg.cloud_init =
             Some(crate::cloudinit::CloudInitOptions::parse("user=me").expect("options"));
-        host.add(cfg, RunState::ShutOff);
+        add_vm(&host, cfg, RunState::ShutOff);
         host
     }
 

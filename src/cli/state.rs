@@ -180,7 +180,8 @@ fn dommemstat_lines(stats: &MemoryStats) -> Vec<(&'static str, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::fake::{FakeHost, capture};
+    use crate::cli::test_support::{capture, config, host_with_vm, run_state};
+    use crate::protocol::BalloonStatus;
 
     fn save_args(paused: bool) -> SaveArgs {
         SaveArgs {
@@ -194,16 +195,16 @@ mod tests {
 
     #[test]
     fn save_stops_the_vm_and_names_the_restore_command() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let (result, out, _) = capture(|io| save(&host, &save_args(false), io));
         result.expect("save");
         assert!(out.contains("vmux restore /srv/web.save"), "{out}");
-        assert_eq!(host.run_state("web"), RunState::ShutOff);
+        assert_eq!(run_state(&host, "web"), RunState::ShutOff);
     }
 
     #[test]
     fn save_of_a_shut_off_vm_says_it_is_not_running() {
-        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        let host = host_with_vm("web", RunState::ShutOff);
         let (result, _, _) = capture(|io| save(&host, &save_args(false), io));
         let err = result.expect_err("not running");
         assert!(err.to_string().contains("vmux start web"), "{err}");
@@ -211,7 +212,7 @@ mod tests {
 
     #[test]
     fn restore_paused_reports_the_state() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let (result, _, _) = capture(|io| save(&host, &save_args(false), io));
         result.expect("save");
         let args = RestoreArgs {
@@ -231,19 +232,19 @@ mod tests {
 
     #[test]
     fn a_managed_save_lists_as_saved_until_removed() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let (result, out, _) = capture(|io| managedsave(&host, "web", None, io));
         result.expect("managedsave");
         assert!(out.contains("`vmux start web` resumes it"), "{out}");
-        assert_eq!(host.run_state("web"), RunState::Saved);
+        assert_eq!(run_state(&host, "web"), RunState::Saved);
         let (result, _, _) = capture(|io| managedsave_remove(&host, "web", io));
         result.expect("remove");
-        assert_eq!(host.run_state("web"), RunState::ShutOff);
+        assert_eq!(run_state(&host, "web"), RunState::ShutOff);
     }
 
     #[test]
     fn setmem_of_a_shut_off_vm_changes_the_definition() {
-        let host = FakeHost::with_vm("web", RunState::ShutOff);
+        let host = host_with_vm("web", RunState::ShutOff);
         let args = SetmemArgs {
             name: "web".into(),
             size: "128M".into(),
@@ -253,12 +254,12 @@ mod tests {
         let (result, out, _) = capture(|io| setmem(&host, &args, io));
         result.expect("setmem");
         assert!(out.contains("will start with 128M"), "{out}");
-        assert_eq!(host.config("web").current_memory, Some(128 << 20));
+        assert_eq!(config(&host, "web").current_memory, Some(128 << 20));
     }
 
     #[test]
     fn setmem_with_a_bad_size_names_the_fix() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
         let args = SetmemArgs {
             name: "web".into(),
             size: "lots".into(),
@@ -269,9 +270,34 @@ mod tests {
         assert!(result.expect_err("bad size").to_string().contains("512M"));
     }
 
+    /// What a guest with `memory` bytes and its balloon deflated reports.
+    fn memory_stats(memory: u64) -> MemoryStats {
+        MemoryStats {
+            memory_bytes: memory,
+            current_bytes: memory,
+            balloon: Some(BalloonStatus {
+                target_bytes: 0,
+                actual_bytes: 0,
+                released_bytes: 0,
+                driver_ready: true,
+            }),
+            free_bytes: Some(100 << 20),
+            available_bytes: Some(150 << 20),
+            total_bytes: Some(memory),
+            disk_caches_bytes: None,
+            swap_in_bytes: Some(0),
+            swap_out_bytes: Some(0),
+            major_faults: Some(7),
+            minor_faults: Some(4000),
+            updated_at: Some(1_700_000_000),
+            rss_bytes: 30 << 20,
+        }
+    }
+
     #[test]
     fn dommemstat_prints_virsh_keys_in_kib() {
-        let host = FakeHost::with_vm("web", RunState::Running);
+        let host = host_with_vm("web", RunState::Running);
+        host.set_memory_stats("web", memory_stats(256 << 20));
         let (result, out, _) = capture(|io| dommemstat(&host, "web", false, io));
         result.expect("dommemstat");
         assert!(out.starts_with("actual 262144\n"), "{out}");
