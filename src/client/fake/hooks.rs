@@ -117,3 +117,78 @@ impl FakeHost {
         console.hang_up();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::client::fake::FakeHost;
+    use crate::client::{ClientError, Host, UndefineOptions};
+    use crate::config::{BootConfig, VmConfig};
+    use crate::protocol::RunState;
+    use std::io::Read;
+
+    fn running() -> FakeHost {
+        let host = FakeHost::with_vms([VmConfig::new("web", BootConfig::Demo)]);
+        host.start("web").expect("start");
+        host
+    }
+
+    fn state(host: &FakeHost) -> RunState {
+        host.state("web").expect("state").state
+    }
+
+    #[test]
+    fn a_slow_guest_powers_off_after_the_given_status_polls() {
+        let host = running();
+        host.delay_power_off(1);
+        host.shutdown("web").expect("shutdown");
+
+        let polls = [state(&host), state(&host)];
+
+        assert_eq!(polls, [RunState::Running, RunState::ShutOff]);
+    }
+
+    #[test]
+    fn a_guest_that_ignores_the_power_button_keeps_running() {
+        let host = running();
+        host.ignore_power_button();
+        host.shutdown("web").expect("shutdown");
+        for _ in 0..5 {
+            assert_eq!(state(&host), RunState::Running);
+        }
+    }
+
+    #[test]
+    fn a_quiet_guest_leaves_only_what_it_emits_in_the_history() {
+        let host = FakeHost::with_vms([VmConfig::new("web", BootConfig::Demo)]);
+        host.quiet_boot();
+        host.start("web").expect("start");
+        host.emit("web", b"banner\n");
+        let mut console = host.console("web", true).expect("console");
+        host.destroy("web").expect("destroy");
+
+        let mut history = String::new();
+        console.output.read_to_string(&mut history).expect("read");
+
+        assert_eq!(history, "banner\n");
+    }
+
+    #[test]
+    fn a_vm_with_a_snapshot_is_undefined_only_with_its_snapshot_metadata() {
+        let host = FakeHost::with_vms([VmConfig::new("web", BootConfig::Demo)]);
+        host.add_snapshot("web", "s1");
+
+        let refused = host.undefine("web");
+        let with_metadata = host.undefine_with(
+            "web",
+            UndefineOptions {
+                snapshots_metadata: true,
+            },
+        );
+
+        assert!(
+            matches!(refused, Err(ClientError::HasSnapshots { snapshots, .. }) if snapshots == ["s1"])
+        );
+        with_metadata.expect("undefine with --snapshots-metadata");
+        assert!(host.status("web").is_err());
+    }
+}
