@@ -320,6 +320,7 @@ impl FakeHost {
             vm.state = RunState::Crashed;
             vm.reason = Some(reason.to_string());
             vm.pid = None;
+            vm.powering_off = None;
             vm.console.clone()
         };
         console.hang_up();
