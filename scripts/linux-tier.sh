@@ -340,7 +340,7 @@ echo
 say "scenarios ($mode, ${elapsed} s):"
 grep -E '^test [^ ]+ \.\.\. (ok|FAILED)$' "$run_dir/inner.log" 2>/dev/null | sed 's/^/  /' || true
 if [ -s "$run_dir/guest-retried" ]; then
-    say "their guest triple-faulted in L1 (TCG's emulated SVM) and they ran once more (retried-NAME*.log keep the first run):"
+    say "these failed because their guest crashed or stalled in L1 (TCG's emulated SVM) and ran once more (retried-NAME*.log keep the first run):"
     sed 's/^/  /' "$run_dir/guest-retried"
 fi
 if [ -s "$run_dir/retried" ]; then

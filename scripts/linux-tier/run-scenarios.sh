@@ -12,11 +12,13 @@
 #   RUN_IGNORED      1: run ignored scenarios too (the user asked for them); default 0
 # Prints libtest's output of every scenario; exits 0 when all passed.
 #
-# In L1 (CLEAN_UP=1) a scenario that failed because its guest triple-faulted runs once more,
-# and says so: QEMU's TCG emulation of SVM, under L1's KVM, now and then corrupts an L2
-# guest's memory (docs/linux-tier.md, "Nested paging"), which no VMM there can prevent. The
-# first run's output is kept in RUN_DIR/retried-<name>.log; a second failure fails the
-# scenario. On a host with vmx/svm every failure counts at once.
+# In L1 (CLEAN_UP=1) a scenario that failed because its guest triple-faulted, or because its
+# guest's boot never reached its ready line, runs once more and says so: QEMU's TCG emulation
+# of SVM, under L1's KVM, now and then crashes or stalls an L2 guest (docs/linux-tier.md,
+# "Nested paging"), which no VMM there can prevent. Failures of vmux's own commands and of
+# what a booted guest checks are never retried. The first run's output is kept in
+# RUN_DIR/retried-<name>.log; a second failure fails the scenario. On a host with vmx/svm
+# every failure counts at once.
 bin=$1
 run_dir=$2
 bound=$3
@@ -67,6 +69,18 @@ triple_faulted() {
         | xargs -r grep -l 'boot ended: Crashed("triple fault' 2>/dev/null
 }
 
+# Why a failed run (its output in $2, scenario logs newer than $1) is L2 not running rather
+# than vmux: its guest triple-faulted, or its boot never printed the guest's ready line (the
+# boot waits of tests/linux_boot.rs). Prints the reason, or nothing.
+guest_failure() {
+    crashed=$(triple_faulted "$1")
+    if [ -n "$crashed" ]; then
+        echo "its guest triple-faulted ($(basename $crashed | tr '\n' ' '))"
+    elif grep -qE "^no 'vmux-(linux-guest: booted|image-guest: ready)" "$2"; then
+        echo "its guest's boot never reached its ready line"
+    fi
+}
+
 mark=$(mktemp)
 while read -r name; do
     [ -n "$name" ] || continue
@@ -78,12 +92,14 @@ while read -r name; do
     rc=$?
     if [ "$rc" != 0 ]; then
         clean_up_after
-        crashed=$(triple_faulted "$mark")
-        if [ "$clean_up" = 1 ] && [ -n "$crashed" ]; then
+        why=$(guest_failure "$mark" "$out")
+        if [ "$clean_up" = 1 ] && [ -n "$why" ]; then
             cp "$out" "$run_dir/retried-$name.log"
-            for log in $crashed; do cp "$log" "$run_dir/retried-$name-$(basename "$log")"; done
-            echo "$name" >> "$run_dir/guest-retried"
-            echo "vmux-tier: $name failed after its guest triple-faulted in L1 ($(basename $crashed)); it runs once more (first run: $run_dir/retried-$name.log)"
+            for log in $(find "$run_dir/scenarios" -name '*.log' -newer "$mark"); do
+                cp "$log" "$run_dir/retried-$name-$(basename "$log")"
+            done
+            echo "$name: $why" >> "$run_dir/guest-retried"
+            echo "vmux-tier: $name failed in L1 because $why; it runs once more (first run: $run_dir/retried-$name.log)"
             touch "$mark"
             run_once "$name" "$out"
             rc=$?

@@ -610,6 +610,9 @@ impl Drop for Lab {
 /// shell to type into.
 pub struct Shell {
     seen: Arc<Mutex<String>>,
+    /// Set once the console stream ended (the VM ended, or its vmd did): nothing more will
+    /// come, so a wait fails at once instead of at its bound.
+    closed: Arc<std::sync::atomic::AtomicBool>,
     input: Box<dyn Write + Send>,
     marks: u32,
 }
@@ -619,7 +622,8 @@ impl Shell {
     pub fn open(lab: &Lab, name: &str) -> Shell {
         let console = vmux::client::Host::console(&lab.host(), name, true).expect("console");
         let seen = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&seen);
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sink, ended) = (Arc::clone(&seen), Arc::clone(&closed));
         let mut output = console.output;
         thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -628,6 +632,7 @@ impl Shell {
                     .expect("console text")
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
+            ended.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         lab.consoles
             .lock()
@@ -635,6 +640,7 @@ impl Shell {
             .push((name.to_string(), Arc::clone(&seen)));
         Shell {
             seen,
+            closed,
             input: console.input,
             marks: 0,
         }
@@ -645,15 +651,33 @@ impl Shell {
         self.seen.lock().expect("console text").clone()
     }
 
-    /// Waits until the console showed `needle` `count` times in all.
+    /// Whether the console stream has ended. Read before the text: the reader sets it after
+    /// its last append, so text read afterwards is all there will be.
+    fn closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until the console showed `needle` `count` times in all; fails at once if the
+    /// console closes first (the VM ended).
     pub fn wait_for_nth(&self, needle: &str, count: usize, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);
-        while self.text().matches(needle).count() < count {
+        loop {
+            let closed = self.closed();
+            if self.text().matches(needle).count() >= count {
+                return;
+            }
             assert!(
-                Instant::now() < deadline,
-                "no '{needle}' (#{count}) within {secs} s; console so far:\n{}",
+                !closed,
+                "the console closed (the VM ended) before '{needle}' (#{count}); it showed:\n{}",
                 self.text()
             );
+            if Instant::now() >= deadline {
+                panic!(
+                    "no '{needle}' (#{count}) within {secs} s; console so far:\n{}{}",
+                    self.text(),
+                    hang::report()
+                );
+            }
             thread::sleep(Duration::from_millis(100));
         }
     }
@@ -682,6 +706,7 @@ impl Shell {
         let needle = format!("{mark} ");
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
+            let closed = self.closed();
             let text = self.text();
             if let Some(at) = text[start..].find(&needle) {
                 let after = &text[start + at + needle.len()..];
@@ -702,6 +727,11 @@ impl Shell {
                     return (output.join("\n"), status.parse().unwrap_or(-1));
                 }
             }
+            assert!(
+                !closed,
+                "the console closed (the VM ended) before `{command}` finished; it showed:\n{}",
+                &text[start..]
+            );
             assert!(
                 Instant::now() < deadline,
                 "`{command}` did not finish within {secs} s; console so far:\n{}",
@@ -808,8 +838,8 @@ mod tests {
     }
 
     /// A stand-in for the test binary: scenario `flaky` triple-faults on its first run only,
-    /// `broken` on every run, `plain` fails without a crash, `fine` passes. Each run of a
-    /// scenario is counted in `runs/NAME`.
+    /// `broken` on every run, `stalled`'s guest does not finish its first boot, `plain` fails
+    /// a check of its own, `fine` passes. Each run of a scenario is counted in `runs/NAME`.
     const FAKE_TESTS: &str = r#"#!/bin/sh
 name=$2
 echo x >> "$FAKE_DIR/runs/$name"
@@ -821,26 +851,34 @@ crash() {
 }
 case "$name:$runs" in
     flaky:1 | broken:*) crash; echo "test $name ... FAILED"; exit 101 ;;
-    plain:*) echo "test $name ... FAILED"; exit 101 ;;
+    stalled:1)
+        echo "test $name ... FAILED"
+        echo "no 'vmux-linux-guest: booted, 1 cpus' (#1) within 240 s; console so far:"
+        exit 101 ;;
+    plain:*)
+        echo "test $name ... FAILED"
+        echo "no 'acked 40' (#1) within 240 s; console so far:"
+        exit 101 ;;
     *) echo "test $name ... ok" ;;
 esac
 "#;
 
-    #[test]
-    fn in_l1_a_scenario_whose_guest_triple_faulted_runs_once_more_and_says_so() {
+    /// Runs `run-scenarios.sh` over the scenarios `todo` (one per line) with [`FAKE_TESTS`] as
+    /// the test binary, in L1 (`in_l1`: CLEAN_UP=1, with `pkill` stubbed so it kills nothing
+    /// here) or on a host; returns the scratch directory, the script's success and its output.
+    fn run_fake_scenarios(todo: &str, in_l1: bool) -> (tempfile::TempDir, bool, String) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = |p: &str| dir.path().join(p);
         for sub in ["runs", "run/scenarios", "bin"] {
             std::fs::create_dir_all(path(sub)).expect("mkdir");
         }
         std::fs::write(path("tests"), FAKE_TESTS).expect("fake tests");
-        // CLEAN_UP=1 kills leftover vmux and QEMU processes: here it must touch nothing.
         std::fs::write(path("bin/pkill"), "#!/bin/sh\nexit 0\n").expect("stub pkill");
         for file in ["tests", "bin/pkill"] {
             let status = Command::new("chmod").arg("+x").arg(path(file)).status();
             assert!(status.expect("chmod").success());
         }
-        std::fs::write(path("run/todo"), "flaky\nbroken\nplain\nfine\n").expect("todo");
+        std::fs::write(path("run/todo"), todo).expect("todo");
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/linux-tier/run-scenarios.sh");
         let system_path = std::env::var("PATH").unwrap_or_default();
@@ -848,26 +886,44 @@ esac
             .arg(&script)
             .arg(path("tests"))
             .arg(path("run"))
-            .args(["60", "1"])
+            .args(["60", if in_l1 { "1" } else { "0" }])
             .env("FAKE_DIR", dir.path())
             .env("PATH", format!("{}:{system_path}", path("bin").display()))
             .output()
             .expect("run run-scenarios.sh");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(!out.status.success(), "two scenarios failed: {text}");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (dir, out.status.success(), text)
+    }
+
+    #[test]
+    fn in_l1_a_scenario_whose_guest_triple_faulted_runs_once_more_and_says_so() {
+        let todo = "flaky\nbroken\nstalled\nplain\nfine\n";
+        let (dir, success, text) = run_fake_scenarios(todo, true);
+        let path = |p: &str| dir.path().join(p);
+        assert!(!success, "two scenarios failed: {text}");
         let runs = |name: &str| {
             std::fs::read_to_string(path(&format!("runs/{name}")))
                 .map(|r| r.lines().count())
                 .unwrap_or(0)
         };
         assert_eq!(
-            [runs("flaky"), runs("broken"), runs("plain"), runs("fine")],
-            [2, 2, 1, 1],
+            [
+                runs("flaky"),
+                runs("broken"),
+                runs("stalled"),
+                runs("plain"),
+                runs("fine")
+            ],
+            [2, 2, 2, 1, 1],
             "{text}"
         );
         let outcomes = parse_libtest(&text);
         assert!(
             matches!(outcomes.get("flaky"), Some(Outcome::Passed)),
+            "{text}"
+        );
+        assert!(
+            matches!(outcomes.get("stalled"), Some(Outcome::Passed)),
             "{text}"
         );
         assert!(
@@ -885,42 +941,31 @@ esac
         // Each scenario's result appears once, and the retries are said and kept.
         assert_eq!(text.matches("test flaky ...").count(), 1, "{text}");
         assert!(
-            text.contains("vmux-tier: flaky failed after its guest triple-faulted"),
+            text.contains("vmux-tier: flaky failed in L1 because its guest triple-faulted"),
+            "{text}"
+        );
+        assert!(
+            text.contains("stalled failed in L1 because its guest's boot never reached"),
             "{text}"
         );
         let retried = std::fs::read_to_string(path("run/guest-retried")).expect("guest-retried");
-        assert_eq!(retried, "flaky\nbroken\n");
+        let retried: Vec<&str> = retried
+            .lines()
+            .map(|l| l.split(':').next().unwrap_or(l))
+            .collect();
+        assert_eq!(retried, ["flaky", "broken", "stalled"], "{text}");
         assert!(path("run/retried-flaky.log").is_file());
         assert!(path("run/retried-flaky-flaky.log").is_file());
     }
 
     #[test]
     fn on_a_host_a_triple_fault_is_not_retried() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = |p: &str| dir.path().join(p);
-        for sub in ["runs", "run/scenarios"] {
-            std::fs::create_dir_all(path(sub)).expect("mkdir");
-        }
-        std::fs::write(path("tests"), FAKE_TESTS).expect("fake tests");
-        let status = Command::new("chmod").arg("+x").arg(path("tests")).status();
-        assert!(status.expect("chmod").success());
-        std::fs::write(path("run/todo"), "flaky\n").expect("todo");
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/linux-tier/run-scenarios.sh");
-        let out = Command::new("sh")
-            .arg(&script)
-            .arg(path("tests"))
-            .arg(path("run"))
-            .args(["60", "0"])
-            .env("FAKE_DIR", dir.path())
-            .output()
-            .expect("run run-scenarios.sh");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(!out.status.success(), "{text}");
+        let (dir, success, text) = run_fake_scenarios("flaky\n", false);
+        assert!(!success, "{text}");
         assert!(matches!(
             parse_libtest(&text).get("flaky"),
             Some(Outcome::Failed(_))
         ));
-        assert!(!path("run/guest-retried").exists(), "{text}");
+        assert!(!dir.path().join("run/guest-retried").exists(), "{text}");
     }
 }
