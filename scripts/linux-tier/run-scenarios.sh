@@ -63,19 +63,30 @@ run_once() {
     return $rc
 }
 
-# The scenario logs (RUN_DIR/scenarios) written since $1 that say a guest triple-faulted.
-triple_faulted() {
-    find "$run_dir/scenarios" -name '*.log' -newer "$1" 2>/dev/null \
-        | xargs -r grep -l 'boot ended: Crashed("triple fault' 2>/dev/null
+# Each scenario log (RUN_DIR/scenarios) with its modification time and size, to tell which
+# ones a run wrote: compared as listed, not against a clock, because RUN_DIR is the outer
+# host's directory and L1's clock is not the host's.
+list_logs() {
+    find "$run_dir/scenarios" -name '*.log' -printf '%p %T@ %s\n' 2>/dev/null | sort
 }
 
-# Why a failed run (its output in $2, scenario logs newer than $1) is L2 not running rather
-# than vmux: its guest triple-faulted, or its boot never printed the guest's ready line (the
-# boot waits of tests/linux_boot.rs). Prints the reason, or nothing.
+# The scenario logs written since listing $1 was taken.
+written_since() {
+    list_logs | comm -13 "$1" - | cut -d' ' -f1
+}
+
+# Those of them that say a guest triple-faulted.
+triple_faulted() {
+    written_since "$1" | xargs -r grep -l 'boot ended: Crashed("triple fault' 2>/dev/null
+}
+
+# Why a failed run (its output in $2, scenario logs listed before it in $1) is L2 not running
+# rather than vmux: its guest triple-faulted, or its boot never printed the guest's ready line
+# (the boot waits of tests/linux_boot.rs). Prints the reason, or nothing.
 guest_failure() {
     crashed=$(triple_faulted "$1")
     if [ -n "$crashed" ]; then
-        echo "its guest triple-faulted ($(basename $crashed | tr '\n' ' '))"
+        echo "its guest triple-faulted ($(for f in $crashed; do basename "$f"; done | paste -sd ' '))"
     elif grep -qE "^no 'vmux-(linux-guest: booted|image-guest: ready)" "$2"; then
         echo "its guest's boot never reached its ready line"
     fi
@@ -87,7 +98,7 @@ while read -r name; do
     echo "$name" >> "$run_dir/started"
     echo "vmux-tier: scenario $name (started $(date +%T))"
     out=$(mktemp)
-    touch "$mark"
+    list_logs > "$mark"
     run_once "$name" "$out"
     rc=$?
     if [ "$rc" != 0 ]; then
@@ -95,12 +106,12 @@ while read -r name; do
         why=$(guest_failure "$mark" "$out")
         if [ "$clean_up" = 1 ] && [ -n "$why" ]; then
             cp "$out" "$run_dir/retried-$name.log"
-            for log in $(find "$run_dir/scenarios" -name '*.log' -newer "$mark"); do
+            for log in $(written_since "$mark"); do
                 cp "$log" "$run_dir/retried-$name-$(basename "$log")"
             done
             echo "$name: $why" >> "$run_dir/guest-retried"
             echo "vmux-tier: $name failed in L1 because $why; it runs once more (first run: $run_dir/retried-$name.log)"
-            touch "$mark"
+            list_logs > "$mark"
             run_once "$name" "$out"
             rc=$?
             [ "$rc" = 0 ] || clean_up_after

@@ -879,6 +879,16 @@ esac
             assert!(status.expect("chmod").success());
         }
         std::fs::write(path("run/todo"), todo).expect("todo");
+        // An earlier scenario's log that says its guest crashed, dated in the future (L1's
+        // clock is not the host's): it must not count for the scenarios run now.
+        let old = path("run/scenarios/earlier.log");
+        std::fs::write(&old, "boot ended: Crashed(\"triple fault (lost)\")\n").expect("log");
+        let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+        let file = std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .expect("open");
+        file.set_modified(later).expect("date the log");
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/linux-tier/run-scenarios.sh");
         let system_path = std::env::var("PATH").unwrap_or_default();
