@@ -293,7 +293,14 @@ else
         boot_l1 "$budget"
         unfinished > "$run_dir/todo"
         hung=$(tail -n 1 "$run_dir/started")
-        if [ -n "$hung" ] && ! has_result "$hung"; then
+        if [ -n "$hung" ] && ! has_result "$hung" && [ "$(cat "$run_dir/left-for-fresh-l1" 2>/dev/null)" = "$hung" ]; then
+            # run-scenarios.sh stopped L1 because this scenario's guest crashed or stalled
+            # there (it says why in guest-retried): it runs again first in a fresh L1.
+            rm -f "$run_dir/left-for-fresh-l1"
+            say "$(grep "^$hung:" "$run_dir/guest-retried" | tail -n 1); it runs again in a fresh L1"
+            { grep -vx "$hung" "$run_dir/todo" || true; } > "$run_dir/todo.rest"
+            { echo "$hung"; cat "$run_dir/todo.rest"; } > "$run_dir/todo"
+        elif [ -n "$hung" ] && ! has_result "$hung"; then
             # L1's kernel died or wedged under this scenario: an L1 (QEMU TCG's emulated SVM)
             # failure, not one vmux's user-space processes can cause. The scenario runs once
             # more in a fresh L1; a second L1 death fails it.
@@ -340,7 +347,7 @@ echo
 say "scenarios ($mode, ${elapsed} s):"
 grep -E '^test [^ ]+ \.\.\. (ok|FAILED)$' "$run_dir/inner.log" 2>/dev/null | sed 's/^/  /' || true
 if [ -s "$run_dir/guest-retried" ]; then
-    say "these failed because their guest crashed or stalled in L1 (TCG's emulated SVM) and ran once more (retried-NAME*.log keep the first run):"
+    say "these failed because their guest crashed or stalled in L1 (TCG's emulated SVM) and ran again in a fresh L1 (retried-NAME*.log keep the first run):"
     sed 's/^/  /' "$run_dir/guest-retried"
 fi
 if [ -s "$run_dir/retried" ]; then

@@ -13,12 +13,15 @@
 # Prints libtest's output of every scenario; exits 0 when all passed.
 #
 # In L1 (CLEAN_UP=1) a scenario that failed because its guest triple-faulted, or because its
-# guest's boot never reached its ready line, runs once more and says so: QEMU's TCG emulation
-# of SVM, under L1's KVM, now and then crashes or stalls an L2 guest (docs/linux-tier.md,
-# "Nested paging"), which no VMM there can prevent. Failures of vmux's own commands and of
-# what a booted guest checks are never retried. The first run's output is kept in
-# RUN_DIR/retried-<name>.log; a second failure fails the scenario. On a host with vmx/svm
-# every failure counts at once.
+# guest's boot never reached its ready line, runs again in a fresh L1: QEMU's TCG emulation of
+# SVM, under L1's KVM, now and then crashes or stalls an L2 guest (docs/linux-tier.md,
+# "Nested paging"), which no VMM there can prevent, and an L1 where that happened is not
+# trusted with the rest. So this script stops there, leaving that scenario without a result
+# and naming it in RUN_DIR/left-for-fresh-l1; scripts/linux-tier.sh boots a fresh L1 that runs
+# it first, then the rest. Failures of vmux's own commands and of what a booted guest checks
+# are never retried. The first run's output is kept in RUN_DIR/retried-<name>.log and the
+# reason in RUN_DIR/guest-retried; a second failure fails the scenario. On a host with
+# vmx/svm every failure counts at once.
 bin=$1
 run_dir=$2
 bound=$3
@@ -104,17 +107,17 @@ while read -r name; do
     if [ "$rc" != 0 ]; then
         clean_up_after
         why=$(guest_failure "$mark" "$out")
-        if [ "$clean_up" = 1 ] && [ -n "$why" ]; then
+        if [ "$clean_up" = 1 ] && [ -n "$why" ] \
+            && ! grep -q "^$name:" "$run_dir/guest-retried" 2>/dev/null; then
             cp "$out" "$run_dir/retried-$name.log"
             for log in $(written_since "$mark"); do
                 cp "$log" "$run_dir/retried-$name-$(basename "$log")"
             done
             echo "$name: $why" >> "$run_dir/guest-retried"
-            echo "vmux-tier: $name failed in L1 because $why; it runs once more (first run: $run_dir/retried-$name.log)"
-            list_logs > "$mark"
-            run_once "$name" "$out"
-            rc=$?
-            [ "$rc" = 0 ] || clean_up_after
+            echo "$name" > "$run_dir/left-for-fresh-l1"
+            echo "vmux-tier: $name failed in L1 because $why; this L1 stops, and a fresh one runs it again (first run: $run_dir/retried-$name.log)"
+            rm -f "$out" "$mark"
+            exit 3
         fi
     fi
     cat "$out"
