@@ -958,6 +958,17 @@ impl Host for FakeHost {
     }
 }
 
+/// For the fake's own tests (here and in its submodules).
+#[cfg(test)]
+impl FakeHost {
+    /// A host whose demo VM `web` runs.
+    fn running_web() -> FakeHost {
+        let host = FakeHost::with_vms([VmConfig::new("web", crate::config::BootConfig::Demo)]);
+        host.start("web").expect("start");
+        host
+    }
+}
+
 #[cfg(test)]
 mod tests {
     // What the fake shares with the real host is checked against both by the contract tests

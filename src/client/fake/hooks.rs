@@ -127,9 +127,7 @@ mod tests {
     use std::io::Read;
 
     fn running() -> FakeHost {
-        let host = FakeHost::with_vms([VmConfig::new("web", BootConfig::Demo)]);
-        host.start("web").expect("start");
-        host
+        FakeHost::running_web()
     }
 
     fn state(host: &FakeHost) -> RunState {

@@ -193,13 +193,10 @@ impl FakeHost {
 mod tests {
     use crate::client::fake::FakeHost;
     use crate::client::{ChangeScope, Host, RestoreOptions};
-    use crate::config::{BootConfig, VmConfig};
     use crate::protocol::RunState;
 
     fn running() -> FakeHost {
-        let host = FakeHost::with_vms([VmConfig::new("web", BootConfig::Demo)]);
-        host.start("web").expect("start");
-        host
+        FakeHost::running_web()
     }
 
     #[test]
