@@ -271,6 +271,12 @@ unfinished() {
     while read -r name; do has_result "$name" || echo "$name"; done < "$run_dir/selected"
 }
 
+# Puts scenario $1 first in the todo list (it runs again first in the next L1).
+run_first() {
+    { grep -vx "$1" "$run_dir/todo" || true; } > "$run_dir/todo.rest"
+    { echo "$1"; cat "$run_dir/todo.rest"; } > "$run_dir/todo"
+}
+
 start=$(date +%s)
 if [ "$mode" = direct ]; then
     say "this CPU has hardware virtualization: running the scenarios directly"
@@ -298,8 +304,7 @@ else
             # there (it says why in guest-retried): it runs again first in a fresh L1.
             rm -f "$run_dir/left-for-fresh-l1"
             say "$(grep "^$hung:" "$run_dir/guest-retried" | tail -n 1); it runs again in a fresh L1"
-            { grep -vx "$hung" "$run_dir/todo" || true; } > "$run_dir/todo.rest"
-            { echo "$hung"; cat "$run_dir/todo.rest"; } > "$run_dir/todo"
+            run_first "$hung"
         elif [ -n "$hung" ] && ! has_result "$hung"; then
             # L1's kernel died or wedged under this scenario: an L1 (QEMU TCG's emulated SVM)
             # failure, not one vmux's user-space processes can cause. The scenario runs once
@@ -309,8 +314,7 @@ else
                 echo "$hung" >> "$run_dir/retried"
                 say "L1 died during $hung; it runs again in a fresh L1. L1's last lines:"
                 echo "$last_words" | tail -n 15 | sed 's/^/    /'
-                { grep -vx "$hung" "$run_dir/todo" || true; } > "$run_dir/todo.rest"
-                { echo "$hung"; cat "$run_dir/todo.rest"; } > "$run_dir/todo"
+                run_first "$hung"
                 continue
             fi
             {
