@@ -136,11 +136,10 @@ pub const MAX_FRAME: usize = 16 << 20;
 /// longer than [`MAX_FRAME`] is an error: the other side is not speaking the protocol.
 pub fn read_frame(reader: &mut impl std::io::BufRead, line: &mut String) -> std::io::Result<usize> {
     use std::io::{BufRead, Read};
+    // One byte past the limit tells a frame of exactly MAX_FRAME bytes from a longer one.
+    const LIMIT: u64 = MAX_FRAME as u64 + 1;
     line.clear();
-    let limit = u64::try_from(MAX_FRAME)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
-    let n = reader.by_ref().take(limit).read_line(line)?;
+    let n = reader.by_ref().take(LIMIT).read_line(line)?;
     if n > MAX_FRAME && !line.ends_with('\n') {
         line.clear();
         return Err(std::io::Error::new(
